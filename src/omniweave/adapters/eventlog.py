@@ -1,0 +1,160 @@
+"""The event log: append-only Parquet, partitioned by day, on any fsspec path.
+
+Layout: `<warehouse>/events/date=YYYY-MM-DD/<batch-name>.parquet` and
+`<warehouse>/spend/date=YYYY-MM-DD/<batch-name>.parquet`. Files are written under a temporary
+name and renamed, and a batch name is deterministic for the same input, so writing the same
+batch twice (a crash and a retry) leaves one copy, never two.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from typing import Any, Iterable
+
+import fsspec
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from omniweave.core.events import infer_channel
+
+_TS = pa.timestamp("us", tz="UTC")
+
+EVENT_SCHEMA = pa.schema(
+    [
+        ("message_id", pa.string()),
+        ("source", pa.string()),
+        ("type", pa.string()),
+        ("event", pa.string()),  # track: event name; page/screen: name
+        ("user_id", pa.string()),
+        ("anonymous_id", pa.string()),
+        ("group_id", pa.string()),
+        ("previous_id", pa.string()),
+        ("channel", pa.string()),
+        ("timestamp", _TS),
+        ("original_timestamp", _TS),
+        ("sent_at", _TS),
+        ("received_at", _TS),
+        ("campaign_source", pa.string()),
+        ("campaign_medium", pa.string()),
+        ("campaign_name", pa.string()),
+        ("context", pa.string()),  # JSON
+        ("properties", pa.string()),  # JSON
+        ("traits", pa.string()),  # JSON
+        ("integrations", pa.string()),  # JSON
+    ]
+)
+"""Columns of the `events` table. `date` (the UTC day of `timestamp`) is the partition column."""
+
+SPEND_SCHEMA = pa.schema(
+    [
+        ("spend_id", pa.string()),
+        ("source", pa.string()),
+        ("date", pa.date32()),
+        ("channel", pa.string()),
+        ("platform", pa.string()),
+        ("campaign", pa.string()),
+        ("impressions", pa.int64()),
+        ("clicks", pa.int64()),
+        ("spend", pa.float64()),
+        ("currency", pa.string()),
+    ]
+)
+"""Columns of the `spend` table (ad spend per channel, campaign and day)."""
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value or {}).decode()
+
+
+def events_to_table(events: Iterable[dict[str, Any]], source: str) -> pa.Table:
+    """Canonical events (see `core.events.normalize_event`) as an Arrow table of EVENT_SCHEMA."""
+    cols: dict[str, list[Any]] = {name: [] for name in EVENT_SCHEMA.names}
+    for e in events:
+        campaign = (e.get("context") or {}).get("campaign") or {}
+        if not isinstance(campaign, dict):
+            campaign = {}
+        cols["message_id"].append(e["messageId"])
+        cols["source"].append(e.get("source") or source)
+        cols["type"].append(e["type"])
+        cols["event"].append(e.get("event") or e.get("name"))
+        cols["user_id"].append(e.get("userId"))
+        cols["anonymous_id"].append(e.get("anonymousId"))
+        cols["group_id"].append(e.get("groupId"))
+        cols["previous_id"].append(e.get("previousId"))
+        cols["channel"].append(infer_channel(e))
+        cols["timestamp"].append(e["timestamp"])
+        cols["original_timestamp"].append(e.get("originalTimestamp"))
+        cols["sent_at"].append(e.get("sentAt"))
+        cols["received_at"].append(e.get("receivedAt") or e["timestamp"])
+        cols["campaign_source"].append(_str_or_none(campaign.get("source")))
+        cols["campaign_medium"].append(_str_or_none(campaign.get("medium")))
+        cols["campaign_name"].append(_str_or_none(campaign.get("name")))
+        cols["context"].append(_json(e.get("context")))
+        cols["properties"].append(_json(e.get("properties")))
+        cols["traits"].append(_json(e.get("traits")))
+        cols["integrations"].append(_json(e.get("integrations")))
+    arrays = []
+    for fld in EVENT_SCHEMA:
+        values = cols[fld.name]
+        if fld.type == _TS:
+            arr = pa.array(values, pa.string())
+            arrays.append(pc.cast(pc.strptime(arr, format="%Y-%m-%dT%H:%M:%S.%fZ", unit="us", error_is_null=False), _TS) if len(arr) else pa.array([], _TS))
+        else:
+            arrays.append(pa.array(values, fld.type))
+    return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class EventLog:
+    """Append-only, day-partitioned Parquet datasets under one warehouse URL."""
+
+    def __init__(self, warehouse_url: str):
+        self.url = warehouse_url.rstrip("/")
+        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+
+    def dataset_path(self, dataset: str) -> str:
+        return posixpath.join(self.root, dataset)
+
+    def dataset_url(self, dataset: str) -> str:
+        """The URL (or local path) of a dataset's folder, as engines should read it."""
+        return posixpath.join(self.url, dataset)
+
+    def has_data(self, dataset: str) -> bool:
+        return bool(self.files(dataset))
+
+    def files(self, dataset: str) -> list[str]:
+        path = self.dataset_path(dataset)
+        if not self.fs.exists(path):
+            return []
+        return sorted(p for p in self.fs.find(path) if p.endswith(".parquet"))
+
+    def append(self, dataset: str, table: pa.Table, batch_name: str, date_column: str = "timestamp") -> list[str]:
+        """Write `table` into day partitions as `<batch_name>.parquet`; returns the files written.
+
+        Idempotent for the same (table, batch_name): a retry overwrites the same files.
+        """
+        if table.num_rows == 0:
+            return []
+        column = table.column(date_column)
+        days = column if pa.types.is_date(column.type) else pc.cast(column, pa.date32())
+        written = []
+        for day in pc.unique(days).to_pylist():
+            mask = pc.equal(days, pa.scalar(day, pa.date32()))
+            part = table.filter(mask)
+            if date_column == "date":
+                part = part.drop_columns(["date"])
+            folder = posixpath.join(self.dataset_path(dataset), f"date={day.isoformat()}")
+            self.fs.makedirs(folder, exist_ok=True)
+            final = posixpath.join(folder, f"{batch_name}.parquet")
+            temp = posixpath.join(folder, f".tmp-{uuid.uuid4().hex}")
+            with self.fs.open(temp, "wb") as fh:
+                pq.write_table(part, fh, compression="zstd")
+            self.fs.mv(temp, final)
+            written.append(final)
+        return written

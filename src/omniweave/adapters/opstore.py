@@ -1,0 +1,260 @@
+"""The operational store: sources and keys, the inbox of accepted events, consumer positions.
+
+SQLite (embedded default) or PostgreSQL, through SQLAlchemy Core. The inbox is a durable,
+ordered feed: every accepted event gets a sequence number when it is committed; consumers (the
+event-log loader now; journey triggers and segment updates later) each keep their own position.
+Deduplication by (source, messageId) is the inbox's unique key, so it survives restarts; rows
+stay at least `dedupe_hours` and until every consumer has passed them.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from omniweave.errors import ConfigError, TerminalStoreError, TransientStoreError
+
+metadata = sa.MetaData()
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("write_key", sa.String(100), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+secret_keys = sa.Table(
+    "secret_keys",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+inbox = sa.Table(
+    "inbox",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("source_id", sa.String(64), nullable=False),
+    sa.Column("message_id", sa.String(200), nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.UniqueConstraint("source_id", "message_id", name="inbox_dedupe"),
+    sqlite_autoincrement=True,
+)
+
+consumers = sa.Table(
+    "consumers",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("pending_end", sa.BigInteger, nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+imports = sa.Table(
+    "imports",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(100), nullable=False),
+    sa.Column("file", sa.Text, nullable=False),
+    sa.Column("rows_read", sa.Integer, nullable=False),
+    sa.Column("rows_imported", sa.Integer, nullable=False),
+    sa.Column("rows_duplicate", sa.Integer, nullable=False),
+    sa.Column("rows_rejected", sa.Integer, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    seq: int
+    source_id: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class ConsumerState:
+    position: int
+    pending_end: int | None
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")  # an acknowledged event survives power loss too
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+class OpStore:
+    """The operational store behind one SQLAlchemy engine."""
+
+    def __init__(self, url: str):
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        if url.startswith("sqlite:///"):
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine = sa.create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
+        except (ModuleNotFoundError, sa.exc.ArgumentError) as exc:
+            hint = " (pip install 'omniweave[postgres]')" if "postgresql" in url else ""
+            raise ConfigError(f"cannot open operational store {url!r}: {exc}{hint}") from exc
+        self.dialect = self.engine.dialect.name
+        if self.dialect == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            metadata.create_all(self.engine)
+        except sa.exc.OperationalError as exc:
+            raise TransientStoreError(f"operational store {self.engine.url!r} is unreachable: {exc}") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- sources and keys -------------------------------------------------------------
+    def create_source(self, name: str) -> tuple[str, str]:
+        """Create a source; returns (source id, write key). Names are unique."""
+        source_id = uuid.uuid4().hex[:16]
+        write_key = "wk_" + secrets.token_urlsafe(24)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sources.insert().values(id=source_id, name=name, write_key=write_key, created_at=time.time()))
+        except sa.exc.IntegrityError as exc:
+            raise TerminalStoreError(f"a source named {name!r} already exists") from exc
+        return source_id, write_key
+
+    def list_sources(self) -> list[dict[str, object]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(sources).order_by(sources.c.created_at))]
+
+    def source_for_write_key(self, write_key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sources.c.id).where(sources.c.write_key == write_key)).scalar()
+
+    def ensure_source(self, name: str) -> str:
+        """The id of the source called `name`, created if needed (importers use one per kind)."""
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(sources.c.id).where(sources.c.name == name)).scalar()
+        if found:
+            return found
+        try:
+            return self.create_source(name)[0]
+        except TerminalStoreError:
+            with self.engine.connect() as conn:
+                return conn.execute(sa.select(sources.c.id).where(sources.c.name == name)).scalar_one()
+
+    def create_secret_key(self, name: str) -> str:
+        key = "sk_" + secrets.token_urlsafe(32)
+        with self.engine.begin() as conn:
+            conn.execute(secret_keys.insert().values(key=key, name=name, created_at=time.time()))
+        return key
+
+    def is_secret_key(self, key: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(secret_keys.c.name).where(secret_keys.c.key == key)).first() is not None
+
+    # --- the inbox ----------------------------------------------------------------------
+    def _insert_ignoring_duplicates(self) -> sa.Insert:
+        if self.dialect == "postgresql":
+            return postgresql.insert(inbox).on_conflict_do_nothing(constraint="inbox_dedupe")
+        if self.dialect == "sqlite":
+            return sqlite.insert(inbox).on_conflict_do_nothing()
+        return inbox.insert()
+
+    def append(self, rows: Sequence[tuple[str, str, float, bytes]]) -> int:
+        """Commit (source_id, message_id, received_at, payload) rows; duplicates are ignored.
+
+        Returns when the rows are durable. All rows commit in one transaction, in order.
+        """
+        if not rows:
+            return 0
+        params = [
+            {"source_id": s, "message_id": m, "received_at": r, "payload": p} for s, m, r, p in rows
+        ]
+        try:
+            with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    # serialise writers so that sequence order is commit order for consumers
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
+                result = conn.execute(self._insert_ignoring_duplicates(), params)
+                return max(result.rowcount, 0)
+        except sa.exc.OperationalError as exc:
+            raise TransientStoreError(f"could not commit {len(rows)} events to the inbox: {exc}") from exc
+
+    def read(self, after: int, limit: int | None = None, upto: int | None = None) -> list[InboxRow]:
+        """Inbox rows with seq > after (and <= upto), in order."""
+        query = sa.select(inbox.c.seq, inbox.c.source_id, inbox.c.payload).where(inbox.c.seq > after)
+        if upto is not None:
+            query = query.where(inbox.c.seq <= upto)
+        query = query.order_by(inbox.c.seq)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [InboxRow(int(r[0]), r[1], bytes(r[2])) for r in conn.execute(query)]
+
+    def max_seq(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(inbox.c.seq), 0))).scalar_one())
+
+    def inbox_count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(inbox)).scalar_one())
+
+    def prune(self, dedupe_seconds: float, now: float | None = None) -> int:
+        """Drop rows every consumer has passed and that are older than the dedupe window."""
+        now = time.time() if now is None else now
+        with self.engine.begin() as conn:
+            low = conn.execute(sa.select(sa.func.min(consumers.c.position))).scalar()
+            if low is None:
+                return 0
+            result = conn.execute(
+                inbox.delete().where(inbox.c.seq <= low, inbox.c.received_at < now - dedupe_seconds)
+            )
+            return max(result.rowcount, 0)
+
+    # --- consumers ----------------------------------------------------------------------
+    def consumer(self, name: str) -> ConsumerState:
+        """A consumer's saved position (created at 0 the first time it is asked for)."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                sa.select(consumers.c.position, consumers.c.pending_end).where(consumers.c.name == name)
+            ).first()
+            if row is None:
+                conn.execute(consumers.insert().values(name=name, position=0, pending_end=None, updated_at=time.time()))
+                return ConsumerState(0, None)
+            return ConsumerState(int(row[0]), None if row[1] is None else int(row[1]))
+
+    def mark_pending(self, name: str, pending_end: int) -> None:
+        """Record that `name` is about to process up to `pending_end` (so a retry redoes exactly that)."""
+        with self.engine.begin() as conn:
+            conn.execute(consumers.update().where(consumers.c.name == name).values(pending_end=pending_end, updated_at=time.time()))
+
+    def commit_position(self, name: str, position: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                consumers.update().where(consumers.c.name == name).values(position=position, pending_end=None, updated_at=time.time())
+            )
+
+    def consumers(self) -> dict[str, ConsumerState]:
+        with self.engine.connect() as conn:
+            return {r[0]: ConsumerState(int(r[1]), r[2]) for r in conn.execute(sa.select(consumers.c.name, consumers.c.position, consumers.c.pending_end))}
+
+    # --- import log ---------------------------------------------------------------------
+    def record_import(self, kind: str, file: str, read: int, imported: int, duplicate: int, rejected: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(imports.insert().values(kind=kind, file=file, rows_read=read, rows_imported=imported,
+                                                 rows_duplicate=duplicate, rows_rejected=rejected, finished_at=time.time()))
+
+
+def iter_chunks(items: Sequence[object], size: int) -> Iterable[Sequence[object]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

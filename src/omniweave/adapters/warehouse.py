@@ -1,0 +1,76 @@
+"""The warehouse: the event log's Parquet datasets as Ibis tables, on DuckDB or Spark.
+
+Pipeline code takes Ibis expressions from `Warehouse.table(name)` and runs unchanged on either
+engine. DuckDB runs in-process (default); PySpark runs in local mode or on a cluster
+(`pip install 'omniweave[spark]'`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from omniweave.adapters.eventlog import EVENT_SCHEMA, SPEND_SCHEMA, EventLog
+from omniweave.errors import ConfigError
+
+DATASETS: dict[str, pa.Schema] = {"events": EVENT_SCHEMA, "spend": SPEND_SCHEMA}
+
+
+class Warehouse:
+    """Named tables (`events`, `spend`, ...) over the event log, through one Ibis backend."""
+
+    def __init__(self, log: EventLog, engine: str = "duckdb", spark_session: Any = None):
+        self.log = log
+        self.engine = engine
+        if engine == "duckdb":
+            self.con = ibis.duckdb.connect()
+            if log.url.startswith(("s3://", "gs://", "gcs://", "az://", "abfs://", "http")):
+                self.con.raw_sql("INSTALL httpfs; LOAD httpfs;")
+        elif engine in ("spark", "pyspark"):
+            try:
+                from pyspark.sql import SparkSession
+            except ModuleNotFoundError as exc:
+                raise ConfigError("the Spark engine needs PySpark: pip install 'omniweave[spark]'") from exc
+            session = spark_session or (
+                SparkSession.builder.master("local[2]").appName("omniweave")
+                .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC")
+                .getOrCreate()
+            )
+            self.con = ibis.pyspark.connect(session)
+        else:
+            raise ConfigError(f"unknown warehouse engine {engine!r}; expected 'duckdb' or 'spark'")
+        self._tables: dict[str, ir.Table] = {}
+
+    def table(self, name: str) -> ir.Table:
+        """The dataset `name` as an Ibis table (empty, with its schema, if nothing was written yet)."""
+        if name in self._tables:
+            return self._tables[name]
+        if name not in DATASETS:
+            raise ConfigError(f"unknown warehouse table {name!r}; tables: {', '.join(DATASETS)}")
+        if self.log.has_data(name):
+            if self.engine == "duckdb":
+                pattern = self.log.dataset_url(name) + "/**/*.parquet"
+                table = self.con.read_parquet(pattern, table_name=name, hive_partitioning=True)
+            else:
+                table = self.con.read_parquet(self.log.dataset_url(name), table_name=name)
+        else:
+            schema = DATASETS[name]
+            empty = schema.empty_table()
+            if name == "events":
+                empty = empty.append_column("date", pa.array([], pa.date32()))
+            table = self.con.create_table(name, empty, overwrite=True) if self.engine == "duckdb" else self.con.create_view(name, ibis.memtable(empty), overwrite=True)
+        self._tables[name] = table
+        return table
+
+    def register_all(self) -> None:
+        """Make every dataset queryable by name in SQL."""
+        for name in DATASETS:
+            self.table(name)
+
+    def sql(self, query: str) -> pa.Table:
+        """Run SQL over the warehouse tables and return the result as Arrow."""
+        self.register_all()
+        return self.con.sql(query).to_pyarrow()

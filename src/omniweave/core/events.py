@@ -1,0 +1,233 @@
+"""The event model: Segment-spec events, validated and normalised.
+
+`normalize_event` turns one raw event (as any Segment or RudderStack SDK sends it) into the
+canonical form stored in the inbox and the event log, or raises `EventError` naming the item,
+the field and the reason. It is pure and fast: the collector calls it for every event.
+
+Canonical form (camelCase, as in the spec): type, messageId, userId, anonymousId, event, name,
+groupId, previousId, timestamp, originalTimestamp, sentAt, receivedAt (ISO 8601, UTC, ms),
+context, integrations, properties, traits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from omniweave.core import spec
+from omniweave.errors import EventError
+
+UTC = timezone.utc
+_OBJECT_FIELDS = ("context", "integrations", "properties", "traits")
+_UTM_TO_CAMPAIGN = {
+    "utm_source": "source",
+    "utm_medium": "medium",
+    "utm_campaign": "name",
+    "utm_term": "term",
+    "utm_content": "content",
+}
+_MOBILE_LIBRARIES = ("analytics-ios", "analytics-android", "analytics-react-native",
+                     "analytics-kotlin", "analytics-swift", "analytics-flutter",
+                     "rudder-ios", "rudder-android", "rudder-react-native", "rudder-flutter")
+_BROWSER_LIBRARIES = ("analytics.js", "analytics-next", "rudderstack-js", "rudder-sdk-js")
+
+
+def parse_timestamp(value: Any, *, field: str, index: int | None) -> datetime:
+    """Parse an ISO 8601 string (or epoch seconds/milliseconds) into an aware UTC datetime."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise EventError(
+                f"{value!r} is not an ISO 8601 timestamp (e.g. 2024-05-01T12:00:00Z)",
+                field=field, record=index,
+            ) from None
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = value / 1000.0 if value > 1e11 else float(value)
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            pass
+    raise EventError(
+        f"expected an ISO 8601 timestamp string, got {type(value).__name__} {value!r}"[:200],
+        field=field, record=index,
+    )
+
+
+def format_timestamp(value: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds and a Z, the spec's own format."""
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="milliseconds")[:23] + "Z"
+
+
+def campaign_from_url(url: str) -> dict[str, str]:
+    """The `context.campaign` object implied by a URL's UTM parameters (empty if none)."""
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return {}
+    campaign: dict[str, str] = {}
+    for key, value in parse_qsl(query):
+        target = _UTM_TO_CAMPAIGN.get(key.lower())
+        if target and value:
+            campaign[target] = value
+    return campaign
+
+
+def _id(raw: dict[str, Any], key: str, index: int | None) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise EventError(f"expected a string, got {type(value).__name__}", field=key, record=index)
+
+
+def normalize_event(
+    raw: Any,
+    *,
+    received_at: datetime,
+    index: int | None = None,
+    default_type: str | None = None,
+    context_defaults: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Validate one raw event and return its canonical form.
+
+    `default_type` is the type implied by the endpoint (`/v1/track` → "track"); a batch item
+    carries its own. `context_defaults` (e.g. the client's IP) fill context keys that are absent.
+    Raises `EventError` with the item index, the field and the reason.
+    """
+    if not isinstance(raw, dict):
+        raise EventError(f"expected a JSON object, got {type(raw).__name__}", record=index)
+    kind = raw.get("type") or default_type
+    if not isinstance(kind, str) or kind.lower() not in spec.EVENT_TYPES:
+        raise EventError(
+            f"unknown type {kind!r}; expected one of {', '.join(spec.EVENT_TYPES)}",
+            field="type", record=index,
+        )
+    kind = kind.lower()
+    user_id = _id(raw, "userId", index)
+    anonymous_id = _id(raw, "anonymousId", index)
+    if user_id is None and anonymous_id is None:
+        raise EventError("every event needs a userId or an anonymousId", field="userId", record=index)
+
+    event: dict[str, Any] = {"type": kind}
+    message_id = _id(raw, "messageId", index)
+    event["messageId"] = message_id or f"api-{uuid.uuid4()}"
+    event["userId"] = user_id
+    event["anonymousId"] = anonymous_id
+
+    for key in _OBJECT_FIELDS:
+        value = raw.get(key)
+        if value is None:
+            event[key] = {}
+        elif isinstance(value, dict):
+            event[key] = value
+        else:
+            raise EventError(f"expected a JSON object, got {type(value).__name__}", field=key, record=index)
+
+    if kind == "track":
+        name = raw.get("event")
+        if not isinstance(name, str) or not name.strip():
+            raise EventError("a track call needs a non-empty event name", field="event", record=index)
+        event["event"] = name.strip()
+        if event["event"] in spec.ECOMMERCE_EVENTS or event["event"] in spec.EMAIL_EVENTS:
+            _check_numeric(event["properties"], index)
+    elif kind in ("page", "screen"):
+        name = raw.get("name")
+        if name is not None and not isinstance(name, str):
+            raise EventError(f"expected a string, got {type(name).__name__}", field="name", record=index)
+        event["name"] = name
+    elif kind == "group":
+        group_id = _id(raw, "groupId", index)
+        if group_id is None:
+            raise EventError("a group call needs a groupId", field="groupId", record=index)
+        event["groupId"] = group_id
+    elif kind == "alias":
+        previous_id = _id(raw, "previousId", index)
+        if previous_id is None:
+            raise EventError("an alias call needs a previousId", field="previousId", record=index)
+        event["previousId"] = previous_id
+
+    # Timestamps and clock-skew correction: timestamp = receivedAt - (sentAt - originalTimestamp).
+    original_raw = raw.get("originalTimestamp", raw.get("timestamp"))
+    original = parse_timestamp(original_raw, field="originalTimestamp" if "originalTimestamp" in raw else "timestamp", index=index) if original_raw is not None else None
+    sent = parse_timestamp(raw["sentAt"], field="sentAt", index=index) if raw.get("sentAt") is not None else None
+    if original is not None and sent is not None:
+        timestamp = received_at - (sent - original)
+    elif original is not None:
+        timestamp = original
+    else:
+        timestamp = received_at
+    event["timestamp"] = format_timestamp(timestamp)
+    event["originalTimestamp"] = format_timestamp(original) if original is not None else None
+    event["sentAt"] = format_timestamp(sent) if sent is not None else None
+    event["receivedAt"] = format_timestamp(received_at)
+
+    context = event["context"]
+    if context_defaults:
+        for key, value in context_defaults.items():
+            context.setdefault(key, value)
+    if not context.get("campaign"):
+        page = context.get("page")
+        url = page.get("url") if isinstance(page, dict) else None
+        if not url and kind == "page":
+            url = event["properties"].get("url")
+        if isinstance(url, str):
+            campaign = campaign_from_url(url)
+            if campaign:
+                context["campaign"] = campaign
+    return event
+
+
+def _check_numeric(properties: dict[str, Any], index: int | None) -> None:
+    for key in spec.NUMERIC_PROPERTIES.intersection(properties):
+        value = properties[key]
+        if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            continue
+        if isinstance(value, str):
+            try:
+                properties[key] = float(value)
+                continue
+            except ValueError:
+                pass
+        raise EventError(f"expected a number, got {value!r}"[:200], field=f"properties.{key}", record=index)
+
+
+def infer_channel(event: dict[str, Any]) -> str:
+    """The channel an event happened on: explicit `properties.channel`, else inferred."""
+    properties = event.get("properties") or {}
+    channel = properties.get("channel")
+    if isinstance(channel, str) and channel:
+        return channel.lower()
+    name = event.get("event") or ""
+    if name.startswith("Email ") or name == spec.UNSUBSCRIBED:
+        return "email"
+    if name.startswith("Push Notification"):
+        return "push"
+    context = event.get("context") or {}
+    channel = context.get("channel")
+    if isinstance(channel, str) and channel in spec.CHANNELS:
+        return channel
+    library = context.get("library")
+    library_name = library.get("name", "") if isinstance(library, dict) else ""
+    if library_name in _BROWSER_LIBRARIES or channel == "browser" or event.get("type") == "page":
+        return "web"
+    if library_name in _MOBILE_LIBRARIES or channel == "mobile" or event.get("type") == "screen":
+        return "app"
+    return "other"
+
+
+def deterministic_message_id(source: str, *key_parts: Any) -> str:
+    """A messageId that is the same every time the same record of the same source is imported."""
+    digest = hashlib.sha256("\x1f".join([source, *map(str, key_parts)]).encode()).hexdigest()
+    return f"{source}-{digest[:32]}"

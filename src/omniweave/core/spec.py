@@ -1,0 +1,100 @@
+"""The event names of the Segment spec that the rest of omniweave relies on.
+
+E-commerce v2, e-mail, mobile/messaging, and the offline names omniweave's importers produce.
+Using these constants (not string literals) is how later stages find purchases, touches and
+feedback in the event log.
+"""
+
+from __future__ import annotations
+
+EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+
+# E-commerce spec v2
+PRODUCTS_SEARCHED = "Products Searched"
+PRODUCT_LIST_VIEWED = "Product List Viewed"
+PRODUCT_LIST_FILTERED = "Product List Filtered"
+PROMOTION_VIEWED = "Promotion Viewed"
+PROMOTION_CLICKED = "Promotion Clicked"
+PRODUCT_CLICKED = "Product Clicked"
+PRODUCT_VIEWED = "Product Viewed"
+PRODUCT_ADDED = "Product Added"
+PRODUCT_REMOVED = "Product Removed"
+CART_VIEWED = "Cart Viewed"
+CHECKOUT_STARTED = "Checkout Started"
+CHECKOUT_STEP_VIEWED = "Checkout Step Viewed"
+CHECKOUT_STEP_COMPLETED = "Checkout Step Completed"
+PAYMENT_INFO_ENTERED = "Payment Info Entered"
+ORDER_UPDATED = "Order Updated"
+ORDER_COMPLETED = "Order Completed"
+ORDER_REFUNDED = "Order Refunded"
+ORDER_CANCELLED = "Order Cancelled"
+COUPON_ENTERED = "Coupon Entered"
+COUPON_APPLIED = "Coupon Applied"
+COUPON_DENIED = "Coupon Denied"
+COUPON_REMOVED = "Coupon Removed"
+PRODUCT_ADDED_TO_WISHLIST = "Product Added to Wishlist"
+PRODUCT_SHARED = "Product Shared"
+PRODUCT_REVIEWED = "Product Reviewed"
+
+ECOMMERCE_EVENTS = frozenset(
+    {
+        PRODUCTS_SEARCHED, PRODUCT_LIST_VIEWED, PRODUCT_LIST_FILTERED, PROMOTION_VIEWED,
+        PROMOTION_CLICKED, PRODUCT_CLICKED, PRODUCT_VIEWED, PRODUCT_ADDED, PRODUCT_REMOVED,
+        CART_VIEWED, CHECKOUT_STARTED, CHECKOUT_STEP_VIEWED, CHECKOUT_STEP_COMPLETED,
+        PAYMENT_INFO_ENTERED, ORDER_UPDATED, ORDER_COMPLETED, ORDER_REFUNDED, ORDER_CANCELLED,
+        COUPON_ENTERED, COUPON_APPLIED, COUPON_DENIED, COUPON_REMOVED, PRODUCT_ADDED_TO_WISHLIST,
+        PRODUCT_SHARED, PRODUCT_REVIEWED,
+    }
+)
+
+# E-mail spec
+EMAIL_SENT = "Email Sent"
+EMAIL_DELIVERED = "Email Delivered"
+EMAIL_OPENED = "Email Opened"
+EMAIL_LINK_CLICKED = "Email Link Clicked"
+EMAIL_BOUNCED = "Email Bounced"
+EMAIL_MARKED_AS_SPAM = "Email Marked as Spam"
+UNSUBSCRIBED = "Unsubscribed"
+
+EMAIL_EVENTS = frozenset(
+    {EMAIL_SENT, EMAIL_DELIVERED, EMAIL_OPENED, EMAIL_LINK_CLICKED, EMAIL_BOUNCED,
+     EMAIL_MARKED_AS_SPAM, UNSUBSCRIBED}
+)
+
+# Messaging (SMS, WhatsApp, push) — same shape as the e-mail events
+MESSAGE_SENT = "Message Sent"
+MESSAGE_DELIVERED = "Message Delivered"
+MESSAGE_OPENED = "Message Opened"
+MESSAGE_LINK_CLICKED = "Message Link Clicked"
+PUSH_NOTIFICATION_RECEIVED = "Push Notification Received"
+PUSH_NOTIFICATION_TAPPED = "Push Notification Tapped"
+
+# Advertising
+AD_IMPRESSION = "Ad Impression"
+AD_CLICKED = "Ad Clicked"
+
+# Offline (produced by the built-in importers)
+STORE_VISITED = "Store Visited"
+EVENT_ATTENDED = "Store Event Attended"
+LOYALTY_SIGNED_UP = "Loyalty Signed Up"
+QR_CODE_SCANNED = "QR Code Scanned"
+CALL_CENTRE_CONTACTED = "Call Centre Contacted"
+DIRECT_MAIL_SENT = "Direct Mail Sent"
+COUPON_ISSUED = "Coupon Issued"
+SURVEY_ANSWERED = "Survey Answered"
+
+OFFLINE_EVENTS = frozenset(
+    {STORE_VISITED, EVENT_ATTENDED, LOYALTY_SIGNED_UP, QR_CODE_SCANNED, CALL_CENTRE_CONTACTED,
+     DIRECT_MAIL_SENT}
+)
+
+# Properties that must be numbers whenever they appear on a spec event.
+NUMERIC_PROPERTIES = frozenset(
+    {"revenue", "total", "subtotal", "value", "price", "quantity", "discount", "shipping", "tax"}
+)
+
+# Channels a touch or a conversion can happen on.
+CHANNELS = (
+    "web", "app", "email", "sms", "whatsapp", "push", "social", "search", "display",
+    "store", "loyalty", "coupon", "qr", "print", "tv", "direct_mail", "call_centre", "other",
+)

@@ -1,0 +1,111 @@
+"""Settings: built once at start-up from `omniweave.toml` and `OMNIWEAVE_*` variables, then passed down.
+
+Precedence (highest first): environment variables, the TOML file, defaults. The TOML file is
+`$OMNIWEAVE_CONFIG` if set, else `./omniweave.toml`, else `$OMNIWEAVE_HOME/omniweave.toml`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from omniweave.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything omniweave needs to know about where things live and how it behaves."""
+
+    home: str = ".omniweave"
+    warehouse_url: str = ""  # default: <home>/warehouse
+    database_url: str = ""  # default: sqlite:///<home>/omniweave.db
+    host: str = "127.0.0.1"
+    port: int = 8787
+    # collector
+    max_event_bytes: int = 32 * 1024
+    max_request_bytes: int = 500 * 1024
+    rate_limit_per_second: float = 0.0  # requests per second per source; 0 = no limit
+    rate_limit_burst: int = 0  # 0 = one second's worth
+    dedupe_hours: float = 48.0
+    # loader
+    loader_batch_size: int = 50_000
+    loader_interval_seconds: float = 0.5
+    # identity (used by later stages)
+    default_region: str = "GB"
+    sources_from: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home)
+
+    @property
+    def resolved_warehouse_url(self) -> str:
+        return self.warehouse_url or str(self.home_path / "warehouse")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_path / 'omniweave.db'}"
+
+    def with_overrides(self, **changes: Any) -> "Settings":
+        """A copy with some values changed (tests and shells use this)."""
+        return replace(self, **changes)
+
+
+_ENV_PREFIX = "OMNIWEAVE_"
+
+
+def _coerce(name: str, raw: Any, typ: Any, where: str) -> Any:
+    kind = typ if isinstance(typ, type) else {"int": int, "float": float, "str": str}.get(str(typ))
+    try:
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {name} = {raw!r} is not a valid {getattr(kind, '__name__', kind)}") from exc
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, config_file: str | os.PathLike[str] | None = None
+) -> Settings:
+    """Build the settings from the TOML file and the environment (both optional)."""
+    env = os.environ if env is None else env
+    known = {f.name: f for f in fields(Settings) if f.name != "sources_from"}
+    values: dict[str, Any] = {}
+    looked: list[str] = []
+
+    home = env.get(_ENV_PREFIX + "HOME", Settings.home)
+    candidates = (
+        [Path(config_file)]
+        if config_file
+        else [Path(p) for p in filter(None, [env.get(_ENV_PREFIX + "CONFIG")])]
+        + [Path("omniweave.toml"), Path(home) / "omniweave.toml"]
+    )
+    for path in candidates:
+        looked.append(str(path))
+        if path.is_file():
+            try:
+                data = tomllib.loads(path.read_text())
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+            section = data.get("omniweave", data)
+            for key, raw in section.items():
+                if isinstance(raw, dict):
+                    continue  # sections for later stages (mappings, identity rules, ...)
+                if key not in known:
+                    raise ConfigError(
+                        f"{path}: unknown setting {key!r}; valid settings: {', '.join(sorted(known))}"
+                    )
+                values[key] = _coerce(key, raw, known[key].type, str(path))
+            break
+        if config_file:
+            raise ConfigError(f"config file {path} does not exist")
+    for name, f in known.items():
+        raw = env.get(_ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = _coerce(name, raw, f.type, f"environment {_ENV_PREFIX + name.upper()}")
+    return Settings(**values, sources_from=tuple(looked))
