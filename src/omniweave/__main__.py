@@ -1,0 +1,3 @@
+from omniweave.shells.cli import main
+
+main()

@@ -1,0 +1,167 @@
+"""The `omniweave` command line. Thin: builds Settings once, calls the service layer, prints."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from omniweave.errors import OmniweaveError
+from omniweave.settings import Settings, load_settings
+
+app = typer.Typer(help="omniweave: omnichannel marketing platform.", no_args_is_help=True, add_completion=False)
+keys_app = typer.Typer(help="Sources and their keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console()
+err_console = Console(stderr=True)
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.obj  # type: ignore[no-any-return]
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[Optional[Path], typer.Option(help="Path to omniweave.toml.")] = None,
+    home: Annotated[Optional[Path], typer.Option(help="Home folder (default $OMNIWEAVE_HOME or ./.omniweave).")] = None,
+) -> None:
+    settings = load_settings(config_file=config)
+    if home is not None:
+        settings = settings.with_overrides(home=str(home))
+    ctx.obj = settings
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[Optional[str], typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Run the collector and REST API (and the loader that moves the inbox into the event log)."""
+    from omniweave.shells.api import serve as run_server
+
+    settings = _settings(ctx)
+    settings = settings.with_overrides(host=host or settings.host, port=port or settings.port)
+    run_server(settings)
+
+
+@keys_app.command("create")
+def keys_create(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Option(help="Name of the source (a site, an app, a server).")],
+) -> None:
+    """Create a source; its write key is the last line of the output."""
+    from omniweave.service.runtime import Runtime
+
+    rt = Runtime(_settings(ctx))
+    source_id, write_key = rt.store.create_source(source)
+    console.print(f"source {source!r} created (id {source_id}); write key:")
+    print(write_key)
+
+
+@keys_app.command("secret")
+def keys_secret(ctx: typer.Context, name: Annotated[str, typer.Option(help="Who the key is for.")] = "admin") -> None:
+    """Create a secret key for the REST API; the key is the last line of the output."""
+    from omniweave.service.runtime import Runtime
+
+    key = Runtime(_settings(ctx)).store.create_secret_key(name)
+    console.print(f"secret key for {name!r}:")
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(ctx: typer.Context) -> None:
+    """List sources and their write keys."""
+    from omniweave.service.runtime import Runtime
+
+    table = Table("source", "id", "write key")
+    for row in Runtime(_settings(ctx)).store.list_sources():
+        table.add_row(str(row["name"]), str(row["id"]), str(row["write_key"]))
+    console.print(table)
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(help="Source kind: till, store_visits, loyalty, coupons, qr_scans, call_centre, direct_mail, email_export, ad_spend, segment, or custom with --mapping.")],
+    file: Annotated[Path, typer.Argument(help="CSV, Parquet or JSON-lines file.", exists=True, dir_okay=False)],
+    mapping: Annotated[Optional[Path], typer.Option(help="A mapping file (TOML) for columns of your own.")] = None,
+) -> None:
+    """Import an offline file as events (or, for ad spend, into the spend dataset)."""
+    from omniweave.service.imports import import_file
+    from omniweave.service.runtime import Runtime
+
+    summary = import_file(Runtime(_settings(ctx)), kind, file, mapping=mapping, console=console)
+    for problem in summary.errors[:50]:
+        err_console.print(f"[red]{problem}[/red]")
+    if len(summary.errors) > 50:
+        err_console.print(f"... and {len(summary.errors) - 50} more bad rows")
+    console.print(summary.describe())
+    if summary.rows_imported == 0 and summary.rows_rejected > 0:
+        raise typer.Exit(1)
+
+
+@app.command()
+def load(ctx: typer.Context) -> None:
+    """Move everything waiting in the inbox into the event log now."""
+    from rich.progress import Progress
+
+    from omniweave.service.loader import load_all
+    from omniweave.service.runtime import Runtime
+
+    rt = Runtime(_settings(ctx))
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("loading inbox", total=None)
+        moved = load_all(rt.store, rt.log, rt.settings.loader_batch_size, progress=lambda n: progress.advance(task, n))
+    console.print(f"moved {moved} events into the event log")
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    customers: Annotated[int, typer.Option(help="How many customers the retailer has.")] = 2000,
+    days: Annotated[int, typer.Option(help="How many days of history.")] = 60,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same world).")] = 7,
+) -> None:
+    """Generate a demo retailer and run it through the collector and the importers."""
+    from omniweave.demo.runner import run_demo
+
+    run_demo(_settings(ctx), customers=customers, days=days, seed=seed, console=console)
+
+
+@app.command()
+def query(
+    ctx: typer.Context,
+    sql: Annotated[str, typer.Argument(help="SQL over the warehouse tables (events, spend).")],
+    format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
+) -> None:
+    """Run SQL over the warehouse and print the result."""
+    from omniweave.service.query import run_query, write_result
+
+    result = run_query(_settings(ctx), sql, engine=engine)
+    write_result(result, format.value, console)
+
+
+def main() -> None:
+    try:
+        app()
+    except OmniweaveError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
