@@ -100,8 +100,7 @@ def events_to_table(events: Iterable[dict[str, Any]], source: str) -> pa.Table:
     for fld in EVENT_SCHEMA:
         values = cols[fld.name]
         if fld.type == _TS:
-            arr = pa.array(values, pa.string())
-            arrays.append(pc.cast(pc.strptime(arr, format="%Y-%m-%dT%H:%M:%S.%fZ", unit="us", error_is_null=False), _TS) if len(arr) else pa.array([], _TS))
+            arrays.append(pa.array(values, pa.string()).cast(_TS))
         else:
             arrays.append(pa.array(values, fld.type))
     return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
