@@ -1,0 +1,81 @@
+"""The warehouse through Ibis: the same expression gives the same answer on DuckDB and on Spark."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import datetime, timedelta, timezone
+
+import ibis
+import orjson
+import pytest
+
+from omniweave.core.events import normalize_event
+from omniweave.errors import InputError
+from omniweave.service.loader import load_all
+from omniweave.service.query import run_query
+from tests.conftest import omniweave_cmd
+
+
+def seed_log(runtime, n: int = 400) -> None:
+    t0 = datetime(2026, 5, 1, tzinfo=timezone.utc)
+    rows = []
+    for i in range(n):
+        raw = {"type": "track", "event": ["Product Viewed", "Order Completed", "Email Opened"][i % 3],
+               "userId": f"u{i % 23}", "messageId": f"m{i}",
+               "properties": {"revenue": round(i * 1.25, 2), "channel": ["web", "store", "app", "email"][i % 4]}}
+        event = normalize_event(raw, received_at=t0 + timedelta(hours=i))
+        rows.append(("s1", event["messageId"], 0.0, orjson.dumps(event)))
+    runtime.store.append(rows)
+    load_all(runtime.store, runtime.log)
+
+
+def daily_summary(events: ibis.Table) -> ibis.Table:
+    """An aggregate written once in Ibis: per day, channel and event: events, people, revenue."""
+    revenue = events.properties.re_extract(r'"revenue":([0-9.]+)', 1).cast("float64")
+    return (
+        events.group_by([events.date.cast("string").name("day"), "channel", "event"])
+        .aggregate(events=events.count(), people=events.user_id.nunique(), revenue=revenue.sum().round(2))
+        .order_by(["day", "channel", "event"])
+    )
+
+
+def test_duckdb_reads_the_log(runtime):
+    seed_log(runtime)
+    result = daily_summary(runtime.warehouse().table("events")).to_pyarrow()
+    assert sum(result.column("events").to_pylist()) == 400
+    assert len({d for d in result.column("day").to_pylist()}) == 17  # 400 hours
+
+
+def test_empty_warehouse_has_its_tables(runtime):
+    warehouse = runtime.warehouse()
+    assert warehouse.table("events").count().execute() == 0
+    assert warehouse.sql("select count(*) as n from spend").column("n").to_pylist() == [0]
+
+
+@pytest.mark.spark
+def test_same_aggregate_on_duckdb_and_spark(runtime, spark_session):
+    seed_log(runtime)
+    on_duckdb = daily_summary(runtime.warehouse("duckdb").table("events")).to_pandas()
+    on_spark = daily_summary(runtime.warehouse("spark", spark_session=spark_session).table("events")).to_pandas()
+    assert len(on_duckdb) > 0
+    assert on_duckdb.to_dict("records") == on_spark.to_dict("records")
+
+
+def test_query_command_prints_json_and_csv(runtime):
+    seed_log(runtime, n=30)
+    env = {"OMNIWEAVE_HOME": runtime.settings.home}
+    import os
+
+    out = subprocess.run(omniweave_cmd("query", "select event, count(*) as n from events group by event order by event",
+                                       "--format", "json"), env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [{"event": "Email Opened", "n": 10}, {"event": "Order Completed", "n": 10},
+                               {"event": "Product Viewed", "n": 10}]
+    out = subprocess.run(omniweave_cmd("query", "select count(*) as n from events", "--format", "csv"),
+                         env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["n", "30"]
+
+
+def test_bad_sql_is_an_input_error(runtime):
+    with pytest.raises(InputError, match="query failed"):
+        run_query(runtime.settings, "select nope from events")
