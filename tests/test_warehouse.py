@@ -79,3 +79,14 @@ def test_query_command_prints_json_and_csv(runtime):
 def test_bad_sql_is_an_input_error(runtime):
     with pytest.raises(InputError, match="query failed"):
         run_query(runtime.settings, "select nope from events")
+
+
+def test_warehouse_on_any_fsspec_url(tmp_path):
+    """OMNIWEAVE_WAREHOUSE_URL may point anywhere fsspec reaches (here: its in-memory filesystem)."""
+    from omniweave.service.runtime import Runtime
+    from omniweave.settings import Settings
+
+    runtime = Runtime(Settings(home=str(tmp_path / "h"), warehouse_url="memory://omniweave-test-wh"))
+    seed_log(runtime, n=48)
+    assert runtime.log.files("events") and not (tmp_path / "h" / "warehouse").exists()
+    assert runtime.warehouse().sql("select count(*) as n from events").column("n").to_pylist() == [48]

@@ -27,8 +27,10 @@ class Warehouse:
         self.engine = engine
         if engine == "duckdb":
             self.con = ibis.duckdb.connect()
-            if log.url.startswith(("s3://", "gs://", "gcs://", "az://", "abfs://", "http")):
-                self.con.raw_sql("INSTALL httpfs; LOAD httpfs;")
+            protocol = log.fs.protocol if isinstance(log.fs.protocol, str) else log.fs.protocol[0]
+            if protocol not in ("file", "local"):
+                # DuckDB reads the same fsspec filesystem the log was written through
+                self.con.con.register_filesystem(log.fs)
         elif engine in ("spark", "pyspark"):
             try:
                 from pyspark.sql import SparkSession
