@@ -1,0 +1,229 @@
+"""The collector's HTTP handlers, as plain Starlette routes (no pydantic, orjson throughout).
+
+Endpoints (all POST, all with CORS for any origin):
+    /v1/track /v1/identify /v1/page /v1/screen /v1/group /v1/alias   one event, typed by the path
+    /v1/batch /v1/import                                             {"batch": [...], ...}
+    /t /i /p /g /a /s and /b (also under /v1/)                       analytics.js short paths
+    /v1/noop                                                         reads the body, stores nothing
+and GET /v1/projects/{writeKey}/settings, the settings document analytics-next loads.
+
+Answers: 200 {"success": true} once every event is durable; 400 with the rejected items
+(valid items of the same request are still committed); 401 for a missing or unknown write key;
+429 with Retry-After over the source's rate limit; 503 with Retry-After if the store failed.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from omniweave.adapters.collector.body import decompress, key_from_headers, key_from_payload, parse_json, read_body
+from omniweave.adapters.collector.intake import batch_items, build_rows, single_item
+from omniweave.adapters.collector.limits import KeyCache, RateLimiter
+from omniweave.adapters.collector.writer import GroupCommitWriter
+from omniweave.adapters.opstore import OpStore
+from omniweave.errors import AuthError, InputError, StoreError
+from omniweave.settings import Settings
+
+UTC = timezone.utc
+JSON = "application/json"
+_OK = b'{"success":true}'
+_SINGLE = {"track": "track", "identify": "identify", "page": "page", "screen": "screen", "group": "group", "alias": "alias"}
+_SHORT = {"t": "track", "i": "identify", "p": "page", "s": "screen", "g": "group", "a": "alias"}
+_ALLOWED_HEADERS = "Content-Type, Content-Encoding, Authorization, AnonymousId"
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def cors_headers(request: Request) -> dict[str, str]:
+    """CORS for any origin; the origin is echoed so that credentialed requests work too."""
+    origin = request.headers.get("origin")
+    if origin:
+        return {"access-control-allow-origin": origin, "access-control-allow-credentials": "true", "vary": "Origin"}
+    return {"access-control-allow-origin": "*"}
+
+
+def preflight(request: Request) -> Response:
+    """The answer to a CORS preflight (OPTIONS) for any collector path."""
+    headers = cors_headers(request)
+    headers["access-control-allow-methods"] = "GET, POST, OPTIONS"
+    headers["access-control-allow-headers"] = request.headers.get("access-control-request-headers") or _ALLOWED_HEADERS
+    headers["access-control-max-age"] = "86400"
+    return Response(status_code=204, headers=headers)
+
+
+def error_response(status: int, errors: list[dict[str, Any]], headers: dict[str, str], accepted: int = 0) -> Response:
+    body = {"success": False, "accepted": accepted, "errors": errors}
+    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=JSON)
+
+
+def _client_ip(request: Request) -> str | None:
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded:
+        return forwarded.split(",", 1)[0].strip()
+    return request.client.host if request.client else None
+
+
+class Collector:
+    """The collector's state (key cache, rate limits, group-commit writer) and its routes."""
+
+    def __init__(self, settings: Settings, store: OpStore):
+        self.settings = settings
+        self.store = store
+        self.writer = GroupCommitWriter(store)
+        self.keys = KeyCache()
+        self.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+
+    def start(self) -> None:
+        self.writer.start()
+
+    def stop(self) -> None:
+        """Commit whatever is queued and stop the writer (requests still waiting get their answer)."""
+        self.writer.stop()
+
+    def routes(self) -> list[Route]:
+        """Every collector route; the busiest first, since routes are matched in order."""
+        post = ["POST", "OPTIONS"]
+        routes = [Route("/v1/batch", self._handler(None), methods=post),
+                  Route("/v1/import", self._handler(None), methods=post)]
+        routes += [Route(f"/v1/{name}", self._handler(kind), methods=post) for name, kind in _SINGLE.items()]
+        routes.append(Route("/v1/noop", self.noop, methods=post))
+        for prefix in ("", "/v1"):
+            routes += [Route(f"{prefix}/{letter}", self._handler(kind), methods=post) for letter, kind in _SHORT.items()]
+            routes.append(Route(f"{prefix}/b", self._handler(None), methods=post))
+        routes.append(Route("/v1/m", self.noop, methods=post))  # analytics-next metrics; sampleRate is 0 anyway
+        routes.append(Route("/v1/projects/{write_key}/settings", self.project_settings, methods=["GET", "OPTIONS"]))
+        return routes
+
+    def _handler(self, kind: str | None) -> Handler:
+        async def handle(request: Request) -> Response:
+            return await self.ingest(request, kind)
+
+        handle.__name__ = f"ingest_{kind or 'batch'}"
+        return handle
+
+    async def source_for(self, write_key: str) -> str | None:
+        """The source id of a write key (cached in memory), None if unknown."""
+        source_id = self.keys.get(write_key)
+        if source_id is not None or self.keys.recently_missed(write_key):
+            return source_id
+        source_id = await run_in_threadpool(self.store.source_for_write_key, write_key)
+        self.keys.remember(write_key, source_id)
+        return source_id
+
+    async def ingest(self, request: Request, kind: str | None) -> Response:
+        """Validate the request's events and answer once the valid ones are durable.
+
+        `kind` is the event type the path implies; None for batch paths.
+        """
+        if request.method == "OPTIONS":
+            return preflight(request)
+        headers = cors_headers(request)
+        limit = self.settings.max_request_bytes
+        try:
+            source_id = None
+            header_key = key_from_headers(request.headers)
+            if header_key is not None:
+                source_id = await self.source_for(header_key)
+                if source_id is None:
+                    raise AuthError("unknown write key")
+            raw = await read_body(request, limit)
+            payload = parse_json(decompress(raw, request.headers.get("content-encoding"), limit))
+            if source_id is None:
+                body_key = key_from_payload(payload)
+                if body_key is None:
+                    raise AuthError("no write key: send it as the Basic auth user name, as a Bearer token, or as writeKey in the body")
+                source_id = await self.source_for(body_key)
+                if source_id is None:
+                    raise AuthError("unknown write key")
+            wait = self.limiter.wait_time(source_id)
+            if wait:
+                return self._too_many(wait, headers)
+            items = batch_items(payload) if kind is None else single_item(payload, kind)
+            received_at = datetime.now(UTC)
+            ip = _client_ip(request)
+            intake = build_rows(
+                items, source_id, received_at=received_at, received_ts=received_at.timestamp(),
+                max_event_bytes=self.settings.max_event_bytes, context_defaults={"ip": ip} if ip else None,
+            )
+        except AuthError as exc:
+            return error_response(401, [{"index": None, "field": "writeKey", "reason": str(exc)}], headers)
+        except InputError as exc:
+            return error_response(400, [exc.as_dict()], headers)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        if intake.rows:
+            try:
+                await self.writer.commit(intake.rows)
+            except StoreError as exc:
+                headers["retry-after"] = "1"
+                return error_response(503, [{"index": None, "field": None, "reason": f"not stored, retry: {exc}"}], headers)
+        if intake.errors:
+            return error_response(400, intake.errors, headers, accepted=len(intake.rows))
+        return Response(_OK, headers=headers, media_type=JSON)
+
+    def _too_many(self, wait: float, headers: dict[str, str]) -> Response:
+        seconds = str(max(1, math.ceil(wait)))
+        headers["retry-after"] = seconds
+        headers["x-ratelimit-reset"] = seconds  # analytics-next reads this one
+        limit = self.settings.rate_limit_per_second
+        reason = f"more than {limit:g} requests per second from this source; retry after {seconds} s"
+        return error_response(429, [{"index": None, "field": None, "reason": reason}], headers)
+
+    async def noop(self, request: Request) -> Response:
+        """Reads the body and answers like an accepted request, storing nothing (benchmark ceiling)."""
+        if request.method == "OPTIONS":
+            return preflight(request)
+        await request.body()
+        return Response(_OK, headers=cors_headers(request), media_type=JSON)
+
+    async def project_settings(self, request: Request) -> Response:
+        """The settings document analytics-next fetches from `<cdn>/v1/projects/<writeKey>/settings`."""
+        if request.method == "OPTIONS":
+            return preflight(request)
+        headers = cors_headers(request)
+        write_key = request.path_params["write_key"]
+        if await self.source_for(write_key) is None:
+            return error_response(401, [{"index": None, "field": "writeKey", "reason": "unknown write key"}], headers)
+        host = request.headers.get("host") or f"{self.settings.host}:{self.settings.port}"
+        protocol = request.headers.get("x-forwarded-proto", request.url.scheme)
+        protocol = "https" if protocol in ("https", "wss") else "http"
+        headers["cache-control"] = "public, max-age=60"
+        return Response(orjson.dumps(analytics_next_settings(write_key, f"{host}/v1", protocol)),
+                        headers=headers, media_type=JSON)
+
+
+def analytics_next_settings(write_key: str, api_host: str, protocol: str) -> dict[str, Any]:
+    """The settings analytics-next needs to send every event to this collector and nowhere else."""
+    return {
+        "integrations": {
+            "Segment.io": {
+                "apiKey": write_key,
+                "apiHost": api_host,
+                "protocol": protocol,
+                "unbundledIntegrations": [],
+                "addBundledMetadata": True,
+                "maybeBundledConfigIds": {},
+                "versionSettings": {"version": "4.4.7", "componentTypes": ["browser"]},
+            }
+        },
+        "plan": {
+            "track": {"__default": {"enabled": True, "integrations": {}}},
+            "identify": {"__default": {"enabled": True}},
+            "group": {"__default": {"enabled": True}},
+        },
+        "edgeFunction": {},
+        "analyticsNextEnabled": True,
+        "middlewareSettings": {},
+        "enabledMiddleware": {},
+        "metrics": {"sampleRate": 0},
+        "legacyVideoPluginsEnabled": False,
+        "remotePlugins": [],
+    }

@@ -1,0 +1,209 @@
+"""The HTTP shell: the collector (and, later, the REST API) as one ASGI app, and `serve`.
+
+`create_app(settings)` builds the app: the collector's routes, `GET /health`, and a lifespan
+that starts and drains the collector's group-commit writer. `serve(settings)` runs that app
+under uvicorn (uvloop + httptools when installed) together with the loader that moves the inbox
+into the Parquet event log.
+
+The loader runs in a child process rather than a thread: turning events into Parquet is
+CPU-bound Python, and in a thread it would compete with request handling for the GIL. The child
+runs the ordinary `BackgroundLoader`; it dies with the server (PR_SET_PDEATHSIG, plus EOF on its
+stdin), holds a lock file so two loaders never run on one home at once, and on a graceful
+shutdown drains the inbox before exiting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import importlib.util
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import orjson
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from omniweave.adapters.collector import Collector
+from omniweave.service.loader import LOADER
+from omniweave.service.runtime import Runtime
+from omniweave.settings import Settings
+
+
+class LoaderProcess:
+    """The event-log loader in a child process, with its last error readable from the parent."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.process: subprocess.Popen[bytes] | None = None
+        self.last_error: str | None = None
+        self.ready = False
+
+    def start(self) -> None:
+        fields = {f.name: getattr(self.settings, f.name) for f in dataclasses.fields(self.settings)}
+        fields["sources_from"] = list(fields["sources_from"])
+        code = "from omniweave.shells.api import run_loader_child; run_loader_child()"
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code, json.dumps(fields), str(os.getpid())],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )
+        threading.Thread(target=self._read_reports, name="omniweave-loader-reports", daemon=True).start()
+
+    def _read_reports(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            try:
+                report = json.loads(line)
+            except ValueError:
+                continue
+            self.ready = True
+            self.last_error = report.get("error")
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 120.0) -> None:
+        """Ask the loader to drain the inbox into the log and exit; kill it if it takes too long."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.write(b"drain\n")
+            self.process.stdin.flush()
+            self.process.wait(timeout=timeout)
+        except (BrokenPipeError, subprocess.TimeoutExpired):
+            self.process.kill()
+            self.process.wait()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this process when the server dies, even by `kill -9` (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+def run_loader_child() -> None:
+    """Entry point of the loader process (see LoaderProcess); reports its state as JSON lines."""
+    from omniweave.service.loader import BackgroundLoader
+
+    fields = json.loads(sys.argv[1])
+    fields["sources_from"] = tuple(fields["sources_from"])
+    settings = Settings(**fields)
+    _die_with_parent(int(sys.argv[2]))
+    Path(settings.home).mkdir(parents=True, exist_ok=True)
+    lock = open(Path(settings.home) / "loader.lock", "w")  # noqa: SIM115 - held for the life of the process
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    runtime = Runtime(settings)
+    loader = BackgroundLoader(
+        runtime.store, runtime.log, settings.loader_batch_size, settings.loader_interval_seconds,
+        prune=lambda: runtime.store.prune(settings.dedupe_hours * 3600),
+    )
+    loader.start()
+
+    def report(error: BaseException | None) -> str | None:
+        message = None if error is None else f"{type(error).__name__}: {error}"
+        os.write(1, json.dumps({"error": message}).encode() + b"\n")
+        return message
+
+    reported = report(None)
+    while True:
+        readable, _, _ = select.select([0], [], [], 0.5)
+        if readable:
+            command = os.read(0, 1024)
+            if not command:  # the server is gone without asking us to drain
+                os._exit(1)
+            if b"drain" in command:
+                loader.stop(drain=True)
+                report(loader.last_error)
+                runtime.close()
+                return
+        error = loader.last_error
+        if (None if error is None else f"{type(error).__name__}: {error}") != reported:
+            reported = report(error)
+
+
+def _health_body(runtime: Runtime, collector: Collector, loader: LoaderProcess | None) -> dict[str, Any]:
+    last_seq = runtime.store.max_seq()
+    state = runtime.store.consumers().get(LOADER)
+    position = state.position if state else 0
+    return {
+        "status": "ok",
+        "inbox_last_seq": last_seq,
+        "collector": {"groups_committed": collector.writer.groups_committed, "events_committed": collector.writer.rows_committed},
+        "loader": {
+            "running": bool(loader and loader.running),
+            "position": position,
+            "lag": last_seq - position,
+            "last_error": loader.last_error if loader else None,
+        },
+    }
+
+
+def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
+    """The ASGI app: collector routes and /health. `with_loader` also runs the loader process."""
+    runtime = Runtime(settings)
+    collector = Collector(settings, runtime.store)
+    loader = LoaderProcess(settings) if with_loader else None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        collector.start()
+        if loader:
+            loader.start()
+        try:
+            yield
+        finally:
+            collector.stop()
+            if loader:
+                loader.stop()
+            runtime.close()
+
+    async def health(_request: Request) -> Response:
+        """Liveness plus how far the loader is behind the inbox, and its last error."""
+        try:
+            body = await run_in_threadpool(_health_body, runtime, collector, loader)
+        except Exception as exc:  # noqa: BLE001 - the store is down: say so, with the reason
+            return Response(orjson.dumps({"status": "error", "error": f"{type(exc).__name__}: {exc}"}),
+                            status_code=503, media_type="application/json")
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    app = FastAPI(title="omniweave", version="0.1.0", lifespan=lifespan)
+    app.router.routes[:0] = [Route("/health", health, methods=["GET"]), *collector.routes()]
+    app.state.settings = settings
+    app.state.runtime = runtime
+    app.state.collector = collector
+    app.state.loader = loader
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """Run the collector (and the loader) on settings.host:settings.port until interrupted."""
+    import uvicorn
+
+    app = create_app(settings, with_loader=True)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, lifespan="on",
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        access_log=False, log_level="warning", server_header=False,
+        backlog=4096, timeout_graceful_shutdown=30,
+    )
+    print(f"omniweave collector listening on http://{settings.host}:{settings.port}", flush=True)
+    uvicorn.Server(config).run()
