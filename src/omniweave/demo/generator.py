@@ -21,10 +21,10 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Callable
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -102,7 +102,7 @@ def build_world(customers: int, days: int, seed: int, end_date: date = DEFAULT_E
         for d in range(days):
             noon = datetime.combine(start + timedelta(days=d), datetime.min.time()).replace(hour=12, tzinfo=zone)
             offsets[ti, d] = int(noon.utcoffset().total_seconds())  # type: ignore[union-attr]
-    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc).date()
+    epoch = datetime(1970, 1, 1, tzinfo=UTC).date()
     day0 = np.array([((start - epoch).days + d) * 86400 for d in range(days)], np.int64)
     city_tz = np.array([tz_names.index(c.time_zone) for c in w.CITIES])
     store_tz = np.array([tz_names.index(s.time_zone) for s in stores])

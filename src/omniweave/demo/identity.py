@@ -15,7 +15,8 @@ loyalty card digits only, anonymous/user ids as they are, `name_postcode` as
 from __future__ import annotations
 
 import csv
-from typing import Callable, Iterable, TextIO
+from collections.abc import Callable, Iterable
+from typing import TextIO
 
 import numpy as np
 
@@ -119,6 +120,10 @@ class IdentityLedger:
         """Record that persons `idx` (block positions) had raw form(s) `bits` of `kind` written."""
         if np.size(idx):
             np.bitwise_or.at(self.masks[kind], idx, (np.left_shift(1, bits)).astype(np.uint16))
+
+    def mark_one(self, kind: str, k: int, bit: int) -> None:
+        """`mark` for one person."""
+        self.masks[kind][k] |= 1 << bit
 
     def add(self, kind: str, normalised: str, raw: str, person_id: str) -> None:
         """Record one identifier directly (coupon codes)."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from omniweave.demo.people import email_raw, phone_raw
-from omniweave.demo.sinks import iso_utc
+from omniweave.demo.sinks import iso_one
 from omniweave.demo.touches import app_identity, landing_url
 from omniweave.demo.world import CATEGORY_NAMES
 
@@ -94,14 +94,14 @@ class _Clock:
 
     def next(self, mean: float = 35.0) -> str:
         self.t += 3.0 + float(self.rng.exponential(mean))
-        return iso_utc(np.array([self.t]))[0]
+        return iso_one(self.t)
 
 
 def _web_session(sim: BlockSim, day: int, k: int, t: float, slot: int, utm: dict[str, str] | None,
                  channel: str, converting: bool, rng: np.random.Generator) -> None:
     p = sim.p
     anon = p.web_anon[k][slot]
-    sim.ledger.mark("web_anon", np.array([k]), slot)
+    sim.ledger.mark_one("web_anon", k, slot)
     mobile = bool(p.browser_mobile[k, slot])
     ua = _UA[2 + (k % 2) if mobile else k % 2]
     clock = _Clock(t - 3.0, rng)
@@ -154,12 +154,12 @@ def _login(sim: BlockSim, k: int, slot: int, ids: dict[str, str], emit: Any, clo
            rng: np.random.Generator) -> None:
     p = sim.p
     variant = int(rng.choice([0, 1, 3], p=[0.9, 0.06, 0.04]))
-    sim.ledger.mark("email", np.array([k]), variant)
-    sim.ledger.mark("user_id", np.array([k]), 0)
+    sim.ledger.mark_one("email", k, variant)
+    sim.ledger.mark_one("user_id", k, 0)
     traits: dict[str, Any] = {"email": email_raw(p, k, variant), "firstName": p.first[k], "lastName": p.last[k]}
     if p.has_phone[k] and rng.random() < 0.3:
         pv = int(rng.choice([0, 2, 3]))
-        sim.ledger.mark("phone", np.array([k]), pv)
+        sim.ledger.mark_one("phone", k, pv)
         traits["phone"] = phone_raw(p, k, pv)
     ids["userId"] = p.user_id[k]
     sim.web_login[k, slot] = True
@@ -187,7 +187,7 @@ def _order(sim: BlockSim, day: int, k: int, platform: str, emit: Any, ids: dict[
     if "userId" not in ids:  # guest checkout: the e-mail is typed in, typos and all
         variant = int(rng.choice([0, 1, 2, 3, 4], p=[0.75, 0.08, 0.04, 0.05, 0.08])) if p.has_email[k] else -1
         if variant >= 0:
-            sim.ledger.mark("email", np.array([k]), variant)
+            sim.ledger.mark_one("email", k, variant)
             emit({"type": "identify", "traits": {"email": email_raw(p, k, variant), "firstName": p.first[k],
                                                  "lastName": p.last[k]}}, clock.next())
     revenue = round(subtotal - discount, 2)

@@ -13,8 +13,14 @@ from datetime import date
 import numpy as np
 
 from omniweave.demo import world as w
-from omniweave.demo.identity import (CUSTOMER_NUMBER_VARIANTS, EMAIL_VARIANTS, IdentityLedger,
-                                     hex_strings, phone_variant, uuid_strings)
+from omniweave.demo.identity import (
+    CUSTOMER_NUMBER_VARIANTS,
+    EMAIL_VARIANTS,
+    IdentityLedger,
+    hex_strings,
+    phone_variant,
+    uuid_strings,
+)
 
 PERSONAS = ("digital", "store_loyalist", "omnichannel", "bargain_hunter", "occasional")
 _P = np.array([
@@ -197,7 +203,7 @@ def build_people(rng: np.random.Generator, start_pid: int, n: int, stores: list[
     response[:, 0] *= 0.5 + price_sensitivity  # bargain hunters love coupons
     response[:, 1] *= 0.5 + price_sensitivity
     response /= response.mean(axis=0, keepdims=True)
-    noise = lambda: rng.lognormal(-0.18, 0.6, n)  # noqa: E731  mean 1
+    noise = lambda: rng.lognormal(-0.18, 0.6, n)
     base_online = P[:, 1] * noise() * np.where(n_browsers + n_apps > 0, 1.0, 0.05)
     base_store = P[:, 2] * noise() * np.where(home_store >= 0, 1.0, 0.0)
     browse_rate = P[:, 3] * noise() * np.where(n_browsers + n_apps > 0, 1.0, 0.0)

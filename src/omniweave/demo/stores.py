@@ -14,7 +14,7 @@ import numpy as np
 
 from omniweave.demo.identity import PLACEHOLDER_CARD, PLACEHOLDER_EMAILS
 from omniweave.demo.people import customer_number_raw, email_raw, phone_raw
-from omniweave.demo.sinks import iso_local, iso_utc
+from omniweave.demo.sinks import iso_local, iso_one
 from omniweave.demo.world import CATEGORY_NAMES
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def write_loyalty(sim: BlockSim) -> None:
                p.customer_number[k] if give_cn[j] else ""]
         rows.append(row)
         if p.has_card2[k]:  # a replacement card: a second sign-up row, fewer details
-            sim.ledger.mark("loyalty_card", np.array([k]), 1)
+            sim.ledger.mark_one("loyalty_card", k, 1)
             rows.append([p.card2[k], later[j], row[2], p.first[k], p.last[k], row[5], "", "", p.postcode[k], row[9],
                          row[10], row[11], row[12]])
     sim.sinks.rows("loyalty", rows)
@@ -80,11 +80,11 @@ def redeem(sim: BlockSim, k: int, day: int, t: float, channel: str, order_id: st
         offset = int(sim.w.offsets[sim.w.store_tz[store], day])
         stamp = iso_local(np.array([t]), np.array([offset]))[0]
     else:
-        stamp = iso_utc(np.array([t]))[0]
+        stamp = iso_one(t)
     email = ""
     if channel != "store" and p.has_email[k]:
         email = email_raw(p, k, 0)
-        sim.ledger.mark("email", np.array([k]), 0)
+        sim.ledger.mark_one("email", k, 0)
     sim.sinks.rows("coupons", [(sim.new_id("redemption"), code, stamp, channel,
                                 campaign or sim.coupon_campaign[k], sim.w.stores[store].store_id if store is not None else "",
                                 card, email, "", order_id, f"{discount:.2f}", issued or sim.coupon_channel[k])])
@@ -129,12 +129,12 @@ def trips(sim: BlockSim, day: int, buy_store: np.ndarray) -> None:
     for j, e in zip(wifi.tolist(), wifi_email.tolist()):
         k = int(visitors[j])
         via_app = p.n_apps[k] > 0
-        sim.ledger.mark("device_id", np.array([k]), 0 if via_app else 2)
+        sim.ledger.mark_one("device_id", k, 0 if via_app else 2)
         device = p.device_id[k][0] if via_app else p.wifi_mac[k]
         email = ""
         if e and p.has_email[k]:
             variant = 0 if rng.random() < 0.8 else 4
-            sim.ledger.mark("email", np.array([k]), variant)
+            sim.ledger.mark_one("email", k, variant)
             email = email_raw(p, k, variant)
         wifi_rows.append((sim.new_id("visit"), w.stores[int(stores[j])].store_id, iso_local(times[j:j + 1] + 60, offsets[j:j + 1])[0],
                           "wifi", "", device, email, "", "", int(dwell[j])))
@@ -164,25 +164,25 @@ def trips(sim: BlockSim, day: int, buy_store: np.ndarray) -> None:
         if show_card[j]:
             second = p.has_card2[k] and rng.random() < 0.5
             card = p.card2[k] if second else p.card[k]
-            sim.ledger.mark("loyalty_card", np.array([k]), 1 if second else 0)
+            sim.ledger.mark_one("loyalty_card", k, 1 if second else 0)
         elif placeholder[j]:
             card = PLACEHOLDER_CARD
             sim.ledger.placeholder("loyalty_card", card)
         email = ""
         if give_email[j]:
             email = email_raw(p, k, int(email_v[j]))
-            sim.ledger.mark("email", np.array([k]), int(email_v[j]))
+            sim.ledger.mark_one("email", k, int(email_v[j]))
         elif dummy_email[j]:
             email = PLACEHOLDER_EMAILS[k % 2]
             sim.ledger.placeholder("email", email)
         phone = ""
         if give_phone[j]:
             phone = phone_raw(p, k, int(phone_v[j]))
-            sim.ledger.mark("phone", np.array([k]), int(phone_v[j]))
+            sim.ledger.mark_one("phone", k, int(phone_v[j]))
         cn = ""
         if give_cn[j]:
             cn = customer_number_raw(p, k, 0)
-            sim.ledger.mark("customer_number", np.array([k]), 0)
+            sim.ledger.mark_one("customer_number", k, 0)
         n_items = 1 + min(int(rng.poisson(1.3)), 7)
         cat_ix = np.minimum(np.searchsorted(np.cumsum(p.affinity[k]), rng.random(n_items)), len(CATEGORY_NAMES) - 1)
         items = cat.category_start[cat_ix] + (rng.random(n_items) * cat.category_size[cat_ix]).astype(int)

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import numpy as np
 
 from omniweave.demo.people import email_raw, phone_raw
-from omniweave.demo.sinks import iso_local, iso_utc
+from omniweave.demo.sinks import iso_local, iso_one, iso_utc
 from omniweave.demo.world import PROMO_TYPES, Campaign
 
 if TYPE_CHECKING:
@@ -89,24 +89,24 @@ def _email(sim: BlockSim, day: int, c: Campaign, idx: np.ndarray) -> None:
     times = {name: iso_utc(t) for name, t in (("sent", sent_t), ("delivered", sent_t + 4), ("opened", open_t),
                                                 ("clicked", click_t), ("unsubscribed", open_t + 30))}
     rows = []
+
+    def row(j: int, kind: str, address: str, url: str = "", bounce: str = "") -> tuple[str, ...]:
+        stamp = times["delivered" if kind == "bounced" else kind][j]
+        return (sim.new_id("esp"), stamp, kind, address, c.campaign_id, c.name, c.subject, url, bounce)
+
     for j, k in enumerate(idx.tolist()):
         address = email_raw(p, k, int(variants[j]))
-        base = (address, c.campaign_id, c.name, c.subject)
-
-        def row(kind: str, url: str = "", bounce: str = "") -> tuple[str, ...]:
-            return (sim.new_id("esp"), times["delivered" if kind == "bounced" else kind][j], kind, *base, url, bounce)
-
-        rows.append(row("sent"))
+        rows.append(row(j, "sent", address))
         if bounced[j]:
-            rows.append(row("bounced", bounce="hard" if hard[j] else "soft"))
+            rows.append(row(j, "bounced", address, bounce="hard" if hard[j] else "soft"))
             continue
-        rows.append(row("delivered"))
+        rows.append(row(j, "delivered", address))
         if opened[j]:
-            rows.append(row("opened"))
+            rows.append(row(j, "opened", address))
         if clicked[j]:
-            rows.append(row("clicked", url=link))
+            rows.append(row(j, "clicked", address, url=link))
         if unsubscribed[j]:
-            rows.append(row("unsubscribed"))
+            rows.append(row(j, "unsubscribed", address))
     sim.sinks.rows("email_export", rows)
     touched = idx[opened]
     sim.touch.touch("email", touched, resp[opened])
@@ -159,9 +159,9 @@ def _message(sim: BlockSim, day: int, c: Campaign, idx: np.ndarray) -> None:
 def _recipient(sim: BlockSim, k: int, slot: int) -> dict[str, str]:
     """userId for account holders; otherwise the provider's recipient id as anonymousId."""
     if sim.p.has_account[k]:
-        sim.ledger.mark("user_id", np.array([k]), 0)
+        sim.ledger.mark_one("user_id", k, 0)
         return {"userId": sim.p.user_id[k]}
-    sim.ledger.mark("msg_anon", np.array([k]), slot)
+    sim.ledger.mark_one("msg_anon", k, slot)
     return {"anonymousId": sim.p.msg_anon[k][slot]}
 
 
@@ -169,11 +169,11 @@ def app_identity(sim: BlockSim, k: int, slot: int) -> tuple[dict[str, str], dict
     """(ids, context) of an event sent by app install `slot` of person `k`."""
     p = sim.p
     ios = bool(p.app_ios[k, slot])
-    sim.ledger.mark("app_anon", np.array([k]), slot)
-    sim.ledger.mark("device_id", np.array([k]), slot)
+    sim.ledger.mark_one("app_anon", k, slot)
+    sim.ledger.mark_one("device_id", k, slot)
     ids = {"anonymousId": p.app_anon[k][slot]}
     if p.has_account[k]:
-        sim.ledger.mark("user_id", np.array([k]), 0)
+        sim.ledger.mark_one("user_id", k, 0)
         ids["userId"] = p.user_id[k]
     context = {
         "library": {"name": "analytics-ios" if ios else "analytics-android", "version": "4.1.8" if ios else "4.11.3"},
@@ -227,6 +227,8 @@ def _direct_mail(sim: BlockSim, day: int, c: Campaign, idx: np.ndarray) -> None:
         (sim.new_id("mail"), stamps[j], c.name, "" if prospect[j] else p.customer_number[k], p.first[k], p.last[k],
          p.address[k], p.postcode[k], c.offer_code)
         for j, k in enumerate(idx.tolist())])
+    if c.offer_code:
+        sim.ledger.placeholder("coupon_code", c.offer_code)  # one code for every recipient: nobody's own
     sim.touch.touch("direct_mail", idx, p.response[idx, _promo(c)])
     sim.dm_until[idx] = day + 21
     for k in idx.tolist():
@@ -304,12 +306,12 @@ def advertising(sim: BlockSim, day: int) -> None:
                 t = t0[j] + r * 1800.0
                 sim.sinks.event("ads", {"type": "track", "event": "Ad Impression", "messageId": sim.new_id("ads"),
                                         "anonymousId": anon, "properties": props, "context": context,
-                                        "timestamp": iso_utc(np.array([t]))[0]})
+                                        "timestamp": iso_one(t)})
                 if r < clicks[j]:
                     url = landing_url(path, utm)
                     sim.sinks.event("ads", {"type": "track", "event": "Ad Clicked", "messageId": sim.new_id("ads"),
                                             "anonymousId": anon, "properties": {**props, "url": url},
-                                            "context": context, "timestamp": iso_utc(np.array([t + 3]))[0]})
+                                            "context": context, "timestamp": iso_one(t + 3)})
                     sim.clicks.append((k, t + 6, "web", int(slots[j]), {**utm, "_path": path}, ad.channel))
         exposed = idx if ad.channel != "search" else idx[clicks > 0]
         sim.touch.touch(ad.channel, exposed, 1.0)

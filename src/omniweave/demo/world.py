@@ -180,7 +180,7 @@ def build_stores(rng: np.random.Generator, customers: int) -> list[Store]:
 
 
 def _letters(rng: np.random.Generator, k: int) -> str:
-    return "".join(chr(65 + int(x)) for x in rng.choice(list(range(0, 26)), k))
+    return "".join(chr(65 + int(x)) for x in rng.choice(list(range(26)), k))
 
 
 # --- campaigns -----------------------------------------------------------------------------------
@@ -262,7 +262,7 @@ class Calendar:
 def build_calendar(rng: np.random.Generator, days: int, start: date, stores: list[Store]) -> Calendar:
     """Newsletters twice a week, SMS/WhatsApp/push promotions, direct-mail drops, ads, QR, events."""
     cal = Calendar()
-    tag = lambda d: (start + timedelta(days=d)).strftime("%Y%m%d")  # noqa: E731
+    tag = lambda d: (start + timedelta(days=d)).strftime("%Y%m%d")
     promos = ("discount", "coupon", "free_shipping", "discount")
     for d in range(days):
         weekday = (start + timedelta(days=d)).weekday()

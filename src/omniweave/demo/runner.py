@@ -1,0 +1,322 @@
+"""`omniweave demo`: generate the demo retailer and run it through the public doors.
+
+Online events go to the collector over HTTP exactly as SDKs would send them (`POST /v1/batch`,
+HTTP Basic auth with each source's write key), the inbox is drained into the event log, and
+every offline file goes through the built-in importer of its kind. For big worlds (more than
+`BULK_THRESHOLD` customers) the online JSON lines go through the bulk `segment` importer instead.
+
+Running the demo again on the same home adds nothing: the world is deterministic for its
+parameters (same files, same messageIds, same row keys), a world that was loaded completely is
+not sent again, and a load that was interrupted is simply repeated (the collector deduplicates
+by messageId, the importers by row key). A home holds one demo world: asking for a different one
+(other seed or size) on a home that has one is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Self
+
+import httpx
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from omniweave.demo.generator import DEFAULT_END_DATE, MANIFEST, generate_world
+from omniweave.demo.sinks import OFFLINE_COLUMNS, ONLINE_SOURCES
+from omniweave.errors import InputError, OmniweaveError, TerminalStoreError
+from omniweave.service.runtime import Runtime
+from omniweave.settings import Settings
+
+BULK_THRESHOLD = 50_000
+BATCH_EVENTS = 500
+BATCH_BYTES = 400_000  # under the collector's default 500 KB request limit
+CONNECTIONS = 4
+LOADED_MARKER = "loaded.json"
+OFFLINE_ORDER = ("loyalty", "till", "store_visits", "coupons", "qr_scans", "call_centre", "direct_mail",
+                 "email_export", "ad_spend")
+
+
+@dataclass
+class DemoResult:
+    """What a demo run did: the world's manifest, what was sent/imported, the summary tables."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    generated: bool = False
+    sent: dict[str, int] = field(default_factory=dict)  # online stream → events accepted over HTTP
+    loaded: int = 0  # events moved from the inbox into the log
+    imports: dict[str, Any] = field(default_factory=dict)  # kind → ImportSummary
+    skipped: bool = False  # the world was already loaded
+    timings: dict[str, float] = field(default_factory=dict)
+    summary: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def _progress(console: Console | None) -> Progress:
+    return Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=console, transient=False, disable=console is None)
+
+
+def run_demo(settings: Settings, customers: int = 2000, days: int = 60, seed: int = 7,
+             console: Console | None = None, *, bulk: bool | None = None,
+             end_date: date = DEFAULT_END_DATE) -> DemoResult:
+    """Generate the demo world into `<home>/demo/` and load it through collector and importers."""
+    if customers < 1 or days < 1:
+        raise InputError(f"customers and days must be at least 1 (got {customers} and {days})")
+    folder = settings.home_path / "demo"
+    key = f"{seed}-{customers}-{days}-{end_date.isoformat()}"
+    marker = _read_json(folder / LOADED_MARKER)
+    if marker and marker.get("world") != key:
+        raise InputError(
+            f"{settings.home} already holds the demo world {marker.get('world')} (seed-customers-days-end); "
+            f"run the demo for {key} with another --home, or delete {settings.home} first")
+    bulk = customers > BULK_THRESHOLD if bulk is None else bulk
+    timings: dict[str, float] = {}
+    manifest = _read_json(folder / MANIFEST)
+    generated = False
+    if not manifest or manifest.get("world") != key:
+        started = time.perf_counter()
+        with _progress(console) as progress:
+            task = progress.add_task("generating the world", total=customers * days)
+            manifest = generate_world(folder, customers, days, seed, end_date=end_date,
+                                      progress=lambda done, total: progress.update(task, completed=done))
+        timings["generate"] = time.perf_counter() - started
+        generated = True
+    result = DemoResult(folder, manifest, generated=generated, timings=timings)
+    runtime = Runtime(settings)
+    try:
+        if marker and marker.get("complete"):
+            result.skipped = True
+            if console:
+                console.print(f"[dim]the demo world {key} is already loaded in {settings.home}; nothing sent again[/dim]")
+        else:
+            _write_marker(folder, key, complete=False)
+            if bulk:
+                _import_online(runtime, folder, result, console)
+            else:
+                _send_online(runtime, folder, result, console)
+            _drain(runtime, result, console)
+            _import_offline(runtime, folder, result, console)
+            _write_marker(folder, key, complete=True)
+        started = time.perf_counter()
+        result.summary = summarize(runtime)
+        timings["summary"] = time.perf_counter() - started
+    finally:
+        runtime.close()
+    if console:
+        print_summary(console, result)
+    return result
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _write_marker(folder: Path, key: str, complete: bool) -> None:
+    (folder / LOADED_MARKER).write_text(json.dumps({"world": key, "complete": complete}))
+
+
+def write_key_for(runtime: Runtime, source: str) -> str:
+    """The write key of `source`, creating the source the first time."""
+    try:
+        return runtime.store.create_source(source)[1]
+    except TerminalStoreError:
+        for row in runtime.store.list_sources():
+            if row["name"] == source:
+                return str(row["write_key"])
+        raise
+
+
+# --- online over HTTP -------------------------------------------------------------------------
+
+class _Collector:
+    """The collector app under uvicorn in a background thread, on a free local port."""
+
+    def __init__(self, settings: Settings):
+        import uvicorn
+
+        from omniweave.shells.api import create_app
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False, lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       name="omniweave-demo-collector", daemon=True)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise OmniweaveError("the collector did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)
+        self.sock.close()
+
+
+def batches(path: Path, max_events: int = BATCH_EVENTS, max_bytes: int = BATCH_BYTES) -> Iterator[tuple[bytes, int]]:
+    """`{"batch": [...]}` bodies of at most `max_events` events / `max_bytes` bytes, and their sizes."""
+    lines: list[bytes] = []
+    size = 0
+    with open(path, "rb") as fh:
+        for line in fh:
+            line = line.rstrip(b"\n")
+            if not line:
+                continue
+            if lines and (len(lines) >= max_events or size + len(line) + 1 > max_bytes):
+                yield b'{"batch":[' + b",".join(lines) + b"]}", len(lines)
+                lines, size = [], 0
+            lines.append(line)
+            size += len(line) + 1
+    if lines:
+        yield b'{"batch":[' + b",".join(lines) + b"]}", len(lines)
+
+
+def _post(client: httpx.Client, url: str, write_key: str, body: bytes) -> None:
+    """POST one batch; retries what the collector says is worth retrying (429, 503, network)."""
+    for attempt in range(8):
+        try:
+            response = client.post(url, content=body, auth=(write_key, ""),
+                                   headers={"content-type": "application/json"})
+        except httpx.TransportError:
+            time.sleep(0.2 * 2**attempt)
+            continue
+        if response.status_code == 200:
+            return
+        if response.status_code in (429, 503):
+            time.sleep(float(response.headers.get("retry-after", "1")))
+            continue
+        raise OmniweaveError(f"the collector refused a demo batch: HTTP {response.status_code} {response.text[:500]}")
+    raise OmniweaveError("the collector kept failing; gave up after 8 attempts")
+
+
+def _send_online(runtime: Runtime, folder: Path, result: DemoResult, console: Console | None) -> None:
+    started = time.perf_counter()
+    files = {stream: folder / "online" / f"{stream}.jsonl" for stream in ONLINE_SOURCES}
+    total = sum(int(result.manifest["files"][f"online/{s}"]) for s in files)
+    keys = {stream: write_key_for(runtime, source) for stream, source in ONLINE_SOURCES.items()}
+    with _Collector(runtime.settings) as collector, _progress(console) as progress, \
+         httpx.Client(limits=httpx.Limits(max_connections=CONNECTIONS), timeout=120) as client, \
+         ThreadPoolExecutor(CONNECTIONS) as pool:
+        task = progress.add_task("sending online events (HTTP)", total=total)
+        url = f"{collector.url}/v1/batch"
+        lock = threading.Lock()
+
+        def send(stream: str, body: bytes, count: int) -> None:
+            _post(client, url, keys[stream], body)
+            with lock:
+                result.sent[stream] = result.sent.get(stream, 0) + count
+            progress.advance(task, count)
+
+        pending = []
+        for stream, path in files.items():
+            for body, count in batches(path):
+                pending.append(pool.submit(send, stream, body, count))
+                if len(pending) >= CONNECTIONS * 4:
+                    pending.pop(0).result()
+        for future in pending:
+            future.result()
+    result.timings["send"] = time.perf_counter() - started
+
+
+def _import_online(runtime: Runtime, folder: Path, result: DemoResult, console: Console | None) -> None:
+    from omniweave.service.imports import import_file
+
+    started = time.perf_counter()
+    for stream in ONLINE_SOURCES:
+        summary = import_file(runtime, "segment", folder / "online" / f"{stream}.jsonl", console=console)
+        result.imports[f"segment:{stream}"] = summary
+    result.timings["import_online"] = time.perf_counter() - started
+
+
+def _drain(runtime: Runtime, result: DemoResult, console: Console | None) -> None:
+    from omniweave.service.loader import load_all
+
+    started = time.perf_counter()
+    state = runtime.store.consumers().get("loader")
+    backlog = runtime.store.max_seq() - (state.position if state else 0)
+    with _progress(console) as progress:
+        task = progress.add_task("loading inbox → event log", total=max(backlog, 0))
+        result.loaded = load_all(runtime.store, runtime.log, runtime.settings.loader_batch_size,
+                                 progress=lambda n: progress.advance(task, n))
+    result.timings["load"] = time.perf_counter() - started
+
+
+def _import_offline(runtime: Runtime, folder: Path, result: DemoResult, console: Console | None) -> None:
+    from omniweave.service.imports import import_file
+
+    started = time.perf_counter()
+    assert set(OFFLINE_ORDER) == set(OFFLINE_COLUMNS)
+    for kind in OFFLINE_ORDER:
+        summary = import_file(runtime, kind, folder / "offline" / f"{kind}.csv", console=console)
+        result.imports[kind] = summary
+        if console:
+            console.print(f"  {summary.describe()}")
+    result.timings["import_offline"] = time.perf_counter() - started
+
+
+# --- the summary ----------------------------------------------------------------------------------
+
+SUMMARY_QUERIES: dict[str, str] = {
+    "events per channel": "SELECT channel, count(*) AS events FROM events GROUP BY channel ORDER BY events DESC",
+    "events per type": (
+        "SELECT type, coalesce(event, '') AS event, count(*) AS events FROM events "
+        "GROUP BY type, event ORDER BY events DESC"),
+    "orders and revenue": (
+        "SELECT CASE WHEN channel = 'store' THEN 'store' ELSE 'online' END AS where_bought, "
+        "count(*) AS orders, round(sum(CAST(json_extract_string(properties, '$.revenue') AS DOUBLE)), 2) AS revenue "
+        "FROM events WHERE event = 'Order Completed' GROUP BY where_bought ORDER BY where_bought"),
+    "spend per channel": (
+        "SELECT channel, round(sum(spend), 2) AS spend, sum(impressions) AS impressions, sum(clicks) AS clicks "
+        "FROM spend GROUP BY channel ORDER BY spend DESC"),
+}
+
+
+def summarize(runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
+    """The demo's summary, read back from the warehouse with SQL."""
+    warehouse = runtime.warehouse()
+    return {name: warehouse.sql(query).to_pylist() for name, query in SUMMARY_QUERIES.items()}
+
+
+def print_summary(console: Console, result: DemoResult) -> None:
+    """Print the summary tables, the ground truth's size and the timings."""
+    m = result.manifest
+    for name, rows in result.summary.items():
+        if not rows:
+            continue
+        table = Table(*rows[0].keys(), title=name, title_justify="left")
+        for row in rows[:30]:
+            table.add_row(*(f"{v:,.2f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
+                            for v in row.values()))
+        console.print(table)
+    console.print(
+        f"ground truth: {m['customers']:,} people, {m['identities']:,} identifiers "
+        f"({result.folder / 'ground_truth'}); true revenue online {m['revenue_online']:,.2f}, "
+        f"store {m['revenue_store']:,.2f} GBP")
+    if result.timings:
+        console.print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))
