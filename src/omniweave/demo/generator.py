@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
+import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -29,11 +32,13 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from omniweave.demo import groundtruth
 from omniweave.demo import world as w
-from omniweave.demo.identity import IdentityLedger, write_header
-from omniweave.demo.model import DEFAULT_EFFECTS, ChannelEffect, TouchState, effects_report
-from omniweave.demo.people import People, build_people, write_identities
-from omniweave.demo.sinks import IdMaker, Sinks
+from omniweave.demo.identity import write_header
+from omniweave.demo.model import DEFAULT_EFFECTS, ChannelEffect, effects_report
+from omniweave.demo.people import write_identities
+from omniweave.demo.simulation import BlockSim
+from omniweave.demo.sinks import OFFLINE_COLUMNS, Sinks
 
 DEFAULT_END_DATE = date(2026, 10, 31)
 """The last simulated day (fixed, so that a seed always gives the same world)."""
@@ -41,7 +46,6 @@ BLOCK_SIZE = 100_000
 SITE = "https://www.hollinsvale.example"
 CURRENCY = "GBP"
 MANIFEST = "manifest.json"
-_STREAMS = ("people", "touch", "buy", "detail", "browse", "store", "misc")
 
 
 @dataclass
@@ -111,152 +115,162 @@ def build_world(customers: int, days: int, seed: int, end_date: date = DEFAULT_E
                  tz_names, offsets, day0, city_tz, store_tz)
 
 
-class BlockSim:
-    """The simulation state of one block of customers; the channel modules act on it day by day."""
+@dataclass
+class BlockResult:
+    """What one simulated block adds to the world's totals."""
 
-    def __init__(self, world: World, block: int, start_pid: int, size: int, sinks: Sinks):
-        self.w, self.block, self.sinks = world, block, sinks
-        self.rng = {name: np.random.default_rng(np.random.SeedSequence([world.seed, block + 1, i]))
-                    for i, name in enumerate(_STREAMS)}
-        self.p: People = build_people(self.rng["people"], start_pid, size, world.stores, world.days, world.start)
-        n = self.n = size
-        self.ledger = IdentityLedger(n)
-        self.touch = TouchState(n, world.effects)
-        self._ids: dict[str, IdMaker] = {}
-        self.tz = world.city_tz[self.p.city]
-        self.store_access = (self.p.home_store >= 0).astype(np.float64)
-        self.email_ok = self.p.email_opt_in.copy()
-        self.web_login = np.zeros((n, 3), bool)
-        self.coupon_code = [""] * n
-        self.coupon_until = np.full(n, -1)
-        self.coupon_pct = np.zeros(n, np.int64)
-        self.coupon_channel = [""] * n
-        self.coupon_campaign = [""] * n
-        self.dm_until = np.full(n, -1)
-        self.dm_code = [""] * n
-        self.dm_campaign = [""] * n
-        self.invited = np.full(n, -1)  # index of the store event whose invitation the person opened
-        self.event_ad = np.full(n, -1)  # index of the store event whose ad the person clicked
-        self.attending = np.full(n, -1)  # today's store event attended
-        self.last_online_order = np.full(n, -10_000)
-        self.orders = np.zeros((n, 2), np.int64)  # online, store
-        self.revenue = np.zeros((n, 2))
-        self.clicks: list[tuple[int, float, str, int, dict[str, str], str]] = []
-        # the raw form of the e-mail the ESP holds, of the phone the SMS provider holds
-        self.esp_variant = self.rng["people"].choice([0, 1, 3], n, p=[0.93, 0.04, 0.03])
-        self.msg_phone_variant = self.rng["people"].choice([0, 1, 2], n, p=[0.8, 0.1, 0.1])
-        slots = np.arange(3)[None, :] < self.p.n_browsers[:, None]
-        mobile = self.p.browser_mobile & slots
-        self.mobile_slot = np.where(mobile.any(axis=1), mobile.argmax(axis=1), -1)
+    counts: dict[str, int]
+    event_counts: dict[str, int]
+    orders: tuple[int, int]
+    revenue: tuple[float, float]
+    incremental: tuple[np.ndarray, np.ndarray]
+    expected: tuple[float, float]
+    ad_counts: np.ndarray
+    send_counts: dict[str, int]
+    placeholders: set[tuple[str, str]]
+    identities: int
 
-    def new_id(self, stream: str) -> str:
-        """A deterministic unique id for a message, row or order of `stream`."""
-        maker = self._ids.get(stream)
-        if maker is None:
-            maker = self._ids[stream] = IdMaker(self.w.key, self.block, stream)
-        return maker()
 
-    def at(self, idx: np.ndarray, day: int, hours: np.ndarray) -> np.ndarray:
-        """Epoch seconds of local wall-clock `hours` on `day` for persons `idx`."""
-        return self.w.day0[day] + hours * 3600.0 - self.w.offsets[self.tz[idx], day]
+_progress_counter: multiprocessing.sharedctypes.Synchronized[int] | None = None
 
-    def store_at(self, stores: np.ndarray, day: int, hours: np.ndarray) -> np.ndarray:
-        """Epoch seconds of local `hours` on `day` in `stores`."""
-        return self.w.day0[day] + hours * 3600.0 - self.w.offsets[self.w.store_tz[stores], day]
 
-    def hours(self, idx: np.ndarray, rng: np.random.Generator, sd: float = 2.5,
-              low: float = 7.0, high: float = 23.9) -> np.ndarray:
-        """Local hours of day for activities of persons `idx`, around each one's active hour."""
-        hours = rng.normal(self.p.active_hour[idx], sd)
-        outside = (hours < low) | (hours > high)
-        hours[outside] = rng.uniform(low, high, int(outside.sum()))
-        return hours
+def _init_worker(counter: multiprocessing.sharedctypes.Synchronized[int]) -> None:
+    global _progress_counter
+    _progress_counter = counter
 
-    def tz_name(self, k: int) -> str:
-        return self.w.tz_names[self.tz[k]]
 
-    def run(self, progress: Callable[[int], None] | None = None) -> None:
-        """Simulate every day of the period for this block."""
-        from omniweave.demo import online, stores, touches
+def simulate_block(folder: Path, params: tuple[int, int, int, date, tuple[ChannelEffect, ...]], block: int,
+                   start_pid: int, size: int, progress: Callable[[int], None] | None = None) -> BlockResult:
+    """Simulate one block into `folder/.parts/<block>/` (the first block's files carry the headers)."""
+    world = build_world(*params)
+    part = folder / ".parts" / f"{block:05d}"
+    sinks = Sinks(part, header=block == 0, kinds=tuple(k for k in OFFLINE_COLUMNS if k != "ad_spend"))
+    sim = BlockSim(world, block, start_pid, size, sinks)
 
-        stores.write_loyalty(self)
-        for day in range(self.w.days):
-            self.clicks = []
-            self.touch.new_day()
-            touches.owned_channels(self, day)
-            touches.advertising(self, day)
-            touches.qr_codes(self, day)
-            touches.store_events(self, day)
-            valid = self.coupon_until >= day
-            self.touch.set_level("coupon", np.where(valid, self.p.response[:, 0], 0.0))
-            p_online, p_store = self.touch.probabilities(self.p.base_online, self.p.base_store, self.store_access)
-            draws = self.rng["buy"].random((2, self.n))
-            buy_online = draws[0] < p_online
-            buy_store = draws[1] < p_store
-            online.sessions(self, day, buy_online)
-            stores.trips(self, day, buy_store)
-            stores.call_centre(self, day)
+    def tick(n: int) -> None:
+        if progress:
+            progress(n)
+        if _progress_counter is not None:
+            with _progress_counter.get_lock():
+                _progress_counter.value += n
+
+    sim.run(tick)
+    (part / "ground_truth").mkdir(exist_ok=True)
+    with open(part / "ground_truth" / "identities.csv", "w", newline="", encoding="utf-8") as id_fh, \
+         open(part / "ground_truth" / "customers.csv", "w", newline="", encoding="utf-8") as cust_fh:
+        id_writer = write_header(id_fh, header=block == 0)
+        identities = write_identities(id_writer, sim.p, sim.ledger)
+        cust_writer = csv.writer(cust_fh, lineterminator="\n")
+        if block == 0:
+            cust_writer.writerow(groundtruth.CUSTOMER_COLUMNS)
+        groundtruth.write_customers(cust_writer, sim)
+    sinks.close()
+    return BlockResult(
+        dict(sinks.counts), dict(sinks.event_counts),
+        (int(sim.orders[:, 0].sum()), int(sim.orders[:, 1].sum())),
+        (float(sim.revenue[:, 0].sum()), float(sim.revenue[:, 1].sum())),
+        (sim.touch.incremental_online, sim.touch.incremental_store),
+        (sim.touch.expected_online, sim.touch.expected_store),
+        world.ad_counts, world.send_counts, sim.ledger.placeholders, identities,
+    )
+
+
+def _run_blocks(folder: Path, params: tuple[int, int, int, date, tuple[ChannelEffect, ...]],
+                specs: list[tuple[int, int, int]], workers: int,
+                progress: Callable[[int, int], None] | None) -> list[BlockResult]:
+    customers, days = params[0], params[1]
+    total = customers * days
+    if workers <= 1 or len(specs) == 1:
+        done = 0
+
+        def tick(n: int) -> None:
+            nonlocal done
+            done += n
             if progress:
-                progress(self.n)
+                progress(done, total)
+
+        return [simulate_block(folder, params, *spec, progress=tick) for spec in specs]
+    context = multiprocessing.get_context("spawn")  # no fork: the caller may be running threads
+    counter = context.Value("q", 0)
+    with context.Pool(workers, initializer=_init_worker, initargs=(counter,)) as pool:
+        pending = [pool.apply_async(simulate_block, (folder, params, *spec)) for spec in specs]
+        while not all(job.ready() for job in pending):
+            if progress:
+                progress(counter.value, total)
+            time.sleep(0.2)
+        results = [job.get() for job in pending]
+    if progress:
+        progress(total, total)
+    return results
+
+
+def _merge_parts(folder: Path, blocks: int) -> None:
+    """Concatenate every block's part files, in block order, into the world's files."""
+    parts = folder / ".parts"
+    first = parts / f"{0:05d}"
+    for path in sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file()):
+        target = folder / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if blocks == 1:
+            (first / path).replace(target)
+            continue
+        with open(target, "wb") as out:
+            for block in range(blocks):
+                with open(parts / f"{block:05d}" / path, "rb") as fh:
+                    shutil.copyfileobj(fh, out, 16 * 1024 * 1024)
+    shutil.rmtree(parts)
 
 
 def generate_world(folder: Path, customers: int, days: int, seed: int, *, end_date: date = DEFAULT_END_DATE,
                    effects: tuple[ChannelEffect, ...] = DEFAULT_EFFECTS, block_size: int = BLOCK_SIZE,
+                   workers: int | None = None,
                    progress: Callable[[int, int], None] | None = None) -> dict[str, object]:
     """Write the world into `folder` (replacing what is there) and return its manifest.
 
-    `progress(done, total)` is called as person-days are simulated (total = customers × days).
+    Blocks of `block_size` customers are simulated in `workers` processes (default: one per
+    CPU); the files are the same whatever the number of workers. `progress(done, total)` is
+    called as person-days are simulated (total = customers × days).
     """
     folder = Path(folder)
     if folder.exists():
         shutil.rmtree(folder)
-    (folder / "ground_truth").mkdir(parents=True)
+    folder.mkdir(parents=True)
     world = build_world(customers, days, seed, end_date, effects)
-    sinks = Sinks(folder)
-    done = 0
-    total = customers * days
-    totals = {"orders_online": 0, "orders_store": 0, "revenue_online": 0.0, "revenue_store": 0.0}
-    incremental = [np.zeros(len(effects)), np.zeros(len(effects))]
-    expected = [0.0, 0.0]
-    identities = 0
-    from omniweave.demo import groundtruth
+    params = (customers, days, seed, end_date, effects)
+    specs = [(block, start + 1, min(block_size, customers - start))
+             for block, start in enumerate(range(0, customers, block_size))]
+    workers = min(workers or os.cpu_count() or 1, len(specs))
+    results = _run_blocks(folder, params, specs, workers, progress)
+    _merge_parts(folder, len(specs))
 
-    with open(folder / "ground_truth" / "identities.csv", "w", newline="", encoding="utf-8") as id_fh, \
-         open(folder / "ground_truth" / "customers.csv", "w", newline="", encoding="utf-8") as cust_fh:
-        id_writer = write_header(id_fh)
-        cust_writer = csv.writer(cust_fh, lineterminator="\n")
-        cust_writer.writerow(groundtruth.CUSTOMER_COLUMNS)
-        for block, start_pid in enumerate(range(0, customers, block_size)):
-            size = min(block_size, customers - start_pid)
-            sim = BlockSim(world, block, start_pid + 1, size, sinks)
+    for r in results:
+        world.ad_counts += r.ad_counts
+        for key, value in r.send_counts.items():
+            world.send_counts[key] = world.send_counts.get(key, 0) + value
+    placeholders = sorted(set().union(*(r.placeholders for r in results)))
+    with open(folder / "ground_truth" / "identities.csv", "a", newline="", encoding="utf-8") as fh:
+        writer = write_header(fh, header=False)
+        writer.writerows((kind, raw.strip().lower() if kind == "email" else raw.strip(), raw, "")
+                         for kind, raw in placeholders)
+    spend_rows, spend = groundtruth.ad_spend_rows(world)
+    with open(folder / "offline" / "ad_spend.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(OFFLINE_COLUMNS["ad_spend"])
+        writer.writerows(spend_rows)
 
-            def tick(n: int) -> None:
-                nonlocal done
-                done += n
-                if progress:
-                    progress(done, total)
-
-            sim.run(tick)
-            for kind, raw in sorted(sim.ledger.placeholders):
-                sim.ledger.add(kind, raw.strip().lower(), raw, "")
-            identities += write_identities(id_writer, sim.p, sim.ledger)
-            groundtruth.write_customers(cust_writer, sim)
-            totals["orders_online"] += int(sim.orders[:, 0].sum())
-            totals["orders_store"] += int(sim.orders[:, 1].sum())
-            totals["revenue_online"] += float(sim.revenue[:, 0].sum())
-            totals["revenue_store"] += float(sim.revenue[:, 1].sum())
-            incremental[0] += sim.touch.incremental_online
-            incremental[1] += sim.touch.incremental_store
-            expected[0] += sim.touch.expected_online
-            expected[1] += sim.touch.expected_store
-            del sim
-    spend = groundtruth.write_ad_spend(world, sinks)
-    sinks.close()
-    average = {
-        "online": totals["revenue_online"] / max(1, totals["orders_online"]),
-        "store": totals["revenue_store"] / max(1, totals["orders_store"]),
-    }
-    report = effects_report(effects, incremental[0], incremental[1], expected[0], expected[1], average)
+    counts: dict[str, int] = {}
+    event_counts: dict[str, int] = {}
+    for r in results:
+        for key, value in r.counts.items():
+            counts[key] = counts.get(key, 0) + value
+        for key, value in r.event_counts.items():
+            event_counts[key] = event_counts.get(key, 0) + value
+    counts["offline/ad_spend"] = len(spend_rows)
+    orders = [sum(r.orders[i] for r in results) for i in (0, 1)]
+    revenue = [sum(r.revenue[i] for r in results) for i in (0, 1)]
+    average = {"online": revenue[0] / max(1, orders[0]), "store": revenue[1] / max(1, orders[1])}
+    report = effects_report(effects, sum(r.incremental[0] for r in results), sum(r.incremental[1] for r in results),
+                            sum(r.expected[0] for r in results), sum(r.expected[1] for r in results), average)
     (folder / "ground_truth" / "channel_effects.json").write_text(json.dumps(report, indent=2))
     groundtruth.write_reference(folder / "ground_truth", world)
     manifest: dict[str, object] = {
@@ -264,12 +278,13 @@ def generate_world(folder: Path, customers: int, days: int, seed: int, *, end_da
         "customers": customers, "days": days, "seed": seed,
         "start_date": world.start.isoformat(), "end_date": end_date.isoformat(),
         "default_effects": effects == DEFAULT_EFFECTS,
-        "files": {name: count for name, count in sinks.counts.items()},
-        "events": dict(sorted(sinks.event_counts.items())),
-        "identities": identities,
+        "files": dict(sorted(counts.items())),
+        "events": dict(sorted(event_counts.items())),
+        "identities": sum(r.identities for r in results) + len(placeholders),
         "stores": len(world.stores),
         "products": len(world.catalogue.sku),
-        **{k: round(v, 2) if isinstance(v, float) else v for k, v in totals.items()},
+        "orders_online": orders[0], "orders_store": orders[1],
+        "revenue_online": round(revenue[0], 2), "revenue_store": round(revenue[1], 2),
         "spend": {k: round(v, 2) for k, v in spend.items()},
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))

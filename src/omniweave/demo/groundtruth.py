@@ -18,8 +18,8 @@ from omniweave.demo.people import CHANNEL_PREFS, DEVICE_PREFS, PERSONAS, PROMO_R
 from omniweave.demo.world import CATEGORY_NAMES, CITIES
 
 if TYPE_CHECKING:
-    from omniweave.demo.generator import BlockSim, World
-    from omniweave.demo.sinks import Sinks
+    from omniweave.demo.generator import World
+    from omniweave.demo.simulation import BlockSim
 
 CUSTOMER_COLUMNS = (
     "person_id", "persona", "first_name", "last_name", "gender", "birth_date", "age", "city", "country",
@@ -64,12 +64,10 @@ def write_customers(writer: csv.writer, sim: BlockSim) -> None:  # type: ignore[
     writer.writerows(rows)
 
 
-def write_ad_spend(world: World, sinks: Sinks) -> dict[str, float]:
-    """`offline/ad_spend.csv`: paid media per day and campaign, QR placements, message costs.
-
-    Returns the total spend per channel.
-    """
-    rows = []
+def ad_spend_rows(world: World) -> tuple[list[tuple[object, ...]], dict[str, float]]:
+    """The rows of `offline/ad_spend.csv` (paid media per day and campaign, QR placements,
+    message costs) and the total spend per channel."""
+    rows: list[tuple[object, ...]] = []
     totals: dict[str, float] = {}
     scale = world.customers / 2000.0
 
@@ -97,8 +95,7 @@ def write_ad_spend(world: World, sinks: Sinks) -> dict[str, float]:
             if c.day == day and sent and _MESSAGE_COST[c.channel] > 0:
                 add(day, c.channel, c.name, sent * _MESSAGE_COST[c.channel], {"email": "esp", "sms": "twilio",
                     "whatsapp": "whatsapp_business", "direct_mail": "royal_mail"}[c.channel], sent, "")
-    sinks.rows("ad_spend", rows)
-    return totals
+    return rows, totals
 
 
 def write_reference(folder: Path, world: World) -> None:

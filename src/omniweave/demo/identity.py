@@ -141,8 +141,9 @@ class IdentityLedger:
                 yield i, bit
 
 
-def write_header(fh: TextIO) -> csv.writer:  # type: ignore[valid-type]
-    """Start `identities.csv`; returns its writer."""
+def write_header(fh: TextIO, header: bool = True) -> csv.writer:  # type: ignore[valid-type]
+    """Start `identities.csv` (with its header row unless `header` is false); returns its writer."""
     writer = csv.writer(fh, lineterminator="\n")
-    writer.writerow(["kind", "normalized", "raw", "person_id"])
+    if header:
+        writer.writerow(["kind", "normalized", "raw", "person_id"])
     return writer

@@ -98,7 +98,7 @@ class IdMaker:
 class Sinks:
     """Open writers for every output file of the world, appended to block after block."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, header: bool = True, kinds: tuple[str, ...] = tuple(OFFLINE_COLUMNS)):
         self.folder = folder
         (folder / "online").mkdir(parents=True, exist_ok=True)
         (folder / "offline").mkdir(parents=True, exist_ok=True)
@@ -107,11 +107,12 @@ class Sinks:
         self._online_buffers: dict[str, list[bytes]] = {name: [] for name in ONLINE_SOURCES}
         self._offline_files = {kind: open(  # noqa: SIM115 - closed in close()
                                folder / "offline" / f"{kind}.csv", "w", newline="", encoding="utf-8")
-                               for kind in OFFLINE_COLUMNS}
+                               for kind in kinds}
         self._offline = {kind: csv.writer(fh, lineterminator="\n") for kind, fh in self._offline_files.items()}
-        for kind, writer in self._offline.items():
-            writer.writerow(OFFLINE_COLUMNS[kind])
-        self.counts: dict[str, int] = {f"online/{n}": 0 for n in ONLINE_SOURCES} | {f"offline/{k}": 0 for k in OFFLINE_COLUMNS}
+        if header:
+            for kind, writer in self._offline.items():
+                writer.writerow(OFFLINE_COLUMNS[kind])
+        self.counts: dict[str, int] = {f"online/{n}": 0 for n in ONLINE_SOURCES} | {f"offline/{k}": 0 for k in kinds}
         self.event_counts: dict[str, int] = {}
 
     def event(self, stream: str, event: dict[str, Any]) -> None:
