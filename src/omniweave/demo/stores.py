@@ -225,6 +225,7 @@ def call_centre(sim: BlockSim, day: int) -> None:
     phone_v = rng.choice(6, m, p=[0.2, 0.15, 0.3, 0.2, 0.1, 0.05])
     give_email = ~no_key & p.has_email[idx] & (rng.random(m) < 0.15)
     email_v = rng.choice([0, 1, 4], m, p=[0.7, 0.2, 0.1])
+    no_key |= ~give_cn & ~give_phone & ~give_email  # only a name and a postcode to go on
     give_postcode = no_key | (rng.random(m) < 0.7)
     sim.ledger.mark("customer_number", idx[give_cn], cn_v[give_cn])
     sim.ledger.mark("phone", idx[give_phone], phone_v[give_phone])

@@ -317,10 +317,10 @@ def build_calendar(rng: np.random.Generator, days: int, start: date, stores: lis
                    0.004, 3.0, utm_source="google", utm_medium="display"),
     ])
     cal.qr.extend([
-        QrPlacement("QR-TV-01", "tv", "tv_spot_autumn", days // 3, min(days - 1, days // 3 + 13), 0.0025, 400.0),
-        QrPlacement("QR-PR-01", "print", "magazine_ad", 0, days - 1, 0.0006, 40.0),
-        QrPlacement("QR-PO-01", "poster", "bus_stop_posters", days // 2, days - 1, 0.0004, 30.0),
-        QrPlacement("QR-FL-01", "flyer", "store_flyer", 0, days - 1, 0.0003, 5.0),
+        QrPlacement("QR-TV-01", "tv", "tv_spot_autumn", days // 3, min(days - 1, days // 3 + 13), 0.004, 400.0),
+        QrPlacement("QR-PR-01", "print", "magazine_ad", 0, days - 1, 0.0012, 40.0),
+        QrPlacement("QR-PO-01", "poster", "bus_stop_posters", days // 2, days - 1, 0.0008, 30.0),
+        QrPlacement("QR-FL-01", "flyer", "store_flyer", 0, days - 1, 0.0006, 5.0),
     ])
     return cal
 

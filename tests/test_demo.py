@@ -1,0 +1,288 @@
+"""The demo world: deterministic, self-consistent, causal, and loadable through the public doors."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import subprocess
+from collections import defaultdict
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+import pytest
+
+from omniweave.core.events import normalize_event
+from omniweave.demo.generator import generate_world
+from omniweave.demo.model import CHANNELS, effects_with
+from omniweave.demo.sinks import OFFLINE_COLUMNS, ONLINE_SOURCES
+from omniweave.settings import Settings
+from tests.conftest import omniweave_cmd
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = {"customers": 200, "days": 14, "seed": 11}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("world") / "demo"
+    generate_world(folder, **SMALL)
+    return folder
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _events(folder: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    for stream in ONLINE_SOURCES:
+        with open(folder / "online" / f"{stream}.jsonl", "rb") as fh:
+            for line in fh:
+                yield stream, orjson.loads(line)
+
+
+def _rows(folder: Path, kind: str) -> list[dict[str, str]]:
+    with open(folder / "offline" / f"{kind}.csv", newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _ground_truth(folder: Path) -> dict[tuple[str, str], str]:
+    with open(folder / "ground_truth" / "identities.csv", newline="", encoding="utf-8") as fh:
+        return {(r["kind"], r["raw"]): r["person_id"] for r in csv.DictReader(fh)}
+
+
+def test_world_is_deterministic_for_a_seed(world: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    generate_world(again, **SMALL, workers=1, block_size=70)
+    other = tmp_path / "other"
+    generate_world(other, **{**SMALL, "seed": 12})
+    same = tmp_path / "same"
+    generate_world(same, **SMALL)
+    assert _digest(same) == _digest(world)
+    assert _digest(other) != _digest(world)
+    # worker processes do not change the bytes either (same block layout, two processes)
+    parallel = tmp_path / "parallel"
+    generate_world(parallel, **SMALL, workers=2, block_size=70)
+    assert _digest(parallel) == _digest(again)
+
+
+def test_manifest_counts_match_the_files(world: Path) -> None:
+    manifest = json.loads((world / "manifest.json").read_text())
+    for name, count in manifest["files"].items():
+        path = world / (name + (".jsonl" if name.startswith("online/") else ".csv"))
+        lines = sum(1 for _ in open(path, encoding="utf-8"))
+        assert lines == count + (0 if name.startswith("online/") else 1), name
+    with open(world / "ground_truth" / "customers.csv", encoding="utf-8") as fh:
+        assert sum(1 for _ in fh) == SMALL["customers"] + 1
+
+
+def _documented_columns() -> dict[str, list[str]]:
+    text = (ROOT / "docs" / "file-formats.md").read_text()
+    section = text.split("## Columns", 1)[1]
+    columns = {}
+    for match in re.finditer(r"- \*\*(\w+)\*\*:(.*?)(?=\n- \*\*|\Z)", section, re.S):
+        body = re.sub(r"\([^)]*\)", "", match.group(2))  # drop types and allowed values
+        columns[match.group(1)] = re.findall(r"`(\w+)`", body)
+    return columns
+
+
+def test_offline_files_have_exactly_the_documented_columns(world: Path) -> None:
+    documented = _documented_columns()
+    assert set(documented) == set(OFFLINE_COLUMNS)
+    for kind, names in documented.items():
+        with open(world / "offline" / f"{kind}.csv", encoding="utf-8") as fh:
+            header = next(csv.reader(fh))
+        assert header == names, kind
+        assert _rows(world, kind), f"{kind} is empty"
+
+
+def test_online_events_are_valid_segment_events(world: Path) -> None:
+    now = datetime(2027, 1, 1).astimezone()
+    names = defaultdict(int)
+    for stream, raw in _events(world):
+        event = normalize_event(raw, received_at=now)
+        assert event["timestamp"] == raw["timestamp"]  # no skew correction: the SDK time is kept
+        names[(stream, raw.get("event") or raw["type"])] += 1
+    for needed in [("web", "page"), ("web", "identify"), ("web", "Order Completed"), ("web", "Checkout Started"),
+                   ("app", "screen"), ("app", "Push Notification Received"), ("messaging", "Message Delivered"),
+                   ("messaging", "Coupon Issued"), ("ads", "Ad Impression"), ("ads", "Ad Clicked")]:
+        assert names[needed] > 0, needed
+
+
+def _identifiers(folder: Path) -> Iterator[tuple[str, str, str]]:
+    """(kind, raw value, where) of every identifier in the generated data."""
+    for stream, e in _events(folder):
+        ctx, props, traits = e.get("context", {}), e.get("properties", {}), e.get("traits", {})
+        for kind, value in (("anonymous_id", e.get("anonymousId")), ("user_id", e.get("userId")),
+                            ("email", ctx.get("traits", {}).get("email")), ("phone", ctx.get("traits", {}).get("phone")),
+                            ("email", traits.get("email")), ("phone", traits.get("phone")),
+                            ("device_id", ctx.get("device", {}).get("id")), ("coupon_code", props.get("coupon_code")),
+                            ("coupon_code", props.get("coupon"))):
+            if value:
+                yield kind, value, stream
+    columns = {"loyalty_card": "loyalty_card", "card_number": "loyalty_card", "email": "email", "phone": "phone",
+               "customer_number": "customer_number", "device_id": "device_id", "anonymous_id": "anonymous_id",
+               "coupon_code": "coupon_code"}
+    for kind in OFFLINE_COLUMNS:
+        for row in _rows(folder, kind):
+            for column, id_kind in columns.items():
+                if row.get(column):
+                    yield id_kind, row[column], kind
+            keyless = kind in ("call_centre", "direct_mail") and not any(row.get(c) for c in ("customer_number", "phone", "email"))
+            if keyless:
+                yield "name_postcode", f"{row['first_name']} {row['last_name']}|{row['postcode']}", kind
+
+
+def test_every_identifier_emitted_is_in_the_ground_truth(world: Path) -> None:
+    truth = _ground_truth(world)
+    seen = set()
+    for kind, raw, where in _identifiers(world):
+        assert (kind, raw) in truth, f"{kind} {raw!r} from {where} is not in ground_truth/identities.csv"
+        seen.add((kind, raw))
+    assert seen == set(truth), f"ground truth lists identifiers that appear nowhere: {sorted(set(truth) - seen)[:5]}"
+    kinds = {kind for kind, _ in seen}
+    assert kinds >= {"anonymous_id", "user_id", "email", "phone", "loyalty_card", "device_id", "customer_number"}
+    # noise is there: the same person's e-mail and phone appear in several raw forms
+    with open(world / "ground_truth" / "identities.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    forms = defaultdict(set)
+    for r in rows:
+        forms[(r["kind"], r["person_id"])].add(r["raw"])
+    assert max(len(v) for (k, _), v in forms.items() if k == "phone") >= 2
+    assert any(r["raw"] != r["normalized"] for r in rows if r["kind"] == "email")
+    assert ("loyalty_card", "0000000000") not in truth or truth[("loyalty_card", "0000000000")] == ""
+
+
+def _orders_by_person(folder: Path) -> dict[str, int]:
+    truth = _ground_truth(folder)
+    orders: dict[str, int] = defaultdict(int)
+    for _, e in _events(folder):
+        if e.get("event") == "Order Completed":
+            person = truth.get(("user_id", e.get("userId", ""))) or truth[("anonymous_id", e["anonymousId"])]
+            orders[person] += 1
+    return orders
+
+
+def test_purchases_respond_to_touches(tmp_path: Path) -> None:
+    # counterfactual with common random numbers: the same world without search or without any effect
+    size = {"customers": 1500, "days": 30, "seed": 5}
+    base = generate_world(tmp_path / "base", **size)
+    no_search = generate_world(tmp_path / "no_search", **size, effects=effects_with(search=(0.0, 0.0)))
+    nothing = generate_world(tmp_path / "nothing", **size, effects=effects_with(**{c: (0.0, 0.0) for c in CHANNELS}))
+    assert no_search["events"]["Ad Clicked"] == base["events"]["Ad Clicked"]  # touches do not depend on effects
+    assert no_search["orders_online"] < base["orders_online"]
+    assert nothing["orders_online"] < no_search["orders_online"]
+    assert nothing["orders_store"] < base["orders_store"]
+    truth = json.loads((tmp_path / "base" / "ground_truth" / "channel_effects.json").read_text())
+    lift = base["orders_online"] + base["orders_store"] - nothing["orders_online"] - nothing["orders_store"]
+    expected_lift = sum(c["expected_incremental_orders_online"] + c["expected_incremental_orders_store"]
+                        for c in truth["channels"].values())
+    assert abs(lift - expected_lift) < 0.35 * expected_lift + 30
+    assert truth["channels"]["display"]["expected_incremental_orders_online"] == 0
+    # observed in the data alone: people who clicked a search ad buy online more, the same day or the next
+    folder = tmp_path / "base"
+    ids = _ground_truth(folder)
+    clicked: set[tuple[str, str]] = set()
+    days: set[str] = set()
+    bought: set[tuple[str, str]] = set()
+    for _, e in _events(folder):
+        day = e["timestamp"][:10]
+        days.add(day)
+        person = ids.get(("user_id", e.get("userId", ""))) or ids.get(("anonymous_id", e.get("anonymousId", "")))
+        if e.get("event") == "Ad Clicked" and e["properties"]["channel"] == "search":
+            clicked.add((person, day))
+        elif e.get("event") == "Order Completed":
+            bought.add((person, day))
+    rate_clicked = sum((p, d) in bought for p, d in clicked) / len(clicked)
+    rate_all = len(bought) / (size["customers"] * len(days))
+    assert rate_clicked > 5 * rate_all
+
+
+def _demo_settings(tmp_path: Path) -> Settings:
+    return Settings(home=str(tmp_path / "home"))
+
+
+def _count(runtime_settings: Settings, sql: str) -> Any:
+    from omniweave.service.query import run_query
+
+    return run_query(runtime_settings, sql).to_pylist()
+
+
+def test_run_demo_lands_everything_in_the_warehouse(tmp_path: Path) -> None:
+    pytest.importorskip("omniweave.service.imports", reason="the importers are not there yet")
+    from omniweave.demo.runner import run_demo
+
+    settings = _demo_settings(tmp_path)
+    result = run_demo(settings, customers=200, days=14, seed=3, console=None)
+    folder = result.folder
+    m = result.manifest
+    online_total = sum(m["files"][f"online/{s}"] for s in ONLINE_SOURCES)
+    assert sum(result.sent.values()) == online_total
+    sources = {row["name"]: row["id"] for row in _sources(settings)}
+    for stream, source in ONLINE_SOURCES.items():
+        got = _count(settings, f"SELECT count(*) AS n FROM events WHERE source = '{sources[source]}'")[0]["n"]
+        assert got == m["files"][f"online/{stream}"], stream
+    till = _rows(folder, "till")
+    store_orders = _count(settings, "SELECT count(*) AS n, round(sum(CAST(json_extract_string(properties, '$.revenue') AS DOUBLE)), 2) AS revenue "
+                                    "FROM events WHERE event = 'Order Completed' AND channel = 'store'")[0]
+    assert store_orders["n"] == len({r["transaction_id"] for r in till}) == m["orders_store"]
+    assert store_orders["revenue"] == pytest.approx(m["revenue_store"], abs=0.05)
+    online_orders = _count(settings, "SELECT count(*) AS n FROM events WHERE event = 'Order Completed' AND channel != 'store'")[0]
+    assert online_orders["n"] == m["orders_online"]
+    for kind, event in (("store_visits", None), ("loyalty", None), ("coupons", "Coupon Applied"),
+                        ("qr_scans", "QR Code Scanned"), ("call_centre", "Call Centre Contacted"),
+                        ("direct_mail", "Direct Mail Sent"), ("email_export", None)):
+        summary = result.imports[kind]
+        assert summary.rows_rejected == 0, (kind, summary.errors[:3])
+        assert summary.rows_read == m["files"][f"offline/{kind}"], kind
+        if event:
+            got = _count(settings, f"SELECT count(*) AS n FROM events WHERE event = '{event}'")[0]["n"]
+            assert got == m["files"][f"offline/{kind}"], kind
+    spend = _count(settings, "SELECT count(*) AS n, round(sum(spend), 2) AS spend FROM spend")[0]
+    assert spend["n"] == m["files"]["offline/ad_spend"]
+    assert spend["spend"] == pytest.approx(sum(m["spend"].values()), abs=0.05)
+    before = _count(settings, "SELECT count(*) AS n FROM events")[0]["n"]
+    # the summary was read back from the warehouse
+    per_channel = {r["channel"]: r["events"] for r in result.summary["events per channel"]}
+    assert sum(per_channel.values()) == before and per_channel["store"] > 0
+
+    # a second run adds nothing
+    again = run_demo(settings, customers=200, days=14, seed=3, console=None)
+    assert again.skipped and not again.generated
+    assert _count(settings, "SELECT count(*) AS n FROM events")[0]["n"] == before
+    # an interrupted load is repeated: re-sending everything is harmless (dedupe by messageId / row key)
+    (folder / "loaded.json").write_text(json.dumps({"world": again.manifest["world"], "complete": False}))
+    third = run_demo(settings, customers=200, days=14, seed=3, console=None)
+    assert not third.skipped and sum(third.sent.values()) == online_total
+    assert _count(settings, "SELECT count(*) AS n FROM events")[0]["n"] == before
+    assert _count(settings, "SELECT count(*) AS n FROM spend")[0]["n"] == spend["n"]
+    # another world on the same home is refused
+    with pytest.raises(ValueError, match="already holds the demo world"):
+        run_demo(settings, customers=300, days=14, seed=3, console=None)
+
+
+def _sources(settings: Settings) -> list[dict[str, Any]]:
+    from omniweave.service.runtime import Runtime
+
+    runtime = Runtime(settings)
+    try:
+        return runtime.store.list_sources()
+    finally:
+        runtime.close()
+
+
+def test_cli_demo(tmp_path: Path) -> None:
+    pytest.importorskip("omniweave.service.imports", reason="the importers are not there yet")
+    env = {**os.environ, "OMNIWEAVE_HOME": str(tmp_path / "cli-home")}
+    out = subprocess.run(omniweave_cmd("demo", "--customers", "200", "--days", "14"), env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "events per channel" in out.stdout and "spend per channel" in out.stdout
+    assert (tmp_path / "cli-home" / "demo" / "ground_truth" / "identities.csv").exists()
+    manifest = json.loads((tmp_path / "cli-home" / "demo" / "manifest.json").read_text())
+    assert manifest["customers"] == 200 and manifest["end_date"] == date(2026, 10, 31).isoformat()
