@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import gc
 import importlib.util
 import json
 import os
@@ -170,6 +171,7 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
         try:
             yield
         finally:
+            await collector.writer.drain()
             collector.stop()
             if loader:
                 loader.stop()
@@ -198,6 +200,12 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     app = create_app(settings, with_loader=True)
+    # Everything imported so far lives as long as the process: keep the garbage collector from
+    # rescanning it, and let it run less often. Without this, collections triggered by the JSON
+    # of in-flight requests take close to half of the server's time under load.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, lifespan="on",
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",

@@ -11,11 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 import zlib
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Iterable
 
 import orjson
-from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from omniweave.errors import AuthError, InputError
 
@@ -27,18 +28,51 @@ def _too_large(limit: int) -> InputError:
     return InputError(f"the request body is larger than the limit of {limit} bytes (after decompression)")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+@dataclass
+class RequestHeaders:
+    """The few request headers the collector reads, found in one pass over the ASGI scope."""
+
+    authorization: str | None = None
+    content_encoding: str | None = None
+    content_length: int | None = None
+    origin: str | None = None
+    forwarded_for: str | None = None
+
+
+def scan_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> RequestHeaders:
+    """Pick out the headers the collector needs (ASGI names are lower-case bytes)."""
+    found = RequestHeaders()
+    for name, value in raw_headers:
+        if name == b"authorization":
+            found.authorization = value.decode("latin-1")
+        elif name == b"content-length":
+            found.content_length = int(value) if value.isdigit() else None
+        elif name == b"content-encoding":
+            found.content_encoding = value.decode("latin-1")
+        elif name == b"origin":
+            found.origin = value.decode("latin-1")
+        elif name == b"x-forwarded-for":
+            found.forwarded_for = value.decode("latin-1")
+    return found
+
+
+async def read_body(receive: Receive, limit: int, declared_length: int | None) -> bytes:
     """The raw (possibly compressed) body, refusing to read more than `limit` bytes of it."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared_length is not None and declared_length > limit:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise _too_large(limit)
         chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
@@ -76,9 +110,8 @@ def parse_json(body: bytes) -> Any:
         raise InputError(reason) from None
 
 
-def key_from_headers(headers: Headers) -> str | None:
+def key_from_authorization(auth: str | None) -> str | None:
     """The write key from `Authorization` (Basic with the key as user name, or Bearer), if any."""
-    auth = headers.get("authorization")
     if not auth:
         return None
     scheme, _, credentials = auth.strip().partition(" ")

@@ -14,6 +14,7 @@ Answers: 200 {"success": true} once every event is durable; 400 with the rejecte
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
@@ -24,7 +25,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from omniweave.adapters.collector.body import decompress, key_from_headers, key_from_payload, parse_json, read_body
+from omniweave.adapters.collector.body import (
+    decompress,
+    key_from_authorization,
+    key_from_payload,
+    parse_json,
+    read_body,
+    scan_headers,
+)
 from omniweave.adapters.collector.intake import batch_items, build_rows, single_item
 from omniweave.adapters.collector.limits import KeyCache, RateLimiter
 from omniweave.adapters.collector.writer import GroupCommitWriter
@@ -44,7 +52,10 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 def cors_headers(request: Request) -> dict[str, str]:
     """CORS for any origin; the origin is echoed so that credentialed requests work too."""
-    origin = request.headers.get("origin")
+    return cors_for(request.headers.get("origin"))
+
+
+def cors_for(origin: str | None) -> dict[str, str]:
     if origin:
         return {"access-control-allow-origin": origin, "access-control-allow-credentials": "true", "vary": "Origin"}
     return {"access-control-allow-origin": "*"}
@@ -64,11 +75,10 @@ def error_response(status: int, errors: list[dict[str, Any]], headers: dict[str,
     return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=JSON)
 
 
-def _client_ip(request: Request) -> str | None:
-    forwarded = request.headers.get("x-forwarded-for")
-    if forwarded:
-        return forwarded.split(",", 1)[0].strip()
-    return request.client.host if request.client else None
+def _client_ip(forwarded_for: str | None, client: tuple[str, int] | None) -> str | None:
+    if forwarded_for:
+        return forwarded_for.split(",", 1)[0].strip()
+    return client[0] if client else None
 
 
 class Collector:
@@ -80,6 +90,7 @@ class Collector:
         self.writer = GroupCommitWriter(store)
         self.keys = KeyCache()
         self.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+        self._lookups: dict[str, asyncio.Future[str | None]] = {}
 
     def start(self) -> None:
         self.writer.start()
@@ -110,11 +121,19 @@ class Collector:
         return handle
 
     async def source_for(self, write_key: str) -> str | None:
-        """The source id of a write key (cached in memory), None if unknown."""
+        """The source id of a write key (cached in memory), None if unknown.
+
+        Concurrent requests with the same uncached key share one store lookup.
+        """
         source_id = self.keys.get(write_key)
         if source_id is not None or self.keys.recently_missed(write_key):
             return source_id
-        source_id = await run_in_threadpool(self.store.source_for_write_key, write_key)
+        pending = self._lookups.get(write_key)
+        if pending is None or pending.get_loop() is not asyncio.get_running_loop():
+            pending = asyncio.ensure_future(run_in_threadpool(self.store.source_for_write_key, write_key))
+            self._lookups[write_key] = pending
+            pending.add_done_callback(lambda _done: self._lookups.pop(write_key, None))
+        source_id = await asyncio.shield(pending)
         self.keys.remember(write_key, source_id)
         return source_id
 
@@ -125,17 +144,19 @@ class Collector:
         """
         if request.method == "OPTIONS":
             return preflight(request)
-        headers = cors_headers(request)
+        scope = request.scope
+        found = scan_headers(scope["headers"])
+        headers = cors_for(found.origin)
         limit = self.settings.max_request_bytes
         try:
             source_id = None
-            header_key = key_from_headers(request.headers)
+            header_key = key_from_authorization(found.authorization)
             if header_key is not None:
                 source_id = await self.source_for(header_key)
                 if source_id is None:
                     raise AuthError("unknown write key")
-            raw = await read_body(request, limit)
-            payload = parse_json(decompress(raw, request.headers.get("content-encoding"), limit))
+            raw = await read_body(request.receive, limit, found.content_length)
+            payload = parse_json(decompress(raw, found.content_encoding, limit))
             if source_id is None:
                 body_key = key_from_payload(payload)
                 if body_key is None:
@@ -148,7 +169,7 @@ class Collector:
                 return self._too_many(wait, headers)
             items = batch_items(payload) if kind is None else single_item(payload, kind)
             received_at = datetime.now(UTC)
-            ip = _client_ip(request)
+            ip = _client_ip(found.forwarded_for, scope.get("client"))
             intake = build_rows(
                 items, source_id, received_at=received_at, received_ts=received_at.timestamp(),
                 max_event_bytes=self.settings.max_event_bytes, context_defaults={"ip": ip} if ip else None,
@@ -181,8 +202,12 @@ class Collector:
         """Reads the body and answers like an accepted request, storing nothing (benchmark ceiling)."""
         if request.method == "OPTIONS":
             return preflight(request)
-        await request.body()
-        return Response(_OK, headers=cors_headers(request), media_type=JSON)
+        found = scan_headers(request.scope["headers"])
+        try:
+            await read_body(request.receive, self.settings.max_request_bytes, found.content_length)
+        except (InputError, ClientDisconnect):
+            pass  # a benchmark endpoint: the answer is the same either way
+        return Response(_OK, headers=cors_for(found.origin), media_type=JSON)
 
     async def project_settings(self, request: Request) -> Response:
         """The settings document analytics-next fetches from `<cdn>/v1/projects/<writeKey>/settings`."""
