@@ -187,6 +187,8 @@ class OpStore:
                 if self.dialect == "postgresql":
                     # serialise writers so that sequence order is commit order for consumers
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
+                if self.dialect == "postgresql":  # executemany's rowcount is -1 there: count RETURNING rows
+                    return len(conn.execute(self._insert_ignoring_duplicates().returning(inbox.c.seq), params).all())
                 result = conn.execute(self._insert_ignoring_duplicates(), params)
                 return max(result.rowcount, 0)
         except sa.exc.OperationalError as exc:
