@@ -1,0 +1,147 @@
+"""The operational store on SQLite and PostgreSQL: sources and keys, the inbox, consumers, pruning."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from omniweave.adapters.opstore import OpStore
+from omniweave.errors import ConfigError, TerminalStoreError, TransientStoreError
+
+
+@pytest.fixture
+def store(opstore_url: str):
+    s = OpStore(opstore_url)
+    yield s
+    s.close()
+
+
+def rows(source: str, ids, received_at: float | None = None) -> list[tuple[str, str, float, bytes]]:
+    now = time.time() if received_at is None else received_at
+    return [(source, str(i), now, f'{{"messageId":"{i}"}}'.encode()) for i in ids]
+
+
+def test_sources_and_write_keys(store: OpStore) -> None:
+    source_id, write_key = store.create_source("web")
+    assert write_key.startswith("wk_")
+    assert store.source_for_write_key(write_key) == source_id
+    assert store.source_for_write_key("wk_nobody") is None
+    with pytest.raises(TerminalStoreError, match="already exists"):
+        store.create_source("web")
+    assert store.ensure_source("web") == source_id
+    other = store.ensure_source("till")
+    assert other != source_id and store.ensure_source("till") == other
+    assert [s["name"] for s in store.list_sources()] == ["web", "till"]
+
+
+def test_secret_keys(store: OpStore) -> None:
+    key = store.create_secret_key("admin")
+    assert store.is_secret_key(key)
+    assert not store.is_secret_key("sk_wrong")
+
+
+def test_append_keeps_order_and_payloads(store: OpStore) -> None:
+    assert store.append([]) == 0
+    assert store.append(rows("s1", range(5))) == 5
+    assert store.append(rows("s2", range(5, 8))) == 3
+    read = store.read(after=0)
+    assert [r.seq for r in read] == sorted(r.seq for r in read)
+    assert [r.payload for r in read] == [f'{{"messageId":"{i}"}}'.encode() for i in range(8)]
+    assert [r.source_id for r in read] == ["s1"] * 5 + ["s2"] * 3
+    assert store.max_seq() == read[-1].seq
+    assert store.inbox_count() == 8
+
+
+def test_duplicates_are_ignored_within_and_across_appends(store: OpStore) -> None:
+    assert store.append(rows("s1", [1, 2, 3])) == 3
+    # same messageIds again, plus a repeat inside one append, plus a new one
+    assert store.append(rows("s1", [2, 3, 4, 4])) == 1
+    # the same messageId from another source is a different event
+    assert store.append(rows("s2", [1])) == 1
+    assert store.inbox_count() == 5
+    assert sorted((r.source_id, r.payload) for r in store.read(after=0)) == sorted(
+        [("s1", b'{"messageId":"1"}'), ("s1", b'{"messageId":"2"}'), ("s1", b'{"messageId":"3"}'),
+         ("s1", b'{"messageId":"4"}'), ("s2", b'{"messageId":"1"}')]
+    )
+
+
+def test_large_append_with_duplicates_across_statement_chunks(store: OpStore) -> None:
+    ids = list(range(1000)) + [0, 250, 999, 500]  # repeats land in other INSERT chunks
+    assert store.append(rows("s1", ids)) == 1000
+    assert store.inbox_count() == 1000
+    assert store.append(rows("s1", range(990, 1010))) == 10
+    payloads = [r.payload for r in store.read(after=0)]
+    assert payloads == [f'{{"messageId":"{i}"}}'.encode() for i in range(1010)]
+
+
+def test_read_after_limit_upto(store: OpStore) -> None:
+    store.append(rows("s1", range(10)))
+    seqs = [r.seq for r in store.read(after=0)]
+    assert [r.seq for r in store.read(after=seqs[2], limit=3)] == seqs[3:6]
+    assert [r.seq for r in store.read(after=seqs[2], upto=seqs[4])] == seqs[3:5]
+    assert store.read(after=seqs[-1]) == []
+
+
+def test_concurrent_appends_from_threads_lose_nothing(store: OpStore) -> None:
+    def worker(n: int) -> None:
+        for batch in range(5):
+            store.append(rows("s1", [f"{n}-{batch}-{i}" for i in range(20)]))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.inbox_count() == 4 * 5 * 20
+    seqs = [r.seq for r in store.read(after=0)]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+def test_consumer_positions_and_pending(store: OpStore) -> None:
+    assert store.consumer("loader").position == 0
+    assert store.consumer("loader").pending_end is None
+    store.mark_pending("loader", 42)
+    assert store.consumer("loader").pending_end == 42
+    store.commit_position("loader", 42)
+    state = store.consumer("loader")
+    assert (state.position, state.pending_end) == (42, None)
+    store.consumer("journeys")
+    assert {name: s.position for name, s in store.consumers().items()} == {"loader": 42, "journeys": 0}
+
+
+def test_prune_drops_only_old_rows_every_consumer_has_passed(store: OpStore) -> None:
+    old = time.time() - 3 * 3600
+    store.append(rows("s1", range(10), received_at=old))
+    store.append(rows("s1", range(10, 15)))  # recent
+    seqs = [r.seq for r in store.read(after=0)]
+    assert store.prune(dedupe_seconds=3600) == 0  # no consumers yet: nothing is safe to drop
+    store.consumer("loader")
+    store.commit_position("loader", seqs[-1])
+    store.consumer("slow")
+    store.commit_position("slow", seqs[5])
+    assert store.prune(dedupe_seconds=3600) == 6  # old and passed by both consumers
+    assert [r.seq for r in store.read(after=0)] == seqs[6:]
+    # dedupe still holds for the rows kept ...
+    assert store.append(rows("s1", [7, 12])) == 0
+    # ... and a messageId older than the dedupe window is accepted again (the documented window)
+    assert store.append(rows("s1", [0])) == 1
+    store.commit_position("slow", seqs[-1])
+    assert store.prune(dedupe_seconds=3600) == 4  # the rest of the old rows; recent ones stay
+    assert store.inbox_count() == 6
+
+
+def test_record_import(store: OpStore) -> None:
+    store.record_import("till", "/data/till.csv", 10, 8, 1, 1)
+
+
+def test_bad_urls_are_config_errors() -> None:
+    with pytest.raises(ConfigError):
+        OpStore("nosuchdb://x")
+
+
+@pytest.mark.postgres
+def test_unreachable_postgres_is_transient(postgres_admin_url: str) -> None:
+    with pytest.raises(TransientStoreError):
+        OpStore("postgresql://postgres@127.0.0.1:1/none?connect_timeout=2")
