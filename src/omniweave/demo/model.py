@@ -31,7 +31,7 @@ class ChannelEffect:
     touch: str  # the event that counts as a touch
     online: float  # added to the daily online purchase probability at L = 1
     store: float  # added to the daily store purchase probability at L = 1
-    half_life_days: float
+    half_life_days: float  # 0: the level does not decay (a coupon counts while it is valid)
 
 
 DEFAULT_EFFECTS: tuple[ChannelEffect, ...] = (
@@ -45,7 +45,7 @@ DEFAULT_EFFECTS: tuple[ChannelEffect, ...] = (
     ChannelEffect("qr", "QR Code Scanned (qr_scans)", 0.04, 0.012, 3.0),
     ChannelEffect("direct_mail", "Direct Mail Sent (direct_mail)", 0.002, 0.008, 7.0),
     ChannelEffect("store_event", "Store Event Attended (store_visits event)", 0.0, 0.35, 0.5),
-    ChannelEffect("coupon", "holding an unredeemed personal coupon (Coupon Issued)", 0.004, 0.010, 1e9),
+    ChannelEffect("coupon", "holding an unredeemed personal coupon (Coupon Issued), 14 days", 0.004, 0.010, 0.0),
 )
 CHANNELS = tuple(e.channel for e in DEFAULT_EFFECTS)
 CHANNEL_INDEX = {c: i for i, c in enumerate(CHANNELS)}
@@ -68,7 +68,9 @@ class TouchState:
     def __init__(self, size: int, effects: tuple[ChannelEffect, ...]):
         self.effects = effects
         self.level = np.zeros((size, len(effects)), np.float32)
-        self.decay = np.array([0.5 ** (1.0 / e.half_life_days) for e in effects], np.float32)
+        # half life 0: no decay (the coupon level is held while the coupon is valid)
+        self.decay = np.array([0.5 ** (1.0 / e.half_life_days) if e.half_life_days > 0 else 1.0
+                               for e in effects], np.float32)
         self.online = np.array([e.online for e in effects], np.float64)
         self.store = np.array([e.store for e in effects], np.float64)
         self.incremental_online = np.zeros(len(effects))
