@@ -123,3 +123,15 @@ def test_timestamps_round_trip_at_millisecond_precision(moment):
 def test_epoch_numbers_are_accepted():
     assert parse_timestamp(0, field="t", index=None) == datetime(1970, 1, 1, tzinfo=timezone.utc)
     assert parse_timestamp(1_700_000_000_000, field="t", index=None) == datetime.fromtimestamp(1_700_000_000, timezone.utc)
+
+
+def test_identify_traits_fall_back_to_context_traits():
+    event = norm({"type": "identify", "userId": "u", "context": {"traits": {"email": "a@b.c"}}})
+    assert event["traits"] == {"email": "a@b.c"}
+    explicit = norm({"type": "identify", "userId": "u", "traits": {"x": 1}, "context": {"traits": {"y": 2}}})
+    assert explicit["traits"] == {"x": 1}
+
+
+def test_top_level_page_category_is_kept():
+    event = norm({"type": "page", "anonymousId": "a", "name": "Boots", "category": "Shoes"})
+    assert event["properties"] == {"category": "Shoes"}

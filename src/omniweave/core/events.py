@@ -147,6 +147,9 @@ def normalize_event(
         if name is not None and not isinstance(name, str):
             raise EventError(f"expected a string, got {type(name).__name__}", field="name", record=index)
         event["name"] = name
+        category = raw.get("category")  # the Python libraries send it top-level
+        if isinstance(category, str) and category and "category" not in event["properties"]:
+            event["properties"] = {**event["properties"], "category": category}
     elif kind == "group":
         group_id = _id(raw, "groupId", index)
         if group_id is None:
@@ -174,6 +177,8 @@ def normalize_event(
     event["receivedAt"] = format_timestamp(received_at)
 
     context = event["context"]
+    if kind == "identify" and not event["traits"] and isinstance(context.get("traits"), dict):
+        event["traits"] = context["traits"]  # RudderStack's libraries send traits only there
     if context_defaults:
         for key, value in context_defaults.items():
             context.setdefault(key, value)
