@@ -72,7 +72,7 @@ def sessions(sim: BlockSim, day: int, buy_online: np.ndarray) -> None:
 
 def _products(sim: BlockSim, k: int, rng: np.random.Generator, count: int) -> list[int]:
     """Product indices a person looks at or buys, drawn by category affinity."""
-    cat_ix = np.minimum(np.searchsorted(np.cumsum(sim.p.affinity[k]), rng.random(count)), len(CATEGORY_NAMES) - 1)
+    cat_ix = np.minimum(np.searchsorted(sim.affinity_cum[k], rng.random(count)), len(CATEGORY_NAMES) - 1)
     cat = sim.w.catalogue
     return (cat.category_start[cat_ix] + (rng.random(count) * cat.category_size[cat_ix]).astype(int)).tolist()
 

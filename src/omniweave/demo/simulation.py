@@ -39,6 +39,7 @@ class BlockSim:
         self.tz = world.city_tz[self.p.city]
         self.store_access = (self.p.home_store >= 0).astype(np.float64)
         self.email_ok = self.p.email_opt_in.copy()
+        self.affinity_cum = np.cumsum(self.p.affinity, axis=1)
         self.web_login = np.zeros((n, 3), bool)
         self.coupon_code = [""] * n
         self.coupon_until = np.full(n, -1)
@@ -64,10 +65,11 @@ class BlockSim:
 
     def new_id(self, stream: str) -> str:
         """A deterministic unique id for a message, row or order of `stream`."""
-        maker = self._ids.get(stream)
-        if maker is None:
+        try:
+            return self._ids[stream]()
+        except KeyError:
             maker = self._ids[stream] = IdMaker(self.w.key, self.block, stream)
-        return maker()
+            return maker()
 
     def at(self, idx: np.ndarray, day: int, hours: np.ndarray) -> np.ndarray:
         """Epoch seconds of local wall-clock `hours` on `day` for persons `idx`."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,11 +89,10 @@ class IdMaker:
     def __init__(self, world_key: str, block: int, stream: str):
         h = hashlib.sha256(f"{world_key}|{block}|{stream}".encode()).hexdigest()
         self.prefix = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) % 4]}{h[17:20]}-"
-        self.count = 0
+        self._next = itertools.count(1).__next__
 
     def __call__(self) -> str:
-        self.count += 1
-        return f"{self.prefix}{self.count:012x}"
+        return f"{self.prefix}{self._next():012x}"
 
 
 class Sinks:

@@ -184,7 +184,7 @@ def trips(sim: BlockSim, day: int, buy_store: np.ndarray) -> None:
             cn = customer_number_raw(p, k, 0)
             sim.ledger.mark_one("customer_number", k, 0)
         n_items = 1 + min(int(rng.poisson(1.3)), 7)
-        cat_ix = np.minimum(np.searchsorted(np.cumsum(p.affinity[k]), rng.random(n_items)), len(CATEGORY_NAMES) - 1)
+        cat_ix = np.minimum(np.searchsorted(sim.affinity_cum[k], rng.random(n_items)), len(CATEGORY_NAMES) - 1)
         items = cat.category_start[cat_ix] + (rng.random(n_items) * cat.category_size[cat_ix]).astype(int)
         qty = np.where(rng.random(n_items) < 0.8, 1, rng.integers(2, 4, n_items))
         line_total = cat.price[items] * qty

@@ -26,12 +26,19 @@ _ENGAGEMENT = np.array([1.1, 0.8, 1.1, 1.0, 0.6])  # by persona
 _LANDINGS = ("/", "/new-in", "/sale", "/c/womenswear", "/c/home", "/c/beauty")
 
 
+_URLS: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+
+
 def landing_url(path: str, utm: dict[str, str]) -> str:
     """The site URL for `path` with the UTM parameters of a campaign link."""
-    from omniweave.demo.generator import SITE
+    key = (path, tuple(utm.items()))
+    url = _URLS.get(key)
+    if url is None:
+        from omniweave.demo.generator import SITE
 
-    query = urlencode({f"utm_{k}": v for k, v in utm.items()})
-    return f"{SITE}{path}?{query}" if query else f"{SITE}{path}"
+        query = urlencode({f"utm_{k}": v for k, v in utm.items()})
+        url = _URLS[key] = f"{SITE}{path}?{query}" if query else f"{SITE}{path}"
+    return url
 
 
 def _day_end(sim: BlockSim, idx: np.ndarray, day: int) -> np.ndarray:
