@@ -143,9 +143,10 @@ class EventLog:
         column = table.column(date_column)
         days = column if pa.types.is_date(column.type) else pc.cast(column, pa.date32())
         written = []
-        for day in pc.unique(days).to_pylist():
-            mask = pc.equal(days, pa.scalar(day, pa.date32()))
-            part = table.filter(mask)
+        unique_days = pc.unique(days).to_pylist()
+        for day in unique_days:
+            # a one-day table (importers append day slices) is written as it is, without a copy
+            part = table if len(unique_days) == 1 else table.filter(pc.equal(days, pa.scalar(day, pa.date32())))
             if date_column == "date":
                 part = part.drop_columns(["date"])
             folder = posixpath.join(self.dataset_path(dataset), f"date={day.isoformat()}")

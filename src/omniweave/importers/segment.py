@@ -1,0 +1,125 @@
+"""The bulk path for online events: JSON lines of Segment-spec events, each validated with
+`core.events.normalize_event`, in batches (orjson to parse, Arrow to hold, DuckDB to deduplicate).
+
+An event keeps its own `messageId`; one without gets a deterministic id from its text, so that
+importing the same file again adds nothing. `receivedAt`, when the export carries it, is kept
+(so clock-skew correction uses the original receipt time); otherwise it is the import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from omniweave.adapters.eventlog import EVENT_SCHEMA, EventLog, events_to_table
+from omniweave.core.events import deterministic_message_id, normalize_event, parse_timestamp
+from omniweave.errors import EventError, InputError
+from omniweave.importers.engine import ImportSummary, Prepared, batch_name, shown, connect, existing_ids, to_arrow
+from omniweave.importers.readers import file_format, read_json_records
+
+KIND = "segment"
+BATCH_ROWS = 100_000
+
+
+def run_segment(
+    path: Path,
+    *,
+    source_id: str,
+    log: EventLog,
+    received_at: datetime,
+    stage: Callable[[str, Callable[[], float] | None], None] | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[Prepared]:
+    """Validate the events of a JSON-lines file; yields one `Prepared` batch (new events only and
+    that batch's counts) per `batch_rows` records. The caller writes each batch as it comes."""
+    if file_format(path) != "jsonl":
+        raise InputError(f"{path}: the segment kind reads JSON lines (.jsonl, .ndjson, .json), one event per line",
+                         field="file")
+    records = list(read_json_records(path))
+    done = [0]
+    if stage:
+        stage(f"validating {len(records):,} events", lambda: 100.0 * done[0] / max(len(records), 1))
+    con = connect()
+    try:
+        if existing_ids(con, log, "events", source_id) is None:
+            con.execute("CREATE TEMP TABLE __existing (id VARCHAR)")
+        for start in range(0, len(records), batch_rows):
+            batch = records[start:start + batch_rows]
+            yield _batch(con, path, batch, source_id, received_at, start // batch_rows)
+            done[0] += len(batch)
+    finally:
+        con.close()
+
+
+def _batch(con: duckdb.DuckDBPyConnection, path: Path, batch: list[tuple[int, bytes]], source_id: str,
+           received_at: datetime, number: int) -> Prepared:
+    summary = ImportSummary(file=path.name, kind=KIND, rows_read=len(batch))
+    events: list[dict[str, Any]] = []
+    rows: list[int] = []
+    for row, text in batch:
+        try:
+            event = _event(text, row, received_at)
+        except _Rejected as exc:
+            summary.errors.append(f"{path.name}:row {row}: {exc}")
+            continue
+        events.append(event)
+        rows.append(row)
+    summary.rows_rejected = len(batch) - len(events)
+    table = events_to_table(events, source=source_id).append_column("__row", pa.array(rows, pa.int64()))
+    con.register("__batch", table)
+    fresh = to_arrow(con.execute(
+        "SELECT * EXCLUDE (__row) FROM __batch WHERE message_id NOT IN (SELECT id FROM __existing) "
+        "QUALIFY row_number() OVER (PARTITION BY message_id ORDER BY __row) = 1 ORDER BY __row"
+    ))
+    con.register("__fresh", fresh)
+    con.execute("INSERT INTO __existing SELECT message_id FROM __fresh")
+    con.unregister("__fresh")
+    con.unregister("__batch")
+    fresh = fresh.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
+    summary.rows_imported = summary.records_written = fresh.num_rows
+    summary.rows_duplicate = len(events) - fresh.num_rows
+    name = f"{batch_name(KIND, fresh, 'message_id')}-{number:05d}"
+    return Prepared(fresh, "events", name, summary)
+
+
+class _Rejected(Exception):
+    """One line that is not a valid event (the message is the error line without the file:row)."""
+
+
+def _event(text: bytes, row: int, received_at: datetime) -> dict[str, Any]:
+    try:
+        raw = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise _Rejected(f"not valid JSON ({exc}) (got {shown(text.decode(errors='replace'))})") from None
+    if not isinstance(raw, dict):
+        raise _Rejected(f"expected a JSON object, got {type(raw).__name__} (got {shown(text.decode())})")
+    if not raw.get("messageId"):
+        raw["messageId"] = deterministic_message_id(KIND, hashlib.sha256(text.strip()).hexdigest())
+    try:
+        received = received_at
+        if raw.get("receivedAt") is not None:
+            received = parse_timestamp(raw["receivedAt"], field="receivedAt", index=row)
+        return normalize_event(raw, received_at=received, index=row)
+    except EventError as exc:
+        field = exc.field or "event"
+        return _reject(field, exc.reason, _lookup(raw, field))
+
+
+def _reject(field: str, reason: str, value: Any) -> dict[str, Any]:
+    text = value if isinstance(value, str) else orjson.dumps(value).decode() if value is not None else ""
+    raise _Rejected(f"field {field!r}: {reason} (got {shown(text)})")
+
+
+def _lookup(raw: dict[str, Any], dotted: str) -> Any:
+    value: Any = raw
+    for part in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value

@@ -1,0 +1,390 @@
+"""The SQL the importers run, generated from a mapping: the one place it lives (DuckDB dialect).
+
+A file becomes rows of the event log in one streaming query:
+
+    src      the file's rows (numbered, __row = 1-based data row, only when describing errors)
+    checked  every mapped column cleaned (trimmed, empty = missing) as v<i>, and cast as x<i>
+    typed    defaults applied (c<i>) and __bad = some value is missing, not a number, unknown ...
+    grouped  one row per record key: line items collected, totals aggregated, values taken once
+    final    message id, JSON for context / properties / traits, flags __bad and __dup
+
+The message id is `core.events.deterministic_message_id(kind, *key)` computed in SQL
+(`sha256` of the parts joined by U+001F); a test keeps the two in step. A second query,
+`errors_query`, runs only when something was bad and says which row, field and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+
+from omniweave import __version__
+from omniweave.importers.mapping import Column, Mapping, Total, Value
+
+LIBRARY = {"name": "omniweave-importer", "version": __version__}
+_TRUE = ("true", "t", "yes", "y", "1")
+_FALSE = ("false", "f", "no", "n", "0")
+_ISO_MS = "%Y-%m-%dT%H:%M:%S.%gZ"
+
+
+def sql_string(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_ident(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_literal(value: Any) -> str:
+    """A SQL literal for a TOML value (string, number, boolean, date, datetime)."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, datetime):
+        return f"CAST({sql_string(value.isoformat())} AS TIMESTAMPTZ)"
+    if isinstance(value, date):
+        return f"DATE {sql_string(value.isoformat())}"
+    return sql_string(str(value))
+
+
+def _json_literal(value: Any) -> str:
+    return sql_string(orjson.dumps(value).decode())
+
+
+def _member(name: str, value_sql: str) -> str:
+    """`"name":<value>` — NULL when the value is NULL, so concat_ws leaves it out."""
+    return f"{sql_string(orjson.dumps(name).decode() + ':')} || {value_sql}"
+
+
+def json_object(members: list[str]) -> str:
+    """A JSON object from members built by `_member`; missing values are left out."""
+    if not members:
+        return "'{}'"
+    return "'{' || concat_ws(',', " + ", ".join(members) + ") || '}'"
+
+
+def json_value(expr: str, typ: str) -> str:
+    """JSON text for a SQL value of a column type (NULL stays NULL)."""
+    if typ == "timestamp":
+        return f"('\"' || strftime({expr}, '{_ISO_MS}') || '\"')"
+    return f"to_json({expr})"
+
+
+def _external_id(expr: str, kind: str) -> str:
+    """One `context.externalIds` entry (NULL when the identifier is missing)."""
+    tail = ',"type":' + orjson.dumps(kind).decode() + ',"collection":"users","encoding":"none"}'
+    return f"""'{{"id":' || to_json({expr}) || {sql_string(tail)}"""
+
+
+@dataclass(frozen=True)
+class SourceShape:
+    """What the SQL needs to know about the file being read (see `importers.readers`)."""
+
+    relation: str  # FROM-able SQL with the file's columns
+    column_sql: dict[str, str | None]  # mapping column -> SQL reading it from a src row (None: absent)
+    column_types: dict[str, str]  # mapping column -> DuckDB type of that SQL ("VARCHAR" for text)
+    invalid: str | None = None  # SQL: true when a row could not be parsed at all
+    raw: str | None = None  # SQL: the raw text of a row
+    numbered_relation: str = ""  # like `relation`, with __row (may be slower: only for errors)
+
+
+class MappingSQL:
+    """Generates the queries for one mapping over one file."""
+
+    def __init__(self, mapping: Mapping, shape: SourceShape, source_id: str, received_at: datetime):
+        self.m = mapping
+        self.shape = shape
+        self.source_id = source_id
+        self.received_at = received_at
+        self.cols = list(mapping.columns)
+        self.alias = {c.name: f"c{i}" for i, c in enumerate(self.cols)}
+        self.keys = list(mapping.key)
+        self.grouping = mapping.group is not None
+
+    # -- row level ---------------------------------------------------------------------
+    def _clean(self, col: Column) -> str:
+        expr = self.shape.column_sql.get(col.name)
+        if expr is None:
+            return "CAST(NULL AS VARCHAR)"
+        if self.shape.column_types.get(col.name, "VARCHAR") in ("VARCHAR", "JSON"):
+            # TRIM copies every string; only values that need it pay for it
+            return (f"(CASE WHEN {expr} = '' THEN NULL WHEN {expr} LIKE ' %' OR {expr} LIKE '% ' "
+                    f"THEN NULLIF(TRIM({expr}), '') ELSE {expr} END)")
+        return expr
+
+    def _is_text(self, col: Column) -> bool:
+        return self.shape.column_types.get(col.name, "VARCHAR") in ("VARCHAR", "JSON")
+
+    def _cast(self, col: Column, v: str) -> tuple[str, str | None, str]:
+        """(typed expression, SQL that is true when a present value is bad, the reason)."""
+        text = f"CAST({v} AS VARCHAR)"
+        if col.type == "string":
+            if col.values:
+                cases = " ".join(f"WHEN {sql_string(a.lower())} THEN {sql_string(a)}" for a in col.values)
+                expr = f"(CASE lower({text}) {cases} END)"
+                return expr, f"{expr} IS NULL", f"unknown value; expected one of {', '.join(col.values)}"
+            return (text if not self._is_text(col) else v), None, ""
+        if col.type == "int":
+            expr = f"TRY_CAST({v} AS BIGINT)"
+            return expr, f"({expr} IS NULL OR TRY_CAST({v} AS DOUBLE) <> {expr})", "not a whole number"
+        if col.type == "float":
+            expr = f"TRY_CAST({v} AS DOUBLE)"
+            return expr, f"NOT coalesce(isfinite({expr}), FALSE)", "not a number"
+        if col.type == "bool":
+            truthy = ", ".join(map(sql_string, _TRUE))
+            falsy = ", ".join(map(sql_string, _FALSE))
+            expr = f"(CASE WHEN lower({text}) IN ({truthy}) THEN TRUE WHEN lower({text}) IN ({falsy}) THEN FALSE END)"
+            return expr, f"{expr} IS NULL", "not a boolean (expected true/false, yes/no or 1/0)"
+        fmt = col.format if self._is_text(col) else None
+        if col.type == "date":
+            if fmt:
+                expr = f"CAST(try_strptime({v}, {sql_string(fmt)}) AS DATE)"
+                return expr, f"{expr} IS NULL", f"not a date in the format {fmt}"
+            expr = f"TRY_CAST({v} AS DATE)"
+            return expr, f"{expr} IS NULL", "not a date (expected YYYY-MM-DD)"
+        # timestamp
+        if fmt in ("epoch_s", "epoch_ms"):
+            number = f"TRY_CAST({v} AS DOUBLE)" + (" / 1000.0" if fmt == "epoch_ms" else "")
+            expr = f"(CASE WHEN abs({number}) < 1e11 THEN to_timestamp({number}) END)"
+            return expr, f"{expr} IS NULL", f"not a timestamp in {'seconds' if fmt == 'epoch_s' else 'milliseconds'} since 1970"
+        if fmt and fmt != "iso":
+            expr = f"CAST(try_strptime({v}, {sql_string(fmt)}) AS TIMESTAMPTZ)"
+            return expr, f"{expr} IS NULL", f"not a timestamp in the format {fmt}"
+        expr = f"TRY_CAST({v} AS TIMESTAMPTZ)"
+        return expr, f"{expr} IS NULL", "not an ISO 8601 timestamp (e.g. 2024-05-01T12:00:00Z)"
+
+    def _checks(self) -> list[tuple[str, str, str]]:
+        """Per column: (SQL true when a required value is missing, SQL true when a value is bad, reason)."""
+        checks = []
+        for i, col in enumerate(self.cols):
+            expr, bad, reason = self._cast(col, f"v{i}")
+            missing = f"v{i} IS NULL" if col.required and col.default is None else "FALSE"
+            present_bad = f"(v{i} IS NOT NULL AND {bad.replace(expr, f'x{i}')})" if bad else "FALSE"
+            checks.append((missing, present_bad, reason))
+        return checks
+
+    def _typed(self, numbered: bool) -> str:
+        """The `checked` and `typed` relations (see the module docstring)."""
+        flags = ["__row"] if numbered else []
+        if self.shape.invalid:
+            flags.append(f"({self.shape.invalid}) AS __invalid")
+        if self.shape.raw and numbered:
+            flags.append(f"CAST({self.shape.raw} AS VARCHAR) AS __raw")
+        cleaned = flags + [f"{self._clean(c)} AS v{i}" for i, c in enumerate(self.cols)]
+        casts = [f"{self._cast(c, f'v{i}')[0]} AS x{i}" for i, c in enumerate(self.cols)]
+        checked = f"SELECT *, {', '.join(casts)} FROM (SELECT {', '.join(cleaned)} FROM src)"
+        outs = []
+        for i, col in enumerate(self.cols):
+            default = col.default
+            outs.append(f"COALESCE(x{i}, {sql_literal(default)}) AS c{i}" if default is not None else f"x{i} AS c{i}")
+        bad = [f"{m} OR {b}" for m, b, _ in self._checks() if (m, b) != ("FALSE", "FALSE")]
+        if self.shape.invalid:
+            bad.insert(0, "__invalid")
+        outs.append(f"({' OR '.join(bad) if bad else 'FALSE'}) AS __bad")
+        relation = self.shape.numbered_relation if numbered else self.shape.relation
+        return f"src AS (SELECT * FROM {relation}),\nchecked AS ({checked}),\ntyped AS (SELECT *, {', '.join(outs)} FROM checked)"
+
+    # -- helpers on typed columns ------------------------------------------------------
+    def _col(self, name: str) -> str:
+        return self.alias[name]
+
+    def _type(self, name: str) -> str:
+        return self.m.column(name).type
+
+    def _value_json(self, value: Value, ref: Any) -> str:
+        if value.column is None:
+            return _json_literal(value.constant)
+        return json_value(ref(value.column), self._type(value.column))
+
+    def _item_value(self, value: Value) -> str:
+        """A line-item field inside a struct that is turned into JSON as a whole."""
+        if value.column is None:
+            return sql_literal(value.constant) if not isinstance(value.constant, list) else f"CAST({_json_literal(value.constant)} AS JSON)"
+        col = self._col(value.column)
+        return f"strftime({col}, '{_ISO_MS}')" if self._type(value.column) == "timestamp" else col
+
+    def _key_text(self, ref: Any) -> list[str]:
+        return [f"CAST({ref(k)} AS VARCHAR)" for k in self.keys]
+
+    def _total(self, tree: tuple[Any, ...]) -> tuple[str, str]:
+        """(SQL aggregate over typed rows, JSON type) for a parsed total."""
+        kind = tree[0]
+        if kind == "count":
+            return "count(*)", "int"
+        if kind == "round":
+            inner, _ = self._total(tree[1])
+            return f"round({inner}, {tree[2]})", "float"
+        if kind == "sum":
+            return f"sum({self._arith(tree[1])})", "float"
+        col = self._col(tree[1])
+        if kind == "distinct":
+            return f"(CASE WHEN len(list_distinct(list({col}))) > 0 THEN list_sort(list_distinct(list({col}))) END)", "list"
+        return f"{kind}({col})", self._type(tree[1])
+
+    def _arith(self, expr: tuple[Any, ...]) -> str:
+        kind = expr[0]
+        if kind == "col":
+            return self._col(expr[1])
+        if kind == "num":
+            return expr[1]
+        if kind == "neg":
+            return f"(-{self._arith(expr[1])})"
+        return f"({self._arith(expr[2])} {expr[1]} {self._arith(expr[3])})"
+
+    # -- the main query ------------------------------------------------------------------
+    def _event_columns(self) -> list[str]:
+        """Columns read once per event: if a record's rows disagree, the smallest value is taken."""
+        m = self.m
+        names: list[str] = []
+        values: list[Value] = [v for _, v in m.traits + m.properties + m.campaign + m.spend]
+        if m.channel:
+            values.append(m.channel)
+        names += [v.column for v in values if v.column]
+        names += [c for _, c in m.identifiers]
+        names += [c for c in (m.timestamp, m.user_id, m.anonymous_id) if c]
+        if m.event and m.event.column:
+            names.append(m.event.column)
+        return [n for n in dict.fromkeys(names) if n not in self.keys]
+
+    def _grouped(self) -> str:
+        key_cols = [self._col(k) for k in self.keys]
+        outs = list(key_cols) + ["count(*) AS __rows"]
+        outs.append("bool_or(__bad) AS __bad" if self.grouping else "__bad")
+        for name in self._event_columns():
+            outs.append(f"min({self._col(name)}) AS {self._col(name)}")
+        group = self.m.group
+        if group:
+            for i, (_, total) in enumerate(group.totals):
+                outs.append(f"{self._total(total.tree)[0]} AS t{i}")
+            if group.items:
+                fields = ", ".join(f"{sql_string(n)}: {self._item_value(v)}" for n, v in group.item)
+                outs.append(f"array_to_string(list_sort(list(CAST(to_json({{{fields}}}) AS VARCHAR))), ',') AS __items")
+        by = key_cols + ([] if self.grouping else ["__bad"])
+        return f"grouped AS (SELECT {', '.join(outs)} FROM typed GROUP BY {', '.join(by)})"
+
+    def _message_id(self) -> str:
+        kind = sql_string(self.m.kind)
+        parts = ", ".join([kind] + self._key_text(self._col))
+        return f"({sql_string(self.m.kind + '-')} || substr(sha256(concat_ws(chr(31), {parts})), 1, 32))"
+
+    def _plain(self, value: Value | None, default: str = "CAST(NULL AS VARCHAR)") -> str:
+        if value is None:
+            return default
+        if value.column is None:
+            return sql_literal(value.constant) if not isinstance(value.constant, list) else _json_literal(value.constant)
+        return f"CAST({self._col(value.column)} AS VARCHAR)"
+
+    def _event_select(self) -> list[str]:
+        m = self.m
+        ref = self._col
+        channel = self._plain(m.channel, "'other'")
+        if m.channel and m.channel.column:
+            channel = f"lower({channel})"
+        user = f"CAST({ref(m.user_id)} AS VARCHAR)" if m.user_id else "CAST(NULL AS VARCHAR)"
+        fallback = f"{sql_string(f'offline:{m.kind}:')} || concat_ws(':', {', '.join(self._key_text(ref))})"
+        anonymous = f"CASE WHEN {user} IS NULL THEN {fallback} END" if m.user_id else fallback
+        if m.anonymous_id:
+            anonymous = f"COALESCE(CAST({ref(m.anonymous_id)} AS VARCHAR), {anonymous})"
+        if m.event is None:
+            event = "CAST(NULL AS VARCHAR)"
+        elif m.event.fixed:
+            event = sql_string(m.event.fixed)
+        else:
+            cases = " ".join(f"WHEN {sql_string(v)} THEN {sql_string(e)}" for v, e in m.event.values)
+            event = f"(CASE {ref(m.event.column)} {cases} END)"  # type: ignore[arg-type]
+        ts = f"CAST({ref(m.timestamp)} AS TIMESTAMPTZ)"  # type: ignore[arg-type]
+        campaign = dict(m.campaign)
+
+        external = [_external_id(f"CAST({ref(col)} AS VARCHAR)", kind) for kind, col in m.identifiers]
+        traits = json_object([_member(n, self._value_json(v, ref)) for n, v in m.traits])
+        context = [_member("library", _json_literal(LIBRARY)), _member("source_kind", _json_literal(m.kind))]
+        if external:
+            context.append(f"'\"externalIds\":[' || NULLIF(concat_ws(',', {', '.join(external)}), '') || ']'")
+        if m.traits and m.type != "identify":
+            context.append(_member("traits", f"NULLIF({traits}, '{{}}')"))
+        if m.campaign:
+            camp = json_object([_member(n, self._value_json(v, ref)) for n, v in m.campaign])
+            context.append(_member("campaign", f"NULLIF({camp}, '{{}}')"))
+
+        props = [_member(n, self._value_json(v, ref)) for n, v in m.properties]
+        if m.group:
+            for i, (name, total) in enumerate(m.group.totals):
+                props.append(_member(name, json_value(f"t{i}", self._total(total.tree)[1])))
+            if m.group.items:
+                items = "'[' || __items || ']'"
+                props.append(_member(m.group.items, items))
+        props.append(_member("channel", f"to_json({channel})"))
+
+        received = f"CAST({sql_string(self.received_at.isoformat())} AS TIMESTAMPTZ)"
+        return [
+            f"{self._message_id()} AS message_id",
+            f"{sql_string(self.source_id)} AS source",
+            f"{sql_string(m.type)} AS type",
+            f"{event} AS event",
+            f"{user} AS user_id",
+            f"{anonymous} AS anonymous_id",
+            "CAST(NULL AS VARCHAR) AS group_id",
+            "CAST(NULL AS VARCHAR) AS previous_id",
+            f"{channel} AS channel",
+            f"{ts} AS timestamp",
+            f"{ts} AS original_timestamp",
+            "CAST(NULL AS TIMESTAMPTZ) AS sent_at",
+            f"{received} AS received_at",
+            f"{self._plain(campaign.get('source'))} AS campaign_source",
+            f"{self._plain(campaign.get('medium'))} AS campaign_medium",
+            f"{self._plain(campaign.get('name'))} AS campaign_name",
+            f"{json_object(context)} AS context",
+            f"{json_object(props)} AS properties",
+            f"{traits if m.type == 'identify' else chr(39) + '{}' + chr(39)} AS traits",
+            "'{}' AS integrations",
+        ]
+
+    def _spend_select(self) -> list[str]:
+        spend = dict(self.m.spend)
+        casts = {"date": "DATE", "impressions": "BIGINT", "clicks": "BIGINT", "spend": "DOUBLE"}
+        outs = [f"{self._message_id()} AS spend_id", f"{sql_string(self.source_id)} AS source"]
+        for name in ("date", "channel", "platform", "campaign", "impressions", "clicks", "spend", "currency"):
+            value = spend.get(name)
+            expr = "NULL" if value is None else (self._col(value.column) if value.column else sql_literal(value.constant))
+            outs.append(f"CAST({expr} AS {casts.get(name, 'VARCHAR')}) AS {name}")
+        return outs
+
+    def main_query(self, dedupe_against: str | None) -> str:
+        """Rows for the log (EVENT_SCHEMA or SPEND_SCHEMA columns) plus, per row:
+        __rows (file rows in it), __bad (some row is bad), __key (record key), __dup (already logged)."""
+        body = self._event_select() if self.m.target == "events" else self._spend_select()
+        id_col = "message_id" if self.m.target == "events" else "spend_id"
+        key = f"concat_ws(chr(31), {', '.join(self._key_text(self._col))}) AS __key"
+        dup = f"{id_col} IN (SELECT id FROM {dedupe_against})" if dedupe_against else "FALSE"
+        return (
+            f"WITH {self._typed(numbered=False)},\n{self._grouped()}\n"
+            f"SELECT *, {dup} AS __dup FROM (SELECT {', '.join(body)}, __rows, __bad, {key} FROM grouped)"
+        )
+
+    def errors_query(self, with_keys: bool) -> tuple[str, list[tuple[int, str]]]:
+        """Bad rows (and, with `with_keys`, every row whose key is in the list parameter $1), with
+        per column the reason (e<i>) and the value read (g<i>). Returns (SQL, [(i, column name)])."""
+        outs = ["__row", "__bad"]
+        if self.shape.invalid:
+            outs.append("__invalid")
+        if self.shape.raw:
+            outs.append("__raw")
+        names = []
+        for i, (missing, bad, reason) in enumerate(self._checks()):
+            if (missing, bad) == ("FALSE", "FALSE"):
+                continue
+            outs.append(f"CASE WHEN {missing} THEN 'missing required value' WHEN {bad} THEN {sql_string(reason)} END AS e{i}")
+            outs.append(f"CAST(v{i} AS VARCHAR) AS g{i}")
+            names.append((i, self.cols[i].name))
+        key = f"concat_ws(chr(31), {', '.join(self._key_text(self._col))})"
+        outs.append(f"{key} AS __key")
+        where = "__bad" + (f" OR {key} IN (SELECT unnest($1::VARCHAR[]))" if with_keys else "")
+        sql = (f"WITH {self._typed(numbered=True)}\n"
+               f"SELECT {', '.join(outs)} FROM typed WHERE {where} ORDER BY __row")
+        return sql, names

@@ -1,0 +1,151 @@
+"""The `import` operation: a file of offline records (or of Segment events) into the event log.
+
+`import_file` picks the mapping (built-in for a kind, or a TOML file), runs the import engine,
+appends what is new to the log (`events`, or `spend` for ad spend), records the import in the
+operational store and returns an `ImportSummary`. Bad rows are reported, never fatal; a file
+that cannot be read at all raises `InputError`. Long imports show a Rich progress bar.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Callable
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from omniweave.adapters.eventlog import EventLog
+from omniweave.importers.engine import ImportSummary, Prepared, run_mapping
+from omniweave.importers.mapping import builtin_mapping, load_mapping
+from omniweave.importers.segment import KIND as SEGMENT, run_segment
+from omniweave.service.runtime import Runtime
+
+__all__ = ["ImportSummary", "import_file"]
+
+_PARALLEL_WRITE_ROWS = 50_000
+
+
+def import_file(
+    runtime: Runtime,
+    kind: str,
+    path: Path,
+    mapping: Path | None = None,
+    console: Console | None = None,
+) -> ImportSummary:
+    """Import `path` as source kind `kind` (with `mapping`, a TOML file, if given)."""
+    path = Path(path)
+    received_at = datetime.now(timezone.utc)
+    with ImportProgress(console, f"importing {path.name}") as progress:
+        if kind == SEGMENT and mapping is None:
+            source_id = runtime.store.ensure_source(f"import:{SEGMENT}")
+            summary = ImportSummary(file=path.name, kind=SEGMENT)
+            for batch in run_segment(path, source_id=source_id, log=runtime.log, received_at=received_at,
+                                     stage=progress.stage):
+                write(runtime.log, batch)
+                _add(summary, batch.summary)
+        else:
+            chosen = load_mapping(mapping, kind) if mapping is not None else builtin_mapping(kind)
+            source_id = runtime.store.ensure_source(f"import:{chosen.kind}")
+            prepared = run_mapping(chosen, path, source_id=source_id, log=runtime.log, received_at=received_at,
+                                   stage=progress.stage)
+            progress.stage(f"writing {prepared.table.num_rows:,} rows to the {prepared.dataset} log", None)
+            write(runtime.log, prepared)
+            summary = prepared.summary
+    runtime.store.record_import(summary.kind, str(path), summary.rows_read, summary.rows_imported,
+                                summary.rows_duplicate, summary.rows_rejected)
+    return summary
+
+
+def _add(total: ImportSummary, part: ImportSummary) -> None:
+    total.rows_read += part.rows_read
+    total.rows_imported += part.rows_imported
+    total.rows_duplicate += part.rows_duplicate
+    total.rows_rejected += part.rows_rejected
+    total.records_written += part.records_written
+    total.errors.extend(part.errors)
+
+
+def write(log: EventLog, prepared: Prepared) -> None:
+    """Append prepared rows to their dataset, one day at a time: the table is ordered by day once
+    and each day's slice is appended by one of two threads (Parquet encoding releases the GIL)."""
+    table = prepared.table
+    if table.num_rows == 0:
+        return
+    date_column = "timestamp" if prepared.dataset == "events" else "date"
+    column = table[date_column]
+    days = column if pa.types.is_date(column.type) else pc.cast(column, pa.date32())
+    counts = sorted((item["values"], item["counts"]) for item in pc.value_counts(days).to_pylist())
+    if len(counts) == 1:
+        log.append(prepared.dataset, table, batch_name=prepared.batch_name, date_column=date_column)
+        return
+    ordered = table.take(pc.sort_indices(days))
+    slices, offset = [], 0
+    for _day, count in counts:
+        slices.append(ordered.slice(offset, count))
+        offset += count
+    workers = 2 if table.num_rows >= _PARALLEL_WRITE_ROWS else 1
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omniweave-import-write") as pool:
+        futures = [pool.submit(log.append, prepared.dataset, part, prepared.batch_name, date_column) for part in slices]
+        for future in futures:
+            future.result()
+
+
+class ImportProgress:
+    """A Rich progress bar that appears only when an import takes longer than `delay` seconds.
+
+    `stage(name, fraction)` names what is happening now; `fraction` (optional) returns the percent
+    done, or a negative number when unknown (DuckDB's `query_progress` does exactly that).
+    """
+
+    def __init__(self, console: Console | None, title: str, delay: float = 1.0):
+        self.console = console
+        self.title = title
+        self.delay = delay
+        self._name = title
+        self._fraction: Callable[[], float] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="omniweave-import-progress", daemon=True)
+
+    def __enter__(self) -> "ImportProgress":
+        if self.console is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def stage(self, name: str, fraction: Callable[[], float] | None = None) -> None:
+        """Say what the import is doing now (and how to ask how far along it is)."""
+        self._name, self._fraction = name, fraction
+
+    def _percent(self) -> float | None:
+        fraction = self._fraction
+        if fraction is None:
+            return None
+        try:
+            value = fraction()
+        except duckdb.Error:  # the connection closed between two polls
+            return None
+        return value if value >= 0 else None
+
+    def _run(self) -> None:
+        if self._stop.wait(self.delay):
+            return
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                   TimeElapsedColumn())
+        with Progress(*columns, console=self.console, transient=True) as bar:
+            task = bar.add_task(self._name, total=None)
+            while not self._stop.wait(0.1):
+                percent = self._percent()
+                bar.update(task, description=self._name, total=None if percent is None else 100.0,
+                           completed=percent or 0.0)
