@@ -70,7 +70,7 @@ def till_table(rows: int, seed: int = 0, days: int = 60, stores: int = 40, custo
     discount_cents = np.where(discounted, price_cents * quantity // 10, 0)
     coupon_line = has_coupon[tx_of_row] & (np.arange(rows) == np.searchsorted(tx_of_row, tx_of_row))
 
-    cents = lambda c: pc.divide(pa.array(c, pa.float64()), 100.0)  # noqa: E731
+    cents = lambda c: pc.divide(pa.array(c, pa.float64()), 100.0)
     table = pa.table({
         "transaction_id": per_tx(_prefixed("T", np.arange(1, n_tx + 1) + seed * 10_000_000, 9)),
         "store_id": per_tx(_prefixed("S", store, 3)),

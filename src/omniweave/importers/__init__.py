@@ -11,7 +11,14 @@ The service operation is `omniweave.service.imports.import_file`.
 """
 
 from omniweave.importers.engine import ImportSummary, Prepared, run_mapping
-from omniweave.importers.mapping import Mapping, MappingError, builtin_kinds, builtin_mapping, load_mapping, parse_mapping
+from omniweave.importers.mapping import (
+    Mapping,
+    MappingError,
+    builtin_kinds,
+    builtin_mapping,
+    load_mapping,
+    parse_mapping,
+)
 from omniweave.importers.segment import run_segment
 
 __all__ = [

@@ -12,10 +12,10 @@ corrected file can be imported again later (its events would otherwise count as 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import duckdb
 import pyarrow as pa
@@ -128,8 +128,7 @@ def shape_of(mapping: Mapping, source: SourceFile) -> SourceShape:
         raise InputError(
             f"{source.path}: missing required column{'s' if len(missing) > 1 else ''} "
             f"{', '.join(repr(c) for c in missing)}; the file has columns {has}; a {mapping.kind!r} file "
-            f"needs {', '.join(repr(c) for c in mapping.required_columns)} (see docs/file-formats.md)",
-            field=missing[0],
+            f"needs {', '.join(repr(c) for c in mapping.required_columns)} (see docs/file-formats.md)"
         )
     return SourceShape(source.relation, column_sql, types, source.invalid, source.raw, source.numbered_relation)
 
@@ -157,8 +156,7 @@ def run_mapping(
         try:
             out = to_arrow(con.execute(plan.main_query(dedupe)))
         except duckdb.Error as exc:
-            raise InputError(f"{path}: cannot be read as {source.format}: {str(exc).splitlines()[0]}",
-                             field="file") from None
+            raise InputError(f"{path}: cannot be read as {source.format}: {str(exc).splitlines()[0]}") from None
         rejects = _csv_rejects(con, source, mapping)
         return _finish(mapping, path, source, plan, con, out, rejects, dataset, stage)
     finally:
@@ -189,8 +187,8 @@ def _csv_rejects(con: duckdb.DuckDBPyConnection, source: SourceFile, mapping: Ma
         found.rows.append(row)
         where = f"field {column!r}: " if column else ""
         reason = str(message).splitlines()[0] if message else str(kind).lower()
-        found.errors.append((row, f"{source.path.name}:row {row}: {where}the row does not match the header "
-                                  f"({reason}) (got {shown(text)})"))
+        found.errors.append((row, (f"{source.path.name}:row {row}: {where}the row does not match the header "
+                                  f"({reason}) (got {shown(text)})")))
         fields = parse_csv_line(text or "", source.delimiter)
         if mapping.group is not None and all(0 <= i < len(fields) for i in key_index):
             found.keys.add("\x1f".join(fields[i].strip() for i in key_index))
@@ -247,10 +245,8 @@ def _describe_errors(mapping: Mapping, source: SourceFile, plan: MappingSQL, con
     name = source.path.name
     key_label = mapping.key[0] if len(mapping.key) == 1 else "+".join(mapping.key)
     found: list[tuple[int, str]] = list(rejects.errors)
-    count = 0
-    for values in result.fetchall():
-        row = dict(zip(columns, values))
-        count += 1
+    for count, values in enumerate(result.fetchall(), 1):
+        row = dict(zip(columns, values, strict=True))
         if count > MAX_ERRORS:
             found.append((1 << 62, f"{name}: more rejected rows than the first {MAX_ERRORS:,} are not listed"))
             break
@@ -259,13 +255,13 @@ def _describe_errors(mapping: Mapping, source: SourceFile, plan: MappingSQL, con
             found.append((number, f"{name}:row {number}: {source.invalid_reason} (got {shown(row.get('__raw'))})"))
         elif not row["__bad"]:
             key = str(row["__key"]).replace("\x1f", "+")
-            found.append((number, f"{name}:row {number}: field {key_label!r}: not imported because another row "
-                                  f"of the same record is bad (got {shown(key)})"))
+            found.append((number, (f"{name}:row {number}: field {key_label!r}: not imported because another row "
+                                  f"of the same record is bad (got {shown(key)})")))
         else:
             for i, column in checked:
                 if row[f"e{i}"] is not None:
-                    found.append((number, f"{name}:row {number}: field {column!r}: {row[f'e{i}']} "
-                                          f"(got {shown(row[f'g{i}'])})"))
+                    found.append((number, (f"{name}:row {number}: field {column!r}: {row[f'e{i}']} "
+                                          f"(got {shown(row[f'g{i}'])})")))
     found.sort(key=lambda item: item[0])
     return [text for _, text in found]
 

@@ -146,7 +146,7 @@ def builtin_mapping(kind: str) -> Mapping:
     if kind not in builtin_kinds():
         raise InputError(
             f"unknown source kind {kind!r}; built-in kinds: {', '.join(builtin_kinds() + ['segment'])}"
-            " (or give --mapping FILE.toml for columns of your own)", field="kind"
+            " (or give --mapping FILE.toml for columns of your own)"
         )
     text = (resources.files("omniweave.importers") / "mappings" / f"{kind}.toml").read_text()
     return parse_mapping(text, origin=f"built-in mapping {kind}.toml", default_kind=kind)
@@ -192,7 +192,7 @@ class _Builder:
         self.used: dict[str, None] = {}  # insertion-ordered set of referenced columns
 
     def fail(self, key: str, reason: str) -> MappingError:
-        return MappingError(f"{self.origin}: {key}: {reason}", field=key)
+        return MappingError(f"{self.origin}: {key}: {reason}")
 
     def build(self) -> Mapping:
         d = self.data
@@ -237,9 +237,9 @@ class _Builder:
                 if typ == "date" and fmt in TIMESTAMP_FORMATS[1:]:
                     raise self.fail(f"{where}.format", f"{fmt!r} is only for timestamp columns")
             values = spec.get("values", [])
-            if values:
-                if typ != "string" or not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
-                    raise self.fail(f"{where}.values", "only string columns take values: a list of allowed strings")
+            if values and (typ != "string" or not isinstance(values, list)
+                           or not all(isinstance(v, str) and v for v in values)):
+                raise self.fail(f"{where}.values", "only string columns take values: a list of allowed strings")
             default = spec.get("default")
             if default is not None:
                 default = self._check_default(where, typ, default, values)

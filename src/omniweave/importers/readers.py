@@ -12,9 +12,10 @@ import csv
 import gzip
 import io
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -69,7 +70,7 @@ def file_format(path: Path) -> str:
         return "jsonl"
     raise InputError(
         f"{path}: unknown file type; expected a name ending in "
-        f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES + JSON_SUFFIXES)}", field="file"
+        f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES + JSON_SUFFIXES)}"
     )
 
 
@@ -77,7 +78,7 @@ def open_source(con: duckdb.DuckDBPyConnection, path: Path) -> SourceFile:
     """Open `path` for reading through `con`; raises InputError if it cannot be read at all."""
     fmt = file_format(path)
     if not path.is_file():
-        raise InputError(f"{path}: no such file", field="file")
+        raise InputError(f"{path}: no such file")
     if fmt == "csv":
         return _open_csv(con, path)
     if fmt == "parquet":
@@ -97,29 +98,27 @@ def _head(path: Path) -> bytes:
         with open(path, "rb") as fh:
             return fh.read(_HEAD_BYTES)
     except (OSError, EOFError, zlib.error) as exc:
-        raise InputError(f"{path}: cannot be read: {exc}", field="file") from exc
+        raise InputError(f"{path}: cannot be read: {exc}") from exc
 
 
 def _open_csv(con: duckdb.DuckDBPyConnection, path: Path) -> SourceFile:
     head = _head(path)
     if not head.strip():
-        raise InputError(f"{path}: the file is empty; expected a header row with column names", field="file")
+        raise InputError(f"{path}: the file is empty; expected a header row with column names")
     if b"\x00" in head:
-        raise InputError(f"{path}: not a CSV file (it holds binary data); expected UTF-8 text with a header row",
-                         field="file")
+        raise InputError(f"{path}: not a CSV file (it holds binary data); expected UTF-8 text with a header row")
     first = head.split(b"\n", 1)[0].rstrip(b"\r")
     try:
         line = first.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not a UTF-8 CSV file ({exc.reason} at byte {exc.start} of the header)",
-                         field="file") from None
+        raise InputError(f"{path}: not a UTF-8 CSV file ({exc.reason} at byte {exc.start} of the header)") from None
     delimiter = max(_DELIMITERS, key=lambda d: (line.count(d), d == ","))
     names = [n.strip() for n in next(csv.reader([line], delimiter=delimiter))]
     names = [n or f"column{i + 1}" for i, n in enumerate(names)]
     seen: set[str] = set()
     for name in names:
         if name in seen:
-            raise InputError(f"{path}: the header names column {name!r} twice", field=name)
+            raise InputError(f"{path}: the header names column {name!r} twice")
         seen.add(name)
     columns = "{" + ", ".join(f"'{n.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for n in names) + "}"
     delim = delimiter.replace("'", "''")
@@ -137,7 +136,7 @@ def _open_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> SourceFile:
     try:
         described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_path(path)})").fetchall()
     except duckdb.Error as exc:
-        raise InputError(f"{path}: not a Parquet file ({str(exc).splitlines()[0]})", field="file") from None
+        raise InputError(f"{path}: not a Parquet file ({str(exc).splitlines()[0]})") from None
     columns = {row[0]: _base_type(row[1]) for row in described}
     relation = (
         f"(SELECT file_row_number + 1 AS __row, * EXCLUDE (file_row_number) "
@@ -159,8 +158,7 @@ def read_json_records(path: Path) -> Iterator[tuple[int, bytes]]:
         try:
             items = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            raise InputError(f"{path}: not valid JSON ({exc}); expected one JSON object per line or a JSON array",
-                             field="file") from None
+            raise InputError(f"{path}: not valid JSON ({exc}); expected one JSON object per line or a JSON array") from None
         for i, item in enumerate(items, 1):
             yield i, orjson.dumps(item)
         return
@@ -177,15 +175,15 @@ def _read_all(path: Path) -> bytes:
         else:
             data = path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:
-        raise InputError(f"{path}: cannot be read: {exc}", field="file") from exc
+        raise InputError(f"{path}: cannot be read: {exc}") from exc
     if not data.strip():
-        raise InputError(f"{path}: the file is empty; expected one JSON object per line", field="file")
+        raise InputError(f"{path}: the file is empty; expected one JSON object per line")
     if b"\x00" in data[:_HEAD_BYTES]:
-        raise InputError(f"{path}: not a JSON-lines file (it holds binary data)", field="file")
+        raise InputError(f"{path}: not a JSON-lines file (it holds binary data)")
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})", field="file") from None
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return data.removeprefix(b"\xef\xbb\xbf")
 
 

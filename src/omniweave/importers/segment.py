@@ -9,9 +9,10 @@ importing the same file again adds nothing. `receivedAt`, when the export carrie
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import duckdb
 import orjson
@@ -20,7 +21,15 @@ import pyarrow as pa
 from omniweave.adapters.eventlog import EVENT_SCHEMA, EventLog, events_to_table
 from omniweave.core.events import deterministic_message_id, normalize_event, parse_timestamp
 from omniweave.errors import EventError, InputError
-from omniweave.importers.engine import ImportSummary, Prepared, batch_name, shown, connect, existing_ids, to_arrow
+from omniweave.importers.engine import (
+    ImportSummary,
+    Prepared,
+    batch_name,
+    connect,
+    existing_ids,
+    shown,
+    to_arrow,
+)
 from omniweave.importers.readers import file_format, read_json_records
 
 KIND = "segment"
@@ -39,8 +48,7 @@ def run_segment(
     """Validate the events of a JSON-lines file; yields one `Prepared` batch (new events only and
     that batch's counts) per `batch_rows` records. The caller writes each batch as it comes."""
     if file_format(path) != "jsonl":
-        raise InputError(f"{path}: the segment kind reads JSON lines (.jsonl, .ndjson, .json), one event per line",
-                         field="file")
+        raise InputError(f"{path}: the segment kind reads JSON lines (.jsonl, .ndjson, .json), one event per line")
     records = list(read_json_records(path))
     done = [0]
     if stage:

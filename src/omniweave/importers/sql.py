@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from omniweave import __version__
-from omniweave.importers.mapping import Column, Mapping, Total, Value
+from omniweave.importers.mapping import Column, Mapping, Value
 
 LIBRARY = {"name": "omniweave-importer", "version": __version__}
 _TRUE = ("true", "t", "yes", "y", "1")

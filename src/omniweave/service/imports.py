@@ -9,22 +9,31 @@ that cannot be read at all raises `InputError`. Long imports show a Rich progres
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Callable
+from typing import Self
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from omniweave.adapters.eventlog import EventLog
 from omniweave.importers.engine import ImportSummary, Prepared, run_mapping
 from omniweave.importers.mapping import builtin_mapping, load_mapping
-from omniweave.importers.segment import KIND as SEGMENT, run_segment
+from omniweave.importers.segment import KIND as SEGMENT
+from omniweave.importers.segment import run_segment
 from omniweave.service.runtime import Runtime
 
 __all__ = ["ImportSummary", "import_file"]
@@ -41,7 +50,7 @@ def import_file(
 ) -> ImportSummary:
     """Import `path` as source kind `kind` (with `mapping`, a TOML file, if given)."""
     path = Path(path)
-    received_at = datetime.now(timezone.utc)
+    received_at = datetime.now(UTC)
     with ImportProgress(console, f"importing {path.name}") as progress:
         if kind == SEGMENT and mapping is None:
             source_id = runtime.store.ensure_source(f"import:{SEGMENT}")
@@ -113,7 +122,7 @@ class ImportProgress:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="omniweave-import-progress", daemon=True)
 
-    def __enter__(self) -> "ImportProgress":
+    def __enter__(self) -> Self:
         if self.console is not None:
             self._thread.start()
         return self
