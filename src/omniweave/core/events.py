@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -63,21 +64,31 @@ def format_timestamp(value: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and a Z, the spec's own format."""
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.isoformat(timespec="milliseconds")[:23] + "Z"
+    # same text as isoformat(timespec="milliseconds") + "Z", at half the cost (the collector
+    # formats four timestamps per event)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (
+        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond // 1000)
 
 
 def campaign_from_url(url: str) -> dict[str, str]:
     """The `context.campaign` object implied by a URL's UTM parameters (empty if none)."""
+    return dict(_campaign_items(url))
+
+
+@lru_cache(maxsize=4096)
+def _campaign_items(url: str) -> tuple[tuple[str, str], ...]:
+    # Landing-page URLs repeat across visitors, and parsing them is a tenth of the collector's
+    # per-event cost: remember the answer (as a tuple, so that callers get their own dict).
     try:
         query = urlsplit(url).query
     except ValueError:
-        return {}
+        return ()
     campaign: dict[str, str] = {}
     for key, value in parse_qsl(query):
         target = _UTM_TO_CAMPAIGN.get(key.lower())
         if target and value:
             campaign[target] = value
-    return campaign
+    return tuple(campaign.items())
 
 
 def _id(raw: dict[str, Any], key: str, index: int | None) -> str | None:
