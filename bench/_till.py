@@ -98,7 +98,8 @@ def make_till_file(path: str | Path, rows: int, seed: int = 0) -> Path:
     """Write a till CSV of exactly `rows` line items to `path` (fast, deterministic for a seed)."""
     path = Path(path)
     table = till_table(rows, seed=seed)
-    pacsv.write_csv(table, path, write_options=pacsv.WriteOptions(quoting_style="needed"))
+    # like most till exports: no quotes (no value holds a comma, a quote or a line break)
+    pacsv.write_csv(table, path, write_options=pacsv.WriteOptions(quoting_style="none"))
     return path
 
 

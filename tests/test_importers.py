@@ -331,6 +331,15 @@ def test_custom_mapping_maps_columns_of_your_own(runtime: Runtime) -> None:
     assert "externalIds" not in receipts["R-2"]["context"]
 
 
+def test_the_mapping_example_in_the_docs_works(runtime: Runtime, tmp_path: Path) -> None:
+    doc = (REPO / "docs" / "importers.md").read_text()
+    example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "pos.toml").write_text(example)
+    summary = import_file(runtime, "custom", DATA / "pos_export.csv", mapping=tmp_path / "pos.toml")
+    assert (summary.kind, summary.rows_imported, summary.records_written) == ("pos_export", 3, 2)
+    assert {e["properties"]["currency"] for e in rows(runtime)} == {"EUR"}
+
+
 def test_mapping_option_with_a_builtin_kind_name_uses_that_file(runtime: Runtime) -> None:
     summary = import_file(runtime, "till", DATA / "pos_export.csv", mapping=DATA / "pos_export.toml")
     assert summary.kind == "till" and summary.rows_imported == 3

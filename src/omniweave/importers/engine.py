@@ -130,7 +130,8 @@ def shape_of(mapping: Mapping, source: SourceFile) -> SourceShape:
             f"{', '.join(repr(c) for c in missing)}; the file has columns {has}; a {mapping.kind!r} file "
             f"needs {', '.join(repr(c) for c in mapping.required_columns)} (see docs/file-formats.md)"
         )
-    return SourceShape(source.relation, column_sql, types, source.invalid, source.raw, source.numbered_relation)
+    return SourceShape(source.relation, column_sql, types, source.invalid, source.raw, source.numbered_relation,
+                       empty_is_null=source.format == "csv")
 
 
 def run_mapping(

@@ -92,6 +92,7 @@ class SourceShape:
     invalid: str | None = None  # SQL: true when a row could not be parsed at all
     raw: str | None = None  # SQL: the raw text of a row
     numbered_relation: str = ""  # like `relation`, with __row (may be slower: only for errors)
+    empty_is_null: bool = False  # the reader already turns empty values into NULL
 
 
 class MappingSQL:
@@ -113,9 +114,9 @@ class MappingSQL:
         if expr is None:
             return "CAST(NULL AS VARCHAR)"
         if self.shape.column_types.get(col.name, "VARCHAR") in ("VARCHAR", "JSON"):
-            # TRIM copies every string; only values that need it pay for it
-            return (f"(CASE WHEN {expr} = '' THEN NULL WHEN {expr} LIKE ' %' OR {expr} LIKE '% ' "
-                    f"THEN NULLIF(TRIM({expr}), '') ELSE {expr} END)")
+            # values are taken as written (DuckDB's casts allow spaces around numbers and times);
+            # an empty value is a missing one (the CSV reader already reads it as NULL)
+            return expr if self.shape.empty_is_null else f"NULLIF({expr}, '')"
         return expr
 
     def _is_text(self, col: Column) -> bool:
@@ -127,7 +128,7 @@ class MappingSQL:
         if col.type == "string":
             if col.values:
                 cases = " ".join(f"WHEN {sql_string(a.lower())} THEN {sql_string(a)}" for a in col.values)
-                expr = f"(CASE lower({text}) {cases} END)"
+                expr = f"(CASE lower(trim({text})) {cases} END)"
                 return expr, f"{expr} IS NULL", f"unknown value; expected one of {', '.join(col.values)}"
             return (text if not self._is_text(col) else v), None, ""
         if col.type == "int":
@@ -139,7 +140,8 @@ class MappingSQL:
         if col.type == "bool":
             truthy = ", ".join(map(sql_string, _TRUE))
             falsy = ", ".join(map(sql_string, _FALSE))
-            expr = f"(CASE WHEN lower({text}) IN ({truthy}) THEN TRUE WHEN lower({text}) IN ({falsy}) THEN FALSE END)"
+            text = f"lower(trim({text}))"
+            expr = f"(CASE WHEN {text} IN ({truthy}) THEN TRUE WHEN {text} IN ({falsy}) THEN FALSE END)"
             return expr, f"{expr} IS NULL", "not a boolean (expected true/false, yes/no or 1/0)"
         fmt = col.format if self._is_text(col) else None
         if col.type == "date":
