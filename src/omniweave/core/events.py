@@ -60,6 +60,7 @@ def parse_timestamp(value: Any, *, field: str, index: int | None) -> datetime:
     )
 
 
+@lru_cache(maxsize=1024)  # receivedAt and sentAt repeat across the events of a request
 def format_timestamp(value: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and a Z, the spec's own format."""
     if value.tzinfo is not UTC:
