@@ -47,8 +47,9 @@ EVENT_TEMPLATE = (
     '"messageId":"%s-%d-%d","properties":{"product_id":"sku-%d","price":19.99,"currency":"GBP",'
     '"name":"Trainers"},"context":{"library":{"name":"analytics-python","version":"2.3.2"},'
     '"page":{"url":"https://shop.example/p/1?utm_source=google&utm_medium=cpc"}},'
-    '"timestamp":"2024-05-01T12:00:00.000Z","sentAt":"2024-05-01T12:00:01.000Z"}'
+    '"timestamp":"2024-05-01T12:%02d:%02d.%03dZ","sentAt":"2024-05-01T13:00:%02d.000Z"}'
 )
+# Timestamps differ from event to event (as they do from real devices); sentAt is per request.
 
 LUA_SCRIPT = r"""
 local threads = {}
@@ -65,7 +66,9 @@ function init(args)
   wrk.headers["Authorization"] = "Basic " .. args[4]
 end
 local function event(i)
-  return string.format('TEMPLATE', i % 5000, i % 7000, run .. "-" .. tid, counter, i, i % 300)
+  local k = counter * 131 + i * 7
+  return string.format('TEMPLATE', i % 5000, i % 7000, run .. "-" .. tid, counter, i, i % 300,
+    math.floor(k / 60000) % 60, math.floor(k / 1000) % 60, k % 1000, counter % 60)
 end
 function request()
   counter = counter + 1
@@ -146,7 +149,11 @@ async def _python_load(host: str, port: int, path: str, batch: int, connections:
     ok = failed = 0
 
     def body(conn: int, n: int) -> bytes:
-        events = [EVENT_TEMPLATE % (i % 5000, i % 7000, f"{run_id}-{conn}", n, i, i % 300) for i in range(max(batch, 1))]
+        events = []
+        for i in range(max(batch, 1)):
+            k = n * 131 + i * 7
+            events.append(EVENT_TEMPLATE % (i % 5000, i % 7000, f"{run_id}-{conn}", n, i, i % 300,
+                                            k // 60000 % 60, k // 1000 % 60, k % 1000, n % 60))
         text = events[0] if batch == 0 else '{"batch":[' + ",".join(events) + "]}"
         return text.encode()
 
