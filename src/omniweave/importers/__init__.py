@@ -1,6 +1,7 @@
 """Offline importers: CSV, Parquet and JSON-lines files turned into events by declarative mappings.
 
     mapping.py   the mapping model (TOML), validated with clear errors
+    totals.py    aggregates over a group of rows (`round(sum(quantity * price), 2)`)
     mappings/    the built-in mappings, one TOML file per source kind
     readers.py   open a file as a DuckDB relation (and say why one cannot be read)
     sql.py       the SQL generated from a mapping (the only place SQL is written)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from omniweave.errors import InputError
+from omniweave.importers.totals import numeric_columns, parse_total
 
 COLUMN_TYPES = ("string", "int", "float", "bool", "date", "timestamp")
 EVENT_TYPES = ("track", "identify", "page", "screen")
@@ -33,7 +34,6 @@ SPEND_FIELDS = {
 }
 SPEND_REQUIRED = ("date", "channel", "campaign", "spend")
 TIMESTAMP_FORMATS = ("iso", "epoch_s", "epoch_ms")
-AGGREGATES = ("sum", "min", "max", "distinct", "count", "round")
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _KIND = re.compile(r"^[a-z][a-z0-9_]*$")
 _TOP_KEYS = {
@@ -370,7 +370,7 @@ class _Builder:
             where = f"group.totals.{name}"
             if not isinstance(text, str):
                 raise self.fail(where, f"expected an aggregate like \"sum(quantity * price)\", got {text!r}")
-            tree = _TotalParser(text, lambda c, w=where: self._use(c, w), lambda msg, w=where: self.fail(w, msg)).parse()
+            tree = parse_total(text, lambda c, w=where: self._use(c, w), lambda msg, w=where: self.fail(w, msg))
             totals.append((name, Total(text, tree)))
         return Group(items, item, tuple(totals))
 
@@ -401,7 +401,7 @@ class _Builder:
         if ts is not None and by_name[ts].type not in ("timestamp", "date"):
             raise self.fail(f"columns.{ts}.type", f"the timestamp column must be a timestamp or date, not {by_name[ts].type}")
         for name, total in (group.totals if group else ()):
-            for col in _numeric_columns(total.tree):
+            for col in numeric_columns(total.tree):
                 if by_name[col].type not in ("int", "float"):
                     raise self.fail(f"group.totals.{name}", f"column {col!r} is used in arithmetic; declare it "
                                     f"with type = \"int\" or \"float\" under [columns.{col}]")
@@ -465,118 +465,3 @@ class _Builder:
                                 f"spend.{name} needs a column of type {' or '.join(SPEND_FIELDS[name])}")
         return Mapping(kind=kind, target="spend", description=str(d.get("description", "")), key=key,
                        spend=spend, columns=cols, origin=self.origin)
-
-
-# --- aggregate expressions ----------------------------------------------------------------
-
-_TOKEN = re.compile(r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|\"(?P<quoted>[^\"]+)\"|(?P<op>[-+*/(),]))")
-
-
-class _TotalParser:
-    """Parses `sum(expr)`, `min(col)`, `max(col)`, `distinct(col)`, `count()` and
-    `round(total, digits)`, where expr is arithmetic (+ - * / parentheses, numbers) over columns."""
-
-    def __init__(self, text: str, use: Any, fail: Any):
-        self.text, self.use, self.fail = text, use, fail
-        self.tokens: list[tuple[str, str]] = []
-        pos = 0
-        while pos < len(text):
-            if text[pos:].strip() == "":
-                break
-            m = _TOKEN.match(text, pos)
-            if not m:
-                raise fail(f"cannot read {text[pos:]!r} in {text!r}")
-            kind = m.lastgroup or ""
-            self.tokens.append(("name" if kind == "quoted" else kind, m.group(kind)))
-            pos = m.end()
-        self.i = 0
-
-    def peek(self) -> tuple[str, str] | None:
-        return self.tokens[self.i] if self.i < len(self.tokens) else None
-
-    def take(self, expected: str | None = None) -> tuple[str, str]:
-        tok = self.peek()
-        if tok is None or (expected is not None and tok[1] != expected):
-            raise self.fail(f"expected {expected or 'more'} in {self.text!r}; aggregates: {', '.join(AGGREGATES)}")
-        self.i += 1
-        return tok
-
-    def parse(self) -> tuple[Any, ...]:
-        tree = self.total()
-        if self.peek() is not None:
-            raise self.fail(f"unexpected {self.peek()[1]!r} in {self.text!r}")  # type: ignore[index]
-        return tree
-
-    def total(self) -> tuple[Any, ...]:
-        kind, name = self.take()
-        if kind != "name" or name not in AGGREGATES:
-            raise self.fail(f"{self.text!r} must start with one of {', '.join(AGGREGATES)}")
-        self.take("(")
-        if name == "count":
-            self.take(")")
-            return ("count",)
-        if name == "round":
-            inner = self.total()
-            self.take(",")
-            kind, digits = self.take()
-            if kind != "num" or "." in digits:
-                raise self.fail(f"round(total, DIGITS) needs a whole number of digits in {self.text!r}")
-            self.take(")")
-            return ("round", inner, int(digits))
-        if name == "sum":
-            expr = self.expr()
-            self.take(")")
-            return ("sum", expr)
-        kind, column = self.take()
-        if kind != "name":
-            raise self.fail(f"{name}() takes one column name in {self.text!r}")
-        self.take(")")
-        return (name, self.use(column))
-
-    def expr(self) -> tuple[Any, ...]:
-        left = self.term()
-        while self.peek() is not None and self.peek()[1] in "+-":  # type: ignore[index]
-            op = self.take()[1]
-            left = ("op", op, left, self.term())
-        return left
-
-    def term(self) -> tuple[Any, ...]:
-        left = self.factor()
-        while self.peek() is not None and self.peek()[1] in "*/":  # type: ignore[index]
-            op = self.take()[1]
-            left = ("op", op, left, self.factor())
-        return left
-
-    def factor(self) -> tuple[Any, ...]:
-        kind, text = self.take()
-        if kind == "num":
-            return ("num", text)
-        if kind == "name":
-            return ("col", self.use(text))
-        if text == "-":
-            return ("neg", self.factor())
-        if text == "(":
-            inner = self.expr()
-            self.take(")")
-            return inner
-        raise self.fail(f"unexpected {text!r} in {self.text!r}")
-
-
-def _numeric_columns(tree: tuple[Any, ...]) -> list[str]:
-    """Columns used inside arithmetic (they must be int or float)."""
-    kind = tree[0]
-    if kind == "sum":
-        return _columns_of(tree[1])
-    if kind == "round":
-        return _numeric_columns(tree[1])
-    return []
-
-
-def _columns_of(expr: tuple[Any, ...]) -> list[str]:
-    if expr[0] == "col":
-        return [expr[1]]
-    if expr[0] == "op":
-        return _columns_of(expr[2]) + _columns_of(expr[3])
-    if expr[0] == "neg":
-        return _columns_of(expr[1])
-    return []

@@ -123,51 +123,46 @@ class MappingSQL:
         return self.shape.column_types.get(col.name, "VARCHAR") in ("VARCHAR", "JSON")
 
     def _cast(self, col: Column, v: str) -> tuple[str, str | None, str]:
-        """(typed expression, SQL that is true when a present value is bad, the reason)."""
+        """(SQL casting value `v` to the column's type, SQL true when a present value is bad — with
+        `{x}` standing for the cast value —, and the reason a bad value is given)."""
         text = f"CAST({v} AS VARCHAR)"
         if col.type == "string":
             if col.values:
                 cases = " ".join(f"WHEN {sql_string(a.lower())} THEN {sql_string(a)}" for a in col.values)
-                expr = f"(CASE lower(trim({text})) {cases} END)"
-                return expr, f"{expr} IS NULL", f"unknown value; expected one of {', '.join(col.values)}"
-            return (text if not self._is_text(col) else v), None, ""
+                expected = ", ".join(col.values)
+                return f"(CASE lower(trim({text})) {cases} END)", "{x} IS NULL", f"unknown value; expected one of {expected}"
+            return (v if self._is_text(col) else text), None, ""
         if col.type == "int":
-            expr = f"TRY_CAST({v} AS BIGINT)"
-            return expr, f"({expr} IS NULL OR TRY_CAST({v} AS DOUBLE) <> {expr})", "not a whole number"
+            return f"TRY_CAST({v} AS BIGINT)", f"({{x}} IS NULL OR TRY_CAST({v} AS DOUBLE) <> {{x}})", "not a whole number"
         if col.type == "float":
-            expr = f"TRY_CAST({v} AS DOUBLE)"
-            return expr, f"NOT coalesce(isfinite({expr}), FALSE)", "not a number"
+            return f"TRY_CAST({v} AS DOUBLE)", "NOT coalesce(isfinite({x}), FALSE)", "not a number"
         if col.type == "bool":
-            truthy = ", ".join(map(sql_string, _TRUE))
-            falsy = ", ".join(map(sql_string, _FALSE))
-            text = f"lower(trim({text}))"
-            expr = f"(CASE WHEN {text} IN ({truthy}) THEN TRUE WHEN {text} IN ({falsy}) THEN FALSE END)"
-            return expr, f"{expr} IS NULL", "not a boolean (expected true/false, yes/no or 1/0)"
+            lowered = f"lower(trim({text}))"
+            truthy, falsy = ", ".join(map(sql_string, _TRUE)), ", ".join(map(sql_string, _FALSE))
+            expr = f"(CASE WHEN {lowered} IN ({truthy}) THEN TRUE WHEN {lowered} IN ({falsy}) THEN FALSE END)"
+            return expr, "{x} IS NULL", "not a boolean (expected true/false, yes/no or 1/0)"
         fmt = col.format if self._is_text(col) else None
         if col.type == "date":
             if fmt:
-                expr = f"CAST(try_strptime({v}, {sql_string(fmt)}) AS DATE)"
-                return expr, f"{expr} IS NULL", f"not a date in the format {fmt}"
-            expr = f"TRY_CAST({v} AS DATE)"
-            return expr, f"{expr} IS NULL", "not a date (expected YYYY-MM-DD)"
-        # timestamp
-        if fmt in ("epoch_s", "epoch_ms"):
+                return f"CAST(try_strptime({v}, {sql_string(fmt)}) AS DATE)", "{x} IS NULL", f"not a date in the format {fmt}"
+            return f"TRY_CAST({v} AS DATE)", "{x} IS NULL", "not a date (expected YYYY-MM-DD)"
+        if fmt in ("epoch_s", "epoch_ms"):  # timestamps from here on
             number = f"TRY_CAST({v} AS DOUBLE)" + (" / 1000.0" if fmt == "epoch_ms" else "")
-            expr = f"(CASE WHEN abs({number}) < 1e11 THEN to_timestamp({number}) END)"
-            return expr, f"{expr} IS NULL", f"not a timestamp in {'seconds' if fmt == 'epoch_s' else 'milliseconds'} since 1970"
+            unit = "seconds" if fmt == "epoch_s" else "milliseconds"
+            return (f"(CASE WHEN abs({number}) < 1e11 THEN to_timestamp({number}) END)", "{x} IS NULL",
+                    f"not a timestamp in {unit} since 1970")
         if fmt and fmt != "iso":
-            expr = f"CAST(try_strptime({v}, {sql_string(fmt)}) AS TIMESTAMPTZ)"
-            return expr, f"{expr} IS NULL", f"not a timestamp in the format {fmt}"
-        expr = f"TRY_CAST({v} AS TIMESTAMPTZ)"
-        return expr, f"{expr} IS NULL", "not an ISO 8601 timestamp (e.g. 2024-05-01T12:00:00Z)"
+            return (f"CAST(try_strptime({v}, {sql_string(fmt)}) AS TIMESTAMPTZ)", "{x} IS NULL",
+                    f"not a timestamp in the format {fmt}")
+        return f"TRY_CAST({v} AS TIMESTAMPTZ)", "{x} IS NULL", "not an ISO 8601 timestamp (e.g. 2024-05-01T12:00:00Z)"
 
     def _checks(self) -> list[tuple[str, str, str]]:
         """Per column: (SQL true when a required value is missing, SQL true when a value is bad, reason)."""
         checks = []
         for i, col in enumerate(self.cols):
-            expr, bad, reason = self._cast(col, f"v{i}")
+            _, bad, reason = self._cast(col, f"v{i}")
             missing = f"v{i} IS NULL" if col.required and col.default is None else "FALSE"
-            present_bad = f"(v{i} IS NOT NULL AND {bad.replace(expr, f'x{i}')})" if bad else "FALSE"
+            present_bad = f"(v{i} IS NOT NULL AND {bad.replace('{x}', f'x{i}')})" if bad else "FALSE"
             checks.append((missing, present_bad, reason))
         return checks
 
