@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Self
 
@@ -272,6 +273,8 @@ def _import_offline(runtime: Runtime, folder: Path, result: DemoResult, console:
 
     started = time.perf_counter()
     assert set(OFFLINE_ORDER) == set(OFFLINE_COLUMNS)
+    if console:
+        console.print("importing the offline files:")
     for kind in OFFLINE_ORDER:
         summary = import_file(runtime, kind, folder / "offline" / f"{kind}.csv", console=console)
         result.imports[kind] = summary
@@ -303,6 +306,18 @@ def summarize(runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
     return {name: warehouse.sql(query).to_pylist() for name, query in SUMMARY_QUERIES.items()}
 
 
+def _shown(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, Decimal)) and value == int(value):
+        return f"{int(value):,}"
+    if isinstance(value, (float, Decimal)):
+        return f"{float(value):,.2f}"
+    return str(value)
+
+
 def print_summary(console: Console, result: DemoResult) -> None:
     """Print the summary tables, the ground truth's size and the timings."""
     m = result.manifest
@@ -311,8 +326,7 @@ def print_summary(console: Console, result: DemoResult) -> None:
             continue
         table = Table(*rows[0].keys(), title=name, title_justify="left")
         for row in rows[:30]:
-            table.add_row(*(f"{v:,.2f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
-                            for v in row.values()))
+            table.add_row(*(_shown(v) for v in row.values()))
         console.print(table)
     console.print(
         f"ground truth: {m['customers']:,} people, {m['identities']:,} identifiers "
