@@ -268,6 +268,25 @@ def test_run_demo_lands_everything_in_the_warehouse(tmp_path: Path) -> None:
         run_demo(settings, customers=300, days=14, seed=3, console=None)
 
 
+def test_run_demo_bulk_path_imports_the_online_events(tmp_path: Path) -> None:
+    pytest.importorskip("omniweave.service.imports", reason="the importers are not there yet")
+    from omniweave.demo.runner import run_demo
+
+    settings = _demo_settings(tmp_path)
+    result = run_demo(settings, customers=150, days=10, seed=4, console=None, bulk=True)
+    online_total = sum(result.manifest["files"][f"online/{s}"] for s in ONLINE_SOURCES)
+    assert not result.sent
+    assert sum(result.imports[f"segment:{s}"].rows_imported for s in ONLINE_SOURCES) == online_total
+    total = _count(settings, "SELECT count(*) AS n FROM events")[0]["n"]
+    offline = sum(result.imports[k].records_written for k in OFFLINE_COLUMNS if k != "ad_spend")
+    assert total == online_total + offline
+    # an interrupted bulk load, repeated: the importers skip what is already there
+    (result.folder / "loaded.json").write_text(json.dumps({"world": result.manifest["world"], "complete": False}))
+    again = run_demo(settings, customers=150, days=10, seed=4, console=None, bulk=True)
+    assert sum(again.imports[f"segment:{s}"].rows_duplicate for s in ONLINE_SOURCES) == online_total
+    assert _count(settings, "SELECT count(*) AS n FROM events")[0]["n"] == total
+
+
 def _sources(settings: Settings) -> list[dict[str, Any]]:
     from omniweave.service.runtime import Runtime
 
