@@ -259,8 +259,13 @@ def test_ad_spend_lands_in_the_spend_dataset(runtime: Runtime) -> None:
 
 def test_segment_json_lines_are_validated_and_deduplicated(runtime: Runtime) -> None:
     summary = import_file(runtime, "segment", DATA / "segment.jsonl")
-    assert (summary.rows_read, summary.rows_imported, summary.rows_rejected) == (4, 4, 0)
+    assert (summary.rows_read, summary.rows_imported, summary.rows_rejected) == (6, 6, 0)
     events = {e["message_id"]: e for e in rows(runtime)}
+    # clock-skew correction with the export's receivedAt: timestamp = receivedAt - (sentAt - timestamp)
+    assert events["m-5"]["timestamp"].isoformat() == "2024-05-01T09:10:02+00:00"
+    # without receivedAt, sentAt stands in for it: no correction, and not the import time
+    assert events["m-6"]["timestamp"].isoformat() == "2024-05-01T09:20:00+00:00"
+    assert events["m-6"]["received_at"].isoformat() == "2024-05-01T09:20:30+00:00"
     assert {"m-1", "m-2", "m-3"} <= set(events)
     page = events["m-2"]
     assert (page["type"], page["event"], page["channel"]) == ("page", "Home", "web")
@@ -269,8 +274,8 @@ def test_segment_json_lines_are_validated_and_deduplicated(runtime: Runtime) -> 
     assert order["message_id"].startswith("segment-") and order["properties"]["revenue"] == 12.5
     assert events["m-3"]["traits"] == {"email": "ann@example.com"}
     again = import_file(runtime, "segment", DATA / "segment.jsonl")
-    assert (again.rows_imported, again.rows_duplicate) == (0, 4)
-    assert len(rows(runtime)) == 4
+    assert (again.rows_imported, again.rows_duplicate) == (0, 6)
+    assert len(rows(runtime)) == 6
 
 
 # --- other file formats -------------------------------------------------------------------------

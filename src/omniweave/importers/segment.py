@@ -2,8 +2,9 @@
 `core.events.normalize_event`, in batches (orjson to parse, Arrow to hold, DuckDB to deduplicate).
 
 An event keeps its own `messageId`; one without gets a deterministic id from its text, so that
-importing the same file again adds nothing. `receivedAt`, when the export carries it, is kept
-(so clock-skew correction uses the original receipt time); otherwise it is the import time.
+importing the same file again adds nothing. Clock-skew correction needs the time the event was
+received: an export's `receivedAt` is kept; without one, `sentAt` stands in for it (a file is not
+a live request, so no correction is made); without either, the import time is used.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ import orjson
 import pyarrow as pa
 
 from omniweave.adapters.eventlog import EVENT_SCHEMA, EventLog, events_to_table
-from omniweave.core.events import deterministic_message_id, normalize_event, parse_timestamp
+from omniweave.core.events import (
+    deterministic_message_id,
+    normalize_event,
+    parse_timestamp,
+)
 from omniweave.errors import EventError, InputError
 from omniweave.importers.engine import (
     ImportSummary,
@@ -72,11 +77,10 @@ def _batch(con: duckdb.DuckDBPyConnection, path: Path, batch: list[tuple[int, by
     rows: list[int] = []
     for row, text in batch:
         try:
-            event = _event(text, row, received_at)
+            events.append(_event(text, row, received_at))
         except _Rejected as exc:
             summary.errors.append(f"{path.name}:row {row}: {exc}")
             continue
-        events.append(event)
         rows.append(row)
     summary.rows_rejected = len(batch) - len(events)
     table = events_to_table(events, source=source_id).append_column("__row", pa.array(rows, pa.int64()))
@@ -89,7 +93,7 @@ def _batch(con: duckdb.DuckDBPyConnection, path: Path, batch: list[tuple[int, by
     con.execute("INSERT INTO __existing SELECT message_id FROM __fresh")
     con.unregister("__fresh")
     con.unregister("__batch")
-    fresh = fresh.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
+    fresh = fresh.cast(EVENT_SCHEMA)
     summary.rows_imported = summary.records_written = fresh.num_rows
     summary.rows_duplicate = len(events) - fresh.num_rows
     name = f"{batch_name(KIND, fresh, 'message_id')}-{number:05d}"
@@ -111,8 +115,10 @@ def _event(text: bytes, row: int, received_at: datetime) -> dict[str, Any]:
         raw["messageId"] = deterministic_message_id(KIND, hashlib.sha256(text.strip()).hexdigest())
     try:
         received = received_at
-        if raw.get("receivedAt") is not None:
-            received = parse_timestamp(raw["receivedAt"], field="receivedAt", index=row)
+        for field in ("receivedAt", "sentAt"):
+            if raw.get(field) is not None:
+                received = parse_timestamp(raw[field], field=field, index=row)
+                break
         return normalize_event(raw, received_at=received, index=row)
     except EventError as exc:
         field = exc.field or "event"

@@ -385,3 +385,4 @@ class MappingSQL:
         sql = (f"WITH {self._typed(numbered=True)}\n"
                f"SELECT {', '.join(outs)} FROM typed WHERE {where} ORDER BY __row")
         return sql, names
+
