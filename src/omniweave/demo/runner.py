@@ -246,12 +246,17 @@ def _send_online(runtime: Runtime, folder: Path, result: DemoResult, console: Co
 
 
 def _import_online(runtime: Runtime, folder: Path, result: DemoResult, console: Console | None) -> None:
-    from omniweave.service.imports import import_file
+    from omniweave.demo.bulk import import_online
 
     started = time.perf_counter()
-    for stream in ONLINE_SOURCES:
-        summary = import_file(runtime, "segment", folder / "online" / f"{stream}.jsonl", console=console)
+    total = sum(int(result.manifest["files"][f"online/{s}"]) for s in ONLINE_SOURCES)
+    with _progress(console) as progress:
+        task = progress.add_task("importing online events (bulk)", total=total)
+        summaries = import_online(runtime, folder, lambda n: progress.advance(task, n))
+    for stream, summary in summaries.items():
         result.imports[f"segment:{stream}"] = summary
+        if console:
+            console.print(f"  {summary.describe()}")
     result.timings["import_online"] = time.perf_counter() - started
 
 
