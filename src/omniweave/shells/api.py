@@ -150,7 +150,7 @@ def _health_body(runtime: Runtime, collector: Collector, loader: LoaderProcess |
     return {
         "status": "ok",
         "inbox_last_seq": last_seq,
-        "collector": {"groups_committed": collector.writer.groups_committed, "events_committed": collector.writer.rows_committed},
+        "collector": collector.writer.stats(),
         "loader": {
             "running": bool(loader and loader.running),
             "position": position,

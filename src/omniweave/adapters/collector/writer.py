@@ -1,11 +1,11 @@
 """Group commit: one writer thread commits the rows of many concurrent requests per transaction.
 
 A durable commit (SQLite WAL with synchronous=FULL, or PostgreSQL) costs an fsync; paying it
-per request would cap the collector at the disk's fsync rate. Instead each request adds its rows
-to the event loop's open group and awaits. While the writer thread commits one group, the next
-one fills up; when the commit returns, every request of that group is answered and the next
-group goes to the writer. The loop and the thread meet once per group, not once per request,
-which matters as much as the fsync: every hand-over between threads costs a GIL round trip.
+per request would cap the collector at the disk's fsync rate. Instead each request puts its rows
+and an asyncio future on a queue and awaits the future. The writer thread takes everything
+queued, commits it in one transaction, and answers all those requests with one
+`call_soon_threadsafe` per event loop; then it takes whatever queued up meanwhile. The writer
+never waits for the event loop between commits, so under load it is always committing.
 
 If a group fails, its requests are retried one by one, so one bad request cannot fail the
 others; a request whose rows still cannot be committed gets the error (and no 200).
@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
+import time
 from typing import Sequence
 
 from omniweave.adapters.opstore import OpStore
@@ -24,24 +26,19 @@ from omniweave.errors import StoreError, TerminalStoreError
 log = logging.getLogger("omniweave.collector")
 
 Row = tuple[str, str, float, bytes]
+_Pending = tuple[Sequence[Row], "asyncio.Future[None]", asyncio.AbstractEventLoop]
+_STOP = object()
 
 
-class _Group:
-    """The requests of one event loop waiting for the same commit."""
-
-    __slots__ = ("parts", "futures")
-
-    def __init__(self) -> None:
-        self.parts: list[Sequence[Row]] = []
-        self.futures: list[asyncio.Future[None]] = []
-
-
-class _LoopState:
-    __slots__ = ("open", "busy")
-
-    def __init__(self) -> None:
-        self.open: _Group | None = None
-        self.busy = False
+def _settle(futures: list["asyncio.Future[None]"], errors: list[BaseException | None]) -> None:
+    """Runs on the event loop: answer every request of a group."""
+    for future, error in zip(futures, errors):
+        if future.done():  # the client went away; its rows are committed all the same
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 class GroupCommitWriter:
@@ -49,97 +46,115 @@ class GroupCommitWriter:
 
     def __init__(self, store: OpStore):
         self.store = store
-        self._executor: ThreadPoolExecutor | None = None
-        self._loops: dict[asyncio.AbstractEventLoop, _LoopState] = {}
-        self._closed = False
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._accepting = False
         self.groups_committed = 0
+        self.requests_committed = 0
         self.rows_committed = 0
+        self.commit_seconds = 0.0  # time spent in store.append, for /health
 
     def start(self) -> None:
-        self._closed = False
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="omniweave-group-commit")
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="omniweave-group-commit", daemon=True)
+            self._thread.start()
+        self._accepting = True
 
     async def drain(self) -> None:
-        """Stop taking requests and wait until every queued group is committed."""
-        self._closed = True
-        while any(state.busy or state.open for state in self._loops.values()):
-            await asyncio.sleep(0.01)
+        """Stop taking requests, commit everything queued, and end the writer thread."""
+        await asyncio.get_running_loop().run_in_executor(None, self.stop)
 
     def stop(self) -> None:
-        """End the writer thread (after `drain`, nothing is left to commit)."""
-        self._closed = True
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        """Like `drain`, for callers outside an event loop."""
+        self._accepting = False
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
 
     async def commit(self, rows: Sequence[Row]) -> None:
         """Return once `rows` are durable in the inbox (raises StoreError if they cannot be)."""
-        if self._closed or self._executor is None:
+        if not self._accepting:
             raise TerminalStoreError("the collector is shutting down")
         loop = asyncio.get_running_loop()
-        state = self._loops.get(loop)
-        if state is None:
-            for closed in [other for other in self._loops if other.is_closed()]:
-                del self._loops[closed]
-            state = self._loops[loop] = _LoopState()
-        group = state.open
-        if group is None:
-            group = state.open = _Group()
-        future = loop.create_future()
-        group.parts.append(rows)
-        group.futures.append(future)
-        if not state.busy:
-            self._send(loop, state)
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.put((rows, future, loop))
         await future
 
-    def _send(self, loop: asyncio.AbstractEventLoop, state: _LoopState) -> None:
-        group, state.open, state.busy = state.open, None, True
-        assert group is not None and self._executor is not None
-        done = loop.run_in_executor(self._executor, self._commit_group, group)
-        done.add_done_callback(lambda finished: self._settle(loop, state, group, finished))
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            group: list[_Pending] = [first]  # type: ignore[list-item]
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                group.append(item)  # type: ignore[arg-type]
+            self._commit_group(group)
+        # a request that slipped in while we were told to stop still gets its commit
+        late: list[_Pending] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                late.append(item)  # type: ignore[arg-type]
+        if late:
+            self._commit_group(late)
 
-    def _commit_group(self, group: _Group) -> list[BaseException | None]:
-        """Runs on the writer thread: one transaction for the group, or one per request if that fails."""
+    def _commit_group(self, group: list[_Pending]) -> None:
+        started = time.perf_counter()
+        errors: list[BaseException | None]
         try:
-            if len(group.parts) == 1:
-                self.store.append(group.parts[0])
+            if len(group) == 1:
+                self.store.append(group[0][0])
             else:
-                self.store.append([row for part in group.parts for row in part])
-            errors: list[BaseException | None] = [None] * len(group.parts)
+                self.store.append([row for rows, _, _ in group for row in rows])
+            errors = [None] * len(group)
         except Exception as exc:  # noqa: BLE001 - isolate the failing request(s), below
-            if len(group.parts) == 1:
+            if len(group) == 1:
                 errors = [_as_store_error(exc)]
             else:
-                log.warning("group commit of %d requests failed (%s); committing them one by one", len(group.parts), exc)
+                log.warning("group commit of %d requests failed (%s); committing them one by one", len(group), exc)
                 errors = []
-                for part in group.parts:
+                for rows, _, _ in group:
                     try:
-                        self.store.append(part)
+                        self.store.append(rows)
                         errors.append(None)
                     except Exception as single:  # noqa: BLE001 - reported to that request
                         errors.append(_as_store_error(single))
+        self.commit_seconds += time.perf_counter() - started
         self.groups_committed += 1
-        self.rows_committed += sum(len(part) for part, error in zip(group.parts, errors) if error is None)
-        return errors
+        self.requests_committed += sum(1 for error in errors if error is None)
+        self.rows_committed += sum(len(rows) for (rows, _, _), error in zip(group, errors) if error is None)
+        by_loop: dict[asyncio.AbstractEventLoop, tuple[list["asyncio.Future[None]"], list[BaseException | None]]] = {}
+        for (_, future, loop), error in zip(group, errors):
+            futures, errs = by_loop.setdefault(loop, ([], []))
+            futures.append(future)
+            errs.append(error)
+        for loop, (futures, errs) in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, futures, errs)
+            except RuntimeError:  # that event loop has closed; nobody is waiting any more
+                pass
 
-    def _settle(self, loop: asyncio.AbstractEventLoop, state: _LoopState, group: _Group,
-                finished: "asyncio.Future[list[BaseException | None]]") -> None:
-        state.busy = False
-        if finished.cancelled() or finished.exception() is not None:
-            failure = finished.exception() if not finished.cancelled() else None
-            errors: list[BaseException | None] = [_as_store_error(failure or RuntimeError("cancelled"))] * len(group.futures)
-        else:
-            errors = finished.result()
-        for future, error in zip(group.futures, errors):
-            if future.done():  # the client went away; its rows are committed all the same
-                continue
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(error)
-        if state.open is not None and self._executor is not None:
-            self._send(loop, state)
+    def stats(self) -> dict[str, float]:
+        """Groups, requests and events committed so far, and the mean group size and commit time."""
+        groups = max(self.groups_committed, 1)
+        return {
+            "groups": self.groups_committed,
+            "requests": self.requests_committed,
+            "events": self.rows_committed,
+            "requests_per_group": round(self.requests_committed / groups, 1),
+            "commit_ms": round(self.commit_seconds / groups * 1000, 2),
+        }
 
 
 def _as_store_error(exc: BaseException) -> StoreError:
