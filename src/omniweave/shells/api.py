@@ -209,9 +209,6 @@ def serve(settings: Settings) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-    # The group-commit writer thread needs the GIL back promptly after each fsync to answer the
-    # requests it just made durable; the default 5 ms interval would add that much to each group.
-    sys.setswitchinterval(0.001)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, lifespan="on",
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
