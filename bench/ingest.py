@@ -113,7 +113,7 @@ class WrkGenerator:
         self.script = workdir / "ingest.lua"
         self.script.write_text(LUA_SCRIPT.replace("TEMPLATE", EVENT_TEMPLATE))
         self.threads = threads
-        version = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+        version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
         match = re.search(r"wrk (\S+)", version.stdout + version.stderr)
         self.name = f"wrk {match.group(1) if match else ''} with a Lua script ({threads} threads)".replace("  ", " ")
 

@@ -14,8 +14,9 @@ import signal
 import time
 import uuid
 import zlib
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import orjson
@@ -27,8 +28,6 @@ from omniweave.service.runtime import Runtime
 from omniweave.settings import Settings
 from omniweave.shells.api import create_app
 from tests.conftest import LiveServer, create_write_key, free_port, start_server
-
-UTC = timezone.utc
 
 
 class Collector:

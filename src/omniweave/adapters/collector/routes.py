@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -40,7 +41,6 @@ from omniweave.adapters.opstore import OpStore
 from omniweave.errors import AuthError, InputError, StoreError
 from omniweave.settings import Settings
 
-UTC = timezone.utc
 JSON = "application/json"
 _OK = b'{"success":true}'
 _SINGLE = {"track": "track", "identify": "identify", "page": "page", "screen": "screen", "group": "group", "alias": "alias"}

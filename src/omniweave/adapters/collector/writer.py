@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from omniweave.adapters.opstore import OpStore
 from omniweave.errors import StoreError, TerminalStoreError
@@ -30,7 +30,7 @@ _Pending = tuple[Sequence[Row], "asyncio.Future[None]", asyncio.AbstractEventLoo
 _STOP = object()
 
 
-def _settle(futures: list["asyncio.Future[None]"], errors: list[BaseException | None]) -> None:
+def _settle(futures: list[asyncio.Future[None]], errors: list[BaseException | None]) -> None:
     """Runs on the event loop: answer every request of a group."""
     for future, error in zip(futures, errors):
         if future.done():  # the client went away; its rows are committed all the same
@@ -134,7 +134,7 @@ class GroupCommitWriter:
         self.groups_committed += 1
         self.requests_committed += sum(1 for error in errors if error is None)
         self.rows_committed += sum(len(rows) for (rows, _, _), error in zip(group, errors) if error is None)
-        by_loop: dict[asyncio.AbstractEventLoop, tuple[list["asyncio.Future[None]"], list[BaseException | None]]] = {}
+        by_loop: dict[asyncio.AbstractEventLoop, tuple[list[asyncio.Future[None]], list[BaseException | None]]] = {}
         for (_, future, loop), error in zip(group, errors):
             futures, errs = by_loop.setdefault(loop, ([], []))
             futures.append(future)
