@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import os
 import signal
 import time
 import uuid
@@ -159,7 +160,7 @@ def test_health(collector: Collector) -> None:
     body = collector.client.get("/health").json()
     assert body["status"] == "ok"
     assert body["inbox_last_seq"] == 1
-    assert set(body["loader"]) == {"running", "position", "lag", "last_error"}
+    assert set(body["loader"]) == {"running", "position", "lag", "last_error", "restarts"}
     assert body["loader"]["lag"] == 1  # no loader runs inside create_app(); `serve` adds one
 
 
@@ -473,3 +474,20 @@ def test_serve_drains_the_inbox_on_shutdown(tmp_path) -> None:
     finally:
         rt.close()
     assert count_events(server) == (500, 500)
+
+
+def test_a_dead_loader_is_restarted(live_server: LiveServer) -> None:
+    from tests.test_collector_crash import loader_processes
+
+    [loader_pid] = loader_processes(live_server.home)
+    os.kill(loader_pid, signal.SIGKILL)
+    batch = {"batch": [track(i) for i in range(50)]}
+    assert httpx.post(f"{live_server.base_url}/v1/batch", json=batch, auth=(live_server.write_key, "")).status_code == 200
+    deadline = time.monotonic() + 30
+    while not (new := loader_processes(live_server.home)) or new == [loader_pid]:
+        assert time.monotonic() < deadline, "the loader was not restarted"
+        time.sleep(0.1)
+    health = wait_for_loader(live_server)
+    assert health["loader"]["running"] and health["loader"]["lag"] == 0
+    assert health["loader"]["restarts"] == 1
+    assert count_events(live_server) == (50, 50)

@@ -409,6 +409,9 @@ BAD_ROWS = [
     ("store_visits", "store_visits_bad_enum.csv", [
         "store_visits_bad_enum.csv:row 2: field 'visit_type': unknown value; expected one of footfall, wifi, event (got 'teleport')",
     ], 2, 1),
+    ("store_visits", "store_visits_bad_utf8.csv", [
+        "store_visits_bad_utf8.csv:row 2: field 'store_id': the row cannot be read (Invalid unicode",
+    ], 2, 1),
     ("ad_spend", "ad_spend_bad.csv", [
         "ad_spend_bad.csv:row 2: field 'date': not a date (expected YYYY-MM-DD) (got '2024-13-01')",
         "ad_spend_bad.csv:row 3: field 'spend': not a number (got 'ten')",

@@ -27,6 +27,9 @@ from omniweave.importers.mapping import Mapping
 from omniweave.importers.readers import SourceFile, open_source, parse_csv_line
 from omniweave.importers.sql import MappingSQL, SourceShape
 
+FILE_ERRORS = (duckdb.InvalidInputException, duckdb.IOException, duckdb.ConversionException)
+"""What DuckDB raises for a file it cannot read (other DuckDB errors are bugs, and propagate)."""
+
 MAX_ERRORS = 100_000
 """At most this many bad rows are described one by one; the summary still counts them all."""
 
@@ -156,7 +159,7 @@ def run_mapping(
         stage(f"reading {path.name}", con.query_progress)
         try:
             out = to_arrow(con.execute(plan.main_query(dedupe)))
-        except duckdb.Error as exc:
+        except FILE_ERRORS as exc:
             raise InputError(f"{path}: cannot be read as {source.format}: {str(exc).splitlines()[0]}") from None
         rejects = _csv_rejects(con, source, mapping)
         return _finish(mapping, path, source, plan, con, out, rejects, dataset, stage)
@@ -188,8 +191,8 @@ def _csv_rejects(con: duckdb.DuckDBPyConnection, source: SourceFile, mapping: Ma
         found.rows.append(row)
         where = f"field {column!r}: " if column else ""
         reason = str(message).splitlines()[0] if message else str(kind).lower()
-        found.errors.append((row, (f"{source.path.name}:row {row}: {where}the row does not match the header "
-                                  f"({reason}) (got {shown(text)})")))
+        what = "does not match the header" if "COLUMNS" in str(kind) else "cannot be read"
+        found.errors.append((row, f"{source.path.name}:row {row}: {where}the row {what} ({reason}) (got {shown(text)})"))
         fields = parse_csv_line(text or "", source.delimiter)
         if mapping.group is not None and all(0 <= i < len(fields) for i in key_index):
             found.keys.add("\x1f".join(fields[i].strip() for i in key_index))

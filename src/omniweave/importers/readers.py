@@ -135,7 +135,7 @@ def _open_csv(con: duckdb.DuckDBPyConnection, path: Path) -> SourceFile:
 def _open_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> SourceFile:
     try:
         described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_path(path)})").fetchall()
-    except duckdb.Error as exc:
+    except (duckdb.InvalidInputException, duckdb.IOException) as exc:
         raise InputError(f"{path}: not a Parquet file ({str(exc).splitlines()[0]})") from None
     columns = {row[0]: _base_type(row[1]) for row in described}
     relation = (
