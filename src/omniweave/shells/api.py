@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -44,33 +45,45 @@ from omniweave.settings import Settings
 
 
 class LoaderProcess:
-    """The event-log loader in a child process, with its last error readable from the parent."""
+    """The event-log loader in a child process, restarted if it dies, its last error readable here."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, restart_delay: float = 1.0):
         self.settings = settings
+        self.restart_delay = restart_delay
         self.process: subprocess.Popen[bytes] | None = None
         self.last_error: str | None = None
-        self.ready = False
+        self.restarts = 0
+        self._stopping = False
 
     def start(self) -> None:
         fields = {f.name: getattr(self.settings, f.name) for f in dataclasses.fields(self.settings)}
         fields["sources_from"] = list(fields["sources_from"])
         code = "from omniweave.shells.api import run_loader_child; run_loader_child()"
+        # the settings go through stdin, not argv: a database URL may hold a password
         self.process = subprocess.Popen(
-            [sys.executable, "-c", code, json.dumps(fields), str(os.getpid())],
+            [sys.executable, "-c", code, "--loader-for", str(self.settings.home), str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )
-        threading.Thread(target=self._read_reports, name="omniweave-loader-reports", daemon=True).start()
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(fields).encode() + b"\n")
+        self.process.stdin.flush()
+        threading.Thread(target=self._watch, args=(self.process,), name="omniweave-loader-watch", daemon=True).start()
 
-    def _read_reports(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        for line in self.process.stdout:
+    def _watch(self, process: subprocess.Popen[bytes]) -> None:
+        """Read the child's reports; start a new child if this one dies while we still need it."""
+        assert process.stdout is not None
+        for line in process.stdout:
             try:
-                report = json.loads(line)
+                self.last_error = json.loads(line).get("error")
             except ValueError:
                 continue
-            self.ready = True
-            self.last_error = report.get("error")
+        code = process.wait()
+        if not self._stopping:
+            self.last_error = f"the loader process exited with code {code}; restarted"
+            time.sleep(self.restart_delay)
+            if not self._stopping:
+                self.restarts += 1
+                self.start()
 
     @property
     def running(self) -> bool:
@@ -78,6 +91,7 @@ class LoaderProcess:
 
     def stop(self, timeout: float = 120.0) -> None:
         """Ask the loader to drain the inbox into the log and exit; kill it if it takes too long."""
+        self._stopping = True
         if self.process is None or self.process.poll() is not None:
             return
         try:
@@ -101,14 +115,27 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def _read_line(fd: int) -> tuple[bytes, bytes]:
+    """One line from a file descriptor, unbuffered (select() is used on the same fd later)."""
+    data = b""
+    while b"\n" not in data:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            os._exit(1)  # the server is gone already
+        data += chunk
+    line, _, rest = data.partition(b"\n")
+    return line, rest
+
+
 def run_loader_child() -> None:
     """Entry point of the loader process (see LoaderProcess); reports its state as JSON lines."""
     from omniweave.service.loader import BackgroundLoader
 
-    fields = json.loads(sys.argv[1])
+    _die_with_parent(int(sys.argv[-1]))
+    line, pending = _read_line(0)
+    fields = json.loads(line)
     fields["sources_from"] = tuple(fields["sources_from"])
     settings = Settings(**fields)
-    _die_with_parent(int(sys.argv[2]))
     # Background work: under CPU pressure, answering requests comes first; the inbox is durable
     # and the loader catches up as soon as the collector is less busy.
     os.nice(10)
@@ -122,26 +149,29 @@ def run_loader_child() -> None:
     )
     loader.start()
 
-    def report(error: BaseException | None) -> str | None:
-        message = None if error is None else f"{type(error).__name__}: {error}"
+    def describe(error: BaseException | None) -> str | None:
+        return None if error is None else f"{type(error).__name__}: {error}"
+
+    def report(message: str | None) -> str | None:
         os.write(1, json.dumps({"error": message}).encode() + b"\n")
         return message
 
     reported = report(None)
     while True:
-        readable, _, _ = select.select([0], [], [], 0.5)
-        if readable:
-            command = os.read(0, 1024)
-            if not command:  # the server is gone without asking us to drain
-                os._exit(1)
-            if b"drain" in command:
-                loader.stop(drain=True)
-                report(loader.last_error)
-                runtime.close()
-                return
-        error = loader.last_error
-        if (None if error is None else f"{type(error).__name__}: {error}") != reported:
-            reported = report(error)
+        if not pending:
+            readable, _, _ = select.select([0], [], [], 0.5)
+            if readable:
+                pending = os.read(0, 1024)
+                if not pending:  # the server is gone without asking us to drain
+                    os._exit(1)
+        if b"drain" in pending:
+            loader.stop(drain=True)
+            report(describe(loader.last_error))
+            runtime.close()
+            return
+        pending = b""
+        if describe(loader.last_error) != reported:
+            reported = report(describe(loader.last_error))
 
 
 def _health_body(runtime: Runtime, collector: Collector, loader: LoaderProcess | None) -> dict[str, Any]:
@@ -157,6 +187,7 @@ def _health_body(runtime: Runtime, collector: Collector, loader: LoaderProcess |
             "position": position,
             "lag": last_seq - position,
             "last_error": loader.last_error if loader else None,
+            "restarts": loader.restarts if loader else 0,
         },
     }
 
