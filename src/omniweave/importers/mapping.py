@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
@@ -162,14 +162,10 @@ def load_mapping(path: str | Path, kind: str | None = None) -> Mapping:
     default = kind if kind and kind != "custom" else re.sub(r"[^a-z0-9_]", "_", path.stem.lower())
     mapping = parse_mapping(text, origin=f"mapping {path}", default_kind=default)
     if kind and kind != "custom" and mapping.kind != kind:
-        mapping = _replace_kind(mapping, kind)
+        if not _KIND.match(kind):
+            raise MappingError(f"source kind {kind!r}: expected a lower-case name like 'pos_sales'")
+        mapping = replace(mapping, kind=kind)
     return mapping
-
-
-def _replace_kind(mapping: Mapping, kind: str) -> Mapping:
-    from dataclasses import replace
-
-    return replace(mapping, kind=kind)
 
 
 def parse_mapping(text: str, origin: str = "mapping", default_kind: str = "custom") -> Mapping:
@@ -384,8 +380,6 @@ class _Builder:
         return tuple(cols)
 
     def _force(self, cols: tuple[Column, ...], names: set[str], typ: str | None = None) -> tuple[Column, ...]:
-        from dataclasses import replace
-
         out = []
         for c in cols:
             if c.name in names:
@@ -429,8 +423,6 @@ class _Builder:
         cols = self._force(cols, set(key))
         cols = self._force(cols, {timestamp}, "timestamp")
         if event and event.column:
-            from dataclasses import replace
-
             allowed = tuple(v for v, _ in event.values)
             cols = tuple(replace(c, required=True, values=c.values or allowed) if c.name == event.column else c for c in cols)
             col = next(c for c in cols if c.name == event.column)
