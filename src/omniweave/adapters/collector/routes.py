@@ -106,7 +106,8 @@ class Collector:
         routes = [Route("/v1/batch", self._handler(None), methods=post),
                   Route("/v1/import", self._handler(None), methods=post)]
         routes += [Route(f"/v1/{name}", self._handler(kind), methods=post) for name, kind in _SINGLE.items()]
-        routes.append(Route("/v1/noop", self.noop, methods=post))
+        # right after /v1/track, so that the benchmark's ceiling pays (almost) the same routing
+        routes.insert(3, Route("/v1/noop", self.noop, methods=post))
         for prefix in ("", "/v1"):
             routes += [Route(f"{prefix}/{letter}", self._handler(kind), methods=post) for letter, kind in _SHORT.items()]
             routes.append(Route(f"{prefix}/b", self._handler(None), methods=post))
