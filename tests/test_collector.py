@@ -310,6 +310,20 @@ def test_malformed_input_gets_a_400_naming_item_and_field(collector: Collector, 
     assert len(collector.events()) == valid
 
 
+def test_oversize_chunked_request_without_content_length(collector: Collector) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"batch": ['
+        for i in range(400):
+            yield orjson.dumps({**track(i), "properties": {"blob": "z" * 2000}}) + b","
+        yield orjson.dumps(track(9999)) + b"]}"
+
+    response = collector.client.post("/v1/batch", content=chunks(), headers={"Authorization": basic(collector.write_key)})
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"index": None, "field": None, "reason": "the request body is larger than the limit of 512000 bytes (after decompression)"}]
+    assert collector.events() == []
+
+
 def test_nothing_is_lost_around_bad_requests(collector: Collector) -> None:
     """Every malformed request between good ones: each valid event is stored, exactly once."""
     untouched = [track(k) for k in range(1, 4)]  # the valid items the table uses, unchanged
