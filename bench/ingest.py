@@ -131,7 +131,7 @@ class WrkGenerator:
         return Run(requests - non200, non200 + errors, secs, float(match[5]), float(match[6]))
 
 
-def _python_worker(args: tuple[str, int, str, int, int, float, str, int]) -> tuple[int, int]:
+def _python_worker(args: tuple[str, int, str, int, int, float, str, int]) -> tuple[int, int, float]:
     host, port, path, batch, connections, seconds, auth, worker = args
     try:
         import uvloop
@@ -143,9 +143,10 @@ def _python_worker(args: tuple[str, int, str, int, int, float, str, int]) -> tup
 
 
 async def _python_load(host: str, port: int, path: str, batch: int, connections: int, seconds: float,
-                       auth: str, run_id: str) -> tuple[int, int]:
+                       auth: str, run_id: str) -> tuple[int, int, float]:
     """Keep-alive HTTP/1.1 over raw asyncio streams (an HTTP client library would be the bottleneck)."""
-    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+    deadline = started + seconds
     ok = failed = 0
 
     def body(conn: int, n: int) -> bytes:
@@ -178,21 +179,20 @@ async def _python_load(host: str, port: int, path: str, batch: int, connections:
         writer.close()
 
     await asyncio.gather(*(connection(c) for c in range(connections)))
-    return ok, failed
+    return ok, failed, time.monotonic() - started
 
 
 class PythonGenerator:
-    def __init__(self, processes: int = 2):
+    def __init__(self, why: str, processes: int = 2):
         self.processes = processes
-        self.name = f"Python asyncio keep-alive HTTP/1.1 generator ({processes} processes; wrk not found)"
+        self.name = f"Python asyncio keep-alive HTTP/1.1 generator ({processes} processes; {why})"
 
     def run(self, base_url: str, path: str, batch: int, connections: int, seconds: float, auth: str) -> Run:
         host, port = base_url.removeprefix("http://").split(":")
         per = max(1, connections // self.processes)
-        started = time.perf_counter()
         with multiprocessing.get_context("spawn").Pool(self.processes) as pool:
             results = pool.map(_python_worker, [(host, int(port), path, batch, per, seconds, auth, w) for w in range(self.processes)])
-        return Run(sum(r[0] for r in results), sum(r[1] for r in results), time.perf_counter() - started)
+        return Run(sum(r[0] for r in results), sum(r[1] for r in results), max(r[2] for r in results))
 
 
 # --- the server -------------------------------------------------------------------------------
@@ -282,7 +282,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="omniweave-bench-") as tmp:
         workdir = Path(tmp)
-        generator: Any = WrkGenerator(workdir) if shutil.which("wrk") and not args.python_generator else PythonGenerator()
+        if args.python_generator or not shutil.which("wrk"):
+            generator: Any = PythonGenerator("chosen with --python-generator" if args.python_generator else "wrk not found")
+        else:
+            generator = WrkGenerator(workdir)
         server = Server(workdir / "home")
         auth = __import__("base64").b64encode(f"{server.write_key}:".encode()).decode()
         print(f"omniweave ingest benchmark: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
@@ -310,15 +313,15 @@ def main() -> None:
     ratio = single.per_second / noop.per_second
 
     def latency(run: Run) -> str:
-        return f"p50 {run.p50_ms:.1f} ms, p99 {run.p99_ms:.1f} ms" if run.p50_ms is not None else ""
+        return f", p50 {run.p50_ms:.1f} ms, p99 {run.p99_ms:.1f} ms" if run.p50_ms is not None else ""
 
     rows = [
         ("durable events/s, /v1/batch (100 per request)", f"{events_per_second:,.0f}",
-         f">= {TARGET_EVENTS_PER_SECOND:,}", f"{args.batch_connections} conns, {latency(batch)}"),
+         f">= {TARGET_EVENTS_PER_SECOND:,}", f"{args.batch_connections} connections{latency(batch)}"),
         ("single-event requests/s, /v1/track", f"{single.per_second:,.0f}", "",
-         f"{args.single_connections} conns, {latency(single)}"),
+         f"{args.single_connections} connections{latency(single)}"),
         ("no-op requests/s, /v1/noop (HTTP ceiling)", f"{noop.per_second:,.0f}", "",
-         f"{args.single_connections} conns, {latency(noop)}"),
+         f"{args.single_connections} connections{latency(noop)}"),
         ("single-event / no-op", f"{ratio:.0%}", f">= {TARGET_RATIO:.0%}", ""),
         (f"till import rows/s ({args.till_rows:,} rows)", f"{till_rate:,.0f}" if till_rate else "-", "", till_note),
     ]
