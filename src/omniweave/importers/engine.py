@@ -84,9 +84,11 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def to_arrow(result: duckdb.DuckDBPyConnection) -> pa.Table:
-    """A query result as one Arrow table, computed in parallel (a streamed `.arrow()` is slower)."""
-    method = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+def to_arrow(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
+    """A query's result as one Arrow table. Through the relation API DuckDB builds the Arrow
+    batches in parallel as part of the query (`execute` would collect rows, then convert them)."""
+    relation = con.sql(query)
+    method = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
     return method()
 
 
@@ -158,7 +160,7 @@ def run_mapping(
         plan = MappingSQL(mapping, shape, source_id, received_at)
         stage(f"reading {path.name}", con.query_progress)
         try:
-            out = to_arrow(con.execute(plan.main_query(dedupe)))
+            out = to_arrow(con, plan.main_query(dedupe))
         except FILE_ERRORS as exc:
             raise InputError(f"{path}: cannot be read as {source.format}: {str(exc).splitlines()[0]}") from None
         rejects = _csv_rejects(con, source, mapping)

@@ -85,7 +85,7 @@ def _batch(con: duckdb.DuckDBPyConnection, path: Path, batch: list[tuple[int, by
     summary.rows_rejected = len(batch) - len(events)
     table = events_to_table(events, source=source_id).append_column("__row", pa.array(rows, pa.int64()))
     con.register("__batch", table)
-    fresh = to_arrow(con.execute(
+    fresh = to_arrow(con, (
         "SELECT * EXCLUDE (__row) FROM __batch WHERE message_id NOT IN (SELECT id FROM __existing) "
         "QUALIFY row_number() OVER (PARTITION BY message_id ORDER BY __row) = 1 ORDER BY __row"
     ))
