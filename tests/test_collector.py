@@ -226,6 +226,7 @@ def test_missing_or_wrong_write_key_is_401(collector: Collector, headers: dict[s
     assert response.status_code == 401
     payload = response.json()
     assert payload["success"] is False and payload["errors"][0]["field"] == "writeKey"
+    assert payload["code"] == "unauthorized" and payload["message"].startswith("field writeKey: ")
     assert collector.events() == []
 
 
@@ -240,6 +241,7 @@ def test_rate_limit_per_source_answers_429_with_retry_after(collector_for: Any) 
     assert limited.post("/v1/track", track(2)).status_code == 200
     refused = limited.post("/v1/track", track(3))
     assert refused.status_code == 429
+    assert refused.json()["code"] == "rate_limited"
     assert int(refused.headers["retry-after"]) >= 1
     assert refused.json()["errors"][0]["reason"].startswith("more than 0.01 requests per second")
     _, other_key = limited.runtime.store.create_source("app")
@@ -301,8 +303,9 @@ def test_malformed_input_gets_a_400_naming_item_and_field(collector: Collector, 
     response = collector.post(path, body, raw=raw, headers=headers)
     assert response.status_code == 400, response.text
     payload = response.json()
-    assert payload["success"] is False
+    assert payload["success"] is False and payload["code"] == "invalid_request"
     assert payload["accepted"] == valid
+    assert expected[0][2] in payload["message"]
     assert [(e["index"], e["field"]) for e in payload["errors"]] == [(i, f) for i, f, _ in expected]
     for error, (_, _, words) in zip(payload["errors"], expected):
         assert words in error["reason"], error
@@ -452,8 +455,10 @@ def test_live_server_auth_cors_and_errors(live_server: LiveServer) -> None:
     assert httpx.post(f"{base}/v1/track", json=track(1), headers={"Authorization": basic("wk_nope")}).status_code == 401
     bad = httpx.post(f"{base}/v1/batch", json={"batch": [track(1), {"type": "track"}]}, auth=(live_server.write_key, ""))
     assert bad.status_code == 400
-    assert bad.json() == {"success": False, "accepted": 1, "errors": [
-        {"index": 1, "field": "userId", "reason": "every event needs a userId or an anonymousId"}]}
+    assert bad.json() == {
+        "success": False, "code": "invalid_request", "accepted": 1,
+        "message": "item 1, field userId: every event needs a userId or an anonymousId",
+        "errors": [{"index": 1, "field": "userId", "reason": "every event needs a userId or an anonymousId"}]}
     ok = httpx.post(f"{base}/t", content=orjson.dumps({**track(2), "writeKey": live_server.write_key}),
                     headers={"Content-Type": "text/plain"})
     assert ok.status_code == 200

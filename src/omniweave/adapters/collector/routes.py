@@ -70,8 +70,21 @@ def preflight(request: Request) -> Response:
     return Response(status_code=204, headers=headers)
 
 
+_CODES = {400: "invalid_request", 401: "unauthorized", 429: "rate_limited", 503: "unavailable"}
+
+
 def error_response(status: int, errors: list[dict[str, Any]], headers: dict[str, str], accepted: int = 0) -> Response:
-    body = {"success": False, "accepted": accepted, "errors": errors}
+    """The JSON body of every refusal. `code` and `message` are what the Python SDKs read from it
+    (rudder-sdk-python fails on an error body without them); `errors` has the details."""
+    first = errors[0]
+    where = ", ".join(part for part in (
+        f"item {first['index']}" if first["index"] is not None else "",
+        f"field {first['field']}" if first["field"] else "") if part)
+    message = f"{where}: {first['reason']}" if where else str(first["reason"])
+    if len(errors) > 1:
+        message = f"{len(errors)} events rejected; the first: {message}"
+    body = {"success": False, "code": _CODES.get(status, "error"), "message": message,
+            "accepted": accepted, "errors": errors}
     return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=JSON)
 
 
