@@ -274,7 +274,7 @@ def till_import(rows: int, workdir: Path) -> tuple[float | None, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load run")
-    parser.add_argument("--batch-connections", type=int, default=32)
+    parser.add_argument("--batch-connections", type=int, default=64)
     parser.add_argument("--single-connections", type=int, default=256, help="for /v1/track and /v1/noop")
     parser.add_argument("--till-rows", type=int, default=1_000_000, help="0 to skip the import")
     parser.add_argument("--python-generator", action="store_true", help="use the Python generator even if wrk is installed")
@@ -291,6 +291,8 @@ def main() -> None:
         print(f"omniweave ingest benchmark: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
               f"Python {platform.python_version()}, server and load generator on this machine")
         print(f"load generator: {generator.name}; {args.duration:g} s per run after a 2 s warm-up")
+        print("load average before the runs (other work on this machine skews every figure): "
+              + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
         print("server: python -m omniweave serve (uvicorn, SQLite WAL synchronous=FULL, group commit, loader running)")
         try:
             def measure(path: str, batch: int, connections: int) -> tuple[Run, int]:
@@ -334,7 +336,8 @@ def main() -> None:
           f"single run {single.ok:,} acknowledged, {single_stored:,} new inbox rows "
           f"(a request cut off at the end of a run may be stored without being counted)")
     print(f"failed requests: batch {batch.failed}, single {single.failed}, no-op {noop.failed}")
-    print(f"loader: caught up {drain:.1f} s after the batch run")
+    print(f"loader: caught up {drain:.1f} s after the batch run; load average after the runs: "
+          + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"reference: RudderStack publishes {RUDDERSTACK_EVENTS_PER_SECOND:,} events/s on 2 cores; "
           f"this run is {events_per_second / RUDDERSTACK_EVENTS_PER_SECOND:.1f}x that")
 
