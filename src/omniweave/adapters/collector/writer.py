@@ -74,7 +74,9 @@ class GroupCommitWriter:
     async def commit(self, rows: Sequence[Row]) -> None:
         """Return once `rows` are durable in the inbox (raises StoreError if they cannot be)."""
         if not self._accepting:
-            raise TerminalStoreError("the collector is shutting down")
+            if self._thread is not None:
+                raise TerminalStoreError("the collector is shutting down")
+            self.start()  # an app used without its lifespan (a bare TestClient, say)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._queue.put((rows, future, loop))
