@@ -82,8 +82,9 @@ def _add(total: ImportSummary, part: ImportSummary) -> None:
 
 
 def write(log: EventLog, prepared: Prepared) -> None:
-    """Append prepared rows to their dataset one day at a time. Two threads each gather a day's
-    rows and append them (Arrow and Parquet release the GIL), so days are written in parallel."""
+    """Append prepared rows to their dataset one day at a time: the rows are put in day order
+    once (many small gathers cost far more than one), and two threads append the day slices
+    (Parquet encoding releases the GIL)."""
     table = prepared.table
     if table.num_rows == 0:
         return
@@ -94,17 +95,14 @@ def write(log: EventLog, prepared: Prepared) -> None:
     if len(counts) == 1:
         log.append(prepared.dataset, table, batch_name=prepared.batch_name, date_column=date_column)
         return
-    order = pc.sort_indices(days)
-
-    def append_day(start: int, count: int) -> None:
-        log.append(prepared.dataset, table.take(order.slice(start, count)), prepared.batch_name, date_column)
-
-    starts = [0]
-    for _day, count in counts[:-1]:
-        starts.append(starts[-1] + count)
+    ordered = table.take(pc.sort_indices(days))
+    slices, offset = [], 0
+    for _day, count in counts:
+        slices.append(ordered.slice(offset, count))
+        offset += count
     workers = 2 if table.num_rows >= _PARALLEL_WRITE_ROWS else 1
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omniweave-import-write") as pool:
-        futures = [pool.submit(append_day, start, count) for start, (_day, count) in zip(starts, counts, strict=True)]
+        futures = [pool.submit(log.append, prepared.dataset, part, prepared.batch_name, date_column) for part in slices]
         for future in futures:
             future.result()
 
