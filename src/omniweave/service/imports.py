@@ -95,13 +95,15 @@ def write(log: EventLog, prepared: Prepared) -> None:
     if len(counts) == 1:
         log.append(prepared.dataset, table, batch_name=prepared.batch_name, date_column=date_column)
         return
-    ordered = table.take(pc.sort_indices(days))
-    slices, offset = [], 0
-    for _day, count in counts:
-        slices.append(ordered.slice(offset, count))
-        offset += count
+    order = pc.sort_indices(days)
     workers = 2 if table.num_rows >= _PARALLEL_WRITE_ROWS else 1
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omniweave-import-write") as pool:
+        columns = list(pool.map(lambda col: col.take(order), table.columns))  # column by column, in parallel
+        ordered = pa.Table.from_arrays(columns, schema=table.schema)
+        slices, offset = [], 0
+        for _day, count in counts:
+            slices.append(ordered.slice(offset, count))
+            offset += count
         futures = [pool.submit(log.append, prepared.dataset, part, prepared.batch_name, date_column) for part in slices]
         for future in futures:
             future.result()
