@@ -90,7 +90,7 @@ def test_till_rows_become_one_order_per_transaction(runtime: Runtime) -> None:
     assert milk == {"product_id": "SKU-1", "sku": "SKU-1", "name": "Oat milk", "category": "dairy",
                     "price": 1.99, "quantity": 2}
     assert external_ids(first) == {"loyalty_card": "LC-0001", "email": "ann@example.com", "customer_number": "C-100"}
-    assert first["context"]["traits"] == {"email": "ann@example.com", "loyalty_card": "LC-0001"}
+    assert first["context"]["traits"] == {"email": "ann@example.com"}
     assert all(x["collection"] == "users" and x["encoding"] == "none" for x in first["context"]["externalIds"])
 
     cash = orders["T1002"]  # no customer number: a deterministic anonymous id; offset time in UTC

@@ -246,6 +246,12 @@ class MappingSQL:
     def _key_text(self, ref: Any) -> list[str]:
         return [f"CAST({ref(k)} AS VARCHAR)" for k in self.keys]
 
+    def _joined(self, separator: str) -> str:
+        """The record key as one string, its parts joined by `separator`."""
+        parts = self._key_text(self._col)
+        sep = "chr(31)" if separator == "\x1f" else sql_string(separator)
+        return parts[0] if len(parts) == 1 else f"concat_ws({sep}, {', '.join(parts)})"
+
     def _total(self, tree: tuple[Any, ...]) -> tuple[str, str]:
         """(SQL aggregate over typed rows, JSON type) for a parsed total."""
         kind = tree[0]
@@ -323,7 +329,7 @@ class MappingSQL:
         if m.channel and m.channel.column:
             channel = f"COALESCE(lower({channel}), 'other')"
         user = f"CAST({ref(m.user_id)} AS VARCHAR)" if m.user_id else "CAST(NULL AS VARCHAR)"
-        fallback = f"{sql_string(f'offline:{m.kind}:')} || concat_ws(':', {', '.join(self._key_text(ref))})"
+        fallback = f"{sql_string(f'offline:{m.kind}:')} || {self._joined(':')}"
         anonymous = f"CASE WHEN {user} IS NULL THEN {fallback} END" if m.user_id else fallback
         if m.anonymous_id:
             anonymous = f"COALESCE(CAST({ref(m.anonymous_id)} AS VARCHAR), {anonymous})"
@@ -396,7 +402,7 @@ class MappingSQL:
         __rows (file rows in it), __bad (some row is bad), __key (record key), __dup (already logged)."""
         body = self._event_select() if self.m.target == "events" else self._spend_select()
         id_col = "message_id" if self.m.target == "events" else "spend_id"
-        key = f"concat_ws(chr(31), {', '.join(self._key_text(self._col))}) AS __key"
+        key = f"{self._joined(chr(31))} AS __key"
         dup = f"{id_col} IN (SELECT id FROM {dedupe_against})" if dedupe_against else "FALSE"
         return (
             f"WITH {self._typed(numbered=False)},\n{self._grouped()}\n"
@@ -418,7 +424,7 @@ class MappingSQL:
             outs.append(f"CASE WHEN {missing} THEN 'missing required value' WHEN {bad} THEN {sql_string(reason)} END AS e{i}")
             outs.append(f"CAST(v{i} AS VARCHAR) AS g{i}")
             names.append((i, self.cols[i].name))
-        key = f"concat_ws(chr(31), {', '.join(self._key_text(self._col))})"
+        key = self._joined(chr(31))
         outs.append(f"{key} AS __key")
         where = "__bad" + (f" OR {key} IN (SELECT unnest($1::VARCHAR[]))" if with_keys else "")
         sql = (f"WITH {self._typed(numbered=True)}\n"
