@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from omniweave.adapters.eventlog import EVENT_SCHEMA, SPEND_SCHEMA, EventLog
 from omniweave.errors import InputError
+from omniweave.importers import sql
 from omniweave.importers.mapping import Mapping
 from omniweave.importers.readers import SourceFile, open_source, parse_csv_line
 from omniweave.importers.sql import MappingSQL, SourceShape
@@ -100,12 +101,7 @@ def existing_ids(con: duckdb.DuckDBPyConnection, log: EventLog, dataset: str, so
     url = log.dataset_url(dataset)
     if "://" in url and not url.startswith("file://"):
         con.register_filesystem(log.fs)
-    pattern = (url + "/**/*.parquet").replace("'", "''")
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE __existing AS SELECT DISTINCT {id_column} AS id "
-        f"FROM read_parquet('{pattern}', hive_partitioning = true, union_by_name = true) WHERE source = $1",
-        [source_id],
-    )
+    con.execute(sql.existing_ids(url, id_column), [source_id])
     return "__existing"
 
 
@@ -182,10 +178,7 @@ def _csv_rejects(con: duckdb.DuckDBPyConnection, source: SourceFile, mapping: Ma
     found = _Rejects()
     if source.format != "csv":
         return found
-    rows = con.execute(
-        "SELECT line, any_value(column_name), any_value(error_type), any_value(csv_line), "
-        "any_value(error_message) FROM reject_errors GROUP BY line ORDER BY line"
-    ).fetchall()
+    rows = con.execute(sql.CSV_REJECTS).fetchall()
     names = list(source.columns)
     key_index = [names.index(k) if k in names else -1 for k in mapping.key]
     for line, column, kind, text, message in rows:

@@ -23,6 +23,7 @@ import orjson
 import pyarrow as pa
 
 from omniweave.errors import InputError
+from omniweave.importers import sql
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -53,10 +54,7 @@ class SourceFile:
 
     def column_sql(self, name: str) -> str:
         """SQL that reads the file's column `name` from a row of `relation`."""
-        if self.format == "jsonl":
-            path = '$."' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-            return f"json_extract_string(__obj, '{path.replace(chr(39), chr(39) * 2)}')"
-        return '"' + name.replace('"', '""') + '"'
+        return sql.json_field(name) if self.format == "jsonl" else sql.column(name)
 
 
 def file_format(path: Path) -> str:
@@ -84,10 +82,6 @@ def open_source(con: duckdb.DuckDBPyConnection, path: Path) -> SourceFile:
     if fmt == "parquet":
         return _open_parquet(con, path)
     return _open_jsonl(con, path)
-
-
-def _sql_path(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 def _head(path: Path) -> bytes:
@@ -120,28 +114,18 @@ def _open_csv(con: duckdb.DuckDBPyConnection, path: Path) -> SourceFile:
         if name in seen:
             raise InputError(f"{path}: the header names column {name!r} twice")
         seen.add(name)
-    columns = "{" + ", ".join(f"'{n.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for n in names) + "}"
-    delim = delimiter.replace("'", "''")
-    relation = (
-        f"read_csv({_sql_path(path)}, header = true, auto_detect = false, columns = {columns}, "
-        f"delim = '{delim}', quote = '\"', escape = '\"', store_rejects = true)"
-    )
-    # a streaming row_number() keeps file order but makes DuckDB read on one thread
-    numbered = f"(SELECT row_number() OVER () AS __row, * FROM {relation})"
+    relation, numbered = sql.csv_relation(path, names, delimiter)
     return SourceFile(path, "csv", relation, {n: "VARCHAR" for n in names}, delimiter=delimiter,
                       numbered_relation=numbered)
 
 
 def _open_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> SourceFile:
     try:
-        described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_path(path)})").fetchall()
+        described = con.execute(sql.parquet_columns(path)).fetchall()
     except (duckdb.InvalidInputException, duckdb.IOException) as exc:
         raise InputError(f"{path}: not a Parquet file ({str(exc).splitlines()[0]})") from None
     columns = {row[0]: _base_type(row[1]) for row in described}
-    relation = (
-        f"(SELECT file_row_number + 1 AS __row, * EXCLUDE (file_row_number) "
-        f"FROM read_parquet({_sql_path(path)}, file_row_number = true))"
-    )
+    relation = sql.parquet_relation(path)
     return SourceFile(path, "parquet", relation, columns)
 
 
@@ -207,10 +191,7 @@ def _open_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> SourceFile:
     })
     name = f"__jsonl_{id(table)}"
     con.register(name, table)
-    relation = (
-        f"(SELECT __row, __line, CASE WHEN json_valid(__line) AND json_type(__line) = 'OBJECT' "
-        f"THEN CAST(__line AS JSON) END AS __obj FROM {name})"
-    )
+    relation = sql.json_lines_relation(name)
     return SourceFile(
         path, "jsonl", relation, {k: "VARCHAR" for k in keys}, all_present=True,
         invalid="__obj IS NULL", invalid_reason="not a JSON object (expected one {...} per line)",

@@ -26,6 +26,7 @@ from omniweave.core.events import (
     parse_timestamp,
 )
 from omniweave.errors import EventError, InputError
+from omniweave.importers import sql
 from omniweave.importers.engine import (
     ImportSummary,
     Prepared,
@@ -61,7 +62,7 @@ def run_segment(
     con = connect()
     try:
         if existing_ids(con, log, "events", source_id) is None:
-            con.execute("CREATE TEMP TABLE __existing (id VARCHAR)")
+            con.execute(sql.empty_ids())
         for start in range(0, len(records), batch_rows):
             batch = records[start:start + batch_rows]
             yield _batch(con, path, batch, source_id, received_at, start // batch_rows)
@@ -85,12 +86,9 @@ def _batch(con: duckdb.DuckDBPyConnection, path: Path, batch: list[tuple[int, by
     summary.rows_rejected = len(batch) - len(events)
     table = events_to_table(events, source=source_id).append_column("__row", pa.array(rows, pa.int64()))
     con.register("__batch", table)
-    fresh = to_arrow(con, (
-        "SELECT * EXCLUDE (__row) FROM __batch WHERE message_id NOT IN (SELECT id FROM __existing) "
-        "QUALIFY row_number() OVER (PARTITION BY message_id ORDER BY __row) = 1 ORDER BY __row"
-    ))
+    fresh = to_arrow(con, sql.new_segment_events("__batch"))
     con.register("__fresh", fresh)
-    con.execute("INSERT INTO __existing SELECT message_id FROM __fresh")
+    con.execute(sql.remember_ids("__fresh"))
     con.unregister("__fresh")
     con.unregister("__batch")
     fresh = fresh.cast(EVENT_SCHEMA)

@@ -3,7 +3,7 @@
 A file becomes rows of the event log in one streaming query:
 
     src      the file's rows (numbered, __row = 1-based data row, only when describing errors)
-    checked  every mapped column cleaned (trimmed, empty = missing) as v<i>, and cast as x<i>
+    checked  every mapped column as read (empty = missing) as v<i>, and cast as x<i>
     typed    defaults applied (c<i>) and __bad = some value is missing, not a number, unknown ...
     grouped  one row per record key: line items collected, totals aggregated, values taken once
     final    message id, JSON for context / properties / traits, flags __bad and __dup
@@ -11,6 +11,9 @@ A file becomes rows of the event log in one streaming query:
 The message id is `core.events.deterministic_message_id(kind, *key)` computed in SQL
 (`sha256` of the parts joined by U+001F); a test keeps the two in step. A second query,
 `errors_query`, runs only when something was bad and says which row, field and why.
+
+The SQL that opens files (`csv_relation`, `parquet_relation`, `json_lines_relation`) and that
+keeps the books (ids already logged, rows the CSV reader rejected, Segment batches) is at the end.
 """
 
 from __future__ import annotations
@@ -431,3 +434,77 @@ class MappingSQL:
                f"SELECT {', '.join(outs)} FROM typed WHERE {where} ORDER BY __row")
         return sql, names
 
+
+# --- reading files and bookkeeping -------------------------------------------------------------
+
+
+def _path(path: object) -> str:
+    return sql_string(str(path))
+
+
+def csv_relation(path: object, names: list[str], delimiter: str) -> tuple[str, str]:
+    """(relation, numbered relation) reading a CSV file with the given header, every value as text.
+    Rows that do not split into the header's columns go to DuckDB's `reject_errors` table. A
+    streaming row_number() keeps file order but makes DuckDB read on one thread, so only the
+    query describing bad rows numbers them."""
+    columns = "{" + ", ".join(f"{sql_string(n)}: 'VARCHAR'" for n in names) + "}"
+    relation = (f"read_csv({_path(path)}, header = true, auto_detect = false, columns = {columns}, "
+                f"delim = {sql_string(delimiter)}, quote = '\"', escape = '\"', store_rejects = true)")
+    return relation, f"(SELECT row_number() OVER () AS __row, * FROM {relation})"
+
+
+CSV_REJECTS = ("SELECT line, any_value(column_name), any_value(error_type), any_value(csv_line), "
+               "any_value(error_message) FROM reject_errors GROUP BY line ORDER BY line")
+"""Rows the CSV reader rejected: (line, column, error type, the line's text, message)."""
+
+
+def parquet_columns(path: object) -> str:
+    """DESCRIBE a Parquet file's columns."""
+    return f"DESCRIBE SELECT * FROM read_parquet({_path(path)})"
+
+
+def parquet_relation(path: object) -> str:
+    """A Parquet file's rows, numbered in file order."""
+    return (f"(SELECT file_row_number + 1 AS __row, * EXCLUDE (file_row_number) "
+            f"FROM read_parquet({_path(path)}, file_row_number = true))")
+
+
+def json_lines_relation(table: str) -> str:
+    """Rows of a registered Arrow table (__row, __line): __obj is the line as JSON when it is an
+    object, else NULL."""
+    return (f"(SELECT __row, __line, CASE WHEN json_valid(__line) AND json_type(__line) = 'OBJECT' "
+            f"THEN CAST(__line AS JSON) END AS __obj FROM {table})")
+
+
+def json_field(name: str) -> str:
+    """The value of key `name` of __obj, as text (JSON text for objects and arrays)."""
+    path = '$."' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"json_extract_string(__obj, {sql_string(path)})"
+
+
+def column(name: str) -> str:
+    """A column of a CSV or Parquet relation."""
+    return sql_ident(name)
+
+
+def existing_ids(dataset_url: str, id_column: str, table: str = "__existing") -> str:
+    """Create `table` with the ids already in a dataset for the source in parameter $1."""
+    pattern = sql_string(dataset_url + "/**/*.parquet")
+    return (f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT DISTINCT {sql_ident(id_column)} AS id "
+            f"FROM read_parquet({pattern}, hive_partitioning = true, union_by_name = true) WHERE source = $1")
+
+
+def empty_ids(table: str = "__existing") -> str:
+    return f"CREATE OR REPLACE TEMP TABLE {table} (id VARCHAR)"
+
+
+def new_segment_events(batch: str, existing: str = "__existing") -> str:
+    """A batch's events (EVENT_SCHEMA columns and __row) that are not logged yet, each id once
+    (the first in the file), in file order."""
+    return (f"SELECT * EXCLUDE (__row) FROM {batch} WHERE message_id NOT IN (SELECT id FROM {existing}) "
+            f"QUALIFY row_number() OVER (PARTITION BY message_id ORDER BY __row) = 1 ORDER BY __row")
+
+
+def remember_ids(table: str, existing: str = "__existing") -> str:
+    """Add the message ids of `table` to the ids already seen."""
+    return f"INSERT INTO {existing} SELECT message_id FROM {table}"
