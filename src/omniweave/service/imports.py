@@ -126,7 +126,7 @@ class ImportProgress:
         self._thread = threading.Thread(target=self._run, name="omniweave-import-progress", daemon=True)
 
     def __enter__(self) -> Self:
-        if self.console is not None:
+        if self.console is not None and self.console.is_terminal:  # no bars in logs and pipes
             self._thread.start()
         return self
 
