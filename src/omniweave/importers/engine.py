@@ -93,16 +93,22 @@ def to_arrow(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
     return method()
 
 
-def existing_ids(con: duckdb.DuckDBPyConnection, log: EventLog, dataset: str, source_id: str) -> str | None:
-    """Load the ids already logged for `source_id` into a temp table; returns its name (None: none)."""
-    if not log.has_data(dataset):
-        return None
-    id_column = "message_id" if dataset == "events" else "spend_id"
+def already_logged(con: duckdb.DuckDBPyConnection, log: EventLog, dataset: str, source_id: str,
+                   ids: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """For each id, whether `dataset` already holds it for `source_id` (one pass over the log's
+    ids; memory for the new ids only)."""
+    if len(ids) == 0 or not log.has_data(dataset):
+        return pa.array([False] * len(ids), pa.bool_())
     url = log.dataset_url(dataset)
     if "://" in url and not url.startswith("file://"):
         con.register_filesystem(log.fs)
-    con.execute(sql.existing_ids(url, id_column), [source_id])
-    return "__existing"
+    con.register("__candidates", pa.table({"id": ids}))
+    try:
+        found = con.execute(sql.logged_ids(url, "message_id" if dataset == "events" else "spend_id",
+                                           "__candidates"), [source_id]).fetchall()
+    finally:
+        con.unregister("__candidates")
+    return pc.fill_null(pc.is_in(ids, value_set=pa.array([row[0] for row in found], pa.string())), False)
 
 
 def shape_of(mapping: Mapping, source: SourceFile) -> SourceShape:
@@ -151,16 +157,16 @@ def run_mapping(
         source = open_source(con, path)
         shape = shape_of(mapping, source)
         dataset = mapping.target
-        stage("checking what was imported before", None)
-        dedupe = existing_ids(con, log, dataset, source_id)
         plan = MappingSQL(mapping, shape, source_id, received_at)
         stage(f"reading {path.name}", con.query_progress)
         try:
-            out = to_arrow(con, plan.main_query(dedupe))
+            out = to_arrow(con, plan.main_query())
         except FILE_ERRORS as exc:
             raise InputError(f"{path}: cannot be read as {source.format}: {str(exc).splitlines()[0]}") from None
         rejects = _csv_rejects(con, source, mapping)
-        return _finish(mapping, path, source, plan, con, out, rejects, dataset, stage)
+        stage("checking what was imported before", con.query_progress)
+        logged = already_logged(con, log, dataset, source_id, out["message_id" if dataset == "events" else "spend_id"])
+        return _finish(mapping, path, source, plan, con, out, logged, rejects, dataset, stage)
     finally:
         con.close()
 
@@ -201,15 +207,15 @@ def shown(value: object) -> str:
 
 
 def _finish(mapping: Mapping, path: Path, source: SourceFile, plan: MappingSQL, con: duckdb.DuckDBPyConnection,
-            out: pa.Table, rejects: _Rejects, dataset: str, stage: Stage) -> Prepared:
+            out: pa.Table, logged: pa.Array, rejects: _Rejects, dataset: str, stage: Stage) -> Prepared:
     grouping = mapping.group is not None
     bad = out["__bad"]
     if rejects.keys:
         bad = pc.or_(bad, pc.is_in(out["__key"], pa.array(sorted(rejects.keys), pa.string())))
     bad = pc.fill_null(bad, True)
     ok = pc.invert(bad)
-    dup = pc.and_(ok, out["__dup"])
-    good = pc.and_(ok, pc.invert(out["__dup"]))
+    dup = pc.and_(ok, logged)
+    good = pc.and_(ok, pc.invert(logged))
     rows = out["__rows"]
 
     def total(mask: pa.ChunkedArray | pa.Array) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from omniweave.adapters.eventlog import EVENT_SCHEMA, EventLog, events_to_table
 from omniweave.core.events import (
@@ -30,9 +31,9 @@ from omniweave.importers import sql
 from omniweave.importers.engine import (
     ImportSummary,
     Prepared,
+    already_logged,
     batch_name,
     connect,
-    existing_ids,
     shown,
     to_arrow,
 )
@@ -61,18 +62,17 @@ def run_segment(
         stage(f"validating {len(records):,} events", lambda: 100.0 * done[0] / max(len(records), 1))
     con = connect()
     try:
-        if existing_ids(con, log, "events", source_id) is None:
-            con.execute(sql.empty_ids())
+        con.execute(sql.seen_ids())
         for start in range(0, len(records), batch_rows):
             batch = records[start:start + batch_rows]
-            yield _batch(con, path, batch, source_id, received_at, start // batch_rows)
+            yield _batch(con, log, path, batch, source_id, received_at, start // batch_rows)
             done[0] += len(batch)
     finally:
         con.close()
 
 
-def _batch(con: duckdb.DuckDBPyConnection, path: Path, batch: list[tuple[int, bytes]], source_id: str,
-           received_at: datetime, number: int) -> Prepared:
+def _batch(con: duckdb.DuckDBPyConnection, log: EventLog, path: Path, batch: list[tuple[int, bytes]],
+           source_id: str, received_at: datetime, number: int) -> Prepared:
     summary = ImportSummary(file=path.name, kind=KIND, rows_read=len(batch))
     events: list[dict[str, Any]] = []
     rows: list[int] = []
@@ -85,6 +85,7 @@ def _batch(con: duckdb.DuckDBPyConnection, path: Path, batch: list[tuple[int, by
         rows.append(row)
     summary.rows_rejected = len(batch) - len(events)
     table = events_to_table(events, source=source_id).append_column("__row", pa.array(rows, pa.int64()))
+    table = table.filter(pc.invert(already_logged(con, log, "events", source_id, table["message_id"])))
     con.register("__batch", table)
     fresh = to_arrow(con, sql.new_segment_events("__batch"))
     con.register("__fresh", fresh)

@@ -6,7 +6,7 @@ A file becomes rows of the event log in one streaming query:
     checked  every mapped column as read (empty = missing) as v<i>, and cast as x<i>
     typed    defaults applied (c<i>) and __bad = some value is missing, not a number, unknown ...
     grouped  one row per record key: line items collected, totals aggregated, values taken once
-    final    message id, JSON for context / properties / traits, flags __bad and __dup
+    final    message id, JSON for context / properties / traits, and __bad
 
 The message id is `core.events.deterministic_message_id(kind, *key)` computed in SQL
 (`sha256` of the parts joined by U+001F); a test keeps the two in step. A second query,
@@ -400,17 +400,13 @@ class MappingSQL:
             outs.append(f"CAST({expr} AS {casts.get(name, 'VARCHAR')}) AS {name}")
         return outs
 
-    def main_query(self, dedupe_against: str | None) -> str:
+    def main_query(self) -> str:
         """Rows for the log (EVENT_SCHEMA or SPEND_SCHEMA columns) plus, per row:
-        __rows (file rows in it), __bad (some row is bad), __key (record key), __dup (already logged)."""
+        __rows (file rows in it), __bad (some row is bad) and __key (the record key)."""
         body = self._event_select() if self.m.target == "events" else self._spend_select()
-        id_col = "message_id" if self.m.target == "events" else "spend_id"
         key = f"{self._joined(chr(31))} AS __key"
-        dup = f"{id_col} IN (SELECT id FROM {dedupe_against})" if dedupe_against else "FALSE"
-        return (
-            f"WITH {self._typed(numbered=False)},\n{self._grouped()}\n"
-            f"SELECT *, {dup} AS __dup FROM (SELECT {', '.join(body)}, __rows, __bad, {key} FROM grouped)"
-        )
+        return (f"WITH {self._typed(numbered=False)},\n{self._grouped()}\n"
+                f"SELECT {', '.join(body)}, __rows, __bad, {key} FROM grouped")
 
     def errors_query(self, with_keys: bool) -> tuple[str, list[tuple[int, str]]]:
         """Bad rows (and, with `with_keys`, every row whose key is in the list parameter $1), with
@@ -487,24 +483,26 @@ def column(name: str) -> str:
     return sql_ident(name)
 
 
-def existing_ids(dataset_url: str, id_column: str, table: str = "__existing") -> str:
-    """Create `table` with the ids already in a dataset for the source in parameter $1."""
+def logged_ids(dataset_url: str, id_column: str, candidates: str) -> str:
+    """The ids of table `candidates` (column id) that a dataset already holds for the source in
+    parameter $1. Only the candidates are hashed; the log's ids stream past them."""
     pattern = sql_string(dataset_url + "/**/*.parquet")
-    return (f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT DISTINCT {sql_ident(id_column)} AS id "
-            f"FROM read_parquet({pattern}, hive_partitioning = true, union_by_name = true) WHERE source = $1")
+    return (f"SELECT DISTINCT {sql_ident(id_column)} AS id FROM read_parquet({pattern}, hive_partitioning = true, "
+            f"union_by_name = true) WHERE source = $1 AND {sql_ident(id_column)} IN (SELECT id FROM {candidates})")
 
 
-def empty_ids(table: str = "__existing") -> str:
+def seen_ids(table: str = "__seen") -> str:
+    """An empty table of ids seen so far in one file."""
     return f"CREATE OR REPLACE TEMP TABLE {table} (id VARCHAR)"
 
 
-def new_segment_events(batch: str, existing: str = "__existing") -> str:
-    """A batch's events (EVENT_SCHEMA columns and __row) that are not logged yet, each id once
-    (the first in the file), in file order."""
-    return (f"SELECT * EXCLUDE (__row) FROM {batch} WHERE message_id NOT IN (SELECT id FROM {existing}) "
+def new_segment_events(batch: str, seen: str = "__seen") -> str:
+    """A batch's events (EVENT_SCHEMA columns and __row) whose id was not seen earlier in the
+    file, each id once (the first), in file order."""
+    return (f"SELECT * EXCLUDE (__row) FROM {batch} WHERE message_id NOT IN (SELECT id FROM {seen}) "
             f"QUALIFY row_number() OVER (PARTITION BY message_id ORDER BY __row) = 1 ORDER BY __row")
 
 
-def remember_ids(table: str, existing: str = "__existing") -> str:
-    """Add the message ids of `table` to the ids already seen."""
-    return f"INSERT INTO {existing} SELECT message_id FROM {table}"
+def remember_ids(table: str, seen: str = "__seen") -> str:
+    """Add the message ids of `table` to the ids seen."""
+    return f"INSERT INTO {seen} SELECT message_id FROM {table}"
