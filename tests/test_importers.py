@@ -278,6 +278,20 @@ def test_segment_json_lines_are_validated_and_deduplicated(runtime: Runtime) -> 
     assert len(rows(runtime)) == 6
 
 
+def test_duplicates_are_looked_up_within_the_same_source_only(runtime: Runtime) -> None:
+    from datetime import UTC, datetime
+
+    from omniweave.adapters.eventlog import events_to_table
+    from omniweave.core.events import normalize_event
+
+    seen_online = normalize_event({"type": "track", "event": "Product Viewed", "userId": "C-100", "messageId": "m-1",
+                                   "timestamp": "2024-05-01T09:00:00Z"}, received_at=datetime.now(UTC))
+    runtime.log.append("events", events_to_table([seen_online], source="collector-source"), batch_name="other")
+    summary = import_file(runtime, "segment", DATA / "segment.jsonl")
+    assert (summary.rows_imported, summary.rows_duplicate) == (6, 0)
+    assert len(rows(runtime, "message_id = 'm-1'")) == 2
+
+
 # --- other file formats -------------------------------------------------------------------------
 
 
