@@ -32,10 +32,11 @@ def seed_log(runtime, n: int = 400) -> None:
 
 def daily_summary(events: ibis.Table) -> ibis.Table:
     """An aggregate written once in Ibis: per day, channel and event: events, people, revenue."""
-    revenue = events.properties.re_extract(r'"revenue":([0-9.]+)', 1).cast("float64")
+    revenue = events.properties.re_extract(r'"revenue":\s*([0-9.]+)', 1).nullif("").cast("float64")
     return (
-        events.group_by([events.date.cast("string").name("day"), "channel", "event"])
-        .aggregate(events=events.count(), people=events.user_id.nunique(), revenue=revenue.sum().round(2))
+        events.group_by([events.date.cast("string").name("day"), "channel", events.event.fill_null("-").name("event")])
+        .aggregate(events=events.count(), people=events.user_id.nunique(),
+                   revenue=ibis.coalesce(revenue.sum(), 0).round(2))
         .order_by(["day", "channel", "event"])
     )
 
@@ -53,13 +54,29 @@ def test_empty_warehouse_has_its_tables(runtime):
     assert warehouse.sql("select count(*) as n from spend").column("n").to_pylist() == [0]
 
 
+def spend_summary(spend: ibis.Table) -> ibis.Table:
+    return (
+        spend.group_by(["channel", "campaign"])
+        .aggregate(days=spend.date.nunique(), spend=spend.spend.sum().round(2),
+                   clicks=ibis.coalesce(spend.clicks.sum(), 0))
+        .order_by(["channel", "campaign"])
+    )
+
+
 @pytest.mark.spark
-def test_same_aggregate_on_duckdb_and_spark(runtime, spark_session):
-    seed_log(runtime)
-    on_duckdb = daily_summary(runtime.warehouse("duckdb").table("events")).to_pandas()
-    on_spark = daily_summary(runtime.warehouse("spark", spark_session=spark_session).table("events")).to_pandas()
-    assert len(on_duckdb) > 0
+def test_same_aggregate_on_duckdb_and_spark_over_the_demo_log(runtime, spark_session):
+    from omniweave.demo.runner import run_demo
+
+    run_demo(runtime.settings, customers=150, days=10, seed=5, console=None)
+    duck, spark = runtime.warehouse("duckdb"), runtime.warehouse("spark", spark_session=spark_session)
+    on_duckdb = daily_summary(duck.table("events")).to_pandas()
+    on_spark = daily_summary(spark.table("events")).to_pandas()
+    assert len(on_duckdb) > 50 and on_duckdb["revenue"].sum() > 0
+    assert {"store", "web", "email"} <= set(on_duckdb["channel"])
     assert on_duckdb.to_dict("records") == on_spark.to_dict("records")
+    spend_duck = spend_summary(duck.table("spend")).to_pandas()
+    assert len(spend_duck) > 0
+    assert spend_duck.to_dict("records") == spend_summary(spark.table("spend")).to_pandas().to_dict("records")
 
 
 def test_query_command_prints_json_and_csv(runtime):
