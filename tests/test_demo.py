@@ -287,6 +287,38 @@ def test_run_demo_bulk_path_imports_the_online_events(tmp_path: Path) -> None:
     assert _count(settings, "SELECT count(*) AS n FROM events")[0]["n"] == total
 
 
+def test_big_files_are_imported_in_chunks_with_receipts_whole(tmp_path: Path) -> None:
+    pytest.importorskip("omniweave.service.imports", reason="the importers are not there yet")
+    from omniweave.demo.bulk import import_large_csv, import_online, split_csv
+    from omniweave.service.runtime import Runtime
+
+    folder = tmp_path / "home" / "demo"
+    manifest = generate_world(folder, customers=300, days=14, seed=8)
+    till = _rows(folder, "till")
+    chunks = list(split_csv(folder / "offline" / "till.csv", tmp_path / "split", 15, "transaction_id"))
+    assert len(chunks) > 3 and sum(rows for _, rows in chunks) == len(till)
+    seen: set[str] = set()
+    for chunk, _ in chunks:
+        receipts = {r["transaction_id"] for r in csv.DictReader(open(chunk, encoding="utf-8"))}  # noqa: SIM115
+        assert not receipts & seen, "a receipt was split between two chunks"
+        seen |= receipts
+    runtime = Runtime(_demo_settings(tmp_path))
+    try:
+        summary = import_large_csv(runtime, "till", folder / "offline" / "till.csv", lambda n: None, workers=2, chunk_rows=15)
+        assert summary.rows_imported == len(till) and summary.records_written == manifest["orders_store"]
+        online = import_online(runtime, folder, lambda n: None, workers=2, chunk_events=700)
+        assert sum(s.rows_imported for s in online.values()) == sum(manifest["files"][f"online/{s}"] for s in ONLINE_SOURCES)
+        again = import_large_csv(runtime, "till", folder / "offline" / "till.csv", lambda n: None, workers=1, chunk_rows=15)
+        assert again.rows_duplicate == len(till) and again.records_written == 0
+    finally:
+        runtime.close()
+    revenue = _count(_demo_settings(tmp_path), "SELECT count(*) AS n, round(sum(CAST(json_extract_string(properties, '$.revenue') AS DOUBLE)), 2) AS r "
+                                               "FROM events WHERE channel = 'store'")[0]
+    assert revenue["n"] == manifest["orders_store"]
+    assert revenue["r"] == pytest.approx(manifest["revenue_store"], abs=0.05)
+    assert not (folder / ".chunks").exists()
+
+
 def _sources(settings: Settings) -> list[dict[str, Any]]:
     from omniweave.service.runtime import Runtime
 

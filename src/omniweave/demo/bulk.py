@@ -1,13 +1,17 @@
-"""The bulk path for big demo worlds: the online JSON lines through the `segment` importer.
+"""The bulk path for big demo worlds: big files through the importers in chunks, in parallel.
 
-The files are cut into chunks of `CHUNK_EVENTS` events (the importer holds a whole file in
-memory) and the chunks are imported by worker processes, one per CPU, each with its own
-runtime on the same home. Chunks hold distinct events, so the importers' deduplication and the
-event log's write-then-rename make parallel imports safe; a chunk file is deleted once imported.
+The importers hold a whole file (and its events) in memory, so files of a big world are cut
+into chunks — `CHUNK_EVENTS` JSON lines, or `CHUNK_ROWS` CSV rows (a till receipt's line items
+stay in one chunk) — and the chunks are imported by worker processes, one per CPU, each with its
+own runtime on the same home. Chunks hold distinct records, so the importers' deduplication and
+the event log's write-then-rename make parallel imports safe; a chunk file is deleted once
+imported, and only a few exist at a time.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import multiprocessing
 import os
 import shutil
@@ -22,10 +26,17 @@ from omniweave.service.runtime import Runtime
 from omniweave.settings import Settings
 
 CHUNK_EVENTS = 200_000
+CHUNK_ROWS = 500_000
+BIG_FILE_BYTES = 256 * 1024 * 1024
+"""Offline files larger than this are imported in chunks."""
 CHUNKS_FOLDER = ".chunks"
+GROUP_COLUMNS = {"till": "transaction_id"}
+"""Kinds whose consecutive rows with the same value of this column form one record."""
+
+Chunk = tuple[Path, int]
 
 
-def split_jsonl(path: Path, folder: Path, chunk_events: int = CHUNK_EVENTS) -> Iterator[tuple[Path, int]]:
+def split_jsonl(path: Path, folder: Path, chunk_events: int = CHUNK_EVENTS) -> Iterator[Chunk]:
     """Cut a JSON-lines file into `folder/<name>-NNNNN.jsonl` files; yields each (path, events) when written."""
     folder.mkdir(parents=True, exist_ok=True)
     number, lines = 0, []
@@ -33,15 +44,35 @@ def split_jsonl(path: Path, folder: Path, chunk_events: int = CHUNK_EVENTS) -> I
         for line in fh:
             lines.append(line)
             if len(lines) >= chunk_events:
-                yield _write_chunk(folder, path.stem, number, lines), len(lines)
+                yield _write_chunk(folder, f"{path.stem}-{number:05d}.jsonl", [], lines), len(lines)
                 number, lines = number + 1, []
     if lines:
-        yield _write_chunk(folder, path.stem, number, lines), len(lines)
+        yield _write_chunk(folder, f"{path.stem}-{number:05d}.jsonl", [], lines), len(lines)
 
 
-def _write_chunk(folder: Path, stem: str, number: int, lines: list[bytes]) -> Path:
-    chunk = folder / f"{stem}-{number:05d}.jsonl"
+def split_csv(path: Path, folder: Path, chunk_rows: int = CHUNK_ROWS, group_column: str | None = None) -> Iterator[Chunk]:
+    """Cut a CSV file (one record per line) into chunks with the header; rows sharing a
+    `group_column` value next to each other stay in the same chunk. Yields (path, rows)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    number, lines, last_key = 0, [], None
+    with open(path, "rb") as fh:
+        header = fh.readline()
+        position = next(csv.reader(io.StringIO(header.decode()))).index(group_column) if group_column else -1
+        for line in fh:
+            key = next(csv.reader(io.StringIO(line.decode())))[position] if position >= 0 else None
+            if len(lines) >= chunk_rows and (key is None or key != last_key):
+                yield _write_chunk(folder, f"{path.stem}-{number:05d}.csv", [header], lines), len(lines)
+                number, lines = number + 1, []
+            lines.append(line)
+            last_key = key
+    if lines:
+        yield _write_chunk(folder, f"{path.stem}-{number:05d}.csv", [header], lines), len(lines)
+
+
+def _write_chunk(folder: Path, name: str, head: list[bytes], lines: list[bytes]) -> Path:
+    chunk = folder / name
     with open(chunk, "wb") as out:
+        out.writelines(head)
         out.writelines(lines)
     return chunk
 
@@ -54,12 +85,51 @@ def _init_worker(settings: Settings) -> None:
     _runtime = Runtime(settings)
 
 
-def _import_chunk(chunk: Path, runtime: Runtime | None = None) -> ImportSummary:
+def _import_chunk(kind: str, chunk: Path, runtime: Runtime | None = None) -> ImportSummary:
     from omniweave.service.imports import import_file
 
-    summary = import_file(runtime or _runtime, "segment", chunk)  # type: ignore[arg-type]
+    summary = import_file(runtime or _runtime, kind, chunk)  # type: ignore[arg-type]
     chunk.unlink()
     return summary
+
+
+def _add(total: ImportSummary, part: ImportSummary) -> None:
+    total.rows_read += part.rows_read
+    total.rows_imported += part.rows_imported
+    total.rows_duplicate += part.rows_duplicate
+    total.rows_rejected += part.rows_rejected
+    total.records_written += part.records_written
+    total.errors.extend(part.errors[: max(0, 1000 - len(total.errors))])
+
+
+def import_chunks(runtime: Runtime, work: Iterator[tuple[str, str, Chunk]], summaries: dict[str, ImportSummary],
+                  advance: Callable[[int], None], workers: int) -> None:
+    """Import `(name, kind, (chunk, rows))` items, adding each chunk's counts to `summaries[name]`."""
+    if workers <= 1:
+        for name, kind, (chunk, rows) in work:
+            _add(summaries[name], _import_chunk(kind, chunk, runtime))
+            advance(rows)
+        return
+    context = multiprocessing.get_context("spawn")
+    pending: deque[tuple[str, int, Future[ImportSummary]]] = deque()
+
+    def finish_oldest() -> None:
+        name, rows, future = pending.popleft()
+        _add(summaries[name], future.result())
+        advance(rows)
+
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(runtime.settings,)) as pool:
+        for name, kind, (chunk, rows) in work:
+            pending.append((name, rows, pool.submit(_import_chunk, kind, chunk)))
+            while len(pending) > workers:  # a few chunks on disk at a time
+                finish_oldest()
+        while pending:
+            finish_oldest()
+
+
+def _workers(big: bool, workers: int | None) -> int:
+    return (workers or os.cpu_count() or 1) if big else 1
 
 
 def import_online(runtime: Runtime, folder: Path, advance: Callable[[int], None],
@@ -70,43 +140,27 @@ def import_online(runtime: Runtime, folder: Path, advance: Callable[[int], None]
     """
     chunks_dir = folder / CHUNKS_FOLDER
     shutil.rmtree(chunks_dir, ignore_errors=True)
-    sizes = {stream: (folder / "online" / f"{stream}.jsonl").stat().st_size for stream in ONLINE_SOURCES}
-    big = sum(sizes.values()) > 4 * chunk_events * 1000  # ~1 kB per event
-    workers = (workers or os.cpu_count() or 1) if big else 1
-    totals = {stream: ImportSummary(file=f"{stream}.jsonl", kind="segment") for stream in ONLINE_SOURCES}
-
-    def add(stream: str, part: ImportSummary, events: int) -> None:
-        total = totals[stream]
-        total.rows_read += part.rows_read
-        total.rows_imported += part.rows_imported
-        total.rows_duplicate += part.rows_duplicate
-        total.rows_rejected += part.rows_rejected
-        total.records_written += part.records_written
-        total.errors.extend(part.errors[:100])
-        advance(events)
-
-    def chunks() -> Iterator[tuple[str, Path, int]]:
-        for stream in ONLINE_SOURCES:
-            for chunk, events in split_jsonl(folder / "online" / f"{stream}.jsonl", chunks_dir, chunk_events):
-                yield stream, chunk, events
-
+    size = sum((folder / "online" / f"{stream}.jsonl").stat().st_size for stream in ONLINE_SOURCES)
+    summaries = {stream: ImportSummary(file=f"{stream}.jsonl", kind="segment") for stream in ONLINE_SOURCES}
+    work = ((stream, "segment", chunk) for stream in ONLINE_SOURCES
+            for chunk in split_jsonl(folder / "online" / f"{stream}.jsonl", chunks_dir, chunk_events))
     try:
-        if workers <= 1:
-            for stream, chunk, events in chunks():
-                add(stream, _import_chunk(chunk, runtime), events)
-            return totals
-        context = multiprocessing.get_context("spawn")
-        pending: deque[tuple[str, int, Future[ImportSummary]]] = deque()
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                 initargs=(runtime.settings,)) as pool:
-            for stream, chunk, events in chunks():
-                pending.append((stream, events, pool.submit(_import_chunk, chunk)))
-                while len(pending) > workers:  # a few chunks on disk at a time
-                    done_stream, done_events, future = pending.popleft()
-                    add(done_stream, future.result(), done_events)
-            while pending:
-                done_stream, done_events, future = pending.popleft()
-                add(done_stream, future.result(), done_events)
-        return totals
+        import_chunks(runtime, work, summaries, advance,
+                      _workers(size > 4 * chunk_events * 1000, workers))  # ~1 kB per event
     finally:
         shutil.rmtree(chunks_dir, ignore_errors=True)
+    return summaries
+
+
+def import_large_csv(runtime: Runtime, kind: str, path: Path, advance: Callable[[int], None],
+                     workers: int | None = None, chunk_rows: int = CHUNK_ROWS) -> ImportSummary:
+    """Import a big offline CSV of `kind` in chunks; returns the summary of the whole file."""
+    chunks_dir = path.parent.parent / CHUNKS_FOLDER
+    shutil.rmtree(chunks_dir, ignore_errors=True)
+    summaries = {kind: ImportSummary(file=path.name, kind=kind)}
+    work = ((kind, kind, chunk) for chunk in split_csv(path, chunks_dir, chunk_rows, GROUP_COLUMNS.get(kind)))
+    try:
+        import_chunks(runtime, work, summaries, advance, _workers(True, workers))
+    finally:
+        shutil.rmtree(chunks_dir, ignore_errors=True)
+    return summaries[kind]

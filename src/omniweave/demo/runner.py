@@ -274,6 +274,7 @@ def _drain(runtime: Runtime, result: DemoResult, console: Console | None) -> Non
 
 
 def _import_offline(runtime: Runtime, folder: Path, result: DemoResult, console: Console | None) -> None:
+    from omniweave.demo.bulk import BIG_FILE_BYTES, import_large_csv
     from omniweave.service.imports import import_file
 
     started = time.perf_counter()
@@ -281,7 +282,13 @@ def _import_offline(runtime: Runtime, folder: Path, result: DemoResult, console:
     if console:
         console.print("importing the offline files:")
     for kind in OFFLINE_ORDER:
-        summary = import_file(runtime, kind, folder / "offline" / f"{kind}.csv", console=console)
+        path = folder / "offline" / f"{kind}.csv"
+        if path.stat().st_size > BIG_FILE_BYTES:
+            with _progress(console) as progress:
+                task = progress.add_task(f"importing {path.name}", total=int(result.manifest["files"][f"offline/{kind}"]))
+                summary = import_large_csv(runtime, kind, path, lambda n: progress.advance(task, n))  # noqa: B023
+        else:
+            summary = import_file(runtime, kind, path, console=console)
         result.imports[kind] = summary
         if console:
             console.print(f"  {summary.describe()}")
