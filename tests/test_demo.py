@@ -263,6 +263,13 @@ def test_run_demo_lands_everything_in_the_warehouse(tmp_path: Path) -> None:
     assert not third.skipped and sum(third.sent.values()) == online_total
     assert _count(settings, "SELECT count(*) AS n FROM events")[0]["n"] == before
     assert _count(settings, "SELECT count(*) AS n FROM spend")[0]["n"] == spend["n"]
+    # a run interrupted later resumes after the last finished step
+    (folder / "loaded.json").write_text(json.dumps({"world": again.manifest["world"], "complete": False,
+                                                     "done": ["online", "offline:loyalty", "offline:till"]}))
+    fourth = run_demo(settings, customers=200, days=14, seed=3, console=None)
+    assert not fourth.sent and "till" not in fourth.imports and fourth.imports["coupons"].rows_duplicate > 0
+    assert json.loads((folder / "loaded.json").read_text())["complete"]
+    assert _count(settings, "SELECT count(*) AS n FROM events")[0]["n"] == before
     # another world on the same home is refused
     with pytest.raises(ValueError, match="already holds the demo world"):
         run_demo(settings, customers=300, days=14, seed=3, console=None)

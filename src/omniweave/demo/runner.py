@@ -103,17 +103,21 @@ def run_demo(settings: Settings, customers: int = 2000, days: int = 60, seed: in
     try:
         if marker and marker.get("complete"):
             result.skipped = True
-            if console:
-                console.print(f"[dim]the demo world {key} is already loaded in {settings.home}; nothing sent again[/dim]")
+            _note(console, f"the demo world {key} is already loaded in {settings.home}; nothing sent again")
         else:
-            _write_marker(folder, key, complete=False)
-            if bulk:
-                _import_online(runtime, folder, result, console)
+            progress = _Marker(folder, key, marker)
+            progress.save()
+            if progress.has("online"):
+                _note(console, "online events: already loaded by an earlier, interrupted run")
             else:
-                _send_online(runtime, folder, result, console)
-            _drain(runtime, result, console)
-            _import_offline(runtime, folder, result, console)
-            _write_marker(folder, key, complete=True)
+                if bulk:
+                    _import_online(runtime, folder, result, console)
+                else:
+                    _send_online(runtime, folder, result, console)
+                _drain(runtime, result, console)
+                progress.finish("online")
+            _import_offline(runtime, folder, result, console, progress)
+            progress.save(complete=True)
         started = time.perf_counter()
         result.summary = summarize(runtime)
         timings["summary"] = time.perf_counter() - started
@@ -131,8 +135,32 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _write_marker(folder: Path, key: str, complete: bool) -> None:
-    (folder / LOADED_MARKER).write_text(json.dumps({"world": key, "complete": complete}))
+class _Marker:
+    """`loaded.json`: the world this home holds, the load steps finished so far, and whether all are.
+
+    A run interrupted in the middle of a step redoes that step (safe: deduplication), not the
+    steps before it.
+    """
+
+    def __init__(self, folder: Path, key: str, previous: dict[str, Any] | None):
+        self.path, self.key = folder / LOADED_MARKER, key
+        same = previous is not None and previous.get("world") == key
+        self.done: list[str] = list(previous.get("done", [])) if same and previous else []
+
+    def has(self, step: str) -> bool:
+        return step in self.done
+
+    def finish(self, step: str) -> None:
+        self.done.append(step)
+        self.save()
+
+    def save(self, complete: bool = False) -> None:
+        self.path.write_text(json.dumps({"world": self.key, "complete": complete, "done": self.done}))
+
+
+def _note(console: Console | None, text: str) -> None:
+    if console:
+        console.print(f"[dim]{text}[/dim]")
 
 
 def write_key_for(runtime: Runtime, source: str) -> str:
@@ -273,7 +301,8 @@ def _drain(runtime: Runtime, result: DemoResult, console: Console | None) -> Non
     result.timings["load"] = time.perf_counter() - started
 
 
-def _import_offline(runtime: Runtime, folder: Path, result: DemoResult, console: Console | None) -> None:
+def _import_offline(runtime: Runtime, folder: Path, result: DemoResult, console: Console | None,
+                    marker: _Marker) -> None:
     from omniweave.demo.bulk import BIG_FILE_BYTES, import_large_csv
     from omniweave.service.imports import import_file
 
@@ -283,6 +312,9 @@ def _import_offline(runtime: Runtime, folder: Path, result: DemoResult, console:
         console.print("importing the offline files:")
     for kind in OFFLINE_ORDER:
         path = folder / "offline" / f"{kind}.csv"
+        if marker.has(f"offline:{kind}"):
+            _note(console, f"  {path.name}: already imported by an earlier, interrupted run")
+            continue
         if path.stat().st_size > BIG_FILE_BYTES:
             with _progress(console) as progress:
                 task = progress.add_task(f"importing {path.name}", total=int(result.manifest["files"][f"offline/{kind}"]))
@@ -290,6 +322,7 @@ def _import_offline(runtime: Runtime, folder: Path, result: DemoResult, console:
         else:
             summary = import_file(runtime, kind, path, console=console)
         result.imports[kind] = summary
+        marker.finish(f"offline:{kind}")
         if console:
             console.print(f"  {summary.describe()}")
     result.timings["import_offline"] = time.perf_counter() - started
