@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -19,7 +19,7 @@ from omniweave.core.events import (
 )
 from omniweave.errors import EventError, InputError
 
-NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
 
 def norm(raw, **kw):
@@ -112,7 +112,7 @@ def test_deterministic_message_ids():
     assert deterministic_message_id("till", "T1") != deterministic_message_id("coupons", "T1")
 
 
-@given(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)))
+@given(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)))
 def test_timestamps_round_trip_at_millisecond_precision(moment):
     text = format_timestamp(moment)
     assert text.endswith("Z") and len(text) == 24
@@ -121,8 +121,8 @@ def test_timestamps_round_trip_at_millisecond_precision(moment):
 
 
 def test_epoch_numbers_are_accepted():
-    assert parse_timestamp(0, field="t", index=None) == datetime(1970, 1, 1, tzinfo=timezone.utc)
-    assert parse_timestamp(1_700_000_000_000, field="t", index=None) == datetime.fromtimestamp(1_700_000_000, timezone.utc)
+    assert parse_timestamp(0, field="t", index=None) == datetime(1970, 1, 1, tzinfo=UTC)
+    assert parse_timestamp(1_700_000_000_000, field="t", index=None) == datetime.fromtimestamp(1_700_000_000, UTC)
 
 
 def test_identify_traits_fall_back_to_context_traits():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pyarrow.parquet as pq
@@ -12,7 +12,7 @@ from omniweave.adapters.opstore import OpStore
 from omniweave.core.events import normalize_event
 from omniweave.service.loader import LOADER, load_all, load_once
 
-T0 = datetime(2026, 3, 1, 23, 59, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 23, 59, 0, tzinfo=UTC)
 
 
 def make_rows(source: str, n: int, start: int = 0) -> list[tuple[str, str, float, bytes]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import ibis
 import orjson
@@ -18,7 +18,7 @@ from tests.conftest import omniweave_cmd
 
 
 def seed_log(runtime, n: int = 400) -> None:
-    t0 = datetime(2026, 5, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 5, 1, tzinfo=UTC)
     rows = []
     for i in range(n):
         raw = {"type": "track", "event": ["Product Viewed", "Order Completed", "Email Opened"][i % 3],

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import posixpath
 import uuid
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import fsspec
 import orjson

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import UTC, datetime
 from functools import lru_cache
-from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from omniweave.core import spec
 from omniweave.errors import EventError
 
-UTC = timezone.utc
 _OBJECT_FIELDS = ("context", "integrations", "properties", "traits")
 _UTM_TO_CAMPAIGN = {
     "utm_source": "source",
@@ -67,7 +66,7 @@ def format_timestamp(value: datetime) -> str:
         value = value.astimezone(UTC)
     # same text as isoformat(timespec="milliseconds") + "Z", at half the cost (the collector
     # formats four timestamps per event)
-    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 - fastest here
         value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond // 1000)
 
 

@@ -9,7 +9,7 @@ in the log exactly once.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import orjson
 

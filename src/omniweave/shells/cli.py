@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -34,8 +34,8 @@ def _settings(ctx: typer.Context) -> Settings:
 @app.callback()
 def _root(
     ctx: typer.Context,
-    config: Annotated[Optional[Path], typer.Option(help="Path to omniweave.toml.")] = None,
-    home: Annotated[Optional[Path], typer.Option(help="Home folder (default $OMNIWEAVE_HOME or ./.omniweave).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Path to omniweave.toml.")] = None,
+    home: Annotated[Path | None, typer.Option(help="Home folder (default $OMNIWEAVE_HOME or ./.omniweave).")] = None,
 ) -> None:
     settings = load_settings(config_file=config)
     if home is not None:
@@ -46,8 +46,8 @@ def _root(
 @app.command()
 def serve(
     ctx: typer.Context,
-    host: Annotated[Optional[str], typer.Option(help="Interface to listen on.")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port to listen on.")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
 ) -> None:
     """Run the collector and REST API (and the loader that moves the inbox into the event log)."""
     from omniweave.shells.api import serve as run_server
@@ -97,7 +97,7 @@ def import_(
     ctx: typer.Context,
     kind: Annotated[str, typer.Argument(help="Source kind: till, store_visits, loyalty, coupons, qr_scans, call_centre, direct_mail, email_export, ad_spend, segment, or custom with --mapping.")],
     file: Annotated[Path, typer.Argument(help="CSV, Parquet or JSON-lines file.", exists=True, dir_okay=False)],
-    mapping: Annotated[Optional[Path], typer.Option(help="A mapping file (TOML) for columns of your own.")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="A mapping file (TOML) for columns of your own.")] = None,
 ) -> None:
     """Import an offline file as events (or, for ad spend, into the spend dataset)."""
     from omniweave.service.imports import import_file
