@@ -93,21 +93,13 @@ def _import_chunk(kind: str, chunk: Path, runtime: Runtime | None = None) -> Imp
     return summary
 
 
-def _add(total: ImportSummary, part: ImportSummary) -> None:
-    total.rows_read += part.rows_read
-    total.rows_imported += part.rows_imported
-    total.rows_duplicate += part.rows_duplicate
-    total.rows_rejected += part.rows_rejected
-    total.records_written += part.records_written
-    total.errors.extend(part.errors[: max(0, 1000 - len(total.errors))])
-
 
 def import_chunks(runtime: Runtime, work: Iterator[tuple[str, str, Chunk]], summaries: dict[str, ImportSummary],
                   advance: Callable[[int], None], workers: int) -> None:
     """Import `(name, kind, (chunk, rows))` items, adding each chunk's counts to `summaries[name]`."""
     if workers <= 1:
         for name, kind, (chunk, rows) in work:
-            _add(summaries[name], _import_chunk(kind, chunk, runtime))
+            summaries[name].add(_import_chunk(kind, chunk, runtime), max_errors=1000)
             advance(rows)
         return
     context = multiprocessing.get_context("spawn")
@@ -115,7 +107,7 @@ def import_chunks(runtime: Runtime, work: Iterator[tuple[str, str, Chunk]], summ
 
     def finish_oldest() -> None:
         name, rows, future = pending.popleft()
-        _add(summaries[name], future.result())
+        summaries[name].add(future.result(), max_errors=1000)
         advance(rows)
 
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,

@@ -56,6 +56,16 @@ class ImportSummary:
     dataset: str = "events"
     errors: list[str] = field(default_factory=list)
 
+    def add(self, part: ImportSummary, max_errors: int | None = None) -> None:
+        """Add the counts and errors of a part of this import (a batch, a chunk of the file)."""
+        self.rows_read += part.rows_read
+        self.rows_imported += part.rows_imported
+        self.rows_duplicate += part.rows_duplicate
+        self.rows_rejected += part.rows_rejected
+        self.records_written += part.records_written
+        room = len(part.errors) if max_errors is None else max(0, max_errors - len(self.errors))
+        self.errors.extend(part.errors[:room])
+
     def describe(self) -> str:
         """One line for people: what was read, imported, skipped and rejected."""
         what = "events" if self.dataset == "events" else "spend rows"

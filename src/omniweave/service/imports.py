@@ -58,7 +58,7 @@ def import_file(
             for batch in run_segment(path, source_id=source_id, log=runtime.log, received_at=received_at,
                                      stage=progress.stage):
                 write(runtime.log, batch)
-                _add(summary, batch.summary)
+                summary.add(batch.summary)
         else:
             chosen = load_mapping(mapping, kind) if mapping is not None else builtin_mapping(kind)
             source_id = runtime.store.ensure_source(f"import:{chosen.kind}")
@@ -71,14 +71,6 @@ def import_file(
                                 summary.rows_duplicate, summary.rows_rejected)
     return summary
 
-
-def _add(total: ImportSummary, part: ImportSummary) -> None:
-    total.rows_read += part.rows_read
-    total.rows_imported += part.rows_imported
-    total.rows_duplicate += part.rows_duplicate
-    total.rows_rejected += part.rows_rejected
-    total.records_written += part.records_written
-    total.errors.extend(part.errors)
 
 
 def write(log: EventLog, prepared: Prepared) -> None:
