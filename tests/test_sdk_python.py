@@ -181,6 +181,16 @@ def sources(live_server: LiveServer) -> Iterator[dict[str, str]]:
 # --- tests --------------------------------------------------------------------------------
 
 
+
+def in_parallel(send: Callable[[str], object]) -> None:
+    """Run `send(library)` for both libraries at once, as two applications would."""
+    threads = [threading.Thread(target=send, args=(lib,)) for lib in LIBRARIES]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_official_python_sdks_deliver_every_event_exactly_once(
     live_server: LiveServer, sources: dict[str, str]
 ) -> None:
@@ -190,14 +200,7 @@ def test_official_python_sdks_deliver_every_event_exactly_once(
         library: LIBRARIES[library](live_server.base_url, sources[library], sent[library].on_error)
         for library in LIBRARIES
     }
-    threads = [
-        threading.Thread(target=send_all, args=(clients[lib], sent[lib], EVENTS_PER_LIBRARY))
-        for lib in LIBRARIES
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_parallel(lambda lib: send_all(clients[lib], sent[lib], EVENTS_PER_LIBRARY))
     assert [e for s in sent.values() for e in s.errors] == []
     for library, s in sent.items():
         assert len(set(s.message_ids)) == EVENTS_PER_LIBRARY, (
@@ -268,18 +271,7 @@ def test_official_python_sdks_deliver_every_event_exactly_once(
             upload_size=50,
         ),
     }
-    threads = [
-        threading.Thread(
-            target=send_all,
-            args=(replay_clients[lib], resent[lib], EVENTS_PER_LIBRARY),
-            kwargs={"replay": True},
-        )
-        for lib in LIBRARIES
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_parallel(lambda lib: send_all(replay_clients[lib], resent[lib], EVENTS_PER_LIBRARY, replay=True))
     assert [e for s in resent.values() for e in s.errors] == []
     wait_until_loaded(live_server)
     rows = query(

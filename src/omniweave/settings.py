@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,6 @@ class Settings:
     loader_interval_seconds: float = 0.5
     # identity (used by later stages)
     default_region: str = "GB"
-    sources_from: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def home_path(self) -> Path:
@@ -75,9 +74,8 @@ def load_settings(
 ) -> Settings:
     """Build the settings from the TOML file and the environment (both optional)."""
     env = os.environ if env is None else env
-    known = {f.name: f for f in fields(Settings) if f.name != "sources_from"}
+    known = {f.name: f for f in fields(Settings)}
     values: dict[str, Any] = {}
-    looked: list[str] = []
 
     home = env.get(_ENV_PREFIX + "HOME", Settings.home)
     candidates = (
@@ -87,7 +85,6 @@ def load_settings(
         + [Path("omniweave.toml"), Path(home) / "omniweave.toml"]
     )
     for path in candidates:
-        looked.append(str(path))
         if path.is_file():
             try:
                 data = tomllib.loads(path.read_text())
@@ -109,4 +106,4 @@ def load_settings(
         raw = env.get(_ENV_PREFIX + name.upper())
         if raw is not None:
             values[name] = _coerce(name, raw, f.type, f"environment {_ENV_PREFIX + name.upper()}")
-    return Settings(**values, sources_from=tuple(looked))
+    return Settings(**values)

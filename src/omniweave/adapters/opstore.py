@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,8 +276,3 @@ class OpStore:
         with self.engine.begin() as conn:
             conn.execute(imports.insert().values(kind=kind, file=file, rows_read=read, rows_imported=imported,
                                                  rows_duplicate=duplicate, rows_rejected=rejected, finished_at=time.time()))
-
-
-def iter_chunks(items: Sequence[object], size: int) -> Iterable[Sequence[object]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

@@ -289,10 +289,10 @@ def _import_online(runtime: Runtime, folder: Path, result: DemoResult, console: 
 
 
 def _drain(runtime: Runtime, result: DemoResult, console: Console | None) -> None:
-    from omniweave.service.loader import load_all
+    from omniweave.service.loader import LOADER, load_all
 
     started = time.perf_counter()
-    state = runtime.store.consumers().get("loader")
+    state = runtime.store.consumers().get(LOADER)
     backlog = runtime.store.max_seq() - (state.position if state else 0)
     with _progress(console) as progress:
         task = progress.add_task("loading inbox → event log", total=max(backlog, 0))

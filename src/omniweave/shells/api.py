@@ -57,7 +57,6 @@ class LoaderProcess:
 
     def start(self) -> None:
         fields = {f.name: getattr(self.settings, f.name) for f in dataclasses.fields(self.settings)}
-        fields["sources_from"] = list(fields["sources_from"])
         code = "from omniweave.shells.api import run_loader_child; run_loader_child()"
         # the settings go through stdin, not argv: a database URL may hold a password
         self.process = subprocess.Popen(
@@ -134,7 +133,6 @@ def run_loader_child() -> None:
     _die_with_parent(int(sys.argv[-1]))
     line, pending = _read_line(0)
     fields = json.loads(line)
-    fields["sources_from"] = tuple(fields["sources_from"])
     settings = Settings(**fields)
     # Background work: under CPU pressure, answering requests comes first; the inbox is durable
     # and the loader catches up as soon as the collector is less busy.
