@@ -1,7 +1,7 @@
 """The HTTP collector: endpoints, bodies, auth, limits, error bodies, dedupe, clock skew, UTM.
 
 Request/response behaviour runs against `create_app(settings)` through FastAPI's TestClient (the
-real app, its real writer thread and a real SQLite store); a few tests run against a live
+real app, its real committer process and a real SQLite store); a few tests run against a live
 `omniweave serve` process. Stored events are checked in the Parquet event log after the loader
 has moved the inbox there.
 """
@@ -412,6 +412,45 @@ def test_many_concurrent_requests_share_commits(collector: Collector) -> None:
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         assert set(pool.map(send, range(200))) == {200}
     assert len(collector.events()) == 2000
+
+
+# --- the committer process -------------------------------------------------------------------
+
+def test_a_store_failure_is_a_503_for_that_request_only(collector: Collector) -> None:
+    """A request whose rows the store refuses gets a 503 with Retry-After; the requests committed
+    in the same group still get their 200 and keep their events."""
+    import concurrent.futures
+    import sqlite3
+
+    database = sqlite3.connect(collector.runtime.settings.resolved_database_url.removeprefix("sqlite:///"))
+    database.execute("CREATE TRIGGER poison BEFORE INSERT ON inbox WHEN NEW.message_id = 'm-poison' "
+                     "BEGIN SELECT RAISE(ABORT, 'the disk is on fire'); END")
+    database.commit()
+    database.close()
+
+    def send(n: int) -> httpx.Response:
+        return collector.post("/v1/batch", {"batch": [track("poison" if n == 7 else f"{n}-{k}") for k in range(3)]})
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(send, range(24)))
+    refused = responses[7]
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert "the disk is on fire" in refused.json()["message"]
+    assert [r.status_code for i, r in enumerate(responses) if i != 7] == [200] * 23
+    stored = {e["message_id"] for e in collector.events()}
+    assert stored == {f"m-{n}-{k}" for n in range(24) if n != 7 for k in range(3)}
+
+
+def test_a_dead_committer_is_replaced(collector: Collector) -> None:
+    committer = collector.client.app.state.collector.committer  # type: ignore[attr-defined]
+    assert collector.post("/v1/track", track(1)).status_code == 200
+    os.kill(committer.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while committer.pid is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert collector.post("/v1/track", track(2)).status_code == 200
+    assert committer.stats()["restarts"] == 1
+    assert {e["message_id"] for e in collector.events()} == {"m-1", "m-2"}
 
 
 # --- against a live `omniweave serve` --------------------------------------------------------

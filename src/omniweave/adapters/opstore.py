@@ -198,7 +198,7 @@ class OpStore:
 
     def _append_sqlite(self, rows: Sequence[tuple[str, str, float, bytes]]) -> int:
         """SQLite: multi-row INSERTs, so the driver runs (and releases the GIL) once per 200 rows
-        rather than once per row; the collector's writer thread shares the GIL with the server."""
+        rather than once per row."""
         size = self._SQLITE_ROWS_PER_INSERT
         inserted = 0
         try:

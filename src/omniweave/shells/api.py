@@ -1,29 +1,26 @@
 """The HTTP shell: the collector (and, later, the REST API) as one ASGI app, and `serve`.
 
 `create_app(settings)` builds the app: the collector's routes, `GET /health`, and a lifespan
-that starts and drains the collector's group-commit writer. `serve(settings)` runs that app
+that starts and drains the collector's committer process (adapters/collector/committer.py). `serve(settings)` runs that app
 under uvicorn (uvloop + httptools when installed) together with the loader that moves the inbox
 into the Parquet event log.
 
 The loader runs in a child process rather than a thread: turning events into Parquet is
 CPU-bound Python, and in a thread it would compete with request handling for the GIL. The child
-runs the ordinary `BackgroundLoader`; it dies with the server (PR_SET_PDEATHSIG, plus EOF on its
-stdin), holds a lock file so two loaders never run on one home at once, and on a graceful
+runs the ordinary `BackgroundLoader`; it dies with the server (adapters/childproc.py: PR_SET_PDEATHSIG,
+plus EOF on its stdin), holds a lock file so two loaders never run on one home at once, and on a graceful
 shutdown drains the inbox before exiting.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import gc
 import importlib.util
 import json
 import os
 import select
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -38,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from omniweave.adapters.childproc import settings_from_stdin, spawn
 from omniweave.adapters.collector import Collector
 from omniweave.service.loader import LOADER
 from omniweave.service.runtime import Runtime
@@ -56,16 +54,9 @@ class LoaderProcess:
         self._stopping = False
 
     def start(self) -> None:
-        fields = {f.name: getattr(self.settings, f.name) for f in dataclasses.fields(self.settings)}
         code = "from omniweave.shells.api import run_loader_child; run_loader_child()"
-        # the settings go through stdin, not argv: a database URL may hold a password
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", code, "--loader-for", str(self.settings.home), str(os.getpid())],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        )
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(fields).encode() + b"\n")
-        self.process.stdin.flush()
+        self.process = spawn(code, self.settings, args=["--loader-for", str(self.settings.home)],
+                             stdout=subprocess.PIPE)
         threading.Thread(target=self._watch, args=(self.process,), name="omniweave-loader-watch", daemon=True).start()
 
     def _watch(self, process: subprocess.Popen[bytes]) -> None:
@@ -103,37 +94,11 @@ class LoaderProcess:
             self.process.wait()
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Have the kernel kill this process when the server dies, even by `kill -9` (Linux)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # the parent died before the line above took effect
-        os._exit(1)
-
-
-def _read_line(fd: int) -> tuple[bytes, bytes]:
-    """One line from a file descriptor, unbuffered (select() is used on the same fd later)."""
-    data = b""
-    while b"\n" not in data:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            os._exit(1)  # the server is gone already
-        data += chunk
-    line, _, rest = data.partition(b"\n")
-    return line, rest
-
-
 def run_loader_child() -> None:
     """Entry point of the loader process (see LoaderProcess); reports its state as JSON lines."""
     from omniweave.service.loader import BackgroundLoader
 
-    _die_with_parent(int(sys.argv[-1]))
-    line, pending = _read_line(0)
-    fields = json.loads(line)
-    settings = Settings(**fields)
+    settings, pending = settings_from_stdin()
     # Background work: under CPU pressure, answering requests comes first; the inbox is durable
     # and the loader catches up as soon as the collector is less busy.
     os.nice(10)
@@ -179,7 +144,7 @@ def _health_body(runtime: Runtime, collector: Collector, loader: LoaderProcess |
     return {
         "status": "ok",
         "inbox_last_seq": last_seq,
-        "collector": collector.writer.stats(),
+        "collector": collector.committer.stats(),
         "loader": {
             "running": bool(loader and loader.running),
             "position": position,
@@ -198,13 +163,13 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        collector.start()
+        await collector.start()
         if loader:
             loader.start()
         try:
             yield
         finally:
-            await collector.writer.drain()
+            await collector.drain()
             collector.stop()
             if loader:
                 loader.stop()

@@ -3,7 +3,7 @@
     body.py     reading a request body within limits (gzip/deflate, bombs), parsing JSON, keys
     intake.py   turning a parsed body into canonical inbox rows plus a list of rejected items
     limits.py   per-source token buckets and the write key → source cache
-    writer.py   group commit: one thread commits the rows of many concurrent requests at once
+    committer.py  the helper process that validates events and group-commits them to the inbox
     routes.py   the Starlette handlers (Segment endpoints, analytics.js short paths, CORS,
                 the analytics-next settings document, a no-op endpoint for benchmarks)
 
@@ -11,7 +11,7 @@ An accepted request is committed to the operational store's inbox before it gets
 the loader (service/loader.py) moves the inbox into the Parquet event log afterwards.
 """
 
+from omniweave.adapters.collector.committer import Committer
 from omniweave.adapters.collector.routes import Collector
-from omniweave.adapters.collector.writer import GroupCommitWriter
 
-__all__ = ["Collector", "GroupCommitWriter"]
+__all__ = ["Collector", "Committer"]

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -34,9 +34,8 @@ from omniweave.adapters.collector.body import (
     read_body,
     scan_headers,
 )
-from omniweave.adapters.collector.intake import batch_items, build_rows, single_item
+from omniweave.adapters.collector.committer import Committer
 from omniweave.adapters.collector.limits import KeyCache, RateLimiter
-from omniweave.adapters.collector.writer import GroupCommitWriter
 from omniweave.adapters.opstore import OpStore
 from omniweave.errors import AuthError, InputError, StoreError
 from omniweave.settings import Settings
@@ -95,23 +94,27 @@ def _client_ip(forwarded_for: str | None, client: tuple[str, int] | None) -> str
 
 
 class Collector:
-    """The collector's state (key cache, rate limits, group-commit writer) and its routes."""
+    """The collector's state (key cache, rate limits, the committer process) and its routes."""
 
     def __init__(self, settings: Settings, store: OpStore):
         self.settings = settings
         self.store = store
-        self.writer = GroupCommitWriter(store)
+        self.committer = Committer(settings)
         self.keys = KeyCache()
         self.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
         self._lookups: dict[str, asyncio.Future[str | None]] = {}
         self._authorized: dict[str, str] = {}  # Authorization header → source id, skips decoding it
 
-    def start(self) -> None:
-        self.writer.start()
+    async def start(self) -> None:
+        await self.committer.start()
+
+    async def drain(self) -> None:
+        """Answer the requests in flight, then stop the committer process."""
+        await self.committer.drain()
 
     def stop(self) -> None:
-        """Commit whatever is queued and stop the writer (requests still waiting get their answer)."""
-        self.writer.stop()
+        """Kill the committer process if `drain` could not end it."""
+        self.committer.stop()
 
     def routes(self) -> list[Route]:
         """Every collector route; the busiest first, since routes are matched in order."""
@@ -175,9 +178,9 @@ class Collector:
                         self._authorized.clear()
                     self._authorized[found.authorization] = source_id  # type: ignore[index]
             raw = await read_body(request.receive, limit, found.content_length)
-            payload = parse_json(decompress(raw, found.content_encoding, limit))
+            body = decompress(raw, found.content_encoding, limit)
             if source_id is None:
-                body_key = key_from_payload(payload)
+                body_key = key_from_payload(parse_json(body))  # analytics.js: the key is in the body
                 if body_key is None:
                     raise AuthError("no write key: send it as the Basic auth user name, as a Bearer token, or as writeKey in the body")
                 source_id = await self.source_for(body_key)
@@ -186,28 +189,22 @@ class Collector:
             wait = self.limiter.wait_time(source_id)
             if wait:
                 return self._too_many(wait, headers)
-            items = batch_items(payload) if kind is None else single_item(payload, kind)
-            received_at = datetime.now(UTC)
             ip = _client_ip(found.forwarded_for, scope.get("client"))
-            intake = build_rows(
-                items, source_id, received_at=received_at, received_ts=received_at.timestamp(),
-                max_event_bytes=self.settings.max_event_bytes, context_defaults={"ip": ip} if ip else None,
-            )
+            status, accepted, errors = await self.committer.commit(kind, time.time(), source_id, ip, body)
         except AuthError as exc:
             return error_response(401, [{"index": None, "field": "writeKey", "reason": str(exc)}], headers)
         except InputError as exc:
             return error_response(400, [exc.as_dict()], headers)
         except ClientDisconnect:
             return Response(status_code=400)
-        if intake.rows:
-            try:
-                await self.writer.commit(intake.rows)
-            except StoreError as exc:
-                headers["retry-after"] = "1"
-                return error_response(503, [{"index": None, "field": None, "reason": f"not stored, retry: {exc}"}], headers)
-        if intake.errors:
-            return error_response(400, intake.errors, headers, accepted=len(intake.rows))
-        return Response(_OK, headers=headers, media_type=JSON)
+        except StoreError as exc:
+            headers["retry-after"] = "1"
+            return error_response(503, [{"index": None, "field": None, "reason": f"not stored, retry: {exc}"}], headers)
+        if status == 200:
+            return Response(_OK, headers=headers, media_type=JSON)
+        if status == 503:
+            headers["retry-after"] = "1"
+        return error_response(status, orjson.loads(errors), headers, accepted=accepted)
 
     def _too_many(self, wait: float, headers: dict[str, str]) -> Response:
         seconds = str(max(1, math.ceil(wait)))
