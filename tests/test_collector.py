@@ -441,6 +441,27 @@ def test_a_store_failure_is_a_503_for_that_request_only(collector: Collector) ->
     assert stored == {f"m-{n}-{k}" for n in range(24) if n != 7 for k in range(3)}
 
 
+def test_the_committer_on_either_operational_store(tmp_path, opstore_url: str) -> None:
+    """The same requests through the committer process on SQLite and on PostgreSQL: a batch with a
+    bad item, a duplicate, a single event; the inbox ends up with exactly the valid events."""
+    settings = Settings(home=str(tmp_path / "home"), database_url=opstore_url)
+    runtime = Runtime(settings)
+    _, write_key = runtime.store.create_source("web")
+    try:
+        with TestClient(create_app(settings)) as client:
+            post = Collector(client, runtime, write_key).post
+            mixed = post("/v1/batch", {"batch": [track(1), {"type": "track", "event": "x"}, track(2)]})
+            assert mixed.status_code == 400 and mixed.json()["accepted"] == 2
+            assert [e["index"] for e in mixed.json()["errors"]] == [1]
+            assert post("/v1/batch", {"batch": [track(1), track(3)]}).status_code == 200
+            assert post("/v1/track", track(4)).status_code == 200
+            assert client.get("/health").json()["collector"]["events"] == 5
+        messages = [orjson.loads(row.payload)["messageId"] for row in runtime.store.read(0)]
+        assert messages == ["m-1", "m-2", "m-3", "m-4"]
+    finally:
+        runtime.close()
+
+
 def test_a_dead_committer_is_replaced(collector: Collector) -> None:
     committer = collector.client.app.state.collector.committer  # type: ignore[attr-defined]
     assert collector.post("/v1/track", track(1)).status_code == 200
