@@ -98,8 +98,13 @@ def connect() -> duckdb.DuckDBPyConnection:
 def to_arrow(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
     """A query's result as one Arrow table. Through the relation API DuckDB builds the Arrow
     batches in parallel as part of the query (`execute` would collect rows, then convert them)."""
-    relation = con.sql(query)
-    method = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
+    return arrow_table(con.sql(query))
+
+
+def arrow_table(result: duckdb.DuckDBPyRelation | duckdb.DuckDBPyConnection) -> pa.Table:
+    """All rows of a relation or of an executed statement as one Arrow table (DuckDB 1.4 renamed
+    `fetch_arrow_table` to `to_arrow_table`)."""
+    method = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
     return method()
 
 
@@ -108,17 +113,17 @@ def already_logged(con: duckdb.DuckDBPyConnection, log: EventLog, dataset: str, 
     """For each id, whether `dataset` already holds it for `source_id` (one pass over the log's
     ids; memory for the new ids only)."""
     if len(ids) == 0 or not log.has_data(dataset):
-        return pa.array([False] * len(ids), pa.bool_())
+        return pc.is_null(ids)  # all false (ids are never null), built without a Python value
     url = log.dataset_url(dataset)
     if "://" in url and not url.startswith("file://"):
         con.register_filesystem(log.fs)
     con.register("__candidates", pa.table({"id": ids}))
     try:
-        found = con.execute(sql.logged_ids(url, "message_id" if dataset == "events" else "spend_id",
-                                           "__candidates"), [source_id]).fetchall()
+        found = arrow_table(con.execute(sql.logged_ids(url, "message_id" if dataset == "events" else "spend_id",
+                                                       "__candidates"), [source_id]))["id"]
     finally:
         con.unregister("__candidates")
-    return pc.fill_null(pc.is_in(ids, value_set=pa.array([row[0] for row in found], pa.string())), False)
+    return pc.is_in(ids, value_set=found.combine_chunks())
 
 
 def shape_of(mapping: Mapping, source: SourceFile) -> SourceShape:
@@ -222,7 +227,7 @@ def _finish(mapping: Mapping, path: Path, source: SourceFile, plan: MappingSQL, 
     bad = out["__bad"]
     if rejects.keys:
         bad = pc.or_(bad, pc.is_in(out["__key"], pa.array(sorted(rejects.keys), pa.string())))
-    bad = pc.fill_null(bad, True)
+    bad = pc.or_kleene(bad, pc.is_null(bad))  # unknown is bad (fill_null(True) would import pandas)
     ok = pc.invert(bad)
     dup = pc.and_(ok, logged)
     good = pc.and_(ok, pc.invert(logged))

@@ -74,31 +74,29 @@ def import_file(
 
 
 def write(log: EventLog, prepared: Prepared) -> None:
-    """Append prepared rows to their dataset one day at a time: the rows are put in day order
-    once (many small gathers cost far more than one), and two threads append the day slices
-    (Parquet encoding releases the GIL)."""
+    """Append prepared rows to their dataset one day at a time, two days at once for big imports
+    (filtering and Parquet encoding release the GIL). Each worker cuts its day out of the table
+    with a filter, chunk by chunk, and writes it: no reordered copy of the whole table is made
+    (a `take` over DuckDB's chunked result first concatenates the chunks, then gathers), and each
+    day's rows are freed as soon as they are written."""
     table = prepared.table
     if table.num_rows == 0:
         return
     date_column = "timestamp" if prepared.dataset == "events" else "date"
     column = table[date_column]
     days = column if pa.types.is_date(column.type) else pc.cast(column, pa.date32())
-    counts = sorted((item["values"], item["counts"]) for item in pc.value_counts(days).to_pylist())
-    if len(counts) == 1:
+    unique_days = pc.unique(days)
+    if len(unique_days) == 1:
         log.append(prepared.dataset, table, batch_name=prepared.batch_name, date_column=date_column)
         return
-    order = pc.sort_indices(days)
+
+    def append_day(day: pa.Scalar) -> None:
+        part = table.filter(pc.equal(days, day))
+        log.append(prepared.dataset, part, batch_name=prepared.batch_name, date_column=date_column)
+
     workers = 2 if table.num_rows >= _PARALLEL_WRITE_ROWS else 1
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omniweave-import-write") as pool:
-        columns = list(pool.map(lambda col: col.take(order), table.columns))  # column by column, in parallel
-        ordered = pa.Table.from_arrays(columns, schema=table.schema)
-        slices, offset = [], 0
-        for _day, count in counts:
-            slices.append(ordered.slice(offset, count))
-            offset += count
-        futures = [pool.submit(log.append, prepared.dataset, part, prepared.batch_name, date_column) for part in slices]
-        for future in futures:
-            future.result()
+        list(pool.map(append_day, unique_days.sort()))  # re-raises what a worker raised
 
 
 class ImportProgress:
