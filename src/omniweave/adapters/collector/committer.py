@@ -9,14 +9,17 @@ validates it, commits the valid events of everything that arrived meanwhile in o
 (one fsync for many requests: group commit), and only then answers. The server sends a 200 only
 after that answer, so an acknowledged event is durable.
 
-The two talk over a Unix socket pair in frames: a little-endian u32 length, then records.
+The two talk over a Unix socket pair in frames (little-endian). The server sends one frame per
+event-loop iteration with every request that arrived in it; the committer answers each frame
+with one frame, and answers "all stored" in a few bytes when that is what happened:
 
-    server → committer, per request:  id u32, kind u8, received_at f64 (epoch seconds),
-                                       len(source_id) u16, len(ip) u16, len(body) u32,
-                                       source_id, ip, body (the JSON, already decompressed)
-    committer → server, per frame:     commit seconds f64, then per request:
-                                       id u32, status u16, accepted u32, len(errors) u32, errors
-                                       (a JSON array of {index, field, reason}; empty if none)
+    server → committer:  length u32, frame id u32, then per request: kind u8, received_at f64
+                         (epoch seconds), len(source_id) u16, len(ip) u16, len(body) u32,
+                         source_id, ip, body (the JSON, already decompressed)
+    committer → server:  length u32, frame id u32, commit seconds f64, requests u32, events u32,
+                         all-stored u8; unless all stored, per request (in order): status u16,
+                         accepted u32, len(errors) u32, errors (a JSON array of {index, field,
+                         reason}; empty if none)
 
 Kinds: 0 is a batch body, 1… the single-event types in `KINDS`. Statuses: 200 (all stored), 400
 (some or all items rejected; the valid ones are stored), 503 (not stored; retry).
@@ -55,12 +58,28 @@ KINDS: tuple[str | None, ...] = (None, "track", "identify", "page", "screen", "g
 KIND_CODES = {kind: code for code, kind in enumerate(KINDS)}
 
 _LENGTH = struct.Struct("<I")
-_REQUEST = struct.Struct("<IBdHHI")
-_GROUP = struct.Struct("<d")
-_REPLY = struct.Struct("<IHII")
+_FRAME = struct.Struct("<II")  # length, frame id
+_REQUEST = struct.Struct("<BdHHI")
+_ANSWER = struct.Struct("<IIdIIB")  # length, frame id, commit seconds, requests, events, all stored
+_OUTCOME = struct.Struct("<HII")
 _NO_ERRORS = b""
 
 Outcome = tuple[int, int, bytes]  # status, events accepted, errors (JSON array, or b"")
+STORED: Outcome = (200, 0, _NO_ERRORS)  # what `outcome` gives for a request whose events are all stored
+
+
+class _FrameFuture(asyncio.Future[list[Outcome] | None]):
+    """Awaited by every request of one frame. A request that is cancelled (its client gone, the
+    server stopping) must not cancel the others: cancelling this future is refused, and the
+    cancelled request's task gets its CancelledError when the frame is answered."""
+
+    def cancel(self, msg: Any = None) -> bool:
+        return False
+
+
+def outcome(answer: list[Outcome] | None, index: int) -> Outcome:
+    """The outcome of the request at `index` of a frame, from the frame's answer."""
+    return STORED if answer is None else answer[index]
 
 
 # --- the server side ------------------------------------------------------------------------
@@ -74,7 +93,7 @@ class Committer:
         self._link: _Link | None = None
         self._connecting: asyncio.Future[_Link] | None = None
         self._accepting = True
-        self.groups = 0
+        self.frames = 0
         self.requests = 0
         self.events = 0
         self.commit_seconds = 0.0
@@ -82,10 +101,24 @@ class Committer:
 
     async def commit(self, kind: str | None, received_ts: float, source_id: str, ip: str | None,
                      body: bytes) -> Outcome:
+        """Hand a request's body over; returns its outcome once its events are durable."""
+        submitted = self.submit(kind, received_ts, source_id, ip, body)
+        if submitted is None:
+            await self._connect()
+            submitted = self.submit(kind, received_ts, source_id, ip, body)
+            if submitted is None:
+                raise TransientStoreError("the committer process stopped")
+        future, index = submitted
+        return outcome(await future, index)
+
+    def submit(self, kind: str | None, received_ts: float, source_id: str, ip: str | None,
+               body: bytes) -> tuple[asyncio.Future[list[Outcome] | None], int] | None:
+        """The fast path of `commit`, for callers that await the frame themselves: the frame's
+        future and the request's index in it, or None if the committer must be (re)started."""
         link = self._link
         if link is None or link.closed or link.loop is not asyncio.get_running_loop():
-            link = await self._connect()
-        return await link.submit(KIND_CODES[kind], received_ts, source_id, ip or "", body)
+            return None
+        return link.submit(KIND_CODES[kind], received_ts, source_id, ip or "", body)
 
     async def start(self) -> None:
         """Start the committer process now (otherwise the first request starts it)."""
@@ -137,20 +170,21 @@ class Committer:
         return None if link is None or link.closed or link.process.poll() is not None else link.process.pid
 
     def _record(self, seconds: float, requests: int, events: int) -> None:
-        self.groups += 1
+        self.frames += 1
         self.requests += requests
         self.events += events
         self.commit_seconds += seconds
 
     def stats(self) -> dict[str, float]:
-        """Groups, requests and events committed so far, and the mean group size and commit time."""
-        groups = max(self.groups, 1)
+        """Frames (one per event-loop iteration with requests), requests and events answered so far,
+        the mean frame size, and the mean time of the commit that stored a frame."""
+        frames = max(self.frames, 1)
         return {
-            "groups": self.groups,
+            "frames": self.frames,
             "requests": self.requests,
             "events": self.events,
-            "requests_per_group": round(self.requests / groups, 1),
-            "commit_ms": round(self.commit_seconds / groups * 1000, 2),
+            "requests_per_frame": round(self.requests / frames, 1),
+            "commit_ms": round(self.commit_seconds / frames * 1000, 2),
             "restarts": self.restarts,
         }
 
@@ -165,11 +199,11 @@ class _Link(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self._next_id = 0
-        self._waiting: dict[int, asyncio.Future[Outcome]] = {}
+        self._waiting: dict[int, _FrameFuture] = {}  # frame id → its future, once sent
+        self._frame: _FrameFuture | None = None  # the frame being filled in this loop iteration
+        self._frame_size = 0
         self._outgoing: list[bytes] = []
-        self._flush_scheduled = False
         self._incoming = bytearray()
-        self._drained: asyncio.Future[None] | None = None
 
     @classmethod
     async def open(cls, owner: Committer, settings: Settings) -> _Link:
@@ -191,76 +225,62 @@ class _Link(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buffer = self._incoming
         buffer += data
-        while len(buffer) >= 4:
-            (size,) = _LENGTH.unpack_from(buffer)
+        while len(buffer) >= _ANSWER.size:
+            size, frame_id, seconds, requests, events, all_stored = _ANSWER.unpack_from(buffer)
             if len(buffer) < 4 + size:
                 return
-            frame = bytes(buffer[4:4 + size])
+            answer = None if all_stored else _outcomes(bytes(buffer[_ANSWER.size:4 + size]), requests)
             del buffer[:4 + size]
-            self._answer(frame)
+            self.owner._record(seconds, requests, events)
+            future = self._waiting.pop(frame_id, None)
+            if future is not None:
+                future.set_result(answer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._waiting:
-            log.error("the committer process stopped with %d requests in flight", len(self._waiting))
+        waiting = list(self._waiting.values())
+        if self._frame is not None:
+            waiting.append(self._frame)
+            self._frame, self._outgoing = None, []
+        if waiting:
+            log.error("the committer process stopped with %d frames of requests in flight", len(waiting))
         error = TransientStoreError("the committer process stopped; the events may or may not be stored")
-        for future in self._waiting.values():
+        for future in waiting:
             if not future.done():
                 future.set_exception(error)
         self._waiting.clear()
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
 
     # requests and answers
-    def submit(self, kind: int, received_ts: float, source_id: str, ip: str, body: bytes) -> asyncio.Future[Outcome]:
-        if self.closed:
-            raise TransientStoreError("the committer process stopped")
-        self._next_id = request_id = (self._next_id + 1) & 0xFFFFFFFF
-        future: asyncio.Future[Outcome] = self.loop.create_future()
-        self._waiting[request_id] = future
+    def submit(self, kind: int, received_ts: float, source_id: str, ip: str,
+               body: bytes) -> tuple[_FrameFuture, int]:
+        frame = self._frame
+        if frame is None:
+            # one frame (and one write) for every request that arrives in this loop iteration
+            frame = self._frame = _FrameFuture(loop=self.loop)
+            self._frame_size = 0
+            self.loop.call_soon(self._flush)
+        index = self._frame_size
+        self._frame_size = index + 1
         source = source_id.encode()
         address = ip.encode()
-        self._outgoing.append(_REQUEST.pack(request_id, kind, received_ts, len(source), len(address), len(body)))
-        self._outgoing.append(source + address)
-        self._outgoing.append(body)
-        if not self._flush_scheduled:
-            # one frame (and one write) for every request that arrives in this loop iteration
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
-        return future
+        self._outgoing += (_REQUEST.pack(kind, received_ts, len(source), len(address), len(body)), source, address, body)
+        return frame, index
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
-        if not self._outgoing or self.transport is None or self.closed:
+        frame, outgoing = self._frame, self._outgoing
+        self._frame, self._outgoing = None, []
+        if frame is None or self.transport is None or self.closed:
             return
-        size = sum(map(len, self._outgoing))
-        self._outgoing.insert(0, _LENGTH.pack(size))
-        self.transport.writelines(self._outgoing)
-        self._outgoing = []
-
-    def _answer(self, frame: bytes) -> None:
-        (seconds,) = _GROUP.unpack_from(frame)
-        position = _GROUP.size
-        end = len(frame)
-        requests = events = 0
-        waiting = self._waiting
-        while position < end:
-            request_id, status, accepted, size = _REPLY.unpack_from(frame, position)
-            position += _REPLY.size
-            errors = frame[position:position + size] if size else _NO_ERRORS
-            position += size
-            future = waiting.pop(request_id, None)
-            requests += 1
-            events += accepted
-            if future is not None and not future.done():  # done: the client went away
-                future.set_result((status, accepted, errors))
-        self.owner._record(seconds, requests, events)
+        self._next_id = frame_id = (self._next_id + 1) & 0xFFFFFFFF
+        self._waiting[frame_id] = frame
+        outgoing.insert(0, _FRAME.pack(sum(map(len, outgoing)) + 4, frame_id))
+        self.transport.write(b"".join(outgoing))
 
     # shutting down
     async def drain(self, timeout: float) -> None:
         """Wait for the answers in flight, then close the socket; the process exits on EOF."""
         deadline = time.monotonic() + timeout
-        while self._waiting and not self.closed and time.monotonic() < deadline:
+        while (self._waiting or self._frame is not None) and not self.closed and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         self.close()
         await asyncio.get_running_loop().run_in_executor(None, self._reap, max(1.0, deadline - time.monotonic()))
@@ -319,26 +339,27 @@ def serve(connection: socket.socket, store: Any, max_event_bytes: int) -> None:
                 buffer += chunk
         except BlockingIOError:
             pass
-        requests = list(_requests(buffer))
-        if requests:
+        frames = list(_frames(buffer))
+        if frames:
             connection.setblocking(True)
-            connection.sendall(_commit_group(requests, store, max_event_bytes))
+            connection.sendall(_commit_group(frames, store, max_event_bytes))
 
 
-Request = tuple[int, int, float, str, str, bytes]
+Request = tuple[int, float, str, str, bytes]  # kind, received_ts, source_id, ip, body
 
 
-def _requests(buffer: bytearray) -> Iterator[Request]:
-    """The requests of every complete frame in `buffer` (consumed from it)."""
-    while len(buffer) >= 4:
-        (size,) = _LENGTH.unpack_from(buffer)
+def _frames(buffer: bytearray) -> Iterator[tuple[int, list[Request]]]:
+    """Every complete frame in `buffer` (consumed from it): its id and its requests."""
+    while len(buffer) >= _FRAME.size:
+        size, frame_id = _FRAME.unpack_from(buffer)
         if len(buffer) < 4 + size:
             return
-        frame = bytes(buffer[4:4 + size])
+        frame = bytes(buffer[_FRAME.size:4 + size])
         del buffer[:4 + size]
-        position = 0
-        while position < size:
-            request_id, kind, received_ts, source_size, ip_size, body_size = _REQUEST.unpack_from(frame, position)
+        requests: list[Request] = []
+        position, end = 0, len(frame)
+        while position < end:
+            kind, received_ts, source_size, ip_size, body_size = _REQUEST.unpack_from(frame, position)
             position += _REQUEST.size
             source = frame[position:position + source_size].decode()
             position += source_size
@@ -346,11 +367,24 @@ def _requests(buffer: bytearray) -> Iterator[Request]:
             position += ip_size
             body = frame[position:position + body_size]
             position += body_size
-            yield request_id, kind, received_ts, source, ip, body
+            requests.append((kind, received_ts, source, ip, body))
+        yield frame_id, requests
+
+
+def _outcomes(data: bytes, count: int) -> list[Outcome]:
+    """The per-request outcomes of an answer that is not "all stored"."""
+    outcomes: list[Outcome] = []
+    position = 0
+    for _ in range(count):
+        status, accepted, size = _OUTCOME.unpack_from(data, position)
+        position += _OUTCOME.size
+        outcomes.append((status, accepted, data[position:position + size] if size else _NO_ERRORS))
+        position += size
+    return outcomes
 
 
 def _validate(request: Request, max_event_bytes: int) -> tuple[list[Row], list[dict[str, object]]]:
-    _, kind, received_ts, source_id, ip, body = request
+    kind, received_ts, source_id, ip, body = request
     try:
         payload = parse_json(body)
         items = batch_items(payload) if kind == 0 else single_item(payload, KINDS[kind])  # type: ignore[arg-type]
@@ -363,8 +397,10 @@ def _validate(request: Request, max_event_bytes: int) -> tuple[list[Row], list[d
     return intake.rows, intake.errors
 
 
-def _commit_group(requests: list[Request], store: Any, max_event_bytes: int) -> bytes:
-    """Validate every request, commit all their rows in one transaction, and build the reply."""
+def _commit_group(frames: list[tuple[int, list[Request]]], store: Any, max_event_bytes: int) -> bytes:
+    """Validate the requests of every frame, commit all their rows in one transaction, and build
+    the answer to each frame."""
+    requests = [request for _, frame in frames for request in frame]
     validated = [_validate(request, max_event_bytes) for request in requests]
     started = time.perf_counter()
     failures: list[str | None] = [None] * len(requests)
@@ -378,18 +414,29 @@ def _commit_group(requests: list[Request], store: Any, max_event_bytes: int) -> 
             except Exception as single:  # noqa: BLE001 - reported to that request
                 failures[position] = _describe(single)
     seconds = time.perf_counter() - started
-    parts = [_GROUP.pack(seconds)]
-    for request, (rows, errors), failure in zip(requests, validated, failures):
-        if failure is not None:
-            status, accepted = 503, 0
-            errors = [{"index": None, "field": None, "reason": f"not stored, retry: {failure}"}]
+    answers: list[bytes] = []
+    position = 0
+    for frame_id, frame in frames:
+        end = position + len(frame)
+        mine = validated[position:end]
+        events = sum(len(rows) for rows, _ in mine)
+        if not any(errors for _, errors in mine) and not any(failures[position:end]):
+            answers.append(_ANSWER.pack(_ANSWER.size - 4, frame_id, seconds, len(frame), events, 1))
         else:
-            status, accepted = (400 if errors else 200), len(rows)
-        encoded = orjson.dumps(errors) if errors else _NO_ERRORS
-        parts.append(_REPLY.pack(request[0], status, accepted, len(encoded)))
-        parts.append(encoded)
-    payload = b"".join(parts)
-    return _LENGTH.pack(len(payload)) + payload
+            parts: list[bytes] = []
+            for (rows, errors), failure in zip(mine, failures[position:end]):
+                if failure is not None:
+                    status, accepted = 503, 0
+                    errors = [{"index": None, "field": None, "reason": f"not stored, retry: {failure}"}]
+                else:
+                    status, accepted = (400 if errors else 200), len(rows)
+                encoded = orjson.dumps(errors) if errors else _NO_ERRORS
+                parts += (_OUTCOME.pack(status, accepted, len(encoded)), encoded)
+            body = b"".join(parts)
+            events -= sum(len(rows) for (rows, _), failure in zip(mine, failures[position:end]) if failure)
+            answers.append(_ANSWER.pack(_ANSWER.size - 4 + len(body), frame_id, seconds, len(frame), events, 0) + body)
+        position = end
+    return b"".join(answers)
 
 
 def _describe(exc: BaseException) -> str:

@@ -15,6 +15,7 @@ Answers: 200 {"success": true} once every event is durable; 400 with the rejecte
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -34,7 +35,7 @@ from omniweave.adapters.collector.body import (
     read_body,
     scan_headers,
 )
-from omniweave.adapters.collector.committer import Committer
+from omniweave.adapters.collector.committer import Committer, outcome
 from omniweave.adapters.collector.limits import KeyCache, RateLimiter
 from omniweave.adapters.opstore import OpStore
 from omniweave.errors import AuthError, InputError, StoreError
@@ -132,11 +133,7 @@ class Collector:
         return routes
 
     def _handler(self, kind: str | None) -> Handler:
-        async def handle(request: Request) -> Response:
-            return await self.ingest(request, kind)
-
-        handle.__name__ = f"ingest_{kind or 'batch'}"
-        return handle
+        return functools.partial(self.ingest, kind=kind)  # a partial: one coroutine frame less per request
 
     async def source_for(self, write_key: str) -> str | None:
         """The source id of a write key (cached in memory), None if unknown.
@@ -177,8 +174,9 @@ class Collector:
                     if len(self._authorized) >= 10_000:
                         self._authorized.clear()
                     self._authorized[found.authorization] = source_id  # type: ignore[index]
-            raw = await read_body(request.receive, limit, found.content_length)
-            body = decompress(raw, found.content_encoding, limit)
+            body = await read_body(request.receive, limit, found.content_length)
+            if found.content_encoding is not None:
+                body = decompress(body, found.content_encoding, limit)
             if source_id is None:
                 body_key = key_from_payload(parse_json(body))  # analytics.js: the key is in the body
                 if body_key is None:
@@ -190,7 +188,12 @@ class Collector:
             if wait:
                 return self._too_many(wait, headers)
             ip = _client_ip(found.forwarded_for, scope.get("client"))
-            status, accepted, errors = await self.committer.commit(kind, time.time(), source_id, ip, body)
+            submitted = self.committer.submit(kind, time.time(), source_id, ip, body)
+            if submitted is None:  # the committer is (re)starting
+                status, accepted, errors = await self.committer.commit(kind, time.time(), source_id, ip, body)
+            else:
+                future, index = submitted
+                status, accepted, errors = outcome(await future, index)
         except AuthError as exc:
             return error_response(401, [{"index": None, "field": "writeKey", "reason": str(exc)}], headers)
         except InputError as exc:
