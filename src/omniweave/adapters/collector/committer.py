@@ -35,10 +35,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import queue
 import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -325,24 +328,32 @@ def main() -> None:
 
 
 def serve(connection: socket.socket, store: Any, max_event_bytes: int) -> None:
-    """Answer frames until the server closes the socket: validate, commit, reply."""
+    """Answer frames until the server closes the socket.
+
+    Two threads, so that validating what just arrived overlaps the fsync of the previous group:
+    this one reads frames and validates their requests; the commit thread takes everything
+    validated so far, commits it in one transaction and sends the answers.
+    """
+    validated: queue.SimpleQueue[Validated | None] = queue.SimpleQueue()
+    committing = threading.Thread(target=_commit_loop, args=(validated, connection, store),
+                                  name="omniweave-commit", daemon=True)
+    committing.start()
     buffer = bytearray()
-    while True:
-        connection.setblocking(True)
-        data = connection.recv(1 << 20)
-        if not data:
-            return
-        buffer += data
-        connection.setblocking(False)  # take everything that is already there: one group
-        try:
-            while chunk := connection.recv(1 << 20):
-                buffer += chunk
-        except BlockingIOError:
-            pass
-        frames = list(_frames(buffer))
-        if frames:
-            connection.setblocking(True)
-            connection.sendall(_commit_group(frames, store, max_event_bytes))
+    try:
+        while data := connection.recv(1 << 20):
+            buffer += data
+            try:  # take everything that is already there
+                while chunk := connection.recv(1 << 20, socket.MSG_DONTWAIT):
+                    buffer += chunk
+            except BlockingIOError:
+                pass
+            frames = list(_frames(buffer))
+            if frames:
+                requests = [request for _, frame in frames for request in frame]
+                validated.put((frames, [_validate(request, max_event_bytes) for request in requests]))
+    finally:
+        validated.put(None)  # commit and answer what is queued, then stop
+        committing.join()
 
 
 Request = tuple[int, float, str, str, bytes]  # kind, received_ts, source_id, ip, body
@@ -397,17 +408,44 @@ def _validate(request: Request, max_event_bytes: int) -> tuple[list[Row], list[d
     return intake.rows, intake.errors
 
 
-def _commit_group(frames: list[tuple[int, list[Request]]], store: Any, max_event_bytes: int) -> bytes:
-    """Validate the requests of every frame, commit all their rows in one transaction, and build
-    the answer to each frame."""
-    requests = [request for _, frame in frames for request in frame]
-    validated = [_validate(request, max_event_bytes) for request in requests]
+Validated = tuple[list[tuple[int, list[Request]]], list[tuple[list[Row], list[dict[str, object]]]]]
+
+
+def _commit_loop(validated: queue.SimpleQueue[Validated | None], connection: socket.socket, store: Any) -> None:
+    """The commit thread: group-commit whatever has been validated, answer, repeat."""
+    try:
+        stopping = False
+        while not stopping:
+            first = validated.get()
+            if first is None:
+                return
+            frames, results = list(first[0]), list(first[1])
+            while True:  # everything validated meanwhile joins this group
+                try:
+                    more = validated.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                frames += more[0]
+                results += more[1]
+            connection.sendall(_commit_group(frames, results, store))
+    except BaseException:  # a bug or a broken socket: without this thread nothing is answered
+        log.exception("the committer's commit thread failed; exiting")
+        os._exit(1)
+
+
+def _commit_group(frames: list[tuple[int, list[Request]]], validated: list[tuple[list[Row], list[dict[str, object]]]],
+                  store: Any) -> bytes:
+    """Commit the rows of every request of `frames` in one transaction, and build the answer to
+    each frame."""
     started = time.perf_counter()
-    failures: list[str | None] = [None] * len(requests)
+    failures: list[str | None] = [None] * len(validated)
     try:
         store.append([row for rows, _ in validated for row in rows])
     except Exception as exc:  # noqa: BLE001 - isolate the failing request(s), below
-        log.warning("group commit of %d requests failed (%s); committing them one by one", len(requests), exc)
+        log.warning("group commit of %d requests failed (%s); committing them one by one", len(validated), exc)
         for position, (rows, _) in enumerate(validated):
             try:
                 store.append(rows)
