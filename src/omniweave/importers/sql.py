@@ -267,7 +267,10 @@ class MappingSQL:
             return f"sum({self._arith(tree[1])})", "float"
         col = self._col(tree[1])
         if kind == "distinct":
-            return f"(CASE WHEN len(list_distinct(list({col}))) > 0 THEN list_sort(list_distinct(list({col}))) END)", "list"
+            # missing values are left out before collecting: list_distinct drops them anyway, and most
+            # line items have none (a till's coupon column), so the lists stay short
+            values = f"list({col}) FILTER (WHERE {col} IS NOT NULL)"
+            return f"(CASE WHEN len(list_distinct({values})) > 0 THEN list_sort(list_distinct({values})) END)", "list"
         return f"{kind}({col})", self._type(tree[1])
 
     def _arith(self, expr: tuple[Any, ...]) -> str:
