@@ -593,3 +593,45 @@ def test_benchmark_till_file_follows_the_till_format(runtime: Runtime, tmp_path:
     identified = runtime.warehouse().sql(
         "SELECT count(*) AS n FROM events WHERE context LIKE '%loyalty_card%'").to_pylist()[0]["n"]
     assert 0 < identified < summary.records_written
+
+
+def test_a_big_import_writes_one_file_per_day_and_reimports_add_only_new_records(
+        runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write path of big imports (days cut out of the result by two threads), then the two ways a
+    re-import finds what is logged: every id (the same file) and some ids (a longer file)."""
+    from omniweave.adapters.eventlog import EVENT_SCHEMA
+    from omniweave.service import imports
+
+    monkeypatch.setattr(imports, "_PARALLEL_WRITE_ROWS", 0)
+    spec_ = importlib.util.spec_from_file_location("bench_till", REPO / "bench" / "_till.py")
+    assert spec_ and spec_.loader
+    module = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(module)
+    full = module.make_till_file(tmp_path / "till.csv", 3000, seed=2)
+    lines = full.read_text().splitlines(keepends=True)
+    half = tmp_path / "till_half.csv"
+    half.write_text("".join(lines[:1501]))
+
+    first = import_file(runtime, "till", half)
+    assert (first.rows_read, first.rows_imported, first.rows_rejected) == (1500, 1500, 0)
+    files = runtime.log.files("events")
+    folders = {Path(f).parent.name for f in files}
+    assert len(files) == len(folders) > 1  # one file per day
+    for file in files:
+        assert Path(file).name.startswith("import-till-") and Path(file).suffix == ".parquet"
+        table = pq.read_table(file)
+        assert table.schema.remove_metadata() == EVENT_SCHEMA
+        days = {ts.date().isoformat() for ts in table["timestamp"].to_pylist()}
+        assert {f"date={day}" for day in days} == {Path(file).parent.name}
+    assert not [p for p in (Path(runtime.log.root) / "events").rglob("*") if p.name.startswith(".tmp")]
+    assert len(rows(runtime)) == first.records_written
+
+    again = import_file(runtime, "till", half)
+    assert (again.rows_imported, again.rows_duplicate, again.records_written) == (0, 1500, 0)
+
+    rest = import_file(runtime, "till", full)
+    assert rest.rows_imported + rest.rows_duplicate == 3000 and 0 < rest.rows_imported <= 1500
+    events = rows(runtime)
+    assert len(events) == len({e["message_id"] for e in events}) == first.records_written + rest.records_written
+    orders = {e["properties"]["order_id"] for e in events}
+    assert orders == {line.split(",", 1)[0] for line in lines[1:]}

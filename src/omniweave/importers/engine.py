@@ -109,7 +109,7 @@ def arrow_table(result: duckdb.DuckDBPyRelation | duckdb.DuckDBPyConnection) -> 
 
 
 def already_logged(con: duckdb.DuckDBPyConnection, log: EventLog, dataset: str, source_id: str,
-                   ids: pa.Array | pa.ChunkedArray) -> pa.Array:
+                   ids: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """For each id, whether `dataset` already holds it for `source_id` (one pass over the log's
     ids; memory for the new ids only)."""
     if len(ids) == 0 or not log.has_data(dataset):
@@ -123,6 +123,10 @@ def already_logged(con: duckdb.DuckDBPyConnection, log: EventLog, dataset: str, 
                                                        "__candidates"), [source_id]))["id"]
     finally:
         con.unregister("__candidates")
+    if len(found) == 0:
+        return pc.is_null(ids)  # all false
+    if len(found) == len(ids):  # the found ids are distinct and among `ids`: all logged (a re-import)
+        return pc.is_valid(ids)  # all true
     return pc.is_in(ids, value_set=found.combine_chunks())
 
 
