@@ -9,6 +9,7 @@ in the log exactly once.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import orjson
@@ -55,7 +56,12 @@ def load_all(store: OpStore, log: EventLog, batch_size: int = 50_000, progress: 
 
 
 class BackgroundLoader:
-    """Runs `load_once` in a thread every `interval` seconds until stopped (used by `serve`)."""
+    """Moves the inbox to the log in a thread until stopped (used by `serve`).
+
+    It takes a batch every `interval` seconds, and back to back while a backlog fills whole
+    batches. Waiting between partial batches keeps batches (and Parquet files) large and the cost
+    per event low while requests are streaming in: the loader would otherwise chase the
+    collector with batches of a few hundred events, each paying for a file of its own."""
 
     def __init__(self, store: OpStore, log: EventLog, batch_size: int, interval: float,
                  prune: Callable[[], object] | None = None):
@@ -68,19 +74,21 @@ class BackgroundLoader:
     def start(self) -> None:
         self._thread.start()
 
+    PRUNE_EVERY_SECONDS = 60.0
+
     def _run(self) -> None:
-        ticks = 0
+        pruned = time.monotonic()
         while not self._stop.is_set():
             try:
-                moved = load_all(self.store, self.log, self.batch_size)
-                ticks += 1
-                if self._prune and ticks % 120 == 0:
+                moved = load_once(self.store, self.log, self.batch_size)
+                if self._prune and time.monotonic() - pruned >= self.PRUNE_EVERY_SECONDS:
                     self._prune()
+                    pruned = time.monotonic()
                 self.last_error = None
             except Exception as exc:  # noqa: BLE001 - keep loading; the error is reported on /health
                 self.last_error = exc
                 moved = 0
-            if not moved:
+            if moved < self.batch_size:  # caught up: let the next batch fill
                 self._stop.wait(self.interval)
 
     def stop(self, drain: bool = True) -> None:
