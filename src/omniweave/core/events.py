@@ -38,15 +38,13 @@ _BROWSER_LIBRARIES = ("analytics.js", "analytics-next", "rudderstack-js", "rudde
 def parse_timestamp(value: Any, *, field: str, index: int | None) -> datetime:
     """Parse an ISO 8601 string (or epoch seconds/milliseconds) into an aware UTC datetime."""
     if isinstance(value, str):
-        text = value.strip()
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
+        parsed = _parse_iso(value)
+        if parsed is None:
             raise EventError(
                 f"{value!r} is not an ISO 8601 timestamp (e.g. 2024-05-01T12:00:00Z)",
                 field=field, record=index,
-            ) from None
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+            )
+        return parsed
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = value / 1000.0 if value > 1e11 else float(value)
         try:
@@ -57,6 +55,22 @@ def parse_timestamp(value: Any, *, field: str, index: int | None) -> datetime:
         f"expected an ISO 8601 timestamp string, got {type(value).__name__} {value!r}"[:200],
         field=field, record=index,
     )
+
+
+@lru_cache(maxsize=4096)  # a request's sentAt repeats in each of its events
+def _parse_iso(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _canonical(value: Any) -> bool:
+    """Whether a (parseable) timestamp string is already in the canonical form, e.g.
+    2024-05-01T12:00:00.000Z (what most SDKs send): it is then stored as it came."""
+    return (isinstance(value, str) and len(value) == 24 and value[23] == "Z" and value[10] == "T"
+            and value[19] == ".")
 
 
 @lru_cache(maxsize=1024)  # receivedAt and sentAt repeat across the events of a request
@@ -182,8 +196,11 @@ def normalize_event(
         timestamp = original
     else:
         timestamp = received_at
-    event["timestamp"] = format_timestamp(timestamp)
-    event["originalTimestamp"] = format_timestamp(original) if original is not None else None
+    event["timestamp"] = original_raw if timestamp is original and _canonical(original_raw) else format_timestamp(timestamp)
+    if original is None:
+        event["originalTimestamp"] = None
+    else:
+        event["originalTimestamp"] = original_raw if _canonical(original_raw) else format_timestamp(original)
     event["sentAt"] = format_timestamp(sent) if sent is not None else None
     event["receivedAt"] = format_timestamp(received_at)
 
