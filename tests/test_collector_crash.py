@@ -28,7 +28,8 @@ from omniweave.adapters.eventlog import EventLog
 from omniweave.adapters.opstore import OpStore
 from tests.conftest import create_write_key, free_port, start_server
 
-SERVER_ENV = {"OMNIWEAVE_LOADER_BATCH_SIZE": "700", "OMNIWEAVE_LOADER_INTERVAL_SECONDS": "0.02"}
+SERVER_ENV = {"OMNIWEAVE_LOADER_BATCH_SIZE": "700", "OMNIWEAVE_LOADER_INTERVAL_SECONDS": "0.02",
+              "OMNIWEAVE_LOADER_MAX_DELAY_SECONDS": "0"}  # the loader runs while requests stream in
 
 
 class Streamer:

@@ -83,3 +83,58 @@ def test_prune_keeps_the_dedupe_window_and_unconsumed_rows(tmp_path):
     assert store.prune(dedupe_seconds=7200, now=now) == 0  # still inside the dedupe window
     assert store.prune(dedupe_seconds=60, now=now) == 10
     assert store.inbox_count() == 0
+
+
+def test_the_background_loader_defers_to_a_busy_collector_for_at_most_max_delay(tmp_path):
+    """While events stream in faster than the busy threshold, nothing is loaded until the oldest
+    pending event is `max_delay` old; then everything pending is; once quiet, the rest follows."""
+    import threading
+    import time
+
+    from omniweave.service.loader import BackgroundLoader
+
+    store, log = OpStore(f"sqlite:///{tmp_path / 'ops.db'}"), EventLog(str(tmp_path / "wh"))
+    source = store.create_source("web")[0]
+    streaming = threading.Event()
+    streaming.set()
+    sent = 0
+
+    def stream() -> None:  # 50 events every 20 ms: ~2,500 a second
+        nonlocal sent
+        while streaming.is_set():
+            now = time.time()
+            rows = []
+            for i in range(sent, sent + 50):
+                event = normalize_event({"type": "track", "event": "Product Viewed", "userId": f"u{i}",
+                                         "messageId": f"m{i}"}, received_at=datetime.fromtimestamp(now, UTC))
+                rows.append((source, event["messageId"], now, orjson.dumps(event)))
+            store.append(rows)
+            sent += 50
+            time.sleep(0.02)
+
+    def position() -> int:
+        state = store.consumers().get(LOADER)
+        return state.position if state else 0
+
+    loader = BackgroundLoader(store, log, batch_size=100_000, interval=0.05, busy_events_per_second=200, max_delay=2.0)
+    loader.start()  # its first look finds nothing; from then on it sees the inbox grow
+    time.sleep(0.2)
+    streamer = threading.Thread(target=stream)
+    streamer.start()
+    try:
+        time.sleep(1.0)
+        assert position() == 0 and loader.deferrals > 0  # busy, and nothing pending is 2 s old yet
+        deadline = time.monotonic() + 10
+        while position() == 0:  # the oldest pending event reaches max_delay: everything is loaded
+            assert time.monotonic() < deadline, "the loader deferred for longer than max_delay"
+            time.sleep(0.05)
+    finally:
+        streaming.clear()
+        streamer.join()
+    deadline = time.monotonic() + 10
+    while position() < store.max_seq():  # quiet: the rest follows within an interval or so
+        assert time.monotonic() < deadline, "the loader did not catch up once the collector was quiet"
+        time.sleep(0.05)
+    loader.stop(drain=False)
+    assert count(log) == (sent, sent)
+    store.close()

@@ -34,6 +34,10 @@ class Settings:
     # loader
     loader_batch_size: int = 50_000
     loader_interval_seconds: float = 0.5
+    # While the collector takes more than loader_busy_events_per_second, the loader leaves the CPU
+    # to it and loads only events older than loader_max_delay_seconds (0: never defer).
+    loader_busy_events_per_second: float = 2_000.0
+    loader_max_delay_seconds: float = 10.0
     # identity (used by later stages)
     default_region: str = "GB"
 

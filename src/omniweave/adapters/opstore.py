@@ -262,6 +262,13 @@ class OpStore:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(inbox.c.seq), 0))).scalar_one())
 
+    def received_at_after(self, seq: int) -> float | None:
+        """When the first inbox row after `seq` was received (epoch seconds), None if none."""
+        query = sa.select(inbox.c.received_at).where(inbox.c.seq > seq).order_by(inbox.c.seq).limit(1)
+        with self.engine.connect() as conn:
+            value = conn.execute(query).scalar()
+        return None if value is None else float(value)
+
     def inbox_count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(inbox)).scalar_one())

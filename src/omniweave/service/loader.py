@@ -58,38 +58,63 @@ def load_all(store: OpStore, log: EventLog, batch_size: int = 50_000, progress: 
 class BackgroundLoader:
     """Moves the inbox to the log in a thread until stopped (used by `serve`).
 
-    It takes a batch every `interval` seconds, and back to back while a backlog fills whole
-    batches. Waiting between partial batches keeps batches (and Parquet files) large and the cost
-    per event low while requests are streaming in: the loader would otherwise chase the
-    collector with batches of a few hundred events, each paying for a file of its own."""
+    Every `interval` seconds it looks at the inbox. When the collector is quiet it loads what is
+    there, back to back while a backlog fills whole batches. While the collector is busy (the
+    inbox grew faster than `busy_events_per_second`), loading would take CPU from answering
+    requests, so it waits, up to `max_delay` seconds for the oldest event not yet loaded; then it
+    loads everything pending in one go. Under a sustained load the log is thus at most about
+    `max_delay` seconds behind the inbox, in large batches (large Parquet files, little cost per
+    event); when it is quiet, about `interval`. The inbox is durable and is what real-time
+    consumers follow, so a late log loses nothing.
+    """
+
+    PRUNE_EVERY_SECONDS = 60.0
 
     def __init__(self, store: OpStore, log: EventLog, batch_size: int, interval: float,
-                 prune: Callable[[], object] | None = None):
+                 prune: Callable[[], object] | None = None, *, busy_events_per_second: float = 0.0,
+                 max_delay: float = 0.0):
         self.store, self.log, self.batch_size, self.interval = store, log, batch_size, interval
+        self.busy_events_per_second, self.max_delay = busy_events_per_second, max_delay
         self._prune = prune
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="omniweave-loader", daemon=True)
         self.last_error: BaseException | None = None
+        self.deferrals = 0
 
     def start(self) -> None:
         self._thread.start()
 
-    PRUNE_EVERY_SECONDS = 60.0
+    def _busy(self, grew: int, seconds: float) -> bool:
+        """Whether to leave the CPU to the collector for now."""
+        if self.max_delay <= 0 or self.busy_events_per_second <= 0 or seconds <= 0:
+            return False
+        if grew / seconds <= self.busy_events_per_second:
+            return False
+        state = self.store.consumers().get(LOADER)
+        oldest = self.store.received_at_after(state.position if state else 0)
+        return oldest is not None and time.time() - oldest < self.max_delay
 
     def _run(self) -> None:
         pruned = time.monotonic()
+        last_seq: int | None = None
+        last_time = time.monotonic()
         while not self._stop.is_set():
             try:
-                moved = load_once(self.store, self.log, self.batch_size)
+                seq, now = self.store.max_seq(), time.monotonic()
+                busy = last_seq is not None and self._busy(seq - last_seq, now - last_time)
+                last_seq, last_time = seq, now
+                if busy:
+                    self.deferrals += 1
+                else:
+                    while load_once(self.store, self.log, self.batch_size) >= self.batch_size and not self._stop.is_set():
+                        pass  # a backlog: whole batches back to back
                 if self._prune and time.monotonic() - pruned >= self.PRUNE_EVERY_SECONDS:
                     self._prune()
                     pruned = time.monotonic()
                 self.last_error = None
             except Exception as exc:  # noqa: BLE001 - keep loading; the error is reported on /health
                 self.last_error = exc
-                moved = 0
-            if moved < self.batch_size:  # caught up: let the next batch fill
-                self._stop.wait(self.interval)
+            self._stop.wait(self.interval)
 
     def stop(self, drain: bool = True) -> None:
         self._stop.set()

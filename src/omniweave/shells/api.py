@@ -114,6 +114,7 @@ def run_loader_child() -> None:
     loader = BackgroundLoader(
         runtime.store, runtime.log, settings.loader_batch_size, settings.loader_interval_seconds,
         prune=lambda: runtime.store.prune(settings.dedupe_hours * 3600),
+        busy_events_per_second=settings.loader_busy_events_per_second, max_delay=settings.loader_max_delay_seconds,
     )
     loader.start()
 
