@@ -145,3 +145,20 @@ def test_bad_urls_are_config_errors() -> None:
 def test_unreachable_postgres_is_transient(postgres_admin_url: str) -> None:
     with pytest.raises(TransientStoreError):
         OpStore("postgresql://postgres@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path, opstore_url: str) -> None:
+    """The server's helper processes and parallel importers may open a fresh store together:
+    the race to create its tables must not fail any of them."""
+    import concurrent.futures
+
+    with concurrent.futures.ProcessPoolExecutor(4) as pool:
+        assert list(pool.map(_open_and_count, [opstore_url] * 8)) == [0] * 8
+
+
+def _open_and_count(url: str) -> int:
+    store = OpStore(url)
+    try:
+        return store.max_seq()
+    finally:
+        store.close()

@@ -116,10 +116,17 @@ class OpStore:
         self._sqlite_insert: dict[int, str] = {}
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        try:
-            metadata.create_all(self.engine)
-        except sa.exc.OperationalError as exc:
-            raise TransientStoreError(f"operational store {self.engine.url!r} is unreachable: {exc}") from exc
+        for attempt in range(3):
+            try:
+                metadata.create_all(self.engine)
+                break
+            except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
+                # Several processes opening a new store at once (the server's helpers, parallel
+                # importers) race to create the tables: the losers see "already exists" and
+                # look again; anything else is a store we cannot reach.
+                if "already exists" in str(exc) and attempt < 2:
+                    continue
+                raise TransientStoreError(f"operational store {self.engine.url!r} is unreachable: {exc}") from exc
 
     def close(self) -> None:
         if self._appender is not None:
