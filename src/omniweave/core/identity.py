@@ -1,0 +1,454 @@
+"""Identity resolution: identifiers, their normalisation, the rules, and a deterministic stitcher.
+
+An *observation* is one event's identifiers (already normalised). The `Stitcher` joins the
+identifiers that occur together into persons with a union-find, honouring the rules:
+
+- blocked values (`null`, `anonymous`, `test@…`, all zeros, a till's placeholder card) never link;
+- per-kind limits with priorities: when a link would give a person more identifiers of a kind
+  than allowed, the link of the lower-priority identifier is refused (and recorded), the persons
+  are not merged;
+- an identifier seen together with too many distinct user ids or e-mails is *demoted*: it joins
+  nobody and is reported;
+- `split` records that an identifier does not belong to a person; every later run honours it.
+
+The result is a function of the *set* of observations: they are processed in the canonical order
+(timestamp, message id). New observations that sort after everything seen so far are stitched
+incrementally; anything else (an older event arriving late, a newly demoted identifier, a new
+split) re-derives the graph from all observations in canonical order. Person ids are the hash of
+the identifier that founded the person; when two persons merge the earlier-founded id survives and
+the other is recorded as merged into it, so lookups by old ids keep working.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import phonenumbers
+
+from omniweave.errors import InputError
+
+KINDS = ("user_id", "email", "phone", "loyalty_card", "customer_number", "device_id", "anonymous_id")
+"""The built-in identifier kinds, highest priority first."""
+
+Identifier = tuple[str, str]
+"""(kind, normalised value)."""
+
+DEFAULT_LIMITS: dict[str, int] = {"user_id": 1, "email": 5, "phone": 5, "loyalty_card": 3,
+                                  "customer_number": 2, "device_id": 10}
+DEFAULT_BLOCKED = frozenset({"", "null", "none", "nil", "undefined", "anonymous", "unknown", "n/a", "na",
+                             "-", "test", "noemail@noemail.com", "none@none.com", "no@email.com"})
+_BLOCKED_EMAIL_LOCALS = frozenset({"test", "none", "noemail", "no-email", "noreply", "no-reply", "unknown",
+                                   "anonymous", "null"})
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+
+
+class IdentifierError(InputError):
+    """A raw identifier that cannot be normalised (says which kind, which value, what was expected)."""
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The rules of the identity graph; the defaults follow Segment's Unify."""
+
+    priorities: tuple[str, ...] = KINDS  # highest first; custom kinds may be appended
+    limits: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))  # absent: unlimited
+    blocked: frozenset[str] = DEFAULT_BLOCKED  # normalised values that never link (any kind)
+    share_limits: Mapping[str, int] = field(default_factory=lambda: {"user_id": 2, "email": 5})
+    """An identifier seen in events with more distinct identifiers of one of these kinds is demoted."""
+    default_region: str = "GB"
+    customer_number_prefix: str = ""  # prefixed to customer numbers written as digits only
+
+    def priority(self, kind: str) -> int:
+        try:
+            return self.priorities.index(kind)
+        except ValueError:
+            return len(self.priorities)
+
+    def check_kind(self, kind: str) -> None:
+        if kind not in self.priorities:
+            raise IdentifierError(f"unknown identifier kind {kind!r}; expected one of {', '.join(self.priorities)}",
+                                  field="kind")
+
+
+def normalize(kind: str, raw: object, default_region: str = "GB", customer_number_prefix: str = "") -> str:
+    """The canonical form of a raw identifier of `kind`; an IdentifierError if it is not one."""
+    if raw is None:
+        raise IdentifierError(f"{kind} is missing", field=kind)
+    text = str(raw).strip()
+    if not text:
+        raise IdentifierError(f"{kind} is empty", field=kind)
+    if kind == "email":
+        value = text.lower()
+        if not _EMAIL.match(value):
+            raise IdentifierError(f"{text!r} is not an e-mail address (expected one @ and a dot in the domain)",
+                                  field=kind)
+        return value
+    if kind == "phone":
+        try:
+            number = phonenumbers.parse(text, default_region)
+        except phonenumbers.NumberParseException as exc:
+            raise IdentifierError(f"{text!r} is not a phone number ({exc})", field=kind) from exc
+        if not phonenumbers.is_possible_number(number):
+            raise IdentifierError(f"{text!r} is not a possible phone number (default region {default_region})",
+                                  field=kind)
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if kind in ("loyalty_card", "customer_number"):
+        value = re.sub(r"[\s\-]", "", text).upper()
+        if kind == "customer_number" and value.isdigit():
+            value = customer_number_prefix + value
+        return value
+    if kind == "device_id":
+        return text.lower()
+    return text
+
+
+def hashed(value: str) -> str:
+    """The SHA-256 hex digest of a normalised value (what ad platforms and exports want)."""
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def is_blocked(kind: str, value: str, blocked: frozenset[str] = DEFAULT_BLOCKED) -> bool:
+    """True for placeholder values that must never link anybody (null, anonymous, test@…, all zeros)."""
+    low = value.strip().lower()
+    if low in blocked:
+        return True
+    digits = re.sub(r"[\s\-+()]", "", low)
+    if digits and set(digits) == {"0"}:
+        return True
+    if kind == "email" or "@" in low:
+        local = low.partition("@")[0]
+        if local in _BLOCKED_EMAIL_LOCALS:
+            return True
+    return False
+
+
+def person_id_for(identifier: Identifier) -> str:
+    """The id of a person founded by `identifier` (stable: the same identifier, the same id)."""
+    return "P" + hashlib.sha256(f"{identifier[0]}:{identifier[1]}".encode()).hexdigest()[:15]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The identifiers one event carries, with the event's id and time (ISO string or datetime)."""
+
+    message_id: str
+    timestamp: Any
+    identifiers: tuple[Identifier, ...]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        ts = self.timestamp.isoformat() if hasattr(self.timestamp, "isoformat") else str(self.timestamp)
+        return (ts, self.message_id)
+
+
+@dataclass(frozen=True)
+class Link:
+    """Why two identifiers are one person: they were in the same event. `merged` is set when the
+    link joined two existing persons (the absorbed person's id)."""
+
+    a: Identifier
+    b: Identifier
+    message_id: str
+    timestamp: str
+    rule: str
+    survivor: str | None = None
+    merged: str | None = None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A link the rules did not allow, and which rule."""
+
+    a: Identifier
+    b: Identifier
+    message_id: str
+    rule: str
+
+
+@dataclass(frozen=True)
+class Split:
+    """`identifier` does not belong with `anchor` (an identifier of the person it was split from)."""
+
+    person_id: str
+    identifier: Identifier
+    anchor: Identifier
+
+
+class Stitcher:
+    """The identity graph: union-find over identifiers, persons, merge log; see the module docstring."""
+
+    def __init__(self, rules: Rules | None = None):
+        self.rules = rules or Rules()
+        self.observations: dict[str, Observation] = {}
+        self.splits: list[Split] = []
+        self.history: dict[str, Identifier] = {}  # every person id ever given → its founding identifier
+        self.merged_into: dict[str, str] = {}
+        self.recomputations = 0
+        self._cooc: dict[Identifier, dict[str, set[str]]] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self.parent: dict[Identifier, Identifier] = {}
+        self.members: dict[Identifier, dict[str, set[str]]] = {}  # root → kind → values
+        self.founder: dict[Identifier, tuple[tuple[str, str], Identifier]] = {}  # root → (key, identifier)
+        self.links: list[Link] = []
+        self.refusals: list[Refusal] = []
+        self.last_key: tuple[str, str] | None = None
+        self.demoted: frozenset[Identifier] = frozenset()
+        self._cannot: dict[Identifier, set[Identifier]] = {}
+        for s in self.splits:
+            self._cannot.setdefault(s.identifier, set()).add(s.anchor)
+            self._cannot.setdefault(s.anchor, set()).add(s.identifier)
+        self.merged_into = {}
+
+    # --- input ---------------------------------------------------------------------------------
+
+    def add(self, observations: Iterable[Observation]) -> None:
+        """Stitch more observations; the result is the same whatever the order or the increments."""
+        fresh: list[Observation] = []
+        changed = False
+        for obs in observations:
+            obs = self._usable(obs)
+            old = self.observations.get(obs.message_id)
+            if old is not None:
+                if old == obs:
+                    continue
+                # the same message id seen twice with other content: keep the union, earliest time
+                obs = Observation(obs.message_id, min(old.key[0], obs.key[0]),
+                                  tuple(sorted(set(old.identifiers) | set(obs.identifiers))))
+                changed = True
+            self.observations[obs.message_id] = obs
+            self._count(obs)
+            fresh.append(obs)
+        fresh.sort(key=lambda o: o.key)
+        demoted = self._demoted()
+        if changed or demoted != self.demoted or (fresh and self.last_key and fresh[0].key <= self.last_key):
+            self._recompute()
+        else:
+            for obs in fresh:
+                self._stitch(obs)
+
+    def split(self, person_id: str, identifier: Identifier) -> Split:
+        """Record that `identifier` does not belong to `person_id`, and re-derive the graph."""
+        pid = self.lookup(person_id)
+        root = self._root_of_person(pid)
+        if root is None or identifier not in self.parent or self.find(identifier) != root:
+            raise InputError(f"{identifier[0]}:{identifier[1]} is not an identifier of person {person_id}",
+                             field="identifier")
+        others = sorted(((k, v) for k, vs in self.members[root].items() for v in vs if (k, v) != identifier),
+                        key=lambda i: (self.rules.priority(i[0]), i[1]))
+        if not others:
+            raise InputError(f"person {person_id} has no other identifier than {identifier[0]}:{identifier[1]}",
+                             field="identifier")
+        split = Split(pid, identifier, others[0])
+        self.splits.append(split)
+        self._recompute()
+        return split
+
+    def _usable(self, obs: Observation) -> Observation:
+        ids = set()
+        for kind, value in obs.identifiers:
+            self.rules.check_kind(kind)
+            if not is_blocked(kind, value, self.rules.blocked):
+                ids.add((kind, value))
+        return Observation(obs.message_id, obs.key[0], tuple(sorted(ids)))
+
+    def _count(self, obs: Observation) -> None:
+        watched = [i for i in obs.identifiers if i[0] in self.rules.share_limits]
+        if not watched:
+            return
+        for ident in obs.identifiers:
+            if ident[0] == "user_id":
+                continue  # a user id is the person: never demoted
+            seen = self._cooc.setdefault(ident, {})
+            for kind, value in watched:
+                if (kind, value) != ident:
+                    seen.setdefault(kind, set()).add(value)
+
+    def _demoted(self) -> frozenset[Identifier]:
+        limits = self.rules.share_limits
+        return frozenset(i for i, seen in self._cooc.items()
+                         if any(len(values) > limits[k] for k, values in seen.items()))
+
+    def _recompute(self) -> None:
+        before = {pid: founder for pid, founder in self.history.items()}
+        self._reset()
+        self.recomputations += 1
+        self.demoted = self._demoted()
+        for obs in sorted(self.observations.values(), key=lambda o: o.key):
+            self._stitch(obs)
+        # ids given before that no longer lead anywhere point at the person holding their founder
+        for pid, founder in before.items():
+            if pid not in self.merged_into and self._root_of_person(pid) is None and founder in self.parent:
+                target = self.person_of(founder)
+                if target != pid:
+                    self.merged_into[pid] = target
+
+    # --- the union-find ----------------------------------------------------------------------------
+
+    def find(self, ident: Identifier) -> Identifier:
+        """The root identifier of `ident`'s cluster."""
+        root = ident
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[ident] != root:
+            self.parent[ident], ident = root, self.parent[ident]
+        return root
+
+    def _new(self, ident: Identifier, obs: Observation) -> None:
+        self.parent[ident] = ident
+        self.members[ident] = {ident[0]: {ident[1]}}
+        self.founder[ident] = (obs.key, ident)
+        self.history.setdefault(person_id_for(ident), ident)
+
+    def _stitch(self, obs: Observation) -> None:
+        usable = sorted((i for i in obs.identifiers if i not in self.demoted),
+                        key=lambda i: (self.rules.priority(i[0]), i[1]))
+        for ident in obs.identifiers:
+            if ident in self.demoted and ident not in self.parent:
+                self._new(ident, obs)  # a demoted identifier is a person of its own
+        if self.last_key is None or obs.key > self.last_key:
+            self.last_key = obs.key
+        if not usable:
+            return
+        primary = usable[0]
+        if primary not in self.parent:
+            self._new(primary, obs)
+        for ident in usable[1:]:
+            ra = self.find(primary)
+            if ident not in self.parent:
+                rule = self._refusal(ra, None, ident)
+                if rule:
+                    self.refusals.append(Refusal(primary, ident, obs.message_id, rule))
+                    self._new(ident, obs)
+                    continue
+                self.parent[ident] = ra
+                self.members[ra].setdefault(ident[0], set()).add(ident[1])
+                self.links.append(Link(primary, ident, obs.message_id, obs.key[0], "same event",
+                                       survivor=self._pid(ra)))
+                continue
+            rb = self.find(ident)
+            if ra == rb:
+                continue
+            rule = self._refusal(ra, rb, ident)
+            if rule:
+                self.refusals.append(Refusal(primary, ident, obs.message_id, rule))
+                continue
+            self._union(ra, rb, primary, ident, obs)
+
+    def _refusal(self, ra: Identifier, rb: Identifier | None, ident: Identifier) -> str | None:
+        a = self.members[ra]
+        b = self.members[rb] if rb is not None else {ident[0]: {ident[1]}}
+        for kind, values in b.items():
+            limit = self.rules.limits.get(kind)
+            if limit is not None and len(values) + len(a.get(kind, ())) > limit:
+                return f"limit: at most {limit} {kind} per person"
+        if self._cannot:
+            side_a = [(k, v) for k, vs in a.items() for v in vs]
+            side_b = [(k, v) for k, vs in b.items() for v in vs]
+            check, other_root = (side_b, ra) if rb is None or len(side_b) <= len(side_a) else (side_a, rb)
+            for member in check:
+                for partner in self._cannot.get(member, ()):
+                    if partner in self.parent and self.find(partner) == other_root:
+                        return f"split: {partner[0]}:{partner[1]} and {member[0]}:{member[1]} were split apart"
+        return None
+
+    def _union(self, ra: Identifier, rb: Identifier, a: Identifier, b: Identifier, obs: Observation) -> None:
+        survivor_root, absorbed_root = (ra, rb) if self.founder[ra] <= self.founder[rb] else (rb, ra)
+        survivor, absorbed = self._pid(survivor_root), self._pid(absorbed_root)
+        big, small = (ra, rb) if sum(map(len, self.members[ra].values())) >= sum(map(len, self.members[rb].values())) \
+            else (rb, ra)
+        self.parent[small] = big
+        for kind, values in self.members.pop(small).items():
+            self.members[big].setdefault(kind, set()).update(values)
+        founder = min(self.founder.pop(ra), self.founder.pop(rb))
+        self.founder[big] = founder
+        self.merged_into[absorbed] = survivor
+        self.links.append(Link(a, b, obs.message_id, obs.key[0], "same event: persons merged",
+                               survivor=survivor, merged=absorbed))
+
+    # --- output -------------------------------------------------------------------------------
+
+    def _pid(self, root: Identifier) -> str:
+        return person_id_for(self.founder[root][1])
+
+    def _root_of_person(self, pid: str) -> Identifier | None:
+        founder = self.history.get(pid)
+        if founder is None or founder not in self.parent:
+            return None
+        root = self.find(founder)
+        return root if self._pid(root) == pid else None
+
+    def person_of(self, ident: Identifier) -> str:
+        """The id of the person an identifier belongs to (KeyError if never seen)."""
+        return self._pid(self.find(ident))
+
+    def lookup(self, person_id: str) -> str:
+        """The current id of a person, following merges (an absorbed id leads to its survivor)."""
+        seen = set()
+        while person_id in self.merged_into and person_id not in seen:
+            seen.add(person_id)
+            person_id = self.merged_into[person_id]
+        return person_id
+
+    def identifiers_of(self, person_id: str) -> dict[str, list[str]]:
+        """A person's identifiers by kind (by current or any old id)."""
+        root = self._root_of_person(self.lookup(person_id))
+        if root is None:
+            raise InputError(f"no person {person_id!r}", field="person_id")
+        return {k: sorted(v) for k, v in sorted(self.members[root].items())}
+
+    def persons(self) -> dict[str, dict[str, list[str]]]:
+        """Every person and its identifiers."""
+        return {self._pid(root): {k: sorted(v) for k, v in sorted(m.items())} for root, m in self.members.items()}
+
+    def assignments(self) -> dict[Identifier, str]:
+        """Every identifier → its person id."""
+        return {ident: self.person_of(ident) for ident in self.parent}
+
+    def merge_log(self) -> list[Link]:
+        """The links that merged two persons, in the order they happened."""
+        return [link for link in self.links if link.merged]
+
+    def explain(self, a: Identifier, b: Identifier) -> list[Link]:
+        """The chain of links (identifier → event → identifier …) from `a` to `b`; [] if a == b.
+
+        Raises InputError when they are not the same person.
+        """
+        for ident in (a, b):
+            if ident not in self.parent:
+                raise InputError(f"{ident[0]}:{ident[1]} is not in the identity graph", field="identifier")
+        if self.find(a) != self.find(b):
+            raise InputError(f"{a[0]}:{a[1]} and {b[0]}:{b[1]} are different persons", field="identifier")
+        adjacency: dict[Identifier, list[Link]] = {}
+        root = self.find(a)
+        for link in self.links:
+            if link.a in self.parent and self.find(link.a) == root:
+                adjacency.setdefault(link.a, []).append(link)
+                adjacency.setdefault(link.b, []).append(link)
+        previous: dict[Identifier, tuple[Identifier, Link] | None] = {a: None}
+        queue = deque([a])
+        while queue:
+            node = queue.popleft()
+            if node == b:
+                break
+            for link in adjacency.get(node, ()):
+                nxt = link.b if link.a == node else link.a
+                if nxt not in previous:
+                    previous[nxt] = (node, link)
+                    queue.append(nxt)
+        chain: list[Link] = []
+        node = b
+        while (step := previous.get(node)) is not None:
+            node, link = step
+            chain.append(link)
+        return chain[::-1]
+
+    def demoted_report(self) -> dict[Identifier, dict[str, int]]:
+        """Demoted identifiers and how many distinct identifiers of each watched kind they were seen with."""
+        return {i: {k: len(v) for k, v in sorted(self._cooc[i].items())} for i in sorted(self.demoted)}
