@@ -228,3 +228,20 @@ def test_same_persons_in_any_order_and_any_increments(raw: list, rnd, cuts: list
     assert partition(incremental) == partition(reference)
     assert incremental.persons() == reference.persons()
     assert incremental.demoted == reference.demoted
+
+
+def test_state_round_trip_continues_incrementally() -> None:
+    first = [obs("m1", "01", ("anonymous_id", "a1"), ("email", "e@x.com")),
+             obs("m2", "02", ("user_id", "u1"), ("phone", "+447700900123"))]
+    later = [obs("m3", "03", ("email", "e@x.com"), ("user_id", "u1")), obs("m0", "00", ("anonymous_id", "a1"))]
+    whole = Stitcher()
+    whole.add(first + later)
+    s = Stitcher()
+    s.add(first)
+    s.split(s.person_of(("user_id", "u1")), ("phone", "+447700900123"))
+    whole.split(whole.person_of(("user_id", "u1")), ("phone", "+447700900123"))
+    restored = Stitcher.from_state(Rules(), s.state())
+    assert restored.persons() == s.persons() and restored.splits == s.splits
+    restored.add(later)
+    assert restored.persons() == whole.persons()
+    assert restored.explain(("anonymous_id", "a1"), ("user_id", "u1"))

@@ -452,3 +452,67 @@ class Stitcher:
     def demoted_report(self) -> dict[Identifier, dict[str, int]]:
         """Demoted identifiers and how many distinct identifiers of each watched kind they were seen with."""
         return {i: {k: len(v) for k, v in sorted(self._cooc[i].items())} for i in sorted(self.demoted)}
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, list[dict[str, Any]]]:
+        """The whole graph as plain rows (one list per table), for a store to persist."""
+        def ident(prefix: str, i: Identifier) -> dict[str, str]:
+            return {f"{prefix}kind": i[0], f"{prefix}value": i[1]}
+
+        return {
+            "observations": [{"message_id": o.message_id, "timestamp": o.key[0], **ident("", i)}
+                             for o in self.observations.values() for i in o.identifiers]
+                            + [{"message_id": o.message_id, "timestamp": o.key[0], "kind": None, "value": None}
+                               for o in self.observations.values() if not o.identifiers],
+            "nodes": [{**ident("", i), **ident("root_", self.find(i))} for i in list(self.parent)],
+            "founders": [{**ident("root_", r), "key_timestamp": k[0], "key_message_id": k[1], **ident("", f)}
+                         for r, (k, f) in self.founder.items()],
+            "links": [{**ident("a_", x.a), **ident("b_", x.b), "message_id": x.message_id, "timestamp": x.timestamp,
+                       "rule": x.rule, "survivor": x.survivor, "merged": x.merged} for x in self.links],
+            "refusals": [{**ident("a_", r.a), **ident("b_", r.b), "message_id": r.message_id, "rule": r.rule}
+                         for r in self.refusals],
+            "splits": [{"person_id": s.person_id, **ident("", s.identifier), **ident("anchor_", s.anchor)}
+                       for s in self.splits],
+            "history": [{"person_id": p, **ident("", f), "merged_into": self.merged_into.get(p)}
+                        for p, f in self.history.items()],
+            "meta": [{"last_timestamp": self.last_key[0] if self.last_key else None,
+                      "last_message_id": self.last_key[1] if self.last_key else None}],
+        }
+
+    @classmethod
+    def from_state(cls, rules: Rules, state: Mapping[str, list[dict[str, Any]]]) -> Stitcher:
+        """The graph `state()` returned, ready to take more observations incrementally."""
+        s = cls(rules)
+        grouped: dict[str, tuple[str, list[Identifier]]] = {}
+        for row in state.get("observations", []):
+            entry = grouped.setdefault(row["message_id"], (row["timestamp"], []))
+            if row["kind"] is not None:
+                entry[1].append((row["kind"], row["value"]))
+        for mid, (ts, ids) in grouped.items():
+            obs = Observation(mid, ts, tuple(sorted(ids)))
+            s.observations[mid] = obs
+            s._count(obs)
+        s.splits = [Split(r["person_id"], (r["kind"], r["value"]), (r["anchor_kind"], r["anchor_value"]))
+                    for r in state.get("splits", [])]
+        s._reset()
+        s.demoted = s._demoted()
+        for r in state.get("history", []):
+            s.history[r["person_id"]] = (r["kind"], r["value"])
+            if r["merged_into"]:
+                s.merged_into[r["person_id"]] = r["merged_into"]
+        for r in state.get("nodes", []):
+            i, root = (r["kind"], r["value"]), (r["root_kind"], r["root_value"])
+            s.parent[i] = root
+            s.members.setdefault(root, {}).setdefault(i[0], set()).add(i[1])
+        for r in state.get("founders", []):
+            s.founder[(r["root_kind"], r["root_value"])] = ((r["key_timestamp"], r["key_message_id"]),
+                                                          (r["kind"], r["value"]))
+        s.links = [Link((r["a_kind"], r["a_value"]), (r["b_kind"], r["b_value"]), r["message_id"], r["timestamp"],
+                        r["rule"], r["survivor"], r["merged"]) for r in state.get("links", [])]
+        s.refusals = [Refusal((r["a_kind"], r["a_value"]), (r["b_kind"], r["b_value"]), r["message_id"], r["rule"])
+                      for r in state.get("refusals", [])]
+        meta = (state.get("meta") or [{}])[0]
+        if meta.get("last_timestamp") is not None:
+            s.last_key = (meta["last_timestamp"], meta["last_message_id"])
+        return s
