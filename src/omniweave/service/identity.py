@@ -1,0 +1,341 @@
+"""`resolve`: stitch the identifiers of the event log into persons, incrementally.
+
+Each event contributes one observation: its `anonymous_id`, `user_id`, `traits.email/phone/
+loyalty_card/customer_number` (and the same in `context.traits`), `context.device.id` and every
+`context.externalIds` entry whose `type` is a known kind. A `user_id` that is the event's own
+customer number (the offline importers map `customer_number` onto `userId`) counts as that
+customer number; the raw user id is still listed in `identities`.
+
+The graph's state lives next to the log, in `<warehouse>/identity_state/<table>.parquet` (see
+`core.identity.Stitcher.state`): the next run reads only events whose `message_id` it has not seen
+and extends the graph. The result is written to the warehouse dataset `identities`
+(`kind, value, person_id`): every identifier, every raw `anonymous_id` and `user_id` of the events
+(a person of their own when nothing links them; blocked values get no person), and the hash of each
+normalised value for export is `core.identity.hashed`.
+"""
+
+from __future__ import annotations
+
+import csv
+import posixpath
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.console import Console
+
+from omniweave.core.identity import (
+    IdentifierError,
+    Observation,
+    Rules,
+    Stitcher,
+    is_blocked,
+    normalize,
+)
+from omniweave.errors import InputError
+from omniweave.service.runtime import Runtime
+
+STATE_DATASET = "identity_state"
+STATE_TABLES = ("observations", "nodes", "founders", "links", "refusals", "splits", "history", "meta")
+IDENTITIES_SCHEMA = pa.schema([("kind", pa.string()), ("value", pa.string()), ("person_id", pa.string())])
+TRAIT_KINDS = ("email", "phone", "loyalty_card", "customer_number")
+
+_EXTRACT_SQL = """
+SELECT message_id, strftime(timestamp, '%Y-%m-%dT%H:%M:%S.%fZ') AS ts, user_id, anonymous_id,
+  {traits},
+  json_extract_string(context, '$.device.id') AS device_id,
+  CAST(json_extract(context, '$.externalIds') AS VARCHAR) AS external_ids
+FROM events
+"""
+
+
+@dataclass
+class ResolveSummary:
+    """What one `resolve` run did."""
+
+    events: int = 0  # new events read
+    observations: int = 0  # events in the graph, all runs
+    identifiers: int = 0
+    persons: int = 0
+    merges: int = 0
+    refused: int = 0
+    demoted: list[tuple[str, str]] = field(default_factory=list)
+    blocked: Counter[str] = field(default_factory=Counter)  # kind → blocked values seen this run
+    invalid: Counter[str] = field(default_factory=Counter)  # kind → values that are not identifiers
+    recomputed: bool = False
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        return (f"{self.events:,} new events → {self.persons:,} persons from {self.identifiers:,} identifiers; "
+                f"{self.merges:,} merges, {self.refused:,} links refused by the rules, "
+                f"{len(self.demoted)} identifiers demoted, blocked {sum(self.blocked.values()):,}, "
+                f"invalid {sum(self.invalid.values()):,} ({self.seconds:.1f} s)")
+
+
+def default_rules(runtime: Runtime) -> Rules:
+    return Rules(default_region=runtime.settings.default_region)
+
+
+# --- state -------------------------------------------------------------------------------------
+
+def load_stitcher(runtime: Runtime, rules: Rules | None = None) -> Stitcher:
+    """The identity graph as the last `resolve` left it (empty before the first)."""
+    rules = rules or default_rules(runtime)
+    log = runtime.log
+    folder = log.dataset_path(STATE_DATASET)
+    if not log.fs.exists(posixpath.join(folder, "meta.parquet")):
+        return Stitcher(rules)
+    state: dict[str, list[dict[str, Any]]] = {}
+    for name in STATE_TABLES:
+        path = posixpath.join(folder, f"{name}.parquet")
+        with log.fs.open(path, "rb") as fh:
+            state[name] = pq.read_table(fh).to_pylist()
+    return Stitcher.from_state(rules, state)
+
+
+def save_stitcher(runtime: Runtime, stitcher: Stitcher) -> None:
+    """Persist the graph (each table replaced by a rename; `meta` last, so a crash leaves the old state)."""
+    log = runtime.log
+    folder = log.dataset_path(STATE_DATASET)
+    log.fs.makedirs(folder, exist_ok=True)
+    state = stitcher.state()
+    for name in STATE_TABLES:
+        rows = state[name]
+        table = pa.Table.from_pylist(rows) if rows else pa.table({"_empty": pa.array([], pa.string())})
+        _write(log, posixpath.join(folder, f"{name}.parquet"), table)
+
+
+def _write(log: Any, final: str, table: pa.Table) -> None:
+    temp = posixpath.join(posixpath.dirname(final), f".tmp-{uuid.uuid4().hex}")
+    with log.fs.open(temp, "wb") as fh:
+        pq.write_table(table, fh, compression="zstd")
+    log.fs.mv(temp, final)
+
+
+# --- reading the events ------------------------------------------------------------------------
+
+def _traits_sql() -> str:
+    cols = []
+    for kind in TRAIT_KINDS:
+        cols.append(f"json_extract_string(traits, '$.{kind}') AS t_{kind}")
+        cols.append(f"json_extract_string(context, '$.traits.{kind}') AS c_{kind}")
+    return ",\n  ".join(cols)
+
+
+class _Extractor:
+    """Raw identifiers of an event row → normalised identifiers, counting blocked and invalid values."""
+
+    def __init__(self, rules: Rules, summary: ResolveSummary):
+        self.rules, self.summary = rules, summary
+        self.aliases: dict[str, str] = {}  # raw user_id that is a customer number → normalised number
+
+    def norm(self, kind: str, raw: Any) -> tuple[str, str] | None:
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None
+        try:
+            value = normalize(kind, raw, self.rules.default_region, self.rules.customer_number_prefix)
+        except IdentifierError:
+            self.summary.invalid[kind] += 1
+            return None
+        if is_blocked(kind, value, self.rules.blocked):
+            self.summary.blocked[kind] += 1
+            return None
+        return (kind, value)
+
+    def observation(self, row: dict[str, Any]) -> Observation:
+        found: set[tuple[str, str]] = set()
+        for kind in TRAIT_KINDS:
+            for col in (f"t_{kind}", f"c_{kind}"):
+                ident = self.norm(kind, row[col])
+                if ident:
+                    found.add(ident)
+        device = self.norm("device_id", row["device_id"])
+        if device:
+            found.add(device)
+        if row["external_ids"]:
+            try:
+                entries = orjson.loads(row["external_ids"])
+            except orjson.JSONDecodeError as exc:
+                raise InputError(f"context.externalIds is not JSON: {exc}", record=row["message_id"],
+                                 field="context.externalIds") from exc
+            if not isinstance(entries, list):
+                raise InputError(f"expected an array of {{id, type}}, got {type(entries).__name__}",
+                                 record=row["message_id"], field="context.externalIds")
+            for entry in entries:
+                if isinstance(entry, dict) and entry.get("type") in self.rules.priorities:
+                    ident = self.norm(str(entry["type"]), entry.get("id"))
+                    if ident:
+                        found.add(ident)
+        anonymous = self.norm("anonymous_id", row["anonymous_id"])
+        if anonymous:
+            found.add(anonymous)
+        user = row["user_id"]
+        if user is not None and user.strip():
+            number = self.norm("customer_number", user) if not is_blocked("user_id", user) else None
+            if number and number in found:
+                self.aliases[user] = number[1]
+            else:
+                ident = self.norm("user_id", user)
+                if ident:
+                    found.add(ident)
+        return Observation(row["message_id"], row["ts"], tuple(sorted(found)))
+
+
+def _new_events(runtime: Runtime, seen: set[str]) -> list[dict[str, Any]]:
+    if not runtime.log.has_data("events"):
+        return []
+    warehouse = runtime.warehouse()
+    warehouse.table("events")
+    rows = warehouse.con.sql(_EXTRACT_SQL.format(traits=_traits_sql())).to_pyarrow().to_pylist()
+    return [r for r in rows if r["message_id"] not in seen]
+
+
+# --- resolve -------------------------------------------------------------------------------------
+
+def resolve(runtime: Runtime, console: Console | None = None, rules: Rules | None = None) -> ResolveSummary:
+    """Extend the identity graph with the events not seen yet, save it, and rewrite `identities`."""
+    started = time.perf_counter()
+    summary = ResolveSummary()
+    stitcher = load_stitcher(runtime, rules)
+    recomputations = stitcher.recomputations
+    extractor = _Extractor(stitcher.rules, summary)
+    rows = _new_events(runtime, set(stitcher.observations))
+    summary.events = len(rows)
+    if console:
+        console.print(f"resolving identities: {len(rows):,} new events")
+    stitcher.add(extractor.observation(row) for row in rows)
+    summary.recomputed = stitcher.recomputations > recomputations
+    save_stitcher(runtime, stitcher)
+    write_identities(runtime, stitcher, _aliases(runtime, stitcher, extractor))
+    persons = stitcher.persons()
+    summary.observations = len(stitcher.observations)
+    summary.identifiers = len(stitcher.parent)
+    summary.persons = len(persons)
+    summary.merges = len(stitcher.merge_log())
+    summary.refused = len(stitcher.refusals)
+    summary.demoted = sorted(stitcher.demoted)
+    summary.seconds = time.perf_counter() - started
+    if console:
+        console.print(summary.describe())
+        for kind, value in summary.demoted[:20]:
+            console.print(f"  demoted {kind}:{value} (seen with {stitcher.demoted_report()[(kind, value)]})")
+    return summary
+
+
+def _aliases(runtime: Runtime, stitcher: Stitcher, extractor: _Extractor) -> dict[str, str]:
+    """Raw user ids that are customer numbers (all runs): read back from the last `identities`."""
+    aliases: dict[str, str] = {}
+    path = posixpath.join(runtime.log.dataset_path("identities"), "identities.parquet")
+    if runtime.log.fs.exists(path):
+        with runtime.log.fs.open(path, "rb") as fh:
+            old = pq.read_table(fh).to_pylist()
+        users = {v for (k, v) in stitcher.parent if k == "user_id"}
+        for row in old:
+            if row["kind"] == "user_id" and row["value"] not in users and row["person_id"] is not None:
+                try:
+                    number = normalize("customer_number", row["value"], customer_number_prefix=
+                                       stitcher.rules.customer_number_prefix)
+                except IdentifierError:
+                    continue
+                if ("customer_number", number) in stitcher.parent:
+                    aliases[row["value"]] = number
+    aliases.update(extractor.aliases)
+    return aliases
+
+
+def write_identities(runtime: Runtime, stitcher: Stitcher, aliases: dict[str, str]) -> str:
+    """Replace the `identities` dataset: (kind, value, person_id) for every identifier and raw user id."""
+    kinds, values, persons = [], [], []
+    assigned = stitcher.assignments()
+    for (kind, value), pid in sorted(assigned.items()):
+        kinds.append(kind)
+        values.append(value)
+        persons.append(pid)
+    for raw, number in sorted(aliases.items()):
+        if ("user_id", raw) not in assigned:
+            kinds.append("user_id")
+            values.append(raw)
+            persons.append(assigned[("customer_number", number)])
+    table = pa.table({"kind": kinds, "value": values, "person_id": persons}, schema=IDENTITIES_SCHEMA)
+    log = runtime.log
+    folder = log.dataset_path("identities")
+    log.fs.makedirs(folder, exist_ok=True)
+    final = posixpath.join(folder, "identities.parquet")
+    _write(log, final, table)
+    return final
+
+
+# --- evaluation ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Pairwise precision and recall of who-is-who against a ground truth."""
+
+    precision: float
+    recall: float
+    identifiers: int
+    true_pairs: int
+    predicted_pairs: int
+    correct_pairs: int
+    unknown: int  # ground-truth identifiers not in the graph (each counted as a person of its own)
+
+    def describe(self) -> str:
+        return (f"identity vs ground truth: pairwise precision {self.precision:.4f}, recall {self.recall:.4f} "
+                f"over {self.identifiers:,} identifiers ({self.unknown:,} not in the graph)")
+
+
+def evaluate_against_ground_truth(runtime: Runtime, folder: str | Path, rules: Rules | None = None) -> Evaluation:
+    """Compare `identities` with `<folder>/ground_truth/identities.csv` (kind, normalized, raw, person_id).
+
+    Ground-truth rows are normalised by our own rules from their raw form; kinds we do not resolve
+    (coupon codes, name+postcode) and rows of nobody (placeholders) are left out.
+    """
+    stitcher = load_stitcher(runtime, rules)
+    rules = stitcher.rules
+    assigned = stitcher.assignments()
+    path = Path(folder) / "ground_truth" / "identities.csv"
+    if not path.is_file():
+        path = Path(folder) / "identities.csv"
+    if not path.is_file():
+        raise InputError(f"no ground truth at {path}", field="folder")
+    items: dict[tuple[str, str], str] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        for i, row in enumerate(csv.DictReader(fh), start=2):
+            missing = {"kind", "raw", "person_id"} - set(row)
+            if missing:
+                raise InputError(f"expected columns kind, normalized, raw, person_id; missing {sorted(missing)}",
+                                 record=i)
+            kind = row["kind"]
+            if not row["person_id"] or kind not in rules.priorities:
+                continue
+            try:
+                value = normalize(kind, row["raw"], rules.default_region, rules.customer_number_prefix)
+            except IdentifierError:
+                value = "invalid:" + row["raw"]
+            items[(kind, value)] = row["person_id"]
+    true_sizes: Counter[str] = Counter()
+    pred_sizes: Counter[str] = Counter()
+    cells: Counter[tuple[str, str]] = Counter()
+    unknown = 0
+    for ident, truth in items.items():
+        pred = assigned.get(ident)
+        if pred is None:
+            unknown += 1
+            pred = f"unknown:{ident}"
+        true_sizes[truth] += 1
+        pred_sizes[pred] += 1
+        cells[(truth, pred)] += 1
+
+    def pairs(sizes: Counter[Any]) -> int:
+        return sum(n * (n - 1) // 2 for n in sizes.values())
+
+    correct, true_pairs, predicted = pairs(cells), pairs(true_sizes), pairs(pred_sizes)
+    return Evaluation(precision=correct / predicted if predicted else 1.0,
+                      recall=correct / true_pairs if true_pairs else 1.0, identifiers=len(items),
+                      true_pairs=true_pairs, predicted_pairs=predicted, correct_pairs=correct, unknown=unknown)
