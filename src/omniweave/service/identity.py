@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from rich.console import Console
 
 from omniweave.core.identity import (
+    KINDS,
     IdentifierError,
     Observation,
     Rules,
@@ -45,12 +46,18 @@ STATE_DATASET = "identity_state"
 STATE_TABLES = ("observations", "nodes", "founders", "links", "refusals", "splits", "history", "meta")
 IDENTITIES_SCHEMA = pa.schema([("kind", pa.string()), ("value", pa.string()), ("person_id", pa.string())])
 TRAIT_KINDS = ("email", "phone", "loyalty_card", "customer_number")
+COUPON_KIND = "coupon_code"
+"""Personal coupon codes (`properties.coupon_code` when issued, `properties.coupon` when redeemed) link
+the person a coupon was sent to with the one who used it; a code seen with several user ids or
+e-mails (a campaign-wide code) is demoted by the share limits."""
 
 _EXTRACT_SQL = """
 SELECT message_id, strftime(timestamp, '%Y-%m-%dT%H:%M:%S.%fZ') AS ts, user_id, anonymous_id,
   {traits},
   json_extract_string(context, '$.device.id') AS device_id,
-  CAST(json_extract(context, '$.externalIds') AS VARCHAR) AS external_ids
+  CAST(json_extract(context, '$.externalIds') AS VARCHAR) AS external_ids,
+  json_extract_string(properties, '$.coupon_code') AS p_coupon_code,
+  json_extract_string(properties, '$.coupon') AS p_coupon
 FROM events
 """
 
@@ -79,7 +86,8 @@ class ResolveSummary:
 
 
 def default_rules(runtime: Runtime) -> Rules:
-    return Rules(default_region=runtime.settings.default_region)
+    """The built-in kinds plus personal coupon codes, with the settings' default phone region."""
+    return Rules(priorities=(*KINDS[:-1], COUPON_KIND, KINDS[-1]), default_region=runtime.settings.default_region)
 
 
 # --- state -------------------------------------------------------------------------------------
@@ -172,6 +180,11 @@ class _Extractor:
                     ident = self.norm(str(entry["type"]), entry.get("id"))
                     if ident:
                         found.add(ident)
+        if COUPON_KIND in self.rules.priorities:
+            for col in ("p_coupon_code", "p_coupon"):
+                ident = self.norm(COUPON_KIND, row[col])
+                if ident:
+                    found.add(ident)
         anonymous = self.norm("anonymous_id", row["anonymous_id"])
         if anonymous:
             found.add(anonymous)
@@ -290,11 +303,13 @@ class Evaluation:
                 f"over {self.identifiers:,} identifiers ({self.unknown:,} not in the graph)")
 
 
-def evaluate_against_ground_truth(runtime: Runtime, folder: str | Path, rules: Rules | None = None) -> Evaluation:
+def evaluate_against_ground_truth(runtime: Runtime, folder: str | Path, rules: Rules | None = None,
+                                  kinds: tuple[str, ...] = KINDS) -> Evaluation:
     """Compare `identities` with `<folder>/ground_truth/identities.csv` (kind, normalized, raw, person_id).
 
-    Ground-truth rows are normalised by our own rules from their raw form; kinds we do not resolve
-    (coupon codes, name+postcode) and rows of nobody (placeholders) are left out.
+    Ground-truth rows are normalised by our own rules from their raw form; only `kinds` count (by
+    default the seven built-in kinds: not coupon codes or name+postcode), rows of nobody
+    (placeholders) are left out.
     """
     stitcher = load_stitcher(runtime, rules)
     rules = stitcher.rules
@@ -312,7 +327,7 @@ def evaluate_against_ground_truth(runtime: Runtime, folder: str | Path, rules: R
                 raise InputError(f"expected columns kind, normalized, raw, person_id; missing {sorted(missing)}",
                                  record=i)
             kind = row["kind"]
-            if not row["person_id"] or kind not in rules.priorities:
+            if not row["person_id"] or kind not in kinds:
                 continue
             try:
                 value = normalize(kind, row["raw"], rules.default_region, rules.customer_number_prefix)
