@@ -39,3 +39,8 @@ def test_bad_config_is_reported(tmp_path):
 
 def test_load_on_an_empty_inbox(tmp_path):
     assert "moved 0 events" in run(tmp_path, "load").stdout
+
+
+def test_resolve_on_an_empty_log(tmp_path):
+    out = run(tmp_path, "resolve").stdout
+    assert "0 new events" in out and "0 persons" in out

@@ -66,6 +66,7 @@ class DemoResult:
     skipped: bool = False  # the world was already loaded
     timings: dict[str, float] = field(default_factory=dict)
     summary: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    identity: Any = None  # service.identity.Evaluation against the ground truth
 
 
 def _progress(console: Console | None) -> Progress:
@@ -118,6 +119,9 @@ def run_demo(settings: Settings, customers: int = 2000, days: int = 60, seed: in
                 progress.finish("online")
             _import_offline(runtime, folder, result, console, progress)
             progress.save(complete=True)
+        started = time.perf_counter()
+        _resolve(runtime, folder, result, console)
+        timings["resolve"] = time.perf_counter() - started
         started = time.perf_counter()
         result.summary = summarize(runtime)
         timings["summary"] = time.perf_counter() - started
@@ -326,6 +330,16 @@ def _import_offline(runtime: Runtime, folder: Path, result: DemoResult, console:
         if console:
             console.print(f"  {summary.describe()}")
     result.timings["import_offline"] = time.perf_counter() - started
+
+
+def _resolve(runtime: Runtime, folder: Path, result: DemoResult, console: Console | None) -> None:
+    """Stitch identities (incremental: only events not seen yet) and score them against the ground truth."""
+    from omniweave.service.identity import evaluate_against_ground_truth, resolve
+
+    resolve(runtime, console=console)
+    result.identity = evaluate_against_ground_truth(runtime, folder)
+    if console:
+        console.print(result.identity.describe())
 
 
 # --- the summary ----------------------------------------------------------------------------------

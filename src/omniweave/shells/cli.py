@@ -142,6 +142,23 @@ def demo(
 
 
 @app.command()
+def resolve(ctx: typer.Context) -> None:
+    """Stitch the identifiers of new events into persons and rewrite the `identities` table."""
+    from omniweave.service.identity import evaluate_against_ground_truth
+    from omniweave.service.identity import resolve as resolve_identities
+    from omniweave.service.runtime import Runtime
+
+    rt = Runtime(_settings(ctx))
+    try:
+        resolve_identities(rt, console=console)
+        demo_folder = rt.settings.home_path / "demo"
+        if (demo_folder / "ground_truth" / "identities.csv").is_file():
+            console.print(evaluate_against_ground_truth(rt, demo_folder).describe())
+    finally:
+        rt.close()
+
+
+@app.command()
 def query(
     ctx: typer.Context,
     sql: Annotated[str, typer.Argument(help="SQL over the warehouse tables (events, spend).")],
