@@ -50,8 +50,8 @@ class Warehouse:
         """The dataset `name` as an Ibis table (empty, with its schema, if nothing was written yet)."""
         if name in self._tables:
             return self._tables[name]
-        if name not in DATASETS:
-            raise ConfigError(f"unknown warehouse table {name!r}; tables: {', '.join(DATASETS)}")
+        if name not in DATASETS and not self.log.has_data(name):
+            raise ConfigError(f"unknown warehouse table {name!r}; tables: {', '.join(self.names())}")
         if self.log.has_data(name):
             if self.engine == "duckdb":
                 pattern = self.log.dataset_url(name) + "/**/*.parquet"
@@ -67,9 +67,20 @@ class Warehouse:
         self._tables[name] = table
         return table
 
+    def names(self) -> list[str]:
+        """The tables: the log's own datasets, then every derived dataset written so far (`profiles`, ...)."""
+        root = self.log.root
+        derived = []
+        if self.log.fs.exists(root):
+            for entry in self.log.fs.ls(root, detail=False):
+                name = entry.rstrip("/").rsplit("/", 1)[-1]
+                if name not in DATASETS and name.isidentifier() and self.log.has_data(name):
+                    derived.append(name)
+        return [*DATASETS, *sorted(derived)]
+
     def register_all(self) -> None:
         """Make every dataset queryable by name in SQL."""
-        for name in DATASETS:
+        for name in self.names():
             self.table(name)
 
     def sql(self, query: str) -> pa.Table:

@@ -1,0 +1,552 @@
+"""Unified customer profiles: one row per person, computed from the event log with Ibis.
+
+`build_profiles` reads `events` and the `identities` dataset written by `resolve`, builds one Ibis
+expression (`profiles_expr`) that runs unchanged on DuckDB and Spark, and writes the result as the
+warehouse dataset `profiles` (one Parquet file, replaced on every build). The few functions the two
+engines spell differently (JSON extraction, time zones) live in `_Dialect`, and nowhere else.
+
+Docs: docs/profiles.md lists every column and how it is computed.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import tomllib
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from omniweave.core import spec
+from omniweave.core.traits import TraitSpec, parse_trait_specs
+from omniweave.errors import ConfigError, InputError
+from omniweave.service.runtime import Runtime
+
+IDENTITIES_SCHEMA = pa.schema([("kind", pa.string()), ("value", pa.string()), ("person_id", pa.string())])
+"""The input contract of `resolve`: every identifier value and the person it belongs to."""
+
+IDENTIFIER_KINDS = ("email", "phone", "loyalty_card", "user_id", "customer_number", "device_id")
+"""Kinds listed in full on a profile (as `<kind>s`); anonymous ids are only counted (there are many)."""
+
+ENGAGEMENT_WEIGHTS = {"open": 1, "click": 3, "visit": 2, "purchase": 5}
+"""What one engagement is worth when choosing a preferred channel. Visits count once per channel and day."""
+
+OPENS = (spec.EMAIL_OPENED, spec.MESSAGE_OPENED)
+CLICKS = (spec.EMAIL_LINK_CLICKED, spec.MESSAGE_LINK_CLICKED, spec.PUSH_NOTIFICATION_TAPPED, spec.AD_CLICKED,
+          spec.PROMOTION_CLICKED, spec.QR_CODE_SCANNED, spec.COUPON_APPLIED)
+VISITS = (spec.STORE_VISITED, spec.EVENT_ATTENDED, spec.CALL_CENTRE_CONTACTED, spec.PRODUCT_VIEWED)
+PURCHASES = (spec.ORDER_COMPLETED,)
+
+PROMOTION_EXPOSURES = (spec.MESSAGE_SENT, spec.EMAIL_SENT, spec.PUSH_NOTIFICATION_RECEIVED, spec.COUPON_ISSUED,
+                       spec.PROMOTION_VIEWED, spec.DIRECT_MAIL_SENT)
+PROMOTION_RESPONSES = (spec.MESSAGE_LINK_CLICKED, spec.EMAIL_LINK_CLICKED, spec.PUSH_NOTIFICATION_TAPPED,
+                       spec.PROMOTION_CLICKED, spec.COUPON_APPLIED, spec.EVENT_ATTENDED)
+PROMOTION_TYPES = ("coupon", "discount", "free_shipping", "event")
+
+CONSENT_TRAITS = {"email": "email_opt_in", "sms": "sms_opt_in", "whatsapp": "whatsapp_opt_in",
+                  "push": "push_opt_in", "direct_mail": "mail_opt_in", "phone": "phone_opt_in"}
+"""Profile column `consent_<channel>` comes from the latest value of this trait (an `Unsubscribed` on the channel is a no)."""
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+TOP_N = 3
+VIEWED_NOT_BOUGHT_N = 5
+_PRODUCT = dt.Array(dt.Struct({"product_id": "string", "name": "string", "category": "string",
+                               "price": "float64", "quantity": "float64"}))
+
+
+@dataclass(frozen=True)
+class ProfilesSummary:
+    """What a build did: how many persons it profiled, from how many events, as of when, where it wrote."""
+
+    persons: int
+    events: int
+    buyers: int
+    now: datetime
+    engine: str
+    path: str
+    traits: tuple[str, ...]
+
+
+# --- the two engines' spellings ------------------------------------------------------------------
+
+@ibis.udf.scalar.builtin(name="json_extract_string")
+def _duck_json(doc: str, path: str) -> str: ...  # type: ignore[empty-body]
+
+
+@ibis.udf.scalar.builtin(name="get_json_object")
+def _spark_json(doc: str, path: str) -> str: ...  # type: ignore[empty-body]
+
+
+@ibis.udf.scalar.builtin(name="timezone")
+def _duck_local(zone: str, ts: dt.Timestamp(timezone="UTC")) -> dt.timestamp: ...  # type: ignore[empty-body,valid-type]
+
+
+@ibis.udf.scalar.builtin(name="from_utc_timestamp")
+def _spark_local(ts: dt.Timestamp(timezone="UTC"), zone: str) -> dt.timestamp: ...  # type: ignore[empty-body,valid-type]
+
+
+@ibis.udf.scalar.builtin(name="from_json")
+def _duck_products(doc: str, schema: str) -> _PRODUCT: ...  # type: ignore[empty-body,valid-type]
+
+
+@ibis.udf.scalar.builtin(name="from_json")
+def _spark_products(doc: str, schema: str) -> _PRODUCT: ...  # type: ignore[empty-body,valid-type]
+
+
+class _Dialect:
+    """JSON paths, product arrays and local time, spelled for DuckDB or for Spark."""
+
+    def __init__(self, engine: str):
+        self.spark = engine in ("spark", "pyspark")
+
+    def json(self, doc: ir.StringValue, key: str) -> ir.StringValue:
+        """The text of `doc.key` (dots for nesting), NULL when absent."""
+        path = "$." + key
+        return _spark_json(doc, path) if self.spark else _duck_json(doc, path)
+
+    def products(self, properties: ir.StringValue) -> ir.ArrayValue:
+        """`properties.products` as an array of {product_id, name, category, price, quantity}."""
+        items = self.json(properties, "products")
+        if self.spark:
+            return _spark_products(items, "array<struct<product_id:string,name:string,category:string,"
+                                          "price:double,quantity:double>>")
+        return _duck_products(items, '[{"product_id":"VARCHAR","name":"VARCHAR","category":"VARCHAR",'
+                                     '"price":"DOUBLE","quantity":"DOUBLE"}]')
+
+    def local_time(self, ts: ir.TimestampValue, zone: ir.StringValue) -> ir.TimestampValue:
+        """The wall-clock time of the UTC instant `ts` in the IANA time zone `zone`."""
+        return _spark_local(ts, zone) if self.spark else _duck_local(zone, ts)
+
+
+# --- the profile expression ----------------------------------------------------------------------
+
+def _first_by(table: ir.Table, keys: Sequence[str], value: str, score: Sequence[Any]) -> ir.Table:
+    """Per `keys`, the row with the best `score` (sort keys, best first); returns keys + value."""
+    ranked = table.mutate(_rn=ibis.row_number().over(group_by=list(keys), order_by=list(score)))
+    return ranked.filter(ranked._rn == 0).select(*keys, value)
+
+
+def _ranked_list(table: ir.Table, key: str, value: str, score: Sequence[Any], n: int, name: str) -> ir.Table:
+    """Per `key`, the `n` best values as a list, best first (ties broken by the value itself)."""
+    ranked = table.mutate(_rn=ibis.row_number().over(group_by=key, order_by=[*score, table[value]]))
+    ranked = ranked.filter(ranked._rn < n)
+    grouped = ranked.group_by(key).aggregate(_items=ibis.struct({"rn": ranked._rn, "v": ranked[value]}).collect())
+    return grouped.select(key, **{name: grouped._items.sort().map(lambda s: s.v)})
+
+
+def _engagement_kind(events: ir.Table) -> ir.StringValue:
+    return (
+        ibis.cases(
+            (events.event.isin(PURCHASES), "purchase"),
+            (events.event.isin(CLICKS), "click"),
+            (events.event.isin(OPENS), "open"),
+            (events.event.isin(VISITS) | events.type.isin(("page", "screen")), "visit"),
+            else_=ibis.null(),
+        )
+    )
+
+
+def _device(events: ir.Table, d: _Dialect) -> ir.StringValue:
+    """mobile / tablet / desktop: an app's context.device.type (ios, android: mobile), else the browser's user agent."""
+    agent = d.json(events.context, "userAgent")
+    from_agent = ibis.cases(
+        (agent.isnull(), ibis.null()),
+        (agent.contains("iPad") | agent.contains("Tablet"), "tablet"),
+        (agent.contains("Mobi") | agent.contains("Android"), "mobile"),
+        else_="desktop",
+    )
+    app = d.json(events.context, "device.type").lower()
+    from_app = ibis.cases((app.isin(("ios", "android")), "mobile"), else_=app)
+    return ibis.coalesce(from_app, from_agent)
+
+
+def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dialect) -> ir.Table:
+    """Events up to `now` with the person they belong to (by user_id if set, else anonymous_id) and derived fields."""
+    ids = identities.select("kind", "value", "person_id")
+    by_user = ids.filter(ids.kind == "user_id").select(_uid=ids.value, _p_user=ids.person_id)
+    by_anon = ids.filter(ids.kind == "anonymous_id").select(_aid=ids.value, _p_anon=ids.person_id)
+    ev = events.filter(events.timestamp <= ibis.literal(now, dt.Timestamp(timezone="UTC")))
+    ev = ev.left_join(by_user, ev.user_id == by_user._uid).left_join(by_anon, ev.anonymous_id == by_anon._aid)
+    ev = ev.mutate(person_id=ibis.coalesce(ev._p_user, ev._p_anon)).filter(ibis._.person_id.notnull())
+    props = ev.properties
+    is_order = ev.event == spec.ORDER_COMPLETED
+    kind = _engagement_kind(ev)
+    promotion = ibis.coalesce(
+        d.json(props, "promotion"),
+        ibis.cases((ev.event == spec.COUPON_APPLIED, "coupon"), (ev.event == spec.EVENT_ATTENDED, "event"),
+                   else_=ibis.null()),
+    )
+    # a coupon redemption answers the channel that issued the coupon
+    engaged_channel = ibis.cases(
+        (ev.event == spec.COUPON_APPLIED, ibis.coalesce(d.json(props, "issued_channel"), d.json(props, "redeemed_channel"),
+                                                         ev.channel)),
+        else_=ev.channel,
+    )
+    return ev.select(
+        "person_id", "message_id", "type", "event", "channel", "timestamp", "user_id", "properties", "traits",
+        epoch_day=(ev.timestamp.epoch_seconds() // 86400).cast("int64"),
+        is_order=is_order,
+        revenue=ibis.cases(
+            (is_order, ibis.coalesce(d.json(props, "revenue").cast("float64"), d.json(props, "total").cast("float64"),
+                                     ibis.literal(0.0))),
+            else_=ibis.literal(0.0),
+        ),
+        engagement=kind,
+        engaged_channel=engaged_channel.fill_null("unknown"),
+        device=_device(ev, d),
+        timezone=d.json(ev.context, "timezone"),
+        promotion=promotion,
+        campaign_id=d.json(props, "campaign_id"),
+        product_id=d.json(props, "product_id"),
+        category=d.json(props, "category"),
+    )
+
+
+def _identifiers(identities: ir.Table) -> ir.Table:
+    ids = identities
+    lists = {f"{kind}s": ids.value.collect(where=ids.kind == kind, distinct=True).sort() for kind in IDENTIFIER_KINDS}
+    return ids.group_by("person_id").aggregate(
+        **lists,
+        anonymous_id_count=ids.value.nunique(where=ids.kind == "anonymous_id"),
+        identifier_count=ids.value.nunique(),
+        identifier_kinds=ids.kind.collect(distinct=True).sort(),
+    )
+
+
+def _activity(ev: ir.Table, now: datetime, d: _Dialect) -> ir.Table:
+    store = ev.channel == "store"
+    tr = ev.traits
+
+    def latest(value: ir.Value) -> ir.Value:
+        return value.argmax(ev.timestamp, where=value.notnull())
+
+    consent_values = {}
+    for channel, trait in CONSENT_TRAITS.items():
+        raw = d.json(tr, trait).lower()
+        said = ibis.cases((raw.isin(("true", "1", "yes")), True), (raw.isin(("false", "0", "no")), False),
+                          (ev.event == spec.UNSUBSCRIBED, ibis.cases((ev.channel == channel, False), else_=ibis.null())),
+                          else_=ibis.null())
+        consent_values[f"consent_{channel}"] = latest(said)
+    return ev.group_by("person_id").aggregate(
+        first_seen=ev.timestamp.min(),
+        last_seen=ev.timestamp.max(),
+        event_count=ev.count(),
+        channels=ev.channel.collect(distinct=True).sort(),
+        first_name=latest(d.json(tr, "first_name")),
+        last_name=latest(d.json(tr, "last_name")),
+        latest_email=latest(d.json(tr, "email")),
+        latest_phone=latest(d.json(tr, "phone")),
+        primary_user_id=latest(ev.user_id),
+        timezone=latest(ev.timezone),
+        orders=ev.is_order.sum().cast("int64"),
+        online_orders=(ev.is_order & ~store).sum().cast("int64"),
+        store_orders=(ev.is_order & store).sum().cast("int64"),
+        online_revenue=ev.revenue.sum(where=~store).fill_null(0.0).round(2),
+        store_revenue=ev.revenue.sum(where=store).fill_null(0.0).round(2),
+        total_revenue=ev.revenue.sum().round(2),
+        first_order_at=ev.timestamp.min(where=ev.is_order),
+        last_order_at=ev.timestamp.max(where=ev.is_order),
+        **consent_values,
+    )
+
+
+def _last_touch(ev: ir.Table) -> ir.Table:
+    per = ev.group_by(["person_id", "channel"]).aggregate(last_at=ev.timestamp.max(), events=ev.count())
+    grouped = per.group_by("person_id").aggregate(
+        _t=ibis.struct({"channel": per.channel, "last_at": per.last_at, "events": per.events}).collect())
+    return grouped.select("person_id", last_touch=grouped._t.sort())
+
+
+def _preferred_channel(ev: ir.Table) -> ir.Table:
+    engaged = ev.filter(ev.engagement.notnull())
+    w = ENGAGEMENT_WEIGHTS
+    per = engaged.group_by(["person_id", "engaged_channel"]).aggregate(
+        opens=(engaged.engagement == "open").sum(),
+        clicks=(engaged.engagement == "click").sum(),
+        visit_days=engaged.epoch_day.nunique(where=engaged.engagement == "visit"),
+        purchases=(engaged.engagement == "purchase").sum(),
+    )
+    per = per.mutate(score=(per.opens * w["open"] + per.clicks * w["click"] + per.visit_days * w["visit"]
+                            + per.purchases * w["purchase"]).cast("int64"))
+    best = _first_by(per, ["person_id"], "engaged_channel", [per.score.desc(), per.engaged_channel])
+    best = best.rename(preferred_channel="engaged_channel")
+    scores = per.group_by("person_id").aggregate(
+        _s=ibis.struct({"channel": per.engaged_channel, "score": per.score}).collect())
+    scores = scores.select("person_id", engagement_by_channel=scores._s.sort())
+    return best.join(scores, "person_id")
+
+
+def _preferred_device(ev: ir.Table) -> ir.Table:
+    dev = ev.filter(ev.engagement.notnull() & ev.device.notnull())
+    per = dev.group_by(["person_id", "device"]).aggregate(n=dev.count())
+    return _first_by(per, ["person_id"], "device", [per.n.desc(), per.device]).rename(preferred_device="device")
+
+
+def _best_time(ev: ir.Table, zones: ir.Table, d: _Dialect) -> ir.Table:
+    engaged = ev.filter(ev.engagement.notnull()).select("person_id", "timestamp")
+    engaged = engaged.join(zones, "person_id")
+    local = d.local_time(engaged.timestamp, engaged.tz)
+    engaged = engaged.select("person_id", hour=local.hour().cast("int32"), weekday=local.day_of_week.index().cast("int32"))
+    hours = engaged.group_by(["person_id", "hour"]).aggregate(n=engaged.count())
+    days = engaged.group_by(["person_id", "weekday"]).aggregate(n=engaged.count())
+    best_hour = _first_by(hours, ["person_id"], "hour", [hours.n.desc(), hours.hour]).rename(best_hour="hour")
+    best_day = _first_by(days, ["person_id"], "weekday", [days.n.desc(), days.weekday])
+    names = ibis.cases(*((best_day.weekday == i, name) for i, name in enumerate(WEEKDAYS)), else_=ibis.null())
+    best_day = best_day.select("person_id", best_weekday=names)
+    return best_hour.join(best_day, "person_id")
+
+
+def _contact_frequency(ev: ir.Table) -> ir.Table:
+    """Median days between consecutive days with an engagement (exact, the same on every engine)."""
+    days = ev.filter(ev.engagement.notnull()).select("person_id", "epoch_day").distinct()
+    gaps = days.mutate(gap=days.epoch_day - days.epoch_day.lag().over(group_by="person_id", order_by="epoch_day"))
+    gaps = gaps.filter(gaps.gap.notnull())
+    gaps = gaps.mutate(rn=ibis.row_number().over(group_by="person_id", order_by="gap"),
+                       n=gaps.count().over(group_by="person_id"))
+    middle = gaps.filter((gaps.rn == ((gaps.n - 1) // 2)) | (gaps.rn == (gaps.n // 2)))
+    return middle.group_by("person_id").aggregate(contact_every_days=middle.gap.cast("float64").mean())
+
+
+def _products(ev: ir.Table, d: _Dialect) -> list[ir.Table]:
+    orders = ev.filter(ev.is_order)
+    lines = orders.select("person_id", "timestamp", item=d.products(orders.properties).unnest())
+    bought = lines.select("person_id", "timestamp", product_id=lines.item.product_id, name=lines.item["name"],
+                          category=lines.item.category, units=lines.item.quantity.fill_null(1.0))
+    views = ev.filter((ev.event == spec.PRODUCT_VIEWED) & ev.product_id.notnull())
+    # a purchased unit is worth three views when choosing favourites
+    interest = bought.select("person_id", "product_id", "category", score=bought.units * 3).union(
+        views.select("person_id", "product_id", "category", score=ibis.literal(1.0)))
+    per_product = interest.group_by(["person_id", "product_id"]).aggregate(score=interest.score.sum())
+    favourite_products = _ranked_list(per_product, "person_id", "product_id", [per_product.score.desc()], TOP_N,
+                                      "favourite_products")
+    cats = interest.filter(interest.category.notnull())
+    per_category = cats.group_by(["person_id", "category"]).aggregate(score=cats.score.sum())
+    favourite_categories = _ranked_list(per_category, "person_id", "category", [per_category.score.desc()], TOP_N,
+                                        "favourite_categories")
+    last_view = views.group_by(["person_id", "product_id"]).aggregate(viewed_at=views.timestamp.max())
+    last_buy = bought.group_by(["person_id", "product_id"]).aggregate(bought_at=bought.timestamp.max())
+    vnb = last_view.left_join(last_buy, ["person_id", "product_id"]).select(
+        "person_id", "product_id", "viewed_at", "bought_at")
+    vnb = vnb.filter(vnb.bought_at.isnull() | (vnb.bought_at < vnb.viewed_at))
+    viewed_not_bought = _ranked_list(vnb, "person_id", "product_id", [vnb.viewed_at.desc()], VIEWED_NOT_BOUGHT_N,
+                                     "viewed_not_bought")
+    return [favourite_products, favourite_categories, viewed_not_bought]
+
+
+def _promotion(ev: ir.Table) -> ir.Table:
+    promo = ev.filter(ev.promotion.isin(PROMOTION_TYPES))
+    per = promo.group_by(["person_id", "promotion"]).aggregate(
+        exposures=ibis.coalesce(promo.campaign_id, promo.message_id).nunique(where=promo.event.isin(PROMOTION_EXPOSURES)),
+        responses=promo.event.isin(PROMOTION_RESPONSES).sum().cast("int64"),
+    )
+    per = per.filter(per.responses > 0)
+    per = per.mutate(rate=per.responses.cast("float64") / ibis.greatest(per.exposures, per.responses).cast("float64"))
+    best = _first_by(per, ["person_id"], "promotion", [per.rate.desc(), per.responses.desc(), per.promotion])
+    return best.rename(responsive_promotion="promotion")
+
+
+def _custom_traits(ev: ir.Table, traits: Sequence[TraitSpec], now: datetime, d: _Dialect) -> ir.Table | None:
+    """The declared custom traits, one aggregate column each, per person."""
+    if not traits:
+        return None
+    return ev.group_by("person_id").aggregate(**{t.name: _trait_aggregate(ev, t, now, d) for t in traits})
+
+
+def _trait_aggregate(ev: ir.Table, t: TraitSpec, now: datetime, d: _Dialect) -> ir.Value:
+    mask: ir.BooleanValue = ibis.literal(True)
+    if t.events:
+        mask &= ev.event.isin(t.events)
+    if t.channels:
+        mask &= ev.channel.isin(t.channels)
+    for key, wanted in t.where:
+        mask &= d.json(ev.properties, key) == wanted
+    if t.window_days is not None:
+        mask &= ev.timestamp > ibis.literal(now - timedelta(days=t.window_days), dt.Timestamp(timezone="UTC"))
+    if t.agg == "count" and t.property is None and t.column is None:
+        return mask.cast("int64").sum()
+    value = ev[t.column] if t.column is not None else d.json(ev.properties, t.property or "")
+    if t.agg in ("sum", "avg") or (t.agg in ("min", "max") and t.property is not None):
+        value = value.cast("float64")
+    if t.agg == "count":
+        return value.count(where=mask)
+    if t.agg == "sum":
+        return value.sum(where=mask)
+    if t.agg == "avg":
+        return value.mean(where=mask)
+    if t.agg == "min":
+        return value.min(where=mask)
+    if t.agg == "max":
+        return value.max(where=mask)
+    if t.agg == "first":
+        return value.argmin(ev.timestamp, where=mask & value.notnull())
+    if t.agg == "last":
+        return value.argmax(ev.timestamp, where=mask & value.notnull())
+    return value.nunique(where=mask).cast("int64")  # distinct
+
+
+def _rfm(profiles: ir.Table) -> ir.Table:
+    """Quintile scores 1-5 among buyers (5 = most recent, most orders, most revenue); ties share a score."""
+    buyers = profiles.filter(profiles.orders > 0).select("person_id", "last_order_at", "orders", "total_revenue")
+
+    def quintile(col: ir.Column) -> ir.IntegerValue:
+        return (ibis.cume_dist().over(order_by=col) * 5).ceil().cast("int32")
+
+    scored = buyers.select("person_id", rfm_recency=quintile(buyers.last_order_at),
+                           rfm_frequency=quintile(buyers.orders), rfm_monetary=quintile(buyers.total_revenue))
+    return scored.mutate(rfm_segment=scored.rfm_recency.cast("string") + scored.rfm_frequency.cast("string")
+                         + scored.rfm_monetary.cast("string"))
+
+
+def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits: Sequence[TraitSpec] = (),
+                  engine: str = "duckdb") -> ir.Table:
+    """One row per person of `identities`, from their events up to `now`; see docs/profiles.md for the columns."""
+    d = _Dialect(engine)
+    ev = person_events(events, identities, now, d)
+    activity = _activity(ev, now, d)
+    zones = activity.select("person_id", tz=activity.timezone.fill_null("UTC"))
+    parts = [_last_touch(ev), _preferred_channel(ev), _preferred_device(ev), _best_time(ev, zones, d),
+             _contact_frequency(ev), *_products(ev, d), _promotion(ev)]
+    custom = _custom_traits(ev, traits, now, d)
+    if custom is not None:
+        parts.append(custom)
+    result = _identifiers(identities).left_join(activity, "person_id").drop("person_id_right")
+    for part in parts:
+        result = result.left_join(part, "person_id").drop("person_id_right")
+    now_lit = ibis.literal(now, dt.Timestamp(timezone="UTC"))
+    result = result.mutate(
+        primary_email=ibis.coalesce(result.latest_email, result.emails.mins()),
+        primary_phone=ibis.coalesce(result.latest_phone, result.phones.mins()),
+        primary_loyalty_card=result.loyalty_cards.mins(),
+        primary_user_id=ibis.coalesce(result.primary_user_id, result.user_ids.mins()),
+        event_count=result.event_count.fill_null(0),
+        orders=result.orders.fill_null(0),
+        online_orders=result.online_orders.fill_null(0),
+        store_orders=result.store_orders.fill_null(0),
+        online_revenue=result.online_revenue.fill_null(0.0),
+        store_revenue=result.store_revenue.fill_null(0.0),
+        total_revenue=result.total_revenue.fill_null(0.0),
+        average_order_value=ibis.cases(
+            (result.orders > 0, (result.total_revenue / result.orders).round(2)), else_=ibis.null()),
+        recency_days=((now_lit.epoch_seconds() - result.last_order_at.epoch_seconds()) // 86400).cast("int64"),
+        timezone=result.timezone.fill_null("UTC"),
+    ).drop("latest_email", "latest_phone")
+    result = result.left_join(_rfm(result), "person_id").drop("person_id_right")
+    # engines disagree on an empty aggregate list (NULL or []): a profile always says []
+    lists = {name: result[name].fill_null(ibis.literal([], result[name].type()))
+             for name, typ in result.schema().items() if typ.is_array()}
+    return result.mutate(**lists).order_by("person_id")
+
+
+BUILTIN_COLUMNS = frozenset({
+    "person_id", *(f"{k}s" for k in IDENTIFIER_KINDS), "anonymous_id_count", "identifier_count", "identifier_kinds",
+    "first_seen", "last_seen", "event_count", "channels", "first_name", "last_name", "primary_email",
+    "primary_phone", "primary_loyalty_card", "primary_user_id", "timezone", "orders", "online_orders",
+    "store_orders", "online_revenue", "store_revenue", "total_revenue", "first_order_at", "last_order_at",
+    *(f"consent_{c}" for c in CONSENT_TRAITS), "last_touch", "preferred_channel", "engagement_by_channel",
+    "preferred_device", "best_hour", "best_weekday", "contact_every_days", "favourite_products",
+    "favourite_categories", "viewed_not_bought", "responsive_promotion", "average_order_value", "recency_days",
+    "rfm_recency", "rfm_frequency", "rfm_monetary", "rfm_segment", "latest_email", "latest_phone",
+})
+
+
+# --- running a build -----------------------------------------------------------------------------
+
+def trait_specs_from_config(settings_home: str, env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """The `[[profiles.traits]]` tables of the first omniweave.toml found (same places as the settings)."""
+    env = os.environ if env is None else env
+    candidates = [Path(p) for p in filter(None, [env.get("OMNIWEAVE_CONFIG")])]
+    candidates += [Path("omniweave.toml"), Path(settings_home) / "omniweave.toml"]
+    for path in candidates:
+        if path.is_file():
+            try:
+                data = tomllib.loads(path.read_text())
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+            section = data.get("omniweave", data).get("profiles", {})
+            traits = section.get("traits", []) if isinstance(section, dict) else []
+            if not isinstance(traits, list):
+                raise ConfigError(f"{path}: [profiles] traits must be a list of tables ([[profiles.traits]])")
+            return traits
+    return []
+
+
+def to_arrow(expr: ir.Table) -> pa.Table:
+    """Run `expr` and return Arrow with every timestamp (nested ones too) as UTC, whatever the engine."""
+    table = expr.to_pyarrow()
+    return table.cast(pa.schema([f.with_type(_utc_type(f.type)) for f in table.schema]))
+
+
+def _utc_type(typ: pa.DataType) -> pa.DataType:
+    # Spark hands back naive timestamps (the session time zone is UTC); DuckDB hands back UTC ones
+    if pa.types.is_timestamp(typ):
+        return pa.timestamp("us", tz="UTC")
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        return pa.list_(_utc_type(typ.value_type))
+    if pa.types.is_struct(typ):
+        return pa.struct([typ.field(i).with_type(_utc_type(typ.field(i).type)) for i in range(typ.num_fields)])
+    return typ
+
+
+def write_dataset(runtime: Runtime, name: str, table: pa.Table) -> str:
+    """Replace the warehouse dataset `name` by `table` (one Parquet file, swapped in by a rename)."""
+    log = runtime.log
+    folder = log.dataset_path(name)
+    log.fs.makedirs(folder, exist_ok=True)
+    final = posixpath.join(folder, f"{name}.parquet")
+    temp = posixpath.join(folder, f".tmp-{uuid.uuid4().hex}")
+    with log.fs.open(temp, "wb") as fh:
+        pq.write_table(table, fh, compression="zstd")
+    stale = [p for p in log.files(name) if p.rstrip("/").rsplit("/", 1)[-1] != f"{name}.parquet"]
+    log.fs.mv(temp, final)
+    for path in stale:
+        log.fs.rm(path)
+    return log.dataset_url(name)
+
+
+def write_identities(runtime: Runtime, rows: Iterable[tuple[str, str, str]]) -> str:
+    """Write an `identities` dataset of (kind, value, person_id) rows (for tests and small imports)."""
+    kinds, values, persons = zip(*rows, strict=True) if rows else ((), (), ())
+    table = pa.table([pa.array(kinds, pa.string()), pa.array(values, pa.string()), pa.array(persons, pa.string())],
+                     schema=IDENTITIES_SCHEMA)
+    return write_dataset(runtime, "identities", table)
+
+
+def build_profiles(runtime: Runtime, engine: str = "duckdb", spark_session: Any = None, now: datetime | None = None,
+                   traits: Iterable[Mapping[str, Any] | TraitSpec] | None = None) -> ProfilesSummary:
+    """Rebuild the `profiles` dataset from `events` and `identities`, as of `now` (default: the latest event).
+
+    `traits` are custom trait declarations (see core.traits); by default the `[[profiles.traits]]` of
+    omniweave.toml. The same inputs and `now` give the same profiles, on DuckDB and on Spark.
+    """
+    specs = parse_trait_specs(trait_specs_from_config(runtime.settings.home) if traits is None else traits,
+                              reserved=BUILTIN_COLUMNS)
+    if not runtime.log.has_data("identities"):
+        raise InputError("no identities yet: run `omniweave resolve` before building profiles", field="identities")
+    warehouse = runtime.warehouse(engine, spark_session=spark_session)
+    events, identities = warehouse.table("events"), warehouse.table("identities")
+    missing = [c for c in IDENTITIES_SCHEMA.names if c not in identities.columns]
+    if missing:
+        raise InputError(f"the identities dataset lacks columns {missing}; expected {IDENTITIES_SCHEMA.names}",
+                         field="identities")
+    if now is None:
+        latest = events.timestamp.max().execute()
+        now = latest.to_pydatetime() if hasattr(latest, "to_pydatetime") else (latest or datetime.now(UTC))
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    now = now.astimezone(UTC)
+    table = to_arrow(profiles_expr(events, identities, now, specs, engine=engine))
+    path = write_dataset(runtime, "profiles", table)
+    orders = table.column("orders").to_pylist()
+    return ProfilesSummary(
+        persons=table.num_rows, events=int(sum(table.column("event_count").to_pylist())),
+        buyers=sum(1 for o in orders if o), now=now, engine=engine, path=path, traits=tuple(s.name for s in specs),
+    )

@@ -1,0 +1,245 @@
+"""Profiles: a small hand-made world with known answers, custom traits, and DuckDB == Spark."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from omniweave.adapters.eventlog import events_to_table
+from omniweave.core import spec
+from omniweave.core.events import normalize_event
+from omniweave.core.traits import parse_trait_specs
+from omniweave.errors import InputError
+from omniweave.service.profiles import build_profiles, profiles_expr, to_arrow, write_identities
+from omniweave.service.query import run_query
+
+NOW = datetime(2026, 6, 30, tzinfo=UTC)
+NEW_YORK = {"timezone": "America/New_York", "library": {"name": "analytics.js", "version": "1"},
+            "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Safari/605.1.15"}
+PHONE_APP = {"library": {"name": "analytics-android", "version": "4"}, "device": {"type": "android"}}
+
+IDENTITIES = [
+    ("user_id", "u1", "P1"), ("anonymous_id", "a1", "P1"), ("anonymous_id", "offline:till:T1", "P1"),
+    ("email", "alice@example.com", "P1"), ("loyalty_card", "L1", "P1"),
+    ("user_id", "u2", "P2"), ("anonymous_id", "a2", "P2"), ("email", "bob@example.com", "P2"),
+    ("phone", "+447700900001", "P2"),
+    ("loyalty_card", "L3", "P3"), ("anonymous_id", "offline:till:T2", "P3"),
+    ("anonymous_id", "offline:till:T3", "P3"), ("anonymous_id", "offline:till:T4", "P3"),
+    ("anonymous_id", "offline:till:T5", "P3"),
+    ("anonymous_id", "a4", "P4"),
+]
+
+TRAITS: list[dict[str, Any]] = [
+    {"name": "store_orders_30d", "agg": "count", "event": spec.ORDER_COMPLETED, "channel": "store", "window_days": 30},
+    {"name": "revenue_60d", "agg": "sum", "property": "revenue", "event": spec.ORDER_COMPLETED, "window_days": 60},
+    {"name": "last_viewed_category", "agg": "last", "property": "category", "event": spec.PRODUCT_VIEWED},
+    {"name": "first_order_channel", "agg": "first", "column": "channel", "event": spec.ORDER_COMPLETED},
+    {"name": "order_channels", "agg": "distinct", "column": "channel", "event": [spec.ORDER_COMPLETED]},
+    {"name": "discount_clicks", "agg": "count", "event": spec.MESSAGE_LINK_CLICKED, "where": {"promotion": "discount"}},
+    {"name": "biggest_order", "agg": "max", "property": "revenue", "event": spec.ORDER_COMPLETED},
+]
+
+
+def _event(n: int, at: str, *, type: str = "track", event: str | None = None, user: str | None = None,
+           anon: str | None = None, context: dict[str, Any] | None = None, traits: dict[str, Any] | None = None,
+           **properties: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = {"type": type, "messageId": f"m{n:03d}", "timestamp": at, "context": context or {},
+                           "properties": properties}
+    if event:
+        raw["event"] = event
+    if user:
+        raw["userId"] = user
+    if anon:
+        raw["anonymousId"] = anon
+    if traits:
+        raw["traits"] = traits
+    return normalize_event(raw, received_at=datetime(2026, 6, 30, tzinfo=UTC))
+
+
+def _order(n: int, at: str, revenue: float, channel: str, products: list[tuple[str, str, int]], **ids: Any) -> dict[str, Any]:
+    items = [{"product_id": p, "category": c, "quantity": q, "price": 1.0} for p, c, q in products]
+    return _event(n, at, event=spec.ORDER_COMPLETED, revenue=revenue, channel=channel, products=items,
+                  order_id=f"o{n}", **ids)
+
+
+def world_events() -> list[dict[str, Any]]:
+    viewed = spec.PRODUCT_VIEWED
+    events = [
+        # Alice (P1): web in New York, one web order, one till receipt, consent changes
+        _event(1, "2026-05-01T12:00:00Z", type="identify", user="u1",
+               traits={"first_name": "Alice", "email": "alice@example.com", "email_opt_in": True, "sms_opt_in": False}),
+        _event(2, "2026-06-01T14:00:00Z", event=viewed, anon="a1", context=NEW_YORK, product_id="SKU-1", category="shoes"),
+        _event(3, "2026-06-02T13:00:00Z", event=viewed, anon="a1", context=NEW_YORK, product_id="SKU-2", category="shoes"),
+        _order(4, "2026-06-02T14:00:00Z", 100.0, "web", [("SKU-2", "shoes", 1)], user="u1", anon="a1", context=NEW_YORK),
+        _event(5, "2026-06-03T02:30:00Z", event=viewed, user="u1", context=NEW_YORK, product_id="SKU-5", category="bags"),
+        _event(6, "2026-06-10T09:00:00Z", event=spec.UNSUBSCRIBED, user="u1"),
+        _order(7, "2026-06-20T15:00:00Z", 50.0, "store", [("SKU-3", "bags", 2)], anon="offline:till:T1"),
+        _event(8, "2026-06-25T14:00:00Z", event=viewed, user="u1", context=NEW_YORK, product_id="SKU-4", category="hats"),
+        # an event after `now` is not part of the profile
+        _event(9, "2026-07-05T14:00:00Z", event=viewed, user="u1", context=NEW_YORK, product_id="SKU-9", category="hats"),
+    ]
+    # Bob (P2): lots of e-mail volume, but he answers SMS; one app order long ago
+    n = 20
+    for i in range(12):
+        events.append(_event(n, f"2026-06-{i + 1:02d}T08:00:00Z", event=spec.EMAIL_SENT, user="u2"))
+        events.append(_event(n + 1, f"2026-06-{i + 1:02d}T08:00:01Z", event=spec.EMAIL_DELIVERED, user="u2"))
+        n += 2
+    events.append(_event(n, "2026-06-05T08:30:00Z", event=spec.EMAIL_OPENED, user="u2"))
+    for i, campaign in enumerate(["c1", "c2", "c3"]):
+        events.append(_event(n + 1 + i, f"2026-06-1{i}T08:00:00Z", event=spec.MESSAGE_SENT, user="u2", channel="sms",
+                             promotion="discount", campaign_id=campaign))
+    for i, campaign in enumerate(["c1", "c2"]):
+        events.append(_event(n + 4 + i, f"2026-06-1{i}T08:10:00Z", event=spec.MESSAGE_LINK_CLICKED, user="u2",
+                             channel="sms", promotion="discount", campaign_id=campaign))
+    events.append(_event(n + 6, "2026-06-12T08:00:00Z", event=spec.PUSH_NOTIFICATION_RECEIVED, user="u2",
+                         promotion="coupon", campaign_id="p1"))
+    events.append(_order(n + 7, "2026-04-01T08:00:00Z", 30.0, "app", [("SKU-7", "toys", 1)], user="u2", anon="a2",
+                         context=PHONE_APP))
+    # Carol (P3): store only, four receipts (one outside the 30-day window)
+    for i, (tx, at) in enumerate([("T2", "2026-05-01T10:00:00Z"), ("T3", "2026-06-10T10:00:00Z"),
+                                  ("T4", "2026-06-20T10:00:00Z"), ("T5", "2026-06-28T10:00:00Z")]):
+        events.append(_order(100 + i, at, 20.0, "store", [("SKU-8", "food", 1)], anon=f"offline:till:{tx}"))
+    # Dave (P4): one page view, nothing else
+    events.append(_event(200, "2026-06-15T19:00:00Z", type="page", anon="a4", context=NEW_YORK))
+    return events
+
+
+def seed(runtime) -> None:
+    runtime.log.append("events", events_to_table(world_events(), "test"), "world")
+    write_identities(runtime, IDENTITIES)
+
+
+def profiles_by_person(runtime) -> dict[str, dict[str, Any]]:
+    rows = runtime.warehouse().sql("select * from profiles").to_pylist()
+    return {row["person_id"]: row for row in rows}
+
+
+def test_profiles_of_a_small_world(runtime):
+    seed(runtime)
+    summary = build_profiles(runtime, now=NOW, traits=TRAITS)
+    assert (summary.persons, summary.buyers) == (4, 3)
+    p = profiles_by_person(runtime)
+    alice, bob, carol, dave = p["P1"], p["P2"], p["P3"], p["P4"]
+
+    # identifiers by kind
+    assert alice["emails"] == ["alice@example.com"] and alice["loyalty_cards"] == ["L1"]
+    assert alice["user_ids"] == ["u1"] and alice["anonymous_id_count"] == 2 and alice["phones"] == []
+    assert alice["primary_email"] == "alice@example.com" and bob["primary_phone"] == "+447700900001"
+    assert alice["first_name"] == "Alice"
+
+    # first/last seen (events after `now` ignored), channels, last touch per channel
+    assert alice["first_seen"] == datetime(2026, 5, 1, 12, tzinfo=UTC)
+    assert alice["last_seen"] == datetime(2026, 6, 25, 14, tzinfo=UTC)
+    assert alice["channels"] == ["email", "other", "store", "web"]
+    touch = {t["channel"]: t["last_at"] for t in alice["last_touch"]}
+    assert touch["store"] == datetime(2026, 6, 20, 15, tzinfo=UTC) and touch["web"] == datetime(2026, 6, 25, 14, tzinfo=UTC)
+
+    # revenue online vs store, orders, AOV
+    assert (alice["online_revenue"], alice["store_revenue"], alice["total_revenue"]) == (100.0, 50.0, 150.0)
+    assert (alice["orders"], alice["online_orders"], alice["store_orders"]) == (2, 1, 1)
+    assert alice["average_order_value"] == 75.0
+    assert (carol["online_revenue"], carol["store_revenue"], carol["orders"]) == (0.0, 80.0, 4)
+    assert (dave["orders"], dave["total_revenue"], dave["average_order_value"]) == (0, 0.0, None)
+
+    # RFM among the three buyers: cume_dist quintiles (Bob lowest everywhere)
+    assert [bob["rfm_recency"], alice["rfm_recency"], carol["rfm_recency"]] == [2, 4, 5]
+    assert [bob["rfm_frequency"], alice["rfm_frequency"], carol["rfm_frequency"]] == [2, 4, 5]
+    assert [bob["rfm_monetary"], carol["rfm_monetary"], alice["rfm_monetary"]] == [2, 4, 5]
+    assert alice["rfm_segment"] == "445" and dave["rfm_segment"] is None
+    assert carol["recency_days"] == 1 and bob["recency_days"] == 89
+
+    # preferred channel by engagement: Bob gets 24 e-mails but clicks SMS
+    assert bob["preferred_channel"] == "sms"
+    assert {e["channel"]: e["score"] for e in bob["engagement_by_channel"]} == {"email": 1, "sms": 6, "app": 5}
+    assert alice["preferred_channel"] == "web"  # 3 visit days x 2 + 1 order x 5 vs store 5
+
+    # best hour and weekday in the person's time zone (New York), UTC for Bob
+    assert (alice["timezone"], alice["best_hour"], alice["best_weekday"]) == ("America/New_York", 10, "Tuesday")
+    assert (bob["timezone"], bob["best_hour"]) == ("UTC", 8)
+    assert alice["preferred_device"] == "desktop" and bob["preferred_device"] == "mobile"
+    # engagement days 1, 2, 3, 20, 25 June: gaps 1, 1, 17, 5 -> median 3
+    assert alice["contact_every_days"] == 3.0
+
+    # products: favourites weigh purchases; viewed but not bought, most recent first
+    assert alice["favourite_products"][:2] == ["SKU-3", "SKU-2"]
+    assert alice["favourite_categories"] == ["bags", "shoes", "hats"]
+    assert alice["viewed_not_bought"] == ["SKU-4", "SKU-5", "SKU-1"]
+    assert bob["responsive_promotion"] == "discount" and carol["responsive_promotion"] is None
+
+    # consent: the latest word per channel (an unsubscribe after the opt-in wins)
+    assert (alice["consent_email"], alice["consent_sms"], alice["consent_push"]) == (False, False, None)
+
+    # custom traits: window, filter, first/last/distinct/max
+    assert [alice["store_orders_30d"], carol["store_orders_30d"], dave["store_orders_30d"]] == [1, 3, 0]
+    assert (alice["revenue_60d"], bob["revenue_60d"]) == (150.0, None)
+    assert alice["last_viewed_category"] == "hats"
+    assert (alice["first_order_channel"], alice["order_channels"]) == ("web", 2)
+    assert bob["discount_clicks"] == 2 and alice["discount_clicks"] == 0
+    assert carol["biggest_order"] == 20.0
+
+
+def test_profiles_table_is_queryable_and_rebuilt_in_place(runtime):
+    seed(runtime)
+    build_profiles(runtime, now=NOW, traits=[])
+    build_profiles(runtime, now=NOW, traits=[])
+    assert len(runtime.log.files("profiles")) == 1
+    result = run_query(runtime.settings, "select person_id, total_revenue from profiles order by person_id")
+    assert result.column("total_revenue").to_pylist() == [150.0, 30.0, 80.0, 0.0]
+
+
+def test_building_without_identities_says_what_to_run(runtime):
+    runtime.log.append("events", events_to_table(world_events(), "test"), "world")
+    with pytest.raises(InputError, match="omniweave resolve"):
+        build_profiles(runtime, now=NOW, traits=[])
+
+
+def test_traits_come_from_the_config_file(runtime):
+    seed(runtime)
+    (runtime.settings.home_path / "omniweave.toml").write_text(
+        '[profiles]\n[[profiles.traits]]\nname = "views"\nagg = "count"\nevent = "Product Viewed"\n')
+    summary = build_profiles(runtime, now=NOW)
+    assert summary.traits == ("views",)
+    assert profiles_by_person(runtime)["P1"]["views"] == 4
+
+
+@pytest.mark.parametrize(("trait", "field", "words"), [
+    ({"name": "x", "agg": "median", "property": "revenue"}, "agg", "agg must be one of"),
+    ({"name": "Bad Name", "agg": "count"}, "name", "lower_snake_case"),
+    ({"name": "rev", "agg": "sum"}, "property", "needs a property"),
+    ({"name": "rev", "agg": "sum", "property": "revenue", "column": "channel"}, "property", "not both"),
+    ({"name": "rev", "agg": "max", "column": "nope"}, "column", "unknown events column"),
+    ({"name": "rev", "agg": "count", "window_days": -3}, "window_days", "positive number"),
+    ({"name": "rev", "agg": "count", "window_days": "7"}, "window_days", "positive number"),
+    ({"name": "rev", "agg": "count", "event": []}, "event", "non-empty list"),
+    ({"name": "rev", "agg": "count", "where": {"a b": 1}}, "where", "where key"),
+    ({"name": "rev", "agg": "count", "filter": "x"}, "filter", "unknown field"),
+    ({"name": "orders", "agg": "count"}, "name", "already a profile column"),
+])
+def test_bad_trait_specs_name_the_trait_and_the_field(runtime, trait, field, words):
+    with pytest.raises(InputError, match=words) as info:
+        build_profiles(runtime, now=NOW, traits=[trait])
+    assert info.value.field == field
+    assert repr(trait["name"]) in str(info.value) and f"field {field!r}" in str(info.value)
+
+
+def test_duplicate_trait_names_are_rejected():
+    with pytest.raises(InputError, match="'twice'"):
+        parse_trait_specs([{"name": "twice", "agg": "count"}, {"name": "twice", "agg": "count"}])
+
+
+@pytest.mark.spark
+def test_duckdb_and_spark_build_identical_profiles(runtime, spark_session):
+    seed(runtime)
+    specs = parse_trait_specs(TRAITS)
+    duck = runtime.warehouse("duckdb")
+    spark = runtime.warehouse("spark", spark_session=spark_session)
+    on_duckdb = to_arrow(profiles_expr(duck.table("events"), duck.table("identities"), NOW, specs, "duckdb"))
+    on_spark = to_arrow(profiles_expr(spark.table("events"), spark.table("identities"), NOW, specs, "spark"))
+    assert on_duckdb.schema == on_spark.schema
+    assert on_duckdb.num_rows == 4
+    for name in on_duckdb.column_names:
+        assert on_duckdb.column(name).to_pylist() == on_spark.column(name).to_pylist(), name
+    summary = build_profiles(runtime, engine="spark", spark_session=spark_session, now=NOW, traits=TRAITS)
+    assert summary.persons == 4 and profiles_by_person(runtime)["P1"]["total_revenue"] == 150.0
