@@ -123,6 +123,9 @@ def run_demo(settings: Settings, customers: int = 2000, days: int = 60, seed: in
         _resolve(runtime, folder, result, console)
         timings["resolve"] = time.perf_counter() - started
         started = time.perf_counter()
+        _profiles(runtime, console)
+        timings["profiles"] = time.perf_counter() - started
+        started = time.perf_counter()
         result.summary = summarize(runtime)
         timings["summary"] = time.perf_counter() - started
     finally:
@@ -330,6 +333,16 @@ def _import_offline(runtime: Runtime, folder: Path, result: DemoResult, console:
         if console:
             console.print(f"  {summary.describe()}")
     result.timings["import_offline"] = time.perf_counter() - started
+
+
+def _profiles(runtime: Runtime, console: Console | None) -> None:
+    """Rebuild the unified profiles from the log and the identities just resolved."""
+    from omniweave.service.profiles import build_profiles
+
+    summary = build_profiles(runtime)
+    if console is not None:
+        console.print(f"profiles: {summary.persons:,} persons, {summary.buyers:,} of them buyers, "
+                      f"from {summary.events:,} events")
 
 
 def _resolve(runtime: Runtime, folder: Path, result: DemoResult, console: Console | None) -> None:

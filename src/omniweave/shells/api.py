@@ -190,13 +190,69 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
                             status_code=503, media_type="application/json")
         return Response(orjson.dumps(body), media_type="application/json")
 
+    async def profile_by_id(request: Request) -> Response:
+        """GET /v1/profiles/{ref}: a person's profile and timeline, by person id or identifier."""
+        return await _profile_response(request, runtime, request.path_params["ref"])
+
+    async def profile_by_identifier(request: Request) -> Response:
+        """GET /v1/profiles?identifier=kind:value."""
+        ref = request.query_params.get("identifier")
+        if not ref:
+            return _json_error(400, "identifier", "expected ?identifier=kind:value (e.g. email:ann@example.com)")
+        return await _profile_response(request, runtime, ref)
+
     app = FastAPI(title="omniweave", version="0.1.0", lifespan=lifespan)
-    app.router.routes[:0] = [Route("/health", health, methods=["GET"]), *collector.routes()]
+    app.router.routes[:0] = [Route("/health", health, methods=["GET"]),
+                             Route("/v1/profiles", profile_by_identifier, methods=["GET"]),
+                             Route("/v1/profiles/{ref:path}", profile_by_id, methods=["GET"]),
+                             *collector.routes()]
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.collector = collector
     app.state.loader = loader
     return app
+
+
+def _json_error(status: int, field: str | None, reason: str) -> Response:
+    body = {"success": False, "errors": [{"index": None, "field": field, "reason": reason}], "message": reason}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def _secret_key(request: Request) -> str | None:
+    """The secret key from `Authorization: Bearer <key>` or Basic with the key as user name."""
+    from omniweave.adapters.collector.body import key_from_authorization
+    from omniweave.errors import AuthError
+
+    try:
+        return key_from_authorization(request.headers.get("authorization"))
+    except AuthError:
+        return None
+
+
+async def _profile_response(request: Request, runtime: Runtime, ref: str) -> Response:
+    """The REST API's read of one person: needs a secret key (`omniweave keys secret`), not a write key."""
+    from omniweave.errors import InputError
+    from omniweave.service.lookup import find_person, person_view, view_as_dict
+
+    key = _secret_key(request)
+    if key is None or not await run_in_threadpool(runtime.store.is_secret_key, key):
+        return _json_error(401, "Authorization", "a secret key is required (Bearer, or Basic with the key as user name); "
+                                                 "create one with `omniweave keys secret`")
+    limit = request.query_params.get("limit", "50")
+    if not limit.isdigit() or not 0 < int(limit) <= 1000:
+        return _json_error(400, "limit", f"expected a whole number from 1 to 1000, got {limit!r}")
+
+    def lookup() -> dict[str, Any] | None:
+        found = find_person(runtime, ref)
+        return None if found is None else view_as_dict(person_view(runtime, found[0], found[1], limit=int(limit)))
+
+    try:
+        body = await run_in_threadpool(lookup)
+    except InputError as exc:
+        return _json_error(400, exc.field or "identifier", str(exc))
+    if body is None:
+        return _json_error(404, "identifier", f"nobody has the identifier or person id {ref!r}")
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 def serve(settings: Settings) -> None:

@@ -17,6 +17,10 @@ from omniweave.settings import Settings, load_settings
 app = typer.Typer(help="omniweave: omnichannel marketing platform.", no_args_is_help=True, add_completion=False)
 keys_app = typer.Typer(help="Sources and their keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+profiles_app = typer.Typer(help="Unified profiles: one row per person.", no_args_is_help=True)
+app.add_typer(profiles_app, name="profiles")
+profile_app = typer.Typer(help="One person's profile.", no_args_is_help=True)
+app.add_typer(profile_app, name="profile")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -156,6 +160,72 @@ def resolve(ctx: typer.Context) -> None:
             console.print(evaluate_against_ground_truth(rt, demo_folder).describe())
     finally:
         rt.close()
+
+
+@profiles_app.command("build")
+def profiles_build(
+    ctx: typer.Context,
+    engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
+) -> None:
+    """Rebuild the `profiles` table from the event log and the resolved identities."""
+    from omniweave.service.profiles import build_profiles
+    from omniweave.service.runtime import Runtime
+
+    rt = Runtime(_settings(ctx))
+    try:
+        with console.status("building profiles"):
+            summary = build_profiles(rt, engine=engine)
+        console.print(f"{summary.persons:,} profiles ({summary.buyers:,} buyers) from {summary.events:,} events "
+                      f"as of {summary.now:%Y-%m-%d %H:%M} UTC, on {summary.engine}")
+    finally:
+        rt.close()
+
+
+@profile_app.command("show")
+def profile_show(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="A person id or any identifier: email:ann@example.com, a phone, a card...")],
+    limit: Annotated[int, typer.Option(help="How many of the latest events to show.")] = 20,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
+) -> None:
+    """Print a person's profile and cross-channel timeline."""
+    import orjson
+    from rich.table import Table
+
+    from omniweave.errors import InputError
+    from omniweave.service.lookup import find_person, jsonable, person_view, view_as_dict
+    from omniweave.service.runtime import Runtime
+
+    rt = Runtime(_settings(ctx))
+    try:
+        try:
+            found = find_person(rt, ref)
+        except InputError as exc:
+            err_console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+        if found is None:
+            err_console.print(f"[red]nobody has the identifier {ref!r}[/red]")
+            raise typer.Exit(1)
+        view = person_view(rt, found[0], found[1], limit=limit)
+    finally:
+        rt.close()
+    if format is OutputFormat.json:
+        console.out(orjson.dumps(view_as_dict(view), option=orjson.OPT_INDENT_2).decode())
+        return
+    console.print(f"[bold]{view.person_id}[/bold] (found by {view.found_by})")
+    if view.profile is None:
+        console.print("no profile row yet: run `omniweave profiles build`")
+    else:
+        fields = Table("trait", "value", title="profile")
+        for key, value in view.profile.items():
+            if value not in (None, [], {}, ""):
+                fields.add_row(key, str(jsonable(value))[:120])
+        console.print(fields)
+    timeline = Table("when", "channel", "type", "event", "source", title=f"latest {len(view.timeline)} events")
+    for event in view.timeline:
+        timeline.add_row(str(jsonable(event["timestamp"])), event["channel"] or "", event["type"] or "",
+                         event["event"] or "", event["source"] or "")
+    console.print(timeline)
 
 
 @app.command()
