@@ -21,6 +21,8 @@ profiles_app = typer.Typer(help="Unified profiles: one row per person.", no_args
 app.add_typer(profiles_app, name="profiles")
 profile_app = typer.Typer(help="One person's profile.", no_args_is_help=True)
 app.add_typer(profile_app, name="profile")
+identity_app = typer.Typer(help="Look into and correct the identity graph.", no_args_is_help=True)
+app.add_typer(identity_app, name="identity")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -226,6 +228,75 @@ def profile_show(
         timeline.add_row(str(jsonable(event["timestamp"])), event["channel"] or "", event["type"] or "",
                          event["event"] or "", event["source"] or "")
     console.print(timeline)
+
+
+def _ident(ident: tuple[str, str]) -> str:
+    return f"{ident[0]}:{ident[1]}"
+
+
+@identity_app.command("explain")
+def identity_explain(
+    ctx: typer.Context,
+    identifier: Annotated[str, typer.Argument(help="kind:value, e.g. email:ann@example.com.")],
+    other: Annotated[str | None, typer.Argument(help="A second kind:value: show the chain of links between them.")] = None,
+) -> None:
+    """Why identifiers are one person: the chain between two, or one identifier's person and its merges."""
+    from omniweave.service.identity_ops import explain_identifier, explain_link
+    from omniweave.service.runtime import Runtime
+
+    rt = Runtime(_settings(ctx))
+    try:
+        if other is not None:
+            node, chain = explain_link(rt, identifier, other)
+            if not chain:
+                console.print(f"{identifier} and {other} are the same identifier")
+                return
+            console.print(f"{len(chain)} link(s) from {identifier} to {other}:", markup=False)
+            console.print(f"  {_ident(node)}", markup=False)
+            for link in chain:
+                nxt = link.b if link.a == node else link.a
+                console.print(f"    → event {link.message_id} at {link.timestamp}, rule: {link.rule}", markup=False)
+                console.print(f"  {_ident(nxt)}", markup=False)
+                node = nxt
+            return
+        found = explain_identifier(rt, identifier)
+    finally:
+        rt.close()
+    console.print(f"[bold]{_ident(found.identifier)}[/bold] is person [bold]{found.person_id}[/bold]")
+    ids = Table("kind", "values", title="identifiers")
+    for kind, values in found.identifiers.items():
+        ids.add_row(kind, ", ".join(values))
+    console.print(ids)
+    log = Table("#", "identifier", "linked to", "event", "when", "rule", "merged", title="links that built the person")
+    for n, link in enumerate(found.links, 1):
+        log.add_row(str(n), _ident(link.a), _ident(link.b), link.message_id, link.timestamp, link.rule,
+                    f"{link.merged} → {link.survivor}" if link.merged else "")
+    console.print(log)
+
+
+@identity_app.command("split")
+def identity_split(
+    ctx: typer.Context,
+    person: Annotated[str, typer.Argument(help="The person id (an old, merged id works too).")],
+    identifier: Annotated[str, typer.Option(help="kind:value that does not belong to the person.")],
+) -> None:
+    """Undo a wrong link: the identifier leaves the person, and every later `resolve` keeps it apart."""
+    from omniweave.service.identity_ops import split_identifier
+    from omniweave.service.runtime import Runtime
+
+    rt = Runtime(_settings(ctx))
+    try:
+        outcome = split_identifier(rt, person, identifier)
+    finally:
+        rt.close()
+    split = outcome.split
+    console.print(f"split {_ident(split.identifier)} from person {split.person_id} "
+                  f"(kept apart from {_ident(split.anchor)} in every later resolve)", markup=False)
+    for title, (pid, ids) in (("kept", outcome.kept), ("split off", outcome.split_off)):
+        table = Table("kind", "values", title=f"{title}: {pid}")
+        for kind, values in ids.items():
+            table.add_row(kind, ", ".join(values))
+        console.print(table)
 
 
 @app.command()
