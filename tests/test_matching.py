@@ -1,0 +1,93 @@
+"""Probabilistic matching: a customer file with known duplicates, malformed inputs, and the
+probabilistic tier of `resolve` on a small demo world."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from omniweave.errors import InputError
+from omniweave.service.matching import match_file, match_records
+
+CUSTOMERS = """\
+id,first_name,last_name,email,phone,postcode,birth_date
+1,Jane,Smith,jane.smith@gmail.com,07700 900123,SW1A 1AA,1980-04-12
+2,jane,SMITH ,jane.smtih@gmail.com,+447700900123,SW1A1AA,1980-04-12
+3,Jane,Smith,jane.smith@gmial.com,,sw1a 1aa,
+4,John,Brown,jbrown77@yahoo.co.uk,07911 123456,M1 2XF,1975-09-30
+5,Jon,Brown,jbrown77@yahoo.co.uk,0044 7911 123456,M1 2XF,1975-09-30
+6,Priya,Patel,priya.patel@outlook.com,07800 111222,B15 2PZ,1990-01-01
+7,Priya,Patel,ppatel@hotmail.com,07800 333444,LS1 4AP,1985-06-15
+8,Aoife,Murphy,aoife.m@icloud.com,07855 444555,BT7 8RN,1988-11-11
+9,Aoife,Murphy,,07855 444555,BT78RN,1988-11-11
+10,Liam,Walsh,liam.walsh@gmail.com,07712 987654,EH3 4WX,1970-02-02
+11,Noah,Walsh,noah.walsh@gmail.com,07712 987655,EH3 4WX,2001-07-07
+12,Mei,Chen,mei.chen@live.co.uk,07744 202020,NW3 5RH,1995-03-03
+13,Tom,Hughes,tom.hughes@btinternet.com,07733 101010,E1 4HM,1960-12-12
+14,Sarah,Campbell,s.campbell@gmail.com,07722 303030,G1 1AA,1979-05-05
+15,Sara,Campbell,s.campbell@gmail.con,07722 303030,G11AA,1979-05-05
+"""
+TRUE_CLUSTERS = [{"1", "2", "3"}, {"4", "5"}, {"6"}, {"7"}, {"8", "9"}, {"10"}, {"11"}, {"12"}, {"13"},
+                 {"14", "15"}]
+
+
+def test_match_file_finds_the_duplicates_and_keeps_people_apart(tmp_path: Path) -> None:
+    source = tmp_path / "customers.csv"
+    source.write_text(CUSTOMERS, encoding="utf-8")
+    output = tmp_path / "out" / "clusters.csv"
+    summary = match_file(source, output, id_column="id")
+    with open(output, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["id"] for r in rows] == [str(i) for i in range(1, 16)]  # every input row, in order
+    found: dict[str, set[str]] = {}
+    for row in rows:
+        found.setdefault(row["cluster_id"], set()).add(row["id"])
+        assert 0.95 <= float(row["match_probability"]) <= 1.0
+    assert sorted(map(sorted, found.values())) == sorted(map(sorted, TRUE_CLUSTERS))
+    assert summary.rows == 15 and summary.clusters == 10 and summary.duplicates == 9
+    assert {r["cluster_id"] for r in rows if r["id"] in ("4", "5")} == {"4"}  # the first row's id
+
+
+def test_match_records_on_a_table_with_some_columns_and_a_stricter_threshold() -> None:
+    table = pa.table({"Surname": ["Brown", "Brown", "Green"], "FirstName": ["Ann", "Ann", "Bob"],
+                      "Email": ["ann.brown@x.com", "ann.brwon@x.com", "bob@y.com"]})
+    result = match_records(table, threshold=0.9)
+    assert result.column_names == ["Surname", "FirstName", "Email", "cluster_id", "match_probability"]
+    assert result.column("cluster_id").to_pylist()[2] == "2"
+    assert result.column("match_probability").to_pylist()[2] == 1.0
+
+
+@pytest.mark.parametrize(("content", "name", "expected"), [
+    ("", "empty.csv", "is empty"),
+    ("id,first_name\n", "header.csv", "no records"),
+    ("id,colour,size\n1,red,L\n2,blue,M\n", "nothing.csv", "no column to match on"),
+    ("id,first_name\n1,Ann\n", "people.xlsx", "expected a .csv or .parquet"),
+])
+def test_malformed_files_give_clear_errors(tmp_path: Path, content: str, name: str, expected: str) -> None:
+    source = tmp_path / name
+    source.write_text(content, encoding="utf-8")
+    with pytest.raises(InputError, match=expected) as caught:
+        match_file(source, tmp_path / "out.csv")
+    assert name in str(caught.value)
+
+
+def test_unreadable_and_missing_files_and_bad_options(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="is not a file"):
+        match_file(tmp_path / "missing.csv", tmp_path / "out.csv")
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet at all")
+    with pytest.raises(InputError, match="could not be read"):
+        match_file(broken, tmp_path / "out.csv")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("id,first_name\n1,Zo\xeb\n".encode("latin-1"))
+    with pytest.raises(InputError, match="could not be read"):
+        match_file(latin, tmp_path / "out.csv")
+    source = tmp_path / "ok.csv"
+    source.write_text(CUSTOMERS, encoding="utf-8")
+    with pytest.raises(InputError, match="no id column 'customer'"):
+        match_file(source, tmp_path / "out.csv", id_column="customer")
+    with pytest.raises(InputError, match="between 0 and 1"):
+        match_file(source, tmp_path / "out.csv", threshold=1.5)
