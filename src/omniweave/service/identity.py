@@ -40,6 +40,13 @@ from omniweave.core.identity import (
     normalize,
 )
 from omniweave.errors import InputError
+from omniweave.service.matching import (
+    DEFAULT_THRESHOLD,
+    ScoredPair,
+    find_fields,
+    prepare,
+    score_pairs,
+)
 from omniweave.service.runtime import Runtime
 
 STATE_DATASET = "identity_state"
@@ -62,6 +69,22 @@ FROM events
 """
 
 
+_PERSONAL = {"first_name": ("first_name", "firstName"), "last_name": ("last_name", "lastName"),
+             "postcode": ("postcode", "postalCode"), "birthday": ("birthday", "birth_date")}
+_PERSONAL_SQL = """
+SELECT message_id, strftime(timestamp, '%Y-%m-%dT%H:%M:%S.%fZ') AS ts, user_id, anonymous_id,
+  {traits},
+  {personal},
+  json_extract_string(context, '$.device.id') AS device_id,
+  CAST(json_extract(context, '$.externalIds') AS VARCHAR) AS external_ids,
+  NULL AS p_coupon_code, NULL AS p_coupon
+FROM events
+WHERE {any_personal}
+"""
+PROBABILISTIC_KINDS = frozenset({"user_id", "email", "phone", "loyalty_card", "customer_number"})
+"""Identifiers a probabilistic link may join: a person's durable keys, never a device or a browser."""
+
+
 @dataclass
 class ResolveSummary:
     """What one `resolve` run did."""
@@ -76,13 +99,15 @@ class ResolveSummary:
     blocked: Counter[str] = field(default_factory=Counter)  # kind → blocked values seen this run
     invalid: Counter[str] = field(default_factory=Counter)  # kind → values that are not identifiers
     recomputed: bool = False
+    probabilistic_links: int = 0  # links above the threshold offered to the graph (this run)
     seconds: float = 0.0
 
     def describe(self) -> str:
         return (f"{self.events:,} new events → {self.persons:,} persons from {self.identifiers:,} identifiers; "
                 f"{self.merges:,} merges, {self.refused:,} links refused by the rules, "
                 f"{len(self.demoted)} identifiers demoted, blocked {sum(self.blocked.values()):,}, "
-                f"invalid {sum(self.invalid.values()):,} ({self.seconds:.1f} s)")
+                f"invalid {sum(self.invalid.values()):,}, {self.probabilistic_links:,} probabilistic links "
+                f"({self.seconds:.1f} s)")
 
 
 def default_rules(runtime: Runtime) -> Rules:
@@ -209,10 +234,100 @@ def _new_events(runtime: Runtime, seen: set[str]) -> list[dict[str, Any]]:
     return [r for r in rows if r["message_id"] not in seen]
 
 
+# --- the probabilistic tier ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ProbabilisticLink:
+    """Two identifiers the model holds to be one person, with its match probability and the fields
+    that agreed."""
+
+    a: tuple[str, str]
+    b: tuple[str, str]
+    probability: float
+    explanation: str
+
+    def observation(self, timestamp: str) -> Observation:
+        """The link as an observation for the stitcher (its id names both identifiers and the reason)."""
+        first, second = sorted((self.a, self.b))
+        message = (f"probabilistic:{first[0]}:{first[1]}|{second[0]}:{second[1]} "
+                   f"match p={self.probability:.2f} ({self.explanation})")
+        return Observation(message, timestamp, (first, second))
+
+
+def _personal_sql() -> str:
+    cols, present = [], []
+    for name, keys in _PERSONAL.items():
+        sources = [f"json_extract_string({where}, '$.{key}')" for key in keys for where in ("traits",
+                                                                                              "context")]
+        sources = [src.replace("(context, '$.", "(context, '$.traits.") for src in sources]
+        cols.append(f"coalesce({', '.join(sources)}) AS {name}")
+        present.extend(f"{src} IS NOT NULL" for src in sources)
+    return ",\n  ".join(cols), " OR ".join(present)
+
+
+def identity_records(runtime: Runtime, rules: Rules) -> tuple[list[dict[str, Any]], list[Observation]]:
+    """One record per distinct (personal traits, identifiers) among events that carry a name, postcode or
+    birthday (identify calls, loyalty sign-ups, call-centre and mailing records), with its observation."""
+    if not runtime.log.has_data("events"):
+        return [], []
+    warehouse = runtime.warehouse()
+    warehouse.table("events")
+    personal, any_personal = _personal_sql()
+    sql = _PERSONAL_SQL.format(traits=_traits_sql(), personal=personal, any_personal=any_personal)
+    rows = warehouse.con.sql(sql).to_pyarrow().to_pylist()
+    extractor = _Extractor(rules, ResolveSummary())
+    records: dict[tuple[Any, ...], tuple[dict[str, Any], Observation]] = {}
+    for row in rows:
+        obs = extractor.observation(row)
+        usable = tuple(i for i in obs.identifiers if i[0] in PROBABILISTIC_KINDS)
+        if not usable:
+            continue
+        email = next((v for k, v in usable if k == "email"), None)
+        phone = next((v for k, v in usable if k == "phone"), None)
+        record = {"first_name": row["first_name"], "last_name": row["last_name"], "postcode": row["postcode"],
+                  "birth_date": row["birthday"], "email": email, "phone": phone}
+        key = (*record.values(), usable)
+        if key not in records or row["ts"] > records[key][1].key[0]:
+            records[key] = (record, Observation(obs.message_id, row["ts"], usable))
+    ordered = sorted(records.values(), key=lambda r: r[1].key)
+    return [r for r, _ in ordered], [o for _, o in ordered]
+
+
+def probabilistic_links(runtime: Runtime, threshold: float = DEFAULT_THRESHOLD,
+                        rules: Rules | None = None) -> list[ProbabilisticLink]:
+    """Links between identifiers of identity records the Fellegi–Sunter model matches at or above
+    `threshold` (see `service.matching`), each with its probability and the fields that agreed.
+
+    Each pair of matched records gives one link between their highest-priority identifiers; records
+    that already share an identifier give none (the deterministic pass has them)."""
+    rules = rules or default_rules(runtime)
+    records, observations = identity_records(runtime, rules)
+    if len(records) < 2:
+        return []
+    table = pa.Table.from_pylist(records)
+    prepared = prepare(table, find_fields(table.column_names), rules.default_region)
+    pairs: list[ScoredPair] = score_pairs(prepared, threshold)
+    links: dict[tuple[tuple[str, str], tuple[str, str]], ProbabilisticLink] = {}
+    for pair in pairs:
+        left, right = observations[pair.left].identifiers, observations[pair.right].identifiers
+        if set(left) & set(right):
+            continue
+        a = min(left, key=lambda i: (rules.priority(i[0]), i[1]))
+        b = min(right, key=lambda i: (rules.priority(i[0]), i[1]))
+        key = (min(a, b), max(a, b))
+        if key not in links or links[key].probability < pair.probability:
+            links[key] = ProbabilisticLink(key[0], key[1], pair.probability, pair.explanation())
+    return sorted(links.values(), key=lambda link: (link.a, link.b))
+
+
 # --- resolve -------------------------------------------------------------------------------------
 
-def resolve(runtime: Runtime, console: Console | None = None, rules: Rules | None = None) -> ResolveSummary:
-    """Extend the identity graph with the events not seen yet, save it, and rewrite `identities`."""
+def resolve(runtime: Runtime, console: Console | None = None, rules: Rules | None = None,
+            probabilistic: bool = True, threshold: float = DEFAULT_THRESHOLD) -> ResolveSummary:
+    """Extend the identity graph with the events not seen yet, save it, and rewrite `identities`.
+
+    With `probabilistic`, the links of `probabilistic_links` at or above `threshold` then join the
+    graph as observations of their own (subject to the same limits and splits as any other)."""
     started = time.perf_counter()
     summary = ResolveSummary()
     stitcher = load_stitcher(runtime, rules)
@@ -223,6 +338,13 @@ def resolve(runtime: Runtime, console: Console | None = None, rules: Rules | Non
     if console:
         console.print(f"resolving identities: {len(rows):,} new events")
     stitcher.add(extractor.observation(row) for row in rows)
+    if probabilistic and (rows or not any(m.startswith("probabilistic:") for m in stitcher.observations)):
+        links = probabilistic_links(runtime, threshold, stitcher.rules)
+        summary.probabilistic_links = len(links)
+        if console:
+            console.print(f"probabilistic matching: {len(links):,} links at p ≥ {threshold}")
+        stamp = stitcher.last_key[0] if stitcher.last_key else "1970-01-01T00:00:00.000000Z"
+        stitcher.add(link.observation(stamp) for link in links)
     summary.recomputed = stitcher.recomputations > recomputations
     save_stitcher(runtime, stitcher)
     write_identities(runtime, stitcher, _aliases(runtime, stitcher, extractor))

@@ -133,7 +133,7 @@ def find_fields(columns: Iterable[str]) -> dict[str, str]:
     return found
 
 
-def _prepare(table: pa.Table, fields: dict[str, str], region: str) -> pa.Table:
+def prepare(table: pa.Table, fields: dict[str, str], region: str) -> pa.Table:
     """The model's input: one row per input row with the normalised fields and `unique_id`."""
     out: dict[str, list[Any]] = {"unique_id": list(range(table.num_rows))}
     if "first_name" in fields:
@@ -214,7 +214,7 @@ class ScoredPair:
 
 
 def score_pairs(prepared: pa.Table, threshold: float, seed: int = 42) -> list[ScoredPair]:
-    """Train the model on `prepared` (see `_prepare`) and return the pairs at or above `threshold`."""
+    """Train the model on `prepared` (see `prepare`) and return the pairs at or above `threshold`."""
     import duckdb
     from splink import DuckDBAPI, Linker, SettingsCreator
 
@@ -309,7 +309,7 @@ def match_records(table: pa.Table | str | Path, threshold: float = DEFAULT_THRES
     if id_column is not None and id_column not in table.column_names:
         raise InputError(f"{source} has no id column {id_column!r} (columns: {', '.join(table.column_names)})",
                          field=id_column)
-    prepared = _prepare(table, fields, default_region)
+    prepared = prepare(table, fields, default_region)
     pairs = score_pairs(prepared, threshold, seed=seed)
     roots, best = clusters(table.num_rows, pairs)
     ids = table.column(id_column).to_pylist() if id_column else list(range(table.num_rows))
