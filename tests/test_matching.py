@@ -91,3 +91,50 @@ def test_unreadable_and_missing_files_and_bad_options(tmp_path: Path) -> None:
         match_file(source, tmp_path / "out.csv", id_column="customer")
     with pytest.raises(InputError, match="between 0 and 1"):
         match_file(source, tmp_path / "out.csv", threshold=1.5)
+
+
+# --- the probabilistic tier of resolve ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from omniweave.demo.runner import run_demo
+    from omniweave.settings import Settings
+
+    home = tmp_path_factory.mktemp("matching")
+    run_demo(Settings(home=str(home)), customers=150, days=10, seed=5, console=None, bulk=True)
+    return home
+
+
+def _fresh_resolve(home: Path, probabilistic: bool):  # type: ignore[no-untyped-def]
+    import shutil
+
+    from omniweave.service.identity import evaluate_against_ground_truth, resolve
+    from omniweave.service.runtime import Runtime
+    from omniweave.settings import Settings
+
+    for name in ("identity_state", "identities"):
+        shutil.rmtree(home / "warehouse" / name, ignore_errors=True)
+    runtime = Runtime(Settings(home=str(home)))
+    summary = resolve(runtime, probabilistic=probabilistic)
+    return runtime, summary, evaluate_against_ground_truth(runtime, home / "demo")
+
+
+def test_probabilistic_links_raise_recall_without_losing_precision(demo_home: Path) -> None:
+    from omniweave.service.identity import load_stitcher, probabilistic_links
+
+    _, plain, before = _fresh_resolve(demo_home, probabilistic=False)
+    assert plain.probabilistic_links == 0
+    runtime, summary, after = _fresh_resolve(demo_home, probabilistic=True)
+    assert summary.probabilistic_links > 0
+    assert after.precision >= 0.995
+    assert after.recall > before.recall
+    links = probabilistic_links(runtime, threshold=0.95)
+    assert links and all(link.probability >= 0.95 and link.explanation for link in links)
+    stitcher = load_stitcher(runtime)
+    reasons = [link.message_id for link in stitcher.merge_log() if link.message_id.startswith("probabilistic:")]
+    assert reasons and all("match p=" in reason for reason in reasons)
+    # a second run with nothing new does not match again and changes nothing
+    from omniweave.service.identity import resolve
+
+    again = resolve(runtime)
+    assert again.events == 0 and again.probabilistic_links == 0 and again.persons == summary.persons
