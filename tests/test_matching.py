@@ -138,3 +138,28 @@ def test_probabilistic_links_raise_recall_without_losing_precision(demo_home: Pa
 
     again = resolve(runtime)
     assert again.events == 0 and again.probabilistic_links == 0 and again.persons == summary.persons
+
+
+def test_omniweave_match_on_the_command_line(tmp_path) -> None:
+    import csv
+    import subprocess
+
+    from tests.conftest import omniweave_cmd
+
+    source = tmp_path / "crm.csv"
+    source.write_text(
+        "id,first_name,last_name,email,phone,postcode,birthday\n"
+        "1,Ann,Smith,ann.smith@example.com,07700 900123,SW1A 1AA,1980-02-03\n"
+        "2,Anne,Smith,ann.smith@example.com,+44 7700 900123,SW1A1AA,1980-02-03\n"
+        "3,Bob,Jones,bob@example.org,07700 900999,M1 1AE,1975-05-06\n"
+        "4,Carol,White,carol.white@example.net,07700 900555,LS1 4AP,1990-09-09\n", encoding="utf-8")
+    output = tmp_path / "clusters.csv"
+    done = subprocess.run(omniweave_cmd("match", str(source), "--output", str(output), "--id-column", "id"),
+                          capture_output=True, text=True, check=True)
+    assert "4 rows → 3 clusters" in done.stdout
+    rows = {r["id"]: r for r in csv.DictReader(output.open(encoding="utf-8"))}
+    assert rows["1"]["cluster_id"] == rows["2"]["cluster_id"] != rows["3"]["cluster_id"]
+    assert float(rows["1"]["match_probability"]) >= 0.95
+    missing = subprocess.run(omniweave_cmd("match", str(tmp_path / "nope.csv"), "--output", str(output)),
+                             capture_output=True, text=True, check=False)
+    assert missing.returncode != 0 and "nope.csv" in missing.stderr

@@ -300,6 +300,24 @@ def identity_split(
 
 
 @app.command()
+def match(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A customer file (CSV or Parquet): a CRM or loyalty export, say.")],
+    output: Annotated[Path, typer.Option(help="Where to write the rows with cluster_id and match_probability (CSV).")],
+    threshold: Annotated[float, typer.Option(help="Match probability above which two rows are the same person.")] = 0.95,
+    id_column: Annotated[str | None, typer.Option(help="The file's own record id column, if it has one.")] = None,
+) -> None:
+    """Find the duplicates in a customer file with a probabilistic (Fellegi-Sunter) model."""
+    from omniweave.service.matching import match_file
+
+    settings = _settings(ctx)
+    with console.status(f"matching {file.name}"):
+        summary = match_file(file, output, threshold=threshold, id_column=id_column,
+                             default_region=settings.default_region)
+    console.print(summary.describe())
+
+
+@app.command()
 def query(
     ctx: typer.Context,
     sql: Annotated[str, typer.Argument(help="SQL over the warehouse tables (events, spend).")],
