@@ -230,8 +230,12 @@ def _new_events(runtime: Runtime, seen: set[str]) -> list[dict[str, Any]]:
         return []
     warehouse = runtime.warehouse()
     warehouse.table("events")
-    rows = warehouse.con.sql(_EXTRACT_SQL.format(traits=_traits_sql())).to_pyarrow().to_pylist()
-    return [r for r in rows if r["message_id"] not in seen]
+    sql = _EXTRACT_SQL.format(traits=_traits_sql())
+    if seen:  # the anti-join runs in the engine: only new events become Python rows
+        warehouse.con.create_table("identity_seen", pa.table({"message_id": pa.array(list(seen), pa.string())}),
+                                   temp=True, overwrite=True)
+        sql += " WHERE message_id NOT IN (SELECT message_id FROM identity_seen)"
+    return warehouse.con.sql(sql).to_pyarrow().to_pylist()
 
 
 # --- the probabilistic tier ------------------------------------------------------------------------
