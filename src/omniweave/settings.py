@@ -73,6 +73,30 @@ def _coerce(name: str, raw: Any, typ: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {name} = {raw!r} is not a valid {getattr(kind, '__name__', kind)}") from exc
 
 
+def config_section(
+    env: Mapping[str, str] | None = None, config_file: str | os.PathLike[str] | None = None
+) -> tuple[Path, dict[str, Any]] | None:
+    """The first config file found (`config_file`, else $OMNIWEAVE_CONFIG, ./omniweave.toml,
+    <home>/omniweave.toml) and its `[omniweave]` table (or its top level); None if there is none."""
+    env = os.environ if env is None else env
+    if config_file:
+        candidates = [Path(config_file)]
+        if not candidates[0].is_file():
+            raise ConfigError(f"config file {config_file} does not exist")
+    else:
+        home = env.get(_ENV_PREFIX + "HOME", Settings.home)
+        candidates = [Path(p) for p in filter(None, [env.get(_ENV_PREFIX + "CONFIG")])]
+        candidates += [Path("omniweave.toml"), Path(home) / "omniweave.toml"]
+    for path in candidates:
+        if path.is_file():
+            try:
+                data = tomllib.loads(path.read_text())
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+            return path, data.get("omniweave", data)
+    return None
+
+
 def load_settings(
     env: Mapping[str, str] | None = None, config_file: str | os.PathLike[str] | None = None
 ) -> Settings:
@@ -80,32 +104,15 @@ def load_settings(
     env = os.environ if env is None else env
     known = {f.name: f for f in fields(Settings)}
     values: dict[str, Any] = {}
-
-    home = env.get(_ENV_PREFIX + "HOME", Settings.home)
-    candidates = (
-        [Path(config_file)]
-        if config_file
-        else [Path(p) for p in filter(None, [env.get(_ENV_PREFIX + "CONFIG")])]
-        + [Path("omniweave.toml"), Path(home) / "omniweave.toml"]
-    )
-    for path in candidates:
-        if path.is_file():
-            try:
-                data = tomllib.loads(path.read_text())
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-            section = data.get("omniweave", data)
-            for key, raw in section.items():
-                if isinstance(raw, dict):
-                    continue  # sections for later stages (mappings, identity rules, ...)
-                if key not in known:
-                    raise ConfigError(
-                        f"{path}: unknown setting {key!r}; valid settings: {', '.join(sorted(known))}"
-                    )
-                values[key] = _coerce(key, raw, known[key].type, str(path))
-            break
-        if config_file:
-            raise ConfigError(f"config file {path} does not exist")
+    found = config_section(env, config_file)
+    if found is not None:
+        path, section = found
+        for key, raw in section.items():
+            if isinstance(raw, dict):
+                continue  # sections for later stages (mappings, profiles.traits, identity rules, ...)
+            if key not in known:
+                raise ConfigError(f"{path}: unknown setting {key!r}; valid settings: {', '.join(sorted(known))}")
+            values[key] = _coerce(key, raw, known[key].type, str(path))
     for name, f in known.items():
         raw = env.get(_ENV_PREFIX + name.upper())
         if raw is not None:

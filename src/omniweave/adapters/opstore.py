@@ -10,6 +10,7 @@ stay at least `dedupe_hours` and until every consumer has passed them.
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import threading
 import time
 import uuid
@@ -111,7 +112,7 @@ class OpStore:
             hint = " (pip install 'omniweave[postgres]')" if "postgresql" in url else ""
             raise ConfigError(f"cannot open operational store {url!r}: {exc}{hint}") from exc
         self.dialect = self.engine.dialect.name
-        self._appender = None  # SQLite: append's own connection
+        self._appender: sqlite3.Connection | None = None  # SQLite: append's own connection
         self._appender_lock = threading.Lock()
         self._sqlite_insert: dict[int, str] = {}
         if self.dialect == "sqlite":
@@ -215,40 +216,33 @@ class OpStore:
         many small groups a second, and SQLAlchemy's bookkeeping per transaction would cost more
         than the inserts); multi-row INSERTs, so the driver runs (and releases the GIL) once per
         200 rows rather than once per row."""
-        import sqlite3
-
         size = self._SQLITE_ROWS_PER_INSERT
         with self._appender_lock:
-            return self._append_sqlite_locked(rows, size, sqlite3)
+            connection = self._sqlite_appender()
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                before = connection.total_changes
+                for start in range(0, len(rows), size):
+                    chunk = rows[start:start + size]
+                    sql = self._sqlite_insert.get(len(chunk))
+                    if sql is None:
+                        sql = self._sqlite_insert[len(chunk)] = (
+                            "INSERT INTO inbox (source_id, message_id, received_at, payload) VALUES "
+                            + ",".join(["(?,?,?,?)"] * len(chunk)) + " ON CONFLICT DO NOTHING")
+                    connection.execute(sql, tuple(value for row in chunk for value in row))
+                inserted = connection.total_changes - before
+                connection.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise TransientStoreError(f"could not commit {len(rows)} events to the inbox: {exc}") from exc
+                raise
+            return inserted
 
-    def _append_sqlite_locked(self, rows: Sequence[tuple[str, str, float, bytes]], size: int, sqlite3) -> int:  # type: ignore[no-untyped-def]
-        connection = self._sqlite_appender()
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            before = connection.total_changes
-            for start in range(0, len(rows), size):
-                chunk = rows[start:start + size]
-                sql = self._sqlite_insert.get(len(chunk))
-                if sql is None:
-                    sql = self._sqlite_insert[len(chunk)] = (
-                        "INSERT INTO inbox (source_id, message_id, received_at, payload) VALUES "
-                        + ",".join(["(?,?,?,?)"] * len(chunk)) + " ON CONFLICT DO NOTHING")
-                connection.execute(sql, tuple(value for row in chunk for value in row))
-            inserted = connection.total_changes - before
-            connection.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError):
-                raise TransientStoreError(f"could not commit {len(rows)} events to the inbox: {exc}") from exc
-            raise
-        return inserted
-
-    def _sqlite_appender(self):  # type: ignore[no-untyped-def]
+    def _sqlite_appender(self) -> sqlite3.Connection:
         """The connection `append` uses on SQLite (opened on first use; used under `_appender_lock`)."""
         if self._appender is None:
-            import sqlite3
-
             connection = sqlite3.connect(self.engine.url.database, isolation_level=None, check_same_thread=False)
             _sqlite_pragmas(connection, None)
             self._appender = connection

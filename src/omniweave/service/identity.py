@@ -183,14 +183,16 @@ class _Extractor:
 
     def observation(self, row: dict[str, Any]) -> Observation:
         found: set[tuple[str, str]] = set()
+
+        def add(kind: str, raw: Any) -> None:
+            ident = self.norm(kind, raw)
+            if ident:
+                found.add(ident)
+
         for kind in TRAIT_KINDS:
-            for col in (f"t_{kind}", f"c_{kind}"):
-                ident = self.norm(kind, row[col])
-                if ident:
-                    found.add(ident)
-        device = self.norm("device_id", row["device_id"])
-        if device:
-            found.add(device)
+            add(kind, row[f"t_{kind}"])
+            add(kind, row[f"c_{kind}"])
+        add("device_id", row["device_id"])
         if row["external_ids"]:
             try:
                 entries = orjson.loads(row["external_ids"])
@@ -202,26 +204,18 @@ class _Extractor:
                                  record=row["message_id"], field="context.externalIds")
             for entry in entries:
                 if isinstance(entry, dict) and entry.get("type") in self.rules.priorities:
-                    ident = self.norm(str(entry["type"]), entry.get("id"))
-                    if ident:
-                        found.add(ident)
+                    add(str(entry["type"]), entry.get("id"))
         if COUPON_KIND in self.rules.priorities:
-            for col in ("p_coupon_code", "p_coupon"):
-                ident = self.norm(COUPON_KIND, row[col])
-                if ident:
-                    found.add(ident)
-        anonymous = self.norm("anonymous_id", row["anonymous_id"])
-        if anonymous:
-            found.add(anonymous)
+            add(COUPON_KIND, row["p_coupon_code"])
+            add(COUPON_KIND, row["p_coupon"])
+        add("anonymous_id", row["anonymous_id"])
         user = row["user_id"]
         if user is not None and user.strip():
             number = self.norm("customer_number", user) if not is_blocked("user_id", user) else None
             if number and number in found:
                 self.aliases[user] = number[1]
             else:
-                ident = self.norm("user_id", user)
-                if ident:
-                    found.add(ident)
+                add("user_id", user)
         return Observation(row["message_id"], row["ts"], tuple(sorted(found)))
 
 

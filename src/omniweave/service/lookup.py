@@ -97,11 +97,8 @@ def _current_person(runtime: Runtime, person_id: str) -> str | None:
         return person_id
     from omniweave.service.identity import load_stitcher
 
-    try:
-        current = load_stitcher(runtime).lookup(person_id)
-    except (KeyError, ValueError):
-        return None
-    if current and current != person_id and _rows(
+    current = load_stitcher(runtime).lookup(person_id)  # follows merges; an unknown id comes back as it is
+    if current != person_id and _rows(
             runtime, f"SELECT 1 AS x FROM identities WHERE person_id = {_quote(current)} LIMIT 1"):
         return current
     return None

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import os
 import posixpath
-import tomllib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import ibis
@@ -30,6 +28,7 @@ from omniweave.core import spec
 from omniweave.core.traits import TraitSpec, parse_trait_specs
 from omniweave.errors import ConfigError, InputError
 from omniweave.service.runtime import Runtime
+from omniweave.settings import config_section
 
 IDENTITIES_SCHEMA = pa.schema([("kind", pa.string()), ("value", pa.string()), ("person_id", pa.string())])
 """The input contract of `resolve`: every identifier value and the person it belongs to."""
@@ -463,20 +462,15 @@ BUILTIN_COLUMNS = frozenset({
 def trait_specs_from_config(settings_home: str, env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """The `[[profiles.traits]]` tables of the first omniweave.toml found (same places as the settings)."""
     env = os.environ if env is None else env
-    candidates = [Path(p) for p in filter(None, [env.get("OMNIWEAVE_CONFIG")])]
-    candidates += [Path("omniweave.toml"), Path(settings_home) / "omniweave.toml"]
-    for path in candidates:
-        if path.is_file():
-            try:
-                data = tomllib.loads(path.read_text())
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-            section = data.get("omniweave", data).get("profiles", {})
-            traits = section.get("traits", []) if isinstance(section, dict) else []
-            if not isinstance(traits, list):
-                raise ConfigError(f"{path}: [profiles] traits must be a list of tables ([[profiles.traits]])")
-            return traits
-    return []
+    found = config_section({**env, "OMNIWEAVE_HOME": settings_home})
+    if found is None:
+        return []
+    path, section = found
+    profiles = section.get("profiles", {})
+    traits = profiles.get("traits", []) if isinstance(profiles, dict) else []
+    if not isinstance(traits, list):
+        raise ConfigError(f"{path}: [profiles] traits must be a list of tables ([[profiles.traits]])")
+    return traits
 
 
 def to_arrow(expr: ir.Table) -> pa.Table:
