@@ -10,12 +10,16 @@ them tens of times faster, with numpy only:
   (hook-and-compress: each round every edge hooks the larger of its two roots under the smaller,
   then pointer jumping flattens the trees; edges inside one tree are dropped; O(E log V) at worst);
 - `encode(pairs)` turns identifier pairs into integer codes for it;
-- `same_partition(x, y)` checks that two labellings group the vertices alike (for tests and benches).
+- `same_partition(x, y)` checks that two labellings group the vertices alike (for tests and benches);
+- `stitch_links(...)` is the array core of `Stitcher`'s bulk rebuild: the components, each one's
+  founding vertex (the primary identifier of its earliest observation) and whether the per-kind limits
+  could refuse a link inside it (only such components need the rule-by-rule walk).
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -78,3 +82,52 @@ def same_partition(x: npt.ArrayLike, y: npt.ArrayLike) -> bool:
     _, q = np.unique(q, return_inverse=True)
     pairs = np.unique(p.astype(np.int64) * (int(q.max()) + 1) + q)
     return bool(pairs.size == p.max() + 1 == q.max() + 1)
+
+
+NEVER = np.iinfo(np.int64).max
+"""`first` rank of a vertex that never founds anything."""
+
+
+@dataclass(frozen=True)
+class BulkStitch:
+    """What `stitch_links` found: per vertex its component label (the component's smallest vertex), per
+    label the founding vertex, and per label whether a limit could refuse a link inside it."""
+
+    labels: Labels
+    founder: Labels  # indexed by label; -1 where the index is not a label
+    dirty: npt.NDArray[np.bool_]  # indexed by label
+
+
+def stitch_links(n: int, kinds: npt.ArrayLike, first: npt.ArrayLike, a: npt.ArrayLike, b: npt.ArrayLike,
+                 limits: npt.ArrayLike) -> BulkStitch:
+    """The bulk rebuild of an identity graph, rules checked per component.
+
+    Vertices 0..n-1 are identifiers; `kinds[v]` is the kind code of vertex v, `limits[k]` the most
+    identifiers of kind k one person may have (negative: no limit). `first[v]` is the rank (canonical
+    order) of the earliest observation in which v founds a person: it is that observation's primary
+    identifier, or an identifier that joins nobody (demoted); `NEVER` otherwise. Edges link each
+    observation's primary identifier to its others.
+
+    A component in which no kind exceeds its limit never refuses a link, whatever the order, so it
+    is one person founded by the primary of its earliest observation. A component that exceeds a
+    limit is *dirty*: the caller walks its observations rule by rule.
+    """
+    kind = np.asarray(kinds, dtype=np.int64)
+    rank = np.asarray(first, dtype=np.int64)
+    limit = np.asarray(limits, dtype=np.int64)
+    if kind.shape != (n,) or rank.shape != (n,):
+        raise InputError(f"expected kinds and first of length {n}, got {kind.shape} and {rank.shape}",
+                         field="vertices")
+    if n and (kind.min() < 0 or kind.max() >= limit.size):
+        raise InputError(f"kind codes must lie in 0..{limit.size - 1}", field="kinds")
+    labels = connected_components(n, a, b)
+    best = np.full(n, NEVER, dtype=np.int64)
+    np.minimum.at(best, labels, rank)
+    founder = np.full(n, -1, dtype=np.int64)
+    is_founder = (rank == best[labels]) & (rank != NEVER)
+    founder[labels[is_founder]] = np.flatnonzero(is_founder)
+    dirty = np.zeros(n, dtype=bool)
+    for k in np.flatnonzero(limit >= 0):
+        counts = np.bincount(labels[kind == k], minlength=n)
+        dirty |= counts > limit[k]
+    return BulkStitch(labels, founder, dirty)

@@ -14,7 +14,11 @@ identifiers that occur together into persons with a union-find, honouring the ru
 The result is a function of the *set* of observations: they are processed in the canonical order
 (timestamp, message id). New observations that sort after everything seen so far are stitched
 incrementally; anything else (an older event arriving late, a newly demoted identifier, a new
-split) re-derives the graph from all observations in canonical order. Person ids are the hash of
+split) re-derives the graph from all observations in canonical order. A re-derivation of many
+observations (a first full build) runs in bulk: vectorised connected components find the persons,
+and only components in which a limit could refuse a link are walked rule by rule
+(`core.components.stitch_links`); the persons are the same, the link log records each pair's first
+event instead of the order persons met (merges are logged by the rule-by-rule walk only). Person ids are the hash of
 the identifier that founded the person; when two persons merge the earlier-founded id survives and
 the other is recorded as merged into it, so lookups by old ids keep working.
 """
@@ -28,8 +32,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import phonenumbers
 
+from omniweave.core.components import NEVER, stitch_links
 from omniweave.errors import InputError
 
 KINDS = ("user_id", "email", "phone", "loyalty_card", "customer_number", "device_id", "anonymous_id")
@@ -44,6 +50,7 @@ DEFAULT_BLOCKED = frozenset({"", "null", "none", "nil", "undefined", "anonymous"
                              "-", "test", "noemail@noemail.com", "none@none.com", "no@email.com"})
 _BLOCKED_EMAIL_LOCALS = frozenset({"test", "none", "noemail", "no-email", "noreply", "no-reply", "unknown",
                                    "anonymous", "null"})
+_ZERO_LIKE = frozenset("0 -+()")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
 
@@ -117,8 +124,7 @@ def is_blocked(kind: str, value: str, blocked: frozenset[str] = DEFAULT_BLOCKED)
     low = value.strip().lower()
     if low in blocked:
         return True
-    digits = re.sub(r"[\s\-+()]", "", low)
-    if digits and set(digits) == {"0"}:
+    if "0" in low and set(low) <= _ZERO_LIKE:
         return True
     if kind == "email" or "@" in low:
         local = low.partition("@")[0]
@@ -140,10 +146,12 @@ class Observation:
     timestamp: Any
     identifiers: tuple[Identifier, ...]
 
-    @property
-    def key(self) -> tuple[str, str]:
+    key: tuple[str, str] = field(init=False, repr=False, compare=False)
+    """(timestamp as an ISO string, message id): the canonical order."""
+
+    def __post_init__(self) -> None:
         ts = self.timestamp.isoformat() if hasattr(self.timestamp, "isoformat") else str(self.timestamp)
-        return (ts, self.message_id)
+        object.__setattr__(self, "key", (ts, self.message_id))
 
 
 @dataclass(frozen=True)
@@ -182,8 +190,12 @@ class Split:
 class Stitcher:
     """The identity graph: union-find over identifiers, persons, merge log; see the module docstring."""
 
-    def __init__(self, rules: Rules | None = None):
+    BULK_THRESHOLD = 5_000
+    """Re-derivations of at least this many observations run in bulk (see the module docstring)."""
+
+    def __init__(self, rules: Rules | None = None, bulk_threshold: int | None = None):
         self.rules = rules or Rules()
+        self.bulk_threshold = self.BULK_THRESHOLD if bulk_threshold is None else bulk_threshold
         self.observations: dict[str, Observation] = {}
         self.splits: list[Split] = []
         self.history: dict[str, Identifier] = {}  # every person id ever given → its founding identifier
@@ -227,7 +239,8 @@ class Stitcher:
             fresh.append(obs)
         fresh.sort(key=lambda o: o.key)
         demoted = self._demoted()
-        if changed or demoted != self.demoted or (fresh and self.last_key and fresh[0].key <= self.last_key):
+        if changed or demoted != self.demoted or (fresh and self.last_key and fresh[0].key <= self.last_key) \
+                or (self.last_key is None and len(fresh) >= self.bulk_threshold):
             self._recompute()
         else:
             for obs in fresh:
@@ -252,11 +265,16 @@ class Stitcher:
 
     def _usable(self, obs: Observation) -> Observation:
         ids = set()
+        priorities = self.rules.priorities
         for kind, value in obs.identifiers:
-            self.rules.check_kind(kind)
+            if kind not in priorities:
+                self.rules.check_kind(kind)
             if not is_blocked(kind, value, self.rules.blocked):
                 ids.add((kind, value))
-        return Observation(obs.message_id, obs.key[0], tuple(sorted(ids)))
+        usable = tuple(sorted(ids))
+        if usable == obs.identifiers and isinstance(obs.timestamp, str):
+            return obs
+        return Observation(obs.message_id, obs.key[0], usable)
 
     def _count(self, obs: Observation) -> None:
         watched = [i for i in obs.identifiers if i[0] in self.rules.share_limits]
@@ -280,14 +298,99 @@ class Stitcher:
         self._reset()
         self.recomputations += 1
         self.demoted = self._demoted()
-        for obs in sorted(self.observations.values(), key=lambda o: o.key):
-            self._stitch(obs)
+        ordered = sorted(self.observations.values(), key=lambda o: o.key)
+        if len(ordered) >= self.bulk_threshold:
+            self._rebuild(ordered)
+        else:
+            for obs in ordered:
+                self._stitch(obs)
         # ids given before that no longer lead anywhere point at the person holding their founder
         for pid, founder in before.items():
             if pid not in self.merged_into and self._root_of_person(pid) is None and founder in self.parent:
                 target = self.person_of(founder)
                 if target != pid:
                     self.merged_into[pid] = target
+
+    def _rebuild(self, ordered: list[Observation]) -> None:
+        """Stitch `ordered` (all observations, canonical order) into the empty graph, in bulk."""
+        codes: dict[Identifier, int] = {}
+        idents: list[Identifier] = []
+        first: list[int] = []
+        edge_a: list[int] = []
+        edge_b: list[int] = []
+        edge_obs: list[int] = []
+        priority = {k: i for i, k in enumerate(self.rules.priorities)}
+
+        def code(ident: Identifier) -> int:
+            c = codes.get(ident)
+            if c is None:
+                c = codes[ident] = len(idents)
+                idents.append(ident)
+                first.append(NEVER)
+            return c
+
+        for rank, obs in enumerate(ordered):
+            usable = []
+            for ident in obs.identifiers:
+                if ident in self.demoted:
+                    c = code(ident)
+                    if first[c] == NEVER:
+                        first[c] = rank
+                else:
+                    usable.append(ident)
+            if not usable:
+                continue
+            usable.sort(key=lambda i: (priority.get(i[0], len(priority)), i[1]))
+            p = code(usable[0])
+            if first[p] == NEVER:
+                first[p] = rank
+            for ident in usable[1:]:
+                edge_a.append(p)
+                edge_b.append(code(ident))
+                edge_obs.append(rank)
+        kinds = list(self.rules.priorities) + sorted({k for k, _ in idents} - set(self.rules.priorities))
+        kind_code = {k: i for i, k in enumerate(kinds)}
+        limits = [self.rules.limits.get(k, -1) for k in kinds]
+        n = len(idents)
+        bulk = stitch_links(n, np.fromiter((kind_code[k] for k, _ in idents), np.int64, n),
+                            np.asarray(first, dtype=np.int64), np.asarray(edge_a, dtype=np.int64),
+                            np.asarray(edge_b, dtype=np.int64), np.asarray(limits, dtype=np.int64))
+        if self._cannot:  # a split inside a component: the rules must be walked there too
+            for ident, partners in self._cannot.items():
+                if ident in codes:
+                    label = bulk.labels[codes[ident]]
+                    if any(p in codes and bulk.labels[codes[p]] == label for p in partners):
+                        bulk.dirty[label] = True
+        labels = bulk.labels.tolist()
+        dirty = bulk.dirty[bulk.labels].tolist()
+        founders = bulk.founder.tolist()
+        for c, ident in enumerate(idents):
+            if dirty[c]:
+                continue
+            root = idents[founders[labels[c]]]
+            self.parent[ident] = root
+            if ident == root:
+                self.members[root] = {}
+                self.founder[root] = (ordered[first[c]].key, root)
+                self.history.setdefault(person_id_for(root), root)
+        for c, ident in enumerate(idents):
+            if not dirty[c]:
+                self.members[self.parent[ident]].setdefault(ident[0], set()).add(ident[1])
+        seen: set[tuple[int, int]] = set()
+        for x, y, rank in zip(edge_a, edge_b, edge_obs, strict=True):
+            if dirty[x] or (x, y) in seen:
+                continue
+            seen.add((x, y))
+            obs = ordered[rank]
+            self.links.append(Link(idents[x], idents[y], obs.message_id, obs.key[0], "same event",
+                                   survivor=person_id_for(self.parent[idents[x]])))
+        self.last_key = ordered[-1].key if ordered else None
+        walk = sorted({rank for x, rank in zip(edge_a, edge_obs, strict=True) if dirty[x]}
+                      | {first[c] for c in range(n) if dirty[c] and first[c] != NEVER})
+        for rank in walk:
+            self._stitch(ordered[rank])
+        if ordered:
+            self.last_key = ordered[-1].key
 
     # --- the union-find ----------------------------------------------------------------------------
 
