@@ -515,17 +515,21 @@ def write_identities(runtime: Runtime, rows: Iterable[tuple[str, str, str]]) -> 
 
 
 def build_profiles(runtime: Runtime, engine: str = "duckdb", spark_session: Any = None, now: datetime | None = None,
-                   traits: Iterable[Mapping[str, Any] | TraitSpec] | None = None) -> ProfilesSummary:
+                   traits: Iterable[Mapping[str, Any] | TraitSpec] | None = None,
+                   threads: int | None = None) -> ProfilesSummary:
     """Rebuild the `profiles` dataset from `events` and `identities`, as of `now` (default: the latest event).
 
     `traits` are custom trait declarations (see core.traits); by default the `[[profiles.traits]]` of
     omniweave.toml. The same inputs and `now` give the same profiles, on DuckDB and on Spark.
+    `threads` caps DuckDB's worker threads (default: one per core); Spark has its own settings.
     """
     specs = parse_trait_specs(trait_specs_from_config(runtime.settings.home) if traits is None else traits,
                               reserved=BUILTIN_COLUMNS)
     if not runtime.log.has_data("identities"):
         raise InputError("no identities yet: run `omniweave resolve` before building profiles", field="identities")
     warehouse = runtime.warehouse(engine, spark_session=spark_session)
+    if threads is not None and engine == "duckdb":
+        warehouse.con.raw_sql(f"SET threads = {int(threads)}")
     events, identities = warehouse.table("events"), warehouse.table("identities")
     missing = [c for c in IDENTITIES_SCHEMA.names if c not in identities.columns]
     if missing:
