@@ -47,11 +47,17 @@ NAME_COLUMNS = {
     "birth_date": ("birth_date", "birthday", "birthdate", "date_of_birth", "dob"),
     "email": ("email", "e_mail", "email_address"),
     "phone": ("phone", "phone_number", "mobile", "telephone"),
+    "national_id": ("national_id", "soc_sec_id", "ssn", "social_security_number", "national_insurance_number",
+                    "ni_number"),
+    "street_number": ("street_number", "house_number"),
+    "street": ("street", "address_1", "address1", "address_line_1", "street_address", "address"),
+    "city": ("city", "suburb", "town", "locality"),
 }
 """Model field → accepted input column names (first found wins)."""
 FIELD_LABELS = {"first_name": "first name", "last_name": "last name", "postcode": "postcode",
                 "birth_date": "birth date", "email_local": "e-mail", "email_domain": "e-mail domain",
-                "phone": "phone"}
+                "phone": "phone", "national_id": "national id", "street_number": "street number",
+                "street": "street", "city": "city"}
 
 for _name in ("splink", "duckdb"):
     logging.getLogger(_name).setLevel(logging.ERROR)
@@ -97,6 +103,8 @@ def _birth_date(value: Any) -> str | None:
     if value is not None and hasattr(value, "isoformat"):
         return str(value.isoformat())[:10]
     text = _text(value)
+    if text and len(text) == 8 and text.isdigit():  # YYYYMMDD
+        return f"{text[:4]}-{text[4:6]}-{text[6:]}"
     return text[:10] if text else None
 
 
@@ -122,7 +130,7 @@ def _phone(value: Any, region: str) -> str | None:
 def find_fields(columns: Iterable[str]) -> dict[str, str]:
     """Model field → the input column that feeds it, for the fields the table has."""
     present = list(columns)
-    lowered = {c.lower(): c for c in present}
+    lowered = {c.strip().lower(): c for c in present}
     found: dict[str, str] = {}
     for name, aliases in NAME_COLUMNS.items():
         for alias in aliases:
@@ -150,28 +158,61 @@ def prepare(table: pa.Table, fields: dict[str, str], region: str) -> pa.Table:
         out["email_domain"] = [p[1] for p in parts]
     if "phone" in fields:
         out["phone"] = [_phone(v, region) for v in table.column(fields["phone"]).to_pylist()]
+    for name in ("national_id", "street_number", "street", "city"):
+        if name in fields:
+            out[name] = [_name(v) for v in table.column(fields[name]).to_pylist()]
     schema = pa.schema([("unique_id", pa.int64())] + [(k, pa.string()) for k in out if k != "unique_id"])
     return pa.table(out, schema=schema)
 
 
 # --- the model -------------------------------------------------------------------------------------
 
+def _name_comparison(column: str) -> Any:
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    return cl.CustomComparison(output_column_name=column, comparison_levels=[
+        cll.NullLevel(column), cll.ExactMatchLevel(column, term_frequency_adjustments=True),
+        cll.JaroWinklerLevel(column, 0.92), cll.JaroWinklerLevel(column, 0.8), cll.ElseLevel()])
+
+
 def _comparisons(columns: Sequence[str]) -> list[Any]:
+    """One comparison per field, each with levels from "the same" down to "different"; exact matches
+    on names and phones are weighed by how common the value is (term-frequency adjustment)."""
+    import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
     comparisons: list[Any] = []
     for name in ("first_name", "last_name"):
         if name in columns:
-            comparisons.append(cl.JaroWinklerAtThresholds(name, [0.92, 0.8]))
+            comparisons.append(_name_comparison(name))
+    if "birth_date" in columns:
+        swapped = ("substr(birth_date_l, 1, 4) = substr(birth_date_r, 1, 4) and "
+                   "substr(birth_date_l, 6, 2) = substr(birth_date_r, 9, 2) and "
+                   "substr(birth_date_l, 9, 2) = substr(birth_date_r, 6, 2)")
+        comparisons.append(cl.CustomComparison(output_column_name="birth_date", comparison_levels=[
+            cll.NullLevel("birth_date"), cll.ExactMatchLevel("birth_date"),
+            cll.DamerauLevenshteinLevel("birth_date", 1),
+            cll.CustomLevel(swapped, label_for_charts="day and month swapped"), cll.ElseLevel()]))
     if "postcode" in columns:
         comparisons.append(cl.LevenshteinAtThresholds("postcode", [1]))
-    if "birth_date" in columns:
-        comparisons.append(cl.LevenshteinAtThresholds("birth_date", [1]))
     if "email_local" in columns:
-        comparisons.append(cl.DamerauLevenshteinAtThresholds("email_local", [1, 2]))
-        comparisons.append(cl.DamerauLevenshteinAtThresholds("email_domain", [1, 2]))
+        both = "email_local_l = email_local_r and email_domain_l = email_domain_r"
+        comparisons.append(cl.CustomComparison(output_column_name="email_local", comparison_levels=[
+            cll.NullLevel("email_local"), cll.CustomLevel(both, label_for_charts="same address"),
+            cll.ExactMatchLevel("email_local"), cll.DamerauLevenshteinLevel("email_local", 1),
+            cll.ElseLevel()]))
     if "phone" in columns:
-        comparisons.append(cl.LevenshteinAtThresholds("phone", [1]))
+        comparisons.append(cl.CustomComparison(output_column_name="phone", comparison_levels=[
+            cll.NullLevel("phone"), cll.ExactMatchLevel("phone", term_frequency_adjustments=True),
+            cll.DamerauLevenshteinLevel("phone", 1), cll.ElseLevel()]))
+    if "national_id" in columns:
+        comparisons.append(cl.DamerauLevenshteinAtThresholds("national_id", [1]))
+    if "street_number" in columns:
+        comparisons.append(cl.ExactMatch("street_number"))
+    for name in ("street", "city"):
+        if name in columns:
+            comparisons.append(cl.JaroWinklerAtThresholds(name, [0.9]))
     return comparisons
 
 
@@ -179,9 +220,10 @@ def _blocking_rules(columns: Sequence[str]) -> list[Any]:
     """Rules for generating candidate pairs: each an equality on selective values (cheap at 1M rows)."""
     from splink import block_on
 
-    wanted = [("email_local",), ("phone",), ("postcode", "last_name"), ("postcode", "first_name"),
-              ("first_name", "last_name", "email_domain"), ("last_name", "birth_date"),
-              ("first_name", "birth_date")]
+    wanted = [("email_local",), ("phone",), ("national_id",), ("postcode", "last_name"),
+              ("postcode", "first_name"), ("first_name", "last_name", "email_domain"),
+              ("last_name", "birth_date"), ("first_name", "birth_date"), ("street", "city"),
+              ("postcode", "birth_date")]
     return [block_on(*cols) for cols in wanted if all(c in columns for c in cols)]
 
 
@@ -189,7 +231,8 @@ def _training_rules(columns: Sequence[str]) -> list[Any]:
     """EM blocks: each leaves some comparisons free to learn their m probabilities."""
     from splink import block_on
 
-    wanted = [("email_local",), ("first_name", "last_name"), ("postcode",), ("phone",), ("birth_date",)]
+    wanted = [("email_local",), ("first_name", "last_name"), ("postcode",), ("national_id",),
+              ("phone",), ("birth_date",)]
     rules = [block_on(*cols) for cols in wanted if all(c in columns for c in cols)]
     return rules[:3]
 
@@ -242,12 +285,18 @@ def score_pairs(prepared: pa.Table, threshold: float, seed: int = 42) -> list[Sc
             prior = settings_obj._probability_two_random_records_match
             if not 0.0 < prior < 1.0 or math.isnan(prior):  # no sure pair to count: a prior of one in n
                 settings_obj._probability_two_random_records_match = min(0.5, 1.0 / prepared.num_rows)
-        training.estimate_u_using_random_sampling(max_pairs=min(2e6, max(1e4, prepared.num_rows * 50.0)), seed=seed)
+        training.estimate_u_using_random_sampling(max_pairs=min(1e6, max(1e4, prepared.num_rows * 50.0)), seed=seed,
+                                                  num_chunks=1)
         for rule in _training_rules(columns):
+            # splink drops the rule's comparisons while it trains and does not put them back when EM
+            # fails, so keep them and restore them: a block with too few pairs leaves m as it was
+            kept = list(linker._settings_obj.comparisons)
             try:
-                training.estimate_parameters_using_expectation_maximisation(rule, record_sample_proportion=1.0)
-            except Exception as exc:  # noqa: BLE001 - a block with too few pairs leaves m as estimated so far
+                training.estimate_parameters_using_expectation_maximisation(
+                    rule, record_sample_proportion=1.0 if prepared.num_rows <= 200_000 else 0.3)
+            except Exception as exc:  # noqa: BLE001 - splink raises bare exceptions
                 logging.getLogger(__name__).info("EM on %s skipped: %s", rule, exc)
+                linker._settings_obj.comparisons = kept
         predictions = linker.inference.predict(threshold_match_probability=threshold, warning_mode="never")
         rows = predictions.as_record_list()
     finally:
