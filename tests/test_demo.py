@@ -129,7 +129,7 @@ def _identifiers(folder: Path) -> Iterator[tuple[str, str, str]]:
                 yield kind, value, stream
     columns = {"loyalty_card": "loyalty_card", "card_number": "loyalty_card", "email": "email", "phone": "phone",
                "customer_number": "customer_number", "device_id": "device_id", "anonymous_id": "anonymous_id",
-               "coupon_code": "coupon_code"}
+               "coupon_code": "coupon_code", "account_id": "user_id"}
     for kind in OFFLINE_COLUMNS:
         for row in _rows(folder, kind):
             for column, id_kind in columns.items():

@@ -166,6 +166,18 @@ def _check_loyalty(events: list[dict[str, Any]]) -> None:
     assert ann["channel"] == "loyalty"
 
 
+def _check_customers(events: list[dict[str, Any]]) -> None:
+    ann, bob = events
+    assert {e["type"] for e in events} == {"identify"} and {e["channel"] for e in events} == {"crm"}
+    assert ann["user_id"] == "C-100" and bob["user_id"] == "C-101"
+    assert ann["traits"]["birthday"] == "1985-02-14" and ann["traits"]["postcode"] == "SW1A 1AA"
+    assert ann["traits"]["email_opt_in"] is True and ann["traits"]["sms_opt_in"] is False
+    assert bob["traits"]["sms_opt_in"] is True and "email" not in bob["traits"]
+    assert external_ids(ann) == {"customer_number": "C-100", "email": "ann@example.com", "phone": "+44 7700 900001",
+                                 "user_id": "usr_ann"}
+    assert external_ids(bob) == {"customer_number": "C-101", "phone": "07700 900002"}
+
+
 def _check_coupons(events: list[dict[str, Any]]) -> None:
     store, web = events
     assert {e["event"] for e in events} == {spec.COUPON_APPLIED}
@@ -213,6 +225,7 @@ def _check_email(events: list[dict[str, Any]]) -> None:
     ("kind", "count", "check"),
     [
         ("store_visits", 3, _check_store_visits),
+        ("customers", 2, _check_customers),
         ("loyalty", 2, _check_loyalty),
         ("coupons", 2, _check_coupons),
         ("qr_scans", 2, _check_qr),
@@ -426,6 +439,11 @@ BAD_ROWS = [
     ("store_visits", "store_visits_bad_utf8.csv", [
         "store_visits_bad_utf8.csv:row 2: field 'store_id': the row cannot be read (Invalid unicode",
     ], 2, 1),
+    ("customers", "customers_bad.csv", [
+        "customers_bad.csv:row 1: field 'birth_date': not a date (expected YYYY-MM-DD) (got '1990-13-40')",
+        "customers_bad.csv:row 2: field 'customer_number': missing required value (got '')",
+        "customers_bad.csv:row 3: field 'email_opt_in': ",
+    ], 1, 3),
     ("ad_spend", "ad_spend_bad.csv", [
         "ad_spend_bad.csv:row 2: field 'date': not a date (expected YYYY-MM-DD) (got '2024-13-01')",
         "ad_spend_bad.csv:row 3: field 'spend': not a number (got 'ten')",

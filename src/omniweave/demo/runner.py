@@ -49,7 +49,7 @@ BATCH_EVENTS = 500
 BATCH_BYTES = 400_000  # under the collector's default 500 KB request limit
 CONNECTIONS = 4
 LOADED_MARKER = "loaded.json"
-OFFLINE_ORDER = ("loyalty", "till", "store_visits", "coupons", "qr_scans", "call_centre", "direct_mail",
+OFFLINE_ORDER = ("customers", "loyalty", "till", "store_visits", "coupons", "qr_scans", "call_centre", "direct_mail",
                  "email_export", "ad_spend")
 
 

@@ -20,7 +20,7 @@ from omniweave.demo.sinks import IdMaker, Sinks
 if TYPE_CHECKING:
     from omniweave.demo.generator import World
 
-STREAMS = ("people", "touch", "buy", "detail", "browse", "store", "misc")
+STREAMS = ("people", "touch", "buy", "detail", "browse", "store", "misc", "crm")
 """Independent random streams of a block: what one part of the simulation draws never shifts another's."""
 
 
@@ -94,6 +94,7 @@ class BlockSim:
         """Simulate every day of the period for this block."""
         from omniweave.demo import online, stores, touches
 
+        stores.write_customers(self)
         stores.write_loyalty(self)
         for day in range(self.w.days):
             self.clicks = []

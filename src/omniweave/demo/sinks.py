@@ -22,6 +22,8 @@ OFFLINE_COLUMNS: dict[str, tuple[str, ...]] = {
              "customer_number", "currency", "payment_method"),
     "store_visits": ("visit_id", "store_id", "timestamp", "visit_type", "loyalty_card", "device_id", "email",
                      "phone", "event_name", "dwell_minutes"),
+    "customers": ("customer_number", "updated_at", "first_name", "last_name", "email", "phone", "birth_date",
+                  "postcode", "gender", "email_opt_in", "sms_opt_in", "created_at", "account_id"),
     "loyalty": ("card_number", "timestamp", "store_id", "first_name", "last_name", "email", "phone",
                 "birth_date", "postcode", "gender", "email_opt_in", "sms_opt_in", "customer_number"),
     "coupons": ("redemption_id", "coupon_code", "timestamp", "redeemed_channel", "campaign", "store_id",

@@ -14,7 +14,7 @@ import numpy as np
 
 from omniweave.demo.identity import PLACEHOLDER_CARD, PLACEHOLDER_EMAILS
 from omniweave.demo.people import customer_number_raw, email_raw, phone_raw
-from omniweave.demo.sinks import iso_local, iso_one
+from omniweave.demo.sinks import iso_local, iso_one, iso_utc
 from omniweave.demo.world import CATEGORY_NAMES
 
 if TYPE_CHECKING:
@@ -24,6 +24,37 @@ _PAYMENTS = ("card", "contactless", "mobile", "cash", "voucher")
 _REASONS_AFTER_ORDER = ("order_status", "delivery", "return", "refund")
 _REASONS = ("product_question", "loyalty_points", "store_hours", "complaint", "account_help")
 _OUTCOMES = ("resolved", "resolved", "resolved", "escalated", "callback_scheduled", "order_updated")
+
+
+def write_customers(sim: BlockSim) -> None:
+    """The CRM's customer master as exported at the start of the period: every customer (all have a
+    customer number), with the e-mail and phone on file (most of those who have one), postcode, often
+    the birth date, the web shop account (its user id) of those who have one, and the consent flags;
+    each record as last changed before the period."""
+    p, rng = sim.p, sim.rng["crm"]
+    n = sim.n
+    created = rng.integers(60, 2000, n)
+    updated = np.minimum(created, rng.integers(1, 60, n))
+    hours = rng.uniform(8.0, 20.0, n)
+    created_at = iso_utc(sim.w.day0[0] - created * 86400.0 + hours * 3600.0)
+    updated_at = iso_utc(sim.w.day0[0] - updated * 86400.0 + hours * 3600.0)
+    give_email = p.has_email & (rng.random(n) < 0.9)
+    give_phone = p.has_phone & (rng.random(n) < 0.8)
+    phone_v = rng.choice(6, n, p=[0.4, 0.2, 0.2, 0.2, 0.0, 0.0])
+    give_birth = rng.random(n) < 0.5
+    give_postcode = rng.random(n) < 0.95
+    sim.ledger.mark("customer_number", np.arange(n), 0)
+    sim.ledger.mark("email", np.nonzero(give_email)[0], 0)
+    sim.ledger.mark("phone", np.nonzero(give_phone)[0], phone_v[give_phone])
+    sim.ledger.mark("user_id", np.nonzero(p.has_account)[0], 0)
+    gender = ("F", "M", "")
+    sim.sinks.rows("customers", [
+        (p.customer_number[k], updated_at[k], p.first[k], p.last[k], p.email[k] if give_email[k] else "",
+         phone_raw(p, k, int(phone_v[k])) if give_phone[k] else "", str(p.birth[k]) if give_birth[k] else "",
+         p.postcode[k] if give_postcode[k] else "", gender[p.gender[k]],
+         "true" if p.email_opt_in[k] else "false", "true" if p.sms_opt_in[k] else "false", created_at[k],
+         p.user_id[k] if p.has_account[k] else "")
+        for k in range(n)])
 
 
 def write_loyalty(sim: BlockSim) -> None:

@@ -408,7 +408,13 @@ def write_identities(runtime: Runtime, stitcher: Stitcher, aliases: dict[str, st
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Pairwise precision and recall of who-is-who against a ground truth."""
+    """Pairwise precision and recall of who-is-who against a ground truth.
+
+    `recall` counts every pair of a person's identifiers; `recall_identifiable` only pairs of
+    *identifiable* identifiers: ones that some event carries together with another identifier (not a
+    demoted one, not an importer's made-up `offline:` anonymous id) or with personal traits (name,
+    postcode, birth date). An identifier the data never ties to anything — a browser that never logs
+    in, a phone's Wi-Fi address seen alone — cannot be resolved by any method; it is counted apart."""
 
     precision: float
     recall: float
@@ -417,10 +423,32 @@ class Evaluation:
     predicted_pairs: int
     correct_pairs: int
     unknown: int  # ground-truth identifiers not in the graph (each counted as a person of its own)
+    recall_identifiable: float = 1.0
+    identifiable: int = 0
+    identifiable_pairs: int = 0
 
     def describe(self) -> str:
-        return (f"identity vs ground truth: pairwise precision {self.precision:.4f}, recall {self.recall:.4f} "
-                f"over {self.identifiers:,} identifiers ({self.unknown:,} not in the graph)")
+        return (f"identity vs ground truth: pairwise precision {self.precision:.4f}, recall "
+                f"{self.recall_identifiable:.4f} over the {self.identifiable:,} identifiable identifiers "
+                f"({self.identifiable_pairs:,} true pairs); recall {self.recall:.4f} over all {self.identifiers:,} "
+                f"({self.identifiers - self.identifiable:,} never tied to anything in the data, "
+                f"{self.unknown:,} not in the graph)")
+
+
+def identifiable(runtime: Runtime, stitcher: Stitcher) -> set[tuple[str, str]]:
+    """Identifiers some event ties to something: another identifier (not demoted, not an importer's
+    `offline:` anonymous id) or personal traits. See `Evaluation`."""
+    found: set[tuple[str, str]] = set()
+    for obs in stitcher.observations.values():
+        if obs.message_id.startswith("probabilistic:"):
+            continue
+        real = [i for i in obs.identifiers if i not in stitcher.demoted
+                and not (i[0] == "anonymous_id" and i[1].startswith("offline:"))]
+        if len(real) > 1:
+            found.update(real)
+    for obs in identity_records(runtime, stitcher.rules)[1]:
+        found.update(obs.identifiers)
+    return found
 
 
 def evaluate_against_ground_truth(runtime: Runtime, folder: str | Path, rules: Rules | None = None,
@@ -454,23 +482,31 @@ def evaluate_against_ground_truth(runtime: Runtime, folder: str | Path, rules: R
             except IdentifierError:
                 value = "invalid:" + row["raw"]
             items[(kind, value)] = row["person_id"]
-    true_sizes: Counter[str] = Counter()
-    pred_sizes: Counter[str] = Counter()
-    cells: Counter[tuple[str, str]] = Counter()
-    unknown = 0
-    for ident, truth in items.items():
-        pred = assigned.get(ident)
-        if pred is None:
-            unknown += 1
-            pred = f"unknown:{ident}"
-        true_sizes[truth] += 1
-        pred_sizes[pred] += 1
-        cells[(truth, pred)] += 1
+    tied = identifiable(runtime, stitcher)
+
+    def count(idents: dict[tuple[str, str], str]) -> tuple[int, int, int, int]:
+        true_sizes: Counter[str] = Counter()
+        pred_sizes: Counter[str] = Counter()
+        cells: Counter[tuple[str, str]] = Counter()
+        unknown = 0
+        for ident, truth in idents.items():
+            pred = assigned.get(ident)
+            if pred is None:
+                unknown += 1
+                pred = f"unknown:{ident}"
+            true_sizes[truth] += 1
+            pred_sizes[pred] += 1
+            cells[(truth, pred)] += 1
+        return pairs(cells), pairs(true_sizes), pairs(pred_sizes), unknown
 
     def pairs(sizes: Counter[Any]) -> int:
         return sum(n * (n - 1) // 2 for n in sizes.values())
 
-    correct, true_pairs, predicted = pairs(cells), pairs(true_sizes), pairs(pred_sizes)
+    correct, true_pairs, predicted, unknown = count(items)
+    known = {i: t for i, t in items.items() if i in tied}
+    k_correct, k_true, _, _ = count(known)
     return Evaluation(precision=correct / predicted if predicted else 1.0,
                       recall=correct / true_pairs if true_pairs else 1.0, identifiers=len(items),
-                      true_pairs=true_pairs, predicted_pairs=predicted, correct_pairs=correct, unknown=unknown)
+                      true_pairs=true_pairs, predicted_pairs=predicted, correct_pairs=correct, unknown=unknown,
+                      recall_identifiable=k_correct / k_true if k_true else 1.0, identifiable=len(known),
+                      identifiable_pairs=k_true)
