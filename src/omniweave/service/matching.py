@@ -200,8 +200,7 @@ def _comparisons(columns: Sequence[str]) -> list[Any]:
         both = "email_local_l = email_local_r and email_domain_l = email_domain_r"
         comparisons.append(cl.CustomComparison(output_column_name="email_local", comparison_levels=[
             cll.NullLevel("email_local"), cll.CustomLevel(both, label_for_charts="same address"),
-            cll.ExactMatchLevel("email_local"), cll.DamerauLevenshteinLevel("email_local", 1),
-            cll.ElseLevel()]))
+            cll.ExactMatchLevel("email_local"), cll.ElseLevel()]))
     if "phone" in columns:
         comparisons.append(cl.CustomComparison(output_column_name="phone", comparison_levels=[
             cll.NullLevel("phone"), cll.ExactMatchLevel("phone", term_frequency_adjustments=True),
@@ -231,8 +230,8 @@ def _training_rules(columns: Sequence[str]) -> list[Any]:
     """EM blocks: each leaves some comparisons free to learn their m probabilities."""
     from splink import block_on
 
-    wanted = [("email_local",), ("first_name", "last_name"), ("postcode",), ("national_id",),
-              ("phone",), ("birth_date",)]
+    wanted = [("email_local", "email_domain"), ("phone",), ("first_name", "last_name"), ("postcode",),
+              ("national_id",), ("birth_date",)]
     rules = [block_on(*cols) for cols in wanted if all(c in columns for c in cols)]
     return rules[:3]
 
@@ -256,24 +255,23 @@ class ScoredPair:
         return ", ".join(self.agreeing) or "no field agrees"
 
 
-def score_pairs(prepared: pa.Table, threshold: float, seed: int = 42) -> list[ScoredPair]:
-    """Train the model on `prepared` (see `prepare`) and return the pairs at or above `threshold`."""
-    import duckdb
-    from splink import DuckDBAPI, Linker, SettingsCreator
+class _Model:
+    """A Fellegi–Sunter model trained on `prepared` in its own in-memory DuckDB; `close()` when done."""
 
-    columns = [c for c in prepared.column_names if c != "unique_id"]
-    if prepared.num_rows < 2:
-        return []
-    con = duckdb.connect(":memory:")
-    try:
-        con.execute("SET enable_progress_bar = false")
-        db_api = DuckDBAPI(connection=con)
+    def __init__(self, prepared: pa.Table, seed: int) -> None:
+        import duckdb
+        from splink import DuckDBAPI, Linker, SettingsCreator
+
+        columns = [c for c in prepared.column_names if c != "unique_id"]
+        self.con = duckdb.connect(":memory:")
+        self.con.execute("SET enable_progress_bar = false")
+        self.db_api = DuckDBAPI(connection=self.con)
         settings = SettingsCreator(link_type="dedupe_only", comparisons=_comparisons(columns),
                                    blocking_rules_to_generate_predictions=_blocking_rules(columns),
-                                   retain_intermediate_calculation_columns=False,
+                                   retain_intermediate_calculation_columns=True,
                                    retain_matching_columns=False)
-        frame = db_api.register(prepared, table_name="omniweave_records")
-        linker = Linker(frame, settings, log_level=logging.ERROR)
+        frame = self.db_api.register(prepared, table_name="omniweave_records")
+        self.linker = linker = Linker(frame, settings, log_level=logging.ERROR)
         training = linker.training
         deterministic = _deterministic_rules(columns)
         if deterministic:
@@ -285,8 +283,8 @@ def score_pairs(prepared: pa.Table, threshold: float, seed: int = 42) -> list[Sc
             prior = settings_obj._probability_two_random_records_match
             if not 0.0 < prior < 1.0 or math.isnan(prior):  # no sure pair to count: a prior of one in n
                 settings_obj._probability_two_random_records_match = min(0.5, 1.0 / prepared.num_rows)
-        training.estimate_u_using_random_sampling(max_pairs=min(1e6, max(1e4, prepared.num_rows * 50.0)), seed=seed,
-                                                  num_chunks=1)
+        training.estimate_u_using_random_sampling(max_pairs=min(1e6, max(1e4, prepared.num_rows * 50.0)),
+                                                  seed=seed, num_chunks=1)
         for rule in _training_rules(columns):
             # splink drops the rule's comparisons while it trains and does not put them back when EM
             # fails, so keep them and restore them: a block with too few pairs leaves m as it was
@@ -297,21 +295,56 @@ def score_pairs(prepared: pa.Table, threshold: float, seed: int = 42) -> list[Sc
             except Exception as exc:  # noqa: BLE001 - splink raises bare exceptions
                 logging.getLogger(__name__).info("EM on %s skipped: %s", rule, exc)
                 linker._settings_obj.comparisons = kept
-        predictions = linker.inference.predict(threshold_match_probability=threshold, warning_mode="never")
-        rows = predictions.as_record_list()
-    finally:
-        con.close()
+
+    def _fetch(self, predictions: Any) -> pa.Table:
+        wanted = ["unique_id_l", "unique_id_r", "match_probability"] + [
+            c.unquote().name for c in predictions.columns if c.unquote().name.startswith("gamma_")]
+        columns = ", ".join(f'"{c}"' for c in wanted)
+        return self.con.execute(f"select {columns} from {predictions.physical_name}").to_arrow_table()
+
+    def predict(self, threshold: float) -> pa.Table:
+        """The pairs the blocking rules generate scoring at or above `threshold`: `unique_id_l`,
+        `unique_id_r`, `match_probability` and one `gamma_<field>` per comparison (> 0: agrees)."""
+        return self._fetch(self.linker.inference.predict(threshold_match_probability=threshold,
+                                                         warning_mode="never"))
+
+    def score(self, left: Sequence[int], right: Sequence[int]) -> pa.Table:
+        """The same columns as `predict` for exactly the pairs (left[i], right[i]), left[i] < right[i]."""
+        pairs = pa.table({"match_key": pa.array(["0"] * len(left), pa.string()),
+                          "join_key_l": pa.array(left, pa.int64()), "join_key_r": pa.array(right, pa.int64())})
+        frame = self.db_api.register(pairs, table_name="omniweave_pairs_to_score")
+        self.linker.table_management.register_blocked_pairs_for_predict(frame)
+        return self._fetch(self.linker.inference.predict(warning_mode="never"))
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def _scored(rows: pa.Table, threshold: float) -> list[ScoredPair]:
+    gammas = [(c, FIELD_LABELS.get(c.removeprefix("gamma_"), c.removeprefix("gamma_")))
+              for c in rows.column_names if c.startswith("gamma_")]
+    values = {c: rows.column(c).to_pylist() for c, _ in gammas}
     pairs = []
-    gammas = {c: FIELD_LABELS[c] for c in columns}
-    for row in rows:
-        probability = float(row["match_probability"])
-        if math.isnan(probability) or probability < threshold:
+    for i, (left, right, probability) in enumerate(zip(rows.column("unique_id_l").to_pylist(),
+                                                      rows.column("unique_id_r").to_pylist(),
+                                                      rows.column("match_probability").to_pylist())):
+        if probability is None or math.isnan(probability) or probability < threshold:
             continue
-        agreeing = tuple(label for c, label in gammas.items() if (row.get(f"gamma_{c}") or 0) > 0)
-        left, right = int(row["unique_id_l"]), int(row["unique_id_r"])
-        pairs.append(ScoredPair(min(left, right), max(left, right), probability, agreeing))
+        agreeing = tuple(label for c, label in gammas if (values[c][i] or 0) > 0)
+        pairs.append(ScoredPair(min(left, right), max(left, right), float(probability), agreeing))
     pairs.sort(key=lambda p: (p.left, p.right))
     return pairs
+
+
+def score_pairs(prepared: pa.Table, threshold: float, seed: int = 42) -> list[ScoredPair]:
+    """Train the model on `prepared` (see `prepare`) and return the pairs at or above `threshold`."""
+    if prepared.num_rows < 2:
+        return []
+    model = _Model(prepared, seed)
+    try:
+        return _scored(model.predict(threshold), threshold)
+    finally:
+        model.close()
 
 
 def clusters(n: int, pairs: Iterable[ScoredPair]) -> tuple[list[int], list[float]]:
@@ -333,6 +366,77 @@ def clusters(n: int, pairs: Iterable[ScoredPair]) -> tuple[list[int], list[float
         best[pair.left] = max(best[pair.left], pair.probability)
         best[pair.right] = max(best[pair.right], pair.probability)
     roots = [find(i) for i in range(n)]
+    return roots, [b if b > 0 else 1.0 for b in best]
+
+
+DEFAULT_FLOOR = 0.05
+"""Two groups of rows join only if no pair across them scores below this (see `cluster_records`)."""
+MAX_CHECKED_CLUSTER = 400
+"""Candidate clusters larger than this are split on their scored pairs only (all pairs would cost k²)."""
+
+
+def cluster_records(prepared: pa.Table, threshold: float = DEFAULT_THRESHOLD, seed: int = 42,
+                    floor: float = DEFAULT_FLOOR) -> tuple[list[int], list[float]]:
+    """Each row's cluster (its smallest row number) and the highest probability linking it into it.
+
+    Links at or above `threshold` join rows, strongest first, but two groups join only when every
+    pair across them scores at least `floor`: a chain A–B–C whose ends are clearly different people
+    (a father and son at one address, two people of one name) stays apart. Pairs the blocking rules
+    did not generate inside a candidate cluster are scored for the check.
+    """
+    n = prepared.num_rows
+    if n < 2:
+        return list(range(n)), [1.0] * n
+    model = _Model(prepared, seed)
+    try:
+        links = _scored(model.predict(threshold), threshold)
+        candidates = clusters(n, links)[0]
+        members: dict[int, list[int]] = {}
+        for row, root in enumerate(candidates):
+            members.setdefault(root, []).append(row)
+        big = [rows for rows in members.values() if 3 <= len(rows) <= MAX_CHECKED_CLUSTER]
+        known = {(p.left, p.right): p.probability for p in links}
+        left: list[int] = []
+        right: list[int] = []
+        for rows in big:
+            for i, a in enumerate(rows):
+                for b in rows[i + 1:]:
+                    if (a, b) not in known:
+                        left.append(a)
+                        right.append(b)
+        if left:
+            scored = model.score(left, right)
+            for a, b, p in zip(scored.column("unique_id_l").to_pylist(), scored.column("unique_id_r").to_pylist(),
+                               scored.column("match_probability").to_pylist()):
+                known[(min(a, b), max(a, b))] = float(p or 0.0)
+    finally:
+        model.close()
+    return _split_chains(n, links, known, floor)
+
+
+def _split_chains(n: int, links: Sequence[ScoredPair], known: dict[tuple[int, int], float],
+                  floor: float) -> tuple[list[int], list[float]]:
+    group = list(range(n))
+    rows_of: dict[int, list[int]] = {}
+    best = [0.0] * n
+    for pair in sorted(links, key=lambda p: -p.probability):
+        a, b = group[pair.left], group[pair.right]
+        if a == b:
+            best[pair.left] = max(best[pair.left], pair.probability)
+            best[pair.right] = max(best[pair.right], pair.probability)
+            continue
+        rows_a, rows_b = rows_of.get(a, [a]), rows_of.get(b, [b])
+        if (len(rows_a) > 1 or len(rows_b) > 1) and any(
+                known.get((min(x, y), max(x, y)), 1.0) < floor for x in rows_a for y in rows_b):
+            continue
+        keep, gone = (a, b) if a < b else (b, a)
+        merged = rows_a + rows_b
+        for row in rows_of.pop(gone, [gone]):
+            group[row] = keep
+        rows_of[keep] = merged
+        best[pair.left] = max(best[pair.left], pair.probability)
+        best[pair.right] = max(best[pair.right], pair.probability)
+    roots = [min(rows_of.get(g, [g])) for g in group]
     return roots, [b if b > 0 else 1.0 for b in best]
 
 
@@ -359,8 +463,7 @@ def match_records(table: pa.Table | str | Path, threshold: float = DEFAULT_THRES
         raise InputError(f"{source} has no id column {id_column!r} (columns: {', '.join(table.column_names)})",
                          field=id_column)
     prepared = prepare(table, fields, default_region)
-    pairs = score_pairs(prepared, threshold, seed=seed)
-    roots, best = clusters(table.num_rows, pairs)
+    roots, best = cluster_records(prepared, threshold, seed=seed)
     ids = table.column(id_column).to_pylist() if id_column else list(range(table.num_rows))
     cluster_ids = [str(ids[r]) for r in roots]
     for name in ("cluster_id", "match_probability"):
