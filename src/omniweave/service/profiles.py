@@ -55,6 +55,16 @@ CONSENT_TRAITS = {"email": "email_opt_in", "sms": "sms_opt_in", "whatsapp": "wha
                   "push": "push_opt_in", "direct_mail": "mail_opt_in", "phone": "phone_opt_in"}
 """Profile column `consent_<channel>` comes from the latest value of this trait (an `Unsubscribed` on the channel is a no)."""
 
+CONSENT_PURPOSES = {
+    "advertising": ("Advertising", "advertising"),
+    "analytics": ("Analytics", "analytics"),
+    "marketing": ("Marketing", "marketing"),
+    "personalisation": ("Personalization", "Personalisation", "personalization", "personalisation"),
+}
+"""Profile column `consent_purpose_<purpose>` (true / false / NULL = never stated) comes from the latest event
+stating it: a key of Segment's `context.consent.categoryPreferences` (these spellings), else the trait
+`<purpose>_consent`."""
+
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 TOP_N = 3
 VIEWED_NOT_BOUGHT_N = 5
@@ -85,6 +95,10 @@ def _duck_json(doc: str, path: str) -> str: ...  # type: ignore[empty-body]
 def _spark_json(doc: str, path: str) -> str: ...  # type: ignore[empty-body]
 
 
+@ibis.udf.scalar.builtin(name="json_extract_string")
+def _duck_json_many(doc: str, paths: dt.Array(dt.string)) -> dt.Array(dt.string): ...  # type: ignore[empty-body,valid-type]
+
+
 @ibis.udf.scalar.builtin(name="timezone")
 def _duck_local(zone: str, ts: dt.Timestamp(timezone="UTC")) -> dt.timestamp: ...  # type: ignore[empty-body,valid-type]
 
@@ -112,9 +126,15 @@ class _Dialect:
         path = "$." + key
         return _spark_json(doc, path) if self.spark else _duck_json(doc, path)
 
-    def products(self, properties: ir.StringValue) -> ir.ArrayValue:
-        """`properties.products` as an array of {product_id, name, category, price, quantity}."""
-        items = self.json(properties, "products")
+    def json_fields(self, doc: ir.StringValue, keys: Sequence[str]) -> list[ir.StringValue]:
+        """`json(doc, key)` for each key; DuckDB parses the document once for all of them."""
+        if self.spark:
+            return [self.json(doc, key) for key in keys]
+        values = _duck_json_many(doc, ibis.literal(["$." + key for key in keys], dt.Array(dt.string)))
+        return [values[i] for i in range(len(keys))]
+
+    def products(self, items: ir.StringValue) -> ir.ArrayValue:
+        """The JSON text of an order's `products` as an array of {product_id, name, category, price, quantity}."""
         if self.spark:
             return _spark_products(items, "array<struct<product_id:string,name:string,category:string,"
                                           "price:double,quantity:double>>")
@@ -154,33 +174,44 @@ def _engagement_kind(events: ir.Table) -> ir.StringValue:
     )
 
 
-def _device(events: ir.Table, d: _Dialect) -> ir.StringValue:
+def _device(agent: ir.StringValue, device_type: ir.StringValue) -> ir.StringValue:
     """mobile / tablet / desktop: an app's context.device.type (ios, android: mobile), else the browser's user agent."""
-    agent = d.json(events.context, "userAgent")
     from_agent = ibis.cases(
         (agent.isnull(), ibis.null()),
         (agent.contains("iPad") | agent.contains("Tablet"), "tablet"),
         (agent.contains("Mobi") | agent.contains("Android"), "mobile"),
         else_="desktop",
     )
-    app = d.json(events.context, "device.type").lower()
+    app = device_type.lower()
     from_app = ibis.cases((app.isin(("ios", "android")), "mobile"), else_=app)
     return ibis.coalesce(from_app, from_agent)
 
 
-def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dialect) -> ir.Table:
-    """Events up to `now` with the person they belong to (by user_id if set, else anonymous_id) and derived fields."""
+def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dialect,
+                  columns: Sequence[str] = ()) -> ir.Table:
+    """Events up to `now` with the person they belong to (by user_id if set, else anonymous_id) and derived fields.
+
+    Every later step reads this table, so it is kept narrow: the JSON documents are parsed here,
+    once, and only for the events that use a field (product ids from product views, promotions from
+    sends and responses, the products of orders, traits where there are some...). `columns` are
+    further columns of `events` to keep as they are (those custom traits use, `properties` included).
+    """
     ids = identities.select("kind", "value", "person_id")
     by_user = ids.filter(ids.kind == "user_id").select(_uid=ids.value, _p_user=ids.person_id)
     by_anon = ids.filter(ids.kind == "anonymous_id").select(_aid=ids.value, _p_anon=ids.person_id)
     ev = events.filter(events.timestamp <= ibis.literal(now, dt.Timestamp(timezone="UTC")))
     ev = ev.left_join(by_user, ev.user_id == by_user._uid).left_join(by_anon, ev.anonymous_id == by_anon._aid)
     ev = ev.mutate(person_id=ibis.coalesce(ev._p_user, ev._p_anon)).filter(ibis._.person_id.notnull())
+    none = ibis.null("string")
     props = ev.properties
     is_order = ev.event == spec.ORDER_COMPLETED
     kind = _engagement_kind(ev)
+    exposure = ev.event.isin(PROMOTION_EXPOSURES)
+    promoted = exposure | ev.event.isin(PROMOTION_RESPONSES)
+    viewed = ev.event == spec.PRODUCT_VIEWED
+    timezone, agent, device_type = d.json_fields(ev.context, ("timezone", "userAgent", "device.type"))
     promotion = ibis.coalesce(
-        d.json(props, "promotion"),
+        ibis.cases((promoted, d.json(props, "promotion")), else_=none),
         ibis.cases((ev.event == spec.COUPON_APPLIED, "coupon"), (ev.event == spec.EVENT_ATTENDED, "event"),
                    else_=ibis.null()),
     )
@@ -190,8 +221,11 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dia
                                                          ev.channel)),
         else_=ev.channel,
     )
+    stated = ev.traits.notnull() & (ev.traits != "{}")
+    consent = ev.context.notnull() & ev.context.contains("categoryPreferences")
+    base = ["person_id", "event", "channel", "timestamp", "user_id"]
     return ev.select(
-        "person_id", "message_id", "type", "event", "channel", "timestamp", "user_id", "properties", "traits",
+        *base, *(c for c in dict.fromkeys(columns) if c not in base),
         epoch_day=(ev.timestamp.epoch_seconds() // 86400).cast("int64"),
         is_order=is_order,
         revenue=ibis.cases(
@@ -199,14 +233,17 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dia
                                      ibis.literal(0.0))),
             else_=ibis.literal(0.0),
         ),
+        products=ibis.cases((is_order, d.json(props, "products")), else_=none),
         engagement=kind,
         engaged_channel=engaged_channel.fill_null("unknown"),
-        device=_device(ev, d),
-        timezone=d.json(ev.context, "timezone"),
+        device=ibis.cases((kind.notnull(), _device(agent, device_type)), else_=none),  # only engagements use it
+        timezone=timezone,
         promotion=promotion,
-        campaign_id=d.json(props, "campaign_id"),
-        product_id=d.json(props, "product_id"),
-        category=d.json(props, "category"),
+        exposure_id=ibis.cases((exposure, ibis.coalesce(d.json(props, "campaign_id"), ev.message_id)), else_=none),
+        product_id=ibis.cases((viewed, d.json(props, "product_id")), else_=none),
+        category=ibis.cases((viewed, d.json(props, "category")), else_=none),
+        traits=ibis.cases((stated, ev.traits), else_=none),
+        consent=ibis.cases((consent, d.json(ev.context, "consent.categoryPreferences")), else_=none),
     )
 
 
@@ -221,31 +258,20 @@ def _identifiers(identities: ir.Table) -> ir.Table:
     )
 
 
-def _activity(ev: ir.Table, now: datetime, d: _Dialect) -> ir.Table:
+def _latest(ev: ir.Table, value: ir.Value) -> ir.Value:
+    """The value of the person's latest event that has one."""
+    return value.argmax(ev.timestamp, where=value.notnull())
+
+
+def _activity(ev: ir.Table) -> ir.Table:
     store = ev.channel == "store"
-    tr = ev.traits
-
-    def latest(value: ir.Value) -> ir.Value:
-        return value.argmax(ev.timestamp, where=value.notnull())
-
-    consent_values = {}
-    for channel, trait in CONSENT_TRAITS.items():
-        raw = d.json(tr, trait).lower()
-        said = ibis.cases((raw.isin(("true", "1", "yes")), True), (raw.isin(("false", "0", "no")), False),
-                          (ev.event == spec.UNSUBSCRIBED, ibis.cases((ev.channel == channel, False), else_=ibis.null())),
-                          else_=ibis.null())
-        consent_values[f"consent_{channel}"] = latest(said)
     return ev.group_by("person_id").aggregate(
         first_seen=ev.timestamp.min(),
         last_seen=ev.timestamp.max(),
         event_count=ev.count(),
         channels=ev.channel.collect(distinct=True).sort(),
-        first_name=latest(d.json(tr, "first_name")),
-        last_name=latest(d.json(tr, "last_name")),
-        latest_email=latest(d.json(tr, "email")),
-        latest_phone=latest(d.json(tr, "phone")),
-        primary_user_id=latest(ev.user_id),
-        timezone=latest(ev.timezone),
+        primary_user_id=_latest(ev, ev.user_id),
+        timezone=_latest(ev, ev.timezone),
         orders=ev.is_order.sum().cast("int64"),
         online_orders=(ev.is_order & ~store).sum().cast("int64"),
         store_orders=(ev.is_order & store).sum().cast("int64"),
@@ -254,8 +280,40 @@ def _activity(ev: ir.Table, now: datetime, d: _Dialect) -> ir.Table:
         total_revenue=ev.revenue.sum().round(2),
         first_order_at=ev.timestamp.min(where=ev.is_order),
         last_order_at=ev.timestamp.max(where=ev.is_order),
-        **consent_values,
     )
+
+
+def _yes_no(raw: ir.StringValue) -> ir.BooleanValue:
+    """A stated yes/no (JSON true/false, 1/0, yes/no, any case) as a boolean; anything else is NULL."""
+    said = raw.lower()
+    return ibis.cases((said.isin(("true", "1", "yes")), True), (said.isin(("false", "0", "no")), False),
+                      else_=ibis.null("boolean"))
+
+
+def _stated(ev: ir.Table, d: _Dialect) -> ir.Table:
+    """What the person said about themselves: latest names, e-mail, phone, consent per channel and per purpose.
+
+    Only events that can say something are read (traits, an unsubscribe, a consent object); on
+    the others every value is NULL, which `_latest` skips anyway.
+    """
+    said = ev.filter(ev.traits.notnull() | (ev.event == spec.UNSUBSCRIBED) | ev.consent.notnull())
+    names = {"first_name": "first_name", "last_name": "last_name", "latest_email": "email", "latest_phone": "phone",
+             **{f"consent_{c}": t for c, t in CONSENT_TRAITS.items()},
+             **{f"_{p}_consent": f"{p}_consent" for p in CONSENT_PURPOSES}}
+    traits = dict(zip(names, d.json_fields(said.traits, list(names.values())), strict=True))
+    spellings = [name for names in CONSENT_PURPOSES.values() for name in names]
+    chosen = dict(zip(spellings, d.json_fields(said.consent, spellings), strict=True))
+    values: dict[str, ir.Value] = {name: traits[name] for name in ("first_name", "last_name", "latest_email",
+                                                                   "latest_phone")}
+    for channel in CONSENT_TRAITS:
+        values[f"consent_{channel}"] = ibis.coalesce(
+            _yes_no(traits[f"consent_{channel}"]),
+            ibis.cases(((said.event == spec.UNSUBSCRIBED) & (said.channel == channel), False), else_=ibis.null("boolean")),
+        )
+    for purpose, spelled in CONSENT_PURPOSES.items():
+        values[f"consent_purpose_{purpose}"] = ibis.coalesce(*(_yes_no(chosen[name]) for name in spelled),
+                                                             _yes_no(traits[f"_{purpose}_consent"]))
+    return said.group_by("person_id").aggregate(**{name: _latest(said, v) for name, v in values.items()})
 
 
 def _last_touch(ev: ir.Table) -> ir.Table:
@@ -293,8 +351,15 @@ def _preferred_device(ev: ir.Table) -> ir.Table:
 def _best_time(ev: ir.Table, zones: ir.Table, d: _Dialect) -> ir.Table:
     engaged = ev.filter(ev.engagement.notnull()).select("person_id", "timestamp")
     engaged = engaged.join(zones, "person_id")
-    local = d.local_time(engaged.timestamp, engaged.tz)
-    engaged = engaged.select("person_id", hour=local.hour().cast("int32"), weekday=local.day_of_week.index().cast("int32"))
+    # Time-zone conversion is the costliest step per row, so it runs once per (zone, quarter hour of
+    # UTC) instead of once per engagement: every zone's offset is a whole number of quarter hours
+    # and changes on a quarter hour, so all instants of one UTC quarter hour share the local hour and day.
+    engaged = engaged.mutate(quarter=engaged.timestamp.epoch_seconds() // 900)
+    quarters = engaged.group_by(["tz", "quarter"]).aggregate(at=engaged.timestamp.min())
+    local = d.local_time(quarters.at, quarters.tz)
+    quarters = quarters.select("tz", "quarter", hour=local.hour().cast("int32"),
+                               weekday=local.day_of_week.index().cast("int32"))
+    engaged = engaged.join(quarters, ["tz", "quarter"]).select("person_id", "hour", "weekday")
     hours = engaged.group_by(["person_id", "hour"]).aggregate(n=engaged.count())
     days = engaged.group_by(["person_id", "weekday"]).aggregate(n=engaged.count())
     best_hour = _first_by(hours, ["person_id"], "hour", [hours.n.desc(), hours.hour]).rename(best_hour="hour")
@@ -317,7 +382,7 @@ def _contact_frequency(ev: ir.Table) -> ir.Table:
 
 def _products(ev: ir.Table, d: _Dialect) -> list[ir.Table]:
     orders = ev.filter(ev.is_order)
-    lines = orders.select("person_id", "timestamp", item=d.products(orders.properties).unnest())
+    lines = orders.select("person_id", "timestamp", item=d.products(orders.products).unnest())
     bought = lines.select("person_id", "timestamp", product_id=lines.item.product_id, name=lines.item["name"],
                           category=lines.item.category, units=lines.item.quantity.fill_null(1.0))
     views = ev.filter((ev.event == spec.PRODUCT_VIEWED) & ev.product_id.notnull())
@@ -344,7 +409,7 @@ def _products(ev: ir.Table, d: _Dialect) -> list[ir.Table]:
 def _promotion(ev: ir.Table) -> ir.Table:
     promo = ev.filter(ev.promotion.isin(PROMOTION_TYPES))
     per = promo.group_by(["person_id", "promotion"]).aggregate(
-        exposures=ibis.coalesce(promo.campaign_id, promo.message_id).nunique(where=promo.event.isin(PROMOTION_EXPOSURES)),
+        exposures=promo.exposure_id.nunique(),
         responses=promo.event.isin(PROMOTION_RESPONSES).sum().cast("int64"),
     )
     per = per.filter(per.responses > 0)
@@ -358,6 +423,14 @@ def _custom_traits(ev: ir.Table, traits: Sequence[TraitSpec], now: datetime, d: 
     if not traits:
         return None
     return ev.group_by("person_id").aggregate(**{t.name: _trait_aggregate(ev, t, now, d) for t in traits})
+
+
+def _trait_columns(traits: Sequence[TraitSpec]) -> list[str]:
+    """The columns of `events` the custom traits read (`properties` for a property or a filter)."""
+    columns = [t.column for t in traits if t.column is not None]
+    if any(t.property is not None or t.where for t in traits):
+        columns.append("properties")
+    return columns
 
 
 def _trait_aggregate(ev: ir.Table, t: TraitSpec, now: datetime, d: _Dialect) -> ir.Value:
@@ -392,15 +465,20 @@ def _trait_aggregate(ev: ir.Table, t: TraitSpec, now: datetime, d: _Dialect) -> 
     return value.nunique(where=mask).cast("int64")  # distinct
 
 
-def _rfm(profiles: ir.Table) -> ir.Table:
-    """Quintile scores 1-5 among buyers (5 = most recent, most orders, most revenue); ties share a score."""
-    buyers = profiles.filter(profiles.orders > 0).select("person_id", "last_order_at", "orders", "total_revenue")
+def _with_rfm(profiles: ir.Table) -> ir.Table:
+    """Quintile scores 1-5 among buyers (5 = most recent, most orders, most revenue); ties share a score.
+
+    The window is partitioned by buyer / non-buyer (not a join of the buyers back onto the profiles),
+    so that the profiles are computed once; the non-buyers' partition is then blanked.
+    """
+    buyer = profiles.orders > 0
 
     def quintile(col: ir.Column) -> ir.IntegerValue:
-        return (ibis.cume_dist().over(order_by=col) * 5).ceil().cast("int32")
+        score = (ibis.cume_dist().over(group_by=buyer, order_by=col) * 5).ceil().cast("int32")
+        return ibis.cases((buyer, score), else_=ibis.null("int32"))
 
-    scored = buyers.select("person_id", rfm_recency=quintile(buyers.last_order_at),
-                           rfm_frequency=quintile(buyers.orders), rfm_monetary=quintile(buyers.total_revenue))
+    scored = profiles.mutate(rfm_recency=quintile(profiles.last_order_at), rfm_frequency=quintile(profiles.orders),
+                             rfm_monetary=quintile(profiles.total_revenue))
     return scored.mutate(rfm_segment=scored.rfm_recency.cast("string") + scored.rfm_frequency.cast("string")
                          + scored.rfm_monetary.cast("string"))
 
@@ -409,10 +487,10 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
                   engine: str = "duckdb") -> ir.Table:
     """One row per person of `identities`, from their events up to `now`; see docs/profiles.md for the columns."""
     d = _Dialect(engine)
-    ev = person_events(events, identities, now, d)
-    activity = _activity(ev, now, d)
+    ev = person_events(events, identities, now, d, _trait_columns(traits))
+    activity = _activity(ev)
     zones = activity.select("person_id", tz=activity.timezone.fill_null("UTC"))
-    parts = [_last_touch(ev), _preferred_channel(ev), _preferred_device(ev), _best_time(ev, zones, d),
+    parts = [_stated(ev, d), _last_touch(ev), _preferred_channel(ev), _preferred_device(ev), _best_time(ev, zones, d),
              _contact_frequency(ev), *_products(ev, d), _promotion(ev)]
     custom = _custom_traits(ev, traits, now, d)
     if custom is not None:
@@ -420,6 +498,9 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
     result = _identifiers(identities).left_join(activity, "person_id").drop("person_id_right")
     for part in parts:
         result = result.left_join(part, "person_id").drop("person_id_right")
+    consent = [c for c in result.columns if c.startswith("consent_")]
+    result = result.relocate("first_name", "last_name", "latest_email", "latest_phone", after="channels")
+    result = result.relocate(*consent, after="last_order_at")
     now_lit = ibis.literal(now, dt.Timestamp(timezone="UTC"))
     result = result.mutate(
         primary_email=ibis.coalesce(result.latest_email, result.emails.mins()),
@@ -438,7 +519,7 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
         recency_days=((now_lit.epoch_seconds() - result.last_order_at.epoch_seconds()) // 86400).cast("int64"),
         timezone=result.timezone.fill_null("UTC"),
     ).drop("latest_email", "latest_phone")
-    result = result.left_join(_rfm(result), "person_id").drop("person_id_right")
+    result = _with_rfm(result)
     # engines disagree on an empty aggregate list (NULL or []): a profile always says []
     lists = {name: result[name].fill_null(ibis.literal([], result[name].type()))
              for name, typ in result.schema().items() if typ.is_array()}
@@ -450,7 +531,7 @@ BUILTIN_COLUMNS = frozenset({
     "first_seen", "last_seen", "event_count", "channels", "first_name", "last_name", "primary_email",
     "primary_phone", "primary_loyalty_card", "primary_user_id", "timezone", "orders", "online_orders",
     "store_orders", "online_revenue", "store_revenue", "total_revenue", "first_order_at", "last_order_at",
-    *(f"consent_{c}" for c in CONSENT_TRAITS), "last_touch", "preferred_channel", "engagement_by_channel",
+    *(f"consent_{c}" for c in CONSENT_TRAITS), *(f"consent_purpose_{p}" for p in CONSENT_PURPOSES), "last_touch", "preferred_channel", "engagement_by_channel",
     "preferred_device", "best_hour", "best_weekday", "contact_every_days", "favourite_products",
     "favourite_categories", "viewed_not_bought", "responsive_promotion", "average_order_value", "recency_days",
     "rfm_recency", "rfm_frequency", "rfm_monetary", "rfm_segment", "latest_email", "latest_phone",
