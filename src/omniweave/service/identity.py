@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import posixpath
+import re
 import time
 import uuid
 from collections import Counter
@@ -219,17 +220,40 @@ class _Extractor:
         return Observation(row["message_id"], row["ts"], tuple(sorted(found)))
 
 
-def _new_events(runtime: Runtime, seen: set[str]) -> list[dict[str, Any]]:
+def _spark_sql(sql: str) -> str:
+    """The extraction SQL (written for DuckDB) in Spark SQL: same JSON paths, same timestamp text."""
+    sql = re.sub(r"CAST\(json_extract\((\w+), ('[^']*')\) AS VARCHAR\)", r"get_json_object(\1, \2)", sql)
+    sql = sql.replace("json_extract_string(", "get_json_object(")
+    return sql.replace("strftime(timestamp, '%Y-%m-%dT%H:%M:%S.%fZ')",
+                       "date_format(timestamp, \"yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'\")")
+
+
+def _query(runtime: Runtime, sql: str, engine: str = "duckdb", spark_session: Any = None,
+           seen: set[str] | None = None) -> list[dict[str, Any]]:
+    """Rows of `sql` over the `events` table on `engine`; with `seen`, only events whose message id is
+    not in it (the anti-join runs in the engine: only new events become Python rows)."""
+    warehouse = runtime.warehouse(engine, spark_session=spark_session)
+    warehouse.table("events")
+    ids = pa.table({"message_id": pa.array(sorted(seen or ()), pa.string())})
+    where = " AND " if " WHERE " in sql else " WHERE "
+    if engine == "duckdb":
+        if seen:
+            warehouse.con.create_table("identity_seen", ids, temp=True, overwrite=True)
+            sql += where + "message_id NOT IN (SELECT message_id FROM identity_seen)"
+        return warehouse.con.sql(sql).to_pyarrow().to_pylist()
+    session = warehouse.con._session
+    if seen:
+        session.createDataFrame(ids.to_pandas()).createOrReplaceTempView("identity_seen")
+        sql += where + "message_id NOT IN (SELECT message_id FROM identity_seen)"
+    frame = session.sql(_spark_sql(sql))
+    return [row.asDict() for row in frame.collect()]
+
+
+def _new_events(runtime: Runtime, seen: set[str], engine: str = "duckdb",
+                spark_session: Any = None) -> list[dict[str, Any]]:
     if not runtime.log.has_data("events"):
         return []
-    warehouse = runtime.warehouse()
-    warehouse.table("events")
-    sql = _EXTRACT_SQL.format(traits=_traits_sql())
-    if seen:  # the anti-join runs in the engine: only new events become Python rows
-        warehouse.con.create_table("identity_seen", pa.table({"message_id": pa.array(list(seen), pa.string())}),
-                                   temp=True, overwrite=True)
-        sql += " WHERE message_id NOT IN (SELECT message_id FROM identity_seen)"
-    return warehouse.con.sql(sql).to_pyarrow().to_pylist()
+    return _query(runtime, _EXTRACT_SQL.format(traits=_traits_sql()), engine, spark_session, seen)
 
 
 # --- the probabilistic tier ------------------------------------------------------------------------
@@ -263,16 +287,15 @@ def _personal_sql() -> str:
     return ",\n  ".join(cols), " OR ".join(present)
 
 
-def identity_records(runtime: Runtime, rules: Rules) -> tuple[list[dict[str, Any]], list[Observation]]:
+def identity_records(runtime: Runtime, rules: Rules, engine: str = "duckdb",
+                     spark_session: Any = None) -> tuple[list[dict[str, Any]], list[Observation]]:
     """One record per distinct (personal traits, identifiers) among events that carry a name, postcode or
     birthday (identify calls, loyalty sign-ups, call-centre and mailing records), with its observation."""
     if not runtime.log.has_data("events"):
         return [], []
-    warehouse = runtime.warehouse()
-    warehouse.table("events")
     personal, any_personal = _personal_sql()
     sql = _PERSONAL_SQL.format(traits=_traits_sql(), personal=personal, any_personal=any_personal)
-    rows = warehouse.con.sql(sql).to_pyarrow().to_pylist()
+    rows = _query(runtime, sql, engine, spark_session)
     extractor = _Extractor(rules, ResolveSummary())
     records: dict[tuple[Any, ...], tuple[dict[str, Any], Observation]] = {}
     for row in rows:
@@ -291,15 +314,15 @@ def identity_records(runtime: Runtime, rules: Rules) -> tuple[list[dict[str, Any
     return [r for r, _ in ordered], [o for _, o in ordered]
 
 
-def probabilistic_links(runtime: Runtime, threshold: float = DEFAULT_THRESHOLD,
-                        rules: Rules | None = None) -> list[ProbabilisticLink]:
+def probabilistic_links(runtime: Runtime, threshold: float = DEFAULT_THRESHOLD, rules: Rules | None = None,
+                        engine: str = "duckdb", spark_session: Any = None) -> list[ProbabilisticLink]:
     """Links between identifiers of identity records the Fellegi–Sunter model matches at or above
     `threshold` (see `service.matching`), each with its probability and the fields that agreed.
 
     Each pair of matched records gives one link between their highest-priority identifiers; records
     that already share an identifier give none (the deterministic pass has them)."""
     rules = rules or default_rules(runtime)
-    records, observations = identity_records(runtime, rules)
+    records, observations = identity_records(runtime, rules, engine, spark_session)
     if len(records) < 2:
         return []
     table = pa.Table.from_pylist(records)
@@ -321,23 +344,25 @@ def probabilistic_links(runtime: Runtime, threshold: float = DEFAULT_THRESHOLD,
 # --- resolve -------------------------------------------------------------------------------------
 
 def resolve(runtime: Runtime, console: Console | None = None, rules: Rules | None = None,
-            probabilistic: bool = True, threshold: float = DEFAULT_THRESHOLD) -> ResolveSummary:
+            probabilistic: bool = True, threshold: float = DEFAULT_THRESHOLD, engine: str = "duckdb",
+            spark_session: Any = None) -> ResolveSummary:
     """Extend the identity graph with the events not seen yet, save it, and rewrite `identities`.
 
     With `probabilistic`, the links of `probabilistic_links` at or above `threshold` then join the
-    graph as observations of their own (subject to the same limits and splits as any other)."""
+    graph as observations of their own (subject to the same limits and splits as any other).
+    `engine` ("duckdb" or "spark") reads the events; the stitching and the model are the same."""
     started = time.perf_counter()
     summary = ResolveSummary()
     stitcher = load_stitcher(runtime, rules)
     recomputations = stitcher.recomputations
     extractor = _Extractor(stitcher.rules, summary)
-    rows = _new_events(runtime, set(stitcher.observations))
+    rows = _new_events(runtime, set(stitcher.observations), engine, spark_session)
     summary.events = len(rows)
     if console:
         console.print(f"resolving identities: {len(rows):,} new events")
     stitcher.add(extractor.observation(row) for row in rows)
     if probabilistic and (rows or not any(m.startswith("probabilistic:") for m in stitcher.observations)):
-        links = probabilistic_links(runtime, threshold, stitcher.rules)
+        links = probabilistic_links(runtime, threshold, stitcher.rules, engine, spark_session)
         summary.probabilistic_links = len(links)
         if console:
             console.print(f"probabilistic matching: {len(links):,} links at p ≥ {threshold}")
