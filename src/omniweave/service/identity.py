@@ -17,11 +17,13 @@ normalised value for export is `core.identity.hashed`.
 from __future__ import annotations
 
 import csv
+import os
 import posixpath
 import re
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,8 @@ import pyarrow.parquet as pq
 from rich.console import Console
 
 from omniweave.core.identity import (
+    DEFAULT_BLOCKED,
+    DEFAULT_LIMITS,
     KINDS,
     IdentifierError,
     Observation,
@@ -40,7 +44,7 @@ from omniweave.core.identity import (
     is_blocked,
     normalize,
 )
-from omniweave.errors import InputError
+from omniweave.errors import ConfigError, InputError
 from omniweave.service.matching import (
     DEFAULT_THRESHOLD,
     ScoredPair,
@@ -49,6 +53,7 @@ from omniweave.service.matching import (
     score_pairs,
 )
 from omniweave.service.runtime import Runtime
+from omniweave.settings import config_section
 
 STATE_DATASET = "identity_state"
 STATE_TABLES = ("observations", "nodes", "founders", "links", "refusals", "splits", "history", "meta")
@@ -111,9 +116,55 @@ class ResolveSummary:
                 f"({self.seconds:.1f} s)")
 
 
+IDENTITY_KEYS = ("kinds", "limits", "share_limits", "blocked", "customer_number_prefix")
+
+
+def rules_from_config(section: Mapping[str, Any], default_region: str = "GB", where: str = "[identity]") -> Rules:
+    """Rules from an `[identity]` table: `kinds` (custom identifier kinds, ranked after the built-in
+    durable ones and before device and anonymous ids), `limits` and `share_limits` (kind → count; merged
+    over the defaults), `blocked` (more values that never link), `customer_number_prefix`."""
+    unknown = sorted(set(section) - set(IDENTITY_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; expected one of {', '.join(IDENTITY_KEYS)}")
+    custom = section.get("kinds", [])
+    if not isinstance(custom, list) or not all(isinstance(k, str) and k.isidentifier() for k in custom):
+        raise ConfigError(f"{where}: kinds must be a list of names (letters, digits, _), got {custom!r}")
+    clash = [k for k in custom if k in KINDS or k == COUPON_KIND]
+    if clash:
+        raise ConfigError(f"{where}: kinds: {clash[0]!r} is a built-in kind")
+    priorities = (*KINDS[:-2], *custom, KINDS[-2], COUPON_KIND, KINDS[-1])
+    counts: dict[str, dict[str, int]] = {}
+    for key, defaults in (("limits", DEFAULT_LIMITS), ("share_limits", Rules().share_limits)):
+        table = section.get(key, {})
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where}: {key} must be a table of kind = count, got {table!r}")
+        for kind, count in table.items():
+            if kind not in priorities:
+                raise ConfigError(f"{where}: {key}.{kind}: unknown identifier kind; expected one of "
+                                  f"{', '.join(priorities)}")
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise ConfigError(f"{where}: {key}.{kind}: expected a whole number ≥ 1, got {count!r}")
+        counts[key] = {**defaults, **table}
+    blocked = section.get("blocked", [])
+    if not isinstance(blocked, list) or not all(isinstance(v, str) for v in blocked):
+        raise ConfigError(f"{where}: blocked must be a list of strings, got {blocked!r}")
+    prefix = section.get("customer_number_prefix", "")
+    if not isinstance(prefix, str):
+        raise ConfigError(f"{where}: customer_number_prefix must be a string, got {prefix!r}")
+    return Rules(priorities=priorities, limits=counts["limits"], share_limits=counts["share_limits"],
+                 blocked=DEFAULT_BLOCKED | {v.strip().lower() for v in blocked}, default_region=default_region,
+                 customer_number_prefix=prefix)
+
+
 def default_rules(runtime: Runtime) -> Rules:
-    """The built-in kinds plus personal coupon codes, with the settings' default phone region."""
-    return Rules(priorities=(*KINDS[:-1], COUPON_KIND, KINDS[-1]), default_region=runtime.settings.default_region)
+    """The rules of omniweave.toml's `[identity]` table (the built-in kinds plus personal coupon codes and
+    the defaults when there is none), with the settings' default phone region."""
+    found = config_section({**os.environ, "OMNIWEAVE_HOME": runtime.settings.home})
+    section = found[1].get("identity", {}) if found else {}
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{found[0] if found else 'omniweave.toml'}: identity must be a table ([identity])")
+    where = f"{found[0]}: [identity]" if found else "[identity]"
+    return rules_from_config(section, runtime.settings.default_region, where)
 
 
 # --- state -------------------------------------------------------------------------------------

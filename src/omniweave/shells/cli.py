@@ -101,7 +101,7 @@ def keys_list(ctx: typer.Context) -> None:
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    kind: Annotated[str, typer.Argument(help="Source kind: till, store_visits, loyalty, coupons, qr_scans, call_centre, direct_mail, email_export, ad_spend, segment, or custom with --mapping.")],
+    kind: Annotated[str, typer.Argument(help="Source kind: customers, till, store_visits, loyalty, coupons, qr_scans, call_centre, direct_mail, email_export, ad_spend, segment, or custom with --mapping.")],
     file: Annotated[Path, typer.Argument(help="CSV, Parquet or JSON-lines file.", exists=True, dir_okay=False)],
     mapping: Annotated[Path | None, typer.Option(help="A mapping file (TOML) for columns of your own.")] = None,
 ) -> None:
@@ -148,7 +148,10 @@ def demo(
 
 
 @app.command()
-def resolve(ctx: typer.Context) -> None:
+def resolve(
+    ctx: typer.Context,
+    engine: Annotated[str, typer.Option(help="duckdb or spark: the engine that reads the events.")] = "duckdb",
+) -> None:
     """Stitch the identifiers of new events into persons and rewrite the `identities` table."""
     from omniweave.service.identity import evaluate_against_ground_truth
     from omniweave.service.identity import resolve as resolve_identities
@@ -156,7 +159,7 @@ def resolve(ctx: typer.Context) -> None:
 
     rt = Runtime(_settings(ctx))
     try:
-        resolve_identities(rt, console=console)
+        resolve_identities(rt, console=console, engine=engine)
         demo_folder = rt.settings.home_path / "demo"
         if (demo_folder / "ground_truth" / "identities.csv").is_file():
             console.print(evaluate_against_ground_truth(rt, demo_folder).describe())
