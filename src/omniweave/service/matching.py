@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,10 +117,17 @@ def _email(value: Any) -> tuple[str | None, str | None]:
     return (local or None, domain or None)
 
 
+_UK_NUMBER = re.compile(r"(?:\+44|0044|0)([1237]\d{9})")
+
+
 def _phone(value: Any, region: str) -> str | None:
     text = _text(value)
     if not text:
         return None
+    if region == "GB":  # the common UK shapes, as phonenumbers writes them, without its (slow) parse
+        uk = _UK_NUMBER.fullmatch(text.replace(" ", "").replace("-", ""))
+        if uk:
+            return "+44" + uk.group(1)
     try:
         return normalize("phone", text, region)
     except IdentifierError:
@@ -384,60 +392,82 @@ def cluster_records(prepared: pa.Table, threshold: float = DEFAULT_THRESHOLD, se
     (a father and son at one address, two people of one name) stays apart. Pairs the blocking rules
     did not generate inside a candidate cluster are scored for the check.
     """
+    import numpy as np
+
+    from omniweave.core.components import connected_components
+
     n = prepared.num_rows
     if n < 2:
         return list(range(n)), [1.0] * n
     model = _Model(prepared, seed)
     try:
-        links = _scored(model.predict(threshold), threshold)
-        candidates = clusters(n, links)[0]
+        links = model.predict(threshold)
+        left = links.column("unique_id_l").to_numpy().astype(np.int64)
+        right = links.column("unique_id_r").to_numpy().astype(np.int64)
+        probability = links.column("match_probability").to_numpy(zero_copy_only=False).astype(np.float64)
+        keep = probability >= threshold  # also drops NaN
+        left, right, probability = (np.minimum(left, right)[keep], np.maximum(left, right)[keep],
+                                    probability[keep])
+        roots = connected_components(n, left, right)
+        sizes = np.bincount(roots, minlength=n)
+        best = np.zeros(n)
+        simple = sizes[roots[left]] == 2  # one link, nothing to check
+        np.maximum.at(best, left[simple], probability[simple])
+        np.maximum.at(best, right[simple], probability[simple])
+        checked = ~simple
+        known = {(int(a), int(b)): float(p) for a, b, p in
+                 zip(left[checked], right[checked], probability[checked])}
         members: dict[int, list[int]] = {}
-        for row, root in enumerate(candidates):
-            members.setdefault(root, []).append(row)
-        big = [rows for rows in members.values() if 3 <= len(rows) <= MAX_CHECKED_CLUSTER]
-        known = {(p.left, p.right): p.probability for p in links}
-        left: list[int] = []
-        right: list[int] = []
-        for rows in big:
-            for i, a in enumerate(rows):
-                for b in rows[i + 1:]:
-                    if (a, b) not in known:
-                        left.append(a)
-                        right.append(b)
-        if left:
-            scored = model.score(left, right)
+        for row in np.flatnonzero(sizes[roots] >= 3).tolist():
+            members.setdefault(int(roots[row]), []).append(row)
+        missing_left: list[int] = []
+        missing_right: list[int] = []
+        for rows in members.values():
+            if len(rows) <= MAX_CHECKED_CLUSTER:
+                for i, a in enumerate(rows):
+                    for b in rows[i + 1:]:
+                        if (a, b) not in known:
+                            missing_left.append(a)
+                            missing_right.append(b)
+        if missing_left:
+            scored = model.score(missing_left, missing_right)
             for a, b, p in zip(scored.column("unique_id_l").to_pylist(), scored.column("unique_id_r").to_pylist(),
                                scored.column("match_probability").to_pylist()):
                 known[(min(a, b), max(a, b))] = float(p or 0.0)
     finally:
         model.close()
-    return _split_chains(n, links, known, floor)
+    result = roots.tolist()
+    best_list = best.tolist()
+    order = np.argsort(-probability[checked], kind="stable")
+    chain_links = list(zip(left[checked][order].tolist(), right[checked][order].tolist(),
+                           probability[checked][order].tolist()))
+    _split_chains(chain_links, known, floor, result, best_list)
+    return result, [b if b > 0 else 1.0 for b in best_list]
 
 
-def _split_chains(n: int, links: Sequence[ScoredPair], known: dict[tuple[int, int], float],
-                  floor: float) -> tuple[list[int], list[float]]:
-    group = list(range(n))
+def _split_chains(links: Sequence[tuple[int, int, float]], known: dict[tuple[int, int], float], floor: float,
+                  roots: list[int], best: list[float]) -> None:
+    """Join the rows of `links` (strongest first) into `roots` (row → cluster), refusing any join that
+    would put a pair scoring below `floor` (unknown pairs pass) in one cluster; `best` gets each row's
+    strongest link inside its cluster."""
     rows_of: dict[int, list[int]] = {}
-    best = [0.0] * n
-    for pair in sorted(links, key=lambda p: -p.probability):
-        a, b = group[pair.left], group[pair.right]
-        if a == b:
-            best[pair.left] = max(best[pair.left], pair.probability)
-            best[pair.right] = max(best[pair.right], pair.probability)
-            continue
-        rows_a, rows_b = rows_of.get(a, [a]), rows_of.get(b, [b])
-        if (len(rows_a) > 1 or len(rows_b) > 1) and any(
-                known.get((min(x, y), max(x, y)), 1.0) < floor for x in rows_a for y in rows_b):
-            continue
-        keep, gone = (a, b) if a < b else (b, a)
-        merged = rows_a + rows_b
-        for row in rows_of.pop(gone, [gone]):
-            group[row] = keep
-        rows_of[keep] = merged
-        best[pair.left] = max(best[pair.left], pair.probability)
-        best[pair.right] = max(best[pair.right], pair.probability)
-    roots = [min(rows_of.get(g, [g])) for g in group]
-    return roots, [b if b > 0 else 1.0 for b in best]
+    for a, b, _ in links:
+        rows_of[a] = [a]
+        rows_of[b] = [b]
+        roots[a], roots[b] = a, b
+    for a, b, probability in links:
+        ga, gb = roots[a], roots[b]
+        if ga != gb:
+            rows_a, rows_b = rows_of[ga], rows_of[gb]
+            if any(known.get((x, y) if x < y else (y, x), 1.0) < floor for x in rows_a for y in rows_b):
+                continue
+            keep, gone = (ga, gb) if ga < gb else (gb, ga)
+            for row in rows_of[gone]:
+                roots[row] = keep
+            rows_of[keep] = rows_a + rows_b
+            del rows_of[gone]
+        best[a] = max(best[a], probability)
+        best[b] = max(best[b], probability)
 
 
 def match_records(table: pa.Table | str | Path, threshold: float = DEFAULT_THRESHOLD,
