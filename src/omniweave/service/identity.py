@@ -41,6 +41,7 @@ from omniweave.core.identity import (
     Observation,
     Rules,
     Stitcher,
+    hashed,
     is_blocked,
     normalize,
 )
@@ -57,7 +58,10 @@ from omniweave.settings import config_section
 
 STATE_DATASET = "identity_state"
 STATE_TABLES = ("observations", "nodes", "founders", "links", "refusals", "splits", "history", "meta")
-IDENTITIES_SCHEMA = pa.schema([("kind", pa.string()), ("value", pa.string()), ("person_id", pa.string())])
+IDENTITIES_SCHEMA = pa.schema([("kind", pa.string()), ("value", pa.string()), ("person_id", pa.string()),
+                               ("value_sha256", pa.string())])
+HASHED_KINDS = frozenset({"email", "phone"})
+"""Kinds whose normalised value is also kept as a SHA-256 hex digest (`value_sha256`) for exports."""
 TRAIT_KINDS = ("email", "phone", "loyalty_card", "customer_number")
 COUPON_KIND = "coupon_code"
 """Personal coupon codes (`properties.coupon_code` when issued, `properties.coupon` when redeemed) link
@@ -219,19 +223,28 @@ class _Extractor:
     def __init__(self, rules: Rules, summary: ResolveSummary):
         self.rules, self.summary = rules, summary
         self.aliases: dict[str, str] = {}  # raw user_id that is a customer number → normalised number
+        self._seen: dict[tuple[str, Any], tuple[str, str] | str] = {}  # (kind, raw) → identifier or why not
 
     def norm(self, kind: str, raw: Any) -> tuple[str, str] | None:
         if raw is None or (isinstance(raw, str) and not raw.strip()):
             return None
-        try:
-            value = normalize(kind, raw, self.rules.default_region, self.rules.customer_number_prefix)
-        except IdentifierError:
+        key = (kind, raw)
+        known = self._seen.get(key)
+        if known is None:
+            try:
+                value = normalize(kind, raw, self.rules.default_region, self.rules.customer_number_prefix)
+            except IdentifierError:
+                known = "invalid"
+            else:
+                known = "blocked" if is_blocked(kind, value, self.rules.blocked) else (kind, value)
+            self._seen[key] = known
+        if known == "invalid":
             self.summary.invalid[kind] += 1
             return None
-        if is_blocked(kind, value, self.rules.blocked):
+        if known == "blocked":
             self.summary.blocked[kind] += 1
             return None
-        return (kind, value)
+        return known  # type: ignore[return-value]
 
     def observation(self, row: dict[str, Any]) -> Observation:
         found: set[tuple[str, str]] = set()
@@ -459,7 +472,8 @@ def _aliases(runtime: Runtime, stitcher: Stitcher, extractor: _Extractor) -> dic
 
 
 def write_identities(runtime: Runtime, stitcher: Stitcher, aliases: dict[str, str]) -> str:
-    """Replace the `identities` dataset: (kind, value, person_id) for every identifier and raw user id."""
+    """Replace the `identities` dataset: (kind, value, person_id, value_sha256) for every identifier and raw
+    user id; e-mails and phones also hashed (SHA-256 of the normalised value) for exports."""
     kinds, values, persons = [], [], []
     assigned = stitcher.assignments()
     for (kind, value), pid in sorted(assigned.items()):
@@ -471,7 +485,9 @@ def write_identities(runtime: Runtime, stitcher: Stitcher, aliases: dict[str, st
             kinds.append("user_id")
             values.append(raw)
             persons.append(assigned[("customer_number", number)])
-    table = pa.table({"kind": kinds, "value": values, "person_id": persons}, schema=IDENTITIES_SCHEMA)
+    digests = [hashed(v) if k in HASHED_KINDS else None for k, v in zip(kinds, values, strict=True)]
+    table = pa.table({"kind": kinds, "value": values, "person_id": persons, "value_sha256": digests},
+                     schema=IDENTITIES_SCHEMA)
     log = runtime.log
     folder = log.dataset_path("identities")
     log.fs.makedirs(folder, exist_ok=True)
