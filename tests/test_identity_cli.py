@@ -95,3 +95,12 @@ def test_bad_input_is_a_clear_error(home: Path, args: tuple[str, ...], expected:
     out = run(home, *args)
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert expected in " ".join(out.stderr.split())
+
+
+def test_resolve_options_are_checked(home: Path) -> None:
+    out = run(home, "resolve", "--threshold", "1.5")
+    assert out.returncode == 2 and "threshold" in out.stderr
+    out = run(home, "resolve", "--engine", "oracle")
+    assert out.returncode != 0 and "unknown warehouse engine 'oracle'" in " ".join((out.stdout + out.stderr).split())
+    out = run(home, "resolve", "--no-probabilistic")
+    assert out.returncode == 0 and "probabilistic links" in out.stdout
