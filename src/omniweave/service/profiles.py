@@ -126,12 +126,13 @@ class _Dialect:
         path = "$." + key
         return _spark_json(doc, path) if self.spark else _duck_json(doc, path)
 
-    def json_fields(self, doc: ir.StringValue, keys: Sequence[str]) -> list[ir.StringValue]:
-        """`json(doc, key)` for each key; DuckDB parses the document once for all of them."""
+    def with_json_fields(self, table: ir.Table, doc: str, fields: Mapping[str, str]) -> ir.Table:
+        """`table` plus a column `name` = `json(doc, key)` for each of `fields`; DuckDB parses each document once."""
         if self.spark:
-            return [self.json(doc, key) for key in keys]
-        values = _duck_json_many(doc, ibis.literal(["$." + key for key in keys], dt.Array(dt.string)))
-        return [values[i] for i in range(len(keys))]
+            return table.mutate(**{name: self.json(table[doc], key) for name, key in fields.items()})
+        paths = ibis.literal(["$." + key for key in fields.values()], dt.Array(dt.string))
+        parsed = table.mutate(_parsed=_duck_json_many(table[doc], paths))
+        return parsed.mutate(**{name: parsed._parsed[i] for i, name in enumerate(fields)}).drop("_parsed")
 
     def products(self, items: ir.StringValue) -> ir.ArrayValue:
         """The JSON text of an order's `products` as an array of {product_id, name, category, price, quantity}."""
@@ -202,6 +203,7 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dia
     ev = events.filter(events.timestamp <= ibis.literal(now, dt.Timestamp(timezone="UTC")))
     ev = ev.left_join(by_user, ev.user_id == by_user._uid).left_join(by_anon, ev.anonymous_id == by_anon._aid)
     ev = ev.mutate(person_id=ibis.coalesce(ev._p_user, ev._p_anon)).filter(ibis._.person_id.notnull())
+    ev = d.with_json_fields(ev, "context", {"_timezone": "timezone", "_agent": "userAgent", "_device_type": "device.type"})
     none = ibis.null("string")
     props = ev.properties
     is_order = ev.event == spec.ORDER_COMPLETED
@@ -209,7 +211,6 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dia
     exposure = ev.event.isin(PROMOTION_EXPOSURES)
     promoted = exposure | ev.event.isin(PROMOTION_RESPONSES)
     viewed = ev.event == spec.PRODUCT_VIEWED
-    timezone, agent, device_type = d.json_fields(ev.context, ("timezone", "userAgent", "device.type"))
     promotion = ibis.coalesce(
         ibis.cases((promoted, d.json(props, "promotion")), else_=none),
         ibis.cases((ev.event == spec.COUPON_APPLIED, "coupon"), (ev.event == spec.EVENT_ATTENDED, "event"),
@@ -236,8 +237,8 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dia
         products=ibis.cases((is_order, d.json(props, "products")), else_=none),
         engagement=kind,
         engaged_channel=engaged_channel.fill_null("unknown"),
-        device=ibis.cases((kind.notnull(), _device(agent, device_type)), else_=none),  # only engagements use it
-        timezone=timezone,
+        device=ibis.cases((kind.notnull(), _device(ev._agent, ev._device_type)), else_=none),  # engagements use it
+        timezone=ev._timezone,
         promotion=promotion,
         exposure_id=ibis.cases((exposure, ibis.coalesce(d.json(props, "campaign_id"), ev.message_id)), else_=none),
         product_id=ibis.cases((viewed, d.json(props, "product_id")), else_=none),
@@ -300,9 +301,13 @@ def _stated(ev: ir.Table, d: _Dialect) -> ir.Table:
     names = {"first_name": "first_name", "last_name": "last_name", "latest_email": "email", "latest_phone": "phone",
              **{f"consent_{c}": t for c, t in CONSENT_TRAITS.items()},
              **{f"_{p}_consent": f"{p}_consent" for p in CONSENT_PURPOSES}}
-    traits = dict(zip(names, d.json_fields(said.traits, list(names.values())), strict=True))
-    spellings = [name for names in CONSENT_PURPOSES.values() for name in names]
-    chosen = dict(zip(spellings, d.json_fields(said.consent, spellings), strict=True))
+    # numbered, not named by the key: Spark's column names ignore case, and Advertising / advertising are two keys
+    spellings = {f"_said_{i}": name for i, name in
+                 enumerate(name for spelled in CONSENT_PURPOSES.values() for name in spelled)}
+    said = d.with_json_fields(said, "traits", {f"_trait_{name}": key for name, key in names.items()})
+    said = d.with_json_fields(said, "consent", spellings)
+    traits = {name: said[f"_trait_{name}"] for name in names}
+    chosen = {key: said[name] for name, key in spellings.items()}
     values: dict[str, ir.Value] = {name: traits[name] for name in ("first_name", "last_name", "latest_email",
                                                                    "latest_phone")}
     for channel in CONSENT_TRAITS:
