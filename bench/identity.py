@@ -22,7 +22,14 @@ each in a fresh process (so peak memory is per method, from `resource.getrusage`
 
 Target (issue 3): the full build ≤ 1.5 × scipy's time.
 
+Then, in the same run, the two other measurements of issue 3, each by its own script (so each can
+also run alone) in a child process: probabilistic matching of `--matching-records` records against
+splink with its defaults (bench/matching.py; target F1 ≥ 0.97 in no more time), and a full profile
+build of `--profile-persons` persons / `--profile-events` events (bench/profiles.py; target ≤ 60 s),
+with peak memory. `0` skips one.
+
     python bench/identity.py [--links 10000000] [--stitcher-links 1000000] [--seed 1]
+                             [--matching-records 1000000] [--profile-persons 1000000 --profile-events 30000000]
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import multiprocessing.forkserver
 import os
 import platform
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -212,6 +220,9 @@ def main() -> None:
     parser.add_argument("--stitcher-links", type=int, default=STITCHER_DEFAULT,
                         help="links for the pure-Python rule-aware Stitcher (0 to skip)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--matching-records", type=int, default=1_000_000, help="0 skips bench/matching.py")
+    parser.add_argument("--profile-persons", type=int, default=1_000_000, help="0 skips bench/profiles.py")
+    parser.add_argument("--profile-events", type=int, default=30_000_000)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     # the workers fork from a server started while this process is small: a child's ru_maxrss starts
@@ -255,7 +266,17 @@ def main() -> None:
         print(f"{name:<42} {links:>12,} {result['seconds']:>9.2f} {links / result['seconds']:>12,.0f} {ratio:>8} "
               f"{result['components']:>11,} {result['peak']:>12,.0f} {same:>15}  {result.get('note', '')}")
     print(f"(peak RSS of a fresh process with numpy loaded: {baseline:,.0f} MB; target: full build ≤ 1.5 × scipy)")
-    if any(ref is not None and result["same"] is False for _, _, result, ref in rows):
+    failed = any(ref is not None and result["same"] is False for _, _, result, ref in rows)
+    here = Path(__file__).resolve().parent
+    for script, flags in (("matching.py", ["--records", str(args.matching_records)] if args.matching_records else None),
+                          ("profiles.py", ["--persons", str(args.profile_persons), "--events", str(args.profile_events)]
+                           if args.profile_persons else None)):
+        if flags is None:
+            continue
+        print(f"\n--- bench/{script} {' '.join(flags)}", flush=True)
+        done = subprocess.run([sys.executable, str(here / script), *flags], check=False)
+        failed |= done.returncode != 0
+    if failed:
         sys.exit(1)
 
 
