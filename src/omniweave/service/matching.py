@@ -257,7 +257,7 @@ class ScoredPair:
     left: int
     right: int
     probability: float
-    agreeing: tuple[str, ...]  # fields labels with an exact or near agreement
+    agreeing: tuple[str, ...]  # labels of the fields whose comparison speaks for the match
 
     def explanation(self) -> str:
         return ", ".join(self.agreeing) or "no field agrees"
@@ -306,13 +306,15 @@ class _Model:
 
     def _fetch(self, predictions: Any) -> pa.Table:
         wanted = ["unique_id_l", "unique_id_r", "match_probability"] + [
-            c.unquote().name for c in predictions.columns if c.unquote().name.startswith("gamma_")]
+            c.unquote().name for c in predictions.columns
+            if c.unquote().name.startswith("mw_") and not c.unquote().name.startswith("mw_tf_adj_")]
         columns = ", ".join(f'"{c}"' for c in wanted)
         return self.con.execute(f"select {columns} from {predictions.physical_name}").to_arrow_table()
 
     def predict(self, threshold: float) -> pa.Table:
         """The pairs the blocking rules generate scoring at or above `threshold`: `unique_id_l`,
-        `unique_id_r`, `match_probability` and one `gamma_<field>` per comparison (> 0: agrees)."""
+        `unique_id_r`, `match_probability` and one `mw_<field>` per comparison (its match weight:
+        > 0 when the field speaks for the match)."""
         return self._fetch(self.linker.inference.predict(threshold_match_probability=threshold,
                                                          warning_mode="never"))
 
@@ -329,8 +331,8 @@ class _Model:
 
 
 def _scored(rows: pa.Table, threshold: float) -> list[ScoredPair]:
-    gammas = [(c, FIELD_LABELS.get(c.removeprefix("gamma_"), c.removeprefix("gamma_")))
-              for c in rows.column_names if c.startswith("gamma_")]
+    gammas = [(c, FIELD_LABELS.get(c.removeprefix("mw_"), c.removeprefix("mw_")))
+              for c in rows.column_names if c.startswith("mw_")]
     values = {c: rows.column(c).to_pylist() for c, _ in gammas}
     pairs = []
     for i, (left, right, probability) in enumerate(zip(rows.column("unique_id_l").to_pylist(),
