@@ -39,7 +39,16 @@ TRAITS: list[dict[str, Any]] = [
     {"name": "order_channels", "agg": "distinct", "column": "channel", "event": [spec.ORDER_COMPLETED]},
     {"name": "discount_clicks", "agg": "count", "event": spec.MESSAGE_LINK_CLICKED, "where": {"promotion": "discount"}},
     {"name": "biggest_order", "agg": "max", "property": "revenue", "event": spec.ORDER_COMPLETED},
+    {"name": "smallest_order", "agg": "min", "property": "revenue", "event": spec.ORDER_COMPLETED},
+    {"name": "average_order", "agg": "avg", "property": "revenue", "event": spec.ORDER_COMPLETED},
+    {"name": "till_receipts", "agg": "distinct", "column": "anonymous_id", "event": spec.ORDER_COMPLETED,
+     "channel": "store"},
 ]
+
+
+def _consent(**purposes: bool) -> dict[str, Any]:
+    """A browser context carrying Segment's consent object (what a consent manager adds to every event)."""
+    return {**NEW_YORK, "consent": {"categoryPreferences": purposes}}
 
 
 def _event(n: int, at: str, *, type: str = "track", event: str | None = None, user: str | None = None,
@@ -70,11 +79,15 @@ def world_events() -> list[dict[str, Any]]:
         # Alice (P1): web in New York, one web order, one till receipt, consent changes
         _event(1, "2026-05-01T12:00:00Z", type="identify", user="u1",
                traits={"first_name": "Alice", "email": "alice@example.com", "email_opt_in": True, "sms_opt_in": False}),
-        _event(2, "2026-06-01T14:00:00Z", event=viewed, anon="a1", context=NEW_YORK, product_id="SKU-1", category="shoes"),
+        _event(2, "2026-06-01T14:00:00Z", event=viewed, anon="a1", product_id="SKU-1", category="shoes",
+               context=_consent(Advertising=True, Analytics=True, Marketing=True, Functional=True)),
         _event(3, "2026-06-02T13:00:00Z", event=viewed, anon="a1", context=NEW_YORK, product_id="SKU-2", category="shoes"),
         _order(4, "2026-06-02T14:00:00Z", 100.0, "web", [("SKU-2", "shoes", 1)], user="u1", anon="a1", context=NEW_YORK),
         _event(5, "2026-06-03T02:30:00Z", event=viewed, user="u1", context=NEW_YORK, product_id="SKU-5", category="bags"),
         _event(6, "2026-06-10T09:00:00Z", event=spec.UNSUBSCRIBED, user="u1"),
+        # she withdraws advertising consent in the consent manager; marketing is not restated
+        _event(10, "2026-06-15T09:00:00Z", event="Segment Consent Preference Updated", user="u1",
+               context=_consent(Advertising=False, Analytics=True)),
         _order(7, "2026-06-20T15:00:00Z", 50.0, "store", [("SKU-3", "bags", 2)], anon="offline:till:T1"),
         _event(8, "2026-06-25T14:00:00Z", event=viewed, user="u1", context=NEW_YORK, product_id="SKU-4", category="hats"),
         # an event after `now` is not part of the profile
@@ -97,12 +110,18 @@ def world_events() -> list[dict[str, Any]]:
                          promotion="coupon", campaign_id="p1"))
     events.append(_order(n + 7, "2026-04-01T08:00:00Z", 30.0, "app", [("SKU-7", "toys", 1)], user="u2", anon="a2",
                          context=PHONE_APP))
+    # a preference form saved as traits: marketing yes, advertising no (then said again, unchanged)
+    events.append(_event(n + 8, "2026-06-20T08:00:00Z", type="identify", user="u2",
+                         traits={"marketing_consent": True, "advertising_consent": "no"}))
+    events.append(_event(n + 9, "2026-06-21T08:00:00Z", type="identify", user="u2", traits={"advertising_consent": False}))
     # Carol (P3): store only, four receipts (one outside the 30-day window)
     for i, (tx, at) in enumerate([("T2", "2026-05-01T10:00:00Z"), ("T3", "2026-06-10T10:00:00Z"),
                                   ("T4", "2026-06-20T10:00:00Z"), ("T5", "2026-06-28T10:00:00Z")]):
         events.append(_order(100 + i, at, 20.0, "store", [("SKU-8", "food", 1)], anon=f"offline:till:{tx}"))
     # Dave (P4): one page view, nothing else
-    events.append(_event(200, "2026-06-15T19:00:00Z", type="page", anon="a4", context=NEW_YORK))
+    # ... with a consent manager whose keys are lower case, American spelling
+    events.append(_event(200, "2026-06-15T19:00:00Z", type="page", anon="a4",
+                         context=_consent(advertising=True, personalization=True)))
     return events
 
 
@@ -170,6 +189,12 @@ def test_profiles_of_a_small_world(runtime):
 
     # consent: the latest word per channel (an unsubscribe after the opt-in wins)
     assert (alice["consent_email"], alice["consent_sms"], alice["consent_push"]) == (False, False, None)
+    # consent per purpose: the latest event stating each purpose wins; NULL = never stated (not a no)
+    purposes = ("advertising", "analytics", "marketing", "personalisation")
+    assert [alice[f"consent_purpose_{p}"] for p in purposes] == [False, True, True, None]
+    assert [bob[f"consent_purpose_{p}"] for p in purposes] == [False, None, True, None]
+    assert [carol[f"consent_purpose_{p}"] for p in purposes] == [None, None, None, None]
+    assert [dave[f"consent_purpose_{p}"] for p in purposes] == [True, None, None, True]
 
     # custom traits: window, filter, first/last/distinct/max
     assert [alice["store_orders_30d"], carol["store_orders_30d"], dave["store_orders_30d"]] == [1, 3, 0]
@@ -178,6 +203,8 @@ def test_profiles_of_a_small_world(runtime):
     assert (alice["first_order_channel"], alice["order_channels"]) == ("web", 2)
     assert bob["discount_clicks"] == 2 and alice["discount_clicks"] == 0
     assert carol["biggest_order"] == 20.0
+    assert (alice["smallest_order"], alice["average_order"], dave["smallest_order"]) == (50.0, 75.0, None)
+    assert (alice["till_receipts"], carol["till_receipts"], bob["till_receipts"]) == (1, 4, 0)
 
 
 def test_profiles_table_is_queryable_and_rebuilt_in_place(runtime):
