@@ -41,6 +41,8 @@ from omniweave.core.identity import IdentifierError, normalize
 from omniweave.errors import InputError
 
 DEFAULT_THRESHOLD = 0.95
+MIN_M = 0.001
+"""The least share of true matches any agreeing or near level is allowed after training."""
 NAME_COLUMNS = {
     "first_name": ("first_name", "firstname", "firstName", "given_name", "forename"),
     "last_name": ("last_name", "lastname", "lastName", "surname", "family_name"),
@@ -208,7 +210,7 @@ def _comparisons(columns: Sequence[str]) -> list[Any]:
         both = "email_local_l = email_local_r and email_domain_l = email_domain_r"
         comparisons.append(cl.CustomComparison(output_column_name="email_local", comparison_levels=[
             cll.NullLevel("email_local"), cll.CustomLevel(both, label_for_charts="same address"),
-            cll.ExactMatchLevel("email_local"), cll.ElseLevel()]))
+            cll.ElseLevel()]))
     if "phone" in columns:
         comparisons.append(cl.CustomComparison(output_column_name="phone", comparison_levels=[
             cll.NullLevel("phone"), cll.ExactMatchLevel("phone", term_frequency_adjustments=True),
@@ -303,6 +305,12 @@ class _Model:
             except Exception as exc:  # noqa: BLE001 - splink raises bare exceptions
                 logging.getLogger(__name__).info("EM on %s skipped: %s", rule, exc)
                 linker._settings_obj.comparisons = kept
+        # EM sets m to ~0 for a near-match level its blocks never showed (no postcode typo among the
+        # pairs sharing an e-mail address, say), which would veto every pair with such a typo
+        for comparison in linker._settings_obj.comparisons:
+            for level in comparison.comparison_levels:
+                if not level.is_null_level and not level._is_else_level and (level.m_probability or 0) < MIN_M:
+                    level.m_probability = MIN_M
 
     def _fetch(self, predictions: Any) -> pa.Table:
         wanted = ["unique_id_l", "unique_id_r", "match_probability"] + [
