@@ -92,9 +92,11 @@ class ConsumerState:
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
     cur = dbapi_conn.cursor()
+    # first: switching to WAL takes a lock too, and without a busy timeout a connection opened while
+    # another process writes (parallel imports on a loaded machine) fails at once with "database is locked"
+    cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")  # an acknowledged event survives power loss too
-    cur.execute("PRAGMA busy_timeout=10000")
     cur.close()
 
 

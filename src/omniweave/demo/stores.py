@@ -28,7 +28,8 @@ _OUTCOMES = ("resolved", "resolved", "resolved", "escalated", "callback_schedule
 
 def write_customers(sim: BlockSim) -> None:
     """The CRM's customer master as exported at the start of the period: every customer (all have a
-    customer number), with the e-mail and phone on file (most of those who have one), postcode, often
+    customer number), with the e-mail and phone on file (all that receive newsletters, SMS or WhatsApp,
+    most of the others who have one), postcode, often
     the birth date, the web shop account (its user id) of those who have one, and the consent flags;
     each record as last changed before the period."""
     p, rng = sim.p, sim.rng["crm"]
@@ -38,8 +39,9 @@ def write_customers(sim: BlockSim) -> None:
     hours = rng.uniform(8.0, 20.0, n)
     created_at = iso_utc(sim.w.day0[0] - created * 86400.0 + hours * 3600.0)
     updated_at = iso_utc(sim.w.day0[0] - updated * 86400.0 + hours * 3600.0)
-    give_email = p.has_email & (rng.random(n) < 0.9)
-    give_phone = p.has_phone & (rng.random(n) < 0.8)
+    # the retailer messages only contact details it holds: every opted-in address and number is on file
+    give_email = p.has_email & (p.email_opt_in | (rng.random(n) < 0.8))
+    give_phone = p.has_phone & (p.sms_opt_in | p.whatsapp_opt_in | (rng.random(n) < 0.7))
     phone_v = rng.choice(6, n, p=[0.4, 0.2, 0.2, 0.2, 0.0, 0.0])
     give_birth = rng.random(n) < 0.5
     give_postcode = rng.random(n) < 0.95
