@@ -208,8 +208,10 @@ def _comparisons(columns: Sequence[str]) -> list[Any]:
         comparisons.append(cl.LevenshteinAtThresholds("postcode", [1]))
     if "email_local" in columns:
         both = "email_local_l = email_local_r and email_domain_l = email_domain_r"
+        typo = "email_local_l = email_local_r and damerau_levenshtein(email_domain_l, email_domain_r) <= 1"
         comparisons.append(cl.CustomComparison(output_column_name="email_local", comparison_levels=[
             cll.NullLevel("email_local"), cll.CustomLevel(both, label_for_charts="same address"),
+            cll.CustomLevel(typo, label_for_charts="same local part, domain one edit apart"),
             cll.ElseLevel()]))
     if "phone" in columns:
         comparisons.append(cl.CustomComparison(output_column_name="phone", comparison_levels=[
