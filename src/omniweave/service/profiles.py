@@ -224,11 +224,13 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dia
     )
     stated = ev.traits.notnull() & (ev.traits != "{}")
     consent = ev.context.notnull() & ev.context.contains("categoryPreferences")
-    base = ["person_id", "event", "channel", "timestamp", "user_id"]
+    base = ["person_id", "channel", "timestamp", "user_id"]
     return ev.select(
         *base, *(c for c in dict.fromkeys(columns) if c not in base),
         epoch_day=(ev.timestamp.epoch_seconds() // 86400).cast("int64"),
         is_order=is_order,
+        is_response=ev.event.isin(PROMOTION_RESPONSES),
+        is_unsubscribe=ev.event == spec.UNSUBSCRIBED,
         revenue=ibis.cases(
             (is_order, ibis.coalesce(d.json(props, "revenue").cast("float64"), d.json(props, "total").cast("float64"),
                                      ibis.literal(0.0))),
@@ -270,7 +272,6 @@ def _activity(ev: ir.Table) -> ir.Table:
         first_seen=ev.timestamp.min(),
         last_seen=ev.timestamp.max(),
         event_count=ev.count(),
-        channels=ev.channel.collect(distinct=True).sort(),
         primary_user_id=_latest(ev, ev.user_id),
         timezone=_latest(ev, ev.timezone),
         orders=ev.is_order.sum().cast("int64"),
@@ -297,7 +298,7 @@ def _stated(ev: ir.Table, d: _Dialect) -> ir.Table:
     Only events that can say something are read (traits, an unsubscribe, a consent object); on
     the others every value is NULL, which `_latest` skips anyway.
     """
-    said = ev.filter(ev.traits.notnull() | (ev.event == spec.UNSUBSCRIBED) | ev.consent.notnull())
+    said = ev.filter(ev.traits.notnull() | ev.is_unsubscribe | ev.consent.notnull())
     names = {"first_name": "first_name", "last_name": "last_name", "latest_email": "email", "latest_phone": "phone",
              **{f"consent_{c}": t for c, t in CONSENT_TRAITS.items()},
              **{f"_{p}_consent": f"{p}_consent" for p in CONSENT_PURPOSES}}
@@ -313,7 +314,7 @@ def _stated(ev: ir.Table, d: _Dialect) -> ir.Table:
     for channel in CONSENT_TRAITS:
         values[f"consent_{channel}"] = ibis.coalesce(
             _yes_no(traits[f"consent_{channel}"]),
-            ibis.cases(((said.event == spec.UNSUBSCRIBED) & (said.channel == channel), False), else_=ibis.null("boolean")),
+            ibis.cases((said.is_unsubscribe & (said.channel == channel), False), else_=ibis.null("boolean")),
         )
     for purpose, spelled in CONSENT_PURPOSES.items():
         values[f"consent_purpose_{purpose}"] = ibis.coalesce(*(_yes_no(chosen[name]) for name in spelled),
@@ -325,7 +326,8 @@ def _last_touch(ev: ir.Table) -> ir.Table:
     per = ev.group_by(["person_id", "channel"]).aggregate(last_at=ev.timestamp.max(), events=ev.count())
     grouped = per.group_by("person_id").aggregate(
         _t=ibis.struct({"channel": per.channel, "last_at": per.last_at, "events": per.events}).collect())
-    return grouped.select("person_id", last_touch=grouped._t.sort())
+    touches = grouped._t.sort()  # by channel first: the channels come out sorted and distinct
+    return grouped.select("person_id", channels=touches.map(lambda t: t.channel), last_touch=touches)
 
 
 def _preferred_channel(ev: ir.Table) -> ir.Table:
@@ -379,10 +381,8 @@ def _contact_frequency(ev: ir.Table) -> ir.Table:
     days = ev.filter(ev.engagement.notnull()).select("person_id", "epoch_day").distinct()
     gaps = days.mutate(gap=days.epoch_day - days.epoch_day.lag().over(group_by="person_id", order_by="epoch_day"))
     gaps = gaps.filter(gaps.gap.notnull())
-    gaps = gaps.mutate(rn=ibis.row_number().over(group_by="person_id", order_by="gap"),
-                       n=gaps.count().over(group_by="person_id"))
-    middle = gaps.filter((gaps.rn == ((gaps.n - 1) // 2)) | (gaps.rn == (gaps.n // 2)))
-    return middle.group_by("person_id").aggregate(contact_every_days=middle.gap.cast("float64").mean())
+    # an exact median: DuckDB's quantile_cont and Spark's percentile both take the mean of the two middle gaps
+    return gaps.group_by("person_id").aggregate(contact_every_days=gaps.gap.median().cast("float64"))
 
 
 def _products(ev: ir.Table, d: _Dialect) -> list[ir.Table]:
@@ -390,7 +390,7 @@ def _products(ev: ir.Table, d: _Dialect) -> list[ir.Table]:
     lines = orders.select("person_id", "timestamp", item=d.products(orders.products).unnest())
     bought = lines.select("person_id", "timestamp", product_id=lines.item.product_id, name=lines.item["name"],
                           category=lines.item.category, units=lines.item.quantity.fill_null(1.0))
-    views = ev.filter((ev.event == spec.PRODUCT_VIEWED) & ev.product_id.notnull())
+    views = ev.filter(ev.product_id.notnull())  # set on product views only
     # a purchased unit is worth three views when choosing favourites
     interest = bought.select("person_id", "product_id", "category", score=bought.units * 3).union(
         views.select("person_id", "product_id", "category", score=ibis.literal(1.0)))
@@ -415,7 +415,7 @@ def _promotion(ev: ir.Table) -> ir.Table:
     promo = ev.filter(ev.promotion.isin(PROMOTION_TYPES))
     per = promo.group_by(["person_id", "promotion"]).aggregate(
         exposures=promo.exposure_id.nunique(),
-        responses=promo.event.isin(PROMOTION_RESPONSES).sum().cast("int64"),
+        responses=promo.is_response.sum().cast("int64"),
     )
     per = per.filter(per.responses > 0)
     per = per.mutate(rate=per.responses.cast("float64") / ibis.greatest(per.exposures, per.responses).cast("float64"))
@@ -433,6 +433,8 @@ def _custom_traits(ev: ir.Table, traits: Sequence[TraitSpec], now: datetime, d: 
 def _trait_columns(traits: Sequence[TraitSpec]) -> list[str]:
     """The columns of `events` the custom traits read (`properties` for a property or a filter)."""
     columns = [t.column for t in traits if t.column is not None]
+    if any(t.events for t in traits):
+        columns.append("event")
     if any(t.property is not None or t.where for t in traits):
         columns.append("properties")
     return columns
@@ -504,6 +506,7 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
     for part in parts:
         result = result.left_join(part, "person_id").drop("person_id_right")
     consent = [c for c in result.columns if c.startswith("consent_")]
+    result = result.relocate("channels", after="event_count")
     result = result.relocate("first_name", "last_name", "latest_email", "latest_phone", after="channels")
     result = result.relocate(*consent, after="last_order_at")
     now_lit = ibis.literal(now, dt.Timestamp(timezone="UTC"))
