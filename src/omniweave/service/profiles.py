@@ -472,20 +472,19 @@ def _trait_aggregate(ev: ir.Table, t: TraitSpec, now: datetime, d: _Dialect) -> 
     return value.nunique(where=mask).cast("int64")  # distinct
 
 
-def _with_rfm(profiles: ir.Table) -> ir.Table:
+def _rfm(activity: ir.Table) -> ir.Table:
     """Quintile scores 1-5 among buyers (5 = most recent, most orders, most revenue); ties share a score.
 
-    The window is partitioned by buyer / non-buyer (not a join of the buyers back onto the profiles),
-    so that the profiles are computed once; the non-buyers' partition is then blanked.
+    Ranked over the narrow per-person activity, not the finished profiles: a window sorts whole rows,
+    and a profile row is wide.
     """
-    buyer = profiles.orders > 0
+    buyers = activity.filter(activity.orders > 0).select("person_id", "last_order_at", "orders", "total_revenue")
 
     def quintile(col: ir.Column) -> ir.IntegerValue:
-        score = (ibis.cume_dist().over(group_by=buyer, order_by=col) * 5).ceil().cast("int32")
-        return ibis.cases((buyer, score), else_=ibis.null("int32"))
+        return (ibis.cume_dist().over(order_by=col) * 5).ceil().cast("int32")
 
-    scored = profiles.mutate(rfm_recency=quintile(profiles.last_order_at), rfm_frequency=quintile(profiles.orders),
-                             rfm_monetary=quintile(profiles.total_revenue))
+    scored = buyers.select("person_id", rfm_recency=quintile(buyers.last_order_at),
+                           rfm_frequency=quintile(buyers.orders), rfm_monetary=quintile(buyers.total_revenue))
     return scored.mutate(rfm_segment=scored.rfm_recency.cast("string") + scored.rfm_frequency.cast("string")
                          + scored.rfm_monetary.cast("string"))
 
@@ -527,7 +526,7 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
         recency_days=((now_lit.epoch_seconds() - result.last_order_at.epoch_seconds()) // 86400).cast("int64"),
         timezone=result.timezone.fill_null("UTC"),
     ).drop("latest_email", "latest_phone")
-    result = _with_rfm(result)
+    result = result.left_join(_rfm(activity), "person_id").drop("person_id_right")
     # engines disagree on an empty aggregate list (NULL or []): a profile always says []
     lists = {name: result[name].fill_null(ibis.literal([], result[name].type()))
              for name, typ in result.schema().items() if typ.is_array()}
