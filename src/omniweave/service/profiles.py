@@ -107,6 +107,10 @@ def _duck_local(zone: str, ts: dt.Timestamp(timezone="UTC")) -> dt.timestamp: ..
 def _spark_local(ts: dt.Timestamp(timezone="UTC"), zone: str) -> dt.timestamp: ...  # type: ignore[empty-body,valid-type]
 
 
+@ibis.udf.scalar.builtin(name="epoch_us")
+def _duck_epoch_us(ts: dt.Timestamp(timezone="UTC")) -> dt.int64: ...  # type: ignore[empty-body,valid-type]
+
+
 @ibis.udf.scalar.builtin(name="from_json")
 def _duck_products(doc: str, schema: str) -> _PRODUCT: ...  # type: ignore[empty-body,valid-type]
 
@@ -141,6 +145,15 @@ class _Dialect:
                                           "price:double,quantity:double>>")
         return _duck_products(items, '[{"product_id":"VARCHAR","name":"VARCHAR","category":"VARCHAR",'
                                      '"price":"DOUBLE","quantity":"DOUBLE"}]')
+
+    def epoch_seconds(self, ts: ir.TimestampValue) -> ir.IntegerValue:
+        """Whole seconds since 1970-01-01 UTC.
+
+        On DuckDB straight from the instant: Ibis's spelling casts to a naive timestamp first, which
+        goes through the session time zone (a time-zone library call per row, and another day if
+        the session is not in UTC).
+        """
+        return ts.epoch_seconds() if self.spark else _duck_epoch_us(ts) // 1_000_000
 
     def local_time(self, ts: ir.TimestampValue, zone: ir.StringValue) -> ir.TimestampValue:
         """The wall-clock time of the UTC instant `ts` in the IANA time zone `zone`."""
@@ -227,7 +240,7 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dia
     base = ["person_id", "channel", "timestamp", "user_id"]
     return ev.select(
         *base, *(c for c in dict.fromkeys(columns) if c not in base),
-        epoch_day=(ev.timestamp.epoch_seconds() // 86400).cast("int64"),
+        epoch_day=(d.epoch_seconds(ev.timestamp) // 86400).cast("int64"),
         is_order=is_order,
         is_response=ev.event.isin(PROMOTION_RESPONSES),
         is_unsubscribe=ev.event == spec.UNSUBSCRIBED,
@@ -361,7 +374,7 @@ def _best_time(ev: ir.Table, zones: ir.Table, d: _Dialect) -> ir.Table:
     # Time-zone conversion is the costliest step per row, so it runs once per (zone, quarter hour of
     # UTC) instead of once per engagement: every zone's offset is a whole number of quarter hours
     # and changes on a quarter hour, so all instants of one UTC quarter hour share the local hour and day.
-    engaged = engaged.mutate(quarter=engaged.timestamp.epoch_seconds() // 900)
+    engaged = engaged.mutate(quarter=d.epoch_seconds(engaged.timestamp) // 900)
     quarters = engaged.group_by(["tz", "quarter"]).aggregate(at=engaged.timestamp.min())
     local = d.local_time(quarters.at, quarters.tz)
     quarters = quarters.select("tz", "quarter", hour=local.hour().cast("int32"),
@@ -523,7 +536,7 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
         total_revenue=result.total_revenue.fill_null(0.0),
         average_order_value=ibis.cases(
             (result.orders > 0, (result.total_revenue / result.orders).round(2)), else_=ibis.null()),
-        recency_days=((now_lit.epoch_seconds() - result.last_order_at.epoch_seconds()) // 86400).cast("int64"),
+        recency_days=((d.epoch_seconds(now_lit) - d.epoch_seconds(result.last_order_at)) // 86400).cast("int64"),
         timezone=result.timezone.fill_null("UTC"),
     ).drop("latest_email", "latest_phone")
     result = result.left_join(_rfm(activity), "person_id").drop("person_id_right")
