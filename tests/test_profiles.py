@@ -256,6 +256,19 @@ def test_duplicate_trait_names_are_rejected():
         parse_trait_specs([{"name": "twice", "agg": "count"}, {"name": "twice", "agg": "count"}])
 
 
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("spark", marks=pytest.mark.spark)])
+def test_average_order_value_is_rounded_half_up_to_the_cent_on_every_engine(runtime, request, engine):
+    # 10.03 / 2 = 5.015 exactly, but 5.01499... as a double: rounding the double gives 5.01 on DuckDB, 5.02 on Spark
+    orders = [_order(1, "2026-06-01T10:00:00Z", 5.00, "web", [("SKU-1", "toys", 1)], user="u9"),
+              _order(2, "2026-06-02T10:00:00Z", 5.03, "web", [("SKU-2", "toys", 1)], user="u9")]
+    runtime.log.append("events", events_to_table(orders, "test"), "erin")
+    write_identities(runtime, [("user_id", "u9", "P9")])
+    session = request.getfixturevalue("spark_session") if engine == "spark" else None
+    warehouse = runtime.warehouse(engine, spark_session=session)
+    row = to_arrow(profiles_expr(warehouse.table("events"), warehouse.table("identities"), NOW, [], engine)).to_pylist()[0]
+    assert (row["total_revenue"], row["orders"], row["average_order_value"]) == (10.03, 2, 5.02)
+
+
 @pytest.mark.spark
 def test_duckdb_and_spark_build_identical_profiles(runtime, spark_session):
     seed(runtime)

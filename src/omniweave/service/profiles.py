@@ -485,6 +485,16 @@ def _trait_aggregate(ev: ir.Table, t: TraitSpec, now: datetime, d: _Dialect) -> 
     return value.nunique(where=mask).cast("int64")  # distinct
 
 
+def _average_order_value(revenue: ir.FloatingValue, orders: ir.IntegerValue) -> ir.FloatingValue:
+    """Revenue / orders rounded half up to the cent, in whole cents.
+
+    Rounding the quotient as a double does not give the same answer on every engine when it ends in
+    a half cent (10.03 / 2 is 5.01499... in binary: DuckDB says 5.01, Spark 5.02); whole cents do.
+    """
+    cents = (revenue * 100).round().cast("int64")  # revenue is already rounded to the cent
+    return ibis.cases((orders > 0, ((2 * cents + orders) // (2 * orders)) / 100.0), else_=ibis.null("float64"))
+
+
 def _rfm(activity: ir.Table) -> ir.Table:
     """Quintile scores 1-5 among buyers (5 = most recent, most orders, most revenue); ties share a score.
 
@@ -534,8 +544,7 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
         online_revenue=result.online_revenue.fill_null(0.0),
         store_revenue=result.store_revenue.fill_null(0.0),
         total_revenue=result.total_revenue.fill_null(0.0),
-        average_order_value=ibis.cases(
-            (result.orders > 0, (result.total_revenue / result.orders).round(2)), else_=ibis.null()),
+        average_order_value=_average_order_value(result.total_revenue, result.orders),
         recency_days=((d.epoch_seconds(now_lit) - d.epoch_seconds(result.last_order_at)) // 86400).cast("int64"),
         timezone=result.timezone.fill_null("UTC"),
     ).drop("latest_email", "latest_phone")
