@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from pathlib import Path
 
@@ -44,6 +45,9 @@ def test_resolve_writes_every_user_and_anonymous_id(home: Path) -> None:
         "UNION SELECT DISTINCT 'anonymous_id', anonymous_id FROM events WHERE anonymous_id IS NOT NULL").to_pylist()
     assert {(r["kind"], r["value"]) for r in events} <= listed
     assert all(r["person_id"] for r in rows)
+    emails = [r for r in rows if r["kind"] == "email"]
+    assert emails and all(r["value_sha256"] == hashlib.sha256(r["value"].encode()).hexdigest() for r in emails)
+    assert all(r["value_sha256"] is None for r in rows if r["kind"] in ("anonymous_id", "loyalty_card"))
     assert ("loyalty_card", "0000000000") not in listed  # the till's placeholder card links nobody
     # the same run again reads nothing new and changes nothing
     again = resolve(runtime)
@@ -81,3 +85,64 @@ def test_state_is_incremental_and_a_split_sticks(home: Path, tmp_path: Path) -> 
     reloaded = load_stitcher(runtime)
     assert reloaded.person_of(email) != reloaded.person_of(("user_id", ids["user_id"][0]))
     assert reloaded.person_of(("anonymous_id", "late-anon")) == reloaded.person_of(("user_id", ids["user_id"][0]))
+
+
+@pytest.mark.spark
+def test_the_whole_stage_gives_identical_persons_and_profiles_on_duckdb_and_spark(home: Path, tmp_path: Path,
+                                                                                    spark_session) -> None:
+    """resolve + profiles from the same event log: DuckDB and Spark read it, the same persons and profiles come out."""
+    import shutil
+    from datetime import UTC, datetime
+
+    from omniweave.service.profiles import build_profiles
+
+    homes = {}
+    for engine in ("duckdb", "spark"):
+        copy = tmp_path / engine
+        shutil.copytree(home, copy)
+        runtime = Runtime(Settings(home=str(copy)))
+        for dataset in ("identity_state", "identities", "profiles"):
+            shutil.rmtree(runtime.log.dataset_path(dataset), ignore_errors=True)
+        summary = resolve(runtime, engine=engine, spark_session=spark_session)
+        assert summary.events > 1000 and summary.probabilistic_links > 0, summary.describe()
+        build_profiles(runtime, engine=engine, spark_session=spark_session, now=datetime(2026, 11, 1, tzinfo=UTC))
+        homes[engine] = runtime
+    duck, spark = homes["duckdb"], homes["spark"]
+    assert load_stitcher(duck).persons() == load_stitcher(spark).persons()
+    assert sorted(map(tuple, (r.values() for r in _identities(duck)))) == sorted(
+        map(tuple, (r.values() for r in _identities(spark))))
+
+    def profiles(runtime: Runtime) -> list[dict]:  # type: ignore[type-arg]
+        table = pq.read_table(runtime.log.dataset_path("profiles"))
+        return sorted(table.to_pylist(), key=lambda r: r["person_id"])
+
+    left, right = profiles(duck), profiles(spark)
+    assert len(left) == len(load_stitcher(duck).persons())
+    for a, b in zip(left, right, strict=True):
+        assert a == b, {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+
+
+def test_identity_rules_come_from_omniweave_toml(tmp_path: Path) -> None:
+    from omniweave.core.identity import Observation
+    from omniweave.errors import ConfigError
+    from omniweave.service.identity import default_rules, rules_from_config
+
+    (tmp_path / "omniweave.toml").write_text(
+        '[identity]\nkinds = ["crm_id"]\nlimits = { crm_id = 1, email = 2 }\nblocked = ["Guest@Shop.example"]\n')
+    rules = default_rules(Runtime(Settings(home=str(tmp_path))))
+    assert rules.priorities.index("crm_id") < rules.priorities.index("device_id")
+    assert rules.limits["crm_id"] == 1 and rules.limits["email"] == 2 and rules.limits["phone"] == 5
+    stitcher = load_stitcher(Runtime(Settings(home=str(tmp_path))))
+    stitcher.add([Observation("m1", "2026-01-01T00:00:00Z", (("crm_id", "A1"), ("email", "guest@shop.example"))),
+                  Observation("m2", "2026-01-01T00:00:01Z", (("crm_id", "A1"), ("email", "a@x.com"))),
+                  Observation("m3", "2026-01-01T00:00:02Z", (("crm_id", "B2"), ("email", "a@x.com")))])
+    assert ("email", "guest@shop.example") not in stitcher.parent  # blocked by the config
+    assert stitcher.person_of(("crm_id", "B2")) != stitcher.person_of(("crm_id", "A1"))  # at most 1 crm_id
+    for bad, says in [({"kindz": []}, "unknown key 'kindz'"), ({"limits": {"shoe": 1}}, "limits.shoe: unknown"),
+                      ({"limits": {"email": 0}}, "whole number ≥ 1, got 0"), ({"kinds": ["email"]}, "built-in"),
+                      ({"blocked": "x"}, "list of strings")]:
+        with pytest.raises(ConfigError, match=says):
+            rules_from_config(bad)
+    (tmp_path / "omniweave.toml").write_text('[identity]\nlimits = { email = "many" }\n')
+    with pytest.raises(ConfigError, match=r"omniweave.toml: \[identity\]: limits.email: expected a whole number"):
+        default_rules(Runtime(Settings(home=str(tmp_path))))
