@@ -7,7 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omniweave.core.components import connected_components, encode, same_partition
+from omniweave.core.components import (
+    component_numbers,
+    connected_components,
+    encode,
+    same_partition,
+)
 from omniweave.errors import InputError
 
 
@@ -41,6 +46,8 @@ def test_same_components_as_a_plain_union_find(graph: tuple[int, list[int], list
     labels = connected_components(n, a, b)
     # the label is the smallest vertex of the component, like the reference's root
     assert labels.tolist() == reference(n, a, b)
+    numbers = component_numbers(n, a, b)  # scipy's search: other names, the same grouping
+    assert same_partition(numbers, labels) and (numbers.size == 0 or numbers.max() < n)
 
 
 @settings(max_examples=50, deadline=None)
@@ -88,4 +95,6 @@ def test_bad_edges_are_input_errors() -> None:
         connected_components(3, [0, 3], [1, 1])
     with pytest.raises(InputError, match="equal length"):
         connected_components(3, [0, 1], [1])
+    with pytest.raises(InputError, match="0..2"):
+        component_numbers(3, [0, 3], [1, 1])
     assert connected_components(0, [], []).tolist() == []
