@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import math
+import os
+import subprocess
 from collections import defaultdict
 from fractions import Fraction
 from pathlib import Path
@@ -27,6 +30,7 @@ from omniweave.core.attribution import (
     shapley,
 )
 from omniweave.errors import InputError
+from tests.conftest import omniweave_cmd
 
 HEADER = ("path", "total_conversions", "total_conversion_value", "total_null")
 
@@ -302,3 +306,75 @@ def test_rows_without_journeys_are_accepted_and_ignored(tmp_path):
     for model in MODELS:
         result = attribute(table, model)
         assert result.conversions["c"] == 0.0, model
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMNIWEAVE_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    return subprocess.run(omniweave_cmd("attribution", *args), env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def test_cli_prints_every_model_as_json_matching_the_library(tmp_path):
+    file = write_paths(tmp_path / "paths.csv", SMALL)
+    done = run_cli(tmp_path, "--paths", str(file), "--model", "all", "--format", "json", "--half-life", "2",
+                   "--allocation", "per_journey")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["total_conversions"] == 5 and document["total_conversion_value"] == 180
+    assert set(document["models"]) == set(MODELS)
+    table = read_paths_csv(file)
+    for model in MODELS:
+        expected = attribute(table, model, half_life=2, allocation="per_journey")
+        channels = document["models"][model]["channels"]
+        for channel in ("a", "b", "c"):
+            assert channels[channel]["conversions"] == pytest.approx(expected.conversions[channel], abs=1e-12)
+            assert channels[channel]["value"] == pytest.approx(expected.value[channel], abs=1e-12)
+    assert document["models"]["markov"]["removal_effects"] == pytest.approx(removal_effects(table), abs=1e-12)
+    assert document["models"]["first_touch"]["channels"]["a"] == {"conversions": 3.0, "value": 110.0}
+
+
+def test_cli_csv_and_table_formats(tmp_path):
+    file = write_paths(tmp_path / "paths.csv", SMALL)
+    done = run_cli(tmp_path, "--paths", str(file), "--model", "last_touch", "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(done.stdout.splitlines()))
+    assert [(r["model"], r["channel"], float(r["conversions"]), float(r["value"])) for r in rows] == [
+        ("last_touch", "a", 1.0, 40.0), ("last_touch", "b", 1.0, 30.0), ("last_touch", "c", 3.0, 110.0)]
+    done = run_cli(tmp_path, "--paths", str(file))
+    assert done.returncode == 0, done.stderr
+    assert "credited conversions" in done.stdout and "credited value" in done.stdout
+    assert "shapley" in done.stdout and "110.00" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--model", "lastish"), "field '--model': got 'lastish'; expected one of first_touch"),
+        (("--model", "time_decay", "--half-life", "0"), "field 'half_life': got 0.0; expected a positive number"),
+        (("--model", "markov", "--allocation", "both"), "field 'allocation': got 'both'; expected one of global"),
+    ],
+)
+def test_cli_rejects_bad_options_with_exit_code_2(tmp_path, args, message):
+    file = write_paths(tmp_path / "paths.csv", SMALL)
+    done = run_cli(tmp_path, "--paths", str(file), *args)
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+def test_cli_bad_file_exits_2_with_the_readers_message(tmp_path):
+    file = write_paths(tmp_path / "bad.csv", [("a > b", 1, 10, 0), ("a >  > b", 1, 10, 0)])
+    done = run_cli(tmp_path, "--paths", str(file))
+    assert done.returncode == 2
+    assert "record 2, field 'path': channel 2 of 'a >  > b' is empty" in done.stderr
+    done = run_cli(tmp_path, "--paths", str(tmp_path / "missing.csv"))
+    assert done.returncode == 2
+    assert "cannot read the paths file" in done.stderr
+
+
+def test_cli_without_paths_says_the_event_log_is_not_built_yet(tmp_path):
+    done = run_cli(tmp_path)
+    assert done.returncode == 2
+    assert "not built yet" in done.stderr and "--paths" in done.stderr

@@ -337,6 +337,64 @@ def query(
     write_result(result, format.value, console)
 
 
+@app.command()
+def attribution(
+    paths: Annotated[Path | None, typer.Option(help="A paths CSV (path, total_conversions, total_conversion_value, total_null).")] = None,
+    model: Annotated[str, typer.Option(help="first_touch, last_touch, linear, position_based, time_decay, markov, shapley or all.")] = "all",
+    format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    half_life: Annotated[float, typer.Option(help="time_decay: touches before the conversion at which a touch's weight halves.")] = 1.0,
+    allocation: Annotated[str, typer.Option(help="markov: global (totals split by removal effect) or per_journey.")] = "global",
+) -> None:
+    """Credit conversions and value to channels with one attribution model, or all side by side."""
+    import csv
+    import io
+
+    import orjson
+
+    from omniweave.core.attribution import MODELS, attribute, read_paths_csv
+    from omniweave.errors import InputError
+
+    if paths is None:
+        err_console.print("attribution from the event log is not built yet (issue 5, part 2); "
+                          "pass --paths FILE.csv", style="red", soft_wrap=True)
+        raise typer.Exit(2)
+    names = list(MODELS) if model == "all" else [model]
+    try:
+        if model != "all" and model not in MODELS:
+            raise InputError(f"got {model!r}; expected one of {', '.join(MODELS)} or all", field="--model")
+        table = read_paths_csv(paths)
+        results = [attribute(table, name, half_life=half_life, allocation=allocation) for name in names]
+    except InputError as exc:
+        err_console.print(f"{paths}: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if format is OutputFormat.json:
+        document = {
+            "total_conversions": table.total_conversions, "total_conversion_value": table.total_value,
+            "half_life": half_life, "allocation": allocation,
+            "models": {r.model: {"channels": {ch: {"conversions": r.conversions[ch], "value": r.value[ch]}
+                                              for ch in table.channels},
+                                 **({"removal_effects": r.removal_effects} if r.removal_effects is not None else {})}
+                       for r in results},
+        }
+        console.out(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        return
+    if format is OutputFormat.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["model", "channel", "conversions", "value"])
+        for r in results:
+            writer.writerows([r.model, ch, repr(r.conversions[ch]), repr(r.value[ch])] for ch in table.channels)
+        console.out(buffer.getvalue(), end="")
+        return
+    short = {"first_touch": "first", "last_touch": "last", "position_based": "position", "time_decay": "decay"}
+    for measure, total in (("conversions", table.total_conversions), ("value", table.total_value)):
+        out = Table("channel", *(short.get(r.model, r.model) for r in results),
+                    title=f"credited {measure} (total {total:,.2f})")
+        for ch in table.channels:
+            out.add_row(ch, *(f"{getattr(r, measure)[ch]:,.2f}" for r in results))
+        console.print(out)
+
+
 def main() -> None:
     try:
         app()
