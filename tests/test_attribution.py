@@ -213,6 +213,18 @@ def test_markov_removal_effects_equal_an_exact_rational_solution(rows):
         assert effects[channel] == pytest.approx(expected, abs=1e-9), channel
 
 
+@settings(max_examples=100, deadline=None)
+@given(path_rows)
+def test_collapsing_repeated_channels_leaves_first_order_removal_effects_unchanged(rows):
+    # documented in docs/attribution.md: the self-loop count cancels in the absorption probabilities
+    def collapse(channels):
+        return tuple(ch for i, ch in enumerate(channels) if i == 0 or channels[i - 1] != ch)
+
+    kept = PathsTable(tuple(PathRow(ch, conv, 0.0, nulls) for ch, conv, nulls in rows))
+    collapsed = PathsTable(tuple(PathRow(collapse(ch), conv, 0.0, nulls) for ch, conv, nulls in rows))
+    assert removal_effects(kept) == pytest.approx(removal_effects(collapsed), abs=1e-9)
+
+
 # ---------------------------------------------------------------- Shapley
 
 
