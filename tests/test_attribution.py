@@ -312,6 +312,13 @@ def test_malformed_paths_files_name_the_row_field_and_expectation(tmp_path, rows
         read_paths_csv(write_paths(tmp_path / "bad.csv", rows, header))
 
 
+def test_a_header_only_file_credits_nothing(tmp_path):
+    table = read_paths_csv(write_paths(tmp_path / "p.csv", []))
+    for model in MODELS:
+        result = attribute(table, model)
+        assert result.conversions == {} and result.value == {}, model
+
+
 def test_rows_without_journeys_are_accepted_and_ignored(tmp_path):
     table = read_paths_csv(write_paths(tmp_path / "p.csv", [("a > b", 2, 20, 1), ("c", 0, 0, 0)]))
     assert table.total_conversions == 2

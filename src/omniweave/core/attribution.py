@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -37,20 +38,51 @@ class PathRow:
 
 
 @dataclass(frozen=True)
+class Touches:
+    """Flat encoding of a PathsTable: per touch its channel index, row, position and path length;
+    per row its conversions, value and nulls."""
+
+    channel: np.ndarray
+    row: np.ndarray
+    position: np.ndarray
+    length: np.ndarray
+    conversions: np.ndarray
+    value: np.ndarray
+    nulls: np.ndarray
+
+
+@dataclass(frozen=True)
 class PathsTable:
     """Aggregated journeys; `channels` lists every channel in order of first appearance."""
 
     rows: tuple[PathRow, ...]
 
-    @property
+    @cached_property
     def channels(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(ch for row in self.rows for ch in row.channels))
 
-    @property
+    @cached_property
+    def touches(self) -> Touches:
+        """The table as flat arrays, one entry per touch, for the vectorised models."""
+        index = {ch: i for i, ch in enumerate(self.channels)}
+        lengths = np.fromiter((len(row.channels) for row in self.rows), dtype=np.int64, count=len(self.rows))
+        channel = np.fromiter((index[ch] for row in self.rows for ch in row.channels), dtype=np.int64,
+                              count=int(lengths.sum()))
+        row = np.repeat(np.arange(len(self.rows)), lengths)
+        starts = np.cumsum(lengths) - lengths
+        position = np.arange(len(channel)) - starts[row]
+        return Touches(
+            channel=channel, row=row, position=position, length=lengths[row],
+            conversions=np.array([r.conversions for r in self.rows], dtype=float),
+            value=np.array([r.value for r in self.rows], dtype=float),
+            nulls=np.array([r.nulls for r in self.rows], dtype=float),
+        )
+
+    @cached_property
     def total_conversions(self) -> float:
         return math.fsum(row.conversions for row in self.rows)
 
-    @property
+    @cached_property
     def total_value(self) -> float:
         return math.fsum(row.value for row in self.rows)
 
@@ -125,62 +157,41 @@ def read_paths_csv(path: Path | str) -> PathsTable:
 # ---------------------------------------------------------------- heuristic models
 
 
-def _first(n: int) -> np.ndarray:
-    weights = np.zeros(n)
-    weights[0] = 1.0
-    return weights
+def _touch_weights(t: Touches, model: str, half_life: float) -> np.ndarray:
+    """Each touch's share of its path (shares of one path sum to 1)."""
+    n, i = t.length, t.position
+    if model == "first_touch":
+        return (i == 0).astype(float)
+    if model == "last_touch":
+        return (i == n - 1).astype(float)
+    if model == "linear":
+        return 1.0 / n
+    if model == "position_based":
+        middle = np.where(n > 2, 0.2 / np.maximum(n - 2, 1), 0.0)
+        ends = np.where(n > 2, 0.4, 1.0 / n)
+        return np.where((i == 0) | (i == n - 1), ends, middle)
+    raw = 0.5 ** ((n - 1 - i) / half_life)  # time_decay: touches before the conversion
+    return raw / np.bincount(t.row, weights=raw, minlength=len(t.conversions))[t.row]
 
 
-def _last(n: int) -> np.ndarray:
-    weights = np.zeros(n)
-    weights[-1] = 1.0
-    return weights
-
-
-def _linear(n: int) -> np.ndarray:
-    return np.full(n, 1.0 / n)
-
-
-def _position_based(n: int) -> np.ndarray:
-    if n <= 2:
-        return np.full(n, 1.0 / n)
-    weights = np.full(n, 0.2 / (n - 2))
-    weights[0] = weights[-1] = 0.4
-    return weights
-
-
-def _time_decay(half_life: float) -> Callable[[int], np.ndarray]:
-    def weights(n: int) -> np.ndarray:
-        steps_before_conversion = np.arange(n - 1, -1, -1, dtype=float)
-        raw = 0.5 ** (steps_before_conversion / half_life)
-        return raw / raw.sum()
-
-    return weights
-
-
-def _credit_by_touch(table: PathsTable, model: str, weights_for: Callable[[int], np.ndarray]) -> Attribution:
-    conversions = dict.fromkeys(table.channels, 0.0)
-    value = dict.fromkeys(table.channels, 0.0)
-    for row in table.rows:
-        if row.conversions == 0 and row.value == 0:
-            continue
-        for channel, weight in zip(row.channels, weights_for(len(row.channels)), strict=True):
-            conversions[channel] += float(weight) * row.conversions
-            value[channel] += float(weight) * row.value
-    return Attribution(model, conversions, value)
+def _credits(table: PathsTable, model: str, per_touch_conversions: np.ndarray, per_touch_value: np.ndarray,
+             channel: np.ndarray, removal: dict[str, float] | None = None) -> Attribution:
+    size = len(table.channels)
+    conversions = np.bincount(channel, weights=per_touch_conversions, minlength=size)
+    value = np.bincount(channel, weights=per_touch_value, minlength=size)
+    return Attribution(model, dict(zip(table.channels, conversions.tolist(), strict=True)),
+                       dict(zip(table.channels, value.tolist(), strict=True)), removal_effects=removal)
 
 
 def heuristic(table: PathsTable, model: str, *, half_life: float = 1.0) -> Attribution:
     """A rule-based model; `half_life` (in touches) is used by time_decay only."""
     if model == "time_decay" and not (math.isfinite(half_life) and half_life > 0):
         raise InputError(f"got {half_life}; expected a positive number of touches", field="half_life")
-    rules: dict[str, Callable[[int], np.ndarray]] = {
-        "first_touch": _first, "last_touch": _last, "linear": _linear,
-        "position_based": _position_based, "time_decay": _time_decay(half_life),
-    }
-    if model not in rules:
+    if model not in HEURISTIC_MODELS:
         raise InputError(f"got {model!r}; expected one of {', '.join(HEURISTIC_MODELS)}", field="model")
-    return _credit_by_touch(table, model, rules[model])
+    t = table.touches
+    weights = _touch_weights(t, model, half_life)
+    return _credits(table, model, weights * t.conversions[t.row], weights * t.value[t.row], t.channel)
 
 
 # ---------------------------------------------------------------- Markov chain
@@ -201,19 +212,21 @@ def markov_chain(table: PathsTable) -> MarkovChain:
 
     Repeated consecutive channels are kept as self-loops (ChannelAttribution's default).
     """
-    active = [row for row in table.rows if row.conversions + row.nulls > 0]
-    channels = tuple(dict.fromkeys(ch for row in active for ch in row.channels))
-    index = {ch: i + 1 for i, ch in enumerate(channels)}
+    t = table.touches
+    journeys = t.conversions + t.nulls
+    active_touch = journeys[t.row] > 0
+    in_chain = np.zeros(len(table.channels), dtype=bool)
+    in_chain[t.channel[active_touch]] = True
+    state_of = np.cumsum(in_chain)  # channel index → state (1..m) for channels in the chain
+    channels = tuple(ch for ch, kept in zip(table.channels, in_chain, strict=True) if kept)
     size = len(channels) + 1
-    between = np.zeros((size, size))
-    to_conversion = np.zeros(size)
-    to_null = np.zeros(size)
-    for row in active:
-        journeys = row.conversions + row.nulls
-        states = [0, *(index[ch] for ch in row.channels)]
-        np.add.at(between, (states[:-1], states[1:]), journeys)
-        to_conversion[states[-1]] += row.conversions
-        to_null[states[-1]] += row.nulls
+    here = np.where(t.position == 0, 0, np.roll(state_of[t.channel], 1))
+    there = state_of[t.channel]
+    between = np.bincount((here * size + there)[active_touch], weights=journeys[t.row][active_touch],
+                          minlength=size * size).reshape(size, size)
+    last = active_touch & (t.position == t.length - 1)
+    to_conversion = np.bincount(there[last], weights=t.conversions[t.row][last], minlength=size)
+    to_null = np.bincount(there[last], weights=t.nulls[t.row][last], minlength=size)
     return MarkovChain(channels, between, to_conversion, to_null)
 
 
@@ -248,25 +261,30 @@ def markov(table: PathsTable, *, allocation: str = "global") -> Attribution:
     if allocation not in ALLOCATIONS:
         raise InputError(f"got {allocation!r}; expected one of {', '.join(ALLOCATIONS)}", field="allocation")
     effects = removal_effects(table)
-    conversions = dict.fromkeys(table.channels, 0.0)
-    value = dict.fromkeys(table.channels, 0.0)
     if allocation == "global":
         total_effect = math.fsum(effects.values())
-        if total_effect > 0:
-            for channel, effect in effects.items():
-                conversions[channel] = table.total_conversions * effect / total_effect
-                value[channel] = table.total_value * effect / total_effect
-    else:
-        for row in table.rows:
-            distinct = tuple(dict.fromkeys(row.channels))
-            weights = np.array([effects[ch] for ch in distinct])
-            if weights.sum() <= 0:  # a path with value but no journeys: fall back to an equal split
-                weights = np.ones(len(distinct))
-            weights = weights / weights.sum()
-            for channel, weight in zip(distinct, weights, strict=True):
-                conversions[channel] += float(weight) * row.conversions
-                value[channel] += float(weight) * row.value
-    return Attribution("markov", conversions, value, removal_effects=effects)
+        shares = [effect / total_effect if total_effect > 0 else 0.0 for effect in effects.values()]
+        return Attribution("markov",
+                           {ch: table.total_conversions * share for ch, share in zip(effects, shares, strict=True)},
+                           {ch: table.total_value * share for ch, share in zip(effects, shares, strict=True)},
+                           removal_effects=effects)
+    row, channel = _distinct_touches(table)
+    weights = np.array(list(effects.values()))[channel]
+    per_row = np.bincount(row, weights=weights, minlength=len(table.rows))
+    # a path with value but no journeys is not in the chain: its channels share equally
+    weights = np.where(per_row[row] > 0, weights, 1.0)
+    weights = weights / np.bincount(row, weights=weights, minlength=len(table.rows))[row]
+    t = table.touches
+    return _credits(table, "markov", weights * t.conversions[row], weights * t.value[row], channel, effects)
+
+
+def _distinct_touches(table: PathsTable) -> tuple[np.ndarray, np.ndarray]:
+    """(row, channel) pairs with each channel once per path."""
+    t = table.touches
+    size = max(len(table.channels), 1)
+    pairs = np.sort(t.row * size + t.channel)
+    pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))] if len(pairs) else pairs
+    return pairs // size, pairs % size
 
 
 # ---------------------------------------------------------------- Shapley values
@@ -279,14 +297,10 @@ def shapley(table: PathsTable) -> Attribution:
     w_T (its conversions); the Shapley value of a unanimity game gives w_T / |T| to each member,
     so the exact values need no enumeration of the 2^n coalitions (docs/attribution.md).
     """
-    conversions = dict.fromkeys(table.channels, 0.0)
-    value = dict.fromkeys(table.channels, 0.0)
-    for row in table.rows:
-        members = frozenset(row.channels)
-        for channel in members:
-            conversions[channel] += row.conversions / len(members)
-            value[channel] += row.value / len(members)
-    return Attribution("shapley", conversions, value)
+    row, channel = _distinct_touches(table)
+    share = 1.0 / np.bincount(row, minlength=len(table.rows))[row]
+    t = table.touches
+    return _credits(table, "shapley", share * t.conversions[row], share * t.value[row], channel)
 
 
 def attribute(table: PathsTable, model: str, *, half_life: float = 1.0, allocation: str = "global") -> Attribution:
