@@ -149,22 +149,24 @@ def test_per_journey_allocation_differs_from_global_when_paths_differ():
     assert global_.conversions["c"] != pytest.approx(per_journey.conversions["c"])
 
 
-def exact_conversion_probability(rows: list[tuple[tuple[str, ...], int, int]], removed: str | None) -> Fraction:
+def exact_conversion_probability(rows: list[tuple[tuple[str, ...], int, int]], removed: str | None,
+                                 order: int = 1) -> Fraction:
     """Independent solution: integer transition counts, removal by redirecting to null,
     and Gauss-Jordan elimination in exact rational arithmetic."""
-    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    counts: dict[object, dict[object, int]] = defaultdict(lambda: defaultdict(int))
     for channels, conversions, nulls in rows:
         journeys = conversions + nulls
         if journeys == 0:
             continue
-        states = ["(start)", *channels]
+        # a state is the last `order` channels seen (fewer at the start)
+        states = ["(start)", *(channels[max(0, i + 1 - order):i + 1] for i in range(len(channels)))]
         for here, there in itertools.pairwise(states):
             counts[here][there] += journeys
         counts[states[-1]]["(conversion)"] += conversions
         counts[states[-1]]["(null)"] += nulls
     if not counts:
         return Fraction(0)
-    transient = [s for s in counts if s != removed]
+    transient = [s for s in counts if s == "(start)" or removed not in s]
     position = {s: i for i, s in enumerate(transient)}
     size = len(transient)
     # rows of the augmented matrix [I - Q | r]
@@ -225,6 +227,34 @@ def test_collapsing_repeated_channels_leaves_first_order_removal_effects_unchang
     assert removal_effects(kept) == pytest.approx(removal_effects(collapsed), abs=1e-9)
 
 
+@settings(max_examples=100, deadline=None)
+@given(path_rows, st.integers(2, 3))
+def test_higher_order_removal_effects_equal_an_exact_rational_solution(rows, order):
+    table = PathsTable(tuple(PathRow(channels, conv, 0.0, nulls) for channels, conv, nulls in rows))
+    effects = removal_effects(table, order)
+    base = exact_conversion_probability(rows, None, order)
+    for channel in table.channels:
+        expected = 0.0 if base == 0 else float(1 - exact_conversion_probability(rows, channel, order) / base)
+        assert effects[channel] == pytest.approx(expected, abs=1e-9), channel
+
+
+def test_second_order_chain_sees_what_first_order_cannot():
+    # b converts after a, never after c: first order pools b's history, second order does not,
+    # so removing a costs more in the second-order chain.
+    table = PathsTable((PathRow(("a", "b"), 4, 40, 0), PathRow(("c", "b"), 0, 0, 4), PathRow(("c",), 2, 20, 2)))
+    first, second = removal_effects(table, 1), removal_effects(table, 2)
+    # journeys: a>b 4 (all convert), c>b 4 (none), c 4 (2 convert); start → a 1/3, → c 2/3.
+    # first order: c → b 1/2, conv 1/4, null 1/4; a → b 1; b → conv 1/2 (4 of 8).
+    #   x_b = 1/2, x_a = 1/2, x_c = 1/2·1/2 + 1/4 = 1/2, P = 1/3·1/2 + 2/3·1/2 = 1/2;
+    #   without a: 2/3·1/2 = 1/3, RE(a) = 1 - (1/3)/(1/2) = 1/3.
+    assert first["a"] == pytest.approx(1 / 3, abs=1e-12)
+    # second order: (a) → (a,b) → conv always; (c) → (c,b) 1/2, conv 1/4, null 1/4; (c,b) → null always.
+    #   P = 1/3·1 + 2/3·1/4 = 1/2; without a: 2/3·1/4 = 1/6, RE(a) = 1 - (1/6)/(1/2) = 2/3.
+    assert second["a"] == pytest.approx(2 / 3, abs=1e-12)
+    with pytest.raises(InputError, match="order"):
+        removal_effects(table, 0)
+
+
 # ---------------------------------------------------------------- Shapley
 
 
@@ -280,14 +310,15 @@ def test_shapley_equals_the_brute_force_formula(rows):
 def test_every_models_credits_sum_to_the_totals(rows, half_life):
     # value only where there are conversions, as in real paths files
     table = PathsTable(tuple(PathRow(ch, conv, value if conv else 0.0, nulls) for ch, conv, value, nulls in rows))
-    for model in MODELS:
-        for allocation in ("global", "per_journey"):
-            result = attribute(table, model, half_life=half_life, allocation=allocation)
-            assert set(result.conversions) == set(table.channels)
-            assert math.fsum(result.conversions.values()) == pytest.approx(table.total_conversions, rel=1e-9,
-                                                                            abs=1e-9), model
-            assert math.fsum(result.value.values()) == pytest.approx(table.total_value, rel=1e-9, abs=1e-7), model
-            assert all(credit >= -1e-12 for credit in result.conversions.values()), model
+    runs = [(model, "global", 1) for model in MODELS]
+    runs += [("markov", allocation, order) for allocation in ("global", "per_journey") for order in (1, 2, 3)]
+    for model, allocation, order in runs:
+        result = attribute(table, model, half_life=half_life, allocation=allocation, order=order)
+        assert set(result.conversions) == set(table.channels)
+        assert math.fsum(result.conversions.values()) == pytest.approx(table.total_conversions, rel=1e-9,
+                                                                        abs=1e-9), model
+        assert math.fsum(result.value.values()) == pytest.approx(table.total_value, rel=1e-9, abs=1e-7), model
+        assert all(credit >= -1e-12 for credit in result.conversions.values()), model
 
 
 # ---------------------------------------------------------------- reader
@@ -339,19 +370,19 @@ def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_prints_every_model_as_json_matching_the_library(tmp_path):
     file = write_paths(tmp_path / "paths.csv", SMALL)
     done = run_cli(tmp_path, "--paths", str(file), "--model", "all", "--format", "json", "--half-life", "2",
-                   "--allocation", "per_journey")
+                   "--allocation", "per_journey", "--order", "2")
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
     assert document["total_conversions"] == 5 and document["total_conversion_value"] == 180
     assert set(document["models"]) == set(MODELS)
     table = read_paths_csv(file)
     for model in MODELS:
-        expected = attribute(table, model, half_life=2, allocation="per_journey")
+        expected = attribute(table, model, half_life=2, allocation="per_journey", order=2)
         channels = document["models"][model]["channels"]
         for channel in ("a", "b", "c"):
             assert channels[channel]["conversions"] == pytest.approx(expected.conversions[channel], abs=1e-12)
             assert channels[channel]["value"] == pytest.approx(expected.value[channel], abs=1e-12)
-    assert document["models"]["markov"]["removal_effects"] == pytest.approx(removal_effects(table), abs=1e-12)
+    assert document["models"]["markov"]["removal_effects"] == pytest.approx(removal_effects(table, 2), abs=1e-12)
     assert document["models"]["first_touch"]["channels"]["a"] == {"conversions": 3.0, "value": 110.0}
 
 
@@ -374,6 +405,7 @@ def test_cli_csv_and_table_formats(tmp_path):
         (("--model", "lastish"), "field '--model': got 'lastish'; expected one of first_touch"),
         (("--model", "time_decay", "--half-life", "0"), "field 'half_life': got 0.0; expected a positive number"),
         (("--model", "markov", "--allocation", "both"), "field 'allocation': got 'both'; expected one of global"),
+        (("--model", "markov", "--order", "0"), "field 'order': got 0; expected a whole number"),
     ],
 )
 def test_cli_rejects_bad_options_with_exit_code_2(tmp_path, args, message):

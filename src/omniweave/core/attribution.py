@@ -199,19 +199,23 @@ def heuristic(table: PathsTable, model: str, *, half_life: float = 1.0) -> Attri
 
 @dataclass(frozen=True)
 class MarkovChain:
-    """First-order transition counts. Transient states: 0 = start, 1..m = channels."""
+    """Transition counts. Transient states: 0 = start, 1..m = `states[0..m-1]`, each the tuple of the
+    last `order` channels (fewer at the start of a path); first order: one channel per state."""
 
-    channels: tuple[str, ...]
+    states: tuple[tuple[str, ...], ...]
     between: np.ndarray  # (m+1, m+1) counts among transient states
     to_conversion: np.ndarray  # (m+1,) counts into the conversion state
     to_null: np.ndarray  # (m+1,) counts into the null state
 
 
-def markov_chain(table: PathsTable) -> MarkovChain:
+def markov_chain(table: PathsTable, order: int = 1) -> MarkovChain:
     """Count transitions start → c1 → … → ck → conversion/null, weighted by the journeys of each row.
 
-    Repeated consecutive channels are kept as self-loops (ChannelAttribution's default).
+    Repeated consecutive channels are kept as self-loops (ChannelAttribution's default). Order k > 1:
+    the state after a touch is the tuple of the last k channels (fewer in a path's first k - 1 touches).
     """
+    if order != 1:
+        return _higher_order_chain(table, order)
     t = table.touches
     journeys = t.conversions + t.nulls
     active_touch = journeys[t.row] > 0
@@ -227,14 +231,42 @@ def markov_chain(table: PathsTable) -> MarkovChain:
     last = active_touch & (t.position == t.length - 1)
     to_conversion = np.bincount(there[last], weights=t.conversions[t.row][last], minlength=size)
     to_null = np.bincount(there[last], weights=t.nulls[t.row][last], minlength=size)
-    return MarkovChain(channels, between, to_conversion, to_null)
+    return MarkovChain(tuple((ch,) for ch in channels), between, to_conversion, to_null)
+
+
+def _higher_order_chain(table: PathsTable, order: int) -> MarkovChain:
+    index: dict[tuple[str, ...], int] = {}
+    edges: dict[tuple[int, int], float] = {}
+    ends: list[tuple[int, float, float]] = []
+    for row in table.rows:
+        journeys = row.conversions + row.nulls
+        if journeys <= 0:
+            continue
+        here = 0
+        for i in range(len(row.channels)):
+            there = index.setdefault(row.channels[max(0, i + 1 - order):i + 1], len(index) + 1)
+            edges[here, there] = edges.get((here, there), 0.0) + journeys
+            here = there
+        ends.append((here, row.conversions, row.nulls))
+    size = len(index) + 1
+    between = np.zeros((size, size))
+    if edges:
+        pairs = np.array(list(edges), dtype=np.int64)
+        between[pairs[:, 0], pairs[:, 1]] = list(edges.values())
+    to_conversion = np.zeros(size)
+    to_null = np.zeros(size)
+    for state, conversions, nulls in ends:
+        to_conversion[state] += conversions
+        to_null[state] += nulls
+    return MarkovChain(tuple(index), between, to_conversion, to_null)
 
 
 def conversion_probability(chain: MarkovChain, removed: str | None = None) -> float:
-    """P(reaching conversion from start), solving (I - Q) x = r; a removed channel's inflow goes to null."""
-    keep = np.ones(len(chain.channels) + 1, dtype=bool)
+    """P(reaching conversion from start), solving (I - Q) x = r; the inflow of every state holding
+    the removed channel goes to null."""
+    keep = np.ones(len(chain.states) + 1, dtype=bool)
     if removed is not None:
-        keep[chain.channels.index(removed) + 1] = False
+        keep[1:] = [removed not in state for state in chain.states]
     outflow = chain.between.sum(axis=1) + chain.to_conversion + chain.to_null
     if outflow[0] == 0:
         return 0.0
@@ -244,23 +276,25 @@ def conversion_probability(chain: MarkovChain, removed: str | None = None) -> fl
     return float(x[0])
 
 
-def removal_effects(table: PathsTable) -> dict[str, float]:
+def removal_effects(table: PathsTable, order: int = 1) -> dict[str, float]:
     """Removal effect per channel: 1 - P(conversion without the channel) / P(conversion)."""
-    chain = markov_chain(table)
+    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+        raise InputError(f"got {order!r}; expected a whole number of channels, 1 or more", field="order")
+    chain = markov_chain(table, order)
     base = conversion_probability(chain)
     effects = dict.fromkeys(table.channels, 0.0)
     if base <= 0:
         return effects
-    for channel in chain.channels:
+    for channel in dict.fromkeys(ch for state in chain.states for ch in state):
         effects[channel] = 1.0 - conversion_probability(chain, removed=channel) / base
     return effects
 
 
-def markov(table: PathsTable, *, allocation: str = "global") -> Attribution:
+def markov(table: PathsTable, *, allocation: str = "global", order: int = 1) -> Attribution:
     """Markov attribution; `global` splits the totals by removal effect, `per_journey` splits each path."""
     if allocation not in ALLOCATIONS:
         raise InputError(f"got {allocation!r}; expected one of {', '.join(ALLOCATIONS)}", field="allocation")
-    effects = removal_effects(table)
+    effects = removal_effects(table, order)
     if allocation == "global":
         total_effect = math.fsum(effects.values())
         shares = [effect / total_effect if total_effect > 0 else 0.0 for effect in effects.values()]
@@ -303,10 +337,11 @@ def shapley(table: PathsTable) -> Attribution:
     return _credits(table, "shapley", share * t.conversions[row], share * t.value[row], channel)
 
 
-def attribute(table: PathsTable, model: str, *, half_life: float = 1.0, allocation: str = "global") -> Attribution:
-    """Run one model by name (one of MODELS)."""
+def attribute(table: PathsTable, model: str, *, half_life: float = 1.0, allocation: str = "global",
+              order: int = 1) -> Attribution:
+    """Run one model by name (one of MODELS); `order` is the Markov chain's."""
     if model == "markov":
-        return markov(table, allocation=allocation)
+        return markov(table, allocation=allocation, order=order)
     if model == "shapley":
         return shapley(table)
     if model in HEURISTIC_MODELS:

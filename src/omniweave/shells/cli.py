@@ -344,6 +344,7 @@ def attribution(
     format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
     half_life: Annotated[float, typer.Option(help="time_decay: touches before the conversion at which a touch's weight halves.")] = 1.0,
     allocation: Annotated[str, typer.Option(help="markov: global (totals split by removal effect) or per_journey.")] = "global",
+    order: Annotated[int, typer.Option(help="markov: order of the chain (a state is the last N channels).")] = 1,
 ) -> None:
     """Credit conversions and value to channels with one attribution model, or all side by side."""
     import csv
@@ -363,14 +364,15 @@ def attribution(
         if model != "all" and model not in MODELS:
             raise InputError(f"got {model!r}; expected one of {', '.join(MODELS)} or all", field="--model")
         table = read_paths_csv(paths)
-        results = [attribute(table, name, half_life=half_life, allocation=allocation) for name in names]
+        results = [attribute(table, name, half_life=half_life, allocation=allocation, order=order)
+                   for name in names]
     except InputError as exc:
         err_console.print(f"{paths}: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     if format is OutputFormat.json:
         document = {
             "total_conversions": table.total_conversions, "total_conversion_value": table.total_value,
-            "half_life": half_life, "allocation": allocation,
+            "half_life": half_life, "allocation": allocation, "order": order,
             "models": {r.model: {"channels": {ch: {"conversions": r.conversions[ch], "value": r.value[ch]}
                                               for ch in table.channels},
                                  **({"removal_effects": r.removal_effects} if r.removal_effects is not None else {})}
