@@ -23,8 +23,10 @@ from omniweave.core.attribution import (
     PathRow,
     PathsTable,
     attribute,
+    conversion_probability,
     heuristic,
     markov,
+    markov_chain,
     read_paths_csv,
     removal_effects,
     shapley,
@@ -236,6 +238,16 @@ def test_higher_order_removal_effects_equal_an_exact_rational_solution(rows, ord
     for channel in table.channels:
         expected = 0.0 if base == 0 else float(1 - exact_conversion_probability(rows, channel, order) / base)
         assert effects[channel] == pytest.approx(expected, abs=1e-9), channel
+
+
+@settings(max_examples=40, deadline=None)
+@given(path_rows, st.integers(1, 3))
+def test_sparse_and_dense_solves_agree(rows, order):
+    table = PathsTable(tuple(PathRow(channels, conv, 0.0, nulls) for channels, conv, nulls in rows))
+    chain = markov_chain(table, order)
+    for removed in (None, *table.channels):
+        dense = conversion_probability(chain, removed, dense_limit=10**9)
+        assert conversion_probability(chain, removed, dense_limit=0) == pytest.approx(dense, abs=1e-12)
 
 
 def test_second_order_chain_sees_what_first_order_cannot():

@@ -17,6 +17,8 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+from scipy import sparse
+from scipy.sparse.linalg import spsolve
 
 from omniweave.errors import InputError
 
@@ -25,6 +27,7 @@ REQUIRED_COLUMNS = ("path", "total_conversions", "total_conversion_value", "tota
 HEURISTIC_MODELS = ("first_touch", "last_touch", "linear", "position_based", "time_decay")
 MODELS = (*HEURISTIC_MODELS, "markov", "shapley")
 ALLOCATIONS = ("global", "per_journey")
+DENSE_SOLVE_STATES = 1000  # above this many states (higher-order chains) the sparse LU is faster
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,7 @@ class MarkovChain:
     last `order` channels (fewer at the start of a path); first order: one channel per state."""
 
     states: tuple[tuple[str, ...], ...]
-    between: np.ndarray  # (m+1, m+1) counts among transient states
+    between: sparse.csr_matrix  # (m+1, m+1) counts among transient states
     to_conversion: np.ndarray  # (m+1,) counts into the conversion state
     to_null: np.ndarray  # (m+1,) counts into the null state
 
@@ -226,8 +229,8 @@ def markov_chain(table: PathsTable, order: int = 1) -> MarkovChain:
     size = len(channels) + 1
     here = np.where(t.position == 0, 0, np.roll(state_of[t.channel], 1))
     there = state_of[t.channel]
-    between = np.bincount((here * size + there)[active_touch], weights=journeys[t.row][active_touch],
-                          minlength=size * size).reshape(size, size)
+    between = sparse.csr_matrix((journeys[t.row][active_touch], (here[active_touch], there[active_touch])),
+                                shape=(size, size))
     last = active_touch & (t.position == t.length - 1)
     to_conversion = np.bincount(there[last], weights=t.conversions[t.row][last], minlength=size)
     to_null = np.bincount(there[last], weights=t.nulls[t.row][last], minlength=size)
@@ -249,10 +252,9 @@ def _higher_order_chain(table: PathsTable, order: int) -> MarkovChain:
             here = there
         ends.append((here, row.conversions, row.nulls))
     size = len(index) + 1
-    between = np.zeros((size, size))
-    if edges:
-        pairs = np.array(list(edges), dtype=np.int64)
-        between[pairs[:, 0], pairs[:, 1]] = list(edges.values())
+    pairs = np.array(list(edges), dtype=np.int64).reshape(-1, 2)
+    between = sparse.csr_matrix((np.array(list(edges.values()), dtype=float), (pairs[:, 0], pairs[:, 1])),
+                                shape=(size, size))
     to_conversion = np.zeros(size)
     to_null = np.zeros(size)
     for state, conversions, nulls in ends:
@@ -261,19 +263,23 @@ def _higher_order_chain(table: PathsTable, order: int) -> MarkovChain:
     return MarkovChain(tuple(index), between, to_conversion, to_null)
 
 
-def conversion_probability(chain: MarkovChain, removed: str | None = None) -> float:
+def conversion_probability(chain: MarkovChain, removed: str | None = None, *,
+                           dense_limit: int = DENSE_SOLVE_STATES) -> float:
     """P(reaching conversion from start), solving (I - Q) x = r; the inflow of every state holding
     the removed channel goes to null."""
     keep = np.ones(len(chain.states) + 1, dtype=bool)
     if removed is not None:
         keep[1:] = [removed not in state for state in chain.states]
-    outflow = chain.between.sum(axis=1) + chain.to_conversion + chain.to_null
+    outflow = np.asarray(chain.between.sum(axis=1)).ravel() + chain.to_conversion + chain.to_null
     if outflow[0] == 0:
         return 0.0
-    q = chain.between[np.ix_(keep, keep)] / outflow[keep, None]
-    r = chain.to_conversion[keep] / outflow[keep]
-    x = np.linalg.solve(np.eye(int(keep.sum())) - q, r)
-    return float(x[0])
+    kept = np.flatnonzero(keep)
+    q = sparse.diags(1.0 / outflow[kept]) @ chain.between[kept][:, kept]
+    r = chain.to_conversion[kept] / outflow[kept]
+    if len(kept) <= dense_limit:
+        return float(np.linalg.solve(np.eye(len(kept)) - q.toarray(), r)[0])
+    x = spsolve((sparse.identity(len(kept), format="csc") - q).tocsc(), r)
+    return float(np.atleast_1d(x)[0])
 
 
 def removal_effects(table: PathsTable, order: int = 1) -> dict[str, float]:
