@@ -105,6 +105,7 @@ def test_the_whole_stage_gives_identical_persons_and_profiles_on_duckdb_and_spar
             shutil.rmtree(runtime.log.dataset_path(dataset), ignore_errors=True)
         summary = resolve(runtime, engine=engine, spark_session=spark_session)
         assert summary.events > 1000 and summary.probabilistic_links > 0, summary.describe()
+        assert resolve(runtime, engine=engine, spark_session=spark_session).events == 0  # the anti-join on the engine
         build_profiles(runtime, engine=engine, spark_session=spark_session, now=datetime(2026, 11, 1, tzinfo=UTC))
         homes[engine] = runtime
     duck, spark = homes["duckdb"], homes["spark"]

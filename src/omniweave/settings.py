@@ -74,11 +74,15 @@ def _coerce(name: str, raw: Any, typ: Any, where: str) -> Any:
 
 
 def config_section(
-    env: Mapping[str, str] | None = None, config_file: str | os.PathLike[str] | None = None
+    env: Mapping[str, str] | None = None, config_file: str | os.PathLike[str] | None = None,
+    home: str | None = None,
 ) -> tuple[Path, dict[str, Any]] | None:
     """The first config file found (`config_file`, else $OMNIWEAVE_CONFIG, ./omniweave.toml,
-    <home>/omniweave.toml) and its `[omniweave]` table (or its top level); None if there is none."""
+    <home>/omniweave.toml) and its `[omniweave]` table (or its top level); None if there is none.
+    `home` (a settings' home) overrides $OMNIWEAVE_HOME."""
     env = os.environ if env is None else env
+    if home is not None:
+        env = {**env, _ENV_PREFIX + "HOME": home}
     if config_file:
         candidates = [Path(config_file)]
         if not candidates[0].is_file():

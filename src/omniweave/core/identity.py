@@ -384,7 +384,6 @@ class Stitcher:
             obs = ordered[rank]
             self.links.append(Link(idents[x], idents[y], obs.message_id, obs.key[0], "same event",
                                    survivor=person_id_for(self.parent[idents[x]])))
-        self.last_key = ordered[-1].key if ordered else None
         walk = sorted({rank for x, rank in zip(edge_a, edge_obs, strict=True) if dirty[x]}
                       | {first[c] for c in range(n) if dirty[c] and first[c] != NEVER})
         for rank in walk:

@@ -17,7 +17,6 @@ normalised value for export is `core.identity.hashed`.
 from __future__ import annotations
 
 import csv
-import os
 import posixpath
 import re
 import time
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ibis
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -163,7 +163,7 @@ def rules_from_config(section: Mapping[str, Any], default_region: str = "GB", wh
 def default_rules(runtime: Runtime) -> Rules:
     """The rules of omniweave.toml's `[identity]` table (the built-in kinds plus personal coupon codes and
     the defaults when there is none), with the settings' default phone region."""
-    found = config_section({**os.environ, "OMNIWEAVE_HOME": runtime.settings.home})
+    found = config_section(home=runtime.settings.home)
     section = found[1].get("identity", {}) if found else {}
     if not isinstance(section, Mapping):
         raise ConfigError(f"{found[0] if found else 'omniweave.toml'}: identity must be a table ([identity])")
@@ -305,12 +305,10 @@ def _query(runtime: Runtime, sql: str, engine: str = "duckdb", spark_session: An
             warehouse.con.create_table("identity_seen", ids, temp=True, overwrite=True)
             sql += where + "message_id NOT IN (SELECT message_id FROM identity_seen)"
         return warehouse.con.sql(sql).to_pyarrow().to_pylist()
-    session = warehouse.con._session
     if seen:
-        session.createDataFrame(ids.to_pandas()).createOrReplaceTempView("identity_seen")
+        warehouse.con.create_view("identity_seen", ibis.memtable(ids), overwrite=True)
         sql += where + "message_id NOT IN (SELECT message_id FROM identity_seen)"
-    frame = session.sql(_spark_sql(sql))
-    return [row.asDict() for row in frame.collect()]
+    return [row.asDict() for row in warehouse.con.raw_sql(_spark_sql(sql)).collect()]
 
 
 def _new_events(runtime: Runtime, seen: set[str], engine: str = "duckdb",

@@ -10,7 +10,6 @@ Docs: docs/profiles.md lists every column and how it is computed.
 
 from __future__ import annotations
 
-import os
 import posixpath
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -571,8 +570,7 @@ BUILTIN_COLUMNS = frozenset({
 
 def trait_specs_from_config(settings_home: str, env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """The `[[profiles.traits]]` tables of the first omniweave.toml found (same places as the settings)."""
-    env = os.environ if env is None else env
-    found = config_section({**env, "OMNIWEAVE_HOME": settings_home})
+    found = config_section(env, home=settings_home)
     if found is None:
         return []
     path, section = found

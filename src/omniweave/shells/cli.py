@@ -152,8 +152,8 @@ def resolve(
     ctx: typer.Context,
     engine: Annotated[str, typer.Option(help="duckdb or spark: the engine that reads the events.")] = "duckdb",
     probabilistic: Annotated[bool, typer.Option(help="Also link records by the Fellegi-Sunter model.")] = True,
-    threshold: Annotated[float, typer.Option(min=0.5, max=1.0,
-                                             help="Match probability a probabilistic link needs.")] = 0.95,
+    threshold: Annotated[float | None, typer.Option(
+        min=0.5, max=1.0, help="Match probability a probabilistic link needs (default 0.95).")] = None,
 ) -> None:
     """Stitch the identifiers of new events into persons and rewrite the `identities` table."""
     from omniweave.service.identity import evaluate_against_ground_truth
@@ -162,7 +162,8 @@ def resolve(
 
     rt = Runtime(_settings(ctx))
     try:
-        resolve_identities(rt, console=console, engine=engine, probabilistic=probabilistic, threshold=threshold)
+        options = {} if threshold is None else {"threshold": threshold}
+        resolve_identities(rt, console=console, engine=engine, probabilistic=probabilistic, **options)
         demo_folder = rt.settings.home_path / "demo"
         if (demo_folder / "ground_truth" / "identities.csv").is_file():
             console.print(evaluate_against_ground_truth(rt, demo_folder).describe())
