@@ -215,7 +215,9 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dia
     ev = events.filter(events.timestamp <= ibis.literal(now, dt.Timestamp(timezone="UTC")))
     ev = ev.left_join(by_user, ev.user_id == by_user._uid).left_join(by_anon, ev.anonymous_id == by_anon._aid)
     ev = ev.mutate(person_id=ibis.coalesce(ev._p_user, ev._p_anon)).filter(ibis._.person_id.notnull())
-    ev = d.with_json_fields(ev, "context", {"_timezone": "timezone", "_agent": "userAgent", "_device_type": "device.type"})
+    # one parse of the context for everything read from it; the consent object only where there is one
+    ev = d.with_json_fields(ev, "context", {"_timezone": "timezone", "_agent": "userAgent", "_device_type": "device.type",
+                                            "_consent": "consent.categoryPreferences"})
     none = ibis.null("string")
     props = ev.properties
     is_order = ev.event == spec.ORDER_COMPLETED
@@ -235,7 +237,6 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dia
         else_=ev.channel,
     )
     stated = ev.traits.notnull() & (ev.traits != "{}")
-    consent = ev.context.notnull() & ev.context.contains("categoryPreferences")
     base = ["person_id", "channel", "timestamp", "user_id"]
     return ev.select(
         *base, *(c for c in dict.fromkeys(columns) if c not in base),
@@ -258,7 +259,7 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dia
         product_id=ibis.cases((viewed, d.json(props, "product_id")), else_=none),
         category=ibis.cases((viewed, d.json(props, "category")), else_=none),
         traits=ibis.cases((stated, ev.traits), else_=none),
-        consent=ibis.cases((consent, d.json(ev.context, "consent.categoryPreferences")), else_=none),
+        consent=ev._consent,
     )
 
 
@@ -308,9 +309,16 @@ def _stated(ev: ir.Table, d: _Dialect) -> ir.Table:
     """What the person said about themselves: latest names, e-mail, phone, consent per channel and per purpose.
 
     Only events that can say something are read (traits, an unsubscribe, a consent object); on
-    the others every value is NULL, which `_latest` skips anyway.
+    the others every value is NULL, which `_latest` skips anyway. A consent manager repeats the same
+    object on every page view, so events that carry nothing else count once per person and object
+    (at its latest time): the same latest values, from far fewer JSON documents.
     """
-    said = ev.filter(ev.traits.notnull() | ev.is_unsubscribe | ev.consent.notnull())
+    cols = ["person_id", "timestamp", "channel", "is_unsubscribe", "traits", "consent"]
+    said = ev.filter(ev.traits.notnull() | ev.is_unsubscribe).select(*cols)
+    only_consent = ev.filter(ev.consent.notnull() & ev.traits.isnull() & ~ev.is_unsubscribe.fill_null(False))
+    docs = only_consent.group_by(["person_id", "consent"]).aggregate(timestamp=only_consent.timestamp.max())
+    said = said.union(docs.select("person_id", "timestamp", channel=ibis.null("string"),
+                                  is_unsubscribe=ibis.literal(False), traits=ibis.null("string"), consent=docs.consent))
     names = {"first_name": "first_name", "last_name": "last_name", "latest_email": "email", "latest_phone": "phone",
              **{f"consent_{c}": t for c, t in CONSENT_TRAITS.items()},
              **{f"_{p}_consent": f"{p}_consent" for p in CONSENT_PURPOSES}}
@@ -515,6 +523,12 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
                   engine: str = "duckdb") -> ir.Table:
     """One row per person of `identities`, from their events up to `now`; see docs/profiles.md for the columns."""
     d = _Dialect(engine)
+    # Every step groups and joins by person: on a whole number (numbered in person_id order), not on the
+    # id's text, which `resolve` makes 16 characters long (longer than DuckDB keeps inline). The text comes back at the end.
+    persons = identities.select("person_id").distinct()
+    persons = persons.select(_person=persons.person_id, _number=ibis.row_number().over(order_by=persons.person_id))
+    identities = identities.join(persons, identities.person_id == persons._person).select(
+        "kind", "value", person_id=persons._number)
     ev = person_events(events, identities, now, d, _trait_columns(traits))
     activity = _activity(ev)
     zones = activity.select("person_id", tz=activity.timezone.fill_null("UTC"))
@@ -551,7 +565,9 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
     # engines disagree on an empty aggregate list (NULL or []): a profile always says []
     lists = {name: result[name].fill_null(ibis.literal([], result[name].type()))
              for name, typ in result.schema().items() if typ.is_array()}
-    return result.mutate(**lists).order_by("person_id")
+    result = result.mutate(**lists)
+    result = result.join(persons, result.person_id == persons._number)
+    return result.mutate(person_id=result._person).drop("_person", "_number").order_by("person_id")
 
 
 BUILTIN_COLUMNS = frozenset({
