@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from omniweave.core.budget import (
     ResponseCurve,
@@ -237,3 +239,19 @@ def test_malformed_budget_options():
     with pytest.raises(InputError, match="record tv, field 'weights': got 3 weights"):
         fit_response_curve("tv", spend["tv"], revenue["tv"], weights=np.ones(3))
     assert optimise_split(TRUE, 0.0) == dict.fromkeys(TRUE, 0.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.floats(10, 1000), st.floats(5, 200), st.floats(0.5, 4), st.floats(0, 0.5)),
+                min_size=1, max_size=4),
+       st.floats(1, 1000))
+def test_any_split_keeps_the_total_and_the_bounds(params, total: float):
+    curves = {f"c{i}": ResponseCurve(f"c{i}", *p) for i, p in enumerate(params)}
+    cap = total / len(curves) * 1.5
+    bounds = {"c0": (None, cap)}
+    split = optimise_split(curves, total, bounds=bounds)
+    assert math.fsum(split.values()) == pytest.approx(total, rel=1e-9)
+    assert all(x >= -1e-12 for x in split.values()) and split["c0"] <= cap * (1 + 1e-12)
+    equal = dict.fromkeys(curves, total / len(curves))  # feasible: the cap is 1.5 × the equal share
+    assert total_revenue(curves, split) >= total_revenue(curves, equal) * (1 - 1e-9)
+

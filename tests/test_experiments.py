@@ -5,10 +5,13 @@ and clear errors for malformed arms."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import special, stats
 
 from omniweave.core.experiments import (
@@ -339,3 +342,13 @@ def test_malformed_experiments():
         sequential_conversion_test([a, ConversionArm("a", 50, 5)], [b, b], tau=0.01)
     with pytest.raises(InputError, match="1 control looks and 2 treatment looks"):
         sequential_conversion_test([a], [b, b], tau=0.01)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=8))
+def test_holm_lies_between_raw_and_bonferroni_and_keeps_the_order(p: list[float]):
+    holm, bonferroni = adjust_p_values(p, "holm"), adjust_p_values(p, "bonferroni")
+    for raw, h, b in zip(p, holm, bonferroni, strict=True):
+        assert raw <= h + 1e-15 and h <= b + 1e-15 and h <= 1.0
+    order = np.argsort(p, kind="stable")
+    assert all(holm[i] <= holm[j] for i, j in itertools.pairwise(order))
