@@ -17,7 +17,7 @@ Formulas and conventions: docs/experiments.md.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -287,7 +287,8 @@ def adjust_p_values(p_values: Sequence[float], method: str = "holm") -> list[flo
     return adjusted.tolist()
 
 
-def _compare(arms: list, control_index: int, test, metric: str, alpha: float, correction: str) -> ExperimentResult:
+def _compare(arms: list, control_index: int, test: Callable[..., Comparison], metric: str, alpha: float,
+             correction: str) -> ExperimentResult:
     alpha = _check_probability(alpha, field="alpha")
     if correction not in CORRECTIONS:
         raise InputError(f"got {correction!r}; expected one of {', '.join(CORRECTIONS)}", field="correction")
@@ -558,7 +559,8 @@ def _check_looks(control: Sequence, treatment: Sequence, kind: type, units: str)
                                  field=units, record=look)
 
 
-def _sequential(control_units, treatment_units, theta, variances, tau, alpha) -> SequentialResult:
+def _sequential(control_units: Sequence[int], treatment_units: Sequence[int], theta: Sequence[float],
+                variances: Sequence[float], tau: float, alpha: float) -> SequentialResult:
     alpha = _check_probability(alpha, field="alpha")
     tau = _finite(tau, field="tau", record="tau")
     if tau <= 0:
