@@ -398,6 +398,96 @@ def attribution(
         console.print(out)
 
 
+clv_app = typer.Typer(help="Customer lifetime value: BG/NBD and Gamma-Gamma (docs/clv.md).", no_args_is_help=True)
+app.add_typer(clv_app, name="clv")
+
+
+class ClvFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def _read_transactions(file: Path, columns: list[str]) -> object:
+    """The named columns of a CSV (read as text, so the summary can name a bad row) or Parquet file."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    from omniweave.errors import InputError
+
+    if not file.is_file():
+        raise InputError(f"cannot read {str(file)!r}: no such file; expected a CSV or Parquet file")
+    wanted = list(dict.fromkeys(columns))
+    kind = "Parquet" if file.suffix.lower() in (".parquet", ".pq") else "CSV"
+    try:
+        if kind == "Parquet":
+            present = pq.read_schema(file).names
+        else:
+            with pa_csv.open_csv(file, convert_options=pa_csv.ConvertOptions(
+                    column_types={name: pa.string() for name in wanted})) as reader:
+                present = reader.schema.names
+        for name in wanted:
+            if name not in present:
+                raise InputError(f"missing column {name!r}; got columns {present}", field=name)
+        if kind == "Parquet":
+            return pq.read_table(file, columns=wanted)
+        return pa_csv.read_csv(file, convert_options=pa_csv.ConvertOptions(
+            column_types={name: pa.string() for name in wanted}, include_columns=wanted,
+            strings_can_be_null=False))
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"cannot read {str(file)!r} as {kind}: {exc}") from None
+
+
+@clv_app.command("fit")
+def clv_fit(
+    transactions: Annotated[Path, typer.Option(help="Transactions, one row each: a CSV with a header, or Parquet.")],
+    customer_col: Annotated[str, typer.Option(help="Column of the customer id.")],
+    date_col: Annotated[str, typer.Option(help="Column of the purchase date (ISO 8601, e.g. 2024-03-01).")],
+    value_col: Annotated[str | None, typer.Option(help="Column of the purchase value; without it, BG/NBD only.")] = None,
+    observation_end: Annotated[str | None, typer.Option(help="Last day observed (default: the last purchase's).")] = None,
+    time_unit: Annotated[str, typer.Option(help="days or weeks: the unit of recency, T and alpha.")] = "days",
+    format: Annotated[ClvFormat, typer.Option("--format", help="Output format.")] = ClvFormat.table,
+) -> None:
+    """Fit BG/NBD (purchase frequency) and Gamma-Gamma (spend) on a transactions file."""
+    import orjson
+
+    from omniweave.core.clv import fit_bgnbd, fit_gamma_gamma, summarize_table
+    from omniweave.errors import InputError
+
+    try:
+        columns = [customer_col, date_col] + ([value_col] if value_col else [])
+        table = _read_transactions(transactions, columns)
+        summary = summarize_table(table, customer_col=customer_col, date_col=date_col, value_col=value_col,
+                                  observation_end=observation_end, time_unit=time_unit)
+        purchases = fit_bgnbd(summary.frequency, summary.recency, summary.T)
+        spend = fit_gamma_gamma(summary.frequency, summary.monetary_value) if value_col else None
+    except InputError as exc:
+        err_console.print(f"{transactions}: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    document = {
+        "customers": len(summary), "repeat_customers": int((summary.frequency > 0).sum()),
+        "observation_end": str(summary.observation_end), "time_unit": summary.time_unit,
+        "bgnbd": {"r": purchases.r, "alpha": purchases.alpha, "a": purchases.a, "b": purchases.b,
+                  "log_likelihood": purchases.log_likelihood, "converged": purchases.converged},
+        "gamma_gamma": None if spend is None else {
+            "p": spend.p, "q": spend.q, "v": spend.v, "log_likelihood": spend.log_likelihood,
+            "customers": spend.n_customers, "converged": spend.converged},
+    }
+    if format is ClvFormat.json:
+        console.out(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    else:
+        out = Table("model", "parameter", "value", title=f"{len(summary):,} customers, "
+                    f"{document['repeat_customers']:,} with repeat purchases, time in {time_unit}, "
+                    f"observed to {summary.observation_end}")
+        for model in ("bgnbd", "gamma_gamma"):
+            for name, value in (document[model] or {}).items():
+                if name not in ("converged", "customers"):
+                    out.add_row(model, name, f"{value:,.6g}" if name != "log_likelihood" else f"{value:,.2f}")
+        console.print(out)
+    if not purchases.converged or (spend is not None and not spend.converged):
+        err_console.print("warning: the optimiser did not converge; the parameters may be unreliable", style="yellow")
+
+
 def main() -> None:
     try:
         app()
