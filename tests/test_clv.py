@@ -135,6 +135,27 @@ def test_summary_defaults_to_the_last_day_and_converts_offsets_to_utc():
     assert shifted.frequency.tolist() == [0]  # both on 2024-03-02 in UTC
 
 
+def test_summary_accepts_typed_date_columns():
+    import datetime as dt
+
+    days = [dt.date(2024, 1, 1), dt.date(2024, 1, 3), dt.date(2024, 1, 2), dt.date(2024, 1, 9)]
+    table = pa.table({
+        "customer": pa.array([1, 1, 2, 1]),
+        "day": pa.array(days, pa.date32()),
+        "stamp": pa.array([dt.datetime(d.year, d.month, d.day, 12) for d in days],
+                          pa.timestamp("us", tz="Europe/Paris")),
+        "value": pa.array([1.0, 2.5, 3.0, 4.5]),
+    })
+    expected = summarize_transactions([1, 1, 2, 1], [d.isoformat() for d in days], [1.0, 2.5, 3.0, 4.5])
+    for column in ("day", "stamp"):
+        summary = summarize_table(table, customer_col="customer", date_col=column, value_col="value")
+        assert summary.frequency.tolist() == expected.frequency.tolist() == [2, 0]
+        assert summary.recency.tolist() == expected.recency.tolist() == [8, 0]
+        assert summary.monetary_value.tolist() == expected.monetary_value.tolist() == [3.5, 0]
+    from_numpy = summarize_transactions(np.array([1, 1, 2, 1]), np.array(days, dtype="datetime64[D]"))
+    assert from_numpy.T.tolist() == [8, 7]
+
+
 @pytest.mark.parametrize(
     ("customers", "dates", "values", "end", "unit", "message"),
     [

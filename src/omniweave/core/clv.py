@@ -85,7 +85,7 @@ def _parse_days(values: Any, *, field: str) -> np.ndarray:
         parsed = series
     else:
         text = series.where(series.isna(), series.astype(str).str.strip())
-        parsed = pd.to_datetime(text.replace("", None), format="ISO8601", errors="coerce", utc=True)
+        parsed = pd.to_datetime(text.mask(text == ""), format="ISO8601", errors="coerce", utc=True)
         parsed = parsed.dt.tz_localize(None)
     bad = parsed.isna().to_numpy()
     if bad.any():
@@ -96,8 +96,6 @@ def _parse_days(values: Any, *, field: str) -> np.ndarray:
 
 def _parse_values(values: Any, *, field: str) -> np.ndarray:
     series = _as_series(values)
-    if pd.api.types.is_bool_dtype(series.dtype):
-        raise InputError(f"got {_shown(series.iloc[0])}; expected a non-negative number", field=field, record=1)
     numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     bad = ~np.isfinite(numbers) | (numbers < 0)
     if bad.any():
@@ -174,8 +172,12 @@ def summarize_table(table: Any, *, customer_col: str, date_col: str, value_col: 
                     observation_end: object = None, time_unit: str = "days") -> CustomerSummary:
     """`summarize_transactions` on the named columns of a pandas DataFrame, a pyarrow Table or a
     mapping of column name to values."""
-    columns = list(table.column_names) if hasattr(table, "column_names") else list(table.keys()) \
-        if isinstance(table, Mapping) else list(table.columns)
+    if hasattr(table, "column_names"):  # pyarrow
+        columns = list(table.column_names)
+    elif isinstance(table, Mapping):
+        columns = list(table.keys())
+    else:  # pandas
+        columns = list(table.columns)
     wanted = [customer_col, date_col] + ([value_col] if value_col is not None else [])
     for name in wanted:
         if name not in columns:
