@@ -33,14 +33,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-FORMAT_VERSION = 2  # bump when the generator changes, so that cached logs are regenerated
+FORMAT_VERSION = 3  # bump when the generator changes, so that cached logs are regenerated
 START = np.datetime64("2025-07-01T00:00:00", "us")
 DAYS = 365
 CHUNK_EVENTS = 1_000_000
@@ -56,6 +56,7 @@ AGENTS = (  # desktop, desktop, mobile, mobile, tablet
     "Mozilla/5.0 (Linux; Android 14; SM-S911B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36",
     "Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/604.1",
 )
+AGENT_DEVICES = ("desktop", "desktop", "mobile", "mobile", "tablet")  # core.events.device_class of AGENTS
 AGENT_SHARE = (0.3, 0.15, 0.3, 0.17, 0.08)
 CATEGORIES = ("shoes", "bags", "hats", "coats", "dresses", "shirts", "jeans", "beauty", "home", "toys", "food",
               "sport")
@@ -153,6 +154,15 @@ def _when(flags: np.ndarray, text: pa.Array | str) -> pa.Array:
 
 # --- events ---------------------------------------------------------------------------------------
 
+class Context(NamedTuple):
+    """An event's `context` JSON and the log's flat copies of it (adapters.eventlog.CONTEXT_COLUMNS)."""
+
+    json: pa.Array | str
+    timezone: pa.Array | str
+    device: pa.Array | str
+    consent: pa.Array | str
+
+
 class Chunk:
     """The events of one chunk of days, built kind by kind as Arrow columns."""
 
@@ -180,7 +190,7 @@ class Chunk:
         micros = (day * 86400 + np.clip(utc_hours * 3600, -86399, 2 * 86399)) * 1_000_000
         return START + micros.astype("timedelta64[us]")
 
-    def add(self, who: np.ndarray, event: str | None, type_: str, channel: pa.Array | str, context: pa.Array | str,
+    def add(self, who: np.ndarray, event: str | None, type_: str, channel: pa.Array | str, context: Context | str,
             properties: pa.Array | str, traits: pa.Array | str = "{}", user: np.ndarray | None = None,
             anonymous: pa.Array | None = None) -> None:
         n = who.size
@@ -199,39 +209,45 @@ class Chunk:
             return value if isinstance(value, pa.Array) else pa.array(np.full(n, value, dtype=object), pa.string())
 
         null_ts = pa.nulls(n, pa.timestamp("us", tz="UTC"))
+        if isinstance(context, str):  # a context with none of the flat fields
+            context = Context(context, "", "", "")
         self.tables.append(pa.table({
             "message_id": _ids("bench-", idx), "source": full("bench"), "type": full(type_), "event": full(event),
             "user_id": user_ids, "anonymous_id": anonymous, "group_id": full(None), "previous_id": full(None),
             "channel": full(channel), "timestamp": ts, "original_timestamp": ts, "sent_at": null_ts,
             "received_at": ts, "campaign_source": full(None), "campaign_medium": full(None),
-            "campaign_name": full(None), "context": full(context), "properties": full(properties),
-            "traits": full(traits), "integrations": full("{}"),
+            "campaign_name": full(None), "context": full(context.json), "properties": full(properties),
+            "traits": full(traits), "integrations": full("{}"), "context_timezone": full(context.timezone),
+            "context_device": full(context.device), "context_consent": full(context.consent),
         }))
 
     # contexts
-    def web_context(self, who: np.ndarray) -> pa.Array:
+    def web_context(self, who: np.ndarray) -> Context:
         zone, agent = _pick(ZONES, self.p["zone"][who]), _pick(AGENTS, self.p["agent"][who])
         consent = self.p["consent"][who]
         changed = self.rng.random(who.size) < 0.02  # a few events carry the choice the person made that day
         consent = np.where(changed[:, None], ~consent, consent)
-        prefs = _cat(*(part for i, name in enumerate(PURPOSES)
-                       for part in (("," if i else "") + f'"{name}":', _bool(consent[:, i]))))
-        cmp = _when(self.p["cmp"][who], _cat(',"consent":{"categoryPreferences":{', prefs, "}}"))
-        return _cat('{"library":{"name":"analytics.js","version":"2.1"},"locale":"en-GB","timezone":"', zone,
-                    '","userAgent":"', agent, '"', cmp, "}")
+        prefs = _cat("{", *(part for i, name in enumerate(PURPOSES)
+                            for part in (("," if i else "") + f'"{name}":', _bool(consent[:, i]))), "}")
+        cmp = self.p["cmp"][who]
+        text = _cat('{"library":{"name":"analytics.js","version":"2.1"},"locale":"en-GB","timezone":"', zone,
+                    '","userAgent":"', agent, '"', _when(cmp, _cat(',"consent":{"categoryPreferences":', prefs, "}")), "}")
+        return Context(text, zone, _pick(AGENT_DEVICES, self.p["agent"][who]), _when(cmp, prefs))
 
-    def app_context(self, who: np.ndarray) -> pa.Array:
+    def app_context(self, who: np.ndarray) -> Context:
         os_ = np.maximum(self.p["app"][who], 1)
         lib = _pick(("", "analytics-ios", "analytics-android"), os_)
         dev = _pick(("", "ios", "android"), os_)
-        return _cat('{"library":{"name":"', lib, '","version":"4.1"},"device":{"type":"', dev,
-                    '"},"timezone":"', _pick(ZONES, self.p["zone"][who]), '"}')
+        zone = _pick(ZONES, self.p["zone"][who])
+        text = _cat('{"library":{"name":"', lib, '","version":"4.1"},"device":{"type":"', dev,
+                    '"},"timezone":"', zone, '"}')
+        return Context(text, zone, "mobile", "")
 
-    def online(self, who: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    def online(self, who: np.ndarray) -> tuple[pa.Array, Context]:
         """(channel, context): the app for app users half of the time, else their browser."""
-        app = (self.p["app"][who] > 0) & (self.rng.random(who.size) < 0.5)
-        return (pc.if_else(pa.array(app), "app", "web"),
-                pc.if_else(pa.array(app), self.app_context(who), self.web_context(who)))
+        app = pa.array((self.p["app"][who] > 0) & (self.rng.random(who.size) < 0.5))
+        on_app, on_web = self.app_context(who), self.web_context(who)
+        return pc.if_else(app, "app", "web"), Context(*(pc.if_else(app, a, w) for a, w in zip(on_app, on_web, strict=True)))
 
     def products(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, pa.Array, pa.Array]:
         product = (self.rng.pareto(1.1, n) * 40).astype(np.int64) % PRODUCTS

@@ -5,15 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
-from omniweave.adapters.eventlog import events_to_table
+from omniweave.adapters.eventlog import CONTEXT_COLUMNS, events_to_table, with_context_columns
 from omniweave.core import spec
-from omniweave.core.events import normalize_event
+from omniweave.core.events import context_columns, normalize_event
 from omniweave.core.traits import parse_trait_specs
 from omniweave.errors import InputError
 from omniweave.service.profiles import build_profiles, profiles_expr, to_arrow, write_identities
 from omniweave.service.query import run_query
+from omniweave.service.runtime import Runtime
+from omniweave.settings import Settings
 
 NOW = datetime(2026, 6, 30, tzinfo=UTC)
 NEW_YORK = {"timezone": "America/New_York", "library": {"name": "analytics.js", "version": "1"},
@@ -127,6 +130,24 @@ def world_events() -> list[dict[str, Any]]:
 
 def seed(runtime) -> None:
     runtime.log.append("events", events_to_table(world_events(), "test"), "world")
+    write_identities(runtime, IDENTITIES)
+
+
+def seed_half_old(runtime) -> None:
+    """The same world, with every other event in a file written before the log kept `context_*` columns."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = events_to_table(world_events(), "test")
+    odd = pc.equal(pc.bit_wise_and(pa.array(range(table.num_rows)), 1), 1)
+    runtime.log.append("events", table.filter(pc.invert(odd)), "new")
+    old = table.filter(odd).drop_columns(list(CONTEXT_COLUMNS))
+    days = pc.cast(old.column("timestamp"), pa.date32())
+    for day in pc.unique(days).to_pylist():
+        folder = f"{runtime.log.dataset_path('events')}/date={day.isoformat()}"
+        runtime.log.fs.makedirs(folder, exist_ok=True)
+        with runtime.log.fs.open(f"{folder}/old.parquet", "wb") as fh:
+            pq.write_table(old.filter(pc.equal(days, pa.scalar(day, pa.date32()))), fh)
     write_identities(runtime, IDENTITIES)
 
 
@@ -270,8 +291,33 @@ def test_average_order_value_is_rounded_half_up_to_the_cent_on_every_engine(runt
 
 
 @pytest.mark.spark
-def test_duckdb_and_spark_build_identical_profiles(runtime, spark_session):
+def test_log_files_from_before_the_flat_context_columns_give_the_same_profiles(runtime, tmp_path):
     seed(runtime)
+    build_profiles(runtime, now=NOW, traits=TRAITS)
+    mixed = Runtime(Settings(home=str(tmp_path / "mixed")))
+    seed_half_old(mixed)
+    build_profiles(mixed, now=NOW, traits=TRAITS)
+    assert profiles_by_person(mixed) == profiles_by_person(runtime)
+    assert profiles_by_person(mixed)["P1"]["timezone"] == "America/New_York"
+    mixed.close()
+
+
+def test_context_columns_are_filled_on_the_way_into_the_log():
+    table = events_to_table(world_events(), "test")
+    dropped = table.drop_columns(list(CONTEXT_COLUMNS))
+    assert with_context_columns(dropped).select(list(CONTEXT_COLUMNS)) == table.select(list(CONTEXT_COLUMNS))
+    assert context_columns({"timezone": "Asia/Tokyo", "device": {"type": "iOS"}}) == ("Asia/Tokyo", "mobile", "")
+    assert context_columns({"userAgent": "Mozilla/5.0 (iPad; CPU OS 17_5)"})[1] == "tablet"
+    assert context_columns({"userAgent": "Mozilla/5.0 (Windows NT 10.0)"})[1] == "desktop"
+    assert context_columns({"consent": {"categoryPreferences": {"Advertising": True}}}) == (
+        "", "", '{"Advertising":true}')
+    assert context_columns(None) == context_columns({"timezone": 3, "consent": []}) == ("", "", "")
+    broken = pa.table({"context": ['{"timezone": "Europe/Paris"', None, '{"timezone":"UTC"}']})
+    assert with_context_columns(broken).column("context_timezone").to_pylist() == ["", "", "UTC"]
+
+
+def test_duckdb_and_spark_build_identical_profiles(runtime, spark_session):
+    seed_half_old(runtime)
     specs = parse_trait_specs(TRAITS)
     duck = runtime.warehouse("duckdb")
     spark = runtime.warehouse("spark", spark_session=spark_session)

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from omniweave.core.events import infer_channel
+from omniweave.core.events import context_columns, infer_channel
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -45,9 +45,19 @@ EVENT_SCHEMA = pa.schema(
         ("properties", pa.string()),  # JSON
         ("traits", pa.string()),  # JSON
         ("integrations", pa.string()),  # JSON
+        # flat copies of what every profile build reads from `context` (core.events.context_columns):
+        # "" when the context does not say; NULL only in files written before these columns existed
+        ("context_timezone", pa.string()),
+        ("context_device", pa.string()),
+        ("context_consent", pa.string()),  # JSON of context.consent.categoryPreferences
     ]
 )
-"""Columns of the `events` table. `date` (the UTC day of `timestamp`) is the partition column."""
+"""Columns of the `events` table. `date` (the UTC day of `timestamp`) is the partition column.
+
+Like a warehouse loader (Segment's `context_*` columns), the log keeps a few fields of `context` as
+columns of their own, filled on the way in, so that reading them does not parse every event's JSON."""
+
+CONTEXT_COLUMNS = ("context_timezone", "context_device", "context_consent")
 
 SPEND_SCHEMA = pa.schema(
     [
@@ -69,7 +79,7 @@ SPEND_SCHEMA = pa.schema(
 # Only short, repetitive columns are dictionary-encoded: trying it on the JSON columns costs a
 # third of the write time and saves nothing.
 _DICTIONARY_COLUMNS = frozenset({"source", "type", "event", "channel", "campaign_source", "campaign_medium",
-                                 "campaign_name", "platform", "currency"})
+                                 "campaign_name", "platform", "currency", "context_timezone", "context_device"})
 
 
 def _json(value: Any) -> str:
@@ -103,6 +113,10 @@ def events_to_table(events: Iterable[dict[str, Any]], source: str) -> pa.Table:
         cols["properties"].append(_json(e.get("properties")))
         cols["traits"].append(_json(e.get("traits")))
         cols["integrations"].append(_json(e.get("integrations")))
+        zone, device, consent = context_columns(e.get("context"))
+        cols["context_timezone"].append(zone)
+        cols["context_device"].append(device)
+        cols["context_consent"].append(consent)
     arrays = []
     for fld in EVENT_SCHEMA:
         values = cols[fld.name]
@@ -111,6 +125,41 @@ def events_to_table(events: Iterable[dict[str, Any]], source: str) -> pa.Table:
         else:
             arrays.append(pa.array(values, fld.type))
     return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
+
+
+_CONTEXT_KEYS = ('"timezone"', '"userAgent"', '"device"', '"consent"')
+
+
+def with_context_columns(table: pa.Table) -> pa.Table:
+    """`table` (events) with CONTEXT_COLUMNS filled from its `context` JSON where it lacks them.
+
+    Only contexts that mention one of the keys are parsed; the others get "" without a parse.
+    """
+    if all(c in table.column_names for c in CONTEXT_COLUMNS) or "context" not in table.column_names:
+        return table
+    context = table.column("context")
+    mentions = pc.match_substring(context, _CONTEXT_KEYS[0])
+    for key in _CONTEXT_KEYS[1:]:
+        mentions = pc.or_kleene(mentions, pc.match_substring(context, key))
+    rows = pc.indices_nonzero(mentions)  # a NULL context mentions nothing
+    n = table.num_rows
+    # "" for every row, built from buffers: converting Python values would load pandas (slow to import)
+    blank = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(bytes(4 * (n + 1))), pa.py_buffer(b"")])
+    columns: list[pa.Array] = [blank] * len(CONTEXT_COLUMNS)
+    if len(rows):
+        found: list[list[str]] = [[""] * n for _ in CONTEXT_COLUMNS]
+        for i, text in zip(rows.to_pylist(), context.take(rows).to_pylist(), strict=True):
+            try:
+                parsed = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                continue
+            for column, value in zip(found, context_columns(parsed), strict=True):
+                column[i] = value
+        columns = [pa.array(values, pa.string()) for values in found]
+    for name, values in zip(CONTEXT_COLUMNS, columns, strict=True):
+        if name not in table.column_names:
+            table = table.append_column(name, values)
+    return table
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -147,6 +196,8 @@ class EventLog:
         """
         if table.num_rows == 0:
             return []
+        if dataset == "events":
+            table = with_context_columns(table)
         column = table.column(date_column)
         days = column if pa.types.is_date(column.type) else pc.cast(column, pa.date32())
         written = []

@@ -55,9 +55,10 @@ class Warehouse:
         if self.log.has_data(name):
             if self.engine == "duckdb":
                 pattern = self.log.dataset_url(name) + "/**/*.parquet"
-                table = self.con.read_parquet(pattern, table_name=name, hive_partitioning=True)
+                # by name: files written before a column was added to the log's schema read it as NULL
+                table = self.con.read_parquet(pattern, table_name=name, hive_partitioning=True, union_by_name=True)
             else:
-                table = self.con.read_parquet(self.log.dataset_url(name), table_name=name)
+                table = self.con.read_parquet(self.log.dataset_url(name), table_name=name, mergeSchema=True)
         else:
             schema = DATASETS[name]
             empty = schema.empty_table()

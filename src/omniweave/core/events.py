@@ -18,6 +18,8 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import orjson
+
 from omniweave.core import spec
 from omniweave.errors import EventError
 
@@ -258,6 +260,43 @@ def infer_channel(event: dict[str, Any]) -> str:
     if library_name in _MOBILE_LIBRARIES or channel == "mobile" or event.get("type") == "screen":
         return "app"
     return "other"
+
+
+def device_class(context: Any) -> str | None:
+    """mobile / tablet / desktop for an event's `context`: an app's `device.type` (ios, android: mobile;
+    any other type as it is, lower-cased), else the browser's `userAgent`; None when neither says.
+
+    The same rule as `device_class_expr` in service.profiles, which applies it to rows of the event
+    log written before the log kept this column.
+    """
+    if not isinstance(context, dict):
+        return None
+    device = context.get("device")
+    kind = device.get("type") if isinstance(device, dict) else None
+    if isinstance(kind, str):
+        kind = kind.lower()
+        return "mobile" if kind in ("ios", "android") else kind
+    agent = context.get("userAgent")
+    if not isinstance(agent, str):
+        return None
+    if "iPad" in agent or "Tablet" in agent:
+        return "tablet"
+    if "Mobi" in agent or "Android" in agent:
+        return "mobile"
+    return "desktop"
+
+
+def context_columns(context: Any) -> tuple[str, str, str]:
+    """The event log's flat copies of an event's `context`: (timezone, device class, the JSON text of
+    `consent.categoryPreferences`), each "" when the context does not say (never None: a NULL in the
+    log means a row written before the log had these columns)."""
+    if not isinstance(context, dict):
+        return "", "", ""
+    zone = context.get("timezone")
+    consent = context.get("consent")
+    chosen = consent.get("categoryPreferences") if isinstance(consent, dict) else None
+    return (zone if isinstance(zone, str) else "", device_class(context) or "",
+            orjson.dumps(chosen).decode() if isinstance(chosen, dict) else "")
 
 
 def deterministic_message_id(source: str, *key_parts: Any) -> str:

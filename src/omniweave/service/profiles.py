@@ -188,7 +188,8 @@ def _engagement_kind(events: ir.Table) -> ir.StringValue:
 
 
 def _device(agent: ir.StringValue, device_type: ir.StringValue) -> ir.StringValue:
-    """mobile / tablet / desktop: an app's context.device.type (ios, android: mobile), else the browser's user agent."""
+    """core.events.device_class as an expression: an app's context.device.type (ios, android: mobile), else the
+    browser's user agent (for rows of the log written before it kept `context_device`)."""
     from_agent = ibis.cases(
         (agent.isnull(), ibis.null()),
         (agent.contains("iPad") | agent.contains("Tablet"), "tablet"),
@@ -198,6 +199,30 @@ def _device(agent: ir.StringValue, device_type: ir.StringValue) -> ir.StringValu
     app = device_type.lower()
     from_app = ibis.cases((app.isin(("ios", "android")), "mobile"), else_=app)
     return ibis.coalesce(from_app, from_agent)
+
+
+def _flat_context(ev: ir.Table, d: _Dialect) -> ir.Table:
+    """`ev` plus `_timezone`, `_device`, `_consent`: the log's flat copies of `context` (adapters.eventlog), "" read
+    as NULL; rows from files written before the log kept them (NULL there) parse their `context` instead."""
+    for name in ("context_timezone", "context_device", "context_consent"):
+        if name not in ev.columns:
+            ev = ev.mutate(**{name: ibis.null("string")})
+    old = ev.context_timezone.isnull()
+    fields = {"_o_timezone": "timezone", "_o_agent": "userAgent", "_o_type": "device.type",
+              "_o_consent": "consent.categoryPreferences"}
+    if d.spark:
+        ev = ev.mutate(**{name: ibis.cases((old, d.json(ev.context, key)), else_=ibis.null("string"))
+                          for name, key in fields.items()})
+    else:
+        paths = ibis.literal(["$." + key for key in fields.values()], dt.Array(dt.string))
+        parsed = ev.mutate(_parsed=ibis.cases((old, _duck_json_many(ev.context, paths)),
+                                              else_=ibis.null(dt.Array(dt.string))))
+        ev = parsed.mutate(**{name: parsed._parsed[i] for i, name in enumerate(fields)}).drop("_parsed")
+    return ev.mutate(
+        _timezone=ibis.cases((old, ev._o_timezone), else_=ev.context_timezone.nullif("")),
+        _device=ibis.cases((old, _device(ev._o_agent, ev._o_type)), else_=ev.context_device.nullif("")),
+        _consent=ibis.cases((old, ev._o_consent), else_=ev.context_consent.nullif("")),
+    ).drop(*fields)
 
 
 def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dialect,
@@ -215,9 +240,7 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dia
     ev = events.filter(events.timestamp <= ibis.literal(now, dt.Timestamp(timezone="UTC")))
     ev = ev.left_join(by_user, ev.user_id == by_user._uid).left_join(by_anon, ev.anonymous_id == by_anon._aid)
     ev = ev.mutate(person_id=ibis.coalesce(ev._p_user, ev._p_anon)).filter(ibis._.person_id.notnull())
-    # one parse of the context for everything read from it; the consent object only where there is one
-    ev = d.with_json_fields(ev, "context", {"_timezone": "timezone", "_agent": "userAgent", "_device_type": "device.type",
-                                            "_consent": "consent.categoryPreferences"})
+    ev = _flat_context(ev, d)
     none = ibis.null("string")
     props = ev.properties
     is_order = ev.event == spec.ORDER_COMPLETED
@@ -252,7 +275,7 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dia
         products=ibis.cases((is_order, d.json(props, "products")), else_=none),
         engagement=kind,
         engaged_channel=engaged_channel.fill_null("unknown"),
-        device=ibis.cases((kind.notnull(), _device(ev._agent, ev._device_type)), else_=none),  # engagements use it
+        device=ibis.cases((kind.notnull(), ev._device), else_=none),  # engagements use it
         timezone=ev._timezone,
         promotion=promotion,
         exposure_id=ibis.cases((exposure, ibis.coalesce(d.json(props, "campaign_id"), ev.message_id)), else_=none),
@@ -279,23 +302,41 @@ def _latest(ev: ir.Table, value: ir.Value) -> ir.Value:
     return value.argmax(ev.timestamp, where=value.notnull())
 
 
-def _activity(ev: ir.Table) -> ir.Table:
-    store = ev.channel == "store"
-    return ev.group_by("person_id").aggregate(
-        first_seen=ev.timestamp.min(),
-        last_seen=ev.timestamp.max(),
-        event_count=ev.count(),
-        primary_user_id=_latest(ev, ev.user_id),
-        timezone=_latest(ev, ev.timezone),
-        orders=ev.is_order.sum().cast("int64"),
-        online_orders=(ev.is_order & ~store).sum().cast("int64"),
-        store_orders=(ev.is_order & store).sum().cast("int64"),
-        online_revenue=ev.revenue.sum(where=~store).fill_null(0.0).round(2),
-        store_revenue=ev.revenue.sum(where=store).fill_null(0.0).round(2),
-        total_revenue=ev.revenue.sum().round(2),
-        first_order_at=ev.timestamp.min(where=ev.is_order),
-        last_order_at=ev.timestamp.max(where=ev.is_order),
+def _activity(ev: ir.Table) -> tuple[ir.Table, ir.Table]:
+    """(activity, orders) per person: when seen, how much, latest user id and time zone, touches per channel; and
+    their orders and revenue online and in store.
+
+    One pass over the events groups them by person and channel (what `last_touch` lists); the person's
+    figures come from those few rows per person. Orders are summed from the order events alone.
+    """
+    per = ev.group_by(["person_id", "channel"]).aggregate(
+        _first=ev.timestamp.min(), last_at=ev.timestamp.max(), events=ev.count(),
+        _uid=_latest(ev, ev.user_id), _uid_at=ev.timestamp.max(where=ev.user_id.notnull()),
+        _tz=_latest(ev, ev.timezone), _tz_at=ev.timestamp.max(where=ev.timezone.notnull()),
     )
+    grouped = per.group_by("person_id").aggregate(
+        first_seen=per._first.min(),
+        last_seen=per.last_at.max(),
+        event_count=per.events.sum(),
+        primary_user_id=per._uid.argmax(per._uid_at, where=per._uid.notnull()),
+        timezone=per._tz.argmax(per._tz_at, where=per._tz.notnull()),
+        _t=ibis.struct({"channel": per.channel, "last_at": per.last_at, "events": per.events}).collect(),
+    )
+    touches = grouped._t.sort()  # by channel first: the channels come out sorted and distinct
+    activity = grouped.mutate(channels=touches.map(lambda t: t.channel), last_touch=touches).drop("_t")
+    bought = ev.filter(ev.is_order)
+    store = bought.channel == "store"
+    orders = bought.group_by("person_id").aggregate(
+        orders=bought.count(),
+        online_orders=(~store).sum().cast("int64"),
+        store_orders=store.sum().cast("int64"),
+        online_revenue=bought.revenue.sum(where=~store).fill_null(0.0).round(2),
+        store_revenue=bought.revenue.sum(where=store).fill_null(0.0).round(2),
+        total_revenue=bought.revenue.sum().round(2),
+        first_order_at=bought.timestamp.min(),
+        last_order_at=bought.timestamp.max(),
+    )
+    return activity, orders
 
 
 def _yes_no(raw: ir.StringValue) -> ir.BooleanValue:
@@ -342,14 +383,6 @@ def _stated(ev: ir.Table, d: _Dialect) -> ir.Table:
     return said.group_by("person_id").aggregate(**{name: _latest(said, v) for name, v in values.items()})
 
 
-def _last_touch(ev: ir.Table) -> ir.Table:
-    per = ev.group_by(["person_id", "channel"]).aggregate(last_at=ev.timestamp.max(), events=ev.count())
-    grouped = per.group_by("person_id").aggregate(
-        _t=ibis.struct({"channel": per.channel, "last_at": per.last_at, "events": per.events}).collect())
-    touches = grouped._t.sort()  # by channel first: the channels come out sorted and distinct
-    return grouped.select("person_id", channels=touches.map(lambda t: t.channel), last_touch=touches)
-
-
 def _preferred_channel(ev: ir.Table) -> ir.Table:
     engaged = ev.filter(ev.engagement.notnull())
     w = ENGAGEMENT_WEIGHTS
@@ -376,17 +409,23 @@ def _preferred_device(ev: ir.Table) -> ir.Table:
 
 
 def _best_time(ev: ir.Table, zones: ir.Table, d: _Dialect) -> ir.Table:
+    # Every join and grouping here is on whole numbers: zones are numbered, and the zone's name is
+    # read once per (zone, quarter hour) below.
+    names = zones.select("tz").distinct()
+    names = names.select("tz", zone=ibis.row_number().over(order_by=names.tz))
+    zones = zones.join(names, "tz").select("person_id", "zone")
     engaged = ev.filter(ev.engagement.notnull()).select("person_id", "timestamp")
     engaged = engaged.join(zones, "person_id")
     # Time-zone conversion is the costliest step per row, so it runs once per (zone, quarter hour of
     # UTC) instead of once per engagement: every zone's offset is a whole number of quarter hours
     # and changes on a quarter hour, so all instants of one UTC quarter hour share the local hour and day.
     engaged = engaged.mutate(quarter=d.epoch_seconds(engaged.timestamp) // 900)
-    quarters = engaged.group_by(["tz", "quarter"]).aggregate(at=engaged.timestamp.min())
+    quarters = engaged.group_by(["zone", "quarter"]).aggregate(at=engaged.timestamp.min())
+    quarters = quarters.join(names, "zone")
     local = d.local_time(quarters.at, quarters.tz)
-    quarters = quarters.select("tz", "quarter", hour=local.hour().cast("int32"),
+    quarters = quarters.select("zone", "quarter", hour=local.hour().cast("int32"),
                                weekday=local.day_of_week.index().cast("int32"))
-    engaged = engaged.join(quarters, ["tz", "quarter"]).select("person_id", "hour", "weekday")
+    engaged = engaged.join(quarters, ["zone", "quarter"]).select("person_id", "hour", "weekday")
     hours = engaged.group_by(["person_id", "hour"]).aggregate(n=engaged.count())
     days = engaged.group_by(["person_id", "weekday"]).aggregate(n=engaged.count())
     best_hour = _first_by(hours, ["person_id"], "hour", [hours.n.desc(), hours.hour]).rename(best_hour="hour")
@@ -502,13 +541,13 @@ def _average_order_value(revenue: ir.FloatingValue, orders: ir.IntegerValue) -> 
     return ibis.cases((orders > 0, ((2 * cents + orders) // (2 * orders)) / 100.0), else_=ibis.null("float64"))
 
 
-def _rfm(activity: ir.Table) -> ir.Table:
+def _rfm(orders: ir.Table) -> ir.Table:
     """Quintile scores 1-5 among buyers (5 = most recent, most orders, most revenue); ties share a score.
 
-    Ranked over the narrow per-person activity, not the finished profiles: a window sorts whole rows,
+    Ranked over the narrow per-person orders, not the finished profiles: a window sorts whole rows,
     and a profile row is wide.
     """
-    buyers = activity.filter(activity.orders > 0).select("person_id", "last_order_at", "orders", "total_revenue")
+    buyers = orders.select("person_id", "last_order_at", "orders", "total_revenue")
 
     def quintile(col: ir.Column) -> ir.IntegerValue:
         return (ibis.cume_dist().over(order_by=col) * 5).ceil().cast("int32")
@@ -530,9 +569,9 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
     identities = identities.join(persons, identities.person_id == persons._person).select(
         "kind", "value", person_id=persons._number)
     ev = person_events(events, identities, now, d, _trait_columns(traits))
-    activity = _activity(ev)
+    activity, orders = _activity(ev)
     zones = activity.select("person_id", tz=activity.timezone.fill_null("UTC"))
-    parts = [_stated(ev, d), _last_touch(ev), _preferred_channel(ev), _preferred_device(ev), _best_time(ev, zones, d),
+    parts = [orders, _stated(ev, d), _preferred_channel(ev), _preferred_device(ev), _best_time(ev, zones, d),
              _contact_frequency(ev), *_products(ev, d), _promotion(ev)]
     custom = _custom_traits(ev, traits, now, d)
     if custom is not None:
@@ -544,6 +583,7 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
     result = result.relocate("channels", after="event_count")
     result = result.relocate("first_name", "last_name", "latest_email", "latest_phone", after="channels")
     result = result.relocate(*consent, after="last_order_at")
+    result = result.relocate("last_touch", after=consent[-1])
     now_lit = ibis.literal(now, dt.Timestamp(timezone="UTC"))
     result = result.mutate(
         primary_email=ibis.coalesce(result.latest_email, result.emails.mins()),
@@ -561,7 +601,7 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
         recency_days=((d.epoch_seconds(now_lit) - d.epoch_seconds(result.last_order_at)) // 86400).cast("int64"),
         timezone=result.timezone.fill_null("UTC"),
     ).drop("latest_email", "latest_phone")
-    result = result.left_join(_rfm(activity), "person_id").drop("person_id_right")
+    result = result.left_join(_rfm(orders), "person_id").drop("person_id_right")
     # engines disagree on an empty aggregate list (NULL or []): a profile always says []
     lists = {name: result[name].fill_null(ibis.literal([], result[name].type()))
              for name, typ in result.schema().items() if typ.is_array()}
