@@ -319,6 +319,7 @@ def test_context_columns_are_filled_on_the_way_into_the_log():
 def test_duckdb_and_spark_build_identical_profiles(runtime, spark_session):
     seed_half_old(runtime)
     specs = parse_trait_specs(TRAITS)
+    assert runtime.log.upgrade_events() and runtime.log.upgrade_events() == []
     duck = runtime.warehouse("duckdb")
     spark = runtime.warehouse("spark", spark_session=spark_session)
     on_duckdb = to_arrow(profiles_expr(duck.table("events"), duck.table("identities"), NOW, specs, "duckdb"))

@@ -189,6 +189,27 @@ class EventLog:
             return []
         return sorted(p for p in self.fs.find(path) if p.endswith(".parquet"))
 
+    def upgrade_events(self) -> list[str]:
+        """Give every `events` file written before the log kept CONTEXT_COLUMNS those columns; returns the files
+        rewritten. Each is replaced whole by a rename, with every row and column it had; a file that already has
+        the columns is only looked at (its footer)."""
+        upgraded = []
+        for path in self.files("events"):
+            with self.fs.open(path, "rb") as fh:
+                names = pq.read_schema(fh).names
+            if all(c in names for c in CONTEXT_COLUMNS):
+                continue
+            with self.fs.open(path, "rb") as fh:
+                table = pq.read_table(fh)
+            table = with_context_columns(table.drop_columns([c for c in CONTEXT_COLUMNS if c in names]))
+            temp = posixpath.join(posixpath.dirname(path), f".tmp-{uuid.uuid4().hex}")
+            with self.fs.open(temp, "wb") as fh:
+                pq.write_table(table, fh, compression="zstd",
+                               use_dictionary=[c for c in table.column_names if c in _DICTIONARY_COLUMNS])
+            self.fs.mv(temp, path)
+            upgraded.append(path)
+        return upgraded
+
     def append(self, dataset: str, table: pa.Table, batch_name: str, date_column: str = "timestamp") -> list[str]:
         """Write `table` into day partitions as `<batch_name>.parquet`; returns the files written.
 

@@ -23,6 +23,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from omniweave.adapters.eventlog import CONTEXT_COLUMNS
 from omniweave.core import spec
 from omniweave.core.traits import TraitSpec, parse_trait_specs
 from omniweave.errors import ConfigError, InputError
@@ -129,12 +130,21 @@ class _Dialect:
         path = "$." + key
         return _spark_json(doc, path) if self.spark else _duck_json(doc, path)
 
-    def with_json_fields(self, table: ir.Table, doc: str, fields: Mapping[str, str]) -> ir.Table:
-        """`table` plus a column `name` = `json(doc, key)` for each of `fields`; DuckDB parses each document once."""
+    def with_json_fields(self, table: ir.Table, doc: str, fields: Mapping[str, str],
+                         where: ir.BooleanValue | None = None) -> ir.Table:
+        """`table` plus a column `name` = `json(doc, key)` for each of `fields` (NULL where `where` is false).
+
+        DuckDB parses each document once for all the fields, and only on the rows `where` selects.
+        """
         if self.spark:
-            return table.mutate(**{name: self.json(table[doc], key) for name, key in fields.items()})
+            return table.mutate(**{name: self.json(table[doc], key) if where is None
+                                   else ibis.cases((where, self.json(table[doc], key)), else_=ibis.null("string"))
+                                   for name, key in fields.items()})
         paths = ibis.literal(["$." + key for key in fields.values()], dt.Array(dt.string))
-        parsed = table.mutate(_parsed=_duck_json_many(table[doc], paths))
+        values = _duck_json_many(table[doc], paths)
+        if where is not None:
+            values = ibis.cases((where, values), else_=ibis.null(dt.Array(dt.string)))
+        parsed = table.mutate(_parsed=values)
         return parsed.mutate(**{name: parsed._parsed[i] for i, name in enumerate(fields)}).drop("_parsed")
 
     def products(self, items: ir.StringValue) -> ir.ArrayValue:
@@ -187,42 +197,15 @@ def _engagement_kind(events: ir.Table) -> ir.StringValue:
     )
 
 
-def _device(agent: ir.StringValue, device_type: ir.StringValue) -> ir.StringValue:
-    """core.events.device_class as an expression: an app's context.device.type (ios, android: mobile), else the
-    browser's user agent (for rows of the log written before it kept `context_device`)."""
-    from_agent = ibis.cases(
-        (agent.isnull(), ibis.null()),
-        (agent.contains("iPad") | agent.contains("Tablet"), "tablet"),
-        (agent.contains("Mobi") | agent.contains("Android"), "mobile"),
-        else_="desktop",
-    )
-    app = device_type.lower()
-    from_app = ibis.cases((app.isin(("ios", "android")), "mobile"), else_=app)
-    return ibis.coalesce(from_app, from_agent)
-
-
-def _flat_context(ev: ir.Table, d: _Dialect) -> ir.Table:
-    """`ev` plus `_timezone`, `_device`, `_consent`: the log's flat copies of `context` (adapters.eventlog), "" read
-    as NULL; rows from files written before the log kept them (NULL there) parse their `context` instead."""
-    for name in ("context_timezone", "context_device", "context_consent"):
-        if name not in ev.columns:
-            ev = ev.mutate(**{name: ibis.null("string")})
-    old = ev.context_timezone.isnull()
-    fields = {"_o_timezone": "timezone", "_o_agent": "userAgent", "_o_type": "device.type",
-              "_o_consent": "consent.categoryPreferences"}
-    if d.spark:
-        ev = ev.mutate(**{name: ibis.cases((old, d.json(ev.context, key)), else_=ibis.null("string"))
-                          for name, key in fields.items()})
-    else:
-        paths = ibis.literal(["$." + key for key in fields.values()], dt.Array(dt.string))
-        parsed = ev.mutate(_parsed=ibis.cases((old, _duck_json_many(ev.context, paths)),
-                                              else_=ibis.null(dt.Array(dt.string))))
-        ev = parsed.mutate(**{name: parsed._parsed[i] for i, name in enumerate(fields)}).drop("_parsed")
-    return ev.mutate(
-        _timezone=ibis.cases((old, ev._o_timezone), else_=ev.context_timezone.nullif("")),
-        _device=ibis.cases((old, _device(ev._o_agent, ev._o_type)), else_=ev.context_device.nullif("")),
-        _consent=ibis.cases((old, ev._o_consent), else_=ev.context_consent.nullif("")),
-    ).drop(*fields)
+def _flat_context(ev: ir.Table) -> ir.Table:
+    """`ev` plus `_timezone`, `_device`, `_consent`: the log's flat copies of `context` (adapters.eventlog), with ""
+    read as NULL. `build_profiles` first upgrades files written before the log kept them (EventLog.upgrade_events)."""
+    missing = [name for name in CONTEXT_COLUMNS if name not in ev.columns]
+    if missing:
+        raise InputError(f"the events table lacks columns {missing}: upgrade the event log first "
+                         "(EventLog.upgrade_events, which build_profiles runs)", field="events")
+    return ev.mutate(_timezone=ev.context_timezone.nullif(""), _device=ev.context_device.nullif(""),
+                     _consent=ev.context_consent.nullif(""))
 
 
 def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dialect,
@@ -240,25 +223,25 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dia
     ev = events.filter(events.timestamp <= ibis.literal(now, dt.Timestamp(timezone="UTC")))
     ev = ev.left_join(by_user, ev.user_id == by_user._uid).left_join(by_anon, ev.anonymous_id == by_anon._aid)
     ev = ev.mutate(person_id=ibis.coalesce(ev._p_user, ev._p_anon)).filter(ibis._.person_id.notnull())
-    ev = _flat_context(ev, d)
+    ev = _flat_context(ev)
     none = ibis.null("string")
-    props = ev.properties
     is_order = ev.event == spec.ORDER_COMPLETED
     kind = _engagement_kind(ev)
     exposure = ev.event.isin(PROMOTION_EXPOSURES)
     promoted = exposure | ev.event.isin(PROMOTION_RESPONSES)
     viewed = ev.event == spec.PRODUCT_VIEWED
+    coupon = ev.event == spec.COUPON_APPLIED
+    # one parse of `properties` for every field read from it, on the events that read one
+    ev = d.with_json_fields(ev, "properties", {
+        "_revenue": "revenue", "_total": "total", "_products": "products", "_promotion": "promotion",
+        "_issued": "issued_channel", "_redeemed": "redeemed_channel", "_campaign": "campaign_id",
+        "_product": "product_id", "_category": "category"}, where=is_order | promoted | coupon | viewed)
     promotion = ibis.coalesce(
-        ibis.cases((promoted, d.json(props, "promotion")), else_=none),
-        ibis.cases((ev.event == spec.COUPON_APPLIED, "coupon"), (ev.event == spec.EVENT_ATTENDED, "event"),
-                   else_=ibis.null()),
+        ibis.cases((promoted, ev._promotion), else_=none),
+        ibis.cases((coupon, "coupon"), (ev.event == spec.EVENT_ATTENDED, "event"), else_=ibis.null()),
     )
     # a coupon redemption answers the channel that issued the coupon
-    engaged_channel = ibis.cases(
-        (ev.event == spec.COUPON_APPLIED, ibis.coalesce(d.json(props, "issued_channel"), d.json(props, "redeemed_channel"),
-                                                         ev.channel)),
-        else_=ev.channel,
-    )
+    engaged_channel = ibis.cases((coupon, ibis.coalesce(ev._issued, ev._redeemed, ev.channel)), else_=ev.channel)
     stated = ev.traits.notnull() & (ev.traits != "{}")
     base = ["person_id", "channel", "timestamp", "user_id"]
     return ev.select(
@@ -268,19 +251,20 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dia
         is_response=ev.event.isin(PROMOTION_RESPONSES),
         is_unsubscribe=ev.event == spec.UNSUBSCRIBED,
         revenue=ibis.cases(
-            (is_order, ibis.coalesce(d.json(props, "revenue").cast("float64"), d.json(props, "total").cast("float64"),
-                                     ibis.literal(0.0))),
+            (is_order, ibis.coalesce(ev._revenue.cast("float64"), ev._total.cast("float64"), ibis.literal(0.0))),
             else_=ibis.literal(0.0),
         ),
-        products=ibis.cases((is_order, d.json(props, "products")), else_=none),
+        products=ibis.cases((is_order, ev._products), else_=none),
         engagement=kind,
         engaged_channel=engaged_channel.fill_null("unknown"),
         device=ibis.cases((kind.notnull(), ev._device), else_=none),  # engagements use it
         timezone=ev._timezone,
         promotion=promotion,
-        exposure_id=ibis.cases((exposure, ibis.coalesce(d.json(props, "campaign_id"), ev.message_id)), else_=none),
-        product_id=ibis.cases((viewed, d.json(props, "product_id")), else_=none),
-        category=ibis.cases((viewed, d.json(props, "category")), else_=none),
+        # a send of a campaign counts once per campaign; one without a campaign id is one exposure of its own
+        is_exposure=exposure,
+        campaign_id=ibis.cases((exposure, ev._campaign), else_=none),
+        product_id=ibis.cases((viewed, ev._product), else_=none),
+        category=ibis.cases((viewed, ev._category), else_=none),
         traits=ibis.cases((stated, ev.traits), else_=none),
         consent=ev._consent,
     )
@@ -473,7 +457,7 @@ def _products(ev: ir.Table, d: _Dialect) -> list[ir.Table]:
 def _promotion(ev: ir.Table) -> ir.Table:
     promo = ev.filter(ev.promotion.isin(PROMOTION_TYPES))
     per = promo.group_by(["person_id", "promotion"]).aggregate(
-        exposures=promo.exposure_id.nunique(),
+        exposures=promo.campaign_id.nunique() + (promo.is_exposure & promo.campaign_id.isnull()).sum(),
         responses=promo.is_response.sum().cast("int64"),
     )
     per = per.filter(per.responses > 0)
@@ -568,8 +552,9 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
     persons = persons.select(_person=persons.person_id, _number=ibis.row_number().over(order_by=persons.person_id))
     identities = identities.join(persons, identities.person_id == persons._person).select(
         "kind", "value", person_id=persons._number)
-    ev = person_events(events, identities, now, d, _trait_columns(traits))
+    ev = person_events(events, identities, now, d, _trait_columns(traits)).cache()
     activity, orders = _activity(ev)
+    activity = activity.cache()
     zones = activity.select("person_id", tz=activity.timezone.fill_null("UTC"))
     parts = [orders, _stated(ev, d), _preferred_channel(ev), _preferred_device(ev), _best_time(ev, zones, d),
              _contact_frequency(ev), *_products(ev, d), _promotion(ev)]
@@ -691,6 +676,7 @@ def build_profiles(runtime: Runtime, engine: str = "duckdb", spark_session: Any 
                               reserved=BUILTIN_COLUMNS)
     if not runtime.log.has_data("identities"):
         raise InputError("no identities yet: run `omniweave resolve` before building profiles", field="identities")
+    runtime.log.upgrade_events()  # files from before the log kept context_* columns get them, once
     warehouse = runtime.warehouse(engine, spark_session=spark_session)
     if threads is not None and engine == "duckdb":
         warehouse.con.raw_sql(f"SET threads = {int(threads)}")
