@@ -330,3 +330,53 @@ def test_duckdb_and_spark_build_identical_profiles(runtime, spark_session):
         assert on_duckdb.column(name).to_pylist() == on_spark.column(name).to_pylist(), name
     summary = build_profiles(runtime, engine="spark", spark_session=spark_session, now=NOW, traits=TRAITS)
     assert summary.persons == 4 and profiles_by_person(runtime)["P1"]["total_revenue"] == 150.0
+
+
+def test_clv_columns_come_from_the_orders_as_a_transaction_file_would_give_them(runtime):
+    """p_alive, expected_orders_12m and clv_12m equal core.clv fitted on the same orders read as a plain
+    transaction list (several orders on one day count as one purchase day, lifetimes' convention)."""
+    import numpy as np
+
+    from omniweave.core import clv
+
+    rng = np.random.default_rng(5)
+    events, rows, n = [], [], 0
+    for person in range(80):
+        start = int(rng.integers(0, 200))
+        for _ in range(int(rng.integers(1, 6))):
+            day = min(start + int(rng.integers(0, 160)), 180)
+            at = datetime(2026, 1, 1, tzinfo=UTC) + np.timedelta64(day, "D").astype(object)
+            value = float(rng.integers(1000, 9000)) / 100
+            n += 1
+            events.append(_order(n, at.strftime("%Y-%m-%dT%H:%M:%SZ"), value, "web", [("SKU-1", "shoes", 1)],
+                                 user=f"c{person}"))
+            rows.append((f"P{person:03d}", at.date().isoformat(), value))
+    runtime.log.append("events", events_to_table(events, "test"), "orders")
+    write_identities(runtime, [("user_id", f"c{p}", f"P{p:03d}") for p in range(80)])
+    now = datetime(2026, 7, 1, tzinfo=UTC)
+    build_profiles(runtime, now=now, traits=[])
+    profiles = profiles_by_person(runtime)
+
+    people, dates, values = zip(*rows, strict=True)
+    summary = clv.summarize_transactions(list(people), list(dates), list(values), observation_end="2026-07-01")
+    purchases = clv.fit_bgnbd(summary.frequency, summary.recency, summary.T)
+    repeat = summary.frequency > 0
+    spend = clv.fit_gamma_gamma(summary.frequency[repeat], summary.monetary_value[repeat])
+    p_alive = clv.probability_alive(purchases, summary.frequency, summary.recency, summary.T)
+    expected = clv.expected_purchases(purchases, 365, summary.frequency, summary.recency, summary.T)
+    value = clv.customer_lifetime_value(purchases, spend, summary.frequency, summary.recency, summary.T,
+                                        summary.monetary_value, horizon=365)
+    for i, person in enumerate(summary.customer):
+        row = profiles[str(person)]
+        assert row["purchase_days"] == summary.frequency[i] + 1
+        assert row["p_alive"] == pytest.approx(p_alive[i], abs=1e-6)
+        assert row["expected_orders_12m"] == pytest.approx(expected[i], abs=1e-6)
+        assert row["clv_12m"] == pytest.approx(value[i], rel=1e-5)  # both fits converge to ~1e-6
+
+
+def test_clv_columns_stay_empty_when_too_few_buyers_repeat(runtime):
+    seed(runtime)
+    build_profiles(runtime, now=NOW, traits=[])
+    rows = profiles_by_person(runtime)
+    assert all(row["clv_12m"] is None and row["p_alive"] is None for row in rows.values())
+    assert rows["P3"]["purchase_days"] == 4 and rows["P3"]["repeat_order_value"] == 20.0

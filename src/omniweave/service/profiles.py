@@ -20,6 +20,7 @@ from typing import Any
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -320,6 +321,19 @@ def _activity(ev: ir.Table) -> tuple[ir.Table, ir.Table]:
         first_order_at=bought.timestamp.min(),
         last_order_at=bought.timestamp.max(),
     )
+    # the repeat-purchase summary CLV is fitted on (lifetimes' convention): days with an order, and the mean
+    # value of the days after the first, summed in whole cents so that every engine gives the same double
+    days = bought.group_by(["person_id", "epoch_day"]).aggregate(
+        cents=(bought.revenue * 100).round().cast("int64").sum())
+    days = days.mutate(_first=days.epoch_day.min().over(group_by="person_id"))
+    repeat = days.group_by("person_id").aggregate(
+        purchase_days=days.count(),
+        _repeat_cents=days.cents.sum(where=days.epoch_day > days._first),
+    )
+    repeat = repeat.select("person_id", "purchase_days", repeat_order_value=ibis.cases(
+        (repeat.purchase_days > 1, repeat._repeat_cents.cast("float64") / (repeat.purchase_days - 1).cast("float64")
+         / 100.0), else_=ibis.null("float64")))
+    orders = orders.join(repeat, "person_id")
     return activity, orders
 
 
@@ -604,10 +618,59 @@ BUILTIN_COLUMNS = frozenset({
     "preferred_device", "best_hour", "best_weekday", "contact_every_days", "favourite_products",
     "favourite_categories", "viewed_not_bought", "responsive_promotion", "average_order_value", "recency_days",
     "rfm_recency", "rfm_frequency", "rfm_monetary", "rfm_segment", "latest_email", "latest_phone",
+    "purchase_days", "repeat_order_value", "p_alive", "expected_orders_12m", "clv_12m",
 })
 
 
 # --- running a build -----------------------------------------------------------------------------
+
+CLV_HORIZON_DAYS = 365
+CLV_MIN_REPEAT_BUYERS = 20
+"""Fewer buyers with a repeat purchase than this and the models are not fitted (the CLV columns stay NULL)."""
+
+
+def with_clv(table: pa.Table, now: datetime) -> pa.Table:
+    """`table` (profiles) plus `p_alive`, `expected_orders_12m` and `clv_12m` for every buyer.
+
+    BG/NBD (purchase days) and Gamma-Gamma (value per day) are fitted by maximum likelihood
+    (core.clv) on all buyers, in days: frequency = days with an order - 1, recency = last - first
+    order day, T = `now`'s day - first order day, monetary value = `repeat_order_value`. `clv_12m` is
+    the expected orders over the next 365 days times the expected value of one (undiscounted); a
+    buyer whose repeat days have no value gets the population's expected value. Non-buyers, and
+    everyone when there are fewer than CLV_MIN_REPEAT_BUYERS repeat buyers, get NULL.
+    """
+    from omniweave.core import clv
+
+    n = table.num_rows
+    empty = {name: np.full(n, np.nan) for name in ("p_alive", "expected_orders_12m", "clv_12m")}
+    days = np.asarray(table.column("purchase_days").to_numpy(zero_copy_only=False), dtype=float)
+    buyer = np.nan_to_num(days) > 0
+
+    def day_of(column: str) -> np.ndarray:
+        micros = table.column(column).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        return np.floor_divide(np.nan_to_num(micros.astype(float)), 86_400_000_000)
+
+    first, last = day_of("first_order_at")[buyer], day_of("last_order_at")[buyer]
+    frequency = days[buyer] - 1
+    recency = np.where(frequency > 0, last - first, 0.0)
+    age = (np.datetime64(now.replace(tzinfo=None), "us").astype(np.int64) // 86_400_000_000) - first
+    value = np.nan_to_num(np.asarray(table.column("repeat_order_value").to_numpy(zero_copy_only=False),
+                                     dtype=float)[buyer])
+    if int((frequency > 0).sum()) >= CLV_MIN_REPEAT_BUYERS:
+        purchases = clv.fit_bgnbd(frequency, recency, age)
+        empty["p_alive"][buyer] = clv.probability_alive(purchases, frequency, recency, age)
+        empty["expected_orders_12m"][buyer] = clv.expected_purchases(purchases, CLV_HORIZON_DAYS, frequency, recency,
+                                                                     age)
+        valued = (frequency > 0) & (value > 0)
+        if int(valued.sum()) >= CLV_MIN_REPEAT_BUYERS:
+            spend = clv.fit_gamma_gamma(frequency[valued], value[valued])
+            known = np.where(value > 0, frequency, 0.0)
+            empty["clv_12m"][buyer] = clv.customer_lifetime_value(purchases, spend, known, recency, age, value,
+                                                                  horizon=CLV_HORIZON_DAYS)
+    for name, values in empty.items():
+        table = table.append_column(name, pa.array(np.round(values, 6), pa.float64(), mask=np.isnan(values)))
+    return table
+
 
 def trait_specs_from_config(settings_home: str, env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """The `[[profiles.traits]]` tables of the first omniweave.toml found (same places as the settings)."""
@@ -691,7 +754,7 @@ def build_profiles(runtime: Runtime, engine: str = "duckdb", spark_session: Any 
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     now = now.astimezone(UTC)
-    table = to_arrow(profiles_expr(events, identities, now, specs, engine=engine))
+    table = with_clv(to_arrow(profiles_expr(events, identities, now, specs, engine=engine)), now)
     path = write_dataset(runtime, "profiles", table)
     orders = table.column("orders").to_pylist()
     return ProfilesSummary(
