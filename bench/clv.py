@@ -97,17 +97,13 @@ def theirs(data: dict[str, np.ndarray]) -> dict[str, object] | None:
     return {"params": {k: float(v) for k, v in params.items()}, "seconds": bg_s + gg_s}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--customers", type=int, default=1_000_000)
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
-    print(f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, "
-          f"numpy {np.__version__}")
+def run(customers: int, seed: int) -> dict[str, float | None]:
+    """Simulate, fit both sides and print the comparison; returns ours' and lifetimes' seconds and the
+    largest relative parameter difference (None without lifetimes), for bench/measure.py."""
     start = time.perf_counter()
-    data = simulate(args.customers, args.seed)
+    data = simulate(customers, seed)
     distinct = len(np.unique(np.stack([data["frequency"], data["recency"], data["T"]]), axis=1).T)
-    print(f"{args.customers:,} customers simulated in {time.perf_counter() - start:.1f} s: "
+    print(f"{customers:,} customers simulated in {time.perf_counter() - start:.1f} s: "
           f"{int((data['frequency'] > 0).sum()):,} with repeat purchases, {distinct:,} distinct "
           f"(frequency, recency, T) rows")
     mine = ours(data)
@@ -129,6 +125,18 @@ def main() -> None:
         print(f"lifetimes: {peer['seconds']:.2f} s; ours takes {mine['seconds'] / peer['seconds']:.4f} of it "
               f"({mine['seconds_uncompressed'] / peer['seconds']:.4f} uncompressed)")
         print(f"largest relative parameter difference: {worst:.2e}")
+    return {"ours": mine["seconds"], "lifetimes": peer["seconds"] if peer else None,
+            "difference": worst if peer else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    print(f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, "
+          f"numpy {np.__version__}")
+    run(args.customers, args.seed)
 
 
 if __name__ == "__main__":
