@@ -82,6 +82,7 @@ CALL_CENTRE_CONTACTED = "Call Centre Contacted"
 DIRECT_MAIL_SENT = "Direct Mail Sent"
 COUPON_ISSUED = "Coupon Issued"
 SURVEY_ANSWERED = "Survey Answered"
+EXPERIMENT_VIEWED = "Experiment Viewed"  # Segment A/B testing spec: experiment_id, variation_id (or _name)
 
 OFFLINE_EVENTS = frozenset(
     {STORE_VISITED, EVENT_ATTENDED, LOYALTY_SIGNED_UP, QR_CODE_SCANNED, CALL_CENTRE_CONTACTED,

@@ -209,6 +209,15 @@ def _flat_context(ev: ir.Table) -> ir.Table:
                      _consent=ev.context_consent.nullif(""))
 
 
+def with_person(events: ir.Table, identities: ir.Table) -> ir.Table:
+    """`events` that belong to a person of `identities`, with `person_id` (by user_id if set, else anonymous_id)."""
+    ids = identities.select("kind", "value", "person_id")
+    by_user = ids.filter(ids.kind == "user_id").select(_uid=ids.value, _p_user=ids.person_id)
+    by_anon = ids.filter(ids.kind == "anonymous_id").select(_aid=ids.value, _p_anon=ids.person_id)
+    ev = events.left_join(by_user, events.user_id == by_user._uid).left_join(by_anon, events.anonymous_id == by_anon._aid)
+    return ev.mutate(person_id=ibis.coalesce(ev._p_user, ev._p_anon)).filter(ibis._.person_id.notnull())
+
+
 def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dialect,
                   columns: Sequence[str] = ()) -> ir.Table:
     """Events up to `now` with the person they belong to (by user_id if set, else anonymous_id) and derived fields.
@@ -218,12 +227,7 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dia
     sends and responses, the products of orders, traits where there are some...). `columns` are
     further columns of `events` to keep as they are (those custom traits use, `properties` included).
     """
-    ids = identities.select("kind", "value", "person_id")
-    by_user = ids.filter(ids.kind == "user_id").select(_uid=ids.value, _p_user=ids.person_id)
-    by_anon = ids.filter(ids.kind == "anonymous_id").select(_aid=ids.value, _p_anon=ids.person_id)
-    ev = events.filter(events.timestamp <= ibis.literal(now, dt.Timestamp(timezone="UTC")))
-    ev = ev.left_join(by_user, ev.user_id == by_user._uid).left_join(by_anon, ev.anonymous_id == by_anon._aid)
-    ev = ev.mutate(person_id=ibis.coalesce(ev._p_user, ev._p_anon)).filter(ibis._.person_id.notnull())
+    ev = with_person(events.filter(events.timestamp <= ibis.literal(now, dt.Timestamp(timezone="UTC"))), identities)
     ev = _flat_context(ev)
     none = ibis.null("string")
     is_order = ev.event == spec.ORDER_COMPLETED

@@ -488,6 +488,100 @@ def clv_fit(
         err_console.print("warning: the optimiser did not converge; the parameters may be unreliable", style="yellow")
 
 
+experiments_app = typer.Typer(help="A/B and multi-arm tests recorded in the event log (docs/experiments.md).",
+                              no_args_is_help=True)
+app.add_typer(experiments_app, name="experiments")
+
+
+@experiments_app.command("list")
+def experiments_list(ctx: typer.Context) -> None:
+    """Experiments in the log (Experiment Viewed events): arms and exposures."""
+    from omniweave.service.experiments import list_experiments
+    from omniweave.service.runtime import Runtime
+
+    rt = Runtime(_settings(ctx))
+    try:
+        out = Table("experiment", "arms", "exposures")
+        for name, arms, events in list_experiments(rt):
+            out.add_row(name, str(arms), f"{events:,}")
+        console.print(out)
+    finally:
+        rt.close()
+
+
+@experiments_app.command("analyze")
+def experiments_analyze(
+    ctx: typer.Context,
+    experiment: Annotated[str, typer.Argument(help="The experiment_id of its Experiment Viewed events.")],
+    control: Annotated[str | None, typer.Option(help="The control (holdout) arm; default: the first by name.")] = None,
+    conversion_event: Annotated[str, typer.Option(help="The event that counts as a conversion.")] = "Order Completed",
+    window_days: Annotated[int | None, typer.Option(help="Count conversions this many days after the first exposure.")] = None,
+    alpha: Annotated[float, typer.Option(help="Significance level (two-sided).")] = 0.05,
+    tau: Annotated[float, typer.Option(help="mSPRT: the difference in conversion rate worth finding.")] = 0.01,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
+) -> None:
+    """Conversion and revenue per arm against the control: z-test, Welch, P(best), and an always-valid p-value."""
+    import dataclasses
+
+    import orjson
+
+    from omniweave.errors import InputError
+    from omniweave.service.experiments import analyze, experiment_units
+    from omniweave.service.runtime import Runtime
+
+    rt = Runtime(_settings(ctx))
+    try:
+        units = experiment_units(rt, experiment, conversion_event=conversion_event, window_days=window_days)
+        report = analyze(units, experiment, control=control, alpha=alpha, tau=tau, conversion_event=conversion_event,
+                         window_days=window_days)
+    except InputError as exc:
+        err_console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    finally:
+        rt.close()
+    if format is OutputFormat.json:
+        console.out(orjson.dumps(dataclasses.asdict(report), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
+                                 default=str).decode())
+        return
+    comparisons = {c.arm: c for c in report.conversion.comparisons}
+    out = Table("arm", "units", "conversions", "rate", "lift", "p (Holm)", "P(best)", "always-valid p", "revenue/unit",
+                title=f"{experiment}: {report.conversion_event}"
+                      + (f" within {window_days} days" if window_days else "") + f"; control {report.control}"
+                      + (f"; {report.mixed_units:,} units saw several arms (left out)" if report.mixed_units else ""))
+    for arm in report.arms:
+        c = comparisons.get(arm.name)
+        seq = report.sequential.get(arm.name)
+        out.add_row(arm.name, f"{arm.units:,}", f"{arm.conversions:,}",
+                    f"{arm.conversions / arm.units:.2%}" if arm.units else "-",
+                    f"{c.lift:+.1%}" if c is not None and c.lift is not None else "-",
+                    f"{c.adjusted_p_value:.4f}" if c is not None and c.adjusted_p_value is not None else "-",
+                    f"{report.bayesian.probability_best[arm.name]:.3f}",
+                    f"{seq.looks[-1].p_value:.4f}" if seq is not None and seq.looks else "-",
+                    f"{arm.revenue_per_unit:.2f}")
+    console.print(out)
+
+
+@experiments_app.command("sample-size")
+def experiments_sample_size(
+    baseline: Annotated[float, typer.Option(help="The control's conversion rate, e.g. 0.05.")],
+    mde: Annotated[float, typer.Option(help="The smallest absolute difference worth finding, e.g. 0.01.")],
+    alpha: Annotated[float, typer.Option(help="Significance level (two-sided).")] = 0.05,
+    power: Annotated[float, typer.Option(help="Power.")] = 0.8,
+) -> None:
+    """Units per arm needed to find a difference in conversion rate."""
+    from omniweave.core.experiments import sample_size_two_proportions
+    from omniweave.errors import InputError
+
+    try:
+        result = sample_size_two_proportions(baseline, mde, alpha=alpha, power=power)
+    except InputError as exc:
+        err_console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    console.print(f"{result.control:,} units in the control and {result.treatment:,} in the treatment "
+                  f"({result.total:,} in all) to find {result.baseline:.2%} -> {result.target:.2%} "
+                  f"at alpha {result.alpha} with power {result.power}")
+
+
 def main() -> None:
     try:
         app()

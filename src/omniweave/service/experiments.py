@@ -1,0 +1,163 @@
+"""A/B and multi-arm tests read from the event log: who saw which arm, who converted, for how much.
+
+An experiment is recorded as Segment's `Experiment Viewed` events (properties `experiment_id` and
+`variation_id`, else `variation_name`) — sent by a web or app testing tool, or by a journey's split
+step. The unit is the person (through the `identities` dataset, as profiles count them); a person
+who saw two arms of one experiment is left out of the test and counted as `mixed`. A unit converts
+when it has a conversion event (default `Order Completed`) at or after its first exposure, within
+`window_days` of it if given; its value is the revenue of those conversions. The statistics are
+core.experiments: z-test and Welch t-test against the control with Holm-adjusted p-values,
+Beta-Binomial probability to be best and expected loss, and an mSPRT on the conversion rate with one
+look per day of exposures, whose always-valid p-value may be read at any day without peeking bias.
+
+Docs: docs/experiments.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import ibis
+import ibis.expr.datatypes as dt
+import numpy as np
+import pyarrow as pa
+
+from omniweave.core import experiments as stats
+from omniweave.core import spec
+from omniweave.errors import InputError
+from omniweave.service.profiles import _Dialect, with_person
+from omniweave.service.runtime import Runtime
+
+DEFAULT_TAU = 0.01
+"""mSPRT mixing scale: the size of a difference in conversion rate worth finding (1 percentage point)."""
+
+
+@dataclass(frozen=True)
+class ArmFigures:
+    """One arm as the log shows it: units exposed, units converted, their value per unit."""
+
+    name: str
+    units: int
+    conversions: int
+    revenue: float
+    revenue_per_unit: float
+
+
+@dataclass(frozen=True)
+class ExperimentReport:
+    """Everything `omniweave experiments analyze` prints."""
+
+    experiment: str
+    conversion_event: str
+    window_days: int | None
+    control: str
+    arms: tuple[ArmFigures, ...]
+    mixed_units: int
+    conversion: stats.ExperimentResult
+    revenue: stats.ExperimentResult | None
+    bayesian: stats.BayesianResult
+    sequential: dict[str, stats.SequentialResult]
+
+
+def experiment_units(runtime: Runtime, experiment: str, *, conversion_event: str = spec.ORDER_COMPLETED,
+                     window_days: int | None = None, until: datetime | None = None,
+                     engine: str = "duckdb") -> pa.Table:
+    """One row per person exposed to `experiment`: arm (NULL if they saw several), first exposure,
+    first conversion after it (or NULL) and the revenue of their conversions after it."""
+    if window_days is not None and window_days <= 0:
+        raise InputError(f"got {window_days}; expected a number of days > 0", field="window_days")
+    if not runtime.log.has_data("identities"):
+        raise InputError("no identities yet: run `omniweave resolve` before analysing an experiment",
+                         field="identities")
+    d = _Dialect(engine)
+    warehouse = runtime.warehouse(engine)
+    events = warehouse.table("events")
+    if until is not None:
+        events = events.filter(events.timestamp <= ibis.literal(until, dt.Timestamp(timezone="UTC")))
+    ev = with_person(events, warehouse.table("identities"))
+    seen = ev.filter(ev.event == spec.EXPERIMENT_VIEWED)
+    seen = d.with_json_fields(seen, "properties", {"_experiment": "experiment_id", "_variation": "variation_id",
+                                                   "_variation_name": "variation_name"})
+    seen = seen.filter(seen._experiment == experiment)
+    seen = seen.mutate(_arm=ibis.coalesce(seen._variation, seen._variation_name))
+    units = seen.group_by("person_id").aggregate(
+        first_seen=seen.timestamp.min(), _arms=seen._arm.nunique(), _arm=seen._arm.min())
+    units = units.select("person_id", "first_seen", arm=ibis.cases((units._arms == 1, units._arm),
+                                                                   else_=ibis.null("string")))
+    bought = ev.filter(ev.event == conversion_event)
+    bought = d.with_json_fields(bought, "properties", {"_revenue": "revenue", "_total": "total"})
+    bought = bought.select("person_id", at=bought.timestamp,
+                           value=ibis.coalesce(bought._revenue.cast("float64"), bought._total.cast("float64"), 0.0))
+    joined = units.join(bought, "person_id")
+    after = joined.at >= joined.first_seen
+    if window_days is not None:
+        after &= joined.at < joined.first_seen + ibis.interval(days=window_days)
+    joined = joined.filter(after)
+    outcome = joined.group_by("person_id").aggregate(converted_at=joined.at.min(), revenue=joined.value.sum())
+    result = units.left_join(outcome, "person_id").select(
+        "person_id", "arm", "first_seen", "converted_at", revenue=ibis.coalesce(outcome.revenue, 0.0))
+    return result.order_by("person_id").to_pyarrow()
+
+
+def analyze(units: pa.Table, experiment: str, *, control: str | None = None, alpha: float = 0.05,
+            tau: float = DEFAULT_TAU, conversion_event: str = spec.ORDER_COMPLETED,
+            window_days: int | None = None) -> ExperimentReport:
+    """The statistics of `experiment_units`' table; `control` defaults to the first arm by name."""
+    arm = np.asarray(units.column("arm").to_pylist(), dtype=object)
+    clean = np.asarray([a is not None for a in arm], dtype=bool)
+    names = sorted({str(a) for a in arm[clean]})
+    if len(names) < 2:
+        raise InputError(f"experiment {experiment!r} has {len(names)} arm(s) in the log ({', '.join(names) or 'none'}); "
+                         "expected at least 2 (Experiment Viewed events with properties experiment_id and variation_id)",
+                         field="experiment")
+    control = names[0] if control is None else control
+    if control not in names:
+        raise InputError(f"got {control!r}; expected one of the arms {', '.join(names)}", field="control")
+    converted = np.asarray([v is not None for v in units.column("converted_at").to_pylist()])
+    revenue = np.asarray(units.column("revenue").to_pylist(), dtype=float)
+    first = np.asarray(units.column("first_seen").cast(pa.int64()).to_numpy(), dtype=np.int64)
+    conv_at = units.column("converted_at").cast(pa.int64()).to_numpy(zero_copy_only=False)
+    figures, conversion_arms, revenue_arms = [], [], []
+    for name in names:
+        mask = clean & (arm == name)
+        n, c, total = int(mask.sum()), int(converted[mask].sum()), float(revenue[mask].sum())
+        figures.append(ArmFigures(name, n, c, round(total, 2), total / n if n else 0.0))
+        conversion_arms.append(stats.ConversionArm(name, n, c))
+        if n >= 2:
+            revenue_arms.append(stats.RevenueArm.from_values(name, revenue[mask]))
+    conversion = stats.compare_conversions(conversion_arms, control=control, alpha=alpha)
+    revenue_result = (stats.compare_revenue(revenue_arms, control=control, alpha=alpha)
+                      if len(revenue_arms) == len(names) else None)
+    bayesian = stats.bayesian_conversions(conversion_arms, control=control)
+    # one look per day of first exposures: the units exposed by the end of that day, converted by then
+    day = 86_400_000_000
+    ends = np.unique(first[clean] // day) * day + day
+    sequential = {}
+    for name in names:
+        if name == control:
+            continue
+        looks: dict[str, list[stats.ConversionArm]] = {control: [], name: []}
+        for end in ends:
+            for who in (control, name):
+                exposed = clean & (arm == who) & (first < end)
+                won = exposed & converted & (np.nan_to_num(conv_at, nan=np.inf) < end)
+                looks[who].append(stats.ConversionArm(who, int(exposed.sum()), int(won.sum())))
+        sequential[name] = stats.sequential_conversion_test(looks[control], looks[name], tau=tau, alpha=alpha)
+    return ExperimentReport(experiment, conversion_event, window_days, control, tuple(figures),
+                            int((~clean).sum()), conversion, revenue_result, bayesian, sequential)
+
+
+def list_experiments(runtime: Runtime, engine: str = "duckdb") -> list[tuple[str, int, int]]:
+    """(experiment id, arms, events) for every experiment in the log, by id."""
+    d = _Dialect(engine)
+    events = runtime.warehouse(engine).table("events")
+    seen = events.filter(events.event == spec.EXPERIMENT_VIEWED)
+    seen = d.with_json_fields(seen, "properties", {"_experiment": "experiment_id", "_variation": "variation_id",
+                                                   "_variation_name": "variation_name"})
+    seen = seen.filter(seen._experiment.notnull())
+    grouped = seen.group_by("_experiment").aggregate(
+        arms=ibis.coalesce(seen._variation, seen._variation_name).nunique(), events=seen.count())
+    rows = grouped.order_by("_experiment").to_pyarrow().to_pylist()
+    return [(r["_experiment"], int(r["arms"]), int(r["events"])) for r in rows]
+
