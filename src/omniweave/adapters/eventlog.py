@@ -201,14 +201,17 @@ class EventLog:
                 continue
             with self.fs.open(path, "rb") as fh:
                 table = pq.read_table(fh)
-            table = with_context_columns(table.drop_columns([c for c in CONTEXT_COLUMNS if c in names]))
-            temp = posixpath.join(posixpath.dirname(path), f".tmp-{uuid.uuid4().hex}")
-            with self.fs.open(temp, "wb") as fh:
-                pq.write_table(table, fh, compression="zstd",
-                               use_dictionary=[c for c in table.column_names if c in _DICTIONARY_COLUMNS])
-            self.fs.mv(temp, path)
+            self._replace(path, with_context_columns(table.drop_columns([c for c in CONTEXT_COLUMNS if c in names])))
             upgraded.append(path)
         return upgraded
+
+    def _replace(self, path: str, table: pa.Table) -> None:
+        """Write `table` as the Parquet file `path`: into a temporary file first, swapped in by a rename."""
+        temp = posixpath.join(posixpath.dirname(path), f".tmp-{uuid.uuid4().hex}")
+        with self.fs.open(temp, "wb") as fh:
+            pq.write_table(table, fh, compression="zstd",
+                           use_dictionary=[c for c in table.column_names if c in _DICTIONARY_COLUMNS])
+        self.fs.mv(temp, path)
 
     def append(self, dataset: str, table: pa.Table, batch_name: str, date_column: str = "timestamp") -> list[str]:
         """Write `table` into day partitions as `<batch_name>.parquet`; returns the files written.
@@ -231,10 +234,6 @@ class EventLog:
             folder = posixpath.join(self.dataset_path(dataset), f"date={day.isoformat()}")
             self.fs.makedirs(folder, exist_ok=True)
             final = posixpath.join(folder, f"{batch_name}.parquet")
-            temp = posixpath.join(folder, f".tmp-{uuid.uuid4().hex}")
-            with self.fs.open(temp, "wb") as fh:
-                pq.write_table(part, fh, compression="zstd",
-                               use_dictionary=[c for c in part.column_names if c in _DICTIONARY_COLUMNS])
-            self.fs.mv(temp, final)
+            self._replace(final, part)
             written.append(final)
         return written
