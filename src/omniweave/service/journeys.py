@@ -282,7 +282,7 @@ def journeys_from_log(runtime: Runtime, *, lookback_days: float = DEFAULT_LOOKBA
     """The paths table and spend of [since, until) from the warehouse's `events`, `identities` and `spend`."""
     check_options(lookback_days, dedup_minutes, by, since, until)
     if not runtime.log.has_data("identities"):
-        raise InputError("no identities yet: run `omniweave resolve` before attribution on the event log",
+        raise InputError("no identities yet: persons are not built yet; run `omniweave resolve` first",
                          field="identities")
     warehouse = runtime.warehouse(engine, spark_session=spark_session)
     expr = journeys_expr(warehouse.table("events"), warehouse.table("identities"), lookback_days=lookback_days,

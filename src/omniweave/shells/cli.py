@@ -340,62 +340,141 @@ def query(
 
 @app.command()
 def attribution(
-    paths: Annotated[Path | None, typer.Option(help="A paths CSV (path, total_conversions, total_conversion_value, total_null).")] = None,
+    ctx: typer.Context,
+    paths: Annotated[Path | None, typer.Option(help="A paths CSV (path, total_conversions, total_conversion_value, total_null); without it, journeys are built from the event log.")] = None,
     model: Annotated[str, typer.Option(help="first_touch, last_touch, linear, position_based, time_decay, markov, shapley or all.")] = "all",
     format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
     half_life: Annotated[float, typer.Option(help="time_decay: touches before the conversion at which a touch's weight halves.")] = 1.0,
     allocation: Annotated[str, typer.Option(help="markov: global (totals split by removal effect) or per_journey.")] = "global",
     order: Annotated[int, typer.Option(help="markov: order of the chain (a state is the last N channels).")] = 1,
+    lookback_days: Annotated[float, typer.Option(help="Event log: days before an order in which touches count.")] = 30.0,
+    dedup_minutes: Annotated[float, typer.Option(help="Event log: a touch on the same channel (or campaign) this soon after another counts once; 0 keeps all.")] = 30.0,
+    by: Annotated[str, typer.Option(help="Event log: credit channels or campaigns (channel or campaign).")] = "channel",
+    since: Annotated[str | None, typer.Option(help="Event log: first day (YYYY-MM-DD) or instant (ISO 8601) of the period.")] = None,
+    until: Annotated[str | None, typer.Option(help="Event log: last day (YYYY-MM-DD, included) or end instant (ISO 8601, excluded).")] = None,
+    exposures: Annotated[bool, typer.Option(help="Event log: also count opens, impressions and received pushes as touches.")] = False,
+    engine: Annotated[str, typer.Option(help="Event log: duckdb or spark.")] = "duckdb",
 ) -> None:
-    """Credit conversions and value to channels with one attribution model, or all side by side."""
+    """Credit conversions and value to channels with one attribution model, or all side by side.
+
+    With --paths, on a paths file; otherwise on journeys built from the event log (docs/attribution.md),
+    with ROAS and ROI wherever the spend dataset has spend for a channel or campaign.
+    """
     import csv
     import io
+    from datetime import UTC, datetime, timedelta
 
     import orjson
 
     from omniweave.core.attribution import MODELS, attribute, read_paths_csv
     from omniweave.errors import InputError
 
-    if paths is None:
-        err_console.print("attribution from the event log is not built yet (issue 5, part 2); "
-                          "pass --paths FILE.csv", style="red", soft_wrap=True)
-        raise typer.Exit(2)
+    def moment(text: str | None, option: str, *, end: bool = False) -> datetime | None:
+        if text is None:
+            return None
+        try:
+            parsed = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise InputError(f"got {text!r}; expected a date (YYYY-MM-DD) or an ISO 8601 instant",
+                             field=option) from None
+        day_only = len(text.strip()) == 10
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        return parsed + timedelta(days=1) if end and day_only else parsed  # --until DAY includes that day
+
     names = list(MODELS) if model == "all" else [model]
+    journeys = None
+    where = str(paths) if paths is not None else "event log"
     try:
         if model != "all" and model not in MODELS:
             raise InputError(f"got {model!r}; expected one of {', '.join(MODELS)} or all", field="--model")
-        table = read_paths_csv(paths)
+        if paths is not None:
+            table = read_paths_csv(paths)
+        else:
+            from omniweave.service.journeys import journeys_from_log
+            from omniweave.service.runtime import Runtime
+
+            runtime = Runtime(_settings(ctx))
+            try:
+                journeys = journeys_from_log(
+                    runtime, lookback_days=lookback_days, dedup_minutes=dedup_minutes, by=by,
+                    since=moment(since, "--since"), until=moment(until, "--until", end=True), exposures=exposures,
+                    engine=engine)
+            finally:
+                runtime.close()
+            table = journeys.paths
         results = [attribute(table, name, half_life=half_life, allocation=allocation, order=order)
                    for name in names]
     except InputError as exc:
-        err_console.print(f"{paths}: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+        hint = "" if paths is not None else " (or pass --paths FILE.csv to attribute a paths file)"
+        err_console.print(f"{where}: {exc}{hint}", style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    spend = journeys.spend if journeys is not None else {}
+    labels = [*table.channels, *(label for label in sorted(spend) if label not in table.channels)]
+    if journeys is not None:
+        from omniweave.service.journeys import returns
+
+        earned = {r.model: returns(r, spend) for r in results}
     if format is OutputFormat.json:
-        document = {
+        document: dict[str, object] = {
             "total_conversions": table.total_conversions, "total_conversion_value": table.total_value,
             "half_life": half_life, "allocation": allocation, "order": order,
-            "models": {r.model: {"channels": {ch: {"conversions": r.conversions[ch], "value": r.value[ch]}
-                                              for ch in table.channels},
-                                 **({"removal_effects": r.removal_effects} if r.removal_effects is not None else {})}
-                       for r in results},
         }
+        if journeys is not None:
+            document |= {
+                "source": "event log", "by": journeys.by, "lookback_days": journeys.lookback_days,
+                "dedup_minutes": journeys.dedup_minutes, "exposures": journeys.exposures,
+                "since": journeys.since.isoformat() if journeys.since else None,
+                "until": journeys.until.isoformat() if journeys.until else None,
+                "untouched_conversions": journeys.untouched_conversions,
+                "untouched_value": journeys.untouched_value,
+                "total_null": sum(row.nulls for row in table.rows), "spend": spend,
+            }
+        document["models"] = {
+            r.model: {"channels": {ch: {"conversions": r.conversions.get(ch, 0.0), "value": r.value.get(ch, 0.0)}
+                                   for ch in (labels if journeys is not None else table.channels)},
+                      **({"removal_effects": r.removal_effects} if r.removal_effects is not None else {}),
+                      **({"returns": {label: {"spend": x.spend, "value": x.value, "roas": x.roas, "roi": x.roi}
+                                      for label, x in earned[r.model].items()}} if journeys is not None else {})}
+            for r in results}
         console.out(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
         return
     if format is OutputFormat.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["model", "channel", "conversions", "value"])
-        for r in results:
-            writer.writerows([r.model, ch, repr(r.conversions[ch]), repr(r.value[ch])] for ch in table.channels)
+        if journeys is None:
+            writer.writerow(["model", "channel", "conversions", "value"])
+            for r in results:
+                writer.writerows([r.model, ch, repr(r.conversions[ch]), repr(r.value[ch])] for ch in table.channels)
+        else:
+            writer.writerow(["model", "channel", "conversions", "value", "spend", "roas", "roi"])
+            for r in results:
+                for ch in labels:
+                    x = earned[r.model].get(ch)
+                    writer.writerow([r.model, ch, repr(r.conversions.get(ch, 0.0)), repr(r.value.get(ch, 0.0)),
+                                     *((repr(x.spend), repr(x.roas), repr(x.roi)) if x else ("", "", ""))])
         console.out(buffer.getvalue(), end="")
         return
     short = {"first_touch": "first", "last_touch": "last", "position_based": "position", "time_decay": "decay"}
+    shown = labels if journeys is not None else list(table.channels)
     for measure, total in (("conversions", table.total_conversions), ("value", table.total_value)):
-        out = Table("channel", *(short.get(r.model, r.model) for r in results),
+        out = Table(journeys.by if journeys is not None else "channel", *(short.get(r.model, r.model) for r in results),
                     title=f"credited {measure} (total {total:,.2f})")
-        for ch in table.channels:
-            out.add_row(ch, *(f"{getattr(r, measure)[ch]:,.2f}" for r in results))
+        for ch in shown:
+            out.add_row(ch, *(f"{getattr(r, measure).get(ch, 0.0):,.2f}" for r in results))
         console.print(out)
+    if journeys is not None:
+        console.print(f"{len(table.rows):,} distinct paths, {sum(row.nulls for row in table.rows):,.0f} journeys "
+                      f"without an order; {journeys.untouched_conversions:,.0f} orders "
+                      f"({journeys.untouched_value:,.2f}) had no touch in their {journeys.lookback_days:g}-day "
+                      "lookback and are not credited", markup=False)
+        if spend:
+            out = Table(journeys.by, "spend", *(f"ROAS {short.get(r.model, r.model)}" for r in results),
+                        title="return on spend (ROAS = credited value / spend; ROI = ROAS - 1)")
+            for label in sorted(spend):
+                if spend[label] > 0:
+                    out.add_row(label, f"{spend[label]:,.2f}",
+                                *(f"{earned[r.model][label].roas:,.2f}" for r in results))
+            console.print(out)
 
 
 clv_app = typer.Typer(help="Customer lifetime value: BG/NBD and Gamma-Gamma (docs/clv.md).", no_args_is_help=True)
