@@ -234,6 +234,8 @@ def test_bad_parameters_say_what_is_expected(seeded):
         kpi_table(seeded, session_gap_minutes=0)
     with pytest.raises(InputError, match="floor_areas.*expected a number > 0"):
         kpi_table(seeded, floor_areas={"S1": -5})
+    with pytest.raises(InputError, match="product_costs.*expected a number >= 0"):
+        kpi_table(seeded, product_costs={"A": -1})
     assert set(OMITTED) == {"video_views", "gift_card_redemption_rate"}
 
 
@@ -249,3 +251,17 @@ def test_spark_gives_the_same_table(seeded, spark_session):
     by_store = {"by": "store", "floor_areas": AREAS}
     assert _values(kpi_table(seeded, **by_store)) == pytest.approx(
         _values(kpi_table(seeded, engine="spark", spark_session=spark_session, **by_store)))
+
+
+def test_reference_csvs(tmp_path):
+    from omniweave.service.kpis import floor_areas_from_csv, product_costs_from_csv
+
+    (tmp_path / "stores.csv").write_text("store_id,name,floor_area_sqft\nS1,Central,1000\nS2,Station,500\n")
+    (tmp_path / "products.csv").write_text("sku,name,price,cost\nA,x,40.00,30.00\nB,y,20.00,10.00\n")
+    assert floor_areas_from_csv(tmp_path / "stores.csv") == AREAS
+    assert product_costs_from_csv(tmp_path / "products.csv") == COSTS
+    (tmp_path / "bad.csv").write_text("store_id,floor_area_sqft\nS1,big\n")
+    with pytest.raises(InputError, match="record 2, field 'floor_area_sqft'.*got 'big'; expected a number"):
+        floor_areas_from_csv(tmp_path / "bad.csv")
+    with pytest.raises(InputError, match="lacks column"):
+        product_costs_from_csv(tmp_path / "stores.csv")

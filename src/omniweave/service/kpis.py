@@ -221,8 +221,10 @@ def _positive_map(values: Mapping[str, float] | None, field: str) -> dict[str, f
             number = float(value)
         except (TypeError, ValueError):
             number = float("nan")
-        if not number > 0 and not (field == "product_costs" and number == 0):
-            raise InputError(f"got {value!r} for {key!r}; expected a number > 0", field=field, record=key)
+        floor = 0.0 if field == "product_costs" else None  # a free product costs 0; a store has an area
+        if not (number >= floor if floor is not None else number > 0):
+            raise InputError(f"got {value!r} for {key!r}; expected a number {'>= 0' if floor is not None else '> 0'}",
+                             field=field, record=key)
         out[str(key)] = number
     return out
 
