@@ -119,15 +119,17 @@ class OpStore:
         self._sqlite_insert: dict[int, str] = {}
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        for attempt in range(3):
+        attempts = len(metadata.tables) + 2
+        for attempt in range(attempts):
             try:
                 metadata.create_all(self.engine)
                 break
             except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
                 # Several processes opening a new store at once (the server's helpers, parallel
                 # importers) race to create the tables: the losers see "already exists" and
-                # look again; anything else is a store we cannot reach.
-                if "already exists" in str(exc) and attempt < 2:
+                # look again; anything else is a store we cannot reach. Every loss means another
+                # process created a table, so one more attempt than there are tables always ends.
+                if "already exists" in str(exc) and attempt < attempts - 1:
                     continue
                 raise TransientStoreError(f"operational store {self.engine.url!r} is unreachable: {exc}") from exc
 
