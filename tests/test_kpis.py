@@ -265,3 +265,32 @@ def test_reference_csvs(tmp_path):
         floor_areas_from_csv(tmp_path / "bad.csv")
     with pytest.raises(InputError, match="lacks column"):
         product_costs_from_csv(tmp_path / "stores.csv")
+
+
+def test_cli_prints_the_catalogue_as_json_csv_and_a_table(seeded, settings):
+    import csv
+    import io
+    import os
+    import subprocess
+    import sys
+
+    import orjson
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "omniweave", "--home", settings.home, "kpis", *args],
+                              capture_output=True, text=True, timeout=180, check=False,
+                              env={**os.environ, "COLUMNS": "200"})
+
+    expected = _values(kpi_table(seeded))
+    done = run("--format", "json")
+    assert done.returncode == 0, done.stderr
+    rows = orjson.loads(done.stdout)
+    assert {(date.fromisoformat(r["period"]), r["kpi"], r["dimension_value"]): r["value"] for r in rows} == expected
+    as_csv = list(csv.DictReader(io.StringIO(run("--format", "csv", "--kpi", "page_views").stdout)))
+    assert as_csv and {r["kpi"] for r in as_csv} == {"page_views"}
+    table = run("--by", "channel")
+    assert table.returncode == 0 and "page_views" in table.stdout
+    bad = run("--period", "year")
+    assert bad.returncode == 2 and "period" in bad.stderr
+    bad = run("--since", "March")
+    assert bad.returncode == 2 and "--since" in bad.stderr

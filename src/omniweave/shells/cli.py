@@ -567,6 +567,73 @@ def clv_fit(
         err_console.print("warning: the optimiser did not converge; the parameters may be unreliable", style="yellow")
 
 
+@app.command()
+def kpis(
+    ctx: typer.Context,
+    period: Annotated[str, typer.Option(help="day, week or month.")] = "month",
+    by: Annotated[str | None, typer.Option(help="A breakdown: channel, store or campaign.")] = None,
+    kpi: Annotated[list[str] | None, typer.Option("--kpi", help="Only these KPIs (repeat the option).")] = None,
+    since: Annotated[str | None, typer.Option(help="First day (YYYY-MM-DD).")] = None,
+    until: Annotated[str | None, typer.Option(help="Last day (YYYY-MM-DD).")] = None,
+    session_gap_minutes: Annotated[float, typer.Option(help="Inactivity that ends a web/app session.")] = 30.0,
+    stores: Annotated[Path | None, typer.Option(help="A CSV with store_id, floor_area_sqft (sales per square foot).")] = None,
+    products: Annotated[Path | None, typer.Option(help="A CSV with sku (or product_id), cost (cost of sales, margin).")] = None,
+    engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
+    format: Annotated[OutputFormat, typer.Option("--format", help="table, json or csv.")] = OutputFormat.table,
+) -> None:
+    """The omnichannel KPI catalogue (awareness, engagement, conversion, loyalty) per period (docs/kpis.md)."""
+    import csv
+    import io
+    from datetime import date
+
+    import orjson
+
+    from omniweave.errors import InputError
+    from omniweave.service.kpis import floor_areas_from_csv, kpi_table, product_costs_from_csv
+    from omniweave.service.runtime import Runtime
+
+    def day(raw: str | None, field: str) -> date | None:
+        if raw is None:
+            return None
+        try:
+            return date.fromisoformat(raw)
+        except ValueError:
+            raise InputError(f"got {raw!r}; expected a day such as 2026-03-01", field=field) from None
+
+    rt = Runtime(_settings(ctx))
+    try:
+        table = kpi_table(rt, period=period, by=by, kpis=kpi or None, since=day(since, "--since"),
+                          until=day(until, "--until"), session_gap_minutes=session_gap_minutes,
+                          floor_areas=floor_areas_from_csv(stores) if stores else None,
+                          product_costs=product_costs_from_csv(products) if products else None, engine=engine)
+    except InputError as exc:
+        err_console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    finally:
+        rt.close()
+    rows = table.to_pylist()
+    for row in rows:
+        row["period"] = row["period"].isoformat()
+    if format is OutputFormat.json:
+        console.out(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    if format is OutputFormat.csv:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=table.column_names, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        console.out(buffer.getvalue(), end="")
+        return
+    out = Table("period", "group", "kpi", *(["dimension"] if by else []), "value", "unit", "scope",
+                title=f"KPIs per {period}" + (f" by {by}" if by else ""))
+    for row in rows:
+        value = row["value"]
+        shown = f"{value:,.0f}" if row["unit"] == "count" else f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.2f}"
+        out.add_row(row["period"], row["group"], row["kpi"], *([row["dimension_value"]] if by else []), shown,
+                    row["unit"], row["scope"])
+    console.print(out)
+
+
 experiments_app = typer.Typer(help="A/B and multi-arm tests recorded in the event log (docs/experiments.md).",
                               no_args_is_help=True)
 app.add_typer(experiments_app, name="experiments")
