@@ -252,6 +252,15 @@ def test_run_demo_lands_everything_in_the_warehouse(tmp_path: Path) -> None:
     # the summary was read back from the warehouse
     per_channel = {r["channel"]: r["events"] for r in result.summary["events per channel"]}
     assert sum(per_channel.values()) == before and per_channel["store"] > 0
+    # the measure report: headline KPIs, every attribution model on the same orders, CLV segments
+    headline = {row["kpi"]: row for row in result.report["headline KPIs per month"]}
+    revenue = sum(v for k, v in headline["revenue_total"].items() if k[:2] == "20" and v is not None)
+    assert revenue == pytest.approx(m["revenue_online"] + m["revenue_store"], abs=0.5)
+    (attribution,) = [rows for name, rows in result.report.items() if name.startswith("attribution")]
+    totals = {model: sum(row[f"{model} orders"] for row in attribution)
+              for model in ("first_touch", "last_touch", "linear", "position_based", "time_decay", "markov", "shapley")}
+    assert min(totals.values()) > 0 and max(totals.values()) - min(totals.values()) < 1e-6
+    assert all(row["buyers"] > 0 for row in result.report["top CLV segments (RFM segment, predicted 12-month CLV)"])
 
     # a second run adds nothing
     again = run_demo(settings, customers=200, days=14, seed=3, console=None)
@@ -343,6 +352,7 @@ def test_cli_demo(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "events per channel" in out.stdout and "spend per channel" in out.stdout
+    assert "headline KPIs per month" in out.stdout and "attribution of" in out.stdout and "top CLV segments" in out.stdout
     assert (tmp_path / "cli-home" / "demo" / "ground_truth" / "identities.csv").exists()
     manifest = json.loads((tmp_path / "cli-home" / "demo" / "manifest.json").read_text())
     assert manifest["customers"] == 200 and manifest["end_date"] == date(2026, 10, 31).isoformat()

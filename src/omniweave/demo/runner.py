@@ -67,6 +67,7 @@ class DemoResult:
     timings: dict[str, float] = field(default_factory=dict)
     summary: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     identity: Any = None  # service.identity.Evaluation against the ground truth
+    report: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # headline KPIs, attribution, CLV
 
 
 def _progress(console: Console | None) -> Progress:
@@ -128,6 +129,9 @@ def run_demo(settings: Settings, customers: int = 2000, days: int = 60, seed: in
         started = time.perf_counter()
         result.summary = summarize(runtime)
         timings["summary"] = time.perf_counter() - started
+        started = time.perf_counter()
+        result.report = report(runtime)
+        timings["report"] = time.perf_counter() - started
     finally:
         runtime.close()
     if console:
@@ -372,6 +376,46 @@ SUMMARY_QUERIES: dict[str, str] = {
 }
 
 
+HEADLINE_KPIS = ("page_views", "website_users", "store_visitors", "pages_per_session", "coupon_redemption_rate",
+                 "revenue_online", "revenue_in_store", "revenue_total", "conversion_rate", "new_customers",
+                 "customer_acquisition_cost", "retention_rate", "repeat_purchase_rate", "net_promoter_score",
+                 "customer_lifetime_value")
+
+
+def report(runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
+    """The measure stage on the demo: headline KPIs per month, every attribution model side by side on the
+    journeys of the log (with ROAS where there is spend), and the RFM segments worth most by predicted CLV."""
+    from omniweave.core.attribution import MODELS, attribute
+    from omniweave.service.journeys import journeys_from_log, returns
+    from omniweave.service.kpis import kpi_table
+
+    kpis = kpi_table(runtime, period="month", kpis=HEADLINE_KPIS).to_pylist()
+    months = sorted({row["period"] for row in kpis})
+    headline = [{"kpi": name, "scope": next((r["scope"] for r in kpis if r["kpi"] == name), ""),
+                 **{m.strftime("%Y-%m"): next((r["value"] for r in kpis if r["kpi"] == name and r["period"] == m),
+                                              None) for m in months}}
+                for name in HEADLINE_KPIS if any(r["kpi"] == name for r in kpis)]
+    journeys = journeys_from_log(runtime)
+    results = {name: attribute(journeys.paths, name) for name in MODELS}
+    markov = returns(results["markov"], journeys.spend)
+    attribution = [{"channel": channel,
+                    **{f"{name} orders": results[name].conversions[channel] for name in MODELS},
+                    "markov revenue": results["markov"].value[channel],
+                    "spend": journeys.spend.get(channel),
+                    "markov ROAS": markov[channel].roas if channel in markov else None}
+                   for channel in journeys.paths.channels]
+    attribution.sort(key=lambda row: -row["markov orders"])
+    segments = runtime.warehouse().sql(
+        "SELECT rfm_segment, count(*) AS buyers, round(avg(clv_12m), 2) AS mean_clv_12m, "
+        "round(avg(p_alive), 3) AS mean_p_alive, round(avg(total_revenue), 2) AS mean_revenue_so_far "
+        "FROM profiles WHERE rfm_segment IS NOT NULL GROUP BY rfm_segment "
+        "ORDER BY mean_clv_12m DESC NULLS LAST, rfm_segment LIMIT 8").to_pylist()
+    return {"headline KPIs per month": headline,
+            f"attribution of {journeys.paths.total_conversions:,.0f} orders with a touch in the "
+            f"{journeys.lookback_days:g} days before (every model; orders credited)": attribution,
+            "top CLV segments (RFM segment, predicted 12-month CLV)": segments}
+
+
 def summarize(runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
     """The demo's summary, read back from the warehouse with SQL."""
     warehouse = runtime.warehouse()
@@ -393,7 +437,7 @@ def _shown(value: object) -> str:
 def print_summary(console: Console, result: DemoResult) -> None:
     """Print the summary tables, the ground truth's size and the timings."""
     m = result.manifest
-    for name, rows in result.summary.items():
+    for name, rows in {**result.summary, **result.report}.items():
         if not rows:
             continue
         table = Table(*rows[0].keys(), title=name, title_justify="left")
