@@ -437,7 +437,7 @@ def test_cli_bad_file_exits_2_with_the_readers_message(tmp_path):
     assert "cannot read the paths file" in done.stderr
 
 
-def test_cli_without_paths_says_the_event_log_is_not_built_yet(tmp_path):
+def test_cli_without_paths_on_a_home_without_persons_says_what_to_run(tmp_path):
     done = run_cli(tmp_path)
     assert done.returncode == 2
-    assert "not built yet" in done.stderr and "--paths" in done.stderr
+    assert "omniweave resolve" in done.stderr and "--paths" in done.stderr
