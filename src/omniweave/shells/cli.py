@@ -634,6 +634,58 @@ def kpis(
     console.print(out)
 
 
+@app.command()
+def budget(
+    ctx: typer.Context,
+    total: Annotated[float | None, typer.Option(help="Spend per period to split (default: the current mean).")] = None,
+    period_days: Annotated[int, typer.Option(help="Days per period of the history.")] = 7,
+    model: Annotated[str, typer.Option(help="The attribution model that credits revenue to channels.")] = "markov",
+    lookback_days: Annotated[float, typer.Option(help="Touches this many days before an order count.")] = 30.0,
+    max_change: Annotated[float, typer.Option(help="Keep each channel within this share of its current spend (-1: no limit).")] = 0.5,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap replicates for the interval of the expected change.")] = 200,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
+) -> None:
+    """Recommend a budget split over the paid channels from spend and attributed revenue (docs/budget.md)."""
+    import dataclasses
+
+    import orjson
+
+    from omniweave.errors import InputError
+    from omniweave.service.budget import recommend_from_log
+    from omniweave.service.runtime import Runtime
+
+    rt = Runtime(_settings(ctx))
+    try:
+        history, advice = recommend_from_log(rt, total=total, period_days=period_days, model=model,
+                                             lookback_days=lookback_days, bootstrap=bootstrap,
+                                             max_change=None if max_change < 0 else max_change)
+    except InputError as exc:
+        err_console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    finally:
+        rt.close()
+    if format is OutputFormat.json:
+        document = {"periods": [s.date().isoformat() for s in history.starts], "period_days": period_days,
+                    "model": model, "spend": history.spend, "revenue": history.revenue,
+                    "recommendation": dataclasses.asdict(advice)}
+        console.out(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
+                                 default=str).decode())
+        return
+    out = Table("channel", "spend now", "recommended", "revenue now", "revenue then", "marginal return", "fit R²",
+                title=f"{len(history.starts)} periods of {period_days} days, revenue credited by {model}")
+    for channel in advice.recommended:
+        curve = advice.curves[channel]
+        out.add_row(channel, f"{advice.current[channel]:,.2f}", f"{advice.recommended[channel]:,.2f}",
+                    f"{curve.revenue(advice.current[channel]):,.2f}", f"{curve.revenue(advice.recommended[channel]):,.2f}",
+                    f"{advice.marginal_returns[channel]:,.3f}",
+                    "" if curve.r_squared is None else f"{curve.r_squared:.2f}")
+    console.print(out)
+    low, high = advice.change_interval
+    console.print(f"expected revenue per period: {advice.current_revenue:,.2f} now, {advice.recommended_revenue:,.2f} "
+                  f"with the recommended split ({advice.change:+,.2f}; {advice.confidence:.0%} interval "
+                  f"{low:+,.2f} to {high:+,.2f})")
+
+
 experiments_app = typer.Typer(help="A/B and multi-arm tests recorded in the event log (docs/experiments.md).",
                               no_args_is_help=True)
 app.add_typer(experiments_app, name="experiments")

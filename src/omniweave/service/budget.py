@@ -1,0 +1,83 @@
+"""Budget from the log: per-period spend and attributed revenue per paid channel, curves, a split.
+
+The history is cut into consecutive periods of `period_days` from the first day with spend. For
+each period, the journeys of the orders in it (service.journeys, same lookback and touches as
+`omniweave attribution`) are credited by one attribution model (default Markov), and each channel's
+credited revenue is set against its spend in that period (the `spend` dataset). Channels that
+never had spend are left out: there is nothing to allocate to them. core.budget then fits an
+adstock + Hill response curve per channel and splits the budget (docs/budget.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from omniweave.core.attribution import MODELS, attribute
+from omniweave.core.budget import BudgetRecommendation, recommend_budget
+from omniweave.errors import InputError
+from omniweave.service.journeys import DEFAULT_LOOKBACK_DAYS, journeys_from_log
+from omniweave.service.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class BudgetHistory:
+    """Per period (starting on `starts`), spend and attributed revenue per paid channel."""
+
+    starts: tuple[datetime, ...]
+    period_days: int
+    model: str
+    spend: dict[str, list[float]]
+    revenue: dict[str, list[float]]
+
+
+def budget_history(runtime: Runtime, *, period_days: int = 7, model: str = "markov",
+                   lookback_days: float = DEFAULT_LOOKBACK_DAYS) -> BudgetHistory:
+    """Spend and `model`-attributed revenue per paid channel, per whole period of `period_days` days."""
+    if isinstance(period_days, bool) or not isinstance(period_days, int) or period_days < 1:
+        raise InputError(f"got {period_days!r}; expected a whole number of days >= 1", field="period_days")
+    if model not in MODELS:
+        raise InputError(f"got {model!r}; expected one of {', '.join(MODELS)}", field="model")
+    if not runtime.log.has_data("spend"):
+        raise InputError("no spend in the warehouse: import ad spend first (omniweave import ad_spend FILE)",
+                         field="spend")
+    days = runtime.warehouse().sql("SELECT min(date) AS first, max(date) AS last FROM spend").to_pylist()[0]
+    first = datetime(days["first"].year, days["first"].month, days["first"].day, tzinfo=UTC)
+    last = datetime(days["last"].year, days["last"].month, days["last"].day, tzinfo=UTC) + timedelta(days=1)
+    step = timedelta(days=period_days)
+    starts = []
+    while first + step * (len(starts) + 1) <= last:
+        starts.append(first + step * len(starts))
+    spend: dict[str, list[float]] = {}
+    revenue: dict[str, list[float]] = {}
+    for i, start in enumerate(starts):
+        journeys = journeys_from_log(runtime, since=start, until=start + step, lookback_days=lookback_days)
+        credited = attribute(journeys.paths, model).value if journeys.paths.channels else {}
+        for channel, cost in journeys.spend.items():
+            spend.setdefault(channel, [0.0] * len(starts))[i] = cost
+        for channel, value in credited.items():
+            revenue.setdefault(channel, [0.0] * len(starts))[i] = value
+    paid = sorted(c for c, series in spend.items() if any(series))
+    return BudgetHistory(tuple(starts), period_days, model, {c: spend[c] for c in paid},
+                         {c: revenue.get(c, [0.0] * len(starts)) for c in paid})
+
+
+DEFAULT_MAX_CHANGE = 0.5
+"""By default no channel's spend moves more than half its current level: a curve fitted on a few
+periods says little about spend far from what was tried (the MMM tools' usual guard)."""
+
+
+def recommend_from_log(runtime: Runtime, *, total: float | None = None, period_days: int = 7, model: str = "markov",
+                       lookback_days: float = DEFAULT_LOOKBACK_DAYS, max_change: float | None = DEFAULT_MAX_CHANGE,
+                       bootstrap: int = 200, seed: int = 0) -> tuple[BudgetHistory, BudgetRecommendation]:
+    """The history above and core.budget's recommendation for `total` spend per period (default: as now), each
+    channel kept within ±`max_change` of its current mean spend (None: anywhere from 0 to the total)."""
+    if max_change is not None and not 0 <= max_change:
+        raise InputError(f"got {max_change}; expected a share of current spend, 0 or more", field="max_change")
+    history = budget_history(runtime, period_days=period_days, model=model, lookback_days=lookback_days)
+    bounds = None
+    if max_change is not None:
+        bounds = {c: (max(0.0, 1 - max_change) * sum(x) / len(x), (1 + max_change) * sum(x) / len(x))
+                  for c, x in history.spend.items()}
+    return history, recommend_budget(history.spend, history.revenue, total=total, bounds=bounds, bootstrap=bootstrap,
+                                     seed=seed)

@@ -1,0 +1,79 @@
+"""The budget from the log: per-period spend and attributed revenue on a demo world, and the split."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from omniweave.demo.runner import run_demo
+from omniweave.errors import InputError
+from omniweave.service.budget import budget_history, recommend_from_log
+from omniweave.service.runtime import Runtime
+from omniweave.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    settings = Settings(home=str(tmp_path_factory.mktemp("budget") / "home"))
+    run_demo(settings, customers=300, days=42, seed=3, console=None)
+    return settings
+
+
+def test_history_is_the_spend_table_and_credited_revenue_per_period(demo: Settings) -> None:
+    rt = Runtime(demo)
+    try:
+        history = budget_history(rt, period_days=7)
+        assert len(history.starts) == 6
+        assert set(history.spend) == set(history.revenue) and history.spend
+        for i, start in enumerate(history.starts):
+            day0, day1 = start.date().isoformat(), (start.date().fromordinal(start.date().toordinal() + 6)).isoformat()
+            rows = rt.warehouse().sql(
+                f"SELECT lower(channel) AS channel, sum(spend) AS spend FROM spend "
+                f"WHERE date BETWEEN DATE '{day0}' AND DATE '{day1}' GROUP BY 1").to_pylist()
+            want = {r["channel"]: r["spend"] for r in rows if r["spend"]}
+            got = {c: series[i] for c, series in history.spend.items() if series[i]}
+            assert got == pytest.approx(want)
+            orders = rt.warehouse().sql(
+                "SELECT sum(CAST(json_extract_string(properties, '$.revenue') AS DOUBLE)) AS revenue FROM events "
+                f"WHERE event = 'Order Completed' AND timestamp >= TIMESTAMPTZ '{start.isoformat()}' "
+                f"AND timestamp < TIMESTAMPTZ '{start.isoformat()}' + INTERVAL 7 DAY").to_pylist()[0]["revenue"]
+            credited = sum(series[i] for series in history.revenue.values())
+            assert 0 <= credited <= orders + 1e-6  # paid channels get part of the period's orders
+    finally:
+        rt.close()
+
+
+def test_the_split_spends_the_total_within_the_limits(demo: Settings) -> None:
+    rt = Runtime(demo)
+    try:
+        history, advice = recommend_from_log(rt, bootstrap=20)
+        now = {c: sum(x) / len(x) for c, x in history.spend.items()}
+        assert math.fsum(advice.recommended.values()) == pytest.approx(math.fsum(now.values()))
+        for channel, spend in advice.recommended.items():
+            assert 0.5 * now[channel] - 1e-6 <= spend <= 1.5 * now[channel] + 1e-6
+        assert advice.recommended_revenue >= advice.current_revenue - 1e-6
+        _, doubled = recommend_from_log(rt, total=1.2 * math.fsum(now.values()), bootstrap=0)
+        assert math.fsum(doubled.recommended.values()) == pytest.approx(1.2 * math.fsum(now.values()))
+    finally:
+        rt.close()
+
+
+def test_bad_requests_say_what_is_expected(demo: Settings, tmp_path: Path) -> None:
+    rt = Runtime(demo)
+    try:
+        with pytest.raises(InputError, match="whole number of days"):
+            budget_history(rt, period_days=0)
+        with pytest.raises(InputError, match="expected one of"):
+            budget_history(rt, model="magic")
+        with pytest.raises(InputError, match="share of current spend"):
+            recommend_from_log(rt, max_change=-1)
+    finally:
+        rt.close()
+    empty = Runtime(Settings(home=str(tmp_path / "empty")))
+    try:
+        with pytest.raises(InputError, match="import ad spend"):
+            budget_history(empty)
+    finally:
+        empty.close()
