@@ -261,6 +261,8 @@ def test_run_demo_lands_everything_in_the_warehouse(tmp_path: Path) -> None:
               for model in ("first_touch", "last_touch", "linear", "position_based", "time_decay", "markov", "shapley")}
     assert min(totals.values()) > 0 and max(totals.values()) - min(totals.values()) < 1e-6
     assert all(row["buyers"] > 0 for row in result.report["top CLV segments (RFM segment, predicted 12-month CLV)"])
+    recommended = _count(settings, "SELECT count(*) AS n FROM profiles WHERE len(recommended_products) > 0")[0]["n"]
+    assert recommended > 0
 
     # a second run adds nothing
     again = run_demo(settings, customers=200, days=14, seed=3, console=None)

@@ -340,9 +340,11 @@ def _import_offline(runtime: Runtime, folder: Path, result: DemoResult, console:
 
 
 def _profiles(runtime: Runtime, console: Console | None) -> None:
-    """Rebuild the unified profiles from the log and the identities just resolved."""
+    """Rebuild the recommendations and the unified profiles from the log and the identities just resolved."""
     from omniweave.service.profiles import build_profiles
+    from omniweave.service.recommendations import build_recommendations
 
+    build_recommendations(runtime)
     summary = build_profiles(runtime)
     if console is not None:
         console.print(f"profiles: {summary.persons:,} persons, {summary.buyers:,} of them buyers, "

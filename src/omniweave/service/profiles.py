@@ -622,7 +622,7 @@ BUILTIN_COLUMNS = frozenset({
     "preferred_device", "best_hour", "best_weekday", "contact_every_days", "favourite_products",
     "favourite_categories", "viewed_not_bought", "responsive_promotion", "average_order_value", "recency_days",
     "rfm_recency", "rfm_frequency", "rfm_monetary", "rfm_segment", "latest_email", "latest_phone",
-    "purchase_days", "repeat_order_value", "p_alive", "expected_orders_12m", "clv_12m",
+    "purchase_days", "repeat_order_value", "p_alive", "expected_orders_12m", "clv_12m", "recommended_products",
 })
 
 
@@ -674,6 +674,25 @@ def with_clv(table: pa.Table, now: datetime) -> pa.Table:
     for name, values in empty.items():
         table = table.append_column(name, pa.array(np.round(values, 6), pa.float64(), mask=np.isnan(values)))
     return table
+
+
+def with_recommendations(runtime: Runtime, table: pa.Table) -> pa.Table:
+    """`table` (profiles) plus `recommended_products` from the `recommendations` dataset ([] without one)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.register("p", table)
+        if runtime.log.has_data("recommendations"):
+            con.register("r", runtime.warehouse().table("recommendations").to_pyarrow())
+            joined = con.sql("SELECT p.*, coalesce(r.recommended_products, []::VARCHAR[]) AS recommended_products "
+                             "FROM p LEFT JOIN r USING (person_id) ORDER BY person_id")
+        else:
+            joined = con.sql("SELECT p.*, []::VARCHAR[] AS recommended_products FROM p ORDER BY person_id")
+        result = joined.to_arrow_table()
+    finally:
+        con.close()
+    return result.cast(pa.schema([*table.schema, pa.field("recommended_products", pa.list_(pa.string()))]))
 
 
 def trait_specs_from_config(settings_home: str, env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
@@ -759,6 +778,7 @@ def build_profiles(runtime: Runtime, engine: str = "duckdb", spark_session: Any 
         now = now.replace(tzinfo=UTC)
     now = now.astimezone(UTC)
     table = with_clv(to_arrow(profiles_expr(events, identities, now, specs, engine=engine)), now)
+    table = with_recommendations(runtime, table)
     path = write_dataset(runtime, "profiles", table)
     orders = table.column("orders").to_pylist()
     return ProfilesSummary(

@@ -686,6 +686,32 @@ def budget(
                   f"{low:+,.2f} to {high:+,.2f})")
 
 
+recommendations_app = typer.Typer(help="Next-product recommendations from co-purchases.", no_args_is_help=True)
+app.add_typer(recommendations_app, name="recommendations")
+
+
+@recommendations_app.command("build")
+def recommendations_build(
+    ctx: typer.Context,
+    engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
+) -> None:
+    """Rebuild the `recommendations` table (item-to-item co-purchase, online and in store); profiles pick it up."""
+    from omniweave.errors import InputError
+    from omniweave.service.recommendations import build_recommendations
+    from omniweave.service.runtime import Runtime
+
+    rt = Runtime(_settings(ctx))
+    try:
+        summary = build_recommendations(rt, engine=engine)
+    except InputError as exc:
+        err_console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    finally:
+        rt.close()
+    console.print(f"recommendations for {summary.persons:,} persons over {summary.products:,} products; "
+                  "run `omniweave profiles build` to add them to the profiles")
+
+
 experiments_app = typer.Typer(help="A/B and multi-arm tests recorded in the event log (docs/experiments.md).",
                               no_args_is_help=True)
 app.add_typer(experiments_app, name="experiments")
