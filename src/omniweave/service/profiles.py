@@ -678,21 +678,21 @@ def with_clv(table: pa.Table, now: datetime) -> pa.Table:
 
 def with_recommendations(runtime: Runtime, table: pa.Table) -> pa.Table:
     """`table` (profiles) plus `recommended_products` from the `recommendations` dataset ([] without one)."""
+    field = pa.field("recommended_products", pa.list_(pa.string()))
+    if not runtime.log.has_data("recommendations"):
+        empty = pa.ListArray.from_arrays(pa.array(np.zeros(table.num_rows + 1, np.int32)), pa.array([], pa.string()))
+        return table.append_column(field, empty)
     import duckdb
 
     con = duckdb.connect()
     try:
         con.register("p", table)
-        if runtime.log.has_data("recommendations"):
-            con.register("r", runtime.warehouse().table("recommendations").to_pyarrow())
-            joined = con.sql("SELECT p.*, coalesce(r.recommended_products, []::VARCHAR[]) AS recommended_products "
-                             "FROM p LEFT JOIN r USING (person_id) ORDER BY person_id")
-        else:
-            joined = con.sql("SELECT p.*, []::VARCHAR[] AS recommended_products FROM p ORDER BY person_id")
-        result = joined.to_arrow_table()
+        con.register("r", runtime.warehouse().table("recommendations").to_pyarrow())
+        result = con.sql("SELECT p.*, coalesce(r.recommended_products, []::VARCHAR[]) AS recommended_products "
+                         "FROM p LEFT JOIN r USING (person_id) ORDER BY person_id").to_arrow_table()
     finally:
         con.close()
-    return result.cast(pa.schema([*table.schema, pa.field("recommended_products", pa.list_(pa.string()))]))
+    return result.cast(pa.schema([*table.schema, field]))
 
 
 def trait_specs_from_config(settings_home: str, env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
