@@ -77,3 +77,23 @@ def test_bad_requests_say_what_is_expected(demo: Settings, tmp_path: Path) -> No
             budget_history(empty)
     finally:
         empty.close()
+
+
+def test_cli_prints_the_split_as_json_and_rejects_bad_options(demo: Settings) -> None:
+    import subprocess
+    import sys
+
+    import orjson
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "omniweave", "--home", demo.home, "budget", *args],
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    done = run("--bootstrap", "5", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    document = orjson.loads(done.stdout)
+    assert len(document["periods"]) == 6
+    now = sum(sum(x) / len(x) for x in document["spend"].values())
+    assert sum(document["recommendation"]["recommended"].values()) == pytest.approx(now)
+    bad = run("--model", "magic")
+    assert bad.returncode == 2 and "expected one of" in bad.stderr

@@ -104,3 +104,13 @@ def test_duckdb_and_spark_agree(seeded, spark_session):
     on_spark = to_arrow(recommendations_expr(spark.table("events"), spark.table("identities"),
                                              engine="spark").order_by("person_id"))
     assert on_duck.to_pylist() == on_spark.to_pylist() and on_duck.num_rows == len(expected())
+
+
+def test_cli_builds_them(seeded, settings):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "omniweave", "--home", settings.home, "recommendations", "build"],
+                          capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"recommendations for {len(expected())} persons" in done.stdout

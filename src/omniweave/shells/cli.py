@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,6 +15,9 @@ from rich.table import Table
 
 from omniweave.errors import OmniweaveError
 from omniweave.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from omniweave.service.runtime import Runtime
 
 app = typer.Typer(help="omniweave: omnichannel marketing platform.", no_args_is_help=True, add_completion=False)
 keys_app = typer.Typer(help="Sources and their keys.", no_args_is_help=True)
@@ -35,6 +40,22 @@ class OutputFormat(str, Enum):
 
 def _settings(ctx: typer.Context) -> Settings:
     return ctx.obj  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def _opened(ctx: typer.Context) -> Iterator[Runtime]:
+    """A runtime for one command, closed after it; bad input is printed and exits with code 2."""
+    from omniweave.errors import InputError
+    from omniweave.service.runtime import Runtime
+
+    rt = Runtime(_settings(ctx))
+    try:
+        yield rt
+    except InputError as exc:
+        err_console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    finally:
+        rt.close()
 
 
 @app.callback()
@@ -590,7 +611,6 @@ def kpis(
 
     from omniweave.errors import InputError
     from omniweave.service.kpis import floor_areas_from_csv, kpi_table, product_costs_from_csv
-    from omniweave.service.runtime import Runtime
 
     def day(raw: str | None, field: str) -> date | None:
         if raw is None:
@@ -600,17 +620,11 @@ def kpis(
         except ValueError:
             raise InputError(f"got {raw!r}; expected a day such as 2026-03-01", field=field) from None
 
-    rt = Runtime(_settings(ctx))
-    try:
+    with _opened(ctx) as rt:
         table = kpi_table(rt, period=period, by=by, kpis=kpi or None, since=day(since, "--since"),
                           until=day(until, "--until"), session_gap_minutes=session_gap_minutes,
                           floor_areas=floor_areas_from_csv(stores) if stores else None,
                           product_costs=product_costs_from_csv(products) if products else None, engine=engine)
-    except InputError as exc:
-        err_console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    finally:
-        rt.close()
     rows = table.to_pylist()
     for row in rows:
         row["period"] = row["period"].isoformat()
@@ -650,20 +664,12 @@ def budget(
 
     import orjson
 
-    from omniweave.errors import InputError
     from omniweave.service.budget import recommend_from_log
-    from omniweave.service.runtime import Runtime
 
-    rt = Runtime(_settings(ctx))
-    try:
+    with _opened(ctx) as rt:
         history, advice = recommend_from_log(rt, total=total, period_days=period_days, model=model,
                                              lookback_days=lookback_days, bootstrap=bootstrap,
                                              max_change=None if max_change < 0 else max_change)
-    except InputError as exc:
-        err_console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    finally:
-        rt.close()
     if format is OutputFormat.json:
         document = {"periods": [s.date().isoformat() for s in history.starts], "period_days": period_days,
                     "model": model, "spend": history.spend, "revenue": history.revenue,
@@ -696,18 +702,10 @@ def recommendations_build(
     engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
 ) -> None:
     """Rebuild the `recommendations` table (item-to-item co-purchase, online and in store); profiles pick it up."""
-    from omniweave.errors import InputError
     from omniweave.service.recommendations import build_recommendations
-    from omniweave.service.runtime import Runtime
 
-    rt = Runtime(_settings(ctx))
-    try:
+    with _opened(ctx) as rt:
         summary = build_recommendations(rt, engine=engine)
-    except InputError as exc:
-        err_console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    finally:
-        rt.close()
     console.print(f"recommendations for {summary.persons:,} persons over {summary.products:,} products; "
                   "run `omniweave profiles build` to add them to the profiles")
 
@@ -749,20 +747,12 @@ def experiments_analyze(
 
     import orjson
 
-    from omniweave.errors import InputError
     from omniweave.service.experiments import analyze, experiment_units
-    from omniweave.service.runtime import Runtime
 
-    rt = Runtime(_settings(ctx))
-    try:
+    with _opened(ctx) as rt:
         units = experiment_units(rt, experiment, conversion_event=conversion_event, window_days=window_days)
         report = analyze(units, experiment, control=control, alpha=alpha, tau=tau, conversion_event=conversion_event,
                          window_days=window_days)
-    except InputError as exc:
-        err_console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    finally:
-        rt.close()
     if format is OutputFormat.json:
         console.out(orjson.dumps(dataclasses.asdict(report), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
                                  default=str).decode())
