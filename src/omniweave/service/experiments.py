@@ -20,13 +20,14 @@ from datetime import datetime
 
 import ibis
 import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
 
 from omniweave.core import experiments as stats
 from omniweave.core import spec
 from omniweave.errors import InputError
-from omniweave.service.profiles import _Dialect, with_person
+from omniweave.service.profiles import Dialect, order_value, with_person
 from omniweave.service.runtime import Runtime
 
 DEFAULT_TAU = 0.01
@@ -60,6 +61,14 @@ class ExperimentReport:
     sequential: dict[str, stats.SequentialResult]
 
 
+def _exposures(events: ir.Table, d: Dialect) -> ir.Table:
+    """The `Experiment Viewed` events with `_experiment` and `_arm` (variation_id, else variation_name)."""
+    seen = events.filter(events.event == spec.EXPERIMENT_VIEWED)
+    seen = d.with_json_fields(seen, "properties", {"_experiment": "experiment_id", "_variation": "variation_id",
+                                                   "_variation_name": "variation_name"})
+    return seen.mutate(_arm=ibis.coalesce(seen._variation, seen._variation_name))
+
+
 def experiment_units(runtime: Runtime, experiment: str, *, conversion_event: str = spec.ORDER_COMPLETED,
                      window_days: int | None = None, until: datetime | None = None,
                      engine: str = "duckdb") -> pa.Table:
@@ -70,17 +79,14 @@ def experiment_units(runtime: Runtime, experiment: str, *, conversion_event: str
     if not runtime.log.has_data("identities"):
         raise InputError("no identities yet: run `omniweave resolve` before analysing an experiment",
                          field="identities")
-    d = _Dialect(engine)
+    d = Dialect(engine)
     warehouse = runtime.warehouse(engine)
     events = warehouse.table("events")
     if until is not None:
         events = events.filter(events.timestamp <= ibis.literal(until, dt.Timestamp(timezone="UTC")))
     ev = with_person(events, warehouse.table("identities"))
-    seen = ev.filter(ev.event == spec.EXPERIMENT_VIEWED)
-    seen = d.with_json_fields(seen, "properties", {"_experiment": "experiment_id", "_variation": "variation_id",
-                                                   "_variation_name": "variation_name"})
+    seen = _exposures(ev, d)
     seen = seen.filter(seen._experiment == experiment)
-    seen = seen.mutate(_arm=ibis.coalesce(seen._variation, seen._variation_name))
     units = seen.group_by("person_id").aggregate(
         first_seen=seen.timestamp.min(), _arms=seen._arm.nunique(), _arm=seen._arm.min())
     units = units.select("person_id", "first_seen", arm=ibis.cases((units._arms == 1, units._arm),
@@ -88,7 +94,7 @@ def experiment_units(runtime: Runtime, experiment: str, *, conversion_event: str
     bought = ev.filter(ev.event == conversion_event)
     bought = d.with_json_fields(bought, "properties", {"_revenue": "revenue", "_total": "total"})
     bought = bought.select("person_id", at=bought.timestamp,
-                           value=ibis.coalesce(bought._revenue.cast("float64"), bought._total.cast("float64"), 0.0))
+                           value=order_value(bought._revenue, bought._total))
     joined = units.join(bought, "person_id")
     after = joined.at >= joined.first_seen
     if window_days is not None:
@@ -150,14 +156,11 @@ def analyze(units: pa.Table, experiment: str, *, control: str | None = None, alp
 
 def list_experiments(runtime: Runtime, engine: str = "duckdb") -> list[tuple[str, int, int]]:
     """(experiment id, arms, events) for every experiment in the log, by id."""
-    d = _Dialect(engine)
+    d = Dialect(engine)
     events = runtime.warehouse(engine).table("events")
-    seen = events.filter(events.event == spec.EXPERIMENT_VIEWED)
-    seen = d.with_json_fields(seen, "properties", {"_experiment": "experiment_id", "_variation": "variation_id",
-                                                   "_variation_name": "variation_name"})
+    seen = _exposures(events, d)
     seen = seen.filter(seen._experiment.notnull())
-    grouped = seen.group_by("_experiment").aggregate(
-        arms=ibis.coalesce(seen._variation, seen._variation_name).nunique(), events=seen.count())
+    grouped = seen.group_by("_experiment").aggregate(arms=seen._arm.nunique(), events=seen.count())
     rows = grouped.order_by("_experiment").to_pyarrow().to_pylist()
     return [(r["_experiment"], int(r["arms"]), int(r["events"])) for r in rows]
 

@@ -25,7 +25,7 @@ import ibis.expr.types as ir
 from omniweave.core import spec
 from omniweave.core.attribution import Attribution, PathRow, PathsTable
 from omniweave.errors import InputError
-from omniweave.service.profiles import _Dialect, to_arrow
+from omniweave.service.profiles import Dialect, order_value, to_arrow, with_person
 from omniweave.service.runtime import Runtime
 
 BY = ("channel", "campaign")
@@ -141,7 +141,7 @@ def _channel_label(ev: ir.Table) -> ir.StringValue:
 
 
 def _person_rows(events: ir.Table, identities: ir.Table, *, touch_events: tuple[str, ...], start: datetime | None,
-                 until: datetime | None, by: str, d: _Dialect) -> ir.Table:
+                 until: datetime | None, by: str, d: Dialect) -> ir.Table:
     """Touches and orders in [start, until) with their person (by user_id if set, else anonymous_id, as profiles do)."""
     campaign_visit = events.type.isin(("page", "screen")) & (
         events.campaign_medium.nullif("").notnull() | events.campaign_source.nullif("").notnull())
@@ -150,11 +150,7 @@ def _person_rows(events: ir.Table, identities: ir.Table, *, touch_events: tuple[
         ev = ev.filter(ev.timestamp >= _ts(start))
     if until is not None:
         ev = ev.filter(ev.timestamp < _ts(until))
-    ids = identities.select("kind", "value", "person_id")
-    by_user = ids.filter(ids.kind == "user_id").select(_uid=ids.value, _p_user=ids.person_id)
-    by_anon = ids.filter(ids.kind == "anonymous_id").select(_aid=ids.value, _p_anon=ids.person_id)
-    ev = ev.left_join(by_user, ev.user_id == by_user._uid).left_join(by_anon, ev.anonymous_id == by_anon._aid)
-    ev = ev.mutate(person_id=ibis.coalesce(ev._p_user, ev._p_anon)).filter(ibis._.person_id.notnull())
+    ev = with_person(ev, identities)
     is_conversion = ev.event.isin(CONVERSIONS).fill_null(False)  # page and screen calls have no event name
     ev = d.with_json_fields(ev, "properties", {"_revenue": "revenue", "_total": "total",
                                                "_campaign_name": "campaign_name", "_campaign": "campaign"})
@@ -165,7 +161,7 @@ def _person_rows(events: ir.Table, identities: ir.Table, *, touch_events: tuple[
         label = ibis.coalesce(campaign, "(" + channel + ")")
     else:
         label = channel
-    value = ibis.coalesce(ev._revenue.cast("float64"), ev._total.cast("float64"), ibis.literal(0.0))
+    value = order_value(ev._revenue, ev._total)
     return ev.select(
         "person_id", "timestamp", message_id=ev.message_id.fill_null(""),
         second=d.epoch_seconds(ev.timestamp).cast("int64"),
@@ -190,7 +186,7 @@ def journeys_expr(events: ir.Table, identities: ir.Table, *, lookback_days: floa
     nulls when their last touch does.
     """
     check_options(lookback_days, dedup_minutes, by, since, until)
-    d = _Dialect(engine)
+    d = Dialect(engine)
     touch_events = tuple(TOUCH_CHANNELS) + (tuple(EXPOSURE_CHANNELS) if exposures else ())
     start = _utc(since) - timedelta(days=lookback_days) if since is not None else None
     rows = _person_rows(events, identities, touch_events=touch_events, start=start, until=until, by=by, d=d)

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from omniweave.core import spec
 from omniweave.errors import InputError
-from omniweave.service.profiles import _Dialect, _yes_no
+from omniweave.service.profiles import Dialect, _yes_no, order_value, with_person
 from omniweave.service.runtime import Runtime
 
 PERIODS = ("day", "week", "month")
@@ -161,7 +161,7 @@ def _duck_date_diff(part: str, start: dt.date, end: dt.date) -> dt.int64: ...  #
 def _spark_unix_date(day: dt.date) -> dt.int32: ...  # type: ignore[empty-body,valid-type]
 
 
-def _epoch_day_of_date(d: _Dialect, day: ir.DateValue) -> ir.IntegerValue:
+def _epoch_day_of_date(d: Dialect, day: ir.DateValue) -> ir.IntegerValue:
     if d.spark:
         return _spark_unix_date(day).cast("int64")
     return _duck_date_diff("day", ibis.literal(date(1970, 1, 1)), day).cast("int64")
@@ -263,19 +263,15 @@ def _visitor_events(events: ir.Table, identities: ir.Table | None) -> ir.Table:
     """`events` with `visitor`: the person (through `identities`), else the user id, else the anonymous id of
     an online event. An importer's made-up anonymous id (`offline:...`, a receipt or a visit nobody is known by)
     is nobody."""
-    anon = ibis.cases((events.anonymous_id.startswith("offline:"), ibis.null("string")), else_=events.anonymous_id)
     if identities is None:
-        return events.mutate(visitor=ibis.coalesce(events.user_id, anon))
-    ids = identities.select("kind", "value", "person_id")
-    by_user = ids.filter(ids.kind == "user_id").select(_uid=ids.value, _p_user=ids.person_id)
-    by_anon = ids.filter(ids.kind == "anonymous_id").select(_aid=ids.value, _p_anon=ids.person_id)
-    ev = events.left_join(by_user, events.user_id == by_user._uid).left_join(by_anon,
-                                                                           events.anonymous_id == by_anon._aid)
-    ev = ev.mutate(visitor=ibis.coalesce(ev._p_user, ev._p_anon, ev.user_id, anon))
-    return ev.drop("_uid", "_p_user", "_aid", "_p_anon")
+        ev = events.mutate(person_id=ibis.null("string"))
+    else:
+        ev = with_person(events, identities, keep_unknown=True)
+    anon = ibis.cases((ev.anonymous_id.startswith("offline:"), ibis.null("string")), else_=ev.anonymous_id)
+    return ev.mutate(visitor=ibis.coalesce(ev.person_id, ev.user_id, anon)).drop("person_id")
 
 
-def _base(events: ir.Table, identities: ir.Table | None, period: str, by: str | None, d: _Dialect) -> ir.Table:
+def _base(events: ir.Table, identities: ir.Table | None, period: str, by: str | None, d: Dialect) -> ir.Table:
     """One row per event with what every KPI reads: period number, dimension value, visitor, parsed properties."""
     ev = _visitor_events(events, identities)
     needed = ev.event.isin((spec.ORDER_COMPLETED, spec.STORE_VISITED, spec.COUPON_APPLIED, spec.COUPON_ISSUED,
@@ -302,7 +298,7 @@ def _base(events: ir.Table, identities: ir.Table | None, period: str, by: str | 
         _day=day, _p=_period_index(day, period), _dim=dims[by],
         is_order=is_order,
         in_store=ev.channel == "store",
-        revenue=ibis.cases((is_order, ibis.coalesce(ev._revenue.cast("float64"), ev._total.cast("float64"), 0.0)),
+        revenue=ibis.cases((is_order, order_value(ev._revenue, ev._total)),
                            else_=ibis.null("float64")),
         products=ibis.cases((is_order, ev._products), else_=ibis.null("string")),
         store_id=ev._store.nullif(""),
@@ -314,7 +310,7 @@ def _base(events: ir.Table, identities: ir.Table | None, period: str, by: str | 
     return base.filter(base._dim.notnull())
 
 
-def _spend(spend: ir.Table, period: str, by: str | None, d: _Dialect) -> ir.Table:
+def _spend(spend: ir.Table, period: str, by: str | None, d: Dialect) -> ir.Table:
     dims: dict[str | None, ir.Value] = {None: ibis.literal("all"), "channel": spend.channel,
                                         "store": ibis.null("string"), "campaign": spend.campaign.nullif("")}
     day = _epoch_day_of_date(d, spend.date.cast("date"))
@@ -376,7 +372,7 @@ def _awareness_engagement(ev: ir.Table, sp: ir.Table) -> list[ir.Table]:
     return parts
 
 
-def _sessions(ev: ir.Table, gap_seconds: float, d: _Dialect) -> list[ir.Table]:
+def _sessions(ev: ir.Table, gap_seconds: float, d: Dialect) -> list[ir.Table]:
     online = ev.filter(ev.channel.isin(ONLINE_CHANNELS) & ev.visitor.notnull())
     online = online.mutate(_s=d.epoch_seconds(online.timestamp))
     keys = ["visitor", "channel"]
@@ -448,7 +444,7 @@ def _conversion(ev: ir.Table, sp: ir.Table, periods: ir.Table, by: str | None,
     return parts
 
 
-def _margin(ev: ir.Table, costs: dict[str, float], d: _Dialect) -> list[ir.Table]:
+def _margin(ev: ir.Table, costs: dict[str, float], d: Dialect) -> list[ir.Table]:
     orders = ev.filter(ev.is_order)
     lines = orders.select("message_id", "_p", "_dim", item=d.products(orders.products).unnest())
     lines = lines.select("message_id", "_p", "_dim", product_id=lines.item.product_id,
@@ -487,7 +483,7 @@ def kpis_expr(events: ir.Table, spend: ir.Table, identities: ir.Table | None, *,
               engine: str = "duckdb") -> ir.Table:
     """(_p, _dim, kpi, value) for every KPI the log gives, as one Ibis expression (no CLV: see `kpi_table`)."""
     _check(period, by, None, session_gap_minutes)
-    d = _Dialect(engine)
+    d = Dialect(engine)
     ev = _base(events, identities, period, by, d).cache()
     sp = _spend(spend, period, by, d)
     periods = ev.select("_p").union(sp.select("_p")).distinct()

@@ -3,7 +3,7 @@
 `build_profiles` reads `events` and the `identities` dataset written by `resolve`, builds one Ibis
 expression (`profiles_expr`) that runs unchanged on DuckDB and Spark, and writes the result as the
 warehouse dataset `profiles` (one Parquet file, replaced on every build). The few functions the two
-engines spell differently (JSON extraction, time zones) live in `_Dialect`, and nowhere else.
+engines spell differently (JSON extraction, time zones) live in `Dialect`, and nowhere else.
 
 Docs: docs/profiles.md lists every column and how it is computed.
 """
@@ -120,7 +120,7 @@ def _duck_products(doc: str, schema: str) -> _PRODUCT: ...  # type: ignore[empty
 def _spark_products(doc: str, schema: str) -> _PRODUCT: ...  # type: ignore[empty-body,valid-type]
 
 
-class _Dialect:
+class Dialect:
     """JSON paths, product arrays and local time, spelled for DuckDB or for Spark."""
 
     def __init__(self, engine: str):
@@ -209,16 +209,23 @@ def _flat_context(ev: ir.Table) -> ir.Table:
                      _consent=ev.context_consent.nullif(""))
 
 
-def with_person(events: ir.Table, identities: ir.Table) -> ir.Table:
-    """`events` that belong to a person of `identities`, with `person_id` (by user_id if set, else anonymous_id)."""
+def with_person(events: ir.Table, identities: ir.Table, *, keep_unknown: bool = False) -> ir.Table:
+    """`events` with `person_id` from `identities` (by user_id if set, else anonymous_id): only the events that
+    belong to a person, or every event (`person_id` NULL where nobody is known) with `keep_unknown`."""
     ids = identities.select("kind", "value", "person_id")
     by_user = ids.filter(ids.kind == "user_id").select(_uid=ids.value, _p_user=ids.person_id)
     by_anon = ids.filter(ids.kind == "anonymous_id").select(_aid=ids.value, _p_anon=ids.person_id)
     ev = events.left_join(by_user, events.user_id == by_user._uid).left_join(by_anon, events.anonymous_id == by_anon._aid)
-    return ev.mutate(person_id=ibis.coalesce(ev._p_user, ev._p_anon)).filter(ibis._.person_id.notnull())
+    ev = ev.mutate(person_id=ibis.coalesce(ev._p_user, ev._p_anon)).drop("_uid", "_p_user", "_aid", "_p_anon")
+    return ev if keep_unknown else ev.filter(ev.person_id.notnull())
 
 
-def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dialect,
+def order_value(revenue: ir.StringValue, total: ir.StringValue) -> ir.FloatingValue:
+    """An order's value from the text of its `revenue` property, else `total`, else 0 (Segment's e-commerce spec)."""
+    return ibis.coalesce(revenue.cast("float64"), total.cast("float64"), ibis.literal(0.0))
+
+
+def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: Dialect,
                   columns: Sequence[str] = ()) -> ir.Table:
     """Events up to `now` with the person they belong to (by user_id if set, else anonymous_id) and derived fields.
 
@@ -256,7 +263,7 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: _Dia
         is_response=ev.event.isin(PROMOTION_RESPONSES),
         is_unsubscribe=ev.event == spec.UNSUBSCRIBED,
         revenue=ibis.cases(
-            (is_order, ibis.coalesce(ev._revenue.cast("float64"), ev._total.cast("float64"), ibis.literal(0.0))),
+            (is_order, order_value(ev._revenue, ev._total)),
             else_=ibis.literal(0.0),
         ),
         products=ibis.cases((is_order, ev._products), else_=none),
@@ -348,7 +355,7 @@ def _yes_no(raw: ir.StringValue) -> ir.BooleanValue:
                       else_=ibis.null("boolean"))
 
 
-def _stated(ev: ir.Table, d: _Dialect) -> ir.Table:
+def _stated(ev: ir.Table, d: Dialect) -> ir.Table:
     """What the person said about themselves: latest names, e-mail, phone, consent per channel and per purpose.
 
     Only events that can say something are read (traits, an unsubscribe, a consent object); on
@@ -410,7 +417,7 @@ def _preferred_device(ev: ir.Table) -> ir.Table:
     return _first_by(per, ["person_id"], "device", [per.n.desc(), per.device]).rename(preferred_device="device")
 
 
-def _best_time(ev: ir.Table, zones: ir.Table, d: _Dialect) -> ir.Table:
+def _best_time(ev: ir.Table, zones: ir.Table, d: Dialect) -> ir.Table:
     # Every join and grouping here is on whole numbers: zones are numbered, and the zone's name is
     # read once per (zone, quarter hour) below.
     names = zones.select("tz").distinct()
@@ -446,7 +453,7 @@ def _contact_frequency(ev: ir.Table) -> ir.Table:
     return gaps.group_by("person_id").aggregate(contact_every_days=gaps.gap.median().cast("float64"))
 
 
-def _products(ev: ir.Table, d: _Dialect) -> list[ir.Table]:
+def _products(ev: ir.Table, d: Dialect) -> list[ir.Table]:
     orders = ev.filter(ev.is_order)
     lines = orders.select("person_id", "timestamp", item=d.products(orders.products).unnest())
     bought = lines.select("person_id", "timestamp", product_id=lines.item.product_id, name=lines.item["name"],
@@ -484,7 +491,7 @@ def _promotion(ev: ir.Table) -> ir.Table:
     return best.rename(responsive_promotion="promotion")
 
 
-def _custom_traits(ev: ir.Table, traits: Sequence[TraitSpec], now: datetime, d: _Dialect) -> ir.Table | None:
+def _custom_traits(ev: ir.Table, traits: Sequence[TraitSpec], now: datetime, d: Dialect) -> ir.Table | None:
     """The declared custom traits, one aggregate column each, per person."""
     if not traits:
         return None
@@ -501,7 +508,7 @@ def _trait_columns(traits: Sequence[TraitSpec]) -> list[str]:
     return columns
 
 
-def _trait_aggregate(ev: ir.Table, t: TraitSpec, now: datetime, d: _Dialect) -> ir.Value:
+def _trait_aggregate(ev: ir.Table, t: TraitSpec, now: datetime, d: Dialect) -> ir.Value:
     mask: ir.BooleanValue = ibis.literal(True)
     if t.events:
         mask &= ev.event.isin(t.events)
@@ -563,7 +570,7 @@ def _rfm(orders: ir.Table) -> ir.Table:
 def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits: Sequence[TraitSpec] = (),
                   engine: str = "duckdb") -> ir.Table:
     """One row per person of `identities`, from their events up to `now`; see docs/profiles.md for the columns."""
-    d = _Dialect(engine)
+    d = Dialect(engine)
     # Every step groups and joins by person: on a whole number (numbered in person_id order), not on the
     # id's text, which `resolve` makes 16 characters long (longer than DuckDB keeps inline). The text comes back at the end.
     persons = identities.select("person_id").distinct()
@@ -646,7 +653,8 @@ def with_clv(table: pa.Table, now: datetime) -> pa.Table:
     from omniweave.core import clv
 
     n = table.num_rows
-    empty = {name: np.full(n, np.nan) for name in ("p_alive", "expected_orders_12m", "clv_12m")}
+    # NaN until predicted, written as NULL
+    predicted = {name: np.full(n, np.nan) for name in ("p_alive", "expected_orders_12m", "clv_12m")}
     days = np.asarray(table.column("purchase_days").to_numpy(zero_copy_only=False), dtype=float)
     buyer = np.nan_to_num(days) > 0
 
@@ -662,16 +670,16 @@ def with_clv(table: pa.Table, now: datetime) -> pa.Table:
                                      dtype=float)[buyer])
     if int((frequency > 0).sum()) >= CLV_MIN_REPEAT_BUYERS:
         purchases = clv.fit_bgnbd(frequency, recency, age)
-        empty["p_alive"][buyer] = clv.probability_alive(purchases, frequency, recency, age)
-        empty["expected_orders_12m"][buyer] = clv.expected_purchases(purchases, CLV_HORIZON_DAYS, frequency, recency,
+        predicted["p_alive"][buyer] = clv.probability_alive(purchases, frequency, recency, age)
+        predicted["expected_orders_12m"][buyer] = clv.expected_purchases(purchases, CLV_HORIZON_DAYS, frequency, recency,
                                                                      age)
         valued = (frequency > 0) & (value > 0)
         if int(valued.sum()) >= CLV_MIN_REPEAT_BUYERS:
             spend = clv.fit_gamma_gamma(frequency[valued], value[valued])
             known = np.where(value > 0, frequency, 0.0)
-            empty["clv_12m"][buyer] = clv.customer_lifetime_value(purchases, spend, known, recency, age, value,
+            predicted["clv_12m"][buyer] = clv.customer_lifetime_value(purchases, spend, known, recency, age, value,
                                                                   horizon=CLV_HORIZON_DAYS)
-    for name, values in empty.items():
+    for name, values in predicted.items():
         table = table.append_column(name, pa.array(np.round(values, 6), pa.float64(), mask=np.isnan(values)))
     return table
 

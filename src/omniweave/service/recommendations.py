@@ -20,7 +20,7 @@ import ibis.expr.types as ir
 
 from omniweave.core import spec
 from omniweave.errors import InputError
-from omniweave.service.profiles import _Dialect, _ranked_list, to_arrow, with_person, write_dataset
+from omniweave.service.profiles import Dialect, _ranked_list, to_arrow, with_person, write_dataset
 from omniweave.service.runtime import Runtime
 
 NEIGHBOURS = 20
@@ -39,7 +39,7 @@ def recommendations_expr(events: ir.Table, identities: ir.Table, *, now: datetim
     """(person_id, recommended_products) for every buyer with at least one recommendation."""
     if neighbours < 1 or top_n < 1:
         raise InputError(f"got neighbours={neighbours}, top_n={top_n}; expected whole numbers >= 1", field="top_n")
-    d = _Dialect(engine)
+    d = Dialect(engine)
     orders = events.filter(events.event == spec.ORDER_COMPLETED)
     if now is not None:
         orders = orders.filter(orders.timestamp <= ibis.literal(now, dt.Timestamp(timezone="UTC")))
