@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-FORMAT_VERSION = 3  # bump when the generator changes, so that cached logs are regenerated
+FORMAT_VERSION = 4  # bump when the generator changes, so that cached logs are regenerated
 START = np.datetime64("2025-07-01T00:00:00", "us")
 DAYS = 365
 CHUNK_EVENTS = 1_000_000

@@ -8,9 +8,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from omniweave.adapters.eventlog import CONTEXT_COLUMNS, events_to_table, with_context_columns
+from omniweave.adapters.eventlog import FLAT_COLUMNS, PROPERTY_COLUMNS, events_to_table, with_flat_columns
 from omniweave.core import spec
-from omniweave.core.events import context_columns, normalize_event
+from omniweave.core.events import context_columns, normalize_event, property_columns
 from omniweave.core.traits import parse_trait_specs
 from omniweave.errors import InputError
 from omniweave.service.profiles import build_profiles, profiles_expr, to_arrow, write_identities
@@ -141,7 +141,7 @@ def seed_half_old(runtime) -> None:
     table = events_to_table(world_events(), "test")
     odd = pc.equal(pc.bit_wise_and(pa.array(range(table.num_rows)), 1), 1)
     runtime.log.append("events", table.filter(pc.invert(odd)), "new")
-    old = table.filter(odd).drop_columns(list(CONTEXT_COLUMNS))
+    old = table.filter(odd).drop_columns(list(FLAT_COLUMNS))
     days = pc.cast(old.column("timestamp"), pa.date32())
     for day in pc.unique(days).to_pylist():
         folder = f"{runtime.log.dataset_path('events')}/date={day.isoformat()}"
@@ -304,8 +304,8 @@ def test_log_files_from_before_the_flat_context_columns_give_the_same_profiles(r
 
 def test_context_columns_are_filled_on_the_way_into_the_log():
     table = events_to_table(world_events(), "test")
-    dropped = table.drop_columns(list(CONTEXT_COLUMNS))
-    assert with_context_columns(dropped).select(list(CONTEXT_COLUMNS)) == table.select(list(CONTEXT_COLUMNS))
+    dropped = table.drop_columns(list(FLAT_COLUMNS))
+    assert with_flat_columns(dropped).select(list(FLAT_COLUMNS)) == table.select(list(FLAT_COLUMNS))
     assert context_columns({"timezone": "Asia/Tokyo", "device": {"type": "iOS"}}) == ("Asia/Tokyo", "mobile", "")
     assert context_columns({"userAgent": "Mozilla/5.0 (iPad; CPU OS 17_5)"})[1] == "tablet"
     assert context_columns({"userAgent": "Mozilla/5.0 (Windows NT 10.0)"})[1] == "desktop"
@@ -313,7 +313,35 @@ def test_context_columns_are_filled_on_the_way_into_the_log():
         "", "", '{"Advertising":true}')
     assert context_columns(None) == context_columns({"timezone": 3, "consent": []}) == ("", "", "")
     broken = pa.table({"context": ['{"timezone": "Europe/Paris"', None, '{"timezone":"UTC"}']})
-    assert with_context_columns(broken).column("context_timezone").to_pylist() == ["", "", "UTC"]
+    assert with_flat_columns(broken).column("context_timezone").to_pylist() == ["", "", "UTC"]
+
+
+def test_property_columns_are_filled_on_the_way_into_the_log(runtime):
+    from pathlib import Path
+
+    import orjson
+
+    from omniweave.service.imports import import_file
+
+    assert property_columns({"revenue": 12.5, "total": None, "products": [{"product_id": "A", "price": 2}],
+                             "promotion": "coupon", "campaign_id": 7, "category": True}) == (
+        "12.5", "", '[{"product_id":"A","price":2}]', "coupon", "", "", "7", "", "true")
+    assert property_columns(None) == property_columns([1]) == ("",) * len(PROPERTY_COLUMNS)
+    # a document that is not JSON, a NULL, and a good one, read by DuckDB: the same texts as a parsed event gives
+    broken = pa.table({"properties": ['{"revenue": 3', None, '{"revenue":3.50,"category":"shoes","total":1e2}']})
+    filled = with_flat_columns(broken)
+    assert [filled.column(c).to_pylist() for c in ("properties_revenue", "properties_category")] == [
+        ["", "", "3.5"], ["", "", "shoes"]]
+    assert float(filled.column("properties_total")[2].as_py()) == 100.0
+    # an import (SQL) fills them as the collector's events_to_table would from the same properties
+    import_file(runtime, "till", Path(__file__).parent / "data" / "importers" / "till.csv")
+    events = runtime.warehouse().table("events").to_pyarrow()
+    assert events.num_rows > 0
+    for row in events.select(["properties", *PROPERTY_COLUMNS]).to_pylist():
+        expected = property_columns(orjson.loads(row["properties"]))
+        got = tuple(row[c] for c in PROPERTY_COLUMNS)
+        assert [float(x) for x in got[:2] if x] == [float(x) for x in expected[:2] if x]
+        assert got[2:] == expected[2:] or orjson.loads(got[2] or "null") == orjson.loads(expected[2] or "null")
 
 
 def test_duckdb_and_spark_build_identical_profiles(runtime, spark_session):

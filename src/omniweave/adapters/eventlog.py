@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from omniweave.core.events import context_columns, infer_channel
+from omniweave.core.events import PROPERTY_KEYS, context_columns, infer_channel, property_columns
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -50,14 +50,21 @@ EVENT_SCHEMA = pa.schema(
         ("context_timezone", pa.string()),
         ("context_device", pa.string()),
         ("context_consent", pa.string()),  # JSON of context.consent.categoryPreferences
+        # flat copies of the e-commerce and promotion properties profiles read (core.events.property_columns),
+        # on the same terms: the value's text, "" when absent, NULL only in files from before they existed
+        *((f"properties_{key}", pa.string()) for key in PROPERTY_KEYS),
     ]
 )
 """Columns of the `events` table. `date` (the UTC day of `timestamp`) is the partition column.
 
-Like a warehouse loader (Segment's `context_*` columns), the log keeps a few fields of `context` as
-columns of their own, filled on the way in, so that reading them does not parse every event's JSON."""
+Like a warehouse loader (Segment's `context_*` columns and property columns), the log keeps a few fields
+of `context` and of `properties` as columns of their own, filled on the way in, so that reading them
+does not parse every event's JSON."""
 
 CONTEXT_COLUMNS = ("context_timezone", "context_device", "context_consent")
+PROPERTY_COLUMNS = tuple(f"properties_{key}" for key in PROPERTY_KEYS)
+FLAT_COLUMNS = CONTEXT_COLUMNS + PROPERTY_COLUMNS
+"""Every column the log fills from an event's JSON on the way in (`with_flat_columns`)."""
 
 SPEND_SCHEMA = pa.schema(
     [
@@ -117,6 +124,8 @@ def events_to_table(events: Iterable[dict[str, Any]], source: str) -> pa.Table:
         cols["context_timezone"].append(zone)
         cols["context_device"].append(device)
         cols["context_consent"].append(consent)
+        for name, value in zip(PROPERTY_COLUMNS, property_columns(e.get("properties")), strict=True):
+            cols[name].append(value)
     arrays = []
     for fld in EVENT_SCHEMA:
         values = cols[fld.name]
@@ -130,7 +139,12 @@ def events_to_table(events: Iterable[dict[str, Any]], source: str) -> pa.Table:
 _CONTEXT_KEYS = ('"timezone"', '"userAgent"', '"device"', '"consent"')
 
 
-def with_context_columns(table: pa.Table) -> pa.Table:
+def with_flat_columns(table: pa.Table) -> pa.Table:
+    """`table` (events) with FLAT_COLUMNS filled from its `context` and `properties` JSON where it lacks them."""
+    return _with_property_columns(_with_context_columns(table))
+
+
+def _with_context_columns(table: pa.Table) -> pa.Table:
     """`table` (events) with CONTEXT_COLUMNS filled from its `context` JSON where it lacks them.
 
     Only contexts that mention one of the keys are parsed; the others get "" without a parse.
@@ -162,6 +176,36 @@ def with_context_columns(table: pa.Table) -> pa.Table:
     return table
 
 
+def _with_property_columns(table: pa.Table) -> pa.Table:
+    """`table` (events) with PROPERTY_COLUMNS filled from its `properties` JSON where it lacks them.
+
+    The documents are read by DuckDB, vectorised (a JSON value's text, as `property_columns` gives it for
+    a parsed event); a document that is not JSON gives "" everywhere.
+    """
+    missing = [name for name in PROPERTY_COLUMNS if name not in table.column_names]
+    if not missing or "properties" not in table.column_names:
+        return table
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.register("docs", table.select(["properties"]))
+        found = con.sql(f"SELECT {property_columns_sql('properties')} FROM docs").to_arrow_table()
+    finally:
+        con.close()
+    for name in missing:
+        table = table.append_column(name, found.column(name).cast(pa.string()))
+    return table
+
+
+def property_columns_sql(doc: str) -> str:
+    """DuckDB SQL for PROPERTY_COLUMNS read from the JSON text column `doc` ("" where absent or not JSON), for
+    writers that build events in SQL (the importers) and `with_flat_columns`."""
+    paths = ", ".join(f"'$.{key}'" for key in PROPERTY_KEYS)
+    values = f"(CASE WHEN json_valid({doc}) THEN json_extract_string({doc}, [{paths}]) END)"
+    return ", ".join(f"coalesce({values}[{i + 1}], '') AS {name}" for i, name in enumerate(PROPERTY_COLUMNS))
+
+
 def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -190,18 +234,18 @@ class EventLog:
         return sorted(p for p in self.fs.find(path) if p.endswith(".parquet"))
 
     def upgrade_events(self) -> list[str]:
-        """Give every `events` file written before the log kept CONTEXT_COLUMNS those columns; returns the files
+        """Give every `events` file written before the log kept FLAT_COLUMNS those columns; returns the files
         rewritten. Each is replaced whole by a rename, with every row and column it had; a file that already has
         the columns is only looked at (its footer)."""
         upgraded = []
         for path in self.files("events"):
             with self.fs.open(path, "rb") as fh:
                 names = pq.read_schema(fh).names
-            if all(c in names for c in CONTEXT_COLUMNS):
+            if all(c in names for c in FLAT_COLUMNS):
                 continue
             with self.fs.open(path, "rb") as fh:
                 table = pq.read_table(fh)
-            self._replace(path, with_context_columns(table.drop_columns([c for c in CONTEXT_COLUMNS if c in names])))
+            self._replace(path, with_flat_columns(table))
             upgraded.append(path)
         return upgraded
 
@@ -221,7 +265,7 @@ class EventLog:
         if table.num_rows == 0:
             return []
         if dataset == "events":
-            table = with_context_columns(table)
+            table = with_flat_columns(table)
         column = table.column(date_column)
         days = column if pa.types.is_date(column.type) else pc.cast(column, pa.date32())
         written = []

@@ -299,6 +299,32 @@ def context_columns(context: Any) -> tuple[str, str, str]:
             orjson.dumps(chosen).decode() if isinstance(chosen, dict) else "")
 
 
+PROPERTY_KEYS = ("revenue", "total", "products", "promotion", "issued_channel", "redeemed_channel", "campaign_id",
+                 "product_id", "category")
+"""The `properties` the event log also keeps as columns of their own (`properties_<key>`): the e-commerce and
+promotion fields every profile build reads (Segment's e-commerce spec names)."""
+
+
+def property_columns(properties: Any) -> tuple[str, ...]:
+    """The event log's flat copies of PROPERTY_KEYS from an event's `properties`: the text of each value as
+    JSON reads it (a string as it is, a number or true/false as written, an object or array as its JSON),
+    "" when absent or null (never None: a NULL in the log means a row written before these columns)."""
+    if not isinstance(properties, dict):
+        return ("",) * len(PROPERTY_KEYS)
+    return tuple(_json_text(properties.get(key)) for key in PROPERTY_KEYS)
+
+
+def _json_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # not a JSON value (normalised events never hold one)
+        return str(value)
+
+
 def deterministic_message_id(source: str, *key_parts: Any) -> str:
     """A messageId that is the same every time the same record of the same source is imported."""
     digest = hashlib.sha256("\x1f".join([source, *map(str, key_parts)]).encode()).hexdigest()

@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from omniweave.adapters.eventlog import EVENT_SCHEMA, SPEND_SCHEMA, EventLog, with_context_columns
+from omniweave.adapters.eventlog import EVENT_SCHEMA, SPEND_SCHEMA, EventLog, with_flat_columns
 from omniweave.errors import InputError
 from omniweave.importers import sql
 from omniweave.importers.mapping import Mapping
@@ -256,7 +256,7 @@ def _finish(mapping: Mapping, path: Path, source: SourceFile, plan: MappingSQL, 
     if n_good < out.num_rows:
         out = out.filter(good)
     if dataset == "events":
-        out = with_context_columns(out)
+        out = with_flat_columns(out)
     table = out.select(schema.names).cast(schema)
     summary.records_written = table.num_rows
     return Prepared(table, dataset, batch_name(mapping.kind, table, schema.names[0]), summary)

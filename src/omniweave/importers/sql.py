@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from omniweave import __version__
+from omniweave.adapters.eventlog import property_columns_sql
 from omniweave.importers.mapping import Column, Mapping, Value
 
 LIBRARY = {"name": "omniweave-importer", "version": __version__}
@@ -408,8 +409,11 @@ class MappingSQL:
         __rows (file rows in it), __bad (some row is bad) and __key (the record key)."""
         body = self._event_select() if self.m.target == "events" else self._spend_select()
         key = f"{self._joined(chr(31))} AS __key"
-        return (f"WITH {self._typed(numbered=False)},\n{self._grouped()}\n"
-                f"SELECT {', '.join(body)}, __rows, __bad, {key} FROM grouped")
+        query = (f"WITH {self._typed(numbered=False)},\n{self._grouped()}\n"
+                 f"SELECT {', '.join(body)}, __rows, __bad, {key} FROM grouped")
+        if self.m.target == "events":  # the log's flat copies of properties, read here, vectorised
+            query = f"SELECT *, {property_columns_sql('properties')} FROM ({query})"
+        return query
 
     def errors_query(self, with_keys: bool) -> tuple[str, list[tuple[int, str]]]:
         """Bad rows (and, with `with_keys`, every row whose key is in the list parameter $1), with

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from omniweave.adapters.eventlog import CONTEXT_COLUMNS
+from omniweave.adapters.eventlog import FLAT_COLUMNS
 from omniweave.core import spec
 from omniweave.core.traits import TraitSpec, parse_trait_specs
 from omniweave.errors import ConfigError, InputError
@@ -198,15 +198,15 @@ def _engagement_kind(events: ir.Table) -> ir.StringValue:
     )
 
 
-def _flat_context(ev: ir.Table) -> ir.Table:
-    """`ev` plus `_timezone`, `_device`, `_consent`: the log's flat copies of `context` (adapters.eventlog), with ""
-    read as NULL. `build_profiles` first upgrades files written before the log kept them (EventLog.upgrade_events)."""
-    missing = [name for name in CONTEXT_COLUMNS if name not in ev.columns]
+def _flat_columns(ev: ir.Table) -> ir.Table:
+    """`ev` plus `_timezone`, `_device`, `_consent` and `_<key>` for each of core.events.PROPERTY_KEYS: the log's
+    flat copies of `context` and `properties` (adapters.eventlog.FLAT_COLUMNS), with "" read as NULL.
+    `build_profiles` first upgrades files written before the log kept them (EventLog.upgrade_events)."""
+    missing = [name for name in FLAT_COLUMNS if name not in ev.columns]
     if missing:
         raise InputError(f"the events table lacks columns {missing}: upgrade the event log first "
                          "(EventLog.upgrade_events, which build_profiles runs)", field="events")
-    return ev.mutate(_timezone=ev.context_timezone.nullif(""), _device=ev.context_device.nullif(""),
-                     _consent=ev.context_consent.nullif(""))
+    return ev.mutate(**{"_" + name.split("_", 1)[1]: ev[name].nullif("") for name in FLAT_COLUMNS})
 
 
 def with_person(events: ir.Table, identities: ir.Table, *, keep_unknown: bool = False) -> ir.Table:
@@ -235,7 +235,7 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: Dial
     further columns of `events` to keep as they are (those custom traits use, `properties` included).
     """
     ev = with_person(events.filter(events.timestamp <= ibis.literal(now, dt.Timestamp(timezone="UTC"))), identities)
-    ev = _flat_context(ev)
+    ev = _flat_columns(ev)
     none = ibis.null("string")
     is_order = ev.event == spec.ORDER_COMPLETED
     kind = _engagement_kind(ev)
@@ -243,17 +243,13 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: Dial
     promoted = exposure | ev.event.isin(PROMOTION_RESPONSES)
     viewed = ev.event == spec.PRODUCT_VIEWED
     coupon = ev.event == spec.COUPON_APPLIED
-    # one parse of `properties` for every field read from it, on the events that read one
-    ev = d.with_json_fields(ev, "properties", {
-        "_revenue": "revenue", "_total": "total", "_products": "products", "_promotion": "promotion",
-        "_issued": "issued_channel", "_redeemed": "redeemed_channel", "_campaign": "campaign_id",
-        "_product": "product_id", "_category": "category"}, where=is_order | promoted | coupon | viewed)
     promotion = ibis.coalesce(
         ibis.cases((promoted, ev._promotion), else_=none),
         ibis.cases((coupon, "coupon"), (ev.event == spec.EVENT_ATTENDED, "event"), else_=ibis.null()),
     )
     # a coupon redemption answers the channel that issued the coupon
-    engaged_channel = ibis.cases((coupon, ibis.coalesce(ev._issued, ev._redeemed, ev.channel)), else_=ev.channel)
+    engaged_channel = ibis.cases((coupon, ibis.coalesce(ev._issued_channel, ev._redeemed_channel, ev.channel)),
+                                 else_=ev.channel)
     stated = ev.traits.notnull() & (ev.traits != "{}")
     base = ["person_id", "channel", "timestamp", "user_id"]
     return ev.select(
@@ -274,8 +270,8 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: Dial
         promotion=promotion,
         # a send of a campaign counts once per campaign; one without a campaign id is one exposure of its own
         is_exposure=exposure,
-        campaign_id=ibis.cases((exposure, ev._campaign), else_=none),
-        product_id=ibis.cases((viewed, ev._product), else_=none),
+        campaign_id=ibis.cases((exposure, ev._campaign_id), else_=none),
+        product_id=ibis.cases((viewed, ev._product_id), else_=none),
         category=ibis.cases((viewed, ev._category), else_=none),
         traits=ibis.cases((stated, ev.traits), else_=none),
         consent=ev._consent,
