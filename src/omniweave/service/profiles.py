@@ -186,16 +186,45 @@ def _ranked_list(table: ir.Table, key: str, value: str, score: Sequence[Any], n:
     return grouped.select(key, **{name: grouped._items.sort().map(lambda s: s.v)})
 
 
-def _engagement_kind(events: ir.Table) -> ir.StringValue:
-    return (
-        ibis.cases(
-            (events.event.isin(PURCHASES), "purchase"),
-            (events.event.isin(CLICKS), "click"),
-            (events.event.isin(OPENS), "open"),
-            (events.event.isin(VISITS) | events.type.isin(("page", "screen")), "visit"),
-            else_=ibis.null(),
-        )
-    )
+# What an event is to a profile, one small number per event (the per-event table's `code`): every flag
+# and the engagement kind below are read from it, so the table keeps one byte instead of five columns.
+OTHER, OPEN, CLICK, CLICK_RESPONSE, VISIT, VISIT_RESPONSE, PURCHASE, EXPOSURE, UNSUBSCRIBE = range(9)
+ENGAGEMENT_CODES = {"open": (OPEN,), "click": (CLICK, CLICK_RESPONSE), "visit": (VISIT, VISIT_RESPONSE),
+                    "purchase": (PURCHASE,)}
+RESPONSE_CODES = (CLICK_RESPONSE, VISIT_RESPONSE)
+
+
+def _event_code(events: ir.Table) -> ir.IntegerValue:
+    """The class of each event (OTHER...UNSUBSCRIBE): an engagement (purchase, click, open, visit, in that
+    order of precedence; a page or screen call is a visit), else a promotion exposure, else an unsubscribe."""
+    response = events.event.isin(PROMOTION_RESPONSES)
+    return ibis.cases(
+        (events.event.isin(PURCHASES), PURCHASE),
+        (events.event.isin(CLICKS), ibis.cases((response, CLICK_RESPONSE), else_=CLICK)),
+        (events.event.isin(OPENS), OPEN),
+        (events.event.isin(VISITS) | events.type.isin(("page", "screen")),
+         ibis.cases((response, VISIT_RESPONSE), else_=VISIT)),
+        (events.event.isin(PROMOTION_EXPOSURES), EXPOSURE),
+        (events.event == spec.UNSUBSCRIBED, UNSUBSCRIBE),
+        else_=OTHER,
+    ).cast("int8")
+
+
+def _engaged(ev: ir.Table) -> ir.BooleanValue:
+    return ev.code.between(OPEN, PURCHASE)
+
+
+def _is(ev: ir.Table, *codes: int) -> ir.BooleanValue:
+    return ev.code.isin(codes) if len(codes) > 1 else ev.code == codes[0]
+
+
+def _epoch_day(ev: ir.Table, d: Dialect) -> ir.IntegerValue:
+    return (d.epoch_seconds(ev.timestamp) // 86400).cast("int64")
+
+
+def _engaged_channel(ev: ir.Table) -> ir.StringValue:
+    """The channel an engagement answers: a coupon redemption's issuing channel, else the event's own."""
+    return ibis.coalesce(ev.coupon_channel, ev.channel, ibis.literal("unknown"))
 
 
 def _flat_columns(ev: ir.Table) -> ir.Table:
@@ -237,39 +266,32 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: Dial
     ev = with_person(events.filter(events.timestamp <= ibis.literal(now, dt.Timestamp(timezone="UTC"))), identities)
     ev = _flat_columns(ev)
     none = ibis.null("string")
-    is_order = ev.event == spec.ORDER_COMPLETED
-    kind = _engagement_kind(ev)
-    exposure = ev.event.isin(PROMOTION_EXPOSURES)
-    promoted = exposure | ev.event.isin(PROMOTION_RESPONSES)
+    ev = ev.mutate(code=_event_code(ev))
+    is_order = ev.code == PURCHASE
+    engaged = _engaged(ev)
+    exposure = ev.code == EXPOSURE
+    promoted = ev.code.isin((EXPOSURE, *RESPONSE_CODES))
     viewed = ev.event == spec.PRODUCT_VIEWED
     coupon = ev.event == spec.COUPON_APPLIED
     promotion = ibis.coalesce(
         ibis.cases((promoted, ev._promotion), else_=none),
         ibis.cases((coupon, "coupon"), (ev.event == spec.EVENT_ATTENDED, "event"), else_=ibis.null()),
     )
-    # a coupon redemption answers the channel that issued the coupon
-    engaged_channel = ibis.cases((coupon, ibis.coalesce(ev._issued_channel, ev._redeemed_channel, ev.channel)),
-                                 else_=ev.channel)
     stated = ev.traits.notnull() & (ev.traits != "{}")
-    base = ["person_id", "channel", "timestamp", "user_id"]
+    base = ["person_id", "channel", "timestamp", "user_id", "code"]
     return ev.select(
         *base, *(c for c in dict.fromkeys(columns) if c not in base),
-        epoch_day=(d.epoch_seconds(ev.timestamp) // 86400).cast("int64"),
-        is_order=is_order,
-        is_response=ev.event.isin(PROMOTION_RESPONSES),
-        is_unsubscribe=ev.event == spec.UNSUBSCRIBED,
         revenue=ibis.cases(
             (is_order, order_value(ev._revenue, ev._total)),
             else_=ibis.literal(0.0),
         ),
         products=ibis.cases((is_order, ev._products), else_=none),
-        engagement=kind,
-        engaged_channel=engaged_channel.fill_null("unknown"),
-        device=ibis.cases((kind.notnull(), ev._device), else_=none),  # engagements use it
+        # a coupon redemption answers the channel that issued the coupon (_engaged_channel)
+        coupon_channel=ibis.cases((coupon, ibis.coalesce(ev._issued_channel, ev._redeemed_channel)), else_=none),
+        device=ibis.cases((engaged, ev._device), else_=none),  # engagements use it
         timezone=ev._timezone,
         promotion=promotion,
         # a send of a campaign counts once per campaign; one without a campaign id is one exposure of its own
-        is_exposure=exposure,
         campaign_id=ibis.cases((exposure, ev._campaign_id), else_=none),
         product_id=ibis.cases((viewed, ev._product_id), else_=none),
         category=ibis.cases((viewed, ev._category), else_=none),
@@ -279,9 +301,11 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: Dial
 
 
 def _identifiers(identities: ir.Table) -> ir.Table:
+    """Per person (numbered): `_person`, the person's id (text), and their identifiers by kind."""
     ids = identities
     lists = {f"{kind}s": ids.value.collect(where=ids.kind == kind, distinct=True).sort() for kind in IDENTIFIER_KINDS}
     return ids.group_by("person_id").aggregate(
+        _person=ids._person.arbitrary(),  # one text per number
         **lists,
         anonymous_id_count=ids.value.nunique(where=ids.kind == "anonymous_id"),
         identifier_count=ids.value.nunique(),
@@ -294,7 +318,7 @@ def _latest(ev: ir.Table, value: ir.Value) -> ir.Value:
     return value.argmax(ev.timestamp, where=value.notnull())
 
 
-def _activity(ev: ir.Table) -> tuple[ir.Table, ir.Table]:
+def _activity(ev: ir.Table, d: Dialect) -> tuple[ir.Table, ir.Table]:
     """(activity, orders) per person: when seen, how much, latest user id and time zone, touches per channel; and
     their orders and revenue online and in store.
 
@@ -316,7 +340,8 @@ def _activity(ev: ir.Table) -> tuple[ir.Table, ir.Table]:
     )
     touches = grouped._t.sort()  # by channel first: the channels come out sorted and distinct
     activity = grouped.mutate(channels=touches.map(lambda t: t.channel), last_touch=touches).drop("_t")
-    bought = ev.filter(ev.is_order)
+    bought = ev.filter(ev.code == PURCHASE)
+    bought = bought.mutate(epoch_day=_epoch_day(bought, d))
     store = bought.channel == "store"
     orders = bought.group_by("person_id").aggregate(
         orders=bought.count(),
@@ -359,9 +384,10 @@ def _stated(ev: ir.Table, d: Dialect) -> ir.Table:
     object on every page view, so events that carry nothing else count once per person and object
     (at its latest time): the same latest values, from far fewer JSON documents.
     """
+    ev = ev.mutate(is_unsubscribe=ev.code == UNSUBSCRIBE)
     cols = ["person_id", "timestamp", "channel", "is_unsubscribe", "traits", "consent"]
     said = ev.filter(ev.traits.notnull() | ev.is_unsubscribe).select(*cols)
-    only_consent = ev.filter(ev.consent.notnull() & ev.traits.isnull() & ~ev.is_unsubscribe.fill_null(False))
+    only_consent = ev.filter(ev.consent.notnull() & ev.traits.isnull() & ~ev.is_unsubscribe)
     docs = only_consent.group_by(["person_id", "consent"]).aggregate(timestamp=only_consent.timestamp.max())
     said = said.union(docs.select("person_id", "timestamp", channel=ibis.null("string"),
                                   is_unsubscribe=ibis.literal(False), traits=ibis.null("string"), consent=docs.consent))
@@ -388,14 +414,16 @@ def _stated(ev: ir.Table, d: Dialect) -> ir.Table:
     return said.group_by("person_id").aggregate(**{name: _latest(said, v) for name, v in values.items()})
 
 
-def _preferred_channel(ev: ir.Table) -> ir.Table:
-    engaged = ev.filter(ev.engagement.notnull())
+def _preferred_channel(ev: ir.Table, d: Dialect) -> ir.Table:
+    engaged = ev.filter(_engaged(ev))
+    engaged = engaged.select("person_id", "code", engaged_channel=_engaged_channel(engaged),
+                             epoch_day=_epoch_day(engaged, d))
     w = ENGAGEMENT_WEIGHTS
     per = engaged.group_by(["person_id", "engaged_channel"]).aggregate(
-        opens=(engaged.engagement == "open").sum(),
-        clicks=(engaged.engagement == "click").sum(),
-        visit_days=engaged.epoch_day.nunique(where=engaged.engagement == "visit"),
-        purchases=(engaged.engagement == "purchase").sum(),
+        opens=_is(engaged, *ENGAGEMENT_CODES["open"]).sum(),
+        clicks=_is(engaged, *ENGAGEMENT_CODES["click"]).sum(),
+        visit_days=engaged.epoch_day.nunique(where=_is(engaged, *ENGAGEMENT_CODES["visit"])),
+        purchases=_is(engaged, *ENGAGEMENT_CODES["purchase"]).sum(),
     )
     per = per.mutate(score=(per.opens * w["open"] + per.clicks * w["click"] + per.visit_days * w["visit"]
                             + per.purchases * w["purchase"]).cast("int64"))
@@ -408,7 +436,7 @@ def _preferred_channel(ev: ir.Table) -> ir.Table:
 
 
 def _preferred_device(ev: ir.Table) -> ir.Table:
-    dev = ev.filter(ev.engagement.notnull() & ev.device.notnull())
+    dev = ev.filter(ev.device.notnull())  # set on engagements only
     per = dev.group_by(["person_id", "device"]).aggregate(n=dev.count())
     return _first_by(per, ["person_id"], "device", [per.n.desc(), per.device]).rename(preferred_device="device")
 
@@ -419,7 +447,7 @@ def _best_time(ev: ir.Table, zones: ir.Table, d: Dialect) -> ir.Table:
     names = zones.select("tz").distinct()
     names = names.select("tz", zone=ibis.row_number().over(order_by=names.tz))
     zones = zones.join(names, "tz").select("person_id", "zone")
-    engaged = ev.filter(ev.engagement.notnull()).select("person_id", "timestamp")
+    engaged = ev.filter(_engaged(ev)).select("person_id", "timestamp")
     engaged = engaged.join(zones, "person_id")
     # Time-zone conversion is the costliest step per row, so it runs once per (zone, quarter hour of
     # UTC) instead of once per engagement: every zone's offset is a whole number of quarter hours
@@ -440,9 +468,10 @@ def _best_time(ev: ir.Table, zones: ir.Table, d: Dialect) -> ir.Table:
     return best_hour.join(best_day, "person_id")
 
 
-def _contact_frequency(ev: ir.Table) -> ir.Table:
+def _contact_frequency(ev: ir.Table, d: Dialect) -> ir.Table:
     """Median days between consecutive days with an engagement (exact, the same on every engine)."""
-    days = ev.filter(ev.engagement.notnull()).select("person_id", "epoch_day").distinct()
+    engaged = ev.filter(_engaged(ev))
+    days = engaged.select("person_id", epoch_day=_epoch_day(engaged, d)).distinct()
     gaps = days.mutate(gap=days.epoch_day - days.epoch_day.lag().over(group_by="person_id", order_by="epoch_day"))
     gaps = gaps.filter(gaps.gap.notnull())
     # an exact median: DuckDB's quantile_cont and Spark's percentile both take the mean of the two middle gaps
@@ -450,7 +479,7 @@ def _contact_frequency(ev: ir.Table) -> ir.Table:
 
 
 def _products(ev: ir.Table, d: Dialect) -> list[ir.Table]:
-    orders = ev.filter(ev.is_order)
+    orders = ev.filter(ev.code == PURCHASE)
     lines = orders.select("person_id", "timestamp", item=d.products(orders.products).unnest())
     bought = lines.select("person_id", "timestamp", product_id=lines.item.product_id, name=lines.item["name"],
                           category=lines.item.category, units=lines.item.quantity.fill_null(1.0))
@@ -478,8 +507,8 @@ def _products(ev: ir.Table, d: Dialect) -> list[ir.Table]:
 def _promotion(ev: ir.Table) -> ir.Table:
     promo = ev.filter(ev.promotion.isin(PROMOTION_TYPES))
     per = promo.group_by(["person_id", "promotion"]).aggregate(
-        exposures=promo.campaign_id.nunique() + (promo.is_exposure & promo.campaign_id.isnull()).sum(),
-        responses=promo.is_response.sum().cast("int64"),
+        exposures=promo.campaign_id.nunique() + ((promo.code == EXPOSURE) & promo.campaign_id.isnull()).sum(),
+        responses=_is(promo, *RESPONSE_CODES).sum().cast("int64"),
     )
     per = per.filter(per.responses > 0)
     per = per.mutate(rate=per.responses.cast("float64") / ibis.greatest(per.exposures, per.responses).cast("float64"))
@@ -572,13 +601,13 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
     persons = identities.select("person_id").distinct()
     persons = persons.select(_person=persons.person_id, _number=ibis.row_number().over(order_by=persons.person_id))
     identities = identities.join(persons, identities.person_id == persons._person).select(
-        "kind", "value", person_id=persons._number)
+        "kind", "value", "_person", person_id=persons._number)
     ev = person_events(events, identities, now, d, _trait_columns(traits)).cache()
-    activity, orders = _activity(ev)
+    activity, orders = _activity(ev, d)
     activity = activity.cache()
     zones = activity.select("person_id", tz=activity.timezone.fill_null("UTC"))
-    parts = [orders, _stated(ev, d), _preferred_channel(ev), _preferred_device(ev), _best_time(ev, zones, d),
-             _contact_frequency(ev), *_products(ev, d), _promotion(ev)]
+    parts = [orders, _stated(ev, d), _preferred_channel(ev, d), _preferred_device(ev), _best_time(ev, zones, d),
+             _contact_frequency(ev, d), *_products(ev, d), _promotion(ev)]
     custom = _custom_traits(ev, traits, now, d)
     if custom is not None:
         parts.append(custom)
@@ -612,8 +641,7 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
     lists = {name: result[name].fill_null(ibis.literal([], result[name].type()))
              for name, typ in result.schema().items() if typ.is_array()}
     result = result.mutate(**lists)
-    result = result.join(persons, result.person_id == persons._number)
-    return result.mutate(person_id=result._person).drop("_person", "_number").order_by("person_id")
+    return result.mutate(person_id=result._person).drop("_person").order_by("person_id")
 
 
 BUILTIN_COLUMNS = frozenset({
