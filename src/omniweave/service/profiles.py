@@ -112,6 +112,10 @@ def _spark_local(ts: dt.Timestamp(timezone="UTC"), zone: str) -> dt.timestamp: .
 def _duck_epoch_us(ts: dt.Timestamp(timezone="UTC")) -> dt.int64: ...  # type: ignore[empty-body,valid-type]
 
 
+@ibis.udf.scalar.builtin(name="unix_micros")
+def _spark_epoch_us(ts: dt.Timestamp(timezone="UTC")) -> dt.int64: ...  # type: ignore[empty-body,valid-type]
+
+
 @ibis.udf.scalar.builtin(name="from_json")
 def _duck_products(doc: str, schema: str) -> _PRODUCT: ...  # type: ignore[empty-body,valid-type]
 
@@ -164,6 +168,10 @@ class Dialect:
         the session is not in UTC).
         """
         return ts.epoch_seconds() if self.spark else _duck_epoch_us(ts) // 1_000_000
+
+    def epoch_micros(self, ts: ir.TimestampValue) -> ir.IntegerValue:
+        """Microseconds since 1970-01-01 UTC (whole timestamps, to order by)."""
+        return _spark_epoch_us(ts) if self.spark else _duck_epoch_us(ts)
 
     def local_time(self, ts: ir.TimestampValue, zone: ir.StringValue) -> ir.TimestampValue:
         """The wall-clock time of the UTC instant `ts` in the IANA time zone `zone`."""
@@ -246,13 +254,14 @@ def _engaged_channel(ev: ir.Table) -> ir.StringValue:
 
 def _flat_columns(ev: ir.Table) -> ir.Table:
     """`ev` plus `_timezone`, `_device`, `_consent` and `_<key>` for each of core.events.PROPERTY_KEYS: the log's
-    flat copies of `context` and `properties` (adapters.eventlog.FLAT_COLUMNS), with "" read as NULL.
+    flat copies of `context` and `properties` (adapters.eventlog.FLAT_COLUMNS), "" where absent (`person_events`
+    reads "" as NULL where it reads a value, not on every row).
     `build_profiles` first upgrades files written before the log kept them (EventLog.upgrade_events)."""
     missing = [name for name in FLAT_COLUMNS if name not in ev.columns]
     if missing:
         raise InputError(f"the events table lacks columns {missing}: upgrade the event log first "
                          "(EventLog.upgrade_events, which build_profiles runs)", field="events")
-    return ev.mutate(**{"_" + name.split("_", 1)[1]: ev[name].nullif("") for name in FLAT_COLUMNS})
+    return ev.mutate(**{"_" + name.split("_", 1)[1]: ev[name] for name in FLAT_COLUMNS})
 
 
 def with_person(events: ir.Table, identities: ir.Table, *, keep_unknown: bool = False) -> ir.Table:
@@ -291,7 +300,7 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: Dial
     viewed = ev.event == spec.PRODUCT_VIEWED
     coupon = ev.event == spec.COUPON_APPLIED
     promotion = ibis.coalesce(
-        ibis.cases((promoted, ev._promotion), else_=none),
+        ibis.cases((promoted, ev._promotion.nullif("")), else_=none),
         ibis.cases((coupon, "coupon"), (ev.event == spec.EVENT_ATTENDED, "event"), else_=ibis.null()),
     )
     stated = ev.traits.notnull() & (ev.traits != "{}")
@@ -299,21 +308,22 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: Dial
     return ev.select(
         *base, *(c for c in dict.fromkeys(columns) if c not in base),
         revenue=ibis.cases(
-            (is_order, order_value(ev._revenue, ev._total)),
+            (is_order, order_value(ev._revenue.nullif(""), ev._total.nullif(""))),
             else_=ibis.literal(0.0),
         ),
-        products=ibis.cases((is_order, ev._products), else_=none),
+        products=ibis.cases((is_order, ev._products.nullif("")), else_=none),
         # a coupon redemption answers the channel that issued the coupon (_engaged_channel)
-        coupon_channel=ibis.cases((coupon, ibis.coalesce(ev._issued_channel, ev._redeemed_channel)), else_=none),
-        device=ibis.cases((engaged, ev._device), else_=none),  # engagements use it
-        timezone=ev._timezone,
+        coupon_channel=ibis.cases(
+            (coupon, ibis.coalesce(ev._issued_channel.nullif(""), ev._redeemed_channel.nullif(""))), else_=none),
+        device=ibis.cases((engaged, ev._device.nullif("")), else_=none),  # engagements use it
+        timezone=ev._timezone.nullif(""),
         promotion=promotion,
         # a send of a campaign counts once per campaign; one without a campaign id is one exposure of its own
-        campaign_id=ibis.cases((exposure, ev._campaign_id), else_=none),
-        product_id=ibis.cases((viewed, ev._product_id), else_=none),
-        category=ibis.cases((viewed, ev._category), else_=none),
+        campaign_id=ibis.cases((exposure, ev._campaign_id.nullif("")), else_=none),
+        product_id=ibis.cases((viewed, ev._product_id.nullif("")), else_=none),
+        category=ibis.cases((viewed, ev._category.nullif("")), else_=none),
         traits=ibis.cases((stated, ev.traits), else_=none),
-        consent=ev._consent,
+        consent=ev._consent.nullif(""),
     )
 
 
@@ -511,23 +521,27 @@ def _products(ev: ir.Table, d: Dialect) -> list[ir.Table]:
                           category=lines.item.category, units=lines.item.quantity.fill_null(1.0)).cache()
     views = ev.filter(ev.product_id.notnull())  # set on product views only
     # a purchased unit is worth three views when choosing favourites
-    interest = bought.select("person_id", "product_id", "category", score=bought.units * 3).union(
-        views.select("person_id", "product_id", "category", score=ibis.literal(1.0)))
+    interest = bought.select("person_id", "product_id", "category", "timestamp", score=bought.units * 3,
+                             viewed=ibis.literal(False)).union(
+        views.select("person_id", "product_id", "category", "timestamp", score=ibis.literal(1.0),
+                     viewed=ibis.literal(True)))
     products = interest.filter(interest.product_id.notnull())
-    per_product = products.group_by(["person_id", "product_id"]).aggregate(score=products.score.sum())
+    # one grouping by (person, product) gives both the favourites' scores and when each was last viewed and bought
+    per_product = products.group_by(["person_id", "product_id"]).aggregate(
+        score=products.score.sum(),
+        viewed_at=products.timestamp.max(where=products.viewed),
+        bought_at=products.timestamp.max(where=~products.viewed),
+    ).cache()  # read by two parts
     favourite_products = _top(per_product, "person_id", "product_id", [-per_product.score], TOP_N,
                               "favourite_products")
     cats = interest.filter(interest.category.notnull())
     per_category = cats.group_by(["person_id", "category"]).aggregate(score=cats.score.sum())
     favourite_categories = _top(per_category, "person_id", "category", [-per_category.score], TOP_N,
                                 "favourite_categories")
-    last_view = views.group_by(["person_id", "product_id"]).aggregate(viewed_at=views.timestamp.max())
-    last_buy = bought.group_by(["person_id", "product_id"]).aggregate(bought_at=bought.timestamp.max())
-    vnb = last_view.left_join(last_buy, ["person_id", "product_id"]).select(
-        "person_id", "product_id", "viewed_at", "bought_at")
-    vnb = vnb.filter(vnb.bought_at.isnull() | (vnb.bought_at < vnb.viewed_at))
-    viewed_not_bought = _ranked_list(vnb, "person_id", "product_id", [vnb.viewed_at.desc()], VIEWED_NOT_BOUGHT_N,
-                                     "viewed_not_bought")
+    vnb = per_product.filter(per_product.viewed_at.notnull()
+                             & (per_product.bought_at.isnull() | (per_product.bought_at < per_product.viewed_at)))
+    viewed_not_bought = _top(vnb, "person_id", "product_id", [-d.epoch_micros(vnb.viewed_at)], VIEWED_NOT_BOUGHT_N,
+                             "viewed_not_bought")
     return [favourite_products, favourite_categories, viewed_not_bought]
 
 
