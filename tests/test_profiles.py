@@ -8,7 +8,12 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from omniweave.adapters.eventlog import FLAT_COLUMNS, PROPERTY_COLUMNS, events_to_table, with_flat_columns
+from omniweave.adapters.eventlog import (
+    FLAT_COLUMNS,
+    PROPERTY_COLUMNS,
+    events_to_table,
+    with_flat_columns,
+)
 from omniweave.core import spec
 from omniweave.core.events import context_columns, normalize_event, property_columns
 from omniweave.core.traits import parse_trait_specs
