@@ -15,11 +15,11 @@ import pytest
 from omniweave.adapters.eventlog import SPEND_SCHEMA, events_to_table
 from omniweave.core import spec
 from omniweave.core.attribution import MODELS, attribute
-from omniweave.core.events import normalize_event
 from omniweave.errors import InputError
 from omniweave.service.journeys import journeys_expr, journeys_from_log, paths_table, returns
 from omniweave.service.profiles import to_arrow, write_identities
 from tests.conftest import omniweave_cmd
+from tests.segment_events import segment_event
 
 IDENTITIES = [
     ("user_id", "u1", "P1"), ("anonymous_id", "a1", "P1"), ("anonymous_id", "offline:till:T1", "P1"),
@@ -32,17 +32,10 @@ IDENTITIES = [
 EMAIL_CAMPAIGN = {"source": "newsletter", "medium": "email", "name": "June News"}
 
 
-def _event(n: int, at: str, event: str | None, *, type: str = "track", user: str | None = None,
-           anon: str | None = None, campaign: dict[str, str] | None = None, **properties: Any) -> dict[str, Any]:
-    raw: dict[str, Any] = {"type": type, "messageId": f"m{n:03d}", "timestamp": at, "properties": properties,
-                           "context": {"campaign": campaign} if campaign else {}}
-    if event:
-        raw["event"] = event
-    if user:
-        raw["userId"] = user
-    if anon:
-        raw["anonymousId"] = anon
-    return normalize_event(raw, received_at=datetime(2026, 7, 1, tzinfo=UTC))
+def _event(n: int, at: str, event: str | None, *, campaign: dict[str, str] | None = None,
+           **fields: Any) -> dict[str, Any]:
+    return segment_event(n, at, received_at=datetime(2026, 7, 1, tzinfo=UTC), event=event,
+                         context={"campaign": campaign} if campaign else None, **fields)
 
 
 def world_events() -> list[dict[str, Any]]:

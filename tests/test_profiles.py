@@ -15,13 +15,14 @@ from omniweave.adapters.eventlog import (
     with_flat_columns,
 )
 from omniweave.core import spec
-from omniweave.core.events import context_columns, normalize_event, property_columns
+from omniweave.core.events import context_columns, property_columns
 from omniweave.core.traits import parse_trait_specs
 from omniweave.errors import InputError
 from omniweave.service.profiles import build_profiles, profiles_expr, to_arrow, write_identities
 from omniweave.service.query import run_query
 from omniweave.service.runtime import Runtime
 from omniweave.settings import Settings
+from tests.segment_events import segment_event
 
 NOW = datetime(2026, 6, 30, tzinfo=UTC)
 NEW_YORK = {"timezone": "America/New_York", "library": {"name": "analytics.js", "version": "1"},
@@ -59,20 +60,8 @@ def _consent(**purposes: bool) -> dict[str, Any]:
     return {**NEW_YORK, "consent": {"categoryPreferences": purposes}}
 
 
-def _event(n: int, at: str, *, type: str = "track", event: str | None = None, user: str | None = None,
-           anon: str | None = None, context: dict[str, Any] | None = None, traits: dict[str, Any] | None = None,
-           **properties: Any) -> dict[str, Any]:
-    raw: dict[str, Any] = {"type": type, "messageId": f"m{n:03d}", "timestamp": at, "context": context or {},
-                           "properties": properties}
-    if event:
-        raw["event"] = event
-    if user:
-        raw["userId"] = user
-    if anon:
-        raw["anonymousId"] = anon
-    if traits:
-        raw["traits"] = traits
-    return normalize_event(raw, received_at=datetime(2026, 6, 30, tzinfo=UTC))
+def _event(n: int, at: str, **fields: Any) -> dict[str, Any]:
+    return segment_event(n, at, received_at=datetime(2026, 6, 30, tzinfo=UTC), **fields)
 
 
 def _order(n: int, at: str, revenue: float, channel: str, products: list[tuple[str, str, int]], **ids: Any) -> dict[str, Any]:
