@@ -1,6 +1,7 @@
 """The event names of the Segment spec that the rest of omniweave relies on.
 
-E-commerce v2, e-mail, mobile/messaging, and the offline names omniweave's importers produce.
+E-commerce v2, e-mail, mobile/messaging, video, gift cards, and the offline names omniweave's importers
+produce.
 Using these constants (not string literals) is how later stages find purchases, touches and
 feedback in the event log.
 """
@@ -72,6 +73,14 @@ PUSH_NOTIFICATION_TAPPED = "Push Notification Tapped"
 # Advertising
 AD_IMPRESSION = "Ad Impression"
 AD_CLICKED = "Ad Clicked"
+
+# Video (Segment's Video spec): the viewer pressed play; `video_views` counts these
+VIDEO_PLAYBACK_STARTED = "Video Playback Started"
+
+# Gift cards (omniweave's own names, in the style of the e-commerce spec; the `gift_cards` importer
+# produces them): properties gift_card_id, value (sold, or spent in one redemption), order_id, store_id
+GIFT_CARD_PURCHASED = "Gift Card Purchased"
+GIFT_CARD_REDEEMED = "Gift Card Redeemed"
 
 # Offline (produced by the built-in importers)
 STORE_VISITED = "Store Visited"
