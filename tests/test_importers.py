@@ -187,6 +187,16 @@ def _check_coupons(events: list[dict[str, Any]]) -> None:
     assert web["properties"]["discount"] == 5.0 and external_ids(web) == {"email": "bob@example.com"}
 
 
+def _check_gift_cards(events: list[dict[str, Any]]) -> None:
+    sold, redeemed = events
+    assert (sold["event"], sold["channel"]) == (spec.GIFT_CARD_PURCHASED, "store")
+    assert (redeemed["event"], redeemed["channel"]) == (spec.GIFT_CARD_REDEEMED, "web")
+    assert sold["properties"]["gift_card_id"] == redeemed["properties"]["gift_card_id"] == "GC-100"
+    assert sold["properties"]["value"] == 50.0 and redeemed["properties"]["value"] == 32.5
+    assert redeemed["properties"]["order_id"] == "W-77" and sold["properties"]["store_id"] == "S01"
+    assert external_ids(sold) == {"loyalty_card": "LC-0001"} and external_ids(redeemed) == {"email": "bob@example.com"}
+
+
 def _check_qr(events: list[dict[str, Any]]) -> None:
     tv, flyer = events
     assert {e["event"] for e in events} == {spec.QR_CODE_SCANNED} and {e["channel"] for e in events} == {"qr"}
@@ -228,6 +238,7 @@ def _check_email(events: list[dict[str, Any]]) -> None:
         ("customers", 2, _check_customers),
         ("loyalty", 2, _check_loyalty),
         ("coupons", 2, _check_coupons),
+        ("gift_cards", 2, _check_gift_cards),
         ("qr_scans", 2, _check_qr),
         ("call_centre", 2, _check_call_centre),
         ("direct_mail", 2, _check_direct_mail),
@@ -439,6 +450,12 @@ BAD_ROWS = [
     ("store_visits", "store_visits_bad_utf8.csv", [
         "store_visits_bad_utf8.csv:row 2: field 'store_id': the row cannot be read (Invalid unicode",
     ], 2, 1),
+    ("gift_cards", "gift_cards_bad.csv", [
+        "gift_cards_bad.csv:row 2: field 'action': unknown value; expected one of sold, redeemed (got 'lost')",
+        "gift_cards_bad.csv:row 3: field 'value': not a number (got 'fifty')",
+        "gift_cards_bad.csv:row 4: field 'gift_card_id': missing required value (got '')",
+        "gift_cards_bad.csv:row 5: field 'channel': unknown value; expected one of store, web, app (got 'fax')",
+    ], 1, 4),
     ("customers", "customers_bad.csv", [
         "customers_bad.csv:row 1: field 'birth_date': not a date (expected YYYY-MM-DD) (got '1990-13-40')",
         "customers_bad.csv:row 2: field 'customer_number': missing required value (got '')",
