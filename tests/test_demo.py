@@ -238,13 +238,15 @@ def test_run_demo_lands_everything_in_the_warehouse(tmp_path: Path) -> None:
     assert online_orders["n"] == m["orders_online"]
     for kind, event in (("store_visits", None), ("loyalty", None), ("coupons", "Coupon Applied"),
                         ("qr_scans", "QR Code Scanned"), ("call_centre", "Call Centre Contacted"),
-                        ("direct_mail", "Direct Mail Sent"), ("email_export", None)):
+                        ("direct_mail", "Direct Mail Sent"), ("email_export", None), ("gift_cards", None)):
         summary = result.imports[kind]
         assert summary.rows_rejected == 0, (kind, summary.errors[:3])
         assert summary.rows_read == m["files"][f"offline/{kind}"], kind
         if event:
             got = _count(settings, f"SELECT count(*) AS n FROM events WHERE event = '{event}'")[0]["n"]
             assert got == m["files"][f"offline/{kind}"], kind
+    cards = _count(settings, "SELECT count(*) AS n FROM events WHERE event IN ('Gift Card Purchased', 'Gift Card Redeemed')")
+    assert cards[0]["n"] == m["files"]["offline/gift_cards"]
     spend = _count(settings, "SELECT count(*) AS n, round(sum(spend), 2) AS spend FROM spend")[0]
     assert spend["n"] == m["files"]["offline/ad_spend"]
     assert spend["spend"] == pytest.approx(sum(m["spend"].values()), abs=0.05)
@@ -256,6 +258,8 @@ def test_run_demo_lands_everything_in_the_warehouse(tmp_path: Path) -> None:
     headline = {row["kpi"]: row for row in result.report["headline KPIs per month"]}
     revenue = sum(v for k, v in headline["revenue_total"].items() if k[:2] == "20" and v is not None)
     assert revenue == pytest.approx(m["revenue_online"] + m["revenue_store"], abs=0.5)
+    plays = _count(settings, "SELECT count(*) AS n FROM events WHERE event = 'Video Playback Started'")[0]["n"]
+    assert plays > 0 and sum(v for k, v in headline["video_views"].items() if k[:2] == "20" and v) == plays
     (attribution,) = [rows for name, rows in result.report.items() if name.startswith("attribution")]
     totals = {model: sum(row[f"{model} orders"] for row in attribution)
               for model in ("first_touch", "last_touch", "linear", "position_based", "time_decay", "markov", "shapley")}

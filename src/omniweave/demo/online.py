@@ -142,12 +142,29 @@ def _web_session(sim: BlockSim, day: int, k: int, t: float, slot: int, utm: dict
         pctx = context(landing_url(ppath, {}), ppath, f"{sim.w.catalogue.name[i]} | Hollins & Vale", url, None)
         emit({"type": "page", "name": "Product", "properties": dict(pctx["page"])}, pctx, clock.next())
         emit({"type": "track", "event": "Product Viewed", "properties": _product_props(sim, i)}, pctx, clock.next(8))
+        _maybe_play_video(sim, i, lambda e, stamp: emit(e, pctx, stamp), clock.t)  # noqa: B023 - called at once
         url, ctx = pctx["page"]["url"], pctx
     if converting:
         _order(sim, day, k, "web", lambda e, s: emit(e, ctx, s), ids, clock, rng)
     elif rng.random() < 0.12:
         emit({"type": "track", "event": "Product Added", "properties": {**_product_props(sim, views[-1], 1), "cart_id": sim.new_id("cart")}},
              ctx, clock.next())
+
+
+VIDEO_PLAY_RATE = 0.15
+"""The chance that a shopper on a product page plays the product's video (`Video Playback Started`)."""
+
+
+def _maybe_play_video(sim: BlockSim, i: int, emit: Any, t: float) -> None:
+    """Sometimes the shopper plays product `i`'s video, a few seconds after viewing it. Drawn from the
+    simulation's own video stream, so the rest of the session is the same with or without it."""
+    rng = sim.rng["video"]
+    if rng.random() >= VIDEO_PLAY_RATE:
+        return
+    emit({"type": "track", "event": "Video Playback Started",
+          "properties": {"content_asset_id": sim.w.catalogue.sku[i], "video_player": "html5", "position": 0,
+                         "total_length": int(rng.integers(20, 120)), "sound": 80, "full_screen": False}},
+         iso_one(t + 1.0 + float(rng.exponential(6.0))))
 
 
 def _login(sim: BlockSim, k: int, slot: int, ids: dict[str, str], emit: Any, clock: _Clock,

@@ -49,8 +49,8 @@ BATCH_EVENTS = 500
 BATCH_BYTES = 400_000  # under the collector's default 500 KB request limit
 CONNECTIONS = 4
 LOADED_MARKER = "loaded.json"
-OFFLINE_ORDER = ("customers", "loyalty", "till", "store_visits", "coupons", "qr_scans", "call_centre", "direct_mail",
-                 "email_export", "ad_spend")
+OFFLINE_ORDER = ("customers", "loyalty", "till", "store_visits", "coupons", "gift_cards", "qr_scans", "call_centre",
+                 "direct_mail", "email_export", "ad_spend")
 
 
 @dataclass
@@ -378,7 +378,8 @@ SUMMARY_QUERIES: dict[str, str] = {
 }
 
 
-HEADLINE_KPIS = ("page_views", "website_users", "store_visitors", "pages_per_session", "coupon_redemption_rate",
+HEADLINE_KPIS = ("page_views", "website_users", "video_views", "store_visitors", "pages_per_session",
+                 "coupon_redemption_rate", "gift_card_redemption_rate",
                  "revenue_online", "revenue_in_store", "revenue_total", "conversion_rate", "new_customers",
                  "customer_acquisition_cost", "retention_rate", "repeat_purchase_rate", "net_promoter_score",
                  "customer_lifetime_value")

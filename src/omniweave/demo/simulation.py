@@ -20,7 +20,7 @@ from omniweave.demo.sinks import IdMaker, Sinks
 if TYPE_CHECKING:
     from omniweave.demo.generator import World
 
-STREAMS = ("people", "touch", "buy", "detail", "browse", "store", "misc", "crm")
+STREAMS = ("people", "touch", "buy", "detail", "browse", "store", "misc", "crm", "gift", "video")
 """Independent random streams of a block: what one part of the simulation draws never shifts another's."""
 
 
@@ -56,6 +56,8 @@ class BlockSim:
         self.orders = np.zeros((n, 2), np.int64)  # online, store
         self.revenue = np.zeros((n, 2))
         self.clicks: list[tuple[int, float, str, int, dict[str, str], str]] = []
+        # gift cards sold and not yet spent: (day of the next redemption, recipient, card id, value left, visits left)
+        self.gift_cards: list[tuple[int, int, str, float, int]] = []
         # the raw form of the e-mail the ESP holds, of the phone the SMS provider holds
         self.esp_variant = self.rng["people"].choice([0, 1, 3], n, p=[0.93, 0.04, 0.03])
         self.msg_phone_variant = self.rng["people"].choice([0, 1, 2], n, p=[0.8, 0.1, 0.1])
@@ -112,5 +114,6 @@ class BlockSim:
             online.sessions(self, day, buy_online)
             stores.trips(self, day, buy_store)
             stores.call_centre(self, day)
+            stores.gift_cards(self, day)
             if progress:
                 progress(self.n)

@@ -28,6 +28,8 @@ OFFLINE_COLUMNS: dict[str, tuple[str, ...]] = {
                 "birth_date", "postcode", "gender", "email_opt_in", "sms_opt_in", "customer_number"),
     "coupons": ("redemption_id", "coupon_code", "timestamp", "redeemed_channel", "campaign", "store_id",
                 "loyalty_card", "email", "phone", "order_id", "discount", "issued_channel"),
+    "gift_cards": ("transaction_id", "gift_card_id", "action", "timestamp", "channel", "value", "currency", "store_id",
+                   "order_id", "loyalty_card", "email"),
     "qr_scans": ("scan_id", "timestamp", "qr_code_id", "placement", "campaign", "anonymous_id", "device_id", "url"),
     "call_centre": ("contact_id", "timestamp", "customer_number", "phone", "email", "first_name", "last_name",
                     "postcode", "reason", "outcome", "agent_id", "duration_seconds"),

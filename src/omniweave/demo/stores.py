@@ -1,5 +1,5 @@
 """The offline side of one day: store trips and till receipts, footfall and Wi-Fi, coupon
-redemptions, loyalty sign-ups and the call centre.
+redemptions, loyalty sign-ups, the call centre and the gift-card platform.
 
 Till rows carry what a till really captures: the loyalty card when it is shown (sometimes the
 cashier's placeholder card), an e-mail typed for an e-receipt (typos included), rarely a phone or
@@ -277,3 +277,55 @@ def call_centre(sim: BlockSim, day: int) -> None:
          _REASONS_AFTER_ORDER[reasons[j]] if reasons[j] >= 0 else _REASONS[-1 - reasons[j]],
          _OUTCOMES[outcome[j]], f"A{agent[j]:03d}", int(duration[j]))
         for j, k in enumerate(idx.tolist())])
+
+
+GIFT_CARD_SALES_PER_DAY = 0.0006
+"""The chance that a customer buys a gift card on a given day."""
+GIFT_CARD_VALUES = (25.0, 50.0, 75.0, 100.0)
+
+
+def gift_cards(sim: BlockSim, day: int) -> None:
+    """The gift-card platform's rows of the day: cards sold (at a till or in the web shop) and redemptions.
+
+    Four cards in five are spent, by someone else (the buyer's gift) 3-60 days later, in one visit or
+    (three in ten) two; the rest are never redeemed. A card bought or spent at a till names the loyalty
+    card when a member shows it; one bought or spent online names the account's e-mail.
+    """
+    p, rng = sim.p, sim.rng["gift"]
+    rows: list[tuple[object, ...]] = []
+
+    def row(k: int, card: str, action: str, value: float) -> None:
+        in_store = p.home_store[k] >= 0 and rng.random() < 0.65
+        hour = np.array([rng.uniform(9.5, 20.0) if in_store else float(np.clip(rng.normal(p.active_hour[k], 2.5), 7, 23.5))])
+        card_no, email, store_id = "", "", ""
+        if in_store:
+            s = int(p.home_store[k])
+            store_id = sim.w.stores[s].store_id
+            stamp = iso_local(sim.store_at(np.array([s]), day, hour), sim.w.offsets[sim.w.store_tz[[s]], day])[0]
+            if p.is_member[k] and p.member_since[k] <= day and rng.random() < 0.8:
+                card_no = p.card[k]
+                sim.ledger.mark_one("loyalty_card", k, 0)
+        else:
+            stamp = iso_utc(sim.at(np.array([k]), day, hour))[0]
+            if p.has_email[k]:
+                email = email_raw(p, k, 0)
+                sim.ledger.mark_one("email", k, 0)
+        rows.append((sim.new_id("gift"), card, action, stamp, "store" if in_store else "web", f"{value:.2f}", "GBP",
+                     store_id, "", card_no, email))
+
+    for k in np.nonzero(rng.random(sim.n) < GIFT_CARD_SALES_PER_DAY)[0].tolist():
+        card = f"GC{sim.block:02d}{sim.new_id('gift-card')[-8:].upper()}"
+        value = float(GIFT_CARD_VALUES[int(rng.integers(len(GIFT_CARD_VALUES)))])
+        row(k, card, "sold", value)
+        if rng.random() < 0.8:
+            visits = 2 if rng.random() < 0.3 else 1
+            sim.gift_cards.append((day + int(rng.integers(3, 61)), int(rng.integers(sim.n)), card, value, visits))
+    due = [g for g in sim.gift_cards if g[0] == day]
+    sim.gift_cards = [g for g in sim.gift_cards if g[0] != day]
+    for _, k, card, left, visits in due:
+        spent = left if visits == 1 else round(left * float(rng.uniform(0.3, 0.7)), 2)
+        row(k, card, "redeemed", spent)
+        if visits > 1:
+            sim.gift_cards.append((day + int(rng.integers(2, 30)), k, card, round(left - spent, 2), visits - 1))
+    if rows:
+        sim.sinks.rows("gift_cards", rows)
