@@ -80,18 +80,14 @@ def world() -> list[dict[str, Any]]:
     add("2026-02-10T08:00:10", "track", spec.VIDEO_PLAYBACK_STARTED, anon="a9", channel="web", video_player="html5")
     # gift cards: P2 buys G1 and P1 buys G2 in February; P1 spends G2 the same month, P4 spends G1 over two
     # visits in March, when P3 buys G3
-    add("2026-02-03T11:05:00", "track", spec.GIFT_CARD_PURCHASED, user="u2", channel="store", gift_card_id="G1",
-        value=50.0)
-    add("2026-02-02T11:00:00", "track", spec.GIFT_CARD_PURCHASED, user="u1", channel="store", gift_card_id="G2",
-        value=25.0)
-    add("2026-02-25T11:00:00", "track", spec.GIFT_CARD_REDEEMED, user="u1", channel="store", gift_card_id="G2",
-        value=25.0)
-    add("2026-03-20T13:00:00", "track", spec.GIFT_CARD_REDEEMED, user="u4", channel="store", gift_card_id="G1",
-        value=30.0)
-    add("2026-03-22T13:00:00", "track", spec.GIFT_CARD_REDEEMED, user="u4", channel="store", gift_card_id="G1",
-        value=20.0)
-    add("2026-03-15T12:05:00", "track", spec.GIFT_CARD_PURCHASED, user="u3", channel="store", gift_card_id="G3",
-        value=40.0)
+    sold, spent = spec.GIFT_CARD_PURCHASED, spec.GIFT_CARD_REDEEMED
+    for at, name, user, card, value in (("2026-02-03T11:05:00", sold, "u2", "G1", 50.0),
+                                        ("2026-02-02T11:00:00", sold, "u1", "G2", 25.0),
+                                        ("2026-02-25T11:00:00", spent, "u1", "G2", 25.0),
+                                        ("2026-03-20T13:00:00", spent, "u4", "G1", 30.0),
+                                        ("2026-03-22T13:00:00", spent, "u4", "G1", 20.0),
+                                        ("2026-03-15T12:05:00", sold, "u3", "G3", 40.0)):
+        add(at, "track", name, user=user, channel="store", gift_card_id=card, value=value)
     # P4 opts in to e-mail (said again in March: not a second sign-up); P2 says no; P4 is sent an e-mail
     add("2026-02-02T09:00:00", "identify", user="u4", traits={"email_opt_in": True})
     add("2026-02-02T09:30:00", "identify", user="u2", traits={"email_opt_in": False})

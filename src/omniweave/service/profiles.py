@@ -506,9 +506,12 @@ def _most_frequent(table: ir.Table, value: str, span: int) -> ir.Table:
 def _contact_frequency(ev: ir.Table, d: Dialect) -> ir.Table:
     """Median days between consecutive days with an engagement (exact, the same on every engine)."""
     engaged = ev.filter(_engaged(ev))
-    days = engaged.select("person_id", epoch_day=_epoch_day(engaged, d)).distinct()
+    days = engaged.select("person_id", epoch_day=_epoch_day(engaged, d))
+    # In day order, the engagements of a day after the first differ from the one before by 0, and the
+    # first of a day by the days since the last day with one: the non-zero differences are the gaps
+    # between distinct days, without grouping 18 M engagements into distinct days first.
     gaps = days.mutate(gap=days.epoch_day - days.epoch_day.lag().over(group_by="person_id", order_by="epoch_day"))
-    gaps = gaps.filter(gaps.gap.notnull())
+    gaps = gaps.filter(gaps.gap > 0)
     # an exact median: DuckDB's quantile_cont and Spark's percentile both take the mean of the two middle gaps
     return gaps.group_by("person_id").aggregate(contact_every_days=gaps.gap.median().cast("float64"))
 
@@ -681,7 +684,9 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
     lists = {name: result[name].fill_null(ibis.literal([], result[name].type()))
              for name, typ in result.schema().items() if typ.is_array()}
     result = result.mutate(**lists)
-    return result.mutate(person_id=result._person).drop("_person").order_by("person_id")
+    # persons are numbered in person_id order: sorting by the number sorts by the id, comparing whole numbers
+    ordered = result.mutate(_number=result.person_id, person_id=result._person).drop("_person").order_by("_number")
+    return ordered.drop("_number")
 
 
 BUILTIN_COLUMNS = frozenset({
