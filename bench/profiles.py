@@ -428,6 +428,20 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _machine_check(duckdb: Any) -> float:
+    """Seconds for a fixed query of the kind a build is made of: how fast this machine is right now.
+
+    The same code has built the profiles in 80 s and in 150 s on these shared machines an hour apart;
+    this figure, printed next to the builds, tells such a spell from a change in the code."""
+    con = duckdb.connect()
+    try:
+        started = time.perf_counter()
+        con.sql("SELECT count(DISTINCT i % 1000003), sum(i) FROM range(100000000) t(i)").fetchall()
+        return time.perf_counter() - started
+    finally:
+        con.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--persons", type=int, default=1_000_000)
@@ -470,6 +484,8 @@ def main() -> None:
 
     print(f"python {platform.python_version()}, duckdb {duckdb.__version__}, {os.cpu_count()} cpus, "
           f"threads {args.threads or 'default'}; events on disk: {files:,} files, {size / 2**20:,.0f} MB")
+    print(f"machine check: {_machine_check(duckdb):.2f} s for a fixed DuckDB query (a distinct count over 100 M "
+          "integers; compare it before comparing builds across sessions or machines)")
     print(f"{'run':>4} {'seconds':>9} {'cpu s':>8} {'events/s':>12} {'profiles':>10} {'events':>12} {'buyers':>10} "
           f"{'peak RSS MB':>12} {'after imports MB':>17} {'load avg':>9}")
     for run in range(1, args.repeat + 1):
@@ -481,6 +497,7 @@ def main() -> None:
         print(f"{run:>4} {r['seconds']:>9.1f} {r['cpu']:>8.1f} {r['events'] / r['seconds']:>12,.0f} {r['persons']:>10,} "
               f"{r['events']:>12,} {r['buyers']:>10,} {r['peak_mb']:>12,.0f} {r['baseline_mb']:>17,.0f} "
               f"{os.getloadavg()[0]:>9.1f}")
+    print(f"machine check after the runs: {_machine_check(duckdb):.2f} s")
     print("target (issue 3): 1,000,000 persons / 30,000,000 events in ≤ 60 s; cpu s = user + system time of the "
           "build process (2 threads: about twice the wall time on an idle 2-core machine); load avg after the run")
 
