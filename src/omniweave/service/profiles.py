@@ -203,14 +203,6 @@ def _best(table: ir.Table, key: str, value: str, order: Sequence[ir.Value], name
     return ranked.select(key, **{name: ranked._items[0].v})
 
 
-def _ranked_list(table: ir.Table, key: str, value: str, score: Sequence[Any], n: int, name: str) -> ir.Table:
-    """Per `key`, the `n` best values as a list, best first (ties broken by the value itself)."""
-    ranked = table.mutate(_rn=ibis.row_number().over(group_by=key, order_by=[*score, table[value]]))
-    ranked = ranked.filter(ranked._rn < n)
-    grouped = ranked.group_by(key).aggregate(_items=ibis.struct({"rn": ranked._rn, "v": ranked[value]}).collect())
-    return grouped.select(key, **{name: grouped._items.sort().map(lambda s: s.v)})
-
-
 # What an event is to a profile, one small number per event (the per-event table's `code`): every flag
 # and the engagement kind below are read from it, so the table keeps one byte instead of five columns.
 OTHER, OPEN, CLICK, CLICK_RESPONSE, VISIT, VISIT_RESPONSE, PURCHASE, EXPOSURE, UNSUBSCRIBE = range(9)

@@ -20,7 +20,7 @@ import ibis.expr.types as ir
 
 from omniweave.core import spec
 from omniweave.errors import InputError
-from omniweave.service.profiles import Dialect, _ranked_list, to_arrow, with_person, write_dataset
+from omniweave.service.profiles import Dialect, _top, to_arrow, with_person, write_dataset
 from omniweave.service.runtime import Runtime
 
 NEIGHBOURS = 20
@@ -56,7 +56,7 @@ def recommendations_expr(events: ir.Table, identities: ir.Table, *, now: datetim
     scored = candidates.group_by(["person_id", "related"]).aggregate(score=candidates.persons.sum())
     owned = bought.select(_p=bought.person_id, _owned=bought.product)
     fresh = scored.anti_join(owned, (scored.person_id == owned._p) & (scored.related == owned._owned))
-    return _ranked_list(fresh, "person_id", "related", [fresh.score.desc()], top_n, "recommended_products")
+    return _top(fresh, "person_id", "related", [-fresh.score], top_n, "recommended_products")
 
 
 def build_recommendations(runtime: Runtime, engine: str = "duckdb", spark_session: object = None,
