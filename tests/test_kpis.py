@@ -10,10 +10,10 @@ import pytest
 
 from omniweave.adapters.eventlog import SPEND_SCHEMA, events_to_table
 from omniweave.core import spec
-from omniweave.core.events import normalize_event
 from omniweave.errors import InputError
 from omniweave.service.kpis import CATALOGUE, OMITTED, kpi_table
 from omniweave.service.profiles import write_dataset, write_identities
+from tests.segment_events import segment_event
 
 FEB, MAR = date(2026, 2, 1), date(2026, 3, 1)
 COSTS = {"A": 30.0, "B": 10.0}  # product C has no known cost
@@ -29,21 +29,11 @@ def world() -> list[dict[str, Any]]:
 
     def add(at: str, kind: str, name: str | None = None, user: str | None = None, anon: str | None = None,
             campaign: str | None = None, traits: dict[str, Any] | None = None, **properties: Any) -> None:
-        raw: dict[str, Any] = {"type": kind, "messageId": f"m{len(events)}", "timestamp": at + "Z",
-                               "properties": properties}
-        if kind == "track":
-            raw["event"] = name
-        elif name:
-            raw["name"] = name
-        if user:
-            raw["userId"] = user
-        if anon:
-            raw["anonymousId"] = anon
-        if campaign:
-            raw["context"] = {"campaign": {"name": campaign}}
-        if traits:
-            raw["traits"] = traits
-        events.append(normalize_event(raw, received_at=_at("2026-04-01T00:00:00")))
+        track = kind == "track"
+        events.append(segment_event(len(events), at + "Z", received_at=_at("2026-04-01T00:00:00"), type=kind,
+                                    event=name if track else None, name=None if track else name, user=user,
+                                    anon=anon, context={"campaign": {"name": campaign}} if campaign else None,
+                                    traits=traits, **properties))
 
     def product(pid: str, price: float, quantity: int) -> dict[str, Any]:
         return {"product_id": pid, "price": price, "quantity": quantity}
