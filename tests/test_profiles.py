@@ -18,7 +18,7 @@ from omniweave.core import spec
 from omniweave.core.events import context_columns, property_columns
 from omniweave.core.traits import parse_trait_specs
 from omniweave.errors import InputError
-from omniweave.service.profiles import build_profiles, profiles_expr, to_arrow, write_identities
+from omniweave.service.profiles import build_profiles, profiles_table, write_identities
 from omniweave.service.query import run_query
 from omniweave.service.runtime import Runtime
 from omniweave.settings import Settings
@@ -280,7 +280,7 @@ def test_average_order_value_is_rounded_half_up_to_the_cent_on_every_engine(runt
     write_identities(runtime, [("user_id", "u9", "P9")])
     session = request.getfixturevalue("spark_session") if engine == "spark" else None
     warehouse = runtime.warehouse(engine, spark_session=session)
-    row = to_arrow(profiles_expr(warehouse.table("events"), warehouse.table("identities"), NOW, [], engine)).to_pylist()[0]
+    row = profiles_table(warehouse.table("events"), warehouse.table("identities"), NOW, [], engine).to_pylist()[0]
     assert (row["total_revenue"], row["orders"], row["average_order_value"]) == (10.03, 2, 5.02)
 
 
@@ -344,8 +344,8 @@ def test_duckdb_and_spark_build_identical_profiles(runtime, spark_session):
     assert runtime.log.upgrade_events() and runtime.log.upgrade_events() == []
     duck = runtime.warehouse("duckdb")
     spark = runtime.warehouse("spark", spark_session=spark_session)
-    on_duckdb = to_arrow(profiles_expr(duck.table("events"), duck.table("identities"), NOW, specs, "duckdb"))
-    on_spark = to_arrow(profiles_expr(spark.table("events"), spark.table("identities"), NOW, specs, "spark"))
+    on_duckdb = profiles_table(duck.table("events"), duck.table("identities"), NOW, specs, "duckdb")
+    on_spark = profiles_table(spark.table("events"), spark.table("identities"), NOW, specs, "spark")
     assert on_duckdb.schema == on_spark.schema
     assert on_duckdb.num_rows == 4
     for name in on_duckdb.column_names:
@@ -402,3 +402,22 @@ def test_clv_columns_stay_empty_when_too_few_buyers_repeat(runtime):
     rows = profiles_by_person(runtime)
     assert all(row["clv_12m"] is None and row["p_alive"] is None for row in rows.values())
     assert rows["P3"]["purchase_days"] == 4 and rows["P3"]["repeat_order_value"] == 20.0
+
+
+def test_null_lists_become_empty_lists_without_touching_the_others():
+    from omniweave.service.profiles import _null_lists_empty
+
+    lists = pa.array([[1, 2], None, [], [3], None], pa.list_(pa.int64()))
+    # Arrow allows a NULL list whose offsets span values: it must still come out as [], not as its values
+    spanning = pa.ListArray.from_arrays(pa.array([0, 2, 3], pa.int32()), pa.array([1, 2, 3]),
+                                        mask=pa.array([False, True]))
+    structs = pa.array([[{"a": 1}], None], pa.list_(pa.struct([("a", pa.int64())])))
+    table = pa.table({"x": pa.chunked_array([lists, lists.slice(2)]),  # a sliced chunk: offsets not from 0
+                      "s": structs.take([0, 1, 1, 0, 1, 0, 1, 0]),
+                      "n": pa.array([1, None, 3, 4, 5, 6, 7, 8])})
+    out = _null_lists_empty(table)
+    assert out.schema == table.schema
+    assert out.column("x").to_pylist() == [[1, 2], [], [], [3], [], [], [3], []]
+    assert out.column("s").to_pylist() == [[{"a": 1}], [], [], [{"a": 1}], [], [{"a": 1}], [], [{"a": 1}]]
+    assert out.column("n").to_pylist() == [1, None, 3, 4, 5, 6, 7, 8]  # only lists change
+    assert _null_lists_empty(pa.table({"x": spanning})).column("x").to_pylist() == [[1, 2], []]
