@@ -228,6 +228,23 @@ def _event_code(events: ir.Table) -> ir.IntegerValue:
     ).cast("int8")
 
 
+def _with_event_code(ev: ir.Table, events: ir.Table) -> ir.Table:
+    """`ev` (rows of `events`) with `code`, the class of each event (`_event_code`).
+
+    The class depends on the event's name and type alone, and a log holds a few dozen distinct
+    pairs: the class is worked out once per pair and joined to the events, instead of testing
+    every event against every list of names (at 30 M events: 6.6 CPU seconds of 39 in building the
+    per-event table; the join costs about one).
+    """
+    pairs = events.select("event", "type").distinct()
+    # kept (a table of a few rows): as a subquery the engine cannot know how small it is, and DuckDB
+    # hashed the 30 M events instead
+    pairs = pairs.select(_event=pairs.event, _type=pairs.type, code=_event_code(pairs)).cache()
+    # IS NOT DISTINCT FROM: a page or screen call may have no name, a bad row no type
+    joined = ev.left_join(pairs, [ev.event.identical_to(pairs._event), ev.type.identical_to(pairs._type)])
+    return joined.drop("_event", "_type")
+
+
 def _engaged(ev: ir.Table) -> ir.BooleanValue:
     return ev.code.between(OPEN, PURCHASE)
 
@@ -285,7 +302,7 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: Dial
     ev = with_person(events.filter(events.timestamp <= ibis.literal(now, dt.Timestamp(timezone="UTC"))), identities)
     ev = _flat_columns(ev)
     none = ibis.null("string")
-    ev = ev.mutate(code=_event_code(ev))
+    ev = _with_event_code(ev, events)
     is_order = ev.code == PURCHASE
     engaged = _engaged(ev)
     exposure = ev.code == EXPOSURE
