@@ -233,8 +233,8 @@ def _with_event_code(ev: ir.Table, events: ir.Table) -> ir.Table:
 
     The class depends on the event's name and type alone, and a log holds a few dozen distinct
     pairs: the class is worked out once per pair and joined to the events, instead of testing
-    every event against every list of names (at 30 M events: 6.6 CPU seconds of 39 in building the
-    per-event table; the join costs about one).
+    every event against every list of names (at 30 M events, testing them cost 6.6 CPU seconds on
+    its own and the join costs about one; a build took 3-8 CPU seconds less).
     """
     pairs = events.select("event", "type").distinct()
     # kept (a table of a few rows): as a subquery the engine cannot know how small it is, and DuckDB
@@ -647,7 +647,10 @@ def _rfm(orders: ir.Table) -> ir.Table:
 
 def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits: Sequence[TraitSpec] = (),
                   engine: str = "duckdb") -> ir.Table:
-    """One row per person of `identities`, from their events up to `now`; see docs/profiles.md for the columns."""
+    """One row per person of `identities`, from their events up to `now`; see docs/profiles.md for the columns.
+
+    A list is NULL where the person has no row in its part: `profiles_table` runs this and makes those [].
+    """
     d = Dialect(engine)
     # Every step groups and joins by person: on a whole number (numbered in person_id order), not on the
     # id's text, which `resolve` makes 16 characters long (longer than DuckDB keeps inline). The text comes back at the end.
