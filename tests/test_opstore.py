@@ -162,3 +162,32 @@ def _open_and_count(url: str) -> int:
         return store.max_seq()
     finally:
         store.close()
+
+
+def test_a_store_opens_while_another_connection_holds_a_write_lock_on_a_new_file(tmp_path) -> None:
+    """Switching a new file to WAL while another connection is writing in the old journal mode is
+    refused at once by SQLite, busy timeout or not (this failed parallel imports in CI): the store
+    waits for the writer instead."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "ops.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE other (x INTEGER)")
+    writer.execute("BEGIN IMMEDIATE")  # a write lock in the rollback journal the file was created with
+    writer.execute("INSERT INTO other VALUES (1)")
+    done = threading.Timer(0.5, lambda: writer.execute("COMMIT"))
+    done.start()
+    try:
+        store = OpStore(f"sqlite:///{path}")
+        try:
+            assert store.max_seq() == 0
+        finally:
+            store.close()
+    finally:
+        done.join()
+        writer.close()
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert check.execute("SELECT x FROM other").fetchall() == [(1,)]  # the writer's row is kept
+    check.close()

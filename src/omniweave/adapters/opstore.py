@@ -90,14 +90,37 @@ class ConsumerState:
     pending_end: int | None
 
 
+SQLITE_BUSY_SECONDS = 30.0
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
     cur = dbapi_conn.cursor()
     # first: switching to WAL takes a lock too, and without a busy timeout a connection opened while
     # another process writes (parallel imports on a loaded machine) fails at once with "database is locked"
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
+    _switch_to_wal(cur)
     cur.execute("PRAGMA synchronous=FULL")  # an acknowledged event survives power loss too
     cur.close()
+
+
+def _switch_to_wal(cur: sqlite3.Cursor) -> None:
+    """Put the database file in WAL mode (a property of the file: once is enough).
+
+    The switch needs the file to itself, and while another connection holds a write lock in the
+    old journal mode SQLite refuses it at once, without waiting out the busy timeout (parallel
+    importers opening a new store together failed so in CI). So: only switch when the file is not
+    in WAL yet, and retry a refused switch for up to SQLITE_BUSY_SECONDS.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+    while True:
+        try:
+            if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class OpStore:
