@@ -107,3 +107,36 @@ def test_warehouse_on_any_fsspec_url(tmp_path):
     seed_log(runtime, n=48)
     assert runtime.log.files("events") and not (tmp_path / "h" / "warehouse").exists()
     assert runtime.warehouse().sql("select count(*) as n from events").column("n").to_pylist() == [48]
+
+
+def test_latest_event_time_from_the_footers_equals_a_scan(runtime):
+    assert runtime.log.latest_event_time() is None  # no events yet
+    seed_log(runtime)
+    scanned = runtime.warehouse().table("events").timestamp.max().execute().to_pydatetime()
+    assert runtime.log.latest_event_time() == scanned == datetime(2026, 5, 1, tzinfo=UTC) + timedelta(hours=399)
+
+
+def test_latest_event_time_is_none_when_a_file_has_no_statistics(runtime):
+    import pyarrow.parquet as pq
+
+    seed_log(runtime)
+    path = runtime.log.files("events")[0]
+    with runtime.log.fs.open(path, "rb") as fh:
+        table = pq.read_table(fh)
+    with runtime.log.fs.open(path, "wb") as fh:
+        pq.write_table(table, fh, write_statistics=False)
+    assert runtime.log.latest_event_time() is None  # build_profiles then scans the column
+
+
+def test_array_lambdas_run_on_the_warehouse_engine(runtime):
+    """Ibis writes `map`/`filter` as `x -> ...` lambdas; DuckDB 2 reads them only with the setting
+    adapters.duckdb_compat gives every warehouse connection."""
+    warehouse = runtime.warehouse()
+    t = ibis.memtable({"xs": [[1, 2, 3], [], None]})
+    expr = t.select(doubled=t.xs.map(lambda x: x * 2), odd=t.xs.filter(lambda x: x % 2 == 1))
+    result = warehouse.con.to_pyarrow(expr)
+    assert result.column("doubled").to_pylist() == [[2, 4, 6], [], None]
+    assert result.column("odd").to_pylist() == [[1, 3], [], None]
+    batches = warehouse.con.to_pyarrow_batches(expr, chunk_size=2).read_all()  # DuckDB 2: fetch_record_batch
+    assert batches.num_rows == 3
+    assert warehouse.con.sql("SELECT 41 + 1 AS n").to_pyarrow().column("n").to_pylist() == [42]

@@ -26,7 +26,9 @@ class Warehouse:
         self.log = log
         self.engine = engine
         if engine == "duckdb":
-            self.con = ibis.duckdb.connect()
+            from omniweave.adapters.duckdb_compat import ibis_connect
+
+            self.con = ibis_connect()
             protocol = log.fs.protocol if isinstance(log.fs.protocol, str) else log.fs.protocol[0]
             if protocol not in ("file", "local"):
                 # DuckDB reads the same fsspec filesystem the log was written through

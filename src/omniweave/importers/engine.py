@@ -102,8 +102,9 @@ def to_arrow(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
 
 
 def arrow_table(result: duckdb.DuckDBPyRelation | duckdb.DuckDBPyConnection) -> pa.Table:
-    """All rows of a relation or of an executed statement as one Arrow table (DuckDB 1.4 renamed
-    `fetch_arrow_table` to `to_arrow_table`)."""
+    """All rows of a relation (or of an executed statement) as one Arrow table (DuckDB 1.4 renamed
+    `fetch_arrow_table` to `to_arrow_table`; DuckDB 2 copies the rows once more for an executed
+    statement, so pass relations: `con.sql(query, params=...)`)."""
     method = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
     return method()
 
@@ -119,8 +120,8 @@ def already_logged(con: duckdb.DuckDBPyConnection, log: EventLog, dataset: str, 
         con.register_filesystem(log.fs)
     con.register("__candidates", pa.table({"id": ids}))
     try:
-        found = arrow_table(con.execute(sql.logged_ids(url, "message_id" if dataset == "events" else "spend_id",
-                                                       "__candidates"), [source_id]))["id"]
+        found = arrow_table(con.sql(sql.logged_ids(url, "message_id" if dataset == "events" else "spend_id",
+                                                   "__candidates"), params=[source_id]))["id"]
     finally:
         con.unregister("__candidates")
     if len(found) == 0:

@@ -314,7 +314,7 @@ class _Model:
             c.unquote().name for c in predictions.columns
             if c.unquote().name.startswith("mw_") and not c.unquote().name.startswith("mw_tf_adj_")]
         columns = ", ".join(f'"{c}"' for c in wanted)
-        return self.con.execute(f"select {columns} from {predictions.physical_name}").to_arrow_table()
+        return self.con.sql(f"select {columns} from {predictions.physical_name}").to_arrow_table()
 
     def predict(self, threshold: float) -> pa.Table:
         """The pairs the blocking rules generate scoring at or above `threshold`: `unique_id_l`,

@@ -892,7 +892,7 @@ def build_profiles(runtime: Runtime, engine: str = "duckdb", spark_session: Any 
         raise InputError(f"the identities dataset lacks columns {missing}; expected {IDENTITIES_SCHEMA.names}",
                          field="identities")
     if now is None:
-        latest = events.timestamp.max().execute()
+        latest = runtime.log.latest_event_time() or events.timestamp.max().execute()
         now = latest.to_pydatetime() if hasattr(latest, "to_pydatetime") else (latest or datetime.now(UTC))
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
