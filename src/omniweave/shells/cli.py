@@ -806,3 +806,10 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# commands kept in modules of their own
+from omniweave.shells import cli_audiences, cli_personas
+
+cli_audiences.register(app, _opened)
+cli_personas.register(app, _opened)
