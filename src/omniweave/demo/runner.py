@@ -68,6 +68,7 @@ class DemoResult:
     summary: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     identity: Any = None  # service.identity.Evaluation against the ground truth
     report: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # headline KPIs, attribution, CLV
+    segments: list[dict[str, Any]] = field(default_factory=list)  # the built-in segments: id, name, members
 
 
 def _progress(console: Console | None) -> Progress:
@@ -132,6 +133,9 @@ def run_demo(settings: Settings, customers: int = 2000, days: int = 60, seed: in
         started = time.perf_counter()
         result.report = report(runtime)
         timings["report"] = time.perf_counter() - started
+        started = time.perf_counter()
+        result.segments = _segments(runtime)
+        timings["segments"] = time.perf_counter() - started
     finally:
         runtime.close()
     if console:
@@ -351,6 +355,17 @@ def _profiles(runtime: Runtime, console: Console | None) -> None:
                       f"from {summary.events:,} events")
 
 
+def _segments(runtime: Runtime) -> list[dict[str, Any]]:
+    """Evaluate the segments (the built-in library and the project's): their sizes, and changes logged as events.
+
+    Run after the summary and the report, so that those count the world's own events only."""
+    from omniweave.service.segments import evaluate_segments
+
+    summary = evaluate_segments(runtime)
+    return [{"segment": r.segment_id, "name": r.name, "members": r.members, "entered": r.entered,
+             "exited": r.exited} for r in summary.results]
+
+
 def _resolve(runtime: Runtime, folder: Path, result: DemoResult, console: Console | None) -> None:
     """Stitch identities (incremental: only events not seen yet) and score them against the ground truth."""
     from omniweave.service.identity import evaluate_against_ground_truth, resolve
@@ -440,7 +455,7 @@ def _shown(value: object) -> str:
 def print_summary(console: Console, result: DemoResult) -> None:
     """Print the summary tables, the ground truth's size and the timings."""
     m = result.manifest
-    for name, rows in {**result.summary, **result.report}.items():
+    for name, rows in {**result.summary, **result.report, "segments": result.segments}.items():
         if not rows:
             continue
         table = Table(*rows[0].keys(), title=name, title_justify="left")

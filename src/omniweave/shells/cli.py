@@ -808,6 +808,84 @@ if __name__ == "__main__":
     main()
 
 
+segments_app = typer.Typer(help="Segments: audiences written as files (docs/segments.md).", no_args_is_help=True)
+app.add_typer(segments_app, name="segments")
+
+
+@segments_app.command("list")
+def segments_list(
+    ctx: typer.Context,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
+) -> None:
+    """List the segments: the built-in library and the project's `segments/` files."""
+    import orjson
+    from rich.table import Table
+
+    from omniweave.service.segments import load_segments, segment_summaries
+
+    with _opened(ctx) as rt:
+        rows = segment_summaries(load_segments(rt.settings.home))
+    if format == OutputFormat.json:
+        typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    table = Table("id", "name", "from", "description")
+    for row in rows:
+        table.add_row(row["id"], row["name"], row["source"], row["description"])
+    console.print(table)
+
+
+@segments_app.command("validate")
+def segments_validate(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="Segment files (YAML or TOML).")],
+) -> None:
+    """Check segment files: every problem of every file is printed (exit code 2 if any)."""
+    from omniweave.errors import InputError
+    from omniweave.service.segments import read_segment_file
+
+    failed = False
+    for path in files:
+        try:
+            seg = read_segment_file(path)
+        except InputError as exc:
+            err_console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+            failed = True
+            continue
+        except OSError as exc:
+            err_console.print(f"{path}: cannot read: {exc}", style="red", markup=False, highlight=False)
+            failed = True
+            continue
+        console.print(f"{path}: ok ({seg.id})", markup=False, highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(2)
+
+
+@segments_app.command("evaluate")
+def segments_evaluate(
+    ctx: typer.Context,
+    engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
+    format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
+) -> None:
+    """Compute every segment's members, write `segment_members`, and log a Segment Entered / Exited event per change."""
+    import orjson
+    from rich.table import Table
+
+    from omniweave.service.segments import evaluate_segments
+
+    with _opened(ctx) as rt, console.status("evaluating segments"):
+        summary = evaluate_segments(rt, engine=engine)
+    if format == OutputFormat.json:
+        typer.echo(orjson.dumps({"now": summary.now.isoformat(), "events_written": summary.events_written,
+                                 "segments": [r.__dict__ for r in summary.results]},
+                                option=orjson.OPT_INDENT_2).decode())
+        return
+    table = Table("segment", "name", "members", "entered", "exited", title=f"segments as of {summary.now:%Y-%m-%d %H:%M} UTC")
+    for r in summary.results:
+        table.add_row(r.segment_id, r.name, f"{r.members:,}", f"{r.entered:,}", f"{r.exited:,}")
+    console.print(table)
+    console.print(f"{summary.events_written:,} Segment Entered / Exited events written to the event log")
+
+
 # commands kept in modules of their own
 from omniweave.shells import cli_audiences, cli_personas
 

@@ -1,0 +1,463 @@
+"""Segments: definitions loaded from files, compiled to Ibis, evaluated into memberships and change events.
+
+A segment's condition tree (core/segments.py, docs/segments.md) compiles to one Ibis expression over
+the `profiles` table joined with one count per behaviour condition (from the events of each person),
+so the same definition runs on DuckDB and on Spark. `evaluate_segments` computes every segment's
+members, writes the `segment_members` dataset and appends a `Segment Entered` / `Segment Exited`
+event per change to the event log, so journeys can react and reports can count them.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from omniweave.core import segments as S
+from omniweave.errors import InputError
+from omniweave.service.profiles import Dialect, to_arrow, with_person, write_dataset
+from omniweave.service.runtime import Runtime
+from omniweave.settings import config_section
+
+MEMBERS_SCHEMA = pa.schema([("segment_id", pa.string()), ("person_id", pa.string()),
+                            ("since", pa.timestamp("us", tz="UTC"))])
+TYPE_EVENTS = {"Page Viewed": "page", "Screen Viewed": "screen", "Identified": "identify"}
+"""Event names that match a call type rather than a track event's name (a page call's `event` is the page's name)."""
+SEGMENT_SOURCE = "omniweave-segments"
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+def yaml_error() -> type[Exception]:
+    import yaml
+
+    return yaml.YAMLError
+
+
+def read_segment_file(path: Path) -> S.Segment:
+    """One segment file (YAML or TOML); its id defaults to the file name without extension."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            document: Any = tomllib.loads(text)
+        else:
+            import yaml
+
+            document = yaml.safe_load(text)
+    except (ValueError, yaml_error()) as exc:  # the parser's own message says where
+        raise InputError(f"cannot parse segment file {path}: {exc}", field=str(path)) from None
+    return S.parse_segment(document, source=str(path), default_id=path.stem)
+
+
+def builtin_segments() -> dict[str, S.Segment]:
+    """The ready-made library shipped with omniweave (`omniweave/segments_library/*.yaml`)."""
+    out = {}
+    folder = resources.files("omniweave") / "segments_library"
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith((".yaml", ".yml", ".toml")):
+            seg = read_segment_file(Path(str(entry)))
+            out[seg.id] = seg
+    return out
+
+
+def segments_folder(settings_home: str) -> Path:
+    """`segments/` beside the project's omniweave.toml, else in the home folder."""
+    found = config_section(None, home=settings_home)
+    base = Path(found[0]).parent if found else Path(settings_home)
+    return base / "segments"
+
+
+def load_segments(settings_home: str, *, builtin: bool = True, folder: Path | None = None) -> dict[str, S.Segment]:
+    """The built-in library (unless `builtin` is false) and the project's segment files, which win on the same id.
+
+    Every file is read before raising, so that one error lists every broken file."""
+    segments = builtin_segments() if builtin else {}
+    folder = folder or segments_folder(settings_home)
+    problems: list[str] = []
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.suffix in (".yaml", ".yml", ".toml"):
+                try:
+                    seg = read_segment_file(path)
+                except InputError as exc:
+                    problems.append(str(exc))
+                    continue
+                segments[seg.id] = seg
+    if problems:
+        raise InputError("\n".join(problems), field="segments")
+    S.evaluation_order(segments)  # unknown references and cycles
+    return segments
+
+
+# --- compiling ---------------------------------------------------------------------------------
+
+class Compiler:
+    """Compiles condition trees over `profiles` and the person-attributed `events`, as of `now`."""
+
+    def __init__(self, profiles: ir.Table, events: ir.Table, identities: ir.Table, now: datetime, engine: str,
+                 segments: Mapping[str, S.Segment]):
+        self.profiles = profiles
+        self.raw_events = events
+        self.identities = identities
+        self.now = now
+        self.d = Dialect(engine)
+        self.segments = segments
+        self._events: ir.Table | None = None
+
+    @property
+    def events(self) -> ir.Table:
+        if self._events is None:
+            ev = self.raw_events
+            ev = ev.filter(ev.timestamp <= self._now())
+            self._events = with_person(ev, self.identities)
+        return self._events
+
+    def _now(self) -> ir.TimestampScalar:
+        return ibis.literal(self.now, dt.Timestamp(timezone="UTC"))
+
+    def members(self, segment_id: str) -> ir.Table:
+        """The person ids (one column, `person_id`) of the segment's members."""
+        seg = self.segments[segment_id]
+        problems: list[tuple[str, str]] = []
+        behaviours: dict[S.Behaviour, str] = {}
+        self._collect(seg.where, behaviours, set())
+        base = self.profiles
+        for behaviour, column in behaviours.items():
+            counts = self._behaviour_counts(behaviour, column)
+            base = base.left_join(counts, "person_id").drop("person_id_right")
+        predicate = self._predicate(seg.where, base, behaviours, "where", problems, (segment_id,))
+        if problems:
+            raise S.SegmentError(seg.source or seg.id, problems)
+        return base.filter(predicate).select("person_id")
+
+    def _collect(self, node: S.Condition, behaviours: dict[S.Behaviour, str], seen: set[str]) -> None:
+        if isinstance(node, S.Behaviour):
+            behaviours.setdefault(node, f"_b{len(behaviours)}")
+        elif isinstance(node, (S.All, S.AnyOf)):
+            for child in node.children:
+                self._collect(child, behaviours, seen)
+        elif isinstance(node, S.Not):
+            self._collect(node.child, behaviours, seen)
+        elif isinstance(node, S.InSegment) and node.segment_id not in seen:
+            seen.add(node.segment_id)
+            self._collect(self.segments[node.segment_id].where, behaviours, seen)
+
+    # -- behaviour --
+
+    def _matching(self, event: str, filters: Sequence[S.Filter]) -> ir.Table:
+        ev = self.events
+        if event in TYPE_EVENTS:
+            ev = ev.filter(ev.type == TYPE_EVENTS[event])
+        else:
+            ev = ev.filter(ev.event == event)
+        for f in filters:
+            ev = ev.filter(self._filter(ev, f))
+        return ev
+
+    def _filter(self, ev: ir.Table, f: S.Filter) -> ir.BooleanValue:
+        text = ev.channel if f.key == "channel" else self.d.json(ev.properties, f.key)
+        if f.op == "is_null":
+            return text.isnull() if f.value else text.notnull()
+        values = f.value if f.op in S.LIST_OPS else (f.value,)
+        if all(isinstance(v, bool) for v in values):
+            column: ir.Value = text.lower()
+            values = tuple("true" if v else "false" for v in values)
+        elif all(isinstance(v, (int, float)) for v in values):
+            column = text.cast("float64")
+            values = tuple(float(v) for v in values)
+        else:
+            column = text
+            values = tuple(str(v) for v in values)
+        return _compare(column, f.op, values if f.op in S.LIST_OPS else values[0]).fill_null(False)
+
+    def _window(self, ev: ir.Table, days: float | None) -> ir.Table:
+        if days is None:
+            return ev
+        since = ibis.literal(self.now - timedelta(days=days), dt.Timestamp(timezone="UTC"))
+        return ev.filter(ev.timestamp > since)
+
+    def _behaviour_counts(self, b: S.Behaviour, column: str) -> ir.Table:
+        first = self._window(self._matching(b.event, b.filters), b.within_days)
+        if b.then_not is not None:
+            hours = b.then_not.within_hours
+            span = ibis.interval(seconds=round(hours * 3600))
+            # only occurrences whose whole follow-up window has passed can be "not followed"
+            done = ibis.literal(self.now - timedelta(hours=hours), dt.Timestamp(timezone="UTC"))
+            first = first.filter(first.timestamp <= done).select("person_id", _at=first.timestamp)
+            second = self._matching(b.then_not.event, b.then_not.filters)
+            second = second.select(_p2="person_id", _at2=second.timestamp)
+            first = first.anti_join(second, [first.person_id == second._p2, second._at2 > first._at,
+                                             second._at2 <= first._at + span])
+        return first.group_by("person_id").aggregate(**{column: first.count()})
+
+    # -- the tree --
+
+    def _predicate(self, node: S.Condition, base: ir.Table, behaviours: Mapping[S.Behaviour, str], path: str,
+                   problems: list[tuple[str, str]], trail: tuple[str, ...]) -> ir.BooleanValue:
+        if isinstance(node, S.All):
+            parts = [self._predicate(c, base, behaviours, f"{path}.all[{i}]", problems, trail)
+                     for i, c in enumerate(node.children)]
+            out = parts[0]
+            for p in parts[1:]:
+                out = out & p
+            return out
+        if isinstance(node, S.AnyOf):
+            parts = [self._predicate(c, base, behaviours, f"{path}.any[{i}]", problems, trail)
+                     for i, c in enumerate(node.children)]
+            out = parts[0]
+            for p in parts[1:]:
+                out = out | p
+            return out
+        if isinstance(node, S.Not):
+            return ~self._predicate(node.child, base, behaviours, f"{path}.not", problems, trail)
+        if isinstance(node, S.Behaviour):
+            count = base[behaviours[node]].fill_null(0)
+            return {"at_least": count >= node.count, "at_most": count <= node.count,
+                    "exactly": count == node.count}[node.count_op]
+        if isinstance(node, S.InSegment):
+            if node.segment_id in trail:
+                problems.append((path, "in_segment cycle: " + " -> ".join((*trail, node.segment_id))))
+                return ibis.literal(False)
+            other = self.segments[node.segment_id]
+            return self._predicate(other.where, base, behaviours, f"{path}.in_segment({node.segment_id})", problems,
+                                   (*trail, node.segment_id))
+        if isinstance(node, S.Bucket):
+            bucket = _bucket_expr(node.salt, base.person_id)
+            return (bucket >= node.low) & (bucket < node.high)
+        return self._trait(node, base, path, problems)
+
+    def _trait(self, t: S.Trait, base: ir.Table, path: str, problems: list[tuple[str, str]]) -> ir.BooleanValue:
+        if t.name not in self.profiles.columns:
+            known = ", ".join(c for c in self.profiles.columns if not c.startswith("_"))
+            problems.append((f"{path}.trait", f"unknown trait {t.name!r}; the profile has: {known}"))
+            return ibis.literal(False)
+        column = base[t.name]
+        typ = column.type()
+        where = f"{path}.{t.op}"
+        if t.op == "is_null":
+            empty = column.isnull()
+            if typ.is_array():
+                empty = empty | (column.length() == 0)
+            return empty if t.value else ~empty
+        if t.op == "contains":
+            if not typ.is_array():
+                problems.append((where, f"contains needs a list trait; {t.name!r} is {typ}"))
+                return ibis.literal(False)
+            return column.contains(_literal(typ.value_type, t.value, where, problems)).fill_null(False)
+        if typ.is_array() or typ.is_struct() or typ.is_map():
+            problems.append((where, f"{t.op} compares one value; {t.name!r} is {typ} (use contains or is_null)"))
+            return ibis.literal(False)
+        if t.op in ("before_days_ago", "within_days"):
+            if not typ.is_timestamp() and not typ.is_date():
+                problems.append((where, f"{t.op} needs a timestamp trait; {t.name!r} is {typ}"))
+                return ibis.literal(False)
+            moment = ibis.literal(self.now - timedelta(days=float(t.value)), dt.Timestamp(timezone="UTC"))
+            result = column < moment if t.op == "before_days_ago" else column >= moment
+            return result.fill_null(False)
+        if t.op in S.LIST_OPS or t.op == "between":
+            values = tuple(_literal(typ, v, where, problems) for v in t.value)
+            if t.op == "between":
+                return column.between(values[0], values[1]).fill_null(False)
+            return _compare(column, t.op, values).fill_null(False)
+        return _compare(column, t.op, _literal(typ, t.value, where, problems)).fill_null(False)
+
+
+def _compare(column: ir.Value, op: str, value: Any) -> ir.BooleanValue:
+    if op == "in":
+        return column.isin(list(value))
+    if op == "not_in":
+        return column.notin(list(value))
+    return {"eq": column == value, "ne": column != value, "gt": column > value, "gte": column >= value,
+            "lt": column < value, "lte": column <= value}[op]
+
+
+def _literal(typ: dt.DataType, value: Any, where: str, problems: list[tuple[str, str]]) -> Any:
+    """`value` as the trait's type, or a problem."""
+    if typ.is_boolean():
+        if isinstance(value, bool):
+            return value
+    elif typ.is_integer() or typ.is_floating() or typ.is_decimal():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return value
+    elif typ.is_timestamp() or typ.is_date():
+        moment = _moment(value)
+        if moment is not None:
+            return ibis.literal(moment, dt.Timestamp(timezone="UTC")) if typ.is_timestamp() else moment.date()
+    elif typ.is_string():
+        if isinstance(value, str):
+            return value
+    else:
+        return value
+    problems.append((where, f"expected a value of the trait's type ({typ}); got {value!r}"))
+    return ibis.null(typ)
+
+
+def _moment(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def _bucket_expr(salt: str, person_id: ir.StringValue) -> ir.IntegerValue:
+    """core.segments.bucket_of in Ibis: md5's first 8 hex digits as a number, modulo 100 (the same on every engine)."""
+    digest = (ibis.literal(f"{salt}:") + person_id).hexdigest("md5")
+    alphabet = ibis.literal("0123456789abcdef")
+    number: ir.IntegerValue = ibis.literal(0).cast("int64")  # a BIGINT on Spark too: 16^8 overflows an INT
+    for i in range(8):
+        number = number * 16 + alphabet.find(digest.substr(i, 1)).cast("int64")
+    return number % 100
+
+
+# --- evaluating ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SegmentResult:
+    segment_id: str
+    name: str
+    members: int
+    entered: int
+    exited: int
+
+
+@dataclass(frozen=True)
+class EvaluationSummary:
+    now: datetime
+    results: tuple[SegmentResult, ...]
+    events_written: int
+    path: str
+
+    def sizes(self) -> dict[str, int]:
+        return {r.segment_id: r.members for r in self.results}
+
+
+def compiler_for(runtime: Runtime, segments: Mapping[str, S.Segment], now: datetime | None = None,
+                 engine: str = "duckdb", spark_session: Any = None) -> Compiler:
+    """A Compiler over the runtime's warehouse (profiles, events, identities must exist)."""
+    for name, command in (("profiles", "omniweave profiles build"), ("identities", "omniweave resolve")):
+        if not runtime.log.has_data(name):
+            raise InputError(f"no {name} yet: run `{command}` before evaluating segments", field=name)
+    warehouse = runtime.warehouse(engine, spark_session=spark_session)
+    if now is None:
+        now = runtime.log.latest_event_time() or datetime.now(UTC)
+    now = (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(UTC)
+    return Compiler(warehouse.table("profiles"), warehouse.table("events"), warehouse.table("identities"), now, engine,
+                    segments)
+
+
+def member_ids(compiler: Compiler, segment_id: str) -> list[str]:
+    """The sorted person ids of one segment."""
+    table = to_arrow(compiler.members(segment_id))
+    return sorted(table.column("person_id").to_pylist())
+
+
+def evaluate_segments(runtime: Runtime, segments: Mapping[str, S.Segment] | None = None, *,
+                      now: datetime | None = None, engine: str = "duckdb", spark_session: Any = None,
+                      record_changes: bool = True) -> EvaluationSummary:
+    """Every segment's members as of `now`: written to `segment_members`, with an event per change.
+
+    A member keeps the `since` of the evaluation that first found them; a person who left and came
+    back gets a new one."""
+    segments = dict(segments) if segments is not None else load_segments(runtime.settings.home)
+    compiler = compiler_for(runtime, segments, now, engine, spark_session)
+    now = compiler.now
+    previous: dict[str, dict[str, datetime]] = {}
+    if runtime.log.has_data("segment_members"):
+        old = runtime.warehouse().table("segment_members").to_pyarrow().to_pylist()
+        for row in old:
+            previous.setdefault(row["segment_id"], {})[row["person_id"]] = row["since"]
+    rows: list[tuple[str, str, datetime]] = []
+    changes: list[tuple[str, str, str]] = []
+    results = []
+    for sid in S.evaluation_order(segments):
+        members = member_ids(compiler, sid)
+        before = previous.get(sid, {})
+        current = set(members)
+        entered = [p for p in members if p not in before]
+        exited = sorted(p for p in before if p not in current)
+        rows.extend((sid, p, before.get(p, now)) for p in members)
+        changes.extend((S.SEGMENT_ENTERED, sid, p) for p in entered)
+        changes.extend((S.SEGMENT_EXITED, sid, p) for p in exited)
+        results.append(SegmentResult(sid, segments[sid].name, len(members), len(entered), len(exited)))
+    # segments no longer defined keep no members, and their members are not told they left
+    table = pa.table([pa.array([r[0] for r in rows], pa.string()), pa.array([r[1] for r in rows], pa.string()),
+                      pa.array([r[2] for r in rows], pa.timestamp("us", tz="UTC"))], schema=MEMBERS_SCHEMA)
+    path = write_dataset(runtime, "segment_members", table)
+    written = _record_changes(runtime, segments, changes, now) if record_changes and changes else 0
+    return EvaluationSummary(now, tuple(results), written, path)
+
+
+def _record_changes(runtime: Runtime, segments: Mapping[str, S.Segment], changes: Sequence[tuple[str, str, str]],
+                    now: datetime) -> int:
+    """Append one `Segment Entered` / `Segment Exited` track event per change, carrying the person's user id
+    (else one of their anonymous ids) so that the event belongs to the person like any other."""
+    from omniweave.adapters.eventlog import events_to_table
+    from omniweave.core.events import deterministic_message_id, format_timestamp
+
+    persons = sorted({p for _, _, p in changes})
+    ids = runtime.warehouse().table("identities")
+    wanted = ids.filter(ids.person_id.isin(persons) & ids.kind.isin(("user_id", "anonymous_id")))
+    by_person: dict[str, dict[str, str]] = {}
+    for row in wanted.to_pyarrow().to_pylist():
+        kinds = by_person.setdefault(row["person_id"], {})
+        if row["value"] < kinds.get(row["kind"], "\uffff"):
+            kinds[row["kind"]] = row["value"]
+    stamp = format_timestamp(now)
+    events = []
+    for name, sid, person in changes:
+        known = by_person.get(person, {})
+        seg = segments[sid]
+        events.append({
+            "type": "track", "event": name,
+            "messageId": deterministic_message_id(SEGMENT_SOURCE, name, sid, person, stamp),
+            "userId": known.get("user_id"), "anonymousId": None if "user_id" in known else known.get("anonymous_id"),
+            "timestamp": stamp, "receivedAt": stamp,
+            "properties": {"segment_id": sid, "segment_name": seg.name, "person_id": person},
+            "context": {"library": {"name": "omniweave-segments"}},
+        })
+    table = events_to_table(events, source=SEGMENT_SOURCE)
+    runtime.log.append("events", table, batch_name=f"segments-{now:%Y%m%dT%H%M%S%f}")
+    return len(events)
+
+
+def segment_summaries(segments: Mapping[str, S.Segment]) -> list[dict[str, Any]]:
+    """id, name, description, persona fields and where it comes from, for listing."""
+    return [{"id": s.id, "name": s.name, "description": s.description, "source": posixpath.basename(s.source),
+             "persona": None if s.persona is None else {"target_kpis": list(s.persona.target_kpis),
+                                                         "preferred_channels": list(s.persona.preferred_channels)}}
+            for s in sorted(segments.values(), key=lambda s: s.id)]
+
+
+def parse_documents(documents: Iterable[Mapping[str, Any]]) -> dict[str, S.Segment]:
+    """Segments given as mappings (the API); every problem of every one at once."""
+    out: dict[str, S.Segment] = {}
+    problems: list[str] = []
+    for i, doc in enumerate(documents):
+        try:
+            seg = S.parse_segment(doc, source=f"#{i}")
+        except S.SegmentError as exc:
+            problems.append(str(exc))
+            continue
+        out[seg.id] = seg
+    if problems:
+        raise InputError("\n".join(problems), field="segments")
+    return out
