@@ -669,8 +669,9 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
     # id's text, which `resolve` makes 16 characters long (longer than DuckDB keeps inline). The text comes back at the end.
     persons = identities.select("person_id").distinct()
     persons = persons.select(_person=persons.person_id, _number=ibis.row_number().over(order_by=persons.person_id))
+    # kept: the per-event table and the identifiers both read it, and numbering sorts the 1 M ids
     identities = identities.join(persons, identities.person_id == persons._person).select(
-        "kind", "value", "_person", person_id=persons._number)
+        "kind", "value", "_person", person_id=persons._number).cache()
     ev = person_events(events, identities, now, d, _trait_columns(traits)).cache()
     activity, orders = _activity(ev, d)
     activity = activity.cache()
