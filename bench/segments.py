@@ -1,0 +1,199 @@
+"""Segment evaluation benchmark: 20 segments over the profile benchmark's world, next to hand-written DuckDB SQL.
+
+Uses the world `bench/profiles.py` generates and caches (default 1,000,000 persons / 30,000,000
+events; run that first, or this runs it), with its `profiles` built. Then, each in a fresh process:
+
+  - omniweave: `Compiler` over the warehouse (the events the conditions need read once and kept,
+    then one Ibis expression per segment), the 20 segments' members as Arrow;
+  - hand-written SQL: the same 20 audiences as DuckDB SQL over the same Parquet files (the events
+    attributed to persons once, in a temporary table, then one query per segment).
+
+Both must select the same persons for every segment (checked). Target (issue 4): ≤ 10 s and
+≤ 1.3 × the hand-written SQL. Not measured yet: the incremental update for one new day of events
+(evaluation is not incremental yet).
+
+    python bench/segments.py [--persons 1000000] [--events 30000000] [--seed 1] [--cache DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+BENCH = Path(__file__).resolve().parent
+
+EXTRA = {  # ten more audiences on top of the built-in library
+    "high_value": {"trait": "total_revenue", "gte": 500},
+    "frequent_buyers": {"trait": "orders", "gte": 5},
+    "email_engaged": {"performed": "Email Opened", "at_least": 3, "within_days": 30},
+    "mobile_first": {"trait": "preferred_device", "eq": "mobile"},
+    "coupon_responsive": {"trait": "responsive_promotion", "eq": "coupon"},
+    "big_store_orders": {"performed": "Order Completed", "at_least": 2, "within_days": 60,
+                         "where": [{"property": "channel", "eq": "store"}, {"property": "revenue", "gt": 100}]},
+    "browsed_not_bought": {"performed": "Product Viewed", "within_days": 7,
+                           "then_not": {"event": "Order Completed", "within_hours": 24}},
+    "lapsing_repeat": {"all": [{"trait": "last_order_at", "before_days_ago": 90}, {"trait": "orders", "gte": 2}]},
+    "holdout_10": {"bucket": {"salt": "holdout", "from": 0, "to": 10}},
+    "email_consented_buyers": {"all": [{"trait": "consent_email", "eq": True}, {"trait": "orders", "gte": 1}]},
+}
+
+UNIDENTIFIED = "len(p.emails) = 0 AND len(p.phones) = 0 AND len(p.user_ids) = 0 AND len(p.loyalty_cards) = 0"
+SQL = {
+    "store_only_buyers": "SELECT person_id FROM profiles WHERE store_orders >= 1 AND online_orders = 0",
+    "online_only_buyers": "SELECT person_id FROM profiles WHERE online_orders >= 1 AND store_orders = 0",
+    "omnichannel_buyers": "SELECT person_id FROM profiles WHERE online_orders >= 1 AND store_orders >= 1",
+    "lapsing_high_value": "SELECT person_id FROM profiles WHERE rfm_monetary >= 4 "
+                          "AND last_order_at < $now - INTERVAL 30 DAY",
+    "coupon_hunters": "SELECT person_id FROM pe WHERE event = 'Coupon Applied' AND timestamp > $now - INTERVAL 90 DAY "
+                      "GROUP BY person_id HAVING count(*) >= 2",
+    "event_attendees": "SELECT DISTINCT person_id FROM pe WHERE event = 'Store Event Attended' "
+                       "AND timestamp > $now - INTERVAL 90 DAY",
+    "cart_abandoners": """SELECT DISTINCT a.person_id FROM pe a
+        WHERE a.event = 'Product Added' AND a.timestamp > $now - INTERVAL 7 DAY
+          AND a.timestamp <= $now - INTERVAL 24 HOUR
+          AND NOT EXISTS (SELECT 1 FROM pe b WHERE b.person_id = a.person_id AND b.event = 'Order Completed'
+                          AND b.timestamp > a.timestamp AND b.timestamp <= a.timestamp + INTERVAL 24 HOUR)""",
+    "new_till_subscribers": """SELECT DISTINCT pe.person_id FROM pe JOIN profiles p USING (person_id)
+        WHERE pe.type = 'identify' AND pe.channel = 'loyalty'
+          AND json_extract_string(pe.properties, '$.store_id') IS NOT NULL
+          AND pe.timestamp > $now - INTERVAL 30 DAY AND p.consent_email""",
+    "qr_scanners_unidentified": f"""SELECT DISTINCT pe.person_id FROM pe JOIN profiles p USING (person_id)
+        WHERE pe.event = 'QR Code Scanned' AND pe.timestamp > $now - INTERVAL 30 DAY AND {UNIDENTIFIED}""",
+    "bounced_visitors": f"""SELECT p.person_id FROM profiles p
+        WHERE p.person_id IN (SELECT person_id FROM pe WHERE type IN ('page', 'screen')
+                              AND timestamp > $now - INTERVAL 14 DAY)
+          AND p.person_id NOT IN (SELECT person_id FROM pe WHERE event = 'Order Completed'
+                                  AND timestamp > $now - INTERVAL 14 DAY)
+          AND {UNIDENTIFIED}""",
+    "high_value": "SELECT person_id FROM profiles WHERE total_revenue >= 500",
+    "frequent_buyers": "SELECT person_id FROM profiles WHERE orders >= 5",
+    "email_engaged": "SELECT person_id FROM pe WHERE event = 'Email Opened' AND timestamp > $now - INTERVAL 30 DAY "
+                     "GROUP BY person_id HAVING count(*) >= 3",
+    "mobile_first": "SELECT person_id FROM profiles WHERE preferred_device = 'mobile'",
+    "coupon_responsive": "SELECT person_id FROM profiles WHERE responsive_promotion = 'coupon'",
+    "big_store_orders": "SELECT person_id FROM pe WHERE event = 'Order Completed' AND channel = 'store' "
+                        "AND TRY_CAST(json_extract_string(properties, '$.revenue') AS DOUBLE) > 100 "
+                        "AND timestamp > $now - INTERVAL 60 DAY GROUP BY person_id HAVING count(*) >= 2",
+    "browsed_not_bought": """SELECT DISTINCT a.person_id FROM pe a
+        WHERE a.event = 'Product Viewed' AND a.timestamp > $now - INTERVAL 7 DAY
+          AND a.timestamp <= $now - INTERVAL 24 HOUR
+          AND NOT EXISTS (SELECT 1 FROM pe b WHERE b.person_id = a.person_id AND b.event = 'Order Completed'
+                          AND b.timestamp > a.timestamp AND b.timestamp <= a.timestamp + INTERVAL 24 HOUR)""",
+    "lapsing_repeat": "SELECT person_id FROM profiles WHERE last_order_at < $now - INTERVAL 90 DAY AND orders >= 2",
+    "holdout_10": "SELECT person_id FROM profiles WHERE "
+                  "('0x' || substr(md5('holdout:' || person_id), 1, 8))::BIGINT % 100 < 10",
+    "email_consented_buyers": "SELECT person_id FROM profiles WHERE consent_email AND orders >= 1",
+}
+PE_EVENTS = ("Coupon Applied", "Store Event Attended", "Product Added", "Order Completed", "QR Code Scanned",
+             "Email Opened", "Product Viewed")
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_ours(home: str) -> dict[str, Any]:
+    sys.path.insert(0, str(SRC))
+    from omniweave.core.segments import parse_segment
+    from omniweave.service.runtime import Runtime
+    from omniweave.service.segments import builtin_segments, compiler_for, member_ids
+    from omniweave.settings import Settings
+
+    segments = {**builtin_segments(), **{k: parse_segment({"id": k, "where": v}) for k, v in EXTRA.items()}}
+    runtime = Runtime(Settings(home=home))
+    cpu, started = _cpu(), time.perf_counter()
+    compiler = compiler_for(runtime, segments)
+    compiler.share_events(segments)
+    members = {sid: member_ids(compiler, sid) for sid in sorted(segments)}
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "cpu": _cpu() - cpu, "peak_mb": _peak_mb(), "now": compiler.now.isoformat(),
+            "sizes": {k: len(v) for k, v in members.items()}, "members": {k: hash(tuple(v)) for k, v in members.items()}}
+
+
+def run_sql(home: str, now: str) -> dict[str, Any]:
+    import duckdb
+
+    warehouse = Path(home) / "warehouse"
+    con = duckdb.connect()
+    cpu, started = _cpu(), time.perf_counter()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"CREATE VIEW profiles AS SELECT * FROM read_parquet('{warehouse}/profiles/**/*.parquet')")
+    con.execute(f"CREATE VIEW identities AS SELECT * FROM read_parquet('{warehouse}/identities/**/*.parquet')")
+    con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{warehouse}/events/**/*.parquet', "
+                "hive_partitioning = true, union_by_name = true)")
+    names = ", ".join(f"'{n}'" for n in PE_EVENTS)
+    con.execute(f"""
+        CREATE TEMP TABLE pe AS
+        SELECT coalesce(u.person_id, a.person_id) AS person_id, e.type, e.event, e.channel, e.timestamp, e.properties
+        FROM events e
+        LEFT JOIN (SELECT value, person_id FROM identities WHERE kind = 'user_id') u ON e.user_id = u.value
+        LEFT JOIN (SELECT value, person_id FROM identities WHERE kind = 'anonymous_id') a ON e.anonymous_id = a.value
+        WHERE (e.event IN ({names}) OR e.type IN ('page', 'screen', 'identify'))
+          AND e.timestamp <= TIMESTAMPTZ '{now}' AND e.timestamp > TIMESTAMPTZ '{now}' - INTERVAL 90 DAY
+          AND coalesce(u.person_id, a.person_id) IS NOT NULL""")
+    members = {}
+    for sid, query in sorted(SQL.items()):
+        rows = con.execute(query.replace("$now", f"TIMESTAMPTZ '{now}'")).fetchall()
+        members[sid] = sorted(r[0] for r in rows)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "cpu": _cpu() - cpu, "peak_mb": _peak_mb(),
+            "sizes": {k: len(v) for k, v in members.items()}, "members": {k: hash(tuple(v)) for k, v in members.items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--persons", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=30_000_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cache", default=os.environ.get("OMNIWEAVE_BENCH_CACHE",
+                                                          str(Path(tempfile.gettempdir()) / "omniweave-bench")))
+    parser.add_argument("--ours", help=argparse.SUPPRESS)
+    parser.add_argument("--sql", help=argparse.SUPPRESS)
+    parser.add_argument("--now", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.ours:
+        print(json.dumps(run_ours(args.ours)))
+        return
+    if args.sql:
+        print(json.dumps(run_sql(args.sql, args.now)))
+        return
+    home = Path(args.cache) / f"profiles-v4-{args.persons}p-{args.events}e-s{args.seed}"
+    if not (home / "warehouse" / "profiles").exists():
+        subprocess.run([sys.executable, str(BENCH / "profiles.py"), "--persons", str(args.persons), "--events",
+                        str(args.events), "--seed", str(args.seed), "--cache", args.cache], check=True)
+    env = {**os.environ, "PYTHONHASHSEED": "0"}  # the member lists are compared by hash across processes
+
+    def child(*extra: str) -> dict[str, Any]:
+        out = subprocess.run([sys.executable, __file__, *extra], check=True, capture_output=True, text=True, env=env)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    ours = child("--ours", str(home))
+    sql = child("--sql", str(home), "--now", ours["now"])
+    print(f"world: {home.name}; now = {ours['now']}; 20 segments")
+    print(f"{'method':<22} {'seconds':>8} {'cpu s':>8} {'peak MB':>9}")
+    for name, r in (("omniweave (Ibis)", ours), ("hand-written SQL", sql)):
+        print(f"{name:<22} {r['seconds']:>8.2f} {r['cpu']:>8.1f} {r['peak_mb']:>9,.0f}")
+    print(f"ratio: {ours['seconds'] / sql['seconds']:.2f} × the hand-written SQL (target ≤ 1.3 and ≤ 10 s)")
+    same = [k for k in SQL if ours["members"][k] == sql["members"][k]]
+    print(f"same members: {len(same)} of {len(SQL)} segments" + (
+        "" if len(same) == len(SQL) else f"; differ: {sorted(set(SQL) - set(same))}"))
+    print("sizes: " + ", ".join(f"{k} {ours['sizes'][k]:,}" for k in sorted(SQL)))
+    print("not measured: the incremental update for one new day of events (evaluation is not incremental yet)")
+
+
+if __name__ == "__main__":
+    main()
