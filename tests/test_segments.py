@@ -324,3 +324,40 @@ def test_read_segment_file_names_the_file(tmp_path):
     path.write_text("where: [1, 2\n")
     with pytest.raises(InputError, match=r"x\.yaml"):
         read_segment_file(path)
+
+
+def test_segments_through_the_rest_api(tmp_path, demo_home):
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from omniweave.shells.api import create_app
+
+    home = tmp_path / "home"
+    shutil.copytree(demo_home, home)
+    settings = Settings(home=str(home))
+    rt = Runtime(settings)
+    try:
+        secret = rt.store.create_secret_key("segments")
+    finally:
+        rt.close()
+    auth = {"Authorization": f"Bearer {secret}"}
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v1/segments").status_code == 401
+        listed = client.get("/v1/segments", headers=auth).json()
+        sizes = {s["id"]: s["members"] for s in listed}
+        assert sizes["store_only_buyers"] > 0  # the demo evaluated the library
+        one = client.get("/v1/segments/store_only_buyers", headers=auth).json()
+        assert one["members"] == len(one["person_ids"]) == sizes["store_only_buyers"]
+        assert client.get("/v1/segments/nope", headers=auth).status_code == 404
+        bad = client.put("/v1/segments/vip", headers=auth, json={"where": {"all": [
+            {"trait": "total_revenu", "gte": 100}, {"trait": "orders", "between": [1]}]}})
+        assert bad.status_code == 400
+        assert [e["field"] for e in bad.json()["errors"]] == ["where.all[1].between"]  # the language's own check first
+        unknown = client.put("/v1/segments/vip", headers=auth, json={"where": {"trait": "total_revenu", "gte": 100}})
+        assert unknown.status_code == 400 and "unknown trait 'total_revenu'" in unknown.json()["message"]
+        assert not (home / "segments" / "vip.yaml").exists()  # nothing written while it has problems
+        good = client.put("/v1/segments/vip", headers=auth, json={"name": "VIP", "where": {"trait": "total_revenue",
+                                                                                           "gte": 100}})
+        assert good.status_code == 200 and good.json()["id"] == "vip"
+    assert read_segment_file(home / "segments" / "vip.yaml").where == S.Trait("total_revenue", "gte", 100)

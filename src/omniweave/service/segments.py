@@ -149,6 +149,9 @@ class Compiler:
         if all(days is not None for days in starts):
             earliest = self.now - timedelta(days=max(d for d in starts if d is not None))
             ev = ev.filter(ev.timestamp > ibis.literal(earliest, dt.Timestamp(timezone="UTC")))
+            if "date" in ev.columns:
+                # the log is partitioned by the events' UTC day: only the days of the windows are read
+                ev = ev.filter(ev.date >= ibis.literal(earliest.date(), "date"))
         ev = with_person(ev, self.identities)
         self._events = ev.select("person_id", "type", "event", "channel", "timestamp", "properties").cache()
 

@@ -201,10 +201,27 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
             return _json_error(400, "identifier", "expected ?identifier=kind:value (e.g. email:ann@example.com)")
         return await _profile_response(request, runtime, ref)
 
+    async def segments(request: Request) -> Response:
+        """GET /v1/segments: every segment (library and project files) with its current size."""
+        return await _secret_only(request, runtime, lambda: _segment_list(runtime))
+
+    async def segment(request: Request) -> Response:
+        """GET /v1/segments/{id}: one segment and its members; PUT: write its definition (a segment file)."""
+        sid = request.path_params["segment_id"]
+        if request.method == "PUT":
+            try:
+                body = orjson.loads(await request.body())
+            except orjson.JSONDecodeError as exc:
+                return _json_error(400, "body", f"expected a JSON segment definition: {exc}")
+            return await _secret_only(request, runtime, lambda: _segment_put(runtime, sid, body))
+        return await _secret_only(request, runtime, lambda: _segment_get(runtime, sid))
+
     app = FastAPI(title="omniweave", version="0.1.0", lifespan=lifespan)
     app.router.routes[:0] = [Route("/health", health, methods=["GET"]),
                              Route("/v1/profiles", profile_by_identifier, methods=["GET"]),
                              Route("/v1/profiles/{ref:path}", profile_by_id, methods=["GET"]),
+                             Route("/v1/segments", segments, methods=["GET"]),
+                             Route("/v1/segments/{segment_id}", segment, methods=["GET", "PUT"]),
                              *collector.routes()]
     app.state.settings = settings
     app.state.runtime = runtime
@@ -227,6 +244,87 @@ def _secret_key(request: Request) -> str | None:
         return key_from_authorization(request.headers.get("authorization"))
     except AuthError:
         return None
+
+
+async def _secret_only(request: Request, runtime: Runtime, work: Any) -> Response:
+    """Run `work` (returns (status, body)) in a thread if the request carries a secret key."""
+    from omniweave.errors import InputError
+
+    key = _secret_key(request)
+    if key is None or not await run_in_threadpool(runtime.store.is_secret_key, key):
+        return _json_error(401, "Authorization", "a secret key is required (Bearer, or Basic with the key as user name); "
+                                                 "create one with `omniweave keys secret`")
+    try:
+        status, body = await run_in_threadpool(work)
+    except InputError as exc:
+        problems = getattr(exc, "problems", None)
+        if problems:
+            errors = [{"index": None, "field": path, "reason": reason} for path, reason in problems]
+            return Response(orjson.dumps({"success": False, "errors": errors, "message": str(exc)}), status_code=400,
+                            media_type="application/json")
+        return _json_error(400, exc.field, str(exc))
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def _segment_sizes(runtime: Runtime) -> dict[str, int]:
+    if not runtime.log.has_data("segment_members"):
+        return {}
+    members = runtime.warehouse().table("segment_members")
+    counts = members.group_by("segment_id").aggregate(n=members.count()).to_pyarrow().to_pylist()
+    return {row["segment_id"]: row["n"] for row in counts}
+
+
+def _segment_list(runtime: Runtime) -> tuple[int, Any]:
+    from omniweave.service.segments import load_segments, segment_summaries
+
+    sizes = _segment_sizes(runtime)
+    rows = segment_summaries(load_segments(runtime.settings.home))
+    return 200, [{**row, "members": sizes.get(row["id"])} for row in rows]
+
+
+def _segment_get(runtime: Runtime, sid: str) -> tuple[int, Any]:
+    from omniweave.service.segments import load_segments, segment_summaries
+
+    segments = load_segments(runtime.settings.home)
+    if sid not in segments:
+        return 404, {"success": False, "errors": [{"index": None, "field": "segment_id",
+                                                   "reason": f"no segment {sid!r}"}], "message": f"no segment {sid!r}"}
+    row = segment_summaries({sid: segments[sid]})[0]
+    members: list[str] = []
+    if runtime.log.has_data("segment_members"):
+        table = runtime.warehouse().table("segment_members")
+        chosen = table.filter(table.segment_id == sid).order_by("person_id").limit(1000)
+        members = chosen.person_id.to_pyarrow().to_pylist()
+    return 200, {**row, "members": _segment_sizes(runtime).get(sid), "person_ids": members}
+
+
+def _segment_put(runtime: Runtime, sid: str, body: Any) -> tuple[int, Any]:
+    """Check a definition (its own rules, then against the profiles if there are some) and write it as
+    `segments/<id>.yaml`; every problem is reported at once and nothing is written then."""
+    import yaml
+
+    from omniweave.core.segments import parse_segment
+    from omniweave.service.segments import (
+        compiler_for,
+        load_segments,
+        segment_summaries,
+        segments_folder,
+    )
+
+    if isinstance(body, dict):
+        body = {**body, "id": body.get("id", sid)}
+    seg = parse_segment(body, source=f"PUT /v1/segments/{sid}")
+    if seg.id != sid:
+        return 400, {"success": False, "errors": [{"index": None, "field": "id",
+                                                   "reason": f"the body's id {seg.id!r} is not the path's {sid!r}"}],
+                     "message": "id mismatch"}
+    segments = {**load_segments(runtime.settings.home), sid: seg}
+    if runtime.log.has_data("profiles") and runtime.log.has_data("identities"):
+        compiler_for(runtime, segments).members(sid)  # compiles: unknown traits, wrong types...
+    folder = segments_folder(runtime.settings.home)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{sid}.yaml").write_text(yaml.safe_dump(body, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return 200, segment_summaries({sid: seg})[0]
 
 
 async def _profile_response(request: Request, runtime: Runtime, ref: str) -> Response:
