@@ -361,3 +361,28 @@ def test_segments_through_the_rest_api(tmp_path, demo_home):
                                                                                            "gte": 100}})
         assert good.status_code == 200 and good.json()["id"] == "vip"
     assert read_segment_file(home / "segments" / "vip.yaml").where == S.Trait("total_revenue", "gte", 100)
+
+
+def test_segment_changes_are_not_touches_of_the_person(tmp_path, demo_home):
+    """The demo built the profiles, then evaluated the segments (logging their changes): rebuilding the
+    profiles over a log that now holds those events gives the very same profiles."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from omniweave.service.profiles import build_profiles
+
+    home = tmp_path / "home"
+    shutil.copytree(demo_home, home)
+    rt = Runtime(Settings(home=str(home)))
+    try:
+        path = rt.log.files("profiles")[0]
+        before = pq.read_table(path)
+        ev = rt.warehouse().table("events")
+        assert ev.filter(ev.event == S.SEGMENT_ENTERED).count().execute() > 0
+        build_profiles(rt)
+        after = pq.read_table(rt.log.files("profiles")[0])
+    finally:
+        rt.close()
+    assert after.equals(before)
+    assert "omniweave" not in {c for cs in after.column("channels").to_pylist() for c in cs}

@@ -14,10 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from omniweave.core import spec
 from omniweave.errors import InputError
 
-SEGMENT_ENTERED = "Segment Entered"
-SEGMENT_EXITED = "Segment Exited"
+SEGMENT_ENTERED = spec.SEGMENT_ENTERED
+SEGMENT_EXITED = spec.SEGMENT_EXITED
 
 VALUE_OPS = ("eq", "ne", "gt", "gte", "lt", "lte")
 LIST_OPS = ("in", "not_in")

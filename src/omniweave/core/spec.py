@@ -90,6 +90,11 @@ QR_CODE_SCANNED = "QR Code Scanned"
 CALL_CENTRE_CONTACTED = "Call Centre Contacted"
 DIRECT_MAIL_SENT = "Direct Mail Sent"
 COUPON_ISSUED = "Coupon Issued"
+
+# omniweave's own bookkeeping (service/segments.py): facts about a person, not touches by them
+SEGMENT_ENTERED = "Segment Entered"
+SEGMENT_EXITED = "Segment Exited"
+INTERNAL_EVENTS = (SEGMENT_ENTERED, SEGMENT_EXITED)
 SURVEY_ANSWERED = "Survey Answered"
 EXPERIMENT_VIEWED = "Experiment Viewed"  # Segment A/B testing spec: experiment_id, variation_id (or _name)
 

@@ -206,17 +206,19 @@ def _best(table: ir.Table, key: str, value: str, order: Sequence[ir.Value], name
 
 # What an event is to a profile, one small number per event (the per-event table's `code`): every flag
 # and the engagement kind below are read from it, so the table keeps one byte instead of five columns.
-OTHER, OPEN, CLICK, CLICK_RESPONSE, VISIT, VISIT_RESPONSE, PURCHASE, EXPOSURE, UNSUBSCRIBE = range(9)
+OTHER, OPEN, CLICK, CLICK_RESPONSE, VISIT, VISIT_RESPONSE, PURCHASE, EXPOSURE, UNSUBSCRIBE, INTERNAL = range(10)
 ENGAGEMENT_CODES = {"open": (OPEN,), "click": (CLICK, CLICK_RESPONSE), "visit": (VISIT, VISIT_RESPONSE),
                     "purchase": (PURCHASE,)}
 RESPONSE_CODES = (CLICK_RESPONSE, VISIT_RESPONSE)
 
 
 def _event_code(events: ir.Table) -> ir.IntegerValue:
-    """The class of each event (OTHER...UNSUBSCRIBE): an engagement (purchase, click, open, visit, in that
-    order of precedence; a page or screen call is a visit), else a promotion exposure, else an unsubscribe."""
+    """The class of each event (OTHER...INTERNAL): omniweave's own bookkeeping (segment changes), else an
+    engagement (purchase, click, open, visit, in that order of precedence; a page or screen call is a
+    visit), else a promotion exposure, else an unsubscribe."""
     response = events.event.isin(PROMOTION_RESPONSES)
     return ibis.cases(
+        (events.event.isin(spec.INTERNAL_EVENTS), INTERNAL),
         (events.event.isin(PURCHASES), PURCHASE),
         (events.event.isin(CLICKS), ibis.cases((response, CLICK_RESPONSE), else_=CLICK)),
         (events.event.isin(OPENS), OPEN),
@@ -303,6 +305,7 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: Dial
     ev = _flat_columns(ev)
     none = ibis.null("string")
     ev = _with_event_code(ev, events)
+    ev = ev.filter(ev.code != INTERNAL)  # a segment change is not something the person did
     is_order = ev.code == PURCHASE
     engaged = _engaged(ev)
     exposure = ev.code == EXPOSURE

@@ -467,7 +467,7 @@ def _record_changes(runtime: Runtime, segments: Mapping[str, S.Segment], changes
             "messageId": deterministic_message_id(SEGMENT_SOURCE, name, sid, person, stamp),
             "userId": known.get("user_id"), "anonymousId": None if "user_id" in known else known.get("anonymous_id"),
             "timestamp": stamp, "receivedAt": stamp,
-            "properties": {"segment_id": sid, "segment_name": seg.name, "person_id": person},
+            "properties": {"segment_id": sid, "segment_name": seg.name, "person_id": person, "channel": "omniweave"},
             "context": {"library": {"name": "omniweave-segments"}},
         })
     table = events_to_table(events, source=SEGMENT_SOURCE)
