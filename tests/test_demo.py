@@ -215,6 +215,10 @@ def _count(runtime_settings: Settings, sql: str) -> Any:
     return run_query(runtime_settings, sql).to_pylist()
 
 
+NOT_OURS = "coalesce(event, '') NOT IN ('Segment Entered', 'Segment Exited')"
+"""The world's own events: not the segment changes omniweave logs itself."""
+
+
 def test_run_demo_lands_everything_in_the_warehouse(tmp_path: Path) -> None:
     pytest.importorskip("omniweave.service.imports", reason="the importers are not there yet")
     from omniweave.demo.runner import run_demo
@@ -250,7 +254,10 @@ def test_run_demo_lands_everything_in_the_warehouse(tmp_path: Path) -> None:
     spend = _count(settings, "SELECT count(*) AS n, round(sum(spend), 2) AS spend FROM spend")[0]
     assert spend["n"] == m["files"]["offline/ad_spend"]
     assert spend["spend"] == pytest.approx(sum(m["spend"].values()), abs=0.05)
-    before = _count(settings, "SELECT count(*) AS n FROM events")[0]["n"]
+    before = _count(settings, f"SELECT count(*) AS n FROM events WHERE {NOT_OURS}")[0]["n"]
+    # the demo evaluated the segments last, logging a Segment Entered event per member
+    ours = _count(settings, f"SELECT count(*) AS n FROM events WHERE NOT ({NOT_OURS})")[0]["n"]
+    assert ours == sum(row["entered"] + row["exited"] for row in result.segments) > 0
     # the summary was read back from the warehouse
     per_channel = {r["channel"]: r["events"] for r in result.summary["events per channel"]}
     assert sum(per_channel.values()) == before and per_channel["store"] > 0
@@ -271,12 +278,12 @@ def test_run_demo_lands_everything_in_the_warehouse(tmp_path: Path) -> None:
     # a second run adds nothing
     again = run_demo(settings, customers=200, days=14, seed=3, console=None)
     assert again.skipped and not again.generated
-    assert _count(settings, "SELECT count(*) AS n FROM events")[0]["n"] == before
+    assert _count(settings, "SELECT count(*) AS n FROM events")[0]["n"] == before + ours  # segments unchanged too
     # an interrupted load is repeated: re-sending everything is harmless (dedupe by messageId / row key)
     (folder / "loaded.json").write_text(json.dumps({"world": again.manifest["world"], "complete": False}))
     third = run_demo(settings, customers=200, days=14, seed=3, console=None)
     assert not third.skipped and sum(third.sent.values()) == online_total
-    assert _count(settings, "SELECT count(*) AS n FROM events")[0]["n"] == before
+    assert _count(settings, "SELECT count(*) AS n FROM events")[0]["n"] == before + ours  # segments unchanged too
     assert _count(settings, "SELECT count(*) AS n FROM spend")[0]["n"] == spend["n"]
     # a run interrupted later resumes after the last finished step
     (folder / "loaded.json").write_text(json.dumps({"world": again.manifest["world"], "complete": False,
@@ -284,7 +291,7 @@ def test_run_demo_lands_everything_in_the_warehouse(tmp_path: Path) -> None:
     fourth = run_demo(settings, customers=200, days=14, seed=3, console=None)
     assert not fourth.sent and "till" not in fourth.imports and fourth.imports["coupons"].rows_duplicate > 0
     assert json.loads((folder / "loaded.json").read_text())["complete"]
-    assert _count(settings, "SELECT count(*) AS n FROM events")[0]["n"] == before
+    assert _count(settings, "SELECT count(*) AS n FROM events")[0]["n"] == before + ours  # segments unchanged too
     # another world on the same home is refused
     with pytest.raises(ValueError, match="already holds the demo world"):
         run_demo(settings, customers=300, days=14, seed=3, console=None)
@@ -299,14 +306,14 @@ def test_run_demo_bulk_path_imports_the_online_events(tmp_path: Path) -> None:
     online_total = sum(result.manifest["files"][f"online/{s}"] for s in ONLINE_SOURCES)
     assert not result.sent
     assert sum(result.imports[f"segment:{s}"].rows_imported for s in ONLINE_SOURCES) == online_total
-    total = _count(settings, "SELECT count(*) AS n FROM events")[0]["n"]
+    total = _count(settings, f"SELECT count(*) AS n FROM events WHERE {NOT_OURS}")[0]["n"]
     offline = sum(result.imports[k].records_written for k in OFFLINE_COLUMNS if k != "ad_spend")
     assert total == online_total + offline
     # an interrupted bulk load, repeated: the importers skip what is already there
     (result.folder / "loaded.json").write_text(json.dumps({"world": result.manifest["world"], "complete": False}))
     again = run_demo(settings, customers=150, days=10, seed=4, console=None, bulk=True)
     assert sum(again.imports[f"segment:{s}"].rows_duplicate for s in ONLINE_SOURCES) == online_total
-    assert _count(settings, "SELECT count(*) AS n FROM events")[0]["n"] == total
+    assert _count(settings, f"SELECT count(*) AS n FROM events WHERE {NOT_OURS}")[0]["n"] == total
 
 
 def test_big_files_are_imported_in_chunks_with_receipts_whole(tmp_path: Path) -> None:

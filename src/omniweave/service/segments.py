@@ -471,7 +471,12 @@ def _record_changes(runtime: Runtime, segments: Mapping[str, S.Segment], changes
             "context": {"library": {"name": "omniweave-segments"}},
         })
     table = events_to_table(events, source=SEGMENT_SOURCE)
-    runtime.log.append("events", table, batch_name=f"segments-{now:%Y%m%dT%H%M%S%f}")
+    # named by its content: the same changes written again replace the same file; other changes at the
+    # same `now` (a redefined segment) get a file of their own
+    import hashlib
+
+    digest = hashlib.sha256("\n".join(e["messageId"] for e in events).encode()).hexdigest()[:16]
+    runtime.log.append("events", table, batch_name=f"segments-{now:%Y%m%dT%H%M%S%f}-{digest}")
     return len(events)
 
 
