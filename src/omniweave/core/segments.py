@@ -9,6 +9,7 @@ data (does the trait exist, is it a timestamp) are made when the segment is comp
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -407,6 +408,4 @@ def bucket_of(salt: str, person_id: str) -> int:
     """The random bucket (0-99) of a person: the first 8 hex digits of md5(salt + ":" + person_id), modulo 100.
 
     The engines compute the same from the same digits (service/segments.py)."""
-    import hashlib
-
     return int(hashlib.md5(f"{salt}:{person_id}".encode()).hexdigest()[:8], 16) % 100

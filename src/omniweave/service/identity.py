@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 
+from omniweave.core import spec
 from omniweave.core.identity import (
     DEFAULT_BLOCKED,
     DEFAULT_LIMITS,
@@ -75,9 +76,9 @@ SELECT message_id, strftime(timestamp, '%Y-%m-%dT%H:%M:%S.%fZ') AS ts, user_id, 
   CAST(json_extract(context, '$.externalIds') AS VARCHAR) AS external_ids,
   json_extract_string(properties, '$.coupon_code') AS p_coupon_code,
   json_extract_string(properties, '$.coupon') AS p_coupon
-FROM events WHERE coalesce(event, '') NOT IN ('Segment Entered', 'Segment Exited')
-"""
-# (segment changes are omniweave's own bookkeeping, core.spec.INTERNAL_EVENTS: no identity evidence)
+FROM events WHERE coalesce(event, '') NOT IN ({internal})
+""".replace("{internal}", ", ".join(f"'{name}'" for name in spec.INTERNAL_EVENTS))
+# (segment changes are omniweave's own bookkeeping, not identity evidence)
 
 
 _PERSONAL = {"first_name": ("first_name", "firstName"), "last_name": ("last_name", "lastName"),

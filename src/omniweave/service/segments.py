@@ -9,8 +9,10 @@ event per change to the event log, so journeys can react and reports can count t
 
 from __future__ import annotations
 
+import hashlib
 import math
 import posixpath
+import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -22,6 +24,7 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pyarrow as pa
+import yaml
 
 from omniweave.core import segments as S
 from omniweave.errors import InputError
@@ -38,25 +41,12 @@ SEGMENT_SOURCE = "omniweave-segments"
 
 # --- loading -------------------------------------------------------------------------------------
 
-def yaml_error() -> type[Exception]:
-    import yaml
-
-    return yaml.YAMLError
-
-
 def read_segment_file(path: Path) -> S.Segment:
     """One segment file (YAML or TOML); its id defaults to the file name without extension."""
     text = path.read_text(encoding="utf-8")
     try:
-        if path.suffix == ".toml":
-            import tomllib
-
-            document: Any = tomllib.loads(text)
-        else:
-            import yaml
-
-            document = yaml.safe_load(text)
-    except (ValueError, yaml_error()) as exc:  # the parser's own message says where
+        document: Any = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:  # the parser's own message says where
         raise InputError(f"cannot parse segment file {path}: {exc}", field=str(path)) from None
     return S.parse_segment(document, source=str(path), default_id=path.stem)
 
@@ -473,8 +463,6 @@ def _record_changes(runtime: Runtime, segments: Mapping[str, S.Segment], changes
     table = events_to_table(events, source=SEGMENT_SOURCE)
     # named by its content: the same changes written again replace the same file; other changes at the
     # same `now` (a redefined segment) get a file of their own
-    import hashlib
-
     digest = hashlib.sha256("\n".join(e["messageId"] for e in events).encode()).hexdigest()[:16]
     runtime.log.append("events", table, batch_name=f"segments-{now:%Y%m%dT%H%M%S%f}-{digest}")
     return len(events)
@@ -486,19 +474,3 @@ def segment_summaries(segments: Mapping[str, S.Segment]) -> list[dict[str, Any]]
              "persona": None if s.persona is None else {"target_kpis": list(s.persona.target_kpis),
                                                          "preferred_channels": list(s.persona.preferred_channels)}}
             for s in sorted(segments.values(), key=lambda s: s.id)]
-
-
-def parse_documents(documents: Iterable[Mapping[str, Any]]) -> dict[str, S.Segment]:
-    """Segments given as mappings (the API); every problem of every one at once."""
-    out: dict[str, S.Segment] = {}
-    problems: list[str] = []
-    for i, doc in enumerate(documents):
-        try:
-            seg = S.parse_segment(doc, source=f"#{i}")
-        except S.SegmentError as exc:
-            problems.append(str(exc))
-            continue
-        out[seg.id] = seg
-    if problems:
-        raise InputError("\n".join(problems), field="segments")
-    return out

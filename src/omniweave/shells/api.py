@@ -230,9 +230,15 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
     return app
 
 
+def _error_body(message: str, errors: list[tuple[str | None, str]]) -> dict[str, Any]:
+    """The API's error shape: every problem as {index, field, reason}, and a message."""
+    return {"success": False, "errors": [{"index": None, "field": field, "reason": reason} for field, reason in errors],
+            "message": message}
+
+
 def _json_error(status: int, field: str | None, reason: str) -> Response:
-    body = {"success": False, "errors": [{"index": None, "field": field, "reason": reason}], "message": reason}
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+    return Response(orjson.dumps(_error_body(reason, [(field, reason)])), status_code=status,
+                    media_type="application/json")
 
 
 def _secret_key(request: Request) -> str | None:
@@ -257,12 +263,8 @@ async def _secret_only(request: Request, runtime: Runtime, work: Any) -> Respons
     try:
         status, body = await run_in_threadpool(work)
     except InputError as exc:
-        problems = getattr(exc, "problems", None)
-        if problems:
-            errors = [{"index": None, "field": path, "reason": reason} for path, reason in problems]
-            return Response(orjson.dumps({"success": False, "errors": errors, "message": str(exc)}), status_code=400,
-                            media_type="application/json")
-        return _json_error(400, exc.field, str(exc))
+        problems = getattr(exc, "problems", None) or [(exc.field, str(exc))]  # a SegmentError lists every one
+        return Response(orjson.dumps(_error_body(str(exc), problems)), status_code=400, media_type="application/json")
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
@@ -287,8 +289,7 @@ def _segment_get(runtime: Runtime, sid: str) -> tuple[int, Any]:
 
     segments = load_segments(runtime.settings.home)
     if sid not in segments:
-        return 404, {"success": False, "errors": [{"index": None, "field": "segment_id",
-                                                   "reason": f"no segment {sid!r}"}], "message": f"no segment {sid!r}"}
+        return 404, _error_body(f"no segment {sid!r}", [("segment_id", f"no segment {sid!r}")])
     row = segment_summaries({sid: segments[sid]})[0]
     members: list[str] = []
     if runtime.log.has_data("segment_members"):
@@ -304,6 +305,7 @@ def _segment_put(runtime: Runtime, sid: str, body: Any) -> tuple[int, Any]:
     import yaml
 
     from omniweave.core.segments import parse_segment
+    from omniweave.errors import InputError
     from omniweave.service.segments import (
         compiler_for,
         load_segments,
@@ -315,9 +317,7 @@ def _segment_put(runtime: Runtime, sid: str, body: Any) -> tuple[int, Any]:
         body = {**body, "id": body.get("id", sid)}
     seg = parse_segment(body, source=f"PUT /v1/segments/{sid}")
     if seg.id != sid:
-        return 400, {"success": False, "errors": [{"index": None, "field": "id",
-                                                   "reason": f"the body's id {seg.id!r} is not the path's {sid!r}"}],
-                     "message": "id mismatch"}
+        raise InputError(f"the body's id {seg.id!r} is not the path's {sid!r}", field="id")
     segments = {**load_segments(runtime.settings.home), sid: seg}
     if runtime.log.has_data("profiles") and runtime.log.has_data("identities"):
         compiler_for(runtime, segments).members(sid)  # compiles: unknown traits, wrong types...
