@@ -146,3 +146,16 @@ def spark_session():  # type: ignore[no-untyped-def]
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A demo world (600 customers, 60 days, seed 7) with profiles and the built-in segments evaluated, shared by
+    the segment tests; tests that change it work on a copy."""
+    from omniweave.demo.runner import run_demo
+    from omniweave.service.segments import builtin_segments
+
+    home = tmp_path_factory.mktemp("segments-demo")
+    result = run_demo(Settings(home=str(home)), customers=600, days=60, seed=7, console=None)
+    assert {row["segment"] for row in result.segments} >= set(builtin_segments())  # the demo evaluated them
+    return home

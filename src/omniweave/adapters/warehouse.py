@@ -70,6 +70,27 @@ class Warehouse:
         self._tables[name] = table
         return table
 
+    def files_table(self, name: str, paths: list[str]) -> ir.Table:
+        """Only these files of dataset `name` (paths as `EventLog.files` gives them) as one table, with the
+        partition columns (`date`) read from the paths like `table`: a fixed snapshot of the dataset, and
+        a way to read only the day partitions a query needs. An empty list gives the empty table."""
+        if not paths:
+            schema = DATASETS[name]
+            empty = schema.empty_table()
+            if name == "events":
+                empty = empty.append_column("date", pa.array([], pa.date32()))
+            return ibis.memtable(empty)
+        protocol = self.log.fs.protocol if isinstance(self.log.fs.protocol, str) else self.log.fs.protocol[0]
+        urls = paths if protocol in ("file", "local") else [self.log.fs.unstrip_protocol(p) for p in paths]
+        if self.engine == "duckdb":
+            return self.con.read_parquet(urls, hive_partitioning=True, union_by_name=True)
+        session = self.con._session
+        frame = (session.read.option("basePath", self.log.dataset_url(name)).option("mergeSchema", "true")
+                 .parquet(*urls))
+        view = f"_{name}_files_{abs(hash(tuple(paths))):x}"
+        frame.createOrReplaceTempView(view)
+        return self.con.table(view)
+
     def names(self) -> list[str]:
         """The tables: the log's own datasets, then every derived dataset written so far (`profiles`, ...)."""
         root = self.log.root

@@ -13,7 +13,7 @@ import hashlib
 import math
 import posixpath
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
@@ -28,6 +28,7 @@ import yaml
 
 from omniweave.core import segments as S
 from omniweave.errors import InputError
+from omniweave.service import segment_counts as SC
 from omniweave.service.profiles import Dialect, to_arrow, with_person, write_dataset
 from omniweave.service.runtime import Runtime
 from omniweave.settings import config_section
@@ -97,14 +98,23 @@ class Compiler:
     """Compiles condition trees over `profiles` and the person-attributed `events`, as of `now`."""
 
     def __init__(self, profiles: ir.Table, events: ir.Table, identities: ir.Table, now: datetime, engine: str,
-                 segments: Mapping[str, S.Segment]):
+                 segments: Mapping[str, S.Segment], *, files: Mapping[str, int] | None = None,
+                 read_files: Callable[[list[str]], ir.Table] | None = None,
+                 read_kept: Callable[[str], ir.Table] | None = None):
         self.profiles = profiles
         self.raw_events = events
         self.identities = identities
         self.now = now
         self.d = Dialect(engine)
         self.segments = segments
+        self.files = files  # the snapshot of event files (relative path -> size) `prepare` reads
+        self.read_files = read_files
+        self.read_kept = read_kept
+        self.plan: SC.Plan | None = None
+        self.kept: ir.Table | None = None  # per event key counts at `now`, after `prepare`
         self._events: ir.Table | None = None
+        self._wide: ir.Table | None = None
+        self._columns: dict[S.Behaviour, str] = {}
 
     @property
     def events(self) -> ir.Table:
@@ -114,36 +124,112 @@ class Compiler:
             self._events = with_person(ev, self.identities)
         return self._events
 
-    def share_events(self, segment_ids: Iterable[str]) -> None:
-        """Read the events the behaviour conditions of these segments need once, kept for all of them:
-        only the names (and call types) they count, only since the earliest window start, attributed to
-        persons once, instead of one pass over the whole log per condition."""
+    def prepare(self, segment_ids: Iterable[str], previous: SC.CountState | None = None) -> SC.Plan:
+        """Count every behaviour condition of these segments once, for all of them: one table with a column
+        per condition and a row per person, joined to the profiles by `members`.
+
+        Non-sequence conditions are counted per event key (see segment_counts.py) and carried over from
+        `previous` where the plan allows, reading only the events of the days that changed; the new
+        counts are `self.kept` (to keep for the next evaluation). Only the events of the conditions'
+        names and of the day partitions their windows need are read."""
         behaviours: dict[S.Behaviour, str] = {}
         for sid in segment_ids:
             self._collect(self.segments[sid].where, behaviours, set())
+        files = self.files if self.files is not None else {}
+        the_plan = SC.plan(behaviours, previous, files, self.now)
+        self.plan = the_plan
         if not behaviours:
-            return
+            return the_plan
+        ev = self._slice(self._read(SC.files_for(files, the_plan.ranges())), behaviours, the_plan.ranges())
+        ev = ev.select("user_id", "anonymous_id", "type", "event", "channel", "timestamp", "properties").cache()
+        parts: list[ir.Table] = []
+        prev = the_plan.previous
+        for b in the_plan.fresh:
+            w = SC.window(b)
+            m = self._matching_in(ev, b.event, b.filters)
+            if w is not None:
+                m = m.filter(m.timestamp > self._at(self.now - w))
+            parts.append(m.group_by("user_id", "anonymous_id").aggregate(n=m.count()).mutate(
+                behaviour=ibis.literal(SC.behaviour_key(b))))
+        if prev is not None and the_plan.carried:
+            keys = [SC.behaviour_key(b) for b in the_plan.carried]
+            kept = self._read_kept(prev)
+            parts.append(kept.filter(kept.behaviour.isin(keys)).select("user_id", "anonymous_id", "n", "behaviour"))
+            late = None
+            if the_plan.late_files:
+                late = self._slice(self._read(list(the_plan.late_files)), behaviours, [(None, prev.now)])
+            for b in the_plan.carried:
+                w = SC.window(b)
+                m = self._matching_in(ev, b.event, b.filters)
+                sign = ibis.cases(((m.timestamp > self._at(prev.now)) & (m.timestamp <= self._now()), 1),
+                                  *([((m.timestamp > self._at(prev.now - w)) & (m.timestamp <= self._at(self.now - w)),
+                                      -1)] if w is not None else []), else_=0)
+                delta = m.mutate(_s=sign)
+                delta = delta.filter(delta._s != 0)
+                parts.append(delta.group_by("user_id", "anonymous_id").aggregate(n=delta._s.sum().cast("int64"))
+                             .mutate(behaviour=ibis.literal(SC.behaviour_key(b))))
+                if late is not None:
+                    m = self._matching_in(late, b.event, b.filters)
+                    m = m.filter(m.timestamp <= self._at(prev.now))
+                    if w is not None:
+                        m = m.filter(m.timestamp > self._at(prev.now - w))
+                    parts.append(m.group_by("user_id", "anonymous_id").aggregate(n=m.count())
+                                 .mutate(behaviour=ibis.literal(SC.behaviour_key(b))))
+        long: list[ir.Table] = []
+        if parts:
+            union = ibis.union(*[p.select("behaviour", "user_id", "anonymous_id", n=p.n.cast("int64")) for p in parts])
+            kept_now = union.group_by("behaviour", "user_id", "anonymous_id").aggregate(n=union.n.sum())
+            self.kept = kept_now.filter(kept_now.n > 0).cache()
+            by_person = with_person(self.kept, self.identities)
+            long.append(by_person.group_by("behaviour", "person_id").aggregate(n=by_person.n.sum()))
+        if the_plan.sequences:
+            names = set()
+            for b in the_plan.sequences:
+                names.update((b.event, b.then_not.event))  # type: ignore[union-attr]
+            seq = self._slice(ev, {b: "" for b in the_plan.sequences}, [(None, self.now)])
+            self._events = with_person(seq, self.identities).cache()
+            for b in the_plan.sequences:
+                counts = self._behaviour_counts(b, "n")
+                long.append(counts.mutate(behaviour=ibis.literal(SC.behaviour_key(b))).select("behaviour", "person_id", "n"))
+        table = ibis.union(*[t.select("behaviour", "person_id", n=t.n.cast("int64")) for t in long])
+        columns = {b: f"_b{i}" for i, b in enumerate(behaviours)}
+        wide = table.group_by("person_id").aggregate(**{
+            col: table.n.sum(where=table.behaviour == SC.behaviour_key(b)) for b, col in columns.items()})
+        self._wide = wide.cache()
+        self._columns = columns
+        return the_plan
+
+    def _read(self, files: list[str]) -> ir.Table:
+        """These files of the events (relative paths), or the whole `events` table when no snapshot is known."""
+        if self.read_files is None or self.files is None:
+            return self.raw_events
+        return self.read_files(files)
+
+    def _read_kept(self, previous: SC.CountState) -> ir.Table:
+        assert self.read_kept is not None
+        return self.read_kept(previous.path)
+
+    def _slice(self, ev: ir.Table, behaviours: Iterable[S.Behaviour], ranges: Sequence[SC.Range]) -> ir.Table:
+        """The events of the behaviours' names (and call types) in one of the ranges."""
         names: set[str] = set()
-        starts: list[float | None] = []
         for b in behaviours:
             names.add(b.event)
-            starts.append(b.within_days)
             if b.then_not is not None:
                 names.add(b.then_not.event)
-        ev = self.raw_events
         types = [TYPE_EVENTS[n] for n in names if n in TYPE_EVENTS]
         wanted = ev.event.isin(sorted(n for n in names if n not in TYPE_EVENTS))
         if types:
             wanted = wanted | ev.type.isin(sorted(types))
-        ev = ev.filter(wanted & (ev.timestamp <= self._now()))
-        if all(days is not None for days in starts):
-            earliest = self.now - timedelta(days=max(d for d in starts if d is not None))
-            ev = ev.filter(ev.timestamp > ibis.literal(earliest, dt.Timestamp(timezone="UTC")))
-            if "date" in ev.columns:
-                # the log is partitioned by the events' UTC day: only the days of the windows are read
-                ev = ev.filter(ev.date >= ibis.literal(earliest.date(), "date"))
-        ev = with_person(ev, self.identities)
-        self._events = ev.select("person_id", "type", "event", "channel", "timestamp", "properties").cache()
+        within = None
+        for lo, hi in ranges:
+            part = ev.timestamp <= self._at(hi)
+            if lo is not None:
+                part = part & (ev.timestamp > self._at(lo))
+            within = part if within is None else within | part
+        return ev.filter(wanted & within) if within is not None else ev.filter(wanted)
+
+    def _at(self, moment: datetime) -> ir.TimestampScalar:
+        return ibis.literal(moment, dt.Timestamp(timezone="UTC"))
 
     def _now(self) -> ir.TimestampScalar:
         return ibis.literal(self.now, dt.Timestamp(timezone="UTC"))
@@ -155,9 +241,15 @@ class Compiler:
         behaviours: dict[S.Behaviour, str] = {}
         self._collect(seg.where, behaviours, set())
         base = self.profiles
-        for behaviour, column in behaviours.items():
-            counts = self._behaviour_counts(behaviour, column)
-            base = base.left_join(counts, "person_id").drop("person_id_right")
+        if self._wide is not None and all(b in self._columns for b in behaviours):
+            behaviours = {b: self._columns[b] for b in behaviours}
+            if behaviours:
+                wide = self._wide.select("person_id", *behaviours.values())
+                base = base.left_join(wide, "person_id").drop("person_id_right")
+        else:
+            for behaviour, column in behaviours.items():
+                counts = self._behaviour_counts(behaviour, column)
+                base = base.left_join(counts, "person_id").drop("person_id_right")
         predicate = self._predicate(seg.where, base, behaviours, "where", problems, (segment_id,))
         if problems:
             raise S.SegmentError(seg.source or seg.id, problems)
@@ -178,7 +270,9 @@ class Compiler:
     # -- behaviour --
 
     def _matching(self, event: str, filters: Sequence[S.Filter]) -> ir.Table:
-        ev = self.events
+        return self._matching_in(self.events, event, filters)
+
+    def _matching_in(self, ev: ir.Table, event: str, filters: Sequence[S.Filter]) -> ir.Table:
         if event in TYPE_EVENTS:
             ev = ev.filter(ev.type == TYPE_EVENTS[event])
         else:
@@ -370,6 +464,7 @@ class EvaluationSummary:
     results: tuple[SegmentResult, ...]
     events_written: int
     path: str
+    counting: str = ""  # how behaviour conditions were counted: in full, or carried forward since when
 
     def sizes(self) -> dict[str, int]:
         return {r.segment_id: r.members for r in self.results}
@@ -377,16 +472,25 @@ class EvaluationSummary:
 
 def compiler_for(runtime: Runtime, segments: Mapping[str, S.Segment], now: datetime | None = None,
                  engine: str = "duckdb", spark_session: Any = None) -> Compiler:
-    """A Compiler over the runtime's warehouse (profiles, events, identities must exist)."""
+    """A Compiler over the runtime's warehouse (profiles, events, identities must exist), reading the event
+    files there are now (a snapshot: files the loader adds meanwhile wait for the next evaluation)."""
     for name, command in (("profiles", "omniweave profiles build"), ("identities", "omniweave resolve")):
         if not runtime.log.has_data(name):
             raise InputError(f"no {name} yet: run `{command}` before evaluating segments", field=name)
     warehouse = runtime.warehouse(engine, spark_session=spark_session)
+    files = SC.event_files(runtime.log)
     if now is None:
         now = runtime.log.latest_event_time() or datetime.now(UTC)
     now = (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(UTC)
+
+    def read_files(relative: list[str]) -> ir.Table:
+        return warehouse.files_table("events", SC.absolute(runtime.log, relative))
+
+    def read_kept(path: str) -> ir.Table:
+        return warehouse.table(SC.STATE_DATASET)
+
     return Compiler(warehouse.table("profiles"), warehouse.table("events"), warehouse.table("identities"), now, engine,
-                    segments)
+                    segments, files=files, read_files=read_files, read_kept=read_kept)
 
 
 def member_ids(compiler: Compiler, segment_id: str) -> list[str]:
@@ -397,14 +501,16 @@ def member_ids(compiler: Compiler, segment_id: str) -> list[str]:
 
 def evaluate_segments(runtime: Runtime, segments: Mapping[str, S.Segment] | None = None, *,
                       now: datetime | None = None, engine: str = "duckdb", spark_session: Any = None,
-                      record_changes: bool = True) -> EvaluationSummary:
+                      record_changes: bool = True, incremental: bool = True) -> EvaluationSummary:
     """Every segment's members as of `now`: written to `segment_members`, with an event per change.
 
     A member keeps the `since` of the evaluation that first found them; a person who left and came
-    back gets a new one."""
+    back gets a new one. With `incremental`, behaviour counts kept by the last evaluation are carried
+    forward where they can be (segment_counts.py); the result is the same either way."""
     segments = dict(segments) if segments is not None else load_segments(runtime.settings.home)
     compiler = compiler_for(runtime, segments, now, engine, spark_session)
-    compiler.share_events(segments)
+    previous = SC.read_state(runtime.log) if incremental else None
+    plan = compiler.prepare(segments, previous)
     now = compiler.now
     previous: dict[str, dict[str, datetime]] = {}
     if runtime.log.has_data("segment_members"):
@@ -429,7 +535,11 @@ def evaluate_segments(runtime: Runtime, segments: Mapping[str, S.Segment] | None
                       pa.array([r[2] for r in rows], pa.timestamp("us", tz="UTC"))], schema=MEMBERS_SCHEMA)
     path = write_dataset(runtime, "segment_members", table)
     written = _record_changes(runtime, segments, changes, now) if record_changes and changes else 0
-    return EvaluationSummary(now, tuple(results), written, path)
+    kept = to_arrow(compiler.kept) if compiler.kept is not None else SC.STATE_SCHEMA.empty_table()
+    # the snapshot read, without the change events just written: the next evaluation counts those as late
+    SC.write_state(runtime.log, kept, now, [SC.behaviour_key(b) for b in (*plan.fresh, *plan.carried)],
+                   compiler.files or {})
+    return EvaluationSummary(now, tuple(results), written, path, plan.describe())
 
 
 def _record_changes(runtime: Runtime, segments: Mapping[str, S.Segment], changes: Sequence[tuple[str, str, str]],

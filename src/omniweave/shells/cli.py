@@ -865,17 +865,23 @@ def segments_evaluate(
     ctx: typer.Context,
     engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
     format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
+    full: Annotated[bool, typer.Option("--full", help="Recount every behaviour condition over its whole window "
+                                       "instead of carrying the last evaluation's counts forward.")] = False,
 ) -> None:
-    """Compute every segment's members, write `segment_members`, and log a Segment Entered / Exited event per change."""
+    """Compute every segment's members, write `segment_members`, and log a Segment Entered / Exited event per change.
+
+    Behaviour counts are carried forward from the last evaluation where the definitions allow, so a
+    new day of events reads that day (and the days leaving the windows), not all history."""
     import orjson
     from rich.table import Table
 
     from omniweave.service.segments import evaluate_segments
 
     with _opened(ctx) as rt, console.status("evaluating segments"):
-        summary = evaluate_segments(rt, engine=engine)
+        summary = evaluate_segments(rt, engine=engine, incremental=not full)
     if format == OutputFormat.json:
         typer.echo(orjson.dumps({"now": summary.now.isoformat(), "events_written": summary.events_written,
+                                 "counting": summary.counting,
                                  "segments": [r.__dict__ for r in summary.results]},
                                 option=orjson.OPT_INDENT_2).decode())
         return
@@ -883,6 +889,7 @@ def segments_evaluate(
     for r in summary.results:
         table.add_row(r.segment_id, r.name, f"{r.members:,}", f"{r.entered:,}", f"{r.exited:,}")
     console.print(table)
+    console.print(f"behaviour conditions: {summary.counting}")
     console.print(f"{summary.events_written:,} Segment Entered / Exited events written to the event log")
 
 
