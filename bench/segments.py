@@ -9,8 +9,13 @@ events; run that first, or this runs it), with its `profiles` built. Then, each 
     attributed to persons once, in a temporary table, then one query per segment).
 
 Both must select the same persons for every segment (checked). Target (issue 4): ≤ 10 s and
-≤ 1.3 × the hand-written SQL. Not measured yet: the incremental update for one new day of events
-(evaluation is not incremental yet).
+≤ 1.3 × the hand-written SQL.
+
+Then the incremental update for one new day, with `evaluate_segments` (members, segment_members,
+change events and the kept counts written), on hard-linked copies of the world: the log without
+its last day is evaluated in full; the last day's files are added; then, each in a fresh process
+on its own copy, the evaluation carrying the kept counts forward and the evaluation counting
+everything afresh (`incremental=False`), which must give the same members and changes.
 
     python bench/segments.py [--persons 1000000] [--events 30000000] [--seed 1] [--cache DIR]
 """
@@ -107,21 +112,105 @@ def _cpu() -> float:
 
 
 def run_ours(home: str) -> dict[str, Any]:
-    sys.path.insert(0, str(SRC))
-    from omniweave.core.segments import parse_segment
+    segments = _segments()
     from omniweave.service.runtime import Runtime
-    from omniweave.service.segments import builtin_segments, compiler_for, member_ids
+    from omniweave.service.segments import compiler_for, member_ids
     from omniweave.settings import Settings
 
-    segments = {**builtin_segments(), **{k: parse_segment({"id": k, "where": v}) for k, v in EXTRA.items()}}
     runtime = Runtime(Settings(home=home))
     cpu, started = _cpu(), time.perf_counter()
     compiler = compiler_for(runtime, segments)
-    compiler.share_events(segments)
+    compiler.prepare(segments)
     members = {sid: member_ids(compiler, sid) for sid in sorted(segments)}
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "cpu": _cpu() - cpu, "peak_mb": _peak_mb(), "now": compiler.now.isoformat(),
             "sizes": {k: len(v) for k, v in members.items()}, "members": {k: hash(tuple(v)) for k, v in members.items()}}
+
+
+def _segments() -> dict[str, Any]:
+    sys.path.insert(0, str(SRC))
+    from omniweave.core.segments import parse_segment
+    from omniweave.service.segments import builtin_segments
+
+    return {**builtin_segments(), **{k: parse_segment({"id": k, "where": v}) for k, v in EXTRA.items()}}
+
+
+def run_evaluate(home: str, incremental: bool) -> dict[str, Any]:
+    """`evaluate_segments` as the CLI runs it (as of the log's latest event), timed end to end."""
+    segments = _segments()
+    from omniweave.service.runtime import Runtime
+    from omniweave.service.segments import evaluate_segments
+    from omniweave.settings import Settings
+
+    runtime = Runtime(Settings(home=home))
+    cpu, started = _cpu(), time.perf_counter()
+    summary = evaluate_segments(runtime, segments, incremental=incremental)
+    seconds = time.perf_counter() - started
+    rows = runtime.warehouse().table("segment_members").to_pyarrow().to_pylist()
+    members: dict[str, list[str]] = {}
+    for row in rows:
+        members.setdefault(row["segment_id"], []).append(row["person_id"])
+    return {"seconds": seconds, "cpu": _cpu() - cpu, "peak_mb": _peak_mb(), "now": summary.now.isoformat(),
+            "counting": summary.counting, "changes": {r.segment_id: [r.entered, r.exited] for r in summary.results},
+            "members": {k: hash(tuple(sorted(v))) for k, v in members.items()}, "written": summary.events_written}
+
+
+def _link_copy(source: Path, target: Path, skip_day: str | None = None) -> list[Path]:
+    """Hard-link every Parquet file of `source` into `target` (the writers replace files by renames, so the
+    copies never share a change) and copy the others (a SQLite file is written in place); files of the events
+    partition `date=skip_day` are left out and returned."""
+    import shutil
+
+    skipped = []
+    for path in sorted(source.rglob("*")):
+        if path.is_dir():
+            continue
+        rel = path.relative_to(source)
+        if skip_day and f"date={skip_day}" in rel.parts and "events" in rel.parts:
+            skipped.append(rel)
+            continue
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".parquet":
+            os.link(path, target / rel)
+        else:
+            shutil.copy2(path, target / rel)
+    return skipped
+
+
+def incremental(home: Path, child: Any) -> None:
+    import shutil
+
+    work = Path(tempfile.mkdtemp(prefix="omniweave-segments-bench-"))
+    try:
+        days = sorted(p.name.split("=", 1)[1] for p in (home / "warehouse" / "events").glob("date=*"))
+        last = days[-1]
+        before, inc, full = work / "before", work / "incremental", work / "full"
+        held = _link_copy(home, before, skip_day=last)
+        for name in ("segment_state", "segment_members"):
+            shutil.rmtree(before / "warehouse" / name, ignore_errors=True)
+        first = child("--evaluate", str(before), "--full")
+        for rel in held:  # the new day arrives
+            (before / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.link(home / rel, before / rel)
+        _link_copy(before, inc)
+        _link_copy(before, full)
+        shutil.rmtree(before)
+        step = child("--evaluate", str(inc))
+        again = child("--evaluate", str(full), "--full")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    events = sum(1 for _ in held)
+    print(f"\nincremental update: the log without its last day ({last}) evaluated in full, then that day's "
+          f"{events} file(s) added")
+    print(f"{'evaluate_segments':<34} {'seconds':>8} {'cpu s':>8} {'peak MB':>9}")
+    for name, r in (("full, without the last day", first), ("incremental, the new day", step),
+                    ("full again, with the new day", again)):
+        print(f"{name:<34} {r['seconds']:>8.2f} {r['cpu']:>8.1f} {r['peak_mb']:>9,.0f}")
+    print(f"incremental: {step['counting']}")
+    print(f"ratio: {step['seconds'] / again['seconds']:.2f} × the full evaluation of the same log")
+    same = step["members"] == again["members"] and step["changes"] == again["changes"]
+    print(f"same members and changes as the full evaluation: {'yes' if same else 'NO'}; "
+          f"{sum(sum(c) for c in step['changes'].values()):,} changes, {step['written']:,} events written")
 
 
 def run_sql(home: str, now: str) -> dict[str, Any]:
@@ -164,7 +253,13 @@ def main() -> None:
     parser.add_argument("--ours", help=argparse.SUPPRESS)
     parser.add_argument("--sql", help=argparse.SUPPRESS)
     parser.add_argument("--now", help=argparse.SUPPRESS)
+    parser.add_argument("--evaluate", help=argparse.SUPPRESS)
+    parser.add_argument("--full", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--skip-incremental", action="store_true", help="only the 20 segments against the SQL")
     args = parser.parse_args()
+    if args.evaluate:
+        print(json.dumps(run_evaluate(args.evaluate, incremental=not args.full)))
+        return
     if args.ours:
         print(json.dumps(run_ours(args.ours)))
         return
@@ -192,7 +287,8 @@ def main() -> None:
     print(f"same members: {len(same)} of {len(SQL)} segments" + (
         "" if len(same) == len(SQL) else f"; differ: {sorted(set(SQL) - set(same))}"))
     print("sizes: " + ", ".join(f"{k} {ours['sizes'][k]:,}" for k in sorted(SQL)))
-    print("not measured: the incremental update for one new day of events (evaluation is not incremental yet)")
+    if not args.skip_incremental:
+        incremental(home, child)
 
 
 if __name__ == "__main__":

@@ -199,6 +199,24 @@ class Compiler:
         self._columns = columns
         return the_plan
 
+    def person_counts(self, behaviours: Iterable[S.Behaviour]) -> dict[str, dict[S.Behaviour, int]]:
+        """After `prepare`: each person's count of these behaviour conditions (those with a count only)."""
+        assert self._wide is not None, "prepare first"
+        columns = {b: self._columns[b] for b in behaviours}
+        out: dict[str, dict[S.Behaviour, int]] = {}
+        for row in to_arrow(self._wide.select("person_id", *columns.values())).to_pylist():
+            counts = {b: int(row[c]) for b, c in columns.items() if row[c]}
+            if counts:
+                out[row["person_id"]] = counts
+        return out
+
+    def occurrences(self, b: S.Behaviour, lo: datetime, hi: datetime) -> list[tuple[str, datetime]]:
+        """(person, timestamp) of the events matching a behaviour condition with lo < timestamp <= hi."""
+        ev = self._slice(self._read(SC.files_for(self.files or {}, [(lo, hi)])), [b], [(lo, hi)])
+        ev = with_person(ev, self.identities)
+        m = self._matching_in(ev, b.event, b.filters)
+        return [(r["person_id"], r["timestamp"]) for r in to_arrow(m.select("person_id", "timestamp")).to_pylist()]
+
     def _read(self, files: list[str]) -> ir.Table:
         """These files of the events (relative paths), or the whole `events` table when no snapshot is known."""
         if self.read_files is None or self.files is None:
@@ -509,14 +527,25 @@ def evaluate_segments(runtime: Runtime, segments: Mapping[str, S.Segment] | None
     forward where they can be (segment_counts.py); the result is the same either way."""
     segments = dict(segments) if segments is not None else load_segments(runtime.settings.home)
     compiler = compiler_for(runtime, segments, now, engine, spark_session)
-    previous = SC.read_state(runtime.log) if incremental else None
-    plan = compiler.prepare(segments, previous)
+    kept = SC.read_state(runtime.log)
+    plan = compiler.prepare(segments, kept if incremental else None)
     now = compiler.now
     previous: dict[str, dict[str, datetime]] = {}
     if runtime.log.has_data("segment_members"):
         old = runtime.warehouse().table("segment_members").to_pyarrow().to_pylist()
         for row in old:
             previous.setdefault(row["segment_id"], {})[row["person_id"]] = row["since"]
+    if kept is not None:
+        # what the live path (segments_live.py) announced since the last evaluation is already known
+        from omniweave.service.segments_live import live_changes_since
+
+        for change in live_changes_since(runtime, kept.now):
+            if change.at <= now:
+                members = previous.setdefault(change.segment_id, {})
+                if change.entered:
+                    members.setdefault(change.person_id, change.at)
+                else:
+                    members.pop(change.person_id, None)
     rows: list[tuple[str, str, datetime]] = []
     changes: list[tuple[str, str, str]] = []
     results = []
@@ -535,9 +564,9 @@ def evaluate_segments(runtime: Runtime, segments: Mapping[str, S.Segment] | None
                       pa.array([r[2] for r in rows], pa.timestamp("us", tz="UTC"))], schema=MEMBERS_SCHEMA)
     path = write_dataset(runtime, "segment_members", table)
     written = _record_changes(runtime, segments, changes, now) if record_changes and changes else 0
-    kept = to_arrow(compiler.kept) if compiler.kept is not None else SC.STATE_SCHEMA.empty_table()
+    counts = to_arrow(compiler.kept) if compiler.kept is not None else SC.STATE_SCHEMA.empty_table()
     # the snapshot read, without the change events just written: the next evaluation counts those as late
-    SC.write_state(runtime.log, kept, now, [SC.behaviour_key(b) for b in (*plan.fresh, *plan.carried)],
+    SC.write_state(runtime.log, counts, now, [SC.behaviour_key(b) for b in (*plan.fresh, *plan.carried)],
                    compiler.files or {})
     return EvaluationSummary(now, tuple(results), written, path, plan.describe())
 

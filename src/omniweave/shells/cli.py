@@ -893,6 +893,45 @@ def segments_evaluate(
     console.print(f"{summary.events_written:,} Segment Entered / Exited events written to the event log")
 
 
+@segments_app.command("follow")
+def segments_follow(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Process what the inbox holds now, then stop.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between looks at the inbox.")] = 0.5,
+) -> None:
+    """Keep event-based segments up to date in near real time: follow the collector's inbox and write a
+    Segment Entered / Exited event as soon as an event changes a person's membership.
+
+    Starts from the last `segments evaluate` (run that first, and regularly: it settles what the live
+    path leaves to it, such as sequences, trait changes and persons not resolved yet)."""
+    from omniweave.service.segments_live import LiveSegments
+
+    with _opened(ctx) as rt:
+        live = LiveSegments(rt)
+        console.print(f"following the inbox for {len(live.live)} event-based segment(s) "
+                      f"({', '.join(live.live)}), counts as of {live.base:%Y-%m-%d %H:%M:%S} UTC")
+
+        def show(changes: list) -> None:  # type: ignore[type-arg]
+            for c in changes:
+                console.print(f"{c.at:%Y-%m-%d %H:%M:%S} {c.person_id} {'entered' if c.entered else 'left'} "
+                              f"{c.segment_id}", markup=False, highlight=False)
+
+        if once:
+            while True:
+                show(live.step())
+                if not live.read_last:
+                    break
+            st = live.stats
+            console.print(f"{st.events:,} events read, {st.matched:,} matched a condition, {st.changes:,} changes; "
+                          f"{st.unknown_person:,} of persons not resolved yet, {st.before_base:,} dated before the "
+                          f"counts")
+            return
+        try:
+            live.follow(interval=interval, on_changes=show)
+        except KeyboardInterrupt:
+            pass
+
+
 # commands kept in modules of their own
 from omniweave.shells import cli_audiences, cli_personas
 
