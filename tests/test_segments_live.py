@@ -19,7 +19,12 @@ from omniweave.core.events import format_timestamp
 from omniweave.service import segment_counts as SC
 from omniweave.service.loader import load_all
 from omniweave.service.runtime import Runtime
-from omniweave.service.segments import builtin_segments, compiler_for, evaluate_segments, segments_folder
+from omniweave.service.segments import (
+    builtin_segments,
+    compiler_for,
+    evaluate_segments,
+    segments_folder,
+)
 from omniweave.service.segments_live import LIVE_SOURCE, LiveSegments, live_segment_ids
 from omniweave.settings import Settings
 from tests.conftest import create_write_key, free_port, omniweave_cmd, start_server
@@ -74,7 +79,7 @@ def test_events_through_the_collector_change_memberships_at_once(home):
         port = free_port()
         server, _ = start_server(home, port, {"OMNIWEAVE_LOADER_INTERVAL_SECONDS": "3600"})
         try:
-            at = lambda hours: format_timestamp(base + timedelta(hours=hours))  # noqa: E731
+            at = lambda hours: format_timestamp(base + timedelta(hours=hours))
             batch = [
                 {"type": "track", "event": "Coupon Applied", "userId": user1, "messageId": "live-1",
                  "timestamp": at(1), "properties": {"coupon_id": "SPRING"}},
@@ -168,6 +173,6 @@ def test_follow_from_the_command_line_while_the_collector_runs(home):
 
 def test_following_before_any_evaluation_is_a_clear_error(tmp_path):
     home = tmp_path / "empty"
-    out = subprocess.run(omniweave_cmd("segments", "follow", "--once"), env={"OMNIWEAVE_HOME": str(home),
+    out = subprocess.run(omniweave_cmd("segments", "follow", "--once"), check=False, env={"OMNIWEAVE_HOME": str(home),
                          "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
     assert out.returncode == 2 and "segments evaluate" in out.stderr
