@@ -24,6 +24,7 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from omniweave.core import segments as S
@@ -308,7 +309,7 @@ class Compiler:
             column: ir.Value = text.lower()
             values = tuple("true" if v else "false" for v in values)
         elif all(isinstance(v, (int, float)) for v in values):
-            column = text.cast("float64")
+            column = text.try_cast("float64")  # a text that is not a number is NULL, not an error
             values = tuple(float(v) for v in values)
         else:
             column = text
@@ -530,38 +531,22 @@ def evaluate_segments(runtime: Runtime, segments: Mapping[str, S.Segment] | None
     kept = SC.read_state(runtime.log)
     plan = compiler.prepare(segments, kept if incremental else None)
     now = compiler.now
-    previous: dict[str, dict[str, datetime]] = {}
-    if runtime.log.has_data("segment_members"):
-        old = runtime.warehouse().table("segment_members").to_pyarrow().to_pylist()
-        for row in old:
-            previous.setdefault(row["segment_id"], {})[row["person_id"]] = row["since"]
+    previous = (runtime.warehouse().table("segment_members").to_pyarrow().select(MEMBERS_SCHEMA.names)
+                .cast(MEMBERS_SCHEMA) if runtime.log.has_data("segment_members") else MEMBERS_SCHEMA.empty_table())
     if kept is not None:
         # what the live path (segments_live.py) announced since the last evaluation is already known
         from omniweave.service.segments_live import live_changes_since
 
-        for change in live_changes_since(runtime, kept.now):
-            if change.at <= now:
-                members = previous.setdefault(change.segment_id, {})
-                if change.entered:
-                    members.setdefault(change.person_id, change.at)
-                else:
-                    members.pop(change.person_id, None)
-    rows: list[tuple[str, str, datetime]] = []
-    changes: list[tuple[str, str, str]] = []
-    results = []
-    for sid in S.evaluation_order(segments):
-        members = member_ids(compiler, sid)
-        before = previous.get(sid, {})
-        current = set(members)
-        entered = [p for p in members if p not in before]
-        exited = sorted(p for p in before if p not in current)
-        rows.extend((sid, p, before.get(p, now)) for p in members)
-        changes.extend((S.SEGMENT_ENTERED, sid, p) for p in entered)
-        changes.extend((S.SEGMENT_EXITED, sid, p) for p in exited)
-        results.append(SegmentResult(sid, segments[sid].name, len(members), len(entered), len(exited)))
-    # segments no longer defined keep no members, and their members are not told they left
-    table = pa.table([pa.array([r[0] for r in rows], pa.string()), pa.array([r[1] for r in rows], pa.string()),
-                      pa.array([r[2] for r in rows], pa.timestamp("us", tz="UTC"))], schema=MEMBERS_SCHEMA)
+        previous = _with_live_changes(previous, [c for c in live_changes_since(runtime, kept.now) if c.at <= now])
+    order = S.evaluation_order(segments)
+    parts = []
+    for sid in order:
+        found = to_arrow(compiler.members(sid)).column("person_id").combine_chunks()
+        parts.append(pa.table({"segment_id": pa.array([sid] * len(found), pa.string()), "person_id": found}))
+    current = pa.concat_tables(parts) if parts else pa.table({"segment_id": pa.array([], pa.string()),
+                                                               "person_id": pa.array([], pa.string())})
+    table, changes, counted = _membership_changes(previous, current, order, now)
+    results = [SegmentResult(sid, segments[sid].name, *counted.get(sid, (0, 0, 0))) for sid in order]
     path = write_dataset(runtime, "segment_members", table)
     written = _record_changes(runtime, segments, changes, now) if record_changes and changes else 0
     counts = to_arrow(compiler.kept) if compiler.kept is not None else SC.STATE_SCHEMA.empty_table()
@@ -569,6 +554,63 @@ def evaluate_segments(runtime: Runtime, segments: Mapping[str, S.Segment] | None
     SC.write_state(runtime.log, counts, now, [SC.behaviour_key(b) for b in (*plan.fresh, *plan.carried)],
                    compiler.files or {})
     return EvaluationSummary(now, tuple(results), written, path, plan.describe())
+
+
+def _with_live_changes(previous: pa.Table, changes: Sequence[Any]) -> pa.Table:
+    """The members of the last evaluation with the live path's changes since applied, in their order."""
+    if not changes:
+        return previous
+    last: dict[tuple[str, str], Any] = {}
+    for change in changes:
+        last[(change.segment_id, change.person_id)] = change
+    keys = set(last)
+    segment_ids, person_ids = previous.column("segment_id").to_pylist(), previous.column("person_id").to_pylist()
+    keep = [(sid, pid) not in keys for sid, pid in zip(segment_ids, person_ids, strict=True)]
+    # a person the live path let in keeps the `since` they had if they were a member before
+    since = {(sid, pid): t for sid, pid, t, k in zip(segment_ids, person_ids, previous.column("since").to_pylist(), keep,
+                                                       strict=True) if not k}
+    added = [(k, since.get(k, c.at)) for k, c in sorted(last.items()) if c.entered]
+    extra = pa.table([pa.array([k[0] for k, _ in added], pa.string()), pa.array([k[1] for k, _ in added], pa.string()),
+                      pa.array([t for _, t in added], pa.timestamp("us", tz="UTC"))], schema=MEMBERS_SCHEMA)
+    return pa.concat_tables([previous.filter(pa.array(keep)), extra])
+
+
+def _membership_changes(previous: pa.Table, current: pa.Table, order: Sequence[str], now: datetime
+                        ) -> tuple[pa.Table, list[tuple[str, str, str]], dict[str, tuple[int, int, int]]]:
+    """The new `segment_members` (a stayer keeps their `since`), the changes (entered, then exited, per segment
+    in evaluation order, persons sorted) and (members, entered, exited) per segment. Segments no longer defined
+    keep no members, and their members are not told they left."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("prev", previous)
+        con.register("cur", current)
+        con.register("seg", pa.table({"segment_id": pa.array(list(order), pa.string()),
+                                      "rank": pa.array(range(len(order)), pa.int64())}))
+        stamp = now.astimezone(UTC).replace(tzinfo=None).isoformat()
+        members = con.sql(f"""
+            SELECT c.segment_id, c.person_id, coalesce(p.since, TIMESTAMPTZ '{stamp}+00:00') AS since
+            FROM cur c LEFT JOIN prev p USING (segment_id, person_id)
+            ORDER BY c.segment_id, c.person_id""").to_arrow_table().cast(MEMBERS_SCHEMA)
+        changed = con.sql(f"""
+            SELECT '{S.SEGMENT_ENTERED}' AS name, c.segment_id, c.person_id, s.rank, 0 AS kind
+            FROM cur c JOIN seg s USING (segment_id) ANTI JOIN prev p USING (segment_id, person_id)
+            UNION ALL
+            SELECT '{S.SEGMENT_EXITED}', p.segment_id, p.person_id, s.rank, 1
+            FROM prev p JOIN seg s USING (segment_id) ANTI JOIN cur c USING (segment_id, person_id)
+            ORDER BY rank, kind, person_id""").to_arrow_table()
+    finally:
+        con.close()
+    names, sids, pids = (changed.column(c).to_pylist() for c in ("name", "segment_id", "person_id"))
+    changes = list(zip(names, sids, pids, strict=True))
+    counted: dict[str, list[int]] = {sid: [0, 0, 0] for sid in order}
+    for sid, n in zip(*pc.value_counts(current.column("segment_id")).flatten(), strict=True):
+        counted[sid.as_py()][0] = n.as_py()
+    for name, sid, _ in changes:
+        counted[sid][1 if name == S.SEGMENT_ENTERED else 2] += 1
+    return members, changes, {k: (v[0], v[1], v[2]) for k, v in counted.items()}
 
 
 def _record_changes(runtime: Runtime, segments: Mapping[str, S.Segment], changes: Sequence[tuple[str, str, str]],
@@ -580,9 +622,14 @@ def _record_changes(runtime: Runtime, segments: Mapping[str, S.Segment], changes
 
     persons = sorted({p for _, _, p in changes})
     ids = runtime.warehouse().table("identities")
-    wanted = ids.filter(ids.person_id.isin(persons) & ids.kind.isin(("user_id", "anonymous_id")))
+    ids = ids.filter(ids.kind.isin(("user_id", "anonymous_id")))
+    if len(persons) <= 10_000:
+        wanted = ids.filter(ids.person_id.isin(persons)).to_pyarrow()
+    else:  # every identity, then the persons' in Arrow (a literal list that long is slow to plan)
+        wanted = ids.to_pyarrow()
+        wanted = wanted.filter(pc.is_in(wanted.column("person_id"), pa.array(persons, pa.string())))
     by_person: dict[str, dict[str, str]] = {}
-    for row in wanted.to_pyarrow().to_pylist():
+    for row in wanted.to_pylist():
         kinds = by_person.setdefault(row["person_id"], {})
         if row["value"] < kinds.get(row["kind"], "\uffff"):
             kinds[row["kind"]] = row["value"]

@@ -158,10 +158,9 @@ class LiveSegments:
         self.new: dict[str, dict[S.Behaviour, list[datetime]]] = defaultdict(lambda: defaultdict(list))
         wh = self.runtime.warehouse()
         names = sorted(set().union(*[traits_of(self.segments[sid].where, self.segments) for sid in self.live]))
-        self.traits: dict[str, dict[str, Any]] = {}
-        if names:
-            profiles = wh.table("profiles").select("person_id", *names).to_pyarrow().to_pylist()
-            self.traits = {row["person_id"]: row for row in profiles}
+        # every person with a profile (the batch evaluates profiles: nobody else can be a member), with the traits
+        profiles = wh.table("profiles").select("person_id", *names).to_pyarrow().to_pylist()
+        self.traits: dict[str, dict[str, Any]] = {row["person_id"]: row for row in profiles}
         ids = wh.table("identities")
         ids = ids.filter(ids.kind.isin(("user_id", "anonymous_id"))).select("kind", "value", "person_id")
         self.by_user: dict[str, str] = {}
@@ -237,8 +236,11 @@ class LiveSegments:
                             self.base, self.horizon)
                 self._warned = True
             return []
+        traits = self.traits.get(person)
+        if traits is None:  # not in the profiles yet (the batch makes nobody a member without a profile)
+            self.stats.unknown_person += 1
+            return []
         counts = {b: self._count(person, b, at) for b in self.behaviours}
-        traits = self.traits.get(person, {})
         out = []
         for sid in sorted({sid for b in matched for sid in self.uses[b]}, key=self.live.index):
             holds = condition_holds(self.segments[sid].where, traits, counts, at, self.segments, person)
