@@ -187,7 +187,9 @@ class Compiler:
             names = set()
             for b in the_plan.sequences:
                 names.update((b.event, b.then_not.event))  # type: ignore[union-attr]
-            seq = self._slice(ev, {b: "" for b in the_plan.sequences}, [(None, self.now)])
+            seq_ranges = [(None if SC.window(b) is None else self.now - SC.window(b), self.now)
+                          for b in the_plan.sequences]
+            seq = self._slice(ev, {b: "" for b in the_plan.sequences}, seq_ranges)
             self._events = with_person(seq, self.identities).cache()
             for b in the_plan.sequences:
                 counts = self._behaviour_counts(b, "n")
