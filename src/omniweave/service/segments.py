@@ -98,12 +98,13 @@ def load_segments(settings_home: str, *, builtin: bool = True, folder: Path | No
 class Compiler:
     """Compiles condition trees over `profiles` and the person-attributed `events`, as of `now`."""
 
-    def __init__(self, profiles: ir.Table, events: ir.Table, identities: ir.Table, now: datetime, engine: str,
+    def __init__(self, profiles: ir.Table, events: ir.Table | Callable[[], ir.Table], identities: ir.Table,
+                 now: datetime, engine: str,
                  segments: Mapping[str, S.Segment], *, files: Mapping[str, int] | None = None,
                  read_files: Callable[[list[str]], ir.Table] | None = None,
                  read_kept: Callable[[str], ir.Table] | None = None):
         self.profiles = profiles
-        self.raw_events = events
+        self._raw_events = events  # or how to get it: binding the whole log costs time `prepare` does not need
         self.identities = identities
         self.now = now
         self.d = Dialect(engine)
@@ -116,6 +117,12 @@ class Compiler:
         self._events: ir.Table | None = None
         self._wide: ir.Table | None = None
         self._columns: dict[S.Behaviour, str] = {}
+
+    @property
+    def raw_events(self) -> ir.Table:
+        if callable(self._raw_events):
+            self._raw_events = self._raw_events()
+        return self._raw_events
 
     @property
     def events(self) -> ir.Table:
@@ -510,8 +517,8 @@ def compiler_for(runtime: Runtime, segments: Mapping[str, S.Segment], now: datet
     def read_kept(path: str) -> ir.Table:
         return warehouse.table(SC.STATE_DATASET)
 
-    return Compiler(warehouse.table("profiles"), warehouse.table("events"), warehouse.table("identities"), now, engine,
-                    segments, files=files, read_files=read_files, read_kept=read_kept)
+    return Compiler(warehouse.table("profiles"), lambda: warehouse.table("events"), warehouse.table("identities"), now,
+                    engine, segments, files=files, read_files=read_files, read_kept=read_kept)
 
 
 def member_ids(compiler: Compiler, segment_id: str) -> list[str]:
