@@ -9,6 +9,7 @@ batch twice (a crash and a retry) leaves one copy, never two.
 from __future__ import annotations
 
 import posixpath
+import re
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ import pyarrow.parquet as pq
 from omniweave.core.events import PROPERTY_KEYS, context_columns, infer_channel, property_columns
 
 _TS = pa.timestamp("us", tz="UTC")
+
+_DAY = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -251,11 +254,11 @@ class EventLog:
         return upgraded
 
     def latest_event_time(self) -> datetime | None:
-        """The latest `timestamp` in `events`, from the files' footers (each row group's maximum, which
-        Parquet writers keep exactly); None when the log is empty or a row group has no statistics (then
-        scan the column instead). Reads the footers only: at 30 M events, 0.1 s instead of a 1 s scan."""
+        """The latest `timestamp` in `events`, from the footers (each row group's maximum, which Parquet
+        writers keep exactly) of the latest day partition's files; None when the log is empty or a row group
+        read has no statistics (then scan the column instead). At 30 M events, 0.01 s instead of a 1 s scan."""
         latest: datetime | None = None
-        for path in self.files("events"):
+        for path in self._latest_day_files(self.files("events")):
             with self.fs.open(path, "rb") as fh:
                 meta = pq.ParquetFile(fh).metadata
             paths = [meta.schema.column(i).path for i in range(meta.num_columns)]
@@ -277,6 +280,14 @@ class EventLog:
                 value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
                 latest = value if latest is None else max(latest, value)
         return latest
+
+    @staticmethod
+    def _latest_day_files(files: list[str]) -> list[str]:
+        """The files of the latest `date=` partition, and any file outside one: `append` puts each event in the
+        partition of its timestamp's UTC day, so the latest timestamp is there."""
+        days = [(_DAY.search(f), f) for f in files]
+        last = max((m.group(1) for m, _ in days if m), default=None)
+        return [f for m, f in days if m is None or m.group(1) == last]
 
     def _replace(self, path: str, table: pa.Table) -> None:
         """Write `table` as the Parquet file `path`: into a temporary file first, swapped in by a rename."""

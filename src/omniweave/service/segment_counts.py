@@ -100,6 +100,19 @@ def files_for(files: Iterable[str], ranges: Sequence[Range]) -> list[str]:
     return sorted(out)
 
 
+def merge_ranges(ranges: Iterable[Range]) -> list[Range]:
+    """The same moments as `ranges`, with overlapping or touching ranges joined into one."""
+    lowest = datetime.min.replace(tzinfo=UTC)
+    out: list[list[datetime | None]] = []
+    for lo, hi in sorted(ranges, key=lambda r: (r[0] or lowest, r[1])):
+        last = out[-1] if out else None
+        if last is not None and (lo or lowest) <= last[1]:  # type: ignore[operator]
+            last[1] = max(last[1], hi)  # type: ignore[type-var]
+        else:
+            out.append([lo, hi])
+    return [(lo, hi) for lo, hi in out]  # type: ignore[misc]
+
+
 def read_state(log: EventLog) -> CountState | None:
     """The kept counts' description (from the file's footer), None when there are none or they are unreadable."""
     path = posixpath.join(log.dataset_path(STATE_DATASET), STATE_FILE)

@@ -116,6 +116,7 @@ class Compiler:
         self.kept: ir.Table | None = None  # per event key counts at `now`, after `prepare`
         self._events: ir.Table | None = None
         self._wide: ir.Table | None = None
+        self._property_columns: dict[str, str] = {}
         self._columns: dict[S.Behaviour, str] = {}
 
     @property
@@ -149,7 +150,26 @@ class Compiler:
         if not behaviours:
             return the_plan
         ev = self._slice(self._read(SC.files_for(files, the_plan.ranges())), behaviours, the_plan.ranges())
-        ev = ev.select("user_id", "anonymous_id", "type", "event", "channel", "timestamp", "properties").cache()
+        # the properties the filters read, extracted once; the JSON documents themselves are not kept
+        # (only for the events of the conditions that filter on them)
+        wanted: dict[str, set[str]] = {}
+        for b in behaviours:
+            for name, filters in ((b.event, b.filters), *(((b.then_not.event, b.then_not.filters),) if b.then_not else ())):
+                for f in filters:
+                    if f.key != "channel":
+                        wanted.setdefault(f.key, set()).add(name)
+        self._property_columns = {key: f"_p{i}" for i, key in enumerate(sorted(wanted))}
+
+        def extract(key: str) -> ir.StringValue:
+            names = sorted(wanted[key])
+            own = ev.event.isin([n for n in names if n not in TYPE_EVENTS])
+            for n in names:
+                if n in TYPE_EVENTS:
+                    own = own | (ev.type == TYPE_EVENTS[n])
+            return ibis.cases((own, self.d.json(ev.properties, key)), else_=ibis.null("string"))
+
+        ev = ev.select("user_id", "anonymous_id", "type", "event", "channel", "timestamp",
+                       **{col: extract(key) for key, col in self._property_columns.items()}).cache()
         parts: list[ir.Table] = []
         prev = the_plan.previous
         for b in the_plan.fresh:
@@ -186,8 +206,10 @@ class Compiler:
         long: list[ir.Table] = []
         if parts:
             union = ibis.union(*[p.select("behaviour", "user_id", "anonymous_id", n=p.n.cast("int64")) for p in parts])
-            kept_now = union.group_by("behaviour", "user_id", "anonymous_id").aggregate(n=union.n.sum())
-            self.kept = kept_now.filter(kept_now.n > 0).cache()
+            if the_plan.carried:  # kept counts and changes of the same keys: added up
+                union = union.group_by("behaviour", "user_id", "anonymous_id").aggregate(n=union.n.sum())
+                union = union.filter(union.n > 0)
+            self.kept = union.cache()  # counted afresh: one row per key and condition already
             by_person = with_person(self.kept, self.identities)
             long.append(by_person.group_by("behaviour", "person_id").aggregate(n=by_person.n.sum()))
         if the_plan.sequences:
@@ -249,7 +271,7 @@ class Compiler:
         if types:
             wanted = wanted | ev.type.isin(sorted(types))
         within = None
-        for lo, hi in ranges:
+        for lo, hi in SC.merge_ranges(ranges):  # one range where they overlap: a plain range the scan can push down
             part = ev.timestamp <= self._at(hi)
             if lo is not None:
                 part = part & (ev.timestamp > self._at(lo))
@@ -310,7 +332,13 @@ class Compiler:
         return ev
 
     def _filter(self, ev: ir.Table, f: S.Filter) -> ir.BooleanValue:
-        text = ev.channel if f.key == "channel" else self.d.json(ev.properties, f.key)
+        column = self._property_columns.get(f.key)
+        if f.key == "channel":
+            text = ev.channel
+        elif column is not None and column in ev.columns:
+            text = ev[column]
+        else:
+            text = self.d.json(ev.properties, f.key)
         if f.op == "is_null":
             return text.isnull() if f.value else text.notnull()
         values = f.value if f.op in S.LIST_OPS else (f.value,)
