@@ -117,6 +117,7 @@ class Compiler:
         self._events: ir.Table | None = None
         self._wide: ir.Table | None = None
         self._property_columns: dict[str, str] = {}
+        self.files_read = 0  # event files `prepare` read
         self._columns: dict[S.Behaviour, str] = {}
 
     @property
@@ -149,7 +150,9 @@ class Compiler:
         self.plan = the_plan
         if not behaviours:
             return the_plan
-        ev = self._slice(self._read(SC.files_for(files, the_plan.ranges())), behaviours, the_plan.ranges())
+        reading = SC.files_for(files, the_plan.ranges())
+        self.files_read = len(reading) + len(the_plan.late_files)
+        ev = self._slice(self._read(reading), behaviours, the_plan.ranges())
         # the properties the filters read, extracted once; the JSON documents themselves are not kept
         # (only for the events of the conditions that filter on them)
         wanted: dict[str, set[str]] = {}
@@ -590,7 +593,8 @@ def evaluate_segments(runtime: Runtime, segments: Mapping[str, S.Segment] | None
     # the snapshot read, without the change events just written: the next evaluation counts those as late
     SC.write_state(runtime.log, counts, now, [SC.behaviour_key(b) for b in (*plan.fresh, *plan.carried)],
                    compiler.files or {})
-    return EvaluationSummary(now, tuple(results), written, path, plan.describe())
+    read = f"; read {compiler.files_read:,} of the log's {len(compiler.files or {}):,} event files"
+    return EvaluationSummary(now, tuple(results), written, path, plan.describe() + read)
 
 
 def _with_live_changes(previous: pa.Table, changes: Sequence[Any]) -> pa.Table:
