@@ -308,6 +308,22 @@ class Compiler:
             raise S.SegmentError(seg.source or seg.id, problems)
         return base.filter(predicate).select("person_id")
 
+    def all_members(self, segment_ids: Sequence[str]) -> dict[str, pa.Array]:
+        """After `prepare`: every segment's member person ids, from one pass over the profiles joined once with
+        the counts (a boolean column per segment), instead of a query per segment."""
+        assert self._wide is not None, "prepare first"
+        base = self.profiles.left_join(self._wide, "person_id").drop("person_id_right")
+        predicates = {}
+        for i, sid in enumerate(segment_ids):
+            seg = self.segments[sid]
+            problems: list[tuple[str, str]] = []
+            predicates[f"_s{i}"] = self._predicate(seg.where, base, self._columns, "where", problems, (sid,))
+            if problems:
+                raise S.SegmentError(seg.source or seg.id, problems)
+        table = to_arrow(base.select("person_id", **predicates))
+        person = table.column("person_id")
+        return {sid: person.filter(table.column(f"_s{i}")).combine_chunks() for i, sid in enumerate(segment_ids)}
+
     def _collect(self, node: S.Condition, behaviours: dict[S.Behaviour, str], seen: set[str]) -> None:
         if isinstance(node, S.Behaviour):
             behaviours.setdefault(node, f"_b{len(behaviours)}")
@@ -580,8 +596,12 @@ def evaluate_segments(runtime: Runtime, segments: Mapping[str, S.Segment] | None
         previous = _with_live_changes(previous, [c for c in live_changes_since(runtime, kept.now) if c.at <= now])
     order = S.evaluation_order(segments)
     parts = []
+    if compiler._wide is not None:
+        found_all = compiler.all_members(order)
+    else:  # no behaviour condition at all: a query per segment over the profiles
+        found_all = {sid: to_arrow(compiler.members(sid)).column("person_id").combine_chunks() for sid in order}
     for sid in order:
-        found = to_arrow(compiler.members(sid)).column("person_id").combine_chunks()
+        found = found_all[sid]
         parts.append(pa.table({"segment_id": pa.array([sid] * len(found), pa.string()), "person_id": found}))
     current = pa.concat_tables(parts) if parts else pa.table({"segment_id": pa.array([], pa.string()),
                                                                "person_id": pa.array([], pa.string())})
