@@ -352,6 +352,23 @@ def _identifiers(identities: ir.Table) -> ir.Table:
     )
 
 
+DEMOGRAPHIC_TRAITS = {"gender": "gender", "birthday": "birthday", "postcode": "postcode"}
+"""Stated demographics kept as the person last stated them (identify traits: loyalty forms, CRM exports...)."""
+
+
+def _iso_date(text: ir.StringValue) -> ir.StringValue:
+    """The `YYYY-MM-DD` a text starts with (a birthday may come with a time), NULL when it does not."""
+    return ibis.cases((text.re_search(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"), text.substr(0, 10)), else_=ibis.null("string"))
+
+
+def _age(birthday: ir.StringValue, now: datetime) -> ir.IntegerValue:
+    """Whole years from a `YYYY-MM-DD` birthday to `now` (UTC); NULL without one, or outside 0-120."""
+    year = birthday.substr(0, 4).cast("int64")
+    month_day = birthday.substr(5, 5)
+    years = ibis.literal(now.year) - year - ibis.cases((month_day > f"{now:%m-%d}", 1), else_=0)
+    return ibis.cases(((years >= 0) & (years <= 120), years), else_=ibis.null("int64"))
+
+
 def _latest(ev: ir.Table, value: ir.Value) -> ir.Value:
     """The value of the person's latest event that has one."""
     return value.argmax(ev.timestamp, where=value.notnull())
@@ -436,6 +453,7 @@ def _stated(ev: ir.Table, d: Dialect) -> ir.Table:
     said = said.union(docs.select("person_id", "timestamp", channel=ibis.null("string"),
                                   is_unsubscribe=ibis.literal(False), traits=ibis.null("string"), consent=docs.consent))
     names = {"first_name": "first_name", "last_name": "last_name", "latest_email": "email", "latest_phone": "phone",
+             **{name: key for name, key in DEMOGRAPHIC_TRAITS.items()},
              **{f"consent_{c}": t for c, t in CONSENT_TRAITS.items()},
              **{f"_{p}_consent": f"{p}_consent" for p in CONSENT_PURPOSES}}
     # numbered, not named by the key: Spark's column names ignore case, and Advertising / advertising are two keys
@@ -447,6 +465,7 @@ def _stated(ev: ir.Table, d: Dialect) -> ir.Table:
     chosen = {key: said[name] for name, key in spellings.items()}
     values: dict[str, ir.Value] = {name: traits[name] for name in ("first_name", "last_name", "latest_email",
                                                                    "latest_phone")}
+    values.update({name: traits[name].strip().nullif("") for name in DEMOGRAPHIC_TRAITS})  # "" states nothing
     for channel in CONSENT_TRAITS:
         values[f"consent_{channel}"] = ibis.coalesce(
             _yes_no(traits[f"consent_{channel}"]),
@@ -692,7 +711,8 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
         result = result.left_join(part, "person_id").drop("person_id_right")
     consent = [c for c in result.columns if c.startswith("consent_")]
     result = result.relocate("channels", after="event_count")
-    result = result.relocate("first_name", "last_name", "latest_email", "latest_phone", after="channels")
+    result = result.relocate("first_name", "last_name", *DEMOGRAPHIC_TRAITS, "latest_email", "latest_phone",
+                             after="channels")
     result = result.relocate(*consent, after="last_order_at")
     result = result.relocate("last_touch", after=consent[-1])
     now_lit = ibis.literal(now, dt.Timestamp(timezone="UTC"))
@@ -711,7 +731,9 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
         average_order_value=_average_order_value(result.total_revenue, result.orders),
         recency_days=((d.epoch_seconds(now_lit) - d.epoch_seconds(result.last_order_at)) // 86400).cast("int64"),
         timezone=result.timezone.fill_null("UTC"),
+        birthday=_iso_date(result.birthday),
     ).drop("latest_email", "latest_phone")
+    result = result.mutate(age=_age(result.birthday, now)).relocate("age", after="birthday")
     result = result.left_join(_rfm(orders), "person_id").drop("person_id_right")
     # A person without a row in a part has NULL for its lists (engines also disagree on an empty aggregate
     # list: NULL or []); `profiles_table` makes every one of them [] in Arrow, where it costs nothing.
@@ -721,7 +743,7 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
 
 
 BUILTIN_COLUMNS = frozenset({
-    "person_id", *(f"{k}s" for k in IDENTIFIER_KINDS), "anonymous_id_count", "identifier_count", "identifier_kinds",
+    "person_id", *DEMOGRAPHIC_TRAITS, "age", *(f"{k}s" for k in IDENTIFIER_KINDS), "anonymous_id_count", "identifier_count", "identifier_kinds",
     "first_seen", "last_seen", "event_count", "channels", "first_name", "last_name", "primary_email",
     "primary_phone", "primary_loyalty_card", "primary_user_id", "timezone", "orders", "online_orders",
     "store_orders", "online_revenue", "store_revenue", "total_revenue", "first_order_at", "last_order_at",
