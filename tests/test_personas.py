@@ -141,6 +141,38 @@ def test_descriptions_name_the_planted_traits(planted) -> None:
         assert p.id.replace("_", "").isalnum() and p.id == p.id.lower()
 
 
+def test_stated_age_and_gender_split_otherwise_alike_buyers(planted) -> None:
+    """Two halves of the store buyers alike in behaviour, one young women, one older men; the online and lapsed
+    kinds state nothing. Demographics join the features, split the store buyers and name them."""
+    cols, truth = planted
+    cols = {k: list(v) for k, v in cols.items()}
+    rng = np.random.default_rng(5)
+    ages, genders, kinds = [], [], []
+    for kind in truth:
+        if kind == STORE:
+            young = len([k for k in kinds if k in (10, 11)]) % 2 == 0
+            ages.append(int(rng.integers(22, 29)) if young else int(rng.integers(60, 70)))
+            genders.append("F" if young else "male")
+            kinds.append(10 if young else 11)
+        else:
+            ages.append(None)
+            genders.append(None if rng.random() < 0.5 else "")
+            kinds.append(int(kind))
+    cols["age"], cols["gender"] = ages, genders
+    features = profile_features(cols)
+    assert "age" in features.names and "female" in features.names
+    result = suggest_personas(cols, k=4)
+    labels = np.array(kinds)
+    assert adjusted_rand_index(result.labels, labels) > 0.9
+    by_kind = {_kind_of(result.labels, labels, j): p for j, p in enumerate(result.personas)}
+    assert {"mostly women", "under 30"} <= set(by_kind[10].traits), by_kind[10].traits
+    assert {"mostly men", "over 60"} <= set(by_kind[11].traits), by_kind[11].traits
+    assert not {"mostly women", "mostly men"} & set(by_kind[ONLINE].traits)  # nobody there says
+    # too few stating anything: no demographic features at all
+    few = dict(cols, age=[a if i < 20 else None for i, a in enumerate(ages)], gender=[None] * len(ages))
+    assert "age" not in profile_features(few).names and "female" not in profile_features(few).names
+
+
 def test_same_input_same_personas(planted) -> None:
     cols, _ = planted
     first, second = suggest_personas(cols, k=4, seed=5), suggest_personas(cols, k=4, seed=5)

@@ -45,6 +45,13 @@ STORE_SHARE_WEIGHT = 2.0
 CHANNEL_MIX_WEIGHT = 2.0
 CATEGORY_MIX_WEIGHT = 1.5
 EMAIL_CONSENT_WEIGHT = 0.5
+AGE_WEIGHT = 1.0
+GENDER_WEIGHT = 1.0
+MIN_KNOWN_DEMOGRAPHICS = 0.1
+"""Age and gender join the features when at least this share of profiles states them; persons who
+do not are placed at the mean of those who do, so that not saying separates nobody."""
+FEMALE = frozenset({"f", "female", "woman", "w"})
+MALE = frozenset({"m", "male", "man"})
 
 CHANNEL_PHRASES = {"web": "engaged on the website", "app": "engaged on the app", "sms": "responsive to SMS",
                    "whatsapp": "engaged on WhatsApp", "push": "responsive to push", "social": "engaged on social media",
@@ -61,8 +68,9 @@ class ProfileFeatures:
 
     `matrix` is (persons × features), scaled and weighted; `raw` holds float arrays (NaN = not
     known): the RFM columns, `store_share` (store orders / orders, NaN for non-buyers),
-    `engagement` (sum of engagement scores), `email_consent` (1 / 0), `clv_12m` when present, and
-    one `channel:<name>` / `category:<name>` share per kept channel and category.
+    `engagement` (sum of engagement scores), `email_consent` (1 / 0), `clv_12m` when present, the
+    stated `age` and `female` (1 / 0, NaN when not stated or neither), and one `channel:<name>` /
+    `category:<name>` share per kept channel and category.
     """
 
     names: tuple[str, ...]
@@ -82,6 +90,11 @@ def _floats(values: Sequence[Any] | None, n: int) -> np.ndarray:
 def _zscore(x: np.ndarray) -> np.ndarray:
     std = float(x.std())
     return (x - x.mean()) / std if std > 1e-12 else np.zeros_like(x)
+
+
+def _female(value: Any) -> float:
+    text = str(value).strip().lower() if value is not None else ""
+    return 1.0 if text in FEMALE else 0.0 if text in MALE else math.nan
 
 
 def profile_columns_count(columns: Columns) -> int:
@@ -139,6 +152,8 @@ def profile_features(columns: Columns) -> ProfileFeatures:
                                   "engagement": engagement, "email_consent": consent}
     if "clv_12m" in columns:
         raw["clv_12m"] = _floats(columns["clv_12m"], n)
+    raw["age"] = _floats(columns.get("age"), n)
+    raw["female"] = np.array([_female(v) for v in columns.get("gender", [None] * n)], dtype=float)
     for channel in channels:
         raw[f"channel:{channel}"] = np.array(
             [s.get(channel, 0.0) / sum(s.values()) if s else 0.0 for s in channel_scores])
@@ -160,6 +175,12 @@ def profile_features(columns: Columns) -> ProfileFeatures:
         ("engagement", _zscore(np.log1p(engagement))),
         ("email_consent", EMAIL_CONSENT_WEIGHT * consent),
     ]
+    for name, weight in (("age", AGE_WEIGHT), ("female", GENDER_WEIGHT)):
+        values = raw[name]
+        known = ~np.isnan(values)
+        if n and known.mean() >= MIN_KNOWN_DEMOGRAPHICS:
+            filled = np.where(known, values, float(values[known].mean()))
+            blocks.append((name, weight * (_zscore(filled) if name == "age" else filled - filled.mean())))
     # a block of m shares gets weight w / sqrt(m) per column, so its spread does not grow with m
     for prefix, names, weight in (("channel", channels, CHANNEL_MIX_WEIGHT),
                                   ("category", categories, CATEGORY_MIX_WEIGHT)):
@@ -310,6 +331,10 @@ class ClusterSummary:
     email_consent_rate: float
     channel_shares: dict[str, float]
     category_shares: dict[str, float]
+    median_age: float | None = None  # over those who state a birthday
+    age_known_share: float = 0.0
+    female_share: float | None = None  # of those who state a gender (female or male)
+    gender_known_share: float = 0.0
 
 
 def summarize(features: ProfileFeatures, mask: np.ndarray) -> ClusterSummary:
@@ -323,6 +348,8 @@ def summarize(features: ProfileFeatures, mask: np.ndarray) -> ClusterSummary:
         picked = values[~np.isnan(values)]
         return float(picked.mean()) if len(picked) else None
 
+    ages = raw["age"][mask][~np.isnan(raw["age"][mask])] if "age" in raw else np.array([])
+    genders = raw["female"][mask][~np.isnan(raw["female"][mask])] if "female" in raw else np.array([])
     store_share = raw["store_share"][buyers]
     both = ((store_share > 0) & (store_share < 1)).mean() if b else 0.0
     clv = mean(raw["clv_12m"][mask]) if "clv_12m" in raw else None
@@ -339,6 +366,9 @@ def summarize(features: ProfileFeatures, mask: np.ndarray) -> ClusterSummary:
         email_consent_rate=float(raw["email_consent"][mask].mean()) if n else 0.0,
         channel_shares={c: float(raw[f"channel:{c}"][mask].mean()) if n else 0.0 for c in features.channels},
         category_shares={c: float(raw[f"category:{c}"][mask].mean()) if n else 0.0 for c in features.categories},
+        median_age=float(np.median(ages)) if len(ages) else None, age_known_share=len(ages) / n if n else 0.0,
+        female_share=float(genders.mean()) if len(genders) else None,
+        gender_known_share=len(genders) / n if n else 0.0,
     )
 
 
@@ -395,6 +425,7 @@ def describe(cluster: ClusterSummary, population: ClusterSummary, features: Prof
                 traits.append(Trait("lapsing", ("retention_rate",)))
             elif z <= -0.5:
                 traits.append(Trait("recently active"))
+    traits.extend(_demographics(cluster, population))
     engagement = np.log1p(features.raw["engagement"])
     spread = float(engagement.std())
     barely = False
@@ -424,6 +455,23 @@ def describe(cluster: ClusterSummary, population: ClusterSummary, features: Prof
         if lift >= 1.5:
             traits.append(Trait(f"into {cat}", (), 3))
     return traits
+
+
+def _demographics(cluster: ClusterSummary, population: ClusterSummary) -> list[Trait]:
+    """Age and gender, where enough of the cluster states them and it differs from the population."""
+    out = []
+    if (cluster.female_share is not None and population.female_share is not None
+            and cluster.gender_known_share >= 0.3):
+        if cluster.female_share >= 0.7 and cluster.female_share - population.female_share >= 0.15:
+            out.append(Trait("mostly women", (), 2))
+        elif cluster.female_share <= 0.3 and population.female_share - cluster.female_share >= 0.15:
+            out.append(Trait("mostly men", (), 2))
+    if cluster.median_age is not None and population.median_age is not None and cluster.age_known_share >= 0.3:
+        age = int(cluster.median_age)
+        if abs(cluster.median_age - population.median_age) >= 7:
+            band = "under 30" if age < 30 else "over 60" if age >= 60 else f"in their {age // 10 * 10}s"
+            out.append(Trait(band, (), 2))
+    return out
 
 
 def preferred_channels(cluster: ClusterSummary, limit: int = 3) -> list[str]:

@@ -22,7 +22,7 @@ from omniweave.service.segments import segments_folder
 
 PROFILE_COLUMNS = ("person_id", "recency_days", "orders", "online_orders", "store_orders", "total_revenue",
                    "average_order_value", "clv_12m", "consent_email", "preferred_channel", "engagement_by_channel",
-                   "favourite_categories")
+                   "favourite_categories", "age", "gender")
 """The profile columns the clustering, the descriptions and the rules read (those present)."""
 SUGGESTED_MARK = "# Suggested by `omniweave personas suggest`"
 """First line of every file written here: such a file is replaced by the next suggestion of the same id."""
