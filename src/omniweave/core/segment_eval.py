@@ -14,9 +14,10 @@ DuckDB), which tests/test_segment_eval.py checks on the demo world and on hand-m
   then as lower-cased text against true/false, as a number (DuckDB's cast of the text), or as text;
 - floats order as DuckDB orders them: NaN equals NaN and is above every other number.
 
-Two cases where the DuckDB query fails outright answer as Spark does (NULL, so the filter is
-false): a numeric filter on a property whose text is not a number (DuckDB's CAST raises), and a
-`properties` text that is not valid JSON (json_extract_string raises).
+A numeric filter on a property whose text is not a number is NULL, so false (the compiled query
+uses TRY_CAST, as Spark's cast behaves). A `properties` text that is not valid JSON makes DuckDB's
+json_extract_string raise; here, as on Spark, every property of it is NULL (the event log only
+holds valid JSON).
 """
 
 from __future__ import annotations
@@ -299,7 +300,7 @@ def _trait(t: S.Trait, traits: Mapping[str, Any], now: datetime, path: str) -> b
     if isinstance(value, (list, tuple, dict)):
         _problem(where, f"{t.op} compares one value; {t.name!r} is a list or struct (use contains or is_null)")
     if t.op in ("before_days_ago", "within_days"):
-        at = _moment(value) if isinstance(value, date) else None
+        at = S.moment_of(value) if isinstance(value, date) else None
         if at is None:
             _problem(where, f"{t.op} needs a timestamp trait; {t.name!r} is {type(value).__name__}")
         moment = now - timedelta(days=float(t.value))
@@ -323,7 +324,7 @@ def _literal(sample: Any, value: Any, where: str) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return value
     elif isinstance(sample, date):
-        moment = _moment(value)
+        moment = S.moment_of(value)
         if moment is not None:
             if isinstance(sample, datetime):
                 return moment
@@ -334,20 +335,6 @@ def _literal(sample: Any, value: Any, where: str) -> Any:
     else:
         return value
     _problem(where, f"expected a value of the trait's type ({type(sample).__name__}); got {value!r}")
-
-
-def _moment(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
 
 
 def _problem(where: str, message: str) -> NoReturn:

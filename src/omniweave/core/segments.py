@@ -13,6 +13,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any, Union
 
 from omniweave.core import spec
@@ -117,6 +118,22 @@ class Segment:
     persona: Persona | None = None
     source: str = ""
     tags: tuple[str, ...] = field(default=())
+
+
+def moment_of(value: Any) -> datetime | None:
+    """A relative-date or timestamp value of a definition as an aware UTC datetime (naive means UTC); None
+    when it is not one (a text that is not ISO 8601, a number)."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
 
 
 class SegmentError(InputError):

@@ -15,7 +15,7 @@ import posixpath
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -482,7 +482,7 @@ def _literal(typ: dt.DataType, value: Any, where: str, problems: list[tuple[str,
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return value
     elif typ.is_timestamp() or typ.is_date():
-        moment = _moment(value)
+        moment = S.moment_of(value)
         if moment is not None:
             return ibis.literal(moment, dt.Timestamp(timezone="UTC")) if typ.is_timestamp() else moment.date()
     elif typ.is_string():
@@ -492,20 +492,6 @@ def _literal(typ: dt.DataType, value: Any, where: str, problems: list[tuple[str,
         return value
     problems.append((where, f"expected a value of the trait's type ({typ}); got {value!r}"))
     return ibis.null(typ)
-
-
-def _moment(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
 
 
 @ibis.udf.scalar.builtin(name="conv")
