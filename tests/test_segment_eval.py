@@ -30,9 +30,7 @@ def _segments(where: Mapping[str, Any]) -> dict[str, S.Segment]:
 
 def _counts(compiler: Compiler, segments: Mapping[str, S.Segment]) -> dict[str, dict[S.Behaviour, int]]:
     """Per person, the count of every behaviour condition of `segments`, as the compiler counts it."""
-    behaviours: dict[S.Behaviour, str] = {}
-    for seg in segments.values():
-        compiler._collect(seg.where, behaviours, set())
+    behaviours = dict.fromkeys(b for seg in segments.values() for b in S.behaviours_of(seg.where, segments))
     out: dict[str, dict[S.Behaviour, int]] = {}
     for b in behaviours:
         for row in compiler._behaviour_counts(b, "n").to_pyarrow().to_pylist():

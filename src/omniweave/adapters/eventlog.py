@@ -12,7 +12,7 @@ import posixpath
 import re
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import fsspec
@@ -25,7 +25,14 @@ from omniweave.core.events import PROPERTY_KEYS, context_columns, infer_channel,
 
 _TS = pa.timestamp("us", tz="UTC")
 
-_DAY = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
+_DAY = re.compile(r"(?:^|/)date=(\d{4}-\d{2}-\d{2})/")
+
+
+def day_partition(path: str) -> date | None:
+    """The day partition a file of the log lies in (`.../date=2024-05-01/...`), None when it lies in none."""
+    found = _DAY.search(path)
+    return date.fromisoformat(found.group(1)) if found else None
+
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -285,9 +292,13 @@ class EventLog:
     def _latest_day_files(files: list[str]) -> list[str]:
         """The files of the latest `date=` partition, and any file outside one: `append` puts each event in the
         partition of its timestamp's UTC day, so the latest timestamp is there."""
-        days = [(_DAY.search(f), f) for f in files]
-        last = max((m.group(1) for m, _ in days if m), default=None)
-        return [f for m, f in days if m is None or m.group(1) == last]
+        days = [(day_partition(f), f) for f in files]
+        last = max((d for d, _ in days if d is not None), default=None)
+        return [f for d, f in days if d is None or d == last]
+
+    def replace_file(self, path: str, table: pa.Table) -> None:
+        """Write `table` as the Parquet file `path` (of a derived dataset, say) atomically: see `_replace`."""
+        self._replace(path, table)
 
     def _replace(self, path: str, table: pa.Table) -> None:
         """Write `table` as the Parquet file `path`: into a temporary file first, swapped in by a rename."""

@@ -19,6 +19,12 @@ from omniweave.errors import ConfigError
 DATASETS: dict[str, pa.Schema] = {"events": EVENT_SCHEMA, "spend": SPEND_SCHEMA}
 
 
+def _empty(name: str) -> pa.Table:
+    """A dataset of the log with no rows yet, with its schema (and `events` its day partition column)."""
+    empty = DATASETS[name].empty_table()
+    return empty.append_column("date", pa.array([], pa.date32())) if name == "events" else empty
+
+
 class Warehouse:
     """Named tables (`events`, `spend`, ...) over the event log, through one Ibis backend."""
 
@@ -62,10 +68,7 @@ class Warehouse:
             else:
                 table = self.con.read_parquet(self.log.dataset_url(name), table_name=name, mergeSchema=True)
         else:
-            schema = DATASETS[name]
-            empty = schema.empty_table()
-            if name == "events":
-                empty = empty.append_column("date", pa.array([], pa.date32()))
+            empty = _empty(name)
             table = self.con.create_table(name, empty, overwrite=True) if self.engine == "duckdb" else self.con.create_view(name, ibis.memtable(empty), overwrite=True)
         self._tables[name] = table
         return table
@@ -75,11 +78,7 @@ class Warehouse:
         partition columns (`date`) read from the paths like `table`: a fixed snapshot of the dataset, and
         a way to read only the day partitions a query needs. An empty list gives the empty table."""
         if not paths:
-            schema = DATASETS[name]
-            empty = schema.empty_table()
-            if name == "events":
-                empty = empty.append_column("date", pa.array([], pa.date32()))
-            return ibis.memtable(empty)
+            return ibis.memtable(_empty(name))
         protocol = self.log.fs.protocol if isinstance(self.log.fs.protocol, str) else self.log.fs.protocol[0]
         urls = paths if protocol in ("file", "local") else [self.log.fs.unstrip_protocol(p) for p in paths]
         if self.engine == "duckdb":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Union
@@ -391,6 +391,28 @@ def segment_references(condition: Condition) -> set[str]:
     if isinstance(condition, Not):
         return segment_references(condition.child)
     return set()
+
+
+def leaves(condition: Condition, segments: Mapping[str, Segment], seen: set[str] | None = None) -> Iterator[Condition]:
+    """The leaves of a tree (traits, behaviours, buckets) in reading order, through the segments it refers to
+    (each referred segment once)."""
+    seen = set() if seen is None else seen
+    if isinstance(condition, (All, AnyOf)):
+        for child in condition.children:
+            yield from leaves(child, segments, seen)
+    elif isinstance(condition, Not):
+        yield from leaves(condition.child, segments, seen)
+    elif isinstance(condition, InSegment):
+        if condition.segment_id not in seen:
+            seen.add(condition.segment_id)
+            yield from leaves(segments[condition.segment_id].where, segments, seen)
+    else:
+        yield condition
+
+
+def behaviours_of(condition: Condition, segments: Mapping[str, Segment]) -> list[Behaviour]:
+    """The behaviour conditions of a tree, through the segments it refers to, in reading order, each once."""
+    return list(dict.fromkeys(n for n in leaves(condition, segments) if isinstance(n, Behaviour)))
 
 
 def evaluation_order(segments: Mapping[str, Segment]) -> list[str]:

@@ -29,15 +29,14 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from omniweave.adapters.eventlog import EventLog
+from omniweave.adapters.eventlog import EventLog, day_partition
 from omniweave.core import segments as S
 
 STATE_DATASET = "segment_state"
@@ -45,7 +44,6 @@ STATE_FILE = "counts.parquet"
 STATE_VERSION = "1"
 STATE_SCHEMA = pa.schema([("behaviour", pa.string()), ("user_id", pa.string()), ("anonymous_id", pa.string()),
                           ("n", pa.int64())])
-_DAY = re.compile(r"(?:^|/)date=(\d{4}-\d{2}-\d{2})/")
 
 Range = tuple[datetime | None, datetime]
 """(lo, hi]: events with lo < timestamp <= hi; lo None means since the beginning."""
@@ -83,18 +81,12 @@ def absolute(log: EventLog, files: Iterable[str]) -> list[str]:
     return [posixpath.join(log.dataset_path("events"), f) for f in files]
 
 
-def file_day(path: str) -> date | None:
-    """The day partition a file lies in (`.../date=2024-05-01/...`), None when the path has none."""
-    found = _DAY.search("/" + path)
-    return date.fromisoformat(found.group(1)) if found else None
-
-
 def files_for(files: Iterable[str], ranges: Sequence[Range]) -> list[str]:
     """The files whose day can hold an event of one of the ranges (every file without a day partition)."""
     spans = [(None if lo is None else lo.astimezone(UTC).date(), hi.astimezone(UTC).date()) for lo, hi in ranges]
     out = []
     for f in files:
-        day = file_day(f)
+        day = day_partition(f)
         if day is None or any((lo is None or day >= lo) and day <= hi for lo, hi in spans):
             out.append(f)
     return sorted(out)
@@ -140,7 +132,7 @@ def write_state(log: EventLog, table: pa.Table, now: datetime, behaviours: Itera
     folder = log.dataset_path(STATE_DATASET)
     log.fs.makedirs(folder, exist_ok=True)
     final = posixpath.join(folder, STATE_FILE)
-    log._replace(final, table)
+    log.replace_file(final, table)
     return final
 
 
@@ -211,5 +203,5 @@ def plan(behaviours: Iterable[S.Behaviour], previous: CountState | None, files: 
     if not carried:
         return Plan(now, tuple(fresh), (), sequences, None, (), "no kept count is still of use")
     last_day = previous.now.date()
-    late = tuple(sorted(f for f in files if f not in previous.files and (file_day(f) or last_day) <= last_day))
+    late = tuple(sorted(f for f in files if f not in previous.files and (day_partition(f) or last_day) <= last_day))
     return Plan(now, tuple(fresh), tuple(carried), sequences, previous, late, "")

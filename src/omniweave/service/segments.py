@@ -102,7 +102,7 @@ class Compiler:
                  now: datetime, engine: str,
                  segments: Mapping[str, S.Segment], *, files: Mapping[str, int] | None = None,
                  read_files: Callable[[list[str]], ir.Table] | None = None,
-                 read_kept: Callable[[str], ir.Table] | None = None):
+                 read_kept: Callable[[], ir.Table] | None = None):
         self.profiles = profiles
         self._raw_events = events  # or how to get it: binding the whole log costs time `prepare` does not need
         self.identities = identities
@@ -144,7 +144,7 @@ class Compiler:
         names and of the day partitions their windows need are read."""
         behaviours: dict[S.Behaviour, str] = {}
         for sid in segment_ids:
-            self._collect(self.segments[sid].where, behaviours, set())
+            self._collect(self.segments[sid].where, behaviours)
         files = self.files if self.files is not None else {}
         the_plan = SC.plan(behaviours, previous, files, self.now)
         self.plan = the_plan
@@ -164,12 +164,7 @@ class Compiler:
         self._property_columns = {key: f"_p{i}" for i, key in enumerate(sorted(wanted))}
 
         def extract(key: str) -> ir.StringValue:
-            names = sorted(wanted[key])
-            own = ev.event.isin([n for n in names if n not in TYPE_EVENTS])
-            for n in names:
-                if n in TYPE_EVENTS:
-                    own = own | (ev.type == TYPE_EVENTS[n])
-            return ibis.cases((own, self.d.json(ev.properties, key)), else_=ibis.null("string"))
+            return ibis.cases((_named(ev, wanted[key]), self.d.json(ev.properties, key)), else_=ibis.null("string"))
 
         ev = ev.select("user_id", "anonymous_id", "type", "event", "channel", "timestamp",
                        **{col: extract(key) for key, col in self._property_columns.items()}).cache()
@@ -180,11 +175,11 @@ class Compiler:
             m = self._matching_in(ev, b.event, b.filters)
             if w is not None:
                 m = m.filter(m.timestamp > self._at(self.now - w))
-            parts.append(m.group_by("user_id", "anonymous_id").aggregate(n=m.count()).mutate(
-                behaviour=ibis.literal(SC.behaviour_key(b))))
+            parts.append(_per_key(m, b, m.count()))
         if prev is not None and the_plan.carried:
             keys = [SC.behaviour_key(b) for b in the_plan.carried]
-            kept = self._read_kept(prev)
+            assert self.read_kept is not None, "kept counts need the warehouse they were written to"
+            kept = self.read_kept()
             parts.append(kept.filter(kept.behaviour.isin(keys)).select("user_id", "anonymous_id", "n", "behaviour"))
             late = None
             if the_plan.late_files:
@@ -197,15 +192,13 @@ class Compiler:
                                       -1)] if w is not None else []), else_=0)
                 delta = m.mutate(_s=sign)
                 delta = delta.filter(delta._s != 0)
-                parts.append(delta.group_by("user_id", "anonymous_id").aggregate(n=delta._s.sum().cast("int64"))
-                             .mutate(behaviour=ibis.literal(SC.behaviour_key(b))))
+                parts.append(_per_key(delta, b, delta._s.sum()))
                 if late is not None:
                     m = self._matching_in(late, b.event, b.filters)
                     m = m.filter(m.timestamp <= self._at(prev.now))
                     if w is not None:
                         m = m.filter(m.timestamp > self._at(prev.now - w))
-                    parts.append(m.group_by("user_id", "anonymous_id").aggregate(n=m.count())
-                                 .mutate(behaviour=ibis.literal(SC.behaviour_key(b))))
+                    parts.append(_per_key(m, b, m.count()))
         long: list[ir.Table] = []
         if parts:
             union = ibis.union(*[p.select("behaviour", "user_id", "anonymous_id", n=p.n.cast("int64")) for p in parts])
@@ -216,9 +209,6 @@ class Compiler:
             by_person = with_person(self.kept, self.identities)
             long.append(by_person.group_by("behaviour", "person_id").aggregate(n=by_person.n.sum()))
         if the_plan.sequences:
-            names = set()
-            for b in the_plan.sequences:
-                names.update((b.event, b.then_not.event))  # type: ignore[union-attr]
             seq_ranges = [(None if SC.window(b) is None else self.now - SC.window(b), self.now)
                           for b in the_plan.sequences]
             seq = self._slice(ev, {b: "" for b in the_plan.sequences}, seq_ranges)
@@ -258,10 +248,6 @@ class Compiler:
             return self.raw_events
         return self.read_files(files)
 
-    def _read_kept(self, previous: SC.CountState) -> ir.Table:
-        assert self.read_kept is not None
-        return self.read_kept(previous.path)
-
     def _slice(self, ev: ir.Table, behaviours: Iterable[S.Behaviour], ranges: Sequence[SC.Range]) -> ir.Table:
         """The events of the behaviours' names (and call types) in one of the ranges."""
         names: set[str] = set()
@@ -269,10 +255,7 @@ class Compiler:
             names.add(b.event)
             if b.then_not is not None:
                 names.add(b.then_not.event)
-        types = [TYPE_EVENTS[n] for n in names if n in TYPE_EVENTS]
-        wanted = ev.event.isin(sorted(n for n in names if n not in TYPE_EVENTS))
-        if types:
-            wanted = wanted | ev.type.isin(sorted(types))
+        wanted = _named(ev, names)
         within = None
         for lo, hi in SC.merge_ranges(ranges):  # one range where they overlap: a plain range the scan can push down
             part = ev.timestamp <= self._at(hi)
@@ -292,7 +275,7 @@ class Compiler:
         seg = self.segments[segment_id]
         problems: list[tuple[str, str]] = []
         behaviours: dict[S.Behaviour, str] = {}
-        self._collect(seg.where, behaviours, set())
+        self._collect(seg.where, behaviours)
         base = self.profiles
         if self._wide is not None and all(b in self._columns for b in behaviours):
             behaviours = {b: self._columns[b] for b in behaviours}
@@ -309,10 +292,13 @@ class Compiler:
         return base.filter(predicate).select("person_id")
 
     def all_members(self, segment_ids: Sequence[str]) -> dict[str, pa.Array]:
-        """After `prepare`: every segment's member person ids, from one pass over the profiles joined once with
-        the counts (a boolean column per segment), instead of a query per segment."""
-        assert self._wide is not None, "prepare first"
-        base = self.profiles.left_join(self._wide, "person_id").drop("person_id_right")
+        """After `prepare` (needed when a segment counts events): every segment's member person ids, from one
+        pass over the profiles joined once with the counts (a boolean column per segment), instead of a query
+        per segment."""
+        if self._wide is None:  # no behaviour condition (else: `prepare` first)
+            base = self.profiles
+        else:
+            base = self.profiles.left_join(self._wide, "person_id").drop("person_id_right")
         predicates = {}
         for i, sid in enumerate(segment_ids):
             seg = self.segments[sid]
@@ -324,17 +310,9 @@ class Compiler:
         person = table.column("person_id")
         return {sid: person.filter(table.column(f"_s{i}")).combine_chunks() for i, sid in enumerate(segment_ids)}
 
-    def _collect(self, node: S.Condition, behaviours: dict[S.Behaviour, str], seen: set[str]) -> None:
-        if isinstance(node, S.Behaviour):
-            behaviours.setdefault(node, f"_b{len(behaviours)}")
-        elif isinstance(node, (S.All, S.AnyOf)):
-            for child in node.children:
-                self._collect(child, behaviours, seen)
-        elif isinstance(node, S.Not):
-            self._collect(node.child, behaviours, seen)
-        elif isinstance(node, S.InSegment) and node.segment_id not in seen:
-            seen.add(node.segment_id)
-            self._collect(self.segments[node.segment_id].where, behaviours, seen)
+    def _collect(self, node: S.Condition, behaviours: dict[S.Behaviour, str]) -> None:
+        for b in S.behaviours_of(node, self.segments):
+            behaviours.setdefault(b, f"_b{len(behaviours)}")
 
     # -- behaviour --
 
@@ -342,10 +320,7 @@ class Compiler:
         return self._matching_in(self.events, event, filters)
 
     def _matching_in(self, ev: ir.Table, event: str, filters: Sequence[S.Filter]) -> ir.Table:
-        if event in TYPE_EVENTS:
-            ev = ev.filter(ev.type == TYPE_EVENTS[event])
-        else:
-            ev = ev.filter(ev.event == event)
+        ev = ev.filter(_named(ev, {event}))
         for f in filters:
             ev = ev.filter(self._filter(ev, f))
         return ev
@@ -464,6 +439,25 @@ class Compiler:
         return _compare(column, t.op, _literal(typ, t.value, where, problems)).fill_null(False)
 
 
+def _per_key(matched: ir.Table, b: S.Behaviour, n: ir.IntegerValue) -> ir.Table:
+    """(behaviour, user_id, anonymous_id, n): `n` aggregated per event key for the behaviour condition `b`."""
+    return matched.group_by("user_id", "anonymous_id").aggregate(n=n.cast("int64")).mutate(
+        behaviour=ibis.literal(SC.behaviour_key(b)))
+
+
+def _named(ev: ir.Table, names: Iterable[str]) -> ir.BooleanValue:
+    """The event is one of `names`: a track event's name, or for the names of TYPE_EVENTS the call's type."""
+    names = sorted(set(names))
+    types = sorted(TYPE_EVENTS[n] for n in names if n in TYPE_EVENTS)
+    tracks = [n for n in names if n not in TYPE_EVENTS]
+    parts = ([ev.event.isin(tracks) if len(tracks) > 1 else ev.event == tracks[0]] if tracks else []) + (
+        [ev.type.isin(types) if len(types) > 1 else ev.type == types[0]] if types else [])
+    out = parts[0]
+    for part in parts[1:]:
+        out = out | part
+    return out
+
+
 def _compare(column: ir.Value, op: str, value: Any) -> ir.BooleanValue:
     if op == "in":
         return column.isin(list(value))
@@ -547,11 +541,9 @@ def compiler_for(runtime: Runtime, segments: Mapping[str, S.Segment], now: datet
     def read_files(relative: list[str]) -> ir.Table:
         return warehouse.files_table("events", SC.absolute(runtime.log, relative))
 
-    def read_kept(path: str) -> ir.Table:
-        return warehouse.table(SC.STATE_DATASET)
-
     return Compiler(warehouse.table("profiles"), lambda: warehouse.table("events"), warehouse.table("identities"), now,
-                    engine, segments, files=files, read_files=read_files, read_kept=read_kept)
+                    engine, segments, files=files, read_files=read_files,
+                    read_kept=lambda: warehouse.table(SC.STATE_DATASET))
 
 
 def member_ids(compiler: Compiler, segment_id: str) -> list[str]:
@@ -582,10 +574,7 @@ def evaluate_segments(runtime: Runtime, segments: Mapping[str, S.Segment] | None
         previous = _with_live_changes(previous, [c for c in live_changes_since(runtime, kept.now) if c.at <= now])
     order = S.evaluation_order(segments)
     parts = []
-    if compiler._wide is not None:
-        found_all = compiler.all_members(order)
-    else:  # no behaviour condition at all: a query per segment over the profiles
-        found_all = {sid: to_arrow(compiler.members(sid)).column("person_id").combine_chunks() for sid in order}
+    found_all = compiler.all_members(order)
     for sid in order:
         found = found_all[sid]
         parts.append(pa.table({"segment_id": pa.array([sid] * len(found), pa.string()), "person_id": found}))

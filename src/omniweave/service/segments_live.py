@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -49,40 +49,15 @@ LIVE_SOURCE = "omniweave-segments-live"
 DEFAULT_HORIZON = timedelta(days=2)
 
 
-def behaviours_of(node: S.Condition, segments: Mapping[str, S.Segment], seen: set[str] | None = None) -> list[S.Behaviour]:
-    """Every behaviour condition of a tree, through the segments it refers to."""
-    seen = set() if seen is None else seen
-    if isinstance(node, S.Behaviour):
-        return [node]
-    if isinstance(node, (S.All, S.AnyOf)):
-        return [b for child in node.children for b in behaviours_of(child, segments, seen)]
-    if isinstance(node, S.Not):
-        return behaviours_of(node.child, segments, seen)
-    if isinstance(node, S.InSegment) and node.segment_id not in seen:
-        seen.add(node.segment_id)
-        return behaviours_of(segments[node.segment_id].where, segments, seen)
-    return []
-
-
-def traits_of(node: S.Condition, segments: Mapping[str, S.Segment], seen: set[str] | None = None) -> set[str]:
-    seen = set() if seen is None else seen
-    if isinstance(node, S.Trait):
-        return {node.name}
-    if isinstance(node, (S.All, S.AnyOf)):
-        return {t for child in node.children for t in traits_of(child, segments, seen)}
-    if isinstance(node, S.Not):
-        return traits_of(node.child, segments, seen)
-    if isinstance(node, S.InSegment) and node.segment_id not in seen:
-        seen.add(node.segment_id)
-        return traits_of(segments[node.segment_id].where, segments, seen)
-    return set()
+def traits_of(node: S.Condition, segments: Mapping[str, S.Segment]) -> set[str]:
+    return {n.name for n in S.leaves(node, segments) if isinstance(n, S.Trait)}
 
 
 def live_segment_ids(segments: Mapping[str, S.Segment]) -> list[str]:
     """The segments the live path keeps up to date, in evaluation order."""
     out = []
     for sid in S.evaluation_order(segments):
-        found = behaviours_of(segments[sid].where, segments)
+        found = S.behaviours_of(segments[sid].where, segments)
         if found and all(b.then_not is None for b in found):
             out.append(sid)
     return out
@@ -106,7 +81,8 @@ class LiveStats:
     beyond_horizon: int = 0
     changes: int = 0
     seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list)  # receipt in the inbox -> change written, seconds
+    # receipt in the inbox -> change written, seconds (the latest ones: a follower runs for days)
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
 class LiveSegments:
@@ -140,10 +116,10 @@ class LiveSegments:
             needed |= S.segment_references(self.segments[sid].where)
         closure = {sid: self.segments[sid] for sid in self.segments if sid in needed}
         self.behaviours: list[S.Behaviour] = sorted(
-            {b for sid in self.live for b in behaviours_of(self.segments[sid].where, self.segments)}, key=repr)
+            {b for sid in self.live for b in S.behaviours_of(self.segments[sid].where, self.segments)}, key=repr)
         self.uses: dict[S.Behaviour, list[str]] = defaultdict(list)
         for sid in self.live:
-            for b in set(behaviours_of(self.segments[sid].where, self.segments)):
+            for b in set(S.behaviours_of(self.segments[sid].where, self.segments)):
                 self.uses[b].append(sid)
         compiler = compiler_for(self.runtime, closure, now=state.now)
         compiler.prepare(closure, state)  # the kept counts, as of `base` (reads no new day)
@@ -165,8 +141,13 @@ class LiveSegments:
         ids = ids.filter(ids.kind.isin(("user_id", "anonymous_id"))).select("kind", "value", "person_id")
         self.by_user: dict[str, str] = {}
         self.by_anon: dict[str, str] = {}
+        self.signed: dict[str, tuple[str, str]] = {}  # person -> how a change event names them (as the batch does)
         for row in ids.to_pyarrow().to_pylist():
-            (self.by_user if row["kind"] == "user_id" else self.by_anon)[row["value"]] = row["person_id"]
+            kind, value, person = row["kind"], row["value"], row["person_id"]
+            (self.by_user if kind == "user_id" else self.by_anon)[value] = person
+            rank = (kind != "user_id", value)  # the smallest user id, else the smallest anonymous id
+            if person not in self.signed or rank < (self.signed[person][0] != "user_id", self.signed[person][1]):
+                self.signed[person] = (kind, value)
         self.members: dict[str, set[str]] = {sid: set() for sid in self.live}
         if self.runtime.log.has_data("segment_members"):
             table = wh.table("segment_members")
@@ -261,22 +242,16 @@ class LiveSegments:
 
     def _write(self, changes: Iterable[LiveChange]) -> None:
         """The changes as events in the inbox (a retry or a replay writes the same messageIds: ignored)."""
-        persons_users = {}
-        for user, person in self.by_user.items():
-            persons_users.setdefault(person, user)
-        persons_anon = {}
-        for anon, person in self.by_anon.items():
-            if anon < persons_anon.get(person, "\uffff"):
-                persons_anon[person] = anon
         rows = []
         received = time.time()
         for c in changes:
             name = S.SEGMENT_ENTERED if c.entered else S.SEGMENT_EXITED
             message_id = deterministic_message_id(LIVE_SOURCE, name, c.segment_id, c.person_id, c.cause)
-            user = persons_users.get(c.person_id)
+            kind, value = self.signed[c.person_id]
             stamp = format_timestamp(c.at)
-            event = {"type": "track", "event": name, "messageId": message_id, "userId": user,
-                     "anonymousId": None if user else persons_anon.get(c.person_id),
+            event = {"type": "track", "event": name, "messageId": message_id,
+                     "userId": value if kind == "user_id" else None,
+                     "anonymousId": value if kind == "anonymous_id" else None,
                      "timestamp": stamp, "receivedAt": format_timestamp(datetime.fromtimestamp(received, UTC)),
                      "properties": {"segment_id": c.segment_id, "segment_name": self.segments[c.segment_id].name,
                                     "person_id": c.person_id, "channel": "omniweave", "cause": c.cause},
