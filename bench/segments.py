@@ -18,6 +18,14 @@ its last day is evaluated in full; the last day's files are added; then, each in
 on its own copy, the evaluation carrying the kept counts forward and the evaluation counting
 everything afresh (`incremental=False`), which must give the same members and changes.
 
+Then the near-real-time path on the incremental copy (after its evaluation): the real collector
+(`omniweave serve`) and `omniweave segments follow --interval 0.2` run as their own processes; the
+follower's start (loading the kept counts, members, traits and identities of 1 M persons) is timed
+to its first line, then `--live-events` (default 30) `Store Event Attended` events for persons not
+in `event_attendees`, each for a different person, are posted to the collector one at a time; the
+latency of each is from the collector's answer to its `Segment Entered` being in the inbox (this
+process polls the inbox every 10 ms).
+
     python bench/segments.py [--persons 1000000] [--events 30000000] [--seed 1] [--cache DIR]
 """
 
@@ -32,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +189,109 @@ def _link_copy(source: Path, target: Path, skip_day: str | None = None) -> list[
     return skipped
 
 
-def incremental(home: Path, child: Any) -> None:
+def _rss_peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def live(home: Path, count: int) -> None:
+    """The collector and `segments follow` on `home` (evaluated), `count` events through HTTP, latencies."""
+    import base64
+    import socket
+    import threading
+
+    import duckdb
+    import httpx
+    import orjson
+
+    sys.path.insert(0, str(SRC))
+    from omniweave.core.events import format_timestamp
+    from omniweave.service import segment_counts as SC
+    from omniweave.service.runtime import Runtime
+    from omniweave.settings import Settings
+
+    env = {**os.environ, "OMNIWEAVE_HOME": str(home), "OMNIWEAVE_LOADER_INTERVAL_SECONDS": "3600",
+           "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "omniweave"]
+    key = subprocess.run([*cmd, "keys", "create", "--source", "bench-live"], env=env, check=True, capture_output=True,
+                         text=True).stdout.strip().splitlines()[-1].strip()
+    wh = home / "warehouse"
+    con = duckdb.connect()
+    users = [r[0] for r in con.execute(f"""
+        SELECT min(i.value) FROM read_parquet('{wh}/identities/**/*.parquet') i
+        WHERE i.kind = 'user_id' AND i.person_id NOT IN (
+            SELECT person_id FROM read_parquet('{wh}/segment_members/**/*.parquet') WHERE segment_id = 'event_attendees')
+        GROUP BY i.person_id ORDER BY hash(i.person_id) LIMIT {count}""").fetchall()]
+    con.close()
+    runtime = Runtime(Settings(home=str(home)))
+    base = SC.read_state(runtime.log).now
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([*cmd, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = time.perf_counter()
+    follower = subprocess.Popen([*cmd, "segments", "follow", "--interval", "0.2"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    ready = threading.Event()
+    lines: list[str] = []
+
+    def read_out() -> None:
+        for line in follower.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            ready.set()
+
+    threading.Thread(target=read_out, daemon=True).start()
+    try:
+        if not ready.wait(600):
+            raise RuntimeError("segments follow did not start within 600 s")
+        startup = time.perf_counter() - started
+        for _ in range(300):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        auth = {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+        position = max([r.seq for r in runtime.store.read(after=0)] or [0])
+        latencies: list[float] = []
+        for n, user in enumerate(users):
+            mid = f"bench-live-{n}"
+            event = {"type": "track", "event": "Store Event Attended", "userId": user, "messageId": mid,
+                     "timestamp": format_timestamp(base + timedelta(minutes=n + 1)), "properties": {"store_id": "S1"}}
+            answer = httpx.post(f"http://127.0.0.1:{port}/v1/track", json=event, headers=auth, timeout=10)
+            answer.raise_for_status()
+            accepted = time.perf_counter()
+            deadline, found = accepted + 60, False
+            while not found and time.perf_counter() < deadline:
+                for row in runtime.store.read(after=position):
+                    position = row.seq
+                    payload = orjson.loads(row.payload)
+                    if payload.get("event") == "Segment Entered" and payload["properties"].get("cause") == mid:
+                        found = True
+                if not found:
+                    time.sleep(0.01)
+            latencies.append(time.perf_counter() - accepted if found else float("inf"))
+        follower_mb = _rss_peak_mb(follower.pid)
+    finally:
+        follower.terminate()
+        server.terminate()
+        follower.wait(timeout=60)
+        server.wait(timeout=60)
+        runtime.close()
+    done = sorted(latencies)
+    print(f"\nnear real time: the collector and `segments follow` on the incremental copy; {len(users)} events posted "
+          f"one at a time, each making a person enter event_attendees")
+    print(f"follower start (counts, members, traits and identities loaded): {startup:.1f} s, peak RSS "
+          f"{follower_mb:,.0f} MB")
+    print(f"latency, collector's answer to Segment Entered in the inbox: median {statistics.median(done):.2f} s, "
+          f"p90 {done[int(0.9 * (len(done) - 1))]:.2f} s, max {done[-1]:.2f} s; "
+          f"{sum(1 for x in done if x != float('inf'))} of {len(done)} seen within 60 s")
+
+
+def incremental(home: Path, child: Any, live_events: int = 0) -> None:
     import shutil
 
     work = Path(tempfile.mkdtemp(prefix="omniweave-segments-bench-"))
@@ -200,8 +311,16 @@ def incremental(home: Path, child: Any) -> None:
         shutil.rmtree(before)
         step = child("--evaluate", str(inc))
         again = child("--evaluate", str(full), "--full")
+        shutil.rmtree(full)
+        report_incremental(held, last, first, step, again)
+        if live_events:
+            live(inc, live_events)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def report_incremental(held: list[Path], last: str, first: dict[str, Any], step: dict[str, Any],
+                       again: dict[str, Any]) -> None:
     events = sum(1 for _ in held)
     print(f"\nincremental update: the log without its last day ({last}) evaluated in full, then that day's "
           f"{events} file(s) added")
@@ -260,6 +379,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each method, in turns")
     parser.add_argument("--skip-incremental", action="store_true", help="only the 20 segments against the SQL")
+    parser.add_argument("--live-events", type=int, default=30, help="events for the near-real-time step (0 skips it)")
     args = parser.parse_args()
     if args.evaluate:
         print(json.dumps(run_evaluate(args.evaluate, incremental=not args.full)))
@@ -305,7 +425,7 @@ def main() -> None:
         "" if len(same) == len(SQL) else f"; differ: {sorted(set(SQL) - set(same))}"))
     print("sizes: " + ", ".join(f"{k} {ours['sizes'][k]:,}" for k in sorted(SQL)))
     if not args.skip_incremental:
-        incremental(home, child)
+        incremental(home, child, args.live_events)
 
 
 if __name__ == "__main__":
