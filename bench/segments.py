@@ -46,6 +46,7 @@ from typing import Any
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))  # bench/_server.py
 
 EXTRA = {  # ten more audiences on top of the built-in library
     "high_value": {"trait": "total_revenue", "gte": 500},
@@ -199,12 +200,12 @@ def _rss_peak_mb(pid: int) -> float:
 def live(home: Path, count: int) -> None:
     """The collector and `segments follow` on `home` (evaluated), `count` events through HTTP, latencies."""
     import base64
-    import socket
     import threading
 
     import duckdb
     import httpx
     import orjson
+    from _server import Server
 
     sys.path.insert(0, str(SRC))
     from omniweave.core.events import format_timestamp
@@ -212,11 +213,6 @@ def live(home: Path, count: int) -> None:
     from omniweave.service.runtime import Runtime
     from omniweave.settings import Settings
 
-    env = {**os.environ, "OMNIWEAVE_HOME": str(home), "OMNIWEAVE_LOADER_INTERVAL_SECONDS": "3600",
-           "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "omniweave"]
-    key = subprocess.run([*cmd, "keys", "create", "--source", "bench-live"], env=env, check=True, capture_output=True,
-                         text=True).stdout.strip().splitlines()[-1].strip()
     wh = home / "warehouse"
     con = duckdb.connect()
     users = [r[0] for r in con.execute(f"""
@@ -227,60 +223,50 @@ def live(home: Path, count: int) -> None:
     con.close()
     runtime = Runtime(Settings(home=str(home)))
     base = SC.read_state(runtime.log).now
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([*cmd, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    started = time.perf_counter()
-    follower = subprocess.Popen([*cmd, "segments", "follow", "--interval", "0.2"], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-    ready = threading.Event()
-    lines: list[str] = []
+    server = Server(home, {"OMNIWEAVE_LOADER_INTERVAL_SECONDS": "3600", "PYTHONUNBUFFERED": "1"})
+    with tempfile.TemporaryFile("w+") as errors:
+        started = time.perf_counter()
+        follower = subprocess.Popen([sys.executable, "-m", "omniweave", "segments", "follow", "--interval", "0.2"],
+                                    env=server.env, stdout=subprocess.PIPE, stderr=errors, text=True)
+        ready = threading.Event()
 
-    def read_out() -> None:
-        for line in follower.stdout:  # type: ignore[union-attr]
-            lines.append(line)
-            ready.set()
+        def read_out() -> None:
+            for _ in follower.stdout:  # type: ignore[union-attr]
+                ready.set()
 
-    threading.Thread(target=read_out, daemon=True).start()
-    try:
-        if not ready.wait(600):
-            raise RuntimeError("segments follow did not start within 600 s")
-        startup = time.perf_counter() - started
-        for _ in range(300):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        auth = {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
-        position = max([r.seq for r in runtime.store.read(after=0)] or [0])
-        latencies: list[float] = []
-        for n, user in enumerate(users):
-            mid = f"bench-live-{n}"
-            event = {"type": "track", "event": "Store Event Attended", "userId": user, "messageId": mid,
-                     "timestamp": format_timestamp(base + timedelta(minutes=n + 1)), "properties": {"store_id": "S1"}}
-            answer = httpx.post(f"http://127.0.0.1:{port}/v1/track", json=event, headers=auth, timeout=10)
-            answer.raise_for_status()
-            accepted = time.perf_counter()
-            deadline, found = accepted + 60, False
-            while not found and time.perf_counter() < deadline:
-                for row in runtime.store.read(after=position):
-                    position = row.seq
-                    payload = orjson.loads(row.payload)
-                    if payload.get("event") == "Segment Entered" and payload["properties"].get("cause") == mid:
-                        found = True
-                if not found:
-                    time.sleep(0.01)
-            latencies.append(time.perf_counter() - accepted if found else float("inf"))
-        follower_mb = _rss_peak_mb(follower.pid)
-    finally:
-        follower.terminate()
-        server.terminate()
-        follower.wait(timeout=60)
-        server.wait(timeout=60)
-        runtime.close()
+        threading.Thread(target=read_out, daemon=True).start()
+        try:
+            while not ready.wait(0.5):  # its first line says it follows
+                if follower.poll() is not None:
+                    errors.seek(0)
+                    raise RuntimeError(f"segments follow exited: {errors.read()[-2000:]}")
+            startup = time.perf_counter() - started
+            auth = {"Authorization": "Basic " + base64.b64encode(f"{server.write_key}:".encode()).decode()}
+            position = runtime.store.max_seq()
+            latencies: list[float] = []
+            for n, user in enumerate(users):
+                mid = f"bench-live-{n}"
+                event = {"type": "track", "event": "Store Event Attended", "userId": user, "messageId": mid,
+                         "timestamp": format_timestamp(base + timedelta(minutes=n + 1)), "properties": {"store_id": "S1"}}
+                answer = httpx.post(f"{server.base_url}/v1/track", json=event, headers=auth, timeout=10)
+                answer.raise_for_status()
+                accepted = time.perf_counter()
+                deadline, found = accepted + 60, False
+                while not found and time.perf_counter() < deadline:
+                    for row in runtime.store.read(after=position):
+                        position = row.seq
+                        payload = orjson.loads(row.payload)
+                        if payload.get("event") == "Segment Entered" and payload["properties"].get("cause") == mid:
+                            found = True
+                    if not found:
+                        time.sleep(0.01)
+                latencies.append(time.perf_counter() - accepted if found else float("inf"))
+            follower_mb = _rss_peak_mb(follower.pid)
+        finally:
+            follower.terminate()
+            follower.wait(timeout=60)
+            server.stop()
+            runtime.close()
     done = sorted(latencies)
     print(f"\nnear real time: the collector and `segments follow` on the incremental copy; {len(users)} events posted "
           f"one at a time, each making a person enter event_attendees")
