@@ -352,8 +352,8 @@ def _identifiers(identities: ir.Table) -> ir.Table:
     )
 
 
-DEMOGRAPHIC_TRAITS = {"gender": "gender", "birthday": "birthday", "postcode": "postcode"}
-"""Stated demographics kept as the person last stated them (identify traits: loyalty forms, CRM exports...)."""
+DEMOGRAPHIC_TRAITS = ("gender", "birthday", "postcode")
+"""Stated demographics (identify traits of these names) kept as the person last stated them (identify traits: loyalty forms, CRM exports...)."""
 
 
 def _iso_date(text: ir.StringValue) -> ir.StringValue:
@@ -453,7 +453,7 @@ def _stated(ev: ir.Table, d: Dialect) -> ir.Table:
     said = said.union(docs.select("person_id", "timestamp", channel=ibis.null("string"),
                                   is_unsubscribe=ibis.literal(False), traits=ibis.null("string"), consent=docs.consent))
     names = {"first_name": "first_name", "last_name": "last_name", "latest_email": "email", "latest_phone": "phone",
-             **{name: key for name, key in DEMOGRAPHIC_TRAITS.items()},
+             **{name: name for name in DEMOGRAPHIC_TRAITS},
              **{f"consent_{c}": t for c, t in CONSENT_TRAITS.items()},
              **{f"_{p}_consent": f"{p}_consent" for p in CONSENT_PURPOSES}}
     # numbered, not named by the key: Spark's column names ignore case, and Advertising / advertising are two keys
