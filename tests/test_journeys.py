@@ -290,30 +290,47 @@ def spearman(a: list[float], b: list[float]) -> float:
     return cov / (sum((x - mean_a) ** 2 for x in ra) * sum((y - mean_b) ** 2 for y in rb)) ** 0.5
 
 
-def test_markov_and_shapley_rank_the_demo_channels_by_their_true_effect(tmp_path):
+def test_markov_and_shapley_recover_the_demo_channels_in_their_true_rank_order(tmp_path):
     """The demo's causal model (demo/model.py) knows how many orders each channel really caused
-    (`expected_incremental_orders_*` in ground_truth/channel_effects.json). Attribution is not
-    incrementality, so the credits are not expected to equal those numbers; the data-driven models
-    should still order the channels much as the truth does, and give the channel with no effect at all
-    (display) the least."""
+    (`expected_incremental_orders_*` in ground_truth/channel_effects.json). On the demo world (the
+    defaults of `omniweave demo`: seed 7, 2,000 customers, 60 days) the Markov and Shapley credits
+    order the eleven channels exactly as those numbers do, with a lookback of 7 days: the world's
+    effects fade within days, and a longer lookback also credits orders the touched would have placed
+    anyway (docs/attribution.md, "The demo world's ground truth"). Attribution is not
+    incrementality, so the credits are not expected to equal the true numbers, only to order them.
+
+    The check can fail: ordering the channels by how many journeys they touch gives another order."""
     from omniweave.demo.runner import run_demo
     from omniweave.service.runtime import Runtime
     from omniweave.settings import Settings
 
     settings = Settings(home=str(tmp_path / "home"))
-    result = run_demo(settings, customers=1500, days=60, seed=7, console=None)
+    result = run_demo(settings, console=None)
     truth = json.loads((result.folder / "ground_truth" / "channel_effects.json").read_text())["channels"]
     caused = {channel: c["expected_incremental_orders_online"] + c["expected_incremental_orders_store"]
               for channel, c in truth.items()}
     runtime = Runtime(settings)
     try:
-        paths = journeys_from_log(runtime).paths
+        week = journeys_from_log(runtime, lookback_days=7).paths
+        month = journeys_from_log(runtime).paths  # the default lookback, 30 days
     finally:
         runtime.close()
-    channels = [c for c in caused if c in paths.channels]
-    assert len(channels) >= 10, channels  # every simulated channel shows up as touches
+    # every simulated channel shows up as touches (besides them, store visits: browsing, not marketing)
+    assert set(caused) <= set(week.channels), week.channels
+    channels = sorted(caused)
+    true_order = sorted(channels, key=lambda c: -caused[c])
+    reach = dict.fromkeys(channels, 0.0)
+    for row in week.rows:
+        for channel in set(row.channels) & set(channels):
+            reach[channel] += row.conversions + row.nulls
+    assert sorted(channels, key=lambda c: -reach[c]) != true_order
     for model in ("markov", "shapley"):
-        credit = attribute(paths, model).conversions
+        credit = attribute(week, model).conversions
+        assert sorted(channels, key=lambda c: -credit[c]) == true_order, \
+            (model, {c: (round(caused[c], 1), round(credit[c], 1)) for c in true_order})
+        # with the default 30-day lookback the order is close, not exact: letters reach every customer
+        # near a store, and their orders of the month are credited to them
+        credit = attribute(month, model).conversions
         rho = spearman([caused[c] for c in channels], [credit[c] for c in channels])
-        assert rho >= 0.7, (model, rho, {c: (round(caused[c], 1), round(credit[c], 1)) for c in channels})
+        assert rho >= 0.9, (model, rho)
         assert min(channels, key=lambda c: credit[c]) == "display", (model, credit)

@@ -11,9 +11,11 @@ and in a store with probability
 (both capped at 0.9), where `L_c(i, t) = max over i's touches τ ≤ t on channel c of
 r(i, τ) · 0.5 ** ((t − τ) / half_life(c))` is a decayed indicator of the most recent touch,
 scaled by the person's responsiveness `r` (mean 1) to the touch's promotion type (coupon,
-discount, free shipping, event). Touches do not depend on purchases, so each channel's effect
-is identifiable from the data, and `expected_incremental_*` in the ground truth is the exact
-expected number of purchases each channel caused.
+discount, free shipping, event). A channel's touch is the event named in its `ChannelEffect.touch`:
+the interaction its data records. Touches do not depend on purchases, and who is sent to or shown
+an ad depends on consent, location and online activity, never on how likely someone is to buy,
+so each channel's effect is identifiable from the data; `expected_incremental_*` in the ground
+truth is the exact expected number of purchases each channel caused.
 """
 
 from __future__ import annotations
@@ -35,18 +37,22 @@ class ChannelEffect:
 
 
 DEFAULT_EFFECTS: tuple[ChannelEffect, ...] = (
-    ChannelEffect("email", "Email Opened (email_export opened)", 0.012, 0.004, 3.0),
-    ChannelEffect("sms", "Message Delivered (channel sms)", 0.006, 0.010, 2.0),
-    ChannelEffect("whatsapp", "Message Opened (channel whatsapp)", 0.014, 0.008, 2.0),
-    ChannelEffect("push", "Push Notification Received", 0.015, 0.0, 1.0),
-    ChannelEffect("social", "Ad Impression (channel social)", 0.004, 0.0015, 2.0),
-    ChannelEffect("search", "Ad Clicked (channel search)", 0.12, 0.006, 1.0),
-    ChannelEffect("display", "Ad Impression (channel display)", 0.0, 0.0, 3.0),
-    ChannelEffect("qr", "QR Code Scanned (qr_scans)", 0.04, 0.012, 3.0),
-    ChannelEffect("direct_mail", "Direct Mail Sent (direct_mail)", 0.002, 0.008, 7.0),
-    ChannelEffect("store_event", "Store Event Attended (store_visits event)", 0.0, 0.35, 0.5),
+    ChannelEffect("email", "Email Link Clicked (email_export clicked)", 0.04, 0.013, 3.0),
+    ChannelEffect("sms", "Message Link Clicked (channel sms)", 0.075, 0.062, 2.0),
+    ChannelEffect("whatsapp", "Message Link Clicked (channel whatsapp)", 0.028, 0.012, 2.0),
+    ChannelEffect("push", "Push Notification Tapped", 0.15, 0.0, 1.0),
+    ChannelEffect("social", "Ad Clicked (channel social)", 0.08, 0.016, 2.0),
+    ChannelEffect("search", "Ad Clicked (channel search)", 0.165, 0.007, 1.0),
+    ChannelEffect("display", "Ad Clicked (channel display)", 0.0, 0.0, 3.0),
+    ChannelEffect("qr", "QR Code Scanned (qr_scans)", 0.038, 0.011, 3.0),
+    ChannelEffect("direct_mail", "Direct Mail Sent (direct_mail)", 0.002, 0.009, 7.0),
+    ChannelEffect("store_event", "Store Event Attended (store_visits event)", 0.0, 0.12, 0.5),
     ChannelEffect("coupon", "holding an unredeemed personal coupon (Coupon Issued), 14 days", 0.004, 0.010, 0.0),
 )
+"""Messages and ads work on the people who interact with them (a click, a tap, a scan, a visit); a
+letter works on everyone it reaches and a coupon while it is held. The effects are spaced so that
+the channels' expected incremental orders differ by about half from one rank to the next (docs/attribution.md,
+"The demo world's ground truth")."""
 CHANNELS = tuple(e.channel for e in DEFAULT_EFFECTS)
 CHANNEL_INDEX = {c: i for i, c in enumerate(CHANNELS)}
 

@@ -234,7 +234,7 @@ def trips(sim: BlockSim, day: int, buy_store: np.ndarray) -> None:
                          f"{discounts[i]:.2f}" if code else "", code, card, email, phone, cn, "GBP",
                          _PAYMENTS[payment[j]]))
         if code:
-            redeem(sim, k, day, float(times[j]) + 30, "store", txn, float(discounts.sum()), store=s, card=card,
+            redeem(sim, k, day, float(times[j]) - 30, "store", txn, float(discounts.sum()), store=s, card=card,
                    code=code if issued == "direct_mail" else "", campaign=campaign, issued=issued)
         sim.orders[k, 1] += 1
         sim.revenue[k, 1] += float(np.round(line_total.sum() - discounts.sum(), 2))

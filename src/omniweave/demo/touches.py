@@ -1,9 +1,12 @@
 """Marketing touches of one day: owned channels, paid ads, QR codes and in-store events.
 
-Who is touched never depends on what they bought (the holdout of each send is random), which
-is what makes every channel's effect identifiable. Each touch is written as the data the
-channel really produces (an ESP export row, a messaging webhook event, an ad platform event,
-a QR scan log row, an event attendance row) and raises the person's touch level.
+Who is touched never depends on what they bought or on how likely they are to buy (each send
+goes to everyone eligible by consent or location, less a random holdout), which is what makes
+every channel's effect identifiable. Each touch is written as the data the channel really
+produces (an ESP export row, a messaging webhook event, an ad platform event, a QR scan log
+row, an event attendance row). The person's touch level (demo/model.py) rises with the
+interaction: a click, a tap, a scan or a visit; a letter's on arrival. Opens and impressions
+are recorded but move nobody; an open still delivers a coupon or an event invitation.
 """
 
 from __future__ import annotations
@@ -51,8 +54,9 @@ def owned_channels(sim: BlockSim, day: int) -> None:
     for c in sim.w.calendar.campaigns:
         if c.day != day:
             continue
+        # letters go to every customer near a store (the customer file holds their postal address)
         eligible = {"email": sim.email_ok, "sms": p.sms_opt_in, "whatsapp": p.whatsapp_opt_in,
-                    "push": p.push_opt_in, "direct_mail": (sim.store_access > 0) & (p.is_member | p.has_account)}[c.channel]
+                    "push": p.push_opt_in, "direct_mail": sim.store_access > 0}[c.channel]
         if c.city is not None:
             eligible = eligible & (p.city == _city_index(c.city))
         sent = eligible & (rng.random(sim.n) < c.reach)
@@ -116,7 +120,7 @@ def _email(sim: BlockSim, day: int, c: Campaign, idx: np.ndarray) -> None:
             rows.append(row(j, "unsubscribed", address))
     sim.sinks.rows("email_export", rows)
     touched = idx[opened]
-    sim.touch.touch("email", touched, resp[opened])
+    sim.touch.touch("email", idx[clicked], resp[clicked])
     if c.event_id:
         sim.invited[touched] = _event_index(sim, c.event_id)
     if c.promo_type == "coupon":
@@ -157,7 +161,7 @@ def _message(sim: BlockSim, day: int, c: Campaign, idx: np.ndarray) -> None:
                                               "properties": {**props, **extra}, "context": context,
                                               "timestamp": stamps[stamp][j]})
     touched = idx[opened]
-    sim.touch.touch(c.channel, touched, resp[opened])
+    sim.touch.touch(c.channel, idx[clicked], resp[clicked])
     if c.promo_type == "coupon":
         issue_coupons(sim, day, c, touched, open_t[opened] + 2, c.channel)
     _add_clicks(sim, idx[clicked], click_t[clicked], utm, path, c.channel)
@@ -216,7 +220,7 @@ def _push(sim: BlockSim, day: int, c: Campaign, idx: np.ndarray) -> None:
                                         "source": "app", "medium": "push", "name": c.name}},
                                     "timestamp": stamps[1][j]})
     touched = idx[received]
-    sim.touch.touch("push", touched, resp[received])
+    sim.touch.touch("push", idx[tapped], resp[tapped])
     if c.promo_type == "coupon":
         issue_coupons(sim, day, c, touched, recv_t[received] + 1, "push")
     for k, t in zip(idx[tapped].tolist(), tap_t[tapped].tolist()):
@@ -320,8 +324,7 @@ def advertising(sim: BlockSim, day: int) -> None:
                                             "anonymousId": anon, "properties": {**props, "url": url},
                                             "context": context, "timestamp": iso_one(t + 3)})
                     sim.clicks.append((k, t + 6, "web", int(slots[j]), {**utm, "_path": path}, ad.channel))
-        exposed = idx if ad.channel != "search" else idx[clicks > 0]
-        sim.touch.touch(ad.channel, exposed, 1.0)
+        sim.touch.touch(ad.channel, idx[clicks > 0], 1.0)
         if ad.city:
             sim.event_ad[idx[clicks > 0]] = _event_index(sim, ad.campaign_id[6:])
 
