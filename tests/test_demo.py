@@ -271,6 +271,13 @@ def test_run_demo_lands_everything_in_the_warehouse(tmp_path: Path) -> None:
     totals = {model: sum(row[f"{model} orders"] for row in attribution)
               for model in ("first_touch", "last_touch", "linear", "position_based", "time_decay", "markov", "shapley")}
     assert min(totals.values()) > 0 and max(totals.values()) - min(totals.values()) < 1e-6
+    # next to the credits, each simulated channel's true incremental orders (store visits are not simulated effects)
+    truth = json.loads((result.folder / "ground_truth" / "channel_effects.json").read_text())["channels"]
+    for row in attribution:
+        channel = truth.get(row["channel"])
+        expected = None if channel is None else \
+            channel["expected_incremental_orders_online"] + channel["expected_incremental_orders_store"]
+        assert row["true incremental orders"] == expected, row
     assert all(row["buyers"] > 0 for row in result.report["top CLV segments (RFM segment, predicted 12-month CLV)"])
     recommended = _count(settings, "SELECT count(*) AS n FROM profiles WHERE len(recommended_products) > 0")[0]["n"]
     assert recommended > 0

@@ -125,6 +125,20 @@ def test_family_phone_keeps_two_people_apart() -> None:
     assert refusal.message_id == "m2"
 
 
+def test_a_coupon_code_redeemed_with_two_loyalty_cards_is_a_campaign_code_not_a_person() -> None:
+    """A mailing's offer code (the same for every recipient) used at the tills by two card holders:
+    a personal coupon is one person's, so the code is demoted instead of merging the two."""
+    s = Stitcher(Rules(priorities=(*Rules().priorities, "coupon_code")))
+    mailing = ("coupon_code", "MAIL20")
+    s.add([obs("t1", "01", ("loyalty_card", "111"), mailing), obs("t2", "02", ("loyalty_card", "222"), mailing),
+           obs("c1", "03", ("user_id", "u1"), ("coupon_code", "EM01ABC")),
+           obs("t3", "04", ("loyalty_card", "333"), ("coupon_code", "EM01ABC"))])
+    assert s.person_of(("loyalty_card", "111")) != s.person_of(("loyalty_card", "222"))
+    assert mailing in s.demoted and s.demoted_report()[mailing] == {"loyalty_card": 2}
+    # a personal coupon issued to a user and redeemed with a card still ties them
+    assert s.person_of(("loyalty_card", "333")) == s.person_of(("user_id", "u1"))
+
+
 def test_limit_refuses_the_lower_priority_link_not_the_person() -> None:
     s = Stitcher(Rules(limits={"user_id": 1, "loyalty_card": 1}))
     s.add([obs("m1", "01", ("email", "a@x.com"), ("loyalty_card", "1")),

@@ -67,6 +67,10 @@ class Rules:
     blocked: frozenset[str] = DEFAULT_BLOCKED  # normalised values that never link (any kind)
     share_limits: Mapping[str, int] = field(default_factory=lambda: {"user_id": 2, "email": 5})
     """An identifier seen in events with more distinct identifiers of one of these kinds is demoted."""
+    personal_share_limits: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: {
+        "coupon_code": {"loyalty_card": 1, "customer_number": 1}})
+    """Further limits for the identifiers of one kind: a personal coupon is one person's, so a code seen at
+    the tills with two loyalty cards or customer numbers is a campaign-wide code (a mailing's offer code)."""
     default_region: str = "GB"
     customer_number_prefix: str = ""  # prefixed to customer numbers written as digits only
 
@@ -277,21 +281,30 @@ class Stitcher:
         return Observation(obs.message_id, obs.key[0], usable)
 
     def _count(self, obs: Observation) -> None:
-        watched = [i for i in obs.identifiers if i[0] in self.rules.share_limits]
-        if not watched:
+        shared, personal = self.rules.share_limits, self.rules.personal_share_limits
+        watched = [i for i in obs.identifiers if i[0] in shared]
+        if not watched and not any(i[0] in personal for i in obs.identifiers):
             return
         for ident in obs.identifiers:
             if ident[0] == "user_id":
                 continue  # a user id is the person: never demoted
+            extra = personal.get(ident[0])
+            kinds = watched if extra is None else [i for i in obs.identifiers if i[0] in shared or i[0] in extra]
+            if not kinds:
+                continue
             seen = self._cooc.setdefault(ident, {})
-            for kind, value in watched:
+            for kind, value in kinds:
                 if (kind, value) != ident:
                     seen.setdefault(kind, set()).add(value)
 
     def _demoted(self) -> frozenset[Identifier]:
-        limits = self.rules.share_limits
-        return frozenset(i for i, seen in self._cooc.items()
-                         if any(len(values) > limits[k] for k, values in seen.items()))
+        shared, personal = self.rules.share_limits, self.rules.personal_share_limits
+
+        def over(ident: Identifier, seen: dict[str, set[str]]) -> bool:
+            limits = {**shared, **personal.get(ident[0], {})}
+            return any(kind in limits and len(values) > limits[kind] for kind, values in seen.items())
+
+        return frozenset(i for i, seen in self._cooc.items() if over(i, seen))
 
     def _recompute(self) -> None:
         before = {pid: founder for pid, founder in self.history.items()}

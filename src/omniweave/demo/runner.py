@@ -131,7 +131,7 @@ def run_demo(settings: Settings, customers: int = 2000, days: int = 60, seed: in
         result.summary = summarize(runtime)
         timings["summary"] = time.perf_counter() - started
         started = time.perf_counter()
-        result.report = report(runtime)
+        result.report = report(runtime, folder)
         timings["report"] = time.perf_counter() - started
         started = time.perf_counter()
         result.segments = _segments(runtime)
@@ -400,9 +400,15 @@ HEADLINE_KPIS = ("page_views", "website_users", "video_views", "store_visitors",
                  "customer_lifetime_value")
 
 
-def report(runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
+REPORT_LOOKBACK_DAYS = 7.0
+"""The demo report's attribution lookback: the demo world's effects fade within days, and a longer lookback
+also credits the orders the touched would have placed anyway (docs/attribution.md)."""
+
+
+def report(runtime: Runtime, folder: Path | None = None) -> dict[str, list[dict[str, Any]]]:
     """The measure stage on the demo: headline KPIs per month, every attribution model side by side on the
-    journeys of the log (with ROAS where there is spend), and the RFM segments worth most by predicted CLV."""
+    journeys of the log (with ROAS where there is spend, and each channel's true incremental orders from the
+    ground truth in `folder`), and the RFM segments worth most by predicted CLV."""
     from omniweave.core.attribution import MODELS, attribute
     from omniweave.service.journeys import journeys_from_log, returns
     from omniweave.service.kpis import kpi_table
@@ -413,10 +419,11 @@ def report(runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
                  **{m.strftime("%Y-%m"): next((r["value"] for r in kpis if r["kpi"] == name and r["period"] == m),
                                               None) for m in months}}
                 for name in HEADLINE_KPIS if any(r["kpi"] == name for r in kpis)]
-    journeys = journeys_from_log(runtime)
+    journeys = journeys_from_log(runtime, lookback_days=REPORT_LOOKBACK_DAYS)
     results = {name: attribute(journeys.paths, name) for name in MODELS}
     markov = returns(results["markov"], journeys.spend)
-    attribution = [{"channel": channel,
+    truth = _true_orders(folder / "ground_truth" / "channel_effects.json") if folder else {}
+    attribution = [{"channel": channel, "true incremental orders": truth.get(channel),
                     **{f"{name} orders": results[name].conversions[channel] for name in MODELS},
                     "markov revenue": results["markov"].value[channel],
                     "spend": journeys.spend.get(channel),
@@ -432,6 +439,15 @@ def report(runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
             f"attribution of {journeys.paths.total_conversions:,.0f} orders with a touch in the "
             f"{journeys.lookback_days:g} days before (every model; orders credited)": attribution,
             "top CLV segments (RFM segment, predicted 12-month CLV)": segments}
+
+
+def _true_orders(path: Path) -> dict[str, float]:
+    """Each simulated channel's expected incremental orders (online and in store), if the file is there."""
+    if not path.is_file():
+        return {}
+    channels = json.loads(path.read_text())["channels"]
+    return {name: c["expected_incremental_orders_online"] + c["expected_incremental_orders_store"]
+            for name, c in channels.items()}
 
 
 def summarize(runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
