@@ -18,7 +18,6 @@ Accuracy, not speed: nothing here is timed except the world's generation and loa
 from __future__ import annotations
 
 import argparse
-import functools
 import itertools
 import json
 import tempfile
@@ -30,24 +29,18 @@ MODELS = ("markov", "shapley", "last_touch")
 
 def run_seed(root: Path, seed: int, customers: int, days: int, lookbacks: list[float], zero: bool) -> None:
     from omniweave.core.attribution import attribute
-    from omniweave.demo import runner
-    from omniweave.demo.model import CHANNELS, effects_with
+    from omniweave.demo.model import CHANNELS, DEFAULT_EFFECTS, effects_with, true_orders
+    from omniweave.demo.runner import run_demo
     from omniweave.service.journeys import journeys_from_log
     from omniweave.service.runtime import Runtime
     from omniweave.settings import Settings
 
-    generate = runner.generate_world
-    if zero:
-        runner.generate_world = functools.partial(generate, effects=effects_with(**{c: (0.0, 0.0) for c in CHANNELS}))
-    try:
-        settings = Settings(home=str(root / f"{'zero' if zero else 'world'}-{seed}"))
-        started = time.perf_counter()
-        result = runner.run_demo(settings, customers=customers, days=days, seed=seed, console=None)
-        loaded = time.perf_counter() - started
-    finally:
-        runner.generate_world = generate
-    truth = json.loads((result.folder / "ground_truth" / "channel_effects.json").read_text())["channels"]
-    caused = {c: v["expected_incremental_orders_online"] + v["expected_incremental_orders_store"] for c, v in truth.items()}
+    effects = effects_with(**{c: (0.0, 0.0) for c in CHANNELS}) if zero else DEFAULT_EFFECTS
+    settings = Settings(home=str(root / f"{'zero' if zero else 'world'}-{seed}"))
+    started = time.perf_counter()
+    result = run_demo(settings, customers=customers, days=days, seed=seed, console=None, effects=effects)
+    loaded = time.perf_counter() - started
+    caused = true_orders(json.loads((result.folder / "ground_truth" / "channel_effects.json").read_text()))
     runtime = Runtime(settings)
     try:
         for lookback in lookbacks:

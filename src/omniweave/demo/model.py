@@ -51,8 +51,8 @@ DEFAULT_EFFECTS: tuple[ChannelEffect, ...] = (
 )
 """Messages and ads work on the people who interact with them (a click, a tap, a scan, a visit); a
 letter works on everyone it reaches and a coupon while it is held. The effects are spaced so that
-the channels' expected incremental orders differ by about half from one rank to the next (docs/attribution.md,
-"The demo world's ground truth")."""
+the channels' expected incremental orders are spread apart, mostly by half as much again or more from one
+rank to the next (docs/attribution.md, "The demo world's ground truth")."""
 CHANNELS = tuple(e.channel for e in DEFAULT_EFFECTS)
 CHANNEL_INDEX = {c: i for i, c in enumerate(CHANNELS)}
 
@@ -134,3 +134,11 @@ def effects_report(effects: tuple[ChannelEffect, ...], incremental_online: np.nd
         "average_order_value": {k: round(v, 2) for k, v in average_order.items()},
         "channels": channels,
     }
+
+
+def true_orders(report: dict[str, object]) -> dict[str, float]:
+    """Each channel's expected incremental orders, online and in store, from an `effects_report`
+    (the content of `ground_truth/channel_effects.json`)."""
+    channels: dict[str, dict[str, float]] = report["channels"]  # type: ignore[assignment]
+    return {name: c["expected_incremental_orders_online"] + c["expected_incremental_orders_store"]
+            for name, c in channels.items()}

@@ -39,6 +39,7 @@ from rich.progress import (
 from rich.table import Table
 
 from omniweave.demo.generator import DEFAULT_END_DATE, MANIFEST, generate_world
+from omniweave.demo.model import DEFAULT_EFFECTS, ChannelEffect, true_orders
 from omniweave.demo.sinks import OFFLINE_COLUMNS, ONLINE_SOURCES
 from omniweave.errors import InputError, OmniweaveError, TerminalStoreError
 from omniweave.service.runtime import Runtime
@@ -78,12 +79,14 @@ def _progress(console: Console | None) -> Progress:
 
 def run_demo(settings: Settings, customers: int = 2000, days: int = 60, seed: int = 7,
              console: Console | None = None, *, bulk: bool | None = None,
-             end_date: date = DEFAULT_END_DATE) -> DemoResult:
-    """Generate the demo world into `<home>/demo/` and load it through collector and importers."""
+             end_date: date = DEFAULT_END_DATE,
+             effects: tuple[ChannelEffect, ...] = DEFAULT_EFFECTS) -> DemoResult:
+    """Generate the demo world into `<home>/demo/` and load it through collector and importers; `effects`
+    replaces the channels' true effects (the same touches, other purchases)."""
     if customers < 1 or days < 1:
         raise InputError(f"customers and days must be at least 1 (got {customers} and {days})")
     folder = settings.home_path / "demo"
-    key = f"{seed}-{customers}-{days}-{end_date.isoformat()}"
+    key = _world_key(f"{seed}-{customers}-{days}-{end_date.isoformat()}", effects == DEFAULT_EFFECTS)
     marker = _read_json(folder / LOADED_MARKER)
     if marker and marker.get("world") != key:
         raise InputError(
@@ -93,11 +96,11 @@ def run_demo(settings: Settings, customers: int = 2000, days: int = 60, seed: in
     timings: dict[str, float] = {}
     manifest = _read_json(folder / MANIFEST)
     generated = False
-    if not manifest or manifest.get("world") != key:
+    if not manifest or _world_key(str(manifest.get("world")), bool(manifest.get("default_effects", True))) != key:
         started = time.perf_counter()
         with _progress(console) as progress:
             task = progress.add_task("generating the world", total=customers * days)
-            manifest = generate_world(folder, customers, days, seed, end_date=end_date,
+            manifest = generate_world(folder, customers, days, seed, end_date=end_date, effects=effects,
                                       progress=lambda done, total: progress.update(task, completed=done))
         timings["generate"] = time.perf_counter() - started
         generated = True
@@ -405,6 +408,11 @@ REPORT_LOOKBACK_DAYS = 7.0
 also credits the orders the touched would have placed anyway (docs/attribution.md)."""
 
 
+def _world_key(key: str, default_effects: bool) -> str:
+    """seed-customers-days-end, marked when the channels' effects are not the default ones."""
+    return key if default_effects else f"{key}-custom-effects"
+
+
 def report(runtime: Runtime, folder: Path | None = None) -> dict[str, list[dict[str, Any]]]:
     """The measure stage on the demo: headline KPIs per month, every attribution model side by side on the
     journeys of the log (with ROAS where there is spend, and each channel's true incremental orders from the
@@ -422,7 +430,8 @@ def report(runtime: Runtime, folder: Path | None = None) -> dict[str, list[dict[
     journeys = journeys_from_log(runtime, lookback_days=REPORT_LOOKBACK_DAYS)
     results = {name: attribute(journeys.paths, name) for name in MODELS}
     markov = returns(results["markov"], journeys.spend)
-    truth = _true_orders(folder / "ground_truth" / "channel_effects.json") if folder else {}
+    effects_file = folder / "ground_truth" / "channel_effects.json" if folder else None
+    truth = true_orders(json.loads(effects_file.read_text())) if effects_file and effects_file.is_file() else {}
     attribution = [{"channel": channel, "true incremental orders": truth.get(channel),
                     **{f"{name} orders": results[name].conversions[channel] for name in MODELS},
                     "markov revenue": results["markov"].value[channel],
@@ -439,15 +448,6 @@ def report(runtime: Runtime, folder: Path | None = None) -> dict[str, list[dict[
             f"attribution of {journeys.paths.total_conversions:,.0f} orders with a touch in the "
             f"{journeys.lookback_days:g} days before (every model; orders credited)": attribution,
             "top CLV segments (RFM segment, predicted 12-month CLV)": segments}
-
-
-def _true_orders(path: Path) -> dict[str, float]:
-    """Each simulated channel's expected incremental orders (online and in store), if the file is there."""
-    if not path.is_file():
-        return {}
-    channels = json.loads(path.read_text())["channels"]
-    return {name: c["expected_incremental_orders_online"] + c["expected_incremental_orders_store"]
-            for name, c in channels.items()}
 
 
 def summarize(runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
