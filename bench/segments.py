@@ -208,7 +208,7 @@ def live(home: Path, count: int) -> None:
     from _server import Server
 
     sys.path.insert(0, str(SRC))
-    from omniweave.core.events import format_timestamp
+    from omniweave.events.normalize import format_timestamp
     from omniweave.service import segment_counts as SC
     from omniweave.service.runtime import Runtime
     from omniweave.settings import Settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from omniweave.core.events import normalize_event
+from omniweave.events.normalize import normalize_event
 
 
 def segment_event(n: int, at: str, *, received_at: datetime, type: str = "track", event: str | None = None,

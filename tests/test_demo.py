@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from omniweave.core.events import normalize_event
+from omniweave.events.normalize import normalize_event
 from omniweave.demo.generator import generate_world
 from omniweave.demo.model import CHANNELS, effects_with
 from omniweave.demo.sinks import OFFLINE_COLUMNS, ONLINE_SOURCES

@@ -13,8 +13,8 @@ import pytest
 
 from omniweave.adapters.eventlog import events_to_table
 from omniweave.core import experiments as stats
-from omniweave.core import spec
-from omniweave.core.events import normalize_event
+from omniweave.events import spec
+from omniweave.events.normalize import normalize_event
 from omniweave.errors import InputError
 from omniweave.service.experiments import analyze, experiment_units, list_experiments
 from omniweave.service.profiles import write_identities

@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from rich.console import Console
 
 from omniweave.adapters.opstore import imports as imports_table
-from omniweave.core import spec
-from omniweave.core.events import deterministic_message_id
+from omniweave.events import spec
+from omniweave.events.normalize import deterministic_message_id
 from omniweave.errors import InputError
 from omniweave.importers import MappingError, builtin_kinds, parse_mapping
 from omniweave.importers.engine import connect
@@ -306,7 +306,7 @@ def test_duplicates_are_looked_up_within_the_same_source_only(runtime: Runtime) 
     from datetime import UTC, datetime
 
     from omniweave.adapters.eventlog import events_to_table
-    from omniweave.core.events import normalize_event
+    from omniweave.events.normalize import normalize_event
 
     seen_online = normalize_event({"type": "track", "event": "Product Viewed", "userId": "C-100", "messageId": "m-1",
                                    "timestamp": "2024-05-01T09:00:00Z"}, received_at=datetime.now(UTC))

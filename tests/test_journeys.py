@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from omniweave.adapters.eventlog import SPEND_SCHEMA, events_to_table
-from omniweave.core import spec
+from omniweave.events import spec
 from omniweave.core.attribution import MODELS, attribute
 from omniweave.errors import InputError
 from omniweave.service.journeys import journeys_expr, journeys_from_log, paths_table, returns

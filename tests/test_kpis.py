@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from omniweave.adapters.eventlog import SPEND_SCHEMA, events_to_table
-from omniweave.core import spec
+from omniweave.events import spec
 from omniweave.errors import InputError
 from omniweave.service.kpis import CATALOGUE, OMITTED, kpi_table
 from omniweave.service.profiles import write_dataset, write_identities

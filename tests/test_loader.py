@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 
 from omniweave.adapters.eventlog import EVENT_SCHEMA, EventLog, events_to_table
 from omniweave.adapters.opstore import OpStore
-from omniweave.core.events import normalize_event
+from omniweave.events.normalize import normalize_event
 from omniweave.service.loader import LOADER, load_all, load_once
 
 T0 = datetime(2026, 3, 1, 23, 59, 0, tzinfo=UTC)

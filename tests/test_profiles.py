@@ -14,8 +14,8 @@ from omniweave.adapters.eventlog import (
     events_to_table,
     with_flat_columns,
 )
-from omniweave.core import spec
-from omniweave.core.events import context_columns, property_columns
+from omniweave.events import spec
+from omniweave.events.normalize import context_columns, property_columns
 from omniweave.core.traits import parse_trait_specs
 from omniweave.errors import InputError
 from omniweave.service.profiles import build_profiles, profiles_table, write_identities

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from omniweave.adapters.eventlog import events_to_table
-from omniweave.core import spec
-from omniweave.core.events import normalize_event
+from omniweave.events import spec
+from omniweave.events.normalize import normalize_event
 from omniweave.errors import InputError
 from omniweave.service.profiles import build_profiles, to_arrow, write_identities
 from omniweave.service.recommendations import build_recommendations, recommendations_expr

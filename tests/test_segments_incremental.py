@@ -12,7 +12,7 @@ import pytest
 
 from omniweave.adapters.eventlog import events_to_table
 from omniweave.core import segments as S
-from omniweave.core.events import format_timestamp
+from omniweave.events.normalize import format_timestamp
 from omniweave.service import segment_counts as SC
 from omniweave.service.profiles import to_arrow
 from omniweave.service.runtime import Runtime

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from omniweave.core import segments as S
-from omniweave.core.events import format_timestamp
+from omniweave.events.normalize import format_timestamp
 from omniweave.service import segment_counts as SC
 from omniweave.service.loader import load_all
 from omniweave.service.runtime import Runtime

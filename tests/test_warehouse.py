@@ -10,7 +10,7 @@ import ibis
 import orjson
 import pytest
 
-from omniweave.core.events import normalize_event
+from omniweave.events.normalize import normalize_event
 from omniweave.errors import InputError
 from omniweave.service.loader import load_all
 from omniweave.service.query import run_query

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from omniweave.core.events import PROPERTY_KEYS, context_columns, infer_channel, property_columns
+from omniweave.events.normalize import PROPERTY_KEYS, context_columns, infer_channel, property_columns
 
 _TS = pa.timestamp("us", tz="UTC")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Union
 
-from omniweave.core import spec
+from omniweave.events import spec
 from omniweave.errors import InputError
 
 SEGMENT_ENTERED = spec.SEGMENT_ENTERED

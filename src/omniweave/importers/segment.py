@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from omniweave.adapters.eventlog import EVENT_SCHEMA, EventLog, events_to_table
-from omniweave.core.events import (
+from omniweave.events.normalize import (
     deterministic_message_id,
     normalize_event,
     parse_timestamp,

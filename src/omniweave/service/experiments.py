@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from omniweave.core import experiments as stats
-from omniweave.core import spec
+from omniweave.events import spec
 from omniweave.errors import InputError
 from omniweave.service.profiles import Dialect, order_value, with_person
 from omniweave.service.runtime import Runtime

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 
-from omniweave.core import spec
+from omniweave.events import spec
 from omniweave.core.identity import (
     DEFAULT_BLOCKED,
     DEFAULT_LIMITS,

@@ -22,7 +22,7 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
-from omniweave.core import spec
+from omniweave.events import spec
 from omniweave.core.attribution import Attribution, PathRow, PathsTable
 from omniweave.errors import InputError
 from omniweave.service.profiles import Dialect, order_value, to_arrow, with_person

@@ -28,7 +28,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from omniweave.core import spec
+from omniweave.events import spec
 from omniweave.errors import InputError
 from omniweave.service.profiles import Dialect, _yes_no, order_value, with_person
 from omniweave.service.runtime import Runtime

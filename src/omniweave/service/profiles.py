@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from omniweave.adapters.eventlog import FLAT_COLUMNS
-from omniweave.core import spec
+from omniweave.events import spec
 from omniweave.core.traits import TraitSpec, parse_trait_specs
 from omniweave.errors import ConfigError, InputError
 from omniweave.service.runtime import Runtime

@@ -18,7 +18,7 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
-from omniweave.core import spec
+from omniweave.events import spec
 from omniweave.errors import InputError
 from omniweave.service.profiles import Dialect, _top, to_arrow, with_person, write_dataset
 from omniweave.service.runtime import Runtime

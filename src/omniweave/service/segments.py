@@ -654,7 +654,7 @@ def _record_changes(runtime: Runtime, segments: Mapping[str, S.Segment], changes
     """Append one `Segment Entered` / `Segment Exited` track event per change, carrying the person's user id
     (else one of their anonymous ids) so that the event belongs to the person like any other."""
     from omniweave.adapters.eventlog import events_to_table
-    from omniweave.core.events import deterministic_message_id, format_timestamp
+    from omniweave.events.normalize import deterministic_message_id, format_timestamp
 
     persons = sorted({p for _, _, p in changes})
     ids = runtime.warehouse().table("identities")

@@ -35,7 +35,7 @@ import orjson
 
 from omniweave.adapters.eventlog import events_to_table
 from omniweave.core import segments as S
-from omniweave.core.events import deterministic_message_id, format_timestamp
+from omniweave.events.normalize import deterministic_message_id, format_timestamp
 from omniweave.core.segment_eval import condition_holds, event_matches
 from omniweave.errors import InputError
 from omniweave.service import segment_counts as SC

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from omniweave.core.events import normalize_event
+from omniweave.events.normalize import normalize_event
 from omniweave.errors import EventError, InputError
 
 MAX_MESSAGE_ID_CHARS = 200  # the inbox's message_id column

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from omniweave.core import spec
+from omniweave.events import spec
 from omniweave.errors import EventError
 
 _OBJECT_FIELDS = ("context", "integrations", "properties", "traits")

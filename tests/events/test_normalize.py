@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omniweave.core import spec
-from omniweave.core.events import (
+from omniweave.events import spec
+from omniweave.events.normalize import (
     campaign_from_url,
     deterministic_message_id,
     format_timestamp,
