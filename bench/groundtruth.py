@@ -32,7 +32,7 @@ def run_seed(root: Path, seed: int, customers: int, days: int, lookbacks: list[f
     from omniweave.demo.model import CHANNELS, DEFAULT_EFFECTS, effects_with, true_orders
     from omniweave.demo.runner import run_demo
     from omniweave.service.journeys import journeys_from_log
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
     from omniweave.settings import Settings
 
     effects = effects_with(**{c: (0.0, 0.0) for c in CHANNELS}) if zero else DEFAULT_EFFECTS

@@ -202,7 +202,7 @@ def till_import(rows: int, workdir: Path) -> tuple[float | None, str]:
         from omniweave.service.imports import import_file
     except ImportError as exc:
         return None, f"not measured: the till importer or bench/_till.py is missing ({exc})"
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
     from omniweave.settings import Settings
 
     path = make_till_file(workdir / "till.csv", rows)

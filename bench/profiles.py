@@ -368,7 +368,7 @@ def generate(home: Path, persons: int, events: int, seed: int) -> tuple[int, int
     """Write the event log and identities under `home`; returns (events, identity rows) written."""
     sys.path.insert(0, str(SRC))
     from omniweave.service.profiles import write_dataset
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
     from omniweave.settings import Settings
 
     runtime = Runtime(Settings(home=str(home)))
@@ -409,7 +409,7 @@ def run_build(home: str, threads: int | None) -> dict[str, Any]:
     """In this (fresh) process: build the profiles once; seconds, rows and peak RSS."""
     sys.path.insert(0, str(SRC))
     from omniweave.service.profiles import build_profiles
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
     from omniweave.settings import Settings
 
     runtime = Runtime(Settings(home=home))

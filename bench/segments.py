@@ -125,7 +125,7 @@ def _cpu() -> float:
 
 def run_ours(home: str) -> dict[str, Any]:
     segments = _segments()
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
     from omniweave.service.segments import compiler_for
     from omniweave.settings import Settings
 
@@ -151,7 +151,7 @@ def _segments() -> dict[str, Any]:
 def run_evaluate(home: str, incremental: bool) -> dict[str, Any]:
     """`evaluate_segments` as the CLI runs it (as of the log's latest event), timed end to end."""
     segments = _segments()
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
     from omniweave.service.segments import evaluate_segments
     from omniweave.settings import Settings
 
@@ -210,7 +210,7 @@ def live(home: Path, count: int) -> None:
     sys.path.insert(0, str(SRC))
     from omniweave.events.normalize import format_timestamp
     from omniweave.service import segment_counts as SC
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
     from omniweave.settings import Settings
 
     wh = home / "warehouse"

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

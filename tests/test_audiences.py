@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from omniweave.adapters.eventlog import events_to_table
+from omniweave.storage.eventlog import events_to_table
 from omniweave.core.audiences import (
     LAYOUTS,
     hash_email,

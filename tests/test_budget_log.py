@@ -10,7 +10,7 @@ import pytest
 from omniweave.demo.runner import run_demo
 from omniweave.errors import InputError
 from omniweave.service.budget import budget_history, recommend_from_log
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 
 

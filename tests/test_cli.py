@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 from tests.conftest import omniweave_cmd
 

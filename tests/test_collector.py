@@ -25,7 +25,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from omniweave.service.loader import load_all
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 from omniweave.shells.api import create_app
 from tests.conftest import LiveServer, create_write_key, free_port, start_server

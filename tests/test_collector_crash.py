@@ -24,8 +24,8 @@ import httpx
 import orjson
 import pytest
 
-from omniweave.adapters.eventlog import EventLog
-from omniweave.adapters.opstore import OpStore
+from omniweave.storage.eventlog import EventLog
+from omniweave.storage.ops.store import OpStore
 from tests.conftest import create_write_key, free_port, start_server
 
 SERVER_ENV = {"OMNIWEAVE_LOADER_BATCH_SIZE": "700", "OMNIWEAVE_LOADER_INTERVAL_SECONDS": "0.02",

@@ -210,7 +210,7 @@ def _demo_settings(tmp_path: Path) -> Settings:
 
 
 def _count(runtime_settings: Settings, sql: str) -> Any:
-    from omniweave.service.query import run_query
+    from omniweave.storage.query import run_query
 
     return run_query(runtime_settings, sql).to_pylist()
 
@@ -326,7 +326,7 @@ def test_run_demo_bulk_path_imports_the_online_events(tmp_path: Path) -> None:
 def test_big_files_are_imported_in_chunks_with_receipts_whole(tmp_path: Path) -> None:
     pytest.importorskip("omniweave.service.imports", reason="the importers are not there yet")
     from omniweave.demo.bulk import import_large_csv, import_online, split_csv
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
 
     folder = tmp_path / "home" / "demo"
     manifest = generate_world(folder, customers=300, days=14, seed=8)
@@ -356,7 +356,7 @@ def test_big_files_are_imported_in_chunks_with_receipts_whole(tmp_path: Path) ->
 
 
 def _sources(settings: Settings) -> list[dict[str, Any]]:
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
 
     runtime = Runtime(settings)
     try:

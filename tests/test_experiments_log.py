@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from omniweave.adapters.eventlog import events_to_table
+from omniweave.storage.eventlog import events_to_table
 from omniweave.core import experiments as stats
 from omniweave.events import spec
 from omniweave.events.normalize import normalize_event

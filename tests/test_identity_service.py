@@ -16,7 +16,7 @@ from omniweave.service.identity import (
     resolve,
     save_stitcher,
 )
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 
 

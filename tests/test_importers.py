@@ -22,14 +22,14 @@ import pytest
 import sqlalchemy as sa
 from rich.console import Console
 
-from omniweave.adapters.opstore import imports as imports_table
+from omniweave.storage.ops.store import imports as imports_table
 from omniweave.events import spec
 from omniweave.events.normalize import deterministic_message_id
 from omniweave.errors import InputError
 from omniweave.importers import MappingError, builtin_kinds, parse_mapping
 from omniweave.importers.engine import connect
 from omniweave.service.imports import ImportProgress, import_file
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 
 DATA = Path(__file__).parent / "data" / "importers"
@@ -305,7 +305,7 @@ def test_segment_json_lines_are_validated_and_deduplicated(runtime: Runtime) -> 
 def test_duplicates_are_looked_up_within_the_same_source_only(runtime: Runtime) -> None:
     from datetime import UTC, datetime
 
-    from omniweave.adapters.eventlog import events_to_table
+    from omniweave.storage.eventlog import events_to_table
     from omniweave.events.normalize import normalize_event
 
     seen_online = normalize_event({"type": "track", "event": "Product Viewed", "userId": "C-100", "messageId": "m-1",
@@ -634,7 +634,7 @@ def test_a_big_import_writes_one_file_per_day_and_reimports_add_only_new_records
         runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The write path of big imports (days cut out of the result by two threads), then the two ways a
     re-import finds what is logged: every id (the same file) and some ids (a longer file)."""
-    from omniweave.adapters.eventlog import EVENT_SCHEMA
+    from omniweave.storage.eventlog import EVENT_SCHEMA
     from omniweave.service import imports
 
     monkeypatch.setattr(imports, "_PARALLEL_WRITE_ROWS", 0)
@@ -677,7 +677,7 @@ def test_an_import_does_not_load_pandas(tmp_path: Path) -> None:
     import of good rows converts none, which keeps a one-off `omniweave import` that much faster."""
     code = (
         "import sys\nfrom pathlib import Path\n"
-        "from omniweave.service.imports import import_file\nfrom omniweave.service.runtime import Runtime\n"
+        "from omniweave.service.imports import import_file\nfrom omniweave.runtime import Runtime\n"
         "from omniweave.settings import Settings\n"
         f"runtime = Runtime(Settings(home={str(tmp_path / 'home')!r}))\n"
         f"assert import_file(runtime, 'till', Path({str(DATA / 'till.csv')!r})).rows_imported == 6\n"

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from omniweave.adapters.eventlog import SPEND_SCHEMA, events_to_table
+from omniweave.storage.eventlog import SPEND_SCHEMA, events_to_table
 from omniweave.events import spec
 from omniweave.core.attribution import MODELS, attribute
 from omniweave.errors import InputError
@@ -301,7 +301,7 @@ def test_markov_and_shapley_recover_the_demo_channels_in_their_true_rank_order(t
 
     The check can fail: ordering the channels by how many journeys they touch gives another order."""
     from omniweave.demo.runner import run_demo
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
     from omniweave.settings import Settings
 
     settings = Settings(home=str(tmp_path / "home"))

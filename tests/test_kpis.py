@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from omniweave.adapters.eventlog import SPEND_SCHEMA, events_to_table
+from omniweave.storage.eventlog import SPEND_SCHEMA, events_to_table
 from omniweave.events import spec
 from omniweave.errors import InputError
 from omniweave.service.kpis import CATALOGUE, OMITTED, kpi_table

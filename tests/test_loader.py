@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pyarrow.parquet as pq
 
-from omniweave.adapters.eventlog import EVENT_SCHEMA, EventLog, events_to_table
-from omniweave.adapters.opstore import OpStore
+from omniweave.storage.eventlog import EVENT_SCHEMA, EventLog, events_to_table
+from omniweave.storage.ops.store import OpStore
 from omniweave.events.normalize import normalize_event
 from omniweave.service.loader import LOADER, load_all, load_once
 

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from omniweave.service.lookup import find_person, person_view
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 from omniweave.shells.api import create_app
 from tests.conftest import omniweave_cmd

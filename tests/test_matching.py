@@ -136,7 +136,7 @@ def _fresh_resolve(home: Path, probabilistic: bool):  # type: ignore[no-untyped-
     import shutil
 
     from omniweave.service.identity import evaluate_against_ground_truth, resolve
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
     from omniweave.settings import Settings
 
     for name in ("identity_state", "identities"):

@@ -28,7 +28,7 @@ from omniweave.core.personas import (
 from omniweave.demo.runner import run_demo
 from omniweave.errors import InputError
 from omniweave.service.personas import SUGGESTED_MARK, suggest_from_profiles, write_personas
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 from tests.conftest import omniweave_cmd
 

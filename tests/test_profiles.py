@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from omniweave.adapters.eventlog import (
+from omniweave.storage.eventlog import (
     FLAT_COLUMNS,
     PROPERTY_COLUMNS,
     events_to_table,
@@ -19,8 +19,8 @@ from omniweave.events.normalize import context_columns, property_columns
 from omniweave.core.traits import parse_trait_specs
 from omniweave.errors import InputError
 from omniweave.service.profiles import build_profiles, profiles_table, write_identities
-from omniweave.service.query import run_query
-from omniweave.service.runtime import Runtime
+from omniweave.storage.query import run_query
+from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 from tests.segment_events import segment_event
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from omniweave.adapters.eventlog import events_to_table
+from omniweave.storage.eventlog import events_to_table
 from omniweave.events import spec
 from omniweave.events.normalize import normalize_event
 from omniweave.errors import InputError
@@ -87,7 +87,7 @@ def test_bad_sizes_and_missing_identities(seeded, tmp_path):
     wh = seeded.warehouse()
     with pytest.raises(InputError, match="whole numbers >= 1"):
         recommendations_expr(wh.table("events"), wh.table("identities"), top_n=0)
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
     from omniweave.settings import Settings
 
     empty = Runtime(Settings(home=str(tmp_path / "empty")))

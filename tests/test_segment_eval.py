@@ -19,7 +19,7 @@ import pytest
 
 from omniweave.core import segments as S
 from omniweave.core.segment_eval import condition_holds, event_matches
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 from omniweave.service.segments import Compiler, builtin_segments, compiler_for, member_ids
 from omniweave.settings import Settings
 

@@ -13,7 +13,7 @@ import pytest
 
 from omniweave.core import segments as S
 from omniweave.errors import InputError
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 from omniweave.service.segments import (
     builtin_segments,
     compiler_for,

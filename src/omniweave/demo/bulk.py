@@ -22,7 +22,7 @@ from pathlib import Path
 
 from omniweave.demo.sinks import ONLINE_SOURCES
 from omniweave.importers.engine import ImportSummary
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 
 CHUNK_EVENTS = 200_000

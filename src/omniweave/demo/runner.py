@@ -42,7 +42,7 @@ from omniweave.demo.generator import DEFAULT_END_DATE, MANIFEST, generate_world
 from omniweave.demo.model import DEFAULT_EFFECTS, ChannelEffect, true_orders
 from omniweave.demo.sinks import OFFLINE_COLUMNS, ONLINE_SOURCES
 from omniweave.errors import InputError, OmniweaveError, TerminalStoreError
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 
 BULK_THRESHOLD = 50_000

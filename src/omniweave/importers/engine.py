@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from omniweave.adapters.eventlog import EVENT_SCHEMA, SPEND_SCHEMA, EventLog, with_flat_columns
+from omniweave.storage.eventlog import EVENT_SCHEMA, SPEND_SCHEMA, EventLog, with_flat_columns
 from omniweave.errors import InputError
 from omniweave.importers import sql
 from omniweave.importers.mapping import Mapping

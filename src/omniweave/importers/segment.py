@@ -20,7 +20,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from omniweave.adapters.eventlog import EVENT_SCHEMA, EventLog, events_to_table
+from omniweave.storage.eventlog import EVENT_SCHEMA, EventLog, events_to_table
 from omniweave.events.normalize import (
     deterministic_message_id,
     normalize_event,

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from omniweave import __version__
-from omniweave.adapters.eventlog import property_columns_sql
+from omniweave.storage.eventlog import property_columns_sql
 from omniweave.importers.mapping import Column, Mapping, Value
 
 LIBRARY = {"name": "omniweave-importer", "version": __version__}

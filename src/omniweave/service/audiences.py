@@ -32,7 +32,7 @@ from omniweave.core.audiences import (
 from omniweave.core.identity import IdentifierError, hashed, normalize
 from omniweave.errors import InputError
 from omniweave.service.profiles import write_dataset
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 from omniweave.service.segments import load_segments
 
 EXPORTS_DATASET = "audience_exports"

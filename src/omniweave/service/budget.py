@@ -17,7 +17,7 @@ from omniweave.core.attribution import MODELS, attribute
 from omniweave.core.budget import BudgetRecommendation, recommend_budget
 from omniweave.errors import InputError
 from omniweave.service.journeys import DEFAULT_LOOKBACK_DAYS, journeys_from_log
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from omniweave.core import experiments as stats
 from omniweave.events import spec
 from omniweave.errors import InputError
 from omniweave.service.profiles import Dialect, order_value, with_person
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 
 DEFAULT_TAU = 0.01
 """mSPRT mixing scale: the size of a difference in conversion rate worth finding (1 percentage point)."""

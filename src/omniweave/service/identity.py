@@ -54,7 +54,7 @@ from omniweave.service.matching import (
     prepare,
     score_pairs,
 )
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 from omniweave.settings import config_section
 
 STATE_DATASET = "identity_state"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from omniweave.core.identity import Identifier, IdentifierError, Link, Split, Stitcher, normalize
 from omniweave.errors import InputError
 from omniweave.service.identity import load_stitcher, resolve, save_stitcher
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 
 
 @dataclass(frozen=True)

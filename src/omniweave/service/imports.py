@@ -29,12 +29,12 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from omniweave.adapters.eventlog import EventLog
+from omniweave.storage.eventlog import EventLog
 from omniweave.importers.engine import ImportSummary, Prepared, run_mapping
 from omniweave.importers.mapping import builtin_mapping, load_mapping
 from omniweave.importers.segment import KIND as SEGMENT
 from omniweave.importers.segment import run_segment
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 
 __all__ = ["ImportSummary", "import_file"]
 

@@ -26,7 +26,7 @@ from omniweave.events import spec
 from omniweave.core.attribution import Attribution, PathRow, PathsTable
 from omniweave.errors import InputError
 from omniweave.service.profiles import Dialect, order_value, to_arrow, with_person
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 
 BY = ("channel", "campaign")
 DEFAULT_LOOKBACK_DAYS = 30.0

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from omniweave.events import spec
 from omniweave.errors import InputError
 from omniweave.service.profiles import Dialect, _yes_no, order_value, with_person
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 
 PERIODS = ("day", "week", "month")
 DIMENSIONS = ("channel", "store", "campaign")

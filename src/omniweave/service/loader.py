@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import orjson
 
-from omniweave.adapters.eventlog import EventLog, events_to_table
-from omniweave.adapters.opstore import OpStore
+from omniweave.storage.eventlog import EventLog, events_to_table
+from omniweave.storage.ops.store import OpStore
 
 LOADER = "loader"
 

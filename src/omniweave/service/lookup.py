@@ -18,7 +18,7 @@ from typing import Any
 
 from omniweave.core.identity import KINDS, IdentifierError, normalize
 from omniweave.errors import InputError
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 
 TIMELINE_LIMIT = 50
 

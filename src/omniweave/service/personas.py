@@ -17,7 +17,7 @@ import numpy as np
 
 from omniweave.core.personas import Persona, condition_mask, suggest_personas
 from omniweave.errors import InputError
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 from omniweave.service.segments import segments_folder
 
 PROFILE_COLUMNS = ("person_id", "recency_days", "orders", "online_orders", "store_orders", "total_revenue",

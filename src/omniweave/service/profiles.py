@@ -25,11 +25,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from omniweave.adapters.eventlog import FLAT_COLUMNS
+from omniweave.storage.eventlog import FLAT_COLUMNS
 from omniweave.events import spec
 from omniweave.core.traits import TraitSpec, parse_trait_specs
 from omniweave.errors import ConfigError, InputError
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 from omniweave.settings import config_section
 
 IDENTITIES_SCHEMA = pa.schema([("kind", pa.string()), ("value", pa.string()), ("person_id", pa.string())])

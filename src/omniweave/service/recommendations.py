@@ -21,7 +21,7 @@ import ibis.expr.types as ir
 from omniweave.events import spec
 from omniweave.errors import InputError
 from omniweave.service.profiles import Dialect, _top, to_arrow, with_person, write_dataset
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 
 NEIGHBOURS = 20
 TOP_N = 5

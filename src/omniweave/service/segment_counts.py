@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from omniweave.adapters.eventlog import EventLog, day_partition
+from omniweave.storage.eventlog import EventLog, day_partition
 from omniweave.core import segments as S
 
 STATE_DATASET = "segment_state"

@@ -31,7 +31,7 @@ from omniweave.core import segments as S
 from omniweave.errors import InputError
 from omniweave.service import segment_counts as SC
 from omniweave.service.profiles import Dialect, to_arrow, with_person, write_dataset
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 from omniweave.settings import config_section
 
 MEMBERS_SCHEMA = pa.schema([("segment_id", pa.string()), ("person_id", pa.string()),
@@ -653,7 +653,7 @@ def _record_changes(runtime: Runtime, segments: Mapping[str, S.Segment], changes
                     now: datetime) -> int:
     """Append one `Segment Entered` / `Segment Exited` track event per change, carrying the person's user id
     (else one of their anonymous ids) so that the event belongs to the person like any other."""
-    from omniweave.adapters.eventlog import events_to_table
+    from omniweave.storage.eventlog import events_to_table
     from omniweave.events.normalize import deterministic_message_id, format_timestamp
 
     persons = sorted({p for _, _, p in changes})

@@ -33,14 +33,14 @@ from typing import Any
 
 import orjson
 
-from omniweave.adapters.eventlog import events_to_table
+from omniweave.storage.eventlog import events_to_table
 from omniweave.core import segments as S
 from omniweave.events.normalize import deterministic_message_id, format_timestamp
 from omniweave.core.segment_eval import condition_holds, event_matches
 from omniweave.errors import InputError
 from omniweave.service import segment_counts as SC
 from omniweave.service.profiles import to_arrow
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 from omniweave.service.segments import compiler_for, load_segments
 
 log = logging.getLogger("omniweave.segments")

@@ -38,7 +38,7 @@ from starlette.routing import Route
 from omniweave.adapters.childproc import settings_from_stdin, spawn
 from omniweave.adapters.collector import Collector
 from omniweave.service.loader import LOADER
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 
 

@@ -17,7 +17,7 @@ from omniweave.errors import OmniweaveError
 from omniweave.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
 
 app = typer.Typer(help="omniweave: omnichannel marketing platform.", no_args_is_help=True, add_completion=False)
 keys_app = typer.Typer(help="Sources and their keys.", no_args_is_help=True)
@@ -46,7 +46,7 @@ def _settings(ctx: typer.Context) -> Settings:
 def _opened(ctx: typer.Context) -> Iterator[Runtime]:
     """A runtime for one command, closed after it; bad input is printed and exits with code 2."""
     from omniweave.errors import InputError
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
 
     rt = Runtime(_settings(ctx))
     try:
@@ -90,7 +90,7 @@ def keys_create(
     source: Annotated[str, typer.Option(help="Name of the source (a site, an app, a server).")],
 ) -> None:
     """Create a source; its write key is the last line of the output."""
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
 
     rt = Runtime(_settings(ctx))
     source_id, write_key = rt.store.create_source(source)
@@ -101,7 +101,7 @@ def keys_create(
 @keys_app.command("secret")
 def keys_secret(ctx: typer.Context, name: Annotated[str, typer.Option(help="Who the key is for.")] = "admin") -> None:
     """Create a secret key for the REST API; the key is the last line of the output."""
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
 
     key = Runtime(_settings(ctx)).store.create_secret_key(name)
     console.print(f"secret key for {name!r}:")
@@ -111,7 +111,7 @@ def keys_secret(ctx: typer.Context, name: Annotated[str, typer.Option(help="Who 
 @keys_app.command("list")
 def keys_list(ctx: typer.Context) -> None:
     """List sources and their write keys."""
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
 
     table = Table("source", "id", "write key")
     for row in Runtime(_settings(ctx)).store.list_sources():
@@ -128,7 +128,7 @@ def import_(
 ) -> None:
     """Import an offline file as events (or, for ad spend, into the spend dataset)."""
     from omniweave.service.imports import import_file
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
 
     summary = import_file(Runtime(_settings(ctx)), kind, file, mapping=mapping, console=console)
     for problem in summary.errors[:50]:
@@ -146,7 +146,7 @@ def load(ctx: typer.Context) -> None:
     from rich.progress import Progress
 
     from omniweave.service.loader import load_all
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
 
     rt = Runtime(_settings(ctx))
     with Progress(console=console, transient=True) as progress:
@@ -179,7 +179,7 @@ def resolve(
     """Stitch the identifiers of new events into persons and rewrite the `identities` table."""
     from omniweave.service.identity import evaluate_against_ground_truth
     from omniweave.service.identity import resolve as resolve_identities
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
 
     rt = Runtime(_settings(ctx))
     try:
@@ -199,7 +199,7 @@ def profiles_build(
 ) -> None:
     """Rebuild the `profiles` table from the event log and the resolved identities."""
     from omniweave.service.profiles import build_profiles
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
 
     rt = Runtime(_settings(ctx))
     try:
@@ -224,7 +224,7 @@ def profile_show(
 
     from omniweave.errors import InputError
     from omniweave.service.lookup import find_person, jsonable, person_view, view_as_dict
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
 
     rt = Runtime(_settings(ctx))
     try:
@@ -270,7 +270,7 @@ def identity_explain(
 ) -> None:
     """Why identifiers are one person: the chain between two, or one identifier's person and its merges."""
     from omniweave.service.identity_ops import explain_identifier, explain_link
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
 
     rt = Runtime(_settings(ctx))
     try:
@@ -310,7 +310,7 @@ def identity_split(
 ) -> None:
     """Undo a wrong link: the identifier leaves the person, and every later `resolve` keeps it apart."""
     from omniweave.service.identity_ops import split_identifier
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
 
     rt = Runtime(_settings(ctx))
     try:
@@ -353,7 +353,7 @@ def query(
     engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
 ) -> None:
     """Run SQL over the warehouse and print the result."""
-    from omniweave.service.query import run_query, write_result
+    from omniweave.storage.query import run_query, write_result
 
     result = run_query(_settings(ctx), sql, engine=engine)
     write_result(result, format.value, console)
@@ -412,7 +412,7 @@ def attribution(
             table = read_paths_csv(paths)
         else:
             from omniweave.service.journeys import journeys_from_log
-            from omniweave.service.runtime import Runtime
+            from omniweave.runtime import Runtime
 
             runtime = Runtime(_settings(ctx))
             try:
@@ -719,7 +719,7 @@ app.add_typer(experiments_app, name="experiments")
 def experiments_list(ctx: typer.Context) -> None:
     """Experiments in the log (Experiment Viewed events): arms and exposures."""
     from omniweave.service.experiments import list_experiments
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
 
     rt = Runtime(_settings(ctx))
     try:

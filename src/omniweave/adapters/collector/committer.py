@@ -326,7 +326,7 @@ def main() -> None:
     """Entry point of the committer process (started by `Committer`)."""
     settings, _ = settings_from_stdin()
     connection = socket.socket(fileno=int(sys.argv[-2]))
-    from omniweave.adapters.opstore import OpStore
+    from omniweave.storage.ops.store import OpStore
 
     store = OpStore(settings.resolved_database_url)
     # long-lived objects (modules, the store) need no rescanning; the per-request garbage is

@@ -37,7 +37,7 @@ from omniweave.adapters.collector.body import (
 )
 from omniweave.adapters.collector.committer import Committer, outcome
 from omniweave.adapters.collector.limits import KeyCache, RateLimiter
-from omniweave.adapters.opstore import OpStore
+from omniweave.storage.ops.store import OpStore
 from omniweave.errors import AuthError, InputError, StoreError
 from omniweave.settings import Settings
 

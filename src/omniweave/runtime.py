@@ -6,9 +6,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from omniweave.adapters.eventlog import EventLog
-from omniweave.adapters.opstore import OpStore
-from omniweave.adapters.warehouse import Warehouse
+from omniweave.storage.eventlog import EventLog
+from omniweave.storage.ops.store import OpStore
+from omniweave.storage.warehouse import Warehouse
 from omniweave.settings import Settings
 
 

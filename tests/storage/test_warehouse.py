@@ -13,7 +13,7 @@ import pytest
 from omniweave.events.normalize import normalize_event
 from omniweave.errors import InputError
 from omniweave.service.loader import load_all
-from omniweave.service.query import run_query
+from omniweave.storage.query import run_query
 from tests.conftest import omniweave_cmd
 
 
@@ -100,7 +100,7 @@ def test_bad_sql_is_an_input_error(runtime):
 
 def test_warehouse_on_any_fsspec_url(tmp_path):
     """OMNIWEAVE_WAREHOUSE_URL may point anywhere fsspec reaches (here: its in-memory filesystem)."""
-    from omniweave.service.runtime import Runtime
+    from omniweave.runtime import Runtime
     from omniweave.settings import Settings
 
     runtime = Runtime(Settings(home=str(tmp_path / "h"), warehouse_url="memory://omniweave-test-wh"))

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from omniweave.errors import InputError
-from omniweave.service.runtime import Runtime
+from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 
 

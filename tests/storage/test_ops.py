@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from omniweave.adapters.opstore import OpStore
+from omniweave.storage.ops.store import OpStore
 from omniweave.errors import ConfigError, TerminalStoreError, TransientStoreError
 
 

@@ -13,7 +13,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from omniweave.adapters.eventlog import EVENT_SCHEMA, SPEND_SCHEMA, EventLog
+from omniweave.storage.eventlog import EVENT_SCHEMA, SPEND_SCHEMA, EventLog
 from omniweave.errors import ConfigError
 
 DATASETS: dict[str, pa.Schema] = {"events": EVENT_SCHEMA, "spend": SPEND_SCHEMA}
@@ -32,7 +32,7 @@ class Warehouse:
         self.log = log
         self.engine = engine
         if engine == "duckdb":
-            from omniweave.adapters.duckdb_compat import ibis_connect
+            from omniweave.storage.duckdb_compat import ibis_connect
 
             self.con = ibis_connect()
             protocol = log.fs.protocol if isinstance(log.fs.protocol, str) else log.fs.protocol[0]
