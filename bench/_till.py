@@ -105,7 +105,7 @@ def make_till_file(path: str | Path, rows: int, seed: int = 0) -> Path:
 
 def bench_import(rows: int = 1_000_000, seed: int = 0) -> dict[str, Any]:
     """Import a `rows`-line till file into a fresh home; returns rows, seconds and rows/s."""
-    from omniweave.service.imports import import_file
+    from omniweave.collect.service import import_file
     from omniweave.runtime import Runtime
     from omniweave.settings import Settings
 

@@ -199,7 +199,7 @@ def till_import(rows: int, workdir: Path) -> tuple[float | None, str]:
     try:
         from _till import make_till_file
 
-        from omniweave.service.imports import import_file
+        from omniweave.collect.service import import_file
     except ImportError as exc:
         return None, f"not measured: the till importer or bench/_till.py is missing ({exc})"
     from omniweave.runtime import Runtime

@@ -10,7 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "omniweave"
 FORBIDDEN = {
     "core": ("omniweave.adapters", "omniweave.service", "omniweave.shells", "omniweave.demo",
-             "omniweave.importers", "sqlalchemy", "fastapi", "duckdb", "ibis", "httpx", "fsspec"),
+             "omniweave.collect.files", "sqlalchemy", "fastapi", "duckdb", "ibis", "httpx", "fsspec"),
     "adapters": ("omniweave.service", "omniweave.shells", "omniweave.demo"),
     "service": ("omniweave.shells",),
 }

@@ -220,7 +220,7 @@ NOT_OURS = "coalesce(event, '') NOT IN ('Segment Entered', 'Segment Exited')"
 
 
 def test_run_demo_lands_everything_in_the_warehouse(tmp_path: Path) -> None:
-    pytest.importorskip("omniweave.service.imports", reason="the importers are not there yet")
+    pytest.importorskip("omniweave.collect.service", reason="the importers are not there yet")
     from omniweave.demo.runner import run_demo
 
     settings = _demo_settings(tmp_path)
@@ -305,7 +305,7 @@ def test_run_demo_lands_everything_in_the_warehouse(tmp_path: Path) -> None:
 
 
 def test_run_demo_bulk_path_imports_the_online_events(tmp_path: Path) -> None:
-    pytest.importorskip("omniweave.service.imports", reason="the importers are not there yet")
+    pytest.importorskip("omniweave.collect.service", reason="the importers are not there yet")
     from omniweave.demo.runner import run_demo
 
     settings = _demo_settings(tmp_path)
@@ -324,7 +324,7 @@ def test_run_demo_bulk_path_imports_the_online_events(tmp_path: Path) -> None:
 
 
 def test_big_files_are_imported_in_chunks_with_receipts_whole(tmp_path: Path) -> None:
-    pytest.importorskip("omniweave.service.imports", reason="the importers are not there yet")
+    pytest.importorskip("omniweave.collect.service", reason="the importers are not there yet")
     from omniweave.demo.bulk import import_large_csv, import_online, split_csv
     from omniweave.runtime import Runtime
 
@@ -366,7 +366,7 @@ def _sources(settings: Settings) -> list[dict[str, Any]]:
 
 
 def test_cli_demo(tmp_path: Path) -> None:
-    pytest.importorskip("omniweave.service.imports", reason="the importers are not there yet")
+    pytest.importorskip("omniweave.collect.service", reason="the importers are not there yet")
     env = {**os.environ, "OMNIWEAVE_HOME": str(tmp_path / "cli-home")}
     out = subprocess.run(omniweave_cmd("demo", "--customers", "200", "--days", "14"), env=env, check=False,
                          capture_output=True, text=True, timeout=600)

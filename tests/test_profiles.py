@@ -315,7 +315,7 @@ def test_property_columns_are_filled_on_the_way_into_the_log(runtime):
 
     import orjson
 
-    from omniweave.service.imports import import_file
+    from omniweave.collect.service import import_file
 
     assert property_columns({"revenue": 12.5, "total": None, "products": [{"product_id": "A", "price": 2}],
                              "promotion": "coupon", "campaign_id": 7, "category": True}) == (

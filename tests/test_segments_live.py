@@ -17,7 +17,7 @@ import yaml
 from omniweave.core import segments as S
 from omniweave.events.normalize import format_timestamp
 from omniweave.service import segment_counts as SC
-from omniweave.service.loader import load_all
+from omniweave.collect.loader import load_all
 from omniweave.runtime import Runtime
 from omniweave.service.segments import (
     builtin_segments,

@@ -12,7 +12,7 @@ import pytest
 
 from omniweave.events.normalize import normalize_event
 from omniweave.errors import InputError
-from omniweave.service.loader import load_all
+from omniweave.collect.loader import load_all
 from omniweave.storage.query import run_query
 from tests.conftest import omniweave_cmd
 

@@ -21,7 +21,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 from omniweave.demo.sinks import ONLINE_SOURCES
-from omniweave.importers.engine import ImportSummary
+from omniweave.collect.files.engine import ImportSummary
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 
@@ -86,7 +86,7 @@ def _init_worker(settings: Settings) -> None:
 
 
 def _import_chunk(kind: str, chunk: Path, runtime: Runtime | None = None) -> ImportSummary:
-    from omniweave.service.imports import import_file
+    from omniweave.collect.service import import_file
 
     summary = import_file(runtime or _runtime, kind, chunk)  # type: ignore[arg-type]
     chunk.unlink()

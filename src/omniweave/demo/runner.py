@@ -307,7 +307,7 @@ def _import_online(runtime: Runtime, folder: Path, result: DemoResult, console: 
 
 
 def _drain(runtime: Runtime, result: DemoResult, console: Console | None) -> None:
-    from omniweave.service.loader import LOADER, load_all
+    from omniweave.collect.loader import LOADER, load_all
 
     started = time.perf_counter()
     state = runtime.store.consumers().get(LOADER)
@@ -322,7 +322,7 @@ def _drain(runtime: Runtime, result: DemoResult, console: Console | None) -> Non
 def _import_offline(runtime: Runtime, folder: Path, result: DemoResult, console: Console | None,
                     marker: _Marker) -> None:
     from omniweave.demo.bulk import BIG_FILE_BYTES, import_large_csv
-    from omniweave.service.imports import import_file
+    from omniweave.collect.service import import_file
 
     started = time.perf_counter()
     assert set(OFFLINE_ORDER) == set(OFFLINE_COLUMNS)

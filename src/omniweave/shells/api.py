@@ -35,9 +35,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from omniweave.adapters.childproc import settings_from_stdin, spawn
-from omniweave.adapters.collector import Collector
-from omniweave.service.loader import LOADER
+from omniweave.collect.childproc import settings_from_stdin, spawn
+from omniweave.collect.http import Collector
+from omniweave.collect.loader import LOADER
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 
@@ -96,7 +96,7 @@ class LoaderProcess:
 
 def run_loader_child() -> None:
     """Entry point of the loader process (see LoaderProcess); reports its state as JSON lines."""
-    from omniweave.service.loader import BackgroundLoader
+    from omniweave.collect.loader import BackgroundLoader
 
     settings, pending = settings_from_stdin()
     # Background work: under CPU pressure, answering requests comes first; the inbox is durable
@@ -243,7 +243,7 @@ def _json_error(status: int, field: str | None, reason: str) -> Response:
 
 def _secret_key(request: Request) -> str | None:
     """The secret key from `Authorization: Bearer <key>` or Basic with the key as user name."""
-    from omniweave.adapters.collector.body import key_from_authorization
+    from omniweave.collect.http.body import key_from_authorization
     from omniweave.errors import AuthError
 
     try:

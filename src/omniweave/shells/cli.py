@@ -127,7 +127,7 @@ def import_(
     mapping: Annotated[Path | None, typer.Option(help="A mapping file (TOML) for columns of your own.")] = None,
 ) -> None:
     """Import an offline file as events (or, for ad spend, into the spend dataset)."""
-    from omniweave.service.imports import import_file
+    from omniweave.collect.service import import_file
     from omniweave.runtime import Runtime
 
     summary = import_file(Runtime(_settings(ctx)), kind, file, mapping=mapping, console=console)
@@ -145,7 +145,7 @@ def load(ctx: typer.Context) -> None:
     """Move everything waiting in the inbox into the event log now."""
     from rich.progress import Progress
 
-    from omniweave.service.loader import load_all
+    from omniweave.collect.loader import load_all
     from omniweave.runtime import Runtime
 
     rt = Runtime(_settings(ctx))

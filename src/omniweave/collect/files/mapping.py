@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from omniweave.errors import InputError
-from omniweave.importers.totals import numeric_columns, parse_total
+from omniweave.collect.files.totals import numeric_columns, parse_total
 
 COLUMN_TYPES = ("string", "int", "float", "bool", "date", "timestamp")
 EVENT_TYPES = ("track", "identify", "page", "screen")
@@ -137,7 +137,7 @@ class Mapping:
 
 def builtin_kinds() -> list[str]:
     """The source kinds that ship with omniweave (one TOML mapping each)."""
-    folder = resources.files("omniweave.importers") / "mappings"
+    folder = resources.files("omniweave.collect.files") / "mappings"
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
@@ -148,7 +148,7 @@ def builtin_mapping(kind: str) -> Mapping:
             f"unknown source kind {kind!r}; built-in kinds: {', '.join(builtin_kinds() + ['segment'])}"
             " (or give --mapping FILE.toml for columns of your own)"
         )
-    text = (resources.files("omniweave.importers") / "mappings" / f"{kind}.toml").read_text()
+    text = (resources.files("omniweave.collect.files") / "mappings" / f"{kind}.toml").read_text()
     return parse_mapping(text, origin=f"built-in mapping {kind}.toml", default_kind=kind)
 
 

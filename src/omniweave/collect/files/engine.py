@@ -23,10 +23,10 @@ import pyarrow.compute as pc
 
 from omniweave.storage.eventlog import EVENT_SCHEMA, SPEND_SCHEMA, EventLog, with_flat_columns
 from omniweave.errors import InputError
-from omniweave.importers import sql
-from omniweave.importers.mapping import Mapping
-from omniweave.importers.readers import SourceFile, open_source, parse_csv_line
-from omniweave.importers.sql import MappingSQL, SourceShape
+from omniweave.collect.files import sql
+from omniweave.collect.files.mapping import Mapping
+from omniweave.collect.files.readers import SourceFile, open_source, parse_csv_line
+from omniweave.collect.files.sql import MappingSQL, SourceShape
 
 FILE_ERRORS = (duckdb.InvalidInputException, duckdb.IOException, duckdb.ConversionException)
 """What DuckDB raises for a file it cannot read (other DuckDB errors are bugs, and propagate)."""

@@ -8,11 +8,11 @@
     engine.py    run a mapping over a file: rows for the log, counts, and bad rows explained
     segment.py   JSON lines of Segment-spec events (the bulk path for online events)
 
-The service operation is `omniweave.service.imports.import_file`.
+The service operation is `omniweave.collect.service.import_file`.
 """
 
-from omniweave.importers.engine import ImportSummary, Prepared, run_mapping
-from omniweave.importers.mapping import (
+from omniweave.collect.files.engine import ImportSummary, Prepared, run_mapping
+from omniweave.collect.files.mapping import (
     Mapping,
     MappingError,
     builtin_kinds,
@@ -20,7 +20,7 @@ from omniweave.importers.mapping import (
     load_mapping,
     parse_mapping,
 )
-from omniweave.importers.segment import run_segment
+from omniweave.collect.files.segment import run_segment
 
 __all__ = [
     "ImportSummary", "Mapping", "MappingError", "Prepared", "builtin_kinds", "builtin_mapping", "load_mapping",

@@ -40,7 +40,7 @@ import pytest
 from tests.conftest import LiveServer
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = Path(__file__).parents[1] / "assets"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -27,7 +27,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from omniweave.adapters.collector.body import (
+from omniweave.collect.http.body import (
     decompress,
     key_from_authorization,
     key_from_payload,
@@ -35,8 +35,8 @@ from omniweave.adapters.collector.body import (
     read_body,
     scan_headers,
 )
-from omniweave.adapters.collector.committer import Committer, outcome
-from omniweave.adapters.collector.limits import KeyCache, RateLimiter
+from omniweave.collect.http.committer import Committer, outcome
+from omniweave.collect.http.limits import KeyCache, RateLimiter
 from omniweave.storage.ops.store import OpStore
 from omniweave.errors import AuthError, InputError, StoreError
 from omniweave.settings import Settings

@@ -26,14 +26,14 @@ from omniweave.storage.ops.store import imports as imports_table
 from omniweave.events import spec
 from omniweave.events.normalize import deterministic_message_id
 from omniweave.errors import InputError
-from omniweave.importers import MappingError, builtin_kinds, parse_mapping
-from omniweave.importers.engine import connect
-from omniweave.service.imports import ImportProgress, import_file
+from omniweave.collect.files import MappingError, builtin_kinds, parse_mapping
+from omniweave.collect.files.engine import connect
+from omniweave.collect.service import ImportProgress, import_file
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 
-DATA = Path(__file__).parent / "data" / "importers"
-REPO = Path(__file__).parent.parent
+DATA = Path(__file__).parents[1] / "data" / "importers"
+REPO = Path(__file__).parents[2]
 
 
 def rows(runtime: Runtime, where: str = "TRUE") -> list[dict[str, Any]]:
@@ -635,7 +635,7 @@ def test_a_big_import_writes_one_file_per_day_and_reimports_add_only_new_records
     """The write path of big imports (days cut out of the result by two threads), then the two ways a
     re-import finds what is logged: every id (the same file) and some ids (a longer file)."""
     from omniweave.storage.eventlog import EVENT_SCHEMA
-    from omniweave.service import imports
+    from omniweave.collect import service as imports
 
     monkeypatch.setattr(imports, "_PARALLEL_WRITE_ROWS", 0)
     spec_ = importlib.util.spec_from_file_location("bench_till", REPO / "bench" / "_till.py")
@@ -677,7 +677,7 @@ def test_an_import_does_not_load_pandas(tmp_path: Path) -> None:
     import of good rows converts none, which keeps a one-off `omniweave import` that much faster."""
     code = (
         "import sys\nfrom pathlib import Path\n"
-        "from omniweave.service.imports import import_file\nfrom omniweave.runtime import Runtime\n"
+        "from omniweave.collect.service import import_file\nfrom omniweave.runtime import Runtime\n"
         "from omniweave.settings import Settings\n"
         f"runtime = Runtime(Settings(home={str(tmp_path / 'home')!r}))\n"
         f"assert import_file(runtime, 'till', Path({str(DATA / 'till.csv')!r})).rows_imported == 6\n"

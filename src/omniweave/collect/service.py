@@ -30,10 +30,10 @@ from rich.progress import (
 )
 
 from omniweave.storage.eventlog import EventLog
-from omniweave.importers.engine import ImportSummary, Prepared, run_mapping
-from omniweave.importers.mapping import builtin_mapping, load_mapping
-from omniweave.importers.segment import KIND as SEGMENT
-from omniweave.importers.segment import run_segment
+from omniweave.collect.files.engine import ImportSummary, Prepared, run_mapping
+from omniweave.collect.files.mapping import builtin_mapping, load_mapping
+from omniweave.collect.files.segment import KIND as SEGMENT
+from omniweave.collect.files.segment import run_segment
 from omniweave.runtime import Runtime
 
 __all__ = ["ImportSummary", "import_file"]

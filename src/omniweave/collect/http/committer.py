@@ -49,9 +49,9 @@ from typing import Any
 
 import orjson
 
-from omniweave.adapters.childproc import settings_from_stdin, spawn
-from omniweave.adapters.collector.body import parse_json
-from omniweave.adapters.collector.intake import Row, batch_items, build_rows, single_item
+from omniweave.collect.childproc import settings_from_stdin, spawn
+from omniweave.collect.http.body import parse_json
+from omniweave.collect.http.intake import Row, batch_items, build_rows, single_item
 from omniweave.errors import InputError, StoreError, TerminalStoreError, TransientStoreError
 from omniweave.settings import Settings
 
@@ -218,7 +218,7 @@ class _Link(asyncio.Protocol):
     async def open(cls, owner: Committer, settings: Settings) -> _Link:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            code = "from omniweave.adapters.collector.committer import main; main()"
+            code = "from omniweave.collect.http.committer import main; main()"
             process = spawn(code, settings, args=[str(theirs.fileno())], pass_fds=[theirs.fileno()])
         finally:
             theirs.close()

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from omniweave.storage.eventlog import EVENT_SCHEMA, EventLog, events_to_table
 from omniweave.storage.ops.store import OpStore
 from omniweave.events.normalize import normalize_event
-from omniweave.service.loader import LOADER, load_all, load_once
+from omniweave.collect.loader import LOADER, load_all, load_once
 
 T0 = datetime(2026, 3, 1, 23, 59, 0, tzinfo=UTC)
 
@@ -91,7 +91,7 @@ def test_the_background_loader_defers_to_a_busy_collector_for_at_most_max_delay(
     import threading
     import time
 
-    from omniweave.service.loader import BackgroundLoader
+    from omniweave.collect.loader import BackgroundLoader
 
     store, log = OpStore(f"sqlite:///{tmp_path / 'ops.db'}"), EventLog(str(tmp_path / "wh"))
     source = store.create_source("web")[0]

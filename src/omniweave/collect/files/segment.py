@@ -27,8 +27,8 @@ from omniweave.events.normalize import (
     parse_timestamp,
 )
 from omniweave.errors import EventError, InputError
-from omniweave.importers import sql
-from omniweave.importers.engine import (
+from omniweave.collect.files import sql
+from omniweave.collect.files.engine import (
     ImportSummary,
     Prepared,
     already_logged,
@@ -37,7 +37,7 @@ from omniweave.importers.engine import (
     shown,
     to_arrow,
 )
-from omniweave.importers.readers import file_format, read_json_records
+from omniweave.collect.files.readers import file_format, read_json_records
 
 KIND = "segment"
 BATCH_ROWS = 100_000

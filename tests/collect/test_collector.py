@@ -24,7 +24,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from omniweave.service.loader import load_all
+from omniweave.collect.loader import load_all
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 from omniweave.shells.api import create_app
@@ -556,7 +556,7 @@ def test_serve_drains_the_inbox_on_shutdown(tmp_path) -> None:
 
 
 def test_a_dead_loader_is_restarted(live_server: LiveServer) -> None:
-    from tests.test_collector_crash import loader_processes
+    from tests.collect.test_collector_crash import loader_processes
 
     [loader_pid] = loader_processes(live_server.home)
     os.kill(loader_pid, signal.SIGKILL)

@@ -26,7 +26,7 @@ import orjson
 
 from omniweave import __version__
 from omniweave.storage.eventlog import property_columns_sql
-from omniweave.importers.mapping import Column, Mapping, Value
+from omniweave.collect.files.mapping import Column, Mapping, Value
 
 LIBRARY = {"name": "omniweave-importer", "version": __version__}
 _TRUE = ("true", "t", "yes", "y", "1")

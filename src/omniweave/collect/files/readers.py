@@ -23,7 +23,7 @@ import orjson
 import pyarrow as pa
 
 from omniweave.errors import InputError
-from omniweave.importers import sql
+from omniweave.collect.files import sql
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")

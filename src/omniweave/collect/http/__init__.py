@@ -11,7 +11,7 @@ An accepted request is committed to the operational store's inbox before it gets
 the loader (service/loader.py) moves the inbox into the Parquet event log afterwards.
 """
 
-from omniweave.adapters.collector.committer import Committer
-from omniweave.adapters.collector.routes import Collector
+from omniweave.collect.http.committer import Committer
+from omniweave.collect.http.routes import Collector
 
 __all__ = ["Collector", "Committer"]
