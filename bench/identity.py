@@ -107,7 +107,7 @@ def _run_scipy(path: str, links: int) -> dict[str, Any]:
 
 
 def _run_components(path: str, links: int) -> dict[str, Any]:
-    from omniweave.core.components import connected_components, same_partition
+    from omniweave.identity.components import connected_components, same_partition
 
     data = np.load(path)
     n, a, b = int(data["n"]), data["a"][:links], data["b"][:links]
@@ -132,8 +132,8 @@ def _kinds(n: int) -> np.ndarray:
 
 
 def _run_stitch_links(path: str, links: int, limited: bool = False) -> dict[str, Any]:
-    from omniweave.core.components import NEVER, same_partition, stitch_links
-    from omniweave.core.identity import DEFAULT_LIMITS
+    from omniweave.identity.components import NEVER, same_partition, stitch_links
+    from omniweave.identity.graph import DEFAULT_LIMITS
 
     data = np.load(path)
     n, a, b = int(data["n"]), data["a"][:links], data["b"][:links]
@@ -161,7 +161,7 @@ def _run_stitch_links_limited(path: str, links: int) -> dict[str, Any]:
 
 
 def _observations(path: str, links: int, limited: bool) -> list[Any]:
-    from omniweave.core.identity import Observation
+    from omniweave.identity.graph import Observation
 
     data = np.load(path)
     a, b = data["a"][:links], data["b"][:links]
@@ -172,7 +172,7 @@ def _observations(path: str, links: int, limited: bool) -> list[Any]:
 
 
 def _run_stitcher_limited(path: str, links: int) -> dict[str, Any]:
-    from omniweave.core.identity import Rules, Stitcher
+    from omniweave.identity.graph import Rules, Stitcher
 
     observations = _observations(path, links, limited=True)
     bulk = Stitcher(Rules(share_limits={}))
@@ -189,8 +189,8 @@ def _run_stitcher_limited(path: str, links: int) -> dict[str, Any]:
 
 
 def _run_stitcher(path: str, links: int) -> dict[str, Any]:
-    from omniweave.core.components import same_partition
-    from omniweave.core.identity import Rules, Stitcher
+    from omniweave.identity.components import same_partition
+    from omniweave.identity.graph import Rules, Stitcher
 
     observations = _observations(path, links, limited=False)
     stitcher = Stitcher(Rules(limits={}, share_limits={}))

@@ -8,7 +8,7 @@ each person has 1-5 records, the duplicates carrying typos, missing fields, swap
 names, swapped day/month, a moved postcode, a new e-mail or phone, other phone spellings. Then,
 each in a fresh process (peak memory per method from `resource.getrusage`), timed, side by side:
 
-  - ours: `omniweave.service.matching.match_records` with its defaults;
+  - ours: `omniweave.identity.service.matching.match_records` with its defaults;
   - splink-defaults: `splink_defaults` below, a plain splink 5 workflow (see docs/matching.md).
 
 Both print seconds, peak RSS, and pairwise precision / recall / F1 of the clusters against the
@@ -215,7 +215,7 @@ def splink_defaults(table: pa.Table, seed: int = 42) -> list[int]:
     import splink.comparison_library as cl
     from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
-    from omniweave.service.matching import find_fields
+    from omniweave.identity.service.matching import find_fields
 
     for name in ("splink", "duckdb"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -265,7 +265,7 @@ def splink_defaults(table: pa.Table, seed: int = 42) -> list[int]:
 
 def ours(table: pa.Table, seed: int = 42) -> list[int]:
     """Cluster `table` with `service.matching.match_records` at its defaults."""
-    from omniweave.service.matching import match_records
+    from omniweave.identity.service.matching import match_records
 
     result = match_records(table, seed=seed)
     return [int(v) for v in result.column("cluster_id").to_pylist()]

@@ -108,7 +108,7 @@ def test_new_days_late_events_and_our_own_change_events(home):
 
 
 def test_a_rewritten_file_or_a_merge_between_evaluations(home):
-    from omniweave.service.identity import resolve
+    from omniweave.identity.service.resolve import resolve
 
     segments = _segments()
     rt = Runtime(Settings(home=str(home)))

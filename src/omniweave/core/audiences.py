@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from omniweave.core.identity import IdentifierError, hashed, is_blocked, normalize
+from omniweave.identity.graph import IdentifierError, hashed, is_blocked, normalize
 from omniweave.errors import InputError
 
 PLATFORMS = ("google", "meta", "csv")

@@ -371,7 +371,7 @@ def _segments(runtime: Runtime) -> list[dict[str, Any]]:
 
 def _resolve(runtime: Runtime, folder: Path, result: DemoResult, console: Console | None) -> None:
     """Stitch identities (incremental: only events not seen yet) and score them against the ground truth."""
-    from omniweave.service.identity import evaluate_against_ground_truth, resolve
+    from omniweave.identity.service.resolve import evaluate_against_ground_truth, resolve
 
     resolve(runtime, console=console)
     result.identity = evaluate_against_ground_truth(runtime, folder)

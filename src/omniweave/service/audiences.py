@@ -29,7 +29,7 @@ from omniweave.core.audiences import (
     check_segment_id,
     person_keys,
 )
-from omniweave.core.identity import IdentifierError, hashed, normalize
+from omniweave.identity.graph import IdentifierError, hashed, normalize
 from omniweave.errors import InputError
 from omniweave.service.profiles import write_dataset
 from omniweave.runtime import Runtime

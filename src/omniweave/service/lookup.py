@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from omniweave.core.identity import KINDS, IdentifierError, normalize
+from omniweave.identity.graph import KINDS, IdentifierError, normalize
 from omniweave.errors import InputError
 from omniweave.runtime import Runtime
 
@@ -95,7 +95,7 @@ def _guess_kinds(value: str) -> list[str]:
 def _current_person(runtime: Runtime, person_id: str) -> str | None:
     if _rows(runtime, f"SELECT 1 AS x FROM identities WHERE person_id = {_quote(person_id)} LIMIT 1"):
         return person_id
-    from omniweave.service.identity import load_stitcher
+    from omniweave.identity.service.resolve import load_stitcher
 
     current = load_stitcher(runtime).lookup(person_id)  # follows merges; an unknown id comes back as it is
     if current != person_id and _rows(

@@ -177,8 +177,8 @@ def resolve(
         min=0.5, max=1.0, help="Match probability a probabilistic link needs (default 0.95).")] = None,
 ) -> None:
     """Stitch the identifiers of new events into persons and rewrite the `identities` table."""
-    from omniweave.service.identity import evaluate_against_ground_truth
-    from omniweave.service.identity import resolve as resolve_identities
+    from omniweave.identity.service.resolve import evaluate_against_ground_truth
+    from omniweave.identity.service.resolve import resolve as resolve_identities
     from omniweave.runtime import Runtime
 
     rt = Runtime(_settings(ctx))
@@ -269,7 +269,7 @@ def identity_explain(
     other: Annotated[str | None, typer.Argument(help="A second kind:value: show the chain of links between them.")] = None,
 ) -> None:
     """Why identifiers are one person: the chain between two, or one identifier's person and its merges."""
-    from omniweave.service.identity_ops import explain_identifier, explain_link
+    from omniweave.identity.service.operations import explain_identifier, explain_link
     from omniweave.runtime import Runtime
 
     rt = Runtime(_settings(ctx))
@@ -309,7 +309,7 @@ def identity_split(
     identifier: Annotated[str, typer.Option(help="kind:value that does not belong to the person.")],
 ) -> None:
     """Undo a wrong link: the identifier leaves the person, and every later `resolve` keeps it apart."""
-    from omniweave.service.identity_ops import split_identifier
+    from omniweave.identity.service.operations import split_identifier
     from omniweave.runtime import Runtime
 
     rt = Runtime(_settings(ctx))
@@ -336,7 +336,7 @@ def match(
     id_column: Annotated[str | None, typer.Option(help="The file's own record id column, if it has one.")] = None,
 ) -> None:
     """Find the duplicates in a customer file with a probabilistic (Fellegi-Sunter) model."""
-    from omniweave.service.matching import match_file
+    from omniweave.identity.service.matching import match_file
 
     settings = _settings(ctx)
     with console.status(f"matching {file.name}"):

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from omniweave.core.identity import Identifier, IdentifierError, Link, Split, Stitcher, normalize
+from omniweave.identity.graph import Identifier, IdentifierError, Link, Split, Stitcher, normalize
 from omniweave.errors import InputError
-from omniweave.service.identity import load_stitcher, resolve, save_stitcher
+from omniweave.identity.service.resolve import load_stitcher, resolve, save_stitcher
 from omniweave.runtime import Runtime
 
 

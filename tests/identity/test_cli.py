@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from omniweave.service.identity import load_stitcher
+from omniweave.identity.service.resolve import load_stitcher
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 from tests.conftest import omniweave_cmd

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import phonenumbers
 
-from omniweave.core.components import NEVER, stitch_links
+from omniweave.identity.components import NEVER, stitch_links
 from omniweave.errors import InputError
 
 KINDS = ("user_id", "email", "phone", "loyalty_card", "customer_number", "device_id", "anonymous_id")

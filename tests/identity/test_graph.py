@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omniweave.core.identity import (
+from omniweave.identity.graph import (
     IdentifierError,
     Observation,
     Rules,

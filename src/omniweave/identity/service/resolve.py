@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from rich.console import Console
 
 from omniweave.events import spec
-from omniweave.core.identity import (
+from omniweave.identity.graph import (
     DEFAULT_BLOCKED,
     DEFAULT_LIMITS,
     KINDS,
@@ -47,7 +47,7 @@ from omniweave.core.identity import (
     normalize,
 )
 from omniweave.errors import ConfigError, InputError
-from omniweave.service.matching import (
+from omniweave.identity.service.matching import (
     DEFAULT_THRESHOLD,
     ScoredPair,
     find_fields,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omniweave.core.components import (
+from omniweave.identity.components import (
     component_numbers,
     connected_components,
     encode,

@@ -32,7 +32,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from omniweave.core.identity import IdentifierError, normalize
+from omniweave.identity.graph import IdentifierError, normalize
 from omniweave.errors import InputError
 
 DEFAULT_THRESHOLD = 0.95
@@ -401,7 +401,7 @@ def cluster_records(prepared: pa.Table, threshold: float = DEFAULT_THRESHOLD, se
     """
     import numpy as np
 
-    from omniweave.core.components import connected_components
+    from omniweave.identity.components import connected_components
 
     n = prepared.num_rows
     if n < 2:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from omniweave.core.identity import Observation
-from omniweave.service.identity import (
+from omniweave.identity.graph import Observation
+from omniweave.identity.service.resolve import (
     evaluate_against_ground_truth,
     load_stitcher,
     resolve,
@@ -124,9 +124,9 @@ def test_the_whole_stage_gives_identical_persons_and_profiles_on_duckdb_and_spar
 
 
 def test_identity_rules_come_from_omniweave_toml(tmp_path: Path) -> None:
-    from omniweave.core.identity import Observation
+    from omniweave.identity.graph import Observation
     from omniweave.errors import ConfigError
-    from omniweave.service.identity import default_rules, rules_from_config
+    from omniweave.identity.service.resolve import default_rules, rules_from_config
 
     (tmp_path / "omniweave.toml").write_text(
         '[identity]\nkinds = ["crm_id"]\nlimits = { crm_id = 1, email = 2 }\nblocked = ["Guest@Shop.example"]\n')

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omniweave.core.identity import normalize
+from omniweave.identity.graph import normalize
 from omniweave.errors import InputError
-from omniweave.service.matching import (
+from omniweave.identity.service.matching import (
     _phone,
     cluster_records,
     find_fields,
@@ -28,7 +28,7 @@ from omniweave.service.matching import (
 )
 from tests.conftest import omniweave_cmd
 
-REPO = Path(__file__).parent.parent
+REPO = Path(__file__).parents[2]
 
 
 def _bench() -> ModuleType:
@@ -135,7 +135,7 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _fresh_resolve(home: Path, probabilistic: bool):  # type: ignore[no-untyped-def]
     import shutil
 
-    from omniweave.service.identity import evaluate_against_ground_truth, resolve
+    from omniweave.identity.service.resolve import evaluate_against_ground_truth, resolve
     from omniweave.runtime import Runtime
     from omniweave.settings import Settings
 
@@ -147,7 +147,7 @@ def _fresh_resolve(home: Path, probabilistic: bool):  # type: ignore[no-untyped-
 
 
 def test_probabilistic_links_raise_recall_without_losing_precision(demo_home: Path) -> None:
-    from omniweave.service.identity import load_stitcher, probabilistic_links
+    from omniweave.identity.service.resolve import load_stitcher, probabilistic_links
 
     _, plain, before = _fresh_resolve(demo_home, probabilistic=False)
     assert plain.probabilistic_links == 0
@@ -161,7 +161,7 @@ def test_probabilistic_links_raise_recall_without_losing_precision(demo_home: Pa
     reasons = [link.message_id for link in stitcher.merge_log() if link.message_id.startswith("probabilistic:")]
     assert reasons and all("match p=" in reason for reason in reasons)
     # a second run with nothing new does not match again and changes nothing
-    from omniweave.service.identity import resolve
+    from omniweave.identity.service.resolve import resolve
 
     again = resolve(runtime)
     assert again.events == 0 and again.probabilistic_links == 0 and again.persons == summary.persons
