@@ -36,7 +36,7 @@ import warnings
 
 import numpy as np
 
-from omniweave.core.clv import fit_bgnbd, fit_gamma_gamma, simulate_bgnbd, simulate_gamma_gamma
+from omniweave.profiles.clv import fit_bgnbd, fit_gamma_gamma, simulate_bgnbd, simulate_gamma_gamma
 
 TRUTH_BGNBD = {"r": 0.25, "alpha": 30.0, "a": 0.8, "b": 2.5}  # alpha in days
 TRUTH_GAMMA_GAMMA = {"p": 6.0, "q": 4.0, "v": 15.0}
@@ -61,7 +61,7 @@ def timed(label: str, fit, *args, **kwargs):
 
 
 def ours(data: dict[str, np.ndarray]) -> dict[str, object]:
-    print("ours (omniweave.core.clv)")
+    print("ours (omniweave.profiles.clv)")
     bg, bg_s = timed("BG/NBD", fit_bgnbd, data["frequency"], data["recency"], data["T"])
     gg, gg_s = timed("Gamma-Gamma", fit_gamma_gamma, data["frequency"], data["monetary"])
     bg_plain, bg_plain_s = timed("BG/NBD, compress=False", fit_bgnbd, data["frequency"], data["recency"],

@@ -367,7 +367,7 @@ class Chunk:
 def generate(home: Path, persons: int, events: int, seed: int) -> tuple[int, int]:
     """Write the event log and identities under `home`; returns (events, identity rows) written."""
     sys.path.insert(0, str(SRC))
-    from omniweave.service.profiles import write_dataset
+    from omniweave.profiles.service.build import write_dataset
     from omniweave.runtime import Runtime
     from omniweave.settings import Settings
 
@@ -408,7 +408,7 @@ def _peak_mb() -> float:
 def run_build(home: str, threads: int | None) -> dict[str, Any]:
     """In this (fresh) process: build the profiles once; seconds, rows and peak RSS."""
     sys.path.insert(0, str(SRC))
-    from omniweave.service.profiles import build_profiles
+    from omniweave.profiles.service.build import build_profiles
     from omniweave.runtime import Runtime
     from omniweave.settings import Settings
 

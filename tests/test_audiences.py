@@ -24,7 +24,7 @@ from omniweave.core.audiences import (
 )
 from omniweave.errors import InputError
 from omniweave.service.audiences import export_audience
-from omniweave.service.profiles import build_profiles, write_dataset, write_identities
+from omniweave.profiles.service.build import build_profiles, write_dataset, write_identities
 from tests.conftest import omniweave_cmd
 from tests.segment_events import segment_event
 

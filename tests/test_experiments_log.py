@@ -17,7 +17,7 @@ from omniweave.events import spec
 from omniweave.events.normalize import normalize_event
 from omniweave.errors import InputError
 from omniweave.service.experiments import analyze, experiment_units, list_experiments
-from omniweave.service.profiles import write_identities
+from omniweave.profiles.service.build import write_identities
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 

@@ -17,7 +17,7 @@ from omniweave.events import spec
 from omniweave.core.attribution import MODELS, attribute
 from omniweave.errors import InputError
 from omniweave.service.journeys import journeys_expr, journeys_from_log, paths_table, returns
-from omniweave.service.profiles import to_arrow, write_identities
+from omniweave.profiles.service.build import to_arrow, write_identities
 from tests.conftest import omniweave_cmd
 from tests.segment_events import segment_event
 

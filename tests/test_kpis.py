@@ -12,7 +12,7 @@ from omniweave.storage.eventlog import SPEND_SCHEMA, events_to_table
 from omniweave.events import spec
 from omniweave.errors import InputError
 from omniweave.service.kpis import CATALOGUE, OMITTED, kpi_table
-from omniweave.service.profiles import write_dataset, write_identities
+from omniweave.profiles.service.build import write_dataset, write_identities
 from tests.segment_events import segment_event
 
 FEB, MAR = date(2026, 2, 1), date(2026, 3, 1)

@@ -275,7 +275,7 @@ def test_memberships_over_time_become_events(tmp_path, demo_home):
         members = rt.warehouse().table("segment_members").to_pyarrow().to_pylist()
         assert {m["since"] for m in members} == {first.now}  # stayers keep when they entered
         # the change events are in the log and belong to the persons, like any event
-        from omniweave.service.profiles import with_person
+        from omniweave.profiles.service.build import with_person
 
         wh = rt.warehouse()
         ev = with_person(wh.table("events"), wh.table("identities"))
@@ -365,7 +365,7 @@ def test_segment_changes_are_not_touches_of_the_person(tmp_path, demo_home):
 
     import pyarrow.parquet as pq
 
-    from omniweave.service.profiles import build_profiles
+    from omniweave.profiles.service.build import build_profiles
 
     home = tmp_path / "home"
     shutil.copytree(demo_home, home)

@@ -14,7 +14,7 @@ from omniweave.storage.eventlog import events_to_table
 from omniweave.core import segments as S
 from omniweave.events.normalize import format_timestamp
 from omniweave.service import segment_counts as SC
-from omniweave.service.profiles import to_arrow
+from omniweave.profiles.service.build import to_arrow
 from omniweave.runtime import Runtime
 from omniweave.service.segments import builtin_segments, compiler_for, evaluate_segments, member_ids
 from omniweave.settings import Settings

@@ -94,7 +94,7 @@ def test_the_whole_stage_gives_identical_persons_and_profiles_on_duckdb_and_spar
     import shutil
     from datetime import UTC, datetime
 
-    from omniweave.service.profiles import build_profiles
+    from omniweave.profiles.service.build import build_profiles
 
     homes = {}
     for engine in ("duckdb", "spark"):

@@ -348,8 +348,8 @@ def _import_offline(runtime: Runtime, folder: Path, result: DemoResult, console:
 
 def _profiles(runtime: Runtime, console: Console | None) -> None:
     """Rebuild the recommendations and the unified profiles from the log and the identities just resolved."""
-    from omniweave.service.profiles import build_profiles
-    from omniweave.service.recommendations import build_recommendations
+    from omniweave.profiles.service.build import build_profiles
+    from omniweave.profiles.service.recommendations import build_recommendations
 
     build_recommendations(runtime)
     summary = build_profiles(runtime)

@@ -31,7 +31,7 @@ from omniweave.core.audiences import (
 )
 from omniweave.identity.graph import IdentifierError, hashed, normalize
 from omniweave.errors import InputError
-from omniweave.service.profiles import write_dataset
+from omniweave.profiles.service.build import write_dataset
 from omniweave.runtime import Runtime
 from omniweave.service.segments import load_segments
 

@@ -27,7 +27,7 @@ import pyarrow as pa
 from omniweave.core import experiments as stats
 from omniweave.events import spec
 from omniweave.errors import InputError
-from omniweave.service.profiles import Dialect, order_value, with_person
+from omniweave.profiles.service.build import Dialect, order_value, with_person
 from omniweave.runtime import Runtime
 
 DEFAULT_TAU = 0.01

@@ -25,7 +25,7 @@ import ibis.expr.types as ir
 from omniweave.events import spec
 from omniweave.core.attribution import Attribution, PathRow, PathsTable
 from omniweave.errors import InputError
-from omniweave.service.profiles import Dialect, order_value, to_arrow, with_person
+from omniweave.profiles.service.build import Dialect, order_value, to_arrow, with_person
 from omniweave.runtime import Runtime
 
 BY = ("channel", "campaign")

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from omniweave.events import spec
 from omniweave.errors import InputError
-from omniweave.service.profiles import Dialect, _yes_no, order_value, with_person
+from omniweave.profiles.service.build import Dialect, _yes_no, order_value, with_person
 from omniweave.runtime import Runtime
 
 PERIODS = ("day", "week", "month")

@@ -30,7 +30,7 @@ import yaml
 from omniweave.core import segments as S
 from omniweave.errors import InputError
 from omniweave.service import segment_counts as SC
-from omniweave.service.profiles import Dialect, to_arrow, with_person, write_dataset
+from omniweave.profiles.service.build import Dialect, to_arrow, with_person, write_dataset
 from omniweave.runtime import Runtime
 from omniweave.settings import config_section
 

@@ -39,7 +39,7 @@ from omniweave.events.normalize import deterministic_message_id, format_timestam
 from omniweave.core.segment_eval import condition_holds, event_matches
 from omniweave.errors import InputError
 from omniweave.service import segment_counts as SC
-from omniweave.service.profiles import to_arrow
+from omniweave.profiles.service.build import to_arrow
 from omniweave.runtime import Runtime
 from omniweave.service.segments import compiler_for, load_segments
 

@@ -330,7 +330,7 @@ def _segment_put(runtime: Runtime, sid: str, body: Any) -> tuple[int, Any]:
 async def _profile_response(request: Request, runtime: Runtime, ref: str) -> Response:
     """The REST API's read of one person: needs a secret key (`omniweave keys secret`), not a write key."""
     from omniweave.errors import InputError
-    from omniweave.service.lookup import find_person, person_view, view_as_dict
+    from omniweave.profiles.service.lookup import find_person, person_view, view_as_dict
 
     key = _secret_key(request)
     if key is None or not await run_in_threadpool(runtime.store.is_secret_key, key):

@@ -198,7 +198,7 @@ def profiles_build(
     engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
 ) -> None:
     """Rebuild the `profiles` table from the event log and the resolved identities."""
-    from omniweave.service.profiles import build_profiles
+    from omniweave.profiles.service.build import build_profiles
     from omniweave.runtime import Runtime
 
     rt = Runtime(_settings(ctx))
@@ -223,7 +223,7 @@ def profile_show(
     from rich.table import Table
 
     from omniweave.errors import InputError
-    from omniweave.service.lookup import find_person, jsonable, person_view, view_as_dict
+    from omniweave.profiles.service.lookup import find_person, jsonable, person_view, view_as_dict
     from omniweave.runtime import Runtime
 
     rt = Runtime(_settings(ctx))
@@ -551,7 +551,7 @@ def clv_fit(
     """Fit BG/NBD (purchase frequency) and Gamma-Gamma (spend) on a transactions file."""
     import orjson
 
-    from omniweave.core.clv import fit_bgnbd, fit_gamma_gamma, summarize_table
+    from omniweave.profiles.clv import fit_bgnbd, fit_gamma_gamma, summarize_table
     from omniweave.errors import InputError
 
     try:
@@ -702,7 +702,7 @@ def recommendations_build(
     engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
 ) -> None:
     """Rebuild the `recommendations` table (item-to-item co-purchase, online and in store); profiles pick it up."""
-    from omniweave.service.recommendations import build_recommendations
+    from omniweave.profiles.service.recommendations import build_recommendations
 
     with _opened(ctx) as rt:
         summary = build_recommendations(rt, engine=engine)

@@ -16,9 +16,9 @@ from omniweave.storage.eventlog import (
 )
 from omniweave.events import spec
 from omniweave.events.normalize import context_columns, property_columns
-from omniweave.core.traits import parse_trait_specs
+from omniweave.profiles.traits import parse_trait_specs
 from omniweave.errors import InputError
-from omniweave.service.profiles import build_profiles, profiles_table, write_identities
+from omniweave.profiles.service.build import build_profiles, profiles_table, write_identities
 from omniweave.storage.query import run_query
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
@@ -328,7 +328,7 @@ def test_property_columns_are_filled_on_the_way_into_the_log(runtime):
         ["", "", "3.5"], ["", "", "shoes"]]
     assert float(filled.column("properties_total")[2].as_py()) == 100.0
     # an import (SQL) fills them as the collector's events_to_table would from the same properties
-    import_file(runtime, "till", Path(__file__).parent / "data" / "importers" / "till.csv")
+    import_file(runtime, "till", Path(__file__).parents[1] / "data" / "importers" / "till.csv")
     events = runtime.warehouse().table("events").to_pyarrow()
     assert events.num_rows > 0
     for row in events.select(["properties", *PROPERTY_COLUMNS]).to_pylist():
@@ -359,7 +359,7 @@ def test_clv_columns_come_from_the_orders_as_a_transaction_file_would_give_them(
     transaction list (several orders on one day count as one purchase day, lifetimes' convention)."""
     import numpy as np
 
-    from omniweave.core import clv
+    from omniweave.profiles import clv
 
     rng = np.random.default_rng(5)
     events, rows, n = [], [], 0
@@ -405,7 +405,7 @@ def test_clv_columns_stay_empty_when_too_few_buyers_repeat(runtime):
 
 
 def test_null_lists_become_empty_lists_without_touching_the_others():
-    from omniweave.service.profiles import _null_lists_empty
+    from omniweave.profiles.service.build import _null_lists_empty
 
     lists = pa.array([[1, 2], None, [], [3], None], pa.list_(pa.int64()))
     # Arrow allows a NULL list whose offsets span values: it must still come out as [], not as its values

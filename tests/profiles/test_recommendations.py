@@ -11,8 +11,8 @@ from omniweave.storage.eventlog import events_to_table
 from omniweave.events import spec
 from omniweave.events.normalize import normalize_event
 from omniweave.errors import InputError
-from omniweave.service.profiles import build_profiles, to_arrow, write_identities
-from omniweave.service.recommendations import build_recommendations, recommendations_expr
+from omniweave.profiles.service.build import build_profiles, to_arrow, write_identities
+from omniweave.profiles.service.recommendations import build_recommendations, recommendations_expr
 
 START = datetime(2026, 5, 1, tzinfo=UTC)
 # who bought what (person: [(channel, [products])]); online and till baskets of one person count together

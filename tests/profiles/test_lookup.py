@@ -15,7 +15,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from omniweave.service.lookup import find_person, person_view
+from omniweave.profiles.service.lookup import find_person, person_view
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 from omniweave.shells.api import create_app

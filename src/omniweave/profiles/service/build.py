@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from omniweave.storage.eventlog import FLAT_COLUMNS
 from omniweave.events import spec
-from omniweave.core.traits import TraitSpec, parse_trait_specs
+from omniweave.profiles.traits import TraitSpec, parse_trait_specs
 from omniweave.errors import ConfigError, InputError
 from omniweave.runtime import Runtime
 from omniweave.settings import config_section
@@ -772,7 +772,7 @@ def with_clv(table: pa.Table, now: datetime) -> pa.Table:
     buyer whose repeat days have no value gets the population's expected value. Non-buyers, and
     everyone when there are fewer than CLV_MIN_REPEAT_BUYERS repeat buyers, get NULL.
     """
-    from omniweave.core import clv
+    from omniweave.profiles import clv
 
     n = table.num_rows
     # NaN until predicted, written as NULL

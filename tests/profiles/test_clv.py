@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 from scipy.special import gammaln
 
-from omniweave.core.clv import (
+from omniweave.profiles.clv import (
     BetaGeoFit,
     GammaGammaFit,
     _bgnbd_objective,
@@ -41,7 +41,7 @@ from omniweave.core.clv import (
 from omniweave.errors import InputError
 from tests.conftest import omniweave_cmd
 
-DATA = Path(__file__).parent / "data" / "clv"
+DATA = Path(__file__).parents[1] / "data" / "clv"
 CALIBRATION_END = "1997-09-30"  # 39 weeks from 1997-01-01
 
 

@@ -20,7 +20,7 @@ import ibis.expr.types as ir
 
 from omniweave.events import spec
 from omniweave.errors import InputError
-from omniweave.service.profiles import Dialect, _top, to_arrow, with_person, write_dataset
+from omniweave.profiles.service.build import Dialect, _top, to_arrow, with_person, write_dataset
 from omniweave.runtime import Runtime
 
 NEIGHBOURS = 20
