@@ -126,7 +126,7 @@ def _cpu() -> float:
 def run_ours(home: str) -> dict[str, Any]:
     segments = _segments()
     from omniweave.runtime import Runtime
-    from omniweave.service.segments import compiler_for
+    from omniweave.segments.service.evaluate import compiler_for
     from omniweave.settings import Settings
 
     runtime = Runtime(Settings(home=home))
@@ -142,8 +142,8 @@ def run_ours(home: str) -> dict[str, Any]:
 
 def _segments() -> dict[str, Any]:
     sys.path.insert(0, str(SRC))
-    from omniweave.core.segments import parse_segment
-    from omniweave.service.segments import builtin_segments
+    from omniweave.segments.language import parse_segment
+    from omniweave.segments.service.evaluate import builtin_segments
 
     return {**builtin_segments(), **{k: parse_segment({"id": k, "where": v}) for k, v in EXTRA.items()}}
 
@@ -152,7 +152,7 @@ def run_evaluate(home: str, incremental: bool) -> dict[str, Any]:
     """`evaluate_segments` as the CLI runs it (as of the log's latest event), timed end to end."""
     segments = _segments()
     from omniweave.runtime import Runtime
-    from omniweave.service.segments import evaluate_segments
+    from omniweave.segments.service.evaluate import evaluate_segments
     from omniweave.settings import Settings
 
     runtime = Runtime(Settings(home=home))
@@ -209,7 +209,7 @@ def live(home: Path, count: int) -> None:
 
     sys.path.insert(0, str(SRC))
     from omniweave.events.normalize import format_timestamp
-    from omniweave.service import segment_counts as SC
+    from omniweave.segments.service import counts as SC
     from omniweave.runtime import Runtime
     from omniweave.settings import Settings
 

@@ -153,7 +153,7 @@ def demo_home(tmp_path_factory):  # type: ignore[no-untyped-def]
     """A demo world (600 customers, 60 days, seed 7) with profiles and the built-in segments evaluated, shared by
     the segment tests; tests that change it work on a copy."""
     from omniweave.demo.runner import run_demo
-    from omniweave.service.segments import builtin_segments
+    from omniweave.segments.service.evaluate import builtin_segments
 
     home = tmp_path_factory.mktemp("segments-demo")
     result = run_demo(Settings(home=str(home)), customers=600, days=60, seed=7, console=None)

@@ -362,7 +362,7 @@ def _segments(runtime: Runtime) -> list[dict[str, Any]]:
     """Evaluate the segments (the built-in library and the project's): their sizes, and changes logged as events.
 
     Run after the summary and the report, so that those count the world's own events only."""
-    from omniweave.service.segments import evaluate_segments
+    from omniweave.segments.service.evaluate import evaluate_segments
 
     summary = evaluate_segments(runtime)
     return [{"segment": r.segment_id, "name": r.name, "members": r.members, "entered": r.entered,

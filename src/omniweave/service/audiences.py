@@ -33,7 +33,7 @@ from omniweave.identity.graph import IdentifierError, hashed, normalize
 from omniweave.errors import InputError
 from omniweave.profiles.service.build import write_dataset
 from omniweave.runtime import Runtime
-from omniweave.service.segments import load_segments
+from omniweave.segments.service.evaluate import load_segments
 
 EXPORTS_DATASET = "audience_exports"
 EXPORTS_SCHEMA = pa.schema([

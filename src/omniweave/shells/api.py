@@ -277,7 +277,7 @@ def _segment_sizes(runtime: Runtime) -> dict[str, int]:
 
 
 def _segment_list(runtime: Runtime) -> tuple[int, Any]:
-    from omniweave.service.segments import load_segments, segment_summaries
+    from omniweave.segments.service.evaluate import load_segments, segment_summaries
 
     sizes = _segment_sizes(runtime)
     rows = segment_summaries(load_segments(runtime.settings.home))
@@ -285,7 +285,7 @@ def _segment_list(runtime: Runtime) -> tuple[int, Any]:
 
 
 def _segment_get(runtime: Runtime, sid: str) -> tuple[int, Any]:
-    from omniweave.service.segments import load_segments, segment_summaries
+    from omniweave.segments.service.evaluate import load_segments, segment_summaries
 
     segments = load_segments(runtime.settings.home)
     if sid not in segments:
@@ -304,9 +304,9 @@ def _segment_put(runtime: Runtime, sid: str, body: Any) -> tuple[int, Any]:
     `segments/<id>.yaml`; every problem is reported at once and nothing is written then."""
     import yaml
 
-    from omniweave.core.segments import parse_segment
+    from omniweave.segments.language import parse_segment
     from omniweave.errors import InputError
-    from omniweave.service.segments import (
+    from omniweave.segments.service.evaluate import (
         compiler_for,
         load_segments,
         segment_summaries,

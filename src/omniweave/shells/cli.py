@@ -821,7 +821,7 @@ def segments_list(
     import orjson
     from rich.table import Table
 
-    from omniweave.service.segments import load_segments, segment_summaries
+    from omniweave.segments.service.evaluate import load_segments, segment_summaries
 
     with _opened(ctx) as rt:
         rows = segment_summaries(load_segments(rt.settings.home))
@@ -841,7 +841,7 @@ def segments_validate(
 ) -> None:
     """Check segment files: every problem of every file is printed (exit code 2 if any)."""
     from omniweave.errors import InputError
-    from omniweave.service.segments import read_segment_file
+    from omniweave.segments.service.evaluate import read_segment_file
 
     failed = False
     for path in files:
@@ -875,7 +875,7 @@ def segments_evaluate(
     import orjson
     from rich.table import Table
 
-    from omniweave.service.segments import evaluate_segments
+    from omniweave.segments.service.evaluate import evaluate_segments
 
     with _opened(ctx) as rt, console.status("evaluating segments"):
         summary = evaluate_segments(rt, engine=engine, incremental=not full)
@@ -904,7 +904,7 @@ def segments_follow(
 
     Starts from the last `segments evaluate` (run that first, and regularly: it settles what the live
     path leaves to it, such as sequences, trait changes and persons not resolved yet)."""
-    from omniweave.service.segments_live import LiveSegments
+    from omniweave.segments.service.live import LiveSegments
 
     with _opened(ctx) as rt:
         live = LiveSegments(rt)

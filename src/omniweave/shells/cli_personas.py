@@ -54,7 +54,7 @@ def register(app: typer.Typer, opened: Callable[[typer.Context], Any]) -> None:
 
         import orjson
 
-        from omniweave.service.personas import suggest_from_profiles
+        from omniweave.segments.service.personas import suggest_from_profiles
 
         with opened(ctx) as rt:
             result = suggest_from_profiles(rt, k=k, seed=seed, write=write, folder=folder)

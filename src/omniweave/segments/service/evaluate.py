@@ -27,9 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
-from omniweave.core import segments as S
+from omniweave.segments import language as S
 from omniweave.errors import InputError
-from omniweave.service import segment_counts as SC
+from omniweave.segments.service import counts as SC
 from omniweave.profiles.service.build import Dialect, to_arrow, with_person, write_dataset
 from omniweave.runtime import Runtime
 from omniweave.settings import config_section
@@ -569,7 +569,7 @@ def evaluate_segments(runtime: Runtime, segments: Mapping[str, S.Segment] | None
                 .cast(MEMBERS_SCHEMA) if runtime.log.has_data("segment_members") else MEMBERS_SCHEMA.empty_table())
     if kept is not None:
         # what the live path (segments_live.py) announced since the last evaluation is already known
-        from omniweave.service.segments_live import live_changes_since
+        from omniweave.segments.service.live import live_changes_since
 
         previous = _with_live_changes(previous, [c for c in live_changes_since(runtime, kept.now) if c.at <= now])
     order = S.evaluation_order(segments)

@@ -33,7 +33,7 @@ from typing import Any, NoReturn
 
 import orjson
 
-from omniweave.core import segments as S
+from omniweave.segments import language as S
 
 TYPE_EVENTS = {"Page Viewed": "page", "Screen Viewed": "screen", "Identified": "identify"}
 """As service/segments.py: these names match a call type, not a track event's name."""

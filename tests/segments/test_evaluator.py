@@ -17,10 +17,10 @@ import ibis
 import pyarrow as pa
 import pytest
 
-from omniweave.core import segments as S
-from omniweave.core.segment_eval import condition_holds, event_matches
+from omniweave.segments import language as S
+from omniweave.segments.evaluator import condition_holds, event_matches
 from omniweave.runtime import Runtime
-from omniweave.service.segments import Compiler, builtin_segments, compiler_for, member_ids
+from omniweave.segments.service.evaluate import Compiler, builtin_segments, compiler_for, member_ids
 from omniweave.settings import Settings
 
 

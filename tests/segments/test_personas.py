@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pytest
 import yaml
 
-from omniweave.core.personas import (
+from omniweave.segments.personas import (
     MIN_PER_CLUSTER,
     condition_mask,
     kmeans,
@@ -27,7 +27,7 @@ from omniweave.core.personas import (
 )
 from omniweave.demo.runner import run_demo
 from omniweave.errors import InputError
-from omniweave.service.personas import SUGGESTED_MARK, suggest_from_profiles, write_personas
+from omniweave.segments.service.personas import SUGGESTED_MARK, suggest_from_profiles, write_personas
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 from tests.conftest import omniweave_cmd
@@ -347,7 +347,7 @@ def test_suggestions_on_a_demo_world(demo_home: Path, tmp_path: Path) -> None:
             document = yaml.safe_load(Path(r.path or "").read_text())
             assert document["id"] == r.persona.id and document["where"] == r.persona.where
         try:
-            from omniweave.core.segments import parse_segment
+            from omniweave.segments.language import parse_segment
         except ImportError:  # the segment engine is not there yet
             return
         for r in result.personas:

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from omniweave.storage.eventlog import EventLog, day_partition
-from omniweave.core import segments as S
+from omniweave.segments import language as S
 
 STATE_DATASET = "segment_state"
 STATE_FILE = "counts.parquet"

@@ -14,18 +14,18 @@ import orjson
 import pytest
 import yaml
 
-from omniweave.core import segments as S
+from omniweave.segments import language as S
 from omniweave.events.normalize import format_timestamp
-from omniweave.service import segment_counts as SC
+from omniweave.segments.service import counts as SC
 from omniweave.collect.loader import load_all
 from omniweave.runtime import Runtime
-from omniweave.service.segments import (
+from omniweave.segments.service.evaluate import (
     builtin_segments,
     compiler_for,
     evaluate_segments,
     segments_folder,
 )
-from omniweave.service.segments_live import LIVE_SOURCE, LiveSegments, live_segment_ids
+from omniweave.segments.service.live import LIVE_SOURCE, LiveSegments, live_segment_ids
 from omniweave.settings import Settings
 from tests.conftest import create_write_key, free_port, omniweave_cmd, start_server
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from omniweave.core import segments as S
+from omniweave.segments import language as S
 from omniweave.errors import InputError
 from omniweave.runtime import Runtime
-from omniweave.service.segments import (
+from omniweave.segments.service.evaluate import (
     builtin_segments,
     compiler_for,
     evaluate_segments,

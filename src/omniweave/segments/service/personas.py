@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from omniweave.core.personas import Persona, condition_mask, suggest_personas
+from omniweave.segments.personas import Persona, condition_mask, suggest_personas
 from omniweave.errors import InputError
 from omniweave.runtime import Runtime
-from omniweave.service.segments import segments_folder
+from omniweave.segments.service.evaluate import segments_folder
 
 PROFILE_COLUMNS = ("person_id", "recency_days", "orders", "online_orders", "store_orders", "total_revenue",
                    "average_order_value", "clv_12m", "consent_email", "preferred_channel", "engagement_by_channel",

@@ -34,14 +34,14 @@ from typing import Any
 import orjson
 
 from omniweave.storage.eventlog import events_to_table
-from omniweave.core import segments as S
+from omniweave.segments import language as S
 from omniweave.events.normalize import deterministic_message_id, format_timestamp
-from omniweave.core.segment_eval import condition_holds, event_matches
+from omniweave.segments.evaluator import condition_holds, event_matches
 from omniweave.errors import InputError
-from omniweave.service import segment_counts as SC
+from omniweave.segments.service import counts as SC
 from omniweave.profiles.service.build import to_arrow
 from omniweave.runtime import Runtime
-from omniweave.service.segments import compiler_for, load_segments
+from omniweave.segments.service.evaluate import compiler_for, load_segments
 
 log = logging.getLogger("omniweave.segments")
 

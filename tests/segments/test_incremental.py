@@ -11,12 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from omniweave.storage.eventlog import events_to_table
-from omniweave.core import segments as S
+from omniweave.segments import language as S
 from omniweave.events.normalize import format_timestamp
-from omniweave.service import segment_counts as SC
+from omniweave.segments.service import counts as SC
 from omniweave.profiles.service.build import to_arrow
 from omniweave.runtime import Runtime
-from omniweave.service.segments import builtin_segments, compiler_for, evaluate_segments, member_ids
+from omniweave.segments.service.evaluate import builtin_segments, compiler_for, evaluate_segments, member_ids
 from omniweave.settings import Settings
 
 EXTRA = {
