@@ -28,7 +28,7 @@ def register(app: typer.Typer, opened: Callable[[typer.Context], Any]) -> None:
     ) -> None:
         """Write a segment's members who consented to advertising as hashed keys for an ad platform,
         with the adds and removes since the last export to it."""
-        from omniweave.service.audiences import export_audience
+        from omniweave.activate.service.audiences import export_audience
 
         with opened(ctx) as rt:
             summary = export_audience(rt, segment, to, output=output)

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from omniweave.storage.eventlog import events_to_table
-from omniweave.core.audiences import (
+from omniweave.activate.audiences import (
     LAYOUTS,
     hash_email,
     hash_phone,
@@ -23,7 +23,7 @@ from omniweave.core.audiences import (
     person_keys,
 )
 from omniweave.errors import InputError
-from omniweave.service.audiences import export_audience
+from omniweave.activate.service.audiences import export_audience
 from omniweave.profiles.service.build import build_profiles, write_dataset, write_identities
 from tests.conftest import omniweave_cmd
 from tests.segment_events import segment_event

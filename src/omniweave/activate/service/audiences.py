@@ -22,7 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from omniweave.core.audiences import (
+from omniweave.activate.audiences import (
     LAYOUTS,
     AudienceKey,
     check_platform,
