@@ -28,10 +28,10 @@ MODELS = ("markov", "shapley", "last_touch")
 
 
 def run_seed(root: Path, seed: int, customers: int, days: int, lookbacks: list[float], zero: bool) -> None:
-    from omniweave.core.attribution import attribute
+    from omniweave.measure.attribution import attribute
     from omniweave.demo.model import CHANNELS, DEFAULT_EFFECTS, effects_with, true_orders
     from omniweave.demo.runner import run_demo
-    from omniweave.service.journeys import journeys_from_log
+    from omniweave.measure.service.paths import journeys_from_log
     from omniweave.runtime import Runtime
     from omniweave.settings import Settings
 

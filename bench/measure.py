@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from omniweave.core.attribution import (
+from omniweave.measure.attribution import (
     HEURISTIC_MODELS,
     PathsTable,
     heuristic,

@@ -417,9 +417,9 @@ def report(runtime: Runtime, folder: Path | None = None) -> dict[str, list[dict[
     """The measure stage on the demo: headline KPIs per month, every attribution model side by side on the
     journeys of the log (with ROAS where there is spend, and each channel's true incremental orders from the
     ground truth in `folder`), and the RFM segments worth most by predicted CLV."""
-    from omniweave.core.attribution import MODELS, attribute
-    from omniweave.service.journeys import journeys_from_log, returns
-    from omniweave.service.kpis import kpi_table
+    from omniweave.measure.attribution import MODELS, attribute
+    from omniweave.measure.service.paths import journeys_from_log, returns
+    from omniweave.measure.service.kpis import kpi_table
 
     kpis = kpi_table(runtime, period="month", kpis=HEADLINE_KPIS).to_pylist()
     months = sorted({row["period"] for row in kpis})

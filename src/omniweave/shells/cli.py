@@ -387,7 +387,7 @@ def attribution(
 
     import orjson
 
-    from omniweave.core.attribution import MODELS, attribute, read_paths_csv
+    from omniweave.measure.attribution import MODELS, attribute, read_paths_csv
     from omniweave.errors import InputError
 
     def moment(text: str | None, option: str, *, end: bool = False) -> datetime | None:
@@ -411,7 +411,7 @@ def attribution(
         if paths is not None:
             table = read_paths_csv(paths)
         else:
-            from omniweave.service.journeys import journeys_from_log
+            from omniweave.measure.service.paths import journeys_from_log
             from omniweave.runtime import Runtime
 
             runtime = Runtime(_settings(ctx))
@@ -432,7 +432,7 @@ def attribution(
     spend = journeys.spend if journeys is not None else {}
     labels = [*table.channels, *(label for label in sorted(spend) if label not in table.channels)]
     if journeys is not None:
-        from omniweave.service.journeys import returns
+        from omniweave.measure.service.paths import returns
 
         earned = {r.model: returns(r, spend) for r in results}
     if format is OutputFormat.json:
@@ -610,7 +610,7 @@ def kpis(
     import orjson
 
     from omniweave.errors import InputError
-    from omniweave.service.kpis import floor_areas_from_csv, kpi_table, product_costs_from_csv
+    from omniweave.measure.service.kpis import floor_areas_from_csv, kpi_table, product_costs_from_csv
 
     def day(raw: str | None, field: str) -> date | None:
         if raw is None:
@@ -664,7 +664,7 @@ def budget(
 
     import orjson
 
-    from omniweave.service.budget import recommend_from_log
+    from omniweave.measure.service.budget import recommend_from_log
 
     with _opened(ctx) as rt:
         history, advice = recommend_from_log(rt, total=total, period_days=period_days, model=model,
@@ -718,7 +718,7 @@ app.add_typer(experiments_app, name="experiments")
 @experiments_app.command("list")
 def experiments_list(ctx: typer.Context) -> None:
     """Experiments in the log (Experiment Viewed events): arms and exposures."""
-    from omniweave.service.experiments import list_experiments
+    from omniweave.measure.service.experiments import list_experiments
     from omniweave.runtime import Runtime
 
     rt = Runtime(_settings(ctx))
@@ -747,7 +747,7 @@ def experiments_analyze(
 
     import orjson
 
-    from omniweave.service.experiments import analyze, experiment_units
+    from omniweave.measure.service.experiments import analyze, experiment_units
 
     with _opened(ctx) as rt:
         units = experiment_units(rt, experiment, conversion_event=conversion_event, window_days=window_days)
@@ -783,7 +783,7 @@ def experiments_sample_size(
     power: Annotated[float, typer.Option(help="Power.")] = 0.8,
 ) -> None:
     """Units per arm needed to find a difference in conversion rate."""
-    from omniweave.core.experiments import sample_size_two_proportions
+    from omniweave.measure.experiments import sample_size_two_proportions
     from omniweave.errors import InputError
 
     try:

@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from omniweave.core.attribution import MODELS, attribute
-from omniweave.core.budget import BudgetRecommendation, recommend_budget
+from omniweave.measure.attribution import MODELS, attribute
+from omniweave.measure.budget import BudgetRecommendation, recommend_budget
 from omniweave.errors import InputError
-from omniweave.service.journeys import DEFAULT_LOOKBACK_DAYS, journeys_from_log
+from omniweave.measure.service.paths import DEFAULT_LOOKBACK_DAYS, journeys_from_log
 from omniweave.runtime import Runtime
 
 

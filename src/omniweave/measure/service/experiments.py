@@ -24,7 +24,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
 
-from omniweave.core import experiments as stats
+from omniweave.measure import experiments as stats
 from omniweave.events import spec
 from omniweave.errors import InputError
 from omniweave.profiles.service.build import Dialect, order_value, with_person

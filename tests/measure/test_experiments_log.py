@@ -12,11 +12,11 @@ import orjson
 import pytest
 
 from omniweave.storage.eventlog import events_to_table
-from omniweave.core import experiments as stats
+from omniweave.measure import experiments as stats
 from omniweave.events import spec
 from omniweave.events.normalize import normalize_event
 from omniweave.errors import InputError
-from omniweave.service.experiments import analyze, experiment_units, list_experiments
+from omniweave.measure.service.experiments import analyze, experiment_units, list_experiments
 from omniweave.profiles.service.build import write_identities
 
 START = datetime(2026, 3, 1, tzinfo=UTC)

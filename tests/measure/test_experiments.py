@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import special, stats
 
-from omniweave.core.experiments import (
+from omniweave.measure.experiments import (
     ConversionArm,
     RevenueArm,
     adjust_p_values,

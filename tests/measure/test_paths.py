@@ -14,9 +14,9 @@ import pytest
 
 from omniweave.storage.eventlog import SPEND_SCHEMA, events_to_table
 from omniweave.events import spec
-from omniweave.core.attribution import MODELS, attribute
+from omniweave.measure.attribution import MODELS, attribute
 from omniweave.errors import InputError
-from omniweave.service.journeys import journeys_expr, journeys_from_log, paths_table, returns
+from omniweave.measure.service.paths import journeys_expr, journeys_from_log, paths_table, returns
 from omniweave.profiles.service.build import to_arrow, write_identities
 from tests.conftest import omniweave_cmd
 from tests.segment_events import segment_event

@@ -23,7 +23,7 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from omniweave.events import spec
-from omniweave.core.attribution import Attribution, PathRow, PathsTable
+from omniweave.measure.attribution import Attribution, PathRow, PathsTable
 from omniweave.errors import InputError
 from omniweave.profiles.service.build import Dialect, order_value, to_arrow, with_person
 from omniweave.runtime import Runtime

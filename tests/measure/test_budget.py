@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omniweave.core.budget import (
+from omniweave.measure.budget import (
     ResponseCurve,
     adstock,
     fit_response_curve,

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omniweave.core.attribution import (
+from omniweave.measure.attribution import (
     MODELS,
     PathRow,
     PathsTable,

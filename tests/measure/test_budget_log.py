@@ -9,7 +9,7 @@ import pytest
 
 from omniweave.demo.runner import run_demo
 from omniweave.errors import InputError
-from omniweave.service.budget import budget_history, recommend_from_log
+from omniweave.measure.service.budget import budget_history, recommend_from_log
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 

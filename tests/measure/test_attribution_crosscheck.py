@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from omniweave.core.attribution import PathRow, PathsTable, markov, removal_effects
+from omniweave.measure.attribution import PathRow, PathsTable, markov, removal_effects
 
 mam = pytest.importorskip("mam", reason="marketing-attribution-models is in the dev extra: pip install -e '.[dev]'")
 

@@ -11,7 +11,7 @@ import pytest
 from omniweave.storage.eventlog import SPEND_SCHEMA, events_to_table
 from omniweave.events import spec
 from omniweave.errors import InputError
-from omniweave.service.kpis import CATALOGUE, OMITTED, kpi_table
+from omniweave.measure.service.kpis import CATALOGUE, OMITTED, kpi_table
 from omniweave.profiles.service.build import write_dataset, write_identities
 from tests.segment_events import segment_event
 
@@ -262,7 +262,7 @@ def test_spark_gives_the_same_table(seeded, spark_session):
 
 
 def test_reference_csvs(tmp_path):
-    from omniweave.service.kpis import floor_areas_from_csv, product_costs_from_csv
+    from omniweave.measure.service.kpis import floor_areas_from_csv, product_costs_from_csv
 
     (tmp_path / "stores.csv").write_text("store_id,name,floor_area_sqft\nS1,Central,1000\nS2,Station,500\n")
     (tmp_path / "products.csv").write_text("sku,name,price,cost\nA,x,40.00,30.00\nB,y,20.00,10.00\n")
