@@ -1,3 +1,3 @@
-from omniweave.shells.cli import main
+from omniweave.shells.cli.main import main
 
 main()

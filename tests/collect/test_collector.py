@@ -27,7 +27,7 @@ from fastapi.testclient import TestClient
 from omniweave.collect.loader import load_all
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
-from omniweave.shells.api import create_app
+from omniweave.shells.api.app import create_app
 from tests.conftest import LiveServer, create_write_key, free_port, start_server
 
 

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from omniweave.profiles.service.lookup import find_person, person_view
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
-from omniweave.shells.api import create_app
+from omniweave.shells.api.app import create_app
 from tests.conftest import omniweave_cmd
 
 

@@ -326,7 +326,7 @@ def test_segments_through_the_rest_api(tmp_path, demo_home):
 
     from fastapi.testclient import TestClient
 
-    from omniweave.shells.api import create_app
+    from omniweave.shells.api.app import create_app
 
     home = tmp_path / "home"
     shutil.copytree(demo_home, home)

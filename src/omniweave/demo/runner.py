@@ -200,7 +200,7 @@ class _Collector:
     def __init__(self, settings: Settings):
         import uvicorn
 
-        from omniweave.shells.api import create_app
+        from omniweave.shells.api.app import create_app
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -77,7 +77,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
 ) -> None:
     """Run the collector and REST API (and the loader that moves the inbox into the event log)."""
-    from omniweave.shells.api import serve as run_server
+    from omniweave.shells.api.app import serve as run_server
 
     settings = _settings(ctx)
     settings = settings.with_overrides(host=host or settings.host, port=port or settings.port)
@@ -933,7 +933,8 @@ def segments_follow(
 
 
 # commands kept in modules of their own
-from omniweave.shells import cli_audiences, cli_personas
+from omniweave.shells.cli import audiences as cli_audiences
+from omniweave.shells.cli import personas as cli_personas
 
 cli_audiences.register(app, _opened)
 cli_personas.register(app, _opened)

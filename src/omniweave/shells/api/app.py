@@ -54,7 +54,7 @@ class LoaderProcess:
         self._stopping = False
 
     def start(self) -> None:
-        code = "from omniweave.shells.api import run_loader_child; run_loader_child()"
+        code = "from omniweave.shells.api.app import run_loader_child; run_loader_child()"
         self.process = spawn(code, self.settings, args=["--loader-for", str(self.settings.home)],
                              stdout=subprocess.PIPE)
         threading.Thread(target=self._watch, args=(self.process,), name="omniweave-loader-watch", daemon=True).start()
