@@ -24,7 +24,7 @@ from omniweave.demo.sinks import OFFLINE_COLUMNS, ONLINE_SOURCES
 from omniweave.settings import Settings
 from tests.conftest import omniweave_cmd
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = {"customers": 200, "days": 14, "seed": 11}
 
 
