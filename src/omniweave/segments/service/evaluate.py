@@ -54,9 +54,9 @@ def read_segment_file(path: Path) -> S.Segment:
 
 
 def builtin_segments() -> dict[str, S.Segment]:
-    """The ready-made library shipped with omniweave (`omniweave/segments_library/*.yaml`)."""
+    """The ready-made library shipped with omniweave (`omniweave/segments/library/*.yaml`)."""
     out = {}
-    folder = resources.files("omniweave") / "segments_library"
+    folder = resources.files("omniweave.segments") / "library"
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith((".yaml", ".yml", ".toml")):
             seg = read_segment_file(Path(str(entry)))

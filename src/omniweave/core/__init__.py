@@ -1,1 +1,0 @@
-"""Pure core: models and maths. No network, no files, no globals; imports nothing from adapters."""

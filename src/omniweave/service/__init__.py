@@ -1,1 +1,0 @@
-"""Service layer: the operations a user asks for, composed from core and adapters."""
