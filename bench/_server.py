@@ -25,14 +25,20 @@ class Server:
 
     def __init__(self, home: Path, env: dict[str, str] | None = None):
         self.env = {**os.environ, "OMNIWEAVE_HOME": str(home), **(env or {})}
-        created = subprocess.run([sys.executable, "-m", "omniweave", "keys", "create", "--source", "bench"],
-                                 env=self.env, check=True, capture_output=True, text=True)
+        created = subprocess.run(
+            [sys.executable, "-m", "omniweave", "keys", "create", "--source", "bench"],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         self.write_key = created.stdout.strip().splitlines()[-1]
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "omniweave", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env, stdout=subprocess.DEVNULL,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

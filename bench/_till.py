@@ -18,8 +18,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-_CATEGORIES = ["grocery", "bakery", "dairy", "drinks", "household", "beauty", "toys", "garden",
-               "clothing", "electronics"]
+_CATEGORIES = [
+    "grocery",
+    "bakery",
+    "dairy",
+    "drinks",
+    "household",
+    "beauty",
+    "toys",
+    "garden",
+    "clothing",
+    "electronics",
+]
 _PAYMENTS = ["card", "cash", "mobile", "voucher"]
 _START = np.datetime64("2024-03-01T00:00:00", "s")
 
@@ -70,27 +80,35 @@ def till_table(rows: int, seed: int = 0, days: int = 60, stores: int = 40, custo
     discount_cents = np.where(discounted, price_cents * quantity // 10, 0)
     coupon_line = has_coupon[tx_of_row] & (np.arange(rows) == np.searchsorted(tx_of_row, tx_of_row))
 
-    cents = lambda c: pc.divide(pa.array(c, pa.float64()), 100.0)
-    table = pa.table({
-        "transaction_id": per_tx(_prefixed("T", np.arange(1, n_tx + 1) + seed * 10_000_000, 9)),
-        "store_id": per_tx(_prefixed("S", store, 3)),
-        "till_id": per_tx(_prefixed("", store * 10 + store % 4 + 1)),
-        "timestamp": per_tx(pc.strftime(pa.array(times), format="%Y-%m-%dT%H:%M:%SZ")),
-        "sku": _prefixed("SKU-", product, 5),
-        "product_name": _prefixed("Product ", product),
-        "category": pa.array(np.array(_CATEGORIES)[product % len(_CATEGORIES)]),
-        "quantity": pc.cast(pa.array(quantity), pa.string()),
-        "unit_price": pc.cast(cents(price_cents), pa.string()),
-        "line_discount": _sometimes(pc.cast(cents(discount_cents), pa.string()), discounted),
-        "coupon_code": _sometimes(_prefixed("SPRING", product % 5 + 10), coupon_line),
-        "loyalty_card": per_tx(_sometimes(_prefixed("LC", customer, 8), has_card)),
-        "email": per_tx(_sometimes(pc.binary_join_element_wise(
-            _prefixed("customer", customer), pa.scalar("@example.com"), ""), has_email)),
-        "phone": per_tx(_sometimes(_prefixed("+4477009", customer, 5), has_phone)),
-        "customer_number": per_tx(_sometimes(_prefixed("C", customer, 7), has_number)),
-        "currency": pa.array(np.full(rows, "EUR")),
-        "payment_method": per_tx(pa.array(np.array(_PAYMENTS)[payment])),
-    })
+    def cents(c):
+        return pc.divide(pa.array(c, pa.float64()), 100.0)
+
+    table = pa.table(
+        {
+            "transaction_id": per_tx(_prefixed("T", np.arange(1, n_tx + 1) + seed * 10_000_000, 9)),
+            "store_id": per_tx(_prefixed("S", store, 3)),
+            "till_id": per_tx(_prefixed("", store * 10 + store % 4 + 1)),
+            "timestamp": per_tx(pc.strftime(pa.array(times), format="%Y-%m-%dT%H:%M:%SZ")),
+            "sku": _prefixed("SKU-", product, 5),
+            "product_name": _prefixed("Product ", product),
+            "category": pa.array(np.array(_CATEGORIES)[product % len(_CATEGORIES)]),
+            "quantity": pc.cast(pa.array(quantity), pa.string()),
+            "unit_price": pc.cast(cents(price_cents), pa.string()),
+            "line_discount": _sometimes(pc.cast(cents(discount_cents), pa.string()), discounted),
+            "coupon_code": _sometimes(_prefixed("SPRING", product % 5 + 10), coupon_line),
+            "loyalty_card": per_tx(_sometimes(_prefixed("LC", customer, 8), has_card)),
+            "email": per_tx(
+                _sometimes(
+                    pc.binary_join_element_wise(_prefixed("customer", customer), pa.scalar("@example.com"), ""),
+                    has_email,
+                )
+            ),
+            "phone": per_tx(_sometimes(_prefixed("+4477009", customer, 5), has_phone)),
+            "customer_number": per_tx(_sometimes(_prefixed("C", customer, 7), has_number)),
+            "currency": pa.array(np.full(rows, "EUR")),
+            "payment_method": per_tx(pa.array(np.array(_PAYMENTS)[payment])),
+        }
+    )
     return table
 
 

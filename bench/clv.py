@@ -64,14 +64,17 @@ def ours(data: dict[str, np.ndarray]) -> dict[str, object]:
     print("ours (omniweave.profiles.clv)")
     bg, bg_s = timed("BG/NBD", fit_bgnbd, data["frequency"], data["recency"], data["T"])
     gg, gg_s = timed("Gamma-Gamma", fit_gamma_gamma, data["frequency"], data["monetary"])
-    bg_plain, bg_plain_s = timed("BG/NBD, compress=False", fit_bgnbd, data["frequency"], data["recency"],
-                                 data["T"], compress=False)
-    gg_plain, gg_plain_s = timed("Gamma-Gamma, compress=False", fit_gamma_gamma, data["frequency"],
-                                 data["monetary"], compress=False)
+    bg_plain, bg_plain_s = timed(
+        "BG/NBD, compress=False", fit_bgnbd, data["frequency"], data["recency"], data["T"], compress=False
+    )
+    gg_plain, gg_plain_s = timed(
+        "Gamma-Gamma, compress=False", fit_gamma_gamma, data["frequency"], data["monetary"], compress=False
+    )
     assert bg.converged and gg.converged and bg_plain.converged and gg_plain.converged
     return {
         "params": {"r": bg.r, "alpha": bg.alpha, "a": bg.a, "b": bg.b, "p": gg.p, "q": gg.q, "v": gg.v},
-        "ll": (bg.log_likelihood, gg.log_likelihood), "seconds": bg_s + gg_s,
+        "ll": (bg.log_likelihood, gg.log_likelihood),
+        "seconds": bg_s + gg_s,
         "seconds_uncompressed": bg_plain_s + gg_plain_s,
     }
 
@@ -91,8 +94,7 @@ def theirs(data: dict[str, np.ndarray]) -> dict[str, object] | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bg, bg_s = timed("BG/NBD", BetaGeoFitter().fit, frequency, recency, T)
-        gg, gg_s = timed("Gamma-Gamma", GammaGammaFitter().fit, frequency[repeat],
-                         pd.Series(data["monetary"])[repeat])
+        gg, gg_s = timed("Gamma-Gamma", GammaGammaFitter().fit, frequency[repeat], pd.Series(data["monetary"])[repeat])
     params = {**bg.params_.to_dict(), **gg.params_.to_dict()}
     return {"params": {k: float(v) for k, v in params.items()}, "seconds": bg_s + gg_s}
 
@@ -103,9 +105,11 @@ def run(customers: int, seed: int) -> dict[str, float | None]:
     start = time.perf_counter()
     data = simulate(customers, seed)
     distinct = len(np.unique(np.stack([data["frequency"], data["recency"], data["T"]]), axis=1).T)
-    print(f"{customers:,} customers simulated in {time.perf_counter() - start:.1f} s: "
-          f"{int((data['frequency'] > 0).sum()):,} with repeat purchases, {distinct:,} distinct "
-          f"(frequency, recency, T) rows")
+    print(
+        f"{customers:,} customers simulated in {time.perf_counter() - start:.1f} s: "
+        f"{int((data['frequency'] > 0).sum()):,} with repeat purchases, {distinct:,} distinct "
+        f"(frequency, recency, T) rows"
+    )
     mine = ours(data)
     peer = theirs(data)
     names = ("r", "alpha", "a", "b", "p", "q", "v")
@@ -122,11 +126,16 @@ def run(customers: int, seed: int) -> dict[str, float | None]:
     print(f"\nours: log-likelihood BG/NBD {mine['ll'][0]:,.2f}, Gamma-Gamma {mine['ll'][1]:,.2f}")
     print(f"ours: {mine['seconds']:.2f} s (every customer a row: {mine['seconds_uncompressed']:.2f} s)")
     if peer:
-        print(f"lifetimes: {peer['seconds']:.2f} s; ours takes {mine['seconds'] / peer['seconds']:.4f} of it "
-              f"({mine['seconds_uncompressed'] / peer['seconds']:.4f} uncompressed)")
+        print(
+            f"lifetimes: {peer['seconds']:.2f} s; ours takes {mine['seconds'] / peer['seconds']:.4f} of it "
+            f"({mine['seconds_uncompressed'] / peer['seconds']:.4f} uncompressed)"
+        )
         print(f"largest relative parameter difference: {worst:.2e}")
-    return {"ours": mine["seconds"], "lifetimes": peer["seconds"] if peer else None,
-            "difference": worst if peer else None}
+    return {
+        "ours": mine["seconds"],
+        "lifetimes": peer["seconds"] if peer else None,
+        "difference": worst if peer else None,
+    }
 
 
 def main() -> None:
@@ -134,8 +143,10 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    print(f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, "
-          f"numpy {np.__version__}")
+    print(
+        f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, "
+        f"numpy {np.__version__}"
+    )
     run(args.customers, args.seed)
 
 

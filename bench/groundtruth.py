@@ -28,9 +28,9 @@ MODELS = ("markov", "shapley", "last_touch")
 
 
 def run_seed(root: Path, seed: int, customers: int, days: int, lookbacks: list[float], zero: bool) -> None:
-    from omniweave.measure.attribution import attribute
     from omniweave.demo.model import CHANNELS, DEFAULT_EFFECTS, effects_with, true_orders
     from omniweave.demo.runner import run_demo
+    from omniweave.measure.attribution import attribute
     from omniweave.measure.service.paths import journeys_from_log
     from omniweave.runtime import Runtime
     from omniweave.settings import Settings
@@ -49,17 +49,20 @@ def run_seed(root: Path, seed: int, customers: int, days: int, lookbacks: list[f
             channels = [c for c in caused if c in paths.channels]
             credits = {model: attribute(paths, model).conversions for model in MODELS}
             label = "no channel works" if zero else "the demo world"
-            print(f"\nseed {seed}, {label}, {customers:,} customers × {days} days (generated and loaded in "
-                  f"{loaded:.0f} s), lookback {lookback:g} days: {paths.total_conversions:,.0f} orders with "
-                  f"touches, {journeys.untouched_conversions:,.0f} without")
+            print(
+                f"\nseed {seed}, {label}, {customers:,} customers × {days} days (generated and loaded in "
+                f"{loaded:.0f} s), lookback {lookback:g} days: {paths.total_conversions:,.0f} orders with "
+                f"touches, {journeys.untouched_conversions:,.0f} without"
+            )
             print(f"  {'channel':<12} {'truth':>8}" + "".join(f" {m:>11}" for m in MODELS))
             true_order = sorted(channels, key=lambda c: -caused[c])
             for c in true_order:
                 print(f"  {c:<12} {caused[c]:8.1f}" + "".join(f" {credits[m][c]:11.1f}" for m in MODELS))
             for model in MODELS:
                 order = sorted(channels, key=lambda c: -credits[model][c])
-                swapped = [f"{a}/{b}" for a, b in itertools.pairwise(true_order)
-                           if credits[model][a] < credits[model][b]]
+                swapped = [
+                    f"{a}/{b}" for a, b in itertools.pairwise(true_order) if credits[model][a] < credits[model][b]
+                ]
                 verdict = "yes" if order == true_order else "no; " + (", ".join(swapped) or "order differs")
                 print(f"  {model}: the truth's exact order: {verdict}")
     finally:

@@ -121,8 +121,14 @@ def _run_components(path: str, links: int) -> dict[str, Any]:
     return {"seconds": seconds, "components": int(np.unique(labels).size), "peak": peak, "same": same}
 
 
-KIND_SHARES = {"user_id": 0.10, "email": 0.15, "phone": 0.10, "loyalty_card": 0.05, "device_id": 0.10,
-               "anonymous_id": 0.50}
+KIND_SHARES = {
+    "user_id": 0.10,
+    "email": 0.15,
+    "phone": 0.10,
+    "loyalty_card": 0.05,
+    "device_id": 0.10,
+    "anonymous_id": 0.50,
+}
 
 
 def _kinds(n: int) -> np.ndarray:
@@ -167,8 +173,10 @@ def _observations(path: str, links: int, limited: bool) -> list[Any]:
     a, b = data["a"][:links], data["b"][:links]
     names = list(KIND_SHARES) if limited else ["anonymous_id"]
     kinds = _kinds(int(data["n"])) if limited else np.zeros(int(data["n"]), dtype=np.int64)
-    return [Observation(f"m{i:010d}", "2026-01-01T00:00:00", ((names[kinds[x]], f"a{x}"), (names[kinds[y]], f"a{y}")))
-            for i, (x, y) in enumerate(zip(a.tolist(), b.tolist(), strict=True))]
+    return [
+        Observation(f"m{i:010d}", "2026-01-01T00:00:00", ((names[kinds[x]], f"a{x}"), (names[kinds[y]], f"a{y}")))
+        for i, (x, y) in enumerate(zip(a.tolist(), b.tolist(), strict=True))
+    ]
 
 
 def _run_stitcher_limited(path: str, links: int) -> dict[str, Any]:
@@ -184,8 +192,13 @@ def _run_stitcher_limited(path: str, links: int) -> dict[str, Any]:
     started = time.perf_counter()
     walked.add(observations)
     walk_seconds = time.perf_counter() - started
-    return {"seconds": seconds, "components": len(bulk.members), "peak": peak, "same": bulk.persons() == walked.persons(),
-            "note": f"rule-by-rule walk over everything: {walk_seconds:.1f} s; {len(bulk.refusals):,} links refused"}
+    return {
+        "seconds": seconds,
+        "components": len(bulk.members),
+        "peak": peak,
+        "same": bulk.persons() == walked.persons(),
+        "note": f"rule-by-rule walk over everything: {walk_seconds:.1f} s; {len(bulk.refusals):,} links refused",
+    }
 
 
 def _run_stitcher(path: str, links: int) -> dict[str, Any]:
@@ -201,8 +214,11 @@ def _run_stitcher(path: str, links: int) -> dict[str, Any]:
     reference = np.load(path + f".scipy{links}.npy")
     roots: dict[tuple[str, str], int] = {}
     ids = np.fromiter((int(value[1:]) for _, value in stitcher.parent), dtype=np.int64, count=len(stitcher.parent))
-    ours = np.fromiter((roots.setdefault(stitcher.find(i), len(roots)) for i in stitcher.parent), dtype=np.int64,
-                       count=len(stitcher.parent))
+    ours = np.fromiter(
+        (roots.setdefault(stitcher.find(i), len(roots)) for i in stitcher.parent),
+        dtype=np.int64,
+        count=len(stitcher.parent),
+    )
     # the stitcher sees only identifiers that occur in a link; scipy labels every vertex: compare those
     same = same_partition(ours, reference[ids])
     return {"seconds": seconds, "components": len(stitcher.members), "peak": peak, "same": same}
@@ -217,8 +233,12 @@ def _in_fresh_process(target: str, path: str, links: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--links", type=int, default=10_000_000)
-    parser.add_argument("--stitcher-links", type=int, default=STITCHER_DEFAULT,
-                        help="links for the pure-Python rule-aware Stitcher (0 to skip)")
+    parser.add_argument(
+        "--stitcher-links",
+        type=int,
+        default=STITCHER_DEFAULT,
+        help="links for the pure-Python rule-aware Stitcher (0 to skip)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--matching-records", type=int, default=1_000_000, help="0 skips bench/matching.py")
     parser.add_argument("--profile-persons", type=int, default=1_000_000, help="0 skips bench/profiles.py")
@@ -232,10 +252,12 @@ def main() -> None:
 
     started = time.perf_counter()
     n, a, b, sizes = make_graph(args.links, args.seed)
-    print(f"python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} cpus; "
-          f"graph: {a.size:,} links over {n:,} identifiers (seed {args.seed}, built in "
-          f"{time.perf_counter() - started:.1f} s); generated as {sizes.size:,} components, "
-          f"{int((sizes >= LARGE_MIN).sum()):,} of ≥ {LARGE_MIN:,} identifiers, largest {int(sizes.max()):,}")
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} cpus; "
+        f"graph: {a.size:,} links over {n:,} identifiers (seed {args.seed}, built in "
+        f"{time.perf_counter() - started:.1f} s); generated as {sizes.size:,} components, "
+        f"{int((sizes >= LARGE_MIN).sum()):,} of ≥ {LARGE_MIN:,} identifiers, largest {int(sizes.max()):,}"
+    )
     with tempfile.TemporaryDirectory(prefix="omniweave-bench-identity-") as tmp:
         path = str(Path(tmp) / "graph.npz")
         np.savez(path, n=n, a=a, b=b)
@@ -245,32 +267,60 @@ def main() -> None:
         rows.append(("scipy connected_components", args.links, full, None))
         fast = _in_fresh_process("_run_components", path, args.links)
         rows.append(("core.components (numpy)", args.links, fast, full))
-        rows.append(("stitch_links (rules core, no limits)", args.links,
-                     _in_fresh_process("_run_stitch_links", path, args.links), full))
-        rows.append(("stitch_links (rules core, default limits)", args.links,
-                     _in_fresh_process("_run_stitch_links_limited", path, args.links), full))
+        rows.append(
+            (
+                "stitch_links (rules core, no limits)",
+                args.links,
+                _in_fresh_process("_run_stitch_links", path, args.links),
+                full,
+            )
+        )
+        rows.append(
+            (
+                "stitch_links (rules core, default limits)",
+                args.links,
+                _in_fresh_process("_run_stitch_links_limited", path, args.links),
+                full,
+            )
+        )
         sample = min(args.links, args.stitcher_links)
         if sample:
             small = _in_fresh_process("_run_scipy", path, sample)
             rows.append(("scipy connected_components", sample, small, None))
             slow = _in_fresh_process("_run_stitcher", path, sample)
             rows.append(("Stitcher (Python objects, no limits)", sample, slow, small))
-            rows.append(("Stitcher (kinds, default limits)", sample,
-                         _in_fresh_process("_run_stitcher_limited", path, sample), small))
+            rows.append(
+                (
+                    "Stitcher (kinds, default limits)",
+                    sample,
+                    _in_fresh_process("_run_stitcher_limited", path, sample),
+                    small,
+                )
+            )
     baseline = _in_fresh_process("_baseline", "", 0)["peak"]
-    print(f"{'method':<42} {'links':>12} {'seconds':>9} {'links/s':>12} {'× scipy':>8} {'persons':>11} "
-          f"{'peak RSS MB':>12} {'same partition':>15}")
+    print(
+        f"{'method':<42} {'links':>12} {'seconds':>9} {'links/s':>12} {'× scipy':>8} {'persons':>11} "
+        f"{'peak RSS MB':>12} {'same partition':>15}"
+    )
     for name, links, result, ref in rows:
         ratio = f"{result['seconds'] / ref['seconds']:.2f}" if ref else "1.00"
         same = "" if ref is None or result["same"] is None else ("yes" if result["same"] else "NO")
-        print(f"{name:<42} {links:>12,} {result['seconds']:>9.2f} {links / result['seconds']:>12,.0f} {ratio:>8} "
-              f"{result['components']:>11,} {result['peak']:>12,.0f} {same:>15}  {result.get('note', '')}")
+        print(
+            f"{name:<42} {links:>12,} {result['seconds']:>9.2f} {links / result['seconds']:>12,.0f} {ratio:>8} "
+            f"{result['components']:>11,} {result['peak']:>12,.0f} {same:>15}  {result.get('note', '')}"
+        )
     print(f"(peak RSS of a fresh process with numpy loaded: {baseline:,.0f} MB; target: full build ≤ 1.5 × scipy)")
     failed = any(ref is not None and result["same"] is False for _, _, result, ref in rows)
     here = Path(__file__).resolve().parent
-    for script, flags in (("matching.py", ["--records", str(args.matching_records)] if args.matching_records else None),
-                          ("profiles.py", ["--persons", str(args.profile_persons), "--events", str(args.profile_events)]
-                           if args.profile_persons else None)):
+    for script, flags in (
+        ("matching.py", ["--records", str(args.matching_records)] if args.matching_records else None),
+        (
+            "profiles.py",
+            ["--persons", str(args.profile_persons), "--events", str(args.profile_events)]
+            if args.profile_persons
+            else None,
+        ),
+    ):
         if flags is None:
             continue
         print(f"\n--- bench/{script} {' '.join(flags)}", flush=True)

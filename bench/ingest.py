@@ -105,6 +105,7 @@ class Run:
 
 # --- load generators --------------------------------------------------------------------------
 
+
 class WrkGenerator:
     def __init__(self, workdir: Path, threads: int = 2):
         self.script = workdir / "ingest.lua"
@@ -117,11 +118,29 @@ class WrkGenerator:
     def run(self, base_url: str, path: str, batch: int, connections: int, seconds: float, auth: str) -> Run:
         run_id = uuid.uuid4().hex[:8]
         out = subprocess.run(
-            ["wrk", f"-t{self.threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s", "-s", str(self.script),
-             base_url, "--", str(batch), path, run_id, auth],
-            capture_output=True, text=True, check=True,
+            [
+                "wrk",
+                f"-t{self.threads}",
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",
+                "--timeout",
+                "30s",
+                "-s",
+                str(self.script),
+                base_url,
+                "--",
+                str(batch),
+                path,
+                run_id,
+                auth,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
-        match = re.search(r"RESULT requests=(\d+) seconds=([\d.]+) non200=(\d+) errors=(\d+) p50=([\d.]+) p99=([\d.]+)", out)
+        match = re.search(
+            r"RESULT requests=(\d+) seconds=([\d.]+) non200=(\d+) errors=(\d+) p50=([\d.]+) p99=([\d.]+)", out
+        )
         if not match:
             raise RuntimeError(f"unexpected wrk output:\n{out}")
         requests, secs, non200, errors = int(match[1]), float(match[2]), int(match[3]), int(match[4])
@@ -136,11 +155,14 @@ def _python_worker(args: tuple[str, int, str, int, int, float, str, int]) -> tup
         uvloop.install()
     except ImportError:
         pass
-    return asyncio.run(_python_load(host, port, path, batch, connections, seconds, auth, f"{uuid.uuid4().hex[:8]}-{worker}"))
+    return asyncio.run(
+        _python_load(host, port, path, batch, connections, seconds, auth, f"{uuid.uuid4().hex[:8]}-{worker}")
+    )
 
 
-async def _python_load(host: str, port: int, path: str, batch: int, connections: int, seconds: float,
-                       auth: str, run_id: str) -> tuple[int, int, float]:
+async def _python_load(
+    host: str, port: int, path: str, batch: int, connections: int, seconds: float, auth: str, run_id: str
+) -> tuple[int, int, float]:
     """Keep-alive HTTP/1.1 over raw asyncio streams (an HTTP client library would be the bottleneck)."""
     started = time.monotonic()
     deadline = started + seconds
@@ -150,8 +172,21 @@ async def _python_load(host: str, port: int, path: str, batch: int, connections:
         events = []
         for i in range(max(batch, 1)):
             k = n * 131 + i * 7
-            events.append(EVENT_TEMPLATE % (i % 5000, i % 7000, f"{run_id}-{conn}", n, i, i % 300,
-                                            k // 60000 % 60, k // 1000 % 60, k % 1000, n % 60))
+            events.append(
+                EVENT_TEMPLATE
+                % (
+                    i % 5000,
+                    i % 7000,
+                    f"{run_id}-{conn}",
+                    n,
+                    i,
+                    i % 300,
+                    k // 60000 % 60,
+                    k // 1000 % 60,
+                    k % 1000,
+                    n % 60,
+                )
+            )
         text = events[0] if batch == 0 else '{"batch":[' + ",".join(events) + "]}"
         return text.encode()
 
@@ -164,7 +199,8 @@ async def _python_load(host: str, port: int, path: str, batch: int, connections:
             payload = body(conn, n)
             writer.write(
                 f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Basic {auth}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode() + payload
+                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+                + payload
             )
             head = await reader.readuntil(b"\r\n\r\n")
             length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])  # type: ignore[index]
@@ -188,11 +224,14 @@ class PythonGenerator:
         host, port = base_url.removeprefix("http://").split(":")
         per = max(1, connections // self.processes)
         with multiprocessing.get_context("spawn").Pool(self.processes) as pool:
-            results = pool.map(_python_worker, [(host, int(port), path, batch, per, seconds, auth, w) for w in range(self.processes)])
+            results = pool.map(
+                _python_worker, [(host, int(port), path, batch, per, seconds, auth, w) for w in range(self.processes)]
+            )
         return Run(sum(r[0] for r in results), sum(r[1] for r in results), max(r[2] for r in results))
 
 
 # --- the till import --------------------------------------------------------------------------
+
 
 def till_import(rows: int, workdir: Path) -> tuple[float | None, str]:
     """rows/s importing a generated till file (file generation not timed)."""
@@ -218,30 +257,40 @@ def till_import(rows: int, workdir: Path) -> tuple[float | None, str]:
 
 # --- main ---------------------------------------------------------------------------------------
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load run")
     parser.add_argument("--batch-connections", type=int, default=64)
     parser.add_argument("--single-connections", type=int, default=256, help="for /v1/track and /v1/noop")
     parser.add_argument("--till-rows", type=int, default=1_000_000, help="0 to skip the import")
-    parser.add_argument("--python-generator", action="store_true", help="use the Python generator even if wrk is installed")
+    parser.add_argument(
+        "--python-generator", action="store_true", help="use the Python generator even if wrk is installed"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="omniweave-bench-") as tmp:
         workdir = Path(tmp)
         if args.python_generator or not shutil.which("wrk"):
-            generator: Any = PythonGenerator("chosen with --python-generator" if args.python_generator else "wrk not found")
+            generator: Any = PythonGenerator(
+                "chosen with --python-generator" if args.python_generator else "wrk not found"
+            )
         else:
             generator = WrkGenerator(workdir)
         server = Server(workdir / "home")
         auth = __import__("base64").b64encode(f"{server.write_key}:".encode()).decode()
-        print(f"omniweave ingest benchmark: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
-              f"Python {platform.python_version()}, server and load generator on this machine")
+        print(
+            f"omniweave ingest benchmark: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
+            f"Python {platform.python_version()}, server and load generator on this machine"
+        )
         print(f"load generator: {generator.name}; {args.duration:g} s per run after a 2 s warm-up")
-        print("load average before the runs (other work on this machine skews every figure): "
-              + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
+        print(
+            "load average before the runs (other work on this machine skews every figure): "
+            + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        )
         print("server: python -m omniweave serve (uvicorn, SQLite WAL synchronous=FULL, group commit, loader running)")
         try:
+
             def measure(path: str, batch: int, connections: int) -> tuple[Run, int]:
                 """A warm-up, a pause for the loader to catch up, then the run; and the rows it stored."""
                 generator.run(server.base_url, path, batch, connections, 2, auth)
@@ -265,12 +314,24 @@ def main() -> None:
         return f", p50 {run.p50_ms:.1f} ms, p99 {run.p99_ms:.1f} ms" if run.p50_ms is not None else ""
 
     rows = [
-        ("durable events/s, /v1/batch (100 per request)", f"{events_per_second:,.0f}",
-         f">= {TARGET_EVENTS_PER_SECOND:,}", f"{args.batch_connections} connections{latency(batch)}"),
-        ("single-event requests/s, /v1/track", f"{single.per_second:,.0f}", "",
-         f"{args.single_connections} connections{latency(single)}"),
-        ("no-op requests/s, /v1/noop (HTTP ceiling)", f"{noop.per_second:,.0f}", "",
-         f"{args.single_connections} connections{latency(noop)}"),
+        (
+            "durable events/s, /v1/batch (100 per request)",
+            f"{events_per_second:,.0f}",
+            f">= {TARGET_EVENTS_PER_SECOND:,}",
+            f"{args.batch_connections} connections{latency(batch)}",
+        ),
+        (
+            "single-event requests/s, /v1/track",
+            f"{single.per_second:,.0f}",
+            "",
+            f"{args.single_connections} connections{latency(single)}",
+        ),
+        (
+            "no-op requests/s, /v1/noop (HTTP ceiling)",
+            f"{noop.per_second:,.0f}",
+            "",
+            f"{args.single_connections} connections{latency(noop)}",
+        ),
         ("single-event / no-op", f"{ratio:.0%}", f">= {TARGET_RATIO:.0%}", ""),
         (f"till import rows/s ({args.till_rows:,} rows)", f"{till_rate:,.0f}" if till_rate else "-", "", till_note),
     ]
@@ -279,14 +340,20 @@ def main() -> None:
     for name, value, target, note in rows:
         print(f"{name:48} {value:>10}  {target:>10}  {note}")
     print()
-    print(f"durability check: batch run {batch.ok * 100:,} events acknowledged, {stored:,} new inbox rows; "
-          f"single run {single.ok:,} acknowledged, {single_stored:,} new inbox rows "
-          f"(a request cut off at the end of a run may be stored without being counted)")
+    print(
+        f"durability check: batch run {batch.ok * 100:,} events acknowledged, {stored:,} new inbox rows; "
+        f"single run {single.ok:,} acknowledged, {single_stored:,} new inbox rows "
+        f"(a request cut off at the end of a run may be stored without being counted)"
+    )
     print(f"failed requests: batch {batch.failed}, single {single.failed}, no-op {noop.failed}")
-    print(f"loader: caught up {drain:.1f} s after the batch run; load average after the runs: "
-          + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
-    print(f"reference: RudderStack publishes {RUDDERSTACK_EVENTS_PER_SECOND:,} events/s on 2 cores; "
-          f"this run is {events_per_second / RUDDERSTACK_EVENTS_PER_SECOND:.1f}x that")
+    print(
+        f"loader: caught up {drain:.1f} s after the batch run; load average after the runs: "
+        + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    )
+    print(
+        f"reference: RudderStack publishes {RUDDERSTACK_EVENTS_PER_SECOND:,} events/s on 2 cores; "
+        f"this run is {events_per_second / RUDDERSTACK_EVENTS_PER_SECOND:.1f}x that"
+    )
 
 
 if __name__ == "__main__":

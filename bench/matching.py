@@ -39,16 +39,53 @@ import pyarrow as pa
 
 CLUSTER_SIZES = (1, 2, 3, 4, 5)
 CLUSTER_WEIGHTS = (0.50, 0.25, 0.13, 0.08, 0.04)
-DOMAINS = ("gmail.com", "hotmail.co.uk", "yahoo.co.uk", "outlook.com", "btinternet.com", "icloud.com",
-           "live.co.uk", "sky.com", "aol.com", "virginmedia.com")
+DOMAINS = (
+    "gmail.com",
+    "hotmail.co.uk",
+    "yahoo.co.uk",
+    "outlook.com",
+    "btinternet.com",
+    "icloud.com",
+    "live.co.uk",
+    "sky.com",
+    "aol.com",
+    "virginmedia.com",
+)
 DOMAIN_WEIGHTS = (0.40, 0.15, 0.10, 0.10, 0.06, 0.06, 0.05, 0.04, 0.02, 0.02)
 
 
 # --- synthetic people ------------------------------------------------------------------------------
 
+
 def _name_pool(rng: random.Random, size: int, syllables: tuple[int, int]) -> list[str]:
-    onsets = ["b", "br", "c", "ch", "d", "f", "g", "gr", "h", "j", "k", "l", "m", "n", "p", "r", "s", "sh",
-              "st", "t", "th", "v", "w", "y", "z", ""]
+    onsets = [
+        "b",
+        "br",
+        "c",
+        "ch",
+        "d",
+        "f",
+        "g",
+        "gr",
+        "h",
+        "j",
+        "k",
+        "l",
+        "m",
+        "n",
+        "p",
+        "r",
+        "s",
+        "sh",
+        "st",
+        "t",
+        "th",
+        "v",
+        "w",
+        "y",
+        "z",
+        "",
+    ]
     vowels = ["a", "e", "i", "o", "u", "ai", "ea", "ie", "oo", "y"]
     codas = ["", "", "n", "r", "l", "s", "th", "ck", "m", "rd", "nd", "tt", "ll", "x"]
     names: dict[str, None] = {}
@@ -67,8 +104,10 @@ def _skewed(size: int) -> list[float]:
 
 def _postcode(rng: random.Random) -> str:
     area = rng.choice("ABCDEGHKLMNPRSTW") + rng.choice(["", *"ABCDEGHLMNRSTWY"])
-    return f"{area}{rng.randint(1, 29)} {rng.randint(0, 9)}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}" \
-           f"{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}"
+    return (
+        f"{area}{rng.randint(1, 29)} {rng.randint(0, 9)}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}"
+        f"{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}"
+    )
 
 
 def _typo(rng: random.Random, text: str) -> str:
@@ -78,13 +117,13 @@ def _typo(rng: random.Random, text: str) -> str:
     letters = "abcdefghijklmnopqrstuvwxyz" if text.isalpha() else "0123456789"
     kind = rng.random()
     if kind < 0.3:
-        return text[:i] + rng.choice(letters) + text[i + 1:]
+        return text[:i] + rng.choice(letters) + text[i + 1 :]
     if kind < 0.55:
-        return text[:i] + text[i + 1:]
+        return text[:i] + text[i + 1 :]
     if kind < 0.8:
         return text[:i] + rng.choice(letters) + text[i:]
     i = min(i, len(text) - 2)
-    return text[:i] + text[i + 1] + text[i] + text[i + 2:]
+    return text[:i] + text[i + 1] + text[i] + text[i + 2 :]
 
 
 def _case(rng: random.Random, text: str) -> str:
@@ -109,8 +148,9 @@ def generate(records: int, seed: int) -> tuple[pa.Table, np.ndarray]:
     first_cum = list(np.cumsum(_skewed(len(firsts))))
     last_cum = list(np.cumsum(_skewed(len(lasts))))
     postcodes = [_postcode(rng) for _ in range(max(10, records // 12))]
-    columns: dict[str, list[Any]] = {k: [] for k in ("first_name", "last_name", "postcode", "birth_date",
-                                                        "email", "phone")}
+    columns: dict[str, list[Any]] = {
+        k: [] for k in ("first_name", "last_name", "postcode", "birth_date", "email", "phone")
+    }
     truth: list[int] = []
     person = 0
     household: dict[str, Any] | None = None
@@ -127,8 +167,12 @@ def generate(records: int, seed: int) -> tuple[pa.Table, np.ndarray]:
             postcode = rng.choice(postcodes)
             landline = None
             domain = rng.choices(DOMAINS, DOMAIN_WEIGHTS)[0]
-            household = {"last": last, "postcode": postcode, "domain": domain,
-                         "landline": "01" + "".join(rng.choices("0123456789", k=9))}
+            household = {
+                "last": last,
+                "postcode": postcode,
+                "domain": domain,
+                "landline": "01" + "".join(rng.choices("0123456789", k=9)),
+            }
         born = f"{rng.randint(1940, 2006)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
         sep = rng.choice([".", "", "_"])
         email = f"{first.lower()}{sep}{last.lower()}{rng.choice(['', '', str(rng.randint(1, 99))])}@{domain}"
@@ -162,10 +206,14 @@ def generate(records: int, seed: int) -> tuple[pa.Table, np.ndarray]:
                 if rng.random() < 0.12:
                     ph = "07" + "".join(rng.choices("0123456789", k=9))
             missing = 0.12 if noisy else 0.03
-            row = {"first_name": _case(rng, f), "last_name": _case(rng, la), "postcode": pc,
-                   "birth_date": dob if rng.random() > missing else None,
-                   "email": em if rng.random() > missing * 2 else None,
-                   "phone": _phone_spelling(rng, ph) if rng.random() > missing * 2.5 else None}
+            row = {
+                "first_name": _case(rng, f),
+                "last_name": _case(rng, la),
+                "postcode": pc,
+                "birth_date": dob if rng.random() > missing else None,
+                "email": em if rng.random() > missing * 2 else None,
+                "phone": _phone_spelling(rng, ph) if rng.random() > missing * 2.5 else None,
+            }
             if rng.random() < missing / 2:
                 row["postcode"] = None
             if noisy and rng.random() < missing / 3:
@@ -182,6 +230,7 @@ def generate(records: int, seed: int) -> tuple[pa.Table, np.ndarray]:
 
 
 # --- scoring ---------------------------------------------------------------------------------------
+
 
 def pairwise_scores(truth: Any, predicted: Any) -> tuple[float, float, float]:
     """Pairwise precision, recall and F1 of a clustering: a pair of records counts as linked when
@@ -205,6 +254,7 @@ def pairwise_scores(truth: Any, predicted: Any) -> tuple[float, float, float]:
 
 # --- splink with its defaults ----------------------------------------------------------------------
 
+
 def splink_defaults(table: pa.Table, seed: int = 42) -> list[int]:
     """Cluster `table` the way splink 5's documentation does it out of the box (see docs/matching.md):
     the comparison library's default comparison for each recognised column, blocking on simple exact
@@ -222,8 +272,10 @@ def splink_defaults(table: pa.Table, seed: int = 42) -> list[int]:
     fields = find_fields(table.column_names)
     data: dict[str, Any] = {"unique_id": list(range(table.num_rows))}
     for name, column in fields.items():  # the usual light cleaning: trimmed, lower-cased text, ISO dates
-        values = [None if v is None or not str(v).strip() else str(v).strip().lower()
-                  for v in table.column(column).to_pylist()]
+        values = [
+            None if v is None or not str(v).strip() else str(v).strip().lower()
+            for v in table.column(column).to_pylist()
+        ]
         if name == "birth_date":
             values = [f"{v[:4]}-{v[4:6]}-{v[6:8]}" if v and len(v) == 8 and v.isdigit() else v for v in values]
         data[name] = values
@@ -239,14 +291,20 @@ def splink_defaults(table: pa.Table, seed: int = 42) -> list[int]:
             comparisons.append(cl.EmailComparison(name))
         else:
             comparisons.append(cl.ExactMatch(name))
-    wanted = [("first_name", "last_name"), ("last_name", "birth_date"), ("first_name", "birth_date"),
-              ("postcode",), ("email",)]
+    wanted = [
+        ("first_name", "last_name"),
+        ("last_name", "birth_date"),
+        ("first_name", "birth_date"),
+        ("postcode",),
+        ("email",),
+    ]
     blocking = [block_on(*cols) for cols in wanted if all(c in fields for c in cols)]
     con = duckdb.connect(":memory:")
     con.execute("SET enable_progress_bar = false")
     db_api = DuckDBAPI(connection=con)
-    settings = SettingsCreator(link_type="dedupe_only", comparisons=comparisons,
-                               blocking_rules_to_generate_predictions=blocking)
+    settings = SettingsCreator(
+        link_type="dedupe_only", comparisons=comparisons, blocking_rules_to_generate_predictions=blocking
+    )
     linker = Linker(db_api.register(pa.table(data), table_name="records"), settings, log_level=logging.ERROR)
     linker.training.estimate_probability_two_random_records_match(blocking[:2], recall=0.7)
     linker.training.estimate_u_using_random_sampling(max_pairs=1e6, seed=seed)
@@ -276,6 +334,7 @@ METHODS = {"ours": ours, "splink-defaults": splink_defaults}
 
 # --- the harness -----------------------------------------------------------------------------------
 
+
 def _run(method: str, data: str, out: str) -> None:
     import pyarrow.parquet as pq
 
@@ -301,10 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     table, truth = generate(args.records, args.seed)
     _, true_sizes = np.unique(truth, return_counts=True)
-    print(f"{table.num_rows:,} records of {true_sizes.size:,} people "
-          f"({int((true_sizes * (true_sizes - 1) // 2).sum()):,} true pairs), seed {args.seed}, "
-          f"generated in {time.perf_counter() - start:.1f} s; {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"{table.num_rows:,} records of {true_sizes.size:,} people "
+        f"({int((true_sizes * (true_sizes - 1) // 2).sum()):,} true pairs), seed {args.seed}, "
+        f"generated in {time.perf_counter() - start:.1f} s; {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs"
+    )
     methods = [m for m in METHODS if args.only is None or m.startswith(args.only)]
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
@@ -322,8 +383,10 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             seconds, peak = map(float, Path(out + ".txt").read_text(encoding="utf-8").split())
             precision, recall, f1 = pairwise_scores(truth, np.load(out))
-            print(f"{method:<16} {seconds:>9.1f} {peak / 1e6:>9,.0f} {precision:>10.4f} {recall:>8.4f} "
-                  f"{f1:>7.4f}", flush=True)
+            print(
+                f"{method:<16} {seconds:>9.1f} {peak / 1e6:>9,.0f} {precision:>10.4f} {recall:>8.4f} {f1:>7.4f}",
+                flush=True,
+            )
     return 0
 
 

@@ -105,12 +105,14 @@ def simulate_paths(journeys: int, seed: int) -> pd.DataFrame:
     digits = (keys[:, None] // 10 ** np.arange(MAX_TOUCHES - 1, -1, -1, dtype=np.int64)) % 10
     names = np.array(("",) + CHANNELS)
     paths = [">".join(names[row[row > 0]]) for row in digits]
-    return pd.DataFrame({
-        "path": paths,
-        "total_conversions": np.bincount(inverse, weights=converted, minlength=len(keys)).astype(np.int64),
-        "total_conversion_value": np.round(np.bincount(inverse, weights=value, minlength=len(keys)), 2),
-        "total_null": np.bincount(inverse, weights=~converted, minlength=len(keys)).astype(np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "path": paths,
+            "total_conversions": np.bincount(inverse, weights=converted, minlength=len(keys)).astype(np.int64),
+            "total_conversion_value": np.round(np.bincount(inverse, weights=value, minlength=len(keys)), 2),
+            "total_null": np.bincount(inverse, weights=~converted, minlength=len(keys)).astype(np.int64),
+        }
+    )
 
 
 def seconds_of(work, *args, **kwargs) -> tuple[Any, float]:
@@ -124,14 +126,17 @@ def channel_attribution() -> Any | None:
         with contextlib.redirect_stdout(io.StringIO()):  # it prints an advertisement when imported
             import ChannelAttribution
     except ImportError as exc:
-        print(f"ChannelAttribution: cannot be imported ({exc}), skipped; see this script's docstring "
-              f"for how to install it beside")
+        print(
+            f"ChannelAttribution: cannot be imported ({exc}), skipped; see this script's docstring "
+            f"for how to install it beside"
+        )
         return None
     return ChannelAttribution
 
 
-def markov_side_by_side(frame: pd.DataFrame, table: PathsTable, ca: Any | None,
-                        parse_s: float) -> dict[str, float | None]:
+def markov_side_by_side(
+    frame: pd.DataFrame, table: PathsTable, ca: Any | None, parse_s: float
+) -> dict[str, float | None]:
     print("\n(a) Markov attribution, first order")
     fresh = PathsTable(table.rows)  # nothing cached: the touch encoding is inside the timing
     ours, ours_s = seconds_of(markov, fresh, allocation="global")
@@ -139,14 +144,26 @@ def markov_side_by_side(frame: pd.DataFrame, table: PathsTable, ca: Any | None,
     theirs_share: dict[str, float] | None = None
     ca_s = None
     if ca is not None:
-        result, ca_s = seconds_of(ca.markov_model, frame, "path", "total_conversions",
-                                  var_value="total_conversion_value", var_null="total_null",
-                                  verbose=False, flg_pro=False)
+        result, ca_s = seconds_of(
+            ca.markov_model,
+            frame,
+            "path",
+            "total_conversions",
+            var_value="total_conversion_value",
+            var_null="total_null",
+            verbose=False,
+            flg_pro=False,
+        )
         total = float(result["total_conversions"].sum())
-        theirs_share = {str(name): float(conv) / total
-                        for name, conv in zip(result["channel_name"], result["total_conversions"], strict=True)}
+        theirs_share = {
+            str(name): float(conv) / total
+            for name, conv in zip(result["channel_name"], result["total_conversions"], strict=True)
+        }
         print(f"  ChannelAttribution markov_model (simulated) {ca_s:7.2f} s")
-    print(f"\n  {'channel':<10}{'removal effect':>15}{'ours %':>10}" + (f"{'CA %':>10}{'diff pp':>10}" if theirs_share else ""))
+    print(
+        f"\n  {'channel':<10}{'removal effect':>15}{'ours %':>10}"
+        + (f"{'CA %':>10}{'diff pp':>10}" if theirs_share else "")
+    )
     worst = 0.0
     for channel in sorted(ours.conversions, key=ours.conversions.get, reverse=True):
         share = ours.conversions[channel] / table.total_conversions
@@ -157,8 +174,10 @@ def markov_side_by_side(frame: pd.DataFrame, table: PathsTable, ca: Any | None,
             line += f"{100 * theirs_share.get(channel, 0.0):>10.3f}{diff:>10.3f}"
         print(line)
     if theirs_share is not None:
-        print(f"  largest share difference: {worst:.3f} pp; ours takes {ours_s / ca_s:.3f} of its time, "
-              f"{(ours_s + parse_s) / ca_s:.3f} with the parsing of the paths table ({parse_s:.2f} s)")
+        print(
+            f"  largest share difference: {worst:.3f} pp; ours takes {ours_s / ca_s:.3f} of its time, "
+            f"{(ours_s + parse_s) / ca_s:.3f} with the parsing of the paths table ({parse_s:.2f} s)"
+        )
     return {"ours": ours_s, "peer": ca_s, "difference": worst if theirs_share is not None else None}
 
 
@@ -173,8 +192,9 @@ def heuristics_side_by_side(frame: pd.DataFrame, table: PathsTable, ca: Any | No
     print(f"  ours, all five models                      {ours_s:8.2f} s")
     if ca is None:
         return {"ours": ours_s, "peer": None, "difference": None}
-    theirs, ca_s = seconds_of(ca.heuristic_models, frame, "path", "total_conversions",
-                              var_value="total_conversion_value", flg_pro=False)
+    theirs, ca_s = seconds_of(
+        ca.heuristic_models, frame, "path", "total_conversions", var_value="total_conversion_value", flg_pro=False
+    )
     print(f"  ChannelAttribution heuristic_models        {ca_s:8.2f} s  (first, last, linear)")
     theirs = theirs.set_index("channel_name")
     print(f"\n  {'model':<16}{'max |diff| conversions':>24}{'max |diff| value':>20}")
@@ -184,10 +204,11 @@ def heuristics_side_by_side(frame: pd.DataFrame, table: PathsTable, ca: Any | No
             print(f"  {model:<16}{'no peer':>24}{'no peer':>20}")
             continue
         column = CA_MODELS[model]
-        conv = max(abs(ours[model].conversions[ch] - float(theirs.at[ch, f"{column}_conversions"]))
-                   for ch in ours[model].conversions)
-        value = max(abs(ours[model].value[ch] - float(theirs.at[ch, f"{column}_value"]))
-                    for ch in ours[model].value)
+        conv = max(
+            abs(ours[model].conversions[ch] - float(theirs.at[ch, f"{column}_conversions"]))
+            for ch in ours[model].conversions
+        )
+        value = max(abs(ours[model].value[ch] - float(theirs.at[ch, f"{column}_value"])) for ch in ours[model].value)
         worst = max(worst, conv, value)
         print(f"  {model:<16}{conv:>24.3e}{value:>20.3e}")
     return {"ours": ours_s, "peer": ca_s, "difference": worst}
@@ -199,21 +220,27 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1_000_000, help="0 skips the CLV part")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    print(f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, "
-          f"numpy {np.__version__}")
+    print(
+        f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, "
+        f"numpy {np.__version__}"
+    )
 
     frame, simulate_s = seconds_of(simulate_paths, args.journeys, args.seed)
     journeys = int(frame["total_conversions"].sum() + frame["total_null"].sum())
-    print(f"{journeys:,} journeys over {len(CHANNELS)} channels simulated in {simulate_s:.1f} s: "
-          f"{len(frame):,} distinct paths, {int(frame['total_conversions'].sum()):,} conversions, "
-          f"value {frame['total_conversion_value'].sum():,.2f}")
+    print(
+        f"{journeys:,} journeys over {len(CHANNELS)} channels simulated in {simulate_s:.1f} s: "
+        f"{len(frame):,} distinct paths, {int(frame['total_conversions'].sum()):,} conversions, "
+        f"value {frame['total_conversion_value'].sum():,.2f}"
+    )
     records = frame.to_dict("records")
     table, parse_s = seconds_of(paths_from_records, records, frame.columns)
     print(f"ours: the paths table parsed and validated in {parse_s:.2f} s (not in the model timings below)")
 
     ca = channel_attribution()
-    figures = {"Markov, order 1": markov_side_by_side(frame, table, ca, parse_s),
-               "heuristics": heuristics_side_by_side(frame, table, ca)}
+    figures = {
+        "Markov, order 1": markov_side_by_side(frame, table, ca, parse_s),
+        "heuristics": heuristics_side_by_side(frame, table, ca),
+    }
 
     if args.customers > 0:
         print(f"\n(c) BG/NBD + Gamma-Gamma (bench/clv.py), {args.customers:,} customers")

@@ -45,8 +45,16 @@ START = np.datetime64("2025-07-01T00:00:00", "us")
 DAYS = 365
 CHUNK_EVENTS = 1_000_000
 
-ZONES = ("Europe/London", "Europe/Paris", "Europe/Berlin", "America/New_York", "America/Chicago",
-         "America/Los_Angeles", "Asia/Tokyo", "Australia/Sydney")
+ZONES = (
+    "Europe/London",
+    "Europe/Paris",
+    "Europe/Berlin",
+    "America/New_York",
+    "America/Chicago",
+    "America/Los_Angeles",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+)
 ZONE_SHARE = (0.45, 0.12, 0.1, 0.12, 0.06, 0.07, 0.04, 0.04)
 ZONE_OFFSET = (0, 1, 1, -5, -6, -8, 9, 10)  # hours from UTC, close enough to place activity in the day
 AGENTS = (  # desktop, desktop, mobile, mobile, tablet
@@ -58,32 +66,60 @@ AGENTS = (  # desktop, desktop, mobile, mobile, tablet
 )
 AGENT_DEVICES = ("desktop", "desktop", "mobile", "mobile", "tablet")  # core.events.device_class of AGENTS
 AGENT_SHARE = (0.3, 0.15, 0.3, 0.17, 0.08)
-CATEGORIES = ("shoes", "bags", "hats", "coats", "dresses", "shirts", "jeans", "beauty", "home", "toys", "food",
-              "sport")
+CATEGORIES = ("shoes", "bags", "hats", "coats", "dresses", "shirts", "jeans", "beauty", "home", "toys", "food", "sport")
 PRODUCTS = 5_000
 PROMOTIONS = ("coupon", "discount", "free_shipping", "event")
 PURPOSES = ("Advertising", "Analytics", "Marketing", "Personalization")
 
 # event kind -> share of all events; a kind is an event name with where it happens
 MIX = {
-    "page": 0.26, "screen": 0.06, "product_viewed": 0.18, "product_list_viewed": 0.05, "product_added": 0.035,
-    "cart_viewed": 0.02, "checkout_started": 0.01, "order_online": 0.012, "order_store": 0.008,
-    "email_sent": 0.11, "email_delivered": 0.1, "email_opened": 0.04, "email_clicked": 0.01,
-    "sms_sent": 0.02, "sms_clicked": 0.003, "push_received": 0.02, "push_tapped": 0.003,
-    "promotion_viewed": 0.01, "promotion_clicked": 0.002, "coupon_issued": 0.005, "coupon_applied": 0.002,
-    "store_visited": 0.01, "event_attended": 0.0005, "identify": 0.005, "unsubscribed": 0.0005,
+    "page": 0.26,
+    "screen": 0.06,
+    "product_viewed": 0.18,
+    "product_list_viewed": 0.05,
+    "product_added": 0.035,
+    "cart_viewed": 0.02,
+    "checkout_started": 0.01,
+    "order_online": 0.012,
+    "order_store": 0.008,
+    "email_sent": 0.11,
+    "email_delivered": 0.1,
+    "email_opened": 0.04,
+    "email_clicked": 0.01,
+    "sms_sent": 0.02,
+    "sms_clicked": 0.003,
+    "push_received": 0.02,
+    "push_tapped": 0.003,
+    "promotion_viewed": 0.01,
+    "promotion_clicked": 0.002,
+    "coupon_issued": 0.005,
+    "coupon_applied": 0.002,
+    "store_visited": 0.01,
+    "event_attended": 0.0005,
+    "identify": 0.005,
+    "unsubscribed": 0.0005,
     "consent_updated": 0.0025,
 }
 
 ELIGIBLE = {  # kinds that only happen to some persons: drawn among those with this flag
-    "screen": "has_app", "push_received": "has_app", "push_tapped": "has_app", "sms_sent": "has_phone",
-    "sms_clicked": "has_phone", "email_sent": "has_email", "email_delivered": "has_email",
-    "email_opened": "has_email", "email_clicked": "has_email", "unsubscribed": "has_email",
-    "store_visited": "has_card", "event_attended": "has_card", "consent_updated": "cmp",
+    "screen": "has_app",
+    "push_received": "has_app",
+    "push_tapped": "has_app",
+    "sms_sent": "has_phone",
+    "sms_clicked": "has_phone",
+    "email_sent": "has_email",
+    "email_delivered": "has_email",
+    "email_opened": "has_email",
+    "email_clicked": "has_email",
+    "unsubscribed": "has_email",
+    "store_visited": "has_card",
+    "event_attended": "has_card",
+    "consent_updated": "cmp",
 }
 
 
 # --- people ---------------------------------------------------------------------------------------
+
 
 def make_people(persons: int, seed: int) -> dict[str, np.ndarray]:
     """Fixed traits per person: activity, time zone, browser, app, identifiers, consent."""
@@ -112,21 +148,28 @@ def identities_table(people: dict[str, np.ndarray], till_person: np.ndarray, til
     n = people["activity"].size
     idx = np.arange(n)
     parts: list[tuple[str, pa.Array, np.ndarray]] = [("anonymous_id", _ids("a", idx), idx)]
-    for kind, flag, prefix in (("anonymous_id", "second_browser", "b"), ("user_id", "has_user", "u"),
-                               ("phone", "has_phone", "+4477009"), ("loyalty_card", "has_card", "L")):
+    for kind, flag, prefix in (
+        ("anonymous_id", "second_browser", "b"),
+        ("user_id", "has_user", "u"),
+        ("phone", "has_phone", "+4477009"),
+        ("loyalty_card", "has_card", "L"),
+    ):
         chosen = idx[people[flag]]
         parts.append((kind, _ids(prefix, chosen), chosen))
     chosen = idx[people["has_email"]]
     parts.append(("email", _cat("p", _num(chosen), "@example.com"), chosen))
     parts.append(("anonymous_id", till_ids, till_person))
-    return pa.table({
-        "kind": pa.array(np.concatenate([np.full(len(v), k, dtype=object) for k, v, _ in parts]), pa.string()),
-        "value": pa.concat_arrays([v for _, v, _ in parts]),
-        "person_id": _ids("P", np.concatenate([p for _, _, p in parts])),
-    })
+    return pa.table(
+        {
+            "kind": pa.array(np.concatenate([np.full(len(v), k, dtype=object) for k, v, _ in parts]), pa.string()),
+            "value": pa.concat_arrays([v for _, v, _ in parts]),
+            "person_id": _ids("P", np.concatenate([p for _, _, p in parts])),
+        }
+    )
 
 
 # --- string building, vectorised ------------------------------------------------------------------
+
 
 def _num(values: np.ndarray) -> pa.Array:
     return pc.cast(pa.array(values), pa.string())
@@ -154,6 +197,7 @@ def _when(flags: np.ndarray, text: pa.Array | str) -> pa.Array:
 
 # --- events ---------------------------------------------------------------------------------------
 
+
 class Context(NamedTuple):
     """An event's `context` JSON and the log's flat copies of it (adapters.eventlog.CONTEXT_COLUMNS)."""
 
@@ -166,8 +210,15 @@ class Context(NamedTuple):
 class Chunk:
     """The events of one chunk of days, built kind by kind as Arrow columns."""
 
-    def __init__(self, people: dict[str, np.ndarray], rng: np.random.Generator, first_day: int, days: int,
-                 first_message: int, till_start: int):
+    def __init__(
+        self,
+        people: dict[str, np.ndarray],
+        rng: np.random.Generator,
+        first_day: int,
+        days: int,
+        first_message: int,
+        till_start: int,
+    ):
         self.p, self.rng, self.first_day, self.days = people, rng, first_day, days
         self.next_message, self.next_till = first_message, till_start
         self.cdfs: dict[str | None, np.ndarray] = {}
@@ -190,9 +241,18 @@ class Chunk:
         micros = (day * 86400 + np.clip(utc_hours * 3600, -86399, 2 * 86399)) * 1_000_000
         return START + micros.astype("timedelta64[us]")
 
-    def add(self, who: np.ndarray, event: str | None, type_: str, channel: pa.Array | str, context: Context | str,
-            properties: pa.Array | str, traits: pa.Array | str = "{}", user: np.ndarray | None = None,
-            anonymous: pa.Array | None = None) -> None:
+    def add(
+        self,
+        who: np.ndarray,
+        event: str | None,
+        type_: str,
+        channel: pa.Array | str,
+        context: Context | str,
+        properties: pa.Array | str,
+        traits: pa.Array | str = "{}",
+        user: np.ndarray | None = None,
+        anonymous: pa.Array | None = None,
+    ) -> None:
         n = who.size
         if n == 0:
             return
@@ -211,15 +271,35 @@ class Chunk:
         null_ts = pa.nulls(n, pa.timestamp("us", tz="UTC"))
         if isinstance(context, str):  # a context with none of the flat fields
             context = Context(context, "", "", "")
-        self.tables.append(pa.table({
-            "message_id": _ids("bench-", idx), "source": full("bench"), "type": full(type_), "event": full(event),
-            "user_id": user_ids, "anonymous_id": anonymous, "group_id": full(None), "previous_id": full(None),
-            "channel": full(channel), "timestamp": ts, "original_timestamp": ts, "sent_at": null_ts,
-            "received_at": ts, "campaign_source": full(None), "campaign_medium": full(None),
-            "campaign_name": full(None), "context": full(context.json), "properties": full(properties),
-            "traits": full(traits), "integrations": full("{}"), "context_timezone": full(context.timezone),
-            "context_device": full(context.device), "context_consent": full(context.consent),
-        }))
+        self.tables.append(
+            pa.table(
+                {
+                    "message_id": _ids("bench-", idx),
+                    "source": full("bench"),
+                    "type": full(type_),
+                    "event": full(event),
+                    "user_id": user_ids,
+                    "anonymous_id": anonymous,
+                    "group_id": full(None),
+                    "previous_id": full(None),
+                    "channel": full(channel),
+                    "timestamp": ts,
+                    "original_timestamp": ts,
+                    "sent_at": null_ts,
+                    "received_at": ts,
+                    "campaign_source": full(None),
+                    "campaign_medium": full(None),
+                    "campaign_name": full(None),
+                    "context": full(context.json),
+                    "properties": full(properties),
+                    "traits": full(traits),
+                    "integrations": full("{}"),
+                    "context_timezone": full(context.timezone),
+                    "context_device": full(context.device),
+                    "context_consent": full(context.consent),
+                }
+            )
+        )
 
     # contexts
     def web_context(self, who: np.ndarray) -> Context:
@@ -227,11 +307,25 @@ class Chunk:
         consent = self.p["consent"][who]
         changed = self.rng.random(who.size) < 0.02  # a few events carry the choice the person made that day
         consent = np.where(changed[:, None], ~consent, consent)
-        prefs = _cat("{", *(part for i, name in enumerate(PURPOSES)
-                            for part in (("," if i else "") + f'"{name}":', _bool(consent[:, i]))), "}")
+        prefs = _cat(
+            "{",
+            *(
+                part
+                for i, name in enumerate(PURPOSES)
+                for part in (("," if i else "") + f'"{name}":', _bool(consent[:, i]))
+            ),
+            "}",
+        )
         cmp = self.p["cmp"][who]
-        text = _cat('{"library":{"name":"analytics.js","version":"2.1"},"locale":"en-GB","timezone":"', zone,
-                    '","userAgent":"', agent, '"', _when(cmp, _cat(',"consent":{"categoryPreferences":', prefs, "}")), "}")
+        text = _cat(
+            '{"library":{"name":"analytics.js","version":"2.1"},"locale":"en-GB","timezone":"',
+            zone,
+            '","userAgent":"',
+            agent,
+            '"',
+            _when(cmp, _cat(',"consent":{"categoryPreferences":', prefs, "}")),
+            "}",
+        )
         return Context(text, zone, _pick(AGENT_DEVICES, self.p["agent"][who]), _when(cmp, prefs))
 
     def app_context(self, who: np.ndarray) -> Context:
@@ -239,15 +333,18 @@ class Chunk:
         lib = _pick(("", "analytics-ios", "analytics-android"), os_)
         dev = _pick(("", "ios", "android"), os_)
         zone = _pick(ZONES, self.p["zone"][who])
-        text = _cat('{"library":{"name":"', lib, '","version":"4.1"},"device":{"type":"', dev,
-                    '"},"timezone":"', zone, '"}')
+        text = _cat(
+            '{"library":{"name":"', lib, '","version":"4.1"},"device":{"type":"', dev, '"},"timezone":"', zone, '"}'
+        )
         return Context(text, zone, "mobile", "")
 
     def online(self, who: np.ndarray) -> tuple[pa.Array, Context]:
         """(channel, context): the app for app users half of the time, else their browser."""
         app = pa.array((self.p["app"][who] > 0) & (self.rng.random(who.size) < 0.5))
         on_app, on_web = self.app_context(who), self.web_context(who)
-        return pc.if_else(app, "app", "web"), Context(*(pc.if_else(app, a, w) for a, w in zip(on_app, on_web, strict=True)))
+        return pc.if_else(app, "app", "web"), Context(
+            *(pc.if_else(app, a, w) for a, w in zip(on_app, on_web, strict=True))
+        )
 
     def products(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, pa.Array, pa.Array]:
         product = (self.rng.pareto(1.1, n) * 40).astype(np.int64) % PRODUCTS
@@ -264,8 +361,20 @@ class Chunk:
             _, _, price, sku, cat = self.products(n)
             qty = self.rng.choice((1, 2), n, p=(0.85, 0.15))
             revenue += np.where(items > k, price * qty, 0)
-            line = _cat("" if k == 0 else ",", '{"product_id":"', sku, '","name":"Item ', sku, '","category":"', cat,
-                        '","price":', _num(price), ',"quantity":', _num(qty), "}")
+            line = _cat(
+                "" if k == 0 else ",",
+                '{"product_id":"',
+                sku,
+                '","name":"Item ',
+                sku,
+                '","category":"',
+                cat,
+                '","price":',
+                _num(price),
+                ',"quantity":',
+                _num(qty),
+                "}",
+            )
             lines.append(line if k == 0 else _when(items > k, line))
         orders = _ids("o", np.arange(self.next_message, self.next_message + n))
         revenue = np.round(revenue, 2)
@@ -273,14 +382,40 @@ class Chunk:
             till = np.arange(self.next_till, self.next_till + n)
             self.next_till += n
             self.till_person.append(who)
-            props = _cat('{"order_id":"', orders, '","revenue":', _num(revenue), ',"currency":"GBP","channel":"store",'
-                         '"store_id":"S', _num(who % 120), '","products":[', *lines, "]}")
-            self.add(who, "Order Completed", "track", "store", "{}", props, user=np.zeros(n, bool),
-                     anonymous=_ids("offline:till:T", till))
+            props = _cat(
+                '{"order_id":"',
+                orders,
+                '","revenue":',
+                _num(revenue),
+                ',"currency":"GBP","channel":"store","store_id":"S',
+                _num(who % 120),
+                '","products":[',
+                *lines,
+                "]}",
+            )
+            self.add(
+                who,
+                "Order Completed",
+                "track",
+                "store",
+                "{}",
+                props,
+                user=np.zeros(n, bool),
+                anonymous=_ids("offline:till:T", till),
+            )
         else:
             channel, context = self.online(who)
-            props = _cat('{"order_id":"', orders, '","revenue":', _num(revenue), ',"currency":"GBP","channel":"',
-                         channel, '","products":[', *lines, "]}")
+            props = _cat(
+                '{"order_id":"',
+                orders,
+                '","revenue":',
+                _num(revenue),
+                ',"currency":"GBP","channel":"',
+                channel,
+                '","products":[',
+                *lines,
+                "]}",
+            )
             self.add(who, "Order Completed", "track", channel, context, props)
 
     def promoted(self, who: np.ndarray, event: str, channel: str, response: bool) -> None:
@@ -293,22 +428,42 @@ class Chunk:
     def build(self, kind: str, count: int) -> None:
         who = self.persons(count, ELIGIBLE.get(kind))
         p = self.p
-        if kind in ("page", "product_viewed", "product_list_viewed", "product_added", "cart_viewed",
-                    "checkout_started"):
+        if kind in (
+            "page",
+            "product_viewed",
+            "product_list_viewed",
+            "product_added",
+            "cart_viewed",
+            "checkout_started",
+        ):
             channel, context = self.online(who) if kind != "page" else ("web", self.web_context(who))
             if kind in ("product_viewed", "product_added"):
                 _, _, price, sku, cat = self.products(count)
-                props = _cat('{"product_id":"', sku, '","name":"Item ', sku, '","category":"', cat, '","price":',
-                             _num(price), "}")
+                props = _cat(
+                    '{"product_id":"',
+                    sku,
+                    '","name":"Item ',
+                    sku,
+                    '","category":"',
+                    cat,
+                    '","price":',
+                    _num(price),
+                    "}",
+                )
             elif kind == "product_list_viewed":
                 props = _cat('{"list_id":"', _pick(CATEGORIES, self.rng.integers(0, len(CATEGORIES), count)), '"}')
             elif kind == "page":
                 props = _cat('{"path":"/p/', _num(self.rng.integers(0, 300, count)), '"}')
             else:
                 props = "{}"
-            name = {"page": None, "product_viewed": "Product Viewed", "product_list_viewed": "Product List Viewed",
-                    "product_added": "Product Added", "cart_viewed": "Cart Viewed",
-                    "checkout_started": "Checkout Started"}[kind]
+            name = {
+                "page": None,
+                "product_viewed": "Product Viewed",
+                "product_list_viewed": "Product List Viewed",
+                "product_added": "Product Added",
+                "cart_viewed": "Cart Viewed",
+                "checkout_started": "Checkout Started",
+            }[kind]
             logged_in = p["has_user"][who] & (self.rng.random(count) < 0.5)
             self.add(who, name, "page" if kind == "page" else "track", channel, context, props, user=logged_in)
         elif kind == "screen":
@@ -316,40 +471,86 @@ class Chunk:
         elif kind in ("order_online", "order_store"):
             self.order(who, store=kind == "order_store")
         elif kind.startswith("email_"):
-            event = {"email_sent": "Email Sent", "email_delivered": "Email Delivered", "email_opened": "Email Opened",
-                     "email_clicked": "Email Link Clicked"}[kind]
+            event = {
+                "email_sent": "Email Sent",
+                "email_delivered": "Email Delivered",
+                "email_opened": "Email Opened",
+                "email_clicked": "Email Link Clicked",
+            }[kind]
             if kind in ("email_sent", "email_clicked"):
                 self.promoted(who, event, "email", response=kind == "email_clicked")
             else:
                 campaign = _ids("c", self.rng.integers(0, 400, who.size))
                 self.add(who, event, "track", "email", "{}", _cat('{"campaign_id":"', campaign, '"}'))
         elif kind in ("sms_sent", "sms_clicked"):
-            self.promoted(who, "Message Sent" if kind == "sms_sent" else "Message Link Clicked", "sms", kind != "sms_sent")
+            self.promoted(
+                who, "Message Sent" if kind == "sms_sent" else "Message Link Clicked", "sms", kind != "sms_sent"
+            )
         elif kind in ("push_received", "push_tapped"):
-            self.promoted(who, "Push Notification Received" if kind == "push_received" else "Push Notification Tapped",
-                          "push", kind == "push_tapped")
+            self.promoted(
+                who,
+                "Push Notification Received" if kind == "push_received" else "Push Notification Tapped",
+                "push",
+                kind == "push_tapped",
+            )
         elif kind in ("promotion_viewed", "promotion_clicked"):
-            self.promoted(who, "Promotion Viewed" if kind == "promotion_viewed" else "Promotion Clicked", "web",
-                          kind == "promotion_clicked")
+            self.promoted(
+                who,
+                "Promotion Viewed" if kind == "promotion_viewed" else "Promotion Clicked",
+                "web",
+                kind == "promotion_clicked",
+            )
         elif kind == "coupon_issued":
             issued = _pick(("email", "sms", "push", "direct_mail"), self.rng.integers(0, 4, count))
-            props = _cat('{"coupon_id":"K', _num(self.rng.integers(0, 10**6, count)), '","channel":"', issued,
-                         '","campaign_id":"c', _num(self.rng.integers(0, 400, count)), '","promotion":"coupon"}')
+            props = _cat(
+                '{"coupon_id":"K',
+                _num(self.rng.integers(0, 10**6, count)),
+                '","channel":"',
+                issued,
+                '","campaign_id":"c',
+                _num(self.rng.integers(0, 400, count)),
+                '","promotion":"coupon"}',
+            )
             self.add(who, "Coupon Issued", "track", issued, "{}", props)
         elif kind == "coupon_applied":
             issued = _pick(("email", "sms", "push", "direct_mail"), self.rng.integers(0, 4, count))
             redeemed = _pick(("web", "store"), self.rng.integers(0, 2, count))
-            props = _cat('{"coupon_id":"K', _num(self.rng.integers(0, 10**6, count)), '","channel":"', redeemed,
-                         '","issued_channel":"', issued, '","redeemed_channel":"', redeemed, '","discount":5}')
+            props = _cat(
+                '{"coupon_id":"K',
+                _num(self.rng.integers(0, 10**6, count)),
+                '","channel":"',
+                redeemed,
+                '","issued_channel":"',
+                issued,
+                '","redeemed_channel":"',
+                redeemed,
+                '","discount":5}',
+            )
             self.add(who, "Coupon Applied", "track", redeemed, "{}", props)
         elif kind in ("store_visited", "event_attended"):
             props = _cat('{"channel":"store","store_id":"S', _num(who % 120), '"}')
-            self.add(who, "Store Visited" if kind == "store_visited" else "Store Event Attended", "track", "store",
-                     "{}", props, user=np.zeros(who.size, bool), anonymous=_ids("a", who))
+            self.add(
+                who,
+                "Store Visited" if kind == "store_visited" else "Store Event Attended",
+                "track",
+                "store",
+                "{}",
+                props,
+                user=np.zeros(who.size, bool),
+                anonymous=_ids("a", who),
+            )
         elif kind == "identify":
-            traits = _cat('{"email":"p', _num(who), '@example.com","first_name":"Name', _num(who % 5000),
-                          '","email_opt_in":', _bool(p["email_opt_in"][who] ^ (self.rng.random(count) < 0.1)),
-                          ',"sms_opt_in":', _bool(p["sms_opt_in"][who]), "}")
+            traits = _cat(
+                '{"email":"p',
+                _num(who),
+                '@example.com","first_name":"Name',
+                _num(who % 5000),
+                '","email_opt_in":',
+                _bool(p["email_opt_in"][who] ^ (self.rng.random(count) < 0.1)),
+                ',"sms_opt_in":',
+                _bool(p["sms_opt_in"][who]),
+                "}",
+            )
             channel, context = self.online(who)
             self.add(who, None, "identify", channel, context, "{}", traits)
         elif kind == "unsubscribed":
@@ -401,6 +602,7 @@ def generate(home: Path, persons: int, events: int, seed: int) -> tuple[int, int
 
 # --- the measured build ---------------------------------------------------------------------------
 
+
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -418,8 +620,15 @@ def run_build(home: str, threads: int | None) -> dict[str, Any]:
     started = time.perf_counter()
     summary = build_profiles(runtime, engine="duckdb", traits=[], threads=threads)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "cpu": _cpu_seconds() - cpu, "persons": summary.persons, "events": summary.events,
-            "buyers": summary.buyers, "peak_mb": _peak_mb(), "baseline_mb": baseline}
+    return {
+        "seconds": seconds,
+        "cpu": _cpu_seconds() - cpu,
+        "persons": summary.persons,
+        "events": summary.events,
+        "buyers": summary.buyers,
+        "peak_mb": _peak_mb(),
+        "baseline_mb": baseline,
+    }
 
 
 def _cpu_seconds() -> float:
@@ -449,8 +658,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: DuckDB's, one per core)")
     parser.add_argument("--repeat", type=int, default=1, help="builds, each in a fresh process")
-    parser.add_argument("--cache", default=os.environ.get("OMNIWEAVE_BENCH_CACHE",
-                                                          str(Path(tempfile.gettempdir()) / "omniweave-bench")))
+    parser.add_argument(
+        "--cache", default=os.environ.get("OMNIWEAVE_BENCH_CACHE", str(Path(tempfile.gettempdir()) / "omniweave-bench"))
+    )
     parser.add_argument("--run-build", help=argparse.SUPPRESS)  # internal: the measured child process
     parser.add_argument("--generate", help=argparse.SUPPRESS)  # internal: the generating child process
     args = parser.parse_args()
@@ -473,33 +683,58 @@ def main() -> None:
         # generated in a child: a process's ru_maxrss survives fork and exec, so the measured builds
         # must not descend from a process that once held the generated tables
         shutil.rmtree(home, ignore_errors=True)
-        subprocess.run([sys.executable, __file__, "--generate", str(home), "--persons", str(args.persons),
-                        "--events", str(args.events), "--seed", str(args.seed)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--generate",
+                str(home),
+                "--persons",
+                str(args.persons),
+                "--events",
+                str(args.events),
+                "--seed",
+                str(args.seed),
+            ],
+            check=True,
+        )
         meta = json.loads(done.read_text())
-        print(f"event log: {meta['events']:,} events, {meta['identities']:,} identities for {args.persons:,} "
-              f"persons, generated in {meta['seconds']:.1f} s into {home}")
+        print(
+            f"event log: {meta['events']:,} events, {meta['identities']:,} identities for {args.persons:,} "
+            f"persons, generated in {meta['seconds']:.1f} s into {home}"
+        )
     size = sum(f.stat().st_size for f in (home / "warehouse" / "events").rglob("*.parquet"))
     files = sum(1 for _ in (home / "warehouse" / "events").rglob("*.parquet"))
     import duckdb
 
-    print(f"python {platform.python_version()}, duckdb {duckdb.__version__}, {os.cpu_count()} cpus, "
-          f"threads {args.threads or 'default'}; events on disk: {files:,} files, {size / 2**20:,.0f} MB")
-    print(f"machine check: {_machine_check(duckdb):.2f} s for a fixed DuckDB query (a distinct count over 100 M "
-          "integers; compare it before comparing builds across sessions or machines)")
-    print(f"{'run':>4} {'seconds':>9} {'cpu s':>8} {'events/s':>12} {'profiles':>10} {'events':>12} {'buyers':>10} "
-          f"{'peak RSS MB':>12} {'after imports MB':>17} {'load avg':>9}")
+    print(
+        f"python {platform.python_version()}, duckdb {duckdb.__version__}, {os.cpu_count()} cpus, "
+        f"threads {args.threads or 'default'}; events on disk: {files:,} files, {size / 2**20:,.0f} MB"
+    )
+    print(
+        f"machine check: {_machine_check(duckdb):.2f} s for a fixed DuckDB query (a distinct count over 100 M "
+        "integers; compare it before comparing builds across sessions or machines)"
+    )
+    print(
+        f"{'run':>4} {'seconds':>9} {'cpu s':>8} {'events/s':>12} {'profiles':>10} {'events':>12} {'buyers':>10} "
+        f"{'peak RSS MB':>12} {'after imports MB':>17} {'load avg':>9}"
+    )
     for run in range(1, args.repeat + 1):
         command = [sys.executable, __file__, "--run-build", str(home)]
         if args.threads:
             command += ["--threads", str(args.threads)]
         out = subprocess.run(command, check=True, capture_output=True, text=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{run:>4} {r['seconds']:>9.1f} {r['cpu']:>8.1f} {r['events'] / r['seconds']:>12,.0f} {r['persons']:>10,} "
-              f"{r['events']:>12,} {r['buyers']:>10,} {r['peak_mb']:>12,.0f} {r['baseline_mb']:>17,.0f} "
-              f"{os.getloadavg()[0]:>9.1f}")
+        print(
+            f"{run:>4} {r['seconds']:>9.1f} {r['cpu']:>8.1f} {r['events'] / r['seconds']:>12,.0f} {r['persons']:>10,} "
+            f"{r['events']:>12,} {r['buyers']:>10,} {r['peak_mb']:>12,.0f} {r['baseline_mb']:>17,.0f} "
+            f"{os.getloadavg()[0]:>9.1f}"
+        )
     print(f"machine check after the runs: {_machine_check(duckdb):.2f} s")
-    print("target (issue 3): 1,000,000 persons / 30,000,000 events in ≤ 60 s; cpu s = user + system time of the "
-          "build process (2 threads: about twice the wall time on an idle 2-core machine); load avg after the run")
+    print(
+        "target (issue 3): 1,000,000 persons / 30,000,000 events in ≤ 60 s; cpu s = user + system time of the "
+        "build process (2 threads: about twice the wall time on an idle 2-core machine); load avg after the run"
+    )
 
 
 if __name__ == "__main__":

@@ -54,10 +54,17 @@ EXTRA = {  # ten more audiences on top of the built-in library
     "email_engaged": {"performed": "Email Opened", "at_least": 3, "within_days": 30},
     "mobile_first": {"trait": "preferred_device", "eq": "mobile"},
     "coupon_responsive": {"trait": "responsive_promotion", "eq": "coupon"},
-    "big_store_orders": {"performed": "Order Completed", "at_least": 2, "within_days": 60,
-                         "where": [{"property": "channel", "eq": "store"}, {"property": "revenue", "gt": 100}]},
-    "browsed_not_bought": {"performed": "Product Viewed", "within_days": 7,
-                           "then_not": {"event": "Order Completed", "within_hours": 24}},
+    "big_store_orders": {
+        "performed": "Order Completed",
+        "at_least": 2,
+        "within_days": 60,
+        "where": [{"property": "channel", "eq": "store"}, {"property": "revenue", "gt": 100}],
+    },
+    "browsed_not_bought": {
+        "performed": "Product Viewed",
+        "within_days": 7,
+        "then_not": {"event": "Order Completed", "within_hours": 24},
+    },
     "lapsing_repeat": {"all": [{"trait": "last_order_at", "before_days_ago": 90}, {"trait": "orders", "gte": 2}]},
     "holdout_10": {"bucket": {"salt": "holdout", "from": 0, "to": 10}},
     "email_consented_buyers": {"all": [{"trait": "consent_email", "eq": True}, {"trait": "orders", "gte": 1}]},
@@ -69,11 +76,11 @@ SQL = {
     "online_only_buyers": "SELECT person_id FROM profiles WHERE online_orders >= 1 AND store_orders = 0",
     "omnichannel_buyers": "SELECT person_id FROM profiles WHERE online_orders >= 1 AND store_orders >= 1",
     "lapsing_high_value": "SELECT person_id FROM profiles WHERE rfm_monetary >= 4 "
-                          "AND last_order_at < $now - INTERVAL 30 DAY",
+    "AND last_order_at < $now - INTERVAL 30 DAY",
     "coupon_hunters": "SELECT person_id FROM pe WHERE event = 'Coupon Applied' AND timestamp > $now - INTERVAL 90 DAY "
-                      "GROUP BY person_id HAVING count(*) >= 2",
+    "GROUP BY person_id HAVING count(*) >= 2",
     "event_attendees": "SELECT DISTINCT person_id FROM pe WHERE event = 'Store Event Attended' "
-                       "AND timestamp > $now - INTERVAL 90 DAY",
+    "AND timestamp > $now - INTERVAL 90 DAY",
     "cart_abandoners": """SELECT DISTINCT a.person_id FROM pe a
         WHERE a.event = 'Product Added' AND a.timestamp > $now - INTERVAL 7 DAY
           AND a.timestamp <= $now - INTERVAL 24 HOUR
@@ -94,12 +101,12 @@ SQL = {
     "high_value": "SELECT person_id FROM profiles WHERE total_revenue >= 500",
     "frequent_buyers": "SELECT person_id FROM profiles WHERE orders >= 5",
     "email_engaged": "SELECT person_id FROM pe WHERE event = 'Email Opened' AND timestamp > $now - INTERVAL 30 DAY "
-                     "GROUP BY person_id HAVING count(*) >= 3",
+    "GROUP BY person_id HAVING count(*) >= 3",
     "mobile_first": "SELECT person_id FROM profiles WHERE preferred_device = 'mobile'",
     "coupon_responsive": "SELECT person_id FROM profiles WHERE responsive_promotion = 'coupon'",
     "big_store_orders": "SELECT person_id FROM pe WHERE event = 'Order Completed' AND channel = 'store' "
-                        "AND TRY_CAST(json_extract_string(properties, '$.revenue') AS DOUBLE) > 100 "
-                        "AND timestamp > $now - INTERVAL 60 DAY GROUP BY person_id HAVING count(*) >= 2",
+    "AND TRY_CAST(json_extract_string(properties, '$.revenue') AS DOUBLE) > 100 "
+    "AND timestamp > $now - INTERVAL 60 DAY GROUP BY person_id HAVING count(*) >= 2",
     "browsed_not_bought": """SELECT DISTINCT a.person_id FROM pe a
         WHERE a.event = 'Product Viewed' AND a.timestamp > $now - INTERVAL 7 DAY
           AND a.timestamp <= $now - INTERVAL 24 HOUR
@@ -107,11 +114,18 @@ SQL = {
                           AND b.timestamp > a.timestamp AND b.timestamp <= a.timestamp + INTERVAL 24 HOUR)""",
     "lapsing_repeat": "SELECT person_id FROM profiles WHERE last_order_at < $now - INTERVAL 90 DAY AND orders >= 2",
     "holdout_10": "SELECT person_id FROM profiles WHERE "
-                  "('0x' || substr(md5('holdout:' || person_id), 1, 8))::BIGINT % 100 < 10",
+    "('0x' || substr(md5('holdout:' || person_id), 1, 8))::BIGINT % 100 < 10",
     "email_consented_buyers": "SELECT person_id FROM profiles WHERE consent_email AND orders >= 1",
 }
-PE_EVENTS = ("Coupon Applied", "Store Event Attended", "Product Added", "Order Completed", "QR Code Scanned",
-             "Email Opened", "Product Viewed")
+PE_EVENTS = (
+    "Coupon Applied",
+    "Store Event Attended",
+    "Product Added",
+    "Order Completed",
+    "QR Code Scanned",
+    "Email Opened",
+    "Product Viewed",
+)
 
 
 def _peak_mb() -> float:
@@ -136,8 +150,14 @@ def run_ours(home: str) -> dict[str, Any]:
     found = compiler.all_members(sorted(segments))  # what evaluate_segments does
     members = {sid: sorted(found[sid].to_pylist()) for sid in sorted(segments)}
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "cpu": _cpu() - cpu, "peak_mb": _peak_mb(), "now": compiler.now.isoformat(),
-            "sizes": {k: len(v) for k, v in members.items()}, "members": {k: hash(tuple(v)) for k, v in members.items()}}
+    return {
+        "seconds": seconds,
+        "cpu": _cpu() - cpu,
+        "peak_mb": _peak_mb(),
+        "now": compiler.now.isoformat(),
+        "sizes": {k: len(v) for k, v in members.items()},
+        "members": {k: hash(tuple(v)) for k, v in members.items()},
+    }
 
 
 def _segments() -> dict[str, Any]:
@@ -163,9 +183,16 @@ def run_evaluate(home: str, incremental: bool) -> dict[str, Any]:
     members: dict[str, list[str]] = {}
     for row in rows:
         members.setdefault(row["segment_id"], []).append(row["person_id"])
-    return {"seconds": seconds, "cpu": _cpu() - cpu, "peak_mb": _peak_mb(), "now": summary.now.isoformat(),
-            "counting": summary.counting, "changes": {r.segment_id: [r.entered, r.exited] for r in summary.results},
-            "members": {k: hash(tuple(sorted(v))) for k, v in members.items()}, "written": summary.events_written}
+    return {
+        "seconds": seconds,
+        "cpu": _cpu() - cpu,
+        "peak_mb": _peak_mb(),
+        "now": summary.now.isoformat(),
+        "counting": summary.counting,
+        "changes": {r.segment_id: [r.entered, r.exited] for r in summary.results},
+        "members": {k: hash(tuple(sorted(v))) for k, v in members.items()},
+        "written": summary.events_written,
+    }
 
 
 def _link_copy(source: Path, target: Path, skip_day: str | None = None) -> list[Path]:
@@ -209,25 +236,33 @@ def live(home: Path, count: int) -> None:
 
     sys.path.insert(0, str(SRC))
     from omniweave.events.normalize import format_timestamp
-    from omniweave.segments.service import counts as SC
     from omniweave.runtime import Runtime
+    from omniweave.segments.service import counts as SC
     from omniweave.settings import Settings
 
     wh = home / "warehouse"
     con = duckdb.connect()
-    users = [r[0] for r in con.execute(f"""
+    users = [
+        r[0]
+        for r in con.execute(f"""
         SELECT min(i.value) FROM read_parquet('{wh}/identities/**/*.parquet') i
         WHERE i.kind = 'user_id' AND i.person_id NOT IN (
             SELECT person_id FROM read_parquet('{wh}/segment_members/**/*.parquet') WHERE segment_id = 'event_attendees')
-        GROUP BY i.person_id ORDER BY hash(i.person_id) LIMIT {count}""").fetchall()]
+        GROUP BY i.person_id ORDER BY hash(i.person_id) LIMIT {count}""").fetchall()
+    ]
     con.close()
     runtime = Runtime(Settings(home=str(home)))
     base = SC.read_state(runtime.log).now
     server = Server(home, {"OMNIWEAVE_LOADER_INTERVAL_SECONDS": "3600", "PYTHONUNBUFFERED": "1"})
     with tempfile.TemporaryFile("w+") as errors:
         started = time.perf_counter()
-        follower = subprocess.Popen([sys.executable, "-m", "omniweave", "segments", "follow", "--interval", "0.2"],
-                                    env=server.env, stdout=subprocess.PIPE, stderr=errors, text=True)
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "omniweave", "segments", "follow", "--interval", "0.2"],
+            env=server.env,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
         ready = threading.Event()
 
         def read_out() -> None:
@@ -246,8 +281,14 @@ def live(home: Path, count: int) -> None:
             latencies: list[float] = []
             for n, user in enumerate(users):
                 mid = f"bench-live-{n}"
-                event = {"type": "track", "event": "Store Event Attended", "userId": user, "messageId": mid,
-                         "timestamp": format_timestamp(base + timedelta(minutes=n + 1)), "properties": {"store_id": "S1"}}
+                event = {
+                    "type": "track",
+                    "event": "Store Event Attended",
+                    "userId": user,
+                    "messageId": mid,
+                    "timestamp": format_timestamp(base + timedelta(minutes=n + 1)),
+                    "properties": {"store_id": "S1"},
+                }
                 answer = httpx.post(f"{server.base_url}/v1/track", json=event, headers=auth, timeout=10)
                 answer.raise_for_status()
                 accepted = time.perf_counter()
@@ -268,13 +309,19 @@ def live(home: Path, count: int) -> None:
             server.stop()
             runtime.close()
     done = sorted(latencies)
-    print(f"\nnear real time: the collector and `segments follow` on the incremental copy; {len(users)} events posted "
-          f"one at a time, each making a person enter event_attendees")
-    print(f"follower start (counts, members, traits and identities loaded): {startup:.1f} s, peak RSS "
-          f"{follower_mb:,.0f} MB")
-    print(f"latency, collector's answer to Segment Entered in the inbox: median {statistics.median(done):.2f} s, "
-          f"p90 {done[int(0.9 * (len(done) - 1))]:.2f} s, max {done[-1]:.2f} s; "
-          f"{sum(1 for x in done if x != float('inf'))} of {len(done)} seen within 60 s")
+    print(
+        f"\nnear real time: the collector and `segments follow` on the incremental copy; {len(users)} events posted "
+        f"one at a time, each making a person enter event_attendees"
+    )
+    print(
+        f"follower start (counts, members, traits and identities loaded): {startup:.1f} s, peak RSS "
+        f"{follower_mb:,.0f} MB"
+    )
+    print(
+        f"latency, collector's answer to Segment Entered in the inbox: median {statistics.median(done):.2f} s, "
+        f"p90 {done[int(0.9 * (len(done) - 1))]:.2f} s, max {done[-1]:.2f} s; "
+        f"{sum(1 for x in done if x != float('inf'))} of {len(done)} seen within 60 s"
+    )
 
 
 def incremental(home: Path, child: Any, live_events: int = 0) -> None:
@@ -305,20 +352,28 @@ def incremental(home: Path, child: Any, live_events: int = 0) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def report_incremental(held: list[Path], last: str, first: dict[str, Any], step: dict[str, Any],
-                       again: dict[str, Any]) -> None:
+def report_incremental(
+    held: list[Path], last: str, first: dict[str, Any], step: dict[str, Any], again: dict[str, Any]
+) -> None:
     events = sum(1 for _ in held)
-    print(f"\nincremental update: the log without its last day ({last}) evaluated in full, then that day's "
-          f"{events} file(s) added")
+    print(
+        f"\nincremental update: the log without its last day ({last}) evaluated in full, then that day's "
+        f"{events} file(s) added"
+    )
     print(f"{'evaluate_segments':<34} {'seconds':>8} {'cpu s':>8} {'peak MB':>9}")
-    for name, r in (("full, without the last day", first), ("incremental, the new day", step),
-                    ("full again, with the new day", again)):
+    for name, r in (
+        ("full, without the last day", first),
+        ("incremental, the new day", step),
+        ("full again, with the new day", again),
+    ):
         print(f"{name:<34} {r['seconds']:>8.2f} {r['cpu']:>8.1f} {r['peak_mb']:>9,.0f}")
     print(f"incremental: {step['counting']}")
     print(f"ratio: {step['seconds'] / again['seconds']:.2f} × the full evaluation of the same log")
     same = step["members"] == again["members"] and step["changes"] == again["changes"]
-    print(f"same members and changes as the full evaluation: {'yes' if same else 'NO'}; "
-          f"{sum(sum(c) for c in step['changes'].values()):,} changes, {step['written']:,} events written")
+    print(
+        f"same members and changes as the full evaluation: {'yes' if same else 'NO'}; "
+        f"{sum(sum(c) for c in step['changes'].values()):,} changes, {step['written']:,} events written"
+    )
 
 
 def run_sql(home: str, now: str) -> dict[str, Any]:
@@ -330,8 +385,10 @@ def run_sql(home: str, now: str) -> dict[str, Any]:
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"CREATE VIEW profiles AS SELECT * FROM read_parquet('{warehouse}/profiles/**/*.parquet')")
     con.execute(f"CREATE VIEW identities AS SELECT * FROM read_parquet('{warehouse}/identities/**/*.parquet')")
-    con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{warehouse}/events/**/*.parquet', "
-                "hive_partitioning = true, union_by_name = true)")
+    con.execute(
+        f"CREATE VIEW events AS SELECT * FROM read_parquet('{warehouse}/events/**/*.parquet', "
+        "hive_partitioning = true, union_by_name = true)"
+    )
     names = ", ".join(f"'{n}'" for n in PE_EVENTS)
     con.execute(f"""
         CREATE TEMP TABLE pe AS
@@ -347,8 +404,13 @@ def run_sql(home: str, now: str) -> dict[str, Any]:
         rows = con.execute(query.replace("$now", f"TIMESTAMPTZ '{now}'")).fetchall()
         members[sid] = sorted(r[0] for r in rows)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "cpu": _cpu() - cpu, "peak_mb": _peak_mb(),
-            "sizes": {k: len(v) for k, v in members.items()}, "members": {k: hash(tuple(v)) for k, v in members.items()}}
+    return {
+        "seconds": seconds,
+        "cpu": _cpu() - cpu,
+        "peak_mb": _peak_mb(),
+        "sizes": {k: len(v) for k, v in members.items()},
+        "members": {k: hash(tuple(v)) for k, v in members.items()},
+    }
 
 
 def main() -> None:
@@ -356,8 +418,9 @@ def main() -> None:
     parser.add_argument("--persons", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=30_000_000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--cache", default=os.environ.get("OMNIWEAVE_BENCH_CACHE",
-                                                          str(Path(tempfile.gettempdir()) / "omniweave-bench")))
+    parser.add_argument(
+        "--cache", default=os.environ.get("OMNIWEAVE_BENCH_CACHE", str(Path(tempfile.gettempdir()) / "omniweave-bench"))
+    )
     parser.add_argument("--ours", help=argparse.SUPPRESS)
     parser.add_argument("--sql", help=argparse.SUPPRESS)
     parser.add_argument("--now", help=argparse.SUPPRESS)
@@ -378,8 +441,21 @@ def main() -> None:
         return
     home = Path(args.cache) / f"profiles-v4-{args.persons}p-{args.events}e-s{args.seed}"
     if not (home / "warehouse" / "profiles").exists():
-        subprocess.run([sys.executable, str(BENCH / "profiles.py"), "--persons", str(args.persons), "--events",
-                        str(args.events), "--seed", str(args.seed), "--cache", args.cache], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(BENCH / "profiles.py"),
+                "--persons",
+                str(args.persons),
+                "--events",
+                str(args.events),
+                "--seed",
+                str(args.seed),
+                "--cache",
+                args.cache,
+            ],
+            check=True,
+        )
     env = {**os.environ, "PYTHONHASHSEED": "0"}  # the member lists are compared by hash across processes
 
     def child(*extra: str) -> dict[str, Any]:
@@ -404,11 +480,15 @@ def main() -> None:
     for name, r in runs:
         print(f"{name:<22} {r['seconds']:>8.2f} {r['cpu']:>8.1f} {r['peak_mb']:>9,.0f}")
     mine, theirs = statistics.median(timed["ours"]), statistics.median(timed["sql"])
-    print(f"medians: omniweave {mine:.2f} s, hand-written SQL {theirs:.2f} s; ratio {mine / theirs:.2f} × "
-          f"(target ≤ 1.3 and ≤ 10 s)")
+    print(
+        f"medians: omniweave {mine:.2f} s, hand-written SQL {theirs:.2f} s; ratio {mine / theirs:.2f} × "
+        f"(target ≤ 1.3 and ≤ 10 s)"
+    )
     same = [k for k in SQL if ours["members"][k] == sql["members"][k]]
-    print(f"same members: {len(same)} of {len(SQL)} segments" + (
-        "" if len(same) == len(SQL) else f"; differ: {sorted(set(SQL) - set(same))}"))
+    print(
+        f"same members: {len(same)} of {len(SQL)} segments"
+        + ("" if len(same) == len(SQL) else f"; differ: {sorted(set(SQL) - set(same))}")
+    )
     print("sizes: " + ", ".join(f"{k} {ours['sizes'][k]:,}" for k in sorted(SQL)))
     if not args.skip_incremental:
         incremental(home, child, args.live_events)

@@ -95,10 +95,16 @@ def omniweave_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "omniweave", *args]
 
 
-def start_server(home: Path, port: int, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+def start_server(
+    home: Path, port: int, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     env = {**os.environ, "OMNIWEAVE_HOME": str(home), **(extra_env or {})}
-    proc = subprocess.Popen(omniweave_cmd("serve", "--host", "127.0.0.1", "--port", str(port)), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        omniweave_cmd("serve", "--host", "127.0.0.1", "--port", str(port)),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -114,8 +120,9 @@ def start_server(home: Path, port: int, extra_env: dict[str, str] | None = None)
 
 def create_write_key(home: Path, source: str = "test-source") -> str:
     env = {**os.environ, "OMNIWEAVE_HOME": str(home)}
-    out = subprocess.run(omniweave_cmd("keys", "create", "--source", source), env=env, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        omniweave_cmd("keys", "create", "--source", source), env=env, check=True, capture_output=True, text=True
+    ).stdout
     return out.strip().splitlines()[-1].strip()
 
 
@@ -138,9 +145,12 @@ def spark_session():  # type: ignore[no-untyped-def]
     """One local Spark session for the whole test run (starting one takes ~20 s)."""
     pyspark_sql = pytest.importorskip("pyspark.sql")
     session = (
-        pyspark_sql.SparkSession.builder.master("local[2]").appName("omniweave-tests")
-        .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", "4").config("spark.driver.memory", "2g")
+        pyspark_sql.SparkSession.builder.master("local[2]")
+        .appName("omniweave-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.driver.memory", "2g")
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")

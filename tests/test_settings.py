@@ -25,8 +25,11 @@ def test_file_then_environment(tmp_path: Path):
     assert settings.port == 9100  # environment wins
     assert settings.rate_limit_per_second == 5.0
     assert settings.home == "/srv/ow"
-    env = {"OMNIWEAVE_HOME": str(tmp_path / "h"), "OMNIWEAVE_DATABASE_URL": "postgresql://x@h/db",
-           "OMNIWEAVE_WAREHOUSE_URL": "s3://bucket/wh"}
+    env = {
+        "OMNIWEAVE_HOME": str(tmp_path / "h"),
+        "OMNIWEAVE_DATABASE_URL": "postgresql://x@h/db",
+        "OMNIWEAVE_WAREHOUSE_URL": "s3://bucket/wh",
+    }
     settings = load_settings(env=env, config_file=config)
     assert settings.resolved_database_url == "postgresql://x@h/db"
     assert settings.resolved_warehouse_url == "s3://bucket/wh"
@@ -41,8 +44,11 @@ def test_home_file_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 @pytest.mark.parametrize(
     ("text", "fragment"),
-    [("port = 'eighty'", "port = 'eighty' is not a valid int"), ("colour = 3", "unknown setting 'colour'"),
-     ("port = [", "not valid TOML")],
+    [
+        ("port = 'eighty'", "port = 'eighty' is not a valid int"),
+        ("colour = 3", "unknown setting 'colour'"),
+        ("port = [", "not valid TOML"),
+    ],
 )
 def test_bad_configuration_is_reported_with_its_place(tmp_path: Path, text: str, fragment: str):
     config = tmp_path / "omniweave.toml"

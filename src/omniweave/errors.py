@@ -1,13 +1,13 @@
 """The exception tree of omniweave.
 
-    OmniweaveError                      root of everything omniweave raises on purpose
-    ├── ConfigError                     settings could not be built (names every place looked in)
-    ├── InputError (also ValueError)    bad input from a user: record, field and what was expected
-    │   └── EventError                  one Segment event failed validation
-    ├── AuthError                       unknown or missing write key / secret key
-    └── StoreError                      a store failed
-        ├── TransientStoreError         worth retrying (lock timeout, connection drop)
-        └── TerminalStoreError          not worth retrying
+OmniweaveError                      root of everything omniweave raises on purpose
+├── ConfigError                     settings could not be built (names every place looked in)
+├── InputError (also ValueError)    bad input from a user: record, field and what was expected
+│   └── EventError                  one Segment event failed validation
+├── AuthError                       unknown or missing write key / secret key
+└── StoreError                      a store failed
+    ├── TransientStoreError         worth retrying (lock timeout, connection drop)
+    └── TerminalStoreError          not worth retrying
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from omniweave.settings import Settings
 from omniweave.storage.eventlog import EventLog
 from omniweave.storage.ops.store import OpStore
 from omniweave.storage.warehouse import Warehouse
-from omniweave.settings import Settings
 
 
 class Runtime:

@@ -74,7 +74,8 @@ def _coerce(name: str, raw: Any, typ: Any, where: str) -> Any:
 
 
 def config_section(
-    env: Mapping[str, str] | None = None, config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
     home: str | None = None,
 ) -> tuple[Path, dict[str, Any]] | None:
     """The first config file found (`config_file`, else $OMNIWEAVE_CONFIG, ./omniweave.toml,
@@ -101,9 +102,7 @@ def config_section(
     return None
 
 
-def load_settings(
-    env: Mapping[str, str] | None = None, config_file: str | os.PathLike[str] | None = None
-) -> Settings:
+def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.PathLike[str] | None = None) -> Settings:
     """Build the settings from the TOML file and the environment (both optional)."""
     env = os.environ if env is None else env
     known = {f.name: f for f in fields(Settings)}

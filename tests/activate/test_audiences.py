@@ -13,7 +13,6 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from omniweave.storage.eventlog import events_to_table
 from omniweave.activate.audiences import (
     LAYOUTS,
     hash_email,
@@ -22,9 +21,10 @@ from omniweave.activate.audiences import (
     normalize_phone,
     person_keys,
 )
-from omniweave.errors import InputError
 from omniweave.activate.service.audiences import export_audience
+from omniweave.errors import InputError
 from omniweave.profiles.service.build import build_profiles, write_dataset, write_identities
+from omniweave.storage.eventlog import events_to_table
 from tests.conftest import omniweave_cmd
 from tests.segment_events import segment_event
 
@@ -44,13 +44,19 @@ BOB_GOOGLE = sha("+442071838750")
 BOB_META = sha("442071838750")
 
 IDENTITIES = [
-    ("user_id", "u1", "P1"), ("email", ALICE_EMAIL, "P1"),                     # advertising yes (trait)
-    ("anonymous_id", "a2", "P2"), ("phone", BOB_PHONE, "P2"),                  # yes (consent manager)
-    ("user_id", "u3", "P3"), ("email", "carol@example.com", "P3"),             # a stated no
-    ("user_id", "u4", "P4"), ("email", "dave@example.com", "P4"),              # never stated (NULL)
-    ("anonymous_id", "a5", "P5"), ("device_id", ERIN_DEVICE, "P5"),            # yes, not identified
+    ("user_id", "u1", "P1"),
+    ("email", ALICE_EMAIL, "P1"),  # advertising yes (trait)
+    ("anonymous_id", "a2", "P2"),
+    ("phone", BOB_PHONE, "P2"),  # yes (consent manager)
+    ("user_id", "u3", "P3"),
+    ("email", "carol@example.com", "P3"),  # a stated no
+    ("user_id", "u4", "P4"),
+    ("email", "dave@example.com", "P4"),  # never stated (NULL)
+    ("anonymous_id", "a5", "P5"),
+    ("device_id", ERIN_DEVICE, "P5"),  # yes, not identified
     ("anonymous_id", "offline:till:T9", "P5"),
-    ("user_id", "u6", "P6"), ("phone", "not-a-phone", "P6"),                   # yes, but the phone is junk
+    ("user_id", "u6", "P6"),
+    ("phone", "not-a-phone", "P6"),  # yes, but the phone is junk
 ]
 
 
@@ -78,11 +84,17 @@ def world_events() -> list[dict[str, Any]]:
 def write_members(runtime, segment_id: str, person_ids: list[str]) -> None:
     """The `segment_members` dataset as `omniweave segments evaluate` writes it (docs/segments.md)."""
     since = datetime(2026, 6, 10, tzinfo=UTC)
-    write_dataset(runtime, "segment_members", pa.table({
-        "segment_id": pa.array([segment_id] * len(person_ids), pa.string()),
-        "person_id": pa.array(person_ids, pa.string()),
-        "since": pa.array([since] * len(person_ids), pa.timestamp("us", tz="UTC")),
-    }))
+    write_dataset(
+        runtime,
+        "segment_members",
+        pa.table(
+            {
+                "segment_id": pa.array([segment_id] * len(person_ids), pa.string()),
+                "person_id": pa.array(person_ids, pa.string()),
+                "since": pa.array([since] * len(person_ids), pa.timestamp("us", tz="UTC")),
+            }
+        ),
+    )
 
 
 @pytest.fixture
@@ -101,10 +113,11 @@ def read_csv(path: str) -> list[dict[str, str]]:
 def files_by_name(summary) -> dict[str, list[dict[str, str]]]:
     """The export's files by their name after `<platform>-<timestamp>` ("" for the main file)."""
     stem = Path(summary.files[0]).stem
-    return {Path(f).stem[len(stem):].lstrip("-"): read_csv(f) for f in summary.files}
+    return {Path(f).stem[len(stem) :].lstrip("-"): read_csv(f) for f in summary.files}
 
 
 # --- core: hashing vectors and platform forms ---------------------------------------------------
+
 
 def test_hashing_vectors_from_the_issue():
     assert hash_email(" John.Doe@Example.COM ") == sha("john.doe@example.com")
@@ -127,10 +140,13 @@ def test_phone_forms_per_platform_and_default_region():
 
 
 def test_person_keys_prefer_contacts_and_count_bad_values():
-    keys = person_keys("google", {"email": [ALICE_EMAIL, "test@example.com"], "phone": ["12"],
-                                  "device_id": [ERIN_DEVICE]})
+    keys = person_keys(
+        "google", {"email": [ALICE_EMAIL, "test@example.com"], "phone": ["12"], "device_id": [ERIN_DEVICE]}
+    )
     assert [k.kind for k in keys.keys] == ["email"] and keys.invalid == 2 and not keys.by_device
-    fallback = person_keys("csv", {"phone": ["junk"], "device_id": [ERIN_DEVICE], "anonymous_id": ["a5", "offline:till:1"]})
+    fallback = person_keys(
+        "csv", {"phone": ["junk"], "device_id": [ERIN_DEVICE], "anonymous_id": ["a5", "offline:till:1"]}
+    )
     assert sorted(k.kind for k in fallback.keys) == ["anonymous_id", "device_id"] and fallback.by_device
     assert fallback.invalid == 2  # the junk phone and the importer's offline id
     with pytest.raises(InputError, match="google, meta, csv"):
@@ -145,10 +161,16 @@ def test_layout_headers():
 
 # --- the service on a small world -----------------------------------------------------------------
 
+
 def test_google_export_consent_fallback_and_counts(world, tmp_path):
     write_members(world, SEGMENT, ["P1", "P2", "P3", "P4", "P5", "P6", "P9"])
     summary = export_audience(world, SEGMENT, "google", output=tmp_path / "out", now=NOW)
-    assert (summary.members, summary.exported, summary.skipped_no_consent, summary.skipped_no_identifier) == (7, 3, 3, 1)
+    assert (summary.members, summary.exported, summary.skipped_no_consent, summary.skipped_no_identifier) == (
+        7,
+        3,
+        3,
+        1,
+    )
     assert (summary.by_device, summary.invalid_identifiers, summary.keys) == (1, 1, 3)
     files = files_by_name(summary)
     assert set(files) == {"", "adds", "removes", "mobile-ids", "mobile-ids-adds", "mobile-ids-removes"}
@@ -221,8 +243,9 @@ def test_delta_adds_and_removes_across_exports(world, tmp_path):
 def test_consent_withdrawn_removes_the_person(world, tmp_path):
     write_members(world, SEGMENT, ["P1"])
     assert export_audience(world, SEGMENT, "meta", output=tmp_path, now=NOW).adds == 1
-    withdrawn = _event(8, "2026-06-20T10:00:00Z", event="Segment Consent Preference Updated", user="u1",
-                       context=_consent(False))
+    withdrawn = _event(
+        8, "2026-06-20T10:00:00Z", event="Segment Consent Preference Updated", user="u1", context=_consent(False)
+    )
     world.log.append("events", events_to_table([withdrawn], "test"), "withdrawn")
     build_profiles(world, now=NOW, traits=[])
     later = export_audience(world, SEGMENT, "meta", output=tmp_path, now=NOW + timedelta(hours=1))
@@ -233,17 +256,22 @@ def test_consent_withdrawn_removes_the_person(world, tmp_path):
 def test_a_segment_file_without_members_exports_an_empty_list(world, tmp_path):
     write_members(world, "other", ["P1"])
     (world.settings.home_path / "segments").mkdir()
-    (world.settings.home_path / "segments" / "quiet.yaml").write_text("id: quiet_ones\nname: Quiet\nwhere: {trait: orders, gt: 1000000}\n")
+    (world.settings.home_path / "segments" / "quiet.yaml").write_text(
+        "id: quiet_ones\nname: Quiet\nwhere: {trait: orders, gt: 1000000}\n"
+    )
     summary = export_audience(world, "quiet_ones", "csv", output=tmp_path, now=NOW)
     assert (summary.members, summary.keys) == (0, 0)
     assert files_by_name(summary)[""] == []
 
 
-@pytest.mark.parametrize(("segment", "platform", "words"), [
-    (SEGMENT, "tiktok", "expected one of google, meta, csv"),
-    ("nobody_here", "google", "unknown segment 'nobody_here'.*expected one of bounced_visitors"),
-    ("../etc", "google", "not a segment id"),
-])
+@pytest.mark.parametrize(
+    ("segment", "platform", "words"),
+    [
+        (SEGMENT, "tiktok", "expected one of google, meta, csv"),
+        ("nobody_here", "google", "unknown segment 'nobody_here'.*expected one of bounced_visitors"),
+        ("../etc", "google", "not a segment id"),
+    ],
+)
 def test_bad_input_says_what_was_expected(world, tmp_path, segment, platform, words):
     write_members(world, SEGMENT, ["P1"])
     with pytest.raises(InputError, match=words):
@@ -257,11 +285,19 @@ def test_no_segment_members_yet(world, tmp_path):
 
 # --- the command line -----------------------------------------------------------------------------
 
+
 def test_cli_export_writes_no_plain_pii(world, tmp_path):
     write_members(world, SEGMENT, ["P1", "P2", "P3", "P5", "P6"])
     env = {**os.environ, "OMNIWEAVE_HOME": str(world.settings.home_path.resolve())}
-    run = subprocess.run(omniweave_cmd("audiences", "export", SEGMENT, "--to", "google"), env=env, cwd=tmp_path,
-                         check=False, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        omniweave_cmd("audiences", "export", SEGMENT, "--to", "google"),
+        env=env,
+        cwd=tmp_path,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     assert "5 members, 3 exported" in run.stdout and "1 skipped for no advertising consent" in run.stdout
     assert "1 skipped for no identifier" in run.stdout and "3 adds, 0 removes" in run.stdout
@@ -274,6 +310,13 @@ def test_cli_export_writes_no_plain_pii(world, tmp_path):
         low = text.lower()
         assert "john.doe" not in low and "example.com" not in low and "7183" not in low and "not-a-phone" not in low
 
-    bad = subprocess.run(omniweave_cmd("audiences", "export", SEGMENT, "--to", "myspace"), env=env, cwd=tmp_path,
-                         check=False, capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        omniweave_cmd("audiences", "export", SEGMENT, "--to", "myspace"),
+        env=env,
+        cwd=tmp_path,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "expected one of google, meta, csv" in bad.stderr

@@ -84,9 +84,7 @@ class _StaticHandler(SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def static_site() -> Iterator[str]:
     """The test pages and vendored bundles on http://127.0.0.1:<port>/ (a different origin from the collector)."""
-    server = ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_StaticHandler, directory=str(ASSETS))
-    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_StaticHandler, directory=str(ASSETS)))
     thread = threading.Thread(target=server.serve_forever, name="static-site", daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -105,9 +103,7 @@ def browser() -> Iterator[Any]:
     except ModuleNotFoundError:
         _unavailable("the playwright Python package is not installed (pip install -e '.[dev]')")
     with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
+        instance = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
         yield instance
         instance.close()
 
@@ -125,10 +121,7 @@ class NetworkLog:
         page.on("requestfailed", lambda r: self.failures.append(f"{r.method} {r.url}: {r.failure}"))
         page.on(
             "response",
-            lambda r: (
-                r.status >= 400
-                and self.failures.append(f"{r.request.method} {r.url}: HTTP {r.status}")
-            ),
+            lambda r: r.status >= 400 and self.failures.append(f"{r.request.method} {r.url}: HTTP {r.status}"),
         )
         page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
         page.on("pageerror", lambda e: self.console_errors.append(f"uncaught: {e}"))
@@ -158,9 +151,7 @@ def page(browser: Any) -> Iterator[tuple[Any, NetworkLog]]:
 # --- the event log ------------------------------------------------------------------------
 
 
-def wait_for_events(
-    server: LiveServer, expected: int, timeout: float = 30.0
-) -> list[dict[str, Any]]:
+def wait_for_events(server: LiveServer, expected: int, timeout: float = 30.0) -> list[dict[str, Any]]:
     """The events in the log once there are at least `expected` of them (fails after `timeout`)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -184,11 +175,7 @@ def wait_for_events(
 def source_id(server: LiveServer) -> str:
     rt = server.runtime()
     try:
-        return str(
-            next(
-                row["id"] for row in rt.store.list_sources() if row["write_key"] == server.write_key
-            )
-        )
+        return str(next(row["id"] for row in rt.store.list_sources() if row["write_key"] == server.write_key))
     finally:
         rt.close()
 
@@ -318,16 +305,12 @@ def test_analytics_next_npm_bundle_delivers_to_the_collector(
         "price": 9.99,
     }
     # The settings document came from omniweave, and the events went where it said.
-    assert (
-        f"GET {live_server.base_url}/v1/projects/{live_server.write_key}/settings"
-        in network.requests
-    )
+    assert f"GET {live_server.base_url}/v1/projects/{live_server.write_key}/settings" in network.requests
     for path in paths:
         assert f"POST {live_server.base_url}{path}" in network.requests, network.requests
     # The ajs_aid link was handled by a code-split chunk, fetched from the static server.
     assert any(
-        r.startswith(f"GET {static_site}/analytics-next/bundles/queryString.bundle.")
-        for r in network.requests
+        r.startswith(f"GET {static_site}/analytics-next/bundles/queryString.bundle.") for r in network.requests
     ), network.requests
     network.assert_stayed_local(static_site, live_server.base_url)
 

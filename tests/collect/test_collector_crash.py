@@ -28,8 +28,11 @@ from omniweave.storage.eventlog import EventLog
 from omniweave.storage.ops.store import OpStore
 from tests.conftest import create_write_key, free_port, start_server
 
-SERVER_ENV = {"OMNIWEAVE_LOADER_BATCH_SIZE": "700", "OMNIWEAVE_LOADER_INTERVAL_SECONDS": "0.02",
-              "OMNIWEAVE_LOADER_MAX_DELAY_SECONDS": "0"}  # the loader runs while requests stream in
+SERVER_ENV = {
+    "OMNIWEAVE_LOADER_BATCH_SIZE": "700",
+    "OMNIWEAVE_LOADER_INTERVAL_SECONDS": "0.02",
+    "OMNIWEAVE_LOADER_MAX_DELAY_SECONDS": "0",
+}  # the loader runs while requests stream in
 
 
 class Streamer:
@@ -60,8 +63,16 @@ class Streamer:
     def _batch(self) -> tuple[list[str], bytes]:
         n = next(self.counter)
         ids = [f"{self.run}-{n}-{i}" for i in range(40)]
-        events = [{"type": "track", "event": "Product Viewed", "userId": f"u{i % 13}", "messageId": m,
-                   "properties": {"price": i, "batch": n}} for i, m in enumerate(ids)]
+        events = [
+            {
+                "type": "track",
+                "event": "Product Viewed",
+                "userId": f"u{i % 13}",
+                "messageId": m,
+                "properties": {"price": i, "batch": n},
+            }
+            for i, m in enumerate(ids)
+        ]
         return ids, orjson.dumps({"batch": events})
 
     def _stream(self) -> None:
@@ -172,8 +183,9 @@ def test_every_acknowledged_event_survives_kill_9_exactly_once(tmp_path: Path) -
     acknowledged = [m for ids in streamer.acked for m in ids]
     assert len(acknowledged) == len(set(acknowledged)) > 0
     files = EventLog(str(home / "warehouse")).files("events")
-    counts = dict(duckdb.sql(
-        f"select message_id, count(*) from read_parquet({files!r}) group by message_id").fetchall())
+    counts = dict(
+        duckdb.sql(f"select message_id, count(*) from read_parquet({files!r}) group by message_id").fetchall()
+    )
     missing = [m for m in acknowledged if m not in counts]
     assert missing == [], f"{len(missing)} acknowledged events are not in the log"
     duplicated = {m: n for m, n in counts.items() if n != 1}

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pyarrow.parquet as pq
 
+from omniweave.collect.loader import LOADER, load_all, load_once
+from omniweave.events.normalize import normalize_event
 from omniweave.storage.eventlog import EVENT_SCHEMA, EventLog, events_to_table
 from omniweave.storage.ops.store import OpStore
-from omniweave.events.normalize import normalize_event
-from omniweave.collect.loader import LOADER, load_all, load_once
 
 T0 = datetime(2026, 3, 1, 23, 59, 0, tzinfo=UTC)
 
@@ -19,8 +19,16 @@ def make_rows(source: str, n: int, start: int = 0) -> list[tuple[str, str, float
     rows = []
     for i in range(start, start + n):
         received = T0 + timedelta(seconds=i)  # crosses midnight: two day partitions
-        event = normalize_event({"type": "track", "event": "Product Viewed", "userId": f"u{i % 7}",
-                                 "messageId": f"m{i}", "properties": {"price": i}}, received_at=received)
+        event = normalize_event(
+            {
+                "type": "track",
+                "event": "Product Viewed",
+                "userId": f"u{i % 7}",
+                "messageId": f"m{i}",
+                "properties": {"price": i},
+            },
+            received_at=received,
+        )
         rows.append((source, event["messageId"], received.timestamp(), orjson.dumps(event)))
     return rows
 
@@ -105,8 +113,10 @@ def test_the_background_loader_defers_to_a_busy_collector_for_at_most_max_delay(
             now = time.time()
             rows = []
             for i in range(sent, sent + 50):
-                event = normalize_event({"type": "track", "event": "Product Viewed", "userId": f"u{i}",
-                                         "messageId": f"m{i}"}, received_at=datetime.fromtimestamp(now, UTC))
+                event = normalize_event(
+                    {"type": "track", "event": "Product Viewed", "userId": f"u{i}", "messageId": f"m{i}"},
+                    received_at=datetime.fromtimestamp(now, UTC),
+                )
                 rows.append((source, event["messageId"], now, orjson.dumps(event)))
             store.append(rows)
             sent += 50

@@ -79,9 +79,7 @@ def call_arguments(library: str, i: int) -> tuple[str, dict[str, Any]]:
             "anonymous_id": anonymous,
             "name": "Pricing",
             "category": "Docs",
-            "properties": {
-                "url": f"https://shop.example.com/pricing?utm_source=news&utm_campaign=c{i % 3}"
-            },
+            "properties": {"url": f"https://shop.example.com/pricing?utm_source=news&utm_campaign=c{i % 3}"},
         }
     if kind == "screen":
         return kind, {"user_id": user, "name": "Basket", "properties": {"n": i}}
@@ -142,9 +140,7 @@ def wait_until_loaded(server: LiveServer, timeout: float = 60.0) -> None:
         while True:
             target = rt.store.max_seq()
             loader = rt.store.consumers().get("loader")
-            if target == 0 or (
-                loader is not None and loader.position >= target and loader.pending_end is None
-            ):
+            if target == 0 or (loader is not None and loader.position >= target and loader.pending_end is None):
                 return
             if time.monotonic() > deadline:
                 pytest.fail(f"the loader did not catch up: inbox at {target}, loader at {loader}")
@@ -181,7 +177,6 @@ def sources(live_server: LiveServer) -> Iterator[dict[str, str]]:
 # --- tests --------------------------------------------------------------------------------
 
 
-
 def in_parallel(send: Callable[[str], object]) -> None:
     """Run `send(library)` for both libraries at once, as two applications would."""
     threads = [threading.Thread(target=send, args=(lib,)) for lib in LIBRARIES]
@@ -203,17 +198,14 @@ def test_official_python_sdks_deliver_every_event_exactly_once(
     in_parallel(lambda lib: send_all(clients[lib], sent[lib], EVENTS_PER_LIBRARY))
     assert [e for s in sent.values() for e in s.errors] == []
     for library, s in sent.items():
-        assert len(set(s.message_ids)) == EVENTS_PER_LIBRARY, (
-            f"{library} generated duplicate messageIds"
-        )
+        assert len(set(s.message_ids)) == EVENTS_PER_LIBRARY, f"{library} generated duplicate messageIds"
 
     wait_until_loaded(live_server)
     ids = source_ids(live_server)
     by_source = {ids["test-source"]: "segment", ids["rudder-python"]: "rudder"}
     rows = query(
         live_server,
-        "select source, count(*) as total, count(distinct message_id) as distinct_ids "
-        "from events group by source",
+        "select source, count(*) as total, count(distinct message_id) as distinct_ids from events group by source",
     )
     assert {by_source[r["source"]]: (r["total"], r["distinct_ids"]) for r in rows} == {
         "segment": (EVENTS_PER_LIBRARY, EVENTS_PER_LIBRARY),
@@ -252,9 +244,7 @@ def test_official_python_sdks_deliver_every_event_exactly_once(
                     assert json.loads(row["traits"])["email"] == kwargs["traits"]["email"]
 
     # The same messageIds again, through new clients with the other settings: nothing is added.
-    resent = {
-        library: Sent(library, message_ids=sent[library].message_ids) for library in LIBRARIES
-    }
+    resent = {library: Sent(library, message_ids=sent[library].message_ids) for library in LIBRARIES}
     replay_clients = {
         "segment": segment_client(
             live_server.base_url,
@@ -282,9 +272,7 @@ def test_official_python_sdks_deliver_every_event_exactly_once(
 
 
 @pytest.mark.parametrize("library", ["segment", "rudder"])
-def test_unknown_write_key_is_refused_and_reported_to_the_sdk(
-    live_server: LiveServer, library: str
-) -> None:
+def test_unknown_write_key_is_refused_and_reported_to_the_sdk(live_server: LiveServer, library: str) -> None:
     sent = Sent(library)
     client = LIBRARIES[library](live_server.base_url, "wk_not-a-key", sent.on_error, max_retries=0)
     send_all(client, sent, 3)
@@ -302,9 +290,7 @@ def test_rudder_identify_traits_reach_the_traits_column(live_server: LiveServer)
     client.join()
     assert sent.errors == []
     wait_until_loaded(live_server)
-    rows = query(
-        live_server, f"select traits from events where message_id = '{message['messageId']}'"
-    )
+    rows = query(live_server, f"select traits from events where message_id = '{message['messageId']}'")
     assert json.loads(rows[0]["traits"]).get("email") == "u-1@example.com"
 
 
@@ -318,13 +304,9 @@ def test_rudder_batches_within_the_librarys_own_limits_are_accepted(
     live_server: LiveServer,
 ) -> None:
     sent = Sent("rudder")
-    client = rudder_client(
-        live_server.base_url, live_server.write_key, sent.on_error, max_retries=0
-    )
+    client = rudder_client(live_server.base_url, live_server.write_key, sent.on_error, max_retries=0)
     for i in range(100):  # about 800 KB in one batch, each event well under the 32 KB event limit
-        client.track(
-            user_id=f"u-{i}", event="Catalogue Downloaded", properties={"pages": "x" * 8_000}
-        )
+        client.track(user_id=f"u-{i}", event="Catalogue Downloaded", properties={"pages": "x" * 8_000})
     client.flush()
     client.join()
     assert sent.errors == []

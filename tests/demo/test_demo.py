@@ -17,10 +17,10 @@ from typing import Any
 import orjson
 import pytest
 
-from omniweave.events.normalize import normalize_event
 from omniweave.demo.generator import generate_world
 from omniweave.demo.model import CHANNELS, effects_with
 from omniweave.demo.sinks import OFFLINE_COLUMNS, ONLINE_SOURCES
+from omniweave.events.normalize import normalize_event
 from omniweave.settings import Settings
 from tests.conftest import omniweave_cmd
 
@@ -36,8 +36,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _events(folder: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -110,9 +113,18 @@ def test_online_events_are_valid_segment_events(world: Path) -> None:
         event = normalize_event(raw, received_at=now)
         assert event["timestamp"] == raw["timestamp"]  # no skew correction: the SDK time is kept
         names[(stream, raw.get("event") or raw["type"])] += 1
-    for needed in [("web", "page"), ("web", "identify"), ("web", "Order Completed"), ("web", "Checkout Started"),
-                   ("app", "screen"), ("app", "Push Notification Received"), ("messaging", "Message Delivered"),
-                   ("messaging", "Coupon Issued"), ("ads", "Ad Impression"), ("ads", "Ad Clicked")]:
+    for needed in [
+        ("web", "page"),
+        ("web", "identify"),
+        ("web", "Order Completed"),
+        ("web", "Checkout Started"),
+        ("app", "screen"),
+        ("app", "Push Notification Received"),
+        ("messaging", "Message Delivered"),
+        ("messaging", "Coupon Issued"),
+        ("ads", "Ad Impression"),
+        ("ads", "Ad Clicked"),
+    ]:
         assert names[needed] > 0, needed
 
 
@@ -120,22 +132,38 @@ def _identifiers(folder: Path) -> Iterator[tuple[str, str, str]]:
     """(kind, raw value, where) of every identifier in the generated data."""
     for stream, e in _events(folder):
         ctx, props, traits = e.get("context", {}), e.get("properties", {}), e.get("traits", {})
-        for kind, value in (("anonymous_id", e.get("anonymousId")), ("user_id", e.get("userId")),
-                            ("email", ctx.get("traits", {}).get("email")), ("phone", ctx.get("traits", {}).get("phone")),
-                            ("email", traits.get("email")), ("phone", traits.get("phone")),
-                            ("device_id", ctx.get("device", {}).get("id")), ("coupon_code", props.get("coupon_code")),
-                            ("coupon_code", props.get("coupon"))):
+        for kind, value in (
+            ("anonymous_id", e.get("anonymousId")),
+            ("user_id", e.get("userId")),
+            ("email", ctx.get("traits", {}).get("email")),
+            ("phone", ctx.get("traits", {}).get("phone")),
+            ("email", traits.get("email")),
+            ("phone", traits.get("phone")),
+            ("device_id", ctx.get("device", {}).get("id")),
+            ("coupon_code", props.get("coupon_code")),
+            ("coupon_code", props.get("coupon")),
+        ):
             if value:
                 yield kind, value, stream
-    columns = {"loyalty_card": "loyalty_card", "card_number": "loyalty_card", "email": "email", "phone": "phone",
-               "customer_number": "customer_number", "device_id": "device_id", "anonymous_id": "anonymous_id",
-               "coupon_code": "coupon_code", "account_id": "user_id"}
+    columns = {
+        "loyalty_card": "loyalty_card",
+        "card_number": "loyalty_card",
+        "email": "email",
+        "phone": "phone",
+        "customer_number": "customer_number",
+        "device_id": "device_id",
+        "anonymous_id": "anonymous_id",
+        "coupon_code": "coupon_code",
+        "account_id": "user_id",
+    }
     for kind in OFFLINE_COLUMNS:
         for row in _rows(folder, kind):
             for column, id_kind in columns.items():
                 if row.get(column):
                     yield id_kind, row[column], kind
-            keyless = kind in ("call_centre", "direct_mail") and not any(row.get(c) for c in ("customer_number", "phone", "email"))
+            keyless = kind in ("call_centre", "direct_mail") and not any(
+                row.get(c) for c in ("customer_number", "phone", "email")
+            )
             if keyless:
                 yield "name_postcode", f"{row['first_name']} {row['last_name']}|{row['postcode']}", kind
 
@@ -182,8 +210,10 @@ def test_purchases_respond_to_touches(tmp_path: Path) -> None:
     assert nothing["orders_store"] < base["orders_store"]
     truth = json.loads((tmp_path / "base" / "ground_truth" / "channel_effects.json").read_text())
     lift = base["orders_online"] + base["orders_store"] - nothing["orders_online"] - nothing["orders_store"]
-    expected_lift = sum(c["expected_incremental_orders_online"] + c["expected_incremental_orders_store"]
-                        for c in truth["channels"].values())
+    expected_lift = sum(
+        c["expected_incremental_orders_online"] + c["expected_incremental_orders_store"]
+        for c in truth["channels"].values()
+    )
     assert abs(lift - expected_lift) < 0.35 * expected_lift + 30
     assert truth["channels"]["display"]["expected_incremental_orders_online"] == 0
     # observed in the data alone: people who clicked a search ad buy online more, the same day or the next
@@ -234,22 +264,36 @@ def test_run_demo_lands_everything_in_the_warehouse(tmp_path: Path) -> None:
         got = _count(settings, f"SELECT count(*) AS n FROM events WHERE source = '{sources[source]}'")[0]["n"]
         assert got == m["files"][f"online/{stream}"], stream
     till = _rows(folder, "till")
-    store_orders = _count(settings, "SELECT count(*) AS n, round(sum(CAST(json_extract_string(properties, '$.revenue') AS DOUBLE)), 2) AS revenue "
-                                    "FROM events WHERE event = 'Order Completed' AND channel = 'store'")[0]
+    store_orders = _count(
+        settings,
+        "SELECT count(*) AS n, round(sum(CAST(json_extract_string(properties, '$.revenue') AS DOUBLE)), 2) AS revenue "
+        "FROM events WHERE event = 'Order Completed' AND channel = 'store'",
+    )[0]
     assert store_orders["n"] == len({r["transaction_id"] for r in till}) == m["orders_store"]
     assert store_orders["revenue"] == pytest.approx(m["revenue_store"], abs=0.05)
-    online_orders = _count(settings, "SELECT count(*) AS n FROM events WHERE event = 'Order Completed' AND channel != 'store'")[0]
+    online_orders = _count(
+        settings, "SELECT count(*) AS n FROM events WHERE event = 'Order Completed' AND channel != 'store'"
+    )[0]
     assert online_orders["n"] == m["orders_online"]
-    for kind, event in (("store_visits", None), ("loyalty", None), ("coupons", "Coupon Applied"),
-                        ("qr_scans", "QR Code Scanned"), ("call_centre", "Call Centre Contacted"),
-                        ("direct_mail", "Direct Mail Sent"), ("email_export", None), ("gift_cards", None)):
+    for kind, event in (
+        ("store_visits", None),
+        ("loyalty", None),
+        ("coupons", "Coupon Applied"),
+        ("qr_scans", "QR Code Scanned"),
+        ("call_centre", "Call Centre Contacted"),
+        ("direct_mail", "Direct Mail Sent"),
+        ("email_export", None),
+        ("gift_cards", None),
+    ):
         summary = result.imports[kind]
         assert summary.rows_rejected == 0, (kind, summary.errors[:3])
         assert summary.rows_read == m["files"][f"offline/{kind}"], kind
         if event:
             got = _count(settings, f"SELECT count(*) AS n FROM events WHERE event = '{event}'")[0]["n"]
             assert got == m["files"][f"offline/{kind}"], kind
-    cards = _count(settings, "SELECT count(*) AS n FROM events WHERE event IN ('Gift Card Purchased', 'Gift Card Redeemed')")
+    cards = _count(
+        settings, "SELECT count(*) AS n FROM events WHERE event IN ('Gift Card Purchased', 'Gift Card Redeemed')"
+    )
     assert cards[0]["n"] == m["files"]["offline/gift_cards"]
     spend = _count(settings, "SELECT count(*) AS n, round(sum(spend), 2) AS spend FROM spend")[0]
     assert spend["n"] == m["files"]["offline/ad_spend"]
@@ -268,15 +312,20 @@ def test_run_demo_lands_everything_in_the_warehouse(tmp_path: Path) -> None:
     plays = _count(settings, "SELECT count(*) AS n FROM events WHERE event = 'Video Playback Started'")[0]["n"]
     assert plays > 0 and sum(v for k, v in headline["video_views"].items() if k[:2] == "20" and v) == plays
     (attribution,) = [rows for name, rows in result.report.items() if name.startswith("attribution")]
-    totals = {model: sum(row[f"{model} orders"] for row in attribution)
-              for model in ("first_touch", "last_touch", "linear", "position_based", "time_decay", "markov", "shapley")}
+    totals = {
+        model: sum(row[f"{model} orders"] for row in attribution)
+        for model in ("first_touch", "last_touch", "linear", "position_based", "time_decay", "markov", "shapley")
+    }
     assert min(totals.values()) > 0 and max(totals.values()) - min(totals.values()) < 1e-6
     # next to the credits, each simulated channel's true incremental orders (store visits are not simulated effects)
     truth = json.loads((result.folder / "ground_truth" / "channel_effects.json").read_text())["channels"]
     for row in attribution:
         channel = truth.get(row["channel"])
-        expected = None if channel is None else \
-            channel["expected_incremental_orders_online"] + channel["expected_incremental_orders_store"]
+        expected = (
+            None
+            if channel is None
+            else channel["expected_incremental_orders_online"] + channel["expected_incremental_orders_store"]
+        )
         assert row["true incremental orders"] == expected, row
     assert all(row["buyers"] > 0 for row in result.report["top CLV segments (RFM segment, predicted 12-month CLV)"])
     recommended = _count(settings, "SELECT count(*) AS n FROM profiles WHERE len(recommended_products) > 0")[0]["n"]
@@ -293,8 +342,11 @@ def test_run_demo_lands_everything_in_the_warehouse(tmp_path: Path) -> None:
     assert _count(settings, "SELECT count(*) AS n FROM events")[0]["n"] == before + ours  # segments unchanged too
     assert _count(settings, "SELECT count(*) AS n FROM spend")[0]["n"] == spend["n"]
     # a run interrupted later resumes after the last finished step
-    (folder / "loaded.json").write_text(json.dumps({"world": again.manifest["world"], "complete": False,
-                                                     "done": ["online", "offline:loyalty", "offline:till"]}))
+    (folder / "loaded.json").write_text(
+        json.dumps(
+            {"world": again.manifest["world"], "complete": False, "done": ["online", "offline:loyalty", "offline:till"]}
+        )
+    )
     fourth = run_demo(settings, customers=200, days=14, seed=3, console=None)
     assert not fourth.sent and "till" not in fourth.imports and fourth.imports["coupons"].rows_duplicate > 0
     assert json.loads((folder / "loaded.json").read_text())["complete"]
@@ -340,16 +392,25 @@ def test_big_files_are_imported_in_chunks_with_receipts_whole(tmp_path: Path) ->
         seen |= receipts
     runtime = Runtime(_demo_settings(tmp_path))
     try:
-        summary = import_large_csv(runtime, "till", folder / "offline" / "till.csv", lambda n: None, workers=2, chunk_rows=15)
+        summary = import_large_csv(
+            runtime, "till", folder / "offline" / "till.csv", lambda n: None, workers=2, chunk_rows=15
+        )
         assert summary.rows_imported == len(till) and summary.records_written == manifest["orders_store"]
         online = import_online(runtime, folder, lambda n: None, workers=2, chunk_events=700)
-        assert sum(s.rows_imported for s in online.values()) == sum(manifest["files"][f"online/{s}"] for s in ONLINE_SOURCES)
-        again = import_large_csv(runtime, "till", folder / "offline" / "till.csv", lambda n: None, workers=1, chunk_rows=15)
+        assert sum(s.rows_imported for s in online.values()) == sum(
+            manifest["files"][f"online/{s}"] for s in ONLINE_SOURCES
+        )
+        again = import_large_csv(
+            runtime, "till", folder / "offline" / "till.csv", lambda n: None, workers=1, chunk_rows=15
+        )
         assert again.rows_duplicate == len(till) and again.records_written == 0
     finally:
         runtime.close()
-    revenue = _count(_demo_settings(tmp_path), "SELECT count(*) AS n, round(sum(CAST(json_extract_string(properties, '$.revenue') AS DOUBLE)), 2) AS r "
-                                               "FROM events WHERE channel = 'store'")[0]
+    revenue = _count(
+        _demo_settings(tmp_path),
+        "SELECT count(*) AS n, round(sum(CAST(json_extract_string(properties, '$.revenue') AS DOUBLE)), 2) AS r "
+        "FROM events WHERE channel = 'store'",
+    )[0]
     assert revenue["n"] == manifest["orders_store"]
     assert revenue["r"] == pytest.approx(manifest["revenue_store"], abs=0.05)
     assert not (folder / ".chunks").exists()
@@ -368,11 +429,19 @@ def _sources(settings: Settings) -> list[dict[str, Any]]:
 def test_cli_demo(tmp_path: Path) -> None:
     pytest.importorskip("omniweave.collect.service", reason="the importers are not there yet")
     env = {**os.environ, "OMNIWEAVE_HOME": str(tmp_path / "cli-home")}
-    out = subprocess.run(omniweave_cmd("demo", "--customers", "200", "--days", "14"), env=env, check=False,
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        omniweave_cmd("demo", "--customers", "200", "--days", "14"),
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "events per channel" in out.stdout and "spend per channel" in out.stdout
-    assert "headline KPIs per month" in out.stdout and "attribution of" in out.stdout and "top CLV segments" in out.stdout
+    assert (
+        "headline KPIs per month" in out.stdout and "attribution of" in out.stdout and "top CLV segments" in out.stdout
+    )
     assert (tmp_path / "cli-home" / "demo" / "ground_truth" / "identities.csv").exists()
     manifest = json.loads((tmp_path / "cli-home" / "demo" / "manifest.json").read_text())
     assert manifest["customers"] == 200 and manifest["end_date"] == date(2026, 10, 31).isoformat()

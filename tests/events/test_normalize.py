@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from omniweave.errors import EventError, InputError
 from omniweave.events import spec
 from omniweave.events.normalize import (
     campaign_from_url,
@@ -17,7 +18,6 @@ from omniweave.events.normalize import (
     normalize_event,
     parse_timestamp,
 )
-from omniweave.errors import EventError, InputError
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
@@ -27,8 +27,15 @@ def norm(raw, **kw):
 
 
 def test_track_is_normalised_to_the_canonical_form():
-    event = norm({"type": "track", "event": " Order Completed ", "userId": 42, "messageId": "m1",
-                  "properties": {"revenue": "12.5", "currency": "EUR"}})
+    event = norm(
+        {
+            "type": "track",
+            "event": " Order Completed ",
+            "userId": 42,
+            "messageId": "m1",
+            "properties": {"revenue": "12.5", "currency": "EUR"},
+        }
+    )
     assert event["type"] == "track"
     assert event["event"] == spec.ORDER_COMPLETED
     assert event["userId"] == "42" and event["anonymousId"] is None
@@ -39,8 +46,15 @@ def test_track_is_normalised_to_the_canonical_form():
 
 
 def test_clock_skew_is_corrected():
-    event = norm({"type": "track", "event": "x", "anonymousId": "a",
-                  "originalTimestamp": "2026-11-23T13:00:00Z", "sentAt": "2026-11-23T13:00:05Z"})
+    event = norm(
+        {
+            "type": "track",
+            "event": "x",
+            "anonymousId": "a",
+            "originalTimestamp": "2026-11-23T13:00:00Z",
+            "sentAt": "2026-11-23T13:00:05Z",
+        }
+    )
     # the device clock is 1 h fast: timestamp = receivedAt - (sentAt - originalTimestamp)
     assert event["timestamp"] == "2026-11-23T11:59:55.000Z"
     assert event["originalTimestamp"] == "2026-11-23T13:00:00.000Z"
@@ -55,10 +69,16 @@ def test_a_historical_timestamp_without_sent_at_is_kept():
 def test_campaign_is_filled_from_utm_parameters_when_absent():
     url = "https://shop.example/p?utm_source=Google&utm_medium=cpc&utm_campaign=winter&utm_term=boots&utm_content=a"
     event = norm({"type": "page", "anonymousId": "a", "context": {"page": {"url": url}}})
-    assert event["context"]["campaign"] == {"source": "Google", "medium": "cpc", "name": "winter",
-                                            "term": "boots", "content": "a"}
-    kept = norm({"type": "page", "anonymousId": "a",
-                 "context": {"page": {"url": url}, "campaign": {"name": "explicit"}}})
+    assert event["context"]["campaign"] == {
+        "source": "Google",
+        "medium": "cpc",
+        "name": "winter",
+        "term": "boots",
+        "content": "a",
+    }
+    kept = norm(
+        {"type": "page", "anonymousId": "a", "context": {"page": {"url": url}, "campaign": {"name": "explicit"}}}
+    )
     assert kept["context"]["campaign"] == {"name": "explicit"}
     assert campaign_from_url("not a url") == {}
 
@@ -78,8 +98,11 @@ def test_campaign_is_filled_from_utm_parameters_when_absent():
         ({"type": "track", "userId": "u", "event": "x", "sentAt": "32/13/2020"}, "sentAt", "ISO 8601"),
         ({"type": "track", "userId": "u", "event": "x", "properties": [1]}, "properties", "JSON object"),
         ({"type": "track", "userId": {"a": 1}, "event": "x"}, "userId", "string"),
-        ({"type": "track", "userId": "u", "event": spec.ORDER_COMPLETED, "properties": {"revenue": "lots"}},
-         "properties.revenue", "number"),
+        (
+            {"type": "track", "userId": "u", "event": spec.ORDER_COMPLETED, "properties": {"revenue": "lots"}},
+            "properties.revenue",
+            "number",
+        ),
     ],
 )
 def test_bad_events_name_the_item_the_field_and_the_reason(raw, field, fragment):

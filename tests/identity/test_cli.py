@@ -30,8 +30,11 @@ def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _person_with_email_and_user(home: Path) -> tuple[str, dict[str, list[str]]]:
     stitcher = load_stitcher(Runtime(Settings(home=str(home))))
-    return next((p, ids) for p, ids in sorted(stitcher.persons().items())
-                if ids.get("user_id") and len(ids.get("email", [])) >= 1 and len(ids.get("anonymous_id", [])) >= 1)
+    return next(
+        (p, ids)
+        for p, ids in sorted(stitcher.persons().items())
+        if ids.get("user_id") and len(ids.get("email", [])) >= 1 and len(ids.get("anonymous_id", [])) >= 1
+    )
 
 
 def test_explain_two_identifiers_prints_the_chain(home: Path) -> None:
@@ -74,8 +77,9 @@ def test_split_sticks_across_resolve(home: Path) -> None:
     assert again.returncode == 0, again.stderr
     stitcher = load_stitcher(Runtime(Settings(home=str(home))))
     assert stitcher.person_of(email) != stitcher.person_of(user)
-    identities = Runtime(Settings(home=str(home))).warehouse().sql(
-        "SELECT kind, value, person_id FROM identities").to_pylist()
+    identities = (
+        Runtime(Settings(home=str(home))).warehouse().sql("SELECT kind, value, person_id FROM identities").to_pylist()
+    )
     by_ident = {(r["kind"], r["value"]): r["person_id"] for r in identities}
     assert by_ident[email] != by_ident[user]
     # explain now says they are different persons
@@ -83,13 +87,22 @@ def test_split_sticks_across_resolve(home: Path) -> None:
     assert out.returncode == 2 and "different persons" in out.stderr
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (("identity", "explain", "ann@example.com"), "expected kind:value"),
-    (("identity", "explain", "colour:blue"), "unknown kind 'colour'"),
-    (("identity", "explain", "email:not-an-email"), "not an e-mail address"),
-    (("identity", "explain", "email:nobody-here@example.org"), "email:nobody-here@example.org is not in the identity graph"),
-    (("identity", "split", "Pnosuchperson000", "--identifier", "email:a@example.com"), "no person 'Pnosuchperson000'"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("identity", "explain", "ann@example.com"), "expected kind:value"),
+        (("identity", "explain", "colour:blue"), "unknown kind 'colour'"),
+        (("identity", "explain", "email:not-an-email"), "not an e-mail address"),
+        (
+            ("identity", "explain", "email:nobody-here@example.org"),
+            "email:nobody-here@example.org is not in the identity graph",
+        ),
+        (
+            ("identity", "split", "Pnosuchperson000", "--identifier", "email:a@example.com"),
+            "no person 'Pnosuchperson000'",
+        ),
+    ],
+)
 def test_bad_input_is_a_clear_error(home: Path, args: tuple[str, ...], expected: str) -> None:
     run(home, "resolve")
     out = run(home, *args)

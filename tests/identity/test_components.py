@@ -7,13 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from omniweave.errors import InputError
 from omniweave.identity.components import (
     component_numbers,
     connected_components,
     encode,
     same_partition,
 )
-from omniweave.errors import InputError
 
 
 def reference(n: int, a: list[int], b: list[int]) -> list[int]:
@@ -67,8 +67,9 @@ def test_matches_scipy_on_a_random_graph_with_small_and_large_components() -> No
     rng = np.random.default_rng(3)
     n = 200_000
     a = rng.integers(0, n, 150_000)
-    b = np.where(rng.random(150_000) < 0.9, np.minimum(a + rng.integers(1, 4, 150_000), n - 1),
-                 rng.integers(0, n, 150_000))
+    b = np.where(
+        rng.random(150_000) < 0.9, np.minimum(a + rng.integers(1, 4, 150_000), n - 1), rng.integers(0, n, 150_000)
+    )
     ours = connected_components(n, a, b)
     matrix = sparse.coo_matrix((np.ones(a.size, dtype=np.int8), (a, b)), shape=(n, n)).tocsr()
     _, theirs = csgraph.connected_components(matrix, directed=False)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from omniweave.errors import InputError
 from omniweave.identity.graph import (
     IdentifierError,
     Observation,
@@ -19,7 +20,6 @@ from omniweave.identity.graph import (
     normalize,
     person_id_for,
 )
-from omniweave.errors import InputError
 
 
 def obs(mid: str, ts: str, *ids: tuple[str, str]) -> Observation:
@@ -32,19 +32,23 @@ def partition(s: Stitcher) -> set[frozenset[tuple[str, str]]]:
 
 # --- normalisation ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("kind", "raw", "expected"), [
-    ("email", "  Jane.Smith@Gmail.COM ", "jane.smith@gmail.com"),
-    ("phone", "+44 7700 900123", "+447700900123"),
-    ("phone", "07700 900123", "+447700900123"),
-    ("phone", "0044 7700 900123", "+447700900123"),
-    ("phone", "+44 (0)7700 900123", "+447700900123"),
-    ("phone", "+31 6 12345678", "+31612345678"),
-    ("customer_number", " c-10004821 ", "C10004821"),
-    ("loyalty_card", "6300 0202 64", "6300020264"),
-    ("device_id", "069253FD-C273-4B9A-9DC6-A68BC5B1A505", "069253fd-c273-4b9a-9dc6-a68bc5b1a505"),
-    ("user_id", " usr_1 ", "usr_1"),
-    ("anonymous_id", "abc ", "abc"),
-])
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "expected"),
+    [
+        ("email", "  Jane.Smith@Gmail.COM ", "jane.smith@gmail.com"),
+        ("phone", "+44 7700 900123", "+447700900123"),
+        ("phone", "07700 900123", "+447700900123"),
+        ("phone", "0044 7700 900123", "+447700900123"),
+        ("phone", "+44 (0)7700 900123", "+447700900123"),
+        ("phone", "+31 6 12345678", "+31612345678"),
+        ("customer_number", " c-10004821 ", "C10004821"),
+        ("loyalty_card", "6300 0202 64", "6300020264"),
+        ("device_id", "069253FD-C273-4B9A-9DC6-A68BC5B1A505", "069253fd-c273-4b9a-9dc6-a68bc5b1a505"),
+        ("user_id", " usr_1 ", "usr_1"),
+        ("anonymous_id", "abc ", "abc"),
+    ],
+)
 def test_normalize(kind: str, raw: str, expected: str) -> None:
     assert normalize(kind, raw, "GB") == expected
 
@@ -53,10 +57,18 @@ def test_normalize_customer_number_prefix_for_digits_only() -> None:
     assert normalize("customer_number", "10004821", customer_number_prefix="C") == "C10004821"
 
 
-@pytest.mark.parametrize(("kind", "raw"), [
-    ("email", "jane"), ("email", "jane@localhost"), ("email", "a@b@c.com"), ("email", "   "),
-    ("phone", "12"), ("phone", "not a phone"), ("phone", None),
-])
+@pytest.mark.parametrize(
+    ("kind", "raw"),
+    [
+        ("email", "jane"),
+        ("email", "jane@localhost"),
+        ("email", "a@b@c.com"),
+        ("email", "   "),
+        ("phone", "12"),
+        ("phone", "not a phone"),
+        ("phone", None),
+    ],
+)
 def test_normalize_rejects_with_a_clear_error(kind: str, raw: str | None) -> None:
     with pytest.raises(IdentifierError) as err:
         normalize(kind, raw, "GB")
@@ -68,23 +80,35 @@ def test_hashed_is_sha256_hex() -> None:
     assert hashed("a@b.com") == "fb98d44ad7501a959f3f4f4a3f004fe2d9e581ea6207e218c4b02c08a4d75adf"
 
 
-@pytest.mark.parametrize(("kind", "value"), [
-    ("anonymous_id", ""), ("anonymous_id", "anonymous"), ("user_id", "unknown"), ("user_id", "None"),
-    ("user_id", "null"), ("email", "test@example.com"), ("email", "noemail@noemail.com"),
-    ("loyalty_card", "0000000000"), ("phone", "+00000"), ("customer_number", "000-000"),
-])
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [
+        ("anonymous_id", ""),
+        ("anonymous_id", "anonymous"),
+        ("user_id", "unknown"),
+        ("user_id", "None"),
+        ("user_id", "null"),
+        ("email", "test@example.com"),
+        ("email", "noemail@noemail.com"),
+        ("loyalty_card", "0000000000"),
+        ("phone", "+00000"),
+        ("customer_number", "000-000"),
+    ],
+)
 def test_blocked_values(kind: str, value: str) -> None:
     assert is_blocked(kind, value)
 
 
 def test_blocked_values_never_merge_anyone() -> None:
     s = Stitcher()
-    s.add([
-        obs("m1", "01", ("user_id", "u1"), ("loyalty_card", "0000000000"), ("email", "test@shop.com")),
-        obs("m2", "02", ("user_id", "u2"), ("loyalty_card", "0000000000"), ("email", "test@shop.com")),
-        obs("m3", "03", ("anonymous_id", "anonymous"), ("user_id", "u1")),
-        obs("m4", "04", ("anonymous_id", "anonymous"), ("user_id", "u3")),
-    ])
+    s.add(
+        [
+            obs("m1", "01", ("user_id", "u1"), ("loyalty_card", "0000000000"), ("email", "test@shop.com")),
+            obs("m2", "02", ("user_id", "u2"), ("loyalty_card", "0000000000"), ("email", "test@shop.com")),
+            obs("m3", "03", ("anonymous_id", "anonymous"), ("user_id", "u1")),
+            obs("m4", "04", ("anonymous_id", "anonymous"), ("user_id", "u3")),
+        ]
+    )
     assert len(s.persons()) == 3
     assert ("loyalty_card", "0000000000") not in s.parent
 
@@ -92,31 +116,48 @@ def test_blocked_values_never_merge_anyone() -> None:
 def test_configurable_blocked_list() -> None:
     rules = Rules(blocked=frozenset({"shopfloor"}))
     s = Stitcher(rules)
-    s.add([obs("m1", "01", ("user_id", "u1"), ("device_id", "shopfloor")),
-           obs("m2", "02", ("user_id", "u2"), ("device_id", "shopfloor"))])
+    s.add(
+        [
+            obs("m1", "01", ("user_id", "u1"), ("device_id", "shopfloor")),
+            obs("m2", "02", ("user_id", "u2"), ("device_id", "shopfloor")),
+        ]
+    )
     assert len(s.persons()) == 2
 
 
 # --- stitching ------------------------------------------------------------------------------------
 
+
 def test_anonymous_browsing_joins_the_user_on_login() -> None:
     s = Stitcher()
-    s.add([obs("m1", "01", ("anonymous_id", "a1")),
-           obs("m2", "02", ("anonymous_id", "a1"), ("user_id", "u1")),
-           obs("m3", "03", ("user_id", "u1"), ("email", "x@y.com")),
-           obs("m4", "04", ("email", "x@y.com"), ("loyalty_card", "123"))])
+    s.add(
+        [
+            obs("m1", "01", ("anonymous_id", "a1")),
+            obs("m2", "02", ("anonymous_id", "a1"), ("user_id", "u1")),
+            obs("m3", "03", ("user_id", "u1"), ("email", "x@y.com")),
+            obs("m4", "04", ("email", "x@y.com"), ("loyalty_card", "123")),
+        ]
+    )
     assert len(s.persons()) == 1
     pid = s.person_of(("anonymous_id", "a1"))
     assert pid == person_id_for(("anonymous_id", "a1"))  # the oldest founder survives
-    assert s.identifiers_of(pid) == {"anonymous_id": ["a1"], "email": ["x@y.com"], "loyalty_card": ["123"],
-                                     "user_id": ["u1"]}
+    assert s.identifiers_of(pid) == {
+        "anonymous_id": ["a1"],
+        "email": ["x@y.com"],
+        "loyalty_card": ["123"],
+        "user_id": ["u1"],
+    }
 
 
 def test_family_phone_keeps_two_people_apart() -> None:
     s = Stitcher()
-    s.add([obs("m1", "01", ("user_id", "mum"), ("phone", "+447700900123")),
-           obs("m2", "02", ("user_id", "dad"), ("phone", "+447700900123")),
-           obs("m3", "03", ("user_id", "dad"), ("email", "dad@x.com"))])
+    s.add(
+        [
+            obs("m1", "01", ("user_id", "mum"), ("phone", "+447700900123")),
+            obs("m2", "02", ("user_id", "dad"), ("phone", "+447700900123")),
+            obs("m3", "03", ("user_id", "dad"), ("email", "dad@x.com")),
+        ]
+    )
     assert len(s.persons()) == 2
     assert s.person_of(("phone", "+447700900123")) == s.person_of(("user_id", "mum"))
     assert s.person_of(("email", "dad@x.com")) == s.person_of(("user_id", "dad"))
@@ -130,9 +171,14 @@ def test_a_coupon_code_redeemed_with_two_loyalty_cards_is_a_campaign_code_not_a_
     a personal coupon is one person's, so the code is demoted instead of merging the two."""
     s = Stitcher(Rules(priorities=(*Rules().priorities, "coupon_code")))
     mailing = ("coupon_code", "MAIL20")
-    s.add([obs("t1", "01", ("loyalty_card", "111"), mailing), obs("t2", "02", ("loyalty_card", "222"), mailing),
-           obs("c1", "03", ("user_id", "u1"), ("coupon_code", "EM01ABC")),
-           obs("t3", "04", ("loyalty_card", "333"), ("coupon_code", "EM01ABC"))])
+    s.add(
+        [
+            obs("t1", "01", ("loyalty_card", "111"), mailing),
+            obs("t2", "02", ("loyalty_card", "222"), mailing),
+            obs("c1", "03", ("user_id", "u1"), ("coupon_code", "EM01ABC")),
+            obs("t3", "04", ("loyalty_card", "333"), ("coupon_code", "EM01ABC")),
+        ]
+    )
     assert s.person_of(("loyalty_card", "111")) != s.person_of(("loyalty_card", "222"))
     assert mailing in s.demoted and s.demoted_report()[mailing] == {"loyalty_card": 2}
     # a personal coupon issued to a user and redeemed with a card still ties them
@@ -141,8 +187,12 @@ def test_a_coupon_code_redeemed_with_two_loyalty_cards_is_a_campaign_code_not_a_
 
 def test_limit_refuses_the_lower_priority_link_not_the_person() -> None:
     s = Stitcher(Rules(limits={"user_id": 1, "loyalty_card": 1}))
-    s.add([obs("m1", "01", ("email", "a@x.com"), ("loyalty_card", "1")),
-           obs("m2", "02", ("email", "a@x.com"), ("loyalty_card", "2"), ("anonymous_id", "an"))])
+    s.add(
+        [
+            obs("m1", "01", ("email", "a@x.com"), ("loyalty_card", "1")),
+            obs("m2", "02", ("email", "a@x.com"), ("loyalty_card", "2"), ("anonymous_id", "an")),
+        ]
+    )
     # the second card is refused, but the anonymous id of the same event still joins
     assert s.person_of(("anonymous_id", "an")) == s.person_of(("email", "a@x.com"))
     assert s.person_of(("loyalty_card", "2")) != s.person_of(("email", "a@x.com"))
@@ -160,8 +210,13 @@ def test_over_shared_identifier_is_demoted_and_reported() -> None:
 
 def test_merge_log_records_why_and_old_ids_still_work() -> None:
     s = Stitcher()
-    s.add([obs("m1", "01", ("anonymous_id", "a1")), obs("m2", "02", ("email", "e@x.com"), ("phone", "+447700900123")),
-           obs("m3", "03", ("anonymous_id", "a1"), ("email", "e@x.com"))])
+    s.add(
+        [
+            obs("m1", "01", ("anonymous_id", "a1")),
+            obs("m2", "02", ("email", "e@x.com"), ("phone", "+447700900123")),
+            obs("m3", "03", ("anonymous_id", "a1"), ("email", "e@x.com")),
+        ]
+    )
     [merge] = s.merge_log()
     old = person_id_for(("email", "e@x.com"))
     assert merge.merged == old and merge.survivor == person_id_for(("anonymous_id", "a1"))
@@ -173,9 +228,13 @@ def test_merge_log_records_why_and_old_ids_still_work() -> None:
 
 def test_split_sticks_on_every_later_run() -> None:
     s = Stitcher()
-    s.add([obs("m1", "01", ("user_id", "u1"), ("email", "me@x.com")),
-           obs("m2", "02", ("user_id", "u1"), ("device_id", "shared-tablet")),
-           obs("m3", "03", ("device_id", "shared-tablet"), ("anonymous_id", "a9"))])
+    s.add(
+        [
+            obs("m1", "01", ("user_id", "u1"), ("email", "me@x.com")),
+            obs("m2", "02", ("user_id", "u1"), ("device_id", "shared-tablet")),
+            obs("m3", "03", ("device_id", "shared-tablet"), ("anonymous_id", "a9")),
+        ]
+    )
     pid = s.person_of(("user_id", "u1"))
     s.split(pid, ("device_id", "shared-tablet"))
     assert s.person_of(("device_id", "shared-tablet")) != pid
@@ -197,9 +256,13 @@ def test_split_of_a_foreign_identifier_is_refused() -> None:
 
 def test_explain_gives_the_chain_of_links() -> None:
     s = Stitcher()
-    s.add([obs("m1", "01", ("anonymous_id", "a1"), ("email", "e@x.com")),
-           obs("m2", "02", ("email", "e@x.com"), ("loyalty_card", "42")),
-           obs("m3", "03", ("loyalty_card", "42"), ("customer_number", "C1"))])
+    s.add(
+        [
+            obs("m1", "01", ("anonymous_id", "a1"), ("email", "e@x.com")),
+            obs("m2", "02", ("email", "e@x.com"), ("loyalty_card", "42")),
+            obs("m3", "03", ("loyalty_card", "42"), ("customer_number", "C1")),
+        ]
+    )
     chain = s.explain(("anonymous_id", "a1"), ("customer_number", "C1"))
     assert [link.message_id for link in chain] == ["m1", "m2", "m3"]
     assert s.explain(("email", "e@x.com"), ("email", "e@x.com")) == []
@@ -223,8 +286,7 @@ def test_custom_kinds_from_config() -> None:
 
 _KINDS = st.sampled_from(["user_id", "email", "phone", "loyalty_card", "device_id", "anonymous_id"])
 _IDENT = st.tuples(_KINDS, st.sampled_from(["1", "2", "3", "4", "5", "0", "anonymous"]))
-_OBS = st.lists(
-    st.tuples(st.integers(0, 20), st.lists(_IDENT, min_size=1, max_size=4)), min_size=1, max_size=25)
+_OBS = st.lists(st.tuples(st.integers(0, 20), st.lists(_IDENT, min_size=1, max_size=4)), min_size=1, max_size=25)
 
 
 @settings(max_examples=150, deadline=None)
@@ -249,8 +311,10 @@ def test_same_persons_in_any_order_and_any_increments(raw: list, rnd, cuts: list
 
 
 def test_state_round_trip_continues_incrementally() -> None:
-    first = [obs("m1", "01", ("anonymous_id", "a1"), ("email", "e@x.com")),
-             obs("m2", "02", ("user_id", "u1"), ("phone", "+447700900123"))]
+    first = [
+        obs("m1", "01", ("anonymous_id", "a1"), ("email", "e@x.com")),
+        obs("m2", "02", ("user_id", "u1"), ("phone", "+447700900123")),
+    ]
     later = [obs("m3", "03", ("email", "e@x.com"), ("user_id", "u1")), obs("m0", "00", ("anonymous_id", "a1"))]
     whole = Stitcher()
     whole.add(first + later)
@@ -275,8 +339,9 @@ def test_bulk_rebuild_gives_the_rule_by_rule_persons_on_a_larger_graph() -> None
     observations = []
     for i in range(6000):
         ids = {(k, f"{k[0]}{rnd.randrange(pools[k])}") for k in rnd.sample(kinds, rnd.choice([1, 2, 2, 3]))}
-        observations.append(Observation(f"m{i:05d}", f"2026-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}",
-                                        tuple(sorted(ids))))
+        observations.append(
+            Observation(f"m{i:05d}", f"2026-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}", tuple(sorted(ids)))
+        )
     rules = Rules(limits={"user_id": 1, "email": 3, "phone": 2, "loyalty_card": 1}, share_limits={"user_id": 3})
     walked = Stitcher(rules, bulk_threshold=10**9)
     walked.add(observations)

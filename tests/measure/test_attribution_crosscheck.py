@@ -60,17 +60,21 @@ def as_mam_frame(table: PathsTable) -> pd.DataFrame:
     for row in table.rows:
         path = " > ".join(row.channels)
         if row.conversions > 0:
-            records.append({"path": path, "occurrences": int(row.conversions), "converted": True,
-                            "value": row.value})
+            records.append({"path": path, "occurrences": int(row.conversions), "converted": True, "value": row.value})
         if row.nulls > 0:
             records.append({"path": path, "occurrences": int(row.nulls), "converted": False, "value": 0.0})
     return pd.DataFrame.from_records(records, columns=["path", "occurrences", "converted", "value"])
 
 
 def run_mam(table: PathsTable, *, with_value: bool, same_state: bool = False):
-    model = mam.MAM(as_mam_frame(table), format_type="grouped_journey", channels_colname="path",
-                    journey_with_conv_colname="converted", occurrences_colname="occurrences",
-                    conversion_value_colname="value" if with_value else None)
+    model = mam.MAM(
+        as_mam_frame(table),
+        format_type="grouped_journey",
+        channels_colname="path",
+        journey_with_conv_colname="converted",
+        occurrences_colname="occurrences",
+        conversion_value_colname="value" if with_value else None,
+    )
     return model.run_markov(transition_to_same_state=same_state)
 
 
@@ -117,10 +121,12 @@ def test_global_shares_equal_mam_normalised_weights(seed: int):
 def test_per_journey_credits_equal_mam_on_paths_without_repeats(seed: int):
     table = random_table(100 + seed, repeats=False)
     result = markov(table, allocation="per_journey")
-    assert result.conversions == pytest.approx(with_zero_for_missing(mam_credits(table, with_value=False), table),
-                                               abs=TOLERANCE, rel=0)
-    assert result.value == pytest.approx(with_zero_for_missing(mam_credits(table, with_value=True), table),
-                                         abs=TOLERANCE, rel=0)
+    assert result.conversions == pytest.approx(
+        with_zero_for_missing(mam_credits(table, with_value=False), table), abs=TOLERANCE, rel=0
+    )
+    assert result.value == pytest.approx(
+        with_zero_for_missing(mam_credits(table, with_value=True), table), abs=TOLERANCE, rel=0
+    )
 
 
 def test_nothing_converts_gives_zero_removal_effects_in_both():

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from omniweave.errors import InputError
 from omniweave.measure.budget import (
     ResponseCurve,
     adstock,
@@ -21,7 +22,6 @@ from omniweave.measure.budget import (
     recommend_budget,
     total_revenue,
 )
-from omniweave.errors import InputError
 
 TRUE = {
     "search": ResponseCurve("search", 500.0, 40.0, 2.0, 0.3),
@@ -110,8 +110,9 @@ def test_weights_drop_residuals_but_keep_carryover():
 # ---------------------------------------------------------------- optimisation
 
 
-def random_feasible_splits(rng: np.random.Generator, count: int, total: float, lower: np.ndarray,
-                           upper: np.ndarray) -> np.ndarray:
+def random_feasible_splits(
+    rng: np.random.Generator, count: int, total: float, lower: np.ndarray, upper: np.ndarray
+) -> np.ndarray:
     """Rejection sampling of splits with lower ≤ x ≤ upper summing to total."""
     splits = []
     while len(splits) < count:
@@ -202,19 +203,25 @@ def test_recommendation_with_total_and_bounds():
 GOOD = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
 
 
-@pytest.mark.parametrize(("spend", "revenue", "message"), [
-    ({"tv": [10, -5, 3, 4, 5, 6]}, {"tv": GOOD}, "record tv, field 'spend': period 2 is -5.0; expected a finite"),
-    ({"tv": GOOD}, {"tv": [1, 2, float("nan"), 4, 5, 6]}, "record tv, field 'revenue': period 3 is nan"),
-    ({"tv": GOOD}, {"tv": GOOD[:5]}, "record tv, field 'revenue': got 6 spend periods and 5 revenue periods"),
-    ({"tv": GOOD, "sms": GOOD + [1.0]}, {"tv": GOOD, "sms": GOOD + [1.0]},
-     "record sms, field 'spend': got 7 periods, but channel 'tv' has 6"),
-    ({"tv": GOOD, "sms": GOOD}, {"tv": GOOD}, "record sms, field 'revenue': channel has no revenue series"),
-    ({"tv": GOOD[:4]}, {"tv": GOOD[:4]}, "got 4 periods; expected at least 5"),
-    ({"tv": [0.0] * 6}, {"tv": GOOD}, "every period's spend is 0"),
-    ({"tv": [[1, 2], [3, 4]]}, {"tv": GOOD}, "expected one number per period"),
-    ({"tv": ["a"] * 6}, {"tv": GOOD}, "expected a sequence of numbers"),
-    ({}, {}, "got no channels"),
-])
+@pytest.mark.parametrize(
+    ("spend", "revenue", "message"),
+    [
+        ({"tv": [10, -5, 3, 4, 5, 6]}, {"tv": GOOD}, "record tv, field 'spend': period 2 is -5.0; expected a finite"),
+        ({"tv": GOOD}, {"tv": [1, 2, float("nan"), 4, 5, 6]}, "record tv, field 'revenue': period 3 is nan"),
+        ({"tv": GOOD}, {"tv": GOOD[:5]}, "record tv, field 'revenue': got 6 spend periods and 5 revenue periods"),
+        (
+            {"tv": GOOD, "sms": GOOD + [1.0]},
+            {"tv": GOOD, "sms": GOOD + [1.0]},
+            "record sms, field 'spend': got 7 periods, but channel 'tv' has 6",
+        ),
+        ({"tv": GOOD, "sms": GOOD}, {"tv": GOOD}, "record sms, field 'revenue': channel has no revenue series"),
+        ({"tv": GOOD[:4]}, {"tv": GOOD[:4]}, "got 4 periods; expected at least 5"),
+        ({"tv": [0.0] * 6}, {"tv": GOOD}, "every period's spend is 0"),
+        ({"tv": [[1, 2], [3, 4]]}, {"tv": GOOD}, "expected one number per period"),
+        ({"tv": ["a"] * 6}, {"tv": GOOD}, "expected a sequence of numbers"),
+        ({}, {}, "got no channels"),
+    ],
+)
 def test_malformed_history(spend, revenue, message: str):
     with pytest.raises(InputError, match=message):
         recommend_budget(spend, revenue, bootstrap=0)
@@ -242,9 +249,12 @@ def test_malformed_budget_options():
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.tuples(st.floats(10, 1000), st.floats(5, 200), st.floats(0.5, 4), st.floats(0, 0.5)),
-                min_size=1, max_size=4),
-       st.floats(1, 1000))
+@given(
+    st.lists(
+        st.tuples(st.floats(10, 1000), st.floats(5, 200), st.floats(0.5, 4), st.floats(0, 0.5)), min_size=1, max_size=4
+    ),
+    st.floats(1, 1000),
+)
 def test_any_split_keeps_the_total_and_the_bounds(params, total: float):
     curves = {f"c{i}": ResponseCurve(f"c{i}", *p) for i, p in enumerate(params)}
     cap = total / len(curves) * 1.5
@@ -254,4 +264,3 @@ def test_any_split_keeps_the_total_and_the_bounds(params, total: float):
     assert all(x >= -1e-12 for x in split.values()) and split["c0"] <= cap * (1 + 1e-12)
     equal = dict.fromkeys(curves, total / len(curves))  # feasible: the cap is 1.5 × the equal share
     assert total_revenue(curves, split) >= total_revenue(curves, equal) * (1 - 1e-9)
-

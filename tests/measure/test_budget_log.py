@@ -29,16 +29,26 @@ def test_history_is_the_spend_table_and_credited_revenue_per_period(demo: Settin
         assert set(history.spend) == set(history.revenue) and history.spend
         for i, start in enumerate(history.starts):
             day0, day1 = start.date().isoformat(), (start.date().fromordinal(start.date().toordinal() + 6)).isoformat()
-            rows = rt.warehouse().sql(
-                f"SELECT lower(channel) AS channel, sum(spend) AS spend FROM spend "
-                f"WHERE date BETWEEN DATE '{day0}' AND DATE '{day1}' GROUP BY 1").to_pylist()
+            rows = (
+                rt.warehouse()
+                .sql(
+                    f"SELECT lower(channel) AS channel, sum(spend) AS spend FROM spend "
+                    f"WHERE date BETWEEN DATE '{day0}' AND DATE '{day1}' GROUP BY 1"
+                )
+                .to_pylist()
+            )
             want = {r["channel"]: r["spend"] for r in rows if r["spend"]}
             got = {c: series[i] for c, series in history.spend.items() if series[i]}
             assert got == pytest.approx(want)
-            orders = rt.warehouse().sql(
-                "SELECT sum(CAST(json_extract_string(properties, '$.revenue') AS DOUBLE)) AS revenue FROM events "
-                f"WHERE event = 'Order Completed' AND timestamp >= TIMESTAMPTZ '{start.isoformat()}' "
-                f"AND timestamp < TIMESTAMPTZ '{start.isoformat()}' + INTERVAL 7 DAY").to_pylist()[0]["revenue"]
+            orders = (
+                rt.warehouse()
+                .sql(
+                    "SELECT sum(CAST(json_extract_string(properties, '$.revenue') AS DOUBLE)) AS revenue FROM events "
+                    f"WHERE event = 'Order Completed' AND timestamp >= TIMESTAMPTZ '{start.isoformat()}' "
+                    f"AND timestamp < TIMESTAMPTZ '{start.isoformat()}' + INTERVAL 7 DAY"
+                )
+                .to_pylist()[0]["revenue"]
+            )
             credited = sum(series[i] for series in history.revenue.values())
             assert 0 <= credited <= orders + 1e-6  # paid channels get part of the period's orders
     finally:
@@ -86,8 +96,13 @@ def test_cli_prints_the_split_as_json_and_rejects_bad_options(demo: Settings) ->
     import orjson
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "omniweave", "--home", demo.home, "budget", *args],
-                              capture_output=True, text=True, timeout=300, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "omniweave", "--home", demo.home, "budget", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
 
     done = run("--bootstrap", "5", "--format", "json")
     assert done.returncode == 0, done.stderr

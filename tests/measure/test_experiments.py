@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import special, stats
 
+from omniweave.errors import InputError
 from omniweave.measure.experiments import (
     ConversionArm,
     RevenueArm,
@@ -28,7 +29,6 @@ from omniweave.measure.experiments import (
     two_proportion_ztest,
     welch_ttest,
 )
-from omniweave.errors import InputError
 
 # ---------------------------------------------------------------- z-test
 
@@ -52,8 +52,9 @@ def test_ztest_equals_hand_computation():
     assert hi == pytest.approx(1.3 * math.exp(1.959963984540054 * se_log) - 1, rel=1e-12)
 
 
-@pytest.mark.parametrize("counts", [(1000, 100, 1000, 130), (523, 17, 611, 35), (80, 40, 95, 41),
-                                    (20000, 913, 19500, 1002)])
+@pytest.mark.parametrize(
+    "counts", [(1000, 100, 1000, 130), (523, 17, 611, 35), (80, 40, 95, 41), (20000, 913, 19500, 1002)]
+)
 def test_ztest_p_value_equals_scipy_chi_square(counts: tuple[int, int, int, int]):
     # the pooled two-sided z-test is the 2×2 chi-square test without continuity correction (z² = χ²)
     n0, c0, n1, c1 = counts
@@ -80,7 +81,8 @@ def test_welch_equals_scipy_from_values_and_from_sums():
     from_values = welch_ttest(RevenueArm.from_values("holdout", control), RevenueArm.from_values("sms", treatment))
     from_sums = welch_ttest(
         RevenueArm.from_sums("holdout", control.size, control.sum(), (control**2).sum()),
-        RevenueArm.from_sums("sms", treatment.size, treatment.sum(), (treatment**2).sum()))
+        RevenueArm.from_sums("sms", treatment.size, treatment.sum(), (treatment**2).sum()),
+    )
     for result in (from_values, from_sums):
         assert result.statistic == pytest.approx(expected.statistic, rel=1e-9)
         assert result.p_value == pytest.approx(expected.pvalue, rel=1e-9)
@@ -116,8 +118,12 @@ def test_holm_and_bonferroni_by_hand():
 
 
 def test_multi_arm_against_holdout_uses_corrected_p_values_and_simultaneous_intervals():
-    arms = [ConversionArm("email", 2000, 250), ConversionArm("holdout", 2000, 200),
-            ConversionArm("sms", 2000, 215), ConversionArm("push", 2000, 240)]
+    arms = [
+        ConversionArm("email", 2000, 250),
+        ConversionArm("holdout", 2000, 200),
+        ConversionArm("sms", 2000, 215),
+        ConversionArm("push", 2000, 240),
+    ]
     result = compare_conversions(arms, control="holdout", correction="holm")
     assert result.control == "holdout"
     assert [c.arm for c in result.comparisons] == ["email", "sms", "push"]
@@ -134,8 +140,10 @@ def test_multi_arm_against_holdout_uses_corrected_p_values_and_simultaneous_inte
 
 def test_compare_revenue_defaults_to_first_arm_as_control():
     rng = np.random.default_rng(3)
-    arms = [RevenueArm.from_values(name, rng.gamma(2.0, scale, 400)) for name, scale in
-            (("holdout", 10.0), ("a", 10.0), ("b", 13.0))]
+    arms = [
+        RevenueArm.from_values(name, rng.gamma(2.0, scale, 400))
+        for name, scale in (("holdout", 10.0), ("a", 10.0), ("b", 13.0))
+    ]
     result = compare_revenue(arms, correction="bonferroni")
     assert result.control == "holdout" and result.metric == "revenue_per_unit"
     for comparison, arm in zip(result.comparisons, arms[1:], strict=True):
@@ -149,13 +157,16 @@ def test_compare_revenue_defaults_to_first_arm_as_control():
 def closed_form_beats(control: tuple[float, float], treatment: tuple[float, float]) -> float:
     """P(p_t > p_c) for whole-number Beta parameters (Evan Miller, "Formulas for Bayesian A/B testing")."""
     (ac, bc), (at, bt) = control, treatment
-    terms = [special.betaln(ac + i, bc + bt) - math.log(bt + i) - special.betaln(1 + i, bt)
-             - special.betaln(ac, bc) for i in range(int(at))]
+    terms = [
+        special.betaln(ac + i, bc + bt) - math.log(bt + i) - special.betaln(1 + i, bt) - special.betaln(ac, bc)
+        for i in range(int(at))
+    ]
     return float(np.exp(special.logsumexp(terms)))
 
 
-@pytest.mark.parametrize("counts", [((100, 10), (100, 15)), ((1000, 100), (1000, 130)),
-                                    ((40, 3), (60, 2)), ((5000, 260), (5000, 240))])
+@pytest.mark.parametrize(
+    "counts", [((100, 10), (100, 15)), ((1000, 100), (1000, 130)), ((40, 3), (60, 2)), ((5000, 260), (5000, 240))]
+)
 def test_two_arm_probability_equals_closed_form(counts):
     (n0, c0), (n1, c1) = counts
     result = bayesian_conversions([ConversionArm("a", n0, c0), ConversionArm("b", n1, c1)])
@@ -175,11 +186,13 @@ def test_exact_and_monte_carlo_agree_on_three_arms():
         assert sampled.expected_loss[name] == pytest.approx(exact.expected_loss[name], abs=2e-4)
     for name in ("b", "c"):
         assert sampled.probability_beats_control[name] == pytest.approx(
-            exact.probability_beats_control[name], abs=0.005)
+            exact.probability_beats_control[name], abs=0.005
+        )
     assert min(exact.expected_loss, key=exact.expected_loss.get) == "b"
     # same seed, same answer
-    assert bayesian_conversions(arms, method="monte_carlo", samples=1000, seed=11) == \
-        bayesian_conversions(arms, method="monte_carlo", samples=1000, seed=11)
+    assert bayesian_conversions(arms, method="monte_carlo", samples=1000, seed=11) == bayesian_conversions(
+        arms, method="monte_carlo", samples=1000, seed=11
+    )
 
 
 def test_identical_arms_are_equally_likely_best_and_large_counts_work():
@@ -222,8 +235,10 @@ def test_sample_size_is_the_inverse_of_power_and_achieves_it_in_simulation():
     reps = 3000
     c0 = rng.binomial(size.control, 0.10, reps)
     c1 = rng.binomial(size.treatment, 0.13, reps)
-    rejected = sum(two_proportion_ztest(ConversionArm("a", size.control, a), ConversionArm("b", size.treatment, b))
-                   .p_value <= 0.05 for a, b in zip(c0, c1, strict=True))
+    rejected = sum(
+        two_proportion_ztest(ConversionArm("a", size.control, a), ConversionArm("b", size.treatment, b)).p_value <= 0.05
+        for a, b in zip(c0, c1, strict=True)
+    )
     assert rejected / reps == pytest.approx(0.8, abs=0.03)
 
 
@@ -259,7 +274,8 @@ def test_msprt_detects_a_real_effect_and_its_outputs_are_monotone():
         result = sequential_conversion_test(
             [ConversionArm("a", int(n), int(c)) for n, c in zip(visitors, counts[rep, :, 0], strict=True)],
             [ConversionArm("b", int(n), int(c)) for n, c in zip(visitors, counts[rep, :, 1], strict=True)],
-            tau=0.02)
+            tau=0.02,
+        )
         p = [look.p_value for look in result.looks]
         lows = [look.interval[0] for look in result.looks]
         highs = [look.interval[1] for look in result.looks]
@@ -284,8 +300,9 @@ def test_sequential_revenue_on_cumulative_summaries():
     rng = np.random.default_rng(4)
     a, b = rng.gamma(2.0, 10.0, 2000), rng.gamma(2.0, 10.0, 2000)
     ends = range(200, 2001, 200)
-    result = sequential_revenue_test([RevenueArm.from_values("a", a[:n]) for n in ends],
-                                     [RevenueArm.from_values("b", b[:n]) for n in ends], tau=2.0)
+    result = sequential_revenue_test(
+        [RevenueArm.from_values("a", a[:n]) for n in ends], [RevenueArm.from_values("b", b[:n]) for n in ends], tau=2.0
+    )
     assert len(result.looks) == 10 and result.looks[-1].control_units == 2000
     assert result.looks[-1].difference == pytest.approx(b.mean() - a.mean())
 
@@ -293,18 +310,21 @@ def test_sequential_revenue_on_cumulative_summaries():
 # ---------------------------------------------------------------- malformed input
 
 
-@pytest.mark.parametrize(("build", "message"), [
-    (lambda: ConversionArm("email", -5, 0), "record email, field 'visitors': got -5; expected a whole number"),
-    (lambda: ConversionArm("email", 100, -1), "field 'conversions': got -1"),
-    (lambda: ConversionArm("email", 100, 120), "got 120 conversions; expected at most the arm's 100 visitors"),
-    (lambda: ConversionArm("email", 10.5, 1), "got 10.5; expected a whole number"),
-    (lambda: ConversionArm("email", float("nan"), 1), "expected a whole number"),
-    (lambda: ConversionArm.from_units("email", [0, 1, 2]), "expected a one-dimensional array of 0/1"),
-    (lambda: RevenueArm.from_values("sms", [3.0]), "expected at least 2"),
-    (lambda: RevenueArm.from_values("sms", [3.0, float("inf")]), "value 1 is inf"),
-    (lambda: RevenueArm("sms", 10, 2.0, -1.0), "field 'variance'"),
-    (lambda: RevenueArm.from_sums("sms", 10, 100.0, 10.0), "expected the sum of the squared values"),
-])
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: ConversionArm("email", -5, 0), "record email, field 'visitors': got -5; expected a whole number"),
+        (lambda: ConversionArm("email", 100, -1), "field 'conversions': got -1"),
+        (lambda: ConversionArm("email", 100, 120), "got 120 conversions; expected at most the arm's 100 visitors"),
+        (lambda: ConversionArm("email", 10.5, 1), "got 10.5; expected a whole number"),
+        (lambda: ConversionArm("email", float("nan"), 1), "expected a whole number"),
+        (lambda: ConversionArm.from_units("email", [0, 1, 2]), "expected a one-dimensional array of 0/1"),
+        (lambda: RevenueArm.from_values("sms", [3.0]), "expected at least 2"),
+        (lambda: RevenueArm.from_values("sms", [3.0, float("inf")]), "value 1 is inf"),
+        (lambda: RevenueArm("sms", 10, 2.0, -1.0), "field 'variance'"),
+        (lambda: RevenueArm.from_sums("sms", 10, 100.0, 10.0), "expected the sum of the squared values"),
+    ],
+)
 def test_malformed_arms(build, message: str):
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
         build()

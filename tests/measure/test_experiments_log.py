@@ -11,20 +11,26 @@ from typing import Any
 import orjson
 import pytest
 
-from omniweave.storage.eventlog import events_to_table
-from omniweave.measure import experiments as stats
+from omniweave.errors import InputError
 from omniweave.events import spec
 from omniweave.events.normalize import normalize_event
-from omniweave.errors import InputError
+from omniweave.measure import experiments as stats
 from omniweave.measure.service.experiments import analyze, experiment_units, list_experiments
 from omniweave.profiles.service.build import write_identities
+from omniweave.storage.eventlog import events_to_table
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def _event(n: int, at: datetime, event: str, user: str, **properties: Any) -> dict[str, Any]:
-    raw = {"type": "track", "event": event, "userId": user, "messageId": f"x{n}", "properties": properties,
-           "timestamp": at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    raw = {
+        "type": "track",
+        "event": event,
+        "userId": user,
+        "messageId": f"x{n}",
+        "properties": properties,
+        "timestamp": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
     return normalize_event(raw, received_at=START)
 
 
@@ -36,8 +42,9 @@ def world() -> tuple[list[dict[str, Any]], dict[str, tuple[str, datetime, list[t
         seen = START + timedelta(days=i % 5, hours=i)
         n += 2  # a second view of the same arm changes nothing
         events.append(_event(n - 1, seen, spec.EXPERIMENT_VIEWED, user, experiment_id="hero", variation_id=arm))
-        events.append(_event(n, seen + timedelta(hours=1), spec.EXPERIMENT_VIEWED, user, experiment_id="hero",
-                             variation_id=arm))
+        events.append(
+            _event(n, seen + timedelta(hours=1), spec.EXPERIMENT_VIEWED, user, experiment_id="hero", variation_id=arm)
+        )
         orders = []
         if i % 3 == 0 or (arm == "B" and i % 4 == 0):  # B converts more
             orders.append((2.0, 10.0 + i))
@@ -51,8 +58,9 @@ def world() -> tuple[list[dict[str, Any]], dict[str, tuple[str, datetime, list[t
         truth[f"P{i:02d}"] = (arm, seen, orders)
     # a person who saw both arms is left out; another experiment is not mixed in
     events.append(_event(900, START, spec.EXPERIMENT_VIEWED, "u900", experiment_id="hero", variation_id="A"))
-    events.append(_event(901, START + timedelta(hours=2), spec.EXPERIMENT_VIEWED, "u900", experiment_id="hero",
-                         variation_id="B"))
+    events.append(
+        _event(901, START + timedelta(hours=2), spec.EXPERIMENT_VIEWED, "u900", experiment_id="hero", variation_id="B")
+    )
     events.append(_event(902, START, spec.EXPERIMENT_VIEWED, "u1", experiment_id="other", variation_name="x"))
     return events, truth
 
@@ -115,12 +123,45 @@ def test_bad_requests_say_what_is_expected(seeded):
 
 
 def test_cli_analyze_prints_json(seeded, settings):
-    done = subprocess.run([sys.executable, "-m", "omniweave", "--home", settings.home, "experiments", "analyze",
-                           "hero", "--control", "A", "--format", "json"], capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "omniweave",
+            "--home",
+            settings.home,
+            "experiments",
+            "analyze",
+            "hero",
+            "--control",
+            "A",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     report = orjson.loads(done.stdout)
     assert report["control"] == "A" and [a["name"] for a in report["arms"]] == ["A", "B"]
-    bad = subprocess.run([sys.executable, "-m", "omniweave", "--home", settings.home, "experiments", "analyze",
-                          "hero", "--control", "Z"], capture_output=True, text=True, timeout=120, check=False)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "omniweave",
+            "--home",
+            settings.home,
+            "experiments",
+            "analyze",
+            "hero",
+            "--control",
+            "Z",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert bad.returncode == 2 and "expected one of the arms" in bad.stderr

@@ -8,11 +8,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from omniweave.storage.eventlog import SPEND_SCHEMA, events_to_table
-from omniweave.events import spec
 from omniweave.errors import InputError
+from omniweave.events import spec
 from omniweave.measure.service.kpis import CATALOGUE, OMITTED, kpi_table
 from omniweave.profiles.service.build import write_dataset, write_identities
+from omniweave.storage.eventlog import SPEND_SCHEMA, events_to_table
 from tests.segment_events import segment_event
 
 FEB, MAR = date(2026, 2, 1), date(2026, 3, 1)
@@ -27,13 +27,32 @@ def _at(text: str) -> datetime:
 def world() -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
 
-    def add(at: str, kind: str, name: str | None = None, user: str | None = None, anon: str | None = None,
-            campaign: str | None = None, traits: dict[str, Any] | None = None, **properties: Any) -> None:
+    def add(
+        at: str,
+        kind: str,
+        name: str | None = None,
+        user: str | None = None,
+        anon: str | None = None,
+        campaign: str | None = None,
+        traits: dict[str, Any] | None = None,
+        **properties: Any,
+    ) -> None:
         track = kind == "track"
-        events.append(segment_event(len(events), at + "Z", received_at=_at("2026-04-01T00:00:00"), type=kind,
-                                    event=name if track else None, name=None if track else name, user=user,
-                                    anon=anon, context={"campaign": {"name": campaign}} if campaign else None,
-                                    traits=traits, **properties))
+        events.append(
+            segment_event(
+                len(events),
+                at + "Z",
+                received_at=_at("2026-04-01T00:00:00"),
+                type=kind,
+                event=name if track else None,
+                name=None if track else name,
+                user=user,
+                anon=anon,
+                context={"campaign": {"name": campaign}} if campaign else None,
+                traits=traits,
+                **properties,
+            )
+        )
 
     def product(pid: str, price: float, quantity: int) -> dict[str, Any]:
         return {"product_id": pid, "price": price, "quantity": quantity}
@@ -41,28 +60,83 @@ def world() -> list[dict[str, Any]]:
     # February. P1 browses anonymously (a1) in two sessions (a 40-minute gap), then buys online.
     add("2026-02-02T10:00:00", "page", "Home", anon="a1", campaign="spring")
     add("2026-02-02T10:10:00", "page", "Product", anon="a1", campaign="spring")
-    add("2026-02-02T10:05:00", "track", spec.VIDEO_PLAYBACK_STARTED, anon="a1", channel="web", campaign="spring",
-        video_player="html5", content_asset_id="A")
+    add(
+        "2026-02-02T10:05:00",
+        "track",
+        spec.VIDEO_PLAYBACK_STARTED,
+        anon="a1",
+        channel="web",
+        campaign="spring",
+        video_player="html5",
+        content_asset_id="A",
+    )
     add("2026-02-02T10:50:00", "page", "Product", anon="a1", campaign="spring")
-    add("2026-02-02T10:55:00", "track", spec.ORDER_COMPLETED, user="u1", campaign="spring", channel="web",
-        revenue=100.0, products=[product("A", 40.0, 2), product("B", 20.0, 1)])
+    add(
+        "2026-02-02T10:55:00",
+        "track",
+        spec.ORDER_COMPLETED,
+        user="u1",
+        campaign="spring",
+        channel="web",
+        revenue=100.0,
+        products=[product("A", 40.0, 2), product("B", 20.0, 1)],
+    )
     # P2 buys in store S1 and logs in to the Wi-Fi; two anonymous footfall visits (S1, S2)
-    add("2026-02-03T11:00:00", "track", spec.ORDER_COMPLETED, user="u2", channel="store", store_id="S1",
-        revenue=50.0, products=[product("C", 50.0, 1)])
-    add("2026-02-03T10:40:00", "track", spec.STORE_VISITED, anon="offline:store_visits:v1", channel="store",
-        store_id="S1", visit_type="footfall", dwell_minutes=20)
-    add("2026-02-03T10:41:00", "track", spec.STORE_VISITED, user="u2", channel="store", store_id="S1",
-        visit_type="wifi", dwell_minutes=20)
-    add("2026-02-04T15:00:00", "track", spec.STORE_VISITED, anon="offline:store_visits:v2", channel="store",
-        store_id="S2", visit_type="footfall", dwell_minutes=40)
+    add(
+        "2026-02-03T11:00:00",
+        "track",
+        spec.ORDER_COMPLETED,
+        user="u2",
+        channel="store",
+        store_id="S1",
+        revenue=50.0,
+        products=[product("C", 50.0, 1)],
+    )
+    add(
+        "2026-02-03T10:40:00",
+        "track",
+        spec.STORE_VISITED,
+        anon="offline:store_visits:v1",
+        channel="store",
+        store_id="S1",
+        visit_type="footfall",
+        dwell_minutes=20,
+    )
+    add(
+        "2026-02-03T10:41:00",
+        "track",
+        spec.STORE_VISITED,
+        user="u2",
+        channel="store",
+        store_id="S1",
+        visit_type="wifi",
+        dwell_minutes=20,
+    )
+    add(
+        "2026-02-04T15:00:00",
+        "track",
+        spec.STORE_VISITED,
+        anon="offline:store_visits:v2",
+        channel="store",
+        store_id="S2",
+        visit_type="footfall",
+        dwell_minutes=40,
+    )
     # P3 uses the app (one 20-minute session), shares a product, redeems an e-mailed coupon
     add("2026-02-10T12:00:00", "screen", "Home", user="u3")
     add("2026-02-10T12:20:00", "screen", "Product", user="u3")
     add("2026-02-10T12:30:00", "track", spec.PRODUCT_SHARED, user="u3", channel="other")
     add("2026-02-05T09:00:00", "track", spec.COUPON_ISSUED, user="u3", channel="email", campaign_name="coupons")
     add("2026-02-05T09:00:00", "track", spec.COUPON_ISSUED, user="u4", channel="sms", campaign_name="coupons")
-    add("2026-02-08T09:00:00", "track", spec.COUPON_APPLIED, user="u3", channel="coupon", issued_channel="email",
-        campaign="coupons")
+    add(
+        "2026-02-08T09:00:00",
+        "track",
+        spec.COUPON_APPLIED,
+        user="u3",
+        channel="coupon",
+        issued_channel="email",
+        campaign="coupons",
+    )
     # an unknown browser (a9): an impression and a click on a social ad, a page view
     add("2026-02-10T08:00:00", "track", spec.AD_IMPRESSION, anon="a9", channel="social")
     add("2026-02-10T08:00:05", "track", spec.AD_CLICKED, anon="a9", channel="social")
@@ -71,12 +145,14 @@ def world() -> list[dict[str, Any]]:
     # gift cards: P2 buys G1 and P1 buys G2 in February; P1 spends G2 the same month, P4 spends G1 over two
     # visits in March, when P3 buys G3
     sold, spent = spec.GIFT_CARD_PURCHASED, spec.GIFT_CARD_REDEEMED
-    for at, name, user, card, value in (("2026-02-03T11:05:00", sold, "u2", "G1", 50.0),
-                                        ("2026-02-02T11:00:00", sold, "u1", "G2", 25.0),
-                                        ("2026-02-25T11:00:00", spent, "u1", "G2", 25.0),
-                                        ("2026-03-20T13:00:00", spent, "u4", "G1", 30.0),
-                                        ("2026-03-22T13:00:00", spent, "u4", "G1", 20.0),
-                                        ("2026-03-15T12:05:00", sold, "u3", "G3", 40.0)):
+    for at, name, user, card, value in (
+        ("2026-02-03T11:05:00", sold, "u2", "G1", 50.0),
+        ("2026-02-02T11:00:00", sold, "u1", "G2", 25.0),
+        ("2026-02-25T11:00:00", spent, "u1", "G2", 25.0),
+        ("2026-03-20T13:00:00", spent, "u4", "G1", 30.0),
+        ("2026-03-22T13:00:00", spent, "u4", "G1", 20.0),
+        ("2026-03-15T12:05:00", sold, "u3", "G3", 40.0),
+    ):
         add(at, "track", name, user=user, channel="store", gift_card_id=card, value=value)
     # P4 opts in to e-mail (said again in March: not a second sign-up); P2 says no; P4 is sent an e-mail
     add("2026-02-02T09:00:00", "identify", user="u4", traits={"email_opt_in": True})
@@ -89,35 +165,83 @@ def world() -> list[dict[str, Any]]:
 
     # March. P1 buys in store S1 (Mon 2nd) and online (9th); P3 in store S2 (Sun 15th); P4's first order online.
     add("2026-03-01T09:00:00", "identify", user="u4", traits={"email_opt_in": "true"})
-    add("2026-03-02T12:00:00", "track", spec.ORDER_COMPLETED, user="u1", channel="store", store_id="S1",
-        revenue=80.0, products=[product("B", 20.0, 4)])
-    add("2026-03-09T12:00:00", "track", spec.ORDER_COMPLETED, user="u1", channel="web", revenue=20.0,
-        products=[product("B", 20.0, 1)])
-    add("2026-03-15T12:00:00", "track", spec.ORDER_COMPLETED, user="u3", channel="store", store_id="S2",
-        revenue=30.0, products=[product("A", 30.0, 1)])
+    add(
+        "2026-03-02T12:00:00",
+        "track",
+        spec.ORDER_COMPLETED,
+        user="u1",
+        channel="store",
+        store_id="S1",
+        revenue=80.0,
+        products=[product("B", 20.0, 4)],
+    )
+    add(
+        "2026-03-09T12:00:00",
+        "track",
+        spec.ORDER_COMPLETED,
+        user="u1",
+        channel="web",
+        revenue=20.0,
+        products=[product("B", 20.0, 1)],
+    )
+    add(
+        "2026-03-15T12:00:00",
+        "track",
+        spec.ORDER_COMPLETED,
+        user="u3",
+        channel="store",
+        store_id="S2",
+        revenue=30.0,
+        products=[product("A", 30.0, 1)],
+    )
     add("2026-03-20T12:00:00", "track", spec.ORDER_COMPLETED, user="u4", channel="web", total=40.0)
     add("2026-03-21T12:00:00", "page", "Home", anon="a9")
     return events
 
 
 def spend_table() -> pa.Table:
-    rows = [("s1", date(2026, 2, 10), "social", "facebook", "spring", 1000, 10, 30.0),
-            ("s2", date(2026, 2, 11), "search", "google", "brand", 500, 20, 10.0),
-            ("s3", date(2026, 3, 5), "social", "instagram", "spring", 2000, 5, 50.0)]
+    rows = [
+        ("s1", date(2026, 2, 10), "social", "facebook", "spring", 1000, 10, 30.0),
+        ("s2", date(2026, 2, 11), "search", "google", "brand", 500, 20, 10.0),
+        ("s3", date(2026, 3, 5), "social", "instagram", "spring", 2000, 5, 50.0),
+    ]
     cols = list(zip(*rows, strict=True))
-    return pa.table({"spend_id": cols[0], "source": ["test"] * 3, "date": cols[1], "channel": cols[2],
-                     "platform": cols[3], "campaign": cols[4], "impressions": cols[5], "clicks": cols[6],
-                     "spend": cols[7], "currency": ["GBP"] * 3}, schema=SPEND_SCHEMA)
+    return pa.table(
+        {
+            "spend_id": cols[0],
+            "source": ["test"] * 3,
+            "date": cols[1],
+            "channel": cols[2],
+            "platform": cols[3],
+            "campaign": cols[4],
+            "impressions": cols[5],
+            "clicks": cols[6],
+            "spend": cols[7],
+            "currency": ["GBP"] * 3,
+        },
+        schema=SPEND_SCHEMA,
+    )
 
 
 @pytest.fixture
 def seeded(runtime):
     runtime.log.append("events", events_to_table(world(), "test"), "world")
     runtime.log.append("spend", spend_table(), "spend", date_column="date")
-    write_identities(runtime, [("user_id", "u1", "P1"), ("anonymous_id", "a1", "P1"), ("user_id", "u2", "P2"),
-                               ("user_id", "u3", "P3"), ("user_id", "u4", "P4")])
-    write_dataset(runtime, "profiles", pa.table({"person_id": ["P1", "P2", "P3"],
-                                                 "clv_12m": pa.array([100.0, 200.0, None], pa.float64())}))
+    write_identities(
+        runtime,
+        [
+            ("user_id", "u1", "P1"),
+            ("anonymous_id", "a1", "P1"),
+            ("user_id", "u2", "P2"),
+            ("user_id", "u3", "P3"),
+            ("user_id", "u4", "P4"),
+        ],
+    )
+    write_dataset(
+        runtime,
+        "profiles",
+        pa.table({"person_id": ["P1", "P2", "P3"], "clv_12m": pa.array([100.0, 200.0, None], pa.float64())}),
+    )
     return runtime
 
 
@@ -129,40 +253,55 @@ def _values(table: pa.Table) -> dict[tuple[date, str, str], float]:
 MONTHLY = {
     (FEB, "page_views"): 6,  # P1's 3 pages, P3's 2 screens, a9's page
     (FEB, "website_users"): 3,  # P1, P3, a9
-    (MAR, "page_views"): 1, (MAR, "website_users"): 1,
-    (FEB, "social_impressions"): 1000, (MAR, "social_impressions"): 2000,
+    (MAR, "page_views"): 1,
+    (MAR, "website_users"): 1,
+    (FEB, "social_impressions"): 1000,
+    (MAR, "social_impressions"): 2000,
     (FEB, "social_impressions_tracked"): 1,
     (FEB, "store_visits"): 2,  # the Wi-Fi login is the footfall visit seen again
     (FEB, "store_visitors"): 1,  # only P2 is known
     (FEB, "sessions"): 4,  # P1 twice (40-minute gap), P3 in the app, a9
     (FEB, "pages_per_session"): 6 / 4,
     (FEB, "average_session_duration"): (600 + 300 + 1200 + 0) / 4,
-    (MAR, "sessions"): 3, (MAR, "pages_per_session"): 1 / 3, (MAR, "average_session_duration"): 0,
+    (MAR, "sessions"): 3,
+    (MAR, "pages_per_session"): 1 / 3,
+    (MAR, "average_session_duration"): 0,
     (FEB, "average_store_dwell_time"): (20 + 40) / 2,
     (FEB, "social_interactions"): 2,  # the social ad click and the share
-    (FEB, "social_clicks"): 10, (MAR, "social_clicks"): 5,
+    (FEB, "social_clicks"): 10,
+    (MAR, "social_clicks"): 5,
     (FEB, "email_signups"): 1,
     (FEB, "coupon_redemption_rate"): 50.0,
     (FEB, "video_views"): 2,  # P1 (a1) and a9 pressed play
     (FEB, "gift_card_redemption_rate"): 50.0,  # G2 of G1, G2
     (MAR, "gift_card_redemption_rate"): 100.0,  # G1 (twice: one card) of G3 sold
-    (FEB, "revenue_online"): 100, (FEB, "revenue_in_store"): 50, (FEB, "revenue_total"): 150,
-    (MAR, "revenue_online"): 60, (MAR, "revenue_in_store"): 110, (MAR, "revenue_total"): 170,
-    (MAR, "revenue_growth_online"): -40.0, (MAR, "revenue_growth_in_store"): 120.0,
+    (FEB, "revenue_online"): 100,
+    (FEB, "revenue_in_store"): 50,
+    (FEB, "revenue_total"): 150,
+    (MAR, "revenue_online"): 60,
+    (MAR, "revenue_in_store"): 110,
+    (MAR, "revenue_total"): 170,
+    (MAR, "revenue_growth_online"): -40.0,
+    (MAR, "revenue_growth_in_store"): 120.0,
     (MAR, "revenue_growth"): 20 / 150 * 100,
-    (FEB, "sales_per_square_foot"): 50 / 1500, (MAR, "sales_per_square_foot"): 110 / 1500,
+    (FEB, "sales_per_square_foot"): 50 / 1500,
+    (MAR, "sales_per_square_foot"): 110 / 1500,
     (FEB, "conversion_rate"): 2 / 5 * 100,  # P1, P2 of P1-P4 and a9 (the e-mail and coupon sent to P4 do not count)
     (MAR, "conversion_rate"): 3 / 4 * 100,  # P1, P3, P4 of those and a9 (an identify is not activity)
-    (FEB, "new_customers"): 2, (MAR, "new_customers"): 2,
-    (FEB, "marketing_spend"): 40, (MAR, "marketing_spend"): 50,
-    (FEB, "customer_acquisition_cost"): 20, (MAR, "customer_acquisition_cost"): 25,
+    (FEB, "new_customers"): 2,
+    (MAR, "new_customers"): 2,
+    (FEB, "marketing_spend"): 40,
+    (MAR, "marketing_spend"): 50,
+    (FEB, "customer_acquisition_cost"): 20,
+    (MAR, "customer_acquisition_cost"): 25,
     (FEB, "cost_of_sales"): 2 * 30 + 10,  # P2's order has product C, whose cost is unknown: left out
     (FEB, "gross_margin"): 30.0,
     (MAR, "cost_of_sales"): 4 * 10 + 10 + 30,  # P4's order lists no products: left out
     (MAR, "gross_margin"): (130 - 80) / 130 * 100,
     (MAR, "customer_lifetime_value"): 150,
     (MAR, "retention_rate"): 50.0,  # P1 and P2 bought in February, P1 again in March
-    (FEB, "repeat_purchase_rate"): 0.0, (MAR, "repeat_purchase_rate"): 100 / 3,
+    (FEB, "repeat_purchase_rate"): 0.0,
+    (MAR, "repeat_purchase_rate"): 100 / 3,
     (FEB, "net_promoter_score"): 25.0,
 }
 
@@ -175,7 +314,9 @@ def test_every_kpi_of_a_hand_made_world(seeded):
     assert set(got) == set(MONTHLY), set(got) ^ set(MONTHLY)  # nothing more: no growth or retention in February
     assert {r["kpi"] for r in table.to_pylist()} == {k.name for k in CATALOGUE}
     scopes = {r["kpi"]: r["scope"] for r in table.to_pylist()}
-    assert scopes["store_visits"] == "in-store" and scopes["page_views"] == "online" and scopes["revenue_total"] == "both"
+    assert (
+        scopes["store_visits"] == "in-store" and scopes["page_views"] == "online" and scopes["revenue_total"] == "both"
+    )
     assert table.schema.field("period").type == pa.date32()
 
 
@@ -220,10 +361,13 @@ def test_days_weeks_and_filters(seeded):
     assert weeks[(date(2026, 3, 9), "revenue_total", "all")] == 50
     assert weeks[(date(2026, 2, 2), "email_signups", "all")] == 1
     assert {k for _, k, _ in weeks} == {"revenue_total", "email_signups"}
-    days = kpi_table(seeded, period="day", kpis=["revenue_total", "revenue_growth"], since=date(2026, 3, 1),
-                     until=date(2026, 3, 3))
-    assert _values(days) == {(date(2026, 3, 2), "revenue_total", "all"): 80.0,
-                             (date(2026, 3, 3), "revenue_growth", "all"): -100.0}
+    days = kpi_table(
+        seeded, period="day", kpis=["revenue_total", "revenue_growth"], since=date(2026, 3, 1), until=date(2026, 3, 3)
+    )
+    assert _values(days) == {
+        (date(2026, 3, 2), "revenue_total", "all"): 80.0,
+        (date(2026, 3, 3), "revenue_growth", "all"): -100.0,
+    }
 
 
 def test_session_gap_is_configurable(seeded):
@@ -258,7 +402,8 @@ def test_spark_gives_the_same_table(seeded, spark_session):
         assert s[key] == pytest.approx(value, abs=1e-9), key
     by_store = {"by": "store", "floor_areas": AREAS}
     assert _values(kpi_table(seeded, **by_store)) == pytest.approx(
-        _values(kpi_table(seeded, engine="spark", spark_session=spark_session, **by_store)))
+        _values(kpi_table(seeded, engine="spark", spark_session=spark_session, **by_store))
+    )
 
 
 def test_reference_csvs(tmp_path):
@@ -285,9 +430,14 @@ def test_cli_prints_the_catalogue_as_json_csv_and_a_table(seeded, settings):
     import orjson
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "omniweave", "--home", settings.home, "kpis", *args],
-                              capture_output=True, text=True, timeout=180, check=False,
-                              env={**os.environ, "COLUMNS": "200"})
+        return subprocess.run(
+            [sys.executable, "-m", "omniweave", "--home", settings.home, "kpis", *args],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+            env={**os.environ, "COLUMNS": "200"},
+        )
 
     expected = _values(kpi_table(seeded))
     done = run("--format", "json")

@@ -12,18 +12,21 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from omniweave.storage.eventlog import SPEND_SCHEMA, events_to_table
+from omniweave.errors import InputError
 from omniweave.events import spec
 from omniweave.measure.attribution import MODELS, attribute
-from omniweave.errors import InputError
 from omniweave.measure.service.paths import journeys_expr, journeys_from_log, paths_table, returns
 from omniweave.profiles.service.build import to_arrow, write_identities
+from omniweave.storage.eventlog import SPEND_SCHEMA, events_to_table
 from tests.conftest import omniweave_cmd
 from tests.segment_events import segment_event
 
 IDENTITIES = [
-    ("user_id", "u1", "P1"), ("anonymous_id", "a1", "P1"), ("anonymous_id", "offline:till:T1", "P1"),
-    ("user_id", "u2", "P2"), ("anonymous_id", "a2", "P2"),
+    ("user_id", "u1", "P1"),
+    ("anonymous_id", "a1", "P1"),
+    ("anonymous_id", "offline:till:T1", "P1"),
+    ("user_id", "u2", "P2"),
+    ("anonymous_id", "a2", "P2"),
     ("user_id", "u3", "P3"),
     ("user_id", "u4", "P4"),
     ("user_id", "u5", "P5"),
@@ -32,10 +35,17 @@ IDENTITIES = [
 EMAIL_CAMPAIGN = {"source": "newsletter", "medium": "email", "name": "June News"}
 
 
-def _event(n: int, at: str, event: str | None, *, campaign: dict[str, str] | None = None,
-           **fields: Any) -> dict[str, Any]:
-    return segment_event(n, at, received_at=datetime(2026, 7, 1, tzinfo=UTC), event=event,
-                         context={"campaign": campaign} if campaign else None, **fields)
+def _event(
+    n: int, at: str, event: str | None, *, campaign: dict[str, str] | None = None, **fields: Any
+) -> dict[str, Any]:
+    return segment_event(
+        n,
+        at,
+        received_at=datetime(2026, 7, 1, tzinfo=UTC),
+        event=event,
+        context={"campaign": campaign} if campaign else None,
+        **fields,
+    )
 
 
 def world_events() -> list[dict[str, Any]]:
@@ -44,53 +54,91 @@ def world_events() -> list[dict[str, Any]]:
         # later attends an in-store event and buys again there
         _event(1, "2026-06-01T10:00:00Z", spec.EMAIL_LINK_CLICKED, user="u1", campaign=EMAIL_CAMPAIGN),
         _event(2, "2026-06-01T10:01:00Z", None, type="page", anon="a1", campaign=EMAIL_CAMPAIGN),
-        _event(3, "2026-06-03T19:00:00Z", spec.QR_CODE_SCANNED, anon="a1", channel="qr",
-               campaign={"source": "print", "medium": "qr", "name": "Spring Print"}),
-        _event(4, "2026-06-05T12:00:00Z", spec.ORDER_COMPLETED, anon="offline:till:T1", channel="store",
-               revenue=120.0, order_id="o4"),
+        _event(
+            3,
+            "2026-06-03T19:00:00Z",
+            spec.QR_CODE_SCANNED,
+            anon="a1",
+            channel="qr",
+            campaign={"source": "print", "medium": "qr", "name": "Spring Print"},
+        ),
+        _event(
+            4,
+            "2026-06-05T12:00:00Z",
+            spec.ORDER_COMPLETED,
+            anon="offline:till:T1",
+            channel="store",
+            revenue=120.0,
+            order_id="o4",
+        ),
         _event(5, "2026-06-20T18:00:00Z", spec.EVENT_ATTENDED, user="u1", channel="store"),
-        _event(6, "2026-06-20T19:30:00Z", spec.ORDER_COMPLETED, user="u1", channel="store", revenue=80.0,
-               order_id="o6"),
+        _event(
+            6, "2026-06-20T19:30:00Z", spec.ORDER_COMPLETED, user="u1", channel="store", revenue=80.0, order_id="o6"
+        ),
         # P2: a social ad click long before, then a search click and a web order
-        _event(10, "2026-04-01T12:00:00Z", spec.AD_CLICKED, anon="a2", channel="social",
-               campaign_name="Summer Social"),
+        _event(10, "2026-04-01T12:00:00Z", spec.AD_CLICKED, anon="a2", channel="social", campaign_name="Summer Social"),
         _event(11, "2026-06-10T12:00:00Z", spec.AD_CLICKED, anon="a2", channel="search", campaign_name="Brand Search"),
-        _event(12, "2026-06-11T12:00:00Z", spec.ORDER_COMPLETED, user="u2", channel="web", total=50.0,
-               order_id="o12"),
+        _event(12, "2026-06-11T12:00:00Z", spec.ORDER_COMPLETED, user="u2", channel="web", total=50.0, order_id="o12"),
         # P3: three push taps (the second 10 minutes after the first, the third 50 minutes after that), an app order
         _event(20, "2026-06-01T09:00:00Z", spec.PUSH_NOTIFICATION_TAPPED, user="u3", campaign_name="App Push"),
         _event(21, "2026-06-01T09:10:00Z", spec.PUSH_NOTIFICATION_TAPPED, user="u3", campaign_name="App Push"),
         _event(22, "2026-06-01T10:00:00Z", spec.PUSH_NOTIFICATION_TAPPED, user="u3", campaign_name="App Push"),
-        _event(23, "2026-06-02T10:00:00Z", spec.ORDER_COMPLETED, user="u3", channel="app", revenue=30.0,
-               order_id="o23"),
+        _event(
+            23, "2026-06-02T10:00:00Z", spec.ORDER_COMPLETED, user="u3", channel="app", revenue=30.0, order_id="o23"
+        ),
         # P4: an SMS click that never converts; an e-mail open is not a touch (unless exposures are counted)
-        _event(30, "2026-06-02T10:00:00Z", spec.MESSAGE_LINK_CLICKED, user="u4", channel="sms",
-               campaign_name="SMS Sale"),
+        _event(
+            30, "2026-06-02T10:00:00Z", spec.MESSAGE_LINK_CLICKED, user="u4", channel="sms", campaign_name="SMS Sale"
+        ),
         _event(31, "2026-06-03T10:00:00Z", spec.EMAIL_OPENED, user="u4"),
         # P5: an e-mail click and a web order, then another e-mail click that does not convert
         _event(40, "2026-06-01T10:00:00Z", spec.EMAIL_LINK_CLICKED, user="u5", campaign=EMAIL_CAMPAIGN),
-        _event(41, "2026-06-02T10:00:00Z", spec.ORDER_COMPLETED, user="u5", channel="web", revenue=40.0,
-               order_id="o41"),
+        _event(
+            41, "2026-06-02T10:00:00Z", spec.ORDER_COMPLETED, user="u5", channel="web", revenue=40.0, order_id="o41"
+        ),
         _event(42, "2026-06-20T10:00:00Z", spec.EMAIL_LINK_CLICKED, user="u5", campaign=EMAIL_CAMPAIGN),
         # P6: a till order with no touch at all; and an event of nobody the identity graph knows
-        _event(50, "2026-06-15T12:00:00Z", spec.ORDER_COMPLETED, anon="offline:till:T6", channel="store",
-               revenue=25.0, order_id="o50"),
+        _event(
+            50,
+            "2026-06-15T12:00:00Z",
+            spec.ORDER_COMPLETED,
+            anon="offline:till:T6",
+            channel="store",
+            revenue=25.0,
+            order_id="o50",
+        ),
         _event(60, "2026-06-15T12:00:00Z", spec.AD_CLICKED, anon="stranger", channel="display"),
         # a page view without campaign tags is not a touch
         _event(70, "2026-06-04T10:00:00Z", None, type="page", anon="a1"),
     ]
 
 
-SPEND = [("2026-06-01", "email", "June News", 10.0), ("2026-06-10", "search", "Brand Search", 20.0),
-         ("2026-04-01", "Social", "Summer Social", 5.0), ("2026-06-15", "tv", "TV Spot", 100.0)]
+SPEND = [
+    ("2026-06-01", "email", "June News", 10.0),
+    ("2026-06-10", "search", "Brand Search", 20.0),
+    ("2026-04-01", "Social", "Summer Social", 5.0),
+    ("2026-06-15", "tv", "TV Spot", 100.0),
+]
 
 
 def seed(runtime) -> None:
     runtime.log.append("events", events_to_table(world_events(), "test"), "world")
     write_identities(runtime, IDENTITIES)
-    rows = [{"spend_id": f"s{i}", "source": "test", "date": date.fromisoformat(day), "channel": channel,
-             "platform": "", "campaign": campaign, "impressions": None, "clicks": None, "spend": cost,
-             "currency": "GBP"} for i, (day, channel, campaign, cost) in enumerate(SPEND)]
+    rows = [
+        {
+            "spend_id": f"s{i}",
+            "source": "test",
+            "date": date.fromisoformat(day),
+            "channel": channel,
+            "platform": "",
+            "campaign": campaign,
+            "impressions": None,
+            "clicks": None,
+            "spend": cost,
+            "currency": "GBP",
+        }
+        for i, (day, channel, campaign, cost) in enumerate(SPEND)
+    ]
     runtime.log.append("spend", pa.Table.from_pylist(rows, schema=SPEND_SCHEMA), "spend", date_column="date")
 
 
@@ -119,8 +167,15 @@ def test_the_store_purchase_is_credited_to_the_online_touches(runtime):
     paths = journeys_from_log(runtime).paths
     linear, first = attribute(paths, "linear"), attribute(paths, "first_touch")
     assert linear.value["email"] == 60.0 + 40.0 and linear.value["qr"] == 60.0
-    assert first.value == {"email": 160.0, "qr": 0.0, "store_event": 80.0, "search": 50.0, "social": 0.0,
-                           "push": 30.0, "sms": 0.0}
+    assert first.value == {
+        "email": 160.0,
+        "qr": 0.0,
+        "store_event": 80.0,
+        "search": 50.0,
+        "social": 0.0,
+        "push": 30.0,
+        "sms": 0.0,
+    }
     assert "store" not in paths.channels  # an order is a conversion, never a touch
     for model in MODELS:
         result = attribute(paths, model)
@@ -189,13 +244,20 @@ def test_roi_and_roas_per_channel_and_campaign(runtime):
     assert out["Brand Search"].roi == pytest.approx((50.0 - 20.0) / 20.0)
 
 
-@pytest.mark.parametrize(("options", "field", "words"), [
-    ({"lookback_days": -1}, "lookback_days", "positive number of days"),
-    ({"lookback_days": 0}, "lookback_days", "positive number of days"),
-    ({"dedup_minutes": -5}, "dedup_minutes", "zero or a positive"),
-    ({"by": "store"}, "by", "channel, campaign"),
-    ({"since": datetime(2026, 7, 1, tzinfo=UTC), "until": datetime(2026, 6, 1, tzinfo=UTC)}, "since", "before until"),
-])
+@pytest.mark.parametrize(
+    ("options", "field", "words"),
+    [
+        ({"lookback_days": -1}, "lookback_days", "positive number of days"),
+        ({"lookback_days": 0}, "lookback_days", "positive number of days"),
+        ({"dedup_minutes": -5}, "dedup_minutes", "zero or a positive"),
+        ({"by": "store"}, "by", "channel, campaign"),
+        (
+            {"since": datetime(2026, 7, 1, tzinfo=UTC), "until": datetime(2026, 6, 1, tzinfo=UTC)},
+            "since",
+            "before until",
+        ),
+    ],
+)
 def test_bad_options_are_named(runtime, options, field, words):
     seed(runtime)
     with pytest.raises(InputError) as error:
@@ -216,8 +278,14 @@ def test_duckdb_and_spark_build_the_same_paths(runtime, spark_session):
     for engine, session in (("duckdb", None), ("spark", spark_session)):
         warehouse = runtime.warehouse(engine, spark_session=session)
         for by, lookback in (("channel", 30.0), ("campaign", 90.0)):
-            expr = journeys_expr(warehouse.table("events"), warehouse.table("identities"), by=by,
-                                 lookback_days=lookback, since=datetime(2026, 5, 1, tzinfo=UTC), engine=engine)
+            expr = journeys_expr(
+                warehouse.table("events"),
+                warehouse.table("identities"),
+                by=by,
+                lookback_days=lookback,
+                since=datetime(2026, 5, 1, tzinfo=UTC),
+                engine=engine,
+            )
             results.append(paths_table(to_arrow(expr)))
         results.append(journeys_from_log(runtime, engine=engine, spark_session=session).spend)
     assert results[:3] == results[3:]
@@ -226,10 +294,10 @@ def test_duckdb_and_spark_build_the_same_paths(runtime, spark_session):
 
 # --- the command line -----------------------------------------------------------------------------
 
+
 def run_cli(home, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMNIWEAVE_HOME": str(home)}
-    return subprocess.run(omniweave_cmd("attribution", *args), env=env, capture_output=True, text=True,
-                          check=False)
+    return subprocess.run(omniweave_cmd("attribution", *args), env=env, capture_output=True, text=True, check=False)
 
 
 def test_cli_attribution_on_the_event_log(runtime):
@@ -241,10 +309,22 @@ def test_cli_attribution_on_the_event_log(runtime):
     assert document["source"] == "event log" and document["total_conversions"] == 5.0
     assert document["untouched_conversions"] == 1.0 and document["lookback_days"] == 30.0
     assert document["models"]["linear"]["channels"]["qr"] == {"conversions": 0.5, "value": 60.0}
-    assert document["models"]["linear"]["returns"]["email"] == {"spend": 10.0, "value": 100.0, "roas": 10.0,
-                                                                 "roi": 9.0}
-    done = run_cli(home, "--by", "campaign", "--lookback-days", "90", "--since", "2026-06-01", "--until",
-                   "2026-06-30", "--format", "csv", "--model", "first_touch")
+    assert document["models"]["linear"]["returns"]["email"] == {"spend": 10.0, "value": 100.0, "roas": 10.0, "roi": 9.0}
+    done = run_cli(
+        home,
+        "--by",
+        "campaign",
+        "--lookback-days",
+        "90",
+        "--since",
+        "2026-06-01",
+        "--until",
+        "2026-06-30",
+        "--format",
+        "csv",
+        "--model",
+        "first_touch",
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "model,channel,conversions,value,spend,roas,roi"
@@ -255,12 +335,15 @@ def test_cli_attribution_on_the_event_log(runtime):
     assert "markov" in done.stdout and "ROAS" in done.stdout
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("--model", "nonsense"), "expected one of"),
-    (("--lookback-days", "-3"), "positive number of days"),
-    (("--by", "store"), "channel, campaign"),
-    (("--since", "yesterday"), "--since"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--model", "nonsense"), "expected one of"),
+        (("--lookback-days", "-3"), "positive number of days"),
+        (("--by", "store"), "channel, campaign"),
+        (("--since", "yesterday"), "--since"),
+    ],
+)
 def test_cli_bad_options_exit_2(runtime, args, message):
     seed(runtime)
     done = run_cli(runtime.settings.home, *args)
@@ -268,6 +351,7 @@ def test_cli_bad_options_exit_2(runtime, args, message):
 
 
 # --- the demo world: data-driven models against the causal ground truth ---------------------------
+
 
 def _ranks(values: list[float]) -> list[float]:
     order = sorted(range(len(values)), key=lambda i: values[i])
@@ -307,8 +391,10 @@ def test_markov_and_shapley_recover_the_demo_channels_in_their_true_rank_order(t
     settings = Settings(home=str(tmp_path / "home"))
     result = run_demo(settings, console=None)
     truth = json.loads((result.folder / "ground_truth" / "channel_effects.json").read_text())["channels"]
-    caused = {channel: c["expected_incremental_orders_online"] + c["expected_incremental_orders_store"]
-              for channel, c in truth.items()}
+    caused = {
+        channel: c["expected_incremental_orders_online"] + c["expected_incremental_orders_store"]
+        for channel, c in truth.items()
+    }
     runtime = Runtime(settings)
     try:
         week = journeys_from_log(runtime, lookback_days=7).paths
@@ -326,8 +412,10 @@ def test_markov_and_shapley_recover_the_demo_channels_in_their_true_rank_order(t
     assert sorted(channels, key=lambda c: -reach[c]) != true_order
     for model in ("markov", "shapley"):
         credit = attribute(week, model).conversions
-        assert sorted(channels, key=lambda c: -credit[c]) == true_order, \
-            (model, {c: (round(caused[c], 1), round(credit[c], 1)) for c in true_order})
+        assert sorted(channels, key=lambda c: -credit[c]) == true_order, (
+            model,
+            {c: (round(caused[c], 1), round(credit[c], 1)) for c in true_order},
+        )
         # with the default 30-day lookback the order is close, not exact: letters reach every customer
         # near a store, and their orders of the month are credited to them
         credit = attribute(month, model).conversions

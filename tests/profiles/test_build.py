@@ -8,34 +8,44 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from omniweave.errors import InputError
+from omniweave.events import spec
+from omniweave.events.normalize import context_columns, property_columns
+from omniweave.profiles.service.build import build_profiles, profiles_table, write_identities
+from omniweave.profiles.traits import parse_trait_specs
+from omniweave.runtime import Runtime
+from omniweave.settings import Settings
 from omniweave.storage.eventlog import (
     FLAT_COLUMNS,
     PROPERTY_COLUMNS,
     events_to_table,
     with_flat_columns,
 )
-from omniweave.events import spec
-from omniweave.events.normalize import context_columns, property_columns
-from omniweave.profiles.traits import parse_trait_specs
-from omniweave.errors import InputError
-from omniweave.profiles.service.build import build_profiles, profiles_table, write_identities
 from omniweave.storage.query import run_query
-from omniweave.runtime import Runtime
-from omniweave.settings import Settings
 from tests.segment_events import segment_event
 
 NOW = datetime(2026, 6, 30, tzinfo=UTC)
-NEW_YORK = {"timezone": "America/New_York", "library": {"name": "analytics.js", "version": "1"},
-            "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Safari/605.1.15"}
+NEW_YORK = {
+    "timezone": "America/New_York",
+    "library": {"name": "analytics.js", "version": "1"},
+    "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Safari/605.1.15",
+}
 PHONE_APP = {"library": {"name": "analytics-android", "version": "4"}, "device": {"type": "android"}}
 
 IDENTITIES = [
-    ("user_id", "u1", "P1"), ("anonymous_id", "a1", "P1"), ("anonymous_id", "offline:till:T1", "P1"),
-    ("email", "alice@example.com", "P1"), ("loyalty_card", "L1", "P1"),
-    ("user_id", "u2", "P2"), ("anonymous_id", "a2", "P2"), ("email", "bob@example.com", "P2"),
+    ("user_id", "u1", "P1"),
+    ("anonymous_id", "a1", "P1"),
+    ("anonymous_id", "offline:till:T1", "P1"),
+    ("email", "alice@example.com", "P1"),
+    ("loyalty_card", "L1", "P1"),
+    ("user_id", "u2", "P2"),
+    ("anonymous_id", "a2", "P2"),
+    ("email", "bob@example.com", "P2"),
     ("phone", "+447700900001", "P2"),
-    ("loyalty_card", "L3", "P3"), ("anonymous_id", "offline:till:T2", "P3"),
-    ("anonymous_id", "offline:till:T3", "P3"), ("anonymous_id", "offline:till:T4", "P3"),
+    ("loyalty_card", "L3", "P3"),
+    ("anonymous_id", "offline:till:T2", "P3"),
+    ("anonymous_id", "offline:till:T3", "P3"),
+    ("anonymous_id", "offline:till:T4", "P3"),
     ("anonymous_id", "offline:till:T5", "P3"),
     ("anonymous_id", "a4", "P4"),
 ]
@@ -50,8 +60,13 @@ TRAITS: list[dict[str, Any]] = [
     {"name": "biggest_order", "agg": "max", "property": "revenue", "event": spec.ORDER_COMPLETED},
     {"name": "smallest_order", "agg": "min", "property": "revenue", "event": spec.ORDER_COMPLETED},
     {"name": "average_order", "agg": "avg", "property": "revenue", "event": spec.ORDER_COMPLETED},
-    {"name": "till_receipts", "agg": "distinct", "column": "anonymous_id", "event": spec.ORDER_COMPLETED,
-     "channel": "store"},
+    {
+        "name": "till_receipts",
+        "agg": "distinct",
+        "column": "anonymous_id",
+        "event": spec.ORDER_COMPLETED,
+        "channel": "store",
+    },
 ]
 
 
@@ -64,31 +79,61 @@ def _event(n: int, at: str, **fields: Any) -> dict[str, Any]:
     return segment_event(n, at, received_at=datetime(2026, 6, 30, tzinfo=UTC), **fields)
 
 
-def _order(n: int, at: str, revenue: float, channel: str, products: list[tuple[str, str, int]], **ids: Any) -> dict[str, Any]:
+def _order(
+    n: int, at: str, revenue: float, channel: str, products: list[tuple[str, str, int]], **ids: Any
+) -> dict[str, Any]:
     items = [{"product_id": p, "category": c, "quantity": q, "price": 1.0} for p, c, q in products]
-    return _event(n, at, event=spec.ORDER_COMPLETED, revenue=revenue, channel=channel, products=items,
-                  order_id=f"o{n}", **ids)
+    return _event(
+        n, at, event=spec.ORDER_COMPLETED, revenue=revenue, channel=channel, products=items, order_id=f"o{n}", **ids
+    )
 
 
 def world_events() -> list[dict[str, Any]]:
     viewed = spec.PRODUCT_VIEWED
     events = [
         # Alice (P1): web in New York, one web order, one till receipt, consent changes
-        _event(1, "2026-05-01T12:00:00Z", type="identify", user="u1",
-               traits={"first_name": "Alice", "email": "alice@example.com", "email_opt_in": True, "sms_opt_in": False}),
-        _event(2, "2026-06-01T14:00:00Z", event=viewed, anon="a1", product_id="SKU-1", category="shoes",
-               context=_consent(Advertising=True, Analytics=True, Marketing=True, Functional=True)),
-        _event(3, "2026-06-02T13:00:00Z", event=viewed, anon="a1", context=NEW_YORK, product_id="SKU-2", category="shoes"),
-        _order(4, "2026-06-02T14:00:00Z", 100.0, "web", [("SKU-2", "shoes", 1)], user="u1", anon="a1", context=NEW_YORK),
-        _event(5, "2026-06-03T02:30:00Z", event=viewed, user="u1", context=NEW_YORK, product_id="SKU-5", category="bags"),
+        _event(
+            1,
+            "2026-05-01T12:00:00Z",
+            type="identify",
+            user="u1",
+            traits={"first_name": "Alice", "email": "alice@example.com", "email_opt_in": True, "sms_opt_in": False},
+        ),
+        _event(
+            2,
+            "2026-06-01T14:00:00Z",
+            event=viewed,
+            anon="a1",
+            product_id="SKU-1",
+            category="shoes",
+            context=_consent(Advertising=True, Analytics=True, Marketing=True, Functional=True),
+        ),
+        _event(
+            3, "2026-06-02T13:00:00Z", event=viewed, anon="a1", context=NEW_YORK, product_id="SKU-2", category="shoes"
+        ),
+        _order(
+            4, "2026-06-02T14:00:00Z", 100.0, "web", [("SKU-2", "shoes", 1)], user="u1", anon="a1", context=NEW_YORK
+        ),
+        _event(
+            5, "2026-06-03T02:30:00Z", event=viewed, user="u1", context=NEW_YORK, product_id="SKU-5", category="bags"
+        ),
         _event(6, "2026-06-10T09:00:00Z", event=spec.UNSUBSCRIBED, user="u1"),
         # she withdraws advertising consent in the consent manager; marketing is not restated
-        _event(10, "2026-06-15T09:00:00Z", event="Segment Consent Preference Updated", user="u1",
-               context=_consent(Advertising=False, Analytics=True)),
+        _event(
+            10,
+            "2026-06-15T09:00:00Z",
+            event="Segment Consent Preference Updated",
+            user="u1",
+            context=_consent(Advertising=False, Analytics=True),
+        ),
         _order(7, "2026-06-20T15:00:00Z", 50.0, "store", [("SKU-3", "bags", 2)], anon="offline:till:T1"),
-        _event(8, "2026-06-25T14:00:00Z", event=viewed, user="u1", context=NEW_YORK, product_id="SKU-4", category="hats"),
+        _event(
+            8, "2026-06-25T14:00:00Z", event=viewed, user="u1", context=NEW_YORK, product_id="SKU-4", category="hats"
+        ),
         # an event after `now` is not part of the profile
-        _event(9, "2026-07-05T14:00:00Z", event=viewed, user="u1", context=NEW_YORK, product_id="SKU-9", category="hats"),
+        _event(
+            9, "2026-07-05T14:00:00Z", event=viewed, user="u1", context=NEW_YORK, product_id="SKU-9", category="hats"
+        ),
     ]
     # Bob (P2): lots of e-mail volume, but he answers SMS; one app order long ago
     n = 20
@@ -98,27 +143,78 @@ def world_events() -> list[dict[str, Any]]:
         n += 2
     events.append(_event(n, "2026-06-05T08:30:00Z", event=spec.EMAIL_OPENED, user="u2"))
     for i, campaign in enumerate(["c1", "c2", "c3"]):
-        events.append(_event(n + 1 + i, f"2026-06-1{i}T08:00:00Z", event=spec.MESSAGE_SENT, user="u2", channel="sms",
-                             promotion="discount", campaign_id=campaign))
+        events.append(
+            _event(
+                n + 1 + i,
+                f"2026-06-1{i}T08:00:00Z",
+                event=spec.MESSAGE_SENT,
+                user="u2",
+                channel="sms",
+                promotion="discount",
+                campaign_id=campaign,
+            )
+        )
     for i, campaign in enumerate(["c1", "c2"]):
-        events.append(_event(n + 4 + i, f"2026-06-1{i}T08:10:00Z", event=spec.MESSAGE_LINK_CLICKED, user="u2",
-                             channel="sms", promotion="discount", campaign_id=campaign))
-    events.append(_event(n + 6, "2026-06-12T08:00:00Z", event=spec.PUSH_NOTIFICATION_RECEIVED, user="u2",
-                         promotion="coupon", campaign_id="p1"))
-    events.append(_order(n + 7, "2026-04-01T08:00:00Z", 30.0, "app", [("SKU-7", "toys", 1)], user="u2", anon="a2",
-                         context=PHONE_APP))
+        events.append(
+            _event(
+                n + 4 + i,
+                f"2026-06-1{i}T08:10:00Z",
+                event=spec.MESSAGE_LINK_CLICKED,
+                user="u2",
+                channel="sms",
+                promotion="discount",
+                campaign_id=campaign,
+            )
+        )
+    events.append(
+        _event(
+            n + 6,
+            "2026-06-12T08:00:00Z",
+            event=spec.PUSH_NOTIFICATION_RECEIVED,
+            user="u2",
+            promotion="coupon",
+            campaign_id="p1",
+        )
+    )
+    events.append(
+        _order(
+            n + 7, "2026-04-01T08:00:00Z", 30.0, "app", [("SKU-7", "toys", 1)], user="u2", anon="a2", context=PHONE_APP
+        )
+    )
     # a preference form saved as traits: marketing yes, advertising no (then said again, unchanged)
-    events.append(_event(n + 8, "2026-06-20T08:00:00Z", type="identify", user="u2",
-                         traits={"marketing_consent": True, "advertising_consent": "no"}))
-    events.append(_event(n + 9, "2026-06-21T08:00:00Z", type="identify", user="u2", traits={"advertising_consent": False}))
+    events.append(
+        _event(
+            n + 8,
+            "2026-06-20T08:00:00Z",
+            type="identify",
+            user="u2",
+            traits={"marketing_consent": True, "advertising_consent": "no"},
+        )
+    )
+    events.append(
+        _event(n + 9, "2026-06-21T08:00:00Z", type="identify", user="u2", traits={"advertising_consent": False})
+    )
     # Carol (P3): store only, four receipts (one outside the 30-day window)
-    for i, (tx, at) in enumerate([("T2", "2026-05-01T10:00:00Z"), ("T3", "2026-06-10T10:00:00Z"),
-                                  ("T4", "2026-06-20T10:00:00Z"), ("T5", "2026-06-28T10:00:00Z")]):
+    for i, (tx, at) in enumerate(
+        [
+            ("T2", "2026-05-01T10:00:00Z"),
+            ("T3", "2026-06-10T10:00:00Z"),
+            ("T4", "2026-06-20T10:00:00Z"),
+            ("T5", "2026-06-28T10:00:00Z"),
+        ]
+    ):
         events.append(_order(100 + i, at, 20.0, "store", [("SKU-8", "food", 1)], anon=f"offline:till:{tx}"))
     # Dave (P4): one page view, nothing else
     # ... with a consent manager whose keys are lower case, American spelling
-    events.append(_event(200, "2026-06-15T19:00:00Z", type="page", anon="a4",
-                         context=_consent(advertising=True, personalization=True)))
+    events.append(
+        _event(
+            200,
+            "2026-06-15T19:00:00Z",
+            type="page",
+            anon="a4",
+            context=_consent(advertising=True, personalization=True),
+        )
+    )
     return events
 
 
@@ -168,7 +264,9 @@ def test_profiles_of_a_small_world(runtime):
     assert alice["last_seen"] == datetime(2026, 6, 25, 14, tzinfo=UTC)
     assert alice["channels"] == ["email", "other", "store", "web"]
     touch = {t["channel"]: t["last_at"] for t in alice["last_touch"]}
-    assert touch["store"] == datetime(2026, 6, 20, 15, tzinfo=UTC) and touch["web"] == datetime(2026, 6, 25, 14, tzinfo=UTC)
+    assert touch["store"] == datetime(2026, 6, 20, 15, tzinfo=UTC) and touch["web"] == datetime(
+        2026, 6, 25, 14, tzinfo=UTC
+    )
 
     # revenue online vs store, orders, AOV
     assert (alice["online_revenue"], alice["store_revenue"], alice["total_revenue"]) == (100.0, 50.0, 150.0)
@@ -240,25 +338,29 @@ def test_building_without_identities_says_what_to_run(runtime):
 def test_traits_come_from_the_config_file(runtime):
     seed(runtime)
     (runtime.settings.home_path / "omniweave.toml").write_text(
-        '[profiles]\n[[profiles.traits]]\nname = "views"\nagg = "count"\nevent = "Product Viewed"\n')
+        '[profiles]\n[[profiles.traits]]\nname = "views"\nagg = "count"\nevent = "Product Viewed"\n'
+    )
     summary = build_profiles(runtime, now=NOW)
     assert summary.traits == ("views",)
     assert profiles_by_person(runtime)["P1"]["views"] == 4
 
 
-@pytest.mark.parametrize(("trait", "field", "words"), [
-    ({"name": "x", "agg": "median", "property": "revenue"}, "agg", "agg must be one of"),
-    ({"name": "Bad Name", "agg": "count"}, "name", "lower_snake_case"),
-    ({"name": "rev", "agg": "sum"}, "property", "needs a property"),
-    ({"name": "rev", "agg": "sum", "property": "revenue", "column": "channel"}, "property", "not both"),
-    ({"name": "rev", "agg": "max", "column": "nope"}, "column", "unknown events column"),
-    ({"name": "rev", "agg": "count", "window_days": -3}, "window_days", "positive number"),
-    ({"name": "rev", "agg": "count", "window_days": "7"}, "window_days", "positive number"),
-    ({"name": "rev", "agg": "count", "event": []}, "event", "non-empty list"),
-    ({"name": "rev", "agg": "count", "where": {"a b": 1}}, "where", "where key"),
-    ({"name": "rev", "agg": "count", "filter": "x"}, "filter", "unknown field"),
-    ({"name": "orders", "agg": "count"}, "name", "already a profile column"),
-])
+@pytest.mark.parametrize(
+    ("trait", "field", "words"),
+    [
+        ({"name": "x", "agg": "median", "property": "revenue"}, "agg", "agg must be one of"),
+        ({"name": "Bad Name", "agg": "count"}, "name", "lower_snake_case"),
+        ({"name": "rev", "agg": "sum"}, "property", "needs a property"),
+        ({"name": "rev", "agg": "sum", "property": "revenue", "column": "channel"}, "property", "not both"),
+        ({"name": "rev", "agg": "max", "column": "nope"}, "column", "unknown events column"),
+        ({"name": "rev", "agg": "count", "window_days": -3}, "window_days", "positive number"),
+        ({"name": "rev", "agg": "count", "window_days": "7"}, "window_days", "positive number"),
+        ({"name": "rev", "agg": "count", "event": []}, "event", "non-empty list"),
+        ({"name": "rev", "agg": "count", "where": {"a b": 1}}, "where", "where key"),
+        ({"name": "rev", "agg": "count", "filter": "x"}, "filter", "unknown field"),
+        ({"name": "orders", "agg": "count"}, "name", "already a profile column"),
+    ],
+)
 def test_bad_trait_specs_name_the_trait_and_the_field(runtime, trait, field, words):
     with pytest.raises(InputError, match=words) as info:
         build_profiles(runtime, now=NOW, traits=[trait])
@@ -274,8 +376,10 @@ def test_duplicate_trait_names_are_rejected():
 @pytest.mark.parametrize("engine", ["duckdb", pytest.param("spark", marks=pytest.mark.spark)])
 def test_average_order_value_is_rounded_half_up_to_the_cent_on_every_engine(runtime, request, engine):
     # 10.03 / 2 = 5.015 exactly, but 5.01499... as a double: rounding the double gives 5.01 on DuckDB, 5.02 on Spark
-    orders = [_order(1, "2026-06-01T10:00:00Z", 5.00, "web", [("SKU-1", "toys", 1)], user="u9"),
-              _order(2, "2026-06-02T10:00:00Z", 5.03, "web", [("SKU-2", "toys", 1)], user="u9")]
+    orders = [
+        _order(1, "2026-06-01T10:00:00Z", 5.00, "web", [("SKU-1", "toys", 1)], user="u9"),
+        _order(2, "2026-06-02T10:00:00Z", 5.03, "web", [("SKU-2", "toys", 1)], user="u9"),
+    ]
     runtime.log.append("events", events_to_table(orders, "test"), "erin")
     write_identities(runtime, [("user_id", "u9", "P9")])
     session = request.getfixturevalue("spark_session") if engine == "spark" else None
@@ -304,7 +408,10 @@ def test_context_columns_are_filled_on_the_way_into_the_log():
     assert context_columns({"userAgent": "Mozilla/5.0 (iPad; CPU OS 17_5)"})[1] == "tablet"
     assert context_columns({"userAgent": "Mozilla/5.0 (Windows NT 10.0)"})[1] == "desktop"
     assert context_columns({"consent": {"categoryPreferences": {"Advertising": True}}}) == (
-        "", "", '{"Advertising":true}')
+        "",
+        "",
+        '{"Advertising":true}',
+    )
     assert context_columns(None) == context_columns({"timezone": 3, "consent": []}) == ("", "", "")
     broken = pa.table({"context": ['{"timezone": "Europe/Paris"', None, '{"timezone":"UTC"}']})
     assert with_flat_columns(broken).column("context_timezone").to_pylist() == ["", "", "UTC"]
@@ -317,15 +424,24 @@ def test_property_columns_are_filled_on_the_way_into_the_log(runtime):
 
     from omniweave.collect.service import import_file
 
-    assert property_columns({"revenue": 12.5, "total": None, "products": [{"product_id": "A", "price": 2}],
-                             "promotion": "coupon", "campaign_id": 7, "category": True}) == (
-        "12.5", "", '[{"product_id":"A","price":2}]', "coupon", "", "", "7", "", "true")
+    assert property_columns(
+        {
+            "revenue": 12.5,
+            "total": None,
+            "products": [{"product_id": "A", "price": 2}],
+            "promotion": "coupon",
+            "campaign_id": 7,
+            "category": True,
+        }
+    ) == ("12.5", "", '[{"product_id":"A","price":2}]', "coupon", "", "", "7", "", "true")
     assert property_columns(None) == property_columns([1]) == ("",) * len(PROPERTY_COLUMNS)
     # a document that is not JSON, a NULL, and a good one, read by DuckDB: the same texts as a parsed event gives
     broken = pa.table({"properties": ['{"revenue": 3', None, '{"revenue":3.50,"category":"shoes","total":1e2}']})
     filled = with_flat_columns(broken)
     assert [filled.column(c).to_pylist() for c in ("properties_revenue", "properties_category")] == [
-        ["", "", "3.5"], ["", "", "shoes"]]
+        ["", "", "3.5"],
+        ["", "", "shoes"],
+    ]
     assert float(filled.column("properties_total")[2].as_py()) == 100.0
     # an import (SQL) fills them as the collector's events_to_table would from the same properties
     import_file(runtime, "till", Path(__file__).parents[1] / "data" / "importers" / "till.csv")
@@ -370,8 +486,9 @@ def test_clv_columns_come_from_the_orders_as_a_transaction_file_would_give_them(
             at = datetime(2026, 1, 1, tzinfo=UTC) + np.timedelta64(day, "D").astype(object)
             value = float(rng.integers(1000, 9000)) / 100
             n += 1
-            events.append(_order(n, at.strftime("%Y-%m-%dT%H:%M:%SZ"), value, "web", [("SKU-1", "shoes", 1)],
-                                 user=f"c{person}"))
+            events.append(
+                _order(n, at.strftime("%Y-%m-%dT%H:%M:%SZ"), value, "web", [("SKU-1", "shoes", 1)], user=f"c{person}")
+            )
             rows.append((f"P{person:03d}", at.date().isoformat(), value))
     runtime.log.append("events", events_to_table(events, "test"), "orders")
     write_identities(runtime, [("user_id", f"c{p}", f"P{p:03d}") for p in range(80)])
@@ -386,8 +503,9 @@ def test_clv_columns_come_from_the_orders_as_a_transaction_file_would_give_them(
     spend = clv.fit_gamma_gamma(summary.frequency[repeat], summary.monetary_value[repeat])
     p_alive = clv.probability_alive(purchases, summary.frequency, summary.recency, summary.T)
     expected = clv.expected_purchases(purchases, 365, summary.frequency, summary.recency, summary.T)
-    value = clv.customer_lifetime_value(purchases, spend, summary.frequency, summary.recency, summary.T,
-                                        summary.monetary_value, horizon=365)
+    value = clv.customer_lifetime_value(
+        purchases, spend, summary.frequency, summary.recency, summary.T, summary.monetary_value, horizon=365
+    )
     for i, person in enumerate(summary.customer):
         row = profiles[str(person)]
         assert row["purchase_days"] == summary.frequency[i] + 1
@@ -409,12 +527,17 @@ def test_null_lists_become_empty_lists_without_touching_the_others():
 
     lists = pa.array([[1, 2], None, [], [3], None], pa.list_(pa.int64()))
     # Arrow allows a NULL list whose offsets span values: it must still come out as [], not as its values
-    spanning = pa.ListArray.from_arrays(pa.array([0, 2, 3], pa.int32()), pa.array([1, 2, 3]),
-                                        mask=pa.array([False, True]))
+    spanning = pa.ListArray.from_arrays(
+        pa.array([0, 2, 3], pa.int32()), pa.array([1, 2, 3]), mask=pa.array([False, True])
+    )
     structs = pa.array([[{"a": 1}], None], pa.list_(pa.struct([("a", pa.int64())])))
-    table = pa.table({"x": pa.chunked_array([lists, lists.slice(2)]),  # a sliced chunk: offsets not from 0
-                      "s": structs.take([0, 1, 1, 0, 1, 0, 1, 0]),
-                      "n": pa.array([1, None, 3, 4, 5, 6, 7, 8])})
+    table = pa.table(
+        {
+            "x": pa.chunked_array([lists, lists.slice(2)]),  # a sliced chunk: offsets not from 0
+            "s": structs.take([0, 1, 1, 0, 1, 0, 1, 0]),
+            "n": pa.array([1, None, 3, 4, 5, 6, 7, 8]),
+        }
+    )
     out = _null_lists_empty(table)
     assert out.schema == table.schema
     assert out.column("x").to_pylist() == [[1, 2], [], [], [3], [], [], [3], []]

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pytest
 from scipy.special import gammaln
 
+from omniweave.errors import InputError
 from omniweave.profiles.clv import (
     BetaGeoFit,
     GammaGammaFit,
@@ -38,7 +39,6 @@ from omniweave.profiles.clv import (
     summarize_table,
     summarize_transactions,
 )
-from omniweave.errors import InputError
 from tests.conftest import omniweave_cmd
 
 DATA = Path(__file__).parents[1] / "data" / "clv"
@@ -53,8 +53,13 @@ def cdnow() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def cdnow_transactions() -> pd.DataFrame:
-    return pd.read_csv(DATA / "CDNOW_sample.txt", sep=r"\s+", header=None, dtype=str,
-                       names=["master_id", "customer", "date", "quantity", "amount"])
+    return pd.read_csv(
+        DATA / "CDNOW_sample.txt",
+        sep=r"\s+",
+        header=None,
+        dtype=str,
+        names=["master_id", "customer", "date", "quantity", "amount"],
+    )
 
 
 # ---------------------------------------------------------------- published values
@@ -81,11 +86,24 @@ def test_gamma_gamma_on_cdnow_reproduces_fader_hardie_2013(cdnow):
 
 
 def test_summary_builder_reproduces_the_published_cdnow_summary(cdnow, cdnow_transactions):
-    summary = summarize_table(cdnow_transactions, customer_col="customer", date_col="date", value_col="amount",
-                              observation_end=CALIBRATION_END, time_unit="weeks")
+    summary = summarize_table(
+        cdnow_transactions,
+        customer_col="customer",
+        date_col="date",
+        value_col="amount",
+        observation_end=CALIBRATION_END,
+        time_unit="weeks",
+    )
     assert len(summary) == 2357 and summary.observation_end == np.datetime64(CALIBRATION_END)
-    ours = pd.DataFrame({"frequency": summary.frequency, "recency": summary.recency, "T": summary.T,
-                         "monetary": summary.monetary_value}, index=summary.customer.astype(int))
+    ours = pd.DataFrame(
+        {
+            "frequency": summary.frequency,
+            "recency": summary.recency,
+            "T": summary.T,
+            "monetary": summary.monetary_value,
+        },
+        index=summary.customer.astype(int),
+    )
     ours = ours.loc[cdnow.ID]
     assert (ours.frequency.to_numpy() == cdnow.x.to_numpy()).all()
     # the published file rounds to 2 decimals
@@ -99,8 +117,7 @@ def test_summary_builder_reproduces_the_published_cdnow_summary(cdnow, cdnow_tra
 
 
 def test_summary_builder_reads_a_pyarrow_table_the_same_as_pandas(cdnow_transactions):
-    kwargs = {"customer_col": "customer", "date_col": "date", "value_col": "amount",
-              "observation_end": CALIBRATION_END}
+    kwargs = {"customer_col": "customer", "date_col": "date", "value_col": "amount", "observation_end": CALIBRATION_END}
     from_pandas = summarize_table(cdnow_transactions, **kwargs)
     from_arrow = summarize_table(pa.Table.from_pandas(cdnow_transactions), **kwargs)
     for field in ("customer", "frequency", "recency", "T", "monetary_value"):
@@ -127,8 +144,9 @@ def test_summary_merges_purchases_per_day_and_averages_the_repeat_days():
 
 
 def test_summary_defaults_to_the_last_day_and_converts_offsets_to_utc():
-    summary = summarize_transactions([1, 1, 2], pd.to_datetime(["2024-03-01", "2024-03-08", "2024-03-15"]),
-                                     time_unit="weeks")
+    summary = summarize_transactions(
+        [1, 1, 2], pd.to_datetime(["2024-03-01", "2024-03-08", "2024-03-15"]), time_unit="weeks"
+    )
     assert summary.observation_end == np.datetime64("2024-03-15")
     assert summary.recency.tolist() == [1, 0] and summary.T.tolist() == [2, 0]
     shifted = summarize_transactions([1, 1], ["2024-03-01T23:00:00-02:00", "2024-03-02T00:30:00+00:00"])
@@ -139,13 +157,16 @@ def test_summary_accepts_typed_date_columns():
     import datetime as dt
 
     days = [dt.date(2024, 1, 1), dt.date(2024, 1, 3), dt.date(2024, 1, 2), dt.date(2024, 1, 9)]
-    table = pa.table({
-        "customer": pa.array([1, 1, 2, 1]),
-        "day": pa.array(days, pa.date32()),
-        "stamp": pa.array([dt.datetime(d.year, d.month, d.day, 12) for d in days],
-                          pa.timestamp("us", tz="Europe/Paris")),
-        "value": pa.array([1.0, 2.5, 3.0, 4.5]),
-    })
+    table = pa.table(
+        {
+            "customer": pa.array([1, 1, 2, 1]),
+            "day": pa.array(days, pa.date32()),
+            "stamp": pa.array(
+                [dt.datetime(d.year, d.month, d.day, 12) for d in days], pa.timestamp("us", tz="Europe/Paris")
+            ),
+            "value": pa.array([1.0, 2.5, 3.0, 4.5]),
+        }
+    )
     expected = summarize_transactions([1, 1, 2, 1], [d.isoformat() for d in days], [1.0, 2.5, 3.0, 4.5])
     for column in ("day", "stamp"):
         summary = summarize_table(table, customer_col="customer", date_col=column, value_col="value")
@@ -159,13 +180,32 @@ def test_summary_accepts_typed_date_columns():
 @pytest.mark.parametrize(
     ("customers", "dates", "values", "end", "unit", "message"),
     [
-        (["a", "b", "c"], ["2024-01-01", "2024-13-01", "2024-01-02"], [1, 2, 3], None, "days",
-         "record 2, field 'date': got '2024-13-01'; expected a date such as 2024-03-01 (ISO 8601)"),
+        (
+            ["a", "b", "c"],
+            ["2024-01-01", "2024-13-01", "2024-01-02"],
+            [1, 2, 3],
+            None,
+            "days",
+            "record 2, field 'date': got '2024-13-01'; expected a date such as 2024-03-01 (ISO 8601)",
+        ),
         (["a", "b"], ["2024-01-01", ""], [1, 2], None, "days", "record 2, field 'date': got ''; expected a date"),
         (["a", "b"], ["2024-01-01", None], [1, 2], None, "days", "record 2, field 'date': got an empty value"),
-        (["a", "b", "c"], ["2024-01-01"] * 3, ["1.5", "12,00", "3"], None, "days",
-         "record 2, field 'value': got '12,00'; expected a non-negative number"),
-        (["a", "b"], ["2024-01-01"] * 2, [1, -2], None, "days", "record 2, field 'value': got '-2'; expected a non-negative"),
+        (
+            ["a", "b", "c"],
+            ["2024-01-01"] * 3,
+            ["1.5", "12,00", "3"],
+            None,
+            "days",
+            "record 2, field 'value': got '12,00'; expected a non-negative number",
+        ),
+        (
+            ["a", "b"],
+            ["2024-01-01"] * 2,
+            [1, -2],
+            None,
+            "days",
+            "record 2, field 'value': got '-2'; expected a non-negative",
+        ),
         (["a", "b"], ["2024-01-01"] * 2, [1, float("inf")], None, "days", "record 2, field 'value': got 'inf'"),
         (["a", ""], ["2024-01-01"] * 2, [1, 2], None, "days", "record 2, field 'customer': the customer id is empty"),
         (["a", None], ["2024-01-01"] * 2, [1, 2], None, "days", "record 2, field 'customer'"),
@@ -195,7 +235,7 @@ def textbook_bgnbd_log_likelihood(r, alpha, a, b, x, t_x, T):
     """FHL 2005 eq. (6), term by term in plain floats (fine for small x)."""
     beta = math.exp(math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b))
     beta_1 = math.exp(math.lgamma(a) + math.lgamma(b + x) - math.lgamma(a + b + x))
-    a1 = math.exp(math.lgamma(r + x) - math.lgamma(r)) * alpha ** r
+    a1 = math.exp(math.lgamma(r + x) - math.lgamma(r)) * alpha**r
     first = beta_1 / beta * a1 / (alpha + T) ** (r + x)
     second = 0.0
     if x > 0:
@@ -208,8 +248,9 @@ def test_log_likelihood_matches_the_textbook_form(cdnow):
     params = (0.3, 5.0, 0.9, 2.0)
     rows = cdnow.iloc[::37]
     ours = bgnbd_log_likelihood(params, rows.x, rows.t_x, rows["T"])
-    expected = [textbook_bgnbd_log_likelihood(*params, x, tx, t) for x, tx, t in zip(rows.x, rows.t_x, rows["T"],
-                                                                                       strict=True)]
+    expected = [
+        textbook_bgnbd_log_likelihood(*params, x, tx, t) for x, tx, t in zip(rows.x, rows.t_x, rows["T"], strict=True)
+    ]
     np.testing.assert_allclose(ours, expected, rtol=1e-10)
 
 
@@ -230,8 +271,9 @@ def finite_difference(f, point, step=1e-6):
 
 @pytest.mark.parametrize("params", [(0.25, 4.0, 0.8, 2.4), (2.0, 0.5, 3.0, 0.2)])
 def test_bgnbd_gradient_matches_finite_differences(cdnow, params):
-    rows = _distinct_rows(cdnow.x.to_numpy(float), cdnow.t_x.to_numpy(), cdnow["T"].to_numpy(), weights=None,
-                          compress=True)
+    rows = _distinct_rows(
+        cdnow.x.to_numpy(float), cdnow.t_x.to_numpy(), cdnow["T"].to_numpy(), weights=None, compress=True
+    )
     objective = _bgnbd_objective(rows)
     point = np.array(params)
     value, gradient = objective(point)
@@ -252,7 +294,7 @@ def test_gamma_gamma_gradient_matches_finite_differences(cdnow):
 def test_gamma_gamma_log_likelihood_is_the_density_of_the_mean_spend():
     # x = 1: zbar is one purchase, Gamma(p, nu) with nu ~ Gamma(q, v): a compound gamma density
     p, q, v, z = 2.0, 3.0, 10.0, 4.0
-    density = math.exp(gammaln(p + q) - gammaln(p) - gammaln(q)) * v ** q * z ** (p - 1) / (v + z) ** (p + q)
+    density = math.exp(gammaln(p + q) - gammaln(p) - gammaln(q)) * v**q * z ** (p - 1) / (v + z) ** (p + q)
     assert gamma_gamma_log_likelihood((p, q, v), [1], [z])[0] == pytest.approx(math.log(density), rel=1e-12)
 
 
@@ -286,8 +328,10 @@ def recovery_errors(n: int, seed: int) -> tuple[float, float]:
     spend = simulate_gamma_gamma(x, rng=rng, **GAMMA_GAMMA)
     purchases, value = fit_bgnbd(x, recency, T), fit_gamma_gamma(x, spend)
     assert purchases.converged and value.converged
-    return (max(abs(getattr(purchases, k) / v - 1) for k, v in BGNBD.items()),
-            max(abs(getattr(value, k) / v - 1) for k, v in GAMMA_GAMMA.items()))
+    return (
+        max(abs(getattr(purchases, k) / v - 1) for k, v in BGNBD.items()),
+        max(abs(getattr(value, k) / v - 1) for k, v in GAMMA_GAMMA.items()),
+    )
 
 
 def test_fits_recover_simulated_parameters_better_as_customers_grow():
@@ -302,8 +346,9 @@ def test_fits_recover_simulated_parameters_better_as_customers_grow():
 # ---------------------------------------------------------------- predictions
 
 
-def brute_force_customers(n: int, r: float, alpha: float, a: float, b: float, T: float, horizon: float,
-                          rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+def brute_force_customers(
+    n: int, r: float, alpha: float, a: float, b: float, T: float, horizon: float, rng: np.random.Generator
+) -> tuple[np.ndarray, ...]:
     """Every purchase time of every customer (exponential gaps, dropout after each repeat purchase):
     (frequency, recency) in (0, T], alive at T, purchases in (T, T + horizon]."""
     rate = rng.gamma(r, 1 / alpha, n)
@@ -324,24 +369,27 @@ def brute_force_customers(n: int, r: float, alpha: float, a: float, b: float, T:
 
 
 def test_predictions_agree_with_a_brute_force_simulation():
-    truth = BetaGeoFit(r=0.8, alpha=6.0, a=2.0, b=4.0, log_likelihood=0.0, n_customers=0, iterations=0,
-                       converged=True)
+    truth = BetaGeoFit(r=0.8, alpha=6.0, a=2.0, b=4.0, log_likelihood=0.0, n_customers=0, iterations=0, converged=True)
     n, T, horizon = 200_000, 30.0, 20.0
-    frequency, recency, alive, future = brute_force_customers(n, truth.r, truth.alpha, truth.a, truth.b, T,
-                                                               horizon, np.random.default_rng(11))
+    frequency, recency, alive, future = brute_force_customers(
+        n, truth.r, truth.alpha, truth.a, truth.b, T, horizon, np.random.default_rng(11)
+    )
     predicted = expected_purchases(truth, horizon, frequency, recency, np.full(n, T))
     p_alive = probability_alive(truth, frequency, recency, np.full(n, T))
     # by the law of total expectation, the means agree within sampling error
     assert predicted.mean() == pytest.approx(future.mean(), abs=4 * future.std() / math.sqrt(n))
     assert p_alive.mean() == pytest.approx(alive.mean(), abs=4 * alive.std() / math.sqrt(n))
     for group in (frequency == 0, frequency == 1, frequency >= 5):
-        assert predicted[group].mean() == pytest.approx(future[group].mean(),
-                                                        abs=4 * future[group].std() / math.sqrt(group.sum()))
+        assert predicted[group].mean() == pytest.approx(
+            future[group].mean(), abs=4 * future[group].std() / math.sqrt(group.sum())
+        )
     # a new customer: E[X(t)] with x = t_x = T = 0, against the unconditional simulation
-    new, _, _, _ = brute_force_customers(n, truth.r, truth.alpha, truth.a, truth.b, horizon, 0.0,
-                                         np.random.default_rng(12))
+    new, _, _, _ = brute_force_customers(
+        n, truth.r, truth.alpha, truth.a, truth.b, horizon, 0.0, np.random.default_rng(12)
+    )
     assert expected_purchases(truth, horizon, [0], [0], [0])[0] == pytest.approx(
-        new.mean(), abs=4 * new.std() / math.sqrt(n))
+        new.mean(), abs=4 * new.std() / math.sqrt(n)
+    )
 
 
 def test_expected_spend_agrees_with_a_simulated_next_purchase():
@@ -366,11 +414,12 @@ def test_customer_lifetime_value_discounting(cdnow):
     args = (purchases, spend, cdnow.x, cdnow.t_x, cdnow["T"], cdnow.zbar)
     plain = customer_lifetime_value(*args, horizon=52)
     expected = expected_purchases(purchases, 52, cdnow.x, cdnow.t_x, cdnow["T"]) * expected_spend(
-        spend, cdnow.x, cdnow.zbar)
+        spend, cdnow.x, cdnow.zbar
+    )
     np.testing.assert_allclose(plain, expected)
     np.testing.assert_allclose(customer_lifetime_value(*args, horizon=52, discount_rate=0.1), plain / 1.1)
     monthly = customer_lifetime_value(*args, horizon=52, discount_rate=0.01, steps=12)
-    assert ((monthly < plain) & (monthly > plain / 1.01 ** 12)).all()
+    assert ((monthly < plain) & (monthly > plain / 1.01**12)).all()
     with pytest.raises(InputError, match="field 'steps'"):
         customer_lifetime_value(*args, horizon=52, discount_rate=0.01, steps=0)
 
@@ -406,8 +455,15 @@ def test_gamma_gamma_rejects_a_non_positive_mean_spend():
 
 def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMNIWEAVE_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
-    return subprocess.run(omniweave_cmd("clv", "fit", *args), env=env, cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        omniweave_cmd("clv", "fit", *args),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
@@ -415,13 +471,33 @@ def test_cli_fits_cdnow_and_prints_the_library_parameters(tmp_path, cdnow_transa
     file = tmp_path / f"cdnow.{suffix}"
     renamed = cdnow_transactions.rename(columns={"customer": "Customer ID", "date": "day"})
     renamed.to_csv(file, index=False) if suffix == "csv" else renamed.to_parquet(file)
-    done = run_cli(tmp_path, "--transactions", str(file), "--customer-col", "Customer ID", "--date-col", "day",
-                   "--value-col", "amount", "--observation-end", CALIBRATION_END, "--time-unit", "weeks",
-                   "--format", "json")
+    done = run_cli(
+        tmp_path,
+        "--transactions",
+        str(file),
+        "--customer-col",
+        "Customer ID",
+        "--date-col",
+        "day",
+        "--value-col",
+        "amount",
+        "--observation-end",
+        CALIBRATION_END,
+        "--time-unit",
+        "weeks",
+        "--format",
+        "json",
+    )
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
-    summary = summarize_table(cdnow_transactions, customer_col="customer", date_col="date", value_col="amount",
-                              observation_end=CALIBRATION_END, time_unit="weeks")
+    summary = summarize_table(
+        cdnow_transactions,
+        customer_col="customer",
+        date_col="date",
+        value_col="amount",
+        observation_end=CALIBRATION_END,
+        time_unit="weeks",
+    )
     purchases = fit_bgnbd(summary.frequency, summary.recency, summary.T)
     spend = fit_gamma_gamma(summary.frequency, summary.monetary_value)
     assert document["customers"] == 2357 and document["repeat_customers"] == 946
@@ -444,22 +520,42 @@ def test_cli_prints_a_table_by_default_and_fits_bgnbd_alone_without_values(tmp_p
 @pytest.mark.parametrize(
     ("rows", "columns", "message"),
     [
-        ([("a", "2024-01-01", "1")], ("customer", "when", "amount"),
-         "field 'date': missing column 'date'; got columns ['customer', 'when', 'amount']"),
-        ([("a", "2024-01-01", "1"), ("a", "2024-01-05", "2"), ("b", "05/01/2024", "3")],
-         ("customer", "date", "amount"),
-         "record 3, field 'date': got '05/01/2024'; expected a date such as 2024-03-01 (ISO 8601)"),
-        ([("a", "2024-01-01", "1"), ("a", "2024-01-05", "two")], ("customer", "date", "amount"),
-         "record 2, field 'amount': got 'two'; expected a non-negative number"),
-        ([("a", "2024-01-01", "1"), ("", "2024-01-05", "2")], ("customer", "date", "amount"),
-         "record 2, field 'customer': the customer id is empty; expected an id"),
+        (
+            [("a", "2024-01-01", "1")],
+            ("customer", "when", "amount"),
+            "field 'date': missing column 'date'; got columns ['customer', 'when', 'amount']",
+        ),
+        (
+            [("a", "2024-01-01", "1"), ("a", "2024-01-05", "2"), ("b", "05/01/2024", "3")],
+            ("customer", "date", "amount"),
+            "record 3, field 'date': got '05/01/2024'; expected a date such as 2024-03-01 (ISO 8601)",
+        ),
+        (
+            [("a", "2024-01-01", "1"), ("a", "2024-01-05", "two")],
+            ("customer", "date", "amount"),
+            "record 2, field 'amount': got 'two'; expected a non-negative number",
+        ),
+        (
+            [("a", "2024-01-01", "1"), ("", "2024-01-05", "2")],
+            ("customer", "date", "amount"),
+            "record 2, field 'customer': the customer id is empty; expected an id",
+        ),
     ],
 )
 def test_cli_rejects_bad_input_naming_record_and_column(tmp_path, rows, columns, message):
     file = tmp_path / "bad.csv"
     pd.DataFrame(rows, columns=list(columns)).to_csv(file, index=False)
-    done = run_cli(tmp_path, "--transactions", str(file), "--customer-col", "customer", "--date-col", "date",
-                   "--value-col", "amount")
+    done = run_cli(
+        tmp_path,
+        "--transactions",
+        str(file),
+        "--customer-col",
+        "customer",
+        "--date-col",
+        "date",
+        "--value-col",
+        "amount",
+    )
     assert done.returncode != 0
     assert message in done.stderr.replace("\n", "")
 
@@ -469,6 +565,7 @@ def test_cli_rejects_a_missing_file_and_an_unknown_time_unit(tmp_path):
     assert done.returncode != 0 and "no such file" in done.stderr
     file = tmp_path / "ok.csv"
     file.write_text("c,d\n1,2024-01-01\n1,2024-01-03\n")
-    done = run_cli(tmp_path, "--transactions", str(file), "--customer-col", "c", "--date-col", "d",
-                   "--time-unit", "months")
+    done = run_cli(
+        tmp_path, "--transactions", str(file), "--customer-col", "c", "--date-col", "d", "--time-unit", "months"
+    )
     assert done.returncode != 0 and "field 'time_unit': got 'months'; expected one of days, weeks" in done.stderr

@@ -36,10 +36,14 @@ def buyer(home: Path) -> dict[str, str]:
     """A person who bought something and has an e-mail address."""
     runtime = Runtime(Settings(home=str(home)))
     try:
-        rows = runtime.warehouse().sql(
-            "SELECT p.person_id, i.value AS email FROM profiles p JOIN identities i "
-            "ON i.person_id = p.person_id AND i.kind = 'email' WHERE p.orders > 0 ORDER BY p.person_id LIMIT 1"
-        ).to_pylist()
+        rows = (
+            runtime.warehouse()
+            .sql(
+                "SELECT p.person_id, i.value AS email FROM profiles p JOIN identities i "
+                "ON i.person_id = p.person_id AND i.kind = 'email' WHERE p.orders > 0 ORDER BY p.person_id LIMIT 1"
+            )
+            .to_pylist()
+        )
     finally:
         runtime.close()
     assert rows, "the demo world has a buyer with an e-mail address"
@@ -66,15 +70,26 @@ def test_any_spelling_of_an_identifier_finds_the_person(home: Path, buyer: dict[
 
 def test_profile_show_on_the_command_line(home: Path, buyer: dict[str, str]) -> None:
     env = {**os.environ, "OMNIWEAVE_HOME": str(home)}
-    shown = subprocess.run(omniweave_cmd("profile", "show", f"email:{buyer['email'].upper()}", "--format", "json"),
-                           env=env, capture_output=True, text=True, check=True)
+    shown = subprocess.run(
+        omniweave_cmd("profile", "show", f"email:{buyer['email'].upper()}", "--format", "json"),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     body = orjson.loads(shown.stdout)
     assert body["person_id"] == buyer["person_id"] and body["profile"]["orders"] > 0
-    missing = subprocess.run(omniweave_cmd("profile", "show", "email:nobody@example.com"), env=env,
-                             capture_output=True, text=True, check=False)
+    missing = subprocess.run(
+        omniweave_cmd("profile", "show", "email:nobody@example.com"),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert missing.returncode == 1 and "nobody has the identifier" in missing.stderr
-    malformed = subprocess.run(omniweave_cmd("profile", "show", "email:not-an-address"), env=env,
-                               capture_output=True, text=True, check=False)
+    malformed = subprocess.run(
+        omniweave_cmd("profile", "show", "email:not-an-address"), env=env, capture_output=True, text=True, check=False
+    )
     assert malformed.returncode == 2 and "not an e-mail address" in malformed.stderr
 
 
@@ -92,8 +107,9 @@ def test_the_profiles_api_wants_a_secret_key(home: Path, buyer: dict[str, str]) 
         assert client.get(path, headers={"Authorization": f"Bearer {write_key}"}).status_code == 401
         by_id = client.get(path, headers={"Authorization": f"Bearer {secret}"})
         assert by_id.status_code == 200 and by_id.json()["profile"]["person_id"] == buyer["person_id"]
-        by_identifier = client.get("/v1/profiles", params={"identifier": f"email:{buyer['email']}", "limit": 5},
-                                   auth=(secret, ""))
+        by_identifier = client.get(
+            "/v1/profiles", params={"identifier": f"email:{buyer['email']}", "limit": 5}, auth=(secret, "")
+        )
         assert by_identifier.status_code == 200
         assert by_identifier.json()["person_id"] == buyer["person_id"] and len(by_identifier.json()["timeline"]) <= 5
         unknown = client.get("/v1/profiles", params={"identifier": "email:nobody@example.com"}, auth=(secret, ""))

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from omniweave.storage.eventlog import events_to_table
+from omniweave.errors import InputError
 from omniweave.events import spec
 from omniweave.events.normalize import normalize_event
-from omniweave.errors import InputError
 from omniweave.profiles.service.build import build_profiles, to_arrow, write_identities
 from omniweave.profiles.service.recommendations import build_recommendations, recommendations_expr
+from omniweave.storage.eventlog import events_to_table
 
 START = datetime(2026, 5, 1, tzinfo=UTC)
 # who bought what (person: [(channel, [products])]); online and till baskets of one person count together
@@ -31,10 +31,19 @@ def world() -> list[dict[str, Any]]:
     for person, baskets in BASKETS.items():
         for channel, products in baskets:
             n += 1
-            raw = {"type": "track", "event": spec.ORDER_COMPLETED, "userId": f"u{person}", "messageId": f"o{n}",
-                   "timestamp": (START + timedelta(days=n)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                   "properties": {"order_id": f"o{n}", "revenue": 10.0 * len(products), "channel": channel,
-                                  "products": [{"product_id": p, "quantity": 1, "price": 10.0} for p in products]}}
+            raw = {
+                "type": "track",
+                "event": spec.ORDER_COMPLETED,
+                "userId": f"u{person}",
+                "messageId": f"o{n}",
+                "timestamp": (START + timedelta(days=n)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "properties": {
+                    "order_id": f"o{n}",
+                    "revenue": 10.0 * len(products),
+                    "channel": channel,
+                    "products": [{"product_id": p, "quantity": 1, "price": 10.0} for p in products],
+                },
+            }
             events.append(normalize_event(raw, received_at=START))
     return events
 
@@ -67,8 +76,10 @@ def expected(top_n: int = 5) -> dict[str, list[str]]:
 
 def test_recommendations_are_co_purchases_not_yet_bought(seeded):
     summary = build_recommendations(seeded)
-    rows = {r["person_id"]: r["recommended_products"]
-            for r in seeded.warehouse().sql("select * from recommendations").to_pylist()}
+    rows = {
+        r["person_id"]: r["recommended_products"]
+        for r in seeded.warehouse().sql("select * from recommendations").to_pylist()
+    }
     assert rows == expected()
     # P5 bought only A, which went with B (P1, P2), C (P1, P3) and D (P3)
     assert rows["P5"] == ["B", "C", "D"] and "P6" not in rows
@@ -101,8 +112,9 @@ def test_bad_sizes_and_missing_identities(seeded, tmp_path):
 def test_duckdb_and_spark_agree(seeded, spark_session):
     duck, spark = seeded.warehouse("duckdb"), seeded.warehouse("spark", spark_session=spark_session)
     on_duck = to_arrow(recommendations_expr(duck.table("events"), duck.table("identities")).order_by("person_id"))
-    on_spark = to_arrow(recommendations_expr(spark.table("events"), spark.table("identities"),
-                                             engine="spark").order_by("person_id"))
+    on_spark = to_arrow(
+        recommendations_expr(spark.table("events"), spark.table("identities"), engine="spark").order_by("person_id")
+    )
     assert on_duck.to_pylist() == on_spark.to_pylist() and on_duck.num_rows == len(expected())
 
 
@@ -110,7 +122,12 @@ def test_cli_builds_them(seeded, settings):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "omniweave", "--home", settings.home, "recommendations", "build"],
-                          capture_output=True, text=True, timeout=180, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "omniweave", "--home", settings.home, "recommendations", "build"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert f"recommendations for {len(expected())} persons" in done.stdout

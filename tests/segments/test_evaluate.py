@@ -11,9 +11,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from omniweave.segments import language as S
 from omniweave.errors import InputError
 from omniweave.runtime import Runtime
+from omniweave.segments import language as S
 from omniweave.segments.service.evaluate import (
     builtin_segments,
     compiler_for,
@@ -32,14 +32,20 @@ def test_every_problem_is_reported_at_once():
     doc = {
         "id": "bad id!",
         "colour": "red",
-        "where": {"all": [
-            {"trait": "orders", "gtt": 3},
-            {"performed": "Order Completed", "at_least": -1, "within_days": 0,
-             "where": [{"property": "revenue", "gt": [1, 2]}]},
-            {"bucket": {"salt": "", "from": 50, "to": 10}},
-            {"trait": "x", "eq": 1, "in": [1]},
-            "not a condition",
-        ]},
+        "where": {
+            "all": [
+                {"trait": "orders", "gtt": 3},
+                {
+                    "performed": "Order Completed",
+                    "at_least": -1,
+                    "within_days": 0,
+                    "where": [{"property": "revenue", "gt": [1, 2]}],
+                },
+                {"bucket": {"salt": "", "from": 50, "to": 10}},
+                {"trait": "x", "eq": 1, "in": [1]},
+                "not a condition",
+            ]
+        },
     }
     with pytest.raises(S.SegmentError) as caught:
         S.parse_segment(doc, source="bad.yaml")
@@ -56,12 +62,24 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_a_well_formed_definition_parses():
-    seg = S.parse_segment({"id": "s", "name": "S", "where": {"any": [
-        {"trait": "total_revenue", "between": [10, 20]},
-        {"performed": "Product Viewed", "within_days": 7, "then_not": {"event": "Order Completed", "within_hours": 24}},
-        {"not": {"in_segment": "other"}},
-        {"bucket": {"salt": "h", "from": 0, "to": 10}},
-    ]}})
+    seg = S.parse_segment(
+        {
+            "id": "s",
+            "name": "S",
+            "where": {
+                "any": [
+                    {"trait": "total_revenue", "between": [10, 20]},
+                    {
+                        "performed": "Product Viewed",
+                        "within_days": 7,
+                        "then_not": {"event": "Order Completed", "within_hours": 24},
+                    },
+                    {"not": {"in_segment": "other"}},
+                    {"bucket": {"salt": "h", "from": 0, "to": 10}},
+                ]
+            },
+        }
+    )
     assert isinstance(seg.where, S.AnyOf)
     assert seg.where.children[0] == S.Trait("total_revenue", "between", (10, 20))
     behaviour = seg.where.children[1]
@@ -85,7 +103,8 @@ def test_segment_files_yaml_toml_and_broken(tmp_path):
     folder.mkdir()
     (folder / "big.yaml").write_text("name: Big spenders\nwhere:\n  trait: total_revenue\n  gte: 500\n")
     (folder / "store_only_buyers.toml").write_text(
-        'name = "Mine"\n[where]\ntrait = "store_orders"\ngte = 3\n')  # replaces the built-in of that id
+        'name = "Mine"\n[where]\ntrait = "store_orders"\ngte = 3\n'
+    )  # replaces the built-in of that id
     segments = load_segments(str(tmp_path), folder=folder)
     assert segments["big"].where == S.Trait("total_revenue", "gte", 500)
     assert segments["store_only_buyers"].name == "Mine"
@@ -100,9 +119,18 @@ def test_segment_files_yaml_toml_and_broken(tmp_path):
 
 def test_the_library_parses_and_covers_the_issue():
     library = builtin_segments()
-    assert {"store_only_buyers", "online_only_buyers", "omnichannel_buyers", "cart_abandoners", "lapsing_high_value",
-            "coupon_hunters", "event_attendees", "new_till_subscribers", "qr_scanners_unidentified",
-            "bounced_visitors"} <= set(library)
+    assert {
+        "store_only_buyers",
+        "online_only_buyers",
+        "omnichannel_buyers",
+        "cart_abandoners",
+        "lapsing_high_value",
+        "coupon_hunters",
+        "event_attendees",
+        "new_till_subscribers",
+        "qr_scanners_unidentified",
+        "bounced_visitors",
+    } <= set(library)
     assert all(seg.description for seg in library.values())
 
 
@@ -114,6 +142,7 @@ def test_bucket_of_is_stable_and_spread():
 
 
 # --- on the demo world ---------------------------------------------------------------------------------
+
 
 def _sql_members(home: Path, now, query: str) -> list[str]:
     """Run a hand-written query over the warehouse's Parquet files: tables profiles, identities and pe
@@ -127,8 +156,10 @@ def _sql_members(home: Path, now, query: str) -> list[str]:
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"CREATE VIEW profiles AS SELECT * FROM read_parquet('{url['profiles']}/**/*.parquet')")
     con.execute(f"CREATE VIEW identities AS SELECT * FROM read_parquet('{url['identities']}/**/*.parquet')")
-    con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{url['events']}/**/*.parquet', "
-                "hive_partitioning = true, union_by_name = true)")
+    con.execute(
+        f"CREATE VIEW events AS SELECT * FROM read_parquet('{url['events']}/**/*.parquet', "
+        "hive_partitioning = true, union_by_name = true)"
+    )
     con.execute(f"""
         CREATE TABLE pe AS
         SELECT coalesce(u.person_id, a.person_id) AS person_id, e.type, e.event, e.channel, e.timestamp, e.properties
@@ -146,11 +177,11 @@ HAND_WRITTEN = {
     "online_only_buyers": "SELECT person_id FROM profiles WHERE online_orders >= 1 AND store_orders = 0",
     "omnichannel_buyers": "SELECT person_id FROM profiles WHERE online_orders >= 1 AND store_orders >= 1",
     "lapsing_high_value": "SELECT person_id FROM profiles WHERE rfm_monetary >= 4 "
-                          "AND last_order_at < $now - INTERVAL 30 DAY",
+    "AND last_order_at < $now - INTERVAL 30 DAY",
     "coupon_hunters": "SELECT person_id FROM pe WHERE event = 'Coupon Applied' AND timestamp > $now - INTERVAL 90 DAY "
-                      "GROUP BY person_id HAVING count(*) >= 2",
+    "GROUP BY person_id HAVING count(*) >= 2",
     "event_attendees": "SELECT DISTINCT person_id FROM pe WHERE event = 'Store Event Attended' "
-                       "AND timestamp > $now - INTERVAL 90 DAY",
+    "AND timestamp > $now - INTERVAL 90 DAY",
     "cart_abandoners": """
         SELECT DISTINCT a.person_id FROM pe a
         WHERE a.event = 'Product Added' AND a.timestamp > $now - INTERVAL 7 DAY
@@ -195,13 +226,27 @@ def test_builtin_segments_select_what_hand_written_sql_selects(demo_home):
 
 
 def test_same_memberships_on_duckdb_and_spark(demo_home, spark_session):
-    extra = S.parse_segment({"id": "mixed", "where": {"all": [
-        {"bucket": {"salt": "holdout", "from": 0, "to": 60}},
-        {"any": [{"trait": "preferred_channel", "in": ["email", "web"]}, {"trait": "total_revenue", "gt": 50.5}]},
-        {"not": {"trait": "first_name", "is_null": True}},
-        {"performed": "Order Completed", "where": [{"property": "revenue", "gte": 20}, {"property": "channel",
-                                                                                      "ne": "store"}]},
-    ]}})
+    extra = S.parse_segment(
+        {
+            "id": "mixed",
+            "where": {
+                "all": [
+                    {"bucket": {"salt": "holdout", "from": 0, "to": 60}},
+                    {
+                        "any": [
+                            {"trait": "preferred_channel", "in": ["email", "web"]},
+                            {"trait": "total_revenue", "gt": 50.5},
+                        ]
+                    },
+                    {"not": {"trait": "first_name", "is_null": True}},
+                    {
+                        "performed": "Order Completed",
+                        "where": [{"property": "revenue", "gte": 20}, {"property": "channel", "ne": "store"}],
+                    },
+                ]
+            },
+        }
+    )
     segments = {**builtin_segments(), "mixed": extra}
     rt = Runtime(Settings(home=str(demo_home)))
     try:
@@ -223,8 +268,10 @@ def test_same_memberships_on_duckdb_and_spark(demo_home, spark_session):
 def test_bucket_on_the_engine_equals_python(demo_home):
     rt = Runtime(Settings(home=str(demo_home)))
     try:
-        segs = {f"b{i}": S.parse_segment({"id": f"b{i}", "where": {"bucket": {"salt": "s", "from": lo, "to": hi}}})
-                for i, (lo, hi) in enumerate([(0, 10), (10, 55), (55, 100)])}
+        segs = {
+            f"b{i}": S.parse_segment({"id": f"b{i}", "where": {"bucket": {"salt": "s", "from": lo, "to": hi}}})
+            for i, (lo, hi) in enumerate([(0, 10), (10, 55), (55, 100)])
+        }
         compiler = compiler_for(rt, segs)
         everyone = rt.warehouse().table("profiles").person_id.to_pyarrow().to_pylist()
         parts = [member_ids(compiler, sid) for sid in segs]
@@ -236,13 +283,20 @@ def test_bucket_on_the_engine_equals_python(demo_home):
 
 
 def test_compile_errors_name_every_bad_trait_at_once(demo_home):
-    seg = S.parse_segment({"id": "wrong", "where": {"all": [
-        {"trait": "no_such_trait", "eq": 1},
-        {"trait": "orders", "contains": 3},
-        {"trait": "total_revenue", "before_days_ago": 3},
-        {"trait": "emails", "eq": "a@b.c"},
-        {"trait": "orders", "eq": "many"},
-    ]}})
+    seg = S.parse_segment(
+        {
+            "id": "wrong",
+            "where": {
+                "all": [
+                    {"trait": "no_such_trait", "eq": 1},
+                    {"trait": "orders", "contains": 3},
+                    {"trait": "total_revenue", "before_days_ago": 3},
+                    {"trait": "emails", "eq": "a@b.c"},
+                    {"trait": "orders", "eq": "many"},
+                ]
+            },
+        }
+    )
     rt = Runtime(Settings(home=str(demo_home)))
     try:
         with pytest.raises(S.SegmentError) as caught:
@@ -250,8 +304,13 @@ def test_compile_errors_name_every_bad_trait_at_once(demo_home):
     finally:
         rt.close()
     paths = [p for p, _ in caught.value.problems]
-    assert paths == ["where.all[0].trait", "where.all[1].contains", "where.all[2].before_days_ago",
-                     "where.all[3].eq", "where.all[4].eq"]
+    assert paths == [
+        "where.all[0].trait",
+        "where.all[1].contains",
+        "where.all[2].before_days_ago",
+        "where.all[3].eq",
+        "where.all[4].eq",
+    ]
     assert "unknown trait 'no_such_trait'" in str(caught.value) and "total_revenue" in str(caught.value)
 
 
@@ -297,18 +356,30 @@ def test_cli_validate_and_evaluate(tmp_path, demo_home):
     bad.write_text("id: x\nwhere:\n  all:\n    - trait: orders\n      gtt: 1\n    - performed: 3\n")
     good = tmp_path / "good.toml"
     good.write_text('name = "Good"\n[where]\ntrait = "orders"\ngte = 1\n')
-    out = subprocess.run(omniweave_cmd("--home", str(demo_home), "segments", "validate", str(good), str(bad)),
-                         check=False, capture_output=True, text=True)
+    out = subprocess.run(
+        omniweave_cmd("--home", str(demo_home), "segments", "validate", str(good), str(bad)),
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2
     assert "good.toml: ok (good)" in out.stdout
     assert "where.all[0].gtt" in out.stderr and "where.all[1].performed" in out.stderr
-    out = subprocess.run(omniweave_cmd("--home", str(demo_home), "segments", "evaluate", "--format", "json"),
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        omniweave_cmd("--home", str(demo_home), "segments", "evaluate", "--format", "json"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     result = json.loads(out.stdout)
     sizes = {s["segment_id"]: s["members"] for s in result["segments"]}
     assert set(sizes) >= set(HAND_WRITTEN) and sizes["store_only_buyers"] > 0
-    out = subprocess.run(omniweave_cmd("--home", str(demo_home), "segments", "list", "--format", "json"),
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        omniweave_cmd("--home", str(demo_home), "segments", "list", "--format", "json"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "cart_abandoners" in {s["id"] for s in json.loads(out.stdout)}
 
 
@@ -345,15 +416,19 @@ def test_segments_through_the_rest_api(tmp_path, demo_home):
         one = client.get("/v1/segments/store_only_buyers", headers=auth).json()
         assert one["members"] == len(one["person_ids"]) == sizes["store_only_buyers"]
         assert client.get("/v1/segments/nope", headers=auth).status_code == 404
-        bad = client.put("/v1/segments/vip", headers=auth, json={"where": {"all": [
-            {"trait": "total_revenu", "gte": 100}, {"trait": "orders", "between": [1]}]}})
+        bad = client.put(
+            "/v1/segments/vip",
+            headers=auth,
+            json={"where": {"all": [{"trait": "total_revenu", "gte": 100}, {"trait": "orders", "between": [1]}]}},
+        )
         assert bad.status_code == 400
         assert [e["field"] for e in bad.json()["errors"]] == ["where.all[1].between"]  # the language's own check first
         unknown = client.put("/v1/segments/vip", headers=auth, json={"where": {"trait": "total_revenu", "gte": 100}})
         assert unknown.status_code == 400 and "unknown trait 'total_revenu'" in unknown.json()["message"]
         assert not (home / "segments" / "vip.yaml").exists()  # nothing written while it has problems
-        good = client.put("/v1/segments/vip", headers=auth, json={"name": "VIP", "where": {"trait": "total_revenue",
-                                                                                           "gte": 100}})
+        good = client.put(
+            "/v1/segments/vip", headers=auth, json={"name": "VIP", "where": {"trait": "total_revenue", "gte": 100}}
+        )
         assert good.status_code == 200 and good.json()["id"] == "vip"
     assert read_segment_file(home / "segments" / "vip.yaml").where == S.Trait("total_revenue", "gte", 100)
 

@@ -17,9 +17,9 @@ import ibis
 import pyarrow as pa
 import pytest
 
+from omniweave.runtime import Runtime
 from omniweave.segments import language as S
 from omniweave.segments.evaluator import condition_holds, event_matches
-from omniweave.runtime import Runtime
 from omniweave.segments.service.evaluate import Compiler, builtin_segments, compiler_for, member_ids
 from omniweave.settings import Settings
 
@@ -38,14 +38,22 @@ def _counts(compiler: Compiler, segments: Mapping[str, S.Segment]) -> dict[str, 
     return out
 
 
-def _python_members(segments: Mapping[str, S.Segment], sid: str, profiles: list[dict[str, Any]],
-                    counts: Mapping[str, Mapping[S.Behaviour, int]], now: datetime) -> list[str]:
-    return sorted(p["person_id"] for p in profiles
-                  if condition_holds(segments[sid].where, p, counts.get(p["person_id"], {}), now, segments,
-                                     p["person_id"]))
+def _python_members(
+    segments: Mapping[str, S.Segment],
+    sid: str,
+    profiles: list[dict[str, Any]],
+    counts: Mapping[str, Mapping[S.Behaviour, int]],
+    now: datetime,
+) -> list[str]:
+    return sorted(
+        p["person_id"]
+        for p in profiles
+        if condition_holds(segments[sid].where, p, counts.get(p["person_id"], {}), now, segments, p["person_id"])
+    )
 
 
 # --- the demo world ----------------------------------------------------------------------------------
+
 
 @dataclass
 class World:
@@ -101,27 +109,56 @@ def _extra(now: datetime) -> dict[str, Any]:
         "ts_lte_offset": {"trait": "last_seen", "lte": moment},
         "ts_between": {"trait": "first_order_at", "between": [day, moment]},
         "ts_null": {"trait": "last_order_at", "is_null": True},
-        "tree": {"all": [
-            {"any": [{"in_segment": "omnichannel_buyers"}, {"in_segment": "t_eq"},
-                     {"bucket": {"salt": "holdout", "from": 0, "to": 15}}]},
-            {"not": {"all": [{"trait": "consent_email", "eq": False}, {"bucket": {"salt": "x", "from": 30, "to": 90}}]}},
-        ]},
+        "tree": {
+            "all": [
+                {
+                    "any": [
+                        {"in_segment": "omnichannel_buyers"},
+                        {"in_segment": "t_eq"},
+                        {"bucket": {"salt": "holdout", "from": 0, "to": 15}},
+                    ]
+                },
+                {
+                    "not": {
+                        "all": [
+                            {"trait": "consent_email", "eq": False},
+                            {"bucket": {"salt": "x", "from": 30, "to": 90}},
+                        ]
+                    }
+                },
+            ]
+        },
         "bucket": {"bucket": {"salt": "holdout", "from": 10, "to": 55}},
         "exactly_1_order": {"performed": "Order Completed", "exactly": 1},
         "at_most_2_opens_30d": {"performed": "Email Opened", "at_most": 2, "within_days": 30},
         "at_least_0": {"performed": "Email Opened", "at_least": 0, "within_days": 3},
         "no_views_7d": {"not_performed": "Product Viewed", "within_days": 7},
-        "filtered": {"any": [
-            {"performed": "Order Completed", "where": [{"property": "revenue", "gte": 60},
-                                                       {"property": "channel", "ne": "store"}]},
-            {"performed": "Video Playback Started", "at_least": 2, "where": [{"property": "full_screen", "eq": True}]},
-            {"performed": "Coupon Applied", "where": [{"property": "redeemed_channel", "in": ["store", "app"]},
-                                                      {"property": "store_id", "is_null": True}]},
-            {"performed": "Page Viewed", "within_days": 10, "where": [{"property": "path", "gte": "/s"}]},
-        ]},
-        "viewed_not_added": {"performed": "Product Viewed", "within_days": 14,
-                             "then_not": {"event": "Product Added", "within_hours": 48,
-                                          "where": [{"property": "quantity", "lte": 1}]}},
+        "filtered": {
+            "any": [
+                {
+                    "performed": "Order Completed",
+                    "where": [{"property": "revenue", "gte": 60}, {"property": "channel", "ne": "store"}],
+                },
+                {
+                    "performed": "Video Playback Started",
+                    "at_least": 2,
+                    "where": [{"property": "full_screen", "eq": True}],
+                },
+                {
+                    "performed": "Coupon Applied",
+                    "where": [
+                        {"property": "redeemed_channel", "in": ["store", "app"]},
+                        {"property": "store_id", "is_null": True},
+                    ],
+                },
+                {"performed": "Page Viewed", "within_days": 10, "where": [{"property": "path", "gte": "/s"}]},
+            ]
+        },
+        "viewed_not_added": {
+            "performed": "Product Viewed",
+            "within_days": 14,
+            "then_not": {"event": "Product Added", "within_hours": 48, "where": [{"property": "quantity", "lte": 1}]},
+        },
         "in_library": {"all": [{"in_segment": "lapsing_high_value"}, {"not": {"in_segment": "coupon_hunters"}}]},
     }
 
@@ -140,8 +177,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         compiler.prepare(segments)  # every behaviour counted once for all segments, as evaluate_segments does
         wh = rt.warehouse()
         # the compiler read afresh, over every event (message ids included) kept in memory: counts and matches
-        plain = Compiler(wh.table("profiles"), wh.table("events").cache(), wh.table("identities"), now, "duckdb",
-                         segments)
+        plain = Compiler(
+            wh.table("profiles"), wh.table("events").cache(), wh.table("identities"), now, "duckdb", segments
+        )
         profiles = wh.table("profiles").to_pyarrow().to_pylist()
         events = plain.events.select("message_id", "type", "event", "channel", "properties").to_pyarrow().to_pylist()
         yield World(compiler, plain, segments, profiles, _counts(plain, segments), events)
@@ -162,9 +200,19 @@ def test_every_segment_has_the_compilers_members_on_the_demo_world(world: World)
 
 def test_the_null_semantics_show_on_the_demo_world(world: World):
     """The pairs that tell NULL apart: `ne` and `not_in` leave the NULLs out, `not` of a comparison takes them in."""
-    sizes = {sid: len(member_ids(world.compiler, sid)) for sid in
-             ("i_ne_nullable", "not_ne_nullable", "i_not_in_nullable", "not_not_in_nullable", "b_ne_true",
-              "b_not_eq_true", "f_lt_nullable", "f_not_lt_nullable")}
+    sizes = {
+        sid: len(member_ids(world.compiler, sid))
+        for sid in (
+            "i_ne_nullable",
+            "not_ne_nullable",
+            "i_not_in_nullable",
+            "not_not_in_nullable",
+            "b_ne_true",
+            "b_not_eq_true",
+            "f_lt_nullable",
+            "f_not_lt_nullable",
+        )
+    }
     everyone = len(world.profiles)
     nulls = sum(p["rfm_monetary"] is None for p in world.profiles)
     assert nulls > 0
@@ -184,11 +232,22 @@ DEMO_FILTERS: list[tuple[str, list[dict[str, Any]]]] = [
     ("Product Added", [{"property": "quantity", "in": [1, "3"]}]),  # mixed values: as text
     ("Product Added", [{"property": "quantity", "ne": 1}]),
     # the demo's full_screen is always false: true/false filters alongside one that chooses
-    ("Video Playback Started", [{"property": "full_screen", "ne": True}, {"property": "content_asset_id",
-                                                                          "lt": "SKU-04"}]),
-    ("Video Playback Started", [{"property": "full_screen", "in": [False]}, {"property": "position", "lte": 0},
-                                {"property": "content_asset_id", "gt": "SKU-06"}]),
-    ("Coupon Applied", [{"property": "redeemed_channel", "in": ["store", "app"]}, {"property": "discount", "lte": 5.5}]),
+    (
+        "Video Playback Started",
+        [{"property": "full_screen", "ne": True}, {"property": "content_asset_id", "lt": "SKU-04"}],
+    ),
+    (
+        "Video Playback Started",
+        [
+            {"property": "full_screen", "in": [False]},
+            {"property": "position", "lte": 0},
+            {"property": "content_asset_id", "gt": "SKU-06"},
+        ],
+    ),
+    (
+        "Coupon Applied",
+        [{"property": "redeemed_channel", "in": ["store", "app"]}, {"property": "discount", "lte": 5.5}],
+    ),
     ("Coupon Issued", [{"property": "discount_pct", "in": [10, 20]}, {"property": "valid_until", "gt": "2026-10-2"}]),
     ("Page Viewed", [{"property": "path", "gte": "/p"}, {"property": "referrer", "is_null": False}]),
     ("Page Viewed", [{"property": "search", "eq": ""}, {"property": "title", "lt": "N"}]),
@@ -196,8 +255,14 @@ DEMO_FILTERS: list[tuple[str, list[dict[str, Any]]]] = [
     ("Identified", [{"property": "channel", "eq": "loyalty"}, {"property": "store_id", "is_null": False}]),
     ("Identified", [{"property": "customer_number", "gte": "C"}]),
     ("Store Visited", [{"property": "dwell_minutes", "gt": 20.5}, {"property": "visit_type", "ne": "browse"}]),
-    ("Email Opened", [{"property": "no_such_key", "is_null": True}, {"property": "channel", "in": ["email"]},
-                      {"property": "campaign_id", "lte": "EM-20261002"}]),
+    (
+        "Email Opened",
+        [
+            {"property": "no_such_key", "is_null": True},
+            {"property": "channel", "in": ["email"]},
+            {"property": "campaign_id", "lte": "EM-20261002"},
+        ],
+    ),
     ("Segment Entered", [{"property": "segment_id", "eq": "store_only_buyers"}]),
 ]
 
@@ -205,8 +270,9 @@ DEMO_FILTERS: list[tuple[str, list[dict[str, Any]]]] = [
 @pytest.mark.parametrize("name,where", DEMO_FILTERS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(DEMO_FILTERS)])
 def test_event_matches_selects_the_compilers_events_on_the_demo_log(world: World, name: str, where: list):
     filters = S.parse_segment({"id": "x", "where": {"performed": name, "where": where}}).where.filters  # type: ignore[union-attr]
-    expected = sorted(world.plain._matching(name, filters).select("message_id").to_pyarrow()
-                      .column("message_id").to_pylist())
+    expected = sorted(
+        world.plain._matching(name, filters).select("message_id").to_pyarrow().column("message_id").to_pylist()
+    )
     ours = sorted(e["message_id"] for e in world.events if event_matches(name, filters, e))
     assert ours == expected
     named = sum(event_matches(name, (), e) for e in world.events)
@@ -217,66 +283,183 @@ def test_event_matches_selects_the_compilers_events_on_the_demo_log(world: World
 
 NOW = datetime(2026, 10, 31, 12, 0, 0, 250_000, tzinfo=UTC)
 DOCS = [
-    '{"v": 1}', '{"v": 1.0}', '{"v": 1.5}', '{"v": 1e16}', '{"v": 1e-7}', '{"v": 2.5e21}', '{"v": -0.0}', '{"v": 0}',
-    '{"v": -0}', '{"v": 12345678901234567890123}', '{"v": 1e400}', '{"v": NaN}', '{"v": -Infinity}',
-    '{"v": "1"}', '{"v": " 2.5 "}', '{"v": "1_000"}', '{"v": "+-3"}', '{"v": "nan"}', '{"v": "-inf"}', '{"v": ".5e1"}',
-    '{"v": null}', '{}', "[1, 2]", '"v"', "7", "null", None, '{"v": 1, "v": "x"}', '{"w": {"v": 1}}',
+    '{"v": 1}',
+    '{"v": 1.0}',
+    '{"v": 1.5}',
+    '{"v": 1e16}',
+    '{"v": 1e-7}',
+    '{"v": 2.5e21}',
+    '{"v": -0.0}',
+    '{"v": 0}',
+    '{"v": -0}',
+    '{"v": 12345678901234567890123}',
+    '{"v": 1e400}',
+    '{"v": NaN}',
+    '{"v": -Infinity}',
+    '{"v": "1"}',
+    '{"v": " 2.5 "}',
+    '{"v": "1_000"}',
+    '{"v": "+-3"}',
+    '{"v": "nan"}',
+    '{"v": "-inf"}',
+    '{"v": ".5e1"}',
+    '{"v": null}',
+    "{}",
+    "[1, 2]",
+    '"v"',
+    "7",
+    "null",
+    None,
+    '{"v": 1, "v": "x"}',
+    '{"w": {"v": 1}}',
     '{"n": {"w": [5, {"x": "y\\u00e9\\n"}, -0.0, 1e16], "w": 0}}',
 ]
-TEXT_DOCS = ['{"v": true}', '{"v": false}', '{"v": "TRUE"}', '{"v": "abc"}', '{"v": ""}', '{"v": "é"}',
-             '{"v": [1, "a", {"b": null}]}', '{"v": {"z": 1, "a": [true]}}', '{"v": "1.0"}']
+TEXT_DOCS = [
+    '{"v": true}',
+    '{"v": false}',
+    '{"v": "TRUE"}',
+    '{"v": "abc"}',
+    '{"v": ""}',
+    '{"v": "é"}',
+    '{"v": [1, "a", {"b": null}]}',
+    '{"v": {"z": 1, "a": [true]}}',
+    '{"v": "1.0"}',
+]
 NUMERIC_FILTERS: list[tuple[str, Any]] = [
-    ("eq", 1), ("eq", 0), ("ne", 1), ("gt", 1), ("gte", 1.0), ("lt", 2), ("lte", 0), ("lt", 1e300), ("gt", 1e300),
-    ("in", (0, 1.5, 1000)), ("not_in", (1, 0)), ("eq", float("nan")), ("gt", 5), ("ne", float("nan")),
-    ("eq", 1e16), ("lte", float("-inf")),
+    ("eq", 1),
+    ("eq", 0),
+    ("ne", 1),
+    ("gt", 1),
+    ("gte", 1.0),
+    ("lt", 2),
+    ("lte", 0),
+    ("lt", 1e300),
+    ("gt", 1e300),
+    ("in", (0, 1.5, 1000)),
+    ("not_in", (1, 0)),
+    ("eq", float("nan")),
+    ("gt", 5),
+    ("ne", float("nan")),
+    ("eq", 1e16),
+    ("lte", float("-inf")),
 ]
 TEXT_FILTERS: list[tuple[str, Any]] = [
-    ("eq", "1"), ("eq", "1.0"), ("eq", "1e400"), ("eq", "10000000000000000.0"), ("eq", "1e-7"), ("eq", "2.5e21"),
-    ("eq", "-0.0"), ("eq", "0"), ("eq", "NaN"), ("eq", "true"), ("eq", "TRUE"), ("eq", ""), ("eq", "é"),
-    ("eq", '[1,"a",{"b":null}]'), ("eq", '{"z":1,"a":[true]}'), ("ne", "abc"), ("gt", "1"), ("lte", "abc"),
-    ("in", ("1", "x", "nan")), ("not_in", ("abc", "1")), ("eq", True), ("eq", False), ("ne", True), ("gt", False),
-    ("in", (True,)), ("not_in", (False,)), ("in", (1, "abc")), ("in", (True, "true")), ("is_null", True),
+    ("eq", "1"),
+    ("eq", "1.0"),
+    ("eq", "1e400"),
+    ("eq", "10000000000000000.0"),
+    ("eq", "1e-7"),
+    ("eq", "2.5e21"),
+    ("eq", "-0.0"),
+    ("eq", "0"),
+    ("eq", "NaN"),
+    ("eq", "true"),
+    ("eq", "TRUE"),
+    ("eq", ""),
+    ("eq", "é"),
+    ("eq", '[1,"a",{"b":null}]'),
+    ("eq", '{"z":1,"a":[true]}'),
+    ("ne", "abc"),
+    ("gt", "1"),
+    ("lte", "abc"),
+    ("in", ("1", "x", "nan")),
+    ("not_in", ("abc", "1")),
+    ("eq", True),
+    ("eq", False),
+    ("ne", True),
+    ("gt", False),
+    ("in", (True,)),
+    ("not_in", (False,)),
+    ("in", (1, "abc")),
+    ("in", (True, "true")),
+    ("is_null", True),
     ("is_null", False),
 ]
 NESTED_FILTERS: list[tuple[str, str, Any]] = [
-    ("n.w[0]", "gt", 4), ("n.w[1].x", "eq", "yé\n"), ("n.w[#-1]", "eq", "10000000000000000.0"), ("n.w[-2]", "eq", 0),
-    ("n.w[2]", "eq", "-0.0"), ("n.w[4]", "is_null", True), ("n.w", "eq", '[5,{"x":"yé\\n"},-0.0,10000000000000000.0]'),
-    ("n", "eq", '{"w":[5,{"x":"yé\\n"},-0.0,10000000000000000.0],"w":0}'), ("n.w.x", "is_null", True),
-    ('"n".w[1]', "eq", '{"x":"yé\\n"}'), ("w.v", "eq", 1), ("v.x", "is_null", True),
+    ("n.w[0]", "gt", 4),
+    ("n.w[1].x", "eq", "yé\n"),
+    ("n.w[#-1]", "eq", "10000000000000000.0"),
+    ("n.w[-2]", "eq", 0),
+    ("n.w[2]", "eq", "-0.0"),
+    ("n.w[4]", "is_null", True),
+    ("n.w", "eq", '[5,{"x":"yé\\n"},-0.0,10000000000000000.0]'),
+    ("n", "eq", '{"w":[5,{"x":"yé\\n"},-0.0,10000000000000000.0],"w":0}'),
+    ("n.w.x", "is_null", True),
+    ('"n".w[1]', "eq", '{"x":"yé\\n"}'),
+    ("w.v", "eq", 1),
+    ("v.x", "is_null", True),
 ]
 CHANNEL_FILTERS: list[tuple[str, Any]] = [
-    ("eq", "web"), ("ne", "web"), ("gt", "m"), ("in", ("app", "store")), ("not_in", ("web",)), ("is_null", True),
+    ("eq", "web"),
+    ("ne", "web"),
+    ("gt", "m"),
+    ("in", ("app", "store")),
+    ("not_in", ("web",)),
+    ("is_null", True),
     ("is_null", False),
 ]
 
 
 def _events_table(docs: list[str | None]) -> list[dict[str, Any]]:
-    types = [("track", "Thing"), ("track", "Thing"), ("page", "Home"), ("track", "Page Viewed"), ("identify", None),
-             ("screen", "Cart"), ("track", "Other")]
+    types = [
+        ("track", "Thing"),
+        ("track", "Thing"),
+        ("page", "Home"),
+        ("track", "Page Viewed"),
+        ("identify", None),
+        ("screen", "Cart"),
+        ("track", "Other"),
+    ]
     channels = ["web", None, "app", "store", "Web", "", "web"]
     out = []
     for i, doc in enumerate(docs):
         for j, ((typ, name), channel) in enumerate(zip(types, channels, strict=True)):
-            out.append({"message_id": f"m{i:03d}-{j}", "type": typ, "event": name, "channel": channel,
-                        "properties": doc, "timestamp": NOW - timedelta(minutes=i + j), "user_id": "u1",
-                        "anonymous_id": None})
+            out.append(
+                {
+                    "message_id": f"m{i:03d}-{j}",
+                    "type": typ,
+                    "event": name,
+                    "channel": channel,
+                    "properties": doc,
+                    "timestamp": NOW - timedelta(minutes=i + j),
+                    "user_id": "u1",
+                    "anonymous_id": None,
+                }
+            )
     return out
 
 
-def _compiler_over(events: list[dict[str, Any]], profiles: pa.Table | None = None,
-                   segments: Mapping[str, S.Segment] | None = None) -> Compiler:
-    schema = pa.schema([("message_id", pa.string()), ("type", pa.string()), ("event", pa.string()),
-                        ("channel", pa.string()), ("properties", pa.string()), ("timestamp", pa.timestamp("us", "UTC")),
-                        ("user_id", pa.string()), ("anonymous_id", pa.string())])
+def _compiler_over(
+    events: list[dict[str, Any]], profiles: pa.Table | None = None, segments: Mapping[str, S.Segment] | None = None
+) -> Compiler:
+    schema = pa.schema(
+        [
+            ("message_id", pa.string()),
+            ("type", pa.string()),
+            ("event", pa.string()),
+            ("channel", pa.string()),
+            ("properties", pa.string()),
+            ("timestamp", pa.timestamp("us", "UTC")),
+            ("user_id", pa.string()),
+            ("anonymous_id", pa.string()),
+        ]
+    )
     ids = pa.table({"kind": ["user_id"], "value": ["u1"], "person_id": ["p1"]})
     profiles = profiles if profiles is not None else pa.table({"person_id": ["p1"]})
-    return Compiler(ibis.memtable(profiles), ibis.memtable(pa.Table.from_pylist(events, schema)), ibis.memtable(ids),
-                    NOW, "duckdb", segments or {})
+    return Compiler(
+        ibis.memtable(profiles),
+        ibis.memtable(pa.Table.from_pylist(events, schema)),
+        ibis.memtable(ids),
+        NOW,
+        "duckdb",
+        segments or {},
+    )
 
 
 def _same_matches(compiler: Compiler, events: list[dict[str, Any]], name: str, filters: tuple[S.Filter, ...]) -> int:
-    expected = sorted(compiler._matching(name, filters).select("message_id").to_pyarrow().column("message_id")
-                      .to_pylist())
+    expected = sorted(
+        compiler._matching(name, filters).select("message_id").to_pyarrow().column("message_id").to_pylist()
+    )
     ours = sorted(e["message_id"] for e in events if event_matches(name, filters, e))
     assert ours == expected, (name, filters, sorted(set(ours) ^ set(expected)))
     return len(expected)
@@ -298,8 +481,12 @@ def test_event_matches_equals_the_compiler_on_the_corners_of_json():
             seen[f"{key} {op}"] += _same_matches(on_all, everything, name, (S.Filter(key, op, value),))
         for op, value in CHANNEL_FILTERS:
             seen[f"c {op} {value}"] += _same_matches(on_all, everything, name, (S.Filter("channel", op, value),))
-        _same_matches(on_all, everything, name, (S.Filter("channel", "ne", "web"), S.Filter("v", "is_null", False),
-                                                 S.Filter("v", "in", ("x", "1", "abc"))))
+        _same_matches(
+            on_all,
+            everything,
+            name,
+            (S.Filter("channel", "ne", "web"), S.Filter("v", "is_null", False), S.Filter("v", "in", ("x", "1", "abc"))),
+        )
     assert seen["Thing"] == 2 * len(DOCS + TEXT_DOCS) and seen["Page Viewed"] == seen["Identified"] > 0
     assert seen["Other"] > 0 and seen["Screen Viewed"] > 0
     # each filter chose something, or the comparison would prove little
@@ -323,6 +510,7 @@ def test_json_text_is_duckdbs():
 
 # --- hand-made profiles: NULLs, NaN, empty lists, boundaries ---------------------------------------
 
+
 def _profiles() -> pa.Table:
     at = NOW - timedelta(days=30)
     nan, inf = float("nan"), float("inf")
@@ -338,36 +526,127 @@ def _profiles() -> pa.Table:
         ("p7", 2, -inf, "z", False, datetime(2026, 9, 30, 22, 0, tzinfo=UTC), ["a", "a"]),
     ]
     names = ["person_id", "n", "x", "s", "b", "ts", "tags"]
-    types = [pa.string(), pa.int64(), pa.float64(), pa.string(), pa.bool_(), pa.timestamp("us", "UTC"),
-             pa.list_(pa.string())]
+    types = [
+        pa.string(),
+        pa.int64(),
+        pa.float64(),
+        pa.string(),
+        pa.bool_(),
+        pa.timestamp("us", "UTC"),
+        pa.list_(pa.string()),
+    ]
     return pa.table([pa.array([r[i] for r in rows], t) for i, t in enumerate(types)], names=names)
 
 
 PROFILE_SEGMENTS: dict[str, Any] = {
-    **{f"n_{op}": {"trait": "n", op: v} for op, v in [("eq", 1), ("ne", 1), ("gt", 1), ("gte", 1), ("lt", 1), ("lte", 1),
-                                                      ("in", [1, 3]), ("not_in", [1]), ("between", [0, 2]),
-                                                      ("gt", 1.5), ("is_null", True), ("is_null", False)]},
-    **{f"x_{op}_{i}": {"trait": "x", op: v} for i, (op, v) in enumerate([
-        ("gt", 0), ("lt", 1e301), ("eq", 0), ("ne", 0), ("between", [-1, 1]), ("in", [0.5, 0]), ("not_in", [0.5]),
-        ("gte", 1e300), ("is_null", True), ("lte", -1e308)])},
-    **{f"s_{op}_{i}": {"trait": "s", op: v} for i, (op, v) in enumerate([
-        ("eq", "a"), ("ne", "a"), ("gt", "a"), ("lt", "b"), ("in", ["a", "é"]), ("not_in", ["a"]),
-        ("between", ["a", "z"]), ("is_null", True), ("eq", ""), ("gte", "B")])},
-    **{f"b_{op}_{i}": {"trait": "b", op: v} for i, (op, v) in enumerate([
-        ("eq", True), ("ne", True), ("eq", False), ("gt", False), ("in", [False]), ("not_in", [False]),
-        ("is_null", False)])},
-    **{f"ts_{op}_{i}": {"trait": "ts", op: v} for i, (op, v) in enumerate([
-        ("before_days_ago", 30), ("within_days", 30), ("before_days_ago", 0), ("within_days", 0),
-        ("within_days", 29.999999), ("gt", "2026-10-01"), ("lte", "2026-10-01T00:00:00+02:00"),
-        ("eq", "2026-10-01T00:00:00"), ("between", ["2026-09-01", "2026-10-01"]), ("ne", "2026-10-01"),
-        ("in", ["2026-10-01", "2026-09-30T22:00:00Z"]), ("is_null", True)])},
-    **{f"tags_{op}_{i}": {"trait": "tags", op: v} for i, (op, v) in enumerate([
-        ("contains", "a"), ("contains", "c"), ("is_null", True), ("is_null", False)])},
-    **{f"not_{i}": {"not": c} for i, c in enumerate([
-        {"trait": "n", "ne": 1}, {"trait": "x", "gt": 0}, {"trait": "s", "not_in": ["a"]}, {"trait": "b", "eq": True},
-        {"trait": "ts", "within_days": 30}, {"trait": "tags", "contains": "a"}, {"trait": "x", "between": [-1, 1]}])},
-    "tree": {"any": [{"all": [{"in_segment": "n_ne"}, {"not": {"in_segment": "s_eq_0"}}]},
-                     {"bucket": {"salt": "s", "from": 0, "to": 30}}]},
+    **{
+        f"n_{op}": {"trait": "n", op: v}
+        for op, v in [
+            ("eq", 1),
+            ("ne", 1),
+            ("gt", 1),
+            ("gte", 1),
+            ("lt", 1),
+            ("lte", 1),
+            ("in", [1, 3]),
+            ("not_in", [1]),
+            ("between", [0, 2]),
+            ("gt", 1.5),
+            ("is_null", True),
+            ("is_null", False),
+        ]
+    },
+    **{
+        f"x_{op}_{i}": {"trait": "x", op: v}
+        for i, (op, v) in enumerate(
+            [
+                ("gt", 0),
+                ("lt", 1e301),
+                ("eq", 0),
+                ("ne", 0),
+                ("between", [-1, 1]),
+                ("in", [0.5, 0]),
+                ("not_in", [0.5]),
+                ("gte", 1e300),
+                ("is_null", True),
+                ("lte", -1e308),
+            ]
+        )
+    },
+    **{
+        f"s_{op}_{i}": {"trait": "s", op: v}
+        for i, (op, v) in enumerate(
+            [
+                ("eq", "a"),
+                ("ne", "a"),
+                ("gt", "a"),
+                ("lt", "b"),
+                ("in", ["a", "é"]),
+                ("not_in", ["a"]),
+                ("between", ["a", "z"]),
+                ("is_null", True),
+                ("eq", ""),
+                ("gte", "B"),
+            ]
+        )
+    },
+    **{
+        f"b_{op}_{i}": {"trait": "b", op: v}
+        for i, (op, v) in enumerate(
+            [
+                ("eq", True),
+                ("ne", True),
+                ("eq", False),
+                ("gt", False),
+                ("in", [False]),
+                ("not_in", [False]),
+                ("is_null", False),
+            ]
+        )
+    },
+    **{
+        f"ts_{op}_{i}": {"trait": "ts", op: v}
+        for i, (op, v) in enumerate(
+            [
+                ("before_days_ago", 30),
+                ("within_days", 30),
+                ("before_days_ago", 0),
+                ("within_days", 0),
+                ("within_days", 29.999999),
+                ("gt", "2026-10-01"),
+                ("lte", "2026-10-01T00:00:00+02:00"),
+                ("eq", "2026-10-01T00:00:00"),
+                ("between", ["2026-09-01", "2026-10-01"]),
+                ("ne", "2026-10-01"),
+                ("in", ["2026-10-01", "2026-09-30T22:00:00Z"]),
+                ("is_null", True),
+            ]
+        )
+    },
+    **{
+        f"tags_{op}_{i}": {"trait": "tags", op: v}
+        for i, (op, v) in enumerate([("contains", "a"), ("contains", "c"), ("is_null", True), ("is_null", False)])
+    },
+    **{
+        f"not_{i}": {"not": c}
+        for i, c in enumerate(
+            [
+                {"trait": "n", "ne": 1},
+                {"trait": "x", "gt": 0},
+                {"trait": "s", "not_in": ["a"]},
+                {"trait": "b", "eq": True},
+                {"trait": "ts", "within_days": 30},
+                {"trait": "tags", "contains": "a"},
+                {"trait": "x", "between": [-1, 1]},
+            ]
+        )
+    },
+    "tree": {
+        "any": [
+            {"all": [{"in_segment": "n_ne"}, {"not": {"in_segment": "s_eq_0"}}]},
+            {"bucket": {"salt": "s", "from": 0, "to": 30}},
+        ]
+    },
 }
 
 
@@ -401,6 +680,7 @@ def test_behaviour_counts_against_count_and_operator():
 
 # --- inputs the batch path never sees ---------------------------------------------------------------
 
+
 def _event(properties: Any, channel: str | None = "web") -> dict[str, Any]:
     return {"type": "track", "event": "E", "channel": channel, "properties": properties}
 
@@ -421,8 +701,13 @@ def test_properties_that_are_not_an_object_hold_no_property():
 def test_a_mapping_reads_as_the_event_log_stores_it():
     props = {"v": 1e16, "w": -0.0, "t": True, "o": {"a": [1, None]}, "d": datetime(2026, 1, 2, tzinfo=UTC)}
     as_text = json.dumps(props, default=lambda d: d.isoformat().replace("+00:00", "Z"))
-    for key, text in (("v", "10000000000000000.0"), ("w", "-0.0"), ("t", "true"), ("o", '{"a":[1,null]}'),
-                      ("d", "2026-01-02T00:00:00+00:00")):
+    for key, text in (
+        ("v", "10000000000000000.0"),
+        ("w", "-0.0"),
+        ("t", "true"),
+        ("o", '{"a":[1,null]}'),
+        ("d", "2026-01-02T00:00:00+00:00"),
+    ):
         assert event_matches("E", (S.Filter(key, "eq", text),), _event(props)), key
         assert event_matches("E", (S.Filter(key, "eq", text),), _event(as_text)) == (key != "d"), key
 
@@ -458,4 +743,3 @@ def test_missing_traits_unknown_segments_and_bad_paths_are_errors():
     naive = {"ts": datetime(2026, 10, 1, 0, 30)}
     assert condition_holds(S.Trait("ts", "gt", "2026-10-01T02:00:00+02:00"), naive, {}, NOW, {}, "p")
     assert not condition_holds(S.Trait("ts", "before_days_ago", 30.5), naive, {}, NOW, {}, "p")
-

@@ -10,19 +10,23 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from omniweave.storage.eventlog import events_to_table
-from omniweave.segments import language as S
 from omniweave.events.normalize import format_timestamp
-from omniweave.segments.service import counts as SC
 from omniweave.profiles.service.build import to_arrow
 from omniweave.runtime import Runtime
+from omniweave.segments import language as S
+from omniweave.segments.service import counts as SC
 from omniweave.segments.service.evaluate import builtin_segments, compiler_for, evaluate_segments, member_ids
 from omniweave.settings import Settings
+from omniweave.storage.eventlog import events_to_table
 
 EXTRA = {
     "ever_bought_big": {"performed": "Order Completed", "where": [{"property": "revenue", "gt": 40}]},
-    "store_twice_60d": {"performed": "Order Completed", "at_least": 2, "within_days": 60,
-                        "where": [{"property": "channel", "eq": "store"}]},
+    "store_twice_60d": {
+        "performed": "Order Completed",
+        "at_least": 2,
+        "within_days": 60,
+        "where": [{"property": "channel", "eq": "store"}],
+    },
     "viewed_3_in_5d": {"performed": "Product Viewed", "at_least": 3, "within_days": 5},
     "no_email_open_30d": {"not_performed": "Email Opened", "within_days": 30},
     "entered_a_segment_10d": {"performed": "Segment Entered", "within_days": 10},  # counts our own change events
@@ -37,8 +41,9 @@ def _afresh(rt: Runtime, segments, now):
     """Members and per-key counts counted from scratch at `now` (no kept state)."""
     compiler = compiler_for(rt, segments, now=now)
     compiler.prepare(segments, None)
-    kept = to_arrow(compiler.kept).sort_by([("behaviour", "ascending"), ("user_id", "ascending"),
-                                            ("anonymous_id", "ascending")])
+    kept = to_arrow(compiler.kept).sort_by(
+        [("behaviour", "ascending"), ("user_id", "ascending"), ("anonymous_id", "ascending")]
+    )
     return {sid: member_ids(compiler, sid) for sid in segments}, kept
 
 
@@ -53,8 +58,9 @@ def _stored(rt: Runtime, segments) -> dict[str, list[str]]:
 def _kept(rt: Runtime):
     state = SC.read_state(rt.log)
     assert state is not None
-    return pq.read_table(state.path).sort_by([("behaviour", "ascending"), ("user_id", "ascending"),
-                                              ("anonymous_id", "ascending")])
+    return pq.read_table(state.path).sort_by(
+        [("behaviour", "ascending"), ("user_id", "ascending"), ("anonymous_id", "ascending")]
+    )
 
 
 def _check(rt: Runtime, segments, now, expect: str):
@@ -95,10 +101,17 @@ def test_new_days_late_events_and_our_own_change_events(home):
         orders = events.filter(events.event == "Order Completed").order_by("timestamp").limit(40).to_pyarrow()
         rows = []
         for i, row in enumerate(orders.to_pylist()):
-            rows.append({"type": "track", "event": "Order Completed", "messageId": f"late-{i}",
-                         "userId": row["user_id"], "anonymousId": row["anonymous_id"],
-                         "timestamp": format_timestamp(latest - timedelta(days=3, minutes=i)),
-                         "properties": {"revenue": 55.0 + i, "channel": "store"}})
+            rows.append(
+                {
+                    "type": "track",
+                    "event": "Order Completed",
+                    "messageId": f"late-{i}",
+                    "userId": row["user_id"],
+                    "anonymousId": row["anonymous_id"],
+                    "timestamp": format_timestamp(latest - timedelta(days=3, minutes=i)),
+                    "properties": {"revenue": 55.0 + i, "channel": "store"},
+                }
+            )
         rt.log.append("events", events_to_table(rows, source="late"), batch_name="late-orders")
         later = latest + timedelta(hours=2)
         late = _check(rt, segments, later, "incremental")
@@ -128,8 +141,14 @@ def test_a_rewritten_file_or_a_merge_between_evaluations(home):
         with_user = {r["person_id"] for r in users}
         b = next(r for r in anons if r["person_id"] not in with_user)  # one user id per person: B has none
         stamp = format_timestamp(latest - timedelta(hours=12))
-        link = {"type": "identify", "messageId": "merge-1", "userId": a["value"], "anonymousId": b["value"],
-                "timestamp": stamp, "traits": {}}
+        link = {
+            "type": "identify",
+            "messageId": "merge-1",
+            "userId": a["value"],
+            "anonymousId": b["value"],
+            "timestamp": stamp,
+            "traits": {},
+        }
         rt.log.append("events", events_to_table([link], source="test"), batch_name="merge")
         resolve(rt, probabilistic=False)
         ids = rt.warehouse().table("identities").to_pyarrow().to_pylist()
@@ -149,11 +168,16 @@ def test_plan_reasons():
     kept = SC.CountState(t, frozenset({SC.behaviour_key(behaviour)}), files, "x")
     assert "before" in SC.plan([behaviour], kept, files, t - timedelta(hours=1)).reason
     assert "rewritten" in SC.plan([behaviour], kept, {"date=2024-05-10/a.parquet": 11}, t).reason
-    later = SC.plan([behaviour], kept, {**files, "date=2024-05-10/b.parquet": 5, "date=2024-05-11/c.parquet": 5},
-                    t + timedelta(days=1))
+    later = SC.plan(
+        [behaviour],
+        kept,
+        {**files, "date=2024-05-10/b.parquet": 5, "date=2024-05-11/c.parquet": 5},
+        t + timedelta(days=1),
+    )
     assert later.carried == (behaviour,) and later.late_files == ("date=2024-05-10/b.parquet",)
     assert SC.plan([behaviour], kept, files, t + timedelta(days=7)).fresh == (behaviour,)  # slid past the window
     other = S.parse_segment({"id": "o", "where": {"performed": "Order Completed", "within_days": 8}}).where
     assert SC.plan([other], kept, files, t + timedelta(days=1)).fresh == (other,)  # a new definition
-    assert SC.files_for(["date=2024-05-08/x.parquet", "date=2024-05-10/y.parquet", "odd/z.parquet"],
-                        [(t - timedelta(days=1), t)]) == ["date=2024-05-10/y.parquet", "odd/z.parquet"]
+    assert SC.files_for(
+        ["date=2024-05-08/x.parquet", "date=2024-05-10/y.parquet", "odd/z.parquet"], [(t - timedelta(days=1), t)]
+    ) == ["date=2024-05-10/y.parquet", "odd/z.parquet"]

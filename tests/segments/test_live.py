@@ -14,11 +14,11 @@ import orjson
 import pytest
 import yaml
 
-from omniweave.segments import language as S
-from omniweave.events.normalize import format_timestamp
-from omniweave.segments.service import counts as SC
 from omniweave.collect.loader import load_all
+from omniweave.events.normalize import format_timestamp
 from omniweave.runtime import Runtime
+from omniweave.segments import language as S
+from omniweave.segments.service import counts as SC
 from omniweave.segments.service.evaluate import (
     builtin_segments,
     compiler_for,
@@ -29,8 +29,11 @@ from omniweave.segments.service.live import LIVE_SOURCE, LiveSegments, live_segm
 from omniweave.settings import Settings
 from tests.conftest import create_write_key, free_port, omniweave_cmd, start_server
 
-NO_OPENS = {"id": "no_email_open_30d", "name": "No e-mail opened in 30 days",
-            "where": {"all": [{"not_performed": "Email Opened", "within_days": 30}, {"trait": "orders", "gte": 1}]}}
+NO_OPENS = {
+    "id": "no_email_open_30d",
+    "name": "No e-mail opened in 30 days",
+    "where": {"all": [{"not_performed": "Email Opened", "within_days": 30}, {"trait": "orders", "gte": 1}]},
+}
 
 
 def _basic(key: str) -> str:
@@ -79,19 +82,48 @@ def test_events_through_the_collector_change_memberships_at_once(home):
         port = free_port()
         server, _ = start_server(home, port, {"OMNIWEAVE_LOADER_INTERVAL_SECONDS": "3600"})
         try:
-            at = lambda hours: format_timestamp(base + timedelta(hours=hours))
+
+            def at(hours):
+                return format_timestamp(base + timedelta(hours=hours))
+
             batch = [
-                {"type": "track", "event": "Coupon Applied", "userId": user1, "messageId": "live-1",
-                 "timestamp": at(1), "properties": {"coupon_id": "SPRING"}},
-                {"type": "track", "event": "Email Opened", "userId": user2, "messageId": "live-2",
-                 "timestamp": at(2), "properties": {"channel": "email"}},
-                {"type": "track", "event": "Coupon Applied", "anonymousId": "never-seen-before", "messageId": "live-3",
-                 "timestamp": at(2)},
-                {"type": "track", "event": "Coupon Applied", "userId": user2, "messageId": "live-4",
-                 "timestamp": format_timestamp(base - timedelta(days=1))},  # late: left to the batch
+                {
+                    "type": "track",
+                    "event": "Coupon Applied",
+                    "userId": user1,
+                    "messageId": "live-1",
+                    "timestamp": at(1),
+                    "properties": {"coupon_id": "SPRING"},
+                },
+                {
+                    "type": "track",
+                    "event": "Email Opened",
+                    "userId": user2,
+                    "messageId": "live-2",
+                    "timestamp": at(2),
+                    "properties": {"channel": "email"},
+                },
+                {
+                    "type": "track",
+                    "event": "Coupon Applied",
+                    "anonymousId": "never-seen-before",
+                    "messageId": "live-3",
+                    "timestamp": at(2),
+                },
+                {
+                    "type": "track",
+                    "event": "Coupon Applied",
+                    "userId": user2,
+                    "messageId": "live-4",
+                    "timestamp": format_timestamp(base - timedelta(days=1)),
+                },  # late: left to the batch
             ]
-            answer = httpx.post(f"http://127.0.0.1:{port}/v1/batch", json={"batch": batch},
-                                headers={"Authorization": _basic(write_key)}, timeout=10)
+            answer = httpx.post(
+                f"http://127.0.0.1:{port}/v1/batch",
+                json={"batch": batch},
+                headers={"Authorization": _basic(write_key)},
+                timeout=10,
+            )
             assert answer.status_code == 200, answer.text
         finally:
             server.terminate()
@@ -102,12 +134,16 @@ def test_events_through_the_collector_change_memberships_at_once(home):
             if not live.read_last:
                 break
         assert {(c.segment_id, c.person_id, c.entered, c.cause) for c in changes} == {
-            ("coupon_hunters", p1, True, "live-1"), ("no_email_open_30d", p2, False, "live-2")}
+            ("coupon_hunters", p1, True, "live-1"),
+            ("no_email_open_30d", p2, False, "live-2"),
+        }
         assert live.stats.unknown_person == 1 and live.stats.before_base >= 1
         # the changes are events in the inbox, dated like their cause; replaying writes nothing new
         rows = [orjson.loads(r.payload) for r in rt.store.read(after=0) if r.payload.find(LIVE_SOURCE.encode()) >= 0]
         assert sorted((e["event"], e["properties"]["segment_id"]) for e in rows) == [
-            (S.SEGMENT_ENTERED, "coupon_hunters"), (S.SEGMENT_EXITED, "no_email_open_30d")]
+            (S.SEGMENT_ENTERED, "coupon_hunters"),
+            (S.SEGMENT_EXITED, "no_email_open_30d"),
+        ]
         again = LiveSegments(rt, segments)
         while again.step() or again.read_last:
             pass
@@ -118,13 +154,19 @@ def test_events_through_the_collector_change_memberships_at_once(home):
         summary = evaluate_segments(rt, segments, now=base + timedelta(hours=3))
         members = rt.warehouse().table("segment_members").to_pyarrow().to_pylist()
         assert {"person_id": p1, "segment_id": "coupon_hunters"} in [
-            {"person_id": m["person_id"], "segment_id": m["segment_id"]} for m in members]
+            {"person_id": m["person_id"], "segment_id": m["segment_id"]} for m in members
+        ]
         assert p2 not in {m["person_id"] for m in members if m["segment_id"] == "no_email_open_30d"}
         events = rt.warehouse().table("events")
-        told = events.filter(events.event.isin((S.SEGMENT_ENTERED, S.SEGMENT_EXITED))
-                             & (events.timestamp > base)).select("properties").to_pyarrow().to_pylist()
-        about = [(orjson.loads(e["properties"])["segment_id"], orjson.loads(e["properties"])["person_id"])
-                 for e in told]
+        told = (
+            events.filter(events.event.isin((S.SEGMENT_ENTERED, S.SEGMENT_EXITED)) & (events.timestamp > base))
+            .select("properties")
+            .to_pyarrow()
+            .to_pylist()
+        )
+        about = [
+            (orjson.loads(e["properties"])["segment_id"], orjson.loads(e["properties"])["person_id"]) for e in told
+        ]
         assert about.count(("coupon_hunters", p1)) == 1 and about.count(("no_email_open_30d", p2)) == 1
         assert "incremental" in summary.counting
     finally:
@@ -142,21 +184,35 @@ def test_follow_from_the_command_line_while_the_collector_runs(home):
     write_key = create_write_key(home, "web")
     port = free_port()
     server, env = start_server(home, port)
-    follower = subprocess.Popen(omniweave_cmd("segments", "follow", "--interval", "0.2"), env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    follower = subprocess.Popen(
+        omniweave_cmd("segments", "follow", "--interval", "0.2"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        event = {"type": "track", "event": "Coupon Applied", "userId": user1, "messageId": "cli-live-1",
-                 "timestamp": format_timestamp(base + timedelta(minutes=5))}
-        answer = httpx.post(f"http://127.0.0.1:{port}/v1/track", json=event,
-                            headers={"Authorization": _basic(write_key)}, timeout=10)
+        event = {
+            "type": "track",
+            "event": "Coupon Applied",
+            "userId": user1,
+            "messageId": "cli-live-1",
+            "timestamp": format_timestamp(base + timedelta(minutes=5)),
+        }
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/v1/track", json=event, headers={"Authorization": _basic(write_key)}, timeout=10
+        )
         assert answer.status_code == 200
         rt = Runtime(Settings(home=str(home)))
         try:
             deadline = time.monotonic() + 120  # a failing test's limit, not a claim about speed
             found = []
             while not found and time.monotonic() < deadline and follower.poll() is None:
-                found = [orjson.loads(r.payload) for r in rt.store.read(after=0)
-                         if b'"cli-live-1"' in r.payload and LIVE_SOURCE.encode() in r.payload]
+                found = [
+                    orjson.loads(r.payload)
+                    for r in rt.store.read(after=0)
+                    if b'"cli-live-1"' in r.payload and LIVE_SOURCE.encode() in r.payload
+                ]
                 time.sleep(0.2)
         finally:
             rt.close()
@@ -173,6 +229,11 @@ def test_follow_from_the_command_line_while_the_collector_runs(home):
 
 def test_following_before_any_evaluation_is_a_clear_error(tmp_path):
     home = tmp_path / "empty"
-    out = subprocess.run(omniweave_cmd("segments", "follow", "--once"), check=False, env={"OMNIWEAVE_HOME": str(home),
-                         "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    out = subprocess.run(
+        omniweave_cmd("segments", "follow", "--once"),
+        check=False,
+        env={"OMNIWEAVE_HOME": str(home), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2 and "segments evaluate" in out.stderr

@@ -16,6 +16,9 @@ import pyarrow.compute as pc
 import pytest
 import yaml
 
+from omniweave.demo.runner import run_demo
+from omniweave.errors import InputError
+from omniweave.runtime import Runtime
 from omniweave.segments.personas import (
     MIN_PER_CLUSTER,
     condition_mask,
@@ -25,10 +28,7 @@ from omniweave.segments.personas import (
     silhouette,
     suggest_personas,
 )
-from omniweave.demo.runner import run_demo
-from omniweave.errors import InputError
 from omniweave.segments.service.personas import SUGGESTED_MARK, suggest_from_profiles, write_personas
-from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 from tests.conftest import omniweave_cmd
 
@@ -37,6 +37,7 @@ STORE, ONLINE, LAPSED = 0, 1, 2
 
 def adjusted_rand_index(a: np.ndarray, b: np.ndarray) -> float:
     """Hubert and Arabie's ARI, from the contingency table."""
+
     def pairs(x: np.ndarray) -> float:
         return float((x * (x - 1) / 2).sum())
 
@@ -52,10 +53,22 @@ def adjusted_rand_index(a: np.ndarray, b: np.ndarray) -> float:
 def planted_world(per_cluster: int = 120, seed: int = 1) -> tuple[dict[str, list[Any]], np.ndarray]:
     """Profiles of three kinds: store-only big spenders, online frequent small baskets, lapsed one-offs."""
     rng = np.random.default_rng(seed)
-    cols: dict[str, list[Any]] = {name: [] for name in (
-        "person_id", "recency_days", "orders", "online_orders", "store_orders", "total_revenue",
-        "average_order_value", "consent_email", "preferred_channel", "engagement_by_channel",
-        "favourite_categories")}
+    cols: dict[str, list[Any]] = {
+        name: []
+        for name in (
+            "person_id",
+            "recency_days",
+            "orders",
+            "online_orders",
+            "store_orders",
+            "total_revenue",
+            "average_order_value",
+            "consent_email",
+            "preferred_channel",
+            "engagement_by_channel",
+            "favourite_categories",
+        )
+    }
     truth = []
     for kind in (STORE, ONLINE, LAPSED):
         for i in range(per_cluster):
@@ -69,9 +82,11 @@ def planted_world(per_cluster: int = 120, seed: int = 1) -> tuple[dict[str, list
             elif kind == ONLINE:
                 orders = int(rng.integers(8, 16))
                 store, aov, recency = 0, rng.uniform(15, 30), int(rng.integers(0, 8))
-                engagement = [{"channel": "web", "score": 5 * orders + int(rng.integers(5, 20))},
-                              {"channel": "app", "score": int(rng.integers(5, 30))},
-                              {"channel": "email", "score": int(rng.integers(10, 30))}]
+                engagement = [
+                    {"channel": "web", "score": 5 * orders + int(rng.integers(5, 20))},
+                    {"channel": "app", "score": int(rng.integers(5, 30))},
+                    {"channel": "email", "score": int(rng.integers(10, 30))},
+                ]
                 cats, consent = ["beauty"], True
             else:
                 orders = int(rng.integers(1, 3))
@@ -200,8 +215,12 @@ def test_each_rule_selects_mostly_its_persona(planted) -> None:
 
 
 def test_condition_mask_follows_sql_null_semantics() -> None:
-    cols = {"person_id": ["a", "b", "c", "d"], "orders": [0, 2, None, 5], "channel": ["web", None, "store", "web"],
-            "tags": [["x"], [], None, ["x", "y"]]}
+    cols = {
+        "person_id": ["a", "b", "c", "d"],
+        "orders": [0, 2, None, 5],
+        "channel": ["web", None, "store", "web"],
+        "tags": [["x"], [], None, ["x", "y"]],
+    }
     assert condition_mask({"trait": "orders", "gte": 2}, cols).tolist() == [False, True, False, True]
     assert condition_mask({"trait": "orders", "ne": 2}, cols).tolist() == [True, False, False, True]
     assert condition_mask({"trait": "orders", "between": [1, 4]}, cols).tolist() == [False, True, False, False]
@@ -209,8 +228,12 @@ def test_condition_mask_follows_sql_null_semantics() -> None:
     assert condition_mask({"trait": "channel", "eq": "web"}, cols).tolist() == [True, False, False, True]
     assert condition_mask({"trait": "channel", "not_in": ["web"]}, cols).tolist() == [False, False, True, False]
     assert condition_mask({"trait": "tags", "contains": "x"}, cols).tolist() == [True, False, False, True]
-    tree = {"any": [{"trait": "channel", "eq": "store"}, {"all": [{"trait": "orders", "gt": 3},
-                                                                   {"not": {"trait": "tags", "contains": "z"}}]}]}
+    tree = {
+        "any": [
+            {"trait": "channel", "eq": "store"},
+            {"all": [{"trait": "orders", "gt": 3}, {"not": {"trait": "tags", "contains": "z"}}]},
+        ]
+    }
     assert condition_mask(tree, cols).tolist() == [False, False, True, True]
     with pytest.raises(InputError, match="unknown operator"):
         condition_mask({"trait": "orders", "near": 2}, cols)
@@ -295,8 +318,10 @@ def test_writing_keeps_other_segments_and_replaces_earlier_suggestions(planted, 
     document = yaml.safe_load(paths[1].read_text())
     assert paths[1].read_text().startswith(SUGGESTED_MARK)
     assert set(document) == {"id", "name", "description", "persona", "where"}
-    assert document["persona"] == {"target_kpis": list(personas[1].target_kpis),
-                                   "preferred_channels": list(personas[1].preferred_channels)}
+    assert document["persona"] == {
+        "target_kpis": list(personas[1].target_kpis),
+        "preferred_channels": list(personas[1].preferred_channels),
+    }
     assert document["where"] == personas[1].where
 
 
@@ -317,7 +342,10 @@ def _sql_count(where: dict[str, Any], rt: Runtime) -> int:
     for cond in where["all"]:
         op = next(k for k in cond if k != "trait")
         value, column = cond[op], cond["trait"]
-        literal = (lambda v: f"'{v}'" if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v))
+
+        def literal(v):
+            return f"'{v}'" if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
+
         if op == "between":
             clauses.append(f"{column} BETWEEN {value[0]} AND {value[1]}")
         elif op == "contains":
@@ -360,8 +388,9 @@ def test_suggestions_on_a_demo_world(demo_home: Path, tmp_path: Path) -> None:
 def _cli(home: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMNIWEAVE_HOME": str(home)}
     env.pop("OMNIWEAVE_CONFIG", None)
-    return subprocess.run(omniweave_cmd(*args), env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=300, check=False)
+    return subprocess.run(
+        omniweave_cmd(*args), env=env, cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def test_cli_suggest(demo_home: Path, tmp_path: Path) -> None:

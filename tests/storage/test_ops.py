@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from omniweave.storage.ops.store import OpStore
 from omniweave.errors import ConfigError, TerminalStoreError, TransientStoreError
+from omniweave.storage.ops.store import OpStore
 
 
 @pytest.fixture
@@ -62,8 +62,13 @@ def test_duplicates_are_ignored_within_and_across_appends(store: OpStore) -> Non
     assert store.append(rows("s2", [1])) == 1
     assert store.inbox_count() == 5
     assert sorted((r.source_id, r.payload) for r in store.read(after=0)) == sorted(
-        [("s1", b'{"messageId":"1"}'), ("s1", b'{"messageId":"2"}'), ("s1", b'{"messageId":"3"}'),
-         ("s1", b'{"messageId":"4"}'), ("s2", b'{"messageId":"1"}')]
+        [
+            ("s1", b'{"messageId":"1"}'),
+            ("s1", b'{"messageId":"2"}'),
+            ("s1", b'{"messageId":"3"}'),
+            ("s1", b'{"messageId":"4"}'),
+            ("s2", b'{"messageId":"1"}'),
+        ]
     )
 
 

@@ -10,9 +10,9 @@ import ibis
 import orjson
 import pytest
 
-from omniweave.events.normalize import normalize_event
-from omniweave.errors import InputError
 from omniweave.collect.loader import load_all
+from omniweave.errors import InputError
+from omniweave.events.normalize import normalize_event
 from omniweave.storage.query import run_query
 from tests.conftest import omniweave_cmd
 
@@ -21,9 +21,13 @@ def seed_log(runtime, n: int = 400) -> None:
     t0 = datetime(2026, 5, 1, tzinfo=UTC)
     rows = []
     for i in range(n):
-        raw = {"type": "track", "event": ["Product Viewed", "Order Completed", "Email Opened"][i % 3],
-               "userId": f"u{i % 23}", "messageId": f"m{i}",
-               "properties": {"revenue": round(i * 1.25, 2), "channel": ["web", "store", "app", "email"][i % 4]}}
+        raw = {
+            "type": "track",
+            "event": ["Product Viewed", "Order Completed", "Email Opened"][i % 3],
+            "userId": f"u{i % 23}",
+            "messageId": f"m{i}",
+            "properties": {"revenue": round(i * 1.25, 2), "channel": ["web", "store", "app", "email"][i % 4]},
+        }
         event = normalize_event(raw, received_at=t0 + timedelta(hours=i))
         rows.append(("s1", event["messageId"], 0.0, orjson.dumps(event)))
     runtime.store.append(rows)
@@ -35,8 +39,9 @@ def daily_summary(events: ibis.Table) -> ibis.Table:
     revenue = events.properties.re_extract(r'"revenue":\s*([0-9.]+)', 1).nullif("").cast("float64")
     return (
         events.group_by([events.date.cast("string").name("day"), "channel", events.event.fill_null("-").name("event")])
-        .aggregate(events=events.count(), people=events.user_id.nunique(),
-                   revenue=ibis.coalesce(revenue.sum(), 0).round(2))
+        .aggregate(
+            events=events.count(), people=events.user_id.nunique(), revenue=ibis.coalesce(revenue.sum(), 0).round(2)
+        )
         .order_by(["day", "channel", "event"])
     )
 
@@ -57,8 +62,9 @@ def test_empty_warehouse_has_its_tables(runtime):
 def spend_summary(spend: ibis.Table) -> ibis.Table:
     return (
         spend.group_by(["channel", "campaign"])
-        .aggregate(days=spend.date.nunique(), spend=spend.spend.sum().round(2),
-                   clicks=ibis.coalesce(spend.clicks.sum(), 0))
+        .aggregate(
+            days=spend.date.nunique(), spend=spend.spend.sum().round(2), clicks=ibis.coalesce(spend.clicks.sum(), 0)
+        )
         .order_by(["channel", "campaign"])
     )
 
@@ -84,12 +90,27 @@ def test_query_command_prints_json_and_csv(runtime):
     env = {"OMNIWEAVE_HOME": runtime.settings.home}
     import os
 
-    out = subprocess.run(omniweave_cmd("query", "select event, count(*) as n from events group by event order by event",
-                                       "--format", "json"), env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
-    assert json.loads(out) == [{"event": "Email Opened", "n": 10}, {"event": "Order Completed", "n": 10},
-                               {"event": "Product Viewed", "n": 10}]
-    out = subprocess.run(omniweave_cmd("query", "select count(*) as n from events", "--format", "csv"),
-                         env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        omniweave_cmd(
+            "query", "select event, count(*) as n from events group by event order by event", "--format", "json"
+        ),
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(out) == [
+        {"event": "Email Opened", "n": 10},
+        {"event": "Order Completed", "n": 10},
+        {"event": "Product Viewed", "n": 10},
+    ]
+    out = subprocess.run(
+        omniweave_cmd("query", "select count(*) as n from events", "--format", "csv"),
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.split() == ["n", "30"]
 
 

@@ -21,8 +21,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from omniweave.identity.graph import IdentifierError, hashed, is_blocked, normalize
 from omniweave.errors import InputError
+from omniweave.identity.graph import IdentifierError, hashed, is_blocked, normalize
 
 PLATFORMS = ("google", "meta", "csv")
 """Export targets: Google Ads Customer Match, Meta custom audiences, our own csv."""
@@ -41,16 +41,14 @@ _SEGMENT_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 def check_platform(platform: str) -> str:
     """`platform` if it is one we export to; else an InputError naming the valid ones."""
     if platform not in PLATFORMS:
-        raise InputError(f"unknown audience platform {platform!r}; expected one of {', '.join(PLATFORMS)}",
-                         field="to")
+        raise InputError(f"unknown audience platform {platform!r}; expected one of {', '.join(PLATFORMS)}", field="to")
     return platform
 
 
 def check_segment_id(segment_id: str) -> str:
     """`segment_id` if it has the form of a segment id (letters, digits, `_`, `-`; docs/segments.md)."""
     if not _SEGMENT_ID.match(segment_id or ""):
-        raise InputError(f"{segment_id!r} is not a segment id (expected letters, digits, '_' and '-')",
-                         field="segment")
+        raise InputError(f"{segment_id!r} is not a segment id (expected letters, digits, '_' and '-')", field="segment")
     return segment_id
 
 
@@ -120,8 +118,9 @@ def make_key(kind: str, raw: object, platform: str, default_region: str = "GB") 
             raise InputError(f"anonymous (cookie) ids are exported to csv only, not to {platform}", field="kind")
         text = str(raw or "").strip()
         if not text or text.startswith(OFFLINE_ANONYMOUS_PREFIX) or is_blocked("anonymous_id", text):
-            raise IdentifierError("not a cookie id (empty, a placeholder, or an importer's offline id)",
-                                  field="anonymous_id")
+            raise IdentifierError(
+                "not a cookie id (empty, a placeholder, or an importer's offline id)", field="anonymous_id"
+            )
         digest = hashed(text)
         return AudienceKey(kind, digest, digest)
     raise InputError(f"unknown audience key kind {kind!r}; expected one of {', '.join(KEY_KINDS)}", field="kind")
@@ -205,9 +204,17 @@ LAYOUTS: dict[str, tuple[FileLayout, ...]] = {
     # Meta custom audience customer list: one file, lower-case identifier headers
     "meta": (FileLayout("", ("email", "phone", "madid"), {"email": "email", "phone": "phone", "device_id": "madid"}),),
     "csv": (
-        FileLayout("", ("person_id", "email_sha256", "phone_sha256", "device_id_sha256", "anonymous_id_sha256"),
-                   {"email": "email_sha256", "phone": "phone_sha256", "device_id": "device_id_sha256",
-                    "anonymous_id": "anonymous_id_sha256"}, person_column="person_id"),
+        FileLayout(
+            "",
+            ("person_id", "email_sha256", "phone_sha256", "device_id_sha256", "anonymous_id_sha256"),
+            {
+                "email": "email_sha256",
+                "phone": "phone_sha256",
+                "device_id": "device_id_sha256",
+                "anonymous_id": "anonymous_id_sha256",
+            },
+            person_column="person_id",
+        ),
     ),
 }
 """The files written per platform, in order."""

@@ -19,13 +19,16 @@ from collections.abc import Sequence
 from omniweave.settings import Settings
 
 
-def spawn(code: str, settings: Settings, args: Sequence[str] = (), pass_fds: Sequence[int] = (),
-          stdout: int | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    code: str, settings: Settings, args: Sequence[str] = (), pass_fds: Sequence[int] = (), stdout: int | None = None
+) -> subprocess.Popen[bytes]:
     """Start `python -c code args… <parent pid>` and send it `settings` on stdin (kept open)."""
     fields = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
     process = subprocess.Popen(
         [sys.executable, "-c", code, *args, str(os.getpid())],
-        stdin=subprocess.PIPE, stdout=stdout, pass_fds=tuple(pass_fds),
+        stdin=subprocess.PIPE,
+        stdout=stdout,
+        pass_fds=tuple(pass_fds),
     )
     assert process.stdin is not None
     process.stdin.write(json.dumps(fields).encode() + b"\n")

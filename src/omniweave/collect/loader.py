@@ -43,7 +43,9 @@ def load_once(store: OpStore, log: EventLog, batch_size: int = 50_000) -> int:
     return len(rows)
 
 
-def load_all(store: OpStore, log: EventLog, batch_size: int = 50_000, progress: Callable[[int], None] | None = None) -> int:
+def load_all(
+    store: OpStore, log: EventLog, batch_size: int = 50_000, progress: Callable[[int], None] | None = None
+) -> int:
     """Drain the inbox into the log; returns how many events moved."""
     total = 0
     while True:
@@ -70,9 +72,17 @@ class BackgroundLoader:
 
     PRUNE_EVERY_SECONDS = 60.0
 
-    def __init__(self, store: OpStore, log: EventLog, batch_size: int, interval: float,
-                 prune: Callable[[], object] | None = None, *, busy_events_per_second: float = 0.0,
-                 max_delay: float = 0.0):
+    def __init__(
+        self,
+        store: OpStore,
+        log: EventLog,
+        batch_size: int,
+        interval: float,
+        prune: Callable[[], object] | None = None,
+        *,
+        busy_events_per_second: float = 0.0,
+        max_delay: float = 0.0,
+    ):
         self.store, self.log, self.batch_size, self.interval = store, log, batch_size, interval
         self.busy_events_per_second, self.max_delay = busy_events_per_second, max_delay
         self._prune = prune
@@ -106,7 +116,9 @@ class BackgroundLoader:
                 if busy:
                     self.deferrals += 1
                 else:
-                    while load_once(self.store, self.log, self.batch_size) >= self.batch_size and not self._stop.is_set():
+                    while (
+                        load_once(self.store, self.log, self.batch_size) >= self.batch_size and not self._stop.is_set()
+                    ):
                         pass  # a backlog: whole batches back to back
                 if self._prune and time.monotonic() - pruned >= self.PRUNE_EVERY_SECONDS:
                     self._prune()

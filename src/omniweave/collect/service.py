@@ -29,12 +29,12 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from omniweave.storage.eventlog import EventLog
 from omniweave.collect.files.engine import ImportSummary, Prepared, run_mapping
 from omniweave.collect.files.mapping import builtin_mapping, load_mapping
 from omniweave.collect.files.segment import KIND as SEGMENT
 from omniweave.collect.files.segment import run_segment
 from omniweave.runtime import Runtime
+from omniweave.storage.eventlog import EventLog
 
 __all__ = ["ImportSummary", "import_file"]
 
@@ -55,22 +55,24 @@ def import_file(
         if kind == SEGMENT and mapping is None:
             source_id = runtime.store.ensure_source(f"import:{SEGMENT}")
             summary = ImportSummary(file=path.name, kind=SEGMENT)
-            for batch in run_segment(path, source_id=source_id, log=runtime.log, received_at=received_at,
-                                     stage=progress.stage):
+            for batch in run_segment(
+                path, source_id=source_id, log=runtime.log, received_at=received_at, stage=progress.stage
+            ):
                 write(runtime.log, batch)
                 summary.add(batch.summary)
         else:
             chosen = load_mapping(mapping, kind) if mapping is not None else builtin_mapping(kind)
             source_id = runtime.store.ensure_source(f"import:{chosen.kind}")
-            prepared = run_mapping(chosen, path, source_id=source_id, log=runtime.log, received_at=received_at,
-                                   stage=progress.stage)
+            prepared = run_mapping(
+                chosen, path, source_id=source_id, log=runtime.log, received_at=received_at, stage=progress.stage
+            )
             progress.stage(f"writing {prepared.table.num_rows:,} rows to the {prepared.dataset} log", None)
             write(runtime.log, prepared)
             summary = prepared.summary
-    runtime.store.record_import(summary.kind, str(path), summary.rows_read, summary.rows_imported,
-                                summary.rows_duplicate, summary.rows_rejected)
+    runtime.store.record_import(
+        summary.kind, str(path), summary.rows_read, summary.rows_imported, summary.rows_duplicate, summary.rows_rejected
+    )
     return summary
-
 
 
 def write(log: EventLog, prepared: Prepared) -> None:
@@ -120,8 +122,9 @@ class ImportProgress:
             self._thread.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
@@ -143,11 +146,17 @@ class ImportProgress:
     def _run(self) -> None:
         if self._stop.wait(self.delay):
             return
-        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                   TimeElapsedColumn())
+        columns = (
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+        )
         with Progress(*columns, console=self.console, transient=True) as bar:
             task = bar.add_task(self._name, total=None)
             while not self._stop.wait(0.1):
                 percent = self._percent()
-                bar.update(task, description=self._name, total=None if percent is None else 100.0,
-                           completed=percent or 0.0)
+                bar.update(
+                    task, description=self._name, total=None if percent is None else 100.0, completed=percent or 0.0
+                )

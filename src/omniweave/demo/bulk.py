@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
-from omniweave.demo.sinks import ONLINE_SOURCES
 from omniweave.collect.files.engine import ImportSummary
+from omniweave.demo.sinks import ONLINE_SOURCES
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 
@@ -50,7 +50,9 @@ def split_jsonl(path: Path, folder: Path, chunk_events: int = CHUNK_EVENTS) -> I
         yield _write_chunk(folder, f"{path.stem}-{number:05d}.jsonl", [], lines), len(lines)
 
 
-def split_csv(path: Path, folder: Path, chunk_rows: int = CHUNK_ROWS, group_column: str | None = None) -> Iterator[Chunk]:
+def split_csv(
+    path: Path, folder: Path, chunk_rows: int = CHUNK_ROWS, group_column: str | None = None
+) -> Iterator[Chunk]:
     """Cut a CSV file (one record per line) into chunks with the header; rows sharing a
     `group_column` value next to each other stay in the same chunk. Yields (path, rows)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -93,9 +95,13 @@ def _import_chunk(kind: str, chunk: Path, runtime: Runtime | None = None) -> Imp
     return summary
 
 
-
-def import_chunks(runtime: Runtime, work: Iterator[tuple[str, str, Chunk]], summaries: dict[str, ImportSummary],
-                  advance: Callable[[int], None], workers: int) -> None:
+def import_chunks(
+    runtime: Runtime,
+    work: Iterator[tuple[str, str, Chunk]],
+    summaries: dict[str, ImportSummary],
+    advance: Callable[[int], None],
+    workers: int,
+) -> None:
     """Import `(name, kind, (chunk, rows))` items, adding each chunk's counts to `summaries[name]`."""
     if workers <= 1:
         for name, kind, (chunk, rows) in work:
@@ -110,8 +116,9 @@ def import_chunks(runtime: Runtime, work: Iterator[tuple[str, str, Chunk]], summ
         summaries[name].add(future.result(), max_errors=1000)
         advance(rows)
 
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(runtime.settings,)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(runtime.settings,)
+    ) as pool:
         for name, kind, (chunk, rows) in work:
             pending.append((name, rows, pool.submit(_import_chunk, kind, chunk)))
             while len(pending) > workers:  # a few chunks on disk at a time
@@ -124,8 +131,13 @@ def _workers(big: bool, workers: int | None) -> int:
     return (workers or os.cpu_count() or 1) if big else 1
 
 
-def import_online(runtime: Runtime, folder: Path, advance: Callable[[int], None],
-                  workers: int | None = None, chunk_events: int = CHUNK_EVENTS) -> dict[str, ImportSummary]:
+def import_online(
+    runtime: Runtime,
+    folder: Path,
+    advance: Callable[[int], None],
+    workers: int | None = None,
+    chunk_events: int = CHUNK_EVENTS,
+) -> dict[str, ImportSummary]:
     """Import `folder/online/*.jsonl` with the `segment` importer; returns a summary per stream.
 
     `advance(n)` is called as chunks of n events are done.
@@ -134,18 +146,28 @@ def import_online(runtime: Runtime, folder: Path, advance: Callable[[int], None]
     shutil.rmtree(chunks_dir, ignore_errors=True)
     size = sum((folder / "online" / f"{stream}.jsonl").stat().st_size for stream in ONLINE_SOURCES)
     summaries = {stream: ImportSummary(file=f"{stream}.jsonl", kind="segment") for stream in ONLINE_SOURCES}
-    work = ((stream, "segment", chunk) for stream in ONLINE_SOURCES
-            for chunk in split_jsonl(folder / "online" / f"{stream}.jsonl", chunks_dir, chunk_events))
+    work = (
+        (stream, "segment", chunk)
+        for stream in ONLINE_SOURCES
+        for chunk in split_jsonl(folder / "online" / f"{stream}.jsonl", chunks_dir, chunk_events)
+    )
     try:
-        import_chunks(runtime, work, summaries, advance,
-                      _workers(size > 4 * chunk_events * 1000, workers))  # ~1 kB per event
+        import_chunks(
+            runtime, work, summaries, advance, _workers(size > 4 * chunk_events * 1000, workers)
+        )  # ~1 kB per event
     finally:
         shutil.rmtree(chunks_dir, ignore_errors=True)
     return summaries
 
 
-def import_large_csv(runtime: Runtime, kind: str, path: Path, advance: Callable[[int], None],
-                     workers: int | None = None, chunk_rows: int = CHUNK_ROWS) -> ImportSummary:
+def import_large_csv(
+    runtime: Runtime,
+    kind: str,
+    path: Path,
+    advance: Callable[[int], None],
+    workers: int | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> ImportSummary:
     """Import a big offline CSV of `kind` in chunks; returns the summary of the whole file."""
     chunks_dir = path.parent.parent / CHUNKS_FOLDER
     shutil.rmtree(chunks_dir, ignore_errors=True)

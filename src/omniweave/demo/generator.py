@@ -84,13 +84,20 @@ class World:
             return int(self.offsets[tz, day])
         key = (tz, day)
         if key not in self._offset_cache:
-            noon = datetime.combine(self.date_of(day), datetime.min.time()).replace(hour=12, tzinfo=ZoneInfo(self.tz_names[tz]))
+            noon = datetime.combine(self.date_of(day), datetime.min.time()).replace(
+                hour=12, tzinfo=ZoneInfo(self.tz_names[tz])
+            )
             self._offset_cache[key] = int(noon.utcoffset().total_seconds())  # type: ignore[union-attr]
         return self._offset_cache[key]
 
 
-def build_world(customers: int, days: int, seed: int, end_date: date = DEFAULT_END_DATE,
-                effects: tuple[ChannelEffect, ...] = DEFAULT_EFFECTS) -> World:
+def build_world(
+    customers: int,
+    days: int,
+    seed: int,
+    end_date: date = DEFAULT_END_DATE,
+    effects: tuple[ChannelEffect, ...] = DEFAULT_EFFECTS,
+) -> World:
     """The shared part of the world (stores, catalogue, calendar) for these parameters."""
     if customers < 1 or days < 1:
         raise ValueError(f"customers and days must be at least 1 (got {customers}, {days})")
@@ -111,8 +118,23 @@ def build_world(customers: int, days: int, seed: int, end_date: date = DEFAULT_E
     city_tz = np.array([tz_names.index(c.time_zone) for c in w.CITIES])
     store_tz = np.array([tz_names.index(s.time_zone) for s in stores])
     key = f"{seed}-{customers}-{days}-{end_date.isoformat()}"
-    return World(customers, days, seed, end_date, effects, start, key, stores, catalogue, calendar,
-                 tz_names, offsets, day0, city_tz, store_tz)
+    return World(
+        customers,
+        days,
+        seed,
+        end_date,
+        effects,
+        start,
+        key,
+        stores,
+        catalogue,
+        calendar,
+        tz_names,
+        offsets,
+        day0,
+        city_tz,
+        store_tz,
+    )
 
 
 @dataclass
@@ -139,8 +161,14 @@ def _init_worker(counter: multiprocessing.sharedctypes.Synchronized[int]) -> Non
     _progress_counter = counter
 
 
-def simulate_block(folder: Path, params: tuple[int, int, int, date, tuple[ChannelEffect, ...]], block: int,
-                   start_pid: int, size: int, progress: Callable[[int], None] | None = None) -> BlockResult:
+def simulate_block(
+    folder: Path,
+    params: tuple[int, int, int, date, tuple[ChannelEffect, ...]],
+    block: int,
+    start_pid: int,
+    size: int,
+    progress: Callable[[int], None] | None = None,
+) -> BlockResult:
     """Simulate one block into `folder/.parts/<block>/` (the first block's files carry the headers)."""
     world = build_world(*params)
     part = folder / ".parts" / f"{block:05d}"
@@ -156,8 +184,10 @@ def simulate_block(folder: Path, params: tuple[int, int, int, date, tuple[Channe
 
     sim.run(tick)
     (part / "ground_truth").mkdir(exist_ok=True)
-    with open(part / "ground_truth" / "identities.csv", "w", newline="", encoding="utf-8") as id_fh, \
-         open(part / "ground_truth" / "customers.csv", "w", newline="", encoding="utf-8") as cust_fh:
+    with (
+        open(part / "ground_truth" / "identities.csv", "w", newline="", encoding="utf-8") as id_fh,
+        open(part / "ground_truth" / "customers.csv", "w", newline="", encoding="utf-8") as cust_fh,
+    ):
         id_writer = write_header(id_fh, header=block == 0)
         identities = write_identities(id_writer, sim.p, sim.ledger)
         cust_writer = csv.writer(cust_fh, lineterminator="\n")
@@ -166,18 +196,26 @@ def simulate_block(folder: Path, params: tuple[int, int, int, date, tuple[Channe
         groundtruth.write_customers(cust_writer, sim)
     sinks.close()
     return BlockResult(
-        dict(sinks.counts), dict(sinks.event_counts),
+        dict(sinks.counts),
+        dict(sinks.event_counts),
         (int(sim.orders[:, 0].sum()), int(sim.orders[:, 1].sum())),
         (float(sim.revenue[:, 0].sum()), float(sim.revenue[:, 1].sum())),
         (sim.touch.incremental_online, sim.touch.incremental_store),
         (sim.touch.expected_online, sim.touch.expected_store),
-        world.ad_counts, world.send_counts, sim.ledger.placeholders, identities,
+        world.ad_counts,
+        world.send_counts,
+        sim.ledger.placeholders,
+        identities,
     )
 
 
-def _run_blocks(folder: Path, params: tuple[int, int, int, date, tuple[ChannelEffect, ...]],
-                specs: list[tuple[int, int, int]], workers: int,
-                progress: Callable[[int, int], None] | None) -> list[BlockResult]:
+def _run_blocks(
+    folder: Path,
+    params: tuple[int, int, int, date, tuple[ChannelEffect, ...]],
+    specs: list[tuple[int, int, int]],
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+) -> list[BlockResult]:
     customers, days = params[0], params[1]
     total = customers * days
     if workers <= 1 or len(specs) == 1:
@@ -221,10 +259,18 @@ def _merge_parts(folder: Path, blocks: int) -> None:
     shutil.rmtree(parts)
 
 
-def generate_world(folder: Path, customers: int, days: int, seed: int, *, end_date: date = DEFAULT_END_DATE,
-                   effects: tuple[ChannelEffect, ...] = DEFAULT_EFFECTS, block_size: int = BLOCK_SIZE,
-                   workers: int | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> dict[str, object]:
+def generate_world(
+    folder: Path,
+    customers: int,
+    days: int,
+    seed: int,
+    *,
+    end_date: date = DEFAULT_END_DATE,
+    effects: tuple[ChannelEffect, ...] = DEFAULT_EFFECTS,
+    block_size: int = BLOCK_SIZE,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, object]:
     """Write the world into `folder` (replacing what is there) and return its manifest.
 
     Blocks of `block_size` customers are simulated in `workers` processes (default: one per
@@ -237,8 +283,10 @@ def generate_world(folder: Path, customers: int, days: int, seed: int, *, end_da
     folder.mkdir(parents=True)
     world = build_world(customers, days, seed, end_date, effects)
     params = (customers, days, seed, end_date, effects)
-    specs = [(block, start + 1, min(block_size, customers - start))
-             for block, start in enumerate(range(0, customers, block_size))]
+    specs = [
+        (block, start + 1, min(block_size, customers - start))
+        for block, start in enumerate(range(0, customers, block_size))
+    ]
     workers = min(workers or os.cpu_count() or 1, len(specs))
     results = _run_blocks(folder, params, specs, workers, progress)
     _merge_parts(folder, len(specs))
@@ -250,8 +298,9 @@ def generate_world(folder: Path, customers: int, days: int, seed: int, *, end_da
     placeholders = sorted(set().union(*(r.placeholders for r in results)))
     with open(folder / "ground_truth" / "identities.csv", "a", newline="", encoding="utf-8") as fh:
         writer = write_header(fh, header=False)
-        writer.writerows((kind, raw.strip().lower() if kind == "email" else raw.strip(), raw, "")
-                         for kind, raw in placeholders)
+        writer.writerows(
+            (kind, raw.strip().lower() if kind == "email" else raw.strip(), raw, "") for kind, raw in placeholders
+        )
     spend_rows, spend = groundtruth.ad_spend_rows(world)
     with open(folder / "offline" / "ad_spend.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
@@ -269,22 +318,33 @@ def generate_world(folder: Path, customers: int, days: int, seed: int, *, end_da
     orders = [sum(r.orders[i] for r in results) for i in (0, 1)]
     revenue = [sum(r.revenue[i] for r in results) for i in (0, 1)]
     average = {"online": revenue[0] / max(1, orders[0]), "store": revenue[1] / max(1, orders[1])}
-    report = effects_report(effects, sum(r.incremental[0] for r in results), sum(r.incremental[1] for r in results),
-                            sum(r.expected[0] for r in results), sum(r.expected[1] for r in results), average)
+    report = effects_report(
+        effects,
+        sum(r.incremental[0] for r in results),
+        sum(r.incremental[1] for r in results),
+        sum(r.expected[0] for r in results),
+        sum(r.expected[1] for r in results),
+        average,
+    )
     (folder / "ground_truth" / "channel_effects.json").write_text(json.dumps(report, indent=2))
     groundtruth.write_reference(folder / "ground_truth", world)
     manifest: dict[str, object] = {
         "world": world.key,
-        "customers": customers, "days": days, "seed": seed,
-        "start_date": world.start.isoformat(), "end_date": end_date.isoformat(),
+        "customers": customers,
+        "days": days,
+        "seed": seed,
+        "start_date": world.start.isoformat(),
+        "end_date": end_date.isoformat(),
         "default_effects": effects == DEFAULT_EFFECTS,
         "files": dict(sorted(counts.items())),
         "events": dict(sorted(event_counts.items())),
         "identities": sum(r.identities for r in results) + len(placeholders),
         "stores": len(world.stores),
         "products": len(world.catalogue.sku),
-        "orders_online": orders[0], "orders_store": orders[1],
-        "revenue_online": round(revenue[0], 2), "revenue_store": round(revenue[1], 2),
+        "orders_online": orders[0],
+        "orders_store": orders[1],
+        "revenue_online": round(revenue[0], 2),
+        "revenue_store": round(revenue[1], 2),
         "spend": {k: round(v, 2) for k, v in spend.items()},
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))

@@ -22,10 +22,19 @@ import numpy as np
 
 # --- raw forms ------------------------------------------------------------------------------
 
-_DOMAIN_TYPOS = {"gmail.com": "gmial.com", "hotmail.co.uk": "hotmial.co.uk", "yahoo.co.uk": "yaho.co.uk",
-                 "outlook.com": "outlok.com", "icloud.com": "icoud.com", "btinternet.com": "btinternet.co",
-                 "live.co.uk": "live.co.k", "hotmail.com": "hotmail.con", "eircom.net": "eircom.ne",
-                 "ziggo.nl": "zigo.nl", "kpnmail.nl": "kpnmail.n"}
+_DOMAIN_TYPOS = {
+    "gmail.com": "gmial.com",
+    "hotmail.co.uk": "hotmial.co.uk",
+    "yahoo.co.uk": "yaho.co.uk",
+    "outlook.com": "outlok.com",
+    "icloud.com": "icoud.com",
+    "btinternet.com": "btinternet.co",
+    "live.co.uk": "live.co.k",
+    "hotmail.com": "hotmail.con",
+    "eircom.net": "eircom.ne",
+    "ziggo.nl": "zigo.nl",
+    "kpnmail.nl": "kpnmail.n",
+}
 
 
 def _typo(email: str, pid: int) -> str:
@@ -33,7 +42,7 @@ def _typo(email: str, pid: int) -> str:
     if pid % 2 == 0 and domain in _DOMAIN_TYPOS:
         return f"{local}@{_DOMAIN_TYPOS[domain]}"
     i = 1 + pid % max(1, len(local) - 2)
-    local = local[:i - 1] + local[i] + local[i - 1] + local[i + 1:] if len(local) > 2 else local + local[-1]
+    local = local[: i - 1] + local[i] + local[i - 1] + local[i + 1 :] if len(local) > 2 else local + local[-1]
     return f"{local}@{domain}"
 
 
@@ -57,7 +66,7 @@ def phone_variant(country_code: str, nsn: str, split: int, k: int) -> str:
     4 00CC spaced, 5 +CC (0) spaced."""
     head, tail = nsn[:split], nsn[split:]
     if len(tail) >= 7:
-        tail = f"{tail[:len(tail) - 4]} {tail[-4:]}" if country_code != "31" else tail
+        tail = f"{tail[: len(tail) - 4]} {tail[-4:]}" if country_code != "31" else tail
     if k == 0:
         return f"+{country_code}{nsn}"
     if k == 1:
@@ -72,7 +81,10 @@ def phone_variant(country_code: str, nsn: str, split: int, k: int) -> str:
 
 
 CUSTOMER_NUMBER_VARIANTS: tuple[Callable[[str], str], ...] = (
-    lambda c: c, lambda c: c.lower(), lambda c: c[1:], lambda c: f"{c[0]}-{c[1:]}",
+    lambda c: c,
+    lambda c: c.lower(),
+    lambda c: c[1:],
+    lambda c: f"{c[0]}-{c[1:]}",
 )
 """Raw forms of a customer number as agents type them."""
 
@@ -95,8 +107,17 @@ def hex_strings(rng: np.random.Generator, count: int, digits: int = 16) -> list[
 
 # --- the ledger ---------------------------------------------------------------------------------
 
-KINDS = ("anonymous_id", "user_id", "email", "phone", "loyalty_card", "device_id", "customer_number",
-         "coupon_code", "name_postcode")
+KINDS = (
+    "anonymous_id",
+    "user_id",
+    "email",
+    "phone",
+    "loyalty_card",
+    "device_id",
+    "customer_number",
+    "coupon_code",
+    "name_postcode",
+)
 
 PLACEHOLDER_CARD = "0000000000"
 PLACEHOLDER_EMAILS = ("noemail@noemail.com", "none@none.com")
@@ -110,9 +131,21 @@ class IdentityLedger:
     """
 
     def __init__(self, size: int):
-        self.masks = {kind: np.zeros(size, np.uint16) for kind in
-                      ("email", "phone", "customer_number", "user_id", "loyalty_card", "web_anon",
-                       "app_anon", "device_id", "msg_anon", "name_postcode")}
+        self.masks = {
+            kind: np.zeros(size, np.uint16)
+            for kind in (
+                "email",
+                "phone",
+                "customer_number",
+                "user_id",
+                "loyalty_card",
+                "web_anon",
+                "app_anon",
+                "device_id",
+                "msg_anon",
+                "name_postcode",
+            )
+        }
         self.extra: list[tuple[str, str, str, str]] = []  # (kind, normalised, raw, person) rows
         self.placeholders: set[tuple[str, str]] = set()
 

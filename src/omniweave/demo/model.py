@@ -75,8 +75,9 @@ class TouchState:
         self.effects = effects
         self.level = np.zeros((size, len(effects)), np.float32)
         # half life 0: no decay (the coupon level is held while the coupon is valid)
-        self.decay = np.array([0.5 ** (1.0 / e.half_life_days) if e.half_life_days > 0 else 1.0
-                               for e in effects], np.float32)
+        self.decay = np.array(
+            [0.5 ** (1.0 / e.half_life_days) if e.half_life_days > 0 else 1.0 for e in effects], np.float32
+        )
         self.online = np.array([e.online for e in effects], np.float64)
         self.store = np.array([e.store for e in effects], np.float64)
         self.incremental_online = np.zeros(len(effects))
@@ -98,8 +99,9 @@ class TouchState:
         """Set a non-decaying level directly (the coupon a person holds)."""
         self.level[:, CHANNEL_INDEX[channel]] = values
 
-    def probabilities(self, base_online: np.ndarray, base_store: np.ndarray,
-                      store_access: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def probabilities(
+        self, base_online: np.ndarray, base_store: np.ndarray, store_access: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Today's purchase probabilities (online, store), and the expected lift of each channel."""
         lift_online = self.level * self.online  # [n, C]
         lift_store = self.level * self.store * store_access[:, None]
@@ -114,9 +116,14 @@ class TouchState:
         return p_online, p_store
 
 
-def effects_report(effects: tuple[ChannelEffect, ...], incremental_online: np.ndarray,
-                   incremental_store: np.ndarray, expected_online: float, expected_store: float,
-                   average_order: dict[str, float]) -> dict[str, object]:
+def effects_report(
+    effects: tuple[ChannelEffect, ...],
+    incremental_online: np.ndarray,
+    incremental_store: np.ndarray,
+    expected_online: float,
+    expected_store: float,
+    average_order: dict[str, float],
+) -> dict[str, object]:
     """The content of `ground_truth/channel_effects.json`."""
     channels = {}
     for i, e in enumerate(effects):
@@ -125,7 +132,9 @@ def effects_report(effects: tuple[ChannelEffect, ...], incremental_online: np.nd
             **asdict(e),
             "expected_incremental_orders_online": round(inc_on, 2),
             "expected_incremental_orders_store": round(inc_st, 2),
-            "expected_incremental_revenue": round(inc_on * average_order["online"] + inc_st * average_order["store"], 2),
+            "expected_incremental_revenue": round(
+                inc_on * average_order["online"] + inc_st * average_order["store"], 2
+            ),
         }
     return {
         "model": __doc__.strip(),
@@ -140,5 +149,7 @@ def true_orders(report: dict[str, object]) -> dict[str, float]:
     """Each channel's expected incremental orders, online and in store, from an `effects_report`
     (the content of `ground_truth/channel_effects.json`)."""
     channels: dict[str, dict[str, float]] = report["channels"]  # type: ignore[assignment]
-    return {name: c["expected_incremental_orders_online"] + c["expected_incremental_orders_store"]
-            for name, c in channels.items()}
+    return {
+        name: c["expected_incremental_orders_online"] + c["expected_incremental_orders_store"]
+        for name, c in channels.items()
+    }

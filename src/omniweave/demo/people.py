@@ -23,14 +23,16 @@ from omniweave.demo.identity import (
 )
 
 PERSONAS = ("digital", "store_loyalist", "omnichannel", "bargain_hunter", "occasional")
-_P = np.array([
-    # share, base_online, base_store, browse, p_account, p_member, p_app, age, price_sens, p_email, p_phone
-    [0.25, 0.0100, 0.0025, 0.10, 0.85, 0.25, 0.55, 31, 0.45, 0.97, 0.85],
-    [0.25, 0.0012, 0.0150, 0.015, 0.25, 0.80, 0.10, 55, 0.35, 0.60, 0.90],
-    [0.20, 0.0080, 0.0100, 0.07, 0.80, 0.70, 0.50, 40, 0.40, 0.95, 0.92],
-    [0.15, 0.0050, 0.0070, 0.06, 0.60, 0.55, 0.30, 38, 0.85, 0.90, 0.85],
-    [0.15, 0.0015, 0.0025, 0.015, 0.30, 0.20, 0.05, 45, 0.50, 0.70, 0.70],
-])
+_P = np.array(
+    [
+        # share, base_online, base_store, browse, p_account, p_member, p_app, age, price_sens, p_email, p_phone
+        [0.25, 0.0100, 0.0025, 0.10, 0.85, 0.25, 0.55, 31, 0.45, 0.97, 0.85],
+        [0.25, 0.0012, 0.0150, 0.015, 0.25, 0.80, 0.10, 55, 0.35, 0.60, 0.90],
+        [0.20, 0.0080, 0.0100, 0.07, 0.80, 0.70, 0.50, 40, 0.40, 0.95, 0.92],
+        [0.15, 0.0050, 0.0070, 0.06, 0.60, 0.55, 0.30, 38, 0.85, 0.90, 0.85],
+        [0.15, 0.0015, 0.0025, 0.015, 0.30, 0.20, 0.05, 45, 0.50, 0.70, 0.70],
+    ]
+)
 CHANNEL_PREFS = ("email", "sms", "whatsapp", "push", "direct_mail")
 DEVICE_PREFS = ("desktop", "mobile_web", "app", "store")
 PROMO_RESPONSE_COLUMNS = tuple(f"resp_{p}" for p in w.PROMO_TYPES)
@@ -95,15 +97,16 @@ class People:
         return len(self.pid)
 
 
-def build_people(rng: np.random.Generator, start_pid: int, n: int, stores: list[w.Store],
-                 days: int, start: date) -> People:
+def build_people(
+    rng: np.random.Generator, start_pid: int, n: int, stores: list[w.Store], days: int, start: date
+) -> People:
     """`n` customers numbered from `start_pid`, with attributes, preferences and identifiers."""
     pid = np.arange(start_pid, start_pid + n)
     persona = rng.choice(len(PERSONAS), n, p=_P[:, 0] / _P[:, 0].sum())
     P = _P[persona]
     gender = rng.choice(3, n, p=[0.52, 0.46, 0.02])
     age = np.clip(rng.normal(P[:, 7], 11), 18, 88).astype(int)
-    birth = (np.datetime64(start) - (age * 365.25 + rng.integers(0, 365, n)).astype("timedelta64[D]"))
+    birth = np.datetime64(start) - (age * 365.25 + rng.integers(0, 365, n)).astype("timedelta64[D]")
     city_w = np.array([c.weight for c in w.CITIES])
     city = rng.choice(len(w.CITIES), n, p=city_w / city_w.sum())
     country = [w.CITIES[c].country for c in city.tolist()]
@@ -111,7 +114,7 @@ def build_people(rng: np.random.Generator, start_pid: int, n: int, stores: list[
     # names
     fi = rng.integers(0, 10_000, n)
     name_lists = (w.FIRST_NAMES_F, w.FIRST_NAMES_M, w.FIRST_NAMES_F + w.FIRST_NAMES_M)
-    first = [name_lists[g][i % len(name_lists[g])] for g, i in zip(gender.tolist(), fi.tolist())]
+    first = [name_lists[g][i % len(name_lists[g])] for g, i in zip(gender.tolist(), fi.tolist(), strict=False)]
     last = [w.LAST_NAMES[i] for i in rng.integers(0, len(w.LAST_NAMES), n).tolist()]
     # addresses
     out_i, digit, letters = rng.integers(0, 100, n), rng.integers(1, 10, n), rng.integers(0, 26, (n, 2))
@@ -133,8 +136,12 @@ def build_people(rng: np.random.Generator, start_pid: int, n: int, stores: list[
     for si, s in enumerate(stores):
         by_city.setdefault(s.city, []).append(si)
     pick = rng.integers(0, 1000, n)
-    home_store = np.array([by_city[w.CITIES[c].name][p % len(by_city[w.CITIES[c].name])]
-                           if w.CITIES[c].name in by_city else -1 for c, p in zip(city.tolist(), pick.tolist())])
+    home_store = np.array(
+        [
+            by_city[w.CITIES[c].name][p % len(by_city[w.CITIES[c].name])] if w.CITIES[c].name in by_city else -1
+            for c, p in zip(city.tolist(), pick.tolist(), strict=False)
+        ]
+    )
     # e-mail and phone
     has_email = rng.random(n) < P[:, 9]
     doms = {cc: (np.array([d for d, _ in v]), np.array([p for _, p in v])) for cc, v in w.EMAIL_DOMAINS.items()}
@@ -156,9 +163,11 @@ def build_people(rng: np.random.Generator, start_pid: int, n: int, stores: list[
         cc = w.COUNTRY_CODES[c.country]
         if is_mobile[k]:
             pre = w.MOBILE_PREFIX[c.country]
-            nsn = {"GB": f"7{700 + (pid[k] % 300):03d}{digits[k] % 10**6:06d}",
-                   "IE": f"8{3 + pid[k] % 7}{digits[k] % 10**7:07d}",
-                   "NL": f"6{digits[k]:08d}"}[c.country]
+            nsn = {
+                "GB": f"7{700 + (pid[k] % 300):03d}{digits[k] % 10**6:06d}",
+                "IE": f"8{3 + pid[k] % 7}{digits[k] % 10**7:07d}",
+                "NL": f"6{digits[k]:08d}",
+            }[c.country]
             split = {"GB": 4, "IE": 2, "NL": 1}[c.country]
             assert nsn.startswith(pre)
         else:
@@ -186,9 +195,11 @@ def build_people(rng: np.random.Generator, start_pid: int, n: int, stores: list[
     ios_ids, android_ids = uuid_strings(rng, n * 2, upper=True), hex_strings(rng, n * 2, 16)
     device_id = [[ios_ids[2 * k + j] if app_ios[k, j] else android_ids[2 * k + j] for j in range(2)] for k in range(n)]
     app_anon = _chunks(uuid_strings(rng, n * 2), 2)
-    wifi_mac = [":".join(h[i:i + 2] for i in range(0, 12, 2)) for h in hex_strings(rng, n, 12)]
-    msg_anon = [[f"sms-{a}", f"wa-{b}", f"esp-{c}"] for a, b, c in
-                zip(hex_strings(rng, n, 12), hex_strings(rng, n, 12), hex_strings(rng, n, 12))]
+    wifi_mac = [":".join(h[i : i + 2] for i in range(0, 12, 2)) for h in hex_strings(rng, n, 12)]
+    msg_anon = [
+        [f"sms-{a}", f"wa-{b}", f"esp-{c}"]
+        for a, b, c in zip(hex_strings(rng, n, 12), hex_strings(rng, n, 12), hex_strings(rng, n, 12), strict=False)
+    ]
     # consent and preferences
     email_opt_in = has_email & (rng.random(n) < 0.7)
     sms_opt_in = has_phone & is_mobile & (rng.random(n) < 0.35)
@@ -203,20 +214,68 @@ def build_people(rng: np.random.Generator, start_pid: int, n: int, stores: list[
     response[:, 0] *= 0.5 + price_sensitivity  # bargain hunters love coupons
     response[:, 1] *= 0.5 + price_sensitivity
     response /= response.mean(axis=0, keepdims=True)
-    noise = lambda: rng.lognormal(-0.18, 0.6, n)
+
+    def noise():
+        return rng.lognormal(-0.18, 0.6, n)
+
     base_online = P[:, 1] * noise() * np.where(n_browsers + n_apps > 0, 1.0, 0.05)
     base_store = P[:, 2] * noise() * np.where(home_store >= 0, 1.0, 0.0)
     browse_rate = P[:, 3] * noise() * np.where(n_browsers + n_apps > 0, 1.0, 0.0)
     active_hour = np.clip(rng.normal(np.where(persona == 0, 20.0, 14.0), 3.0), 8.0, 22.5)
     ips = rng.integers(0, 2**24, n)
     ip = [f"{81 + (x >> 20) % 60}.{(x >> 12) & 255}.{(x >> 4) & 255}.{(x & 15) * 15 + 2}" for x in ips.tolist()]
-    return People(pid, [f"P{p:07d}" for p in pid.tolist()], persona, gender, first, last, birth, age, city,
-                  postcode, address, home_store, email, has_email, phone_cc, phone_nsn, phone_split,
-                  is_mobile, has_phone, customer_number, has_account, user_id, is_member, card, card2,
-                  has_card2, member_since, n_browsers, browser_mobile, web_anon, n_apps, app_ios, device_id,
-                  app_anon, wifi_mac, msg_anon, email_opt_in, sms_opt_in, whatsapp_opt_in, push_opt_in,
-                  pref_channel, pref_device, affinity, price_sensitivity, response, base_online, base_store,
-                  browse_rate, active_hour, ip)
+    return People(
+        pid,
+        [f"P{p:07d}" for p in pid.tolist()],
+        persona,
+        gender,
+        first,
+        last,
+        birth,
+        age,
+        city,
+        postcode,
+        address,
+        home_store,
+        email,
+        has_email,
+        phone_cc,
+        phone_nsn,
+        phone_split,
+        is_mobile,
+        has_phone,
+        customer_number,
+        has_account,
+        user_id,
+        is_member,
+        card,
+        card2,
+        has_card2,
+        member_since,
+        n_browsers,
+        browser_mobile,
+        web_anon,
+        n_apps,
+        app_ios,
+        device_id,
+        app_anon,
+        wifi_mac,
+        msg_anon,
+        email_opt_in,
+        sms_opt_in,
+        whatsapp_opt_in,
+        push_opt_in,
+        pref_channel,
+        pref_device,
+        affinity,
+        price_sensitivity,
+        response,
+        base_online,
+        base_store,
+        browse_rate,
+        active_hour,
+        ip,
+    )
 
 
 def _ascii(name: str) -> str:
@@ -224,10 +283,11 @@ def _ascii(name: str) -> str:
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 # --- raw identifiers -----------------------------------------------------------------------------
+
 
 def email_raw(people: People, k: int, variant: int) -> str:
     """The raw form `variant` of person `k`'s e-mail."""

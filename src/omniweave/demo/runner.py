@@ -50,8 +50,19 @@ BATCH_EVENTS = 500
 BATCH_BYTES = 400_000  # under the collector's default 500 KB request limit
 CONNECTIONS = 4
 LOADED_MARKER = "loaded.json"
-OFFLINE_ORDER = ("customers", "loyalty", "till", "store_visits", "coupons", "gift_cards", "qr_scans", "call_centre",
-                 "direct_mail", "email_export", "ad_spend")
+OFFLINE_ORDER = (
+    "customers",
+    "loyalty",
+    "till",
+    "store_visits",
+    "coupons",
+    "gift_cards",
+    "qr_scans",
+    "call_centre",
+    "direct_mail",
+    "email_export",
+    "ad_spend",
+)
 
 
 @dataclass
@@ -73,14 +84,29 @@ class DemoResult:
 
 
 def _progress(console: Console | None) -> Progress:
-    return Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=console, transient=False, disable=console is None)
+    return Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+        disable=console is None,
+    )
 
 
-def run_demo(settings: Settings, customers: int = 2000, days: int = 60, seed: int = 7,
-             console: Console | None = None, *, bulk: bool | None = None,
-             end_date: date = DEFAULT_END_DATE,
-             effects: tuple[ChannelEffect, ...] = DEFAULT_EFFECTS) -> DemoResult:
+def run_demo(
+    settings: Settings,
+    customers: int = 2000,
+    days: int = 60,
+    seed: int = 7,
+    console: Console | None = None,
+    *,
+    bulk: bool | None = None,
+    end_date: date = DEFAULT_END_DATE,
+    effects: tuple[ChannelEffect, ...] = DEFAULT_EFFECTS,
+) -> DemoResult:
     """Generate the demo world into `<home>/demo/` and load it through collector and importers; `effects`
     replaces the channels' true effects (the same touches, other purchases)."""
     if customers < 1 or days < 1:
@@ -91,7 +117,8 @@ def run_demo(settings: Settings, customers: int = 2000, days: int = 60, seed: in
     if marker and marker.get("world") != key:
         raise InputError(
             f"{settings.home} already holds the demo world {marker.get('world')} (seed-customers-days-end); "
-            f"run the demo for {key} with another --home, or delete {settings.home} first")
+            f"run the demo for {key} with another --home, or delete {settings.home} first"
+        )
     bulk = customers > BULK_THRESHOLD if bulk is None else bulk
     timings: dict[str, float] = {}
     manifest = _read_json(folder / MANIFEST)
@@ -100,8 +127,15 @@ def run_demo(settings: Settings, customers: int = 2000, days: int = 60, seed: in
         started = time.perf_counter()
         with _progress(console) as progress:
             task = progress.add_task("generating the world", total=customers * days)
-            manifest = generate_world(folder, customers, days, seed, end_date=end_date, effects=effects,
-                                      progress=lambda done, total: progress.update(task, completed=done))
+            manifest = generate_world(
+                folder,
+                customers,
+                days,
+                seed,
+                end_date=end_date,
+                effects=effects,
+                progress=lambda done, total: progress.update(task, completed=done),
+            )
         timings["generate"] = time.perf_counter() - started
         generated = True
     result = DemoResult(folder, manifest, generated=generated, timings=timings)
@@ -194,6 +228,7 @@ def write_key_for(runtime: Runtime, source: str) -> str:
 
 # --- online over HTTP -------------------------------------------------------------------------
 
+
 class _Collector:
     """The collector app under uvicorn in a background thread, on a free local port."""
 
@@ -208,8 +243,9 @@ class _Collector:
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False, lifespan="on")
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                       name="omniweave-demo-collector", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, name="omniweave-demo-collector", daemon=True
+        )
 
     def __enter__(self) -> Self:
         self.thread.start()
@@ -248,8 +284,9 @@ def _post(client: httpx.Client, url: str, write_key: str, body: bytes) -> None:
     """POST one batch; retries what the collector says is worth retrying (429, 503, network)."""
     for attempt in range(8):
         try:
-            response = client.post(url, content=body, auth=(write_key, ""),
-                                   headers={"content-type": "application/json"})
+            response = client.post(
+                url, content=body, auth=(write_key, ""), headers={"content-type": "application/json"}
+            )
         except httpx.TransportError:
             time.sleep(0.2 * 2**attempt)
             continue
@@ -267,9 +304,12 @@ def _send_online(runtime: Runtime, folder: Path, result: DemoResult, console: Co
     files = {stream: folder / "online" / f"{stream}.jsonl" for stream in ONLINE_SOURCES}
     total = sum(int(result.manifest["files"][f"online/{s}"]) for s in files)
     keys = {stream: write_key_for(runtime, source) for stream, source in ONLINE_SOURCES.items()}
-    with _Collector(runtime.settings) as collector, _progress(console) as progress, \
-         httpx.Client(limits=httpx.Limits(max_connections=CONNECTIONS), timeout=120) as client, \
-         ThreadPoolExecutor(CONNECTIONS) as pool:
+    with (
+        _Collector(runtime.settings) as collector,
+        _progress(console) as progress,
+        httpx.Client(limits=httpx.Limits(max_connections=CONNECTIONS), timeout=120) as client,
+        ThreadPoolExecutor(CONNECTIONS) as pool,
+    ):
         task = progress.add_task("sending online events (HTTP)", total=total)
         url = f"{collector.url}/v1/batch"
         lock = threading.Lock()
@@ -314,15 +354,17 @@ def _drain(runtime: Runtime, result: DemoResult, console: Console | None) -> Non
     backlog = runtime.store.max_seq() - (state.position if state else 0)
     with _progress(console) as progress:
         task = progress.add_task("loading inbox → event log", total=max(backlog, 0))
-        result.loaded = load_all(runtime.store, runtime.log, runtime.settings.loader_batch_size,
-                                 progress=lambda n: progress.advance(task, n))
+        result.loaded = load_all(
+            runtime.store, runtime.log, runtime.settings.loader_batch_size, progress=lambda n: progress.advance(task, n)
+        )
     result.timings["load"] = time.perf_counter() - started
 
 
-def _import_offline(runtime: Runtime, folder: Path, result: DemoResult, console: Console | None,
-                    marker: _Marker) -> None:
-    from omniweave.demo.bulk import BIG_FILE_BYTES, import_large_csv
+def _import_offline(
+    runtime: Runtime, folder: Path, result: DemoResult, console: Console | None, marker: _Marker
+) -> None:
     from omniweave.collect.service import import_file
+    from omniweave.demo.bulk import BIG_FILE_BYTES, import_large_csv
 
     started = time.perf_counter()
     assert set(OFFLINE_ORDER) == set(OFFLINE_COLUMNS)
@@ -335,7 +377,9 @@ def _import_offline(runtime: Runtime, folder: Path, result: DemoResult, console:
             continue
         if path.stat().st_size > BIG_FILE_BYTES:
             with _progress(console) as progress:
-                task = progress.add_task(f"importing {path.name}", total=int(result.manifest["files"][f"offline/{kind}"]))
+                task = progress.add_task(
+                    f"importing {path.name}", total=int(result.manifest["files"][f"offline/{kind}"])
+                )
                 summary = import_large_csv(runtime, kind, path, lambda n: progress.advance(task, n))  # noqa: B023
         else:
             summary = import_file(runtime, kind, path, console=console)
@@ -354,8 +398,9 @@ def _profiles(runtime: Runtime, console: Console | None) -> None:
     build_recommendations(runtime)
     summary = build_profiles(runtime)
     if console is not None:
-        console.print(f"profiles: {summary.persons:,} persons, {summary.buyers:,} of them buyers, "
-                      f"from {summary.events:,} events")
+        console.print(
+            f"profiles: {summary.persons:,} persons, {summary.buyers:,} of them buyers, from {summary.events:,} events"
+        )
 
 
 def _segments(runtime: Runtime) -> list[dict[str, Any]]:
@@ -365,8 +410,10 @@ def _segments(runtime: Runtime) -> list[dict[str, Any]]:
     from omniweave.segments.service.evaluate import evaluate_segments
 
     summary = evaluate_segments(runtime)
-    return [{"segment": r.segment_id, "name": r.name, "members": r.members, "entered": r.entered,
-             "exited": r.exited} for r in summary.results]
+    return [
+        {"segment": r.segment_id, "name": r.name, "members": r.members, "entered": r.entered, "exited": r.exited}
+        for r in summary.results
+    ]
 
 
 def _resolve(runtime: Runtime, folder: Path, result: DemoResult, console: Console | None) -> None:
@@ -385,22 +432,39 @@ SUMMARY_QUERIES: dict[str, str] = {
     "events per channel": "SELECT channel, count(*) AS events FROM events GROUP BY channel ORDER BY events DESC",
     "events per type": (
         "SELECT type, coalesce(event, '') AS event, count(*) AS events FROM events "
-        "GROUP BY type, event ORDER BY events DESC"),
+        "GROUP BY type, event ORDER BY events DESC"
+    ),
     "orders and revenue": (
         "SELECT CASE WHEN channel = 'store' THEN 'store' ELSE 'online' END AS where_bought, "
         "count(*) AS orders, round(sum(CAST(json_extract_string(properties, '$.revenue') AS DOUBLE)), 2) AS revenue "
-        "FROM events WHERE event = 'Order Completed' GROUP BY where_bought ORDER BY where_bought"),
+        "FROM events WHERE event = 'Order Completed' GROUP BY where_bought ORDER BY where_bought"
+    ),
     "spend per channel": (
         "SELECT channel, round(sum(spend), 2) AS spend, sum(impressions) AS impressions, sum(clicks) AS clicks "
-        "FROM spend GROUP BY channel ORDER BY spend DESC"),
+        "FROM spend GROUP BY channel ORDER BY spend DESC"
+    ),
 }
 
 
-HEADLINE_KPIS = ("page_views", "website_users", "video_views", "store_visitors", "pages_per_session",
-                 "coupon_redemption_rate", "gift_card_redemption_rate",
-                 "revenue_online", "revenue_in_store", "revenue_total", "conversion_rate", "new_customers",
-                 "customer_acquisition_cost", "retention_rate", "repeat_purchase_rate", "net_promoter_score",
-                 "customer_lifetime_value")
+HEADLINE_KPIS = (
+    "page_views",
+    "website_users",
+    "video_views",
+    "store_visitors",
+    "pages_per_session",
+    "coupon_redemption_rate",
+    "gift_card_redemption_rate",
+    "revenue_online",
+    "revenue_in_store",
+    "revenue_total",
+    "conversion_rate",
+    "new_customers",
+    "customer_acquisition_cost",
+    "retention_rate",
+    "repeat_purchase_rate",
+    "net_promoter_score",
+    "customer_lifetime_value",
+)
 
 
 REPORT_LOOKBACK_DAYS = 7.0
@@ -418,36 +482,56 @@ def report(runtime: Runtime, folder: Path | None = None) -> dict[str, list[dict[
     journeys of the log (with ROAS where there is spend, and each channel's true incremental orders from the
     ground truth in `folder`), and the RFM segments worth most by predicted CLV."""
     from omniweave.measure.attribution import MODELS, attribute
-    from omniweave.measure.service.paths import journeys_from_log, returns
     from omniweave.measure.service.kpis import kpi_table
+    from omniweave.measure.service.paths import journeys_from_log, returns
 
     kpis = kpi_table(runtime, period="month", kpis=HEADLINE_KPIS).to_pylist()
     months = sorted({row["period"] for row in kpis})
-    headline = [{"kpi": name, "scope": next((r["scope"] for r in kpis if r["kpi"] == name), ""),
-                 **{m.strftime("%Y-%m"): next((r["value"] for r in kpis if r["kpi"] == name and r["period"] == m),
-                                              None) for m in months}}
-                for name in HEADLINE_KPIS if any(r["kpi"] == name for r in kpis)]
+    headline = [
+        {
+            "kpi": name,
+            "scope": next((r["scope"] for r in kpis if r["kpi"] == name), ""),
+            **{
+                m.strftime("%Y-%m"): next((r["value"] for r in kpis if r["kpi"] == name and r["period"] == m), None)
+                for m in months
+            },
+        }
+        for name in HEADLINE_KPIS
+        if any(r["kpi"] == name for r in kpis)
+    ]
     journeys = journeys_from_log(runtime, lookback_days=REPORT_LOOKBACK_DAYS)
     results = {name: attribute(journeys.paths, name) for name in MODELS}
     markov = returns(results["markov"], journeys.spend)
     effects_file = folder / "ground_truth" / "channel_effects.json" if folder else None
     truth = true_orders(json.loads(effects_file.read_text())) if effects_file and effects_file.is_file() else {}
-    attribution = [{"channel": channel, "true incremental orders": truth.get(channel),
-                    **{f"{name} orders": results[name].conversions[channel] for name in MODELS},
-                    "markov revenue": results["markov"].value[channel],
-                    "spend": journeys.spend.get(channel),
-                    "markov ROAS": markov[channel].roas if channel in markov else None}
-                   for channel in journeys.paths.channels]
+    attribution = [
+        {
+            "channel": channel,
+            "true incremental orders": truth.get(channel),
+            **{f"{name} orders": results[name].conversions[channel] for name in MODELS},
+            "markov revenue": results["markov"].value[channel],
+            "spend": journeys.spend.get(channel),
+            "markov ROAS": markov[channel].roas if channel in markov else None,
+        }
+        for channel in journeys.paths.channels
+    ]
     attribution.sort(key=lambda row: -row["markov orders"])
-    segments = runtime.warehouse().sql(
-        "SELECT rfm_segment, count(*) AS buyers, round(avg(clv_12m), 2) AS mean_clv_12m, "
-        "round(avg(p_alive), 3) AS mean_p_alive, round(avg(total_revenue), 2) AS mean_revenue_so_far "
-        "FROM profiles WHERE rfm_segment IS NOT NULL GROUP BY rfm_segment "
-        "ORDER BY mean_clv_12m DESC NULLS LAST, rfm_segment LIMIT 8").to_pylist()
-    return {"headline KPIs per month": headline,
-            f"attribution of {journeys.paths.total_conversions:,.0f} orders with a touch in the "
-            f"{journeys.lookback_days:g} days before (every model; orders credited)": attribution,
-            "top CLV segments (RFM segment, predicted 12-month CLV)": segments}
+    segments = (
+        runtime.warehouse()
+        .sql(
+            "SELECT rfm_segment, count(*) AS buyers, round(avg(clv_12m), 2) AS mean_clv_12m, "
+            "round(avg(p_alive), 3) AS mean_p_alive, round(avg(total_revenue), 2) AS mean_revenue_so_far "
+            "FROM profiles WHERE rfm_segment IS NOT NULL GROUP BY rfm_segment "
+            "ORDER BY mean_clv_12m DESC NULLS LAST, rfm_segment LIMIT 8"
+        )
+        .to_pylist()
+    )
+    return {
+        "headline KPIs per month": headline,
+        f"attribution of {journeys.paths.total_conversions:,.0f} orders with a touch in the "
+        f"{journeys.lookback_days:g} days before (every model; orders credited)": attribution,
+        "top CLV segments (RFM segment, predicted 12-month CLV)": segments,
+    }
 
 
 def summarize(runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
@@ -481,6 +565,7 @@ def print_summary(console: Console, result: DemoResult) -> None:
     console.print(
         f"ground truth: {m['customers']:,} people, {m['identities']:,} identifiers "
         f"({result.folder / 'ground_truth'}); true revenue online {m['revenue_online']:,.2f}, "
-        f"store {m['revenue_store']:,.2f} GBP")
+        f"store {m['revenue_store']:,.2f} GBP"
+    )
     if result.timings:
         console.print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))

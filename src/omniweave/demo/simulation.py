@@ -29,8 +29,10 @@ class BlockSim:
 
     def __init__(self, world: World, block: int, start_pid: int, size: int, sinks: Sinks):
         self.w, self.block, self.sinks = world, block, sinks
-        self.rng = {name: np.random.default_rng(np.random.SeedSequence([world.seed, block + 1, i]))
-                    for i, name in enumerate(STREAMS)}
+        self.rng = {
+            name: np.random.default_rng(np.random.SeedSequence([world.seed, block + 1, i]))
+            for i, name in enumerate(STREAMS)
+        }
         self.p: People = build_people(self.rng["people"], start_pid, size, world.stores, world.days, world.start)
         n = self.n = size
         self.ledger = IdentityLedger(n)
@@ -81,8 +83,9 @@ class BlockSim:
         """Epoch seconds of local `hours` on `day` in `stores`."""
         return self.w.day0[day] + hours * 3600.0 - self.w.offsets[self.w.store_tz[stores], day]
 
-    def hours(self, idx: np.ndarray, rng: np.random.Generator, sd: float = 2.5,
-              low: float = 7.0, high: float = 23.9) -> np.ndarray:
+    def hours(
+        self, idx: np.ndarray, rng: np.random.Generator, sd: float = 2.5, low: float = 7.0, high: float = 23.9
+    ) -> np.ndarray:
         """Local hours of day for activities of persons `idx`, around each one's active hour."""
         hours = rng.normal(self.p.active_hour[idx], sd)
         outside = (hours < low) | (hours > high)

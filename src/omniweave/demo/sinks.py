@@ -17,26 +17,131 @@ import numpy as np
 import orjson
 
 OFFLINE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "till": ("transaction_id", "store_id", "timestamp", "sku", "product_name", "category", "quantity",
-             "unit_price", "till_id", "line_discount", "coupon_code", "loyalty_card", "email", "phone",
-             "customer_number", "currency", "payment_method"),
-    "store_visits": ("visit_id", "store_id", "timestamp", "visit_type", "loyalty_card", "device_id", "email",
-                     "phone", "event_name", "dwell_minutes"),
-    "customers": ("customer_number", "updated_at", "first_name", "last_name", "email", "phone", "birth_date",
-                  "postcode", "gender", "email_opt_in", "sms_opt_in", "created_at", "account_id"),
-    "loyalty": ("card_number", "timestamp", "store_id", "first_name", "last_name", "email", "phone",
-                "birth_date", "postcode", "gender", "email_opt_in", "sms_opt_in", "customer_number"),
-    "coupons": ("redemption_id", "coupon_code", "timestamp", "redeemed_channel", "campaign", "store_id",
-                "loyalty_card", "email", "phone", "order_id", "discount", "issued_channel"),
-    "gift_cards": ("transaction_id", "gift_card_id", "action", "timestamp", "channel", "value", "currency", "store_id",
-                   "order_id", "loyalty_card", "email"),
+    "till": (
+        "transaction_id",
+        "store_id",
+        "timestamp",
+        "sku",
+        "product_name",
+        "category",
+        "quantity",
+        "unit_price",
+        "till_id",
+        "line_discount",
+        "coupon_code",
+        "loyalty_card",
+        "email",
+        "phone",
+        "customer_number",
+        "currency",
+        "payment_method",
+    ),
+    "store_visits": (
+        "visit_id",
+        "store_id",
+        "timestamp",
+        "visit_type",
+        "loyalty_card",
+        "device_id",
+        "email",
+        "phone",
+        "event_name",
+        "dwell_minutes",
+    ),
+    "customers": (
+        "customer_number",
+        "updated_at",
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "birth_date",
+        "postcode",
+        "gender",
+        "email_opt_in",
+        "sms_opt_in",
+        "created_at",
+        "account_id",
+    ),
+    "loyalty": (
+        "card_number",
+        "timestamp",
+        "store_id",
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "birth_date",
+        "postcode",
+        "gender",
+        "email_opt_in",
+        "sms_opt_in",
+        "customer_number",
+    ),
+    "coupons": (
+        "redemption_id",
+        "coupon_code",
+        "timestamp",
+        "redeemed_channel",
+        "campaign",
+        "store_id",
+        "loyalty_card",
+        "email",
+        "phone",
+        "order_id",
+        "discount",
+        "issued_channel",
+    ),
+    "gift_cards": (
+        "transaction_id",
+        "gift_card_id",
+        "action",
+        "timestamp",
+        "channel",
+        "value",
+        "currency",
+        "store_id",
+        "order_id",
+        "loyalty_card",
+        "email",
+    ),
     "qr_scans": ("scan_id", "timestamp", "qr_code_id", "placement", "campaign", "anonymous_id", "device_id", "url"),
-    "call_centre": ("contact_id", "timestamp", "customer_number", "phone", "email", "first_name", "last_name",
-                    "postcode", "reason", "outcome", "agent_id", "duration_seconds"),
-    "direct_mail": ("mailing_id", "timestamp", "campaign", "customer_number", "first_name", "last_name",
-                    "address", "postcode", "offer_code"),
-    "email_export": ("event_id", "timestamp", "event_type", "email", "campaign_id", "campaign_name", "subject",
-                     "link_url", "bounce_type"),
+    "call_centre": (
+        "contact_id",
+        "timestamp",
+        "customer_number",
+        "phone",
+        "email",
+        "first_name",
+        "last_name",
+        "postcode",
+        "reason",
+        "outcome",
+        "agent_id",
+        "duration_seconds",
+    ),
+    "direct_mail": (
+        "mailing_id",
+        "timestamp",
+        "campaign",
+        "customer_number",
+        "first_name",
+        "last_name",
+        "address",
+        "postcode",
+        "offer_code",
+    ),
+    "email_export": (
+        "event_id",
+        "timestamp",
+        "event_type",
+        "email",
+        "campaign_id",
+        "campaign_name",
+        "subject",
+        "link_url",
+        "bounce_type",
+    ),
     "ad_spend": ("date", "channel", "campaign", "spend", "platform", "impressions", "clicks", "currency"),
 }
 """Offline file kinds and their columns, as documented in docs/file-formats.md."""
@@ -78,7 +183,7 @@ def iso_local(seconds: np.ndarray, offsets: np.ndarray) -> list[str]:
     """Epoch seconds as local wall-clock time with its UTC offset (`2026-10-02T14:03:11+01:00`)."""
     local = (np.asarray(seconds, np.float64) + offsets).astype("int64").astype("datetime64[s]")
     text = np.datetime_as_string(local, unit="s").tolist()
-    return [f"{t}{_offset(int(o))}" for t, o in zip(text, np.asarray(offsets).tolist())]
+    return [f"{t}{_offset(int(o))}" for t, o in zip(text, np.asarray(offsets).tolist(), strict=False)]
 
 
 def _offset(seconds: int) -> str:
@@ -106,12 +211,17 @@ class Sinks:
         self.folder = folder
         (folder / "online").mkdir(parents=True, exist_ok=True)
         (folder / "offline").mkdir(parents=True, exist_ok=True)
-        self._online = {name: open(folder / "online" / f"{name}.jsonl", "wb")  # noqa: SIM115 - closed in close()
-                        for name in ONLINE_SOURCES}
+        self._online = {
+            name: open(folder / "online" / f"{name}.jsonl", "wb")  # noqa: SIM115 - closed in close()
+            for name in ONLINE_SOURCES
+        }
         self._online_buffers: dict[str, list[bytes]] = {name: [] for name in ONLINE_SOURCES}
-        self._offline_files = {kind: open(  # noqa: SIM115 - closed in close()
-                               folder / "offline" / f"{kind}.csv", "w", newline="", encoding="utf-8")
-                               for kind in kinds}
+        self._offline_files = {
+            kind: open(  # noqa: SIM115 - closed in close()
+                folder / "offline" / f"{kind}.csv", "w", newline="", encoding="utf-8"
+            )
+            for kind in kinds
+        }
         self._offline = {kind: csv.writer(fh, lineterminator="\n") for kind, fh in self._offline_files.items()}
         if header:
             for kind, writer in self._offline.items():

@@ -50,13 +50,27 @@ def write_customers(sim: BlockSim) -> None:
     sim.ledger.mark("phone", np.nonzero(give_phone)[0], phone_v[give_phone])
     sim.ledger.mark("user_id", np.nonzero(p.has_account)[0], 0)
     gender = ("F", "M", "")
-    sim.sinks.rows("customers", [
-        (p.customer_number[k], updated_at[k], p.first[k], p.last[k], p.email[k] if give_email[k] else "",
-         phone_raw(p, k, int(phone_v[k])) if give_phone[k] else "", str(p.birth[k]) if give_birth[k] else "",
-         p.postcode[k] if give_postcode[k] else "", gender[p.gender[k]],
-         "true" if p.email_opt_in[k] else "false", "true" if p.sms_opt_in[k] else "false", created_at[k],
-         p.user_id[k] if p.has_account[k] else "")
-        for k in range(n)])
+    sim.sinks.rows(
+        "customers",
+        [
+            (
+                p.customer_number[k],
+                updated_at[k],
+                p.first[k],
+                p.last[k],
+                p.email[k] if give_email[k] else "",
+                phone_raw(p, k, int(phone_v[k])) if give_phone[k] else "",
+                str(p.birth[k]) if give_birth[k] else "",
+                p.postcode[k] if give_postcode[k] else "",
+                gender[p.gender[k]],
+                "true" if p.email_opt_in[k] else "false",
+                "true" if p.sms_opt_in[k] else "false",
+                created_at[k],
+                p.user_id[k] if p.has_account[k] else "",
+            )
+            for k in range(n)
+        ],
+    )
 
 
 def write_loyalty(sim: BlockSim) -> None:
@@ -70,11 +84,13 @@ def write_loyalty(sim: BlockSim) -> None:
     hours = rng.uniform(10.0, 18.0, m)
     store = np.maximum(p.home_store[idx], 0)
     tz = sim.w.store_tz[store]
-    offsets = np.array([sim.w.offset(int(z), int(d)) for z, d in zip(tz.tolist(), since.tolist())])
+    offsets = np.array([sim.w.offset(int(z), int(d)) for z, d in zip(tz.tolist(), since.tolist(), strict=False)])
     utc = sim.w.day0[0] + since * 86400.0 + hours * 3600.0 - offsets
     stamps = iso_local(utc, offsets)
     replaced_day = np.minimum(since + rng.integers(30, 400, m), sim.w.days - 1)
-    replaced_offsets = np.array([sim.w.offset(int(z), int(d)) for z, d in zip(tz.tolist(), replaced_day.tolist())])
+    replaced_offsets = np.array(
+        [sim.w.offset(int(z), int(d)) for z, d in zip(tz.tolist(), replaced_day.tolist(), strict=False)]
+    )
     later = iso_local(sim.w.day0[0] + replaced_day * 86400.0 + hours * 3600.0 - replaced_offsets, replaced_offsets)
     email_v = rng.choice(5, m, p=[0.7, 0.1, 0.05, 0.05, 0.1])
     give_email = p.has_email[idx] & (rng.random(m) < 0.85)
@@ -89,22 +105,58 @@ def write_loyalty(sim: BlockSim) -> None:
     gender = ("F", "M", "")
     rows = []
     for j, k in enumerate(idx.tolist()):
-        row = [p.card[k], stamps[j], sim.w.stores[int(store[j])].store_id, p.first[k], p.last[k],
-               email_raw(p, k, int(email_v[j])) if give_email[j] else "",
-               phone_raw(p, k, int(phone_v[j])) if give_phone[j] else "",
-               str(p.birth[k]) if give_birth[j] else "", p.postcode[k], gender[p.gender[k]],
-               "true" if p.email_opt_in[k] else "false", "true" if p.sms_opt_in[k] else "false",
-               p.customer_number[k] if give_cn[j] else ""]
+        row = [
+            p.card[k],
+            stamps[j],
+            sim.w.stores[int(store[j])].store_id,
+            p.first[k],
+            p.last[k],
+            email_raw(p, k, int(email_v[j])) if give_email[j] else "",
+            phone_raw(p, k, int(phone_v[j])) if give_phone[j] else "",
+            str(p.birth[k]) if give_birth[j] else "",
+            p.postcode[k],
+            gender[p.gender[k]],
+            "true" if p.email_opt_in[k] else "false",
+            "true" if p.sms_opt_in[k] else "false",
+            p.customer_number[k] if give_cn[j] else "",
+        ]
         rows.append(row)
         if p.has_card2[k]:  # a replacement card: a second sign-up row, fewer details
             sim.ledger.mark_one("loyalty_card", k, 1)
-            rows.append([p.card2[k], later[j], row[2], p.first[k], p.last[k], row[5], "", "", p.postcode[k], row[9],
-                         row[10], row[11], row[12]])
+            rows.append(
+                [
+                    p.card2[k],
+                    later[j],
+                    row[2],
+                    p.first[k],
+                    p.last[k],
+                    row[5],
+                    "",
+                    "",
+                    p.postcode[k],
+                    row[9],
+                    row[10],
+                    row[11],
+                    row[12],
+                ]
+            )
     sim.sinks.rows("loyalty", rows)
 
 
-def redeem(sim: BlockSim, k: int, day: int, t: float, channel: str, order_id: str, discount: float,
-           store: int | None, card: str, code: str = "", campaign: str = "", issued: str = "") -> None:
+def redeem(
+    sim: BlockSim,
+    k: int,
+    day: int,
+    t: float,
+    channel: str,
+    order_id: str,
+    discount: float,
+    store: int | None,
+    card: str,
+    code: str = "",
+    campaign: str = "",
+    issued: str = "",
+) -> None:
     """Record a coupon redemption (`coupons` file); a personal coupon is used up."""
     p = sim.p
     personal = not code
@@ -118,9 +170,25 @@ def redeem(sim: BlockSim, k: int, day: int, t: float, channel: str, order_id: st
     if channel != "store" and p.has_email[k]:
         email = email_raw(p, k, 0)
         sim.ledger.mark_one("email", k, 0)
-    sim.sinks.rows("coupons", [(sim.new_id("redemption"), code, stamp, channel,
-                                campaign or sim.coupon_campaign[k], sim.w.stores[store].store_id if store is not None else "",
-                                card, email, "", order_id, f"{discount:.2f}", issued or sim.coupon_channel[k])])
+    sim.sinks.rows(
+        "coupons",
+        [
+            (
+                sim.new_id("redemption"),
+                code,
+                stamp,
+                channel,
+                campaign or sim.coupon_campaign[k],
+                sim.w.stores[store].store_id if store is not None else "",
+                card,
+                email,
+                "",
+                order_id,
+                f"{discount:.2f}",
+                issued or sim.coupon_channel[k],
+            )
+        ],
+    )
     if personal:
         sim.coupon_until[k] = -1
 
@@ -141,8 +209,11 @@ def trips(sim: BlockSim, day: int, buy_store: np.ndarray) -> None:
     hours = rng.normal(p.active_hour[visitors], 2.5)
     closed = (hours < 9.0) | (hours > 20.5)
     hours[closed] = rng.uniform(9.0, 20.5, int(closed.sum()))
-    event_store = {ei: next(i for i, s in enumerate(w.stores) if s.store_id == ev.store_id)
-                   for ei, ev in enumerate(w.calendar.events) if ev.day == day}
+    event_store = {
+        ei: next(i for i, s in enumerate(w.stores) if s.store_id == ev.store_id)
+        for ei, ev in enumerate(w.calendar.events)
+        if ev.day == day
+    }
     for j, k in enumerate(visitors.tolist()):
         ei = int(sim.attending[k])
         if ei >= 0:
@@ -154,12 +225,25 @@ def trips(sim: BlockSim, day: int, buy_store: np.ndarray) -> None:
     date_tag = w.date_of(day).strftime("%Y%m%d")
     # footfall: every visit, anonymous; Wi-Fi: some visitors' phones, sometimes with an e-mail
     dwell = rng.integers(4, 55, v)
-    footfall = [(sim.new_id("visit"), w.stores[int(stores[j])].store_id, stamps[j], "footfall", "", "", "", "", "",
-                 int(dwell[j])) for j in range(v)]
+    footfall = [
+        (
+            sim.new_id("visit"),
+            w.stores[int(stores[j])].store_id,
+            stamps[j],
+            "footfall",
+            "",
+            "",
+            "",
+            "",
+            "",
+            int(dwell[j]),
+        )
+        for j in range(v)
+    ]
     wifi = np.nonzero(p.has_phone[visitors] & (rng.random(v) < 0.2))[0]
     wifi_email = rng.random(len(wifi)) < 0.35
     wifi_rows = []
-    for j, e in zip(wifi.tolist(), wifi_email.tolist()):
+    for j, e in zip(wifi.tolist(), wifi_email.tolist(), strict=False):
         k = int(visitors[j])
         via_app = p.n_apps[k] > 0
         sim.ledger.mark_one("device_id", k, 0 if via_app else 2)
@@ -169,8 +253,20 @@ def trips(sim: BlockSim, day: int, buy_store: np.ndarray) -> None:
             variant = 0 if rng.random() < 0.8 else 4
             sim.ledger.mark_one("email", k, variant)
             email = email_raw(p, k, variant)
-        wifi_rows.append((sim.new_id("visit"), w.stores[int(stores[j])].store_id, iso_local(times[j:j + 1] + 60, offsets[j:j + 1])[0],
-                          "wifi", "", device, email, "", "", int(dwell[j])))
+        wifi_rows.append(
+            (
+                sim.new_id("visit"),
+                w.stores[int(stores[j])].store_id,
+                iso_local(times[j : j + 1] + 60, offsets[j : j + 1])[0],
+                "wifi",
+                "",
+                device,
+                email,
+                "",
+                "",
+                int(dwell[j]),
+            )
+        )
     sim.sinks.rows("store_visits", footfall + wifi_rows)
     # till receipts of the buyers (the first len(buyers) visitors)
     b = len(buyers)
@@ -223,19 +319,53 @@ def trips(sim: BlockSim, day: int, buy_store: np.ndarray) -> None:
         line_total = cat.price[items] * qty
         code, pct, campaign, issued = "", 0, "", ""
         if sim.coupon_until[k] >= day and use_coupon[j]:
-            code, pct, campaign, issued = sim.coupon_code[k], int(sim.coupon_pct[k]), sim.coupon_campaign[k], sim.coupon_channel[k]
+            code, pct, campaign, issued = (
+                sim.coupon_code[k],
+                int(sim.coupon_pct[k]),
+                sim.coupon_campaign[k],
+                sim.coupon_channel[k],
+            )
         elif sim.dm_until[k] >= day and use_mail_offer[j]:
             code, pct, campaign, issued = sim.dm_code[k], 20, sim.dm_campaign[k], "direct_mail"
         discounts = np.round(line_total * pct / 100.0, 2) if code else np.zeros(n_items)
         for i in range(n_items):
             item = int(items[i])
-            rows.append((txn, store.store_id, stamps[j], cat.sku[item], cat.name[item], CATEGORY_NAMES[cat.category[item]],
-                         int(qty[i]), f"{cat.price[item]:.2f}", f"{store.store_id}-T{till:02d}",
-                         f"{discounts[i]:.2f}" if code else "", code, card, email, phone, cn, "GBP",
-                         _PAYMENTS[payment[j]]))
+            rows.append(
+                (
+                    txn,
+                    store.store_id,
+                    stamps[j],
+                    cat.sku[item],
+                    cat.name[item],
+                    CATEGORY_NAMES[cat.category[item]],
+                    int(qty[i]),
+                    f"{cat.price[item]:.2f}",
+                    f"{store.store_id}-T{till:02d}",
+                    f"{discounts[i]:.2f}" if code else "",
+                    code,
+                    card,
+                    email,
+                    phone,
+                    cn,
+                    "GBP",
+                    _PAYMENTS[payment[j]],
+                )
+            )
         if code:
-            redeem(sim, k, day, float(times[j]) - 30, "store", txn, float(discounts.sum()), store=s, card=card,
-                   code=code if issued == "direct_mail" else "", campaign=campaign, issued=issued)
+            redeem(
+                sim,
+                k,
+                day,
+                float(times[j]) - 30,
+                "store",
+                txn,
+                float(discounts.sum()),
+                store=s,
+                card=card,
+                code=code if issued == "direct_mail" else "",
+                campaign=campaign,
+                issued=issued,
+            )
         sim.orders[k, 1] += 1
         sim.revenue[k, 1] += float(np.round(line_total.sum() - discounts.sum(), 2))
     sim.sinks.rows("till", rows)
@@ -264,19 +394,32 @@ def call_centre(sim: BlockSim, day: int) -> None:
     sim.ledger.mark("phone", idx[give_phone], phone_v[give_phone])
     sim.ledger.mark("email", idx[give_email], email_v[give_email])
     sim.ledger.mark("name_postcode", idx[no_key], 0)
-    reasons = np.where(recent[idx], rng.integers(0, len(_REASONS_AFTER_ORDER), m), -1 - rng.integers(0, len(_REASONS), m))
+    reasons = np.where(
+        recent[idx], rng.integers(0, len(_REASONS_AFTER_ORDER), m), -1 - rng.integers(0, len(_REASONS), m)
+    )
     outcome = rng.integers(0, len(_OUTCOMES), m)
     agent = rng.integers(1, 31, m)
     duration = (60 + rng.exponential(300, m)).astype(int)
-    sim.sinks.rows("call_centre", [
-        (sim.new_id("call"), stamps[j],
-         customer_number_raw(p, k, int(cn_v[j])) if give_cn[j] else "",
-         phone_raw(p, k, int(phone_v[j])) if give_phone[j] else "",
-         email_raw(p, k, int(email_v[j])) if give_email[j] else "",
-         p.first[k], p.last[k], p.postcode[k] if give_postcode[j] else "",
-         _REASONS_AFTER_ORDER[reasons[j]] if reasons[j] >= 0 else _REASONS[-1 - reasons[j]],
-         _OUTCOMES[outcome[j]], f"A{agent[j]:03d}", int(duration[j]))
-        for j, k in enumerate(idx.tolist())])
+    sim.sinks.rows(
+        "call_centre",
+        [
+            (
+                sim.new_id("call"),
+                stamps[j],
+                customer_number_raw(p, k, int(cn_v[j])) if give_cn[j] else "",
+                phone_raw(p, k, int(phone_v[j])) if give_phone[j] else "",
+                email_raw(p, k, int(email_v[j])) if give_email[j] else "",
+                p.first[k],
+                p.last[k],
+                p.postcode[k] if give_postcode[j] else "",
+                _REASONS_AFTER_ORDER[reasons[j]] if reasons[j] >= 0 else _REASONS[-1 - reasons[j]],
+                _OUTCOMES[outcome[j]],
+                f"A{agent[j]:03d}",
+                int(duration[j]),
+            )
+            for j, k in enumerate(idx.tolist())
+        ],
+    )
 
 
 GIFT_CARD_SALES_PER_DAY = 0.0006
@@ -296,7 +439,9 @@ def gift_cards(sim: BlockSim, day: int) -> None:
 
     def row(k: int, card: str, action: str, value: float) -> None:
         in_store = p.home_store[k] >= 0 and rng.random() < 0.65
-        hour = np.array([rng.uniform(9.5, 20.0) if in_store else float(np.clip(rng.normal(p.active_hour[k], 2.5), 7, 23.5))])
+        hour = np.array(
+            [rng.uniform(9.5, 20.0) if in_store else float(np.clip(rng.normal(p.active_hour[k], 2.5), 7, 23.5))]
+        )
         card_no, email, store_id = "", "", ""
         if in_store:
             s = int(p.home_store[k])
@@ -310,8 +455,21 @@ def gift_cards(sim: BlockSim, day: int) -> None:
             if p.has_email[k]:
                 email = email_raw(p, k, 0)
                 sim.ledger.mark_one("email", k, 0)
-        rows.append((sim.new_id("gift"), card, action, stamp, "store" if in_store else "web", f"{value:.2f}", "GBP",
-                     store_id, "", card_no, email))
+        rows.append(
+            (
+                sim.new_id("gift"),
+                card,
+                action,
+                stamp,
+                "store" if in_store else "web",
+                f"{value:.2f}",
+                "GBP",
+                store_id,
+                "",
+                card_no,
+                email,
+            )
+        )
 
     for k in np.nonzero(rng.random(sim.n) < GIFT_CARD_SALES_PER_DAY)[0].tolist():
         card = f"GC{sim.block:02d}{sim.new_id('gift-card')[-8:].upper()}"

@@ -55,8 +55,13 @@ def owned_channels(sim: BlockSim, day: int) -> None:
         if c.day != day:
             continue
         # letters go to every customer near a store (the customer file holds their postal address)
-        eligible = {"email": sim.email_ok, "sms": p.sms_opt_in, "whatsapp": p.whatsapp_opt_in,
-                    "push": p.push_opt_in, "direct_mail": sim.store_access > 0}[c.channel]
+        eligible = {
+            "email": sim.email_ok,
+            "sms": p.sms_opt_in,
+            "whatsapp": p.whatsapp_opt_in,
+            "push": p.push_opt_in,
+            "direct_mail": sim.store_access > 0,
+        }[c.channel]
         if c.city is not None:
             eligible = eligible & (p.city == _city_index(c.city))
         sent = eligible & (rng.random(sim.n) < c.reach)
@@ -64,8 +69,9 @@ def owned_channels(sim: BlockSim, day: int) -> None:
         sim.w.send_counts[c.campaign_id] = sim.w.send_counts.get(c.campaign_id, 0) + len(idx)
         if not len(idx):
             continue
-        {"email": _email, "sms": _message, "whatsapp": _message, "push": _push,
-         "direct_mail": _direct_mail}[c.channel](sim, day, c, idx)
+        {"email": _email, "sms": _message, "whatsapp": _message, "push": _push, "direct_mail": _direct_mail}[c.channel](
+            sim, day, c, idx
+        )
 
 
 def _city_index(name: str) -> int:
@@ -97,8 +103,16 @@ def _email(sim: BlockSim, day: int, c: Campaign, idx: np.ndarray) -> None:
     link = landing_url(path, utm)
     variants = sim.esp_variant[idx]
     sim.ledger.mark("email", idx, variants)
-    times = {name: iso_utc(t) for name, t in (("sent", sent_t), ("delivered", sent_t + 4), ("opened", open_t),
-                                                ("clicked", click_t), ("unsubscribed", open_t + 30))}
+    times = {
+        name: iso_utc(t)
+        for name, t in (
+            ("sent", sent_t),
+            ("delivered", sent_t + 4),
+            ("opened", open_t),
+            ("clicked", click_t),
+            ("unsubscribed", open_t + 30),
+        )
+    }
     rows = []
 
     def row(j: int, kind: str, address: str, url: str = "", bounce: str = "") -> tuple[str, ...]:
@@ -145,21 +159,43 @@ def _message(sim: BlockSim, day: int, c: Campaign, idx: np.ndarray) -> None:
     path = _LANDINGS[c.day % len(_LANDINGS)]
     variants = sim.msg_phone_variant[idx]
     sim.ledger.mark("phone", idx, variants)
-    stamps = {"sent": iso_utc(sent_t), "delivered": iso_utc(sent_t + 3), "opened": iso_utc(open_t),
-              "clicked": iso_utc(click_t)}
+    stamps = {
+        "sent": iso_utc(sent_t),
+        "delivered": iso_utc(sent_t + 3),
+        "opened": iso_utc(open_t),
+        "clicked": iso_utc(click_t),
+    }
     for j, k in enumerate(idx.tolist()):
         who = _recipient(sim, k, slot)
         context = {"library": SERVER_LIBRARY, "traits": {"phone": phone_raw(p, k, int(variants[j]))}}
-        props = {"channel": c.channel, "campaign_id": c.campaign_id, "campaign_name": c.name,
-                 "promotion": c.promo_type, "provider_message_id": f"{c.campaign_id}-{k}"}
-        steps = [("Message Sent", "sent", True), ("Message Delivered", "delivered", delivered[j]),
-                 ("Message Opened", "opened", wa and opened[j]), ("Message Link Clicked", "clicked", clicked[j])]
+        props = {
+            "channel": c.channel,
+            "campaign_id": c.campaign_id,
+            "campaign_name": c.name,
+            "promotion": c.promo_type,
+            "provider_message_id": f"{c.campaign_id}-{k}",
+        }
+        steps = [
+            ("Message Sent", "sent", True),
+            ("Message Delivered", "delivered", delivered[j]),
+            ("Message Opened", "opened", wa and opened[j]),
+            ("Message Link Clicked", "clicked", clicked[j]),
+        ]
         for name, stamp, happened in steps:
             if happened:
                 extra = {"url": landing_url(path, utm)} if stamp == "clicked" else {}
-                sim.sinks.event("messaging", {"type": "track", "event": name, "messageId": sim.new_id("msg"), **who,
-                                              "properties": {**props, **extra}, "context": context,
-                                              "timestamp": stamps[stamp][j]})
+                sim.sinks.event(
+                    "messaging",
+                    {
+                        "type": "track",
+                        "event": name,
+                        "messageId": sim.new_id("msg"),
+                        **who,
+                        "properties": {**props, **extra},
+                        "context": context,
+                        "timestamp": stamps[stamp][j],
+                    },
+                )
     touched = idx[opened]
     sim.touch.touch(c.channel, idx[clicked], resp[clicked])
     if c.promo_type == "coupon":
@@ -189,10 +225,15 @@ def app_identity(sim: BlockSim, k: int, slot: int) -> tuple[dict[str, str], dict
     context = {
         "library": {"name": "analytics-ios" if ios else "analytics-android", "version": "4.1.8" if ios else "4.11.3"},
         "app": {"name": "Hollins & Vale", "version": "5.2.0", "build": "520", "namespace": "example.hollinsvale"},
-        "device": {"id": p.device_id[k][slot], "manufacturer": "Apple" if ios else "Samsung",
-                   "model": "iPhone15,2" if ios else "SM-S911B", "type": "ios" if ios else "android"},
+        "device": {
+            "id": p.device_id[k][slot],
+            "manufacturer": "Apple" if ios else "Samsung",
+            "model": "iPhone15,2" if ios else "SM-S911B",
+            "type": "ios" if ios else "android",
+        },
         "os": {"name": "iOS" if ios else "Android", "version": "17.5" if ios else "14"},
-        "locale": "en-GB", "timezone": sim.tz_name(k),
+        "locale": "en-GB",
+        "timezone": sim.tz_name(k),
     }
     return ids, context
 
@@ -210,20 +251,37 @@ def _push(sim: BlockSim, day: int, c: Campaign, idx: np.ndarray) -> None:
     for j in np.nonzero(received)[0].tolist():
         k = int(idx[j])
         ids, context = app_identity(sim, k, 0)
-        props = {"campaign_id": c.campaign_id, "campaign_name": c.name, "promotion": c.promo_type,
-                 "title": c.subject}
-        sim.sinks.event("app", {"type": "track", "event": "Push Notification Received", "messageId": sim.new_id("app"),
-                                **ids, "properties": props, "context": context, "timestamp": stamps[0][j]})
+        props = {"campaign_id": c.campaign_id, "campaign_name": c.name, "promotion": c.promo_type, "title": c.subject}
+        sim.sinks.event(
+            "app",
+            {
+                "type": "track",
+                "event": "Push Notification Received",
+                "messageId": sim.new_id("app"),
+                **ids,
+                "properties": props,
+                "context": context,
+                "timestamp": stamps[0][j],
+            },
+        )
         if tapped[j]:
-            sim.sinks.event("app", {"type": "track", "event": "Push Notification Tapped", "messageId": sim.new_id("app"),
-                                    **ids, "properties": props, "context": {**context, "campaign": {
-                                        "source": "app", "medium": "push", "name": c.name}},
-                                    "timestamp": stamps[1][j]})
+            sim.sinks.event(
+                "app",
+                {
+                    "type": "track",
+                    "event": "Push Notification Tapped",
+                    "messageId": sim.new_id("app"),
+                    **ids,
+                    "properties": props,
+                    "context": {**context, "campaign": {"source": "app", "medium": "push", "name": c.name}},
+                    "timestamp": stamps[1][j],
+                },
+            )
     touched = idx[received]
     sim.touch.touch("push", idx[tapped], resp[tapped])
     if c.promo_type == "coupon":
         issue_coupons(sim, day, c, touched, recv_t[received] + 1, "push")
-    for k, t in zip(idx[tapped].tolist(), tap_t[tapped].tolist()):
+    for k, t in zip(idx[tapped].tolist(), tap_t[tapped].tolist(), strict=False):
         sim.clicks.append((k, t + 2, "app", 0, utm, "push"))
 
 
@@ -234,10 +292,23 @@ def _direct_mail(sim: BlockSim, day: int, c: Campaign, idx: np.ndarray) -> None:
     stamps = iso_local(sim.at(idx, day, np.full(m, 8.0)), sim.w.offsets[sim.tz[idx], day])
     sim.ledger.mark("customer_number", idx[~prospect], 0)
     sim.ledger.mark("name_postcode", idx[prospect], 0)
-    sim.sinks.rows("direct_mail", [
-        (sim.new_id("mail"), stamps[j], c.name, "" if prospect[j] else p.customer_number[k], p.first[k], p.last[k],
-         p.address[k], p.postcode[k], c.offer_code)
-        for j, k in enumerate(idx.tolist())])
+    sim.sinks.rows(
+        "direct_mail",
+        [
+            (
+                sim.new_id("mail"),
+                stamps[j],
+                c.name,
+                "" if prospect[j] else p.customer_number[k],
+                p.first[k],
+                p.last[k],
+                p.address[k],
+                p.postcode[k],
+                c.offer_code,
+            )
+            for j, k in enumerate(idx.tolist())
+        ],
+    )
     if c.offer_code:
         sim.ledger.placeholder("coupon_code", c.offer_code)  # one code for every recipient: nobody's own
     sim.touch.touch("direct_mail", idx, p.response[idx, _promo(c)])
@@ -258,8 +329,15 @@ def issue_coupons(sim: BlockSim, day: int, c: Campaign, idx: np.ndarray, times: 
     for j, k in enumerate(idx.tolist()):
         serial = sim.new_id("coupon")[-7:].upper()
         code = f"{prefix}{sim.block:02d}{serial}"
-        props = {"coupon_code": code, "campaign_id": c.campaign_id, "campaign_name": c.name, "channel": channel,
-                 "discount_pct": c.discount_pct or 15, "valid_until": valid_until, "promotion": "coupon"}
+        props = {
+            "coupon_code": code,
+            "campaign_id": c.campaign_id,
+            "campaign_name": c.name,
+            "channel": channel,
+            "discount_pct": c.discount_pct or 15,
+            "valid_until": valid_until,
+            "promotion": "coupon",
+        }
         if channel == "push":
             ids, context = app_identity(sim, k, 0)
             stream = "app"
@@ -269,16 +347,28 @@ def issue_coupons(sim: BlockSim, day: int, c: Campaign, idx: np.ndarray, times: 
             context = {"library": SERVER_LIBRARY}
             if channel == "email":
                 context["traits"] = {"email": email_raw(p, k, int(sim.esp_variant[k]))}
-        sim.sinks.event(stream, {"type": "track", "event": "Coupon Issued", "messageId": sim.new_id(stream),
-                                 **ids, "properties": props, "context": context, "timestamp": stamps[j]})
+        sim.sinks.event(
+            stream,
+            {
+                "type": "track",
+                "event": "Coupon Issued",
+                "messageId": sim.new_id(stream),
+                **ids,
+                "properties": props,
+                "context": context,
+                "timestamp": stamps[j],
+            },
+        )
         sim.ledger.add("coupon_code", code, code, p.person_id[k])
         sim.coupon_code[k], sim.coupon_channel[k], sim.coupon_campaign[k] = code, channel, c.name
         sim.coupon_until[k], sim.coupon_pct[k] = day + 14, c.discount_pct or 15
 
 
-def _add_clicks(sim: BlockSim, idx: np.ndarray, times: np.ndarray, utm: dict[str, str], path: str, channel: str) -> None:
+def _add_clicks(
+    sim: BlockSim, idx: np.ndarray, times: np.ndarray, utm: dict[str, str], path: str, channel: str
+) -> None:
     """Clicks land on the web shop, in the person's (mobile) browser."""
-    for k, t in zip(idx.tolist(), times.tolist()):
+    for k, t in zip(idx.tolist(), times.tolist(), strict=False):
         slot = int(sim.mobile_slot[k]) if sim.mobile_slot[k] >= 0 else 0
         sim.clicks.append((k, t, "web", slot, {**utm, "_path": path}, channel))
 
@@ -306,23 +396,55 @@ def advertising(sim: BlockSim, day: int) -> None:
         slots = (rng.random(len(idx)) * p.n_browsers[idx]).astype(int)
         sim.ledger.mark("web_anon", idx, slots)
         t0 = sim.at(idx, day, sim.hours(idx, rng, 3.0, 6.0, 23.5))
-        utm = {"source": ad.utm_source, "medium": ad.utm_medium, "campaign": ad.name, "content": f"{ad.campaign_id.lower()}-a"}
-        props = {"channel": ad.channel, "platform": ad.platform, "campaign_id": ad.campaign_id,
-                 "campaign_name": ad.name, "ad_id": f"{ad.campaign_id}-A1", "creative": utm["content"]}
-        context = {"library": ADS_LIBRARY, "campaign": {"source": ad.utm_source, "medium": ad.utm_medium, "name": ad.name}}
+        utm = {
+            "source": ad.utm_source,
+            "medium": ad.utm_medium,
+            "campaign": ad.name,
+            "content": f"{ad.campaign_id.lower()}-a",
+        }
+        props = {
+            "channel": ad.channel,
+            "platform": ad.platform,
+            "campaign_id": ad.campaign_id,
+            "campaign_name": ad.name,
+            "ad_id": f"{ad.campaign_id}-A1",
+            "creative": utm["content"],
+        }
+        context = {
+            "library": ADS_LIBRARY,
+            "campaign": {"source": ad.utm_source, "medium": ad.utm_medium, "name": ad.name},
+        }
         path = f"/events/{ad.campaign_id[6:].lower()}" if ad.city else "/sale" if ad.channel != "search" else "/"
         for j, k in enumerate(idx.tolist()):
             anon = p.web_anon[k][slots[j]]
             for r in range(int(counts[j])):
                 t = t0[j] + r * 1800.0
-                sim.sinks.event("ads", {"type": "track", "event": "Ad Impression", "messageId": sim.new_id("ads"),
-                                        "anonymousId": anon, "properties": props, "context": context,
-                                        "timestamp": iso_one(t)})
+                sim.sinks.event(
+                    "ads",
+                    {
+                        "type": "track",
+                        "event": "Ad Impression",
+                        "messageId": sim.new_id("ads"),
+                        "anonymousId": anon,
+                        "properties": props,
+                        "context": context,
+                        "timestamp": iso_one(t),
+                    },
+                )
                 if r < clicks[j]:
                     url = landing_url(path, utm)
-                    sim.sinks.event("ads", {"type": "track", "event": "Ad Clicked", "messageId": sim.new_id("ads"),
-                                            "anonymousId": anon, "properties": {**props, "url": url},
-                                            "context": context, "timestamp": iso_one(t + 3)})
+                    sim.sinks.event(
+                        "ads",
+                        {
+                            "type": "track",
+                            "event": "Ad Clicked",
+                            "messageId": sim.new_id("ads"),
+                            "anonymousId": anon,
+                            "properties": {**props, "url": url},
+                            "context": context,
+                            "timestamp": iso_one(t + 3),
+                        },
+                    )
                     sim.clicks.append((k, t + 6, "web", int(slots[j]), {**utm, "_path": path}, ad.channel))
         sim.touch.touch(ad.channel, idx[clicks > 0], 1.0)
         if ad.city:
@@ -348,8 +470,13 @@ def qr_codes(sim: BlockSim, day: int) -> None:
         utm = {"source": q.placement, "medium": "qr", "campaign": q.campaign}
         path = f"/qr/{q.qr_code_id.lower()}"
         url = landing_url(path, utm)
-        sim.sinks.rows("qr_scans", [(sim.new_id("qr"), stamps[j], q.qr_code_id, q.placement, q.campaign,
-                                     p.web_anon[k][slots[j]], "", url) for j, k in enumerate(idx.tolist())])
+        sim.sinks.rows(
+            "qr_scans",
+            [
+                (sim.new_id("qr"), stamps[j], q.qr_code_id, q.placement, q.campaign, p.web_anon[k][slots[j]], "", url)
+                for j, k in enumerate(idx.tolist())
+            ],
+        )
         sim.touch.touch("qr", idx, 1.0)
         for j, k in enumerate(idx.tolist()):
             sim.clicks.append((k, float(times[j]) + 2, "web", int(slots[j]), {**utm, "_path": path}, "qr"))
@@ -375,9 +502,23 @@ def store_events(sim: BlockSim, day: int) -> None:
         sim.ledger.mark("loyalty_card", idx[show_card], 0)
         sim.ledger.mark("email", idx[rsvp], 0)
         dwell = rng.integers(45, 150, len(idx))
-        sim.sinks.rows("store_visits", [
-            (sim.new_id("visit"), ev.store_id, stamps[j], "event", p.card[k] if show_card[j] else "", "",
-             p.email[k] if rsvp[j] else "", "", ev.name, int(dwell[j]))
-            for j, k in enumerate(idx.tolist())])
+        sim.sinks.rows(
+            "store_visits",
+            [
+                (
+                    sim.new_id("visit"),
+                    ev.store_id,
+                    stamps[j],
+                    "event",
+                    p.card[k] if show_card[j] else "",
+                    "",
+                    p.email[k] if rsvp[j] else "",
+                    "",
+                    ev.name,
+                    int(dwell[j]),
+                )
+                for j, k in enumerate(idx.tolist())
+            ],
+        )
         sim.touch.touch("store_event", idx, p.response[idx, 3])
         sim.attending[idx] = ei

@@ -20,8 +20,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from omniweave.events import spec
 from omniweave.errors import EventError
+from omniweave.events import spec
 
 _OBJECT_FIELDS = ("context", "integrations", "properties", "traits")
 _UTM_TO_CAMPAIGN = {
@@ -31,9 +31,18 @@ _UTM_TO_CAMPAIGN = {
     "utm_term": "term",
     "utm_content": "content",
 }
-_MOBILE_LIBRARIES = ("analytics-ios", "analytics-android", "analytics-react-native",
-                     "analytics-kotlin", "analytics-swift", "analytics-flutter",
-                     "rudder-ios", "rudder-android", "rudder-react-native", "rudder-flutter")
+_MOBILE_LIBRARIES = (
+    "analytics-ios",
+    "analytics-android",
+    "analytics-react-native",
+    "analytics-kotlin",
+    "analytics-swift",
+    "analytics-flutter",
+    "rudder-ios",
+    "rudder-android",
+    "rudder-react-native",
+    "rudder-flutter",
+)
 _BROWSER_LIBRARIES = ("analytics.js", "analytics-next", "rudderstack-js", "rudder-sdk-js")
 
 
@@ -44,7 +53,8 @@ def parse_timestamp(value: Any, *, field: str, index: int | None) -> datetime:
         if parsed is None:
             raise EventError(
                 f"{value!r} is not an ISO 8601 timestamp (e.g. 2024-05-01T12:00:00Z)",
-                field=field, record=index,
+                field=field,
+                record=index,
             )
         return parsed
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -55,7 +65,8 @@ def parse_timestamp(value: Any, *, field: str, index: int | None) -> datetime:
             pass
     raise EventError(
         f"expected an ISO 8601 timestamp string, got {type(value).__name__} {value!r}"[:200],
-        field=field, record=index,
+        field=field,
+        record=index,
     )
 
 
@@ -71,8 +82,7 @@ def _parse_iso(value: str) -> datetime | None:
 def _canonical(value: Any) -> bool:
     """Whether a (parseable) timestamp string is already in the canonical form, e.g.
     2024-05-01T12:00:00.000Z (what most SDKs send): it is then stored as it came."""
-    return (isinstance(value, str) and len(value) == 24 and value[23] == "Z" and value[10] == "T"
-            and value[19] == ".")
+    return isinstance(value, str) and len(value) == 24 and value[23] == "Z" and value[10] == "T" and value[19] == "."
 
 
 @lru_cache(maxsize=1024)  # receivedAt and sentAt repeat across the events of a request
@@ -83,7 +93,14 @@ def format_timestamp(value: datetime) -> str:
     # same text as isoformat(timespec="milliseconds") + "Z", at half the cost (the collector
     # formats four timestamps per event)
     return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 - fastest here
-        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond // 1000)
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond // 1000,
+    )
 
 
 def campaign_from_url(url: str) -> dict[str, str]:
@@ -139,7 +156,8 @@ def normalize_event(
     if not isinstance(kind, str) or kind.lower() not in spec.EVENT_TYPES:
         raise EventError(
             f"unknown type {kind!r}; expected one of {', '.join(spec.EVENT_TYPES)}",
-            field="type", record=index,
+            field="type",
+            record=index,
         )
     kind = kind.lower()
     user_id = _id(raw, "userId", index)
@@ -190,7 +208,13 @@ def normalize_event(
 
     # Timestamps and clock-skew correction: timestamp = receivedAt - (sentAt - originalTimestamp).
     original_raw = raw.get("originalTimestamp", raw.get("timestamp"))
-    original = parse_timestamp(original_raw, field="originalTimestamp" if "originalTimestamp" in raw else "timestamp", index=index) if original_raw is not None else None
+    original = (
+        parse_timestamp(
+            original_raw, field="originalTimestamp" if "originalTimestamp" in raw else "timestamp", index=index
+        )
+        if original_raw is not None
+        else None
+    )
     sent = parse_timestamp(raw["sentAt"], field="sentAt", index=index) if raw.get("sentAt") is not None else None
     if original is not None and sent is not None:
         timestamp = received_at - (sent - original)
@@ -198,7 +222,9 @@ def normalize_event(
         timestamp = original
     else:
         timestamp = received_at
-    event["timestamp"] = original_raw if timestamp is original and _canonical(original_raw) else format_timestamp(timestamp)
+    event["timestamp"] = (
+        original_raw if timestamp is original and _canonical(original_raw) else format_timestamp(timestamp)
+    )
     if original is None:
         event["originalTimestamp"] = None
     else:
@@ -295,12 +321,24 @@ def context_columns(context: Any) -> tuple[str, str, str]:
     zone = context.get("timezone")
     consent = context.get("consent")
     chosen = consent.get("categoryPreferences") if isinstance(consent, dict) else None
-    return (zone if isinstance(zone, str) else "", device_class(context) or "",
-            orjson.dumps(chosen).decode() if isinstance(chosen, dict) else "")
+    return (
+        zone if isinstance(zone, str) else "",
+        device_class(context) or "",
+        orjson.dumps(chosen).decode() if isinstance(chosen, dict) else "",
+    )
 
 
-PROPERTY_KEYS = ("revenue", "total", "products", "promotion", "issued_channel", "redeemed_channel", "campaign_id",
-                 "product_id", "category")
+PROPERTY_KEYS = (
+    "revenue",
+    "total",
+    "products",
+    "promotion",
+    "issued_channel",
+    "redeemed_channel",
+    "campaign_id",
+    "product_id",
+    "category",
+)
 """The `properties` the event log also keeps as columns of their own (`properties_<key>`): the e-commerce and
 promotion fields every profile build reads (Segment's e-commerce spec names)."""
 

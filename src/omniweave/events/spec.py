@@ -39,12 +39,31 @@ PRODUCT_REVIEWED = "Product Reviewed"
 
 ECOMMERCE_EVENTS = frozenset(
     {
-        PRODUCTS_SEARCHED, PRODUCT_LIST_VIEWED, PRODUCT_LIST_FILTERED, PROMOTION_VIEWED,
-        PROMOTION_CLICKED, PRODUCT_CLICKED, PRODUCT_VIEWED, PRODUCT_ADDED, PRODUCT_REMOVED,
-        CART_VIEWED, CHECKOUT_STARTED, CHECKOUT_STEP_VIEWED, CHECKOUT_STEP_COMPLETED,
-        PAYMENT_INFO_ENTERED, ORDER_UPDATED, ORDER_COMPLETED, ORDER_REFUNDED, ORDER_CANCELLED,
-        COUPON_ENTERED, COUPON_APPLIED, COUPON_DENIED, COUPON_REMOVED, PRODUCT_ADDED_TO_WISHLIST,
-        PRODUCT_SHARED, PRODUCT_REVIEWED,
+        PRODUCTS_SEARCHED,
+        PRODUCT_LIST_VIEWED,
+        PRODUCT_LIST_FILTERED,
+        PROMOTION_VIEWED,
+        PROMOTION_CLICKED,
+        PRODUCT_CLICKED,
+        PRODUCT_VIEWED,
+        PRODUCT_ADDED,
+        PRODUCT_REMOVED,
+        CART_VIEWED,
+        CHECKOUT_STARTED,
+        CHECKOUT_STEP_VIEWED,
+        CHECKOUT_STEP_COMPLETED,
+        PAYMENT_INFO_ENTERED,
+        ORDER_UPDATED,
+        ORDER_COMPLETED,
+        ORDER_REFUNDED,
+        ORDER_CANCELLED,
+        COUPON_ENTERED,
+        COUPON_APPLIED,
+        COUPON_DENIED,
+        COUPON_REMOVED,
+        PRODUCT_ADDED_TO_WISHLIST,
+        PRODUCT_SHARED,
+        PRODUCT_REVIEWED,
     }
 )
 
@@ -58,8 +77,7 @@ EMAIL_MARKED_AS_SPAM = "Email Marked as Spam"
 UNSUBSCRIBED = "Unsubscribed"
 
 EMAIL_EVENTS = frozenset(
-    {EMAIL_SENT, EMAIL_DELIVERED, EMAIL_OPENED, EMAIL_LINK_CLICKED, EMAIL_BOUNCED,
-     EMAIL_MARKED_AS_SPAM, UNSUBSCRIBED}
+    {EMAIL_SENT, EMAIL_DELIVERED, EMAIL_OPENED, EMAIL_LINK_CLICKED, EMAIL_BOUNCED, EMAIL_MARKED_AS_SPAM, UNSUBSCRIBED}
 )
 
 # Messaging (SMS, WhatsApp, push) — same shape as the e-mail events
@@ -99,8 +117,7 @@ SURVEY_ANSWERED = "Survey Answered"
 EXPERIMENT_VIEWED = "Experiment Viewed"  # Segment A/B testing spec: experiment_id, variation_id (or _name)
 
 OFFLINE_EVENTS = frozenset(
-    {STORE_VISITED, EVENT_ATTENDED, LOYALTY_SIGNED_UP, QR_CODE_SCANNED, CALL_CENTRE_CONTACTED,
-     DIRECT_MAIL_SENT}
+    {STORE_VISITED, EVENT_ATTENDED, LOYALTY_SIGNED_UP, QR_CODE_SCANNED, CALL_CENTRE_CONTACTED, DIRECT_MAIL_SENT}
 )
 
 # Properties that must be numbers whenever they appear on a spec event.
@@ -110,6 +127,22 @@ NUMERIC_PROPERTIES = frozenset(
 
 # Channels a touch or a conversion can happen on.
 CHANNELS = (
-    "web", "app", "email", "sms", "whatsapp", "push", "social", "search", "display",
-    "store", "loyalty", "coupon", "qr", "print", "tv", "direct_mail", "call_centre", "other",
+    "web",
+    "app",
+    "email",
+    "sms",
+    "whatsapp",
+    "push",
+    "social",
+    "search",
+    "display",
+    "store",
+    "loyalty",
+    "coupon",
+    "qr",
+    "print",
+    "tv",
+    "direct_mail",
+    "call_centre",
+    "other",
 )

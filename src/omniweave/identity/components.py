@@ -57,11 +57,12 @@ def _edges(n: int, a: npt.ArrayLike, b: npt.ArrayLike) -> tuple[Labels, Labels]:
     u = np.asarray(a, dtype=np.int64)
     v = np.asarray(b, dtype=np.int64)
     if u.shape != v.shape or u.ndim != 1:
-        raise InputError(f"expected two 1-d arrays of equal length, got shapes {u.shape} and {v.shape}",
-                         field="edges")
+        raise InputError(f"expected two 1-d arrays of equal length, got shapes {u.shape} and {v.shape}", field="edges")
     if u.size and (min(u.min(), v.min()) < 0 or max(u.max(), v.max()) >= n):
-        raise InputError(f"edge endpoints must lie in 0..{n - 1}, got {min(u.min(), v.min())}.."
-                         f"{max(u.max(), v.max())}", field="edges")
+        raise InputError(
+            f"edge endpoints must lie in 0..{n - 1}, got {min(u.min(), v.min())}..{max(u.max(), v.max())}",
+            field="edges",
+        )
     return u, v
 
 
@@ -115,8 +116,9 @@ class BulkStitch:
     dirty: npt.NDArray[np.bool_]  # indexed by label
 
 
-def stitch_links(n: int, kinds: npt.ArrayLike, first: npt.ArrayLike, a: npt.ArrayLike, b: npt.ArrayLike,
-                 limits: npt.ArrayLike) -> BulkStitch:
+def stitch_links(
+    n: int, kinds: npt.ArrayLike, first: npt.ArrayLike, a: npt.ArrayLike, b: npt.ArrayLike, limits: npt.ArrayLike
+) -> BulkStitch:
     """The bulk rebuild of an identity graph, rules checked per component.
 
     Vertices 0..n-1 are identifiers; `kinds[v]` is the kind code of vertex v, `limits[k]` the most
@@ -133,8 +135,7 @@ def stitch_links(n: int, kinds: npt.ArrayLike, first: npt.ArrayLike, a: npt.Arra
     rank = np.asarray(first, dtype=np.int64)
     limit = np.asarray(limits, dtype=np.int64)
     if kind.shape != (n,) or rank.shape != (n,):
-        raise InputError(f"expected kinds and first of length {n}, got {kind.shape} and {rank.shape}",
-                         field="vertices")
+        raise InputError(f"expected kinds and first of length {n}, got {kind.shape} and {rank.shape}", field="vertices")
     if n and (kind.min() < 0 or kind.max() >= limit.size):
         raise InputError(f"kind codes must lie in 0..{limit.size - 1}", field="kinds")
     labels = component_numbers(n, a, b)

@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import phonenumbers
 
-from omniweave.identity.components import NEVER, stitch_links
 from omniweave.errors import InputError
+from omniweave.identity.components import NEVER, stitch_links
 
 KINDS = ("user_id", "email", "phone", "loyalty_card", "customer_number", "device_id", "anonymous_id")
 """The built-in identifier kinds, highest priority first."""
@@ -44,12 +44,35 @@ KINDS = ("user_id", "email", "phone", "loyalty_card", "customer_number", "device
 Identifier = tuple[str, str]
 """(kind, normalised value)."""
 
-DEFAULT_LIMITS: dict[str, int] = {"user_id": 1, "email": 5, "phone": 5, "loyalty_card": 3,
-                                  "customer_number": 2, "device_id": 10}
-DEFAULT_BLOCKED = frozenset({"", "null", "none", "nil", "undefined", "anonymous", "unknown", "n/a", "na",
-                             "-", "test", "noemail@noemail.com", "none@none.com", "no@email.com"})
-_BLOCKED_EMAIL_LOCALS = frozenset({"test", "none", "noemail", "no-email", "noreply", "no-reply", "unknown",
-                                   "anonymous", "null"})
+DEFAULT_LIMITS: dict[str, int] = {
+    "user_id": 1,
+    "email": 5,
+    "phone": 5,
+    "loyalty_card": 3,
+    "customer_number": 2,
+    "device_id": 10,
+}
+DEFAULT_BLOCKED = frozenset(
+    {
+        "",
+        "null",
+        "none",
+        "nil",
+        "undefined",
+        "anonymous",
+        "unknown",
+        "n/a",
+        "na",
+        "-",
+        "test",
+        "noemail@noemail.com",
+        "none@none.com",
+        "no@email.com",
+    }
+)
+_BLOCKED_EMAIL_LOCALS = frozenset(
+    {"test", "none", "noemail", "no-email", "noreply", "no-reply", "unknown", "anonymous", "null"}
+)
 _ZERO_LIKE = frozenset("0 -+()")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
@@ -67,8 +90,9 @@ class Rules:
     blocked: frozenset[str] = DEFAULT_BLOCKED  # normalised values that never link (any kind)
     share_limits: Mapping[str, int] = field(default_factory=lambda: {"user_id": 2, "email": 5})
     """An identifier seen in events with more distinct identifiers of one of these kinds is demoted."""
-    personal_share_limits: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: {
-        "coupon_code": {"loyalty_card": 1, "customer_number": 1}})
+    personal_share_limits: Mapping[str, Mapping[str, int]] = field(
+        default_factory=lambda: {"coupon_code": {"loyalty_card": 1, "customer_number": 1}}
+    )
     """Further limits for the identifiers of one kind: a personal coupon is one person's, so a code seen at
     the tills with two loyalty cards or customer numbers is a campaign-wide code (a mailing's offer code)."""
     default_region: str = "GB"
@@ -82,8 +106,9 @@ class Rules:
 
     def check_kind(self, kind: str) -> None:
         if kind not in self.priorities:
-            raise IdentifierError(f"unknown identifier kind {kind!r}; expected one of {', '.join(self.priorities)}",
-                                  field="kind")
+            raise IdentifierError(
+                f"unknown identifier kind {kind!r}; expected one of {', '.join(self.priorities)}", field="kind"
+            )
 
 
 def normalize(kind: str, raw: object, default_region: str = "GB", customer_number_prefix: str = "") -> str:
@@ -96,8 +121,9 @@ def normalize(kind: str, raw: object, default_region: str = "GB", customer_numbe
     if kind == "email":
         value = text.lower()
         if not _EMAIL.match(value):
-            raise IdentifierError(f"{text!r} is not an e-mail address (expected one @ and a dot in the domain)",
-                                  field=kind)
+            raise IdentifierError(
+                f"{text!r} is not an e-mail address (expected one @ and a dot in the domain)", field=kind
+            )
         return value
     if kind == "phone":
         try:
@@ -105,8 +131,9 @@ def normalize(kind: str, raw: object, default_region: str = "GB", customer_numbe
         except phonenumbers.NumberParseException as exc:
             raise IdentifierError(f"{text!r} is not a phone number ({exc})", field=kind) from exc
         if not phonenumbers.is_possible_number(number):
-            raise IdentifierError(f"{text!r} is not a possible phone number (default region {default_region})",
-                                  field=kind)
+            raise IdentifierError(
+                f"{text!r} is not a possible phone number (default region {default_region})", field=kind
+            )
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     if kind in ("loyalty_card", "customer_number"):
         value = re.sub(r"[\s\-]", "", text).upper()
@@ -235,16 +262,23 @@ class Stitcher:
                 if old == obs:
                     continue
                 # the same message id seen twice with other content: keep the union, earliest time
-                obs = Observation(obs.message_id, min(old.key[0], obs.key[0]),
-                                  tuple(sorted(set(old.identifiers) | set(obs.identifiers))))
+                obs = Observation(
+                    obs.message_id,
+                    min(old.key[0], obs.key[0]),
+                    tuple(sorted(set(old.identifiers) | set(obs.identifiers))),
+                )
                 changed = True
             self.observations[obs.message_id] = obs
             self._count(obs)
             fresh.append(obs)
         fresh.sort(key=lambda o: o.key)
         demoted = self._demoted()
-        if changed or demoted != self.demoted or (fresh and self.last_key and fresh[0].key <= self.last_key) \
-                or (self.last_key is None and len(fresh) >= self.bulk_threshold):
+        if (
+            changed
+            or demoted != self.demoted
+            or (fresh and self.last_key and fresh[0].key <= self.last_key)
+            or (self.last_key is None and len(fresh) >= self.bulk_threshold)
+        ):
             self._recompute()
         else:
             for obs in fresh:
@@ -255,13 +289,17 @@ class Stitcher:
         pid = self.lookup(person_id)
         root = self._root_of_person(pid)
         if root is None or identifier not in self.parent or self.find(identifier) != root:
-            raise InputError(f"{identifier[0]}:{identifier[1]} is not an identifier of person {person_id}",
-                             field="identifier")
-        others = sorted(((k, v) for k, vs in self.members[root].items() for v in vs if (k, v) != identifier),
-                        key=lambda i: (self.rules.priority(i[0]), i[1]))
+            raise InputError(
+                f"{identifier[0]}:{identifier[1]} is not an identifier of person {person_id}", field="identifier"
+            )
+        others = sorted(
+            ((k, v) for k, vs in self.members[root].items() for v in vs if (k, v) != identifier),
+            key=lambda i: (self.rules.priority(i[0]), i[1]),
+        )
         if not others:
-            raise InputError(f"person {person_id} has no other identifier than {identifier[0]}:{identifier[1]}",
-                             field="identifier")
+            raise InputError(
+                f"person {person_id} has no other identifier than {identifier[0]}:{identifier[1]}", field="identifier"
+            )
         split = Split(pid, identifier, others[0])
         self.splits.append(split)
         self._recompute()
@@ -365,9 +403,14 @@ class Stitcher:
         kind_code = {k: i for i, k in enumerate(kinds)}
         limits = [self.rules.limits.get(k, -1) for k in kinds]
         n = len(idents)
-        bulk = stitch_links(n, np.fromiter((kind_code[k] for k, _ in idents), np.int64, n),
-                            np.asarray(first, dtype=np.int64), np.asarray(edge_a, dtype=np.int64),
-                            np.asarray(edge_b, dtype=np.int64), np.asarray(limits, dtype=np.int64))
+        bulk = stitch_links(
+            n,
+            np.fromiter((kind_code[k] for k, _ in idents), np.int64, n),
+            np.asarray(first, dtype=np.int64),
+            np.asarray(edge_a, dtype=np.int64),
+            np.asarray(edge_b, dtype=np.int64),
+            np.asarray(limits, dtype=np.int64),
+        )
         if self._cannot:  # a split inside a component: the rules must be walked there too
             for ident, partners in self._cannot.items():
                 if ident in codes:
@@ -395,10 +438,20 @@ class Stitcher:
                 continue
             seen.add((x, y))
             obs = ordered[rank]
-            self.links.append(Link(idents[x], idents[y], obs.message_id, obs.key[0], "same event",
-                                   survivor=person_id_for(self.parent[idents[x]])))
-        walk = sorted({rank for x, rank in zip(edge_a, edge_obs, strict=True) if dirty[x]}
-                      | {first[c] for c in range(n) if dirty[c] and first[c] != NEVER})
+            self.links.append(
+                Link(
+                    idents[x],
+                    idents[y],
+                    obs.message_id,
+                    obs.key[0],
+                    "same event",
+                    survivor=person_id_for(self.parent[idents[x]]),
+                )
+            )
+        walk = sorted(
+            {rank for x, rank in zip(edge_a, edge_obs, strict=True) if dirty[x]}
+            | {first[c] for c in range(n) if dirty[c] and first[c] != NEVER}
+        )
         for rank in walk:
             self._stitch(ordered[rank])
         if ordered:
@@ -422,8 +475,9 @@ class Stitcher:
         self.history.setdefault(person_id_for(ident), ident)
 
     def _stitch(self, obs: Observation) -> None:
-        usable = sorted((i for i in obs.identifiers if i not in self.demoted),
-                        key=lambda i: (self.rules.priority(i[0]), i[1]))
+        usable = sorted(
+            (i for i in obs.identifiers if i not in self.demoted), key=lambda i: (self.rules.priority(i[0]), i[1])
+        )
         for ident in obs.identifiers:
             if ident in self.demoted and ident not in self.parent:
                 self._new(ident, obs)  # a demoted identifier is a person of its own
@@ -444,8 +498,9 @@ class Stitcher:
                     continue
                 self.parent[ident] = ra
                 self.members[ra].setdefault(ident[0], set()).add(ident[1])
-                self.links.append(Link(primary, ident, obs.message_id, obs.key[0], "same event",
-                                       survivor=self._pid(ra)))
+                self.links.append(
+                    Link(primary, ident, obs.message_id, obs.key[0], "same event", survivor=self._pid(ra))
+                )
                 continue
             rb = self.find(ident)
             if ra == rb:
@@ -476,16 +531,20 @@ class Stitcher:
     def _union(self, ra: Identifier, rb: Identifier, a: Identifier, b: Identifier, obs: Observation) -> None:
         survivor_root, absorbed_root = (ra, rb) if self.founder[ra] <= self.founder[rb] else (rb, ra)
         survivor, absorbed = self._pid(survivor_root), self._pid(absorbed_root)
-        big, small = (ra, rb) if sum(map(len, self.members[ra].values())) >= sum(map(len, self.members[rb].values())) \
+        big, small = (
+            (ra, rb)
+            if sum(map(len, self.members[ra].values())) >= sum(map(len, self.members[rb].values()))
             else (rb, ra)
+        )
         self.parent[small] = big
         for kind, values in self.members.pop(small).items():
             self.members[big].setdefault(kind, set()).update(values)
         founder = min(self.founder.pop(ra), self.founder.pop(rb))
         self.founder[big] = founder
         self.merged_into[absorbed] = survivor
-        self.links.append(Link(a, b, obs.message_id, obs.key[0], "same event: persons merged",
-                               survivor=survivor, merged=absorbed))
+        self.links.append(
+            Link(a, b, obs.message_id, obs.key[0], "same event: persons merged", survivor=survivor, merged=absorbed)
+        )
 
     # --- output -------------------------------------------------------------------------------
 
@@ -572,27 +631,55 @@ class Stitcher:
 
     def state(self) -> dict[str, list[dict[str, Any]]]:
         """The whole graph as plain rows (one list per table), for a store to persist."""
+
         def ident(prefix: str, i: Identifier) -> dict[str, str]:
             return {f"{prefix}kind": i[0], f"{prefix}value": i[1]}
 
         return {
-            "observations": [{"message_id": o.message_id, "timestamp": o.key[0], **ident("", i)}
-                             for o in self.observations.values() for i in o.identifiers]
-                            + [{"message_id": o.message_id, "timestamp": o.key[0], "kind": None, "value": None}
-                               for o in self.observations.values() if not o.identifiers],
+            "observations": [
+                {"message_id": o.message_id, "timestamp": o.key[0], **ident("", i)}
+                for o in self.observations.values()
+                for i in o.identifiers
+            ]
+            + [
+                {"message_id": o.message_id, "timestamp": o.key[0], "kind": None, "value": None}
+                for o in self.observations.values()
+                if not o.identifiers
+            ],
             "nodes": [{**ident("", i), **ident("root_", self.find(i))} for i in list(self.parent)],
-            "founders": [{**ident("root_", r), "key_timestamp": k[0], "key_message_id": k[1], **ident("", f)}
-                         for r, (k, f) in self.founder.items()],
-            "links": [{**ident("a_", x.a), **ident("b_", x.b), "message_id": x.message_id, "timestamp": x.timestamp,
-                       "rule": x.rule, "survivor": x.survivor, "merged": x.merged} for x in self.links],
-            "refusals": [{**ident("a_", r.a), **ident("b_", r.b), "message_id": r.message_id, "rule": r.rule}
-                         for r in self.refusals],
-            "splits": [{"person_id": s.person_id, **ident("", s.identifier), **ident("anchor_", s.anchor)}
-                       for s in self.splits],
-            "history": [{"person_id": p, **ident("", f), "merged_into": self.merged_into.get(p)}
-                        for p, f in self.history.items()],
-            "meta": [{"last_timestamp": self.last_key[0] if self.last_key else None,
-                      "last_message_id": self.last_key[1] if self.last_key else None}],
+            "founders": [
+                {**ident("root_", r), "key_timestamp": k[0], "key_message_id": k[1], **ident("", f)}
+                for r, (k, f) in self.founder.items()
+            ],
+            "links": [
+                {
+                    **ident("a_", x.a),
+                    **ident("b_", x.b),
+                    "message_id": x.message_id,
+                    "timestamp": x.timestamp,
+                    "rule": x.rule,
+                    "survivor": x.survivor,
+                    "merged": x.merged,
+                }
+                for x in self.links
+            ],
+            "refusals": [
+                {**ident("a_", r.a), **ident("b_", r.b), "message_id": r.message_id, "rule": r.rule}
+                for r in self.refusals
+            ],
+            "splits": [
+                {"person_id": s.person_id, **ident("", s.identifier), **ident("anchor_", s.anchor)} for s in self.splits
+            ],
+            "history": [
+                {"person_id": p, **ident("", f), "merged_into": self.merged_into.get(p)}
+                for p, f in self.history.items()
+            ],
+            "meta": [
+                {
+                    "last_timestamp": self.last_key[0] if self.last_key else None,
+                    "last_message_id": self.last_key[1] if self.last_key else None,
+                }
+            ],
         }
 
     @classmethod
@@ -608,8 +695,10 @@ class Stitcher:
             obs = Observation(mid, ts, tuple(sorted(ids)))
             s.observations[mid] = obs
             s._count(obs)
-        s.splits = [Split(r["person_id"], (r["kind"], r["value"]), (r["anchor_kind"], r["anchor_value"]))
-                    for r in state.get("splits", [])]
+        s.splits = [
+            Split(r["person_id"], (r["kind"], r["value"]), (r["anchor_kind"], r["anchor_value"]))
+            for r in state.get("splits", [])
+        ]
         s._reset()
         s.demoted = s._demoted()
         for r in state.get("history", []):
@@ -621,12 +710,26 @@ class Stitcher:
             s.parent[i] = root
             s.members.setdefault(root, {}).setdefault(i[0], set()).add(i[1])
         for r in state.get("founders", []):
-            s.founder[(r["root_kind"], r["root_value"])] = ((r["key_timestamp"], r["key_message_id"]),
-                                                          (r["kind"], r["value"]))
-        s.links = [Link((r["a_kind"], r["a_value"]), (r["b_kind"], r["b_value"]), r["message_id"], r["timestamp"],
-                        r["rule"], r["survivor"], r["merged"]) for r in state.get("links", [])]
-        s.refusals = [Refusal((r["a_kind"], r["a_value"]), (r["b_kind"], r["b_value"]), r["message_id"], r["rule"])
-                      for r in state.get("refusals", [])]
+            s.founder[(r["root_kind"], r["root_value"])] = (
+                (r["key_timestamp"], r["key_message_id"]),
+                (r["kind"], r["value"]),
+            )
+        s.links = [
+            Link(
+                (r["a_kind"], r["a_value"]),
+                (r["b_kind"], r["b_value"]),
+                r["message_id"],
+                r["timestamp"],
+                r["rule"],
+                r["survivor"],
+                r["merged"],
+            )
+            for r in state.get("links", [])
+        ]
+        s.refusals = [
+            Refusal((r["a_kind"], r["a_value"]), (r["b_kind"], r["b_value"]), r["message_id"], r["rule"])
+            for r in state.get("refusals", [])
+        ]
         meta = (state.get("meta") or [{}])[0]
         if meta.get("last_timestamp") is not None:
             s.last_key = (meta["last_timestamp"], meta["last_message_id"])

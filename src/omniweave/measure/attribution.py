@@ -69,13 +69,17 @@ class PathsTable:
         """The table as flat arrays, one entry per touch, for the vectorised models."""
         index = {ch: i for i, ch in enumerate(self.channels)}
         lengths = np.fromiter((len(row.channels) for row in self.rows), dtype=np.int64, count=len(self.rows))
-        channel = np.fromiter((index[ch] for row in self.rows for ch in row.channels), dtype=np.int64,
-                              count=int(lengths.sum()))
+        channel = np.fromiter(
+            (index[ch] for row in self.rows for ch in row.channels), dtype=np.int64, count=int(lengths.sum())
+        )
         row = np.repeat(np.arange(len(self.rows)), lengths)
         starts = np.cumsum(lengths) - lengths
         position = np.arange(len(channel)) - starts[row]
         return Touches(
-            channel=channel, row=row, position=position, length=lengths[row],
+            channel=channel,
+            row=row,
+            position=position,
+            length=lengths[row],
             conversions=np.array([r.conversions for r in self.rows], dtype=float),
             value=np.array([r.value for r in self.rows], dtype=float),
             nulls=np.array([r.nulls for r in self.rows], dtype=float),
@@ -107,8 +111,11 @@ def parse_path(text: str, *, record: int | str | None = None) -> tuple[str, ...]
     parts = [part.strip() for part in text.split(PATH_SEPARATOR)]
     for position, part in enumerate(parts, 1):
         if not part:
-            raise InputError(f"channel {position} of {text!r} is empty; expected a channel name between "
-                             f"each ' > '", field="path", record=record)
+            raise InputError(
+                f"channel {position} of {text!r} is empty; expected a channel name between each ' > '",
+                field="path",
+                record=record,
+            )
     return tuple(parts)
 
 
@@ -128,17 +135,22 @@ def paths_from_records(records: Iterable[Mapping[str, object]], columns: Iterabl
     present = set(columns)
     missing = [name for name in REQUIRED_COLUMNS if name not in present]
     if missing:
-        raise InputError(f"missing column(s) {', '.join(missing)}; got columns {sorted(present)}, "
-                         f"expected {', '.join(REQUIRED_COLUMNS)}", field=missing[0])
+        raise InputError(
+            f"missing column(s) {', '.join(missing)}; got columns {sorted(present)}, "
+            f"expected {', '.join(REQUIRED_COLUMNS)}",
+            field=missing[0],
+        )
     rows = []
     for number, record in enumerate(records, 1):
         channels = parse_path(str(record.get("path") or ""), record=number)
-        rows.append(PathRow(
-            channels=channels,
-            conversions=_number(record.get("total_conversions"), column="total_conversions", record=number),
-            value=_number(record.get("total_conversion_value"), column="total_conversion_value", record=number),
-            nulls=_number(record.get("total_null"), column="total_null", record=number),
-        ))
+        rows.append(
+            PathRow(
+                channels=channels,
+                conversions=_number(record.get("total_conversions"), column="total_conversions", record=number),
+                value=_number(record.get("total_conversion_value"), column="total_conversion_value", record=number),
+                nulls=_number(record.get("total_null"), column="total_null", record=number),
+            )
+        )
     return PathsTable(tuple(rows))
 
 
@@ -152,8 +164,9 @@ def read_paths_csv(path: Path | str) -> PathsTable:
     with handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None:
-            raise InputError(f"the paths file {str(file)!r} is empty; expected a header with "
-                             f"{', '.join(REQUIRED_COLUMNS)}")
+            raise InputError(
+                f"the paths file {str(file)!r} is empty; expected a header with {', '.join(REQUIRED_COLUMNS)}"
+            )
         return paths_from_records(reader, [name.strip() for name in reader.fieldnames])
 
 
@@ -177,13 +190,23 @@ def _touch_weights(t: Touches, model: str, half_life: float) -> np.ndarray:
     return raw / np.bincount(t.row, weights=raw, minlength=len(t.conversions))[t.row]
 
 
-def _credits(table: PathsTable, model: str, per_touch_conversions: np.ndarray, per_touch_value: np.ndarray,
-             channel: np.ndarray, removal: dict[str, float] | None = None) -> Attribution:
+def _credits(
+    table: PathsTable,
+    model: str,
+    per_touch_conversions: np.ndarray,
+    per_touch_value: np.ndarray,
+    channel: np.ndarray,
+    removal: dict[str, float] | None = None,
+) -> Attribution:
     size = len(table.channels)
     conversions = np.bincount(channel, weights=per_touch_conversions, minlength=size)
     value = np.bincount(channel, weights=per_touch_value, minlength=size)
-    return Attribution(model, dict(zip(table.channels, conversions.tolist(), strict=True)),
-                       dict(zip(table.channels, value.tolist(), strict=True)), removal_effects=removal)
+    return Attribution(
+        model,
+        dict(zip(table.channels, conversions.tolist(), strict=True)),
+        dict(zip(table.channels, value.tolist(), strict=True)),
+        removal_effects=removal,
+    )
 
 
 def heuristic(table: PathsTable, model: str, *, half_life: float = 1.0) -> Attribution:
@@ -229,8 +252,9 @@ def markov_chain(table: PathsTable, order: int = 1) -> MarkovChain:
     size = len(channels) + 1
     here = np.where(t.position == 0, 0, np.roll(state_of[t.channel], 1))
     there = state_of[t.channel]
-    between = sparse.csr_matrix((journeys[t.row][active_touch], (here[active_touch], there[active_touch])),
-                                shape=(size, size))
+    between = sparse.csr_matrix(
+        (journeys[t.row][active_touch], (here[active_touch], there[active_touch])), shape=(size, size)
+    )
     last = active_touch & (t.position == t.length - 1)
     to_conversion = np.bincount(there[last], weights=t.conversions[t.row][last], minlength=size)
     to_null = np.bincount(there[last], weights=t.nulls[t.row][last], minlength=size)
@@ -247,14 +271,15 @@ def _higher_order_chain(table: PathsTable, order: int) -> MarkovChain:
             continue
         here = 0
         for i in range(len(row.channels)):
-            there = index.setdefault(row.channels[max(0, i + 1 - order):i + 1], len(index) + 1)
+            there = index.setdefault(row.channels[max(0, i + 1 - order) : i + 1], len(index) + 1)
             edges[here, there] = edges.get((here, there), 0.0) + journeys
             here = there
         ends.append((here, row.conversions, row.nulls))
     size = len(index) + 1
     pairs = np.array(list(edges), dtype=np.int64).reshape(-1, 2)
-    between = sparse.csr_matrix((np.array(list(edges.values()), dtype=float), (pairs[:, 0], pairs[:, 1])),
-                                shape=(size, size))
+    between = sparse.csr_matrix(
+        (np.array(list(edges.values()), dtype=float), (pairs[:, 0], pairs[:, 1])), shape=(size, size)
+    )
     to_conversion = np.zeros(size)
     to_null = np.zeros(size)
     for state, conversions, nulls in ends:
@@ -263,8 +288,9 @@ def _higher_order_chain(table: PathsTable, order: int) -> MarkovChain:
     return MarkovChain(tuple(index), between, to_conversion, to_null)
 
 
-def conversion_probability(chain: MarkovChain, removed: str | None = None, *,
-                           dense_limit: int = DENSE_SOLVE_STATES) -> float:
+def conversion_probability(
+    chain: MarkovChain, removed: str | None = None, *, dense_limit: int = DENSE_SOLVE_STATES
+) -> float:
     """P(reaching conversion from start), solving (I - Q) x = r; the inflow of every state holding
     the removed channel goes to null."""
     keep = np.ones(len(chain.states) + 1, dtype=bool)
@@ -304,10 +330,12 @@ def markov(table: PathsTable, *, allocation: str = "global", order: int = 1) -> 
     if allocation == "global":
         total_effect = math.fsum(effects.values())
         shares = [effect / total_effect if total_effect > 0 else 0.0 for effect in effects.values()]
-        return Attribution("markov",
-                           {ch: table.total_conversions * share for ch, share in zip(effects, shares, strict=True)},
-                           {ch: table.total_value * share for ch, share in zip(effects, shares, strict=True)},
-                           removal_effects=effects)
+        return Attribution(
+            "markov",
+            {ch: table.total_conversions * share for ch, share in zip(effects, shares, strict=True)},
+            {ch: table.total_value * share for ch, share in zip(effects, shares, strict=True)},
+            removal_effects=effects,
+        )
     row, channel = _distinct_touches(table)
     weights = np.array(list(effects.values()))[channel]
     per_row = np.bincount(row, weights=weights, minlength=len(table.rows))
@@ -343,8 +371,9 @@ def shapley(table: PathsTable) -> Attribution:
     return _credits(table, "shapley", share * t.conversions[row], share * t.value[row], channel)
 
 
-def attribute(table: PathsTable, model: str, *, half_life: float = 1.0, allocation: str = "global",
-              order: int = 1) -> Attribution:
+def attribute(
+    table: PathsTable, model: str, *, half_life: float = 1.0, allocation: str = "global", order: int = 1
+) -> Attribution:
     """Run one model by name (one of MODELS); `order` is the Markov chain's."""
     if model == "markov":
         return markov(table, allocation=allocation, order=order)

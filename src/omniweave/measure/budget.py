@@ -59,8 +59,9 @@ class ResponseCurve:
 
     def predict(self, spend: Sequence[float] | np.ndarray) -> np.ndarray:
         """Revenue of each period of a spend series (carryover included)."""
-        return self.ceiling * hill(adstock(np.asarray(spend, dtype=float), self.decay), self.half_saturation,
-                                   self.shape)
+        return self.ceiling * hill(
+            adstock(np.asarray(spend, dtype=float), self.decay), self.half_saturation, self.shape
+        )
 
     def revenue(self, spend_per_period: float | np.ndarray) -> np.ndarray | float:
         """Steady-state revenue per period when spending the same amount every period."""
@@ -85,17 +86,22 @@ def _series(values: object, *, channel: str, field: str) -> np.ndarray:
     except (TypeError, ValueError):
         raise InputError("expected a sequence of numbers, one per period", field=field, record=channel) from None
     if array.ndim != 1:
-        raise InputError(f"got an array of shape {array.shape}; expected one number per period",
-                         field=field, record=channel)
+        raise InputError(
+            f"got an array of shape {array.shape}; expected one number per period", field=field, record=channel
+        )
     bad = np.flatnonzero(~np.isfinite(array) | (array < 0))
     if bad.size:
-        raise InputError(f"period {int(bad[0]) + 1} is {float(array[bad[0]])}; expected a finite number, 0 or more",
-                         field=field, record=channel)
+        raise InputError(
+            f"period {int(bad[0]) + 1} is {float(array[bad[0]])}; expected a finite number, 0 or more",
+            field=field,
+            record=channel,
+        )
     return array
 
 
-def check_history(spend: Mapping[str, Sequence[float]],
-                  revenue: Mapping[str, Sequence[float]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def check_history(
+    spend: Mapping[str, Sequence[float]], revenue: Mapping[str, Sequence[float]]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Validate per-period spend and attributed revenue per channel: the same channels, the same
     number of periods everywhere, finite values of 0 or more, some spend in every channel."""
     channels = list(spend)
@@ -104,9 +110,12 @@ def check_history(spend: Mapping[str, Sequence[float]],
     if missing or extra:
         name = (missing or extra)[0]
         side = "revenue" if missing else "spend"
-        raise InputError(f"channel has no {side} series; expected the same channels in spend and revenue "
-                         f"(spend: {sorted(map(str, spend))}, revenue: {sorted(map(str, revenue))})",
-                         field=side, record=name)
+        raise InputError(
+            f"channel has no {side} series; expected the same channels in spend and revenue "
+            f"(spend: {sorted(map(str, spend))}, revenue: {sorted(map(str, revenue))})",
+            field=side,
+            record=name,
+        )
     if not channels:
         raise InputError("got no channels; expected at least one", field="spend")
     history: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -115,19 +124,28 @@ def check_history(spend: Mapping[str, Sequence[float]],
         x = _series(spend[channel], channel=channel, field="spend")
         y = _series(revenue[channel], channel=channel, field="revenue")
         if x.size != y.size:
-            raise InputError(f"got {x.size} spend periods and {y.size} revenue periods; expected one revenue "
-                             f"per spend period", field="revenue", record=channel)
+            raise InputError(
+                f"got {x.size} spend periods and {y.size} revenue periods; expected one revenue per spend period",
+                field="revenue",
+                record=channel,
+            )
         if periods is None:
             periods = (channel, x.size)
         elif x.size != periods[1]:
-            raise InputError(f"got {x.size} periods, but channel {periods[0]!r} has {periods[1]}; expected the "
-                             f"same periods for every channel", field="spend", record=channel)
+            raise InputError(
+                f"got {x.size} periods, but channel {periods[0]!r} has {periods[1]}; expected the "
+                f"same periods for every channel",
+                field="spend",
+                record=channel,
+            )
         if x.size < MIN_PERIODS:
-            raise InputError(f"got {x.size} periods; expected at least {MIN_PERIODS} to fit a curve",
-                             field="spend", record=channel)
+            raise InputError(
+                f"got {x.size} periods; expected at least {MIN_PERIODS} to fit a curve", field="spend", record=channel
+            )
         if not x.any():
-            raise InputError("every period's spend is 0; expected some spend to fit a curve",
-                             field="spend", record=channel)
+            raise InputError(
+                "every period's spend is 0; expected some spend to fit a curve", field="spend", record=channel
+            )
         history[str(channel)] = (x, y)
     return history
 
@@ -140,15 +158,22 @@ def _model(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
     return ceiling * hill(adstock(x, decay), half, shape)
 
 
-def fit_response_curve(channel: str, spend: Sequence[float] | np.ndarray, revenue: Sequence[float] | np.ndarray,
-                       *, weights: np.ndarray | None = None, start: ResponseCurve | None = None) -> ResponseCurve:
+def fit_response_curve(
+    channel: str,
+    spend: Sequence[float] | np.ndarray,
+    revenue: Sequence[float] | np.ndarray,
+    *,
+    weights: np.ndarray | None = None,
+    start: ResponseCurve | None = None,
+) -> ResponseCurve:
     """Least-squares fit of ceiling, half-saturation, shape and decay within bounded ranges,
     from several starting points (or from `start` alone); `weights` count each period's residual."""
     history = check_history({channel: spend}, {channel: revenue})
     x, y = history[str(channel)]
     if weights is not None and np.shape(weights) != x.shape:
-        raise InputError(f"got {np.size(weights)} weights; expected one per period ({x.size})", field="weights",
-                         record=channel)
+        raise InputError(
+            f"got {np.size(weights)} weights; expected one per period ({x.size})", field="weights", record=channel
+        )
     sx, sy = float(x.max()), float(y.max())
     if sy == 0:
         return ResponseCurve(str(channel), 0.0, float(x[x > 0].mean()), 1.0, 0.0, r_squared=None)
@@ -161,8 +186,7 @@ def fit_response_curve(channel: str, spend: Sequence[float] | np.ndarray, revenu
         return root_w * (_model(theta, xs) - ys)
 
     if start is not None:
-        starts = [np.clip([start.ceiling / sy, start.half_saturation / sx, start.shape, start.decay],
-                          lower, upper)]
+        starts = [np.clip([start.ceiling / sy, start.half_saturation / sx, start.shape, start.decay], lower, upper)]
     else:
         starts = []
         for decay in (0.0, 0.4, 0.8):
@@ -180,12 +204,14 @@ def fit_response_curve(channel: str, spend: Sequence[float] | np.ndarray, revenu
     fitted = _model(best.x, xs)
     total = float(((ys - ys.mean()) ** 2).sum())
     r_squared = 1.0 - float(((ys - fitted) ** 2).sum()) / total if total > 0 else None
-    return ResponseCurve(str(channel), float(ceiling * sy), float(half * sx), float(shape), float(decay),
-                         r_squared=r_squared)
+    return ResponseCurve(
+        str(channel), float(ceiling * sy), float(half * sx), float(shape), float(decay), r_squared=r_squared
+    )
 
 
-def fit_response_curves(spend: Mapping[str, Sequence[float]],
-                        revenue: Mapping[str, Sequence[float]]) -> dict[str, ResponseCurve]:
+def fit_response_curves(
+    spend: Mapping[str, Sequence[float]], revenue: Mapping[str, Sequence[float]]
+) -> dict[str, ResponseCurve]:
     """One curve per channel (the columns of `spend` and `revenue`: mappings or DataFrames)."""
     history = check_history(spend, revenue)
     return {channel: fit_response_curve(channel, x, y) for channel, (x, y) in history.items()}
@@ -208,28 +234,38 @@ def _project(point: np.ndarray, lower: np.ndarray, upper: np.ndarray, total: flo
     return np.clip(point + (low + high) / 2, lower, upper)
 
 
-def _check_bounds(channels: list[str], total: float,
-                  bounds: Mapping[str, tuple[float | None, float | None]] | None) -> tuple[np.ndarray, np.ndarray]:
-    if isinstance(total, bool) or not isinstance(total, int | float | np.integer | np.floating) \
-            or not math.isfinite(total) or total < 0:
+def _check_bounds(
+    channels: list[str], total: float, bounds: Mapping[str, tuple[float | None, float | None]] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    if (
+        isinstance(total, bool)
+        or not isinstance(total, int | float | np.integer | np.floating)
+        or not math.isfinite(total)
+        or total < 0
+    ):
         raise InputError(f"got {total!r}; expected a total budget per period, 0 or more", field="total")
     lower = np.zeros(len(channels))
     upper = np.full(len(channels), float(total))
     for name, pair in (bounds or {}).items():
         if name not in channels:
-            raise InputError(f"unknown channel; expected one of {', '.join(map(repr, channels))}",
-                             field="bounds", record=name)
+            raise InputError(
+                f"unknown channel; expected one of {', '.join(map(repr, channels))}", field="bounds", record=name
+            )
         low, high = pair
         low = 0.0 if low is None else float(low)
         high = float(total) if high is None else float(high)
         if not (math.isfinite(low) and low >= 0 and not math.isnan(high) and high >= low):
-            raise InputError(f"got ({pair[0]!r}, {pair[1]!r}); expected 0 ≤ minimum ≤ maximum", field="bounds",
-                             record=name)
+            raise InputError(
+                f"got ({pair[0]!r}, {pair[1]!r}); expected 0 ≤ minimum ≤ maximum", field="bounds", record=name
+            )
         index = channels.index(name)
         lower[index], upper[index] = low, min(high, float(total))
     if lower.sum() > total + 1e-9 * max(total, 1.0) or upper.sum() < total - 1e-9 * max(total, 1.0):
-        raise InputError(f"the minimums sum to {lower.sum():g} and the maximums to {upper.sum():g}; expected the "
-                         f"total {total:g} between them", field="bounds")
+        raise InputError(
+            f"the minimums sum to {lower.sum():g} and the maximums to {upper.sum():g}; expected the "
+            f"total {total:g} between them",
+            field="bounds",
+        )
     return lower, upper
 
 
@@ -238,9 +274,15 @@ def total_revenue(curves: Mapping[str, ResponseCurve], split: Mapping[str, float
     return math.fsum(float(curves[c].revenue(x)) for c, x in split.items())
 
 
-def optimise_split(curves: Mapping[str, ResponseCurve], total: float, *,
-                   bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
-                   start: Mapping[str, float] | None = None, restarts: int = 12, seed: int = 0) -> dict[str, float]:
+def optimise_split(
+    curves: Mapping[str, ResponseCurve],
+    total: float,
+    *,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    start: Mapping[str, float] | None = None,
+    restarts: int = 12,
+    seed: int = 0,
+) -> dict[str, float]:
     """The split of `total` spend per period maximising Σ_c R_c(x_c) with Σ x_c = total and
     minimum ≤ x_c ≤ maximum: SLSQP from `start`, the equal split and `restarts` random feasible
     splits (seeded), keeping the best (curves with shape > 1 are not concave)."""
@@ -269,8 +311,15 @@ def optimise_split(curves: Mapping[str, ResponseCurve], total: float, *,
     constraint = {"type": "eq", "fun": lambda z: z.sum() - 1.0, "jac": lambda z: np.ones_like(z)}
     for candidate in candidates:
         z0 = _project(np.asarray(candidate, dtype=float), lo, hi, 1.0)
-        fit = optimize.minimize(objective, z0, jac=True, method="SLSQP", bounds=list(zip(lo, hi, strict=True)),
-                                constraints=[constraint], options={"maxiter": 500, "ftol": 1e-12})
+        fit = optimize.minimize(
+            objective,
+            z0,
+            jac=True,
+            method="SLSQP",
+            bounds=list(zip(lo, hi, strict=True)),
+            constraints=[constraint],
+            options={"maxiter": 500, "ftol": 1e-12},
+        )
         z = _project(np.clip(fit.x, lo, hi), lo, hi, 1.0)
         for point in (z, z0):
             value = -objective(point)[0]
@@ -301,10 +350,16 @@ class BudgetRecommendation:
     bootstrap: int
 
 
-def recommend_budget(spend: Mapping[str, Sequence[float]], revenue: Mapping[str, Sequence[float]], *,
-                     total: float | None = None,
-                     bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
-                     bootstrap: int = 200, confidence: float = 0.9, seed: int = 0) -> BudgetRecommendation:
+def recommend_budget(
+    spend: Mapping[str, Sequence[float]],
+    revenue: Mapping[str, Sequence[float]],
+    *,
+    total: float | None = None,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    bootstrap: int = 200,
+    confidence: float = 0.9,
+    seed: int = 0,
+) -> BudgetRecommendation:
     """Fit a curve per channel, split `total` spend per period (default: the current mean total) to
     maximise expected attributed revenue, and bootstrap the periods to bound the expected gain.
 
@@ -330,8 +385,10 @@ def recommend_budget(spend: Mapping[str, Sequence[float]], revenue: Mapping[str,
     changes = []
     for _ in range(bootstrap):
         weights = rng.multinomial(periods, np.full(periods, 1.0 / periods)).astype(float)
-        replicate = {channel: fit_response_curve(channel, x, y, weights=weights, start=curves[channel])
-                     for channel, (x, y) in history.items()}
+        replicate = {
+            channel: fit_response_curve(channel, x, y, weights=weights, start=curves[channel])
+            for channel, (x, y) in history.items()
+        }
         changes.append(total_revenue(replicate, recommended) - total_revenue(replicate, current))
     if changes:
         tail = (1 - confidence) / 2 * 100
@@ -340,9 +397,15 @@ def recommend_budget(spend: Mapping[str, Sequence[float]], revenue: Mapping[str,
     else:
         interval = (math.nan, math.nan)
     return BudgetRecommendation(
-        curves=curves, total=float(budget), current=current, recommended=recommended,
-        current_revenue=current_revenue, recommended_revenue=recommended_revenue, change=change,
-        change_interval=interval, confidence=float(confidence),
+        curves=curves,
+        total=float(budget),
+        current=current,
+        recommended=recommended,
+        current_revenue=current_revenue,
+        recommended_revenue=recommended_revenue,
+        change=change,
+        change_interval=interval,
+        confidence=float(confidence),
         marginal_returns={c: float(curves[c].marginal(x)) for c, x in recommended.items()},
         bootstrap=bootstrap,
     )

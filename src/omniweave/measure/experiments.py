@@ -63,8 +63,11 @@ class ConversionArm:
         visitors = _whole_count(self.visitors, field="visitors", record=record)
         conversions = _whole_count(self.conversions, field="conversions", record=record)
         if conversions > visitors:
-            raise InputError(f"got {conversions} conversions; expected at most the arm's {visitors} visitors",
-                             field="conversions", record=record)
+            raise InputError(
+                f"got {conversions} conversions; expected at most the arm's {visitors} visitors",
+                field="conversions",
+                record=record,
+            )
         object.__setattr__(self, "visitors", visitors)
         object.__setattr__(self, "conversions", conversions)
 
@@ -96,8 +99,9 @@ class RevenueArm:
         record = str(self.name)
         units = _whole_count(self.units, field="units", record=record)
         if units < 2:
-            raise InputError(f"got {units} units; expected at least 2 to estimate a variance",
-                             field="units", record=record)
+            raise InputError(
+                f"got {units} units; expected at least 2 to estimate a variance", field="units", record=record
+            )
         mean = _finite(self.mean, field="mean", record=record)
         variance = _finite(self.variance, field="variance", record=record)
         if variance < 0:
@@ -114,11 +118,13 @@ class RevenueArm:
             raise InputError("expected a one-dimensional array of values", field="values", record=name)
         bad = np.flatnonzero(~np.isfinite(array))
         if bad.size:
-            raise InputError(f"value {int(bad[0])} is {array[bad[0]]}; expected finite numbers",
-                             field="values", record=name)
+            raise InputError(
+                f"value {int(bad[0])} is {array[bad[0]]}; expected finite numbers", field="values", record=name
+            )
         if array.size < 2:
-            raise InputError(f"got {array.size} values; expected at least 2 to estimate a variance",
-                             field="values", record=name)
+            raise InputError(
+                f"got {array.size} values; expected at least 2 to estimate a variance", field="values", record=name
+            )
         return cls(name, int(array.size), float(array.mean()), float(array.var(ddof=1)))
 
     @classmethod
@@ -128,34 +134,38 @@ class RevenueArm:
         total = _finite(total, field="total", record=name)
         total_squares = _finite(total_squares, field="total_squares", record=name)
         if count < 2:
-            raise InputError(f"got {count} units; expected at least 2 to estimate a variance",
-                             field="units", record=name)
+            raise InputError(
+                f"got {count} units; expected at least 2 to estimate a variance", field="units", record=name
+            )
         centred = total_squares - total * total / count
         if centred < -1e-9 * max(total_squares, 1.0):
-            raise InputError(f"got {total_squares}, less than total²/units = {total * total / count}; "
-                             f"expected the sum of the squared values", field="total_squares", record=name)
+            raise InputError(
+                f"got {total_squares}, less than total²/units = {total * total / count}; "
+                f"expected the sum of the squared values",
+                field="total_squares",
+                record=name,
+            )
         return cls(name, count, total / count, max(centred, 0.0) / (count - 1))
 
 
 def _check_arms(arms: Sequence[object], kind: type, control: str | None) -> tuple[list, int]:
     arms = list(arms)
     if len(arms) < 2:
-        raise InputError(f"got {len(arms)} arm(s); expected at least 2 (a control and a treatment)",
-                         field="arms")
+        raise InputError(f"got {len(arms)} arm(s); expected at least 2 (a control and a treatment)", field="arms")
     for position, arm in enumerate(arms, 1):
         if not isinstance(arm, kind):
-            raise InputError(f"got {type(arm).__name__}; expected a {kind.__name__}", field="arms",
-                             record=position)
+            raise InputError(f"got {type(arm).__name__}; expected a {kind.__name__}", field="arms", record=position)
     names = [arm.name for arm in arms]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise InputError(f"arm name(s) {', '.join(map(repr, duplicates))} appear more than once; "
-                         f"expected one arm per name", field="name")
+        raise InputError(
+            f"arm name(s) {', '.join(map(repr, duplicates))} appear more than once; expected one arm per name",
+            field="name",
+        )
     if control is None:
         return arms, 0
     if control not in names:
-        raise InputError(f"got {control!r}; expected one of the arms {', '.join(map(repr, names))}",
-                         field="control")
+        raise InputError(f"got {control!r}; expected one of the arms {', '.join(map(repr, names))}", field="control")
     return arms, names.index(control)
 
 
@@ -196,14 +206,18 @@ class ExperimentResult:
 
 
 def _check_probability(value: object, *, field: str) -> float:
-    if (isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating)
-            or not 0 < float(value) < 1):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float | np.integer | np.floating)
+        or not 0 < float(value) < 1
+    ):
         raise InputError(f"got {value!r}; expected a number strictly between 0 and 1", field=field)
     return float(value)
 
 
-def _lift_interval(arm_value: float, control_value: float, arm_var: float, control_var: float,
-                   z: float) -> tuple[float, float] | None:
+def _lift_interval(
+    arm_value: float, control_value: float, arm_var: float, control_var: float, z: float
+) -> tuple[float, float] | None:
     """Delta method on log(arm / control); needs both values above 0."""
     if arm_value <= 0 or control_value <= 0:
         return None
@@ -218,8 +232,7 @@ def _p_from_statistic(statistic: float, difference: float, se: float, dist: obje
     return statistic, float(2 * dist.sf(abs(statistic)))  # type: ignore[attr-defined]
 
 
-def two_proportion_ztest(control: ConversionArm, treatment: ConversionArm, *,
-                         confidence: float = 0.95) -> Comparison:
+def two_proportion_ztest(control: ConversionArm, treatment: ConversionArm, *, confidence: float = 0.95) -> Comparison:
     """Two-sided z-test of equal conversion rates (pooled standard error), with a Wald interval for
     the difference (unpooled) and a delta-method interval for the relative lift."""
     confidence = _check_probability(confidence, field="confidence")
@@ -230,16 +243,26 @@ def two_proportion_ztest(control: ConversionArm, treatment: ConversionArm, *,
     pooled = (control.conversions + treatment.conversions) / (n0 + n1)
     se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / n0 + 1 / n1))
     difference = p1 - p0
-    statistic, p_value = _p_from_statistic(difference / se_pooled if se_pooled else 0.0, difference,
-                                           se_pooled, stats.norm)
+    statistic, p_value = _p_from_statistic(
+        difference / se_pooled if se_pooled else 0.0, difference, se_pooled, stats.norm
+    )
     var0, var1 = p0 * (1 - p0) / n0, p1 * (1 - p1) / n1
     z = float(stats.norm.ppf(0.5 + confidence / 2))
     half = z * math.sqrt(var0 + var1)
     return Comparison(
-        arm=treatment.name, control=control.name, test="z", control_value=p0, arm_value=p1,
-        difference=difference, difference_interval=(difference - half, difference + half),
-        lift=p1 / p0 - 1 if p0 > 0 else None, lift_interval=_lift_interval(p1, p0, var1, var0, z),
-        statistic=statistic, degrees_of_freedom=None, p_value=p_value, confidence=confidence,
+        arm=treatment.name,
+        control=control.name,
+        test="z",
+        control_value=p0,
+        arm_value=p1,
+        difference=difference,
+        difference_interval=(difference - half, difference + half),
+        lift=p1 / p0 - 1 if p0 > 0 else None,
+        lift_interval=_lift_interval(p1, p0, var1, var0, z),
+        statistic=statistic,
+        degrees_of_freedom=None,
+        p_value=p_value,
+        confidence=confidence,
     )
 
 
@@ -259,12 +282,19 @@ def welch_ttest(control: RevenueArm, treatment: RevenueArm, *, confidence: float
     half = float(dist.ppf(0.5 + confidence / 2)) * se
     z = float(stats.norm.ppf(0.5 + confidence / 2))
     return Comparison(
-        arm=treatment.name, control=control.name, test="welch", control_value=control.mean,
-        arm_value=treatment.mean, difference=difference,
+        arm=treatment.name,
+        control=control.name,
+        test="welch",
+        control_value=control.mean,
+        arm_value=treatment.mean,
+        difference=difference,
         difference_interval=(difference - half, difference + half),
         lift=treatment.mean / control.mean - 1 if control.mean > 0 else None,
         lift_interval=_lift_interval(treatment.mean, control.mean, var1, var0, z),
-        statistic=statistic, degrees_of_freedom=df, p_value=p_value, confidence=confidence,
+        statistic=statistic,
+        degrees_of_freedom=df,
+        p_value=p_value,
+        confidence=confidence,
     )
 
 
@@ -287,8 +317,9 @@ def adjust_p_values(p_values: Sequence[float], method: str = "holm") -> list[flo
     return adjusted.tolist()
 
 
-def _compare(arms: list, control_index: int, test: Callable[..., Comparison], metric: str, alpha: float,
-             correction: str) -> ExperimentResult:
+def _compare(
+    arms: list, control_index: int, test: Callable[..., Comparison], metric: str, alpha: float, correction: str
+) -> ExperimentResult:
     alpha = _check_probability(alpha, field="alpha")
     if correction not in CORRECTIONS:
         raise InputError(f"got {correction!r}; expected one of {', '.join(CORRECTIONS)}", field="correction")
@@ -298,21 +329,24 @@ def _compare(arms: list, control_index: int, test: Callable[..., Comparison], me
     per_interval = alpha / len(treatments) if correction != "none" else alpha
     raw = [test(control, arm, confidence=1 - per_interval) for arm in treatments]
     adjusted = adjust_p_values([c.p_value for c in raw], correction)
-    comparisons = tuple(replace(c, adjusted_p_value=p, significant=p <= alpha)
-                        for c, p in zip(raw, adjusted, strict=True))
+    comparisons = tuple(
+        replace(c, adjusted_p_value=p, significant=p <= alpha) for c, p in zip(raw, adjusted, strict=True)
+    )
     return ExperimentResult(metric, control.name, alpha, correction, comparisons)
 
 
-def compare_conversions(arms: Sequence[ConversionArm], *, control: str | None = None, alpha: float = 0.05,
-                        correction: str = "holm") -> ExperimentResult:
+def compare_conversions(
+    arms: Sequence[ConversionArm], *, control: str | None = None, alpha: float = 0.05, correction: str = "holm"
+) -> ExperimentResult:
     """Every arm's conversion rate against the control's (the holdout; the first arm by default),
     by the two-proportion z-test, p-values corrected across the arms."""
     checked, index = _check_arms(arms, ConversionArm, control)
     return _compare(checked, index, two_proportion_ztest, "conversion_rate", alpha, correction)
 
 
-def compare_revenue(arms: Sequence[RevenueArm], *, control: str | None = None, alpha: float = 0.05,
-                    correction: str = "holm") -> ExperimentResult:
+def compare_revenue(
+    arms: Sequence[RevenueArm], *, control: str | None = None, alpha: float = 0.05, correction: str = "holm"
+) -> ExperimentResult:
     """Every arm's mean value per unit against the control's, by Welch's t-test, p-values
     corrected across the arms."""
     checked, index = _check_arms(arms, RevenueArm, control)
@@ -361,14 +395,27 @@ def _exact_best(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for i in range(k):
         lo, hi = supports[i]
         mode = min(max((a[i] - 1) / (a[i] + b[i] - 2), lo), hi) if a[i] + b[i] > 2 else (lo + hi) / 2
-        value, _ = integrate.quad(lambda x, i=i: math.exp(float(stats.beta.logpdf(x, a[i], b[i]))
-                                                         + log_cdf_product(x, i)),
-                                  lo, hi, points=[mode], limit=200, epsabs=1e-13, epsrel=1e-10)
+        value, _ = integrate.quad(
+            lambda x, i=i: math.exp(float(stats.beta.logpdf(x, a[i], b[i])) + log_cdf_product(x, i)),
+            lo,
+            hi,
+            points=[mode],
+            limit=200,
+            epsabs=1e-13,
+            epsrel=1e-10,
+        )
         best[i] = value
     lo = min(s[0] for s in supports)
     hi = max(s[1] for s in supports)
-    tail, _ = integrate.quad(lambda x: -math.expm1(log_cdf_product(x, None)), lo, hi, limit=200,
-                             points=[float(m) for m in a / (a + b) if lo < m < hi], epsabs=1e-13, epsrel=1e-10)
+    tail, _ = integrate.quad(
+        lambda x: -math.expm1(log_cdf_product(x, None)),
+        lo,
+        hi,
+        limit=200,
+        points=[float(m) for m in a / (a + b) if lo < m < hi],
+        epsabs=1e-13,
+        epsrel=1e-10,
+    )
     expected_max = lo + tail
     return best / best.sum(), expected_max - a / (a + b)
 
@@ -376,15 +423,28 @@ def _exact_best(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _exact_beats(a0: float, b0: float, a1: float, b1: float) -> float:
     """P(p_1 > p_0) = ∫ f_1(x) F_0(x) dx."""
     lo, hi = _support(a1, b1)
-    value, _ = integrate.quad(lambda x: math.exp(float(stats.beta.logpdf(x, a1, b1))
-                                                 + float(stats.beta.logcdf(x, a0, b0))),
-                              lo, hi, points=[a1 / (a1 + b1)], limit=200, epsabs=1e-13, epsrel=1e-10)
+    value, _ = integrate.quad(
+        lambda x: math.exp(float(stats.beta.logpdf(x, a1, b1)) + float(stats.beta.logcdf(x, a0, b0))),
+        lo,
+        hi,
+        points=[a1 / (a1 + b1)],
+        limit=200,
+        epsabs=1e-13,
+        epsrel=1e-10,
+    )
     return min(max(value, 0.0), 1.0)
 
 
-def bayesian_conversions(arms: Sequence[ConversionArm], *, control: str | None = None,
-                         prior: tuple[float, float] = (1.0, 1.0), method: str = "exact",
-                         samples: int = 200_000, seed: int = 0, credible: float = 0.95) -> BayesianResult:
+def bayesian_conversions(
+    arms: Sequence[ConversionArm],
+    *,
+    control: str | None = None,
+    prior: tuple[float, float] = (1.0, 1.0),
+    method: str = "exact",
+    samples: int = 200_000,
+    seed: int = 0,
+    credible: float = 0.95,
+) -> BayesianResult:
     """Beta-Binomial analysis: each arm's rate has posterior Beta(prior_a + conversions,
     prior_b + visitors − conversions); `exact` integrates numerically, `monte_carlo` draws
     `samples` joint draws from a generator seeded with `seed`."""
@@ -398,24 +458,29 @@ def bayesian_conversions(arms: Sequence[ConversionArm], *, control: str | None =
     b = np.array([prior[1] + arm.visitors - arm.conversions for arm in checked], dtype=float)
     names = [arm.name for arm in checked]
     posteriors = tuple(
-        BetaPosterior(name, float(ai), float(bi), float(ai / (ai + bi)),
-                      (float(stats.beta.ppf((1 - credible) / 2, ai, bi)),
-                       float(stats.beta.isf((1 - credible) / 2, ai, bi))))
-        for name, ai, bi in zip(names, a, b, strict=True))
+        BetaPosterior(
+            name,
+            float(ai),
+            float(bi),
+            float(ai / (ai + bi)),
+            (float(stats.beta.ppf((1 - credible) / 2, ai, bi)), float(stats.beta.isf((1 - credible) / 2, ai, bi))),
+        )
+        for name, ai, bi in zip(names, a, b, strict=True)
+    )
     if method == "exact":
         best, loss = _exact_best(a, b)
-        beats = {name: _exact_beats(a[index], b[index], a[i], b[i])
-                 for i, name in enumerate(names) if i != index}
+        beats = {name: _exact_beats(a[index], b[index], a[i], b[i]) for i, name in enumerate(names) if i != index}
     else:
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise InputError(f"got {samples!r}; expected a whole number of draws, 1 or more", field="samples")
         draws = np.random.default_rng(seed).beta(a, b, size=(samples, a.size))
         best = np.bincount(draws.argmax(axis=1), minlength=a.size) / samples
         loss = (draws.max(axis=1, keepdims=True) - draws).mean(axis=0)
-        beats = {name: float((draws[:, i] > draws[:, index]).mean())
-                 for i, name in enumerate(names) if i != index}
+        beats = {name: float((draws[:, i] > draws[:, index]).mean()) for i, name in enumerate(names) if i != index}
     return BayesianResult(
-        control=names[index], method=method, posteriors=posteriors,
+        control=names[index],
+        method=method,
+        posteriors=posteriors,
         probability_best=dict(zip(names, best.tolist(), strict=True)),
         probability_beats_control=beats,
         expected_loss=dict(zip(names, np.maximum(loss, 0.0).tolist(), strict=True)),
@@ -442,8 +507,15 @@ class SampleSize:
         return self.control + self.treatment
 
 
-def sample_size_two_proportions(baseline: float, minimum_detectable_effect: float, *, alpha: float = 0.05,
-                                power: float = 0.8, relative: bool = False, ratio: float = 1.0) -> SampleSize:
+def sample_size_two_proportions(
+    baseline: float,
+    minimum_detectable_effect: float,
+    *,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    relative: bool = False,
+    ratio: float = 1.0,
+) -> SampleSize:
     """Units per arm to detect a change from `baseline` to `baseline + effect` (or
     `baseline · (1 + effect)` when `relative`) with a two-sided test at `alpha` and the given
     power; `ratio` = treatment units / control units (e.g. 9 for a 10% holdout as control).
@@ -454,29 +526,31 @@ def sample_size_two_proportions(baseline: float, minimum_detectable_effect: floa
     p0 = _check_probability(baseline, field="baseline")
     alpha = _check_probability(alpha, field="alpha")
     power = _check_probability(power, field="power")
-    effect = _finite(minimum_detectable_effect, field="minimum_detectable_effect",
-                     record="minimum_detectable_effect")
+    effect = _finite(minimum_detectable_effect, field="minimum_detectable_effect", record="minimum_detectable_effect")
     ratio = _finite(ratio, field="ratio", record="ratio")
     if ratio <= 0:
         raise InputError(f"got {ratio}; expected a positive ratio of treatment to control units", field="ratio")
     p1 = p0 * (1 + effect) if relative else p0 + effect
     if effect == 0 or not 0 < p1 < 1:
-        raise InputError(f"got {minimum_detectable_effect!r}, a target rate of {p1:.6g}; expected a non-zero "
-                         f"effect that keeps the rate strictly between 0 and 1",
-                         field="minimum_detectable_effect")
+        raise InputError(
+            f"got {minimum_detectable_effect!r}, a target rate of {p1:.6g}; expected a non-zero "
+            f"effect that keeps the rate strictly between 0 and 1",
+            field="minimum_detectable_effect",
+        )
     k = ratio
     pooled = (p0 + k * p1) / (1 + k)
     z_alpha = float(stats.norm.isf(alpha / 2))
     z_power = float(stats.norm.ppf(power))
-    root = (z_alpha * math.sqrt(pooled * (1 - pooled) * (1 + 1 / k))
-            + z_power * math.sqrt(p0 * (1 - p0) + p1 * (1 - p1) / k))
+    root = z_alpha * math.sqrt(pooled * (1 - pooled) * (1 + 1 / k)) + z_power * math.sqrt(
+        p0 * (1 - p0) + p1 * (1 - p1) / k
+    )
     n_control = root**2 / (p1 - p0) ** 2
-    return SampleSize(math.ceil(n_control - 1e-9), math.ceil(k * n_control - 1e-9), p0, p1, alpha, power,
-                      n_control)
+    return SampleSize(math.ceil(n_control - 1e-9), math.ceil(k * n_control - 1e-9), p0, p1, alpha, power, n_control)
 
 
-def power_two_proportions(baseline: float, target: float, control_units: float, *, alpha: float = 0.05,
-                          ratio: float = 1.0) -> float:
+def power_two_proportions(
+    baseline: float, target: float, control_units: float, *, alpha: float = 0.05, ratio: float = 1.0
+) -> float:
     """Power of the two-sided two-proportion z-test with `control_units` in the control and
     `ratio · control_units` in the treatment (the inverse of sample_size_two_proportions;
     the far tail is neglected, as in R's power.prop.test)."""
@@ -520,8 +594,9 @@ class SequentialResult:
     stopped_at: int | None
 
 
-def always_valid(differences: np.ndarray, variances: np.ndarray, *, tau: float,
-                 alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def always_valid(
+    differences: np.ndarray, variances: np.ndarray, *, tau: float, alpha: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Always-valid p-values and interval bounds of the normal-mixture SPRT (Johari et al. 2017) for
     a difference estimated with the given variance at each look, mixing over N(0, tau²).
 
@@ -544,39 +619,52 @@ def always_valid(differences: np.ndarray, variances: np.ndarray, *, tau: float,
 
 def _check_looks(control: Sequence, treatment: Sequence, kind: type, units: str) -> None:
     if len(control) != len(treatment):
-        raise InputError(f"got {len(control)} control looks and {len(treatment)} treatment looks; expected "
-                         f"one pair of cumulative arms per look", field="looks")
+        raise InputError(
+            f"got {len(control)} control looks and {len(treatment)} treatment looks; expected "
+            f"one pair of cumulative arms per look",
+            field="looks",
+        )
     if not control:
         raise InputError("got no looks; expected at least one", field="looks")
     for series in (control, treatment):
         for look, arm in enumerate(series, 1):
             if not isinstance(arm, kind):
-                raise InputError(f"got {type(arm).__name__}; expected a {kind.__name__}", field="looks",
-                                 record=look)
+                raise InputError(f"got {type(arm).__name__}; expected a {kind.__name__}", field="looks", record=look)
             if look > 1 and getattr(arm, units) < getattr(series[look - 2], units):
-                raise InputError(f"{units} fell from {getattr(series[look - 2], units)} to "
-                                 f"{getattr(arm, units)}; expected cumulative counts that never decrease",
-                                 field=units, record=look)
+                raise InputError(
+                    f"{units} fell from {getattr(series[look - 2], units)} to "
+                    f"{getattr(arm, units)}; expected cumulative counts that never decrease",
+                    field=units,
+                    record=look,
+                )
 
 
-def _sequential(control_units: Sequence[int], treatment_units: Sequence[int], theta: Sequence[float],
-                variances: Sequence[float], tau: float, alpha: float) -> SequentialResult:
+def _sequential(
+    control_units: Sequence[int],
+    treatment_units: Sequence[int],
+    theta: Sequence[float],
+    variances: Sequence[float],
+    tau: float,
+    alpha: float,
+) -> SequentialResult:
     alpha = _check_probability(alpha, field="alpha")
     tau = _finite(tau, field="tau", record="tau")
     if tau <= 0:
-        raise InputError(f"got {tau}; expected a positive mixture scale (the effect size you care about)",
-                         field="tau")
+        raise InputError(f"got {tau}; expected a positive mixture scale (the effect size you care about)", field="tau")
     p, low, high = always_valid(np.asarray(theta), np.asarray(variances), tau=tau, alpha=alpha)
-    looks = tuple(SequentialLook(i + 1, int(n0), int(n1), float(d), float(pv), (float(lo), float(hi)),
-                                 bool(pv <= alpha))
-                  for i, (n0, n1, d, pv, lo, hi) in enumerate(zip(control_units, treatment_units, theta, p, low,
-                                                                 high, strict=True)))
+    looks = tuple(
+        SequentialLook(i + 1, int(n0), int(n1), float(d), float(pv), (float(lo), float(hi)), bool(pv <= alpha))
+        for i, (n0, n1, d, pv, lo, hi) in enumerate(
+            zip(control_units, treatment_units, theta, p, low, high, strict=True)
+        )
+    )
     stopped = next((look.look for look in looks if look.reject), None)
     return SequentialResult(alpha, tau, looks, stopped)
 
 
-def sequential_conversion_test(control: Sequence[ConversionArm], treatment: Sequence[ConversionArm], *,
-                               tau: float, alpha: float = 0.05) -> SequentialResult:
+def sequential_conversion_test(
+    control: Sequence[ConversionArm], treatment: Sequence[ConversionArm], *, tau: float, alpha: float = 0.05
+) -> SequentialResult:
     """mSPRT on the difference of conversion rates, given the cumulative counts of each arm at every
     look; safe to stop at the first look with p ≤ alpha however often one looks. `tau` is the
     scale of plausible differences (e.g. the minimum detectable effect, in rate units)."""
@@ -585,18 +673,20 @@ def sequential_conversion_test(control: Sequence[ConversionArm], treatment: Sequ
     theta, variances = [], []
     for c, t in zip(control, treatment, strict=True):
         theta.append(t.rate - c.rate)
-        variances.append(c.rate * (1 - c.rate) / c.visitors + t.rate * (1 - t.rate) / t.visitors
-                         if c.visitors and t.visitors else 0.0)
-    return _sequential([c.visitors for c in control], [t.visitors for t in treatment], theta, variances,
-                       tau, alpha)
+        variances.append(
+            c.rate * (1 - c.rate) / c.visitors + t.rate * (1 - t.rate) / t.visitors
+            if c.visitors and t.visitors
+            else 0.0
+        )
+    return _sequential([c.visitors for c in control], [t.visitors for t in treatment], theta, variances, tau, alpha)
 
 
-def sequential_revenue_test(control: Sequence[RevenueArm], treatment: Sequence[RevenueArm], *,
-                            tau: float, alpha: float = 0.05) -> SequentialResult:
+def sequential_revenue_test(
+    control: Sequence[RevenueArm], treatment: Sequence[RevenueArm], *, tau: float, alpha: float = 0.05
+) -> SequentialResult:
     """mSPRT on the difference of mean value per unit, given each arm's cumulative summary at every
     look; `tau` is the scale of plausible differences in value units."""
     _check_looks(control, treatment, RevenueArm, "units")
     theta = [t.mean - c.mean for c, t in zip(control, treatment, strict=True)]
     variances = [c.variance / c.units + t.variance / t.units for c, t in zip(control, treatment, strict=True)]
     return _sequential([c.units for c in control], [t.units for t in treatment], theta, variances, tau, alpha)
-

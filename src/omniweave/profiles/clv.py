@@ -100,8 +100,7 @@ def _parse_values(values: Any, *, field: str) -> np.ndarray:
     bad = ~np.isfinite(numbers) | (numbers < 0)
     if bad.any():
         row = _first_bad(bad)
-        raise InputError(f"got {_shown(series.iloc[row])}; expected a non-negative number", field=field,
-                         record=row + 1)
+        raise InputError(f"got {_shown(series.iloc[row])}; expected a non-negative number", field=field, record=row + 1)
     return numbers
 
 
@@ -109,9 +108,15 @@ def _parse_day(value: object, *, field: str) -> int:
     return int(_parse_days([value], field=field)[0])
 
 
-def summarize_transactions(customers: Any, dates: Any, values: Any = None, *, observation_end: object = None,
-                           time_unit: str = "days", fields: Sequence[str] = ("customer", "date", "value"),
-                           ) -> CustomerSummary:
+def summarize_transactions(
+    customers: Any,
+    dates: Any,
+    values: Any = None,
+    *,
+    observation_end: object = None,
+    time_unit: str = "days",
+    fields: Sequence[str] = ("customer", "date", "value"),
+) -> CustomerSummary:
     """Per-customer frequency, recency, T and monetary value from one row per transaction.
 
     Purchases are merged per calendar day (their values summed); transactions after
@@ -123,24 +128,29 @@ def summarize_transactions(customers: Any, dates: Any, values: Any = None, *, ob
     ids = _as_series(customers)
     missing = ids.isna().to_numpy() | (ids.astype(str).str.strip() == "").to_numpy()
     if missing.any():
-        raise InputError("the customer id is empty; expected an id", field=customer_field,
-                         record=_first_bad(missing) + 1)
+        raise InputError(
+            "the customer id is empty; expected an id", field=customer_field, record=_first_bad(missing) + 1
+        )
     days = _parse_days(dates, field=date_field)
     if len(days) != len(ids):
-        raise InputError(f"got {len(days)} dates for {len(ids)} customer ids; expected one per transaction",
-                         field=date_field)
+        raise InputError(
+            f"got {len(days)} dates for {len(ids)} customer ids; expected one per transaction", field=date_field
+        )
     amounts = np.zeros(len(days)) if values is None else _parse_values(values, field=value_field)
     if len(amounts) != len(ids):
-        raise InputError(f"got {len(amounts)} values for {len(ids)} customer ids; expected one per transaction",
-                         field=value_field)
+        raise InputError(
+            f"got {len(amounts)} values for {len(ids)} customer ids; expected one per transaction", field=value_field
+        )
     if len(ids) == 0:
         raise InputError("no transactions; expected at least one row", field=date_field)
     codes, uniques = pd.factorize(ids, sort=False)
     end = int(days.max()) if observation_end is None else _parse_day(observation_end, field="observation_end")
     kept = days <= end
     if not kept.any():
-        raise InputError(f"every transaction is after {np.datetime64(end, 'D')}; expected some on or before it",
-                         field="observation_end")
+        raise InputError(
+            f"every transaction is after {np.datetime64(end, 'D')}; expected some on or before it",
+            field="observation_end",
+        )
     codes, days, amounts = codes[kept], days[kept], amounts[kept]
 
     order = np.lexsort((days, codes))
@@ -168,8 +178,15 @@ def summarize_transactions(customers: Any, dates: Any, values: Any = None, *, ob
     )
 
 
-def summarize_table(table: Any, *, customer_col: str, date_col: str, value_col: str | None = None,
-                    observation_end: object = None, time_unit: str = "days") -> CustomerSummary:
+def summarize_table(
+    table: Any,
+    *,
+    customer_col: str,
+    date_col: str,
+    value_col: str | None = None,
+    observation_end: object = None,
+    time_unit: str = "days",
+) -> CustomerSummary:
     """`summarize_transactions` on the named columns of a pandas DataFrame, a pyarrow Table or a
     mapping of column name to values."""
     if hasattr(table, "column_names"):  # pyarrow
@@ -183,8 +200,11 @@ def summarize_table(table: Any, *, customer_col: str, date_col: str, value_col: 
         if name not in columns:
             raise InputError(f"missing column {name!r}; got columns {columns}", field=name)
     return summarize_transactions(
-        table[customer_col], table[date_col], None if value_col is None else table[value_col],
-        observation_end=observation_end, time_unit=time_unit,
+        table[customer_col],
+        table[date_col],
+        None if value_col is None else table[value_col],
+        observation_end=observation_end,
+        time_unit=time_unit,
         fields=(customer_col, date_col, value_col or "value"),
     )
 
@@ -290,11 +310,9 @@ def _maximise(objective: Any, start: np.ndarray, total_weight: float) -> tuple[n
         excess = theta - inside
         params = np.exp(inside)
         ll, grad = objective(params)
-        return (-ll / total_weight + float(excess @ excess),
-                -grad * params / total_weight + 2.0 * excess)
+        return (-ll / total_weight + float(excess @ excess), -grad * params / total_weight + 2.0 * excess)
 
-    result = minimize(negative_mean, np.log(start), jac=True, method="BFGS",
-                      options={"maxiter": 5000, "gtol": 1e-9})
+    result = minimize(negative_mean, np.log(start), jac=True, method="BFGS", options={"maxiter": 5000, "gtol": 1e-9})
     theta = np.clip(result.x, -LOG_PARAMETER_BOUND, LOG_PARAMETER_BOUND)
     gradient = negative_mean(theta)[1]
     # a line search that cannot improve on a point where the gradient vanishes has converged
@@ -330,8 +348,9 @@ def _bgnbd_terms(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarr
     log_atx = np.log(alpha + t_x)
     repeat = x > 0
     with np.errstate(divide="ignore"):
-        log_ratio = np.where(repeat, np.log(a) - np.log(np.where(repeat, b + x - 1, 1.0))
-                             + (r + x) * (log_at - log_atx), -np.inf)
+        log_ratio = np.where(
+            repeat, np.log(a) - np.log(np.where(repeat, b + x - 1, 1.0)) + (r + x) * (log_at - log_atx), -np.inf
+        )
     return log_ratio, log_at, log_atx
 
 
@@ -340,8 +359,15 @@ def bgnbd_log_likelihood(params: Sequence[float], frequency: Any, recency: Any, 
     r, alpha, a, b = (float(p) for p in params)
     x, t_x, t = _check_rfm(frequency, recency, T)
     log_ratio, log_at, _ = _bgnbd_terms(np.array([r, alpha, a, b]), x, t_x, t)
-    return (gammaln(r + x) - gammaln(r) + r * math.log(alpha) + betaln(a, b + x) - betaln(a, b)
-            - (r + x) * log_at + np.logaddexp(0.0, log_ratio))
+    return (
+        gammaln(r + x)
+        - gammaln(r)
+        + r * math.log(alpha)
+        + betaln(a, b + x)
+        - betaln(a, b)
+        - (r + x) * log_at
+        + np.logaddexp(0.0, log_ratio)
+    )
 
 
 def _softplus_and_sigmoid(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -403,8 +429,7 @@ def fit_bgnbd(frequency: Any, recency: Any, T: Any, *, weights: Any = None, comp
     total = float(len(x) if w is None else w.sum())
     buyers = x > 0 if w is None else (x > 0) & (w > 0)
     if not buyers.any():
-        raise InputError("no customer has a repeat purchase; expected at least one frequency > 0",
-                         field="frequency")
+        raise InputError("no customer has a repeat purchase; expected at least one frequency > 0", field="frequency")
     rows = _distinct_rows(x, t_x, t, weights=w, compress=compress)
     x_mean = _dot(rows.weight, rows.columns[0]) / total
     t_mean = _dot(rows.weight, rows.columns[2]) / total
@@ -433,8 +458,9 @@ def expected_purchases(fit: BetaGeoFit, horizon: float, frequency: Any, recency:
     x, _, t, log_ratio, log_at = _rfm(fit, frequency, recency, T)
     r, alpha, a, b = fit.r, fit.alpha, fit.a, fit.b
     after = np.log(alpha + t + horizon)
-    bracket = 1.0 - np.exp((r + x) * (log_at - after)) * hyp2f1(r + x, b + x, a + b + x - 1,
-                                                                 horizon / (alpha + t + horizon))
+    bracket = 1.0 - np.exp((r + x) * (log_at - after)) * hyp2f1(
+        r + x, b + x, a + b + x - 1, horizon / (alpha + t + horizon)
+    )
     return (a + b + x - 1) / (a - 1) * bracket * expit(-log_ratio)
 
 
@@ -465,8 +491,11 @@ def _check_spend(frequency: Any, monetary_value: Any) -> tuple[np.ndarray, np.nd
     bad = (x > 0) & (m <= 0)
     if bad.any():
         row = _first_bad(bad)
-        raise InputError(f"got {m[row]} for a customer with repeat purchases; expected a mean spend > 0",
-                         field="monetary_value", record=row + 1)
+        raise InputError(
+            f"got {m[row]} for a customer with repeat purchases; expected a mean spend > 0",
+            field="monetary_value",
+            record=row + 1,
+        )
     return x, m
 
 
@@ -476,8 +505,15 @@ def gamma_gamma_log_likelihood(params: Sequence[float], frequency: Any, monetary
     p, q, v = (float(k) for k in params)
     x, m = _check_spend(frequency, monetary_value)
     x, m = x[x > 0], m[x > 0]
-    return (gammaln(p * x + q) - gammaln(p * x) - gammaln(q) + q * math.log(v) + (p * x - 1) * np.log(m)
-            + p * x * np.log(x) - (p * x + q) * np.log(v + x * m))
+    return (
+        gammaln(p * x + q)
+        - gammaln(p * x)
+        - gammaln(q)
+        + q * math.log(v)
+        + (p * x - 1) * np.log(m)
+        + p * x * np.log(x)
+        - (p * x + q) * np.log(v + x * m)
+    )
 
 
 def _gamma_gamma_objective(rows: _Rows) -> Any:
@@ -494,8 +530,16 @@ def _gamma_gamma_objective(rows: _Rows) -> Any:
         p, q, v = params
         log_vm = np.log(v + spend)
         w_log_vm, wx_log_vm = _dot(w, log_vm), _dot(w, x * log_vm)
-        ll = (_dot(wx, gammaln(p * xs + q) - gammaln(p * xs)) - total * gammaln(q) + q * total * math.log(v)
-              + p * s_xlogm - s_logm + p * s_xlogx - p * wx_log_vm - q * w_log_vm)
+        ll = (
+            _dot(wx, gammaln(p * xs + q) - gammaln(p * xs))
+            - total * gammaln(q)
+            + q * total * math.log(v)
+            + p * s_xlogm
+            - s_logm
+            + p * s_xlogx
+            - p * wx_log_vm
+            - q * w_log_vm
+        )
         psi = digamma(p * xs + q)
         d_p = _dot(wx_xs, psi - digamma(p * xs)) + s_xlogm + s_xlogx - wx_log_vm
         d_q = _dot(wx, psi) - total * digamma(q) + total * math.log(v) - w_log_vm
@@ -505,16 +549,16 @@ def _gamma_gamma_objective(rows: _Rows) -> Any:
     return objective
 
 
-def fit_gamma_gamma(frequency: Any, monetary_value: Any, *, weights: Any = None,
-                    compress: bool = True) -> GammaGammaFit:
+def fit_gamma_gamma(
+    frequency: Any, monetary_value: Any, *, weights: Any = None, compress: bool = True
+) -> GammaGammaFit:
     """Maximum-likelihood Gamma-Gamma parameters from frequency and mean repeat spend; customers
     without a repeat purchase carry no information on spend and are left out."""
     x, m = _check_spend(frequency, monetary_value)
     w = _check_weights(weights, len(x))
     repeat = x > 0 if w is None else (x > 0) & (w > 0)
     if not repeat.any():
-        raise InputError("no customer has a repeat purchase; expected at least one frequency > 0",
-                         field="frequency")
+        raise InputError("no customer has a repeat purchase; expected at least one frequency > 0", field="frequency")
     rows = _distinct_rows(x[repeat], m[repeat], weights=None if w is None else w[repeat], compress=compress)
     total = float(rows.weight.sum())
     mean, var = _weighted_moments(rows.columns[1], rows.weight)
@@ -540,9 +584,18 @@ def expected_spend(fit: GammaGammaFit, frequency: Any, monetary_value: Any) -> n
     return fit.p * (fit.v + x * m) / (fit.p * x + fit.q - 1)
 
 
-def customer_lifetime_value(purchases: BetaGeoFit, spend: GammaGammaFit, frequency: Any, recency: Any, T: Any,
-                            monetary_value: Any, *, horizon: float, discount_rate: float = 0.0,
-                            steps: int = 1) -> np.ndarray:
+def customer_lifetime_value(
+    purchases: BetaGeoFit,
+    spend: GammaGammaFit,
+    frequency: Any,
+    recency: Any,
+    T: Any,
+    monetary_value: Any,
+    *,
+    horizon: float,
+    discount_rate: float = 0.0,
+    steps: int = 1,
+) -> np.ndarray:
     """Expected value of each customer's purchases in (T, T + horizon]: expected purchases times
     expected spend. With a `discount_rate` (per step), the horizon is cut into `steps` equal steps
     and the purchases expected in step k are discounted by (1 + discount_rate)^k."""
@@ -565,8 +618,9 @@ def customer_lifetime_value(purchases: BetaGeoFit, spend: GammaGammaFit, frequen
 # ---------------------------------------------------------------- simulation (tests, benchmarks, what-if)
 
 
-def simulate_bgnbd(n: int, *, r: float, alpha: float, a: float, b: float, T: Any,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def simulate_bgnbd(
+    n: int, *, r: float, alpha: float, a: float, b: float, T: Any, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw (frequency, recency) for `n` customers observed for `T` time units each (scalar or array).
 
     A customer buys at rate lambda ~ Gamma(r, alpha) and drops out after each repeat purchase with

@@ -31,11 +31,26 @@ AGGREGATES = ("count", "sum", "avg", "min", "max", "first", "last", "distinct")
 
 NUMERIC_AGGREGATES = frozenset({"sum", "avg"})
 
-EVENT_COLUMNS = frozenset({
-    "message_id", "source", "type", "event", "user_id", "anonymous_id", "group_id", "previous_id", "channel",
-    "timestamp", "original_timestamp", "sent_at", "received_at", "campaign_source", "campaign_medium",
-    "campaign_name",
-})
+EVENT_COLUMNS = frozenset(
+    {
+        "message_id",
+        "source",
+        "type",
+        "event",
+        "user_id",
+        "anonymous_id",
+        "group_id",
+        "previous_id",
+        "channel",
+        "timestamp",
+        "original_timestamp",
+        "sent_at",
+        "received_at",
+        "campaign_source",
+        "campaign_medium",
+        "campaign_name",
+    }
+)
 """Columns a trait may aggregate or filter on directly (the JSON columns go through `property`)."""
 
 _FIELDS = ("name", "agg", "property", "column", "event", "channel", "where", "window_days", "description")
@@ -65,8 +80,11 @@ def parse_trait_specs(raw: Iterable[Mapping[str, Any] | TraitSpec], reserved: It
     for index, item in enumerate(raw):
         spec = item if isinstance(item, TraitSpec) else _parse_one(item, index)
         if spec.name in taken:
-            raise InputError(f"trait {spec.name!r}: the name is already a profile column or another trait",
-                             field="name", record=index)
+            raise InputError(
+                f"trait {spec.name!r}: the name is already a profile column or another trait",
+                field="name",
+                record=index,
+            )
         taken.add(spec.name)
         specs.append(spec)
     return specs
@@ -99,7 +117,9 @@ def _parse_one(item: Mapping[str, Any], index: int) -> TraitSpec:
     if column is not None and column not in EVENT_COLUMNS:
         raise fail("column", f"unknown events column {column!r}; valid columns: {', '.join(sorted(EVENT_COLUMNS))}")
     if agg in NUMERIC_AGGREGATES and column is not None and column != "timestamp":
-        raise fail("column", f"agg {agg!r} needs a numeric value; use a property (cast to a number), not column {column!r}")
+        raise fail(
+            "column", f"agg {agg!r} needs a numeric value; use a property (cast to a number), not column {column!r}"
+        )
     window = item.get("window_days")
     if window is not None and (isinstance(window, bool) or not isinstance(window, int | float) or window <= 0):
         raise fail("window_days", f"window_days must be a positive number of days, got {window!r}")
@@ -115,10 +135,15 @@ def _parse_one(item: Mapping[str, Any], index: int) -> TraitSpec:
     if not isinstance(description, str):
         raise fail("description", "description must be a string")
     return TraitSpec(
-        name=name, agg=agg, property=prop, column=column,
-        events=_names(item.get("event"), fail, "event"), channels=_names(item.get("channel"), fail, "channel"),
+        name=name,
+        agg=agg,
+        property=prop,
+        column=column,
+        events=_names(item.get("event"), fail, "event"),
+        channels=_names(item.get("channel"), fail, "channel"),
         where=tuple((k, _as_text(v)) for k, v in sorted(where.items())),
-        window_days=float(window) if window is not None else None, description=description,
+        window_days=float(window) if window is not None else None,
+        description=description,
     )
 
 

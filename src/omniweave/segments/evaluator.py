@@ -42,11 +42,14 @@ _SPACE = " \t\n\v\f\r"
 _DIGITS = r"[0-9]+(?:_[0-9]+)*"
 _NUMBER = re.compile(  # what DuckDB's CAST(text AS DOUBLE) accepts
     rf"[{_SPACE}]*\+?(?P<sign>-?)(?:(?P<num>(?:{_DIGITS}(?:\.(?:{_DIGITS})?)?|\.{_DIGITS})(?:[eE][+-]?{_DIGITS})?)"
-    rf"|(?P<inf>inf(?:inity)?)|(?P<nan>nan(?:\([^)]*\))?))[{_SPACE}]*", re.IGNORECASE | re.ASCII)
+    rf"|(?P<inf>inf(?:inity)?)|(?P<nan>nan(?:\([^)]*\))?))[{_SPACE}]*",
+    re.IGNORECASE | re.ASCII,
+)
 _INDEX = re.compile(r"(?P<back>#-|-)?(?P<n>[0-9]+)|#")
 
 
 # --- events -------------------------------------------------------------------------------------
+
 
 def event_matches(name: str, filters: Sequence[S.Filter], event: Mapping[str, Any]) -> bool:
     """Whether `event` is a `name` event (by call type for TYPE_EVENTS) that passes every filter.
@@ -134,8 +137,9 @@ def _document(properties: Any) -> Any:
         return None
     text = properties if isinstance(properties, str) else orjson.dumps(properties or {}).decode()
     try:
-        return json.loads(text, object_pairs_hook=_Object, parse_int=_number_text, parse_float=_number_text,
-                          parse_constant=_Raw)
+        return json.loads(
+            text, object_pairs_hook=_Object, parse_int=_number_text, parse_float=_number_text, parse_constant=_Raw
+        )
     except ValueError:  # DuckDB raises on malformed JSON; Spark's get_json_object (and we) read NULL
         return None
 
@@ -153,7 +157,7 @@ def _path(key: str) -> tuple[str | tuple[bool, int], ...]:
             end = key.find('"', i + 1)
             if end <= i + 1:
                 _bad_path(key)
-            steps.append(key[i + 1:end])
+            steps.append(key[i + 1 : end])
             i = end + 1
         else:
             end = i
@@ -165,7 +169,7 @@ def _path(key: str) -> tuple[str | tuple[bool, int], ...]:
             i = end
         while key.startswith("[", i):
             end = key.find("]", i)
-            index = _INDEX.fullmatch(key[i + 1:end]) if end > 0 else None
+            index = _INDEX.fullmatch(key[i + 1 : end]) if end > 0 else None
             if index is None:
                 _bad_path(key)
             n = int(index["n"] or 0)
@@ -179,7 +183,7 @@ def _path(key: str) -> tuple[str | tuple[bool, int], ...]:
 
 
 def _bad_path(key: str) -> NoReturn:
-    raise S.SegmentError("filter", [(key, "not a JSON path of one value DuckDB reads (a.b, a[0], a[#-1], \"a.b\")")])
+    raise S.SegmentError("filter", [(key, 'not a JSON path of one value DuckDB reads (a.b, a[0], a[#-1], "a.b")')])
 
 
 def _extract(document: Any, key: str) -> str | None:
@@ -219,6 +223,7 @@ def _json_text(value: Any) -> str:
 
 # --- comparisons, as DuckDB makes them ------------------------------------------------------------
 
+
 def _key(value: Any) -> Any:
     if isinstance(value, float) and not isinstance(value, bool):
         return (1, 0.0) if math.isnan(value) else (0, value)
@@ -238,8 +243,15 @@ def _compare(value: Any, op: str, other: Any) -> bool:
 
 # --- the tree -----------------------------------------------------------------------------------
 
-def condition_holds(node: S.Condition, traits: Mapping[str, Any], counts: Mapping[S.Behaviour, int], now: datetime,
-                    segments: Mapping[str, S.Segment], person_id: str) -> bool:
+
+def condition_holds(
+    node: S.Condition,
+    traits: Mapping[str, Any],
+    counts: Mapping[S.Behaviour, int],
+    now: datetime,
+    segments: Mapping[str, S.Segment],
+    person_id: str,
+) -> bool:
     """Whether one person satisfies `node`, as service.segments.Compiler would find.
 
     `traits` is the person's row of `profiles` (timestamps as datetimes, lists as lists), `counts`
@@ -253,28 +265,49 @@ def condition_holds(node: S.Condition, traits: Mapping[str, Any], counts: Mappin
     return _holds(node, traits, counts, now, segments, person_id, "where", ())
 
 
-def _holds(node: S.Condition, traits: Mapping[str, Any], counts: Mapping[S.Behaviour, int], now: datetime,
-           segments: Mapping[str, S.Segment], person_id: str, path: str, trail: tuple[str, ...]) -> bool:
+def _holds(
+    node: S.Condition,
+    traits: Mapping[str, Any],
+    counts: Mapping[S.Behaviour, int],
+    now: datetime,
+    segments: Mapping[str, S.Segment],
+    person_id: str,
+    path: str,
+    trail: tuple[str, ...],
+) -> bool:
     if isinstance(node, S.All):
-        return all(_holds(c, traits, counts, now, segments, person_id, f"{path}.all[{i}]", trail)
-                   for i, c in enumerate(node.children))
+        return all(
+            _holds(c, traits, counts, now, segments, person_id, f"{path}.all[{i}]", trail)
+            for i, c in enumerate(node.children)
+        )
     if isinstance(node, S.AnyOf):
-        return any(_holds(c, traits, counts, now, segments, person_id, f"{path}.any[{i}]", trail)
-                   for i, c in enumerate(node.children))
+        return any(
+            _holds(c, traits, counts, now, segments, person_id, f"{path}.any[{i}]", trail)
+            for i, c in enumerate(node.children)
+        )
     if isinstance(node, S.Not):
         return not _holds(node.child, traits, counts, now, segments, person_id, f"{path}.not", trail)
     if isinstance(node, S.Behaviour):
         count = counts.get(node, 0)
-        return {"at_least": count >= node.count, "at_most": count <= node.count,
-                "exactly": count == node.count}[node.count_op]
+        return {"at_least": count >= node.count, "at_most": count <= node.count, "exactly": count == node.count}[
+            node.count_op
+        ]
     if isinstance(node, S.InSegment):
         where = f"{path}.in_segment"
         if node.segment_id in trail:
             raise S.SegmentError(trail[0], [(where, "in_segment cycle: " + " -> ".join((*trail, node.segment_id)))])
         if node.segment_id not in segments:
             raise S.SegmentError(trail[0] if trail else "segment", [(where, f"unknown segment {node.segment_id!r}")])
-        return _holds(segments[node.segment_id].where, traits, counts, now, segments, person_id,
-                      f"{where}({node.segment_id})", (*trail, node.segment_id))
+        return _holds(
+            segments[node.segment_id].where,
+            traits,
+            counts,
+            now,
+            segments,
+            person_id,
+            f"{where}({node.segment_id})",
+            (*trail, node.segment_id),
+        )
     if isinstance(node, S.Bucket):
         return node.low <= S.bucket_of(node.salt, person_id) < node.high
     return _trait(node, traits, now, path)
@@ -282,8 +315,16 @@ def _holds(node: S.Condition, traits: Mapping[str, Any], counts: Mapping[S.Behav
 
 def _trait(t: S.Trait, traits: Mapping[str, Any], now: datetime, path: str) -> bool:
     if t.name not in traits:
-        raise S.SegmentError("segment", [(f"{path}.trait", f"unknown trait {t.name!r}; the profile has: "
-                                          + ", ".join(k for k in traits if not k.startswith("_")))])
+        raise S.SegmentError(
+            "segment",
+            [
+                (
+                    f"{path}.trait",
+                    f"unknown trait {t.name!r}; the profile has: "
+                    + ", ".join(k for k in traits if not k.startswith("_")),
+                )
+            ],
+        )
     value = traits[t.name]
     where = f"{path}.{t.op}"
     if t.op == "is_null":

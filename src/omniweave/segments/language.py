@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Union
 
-from omniweave.events import spec
 from omniweave.errors import InputError
+from omniweave.events import spec
 
 SEGMENT_ENTERED = spec.SEGMENT_ENTERED
 SEGMENT_EXITED = spec.SEGMENT_EXITED
@@ -176,8 +176,9 @@ def parse_segment(document: Any, source: str = "<segment>", default_id: str | No
         persona = _persona(document["persona"], problems)
     if problems or where is None:
         raise SegmentError(source, problems)
-    return Segment(id=seg_id, name=name, description=description, where=where, persona=persona, source=source,
-                   tags=tuple(tags))
+    return Segment(
+        id=seg_id, name=name, description=description, where=where, persona=persona, source=source, tags=tuple(tags)
+    )
 
 
 def _persona(raw: Any, problems: list[tuple[str, str]]) -> Persona | None:
@@ -244,8 +245,9 @@ def _only(raw: Mapping[str, Any], allowed: set[str], path: str, problems: list[t
             problems.append((f"{path}.{key}", f"unknown field here; allowed: {', '.join(sorted(allowed))}"))
 
 
-def _operator(raw: Mapping[str, Any], ops: Sequence[str], path: str,
-              problems: list[tuple[str, str]]) -> tuple[str, Any] | None:
+def _operator(
+    raw: Mapping[str, Any], ops: Sequence[str], path: str, problems: list[tuple[str, str]]
+) -> tuple[str, Any] | None:
     found = [op for op in ops if op in raw]
     if len(found) != 1:
         problems.append((path, f"expected exactly one operator of {', '.join(ops)}; got {found or 'none'}"))
@@ -339,8 +341,15 @@ def _behaviour(raw: Mapping[str, Any], kind: str, path: str, problems: list[tupl
         return None
     if kind == "not_performed":
         count_op, count = "exactly", 0
-    return Behaviour(event=event, negated=kind == "not_performed", filters=filters, count_op=count_op, count=count,
-                     within_days=float(within) if within is not None else None, then_not=then_not)
+    return Behaviour(
+        event=event,
+        negated=kind == "not_performed",
+        filters=filters,
+        count_op=count_op,
+        count=count,
+        within_days=float(within) if within is not None else None,
+        then_not=then_not,
+    )
 
 
 def _then_not(raw: Any, path: str, problems: list[tuple[str, str]]) -> ThenNot | None:
@@ -421,7 +430,9 @@ def evaluation_order(segments: Mapping[str, Segment]) -> list[str]:
     for seg in segments.values():
         for ref in sorted(segment_references(seg.where)):
             if ref not in segments:
-                problems.append((f"{seg.id}: in_segment", f"unknown segment {ref!r}; known: {', '.join(sorted(segments))}"))
+                problems.append(
+                    (f"{seg.id}: in_segment", f"unknown segment {ref!r}; known: {', '.join(sorted(segments))}")
+                )
     if problems:
         raise SegmentError("set", problems)
     order: list[str] = []

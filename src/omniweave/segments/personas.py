@@ -34,8 +34,14 @@ MAX_CATEGORIES = 10
 MAX_RULE_CONDITIONS = 3
 
 RFM_COLUMNS = ("recency_days", "orders", "total_revenue", "average_order_value")
-RULE_NUMERIC_COLUMNS = ("recency_days", "orders", "online_orders", "store_orders", "total_revenue",
-                        "average_order_value")
+RULE_NUMERIC_COLUMNS = (
+    "recency_days",
+    "orders",
+    "online_orders",
+    "store_orders",
+    "total_revenue",
+    "average_order_value",
+)
 COUNT_COLUMNS = frozenset({"recency_days", "orders", "online_orders", "store_orders"})
 
 # weights of the feature blocks: an RFM or engagement column is a z-score (weight 1); a share
@@ -53,9 +59,17 @@ do not are placed at the mean of those who do, so that not saying separates nobo
 FEMALE = frozenset({"f", "female", "woman", "w"})
 MALE = frozenset({"m", "male", "man"})
 
-CHANNEL_PHRASES = {"web": "engaged on the website", "app": "engaged on the app", "sms": "responsive to SMS",
-                   "whatsapp": "engaged on WhatsApp", "push": "responsive to push", "social": "engaged on social media",
-                   "store": "store visitors", "direct_mail": "responsive to direct mail", "phone": "engaged by phone"}
+CHANNEL_PHRASES = {
+    "web": "engaged on the website",
+    "app": "engaged on the app",
+    "sms": "responsive to SMS",
+    "whatsapp": "engaged on WhatsApp",
+    "push": "responsive to push",
+    "social": "engaged on social media",
+    "store": "store visitors",
+    "direct_mail": "responsive to direct mail",
+    "phone": "engaged by phone",
+}
 """How a channel reads when a cluster engages on it far more than the population (e-mail has its own)."""
 
 
@@ -110,8 +124,9 @@ def profile_features(columns: Columns) -> ProfileFeatures:
     engagement, channel mix, category mix and e-mail consent."""
     missing = [c for c in ("orders", "total_revenue") if c not in columns]
     if missing:
-        raise InputError(f"profiles lack the column(s) {', '.join(missing)}; got {', '.join(sorted(columns))}",
-                         field=missing[0])
+        raise InputError(
+            f"profiles lack the column(s) {', '.join(missing)}; got {', '.join(sorted(columns))}", field=missing[0]
+        )
     n = profile_columns_count(columns)
     orders = np.nan_to_num(_floats(columns["orders"], n))
     revenue = np.nan_to_num(_floats(columns["total_revenue"], n))
@@ -147,16 +162,23 @@ def profile_features(columns: Columns) -> ProfileFeatures:
             category_counts[str(cat)] = category_counts.get(str(cat), 0) + 1
     categories = tuple(sorted(category_counts, key=lambda c: (-category_counts[c], c))[:MAX_CATEGORIES])
 
-    raw: dict[str, np.ndarray] = {"recency_days": recency, "orders": orders, "total_revenue": revenue,
-                                  "average_order_value": aov, "store_share": store_share,
-                                  "engagement": engagement, "email_consent": consent}
+    raw: dict[str, np.ndarray] = {
+        "recency_days": recency,
+        "orders": orders,
+        "total_revenue": revenue,
+        "average_order_value": aov,
+        "store_share": store_share,
+        "engagement": engagement,
+        "email_consent": consent,
+    }
     if "clv_12m" in columns:
         raw["clv_12m"] = _floats(columns["clv_12m"], n)
     raw["age"] = _floats(columns.get("age"), n)
     raw["female"] = np.array([_female(v) for v in columns.get("gender", [None] * n)], dtype=float)
     for channel in channels:
         raw[f"channel:{channel}"] = np.array(
-            [s.get(channel, 0.0) / sum(s.values()) if s else 0.0 for s in channel_scores])
+            [s.get(channel, 0.0) / sum(s.values()) if s else 0.0 for s in channel_scores]
+        )
     for cat in categories:
         raw[f"category:{cat}"] = np.array([1.0 / len(cats) if cat in cats else 0.0 for cats in category_lists])
 
@@ -170,8 +192,10 @@ def profile_features(columns: Columns) -> ProfileFeatures:
         ("orders", _zscore(np.log1p(np.maximum(orders, 0)))),
         ("total_revenue", _zscore(np.log1p(np.maximum(revenue, 0)))),
         ("average_order_value", _zscore(np.log1p(np.maximum(np.nan_to_num(aov), 0)))),
-        ("store_share", STORE_SHARE_WEIGHT * np.where(buyer, store_share,
-                                                      float(store_share[buyer].mean()) if buyer.any() else 0.0)),
+        (
+            "store_share",
+            STORE_SHARE_WEIGHT * np.where(buyer, store_share, float(store_share[buyer].mean()) if buyer.any() else 0.0),
+        ),
         ("engagement", _zscore(np.log1p(engagement))),
         ("email_consent", EMAIL_CONSENT_WEIGHT * consent),
     ]
@@ -182,13 +206,14 @@ def profile_features(columns: Columns) -> ProfileFeatures:
             filled = np.where(known, values, float(values[known].mean()))
             blocks.append((name, weight * (_zscore(filled) if name == "age" else filled - filled.mean())))
     # a block of m shares gets weight w / sqrt(m) per column, so its spread does not grow with m
-    for prefix, names, weight in (("channel", channels, CHANNEL_MIX_WEIGHT),
-                                  ("category", categories, CATEGORY_MIX_WEIGHT)):
+    for prefix, names, weight in (
+        ("channel", channels, CHANNEL_MIX_WEIGHT),
+        ("category", categories, CATEGORY_MIX_WEIGHT),
+    ):
         for name in names:
             blocks.append((f"{prefix}:{name}", weight / math.sqrt(max(len(names), 1)) * raw[f"{prefix}:{name}"]))
     matrix = np.column_stack([b for _, b in blocks]) if n else np.zeros((0, len(blocks)))
-    return ProfileFeatures(tuple(name for name, _ in blocks), np.nan_to_num(matrix), raw, channels, categories,
-                           buyer)
+    return ProfileFeatures(tuple(name for name, _ in blocks), np.nan_to_num(matrix), raw, channels, categories, buyer)
 
 
 # ---------------------------------------------------------------- k-means
@@ -288,15 +313,19 @@ def silhouette(x: np.ndarray, labels: np.ndarray) -> float:
     return float(s.mean())
 
 
-def choose_k(x: np.ndarray, k_range: tuple[int, int] = K_RANGE, *, seed: int = 0
-             ) -> tuple[int, dict[int, float], dict[int, KMeansResult]]:
+def choose_k(
+    x: np.ndarray, k_range: tuple[int, int] = K_RANGE, *, seed: int = 0
+) -> tuple[int, dict[int, float], dict[int, KMeansResult]]:
     """The k of `k_range` (as far as the points allow) with the best silhouette on a fixed sample
     of at most SILHOUETTE_SAMPLE points; ties go to the smaller k. Also the scores and fits."""
     n = len(x)
     low, high = k_range[0], min(k_range[1], n // MIN_PER_CLUSTER)
     if high < low:
-        raise InputError(f"got {n} profiles; choosing k in {k_range[0]}..{k_range[1]} needs at least "
-                         f"{low * MIN_PER_CLUSTER} ({MIN_PER_CLUSTER} per cluster)", field="profiles")
+        raise InputError(
+            f"got {n} profiles; choosing k in {k_range[0]}..{k_range[1]} needs at least "
+            f"{low * MIN_PER_CLUSTER} ({MIN_PER_CLUSTER} per cluster)",
+            field="profiles",
+        )
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(n, SILHOUETTE_SAMPLE, replace=False)) if n > SILHOUETTE_SAMPLE else np.arange(n)
     scores: dict[int, float] = {}
@@ -354,19 +383,23 @@ def summarize(features: ProfileFeatures, mask: np.ndarray) -> ClusterSummary:
     both = ((store_share > 0) & (store_share < 1)).mean() if b else 0.0
     clv = mean(raw["clv_12m"][mask]) if "clv_12m" in raw else None
     return ClusterSummary(
-        persons=n, buyers_share=b / n if n else 0.0,
-        revenue=float(revenue[mask].mean()) if n else 0.0, orders=float(orders[mask].mean()) if n else 0.0,
+        persons=n,
+        buyers_share=b / n if n else 0.0,
+        revenue=float(revenue[mask].mean()) if n else 0.0,
+        orders=float(orders[mask].mean()) if n else 0.0,
         orders_per_buyer=float(orders[buyers].mean()) if b else 0.0,
         average_order_value=float(revenue[buyers].sum() / orders[buyers].sum()) if b else None,
         recency_days=float(np.median(raw["recency_days"][buyers])) if b else None,
         log_recency=float(np.log1p(np.maximum(raw["recency_days"][buyers], 0)).mean()) if b else None,
         clv_12m=clv,
         store_order_share=float((store_share * orders[buyers]).sum() / orders[buyers].sum()) if b else None,
-        both_channels_share=float(both), engagement=float(np.log1p(raw["engagement"][mask]).mean()) if n else 0.0,
+        both_channels_share=float(both),
+        engagement=float(np.log1p(raw["engagement"][mask]).mean()) if n else 0.0,
         email_consent_rate=float(raw["email_consent"][mask].mean()) if n else 0.0,
         channel_shares={c: float(raw[f"channel:{c}"][mask].mean()) if n else 0.0 for c in features.channels},
         category_shares={c: float(raw[f"category:{c}"][mask].mean()) if n else 0.0 for c in features.categories},
-        median_age=float(np.median(ages)) if len(ages) else None, age_known_share=len(ages) / n if n else 0.0,
+        median_age=float(np.median(ages)) if len(ages) else None,
+        age_known_share=len(ages) / n if n else 0.0,
         female_share=float(genders.mean()) if len(genders) else None,
         gender_known_share=len(genders) / n if n else 0.0,
     )
@@ -442,14 +475,20 @@ def describe(cluster: ClusterSummary, population: ClusterSummary, features: Prof
             traits.append(Trait("low e-mail engagement", ("email_signups",), 3))
         elif email >= 1.5 * pop_email and email >= 0.1 and not barely:  # a high share of little is not engagement
             traits.append(Trait("high e-mail engagement", (), 3))
-    lifts = [(share / population.channel_shares[c], c) for c, share in cluster.channel_shares.items()
-             if c != "email" and share >= 0.15 and population.channel_shares[c] > 0]
+    lifts = [
+        (share / population.channel_shares[c], c)
+        for c, share in cluster.channel_shares.items()
+        if c != "email" and share >= 0.15 and population.channel_shares[c] > 0
+    ]
     if lifts:
         lift, channel = max(lifts, key=lambda t: (t[0], t[1]))
         if lift >= 1.6 and not (channel == "store" and any(t.phrase == "store-first" for t in traits)):
             traits.append(Trait(CHANNEL_PHRASES.get(channel, f"engaged on {channel}"), (), 3))
-    cats = [(share / population.category_shares[c], c) for c, share in cluster.category_shares.items()
-            if share >= 0.1 and population.category_shares[c] > 0]
+    cats = [
+        (share / population.category_shares[c], c)
+        for c, share in cluster.category_shares.items()
+        if share >= 0.1 and population.category_shares[c] > 0
+    ]
     if cats:
         lift, cat = max(cats, key=lambda t: (t[0], t[1]))
         if lift >= 1.5:
@@ -460,8 +499,7 @@ def describe(cluster: ClusterSummary, population: ClusterSummary, features: Prof
 def _demographics(cluster: ClusterSummary, population: ClusterSummary) -> list[Trait]:
     """Age and gender, where enough of the cluster states them and it differs from the population."""
     out = []
-    if (cluster.female_share is not None and population.female_share is not None
-            and cluster.gender_known_share >= 0.3):
+    if cluster.female_share is not None and population.female_share is not None and cluster.gender_known_share >= 0.3:
         if cluster.female_share >= 0.7 and cluster.female_share - population.female_share >= 0.15:
             out.append(Trait("mostly women", (), 2))
         elif cluster.female_share <= 0.3 and population.female_share - cluster.female_share >= 0.15:
@@ -542,8 +580,14 @@ def condition_mask(condition: Mapping[str, Any], columns: Columns) -> np.ndarray
     if op == "between":
         low, high = value
         return known & (x >= low) & (x <= high)
-    compare = {"eq": np.equal, "ne": np.not_equal, "gt": np.greater, "gte": np.greater_equal, "lt": np.less,
-               "lte": np.less_equal}.get(op)
+    compare = {
+        "eq": np.equal,
+        "ne": np.not_equal,
+        "gt": np.greater,
+        "gte": np.greater_equal,
+        "lt": np.less,
+        "lte": np.less_equal,
+    }.get(op)
     if compare is None:
         raise InputError(f"trait {name!r}: unknown operator {op!r}", field="where")
     return known & compare(x, value)
@@ -583,8 +627,9 @@ def _candidates(columns: Columns, rows: np.ndarray) -> list[tuple[dict[str, Any]
         lists = [columns["favourite_categories"][i] or () for i in rows]
         cats = sorted({c for cs in lists for c in cs if isinstance(c, str)})
         for cat in cats:
-            out.append(({"trait": "favourite_categories", "contains": cat},
-                        np.array([cat in cs for cs in lists], dtype=bool)))
+            out.append(
+                ({"trait": "favourite_categories", "contains": cat}, np.array([cat in cs for cs in lists], dtype=bool))
+            )
     return out
 
 
@@ -598,8 +643,9 @@ def _merge(conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """`gte a` and `lte b` on the same trait become `between [a, b]`; the order is kept."""
     out: list[dict[str, Any]] = []
     for cond in conditions:
-        partner = next((c for c in out if c["trait"] == cond["trait"] and {"gte", "lte"} == {*c, *cond} - {"trait"}),
-                       None)
+        partner = next(
+            (c for c in out if c["trait"] == cond["trait"] and {"gte", "lte"} == {*c, *cond} - {"trait"}), None
+        )
         if partner is None:
             out.append(dict(cond))
             continue
@@ -618,8 +664,13 @@ class LearnedRule:
     f1: float
 
 
-def learn_rule(columns: Columns, target: np.ndarray, *, rows: np.ndarray | None = None,
-               candidates: list[tuple[dict[str, Any], np.ndarray]] | None = None) -> LearnedRule:
+def learn_rule(
+    columns: Columns,
+    target: np.ndarray,
+    *,
+    rows: np.ndarray | None = None,
+    candidates: list[tuple[dict[str, Any], np.ndarray]] | None = None,
+) -> LearnedRule:
     """A conjunction of at most MAX_RULE_CONDITIONS trait conditions over profile columns, grown
     greedily, each step adding the condition that most raises the F1 score of the selection against
     `target` (the cluster's members among `rows`); stops when no condition adds 0.005."""
@@ -703,8 +754,9 @@ def _rounded(x: float | None, digits: int = 2) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), digits)
 
 
-def suggest_personas(columns: Columns, *, k: int | None = None, seed: int = 0,
-                     k_range: tuple[int, int] = K_RANGE) -> PersonaSuggestion:
+def suggest_personas(
+    columns: Columns, *, k: int | None = None, seed: int = 0, k_range: tuple[int, int] = K_RANGE
+) -> PersonaSuggestion:
     """Cluster the profiles in `columns` into k personas (k chosen by silhouette when not given) and
     describe each one: traits, figures, target KPIs, preferred channels and a rule."""
     n = profile_columns_count(columns)
@@ -714,15 +766,19 @@ def suggest_personas(columns: Columns, *, k: int | None = None, seed: int = 0,
         if k < 2:
             raise InputError(f"got k = {k}; expected at least 2", field="k")
         if n < k * MIN_PER_CLUSTER:
-            raise InputError(f"got {n} profiles; {k} personas need at least {k * MIN_PER_CLUSTER} "
-                             f"({MIN_PER_CLUSTER} per persona)", field="k")
+            raise InputError(
+                f"got {n} profiles; {k} personas need at least {k * MIN_PER_CLUSTER} ({MIN_PER_CLUSTER} per persona)",
+                field="k",
+            )
     features = profile_features(columns)
     x = features.matrix
     distinct = len(np.unique(np.round(x, 9), axis=0))
     needed = k if k is not None else k_range[0]
     if distinct < needed:
-        raise InputError(f"the {n} profiles have only {distinct} distinct behaviours; {needed} personas need "
-                         f"at least {needed}", field="profiles")
+        raise InputError(
+            f"the {n} profiles have only {distinct} distinct behaviours; {needed} personas need at least {needed}",
+            field="profiles",
+        )
     if k is None:
         k, scores, fits = choose_k(x, k_range, seed=seed)
         fit = fits[k]
@@ -756,17 +812,35 @@ def suggest_personas(columns: Columns, *, k: int | None = None, seed: int = 0,
             ident, i = f"{base_id}_{i}", i + 1
         ids.add(ident)
         target_kpis = tuple(dict.fromkeys(kpi for t in traits for kpi in t.kpis))[:3] or (
-            "repeat_purchase_rate", "customer_lifetime_value")
+            "repeat_purchase_rate",
+            "customer_lifetime_value",
+        )
         rule = learn_rule(columns, mask[rows], rows=rows, candidates=candidates)
-        kpis = {"revenue": _rounded(summary.revenue), "orders": _rounded(summary.orders),
-                "orders_per_buyer": _rounded(summary.orders_per_buyer),
-                "average_order_value": _rounded(summary.average_order_value),
-                "recency_days": _rounded(summary.recency_days, 1), "buyers_share": _rounded(summary.buyers_share, 4),
-                "store_order_share": _rounded(summary.store_order_share, 4),
-                "email_consent_rate": _rounded(summary.email_consent_rate, 4)}
+        kpis = {
+            "revenue": _rounded(summary.revenue),
+            "orders": _rounded(summary.orders),
+            "orders_per_buyer": _rounded(summary.orders_per_buyer),
+            "average_order_value": _rounded(summary.average_order_value),
+            "recency_days": _rounded(summary.recency_days, 1),
+            "buyers_share": _rounded(summary.buyers_share, 4),
+            "store_order_share": _rounded(summary.store_order_share, 4),
+            "email_consent_rate": _rounded(summary.email_consent_rate, 4),
+        }
         if "clv_12m" in features.raw:
             kpis["clv_12m"] = _rounded(summary.clv_12m)
-        personas.append(Persona(ident, name, tuple(phrases), _sentence(traits, summary, share), summary.persons,
-                                round(share, 4), kpis, target_kpis, tuple(preferred_channels(summary)), rule.where,
-                                rule.f1))
+        personas.append(
+            Persona(
+                ident,
+                name,
+                tuple(phrases),
+                _sentence(traits, summary, share),
+                summary.persons,
+                round(share, 4),
+                kpis,
+                target_kpis,
+                tuple(preferred_channels(summary)),
+                rule.where,
+                rule.f1,
+            )
+        )
     return PersonaSuggestion(k, labels, tuple(personas), scores, features.names)

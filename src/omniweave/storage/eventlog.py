@@ -96,8 +96,21 @@ SPEND_SCHEMA = pa.schema(
 
 # Only short, repetitive columns are dictionary-encoded: trying it on the JSON columns costs a
 # third of the write time and saves nothing.
-_DICTIONARY_COLUMNS = frozenset({"source", "type", "event", "channel", "campaign_source", "campaign_medium",
-                                 "campaign_name", "platform", "currency", "context_timezone", "context_device"})
+_DICTIONARY_COLUMNS = frozenset(
+    {
+        "source",
+        "type",
+        "event",
+        "channel",
+        "campaign_source",
+        "campaign_medium",
+        "campaign_name",
+        "platform",
+        "currency",
+        "context_timezone",
+        "context_device",
+    }
+)
 
 
 def _json(value: Any) -> str:
@@ -304,8 +317,12 @@ class EventLog:
         """Write `table` as the Parquet file `path`: into a temporary file first, swapped in by a rename."""
         temp = posixpath.join(posixpath.dirname(path), f".tmp-{uuid.uuid4().hex}")
         with self.fs.open(temp, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd",
-                           use_dictionary=[c for c in table.column_names if c in _DICTIONARY_COLUMNS])
+            pq.write_table(
+                table,
+                fh,
+                compression="zstd",
+                use_dictionary=[c for c in table.column_names if c in _DICTIONARY_COLUMNS],
+            )
         self.fs.mv(temp, path)
 
     def append(self, dataset: str, table: pa.Table, batch_name: str, date_column: str = "timestamp") -> list[str]:

@@ -13,8 +13,8 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from omniweave.storage.eventlog import EVENT_SCHEMA, SPEND_SCHEMA, EventLog
 from omniweave.errors import ConfigError
+from omniweave.storage.eventlog import EVENT_SCHEMA, SPEND_SCHEMA, EventLog
 
 DATASETS: dict[str, pa.Schema] = {"events": EVENT_SCHEMA, "spend": SPEND_SCHEMA}
 
@@ -45,8 +45,10 @@ class Warehouse:
             except ModuleNotFoundError as exc:
                 raise ConfigError("the Spark engine needs PySpark: pip install 'omniweave[spark]'") from exc
             session = spark_session or (
-                SparkSession.builder.master("local[2]").appName("omniweave")
-                .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC")
+                SparkSession.builder.master("local[2]")
+                .appName("omniweave")
+                .config("spark.ui.enabled", "false")
+                .config("spark.sql.session.timeZone", "UTC")
                 .getOrCreate()
             )
             self.con = ibis.pyspark.connect(session)
@@ -69,7 +71,11 @@ class Warehouse:
                 table = self.con.read_parquet(self.log.dataset_url(name), table_name=name, mergeSchema=True)
         else:
             empty = _empty(name)
-            table = self.con.create_table(name, empty, overwrite=True) if self.engine == "duckdb" else self.con.create_view(name, ibis.memtable(empty), overwrite=True)
+            table = (
+                self.con.create_table(name, empty, overwrite=True)
+                if self.engine == "duckdb"
+                else self.con.create_view(name, ibis.memtable(empty), overwrite=True)
+            )
         self._tables[name] = table
         return table
 
@@ -84,8 +90,7 @@ class Warehouse:
         if self.engine == "duckdb":
             return self.con.read_parquet(urls, hive_partitioning=True, union_by_name=True)
         session = self.con._session
-        frame = (session.read.option("basePath", self.log.dataset_url(name)).option("mergeSchema", "true")
-                 .parquet(*urls))
+        frame = session.read.option("basePath", self.log.dataset_url(name)).option("mergeSchema", "true").parquet(*urls)
         view = f"_{name}_files_{abs(hash(tuple(paths))):x}"
         frame.createOrReplaceTempView(view)
         return self.con.table(view)

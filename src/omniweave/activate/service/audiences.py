@@ -29,17 +29,23 @@ from omniweave.activate.audiences import (
     check_segment_id,
     person_keys,
 )
-from omniweave.identity.graph import IdentifierError, hashed, normalize
 from omniweave.errors import InputError
+from omniweave.identity.graph import IdentifierError, hashed, normalize
 from omniweave.profiles.service.build import write_dataset
 from omniweave.runtime import Runtime
 from omniweave.segments.service.evaluate import load_segments
 
 EXPORTS_DATASET = "audience_exports"
-EXPORTS_SCHEMA = pa.schema([
-    ("segment_id", pa.string()), ("platform", pa.string()), ("kind", pa.string()), ("hashed_key", pa.string()),
-    ("person_id", pa.string()), ("exported_at", pa.timestamp("us", tz="UTC")),
-])
+EXPORTS_SCHEMA = pa.schema(
+    [
+        ("segment_id", pa.string()),
+        ("platform", pa.string()),
+        ("kind", pa.string()),
+        ("hashed_key", pa.string()),
+        ("person_id", pa.string()),
+        ("exported_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
 """The last exported set per (segment, platform): what the next export's delta is computed against."""
 
 
@@ -63,10 +69,12 @@ class ExportSummary:
     files: tuple[str, ...]
 
     def describe(self) -> str:
-        persons = (f"segment {self.segment_id!r} to {self.platform}: {self.members:,} members, "
-                   f"{self.exported:,} exported ({self.by_device:,} by device or cookie ids only), "
-                   f"{self.skipped_no_consent:,} skipped for no advertising consent, "
-                   f"{self.skipped_no_identifier:,} skipped for no identifier")
+        persons = (
+            f"segment {self.segment_id!r} to {self.platform}: {self.members:,} members, "
+            f"{self.exported:,} exported ({self.by_device:,} by device or cookie ids only), "
+            f"{self.skipped_no_consent:,} skipped for no advertising consent, "
+            f"{self.skipped_no_identifier:,} skipped for no identifier"
+        )
         keys = f"{self.keys:,} keys; {self.adds:,} adds, {self.removes:,} removes since the last export"
         if self.removes_unresolved:
             keys += f" ({self.removes_unresolved:,} removed device ids no longer known, not written)"
@@ -90,13 +98,16 @@ def _members(runtime: Runtime, segment_id: str) -> list[dict[str, Any]]:
         known = {str(r["segment_id"]) for r in members.select("segment_id").distinct().to_pyarrow().to_pylist()}
         known |= set(load_segments(runtime.settings.home))  # the library and the project's files
         if segment_id not in known:
-            raise InputError(f"unknown segment {segment_id!r}: no members and no segment file; expected one of "
-                             f"{', '.join(sorted(known)) or '(no segments yet: add a file to segments/)'}",
-                             field="segment")
+            raise InputError(
+                f"unknown segment {segment_id!r}: no members and no segment file; expected one of "
+                f"{', '.join(sorted(known)) or '(no segments yet: add a file to segments/)'}",
+                field="segment",
+            )
         return []
     profiles = wh.table("profiles")
     wanted = profiles.filter(profiles.person_id.isin(chosen.person_id)).select(
-        "person_id", "emails", "phones", "device_ids", "consent_purpose_advertising")
+        "person_id", "emails", "phones", "device_ids", "consent_purpose_advertising"
+    )
     by_person = {r["person_id"]: r for r in wanted.to_pyarrow().to_pylist()}
     return [by_person.get(r["person_id"], {"person_id": r["person_id"]}) for r in rows]
 
@@ -157,8 +168,9 @@ def _write_csv(path: Path, header: tuple[str, ...], rows: list[list[str]]) -> No
     tmp.replace(path)
 
 
-def export_audience(runtime: Runtime, segment_id: str, platform: str, output: Path | str | None = None,
-                    now: datetime | None = None) -> ExportSummary:
+def export_audience(
+    runtime: Runtime, segment_id: str, platform: str, output: Path | str | None = None, now: datetime | None = None
+) -> ExportSummary:
     """Export the members of `segment_id` who consented to advertising, for `platform` (google, meta, csv).
 
     Writes `<platform>-<UTC timestamp>.csv` (and Google's `-mobile-ids.csv`) with every key, plus `-adds` and
@@ -180,9 +192,16 @@ def export_audience(runtime: Runtime, segment_id: str, platform: str, output: Pa
             no_consent += 1
             continue
         pid = member["person_id"]
-        found = person_keys(platform, {"email": member.get("emails") or (), "phone": member.get("phones") or (),
-                                       "device_id": member.get("device_ids") or (),
-                                       "anonymous_id": cookies.get(pid, ())}, region)
+        found = person_keys(
+            platform,
+            {
+                "email": member.get("emails") or (),
+                "phone": member.get("phones") or (),
+                "device_id": member.get("device_ids") or (),
+                "anonymous_id": cookies.get(pid, ()),
+            },
+            region,
+        )
         invalid += found.invalid
         if not found.keys:
             no_identifier += 1
@@ -221,13 +240,32 @@ def export_audience(runtime: Runtime, segment_id: str, platform: str, output: Pa
             files.append(str(path))
 
     kept = [r for r in previous_all.to_pylist() if not (r["segment_id"] == segment_id and r["platform"] == platform)]
-    fresh = [{"segment_id": segment_id, "platform": platform, "kind": key.kind, "hashed_key": key.hashed,
-              "person_id": pid, "exported_at": exported_at} for pid, key in current.values()]
+    fresh = [
+        {
+            "segment_id": segment_id,
+            "platform": platform,
+            "kind": key.kind,
+            "hashed_key": key.hashed,
+            "person_id": pid,
+            "exported_at": exported_at,
+        }
+        for pid, key in current.values()
+    ]
     write_dataset(runtime, EXPORTS_DATASET, pa.Table.from_pylist(kept + fresh, schema=EXPORTS_SCHEMA))
 
     return ExportSummary(
-        segment_id=segment_id, platform=platform, exported_at=exported_at, members=len(members), exported=exported,
-        skipped_no_consent=no_consent, skipped_no_identifier=no_identifier, by_device=by_device,
-        invalid_identifiers=invalid, keys=len(everything),
-        adds=len(adds), removes=len(removes), removes_unresolved=len(gone) - len(removes), files=tuple(files),
+        segment_id=segment_id,
+        platform=platform,
+        exported_at=exported_at,
+        members=len(members),
+        exported=exported,
+        skipped_no_consent=no_consent,
+        skipped_no_identifier=no_identifier,
+        by_device=by_device,
+        invalid_identifiers=invalid,
+        keys=len(everything),
+        adds=len(adds),
+        removes=len(removes),
+        removes_unresolved=len(gone) - len(removes),
+        files=tuple(files),
     )

@@ -23,6 +23,14 @@ from omniweave.collect.files.mapping import (
 from omniweave.collect.files.segment import run_segment
 
 __all__ = [
-    "ImportSummary", "Mapping", "MappingError", "Prepared", "builtin_kinds", "builtin_mapping", "load_mapping",
-    "parse_mapping", "run_mapping", "run_segment",
+    "ImportSummary",
+    "Mapping",
+    "MappingError",
+    "Prepared",
+    "builtin_kinds",
+    "builtin_mapping",
+    "load_mapping",
+    "parse_mapping",
+    "run_mapping",
+    "run_segment",
 ]

@@ -21,12 +21,12 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from omniweave.storage.eventlog import EVENT_SCHEMA, SPEND_SCHEMA, EventLog, with_flat_columns
-from omniweave.errors import InputError
 from omniweave.collect.files import sql
 from omniweave.collect.files.mapping import Mapping
 from omniweave.collect.files.readers import SourceFile, open_source, parse_csv_line
 from omniweave.collect.files.sql import MappingSQL, SourceShape
+from omniweave.errors import InputError
+from omniweave.storage.eventlog import EVENT_SCHEMA, SPEND_SCHEMA, EventLog, with_flat_columns
 
 FILE_ERRORS = (duckdb.InvalidInputException, duckdb.IOException, duckdb.ConversionException)
 """What DuckDB raises for a file it cannot read (other DuckDB errors are bugs, and propagate)."""
@@ -109,8 +109,9 @@ def arrow_table(result: duckdb.DuckDBPyRelation | duckdb.DuckDBPyConnection) -> 
     return method()
 
 
-def already_logged(con: duckdb.DuckDBPyConnection, log: EventLog, dataset: str, source_id: str,
-                   ids: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+def already_logged(
+    con: duckdb.DuckDBPyConnection, log: EventLog, dataset: str, source_id: str, ids: pa.Array | pa.ChunkedArray
+) -> pa.Array | pa.ChunkedArray:
     """For each id, whether `dataset` already holds it for `source_id` (one pass over the log's
     ids; memory for the new ids only)."""
     if len(ids) == 0 or not log.has_data(dataset):
@@ -120,8 +121,12 @@ def already_logged(con: duckdb.DuckDBPyConnection, log: EventLog, dataset: str, 
         con.register_filesystem(log.fs)
     con.register("__candidates", pa.table({"id": ids}))
     try:
-        found = arrow_table(con.sql(sql.logged_ids(url, "message_id" if dataset == "events" else "spend_id",
-                                                   "__candidates"), params=[source_id]))["id"]
+        found = arrow_table(
+            con.sql(
+                sql.logged_ids(url, "message_id" if dataset == "events" else "spend_id", "__candidates"),
+                params=[source_id],
+            )
+        )["id"]
     finally:
         con.unregister("__candidates")
     if len(found) == 0:
@@ -157,8 +162,15 @@ def shape_of(mapping: Mapping, source: SourceFile) -> SourceShape:
             f"{', '.join(repr(c) for c in missing)}; the file has columns {has}; a {mapping.kind!r} file "
             f"needs {', '.join(repr(c) for c in mapping.required_columns)} (see docs/file-formats.md)"
         )
-    return SourceShape(source.relation, column_sql, types, source.invalid, source.raw, source.numbered_relation,
-                       empty_is_null=source.format == "csv")
+    return SourceShape(
+        source.relation,
+        column_sql,
+        types,
+        source.invalid,
+        source.raw,
+        source.numbered_relation,
+        empty_is_null=source.format == "csv",
+    )
 
 
 def run_mapping(
@@ -213,7 +225,9 @@ def _csv_rejects(con: duckdb.DuckDBPyConnection, source: SourceFile, mapping: Ma
         where = f"field {column!r}: " if column else ""
         reason = str(message).splitlines()[0] if message else str(kind).lower()
         what = "does not match the header" if "COLUMNS" in str(kind) else "cannot be read"
-        found.errors.append((row, f"{source.path.name}:row {row}: {where}the row {what} ({reason}) (got {shown(text)})"))
+        found.errors.append(
+            (row, f"{source.path.name}:row {row}: {where}the row {what} ({reason}) (got {shown(text)})")
+        )
         fields = parse_csv_line(text or "", source.delimiter)
         if mapping.group is not None and all(0 <= i < len(fields) for i in key_index):
             found.keys.add("\x1f".join(fields[i].strip() for i in key_index))
@@ -226,8 +240,18 @@ def shown(value: object) -> str:
     return "'" + (text if len(text) <= 80 else text[:77] + "...") + "'"
 
 
-def _finish(mapping: Mapping, path: Path, source: SourceFile, plan: MappingSQL, con: duckdb.DuckDBPyConnection,
-            out: pa.Table, logged: pa.Array, rejects: _Rejects, dataset: str, stage: Stage) -> Prepared:
+def _finish(
+    mapping: Mapping,
+    path: Path,
+    source: SourceFile,
+    plan: MappingSQL,
+    con: duckdb.DuckDBPyConnection,
+    out: pa.Table,
+    logged: pa.Array,
+    rejects: _Rejects,
+    dataset: str,
+    stage: Stage,
+) -> Prepared:
     grouping = mapping.group is not None
     bad = out["__bad"]
     if rejects.keys:
@@ -246,8 +270,13 @@ def _finish(mapping: Mapping, path: Path, source: SourceFile, plan: MappingSQL, 
     duplicate = total(dup) + (0 if grouping else total(good) - n_good)
     imported = total(good) if grouping else n_good
     summary = ImportSummary(
-        file=path.name, kind=mapping.kind, rows_read=total(pc.is_valid(rows)) + len(rejects.rows),
-        rows_imported=imported, rows_duplicate=duplicate, rows_rejected=rejected, dataset=dataset,
+        file=path.name,
+        kind=mapping.kind,
+        rows_read=total(pc.is_valid(rows)) + len(rejects.rows),
+        rows_imported=imported,
+        rows_duplicate=duplicate,
+        rows_rejected=rejected,
+        dataset=dataset,
     )
     if rejected:
         stage("describing rejected rows", None)
@@ -263,8 +292,14 @@ def _finish(mapping: Mapping, path: Path, source: SourceFile, plan: MappingSQL, 
     return Prepared(table, dataset, batch_name(mapping.kind, table, schema.names[0]), summary)
 
 
-def _describe_errors(mapping: Mapping, source: SourceFile, plan: MappingSQL, con: duckdb.DuckDBPyConnection,
-                     bad_keys: list[str], rejects: _Rejects) -> list[str]:
+def _describe_errors(
+    mapping: Mapping,
+    source: SourceFile,
+    plan: MappingSQL,
+    con: duckdb.DuckDBPyConnection,
+    bad_keys: list[str],
+    rejects: _Rejects,
+) -> list[str]:
     sql, checked = plan.errors_query(with_keys=bool(bad_keys))
     params = [bad_keys] if bad_keys else []
     result = con.execute(sql + f" LIMIT {MAX_ERRORS + 1}", params)
@@ -282,13 +317,21 @@ def _describe_errors(mapping: Mapping, source: SourceFile, plan: MappingSQL, con
             found.append((number, f"{name}:row {number}: {source.invalid_reason} (got {shown(row.get('__raw'))})"))
         elif not row["__bad"]:
             key = str(row["__key"]).replace("\x1f", "+")
-            found.append((number, (f"{name}:row {number}: field {key_label!r}: not imported because another row "
-                                  f"of the same record is bad (got {shown(key)})")))
+            found.append(
+                (
+                    number,
+                    (
+                        f"{name}:row {number}: field {key_label!r}: not imported because another row "
+                        f"of the same record is bad (got {shown(key)})"
+                    ),
+                )
+            )
         else:
             for i, column in checked:
                 if row[f"e{i}"] is not None:
-                    found.append((number, (f"{name}:row {number}: field {column!r}: {row[f'e{i}']} "
-                                          f"(got {shown(row[f'g{i}'])})")))
+                    found.append(
+                        (number, (f"{name}:row {number}: field {column!r}: {row[f'e{i}']} (got {shown(row[f'g{i}'])})"))
+                    )
     found.sort(key=lambda item: item[0])
     return [text for _, text in found]
 

@@ -15,8 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from omniweave.errors import InputError
 from omniweave.collect.files.totals import numeric_columns, parse_total
+from omniweave.errors import InputError
 
 COLUMN_TYPES = ("string", "int", "float", "bool", "date", "timestamp")
 EVENT_TYPES = ("track", "identify", "page", "screen")
@@ -37,8 +37,23 @@ TIMESTAMP_FORMATS = ("iso", "epoch_s", "epoch_ms")
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _KIND = re.compile(r"^[a-z][a-z0-9_]*$")
 _TOP_KEYS = {
-    "kind", "description", "target", "type", "event", "channel", "key", "timestamp", "user_id",
-    "anonymous_id", "columns", "identifiers", "traits", "properties", "campaign", "group", "spend",
+    "kind",
+    "description",
+    "target",
+    "type",
+    "event",
+    "channel",
+    "key",
+    "timestamp",
+    "user_id",
+    "anonymous_id",
+    "columns",
+    "identifiers",
+    "traits",
+    "properties",
+    "campaign",
+    "group",
+    "spend",
 }
 _COLUMN_KEYS = {"type", "required", "default", "format", "values"}
 
@@ -214,7 +229,7 @@ class _Builder:
         for name, spec in raw.items():
             where = f"columns.{name}"
             if not isinstance(spec, dict):
-                raise self.fail(where, "expected a table, e.g. { type = \"int\", required = true }")
+                raise self.fail(where, 'expected a table, e.g. { type = "int", required = true }')
             unknown = sorted(set(spec) - _COLUMN_KEYS)
             if unknown:
                 raise self.fail(f"{where}.{unknown[0]}", f"unknown key; allowed: {', '.join(sorted(_COLUMN_KEYS))}")
@@ -227,14 +242,18 @@ class _Builder:
             fmt = spec.get("format")
             if fmt is not None:
                 if typ not in ("date", "timestamp") or not isinstance(fmt, str) or not fmt:
-                    raise self.fail(f"{where}.format", "only date and timestamp columns take a format: "
-                                    "a strptime pattern like '%d/%m/%Y %H:%M', or for timestamps "
-                                    f"{', '.join(TIMESTAMP_FORMATS)}")
+                    raise self.fail(
+                        f"{where}.format",
+                        "only date and timestamp columns take a format: "
+                        "a strptime pattern like '%d/%m/%Y %H:%M', or for timestamps "
+                        f"{', '.join(TIMESTAMP_FORMATS)}",
+                    )
                 if typ == "date" and fmt in TIMESTAMP_FORMATS[1:]:
                     raise self.fail(f"{where}.format", f"{fmt!r} is only for timestamp columns")
             values = spec.get("values", [])
-            if values and (typ != "string" or not isinstance(values, list)
-                           or not all(isinstance(v, str) and v for v in values)):
+            if values and (
+                typ != "string" or not isinstance(values, list) or not all(isinstance(v, str) and v for v in values)
+            ):
                 raise self.fail(f"{where}.values", "only string columns take values: a list of allowed strings")
             default = spec.get("default")
             if default is not None:
@@ -272,8 +291,7 @@ class _Builder:
                 return Value(constant=self._constant(raw["value"], where))
         elif isinstance(raw, (bool, int, float)):
             return Value(constant=raw)
-        raise self.fail(where, "expected a column name, { column = \"NAME\" } or { value = CONSTANT }, "
-                        f"got {raw!r}")
+        raise self.fail(where, f'expected a column name, {{ column = "NAME" }} or {{ value = CONSTANT }}, got {raw!r}')
 
     def _constant(self, value: Any, where: str) -> Any:
         if isinstance(value, (str, bool, int, float)):
@@ -298,7 +316,7 @@ class _Builder:
         if isinstance(raw, str):
             raw = [raw]
         if not isinstance(raw, list) or not raw:
-            raise self.fail("key", "expected the column(s) that identify one record, e.g. key = [\"order_id\"]")
+            raise self.fail("key", 'expected the column(s) that identify one record, e.g. key = ["order_id"]')
         return tuple(self._use(k, "key") for k in raw)
 
     def _optional_column(self, key: str) -> str | None:
@@ -309,8 +327,11 @@ class _Builder:
         raw = self.data.get("event")
         if raw is None:
             if typ == "track":
-                raise self.fail("event", "a track mapping needs an event name: event = \"Order Completed\" "
-                                "or event = { column = \"type\", values = { a = \"Event A\" } }")
+                raise self.fail(
+                    "event",
+                    'a track mapping needs an event name: event = "Order Completed" '
+                    'or event = { column = "type", values = { a = "Event A" } }',
+                )
             return None
         if typ == "identify":
             raise self.fail("event", "an identify mapping has no event name; remove the key")
@@ -320,11 +341,14 @@ class _Builder:
             column = self._use(raw["column"], "event.column")
             values = raw["values"]
             if not isinstance(values, dict) or not values or not all(isinstance(v, str) and v for v in values.values()):
-                raise self.fail("event.values", "expected a table mapping column values to event names, "
-                                "e.g. { opened = \"Email Opened\" }")
+                raise self.fail(
+                    "event.values",
+                    'expected a table mapping column values to event names, e.g. { opened = "Email Opened" }',
+                )
             return EventName(column=column, values=tuple(values.items()))
-        raise self.fail("event", "expected an event name, or { column = \"NAME\", values = { value = \"Event\" } }, "
-                        f"got {raw!r}")
+        raise self.fail(
+            "event", f'expected an event name, or {{ column = "NAME", values = {{ value = "Event" }} }}, got {raw!r}'
+        )
 
     def _channel(self, raw: Any) -> Value | None:
         if raw is None:
@@ -333,7 +357,7 @@ class _Builder:
             return Value(constant=raw.strip().lower())
         if isinstance(raw, dict) and set(raw) == {"column"}:
             return Value(column=self._use(raw["column"], "channel.column"))
-        raise self.fail("channel", f"expected a channel name like \"store\" or {{ column = \"NAME\" }}, got {raw!r}")
+        raise self.fail("channel", f'expected a channel name like "store" or {{ column = "NAME" }}, got {raw!r}')
 
     def _identifiers(self) -> tuple[tuple[str, str], ...]:
         raw = self.data.get("identifiers", {})
@@ -354,18 +378,18 @@ class _Builder:
             raise self.fail("group", "expected a table with items, [group.item] and [group.totals]")
         items = raw.get("items")
         if items is not None and (not isinstance(items, str) or not items):
-            raise self.fail("group.items", "expected the property name of the line-item list, e.g. \"products\"")
+            raise self.fail("group.items", 'expected the property name of the line-item list, e.g. "products"')
         item = self._values(raw.get("item"), "group.item")
         if item and not items:
-            raise self.fail("group.items", "[group.item] needs items = \"PROPERTY\" to name the list")
+            raise self.fail("group.items", '[group.item] needs items = "PROPERTY" to name the list')
         totals_raw = raw.get("totals", {})
         if not isinstance(totals_raw, dict):
-            raise self.fail("group.totals", "expected a table of NAME = \"sum(column)\"")
+            raise self.fail("group.totals", 'expected a table of NAME = "sum(column)"')
         totals = []
         for name, text in totals_raw.items():
             where = f"group.totals.{name}"
             if not isinstance(text, str):
-                raise self.fail(where, f"expected an aggregate like \"sum(quantity * price)\", got {text!r}")
+                raise self.fail(where, f'expected an aggregate like "sum(quantity * price)", got {text!r}')
             tree = parse_total(text, lambda c, w=where: self._use(c, w), lambda msg, w=where: self.fail(w, msg))
             totals.append((name, Total(text, tree)))
         return Group(items, item, tuple(totals))
@@ -393,17 +417,22 @@ class _Builder:
         by_name = {c.name: c for c in cols}
         ts = self.data.get("timestamp")
         if ts is not None and by_name[ts].type not in ("timestamp", "date"):
-            raise self.fail(f"columns.{ts}.type", f"the timestamp column must be a timestamp or date, not {by_name[ts].type}")
-        for name, total in (group.totals if group else ()):
+            raise self.fail(
+                f"columns.{ts}.type", f"the timestamp column must be a timestamp or date, not {by_name[ts].type}"
+            )
+        for name, total in group.totals if group else ():
             for col in numeric_columns(total.tree):
                 if by_name[col].type not in ("int", "float"):
-                    raise self.fail(f"group.totals.{name}", f"column {col!r} is used in arithmetic; declare it "
-                                    f"with type = \"int\" or \"float\" under [columns.{col}]")
+                    raise self.fail(
+                        f"group.totals.{name}",
+                        f"column {col!r} is used in arithmetic; declare it "
+                        f'with type = "int" or "float" under [columns.{col}]',
+                    )
 
     def _event_mapping(self, kind: str, key: tuple[str, ...]) -> Mapping:
         d = self.data
         if "spend" in d:
-            raise self.fail("spend", "only a mapping with target = \"spend\" has a [spend] table")
+            raise self.fail("spend", 'only a mapping with target = "spend" has a [spend] table')
         typ = d.get("type", "track")
         if typ not in EVENT_TYPES:
             raise self.fail("type", f"expected one of {', '.join(EVENT_TYPES)}, got {typ!r}")
@@ -424,26 +453,57 @@ class _Builder:
         cols = self._force(cols, {timestamp}, "timestamp")
         if event and event.column:
             allowed = tuple(v for v, _ in event.values)
-            cols = tuple(replace(c, required=True, values=c.values or allowed) if c.name == event.column else c for c in cols)
+            cols = tuple(
+                replace(c, required=True, values=c.values or allowed) if c.name == event.column else c for c in cols
+            )
             col = next(c for c in cols if c.name == event.column)
             missing = [v for v in col.values if v not in allowed]
             if col.type != "string" or missing:
-                raise self.fail("event.values", f"every allowed value of column {event.column!r} needs an event name; "
-                                f"missing: {missing}")
+                raise self.fail(
+                    "event.values",
+                    f"every allowed value of column {event.column!r} needs an event name; missing: {missing}",
+                )
         self._check_types(cols, group)
         return Mapping(
-            kind=kind, target="events", description=str(d.get("description", "")), type=typ, event=event,
-            channel=channel, key=key, timestamp=timestamp, user_id=user_id, anonymous_id=anonymous_id,
-            identifiers=identifiers, traits=traits, properties=properties, campaign=campaign, group=group,
-            columns=cols, origin=self.origin,
+            kind=kind,
+            target="events",
+            description=str(d.get("description", "")),
+            type=typ,
+            event=event,
+            channel=channel,
+            key=key,
+            timestamp=timestamp,
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            identifiers=identifiers,
+            traits=traits,
+            properties=properties,
+            campaign=campaign,
+            group=group,
+            columns=cols,
+            origin=self.origin,
         )
 
     def _spend_mapping(self, kind: str, key: tuple[str, ...]) -> Mapping:
         d = self.data
-        extra = sorted(set(d) & {"type", "event", "channel", "timestamp", "user_id", "anonymous_id",
-                                 "identifiers", "traits", "properties", "campaign", "group"})
+        extra = sorted(
+            set(d)
+            & {
+                "type",
+                "event",
+                "channel",
+                "timestamp",
+                "user_id",
+                "anonymous_id",
+                "identifiers",
+                "traits",
+                "properties",
+                "campaign",
+                "group",
+            }
+        )
         if extra:
-            raise self.fail(extra[0], "not used when target = \"spend\"; map the spend columns under [spend]")
+            raise self.fail(extra[0], 'not used when target = "spend"; map the spend columns under [spend]')
         spend = self._values(d.get("spend"), "spend", tuple(SPEND_FIELDS))
         missing = [f for f in SPEND_REQUIRED if f not in dict(spend)]
         if missing:
@@ -453,7 +513,16 @@ class _Builder:
         by_name = {c.name: c for c in cols}
         for name, value in spend:
             if value.column is not None and by_name[value.column].type not in SPEND_FIELDS[name]:
-                raise self.fail(f"columns.{value.column}.type",
-                                f"spend.{name} needs a column of type {' or '.join(SPEND_FIELDS[name])}")
-        return Mapping(kind=kind, target="spend", description=str(d.get("description", "")), key=key,
-                       spend=spend, columns=cols, origin=self.origin)
+                raise self.fail(
+                    f"columns.{value.column}.type",
+                    f"spend.{name} needs a column of type {' or '.join(SPEND_FIELDS[name])}",
+                )
+        return Mapping(
+            kind=kind,
+            target="spend",
+            description=str(d.get("description", "")),
+            key=key,
+            spend=spend,
+            columns=cols,
+            origin=self.origin,
+        )

@@ -22,8 +22,8 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from omniweave.errors import InputError
 from omniweave.collect.files import sql
+from omniweave.errors import InputError
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -115,8 +115,9 @@ def _open_csv(con: duckdb.DuckDBPyConnection, path: Path) -> SourceFile:
             raise InputError(f"{path}: the header names column {name!r} twice")
         seen.add(name)
     relation, numbered = sql.csv_relation(path, names, delimiter)
-    return SourceFile(path, "csv", relation, {n: "VARCHAR" for n in names}, delimiter=delimiter,
-                      numbered_relation=numbered)
+    return SourceFile(
+        path, "csv", relation, {n: "VARCHAR" for n in names}, delimiter=delimiter, numbered_relation=numbered
+    )
 
 
 def _open_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> SourceFile:
@@ -142,7 +143,9 @@ def read_json_records(path: Path) -> Iterator[tuple[int, bytes]]:
         try:
             items = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            raise InputError(f"{path}: not valid JSON ({exc}); expected one JSON object per line or a JSON array") from None
+            raise InputError(
+                f"{path}: not valid JSON ({exc}); expected one JSON object per line or a JSON array"
+            ) from None
         for i, item in enumerate(items, 1):
             yield i, orjson.dumps(item)
         return
@@ -185,17 +188,25 @@ def _open_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> SourceFile:
             continue
         if isinstance(obj, dict):
             keys.update(dict.fromkeys(obj))
-    table = pa.table({
-        "__row": pa.array(np.asarray(numbers, dtype=np.int64)),
-        "__line": pa.array(lines, pa.binary()).cast(pa.string()),
-    })
+    table = pa.table(
+        {
+            "__row": pa.array(np.asarray(numbers, dtype=np.int64)),
+            "__line": pa.array(lines, pa.binary()).cast(pa.string()),
+        }
+    )
     name = f"__jsonl_{id(table)}"
     con.register(name, table)
     relation = sql.json_lines_relation(name)
     return SourceFile(
-        path, "jsonl", relation, {k: "VARCHAR" for k in keys}, all_present=True,
-        invalid="__obj IS NULL", invalid_reason="not a JSON object (expected one {...} per line)",
-        raw="__line", keep=[table],
+        path,
+        "jsonl",
+        relation,
+        {k: "VARCHAR" for k in keys},
+        all_present=True,
+        invalid="__obj IS NULL",
+        invalid_reason="not a JSON object (expected one {...} per line)",
+        raw="__line",
+        keep=[table],
     )
 
 

@@ -20,13 +20,6 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from omniweave.storage.eventlog import EVENT_SCHEMA, EventLog, events_to_table
-from omniweave.events.normalize import (
-    deterministic_message_id,
-    normalize_event,
-    parse_timestamp,
-)
-from omniweave.errors import EventError, InputError
 from omniweave.collect.files import sql
 from omniweave.collect.files.engine import (
     ImportSummary,
@@ -38,6 +31,13 @@ from omniweave.collect.files.engine import (
     to_arrow,
 )
 from omniweave.collect.files.readers import file_format, read_json_records
+from omniweave.errors import EventError, InputError
+from omniweave.events.normalize import (
+    deterministic_message_id,
+    normalize_event,
+    parse_timestamp,
+)
+from omniweave.storage.eventlog import EVENT_SCHEMA, EventLog, events_to_table
 
 KIND = "segment"
 BATCH_ROWS = 100_000
@@ -64,15 +64,22 @@ def run_segment(
     try:
         con.execute(sql.seen_ids())
         for start in range(0, len(records), batch_rows):
-            batch = records[start:start + batch_rows]
+            batch = records[start : start + batch_rows]
             yield _batch(con, log, path, batch, source_id, received_at, start // batch_rows)
             done[0] += len(batch)
     finally:
         con.close()
 
 
-def _batch(con: duckdb.DuckDBPyConnection, log: EventLog, path: Path, batch: list[tuple[int, bytes]],
-           source_id: str, received_at: datetime, number: int) -> Prepared:
+def _batch(
+    con: duckdb.DuckDBPyConnection,
+    log: EventLog,
+    path: Path,
+    batch: list[tuple[int, bytes]],
+    source_id: str,
+    received_at: datetime,
+    number: int,
+) -> Prepared:
     summary = ImportSummary(file=path.name, kind=KIND, rows_read=len(batch))
     events: list[dict[str, Any]] = []
     rows: list[int] = []

@@ -25,8 +25,8 @@ from typing import Any
 import orjson
 
 from omniweave import __version__
-from omniweave.storage.eventlog import property_columns_sql
 from omniweave.collect.files.mapping import Column, Mapping, Value
+from omniweave.storage.eventlog import property_columns_sql
 
 LIBRARY = {"name": "omniweave-importer", "version": __version__}
 _TRUE = ("true", "t", "yes", "y", "1")
@@ -163,10 +163,18 @@ class MappingSQL:
             if col.values:
                 cases = " ".join(f"WHEN {sql_string(a.lower())} THEN {sql_string(a)}" for a in col.values)
                 expected = ", ".join(col.values)
-                return f"(CASE lower(trim({text})) {cases} END)", "{x} IS NULL", f"unknown value; expected one of {expected}"
+                return (
+                    f"(CASE lower(trim({text})) {cases} END)",
+                    "{x} IS NULL",
+                    f"unknown value; expected one of {expected}",
+                )
             return (v if self._is_text(col) else text), None, ""
         if col.type == "int":
-            return f"TRY_CAST({v} AS BIGINT)", f"({{x}} IS NULL OR TRY_CAST({v} AS DOUBLE) <> {{x}})", "not a whole number"
+            return (
+                f"TRY_CAST({v} AS BIGINT)",
+                f"({{x}} IS NULL OR TRY_CAST({v} AS DOUBLE) <> {{x}})",
+                "not a whole number",
+            )
         if col.type == "float":
             return f"TRY_CAST({v} AS DOUBLE)", "NOT coalesce(isfinite({x}), FALSE)", "not a number"
         if col.type == "bool":
@@ -177,16 +185,26 @@ class MappingSQL:
         fmt = col.format if self._is_text(col) else None
         if col.type == "date":
             if fmt:
-                return f"CAST(try_strptime({v}, {sql_string(fmt)}) AS DATE)", "{x} IS NULL", f"not a date in the format {fmt}"
+                return (
+                    f"CAST(try_strptime({v}, {sql_string(fmt)}) AS DATE)",
+                    "{x} IS NULL",
+                    f"not a date in the format {fmt}",
+                )
             return f"TRY_CAST({v} AS DATE)", "{x} IS NULL", "not a date (expected YYYY-MM-DD)"
         if fmt in ("epoch_s", "epoch_ms"):  # timestamps from here on
             number = f"TRY_CAST({v} AS DOUBLE)" + (" / 1000.0" if fmt == "epoch_ms" else "")
             unit = "seconds" if fmt == "epoch_s" else "milliseconds"
-            return (f"(CASE WHEN abs({number}) < 1e11 THEN to_timestamp({number}) END)", "{x} IS NULL",
-                    f"not a timestamp in {unit} since 1970")
+            return (
+                f"(CASE WHEN abs({number}) < 1e11 THEN to_timestamp({number}) END)",
+                "{x} IS NULL",
+                f"not a timestamp in {unit} since 1970",
+            )
         if fmt and fmt != "iso":
-            return (f"CAST(try_strptime({v}, {sql_string(fmt)}) AS TIMESTAMPTZ)", "{x} IS NULL",
-                    f"not a timestamp in the format {fmt}")
+            return (
+                f"CAST(try_strptime({v}, {sql_string(fmt)}) AS TIMESTAMPTZ)",
+                "{x} IS NULL",
+                f"not a timestamp in the format {fmt}",
+            )
         return f"TRY_CAST({v} AS TIMESTAMPTZ)", "{x} IS NULL", "not an ISO 8601 timestamp (e.g. 2024-05-01T12:00:00Z)"
 
     def _checks(self) -> list[tuple[str, str, str]]:
@@ -243,7 +261,11 @@ class MappingSQL:
     def _item_value(self, value: Value) -> str:
         """A line-item field inside a struct that is turned into JSON as a whole."""
         if value.column is None:
-            return sql_literal(value.constant) if not isinstance(value.constant, list) else f"CAST({_json_literal(value.constant)} AS JSON)"
+            return (
+                sql_literal(value.constant)
+                if not isinstance(value.constant, list)
+                else f"CAST({_json_literal(value.constant)} AS JSON)"
+            )
         col = self._col(value.column)
         return f"strftime({col}, '{_ISO_MS}')" if self._type(value.column) == "timestamp" else col
 
@@ -326,7 +348,9 @@ class MappingSQL:
         if value is None:
             return default
         if value.column is None:
-            return sql_literal(value.constant) if not isinstance(value.constant, list) else _json_literal(value.constant)
+            return (
+                sql_literal(value.constant) if not isinstance(value.constant, list) else _json_literal(value.constant)
+            )
         return f"CAST({self._col(value.column)} AS VARCHAR)"
 
     def _event_select(self) -> list[str]:
@@ -400,7 +424,9 @@ class MappingSQL:
         outs = [f"{self._message_id()} AS spend_id", f"{sql_string(self.source_id)} AS source"]
         for name in ("date", "channel", "platform", "campaign", "impressions", "clicks", "spend", "currency"):
             value = spend.get(name)
-            expr = "NULL" if value is None else (self._col(value.column) if value.column else sql_literal(value.constant))
+            expr = (
+                "NULL" if value is None else (self._col(value.column) if value.column else sql_literal(value.constant))
+            )
             outs.append(f"CAST({expr} AS {casts.get(name, 'VARCHAR')}) AS {name}")
         return outs
 
@@ -409,8 +435,10 @@ class MappingSQL:
         __rows (file rows in it), __bad (some row is bad) and __key (the record key)."""
         body = self._event_select() if self.m.target == "events" else self._spend_select()
         key = f"{self._joined(chr(31))} AS __key"
-        query = (f"WITH {self._typed(numbered=False)},\n{self._grouped()}\n"
-                 f"SELECT {', '.join(body)}, __rows, __bad, {key} FROM grouped")
+        query = (
+            f"WITH {self._typed(numbered=False)},\n{self._grouped()}\n"
+            f"SELECT {', '.join(body)}, __rows, __bad, {key} FROM grouped"
+        )
         if self.m.target == "events":  # the log's flat copies of properties, read here, vectorised
             query = f"SELECT *, {property_columns_sql('properties')} FROM ({query})"
         return query
@@ -427,14 +455,15 @@ class MappingSQL:
         for i, (missing, bad, reason) in enumerate(self._checks()):
             if (missing, bad) == ("FALSE", "FALSE"):
                 continue
-            outs.append(f"CASE WHEN {missing} THEN 'missing required value' WHEN {bad} THEN {sql_string(reason)} END AS e{i}")
+            outs.append(
+                f"CASE WHEN {missing} THEN 'missing required value' WHEN {bad} THEN {sql_string(reason)} END AS e{i}"
+            )
             outs.append(f"CAST(v{i} AS VARCHAR) AS g{i}")
             names.append((i, self.cols[i].name))
         key = self._joined(chr(31))
         outs.append(f"{key} AS __key")
         where = "__bad" + (f" OR {key} IN (SELECT unnest($1::VARCHAR[]))" if with_keys else "")
-        sql = (f"WITH {self._typed(numbered=True)}\n"
-               f"SELECT {', '.join(outs)} FROM typed WHERE {where} ORDER BY __row")
+        sql = f"WITH {self._typed(numbered=True)}\nSELECT {', '.join(outs)} FROM typed WHERE {where} ORDER BY __row"
         return sql, names
 
 
@@ -451,13 +480,17 @@ def csv_relation(path: object, names: list[str], delimiter: str) -> tuple[str, s
     streaming row_number() keeps file order but makes DuckDB read on one thread, so only the
     query describing bad rows numbers them."""
     columns = "{" + ", ".join(f"{sql_string(n)}: 'VARCHAR'" for n in names) + "}"
-    relation = (f"read_csv({_path(path)}, header = true, auto_detect = false, columns = {columns}, "
-                f"delim = {sql_string(delimiter)}, quote = '\"', escape = '\"', store_rejects = true)")
+    relation = (
+        f"read_csv({_path(path)}, header = true, auto_detect = false, columns = {columns}, "
+        f"delim = {sql_string(delimiter)}, quote = '\"', escape = '\"', store_rejects = true)"
+    )
     return relation, f"(SELECT row_number() OVER () AS __row, * FROM {relation})"
 
 
-CSV_REJECTS = ("SELECT line, any_value(column_name), any_value(error_type), any_value(csv_line), "
-               "any_value(error_message) FROM reject_errors GROUP BY line ORDER BY line")
+CSV_REJECTS = (
+    "SELECT line, any_value(column_name), any_value(error_type), any_value(csv_line), "
+    "any_value(error_message) FROM reject_errors GROUP BY line ORDER BY line"
+)
 """Rows the CSV reader rejected: (line, column, error type, the line's text, message)."""
 
 
@@ -468,15 +501,19 @@ def parquet_columns(path: object) -> str:
 
 def parquet_relation(path: object) -> str:
     """A Parquet file's rows, numbered in file order."""
-    return (f"(SELECT file_row_number + 1 AS __row, * EXCLUDE (file_row_number) "
-            f"FROM read_parquet({_path(path)}, file_row_number = true))")
+    return (
+        f"(SELECT file_row_number + 1 AS __row, * EXCLUDE (file_row_number) "
+        f"FROM read_parquet({_path(path)}, file_row_number = true))"
+    )
 
 
 def json_lines_relation(table: str) -> str:
     """Rows of a registered Arrow table (__row, __line): __obj is the line as JSON when it is an
     object, else NULL."""
-    return (f"(SELECT __row, __line, CASE WHEN json_valid(__line) AND json_type(__line) = 'OBJECT' "
-            f"THEN CAST(__line AS JSON) END AS __obj FROM {table})")
+    return (
+        f"(SELECT __row, __line, CASE WHEN json_valid(__line) AND json_type(__line) = 'OBJECT' "
+        f"THEN CAST(__line AS JSON) END AS __obj FROM {table})"
+    )
 
 
 def json_field(name: str) -> str:
@@ -494,8 +531,10 @@ def logged_ids(dataset_url: str, id_column: str, candidates: str) -> str:
     """The ids of table `candidates` (column id) that a dataset already holds for the source in
     parameter $1. Only the candidates are hashed; the log's ids stream past them."""
     pattern = sql_string(dataset_url + "/**/*.parquet")
-    return (f"SELECT DISTINCT {sql_ident(id_column)} AS id FROM read_parquet({pattern}, hive_partitioning = true, "
-            f"union_by_name = true) WHERE source = $1 AND {sql_ident(id_column)} IN (SELECT id FROM {candidates})")
+    return (
+        f"SELECT DISTINCT {sql_ident(id_column)} AS id FROM read_parquet({pattern}, hive_partitioning = true, "
+        f"union_by_name = true) WHERE source = $1 AND {sql_ident(id_column)} IN (SELECT id FROM {candidates})"
+    )
 
 
 def seen_ids(table: str = "__seen") -> str:
@@ -506,8 +545,10 @@ def seen_ids(table: str = "__seen") -> str:
 def new_segment_events(batch: str, seen: str = "__seen") -> str:
     """A batch's events (EVENT_SCHEMA columns and __row) whose id was not seen earlier in the
     file, each id once (the first), in file order."""
-    return (f"SELECT * EXCLUDE (__row) FROM {batch} WHERE message_id NOT IN (SELECT id FROM {seen}) "
-            f"QUALIFY row_number() OVER (PARTITION BY message_id ORDER BY __row) = 1 ORDER BY __row")
+    return (
+        f"SELECT * EXCLUDE (__row) FROM {batch} WHERE message_id NOT IN (SELECT id FROM {seen}) "
+        f"QUALIFY row_number() OVER (PARTITION BY message_id ORDER BY __row) = 1 ORDER BY __row"
+    )
 
 
 def remember_ids(table: str, seen: str = "__seen") -> str:

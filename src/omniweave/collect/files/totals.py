@@ -22,7 +22,9 @@ def parse_total(text: str, use: Callable[[str], str], fail: Callable[[str], Exce
     return _TotalParser(text, use, fail).parse()
 
 
-_TOKEN = re.compile(r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|\"(?P<quoted>[^\"]+)\"|(?P<op>[-+*/(),]))")
+_TOKEN = re.compile(
+    r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|\"(?P<quoted>[^\"]+)\"|(?P<op>[-+*/(),]))"
+)
 
 
 class _TotalParser:

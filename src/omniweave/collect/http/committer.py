@@ -92,6 +92,7 @@ def outcome(answer: list[Outcome] | None, index: int) -> Outcome:
 
 # --- the server side ------------------------------------------------------------------------
 
+
 class Committer:
     """The server's handle on its committer process: `await commit(...)` returns once the
     request's events are durable (or rejected), with the outcome to answer."""
@@ -107,8 +108,9 @@ class Committer:
         self.commit_seconds = 0.0
         self.restarts = 0
 
-    async def commit(self, kind: str | None, received_ts: float, source_id: str, ip: str | None,
-                     body: bytes) -> Outcome:
+    async def commit(
+        self, kind: str | None, received_ts: float, source_id: str, ip: str | None, body: bytes
+    ) -> Outcome:
         """Hand a request's body over; returns its outcome once its events are durable."""
         submitted = self.submit(kind, received_ts, source_id, ip, body)
         if submitted is None:
@@ -119,8 +121,9 @@ class Committer:
         future, index = submitted
         return outcome(await future, index)
 
-    def submit(self, kind: str | None, received_ts: float, source_id: str, ip: str | None,
-               body: bytes) -> tuple[asyncio.Future[list[Outcome] | None], int] | None:
+    def submit(
+        self, kind: str | None, received_ts: float, source_id: str, ip: str | None, body: bytes
+    ) -> tuple[asyncio.Future[list[Outcome] | None], int] | None:
         """The fast path of `commit`, for callers that await the frame themselves: the frame's
         future and the request's index in it, or None if the committer must be (re)started."""
         link = self._link
@@ -238,8 +241,8 @@ class _Link(asyncio.Protocol):
             size, frame_id, seconds, requests, events, all_stored = _ANSWER.unpack_from(buffer)
             if len(buffer) < 4 + size:
                 return
-            answer = None if all_stored else _outcomes(bytes(buffer[_ANSWER.size:4 + size]), requests)
-            del buffer[:4 + size]
+            answer = None if all_stored else _outcomes(bytes(buffer[_ANSWER.size : 4 + size]), requests)
+            del buffer[: 4 + size]
             self.owner._record(seconds, requests, events)
             future = self._waiting.pop(frame_id, None)
             if future is not None:
@@ -260,8 +263,7 @@ class _Link(asyncio.Protocol):
         self._waiting.clear()
 
     # requests and answers
-    def submit(self, kind: int, received_ts: float, source_id: str, ip: str,
-               body: bytes) -> tuple[_FrameFuture, int]:
+    def submit(self, kind: int, received_ts: float, source_id: str, ip: str, body: bytes) -> tuple[_FrameFuture, int]:
         frame = self._frame
         if frame is None:
             # one frame (and one write) for the requests that arrive in this loop iteration
@@ -274,7 +276,12 @@ class _Link(asyncio.Protocol):
         self._frame_size = index + 1
         source = source_id.encode()
         address = ip.encode()
-        self._outgoing += (_REQUEST.pack(kind, received_ts, len(source), len(address), len(body)), source, address, body)
+        self._outgoing += (
+            _REQUEST.pack(kind, received_ts, len(source), len(address), len(body)),
+            source,
+            address,
+            body,
+        )
         if index + 1 >= MAX_FRAME_REQUESTS:
             self._send_frame()  # a busy iteration: send this part now, so that the committer starts on it
         return frame, index
@@ -322,6 +329,7 @@ class _Link(asyncio.Protocol):
 
 # --- the committer process ------------------------------------------------------------------
 
+
 def main() -> None:
     """Entry point of the committer process (started by `Committer`)."""
     settings, _ = settings_from_stdin()
@@ -349,8 +357,9 @@ def serve(connection: socket.socket, store: Any, max_event_bytes: int) -> None:
     validated so far, commits it in one transaction and sends the answers.
     """
     validated: queue.SimpleQueue[Validated | None] = queue.SimpleQueue()
-    committing = threading.Thread(target=_commit_loop, args=(validated, connection, store),
-                                  name="omniweave-commit", daemon=True)
+    committing = threading.Thread(
+        target=_commit_loop, args=(validated, connection, store), name="omniweave-commit", daemon=True
+    )
     committing.start()
     buffer = bytearray()
     try:
@@ -377,18 +386,18 @@ def _frames(buffer: bytearray) -> Iterator[tuple[int, list[Request]]]:
         size, frame_id = _FRAME.unpack_from(buffer)
         if len(buffer) < 4 + size:
             return
-        frame = bytes(buffer[_FRAME.size:4 + size])
-        del buffer[:4 + size]
+        frame = bytes(buffer[_FRAME.size : 4 + size])
+        del buffer[: 4 + size]
         requests: list[Request] = []
         position, end = 0, len(frame)
         while position < end:
             kind, received_ts, source_size, ip_size, body_size = _REQUEST.unpack_from(frame, position)
             position += _REQUEST.size
-            source = frame[position:position + source_size].decode()
+            source = frame[position : position + source_size].decode()
             position += source_size
-            ip = frame[position:position + ip_size].decode()
+            ip = frame[position : position + ip_size].decode()
             position += ip_size
-            body = frame[position:position + body_size]
+            body = frame[position : position + body_size]
             position += body_size
             requests.append((kind, received_ts, source, ip, body))
         yield frame_id, requests
@@ -401,7 +410,7 @@ def _outcomes(data: bytes, count: int) -> list[Outcome]:
     for _ in range(count):
         status, accepted, size = _OUTCOME.unpack_from(data, position)
         position += _OUTCOME.size
-        outcomes.append((status, accepted, data[position:position + size] if size else _NO_ERRORS))
+        outcomes.append((status, accepted, data[position : position + size] if size else _NO_ERRORS))
         position += size
     return outcomes
 
@@ -414,8 +423,12 @@ def _validate(request: Request, max_event_bytes: int) -> tuple[list[Row], list[d
     except InputError as exc:
         return [], [exc.as_dict()]
     intake = build_rows(
-        items, source_id, received_at=datetime.fromtimestamp(received_ts, UTC), received_ts=received_ts,
-        max_event_bytes=max_event_bytes, context_defaults={"ip": ip} if ip else None,
+        items,
+        source_id,
+        received_at=datetime.fromtimestamp(received_ts, UTC),
+        received_ts=received_ts,
+        max_event_bytes=max_event_bytes,
+        context_defaults={"ip": ip} if ip else None,
     )
     return intake.rows, intake.errors
 
@@ -448,8 +461,9 @@ def _commit_loop(validated: queue.SimpleQueue[Validated | None], connection: soc
         os._exit(1)
 
 
-def _commit_group(frames: list[tuple[int, list[Request]]], validated: list[tuple[list[Row], list[dict[str, object]]]],
-                  store: Any) -> bytes:
+def _commit_group(
+    frames: list[tuple[int, list[Request]]], validated: list[tuple[list[Row], list[dict[str, object]]]], store: Any
+) -> bytes:
     """Commit the rows of every request of `frames` in one transaction, and build the answer to
     each frame."""
     started = time.perf_counter()
@@ -474,7 +488,7 @@ def _commit_group(frames: list[tuple[int, list[Request]]], validated: list[tuple
             answers.append(_ANSWER.pack(_ANSWER.size - 4, frame_id, seconds, len(frame), events, 1))
         else:
             parts: list[bytes] = []
-            for (rows, errors), failure in zip(mine, failures[position:end]):
+            for (rows, errors), failure in zip(mine, failures[position:end], strict=False):
                 if failure is not None:
                     status, accepted = 503, 0
                     errors = [{"index": None, "field": None, "reason": f"not stored, retry: {failure}"}]
@@ -483,7 +497,9 @@ def _commit_group(frames: list[tuple[int, list[Request]]], validated: list[tuple
                 encoded = orjson.dumps(errors) if errors else _NO_ERRORS
                 parts += (_OUTCOME.pack(status, accepted, len(encoded)), encoded)
             body = b"".join(parts)
-            events -= sum(len(rows) for (rows, _), failure in zip(mine, failures[position:end]) if failure)
+            events -= sum(
+                len(rows) for (rows, _), failure in zip(mine, failures[position:end], strict=False) if failure
+            )
             answers.append(_ANSWER.pack(_ANSWER.size - 4 + len(body), frame_id, seconds, len(frame), events, 0) + body)
         position = end
     return b"".join(answers)
@@ -494,4 +510,3 @@ def _describe(exc: BaseException) -> str:
         return str(exc)
     log.error("could not commit events to the inbox: %r", exc)
     return f"could not commit events to the inbox: {exc}"
-

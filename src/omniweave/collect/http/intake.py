@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from omniweave.events.normalize import normalize_event
 from omniweave.errors import EventError, InputError
+from omniweave.events.normalize import normalize_event
 
 MAX_MESSAGE_ID_CHARS = 200  # the inbox's message_id column
 _BATCH_SHARED = ("sentAt", "integrations")
@@ -85,7 +85,8 @@ def build_rows(
             if len(message_id) > MAX_MESSAGE_ID_CHARS:
                 raise EventError(
                     f"is {len(message_id)} characters long; the limit is {MAX_MESSAGE_ID_CHARS}",
-                    field="messageId", record=index,
+                    field="messageId",
+                    record=index,
                 )
             try:
                 payload = orjson.dumps(event)

@@ -32,8 +32,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from omniweave.identity.graph import IdentifierError, normalize
 from omniweave.errors import InputError
+from omniweave.identity.graph import IdentifierError, normalize
 
 DEFAULT_THRESHOLD = 0.95
 MIN_M = 0.001
@@ -45,17 +45,32 @@ NAME_COLUMNS = {
     "birth_date": ("birth_date", "birthday", "birthdate", "date_of_birth", "dob"),
     "email": ("email", "e_mail", "email_address"),
     "phone": ("phone", "phone_number", "mobile", "telephone"),
-    "national_id": ("national_id", "soc_sec_id", "ssn", "social_security_number", "national_insurance_number",
-                    "ni_number"),
+    "national_id": (
+        "national_id",
+        "soc_sec_id",
+        "ssn",
+        "social_security_number",
+        "national_insurance_number",
+        "ni_number",
+    ),
     "street_number": ("street_number", "house_number"),
     "street": ("street", "address_1", "address1", "address_line_1", "street_address", "address"),
     "city": ("city", "suburb", "town", "locality"),
 }
 """Model field → accepted input column names (first found wins)."""
-FIELD_LABELS = {"first_name": "first name", "last_name": "last name", "postcode": "postcode",
-                "birth_date": "birth date", "email_local": "e-mail", "email_domain": "e-mail domain",
-                "phone": "phone", "national_id": "national id", "street_number": "street number",
-                "street": "street", "city": "city"}
+FIELD_LABELS = {
+    "first_name": "first name",
+    "last_name": "last name",
+    "postcode": "postcode",
+    "birth_date": "birth date",
+    "email_local": "e-mail",
+    "email_domain": "e-mail domain",
+    "phone": "phone",
+    "national_id": "national id",
+    "street_number": "street number",
+    "street": "street",
+    "city": "city",
+}
 
 for _name in ("splink", "duckdb"):
     logging.getLogger(_name).setLevel(logging.ERROR)
@@ -74,11 +89,14 @@ class MatchSummary:
     threshold: float = DEFAULT_THRESHOLD
 
     def describe(self) -> str:
-        return (f"{self.rows:,} rows → {self.clusters:,} clusters ({self.duplicates:,} rows have a duplicate) "
-                f"on {', '.join(self.fields)} at p ≥ {self.threshold}; wrote {self.output}")
+        return (
+            f"{self.rows:,} rows → {self.clusters:,} clusters ({self.duplicates:,} rows have a duplicate) "
+            f"on {', '.join(self.fields)} at p ≥ {self.threshold}; wrote {self.output}"
+        )
 
 
 # --- normalisation ---------------------------------------------------------------------------------
+
 
 def _text(value: Any) -> str | None:
     if value is None:
@@ -172,13 +190,21 @@ def prepare(table: pa.Table, fields: dict[str, str], region: str) -> pa.Table:
 
 # --- the model -------------------------------------------------------------------------------------
 
+
 def _name_comparison(column: str) -> Any:
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
-    return cl.CustomComparison(output_column_name=column, comparison_levels=[
-        cll.NullLevel(column), cll.ExactMatchLevel(column, term_frequency_adjustments=True),
-        cll.JaroWinklerLevel(column, 0.92), cll.JaroWinklerLevel(column, 0.8), cll.ElseLevel()])
+    return cl.CustomComparison(
+        output_column_name=column,
+        comparison_levels=[
+            cll.NullLevel(column),
+            cll.ExactMatchLevel(column, term_frequency_adjustments=True),
+            cll.JaroWinklerLevel(column, 0.92),
+            cll.JaroWinklerLevel(column, 0.8),
+            cll.ElseLevel(),
+        ],
+    )
 
 
 def _comparisons(columns: Sequence[str]) -> list[Any]:
@@ -192,26 +218,51 @@ def _comparisons(columns: Sequence[str]) -> list[Any]:
         if name in columns:
             comparisons.append(_name_comparison(name))
     if "birth_date" in columns:
-        swapped = ("substr(birth_date_l, 1, 4) = substr(birth_date_r, 1, 4) and "
-                   "substr(birth_date_l, 6, 2) = substr(birth_date_r, 9, 2) and "
-                   "substr(birth_date_l, 9, 2) = substr(birth_date_r, 6, 2)")
-        comparisons.append(cl.CustomComparison(output_column_name="birth_date", comparison_levels=[
-            cll.NullLevel("birth_date"), cll.ExactMatchLevel("birth_date"),
-            cll.DamerauLevenshteinLevel("birth_date", 1),
-            cll.CustomLevel(swapped, label_for_charts="day and month swapped"), cll.ElseLevel()]))
+        swapped = (
+            "substr(birth_date_l, 1, 4) = substr(birth_date_r, 1, 4) and "
+            "substr(birth_date_l, 6, 2) = substr(birth_date_r, 9, 2) and "
+            "substr(birth_date_l, 9, 2) = substr(birth_date_r, 6, 2)"
+        )
+        comparisons.append(
+            cl.CustomComparison(
+                output_column_name="birth_date",
+                comparison_levels=[
+                    cll.NullLevel("birth_date"),
+                    cll.ExactMatchLevel("birth_date"),
+                    cll.DamerauLevenshteinLevel("birth_date", 1),
+                    cll.CustomLevel(swapped, label_for_charts="day and month swapped"),
+                    cll.ElseLevel(),
+                ],
+            )
+        )
     if "postcode" in columns:
         comparisons.append(cl.LevenshteinAtThresholds("postcode", [1]))
     if "email_local" in columns:
         both = "email_local_l = email_local_r and email_domain_l = email_domain_r"
         typo = "email_local_l = email_local_r and damerau_levenshtein(email_domain_l, email_domain_r) <= 1"
-        comparisons.append(cl.CustomComparison(output_column_name="email_local", comparison_levels=[
-            cll.NullLevel("email_local"), cll.CustomLevel(both, label_for_charts="same address"),
-            cll.CustomLevel(typo, label_for_charts="same local part, domain one edit apart"),
-            cll.ElseLevel()]))
+        comparisons.append(
+            cl.CustomComparison(
+                output_column_name="email_local",
+                comparison_levels=[
+                    cll.NullLevel("email_local"),
+                    cll.CustomLevel(both, label_for_charts="same address"),
+                    cll.CustomLevel(typo, label_for_charts="same local part, domain one edit apart"),
+                    cll.ElseLevel(),
+                ],
+            )
+        )
     if "phone" in columns:
-        comparisons.append(cl.CustomComparison(output_column_name="phone", comparison_levels=[
-            cll.NullLevel("phone"), cll.ExactMatchLevel("phone", term_frequency_adjustments=True),
-            cll.DamerauLevenshteinLevel("phone", 1), cll.ElseLevel()]))
+        comparisons.append(
+            cl.CustomComparison(
+                output_column_name="phone",
+                comparison_levels=[
+                    cll.NullLevel("phone"),
+                    cll.ExactMatchLevel("phone", term_frequency_adjustments=True),
+                    cll.DamerauLevenshteinLevel("phone", 1),
+                    cll.ElseLevel(),
+                ],
+            )
+        )
     if "national_id" in columns:
         comparisons.append(cl.DamerauLevenshteinAtThresholds("national_id", [1]))
     if "street_number" in columns:
@@ -226,10 +277,18 @@ def _blocking_rules(columns: Sequence[str]) -> list[Any]:
     """Rules for generating candidate pairs: each an equality on selective values (cheap at 1M rows)."""
     from splink import block_on
 
-    wanted = [("email_local",), ("phone",), ("national_id",), ("postcode", "last_name"),
-              ("postcode", "first_name"), ("first_name", "last_name", "email_domain"),
-              ("last_name", "birth_date"), ("first_name", "birth_date"), ("street", "city"),
-              ("postcode", "birth_date")]
+    wanted = [
+        ("email_local",),
+        ("phone",),
+        ("national_id",),
+        ("postcode", "last_name"),
+        ("postcode", "first_name"),
+        ("first_name", "last_name", "email_domain"),
+        ("last_name", "birth_date"),
+        ("first_name", "birth_date"),
+        ("street", "city"),
+        ("postcode", "birth_date"),
+    ]
     return [block_on(*cols) for cols in wanted if all(c in columns for c in cols)]
 
 
@@ -237,15 +296,25 @@ def _training_rules(columns: Sequence[str]) -> list[Any]:
     """EM blocks: each leaves some comparisons free to learn their m probabilities."""
     from splink import block_on
 
-    wanted = [("email_local", "email_domain"), ("phone",), ("first_name", "last_name"), ("postcode",),
-              ("national_id",), ("birth_date",)]
+    wanted = [
+        ("email_local", "email_domain"),
+        ("phone",),
+        ("first_name", "last_name"),
+        ("postcode",),
+        ("national_id",),
+        ("birth_date",),
+    ]
     rules = [block_on(*cols) for cols in wanted if all(c in columns for c in cols)]
     return rules[:3]
 
 
 def _deterministic_rules(columns: Sequence[str]) -> list[str]:
-    wanted = [("email_local", "email_domain"), ("phone",), ("first_name", "last_name", "postcode"),
-              ("first_name", "last_name", "birth_date")]
+    wanted = [
+        ("email_local", "email_domain"),
+        ("phone",),
+        ("first_name", "last_name", "postcode"),
+        ("first_name", "last_name", "birth_date"),
+    ]
     return [" and ".join(f"l.{c} = r.{c}" for c in cols) for cols in wanted if all(c in columns for c in cols)]
 
 
@@ -273,10 +342,13 @@ class _Model:
         self.con = duckdb.connect(":memory:")
         self.con.execute("SET enable_progress_bar = false")
         self.db_api = DuckDBAPI(connection=self.con)
-        settings = SettingsCreator(link_type="dedupe_only", comparisons=_comparisons(columns),
-                                   blocking_rules_to_generate_predictions=_blocking_rules(columns),
-                                   retain_intermediate_calculation_columns=True,
-                                   retain_matching_columns=False)
+        settings = SettingsCreator(
+            link_type="dedupe_only",
+            comparisons=_comparisons(columns),
+            blocking_rules_to_generate_predictions=_blocking_rules(columns),
+            retain_intermediate_calculation_columns=True,
+            retain_matching_columns=False,
+        )
         frame = self.db_api.register(prepared, table_name="omniweave_records")
         self.linker = linker = Linker(frame, settings, log_level=logging.ERROR)
         training = linker.training
@@ -290,15 +362,17 @@ class _Model:
             prior = settings_obj._probability_two_random_records_match
             if not 0.0 < prior < 1.0 or math.isnan(prior):  # no sure pair to count: a prior of one in n
                 settings_obj._probability_two_random_records_match = min(0.5, 1.0 / prepared.num_rows)
-        training.estimate_u_using_random_sampling(max_pairs=min(1e6, max(1e4, prepared.num_rows * 50.0)),
-                                                  seed=seed, num_chunks=1)
+        training.estimate_u_using_random_sampling(
+            max_pairs=min(1e6, max(1e4, prepared.num_rows * 50.0)), seed=seed, num_chunks=1
+        )
         for rule in _training_rules(columns):
             # splink drops the rule's comparisons while it trains and does not put them back when EM
             # fails, so keep them and restore them: a block with too few pairs leaves m as it was
             kept = list(linker._settings_obj.comparisons)
             try:
                 training.estimate_parameters_using_expectation_maximisation(
-                    rule, record_sample_proportion=1.0 if prepared.num_rows <= 200_000 else 0.3)
+                    rule, record_sample_proportion=1.0 if prepared.num_rows <= 200_000 else 0.3
+                )
             except Exception as exc:  # noqa: BLE001 - splink raises bare exceptions
                 logging.getLogger(__name__).info("EM on %s skipped: %s", rule, exc)
                 linker._settings_obj.comparisons = kept
@@ -311,8 +385,10 @@ class _Model:
 
     def _fetch(self, predictions: Any) -> pa.Table:
         wanted = ["unique_id_l", "unique_id_r", "match_probability"] + [
-            c.unquote().name for c in predictions.columns
-            if c.unquote().name.startswith("mw_") and not c.unquote().name.startswith("mw_tf_adj_")]
+            c.unquote().name
+            for c in predictions.columns
+            if c.unquote().name.startswith("mw_") and not c.unquote().name.startswith("mw_tf_adj_")
+        ]
         columns = ", ".join(f'"{c}"' for c in wanted)
         return self.con.sql(f"select {columns} from {predictions.physical_name}").to_arrow_table()
 
@@ -320,13 +396,17 @@ class _Model:
         """The pairs the blocking rules generate scoring at or above `threshold`: `unique_id_l`,
         `unique_id_r`, `match_probability` and one `mw_<field>` per comparison (its match weight:
         > 0 when the field speaks for the match)."""
-        return self._fetch(self.linker.inference.predict(threshold_match_probability=threshold,
-                                                         warning_mode="never"))
+        return self._fetch(self.linker.inference.predict(threshold_match_probability=threshold, warning_mode="never"))
 
     def score(self, left: Sequence[int], right: Sequence[int]) -> pa.Table:
         """The same columns as `predict` for exactly the pairs (left[i], right[i]), left[i] < right[i]."""
-        pairs = pa.table({"match_key": pa.array(["0"] * len(left), pa.string()),
-                          "join_key_l": pa.array(left, pa.int64()), "join_key_r": pa.array(right, pa.int64())})
+        pairs = pa.table(
+            {
+                "match_key": pa.array(["0"] * len(left), pa.string()),
+                "join_key_l": pa.array(left, pa.int64()),
+                "join_key_r": pa.array(right, pa.int64()),
+            }
+        )
         frame = self.db_api.register(pairs, table_name="omniweave_pairs_to_score")
         self.linker.table_management.register_blocked_pairs_for_predict(frame)
         return self._fetch(self.linker.inference.predict(warning_mode="never"))
@@ -336,13 +416,21 @@ class _Model:
 
 
 def _scored(rows: pa.Table, threshold: float) -> list[ScoredPair]:
-    gammas = [(c, FIELD_LABELS.get(c.removeprefix("mw_"), c.removeprefix("mw_")))
-              for c in rows.column_names if c.startswith("mw_")]
+    gammas = [
+        (c, FIELD_LABELS.get(c.removeprefix("mw_"), c.removeprefix("mw_")))
+        for c in rows.column_names
+        if c.startswith("mw_")
+    ]
     values = {c: rows.column(c).to_pylist() for c, _ in gammas}
     pairs = []
-    for i, (left, right, probability) in enumerate(zip(rows.column("unique_id_l").to_pylist(),
-                                                      rows.column("unique_id_r").to_pylist(),
-                                                      rows.column("match_probability").to_pylist())):
+    for i, (left, right, probability) in enumerate(
+        zip(
+            rows.column("unique_id_l").to_pylist(),
+            rows.column("unique_id_r").to_pylist(),
+            rows.column("match_probability").to_pylist(),
+            strict=False,
+        )
+    ):
         if probability is None or math.isnan(probability) or probability < threshold:
             continue
         agreeing = tuple(label for c, label in gammas if (values[c][i] or 0) > 0)
@@ -390,8 +478,9 @@ MAX_CHECKED_CLUSTER = 400
 """Candidate clusters larger than this are split on their scored pairs only (all pairs would cost k²)."""
 
 
-def cluster_records(prepared: pa.Table, threshold: float = DEFAULT_THRESHOLD, seed: int = 42,
-                    floor: float = DEFAULT_FLOOR) -> tuple[list[int], list[float]]:
+def cluster_records(
+    prepared: pa.Table, threshold: float = DEFAULT_THRESHOLD, seed: int = 42, floor: float = DEFAULT_FLOOR
+) -> tuple[list[int], list[float]]:
     """Each row's cluster (its smallest row number) and the highest probability linking it into it.
 
     Links at or above `threshold` join rows, strongest first, but two groups join only when every
@@ -413,8 +502,7 @@ def cluster_records(prepared: pa.Table, threshold: float = DEFAULT_THRESHOLD, se
         right = links.column("unique_id_r").to_numpy().astype(np.int64)
         probability = links.column("match_probability").to_numpy(zero_copy_only=False).astype(np.float64)
         keep = probability >= threshold  # also drops NaN
-        left, right, probability = (np.minimum(left, right)[keep], np.maximum(left, right)[keep],
-                                    probability[keep])
+        left, right, probability = (np.minimum(left, right)[keep], np.maximum(left, right)[keep], probability[keep])
         roots = connected_components(n, left, right)
         sizes = np.bincount(roots, minlength=n)
         best = np.zeros(n)
@@ -422,8 +510,10 @@ def cluster_records(prepared: pa.Table, threshold: float = DEFAULT_THRESHOLD, se
         np.maximum.at(best, left[simple], probability[simple])
         np.maximum.at(best, right[simple], probability[simple])
         checked = ~simple
-        known = {(int(a), int(b)): float(p) for a, b, p in
-                 zip(left[checked], right[checked], probability[checked])}
+        known = {
+            (int(a), int(b)): float(p)
+            for a, b, p in zip(left[checked], right[checked], probability[checked], strict=False)
+        }
         members: dict[int, list[int]] = {}
         for row in np.flatnonzero(sizes[roots] >= 3).tolist():
             members.setdefault(int(roots[row]), []).append(row)
@@ -432,28 +522,43 @@ def cluster_records(prepared: pa.Table, threshold: float = DEFAULT_THRESHOLD, se
         for rows in members.values():
             if len(rows) <= MAX_CHECKED_CLUSTER:
                 for i, a in enumerate(rows):
-                    for b in rows[i + 1:]:
+                    for b in rows[i + 1 :]:
                         if (a, b) not in known:
                             missing_left.append(a)
                             missing_right.append(b)
         if missing_left:
             scored = model.score(missing_left, missing_right)
-            for a, b, p in zip(scored.column("unique_id_l").to_pylist(), scored.column("unique_id_r").to_pylist(),
-                               scored.column("match_probability").to_pylist()):
+            for a, b, p in zip(
+                scored.column("unique_id_l").to_pylist(),
+                scored.column("unique_id_r").to_pylist(),
+                scored.column("match_probability").to_pylist(),
+                strict=False,
+            ):
                 known[(min(a, b), max(a, b))] = float(p or 0.0)
     finally:
         model.close()
     result = roots.tolist()
     best_list = best.tolist()
     order = np.argsort(-probability[checked], kind="stable")
-    chain_links = list(zip(left[checked][order].tolist(), right[checked][order].tolist(),
-                           probability[checked][order].tolist()))
+    chain_links = list(
+        zip(
+            left[checked][order].tolist(),
+            right[checked][order].tolist(),
+            probability[checked][order].tolist(),
+            strict=False,
+        )
+    )
     _split_chains(chain_links, known, floor, result, best_list)
     return result, [b if b > 0 else 1.0 for b in best_list]
 
 
-def _split_chains(links: Sequence[tuple[int, int, float]], known: dict[tuple[int, int], float], floor: float,
-                  roots: list[int], best: list[float]) -> None:
+def _split_chains(
+    links: Sequence[tuple[int, int, float]],
+    known: dict[tuple[int, int], float],
+    floor: float,
+    roots: list[int],
+    best: list[float],
+) -> None:
     """Join the rows of `links` (strongest first) into `roots` (row → cluster), refusing any join that
     would put a pair scoring below `floor` (unknown pairs pass) in one cluster; `best` gets each row's
     strongest link inside its cluster."""
@@ -477,28 +582,38 @@ def _split_chains(links: Sequence[tuple[int, int, float]], known: dict[tuple[int
         best[b] = max(best[b], probability)
 
 
-def match_records(table: pa.Table | str | Path, threshold: float = DEFAULT_THRESHOLD,
-                  id_column: str | None = None, default_region: str = "GB", seed: int = 42,
-                  source: str | None = None) -> pa.Table:
+def match_records(
+    table: pa.Table | str | Path,
+    threshold: float = DEFAULT_THRESHOLD,
+    id_column: str | None = None,
+    default_region: str = "GB",
+    seed: int = 42,
+    source: str | None = None,
+) -> pa.Table:
     """Dedupe `table` (or a CSV/Parquet path): the input rows plus `cluster_id` and `match_probability`.
 
     `cluster_id` is the `id_column` value (or row number) of the cluster's first row; see the module
     docstring for the fields, the model and `match_probability`. `source` names the table in errors.
     """
     if not 0.0 < threshold < 1.0:
-        raise InputError(f"expected a match probability between 0 and 1 (exclusive), got {threshold}",
-                         field="threshold")
+        raise InputError(
+            f"expected a match probability between 0 and 1 (exclusive), got {threshold}", field="threshold"
+        )
     source = source or (str(table) if not isinstance(table, pa.Table) else "the table")
     if not isinstance(table, pa.Table):
         table = read_table(table)
     fields = find_fields(table.column_names)
     if not fields:
-        raise InputError(f"{source} has no column to match on; expected any of "
-                         f"{', '.join(a for aliases in NAME_COLUMNS.values() for a in aliases[:1])} "
-                         f"(got {', '.join(table.column_names) or 'no columns'})", field="columns")
+        raise InputError(
+            f"{source} has no column to match on; expected any of "
+            f"{', '.join(a for aliases in NAME_COLUMNS.values() for a in aliases[:1])} "
+            f"(got {', '.join(table.column_names) or 'no columns'})",
+            field="columns",
+        )
     if id_column is not None and id_column not in table.column_names:
-        raise InputError(f"{source} has no id column {id_column!r} (columns: {', '.join(table.column_names)})",
-                         field=id_column)
+        raise InputError(
+            f"{source} has no id column {id_column!r} (columns: {', '.join(table.column_names)})", field=id_column
+        )
     prepared = prepare(table, fields, default_region)
     roots, best = cluster_records(prepared, threshold, seed=seed)
     ids = table.column(id_column).to_pylist() if id_column else list(range(table.num_rows))
@@ -507,10 +622,12 @@ def match_records(table: pa.Table | str | Path, threshold: float = DEFAULT_THRES
         if name in table.column_names:
             table = table.drop_columns([name])
     return table.append_column("cluster_id", pa.array(cluster_ids, pa.string())).append_column(
-        "match_probability", pa.array(best, pa.float64()))
+        "match_probability", pa.array(best, pa.float64())
+    )
 
 
 # --- files -----------------------------------------------------------------------------------------
+
 
 def read_table(path: str | Path) -> pa.Table:
     """A CSV or Parquet file as a table of text columns (CSV) or its own types (Parquet)."""
@@ -524,8 +641,7 @@ def read_table(path: str | Path) -> pa.Table:
 
             return pq.read_table(path)
         if suffix not in (".csv", ".txt", ".tsv"):
-            raise InputError(f"{path}: expected a .csv or .parquet file, got {suffix or 'no extension'}",
-                             field="path")
+            raise InputError(f"{path}: expected a .csv or .parquet file, got {suffix or 'no extension'}", field="path")
         import pyarrow.csv as pacsv
 
         with open(path, newline="", encoding="utf-8") as fh:
@@ -534,30 +650,45 @@ def read_table(path: str | Path) -> pa.Table:
             raise InputError(f"{path} is empty: expected a header row and at least one record", field="path")
         delimiter = "\t" if suffix == ".tsv" else csv.Sniffer().sniff(header, ",;\t|").delimiter
         names = next(csv.reader([header], delimiter=delimiter))
-        return pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter),
-                              convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                                                   strings_can_be_null=True))
+        return pacsv.read_csv(
+            path,
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=True
+            ),
+        )
     except InputError:
         raise
     except (OSError, UnicodeDecodeError, csv.Error, pa.ArrowException) as exc:
-        raise InputError(f"{path} could not be read as {suffix.lstrip('.') or 'a table'}: {exc}",
-                         field="path") from exc
+        raise InputError(f"{path} could not be read as {suffix.lstrip('.') or 'a table'}: {exc}", field="path") from exc
 
 
-def match_file(path: str | Path, output: str | Path, threshold: float = DEFAULT_THRESHOLD,
-               id_column: str | None = None, default_region: str = "GB") -> MatchSummary:
+def match_file(
+    path: str | Path,
+    output: str | Path,
+    threshold: float = DEFAULT_THRESHOLD,
+    id_column: str | None = None,
+    default_region: str = "GB",
+) -> MatchSummary:
     """Dedupe a customer file (CSV or Parquet) and write its rows with `cluster_id` and
     `match_probability` to `output` (CSV)."""
     table = read_table(path)
     if table.num_rows == 0:
         raise InputError(f"{path} has a header but no records", field="path")
-    result = match_records(table, threshold=threshold, id_column=id_column, default_region=default_region,
-                           source=str(path))
+    result = match_records(
+        table, threshold=threshold, id_column=id_column, default_region=default_region, source=str(path)
+    )
     import pyarrow.csv as pacsv
 
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     pacsv.write_csv(result, output)
     sizes = pc.value_counts(result.column("cluster_id")).to_pylist()
-    return MatchSummary(input=str(path), output=str(output), rows=result.num_rows, clusters=len(sizes),
-                        duplicates=sum(s["counts"] for s in sizes if s["counts"] > 1),
-                        fields=sorted(find_fields(table.column_names)), threshold=threshold)
+    return MatchSummary(
+        input=str(path),
+        output=str(output),
+        rows=result.num_rows,
+        clusters=len(sizes),
+        duplicates=sum(s["counts"] for s in sizes if s["counts"] > 1),
+        fields=sorted(find_fields(table.column_names)),
+        threshold=threshold,
+    )

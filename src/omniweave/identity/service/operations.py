@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from omniweave.identity.graph import Identifier, IdentifierError, Link, Split, Stitcher, normalize
 from omniweave.errors import InputError
+from omniweave.identity.graph import Identifier, IdentifierError, Link, Split, Stitcher, normalize
 from omniweave.identity.service.resolve import load_stitcher, resolve, save_stitcher
 from omniweave.runtime import Runtime
 
@@ -39,8 +39,10 @@ def parse_identifier(text: str, stitcher: Stitcher) -> Identifier:
     kind, sep, value = text.strip().partition(":")
     kinds = ", ".join(stitcher.rules.priorities)
     if not sep or not kind or not value.strip():
-        raise InputError(f"{text!r} is not an identifier: expected kind:value (e.g. email:ann@example.com) "
-                         f"with kind one of {kinds}", field="identifier")
+        raise InputError(
+            f"{text!r} is not an identifier: expected kind:value (e.g. email:ann@example.com) with kind one of {kinds}",
+            field="identifier",
+        )
     if kind not in stitcher.rules.priorities:
         raise InputError(f"{text!r} has an unknown kind {kind!r}: expected one of {kinds}", field="identifier")
     try:
@@ -53,8 +55,11 @@ def parse_identifier(text: str, stitcher: Stitcher) -> Identifier:
 def _known(stitcher: Stitcher, text: str) -> Identifier:
     ident = parse_identifier(text, stitcher)
     if ident not in stitcher.parent:
-        raise InputError(f"{ident[0]}:{ident[1]} is not in the identity graph (expected an identifier seen in "
-                         "the events; run `omniweave resolve` after new events arrive)", field="identifier")
+        raise InputError(
+            f"{ident[0]}:{ident[1]} is not in the identity graph (expected an identifier seen in "
+            "the events; run `omniweave resolve` after new events arrive)",
+            field="identifier",
+        )
     return ident
 
 
@@ -90,12 +95,17 @@ def split_identifier(runtime: Runtime, person_id: str, text: str) -> SplitOutcom
     try:
         stitcher.identifiers_of(person)
     except InputError:
-        raise InputError(f"no person {person_id!r} in the identity graph (expected a person id such as "
-                         "P0123456789abcde, see the `identities` table)", field="person") from None
+        raise InputError(
+            f"no person {person_id!r} in the identity graph (expected a person id such as "
+            "P0123456789abcde, see the `identities` table)",
+            field="person",
+        ) from None
     ident = _known(stitcher, text)
     if stitcher.person_of(ident) != person:
-        raise InputError(f"{ident[0]}:{ident[1]} belongs to person {stitcher.person_of(ident)}, not to "
-                         f"{person_id}", field="identifier")
+        raise InputError(
+            f"{ident[0]}:{ident[1]} belongs to person {stitcher.person_of(ident)}, not to {person_id}",
+            field="identifier",
+        )
     split = stitcher.split(person, ident)
     save_stitcher(runtime, stitcher)
     resolve(runtime)

@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 
+from omniweave.errors import ConfigError, InputError
 from omniweave.events import spec
 from omniweave.identity.graph import (
     DEFAULT_BLOCKED,
@@ -46,7 +47,6 @@ from omniweave.identity.graph import (
     is_blocked,
     normalize,
 )
-from omniweave.errors import ConfigError, InputError
 from omniweave.identity.service.matching import (
     DEFAULT_THRESHOLD,
     ScoredPair,
@@ -59,8 +59,9 @@ from omniweave.settings import config_section
 
 STATE_DATASET = "identity_state"
 STATE_TABLES = ("observations", "nodes", "founders", "links", "refusals", "splits", "history", "meta")
-IDENTITIES_SCHEMA = pa.schema([("kind", pa.string()), ("value", pa.string()), ("person_id", pa.string()),
-                               ("value_sha256", pa.string())])
+IDENTITIES_SCHEMA = pa.schema(
+    [("kind", pa.string()), ("value", pa.string()), ("person_id", pa.string()), ("value_sha256", pa.string())]
+)
 HASHED_KINDS = frozenset({"email", "phone"})
 """Kinds whose normalised value is also kept as a SHA-256 hex digest (`value_sha256`) for exports."""
 TRAIT_KINDS = ("email", "phone", "loyalty_card", "customer_number")
@@ -81,8 +82,12 @@ FROM events WHERE coalesce(event, '') NOT IN ({internal})
 # (segment changes are omniweave's own bookkeeping, not identity evidence)
 
 
-_PERSONAL = {"first_name": ("first_name", "firstName"), "last_name": ("last_name", "lastName"),
-             "postcode": ("postcode", "postalCode"), "birthday": ("birthday", "birth_date")}
+_PERSONAL = {
+    "first_name": ("first_name", "firstName"),
+    "last_name": ("last_name", "lastName"),
+    "postcode": ("postcode", "postalCode"),
+    "birthday": ("birthday", "birth_date"),
+}
 _PERSONAL_SQL = """
 SELECT message_id, strftime(timestamp, '%Y-%m-%dT%H:%M:%S.%fZ') AS ts, user_id, anonymous_id,
   {traits},
@@ -115,11 +120,13 @@ class ResolveSummary:
     seconds: float = 0.0
 
     def describe(self) -> str:
-        return (f"{self.events:,} new events → {self.persons:,} persons from {self.identifiers:,} identifiers; "
-                f"{self.merges:,} merges, {self.refused:,} links refused by the rules, "
-                f"{len(self.demoted)} identifiers demoted, blocked {sum(self.blocked.values()):,}, "
-                f"invalid {sum(self.invalid.values()):,}, {self.probabilistic_links:,} probabilistic links "
-                f"({self.seconds:.1f} s)")
+        return (
+            f"{self.events:,} new events → {self.persons:,} persons from {self.identifiers:,} identifiers; "
+            f"{self.merges:,} merges, {self.refused:,} links refused by the rules, "
+            f"{len(self.demoted)} identifiers demoted, blocked {sum(self.blocked.values()):,}, "
+            f"invalid {sum(self.invalid.values()):,}, {self.probabilistic_links:,} probabilistic links "
+            f"({self.seconds:.1f} s)"
+        )
 
 
 IDENTITY_KEYS = ("kinds", "limits", "share_limits", "blocked", "customer_number_prefix")
@@ -146,8 +153,9 @@ def rules_from_config(section: Mapping[str, Any], default_region: str = "GB", wh
             raise ConfigError(f"{where}: {key} must be a table of kind = count, got {table!r}")
         for kind, count in table.items():
             if kind not in priorities:
-                raise ConfigError(f"{where}: {key}.{kind}: unknown identifier kind; expected one of "
-                                  f"{', '.join(priorities)}")
+                raise ConfigError(
+                    f"{where}: {key}.{kind}: unknown identifier kind; expected one of {', '.join(priorities)}"
+                )
             if not isinstance(count, int) or isinstance(count, bool) or count < 1:
                 raise ConfigError(f"{where}: {key}.{kind}: expected a whole number ≥ 1, got {count!r}")
         counts[key] = {**defaults, **table}
@@ -157,9 +165,14 @@ def rules_from_config(section: Mapping[str, Any], default_region: str = "GB", wh
     prefix = section.get("customer_number_prefix", "")
     if not isinstance(prefix, str):
         raise ConfigError(f"{where}: customer_number_prefix must be a string, got {prefix!r}")
-    return Rules(priorities=priorities, limits=counts["limits"], share_limits=counts["share_limits"],
-                 blocked=DEFAULT_BLOCKED | {v.strip().lower() for v in blocked}, default_region=default_region,
-                 customer_number_prefix=prefix)
+    return Rules(
+        priorities=priorities,
+        limits=counts["limits"],
+        share_limits=counts["share_limits"],
+        blocked=DEFAULT_BLOCKED | {v.strip().lower() for v in blocked},
+        default_region=default_region,
+        customer_number_prefix=prefix,
+    )
 
 
 def default_rules(runtime: Runtime) -> Rules:
@@ -174,6 +187,7 @@ def default_rules(runtime: Runtime) -> Rules:
 
 
 # --- state -------------------------------------------------------------------------------------
+
 
 def load_stitcher(runtime: Runtime, rules: Rules | None = None) -> Stitcher:
     """The identity graph as the last `resolve` left it (empty before the first)."""
@@ -210,6 +224,7 @@ def _write(log: Any, final: str, table: pa.Table) -> None:
 
 
 # --- reading the events ------------------------------------------------------------------------
+
 
 def _traits_sql() -> str:
     cols = []
@@ -264,11 +279,15 @@ class _Extractor:
             try:
                 entries = orjson.loads(row["external_ids"])
             except orjson.JSONDecodeError as exc:
-                raise InputError(f"context.externalIds is not JSON: {exc}", record=row["message_id"],
-                                 field="context.externalIds") from exc
+                raise InputError(
+                    f"context.externalIds is not JSON: {exc}", record=row["message_id"], field="context.externalIds"
+                ) from exc
             if not isinstance(entries, list):
-                raise InputError(f"expected an array of {{id, type}}, got {type(entries).__name__}",
-                                 record=row["message_id"], field="context.externalIds")
+                raise InputError(
+                    f"expected an array of {{id, type}}, got {type(entries).__name__}",
+                    record=row["message_id"],
+                    field="context.externalIds",
+                )
             for entry in entries:
                 if isinstance(entry, dict) and entry.get("type") in self.rules.priorities:
                     add(str(entry["type"]), entry.get("id"))
@@ -290,12 +309,14 @@ def _spark_sql(sql: str) -> str:
     """The extraction SQL (written for DuckDB) in Spark SQL: same JSON paths, same timestamp text."""
     sql = re.sub(r"CAST\(json_extract\((\w+), ('[^']*')\) AS VARCHAR\)", r"get_json_object(\1, \2)", sql)
     sql = sql.replace("json_extract_string(", "get_json_object(")
-    return sql.replace("strftime(timestamp, '%Y-%m-%dT%H:%M:%S.%fZ')",
-                       "date_format(timestamp, \"yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'\")")
+    return sql.replace(
+        "strftime(timestamp, '%Y-%m-%dT%H:%M:%S.%fZ')", "date_format(timestamp, \"yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'\")"
+    )
 
 
-def _query(runtime: Runtime, sql: str, engine: str = "duckdb", spark_session: Any = None,
-           seen: set[str] | None = None) -> list[dict[str, Any]]:
+def _query(
+    runtime: Runtime, sql: str, engine: str = "duckdb", spark_session: Any = None, seen: set[str] | None = None
+) -> list[dict[str, Any]]:
     """Rows of `sql` over the `events` table on `engine`; with `seen`, only events whose message id is
     not in it (the anti-join runs in the engine: only new events become Python rows)."""
     warehouse = runtime.warehouse(engine, spark_session=spark_session)
@@ -313,14 +334,16 @@ def _query(runtime: Runtime, sql: str, engine: str = "duckdb", spark_session: An
     return [row.asDict() for row in warehouse.con.raw_sql(_spark_sql(sql)).collect()]
 
 
-def _new_events(runtime: Runtime, seen: set[str], engine: str = "duckdb",
-                spark_session: Any = None) -> list[dict[str, Any]]:
+def _new_events(
+    runtime: Runtime, seen: set[str], engine: str = "duckdb", spark_session: Any = None
+) -> list[dict[str, Any]]:
     if not runtime.log.has_data("events"):
         return []
     return _query(runtime, _EXTRACT_SQL.format(traits=_traits_sql()), engine, spark_session, seen)
 
 
 # --- the probabilistic tier ------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ProbabilisticLink:
@@ -335,24 +358,26 @@ class ProbabilisticLink:
     def observation(self, timestamp: str) -> Observation:
         """The link as an observation for the stitcher (its id names both identifiers and the reason)."""
         first, second = sorted((self.a, self.b))
-        message = (f"probabilistic:{first[0]}:{first[1]}|{second[0]}:{second[1]} "
-                   f"match p={self.probability:.2f} ({self.explanation})")
+        message = (
+            f"probabilistic:{first[0]}:{first[1]}|{second[0]}:{second[1]} "
+            f"match p={self.probability:.2f} ({self.explanation})"
+        )
         return Observation(message, timestamp, (first, second))
 
 
 def _personal_sql() -> str:
     cols, present = [], []
     for name, keys in _PERSONAL.items():
-        sources = [f"json_extract_string({where}, '$.{key}')" for key in keys for where in ("traits",
-                                                                                              "context")]
+        sources = [f"json_extract_string({where}, '$.{key}')" for key in keys for where in ("traits", "context")]
         sources = [src.replace("(context, '$.", "(context, '$.traits.") for src in sources]
         cols.append(f"coalesce({', '.join(sources)}) AS {name}")
         present.extend(f"{src} IS NOT NULL" for src in sources)
     return ",\n  ".join(cols), " OR ".join(present)
 
 
-def identity_records(runtime: Runtime, rules: Rules, engine: str = "duckdb",
-                     spark_session: Any = None) -> tuple[list[dict[str, Any]], list[Observation]]:
+def identity_records(
+    runtime: Runtime, rules: Rules, engine: str = "duckdb", spark_session: Any = None
+) -> tuple[list[dict[str, Any]], list[Observation]]:
     """One record per distinct (personal traits, identifiers) among events that carry a name, postcode or
     birthday (identify calls, loyalty sign-ups, call-centre and mailing records), with its observation."""
     if not runtime.log.has_data("events"):
@@ -369,8 +394,14 @@ def identity_records(runtime: Runtime, rules: Rules, engine: str = "duckdb",
             continue
         email = next((v for k, v in usable if k == "email"), None)
         phone = next((v for k, v in usable if k == "phone"), None)
-        record = {"first_name": row["first_name"], "last_name": row["last_name"], "postcode": row["postcode"],
-                  "birth_date": row["birthday"], "email": email, "phone": phone}
+        record = {
+            "first_name": row["first_name"],
+            "last_name": row["last_name"],
+            "postcode": row["postcode"],
+            "birth_date": row["birthday"],
+            "email": email,
+            "phone": phone,
+        }
         key = (*record.values(), usable)
         if key not in records or row["ts"] > records[key][1].key[0]:
             records[key] = (record, Observation(obs.message_id, row["ts"], usable))
@@ -378,8 +409,13 @@ def identity_records(runtime: Runtime, rules: Rules, engine: str = "duckdb",
     return [r for r, _ in ordered], [o for _, o in ordered]
 
 
-def probabilistic_links(runtime: Runtime, threshold: float = DEFAULT_THRESHOLD, rules: Rules | None = None,
-                        engine: str = "duckdb", spark_session: Any = None) -> list[ProbabilisticLink]:
+def probabilistic_links(
+    runtime: Runtime,
+    threshold: float = DEFAULT_THRESHOLD,
+    rules: Rules | None = None,
+    engine: str = "duckdb",
+    spark_session: Any = None,
+) -> list[ProbabilisticLink]:
     """Links between identifiers of identity records the Fellegi–Sunter model matches at or above
     `threshold` (see `service.matching`), each with its probability and the fields that agreed.
 
@@ -407,9 +443,16 @@ def probabilistic_links(runtime: Runtime, threshold: float = DEFAULT_THRESHOLD, 
 
 # --- resolve -------------------------------------------------------------------------------------
 
-def resolve(runtime: Runtime, console: Console | None = None, rules: Rules | None = None,
-            probabilistic: bool = True, threshold: float = DEFAULT_THRESHOLD, engine: str = "duckdb",
-            spark_session: Any = None) -> ResolveSummary:
+
+def resolve(
+    runtime: Runtime,
+    console: Console | None = None,
+    rules: Rules | None = None,
+    probabilistic: bool = True,
+    threshold: float = DEFAULT_THRESHOLD,
+    engine: str = "duckdb",
+    spark_session: Any = None,
+) -> ResolveSummary:
     """Extend the identity graph with the events not seen yet, save it, and rewrite `identities`.
 
     With `probabilistic`, the links of `probabilistic_links` at or above `threshold` then join the
@@ -461,8 +504,9 @@ def _aliases(runtime: Runtime, stitcher: Stitcher, extractor: _Extractor) -> dic
         for row in old:
             if row["kind"] == "user_id" and row["value"] not in users and row["person_id"] is not None:
                 try:
-                    number = normalize("customer_number", row["value"], customer_number_prefix=
-                                       stitcher.rules.customer_number_prefix)
+                    number = normalize(
+                        "customer_number", row["value"], customer_number_prefix=stitcher.rules.customer_number_prefix
+                    )
                 except IdentifierError:
                     continue
                 if ("customer_number", number) in stitcher.parent:
@@ -486,8 +530,9 @@ def write_identities(runtime: Runtime, stitcher: Stitcher, aliases: dict[str, st
             values.append(raw)
             persons.append(assigned[("customer_number", number)])
     digests = [hashed(v) if k in HASHED_KINDS else None for k, v in zip(kinds, values, strict=True)]
-    table = pa.table({"kind": kinds, "value": values, "person_id": persons, "value_sha256": digests},
-                     schema=IDENTITIES_SCHEMA)
+    table = pa.table(
+        {"kind": kinds, "value": values, "person_id": persons, "value_sha256": digests}, schema=IDENTITIES_SCHEMA
+    )
     log = runtime.log
     folder = log.dataset_path("identities")
     log.fs.makedirs(folder, exist_ok=True)
@@ -497,6 +542,7 @@ def write_identities(runtime: Runtime, stitcher: Stitcher, aliases: dict[str, st
 
 
 # --- evaluation ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -520,11 +566,13 @@ class Evaluation:
     identifiable_pairs: int = 0
 
     def describe(self) -> str:
-        return (f"identity vs ground truth: pairwise precision {self.precision:.4f}, recall "
-                f"{self.recall_identifiable:.4f} over the {self.identifiable:,} identifiable identifiers "
-                f"({self.identifiable_pairs:,} true pairs); recall {self.recall:.4f} over all {self.identifiers:,} "
-                f"({self.identifiers - self.identifiable:,} never tied to anything in the data, "
-                f"{self.unknown:,} not in the graph)")
+        return (
+            f"identity vs ground truth: pairwise precision {self.precision:.4f}, recall "
+            f"{self.recall_identifiable:.4f} over the {self.identifiable:,} identifiable identifiers "
+            f"({self.identifiable_pairs:,} true pairs); recall {self.recall:.4f} over all {self.identifiers:,} "
+            f"({self.identifiers - self.identifiable:,} never tied to anything in the data, "
+            f"{self.unknown:,} not in the graph)"
+        )
 
 
 def identifiable(runtime: Runtime, stitcher: Stitcher) -> set[tuple[str, str]]:
@@ -534,8 +582,11 @@ def identifiable(runtime: Runtime, stitcher: Stitcher) -> set[tuple[str, str]]:
     for obs in stitcher.observations.values():
         if obs.message_id.startswith("probabilistic:"):
             continue
-        real = [i for i in obs.identifiers if i not in stitcher.demoted
-                and not (i[0] == "anonymous_id" and i[1].startswith("offline:"))]
+        real = [
+            i
+            for i in obs.identifiers
+            if i not in stitcher.demoted and not (i[0] == "anonymous_id" and i[1].startswith("offline:"))
+        ]
         if len(real) > 1:
             found.update(real)
     for obs in identity_records(runtime, stitcher.rules)[1]:
@@ -543,8 +594,9 @@ def identifiable(runtime: Runtime, stitcher: Stitcher) -> set[tuple[str, str]]:
     return found
 
 
-def evaluate_against_ground_truth(runtime: Runtime, folder: str | Path, rules: Rules | None = None,
-                                  kinds: tuple[str, ...] = KINDS) -> Evaluation:
+def evaluate_against_ground_truth(
+    runtime: Runtime, folder: str | Path, rules: Rules | None = None, kinds: tuple[str, ...] = KINDS
+) -> Evaluation:
     """Compare `identities` with `<folder>/ground_truth/identities.csv` (kind, normalized, raw, person_id).
 
     Ground-truth rows are normalised by our own rules from their raw form; only `kinds` count (by
@@ -564,8 +616,9 @@ def evaluate_against_ground_truth(runtime: Runtime, folder: str | Path, rules: R
         for i, row in enumerate(csv.DictReader(fh), start=2):
             missing = {"kind", "raw", "person_id"} - set(row)
             if missing:
-                raise InputError(f"expected columns kind, normalized, raw, person_id; missing {sorted(missing)}",
-                                 record=i)
+                raise InputError(
+                    f"expected columns kind, normalized, raw, person_id; missing {sorted(missing)}", record=i
+                )
             kind = row["kind"]
             if not row["person_id"] or kind not in kinds:
                 continue
@@ -597,8 +650,15 @@ def evaluate_against_ground_truth(runtime: Runtime, folder: str | Path, rules: R
     correct, true_pairs, predicted, unknown = count(items)
     known = {i: t for i, t in items.items() if i in tied}
     k_correct, k_true, _, _ = count(known)
-    return Evaluation(precision=correct / predicted if predicted else 1.0,
-                      recall=correct / true_pairs if true_pairs else 1.0, identifiers=len(items),
-                      true_pairs=true_pairs, predicted_pairs=predicted, correct_pairs=correct, unknown=unknown,
-                      recall_identifiable=k_correct / k_true if k_true else 1.0, identifiable=len(known),
-                      identifiable_pairs=k_true)
+    return Evaluation(
+        precision=correct / predicted if predicted else 1.0,
+        recall=correct / true_pairs if true_pairs else 1.0,
+        identifiers=len(items),
+        true_pairs=true_pairs,
+        predicted_pairs=predicted,
+        correct_pairs=correct,
+        unknown=unknown,
+        recall_identifiable=k_correct / k_true if k_true else 1.0,
+        identifiable=len(known),
+        identifiable_pairs=k_true,
+    )

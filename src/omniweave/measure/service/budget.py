@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from omniweave.errors import InputError
 from omniweave.measure.attribution import MODELS, attribute
 from omniweave.measure.budget import BudgetRecommendation, recommend_budget
-from omniweave.errors import InputError
 from omniweave.measure.service.paths import DEFAULT_LOOKBACK_DAYS, journeys_from_log
 from omniweave.runtime import Runtime
 
@@ -31,16 +31,18 @@ class BudgetHistory:
     revenue: dict[str, list[float]]
 
 
-def budget_history(runtime: Runtime, *, period_days: int = 7, model: str = "markov",
-                   lookback_days: float = DEFAULT_LOOKBACK_DAYS) -> BudgetHistory:
+def budget_history(
+    runtime: Runtime, *, period_days: int = 7, model: str = "markov", lookback_days: float = DEFAULT_LOOKBACK_DAYS
+) -> BudgetHistory:
     """Spend and `model`-attributed revenue per paid channel, per whole period of `period_days` days."""
     if isinstance(period_days, bool) or not isinstance(period_days, int) or period_days < 1:
         raise InputError(f"got {period_days!r}; expected a whole number of days >= 1", field="period_days")
     if model not in MODELS:
         raise InputError(f"got {model!r}; expected one of {', '.join(MODELS)}", field="model")
     if not runtime.log.has_data("spend"):
-        raise InputError("no spend in the warehouse: import ad spend first (omniweave import ad_spend FILE)",
-                         field="spend")
+        raise InputError(
+            "no spend in the warehouse: import ad spend first (omniweave import ad_spend FILE)", field="spend"
+        )
     days = runtime.warehouse().sql("SELECT min(date) AS first, max(date) AS last FROM spend").to_pylist()[0]
     first = datetime(days["first"].year, days["first"].month, days["first"].day, tzinfo=UTC)
     last = datetime(days["last"].year, days["last"].month, days["last"].day, tzinfo=UTC) + timedelta(days=1)
@@ -58,8 +60,13 @@ def budget_history(runtime: Runtime, *, period_days: int = 7, model: str = "mark
         for channel, value in credited.items():
             revenue.setdefault(channel, [0.0] * len(starts))[i] = value
     paid = sorted(c for c, series in spend.items() if any(series))
-    return BudgetHistory(tuple(starts), period_days, model, {c: spend[c] for c in paid},
-                         {c: revenue.get(c, [0.0] * len(starts)) for c in paid})
+    return BudgetHistory(
+        tuple(starts),
+        period_days,
+        model,
+        {c: spend[c] for c in paid},
+        {c: revenue.get(c, [0.0] * len(starts)) for c in paid},
+    )
 
 
 DEFAULT_MAX_CHANGE = 0.5
@@ -67,17 +74,28 @@ DEFAULT_MAX_CHANGE = 0.5
 periods says little about spend far from what was tried (the MMM tools' usual guard)."""
 
 
-def recommend_from_log(runtime: Runtime, *, total: float | None = None, period_days: int = 7, model: str = "markov",
-                       lookback_days: float = DEFAULT_LOOKBACK_DAYS, max_change: float | None = DEFAULT_MAX_CHANGE,
-                       bootstrap: int = 200, seed: int = 0) -> tuple[BudgetHistory, BudgetRecommendation]:
+def recommend_from_log(
+    runtime: Runtime,
+    *,
+    total: float | None = None,
+    period_days: int = 7,
+    model: str = "markov",
+    lookback_days: float = DEFAULT_LOOKBACK_DAYS,
+    max_change: float | None = DEFAULT_MAX_CHANGE,
+    bootstrap: int = 200,
+    seed: int = 0,
+) -> tuple[BudgetHistory, BudgetRecommendation]:
     """The history above and core.budget's recommendation for `total` spend per period (default: as now), each
     channel kept within ±`max_change` of its current mean spend (None: anywhere from 0 to the total)."""
-    if max_change is not None and not 0 <= max_change:
+    if max_change is not None and not max_change >= 0:
         raise InputError(f"got {max_change}; expected a share of current spend, 0 or more", field="max_change")
     history = budget_history(runtime, period_days=period_days, model=model, lookback_days=lookback_days)
     bounds = None
     if max_change is not None:
-        bounds = {c: (max(0.0, 1 - max_change) * sum(x) / len(x), (1 + max_change) * sum(x) / len(x))
-                  for c, x in history.spend.items()}
-    return history, recommend_budget(history.spend, history.revenue, total=total, bounds=bounds, bootstrap=bootstrap,
-                                     seed=seed)
+        bounds = {
+            c: (max(0.0, 1 - max_change) * sum(x) / len(x), (1 + max_change) * sum(x) / len(x))
+            for c, x in history.spend.items()
+        }
+    return history, recommend_budget(
+        history.spend, history.revenue, total=total, bounds=bounds, bootstrap=bootstrap, seed=seed
+    )

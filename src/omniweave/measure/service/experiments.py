@@ -24,9 +24,9 @@ import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
 
-from omniweave.measure import experiments as stats
-from omniweave.events import spec
 from omniweave.errors import InputError
+from omniweave.events import spec
+from omniweave.measure import experiments as stats
 from omniweave.profiles.service.build import Dialect, order_value, with_person
 from omniweave.runtime import Runtime
 
@@ -64,21 +64,31 @@ class ExperimentReport:
 def _exposures(events: ir.Table, d: Dialect) -> ir.Table:
     """The `Experiment Viewed` events with `_experiment` and `_arm` (variation_id, else variation_name)."""
     seen = events.filter(events.event == spec.EXPERIMENT_VIEWED)
-    seen = d.with_json_fields(seen, "properties", {"_experiment": "experiment_id", "_variation": "variation_id",
-                                                   "_variation_name": "variation_name"})
+    seen = d.with_json_fields(
+        seen,
+        "properties",
+        {"_experiment": "experiment_id", "_variation": "variation_id", "_variation_name": "variation_name"},
+    )
     return seen.mutate(_arm=ibis.coalesce(seen._variation, seen._variation_name))
 
 
-def experiment_units(runtime: Runtime, experiment: str, *, conversion_event: str = spec.ORDER_COMPLETED,
-                     window_days: int | None = None, until: datetime | None = None,
-                     engine: str = "duckdb") -> pa.Table:
+def experiment_units(
+    runtime: Runtime,
+    experiment: str,
+    *,
+    conversion_event: str = spec.ORDER_COMPLETED,
+    window_days: int | None = None,
+    until: datetime | None = None,
+    engine: str = "duckdb",
+) -> pa.Table:
     """One row per person exposed to `experiment`: arm (NULL if they saw several), first exposure,
     first conversion after it (or NULL) and the revenue of their conversions after it."""
     if window_days is not None and window_days <= 0:
         raise InputError(f"got {window_days}; expected a number of days > 0", field="window_days")
     if not runtime.log.has_data("identities"):
-        raise InputError("no identities yet: run `omniweave resolve` before analysing an experiment",
-                         field="identities")
+        raise InputError(
+            "no identities yet: run `omniweave resolve` before analysing an experiment", field="identities"
+        )
     d = Dialect(engine)
     warehouse = runtime.warehouse(engine)
     events = warehouse.table("events")
@@ -88,13 +98,14 @@ def experiment_units(runtime: Runtime, experiment: str, *, conversion_event: str
     seen = _exposures(ev, d)
     seen = seen.filter(seen._experiment == experiment)
     units = seen.group_by("person_id").aggregate(
-        first_seen=seen.timestamp.min(), _arms=seen._arm.nunique(), _arm=seen._arm.min())
-    units = units.select("person_id", "first_seen", arm=ibis.cases((units._arms == 1, units._arm),
-                                                                   else_=ibis.null("string")))
+        first_seen=seen.timestamp.min(), _arms=seen._arm.nunique(), _arm=seen._arm.min()
+    )
+    units = units.select(
+        "person_id", "first_seen", arm=ibis.cases((units._arms == 1, units._arm), else_=ibis.null("string"))
+    )
     bought = ev.filter(ev.event == conversion_event)
     bought = d.with_json_fields(bought, "properties", {"_revenue": "revenue", "_total": "total"})
-    bought = bought.select("person_id", at=bought.timestamp,
-                           value=order_value(bought._revenue, bought._total))
+    bought = bought.select("person_id", at=bought.timestamp, value=order_value(bought._revenue, bought._total))
     joined = units.join(bought, "person_id")
     after = joined.at >= joined.first_seen
     if window_days is not None:
@@ -102,21 +113,31 @@ def experiment_units(runtime: Runtime, experiment: str, *, conversion_event: str
     joined = joined.filter(after)
     outcome = joined.group_by("person_id").aggregate(converted_at=joined.at.min(), revenue=joined.value.sum())
     result = units.left_join(outcome, "person_id").select(
-        "person_id", "arm", "first_seen", "converted_at", revenue=ibis.coalesce(outcome.revenue, 0.0))
+        "person_id", "arm", "first_seen", "converted_at", revenue=ibis.coalesce(outcome.revenue, 0.0)
+    )
     return result.order_by("person_id").to_pyarrow()
 
 
-def analyze(units: pa.Table, experiment: str, *, control: str | None = None, alpha: float = 0.05,
-            tau: float = DEFAULT_TAU, conversion_event: str = spec.ORDER_COMPLETED,
-            window_days: int | None = None) -> ExperimentReport:
+def analyze(
+    units: pa.Table,
+    experiment: str,
+    *,
+    control: str | None = None,
+    alpha: float = 0.05,
+    tau: float = DEFAULT_TAU,
+    conversion_event: str = spec.ORDER_COMPLETED,
+    window_days: int | None = None,
+) -> ExperimentReport:
     """The statistics of `experiment_units`' table; `control` defaults to the first arm by name."""
     arm = np.asarray(units.column("arm").to_pylist(), dtype=object)
     clean = np.asarray([a is not None for a in arm], dtype=bool)
     names = sorted({str(a) for a in arm[clean]})
     if len(names) < 2:
-        raise InputError(f"experiment {experiment!r} has {len(names)} arm(s) in the log ({', '.join(names) or 'none'}); "
-                         "expected at least 2 (Experiment Viewed events with properties experiment_id and variation_id)",
-                         field="experiment")
+        raise InputError(
+            f"experiment {experiment!r} has {len(names)} arm(s) in the log ({', '.join(names) or 'none'}); "
+            "expected at least 2 (Experiment Viewed events with properties experiment_id and variation_id)",
+            field="experiment",
+        )
     control = names[0] if control is None else control
     if control not in names:
         raise InputError(f"got {control!r}; expected one of the arms {', '.join(names)}", field="control")
@@ -133,8 +154,9 @@ def analyze(units: pa.Table, experiment: str, *, control: str | None = None, alp
         if n >= 2:
             revenue_arms.append(stats.RevenueArm.from_values(name, revenue[mask]))
     conversion = stats.compare_conversions(conversion_arms, control=control, alpha=alpha)
-    revenue_result = (stats.compare_revenue(revenue_arms, control=control, alpha=alpha)
-                      if len(revenue_arms) == len(names) else None)
+    revenue_result = (
+        stats.compare_revenue(revenue_arms, control=control, alpha=alpha) if len(revenue_arms) == len(names) else None
+    )
     bayesian = stats.bayesian_conversions(conversion_arms, control=control)
     # one look per day of first exposures: the units exposed by the end of that day, converted by then
     day = 86_400_000_000
@@ -150,8 +172,18 @@ def analyze(units: pa.Table, experiment: str, *, control: str | None = None, alp
                 won = exposed & converted & (np.nan_to_num(conv_at, nan=np.inf) < end)
                 looks[who].append(stats.ConversionArm(who, int(exposed.sum()), int(won.sum())))
         sequential[name] = stats.sequential_conversion_test(looks[control], looks[name], tau=tau, alpha=alpha)
-    return ExperimentReport(experiment, conversion_event, window_days, control, tuple(figures),
-                            int((~clean).sum()), conversion, revenue_result, bayesian, sequential)
+    return ExperimentReport(
+        experiment,
+        conversion_event,
+        window_days,
+        control,
+        tuple(figures),
+        int((~clean).sum()),
+        conversion,
+        revenue_result,
+        bayesian,
+        sequential,
+    )
 
 
 def list_experiments(runtime: Runtime, engine: str = "duckdb") -> list[tuple[str, int, int]]:
@@ -163,4 +195,3 @@ def list_experiments(runtime: Runtime, engine: str = "duckdb") -> list[tuple[str
     grouped = seen.group_by("_experiment").aggregate(arms=seen._arm.nunique(), events=seen.count())
     rows = grouped.order_by("_experiment").to_pyarrow().to_pylist()
     return [(r["_experiment"], int(r["arms"]), int(r["events"])) for r in rows]
-

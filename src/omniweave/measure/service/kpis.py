@@ -28,8 +28,8 @@ import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from omniweave.events import spec
 from omniweave.errors import InputError
+from omniweave.events import spec
 from omniweave.profiles.service.build import Dialect, _yes_no, order_value, with_person
 from omniweave.runtime import Runtime
 
@@ -38,18 +38,46 @@ DIMENSIONS = ("channel", "store", "campaign")
 GROUPS = ("awareness", "engagement", "conversion", "loyalty")
 SCOPES = ("online", "in-store", "both")
 DEFAULT_SESSION_GAP_MINUTES = 30
-SOCIAL_PLATFORMS = ("facebook", "instagram", "tiktok", "snapchat", "pinterest", "linkedin", "twitter", "x",
-                    "youtube", "reddit")
+SOCIAL_PLATFORMS = (
+    "facebook",
+    "instagram",
+    "tiktok",
+    "snapchat",
+    "pinterest",
+    "linkedin",
+    "twitter",
+    "x",
+    "youtube",
+    "reddit",
+)
 """A `spend` row is social when its channel is `social` or its platform is one of these."""
 ONLINE_CHANNELS = ("web", "app")
 """Sessions are cut from the events of these channels."""
-EXPOSURES = (spec.EMAIL_SENT, spec.EMAIL_DELIVERED, spec.EMAIL_BOUNCED, spec.MESSAGE_SENT, spec.MESSAGE_DELIVERED,
-             spec.PUSH_NOTIFICATION_RECEIVED, spec.AD_IMPRESSION, spec.COUPON_ISSUED, spec.DIRECT_MAIL_SENT)
+EXPOSURES = (
+    spec.EMAIL_SENT,
+    spec.EMAIL_DELIVERED,
+    spec.EMAIL_BOUNCED,
+    spec.MESSAGE_SENT,
+    spec.MESSAGE_DELIVERED,
+    spec.PUSH_NOTIFICATION_RECEIVED,
+    spec.AD_IMPRESSION,
+    spec.COUPON_ISSUED,
+    spec.DIRECT_MAIL_SENT,
+)
 """Events that happen *to* a person (a send, an impression): they do not make the person active."""
 
-RESULT_SCHEMA = pa.schema([("period", pa.date32()), ("kpi", pa.string()), ("dimension", pa.string()),
-                           ("dimension_value", pa.string()), ("value", pa.float64()), ("scope", pa.string()),
-                           ("group", pa.string()), ("unit", pa.string())])
+RESULT_SCHEMA = pa.schema(
+    [
+        ("period", pa.date32()),
+        ("kpi", pa.string()),
+        ("dimension", pa.string()),
+        ("dimension_value", pa.string()),
+        ("value", pa.float64()),
+        ("scope", pa.string()),
+        ("group", pa.string()),
+        ("unit", pa.string()),
+    ]
+)
 """What `kpi_table` returns: `period` is the first day of the period; `dimension` is "all" without a breakdown."""
 
 
@@ -67,86 +95,256 @@ class Kpi:
 
 CATALOGUE: tuple[Kpi, ...] = (
     # --- awareness
-    Kpi("page_views", "awareness", "online", "count", "number of page and screen views",
-        "page, screen"),
-    Kpi("website_users", "awareness", "online", "persons",
-        "distinct persons (else user or anonymous ids) with a page or screen view", "page, screen"),
-    Kpi("social_impressions", "awareness", "online", "count",
+    Kpi("page_views", "awareness", "online", "count", "number of page and screen views", "page, screen"),
+    Kpi(
+        "website_users",
+        "awareness",
+        "online",
+        "persons",
+        "distinct persons (else user or anonymous ids) with a page or screen view",
+        "page, screen",
+    ),
+    Kpi(
+        "social_impressions",
+        "awareness",
+        "online",
+        "count",
         "sum of spend.impressions on social rows (channel social or a social platform), as the platforms report them",
-        "spend"),
-    Kpi("social_impressions_tracked", "awareness", "online", "count",
+        "spend",
+    ),
+    Kpi(
+        "social_impressions_tracked",
+        "awareness",
+        "online",
+        "count",
         "Ad Impression events on channel social (impressions the platforms sent as events, on known browsers)",
-        spec.AD_IMPRESSION),
-    Kpi("video_views", "awareness", "online", "count",
-        "Video Playback Started events (Segment's Video spec: a viewer pressed play)", spec.VIDEO_PLAYBACK_STARTED),
-    Kpi("store_visits", "awareness", "in-store", "count",
+        spec.AD_IMPRESSION,
+    ),
+    Kpi(
+        "video_views",
+        "awareness",
+        "online",
+        "count",
+        "Video Playback Started events (Segment's Video spec: a viewer pressed play)",
+        spec.VIDEO_PLAYBACK_STARTED,
+    ),
+    Kpi(
+        "store_visits",
+        "awareness",
+        "in-store",
+        "count",
         "Store Visited events other than Wi-Fi logins (properties.visit_type != 'wifi': a login is a second "
-        "sighting of a visit the footfall counter already counted)", spec.STORE_VISITED),
-    Kpi("store_visitors", "awareness", "in-store", "persons", "distinct known persons with a Store Visited event",
-        spec.STORE_VISITED),
+        "sighting of a visit the footfall counter already counted)",
+        spec.STORE_VISITED,
+    ),
+    Kpi(
+        "store_visitors",
+        "awareness",
+        "in-store",
+        "persons",
+        "distinct known persons with a Store Visited event",
+        spec.STORE_VISITED,
+    ),
     # --- engagement
-    Kpi("sessions", "engagement", "online", "count",
+    Kpi(
+        "sessions",
+        "engagement",
+        "online",
+        "count",
         "a person's web or app events (per channel) cut where more than the session gap (30 min) passes",
-        "every event on channel web or app"),
-    Kpi("pages_per_session", "engagement", "online", "pages", "page and screen views in sessions / sessions",
-        "every event on channel web or app"),
-    Kpi("average_session_duration", "engagement", "online", "seconds",
+        "every event on channel web or app",
+    ),
+    Kpi(
+        "pages_per_session",
+        "engagement",
+        "online",
+        "pages",
+        "page and screen views in sessions / sessions",
+        "every event on channel web or app",
+    ),
+    Kpi(
+        "average_session_duration",
+        "engagement",
+        "online",
+        "seconds",
         "mean of (last event - first event) over sessions (a one-event session lasts 0 s)",
-        "every event on channel web or app"),
-    Kpi("average_store_dwell_time", "engagement", "in-store", "minutes",
-        "mean properties.dwell_minutes of the visits counted by store_visits", spec.STORE_VISITED),
-    Kpi("social_interactions", "engagement", "online", "count",
-        "Ad Clicked events on channel social + Product Shared events", f"{spec.AD_CLICKED}, {spec.PRODUCT_SHARED}"),
+        "every event on channel web or app",
+    ),
+    Kpi(
+        "average_store_dwell_time",
+        "engagement",
+        "in-store",
+        "minutes",
+        "mean properties.dwell_minutes of the visits counted by store_visits",
+        spec.STORE_VISITED,
+    ),
+    Kpi(
+        "social_interactions",
+        "engagement",
+        "online",
+        "count",
+        "Ad Clicked events on channel social + Product Shared events",
+        f"{spec.AD_CLICKED}, {spec.PRODUCT_SHARED}",
+    ),
     Kpi("social_clicks", "engagement", "online", "count", "sum of spend.clicks on social rows", "spend"),
-    Kpi("email_signups", "engagement", "both", "persons",
+    Kpi(
+        "email_signups",
+        "engagement",
+        "both",
+        "persons",
         "persons whose first statement of traits.email_opt_in = true falls in the period",
-        "identify (and any event with traits)"),
-    Kpi("coupon_redemption_rate", "engagement", "both", "%",
+        "identify (and any event with traits)",
+    ),
+    Kpi(
+        "coupon_redemption_rate",
+        "engagement",
+        "both",
+        "%",
         "Coupon Applied / Coupon Issued x 100 (by channel: the channel that issued the coupon)",
-        f"{spec.COUPON_APPLIED}, {spec.COUPON_ISSUED}"),
-    Kpi("gift_card_redemption_rate", "engagement", "both", "%",
+        f"{spec.COUPON_APPLIED}, {spec.COUPON_ISSUED}",
+    ),
+    Kpi(
+        "gift_card_redemption_rate",
+        "engagement",
+        "both",
+        "%",
         "gift cards redeemed / gift cards sold x 100: distinct properties.gift_card_id of Gift Card Redeemed (a "
         "card spent over several visits counts once; a redemption without an id counts as a card) / Gift Card "
-        "Purchased events", f"{spec.GIFT_CARD_REDEEMED}, {spec.GIFT_CARD_PURCHASED}"),
+        "Purchased events",
+        f"{spec.GIFT_CARD_REDEEMED}, {spec.GIFT_CARD_PURCHASED}",
+    ),
     # --- conversion
-    Kpi("revenue_online", "conversion", "online", "currency", "sum of Order Completed revenue (else total) off channel store",
-        spec.ORDER_COMPLETED),
-    Kpi("revenue_in_store", "conversion", "in-store", "currency", "sum of Order Completed revenue on channel store",
-        spec.ORDER_COMPLETED),
-    Kpi("revenue_total", "conversion", "both", "currency", "sum of Order Completed revenue (else total)",
-        spec.ORDER_COMPLETED),
-    Kpi("revenue_growth_online", "conversion", "online", "%",
-        "(revenue_online - revenue_online of the previous period) / that x 100", spec.ORDER_COMPLETED),
-    Kpi("revenue_growth_in_store", "conversion", "in-store", "%",
-        "(revenue_in_store - revenue_in_store of the previous period) / that x 100", spec.ORDER_COMPLETED),
-    Kpi("revenue_growth", "conversion", "both", "%",
-        "(revenue_total - revenue_total of the previous period) / that x 100", spec.ORDER_COMPLETED),
-    Kpi("sales_per_square_foot", "conversion", "in-store", "currency/sq ft",
+    Kpi(
+        "revenue_online",
+        "conversion",
+        "online",
+        "currency",
+        "sum of Order Completed revenue (else total) off channel store",
+        spec.ORDER_COMPLETED,
+    ),
+    Kpi(
+        "revenue_in_store",
+        "conversion",
+        "in-store",
+        "currency",
+        "sum of Order Completed revenue on channel store",
+        spec.ORDER_COMPLETED,
+    ),
+    Kpi(
+        "revenue_total",
+        "conversion",
+        "both",
+        "currency",
+        "sum of Order Completed revenue (else total)",
+        spec.ORDER_COMPLETED,
+    ),
+    Kpi(
+        "revenue_growth_online",
+        "conversion",
+        "online",
+        "%",
+        "(revenue_online - revenue_online of the previous period) / that x 100",
+        spec.ORDER_COMPLETED,
+    ),
+    Kpi(
+        "revenue_growth_in_store",
+        "conversion",
+        "in-store",
+        "%",
+        "(revenue_in_store - revenue_in_store of the previous period) / that x 100",
+        spec.ORDER_COMPLETED,
+    ),
+    Kpi(
+        "revenue_growth",
+        "conversion",
+        "both",
+        "%",
+        "(revenue_total - revenue_total of the previous period) / that x 100",
+        spec.ORDER_COMPLETED,
+    ),
+    Kpi(
+        "sales_per_square_foot",
+        "conversion",
+        "in-store",
+        "currency/sq ft",
         "in-store revenue of the stores with a floor area / their floor area (given as floor_areas)",
-        spec.ORDER_COMPLETED),
-    Kpi("conversion_rate", "conversion", "both", "%",
+        spec.ORDER_COMPLETED,
+    ),
+    Kpi(
+        "conversion_rate",
+        "conversion",
+        "both",
+        "%",
         "persons with an order / persons active (any track, page or screen event that is not a send or an "
-        "impression) x 100", "every track, page and screen event"),
-    Kpi("new_customers", "conversion", "both", "persons", "persons whose first order in the log falls in the period",
-        spec.ORDER_COMPLETED),
+        "impression) x 100",
+        "every track, page and screen event",
+    ),
+    Kpi(
+        "new_customers",
+        "conversion",
+        "both",
+        "persons",
+        "persons whose first order in the log falls in the period",
+        spec.ORDER_COMPLETED,
+    ),
     Kpi("marketing_spend", "conversion", "both", "currency", "sum of spend.spend", "spend"),
-    Kpi("customer_acquisition_cost", "conversion", "both", "currency", "marketing_spend / new_customers (no breakdown)",
-        f"spend, {spec.ORDER_COMPLETED}"),
-    Kpi("cost_of_sales", "conversion", "both", "currency",
+    Kpi(
+        "customer_acquisition_cost",
+        "conversion",
+        "both",
+        "currency",
+        "marketing_spend / new_customers (no breakdown)",
+        f"spend, {spec.ORDER_COMPLETED}",
+    ),
+    Kpi(
+        "cost_of_sales",
+        "conversion",
+        "both",
+        "currency",
         "sum of quantity x unit cost over the lines of orders whose every product has a cost (given as product_costs)",
-        spec.ORDER_COMPLETED),
-    Kpi("gross_margin", "conversion", "both", "%",
-        "(revenue - cost_of_sales) / revenue x 100, over the same orders", spec.ORDER_COMPLETED),
+        spec.ORDER_COMPLETED,
+    ),
+    Kpi(
+        "gross_margin",
+        "conversion",
+        "both",
+        "%",
+        "(revenue - cost_of_sales) / revenue x 100, over the same orders",
+        spec.ORDER_COMPLETED,
+    ),
     # --- loyalty
-    Kpi("customer_lifetime_value", "loyalty", "both", "currency",
-        "mean clv_12m of the profiles table (as of its build; shown on the latest period, no breakdown)", "profiles"),
-    Kpi("retention_rate", "loyalty", "both", "%",
+    Kpi(
+        "customer_lifetime_value",
+        "loyalty",
+        "both",
+        "currency",
+        "mean clv_12m of the profiles table (as of its build; shown on the latest period, no breakdown)",
+        "profiles",
+    ),
+    Kpi(
+        "retention_rate",
+        "loyalty",
+        "both",
+        "%",
         "customers of the previous period who bought again in this one / customers of the previous period x 100",
-        spec.ORDER_COMPLETED),
-    Kpi("repeat_purchase_rate", "loyalty", "both", "%", "customers with orders on 2 or more days / customers x 100",
-        spec.ORDER_COMPLETED),
-    Kpi("net_promoter_score", "loyalty", "both", "points",
-        "% of answers with properties.score 9-10 - % with 0-6, over answers scored 0-10", spec.SURVEY_ANSWERED),
+        spec.ORDER_COMPLETED,
+    ),
+    Kpi(
+        "repeat_purchase_rate",
+        "loyalty",
+        "both",
+        "%",
+        "customers with orders on 2 or more days / customers x 100",
+        spec.ORDER_COMPLETED,
+    ),
+    Kpi(
+        "net_promoter_score",
+        "loyalty",
+        "both",
+        "points",
+        "% of answers with properties.score 9-10 - % with 0-6, over answers scored 0-10",
+        spec.SURVEY_ANSWERED,
+    ),
 )
 KPIS: dict[str, Kpi] = {k.name: k for k in CATALOGUE}
 
@@ -155,6 +353,7 @@ OMITTED: dict[str, str] = {}
 
 
 # --- the two engines' spellings of a date's day number ----------------------------------------------
+
 
 @ibis.udf.scalar.builtin(name="date_diff")
 def _duck_date_diff(part: str, start: dt.date, end: dt.date) -> dt.int64: ...  # type: ignore[empty-body,valid-type]
@@ -200,6 +399,7 @@ def period_start(index: int, period: str) -> date:
 
 # --- inputs ----------------------------------------------------------------------------------------
 
+
 def _check(period: str, by: str | None, kpis: Iterable[str] | None, session_gap_minutes: float) -> list[str]:
     if period not in PERIODS:
         raise InputError(f"got {period!r}; expected one of {', '.join(PERIODS)}", field="period")
@@ -212,8 +412,9 @@ def _check(period: str, by: str | None, kpis: Iterable[str] | None, session_gap_
     if unknown:
         omitted = [k for k in unknown if k in OMITTED]
         why = "".join(f"; {k} is not computed: {OMITTED[k]}" for k in omitted)
-        raise InputError(f"unknown KPI(s) {', '.join(map(repr, unknown))}; expected any of {', '.join(KPIS)}{why}",
-                         field="kpis")
+        raise InputError(
+            f"unknown KPI(s) {', '.join(map(repr, unknown))}; expected any of {', '.join(KPIS)}{why}", field="kpis"
+        )
     return wanted
 
 
@@ -226,8 +427,11 @@ def _positive_map(values: Mapping[str, float] | None, field: str) -> dict[str, f
             number = float("nan")
         floor = 0.0 if field == "product_costs" else None  # a free product costs 0; a store has an area
         if not (number >= floor if floor is not None else number > 0):
-            raise InputError(f"got {value!r} for {key!r}; expected a number {'>= 0' if floor is not None else '> 0'}",
-                             field=field, record=key)
+            raise InputError(
+                f"got {value!r} for {key!r}; expected a number {'>= 0' if floor is not None else '> 0'}",
+                field=field,
+                record=key,
+            )
         out[str(key)] = number
     return out
 
@@ -262,6 +466,7 @@ def _csv_map(path: str | Path, key: str, value: str) -> dict[str, float]:
 
 # --- the base tables -------------------------------------------------------------------------------
 
+
 def _visitor_events(events: ir.Table, identities: ir.Table | None) -> ir.Table:
     """`events` with `visitor`: the person (through `identities`), else the user id, else the anonymous id of
     an online event. An importer's made-up anonymous id (`offline:...`, a receipt or a visit nobody is known by)
@@ -277,60 +482,103 @@ def _visitor_events(events: ir.Table, identities: ir.Table | None) -> ir.Table:
 def _base(events: ir.Table, identities: ir.Table | None, period: str, by: str | None, d: Dialect) -> ir.Table:
     """One row per event with what every KPI reads: period number, dimension value, visitor, parsed properties."""
     ev = _visitor_events(events, identities)
-    needed = ev.event.isin((spec.ORDER_COMPLETED, spec.STORE_VISITED, spec.COUPON_APPLIED, spec.COUPON_ISSUED,
-                            spec.SURVEY_ANSWERED, spec.GIFT_CARD_REDEEMED))
-    ev = d.with_json_fields(ev, "properties", {
-        "_revenue": "revenue", "_total": "total", "_products": "products", "_store": "store_id",
-        "_campaign_prop": "campaign_name", "_campaign_alt": "campaign", "_issued": "issued_channel",
-        "_dwell": "dwell_minutes", "_visit_type": "visit_type", "_score": "score", "_gift_card": "gift_card_id"},
-        where=None if by in ("store", "campaign") else needed)
+    needed = ev.event.isin(
+        (
+            spec.ORDER_COMPLETED,
+            spec.STORE_VISITED,
+            spec.COUPON_APPLIED,
+            spec.COUPON_ISSUED,
+            spec.SURVEY_ANSWERED,
+            spec.GIFT_CARD_REDEEMED,
+        )
+    )
+    ev = d.with_json_fields(
+        ev,
+        "properties",
+        {
+            "_revenue": "revenue",
+            "_total": "total",
+            "_products": "products",
+            "_store": "store_id",
+            "_campaign_prop": "campaign_name",
+            "_campaign_alt": "campaign",
+            "_issued": "issued_channel",
+            "_dwell": "dwell_minutes",
+            "_visit_type": "visit_type",
+            "_score": "score",
+            "_gift_card": "gift_card_id",
+        },
+        where=None if by in ("store", "campaign") else needed,
+    )
     stated = ev.traits.notnull() & (ev.traits != "{}")
     ev = d.with_json_fields(ev, "traits", {"_email_opt_in": "email_opt_in"}, where=stated)
     day = (d.epoch_seconds(ev.timestamp) // 86400).cast("int64")
     is_order = ev.event == spec.ORDER_COMPLETED
     dims: dict[str | None, ir.Value] = {
         None: ibis.literal("all"),
-        "channel": ibis.cases((ev.event == spec.COUPON_APPLIED, ibis.coalesce(ev._issued, ev.channel)),
-                              else_=ev.channel),
+        "channel": ibis.cases(
+            (ev.event == spec.COUPON_APPLIED, ibis.coalesce(ev._issued, ev.channel)), else_=ev.channel
+        ),
         "store": ev._store.nullif(""),
-        "campaign": ibis.coalesce(ev.campaign_name.nullif(""), ev._campaign_prop.nullif(""),
-                                  ev._campaign_alt.nullif("")),
+        "campaign": ibis.coalesce(
+            ev.campaign_name.nullif(""), ev._campaign_prop.nullif(""), ev._campaign_alt.nullif("")
+        ),
     }
     base = ev.select(
-        "message_id", "type", "event", "channel", "visitor", "timestamp",
-        _day=day, _p=_period_index(day, period), _dim=dims[by],
+        "message_id",
+        "type",
+        "event",
+        "channel",
+        "visitor",
+        "timestamp",
+        _day=day,
+        _p=_period_index(day, period),
+        _dim=dims[by],
         is_order=is_order,
         in_store=ev.channel == "store",
-        revenue=ibis.cases((is_order, order_value(ev._revenue, ev._total)),
-                           else_=ibis.null("float64")),
+        revenue=ibis.cases((is_order, order_value(ev._revenue, ev._total)), else_=ibis.null("float64")),
         products=ibis.cases((is_order, ev._products), else_=ibis.null("string")),
         store_id=ev._store.nullif(""),
         dwell=ev._dwell.cast("float64"),
         wifi=ev._visit_type.fill_null("") == "wifi",
         score=ibis.cases((ev.event == spec.SURVEY_ANSWERED, ev._score.cast("float64")), else_=ibis.null("float64")),
         email_opt_in=_yes_no(ev._email_opt_in),
-        gift_card=ibis.cases((ev.event == spec.GIFT_CARD_REDEEMED, ev._gift_card.nullif("")), else_=ibis.null("string")),
+        gift_card=ibis.cases(
+            (ev.event == spec.GIFT_CARD_REDEEMED, ev._gift_card.nullif("")), else_=ibis.null("string")
+        ),
     )
     return base.filter(base._dim.notnull())
 
 
 def _spend(spend: ir.Table, period: str, by: str | None, d: Dialect) -> ir.Table:
-    dims: dict[str | None, ir.Value] = {None: ibis.literal("all"), "channel": spend.channel,
-                                        "store": ibis.null("string"), "campaign": spend.campaign.nullif("")}
+    dims: dict[str | None, ir.Value] = {
+        None: ibis.literal("all"),
+        "channel": spend.channel,
+        "store": ibis.null("string"),
+        "campaign": spend.campaign.nullif(""),
+    }
     day = _epoch_day_of_date(d, spend.date.cast("date"))
     social = (spend.channel == "social") | spend.platform.lower().isin(SOCIAL_PLATFORMS)
-    out = spend.select(_p=_period_index(day, period), _dim=dims[by], social=social.fill_null(False),
-                       spend=spend.spend.cast("float64"), impressions=spend.impressions.cast("float64"),
-                       clicks=spend.clicks.cast("float64"))
+    out = spend.select(
+        _p=_period_index(day, period),
+        _dim=dims[by],
+        social=social.fill_null(False),
+        spend=spend.spend.cast("float64"),
+        impressions=spend.impressions.cast("float64"),
+        clicks=spend.clicks.cast("float64"),
+    )
     return out.filter(out._dim.notnull())
 
 
 # --- the KPI families --------------------------------------------------------------------------------
 
+
 def _long(table: ir.Table, **values: ir.Value) -> list[ir.Table]:
     """One (_p, _dim, kpi, value) table per named value of the rows of `table`."""
-    return [table.select("_p", "_dim", kpi=ibis.literal(name), value=value.cast("float64"))
-            for name, value in values.items()]
+    return [
+        table.select("_p", "_dim", kpi=ibis.literal(name), value=value.cast("float64"))
+        for name, value in values.items()
+    ]
 
 
 def _pct(part: ir.NumericValue, whole: ir.NumericValue) -> ir.FloatingValue:
@@ -352,8 +600,11 @@ def _awareness_engagement(ev: ir.Table, sp: ir.Table) -> list[ir.Table]:
         store_visitors=ev.visitor.nunique(where=ev.event == spec.STORE_VISITED),
         _visits_with_dwell=ev.dwell.count(where=visit),
         average_store_dwell_time=ev.dwell.mean(where=visit),
-        social_interactions=(((ev.event == spec.AD_CLICKED) & (ev.channel == "social"))
-                             | (ev.event == spec.PRODUCT_SHARED)).cast("int64").sum(),
+        social_interactions=(
+            ((ev.event == spec.AD_CLICKED) & (ev.channel == "social")) | (ev.event == spec.PRODUCT_SHARED)
+        )
+        .cast("int64")
+        .sum(),
         _issued=(ev.event == spec.COUPON_ISSUED).cast("int64").sum(),
         _applied=(ev.event == spec.COUPON_APPLIED).cast("int64").sum(),
         video_views=(ev.event == spec.VIDEO_PLAYBACK_STARTED).cast("int64").sum(),
@@ -363,17 +614,26 @@ def _awareness_engagement(ev: ir.Table, sp: ir.Table) -> list[ir.Table]:
         + ((ev.event == spec.GIFT_CARD_REDEEMED) & ev.gift_card.isnull()).cast("int64").sum(),
     )
     # a count of zero has no row: a breakdown would otherwise list every KPI for every channel or store
-    parts = _long(counted, page_views=counted.page_views.nullif(0), website_users=counted.website_users.nullif(0),
-                  social_impressions_tracked=counted.social_impressions_tracked.nullif(0),
-                  store_visits=counted.store_visits.nullif(0), store_visitors=counted.store_visitors.nullif(0),
-                  average_store_dwell_time=ibis.cases((counted._visits_with_dwell > 0, counted.average_store_dwell_time),
-                                                      else_=ibis.null("float64")),
-                  social_interactions=counted.social_interactions.nullif(0),
-                  coupon_redemption_rate=_pct(counted._applied, counted._issued),
-                  video_views=counted.video_views.nullif(0),
-                  gift_card_redemption_rate=_pct(counted._cards_redeemed, counted._cards_sold))
-    social = sp.filter(sp.social).group_by(["_p", "_dim"]).aggregate(
-        social_impressions=sp.impressions.sum(), social_clicks=sp.clicks.sum())
+    parts = _long(
+        counted,
+        page_views=counted.page_views.nullif(0),
+        website_users=counted.website_users.nullif(0),
+        social_impressions_tracked=counted.social_impressions_tracked.nullif(0),
+        store_visits=counted.store_visits.nullif(0),
+        store_visitors=counted.store_visitors.nullif(0),
+        average_store_dwell_time=ibis.cases(
+            (counted._visits_with_dwell > 0, counted.average_store_dwell_time), else_=ibis.null("float64")
+        ),
+        social_interactions=counted.social_interactions.nullif(0),
+        coupon_redemption_rate=_pct(counted._applied, counted._issued),
+        video_views=counted.video_views.nullif(0),
+        gift_card_redemption_rate=_pct(counted._cards_redeemed, counted._cards_sold),
+    )
+    social = (
+        sp.filter(sp.social)
+        .group_by(["_p", "_dim"])
+        .aggregate(social_impressions=sp.impressions.sum(), social_clicks=sp.clicks.sum())
+    )
     parts += _long(social, social_impressions=social.social_impressions, social_clicks=social.social_clicks)
     said = ev.filter(ev.email_opt_in.fill_null(False) & ev.visitor.notnull())
     said = said.mutate(_rn=ibis.row_number().over(group_by="visitor", order_by=[said.timestamp, said.message_id]))
@@ -392,10 +652,15 @@ def _sessions(ev: ir.Table, gap_seconds: float, d: Dialect) -> list[ir.Table]:
     online = online.mutate(_new=ibis.cases((previous.isnull() | (online._s - previous > gap_seconds), 1), else_=0))
     online = online.mutate(_session=online._new.sum().over(ibis.cumulative_window(group_by=keys, order_by=order)))
     sessions = online.group_by([*keys, "_session"]).aggregate(
-        start=online._s.min(), end=online._s.max(), pages=online.type.isin(("page", "screen")).cast("int64").sum(),
-        _p=online._p.argmin(online._s), _dim=online._dim.argmin(online._s))
+        start=online._s.min(),
+        end=online._s.max(),
+        pages=online.type.isin(("page", "screen")).cast("int64").sum(),
+        _p=online._p.argmin(online._s),
+        _dim=online._dim.argmin(online._s),
+    )
     per = sessions.group_by(["_p", "_dim"]).aggregate(
-        n=sessions.count(), pages=sessions.pages.sum(), seconds=(sessions.end - sessions.start).cast("float64").mean())
+        n=sessions.count(), pages=sessions.pages.sum(), seconds=(sessions.end - sessions.start).cast("float64").mean()
+    )
     return _long(per, sessions=per.n, pages_per_session=_ratio(per.pages, per.n), average_session_duration=per.seconds)
 
 
@@ -405,34 +670,49 @@ def _previous(table: ir.Table, periods: ir.Table) -> ir.Table:
     return moved.filter(moved._p <= periods._p.max().as_scalar())
 
 
-def _conversion(ev: ir.Table, sp: ir.Table, periods: ir.Table, by: str | None,
-                floor_areas: dict[str, float] | None) -> list[ir.Table]:
+def _conversion(
+    ev: ir.Table, sp: ir.Table, periods: ir.Table, by: str | None, floor_areas: dict[str, float] | None
+) -> list[ir.Table]:
     orders = ev.filter(ev.is_order)
     revenue = orders.group_by(["_p", "_dim"]).aggregate(
         revenue_online=orders.revenue.sum(where=~orders.in_store),
         revenue_in_store=orders.revenue.sum(where=orders.in_store),
-        revenue_total=orders.revenue.sum())
-    parts = _long(revenue, revenue_online=revenue.revenue_online.round(2),
-                  revenue_in_store=revenue.revenue_in_store.round(2), revenue_total=revenue.revenue_total.round(2))
-    before = _previous(revenue, periods).rename(_prev_online="revenue_online", _prev_store="revenue_in_store",
-                                                _prev_total="revenue_total")
+        revenue_total=orders.revenue.sum(),
+    )
+    parts = _long(
+        revenue,
+        revenue_online=revenue.revenue_online.round(2),
+        revenue_in_store=revenue.revenue_in_store.round(2),
+        revenue_total=revenue.revenue_total.round(2),
+    )
+    before = _previous(revenue, periods).rename(
+        _prev_online="revenue_online", _prev_store="revenue_in_store", _prev_total="revenue_total"
+    )
     growth = before.left_join(revenue, ["_p", "_dim"]).select(
-        "_p", "_dim",
+        "_p",
+        "_dim",
         revenue_growth_online=_pct(revenue.revenue_online.fill_null(0.0) - before._prev_online, before._prev_online),
         revenue_growth_in_store=_pct(revenue.revenue_in_store.fill_null(0.0) - before._prev_store, before._prev_store),
-        revenue_growth=_pct(revenue.revenue_total.fill_null(0.0) - before._prev_total, before._prev_total))
-    parts += _long(growth, revenue_growth_online=growth.revenue_growth_online,
-                   revenue_growth_in_store=growth.revenue_growth_in_store, revenue_growth=growth.revenue_growth)
+        revenue_growth=_pct(revenue.revenue_total.fill_null(0.0) - before._prev_total, before._prev_total),
+    )
+    parts += _long(
+        growth,
+        revenue_growth_online=growth.revenue_growth_online,
+        revenue_growth_in_store=growth.revenue_growth_in_store,
+        revenue_growth=growth.revenue_growth,
+    )
 
     active = ev.type.isin(("track", "page", "screen")) & ~ev.event.isin(EXPOSURES).fill_null(False)
     people = ev.filter(ev.visitor.notnull())
     conv = people.group_by(["_p", "_dim"]).aggregate(
-        _active=people.visitor.nunique(where=active), _buyers=people.visitor.nunique(where=people.is_order))
+        _active=people.visitor.nunique(where=active), _buyers=people.visitor.nunique(where=people.is_order)
+    )
     parts += _long(conv, conversion_rate=_pct(conv._buyers, conv._active))
 
     buyers = orders.filter(orders.visitor.notnull())
-    ranked = buyers.mutate(_rn=ibis.row_number().over(group_by="visitor", order_by=[buyers.timestamp,
-                                                                                     buyers.message_id]))
+    ranked = buyers.mutate(
+        _rn=ibis.row_number().over(group_by="visitor", order_by=[buyers.timestamp, buyers.message_id])
+    )
     first = ranked.filter(ranked._rn == 0)
     new = first.group_by(["_p", "_dim"]).aggregate(new_customers=first.count())
     parts += _long(new, new_customers=new.new_customers)
@@ -458,12 +738,14 @@ def _conversion(ev: ir.Table, sp: ir.Table, periods: ir.Table, by: str | None,
 def _margin(ev: ir.Table, costs: dict[str, float], d: Dialect) -> list[ir.Table]:
     orders = ev.filter(ev.is_order)
     lines = orders.select("message_id", "_p", "_dim", item=d.products(orders.products).unnest())
-    lines = lines.select("message_id", "_p", "_dim", product_id=lines.item.product_id,
-                         units=lines.item.quantity.fill_null(1.0))
+    lines = lines.select(
+        "message_id", "_p", "_dim", product_id=lines.item.product_id, units=lines.item.quantity.fill_null(1.0)
+    )
     table = ibis.memtable(pa.table({"_cost_product": list(costs), "_cost": list(costs.values())}))
     lines = lines.left_join(table, lines.product_id == table._cost_product)
     per_order = lines.group_by(["message_id", "_p", "_dim"]).aggregate(
-        cost=(lines.units * lines._cost).sum(), _unknown=lines._cost.isnull().cast("int64").sum())
+        cost=(lines.units * lines._cost).sum(), _unknown=lines._cost.isnull().cast("int64").sum()
+    )
     costed = per_order.filter(per_order._unknown == 0).join(orders.select("message_id", "revenue"), "message_id")
     per = costed.group_by(["_p", "_dim"]).aggregate(cost=costed.cost.sum(), rev=costed.revenue.sum())
     return _long(per, cost_of_sales=per.cost.round(2), gross_margin=_pct(per.rev - per.cost, per.rev))
@@ -472,45 +754,70 @@ def _margin(ev: ir.Table, costs: dict[str, float], d: Dialect) -> list[ir.Table]
 def _loyalty(ev: ir.Table, periods: ir.Table) -> list[ir.Table]:
     orders = ev.filter(ev.is_order & ev.visitor.notnull())
     customers = orders.group_by(["_p", "_dim", "visitor"]).aggregate(days=orders._day.nunique())
-    per = customers.group_by(["_p", "_dim"]).aggregate(n=customers.count(),
-                                                       repeat=(customers.days >= 2).cast("int64").sum())
+    per = customers.group_by(["_p", "_dim"]).aggregate(
+        n=customers.count(), repeat=(customers.days >= 2).cast("int64").sum()
+    )
     parts = _long(per, repeat_purchase_rate=_pct(per.repeat, per.n))
     earlier = _previous(customers.select("_p", "_dim", "visitor"), periods)
     again = earlier.left_join(customers, ["_p", "_dim", "visitor"])
     retained = again.group_by([again._p, again._dim]).aggregate(
-        base=again.count(), kept=again.days.notnull().cast("int64").sum())
+        base=again.count(), kept=again.days.notnull().cast("int64").sum()
+    )
     parts += _long(retained, retention_rate=_pct(retained.kept, retained.base))
     answers = ev.filter(ev.score.notnull() & (ev.score >= 0) & (ev.score <= 10))
     nps = answers.group_by(["_p", "_dim"]).aggregate(
-        n=answers.count(), promoters=(answers.score >= 9).cast("int64").sum(),
-        detractors=(answers.score <= 6).cast("int64").sum())
+        n=answers.count(),
+        promoters=(answers.score >= 9).cast("int64").sum(),
+        detractors=(answers.score <= 6).cast("int64").sum(),
+    )
     parts += _long(nps, net_promoter_score=_pct(nps.promoters - nps.detractors, nps.n))
     return parts
 
 
-def kpis_expr(events: ir.Table, spend: ir.Table, identities: ir.Table | None, *, period: str = "month",
-              by: str | None = None, session_gap_minutes: float = DEFAULT_SESSION_GAP_MINUTES,
-              floor_areas: Mapping[str, float] | None = None, product_costs: Mapping[str, float] | None = None,
-              engine: str = "duckdb") -> ir.Table:
+def kpis_expr(
+    events: ir.Table,
+    spend: ir.Table,
+    identities: ir.Table | None,
+    *,
+    period: str = "month",
+    by: str | None = None,
+    session_gap_minutes: float = DEFAULT_SESSION_GAP_MINUTES,
+    floor_areas: Mapping[str, float] | None = None,
+    product_costs: Mapping[str, float] | None = None,
+    engine: str = "duckdb",
+) -> ir.Table:
     """(_p, _dim, kpi, value) for every KPI the log gives, as one Ibis expression (no CLV: see `kpi_table`)."""
     _check(period, by, None, session_gap_minutes)
     d = Dialect(engine)
     ev = _base(events, identities, period, by, d).cache()
     sp = _spend(spend, period, by, d)
     periods = ev.select("_p").union(sp.select("_p")).distinct()
-    parts = [*_awareness_engagement(ev, sp), *_sessions(ev, session_gap_minutes * 60.0, d),
-             *_conversion(ev, sp, periods, by, _positive_map(floor_areas, "floor_areas")), *_loyalty(ev, periods)]
+    parts = [
+        *_awareness_engagement(ev, sp),
+        *_sessions(ev, session_gap_minutes * 60.0, d),
+        *_conversion(ev, sp, periods, by, _positive_map(floor_areas, "floor_areas")),
+        *_loyalty(ev, periods),
+    ]
     if product_costs:
         parts += _margin(ev, _positive_map(product_costs, "product_costs"), d)
     result = ibis.union(*parts)
     return result.filter(result.value.notnull())
 
 
-def kpi_table(runtime: Runtime, *, period: str = "month", by: str | None = None, kpis: Iterable[str] | None = None,
-              since: date | None = None, until: date | None = None,
-              session_gap_minutes: float = DEFAULT_SESSION_GAP_MINUTES,
-              floor_areas: Mapping[str, float] | None = None, product_costs: Mapping[str, float] | None = None,
-              engine: str = "duckdb", spark_session: Any = None) -> pa.Table:
+def kpi_table(
+    runtime: Runtime,
+    *,
+    period: str = "month",
+    by: str | None = None,
+    kpis: Iterable[str] | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    session_gap_minutes: float = DEFAULT_SESSION_GAP_MINUTES,
+    floor_areas: Mapping[str, float] | None = None,
+    product_costs: Mapping[str, float] | None = None,
+    engine: str = "duckdb",
+    spark_session: Any = None,
+) -> pa.Table:
     """The KPI catalogue per `period` (day, week, month), optionally `by` channel, store or campaign, as a tidy
     table of RESULT_SCHEMA sorted by period, KPI and dimension value.
 
@@ -523,9 +830,17 @@ def kpi_table(runtime: Runtime, *, period: str = "month", by: str | None = None,
     wanted = _check(period, by, kpis, session_gap_minutes)
     warehouse = runtime.warehouse(engine, spark_session=spark_session)
     identities = warehouse.table("identities") if runtime.log.has_data("identities") else None
-    expr = kpis_expr(warehouse.table("events"), warehouse.table("spend"), identities, period=period, by=by,
-                     session_gap_minutes=session_gap_minutes, floor_areas=floor_areas, product_costs=product_costs,
-                     engine=engine)
+    expr = kpis_expr(
+        warehouse.table("events"),
+        warehouse.table("spend"),
+        identities,
+        period=period,
+        by=by,
+        session_gap_minutes=session_gap_minutes,
+        floor_areas=floor_areas,
+        product_costs=product_costs,
+        engine=engine,
+    )
     expr = expr.filter(expr.kpi.isin(wanted))
     rows = expr.to_pyarrow().to_pylist()
     if "customer_lifetime_value" in wanted and by is None and rows and runtime.log.has_data("profiles"):
@@ -533,8 +848,14 @@ def kpi_table(runtime: Runtime, *, period: str = "month", by: str | None = None,
         if "clv_12m" in profiles.columns:
             clv = profiles.clv_12m.mean().execute()
             if clv is not None and not math.isnan(clv):
-                rows.append({"_p": max(r["_p"] for r in rows), "_dim": "all", "kpi": "customer_lifetime_value",
-                             "value": float(clv)})
+                rows.append(
+                    {
+                        "_p": max(r["_p"] for r in rows),
+                        "_dim": "all",
+                        "kpi": "customer_lifetime_value",
+                        "value": float(clv),
+                    }
+                )
     out = []
     for r in rows:
         start = period_start(int(r["_p"]), period)
@@ -546,6 +867,7 @@ def kpi_table(runtime: Runtime, *, period: str = "month", by: str | None = None,
     order = {name: i for i, name in enumerate(KPIS)}
     out.sort(key=lambda row: (row[0], order[row[1]], row[3]))
     columns = list(zip(*out, strict=True)) if out else [[] for _ in RESULT_SCHEMA]
-    table = pa.table([pa.array(col, f.type) for col, f in zip(columns, RESULT_SCHEMA, strict=True)],
-                     schema=RESULT_SCHEMA)
+    table = pa.table(
+        [pa.array(col, f.type) for col, f in zip(columns, RESULT_SCHEMA, strict=True)], schema=RESULT_SCHEMA
+    )
     return table.filter(pc.is_valid(table.column("value")))

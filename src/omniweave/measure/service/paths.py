@@ -22,9 +22,9 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
+from omniweave.errors import InputError
 from omniweave.events import spec
 from omniweave.measure.attribution import Attribution, PathRow, PathsTable
-from omniweave.errors import InputError
 from omniweave.profiles.service.build import Dialect, order_value, to_arrow, with_person
 from omniweave.runtime import Runtime
 
@@ -58,13 +58,29 @@ EXPOSURE_CHANNELS: dict[str, str | None] = {
 """Further touches counted only with `exposures=True` (views rather than interactions)."""
 
 MEDIUM_CHANNELS = {
-    "email": "email", "e-mail": "email", "newsletter": "email",
-    "sms": "sms", "whatsapp": "whatsapp", "push": "push", "qr": "qr",
-    "cpc": "search", "ppc": "search", "paid_search": "search", "paidsearch": "search", "sem": "search",
+    "email": "email",
+    "e-mail": "email",
+    "newsletter": "email",
+    "sms": "sms",
+    "whatsapp": "whatsapp",
+    "push": "push",
+    "qr": "qr",
+    "cpc": "search",
+    "ppc": "search",
+    "paid_search": "search",
+    "paidsearch": "search",
+    "sem": "search",
     "search": "search",
-    "paid_social": "social", "paidsocial": "social", "social": "social", "social_paid": "social",
-    "display": "display", "banner": "display", "cpm": "display", "programmatic": "display",
-    "direct_mail": "direct_mail", "mail": "direct_mail",
+    "paid_social": "social",
+    "paidsocial": "social",
+    "social": "social",
+    "social_paid": "social",
+    "display": "display",
+    "banner": "display",
+    "cpm": "display",
+    "programmatic": "display",
+    "direct_mail": "direct_mail",
+    "mail": "direct_mail",
 }
 """Channel of a web/app visit that arrived from a campaign, by `utm_medium` (other media keep their own name,
 lower-cased; a visit with a source and no medium is labelled by its source)."""
@@ -99,21 +115,30 @@ class Return:
     roi: float  # (value - spend) / spend
 
 
-def check_options(lookback_days: float, dedup_minutes: float, by: str, since: datetime | None = None,
-                  until: datetime | None = None) -> None:
+def check_options(
+    lookback_days: float, dedup_minutes: float, by: str, since: datetime | None = None, until: datetime | None = None
+) -> None:
     """Reject options that cannot define a journey, naming the option and what is valid."""
-    if isinstance(lookback_days, bool) or not isinstance(lookback_days, int | float) \
-            or not math.isfinite(lookback_days) or lookback_days <= 0:
+    if (
+        isinstance(lookback_days, bool)
+        or not isinstance(lookback_days, int | float)
+        or not math.isfinite(lookback_days)
+        or lookback_days <= 0
+    ):
         raise InputError(f"got {lookback_days!r}; expected a positive number of days", field="lookback_days")
-    if isinstance(dedup_minutes, bool) or not isinstance(dedup_minutes, int | float) \
-            or not math.isfinite(dedup_minutes) or dedup_minutes < 0:
-        raise InputError(f"got {dedup_minutes!r}; expected zero or a positive number of minutes",
-                         field="dedup_minutes")
+    if (
+        isinstance(dedup_minutes, bool)
+        or not isinstance(dedup_minutes, int | float)
+        or not math.isfinite(dedup_minutes)
+        or dedup_minutes < 0
+    ):
+        raise InputError(f"got {dedup_minutes!r}; expected zero or a positive number of minutes", field="dedup_minutes")
     if by not in BY:
         raise InputError(f"got {by!r}; expected one of {', '.join(BY)}", field="by")
     if since is not None and until is not None and _utc(since) >= _utc(until):
-        raise InputError(f"got since {since.isoformat()} and until {until.isoformat()}; expected since before until",
-                         field="since")
+        raise InputError(
+            f"got since {since.isoformat()} and until {until.isoformat()}; expected since before until", field="since"
+        )
 
 
 def _utc(moment: datetime) -> datetime:
@@ -140,11 +165,20 @@ def _channel_label(ev: ir.Table) -> ir.StringValue:
     )
 
 
-def _person_rows(events: ir.Table, identities: ir.Table, *, touch_events: tuple[str, ...], start: datetime | None,
-                 until: datetime | None, by: str, d: Dialect) -> ir.Table:
+def _person_rows(
+    events: ir.Table,
+    identities: ir.Table,
+    *,
+    touch_events: tuple[str, ...],
+    start: datetime | None,
+    until: datetime | None,
+    by: str,
+    d: Dialect,
+) -> ir.Table:
     """Touches and orders in [start, until) with their person (by user_id if set, else anonymous_id, as profiles do)."""
     campaign_visit = events.type.isin(("page", "screen")) & (
-        events.campaign_medium.nullif("").notnull() | events.campaign_source.nullif("").notnull())
+        events.campaign_medium.nullif("").notnull() | events.campaign_source.nullif("").notnull()
+    )
     ev = events.filter(events.event.isin((*touch_events, *CONVERSIONS)) | campaign_visit)
     if start is not None:
         ev = ev.filter(ev.timestamp >= _ts(start))
@@ -152,18 +186,22 @@ def _person_rows(events: ir.Table, identities: ir.Table, *, touch_events: tuple[
         ev = ev.filter(ev.timestamp < _ts(until))
     ev = with_person(ev, identities)
     is_conversion = ev.event.isin(CONVERSIONS).fill_null(False)  # page and screen calls have no event name
-    ev = d.with_json_fields(ev, "properties", {"_revenue": "revenue", "_total": "total",
-                                               "_campaign_name": "campaign_name", "_campaign": "campaign"})
+    ev = d.with_json_fields(
+        ev,
+        "properties",
+        {"_revenue": "revenue", "_total": "total", "_campaign_name": "campaign_name", "_campaign": "campaign"},
+    )
     channel = _channel_label(ev)
     if by == "campaign":
-        campaign = ibis.coalesce(ev.campaign_name.nullif(""), ev._campaign_name.nullif(""),
-                                 ev._campaign.nullif(""))
+        campaign = ibis.coalesce(ev.campaign_name.nullif(""), ev._campaign_name.nullif(""), ev._campaign.nullif(""))
         label = ibis.coalesce(campaign, "(" + channel + ")")
     else:
         label = channel
     value = order_value(ev._revenue, ev._total)
     return ev.select(
-        "person_id", "timestamp", message_id=ev.message_id.fill_null(""),
+        "person_id",
+        "timestamp",
+        message_id=ev.message_id.fill_null(""),
         second=d.epoch_seconds(ev.timestamp).cast("int64"),
         conversion=is_conversion.cast("int64"),
         label=ibis.cases((is_conversion, ibis.null("string")), else_=label),
@@ -171,9 +209,18 @@ def _person_rows(events: ir.Table, identities: ir.Table, *, touch_events: tuple[
     )
 
 
-def journeys_expr(events: ir.Table, identities: ir.Table, *, lookback_days: float = DEFAULT_LOOKBACK_DAYS,
-                  dedup_minutes: float = DEFAULT_DEDUP_MINUTES, by: str = "channel", since: datetime | None = None,
-                  until: datetime | None = None, exposures: bool = False, engine: str = "duckdb") -> ir.Table:
+def journeys_expr(
+    events: ir.Table,
+    identities: ir.Table,
+    *,
+    lookback_days: float = DEFAULT_LOOKBACK_DAYS,
+    dedup_minutes: float = DEFAULT_DEDUP_MINUTES,
+    by: str = "channel",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    exposures: bool = False,
+    engine: str = "duckdb",
+) -> ir.Table:
     """The paths table as an expression: `path` (array of labels; NULL for orders with no touch), `total_conversions`,
     `total_conversion_value`, `total_null`, one row per distinct path.
 
@@ -192,27 +239,38 @@ def journeys_expr(events: ir.Table, identities: ir.Table, *, lookback_days: floa
     rows = _person_rows(events, identities, touch_events=touch_events, start=start, until=until, by=by, d=d)
     # k: how many orders came before this row (a touch and the order that ends its journey share k)
     order = [rows.timestamp, rows.conversion, rows.message_id]
-    rows = rows.mutate(k=rows.conversion.sum().over(ibis.cumulative_window(group_by="person_id", order_by=order))
-                       - rows.conversion)
-    orders = rows.filter(rows.conversion == 1).select(_person=rows.person_id, _k=rows.k, _order_at=rows.timestamp,
-                                                      _order_second=rows.second, _value=rows.value)
+    rows = rows.mutate(
+        k=rows.conversion.sum().over(ibis.cumulative_window(group_by="person_id", order_by=order)) - rows.conversion
+    )
+    orders = rows.filter(rows.conversion == 1).select(
+        _person=rows.person_id, _k=rows.k, _order_at=rows.timestamp, _order_second=rows.second, _value=rows.value
+    )
     touches = rows.filter(rows.conversion == 0)
     touches = touches.left_join(orders, (touches.person_id == orders._person) & (touches.k == orders._k))
     lookback = round(lookback_days * 86400)
-    touches = touches.mutate(converted=(touches._order_second.notnull()
-                                        & (touches._order_second - touches.second <= lookback)).fill_null(False))
+    touches = touches.mutate(
+        converted=(touches._order_second.notnull() & (touches._order_second - touches.second <= lookback)).fill_null(
+            False
+        )
+    )
     journey = ["person_id", "k", "converted"]
     if dedup_minutes > 0:
         # the window is a column first: filtering on it directly is compiled wrongly for Spark
-        touches = touches.mutate(_previous=touches.second.lag().over(
-            group_by=[*journey, "label"], order_by=[touches.timestamp, touches.message_id]))
-        touches = touches.filter(touches._previous.isnull()
-                                 | (touches.second - touches._previous >= round(dedup_minutes * 60)))
-    touches = touches.mutate(position=ibis.row_number().over(group_by=journey,
-                                                             order_by=[touches.timestamp, touches.message_id]))
+        touches = touches.mutate(
+            _previous=touches.second.lag().over(
+                group_by=[*journey, "label"], order_by=[touches.timestamp, touches.message_id]
+            )
+        )
+        touches = touches.filter(
+            touches._previous.isnull() | (touches.second - touches._previous >= round(dedup_minutes * 60))
+        )
+    touches = touches.mutate(
+        position=ibis.row_number().over(group_by=journey, order_by=[touches.timestamp, touches.message_id])
+    )
     paths = touches.group_by(journey).aggregate(
         _items=ibis.struct({"position": touches.position, "label": touches.label}).collect(),
-        _last=touches.timestamp.max())
+        _last=touches.timestamp.max(),
+    )
     paths = paths.mutate(path=paths._items.sort().map(lambda item: item.label))
 
     in_period = orders
@@ -224,16 +282,20 @@ def journeys_expr(events: ir.Table, identities: ir.Table, *, lookback_days: floa
     lost = paths.filter(~paths.converted)
     if since is not None:
         lost = lost.filter(lost._last >= _ts(since))
-    lost = lost.select("path", conversions=ibis.literal(0, "int64"), value=ibis.literal(0.0, "float64"),
-                       nulls=ibis.literal(1, "int64"))
+    lost = lost.select(
+        "path", conversions=ibis.literal(0, "int64"), value=ibis.literal(0.0, "float64"), nulls=ibis.literal(1, "int64")
+    )
     journeys = won.union(lost)
-    return journeys.group_by("path").aggregate(total_conversions=journeys.conversions.sum(),
-                                                total_conversion_value=journeys.value.sum(),
-                                                total_null=journeys.nulls.sum())
+    return journeys.group_by("path").aggregate(
+        total_conversions=journeys.conversions.sum(),
+        total_conversion_value=journeys.value.sum(),
+        total_null=journeys.nulls.sum(),
+    )
 
 
-def spend_expr(spend: ir.Table, *, by: str = "channel", since: datetime | None = None,
-               until: datetime | None = None) -> ir.Table:
+def spend_expr(
+    spend: ir.Table, *, by: str = "channel", since: datetime | None = None, until: datetime | None = None
+) -> ir.Table:
     """Spend per channel (lower-cased) or campaign over the days that overlap [since, until): `label`, `spend`."""
     if by not in BY:
         raise InputError(f"got {by!r}; expected one of {', '.join(BY)}", field="by")
@@ -271,22 +333,47 @@ def returns(attribution: Attribution, spend: Mapping[str, float]) -> dict[str, R
     return out
 
 
-def journeys_from_log(runtime: Runtime, *, lookback_days: float = DEFAULT_LOOKBACK_DAYS,
-                      dedup_minutes: float = DEFAULT_DEDUP_MINUTES, by: str = "channel",
-                      since: datetime | None = None, until: datetime | None = None, exposures: bool = False,
-                      engine: str = "duckdb", spark_session: Any = None) -> Journeys:
+def journeys_from_log(
+    runtime: Runtime,
+    *,
+    lookback_days: float = DEFAULT_LOOKBACK_DAYS,
+    dedup_minutes: float = DEFAULT_DEDUP_MINUTES,
+    by: str = "channel",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    exposures: bool = False,
+    engine: str = "duckdb",
+    spark_session: Any = None,
+) -> Journeys:
     """The paths table and spend of [since, until) from the warehouse's `events`, `identities` and `spend`."""
     check_options(lookback_days, dedup_minutes, by, since, until)
     if not runtime.log.has_data("identities"):
-        raise InputError("no identities yet: persons are not built yet; run `omniweave resolve` first",
-                         field="identities")
+        raise InputError(
+            "no identities yet: persons are not built yet; run `omniweave resolve` first", field="identities"
+        )
     warehouse = runtime.warehouse(engine, spark_session=spark_session)
-    expr = journeys_expr(warehouse.table("events"), warehouse.table("identities"), lookback_days=lookback_days,
-                         dedup_minutes=dedup_minutes, by=by, since=since, until=until, exposures=exposures,
-                         engine=engine)
+    expr = journeys_expr(
+        warehouse.table("events"),
+        warehouse.table("identities"),
+        lookback_days=lookback_days,
+        dedup_minutes=dedup_minutes,
+        by=by,
+        since=since,
+        until=until,
+        exposures=exposures,
+        engine=engine,
+    )
     paths, untouched, untouched_value = paths_table(to_arrow(expr))
     spent = to_arrow(spend_expr(warehouse.table("spend"), by=by, since=since, until=until)).to_pylist()
-    return Journeys(paths=paths, by=by, lookback_days=lookback_days, dedup_minutes=dedup_minutes,
-                    since=_utc(since) if since else None, until=_utc(until) if until else None, exposures=exposures,
-                    untouched_conversions=untouched, untouched_value=untouched_value,
-                    spend={row["label"]: float(row["spend"]) for row in spent})
+    return Journeys(
+        paths=paths,
+        by=by,
+        lookback_days=lookback_days,
+        dedup_minutes=dedup_minutes,
+        since=_utc(since) if since else None,
+        until=_utc(until) if until else None,
+        exposures=exposures,
+        untouched_conversions=untouched,
+        untouched_value=untouched_value,
+        spend={row["label"]: float(row["spend"]) for row in spent},
+    )

@@ -25,12 +25,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from omniweave.storage.eventlog import FLAT_COLUMNS
+from omniweave.errors import ConfigError, InputError
 from omniweave.events import spec
 from omniweave.profiles.traits import TraitSpec, parse_trait_specs
-from omniweave.errors import ConfigError, InputError
 from omniweave.runtime import Runtime
 from omniweave.settings import config_section
+from omniweave.storage.eventlog import FLAT_COLUMNS
 
 IDENTITIES_SCHEMA = pa.schema([("kind", pa.string()), ("value", pa.string()), ("person_id", pa.string())])
 """The input contract of `resolve`: every identifier value and the person it belongs to."""
@@ -42,19 +42,44 @@ ENGAGEMENT_WEIGHTS = {"open": 1, "click": 3, "visit": 2, "purchase": 5}
 """What one engagement is worth when choosing a preferred channel. Visits count once per channel and day."""
 
 OPENS = (spec.EMAIL_OPENED, spec.MESSAGE_OPENED)
-CLICKS = (spec.EMAIL_LINK_CLICKED, spec.MESSAGE_LINK_CLICKED, spec.PUSH_NOTIFICATION_TAPPED, spec.AD_CLICKED,
-          spec.PROMOTION_CLICKED, spec.QR_CODE_SCANNED, spec.COUPON_APPLIED)
+CLICKS = (
+    spec.EMAIL_LINK_CLICKED,
+    spec.MESSAGE_LINK_CLICKED,
+    spec.PUSH_NOTIFICATION_TAPPED,
+    spec.AD_CLICKED,
+    spec.PROMOTION_CLICKED,
+    spec.QR_CODE_SCANNED,
+    spec.COUPON_APPLIED,
+)
 VISITS = (spec.STORE_VISITED, spec.EVENT_ATTENDED, spec.CALL_CENTRE_CONTACTED, spec.PRODUCT_VIEWED)
 PURCHASES = (spec.ORDER_COMPLETED,)
 
-PROMOTION_EXPOSURES = (spec.MESSAGE_SENT, spec.EMAIL_SENT, spec.PUSH_NOTIFICATION_RECEIVED, spec.COUPON_ISSUED,
-                       spec.PROMOTION_VIEWED, spec.DIRECT_MAIL_SENT)
-PROMOTION_RESPONSES = (spec.MESSAGE_LINK_CLICKED, spec.EMAIL_LINK_CLICKED, spec.PUSH_NOTIFICATION_TAPPED,
-                       spec.PROMOTION_CLICKED, spec.COUPON_APPLIED, spec.EVENT_ATTENDED)
+PROMOTION_EXPOSURES = (
+    spec.MESSAGE_SENT,
+    spec.EMAIL_SENT,
+    spec.PUSH_NOTIFICATION_RECEIVED,
+    spec.COUPON_ISSUED,
+    spec.PROMOTION_VIEWED,
+    spec.DIRECT_MAIL_SENT,
+)
+PROMOTION_RESPONSES = (
+    spec.MESSAGE_LINK_CLICKED,
+    spec.EMAIL_LINK_CLICKED,
+    spec.PUSH_NOTIFICATION_TAPPED,
+    spec.PROMOTION_CLICKED,
+    spec.COUPON_APPLIED,
+    spec.EVENT_ATTENDED,
+)
 PROMOTION_TYPES = ("coupon", "discount", "free_shipping", "event")
 
-CONSENT_TRAITS = {"email": "email_opt_in", "sms": "sms_opt_in", "whatsapp": "whatsapp_opt_in",
-                  "push": "push_opt_in", "direct_mail": "mail_opt_in", "phone": "phone_opt_in"}
+CONSENT_TRAITS = {
+    "email": "email_opt_in",
+    "sms": "sms_opt_in",
+    "whatsapp": "whatsapp_opt_in",
+    "push": "push_opt_in",
+    "direct_mail": "mail_opt_in",
+    "phone": "phone_opt_in",
+}
 """Profile column `consent_<channel>` comes from the latest value of this trait (an `Unsubscribed` on the channel is a no)."""
 
 CONSENT_PURPOSES = {
@@ -70,8 +95,11 @@ stating it: a key of Segment's `context.consent.categoryPreferences` (these spel
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 TOP_N = 3
 VIEWED_NOT_BOUGHT_N = 5
-_PRODUCT = dt.Array(dt.Struct({"product_id": "string", "name": "string", "category": "string",
-                               "price": "float64", "quantity": "float64"}))
+_PRODUCT = dt.Array(
+    dt.Struct(
+        {"product_id": "string", "name": "string", "category": "string", "price": "float64", "quantity": "float64"}
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -88,6 +116,7 @@ class ProfilesSummary:
 
 
 # --- the two engines' spellings ------------------------------------------------------------------
+
 
 @ibis.udf.scalar.builtin(name="json_extract_string")
 def _duck_json(doc: str, path: str) -> str: ...  # type: ignore[empty-body]
@@ -136,16 +165,22 @@ class Dialect:
         path = "$." + key
         return _spark_json(doc, path) if self.spark else _duck_json(doc, path)
 
-    def with_json_fields(self, table: ir.Table, doc: str, fields: Mapping[str, str],
-                         where: ir.BooleanValue | None = None) -> ir.Table:
+    def with_json_fields(
+        self, table: ir.Table, doc: str, fields: Mapping[str, str], where: ir.BooleanValue | None = None
+    ) -> ir.Table:
         """`table` plus a column `name` = `json(doc, key)` for each of `fields` (NULL where `where` is false).
 
         DuckDB parses each document once for all the fields, and only on the rows `where` selects.
         """
         if self.spark:
-            return table.mutate(**{name: self.json(table[doc], key) if where is None
-                                   else ibis.cases((where, self.json(table[doc], key)), else_=ibis.null("string"))
-                                   for name, key in fields.items()})
+            return table.mutate(
+                **{
+                    name: self.json(table[doc], key)
+                    if where is None
+                    else ibis.cases((where, self.json(table[doc], key)), else_=ibis.null("string"))
+                    for name, key in fields.items()
+                }
+            )
         paths = ibis.literal(["$." + key for key in fields.values()], dt.Array(dt.string))
         values = _duck_json_many(table[doc], paths)
         if where is not None:
@@ -156,10 +191,13 @@ class Dialect:
     def products(self, items: ir.StringValue) -> ir.ArrayValue:
         """The JSON text of an order's `products` as an array of {product_id, name, category, price, quantity}."""
         if self.spark:
-            return _spark_products(items, "array<struct<product_id:string,name:string,category:string,"
-                                          "price:double,quantity:double>>")
-        return _duck_products(items, '[{"product_id":"VARCHAR","name":"VARCHAR","category":"VARCHAR",'
-                                     '"price":"DOUBLE","quantity":"DOUBLE"}]')
+            return _spark_products(
+                items, "array<struct<product_id:string,name:string,category:string,price:double,quantity:double>>"
+            )
+        return _duck_products(
+            items,
+            '[{"product_id":"VARCHAR","name":"VARCHAR","category":"VARCHAR","price":"DOUBLE","quantity":"DOUBLE"}]',
+        )
 
     def epoch_seconds(self, ts: ir.TimestampValue) -> ir.IntegerValue:
         """Whole seconds since 1970-01-01 UTC.
@@ -180,6 +218,7 @@ class Dialect:
 
 
 # --- the profile expression ----------------------------------------------------------------------
+
 
 def _ordered(table: ir.Table, key: str, value: str, order: Sequence[ir.Value]) -> ir.Table:
     """Per `key`, `_items`: a struct (order..., v=value) per row, sorted ascending: by `order` (negate a score to
@@ -207,8 +246,12 @@ def _best(table: ir.Table, key: str, value: str, order: Sequence[ir.Value], name
 # What an event is to a profile, one small number per event (the per-event table's `code`): every flag
 # and the engagement kind below are read from it, so the table keeps one byte instead of five columns.
 OTHER, OPEN, CLICK, CLICK_RESPONSE, VISIT, VISIT_RESPONSE, PURCHASE, EXPOSURE, UNSUBSCRIBE, INTERNAL = range(10)
-ENGAGEMENT_CODES = {"open": (OPEN,), "click": (CLICK, CLICK_RESPONSE), "visit": (VISIT, VISIT_RESPONSE),
-                    "purchase": (PURCHASE,)}
+ENGAGEMENT_CODES = {
+    "open": (OPEN,),
+    "click": (CLICK, CLICK_RESPONSE),
+    "visit": (VISIT, VISIT_RESPONSE),
+    "purchase": (PURCHASE,),
+}
 RESPONSE_CODES = (CLICK_RESPONSE, VISIT_RESPONSE)
 
 
@@ -222,8 +265,10 @@ def _event_code(events: ir.Table) -> ir.IntegerValue:
         (events.event.isin(PURCHASES), PURCHASE),
         (events.event.isin(CLICKS), ibis.cases((response, CLICK_RESPONSE), else_=CLICK)),
         (events.event.isin(OPENS), OPEN),
-        (events.event.isin(VISITS) | events.type.isin(("page", "screen")),
-         ibis.cases((response, VISIT_RESPONSE), else_=VISIT)),
+        (
+            events.event.isin(VISITS) | events.type.isin(("page", "screen")),
+            ibis.cases((response, VISIT_RESPONSE), else_=VISIT),
+        ),
         (events.event.isin(PROMOTION_EXPOSURES), EXPOSURE),
         (events.event == spec.UNSUBSCRIBED, UNSUBSCRIBE),
         else_=OTHER,
@@ -271,8 +316,11 @@ def _flat_columns(ev: ir.Table) -> ir.Table:
     `build_profiles` first upgrades files written before the log kept them (EventLog.upgrade_events)."""
     missing = [name for name in FLAT_COLUMNS if name not in ev.columns]
     if missing:
-        raise InputError(f"the events table lacks columns {missing}: upgrade the event log first "
-                         "(EventLog.upgrade_events, which build_profiles runs)", field="events")
+        raise InputError(
+            f"the events table lacks columns {missing}: upgrade the event log first "
+            "(EventLog.upgrade_events, which build_profiles runs)",
+            field="events",
+        )
     return ev.mutate(**{"_" + name.split("_", 1)[1]: ev[name] for name in FLAT_COLUMNS})
 
 
@@ -282,7 +330,9 @@ def with_person(events: ir.Table, identities: ir.Table, *, keep_unknown: bool = 
     ids = identities.select("kind", "value", "person_id")
     by_user = ids.filter(ids.kind == "user_id").select(_uid=ids.value, _p_user=ids.person_id)
     by_anon = ids.filter(ids.kind == "anonymous_id").select(_aid=ids.value, _p_anon=ids.person_id)
-    ev = events.left_join(by_user, events.user_id == by_user._uid).left_join(by_anon, events.anonymous_id == by_anon._aid)
+    ev = events.left_join(by_user, events.user_id == by_user._uid).left_join(
+        by_anon, events.anonymous_id == by_anon._aid
+    )
     ev = ev.mutate(person_id=ibis.coalesce(ev._p_user, ev._p_anon)).drop("_uid", "_p_user", "_aid", "_p_anon")
     return ev if keep_unknown else ev.filter(ev.person_id.notnull())
 
@@ -292,8 +342,9 @@ def order_value(revenue: ir.StringValue, total: ir.StringValue) -> ir.FloatingVa
     return ibis.coalesce(revenue.cast("float64"), total.cast("float64"), ibis.literal(0.0))
 
 
-def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: Dialect,
-                  columns: Sequence[str] = ()) -> ir.Table:
+def person_events(
+    events: ir.Table, identities: ir.Table, now: datetime, d: Dialect, columns: Sequence[str] = ()
+) -> ir.Table:
     """Events up to `now` with the person they belong to (by user_id if set, else anonymous_id) and derived fields.
 
     Every later step reads this table, so it is kept narrow: the JSON documents are parsed here,
@@ -318,7 +369,8 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: Dial
     stated = ev.traits.notnull() & (ev.traits != "{}")
     base = ["person_id", "channel", "timestamp", "user_id", "code"]
     return ev.select(
-        *base, *(c for c in dict.fromkeys(columns) if c not in base),
+        *base,
+        *(c for c in dict.fromkeys(columns) if c not in base),
         revenue=ibis.cases(
             (is_order, order_value(ev._revenue.nullif(""), ev._total.nullif(""))),
             else_=ibis.literal(0.0),
@@ -326,7 +378,8 @@ def person_events(events: ir.Table, identities: ir.Table, now: datetime, d: Dial
         products=ibis.cases((is_order, ev._products.nullif("")), else_=none),
         # a coupon redemption answers the channel that issued the coupon (_engaged_channel)
         coupon_channel=ibis.cases(
-            (coupon, ibis.coalesce(ev._issued_channel.nullif(""), ev._redeemed_channel.nullif(""))), else_=none),
+            (coupon, ibis.coalesce(ev._issued_channel.nullif(""), ev._redeemed_channel.nullif(""))), else_=none
+        ),
         device=ibis.cases((engaged, ev._device.nullif("")), else_=none),  # engagements use it
         timezone=ev._timezone.nullif(""),
         promotion=promotion,
@@ -388,7 +441,8 @@ def _activity(ev: ir.Table, d: Dialect) -> tuple[ir.Table, ir.Table]:
     # same filter before keeping it made DuckDB hash the 30 M events in the event-class join (+10 s)
     ev = ev.filter(ev.code != INTERNAL)
     per = ev.group_by(["person_id", "channel"]).aggregate(
-        _first=ev.timestamp.min(), last_at=ev.timestamp.max(), events=ev.count())
+        _first=ev.timestamp.min(), last_at=ev.timestamp.max(), events=ev.count()
+    )
     grouped = per.group_by("person_id").aggregate(
         first_seen=per._first.min(),
         last_seen=per.last_at.max(),
@@ -417,15 +471,24 @@ def _activity(ev: ir.Table, d: Dialect) -> tuple[ir.Table, ir.Table]:
     # the repeat-purchase summary CLV is fitted on (lifetimes' convention): days with an order, and the mean
     # value of the days after the first, summed in whole cents so that every engine gives the same double
     days = bought.group_by(["person_id", "epoch_day"]).aggregate(
-        cents=(bought.revenue * 100).round().cast("int64").sum())
+        cents=(bought.revenue * 100).round().cast("int64").sum()
+    )
     days = days.mutate(_first=days.epoch_day.min().over(group_by="person_id"))
     repeat = days.group_by("person_id").aggregate(
         purchase_days=days.count(),
         _repeat_cents=days.cents.sum(where=days.epoch_day > days._first),
     )
-    repeat = repeat.select("person_id", "purchase_days", repeat_order_value=ibis.cases(
-        (repeat.purchase_days > 1, repeat._repeat_cents.cast("float64") / (repeat.purchase_days - 1).cast("float64")
-         / 100.0), else_=ibis.null("float64")))
+    repeat = repeat.select(
+        "person_id",
+        "purchase_days",
+        repeat_order_value=ibis.cases(
+            (
+                repeat.purchase_days > 1,
+                repeat._repeat_cents.cast("float64") / (repeat.purchase_days - 1).cast("float64") / 100.0,
+            ),
+            else_=ibis.null("float64"),
+        ),
+    )
     orders = orders.join(repeat, "person_id")
     return activity, orders
 
@@ -433,8 +496,9 @@ def _activity(ev: ir.Table, d: Dialect) -> tuple[ir.Table, ir.Table]:
 def _yes_no(raw: ir.StringValue) -> ir.BooleanValue:
     """A stated yes/no (JSON true/false, 1/0, yes/no, any case) as a boolean; anything else is NULL."""
     said = raw.lower()
-    return ibis.cases((said.isin(("true", "1", "yes")), True), (said.isin(("false", "0", "no")), False),
-                      else_=ibis.null("boolean"))
+    return ibis.cases(
+        (said.isin(("true", "1", "yes")), True), (said.isin(("false", "0", "no")), False), else_=ibis.null("boolean")
+    )
 
 
 def _stated(ev: ir.Table, d: Dialect) -> ir.Table:
@@ -450,21 +514,36 @@ def _stated(ev: ir.Table, d: Dialect) -> ir.Table:
     said = ev.filter(ev.traits.notnull() | ev.is_unsubscribe).select(*cols)
     only_consent = ev.filter(ev.consent.notnull() & ev.traits.isnull() & ~ev.is_unsubscribe)
     docs = only_consent.group_by(["person_id", "consent"]).aggregate(timestamp=only_consent.timestamp.max())
-    said = said.union(docs.select("person_id", "timestamp", channel=ibis.null("string"),
-                                  is_unsubscribe=ibis.literal(False), traits=ibis.null("string"), consent=docs.consent))
-    names = {"first_name": "first_name", "last_name": "last_name", "latest_email": "email", "latest_phone": "phone",
-             **{name: name for name in DEMOGRAPHIC_TRAITS},
-             **{f"consent_{c}": t for c, t in CONSENT_TRAITS.items()},
-             **{f"_{p}_consent": f"{p}_consent" for p in CONSENT_PURPOSES}}
+    said = said.union(
+        docs.select(
+            "person_id",
+            "timestamp",
+            channel=ibis.null("string"),
+            is_unsubscribe=ibis.literal(False),
+            traits=ibis.null("string"),
+            consent=docs.consent,
+        )
+    )
+    names = {
+        "first_name": "first_name",
+        "last_name": "last_name",
+        "latest_email": "email",
+        "latest_phone": "phone",
+        **{name: name for name in DEMOGRAPHIC_TRAITS},
+        **{f"consent_{c}": t for c, t in CONSENT_TRAITS.items()},
+        **{f"_{p}_consent": f"{p}_consent" for p in CONSENT_PURPOSES},
+    }
     # numbered, not named by the key: Spark's column names ignore case, and Advertising / advertising are two keys
-    spellings = {f"_said_{i}": name for i, name in
-                 enumerate(name for spelled in CONSENT_PURPOSES.values() for name in spelled)}
+    spellings = {
+        f"_said_{i}": name for i, name in enumerate(name for spelled in CONSENT_PURPOSES.values() for name in spelled)
+    }
     said = d.with_json_fields(said, "traits", {f"_trait_{name}": key for name, key in names.items()})
     said = d.with_json_fields(said, "consent", spellings)
     traits = {name: said[f"_trait_{name}"] for name in names}
     chosen = {key: said[name] for name, key in spellings.items()}
-    values: dict[str, ir.Value] = {name: traits[name] for name in ("first_name", "last_name", "latest_email",
-                                                                   "latest_phone")}
+    values: dict[str, ir.Value] = {
+        name: traits[name] for name in ("first_name", "last_name", "latest_email", "latest_phone")
+    }
     values.update({name: traits[name].strip().nullif("") for name in DEMOGRAPHIC_TRAITS})  # "" states nothing
     for channel in CONSENT_TRAITS:
         values[f"consent_{channel}"] = ibis.coalesce(
@@ -472,8 +551,9 @@ def _stated(ev: ir.Table, d: Dialect) -> ir.Table:
             ibis.cases((said.is_unsubscribe & (said.channel == channel), False), else_=ibis.null("boolean")),
         )
     for purpose, spelled in CONSENT_PURPOSES.items():
-        values[f"consent_purpose_{purpose}"] = ibis.coalesce(*(_yes_no(chosen[name]) for name in spelled),
-                                                             _yes_no(traits[f"_{purpose}_consent"]))
+        values[f"consent_purpose_{purpose}"] = ibis.coalesce(
+            *(_yes_no(chosen[name]) for name in spelled), _yes_no(traits[f"_{purpose}_consent"])
+        )
     return said.group_by("person_id").aggregate(**{name: _latest(said, v) for name, v in values.items()})
 
 
@@ -499,13 +579,23 @@ def _preferred_channel(ev: ir.Table, d: Dialect) -> ir.Table:
     visits = visits.distinct()
     visit_days = visits.group_by(keys).aggregate(visit_days=visits.count())
     per = per.left_join(visit_days, keys).drop("person_id_right", "engaged_channel_right")
-    per = per.mutate(score=(per.opens * w["open"] + per.clicks * w["click"] + per.visit_days.fill_null(0) * w["visit"]
-                            + per.purchases * w["purchase"]).cast("int64"))
+    per = per.mutate(
+        score=(
+            per.opens * w["open"]
+            + per.clicks * w["click"]
+            + per.visit_days.fill_null(0) * w["visit"]
+            + per.purchases * w["purchase"]
+        ).cast("int64")
+    )
     scores = per.group_by("person_id").aggregate(
-        _s=ibis.struct({"channel": per.engaged_channel, "score": per.score}).collect(), _top=per.score.max())
+        _s=ibis.struct({"channel": per.engaged_channel, "score": per.score}).collect(), _top=per.score.max()
+    )
     ordered = scores._s.sort()  # by channel: the first with the top score is the smallest name among the best
-    return scores.select("person_id", preferred_channel=ordered.filter(lambda s: s.score == scores._top)[0].channel,
-                         engagement_by_channel=ordered)
+    return scores.select(
+        "person_id",
+        preferred_channel=ordered.filter(lambda s: s.score == scores._top)[0].channel,
+        engagement_by_channel=ordered,
+    )
 
 
 def _preferred_device(ev: ir.Table) -> ir.Table:
@@ -529,8 +619,9 @@ def _best_time(ev: ir.Table, zones: ir.Table, d: Dialect) -> ir.Table:
     quarters = engaged.group_by(["zone", "quarter"]).aggregate(at=engaged.timestamp.min())
     quarters = quarters.join(names, "zone")
     local = d.local_time(quarters.at, quarters.tz)
-    quarters = quarters.select("zone", "quarter", hour=local.hour().cast("int32"),
-                               weekday=local.day_of_week.index().cast("int32"))
+    quarters = quarters.select(
+        "zone", "quarter", hour=local.hour().cast("int32"), weekday=local.day_of_week.index().cast("int32")
+    )
     engaged = engaged.join(quarters, ["zone", "quarter"]).select("person_id", "hour", "weekday")
     best_hour = _most_frequent(engaged, "hour", 24).rename(best_hour="hour")
     best_day = _most_frequent(engaged, "weekday", 7)
@@ -567,31 +658,47 @@ def _products(ev: ir.Table, d: Dialect) -> list[ir.Table]:
     orders = ev.filter(ev.code == PURCHASE)
     lines = orders.select("person_id", "timestamp", item=d.products(orders.products).unnest())
     # three parts read the order lines: parsed once, kept (a few per order)
-    bought = lines.select("person_id", "timestamp", product_id=lines.item.product_id, name=lines.item["name"],
-                          category=lines.item.category, units=lines.item.quantity.fill_null(1.0)).cache()
+    bought = lines.select(
+        "person_id",
+        "timestamp",
+        product_id=lines.item.product_id,
+        name=lines.item["name"],
+        category=lines.item.category,
+        units=lines.item.quantity.fill_null(1.0),
+    ).cache()
     views = ev.filter(ev.product_id.notnull())  # set on product views only
     # a purchased unit is worth three views when choosing favourites
-    interest = bought.select("person_id", "product_id", "category", "timestamp", score=bought.units * 3,
-                             viewed=ibis.literal(False)).union(
-        views.select("person_id", "product_id", "category", "timestamp", score=ibis.literal(1.0),
-                     viewed=ibis.literal(True)))
+    interest = bought.select(
+        "person_id", "product_id", "category", "timestamp", score=bought.units * 3, viewed=ibis.literal(False)
+    ).union(
+        views.select(
+            "person_id", "product_id", "category", "timestamp", score=ibis.literal(1.0), viewed=ibis.literal(True)
+        )
+    )
     products = interest.filter(interest.product_id.notnull())
     # one grouping by (person, product) gives both the favourites' scores and when each was last viewed and bought
-    per_product = products.group_by(["person_id", "product_id"]).aggregate(
-        score=products.score.sum(),
-        viewed_at=products.timestamp.max(where=products.viewed),
-        bought_at=products.timestamp.max(where=~products.viewed),
-    ).cache()  # read by two parts
-    favourite_products = _top(per_product, "person_id", "product_id", [-per_product.score], TOP_N,
-                              "favourite_products")
+    per_product = (
+        products.group_by(["person_id", "product_id"])
+        .aggregate(
+            score=products.score.sum(),
+            viewed_at=products.timestamp.max(where=products.viewed),
+            bought_at=products.timestamp.max(where=~products.viewed),
+        )
+        .cache()
+    )  # read by two parts
+    favourite_products = _top(per_product, "person_id", "product_id", [-per_product.score], TOP_N, "favourite_products")
     cats = interest.filter(interest.category.notnull())
     per_category = cats.group_by(["person_id", "category"]).aggregate(score=cats.score.sum())
-    favourite_categories = _top(per_category, "person_id", "category", [-per_category.score], TOP_N,
-                                "favourite_categories")
-    vnb = per_product.filter(per_product.viewed_at.notnull()
-                             & (per_product.bought_at.isnull() | (per_product.bought_at < per_product.viewed_at)))
-    viewed_not_bought = _top(vnb, "person_id", "product_id", [-d.epoch_micros(vnb.viewed_at)], VIEWED_NOT_BOUGHT_N,
-                             "viewed_not_bought")
+    favourite_categories = _top(
+        per_category, "person_id", "category", [-per_category.score], TOP_N, "favourite_categories"
+    )
+    vnb = per_product.filter(
+        per_product.viewed_at.notnull()
+        & (per_product.bought_at.isnull() | (per_product.bought_at < per_product.viewed_at))
+    )
+    viewed_not_bought = _top(
+        vnb, "person_id", "product_id", [-d.epoch_micros(vnb.viewed_at)], VIEWED_NOT_BOUGHT_N, "viewed_not_bought"
+    )
     return [favourite_products, favourite_categories, viewed_not_bought]
 
 
@@ -677,14 +784,22 @@ def _rfm(orders: ir.Table) -> ir.Table:
     def quintile(col: ir.Column) -> ir.IntegerValue:
         return (ibis.cume_dist().over(order_by=col) * 5).ceil().cast("int32")
 
-    scored = buyers.select("person_id", rfm_recency=quintile(buyers.last_order_at),
-                           rfm_frequency=quintile(buyers.orders), rfm_monetary=quintile(buyers.total_revenue))
-    return scored.mutate(rfm_segment=scored.rfm_recency.cast("string") + scored.rfm_frequency.cast("string")
-                         + scored.rfm_monetary.cast("string"))
+    scored = buyers.select(
+        "person_id",
+        rfm_recency=quintile(buyers.last_order_at),
+        rfm_frequency=quintile(buyers.orders),
+        rfm_monetary=quintile(buyers.total_revenue),
+    )
+    return scored.mutate(
+        rfm_segment=scored.rfm_recency.cast("string")
+        + scored.rfm_frequency.cast("string")
+        + scored.rfm_monetary.cast("string")
+    )
 
 
-def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits: Sequence[TraitSpec] = (),
-                  engine: str = "duckdb") -> ir.Table:
+def profiles_expr(
+    events: ir.Table, identities: ir.Table, now: datetime, traits: Sequence[TraitSpec] = (), engine: str = "duckdb"
+) -> ir.Table:
     """One row per person of `identities`, from their events up to `now`; see docs/profiles.md for the columns.
 
     A list is NULL where the person has no row in its part: `profiles_table` runs this and makes those [].
@@ -695,14 +810,25 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
     persons = identities.select("person_id").distinct()
     persons = persons.select(_person=persons.person_id, _number=ibis.row_number().over(order_by=persons.person_id))
     # kept: the per-event table and the identifiers both read it, and numbering sorts the 1 M ids
-    identities = identities.join(persons, identities.person_id == persons._person).select(
-        "kind", "value", "_person", person_id=persons._number).cache()
+    identities = (
+        identities.join(persons, identities.person_id == persons._person)
+        .select("kind", "value", "_person", person_id=persons._number)
+        .cache()
+    )
     ev = person_events(events, identities, now, d, _trait_columns(traits)).cache()
     activity, orders = _activity(ev, d)
     activity = activity.cache()
     zones = activity.select("person_id", tz=activity.timezone.fill_null("UTC"))
-    parts = [orders, _stated(ev, d), _preferred_channel(ev, d), _preferred_device(ev), _best_time(ev, zones, d),
-             _contact_frequency(ev, d), *_products(ev, d), _promotion(ev)]
+    parts = [
+        orders,
+        _stated(ev, d),
+        _preferred_channel(ev, d),
+        _preferred_device(ev),
+        _best_time(ev, zones, d),
+        _contact_frequency(ev, d),
+        *_products(ev, d),
+        _promotion(ev),
+    ]
     custom = _custom_traits(ev, traits, now, d)
     if custom is not None:
         parts.append(custom)
@@ -711,8 +837,9 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
         result = result.left_join(part, "person_id").drop("person_id_right")
     consent = [c for c in result.columns if c.startswith("consent_")]
     result = result.relocate("channels", after="event_count")
-    result = result.relocate("first_name", "last_name", *DEMOGRAPHIC_TRAITS, "latest_email", "latest_phone",
-                             after="channels")
+    result = result.relocate(
+        "first_name", "last_name", *DEMOGRAPHIC_TRAITS, "latest_email", "latest_phone", after="channels"
+    )
     result = result.relocate(*consent, after="last_order_at")
     result = result.relocate("last_touch", after=consent[-1])
     now_lit = ibis.literal(now, dt.Timestamp(timezone="UTC"))
@@ -742,17 +869,63 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
     return ordered.drop("_number")
 
 
-BUILTIN_COLUMNS = frozenset({
-    "person_id", *DEMOGRAPHIC_TRAITS, "age", *(f"{k}s" for k in IDENTIFIER_KINDS), "anonymous_id_count", "identifier_count", "identifier_kinds",
-    "first_seen", "last_seen", "event_count", "channels", "first_name", "last_name", "primary_email",
-    "primary_phone", "primary_loyalty_card", "primary_user_id", "timezone", "orders", "online_orders",
-    "store_orders", "online_revenue", "store_revenue", "total_revenue", "first_order_at", "last_order_at",
-    *(f"consent_{c}" for c in CONSENT_TRAITS), *(f"consent_purpose_{p}" for p in CONSENT_PURPOSES), "last_touch", "preferred_channel", "engagement_by_channel",
-    "preferred_device", "best_hour", "best_weekday", "contact_every_days", "favourite_products",
-    "favourite_categories", "viewed_not_bought", "responsive_promotion", "average_order_value", "recency_days",
-    "rfm_recency", "rfm_frequency", "rfm_monetary", "rfm_segment", "latest_email", "latest_phone",
-    "purchase_days", "repeat_order_value", "p_alive", "expected_orders_12m", "clv_12m", "recommended_products",
-})
+BUILTIN_COLUMNS = frozenset(
+    {
+        "person_id",
+        *DEMOGRAPHIC_TRAITS,
+        "age",
+        *(f"{k}s" for k in IDENTIFIER_KINDS),
+        "anonymous_id_count",
+        "identifier_count",
+        "identifier_kinds",
+        "first_seen",
+        "last_seen",
+        "event_count",
+        "channels",
+        "first_name",
+        "last_name",
+        "primary_email",
+        "primary_phone",
+        "primary_loyalty_card",
+        "primary_user_id",
+        "timezone",
+        "orders",
+        "online_orders",
+        "store_orders",
+        "online_revenue",
+        "store_revenue",
+        "total_revenue",
+        "first_order_at",
+        "last_order_at",
+        *(f"consent_{c}" for c in CONSENT_TRAITS),
+        *(f"consent_purpose_{p}" for p in CONSENT_PURPOSES),
+        "last_touch",
+        "preferred_channel",
+        "engagement_by_channel",
+        "preferred_device",
+        "best_hour",
+        "best_weekday",
+        "contact_every_days",
+        "favourite_products",
+        "favourite_categories",
+        "viewed_not_bought",
+        "responsive_promotion",
+        "average_order_value",
+        "recency_days",
+        "rfm_recency",
+        "rfm_frequency",
+        "rfm_monetary",
+        "rfm_segment",
+        "latest_email",
+        "latest_phone",
+        "purchase_days",
+        "repeat_order_value",
+        "p_alive",
+        "expected_orders_12m",
+        "clv_12m",
+        "recommended_products",
+    }
+)
 
 
 # --- running a build -----------------------------------------------------------------------------
@@ -788,19 +961,22 @@ def with_clv(table: pa.Table, now: datetime) -> pa.Table:
     frequency = days[buyer] - 1
     recency = np.where(frequency > 0, last - first, 0.0)
     age = (np.datetime64(now.replace(tzinfo=None), "us").astype(np.int64) // 86_400_000_000) - first
-    value = np.nan_to_num(np.asarray(table.column("repeat_order_value").to_numpy(zero_copy_only=False),
-                                     dtype=float)[buyer])
+    value = np.nan_to_num(
+        np.asarray(table.column("repeat_order_value").to_numpy(zero_copy_only=False), dtype=float)[buyer]
+    )
     if int((frequency > 0).sum()) >= CLV_MIN_REPEAT_BUYERS:
         purchases = clv.fit_bgnbd(frequency, recency, age)
         predicted["p_alive"][buyer] = clv.probability_alive(purchases, frequency, recency, age)
-        predicted["expected_orders_12m"][buyer] = clv.expected_purchases(purchases, CLV_HORIZON_DAYS, frequency, recency,
-                                                                     age)
+        predicted["expected_orders_12m"][buyer] = clv.expected_purchases(
+            purchases, CLV_HORIZON_DAYS, frequency, recency, age
+        )
         valued = (frequency > 0) & (value > 0)
         if int(valued.sum()) >= CLV_MIN_REPEAT_BUYERS:
             spend = clv.fit_gamma_gamma(frequency[valued], value[valued])
             known = np.where(value > 0, frequency, 0.0)
-            predicted["clv_12m"][buyer] = clv.customer_lifetime_value(purchases, spend, known, recency, age, value,
-                                                                  horizon=CLV_HORIZON_DAYS)
+            predicted["clv_12m"][buyer] = clv.customer_lifetime_value(
+                purchases, spend, known, recency, age, value, horizon=CLV_HORIZON_DAYS
+            )
     for name, values in predicted.items():
         table = table.append_column(name, pa.array(np.round(values, 6), pa.float64(), mask=np.isnan(values)))
     return table
@@ -818,8 +994,10 @@ def with_recommendations(runtime: Runtime, table: pa.Table) -> pa.Table:
     try:
         con.register("p", table)
         con.register("r", runtime.warehouse().table("recommendations").to_pyarrow())
-        result = con.sql("SELECT p.*, coalesce(r.recommended_products, []::VARCHAR[]) AS recommended_products "
-                         "FROM p LEFT JOIN r USING (person_id) ORDER BY person_id").to_arrow_table()
+        result = con.sql(
+            "SELECT p.*, coalesce(r.recommended_products, []::VARCHAR[]) AS recommended_products "
+            "FROM p LEFT JOIN r USING (person_id) ORDER BY person_id"
+        ).to_arrow_table()
     finally:
         con.close()
     return result.cast(pa.schema([*table.schema, field]))
@@ -838,8 +1016,9 @@ def trait_specs_from_config(settings_home: str, env: Mapping[str, str] | None = 
     return traits
 
 
-def profiles_table(events: ir.Table, identities: ir.Table, now: datetime, traits: Sequence[TraitSpec] = (),
-                   engine: str = "duckdb") -> pa.Table:
+def profiles_table(
+    events: ir.Table, identities: ir.Table, now: datetime, traits: Sequence[TraitSpec] = (), engine: str = "duckdb"
+) -> pa.Table:
     """`profiles_expr` run, as Arrow, with [] for every list that is NULL: a profile always says []."""
     return _null_lists_empty(to_arrow(profiles_expr(events, identities, now, traits, engine=engine)))
 
@@ -906,22 +1085,30 @@ def write_dataset(runtime: Runtime, name: str, table: pa.Table) -> str:
 def write_identities(runtime: Runtime, rows: Iterable[tuple[str, str, str]]) -> str:
     """Write an `identities` dataset of (kind, value, person_id) rows (for tests and small imports)."""
     kinds, values, persons = zip(*rows, strict=True) if rows else ((), (), ())
-    table = pa.table([pa.array(kinds, pa.string()), pa.array(values, pa.string()), pa.array(persons, pa.string())],
-                     schema=IDENTITIES_SCHEMA)
+    table = pa.table(
+        [pa.array(kinds, pa.string()), pa.array(values, pa.string()), pa.array(persons, pa.string())],
+        schema=IDENTITIES_SCHEMA,
+    )
     return write_dataset(runtime, "identities", table)
 
 
-def build_profiles(runtime: Runtime, engine: str = "duckdb", spark_session: Any = None, now: datetime | None = None,
-                   traits: Iterable[Mapping[str, Any] | TraitSpec] | None = None,
-                   threads: int | None = None) -> ProfilesSummary:
+def build_profiles(
+    runtime: Runtime,
+    engine: str = "duckdb",
+    spark_session: Any = None,
+    now: datetime | None = None,
+    traits: Iterable[Mapping[str, Any] | TraitSpec] | None = None,
+    threads: int | None = None,
+) -> ProfilesSummary:
     """Rebuild the `profiles` dataset from `events` and `identities`, as of `now` (default: the latest event).
 
     `traits` are custom trait declarations (see core.traits); by default the `[[profiles.traits]]` of
     omniweave.toml. The same inputs and `now` give the same profiles, on DuckDB and on Spark.
     `threads` caps DuckDB's worker threads (default: one per core); Spark has its own settings.
     """
-    specs = parse_trait_specs(trait_specs_from_config(runtime.settings.home) if traits is None else traits,
-                              reserved=BUILTIN_COLUMNS)
+    specs = parse_trait_specs(
+        trait_specs_from_config(runtime.settings.home) if traits is None else traits, reserved=BUILTIN_COLUMNS
+    )
     if not runtime.log.has_data("identities"):
         raise InputError("no identities yet: run `omniweave resolve` before building profiles", field="identities")
     runtime.log.upgrade_events()  # files from before the log kept context_* columns get them, once
@@ -931,8 +1118,9 @@ def build_profiles(runtime: Runtime, engine: str = "duckdb", spark_session: Any 
     events, identities = warehouse.table("events"), warehouse.table("identities")
     missing = [c for c in IDENTITIES_SCHEMA.names if c not in identities.columns]
     if missing:
-        raise InputError(f"the identities dataset lacks columns {missing}; expected {IDENTITIES_SCHEMA.names}",
-                         field="identities")
+        raise InputError(
+            f"the identities dataset lacks columns {missing}; expected {IDENTITIES_SCHEMA.names}", field="identities"
+        )
     if now is None:
         latest = runtime.log.latest_event_time() or events.timestamp.max().execute()
         now = latest.to_pydatetime() if hasattr(latest, "to_pydatetime") else (latest or datetime.now(UTC))
@@ -944,6 +1132,11 @@ def build_profiles(runtime: Runtime, engine: str = "duckdb", spark_session: Any 
     path = write_dataset(runtime, "profiles", table)
     orders = table.column("orders").to_pylist()
     return ProfilesSummary(
-        persons=table.num_rows, events=int(sum(table.column("event_count").to_pylist())),
-        buyers=sum(1 for o in orders if o), now=now, engine=engine, path=path, traits=tuple(s.name for s in specs),
+        persons=table.num_rows,
+        events=int(sum(table.column("event_count").to_pylist())),
+        buyers=sum(1 for o in orders if o),
+        now=now,
+        engine=engine,
+        path=path,
+        traits=tuple(s.name for s in specs),
     )

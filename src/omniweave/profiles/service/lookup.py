@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from omniweave.identity.graph import KINDS, IdentifierError, normalize
 from omniweave.errors import InputError
+from omniweave.identity.graph import KINDS, IdentifierError, normalize
 from omniweave.runtime import Runtime
 
 TIMELINE_LIMIT = 50
@@ -67,8 +67,10 @@ def find_person(runtime: Runtime, ref: str) -> tuple[str, str] | None:
             if len(candidates) == 1:
                 raise InputError(str(exc), field="identifier") from None
             continue
-        found = _rows(runtime, f"SELECT person_id FROM identities WHERE kind = {_quote(kind)} "
-                               f"AND value = {_quote(normal)} LIMIT 1")
+        found = _rows(
+            runtime,
+            f"SELECT person_id FROM identities WHERE kind = {_quote(kind)} AND value = {_quote(normal)} LIMIT 1",
+        )
         if found:
             return str(found[0]["person_id"]), f"{kind}:{normal}"
     if not sep or kind not in KINDS:  # maybe a person id, perhaps one merged into another since
@@ -99,15 +101,17 @@ def _current_person(runtime: Runtime, person_id: str) -> str | None:
 
     current = load_stitcher(runtime).lookup(person_id)  # follows merges; an unknown id comes back as it is
     if current != person_id and _rows(
-            runtime, f"SELECT 1 AS x FROM identities WHERE person_id = {_quote(current)} LIMIT 1"):
+        runtime, f"SELECT 1 AS x FROM identities WHERE person_id = {_quote(current)} LIMIT 1"
+    ):
         return current
     return None
 
 
 def person_view(runtime: Runtime, person_id: str, found_by: str = "", limit: int = TIMELINE_LIMIT) -> PersonView:
     """The person's profile row, identifiers and latest events (newest first)."""
-    identifiers = _rows(runtime, f"SELECT kind, value FROM identities WHERE person_id = {_quote(person_id)} "
-                                 "ORDER BY kind, value")
+    identifiers = _rows(
+        runtime, f"SELECT kind, value FROM identities WHERE person_id = {_quote(person_id)} ORDER BY kind, value"
+    )
     profile = None
     if _has(runtime, "profiles"):
         found = _rows(runtime, f"SELECT * FROM profiles WHERE person_id = {_quote(person_id)}")
@@ -121,8 +125,11 @@ def person_view(runtime: Runtime, person_id: str, found_by: str = "", limit: int
         conditions.append(f"(user_id IS NULL AND anonymous_id IN ({', '.join(map(_quote, anonymous))}))")
     timeline: list[dict[str, Any]] = []
     if conditions:
-        timeline = _rows(runtime, "SELECT timestamp, channel, type, event, source, message_id FROM events "
-                                  f"WHERE {' OR '.join(conditions)} ORDER BY timestamp DESC, message_id LIMIT {int(limit)}")
+        timeline = _rows(
+            runtime,
+            "SELECT timestamp, channel, type, event, source, message_id FROM events "
+            f"WHERE {' OR '.join(conditions)} ORDER BY timestamp DESC, message_id LIMIT {int(limit)}",
+        )
     return PersonView(person_id, found_by, profile, identifiers, timeline)
 
 
@@ -140,5 +147,12 @@ def jsonable(value: Any) -> Any:
 
 
 def view_as_dict(view: PersonView) -> dict[str, Any]:
-    return jsonable({"person_id": view.person_id, "found_by": view.found_by, "profile": view.profile,
-                     "identifiers": view.identifiers, "timeline": view.timeline})
+    return jsonable(
+        {
+            "person_id": view.person_id,
+            "found_by": view.found_by,
+            "profile": view.profile,
+            "identifiers": view.identifiers,
+            "timeline": view.timeline,
+        }
+    )

@@ -18,8 +18,8 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
-from omniweave.events import spec
 from omniweave.errors import InputError
+from omniweave.events import spec
 from omniweave.profiles.service.build import Dialect, _top, to_arrow, with_person, write_dataset
 from omniweave.runtime import Runtime
 
@@ -34,8 +34,15 @@ class RecommendationsSummary:
     path: str
 
 
-def recommendations_expr(events: ir.Table, identities: ir.Table, *, now: datetime | None = None,
-                         neighbours: int = NEIGHBOURS, top_n: int = TOP_N, engine: str = "duckdb") -> ir.Table:
+def recommendations_expr(
+    events: ir.Table,
+    identities: ir.Table,
+    *,
+    now: datetime | None = None,
+    neighbours: int = NEIGHBOURS,
+    top_n: int = TOP_N,
+    engine: str = "duckdb",
+) -> ir.Table:
     """(person_id, recommended_products) for every buyer with at least one recommendation."""
     if neighbours < 1 or top_n < 1:
         raise InputError(f"got neighbours={neighbours}, top_n={top_n}; expected whole numbers >= 1", field="top_n")
@@ -49,8 +56,9 @@ def recommendations_expr(events: ir.Table, identities: ir.Table, *, now: datetim
     other = bought.select(_person=bought.person_id, related=bought.product)
     pairs = bought.join(other, (bought.person_id == other._person) & (bought.product != other.related))
     together = pairs.group_by(["product", "related"]).aggregate(persons=pairs.count())
-    ranked = together.mutate(_rn=ibis.row_number().over(group_by="product",
-                                                         order_by=[together.persons.desc(), together.related]))
+    ranked = together.mutate(
+        _rn=ibis.row_number().over(group_by="product", order_by=[together.persons.desc(), together.related])
+    )
     near = ranked.filter(ranked._rn < neighbours).select("product", "related", "persons")
     candidates = bought.join(near, "product")
     scored = candidates.group_by(["person_id", "related"]).aggregate(score=candidates.persons.sum())
@@ -59,15 +67,21 @@ def recommendations_expr(events: ir.Table, identities: ir.Table, *, now: datetim
     return _top(fresh, "person_id", "related", [-fresh.score], top_n, "recommended_products")
 
 
-def build_recommendations(runtime: Runtime, engine: str = "duckdb", spark_session: object = None,
-                          now: datetime | None = None) -> RecommendationsSummary:
+def build_recommendations(
+    runtime: Runtime, engine: str = "duckdb", spark_session: object = None, now: datetime | None = None
+) -> RecommendationsSummary:
     """Rebuild the `recommendations` dataset from the orders in the log and the resolved identities."""
     if not runtime.log.has_data("identities"):
-        raise InputError("no identities yet: run `omniweave resolve` before building recommendations",
-                         field="identities")
+        raise InputError(
+            "no identities yet: run `omniweave resolve` before building recommendations", field="identities"
+        )
     warehouse = runtime.warehouse(engine, spark_session=spark_session)
-    expr = recommendations_expr(warehouse.table("events"), warehouse.table("identities"),
-                                now=now.astimezone(UTC) if now else None, engine=engine)
+    expr = recommendations_expr(
+        warehouse.table("events"),
+        warehouse.table("identities"),
+        now=now.astimezone(UTC) if now else None,
+        engine=engine,
+    )
     table = to_arrow(expr.order_by("person_id"))
     path = write_dataset(runtime, "recommendations", table)
     products = {p for row in table.column("recommended_products").to_pylist() for p in row}

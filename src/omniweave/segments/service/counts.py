@@ -36,14 +36,15 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from omniweave.storage.eventlog import EventLog, day_partition
 from omniweave.segments import language as S
+from omniweave.storage.eventlog import EventLog, day_partition
 
 STATE_DATASET = "segment_state"
 STATE_FILE = "counts.parquet"
 STATE_VERSION = "1"
-STATE_SCHEMA = pa.schema([("behaviour", pa.string()), ("user_id", pa.string()), ("anonymous_id", pa.string()),
-                          ("n", pa.int64())])
+STATE_SCHEMA = pa.schema(
+    [("behaviour", pa.string()), ("user_id", pa.string()), ("anonymous_id", pa.string()), ("n", pa.int64())]
+)
 
 Range = tuple[datetime | None, datetime]
 """(lo, hi]: events with lo < timestamp <= hi; lo None means since the beginning."""
@@ -123,11 +124,16 @@ def read_state(log: EventLog) -> CountState | None:
     return CountState(now.astimezone(UTC), behaviours, files, path)
 
 
-def write_state(log: EventLog, table: pa.Table, now: datetime, behaviours: Iterable[str],
-                files: Mapping[str, int]) -> str:
+def write_state(
+    log: EventLog, table: pa.Table, now: datetime, behaviours: Iterable[str], files: Mapping[str, int]
+) -> str:
     """Replace the kept counts (written to a temporary file, then renamed over the old one)."""
-    meta = {"omniweave_state_version": STATE_VERSION, "now": now.astimezone(UTC).isoformat(),
-            "behaviours": json.dumps(sorted(behaviours)), "files": json.dumps(dict(sorted(files.items())))}
+    meta = {
+        "omniweave_state_version": STATE_VERSION,
+        "now": now.astimezone(UTC).isoformat(),
+        "behaviours": json.dumps(sorted(behaviours)),
+        "files": json.dumps(dict(sorted(files.items()))),
+    }
     table = table.select(STATE_SCHEMA.names).cast(STATE_SCHEMA).replace_schema_metadata(meta)
     folder = log.dataset_path(STATE_DATASET)
     log.fs.makedirs(folder, exist_ok=True)
@@ -172,13 +178,17 @@ class Plan:
         if not self.carried:
             return f"full evaluation ({self.reason})" if self.reason else "full evaluation"
         late = f", {len(self.late_files)} late file(s)" if self.late_files else ""
-        return (f"incremental since {self.previous.now:%Y-%m-%d %H:%M:%S} ({len(self.carried)} behaviour(s) carried, "
-                f"{len(self.fresh)} counted afresh, {len(self.sequences)} sequence(s) recounted{late})"
-                if self.previous else "incremental")
+        return (
+            f"incremental since {self.previous.now:%Y-%m-%d %H:%M:%S} ({len(self.carried)} behaviour(s) carried, "
+            f"{len(self.fresh)} counted afresh, {len(self.sequences)} sequence(s) recounted{late})"
+            if self.previous
+            else "incremental"
+        )
 
 
-def plan(behaviours: Iterable[S.Behaviour], previous: CountState | None, files: Mapping[str, int],
-         now: datetime) -> Plan:
+def plan(
+    behaviours: Iterable[S.Behaviour], previous: CountState | None, files: Mapping[str, int], now: datetime
+) -> Plan:
     """Decide, per behaviour, whether its kept count can be carried forward to `now`."""
     countable = [b for b in behaviours if b.then_not is None]
     sequences = tuple(b for b in behaviours if b.then_not is not None)

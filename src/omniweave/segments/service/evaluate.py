@@ -27,21 +27,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
-from omniweave.segments import language as S
 from omniweave.errors import InputError
-from omniweave.segments.service import counts as SC
 from omniweave.profiles.service.build import Dialect, to_arrow, with_person, write_dataset
 from omniweave.runtime import Runtime
+from omniweave.segments import language as S
+from omniweave.segments.service import counts as SC
 from omniweave.settings import config_section
 
-MEMBERS_SCHEMA = pa.schema([("segment_id", pa.string()), ("person_id", pa.string()),
-                            ("since", pa.timestamp("us", tz="UTC"))])
+MEMBERS_SCHEMA = pa.schema(
+    [("segment_id", pa.string()), ("person_id", pa.string()), ("since", pa.timestamp("us", tz="UTC"))]
+)
 TYPE_EVENTS = {"Page Viewed": "page", "Screen Viewed": "screen", "Identified": "identify"}
 """Event names that match a call type rather than a track event's name (a page call's `event` is the page's name)."""
 SEGMENT_SOURCE = "omniweave-segments"
 
 
 # --- loading -------------------------------------------------------------------------------------
+
 
 def read_segment_file(path: Path) -> S.Segment:
     """One segment file (YAML or TOML); its id defaults to the file name without extension."""
@@ -95,14 +97,23 @@ def load_segments(settings_home: str, *, builtin: bool = True, folder: Path | No
 
 # --- compiling ---------------------------------------------------------------------------------
 
+
 class Compiler:
     """Compiles condition trees over `profiles` and the person-attributed `events`, as of `now`."""
 
-    def __init__(self, profiles: ir.Table, events: ir.Table | Callable[[], ir.Table], identities: ir.Table,
-                 now: datetime, engine: str,
-                 segments: Mapping[str, S.Segment], *, files: Mapping[str, int] | None = None,
-                 read_files: Callable[[list[str]], ir.Table] | None = None,
-                 read_kept: Callable[[], ir.Table] | None = None):
+    def __init__(
+        self,
+        profiles: ir.Table,
+        events: ir.Table | Callable[[], ir.Table],
+        identities: ir.Table,
+        now: datetime,
+        engine: str,
+        segments: Mapping[str, S.Segment],
+        *,
+        files: Mapping[str, int] | None = None,
+        read_files: Callable[[list[str]], ir.Table] | None = None,
+        read_kept: Callable[[], ir.Table] | None = None,
+    ):
         self.profiles = profiles
         self._raw_events = events  # or how to get it: binding the whole log costs time `prepare` does not need
         self.identities = identities
@@ -157,7 +168,10 @@ class Compiler:
         # (only for the events of the conditions that filter on them)
         wanted: dict[str, set[str]] = {}
         for b in behaviours:
-            for name, filters in ((b.event, b.filters), *(((b.then_not.event, b.then_not.filters),) if b.then_not else ())):
+            for name, filters in (
+                (b.event, b.filters),
+                *(((b.then_not.event, b.then_not.filters),) if b.then_not else ()),
+            ):
                 for f in filters:
                     if f.key != "channel":
                         wanted.setdefault(f.key, set()).add(name)
@@ -166,8 +180,15 @@ class Compiler:
         def extract(key: str) -> ir.StringValue:
             return ibis.cases((_named(ev, wanted[key]), self.d.json(ev.properties, key)), else_=ibis.null("string"))
 
-        ev = ev.select("user_id", "anonymous_id", "type", "event", "channel", "timestamp",
-                       **{col: extract(key) for key, col in self._property_columns.items()}).cache()
+        ev = ev.select(
+            "user_id",
+            "anonymous_id",
+            "type",
+            "event",
+            "channel",
+            "timestamp",
+            **{col: extract(key) for key, col in self._property_columns.items()},
+        ).cache()
         parts: list[ir.Table] = []
         prev = the_plan.previous
         for b in the_plan.fresh:
@@ -187,9 +208,15 @@ class Compiler:
             for b in the_plan.carried:
                 w = SC.window(b)
                 m = self._matching_in(ev, b.event, b.filters)
-                sign = ibis.cases(((m.timestamp > self._at(prev.now)) & (m.timestamp <= self._now()), 1),
-                                  *([((m.timestamp > self._at(prev.now - w)) & (m.timestamp <= self._at(self.now - w)),
-                                      -1)] if w is not None else []), else_=0)
+                sign = ibis.cases(
+                    ((m.timestamp > self._at(prev.now)) & (m.timestamp <= self._now()), 1),
+                    *(
+                        [((m.timestamp > self._at(prev.now - w)) & (m.timestamp <= self._at(self.now - w)), -1)]
+                        if w is not None
+                        else []
+                    ),
+                    else_=0,
+                )
                 delta = m.mutate(_s=sign)
                 delta = delta.filter(delta._s != 0)
                 parts.append(_per_key(delta, b, delta._s.sum()))
@@ -209,17 +236,21 @@ class Compiler:
             by_person = with_person(self.kept, self.identities)
             long.append(by_person.group_by("behaviour", "person_id").aggregate(n=by_person.n.sum()))
         if the_plan.sequences:
-            seq_ranges = [(None if SC.window(b) is None else self.now - SC.window(b), self.now)
-                          for b in the_plan.sequences]
+            seq_ranges = [
+                (None if SC.window(b) is None else self.now - SC.window(b), self.now) for b in the_plan.sequences
+            ]
             seq = self._slice(ev, {b: "" for b in the_plan.sequences}, seq_ranges)
             self._events = with_person(seq, self.identities).cache()
             for b in the_plan.sequences:
                 counts = self._behaviour_counts(b, "n")
-                long.append(counts.mutate(behaviour=ibis.literal(SC.behaviour_key(b))).select("behaviour", "person_id", "n"))
+                long.append(
+                    counts.mutate(behaviour=ibis.literal(SC.behaviour_key(b))).select("behaviour", "person_id", "n")
+                )
         table = ibis.union(*[t.select("behaviour", "person_id", n=t.n.cast("int64")) for t in long])
         columns = {b: f"_b{i}" for i, b in enumerate(behaviours)}
-        wide = table.group_by("person_id").aggregate(**{
-            col: table.n.sum(where=table.behaviour == SC.behaviour_key(b)) for b, col in columns.items()})
+        wide = table.group_by("person_id").aggregate(
+            **{col: table.n.sum(where=table.behaviour == SC.behaviour_key(b)) for b, col in columns.items()}
+        )
         self._wide = wide.cache()
         self._columns = columns
         return the_plan
@@ -363,24 +394,36 @@ class Compiler:
             first = first.filter(first.timestamp <= done).select("person_id", _at=first.timestamp)
             second = self._matching(b.then_not.event, b.then_not.filters)
             second = second.select(_p2="person_id", _at2=second.timestamp)
-            first = first.anti_join(second, [first.person_id == second._p2, second._at2 > first._at,
-                                             second._at2 <= first._at + span])
+            first = first.anti_join(
+                second, [first.person_id == second._p2, second._at2 > first._at, second._at2 <= first._at + span]
+            )
         return first.group_by("person_id").aggregate(**{column: first.count()})
 
     # -- the tree --
 
-    def _predicate(self, node: S.Condition, base: ir.Table, behaviours: Mapping[S.Behaviour, str], path: str,
-                   problems: list[tuple[str, str]], trail: tuple[str, ...]) -> ir.BooleanValue:
+    def _predicate(
+        self,
+        node: S.Condition,
+        base: ir.Table,
+        behaviours: Mapping[S.Behaviour, str],
+        path: str,
+        problems: list[tuple[str, str]],
+        trail: tuple[str, ...],
+    ) -> ir.BooleanValue:
         if isinstance(node, S.All):
-            parts = [self._predicate(c, base, behaviours, f"{path}.all[{i}]", problems, trail)
-                     for i, c in enumerate(node.children)]
+            parts = [
+                self._predicate(c, base, behaviours, f"{path}.all[{i}]", problems, trail)
+                for i, c in enumerate(node.children)
+            ]
             out = parts[0]
             for p in parts[1:]:
                 out = out & p
             return out
         if isinstance(node, S.AnyOf):
-            parts = [self._predicate(c, base, behaviours, f"{path}.any[{i}]", problems, trail)
-                     for i, c in enumerate(node.children)]
+            parts = [
+                self._predicate(c, base, behaviours, f"{path}.any[{i}]", problems, trail)
+                for i, c in enumerate(node.children)
+            ]
             out = parts[0]
             for p in parts[1:]:
                 out = out | p
@@ -389,15 +432,22 @@ class Compiler:
             return ~self._predicate(node.child, base, behaviours, f"{path}.not", problems, trail)
         if isinstance(node, S.Behaviour):
             count = base[behaviours[node]].fill_null(0)
-            return {"at_least": count >= node.count, "at_most": count <= node.count,
-                    "exactly": count == node.count}[node.count_op]
+            return {"at_least": count >= node.count, "at_most": count <= node.count, "exactly": count == node.count}[
+                node.count_op
+            ]
         if isinstance(node, S.InSegment):
             if node.segment_id in trail:
                 problems.append((path, "in_segment cycle: " + " -> ".join((*trail, node.segment_id))))
                 return ibis.literal(False)
             other = self.segments[node.segment_id]
-            return self._predicate(other.where, base, behaviours, f"{path}.in_segment({node.segment_id})", problems,
-                                   (*trail, node.segment_id))
+            return self._predicate(
+                other.where,
+                base,
+                behaviours,
+                f"{path}.in_segment({node.segment_id})",
+                problems,
+                (*trail, node.segment_id),
+            )
         if isinstance(node, S.Bucket):
             bucket = _bucket_expr(node.salt, base.person_id, self.d.spark)
             return (bucket >= node.low) & (bucket < node.high)
@@ -441,8 +491,11 @@ class Compiler:
 
 def _per_key(matched: ir.Table, b: S.Behaviour, n: ir.IntegerValue) -> ir.Table:
     """(behaviour, user_id, anonymous_id, n): `n` aggregated per event key for the behaviour condition `b`."""
-    return matched.group_by("user_id", "anonymous_id").aggregate(n=n.cast("int64")).mutate(
-        behaviour=ibis.literal(SC.behaviour_key(b)))
+    return (
+        matched.group_by("user_id", "anonymous_id")
+        .aggregate(n=n.cast("int64"))
+        .mutate(behaviour=ibis.literal(SC.behaviour_key(b)))
+    )
 
 
 def _named(ev: ir.Table, names: Iterable[str]) -> ir.BooleanValue:
@@ -451,7 +504,8 @@ def _named(ev: ir.Table, names: Iterable[str]) -> ir.BooleanValue:
     types = sorted(TYPE_EVENTS[n] for n in names if n in TYPE_EVENTS)
     tracks = [n for n in names if n not in TYPE_EVENTS]
     parts = ([ev.event.isin(tracks) if len(tracks) > 1 else ev.event == tracks[0]] if tracks else []) + (
-        [ev.type.isin(types) if len(types) > 1 else ev.type == types[0]] if types else [])
+        [ev.type.isin(types) if len(types) > 1 else ev.type == types[0]] if types else []
+    )
     out = parts[0]
     for part in parts[1:]:
         out = out | part
@@ -463,8 +517,14 @@ def _compare(column: ir.Value, op: str, value: Any) -> ir.BooleanValue:
         return column.isin(list(value))
     if op == "not_in":
         return column.notin(list(value))
-    return {"eq": column == value, "ne": column != value, "gt": column > value, "gte": column >= value,
-            "lt": column < value, "lte": column <= value}[op]
+    return {
+        "eq": column == value,
+        "ne": column != value,
+        "gt": column > value,
+        "gte": column >= value,
+        "lt": column < value,
+        "lte": column <= value,
+    }[op]
 
 
 def _literal(typ: dt.DataType, value: Any, where: str, problems: list[tuple[str, str]]) -> Any:
@@ -504,6 +564,7 @@ def _bucket_expr(salt: str, person_id: ir.StringValue, spark: bool) -> ir.Intege
 
 # --- evaluating ------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class SegmentResult:
     segment_id: str
@@ -525,8 +586,13 @@ class EvaluationSummary:
         return {r.segment_id: r.members for r in self.results}
 
 
-def compiler_for(runtime: Runtime, segments: Mapping[str, S.Segment], now: datetime | None = None,
-                 engine: str = "duckdb", spark_session: Any = None) -> Compiler:
+def compiler_for(
+    runtime: Runtime,
+    segments: Mapping[str, S.Segment],
+    now: datetime | None = None,
+    engine: str = "duckdb",
+    spark_session: Any = None,
+) -> Compiler:
     """A Compiler over the runtime's warehouse (profiles, events, identities must exist), reading the event
     files there are now (a snapshot: files the loader adds meanwhile wait for the next evaluation)."""
     for name, command in (("profiles", "omniweave profiles build"), ("identities", "omniweave resolve")):
@@ -541,9 +607,17 @@ def compiler_for(runtime: Runtime, segments: Mapping[str, S.Segment], now: datet
     def read_files(relative: list[str]) -> ir.Table:
         return warehouse.files_table("events", SC.absolute(runtime.log, relative))
 
-    return Compiler(warehouse.table("profiles"), lambda: warehouse.table("events"), warehouse.table("identities"), now,
-                    engine, segments, files=files, read_files=read_files,
-                    read_kept=lambda: warehouse.table(SC.STATE_DATASET))
+    return Compiler(
+        warehouse.table("profiles"),
+        lambda: warehouse.table("events"),
+        warehouse.table("identities"),
+        now,
+        engine,
+        segments,
+        files=files,
+        read_files=read_files,
+        read_kept=lambda: warehouse.table(SC.STATE_DATASET),
+    )
 
 
 def member_ids(compiler: Compiler, segment_id: str) -> list[str]:
@@ -552,9 +626,16 @@ def member_ids(compiler: Compiler, segment_id: str) -> list[str]:
     return sorted(table.column("person_id").to_pylist())
 
 
-def evaluate_segments(runtime: Runtime, segments: Mapping[str, S.Segment] | None = None, *,
-                      now: datetime | None = None, engine: str = "duckdb", spark_session: Any = None,
-                      record_changes: bool = True, incremental: bool = True) -> EvaluationSummary:
+def evaluate_segments(
+    runtime: Runtime,
+    segments: Mapping[str, S.Segment] | None = None,
+    *,
+    now: datetime | None = None,
+    engine: str = "duckdb",
+    spark_session: Any = None,
+    record_changes: bool = True,
+    incremental: bool = True,
+) -> EvaluationSummary:
     """Every segment's members as of `now`: written to `segment_members`, with an event per change.
 
     A member keeps the `since` of the evaluation that first found them; a person who left and came
@@ -565,8 +646,11 @@ def evaluate_segments(runtime: Runtime, segments: Mapping[str, S.Segment] | None
     kept = SC.read_state(runtime.log)
     plan = compiler.prepare(segments, kept if incremental else None)
     now = compiler.now
-    previous = (runtime.warehouse().table("segment_members").to_pyarrow().select(MEMBERS_SCHEMA.names)
-                .cast(MEMBERS_SCHEMA) if runtime.log.has_data("segment_members") else MEMBERS_SCHEMA.empty_table())
+    previous = (
+        runtime.warehouse().table("segment_members").to_pyarrow().select(MEMBERS_SCHEMA.names).cast(MEMBERS_SCHEMA)
+        if runtime.log.has_data("segment_members")
+        else MEMBERS_SCHEMA.empty_table()
+    )
     if kept is not None:
         # what the live path (segments_live.py) announced since the last evaluation is already known
         from omniweave.segments.service.live import live_changes_since
@@ -578,16 +662,20 @@ def evaluate_segments(runtime: Runtime, segments: Mapping[str, S.Segment] | None
     for sid in order:
         found = found_all[sid]
         parts.append(pa.table({"segment_id": pa.array([sid] * len(found), pa.string()), "person_id": found}))
-    current = pa.concat_tables(parts) if parts else pa.table({"segment_id": pa.array([], pa.string()),
-                                                               "person_id": pa.array([], pa.string())})
+    current = (
+        pa.concat_tables(parts)
+        if parts
+        else pa.table({"segment_id": pa.array([], pa.string()), "person_id": pa.array([], pa.string())})
+    )
     table, changes, counted = _membership_changes(previous, current, order, now)
     results = [SegmentResult(sid, segments[sid].name, *counted.get(sid, (0, 0, 0))) for sid in order]
     path = write_dataset(runtime, "segment_members", table)
     written = _record_changes(runtime, segments, changes, now) if record_changes and changes else 0
     counts = to_arrow(compiler.kept) if compiler.kept is not None else SC.STATE_SCHEMA.empty_table()
     # the snapshot read, without the change events just written: the next evaluation counts those as late
-    SC.write_state(runtime.log, counts, now, [SC.behaviour_key(b) for b in (*plan.fresh, *plan.carried)],
-                   compiler.files or {})
+    SC.write_state(
+        runtime.log, counts, now, [SC.behaviour_key(b) for b in (*plan.fresh, *plan.carried)], compiler.files or {}
+    )
     read = f"; read {compiler.files_read:,} of the log's {len(compiler.files or {}):,} event files"
     return EvaluationSummary(now, tuple(results), written, path, plan.describe() + read)
 
@@ -603,16 +691,26 @@ def _with_live_changes(previous: pa.Table, changes: Sequence[Any]) -> pa.Table:
     segment_ids, person_ids = previous.column("segment_id").to_pylist(), previous.column("person_id").to_pylist()
     keep = [(sid, pid) not in keys for sid, pid in zip(segment_ids, person_ids, strict=True)]
     # a person the live path let in keeps the `since` they had if they were a member before
-    since = {(sid, pid): t for sid, pid, t, k in zip(segment_ids, person_ids, previous.column("since").to_pylist(), keep,
-                                                       strict=True) if not k}
+    since = {
+        (sid, pid): t
+        for sid, pid, t, k in zip(segment_ids, person_ids, previous.column("since").to_pylist(), keep, strict=True)
+        if not k
+    }
     added = [(k, since.get(k, c.at)) for k, c in sorted(last.items()) if c.entered]
-    extra = pa.table([pa.array([k[0] for k, _ in added], pa.string()), pa.array([k[1] for k, _ in added], pa.string()),
-                      pa.array([t for _, t in added], pa.timestamp("us", tz="UTC"))], schema=MEMBERS_SCHEMA)
+    extra = pa.table(
+        [
+            pa.array([k[0] for k, _ in added], pa.string()),
+            pa.array([k[1] for k, _ in added], pa.string()),
+            pa.array([t for _, t in added], pa.timestamp("us", tz="UTC")),
+        ],
+        schema=MEMBERS_SCHEMA,
+    )
     return pa.concat_tables([previous.filter(pa.array(keep)), extra])
 
 
-def _membership_changes(previous: pa.Table, current: pa.Table, order: Sequence[str], now: datetime
-                        ) -> tuple[pa.Table, list[tuple[str, str, str]], dict[str, tuple[int, int, int]]]:
+def _membership_changes(
+    previous: pa.Table, current: pa.Table, order: Sequence[str], now: datetime
+) -> tuple[pa.Table, list[tuple[str, str, str]], dict[str, tuple[int, int, int]]]:
     """The new `segment_members` (a stayer keeps their `since`), the changes (entered, then exited, per segment
     in evaluation order, persons sorted) and (members, entered, exited) per segment. Segments no longer defined
     keep no members, and their members are not told they left."""
@@ -623,13 +721,21 @@ def _membership_changes(previous: pa.Table, current: pa.Table, order: Sequence[s
         con.execute("SET TimeZone = 'UTC'")
         con.register("prev", previous)
         con.register("cur", current)
-        con.register("seg", pa.table({"segment_id": pa.array(list(order), pa.string()),
-                                      "rank": pa.array(range(len(order)), pa.int64())}))
+        con.register(
+            "seg",
+            pa.table(
+                {"segment_id": pa.array(list(order), pa.string()), "rank": pa.array(range(len(order)), pa.int64())}
+            ),
+        )
         stamp = now.astimezone(UTC).replace(tzinfo=None).isoformat()
-        members = con.sql(f"""
+        members = (
+            con.sql(f"""
             SELECT c.segment_id, c.person_id, coalesce(p.since, TIMESTAMPTZ '{stamp}+00:00') AS since
             FROM cur c LEFT JOIN prev p USING (segment_id, person_id)
-            ORDER BY c.segment_id, c.person_id""").to_arrow_table().cast(MEMBERS_SCHEMA)
+            ORDER BY c.segment_id, c.person_id""")
+            .to_arrow_table()
+            .cast(MEMBERS_SCHEMA)
+        )
         changed = con.sql(f"""
             SELECT '{S.SEGMENT_ENTERED}' AS name, c.segment_id, c.person_id, s.rank, 0 AS kind
             FROM cur c JOIN seg s USING (segment_id) ANTI JOIN prev p USING (segment_id, person_id)
@@ -649,12 +755,13 @@ def _membership_changes(previous: pa.Table, current: pa.Table, order: Sequence[s
     return members, changes, {k: (v[0], v[1], v[2]) for k, v in counted.items()}
 
 
-def _record_changes(runtime: Runtime, segments: Mapping[str, S.Segment], changes: Sequence[tuple[str, str, str]],
-                    now: datetime) -> int:
+def _record_changes(
+    runtime: Runtime, segments: Mapping[str, S.Segment], changes: Sequence[tuple[str, str, str]], now: datetime
+) -> int:
     """Append one `Segment Entered` / `Segment Exited` track event per change, carrying the person's user id
     (else one of their anonymous ids) so that the event belongs to the person like any other."""
-    from omniweave.storage.eventlog import events_to_table
     from omniweave.events.normalize import deterministic_message_id, format_timestamp
+    from omniweave.storage.eventlog import events_to_table
 
     persons = sorted({p for _, _, p in changes})
     ids = runtime.warehouse().table("identities")
@@ -674,14 +781,24 @@ def _record_changes(runtime: Runtime, segments: Mapping[str, S.Segment], changes
     for name, sid, person in changes:
         known = by_person.get(person, {})
         seg = segments[sid]
-        events.append({
-            "type": "track", "event": name,
-            "messageId": deterministic_message_id(SEGMENT_SOURCE, name, sid, person, stamp),
-            "userId": known.get("user_id"), "anonymousId": None if "user_id" in known else known.get("anonymous_id"),
-            "timestamp": stamp, "receivedAt": stamp,
-            "properties": {"segment_id": sid, "segment_name": seg.name, "person_id": person, "channel": "omniweave"},
-            "context": {"library": {"name": "omniweave-segments"}},
-        })
+        events.append(
+            {
+                "type": "track",
+                "event": name,
+                "messageId": deterministic_message_id(SEGMENT_SOURCE, name, sid, person, stamp),
+                "userId": known.get("user_id"),
+                "anonymousId": None if "user_id" in known else known.get("anonymous_id"),
+                "timestamp": stamp,
+                "receivedAt": stamp,
+                "properties": {
+                    "segment_id": sid,
+                    "segment_name": seg.name,
+                    "person_id": person,
+                    "channel": "omniweave",
+                },
+                "context": {"library": {"name": "omniweave-segments"}},
+            }
+        )
     table = events_to_table(events, source=SEGMENT_SOURCE)
     # named by its content: the same changes written again replace the same file; other changes at the
     # same `now` (a redefined segment) get a file of their own
@@ -692,7 +809,15 @@ def _record_changes(runtime: Runtime, segments: Mapping[str, S.Segment], changes
 
 def segment_summaries(segments: Mapping[str, S.Segment]) -> list[dict[str, Any]]:
     """id, name, description, persona fields and where it comes from, for listing."""
-    return [{"id": s.id, "name": s.name, "description": s.description, "source": posixpath.basename(s.source),
-             "persona": None if s.persona is None else {"target_kpis": list(s.persona.target_kpis),
-                                                         "preferred_channels": list(s.persona.preferred_channels)}}
-            for s in sorted(segments.values(), key=lambda s: s.id)]
+    return [
+        {
+            "id": s.id,
+            "name": s.name,
+            "description": s.description,
+            "source": posixpath.basename(s.source),
+            "persona": None
+            if s.persona is None
+            else {"target_kpis": list(s.persona.target_kpis), "preferred_channels": list(s.persona.preferred_channels)},
+        }
+        for s in sorted(segments.values(), key=lambda s: s.id)
+    ]

@@ -33,15 +33,15 @@ from typing import Any
 
 import orjson
 
-from omniweave.storage.eventlog import events_to_table
-from omniweave.segments import language as S
-from omniweave.events.normalize import deterministic_message_id, format_timestamp
-from omniweave.segments.evaluator import condition_holds, event_matches
 from omniweave.errors import InputError
-from omniweave.segments.service import counts as SC
+from omniweave.events.normalize import deterministic_message_id, format_timestamp
 from omniweave.profiles.service.build import to_arrow
 from omniweave.runtime import Runtime
+from omniweave.segments import language as S
+from omniweave.segments.evaluator import condition_holds, event_matches
+from omniweave.segments.service import counts as SC
 from omniweave.segments.service.evaluate import compiler_for, load_segments
+from omniweave.storage.eventlog import events_to_table
 
 log = logging.getLogger("omniweave.segments")
 
@@ -89,8 +89,9 @@ class LiveSegments:
     """The live path's state: counts, members, traits and identities as of the last batch evaluation, plus the
     inbox events seen since."""
 
-    def __init__(self, runtime: Runtime, segments: Mapping[str, S.Segment] | None = None, *,
-                 horizon: timedelta = DEFAULT_HORIZON):
+    def __init__(
+        self, runtime: Runtime, segments: Mapping[str, S.Segment] | None = None, *, horizon: timedelta = DEFAULT_HORIZON
+    ):
         self.runtime = runtime
         self.segments = dict(segments) if segments is not None else load_segments(runtime.settings.home)
         self.live = live_segment_ids(self.segments)
@@ -107,8 +108,10 @@ class LiveSegments:
     def _load(self) -> None:
         state = SC.read_state(self.runtime.log)
         if state is None:
-            raise InputError("no segment evaluation yet: run `omniweave segments evaluate` before following the "
-                             "inbox", field="segment_state")
+            raise InputError(
+                "no segment evaluation yet: run `omniweave segments evaluate` before following the inbox",
+                field="segment_state",
+            )
         self.base = state.now
         self.position = 0  # events after `base` may be anywhere in what the inbox still holds
         needed = {sid for sid in self.live}
@@ -116,7 +119,8 @@ class LiveSegments:
             needed |= S.segment_references(self.segments[sid].where)
         closure = {sid: self.segments[sid] for sid in self.segments if sid in needed}
         self.behaviours: list[S.Behaviour] = sorted(
-            {b for sid in self.live for b in S.behaviours_of(self.segments[sid].where, self.segments)}, key=repr)
+            {b for sid in self.live for b in S.behaviours_of(self.segments[sid].where, self.segments)}, key=repr
+        )
         self.uses: dict[S.Behaviour, list[str]] = defaultdict(list)
         for sid in self.live:
             for b in set(S.behaviours_of(self.segments[sid].where, self.segments)):
@@ -156,8 +160,9 @@ class LiveSegments:
                 self.members[row["segment_id"]].add(row["person_id"])
         for change in live_changes_since(self.runtime, self.base):  # announced by an earlier follower
             if change.segment_id in self.members:
-                (self.members[change.segment_id].add if change.entered else
-                 self.members[change.segment_id].discard)(change.person_id)
+                (self.members[change.segment_id].add if change.entered else self.members[change.segment_id].discard)(
+                    change.person_id
+                )
 
     # -- following --
 
@@ -178,7 +183,8 @@ class LiveSegments:
             received[event.get("messageId")] = event.get("receivedAt")
             events.append(event)
         flat = events_to_table(events, source="").select(
-            ["message_id", "type", "event", "channel", "timestamp", "properties", "user_id", "anonymous_id"])
+            ["message_id", "type", "event", "channel", "timestamp", "properties", "user_id", "anonymous_id"]
+        )
         changes: list[LiveChange] = []
         for event in flat.to_pylist():
             changes.extend(self._apply(event))
@@ -213,8 +219,11 @@ class LiveSegments:
         if at > self.base + self.horizon:
             self.stats.beyond_horizon += 1
             if not self._warned:
-                log.warning("segment counts kept at %s are older than %s: run `omniweave segments evaluate`",
-                            self.base, self.horizon)
+                log.warning(
+                    "segment counts kept at %s are older than %s: run `omniweave segments evaluate`",
+                    self.base,
+                    self.horizon,
+                )
                 self._warned = True
             return []
         traits = self.traits.get(person)
@@ -249,13 +258,23 @@ class LiveSegments:
             message_id = deterministic_message_id(LIVE_SOURCE, name, c.segment_id, c.person_id, c.cause)
             kind, value = self.signed[c.person_id]
             stamp = format_timestamp(c.at)
-            event = {"type": "track", "event": name, "messageId": message_id,
-                     "userId": value if kind == "user_id" else None,
-                     "anonymousId": value if kind == "anonymous_id" else None,
-                     "timestamp": stamp, "receivedAt": format_timestamp(datetime.fromtimestamp(received, UTC)),
-                     "properties": {"segment_id": c.segment_id, "segment_name": self.segments[c.segment_id].name,
-                                    "person_id": c.person_id, "channel": "omniweave", "cause": c.cause},
-                     "context": {"library": {"name": LIVE_SOURCE}}}
+            event = {
+                "type": "track",
+                "event": name,
+                "messageId": message_id,
+                "userId": value if kind == "user_id" else None,
+                "anonymousId": value if kind == "anonymous_id" else None,
+                "timestamp": stamp,
+                "receivedAt": format_timestamp(datetime.fromtimestamp(received, UTC)),
+                "properties": {
+                    "segment_id": c.segment_id,
+                    "segment_name": self.segments[c.segment_id].name,
+                    "person_id": c.person_id,
+                    "channel": "omniweave",
+                    "cause": c.cause,
+                },
+                "context": {"library": {"name": LIVE_SOURCE}},
+            }
             rows.append((self._source_id, message_id, received, orjson.dumps(event)))
         self.runtime.store.append(rows)
         self.stats.changes += len(rows)
@@ -275,16 +294,23 @@ def live_changes_since(runtime: Runtime, since: datetime) -> list[LiveChange]:
     if not runtime.log.has_data("events"):
         return []
     ev = runtime.warehouse().table("events")
-    ev = ev.filter(ev.event.isin((S.SEGMENT_ENTERED, S.SEGMENT_EXITED))
-                   & ev.message_id.startswith(LIVE_SOURCE + "-")
-                   & (ev.timestamp > since) & (ev.date >= since.date()))
+    ev = ev.filter(
+        ev.event.isin((S.SEGMENT_ENTERED, S.SEGMENT_EXITED))
+        & ev.message_id.startswith(LIVE_SOURCE + "-")
+        & (ev.timestamp > since)
+        & (ev.date >= since.date())
+    )
     table = to_arrow(ev.select("event", "timestamp", "properties", "message_id").order_by(["timestamp", "message_id"]))
     out = []
     for row in table.to_pylist():
         props = orjson.loads(row["properties"] or "{}")
-        out.append(LiveChange(props.get("segment_id", ""), props.get("person_id", ""),
-                              row["event"] == S.SEGMENT_ENTERED, row["timestamp"], props.get("cause", "")))
+        out.append(
+            LiveChange(
+                props.get("segment_id", ""),
+                props.get("person_id", ""),
+                row["event"] == S.SEGMENT_ENTERED,
+                row["timestamp"],
+                props.get("cause", ""),
+            )
+        )
     return out
-
-
-

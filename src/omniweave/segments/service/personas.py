@@ -15,14 +15,27 @@ from typing import Any
 
 import numpy as np
 
-from omniweave.segments.personas import Persona, condition_mask, suggest_personas
 from omniweave.errors import InputError
 from omniweave.runtime import Runtime
+from omniweave.segments.personas import Persona, condition_mask, suggest_personas
 from omniweave.segments.service.evaluate import segments_folder
 
-PROFILE_COLUMNS = ("person_id", "recency_days", "orders", "online_orders", "store_orders", "total_revenue",
-                   "average_order_value", "clv_12m", "consent_email", "preferred_channel", "engagement_by_channel",
-                   "favourite_categories", "age", "gender")
+PROFILE_COLUMNS = (
+    "person_id",
+    "recency_days",
+    "orders",
+    "online_orders",
+    "store_orders",
+    "total_revenue",
+    "average_order_value",
+    "clv_12m",
+    "consent_email",
+    "preferred_channel",
+    "engagement_by_channel",
+    "favourite_categories",
+    "age",
+    "gender",
+)
 """The profile columns the clustering, the descriptions and the rules read (those present)."""
 SUGGESTED_MARK = "# Suggested by `omniweave personas suggest`"
 """First line of every file written here: such a file is replaced by the next suggestion of the same id."""
@@ -64,21 +77,28 @@ class PersonaSuggestions:
 def read_profile_columns(runtime: Runtime) -> dict[str, list[Any]]:
     """The profile columns of PROFILE_COLUMNS that exist, as Python lists; InputError without profiles."""
     if not runtime.log.has_data("profiles"):
-        raise InputError("no profiles yet: run `omniweave profiles build` (or `omniweave demo`) first",
-                         field="profiles")
+        raise InputError(
+            "no profiles yet: run `omniweave profiles build` (or `omniweave demo`) first", field="profiles"
+        )
     table = runtime.warehouse().table("profiles")
     present = [c for c in PROFILE_COLUMNS if c in table.columns]
-    data = table.select(present).order_by("person_id").to_pyarrow() if "person_id" in present else \
-        table.select(present).to_pyarrow()
+    data = (
+        table.select(present).order_by("person_id").to_pyarrow()
+        if "person_id" in present
+        else table.select(present).to_pyarrow()
+    )
     return data.to_pydict()
 
 
 def persona_document(persona: Persona) -> dict[str, Any]:
     """The segment file's content for a persona (docs/segments.md)."""
-    return {"id": persona.id, "name": persona.name, "description": persona.description,
-            "persona": {"target_kpis": list(persona.target_kpis),
-                        "preferred_channels": list(persona.preferred_channels)},
-            "where": persona.where}
+    return {
+        "id": persona.id,
+        "name": persona.name,
+        "description": persona.description,
+        "persona": {"target_kpis": list(persona.target_kpis), "preferred_channels": list(persona.preferred_channels)},
+        "where": persona.where,
+    }
 
 
 def _existing_ids(folder: Path) -> dict[str, Path]:
@@ -116,8 +136,11 @@ def write_personas(personas: list[Persona], folder: Path) -> list[Path]:
     for persona in personas:
         document = persona_document(persona)
         base, i = persona.id, 2
-        while document["id"] in taken or (folder / f"{document['id']}.yml").exists() or \
-                (folder / f"{document['id']}.toml").exists():
+        while (
+            document["id"] in taken
+            or (folder / f"{document['id']}.yml").exists()
+            or (folder / f"{document['id']}.toml").exists()
+        ):
             document["id"], i = f"{base}_{i}", i + 1
         taken[document["id"]] = folder / f"{document['id']}.yaml"
         path = folder / f"{document['id']}.yaml"
@@ -129,8 +152,9 @@ def write_personas(personas: list[Persona], folder: Path) -> list[Path]:
     return paths
 
 
-def suggest_from_profiles(runtime: Runtime, *, k: int | None = None, seed: int = 0, write: bool = False,
-                          folder: Path | None = None) -> PersonaSuggestions:
+def suggest_from_profiles(
+    runtime: Runtime, *, k: int | None = None, seed: int = 0, write: bool = False, folder: Path | None = None
+) -> PersonaSuggestions:
     """Personas suggested from the `profiles` dataset: k given, or chosen in 3..8 by silhouette;
     each with its rule checked on the profiles; written as segment files when `write` is true."""
     columns = read_profile_columns(runtime)
@@ -144,8 +168,10 @@ def suggest_from_profiles(runtime: Runtime, *, k: int | None = None, seed: int =
     if write:
         target = folder or segments_folder(runtime.settings.home)
         paths = write_personas([r.persona for r in reports], target)
-        reports = [SuggestedPersona(r.persona, r.rule_selects, r.overlap, str(p)) for r, p in zip(reports, paths,
-                                                                                                  strict=True)]
+        reports = [
+            SuggestedPersona(r.persona, r.rule_selects, r.overlap, str(p)) for r, p in zip(reports, paths, strict=True)
+        ]
         written_folder = str(target)
-    return PersonaSuggestions(len(suggestion.labels), suggestion.k, suggestion.silhouettes, reports, written_folder,
-                              suggestion.features)
+    return PersonaSuggestions(
+        len(suggestion.labels), suggestion.k, suggestion.silhouettes, reports, written_folder, suggestion.features
+    )

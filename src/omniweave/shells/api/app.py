@@ -55,8 +55,9 @@ class LoaderProcess:
 
     def start(self) -> None:
         code = "from omniweave.shells.api.app import run_loader_child; run_loader_child()"
-        self.process = spawn(code, self.settings, args=["--loader-for", str(self.settings.home)],
-                             stdout=subprocess.PIPE)
+        self.process = spawn(
+            code, self.settings, args=["--loader-for", str(self.settings.home)], stdout=subprocess.PIPE
+        )
         threading.Thread(target=self._watch, args=(self.process,), name="omniweave-loader-watch", daemon=True).start()
 
     def _watch(self, process: subprocess.Popen[bytes]) -> None:
@@ -112,9 +113,13 @@ def run_loader_child() -> None:
     fcntl.flock(lock, fcntl.LOCK_EX)
     runtime = Runtime(settings)
     loader = BackgroundLoader(
-        runtime.store, runtime.log, settings.loader_batch_size, settings.loader_interval_seconds,
+        runtime.store,
+        runtime.log,
+        settings.loader_batch_size,
+        settings.loader_interval_seconds,
         prune=lambda: runtime.store.prune(settings.dedupe_hours * 3600),
-        busy_events_per_second=settings.loader_busy_events_per_second, max_delay=settings.loader_max_delay_seconds,
+        busy_events_per_second=settings.loader_busy_events_per_second,
+        max_delay=settings.loader_max_delay_seconds,
     )
     loader.start()
 
@@ -186,8 +191,11 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
         try:
             body = await run_in_threadpool(_health_body, runtime, collector, loader)
         except Exception as exc:  # noqa: BLE001 - the store is down: say so, with the reason
-            return Response(orjson.dumps({"status": "error", "error": f"{type(exc).__name__}: {exc}"}),
-                            status_code=503, media_type="application/json")
+            return Response(
+                orjson.dumps({"status": "error", "error": f"{type(exc).__name__}: {exc}"}),
+                status_code=503,
+                media_type="application/json",
+            )
         return Response(orjson.dumps(body), media_type="application/json")
 
     async def profile_by_id(request: Request) -> Response:
@@ -217,12 +225,14 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
         return await _secret_only(request, runtime, lambda: _segment_get(runtime, sid))
 
     app = FastAPI(title="omniweave", version="0.1.0", lifespan=lifespan)
-    app.router.routes[:0] = [Route("/health", health, methods=["GET"]),
-                             Route("/v1/profiles", profile_by_identifier, methods=["GET"]),
-                             Route("/v1/profiles/{ref:path}", profile_by_id, methods=["GET"]),
-                             Route("/v1/segments", segments, methods=["GET"]),
-                             Route("/v1/segments/{segment_id}", segment, methods=["GET", "PUT"]),
-                             *collector.routes()]
+    app.router.routes[:0] = [
+        Route("/health", health, methods=["GET"]),
+        Route("/v1/profiles", profile_by_identifier, methods=["GET"]),
+        Route("/v1/profiles/{ref:path}", profile_by_id, methods=["GET"]),
+        Route("/v1/segments", segments, methods=["GET"]),
+        Route("/v1/segments/{segment_id}", segment, methods=["GET", "PUT"]),
+        *collector.routes(),
+    ]
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.collector = collector
@@ -232,13 +242,17 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
 
 def _error_body(message: str, errors: list[tuple[str | None, str]]) -> dict[str, Any]:
     """The API's error shape: every problem as {index, field, reason}, and a message."""
-    return {"success": False, "errors": [{"index": None, "field": field, "reason": reason} for field, reason in errors],
-            "message": message}
+    return {
+        "success": False,
+        "errors": [{"index": None, "field": field, "reason": reason} for field, reason in errors],
+        "message": message,
+    }
 
 
 def _json_error(status: int, field: str | None, reason: str) -> Response:
-    return Response(orjson.dumps(_error_body(reason, [(field, reason)])), status_code=status,
-                    media_type="application/json")
+    return Response(
+        orjson.dumps(_error_body(reason, [(field, reason)])), status_code=status, media_type="application/json"
+    )
 
 
 def _secret_key(request: Request) -> str | None:
@@ -258,8 +272,12 @@ async def _secret_only(request: Request, runtime: Runtime, work: Any) -> Respons
 
     key = _secret_key(request)
     if key is None or not await run_in_threadpool(runtime.store.is_secret_key, key):
-        return _json_error(401, "Authorization", "a secret key is required (Bearer, or Basic with the key as user name); "
-                                                 "create one with `omniweave keys secret`")
+        return _json_error(
+            401,
+            "Authorization",
+            "a secret key is required (Bearer, or Basic with the key as user name); "
+            "create one with `omniweave keys secret`",
+        )
     try:
         status, body = await run_in_threadpool(work)
     except InputError as exc:
@@ -304,8 +322,8 @@ def _segment_put(runtime: Runtime, sid: str, body: Any) -> tuple[int, Any]:
     `segments/<id>.yaml`; every problem is reported at once and nothing is written then."""
     import yaml
 
-    from omniweave.segments.language import parse_segment
     from omniweave.errors import InputError
+    from omniweave.segments.language import parse_segment
     from omniweave.segments.service.evaluate import (
         compiler_for,
         load_segments,
@@ -334,8 +352,12 @@ async def _profile_response(request: Request, runtime: Runtime, ref: str) -> Res
 
     key = _secret_key(request)
     if key is None or not await run_in_threadpool(runtime.store.is_secret_key, key):
-        return _json_error(401, "Authorization", "a secret key is required (Bearer, or Basic with the key as user name); "
-                                                 "create one with `omniweave keys secret`")
+        return _json_error(
+            401,
+            "Authorization",
+            "a secret key is required (Bearer, or Basic with the key as user name); "
+            "create one with `omniweave keys secret`",
+        )
     limit = request.query_params.get("limit", "50")
     if not limit.isdigit() or not 0 < int(limit) <= 1000:
         return _json_error(400, "limit", f"expected a whole number from 1 to 1000, got {limit!r}")
@@ -365,11 +387,17 @@ def serve(settings: Settings) -> None:
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, lifespan="on",
+        app,
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
-        access_log=False, log_level="warning", server_header=False,
-        backlog=4096, timeout_graceful_shutdown=30,
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        backlog=4096,
+        timeout_graceful_shutdown=30,
     )
     print(f"omniweave collector listening on http://{settings.host}:{settings.port}", flush=True)
     uvicorn.Server(config).run()

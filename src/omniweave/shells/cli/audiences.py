@@ -14,8 +14,9 @@ console = Console()
 
 def register(app: typer.Typer, opened: Callable[[typer.Context], Any]) -> None:
     """Add the `audiences` commands to `app`; `opened(ctx)` is the context manager giving a Runtime."""
-    audiences_app = typer.Typer(help="Segments as ad-platform audiences (customer match, custom audiences).",
-                                no_args_is_help=True)
+    audiences_app = typer.Typer(
+        help="Segments as ad-platform audiences (customer match, custom audiences).", no_args_is_help=True
+    )
     app.add_typer(audiences_app, name="audiences")
 
     @audiences_app.command("export")
@@ -23,8 +24,10 @@ def register(app: typer.Typer, opened: Callable[[typer.Context], Any]) -> None:
         ctx: typer.Context,
         segment: Annotated[str, typer.Argument(help="The segment's id (see `segments/`).")],
         to: Annotated[str, typer.Option("--to", help="Platform: google, meta or csv.")],
-        output: Annotated[Path | None, typer.Option(
-            help="Folder for the files (default <home>/exports/audiences/<segment>/).", file_okay=False)] = None,
+        output: Annotated[
+            Path | None,
+            typer.Option(help="Folder for the files (default <home>/exports/audiences/<segment>/).", file_okay=False),
+        ] = None,
     ) -> None:
         """Write a segment's members who consented to advertising as hashed keys for an ad platform,
         with the adds and removes since the last export to it."""

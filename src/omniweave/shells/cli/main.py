@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -32,7 +32,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
@@ -122,7 +122,15 @@ def keys_list(ctx: typer.Context) -> None:
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    kind: Annotated[str, typer.Argument(help="Source kind: customers, till, store_visits, loyalty, coupons, qr_scans, call_centre, direct_mail, email_export, ad_spend, segment, or custom with --mapping.")],
+    kind: Annotated[
+        str,
+        typer.Argument(
+            help=(
+                "Source kind: customers, till, store_visits, loyalty, coupons, qr_scans, call_centre,"
+                " direct_mail, email_export, ad_spend, segment, or custom with --mapping."
+            )
+        ),
+    ],
     file: Annotated[Path, typer.Argument(help="CSV, Parquet or JSON-lines file.", exists=True, dir_okay=False)],
     mapping: Annotated[Path | None, typer.Option(help="A mapping file (TOML) for columns of your own.")] = None,
 ) -> None:
@@ -173,8 +181,10 @@ def resolve(
     ctx: typer.Context,
     engine: Annotated[str, typer.Option(help="duckdb or spark: the engine that reads the events.")] = "duckdb",
     probabilistic: Annotated[bool, typer.Option(help="Also link records by the Fellegi-Sunter model.")] = True,
-    threshold: Annotated[float | None, typer.Option(
-        min=0.5, max=1.0, help="Match probability a probabilistic link needs (default 0.95).")] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(min=0.5, max=1.0, help="Match probability a probabilistic link needs (default 0.95)."),
+    ] = None,
 ) -> None:
     """Stitch the identifiers of new events into persons and rewrite the `identities` table."""
     from omniweave.identity.service.resolve import evaluate_against_ground_truth
@@ -205,8 +215,10 @@ def profiles_build(
     try:
         with console.status("building profiles"):
             summary = build_profiles(rt, engine=engine)
-        console.print(f"{summary.persons:,} profiles ({summary.buyers:,} buyers) from {summary.events:,} events "
-                      f"as of {summary.now:%Y-%m-%d %H:%M} UTC, on {summary.engine}")
+        console.print(
+            f"{summary.persons:,} profiles ({summary.buyers:,} buyers) from {summary.events:,} events "
+            f"as of {summary.now:%Y-%m-%d %H:%M} UTC, on {summary.engine}"
+        )
     finally:
         rt.close()
 
@@ -214,7 +226,9 @@ def profiles_build(
 @profile_app.command("show")
 def profile_show(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(help="A person id or any identifier: email:ann@example.com, a phone, a card...")],
+    ref: Annotated[
+        str, typer.Argument(help="A person id or any identifier: email:ann@example.com, a phone, a card...")
+    ],
     limit: Annotated[int, typer.Option(help="How many of the latest events to show.")] = 20,
     format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
 ) -> None:
@@ -253,8 +267,13 @@ def profile_show(
         console.print(fields)
     timeline = Table("when", "channel", "type", "event", "source", title=f"latest {len(view.timeline)} events")
     for event in view.timeline:
-        timeline.add_row(str(jsonable(event["timestamp"])), event["channel"] or "", event["type"] or "",
-                         event["event"] or "", event["source"] or "")
+        timeline.add_row(
+            str(jsonable(event["timestamp"])),
+            event["channel"] or "",
+            event["type"] or "",
+            event["event"] or "",
+            event["source"] or "",
+        )
     console.print(timeline)
 
 
@@ -266,7 +285,9 @@ def _ident(ident: tuple[str, str]) -> str:
 def identity_explain(
     ctx: typer.Context,
     identifier: Annotated[str, typer.Argument(help="kind:value, e.g. email:ann@example.com.")],
-    other: Annotated[str | None, typer.Argument(help="A second kind:value: show the chain of links between them.")] = None,
+    other: Annotated[
+        str | None, typer.Argument(help="A second kind:value: show the chain of links between them.")
+    ] = None,
 ) -> None:
     """Why identifiers are one person: the chain between two, or one identifier's person and its merges."""
     from omniweave.identity.service.operations import explain_identifier, explain_link
@@ -297,8 +318,15 @@ def identity_explain(
     console.print(ids)
     log = Table("#", "identifier", "linked to", "event", "when", "rule", "merged", title="links that built the person")
     for n, link in enumerate(found.links, 1):
-        log.add_row(str(n), _ident(link.a), _ident(link.b), link.message_id, link.timestamp, link.rule,
-                    f"{link.merged} → {link.survivor}" if link.merged else "")
+        log.add_row(
+            str(n),
+            _ident(link.a),
+            _ident(link.b),
+            link.message_id,
+            link.timestamp,
+            link.rule,
+            f"{link.merged} → {link.survivor}" if link.merged else "",
+        )
     console.print(log)
 
 
@@ -318,8 +346,11 @@ def identity_split(
     finally:
         rt.close()
     split = outcome.split
-    console.print(f"split {_ident(split.identifier)} from person {split.person_id} "
-                  f"(kept apart from {_ident(split.anchor)} in every later resolve)", markup=False)
+    console.print(
+        f"split {_ident(split.identifier)} from person {split.person_id} "
+        f"(kept apart from {_ident(split.anchor)} in every later resolve)",
+        markup=False,
+    )
     for title, (pid, ids) in (("kept", outcome.kept), ("split off", outcome.split_off)):
         table = Table("kind", "values", title=f"{title}: {pid}")
         for kind, values in ids.items():
@@ -332,7 +363,9 @@ def match(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="A customer file (CSV or Parquet): a CRM or loyalty export, say.")],
     output: Annotated[Path, typer.Option(help="Where to write the rows with cluster_id and match_probability (CSV).")],
-    threshold: Annotated[float, typer.Option(help="Match probability above which two rows are the same person.")] = 0.95,
+    threshold: Annotated[
+        float, typer.Option(help="Match probability above which two rows are the same person.")
+    ] = 0.95,
     id_column: Annotated[str | None, typer.Option(help="The file's own record id column, if it has one.")] = None,
 ) -> None:
     """Find the duplicates in a customer file with a probabilistic (Fellegi-Sunter) model."""
@@ -340,8 +373,9 @@ def match(
 
     settings = _settings(ctx)
     with console.status(f"matching {file.name}"):
-        summary = match_file(file, output, threshold=threshold, id_column=id_column,
-                             default_region=settings.default_region)
+        summary = match_file(
+            file, output, threshold=threshold, id_column=id_column, default_region=settings.default_region
+        )
     console.print(summary.describe())
 
 
@@ -362,18 +396,42 @@ def query(
 @app.command()
 def attribution(
     ctx: typer.Context,
-    paths: Annotated[Path | None, typer.Option(help="A paths CSV (path, total_conversions, total_conversion_value, total_null); without it, journeys are built from the event log.")] = None,
-    model: Annotated[str, typer.Option(help="first_touch, last_touch, linear, position_based, time_decay, markov, shapley or all.")] = "all",
+    paths: Annotated[
+        Path | None,
+        typer.Option(
+            help="A paths CSV (path, total_conversions, total_conversion_value, total_null); without it, journeys are built from the event log."
+        ),
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="first_touch, last_touch, linear, position_based, time_decay, markov, shapley or all.")
+    ] = "all",
     format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
-    half_life: Annotated[float, typer.Option(help="time_decay: touches before the conversion at which a touch's weight halves.")] = 1.0,
-    allocation: Annotated[str, typer.Option(help="markov: global (totals split by removal effect) or per_journey.")] = "global",
+    half_life: Annotated[
+        float, typer.Option(help="time_decay: touches before the conversion at which a touch's weight halves.")
+    ] = 1.0,
+    allocation: Annotated[
+        str, typer.Option(help="markov: global (totals split by removal effect) or per_journey.")
+    ] = "global",
     order: Annotated[int, typer.Option(help="markov: order of the chain (a state is the last N channels).")] = 1,
-    lookback_days: Annotated[float, typer.Option(help="Event log: days before an order in which touches count.")] = 30.0,
-    dedup_minutes: Annotated[float, typer.Option(help="Event log: a touch on the same channel (or campaign) this soon after another counts once; 0 keeps all.")] = 30.0,
+    lookback_days: Annotated[
+        float, typer.Option(help="Event log: days before an order in which touches count.")
+    ] = 30.0,
+    dedup_minutes: Annotated[
+        float,
+        typer.Option(
+            help="Event log: a touch on the same channel (or campaign) this soon after another counts once; 0 keeps all."
+        ),
+    ] = 30.0,
     by: Annotated[str, typer.Option(help="Event log: credit channels or campaigns (channel or campaign).")] = "channel",
-    since: Annotated[str | None, typer.Option(help="Event log: first day (YYYY-MM-DD) or instant (ISO 8601) of the period.")] = None,
-    until: Annotated[str | None, typer.Option(help="Event log: last day (YYYY-MM-DD, included) or end instant (ISO 8601, excluded).")] = None,
-    exposures: Annotated[bool, typer.Option(help="Event log: also count opens, impressions and received pushes as touches.")] = False,
+    since: Annotated[
+        str | None, typer.Option(help="Event log: first day (YYYY-MM-DD) or instant (ISO 8601) of the period.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Event log: last day (YYYY-MM-DD, included) or end instant (ISO 8601, excluded).")
+    ] = None,
+    exposures: Annotated[
+        bool, typer.Option(help="Event log: also count opens, impressions and received pushes as touches.")
+    ] = False,
     engine: Annotated[str, typer.Option(help="Event log: duckdb or spark.")] = "duckdb",
 ) -> None:
     """Credit conversions and value to channels with one attribution model, or all side by side.
@@ -387,8 +445,8 @@ def attribution(
 
     import orjson
 
-    from omniweave.measure.attribution import MODELS, attribute, read_paths_csv
     from omniweave.errors import InputError
+    from omniweave.measure.attribution import MODELS, attribute, read_paths_csv
 
     def moment(text: str | None, option: str, *, end: bool = False) -> datetime | None:
         if text is None:
@@ -396,8 +454,9 @@ def attribution(
         try:
             parsed = datetime.fromisoformat(text.strip())
         except ValueError:
-            raise InputError(f"got {text!r}; expected a date (YYYY-MM-DD) or an ISO 8601 instant",
-                             field=option) from None
+            raise InputError(
+                f"got {text!r}; expected a date (YYYY-MM-DD) or an ISO 8601 instant", field=option
+            ) from None
         day_only = len(text.strip()) == 10
         parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
         return parsed + timedelta(days=1) if end and day_only else parsed  # --until DAY includes that day
@@ -417,14 +476,19 @@ def attribution(
             runtime = Runtime(_settings(ctx))
             try:
                 journeys = journeys_from_log(
-                    runtime, lookback_days=lookback_days, dedup_minutes=dedup_minutes, by=by,
-                    since=moment(since, "--since"), until=moment(until, "--until", end=True), exposures=exposures,
-                    engine=engine)
+                    runtime,
+                    lookback_days=lookback_days,
+                    dedup_minutes=dedup_minutes,
+                    by=by,
+                    since=moment(since, "--since"),
+                    until=moment(until, "--until", end=True),
+                    exposures=exposures,
+                    engine=engine,
+                )
             finally:
                 runtime.close()
             table = journeys.paths
-        results = [attribute(table, name, half_life=half_life, allocation=allocation, order=order)
-                   for name in names]
+        results = [attribute(table, name, half_life=half_life, allocation=allocation, order=order) for name in names]
     except InputError as exc:
         hint = "" if paths is not None else " (or pass --paths FILE.csv to attribute a paths file)"
         err_console.print(f"{where}: {exc}{hint}", style="red", markup=False, highlight=False, soft_wrap=True)
@@ -437,26 +501,46 @@ def attribution(
         earned = {r.model: returns(r, spend) for r in results}
     if format is OutputFormat.json:
         document: dict[str, object] = {
-            "total_conversions": table.total_conversions, "total_conversion_value": table.total_value,
-            "half_life": half_life, "allocation": allocation, "order": order,
+            "total_conversions": table.total_conversions,
+            "total_conversion_value": table.total_value,
+            "half_life": half_life,
+            "allocation": allocation,
+            "order": order,
         }
         if journeys is not None:
             document |= {
-                "source": "event log", "by": journeys.by, "lookback_days": journeys.lookback_days,
-                "dedup_minutes": journeys.dedup_minutes, "exposures": journeys.exposures,
+                "source": "event log",
+                "by": journeys.by,
+                "lookback_days": journeys.lookback_days,
+                "dedup_minutes": journeys.dedup_minutes,
+                "exposures": journeys.exposures,
                 "since": journeys.since.isoformat() if journeys.since else None,
                 "until": journeys.until.isoformat() if journeys.until else None,
                 "untouched_conversions": journeys.untouched_conversions,
                 "untouched_value": journeys.untouched_value,
-                "total_null": sum(row.nulls for row in table.rows), "spend": spend,
+                "total_null": sum(row.nulls for row in table.rows),
+                "spend": spend,
             }
         document["models"] = {
-            r.model: {"channels": {ch: {"conversions": r.conversions.get(ch, 0.0), "value": r.value.get(ch, 0.0)}
-                                   for ch in (labels if journeys is not None else table.channels)},
-                      **({"removal_effects": r.removal_effects} if r.removal_effects is not None else {}),
-                      **({"returns": {label: {"spend": x.spend, "value": x.value, "roas": x.roas, "roi": x.roi}
-                                      for label, x in earned[r.model].items()}} if journeys is not None else {})}
-            for r in results}
+            r.model: {
+                "channels": {
+                    ch: {"conversions": r.conversions.get(ch, 0.0), "value": r.value.get(ch, 0.0)}
+                    for ch in (labels if journeys is not None else table.channels)
+                },
+                **({"removal_effects": r.removal_effects} if r.removal_effects is not None else {}),
+                **(
+                    {
+                        "returns": {
+                            label: {"spend": x.spend, "value": x.value, "roas": x.roas, "roi": x.roi}
+                            for label, x in earned[r.model].items()
+                        }
+                    }
+                    if journeys is not None
+                    else {}
+                ),
+            }
+            for r in results
+        }
         console.out(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
         return
     if format is OutputFormat.csv:
@@ -471,30 +555,48 @@ def attribution(
             for r in results:
                 for ch in labels:
                     x = earned[r.model].get(ch)
-                    writer.writerow([r.model, ch, repr(r.conversions.get(ch, 0.0)), repr(r.value.get(ch, 0.0)),
-                                     *((repr(x.spend), repr(x.roas), repr(x.roi)) if x else ("", "", ""))])
+                    writer.writerow(
+                        [
+                            r.model,
+                            ch,
+                            repr(r.conversions.get(ch, 0.0)),
+                            repr(r.value.get(ch, 0.0)),
+                            *((repr(x.spend), repr(x.roas), repr(x.roi)) if x else ("", "", "")),
+                        ]
+                    )
         console.out(buffer.getvalue(), end="")
         return
     short = {"first_touch": "first", "last_touch": "last", "position_based": "position", "time_decay": "decay"}
     shown = labels if journeys is not None else list(table.channels)
     for measure, total in (("conversions", table.total_conversions), ("value", table.total_value)):
-        out = Table(journeys.by if journeys is not None else "channel", *(short.get(r.model, r.model) for r in results),
-                    title=f"credited {measure} (total {total:,.2f})")
+        out = Table(
+            journeys.by if journeys is not None else "channel",
+            *(short.get(r.model, r.model) for r in results),
+            title=f"credited {measure} (total {total:,.2f})",
+        )
         for ch in shown:
             out.add_row(ch, *(f"{getattr(r, measure).get(ch, 0.0):,.2f}" for r in results))
         console.print(out)
     if journeys is not None:
-        console.print(f"{len(table.rows):,} distinct paths, {sum(row.nulls for row in table.rows):,.0f} journeys "
-                      f"without an order; {journeys.untouched_conversions:,.0f} orders "
-                      f"({journeys.untouched_value:,.2f}) had no touch in their {journeys.lookback_days:g}-day "
-                      "lookback and are not credited", markup=False)
+        console.print(
+            f"{len(table.rows):,} distinct paths, {sum(row.nulls for row in table.rows):,.0f} journeys "
+            f"without an order; {journeys.untouched_conversions:,.0f} orders "
+            f"({journeys.untouched_value:,.2f}) had no touch in their {journeys.lookback_days:g}-day "
+            "lookback and are not credited",
+            markup=False,
+        )
         if spend:
-            out = Table(journeys.by, "spend", *(f"ROAS {short.get(r.model, r.model)}" for r in results),
-                        title="return on spend (ROAS = credited value / spend; ROI = ROAS - 1)")
+            out = Table(
+                journeys.by,
+                "spend",
+                *(f"ROAS {short.get(r.model, r.model)}" for r in results),
+                title="return on spend (ROAS = credited value / spend; ROI = ROAS - 1)",
+            )
             for label in sorted(spend):
                 if spend[label] > 0:
-                    out.add_row(label, f"{spend[label]:,.2f}",
-                                *(f"{earned[r.model][label].roas:,.2f}" for r in results))
+                    out.add_row(
+                        label, f"{spend[label]:,.2f}", *(f"{earned[r.model][label].roas:,.2f}" for r in results)
+                    )
             console.print(out)
 
 
@@ -502,7 +604,7 @@ clv_app = typer.Typer(help="Customer lifetime value: BG/NBD and Gamma-Gamma (doc
 app.add_typer(clv_app, name="clv")
 
 
-class ClvFormat(str, Enum):
+class ClvFormat(StrEnum):
     table = "table"
     json = "json"
 
@@ -523,17 +625,21 @@ def _read_transactions(file: Path, columns: list[str]) -> object:
         if kind == "Parquet":
             present = pq.read_schema(file).names
         else:
-            with pa_csv.open_csv(file, convert_options=pa_csv.ConvertOptions(
-                    column_types={name: pa.string() for name in wanted})) as reader:
+            with pa_csv.open_csv(
+                file, convert_options=pa_csv.ConvertOptions(column_types={name: pa.string() for name in wanted})
+            ) as reader:
                 present = reader.schema.names
         for name in wanted:
             if name not in present:
                 raise InputError(f"missing column {name!r}; got columns {present}", field=name)
         if kind == "Parquet":
             return pq.read_table(file, columns=wanted)
-        return pa_csv.read_csv(file, convert_options=pa_csv.ConvertOptions(
-            column_types={name: pa.string() for name in wanted}, include_columns=wanted,
-            strings_can_be_null=False))
+        return pa_csv.read_csv(
+            file,
+            convert_options=pa_csv.ConvertOptions(
+                column_types={name: pa.string() for name in wanted}, include_columns=wanted, strings_can_be_null=False
+            ),
+        )
     except pa.ArrowInvalid as exc:
         raise InputError(f"cannot read {str(file)!r} as {kind}: {exc}") from None
 
@@ -543,42 +649,72 @@ def clv_fit(
     transactions: Annotated[Path, typer.Option(help="Transactions, one row each: a CSV with a header, or Parquet.")],
     customer_col: Annotated[str, typer.Option(help="Column of the customer id.")],
     date_col: Annotated[str, typer.Option(help="Column of the purchase date (ISO 8601, e.g. 2024-03-01).")],
-    value_col: Annotated[str | None, typer.Option(help="Column of the purchase value; without it, BG/NBD only.")] = None,
-    observation_end: Annotated[str | None, typer.Option(help="Last day observed (default: the last purchase's).")] = None,
+    value_col: Annotated[
+        str | None, typer.Option(help="Column of the purchase value; without it, BG/NBD only.")
+    ] = None,
+    observation_end: Annotated[
+        str | None, typer.Option(help="Last day observed (default: the last purchase's).")
+    ] = None,
     time_unit: Annotated[str, typer.Option(help="days or weeks: the unit of recency, T and alpha.")] = "days",
     format: Annotated[ClvFormat, typer.Option("--format", help="Output format.")] = ClvFormat.table,
 ) -> None:
     """Fit BG/NBD (purchase frequency) and Gamma-Gamma (spend) on a transactions file."""
     import orjson
 
-    from omniweave.profiles.clv import fit_bgnbd, fit_gamma_gamma, summarize_table
     from omniweave.errors import InputError
+    from omniweave.profiles.clv import fit_bgnbd, fit_gamma_gamma, summarize_table
 
     try:
         columns = [customer_col, date_col] + ([value_col] if value_col else [])
         table = _read_transactions(transactions, columns)
-        summary = summarize_table(table, customer_col=customer_col, date_col=date_col, value_col=value_col,
-                                  observation_end=observation_end, time_unit=time_unit)
+        summary = summarize_table(
+            table,
+            customer_col=customer_col,
+            date_col=date_col,
+            value_col=value_col,
+            observation_end=observation_end,
+            time_unit=time_unit,
+        )
         purchases = fit_bgnbd(summary.frequency, summary.recency, summary.T)
         spend = fit_gamma_gamma(summary.frequency, summary.monetary_value) if value_col else None
     except InputError as exc:
         err_console.print(f"{transactions}: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     document = {
-        "customers": len(summary), "repeat_customers": int((summary.frequency > 0).sum()),
-        "observation_end": str(summary.observation_end), "time_unit": summary.time_unit,
-        "bgnbd": {"r": purchases.r, "alpha": purchases.alpha, "a": purchases.a, "b": purchases.b,
-                  "log_likelihood": purchases.log_likelihood, "converged": purchases.converged},
-        "gamma_gamma": None if spend is None else {
-            "p": spend.p, "q": spend.q, "v": spend.v, "log_likelihood": spend.log_likelihood,
-            "customers": spend.n_customers, "converged": spend.converged},
+        "customers": len(summary),
+        "repeat_customers": int((summary.frequency > 0).sum()),
+        "observation_end": str(summary.observation_end),
+        "time_unit": summary.time_unit,
+        "bgnbd": {
+            "r": purchases.r,
+            "alpha": purchases.alpha,
+            "a": purchases.a,
+            "b": purchases.b,
+            "log_likelihood": purchases.log_likelihood,
+            "converged": purchases.converged,
+        },
+        "gamma_gamma": None
+        if spend is None
+        else {
+            "p": spend.p,
+            "q": spend.q,
+            "v": spend.v,
+            "log_likelihood": spend.log_likelihood,
+            "customers": spend.n_customers,
+            "converged": spend.converged,
+        },
     }
     if format is ClvFormat.json:
         console.out(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
     else:
-        out = Table("model", "parameter", "value", title=f"{len(summary):,} customers, "
-                    f"{document['repeat_customers']:,} with repeat purchases, time in {time_unit}, "
-                    f"observed to {summary.observation_end}")
+        out = Table(
+            "model",
+            "parameter",
+            "value",
+            title=f"{len(summary):,} customers, "
+            f"{document['repeat_customers']:,} with repeat purchases, time in {time_unit}, "
+            f"observed to {summary.observation_end}",
+        )
         for model in ("bgnbd", "gamma_gamma"):
             for name, value in (document[model] or {}).items():
                 if name not in ("converged", "customers"):
@@ -597,8 +733,12 @@ def kpis(
     since: Annotated[str | None, typer.Option(help="First day (YYYY-MM-DD).")] = None,
     until: Annotated[str | None, typer.Option(help="Last day (YYYY-MM-DD).")] = None,
     session_gap_minutes: Annotated[float, typer.Option(help="Inactivity that ends a web/app session.")] = 30.0,
-    stores: Annotated[Path | None, typer.Option(help="A CSV with store_id, floor_area_sqft (sales per square foot).")] = None,
-    products: Annotated[Path | None, typer.Option(help="A CSV with sku (or product_id), cost (cost of sales, margin).")] = None,
+    stores: Annotated[
+        Path | None, typer.Option(help="A CSV with store_id, floor_area_sqft (sales per square foot).")
+    ] = None,
+    products: Annotated[
+        Path | None, typer.Option(help="A CSV with sku (or product_id), cost (cost of sales, margin).")
+    ] = None,
     engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
     format: Annotated[OutputFormat, typer.Option("--format", help="table, json or csv.")] = OutputFormat.table,
 ) -> None:
@@ -621,10 +761,18 @@ def kpis(
             raise InputError(f"got {raw!r}; expected a day such as 2026-03-01", field=field) from None
 
     with _opened(ctx) as rt:
-        table = kpi_table(rt, period=period, by=by, kpis=kpi or None, since=day(since, "--since"),
-                          until=day(until, "--until"), session_gap_minutes=session_gap_minutes,
-                          floor_areas=floor_areas_from_csv(stores) if stores else None,
-                          product_costs=product_costs_from_csv(products) if products else None, engine=engine)
+        table = kpi_table(
+            rt,
+            period=period,
+            by=by,
+            kpis=kpi or None,
+            since=day(since, "--since"),
+            until=day(until, "--until"),
+            session_gap_minutes=session_gap_minutes,
+            floor_areas=floor_areas_from_csv(stores) if stores else None,
+            product_costs=product_costs_from_csv(products) if products else None,
+            engine=engine,
+        )
     rows = table.to_pylist()
     for row in rows:
         row["period"] = row["period"].isoformat()
@@ -638,13 +786,28 @@ def kpis(
         writer.writerows(rows)
         console.out(buffer.getvalue(), end="")
         return
-    out = Table("period", "group", "kpi", *(["dimension"] if by else []), "value", "unit", "scope",
-                title=f"KPIs per {period}" + (f" by {by}" if by else ""))
+    out = Table(
+        "period",
+        "group",
+        "kpi",
+        *(["dimension"] if by else []),
+        "value",
+        "unit",
+        "scope",
+        title=f"KPIs per {period}" + (f" by {by}" if by else ""),
+    )
     for row in rows:
         value = row["value"]
         shown = f"{value:,.0f}" if row["unit"] == "count" else f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.2f}"
-        out.add_row(row["period"], row["group"], row["kpi"], *([row["dimension_value"]] if by else []), shown,
-                    row["unit"], row["scope"])
+        out.add_row(
+            row["period"],
+            row["group"],
+            row["kpi"],
+            *([row["dimension_value"]] if by else []),
+            shown,
+            row["unit"],
+            row["scope"],
+        )
     console.print(out)
 
 
@@ -655,7 +818,9 @@ def budget(
     period_days: Annotated[int, typer.Option(help="Days per period of the history.")] = 7,
     model: Annotated[str, typer.Option(help="The attribution model that credits revenue to channels.")] = "markov",
     lookback_days: Annotated[float, typer.Option(help="Touches this many days before an order count.")] = 30.0,
-    max_change: Annotated[float, typer.Option(help="Keep each channel within this share of its current spend (-1: no limit).")] = 0.5,
+    max_change: Annotated[
+        float, typer.Option(help="Keep each channel within this share of its current spend (-1: no limit).")
+    ] = 0.5,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap replicates for the interval of the expected change.")] = 200,
     format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
 ) -> None:
@@ -667,29 +832,56 @@ def budget(
     from omniweave.measure.service.budget import recommend_from_log
 
     with _opened(ctx) as rt:
-        history, advice = recommend_from_log(rt, total=total, period_days=period_days, model=model,
-                                             lookback_days=lookback_days, bootstrap=bootstrap,
-                                             max_change=None if max_change < 0 else max_change)
+        history, advice = recommend_from_log(
+            rt,
+            total=total,
+            period_days=period_days,
+            model=model,
+            lookback_days=lookback_days,
+            bootstrap=bootstrap,
+            max_change=None if max_change < 0 else max_change,
+        )
     if format is OutputFormat.json:
-        document = {"periods": [s.date().isoformat() for s in history.starts], "period_days": period_days,
-                    "model": model, "spend": history.spend, "revenue": history.revenue,
-                    "recommendation": dataclasses.asdict(advice)}
-        console.out(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
-                                 default=str).decode())
+        document = {
+            "periods": [s.date().isoformat() for s in history.starts],
+            "period_days": period_days,
+            "model": model,
+            "spend": history.spend,
+            "revenue": history.revenue,
+            "recommendation": dataclasses.asdict(advice),
+        }
+        console.out(
+            orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY, default=str).decode()
+        )
         return
-    out = Table("channel", "spend now", "recommended", "revenue now", "revenue then", "marginal return", "fit R²",
-                title=f"{len(history.starts)} periods of {period_days} days, revenue credited by {model}")
+    out = Table(
+        "channel",
+        "spend now",
+        "recommended",
+        "revenue now",
+        "revenue then",
+        "marginal return",
+        "fit R²",
+        title=f"{len(history.starts)} periods of {period_days} days, revenue credited by {model}",
+    )
     for channel in advice.recommended:
         curve = advice.curves[channel]
-        out.add_row(channel, f"{advice.current[channel]:,.2f}", f"{advice.recommended[channel]:,.2f}",
-                    f"{curve.revenue(advice.current[channel]):,.2f}", f"{curve.revenue(advice.recommended[channel]):,.2f}",
-                    f"{advice.marginal_returns[channel]:,.3f}",
-                    "" if curve.r_squared is None else f"{curve.r_squared:.2f}")
+        out.add_row(
+            channel,
+            f"{advice.current[channel]:,.2f}",
+            f"{advice.recommended[channel]:,.2f}",
+            f"{curve.revenue(advice.current[channel]):,.2f}",
+            f"{curve.revenue(advice.recommended[channel]):,.2f}",
+            f"{advice.marginal_returns[channel]:,.3f}",
+            "" if curve.r_squared is None else f"{curve.r_squared:.2f}",
+        )
     console.print(out)
     low, high = advice.change_interval
-    console.print(f"expected revenue per period: {advice.current_revenue:,.2f} now, {advice.recommended_revenue:,.2f} "
-                  f"with the recommended split ({advice.change:+,.2f}; {advice.confidence:.0%} interval "
-                  f"{low:+,.2f} to {high:+,.2f})")
+    console.print(
+        f"expected revenue per period: {advice.current_revenue:,.2f} now, {advice.recommended_revenue:,.2f} "
+        f"with the recommended split ({advice.change:+,.2f}; {advice.confidence:.0%} interval "
+        f"{low:+,.2f} to {high:+,.2f})"
+    )
 
 
 recommendations_app = typer.Typer(help="Next-product recommendations from co-purchases.", no_args_is_help=True)
@@ -706,12 +898,15 @@ def recommendations_build(
 
     with _opened(ctx) as rt:
         summary = build_recommendations(rt, engine=engine)
-    console.print(f"recommendations for {summary.persons:,} persons over {summary.products:,} products; "
-                  "run `omniweave profiles build` to add them to the profiles")
+    console.print(
+        f"recommendations for {summary.persons:,} persons over {summary.products:,} products; "
+        "run `omniweave profiles build` to add them to the profiles"
+    )
 
 
-experiments_app = typer.Typer(help="A/B and multi-arm tests recorded in the event log (docs/experiments.md).",
-                              no_args_is_help=True)
+experiments_app = typer.Typer(
+    help="A/B and multi-arm tests recorded in the event log (docs/experiments.md).", no_args_is_help=True
+)
 app.add_typer(experiments_app, name="experiments")
 
 
@@ -737,7 +932,9 @@ def experiments_analyze(
     experiment: Annotated[str, typer.Argument(help="The experiment_id of its Experiment Viewed events.")],
     control: Annotated[str | None, typer.Option(help="The control (holdout) arm; default: the first by name.")] = None,
     conversion_event: Annotated[str, typer.Option(help="The event that counts as a conversion.")] = "Order Completed",
-    window_days: Annotated[int | None, typer.Option(help="Count conversions this many days after the first exposure.")] = None,
+    window_days: Annotated[
+        int | None, typer.Option(help="Count conversions this many days after the first exposure.")
+    ] = None,
     alpha: Annotated[float, typer.Option(help="Significance level (two-sided).")] = 0.05,
     tau: Annotated[float, typer.Option(help="mSPRT: the difference in conversion rate worth finding.")] = 0.01,
     format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
@@ -751,27 +948,52 @@ def experiments_analyze(
 
     with _opened(ctx) as rt:
         units = experiment_units(rt, experiment, conversion_event=conversion_event, window_days=window_days)
-        report = analyze(units, experiment, control=control, alpha=alpha, tau=tau, conversion_event=conversion_event,
-                         window_days=window_days)
+        report = analyze(
+            units,
+            experiment,
+            control=control,
+            alpha=alpha,
+            tau=tau,
+            conversion_event=conversion_event,
+            window_days=window_days,
+        )
     if format is OutputFormat.json:
-        console.out(orjson.dumps(dataclasses.asdict(report), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
-                                 default=str).decode())
+        console.out(
+            orjson.dumps(
+                dataclasses.asdict(report), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY, default=str
+            ).decode()
+        )
         return
     comparisons = {c.arm: c for c in report.conversion.comparisons}
-    out = Table("arm", "units", "conversions", "rate", "lift", "p (Holm)", "P(best)", "always-valid p", "revenue/unit",
-                title=f"{experiment}: {report.conversion_event}"
-                      + (f" within {window_days} days" if window_days else "") + f"; control {report.control}"
-                      + (f"; {report.mixed_units:,} units saw several arms (left out)" if report.mixed_units else ""))
+    out = Table(
+        "arm",
+        "units",
+        "conversions",
+        "rate",
+        "lift",
+        "p (Holm)",
+        "P(best)",
+        "always-valid p",
+        "revenue/unit",
+        title=f"{experiment}: {report.conversion_event}"
+        + (f" within {window_days} days" if window_days else "")
+        + f"; control {report.control}"
+        + (f"; {report.mixed_units:,} units saw several arms (left out)" if report.mixed_units else ""),
+    )
     for arm in report.arms:
         c = comparisons.get(arm.name)
         seq = report.sequential.get(arm.name)
-        out.add_row(arm.name, f"{arm.units:,}", f"{arm.conversions:,}",
-                    f"{arm.conversions / arm.units:.2%}" if arm.units else "-",
-                    f"{c.lift:+.1%}" if c is not None and c.lift is not None else "-",
-                    f"{c.adjusted_p_value:.4f}" if c is not None and c.adjusted_p_value is not None else "-",
-                    f"{report.bayesian.probability_best[arm.name]:.3f}",
-                    f"{seq.looks[-1].p_value:.4f}" if seq is not None and seq.looks else "-",
-                    f"{arm.revenue_per_unit:.2f}")
+        out.add_row(
+            arm.name,
+            f"{arm.units:,}",
+            f"{arm.conversions:,}",
+            f"{arm.conversions / arm.units:.2%}" if arm.units else "-",
+            f"{c.lift:+.1%}" if c is not None and c.lift is not None else "-",
+            f"{c.adjusted_p_value:.4f}" if c is not None and c.adjusted_p_value is not None else "-",
+            f"{report.bayesian.probability_best[arm.name]:.3f}",
+            f"{seq.looks[-1].p_value:.4f}" if seq is not None and seq.looks else "-",
+            f"{arm.revenue_per_unit:.2f}",
+        )
     console.print(out)
 
 
@@ -783,17 +1005,19 @@ def experiments_sample_size(
     power: Annotated[float, typer.Option(help="Power.")] = 0.8,
 ) -> None:
     """Units per arm needed to find a difference in conversion rate."""
-    from omniweave.measure.experiments import sample_size_two_proportions
     from omniweave.errors import InputError
+    from omniweave.measure.experiments import sample_size_two_proportions
 
     try:
         result = sample_size_two_proportions(baseline, mde, alpha=alpha, power=power)
     except InputError as exc:
         err_console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    console.print(f"{result.control:,} units in the control and {result.treatment:,} in the treatment "
-                  f"({result.total:,} in all) to find {result.baseline:.2%} -> {result.target:.2%} "
-                  f"at alpha {result.alpha} with power {result.power}")
+    console.print(
+        f"{result.control:,} units in the control and {result.treatment:,} in the treatment "
+        f"({result.total:,} in all) to find {result.baseline:.2%} -> {result.target:.2%} "
+        f"at alpha {result.alpha} with power {result.power}"
+    )
 
 
 def main() -> None:
@@ -865,8 +1089,14 @@ def segments_evaluate(
     ctx: typer.Context,
     engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
     format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
-    full: Annotated[bool, typer.Option("--full", help="Recount every behaviour condition over its whole window "
-                                       "instead of carrying the last evaluation's counts forward.")] = False,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Recount every behaviour condition over its whole window "
+            "instead of carrying the last evaluation's counts forward.",
+        ),
+    ] = False,
 ) -> None:
     """Compute every segment's members, write `segment_members`, and log a Segment Entered / Exited event per change.
 
@@ -880,12 +1110,21 @@ def segments_evaluate(
     with _opened(ctx) as rt, console.status("evaluating segments"):
         summary = evaluate_segments(rt, engine=engine, incremental=not full)
     if format == OutputFormat.json:
-        typer.echo(orjson.dumps({"now": summary.now.isoformat(), "events_written": summary.events_written,
-                                 "counting": summary.counting,
-                                 "segments": [r.__dict__ for r in summary.results]},
-                                option=orjson.OPT_INDENT_2).decode())
+        typer.echo(
+            orjson.dumps(
+                {
+                    "now": summary.now.isoformat(),
+                    "events_written": summary.events_written,
+                    "counting": summary.counting,
+                    "segments": [r.__dict__ for r in summary.results],
+                },
+                option=orjson.OPT_INDENT_2,
+            ).decode()
+        )
         return
-    table = Table("segment", "name", "members", "entered", "exited", title=f"segments as of {summary.now:%Y-%m-%d %H:%M} UTC")
+    table = Table(
+        "segment", "name", "members", "entered", "exited", title=f"segments as of {summary.now:%Y-%m-%d %H:%M} UTC"
+    )
     for r in summary.results:
         table.add_row(r.segment_id, r.name, f"{r.members:,}", f"{r.entered:,}", f"{r.exited:,}")
     console.print(table)
@@ -908,13 +1147,18 @@ def segments_follow(
 
     with _opened(ctx) as rt:
         live = LiveSegments(rt)
-        console.print(f"following the inbox for {len(live.live)} event-based segment(s) "
-                      f"({', '.join(live.live)}), counts as of {live.base:%Y-%m-%d %H:%M:%S} UTC")
+        console.print(
+            f"following the inbox for {len(live.live)} event-based segment(s) "
+            f"({', '.join(live.live)}), counts as of {live.base:%Y-%m-%d %H:%M:%S} UTC"
+        )
 
         def show(changes: list) -> None:  # type: ignore[type-arg]
             for c in changes:
-                console.print(f"{c.at:%Y-%m-%d %H:%M:%S} {c.person_id} {'entered' if c.entered else 'left'} "
-                              f"{c.segment_id}", markup=False, highlight=False)
+                console.print(
+                    f"{c.at:%Y-%m-%d %H:%M:%S} {c.person_id} {'entered' if c.entered else 'left'} {c.segment_id}",
+                    markup=False,
+                    highlight=False,
+                )
 
         if once:
             while True:
@@ -922,19 +1166,19 @@ def segments_follow(
                 if not live.read_last:
                     break
             st = live.stats
-            console.print(f"{st.events:,} events read, {st.matched:,} matched a condition, {st.changes:,} changes; "
-                          f"{st.unknown_person:,} of persons not resolved yet, {st.before_base:,} dated before the "
-                          f"counts")
+            console.print(
+                f"{st.events:,} events read, {st.matched:,} matched a condition, {st.changes:,} changes; "
+                f"{st.unknown_person:,} of persons not resolved yet, {st.before_base:,} dated before the "
+                f"counts"
+            )
             return
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             live.follow(interval=interval, on_changes=show)
-        except KeyboardInterrupt:
-            pass
 
 
 # commands kept in modules of their own
-from omniweave.shells.cli import audiences as cli_audiences
-from omniweave.shells.cli import personas as cli_personas
+from omniweave.shells.cli import audiences as cli_audiences  # noqa: E402 (they register on `app`, defined above)
+from omniweave.shells.cli import personas as cli_personas  # noqa: E402
 
 cli_audiences.register(app, _opened)
 cli_personas.register(app, _opened)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 
-class PersonasFormat(str, Enum):
+class PersonasFormat(StrEnum):
     text = "text"
     json = "json"
 
@@ -29,14 +29,17 @@ def _rule_text(where: dict[str, Any]) -> str:
         elif op == "contains":
             parts.append(f"{cond['trait']} contains {value!r}")
         else:
-            parts.append(f"{cond['trait']} {symbols.get(op, op)} {str(value).lower() if isinstance(value, bool) else value}")
+            parts.append(
+                f"{cond['trait']} {symbols.get(op, op)} {str(value).lower() if isinstance(value, bool) else value}"
+            )
     return " and ".join(parts) or "everyone"
 
 
 def register(app: typer.Typer, opened: Callable[[typer.Context], Any]) -> None:
     """Add the `personas` commands to `app`; `opened(ctx)` is the context manager giving a Runtime."""
-    personas_app = typer.Typer(help="Personas: named segments with target KPIs and preferred channels.",
-                               no_args_is_help=True)
+    personas_app = typer.Typer(
+        help="Personas: named segments with target KPIs and preferred channels.", no_args_is_help=True
+    )
     app.add_typer(personas_app, name="personas")
     console = Console()
 
@@ -45,7 +48,9 @@ def register(app: typer.Typer, opened: Callable[[typer.Context], Any]) -> None:
         ctx: typer.Context,
         k: Annotated[int | None, typer.Option("--k", help="Number of personas (default: chosen in 3..8).")] = None,
         write: Annotated[bool, typer.Option("--write", help="Write each persona as segments/<id>.yaml.")] = False,
-        folder: Annotated[Path | None, typer.Option(help="Folder to write to (default: the project's segments/).")] = None,
+        folder: Annotated[
+            Path | None, typer.Option(help="Folder to write to (default: the project's segments/).")
+        ] = None,
         seed: Annotated[int, typer.Option(help="Seed of the clustering (same seed, same personas).")] = 0,
         format: Annotated[PersonasFormat, typer.Option("--format", help="text or json.")] = PersonasFormat.text,
     ) -> None:
@@ -59,31 +64,56 @@ def register(app: typer.Typer, opened: Callable[[typer.Context], Any]) -> None:
         with opened(ctx) as rt:
             result = suggest_from_profiles(rt, k=k, seed=seed, write=write, folder=folder)
         if format is PersonasFormat.json:
-            document = {"profiles": result.profiles, "k": result.k,
-                        "silhouettes": {str(key): v for key, v in result.silhouettes.items()},
-                        "folder": result.folder,
-                        "personas": [{**dataclasses.asdict(r.persona), "rule_selects": r.rule_selects,
-                                      "overlap": r.overlap, "precision": round(r.precision, 4),
-                                      "recall": round(r.recall, 4), "path": r.path} for r in result.personas]}
+            document = {
+                "profiles": result.profiles,
+                "k": result.k,
+                "silhouettes": {str(key): v for key, v in result.silhouettes.items()},
+                "folder": result.folder,
+                "personas": [
+                    {
+                        **dataclasses.asdict(r.persona),
+                        "rule_selects": r.rule_selects,
+                        "overlap": r.overlap,
+                        "precision": round(r.precision, 4),
+                        "recall": round(r.recall, 4),
+                        "path": r.path,
+                    }
+                    for r in result.personas
+                ],
+            }
             console.out(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
             return
-        chosen = "" if not result.silhouettes else " (chosen by silhouette: " + ", ".join(
-            f"k={key} {v:.3f}" for key, v in result.silhouettes.items()) + ")"
-        console.print(f"{result.k} personas from {result.profiles:,} profiles{chosen}", highlight=False,
-                      soft_wrap=True)
+        chosen = (
+            ""
+            if not result.silhouettes
+            else " (chosen by silhouette: "
+            + ", ".join(f"k={key} {v:.3f}" for key, v in result.silhouettes.items())
+            + ")"
+        )
+        console.print(f"{result.k} personas from {result.profiles:,} profiles{chosen}", highlight=False, soft_wrap=True)
         for r in result.personas:
             p = r.persona
             kpis = ", ".join(f"{key} {'-' if v is None else f'{v:,.2f}'}" for key, v in p.kpis.items())
-            console.print(f"\n[bold]{escape(p.name)}[/bold]  ({p.id}): {p.size:,} persons, {p.share:.1%}",
-                          highlight=False, soft_wrap=True)
+            console.print(
+                f"\n[bold]{escape(p.name)}[/bold]  ({p.id}): {p.size:,} persons, {p.share:.1%}",
+                highlight=False,
+                soft_wrap=True,
+            )
             console.print(f"  {p.description}", highlight=False, markup=False, soft_wrap=True)
             console.print(f"  figures: {kpis}", highlight=False, markup=False, soft_wrap=True)
-            console.print(f"  target KPIs: {', '.join(p.target_kpis)}", highlight=False, markup=False,
-                          soft_wrap=True)
-            console.print(f"  preferred channels: {', '.join(p.preferred_channels) or '-'}", highlight=False,
-                          markup=False, soft_wrap=True)
-            console.print(f"  rule: {_rule_text(p.where)}: selects {r.rule_selects:,}, {r.overlap:,} of them in the "
-                          f"persona ({r.precision:.0%} precision, {r.recall:.0%} recall)", highlight=False,
-                          markup=False, soft_wrap=True)
+            console.print(f"  target KPIs: {', '.join(p.target_kpis)}", highlight=False, markup=False, soft_wrap=True)
+            console.print(
+                f"  preferred channels: {', '.join(p.preferred_channels) or '-'}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+            console.print(
+                f"  rule: {_rule_text(p.where)}: selects {r.rule_selects:,}, {r.overlap:,} of them in the "
+                f"persona ({r.precision:.0%} precision, {r.recall:.0%} recall)",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
             if r.path:
                 console.print(f"  written to {r.path}", highlight=False, markup=False, soft_wrap=True)

@@ -128,9 +128,9 @@ class OpStore:
 
     def __init__(self, url: str):
         if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
         if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         try:
             self.engine = sa.create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
         except (ModuleNotFoundError, sa.exc.ArgumentError) as exc:
@@ -169,7 +169,9 @@ class OpStore:
         write_key = "wk_" + secrets.token_urlsafe(24)
         try:
             with self.engine.begin() as conn:
-                conn.execute(sources.insert().values(id=source_id, name=name, write_key=write_key, created_at=time.time()))
+                conn.execute(
+                    sources.insert().values(id=source_id, name=name, write_key=write_key, created_at=time.time())
+                )
         except sa.exc.IntegrityError as exc:
             raise TerminalStoreError(f"a source named {name!r} already exists") from exc
         return source_id, write_key
@@ -221,9 +223,7 @@ class OpStore:
             return 0
         if self.dialect == "sqlite":
             return self._append_sqlite(rows)
-        params = [
-            {"source_id": s, "message_id": m, "received_at": r, "payload": p} for s, m, r, p in rows
-        ]
+        params = [{"source_id": s, "message_id": m, "received_at": r, "payload": p} for s, m, r, p in rows]
         try:
             with self.engine.begin() as conn:
                 if self.dialect == "postgresql":
@@ -250,12 +250,14 @@ class OpStore:
                 connection.execute("BEGIN IMMEDIATE")
                 before = connection.total_changes
                 for start in range(0, len(rows), size):
-                    chunk = rows[start:start + size]
+                    chunk = rows[start : start + size]
                     sql = self._sqlite_insert.get(len(chunk))
                     if sql is None:
                         sql = self._sqlite_insert[len(chunk)] = (
                             "INSERT INTO inbox (source_id, message_id, received_at, payload) VALUES "
-                            + ",".join(["(?,?,?,?)"] * len(chunk)) + " ON CONFLICT DO NOTHING")
+                            + ",".join(["(?,?,?,?)"] * len(chunk))
+                            + " ON CONFLICT DO NOTHING"
+                        )
                     connection.execute(sql, tuple(value for row in chunk for value in row))
                 inserted = connection.total_changes - before
                 connection.execute("COMMIT")
@@ -308,9 +310,7 @@ class OpStore:
             low = conn.execute(sa.select(sa.func.min(consumers.c.position))).scalar()
             if low is None:
                 return 0
-            result = conn.execute(
-                inbox.delete().where(inbox.c.seq <= low, inbox.c.received_at < now - dedupe_seconds)
-            )
+            result = conn.execute(inbox.delete().where(inbox.c.seq <= low, inbox.c.received_at < now - dedupe_seconds))
             return max(result.rowcount, 0)
 
     # --- consumers ----------------------------------------------------------------------
@@ -328,20 +328,38 @@ class OpStore:
     def mark_pending(self, name: str, pending_end: int) -> None:
         """Record that `name` is about to process up to `pending_end` (so a retry redoes exactly that)."""
         with self.engine.begin() as conn:
-            conn.execute(consumers.update().where(consumers.c.name == name).values(pending_end=pending_end, updated_at=time.time()))
+            conn.execute(
+                consumers.update()
+                .where(consumers.c.name == name)
+                .values(pending_end=pending_end, updated_at=time.time())
+            )
 
     def commit_position(self, name: str, position: int) -> None:
         with self.engine.begin() as conn:
             conn.execute(
-                consumers.update().where(consumers.c.name == name).values(position=position, pending_end=None, updated_at=time.time())
+                consumers.update()
+                .where(consumers.c.name == name)
+                .values(position=position, pending_end=None, updated_at=time.time())
             )
 
     def consumers(self) -> dict[str, ConsumerState]:
         with self.engine.connect() as conn:
-            return {r[0]: ConsumerState(int(r[1]), r[2]) for r in conn.execute(sa.select(consumers.c.name, consumers.c.position, consumers.c.pending_end))}
+            return {
+                r[0]: ConsumerState(int(r[1]), r[2])
+                for r in conn.execute(sa.select(consumers.c.name, consumers.c.position, consumers.c.pending_end))
+            }
 
     # --- import log ---------------------------------------------------------------------
     def record_import(self, kind: str, file: str, read: int, imported: int, duplicate: int, rejected: int) -> None:
         with self.engine.begin() as conn:
-            conn.execute(imports.insert().values(kind=kind, file=file, rows_read=read, rows_imported=imported,
-                                                 rows_duplicate=duplicate, rows_rejected=rejected, finished_at=time.time()))
+            conn.execute(
+                imports.insert().values(
+                    kind=kind,
+                    file=file,
+                    rows_read=read,
+                    rows_imported=imported,
+                    rows_duplicate=duplicate,
+                    rows_rejected=rejected,
+                    finished_at=time.time(),
+                )
+            )
