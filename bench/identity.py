@@ -7,15 +7,15 @@ a random spanning tree plus extra links inside it; identifiers are shuffled and 
 each in a fresh process (so peak memory is per method, from `resource.getrusage`), side by side:
 
   - scipy: `scipy.sparse.csgraph.connected_components` (COO → CSR build included), all links;
-    best of 3 runs, like core.components (the machine may be shared);
-  - core.components: the vectorised bulk path (numpy), all links, partition checked against scipy;
-  - core.components.stitch_links: the array core of the stitcher's bulk rebuild, all links: the
+    best of 3 runs, like identity.components (the machine may be shared);
+  - identity.components: the vectorised bulk path (numpy), all links, partition checked against scipy;
+  - identity.components.stitch_links: the array core of the stitcher's bulk rebuild, all links: the
     components plus each one's founder (earliest observation's primary; the ranks are computed inside
     the timing) and the per-kind limit check. Once with no limits (partition checked against scipy),
     once with identifiers given kinds (user id 10 %, e-mail 15 %, phone 10 %, loyalty card 5 %,
     device 10 %, anonymous id 50 %) and the default limits: it reports the share of identifiers in
     components that break a limit, which the stitcher then walks rule by rule;
-  - core.identity.Stitcher: the whole stitcher on Python objects (one observation of two identifiers
+  - identity.graph.Stitcher: the whole stitcher on Python objects (one observation of two identifiers
     per link), on the first `--stitcher-links` links (default 1,000,000): with no limits (bulk rebuild,
     partition checked against scipy), and with the kinds and default limits, bulk rebuild against the
     rule-by-rule walk over everything (same persons checked).
@@ -266,7 +266,7 @@ def main() -> None:
         full = _in_fresh_process("_run_scipy", path, args.links)
         rows.append(("scipy connected_components", args.links, full, None))
         fast = _in_fresh_process("_run_components", path, args.links)
-        rows.append(("core.components (numpy)", args.links, fast, full))
+        rows.append(("identity.components (numpy)", args.links, fast, full))
         rows.append(
             (
                 "stitch_links (rules core, no limits)",

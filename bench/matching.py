@@ -1,4 +1,4 @@
-"""Probabilistic matching benchmark: `service.matching` against splink with its defaults.
+"""Probabilistic matching benchmark: `identity.service.matching` against splink with its defaults.
 
 Generates N synthetic person records (default 1,000,000) with known truth: people with a first and
 last name drawn from a few thousand made-up names with a Zipf-like frequency skew, a UK-style
@@ -322,7 +322,7 @@ def splink_defaults(table: pa.Table, seed: int = 42) -> list[int]:
 
 
 def ours(table: pa.Table, seed: int = 42) -> list[int]:
-    """Cluster `table` with `service.matching.match_records` at its defaults."""
+    """Cluster `table` with `identity.service.matching.match_records` at its defaults."""
     from omniweave.identity.service.matching import match_records
 
     result = match_records(table, seed=seed)

@@ -64,7 +64,7 @@ AGENTS = (  # desktop, desktop, mobile, mobile, tablet
     "Mozilla/5.0 (Linux; Android 14; SM-S911B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36",
     "Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/604.1",
 )
-AGENT_DEVICES = ("desktop", "desktop", "mobile", "mobile", "tablet")  # core.events.device_class of AGENTS
+AGENT_DEVICES = ("desktop", "desktop", "mobile", "mobile", "tablet")  # events.normalize.device_class of AGENTS
 AGENT_SHARE = (0.3, 0.15, 0.3, 0.17, 0.08)
 CATEGORIES = ("shoes", "bags", "hats", "coats", "dresses", "shirts", "jeans", "beauty", "home", "toys", "food", "sport")
 PRODUCTS = 5_000
@@ -199,7 +199,7 @@ def _when(flags: np.ndarray, text: pa.Array | str) -> pa.Array:
 
 
 class Context(NamedTuple):
-    """An event's `context` JSON and the log's flat copies of it (adapters.eventlog.CONTEXT_COLUMNS)."""
+    """An event's `context` JSON and the log's flat copies of it (storage.eventlog.CONTEXT_COLUMNS)."""
 
     json: pa.Array | str
     timezone: pa.Array | str
