@@ -1,4 +1,4 @@
-"""CLI commands `omniweave personas ...` (registered on the main app by shells/cli.py)."""
+"""CLI commands `omniweave personas ...` (registered on the main app by shells/cli/main.py)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,125 @@
+"""CLI commands of the collect stage: `serve`, `keys ...`, `import`, `load` and `query`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from omniweave.shells.cli.common import OutputFormat, console, err_console, settings_of
+
+keys_app = typer.Typer(help="Sources and their keys.", no_args_is_help=True)
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Run the collector and REST API (and the loader that moves the inbox into the event log)."""
+    from omniweave.shells.api.app import serve as run_server
+
+    settings = settings_of(ctx)
+    settings = settings.with_overrides(host=host or settings.host, port=port or settings.port)
+    run_server(settings)
+
+
+@keys_app.command("create")
+def keys_create(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Option(help="Name of the source (a site, an app, a server).")],
+) -> None:
+    """Create a source; its write key is the last line of the output."""
+    from omniweave.runtime import Runtime
+
+    rt = Runtime(settings_of(ctx))
+    source_id, write_key = rt.store.create_source(source)
+    console.print(f"source {source!r} created (id {source_id}); write key:")
+    print(write_key)
+
+
+@keys_app.command("secret")
+def keys_secret(ctx: typer.Context, name: Annotated[str, typer.Option(help="Who the key is for.")] = "admin") -> None:
+    """Create a secret key for the REST API; the key is the last line of the output."""
+    from omniweave.runtime import Runtime
+
+    key = Runtime(settings_of(ctx)).store.create_secret_key(name)
+    console.print(f"secret key for {name!r}:")
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(ctx: typer.Context) -> None:
+    """List sources and their write keys."""
+    from omniweave.runtime import Runtime
+
+    table = Table("source", "id", "write key")
+    for row in Runtime(settings_of(ctx)).store.list_sources():
+        table.add_row(str(row["name"]), str(row["id"]), str(row["write_key"]))
+    console.print(table)
+
+
+def import_(
+    ctx: typer.Context,
+    kind: Annotated[
+        str,
+        typer.Argument(
+            help=(
+                "Source kind: customers, till, store_visits, loyalty, coupons, qr_scans, call_centre,"
+                " direct_mail, email_export, ad_spend, segment, or custom with --mapping."
+            )
+        ),
+    ],
+    file: Annotated[Path, typer.Argument(help="CSV, Parquet or JSON-lines file.", exists=True, dir_okay=False)],
+    mapping: Annotated[Path | None, typer.Option(help="A mapping file (TOML) for columns of your own.")] = None,
+) -> None:
+    """Import an offline file as events (or, for ad spend, into the spend dataset)."""
+    from omniweave.collect.service import import_file
+    from omniweave.runtime import Runtime
+
+    summary = import_file(Runtime(settings_of(ctx)), kind, file, mapping=mapping, console=console)
+    for problem in summary.errors[:50]:
+        err_console.print(f"[red]{problem}[/red]")
+    if len(summary.errors) > 50:
+        err_console.print(f"... and {len(summary.errors) - 50} more bad rows")
+    console.print(summary.describe())
+    if summary.rows_imported == 0 and summary.rows_rejected > 0:
+        raise typer.Exit(1)
+
+
+def load(ctx: typer.Context) -> None:
+    """Move everything waiting in the inbox into the event log now."""
+    from rich.progress import Progress
+
+    from omniweave.collect.loader import load_all
+    from omniweave.runtime import Runtime
+
+    rt = Runtime(settings_of(ctx))
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("loading inbox", total=None)
+        moved = load_all(rt.store, rt.log, rt.settings.loader_batch_size, progress=lambda n: progress.advance(task, n))
+    console.print(f"moved {moved} events into the event log")
+
+
+def query(
+    ctx: typer.Context,
+    sql: Annotated[str, typer.Argument(help="SQL over the warehouse tables (events, spend).")],
+    format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
+) -> None:
+    """Run SQL over the warehouse and print the result."""
+    from omniweave.storage.query import run_query, write_result
+
+    result = run_query(settings_of(ctx), sql, engine=engine)
+    write_result(result, format.value, console)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this stage's commands to the root `app`."""
+    app.command()(serve)
+    app.add_typer(keys_app, name="keys")
+    app.command("import")(import_)
+    app.command()(load)
+    app.command()(query)

@@ -1,0 +1,497 @@
+"""CLI commands of the measure stage: `attribution`, `kpis`, `budget` and `experiments ...`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from omniweave.shells.cli.common import OutputFormat, console, err_console, opened, settings_of
+
+experiments_app = typer.Typer(
+    help="A/B and multi-arm tests recorded in the event log (docs/experiments.md).", no_args_is_help=True
+)
+
+
+def attribution(  # noqa: C901 (moved as is; its logic moves to measure/service next)
+    ctx: typer.Context,
+    paths: Annotated[
+        Path | None,
+        typer.Option(
+            help="A paths CSV (path, total_conversions, total_conversion_value, total_null); without it, journeys are built from the event log."
+        ),
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="first_touch, last_touch, linear, position_based, time_decay, markov, shapley or all.")
+    ] = "all",
+    format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    half_life: Annotated[
+        float, typer.Option(help="time_decay: touches before the conversion at which a touch's weight halves.")
+    ] = 1.0,
+    allocation: Annotated[
+        str, typer.Option(help="markov: global (totals split by removal effect) or per_journey.")
+    ] = "global",
+    order: Annotated[int, typer.Option(help="markov: order of the chain (a state is the last N channels).")] = 1,
+    lookback_days: Annotated[
+        float, typer.Option(help="Event log: days before an order in which touches count.")
+    ] = 30.0,
+    dedup_minutes: Annotated[
+        float,
+        typer.Option(
+            help="Event log: a touch on the same channel (or campaign) this soon after another counts once; 0 keeps all."
+        ),
+    ] = 30.0,
+    by: Annotated[str, typer.Option(help="Event log: credit channels or campaigns (channel or campaign).")] = "channel",
+    since: Annotated[
+        str | None, typer.Option(help="Event log: first day (YYYY-MM-DD) or instant (ISO 8601) of the period.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Event log: last day (YYYY-MM-DD, included) or end instant (ISO 8601, excluded).")
+    ] = None,
+    exposures: Annotated[
+        bool, typer.Option(help="Event log: also count opens, impressions and received pushes as touches.")
+    ] = False,
+    engine: Annotated[str, typer.Option(help="Event log: duckdb or spark.")] = "duckdb",
+) -> None:
+    """Credit conversions and value to channels with one attribution model, or all side by side.
+
+    With --paths, on a paths file; otherwise on journeys built from the event log (docs/attribution.md),
+    with ROAS and ROI wherever the spend dataset has spend for a channel or campaign.
+    """
+    import csv
+    import io
+    from datetime import UTC, datetime, timedelta
+
+    import orjson
+
+    from omniweave.errors import InputError
+    from omniweave.measure.attribution import MODELS, attribute, read_paths_csv
+
+    def moment(text: str | None, option: str, *, end: bool = False) -> datetime | None:
+        if text is None:
+            return None
+        try:
+            parsed = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise InputError(
+                f"got {text!r}; expected a date (YYYY-MM-DD) or an ISO 8601 instant", field=option
+            ) from None
+        day_only = len(text.strip()) == 10
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        return parsed + timedelta(days=1) if end and day_only else parsed  # --until DAY includes that day
+
+    names = list(MODELS) if model == "all" else [model]
+    journeys = None
+    where = str(paths) if paths is not None else "event log"
+    try:
+        if model != "all" and model not in MODELS:
+            raise InputError(f"got {model!r}; expected one of {', '.join(MODELS)} or all", field="--model")
+        if paths is not None:
+            table = read_paths_csv(paths)
+        else:
+            from omniweave.measure.service.paths import journeys_from_log
+            from omniweave.runtime import Runtime
+
+            runtime = Runtime(settings_of(ctx))
+            try:
+                journeys = journeys_from_log(
+                    runtime,
+                    lookback_days=lookback_days,
+                    dedup_minutes=dedup_minutes,
+                    by=by,
+                    since=moment(since, "--since"),
+                    until=moment(until, "--until", end=True),
+                    exposures=exposures,
+                    engine=engine,
+                )
+            finally:
+                runtime.close()
+            table = journeys.paths
+        results = [attribute(table, name, half_life=half_life, allocation=allocation, order=order) for name in names]
+    except InputError as exc:
+        hint = "" if paths is not None else " (or pass --paths FILE.csv to attribute a paths file)"
+        err_console.print(f"{where}: {exc}{hint}", style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    spend = journeys.spend if journeys is not None else {}
+    labels = [*table.channels, *(label for label in sorted(spend) if label not in table.channels)]
+    if journeys is not None:
+        from omniweave.measure.service.paths import returns
+
+        earned = {r.model: returns(r, spend) for r in results}
+    if format is OutputFormat.json:
+        document: dict[str, object] = {
+            "total_conversions": table.total_conversions,
+            "total_conversion_value": table.total_value,
+            "half_life": half_life,
+            "allocation": allocation,
+            "order": order,
+        }
+        if journeys is not None:
+            document |= {
+                "source": "event log",
+                "by": journeys.by,
+                "lookback_days": journeys.lookback_days,
+                "dedup_minutes": journeys.dedup_minutes,
+                "exposures": journeys.exposures,
+                "since": journeys.since.isoformat() if journeys.since else None,
+                "until": journeys.until.isoformat() if journeys.until else None,
+                "untouched_conversions": journeys.untouched_conversions,
+                "untouched_value": journeys.untouched_value,
+                "total_null": sum(row.nulls for row in table.rows),
+                "spend": spend,
+            }
+        document["models"] = {
+            r.model: {
+                "channels": {
+                    ch: {"conversions": r.conversions.get(ch, 0.0), "value": r.value.get(ch, 0.0)}
+                    for ch in (labels if journeys is not None else table.channels)
+                },
+                **({"removal_effects": r.removal_effects} if r.removal_effects is not None else {}),
+                **(
+                    {
+                        "returns": {
+                            label: {"spend": x.spend, "value": x.value, "roas": x.roas, "roi": x.roi}
+                            for label, x in earned[r.model].items()
+                        }
+                    }
+                    if journeys is not None
+                    else {}
+                ),
+            }
+            for r in results
+        }
+        console.out(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        return
+    if format is OutputFormat.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        if journeys is None:
+            writer.writerow(["model", "channel", "conversions", "value"])
+            for r in results:
+                writer.writerows([r.model, ch, repr(r.conversions[ch]), repr(r.value[ch])] for ch in table.channels)
+        else:
+            writer.writerow(["model", "channel", "conversions", "value", "spend", "roas", "roi"])
+            for r in results:
+                for ch in labels:
+                    x = earned[r.model].get(ch)
+                    writer.writerow(
+                        [
+                            r.model,
+                            ch,
+                            repr(r.conversions.get(ch, 0.0)),
+                            repr(r.value.get(ch, 0.0)),
+                            *((repr(x.spend), repr(x.roas), repr(x.roi)) if x else ("", "", "")),
+                        ]
+                    )
+        console.out(buffer.getvalue(), end="")
+        return
+    short = {"first_touch": "first", "last_touch": "last", "position_based": "position", "time_decay": "decay"}
+    shown = labels if journeys is not None else list(table.channels)
+    for measure, total in (("conversions", table.total_conversions), ("value", table.total_value)):
+        out = Table(
+            journeys.by if journeys is not None else "channel",
+            *(short.get(r.model, r.model) for r in results),
+            title=f"credited {measure} (total {total:,.2f})",
+        )
+        for ch in shown:
+            out.add_row(ch, *(f"{getattr(r, measure).get(ch, 0.0):,.2f}" for r in results))
+        console.print(out)
+    if journeys is not None:
+        console.print(
+            f"{len(table.rows):,} distinct paths, {sum(row.nulls for row in table.rows):,.0f} journeys "
+            f"without an order; {journeys.untouched_conversions:,.0f} orders "
+            f"({journeys.untouched_value:,.2f}) had no touch in their {journeys.lookback_days:g}-day "
+            "lookback and are not credited",
+            markup=False,
+        )
+        if spend:
+            out = Table(
+                journeys.by,
+                "spend",
+                *(f"ROAS {short.get(r.model, r.model)}" for r in results),
+                title="return on spend (ROAS = credited value / spend; ROI = ROAS - 1)",
+            )
+            for label in sorted(spend):
+                if spend[label] > 0:
+                    out.add_row(
+                        label, f"{spend[label]:,.2f}", *(f"{earned[r.model][label].roas:,.2f}" for r in results)
+                    )
+            console.print(out)
+
+
+def kpis(
+    ctx: typer.Context,
+    period: Annotated[str, typer.Option(help="day, week or month.")] = "month",
+    by: Annotated[str | None, typer.Option(help="A breakdown: channel, store or campaign.")] = None,
+    kpi: Annotated[list[str] | None, typer.Option("--kpi", help="Only these KPIs (repeat the option).")] = None,
+    since: Annotated[str | None, typer.Option(help="First day (YYYY-MM-DD).")] = None,
+    until: Annotated[str | None, typer.Option(help="Last day (YYYY-MM-DD).")] = None,
+    session_gap_minutes: Annotated[float, typer.Option(help="Inactivity that ends a web/app session.")] = 30.0,
+    stores: Annotated[
+        Path | None, typer.Option(help="A CSV with store_id, floor_area_sqft (sales per square foot).")
+    ] = None,
+    products: Annotated[
+        Path | None, typer.Option(help="A CSV with sku (or product_id), cost (cost of sales, margin).")
+    ] = None,
+    engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
+    format: Annotated[OutputFormat, typer.Option("--format", help="table, json or csv.")] = OutputFormat.table,
+) -> None:
+    """The omnichannel KPI catalogue (awareness, engagement, conversion, loyalty) per period (docs/kpis.md)."""
+    import csv
+    import io
+    from datetime import date
+
+    import orjson
+
+    from omniweave.errors import InputError
+    from omniweave.measure.service.kpis import floor_areas_from_csv, kpi_table, product_costs_from_csv
+
+    def day(raw: str | None, field: str) -> date | None:
+        if raw is None:
+            return None
+        try:
+            return date.fromisoformat(raw)
+        except ValueError:
+            raise InputError(f"got {raw!r}; expected a day such as 2026-03-01", field=field) from None
+
+    with opened(ctx) as rt:
+        table = kpi_table(
+            rt,
+            period=period,
+            by=by,
+            kpis=kpi or None,
+            since=day(since, "--since"),
+            until=day(until, "--until"),
+            session_gap_minutes=session_gap_minutes,
+            floor_areas=floor_areas_from_csv(stores) if stores else None,
+            product_costs=product_costs_from_csv(products) if products else None,
+            engine=engine,
+        )
+    rows = table.to_pylist()
+    for row in rows:
+        row["period"] = row["period"].isoformat()
+    if format is OutputFormat.json:
+        console.out(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    if format is OutputFormat.csv:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=table.column_names, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        console.out(buffer.getvalue(), end="")
+        return
+    out = Table(
+        "period",
+        "group",
+        "kpi",
+        *(["dimension"] if by else []),
+        "value",
+        "unit",
+        "scope",
+        title=f"KPIs per {period}" + (f" by {by}" if by else ""),
+    )
+    for row in rows:
+        value = row["value"]
+        shown = f"{value:,.0f}" if row["unit"] == "count" else f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.2f}"
+        out.add_row(
+            row["period"],
+            row["group"],
+            row["kpi"],
+            *([row["dimension_value"]] if by else []),
+            shown,
+            row["unit"],
+            row["scope"],
+        )
+    console.print(out)
+
+
+def budget(
+    ctx: typer.Context,
+    total: Annotated[float | None, typer.Option(help="Spend per period to split (default: the current mean).")] = None,
+    period_days: Annotated[int, typer.Option(help="Days per period of the history.")] = 7,
+    model: Annotated[str, typer.Option(help="The attribution model that credits revenue to channels.")] = "markov",
+    lookback_days: Annotated[float, typer.Option(help="Touches this many days before an order count.")] = 30.0,
+    max_change: Annotated[
+        float, typer.Option(help="Keep each channel within this share of its current spend (-1: no limit).")
+    ] = 0.5,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap replicates for the interval of the expected change.")] = 200,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
+) -> None:
+    """Recommend a budget split over the paid channels from spend and attributed revenue (docs/budget.md)."""
+    import dataclasses
+
+    import orjson
+
+    from omniweave.measure.service.budget import recommend_from_log
+
+    with opened(ctx) as rt:
+        history, advice = recommend_from_log(
+            rt,
+            total=total,
+            period_days=period_days,
+            model=model,
+            lookback_days=lookback_days,
+            bootstrap=bootstrap,
+            max_change=None if max_change < 0 else max_change,
+        )
+    if format is OutputFormat.json:
+        document = {
+            "periods": [s.date().isoformat() for s in history.starts],
+            "period_days": period_days,
+            "model": model,
+            "spend": history.spend,
+            "revenue": history.revenue,
+            "recommendation": dataclasses.asdict(advice),
+        }
+        console.out(
+            orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY, default=str).decode()
+        )
+        return
+    out = Table(
+        "channel",
+        "spend now",
+        "recommended",
+        "revenue now",
+        "revenue then",
+        "marginal return",
+        "fit R²",
+        title=f"{len(history.starts)} periods of {period_days} days, revenue credited by {model}",
+    )
+    for channel in advice.recommended:
+        curve = advice.curves[channel]
+        out.add_row(
+            channel,
+            f"{advice.current[channel]:,.2f}",
+            f"{advice.recommended[channel]:,.2f}",
+            f"{curve.revenue(advice.current[channel]):,.2f}",
+            f"{curve.revenue(advice.recommended[channel]):,.2f}",
+            f"{advice.marginal_returns[channel]:,.3f}",
+            "" if curve.r_squared is None else f"{curve.r_squared:.2f}",
+        )
+    console.print(out)
+    low, high = advice.change_interval
+    console.print(
+        f"expected revenue per period: {advice.current_revenue:,.2f} now, {advice.recommended_revenue:,.2f} "
+        f"with the recommended split ({advice.change:+,.2f}; {advice.confidence:.0%} interval "
+        f"{low:+,.2f} to {high:+,.2f})"
+    )
+
+
+@experiments_app.command("list")
+def experiments_list(ctx: typer.Context) -> None:
+    """Experiments in the log (Experiment Viewed events): arms and exposures."""
+    from omniweave.measure.service.experiments import list_experiments
+    from omniweave.runtime import Runtime
+
+    rt = Runtime(settings_of(ctx))
+    try:
+        out = Table("experiment", "arms", "exposures")
+        for name, arms, events in list_experiments(rt):
+            out.add_row(name, str(arms), f"{events:,}")
+        console.print(out)
+    finally:
+        rt.close()
+
+
+@experiments_app.command("analyze")
+def experiments_analyze(
+    ctx: typer.Context,
+    experiment: Annotated[str, typer.Argument(help="The experiment_id of its Experiment Viewed events.")],
+    control: Annotated[str | None, typer.Option(help="The control (holdout) arm; default: the first by name.")] = None,
+    conversion_event: Annotated[str, typer.Option(help="The event that counts as a conversion.")] = "Order Completed",
+    window_days: Annotated[
+        int | None, typer.Option(help="Count conversions this many days after the first exposure.")
+    ] = None,
+    alpha: Annotated[float, typer.Option(help="Significance level (two-sided).")] = 0.05,
+    tau: Annotated[float, typer.Option(help="mSPRT: the difference in conversion rate worth finding.")] = 0.01,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
+) -> None:
+    """Conversion and revenue per arm against the control: z-test, Welch, P(best), and an always-valid p-value."""
+    import dataclasses
+
+    import orjson
+
+    from omniweave.measure.service.experiments import analyze, experiment_units
+
+    with opened(ctx) as rt:
+        units = experiment_units(rt, experiment, conversion_event=conversion_event, window_days=window_days)
+        report = analyze(
+            units,
+            experiment,
+            control=control,
+            alpha=alpha,
+            tau=tau,
+            conversion_event=conversion_event,
+            window_days=window_days,
+        )
+    if format is OutputFormat.json:
+        console.out(
+            orjson.dumps(
+                dataclasses.asdict(report), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY, default=str
+            ).decode()
+        )
+        return
+    comparisons = {c.arm: c for c in report.conversion.comparisons}
+    out = Table(
+        "arm",
+        "units",
+        "conversions",
+        "rate",
+        "lift",
+        "p (Holm)",
+        "P(best)",
+        "always-valid p",
+        "revenue/unit",
+        title=f"{experiment}: {report.conversion_event}"
+        + (f" within {window_days} days" if window_days else "")
+        + f"; control {report.control}"
+        + (f"; {report.mixed_units:,} units saw several arms (left out)" if report.mixed_units else ""),
+    )
+    for arm in report.arms:
+        c = comparisons.get(arm.name)
+        seq = report.sequential.get(arm.name)
+        out.add_row(
+            arm.name,
+            f"{arm.units:,}",
+            f"{arm.conversions:,}",
+            f"{arm.conversions / arm.units:.2%}" if arm.units else "-",
+            f"{c.lift:+.1%}" if c is not None and c.lift is not None else "-",
+            f"{c.adjusted_p_value:.4f}" if c is not None and c.adjusted_p_value is not None else "-",
+            f"{report.bayesian.probability_best[arm.name]:.3f}",
+            f"{seq.looks[-1].p_value:.4f}" if seq is not None and seq.looks else "-",
+            f"{arm.revenue_per_unit:.2f}",
+        )
+    console.print(out)
+
+
+@experiments_app.command("sample-size")
+def experiments_sample_size(
+    baseline: Annotated[float, typer.Option(help="The control's conversion rate, e.g. 0.05.")],
+    mde: Annotated[float, typer.Option(help="The smallest absolute difference worth finding, e.g. 0.01.")],
+    alpha: Annotated[float, typer.Option(help="Significance level (two-sided).")] = 0.05,
+    power: Annotated[float, typer.Option(help="Power.")] = 0.8,
+) -> None:
+    """Units per arm needed to find a difference in conversion rate."""
+    from omniweave.errors import InputError
+    from omniweave.measure.experiments import sample_size_two_proportions
+
+    try:
+        result = sample_size_two_proportions(baseline, mde, alpha=alpha, power=power)
+    except InputError as exc:
+        err_console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    console.print(
+        f"{result.control:,} units in the control and {result.treatment:,} in the treatment "
+        f"({result.total:,} in all) to find {result.baseline:.2%} -> {result.target:.2%} "
+        f"at alpha {result.alpha} with power {result.power}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add this stage's commands to the root `app`."""
+    app.command()(attribution)
+    app.command()(kpis)
+    app.command()(budget)
+    app.add_typer(experiments_app, name="experiments")

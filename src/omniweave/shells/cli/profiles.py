@@ -1,0 +1,236 @@
+"""CLI commands of the profiles stage: `profiles build`, `profile show`, `recommendations build`, `clv fit`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from omniweave.shells.cli.common import OutputFormat, console, err_console, opened, settings_of
+
+profiles_app = typer.Typer(help="Unified profiles: one row per person.", no_args_is_help=True)
+profile_app = typer.Typer(help="One person's profile.", no_args_is_help=True)
+recommendations_app = typer.Typer(help="Next-product recommendations from co-purchases.", no_args_is_help=True)
+clv_app = typer.Typer(help="Customer lifetime value: BG/NBD and Gamma-Gamma (docs/clv.md).", no_args_is_help=True)
+
+
+@profiles_app.command("build")
+def profiles_build(
+    ctx: typer.Context,
+    engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
+) -> None:
+    """Rebuild the `profiles` table from the event log and the resolved identities."""
+    from omniweave.profiles.service.build import build_profiles
+    from omniweave.runtime import Runtime
+
+    rt = Runtime(settings_of(ctx))
+    try:
+        with console.status("building profiles"):
+            summary = build_profiles(rt, engine=engine)
+        console.print(
+            f"{summary.persons:,} profiles ({summary.buyers:,} buyers) from {summary.events:,} events "
+            f"as of {summary.now:%Y-%m-%d %H:%M} UTC, on {summary.engine}"
+        )
+    finally:
+        rt.close()
+
+
+@profile_app.command("show")
+def profile_show(
+    ctx: typer.Context,
+    ref: Annotated[
+        str, typer.Argument(help="A person id or any identifier: email:ann@example.com, a phone, a card...")
+    ],
+    limit: Annotated[int, typer.Option(help="How many of the latest events to show.")] = 20,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
+) -> None:
+    """Print a person's profile and cross-channel timeline."""
+    import orjson
+    from rich.table import Table
+
+    from omniweave.errors import InputError
+    from omniweave.profiles.service.lookup import find_person, jsonable, person_view, view_as_dict
+    from omniweave.runtime import Runtime
+
+    rt = Runtime(settings_of(ctx))
+    try:
+        try:
+            found = find_person(rt, ref)
+        except InputError as exc:
+            err_console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+        if found is None:
+            err_console.print(f"[red]nobody has the identifier {ref!r}[/red]")
+            raise typer.Exit(1)
+        view = person_view(rt, found[0], found[1], limit=limit)
+    finally:
+        rt.close()
+    if format is OutputFormat.json:
+        console.out(orjson.dumps(view_as_dict(view), option=orjson.OPT_INDENT_2).decode())
+        return
+    console.print(f"[bold]{view.person_id}[/bold] (found by {view.found_by})")
+    if view.profile is None:
+        console.print("no profile row yet: run `omniweave profiles build`")
+    else:
+        fields = Table("trait", "value", title="profile")
+        for key, value in view.profile.items():
+            if value not in (None, [], {}, ""):
+                fields.add_row(key, str(jsonable(value))[:120])
+        console.print(fields)
+    timeline = Table("when", "channel", "type", "event", "source", title=f"latest {len(view.timeline)} events")
+    for event in view.timeline:
+        timeline.add_row(
+            str(jsonable(event["timestamp"])),
+            event["channel"] or "",
+            event["type"] or "",
+            event["event"] or "",
+            event["source"] or "",
+        )
+    console.print(timeline)
+
+
+@recommendations_app.command("build")
+def recommendations_build(
+    ctx: typer.Context,
+    engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
+) -> None:
+    """Rebuild the `recommendations` table (item-to-item co-purchase, online and in store); profiles pick it up."""
+    from omniweave.profiles.service.recommendations import build_recommendations
+
+    with opened(ctx) as rt:
+        summary = build_recommendations(rt, engine=engine)
+    console.print(
+        f"recommendations for {summary.persons:,} persons over {summary.products:,} products; "
+        "run `omniweave profiles build` to add them to the profiles"
+    )
+
+
+class ClvFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+def _read_transactions(file: Path, columns: list[str]) -> object:
+    """The named columns of a CSV (read as text, so the summary can name a bad row) or Parquet file."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    from omniweave.errors import InputError
+
+    if not file.is_file():
+        raise InputError(f"cannot read {str(file)!r}: no such file; expected a CSV or Parquet file")
+    wanted = list(dict.fromkeys(columns))
+    kind = "Parquet" if file.suffix.lower() in (".parquet", ".pq") else "CSV"
+    try:
+        if kind == "Parquet":
+            present = pq.read_schema(file).names
+        else:
+            with pa_csv.open_csv(
+                file, convert_options=pa_csv.ConvertOptions(column_types={name: pa.string() for name in wanted})
+            ) as reader:
+                present = reader.schema.names
+        for name in wanted:
+            if name not in present:
+                raise InputError(f"missing column {name!r}; got columns {present}", field=name)
+        if kind == "Parquet":
+            return pq.read_table(file, columns=wanted)
+        return pa_csv.read_csv(
+            file,
+            convert_options=pa_csv.ConvertOptions(
+                column_types={name: pa.string() for name in wanted}, include_columns=wanted, strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"cannot read {str(file)!r} as {kind}: {exc}") from None
+
+
+@clv_app.command("fit")
+def clv_fit(
+    transactions: Annotated[Path, typer.Option(help="Transactions, one row each: a CSV with a header, or Parquet.")],
+    customer_col: Annotated[str, typer.Option(help="Column of the customer id.")],
+    date_col: Annotated[str, typer.Option(help="Column of the purchase date (ISO 8601, e.g. 2024-03-01).")],
+    value_col: Annotated[
+        str | None, typer.Option(help="Column of the purchase value; without it, BG/NBD only.")
+    ] = None,
+    observation_end: Annotated[
+        str | None, typer.Option(help="Last day observed (default: the last purchase's).")
+    ] = None,
+    time_unit: Annotated[str, typer.Option(help="days or weeks: the unit of recency, T and alpha.")] = "days",
+    format: Annotated[ClvFormat, typer.Option("--format", help="Output format.")] = ClvFormat.table,
+) -> None:
+    """Fit BG/NBD (purchase frequency) and Gamma-Gamma (spend) on a transactions file."""
+    import orjson
+
+    from omniweave.errors import InputError
+    from omniweave.profiles.clv import fit_bgnbd, fit_gamma_gamma, summarize_table
+
+    try:
+        columns = [customer_col, date_col] + ([value_col] if value_col else [])
+        table = _read_transactions(transactions, columns)
+        summary = summarize_table(
+            table,
+            customer_col=customer_col,
+            date_col=date_col,
+            value_col=value_col,
+            observation_end=observation_end,
+            time_unit=time_unit,
+        )
+        purchases = fit_bgnbd(summary.frequency, summary.recency, summary.T)
+        spend = fit_gamma_gamma(summary.frequency, summary.monetary_value) if value_col else None
+    except InputError as exc:
+        err_console.print(f"{transactions}: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    document = {
+        "customers": len(summary),
+        "repeat_customers": int((summary.frequency > 0).sum()),
+        "observation_end": str(summary.observation_end),
+        "time_unit": summary.time_unit,
+        "bgnbd": {
+            "r": purchases.r,
+            "alpha": purchases.alpha,
+            "a": purchases.a,
+            "b": purchases.b,
+            "log_likelihood": purchases.log_likelihood,
+            "converged": purchases.converged,
+        },
+        "gamma_gamma": None
+        if spend is None
+        else {
+            "p": spend.p,
+            "q": spend.q,
+            "v": spend.v,
+            "log_likelihood": spend.log_likelihood,
+            "customers": spend.n_customers,
+            "converged": spend.converged,
+        },
+    }
+    if format is ClvFormat.json:
+        console.out(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    else:
+        out = Table(
+            "model",
+            "parameter",
+            "value",
+            title=f"{len(summary):,} customers, "
+            f"{document['repeat_customers']:,} with repeat purchases, time in {time_unit}, "
+            f"observed to {summary.observation_end}",
+        )
+        for model in ("bgnbd", "gamma_gamma"):
+            for name, value in (document[model] or {}).items():
+                if name not in ("converged", "customers"):
+                    out.add_row(model, name, f"{value:,.6g}" if name != "log_likelihood" else f"{value:,.2f}")
+        console.print(out)
+    if not purchases.converged or (spend is not None and not spend.converged):
+        err_console.print("warning: the optimiser did not converge; the parameters may be unreliable", style="yellow")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this stage's commands to the root `app`."""
+    app.add_typer(profiles_app, name="profiles")
+    app.add_typer(profile_app, name="profile")
+    app.add_typer(clv_app, name="clv")
+    app.add_typer(recommendations_app, name="recommendations")
