@@ -152,14 +152,7 @@ def normalize_event(
     """
     if not isinstance(raw, dict):
         raise EventError(f"expected a JSON object, got {type(raw).__name__}", record=index)
-    kind = raw.get("type") or default_type
-    if not isinstance(kind, str) or kind.lower() not in spec.EVENT_TYPES:
-        raise EventError(
-            f"unknown type {kind!r}; expected one of {', '.join(spec.EVENT_TYPES)}",
-            field="type",
-            record=index,
-        )
-    kind = kind.lower()
+    kind = _event_type(raw, default_type, index)
     user_id = _id(raw, "userId", index)
     anonymous_id = _id(raw, "anonymousId", index)
     if user_id is None and anonymous_id is None:
@@ -170,7 +163,27 @@ def normalize_event(
     event["messageId"] = message_id or f"api-{uuid.uuid4()}"
     event["userId"] = user_id
     event["anonymousId"] = anonymous_id
+    _add_objects(raw, event, index)
+    _add_type_fields(kind, raw, event, index)
+    _add_timestamps(raw, event, received_at, index)
+    _complete_context(kind, event, context_defaults)
+    return event
 
+
+def _event_type(raw: dict[str, Any], default_type: str | None, index: int | None) -> str:
+    """The event's type, lower-cased: its own `type`, else the one its endpoint implies."""
+    kind = raw.get("type") or default_type
+    if not isinstance(kind, str) or kind.lower() not in spec.EVENT_TYPES:
+        raise EventError(
+            f"unknown type {kind!r}; expected one of {', '.join(spec.EVENT_TYPES)}",
+            field="type",
+            record=index,
+        )
+    return kind.lower()
+
+
+def _add_objects(raw: dict[str, Any], event: dict[str, Any], index: int | None) -> None:
+    """Copy the object fields (properties, traits, context…), absent ones as empty objects."""
     for key in _OBJECT_FIELDS:
         value = raw.get(key)
         if value is None:
@@ -180,6 +193,9 @@ def normalize_event(
         else:
             raise EventError(f"expected a JSON object, got {type(value).__name__}", field=key, record=index)
 
+
+def _add_type_fields(kind: str, raw: dict[str, Any], event: dict[str, Any], index: int | None) -> None:
+    """The fields only one type of call has: a track's event name, a page's name, a group's id, an alias's previous id."""
     if kind == "track":
         name = raw.get("event")
         if not isinstance(name, str) or not name.strip():
@@ -206,7 +222,10 @@ def normalize_event(
             raise EventError("an alias call needs a previousId", field="previousId", record=index)
         event["previousId"] = previous_id
 
-    # Timestamps and clock-skew correction: timestamp = receivedAt - (sentAt - originalTimestamp).
+
+def _add_timestamps(raw: dict[str, Any], event: dict[str, Any], received_at: datetime, index: int | None) -> None:
+    """timestamp, originalTimestamp, sentAt and receivedAt, with clock-skew correction:
+    timestamp = receivedAt - (sentAt - originalTimestamp). A canonical client string is kept as sent."""
     original_raw = raw.get("originalTimestamp", raw.get("timestamp"))
     original = (
         parse_timestamp(
@@ -232,6 +251,10 @@ def normalize_event(
     event["sentAt"] = format_timestamp(sent) if sent is not None else None
     event["receivedAt"] = format_timestamp(received_at)
 
+
+def _complete_context(kind: str, event: dict[str, Any], context_defaults: dict[str, Any] | None) -> None:
+    """Traits sent only in the context, the client's defaults (e.g. its IP), and the campaign implied
+    by the page URL's UTM parameters when the event names none."""
     context = event["context"]
     if kind == "identify" and not event["traits"] and isinstance(context.get("traits"), dict):
         event["traits"] = context["traits"]  # RudderStack's libraries send traits only there
@@ -247,7 +270,6 @@ def normalize_event(
             campaign = campaign_from_url(url)
             if campaign:
                 context["campaign"] = campaign
-    return event
 
 
 def _check_numeric(properties: dict[str, Any], index: int | None) -> None:
@@ -292,7 +314,7 @@ def device_class(context: Any) -> str | None:
     """mobile / tablet / desktop for an event's `context`: an app's `device.type` (ios, android: mobile;
     any other type as it is, lower-cased), else the browser's `userAgent`; None when neither says.
 
-    The same rule as `device_class_expr` in service.profiles, which applies it to rows of the event
+    The same rule as `device_class_expr` in profiles.service.build, which applies it to rows of the event
     log written before the log kept this column.
     """
     if not isinstance(context, dict):
