@@ -17,7 +17,7 @@ incrementally; anything else (an older event arriving late, a newly demoted iden
 split) re-derives the graph from all observations in canonical order. A re-derivation of many
 observations (a first full build) runs in bulk: vectorised connected components find the persons,
 and only components in which a limit could refuse a link are walked rule by rule
-(`core.components.stitch_links`); the persons are the same, the link log records each pair's first
+(`identity.components.stitch_links`); the persons are the same, the link log records each pair's first
 event instead of the order persons met (merges are logged by the rule-by-rule walk only). Person ids are the hash of
 the identifier that founded the person; when two persons merge the earlier-founded id survives and
 the other is recorded as merged into it, so lookups by old ids keep working.
@@ -218,6 +218,32 @@ class Split:
     anchor: Identifier
 
 
+@dataclass
+class _Encoding:
+    """The identifiers of a bulk re-derivation as integers, when each was first seen, and the links."""
+
+    codes: dict[Identifier, int] = field(default_factory=dict)
+    idents: list[Identifier] = field(default_factory=list)
+    first: list[int] = field(default_factory=list)
+    edge_a: list[int] = field(default_factory=list)
+    edge_b: list[int] = field(default_factory=list)
+    edge_obs: list[int] = field(default_factory=list)
+
+    def code(self, ident: Identifier) -> int:
+        """`ident`'s number, given on first sight."""
+        c = self.codes.get(ident)
+        if c is None:
+            c = self.codes[ident] = len(self.idents)
+            self.idents.append(ident)
+            self.first.append(NEVER)
+        return c
+
+    def seen_at(self, c: int, rank: int) -> None:
+        """Record that identifier `c` occurs in observation `rank` (kept if it is the first)."""
+        if self.first[c] == NEVER:
+            self.first[c] = rank
+
+
 class Stitcher:
     """The identity graph: union-find over identifiers, persons, merge log; see the module docstring."""
 
@@ -364,41 +390,46 @@ class Stitcher:
 
     def _rebuild(self, ordered: list[Observation]) -> None:
         """Stitch `ordered` (all observations, canonical order) into the empty graph, in bulk."""
-        codes: dict[Identifier, int] = {}
-        idents: list[Identifier] = []
-        first: list[int] = []
-        edge_a: list[int] = []
-        edge_b: list[int] = []
-        edge_obs: list[int] = []
+        enc = self._encode(ordered)
+        labels, dirty, founders = self._bulk_components(enc)
+        self._adopt_clean(ordered, enc, labels, dirty, founders)
+        self._log_clean_links(ordered, enc, dirty)
+        walk = sorted(
+            {rank for x, rank in zip(enc.edge_a, enc.edge_obs, strict=True) if dirty[x]}
+            | {enc.first[c] for c in range(len(enc.idents)) if dirty[c] and enc.first[c] != NEVER}
+        )
+        for rank in walk:
+            self._stitch(ordered[rank])
+        if ordered:
+            self.last_key = ordered[-1].key
+
+    def _encode(self, ordered: list[Observation]) -> _Encoding:
+        """Number the identifiers and list each observation's links from its highest-priority
+        usable identifier to the others; demoted identifiers only record when they were first seen."""
+        enc = _Encoding()
         priority = {k: i for i, k in enumerate(self.rules.priorities)}
-
-        def code(ident: Identifier) -> int:
-            c = codes.get(ident)
-            if c is None:
-                c = codes[ident] = len(idents)
-                idents.append(ident)
-                first.append(NEVER)
-            return c
-
         for rank, obs in enumerate(ordered):
             usable = []
             for ident in obs.identifiers:
                 if ident in self.demoted:
-                    c = code(ident)
-                    if first[c] == NEVER:
-                        first[c] = rank
+                    enc.seen_at(enc.code(ident), rank)
                 else:
                     usable.append(ident)
             if not usable:
                 continue
             usable.sort(key=lambda i: (priority.get(i[0], len(priority)), i[1]))
-            p = code(usable[0])
-            if first[p] == NEVER:
-                first[p] = rank
+            p = enc.code(usable[0])
+            enc.seen_at(p, rank)
             for ident in usable[1:]:
-                edge_a.append(p)
-                edge_b.append(code(ident))
-                edge_obs.append(rank)
+                enc.edge_a.append(p)
+                enc.edge_b.append(enc.code(ident))
+                enc.edge_obs.append(rank)
+        return enc
+
+    def _bulk_components(self, enc: _Encoding) -> tuple[list[int], list[bool], list[int]]:
+        """Per identifier: its component label, whether its component must be walked rule by rule
+        (a limit could refuse a link there, or a split lies inside it), and per label the founder."""
+        idents = enc.idents
         kinds = list(self.rules.priorities) + sorted({k for k, _ in idents} - set(self.rules.priorities))
         kind_code = {k: i for i, k in enumerate(kinds)}
         limits = [self.rules.limits.get(k, -1) for k in kinds]
@@ -406,20 +437,30 @@ class Stitcher:
         bulk = stitch_links(
             n,
             np.fromiter((kind_code[k] for k, _ in idents), np.int64, n),
-            np.asarray(first, dtype=np.int64),
-            np.asarray(edge_a, dtype=np.int64),
-            np.asarray(edge_b, dtype=np.int64),
+            np.asarray(enc.first, dtype=np.int64),
+            np.asarray(enc.edge_a, dtype=np.int64),
+            np.asarray(enc.edge_b, dtype=np.int64),
             np.asarray(limits, dtype=np.int64),
         )
+        codes = enc.codes
         if self._cannot:  # a split inside a component: the rules must be walked there too
             for ident, partners in self._cannot.items():
                 if ident in codes:
                     label = bulk.labels[codes[ident]]
                     if any(p in codes and bulk.labels[codes[p]] == label for p in partners):
                         bulk.dirty[label] = True
-        labels = bulk.labels.tolist()
-        dirty = bulk.dirty[bulk.labels].tolist()
-        founders = bulk.founder.tolist()
+        return bulk.labels.tolist(), bulk.dirty[bulk.labels].tolist(), bulk.founder.tolist()
+
+    def _adopt_clean(
+        self,
+        ordered: list[Observation],
+        enc: _Encoding,
+        labels: list[int],
+        dirty: list[bool],
+        founders: list[int],
+    ) -> None:
+        """Write the components that need no walk into the union-find: parents, founders, members."""
+        idents, first = enc.idents, enc.first
         for c, ident in enumerate(idents):
             if dirty[c]:
                 continue
@@ -432,8 +473,12 @@ class Stitcher:
         for c, ident in enumerate(idents):
             if not dirty[c]:
                 self.members[self.parent[ident]].setdefault(ident[0], set()).add(ident[1])
+
+    def _log_clean_links(self, ordered: list[Observation], enc: _Encoding, dirty: list[bool]) -> None:
+        """Log each linked pair of a component that needs no walk once, with its first event."""
+        idents = enc.idents
         seen: set[tuple[int, int]] = set()
-        for x, y, rank in zip(edge_a, edge_b, edge_obs, strict=True):
+        for x, y, rank in zip(enc.edge_a, enc.edge_b, enc.edge_obs, strict=True):
             if dirty[x] or (x, y) in seen:
                 continue
             seen.add((x, y))
@@ -448,14 +493,6 @@ class Stitcher:
                     survivor=person_id_for(self.parent[idents[x]]),
                 )
             )
-        walk = sorted(
-            {rank for x, rank in zip(edge_a, edge_obs, strict=True) if dirty[x]}
-            | {first[c] for c in range(n) if dirty[c] and first[c] != NEVER}
-        )
-        for rank in walk:
-            self._stitch(ordered[rank])
-        if ordered:
-            self.last_key = ordered[-1].key
 
     # --- the union-find ----------------------------------------------------------------------------
 
