@@ -11,9 +11,12 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from omniweave.errors import ConfigError
+
+ENGINE_NAMES = ("duckdb", "spark")
+"""The warehouse engines (storage/engine.py holds what differs between them)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,12 @@ class Settings:
     loader_max_delay_seconds: float = 10.0
     # identity (used by later stages)
     default_region: str = "GB"
+    # warehouse engine: "duckdb" (in-process) or "spark" (pip install 'omniweave[spark]'); the shells' --engine
+    engine: Literal["duckdb", "spark"] = "duckdb"
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINE_NAMES:
+            raise ConfigError(f"engine = {self.engine!r}: expected one of {', '.join(ENGINE_NAMES)}")
 
     @property
     def home_path(self) -> Path:
