@@ -136,22 +136,31 @@ class Collector:
         self.committer.stop()
 
     def routes(self) -> list[Route]:
-        """Every collector route; the busiest first, since routes are matched in order."""
+        """Every collector route; the busiest first, since routes are matched in order.
+
+        Each route's name says what it takes, for the OpenAPI document (shells/api/collect.py):
+        `collect:batch`, `collect:<type>` (one event of that type), `collect:noop`, `collect:settings`."""
         post = ["POST", "OPTIONS"]
         routes = [
-            Route("/v1/batch", self._handler(None), methods=post),
-            Route("/v1/import", self._handler(None), methods=post),
+            Route("/v1/batch", self._handler(None), methods=post, name="collect:batch"),
+            Route("/v1/import", self._handler(None), methods=post, name="collect:batch"),
         ]
-        routes += [Route(f"/v1/{name}", self._handler(kind), methods=post) for name, kind in _SINGLE.items()]
+        routes += [
+            Route(f"/v1/{name}", self._handler(kind), methods=post, name=f"collect:{kind}")
+            for name, kind in _SINGLE.items()
+        ]
         # right after /v1/track, so that the benchmark's ceiling pays (almost) the same routing
-        routes.insert(3, Route("/v1/noop", self.noop, methods=post))
+        routes.insert(3, Route("/v1/noop", self.noop, methods=post, name="collect:noop"))
         for prefix in ("", "/v1"):
             routes += [
-                Route(f"{prefix}/{letter}", self._handler(kind), methods=post) for letter, kind in _SHORT.items()
+                Route(f"{prefix}/{letter}", self._handler(kind), methods=post, name=f"collect:{kind}")
+                for letter, kind in _SHORT.items()
             ]
-            routes.append(Route(f"{prefix}/b", self._handler(None), methods=post))
-        routes.append(Route("/v1/m", self.noop, methods=post))  # analytics-next metrics; sampleRate is 0 anyway
-        routes.append(Route("/v1/projects/{write_key}/settings", self.project_settings, methods=["GET", "OPTIONS"]))
+            routes.append(Route(f"{prefix}/b", self._handler(None), methods=post, name="collect:batch"))
+        # analytics-next metrics; sampleRate is 0 anyway
+        routes.append(Route("/v1/m", self.noop, methods=post, name="collect:noop"))
+        settings_path = "/v1/projects/{write_key}/settings"
+        routes.append(Route(settings_path, self.project_settings, methods=["GET", "OPTIONS"], name="collect:settings"))
         return routes
 
     def _handler(self, kind: str | None) -> Handler:

@@ -1,0 +1,55 @@
+"""`/v1/profiles`: one person by person id or by any identifier (profiles/service/lookup.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query
+
+from omniweave.errors import InputError
+from omniweave.profiles.service.lookup import find_person, person_view, view_as_dict
+from omniweave.runtime import Runtime
+from omniweave.shells.api.deps import SECRET_KEY, RuntimeDep
+from omniweave.shells.api.errors import ApiError, input_problems
+from omniweave.shells.api.schemas import ErrorBody, PersonPublic
+
+router = APIRouter(
+    prefix="/v1/profiles",
+    tags=["profiles"],
+    dependencies=[SECRET_KEY],
+    responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+)
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="the newest events of the timeline, at most")]
+
+
+def _person(runtime: Runtime, ref: str, limit: int) -> dict[str, Any]:
+    try:
+        found = find_person(runtime, ref)
+    except InputError as exc:
+        problems = input_problems(exc, default_field="identifier")
+        raise ApiError(400, problems[0][0] or "identifier", str(exc)) from None
+    if found is None:
+        raise ApiError(404, "identifier", f"nobody has the identifier or person id {ref!r}")
+    # through orjson: NaN in a profile becomes null, as JSON can carry it
+    body: dict[str, Any] = orjson.loads(orjson.dumps(view_as_dict(person_view(runtime, found[0], found[1], limit))))
+    return body
+
+
+@router.get("", response_model=PersonPublic, summary="Find a person by identifier")
+def profile_by_identifier(
+    runtime: RuntimeDep,
+    identifier: Annotated[str | None, Query(description="kind:value, e.g. email:ann@example.com")] = None,
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    """A person's profile, identifiers and timeline, found by any identifier (normalised like `resolve`)."""
+    if not identifier:
+        raise ApiError(400, "identifier", "expected ?identifier=kind:value (e.g. email:ann@example.com)")
+    return _person(runtime, identifier, limit)
+
+
+@router.get("/{ref:path}", response_model=PersonPublic, summary="A person by person id or identifier")
+def profile_by_id(runtime: RuntimeDep, ref: str, limit: Limit = 50) -> dict[str, Any]:
+    """A person's profile, identifiers and timeline; `ref` is a person id (also a merged one) or an identifier."""
+    return _person(runtime, ref, limit)
