@@ -423,77 +423,143 @@ def describe(cluster: ClusterSummary, population: ClusterSummary, features: Prof
     if cluster.buyers_share < 0.2:
         traits.append(Trait("not buying yet", ("conversion_rate", "new_customers"), 1))
     else:
-        share = cluster.store_order_share
-        if share is not None and share >= 0.7:
-            traits.append(Trait("store-first", ("revenue_in_store",), 1))
-        elif share is not None and share <= 0.3:
-            traits.append(Trait("online-first", ("revenue_online",), 1))
-        elif cluster.both_channels_share >= 0.4:
-            traits.append(Trait("omnichannel", ("revenue_total",), 1))
-        aov, pop_aov = cluster.average_order_value, population.average_order_value
-        if aov is not None and pop_aov:
-            if aov >= 1.3 * pop_aov:
-                traits.append(Trait("high basket", ("customer_lifetime_value",)))
-            elif aov <= 0.75 * pop_aov:
-                traits.append(Trait("small basket", ("average_order_value",)))
-        pop_freq = population.orders_per_buyer
-        if pop_freq and cluster.orders_per_buyer >= 1.5 * pop_freq and cluster.orders_per_buyer >= 2:
-            traits.append(Trait("frequent buyers", ("retention_rate",)))
-        elif pop_freq and cluster.orders_per_buyer <= 0.7 * pop_freq:
-            phrase = "one-off buyers" if cluster.orders_per_buyer <= 1.3 else "occasional buyers"
-            traits.append(Trait(phrase, ("repeat_purchase_rate",)))
-        buyer_revenue = cluster.revenue / cluster.buyers_share
-        pop_buyer_revenue = population.revenue / population.buyers_share if population.buyers_share else 0.0
-        if pop_buyer_revenue and buyer_revenue >= 2 * pop_buyer_revenue:
-            traits.append(Trait("high value", ("customer_lifetime_value", "retention_rate")))
-        elif pop_buyer_revenue and buyer_revenue <= 0.5 * pop_buyer_revenue:
-            traits.append(Trait("low value", ("average_order_value",)))
-        recency = features.raw["recency_days"][features.buyer]
-        spread = float(np.log1p(np.maximum(recency, 0)).std()) if len(recency) else 0.0
-        if cluster.log_recency is not None and population.log_recency is not None and spread > 1e-9:
-            z = (cluster.log_recency - population.log_recency) / spread
-            if z >= 1.2:
-                traits.append(Trait("lapsed", ("retention_rate", "repeat_purchase_rate")))
-            elif z >= 0.5:
-                traits.append(Trait("lapsing", ("retention_rate",)))
-            elif z <= -0.5:
-                traits.append(Trait("recently active"))
+        traits.extend(_buying(cluster, population, features))
     traits.extend(_demographics(cluster, population))
+    engagement, barely = _engagement(cluster, population, features)
+    traits.extend(engagement)
+    traits.extend(_email(cluster, population, barely))
+    traits.extend(_channel(cluster, population, store_first=any(t.phrase == "store-first" for t in traits)))
+    traits.extend(_category(cluster, population))
+    return traits
+
+
+def _buying(cluster: ClusterSummary, population: ClusterSummary, features: ProfileFeatures) -> list[Trait]:
+    """For a cluster that buys: where they buy, basket, frequency, value and recency."""
+    return [
+        trait
+        for trait in (
+            _where_they_buy(cluster),
+            _basket(cluster, population),
+            _frequency(cluster, population),
+            _value(cluster, population),
+            _recency(cluster, population, features),
+        )
+        if trait is not None
+    ]
+
+
+def _where_they_buy(cluster: ClusterSummary) -> Trait | None:
+    share = cluster.store_order_share
+    if share is not None and share >= 0.7:
+        return Trait("store-first", ("revenue_in_store",), 1)
+    if share is not None and share <= 0.3:
+        return Trait("online-first", ("revenue_online",), 1)
+    if cluster.both_channels_share >= 0.4:
+        return Trait("omnichannel", ("revenue_total",), 1)
+    return None
+
+
+def _basket(cluster: ClusterSummary, population: ClusterSummary) -> Trait | None:
+    aov, pop_aov = cluster.average_order_value, population.average_order_value
+    if aov is not None and pop_aov:
+        if aov >= 1.3 * pop_aov:
+            return Trait("high basket", ("customer_lifetime_value",))
+        if aov <= 0.75 * pop_aov:
+            return Trait("small basket", ("average_order_value",))
+    return None
+
+
+def _frequency(cluster: ClusterSummary, population: ClusterSummary) -> Trait | None:
+    pop_freq = population.orders_per_buyer
+    if pop_freq and cluster.orders_per_buyer >= 1.5 * pop_freq and cluster.orders_per_buyer >= 2:
+        return Trait("frequent buyers", ("retention_rate",))
+    if pop_freq and cluster.orders_per_buyer <= 0.7 * pop_freq:
+        phrase = "one-off buyers" if cluster.orders_per_buyer <= 1.3 else "occasional buyers"
+        return Trait(phrase, ("repeat_purchase_rate",))
+    return None
+
+
+def _value(cluster: ClusterSummary, population: ClusterSummary) -> Trait | None:
+    buyer_revenue = cluster.revenue / cluster.buyers_share
+    pop_buyer_revenue = population.revenue / population.buyers_share if population.buyers_share else 0.0
+    if pop_buyer_revenue and buyer_revenue >= 2 * pop_buyer_revenue:
+        return Trait("high value", ("customer_lifetime_value", "retention_rate"))
+    if pop_buyer_revenue and buyer_revenue <= 0.5 * pop_buyer_revenue:
+        return Trait("low value", ("average_order_value",))
+    return None
+
+
+def _recency(cluster: ClusterSummary, population: ClusterSummary, features: ProfileFeatures) -> Trait | None:
+    """Lapsed, lapsing or recently active: the cluster's mean log-recency against the population's,
+    in standard deviations of the buyers' log-recency."""
+    recency = features.raw["recency_days"][features.buyer]
+    spread = float(np.log1p(np.maximum(recency, 0)).std()) if len(recency) else 0.0
+    if cluster.log_recency is None or population.log_recency is None or spread <= 1e-9:
+        return None
+    z = (cluster.log_recency - population.log_recency) / spread
+    if z >= 1.2:
+        return Trait("lapsed", ("retention_rate", "repeat_purchase_rate"))
+    if z >= 0.5:
+        return Trait("lapsing", ("retention_rate",))
+    if z <= -0.5:
+        return Trait("recently active")
+    return None
+
+
+def _engagement(
+    cluster: ClusterSummary, population: ClusterSummary, features: ProfileFeatures
+) -> tuple[list[Trait], bool]:
+    """Barely or highly engaged overall, and whether the cluster is barely engaged."""
     engagement = np.log1p(features.raw["engagement"])
     spread = float(engagement.std())
-    barely = False
-    if spread > 1e-9:
-        z = (cluster.engagement - population.engagement) / spread
-        barely = z <= -0.7
-        if barely:
-            traits.append(Trait("barely engaged", ("coupon_redemption_rate",), 4))
-        elif z >= 0.7:
-            traits.append(Trait("highly engaged", (), 4))
+    if spread <= 1e-9:
+        return [], False
+    z = (cluster.engagement - population.engagement) / spread
+    if z <= -0.7:
+        return [Trait("barely engaged", ("coupon_redemption_rate",), 4)], True
+    if z >= 0.7:
+        return [Trait("highly engaged", (), 4)], False
+    return [], False
+
+
+def _email(cluster: ClusterSummary, population: ClusterSummary, barely: bool) -> list[Trait]:
     email, pop_email = cluster.channel_shares.get("email"), population.channel_shares.get("email")
-    if email is not None and pop_email and pop_email >= 0.02:
-        if email <= 0.5 * pop_email:
-            traits.append(Trait("low e-mail engagement", ("email_signups",), 3))
-        elif email >= 1.5 * pop_email and email >= 0.1 and not barely:  # a high share of little is not engagement
-            traits.append(Trait("high e-mail engagement", (), 3))
+    if email is None or not pop_email or pop_email < 0.02:
+        return []
+    if email <= 0.5 * pop_email:
+        return [Trait("low e-mail engagement", ("email_signups",), 3)]
+    if email >= 1.5 * pop_email and email >= 0.1 and not barely:  # a high share of little is not engagement
+        return [Trait("high e-mail engagement", (), 3)]
+    return []
+
+
+def _channel(cluster: ClusterSummary, population: ClusterSummary, store_first: bool) -> list[Trait]:
+    """The channel (other than e-mail) with the highest lift over the population, if it is high;
+    the store is not repeated for a store-first cluster."""
     lifts = [
         (share / population.channel_shares[c], c)
         for c, share in cluster.channel_shares.items()
         if c != "email" and share >= 0.15 and population.channel_shares[c] > 0
     ]
-    if lifts:
-        lift, channel = max(lifts, key=lambda t: (t[0], t[1]))
-        if lift >= 1.6 and not (channel == "store" and any(t.phrase == "store-first" for t in traits)):
-            traits.append(Trait(CHANNEL_PHRASES.get(channel, f"engaged on {channel}"), (), 3))
+    if not lifts:
+        return []
+    lift, channel = max(lifts, key=lambda t: (t[0], t[1]))
+    if lift >= 1.6 and not (channel == "store" and store_first):
+        return [Trait(CHANNEL_PHRASES.get(channel, f"engaged on {channel}"), (), 3)]
+    return []
+
+
+def _category(cluster: ClusterSummary, population: ClusterSummary) -> list[Trait]:
+    """The product category with the highest lift over the population, if it is high."""
     cats = [
         (share / population.category_shares[c], c)
         for c, share in cluster.category_shares.items()
         if share >= 0.1 and population.category_shares[c] > 0
     ]
-    if cats:
-        lift, cat = max(cats, key=lambda t: (t[0], t[1]))
-        if lift >= 1.5:
-            traits.append(Trait(f"into {cat}", (), 3))
-    return traits
+    if not cats:
+        return []
+    lift, cat = max(cats, key=lambda t: (t[0], t[1]))
+    return [Trait(f"into {cat}", (), 3)] if lift >= 1.5 else []
 
 
 def _demographics(cluster: ClusterSummary, population: ClusterSummary) -> list[Trait]:
