@@ -1,10 +1,13 @@
 """The operational store: sources and keys, the inbox of accepted events, consumer positions.
 
-SQLite (embedded default) or PostgreSQL, through SQLAlchemy Core. The inbox is a durable,
-ordered feed: every accepted event gets a sequence number when it is committed; consumers (the
-event-log loader now; journey triggers and segment updates later) each keep their own position.
-Deduplication by (source, messageId) is the inbox's unique key, so it survives restarts; rows
-stay at least `dedupe_hours` and until every consumer has passed them.
+SQLite (embedded default) or PostgreSQL, through SQLAlchemy Core. The tables are defined per
+area in `storage/ops/tables/`, and the schema is brought up to date by Alembic revisions
+(`storage/ops/migrations/`) every time a store opens (`storage/ops/migrate.py`).
+
+The inbox is a durable, ordered feed: every accepted event gets a sequence number when it is
+committed; consumers (the event-log loader, live segments; journey triggers later) each keep
+their own position. Deduplication by (source, messageId) is the inbox's unique key, so it
+survives restarts; rows stay at least `dedupe_hours` and until every consumer has passed them.
 """
 
 from __future__ import annotations
@@ -16,65 +19,28 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from omniweave.errors import ConfigError, TerminalStoreError, TransientStoreError
+from omniweave.errors import TerminalStoreError, TransientStoreError
+from omniweave.storage.ops import apikeys, migrate
+from omniweave.storage.ops.engines import SQLITE_BUSY_SECONDS, open_engine, sqlite_pragmas
+from omniweave.storage.ops.tables import consumers, imports, inbox, metadata, secret_keys, sources
 
-metadata = sa.MetaData()
-
-sources = sa.Table(
-    "sources",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False, unique=True),
-    sa.Column("write_key", sa.String(100), nullable=False, unique=True),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
-
-secret_keys = sa.Table(
-    "secret_keys",
-    metadata,
-    sa.Column("key", sa.String(100), primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
-
-inbox = sa.Table(
-    "inbox",
-    metadata,
-    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("source_id", sa.String(64), nullable=False),
-    sa.Column("message_id", sa.String(200), nullable=False),
-    sa.Column("received_at", sa.Float, nullable=False),
-    sa.Column("payload", sa.LargeBinary, nullable=False),
-    sa.UniqueConstraint("source_id", "message_id", name="inbox_dedupe"),
-    sqlite_autoincrement=True,
-)
-
-consumers = sa.Table(
+__all__ = [
+    "SQLITE_BUSY_SECONDS",
+    "ConsumerState",
+    "InboxRow",
+    "OpStore",
+    "SecretKeyInfo",
     "consumers",
-    metadata,
-    sa.Column("name", sa.String(100), primary_key=True),
-    sa.Column("position", sa.BigInteger, nullable=False),
-    sa.Column("pending_end", sa.BigInteger, nullable=True),
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
-
-imports = sa.Table(
     "imports",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("kind", sa.String(100), nullable=False),
-    sa.Column("file", sa.Text, nullable=False),
-    sa.Column("rows_read", sa.Integer, nullable=False),
-    sa.Column("rows_imported", sa.Integer, nullable=False),
-    sa.Column("rows_duplicate", sa.Integer, nullable=False),
-    sa.Column("rows_rejected", sa.Integer, nullable=False),
-    sa.Column("finished_at", sa.Float, nullable=False),
-)
+    "inbox",
+    "metadata",
+    "secret_keys",
+    "sources",
+]
 
 
 @dataclass(frozen=True)
@@ -90,71 +56,31 @@ class ConsumerState:
     pending_end: int | None
 
 
-SQLITE_BUSY_SECONDS = 30.0
+@dataclass(frozen=True)
+class SecretKeyInfo:
+    """What the store knows about a secret key: never the key itself."""
 
+    prefix: str
+    name: str
+    created_at: float
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
-    cur = dbapi_conn.cursor()
-    # first: switching to WAL takes a lock too, and without a busy timeout a connection opened while
-    # another process writes (parallel imports on a loaded machine) fails at once with "database is locked"
-    cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
-    _switch_to_wal(cur)
-    cur.execute("PRAGMA synchronous=FULL")  # an acknowledged event survives power loss too
-    cur.close()
-
-
-def _switch_to_wal(cur: sqlite3.Cursor) -> None:
-    """Put the database file in WAL mode (a property of the file: once is enough).
-
-    The switch needs the file to itself, and while another connection holds a write lock in the
-    old journal mode SQLite refuses it at once, without waiting out the busy timeout (parallel
-    importers opening a new store together failed so in CI). So: only switch when the file is not
-    in WAL yet, and retry a refused switch for up to SQLITE_BUSY_SECONDS.
-    """
-    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
-    while True:
-        try:
-            if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-                cur.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    def to_dict(self) -> dict[str, object]:
+        return {"prefix": self.prefix, "name": self.name, "created_at": self.created_at}
 
 
 class OpStore:
     """The operational store behind one SQLAlchemy engine."""
 
     def __init__(self, url: str):
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url[len("postgresql://") :]
-        if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.engine = sa.create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
-        except (ModuleNotFoundError, sa.exc.ArgumentError) as exc:
-            hint = " (pip install 'omniweave[postgres]')" if "postgresql" in url else ""
-            raise ConfigError(f"cannot open operational store {url!r}: {exc}{hint}") from exc
+        """Open the store at `url` (SQLite file or PostgreSQL) and migrate its schema to the newest
+        revision. A bad URL or missing driver is a ConfigError; a store that cannot be reached is
+        a TransientStoreError."""
+        self.engine = open_engine(url)
         self.dialect = self.engine.dialect.name
         self._appender: sqlite3.Connection | None = None  # SQLite: append's own connection
         self._appender_lock = threading.Lock()
         self._sqlite_insert: dict[int, str] = {}
-        if self.dialect == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        attempts = len(metadata.tables) + 2
-        for attempt in range(attempts):
-            try:
-                metadata.create_all(self.engine)
-                break
-            except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
-                # Several processes opening a new store at once (the server's helpers, parallel
-                # importers) race to create the tables: the losers see "already exists" and
-                # look again; anything else is a store we cannot reach. Every loss means another
-                # process created a table, so one more attempt than there are tables always ends.
-                if "already exists" in str(exc) and attempt < attempts - 1:
-                    continue
-                raise TransientStoreError(f"operational store {self.engine.url!r} is unreachable: {exc}") from exc
+        migrate.upgrade(self.engine)
 
     def close(self) -> None:
         if self._appender is not None:
@@ -197,14 +123,47 @@ class OpStore:
                 return conn.execute(sa.select(sources.c.id).where(sources.c.name == name)).scalar_one()
 
     def create_secret_key(self, name: str) -> str:
-        key = "sk_" + secrets.token_urlsafe(32)
+        """Make a secret key for the REST API and return it: the only time it is ever shown, since
+        the store keeps just its prefix and hash."""
+        made = apikeys.new_secret_key()
         with self.engine.begin() as conn:
-            conn.execute(secret_keys.insert().values(key=key, name=name, created_at=time.time()))
-        return key
+            conn.execute(
+                secret_keys.insert().values(
+                    prefix=made.prefix, key_hash=made.key_hash, name=name, created_at=time.time()
+                )
+            )
+        return made.key
 
-    def is_secret_key(self, key: str) -> bool:
+    def secret_key_name(self, key: object) -> str | None:
+        """Who the secret key `key` was made for, or None if it is not a valid key (unknown,
+        revoked, malformed, or not a string at all)."""
+        prefix = apikeys.lookup_prefix(key)
+        if prefix is None:
+            return None
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(secret_keys.c.name).where(secret_keys.c.key == key)).first() is not None
+            row = conn.execute(
+                sa.select(secret_keys.c.key_hash, secret_keys.c.name).where(secret_keys.c.prefix == prefix)
+            ).first()
+        if row is None or not apikeys.matches(str(key), row[0]):
+            return None
+        return str(row[1])
+
+    def is_secret_key(self, key: object) -> bool:
+        """Whether `key` opens the REST API."""
+        return self.secret_key_name(key) is not None
+
+    def list_secret_keys(self) -> list[SecretKeyInfo]:
+        """The secret keys by prefix, name and creation time (the keys themselves are not kept)."""
+        query = sa.select(secret_keys.c.prefix, secret_keys.c.name, secret_keys.c.created_at).order_by(
+            secret_keys.c.created_at
+        )
+        with self.engine.connect() as conn:
+            return [SecretKeyInfo(str(r[0]), str(r[1]), float(r[2])) for r in conn.execute(query)]
+
+    def revoke_secret_key(self, prefix: str) -> bool:
+        """Delete the secret key with this prefix; False if there was none."""
+        with self.engine.begin() as conn:
+            return conn.execute(secret_keys.delete().where(secret_keys.c.prefix == prefix)).rowcount > 0
 
     # --- the inbox ----------------------------------------------------------------------
     def _insert_ignoring_duplicates(self) -> sa.Insert:
@@ -273,7 +232,7 @@ class OpStore:
         """The connection `append` uses on SQLite (opened on first use; used under `_appender_lock`)."""
         if self._appender is None:
             connection = sqlite3.connect(self.engine.url.database, isolation_level=None, check_same_thread=False)
-            _sqlite_pragmas(connection, None)
+            sqlite_pragmas(connection, None)
             self._appender = connection
         return self._appender
 

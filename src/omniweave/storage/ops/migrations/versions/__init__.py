@@ -1,0 +1,1 @@
+"""The revisions, oldest first: `NNNN_what.py` with `revision = "NNNN"`; update `migrate.HEAD` too."""

@@ -1,0 +1,21 @@
+"""The operational store's tables, one module per area, all on one `metadata`.
+
+    keys.py       sources (write keys) and secret API keys (hashed)
+    inbox.py      the durable, ordered feed of accepted events
+    consumers.py  each inbox consumer's saved position
+    imports.py    the log of file imports
+
+Areas to come (consent, journeys, ledger, coupons, messages, audit, users) each get a module of
+their own here, shaped like these: `sa.Table(...)` definitions on `metadata` from `.base`, a
+docstring saying what a row is, and an import below. Every change to a table ships with an
+Alembic revision in `storage/ops/migrations/versions/` (the store runs them when it opens);
+`tests/storage/test_migrations.py` checks that the migrated schema equals these definitions.
+"""
+
+from omniweave.storage.ops.tables.base import metadata
+from omniweave.storage.ops.tables.consumers import consumers
+from omniweave.storage.ops.tables.imports import imports
+from omniweave.storage.ops.tables.inbox import inbox
+from omniweave.storage.ops.tables.keys import secret_keys, sources
+
+__all__ = ["consumers", "imports", "inbox", "metadata", "secret_keys", "sources"]
