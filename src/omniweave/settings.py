@@ -1,19 +1,374 @@
 """Settings: built once at start-up from `omniweave.toml` and `OMNIWEAVE_*` variables, then passed down.
 
-Precedence (highest first): environment variables, the TOML file, defaults. The TOML file is
-`$OMNIWEAVE_CONFIG` if set, else `./omniweave.toml`, else `$OMNIWEAVE_HOME/omniweave.toml`.
+Precedence (highest first): environment variables, the TOML file, defaults. The TOML file is the one
+given (`--config FILE`, `load_settings(config_file=…)`), else `$OMNIWEAVE_CONFIG` if set, else
+`./omniweave.toml`, else `$OMNIWEAVE_HOME/omniweave.toml`. Its `[omniweave]` table (or its top level)
+holds the flat settings and one table per typed section:
+
+    [identity]              IdentitySettings   identifier kinds, limits, blocked values
+    [[profiles.traits]]     ProfilesSettings   custom traits (`TraitSpec`)
+    [segments]              SegmentsSettings   where the project's segment files are
+
+Every section is read from the same file as the flat settings, once, in `load_settings`; services read
+`runtime.settings.<section>` and never open a config file themselves. Every problem in the file is
+collected and reported at once, as one ConfigError, each naming its place (file, section, field, index),
+what was received and what is valid.
+
+Adding a section (`[channels.email]`, `[journeys]`, `[privacy]`, …) takes three steps:
+
+1. a frozen dataclass with typed fields and defaults that need no configuration;
+2. a pure `parse(raw, where, problems) -> the dataclass` that appends one message per problem to
+   `problems` (never raises) and a `to_toml()` that gives the table back (child processes receive the
+   settings as JSON in that shape);
+3. a field on `Settings` named like its table and an entry in `SECTIONS` (field name → parser).
+
+This module sits below every stage (storage imports it), so a section's parser may use only the
+standard library, `errors` and `events`; a stage turns the typed section into its own objects
+(`identity.service.resolve.rules_from_settings`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from omniweave.errors import ConfigError
+from omniweave.errors import ConfigError, InputError
+from omniweave.events.spec import COUPON_CODE_KIND, IDENTIFIER_KINDS
+
+Problems = list[str]
+"""Messages of a configuration's problems, each saying where, what was received and what is valid."""
+
+
+# --- [identity] ----------------------------------------------------------------------------------
+
+IDENTITY_KEYS = ("kinds", "limits", "share_limits", "blocked", "customer_number_prefix")
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    """The `[identity]` table: custom identifier `kinds` (ranked after the built-in durable ones and before
+    device and anonymous ids), `limits` and `share_limits` (kind → count, over the defaults), more `blocked`
+    values that never link, and the `customer_number_prefix` that marks a user id as a customer number."""
+
+    kinds: tuple[str, ...] = ()
+    limits: tuple[tuple[str, int], ...] = ()
+    share_limits: tuple[tuple[str, int], ...] = ()
+    blocked: tuple[str, ...] = ()
+    customer_number_prefix: str = ""
+
+    @staticmethod
+    def parse(raw: Any, where: str, problems: Problems, base: Path | None = None) -> IdentitySettings:
+        """Validate an `[identity]` table; every problem goes to `problems`, the valid parts are kept."""
+        if not isinstance(raw, Mapping):
+            problems.append(f"{where}: must be a table ([identity]), got {raw!r}")
+            return IdentitySettings()
+        for key in sorted(set(raw) - set(IDENTITY_KEYS)):
+            problems.append(f"{where}: unknown key {key!r}; expected one of {', '.join(IDENTITY_KEYS)}")
+        kinds: tuple[str, ...] = ()
+        custom = raw.get("kinds", [])
+        if not isinstance(custom, list) or not all(isinstance(k, str) and k.isidentifier() for k in custom):
+            problems.append(f"{where}: kinds must be a list of names (letters, digits, _), got {custom!r}")
+        else:
+            for kind in custom:
+                if kind in IDENTIFIER_KINDS or kind == COUPON_CODE_KIND:
+                    problems.append(f"{where}: kinds: {kind!r} is a built-in kind")
+            kinds = tuple(k for k in custom if k not in IDENTIFIER_KINDS and k != COUPON_CODE_KIND)
+        known = (*IDENTIFIER_KINDS, *kinds, COUPON_CODE_KIND)
+        counts: dict[str, tuple[tuple[str, int], ...]] = {}
+        for key in ("limits", "share_limits"):
+            table = raw.get(key, {})
+            counts[key] = ()
+            if not isinstance(table, Mapping):
+                problems.append(f"{where}: {key} must be a table of kind = count, got {table!r}")
+                continue
+            good = []
+            for kind, count in table.items():
+                if kind not in known:
+                    problems.append(
+                        f"{where}: {key}.{kind}: unknown identifier kind; expected one of {', '.join(known)}"
+                    )
+                elif not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                    problems.append(f"{where}: {key}.{kind}: expected a whole number ≥ 1, got {count!r}")
+                else:
+                    good.append((kind, count))
+            counts[key] = tuple(good)
+        blocked = raw.get("blocked", [])
+        if not isinstance(blocked, list) or not all(isinstance(v, str) for v in blocked):
+            problems.append(f"{where}: blocked must be a list of strings, got {blocked!r}")
+            blocked = []
+        prefix = raw.get("customer_number_prefix", "")
+        if not isinstance(prefix, str):
+            problems.append(f"{where}: customer_number_prefix must be a string, got {prefix!r}")
+            prefix = ""
+        return IdentitySettings(kinds, counts["limits"], counts["share_limits"], tuple(blocked), prefix)
+
+    def to_toml(self) -> dict[str, Any]:
+        """The `[identity]` table these settings were parsed from (defaults left out)."""
+        table: dict[str, Any] = {
+            "kinds": list(self.kinds),
+            "limits": dict(self.limits),
+            "share_limits": dict(self.share_limits),
+            "blocked": list(self.blocked),
+            "customer_number_prefix": self.customer_number_prefix,
+        }
+        return {key: value for key, value in table.items() if value}
+
+
+# --- [[profiles.traits]] -------------------------------------------------------------------------
+# The declaration of a custom trait; `profiles/traits.py` documents it, `profiles/service/build.py`
+# compiles it. It lives here because the settings parse it at start-up and sit below every stage.
+
+AGGREGATES = ("count", "sum", "avg", "min", "max", "first", "last", "distinct")
+"""`distinct` is the number of distinct values; `first`/`last` the value of the earliest/latest event."""
+
+NUMERIC_AGGREGATES = frozenset({"sum", "avg"})
+
+EVENT_COLUMNS = frozenset(
+    {
+        "message_id",
+        "source",
+        "type",
+        "event",
+        "user_id",
+        "anonymous_id",
+        "group_id",
+        "previous_id",
+        "channel",
+        "timestamp",
+        "original_timestamp",
+        "sent_at",
+        "received_at",
+        "campaign_source",
+        "campaign_medium",
+        "campaign_name",
+    }
+)
+"""Columns a trait may aggregate or filter on directly (the JSON columns go through `property`)."""
+
+TRAIT_FIELDS = ("name", "agg", "property", "column", "event", "channel", "where", "window_days", "description")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_PROPERTY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+@dataclass(frozen=True)
+class TraitSpec:
+    """One custom trait: `agg` of `property` or `column` over the events that pass the filters."""
+
+    name: str
+    agg: str
+    property: str | None = None
+    column: str | None = None
+    events: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    where: tuple[tuple[str, str], ...] = ()
+    window_days: float | None = None
+    description: str = ""
+
+    def to_toml(self) -> dict[str, Any]:
+        """The `[[profiles.traits]]` table that declares this trait."""
+        table: dict[str, Any] = {"name": self.name, "agg": self.agg}
+        optional = {
+            "property": self.property,
+            "column": self.column,
+            "event": list(self.events),
+            "channel": list(self.channels),
+            "where": dict(self.where),
+            "window_days": self.window_days,
+            "description": self.description,
+        }
+        table.update({key: value for key, value in optional.items() if value})
+        return table
+
+
+def trait_problems(item: Any, index: int) -> tuple[TraitSpec | None, list[tuple[str, str]]]:
+    """One trait declaration checked: the spec (None when it has problems) and every problem as
+    (field, message naming the trait, what was received and what is valid)."""
+    if isinstance(item, TraitSpec):
+        return item, []
+    if not isinstance(item, Mapping):
+        return None, [("", f"a trait must be a table of fields, got {type(item).__name__}")]
+    name = item.get("name")
+    label = f"trait {name!r}" if isinstance(name, str) else f"trait #{index}"
+    problems: list[tuple[str, str]] = []
+
+    def fail(field: str, reason: str) -> None:
+        problems.append((field, f"{label}: {reason}"))
+
+    for key in sorted(set(item) - set(TRAIT_FIELDS)):
+        fail(key, f"unknown field {key!r}; valid fields: {', '.join(TRAIT_FIELDS)}")
+    if not isinstance(name, str) or not _NAME.match(name):
+        fail("name", f"name must be lower_snake_case (letters, digits, _; starting with a letter), got {name!r}")
+    agg = item.get("agg")
+    if agg not in AGGREGATES:
+        fail("agg", f"agg must be one of {', '.join(AGGREGATES)}, got {agg!r}")
+    prop, column = item.get("property"), item.get("column")
+    if prop is not None and column is not None:
+        fail("property", "give either property or column, not both")
+    if agg in AGGREGATES and agg != "count" and prop is None and column is None:
+        fail("property", f"agg {agg!r} needs a property (a key of the event's properties) or a column")
+    if prop is not None and (not isinstance(prop, str) or not _PROPERTY.match(prop)):
+        fail("property", f"property must be a key like 'revenue' or 'page.path', got {prop!r}")
+    if column is not None and column not in EVENT_COLUMNS:
+        fail("column", f"unknown events column {column!r}; valid columns: {', '.join(sorted(EVENT_COLUMNS))}")
+    elif agg in NUMERIC_AGGREGATES and column is not None and column != "timestamp":
+        fail("column", f"agg {agg!r} needs a numeric value; use a property (cast to a number), not column {column!r}")
+    window = item.get("window_days")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int | float) or window <= 0):
+        fail("window_days", f"window_days must be a positive number of days, got {window!r}")
+    where = item.get("where") or {}
+    if not isinstance(where, Mapping):
+        fail("where", f"where must be a table of property = value, got {where!r}")
+        where = {}
+    for key, value in where.items():
+        if not isinstance(key, str) or not _PROPERTY.match(key):
+            fail("where", f"where key must be a property like 'currency', got {key!r}")
+        elif not isinstance(value, str | int | float | bool):
+            fail("where", f"where value for {key!r} must be a string, number or boolean, got {value!r}")
+    description = item.get("description", "")
+    if not isinstance(description, str):
+        fail("description", "description must be a string")
+    events = _names(item.get("event"), fail, "event")
+    channels = _names(item.get("channel"), fail, "channel")
+    if problems:
+        return None, problems
+    return (
+        TraitSpec(
+            name=str(name),
+            agg=str(agg),
+            property=prop,
+            column=column,
+            events=events,
+            channels=channels,
+            where=tuple((k, _as_text(v)) for k, v in sorted(where.items())),
+            window_days=float(window) if window is not None else None,
+            description=description,
+        ),
+        [],
+    )
+
+
+def parse_trait_specs(raw: Iterable[Mapping[str, Any] | TraitSpec], reserved: Iterable[str] = ()) -> list[TraitSpec]:
+    """Validate trait declarations; `reserved` are column names a trait may not take (built-in columns).
+
+    Raises an InputError naming the first bad trait (record = its index) and field, with every problem of
+    that trait in its message."""
+    taken = set(reserved)
+    specs: list[TraitSpec] = []
+    for index, item in enumerate(raw):
+        spec, problems = trait_problems(item, index)
+        if spec is None:
+            field_name = problems[0][0] or None
+            raise InputError("; ".join(message for _, message in problems), field=field_name, record=index)
+        if spec.name in taken:
+            raise InputError(
+                f"trait {spec.name!r}: the name is already a profile column or another trait",
+                field="name",
+                record=index,
+            )
+        taken.add(spec.name)
+        specs.append(spec)
+    return specs
+
+
+def _names(value: Any, fail: Callable[[str, str], None], field: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list | tuple) or not values or not all(isinstance(v, str) and v for v in values):
+        fail(field, f"{field} must be a name or a non-empty list of names, got {value!r}")
+        return ()
+    return tuple(values)
+
+
+def _as_text(value: Any) -> str:
+    """Properties are compared as the text a JSON extraction gives (`true`, `12`, `12.5`, `GBP`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+PROFILES_KEYS = ("traits",)
+
+
+@dataclass(frozen=True)
+class ProfilesSettings:
+    """The `[profiles]` table: `traits`, the custom traits every profile build adds (`[[profiles.traits]]`)."""
+
+    traits: tuple[TraitSpec, ...] = ()
+
+    @staticmethod
+    def parse(raw: Any, where: str, problems: Problems, base: Path | None = None) -> ProfilesSettings:
+        """Validate a `[profiles]` table and its `[[profiles.traits]]`; every problem goes to `problems`."""
+        if not isinstance(raw, Mapping):
+            problems.append(f"{where}: must be a table ([profiles]), got {raw!r}")
+            return ProfilesSettings()
+        for key in sorted(set(raw) - set(PROFILES_KEYS)):
+            problems.append(f"{where}: unknown key {key!r}; expected one of {', '.join(PROFILES_KEYS)}")
+        items = raw.get("traits", [])
+        if not isinstance(items, list):
+            problems.append(f"{where}: traits must be a list of tables ([[profiles.traits]]), got {items!r}")
+            return ProfilesSettings()
+        specs: list[TraitSpec] = []
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            spec, trait_issues = trait_problems(item, index)
+            for field_name, message in trait_issues:
+                place = f"traits[{index}]" + (f".{field_name}" if field_name else "")
+                problems.append(f"{where}: {place}: {message}")
+            if spec is None:
+                continue
+            if spec.name in seen:
+                problems.append(f"{where}: traits[{index}].name: trait {spec.name!r} is declared twice")
+                continue
+            seen.add(spec.name)
+            specs.append(spec)
+        return ProfilesSettings(tuple(specs))
+
+    def to_toml(self) -> dict[str, Any]:
+        """The `[profiles]` table these settings were parsed from."""
+        return {"traits": [spec.to_toml() for spec in self.traits]} if self.traits else {}
+
+
+# --- [segments] ----------------------------------------------------------------------------------
+
+SEGMENTS_KEYS = ("folder",)
+
+
+@dataclass(frozen=True)
+class SegmentsSettings:
+    """The `[segments]` table: `folder`, where the project's segment files are (relative paths from the
+    config file's folder). Default: `segments/` beside the config file, else in the home folder ("")."""
+
+    folder: str = ""
+
+    @staticmethod
+    def parse(raw: Any, where: str, problems: Problems, base: Path | None = None) -> SegmentsSettings:
+        """Validate a `[segments]` table; `base` is the config file's folder (None: no file)."""
+        default = str(base / "segments") if base is not None else ""
+        if not isinstance(raw, Mapping):
+            problems.append(f"{where}: must be a table ([segments]), got {raw!r}")
+            return SegmentsSettings(default)
+        for key in sorted(set(raw) - set(SEGMENTS_KEYS)):
+            problems.append(f"{where}: unknown key {key!r}; expected one of {', '.join(SEGMENTS_KEYS)}")
+        folder = raw.get("folder")
+        if folder is None:
+            return SegmentsSettings(default)
+        if not isinstance(folder, str) or not folder:
+            problems.append(f"{where}: folder must be a path (a non-empty string), got {folder!r}")
+            return SegmentsSettings(default)
+        return SegmentsSettings(str(base / folder) if base is not None else folder)
+
+    def to_toml(self) -> dict[str, Any]:
+        """The `[segments]` table (its folder already resolved)."""
+        return {"folder": self.folder} if self.folder else {}
+
+
+# --- Settings ------------------------------------------------------------------------------------
 
 ENGINE_NAMES = ("duckdb", "spark")
 """The warehouse engines (storage/engine.py holds what differs between them)."""
@@ -41,10 +396,15 @@ class Settings:
     # to it and loads only events older than loader_max_delay_seconds (0: never defer).
     loader_busy_events_per_second: float = 2_000.0
     loader_max_delay_seconds: float = 10.0
-    # identity (used by later stages)
+    # identity
     default_region: str = "GB"
     # warehouse engine: "duckdb" (in-process) or "spark" (pip install 'omniweave[spark]'); the shells' --engine
     engine: Literal["duckdb", "spark"] = "duckdb"
+    # typed sections, one per table of the config file (see SECTIONS)
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
+    profiles: ProfilesSettings = field(default_factory=ProfilesSettings)
+    segments: SegmentsSettings = field(default_factory=SegmentsSettings)
+    config_file: str = ""  # the file these settings came from ("" when none was found)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINE_NAMES:
@@ -62,15 +422,50 @@ class Settings:
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home_path / 'omniweave.db'}"
 
+    @property
+    def segments_folder(self) -> Path:
+        """The project's segment files: `[segments] folder`, else `segments/` beside the config file,
+        else `<home>/segments`."""
+        return Path(self.segments.folder) if self.segments.folder else self.home_path / "segments"
+
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some values changed (tests and shells use this)."""
         return replace(self, **changes)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (sections as their TOML tables): how child processes receive the settings."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SECTIONS}
+        for name in SECTIONS:
+            out[name] = getattr(self, name).to_toml()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Settings:
+        """The settings `to_dict` gave (sections parsed again, so a bad table cannot slip through)."""
+        problems: Problems = []
+        values = dict(data)
+        for name, parse in SECTIONS.items():
+            values[name] = parse(values.get(name, {}), f"settings [{name}]", problems, None)
+        if problems:
+            raise ConfigError(_summary(problems))
+        return cls(**values)
+
+
+SectionParser = Callable[[Any, str, Problems, Path | None], Any]
+"""parse(raw table, where, problems, the config file's folder or None) -> the typed section."""
+
+SECTIONS: dict[str, SectionParser] = {
+    "identity": IdentitySettings.parse,
+    "profiles": ProfilesSettings.parse,
+    "segments": SegmentsSettings.parse,
+}
+"""Each typed section of Settings: its field name (also its table in the config file) and its parser."""
 
 _ENV_PREFIX = "OMNIWEAVE_"
+_FLAT = tuple(f.name for f in fields(Settings) if f.name not in SECTIONS and f.name != "config_file")
 
 
-def _coerce(name: str, raw: Any, typ: Any, where: str) -> Any:
+def _coerce(name: str, raw: Any, typ: Any, where: str, problems: Problems) -> Any:
     kind = typ if isinstance(typ, type) else {"int": int, "float": float, "str": str}.get(str(typ))
     try:
         if kind is int:
@@ -78,55 +473,81 @@ def _coerce(name: str, raw: Any, typ: Any, where: str) -> Any:
         if kind is float:
             return float(raw)
         return str(raw)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {name} = {raw!r} is not a valid {getattr(kind, '__name__', kind)}") from exc
+    except (TypeError, ValueError):
+        problems.append(f"{where}: {name} = {raw!r} is not a valid {getattr(kind, '__name__', kind)}")
+        return None
 
 
-def config_section(
+def _summary(problems: Problems) -> str:
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problems in the configuration:\n" + "\n".join(f"  - {p}" for p in problems)
+
+
+def find_config_file(
+    env: Mapping[str, str], config_file: str | os.PathLike[str] | None = None, home: str | None = None
+) -> Path | None:
+    """The config file to read: `config_file` (which must exist), else $OMNIWEAVE_CONFIG, ./omniweave.toml,
+    <home>/omniweave.toml (`home` overrides $OMNIWEAVE_HOME); None if there is none."""
+    if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file {config_file} does not exist")
+        return path
+    home = home or env.get(_ENV_PREFIX + "HOME", Settings.home)
+    candidates = [Path(p) for p in filter(None, [env.get(_ENV_PREFIX + "CONFIG")])]
+    candidates += [Path("omniweave.toml"), Path(home) / "omniweave.toml"]
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def load_settings(
     env: Mapping[str, str] | None = None,
     config_file: str | os.PathLike[str] | None = None,
     home: str | None = None,
-) -> tuple[Path, dict[str, Any]] | None:
-    """The first config file found (`config_file`, else $OMNIWEAVE_CONFIG, ./omniweave.toml,
-    <home>/omniweave.toml) and its `[omniweave]` table (or its top level); None if there is none.
-    `home` (a settings' home) overrides $OMNIWEAVE_HOME."""
-    env = os.environ if env is None else env
-    if home is not None:
-        env = {**env, _ENV_PREFIX + "HOME": home}
-    if config_file:
-        candidates = [Path(config_file)]
-        if not candidates[0].is_file():
-            raise ConfigError(f"config file {config_file} does not exist")
-    else:
-        home = env.get(_ENV_PREFIX + "HOME", Settings.home)
-        candidates = [Path(p) for p in filter(None, [env.get(_ENV_PREFIX + "CONFIG")])]
-        candidates += [Path("omniweave.toml"), Path(home) / "omniweave.toml"]
-    for path in candidates:
-        if path.is_file():
-            try:
-                data = tomllib.loads(path.read_text())
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-            return path, data.get("omniweave", data)
-    return None
+) -> Settings:
+    """Build the settings, with their typed sections, from the config file and the environment (both optional).
 
-
-def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.PathLike[str] | None = None) -> Settings:
-    """Build the settings from the TOML file and the environment (both optional)."""
+    `home` (the shells' `--home`) overrides $OMNIWEAVE_HOME, also when looking for `<home>/omniweave.toml`.
+    Every problem of the file and the environment is reported at once, in one ConfigError."""
     env = os.environ if env is None else env
-    known = {f.name: f for f in fields(Settings)}
+    known = {f.name: f for f in fields(Settings) if f.name in _FLAT}
     values: dict[str, Any] = {}
-    found = config_section(env, config_file)
-    if found is not None:
-        path, section = found
+    problems: Problems = []
+    path = find_config_file(env, config_file, home)
+    section: Mapping[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: not UTF-8 text ({exc})") from exc
+        section = data.get("omniweave", data)
+        values["config_file"] = str(path)
         for key, raw in section.items():
+            if key in SECTIONS:
+                continue
             if isinstance(raw, dict):
-                continue  # sections for later stages (mappings, profiles.traits, identity rules, ...)
-            if key not in known:
-                raise ConfigError(f"{path}: unknown setting {key!r}; valid settings: {', '.join(sorted(known))}")
-            values[key] = _coerce(key, raw, known[key].type, str(path))
+                valid = ", ".join(f"[{k}]" for k in SECTIONS)
+                problems.append(f"{path}: unknown section [{key}]; valid sections: {valid}")
+            elif key not in known:
+                problems.append(f"{path}: unknown setting {key!r}; valid settings: {', '.join(sorted(known))}")
+            else:
+                values[key] = _coerce(key, raw, known[key].type, str(path), problems)
+    base = path.resolve().parent if path is not None else None
+    for name, parse in SECTIONS.items():
+        values[name] = parse(section.get(name, {}), f"{path or 'settings'}: [{name}]", problems, base)
     for name, f in known.items():
         raw = env.get(_ENV_PREFIX + name.upper())
         if raw is not None:
-            values[name] = _coerce(name, raw, f.type, f"environment {_ENV_PREFIX + name.upper()}")
+            values[name] = _coerce(name, raw, f.type, f"environment {_ENV_PREFIX + name.upper()}", problems)
+    if home is not None:
+        values["home"] = home
+    if values.get("engine", "duckdb") not in ENGINE_NAMES:
+        problems.append(
+            f"engine = {values['engine']!r} (file or OMNIWEAVE_ENGINE): expected one of {', '.join(ENGINE_NAMES)}"
+        )
+        del values["engine"]
+    if problems:
+        raise ConfigError(_summary(problems))
     return Settings(**values)

@@ -17,7 +17,8 @@ from omniweave.identity.service.resolve import (
     save_stitcher,
 )
 from omniweave.runtime import Runtime
-from omniweave.settings import Settings
+from omniweave.settings import Settings, load_settings
+from tests.conftest import on_engine
 
 
 @pytest.fixture(scope="module")
@@ -108,13 +109,13 @@ def test_the_whole_stage_gives_identical_persons_and_profiles_on_duckdb_and_spar
     for engine in ("duckdb", "spark"):
         copy = tmp_path / engine
         shutil.copytree(home, copy)
-        runtime = Runtime(Settings(home=str(copy)))
+        runtime = on_engine(Runtime(Settings(home=str(copy))), engine, spark_session)
         for dataset in ("identity_state", "identities", "profiles"):
             shutil.rmtree(runtime.log.dataset_path(dataset), ignore_errors=True)
-        summary = resolve(runtime, engine=engine, spark_session=spark_session)
+        summary = resolve(runtime)
         assert summary.events > 1000 and summary.probabilistic_links > 0, summary.describe()
-        assert resolve(runtime, engine=engine, spark_session=spark_session).events == 0  # the anti-join on the engine
-        build_profiles(runtime, engine=engine, spark_session=spark_session, now=datetime(2026, 11, 1, tzinfo=UTC))
+        assert resolve(runtime).events == 0  # the anti-join on the engine
+        build_profiles(runtime, now=datetime(2026, 11, 1, tzinfo=UTC))
         homes[engine] = runtime
     duck, spark = homes["duckdb"], homes["spark"]
     assert load_stitcher(duck).persons() == load_stitcher(spark).persons()
@@ -140,10 +141,11 @@ def test_identity_rules_come_from_omniweave_toml(tmp_path: Path) -> None:
     (tmp_path / "omniweave.toml").write_text(
         '[identity]\nkinds = ["crm_id"]\nlimits = { crm_id = 1, email = 2 }\nblocked = ["Guest@Shop.example"]\n'
     )
-    rules = default_rules(Runtime(Settings(home=str(tmp_path))))
+    settings = load_settings(env={}, home=str(tmp_path))  # <home>/omniweave.toml, read once
+    rules = default_rules(Runtime(settings))
     assert rules.priorities.index("crm_id") < rules.priorities.index("device_id")
     assert rules.limits["crm_id"] == 1 and rules.limits["email"] == 2 and rules.limits["phone"] == 5
-    stitcher = load_stitcher(Runtime(Settings(home=str(tmp_path))))
+    stitcher = load_stitcher(Runtime(settings))
     stitcher.add(
         [
             Observation("m1", "2026-01-01T00:00:00Z", (("crm_id", "A1"), ("email", "guest@shop.example"))),
@@ -164,4 +166,4 @@ def test_identity_rules_come_from_omniweave_toml(tmp_path: Path) -> None:
             rules_from_config(bad)
     (tmp_path / "omniweave.toml").write_text('[identity]\nlimits = { email = "many" }\n')
     with pytest.raises(ConfigError, match=r"omniweave.toml: \[identity\]: limits.email: expected a whole number"):
-        default_rules(Runtime(Settings(home=str(tmp_path))))
+        default_rules(Runtime(load_settings(env={}, home=str(tmp_path))))

@@ -14,7 +14,7 @@ from omniweave.events.normalize import context_columns, property_columns
 from omniweave.profiles.service.build import build_profiles, profiles_table, write_identities
 from omniweave.profiles.traits import parse_trait_specs
 from omniweave.runtime import Runtime
-from omniweave.settings import Settings
+from omniweave.settings import Settings, load_settings
 from omniweave.storage.eventlog import (
     FLAT_COLUMNS,
     PROPERTY_COLUMNS,
@@ -22,6 +22,7 @@ from omniweave.storage.eventlog import (
     with_flat_columns,
 )
 from omniweave.storage.query import run_query
+from tests.conftest import on_engine
 from tests.segment_events import segment_event
 
 NOW = datetime(2026, 6, 30, tzinfo=UTC)
@@ -340,6 +341,7 @@ def test_traits_come_from_the_config_file(runtime):
     (runtime.settings.home_path / "omniweave.toml").write_text(
         '[profiles]\n[[profiles.traits]]\nname = "views"\nagg = "count"\nevent = "Product Viewed"\n'
     )
+    runtime = Runtime(load_settings(env={}, home=runtime.settings.home))  # <home>/omniweave.toml, read once
     summary = build_profiles(runtime, now=NOW)
     assert summary.traits == ("views",)
     assert profiles_by_person(runtime)["P1"]["views"] == 4
@@ -383,8 +385,8 @@ def test_average_order_value_is_rounded_half_up_to_the_cent_on_every_engine(runt
     runtime.log.append("events", events_to_table(orders, "test"), "erin")
     write_identities(runtime, [("user_id", "u9", "P9")])
     session = request.getfixturevalue("spark_session") if engine == "spark" else None
-    warehouse = runtime.warehouse(engine, spark_session=session)
-    row = profiles_table(warehouse.table("events"), warehouse.table("identities"), NOW, [], engine).to_pylist()[0]
+    warehouse = on_engine(runtime, engine, session).warehouse()
+    row = profiles_table(warehouse.table("events"), warehouse.table("identities"), NOW, []).to_pylist()[0]
     assert (row["total_revenue"], row["orders"], row["average_order_value"]) == (10.03, 2, 5.02)
 
 
@@ -458,20 +460,20 @@ def test_duckdb_and_spark_build_identical_profiles(runtime, spark_session):
     seed_half_old(runtime)
     specs = parse_trait_specs(TRAITS)
     assert runtime.log.upgrade_events() and runtime.log.upgrade_events() == []
-    duck = runtime.warehouse("duckdb")
-    spark = runtime.warehouse("spark", spark_session=spark_session)
-    on_duckdb = profiles_table(duck.table("events"), duck.table("identities"), NOW, specs, "duckdb")
-    on_spark = profiles_table(spark.table("events"), spark.table("identities"), NOW, specs, "spark")
+    duck = runtime.warehouse()
+    spark = on_engine(runtime, "spark", spark_session).warehouse()
+    on_duckdb = profiles_table(duck.table("events"), duck.table("identities"), NOW, specs)
+    on_spark = profiles_table(spark.table("events"), spark.table("identities"), NOW, specs)
     assert on_duckdb.schema == on_spark.schema
     assert on_duckdb.num_rows == 4
     for name in on_duckdb.column_names:
         assert on_duckdb.column(name).to_pylist() == on_spark.column(name).to_pylist(), name
-    summary = build_profiles(runtime, engine="spark", spark_session=spark_session, now=NOW, traits=TRAITS)
+    summary = build_profiles(on_engine(runtime, "spark", spark_session), now=NOW, traits=TRAITS)
     assert summary.persons == 4 and profiles_by_person(runtime)["P1"]["total_revenue"] == 150.0
 
 
 def test_clv_columns_come_from_the_orders_as_a_transaction_file_would_give_them(runtime):
-    """p_alive, expected_orders_12m and clv_12m equal core.clv fitted on the same orders read as a plain
+    """p_alive, expected_orders_12m and clv_12m equal profiles.clv fitted on the same orders read as a plain
     transaction list (several orders on one day count as one purchase day, lifetimes' convention)."""
     import numpy as np
 

@@ -8,7 +8,6 @@ and dies with its parent, even when the parent is killed with SIGKILL.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -23,7 +22,7 @@ def spawn(
     code: str, settings: Settings, args: Sequence[str] = (), pass_fds: Sequence[int] = (), stdout: int | None = None
 ) -> subprocess.Popen[bytes]:
     """Start `python -c code args… <parent pid>` and send it `settings` on stdin (kept open)."""
-    fields = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    fields = settings.to_dict()
     process = subprocess.Popen(
         [sys.executable, "-c", code, *args, str(os.getpid())],
         stdin=subprocess.PIPE,
@@ -67,4 +66,4 @@ def settings_from_stdin() -> tuple[Settings, bytes]:
     """In a helper: die with the parent, then read the Settings the parent sent."""
     die_with_parent(int(sys.argv[-1]))
     line, rest = read_line(0)
-    return Settings(**json.loads(line)), rest
+    return Settings.from_dict(json.loads(line)), rest

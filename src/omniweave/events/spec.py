@@ -109,16 +109,12 @@ CALL_CENTRE_CONTACTED = "Call Centre Contacted"
 DIRECT_MAIL_SENT = "Direct Mail Sent"
 COUPON_ISSUED = "Coupon Issued"
 
-# omniweave's own bookkeeping (service/segments.py): facts about a person, not touches by them
+# omniweave's own bookkeeping (segments/service/evaluate.py): facts about a person, not touches by them
 SEGMENT_ENTERED = "Segment Entered"
 SEGMENT_EXITED = "Segment Exited"
 INTERNAL_EVENTS = (SEGMENT_ENTERED, SEGMENT_EXITED)
 SURVEY_ANSWERED = "Survey Answered"
 EXPERIMENT_VIEWED = "Experiment Viewed"  # Segment A/B testing spec: experiment_id, variation_id (or _name)
-
-OFFLINE_EVENTS = frozenset(
-    {STORE_VISITED, EVENT_ATTENDED, LOYALTY_SIGNED_UP, QR_CODE_SCANNED, CALL_CENTRE_CONTACTED, DIRECT_MAIL_SENT}
-)
 
 # Properties that must be numbers whenever they appear on a spec event.
 NUMERIC_PROPERTIES = frozenset(
@@ -146,3 +142,10 @@ CHANNELS = (
     "call_centre",
     "other",
 )
+
+# Identifier kinds: the names of the identifiers an event carries (`userId`, `traits.email`,
+# `context.device.id`, …). Identity ranks them in this order; the settings check `[identity]` against them.
+IDENTIFIER_KINDS = ("user_id", "email", "phone", "loyalty_card", "customer_number", "device_id", "anonymous_id")
+"""The built-in identifier kinds, highest priority first."""
+COUPON_CODE_KIND = "coupon_code"
+"""A personal coupon code (`properties.coupon_code` when issued, `properties.coupon` when redeemed)."""

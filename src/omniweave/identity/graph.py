@@ -36,9 +36,10 @@ import numpy as np
 import phonenumbers
 
 from omniweave.errors import InputError
+from omniweave.events.spec import IDENTIFIER_KINDS
 from omniweave.identity.components import NEVER, stitch_links
 
-KINDS = ("user_id", "email", "phone", "loyalty_card", "customer_number", "device_id", "anonymous_id")
+KINDS = IDENTIFIER_KINDS
 """The built-in identifier kinds, highest priority first."""
 
 Identifier = tuple[str, str]

@@ -3,7 +3,7 @@
 `export_audience(runtime, segment_id, platform)` reads the warehouse datasets `segment_members`
 (docs/segments.md), `profiles` and, for our own csv, `identities`; keeps only the members whose
 `consent_purpose_advertising` is `true` (a stated yes: `false` and NULL are never exported); turns
-each one's identifiers into hashed keys (`core.audiences`); writes the full list and the delta
+each one's identifiers into hashed keys (`activate.audiences`); writes the full list and the delta
 (adds, removes) against the previous export of the same segment to the same platform; and
 replaces that segment and platform's rows of the warehouse dataset `audience_exports`
 (segment_id, platform, kind, hashed_key, person_id, exported_at: hashes only, never a plain value).
@@ -31,9 +31,9 @@ from omniweave.activate.audiences import (
 )
 from omniweave.errors import InputError
 from omniweave.identity.graph import IdentifierError, hashed, normalize
-from omniweave.profiles.service.build import write_dataset
 from omniweave.runtime import Runtime
 from omniweave.segments.service.evaluate import load_segments
+from omniweave.storage.warehouse import write_dataset
 
 EXPORTS_DATASET = "audience_exports"
 EXPORTS_SCHEMA = pa.schema(
@@ -96,7 +96,7 @@ def _members(runtime: Runtime, segment_id: str) -> list[dict[str, Any]]:
     rows = chosen.to_pyarrow().to_pylist()
     if not rows:
         known = {str(r["segment_id"]) for r in members.select("segment_id").distinct().to_pyarrow().to_pylist()}
-        known |= set(load_segments(runtime.settings.home))  # the library and the project's files
+        known |= set(load_segments(runtime.settings))  # the library and the project's files
         if segment_id not in known:
             raise InputError(
                 f"unknown segment {segment_id!r}: no members and no segment file; expected one of "
@@ -251,7 +251,7 @@ def export_audience(
         }
         for pid, key in current.values()
     ]
-    write_dataset(runtime, EXPORTS_DATASET, pa.Table.from_pylist(kept + fresh, schema=EXPORTS_SCHEMA))
+    write_dataset(runtime.log, EXPORTS_DATASET, pa.Table.from_pylist(kept + fresh, schema=EXPORTS_SCHEMA))
 
     return ExportSummary(
         segment_id=segment_id,

@@ -7,18 +7,17 @@ customer number (the offline importers map `customer_number` onto `userId`) coun
 customer number; the raw user id is still listed in `identities`.
 
 The graph's state lives next to the log, in `<warehouse>/identity_state/<table>.parquet` (see
-`core.identity.Stitcher.state`): the next run reads only events whose `message_id` it has not seen
+`identity.graph.Stitcher.state`): the next run reads only events whose `message_id` it has not seen
 and extends the graph. The result is written to the warehouse dataset `identities`
 (`kind, value, person_id`): every identifier, every raw `anonymous_id` and `user_id` of the events
 (a person of their own when nothing links them; blocked values get no person), and the hash of each
-normalised value for export is `core.identity.hashed`.
+normalised value for export is `identity.graph.hashed`.
 """
 
 from __future__ import annotations
 
 import csv
 import posixpath
-import re
 import time
 import uuid
 from collections import Counter
@@ -27,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ibis
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -55,7 +53,7 @@ from omniweave.identity.service.matching import (
     score_pairs,
 )
 from omniweave.runtime import Runtime
-from omniweave.settings import config_section
+from omniweave.settings import IdentitySettings
 
 STATE_DATASET = "identity_state"
 STATE_TABLES = ("observations", "nodes", "founders", "links", "refusals", "splits", "history", "meta")
@@ -65,7 +63,7 @@ IDENTITIES_SCHEMA = pa.schema(
 HASHED_KINDS = frozenset({"email", "phone"})
 """Kinds whose normalised value is also kept as a SHA-256 hex digest (`value_sha256`) for exports."""
 TRAIT_KINDS = ("email", "phone", "loyalty_card", "customer_number")
-COUPON_KIND = "coupon_code"
+COUPON_KIND = spec.COUPON_CODE_KIND
 """Personal coupon codes (`properties.coupon_code` when issued, `properties.coupon` when redeemed) link
 the person a coupon was sent to with the one who used it; a code seen with several user ids or
 e-mails (a campaign-wide code) is demoted by the share limits."""
@@ -129,61 +127,35 @@ class ResolveSummary:
         )
 
 
-IDENTITY_KEYS = ("kinds", "limits", "share_limits", "blocked", "customer_number_prefix")
-
-
-def rules_from_config(section: Mapping[str, Any], default_region: str = "GB", where: str = "[identity]") -> Rules:
-    """Rules from an `[identity]` table: `kinds` (custom identifier kinds, ranked after the built-in
-    durable ones and before device and anonymous ids), `limits` and `share_limits` (kind → count; merged
-    over the defaults), `blocked` (more values that never link), `customer_number_prefix`."""
-    unknown = sorted(set(section) - set(IDENTITY_KEYS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; expected one of {', '.join(IDENTITY_KEYS)}")
-    custom = section.get("kinds", [])
-    if not isinstance(custom, list) or not all(isinstance(k, str) and k.isidentifier() for k in custom):
-        raise ConfigError(f"{where}: kinds must be a list of names (letters, digits, _), got {custom!r}")
-    clash = [k for k in custom if k in KINDS or k == COUPON_KIND]
-    if clash:
-        raise ConfigError(f"{where}: kinds: {clash[0]!r} is a built-in kind")
-    priorities = (*KINDS[:-2], *custom, KINDS[-2], COUPON_KIND, KINDS[-1])
-    counts: dict[str, dict[str, int]] = {}
-    for key, defaults in (("limits", DEFAULT_LIMITS), ("share_limits", Rules().share_limits)):
-        table = section.get(key, {})
-        if not isinstance(table, Mapping):
-            raise ConfigError(f"{where}: {key} must be a table of kind = count, got {table!r}")
-        for kind, count in table.items():
-            if kind not in priorities:
-                raise ConfigError(
-                    f"{where}: {key}.{kind}: unknown identifier kind; expected one of {', '.join(priorities)}"
-                )
-            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-                raise ConfigError(f"{where}: {key}.{kind}: expected a whole number ≥ 1, got {count!r}")
-        counts[key] = {**defaults, **table}
-    blocked = section.get("blocked", [])
-    if not isinstance(blocked, list) or not all(isinstance(v, str) for v in blocked):
-        raise ConfigError(f"{where}: blocked must be a list of strings, got {blocked!r}")
-    prefix = section.get("customer_number_prefix", "")
-    if not isinstance(prefix, str):
-        raise ConfigError(f"{where}: customer_number_prefix must be a string, got {prefix!r}")
+def rules_from_settings(identity: IdentitySettings, default_region: str = "GB") -> Rules:
+    """The identity rules of a parsed `[identity]` section (`settings.identity`): the built-in kinds with the
+    custom `kinds` ranked after the durable ones and before device and anonymous ids, then personal coupon
+    codes; `limits` and `share_limits` over the defaults; `blocked` values added to the default ones."""
+    priorities = (*KINDS[:-2], *identity.kinds, KINDS[-2], COUPON_KIND, KINDS[-1])
     return Rules(
         priorities=priorities,
-        limits=counts["limits"],
-        share_limits=counts["share_limits"],
-        blocked=DEFAULT_BLOCKED | {v.strip().lower() for v in blocked},
+        limits={**DEFAULT_LIMITS, **dict(identity.limits)},
+        share_limits={**Rules().share_limits, **dict(identity.share_limits)},
+        blocked=DEFAULT_BLOCKED | {v.strip().lower() for v in identity.blocked},
         default_region=default_region,
-        customer_number_prefix=prefix,
+        customer_number_prefix=identity.customer_number_prefix,
     )
 
 
+def rules_from_config(section: Mapping[str, Any], default_region: str = "GB", where: str = "[identity]") -> Rules:
+    """Rules from an `[identity]` table given as a dict (the settings parse the config file's own table);
+    a ConfigError lists every problem of the table."""
+    problems: list[str] = []
+    identity = IdentitySettings.parse(section, where, problems)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return rules_from_settings(identity, default_region)
+
+
 def default_rules(runtime: Runtime) -> Rules:
-    """The rules of omniweave.toml's `[identity]` table (the built-in kinds plus personal coupon codes and
+    """The rules of the settings' `[identity]` section (the built-in kinds plus personal coupon codes and
     the defaults when there is none), with the settings' default phone region."""
-    found = config_section(home=runtime.settings.home)
-    section = found[1].get("identity", {}) if found else {}
-    if not isinstance(section, Mapping):
-        raise ConfigError(f"{found[0] if found else 'omniweave.toml'}: identity must be a table ([identity])")
-    where = f"{found[0]}: [identity]" if found else "[identity]"
-    return rules_from_config(section, runtime.settings.default_region, where)
+    return rules_from_settings(runtime.settings.identity, runtime.settings.default_region)
 
 
 # --- state -------------------------------------------------------------------------------------
@@ -305,41 +277,24 @@ class _Extractor:
         return Observation(row["message_id"], row["ts"], tuple(sorted(found)))
 
 
-def _spark_sql(sql: str) -> str:
-    """The extraction SQL (written for DuckDB) in Spark SQL: same JSON paths, same timestamp text."""
-    sql = re.sub(r"CAST\(json_extract\((\w+), ('[^']*')\) AS VARCHAR\)", r"get_json_object(\1, \2)", sql)
-    sql = sql.replace("json_extract_string(", "get_json_object(")
-    return sql.replace(
-        "strftime(timestamp, '%Y-%m-%dT%H:%M:%S.%fZ')", "date_format(timestamp, \"yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'\")"
-    )
-
-
-def _query(
-    runtime: Runtime, sql: str, engine: str = "duckdb", spark_session: Any = None, seen: set[str] | None = None
-) -> list[dict[str, Any]]:
-    """Rows of `sql` over the `events` table on `engine`; with `seen`, only events whose message id is
-    not in it (the anti-join runs in the engine: only new events become Python rows)."""
-    warehouse = runtime.warehouse(engine, spark_session=spark_session)
+def _query(runtime: Runtime, sql: str, seen: set[str] | None = None) -> list[dict[str, Any]]:
+    """Rows of `sql` (DuckDB's dialect; the engine's storage layer transpiles it for Spark) over the `events`
+    table on the Runtime's engine; with `seen`, only events whose message id is not in it (the anti-join
+    runs in the engine: only new events become Python rows)."""
+    warehouse = runtime.warehouse()
     warehouse.table("events")
-    ids = pa.table({"message_id": pa.array(sorted(seen or ()), pa.string())})
+    if not seen:
+        return warehouse.rows(sql)
+    ids = pa.table({"message_id": pa.array(sorted(seen), pa.string())})
     where = " AND " if " WHERE " in sql else " WHERE "
-    if engine == "duckdb":
-        if seen:
-            warehouse.con.create_table("identity_seen", ids, temp=True, overwrite=True)
-            sql += where + "message_id NOT IN (SELECT message_id FROM identity_seen)"
-        return warehouse.con.sql(sql).to_pyarrow().to_pylist()
-    if seen:
-        warehouse.con.create_view("identity_seen", ibis.memtable(ids), overwrite=True)
-        sql += where + "message_id NOT IN (SELECT message_id FROM identity_seen)"
-    return [row.asDict() for row in warehouse.con.raw_sql(_spark_sql(sql)).collect()]
+    sql += where + "message_id NOT IN (SELECT message_id FROM identity_seen)"
+    return warehouse.rows(sql, identity_seen=ids)
 
 
-def _new_events(
-    runtime: Runtime, seen: set[str], engine: str = "duckdb", spark_session: Any = None
-) -> list[dict[str, Any]]:
+def _new_events(runtime: Runtime, seen: set[str]) -> list[dict[str, Any]]:
     if not runtime.log.has_data("events"):
         return []
-    return _query(runtime, _EXTRACT_SQL.format(traits=_traits_sql()), engine, spark_session, seen)
+    return _query(runtime, _EXTRACT_SQL.format(traits=_traits_sql()), seen)
 
 
 # --- the probabilistic tier ------------------------------------------------------------------------
@@ -375,16 +330,14 @@ def _personal_sql() -> str:
     return ",\n  ".join(cols), " OR ".join(present)
 
 
-def identity_records(
-    runtime: Runtime, rules: Rules, engine: str = "duckdb", spark_session: Any = None
-) -> tuple[list[dict[str, Any]], list[Observation]]:
+def identity_records(runtime: Runtime, rules: Rules) -> tuple[list[dict[str, Any]], list[Observation]]:
     """One record per distinct (personal traits, identifiers) among events that carry a name, postcode or
     birthday (identify calls, loyalty sign-ups, call-centre and mailing records), with its observation."""
     if not runtime.log.has_data("events"):
         return [], []
     personal, any_personal = _personal_sql()
     sql = _PERSONAL_SQL.format(traits=_traits_sql(), personal=personal, any_personal=any_personal)
-    rows = _query(runtime, sql, engine, spark_session)
+    rows = _query(runtime, sql)
     extractor = _Extractor(rules, ResolveSummary())
     records: dict[tuple[Any, ...], tuple[dict[str, Any], Observation]] = {}
     for row in rows:
@@ -413,16 +366,14 @@ def probabilistic_links(
     runtime: Runtime,
     threshold: float = DEFAULT_THRESHOLD,
     rules: Rules | None = None,
-    engine: str = "duckdb",
-    spark_session: Any = None,
 ) -> list[ProbabilisticLink]:
     """Links between identifiers of identity records the Fellegi–Sunter model matches at or above
-    `threshold` (see `service.matching`), each with its probability and the fields that agreed.
+    `threshold` (see `identity.service.matching`), each with its probability and the fields that agreed.
 
     Each pair of matched records gives one link between their highest-priority identifiers; records
     that already share an identifier give none (the deterministic pass has them)."""
     rules = rules or default_rules(runtime)
-    records, observations = identity_records(runtime, rules, engine, spark_session)
+    records, observations = identity_records(runtime, rules)
     if len(records) < 2:
         return []
     table = pa.Table.from_pylist(records)
@@ -450,26 +401,24 @@ def resolve(
     rules: Rules | None = None,
     probabilistic: bool = True,
     threshold: float = DEFAULT_THRESHOLD,
-    engine: str = "duckdb",
-    spark_session: Any = None,
 ) -> ResolveSummary:
     """Extend the identity graph with the events not seen yet, save it, and rewrite `identities`.
 
     With `probabilistic`, the links of `probabilistic_links` at or above `threshold` then join the
     graph as observations of their own (subject to the same limits and splits as any other).
-    `engine` ("duckdb" or "spark") reads the events; the stitching and the model are the same."""
+    The Runtime's engine (DuckDB or Spark) reads the events; the stitching and the model are the same."""
     started = time.perf_counter()
     summary = ResolveSummary()
     stitcher = load_stitcher(runtime, rules)
     recomputations = stitcher.recomputations
     extractor = _Extractor(stitcher.rules, summary)
-    rows = _new_events(runtime, set(stitcher.observations), engine, spark_session)
+    rows = _new_events(runtime, set(stitcher.observations))
     summary.events = len(rows)
     if console:
         console.print(f"resolving identities: {len(rows):,} new events")
     stitcher.add(extractor.observation(row) for row in rows)
     if probabilistic and (rows or not any(m.startswith("probabilistic:") for m in stitcher.observations)):
-        links = probabilistic_links(runtime, threshold, stitcher.rules, engine, spark_session)
+        links = probabilistic_links(runtime, threshold, stitcher.rules)
         summary.probabilistic_links = len(links)
         if console:
             console.print(f"probabilistic matching: {len(links):,} links at p ≥ {threshold}")

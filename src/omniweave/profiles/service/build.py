@@ -3,15 +3,14 @@
 `build_profiles` reads `events` and the `identities` dataset written by `resolve`, builds one Ibis
 expression (`profiles_expr`) that runs unchanged on DuckDB and Spark, and writes the result as the
 warehouse dataset `profiles` (one Parquet file, replaced on every build). The few functions the two
-engines spell differently (JSON extraction, time zones) live in `Dialect`, and nowhere else.
+engines spell differently (JSON extraction, time zones) are the `Dialect` of the tables' engine
+(storage/engine.py), and nowhere else.
 
 Docs: docs/profiles.md lists every column and how it is computed.
 """
 
 from __future__ import annotations
 
-import posixpath
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,14 +22,17 @@ import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from omniweave.errors import ConfigError, InputError
+from omniweave.errors import InputError
 from omniweave.events import spec
+from omniweave.events.properties import order_value, yes_no
+from omniweave.identity.persons import with_person
+from omniweave.profiles.ranking import best, top
 from omniweave.profiles.traits import TraitSpec, parse_trait_specs
 from omniweave.runtime import Runtime
-from omniweave.settings import config_section
+from omniweave.storage.engine import Dialect, EngineName, dialect_of, to_arrow
 from omniweave.storage.eventlog import FLAT_COLUMNS
+from omniweave.storage.warehouse import write_dataset
 
 IDENTITIES_SCHEMA = pa.schema([("kind", pa.string()), ("value", pa.string()), ("person_id", pa.string())])
 """The input contract of `resolve`: every identifier value and the person it belongs to."""
@@ -95,11 +97,6 @@ stating it: a key of Segment's `context.consent.categoryPreferences` (these spel
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 TOP_N = 3
 VIEWED_NOT_BOUGHT_N = 5
-_PRODUCT = dt.Array(
-    dt.Struct(
-        {"product_id": "string", "name": "string", "category": "string", "price": "float64", "quantity": "float64"}
-    )
-)
 
 
 @dataclass(frozen=True)
@@ -110,137 +107,12 @@ class ProfilesSummary:
     events: int
     buyers: int
     now: datetime
-    engine: str
+    engine: EngineName
     path: str
     traits: tuple[str, ...]
 
 
-# --- the two engines' spellings ------------------------------------------------------------------
-
-
-@ibis.udf.scalar.builtin(name="json_extract_string")
-def _duck_json(doc: str, path: str) -> str: ...  # type: ignore[empty-body]
-
-
-@ibis.udf.scalar.builtin(name="get_json_object")
-def _spark_json(doc: str, path: str) -> str: ...  # type: ignore[empty-body]
-
-
-@ibis.udf.scalar.builtin(name="json_extract_string")
-def _duck_json_many(doc: str, paths: dt.Array(dt.string)) -> dt.Array(dt.string): ...  # type: ignore[empty-body,valid-type]
-
-
-@ibis.udf.scalar.builtin(name="timezone")
-def _duck_local(zone: str, ts: dt.Timestamp(timezone="UTC")) -> dt.timestamp: ...  # type: ignore[empty-body,valid-type]
-
-
-@ibis.udf.scalar.builtin(name="from_utc_timestamp")
-def _spark_local(ts: dt.Timestamp(timezone="UTC"), zone: str) -> dt.timestamp: ...  # type: ignore[empty-body,valid-type]
-
-
-@ibis.udf.scalar.builtin(name="epoch_us")
-def _duck_epoch_us(ts: dt.Timestamp(timezone="UTC")) -> dt.int64: ...  # type: ignore[empty-body,valid-type]
-
-
-@ibis.udf.scalar.builtin(name="unix_micros")
-def _spark_epoch_us(ts: dt.Timestamp(timezone="UTC")) -> dt.int64: ...  # type: ignore[empty-body,valid-type]
-
-
-@ibis.udf.scalar.builtin(name="from_json")
-def _duck_products(doc: str, schema: str) -> _PRODUCT: ...  # type: ignore[empty-body,valid-type]
-
-
-@ibis.udf.scalar.builtin(name="from_json")
-def _spark_products(doc: str, schema: str) -> _PRODUCT: ...  # type: ignore[empty-body,valid-type]
-
-
-class Dialect:
-    """JSON paths, product arrays and local time, spelled for DuckDB or for Spark."""
-
-    def __init__(self, engine: str):
-        self.spark = engine in ("spark", "pyspark")
-
-    def json(self, doc: ir.StringValue, key: str) -> ir.StringValue:
-        """The text of `doc.key` (dots for nesting), NULL when absent."""
-        path = "$." + key
-        return _spark_json(doc, path) if self.spark else _duck_json(doc, path)
-
-    def with_json_fields(
-        self, table: ir.Table, doc: str, fields: Mapping[str, str], where: ir.BooleanValue | None = None
-    ) -> ir.Table:
-        """`table` plus a column `name` = `json(doc, key)` for each of `fields` (NULL where `where` is false).
-
-        DuckDB parses each document once for all the fields, and only on the rows `where` selects.
-        """
-        if self.spark:
-            return table.mutate(
-                **{
-                    name: self.json(table[doc], key)
-                    if where is None
-                    else ibis.cases((where, self.json(table[doc], key)), else_=ibis.null("string"))
-                    for name, key in fields.items()
-                }
-            )
-        paths = ibis.literal(["$." + key for key in fields.values()], dt.Array(dt.string))
-        values = _duck_json_many(table[doc], paths)
-        if where is not None:
-            values = ibis.cases((where, values), else_=ibis.null(dt.Array(dt.string)))
-        parsed = table.mutate(_parsed=values)
-        return parsed.mutate(**{name: parsed._parsed[i] for i, name in enumerate(fields)}).drop("_parsed")
-
-    def products(self, items: ir.StringValue) -> ir.ArrayValue:
-        """The JSON text of an order's `products` as an array of {product_id, name, category, price, quantity}."""
-        if self.spark:
-            return _spark_products(
-                items, "array<struct<product_id:string,name:string,category:string,price:double,quantity:double>>"
-            )
-        return _duck_products(
-            items,
-            '[{"product_id":"VARCHAR","name":"VARCHAR","category":"VARCHAR","price":"DOUBLE","quantity":"DOUBLE"}]',
-        )
-
-    def epoch_seconds(self, ts: ir.TimestampValue) -> ir.IntegerValue:
-        """Whole seconds since 1970-01-01 UTC.
-
-        On DuckDB straight from the instant: Ibis's spelling casts to a naive timestamp first, which
-        goes through the session time zone (a time-zone library call per row, and another day if
-        the session is not in UTC).
-        """
-        return ts.epoch_seconds() if self.spark else _duck_epoch_us(ts) // 1_000_000
-
-    def epoch_micros(self, ts: ir.TimestampValue) -> ir.IntegerValue:
-        """Microseconds since 1970-01-01 UTC (whole timestamps, to order by)."""
-        return _spark_epoch_us(ts) if self.spark else _duck_epoch_us(ts)
-
-    def local_time(self, ts: ir.TimestampValue, zone: ir.StringValue) -> ir.TimestampValue:
-        """The wall-clock time of the UTC instant `ts` in the IANA time zone `zone`."""
-        return _spark_local(ts, zone) if self.spark else _duck_local(zone, ts)
-
-
 # --- the profile expression ----------------------------------------------------------------------
-
-
-def _ordered(table: ir.Table, key: str, value: str, order: Sequence[ir.Value]) -> ir.Table:
-    """Per `key`, `_items`: a struct (order..., v=value) per row, sorted ascending: by `order` (negate a score to
-    put the highest first), ties by the value.
-
-    Sorting each key's few rows in a list costs less than ranking all rows in a window.
-    """
-    fields: dict[str, ir.Value] = {f"k{i}": o for i, o in enumerate(order)}
-    grouped = table.group_by(key).aggregate(_items=ibis.struct({**fields, "v": table[value]}).collect())
-    return grouped.mutate(_items=grouped._items.sort())
-
-
-def _top(table: ir.Table, key: str, value: str, order: Sequence[ir.Value], n: int, name: str) -> ir.Table:
-    """Per `key`, the first `n` values in `order` (see `_ordered`), as the list `name`."""
-    ranked = _ordered(table, key, value, order)
-    return ranked.select(key, **{name: ranked._items[:n].map(lambda item: item.v)})
-
-
-def _best(table: ir.Table, key: str, value: str, order: Sequence[ir.Value], name: str) -> ir.Table:
-    """Per `key`, the first value in `order` (see `_ordered`), as the column `name`."""
-    ranked = _ordered(table, key, value, order)
-    return ranked.select(key, **{name: ranked._items[0].v})
 
 
 # What an event is to a profile, one small number per event (the per-event table's `code`): every flag
@@ -310,8 +182,8 @@ def _engaged_channel(ev: ir.Table) -> ir.StringValue:
 
 
 def _flat_columns(ev: ir.Table) -> ir.Table:
-    """`ev` plus `_timezone`, `_device`, `_consent` and `_<key>` for each of core.events.PROPERTY_KEYS: the log's
-    flat copies of `context` and `properties` (adapters.eventlog.FLAT_COLUMNS), "" where absent (`person_events`
+    """`ev` plus `_timezone`, `_device`, `_consent` and `_<key>` for each of events.normalize.PROPERTY_KEYS: the log's
+    flat copies of `context` and `properties` (storage.eventlog.FLAT_COLUMNS), "" where absent (`person_events`
     reads "" as NULL where it reads a value, not on every row).
     `build_profiles` first upgrades files written before the log kept them (EventLog.upgrade_events)."""
     missing = [name for name in FLAT_COLUMNS if name not in ev.columns]
@@ -322,24 +194,6 @@ def _flat_columns(ev: ir.Table) -> ir.Table:
             field="events",
         )
     return ev.mutate(**{"_" + name.split("_", 1)[1]: ev[name] for name in FLAT_COLUMNS})
-
-
-def with_person(events: ir.Table, identities: ir.Table, *, keep_unknown: bool = False) -> ir.Table:
-    """`events` with `person_id` from `identities` (by user_id if set, else anonymous_id): only the events that
-    belong to a person, or every event (`person_id` NULL where nobody is known) with `keep_unknown`."""
-    ids = identities.select("kind", "value", "person_id")
-    by_user = ids.filter(ids.kind == "user_id").select(_uid=ids.value, _p_user=ids.person_id)
-    by_anon = ids.filter(ids.kind == "anonymous_id").select(_aid=ids.value, _p_anon=ids.person_id)
-    ev = events.left_join(by_user, events.user_id == by_user._uid).left_join(
-        by_anon, events.anonymous_id == by_anon._aid
-    )
-    ev = ev.mutate(person_id=ibis.coalesce(ev._p_user, ev._p_anon)).drop("_uid", "_p_user", "_aid", "_p_anon")
-    return ev if keep_unknown else ev.filter(ev.person_id.notnull())
-
-
-def order_value(revenue: ir.StringValue, total: ir.StringValue) -> ir.FloatingValue:
-    """An order's value from the text of its `revenue` property, else `total`, else 0 (Segment's e-commerce spec)."""
-    return ibis.coalesce(revenue.cast("float64"), total.cast("float64"), ibis.literal(0.0))
 
 
 def person_events(
@@ -493,14 +347,6 @@ def _activity(ev: ir.Table, d: Dialect) -> tuple[ir.Table, ir.Table]:
     return activity, orders
 
 
-def _yes_no(raw: ir.StringValue) -> ir.BooleanValue:
-    """A stated yes/no (JSON true/false, 1/0, yes/no, any case) as a boolean; anything else is NULL."""
-    said = raw.lower()
-    return ibis.cases(
-        (said.isin(("true", "1", "yes")), True), (said.isin(("false", "0", "no")), False), else_=ibis.null("boolean")
-    )
-
-
 def _stated(ev: ir.Table, d: Dialect) -> ir.Table:
     """What the person said about themselves: latest names, e-mail, phone, consent per channel and per purpose.
 
@@ -547,12 +393,12 @@ def _stated(ev: ir.Table, d: Dialect) -> ir.Table:
     values.update({name: traits[name].strip().nullif("") for name in DEMOGRAPHIC_TRAITS})  # "" states nothing
     for channel in CONSENT_TRAITS:
         values[f"consent_{channel}"] = ibis.coalesce(
-            _yes_no(traits[f"consent_{channel}"]),
+            yes_no(traits[f"consent_{channel}"]),
             ibis.cases((said.is_unsubscribe & (said.channel == channel), False), else_=ibis.null("boolean")),
         )
     for purpose, spelled in CONSENT_PURPOSES.items():
         values[f"consent_purpose_{purpose}"] = ibis.coalesce(
-            *(_yes_no(chosen[name]) for name in spelled), _yes_no(traits[f"_{purpose}_consent"])
+            *(yes_no(chosen[name]) for name in spelled), yes_no(traits[f"_{purpose}_consent"])
         )
     return said.group_by("person_id").aggregate(**{name: _latest(said, v) for name, v in values.items()})
 
@@ -601,7 +447,7 @@ def _preferred_channel(ev: ir.Table, d: Dialect) -> ir.Table:
 def _preferred_device(ev: ir.Table) -> ir.Table:
     dev = ev.filter(ev.device.notnull())  # set on engagements only
     per = dev.group_by(["person_id", "device"]).aggregate(n=dev.count())
-    return _best(per, "person_id", "device", [-per.n], "preferred_device")
+    return best(per, "person_id", "device", [-per.n], "preferred_device")
 
 
 def _best_time(ev: ir.Table, zones: ir.Table, d: Dialect) -> ir.Table:
@@ -686,17 +532,17 @@ def _products(ev: ir.Table, d: Dialect) -> list[ir.Table]:
         )
         .cache()
     )  # read by two parts
-    favourite_products = _top(per_product, "person_id", "product_id", [-per_product.score], TOP_N, "favourite_products")
+    favourite_products = top(per_product, "person_id", "product_id", [-per_product.score], TOP_N, "favourite_products")
     cats = interest.filter(interest.category.notnull())
     per_category = cats.group_by(["person_id", "category"]).aggregate(score=cats.score.sum())
-    favourite_categories = _top(
+    favourite_categories = top(
         per_category, "person_id", "category", [-per_category.score], TOP_N, "favourite_categories"
     )
     vnb = per_product.filter(
         per_product.viewed_at.notnull()
         & (per_product.bought_at.isnull() | (per_product.bought_at < per_product.viewed_at))
     )
-    viewed_not_bought = _top(
+    viewed_not_bought = top(
         vnb, "person_id", "product_id", [-d.epoch_micros(vnb.viewed_at)], VIEWED_NOT_BOUGHT_N, "viewed_not_bought"
     )
     return [favourite_products, favourite_categories, viewed_not_bought]
@@ -710,7 +556,7 @@ def _promotion(ev: ir.Table) -> ir.Table:
     )
     per = per.filter(per.responses > 0)
     per = per.mutate(rate=per.responses.cast("float64") / ibis.greatest(per.exposures, per.responses).cast("float64"))
-    return _best(per, "person_id", "promotion", [-per.rate, -per.responses], "responsive_promotion")
+    return best(per, "person_id", "promotion", [-per.rate, -per.responses], "responsive_promotion")
 
 
 def _custom_traits(ev: ir.Table, traits: Sequence[TraitSpec], now: datetime, d: Dialect) -> ir.Table | None:
@@ -797,14 +643,13 @@ def _rfm(orders: ir.Table) -> ir.Table:
     )
 
 
-def profiles_expr(
-    events: ir.Table, identities: ir.Table, now: datetime, traits: Sequence[TraitSpec] = (), engine: str = "duckdb"
-) -> ir.Table:
+def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits: Sequence[TraitSpec] = ()) -> ir.Table:
     """One row per person of `identities`, from their events up to `now`; see docs/profiles.md for the columns.
+    It runs on the engine of `events` (DuckDB or Spark alike).
 
     A list is NULL where the person has no row in its part: `profiles_table` runs this and makes those [].
     """
-    d = Dialect(engine)
+    d = dialect_of(events)
     # Every step groups and joins by person: on a whole number (numbered in person_id order), not on the
     # id's text, which `resolve` makes 16 characters long (longer than DuckDB keeps inline). The text comes back at the end.
     persons = identities.select("person_id").distinct()
@@ -939,7 +784,7 @@ def with_clv(table: pa.Table, now: datetime) -> pa.Table:
     """`table` (profiles) plus `p_alive`, `expected_orders_12m` and `clv_12m` for every buyer.
 
     BG/NBD (purchase days) and Gamma-Gamma (value per day) are fitted by maximum likelihood
-    (core.clv) on all buyers, in days: frequency = days with an order - 1, recency = last - first
+    (profiles.clv) on all buyers, in days: frequency = days with an order - 1, recency = last - first
     order day, T = `now`'s day - first order day, monetary value = `repeat_order_value`. `clv_12m` is
     the expected orders over the next 365 days times the expected value of one (undiscounted); a
     buyer whose repeat days have no value gets the population's expected value. Non-buyers, and
@@ -1003,24 +848,9 @@ def with_recommendations(runtime: Runtime, table: pa.Table) -> pa.Table:
     return result.cast(pa.schema([*table.schema, field]))
 
 
-def trait_specs_from_config(settings_home: str, env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    """The `[[profiles.traits]]` tables of the first omniweave.toml found (same places as the settings)."""
-    found = config_section(env, home=settings_home)
-    if found is None:
-        return []
-    path, section = found
-    profiles = section.get("profiles", {})
-    traits = profiles.get("traits", []) if isinstance(profiles, dict) else []
-    if not isinstance(traits, list):
-        raise ConfigError(f"{path}: [profiles] traits must be a list of tables ([[profiles.traits]])")
-    return traits
-
-
-def profiles_table(
-    events: ir.Table, identities: ir.Table, now: datetime, traits: Sequence[TraitSpec] = (), engine: str = "duckdb"
-) -> pa.Table:
+def profiles_table(events: ir.Table, identities: ir.Table, now: datetime, traits: Sequence[TraitSpec] = ()) -> pa.Table:
     """`profiles_expr` run, as Arrow, with [] for every list that is NULL: a profile always says []."""
-    return _null_lists_empty(to_arrow(profiles_expr(events, identities, now, traits, engine=engine)))
+    return _null_lists_empty(to_arrow(profiles_expr(events, identities, now, traits)))
 
 
 def _null_lists_empty(table: pa.Table) -> pa.Table:
@@ -1049,39 +879,6 @@ def _empty_for_null(chunk: pa.Array) -> pa.Array:
     return type(chunk).from_arrays(offsets, chunk.values, type=chunk.type)
 
 
-def to_arrow(expr: ir.Table) -> pa.Table:
-    """Run `expr` and return Arrow with every timestamp (nested ones too) as UTC, whatever the engine."""
-    table = expr.to_pyarrow()
-    return table.cast(pa.schema([f.with_type(_utc_type(f.type)) for f in table.schema]))
-
-
-def _utc_type(typ: pa.DataType) -> pa.DataType:
-    # Spark hands back naive timestamps (the session time zone is UTC); DuckDB hands back UTC ones
-    if pa.types.is_timestamp(typ):
-        return pa.timestamp("us", tz="UTC")
-    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
-        return pa.list_(_utc_type(typ.value_type))
-    if pa.types.is_struct(typ):
-        return pa.struct([typ.field(i).with_type(_utc_type(typ.field(i).type)) for i in range(typ.num_fields)])
-    return typ
-
-
-def write_dataset(runtime: Runtime, name: str, table: pa.Table) -> str:
-    """Replace the warehouse dataset `name` by `table` (one Parquet file, swapped in by a rename)."""
-    log = runtime.log
-    folder = log.dataset_path(name)
-    log.fs.makedirs(folder, exist_ok=True)
-    final = posixpath.join(folder, f"{name}.parquet")
-    temp = posixpath.join(folder, f".tmp-{uuid.uuid4().hex}")
-    with log.fs.open(temp, "wb") as fh:
-        pq.write_table(table, fh, compression="zstd")
-    stale = [p for p in log.files(name) if p.rstrip("/").rsplit("/", 1)[-1] != f"{name}.parquet"]
-    log.fs.mv(temp, final)
-    for path in stale:
-        log.fs.rm(path)
-    return log.dataset_url(name)
-
-
 def write_identities(runtime: Runtime, rows: Iterable[tuple[str, str, str]]) -> str:
     """Write an `identities` dataset of (kind, value, person_id) rows (for tests and small imports)."""
     kinds, values, persons = zip(*rows, strict=True) if rows else ((), (), ())
@@ -1089,32 +886,27 @@ def write_identities(runtime: Runtime, rows: Iterable[tuple[str, str, str]]) -> 
         [pa.array(kinds, pa.string()), pa.array(values, pa.string()), pa.array(persons, pa.string())],
         schema=IDENTITIES_SCHEMA,
     )
-    return write_dataset(runtime, "identities", table)
+    return write_dataset(runtime.log, "identities", table)
 
 
 def build_profiles(
     runtime: Runtime,
-    engine: str = "duckdb",
-    spark_session: Any = None,
     now: datetime | None = None,
     traits: Iterable[Mapping[str, Any] | TraitSpec] | None = None,
     threads: int | None = None,
 ) -> ProfilesSummary:
     """Rebuild the `profiles` dataset from `events` and `identities`, as of `now` (default: the latest event).
 
-    `traits` are custom trait declarations (see core.traits); by default the `[[profiles.traits]]` of
-    omniweave.toml. The same inputs and `now` give the same profiles, on DuckDB and on Spark.
+    `traits` are custom trait declarations (see profiles.traits); by default the `[[profiles.traits]]` of
+    omniweave.toml. The same inputs and `now` give the same profiles, on DuckDB and on Spark (the Runtime's engine).
     `threads` caps DuckDB's worker threads (default: one per core); Spark has its own settings.
     """
-    specs = parse_trait_specs(
-        trait_specs_from_config(runtime.settings.home) if traits is None else traits, reserved=BUILTIN_COLUMNS
-    )
+    specs = parse_trait_specs(runtime.settings.profiles.traits if traits is None else traits, reserved=BUILTIN_COLUMNS)
     if not runtime.log.has_data("identities"):
         raise InputError("no identities yet: run `omniweave resolve` before building profiles", field="identities")
     runtime.log.upgrade_events()  # files from before the log kept context_* columns get them, once
-    warehouse = runtime.warehouse(engine, spark_session=spark_session)
-    if threads is not None and engine == "duckdb":
-        warehouse.con.raw_sql(f"SET threads = {int(threads)}")
+    warehouse = runtime.warehouse()
+    warehouse.set_threads(threads)
     events, identities = warehouse.table("events"), warehouse.table("identities")
     missing = [c for c in IDENTITIES_SCHEMA.names if c not in identities.columns]
     if missing:
@@ -1127,16 +919,16 @@ def build_profiles(
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     now = now.astimezone(UTC)
-    table = with_clv(profiles_table(events, identities, now, specs, engine=engine), now)
+    table = with_clv(profiles_table(events, identities, now, specs), now)
     table = with_recommendations(runtime, table)
-    path = write_dataset(runtime, "profiles", table)
+    path = write_dataset(runtime.log, "profiles", table)
     orders = table.column("orders").to_pylist()
     return ProfilesSummary(
         persons=table.num_rows,
         events=int(sum(table.column("event_count").to_pylist())),
         buyers=sum(1 for o in orders if o),
         now=now,
-        engine=engine,
+        engine=runtime.engine.name,
         path=path,
         traits=tuple(s.name for s in specs),
     )

@@ -1,6 +1,6 @@
 """Segments: definitions loaded from files, compiled to Ibis, evaluated into memberships and change events.
 
-A segment's condition tree (core/segments.py, docs/segments.md) compiles to one Ibis expression over
+A segment's condition tree (segments/language.py, docs/segments.md) compiles to one Ibis expression over
 the `profiles` table joined with one count per behaviour condition (from the events of each person),
 so the same definition runs on DuckDB and on Spark. `evaluate_segments` computes every segment's
 members, writes the `segment_members` dataset and appends a `Segment Entered` / `Segment Exited`
@@ -28,11 +28,13 @@ import pyarrow.compute as pc
 import yaml
 
 from omniweave.errors import InputError
-from omniweave.profiles.service.build import Dialect, to_arrow, with_person, write_dataset
+from omniweave.identity.persons import with_person
 from omniweave.runtime import Runtime
 from omniweave.segments import language as S
 from omniweave.segments.service import counts as SC
-from omniweave.settings import config_section
+from omniweave.settings import Settings
+from omniweave.storage.engine import Dialect, dialect_of, to_arrow
+from omniweave.storage.warehouse import write_dataset
 
 MEMBERS_SCHEMA = pa.schema(
     [("segment_id", pa.string()), ("person_id", pa.string()), ("since", pa.timestamp("us", tz="UTC"))]
@@ -66,19 +68,20 @@ def builtin_segments() -> dict[str, S.Segment]:
     return out
 
 
-def segments_folder(settings_home: str) -> Path:
-    """`segments/` beside the project's omniweave.toml, else in the home folder."""
-    found = config_section(None, home=settings_home)
-    base = Path(found[0]).parent if found else Path(settings_home)
-    return base / "segments"
+def segments_folder(settings: Settings | str) -> Path:
+    """The project's segment files: the settings' `[segments] folder`, else `segments/` beside the config file
+    they came from, else in the home folder (a bare home path: its `segments/`)."""
+    return settings.segments_folder if isinstance(settings, Settings) else Path(settings) / "segments"
 
 
-def load_segments(settings_home: str, *, builtin: bool = True, folder: Path | None = None) -> dict[str, S.Segment]:
+def load_segments(
+    settings: Settings | str, *, builtin: bool = True, folder: Path | None = None
+) -> dict[str, S.Segment]:
     """The built-in library (unless `builtin` is false) and the project's segment files, which win on the same id.
 
     Every file is read before raising, so that one error lists every broken file."""
     segments = builtin_segments() if builtin else {}
-    folder = folder or segments_folder(settings_home)
+    folder = folder or segments_folder(settings)
     problems: list[str] = []
     if folder.is_dir():
         for path in sorted(folder.iterdir()):
@@ -99,7 +102,8 @@ def load_segments(settings_home: str, *, builtin: bool = True, folder: Path | No
 
 
 class Compiler:
-    """Compiles condition trees over `profiles` and the person-attributed `events`, as of `now`."""
+    """Compiles condition trees over `profiles` and the person-attributed `events`, as of `now`, for the
+    engine of `profiles` (DuckDB or Spark)."""
 
     def __init__(
         self,
@@ -107,7 +111,6 @@ class Compiler:
         events: ir.Table | Callable[[], ir.Table],
         identities: ir.Table,
         now: datetime,
-        engine: str,
         segments: Mapping[str, S.Segment],
         *,
         files: Mapping[str, int] | None = None,
@@ -118,7 +121,7 @@ class Compiler:
         self._raw_events = events  # or how to get it: binding the whole log costs time `prepare` does not need
         self.identities = identities
         self.now = now
-        self.d = Dialect(engine)
+        self.d = dialect_of(profiles)
         self.segments = segments
         self.files = files  # the snapshot of event files (relative path -> size) `prepare` reads
         self.read_files = read_files
@@ -449,7 +452,7 @@ class Compiler:
                 (*trail, node.segment_id),
             )
         if isinstance(node, S.Bucket):
-            bucket = _bucket_expr(node.salt, base.person_id, self.d.spark)
+            bucket = _bucket_expr(node.salt, base.person_id, self.d)
             return (bucket >= node.low) & (bucket < node.high)
         return self._trait(node, base, path, problems)
 
@@ -548,18 +551,12 @@ def _literal(typ: dt.DataType, value: Any, where: str, problems: list[tuple[str,
     return ibis.null(typ)
 
 
-@ibis.udf.scalar.builtin(name="conv")
-def _spark_conv(number: str, from_base: int, to_base: int) -> str: ...  # type: ignore[empty-body]
+def _bucket_expr(salt: str, person_id: ir.StringValue, d: Dialect) -> ir.IntegerValue:
+    """segments.language.bucket_of in Ibis: md5's first 8 hex digits as a number, modulo 100 (the same on every engine).
 
-
-def _bucket_expr(salt: str, person_id: ir.StringValue, spark: bool) -> ir.IntegerValue:
-    """core.segments.bucket_of in Ibis: md5's first 8 hex digits as a number, modulo 100 (the same on every engine).
-
-    Read as a number by each engine's own spelling: DuckDB casts '0x...' text, Spark converts the base.
-    (Adding up the digits one by one in portable Ibis took 1.6 s per segment at 1 M persons.)"""
+    Read as a number by each engine's own spelling (`Dialect.hex_to_int`)."""
     digits = (ibis.literal(f"{salt}:") + person_id).hexdigest("md5").substr(0, 8)
-    number = _spark_conv(digits, 16, 10) if spark else ibis.literal("0x") + digits
-    return number.cast("int64") % 100
+    return d.hex_to_int(digits) % 100
 
 
 # --- evaluating ------------------------------------------------------------------------------------
@@ -590,15 +587,13 @@ def compiler_for(
     runtime: Runtime,
     segments: Mapping[str, S.Segment],
     now: datetime | None = None,
-    engine: str = "duckdb",
-    spark_session: Any = None,
 ) -> Compiler:
     """A Compiler over the runtime's warehouse (profiles, events, identities must exist), reading the event
     files there are now (a snapshot: files the loader adds meanwhile wait for the next evaluation)."""
     for name, command in (("profiles", "omniweave profiles build"), ("identities", "omniweave resolve")):
         if not runtime.log.has_data(name):
             raise InputError(f"no {name} yet: run `{command}` before evaluating segments", field=name)
-    warehouse = runtime.warehouse(engine, spark_session=spark_session)
+    warehouse = runtime.warehouse()
     files = SC.event_files(runtime.log)
     if now is None:
         now = runtime.log.latest_event_time() or datetime.now(UTC)
@@ -612,7 +607,6 @@ def compiler_for(
         lambda: warehouse.table("events"),
         warehouse.table("identities"),
         now,
-        engine,
         segments,
         files=files,
         read_files=read_files,
@@ -631,8 +625,6 @@ def evaluate_segments(
     segments: Mapping[str, S.Segment] | None = None,
     *,
     now: datetime | None = None,
-    engine: str = "duckdb",
-    spark_session: Any = None,
     record_changes: bool = True,
     incremental: bool = True,
 ) -> EvaluationSummary:
@@ -641,8 +633,8 @@ def evaluate_segments(
     A member keeps the `since` of the evaluation that first found them; a person who left and came
     back gets a new one. With `incremental`, behaviour counts kept by the last evaluation are carried
     forward where they can be (segment_counts.py); the result is the same either way."""
-    segments = dict(segments) if segments is not None else load_segments(runtime.settings.home)
-    compiler = compiler_for(runtime, segments, now, engine, spark_session)
+    segments = dict(segments) if segments is not None else load_segments(runtime.settings)
+    compiler = compiler_for(runtime, segments, now)
     kept = SC.read_state(runtime.log)
     plan = compiler.prepare(segments, kept if incremental else None)
     now = compiler.now
@@ -669,7 +661,7 @@ def evaluate_segments(
     )
     table, changes, counted = _membership_changes(previous, current, order, now)
     results = [SegmentResult(sid, segments[sid].name, *counted.get(sid, (0, 0, 0))) for sid in order]
-    path = write_dataset(runtime, "segment_members", table)
+    path = write_dataset(runtime.log, "segment_members", table)
     written = _record_changes(runtime, segments, changes, now) if record_changes and changes else 0
     counts = to_arrow(compiler.kept) if compiler.kept is not None else SC.STATE_SCHEMA.empty_table()
     # the snapshot read, without the change events just written: the next evaluation counts those as late

@@ -5,7 +5,7 @@ of their events arrives, without waiting for the event log or a batch evaluation
 kept (segment_counts.py): the per-person counts of every behaviour condition as of that evaluation's
 `now` (called `base` here), the members it wrote, the profiles' traits and the identities. Then, for
 every inbox event dated after `base` that belongs to a known person and matches a behaviour
-condition (core/segment_eval.py, the same semantics as the compiled queries), it recounts that
+condition (segments/evaluator.py, the same semantics as the compiled queries), it recounts that
 person's conditions as of the event's time — the kept count, minus the kept events that have slid out
 of the window since `base`, plus the new events still in it — and re-evaluates the segments that use
 the condition. A person who enters or leaves gets a `Segment Entered` / `Segment Exited` event
@@ -35,12 +35,12 @@ import orjson
 
 from omniweave.errors import InputError
 from omniweave.events.normalize import deterministic_message_id, format_timestamp
-from omniweave.profiles.service.build import to_arrow
 from omniweave.runtime import Runtime
 from omniweave.segments import language as S
 from omniweave.segments.evaluator import condition_holds, event_matches
 from omniweave.segments.service import counts as SC
 from omniweave.segments.service.evaluate import compiler_for, load_segments
+from omniweave.storage.engine import to_arrow
 from omniweave.storage.eventlog import events_to_table
 
 log = logging.getLogger("omniweave.segments")
@@ -93,7 +93,7 @@ class LiveSegments:
         self, runtime: Runtime, segments: Mapping[str, S.Segment] | None = None, *, horizon: timedelta = DEFAULT_HORIZON
     ):
         self.runtime = runtime
-        self.segments = dict(segments) if segments is not None else load_segments(runtime.settings.home)
+        self.segments = dict(segments) if segments is not None else load_segments(runtime.settings)
         self.live = live_segment_ids(self.segments)
         self.horizon = horizon
         self.position = 0

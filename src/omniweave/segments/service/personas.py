@@ -1,6 +1,6 @@
 """Personas suggested from the `profiles` dataset, and written as segment files on request.
 
-`suggest_from_profiles` reads the profiles, clusters them (`core.personas`, docs/personas.md) and
+`suggest_from_profiles` reads the profiles, clusters them (`segments.personas`, docs/personas.md) and
 reports each persona with how well its rule matches it: how many persons the rule selects over the
 same profiles, and how many of those are in the cluster (computed here on the Arrow table, not
 through the segment engine). With `write`, each persona becomes a file `segments/<id>.yaml` in the
@@ -166,7 +166,7 @@ def suggest_from_profiles(
         reports.append(SuggestedPersona(persona, int(selected.sum()), int(np.sum(selected & in_cluster))))
     written_folder = None
     if write:
-        target = folder or segments_folder(runtime.settings.home)
+        target = folder or segments_folder(runtime.settings)
         paths = write_personas([r.persona for r in reports], target)
         reports = [
             SuggestedPersona(r.persona, r.rule_selects, r.overlap, str(p)) for r, p in zip(reports, paths, strict=True)

@@ -26,10 +26,8 @@ def _root(
     config: Annotated[Path | None, typer.Option(help="Path to omniweave.toml.")] = None,
     home: Annotated[Path | None, typer.Option(help="Home folder (default $OMNIWEAVE_HOME or ./.omniweave).")] = None,
 ) -> None:
-    settings = load_settings(config_file=config)
-    if home is not None:
-        settings = settings.with_overrides(home=str(home))
-    ctx.obj = settings
+    # --home also says where to look for <home>/omniweave.toml, as $OMNIWEAVE_HOME does
+    ctx.obj = load_settings(config_file=config, home=str(home) if home is not None else None)
 
 
 collect.register(app)

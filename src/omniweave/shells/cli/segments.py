@@ -25,7 +25,7 @@ def segments_list(
     from omniweave.segments.service.evaluate import load_segments, segment_summaries
 
     with opened(ctx) as rt:
-        rows = segment_summaries(load_segments(rt.settings.home))
+        rows = segment_summaries(load_segments(rt.settings))
     if format == OutputFormat.json:
         typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
@@ -64,7 +64,7 @@ def segments_validate(
 @segments_app.command("evaluate")
 def segments_evaluate(
     ctx: typer.Context,
-    engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
+    engine: Annotated[str | None, typer.Option(help="duckdb or spark (default: the engine setting).")] = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
     full: Annotated[
         bool,
@@ -83,8 +83,8 @@ def segments_evaluate(
 
     from omniweave.segments.service.evaluate import evaluate_segments
 
-    with opened(ctx) as rt, console.status("evaluating segments"):
-        summary = evaluate_segments(rt, engine=engine, incremental=not full)
+    with opened(ctx, engine) as rt, console.status("evaluating segments"):
+        summary = evaluate_segments(rt, incremental=not full)
     if format == OutputFormat.json:
         typer.echo(
             orjson.dumps(
