@@ -15,13 +15,9 @@ upgrades in place like any other.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy.pool import NullPool
 
 from omniweave.errors import TerminalStoreError, TransientStoreError
@@ -31,15 +27,25 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD = "0002"  # the newest revision in migrations/versions (tests/storage/test_migrations.py checks it)
 _PG_LOCK = 727275  # advisory lock id of migrations (the inbox's writers use 727274)
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic is imported only when a store needs migrating: importing it costs a few tenths of a
+# second, and every CLI command and every helper process of the collector opens a store.
+
 
 def current_revision(engine: sa.Engine) -> str | None:
     """The revision the store's schema is at (None: no revision recorded yet)."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def script_head() -> str | None:
     """The newest revision shipped in the package (reads the revision files: slower than HEAD)."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config()).get_current_head()
 
 
@@ -48,6 +54,11 @@ def upgrade(engine: sa.Engine) -> None:
     try:
         if current_revision(engine) == HEAD:
             return
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        raise TransientStoreError(f"operational store {engine.url!r} is unreachable: {exc}") from exc
+    from alembic.util import CommandError
+
+    try:
         if engine.dialect.name == "sqlite":
             _upgrade_sqlite(engine)
         else:
@@ -85,12 +96,16 @@ def _upgrade_sqlite(engine: sa.Engine) -> None:
 
 
 def _upgrade_on(conn: sa.Connection) -> None:
+    from alembic import command
+
     config = _config()
     config.attributes["connection"] = conn
     command.upgrade(config, "head")
 
 
 def _config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config

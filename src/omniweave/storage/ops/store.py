@@ -231,7 +231,9 @@ class OpStore:
     def _sqlite_appender(self) -> sqlite3.Connection:
         """The connection `append` uses on SQLite (opened on first use; used under `_appender_lock`)."""
         if self._appender is None:
-            connection = sqlite3.connect(self.engine.url.database, isolation_level=None, check_same_thread=False)
+            connection = sqlite3.connect(
+                self.engine.url.database or ":memory:", isolation_level=None, check_same_thread=False
+            )
             sqlite_pragmas(connection, None)
             self._appender = connection
         return self._appender
