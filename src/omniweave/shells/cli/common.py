@@ -33,12 +33,15 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 @contextlib.contextmanager
-def opened(ctx: typer.Context) -> Iterator[Runtime]:
-    """A runtime for one command, closed after it; bad input is printed and exits with code 2."""
+def opened(ctx: typer.Context, engine: str | None = None) -> Iterator[Runtime]:
+    """A runtime for one command, closed after it; bad input is printed and exits with code 2.
+
+    `engine` (a command's --engine) replaces the settings' warehouse engine for this command."""
     from omniweave.errors import InputError
     from omniweave.runtime import Runtime
 
-    rt = Runtime(settings_of(ctx))
+    settings = settings_of(ctx)
+    rt = Runtime(settings if engine is None else settings.with_overrides(engine=engine))
     try:
         yield rt
     except InputError as exc:
@@ -46,3 +49,16 @@ def opened(ctx: typer.Context) -> Iterator[Runtime]:
         raise typer.Exit(2) from None
     finally:
         rt.close()
+
+
+@contextlib.contextmanager
+def reported(where: str = "", hint: str = "") -> Iterator[None]:
+    """Bad input raised in the block is printed (after `where: `, followed by `hint`) and exits with code 2."""
+    from omniweave.errors import InputError
+
+    try:
+        yield
+    except InputError as exc:
+        prefix = f"{where}: " if where else ""
+        err_console.print(f"{prefix}{exc}{hint}", style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None

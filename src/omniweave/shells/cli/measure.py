@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from omniweave.shells.cli.common import OutputFormat, console, err_console, opened, settings_of
+from omniweave.shells.cli.common import OutputFormat, console, err_console, opened, reported, settings_of
+from omniweave.shells.render import Grid, emit, grid
+
+if TYPE_CHECKING:
+    from omniweave.measure.service.attribution import AttributionReport
 
 experiments_app = typer.Typer(
     help="A/B and multi-arm tests recorded in the event log (docs/experiments.md).", no_args_is_help=True
 )
 
 
-def attribution(  # noqa: C901 (moved as is; its logic moves to measure/service next)
+def attribution(
     ctx: typer.Context,
     paths: Annotated[
         Path | None,
@@ -53,172 +57,89 @@ def attribution(  # noqa: C901 (moved as is; its logic moves to measure/service 
     exposures: Annotated[
         bool, typer.Option(help="Event log: also count opens, impressions and received pushes as touches.")
     ] = False,
-    engine: Annotated[str, typer.Option(help="Event log: duckdb or spark.")] = "duckdb",
+    engine: Annotated[
+        str | None, typer.Option(help="Event log: duckdb or spark (default: the engine setting).")
+    ] = None,
 ) -> None:
     """Credit conversions and value to channels with one attribution model, or all side by side.
 
     With --paths, on a paths file; otherwise on journeys built from the event log (docs/attribution.md),
     with ROAS and ROI wherever the spend dataset has spend for a channel or campaign.
     """
-    import csv
-    import io
-    from datetime import UTC, datetime, timedelta
+    from omniweave.measure.period import parse_moment
+    from omniweave.measure.service.attribution import AttributionRequest, attribution_report, model_names
 
-    import orjson
-
-    from omniweave.errors import InputError
-    from omniweave.measure.attribution import MODELS, attribute, read_paths_csv
-
-    def moment(text: str | None, option: str, *, end: bool = False) -> datetime | None:
-        if text is None:
-            return None
-        try:
-            parsed = datetime.fromisoformat(text.strip())
-        except ValueError:
-            raise InputError(
-                f"got {text!r}; expected a date (YYYY-MM-DD) or an ISO 8601 instant", field=option
-            ) from None
-        day_only = len(text.strip()) == 10
-        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-        return parsed + timedelta(days=1) if end and day_only else parsed  # --until DAY includes that day
-
-    names = list(MODELS) if model == "all" else [model]
-    journeys = None
     where = str(paths) if paths is not None else "event log"
-    try:
-        if model != "all" and model not in MODELS:
-            raise InputError(f"got {model!r}; expected one of {', '.join(MODELS)} or all", field="--model")
-        if paths is not None:
-            table = read_paths_csv(paths)
-        else:
-            from omniweave.measure.service.paths import journeys_from_log
-            from omniweave.runtime import Runtime
-
-            runtime = Runtime(settings_of(ctx))
-            try:
-                journeys = journeys_from_log(
-                    runtime,
-                    lookback_days=lookback_days,
-                    dedup_minutes=dedup_minutes,
-                    by=by,
-                    since=moment(since, "--since"),
-                    until=moment(until, "--until", end=True),
-                    exposures=exposures,
-                    engine=engine,
-                )
-            finally:
-                runtime.close()
-            table = journeys.paths
-        results = [attribute(table, name, half_life=half_life, allocation=allocation, order=order) for name in names]
-    except InputError as exc:
-        hint = "" if paths is not None else " (or pass --paths FILE.csv to attribute a paths file)"
-        err_console.print(f"{where}: {exc}{hint}", style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    spend = journeys.spend if journeys is not None else {}
-    labels = [*table.channels, *(label for label in sorted(spend) if label not in table.channels)]
-    if journeys is not None:
-        from omniweave.measure.service.paths import returns
-
-        earned = {r.model: returns(r, spend) for r in results}
-    if format is OutputFormat.json:
-        document: dict[str, object] = {
-            "total_conversions": table.total_conversions,
-            "total_conversion_value": table.total_value,
-            "half_life": half_life,
-            "allocation": allocation,
-            "order": order,
-        }
-        if journeys is not None:
-            document |= {
-                "source": "event log",
-                "by": journeys.by,
-                "lookback_days": journeys.lookback_days,
-                "dedup_minutes": journeys.dedup_minutes,
-                "exposures": journeys.exposures,
-                "since": journeys.since.isoformat() if journeys.since else None,
-                "until": journeys.until.isoformat() if journeys.until else None,
-                "untouched_conversions": journeys.untouched_conversions,
-                "untouched_value": journeys.untouched_value,
-                "total_null": sum(row.nulls for row in table.rows),
-                "spend": spend,
-            }
-        document["models"] = {
-            r.model: {
-                "channels": {
-                    ch: {"conversions": r.conversions.get(ch, 0.0), "value": r.value.get(ch, 0.0)}
-                    for ch in (labels if journeys is not None else table.channels)
-                },
-                **({"removal_effects": r.removal_effects} if r.removal_effects is not None else {}),
-                **(
-                    {
-                        "returns": {
-                            label: {"spend": x.spend, "value": x.value, "roas": x.roas, "roi": x.roi}
-                            for label, x in earned[r.model].items()
-                        }
-                    }
-                    if journeys is not None
-                    else {}
-                ),
-            }
-            for r in results
-        }
-        console.out(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
-        return
-    if format is OutputFormat.csv:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        if journeys is None:
-            writer.writerow(["model", "channel", "conversions", "value"])
-            for r in results:
-                writer.writerows([r.model, ch, repr(r.conversions[ch]), repr(r.value[ch])] for ch in table.channels)
-        else:
-            writer.writerow(["model", "channel", "conversions", "value", "spend", "roas", "roi"])
-            for r in results:
-                for ch in labels:
-                    x = earned[r.model].get(ch)
-                    writer.writerow(
-                        [
-                            r.model,
-                            ch,
-                            repr(r.conversions.get(ch, 0.0)),
-                            repr(r.value.get(ch, 0.0)),
-                            *((repr(x.spend), repr(x.roas), repr(x.roi)) if x else ("", "", "")),
-                        ]
-                    )
-        console.out(buffer.getvalue(), end="")
-        return
-    short = {"first_touch": "first", "last_touch": "last", "position_based": "position", "time_decay": "decay"}
-    shown = labels if journeys is not None else list(table.channels)
-    for measure, total in (("conversions", table.total_conversions), ("value", table.total_value)):
-        out = Table(
-            journeys.by if journeys is not None else "channel",
-            *(short.get(r.model, r.model) for r in results),
-            title=f"credited {measure} (total {total:,.2f})",
+    hint = "" if paths is not None else " (or pass --paths FILE.csv to attribute a paths file)"
+    with reported(where, hint):
+        request = AttributionRequest(
+            models=model_names(model, "--model"),
+            paths=paths,
+            half_life=half_life,
+            allocation=allocation,
+            order=order,
+            lookback_days=lookback_days,
+            dedup_minutes=dedup_minutes,
+            by=by,
+            since=parse_moment(since, "--since"),
+            until=parse_moment(until, "--until", end=True),
+            exposures=exposures,
         )
-        for ch in shown:
-            out.add_row(ch, *(f"{getattr(r, measure).get(ch, 0.0):,.2f}" for r in results))
-        console.print(out)
+    with opened(ctx, engine) as rt, reported(where, hint):
+        report = attribution_report(rt, request)
+    emit(
+        console,
+        format,
+        document=report.to_dict(),
+        records=report.records(),
+        columns=report.columns(),
+        views=attribution_views(report),
+    )
+
+
+MODEL_SHORT = {"first_touch": "first", "last_touch": "last", "position_based": "position", "time_decay": "decay"}
+
+
+def attribution_views(report: AttributionReport) -> list[Grid | str]:
+    """The tables of an attribution report: credited conversions, credited value, and return on spend."""
+    results = report.results
+    key = report.journeys.by if report.journeys is not None else "channel"
+    shown = report.labels if report.from_log else tuple(report.table.channels)
+    views: list[Grid | str] = []
+    for measure, total in (("conversions", report.table.total_conversions), ("value", report.table.total_value)):
+        views.append(
+            grid(
+                [key, *(MODEL_SHORT.get(r.model, r.model) for r in results)],
+                [[ch, *(f"{getattr(r, measure).get(ch, 0.0):,.2f}" for r in results)] for ch in shown],
+                title=f"credited {measure} (total {total:,.2f})",
+            )
+        )
+    journeys = report.journeys
     if journeys is not None:
-        console.print(
-            f"{len(table.rows):,} distinct paths, {sum(row.nulls for row in table.rows):,.0f} journeys "
+        views.append(
+            f"{len(report.table.rows):,} distinct paths, {report.total_null:,.0f} journeys "
             f"without an order; {journeys.untouched_conversions:,.0f} orders "
             f"({journeys.untouched_value:,.2f}) had no touch in their {journeys.lookback_days:g}-day "
-            "lookback and are not credited",
-            markup=False,
+            "lookback and are not credited"
         )
+        spend = report.spend
         if spend:
-            out = Table(
-                journeys.by,
-                "spend",
-                *(f"ROAS {short.get(r.model, r.model)}" for r in results),
-                title="return on spend (ROAS = credited value / spend; ROI = ROAS - 1)",
+            views.append(
+                grid(
+                    [journeys.by, "spend", *(f"ROAS {MODEL_SHORT.get(r.model, r.model)}" for r in results)],
+                    [
+                        [
+                            label,
+                            f"{spend[label]:,.2f}",
+                            *(f"{report.earned[r.model][label].roas:,.2f}" for r in results),
+                        ]
+                        for label in sorted(spend)
+                        if spend[label] > 0
+                    ],
+                    title="return on spend (ROAS = credited value / spend; ROI = ROAS - 1)",
+                )
             )
-            for label in sorted(spend):
-                if spend[label] > 0:
-                    out.add_row(
-                        label, f"{spend[label]:,.2f}", *(f"{earned[r.model][label].roas:,.2f}" for r in results)
-                    )
-            console.print(out)
+    return views
 
 
 def kpis(
@@ -235,7 +156,7 @@ def kpis(
     products: Annotated[
         Path | None, typer.Option(help="A CSV with sku (or product_id), cost (cost of sales, margin).")
     ] = None,
-    engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
+    engine: Annotated[str | None, typer.Option(help="duckdb or spark (default: the engine setting).")] = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="table, json or csv.")] = OutputFormat.table,
 ) -> None:
     """The omnichannel KPI catalogue (awareness, engagement, conversion, loyalty) per period (docs/kpis.md)."""
@@ -256,7 +177,7 @@ def kpis(
         except ValueError:
             raise InputError(f"got {raw!r}; expected a day such as 2026-03-01", field=field) from None
 
-    with opened(ctx) as rt:
+    with opened(ctx, engine) as rt:
         table = kpi_table(
             rt,
             period=period,
@@ -267,7 +188,6 @@ def kpis(
             session_gap_minutes=session_gap_minutes,
             floor_areas=floor_areas_from_csv(stores) if stores else None,
             product_costs=product_costs_from_csv(products) if products else None,
-            engine=engine,
         )
     rows = table.to_pylist()
     for row in rows:
