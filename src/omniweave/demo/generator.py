@@ -44,7 +44,6 @@ DEFAULT_END_DATE = date(2026, 10, 31)
 """The last simulated day (fixed, so that a seed always gives the same world)."""
 BLOCK_SIZE = 100_000
 SITE = "https://www.hollinsvale.example"
-CURRENCY = "GBP"
 MANIFEST = "manifest.json"
 
 

@@ -33,7 +33,6 @@ MAX_CHANNELS = 8
 MAX_CATEGORIES = 10
 MAX_RULE_CONDITIONS = 3
 
-RFM_COLUMNS = ("recency_days", "orders", "total_revenue", "average_order_value")
 RULE_NUMERIC_COLUMNS = (
     "recency_days",
     "orders",

@@ -450,28 +450,6 @@ def score_pairs(prepared: pa.Table, threshold: float, seed: int = 42) -> list[Sc
         model.close()
 
 
-def clusters(n: int, pairs: Iterable[ScoredPair]) -> tuple[list[int], list[float]]:
-    """Connected components of the linked rows: each row's cluster (smallest row number) and the
-    highest probability linking it into its cluster (1.0 alone)."""
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    best = [0.0] * n
-    for pair in pairs:
-        a, b = find(pair.left), find(pair.right)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-        best[pair.left] = max(best[pair.left], pair.probability)
-        best[pair.right] = max(best[pair.right], pair.probability)
-    roots = [find(i) for i in range(n)]
-    return roots, [b if b > 0 else 1.0 for b in best]
-
-
 DEFAULT_FLOOR = 0.05
 """Two groups of rows join only if no pair across them scores below this (see `cluster_records`)."""
 MAX_CHECKED_CLUSTER = 400
