@@ -237,7 +237,7 @@ def test_a_store_from_a_newer_release_is_refused_with_a_clear_error(tmp_path: Pa
 
 def test_the_key_the_cli_prints_opens_the_api(tmp_path: Path) -> None:
     """`omniweave keys secret` prints the key once, as its last line; that key opens the REST API
-    (and the store keeps no copy of it)."""
+    (and the store keeps no copy of it); `keys secrets` lists it by prefix, `keys revoke` ends it."""
     import os
 
     from fastapi.testclient import TestClient
@@ -266,3 +266,13 @@ def test_the_key_the_cli_prints_opens_the_api(tmp_path: Path) -> None:
         )
         answer = client.get("/v1/profiles", params=params, headers={"Authorization": f"Bearer {key}"})
         assert answer.status_code != 401 and answer.status_code < 500, answer.text
+    # listed by prefix and name, never the key; revoked, it no longer opens the API
+    prefix = key.split("_")[1]
+    listed = subprocess.run(omniweave_cmd("keys", "secrets"), env=env, capture_output=True, text=True, check=True)
+    assert prefix in listed.stdout and "crm" in listed.stdout and key.split("_", 2)[2] not in listed.stdout
+    subprocess.run(omniweave_cmd("keys", "revoke", prefix), env=env, capture_output=True, text=True, check=True)
+    again = subprocess.run(omniweave_cmd("keys", "revoke", prefix), env=env, capture_output=True, text=True)
+    assert again.returncode == 2 and "no secret key with prefix" in again.stderr
+    with TestClient(create_app(Settings(home=str(home)))) as client:
+        params = {"identifier": "email:nobody@example.com"}
+        assert client.get("/v1/profiles", params=params, headers={"Authorization": f"Bearer {key}"}).status_code == 401

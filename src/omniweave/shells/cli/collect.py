@@ -61,6 +61,42 @@ def keys_list(ctx: typer.Context) -> None:
     console.print(table)
 
 
+@keys_app.command("secrets")
+def keys_secrets(ctx: typer.Context) -> None:
+    """List the secret keys by prefix and name (a key itself is shown only once, when it is made)."""
+    from datetime import UTC, datetime
+
+    from omniweave.runtime import Runtime
+
+    rt = Runtime(settings_of(ctx))
+    try:
+        table = Table("prefix", "name", "created (UTC)")
+        for key in rt.store.list_secret_keys():
+            table.add_row(key.prefix, key.name, datetime.fromtimestamp(key.created_at, UTC).strftime("%Y-%m-%d %H:%M"))
+        console.print(table)
+    finally:
+        rt.close()
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    ctx: typer.Context,
+    prefix: Annotated[str, typer.Argument(help="The key's prefix, as `omniweave keys secrets` lists it.")],
+) -> None:
+    """Delete a secret key: the REST API refuses it from then on."""
+    from omniweave.runtime import Runtime
+
+    rt = Runtime(settings_of(ctx))
+    try:
+        revoked = rt.store.revoke_secret_key(prefix)
+    finally:
+        rt.close()
+    if not revoked:
+        err_console.print(f"no secret key with prefix {prefix!r} (see `omniweave keys secrets`)")
+        raise typer.Exit(2)
+    console.print(f"secret key {prefix} revoked")
+
+
 def import_(
     ctx: typer.Context,
     kind: Annotated[
