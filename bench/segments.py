@@ -44,88 +44,24 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))  # bench/_server.py
 
-EXTRA = {  # ten more audiences on top of the built-in library
-    "high_value": {"trait": "total_revenue", "gte": 500},
-    "frequent_buyers": {"trait": "orders", "gte": 5},
-    "email_engaged": {"performed": "Email Opened", "at_least": 3, "within_days": 30},
-    "mobile_first": {"trait": "preferred_device", "eq": "mobile"},
-    "coupon_responsive": {"trait": "responsive_promotion", "eq": "coupon"},
-    "big_store_orders": {
-        "performed": "Order Completed",
-        "at_least": 2,
-        "within_days": 60,
-        "where": [{"property": "channel", "eq": "store"}, {"property": "revenue", "gt": 100}],
-    },
-    "browsed_not_bought": {
-        "performed": "Product Viewed",
-        "within_days": 7,
-        "then_not": {"event": "Order Completed", "within_hours": 24},
-    },
-    "lapsing_repeat": {"all": [{"trait": "last_order_at", "before_days_ago": 90}, {"trait": "orders", "gte": 2}]},
-    "holdout_10": {"bucket": {"salt": "holdout", "from": 0, "to": 10}},
-    "email_consented_buyers": {"all": [{"trait": "consent_email", "eq": True}, {"trait": "orders", "gte": 1}]},
-}
-
-UNIDENTIFIED = "len(p.emails) = 0 AND len(p.phones) = 0 AND len(p.user_ids) = 0 AND len(p.loyalty_cards) = 0"
-SQL = {
-    "store_only_buyers": "SELECT person_id FROM profiles WHERE store_orders >= 1 AND online_orders = 0",
-    "online_only_buyers": "SELECT person_id FROM profiles WHERE online_orders >= 1 AND store_orders = 0",
-    "omnichannel_buyers": "SELECT person_id FROM profiles WHERE online_orders >= 1 AND store_orders >= 1",
-    "lapsing_high_value": "SELECT person_id FROM profiles WHERE rfm_monetary >= 4 "
-    "AND last_order_at < $now - INTERVAL 30 DAY",
-    "coupon_hunters": "SELECT person_id FROM pe WHERE event = 'Coupon Applied' AND timestamp > $now - INTERVAL 90 DAY "
-    "GROUP BY person_id HAVING count(*) >= 2",
-    "event_attendees": "SELECT DISTINCT person_id FROM pe WHERE event = 'Store Event Attended' "
-    "AND timestamp > $now - INTERVAL 90 DAY",
-    "cart_abandoners": """SELECT DISTINCT a.person_id FROM pe a
-        WHERE a.event = 'Product Added' AND a.timestamp > $now - INTERVAL 7 DAY
-          AND a.timestamp <= $now - INTERVAL 24 HOUR
-          AND NOT EXISTS (SELECT 1 FROM pe b WHERE b.person_id = a.person_id AND b.event = 'Order Completed'
-                          AND b.timestamp > a.timestamp AND b.timestamp <= a.timestamp + INTERVAL 24 HOUR)""",
-    "new_till_subscribers": """SELECT DISTINCT pe.person_id FROM pe JOIN profiles p USING (person_id)
-        WHERE pe.type = 'identify' AND pe.channel = 'loyalty'
-          AND json_extract_string(pe.properties, '$.store_id') IS NOT NULL
-          AND pe.timestamp > $now - INTERVAL 30 DAY AND p.consent_email""",
-    "qr_scanners_unidentified": f"""SELECT DISTINCT pe.person_id FROM pe JOIN profiles p USING (person_id)
-        WHERE pe.event = 'QR Code Scanned' AND pe.timestamp > $now - INTERVAL 30 DAY AND {UNIDENTIFIED}""",
-    "bounced_visitors": f"""SELECT p.person_id FROM profiles p
-        WHERE p.person_id IN (SELECT person_id FROM pe WHERE type IN ('page', 'screen')
-                              AND timestamp > $now - INTERVAL 14 DAY)
-          AND p.person_id NOT IN (SELECT person_id FROM pe WHERE event = 'Order Completed'
-                                  AND timestamp > $now - INTERVAL 14 DAY)
-          AND {UNIDENTIFIED}""",
-    "high_value": "SELECT person_id FROM profiles WHERE total_revenue >= 500",
-    "frequent_buyers": "SELECT person_id FROM profiles WHERE orders >= 5",
-    "email_engaged": "SELECT person_id FROM pe WHERE event = 'Email Opened' AND timestamp > $now - INTERVAL 30 DAY "
-    "GROUP BY person_id HAVING count(*) >= 3",
-    "mobile_first": "SELECT person_id FROM profiles WHERE preferred_device = 'mobile'",
-    "coupon_responsive": "SELECT person_id FROM profiles WHERE responsive_promotion = 'coupon'",
-    "big_store_orders": "SELECT person_id FROM pe WHERE event = 'Order Completed' AND channel = 'store' "
-    "AND TRY_CAST(json_extract_string(properties, '$.revenue') AS DOUBLE) > 100 "
-    "AND timestamp > $now - INTERVAL 60 DAY GROUP BY person_id HAVING count(*) >= 2",
-    "browsed_not_bought": """SELECT DISTINCT a.person_id FROM pe a
-        WHERE a.event = 'Product Viewed' AND a.timestamp > $now - INTERVAL 7 DAY
-          AND a.timestamp <= $now - INTERVAL 24 HOUR
-          AND NOT EXISTS (SELECT 1 FROM pe b WHERE b.person_id = a.person_id AND b.event = 'Order Completed'
-                          AND b.timestamp > a.timestamp AND b.timestamp <= a.timestamp + INTERVAL 24 HOUR)""",
-    "lapsing_repeat": "SELECT person_id FROM profiles WHERE last_order_at < $now - INTERVAL 90 DAY AND orders >= 2",
-    "holdout_10": "SELECT person_id FROM profiles WHERE "
-    "('0x' || substr(md5('holdout:' || person_id), 1, 8))::BIGINT % 100 < 10",
-    "email_consented_buyers": "SELECT person_id FROM profiles WHERE consent_email AND orders >= 1",
-}
-PE_EVENTS = (
-    "Coupon Applied",
-    "Store Event Attended",
-    "Product Added",
-    "Order Completed",
-    "QR Code Scanned",
-    "Email Opened",
-    "Product Viewed",
+# the hand-written reference SQL (the built-in library and ten extra audiences) is shared with the tests
+sys.path.insert(0, str(ROOT))
+from tests.segments.reference_sql import (  # noqa: E402
+    BUILTIN_SQL,
+    EXTRA_SEGMENTS,
+    EXTRA_SQL,
+    LOOKBACK_DAYS,
+    PE_EVENTS,
+    open_reference,
+    reference_members,
 )
+
+SQL = {**BUILTIN_SQL, **EXTRA_SQL}
 
 
 def _peak_mb() -> float:
@@ -165,7 +101,7 @@ def _segments() -> dict[str, Any]:
     from omniweave.segments.language import parse_segment
     from omniweave.segments.service.evaluate import builtin_segments
 
-    return {**builtin_segments(), **{k: parse_segment({"id": k, "where": v}) for k, v in EXTRA.items()}}
+    return {**builtin_segments(), **{k: parse_segment({"id": k, "where": v}) for k, v in EXTRA_SEGMENTS.items()}}
 
 
 def run_evaluate(home: str, incremental: bool) -> dict[str, Any]:
@@ -377,32 +313,11 @@ def report_incremental(
 
 
 def run_sql(home: str, now: str) -> dict[str, Any]:
-    import duckdb
-
     warehouse = Path(home) / "warehouse"
-    con = duckdb.connect()
     cpu, started = _cpu(), time.perf_counter()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"CREATE VIEW profiles AS SELECT * FROM read_parquet('{warehouse}/profiles/**/*.parquet')")
-    con.execute(f"CREATE VIEW identities AS SELECT * FROM read_parquet('{warehouse}/identities/**/*.parquet')")
-    con.execute(
-        f"CREATE VIEW events AS SELECT * FROM read_parquet('{warehouse}/events/**/*.parquet', "
-        "hive_partitioning = true, union_by_name = true)"
-    )
-    names = ", ".join(f"'{n}'" for n in PE_EVENTS)
-    con.execute(f"""
-        CREATE TEMP TABLE pe AS
-        SELECT coalesce(u.person_id, a.person_id) AS person_id, e.type, e.event, e.channel, e.timestamp, e.properties
-        FROM events e
-        LEFT JOIN (SELECT value, person_id FROM identities WHERE kind = 'user_id') u ON e.user_id = u.value
-        LEFT JOIN (SELECT value, person_id FROM identities WHERE kind = 'anonymous_id') a ON e.anonymous_id = a.value
-        WHERE (e.event IN ({names}) OR e.type IN ('page', 'screen', 'identify'))
-          AND e.timestamp <= TIMESTAMPTZ '{now}' AND e.timestamp > TIMESTAMPTZ '{now}' - INTERVAL 90 DAY
-          AND coalesce(u.person_id, a.person_id) IS NOT NULL""")
-    members = {}
-    for sid, query in sorted(SQL.items()):
-        rows = con.execute(query.replace("$now", f"TIMESTAMPTZ '{now}'")).fetchall()
-        members[sid] = sorted(r[0] for r in rows)
+    urls = {name: str(warehouse / name) for name in ("profiles", "identities", "events")}
+    con = open_reference(urls, now, events=PE_EVENTS, days=LOOKBACK_DAYS)
+    members = {sid: reference_members(con, query, now) for sid, query in sorted(SQL.items())}
     seconds = time.perf_counter() - started
     return {
         "seconds": seconds,

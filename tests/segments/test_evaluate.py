@@ -8,7 +8,6 @@ import subprocess
 from datetime import timedelta
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from omniweave.errors import InputError
@@ -23,7 +22,8 @@ from omniweave.segments.service.evaluate import (
     read_segment_file,
 )
 from omniweave.settings import Settings
-from tests.conftest import omniweave_cmd
+from tests.conftest import omniweave_cmd, on_engine
+from tests.segments.reference_sql import BUILTIN_SQL, open_reference, reference_members
 
 # --- the language ------------------------------------------------------------------------------------
 
@@ -145,66 +145,17 @@ def test_bucket_of_is_stable_and_spread():
 
 
 def _sql_members(home: Path, now, query: str) -> list[str]:
-    """Run a hand-written query over the warehouse's Parquet files: tables profiles, identities and pe
-    (every event up to now, with the person it belongs to: by user id, else anonymous id)."""
+    """Run a hand-written query of tests/segments/reference_sql.py over the warehouse's Parquet files."""
     rt = Runtime(Settings(home=str(home)))
     try:
         url = {name: rt.log.dataset_url(name) for name in ("profiles", "identities", "events")}
     finally:
         rt.close()
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"CREATE VIEW profiles AS SELECT * FROM read_parquet('{url['profiles']}/**/*.parquet')")
-    con.execute(f"CREATE VIEW identities AS SELECT * FROM read_parquet('{url['identities']}/**/*.parquet')")
-    con.execute(
-        f"CREATE VIEW events AS SELECT * FROM read_parquet('{url['events']}/**/*.parquet', "
-        "hive_partitioning = true, union_by_name = true)"
-    )
-    con.execute(f"""
-        CREATE TABLE pe AS
-        SELECT coalesce(u.person_id, a.person_id) AS person_id, e.type, e.event, e.channel, e.timestamp, e.properties
-        FROM events e
-        LEFT JOIN (SELECT value, person_id FROM identities WHERE kind = 'user_id') u ON e.user_id = u.value
-        LEFT JOIN (SELECT value, person_id FROM identities WHERE kind = 'anonymous_id') a ON e.anonymous_id = a.value
-        WHERE e.timestamp <= TIMESTAMPTZ '{now.isoformat()}' AND coalesce(u.person_id, a.person_id) IS NOT NULL""")
-    rows = con.execute(query.replace("$now", f"TIMESTAMPTZ '{now.isoformat()}'")).fetchall()
-    con.close()
-    return sorted(r[0] for r in rows)
-
-
-HAND_WRITTEN = {
-    "store_only_buyers": "SELECT person_id FROM profiles WHERE store_orders >= 1 AND online_orders = 0",
-    "online_only_buyers": "SELECT person_id FROM profiles WHERE online_orders >= 1 AND store_orders = 0",
-    "omnichannel_buyers": "SELECT person_id FROM profiles WHERE online_orders >= 1 AND store_orders >= 1",
-    "lapsing_high_value": "SELECT person_id FROM profiles WHERE rfm_monetary >= 4 "
-    "AND last_order_at < $now - INTERVAL 30 DAY",
-    "coupon_hunters": "SELECT person_id FROM pe WHERE event = 'Coupon Applied' AND timestamp > $now - INTERVAL 90 DAY "
-    "GROUP BY person_id HAVING count(*) >= 2",
-    "event_attendees": "SELECT DISTINCT person_id FROM pe WHERE event = 'Store Event Attended' "
-    "AND timestamp > $now - INTERVAL 90 DAY",
-    "cart_abandoners": """
-        SELECT DISTINCT a.person_id FROM pe a
-        WHERE a.event = 'Product Added' AND a.timestamp > $now - INTERVAL 7 DAY
-          AND a.timestamp <= $now - INTERVAL 24 HOUR
-          AND NOT EXISTS (SELECT 1 FROM pe b WHERE b.person_id = a.person_id AND b.event = 'Order Completed'
-                          AND b.timestamp > a.timestamp AND b.timestamp <= a.timestamp + INTERVAL 24 HOUR)""",
-    "new_till_subscribers": """
-        SELECT DISTINCT pe.person_id FROM pe JOIN profiles p USING (person_id)
-        WHERE pe.type = 'identify' AND pe.channel = 'loyalty'
-          AND json_extract_string(pe.properties, '$.store_id') IS NOT NULL
-          AND pe.timestamp > $now - INTERVAL 30 DAY AND p.consent_email""",
-    "qr_scanners_unidentified": """
-        SELECT DISTINCT pe.person_id FROM pe JOIN profiles p USING (person_id)
-        WHERE pe.event = 'QR Code Scanned' AND pe.timestamp > $now - INTERVAL 30 DAY
-          AND len(p.emails) = 0 AND len(p.phones) = 0 AND len(p.user_ids) = 0 AND len(p.loyalty_cards) = 0""",
-    "bounced_visitors": """
-        SELECT p.person_id FROM profiles p
-        WHERE p.person_id IN (SELECT person_id FROM pe WHERE type IN ('page', 'screen')
-                              AND timestamp > $now - INTERVAL 14 DAY)
-          AND p.person_id NOT IN (SELECT person_id FROM pe WHERE event = 'Order Completed'
-                                  AND timestamp > $now - INTERVAL 14 DAY)
-          AND len(p.emails) = 0 AND len(p.phones) = 0 AND len(p.user_ids) = 0 AND len(p.loyalty_cards) = 0""",
-}
+    con = open_reference(url, now.isoformat())
+    try:
+        return reference_members(con, query, now.isoformat())
+    finally:
+        con.close()
 
 
 def test_builtin_segments_select_what_hand_written_sql_selects(demo_home):
@@ -214,8 +165,8 @@ def test_builtin_segments_select_what_hand_written_sql_selects(demo_home):
         compiler = compiler_for(rt, library)
         shared = compiler_for(rt, library)
         shared.prepare(library)  # every condition counted once, for all segments (what evaluate_segments does)
-        assert set(HAND_WRITTEN) == set(library)
-        for sid, query in HAND_WRITTEN.items():
+        assert set(BUILTIN_SQL) == set(library)
+        for sid, query in BUILTIN_SQL.items():
             ours = member_ids(compiler, sid)
             expected = _sql_members(demo_home, compiler.now, query)
             assert ours == expected, (sid, len(ours), len(expected))
@@ -251,7 +202,7 @@ def test_same_memberships_on_duckdb_and_spark(demo_home, spark_session):
     rt = Runtime(Settings(home=str(demo_home)))
     try:
         duck = compiler_for(rt, segments)
-        spark = compiler_for(rt, segments, now=duck.now, engine="spark", spark_session=spark_session)
+        spark = compiler_for(on_engine(rt, "spark", spark_session), segments, now=duck.now)
         for sid in sorted(segments):
             assert member_ids(duck, sid) == member_ids(spark, sid), sid
         # counted once for all segments, per event key (what evaluate_segments does), on both engines
@@ -334,7 +285,7 @@ def test_memberships_over_time_become_events(tmp_path, demo_home):
         members = rt.warehouse().table("segment_members").to_pyarrow().to_pylist()
         assert {m["since"] for m in members} == {first.now}  # stayers keep when they entered
         # the change events are in the log and belong to the persons, like any event
-        from omniweave.profiles.service.build import with_person
+        from omniweave.identity.persons import with_person
 
         wh = rt.warehouse()
         ev = with_person(wh.table("events"), wh.table("identities"))
@@ -373,7 +324,7 @@ def test_cli_validate_and_evaluate(tmp_path, demo_home):
     )
     result = json.loads(out.stdout)
     sizes = {s["segment_id"]: s["members"] for s in result["segments"]}
-    assert set(sizes) >= set(HAND_WRITTEN) and sizes["store_only_buyers"] > 0
+    assert set(sizes) >= set(BUILTIN_SQL) and sizes["store_only_buyers"] > 0
     out = subprocess.run(
         omniweave_cmd("--home", str(demo_home), "segments", "list", "--format", "json"),
         capture_output=True,
