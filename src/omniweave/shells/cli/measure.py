@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from omniweave.shells.cli.common import OutputFormat, console, err_console, opened, reported, settings_of
+from omniweave.shells.cli.common import OutputFormat, console, err_console, opened, reported
 from omniweave.shells.render import Grid, emit, grid
 
 if TYPE_CHECKING:
     from omniweave.measure.service.attribution import AttributionReport
+    from omniweave.measure.service.reports import BudgetReport, ExperimentAnalysis, KpiReport
+
 
 experiments_app = typer.Typer(
     help="A/B and multi-arm tests recorded in the event log (docs/experiments.md).", no_args_is_help=True
@@ -160,71 +161,67 @@ def kpis(
     format: Annotated[OutputFormat, typer.Option("--format", help="table, json or csv.")] = OutputFormat.table,
 ) -> None:
     """The omnichannel KPI catalogue (awareness, engagement, conversion, loyalty) per period (docs/kpis.md)."""
-    import csv
-    import io
-    from datetime import date
+    from omniweave.measure.period import parse_day
+    from omniweave.measure.service.reports import KpiRequest, kpi_report
 
-    import orjson
-
-    from omniweave.errors import InputError
-    from omniweave.measure.service.kpis import floor_areas_from_csv, kpi_table, product_costs_from_csv
-
-    def day(raw: str | None, field: str) -> date | None:
-        if raw is None:
-            return None
-        try:
-            return date.fromisoformat(raw)
-        except ValueError:
-            raise InputError(f"got {raw!r}; expected a day such as 2026-03-01", field=field) from None
-
-    with opened(ctx, engine) as rt:
-        table = kpi_table(
-            rt,
+    with reported():
+        request = KpiRequest(
             period=period,
             by=by,
-            kpis=kpi or None,
-            since=day(since, "--since"),
-            until=day(until, "--until"),
+            kpis=tuple(kpi) if kpi else None,
+            since=parse_day(since, "--since"),
+            until=parse_day(until, "--until"),
             session_gap_minutes=session_gap_minutes,
-            floor_areas=floor_areas_from_csv(stores) if stores else None,
-            product_costs=product_costs_from_csv(products) if products else None,
+            stores=stores,
+            products=products,
         )
-    rows = table.to_pylist()
-    for row in rows:
-        row["period"] = row["period"].isoformat()
-    if format is OutputFormat.json:
-        console.out(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
-        return
-    if format is OutputFormat.csv:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=table.column_names, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        console.out(buffer.getvalue(), end="")
-        return
-    out = Table(
-        "period",
-        "group",
-        "kpi",
-        *(["dimension"] if by else []),
-        "value",
-        "unit",
-        "scope",
-        title=f"KPIs per {period}" + (f" by {by}" if by else ""),
+    with opened(ctx, engine) as rt:
+        report = kpi_report(rt, request)
+    emit(
+        console,
+        format,
+        document=report.to_dict(),
+        records=report.records(),
+        columns=report.columns,
+        views=kpi_views(report),
     )
-    for row in rows:
-        value = row["value"]
-        shown = f"{value:,.0f}" if row["unit"] == "count" else f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.2f}"
-        out.add_row(
-            row["period"],
-            row["group"],
-            row["kpi"],
-            *([row["dimension_value"]] if by else []),
-            shown,
-            row["unit"],
-            row["scope"],
+
+
+def _kpi_value(value: float, unit: str) -> str:
+    if unit == "count":
+        return f"{value:,.0f}"
+    return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.2f}"
+
+
+def kpi_views(report: KpiReport) -> list[Grid | str]:
+    """KPIs as a person reads them: one table per KPI group, a row per KPI (and breakdown value), a column
+    per period, so a trend reads across a row; wide periods split into parts that repeat the KPI."""
+    request = report.request
+    rows = report.rows
+    periods = sorted({row["period"] for row in rows})
+    label = (lambda p: p[:7]) if request.period == "month" else (lambda p: p)
+    views: list[Grid | str] = []
+    for group in dict.fromkeys(row["group"] for row in rows):
+        keyed: dict[tuple[str, ...], dict[str, str]] = {}
+        units: dict[tuple[str, ...], str] = {}
+        for row in rows:
+            if row["group"] != group:
+                continue
+            key = (row["kpi"], row["dimension_value"]) if request.by else (row["kpi"],)
+            keyed.setdefault(key, {})[row["period"]] = _kpi_value(row["value"], row["unit"])
+            units[key] = row["unit"]
+        columns = ["kpi", *([request.by] if request.by else []), "unit", *(label(p) for p in periods)]
+        views.append(
+            grid(
+                columns,
+                [[*key, units[key], *(cells.get(p, "") for p in periods)] for key, cells in keyed.items()],
+                title=f"{group} KPIs per {request.period}" + (f" by {request.by}" if request.by else ""),
+                keys=len(columns) - len(periods),
+            )
         )
-    console.print(out)
+    if not rows:
+        views.append("no KPI has a value for these options")
+    return views
 
 
 def budget(
@@ -237,82 +234,81 @@ def budget(
         float, typer.Option(help="Keep each channel within this share of its current spend (-1: no limit).")
     ] = 0.5,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap replicates for the interval of the expected change.")] = 200,
-    format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table, json or csv.")] = OutputFormat.table,
 ) -> None:
     """Recommend a budget split over the paid channels from spend and attributed revenue (docs/budget.md)."""
-    import dataclasses
+    from omniweave.measure.service.reports import BUDGET_COLUMNS, BudgetRequest, budget_report
 
-    import orjson
-
-    from omniweave.measure.service.budget import recommend_from_log
-
-    with opened(ctx) as rt:
-        history, advice = recommend_from_log(
-            rt,
-            total=total,
-            period_days=period_days,
-            model=model,
-            lookback_days=lookback_days,
-            bootstrap=bootstrap,
-            max_change=None if max_change < 0 else max_change,
-        )
-    if format is OutputFormat.json:
-        document = {
-            "periods": [s.date().isoformat() for s in history.starts],
-            "period_days": period_days,
-            "model": model,
-            "spend": history.spend,
-            "revenue": history.revenue,
-            "recommendation": dataclasses.asdict(advice),
-        }
-        console.out(
-            orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY, default=str).decode()
-        )
-        return
-    out = Table(
-        "channel",
-        "spend now",
-        "recommended",
-        "revenue now",
-        "revenue then",
-        "marginal return",
-        "fit R²",
-        title=f"{len(history.starts)} periods of {period_days} days, revenue credited by {model}",
+    request = BudgetRequest(
+        total=total,
+        period_days=period_days,
+        model=model,
+        lookback_days=lookback_days,
+        max_change=None if max_change < 0 else max_change,
+        bootstrap=bootstrap,
     )
-    for channel in advice.recommended:
-        curve = advice.curves[channel]
-        out.add_row(
-            channel,
-            f"{advice.current[channel]:,.2f}",
-            f"{advice.recommended[channel]:,.2f}",
-            f"{curve.revenue(advice.current[channel]):,.2f}",
-            f"{curve.revenue(advice.recommended[channel]):,.2f}",
-            f"{advice.marginal_returns[channel]:,.3f}",
-            "" if curve.r_squared is None else f"{curve.r_squared:.2f}",
-        )
-    console.print(out)
+    with opened(ctx) as rt:
+        report = budget_report(rt, request)
+    emit(
+        console,
+        format,
+        document=report.to_dict(),
+        records=report.records(),
+        columns=BUDGET_COLUMNS,
+        views=budget_views(report),
+    )
+
+
+def budget_views(report: BudgetReport) -> list[Grid | str]:
+    """The recommended split per channel, and the expected revenue per period with its interval."""
+    advice, history = report.advice, report.history
+    table = grid(
+        ["channel", "spend now", "recommended", "revenue now", "revenue then", "marginal return", "fit R²"],
+        [
+            [
+                r["channel"],
+                f"{r['spend_now']:,.2f}",
+                f"{r['recommended']:,.2f}",
+                f"{r['revenue_now']:,.2f}",
+                f"{r['revenue_then']:,.2f}",
+                f"{r['marginal_return']:,.3f}",
+                "" if r["r_squared"] is None else f"{r['r_squared']:.2f}",
+            ]
+            for r in report.records()
+        ],
+        title=f"{len(history.starts)} periods of {history.period_days} days, revenue credited by {history.model}",
+    )
     low, high = advice.change_interval
-    console.print(
+    return [
+        table,
         f"expected revenue per period: {advice.current_revenue:,.2f} now, {advice.recommended_revenue:,.2f} "
         f"with the recommended split ({advice.change:+,.2f}; {advice.confidence:.0%} interval "
-        f"{low:+,.2f} to {high:+,.2f})"
-    )
+        f"{low:+,.2f} to {high:+,.2f})",
+    ]
 
 
 @experiments_app.command("list")
-def experiments_list(ctx: typer.Context) -> None:
+def experiments_list(
+    ctx: typer.Context,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table, json or csv.")] = OutputFormat.table,
+) -> None:
     """Experiments in the log (Experiment Viewed events): arms and exposures."""
     from omniweave.measure.service.experiments import list_experiments
-    from omniweave.runtime import Runtime
 
-    rt = Runtime(settings_of(ctx))
-    try:
-        out = Table("experiment", "arms", "exposures")
-        for name, arms, events in list_experiments(rt):
-            out.add_row(name, str(arms), f"{events:,}")
-        console.print(out)
-    finally:
-        rt.close()
+    with opened(ctx) as rt:
+        rows = [{"experiment": name, "arms": arms, "exposures": events} for name, arms, events in list_experiments(rt)]
+    emit(
+        console,
+        format,
+        document=rows,
+        records=rows,
+        columns=("experiment", "arms", "exposures"),
+        views=[
+            grid(
+                ["experiment", "arms", "exposures"], [[r["experiment"], r["arms"], f"{r['exposures']:,}"] for r in rows]
+            )
+        ],
+    )
 
 
 @experiments_app.command("analyze")
@@ -326,64 +322,59 @@ def experiments_analyze(
     ] = None,
     alpha: Annotated[float, typer.Option(help="Significance level (two-sided).")] = 0.05,
     tau: Annotated[float, typer.Option(help="mSPRT: the difference in conversion rate worth finding.")] = 0.01,
-    format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table, json or csv.")] = OutputFormat.table,
 ) -> None:
     """Conversion and revenue per arm against the control: z-test, Welch, P(best), and an always-valid p-value."""
-    import dataclasses
+    from omniweave.measure.service.reports import EXPERIMENT_COLUMNS, ExperimentRequest, experiment_analysis
 
-    import orjson
-
-    from omniweave.measure.service.experiments import analyze, experiment_units
-
+    request = ExperimentRequest(
+        experiment=experiment,
+        control=control,
+        conversion_event=conversion_event,
+        window_days=window_days,
+        alpha=alpha,
+        tau=tau,
+    )
     with opened(ctx) as rt:
-        units = experiment_units(rt, experiment, conversion_event=conversion_event, window_days=window_days)
-        report = analyze(
-            units,
-            experiment,
-            control=control,
-            alpha=alpha,
-            tau=tau,
-            conversion_event=conversion_event,
-            window_days=window_days,
-        )
-    if format is OutputFormat.json:
-        console.out(
-            orjson.dumps(
-                dataclasses.asdict(report), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY, default=str
-            ).decode()
-        )
-        return
-    comparisons = {c.arm: c for c in report.conversion.comparisons}
-    out = Table(
-        "arm",
-        "units",
-        "conversions",
-        "rate",
-        "lift",
-        "p (Holm)",
-        "P(best)",
-        "always-valid p",
-        "revenue/unit",
-        title=f"{experiment}: {report.conversion_event}"
-        + (f" within {window_days} days" if window_days else "")
+        analysis = experiment_analysis(rt, request)
+    emit(
+        console,
+        format,
+        document=analysis.to_dict(),
+        records=analysis.records(),
+        columns=EXPERIMENT_COLUMNS,
+        views=[experiment_grid(analysis)],
+    )
+
+
+def _shown(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def experiment_grid(analysis: ExperimentAnalysis) -> Grid:
+    """One row per arm: units, conversions, rate, lift, Holm p, P(best), always-valid p, revenue per unit."""
+    report, request = analysis.report, analysis.request
+    return grid(
+        ["arm", "units", "conversions", "rate", "lift", "p (Holm)", "P(best)", "always-valid p", "revenue/unit"],
+        [
+            [
+                r["arm"],
+                f"{r['units']:,}",
+                f"{r['conversions']:,}",
+                _shown(r["rate"], ".2%"),
+                _shown(r["lift"], "+.1%"),
+                _shown(r["p_holm"], ".4f"),
+                f"{r['p_best']:.3f}",
+                _shown(r["always_valid_p"], ".4f"),
+                f"{r['revenue_per_unit']:.2f}",
+            ]
+            for r in analysis.records()
+        ],
+        title=f"{request.experiment}: {report.conversion_event}"
+        + (f" within {request.window_days} days" if request.window_days else "")
         + f"; control {report.control}"
         + (f"; {report.mixed_units:,} units saw several arms (left out)" if report.mixed_units else ""),
     )
-    for arm in report.arms:
-        c = comparisons.get(arm.name)
-        seq = report.sequential.get(arm.name)
-        out.add_row(
-            arm.name,
-            f"{arm.units:,}",
-            f"{arm.conversions:,}",
-            f"{arm.conversions / arm.units:.2%}" if arm.units else "-",
-            f"{c.lift:+.1%}" if c is not None and c.lift is not None else "-",
-            f"{c.adjusted_p_value:.4f}" if c is not None and c.adjusted_p_value is not None else "-",
-            f"{report.bayesian.probability_best[arm.name]:.3f}",
-            f"{seq.looks[-1].p_value:.4f}" if seq is not None and seq.looks else "-",
-            f"{arm.revenue_per_unit:.2f}",
-        )
-    console.print(out)
 
 
 @experiments_app.command("sample-size")
