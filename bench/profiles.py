@@ -11,7 +11,7 @@ and redeemed, store visits and events, identify calls with consent traits, unsub
 consent-manager events carrying `context.consent.categoryPreferences`; several channels,
 devices (desktop, mobile and tablet browsers, iOS and Android apps) and time zones.
 
-Then runs `build_profiles(runtime, engine="duckdb")` end to end (reading the log, computing,
+Then runs `build_profiles(runtime)` (DuckDB, the default engine) end to end (reading the log, computing,
 writing the `profiles` dataset) in a fresh process and prints seconds, rows and that process's
 peak RSS (DuckDB's memory is inside it). Target (issue 3): 1,000,000 persons / 30,000,000 events
 in ≤ 60 s.
@@ -568,9 +568,9 @@ class Chunk:
 def generate(home: Path, persons: int, events: int, seed: int) -> tuple[int, int]:
     """Write the event log and identities under `home`; returns (events, identity rows) written."""
     sys.path.insert(0, str(SRC))
-    from omniweave.profiles.service.build import write_dataset
     from omniweave.runtime import Runtime
     from omniweave.settings import Settings
+    from omniweave.storage.warehouse import write_dataset
 
     runtime = Runtime(Settings(home=str(home)))
     people = make_people(persons, seed)
@@ -596,7 +596,7 @@ def generate(home: Path, persons: int, events: int, seed: int) -> tuple[int, int
         print(f"  chunk {c + 1}/{chunks}: {written:,} events written", flush=True)
     till_person = np.concatenate(till_people) if till_people else np.zeros(0, np.int64)
     identities = identities_table(people, till_person, _ids("offline:till:T", np.arange(till)))
-    write_dataset(runtime, "identities", identities)
+    write_dataset(runtime.log, "identities", identities)
     return written, identities.num_rows
 
 
@@ -618,7 +618,7 @@ def run_build(home: str, threads: int | None) -> dict[str, Any]:
     baseline = _peak_mb()
     cpu = _cpu_seconds()
     started = time.perf_counter()
-    summary = build_profiles(runtime, engine="duckdb", traits=[], threads=threads)
+    summary = build_profiles(runtime, traits=[], threads=threads)
     seconds = time.perf_counter() - started
     return {
         "seconds": seconds,

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -138,6 +139,13 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def on_engine(runtime: Runtime, engine: str, spark_session: Any = None) -> Runtime:
+    """A Runtime over the same home as `runtime` whose warehouse engine is `engine` (Spark: on `spark_session`,
+    the tests' shared session), as `--engine` or OMNIWEAVE_ENGINE would choose it."""
+    settings = runtime.settings.with_overrides(engine=engine)
+    return Runtime(settings, spark_session=spark_session if engine == "spark" else None)
 
 
 @pytest.fixture(scope="session")

@@ -23,8 +23,9 @@ from omniweave.activate.audiences import (
 )
 from omniweave.activate.service.audiences import export_audience
 from omniweave.errors import InputError
-from omniweave.profiles.service.build import build_profiles, write_dataset, write_identities
+from omniweave.profiles.service.build import build_profiles, write_identities
 from omniweave.storage.eventlog import events_to_table
+from omniweave.storage.warehouse import write_dataset
 from tests.conftest import omniweave_cmd
 from tests.segment_events import segment_event
 
@@ -85,7 +86,7 @@ def write_members(runtime, segment_id: str, person_ids: list[str]) -> None:
     """The `segment_members` dataset as `omniweave segments evaluate` writes it (docs/segments.md)."""
     since = datetime(2026, 6, 10, tzinfo=UTC)
     write_dataset(
-        runtime,
+        runtime.log,
         "segment_members",
         pa.table(
             {

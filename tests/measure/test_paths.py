@@ -16,9 +16,10 @@ from omniweave.errors import InputError
 from omniweave.events import spec
 from omniweave.measure.attribution import MODELS, attribute
 from omniweave.measure.service.paths import journeys_expr, journeys_from_log, paths_table, returns
-from omniweave.profiles.service.build import to_arrow, write_identities
+from omniweave.profiles.service.build import write_identities
+from omniweave.storage.engine import to_arrow
 from omniweave.storage.eventlog import SPEND_SCHEMA, events_to_table
-from tests.conftest import omniweave_cmd
+from tests.conftest import omniweave_cmd, on_engine
 from tests.segment_events import segment_event
 
 IDENTITIES = [
@@ -275,8 +276,9 @@ def test_without_identities_says_what_to_run(runtime):
 def test_duckdb_and_spark_build_the_same_paths(runtime, spark_session):
     seed(runtime)
     results = []
-    for engine, session in (("duckdb", None), ("spark", spark_session)):
-        warehouse = runtime.warehouse(engine, spark_session=session)
+    for engine in ("duckdb", "spark"):
+        on = on_engine(runtime, engine, spark_session)
+        warehouse = on.warehouse()
         for by, lookback in (("channel", 30.0), ("campaign", 90.0)):
             expr = journeys_expr(
                 warehouse.table("events"),
@@ -284,10 +286,9 @@ def test_duckdb_and_spark_build_the_same_paths(runtime, spark_session):
                 by=by,
                 lookback_days=lookback,
                 since=datetime(2026, 5, 1, tzinfo=UTC),
-                engine=engine,
             )
             results.append(paths_table(to_arrow(expr)))
-        results.append(journeys_from_log(runtime, engine=engine, spark_session=session).spend)
+        results.append(journeys_from_log(on).spend)
     assert results[:3] == results[3:]
     assert as_dict(results[0][0])["email > qr"] == (1, 120.0, 0)
 

@@ -10,9 +10,11 @@ import pytest
 from omniweave.errors import InputError
 from omniweave.events import spec
 from omniweave.events.normalize import normalize_event
-from omniweave.profiles.service.build import build_profiles, to_arrow, write_identities
+from omniweave.profiles.service.build import build_profiles, write_identities
 from omniweave.profiles.service.recommendations import build_recommendations, recommendations_expr
+from omniweave.storage.engine import to_arrow
 from omniweave.storage.eventlog import events_to_table
+from tests.conftest import on_engine
 
 START = datetime(2026, 5, 1, tzinfo=UTC)
 # who bought what (person: [(channel, [products])]); online and till baskets of one person count together
@@ -110,11 +112,9 @@ def test_bad_sizes_and_missing_identities(seeded, tmp_path):
 
 
 def test_duckdb_and_spark_agree(seeded, spark_session):
-    duck, spark = seeded.warehouse("duckdb"), seeded.warehouse("spark", spark_session=spark_session)
+    duck, spark = seeded.warehouse(), on_engine(seeded, "spark", spark_session).warehouse()
     on_duck = to_arrow(recommendations_expr(duck.table("events"), duck.table("identities")).order_by("person_id"))
-    on_spark = to_arrow(
-        recommendations_expr(spark.table("events"), spark.table("identities"), engine="spark").order_by("person_id")
-    )
+    on_spark = to_arrow(recommendations_expr(spark.table("events"), spark.table("identities")).order_by("person_id"))
     assert on_duck.to_pylist() == on_spark.to_pylist() and on_duck.num_rows == len(expected())
 
 

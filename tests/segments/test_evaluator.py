@@ -1,4 +1,4 @@
-"""core.segment_eval (one person at a time, in Python) against service.segments.Compiler (Ibis on DuckDB):
+"""segments.evaluator (one person at a time, in Python) against segments.service.evaluate.Compiler (Ibis on DuckDB):
 the same members for every built-in and many extra segments on the demo world and on hand-made
 profiles full of NULLs, NaN and boundaries, the same matching events on the demo's event log and on
 hand-made events, and the edge inputs the batch path never sees."""
@@ -177,9 +177,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         compiler.prepare(segments)  # every behaviour counted once for all segments, as evaluate_segments does
         wh = rt.warehouse()
         # the compiler read afresh, over every event (message ids included) kept in memory: counts and matches
-        plain = Compiler(
-            wh.table("profiles"), wh.table("events").cache(), wh.table("identities"), now, "duckdb", segments
-        )
+        plain = Compiler(wh.table("profiles"), wh.table("events").cache(), wh.table("identities"), now, segments)
         profiles = wh.table("profiles").to_pyarrow().to_pylist()
         events = plain.events.select("message_id", "type", "event", "channel", "properties").to_pyarrow().to_pylist()
         yield World(compiler, plain, segments, profiles, _counts(plain, segments), events)
@@ -451,7 +449,6 @@ def _compiler_over(
         ibis.memtable(pa.Table.from_pylist(events, schema)),
         ibis.memtable(ids),
         NOW,
-        "duckdb",
         segments or {},
     )
 

@@ -11,12 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from omniweave.events.normalize import format_timestamp
-from omniweave.profiles.service.build import to_arrow
 from omniweave.runtime import Runtime
 from omniweave.segments import language as S
 from omniweave.segments.service import counts as SC
 from omniweave.segments.service.evaluate import builtin_segments, compiler_for, evaluate_segments, member_ids
 from omniweave.settings import Settings
+from omniweave.storage.engine import to_arrow
 from omniweave.storage.eventlog import events_to_table
 
 EXTRA = {

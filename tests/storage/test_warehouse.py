@@ -14,7 +14,7 @@ from omniweave.collect.loader import load_all
 from omniweave.errors import InputError
 from omniweave.events.normalize import normalize_event
 from omniweave.storage.query import run_query
-from tests.conftest import omniweave_cmd
+from tests.conftest import omniweave_cmd, on_engine
 
 
 def seed_log(runtime, n: int = 400) -> None:
@@ -74,7 +74,7 @@ def test_same_aggregate_on_duckdb_and_spark_over_the_demo_log(runtime, spark_ses
     from omniweave.demo.runner import run_demo
 
     run_demo(runtime.settings, customers=150, days=10, seed=5, console=None)
-    duck, spark = runtime.warehouse("duckdb"), runtime.warehouse("spark", spark_session=spark_session)
+    duck, spark = runtime.warehouse(), on_engine(runtime, "spark", spark_session).warehouse()
     on_duckdb = daily_summary(duck.table("events")).to_pandas()
     on_spark = daily_summary(spark.table("events")).to_pandas()
     assert len(on_duckdb) > 50 and on_duckdb["revenue"].sum() > 0
@@ -156,7 +156,7 @@ def test_latest_event_time_is_none_when_a_file_has_no_statistics(runtime):
 
 def test_array_lambdas_run_on_the_warehouse_engine(runtime):
     """Ibis writes `map`/`filter` as `x -> ...` lambdas; DuckDB 2 reads them only with the setting
-    adapters.duckdb_compat gives every warehouse connection."""
+    storage.duckdb_compat gives every warehouse connection."""
     warehouse = runtime.warehouse()
     t = ibis.memtable({"xs": [[1, 2, 3], [], None]})
     expr = t.select(doubled=t.xs.map(lambda x: x * 2), odd=t.xs.filter(lambda x: x % 2 == 1))

@@ -15,9 +15,9 @@ from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 
 
-def run_query(settings: Settings, sql: str, engine: str = "duckdb") -> pa.Table:
-    """Run `sql` over `events`, `spend`, ... and return Arrow; a bad query is an InputError."""
-    warehouse = Runtime(settings).warehouse(engine)
+def run_query(settings: Settings, sql: str) -> pa.Table:
+    """Run `sql` over `events`, `spend`, ... on the settings' engine and return Arrow; a bad query is an InputError."""
+    warehouse = Runtime(settings).warehouse()
     try:
         return warehouse.sql(sql)
     except Exception as exc:  # the engines raise many kinds; the user needs the message

@@ -2,18 +2,23 @@
 
 Pipeline code takes Ibis expressions from `Warehouse.table(name)` and runs unchanged on either
 engine. DuckDB runs in-process (default); PySpark runs in local mode or on a cluster
-(`pip install 'omniweave[spark]'`).
+(`pip install 'omniweave[spark]'`). What the engines do differently lives in storage/engine.py.
+`write_dataset` replaces a derived dataset (profiles, segment_members, ...) in one swap.
 """
 
 from __future__ import annotations
 
+import posixpath
+import uuid
 from typing import Any
 
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from omniweave.errors import ConfigError
+from omniweave.storage.engine import Dialect, Engine
 from omniweave.storage.eventlog import EVENT_SCHEMA, SPEND_SCHEMA, EventLog
 
 DATASETS: dict[str, pa.Schema] = {"events": EVENT_SCHEMA, "spend": SPEND_SCHEMA}
@@ -26,35 +31,22 @@ def _empty(name: str) -> pa.Table:
 
 
 class Warehouse:
-    """Named tables (`events`, `spend`, ...) over the event log, through one Ibis backend."""
+    """Named tables (`events`, `spend`, ...) over the event log, through one Ibis connection on the engine.
 
-    def __init__(self, log: EventLog, engine: str = "duckdb", spark_session: Any = None):
+    A warehouse is a view: it sees the files written before each table was first read. The Runtime's
+    `warehouse()` gives a fresh one; its `engine` (`Engine`: name, dialect, Spark session) is the Runtime's.
+    """
+
+    def __init__(self, log: EventLog, engine: Engine | None = None):
         self.log = log
-        self.engine = engine
-        if engine == "duckdb":
-            from omniweave.storage.duckdb_compat import ibis_connect
-
-            self.con = ibis_connect()
-            protocol = log.fs.protocol if isinstance(log.fs.protocol, str) else log.fs.protocol[0]
-            if protocol not in ("file", "local"):
-                # DuckDB reads the same fsspec filesystem the log was written through
-                self.con.con.register_filesystem(log.fs)
-        elif engine in ("spark", "pyspark"):
-            try:
-                from pyspark.sql import SparkSession
-            except ModuleNotFoundError as exc:
-                raise ConfigError("the Spark engine needs PySpark: pip install 'omniweave[spark]'") from exc
-            session = spark_session or (
-                SparkSession.builder.master("local[2]")
-                .appName("omniweave")
-                .config("spark.ui.enabled", "false")
-                .config("spark.sql.session.timeZone", "UTC")
-                .getOrCreate()
-            )
-            self.con = ibis.pyspark.connect(session)
-        else:
-            raise ConfigError(f"unknown warehouse engine {engine!r}; expected 'duckdb' or 'spark'")
+        self.engine = engine or Engine()
+        self.con = self.engine.connect(log.fs)
         self._tables: dict[str, ir.Table] = {}
+
+    @property
+    def dialect(self) -> Dialect:
+        """The engine's spellings (see storage.engine)."""
+        return self.engine.dialect
 
     def table(self, name: str) -> ir.Table:
         """The dataset `name` as an Ibis table (empty, with its schema, if nothing was written yet)."""
@@ -63,19 +55,9 @@ class Warehouse:
         if name not in DATASETS and not self.log.has_data(name):
             raise ConfigError(f"unknown warehouse table {name!r}; tables: {', '.join(self.names())}")
         if self.log.has_data(name):
-            if self.engine == "duckdb":
-                pattern = self.log.dataset_url(name) + "/**/*.parquet"
-                # by name: files written before a column was added to the log's schema read it as NULL
-                table = self.con.read_parquet(pattern, table_name=name, hive_partitioning=True, union_by_name=True)
-            else:
-                table = self.con.read_parquet(self.log.dataset_url(name), table_name=name, mergeSchema=True)
+            table = self.engine.read_dataset(self.con, name, self.log.dataset_url(name))
         else:
-            empty = _empty(name)
-            table = (
-                self.con.create_table(name, empty, overwrite=True)
-                if self.engine == "duckdb"
-                else self.con.create_view(name, ibis.memtable(empty), overwrite=True)
-            )
+            table = self.engine.empty_table(self.con, name, _empty(name))
         self._tables[name] = table
         return table
 
@@ -87,13 +69,18 @@ class Warehouse:
             return ibis.memtable(_empty(name))
         protocol = self.log.fs.protocol if isinstance(self.log.fs.protocol, str) else self.log.fs.protocol[0]
         urls = paths if protocol in ("file", "local") else [self.log.fs.unstrip_protocol(p) for p in paths]
-        if self.engine == "duckdb":
-            return self.con.read_parquet(urls, hive_partitioning=True, union_by_name=True)
-        session = self.con._session
-        frame = session.read.option("basePath", self.log.dataset_url(name)).option("mergeSchema", "true").parquet(*urls)
-        view = f"_{name}_files_{abs(hash(tuple(paths))):x}"
-        frame.createOrReplaceTempView(view)
-        return self.con.table(view)
+        return self.engine.read_files(self.con, name, urls, self.log.dataset_url(name))
+
+    def set_threads(self, threads: int | None) -> None:
+        """Cap the engine's worker threads for this view's queries (DuckDB; None leaves the default)."""
+        self.engine.set_threads(self.con, threads)
+
+    def rows(self, sql: str, **tables: pa.Table) -> list[dict[str, Any]]:
+        """The rows of `sql` (written in DuckDB's dialect; transpiled for Spark) over the warehouse tables
+        and the Arrow `tables` given, registered under their names."""
+        for name, arrow in tables.items():
+            self.engine.register(self.con, name, arrow)
+        return self.engine.rows(self.con, sql)
 
     def names(self) -> list[str]:
         """The tables: the log's own datasets, then every derived dataset written so far (`profiles`, ...)."""
@@ -115,3 +102,19 @@ class Warehouse:
         """Run SQL over the warehouse tables and return the result as Arrow."""
         self.register_all()
         return self.con.sql(query).to_pyarrow()
+
+
+def write_dataset(log: EventLog, name: str, table: pa.Table) -> str:
+    """Replace the warehouse dataset `name` by `table` (one Parquet file, swapped in by a rename), so that
+    a reader sees the old dataset or the new one, never half of it; returns the dataset's URL."""
+    folder = log.dataset_path(name)
+    log.fs.makedirs(folder, exist_ok=True)
+    final = posixpath.join(folder, f"{name}.parquet")
+    temp = posixpath.join(folder, f".tmp-{uuid.uuid4().hex}")
+    with log.fs.open(temp, "wb") as fh:
+        pq.write_table(table, fh, compression="zstd")
+    stale = [p for p in log.files(name) if p.rstrip("/").rsplit("/", 1)[-1] != f"{name}.parquet"]
+    log.fs.mv(temp, final)
+    for path in stale:
+        log.fs.rm(path)
+    return log.dataset_url(name)

@@ -6,7 +6,7 @@ step. The unit is the person (through the `identities` dataset, as profiles coun
 who saw two arms of one experiment is left out of the test and counted as `mixed`. A unit converts
 when it has a conversion event (default `Order Completed`) at or after its first exposure, within
 `window_days` of it if given; its value is the revenue of those conversions. The statistics are
-core.experiments: z-test and Welch t-test against the control with Holm-adjusted p-values,
+measure.experiments: z-test and Welch t-test against the control with Holm-adjusted p-values,
 Beta-Binomial probability to be best and expected loss, and an mSPRT on the conversion rate with one
 look per day of exposures, whose always-valid p-value may be read at any day without peeking bias.
 
@@ -26,9 +26,11 @@ import pyarrow as pa
 
 from omniweave.errors import InputError
 from omniweave.events import spec
+from omniweave.events.properties import order_value
+from omniweave.identity.persons import with_person
 from omniweave.measure import experiments as stats
-from omniweave.profiles.service.build import Dialect, order_value, with_person
 from omniweave.runtime import Runtime
+from omniweave.storage.engine import Dialect
 
 DEFAULT_TAU = 0.01
 """mSPRT mixing scale: the size of a difference in conversion rate worth finding (1 percentage point)."""
@@ -79,7 +81,6 @@ def experiment_units(
     conversion_event: str = spec.ORDER_COMPLETED,
     window_days: int | None = None,
     until: datetime | None = None,
-    engine: str = "duckdb",
 ) -> pa.Table:
     """One row per person exposed to `experiment`: arm (NULL if they saw several), first exposure,
     first conversion after it (or NULL) and the revenue of their conversions after it."""
@@ -89,8 +90,8 @@ def experiment_units(
         raise InputError(
             "no identities yet: run `omniweave resolve` before analysing an experiment", field="identities"
         )
-    d = Dialect(engine)
-    warehouse = runtime.warehouse(engine)
+    warehouse = runtime.warehouse()
+    d = warehouse.dialect
     events = warehouse.table("events")
     if until is not None:
         events = events.filter(events.timestamp <= ibis.literal(until, dt.Timestamp(timezone="UTC")))
@@ -186,11 +187,10 @@ def analyze(
     )
 
 
-def list_experiments(runtime: Runtime, engine: str = "duckdb") -> list[tuple[str, int, int]]:
+def list_experiments(runtime: Runtime) -> list[tuple[str, int, int]]:
     """(experiment id, arms, events) for every experiment in the log, by id."""
-    d = Dialect(engine)
-    events = runtime.warehouse(engine).table("events")
-    seen = _exposures(events, d)
+    warehouse = runtime.warehouse()
+    seen = _exposures(warehouse.table("events"), warehouse.dialect)
     seen = seen.filter(seen._experiment.notnull())
     grouped = seen.group_by("_experiment").aggregate(arms=seen._arm.nunique(), events=seen.count())
     rows = grouped.order_by("_experiment").to_pyarrow().to_pylist()

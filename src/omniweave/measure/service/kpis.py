@@ -20,18 +20,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 import ibis
-import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from omniweave.errors import InputError
 from omniweave.events import spec
-from omniweave.profiles.service.build import Dialect, _yes_no, order_value, with_person
+from omniweave.events.properties import order_value, yes_no
+from omniweave.identity.persons import with_person
 from omniweave.runtime import Runtime
+from omniweave.storage.engine import Dialect, dialect_of
 
 PERIODS = ("day", "week", "month")
 DIMENSIONS = ("channel", "store", "campaign")
@@ -352,23 +352,6 @@ OMITTED: dict[str, str] = {}
 """KPIs of the domain articles that the data cannot give, and why (docs/kpis.md)."""
 
 
-# --- the two engines' spellings of a date's day number ----------------------------------------------
-
-
-@ibis.udf.scalar.builtin(name="date_diff")
-def _duck_date_diff(part: str, start: dt.date, end: dt.date) -> dt.int64: ...  # type: ignore[empty-body,valid-type]
-
-
-@ibis.udf.scalar.builtin(name="unix_date")
-def _spark_unix_date(day: dt.date) -> dt.int32: ...  # type: ignore[empty-body,valid-type]
-
-
-def _epoch_day_of_date(d: Dialect, day: ir.DateValue) -> ir.IntegerValue:
-    if d.spark:
-        return _spark_unix_date(day).cast("int64")
-    return _duck_date_diff("day", ibis.literal(date(1970, 1, 1)), day).cast("int64")
-
-
 def _period_index(day: ir.IntegerValue, period: str) -> ir.IntegerValue:
     """The period's number from a day number (days since 1970-01-01): the day itself, the Monday-first
     week, or year x 12 + month - 1 (Howard Hinnant's civil_from_days, integer arithmetic only)."""
@@ -542,7 +525,7 @@ def _base(events: ir.Table, identities: ir.Table | None, period: str, by: str | 
         dwell=ev._dwell.cast("float64"),
         wifi=ev._visit_type.fill_null("") == "wifi",
         score=ibis.cases((ev.event == spec.SURVEY_ANSWERED, ev._score.cast("float64")), else_=ibis.null("float64")),
-        email_opt_in=_yes_no(ev._email_opt_in),
+        email_opt_in=yes_no(ev._email_opt_in),
         gift_card=ibis.cases(
             (ev.event == spec.GIFT_CARD_REDEEMED, ev._gift_card.nullif("")), else_=ibis.null("string")
         ),
@@ -557,7 +540,7 @@ def _spend(spend: ir.Table, period: str, by: str | None, d: Dialect) -> ir.Table
         "store": ibis.null("string"),
         "campaign": spend.campaign.nullif(""),
     }
-    day = _epoch_day_of_date(d, spend.date.cast("date"))
+    day = d.epoch_day(spend.date.cast("date"))
     social = (spend.channel == "social") | spend.platform.lower().isin(SOCIAL_PLATFORMS)
     out = spend.select(
         _p=_period_index(day, period),
@@ -784,11 +767,11 @@ def kpis_expr(
     session_gap_minutes: float = DEFAULT_SESSION_GAP_MINUTES,
     floor_areas: Mapping[str, float] | None = None,
     product_costs: Mapping[str, float] | None = None,
-    engine: str = "duckdb",
 ) -> ir.Table:
-    """(_p, _dim, kpi, value) for every KPI the log gives, as one Ibis expression (no CLV: see `kpi_table`)."""
+    """(_p, _dim, kpi, value) for every KPI the log gives, as one Ibis expression (no CLV: see `kpi_table`), on the
+    engine of `events`."""
     _check(period, by, None, session_gap_minutes)
-    d = Dialect(engine)
+    d = dialect_of(events)
     ev = _base(events, identities, period, by, d).cache()
     sp = _spend(spend, period, by, d)
     periods = ev.select("_p").union(sp.select("_p")).distinct()
@@ -815,8 +798,6 @@ def kpi_table(
     session_gap_minutes: float = DEFAULT_SESSION_GAP_MINUTES,
     floor_areas: Mapping[str, float] | None = None,
     product_costs: Mapping[str, float] | None = None,
-    engine: str = "duckdb",
-    spark_session: Any = None,
 ) -> pa.Table:
     """The KPI catalogue per `period` (day, week, month), optionally `by` channel, store or campaign, as a tidy
     table of RESULT_SCHEMA sorted by period, KPI and dimension value.
@@ -828,7 +809,7 @@ def kpi_table(
     the demo's stores.csv and products.csv). A ratio with nothing to divide by, or a count of 0, has no row.
     """
     wanted = _check(period, by, kpis, session_gap_minutes)
-    warehouse = runtime.warehouse(engine, spark_session=spark_session)
+    warehouse = runtime.warehouse()
     identities = warehouse.table("identities") if runtime.log.has_data("identities") else None
     expr = kpis_expr(
         warehouse.table("events"),
@@ -839,7 +820,6 @@ def kpi_table(
         session_gap_minutes=session_gap_minutes,
         floor_areas=floor_areas,
         product_costs=product_costs,
-        engine=engine,
     )
     expr = expr.filter(expr.kpi.isin(wanted))
     rows = expr.to_pyarrow().to_pylist()

@@ -3,7 +3,7 @@
 `journeys_expr` builds one Ibis expression (DuckDB and Spark alike) that maps events to persons
 through the `identities` dataset, keeps the channel touches and the orders, cuts each person's
 history into journeys (one per order, plus the touches that led to none) and aggregates them into
-the paths table that `core.attribution` consumes. `spend_expr` sums the `spend` dataset over the
+the paths table that `measure.attribution` consumes. `spend_expr` sums the `spend` dataset over the
 same period, and `returns` turns a model's credited value and that spend into ROAS and ROI.
 
 Definitions (which events are touches, the channel of each, lookback, de-duplication, nulls):
@@ -24,9 +24,11 @@ import ibis.expr.types as ir
 
 from omniweave.errors import InputError
 from omniweave.events import spec
+from omniweave.events.properties import order_value
+from omniweave.identity.persons import with_person
 from omniweave.measure.attribution import Attribution, PathRow, PathsTable
-from omniweave.profiles.service.build import Dialect, order_value, to_arrow, with_person
 from omniweave.runtime import Runtime
+from omniweave.storage.engine import Dialect, dialect_of, to_arrow
 
 BY = ("channel", "campaign")
 DEFAULT_LOOKBACK_DAYS = 30.0
@@ -219,7 +221,6 @@ def journeys_expr(
     since: datetime | None = None,
     until: datetime | None = None,
     exposures: bool = False,
-    engine: str = "duckdb",
 ) -> ir.Table:
     """The paths table as an expression: `path` (array of labels; NULL for orders with no touch), `total_conversions`,
     `total_conversion_value`, `total_null`, one row per distinct path.
@@ -230,10 +231,10 @@ def journeys_expr(
     older than that, and those after the last order, are a journey that did not convert (a null).
     A touch whose label (channel or campaign) was already touched less than `dedup_minutes`
     earlier in the same journey is not counted again. Orders count when they fall in [since, until),
-    nulls when their last touch does.
+    nulls when their last touch does. It runs on the engine of `events`.
     """
     check_options(lookback_days, dedup_minutes, by, since, until)
-    d = Dialect(engine)
+    d = dialect_of(events)
     touch_events = tuple(TOUCH_CHANNELS) + (tuple(EXPOSURE_CHANNELS) if exposures else ())
     start = _utc(since) - timedelta(days=lookback_days) if since is not None else None
     rows = _person_rows(events, identities, touch_events=touch_events, start=start, until=until, by=by, d=d)
@@ -342,8 +343,6 @@ def journeys_from_log(
     since: datetime | None = None,
     until: datetime | None = None,
     exposures: bool = False,
-    engine: str = "duckdb",
-    spark_session: Any = None,
 ) -> Journeys:
     """The paths table and spend of [since, until) from the warehouse's `events`, `identities` and `spend`."""
     check_options(lookback_days, dedup_minutes, by, since, until)
@@ -351,7 +350,7 @@ def journeys_from_log(
         raise InputError(
             "no identities yet: persons are not built yet; run `omniweave resolve` first", field="identities"
         )
-    warehouse = runtime.warehouse(engine, spark_session=spark_session)
+    warehouse = runtime.warehouse()
     expr = journeys_expr(
         warehouse.table("events"),
         warehouse.table("identities"),
@@ -361,7 +360,6 @@ def journeys_from_log(
         since=since,
         until=until,
         exposures=exposures,
-        engine=engine,
     )
     paths, untouched, untouched_value = paths_table(to_arrow(expr))
     spent = to_arrow(spend_expr(warehouse.table("spend"), by=by, since=since, until=until)).to_pylist()

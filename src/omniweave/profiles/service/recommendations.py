@@ -20,8 +20,11 @@ import ibis.expr.types as ir
 
 from omniweave.errors import InputError
 from omniweave.events import spec
-from omniweave.profiles.service.build import Dialect, _top, to_arrow, with_person, write_dataset
+from omniweave.identity.persons import with_person
+from omniweave.profiles.ranking import top
 from omniweave.runtime import Runtime
+from omniweave.storage.engine import dialect_of, to_arrow
+from omniweave.storage.warehouse import write_dataset
 
 NEIGHBOURS = 20
 TOP_N = 5
@@ -41,12 +44,12 @@ def recommendations_expr(
     now: datetime | None = None,
     neighbours: int = NEIGHBOURS,
     top_n: int = TOP_N,
-    engine: str = "duckdb",
 ) -> ir.Table:
-    """(person_id, recommended_products) for every buyer with at least one recommendation."""
+    """(person_id, recommended_products) for every buyer with at least one recommendation (on the engine of
+    `events`)."""
     if neighbours < 1 or top_n < 1:
         raise InputError(f"got neighbours={neighbours}, top_n={top_n}; expected whole numbers >= 1", field="top_n")
-    d = Dialect(engine)
+    d = dialect_of(events)
     orders = events.filter(events.event == spec.ORDER_COMPLETED)
     if now is not None:
         orders = orders.filter(orders.timestamp <= ibis.literal(now, dt.Timestamp(timezone="UTC")))
@@ -64,25 +67,22 @@ def recommendations_expr(
     scored = candidates.group_by(["person_id", "related"]).aggregate(score=candidates.persons.sum())
     owned = bought.select(_p=bought.person_id, _owned=bought.product)
     fresh = scored.anti_join(owned, (scored.person_id == owned._p) & (scored.related == owned._owned))
-    return _top(fresh, "person_id", "related", [-fresh.score], top_n, "recommended_products")
+    return top(fresh, "person_id", "related", [-fresh.score], top_n, "recommended_products")
 
 
-def build_recommendations(
-    runtime: Runtime, engine: str = "duckdb", spark_session: object = None, now: datetime | None = None
-) -> RecommendationsSummary:
+def build_recommendations(runtime: Runtime, now: datetime | None = None) -> RecommendationsSummary:
     """Rebuild the `recommendations` dataset from the orders in the log and the resolved identities."""
     if not runtime.log.has_data("identities"):
         raise InputError(
             "no identities yet: run `omniweave resolve` before building recommendations", field="identities"
         )
-    warehouse = runtime.warehouse(engine, spark_session=spark_session)
+    warehouse = runtime.warehouse()
     expr = recommendations_expr(
         warehouse.table("events"),
         warehouse.table("identities"),
         now=now.astimezone(UTC) if now else None,
-        engine=engine,
     )
     table = to_arrow(expr.order_by("person_id"))
-    path = write_dataset(runtime, "recommendations", table)
+    path = write_dataset(runtime.log, "recommendations", table)
     products = {p for row in table.column("recommended_products").to_pylist() for p in row}
     return RecommendationsSummary(persons=table.num_rows, products=len(products), path=path)

@@ -143,12 +143,13 @@ def query(
     ctx: typer.Context,
     sql: Annotated[str, typer.Argument(help="SQL over the warehouse tables (events, spend).")],
     format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
-    engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
+    engine: Annotated[str | None, typer.Option(help="duckdb or spark (default: the engine setting).")] = None,
 ) -> None:
     """Run SQL over the warehouse and print the result."""
     from omniweave.storage.query import run_query, write_result
 
-    result = run_query(settings_of(ctx), sql, engine=engine)
+    settings = settings_of(ctx)
+    result = run_query(settings if engine is None else settings.with_overrides(engine=engine), sql)
     write_result(result, format.value, console)
 
 

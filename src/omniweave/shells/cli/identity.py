@@ -15,7 +15,9 @@ identity_app = typer.Typer(help="Look into and correct the identity graph.", no_
 
 def resolve(
     ctx: typer.Context,
-    engine: Annotated[str, typer.Option(help="duckdb or spark: the engine that reads the events.")] = "duckdb",
+    engine: Annotated[
+        str | None, typer.Option(help="duckdb or spark: the engine that reads the events (default: the setting).")
+    ] = None,
     probabilistic: Annotated[bool, typer.Option(help="Also link records by the Fellegi-Sunter model.")] = True,
     threshold: Annotated[
         float | None,
@@ -27,10 +29,11 @@ def resolve(
     from omniweave.identity.service.resolve import resolve as resolve_identities
     from omniweave.runtime import Runtime
 
-    rt = Runtime(settings_of(ctx))
+    settings = settings_of(ctx)
+    rt = Runtime(settings if engine is None else settings.with_overrides(engine=engine))
     try:
         options = {} if threshold is None else {"threshold": threshold}
-        resolve_identities(rt, console=console, engine=engine, probabilistic=probabilistic, **options)
+        resolve_identities(rt, console=console, probabilistic=probabilistic, **options)
         demo_folder = rt.settings.home_path / "demo"
         if (demo_folder / "ground_truth" / "identities.csv").is_file():
             console.print(evaluate_against_ground_truth(rt, demo_folder).describe())

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from omniweave.shells.cli.common import OutputFormat, console, err_console, opened, settings_of
+from omniweave.shells.render import Grid, emit, grid
 
 profiles_app = typer.Typer(help="Unified profiles: one row per person.", no_args_is_help=True)
 profile_app = typer.Typer(help="One person's profile.", no_args_is_help=True)
@@ -20,16 +21,17 @@ clv_app = typer.Typer(help="Customer lifetime value: BG/NBD and Gamma-Gamma (doc
 @profiles_app.command("build")
 def profiles_build(
     ctx: typer.Context,
-    engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
+    engine: Annotated[str | None, typer.Option(help="duckdb or spark (default: the engine setting).")] = None,
 ) -> None:
     """Rebuild the `profiles` table from the event log and the resolved identities."""
     from omniweave.profiles.service.build import build_profiles
     from omniweave.runtime import Runtime
 
-    rt = Runtime(settings_of(ctx))
+    settings = settings_of(ctx)
+    rt = Runtime(settings if engine is None else settings.with_overrides(engine=engine))
     try:
         with console.status("building profiles"):
-            summary = build_profiles(rt, engine=engine)
+            summary = build_profiles(rt)
         console.print(
             f"{summary.persons:,} profiles ({summary.buyers:,} buyers) from {summary.events:,} events "
             f"as of {summary.now:%Y-%m-%d %H:%M} UTC, on {summary.engine}"
@@ -45,14 +47,13 @@ def profile_show(
         str, typer.Argument(help="A person id or any identifier: email:ann@example.com, a phone, a card...")
     ],
     limit: Annotated[int, typer.Option(help="How many of the latest events to show.")] = 20,
-    format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
+    format: Annotated[
+        OutputFormat, typer.Option("--format", help="table, json or csv (the traits).")
+    ] = OutputFormat.table,
 ) -> None:
     """Print a person's profile and cross-channel timeline."""
-    import orjson
-    from rich.table import Table
-
     from omniweave.errors import InputError
-    from omniweave.profiles.service.lookup import find_person, jsonable, person_view, view_as_dict
+    from omniweave.profiles.service.lookup import find_person, person_view, view_as_dict
     from omniweave.runtime import Runtime
 
     rt = Runtime(settings_of(ctx))
@@ -60,48 +61,59 @@ def profile_show(
         try:
             found = find_person(rt, ref)
         except InputError as exc:
-            err_console.print(f"[red]{exc}[/red]")
+            err_console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         if found is None:
-            err_console.print(f"[red]nobody has the identifier {ref!r}[/red]")
+            err_console.print(f"nobody has the identifier {ref!r}", style="red", markup=False, highlight=False)
             raise typer.Exit(1)
         view = person_view(rt, found[0], found[1], limit=limit)
     finally:
         rt.close()
-    if format is OutputFormat.json:
-        console.out(orjson.dumps(view_as_dict(view), option=orjson.OPT_INDENT_2).decode())
-        return
-    console.print(f"[bold]{view.person_id}[/bold] (found by {view.found_by})")
+    document = view_as_dict(view)
+    traits = {k: v for k, v in (document["profile"] or {}).items() if v not in (None, [], {}, "")}
+    views: list[Grid | str] = [f"{view.person_id} (found by {view.found_by})"]
     if view.profile is None:
-        console.print("no profile row yet: run `omniweave profiles build`")
+        views.append("no profile row yet: run `omniweave profiles build`")
     else:
-        fields = Table("trait", "value", title="profile")
-        for key, value in view.profile.items():
-            if value not in (None, [], {}, ""):
-                fields.add_row(key, str(jsonable(value))[:120])
-        console.print(fields)
-    timeline = Table("when", "channel", "type", "event", "source", title=f"latest {len(view.timeline)} events")
-    for event in view.timeline:
-        timeline.add_row(
-            str(jsonable(event["timestamp"])),
-            event["channel"] or "",
-            event["type"] or "",
-            event["event"] or "",
-            event["source"] or "",
+        views.append(grid(["trait", "value"], [[k, _cell(v)[:120]] for k, v in traits.items()], title="profile"))
+    views.append(
+        grid(
+            ["when", "channel", "type", "event", "source"],
+            [[_cell(e["timestamp"]), e["channel"], e["type"], e["event"], e["source"]] for e in document["timeline"]],
+            title=f"latest {len(view.timeline)} events",
+            keys=1,
         )
-    console.print(timeline)
+    )
+    emit(
+        console,
+        format,
+        document=document,
+        records=[
+            {"trait": "person_id", "value": view.person_id},
+            *({"trait": k, "value": _cell(v)} for k, v in traits.items()),
+        ],
+        columns=("trait", "value"),
+        views=views,
+    )
+
+
+def _cell(value: object) -> str:
+    """A JSON-able profile value as one cell: text as is, anything else as compact JSON."""
+    import orjson
+
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
 @recommendations_app.command("build")
 def recommendations_build(
     ctx: typer.Context,
-    engine: Annotated[str, typer.Option(help="duckdb or spark.")] = "duckdb",
+    engine: Annotated[str | None, typer.Option(help="duckdb or spark (default: the engine setting).")] = None,
 ) -> None:
     """Rebuild the `recommendations` table (item-to-item co-purchase, online and in store); profiles pick it up."""
     from omniweave.profiles.service.recommendations import build_recommendations
 
-    with opened(ctx) as rt:
-        summary = build_recommendations(rt, engine=engine)
+    with opened(ctx, engine) as rt:
+        summary = build_recommendations(rt)
     console.print(
         f"recommendations for {summary.persons:,} persons over {summary.products:,} products; "
         "run `omniweave profiles build` to add them to the profiles"
