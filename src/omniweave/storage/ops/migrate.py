@@ -59,7 +59,7 @@ def upgrade(engine: sa.Engine) -> None:
     from alembic.util import CommandError
 
     try:
-        if engine.dialect.name == "sqlite":
+        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
             _upgrade_sqlite(engine)
         else:
             with engine.begin() as conn:

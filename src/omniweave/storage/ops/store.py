@@ -125,14 +125,20 @@ class OpStore:
     def create_secret_key(self, name: str) -> str:
         """Make a secret key for the REST API and return it: the only time it is ever shown, since
         the store keeps just its prefix and hash."""
-        made = apikeys.new_secret_key()
-        with self.engine.begin() as conn:
-            conn.execute(
-                secret_keys.insert().values(
-                    prefix=made.prefix, key_hash=made.key_hash, name=name, created_at=time.time()
-                )
-            )
-        return made.key
+        for attempt in range(3):  # a new key's 48-bit prefix may, once in an age, be taken already
+            made = apikeys.new_secret_key()
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        secret_keys.insert().values(
+                            prefix=made.prefix, key_hash=made.key_hash, name=name, created_at=time.time()
+                        )
+                    )
+                return made.key
+            except sa.exc.IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def secret_key_name(self, key: object) -> str | None:
         """Who the secret key `key` was made for, or None if it is not a valid key (unknown,
