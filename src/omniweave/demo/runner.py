@@ -36,7 +36,6 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
 from omniweave.demo.generator import DEFAULT_END_DATE, MANIFEST, generate_world
 from omniweave.demo.model import DEFAULT_EFFECTS, ChannelEffect, true_orders
@@ -78,7 +77,7 @@ class DemoResult:
     skipped: bool = False  # the world was already loaded
     timings: dict[str, float] = field(default_factory=dict)
     summary: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    identity: Any = None  # service.identity.Evaluation against the ground truth
+    identity: Any = None  # identity.service.resolve.Evaluation against the ground truth
     report: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # headline KPIs, attribution, CLV
     segments: list[dict[str, Any]] = field(default_factory=list)  # the built-in segments: id, name, members
 
@@ -145,9 +144,9 @@ def run_demo(
             result.skipped = True
             _note(console, f"the demo world {key} is already loaded in {settings.home}; nothing sent again")
         else:
-            progress = _Marker(folder, key, marker)
-            progress.save()
-            if progress.has("online"):
+            steps = _Marker(folder, key, marker)
+            steps.save()
+            if steps.has("online"):
                 _note(console, "online events: already loaded by an earlier, interrupted run")
             else:
                 if bulk:
@@ -155,9 +154,9 @@ def run_demo(
                 else:
                     _send_online(runtime, folder, result, console)
                 _drain(runtime, result, console)
-                progress.finish("online")
-            _import_offline(runtime, folder, result, console, progress)
-            progress.save(complete=True)
+                steps.finish("online")
+            _import_offline(runtime, folder, result, console, steps)
+            steps.save(complete=True)
         started = time.perf_counter()
         _resolve(runtime, folder, result, console)
         timings["resolve"] = time.perf_counter() - started
@@ -513,9 +512,8 @@ def report(runtime: Runtime, folder: Path | None = None) -> dict[str, list[dict[
             "spend": journeys.spend.get(channel),
             "markov ROAS": markov[channel].roas if channel in markov else None,
         }
-        for channel in journeys.paths.channels
+        for channel in sorted(journeys.paths.channels, key=lambda c: -results["markov"].conversions[c])
     ]
-    attribution.sort(key=lambda row: -row["markov orders"])
     segments = (
         runtime.warehouse()
         .sql(
@@ -553,15 +551,15 @@ def _shown(value: object) -> str:
 
 
 def print_summary(console: Console, result: DemoResult) -> None:
-    """Print the summary tables, the ground truth's size and the timings."""
+    """Print the summary tables (fitted to the console's width by the shells' renderer), the ground truth's
+    size and the timings."""
+    from omniweave.shells.render import grid, print_grid
+
     m = result.manifest
     for name, rows in {**result.summary, **result.report, "segments": result.segments}.items():
         if not rows:
             continue
-        table = Table(*rows[0].keys(), title=name, title_justify="left")
-        for row in rows[:30]:
-            table.add_row(*(_shown(v) for v in row.values()))
-        console.print(table)
+        print_grid(console, grid(list(rows[0]), [[_shown(v) for v in row.values()] for row in rows[:30]], title=name))
     console.print(
         f"ground truth: {m['customers']:,} people, {m['identities']:,} identifiers "
         f"({result.folder / 'ground_truth'}); true revenue online {m['revenue_online']:,.2f}, "

@@ -146,6 +146,7 @@ def split_columns(table: Grid, width: int) -> list[list[int]]:
 def print_grid(console: Console, table: Grid) -> None:
     """Print a table that fits the console's width: split into parts if it must, no cell cut to `…`."""
     parts = split_columns(table, console.width)
+    widths = [_min_width(col, [row[i] for row in table.rows]) for i, col in enumerate(table.columns)]
     for n, part in enumerate(parts, 1):
         title = table.title
         if len(parts) > 1:
@@ -153,10 +154,11 @@ def print_grid(console: Console, table: Grid) -> None:
         out = Table(title=Text(title) if title else None, title_justify="left")
         for i in part:
             cells = [row[i] for row in table.rows]
+            # a fixed width: rich neither cuts a cell nor widens the table past the terminal
             out.add_column(
                 Text(table.columns[i]),
                 justify="right" if _numeric(cells) else "left",
-                min_width=max((len(c) for c in cells), default=0),
+                width=max(widths[i], 1),
                 overflow="fold",
             )
         for row in table.rows:

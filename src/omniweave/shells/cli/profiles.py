@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from omniweave.shells.cli.common import OutputFormat, console, err_console, opened, settings_of
+from omniweave.shells.cli.common import OutputFormat, console, err_console, opened, reported, settings_of
 from omniweave.shells.render import Grid, emit, grid
 
 profiles_app = typer.Typer(help="Unified profiles: one row per person.", no_args_is_help=True)
@@ -120,46 +118,6 @@ def recommendations_build(
     )
 
 
-class ClvFormat(StrEnum):
-    table = "table"
-    json = "json"
-
-
-def _read_transactions(file: Path, columns: list[str]) -> object:
-    """The named columns of a CSV (read as text, so the summary can name a bad row) or Parquet file."""
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-    import pyarrow.parquet as pq
-
-    from omniweave.errors import InputError
-
-    if not file.is_file():
-        raise InputError(f"cannot read {str(file)!r}: no such file; expected a CSV or Parquet file")
-    wanted = list(dict.fromkeys(columns))
-    kind = "Parquet" if file.suffix.lower() in (".parquet", ".pq") else "CSV"
-    try:
-        if kind == "Parquet":
-            present = pq.read_schema(file).names
-        else:
-            with pa_csv.open_csv(
-                file, convert_options=pa_csv.ConvertOptions(column_types={name: pa.string() for name in wanted})
-            ) as reader:
-                present = reader.schema.names
-        for name in wanted:
-            if name not in present:
-                raise InputError(f"missing column {name!r}; got columns {present}", field=name)
-        if kind == "Parquet":
-            return pq.read_table(file, columns=wanted)
-        return pa_csv.read_csv(
-            file,
-            convert_options=pa_csv.ConvertOptions(
-                column_types={name: pa.string() for name in wanted}, include_columns=wanted, strings_can_be_null=False
-            ),
-        )
-    except pa.ArrowInvalid as exc:
-        raise InputError(f"cannot read {str(file)!r} as {kind}: {exc}") from None
-
-
 @clv_app.command("fit")
 def clv_fit(
     transactions: Annotated[Path, typer.Option(help="Transactions, one row each: a CSV with a header, or Parquet.")],
@@ -172,71 +130,44 @@ def clv_fit(
         str | None, typer.Option(help="Last day observed (default: the last purchase's).")
     ] = None,
     time_unit: Annotated[str, typer.Option(help="days or weeks: the unit of recency, T and alpha.")] = "days",
-    format: Annotated[ClvFormat, typer.Option("--format", help="Output format.")] = ClvFormat.table,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table, json or csv.")] = OutputFormat.table,
 ) -> None:
     """Fit BG/NBD (purchase frequency) and Gamma-Gamma (spend) on a transactions file."""
-    import orjson
+    from omniweave.profiles.service.clv import ClvFitRequest, fit_clv
 
-    from omniweave.errors import InputError
-    from omniweave.profiles.clv import fit_bgnbd, fit_gamma_gamma, summarize_table
-
-    try:
-        columns = [customer_col, date_col] + ([value_col] if value_col else [])
-        table = _read_transactions(transactions, columns)
-        summary = summarize_table(
-            table,
-            customer_col=customer_col,
-            date_col=date_col,
-            value_col=value_col,
-            observation_end=observation_end,
-            time_unit=time_unit,
-        )
-        purchases = fit_bgnbd(summary.frequency, summary.recency, summary.T)
-        spend = fit_gamma_gamma(summary.frequency, summary.monetary_value) if value_col else None
-    except InputError as exc:
-        err_console.print(f"{transactions}: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    document = {
-        "customers": len(summary),
-        "repeat_customers": int((summary.frequency > 0).sum()),
-        "observation_end": str(summary.observation_end),
-        "time_unit": summary.time_unit,
-        "bgnbd": {
-            "r": purchases.r,
-            "alpha": purchases.alpha,
-            "a": purchases.a,
-            "b": purchases.b,
-            "log_likelihood": purchases.log_likelihood,
-            "converged": purchases.converged,
-        },
-        "gamma_gamma": None
-        if spend is None
-        else {
-            "p": spend.p,
-            "q": spend.q,
-            "v": spend.v,
-            "log_likelihood": spend.log_likelihood,
-            "customers": spend.n_customers,
-            "converged": spend.converged,
-        },
-    }
-    if format is ClvFormat.json:
-        console.out(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
-    else:
-        out = Table(
-            "model",
-            "parameter",
-            "value",
-            title=f"{len(summary):,} customers, "
-            f"{document['repeat_customers']:,} with repeat purchases, time in {time_unit}, "
-            f"observed to {summary.observation_end}",
-        )
-        for model in ("bgnbd", "gamma_gamma"):
-            for name, value in (document[model] or {}).items():
-                if name not in ("converged", "customers"):
-                    out.add_row(model, name, f"{value:,.6g}" if name != "log_likelihood" else f"{value:,.2f}")
-        console.print(out)
-    if not purchases.converged or (spend is not None and not spend.converged):
+    request = ClvFitRequest(
+        transactions=transactions,
+        customer_col=customer_col,
+        date_col=date_col,
+        value_col=value_col,
+        observation_end=observation_end,
+        time_unit=time_unit,
+    )
+    with reported(str(transactions)):
+        fit = fit_clv(request)
+    table = grid(
+        ["model", "parameter", "value"],
+        [
+            [
+                r["model"],
+                r["parameter"],
+                f"{r['value']:,.6g}" if r["parameter"] != "log_likelihood" else f"{r['value']:,.2f}",
+            ]
+            for r in fit.records()
+        ],
+        title=f"{fit.customers:,} customers, {fit.repeat_customers:,} with repeat purchases, time in {fit.time_unit}, "
+        f"observed to {fit.observation_end}",
+        keys=2,
+    )
+    emit(
+        console,
+        format,
+        document=fit.to_dict(),
+        records=fit.records(),
+        columns=("model", "parameter", "value"),
+        views=[table],
+    )
+    if not fit.converged:
         err_console.print("warning: the optimiser did not converge; the parameters may be unreliable", style="yellow")
 
 
