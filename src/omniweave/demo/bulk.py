@@ -56,7 +56,8 @@ def split_csv(
     """Cut a CSV file (one record per line) into chunks with the header; rows sharing a
     `group_column` value next to each other stay in the same chunk. Yields (path, rows)."""
     folder.mkdir(parents=True, exist_ok=True)
-    number, lines, last_key = 0, [], None
+    number, last_key = 0, None
+    lines: list[bytes] = []
     with open(path, "rb") as fh:
         header = fh.readline()
         position = next(csv.reader(io.StringIO(header.decode()))).index(group_column) if group_column else -1

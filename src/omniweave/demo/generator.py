@@ -319,8 +319,8 @@ def generate_world(
     average = {"online": revenue[0] / max(1, orders[0]), "store": revenue[1] / max(1, orders[1])}
     report = effects_report(
         effects,
-        sum(r.incremental[0] for r in results),
-        sum(r.incremental[1] for r in results),
+        sum((r.incremental[0] for r in results), np.zeros(len(effects))),
+        sum((r.incremental[1] for r in results), np.zeros(len(effects))),
         sum(r.expected[0] for r in results),
         sum(r.expected[1] for r in results),
         average,

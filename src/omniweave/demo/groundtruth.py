@@ -18,6 +18,8 @@ from omniweave.demo.people import CHANNEL_PREFS, DEVICE_PREFS, PERSONAS, PROMO_R
 from omniweave.demo.world import CATEGORY_NAMES, CITIES
 
 if TYPE_CHECKING:
+    from _csv import Writer as CsvWriter  # what csv.writer returns
+
     from omniweave.demo.generator import World
     from omniweave.demo.simulation import BlockSim
 
@@ -71,7 +73,7 @@ AUDIENCE_REACH = 6
 _QR_CHANNEL = {"tv": "tv", "print": "print", "flyer": "print", "poster": "ooh", "packaging": "print", "store": "print"}
 
 
-def write_customers(writer: csv.writer, sim: BlockSim) -> None:  # type: ignore[valid-type]
+def write_customers(writer: CsvWriter, sim: BlockSim) -> None:
     """One ground-truth row per person of the block."""
     p, w = sim.p, sim.w
     gender = ("F", "M", "")

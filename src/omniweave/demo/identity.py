@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from _csv import Writer as CsvWriter  # what csv.writer returns
 
 # --- raw forms ------------------------------------------------------------------------------
 
@@ -174,7 +177,7 @@ class IdentityLedger:
                 yield i, bit
 
 
-def write_header(fh: TextIO, header: bool = True) -> csv.writer:  # type: ignore[valid-type]
+def write_header(fh: TextIO, header: bool = True) -> CsvWriter:
     """Start `identities.csv` (with its header row unless `header` is false); returns its writer."""
     writer = csv.writer(fh, lineterminator="\n")
     if header:

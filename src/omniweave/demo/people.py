@@ -6,9 +6,9 @@ bargain hunters, occasional shoppers) with person-level noise around each person
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from omniweave.demo.identity import (
     phone_variant,
     uuid_strings,
 )
+
+if TYPE_CHECKING:
+    from _csv import Writer as CsvWriter  # what csv.writer returns
 
 PERSONAS = ("digital", "store_loyalist", "omnichannel", "bargain_hunter", "occasional")
 _P = np.array(
@@ -307,7 +310,7 @@ def name_postcode(people: People, k: int) -> str:
     return f"{people.first[k].lower()} {people.last[k].lower()}|{people.postcode[k].replace(' ', '').upper()}"
 
 
-def write_identities(writer: csv.writer, people: People, ledger: IdentityLedger) -> int:  # type: ignore[valid-type]
+def write_identities(writer: CsvWriter, people: People, ledger: IdentityLedger) -> int:
     """Write the ground-truth rows of every identifier of this block that was emitted."""
     rows: list[tuple[str, str, str, str]] = []
     pids = people.person_id

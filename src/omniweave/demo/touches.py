@@ -222,7 +222,7 @@ def app_identity(sim: BlockSim, k: int, slot: int) -> tuple[dict[str, str], dict
     if p.has_account[k]:
         sim.ledger.mark_one("user_id", k, 0)
         ids["userId"] = p.user_id[k]
-    context = {
+    context: dict[str, object] = {
         "library": {"name": "analytics-ios" if ios else "analytics-android", "version": "4.1.8" if ios else "4.11.3"},
         "app": {"name": "Hollins & Vale", "version": "5.2.0", "build": "520", "namespace": "example.hollinsvale"},
         "device": {

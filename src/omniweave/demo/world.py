@@ -327,7 +327,13 @@ class Catalogue:
 
 def build_catalogue(rng: np.random.Generator) -> Catalogue:
     """About 350 products in nine categories, with prices ending in .99/.49 and a cost per product."""
-    skus, names, cats, prices, costs, starts, sizes = [], [], [], [], [], [], []
+    skus: list[str] = []
+    names: list[str] = []
+    cats: list[int] = []
+    prices: list[float] = []
+    costs: list[float] = []
+    starts: list[int] = []
+    sizes: list[int] = []
     for ci, (cat, count, low, high, margin) in enumerate(CATEGORIES):
         starts.append(len(skus))
         sizes.append(count)
