@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from omniweave.shells.cli.common import OutputFormat, console, err_console, opened
+from omniweave.shells.render import emit, grid
 
 segments_app = typer.Typer(help="Segments: audiences written as files (docs/segments.md).", no_args_is_help=True)
 
@@ -17,22 +17,22 @@ segments_app = typer.Typer(help="Segments: audiences written as files (docs/segm
 @segments_app.command("list")
 def segments_list(
     ctx: typer.Context,
-    format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table, json or csv.")] = OutputFormat.table,
 ) -> None:
     """List the segments: the built-in library and the project's `segments/` files."""
-    import orjson
-
     from omniweave.segments.service.evaluate import load_segments, segment_summaries
 
     with opened(ctx) as rt:
         rows = segment_summaries(load_segments(rt.settings))
-    if format == OutputFormat.json:
-        typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
-        return
-    table = Table("id", "name", "from", "description")
-    for row in rows:
-        table.add_row(row["id"], row["name"], row["source"], row["description"])
-    console.print(table)
+    columns = ("id", "name", "source", "description")
+    emit(
+        console,
+        format,
+        document=rows,
+        records=rows,
+        columns=columns,
+        views=[grid(["id", "name", "from", "description"], [[row[c] for c in columns] for row in rows])],
+    )
 
 
 @segments_app.command("validate")
@@ -65,7 +65,7 @@ def segments_validate(
 def segments_evaluate(
     ctx: typer.Context,
     engine: Annotated[str | None, typer.Option(help="duckdb or spark (default: the engine setting).")] = None,
-    format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table, json or csv.")] = OutputFormat.table,
     full: Annotated[
         bool,
         typer.Option(
@@ -79,33 +79,31 @@ def segments_evaluate(
 
     Behaviour counts are carried forward from the last evaluation where the definitions allow, so a
     new day of events reads that day (and the days leaving the windows), not all history."""
-    import orjson
-
     from omniweave.segments.service.evaluate import evaluate_segments
 
     with opened(ctx, engine) as rt, console.status("evaluating segments"):
         summary = evaluate_segments(rt, incremental=not full)
-    if format == OutputFormat.json:
-        typer.echo(
-            orjson.dumps(
-                {
-                    "now": summary.now.isoformat(),
-                    "events_written": summary.events_written,
-                    "counting": summary.counting,
-                    "segments": [r.__dict__ for r in summary.results],
-                },
-                option=orjson.OPT_INDENT_2,
-            ).decode()
-        )
-        return
-    table = Table(
-        "segment", "name", "members", "entered", "exited", title=f"segments as of {summary.now:%Y-%m-%d %H:%M} UTC"
+    segments = [dict(r.__dict__) for r in summary.results]
+    emit(
+        console,
+        format,
+        document={
+            "now": summary.now.isoformat(),
+            "events_written": summary.events_written,
+            "counting": summary.counting,
+            "segments": segments,
+        },
+        records=segments,
+        views=[
+            grid(
+                ["segment", "name", "members", "entered", "exited"],
+                [[r.segment_id, r.name, f"{r.members:,}", f"{r.entered:,}", f"{r.exited:,}"] for r in summary.results],
+                title=f"segments as of {summary.now:%Y-%m-%d %H:%M} UTC",
+            ),
+            f"behaviour conditions: {summary.counting}",
+            f"{summary.events_written:,} Segment Entered / Exited events written to the event log",
+        ],
     )
-    for r in summary.results:
-        table.add_row(r.segment_id, r.name, f"{r.members:,}", f"{r.entered:,}", f"{r.exited:,}")
-    console.print(table)
-    console.print(f"behaviour conditions: {summary.counting}")
-    console.print(f"{summary.events_written:,} Segment Entered / Exited events written to the event log")
 
 
 @segments_app.command("follow")
