@@ -508,7 +508,7 @@ def test_bad_mappings_say_which_key_and_what_is_allowed(toml: str, expected: str
 
 
 def test_every_builtin_mapping_is_a_valid_mapping_file() -> None:
-    folder = REPO / "src" / "omniweave" / "importers" / "mappings"
+    folder = REPO / "src" / "omniweave" / "collect" / "files" / "mappings"
     for kind in builtin_kinds():
         mapping = parse_mapping((folder / f"{kind}.toml").read_text(), default_kind=kind)
         assert mapping.kind == kind and mapping.key
