@@ -4,7 +4,7 @@
 `Segment`, or raises `SegmentError` listing every problem at once, each with where it is (the
 node's path, e.g. `where.all[1].where[0].gt`), the field and what is allowed. Checks that need the
 data (does the trait exist, is it a timestamp) are made when the segment is compiled
-(service/segments.py), also all at once.
+(segments/service/evaluate.py), also all at once.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Union
+from typing import Any, TypeGuard, Union
 
 from omniweave.errors import InputError
 from omniweave.events import spec
@@ -198,7 +198,8 @@ def _persona(raw: Any, problems: list[tuple[str, str]]) -> Persona | None:
     return Persona(**out)
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[float]:
+    """A number (int or float), not a bool."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -358,15 +359,14 @@ def _then_not(raw: Any, path: str, problems: list[tuple[str, str]]) -> ThenNot |
         return None
     _only(raw, {"event", "within_hours", "where"}, path, problems)
     event, hours = raw.get("event"), raw.get("within_hours")
-    ok = True
-    if not isinstance(event, str) or not event:
+    name = event if isinstance(event, str) and event else None
+    if name is None:
         problems.append((f"{path}.event", f"expected an event name; got {event!r}"))
-        ok = False
-    if not _number(hours) or hours <= 0:
+    within = float(hours) if _number(hours) and hours > 0 else None
+    if within is None:
         problems.append((f"{path}.within_hours", f"expected a number of hours > 0; got {hours!r}"))
-        ok = False
     filters = _filters(raw.get("where"), f"{path}.where", problems)
-    return ThenNot(event, float(hours), filters) if ok else None
+    return ThenNot(name, within, filters) if name is not None and within is not None else None
 
 
 def _bucket(raw: Mapping[str, Any], path: str, problems: list[tuple[str, str]]) -> Bucket | None:
@@ -376,19 +376,23 @@ def _bucket(raw: Mapping[str, Any], path: str, problems: list[tuple[str, str]]) 
     if not isinstance(spec, Mapping):
         problems.append((where, f"expected {{salt: TEXT, from: A, to: B}}; got {spec!r}"))
         return None
-    salt, low, high = spec.get("salt"), spec.get("from", 0), spec.get("to")
-    ok = True
+    salt = spec.get("salt")
     if not isinstance(salt, str) or not salt:
         problems.append((f"{where}.salt", f"expected a text; got {salt!r}"))
-        ok = False
-    for name, value in (("from", low), ("to", high)):
+        salt = None
+    bounds: list[int] = []
+    for name, value in (("from", spec.get("from", 0)), ("to", spec.get("to"))):
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100:
             problems.append((f"{where}.{name}", f"expected a whole number 0-100; got {value!r}"))
-            ok = False
-    if ok and low >= high:
+        else:
+            bounds.append(value)
+    if salt is None or len(bounds) < 2:
+        return None
+    low, high = bounds
+    if low >= high:
         problems.append((where, f"expected from < to; got from {low}, to {high}"))
-        ok = False
-    return Bucket(salt, low, high) if ok else None
+        return None
+    return Bucket(salt, low, high)
 
 
 def segment_references(condition: Condition) -> set[str]:
@@ -457,5 +461,5 @@ def evaluation_order(segments: Mapping[str, Segment]) -> list[str]:
 def bucket_of(salt: str, person_id: str) -> int:
     """The random bucket (0-99) of a person: the first 8 hex digits of md5(salt + ":" + person_id), modulo 100.
 
-    The engines compute the same from the same digits (service/segments.py)."""
+    The engines compute the same from the same digits (segments/service/evaluate.py)."""
     return int(hashlib.md5(f"{salt}:{person_id}".encode()).hexdigest()[:8], 16) % 100
