@@ -1,6 +1,6 @@
 """The import engine: runs a mapping over a file in DuckDB and returns the rows to log.
 
-One streaming query does the work (see `importers.sql`); Python only counts, and, when some
+One streaming query does the work (see `collect.files.sql`); Python only counts, and, when some
 rows were bad, runs a second query to say which row, which field and why. Nothing is written
 here: the caller appends `Prepared.table` to the event log (or the spend dataset).
 
@@ -102,11 +102,9 @@ def to_arrow(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
 
 
 def arrow_table(result: duckdb.DuckDBPyRelation | duckdb.DuckDBPyConnection) -> pa.Table:
-    """All rows of a relation (or of an executed statement) as one Arrow table (DuckDB 1.4 renamed
-    `fetch_arrow_table` to `to_arrow_table`; DuckDB 2 copies the rows once more for an executed
-    statement, so pass relations: `con.sql(query, params=...)`)."""
-    method = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
-    return method()
+    """All rows of a relation (or of an executed statement) as one Arrow table (DuckDB 2 copies the rows
+    once more for an executed statement, so pass relations: `con.sql(query, params=...)`)."""
+    return result.to_arrow_table()
 
 
 def already_logged(

@@ -1,7 +1,7 @@
 """Mappings: declarative descriptions of how the rows of a file become events (or spend rows).
 
 A mapping is a TOML file (the format is documented in docs/importers.md); every built-in source
-kind is one (`importers/mappings/<kind>.toml`), so the engine knows nothing about tills or
+kind is one (`collect/files/mappings/<kind>.toml`), so the engine knows nothing about tills or
 coupons. `load_mapping` reads and validates one, naming the key at fault and what is allowed.
 """
 
@@ -11,6 +11,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -390,7 +391,7 @@ class _Builder:
             where = f"group.totals.{name}"
             if not isinstance(text, str):
                 raise self.fail(where, f'expected an aggregate like "sum(quantity * price)", got {text!r}')
-            tree = parse_total(text, lambda c, w=where: self._use(c, w), lambda msg, w=where: self.fail(w, msg))
+            tree = parse_total(text, partial(self._use, where=where), partial(self.fail, where))
             totals.append((name, Total(text, tree)))
         return Group(items, item, tuple(totals))
 
