@@ -100,7 +100,7 @@ def _series(values: object, *, channel: str, field: str) -> np.ndarray:
 
 
 def check_history(
-    spend: Mapping[str, Sequence[float]], revenue: Mapping[str, Sequence[float]]
+    spend: Mapping[str, Sequence[float] | np.ndarray], revenue: Mapping[str, Sequence[float] | np.ndarray]
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Validate per-period spend and attributed revenue per channel: the same channels, the same
     number of periods everywhere, finite values of 0 or more, some spend in every channel."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
 
 import numpy as np
 from scipy import integrate, stats
@@ -148,14 +149,24 @@ class RevenueArm:
         return cls(name, count, total / count, max(centred, 0.0) / (count - 1))
 
 
-def _check_arms(arms: Sequence[object], kind: type, control: str | None) -> tuple[list, int]:
-    arms = list(arms)
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_Arm = TypeVar("_Arm", bound=_Named)
+
+
+def _check_arms(arms: Sequence[object], kind: type[_Arm], control: str | None) -> tuple[list[_Arm], int]:
+    """The arms, each checked to be a `kind`, with distinct names, and the position of the control (0 if none given)."""
     if len(arms) < 2:
         raise InputError(f"got {len(arms)} arm(s); expected at least 2 (a control and a treatment)", field="arms")
+    checked: list[_Arm] = []
     for position, arm in enumerate(arms, 1):
         if not isinstance(arm, kind):
             raise InputError(f"got {type(arm).__name__}; expected a {kind.__name__}", field="arms", record=position)
-    names = [arm.name for arm in arms]
+        checked.append(arm)
+    names = [arm.name for arm in checked]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise InputError(
@@ -163,10 +174,10 @@ def _check_arms(arms: Sequence[object], kind: type, control: str | None) -> tupl
             field="name",
         )
     if control is None:
-        return arms, 0
+        return checked, 0
     if control not in names:
         raise InputError(f"got {control!r}; expected one of the arms {', '.join(map(repr, names))}", field="control")
-    return arms, names.index(control)
+    return checked, names.index(control)
 
 
 # ---------------------------------------------------------------- frequentist
