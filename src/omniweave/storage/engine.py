@@ -36,9 +36,10 @@ ENGINES: tuple[EngineName, ...] = ("duckdb", "spark")
 def engine_name(value: str, where: str = "engine") -> EngineName:
     """`value` as one of ENGINES ('pyspark' means 'spark'); a ConfigError naming `where` otherwise."""
     name = "spark" if value == "pyspark" else value
-    if name not in ENGINES:
-        raise ConfigError(f"{where}: unknown warehouse engine {value!r}; expected 'duckdb' or 'spark'")
-    return cast(EngineName, name)
+    for engine in ENGINES:
+        if engine == name:
+            return engine
+    raise ConfigError(f"{where}: unknown warehouse engine {value!r}; expected 'duckdb' or 'spark'")
 
 
 # --- the two engines' spellings ------------------------------------------------------------------
