@@ -32,8 +32,10 @@ def resolve(
     settings = settings_of(ctx)
     rt = Runtime(settings if engine is None else settings.with_overrides(engine=engine))
     try:
-        options = {} if threshold is None else {"threshold": threshold}
-        resolve_identities(rt, console=console, probabilistic=probabilistic, **options)
+        if threshold is None:
+            resolve_identities(rt, console=console, probabilistic=probabilistic)
+        else:
+            resolve_identities(rt, console=console, probabilistic=probabilistic, threshold=threshold)
         demo_folder = rt.settings.home_path / "demo"
         if (demo_folder / "ground_truth" / "identities.csv").is_file():
             console.print(evaluate_against_ground_truth(rt, demo_folder).describe())
