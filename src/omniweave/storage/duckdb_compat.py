@@ -51,11 +51,11 @@ def install() -> None:
     """Give DuckDB 2's connection class the methods Ibis 12 calls (idempotent; nothing on DuckDB 1.x)."""
     cls = duckdb.DuckDBPyConnection
     if not hasattr(cls, "fetch_arrow_table"):
-        cls.fetch_arrow_table = _fetch_arrow_table
+        cls.fetch_arrow_table = _fetch_arrow_table  # type: ignore[attr-defined]  # added back: DuckDB 2 removed it
     if not hasattr(cls, "fetch_record_batch"):
-        cls.fetch_record_batch = _fetch_record_batch
+        cls.fetch_record_batch = _fetch_record_batch  # type: ignore[attr-defined]  # added back: DuckDB 2 removed it
     if MAJOR >= 2:  # kept by DuckDB 2 on relations, but deprecated (a warning on every Ibis schema lookup)
-        duckdb.DuckDBPyRelation.fetch_arrow_table = _relation_arrow_table
+        duckdb.DuckDBPyRelation.fetch_arrow_table = _relation_arrow_table  # type: ignore[method-assign]  # replaced on purpose
 
 
 def ibis_connect(database: str = ":memory:", **config: Any) -> Any:

@@ -72,8 +72,8 @@ FIELD_LABELS = {
     "city": "city",
 }
 
-for _name in ("splink", "duckdb"):
-    logging.getLogger(_name).setLevel(logging.ERROR)
+for _logger in ("splink", "duckdb"):
+    logging.getLogger(_logger).setLevel(logging.ERROR)
 
 
 @dataclass
@@ -308,7 +308,8 @@ def _training_rules(columns: Sequence[str]) -> list[Any]:
     return rules[:3]
 
 
-def _deterministic_rules(columns: Sequence[str]) -> list[str]:
+def _deterministic_rules(columns: Sequence[str]) -> list[Any]:
+    """SQL conditions (splink's rules are strings or creators) that surely join one person: the prior's estimate."""
     wanted = [
         ("email_local", "email_domain"),
         ("phone",),
