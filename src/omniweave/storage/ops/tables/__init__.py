@@ -4,6 +4,7 @@
     inbox.py      the durable, ordered feed of accepted events
     consumers.py  each inbox consumer's saved position
     imports.py    the log of file imports
+    messages.py   the send ledger (`sends`) and the suppression list
 
 Areas to come (consent, journeys, ledger, coupons, messages, audit, users) each get a module of
 their own here, shaped like these: `sa.Table(...)` definitions on `metadata` from `.base`, a
@@ -17,5 +18,6 @@ from omniweave.storage.ops.tables.consumers import consumers
 from omniweave.storage.ops.tables.imports import imports
 from omniweave.storage.ops.tables.inbox import inbox
 from omniweave.storage.ops.tables.keys import secret_keys, sources
+from omniweave.storage.ops.tables.messages import sends, suppressions
 
-__all__ = ["consumers", "imports", "inbox", "metadata", "secret_keys", "sources"]
+__all__ = ["consumers", "imports", "inbox", "metadata", "secret_keys", "sends", "sources", "suppressions"]
