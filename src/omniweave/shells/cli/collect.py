@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,7 @@ import typer
 from rich.table import Table
 
 from omniweave.shells.cli.common import OutputFormat, console, err_console, settings_of
+from omniweave.shells.render import Grid, emit, grid
 
 keys_app = typer.Typer(help="Sources and their keys.", no_args_is_help=True)
 
@@ -146,11 +148,26 @@ def query(
     engine: Annotated[str | None, typer.Option(help="duckdb or spark (default: the engine setting).")] = None,
 ) -> None:
     """Run SQL over the warehouse and print the result."""
-    from omniweave.storage.query import run_query, write_result
+    from omniweave.storage.query import run_query
 
     settings = settings_of(ctx)
     result = run_query(settings if engine is None else settings.with_overrides(engine=engine), sql)
-    write_result(result, format.value, console)
+    rows = result.to_pylist()
+    shown: list[Grid | str] = [
+        grid(result.column_names, [[_cell(v) for v in row.values()] for row in rows[:QUERY_ROWS_SHOWN]])
+    ]
+    if len(rows) > QUERY_ROWS_SHOWN:
+        shown.append(f"({len(rows)} rows, first {QUERY_ROWS_SHOWN} shown)")
+    emit(console, format, document=rows, records=rows, columns=result.column_names, views=shown)
+
+
+QUERY_ROWS_SHOWN = 1000
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    return value.isoformat() if isinstance(value, (date, datetime)) else str(value)
 
 
 def register(app: typer.Typer) -> None:
