@@ -193,20 +193,43 @@ def _kpi_value(value: float, unit: str) -> str:
     return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.2f}"
 
 
+WIDE_PERIODS = 4
+"""Up to this many periods, KPIs are shown a column per period (a trend reads across a row); beyond, a row
+per period and KPI, so a long or sparse history does not become many narrow parts."""
+
+
 def kpi_views(report: KpiReport) -> list[Grid | str]:
-    """KPIs as a person reads them: one table per KPI group, a row per KPI (and breakdown value), a column
-    per period, so a trend reads across a row; wide periods split into parts that repeat the KPI."""
+    """KPIs as a person reads them: one table per KPI group; a row per KPI (and breakdown value) with a
+    column per period when there are few periods, else a row per period and KPI."""
     request = report.request
     rows = report.rows
     periods = sorted({row["period"] for row in rows})
     label = (lambda p: p[:7]) if request.period == "month" else (lambda p: p)
+    title = f" KPIs per {request.period}" + (f" by {request.by}" if request.by else "")
     views: list[Grid | str] = []
     for group in dict.fromkeys(row["group"] for row in rows):
+        mine = [row for row in rows if row["group"] == group]
+        if len(periods) > WIDE_PERIODS:
+            views.append(
+                grid(
+                    ["period", "kpi", *([request.by] if request.by else []), "value"],
+                    [
+                        [
+                            label(r["period"]),
+                            r["kpi"],
+                            *([r["dimension_value"]] if request.by else []),
+                            _kpi_value(r["value"], r["unit"]) + ("" if r["unit"] in ("count", "") else f" {r['unit']}"),
+                        ]
+                        for r in mine
+                    ],
+                    title=group + title,
+                    keys=3 if request.by else 2,
+                )
+            )
+            continue
         keyed: dict[tuple[str, ...], dict[str, str]] = {}
         units: dict[tuple[str, ...], str] = {}
-        for row in rows:
-            if row["group"] != group:
-                continue
+        for row in mine:
             key = (row["kpi"], row["dimension_value"]) if request.by else (row["kpi"],)
             keyed.setdefault(key, {})[row["period"]] = _kpi_value(row["value"], row["unit"])
             units[key] = row["unit"]
@@ -215,7 +238,7 @@ def kpi_views(report: KpiReport) -> list[Grid | str]:
             grid(
                 columns,
                 [[*key, units[key], *(cells.get(p, "") for p in periods)] for key, cells in keyed.items()],
-                title=f"{group} KPIs per {request.period}" + (f" by {request.by}" if request.by else ""),
+                title=group + title,
                 keys=len(columns) - len(periods),
             )
         )
