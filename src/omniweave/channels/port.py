@@ -139,3 +139,17 @@ def parse_retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def address_key(channel: str, to: str) -> str:
+    """How an address is written in the ledger and the suppression list: e-mail trimmed and lower
+    case, phone numbers without spaces (`whatsapp:` prefix dropped: SMS and WhatsApp share a
+    number, but each channel keeps its own list), anything else trimmed."""
+    text = str(to).strip()
+    if channel == "email":
+        return text.lower()
+    if channel in ("sms", "whatsapp"):
+        if text.lower().startswith("whatsapp:"):
+            text = text[len("whatsapp:") :]
+        return "".join(text.split())
+    return text

@@ -1,0 +1,221 @@
+"""The send ledger and the suppression list: the SQL behind `channels.dispatch`.
+
+Every state change is one statement guarded by the state it expects (`WHERE status IN …`), so
+two workers never both claim a row and a replayed trigger never makes a second row: the key is
+the primary key and a second insert of it is ignored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from omniweave.storage.ops.tables import sends, suppressions
+
+CLAIMABLE = ("pending", "retrying")
+STATUSES = ("pending", "sending", "retrying", "delivered", "dead", "suppressed", "ambiguous")
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One send as the ledger holds it."""
+
+    key: str
+    channel: str
+    to_address: str
+    person_id: str | None
+    campaign: str | None
+    message_name: str | None
+    message_class: str
+    content: bytes
+    status: str
+    attempts: int
+    provider_id: str | None
+    reason: str | None
+    created_at: float
+    first_try_at: float | None
+    next_attempt_at: float | None
+    updated_at: float
+
+    def to_dict(self) -> dict[str, object]:
+        """The row without its content (which may hold personal data)."""
+        out = {k: v for k, v in self.__dict__.items() if k != "content"}
+        return out
+
+
+class Ledger:
+    """The `sends` and `suppressions` tables of one operational store (its SQLAlchemy engine)."""
+
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+
+    # --- the ledger -----------------------------------------------------------------------------
+    def insert(self, row: dict[str, object]) -> bool:
+        """Write a new pending row; False when the key is already in the ledger (nothing changed)."""
+        now = time.time()
+        values = {"status": "pending", "attempts": 0, "created_at": now, "updated_at": now, **row}
+        with self.engine.begin() as conn:
+            exists = conn.execute(sa.select(sends.c.key).where(sends.c.key == values["key"])).first()
+            if exists is not None:
+                return False
+            try:
+                conn.execute(sends.insert().values(**values))
+            except sa.exc.IntegrityError:
+                return False
+        return True
+
+    def get(self, key: str) -> LedgerRow | None:
+        """The row of `key`, or None."""
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(sends).where(sends.c.key == key)).mappings().first()
+        return LedgerRow(**found) if found is not None else None
+
+    def claim(self, key: str, now: float) -> bool:
+        """Take the row for one attempt (pending or retrying -> sending); False if someone else has it."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sends.update()
+                .where(sends.c.key == key, sends.c.status.in_(CLAIMABLE))
+                .values(
+                    status="sending",
+                    attempts=sends.c.attempts + 1,
+                    first_try_at=sa.func.coalesce(sends.c.first_try_at, now),
+                    next_attempt_at=None,
+                    updated_at=now,
+                )
+            )
+        return bool(result.rowcount == 1)
+
+    def finish(
+        self,
+        key: str,
+        status: str,
+        *,
+        now: float,
+        reason: str | None = None,
+        provider_id: str | None = None,
+        next_attempt_at: float | None = None,
+    ) -> None:
+        """Record the outcome of the attempt in progress (sending -> `status`)."""
+        values: dict[str, object] = {
+            "status": status,
+            "updated_at": now,
+            "reason": reason,
+            "next_attempt_at": next_attempt_at,
+        }
+        if provider_id is not None:
+            values["provider_id"] = provider_id
+        with self.engine.begin() as conn:
+            conn.execute(sends.update().where(sends.c.key == key, sends.c.status == "sending").values(**values))
+
+    def due(self, now: float, limit: int) -> list[str]:
+        """Keys ready for an attempt: pending, or retrying whose time has come; oldest first."""
+        query = (
+            sa.select(sends.c.key)
+            .where(
+                sa.or_(
+                    sends.c.status == "pending",
+                    sa.and_(sends.c.status == "retrying", sends.c.next_attempt_at <= now),
+                )
+            )
+            .order_by(sends.c.created_at, sends.c.key)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(query)]
+
+    def rows(self, status: str | None = None, limit: int | None = None) -> list[LedgerRow]:
+        """Ledger rows (with `status` when given), oldest first."""
+        query = sa.select(sends).order_by(sends.c.created_at, sends.c.key)
+        if status is not None:
+            query = query.where(sends.c.status == status)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [LedgerRow(**m) for m in conn.execute(query).mappings()]
+
+    def counts(self) -> dict[str, int]:
+        """How many sends are in each status."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(sends.c.status, sa.func.count()).group_by(sends.c.status)).all()
+        return {str(s): int(n) for s, n in rows}
+
+    def mark_stuck_ambiguous(self, older_than: float, now: float) -> int:
+        """Rows left `sending` by a crashed worker (not updated since `older_than`) become ambiguous."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sends.update()
+                .where(sends.c.status == "sending", sends.c.updated_at < older_than)
+                .values(status="ambiguous", reason="the worker stopped while sending: outcome unknown", updated_at=now)
+            )
+        return int(result.rowcount or 0)
+
+    def requeue(self, keys: Sequence[str] | None, statuses: Iterable[str], now: float) -> int:
+        """Put rows in `statuses` (all of them, or those of `keys`) back to pending with a fresh attempt count."""
+        query = sends.update().where(sends.c.status.in_(tuple(statuses)))
+        if keys is not None:
+            query = query.where(sends.c.key.in_(list(keys)))
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                query.values(
+                    status="pending", attempts=0, first_try_at=None, next_attempt_at=None, reason=None, updated_at=now
+                )
+            )
+        return int(result.rowcount or 0)
+
+    def find_by_provider_id(self, channel: str, provider_id: str) -> LedgerRow | None:
+        """The send a provider's status callback is about."""
+        with self.engine.connect() as conn:
+            found = (
+                conn.execute(sa.select(sends).where(sends.c.channel == channel, sends.c.provider_id == provider_id))
+                .mappings()
+                .first()
+            )
+        return LedgerRow(**found) if found is not None else None
+
+    # --- suppressions ---------------------------------------------------------------------------
+    def suppress(self, channel: str, address: str, reason: str, detail: str | None = None) -> bool:
+        """Add `address` to the channel's suppression list; False when it was there already."""
+        with self.engine.begin() as conn:
+            if self._suppressed(conn, channel, address):
+                return False
+            try:
+                conn.execute(
+                    suppressions.insert().values(
+                        channel=channel, address=address, reason=reason, detail=detail, created_at=time.time()
+                    )
+                )
+            except sa.exc.IntegrityError:
+                return False
+        return True
+
+    def unsuppress(self, channel: str, address: str, reasons: Iterable[str] | None = None) -> bool:
+        """Remove `address` from the list (only entries with one of `reasons` when given)."""
+        query = suppressions.delete().where(suppressions.c.channel == channel, suppressions.c.address == address)
+        if reasons is not None:
+            query = query.where(suppressions.c.reason.in_(tuple(reasons)))
+        with self.engine.begin() as conn:
+            return bool(conn.execute(query).rowcount)
+
+    def suppression(self, channel: str, address: str) -> str | None:
+        """Why `address` is suppressed on `channel`, or None when it is not."""
+        with self.engine.connect() as conn:
+            return self._suppressed(conn, channel, address)
+
+    def suppressions(self, channel: str | None = None) -> list[dict[str, object]]:
+        """The suppression list (of one channel when given)."""
+        query = sa.select(suppressions).order_by(suppressions.c.channel, suppressions.c.address)
+        if channel is not None:
+            query = query.where(suppressions.c.channel == channel)
+        with self.engine.connect() as conn:
+            return [dict(m) for m in conn.execute(query).mappings()]
+
+    @staticmethod
+    def _suppressed(conn: sa.Connection, channel: str, address: str) -> str | None:
+        found = conn.execute(
+            sa.select(suppressions.c.reason).where(suppressions.c.channel == channel, suppressions.c.address == address)
+        ).first()
+        return None if found is None else str(found[0])
