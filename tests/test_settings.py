@@ -289,3 +289,39 @@ def test_config_file_rules_and_traits_take_effect_in_the_cli(tmp_path: Path):
     views = {p["person_id"]: p["views"] for p in profiles}
     assert views[person[("anonymous_id", "a1")]] == 2 and not views[person[("anonymous_id", "a2")]]
     runtime.close()
+
+
+def test_channel_tables_are_typed_and_secrets_stay_in_the_environment(tmp_path):
+    config = tmp_path / "shop.toml"
+    config.write_text(
+        "[channels]\npublic_url = 'https://shop.example.com/'\n"
+        "[channels.email]\nenabled = true\nhost = 'smtp.example.com'\nport = 587\n"
+        "[channels.sms]\naccount_sid = 'AC1'\nfrom_number = '+15005550006'\n"
+    )
+    s = load_settings(config_file=str(config), env={})
+    assert s.channels.public_url == "https://shop.example.com"
+    assert (s.channels.email.enabled, s.channels.email.host, s.channels.email.port) == (True, "smtp.example.com", 587)
+    assert s.channels.sms.account_sid == "AC1" and not s.channels.whatsapp.enabled
+    assert Settings.from_dict(s.to_dict()).channels == s.channels
+
+
+def test_every_channel_problem_is_reported_at_once(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        "[channels]\npublic_url = 'shop.example.com'\nbogus = 1\n"
+        "[channels.email]\nport = '587'\npassword = 'hunter2'\nsecurity = 'ssl'\n"
+        "[channels.push]\nenabled = 'yes'\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_file=str(config), env={})
+    text = str(info.value)
+    assert "6 problems" in text
+    for expected in (
+        "public_url must start with http:// or https://, got 'shop.example.com'",
+        "unknown key 'bogus'",
+        "port must be an integer, got '587'",
+        "unknown key 'password' (secrets come from the environment only: set the variable named by password_env)",
+        "security must be starttls, tls or plain, got 'ssl'",
+        "[channels].push: enabled must be true or false, got 'yes'",
+    ):
+        assert expected in text

@@ -8,6 +8,7 @@ holds the flat settings and one table per typed section:
     [identity]              IdentitySettings   identifier kinds, limits, blocked values
     [[profiles.traits]]     ProfilesSettings   custom traits (`TraitSpec`)
     [segments]              SegmentsSettings   where the project's segment files are
+    [channels]              ChannelsSettings   public link base, signing key variable, [channels.email] …
 
 Every section is read from the same file as the flat settings, once, in `load_settings`; services read
 `runtime.settings.<section>` and never open a config file themselves. Every problem in the file is
@@ -334,6 +335,164 @@ class ProfilesSettings:
         return {"traits": [spec.to_toml() for spec in self.traits]} if self.traits else {}
 
 
+# --- [channels] ----------------------------------------------------------------------------------
+
+SECRET_WORDS = ("password", "token", "secret", "private_key", "api_key")
+"""A key whose name holds one of these is a secret: the file names the variable that holds it (`…_env`)."""
+
+
+@dataclass(frozen=True)
+class EmailChannelSettings:
+    """`[channels.email]`: the SMTP server (`security` = starttls | tls | plain) and the sender."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 25
+    security: str = "starttls"
+    username: str = ""
+    password_env: str = "OMNIWEAVE_SMTP_PASSWORD"
+    from_address: str = "shop@example.com"
+    from_name: str = ""
+    reply_to: str = ""
+    unsubscribe_mailto: str = ""
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class MessagingChannelSettings:
+    """`[channels.sms]` / `[channels.whatsapp]`: a Twilio-style Messages API (`api_base` … `/Messages.json`)."""
+
+    enabled: bool = False
+    api_base: str = "https://api.twilio.com/2010-04-01"
+    account_sid: str = ""
+    auth_token_env: str = "OMNIWEAVE_TWILIO_AUTH_TOKEN"
+    from_number: str = ""
+    messaging_service_sid: str = ""
+    timeout_seconds: float = 15.0
+
+
+@dataclass(frozen=True)
+class PushChannelSettings:
+    """`[channels.push]`: web push with VAPID; the private key comes from the environment."""
+
+    enabled: bool = False
+    vapid_private_key_env: str = "OMNIWEAVE_VAPID_PRIVATE_KEY"
+    vapid_subject: str = "mailto:shop@example.com"
+    timeout_seconds: float = 15.0
+
+
+@dataclass(frozen=True)
+class WebhookChannelSettings:
+    """`[channels.webhook]`: where signed webhooks go and the variable holding the signing secret."""
+
+    enabled: bool = False
+    url: str = ""
+    secret_env: str = "OMNIWEAVE_WEBHOOK_SECRET"
+    replay_window_seconds: int = 300
+    timeout_seconds: float = 15.0
+
+
+@dataclass(frozen=True)
+class PrintChannelSettings:
+    """`[channels.print]`: where letters' print files go (relative to the home) and the drop delay."""
+
+    enabled: bool = True
+    folder: str = "print"
+    drop_days: int = 3
+
+
+CHANNEL_SECTIONS: dict[str, type] = {
+    "email": EmailChannelSettings,
+    "sms": MessagingChannelSettings,
+    "whatsapp": MessagingChannelSettings,
+    "push": PushChannelSettings,
+    "webhook": WebhookChannelSettings,
+    "print": PrintChannelSettings,
+}
+CHANNELS_KEYS = ("public_url", "signing_key_env", *CHANNEL_SECTIONS)
+
+
+_ARTICLE = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+
+
+def _typed_table(cls: type, raw: Any, where: str, problems: Problems) -> Any:
+    """`raw` as an instance of the frozen dataclass `cls`, every wrong key or value reported."""
+    if not isinstance(raw, Mapping):
+        problems.append(f"{where}: must be a table, got {raw!r}")
+        return cls()
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            hint = ""
+            if any(w in key for w in SECRET_WORDS):
+                hint = f" (secrets come from the environment only: set the variable named by {key}_env)"
+            problems.append(f"{where}: unknown key {key!r}{hint}; expected one of {', '.join(known)}")
+            continue
+        kind = str(known[key].type)
+        ok = (
+            (kind == "bool" and isinstance(value, bool))
+            or (kind == "int" and isinstance(value, int) and not isinstance(value, bool))
+            or (kind == "float" and isinstance(value, int | float) and not isinstance(value, bool))
+            or (kind == "str" and isinstance(value, str))
+        )
+        if not ok:
+            problems.append(f"{where}: {key} must be {_ARTICLE.get(kind, 'a ' + kind)}, got {value!r}")
+            continue
+        values[key] = float(value) if kind == "float" else value
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class ChannelsSettings:
+    """The `[channels]` table: `public_url` (the base of unsubscribe, click, QR and pixel links), the
+    variable holding the key that signs them (`signing_key_env`; without it a key is generated once and
+    kept in the home), and one table per channel (`[channels.email]`, `[channels.sms]`, …)."""
+
+    public_url: str = "http://127.0.0.1:8787"
+    signing_key_env: str = "OMNIWEAVE_SIGNING_KEY"
+    email: EmailChannelSettings = field(default_factory=EmailChannelSettings)
+    sms: MessagingChannelSettings = field(default_factory=MessagingChannelSettings)
+    whatsapp: MessagingChannelSettings = field(default_factory=MessagingChannelSettings)
+    push: PushChannelSettings = field(default_factory=PushChannelSettings)
+    webhook: WebhookChannelSettings = field(default_factory=WebhookChannelSettings)
+    print: PrintChannelSettings = field(default_factory=PrintChannelSettings)
+
+    @staticmethod
+    def parse(raw: Any, where: str, problems: Problems, base: Path | None = None) -> ChannelsSettings:
+        """Validate a `[channels]` table and its channel tables; every problem goes to `problems`."""
+        if not isinstance(raw, Mapping):
+            problems.append(f"{where}: must be a table ([channels]), got {raw!r}")
+            return ChannelsSettings()
+        values: dict[str, Any] = {}
+        for key in sorted(set(raw) - set(CHANNELS_KEYS)):
+            problems.append(f"{where}: unknown key {key!r}; expected one of {', '.join(CHANNELS_KEYS)}")
+        for key in ("public_url", "signing_key_env"):
+            if key in raw:
+                if isinstance(raw[key], str) and raw[key]:
+                    values[key] = raw[key].rstrip("/") if key == "public_url" else raw[key]
+                else:
+                    problems.append(f"{where}: {key} must be a non-empty string, got {raw[key]!r}")
+        url = values.get("public_url", "")
+        if url and not re.match(r"^https?://[^/\s]+", url):
+            problems.append(f"{where}: public_url must start with http:// or https://, got {url!r}")
+        for name, cls in CHANNEL_SECTIONS.items():
+            if name in raw:
+                values[name] = _typed_table(cls, raw[name], f"{where}.{name}", problems)
+        email = values.get("email")
+        if email is not None and email.security not in ("starttls", "tls", "plain"):
+            problems.append(f"{where}.email: security must be starttls, tls or plain, got {email.security!r}")
+        return ChannelsSettings(**values)
+
+    def to_toml(self) -> dict[str, Any]:
+        """The `[channels]` table these settings were parsed from."""
+        out: dict[str, Any] = {"public_url": self.public_url, "signing_key_env": self.signing_key_env}
+        for name in CHANNEL_SECTIONS:
+            section = getattr(self, name)
+            out[name] = {f.name: getattr(section, f.name) for f in fields(section)}
+        return out
+
+
 # --- [segments] ----------------------------------------------------------------------------------
 
 SEGMENTS_KEYS = ("folder",)
@@ -404,6 +563,7 @@ class Settings:
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     profiles: ProfilesSettings = field(default_factory=ProfilesSettings)
     segments: SegmentsSettings = field(default_factory=SegmentsSettings)
+    channels: ChannelsSettings = field(default_factory=ChannelsSettings)
     config_file: str = ""  # the file these settings came from ("" when none was found)
 
     def __post_init__(self) -> None:
@@ -458,6 +618,7 @@ SECTIONS: dict[str, SectionParser] = {
     "identity": IdentitySettings.parse,
     "profiles": ProfilesSettings.parse,
     "segments": SegmentsSettings.parse,
+    "channels": ChannelsSettings.parse,
 }
 """Each typed section of Settings: its field name (also its table in the config file) and its parser."""
 
