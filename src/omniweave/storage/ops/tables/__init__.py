@@ -5,6 +5,7 @@
     consumers.py  each inbox consumer's saved position
     imports.py    the log of file imports
     messages.py   the send ledger (`sends`) and the suppression list
+    reach.py      push subscriptions, conversations (WhatsApp's 24 h), coupon pools and coupons
 
 Areas to come (consent, journeys, ledger, coupons, messages, audit, users) each get a module of
 their own here, shaped like these: `sa.Table(...)` definitions on `metadata` from `.base`, a
@@ -19,5 +20,19 @@ from omniweave.storage.ops.tables.imports import imports
 from omniweave.storage.ops.tables.inbox import inbox
 from omniweave.storage.ops.tables.keys import secret_keys, sources
 from omniweave.storage.ops.tables.messages import sends, suppressions
+from omniweave.storage.ops.tables.reach import conversations, coupon_pools, coupons, push_subscriptions
 
-__all__ = ["consumers", "imports", "inbox", "metadata", "secret_keys", "sends", "sources", "suppressions"]
+__all__ = [
+    "consumers",
+    "conversations",
+    "coupon_pools",
+    "coupons",
+    "imports",
+    "inbox",
+    "metadata",
+    "push_subscriptions",
+    "secret_keys",
+    "sends",
+    "sources",
+    "suppressions",
+]
