@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from omniweave.shells.cli.common import OutputFormat, console, err_console, settings_of
-from omniweave.shells.render import Grid, emit, grid
+from omniweave.shells.render import Grid, emit, grid, print_grid
 
 keys_app = typer.Typer(help="Sources and their keys.", no_args_is_help=True)
 
@@ -57,10 +57,8 @@ def keys_list(ctx: typer.Context) -> None:
     """List sources and their write keys."""
     from omniweave.runtime import Runtime
 
-    table = Table("source", "id", "write key")
-    for row in Runtime(settings_of(ctx)).store.list_sources():
-        table.add_row(str(row["name"]), str(row["id"]), str(row["write_key"]))
-    console.print(table)
+    rows = [[row["name"], row["id"], row["write_key"]] for row in Runtime(settings_of(ctx)).store.list_sources()]
+    print_grid(console, grid(["source", "id", "write key"], rows))
 
 
 @keys_app.command("secrets")
@@ -119,7 +117,7 @@ def import_(
 
     summary = import_file(Runtime(settings_of(ctx)), kind, file, mapping=mapping, console=console)
     for problem in summary.errors[:50]:
-        err_console.print(f"[red]{problem}[/red]")
+        err_console.print(str(problem), style="red", markup=False, highlight=False, soft_wrap=True)
     if len(summary.errors) > 50:
         err_console.print(f"... and {len(summary.errors) - 50} more bad rows")
     console.print(summary.describe())

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from omniweave.shells.cli.common import console, settings_of
+from omniweave.shells.render import grid, print_grid, print_text
 
 identity_app = typer.Typer(help="Look into and correct the identity graph.", no_args_is_help=True)
 
@@ -77,23 +77,31 @@ def identity_explain(
         found = explain_identifier(rt, identifier)
     finally:
         rt.close()
-    console.print(f"[bold]{_ident(found.identifier)}[/bold] is person [bold]{found.person_id}[/bold]")
-    ids = Table("kind", "values", title="identifiers")
-    for kind, values in found.identifiers.items():
-        ids.add_row(kind, ", ".join(values))
-    console.print(ids)
-    log = Table("#", "identifier", "linked to", "event", "when", "rule", "merged", title="links that built the person")
-    for n, link in enumerate(found.links, 1):
-        log.add_row(
-            str(n),
-            _ident(link.a),
-            _ident(link.b),
-            link.message_id,
-            link.timestamp,
-            link.rule,
-            f"{link.merged} → {link.survivor}" if link.merged else "",
-        )
-    console.print(log)
+    print_text(console, f"{_ident(found.identifier)} is person {found.person_id}")
+    print_grid(
+        console,
+        grid(["kind", "values"], [[k, ", ".join(v)] for k, v in found.identifiers.items()], title="identifiers"),
+    )
+    print_grid(
+        console,
+        grid(
+            ["#", "identifier", "linked to", "event", "when", "rule", "merged"],
+            [
+                [
+                    str(n),
+                    _ident(link.a),
+                    _ident(link.b),
+                    link.message_id,
+                    link.timestamp,
+                    link.rule,
+                    f"{link.merged} → {link.survivor}" if link.merged else "",
+                ]
+                for n, link in enumerate(found.links, 1)
+            ],
+            title="links that built the person",
+            keys=2,
+        ),
+    )
 
 
 @identity_app.command("split")
@@ -118,10 +126,9 @@ def identity_split(
         markup=False,
     )
     for title, (pid, ids) in (("kept", outcome.kept), ("split off", outcome.split_off)):
-        table = Table("kind", "values", title=f"{title}: {pid}")
-        for kind, values in ids.items():
-            table.add_row(kind, ", ".join(values))
-        console.print(table)
+        print_grid(
+            console, grid(["kind", "values"], [[k, ", ".join(v)] for k, v in ids.items()], title=f"{title}: {pid}")
+        )
 
 
 def match(

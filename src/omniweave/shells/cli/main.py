@@ -44,7 +44,7 @@ def main() -> None:
     try:
         app()
     except OmniweaveError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
 
 
