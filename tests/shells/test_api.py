@@ -24,6 +24,7 @@ import uvicorn
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -100,14 +101,12 @@ def _flat(routes: list[BaseRoute]) -> list[BaseRoute]:
 
 
 def test_openapi_documents_every_route(api: Api) -> None:
-    served = {
-        (_template(getattr(route, "path", "")), method.lower())
-        for route in _flat(api.routes)
-        for method in getattr(route, "methods", None) or ()
-        if method not in ("HEAD", "OPTIONS")
-        and route.path not in ("/openapi.json", "/docs", "/redoc")
-        and not route.path.startswith("/docs/")
-    }
+    served = set()
+    for route in _flat(api.routes):
+        path = _template(getattr(route, "path", ""))
+        if path in ("/openapi.json", "/docs", "/redoc") or path.startswith("/docs/"):
+            continue
+        served |= {(path, m.lower()) for m in getattr(route, "methods", None) or () if m not in ("HEAD", "OPTIONS")}
     documented = {(path, method) for path, item in api.openapi["paths"].items() for method in item}
     assert served == documented
     assert len(served) >= 30  # 25 collector routes, /health, 2 profile routes, 3 segment routes
@@ -153,7 +152,8 @@ def test_the_world_has_data_behind_the_routes(api: Api) -> None:
 
 def test_every_documented_route_keeps_to_its_schema(api: Api) -> None:
     schema = schemathesis.openapi.from_dict(api.openapi)
-    operations = [result.ok() for result in schema.get_all_operations()]
+    results = list(schema.get_all_operations())
+    operations = [result.ok() for result in results if isinstance(result, Ok)]
     assert len(operations) == sum(len(item) for item in api.openapi["paths"].values())
     failures: list[str] = []
     for operation in operations:
