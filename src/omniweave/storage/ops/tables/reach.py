@@ -6,6 +6,9 @@ the API; a push service's 404/410 deletes it.
 `conversations`: per channel and address, when the person last wrote to us (WhatsApp allows
 free-form messages only within 24 hours of it; templates otherwise) and their last keyword.
 
+`soft_bounces`: per channel and address, how many temporary delivery failures it has had (an
+e-mail 4xx, a delayed DSN); the third puts the address on the suppression list.
+
 `coupon_pools` and `coupons`: a pool is either static (one code for everyone: never identity) or
 unique (codes generated per person). A unique code's row says who got it, through which send
 (ledger key), channel, campaign and message, until when it is valid, and when, where and by whom
@@ -39,6 +42,17 @@ conversations = sa.Table(
     sa.Column("last_keyword", sa.String(40), nullable=True),
 )
 
+soft_bounces = sa.Table(
+    "soft_bounces",
+    metadata,
+    # temporary failures an address has had (4xx SMTP replies, delayed DSNs): the third suppresses it
+    sa.Column("channel", sa.String(20), primary_key=True),
+    sa.Column("address", sa.String(500), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("last_reason", sa.String(1000), nullable=True),
+    sa.Column("last_at", sa.Float, nullable=False),
+)
+
 coupon_pools = sa.Table(
     "coupon_pools",
     metadata,
@@ -47,6 +61,7 @@ coupon_pools = sa.Table(
     sa.Column("static_code", sa.String(100), nullable=True),
     sa.Column("campaign", sa.String(200), nullable=True),
     sa.Column("code_length", sa.Integer, nullable=False),
+    sa.Column("prefix", sa.String(10), nullable=True),  # written before every code of a unique pool
     sa.Column("valid_days", sa.Integer, nullable=False),
     sa.Column("description", sa.String(500), nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
@@ -71,4 +86,5 @@ coupons = sa.Table(
     sa.Column("shared", sa.Boolean, nullable=False, default=False),
     sa.Index("coupons_person", "person_id"),
     sa.Index("coupons_pool", "pool"),
+    sa.Index("coupons_pool_send", "pool", "send_key", unique=True),  # one code per send: retries get the same
 )

@@ -33,12 +33,21 @@ def upgrade() -> None:
         sa.Column("last_keyword", sa.String(40), nullable=True),
     )
     op.create_table(
+        "soft_bounces",
+        sa.Column("channel", sa.String(20), primary_key=True),
+        sa.Column("address", sa.String(500), primary_key=True),
+        sa.Column("count", sa.Integer, nullable=False),
+        sa.Column("last_reason", sa.String(1000), nullable=True),
+        sa.Column("last_at", sa.Float, nullable=False),
+    )
+    op.create_table(
         "coupon_pools",
         sa.Column("name", sa.String(100), primary_key=True),
         sa.Column("kind", sa.String(10), nullable=False),
         sa.Column("static_code", sa.String(100), nullable=True),
         sa.Column("campaign", sa.String(200), nullable=True),
         sa.Column("code_length", sa.Integer, nullable=False),
+        sa.Column("prefix", sa.String(10), nullable=True),
         sa.Column("valid_days", sa.Integer, nullable=False),
         sa.Column("description", sa.String(500), nullable=True),
         sa.Column("created_at", sa.Float, nullable=False),
@@ -62,13 +71,16 @@ def upgrade() -> None:
     )
     op.create_index("coupons_person", "coupons", ["person_id"])
     op.create_index("coupons_pool", "coupons", ["pool"])
+    op.create_index("coupons_pool_send", "coupons", ["pool", "send_key"], unique=True)
 
 
 def downgrade() -> None:
+    op.drop_index("coupons_pool_send", table_name="coupons")
     op.drop_index("coupons_pool", table_name="coupons")
     op.drop_index("coupons_person", table_name="coupons")
     op.drop_table("coupons")
     op.drop_table("coupon_pools")
+    op.drop_table("soft_bounces")
     op.drop_table("conversations")
     op.drop_index("push_subscriptions_person", table_name="push_subscriptions")
     op.drop_table("push_subscriptions")
