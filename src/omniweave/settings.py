@@ -369,6 +369,7 @@ class MessagingChannelSettings:
     from_number: str = ""
     messaging_service_sid: str = ""
     timeout_seconds: float = 15.0
+    help_text: str = ""  # the answer to HELP/INFO; empty: a plain default naming STOP and START
 
 
 @dataclass(frozen=True)
