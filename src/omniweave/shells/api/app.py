@@ -29,7 +29,7 @@ from fastapi.openapi.utils import get_openapi
 from omniweave.collect.http import Collector
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
-from omniweave.shells.api import profiles, segments, system
+from omniweave.shells.api import messaging, profiles, segments, system
 from omniweave.shells.api.collect import add_collector
 from omniweave.shells.api.errors import install_error_handlers
 from omniweave.shells.api.loader import LoaderProcess, run_loader_child
@@ -80,7 +80,7 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
             runtime.close()
 
     app = FastAPI(title=TITLE, version=VERSION, lifespan=lifespan)
-    for router in (system.router, profiles.router, segments.router):
+    for router in (system.router, profiles.router, segments.router, messaging.router):
         app.include_router(router)
     app.router.routes[:0] = collector.routes()  # the hot path is matched first
     install_error_handlers(app)
