@@ -25,11 +25,17 @@ TIMELINE_LIMIT = 50
 
 @dataclass(frozen=True)
 class PersonView:
+    """One person as `profile show` and the API show them: profile row, identifiers, latest events."""
+
     person_id: str
     found_by: str  # how the reference was matched, e.g. "email:ann@example.com"
     profile: dict[str, Any] | None  # None until `profiles build` has run since the person appeared
     identifiers: list[dict[str, str]]
     timeline: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The view as JSON values (timestamps as ISO 8601)."""
+        return view_as_dict(self)
 
 
 def _quote(value: str) -> str:

@@ -14,7 +14,7 @@ import math
 import posixpath
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -581,6 +581,15 @@ class EvaluationSummary:
 
     def sizes(self) -> dict[str, int]:
         return {r.segment_id: r.members for r in self.results}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The evaluation as JSON values (`segments evaluate --format json`, the API)."""
+        return {
+            "now": self.now.isoformat(),
+            "events_written": self.events_written,
+            "counting": self.counting,
+            "segments": [asdict(r) for r in self.results],
+        }
 
 
 def compiler_for(

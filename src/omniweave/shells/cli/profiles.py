@@ -51,7 +51,7 @@ def profile_show(
 ) -> None:
     """Print a person's profile and cross-channel timeline."""
     from omniweave.errors import InputError
-    from omniweave.profiles.service.lookup import find_person, person_view, view_as_dict
+    from omniweave.profiles.service.lookup import find_person, person_view
     from omniweave.runtime import Runtime
 
     rt = Runtime(settings_of(ctx))
@@ -67,7 +67,7 @@ def profile_show(
         view = person_view(rt, found[0], found[1], limit=limit)
     finally:
         rt.close()
-    document = view_as_dict(view)
+    document = view.to_dict()
     traits = {k: v for k, v in (document["profile"] or {}).items() if v not in (None, [], {}, "")}
     views: list[Grid | str] = [f"{view.person_id} (found by {view.found_by})"]
     if view.profile is None:

@@ -83,17 +83,12 @@ def segments_evaluate(
 
     with opened(ctx, engine) as rt, console.status("evaluating segments"):
         summary = evaluate_segments(rt, incremental=not full)
-    segments = [dict(r.__dict__) for r in summary.results]
+    document = summary.to_dict()
     emit(
         console,
         format,
-        document={
-            "now": summary.now.isoformat(),
-            "events_written": summary.events_written,
-            "counting": summary.counting,
-            "segments": segments,
-        },
-        records=segments,
+        document=document,
+        records=document["segments"],
         views=[
             grid(
                 ["segment", "name", "members", "entered", "exited"],
