@@ -7,6 +7,7 @@ schemas.py   pydantic request and response models (the edge only)
 system.py    GET /health
 profiles.py  /v1/profiles
 segments.py  /v1/segments
+messaging.py /v1/channels/{sms|whatsapp}/…, the SMS and WhatsApp providers' webhooks
 collect.py   the collector's routes (collect/http/routes.py) in the OpenAPI document
 loader.py    the loader process beside the server
 """
