@@ -15,10 +15,13 @@ over a real socket as an ASGI app (`fake.asgi`, e.g. under uvicorn). `status_cal
 from __future__ import annotations
 
 import base64
+import importlib.util
 import itertools
+import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -159,6 +162,40 @@ class FakeTwilio:
         raw = [(k.encode(), v.encode()) for k, v in out.items()] + [(b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": body})
+
+    @contextmanager
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+        """Serve this fake over HTTP (uvicorn in a thread) while the block runs; yields its `api_base`
+        (`http://host:port/2010-04-01`), the value for `[channels.sms] api_base`."""
+        import uvicorn
+
+        if port == 0:
+            with socket.socket() as probe:
+                probe.bind((host, 0))
+                port = int(probe.getsockname()[1])
+        config = uvicorn.Config(
+            self.asgi,
+            host=host,
+            port=port,
+            lifespan="off",
+            interface="asgi3",
+            access_log=False,
+            log_level="warning",
+            http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, name="fake-twilio", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the fake Twilio server did not start on {host}:{port}")
+            time.sleep(0.01)
+        try:
+            yield f"http://{host}:{port}/2010-04-01"
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
 
     # --- callbacks Twilio would make ---------------------------------------------------------------
     def status_callback(self, sid: str, status: str, error_code: int | None = None) -> tuple[str, dict[str, str], str]:
