@@ -108,6 +108,7 @@ QR_CODE_SCANNED = "QR Code Scanned"
 CALL_CENTRE_CONTACTED = "Call Centre Contacted"
 DIRECT_MAIL_SENT = "Direct Mail Sent"
 COUPON_ISSUED = "Coupon Issued"
+COUPON_REDEEMED = "Coupon Redeemed"  # omniweave: a personal code came back; carries the issuing message's channel
 
 # omniweave's own bookkeeping (segments/service/evaluate.py): facts about a person, not touches by them
 SEGMENT_ENTERED = "Segment Entered"

@@ -136,7 +136,7 @@ def normalize(kind: str, raw: object, default_region: str = "GB", customer_numbe
                 f"{text!r} is not a possible phone number (default region {default_region})", field=kind
             )
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    if kind in ("loyalty_card", "customer_number"):
+    if kind in ("loyalty_card", "customer_number", "coupon_code"):  # a code as typed at a till: any case, spaces
         value = re.sub(r"[\s\-]", "", text).upper()
         if kind == "customer_number" and value.isdigit():
             value = customer_number_prefix + value

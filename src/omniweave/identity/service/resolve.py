@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import csv
 import posixpath
+import re
 import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +155,23 @@ def rules_from_config(section: Mapping[str, Any], default_region: str = "GB", wh
 
 def default_rules(runtime: Runtime) -> Rules:
     """The rules of the settings' `[identity]` section (the built-in kinds plus personal coupon codes and
-    the defaults when there is none), with the settings' default phone region."""
-    return rules_from_settings(runtime.settings.identity, runtime.settings.default_region)
+    the defaults when there is none), with the settings' default phone region. The codes of static coupon
+    pools (one code for everyone) are blocked values: they never link anybody."""
+    rules = rules_from_settings(runtime.settings.identity, runtime.settings.default_region)
+    statics = _static_coupon_codes(runtime)
+    return replace(rules, blocked=rules.blocked | statics) if statics else rules
+
+
+def _static_coupon_codes(runtime: Runtime) -> frozenset[str]:
+    """Static coupon codes as `is_blocked` compares values (lower case), as written and without separators."""
+    import sqlalchemy as sa
+
+    from omniweave.storage.ops.tables.reach import coupon_pools
+
+    with runtime.store.engine.connect() as conn:
+        rows = conn.execute(sa.select(coupon_pools.c.static_code).where(coupon_pools.c.kind == "static")).all()
+    codes = {str(row[0]).strip().lower() for row in rows if row[0]}
+    return frozenset(codes | {re.sub(r"[\s\-._]+", "", code) for code in codes})
 
 
 # --- state -------------------------------------------------------------------------------------

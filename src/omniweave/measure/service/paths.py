@@ -45,6 +45,7 @@ TOUCH_CHANNELS: dict[str, str | None] = {
     spec.PROMOTION_CLICKED: None,  # web, app
     spec.QR_CODE_SCANNED: "qr",
     spec.COUPON_APPLIED: "coupon",
+    spec.COUPON_REDEEMED: None,  # a personal code came back: credited to the channel of the message that issued it
     spec.EVENT_ATTENDED: "store_event",
     spec.STORE_VISITED: "store",
     spec.DIRECT_MAIL_SENT: "direct_mail",  # a letter has no click: its arrival is the touch
