@@ -27,6 +27,7 @@ push_subscriptions = sa.Table(
     sa.Column("p256dh", sa.String(200), nullable=False),
     sa.Column("auth", sa.String(100), nullable=False),
     sa.Column("person_id", sa.String(64), nullable=True),
+    sa.Column("user_id", sa.String(200), nullable=True),  # the site's userId given with the subscription
     sa.Column("anonymous_id", sa.String(200), nullable=True),
     sa.Column("user_agent", sa.String(500), nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),

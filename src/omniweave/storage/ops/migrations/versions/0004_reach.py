@@ -20,6 +20,7 @@ def upgrade() -> None:
         sa.Column("p256dh", sa.String(200), nullable=False),
         sa.Column("auth", sa.String(100), nullable=False),
         sa.Column("person_id", sa.String(64), nullable=True),
+        sa.Column("user_id", sa.String(200), nullable=True),
         sa.Column("anonymous_id", sa.String(200), nullable=True),
         sa.Column("user_agent", sa.String(500), nullable=True),
         sa.Column("created_at", sa.Float, nullable=False),
