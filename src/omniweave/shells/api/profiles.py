@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Query
 
 from omniweave.errors import InputError
-from omniweave.profiles.service.lookup import find_person, person_view, view_as_dict
+from omniweave.profiles.service.lookup import find_person, person_view
 from omniweave.runtime import Runtime
 from omniweave.shells.api.deps import SECRET_KEY, RuntimeDep
 from omniweave.shells.api.errors import ApiError, input_problems
@@ -33,7 +33,7 @@ def _person(runtime: Runtime, ref: str, limit: int) -> dict[str, Any]:
     if found is None:
         raise ApiError(404, "identifier", f"nobody has the identifier or person id {ref!r}")
     # through orjson: NaN in a profile becomes null, as JSON can carry it
-    body: dict[str, Any] = orjson.loads(orjson.dumps(view_as_dict(person_view(runtime, found[0], found[1], limit))))
+    body: dict[str, Any] = orjson.loads(orjson.dumps(person_view(runtime, found[0], found[1], limit).to_dict()))
     return body
 
 
