@@ -336,8 +336,10 @@ class ProbabilisticLink:
         return Observation(message, timestamp, (first, second))
 
 
-def _personal_sql() -> str:
-    cols, present = [], []
+def _personal_sql() -> tuple[str, str]:
+    """The SELECT list of the personal traits (traits, else context.traits) and the condition "has any"."""
+    cols: list[str] = []
+    present: list[str] = []
     for name, keys in _PERSONAL.items():
         sources = [f"json_extract_string({where}, '$.{key}')" for key in keys for where in ("traits", "context")]
         sources = [src.replace("(context, '$.", "(context, '$.traits.") for src in sources]

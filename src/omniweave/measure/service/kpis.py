@@ -846,7 +846,7 @@ def kpi_table(
         out.append((start, k.name, by or "all", r["_dim"], value, k.scope, k.group, k.unit))
     order = {name: i for i, name in enumerate(KPIS)}
     out.sort(key=lambda row: (row[0], order[row[1]], row[3]))
-    columns = list(zip(*out, strict=True)) if out else [[] for _ in RESULT_SCHEMA]
+    columns = list(zip(*out, strict=True)) if out else [() for _ in RESULT_SCHEMA]
     table = pa.table(
         [pa.array(col, f.type) for col, f in zip(columns, RESULT_SCHEMA, strict=True)], schema=RESULT_SCHEMA
     )

@@ -240,7 +240,7 @@ class Compiler:
             long.append(by_person.group_by("behaviour", "person_id").aggregate(n=by_person.n.sum()))
         if the_plan.sequences:
             seq_ranges = [
-                (None if SC.window(b) is None else self.now - SC.window(b), self.now) for b in the_plan.sequences
+                (None if (window := SC.window(b)) is None else self.now - window, self.now) for b in the_plan.sequences
             ]
             seq = self._slice(ev, {b: "" for b in the_plan.sequences}, seq_ranges)
             self._events = with_person(seq, self.identities).cache()
@@ -360,11 +360,11 @@ class Compiler:
         return ev
 
     def _filter(self, ev: ir.Table, f: S.Filter) -> ir.BooleanValue:
-        column = self._property_columns.get(f.key)
+        stored = self._property_columns.get(f.key)
         if f.key == "channel":
             text = ev.channel
-        elif column is not None and column in ev.columns:
-            text = ev[column]
+        elif stored is not None and stored in ev.columns:
+            text = ev[stored]
         else:
             text = self.d.json(ev.properties, f.key)
         if f.op == "is_null":
@@ -803,7 +803,7 @@ def _record_changes(
     table = events_to_table(events, source=SEGMENT_SOURCE)
     # named by its content: the same changes written again replace the same file; other changes at the
     # same `now` (a redefined segment) get a file of their own
-    digest = hashlib.sha256("\n".join(e["messageId"] for e in events).encode()).hexdigest()[:16]
+    digest = hashlib.sha256("\n".join(str(e["messageId"]) for e in events).encode()).hexdigest()[:16]
     runtime.log.append("events", table, batch_name=f"segments-{now:%Y%m%dT%H%M%S%f}-{digest}")
     return len(events)
 
