@@ -47,7 +47,7 @@ def budget_history(
     first = datetime(days["first"].year, days["first"].month, days["first"].day, tzinfo=UTC)
     last = datetime(days["last"].year, days["last"].month, days["last"].day, tzinfo=UTC) + timedelta(days=1)
     step = timedelta(days=period_days)
-    starts = []
+    starts: list[datetime] = []
     while first + step * (len(starts) + 1) <= last:
         starts.append(first + step * len(starts))
     spend: dict[str, list[float]] = {}
