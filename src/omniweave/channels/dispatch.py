@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
@@ -112,7 +112,7 @@ class Dispatcher:
         """Ledger row, then one attempt now (when the row is new or waiting); see the module docstring."""
         new = self.enqueue(message, key)
         result = self.attempt(key)
-        return SendResult(**{**result.to_dict(), "new": new})
+        return replace(result, new=new)
 
     def attempt(self, key: str) -> SendResult:
         """One attempt of the send under `key`, if it is claimable; else its current state."""
