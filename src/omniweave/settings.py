@@ -569,7 +569,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINE_NAMES:
-            raise ConfigError(f"engine = {self.engine!r}: expected one of {', '.join(ENGINE_NAMES)}")
+            raise ConfigError(f"unknown warehouse engine {self.engine!r}; expected one of {', '.join(ENGINE_NAMES)}")
 
     @property
     def home_path(self) -> Path:
@@ -707,7 +707,8 @@ def load_settings(
         values["home"] = home
     if values.get("engine", "duckdb") not in ENGINE_NAMES:
         problems.append(
-            f"engine = {values['engine']!r} (file or OMNIWEAVE_ENGINE): expected one of {', '.join(ENGINE_NAMES)}"
+            f"unknown warehouse engine {values['engine']!r} (setting engine, in the file or OMNIWEAVE_ENGINE); "
+            f"expected one of {', '.join(ENGINE_NAMES)}"
         )
         del values["engine"]
     if problems:

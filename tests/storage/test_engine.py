@@ -18,7 +18,7 @@ def test_the_engine_comes_from_the_settings(tmp_path):
     config = tmp_path / "omniweave.toml"
     config.write_text('engine = "spark"\n')
     assert load_settings(env={}, config_file=config).engine == "spark"
-    with pytest.raises(ConfigError, match=r"engine = 'sqlite'.*OMNIWEAVE_ENGINE.*duckdb, spark"):
+    with pytest.raises(ConfigError, match=r"unknown warehouse engine 'sqlite'.*OMNIWEAVE_ENGINE.*duckdb, spark"):
         load_settings(env={**env, "OMNIWEAVE_ENGINE": "sqlite"})
     with pytest.raises(ConfigError, match="expected one of duckdb, spark"):
         Settings(home=str(tmp_path), engine="postgres")  # type: ignore[arg-type]
