@@ -1,0 +1,184 @@
+"""The MIME message of one e-mail send: HTML + text, a deterministic Message-ID, RFC 8058 headers.
+
+`build_email(message, key, …)` turns a rendered `Message` (content `subject`, `html`, `text`) into
+an `EmailMessage`:
+
+- `multipart/alternative` with the text part first and the HTML part last (clients show the last
+  part they can display); a message with only `text` is a plain `text/plain` mail, one with only
+  `html` gets a text part made from the HTML;
+- `Message-ID: <{key}@{sender domain}>`, derived from the ledger's idempotency key (characters
+  not allowed in a Message-ID are written `=XX`), so a retry carries the same id and a receiver
+  that deduplicates on it keeps one copy;
+- `List-Unsubscribe: <{public_url}/u/{token}>` (and `<mailto:…?subject=unsubscribe>` when
+  `unsubscribe_mailto` is set) with `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058);
+- click tracking: every `href="http(s)://…"` in the HTML becomes `{public_url}/c/{token}`, the
+  token carrying the send key and the original URL (links that already point at `public_url` stay);
+- an open pixel `<img src="{public_url}/o/{token}.gif">` before `</body>` (unreliable: clients that
+  block images never load it, Apple Mail Privacy Protection loads every one; count clicks instead);
+- `[[unsubscribe_url]]` anywhere in the HTML or text becomes the unsubscribe page's URL, for the
+  footer's visible unsubscribe link.
+
+The function is pure apart from the signer it is handed (`sign(purpose, payload) -> token`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html as htmlmod
+import re
+from collections.abc import Callable
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formataddr, formatdate
+
+from omniweave.channels.port import Message, address_key
+from omniweave.errors import InputError
+from omniweave.settings import EmailChannelSettings
+
+POLICY = SMTP.clone(max_line_length=998)
+"""CRLF line ends; headers are folded only beyond 998 characters, so a long signed URL in
+List-Unsubscribe is never cut into encoded words."""
+
+UNSUBSCRIBE_MARKER = "[[unsubscribe_url]]"
+ONE_CLICK = "List-Unsubscribe=One-Click"
+
+Signer = Callable[[str, dict[str, object]], str]
+
+_HREF = re.compile(r"""(\bhref\s*=\s*)(["'])(https?://[^"'<>\s]+)\2""", re.IGNORECASE)
+_ID_SAFE = re.compile(r"[^A-Za-z0-9!#$%&'*+\-/?^_`{|}~]")
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+_TAGS = re.compile(r"<[^>]+>")
+_BLOCKS = re.compile(r"<(?:br|/p|/div|/h[1-6]|/li|/tr)\b[^>]*>", re.IGNORECASE)
+_SCRIPTS = re.compile(r"<(style|script|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+
+
+def message_id(key: str, from_address: str) -> str:
+    """The Message-ID of the send with ledger key `key`: `<{key, =XX-escaped}@{sender domain}>`.
+
+    Keys longer than 120 characters once escaped are shortened to 80 characters and a SHA-256 digest,
+    so the id stays deterministic and within header limits.
+    """
+    local = _ID_SAFE.sub(lambda m: "".join(f"={b:02X}" for b in m.group(0).encode()), key)
+    if len(local) > 120:
+        local = local[:80] + "=" + hashlib.sha256(key.encode()).hexdigest()[:32]
+    domain = from_address.rpartition("@")[2].strip() or "omniweave.invalid"
+    return f"<{local}@{domain}>"
+
+
+def unsubscribe_token(sign: Signer, key: str, to: str) -> str:
+    """The token of the unsubscribe link of send `key` to `to` (purpose `u`)."""
+    return sign("u", {"k": key, "ch": "email", "a": address_key("email", to)})
+
+
+def html_to_text(html: str) -> str:
+    """A readable text version of an HTML body (for a message written only in HTML)."""
+    text = _SCRIPTS.sub("", html)
+    text = _BLOCKS.sub("\n", text)
+    text = htmlmod.unescape(_TAGS.sub("", text))
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def track_links(html: str, sign: Signer, key: str, public_url: str) -> str:
+    """`html` with every http(s) href pointing at `{public_url}/c/{token}` (the token holds the target)."""
+
+    def rewrite(match: re.Match[str]) -> str:
+        target = htmlmod.unescape(match.group(3))
+        if target.startswith(public_url + "/"):
+            return match.group(0)
+        token = sign("c", {"k": key, "t": target})
+        return f"{match.group(1)}{match.group(2)}{public_url}/c/{token}{match.group(2)}"
+
+    return _HREF.sub(rewrite, html)
+
+
+def add_open_pixel(html: str, pixel_url: str) -> str:
+    """`html` with a 1x1 image at `pixel_url` before `</body>` (at the end when there is none)."""
+    img = f'<img src="{htmlmod.escape(pixel_url)}" width="1" height="1" alt="" style="display:block;border:0">'
+    found = list(_BODY_END.finditer(html))
+    if not found:
+        return html + img
+    at = found[-1].start()
+    return html[:at] + img + html[at:]
+
+
+def _content(message: Message) -> tuple[str, str, str]:
+    subject = message.text("subject").strip()
+    html, text = message.text("html"), message.text("text")
+    problems = []
+    if not subject:
+        problems.append("content.subject is missing or empty")
+    elif "\n" in subject or "\r" in subject:
+        problems.append("content.subject must be one line")
+    if not html.strip() and not text.strip():
+        problems.append("content needs html or text (or both)")
+    if problems:
+        raise InputError(f"e-mail to {message.to!r}: " + "; ".join(problems), field="content")
+    return subject, html, text
+
+
+def _check_address(to: str) -> str:
+    address = to.strip()
+    try:
+        Address(addr_spec=address)
+    except (ValueError, IndexError) as exc:
+        raise InputError(
+            f"e-mail recipient {to!r} is not an address like name@example.com ({exc})", field="to"
+        ) from None
+    if "@" not in address or any(c in address for c in "\r\n<>,"):
+        raise InputError(f"e-mail recipient {to!r} is not an address like name@example.com", field="to")
+    return address
+
+
+def build_email(
+    message: Message,
+    key: str,
+    *,
+    settings: EmailChannelSettings,
+    public_url: str,
+    sign: Signer,
+    track: bool = True,
+) -> EmailMessage:
+    """The MIME message for `message` sent under ledger key `key` (see the module docstring).
+
+    Raises InputError naming the field when the content or the recipient cannot make a mail.
+    """
+    subject, html, text = _content(message)
+    to = _check_address(message.to)
+    public_url = public_url.rstrip("/")
+    token = unsubscribe_token(sign, key, to)
+    unsubscribe_url = f"{public_url}/u/{token}"
+    html = html.replace(UNSUBSCRIBE_MARKER, unsubscribe_url)
+    text = text.replace(UNSUBSCRIBE_MARKER, unsubscribe_url)
+    if html.strip():
+        if not text.strip():
+            text = html_to_text(html)
+        if track:
+            html = track_links(html, sign, key, public_url)
+            html = add_open_pixel(html, f"{public_url}/o/{sign('o', {'k': key})}.gif")
+
+    mail = EmailMessage(policy=POLICY)
+    mail["From"] = (
+        formataddr((settings.from_name, settings.from_address)) if settings.from_name else settings.from_address
+    )
+    mail["To"] = to
+    if settings.reply_to:
+        mail["Reply-To"] = settings.reply_to
+    mail["Subject"] = subject
+    mail["Date"] = formatdate(localtime=False, usegmt=True)
+    mail["Message-ID"] = message_id(key, settings.from_address)
+    unsubscribe = f"<{unsubscribe_url}>"
+    if settings.unsubscribe_mailto:
+        unsubscribe += f", <mailto:{settings.unsubscribe_mailto}?subject=unsubscribe>"
+    mail["List-Unsubscribe"] = unsubscribe
+    mail["List-Unsubscribe-Post"] = ONE_CLICK
+    mail.set_content(text)
+    if html.strip():
+        mail.add_alternative(html, subtype="html")
+    return mail
+
+
+def as_bytes(mail: EmailMessage) -> bytes:
+    """The message as SMTP transmits it (CRLF line ends)."""
+    return mail.as_bytes(policy=POLICY)
