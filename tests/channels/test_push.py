@@ -198,7 +198,7 @@ def test_subscriptions_are_checked_saved_once_and_removed(world):
     bad = [
         ({**sub, "keys": {"p256dh": "abc", "auth": sub["keys"]["auth"]}, "userId": "u"}, "keys.p256dh"),
         ({**sub, "keys": {"p256dh": sub["keys"]["p256dh"], "auth": "!!"}, "userId": "u"}, "keys.auth"),
-        ({**sub, "endpoint": "ftp://x/y", "userId": "u"}, "to"),
+        ({**sub, "endpoint": "ftp://x/y", "userId": "u"}, "endpoint"),
         ({**sub, "endpoint": 7, "userId": "u"}, "endpoint"),
         ({"endpoint": sub["endpoint"], "userId": "u"}, "keys"),
         (sub, "userId"),
@@ -246,3 +246,49 @@ def test_the_shipped_fake_push_service_works_offline():
         generate_vapid_keys().private_key, SUBJECT, lambda e: browser.subscription(), transport=service.transport()
     )
     assert isinstance(impostor.send(note(browser.endpoint), "k3"), Terminal) and service.refused
+
+
+# --- the API ------------------------------------------------------------------------------------
+
+
+def test_the_api_serves_the_key_and_takes_subscriptions_with_a_write_key(world, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from omniweave.shells.api.app import create_app
+
+    runtime, server, _ = world
+    _, write_key = runtime.store.create_source("web")
+    app = create_app(runtime.settings)
+    auth = {"Authorization": f"Bearer {write_key}"}
+    sub = FakeBrowser(server.url + "/push/api-1").subscription()
+    with TestClient(app) as client:
+        assert client.get("/v1/push/vapid-public-key").json() == {"publicKey": KEYS.public_key}
+        assert client.post("/v1/push/subscriptions", json={**sub, "userId": "u-7"}).status_code == 401
+        bad_key = {"Authorization": "Bearer not-a-key"}
+        assert client.post("/v1/push/subscriptions", json={**sub, "userId": "u-7"}, headers=bad_key).status_code == 401
+        created = client.post(
+            "/v1/push/subscriptions", json={**sub, "userId": "u-7", "expirationTime": None}, headers=auth
+        )
+        assert created.status_code == 201 and created.json()["new"] is True and created.json()["userId"] == "u-7"
+        again = client.post("/v1/push/subscriptions", json={**sub, "userId": "u-7"}, headers=auth)
+        assert again.status_code == 200 and again.json()["new"] is False
+        broken = {**sub, "keys": {**sub["keys"], "p256dh": "AAAA"}, "userId": "u-7"}
+        refused = client.post("/v1/push/subscriptions", json=broken, headers=auth)
+        assert refused.status_code == 400 and refused.json()["errors"][0]["field"] == "keys.p256dh"
+        nobody = client.post("/v1/push/subscriptions", json=sub, headers=auth)
+        assert nobody.status_code == 400 and nobody.json()["errors"][0]["field"] == "userId"
+        schema = client.get("/openapi.json").json()["paths"]
+        assert {"get"} <= set(schema["/v1/push/vapid-public-key"]) and {"post", "delete"} <= set(
+            schema["/v1/push/subscriptions"]
+        )
+        gone = client.delete("/v1/push/subscriptions", params={"endpoint": sub["endpoint"]}, headers=auth)
+        assert gone.status_code == 200 and gone.json() == {"deleted": True}
+        assert (
+            client.delete("/v1/push/subscriptions", params={"endpoint": sub["endpoint"]}, headers=auth).status_code
+            == 404
+        )
+        monkeypatch.delenv("OMNIWEAVE_VAPID_PRIVATE_KEY")
+        missing = client.get("/v1/push/vapid-public-key")
+        assert missing.status_code == 404 and "vapid-keys" in missing.json()["message"]
+    names = [e["event"] for e in _events(runtime)]
+    assert names.count("Push Subscribed") == 1 and names.count("Push Subscription Dropped") == 1

@@ -98,7 +98,10 @@ class SubscribeRequest:
             raise InputError(
                 f"expected the subscription's endpoint URL (1 to {MAX_ENDPOINT} characters)", field="endpoint"
             )
-        audience(endpoint)  # an http(s) URL with a host, else InputError(field="to")
+        try:
+            audience(endpoint)
+        except InputError as exc:
+            raise InputError(exc.reason, field="endpoint") from None
         for name, value, size in (("keys.p256dh", self.p256dh, 65), ("keys.auth", self.auth, 16)):
             try:
                 raw = unb64url(value) if len(value) < 200 else b""

@@ -7,6 +7,7 @@
     system.py    GET /health
     profiles.py  GET /v1/profiles?identifier=…, GET /v1/profiles/{ref}
     segments.py  GET /v1/segments, GET and PUT /v1/segments/{segment_id}
+    push.py      GET /v1/push/vapid-public-key, POST and DELETE /v1/push/subscriptions (a write key)
     messaging.py POST /v1/channels/{sms|whatsapp}/status and /inbound (provider-signed webhooks)
     bridges.py   GET /q/{token} (QR short links: 302 with UTM tags and a page event)
 
@@ -31,7 +32,7 @@ from fastapi.openapi.utils import get_openapi
 from omniweave.collect.http import Collector
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
-from omniweave.shells.api import bridges, channels, messaging, profiles, segments, system
+from omniweave.shells.api import bridges, channels, messaging, profiles, push, segments, system
 from omniweave.shells.api.collect import add_collector
 from omniweave.shells.api.errors import install_error_handlers
 from omniweave.shells.api.loader import LoaderProcess, run_loader_child
@@ -82,7 +83,15 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
             runtime.close()
 
     app = FastAPI(title=TITLE, version=VERSION, lifespan=lifespan)
-    for router in (system.router, profiles.router, segments.router, messaging.router, channels.router, bridges.router):
+    for router in (
+        system.router,
+        profiles.router,
+        segments.router,
+        messaging.router,
+        channels.router,
+        bridges.router,
+        push.router,
+    ):
         app.include_router(router)
     app.router.routes[:0] = collector.routes()  # the hot path is matched first
     install_error_handlers(app)
