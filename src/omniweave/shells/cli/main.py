@@ -14,7 +14,7 @@ import typer
 
 from omniweave.errors import OmniweaveError
 from omniweave.settings import load_settings
-from omniweave.shells.cli import activate, collect, demo, identity, measure, personas, profiles, segments
+from omniweave.shells.cli import activate, channels, collect, demo, identity, measure, personas, profiles, segments
 from omniweave.shells.cli.common import err_console, opened
 
 app = typer.Typer(help="omniweave: omnichannel marketing platform.", no_args_is_help=True, add_completion=False)
@@ -30,6 +30,7 @@ def _root(
     ctx.obj = load_settings(config_file=config, home=str(home) if home is not None else None)
 
 
+channels.register(app)
 collect.register(app)
 demo.register(app)
 identity.register(app)
