@@ -1,0 +1,164 @@
+"""SMS sends per second end to end: Dispatcher + the real SMS adapter → a local Twilio-shaped server.
+
+The provider is the package's FakeTwilio served by uvicorn in its own process on 127.0.0.1 (real
+HTTP over loopback, keep-alive); the sender is this process: for every message the ledger row is
+written, claimed, the suppression list checked, the Messages API called through one reused
+`httpx.Client`, and the outcome recorded in the operational store (SQLite in a fresh home). With
+`--workers W` the messages are enqueued first and W threads attempt them (each its own keep-alive
+connection), the way several dispatcher workers share one ledger. Every message must reach the
+provider exactly once (checked). Target (issue 20): ≥ 2,000 sends/s.
+
+    python bench/channels_http.py [--messages 4000] [--workers 4] [--feedback]
+
+`http_section(args)` is the same run for bench/channels.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from omniweave.channels.dispatch import Dispatcher
+from omniweave.channels.port import Message
+from omniweave.channels.sms.fake import FakeTwilio
+from omniweave.channels.sms.service import messaging_channel, send_feedback
+from omniweave.runtime import Runtime
+from omniweave.settings import ChannelsSettings, MessagingChannelSettings, Settings
+from omniweave.storage.ops.ledger import Ledger
+
+SID = "AC" + "b" * 32
+TOKEN = "bench-auth-token"
+TARGET = 2000.0
+
+
+def _serve(port: int, ready: multiprocessing.synchronize.Event, stop: multiprocessing.synchronize.Event, out) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeTwilio(account_sid=SID, auth_token=TOKEN)
+    with fake.serve(port=port):
+        ready.set()
+        stop.wait()
+        out.send((len(fake.messages), len({m["idempotency_token"] for m in fake.messages}), fake.requests))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The HTTP section's options."""
+    parser.add_argument("--messages", type=int, default=4000, help="SMS to send (default 4,000)")
+    parser.add_argument("--workers", type=int, default=4, help="sending threads (default 4)")
+    parser.add_argument("--feedback", action="store_true", help="also emit the 'SMS Sent' events into the inbox")
+    parser.add_argument(
+        "--home-dir",
+        default=None,
+        help="where the fresh home goes (default: the system temp folder; /dev/shm: no fsync cost)",
+    )
+
+
+def http_section(args: argparse.Namespace) -> float:
+    """Send `args.messages` SMS through the dispatcher to a local Twilio-shaped server; print and return sends/s."""
+    port = _free_port()
+    ready, stop = multiprocessing.Event(), multiprocessing.Event()
+    receive, send = multiprocessing.Pipe(duplex=False)
+    server = multiprocessing.Process(target=_serve, args=(port, ready, stop, send), daemon=True)
+    server.start()
+    if not ready.wait(20):
+        raise SystemExit("the local Twilio-shaped server did not start")
+    os.environ["OMNIWEAVE_TWILIO_AUTH_TOKEN"] = TOKEN
+    with tempfile.TemporaryDirectory(dir=args.home_dir) as home:
+        sms = MessagingChannelSettings(
+            enabled=True, api_base=f"http://127.0.0.1:{port}/2010-04-01", account_sid=SID, from_number="+447700900000"
+        )
+        settings = Settings(home=str(Path(home) / "home"), channels=ChannelsSettings(sms=sms))
+        runtime = Runtime(settings)
+        ledger = Ledger(runtime.store.engine)
+        on_outcome = send_feedback(runtime) if args.feedback else None
+        workers = max(1, args.workers)
+        limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+        client = httpx.Client(timeout=10, limits=limits)
+        channel = messaging_channel(runtime, "sms", client=client)
+        dispatcher = Dispatcher(ledger, {"sms": channel}, rng=random.Random(1), on_outcome=on_outcome)
+        messages = [
+            (
+                Message("sms", f"+4477009{i:05d}", {"body": f"Spring sale, code SPRING{i:05d}"}, person_id=f"P{i}"),
+                f"bench:{i}",
+            )
+            for i in range(args.messages)
+        ]
+        # warm up: one connection per worker and the tables' first pages
+        for i in range(workers):
+            dispatcher.send(Message("sms", f"+4477008{i:05d}", {"body": "warm-up"}), f"warm:{i}")
+        started = time.perf_counter()
+        if workers == 1:
+            for message, key in messages:
+                dispatcher.send(message, key)
+        else:
+            for message, key in messages:
+                dispatcher.enqueue(message, key)
+            keys = [key for _, key in messages]
+            threads = [
+                threading.Thread(target=lambda part=keys[w::workers]: [dispatcher.attempt(k) for k in part])
+                for w in range(workers)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        elapsed = time.perf_counter() - started
+        counts = ledger.counts()
+        # the adapter alone (no ledger): what the HTTP path costs, to see where the time goes
+        direct = [(m, f"direct:{k}") for m, k in messages[: max(workers, args.messages // 4)]]
+        t0 = time.perf_counter()
+        parts = [direct[w::workers] for w in range(workers)]
+        threads = [threading.Thread(target=lambda p=p: [channel.send(m, k) for m, k in p]) for p in parts]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        direct_rate = len(direct) / (time.perf_counter() - t0)
+        client.close()
+        runtime.close()
+    stop.set()
+    accepted, distinct, requests = receive.recv()
+    server.join(10)
+    accepted, distinct, requests = accepted - len(direct), distinct - len(direct), requests - len(direct)
+    rate = args.messages / elapsed
+    delivered = counts.get("delivered", 0) - workers
+    ok = delivered == args.messages and accepted == distinct == args.messages + workers
+    print(
+        f"sms http: {args.messages:,} sends in {elapsed:.2f} s = {rate:,.0f} sends/s "
+        f"(target >= {TARGET:,.0f}/s: {'met' if rate >= TARGET else 'NOT met'}); workers {workers}, "
+        f"feedback events {'on' if args.feedback else 'off'}, store in {args.home_dir or tempfile.gettempdir()}; "
+        f"delivered {delivered:,}, provider got "
+        f"{accepted - workers:,} messages in {requests - workers:,} requests, each once: {'yes' if ok else 'NO'}"
+    )
+    print(
+        f"sms http, adapter only (no ledger): {len(direct):,} sends = {direct_rate:,.0f} sends/s; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
+    if not ok:
+        print(f"  ledger: {counts}", file=sys.stderr)
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    http_section(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
