@@ -30,7 +30,10 @@ def push_vapid_keys(
         "# the public key (served at GET /v1/push/vapid-public-key; pages subscribe with it):",
         f"# {keys.public_key}",
     ]
-    emit(console, format, document=keys.to_dict(), views=lines)
+    if format == OutputFormat.table:
+        typer.echo("\n".join(lines))  # unwrapped: the keys are copied as they are
+    else:
+        emit(console, format, document=keys.to_dict())
 
 
 @print_app.command("batches")
