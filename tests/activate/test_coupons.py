@@ -337,3 +337,48 @@ def test_a_static_code_links_nobody(runtime, tmp_path) -> None:
     assert not [row for row in identities if row["kind"] == "coupon_code"]
     done = service.redeem_from_log(runtime)
     assert (done.static, done.redeemed, done.emitted) == (2, 0, 0)
+
+
+# --- the command line -------------------------------------------------------------------------------------
+def test_the_coupon_and_qr_commands(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from omniweave.shells.cli.main import app
+
+    home = ["--home", str(tmp_path / "home")]
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0) -> str:
+        result = runner.invoke(app, [*home, *args])
+        assert result.exit_code == code, result.output
+        return result.output
+
+    run("coupons", "pool", "create", "spring", "--unique", "--length", "8", "--valid-days", "30", "--campaign", "S")
+    shown = run("coupons", "issue", "spring", "--person", "P1", "--send-key", "k1", "--out", str(tmp_path / "c.png"))
+    code = shown.split()[0]
+    assert is_valid_code(code, length=8)
+    assert decode((tmp_path / "c.png").read_bytes()) == [(normalize_code(code), "QRCode")]
+    assert decode((tmp_path / "c-barcode.png").read_bytes()) == [(normalize_code(code), "Code128")]
+    assert run("coupons", "issue", "spring", "--person", "P1", "--send-key", "k1").split()[0] == code
+    assert "issued 500 codes" in run(
+        "coupons", "issue-bulk", "spring", "--count", "500", "--out", str(tmp_path / "c.csv")
+    )
+    assert len((tmp_path / "c.csv").read_text().splitlines()) == 502  # header, 1 + 500 codes
+    assert '"person_id": "P1"' in run("coupons", "show", code.lower(), "--format", "json")
+    run("coupons", "show", "NOPE", code=1)
+    assert "0 codes redeemed" in run("coupons", "redeem")
+    assert "prefix" in run("coupons", "pool", "create", "bad", "--prefix", "0", code=2)
+    link = run(
+        "qr",
+        "make",
+        "https://shop.example.com/",
+        "--campaign",
+        "S",
+        "--medium",
+        "tv",
+        "--placement",
+        "ad30",
+        "--out",
+        str(tmp_path / "q.png"),
+    ).split()[0]
+    assert "/q/" in link and decode((tmp_path / "q.png").read_bytes()) == [(link, "QRCode")]

@@ -14,7 +14,18 @@ import typer
 
 from omniweave.errors import OmniweaveError
 from omniweave.settings import load_settings
-from omniweave.shells.cli import activate, channels, collect, demo, identity, measure, personas, profiles, segments
+from omniweave.shells.cli import (
+    activate,
+    channels,
+    collect,
+    coupons,
+    demo,
+    identity,
+    measure,
+    personas,
+    profiles,
+    segments,
+)
 from omniweave.shells.cli.common import err_console, opened
 
 app = typer.Typer(help="omniweave: omnichannel marketing platform.", no_args_is_help=True, add_completion=False)
@@ -38,6 +49,7 @@ profiles.register(app)
 measure.register(app)
 segments.register(app)
 activate.register(app, opened)
+coupons.register(app)
 personas.register(app, opened)
 
 
