@@ -375,3 +375,14 @@ def test_parse_of_sent_form_round_trips():
     status, _, body = fake.handle("POST", f"/2010-04-01/Accounts/{fake.account_sid}/Messages.json", {}, b"To=%2B1")
     assert status == 401 and orjson.loads(body)["code"] == 20003
     assert dict(parse_qsl("To=%2B447700900123")) == {"To": ALICE}
+
+
+def test_offline_channels_send_through_the_shipped_fake(runtime):
+    from omniweave.channels.service import dispatcher_for, open_channels
+
+    channels = open_channels(runtime, fake=True)
+    assert {"sms", "whatsapp"} <= set(channels)
+    d = dispatcher_for(runtime, channels)
+    assert d.send(sms(), "offline-1").status == "delivered"
+    assert d.send(Message("whatsapp", ALICE, {"template": "HXwelcome"}), "offline-2").status == "delivered"
+    assert [e["event"] for e in _events(runtime)] == ["SMS Sent", "WhatsApp Sent"]

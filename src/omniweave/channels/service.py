@@ -33,6 +33,7 @@ from omniweave.channels.email.dsn import parse_dsn
 from omniweave.channels.email.events import is_soft_bounce, outcome_events, row_event
 from omniweave.channels.feedback import SOURCE, event_for
 from omniweave.channels.port import Channel, Outcome, address_key
+from omniweave.channels.sms.service import messaging_channel, send_feedback
 from omniweave.collect.emit import emit
 from omniweave.errors import ConfigError, InputError
 from omniweave.runtime import Runtime
@@ -80,6 +81,9 @@ def open_channels(runtime: Runtime, *, fake: bool = False) -> dict[str, Channel]
     out: dict[str, Channel] = {}
     if config.email.enabled or fake:
         out["email"] = email_channel(runtime, fake=fake)
+    for name in ("sms", "whatsapp"):
+        if getattr(config, name).enabled or fake:
+            out[name] = messaging_channel(runtime, name, fake=fake)
     return out
 
 
@@ -102,6 +106,8 @@ def email_feedback(runtime: Runtime) -> Callable[[LedgerRow, Outcome | None], No
 
 _FEEDBACK: dict[str, Callable[[Runtime], Callable[[LedgerRow, Outcome | None], None]]] = {
     "email": email_feedback,
+    "sms": lambda runtime: send_feedback(runtime, only="sms"),
+    "whatsapp": lambda runtime: send_feedback(runtime, only="whatsapp"),
 }
 """Per channel, the factory of its dispatcher feedback (`on_outcome`)."""
 

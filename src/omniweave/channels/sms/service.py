@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -28,6 +28,7 @@ import httpx
 from omniweave.channels.feedback import SOURCE, event_for, event_name
 from omniweave.channels.port import Delivered, Outcome, Terminal, address_key
 from omniweave.channels.sms.adapter import ERROR_CODES, MessagingChannel, auth_token_from_env
+from omniweave.channels.sms.fake import FakeTwilio
 from omniweave.channels.sms.signature import signature_ok
 from omniweave.collect.emit import emit
 from omniweave.errors import AuthError, ConfigError, InputError
@@ -107,12 +108,26 @@ def messaging_channel(
     client: httpx.Client | None = None,
     auth_token: str | None = None,
     clock: Callable[[], float] = time.time,
+    fake: bool = False,
 ) -> MessagingChannel:
-    """The SMS or WhatsApp adapter configured by the runtime's settings, with its conversations store."""
+    """The SMS or WhatsApp adapter configured by the runtime's settings, with its conversations store.
+
+    `fake`: talk to the shipped fake provider in-process instead (offline runs, demos); a missing
+    account or sender is filled in with placeholders, since nothing leaves the machine.
+    """
     conversations = Conversations(runtime.store.engine)
+    settings = channel_settings(runtime, channel)
+    if fake:
+        provider = FakeTwilio(account_sid=settings.account_sid or FakeTwilio.account_sid)
+        settings = replace(
+            settings,
+            account_sid=provider.account_sid,
+            from_number=settings.from_number or ("" if settings.messaging_service_sid else "+15005550006"),
+        )
+        client, auth_token = httpx.Client(transport=provider.transport()), provider.auth_token
     return MessagingChannel(
         channel,
-        channel_settings(runtime, channel),
+        settings,
         public_url=runtime.settings.channels.public_url,
         client=client,
         auth_token=auth_token,
@@ -122,13 +137,14 @@ def messaging_channel(
 
 
 def send_feedback(
-    runtime: Runtime, clock: Callable[[], float] = time.time
+    runtime: Runtime, clock: Callable[[], float] = time.time, *, only: str | None = None
 ) -> Callable[[LedgerRow, Outcome | None], None]:
     """A dispatcher `on_outcome` that emits "SMS Sent" when the provider took a message and "SMS
-    Failed" when a send ended dead (WhatsApp alike); other channels' rows are left alone."""
+    Failed" when a send ended dead (WhatsApp alike; `only` one of the two); other rows are left alone."""
+    wanted = (only,) if only else MESSAGING
 
     def on_outcome(row: LedgerRow, outcome: Outcome | None) -> None:
-        if row.channel not in MESSAGING:
+        if row.channel not in wanted:
             return
         extra: dict[str, object]
         if isinstance(outcome, Delivered):
