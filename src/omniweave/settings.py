@@ -402,6 +402,19 @@ class PrintChannelSettings:
     drop_days: int = 3
 
 
+@dataclass(frozen=True)
+class AdsChannelSettings:
+    """`[channels.ads]`: ad audiences as a channel: `mode` file (CSV files under `folder` in the home) or
+    http (a Meta-style audience API at `api_base`; the access token from the variable `access_token_env`)."""
+
+    enabled: bool = True
+    mode: str = "file"
+    folder: str = "audiences"
+    api_base: str = ""
+    access_token_env: str = "OMNIWEAVE_ADS_ACCESS_TOKEN"
+    timeout_seconds: float = 30.0
+
+
 CHANNEL_SECTIONS: dict[str, type] = {
     "email": EmailChannelSettings,
     "sms": MessagingChannelSettings,
@@ -409,6 +422,7 @@ CHANNEL_SECTIONS: dict[str, type] = {
     "push": PushChannelSettings,
     "webhook": WebhookChannelSettings,
     "print": PrintChannelSettings,
+    "ads": AdsChannelSettings,
 }
 CHANNELS_KEYS = ("public_url", "signing_key_env", *CHANNEL_SECTIONS)
 
@@ -458,6 +472,7 @@ class ChannelsSettings:
     push: PushChannelSettings = field(default_factory=PushChannelSettings)
     webhook: WebhookChannelSettings = field(default_factory=WebhookChannelSettings)
     print: PrintChannelSettings = field(default_factory=PrintChannelSettings)
+    ads: AdsChannelSettings = field(default_factory=AdsChannelSettings)
 
     @staticmethod
     def parse(raw: Any, where: str, problems: Problems, base: Path | None = None) -> ChannelsSettings:
@@ -483,6 +498,9 @@ class ChannelsSettings:
         email = values.get("email")
         if email is not None and email.security not in ("starttls", "tls", "plain"):
             problems.append(f"{where}.email: security must be starttls, tls or plain, got {email.security!r}")
+        ads = values.get("ads")
+        if ads is not None and ads.mode not in ("file", "http"):
+            problems.append(f"{where}.ads: mode must be file or http, got {ads.mode!r}")
         return ChannelsSettings(**values)
 
     def to_toml(self) -> dict[str, Any]:
