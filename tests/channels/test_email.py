@@ -585,3 +585,24 @@ def test_signed_tokens_verify_only_unaltered_for_their_purpose_and_the_key_file_
     monkeypatch.setenv("OMNIWEAVE_SIGNING_KEY", "short")
     with pytest.raises(Exception, match="at least 16"):
         links.sign(runtime, "q", {})
+
+
+def test_the_written_mail_parses_with_non_ascii_names_text_only_bodies_and_unfolded_long_headers():
+    from omniweave.channels.email import build_email, render_email
+
+    settings = EmailChannelSettings(from_address="shop@example.com", from_name="Boutique Élodie", reply_to="")
+    sign = lambda purpose, payload: links.sign(b"k" * 32, purpose, payload)  # noqa: E731
+    key = "journey:" + "x" * 150
+    text_only = Message("email", "ann@example.org", {"subject": "Soldes d'été ☀", "text": "Bonjour\n.\nà bientôt"})
+    parsed = build_email(text_only, key, settings=settings, public_url=PUBLIC, sign=sign)
+    assert parsed["Subject"] == "Soldes d'été ☀" and parsed["From"].addresses[0].display_name == "Boutique Élodie"
+    assert parsed.get_content_type() == "text/plain" and parsed.get_content() == "Bonjour\n.\nà bientôt\n"
+    assert parsed["Message-ID"] == message_id(key, "shop@example.com") and len(parsed["Message-ID"]) < 160
+    data = render_email(mail(), key, settings=settings, public_url=PUBLIC, sign=sign).data
+    head = data.split(b"\r\n\r\n", 1)[0]
+    (line,) = [x for x in head.split(b"\r\n") if x.startswith(b"List-Unsubscribe:")]
+    assert b"=?" not in line and len(line) <= 998  # one line, never encoded words
+    assert b"\n" not in data.replace(b"\r\n", b"")  # CRLF only
+    both = build_email(mail(), key, settings=settings, public_url=PUBLIC, sign=sign)
+    html = both.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "Hello Ann" in html and "/o/" in html

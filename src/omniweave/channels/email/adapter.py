@@ -36,7 +36,7 @@ import ssl
 import threading
 from typing import Protocol
 
-from omniweave.channels.email.message import as_bytes, build_email
+from omniweave.channels.email.message import render_email
 from omniweave.channels.port import Delivered, Message, Outcome, Terminal, Transient
 from omniweave.settings import EmailChannelSettings
 
@@ -254,7 +254,7 @@ class EmailChannel:
     def send(self, message: Message, idempotency_key: str) -> Outcome:
         """Build the mail for `message` (Message-ID from `idempotency_key`) and deliver it; InputError
         when the content or address cannot make a mail (the dispatcher records it as dead)."""
-        mail = build_email(
+        mail = render_email(
             message,
             idempotency_key,
             settings=self.settings,
@@ -262,9 +262,7 @@ class EmailChannel:
             sign=self._sign,
             track=self.track,
         )
-        return self.transport.deliver(
-            self.settings.from_address, str(mail["To"]), as_bytes(mail), str(mail["Message-ID"])
-        )
+        return self.transport.deliver(self.settings.from_address, mail.to, mail.data, mail.message_id)
 
     def close(self) -> None:
         """Close the transport's connection."""
