@@ -1,0 +1,31 @@
+"""The ads channel of a Runtime: audience files under the home, or uploads to the configured API."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+
+from omniweave.channels.ads.adapter import FileAudienceSync, HttpAudienceSync
+from omniweave.errors import ConfigError
+from omniweave.runtime import Runtime
+
+
+def audiences_folder(runtime: Runtime) -> Path:
+    """Where audience files go: `[channels.ads] folder` under the home (or that folder when absolute)."""
+    folder = Path(runtime.settings.channels.ads.folder)
+    return folder if folder.is_absolute() else Path(runtime.settings.home) / folder
+
+
+def open_ads_channel(
+    runtime: Runtime, *, transport: httpx.BaseTransport | None = None
+) -> FileAudienceSync | HttpAudienceSync:
+    """The ads channel `[channels.ads] mode` asks for (file by default); the API token only from the environment."""
+    ads = runtime.settings.channels.ads
+    if ads.mode == "file":
+        return FileAudienceSync(audiences_folder(runtime))
+    token = os.environ.get(ads.access_token_env, "")
+    if not token:
+        raise ConfigError(f"[channels.ads] mode = http needs the access token in ${ads.access_token_env}")
+    return HttpAudienceSync(ads.api_base, token, timeout=ads.timeout_seconds, transport=transport)
