@@ -382,3 +382,20 @@ def test_the_coupon_and_qr_commands(tmp_path) -> None:
         str(tmp_path / "q.png"),
     ).split()[0]
     assert "/q/" in link and decode((tmp_path / "q.png").read_bytes()) == [(link, "QRCode")]
+
+
+def test_pools_issue_and_bulk_issue_on_both_stores(opstore_url: str, tmp_path) -> None:
+    from omniweave.runtime import Runtime
+    from omniweave.settings import Settings
+
+    rt = Runtime(Settings(home=str(tmp_path / "home"), database_url=opstore_url))
+    try:
+        service.create_pool(rt, "p", length=6)
+        first = service.issue(rt, "p", person_id="P1", send_key="k1", channel="email")
+        assert service.issue(rt, "p", person_id="P1", send_key="k1").code == first.code
+        assert service.issue_bulk(rt, "p", 25_000).issued == 25_000
+        again = service.issue_bulk(rt, "p", 5_000)  # counted right with codes already in the pool
+        issued = service.pool_codes(rt, "p")
+        assert again.issued == 5_000 and len(issued) == len(set(issued)) == 30_001
+    finally:
+        rt.close()
