@@ -1,0 +1,662 @@
+"""Messages on a Runtime: the files, a person's preview, and a send to a segment.
+
+- `load_messages(settings)`: the built-in library (`activate/content/library/*.yaml`) and the project's
+  `messages/*.yaml|*.toml` (beside the `segments/` folder; the project wins on the same name);
+  `load_brand(settings)`: the project's `brand.yaml` (or `.toml`), else the shipped default kit;
+- `validate_message(message, brand)`: every channel's rendition for a sample person, checked;
+- `preview(runtime, PreviewRequest(message, person, channel))`: exactly what that person gets on that
+  channel (their profile, their address, a placeholder for a coupon code not issued yet), with the
+  checker's findings;
+- `send(runtime, SendRequest(message, segment, channel, dry_run))`: each member of the segment (as last
+  evaluated) with an address and consent on the channel, not suppressed, whose rendition passes the
+  checker, is rendered (a coupon issued per send when the offer names a pool) and handed to the
+  dispatcher under the key `msg:{message}:{segment}:{person}:{channel}` — so running it twice sends
+  nothing new. The report counts every outcome with its reason.
+"""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+
+from omniweave.activate.content.checker import Finding, Limits, check, errors
+from omniweave.activate.content.model import (
+    BrandKit,
+    MessageDef,
+    MessageError,
+    channel_name,
+    parse_brand,
+    parse_message,
+)
+from omniweave.activate.content.render import Rendition, render, template_variables
+from omniweave.channels.port import Channel, Message, address_key
+from omniweave.errors import InputError
+from omniweave.runtime import Runtime
+from omniweave.settings import Settings
+from omniweave.storage.ops.ledger import Ledger
+from omniweave.storage.ops.tables.reach import conversations, push_subscriptions
+
+CONSENT_COLUMNS = {
+    "email": "consent_email",
+    "sms": "consent_sms",
+    "whatsapp": "consent_whatsapp",
+    "push": "consent_push",
+    "print": "consent_direct_mail",
+}
+"""The profile column that holds a person's consent to each channel (profiles/service/build.py)."""
+WHATSAPP_WINDOW_SECONDS = 24 * 3600
+SAMPLE_PERSON: dict[str, Any] = {
+    "person_id": "P-SAMPLE",
+    "first_name": "Alex",
+    "last_name": "Morgan",
+    "primary_email": "alex@example.com",
+    "primary_phone": "+447700900123",
+    "emails": ["alex@example.com"],
+    "phones": ["+447700900123"],
+    "user_ids": ["u-sample"],
+    "birthday": "1990-05-17",
+    "age": 36,
+    "postcode": "N1 1AA",
+    "orders": 3,
+    "total_revenue": 184.5,
+    "average_order_value": 61.5,
+    "preferred_channel": "email",
+    "favourite_products": ["SKU-1", "SKU-2"],
+    "favourite_categories": ["food"],
+    "viewed_not_bought": ["SKU-9"],
+    "recommended_products": ["SKU-3", "SKU-4"],
+    "rfm_segment": "455",
+    "responsive_promotion": "coupon",
+    "timezone": "Europe/London",
+}
+"""The person `messages validate` renders for: the usual profile columns with plausible values."""
+SAMPLE_ADDRESS = ("Alex Morgan", "1 High Street", "London", "N1 1AA")
+
+
+# --- files ----------------------------------------------------------------------------------------------
+
+
+def project_folder(settings: Settings) -> Path:
+    """Where the project's content lives: the folder that holds `segments/` (the config file's folder or the home)."""
+    return settings.segments_folder.parent
+
+
+def messages_folder(settings: Settings) -> Path:
+    """The project's message files: `messages/` beside `segments/`."""
+    return project_folder(settings) / "messages"
+
+
+def _document(path: Path, what: str) -> Any:
+    text = path.read_text(encoding="utf-8")
+    try:
+        return tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:  # the parser's message says where
+        raise InputError(f"cannot parse {what} file {path}: {exc}", field=str(path)) from None
+
+
+def read_message_file(path: Path) -> MessageDef:
+    """One message file (YAML or TOML); its name defaults to the file name without extension."""
+    return parse_message(_document(path, "message"), source=str(path), default_name=path.stem)
+
+
+def builtin_messages() -> dict[str, MessageDef]:
+    """The ready-made messages shipped with omniweave (cart reminder, till welcome, event invitation, birthday)."""
+    folder = resources.files("omniweave.activate.content") / "library"
+    out = {}
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith((".yaml", ".yml", ".toml")) and not entry.name.startswith("brand."):
+            message = read_message_file(Path(str(entry)))
+            out[message.name] = message
+    return out
+
+
+def load_messages(settings: Settings, *, builtin: bool = True) -> dict[str, MessageDef]:
+    """The built-in messages and the project's files (which win on the same name), by name."""
+    out = builtin_messages() if builtin else {}
+    folder = messages_folder(settings)
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.suffix in (".yaml", ".yml", ".toml") and path.is_file():
+                message = read_message_file(path)
+                out[message.name] = message
+    return out
+
+
+def get_message(settings: Settings, name: str) -> MessageDef:
+    """One message by name; InputError listing the known names when there is none."""
+    messages = load_messages(settings)
+    if name not in messages:
+        raise InputError(
+            f"no message {name!r}; known: {', '.join(sorted(messages))} (files in {messages_folder(settings)})",
+            field="message",
+        )
+    return messages[name]
+
+
+def load_brand(settings: Settings) -> BrandKit:
+    """The project's `brand.yaml` (or `brand.toml`) beside `segments/`, else the shipped default kit."""
+    for name in ("brand.yaml", "brand.yml", "brand.toml"):
+        path = project_folder(settings) / name
+        if path.is_file():
+            return parse_brand(_document(path, "brand") or {}, source=str(path))
+    default = resources.files("omniweave.activate.content") / "library" / "brand.yaml"
+    return parse_brand(yaml.safe_load(default.read_text(encoding="utf-8")), source="omniweave (default brand)")
+
+
+# --- list and validate ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageSummary:
+    """One message as listed."""
+
+    name: str
+    campaign: str
+    message_class: str
+    channels: tuple[str, ...]
+    source: str
+    description: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "campaign": self.campaign,
+            "class": self.message_class,
+            "channels": list(self.channels),
+            "source": self.source,
+            "description": self.description,
+        }
+
+
+def list_messages(settings: Settings) -> tuple[MessageSummary, ...]:
+    """Every message (built-in and the project's), sorted by name."""
+    return tuple(
+        MessageSummary(m.name, m.campaign, m.message_class, m.channels, m.source, m.description)
+        for _, m in sorted(load_messages(settings).items())
+    )
+
+
+@dataclass(frozen=True)
+class Validation:
+    """A message checked on each of its channels for the sample person."""
+
+    name: str
+    source: str
+    findings: tuple[Finding, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not errors(list(self.findings))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "ok": self.ok,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+def validate_message(message: MessageDef, brand: BrandKit, *, max_sms_segments: int = 2) -> Validation:
+    """Render `message` for the sample person on every channel it is written for and check each rendition."""
+    findings: list[Finding] = []
+    code = "SAMPLE-CODE-1" if message.offer and message.offer.pool else None
+    for channel in message.channels:
+        variables = template_variables(SAMPLE_PERSON, brand, message, offer_code=code)
+        rendition = render(message, brand, channel, variables, address=SAMPLE_ADDRESS)
+        findings += check(rendition, brand, Limits(max_sms_segments=max_sms_segments))
+    return Validation(message.name, message.source, tuple(findings))
+
+
+# --- a person -------------------------------------------------------------------------------------------
+
+
+def _profile(runtime: Runtime, person_id: str) -> dict[str, Any] | None:
+    if not runtime.log.has_data("profiles"):
+        raise InputError("no profiles yet: run `omniweave profiles build` first", field="person")
+    table = runtime.warehouse().table("profiles")
+    rows = table.filter(table.person_id == person_id).to_pyarrow().to_pylist()
+    return rows[0] if rows else None
+
+
+def postal_address(profile: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """A letter's address from the profile: a `postal_address` trait (lines or text), else the name with
+    `address_line_1`/`street`, `address_line_2`, `city` and `postcode` traits; None without a street."""
+    given = profile.get("postal_address")
+    if isinstance(given, str) and given.strip():
+        lines = [line.strip() for line in given.replace(",", "\n").splitlines() if line.strip()]
+        return tuple(lines) if len(lines) >= 2 else None
+    if isinstance(given, list | tuple) and len(given) >= 2:
+        return tuple(str(line).strip() for line in given if str(line).strip())
+    street = profile.get("address_line_1") or profile.get("street")
+    if not street:
+        return None
+    name = " ".join(str(profile.get(k) or "").strip() for k in ("first_name", "last_name")).strip()
+    parts = [name, street, profile.get("address_line_2"), profile.get("city"), profile.get("postcode")]
+    return tuple(str(p).strip() for p in parts if p and str(p).strip())
+
+
+def _push_endpoint(runtime: Runtime, profile: Mapping[str, Any]) -> str | None:
+    users = [str(u) for u in (profile.get("user_ids") or [])]
+    table = push_subscriptions
+    where = table.c.person_id == str(profile.get("person_id"))
+    if users:
+        where = sa.or_(where, table.c.user_id.in_(users))
+    with runtime.store.engine.connect() as conn:
+        found = conn.execute(sa.select(table.c.endpoint).where(where).order_by(table.c.created_at.desc())).first()
+    return str(found[0]) if found else None
+
+
+def address_of(runtime: Runtime, channel: str, profile: Mapping[str, Any]) -> str | tuple[str, ...] | None:
+    """Where `channel` reaches the person: e-mail, phone, push endpoint, postal address (None: nowhere)."""
+    if channel == "email":
+        return profile.get("primary_email") or None
+    if channel in ("sms", "whatsapp"):
+        return profile.get("primary_phone") or None
+    if channel == "push":
+        return _push_endpoint(runtime, profile)
+    return postal_address(profile)
+
+
+def consent_problem(channel: str, message_class: str, profile: Mapping[str, Any]) -> str | None:
+    """Why the person may not get this message on `channel` (None: they may).
+
+    Promotional messages need a stated yes on the channel (`consent_<channel>` true) and no stated no to
+    marketing (`consent_purpose_marketing`); transactional ones only no stated no on the channel."""
+    column = CONSENT_COLUMNS[channel]
+    value = profile.get(column)
+    if message_class == "promotional":
+        if value is not True:
+            said = "never stated" if value is None else "opted out"
+            return f"no {channel} consent ({column} is {'NULL' if value is None else str(value).lower()}: {said})"
+        if profile.get("consent_purpose_marketing") is False:
+            return "no marketing consent (consent_purpose_marketing is false)"
+    elif value is False:
+        return f"opted out of {channel} ({column} is false)"
+    return None
+
+
+def _window_open(runtime: Runtime, phone: str, now: float) -> bool:
+    with runtime.store.engine.connect() as conn:
+        last = conn.execute(
+            sa.select(conversations.c.last_inbound_at).where(
+                conversations.c.channel == "whatsapp", conversations.c.address == address_key("whatsapp", phone)
+            )
+        ).scalar()
+    return last is not None and now - float(last) <= WHATSAPP_WINDOW_SECONDS
+
+
+def _pool_problem(runtime: Runtime, message: MessageDef, channel: str) -> tuple[Finding | None, str | None, bool]:
+    """(a finding when the offer's pool does not exist, the code to show before one is issued, whether each
+    send gets its own code: a unique pool's placeholder, a static pool's code)."""
+    if not message.offer or not message.offer.pool:
+        return None, None, False
+    from omniweave.activate.service.coupons import get_pool
+
+    try:
+        pool = get_pool(runtime, message.offer.pool)
+    except InputError:
+        finding = Finding(
+            channel,
+            "offer-pool-missing",
+            f"the offer's coupon pool {message.offer.pool!r} does not exist; create it with "
+            f"`omniweave coupons pool create {message.offer.pool}`",
+            field="offer.pool",
+        )
+        return finding, "XXXX-XXXX-XX", False
+    if pool.kind == "static" and pool.static_code:
+        return None, pool.static_code, False
+    return None, (pool.prefix or "") + "XXXX-XXXX-XX", True
+
+
+def _qr_url(runtime: Runtime, message: MessageDef, rendition_cta: str, person_id: str, key: str | None) -> str | None:
+    """The letter's QR link: a signed short link to the call to action, tied to the recipient."""
+    if not rendition_cta.startswith(("https://", "http://")):
+        return None
+    from omniweave.activate.service.qr import qr_link
+
+    return qr_link(runtime, rendition_cta, message.campaign, "letter", person_id=person_id, send_key=key).url
+
+
+def _render_for(
+    runtime: Runtime,
+    message: MessageDef,
+    brand: BrandKit,
+    channel: str,
+    profile: Mapping[str, Any],
+    address: str | tuple[str, ...] | None,
+    *,
+    code: str | None,
+    key: str | None,
+    strict: bool = False,
+) -> Rendition:
+    variables = template_variables(profile, brand, message, offer_code=code)
+    lines = address if isinstance(address, tuple) else ()
+    qr = None
+    if channel == "print":
+        link = render(message, brand, "print", variables, address=lines).content.get("qr_url", "")
+        qr = _qr_url(runtime, message, str(link), str(profile.get("person_id")), key)
+    return render(message, brand, channel, variables, address=lines, qr_url=qr, strict=strict)
+
+
+# --- preview --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreviewRequest:
+    """Which message, for whom (a person id or an identifier such as email:ann@example.com), on which channel."""
+
+    message: str
+    person: str
+    channel: str
+    max_sms_segments: int = 2
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What one person gets on one channel, and what the checker says about it."""
+
+    message: str
+    person_id: str
+    found_by: str
+    channel: str
+    to: str | None
+    rendition: Rendition
+    findings: tuple[Finding, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "message": self.message,
+            "person_id": self.person_id,
+            "found_by": self.found_by,
+            "channel": self.channel,
+            "to": self.to,
+            "rendition": self.rendition.to_dict(),
+            "findings": [f.to_dict() for f in self.findings],
+            "notes": list(self.notes),
+        }
+
+
+def _shown_address(address: str | tuple[str, ...] | None) -> str | None:
+    if isinstance(address, tuple):
+        return ", ".join(address)
+    return address
+
+
+def preview(runtime: Runtime, request: PreviewRequest, *, now: float | None = None) -> Preview:
+    """Exactly what `request.person` gets from `request.message` on `request.channel`, with the findings.
+
+    A coupon code is issued only when the message is sent: the preview shows a placeholder in its place."""
+    from omniweave.profiles.service.lookup import find_person
+
+    now = time.time() if now is None else now
+    channel = channel_name(request.channel)
+    message = get_message(runtime.settings, request.message)
+    brand = load_brand(runtime.settings)
+    found = find_person(runtime, request.person)
+    if found is None:
+        raise InputError(f"no person matches {request.person!r}", field="person")
+    person_id, found_by = found
+    profile = _profile(runtime, person_id)
+    notes: list[str] = []
+    if profile is None:
+        notes.append("this person has no profile row yet (run `omniweave profiles build`): rendered without traits")
+        profile = {"person_id": person_id}
+    address = address_of(runtime, channel, profile)
+    pool_finding, code, unique = _pool_problem(runtime, message, channel)
+    if unique:
+        notes.append(f"the coupon code is issued at send; {code!r} stands in for it here")
+    rendition = _render_for(runtime, message, brand, channel, profile, address, code=code, key=None)
+    window = _window_open(runtime, str(address), now) if channel == "whatsapp" and address else None
+    findings = check(rendition, brand, Limits(request.max_sms_segments, window))
+    if pool_finding:
+        findings.insert(0, pool_finding)
+    if channel not in message.channels:
+        notes.append(f"{message.name} is not written for {channel} (channels: {', '.join(message.channels)})")
+    if address is None:
+        notes.append(f"the person has no {channel} address: a send would skip them")
+    problem = consent_problem(channel, message.message_class, profile)
+    if problem:
+        notes.append(f"a send would skip them: {problem}")
+    if address is not None:
+        why = Ledger(runtime.store.engine).suppression(channel, address_key(channel, _shown_address(address) or ""))
+        if why is not None:
+            notes.append(f"a send would skip them: the address is suppressed ({why})")
+    return Preview(
+        message.name, person_id, found_by, channel, _shown_address(address), rendition, tuple(findings), tuple(notes)
+    )
+
+
+# --- send -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """Send `message` to the members of `segment` on `channel` (`dry_run`: decide and render, send nothing)."""
+
+    message: str
+    segment: str
+    channel: str
+    dry_run: bool = False
+    max_sms_segments: int = 2
+
+
+@dataclass(frozen=True)
+class OutcomeCount:
+    """How many members ended one way, for one reason."""
+
+    outcome: str  # sent outcomes: delivered, retrying, dead, suppressed, ambiguous; would_send; already_sent; skipped
+    reason: str
+    count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "reason": self.reason, "count": self.count}
+
+
+@dataclass(frozen=True)
+class SendReport:
+    """What a send did to each member of the segment, counted per outcome and reason."""
+
+    message: str
+    segment: str
+    channel: str
+    dry_run: bool
+    members: int
+    outcomes: tuple[OutcomeCount, ...]
+
+    def counts(self) -> dict[str, int]:
+        """Members per outcome."""
+        out: Counter[str] = Counter()
+        for row in self.outcomes:
+            out[row.outcome] += row.count
+        return dict(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "message": self.message,
+            "segment": self.segment,
+            "channel": self.channel,
+            "dry_run": self.dry_run,
+            "members": self.members,
+            "counts": self.counts(),
+            "outcomes": [row.to_dict() for row in self.outcomes],
+        }
+
+
+def send_key(message: str, segment: str, person_id: str, channel: str) -> str:
+    """The ledger key of one message to one member of one segment on one channel (sent once, ever)."""
+    return f"msg:{message}:{segment}:{person_id}:{channel}"
+
+
+def segment_profiles(runtime: Runtime, segment: str) -> tuple[int, list[dict[str, Any]]]:
+    """(members of `segment` as last evaluated, the profile rows of those who have one, by person id)."""
+    from omniweave.segments.service.evaluate import load_segments
+
+    known = load_segments(runtime.settings)
+    if segment not in known:
+        raise InputError(f"no segment {segment!r}; known: {', '.join(sorted(known))}", field="segment")
+    if not runtime.log.has_data("segment_members"):
+        raise InputError("no segment members yet: run `omniweave segments evaluate` first", field="segment")
+    if not runtime.log.has_data("profiles"):
+        raise InputError("no profiles yet: run `omniweave profiles build` first", field="segment")
+    warehouse = runtime.warehouse()
+    members = warehouse.table("segment_members")
+    chosen = members.filter(members.segment_id == segment).select("person_id").distinct()
+    total = int(chosen.count().to_pyarrow().as_py())
+    profiles = warehouse.table("profiles")
+    rows = profiles.join(chosen, "person_id").order_by("person_id").to_pyarrow().to_pylist()
+    return total, rows
+
+
+def _open_dispatcher(runtime: Runtime, channel: str, channels: Mapping[str, Channel] | None, fake: bool) -> Any:
+    from omniweave.channels.service import dispatcher_for, open_channels
+
+    opened = dict(channels) if channels is not None else open_channels(runtime, fake=fake)
+    if channel not in opened:
+        raise InputError(
+            f"the {channel} channel is not configured: set enabled = true under [channels.{channel}] in omniweave.toml "
+            f"(configured: {', '.join(sorted(opened)) or 'none'}), or use the shipped fakes",
+            field="channel",
+        )
+    return dispatcher_for(runtime, opened)
+
+
+def _issue(runtime: Runtime, message: MessageDef, person_id: str, key: str, channel: str) -> str:
+    from omniweave.activate.service.coupons import issue
+
+    assert message.offer is not None and message.offer.pool is not None
+    coupon = issue(
+        runtime,
+        message.offer.pool,
+        person_id=person_id,
+        send_key=key,
+        channel=channel,
+        campaign=message.campaign,
+        message_name=message.name,
+    )
+    return coupon.display
+
+
+def send(
+    runtime: Runtime,
+    request: SendRequest,
+    *,
+    channels: Mapping[str, Channel] | None = None,
+    fake: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    now: float | None = None,
+) -> SendReport:
+    """Send a message to a segment on one channel through consent, suppression and the checker.
+
+    `channels`: the adapters to send through (default: `channels.service.open_channels`, the shipped fakes
+    with `fake`); `progress(done, total)` is called after each member. Each member ends as one outcome:
+    `skipped` (no address, no consent, suppressed, blocked by a checker error: the reason says which),
+    `already_sent` (the key is in the ledger: a second run sends nothing new), `would_send` (dry run), or
+    the dispatcher's status (`delivered`, `retrying`, `dead`, `suppressed`, `ambiguous`)."""
+    now = time.time() if now is None else now
+    channel = channel_name(request.channel)
+    message = get_message(runtime.settings, request.message)
+    if channel not in message.channels:
+        raise InputError(
+            f"message {message.name!r} is not written for {channel}; its channels: {', '.join(message.channels)}",
+            field="channel",
+        )
+    brand = load_brand(runtime.settings)
+    total, rows = segment_profiles(runtime, request.segment)
+    pool_finding, placeholder, unique = _pool_problem(runtime, message, channel)
+    if pool_finding is not None:
+        raise InputError(pool_finding.message, field="offer.pool")
+    dispatcher = None if request.dry_run else _open_dispatcher(runtime, channel, channels, fake)
+    ledger = Ledger(runtime.store.engine)
+    tally: Counter[tuple[str, str]] = Counter()
+    if total > len(rows):
+        tally[("skipped", "no profile row (run `omniweave profiles build`)")] += total - len(rows)
+    for done, profile in enumerate(rows, 1):
+        outcome = _one(
+            runtime, request, message, brand, channel, profile, (placeholder, unique), ledger, dispatcher, now
+        )
+        tally[outcome] += 1
+        if progress is not None:
+            progress(done, len(rows))
+    outcomes = tuple(OutcomeCount(o, r, n) for (o, r), n in sorted(tally.items()))
+    return SendReport(message.name, request.segment, channel, request.dry_run, total, outcomes)
+
+
+def _one(
+    runtime: Runtime,
+    request: SendRequest,
+    message: MessageDef,
+    brand: BrandKit,
+    channel: str,
+    profile: Mapping[str, Any],
+    code: tuple[str | None, bool],
+    ledger: Ledger,
+    dispatcher: Any,
+    now: float,
+) -> tuple[str, str]:
+    """The outcome and reason of one member."""
+    person_id = str(profile["person_id"])
+    key = send_key(message.name, request.segment, person_id, channel)
+    found = ledger.get(key)
+    if found is not None:
+        return "already_sent", f"in the ledger as {found.status}"
+    address = address_of(runtime, channel, profile)
+    if address is None:
+        return "skipped", f"no {channel} address"
+    problem = consent_problem(channel, message.message_class, profile)
+    if problem:
+        return "skipped", problem
+    to = _shown_address(address) or ""
+    why = ledger.suppression(channel, address_key(channel, to))
+    if why is not None:
+        return "skipped", f"suppressed ({why})"
+    placeholder, unique = code
+    rendition = _render_for(runtime, message, brand, channel, profile, address, code=placeholder, key=key)
+    window = _window_open(runtime, to, now) if channel == "whatsapp" else None
+    blocking = errors(check(rendition, brand, Limits(request.max_sms_segments, window)))
+    if blocking:
+        return "skipped", "blocked by the checker: " + ", ".join(sorted({f.rule for f in blocking}))
+    if request.dry_run:
+        return "would_send", ""
+    if unique:  # the person's own code, issued for this send (the same one again if the send is retried)
+        issued = _issue(runtime, message, person_id, key, channel)
+        rendition = _render_for(runtime, message, brand, channel, profile, address, code=issued, key=key, strict=True)
+    result = dispatcher.send(
+        Message(
+            channel=channel,
+            to=to,
+            content=rendition.content,
+            person_id=person_id,
+            campaign=message.campaign,
+            message_name=message.name,
+            message_class=message.message_class,
+        ),
+        key,
+    )
+    return result.status, result.reason or ""
+
+
+__all__ = [
+    "MessageError",
+    "Preview",
+    "PreviewRequest",
+    "SendReport",
+    "SendRequest",
+    "Validation",
+    "list_messages",
+    "load_brand",
+    "load_messages",
+    "preview",
+    "send",
+    "validate_message",
+]
