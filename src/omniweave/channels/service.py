@@ -27,13 +27,18 @@ from typing import Any
 import sqlalchemy as sa
 
 from omniweave.channels import links
+from omniweave.channels.ads.service import open_ads_channel
 from omniweave.channels.dispatch import Dispatcher
 from omniweave.channels.email import EmailChannel, OutboxTransport, SmtpTransport
 from omniweave.channels.email.dsn import parse_dsn
 from omniweave.channels.email.events import is_soft_bounce, outcome_events, row_event
 from omniweave.channels.feedback import SOURCE, event_for
 from omniweave.channels.port import Channel, Outcome, address_key
+from omniweave.channels.print.service import open_print_channel
+from omniweave.channels.push.service import open_push_channel
+from omniweave.channels.reach_feedback import reach_feedback
 from omniweave.channels.sms.service import messaging_channel, send_feedback
+from omniweave.channels.webhook.service import open_webhook_channel
 from omniweave.collect.emit import emit
 from omniweave.errors import ConfigError, InputError
 from omniweave.runtime import Runtime
@@ -84,6 +89,14 @@ def open_channels(runtime: Runtime, *, fake: bool = False) -> dict[str, Channel]
     for name in ("sms", "whatsapp"):
         if getattr(config, name).enabled or fake:
             out[name] = messaging_channel(runtime, name, fake=fake)
+    if config.push.enabled or fake:
+        out["push"] = open_push_channel(runtime, fake=fake)
+    if config.webhook.enabled or fake:
+        out["webhook"] = open_webhook_channel(runtime, fake=fake)
+    if config.print.enabled or fake:
+        out["print"] = open_print_channel(runtime)
+    if config.ads.enabled or fake:
+        out["ads"] = open_ads_channel(runtime, fake=fake)
     return out
 
 
@@ -108,6 +121,10 @@ _FEEDBACK: dict[str, Callable[[Runtime], Callable[[LedgerRow, Outcome | None], N
     "email": email_feedback,
     "sms": lambda runtime: send_feedback(runtime, only="sms"),
     "whatsapp": lambda runtime: send_feedback(runtime, only="whatsapp"),
+    "push": lambda runtime: reach_feedback(runtime, "push"),
+    "webhook": lambda runtime: reach_feedback(runtime, "webhook"),
+    "print": lambda runtime: reach_feedback(runtime, "print"),
+    "ads": lambda runtime: reach_feedback(runtime, "ads"),
 }
 """Per channel, the factory of its dispatcher feedback (`on_outcome`)."""
 

@@ -24,7 +24,8 @@ import httpx
 
 from omniweave.channels.feedback import SOURCE, event_for, event_name
 from omniweave.channels.push.adapter import WebPushChannel
-from omniweave.channels.push.vapid import audience, load_vapid, public_key_text, unb64url
+from omniweave.channels.push.fake import FakePushService
+from omniweave.channels.push.vapid import audience, generate_vapid_keys, load_vapid, public_key_text, unb64url
 from omniweave.collect.emit import emit
 from omniweave.errors import ConfigError, InputError
 from omniweave.runtime import Runtime
@@ -188,18 +189,30 @@ def unsubscribe(runtime: Runtime, endpoint: str) -> bool:
 
 
 def open_push_channel(
-    runtime: Runtime, *, transport: httpx.BaseTransport | None = None, clock: Callable[[], float] = time.time
+    runtime: Runtime,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    clock: Callable[[], float] = time.time,
+    fake: bool = False,
 ) -> WebPushChannel:
-    """The web push channel of the runtime's settings over its stored subscriptions (ConfigError without a key)."""
+    """The web push channel of the runtime's settings over its stored subscriptions (ConfigError without a key).
+
+    `fake`: the shipped fake push service instead of the network (and a throw-away key when none is set)."""
     push = runtime.settings.channels.push
     subscriptions = PushSubscriptions(runtime.store.engine)
+    if fake:
+        private = os.environ.get(push.vapid_private_key_env, "").strip() or generate_vapid_keys().private_key
+        public = public_key_text(load_vapid(private).public_key)
+        transport = FakePushService(public).transport()
+    else:
+        private = vapid_private_key(push)
 
     def lookup(endpoint: str) -> dict[str, Any] | None:
         found = subscriptions.get(endpoint)
         return found.info() if found is not None else None
 
     return WebPushChannel(
-        vapid_private_key(push),
+        private,
         push.vapid_subject,
         lookup,
         on_gone=lambda endpoint, reason: drop_subscription(runtime, endpoint, reason),
