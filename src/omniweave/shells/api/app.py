@@ -55,11 +55,24 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for path_item in document.get("paths", {}).values():
             for operation in path_item.values():
                 operation.get("responses", {}).pop("422", None)
+                _errors_as_json(operation.get("responses", {}))
         schemas = document.get("components", {}).get("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
         app.openapi_schema = add_collector(document, app.routes)
     return app.openapi_schema
+
+
+def _errors_as_json(responses: dict[str, Any]) -> None:
+    """Refusals are always JSON (errors.py), even on a route whose own answer is text, HTML, a redirect or
+    an image: FastAPI documents them in the route's media type, so say application/json instead."""
+    for status, response in responses.items():
+        content = response.get("content")
+        if not status.isdigit() or int(status) < 400 or not content or "application/json" in content:
+            continue
+        schemas = [media.get("schema") for media in content.values() if media.get("schema")]
+        if schemas:
+            response["content"] = {"application/json": {"schema": schemas[0]}}
 
 
 def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
