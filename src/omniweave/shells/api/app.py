@@ -10,6 +10,8 @@
     push.py      GET /v1/push/vapid-public-key, POST and DELETE /v1/push/subscriptions (a write key)
     messaging.py POST /v1/channels/{sms|whatsapp}/status and /inbound (provider-signed webhooks)
     bridges.py   GET /q/{token} (QR short links: 302 with UTM tags and a page event)
+    channels.py  POST|GET /u/{token} (one-click unsubscribe), GET /c/{token}, GET /o/{token}.gif (e-mail
+                 clicks and opens), POST /v1/inbound/email/dsn (bounce reports, a secret key)
 
 The routers take their Runtime and the one secret-key check from deps.py, their schemas from
 schemas.py, and call service functions only; errors.py gives every refusal one shape. The lifespan
