@@ -22,6 +22,7 @@ from omniweave.shells.cli import (
     demo,
     identity,
     measure,
+    messages,
     personas,
     profiles,
     segments,
@@ -50,6 +51,7 @@ measure.register(app)
 segments.register(app)
 activate.register(app, opened)
 coupons.register(app)
+messages.register(app)
 personas.register(app, opened)
 
 
