@@ -22,6 +22,7 @@ from omniweave.channels.push.fake import FakeBrowser, FakePushService
 from omniweave.channels.push.service import (
     SubscribeRequest,
     open_push_channel,
+    push_messages,
     subscribe,
     unsubscribe,
     vapid_public_key,
@@ -292,3 +293,16 @@ def test_the_api_serves_the_key_and_takes_subscriptions_with_a_write_key(world, 
         assert missing.status_code == 404 and "vapid-keys" in missing.json()["message"]
     names = [e["event"] for e in _events(runtime)]
     assert names.count("Push Subscribed") == 1 and names.count("Push Subscription Dropped") == 1
+
+
+def test_a_person_gets_one_message_per_subscribed_browser(world):
+    runtime, server, _ = world
+    phone = _subscribe(runtime, FakeBrowser(server.url + "/push/phone"), user="u-5")
+    laptop = _subscribe(runtime, FakeBrowser(server.url + "/push/laptop"), user="u-5")
+    _subscribe(runtime, FakeBrowser(server.url + "/push/someone-else"), user="u-6")
+    messages = push_messages(runtime, {"title": "Hi"}, user_id="u-5", person_id="P5", campaign="c")
+    assert sorted(m.to for m in messages) == sorted([phone, laptop])
+    assert {(m.person_id, m.campaign, m.channel) for m in messages} == {("P5", "c", "push")}
+    assert push_messages(runtime, {"title": "Hi"}) == []
+    channel = open_push_channel(runtime)
+    assert all(isinstance(channel.send(m, f"k-{i}"), Delivered) for i, m in enumerate(messages))

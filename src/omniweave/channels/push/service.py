@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from omniweave.channels.feedback import SOURCE, event_for, event_name
+from omniweave.channels.port import Message
 from omniweave.channels.push.adapter import WebPushChannel
 from omniweave.channels.push.fake import FakePushService
 from omniweave.channels.push.vapid import audience, generate_vapid_keys, load_vapid, public_key_text, unb64url
@@ -220,3 +221,34 @@ def open_push_channel(
         transport=transport,
         clock=clock,
     )
+
+
+def push_messages(
+    runtime: Runtime,
+    content: dict[str, Any],
+    *,
+    person_id: str | None = None,
+    user_id: str | None = None,
+    anonymous_id: str | None = None,
+    campaign: str | None = None,
+    message_name: str | None = None,
+    message_class: str = "promotional",
+) -> list[Message]:
+    """One push message per browser the person subscribed (found by person id, userId or anonymousId).
+
+    What a journey sends: each message's `to` is one subscription's endpoint; key each send with
+    the endpoint's id (`storage.ops.push.endpoint_id`) so a person with two browsers gets two.
+    """
+    subs = PushSubscriptions(runtime.store.engine).of(person_id=person_id, user_id=user_id, anonymous_id=anonymous_id)
+    return [
+        Message(
+            "push",
+            sub.endpoint,
+            dict(content),
+            person_id=person_id or sub.person_id,
+            campaign=campaign,
+            message_name=message_name,
+            message_class=message_class,
+        )
+        for sub in subs
+    ]
