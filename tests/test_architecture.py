@@ -15,7 +15,7 @@ STAGES = ("events", "storage", "collect", "identity", "profiles", "segments", "a
 def test_one_folder_per_stage():
     for stage in STAGES:
         assert (PACKAGE / stage / "__init__.py").is_file(), stage
-    for old in ("core", "adapters", "service", "importers", "segments_library"):
+    for old in ("core", "adapters", "service", "importers", "segments/library"):
         assert not (PACKAGE / old).exists(), f"{old}/ is a layer folder of the old house"
 
 

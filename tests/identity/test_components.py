@@ -1,4 +1,4 @@
-"""core.components: the vectorised connected components agree with a plain union-find and with scipy."""
+"""identity.components: the vectorised connected components agree with a plain union-find and with scipy."""
 
 from __future__ import annotations
 

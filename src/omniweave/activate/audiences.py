@@ -1,12 +1,12 @@
 """Ad-audience keys: per-platform normalisation, SHA-256 hashing, and the files the platforms accept.
 
-Pure: no storage, no engine. The service (`service/audiences.py`) reads who is in a segment and
+Pure: no storage, no engine. The service (`activate/service/audiences.py`) reads who is in a segment and
 hands each person's identifiers here; this module says which keys the person is exported by and
 what each file row looks like.
 
 The rules (docs/audiences.md):
 
-- e-mail: trimmed, lower case (`core.identity.normalize("email", ...)`), then SHA-256 (hex, lower case);
+- e-mail: trimmed, lower case (`identity.graph.normalize("email", ...)`), then SHA-256 (hex, lower case);
 - phone: parsed with `phonenumbers` (default region from the settings) to E.164; Google and our own
   csv keep the `+` (`+442071838750`), Meta wants digits only (`442071838750`); then SHA-256;
 - device (mobile advertising) id: trimmed, lower case. The platforms match advertising ids as they

@@ -1,6 +1,6 @@
 """Connected components of a large link list, vectorised with numpy (the bulk path of identity stitching).
 
-`Stitcher` (core.identity) walks observations one by one in Python so that it can honour the rules
+`Stitcher` (identity.graph) walks observations one by one in Python so that it can honour the rules
 (limits, splits, demotion) and log why each link was made; that is the path to use when rules can
 refuse a link. When none can (no limits, no splits: a first full build of identifier kinds that are
 not limited), the persons are simply the connected components of the links, and this module finds

@@ -3,8 +3,8 @@
 The near-real-time path re-evaluates a person's memberships each time one of their events arrives,
 without a query engine: it keeps the person's profile row and a count per behaviour condition, and
 asks `condition_holds`; `event_matches` says whether the arriving event counts for a behaviour.
-The answers must be exactly those of the batch compilation to Ibis (service/segments.py, run on
-DuckDB), which tests/test_segment_eval.py checks on the demo world and on hand-made edge cases:
+The answers must be exactly those of the batch compilation to Ibis (segments/service/evaluate.py, run on
+DuckDB), which tests/segments/test_evaluator.py checks on the demo world and on hand-made edge cases:
 
 - every leaf is true or false, never NULL: a comparison with a NULL trait or property is false,
   and so `not` of it is true (`ne` and `not_in` included);
@@ -36,7 +36,7 @@ import orjson
 from omniweave.segments import language as S
 
 TYPE_EVENTS = {"Page Viewed": "page", "Screen Viewed": "screen", "Identified": "identify"}
-"""As service/segments.py: these names match a call type, not a track event's name."""
+"""As segments/service/evaluate.py: these names match a call type, not a track event's name."""
 
 _SPACE = " \t\n\v\f\r"
 _DIGITS = r"[0-9]+(?:_[0-9]+)*"
@@ -252,7 +252,7 @@ def condition_holds(
     segments: Mapping[str, S.Segment],
     person_id: str,
 ) -> bool:
-    """Whether one person satisfies `node`, as service.segments.Compiler would find.
+    """Whether one person satisfies `node`, as segments.service.evaluate.Compiler would find.
 
     `traits` is the person's row of `profiles` (timestamps as datetimes, lists as lists), `counts`
     the number of events counted for each behaviour condition (its window and `then_not`
@@ -357,7 +357,7 @@ def _trait(t: S.Trait, traits: Mapping[str, Any], now: datetime, path: str) -> b
 
 
 def _literal(sample: Any, value: Any, where: str) -> Any:
-    """`value` as the type of the trait's value `sample` (service.segments._literal), or a problem."""
+    """`value` as the type of the trait's value `sample` (segments.service.evaluate._literal), or a problem."""
     if isinstance(sample, bool):
         if isinstance(value, bool):
             return value

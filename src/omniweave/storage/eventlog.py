@@ -56,12 +56,12 @@ EVENT_SCHEMA = pa.schema(
         ("properties", pa.string()),  # JSON
         ("traits", pa.string()),  # JSON
         ("integrations", pa.string()),  # JSON
-        # flat copies of what every profile build reads from `context` (core.events.context_columns):
+        # flat copies of what every profile build reads from `context` (events.normalize.context_columns):
         # "" when the context does not say; NULL only in files written before these columns existed
         ("context_timezone", pa.string()),
         ("context_device", pa.string()),
         ("context_consent", pa.string()),  # JSON of context.consent.categoryPreferences
-        # flat copies of the e-commerce and promotion properties profiles read (core.events.property_columns),
+        # flat copies of the e-commerce and promotion properties profiles read (events.normalize.property_columns),
         # on the same terms: the value's text, "" when absent, NULL only in files from before they existed
         *((f"properties_{key}", pa.string()) for key in PROPERTY_KEYS),
     ]
@@ -118,7 +118,7 @@ def _json(value: Any) -> str:
 
 
 def events_to_table(events: Iterable[dict[str, Any]], source: str) -> pa.Table:
-    """Canonical events (see `core.events.normalize_event`) as an Arrow table of EVENT_SCHEMA."""
+    """Canonical events (see `events.normalize.normalize_event`) as an Arrow table of EVENT_SCHEMA."""
     cols: dict[str, list[Any]] = {name: [] for name in EVENT_SCHEMA.names}
     for e in events:
         campaign = (e.get("context") or {}).get("campaign") or {}

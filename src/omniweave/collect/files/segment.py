@@ -1,5 +1,5 @@
 """The bulk path for online events: JSON lines of Segment-spec events, each validated with
-`core.events.normalize_event`, in batches (orjson to parse, Arrow to hold, DuckDB to deduplicate).
+`events.normalize.normalize_event`, in batches (orjson to parse, Arrow to hold, DuckDB to deduplicate).
 
 An event keeps its own `messageId`; one without gets a deterministic id from its text, so that
 importing the same file again adds nothing. Clock-skew correction needs the time the event was

@@ -8,7 +8,7 @@ A file becomes rows of the event log in one streaming query:
     grouped  one row per record key: line items collected, totals aggregated, values taken once
     final    message id, JSON for context / properties / traits, and __bad
 
-The message id is `core.events.deterministic_message_id(kind, *key)` computed in SQL
+The message id is `events.normalize.deterministic_message_id(kind, *key)` computed in SQL
 (`sha256` of the parts joined by U+001F); a test keeps the two in step. A second query,
 `errors_query`, runs only when something was bad and says which row, field and why.
 
@@ -117,7 +117,7 @@ def _external_id(expr: str, kind: str) -> str:
 
 @dataclass(frozen=True)
 class SourceShape:
-    """What the SQL needs to know about the file being read (see `importers.readers`)."""
+    """What the SQL needs to know about the file being read (see `collect.files.readers`)."""
 
     relation: str  # FROM-able SQL with the file's columns
     column_sql: dict[str, str | None]  # mapping column -> SQL reading it from a src row (None: absent)

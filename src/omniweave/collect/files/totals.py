@@ -1,7 +1,7 @@
 """Totals of a group of rows in a mapping: `sum(quantity * price)`, `round(sum(x), 2)`, `count()`...
 
 `parse_total` turns the text into a small tree (validated: only known aggregates, arithmetic on
-columns and numbers); `importers.sql` renders the tree as SQL. The grammar:
+columns and numbers); `collect.files.sql` renders the tree as SQL. The grammar:
 
     total  := sum(expr) | min(col) | max(col) | distinct(col) | count() | round(total, digits)
     expr   := term (("+" | "-") term)*        term := factor (("*" | "/") factor)*

@@ -8,7 +8,7 @@
                 the analytics-next settings document, a no-op endpoint for benchmarks)
 
 An accepted request is committed to the operational store's inbox before it gets its 200;
-the loader (service/loader.py) moves the inbox into the Parquet event log afterwards.
+the loader (collect/loader.py) moves the inbox into the Parquet event log afterwards.
 """
 
 from omniweave.collect.http.committer import Committer

@@ -4,7 +4,7 @@ Single-event endpoints (`/v1/track`, `/t`, ...) carry one event whose type is th
 batch endpoints (`/v1/batch`, `/v1/import`, `/b`) carry `{"batch": [...], "context": ...,
 "sentAt": ..., "integrations": ...}`, and those batch-level fields apply to items that lack
 them (the Segment and RudderStack libraries send them once per batch). Each item is validated
-by `core.events.normalize_event` and must serialise, in canonical form, within the event limit.
+by `events.normalize.normalize_event` and must serialise, in canonical form, within the event limit.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Looking into and correcting the identity graph: `identity explain` and `identity split`.
 
-Both work on the graph `resolve` saved (`service.identity.load_stitcher`). `split` records the split
+Both work on the graph `resolve` saved (`identity.service.resolve.load_stitcher`). `split` records the split
 in the saved graph (so every later `resolve` honours it) and then re-resolves, so the `identities`
 table shows the two persons at once.
 """

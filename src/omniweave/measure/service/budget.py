@@ -1,10 +1,10 @@
 """Budget from the log: per-period spend and attributed revenue per paid channel, curves, a split.
 
 The history is cut into consecutive periods of `period_days` from the first day with spend. For
-each period, the journeys of the orders in it (service.journeys, same lookback and touches as
+each period, the journeys of the orders in it (measure.service.paths, same lookback and touches as
 `omniweave attribution`) are credited by one attribution model (default Markov), and each channel's
 credited revenue is set against its spend in that period (the `spend` dataset). Channels that
-never had spend are left out: there is nothing to allocate to them. core.budget then fits an
+never had spend are left out: there is nothing to allocate to them. measure.budget then fits an
 adstock + Hill response curve per channel and splits the budget (docs/budget.md).
 """
 
@@ -85,7 +85,7 @@ def recommend_from_log(
     bootstrap: int = 200,
     seed: int = 0,
 ) -> tuple[BudgetHistory, BudgetRecommendation]:
-    """The history above and core.budget's recommendation for `total` spend per period (default: as now), each
+    """The history above and measure.budget's recommendation for `total` spend per period (default: as now), each
     channel kept within ±`max_change` of its current mean spend (None: anywhere from 0 to the total)."""
     if max_change is not None and not max_change >= 0:
         raise InputError(f"got {max_change}; expected a share of current spend, 0 or more", field="max_change")
