@@ -15,7 +15,8 @@ there: a replayed trigger or a retried command adds no second message), then att
 
 `run_due()` attempts every row whose time has come (the retries); `dead_letters()` lists what
 failed for good, and `replay(keys)` puts dead (or ambiguous) rows back to pending after a fix.
-Every outcome is also handed to `on_outcome`, which the service layer turns into events.
+Every outcome is also handed to `on_outcome` (one row) or `on_outcomes` (a batch), which the service
+layer turns into events. `send_many` does all of this for a batch with one statement per step.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import orjson
@@ -61,6 +63,40 @@ def message_of(row: LedgerRow) -> Message:
     )
 
 
+@dataclass(frozen=True)
+class _Decision:
+    """What one attempt made of a send: its new status and why."""
+
+    row: LedgerRow
+    outcome: Outcome | None
+    status: str
+    reason: str | None
+    provider_id: str | None = None
+    next_attempt_at: float | None = None
+    suppress: bool = False
+
+    def values(self) -> dict[str, object]:
+        return {
+            "key": self.row.key,
+            "status": self.status,
+            "reason": self.reason,
+            "provider_id": self.provider_id,
+            "next_attempt_at": self.next_attempt_at,
+        }
+
+    def finished(self, now: float) -> LedgerRow:
+        """The row as the ledger now holds it."""
+        provider_id = self.provider_id if self.provider_id is not None else self.row.provider_id
+        return replace(
+            self.row,
+            status=self.status,
+            reason=self.reason,
+            provider_id=provider_id,
+            next_attempt_at=self.next_attempt_at,
+            updated_at=now,
+        )
+
+
 class Dispatcher:
     """Sends messages through channel adapters with the ledger, suppressions and retries."""
 
@@ -73,6 +109,7 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         on_outcome: Callable[[LedgerRow, Outcome | None], None] | None = None,
+        on_outcomes: Callable[[list[tuple[LedgerRow, Outcome | None]]], None] | None = None,
     ):
         self.ledger = ledger
         self.channels = dict(channels)
@@ -80,105 +117,138 @@ class Dispatcher:
         self.clock = clock
         self.rng = rng or random.Random()
         self.on_outcome = on_outcome
+        self.on_outcomes = on_outcomes
 
-    def enqueue(self, message: Message, key: str) -> bool:
-        """Write the ledger row for `message` under `key`; False when the key was already there."""
+    def _row_of(self, message: Message, key: str) -> dict[str, object]:
+        """The ledger row for `message` under `key`, or an InputError naming what is wrong."""
         if not key or len(key) > 200:
             raise InputError(f"an idempotency key must be 1 to 200 characters (got {len(key or '')})", field="key")
         if message.channel not in self.channels:
-            raise InputError(
-                f"no {message.channel} channel is configured; configured: {', '.join(sorted(self.channels)) or 'none'}",
-                field="channel",
-            )
+            configured = ", ".join(sorted(self.channels)) or "none"
+            raise InputError(f"no {message.channel} channel is configured; configured: {configured}", field="channel")
         if message.message_class not in self.policies:
+            valid = ", ".join(sorted(self.policies))
             raise InputError(
-                f"unknown message class {message.message_class!r}; expected one of {', '.join(sorted(self.policies))}",
-                field="message_class",
+                f"unknown message class {message.message_class!r}; expected one of {valid}", field="message_class"
             )
-        return self.ledger.insert(
-            {
-                "key": key,
-                "channel": message.channel,
-                "to_address": address_key(message.channel, message.to),
-                "person_id": message.person_id,
-                "campaign": message.campaign,
-                "message_name": message.message_name,
-                "message_class": message.message_class,
-                "content": orjson.dumps(message.content),
-            }
-        )
+        return {
+            "key": key,
+            "channel": message.channel,
+            "to_address": address_key(message.channel, message.to),
+            "person_id": message.person_id,
+            "campaign": message.campaign,
+            "message_name": message.message_name,
+            "message_class": message.message_class,
+            "content": orjson.dumps(message.content),
+        }
+
+    def enqueue(self, message: Message, key: str) -> bool:
+        """Write the ledger row for `message` under `key`; False when the key was already there."""
+        return key in self.ledger.insert_many([self._row_of(message, key)])
 
     def send(self, message: Message, key: str) -> SendResult:
         """Ledger row, then one attempt now (when the row is new or waiting); see the module docstring."""
-        new = self.enqueue(message, key)
-        result = self.attempt(key)
-        return replace(result, new=new)
+        return self.send_many([(message, key)])[0]
+
+    def send_many(self, items: Sequence[tuple[Message, str]], *, workers: int = 1) -> list[SendResult]:
+        """`send` for many messages: the ledger rows in one transaction, then one attempt each, in batches.
+
+        Every message is checked before any row is written (an InputError names the item). With
+        `workers` > 1 the channel calls run in that many threads (the adapters must allow it: the
+        HTTP adapters do; the SMTP adapter keeps one connection and wants 1).
+        """
+        rows = []
+        for index, (message, key) in enumerate(items):
+            try:
+                rows.append(self._row_of(message, key))
+            except InputError as exc:
+                raise InputError(f"message {index}: {exc}", field=exc.field) from exc
+        inserted = self.ledger.insert_many(rows)
+        results = self.attempt_many([key for _, key in items], workers=workers)
+        return [replace(r, new=r.key in inserted) for r in results]
 
     def attempt(self, key: str) -> SendResult:
         """One attempt of the send under `key`, if it is claimable; else its current state."""
-        now = self.clock()
-        if not self.ledger.claim(key, now):
-            row = self.ledger.get(key)
-            if row is None:
-                raise InputError(f"no send with key {key!r} in the ledger", field="key")
-            return SendResult(key, row.status, row.reason, row.provider_id, row.attempts, new=False)
-        row = self.ledger.get(key)
-        assert row is not None  # claimed just now
-        why = self.ledger.suppression(row.channel, row.to_address)
-        if why is not None:
-            return self._finish(row, None, "suppressed", f"the address is suppressed ({why})")
-        channel = self.channels.get(row.channel)
-        if channel is None:
-            return self._finish(row, None, "dead", f"no {row.channel} channel is configured")
-        try:
-            outcome = channel.send(message_of(row), key)
-        except InputError as exc:
-            return self._finish(row, Terminal(str(exc)), "dead", f"bad message: {exc}")
-        except Exception as exc:  # noqa: BLE001 - an adapter bug: the provider may have the message
-            return self._finish(row, None, "ambiguous", f"{type(exc).__name__}: {exc}")
-        return self._record(row, outcome)
+        return self.attempt_many([key])[0]
 
-    def _record(self, row: LedgerRow, outcome: Outcome) -> SendResult:
-        if isinstance(outcome, Delivered):
-            return self._finish(row, outcome, "delivered", None, provider_id=outcome.provider_id)
-        if isinstance(outcome, Transient):
-            policy = self.policies[row.message_class]
+    def attempt_many(self, keys: Sequence[str], *, workers: int = 1) -> list[SendResult]:
+        """One attempt of each claimable send of `keys` (the others report their current state), in key order."""
+        claimed = {row.key: row for row in self.ledger.claim_many(keys, self.clock())}
+        others = self.ledger.get_many([k for k in keys if k not in claimed])
+        missing = [k for k in keys if k not in claimed and k not in others]
+        if missing:
+            raise InputError(f"no send with key {missing[0]!r} in the ledger", field="key")
+        suppressed = self.ledger.suppressed_among((r.channel, r.to_address) for r in claimed.values())
+        decided: list[_Decision] = []
+        calls: list[LedgerRow] = []
+        for row in claimed.values():
+            why = suppressed.get((row.channel, row.to_address))
+            if why is not None:
+                decided.append(_Decision(row, None, "suppressed", f"the address is suppressed ({why})"))
+            elif row.channel not in self.channels:
+                decided.append(_Decision(row, None, "dead", f"no {row.channel} channel is configured"))
+            else:
+                calls.append(row)
+        decided.extend(self._decide(row, answer) for row, answer in self._call(calls, workers))
+        done = self._record(decided)
+        results = {
+            key: SendResult(key, row.status, row.reason, row.provider_id, row.attempts, new=False)
+            for key, row in {**others, **done}.items()
+        }
+        return [results[key] for key in keys]
+
+    def _call(self, rows: list[LedgerRow], workers: int) -> list[tuple[LedgerRow, Outcome | BaseException]]:
+        """Each row's channel called with the row's key; an exception is returned, not raised."""
+
+        def one(row: LedgerRow) -> tuple[LedgerRow, Outcome | BaseException]:
+            try:
+                return row, self.channels[row.channel].send(message_of(row), row.key)
+            except Exception as exc:  # noqa: BLE001 - decided by _decide: bad input is dead, the rest ambiguous
+                return row, exc
+
+        if workers <= 1 or len(rows) <= 1:
+            return [one(row) for row in rows]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(one, rows))
+
+    def _decide(self, row: LedgerRow, answer: Outcome | BaseException) -> _Decision:
+        """What an attempt's answer makes of the send (the row is as claimed: attempts counts this one)."""
+        if isinstance(answer, InputError):
+            return _Decision(row, Terminal(str(answer)), "dead", f"bad message: {answer}")
+        if isinstance(answer, BaseException):  # an adapter bug: the provider may have the message
+            return _Decision(row, None, "ambiguous", f"{type(answer).__name__}: {answer}")
+        if isinstance(answer, Delivered):
+            return _Decision(row, answer, "delivered", None, provider_id=answer.provider_id)
+        if isinstance(answer, Transient):
             now = self.clock()
             first = row.first_try_at if row.first_try_at is not None else now
-            at = policy.next_attempt_at(
-                first_try_at=first, now=now, attempt=row.attempts, retry_after=outcome.retry_after, rng=self.rng
+            at = self.policies[row.message_class].next_attempt_at(
+                first_try_at=first, now=now, attempt=row.attempts, retry_after=answer.retry_after, rng=self.rng
             )
             if at is None:
-                gave_up = f"gave up after {row.attempts} attempts: {outcome.reason}"
-                return self._finish(row, outcome, "dead", gave_up)
-            return self._finish(row, outcome, "retrying", outcome.reason, next_attempt_at=at)
-        if outcome.suppress:
-            self.ledger.suppress(row.channel, row.to_address, "bounce", outcome.reason)
-        return self._finish(row, outcome, "dead", outcome.reason)
+                return _Decision(row, answer, "dead", f"gave up after {row.attempts} attempts: {answer.reason}")
+            return _Decision(row, answer, "retrying", answer.reason, next_attempt_at=at)
+        return _Decision(row, answer, "dead", answer.reason, suppress=answer.suppress)
 
-    def _finish(
-        self,
-        row: LedgerRow,
-        outcome: Outcome | None,
-        status: str,
-        reason: str | None,
-        *,
-        provider_id: str | None = None,
-        next_attempt_at: float | None = None,
-    ) -> SendResult:
+    def _record(self, decided: list[_Decision]) -> dict[str, LedgerRow]:
+        """Write the decisions (one statement), suppress what must be, and hand the outcomes on."""
         now = self.clock()
-        self.ledger.finish(
-            row.key, status, now=now, reason=reason, provider_id=provider_id, next_attempt_at=next_attempt_at
-        )
-        done = self.ledger.get(row.key)
-        assert done is not None
+        self.ledger.finish_many([d.values() for d in decided], now)
+        for d in decided:
+            if d.suppress and d.outcome is not None:
+                self.ledger.suppress(d.row.channel, d.row.to_address, "bounce", getattr(d.outcome, "reason", None))
+        done = {d.row.key: d.finished(now) for d in decided}
         if self.on_outcome is not None:
-            self.on_outcome(done, outcome)
-        return SendResult(row.key, status, reason, provider_id, done.attempts, new=False)
+            for d in decided:
+                self.on_outcome(done[d.row.key], d.outcome)
+        if self.on_outcomes is not None and decided:
+            self.on_outcomes([(done[d.row.key], d.outcome) for d in decided])
+        return done
 
-    def run_due(self, limit: int = 1000) -> list[SendResult]:
+    def run_due(self, limit: int = 1000, *, workers: int = 1) -> list[SendResult]:
         """Attempt every send whose time has come (new ones and retries), at most `limit`."""
-        return [self.attempt(key) for key in self.ledger.due(self.clock(), limit)]
+        keys = self.ledger.due(self.clock(), limit)
+        return self.attempt_many(keys, workers=workers) if keys else []
 
     def next_due_at(self) -> float | None:
         """When the earliest waiting retry is due (None when nothing waits)."""

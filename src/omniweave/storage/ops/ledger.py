@@ -127,6 +127,113 @@ class Ledger:
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(query)]
 
+    # --- batches: one statement per step for many sends ----------------------------------------
+    _CHUNK = 500  # keys per statement (SQLite's bound-parameter limit is far above this)
+
+    def insert_many(self, rows: Sequence[dict[str, object]]) -> set[str]:
+        """Write new pending rows in one transaction; returns the keys that were new (the rest existed)."""
+        now = time.time()
+        inserted: set[str] = set()
+        with self.engine.begin() as conn:
+            for start in range(0, len(rows), self._CHUNK):
+                chunk = rows[start : start + self._CHUNK]
+                keys = [str(r["key"]) for r in chunk]
+                existing = {k for (k,) in conn.execute(sa.select(sends.c.key).where(sends.c.key.in_(keys)))}
+                fresh: dict[str, dict[str, object]] = {}
+                for r in chunk:
+                    key = str(r["key"])
+                    if key not in existing and key not in fresh:
+                        fresh[key] = {
+                            "status": "pending",
+                            "attempts": 0,
+                            "created_at": now,
+                            "updated_at": now,
+                            "first_try_at": None,
+                            "next_attempt_at": None,
+                            "provider_id": None,
+                            "reason": None,
+                            **r,
+                        }
+                if fresh:
+                    conn.execute(sends.insert(), list(fresh.values()))
+                    inserted.update(fresh)
+        return inserted
+
+    def claim_many(self, keys: Sequence[str], now: float) -> list[LedgerRow]:
+        """Take every claimable row of `keys` for one attempt, in one statement per chunk; the rows as claimed."""
+        claimed: list[LedgerRow] = []
+        with self.engine.begin() as conn:
+            for start in range(0, len(keys), self._CHUNK):
+                chunk = list(dict.fromkeys(keys[start : start + self._CHUNK]))
+                result = conn.execute(
+                    sends.update()
+                    .where(sends.c.key.in_(chunk), sends.c.status.in_(CLAIMABLE))
+                    .values(
+                        status="sending",
+                        attempts=sends.c.attempts + 1,
+                        first_try_at=sa.func.coalesce(sends.c.first_try_at, now),
+                        next_attempt_at=None,
+                        updated_at=now,
+                    )
+                    .returning(*sends.c)
+                )
+                claimed.extend(LedgerRow(**m) for m in result.mappings())
+        return claimed
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, LedgerRow]:
+        """The rows of `keys` that exist, by key."""
+        out: dict[str, LedgerRow] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), self._CHUNK):
+                chunk = list(keys[start : start + self._CHUNK])
+                for m in conn.execute(sa.select(sends).where(sends.c.key.in_(chunk))).mappings():
+                    out[m["key"]] = LedgerRow(**m)
+        return out
+
+    def finish_many(self, outcomes: Sequence[dict[str, object]], now: float) -> None:
+        """Record many attempts' outcomes (each: key, status, reason, provider_id, next_attempt_at) at once."""
+        if not outcomes:
+            return
+        statement = (
+            sends.update()
+            .where(sends.c.key == sa.bindparam("k"), sends.c.status == "sending")
+            .values(
+                status=sa.bindparam("s"),
+                reason=sa.bindparam("r"),
+                provider_id=sa.func.coalesce(sa.bindparam("p"), sends.c.provider_id),
+                next_attempt_at=sa.bindparam("n"),
+                updated_at=now,
+            )
+        )
+        params = [
+            {
+                "k": o["key"],
+                "s": o["status"],
+                "r": o.get("reason"),
+                "p": o.get("provider_id"),
+                "n": o.get("next_attempt_at"),
+            }
+            for o in outcomes
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(statement, params)
+
+    def suppressed_among(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Which of these (channel, address) pairs are suppressed, with the reason."""
+        wanted = set(pairs)
+        addresses = sorted({address for _, address in wanted})
+        out: dict[tuple[str, str], str] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(addresses), self._CHUNK):
+                chunk = addresses[start : start + self._CHUNK]
+                query = sa.select(suppressions.c.channel, suppressions.c.address, suppressions.c.reason).where(
+                    suppressions.c.address.in_(chunk)
+                )
+                for channel, address, reason in conn.execute(query):
+                    if (channel, address) in wanted:
+                        out[(channel, address)] = str(reason)
+        return out
+
     def rows(self, status: str | None = None, limit: int | None = None) -> list[LedgerRow]:
         """Ledger rows (with `status` when given), oldest first."""
         query = sa.select(sends).order_by(sends.c.created_at, sends.c.key)
