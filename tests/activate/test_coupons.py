@@ -399,3 +399,39 @@ def test_pools_issue_and_bulk_issue_on_both_stores(opstore_url: str, tmp_path) -
         assert again.issued == 5_000 and len(issued) == len(set(issued)) == 30_001
     finally:
         rt.close()
+
+
+def test_online_coupon_applied_and_the_coupons_importer_redeem_with_their_channel(runtime, tmp_path) -> None:
+    service.create_pool(runtime, "web", length=8)
+    online = service.issue(runtime, "web", person_id="u-1", send_key="k1", channel="push", campaign="App Push")
+    imported = service.issue(runtime, "web", person_id="u-2", send_key="k2", channel="sms")
+    applied = {
+        "type": "track",
+        "event": "Coupon Applied",
+        "messageId": "shop-1",
+        "userId": "u-1",
+        "timestamp": "2026-05-10T12:00:00Z",
+        "properties": {"coupon": format_code(online.code).lower(), "channel": "web", "order_id": "o1"},
+    }
+    emit(runtime.store, "shop", [applied])
+    path = tmp_path / "coupons.csv"
+    path.write_text(
+        "redemption_id,coupon_code,timestamp,redeemed_channel,email\n"
+        f"R1,{imported.code},2026-05-11T12:00:00Z,app,bob@example.com\n"
+    )
+    assert import_file(runtime, "coupons", path).rows_imported == 1
+    load_all(runtime.store, runtime.log)
+    done = service.redeem_from_log(runtime)  # no resolve yet: the redeemer is the event's user id
+    assert (done.redeemed, done.shared, done.emitted) == (2, 0, 2)
+    first, second = service.find(runtime, online.code), service.find(runtime, imported.code)
+    assert first is not None and (first.redeemed_via, first.redeemed_by) == ("web", "u-1")
+    assert second is not None and second.redeemed_via == "app"
+    load_all(runtime.store, runtime.log)
+    warehouse = runtime.warehouse()
+    warehouse.table("events")
+    rows = warehouse.rows(
+        "SELECT user_id, channel, timestamp, json_extract_string(properties, '$.send_key') AS send_key "
+        "FROM events WHERE event = 'Coupon Redeemed' ORDER BY timestamp"
+    )
+    assert [(r["user_id"], r["channel"], r["send_key"]) for r in rows][0] == ("u-1", "push", "k1")
+    assert rows[1]["channel"] == "sms" and rows[1]["send_key"] == "k2"

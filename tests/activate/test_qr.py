@@ -138,3 +138,23 @@ def test_bad_link_requests_name_the_field(runtime, kwargs: dict, field: str) -> 
     with pytest.raises(InputError) as caught:
         qr_link(runtime, **request)
     assert caught.value.field == field
+
+
+def test_the_route_is_documented_and_any_token_gets_404_not_5xx(app_runtime) -> None:
+    from urllib.parse import quote
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    client, runtime = app_runtime
+    operation = client.get("/openapi.json").json()["paths"]["/q/{token}"]["get"]
+    assert set(operation["responses"]) == {"302", "404"}
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.text(min_size=1, max_size=300))
+    def check(token: str) -> None:
+        answer = client.get("/q/" + quote(token, safe=""))
+        assert answer.status_code == 404, (token, answer.status_code)
+
+    check()
+    assert scans(runtime) == []

@@ -444,7 +444,7 @@ def _redeem(engine: sa.Engine, code: str, row: dict[str, Any], summary: Redempti
         redeemer = row.get("person_id") or row.get("user_id")
         recipient = found["person_id"]
         shared = bool(redeemer and recipient and redeemer != recipient)
-        via = "store" if (row.get("channel") or "") in ("store", "") else str(row["channel"])
+        via = _via(row)
         values = {
             "redeemed_at": at,
             "redeemed_by": redeemer,
@@ -463,6 +463,16 @@ def _redeem(engine: sa.Engine, code: str, row: dict[str, Any], summary: Redempti
     summary.expired += bool(found["expires_at"] is not None and at > found["expires_at"])
     summary.codes.append(code)
     return Coupon(**{**found, **values})
+
+
+def _via(row: dict[str, Any]) -> str:
+    """Where a code was used: the coupons importer's `redeemed_channel` (store, web, app), else `store` for a
+    till receipt, else the event's channel (an online shop's `web` or `app`)."""
+    said = _properties(row["properties"]).get("redeemed_channel")
+    if isinstance(said, str) and said.strip():
+        return said.strip().lower()[:40]
+    channel = str(row.get("channel") or "").lower()
+    return "store" if channel in ("store", "", "other", "coupon") else channel[:40]
 
 
 def _epoch(value: Any) -> float:
