@@ -33,3 +33,15 @@ def test_a_malformed_event_stops_the_batch_before_anything_is_written(runtime):
     with pytest.raises(EventError, match="record 1, field 'userId'"):
         emit(runtime.store, "omniweave-channels", [event("m3"), {"type": "track", "event": "X", "messageId": "m4"}])
     assert runtime.store.read(0) == []
+
+
+def test_emitting_together_validates_at_once_and_writes_once_at_the_end(runtime):
+    from omniweave.collect.emit import emitting_together
+
+    with emitting_together():
+        emit(runtime.store, "omniweave-channels", [event("a1")])
+        emit(runtime.store, "omniweave-channels", [event("a2"), event("a1")])
+        with pytest.raises(EventError):
+            emit(runtime.store, "omniweave-channels", [{"type": "track", "messageId": "bad"}])
+        assert runtime.store.read(0) == []  # nothing written inside the block
+    assert [orjson.loads(r.payload)["messageId"] for r in runtime.store.read(0)] == ["a1", "a2"]

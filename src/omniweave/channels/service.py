@@ -39,7 +39,7 @@ from omniweave.channels.push.service import open_push_channel
 from omniweave.channels.reach_feedback import reach_feedback
 from omniweave.channels.sms.service import messaging_channel, send_feedback
 from omniweave.channels.webhook.service import open_webhook_channel
-from omniweave.collect.emit import emit
+from omniweave.collect.emit import emit, emitting_together
 from omniweave.errors import ConfigError, InputError
 from omniweave.runtime import Runtime
 from omniweave.storage.ops.ledger import Ledger, LedgerRow
@@ -136,11 +136,13 @@ def dispatcher_for(runtime: Runtime, channels: Mapping[str, Channel], **options:
     """
     handlers = [factory(runtime) for name, factory in _FEEDBACK.items() if name in channels]
 
-    def on_outcome(row: LedgerRow, outcome: Outcome | None) -> None:
-        for handler in handlers:
-            handler(row, outcome)
+    def on_outcomes(batch: list[tuple[LedgerRow, Outcome | None]]) -> None:
+        with emitting_together():  # one inbox commit for the whole batch's feedback
+            for row, outcome in batch:
+                for handler in handlers:
+                    handler(row, outcome)
 
-    return Dispatcher(Ledger(runtime.store.engine), channels, on_outcome=on_outcome, **options)
+    return Dispatcher(Ledger(runtime.store.engine), channels, on_outcomes=on_outcomes, **options)
 
 
 # --- links followed -------------------------------------------------------------------------------

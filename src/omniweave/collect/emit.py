@@ -10,7 +10,9 @@ so that a retry or a replay of the same fact is dropped by the inbox's deduplica
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,9 +21,35 @@ import orjson
 from omniweave.events.normalize import normalize_event
 from omniweave.storage.ops.store import OpStore
 
+_Pending = list[tuple[OpStore, str, float, list[tuple[str, bytes]]]]
+_BUFFER: ContextVar[_Pending | None] = ContextVar("omniweave_emit_buffer", default=None)
+
+
+@contextmanager
+def emitting_together() -> Iterator[None]:
+    """Within the block, `emit` validates at once but appends at the end, one transaction per store and
+    source (a batch of sends' feedback costs one commit instead of one per event)."""
+    if _BUFFER.get() is not None:  # already inside one: the outer block writes
+        yield
+        return
+    pending: _Pending = []
+    token = _BUFFER.set(pending)
+    try:
+        yield
+    finally:
+        _BUFFER.reset(token)
+    grouped: dict[tuple[int, str], tuple[OpStore, float, list[tuple[str, bytes]]]] = {}
+    for store, source, received, rows in pending:
+        _, _, kept = grouped.setdefault((id(store), source), (store, received, []))
+        kept.extend(rows)
+    for (_, source), (store, received, rows) in grouped.items():
+        source_id = store.ensure_source(source)
+        store.append([(source_id, message_id, received, payload) for message_id, payload in rows])
+
 
 def emit(store: OpStore, source: str, events: Iterable[Mapping[str, Any]]) -> int:
-    """Append `events` (raw Segment events) to the inbox as source `source`; returns how many were new.
+    """Append `events` (raw Segment events) to the inbox as source `source`; returns how many were new
+    (inside `emitting_together`: how many were accepted, written when the block ends).
 
     Raises EventError (naming the event's index and field) before anything is written when one is
     malformed, so a batch goes in whole or not at all.
@@ -34,5 +62,9 @@ def emit(store: OpStore, source: str, events: Iterable[Mapping[str, Any]]) -> in
         rows.append((event["messageId"], orjson.dumps(event)))
     if not rows:
         return 0
+    pending = _BUFFER.get()
+    if pending is not None:
+        pending.append((store, source, received, rows))
+        return len(rows)
     source_id = store.ensure_source(source)
     return store.append([(source_id, message_id, received, payload) for message_id, payload in rows])
