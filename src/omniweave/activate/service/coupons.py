@@ -348,10 +348,6 @@ def pool_codes(runtime: Runtime, pool: str) -> list[str]:
 
 
 # --- redemption -------------------------------------------------------------------------------------------
-_REDEMPTIONS_SQL = """
-SELECT message_id, timestamp, event, user_id, anonymous_id, channel, properties
-FROM events WHERE event IN ({names}) AND properties IS NOT NULL
-""".replace("{names}", ", ".join(f"'{name}'" for name in REDEMPTION_EVENTS))
 
 
 def codes_of(properties: dict[str, Any]) -> list[str]:
@@ -376,7 +372,8 @@ def _redemption_rows(runtime: Runtime) -> list[dict[str, Any]]:
     """Redemption events with the person each belongs to (through `identities` when resolved), oldest first."""
     warehouse = runtime.warehouse()
     events = warehouse.table("events")
-    events = events.filter(events.event.isin(REDEMPTION_EVENTS) & events.properties.notnull())
+    # only events whose properties mention a coupon at all: orders without one never become Python rows
+    events = events.filter(events.event.isin(REDEMPTION_EVENTS) & events.properties.contains('"coupon'))
     if runtime.log.has_data("identities"):
         events = with_person(events, warehouse.table("identities"), keep_unknown=True)
     else:
