@@ -261,3 +261,19 @@ def test_the_command_line_entry_point(home: Path) -> None:
         text=True,
     )
     assert failed.returncode == 2 and "brand-forbidden-word" in failed.stdout and "sms-ucs2" in failed.stdout
+
+
+def test_a_rendition_goes_out_through_the_email_channel_with_its_unsubscribe_link(rt: Runtime) -> None:
+    from omniweave.channels.service import email_channel
+
+    channel = email_channel(rt, fake=True)  # the real adapter (MIME, links) over the shipped outbox transport
+    report = send(rt, SendRequest("spring", "everyone", "email"), channels={"email": channel})
+    assert report.counts() == {"delivered": 2, "skipped": 3}
+    outbox = channel.transport.outbox  # type: ignore[attr-defined]
+    mail = next(m for m in outbox if m["To"] == "ann@example.com")
+    assert mail["Subject"] == "Ann, spring is here"
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    text = mail.get_body(("plain",)).get_content()
+    html = mail.get_body(("html",)).get_content()
+    assert "[[unsubscribe_url]]" not in text + html and "/u/" in text and "/u/" in html
+    assert "Hi Ann," in text and "Hi Ann," in html
