@@ -34,6 +34,7 @@ class LocalHTTP:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out at once, no delayed-ACK stalls
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

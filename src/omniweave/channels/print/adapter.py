@@ -86,6 +86,7 @@ class PrintChannel:
         self.drop_days = drop_days
         self.clock = clock
         self._lock = threading.Lock()
+        self._index: dict[str, tuple[int, dict[str, int]]] = {}  # batch -> (queue file size, send key -> n)
 
     # --- files of a batch -----------------------------------------------------------------------
     def _queue(self, batch: str) -> Path:
@@ -139,17 +140,30 @@ class PrintChannel:
             batch = self._batch_for(message, now)
             if self.is_printed(batch):
                 return Terminal(f"print batch {batch} is already printed; name another content.batch")
-            letters = self.queued(batch)
-            same = next((letter for letter in letters if letter.send_key == idempotency_key), None)
-            if same is not None:
-                return Delivered(f"{batch}:{same.n}")
-            letter = letter_of(message, idempotency_key, batch, len(letters) + 1, now)
+            index = self._keys(batch)
+            if idempotency_key in index:
+                return Delivered(f"{batch}:{index[idempotency_key]}")
+            letter = letter_of(message, idempotency_key, batch, len(index) + 1, now)
             self.folder.mkdir(parents=True, exist_ok=True)
             with self._queue(batch).open("ab") as handle:
                 handle.write(orjson.dumps(letter.to_dict()) + b"\n")
                 handle.flush()
                 os.fsync(handle.fileno())
+                size = handle.tell()
+            index[idempotency_key] = letter.n
+            self._index[batch] = (size, index)
             return Delivered(f"{batch}:{letter.n}")
+
+    def _keys(self, batch: str) -> dict[str, int]:
+        """Send key -> place of the letters queued in `batch`, re-read only when the queue file changed."""
+        path = self._queue(batch)
+        size = path.stat().st_size if path.exists() else 0
+        cached = self._index.get(batch)
+        if cached is not None and cached[0] == size:
+            return cached[1]
+        index = {letter.send_key: letter.n for letter in self.queued(batch)}
+        self._index[batch] = (size, index)
+        return index
 
     def flush(self, batch: str) -> PrintBatch:
         """Write the batch's PDF and CSV and mark it printed (a second flush returns the same batch)."""
