@@ -55,7 +55,7 @@ def _rules(document: dict[str, Any], channel: str, limits: Limits | None = None)
 def test_a_good_message_has_no_finding_on_any_channel(channel: str) -> None:
     rendition = _rendition(GOOD, channel)
     findings = check(rendition, BRAND, Limits(whatsapp_window_open=False))
-    assert findings == [] or {f.rule for f in findings} == {"sms-ucs2"} and channel == "sms", findings
+    assert findings == [], [f.to_dict() for f in findings]
 
 
 BAD: list[tuple[str, str, dict[str, Any], str, Limits | None]] = [
