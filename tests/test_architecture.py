@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "omniweave"
-STAGES = ("events", "storage", "collect", "identity", "profiles", "segments", "activate", "measure", "shells", "demo")
+STAGES = ("events", "storage", "collect", "identity", "profiles", "segments", "channels", "activate", "measure", "shells", "demo")
 
 
 def test_one_folder_per_stage():
     for stage in STAGES:
         assert (PACKAGE / stage / "__init__.py").is_file(), stage
-    for old in ("core", "adapters", "service", "importers", "segments/library"):
+    for old in ("core", "adapters", "service", "importers", "segments_library"):
         assert not (PACKAGE / old).exists(), f"{old}/ is a layer folder of the old house"
 
 
