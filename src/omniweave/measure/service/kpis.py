@@ -35,8 +35,6 @@ from omniweave.storage.engine import Dialect, dialect_of
 
 PERIODS = ("day", "week", "month")
 DIMENSIONS = ("channel", "store", "campaign")
-GROUPS = ("awareness", "engagement", "conversion", "loyalty")
-SCOPES = ("online", "in-store", "both")
 DEFAULT_SESSION_GAP_MINUTES = 30
 SOCIAL_PLATFORMS = (
     "facebook",
