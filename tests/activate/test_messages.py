@@ -43,7 +43,7 @@ PEOPLE: list[tuple[str, dict[str, Any]]] = [
     ("u2", {"first_name": "Bob", "email": "bob@example.com", "email_opt_in": False}),
     ("u3", {"first_name": "Cat", "email": "cat@example.com", "email_opt_in": True}),
     ("u4", {"first_name": "Dan", "email_opt_in": True}),
-    ("u5", {"email": "eve@example.com", "email_opt_in": True, "sms_opt_in": True, "phone": "+447700900005"}),
+    ("u5", {"email": "eve@example.com", "email_opt_in": True, "sms_opt_in": True, "phone": "07700 900005"}),
 ]
 SEGMENT = "id: everyone\nname: Everyone\nwhere:\n  trait: event_count\n  gt: 0\n"
 MESSAGE = """
@@ -81,8 +81,8 @@ def _build(home: Path) -> None:
             identities.append(("user_id", user, person))
             if "email" in traits:
                 identities.append(("email", traits["email"], person))
-            if "phone" in traits:
-                identities.append(("phone", traits["phone"], person))
+            if "phone" in traits:  # the identity graph holds E.164; the profile keeps what the person typed
+                identities.append(("phone", "+44" + traits["phone"].replace(" ", "")[-10:], person))
         runtime.log.append("events", events_to_table(events, "test"), "world")
         write_identities(runtime, identities)
         build_profiles(runtime, now=NOW, traits=[])
@@ -205,6 +205,7 @@ def test_sms_send_retries_through_the_dispatcher_and_reports_statuses(rt: Runtim
     assert [(o.outcome, o.reason, o.count) for o in report.outcomes if o.outcome == "skipped"] == [
         ("skipped", "no sms address", 3)
     ]
+    assert {m.to for m, _ in fake.sent} == {"+447700900001", "+447700900005"}  # a national number sent as E.164
     body = fake.sent[0][0].content["body"]
     assert body.endswith("Reply STOP to opt out") and body.startswith("Shop.example: Hi ")
 

@@ -256,12 +256,25 @@ def _push_endpoint(runtime: Runtime, profile: Mapping[str, Any]) -> str | None:
     return str(found[0]) if found else None
 
 
+def _phone(runtime: Runtime, raw: Any) -> str | None:
+    """The profile's phone number in E.164 (as the identity graph writes it, in the settings' default
+    region), None when there is none or it is not a phone number."""
+    from omniweave.identity.graph import IdentifierError, normalize
+
+    if raw is None or not str(raw).strip():
+        return None
+    try:
+        return normalize("phone", raw, runtime.settings.default_region)
+    except IdentifierError:
+        return None
+
+
 def address_of(runtime: Runtime, channel: str, profile: Mapping[str, Any]) -> str | tuple[str, ...] | None:
     """Where `channel` reaches the person: e-mail, phone, push endpoint, postal address (None: nowhere)."""
     if channel == "email":
         return profile.get("primary_email") or None
     if channel in ("sms", "whatsapp"):
-        return profile.get("primary_phone") or None
+        return _phone(runtime, profile.get("primary_phone"))
     if channel == "push":
         return _push_endpoint(runtime, profile)
     return postal_address(profile)
@@ -612,6 +625,8 @@ def _one(
         return "already_sent", f"in the ledger as {found.status}"
     address = address_of(runtime, channel, profile)
     if address is None:
+        if channel in ("sms", "whatsapp") and profile.get("primary_phone"):
+            return "skipped", f"no valid {channel} number (not a phone number in {runtime.settings.default_region})"
         return "skipped", f"no {channel} address"
     problem = consent_problem(channel, message.message_class, profile)
     if problem:
