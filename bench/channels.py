@@ -11,7 +11,7 @@ Message-ID). Target (issue 20): >= 1,000 sends/s.
 HTTP: `http_section(args)`, the SMS/WhatsApp provider run of bench/channels_http.py (target
 >= 2,000 sends/s).
 
-    python bench/channels.py [--emails 2000] [--email-workers 1] [--no-email-feedback] [--email-home-dir /dev/shm] [--skip-http]
+    python bench/channels.py [--emails 2000] [--email-workers 4] [--batch 500] [--no-email-feedback] [--email-home-dir /dev/shm] [--skip-http]
 """
 
 from __future__ import annotations
@@ -91,7 +91,14 @@ def email_section(args: argparse.Namespace) -> float:
         Path(tempfile.mkdtemp(prefix="ow-bench-email-", dir=args.email_home_dir or getattr(args, "home_dir", None)))
         / "home"
     )
-    section = replace(EmailChannelSettings(), enabled=True, host="127.0.0.1", port=port, security="plain")
+    section = replace(
+        EmailChannelSettings(),
+        enabled=True,
+        host="127.0.0.1",
+        port=port,
+        security="plain",
+        connections=max(1, args.email_workers),
+    )
     settings = Settings(home=str(home), channels=ChannelsSettings(public_url="https://news.example.com", email=section))
     runtime = Runtime(settings)
     n, workers = args.emails, max(1, args.email_workers)
@@ -117,26 +124,10 @@ def email_section(args: argparse.Namespace) -> float:
     warm = dispatcher()  # the tables' first pages, the signing key, one connection
     warm.send(replace(messages[0], to="warm-up@example.org"), "warm-up")
     started = time.perf_counter()
-    if workers == 1:
-        d = dispatcher()
-        statuses = [d.send(m, f"bench:{i}").status for i, m in enumerate(messages)]
-    else:
-        d0 = dispatcher()
-        for i, m in enumerate(messages):
-            d0.enqueue(m, f"bench:{i}")
-        lock = threading.Lock()
-
-        def work(part: list[int]) -> None:
-            d = dispatcher()
-            got = [d.attempt(f"bench:{i}").status for i in part]
-            with lock:
-                statuses.extend(got)
-
-        threads = [threading.Thread(target=work, args=(list(range(w, n, workers)),)) for w in range(workers)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+    d = dispatcher()
+    for first in range(0, n, args.batch):
+        part = [(m, f"bench:{i}") for i, m in enumerate(messages[first : first + args.batch], start=first)]
+        statuses.extend(r.status for r in d.send_many(part, workers=workers))
     elapsed = time.perf_counter() - started
     # the adapter alone (no ledger, no events): what the SMTP path costs, to see where the time goes
     direct = messages[: max(workers, n // 4)]
@@ -193,7 +184,13 @@ def http_section(args: argparse.Namespace) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--emails", type=int, default=2000, help="e-mails to send (default 2000)")
-    parser.add_argument("--email-workers", type=int, default=1, help="dispatcher threads for e-mail (default 1)")
+    parser.add_argument(
+        "--email-workers",
+        type=int,
+        default=4,
+        help="dispatcher threads for e-mail, one SMTP connection each (default 4)",
+    )
+    parser.add_argument("--batch", type=int, default=500, help="messages per Dispatcher.send_many call (default 500)")
     parser.add_argument(
         "--no-email-feedback", dest="email_feedback", action="store_false", help="no Email Delivered events"
     )

@@ -29,6 +29,7 @@ import httpx
 
 from omniweave.channels.dispatch import Dispatcher
 from omniweave.channels.port import Message
+from omniweave.channels.service import dispatcher_for
 from omniweave.channels.sms.fake import FakeTwilio
 from omniweave.channels.sms.service import messaging_channel, send_feedback
 from omniweave.runtime import Runtime
@@ -90,7 +91,11 @@ def http_section(args: argparse.Namespace) -> float:
         limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
         client = httpx.Client(timeout=10, limits=limits)
         channel = messaging_channel(runtime, "sms", client=client)
-        dispatcher = Dispatcher(ledger, {"sms": channel}, rng=random.Random(1), on_outcome=on_outcome)
+        dispatcher = (
+            dispatcher_for(runtime, {"sms": channel}, rng=random.Random(1))  # feedback events, one commit a batch
+            if on_outcome is not None
+            else Dispatcher(ledger, {"sms": channel}, rng=random.Random(1))
+        )
         messages = [
             (
                 Message("sms", f"+4477009{i:05d}", {"body": f"Spring sale, code SPRING{i:05d}"}, person_id=f"P{i}"),
@@ -102,21 +107,9 @@ def http_section(args: argparse.Namespace) -> float:
         for i in range(workers):
             dispatcher.send(Message("sms", f"+4477008{i:05d}", {"body": "warm-up"}), f"warm:{i}")
         started = time.perf_counter()
-        if workers == 1:
-            for message, key in messages:
-                dispatcher.send(message, key)
-        else:
-            for message, key in messages:
-                dispatcher.enqueue(message, key)
-            keys = [key for _, key in messages]
-            threads = [
-                threading.Thread(target=lambda part=keys[w::workers]: [dispatcher.attempt(k) for k in part])
-                for w in range(workers)
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+        batch = getattr(args, "batch", 500)
+        for first in range(0, len(messages), batch):
+            dispatcher.send_many(messages[first : first + batch], workers=workers)
         elapsed = time.perf_counter() - started
         counts = ledger.counts()
         # the adapter alone (no ledger): what the HTTP path costs, to see where the time goes

@@ -356,6 +356,7 @@ class EmailChannelSettings:
     reply_to: str = ""
     unsubscribe_mailto: str = ""
     timeout_seconds: float = 30.0
+    connections: int = 4  # SMTP connections used in parallel by a dispatcher with worker threads
 
 
 @dataclass(frozen=True)

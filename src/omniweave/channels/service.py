@@ -30,6 +30,7 @@ from omniweave.channels import links
 from omniweave.channels.ads.service import open_ads_channel
 from omniweave.channels.dispatch import Dispatcher
 from omniweave.channels.email import EmailChannel, OutboxTransport, SmtpTransport
+from omniweave.channels.email.adapter import SmtpPool
 from omniweave.channels.email.dsn import parse_dsn
 from omniweave.channels.email.events import is_soft_bounce, outcome_events, row_event
 from omniweave.channels.feedback import SOURCE, event_for
@@ -63,7 +64,7 @@ def email_channel(runtime: Runtime, *, fake: bool = False) -> EmailChannel:
     """The e-mail channel of `[channels.email]`: SMTP (password from its variable), or the shipped outbox."""
     settings = runtime.settings.channels.email
     if fake:
-        transport: OutboxTransport | SmtpTransport = OutboxTransport()
+        transport: OutboxTransport | SmtpPool = OutboxTransport()
     else:
         password = os.environ.get(settings.password_env) if settings.username else None
         if settings.username and not password:
@@ -71,7 +72,7 @@ def email_channel(runtime: Runtime, *, fake: bool = False) -> EmailChannel:
                 f"[channels.email] username is {settings.username!r} but ${settings.password_env} is not set; "
                 "put the SMTP password in that variable (or clear username for a server without AUTH)"
             )
-        transport = SmtpTransport.from_settings(settings, password)
+        transport = SmtpPool(lambda: SmtpTransport.from_settings(settings, password), max(1, settings.connections))
     return EmailChannel(
         settings,
         public_url=runtime.settings.channels.public_url,

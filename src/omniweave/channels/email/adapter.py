@@ -30,10 +30,12 @@ round trips and a TLS handshake) and reconnects when the server has closed it.
 from __future__ import annotations
 
 import contextlib
+import queue
 import re
 import smtplib
 import ssl
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from omniweave.channels.email.message import render_email
@@ -221,6 +223,37 @@ class SmtpTransport:
                 with contextlib.suppress(smtplib.SMTPException, OSError):
                     self._smtp.quit()
                 self._drop()
+
+
+class SmtpPool:
+    """Several SMTP connections to one server, each used by one send at a time, so that a dispatcher
+    with worker threads sends in parallel (one connection carries one message at a time)."""
+
+    def __init__(self, make: Callable[[], SmtpTransport], size: int):
+        if size < 1:
+            raise ValueError(f"an SMTP pool needs at least one connection, got {size}")
+        self._free: queue.LifoQueue[SmtpTransport] = queue.LifoQueue()
+        self.transports = [make() for _ in range(size)]
+        for transport in self.transports:
+            self._free.put(transport)
+
+    @property
+    def connections(self) -> int:
+        """How many connections were opened over the pool's life."""
+        return sum(t.connections for t in self.transports)
+
+    def deliver(self, sender: str, recipient: str, data: bytes, message_id: str) -> Outcome:
+        """Deliver on the first free connection (waits for one when all are busy)."""
+        transport = self._free.get()
+        try:
+            return transport.deliver(sender, recipient, data, message_id)
+        finally:
+            self._free.put(transport)
+
+    def close(self) -> None:
+        """Close every connection."""
+        for transport in self.transports:
+            transport.close()
 
 
 def _quietly_close(smtp: smtplib.SMTP) -> None:
