@@ -248,3 +248,10 @@ def test_the_builtin_library_is_valid_under_the_checker() -> None:
         assert validation.ok, [f.to_dict() for f in validation.findings]
         assert not [f for f in validation.findings if f.severity == "warning"], validation.findings
     assert SAMPLE_PERSON["first_name"]
+
+
+def test_our_own_short_link_under_an_http_public_url_is_a_warning_other_http_links_errors() -> None:
+    own = _rendition(GOOD, "print", qr_url="http://127.0.0.1:8787/q/abc")
+    found = check(own, BRAND, Limits(own_url="http://127.0.0.1:8787"))
+    assert [(f.rule, f.severity) for f in found] == [("insecure-link", "warning")]
+    assert [(f.rule, f.severity) for f in check(own, BRAND)] == [("insecure-link", "error")]

@@ -17,7 +17,7 @@ the field. The rules (docs/content.md has the table):
 | `push-title-missing` | error | a push without a title |
 | `whatsapp-template-required` | error (warning when the window is unknown) | free-form WhatsApp outside the 24-hour window |
 | `brand-forbidden-word` | error | a word of the brand's `voice.avoid` list, anywhere |
-| `insecure-link` | error | a call-to-action, push or QR link that is http:// instead of https:// |
+| `insecure-link` | error (warning: our own short links under an http:// public_url) | an http:// link, not https:// |
 | `letter-address-missing` | error | a letter without a postal address |
 | `empty-message` | error | nothing to say (an SMS, WhatsApp or letter without text) |
 
@@ -45,6 +45,7 @@ class Limits:
 
     max_sms_segments: int = 2
     whatsapp_window_open: bool | None = None
+    own_url: str = ""  # `[channels] public_url`: our own short links are only as secure as it is (a warning)
 
 
 @dataclass(frozen=True)
@@ -224,15 +225,17 @@ def check(rendition: Rendition, brand: BrandKit, limits: Limits | None = None) -
                 )
             )
     for where, url in _links(rendition):
-        if url.lower().startswith("http://"):
-            out.append(
-                Finding(
-                    channel,
-                    "insecure-link",
-                    f"the link {url[:80]!r} is http://; expected an https:// link",
-                    field=where,
-                )
+        if not url.lower().startswith("http://"):
+            continue
+        if limits.own_url and url.startswith(limits.own_url.rstrip("/") + "/"):
+            message = (
+                f"the short link {url[:60]!r} is http:// because [channels] public_url is {limits.own_url!r}; "
+                "expected https:// in production"
             )
+            out.append(Finding(channel, "insecure-link", message, severity="warning", field=where))
+        else:
+            message = f"the link {url[:80]!r} is http://; expected an https:// link"
+            out.append(Finding(channel, "insecure-link", message, field=where))
     texts = visible_texts(rendition)
     for word in brand.voice_avoid:
         pattern = _word_pattern(word)

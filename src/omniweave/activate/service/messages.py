@@ -230,14 +230,15 @@ def _profile(runtime: Runtime, person_id: str) -> dict[str, Any] | None:
 
 def postal_address(profile: Mapping[str, Any]) -> tuple[str, ...] | None:
     """A letter's address from the profile: a `postal_address` trait (lines or text), else the name with
-    `address_line_1`/`street`, `address_line_2`, `city` and `postcode` traits; None without a street."""
+    `address_line_1` (or `street`, or `address`), `address_line_2`, `city` and `postcode` traits; None without
+    a street."""
     given = profile.get("postal_address")
     if isinstance(given, str) and given.strip():
         lines = [line.strip() for line in given.replace(",", "\n").splitlines() if line.strip()]
         return tuple(lines) if len(lines) >= 2 else None
     if isinstance(given, list | tuple) and len(given) >= 2:
         return tuple(str(line).strip() for line in given if str(line).strip())
-    street = profile.get("address_line_1") or profile.get("street")
+    street = profile.get("address_line_1") or profile.get("street") or profile.get("address")
     if not street:
         return None
     name = " ".join(str(profile.get(k) or "").strip() for k in ("first_name", "last_name")).strip()
@@ -431,7 +432,7 @@ def preview(runtime: Runtime, request: PreviewRequest, *, now: float | None = No
         notes.append(f"the coupon code is issued at send; {code!r} stands in for it here")
     rendition = _render_for(runtime, message, brand, channel, profile, address, code=code, key=None)
     window = _window_open(runtime, str(address), now) if channel == "whatsapp" and address else None
-    findings = check(rendition, brand, Limits(request.max_sms_segments, window))
+    findings = check(rendition, brand, Limits(request.max_sms_segments, window, runtime.settings.channels.public_url))
     if pool_finding:
         findings.insert(0, pool_finding)
     if channel not in message.channels:
@@ -638,7 +639,8 @@ def _one(
     placeholder, unique = code
     rendition = _render_for(runtime, message, brand, channel, profile, address, code=placeholder, key=key)
     window = _window_open(runtime, to, now) if channel == "whatsapp" else None
-    blocking = errors(check(rendition, brand, Limits(request.max_sms_segments, window)))
+    limits = Limits(request.max_sms_segments, window, runtime.settings.channels.public_url)
+    blocking = errors(check(rendition, brand, limits))
     if blocking:
         return "skipped", "blocked by the checker: " + ", ".join(sorted({f.rule for f in blocking}))
     if request.dry_run:

@@ -19,12 +19,11 @@ messages_app = typer.Typer(
 )
 
 
-def _findings_grid(findings: list[Finding] | tuple[Finding, ...], title: str = "findings") -> Grid:
-    return grid(
-        ["channel", "severity", "rule", "message"],
-        [[f.channel, f.severity, f.rule, f.message] for f in findings],
-        title=title,
-    )
+def _findings_lines(findings: list[Finding] | tuple[Finding, ...], title: str = "findings") -> list[Grid | str]:
+    """Findings as lines of text (`error sms-segments (sms, body): …`), which wrap instead of splitting a table."""
+    lines: list[Grid | str] = [f"{title}:"]
+    lines += [f"  {f.severity} {f.rule} ({f.channel}, {f.field or '-'}): {f.message}" for f in findings]
+    return lines
 
 
 @messages_app.command("list")
@@ -89,7 +88,7 @@ def messages_validate(
         state = "ok" if validation.ok else "errors"
         console.print(f"{message.source}: {state} ({message.name})", markup=False, highlight=False, soft_wrap=True)
         if validation.findings:
-            emit(console, "table", document=None, views=[_findings_grid(validation.findings, message.name)])
+            emit(console, "table", document=None, views=_findings_lines(validation.findings, message.name))
         failed = failed or not validation.ok
     if failed:
         raise typer.Exit(2)
@@ -123,7 +122,7 @@ def _preview_views(result: Preview, html_out: Path | None) -> list[Grid | str]:
     else:
         views += ["", *content.get("address", []), "", content.get("text", ""), "", f"QR: {content.get('qr_url', '')}"]
     if result.findings:
-        views += ["", _findings_grid(result.findings)]
+        views += ["", *_findings_lines(result.findings)]
     else:
         views += ["", "findings: none"]
     views += [f"note: {note}" for note in result.notes]
