@@ -38,6 +38,8 @@ PEOPLE: list[tuple[str, dict[str, Any]]] = [
             "phone": "+447700900001",
             "email_opt_in": True,
             "sms_opt_in": True,
+            "mail_opt_in": True,
+            "address": {"street": "1 Rose Lane", "city": "London", "postalCode": "N1 1AA", "country": "GB"},
         },
     ),
     ("u2", {"first_name": "Bob", "email": "bob@example.com", "email_opt_in": False}),
@@ -278,3 +280,26 @@ def test_a_rendition_goes_out_through_the_email_channel_with_its_unsubscribe_lin
     html = mail.get_body(("html",)).get_content()
     assert "[[unsubscribe_url]]" not in text + html and "/u/" in text and "/u/" in html
     assert "Hi Ann," in text and "Hi Ann," in html
+
+
+def test_a_letter_to_the_address_of_the_identify_traits_with_a_recipient_qr_link(rt: Runtime) -> None:
+    from omniweave.channels.print.service import open_print_channel
+
+    shown = preview(rt, PreviewRequest("spring", "P1", "letter"))
+    assert shown.rendition.content["address"] == ["Ann", "1 Rose Lane", "London", "N1 1AA"]
+    qr = shown.rendition.content["qr_url"]
+    assert qr.startswith(rt.settings.channels.public_url + "/q/")
+    assert [(f.rule, f.severity) for f in shown.findings] == [("insecure-link", "warning")]  # an http:// public_url
+    channel = open_print_channel(rt)
+    report = send(rt, SendRequest("spring", "everyone", "print"), channels={"print": channel})
+    assert report.counts() == {"delivered": 1, "skipped": 4}
+    assert ("skipped", "no print address") in {(o.outcome, o.reason) for o in report.outcomes}
+    row = Ledger(rt.store.engine).get(send_key("spring", "everyone", "P1", "print"))
+    assert row is not None and row.status == "delivered"
+    letter = orjson.loads(row.content)
+    assert "Hi Ann," in letter["text"] and letter["address"][1] == "1 Rose Lane"
+    from omniweave.channels import links
+
+    token = letter["qr_url"].rsplit("/q/", 1)[1]
+    payload = links.verify(rt, "q", token)
+    assert payload is not None and payload["pid"] == "P1" and payload["m"] == "letter"  # the scan is tied to Ann

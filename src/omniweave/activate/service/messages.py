@@ -270,6 +270,59 @@ def _phone(runtime: Runtime, raw: Any) -> str | None:
         return None
 
 
+ADDRESS_TRAITS = ("postal_address", "address", "address_line_1", "street", "address_line_2", "city", "postcode")
+"""Identify traits that state a postal address (`address` may be Segment's object: street, city, postalCode)."""
+
+
+def _address_traits(traits: Mapping[str, Any]) -> dict[str, Any]:
+    """The address fields of one identify call's traits, Segment's `address` object spread into them."""
+    out = {k: traits[k] for k in ADDRESS_TRAITS if traits.get(k) not in (None, "", [], {})}
+    given = out.get("address")
+    if isinstance(given, Mapping):
+        del out["address"]
+        street = given.get("street") or given.get("line1") or given.get("address_line_1")
+        extra = {
+            "address_line_1": street,
+            "address_line_2": given.get("line2") or given.get("address_line_2"),
+            "city": given.get("city"),
+            "postcode": given.get("postalCode") or given.get("postal_code") or given.get("postcode"),
+        }
+        out.update({k: v for k, v in extra.items() if v})
+    return out
+
+
+def with_postal_addresses(runtime: Runtime, profiles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The profile rows, each without a postal address in its columns completed from the person's identify
+    traits (the latest call stating each field wins), so a letter can go where a form or CRM import said."""
+    missing = [p["person_id"] for p in profiles if postal_address(p) is None]
+    if not missing or not (runtime.log.has_data("events") and runtime.log.has_data("identities")):
+        return profiles
+    import ibis
+    import orjson
+
+    from omniweave.identity.persons import with_person
+
+    warehouse = runtime.warehouse()
+    events = warehouse.table("events")
+    stated = events.filter(
+        (events.type == "identify")
+        & events.traits.notnull()
+        & (events.traits.contains('"address') | events.traits.contains('"street') | events.traits.contains('"postal'))
+    ).select("user_id", "anonymous_id", "timestamp", "traits")
+    owned = with_person(stated, warehouse.table("identities"))
+    wanted = ibis.memtable({"_wanted": [str(p) for p in missing]})
+    owned = owned.join(wanted, owned.person_id == wanted._wanted).order_by(["timestamp"])
+    found: dict[str, dict[str, Any]] = {}
+    for row in owned.select("person_id", "traits").to_pyarrow().to_pylist():
+        try:
+            traits = orjson.loads(row["traits"])
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(traits, dict):
+            found.setdefault(row["person_id"], {}).update(_address_traits(traits))
+    return [{**p, **found[p["person_id"]]} if p["person_id"] in found else p for p in profiles]
+
+
 def address_of(runtime: Runtime, channel: str, profile: Mapping[str, Any]) -> str | tuple[str, ...] | None:
     """Where `channel` reaches the person: e-mail, phone, push endpoint, postal address (None: nowhere)."""
     if channel == "email":
@@ -426,6 +479,8 @@ def preview(runtime: Runtime, request: PreviewRequest, *, now: float | None = No
     if profile is None:
         notes.append("this person has no profile row yet (run `omniweave profiles build`): rendered without traits")
         profile = {"person_id": person_id}
+    if channel == "print":
+        profile = with_postal_addresses(runtime, [dict(profile)])[0]
     address = address_of(runtime, channel, profile)
     pool_finding, code, unique = _pool_problem(runtime, message, channel)
     if unique:
@@ -587,6 +642,8 @@ def send(
         )
     brand = load_brand(runtime.settings)
     total, rows = segment_profiles(runtime, request.segment)
+    if channel == "print":
+        rows = with_postal_addresses(runtime, rows)
     pool_finding, placeholder, unique = _pool_problem(runtime, message, channel)
     if pool_finding is not None:
         raise InputError(pool_finding.message, field="offer.pool")
