@@ -45,7 +45,16 @@ PEOPLE: list[tuple[str, dict[str, Any]]] = [
     ("u2", {"first_name": "Bob", "email": "bob@example.com", "email_opt_in": False}),
     ("u3", {"first_name": "Cat", "email": "cat@example.com", "email_opt_in": True}),
     ("u4", {"first_name": "Dan", "email_opt_in": True}),
-    ("u5", {"email": "eve@example.com", "email_opt_in": True, "sms_opt_in": True, "phone": "07700 900005"}),
+    (
+        "u5",
+        {
+            "email": "eve@example.com",
+            "email_opt_in": True,
+            "sms_opt_in": True,
+            "push_opt_in": True,
+            "phone": "07700 900005",
+        },
+    ),
 ]
 SEGMENT = "id: everyone\nname: Everyone\nwhere:\n  trait: event_count\n  gt: 0\n"
 MESSAGE = """
@@ -303,3 +312,22 @@ def test_a_letter_to_the_address_of_the_identify_traits_with_a_recipient_qr_link
     token = letter["qr_url"].rsplit("/q/", 1)[1]
     payload = links.verify(rt, "q", token)
     assert payload is not None and payload["pid"] == "P1" and payload["m"] == "letter"  # the scan is tied to Ann
+
+
+def test_a_push_goes_to_the_persons_newest_subscription(rt: Runtime) -> None:
+    from omniweave.storage.ops.tables.reach import push_subscriptions
+
+    with rt.store.engine.begin() as conn:
+        for n, at in ((1, 100.0), (2, 200.0)):
+            endpoint = f"https://push.example/send/eve-{n}"
+            conn.execute(
+                push_subscriptions.insert().values(
+                    id=f"{n:064d}", endpoint=endpoint, p256dh="k", auth="a", user_id="u5", created_at=at
+                )
+            )
+    fake = FakeChannel("push")
+    report = send(rt, SendRequest("spring", "everyone", "push"), channels={"push": fake})
+    assert report.counts() == {"delivered": 1, "skipped": 4}
+    ((message, key),) = fake.sent
+    assert message.to == "https://push.example/send/eve-2" and key.endswith(":P5:push")
+    assert message.content["title"] == "Fresh for spring" and message.content["url"] == "https://shop.example/spring"
