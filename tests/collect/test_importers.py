@@ -274,6 +274,30 @@ def _check_email(events: list[dict[str, Any]]) -> None:
     assert external_ids(clicked) == {"email": "ann@example.com"}
 
 
+def _check_email_capture(events: list[dict[str, Any]]) -> None:
+    ann, carl = events
+    assert {e["event"] for e in events} == {spec.EMAIL_CAPTURED} and {e["channel"] for e in events} == {"store"}
+    assert external_ids(ann) == {"email": "ann@example.com", "loyalty_card": "LC-0001"}
+    assert external_ids(carl)["customer_number"] == "C-300" and carl["user_id"] == "C-300"
+    # the traits state the person's e-mail and consent, as a loyalty sign-up does (profiles read them)
+    assert ann["traits"] == {
+        "email": "ann@example.com",
+        "email_opt_in": True,
+        "first_name": "Ann",
+        "loyalty_card": "LC-0001",
+    }
+    assert carl["traits"]["email_opt_in"] is False
+    assert ann["properties"] == {
+        "capture_id": "EC1",
+        "store_id": "S01",
+        "till_id": "T3",
+        "staff_id": "ST-7",
+        "email_opt_in": True,
+        "channel": "store",
+    }
+    assert "till_id" not in carl["properties"]
+
+
 @pytest.mark.parametrize(
     ("kind", "count", "check"),
     [
@@ -286,6 +310,7 @@ def _check_email(events: list[dict[str, Any]]) -> None:
         ("call_centre", 2, _check_call_centre),
         ("direct_mail", 2, _check_direct_mail),
         ("email_export", 6, _check_email),
+        ("email_capture", 2, _check_email_capture),
     ],
 )
 def test_builtin_kind_lands_its_events(
@@ -583,6 +608,17 @@ BAD_ROWS = [
             "ad_spend_bad.csv:row 2: field 'date': not a date (expected YYYY-MM-DD) (got '2024-13-01')",
             "ad_spend_bad.csv:row 3: field 'spend': not a number (got 'ten')",
             "ad_spend_bad.csv:row 4: field 'channel': missing required value (got '')",
+        ],
+        1,
+        3,
+    ),
+    (
+        "email_capture",
+        "email_capture_bad.csv",
+        [
+            "email_capture_bad.csv:row 2: field 'email': missing required value (got '')",
+            "email_capture_bad.csv:row 3: field 'timestamp': not an ISO 8601 timestamp (e.g. 2024-05-01T12:00:00Z) (got '04/05/2024 10:10')",
+            "email_capture_bad.csv:row 4: field 'email_opt_in': ",
         ],
         1,
         3,

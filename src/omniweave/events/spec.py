@@ -103,6 +103,10 @@ GIFT_CARD_REDEEMED = "Gift Card Redeemed"
 # Offline (produced by the built-in importers)
 STORE_VISITED = "Store Visited"
 EVENT_ATTENDED = "Store Event Attended"
+EVENT_RSVP = (
+    "Store Event RSVP"  # omniweave: a person answered an invitation; same event_id/event_name as the attendance
+)
+EMAIL_CAPTURED = "Email Captured"  # omniweave: an address captured at a till or tablet (`email_capture` importer)
 LOYALTY_SIGNED_UP = "Loyalty Signed Up"
 QR_CODE_SCANNED = "QR Code Scanned"
 CALL_CENTRE_CONTACTED = "Call Centre Contacted"

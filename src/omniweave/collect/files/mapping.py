@@ -55,6 +55,7 @@ _TOP_KEYS = {
     "campaign",
     "group",
     "spend",
+    "state_traits",
 }
 _COLUMN_KEYS = {"type", "required", "default", "format", "values"}
 
@@ -133,6 +134,7 @@ class Mapping:
     group: Group | None = None
     spend: tuple[tuple[str, Value], ...] = ()
     columns: tuple[Column, ...] = field(default=())
+    state_traits: bool = False  # a track whose traits also state the person's traits (top-level `traits`)
     origin: str = ""
 
     def column(self, name: str) -> Column:
@@ -446,6 +448,9 @@ class _Builder:
         anonymous_id = self._optional_column("anonymous_id")
         identifiers = self._identifiers()
         traits = self._values(d.get("traits"), "traits")
+        state_traits = d.get("state_traits", False)
+        if not isinstance(state_traits, bool):
+            raise self.fail("state_traits", f"expected true or false, got {state_traits!r}")
         properties = self._values(d.get("properties"), "properties")
         campaign = self._values(d.get("campaign"), "campaign", CAMPAIGN_FIELDS)
         group = self._group()
@@ -483,6 +488,7 @@ class _Builder:
             group=group,
             columns=cols,
             origin=self.origin,
+            state_traits=state_traits,
         )
 
     def _spend_mapping(self, kind: str, key: tuple[str, ...]) -> Mapping:

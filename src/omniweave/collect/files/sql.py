@@ -414,7 +414,7 @@ class MappingSQL:
             f"{self._plain(campaign.get('name'))} AS campaign_name",
             f"{json_object(context)} AS context",
             f"{json_object(props)} AS properties",
-            f"{traits if m.type == 'identify' else chr(39) + '{}' + chr(39)} AS traits",
+            f"{traits if m.type == 'identify' or m.state_traits else chr(39) + '{}' + chr(39)} AS traits",
             "'{}' AS integrations",
         ]
 
