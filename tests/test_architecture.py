@@ -9,7 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "omniweave"
-STAGES = ("events", "storage", "collect", "identity", "profiles", "segments", "channels", "activate", "measure", "shells", "demo")
+STAGES = (
+    "events",
+    "storage",
+    "collect",
+    "identity",
+    "profiles",
+    "segments",
+    "channels",
+    "activate",
+    "measure",
+    "shells",
+    "demo",
+)
 
 
 def test_one_folder_per_stage():
