@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from omniweave.channels import links
 from omniweave.channels.ads.service import open_ads_channel
-from omniweave.channels.dispatch import Dispatcher
+from omniweave.channels.dispatch import Dispatcher, SendResult
 from omniweave.channels.email import EmailChannel, OutboxTransport, SmtpTransport
 from omniweave.channels.email.adapter import SmtpPool
 from omniweave.channels.email.dsn import parse_dsn
@@ -43,7 +43,7 @@ from omniweave.channels.webhook.service import open_webhook_channel
 from omniweave.collect.emit import emit, emitting_together
 from omniweave.errors import ConfigError, InputError
 from omniweave.runtime import Runtime
-from omniweave.storage.ops.ledger import Ledger, LedgerRow
+from omniweave.storage.ops.ledger import STATUSES, Ledger, LedgerRow
 from omniweave.storage.ops.tables.reach import soft_bounces
 
 SOFT_BOUNCE_LIMIT = 3
@@ -332,3 +332,66 @@ def bounce_from_dsn(runtime: Runtime, raw: bytes, *, now: float | None = None) -
     if events:
         emit(runtime.store, SOURCE, events)
     return BounceResult(out)
+
+
+# --- the ledger seen from the shells: what was sent, dead letters, replay, due retries -------------
+
+
+@dataclass(frozen=True)
+class SendsReport:
+    """Sends in the ledger: how many in each status, and the rows asked for (newest last)."""
+
+    counts: dict[str, int]
+    rows: tuple[dict[str, object], ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"counts": dict(self.counts), "rows": [dict(r) for r in self.rows]}
+
+
+def list_sends(runtime: Runtime, *, status: str | None = None, limit: int = 50) -> SendsReport:
+    """The ledger's counts per status and up to `limit` of its rows (of `status` when given: `dead` is
+    the dead-letter list), without their content."""
+    if status is not None and status not in STATUSES:
+        raise InputError(f"unknown send status {status!r}; expected one of {', '.join(STATUSES)}", field="status")
+    if limit < 1:
+        raise InputError(f"limit must be at least 1, got {limit}", field="limit")
+    ledger = Ledger(runtime.store.engine)
+    rows = ledger.rows(status)[-limit:]
+    return SendsReport(ledger.counts(), tuple(row.to_dict() for row in rows))
+
+
+@dataclass(frozen=True)
+class WorkResult:
+    """What a replay or a retry run did: rows put back to pending, attempts made and their statuses."""
+
+    requeued: int
+    attempted: int
+    statuses: dict[str, int]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"requeued": self.requeued, "attempted": self.attempted, "statuses": dict(self.statuses)}
+
+
+def _worked(requeued: int, results: list[SendResult]) -> WorkResult:
+    statuses: dict[str, int] = {}
+    for result in results:
+        statuses[result.status] = statuses.get(result.status, 0) + 1
+    return WorkResult(requeued, len(results), statuses)
+
+
+def replay_sends(
+    runtime: Runtime, keys: Sequence[str] | None = None, *, include_ambiguous: bool = False, fake: bool = False
+) -> WorkResult:
+    """Put dead sends (all, or `keys`; with `include_ambiguous` also those whose outcome is unknown) back to
+    pending after a fix, and attempt them once now through the configured channels."""
+    dispatcher = dispatcher_for(runtime, open_channels(runtime, fake=fake))
+    requeued = dispatcher.replay(list(keys) if keys else None, include_ambiguous=include_ambiguous)
+    return _worked(requeued, dispatcher.run_due(limit=max(requeued, 1)) if requeued else [])
+
+
+def work_sends(runtime: Runtime, *, wait: float = 0.0, fake: bool = False) -> WorkResult:
+    """Attempt every send whose time has come (pending ones and retries); with `wait` > 0, keep going
+    for up to that many seconds while retries are waiting (the worker a deployment runs on a timer)."""
+    dispatcher = dispatcher_for(runtime, open_channels(runtime, fake=fake))
+    results = dispatcher.drain(timeout=wait) if wait > 0 else dispatcher.run_due()
+    return _worked(0, results)

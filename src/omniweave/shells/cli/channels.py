@@ -1,4 +1,5 @@
-"""CLI commands of the reach channels: `push vapid-keys`, `print batches|flush|deliveries` (docs/channels.md)."""
+"""CLI commands of the channels: `sends list|replay|work` (the ledger, dead letters, retries), `push vapid-keys`,
+`print batches|flush|deliveries` (docs/channels.md)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,75 @@ from typing import Annotated
 
 import typer
 
-from omniweave.shells.cli.common import OutputFormat, console, opened
+from omniweave.shells.cli.common import OutputFormat, console, opened, reported
 from omniweave.shells.render import emit, grid
 
 push_app = typer.Typer(help="Web push: VAPID keys (docs/channels.md, Web push).", no_args_is_help=True)
 print_app = typer.Typer(help="Direct mail: print batches (docs/channels.md, Direct mail).", no_args_is_help=True)
+sends_app = typer.Typer(
+    help="The send ledger: what was sent, dead letters, replay, retries (docs/channels.md).", no_args_is_help=True
+)
+
+
+@sends_app.command("list")
+def sends_list(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="only this status (dead: the dead-letter list).")] = None,
+    limit: Annotated[int, typer.Option(help="rows to show (the newest).")] = 50,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table, json or csv.")] = OutputFormat.table,
+) -> None:
+    """Sends per status, and the latest rows (of one status)."""
+    from omniweave.channels.service import list_sends
+
+    with reported("sends list"), opened(ctx) as rt:
+        report = list_sends(rt, status=status, limit=limit)
+    counts = ", ".join(f"{k} {v:,}" for k, v in sorted(report.counts.items())) or "no sends yet"
+    columns = ("key", "channel", "to_address", "status", "attempts", "reason")
+    rows = [{c: r.get(c) for c in columns} for r in report.rows]
+    view = grid(columns, [[row[c] for c in columns] for row in rows], title="sends")
+    emit(
+        console,
+        format,
+        document=report.to_dict(),
+        records=rows,
+        columns=columns,
+        views=[counts, view] if rows else [counts],
+    )
+
+
+@sends_app.command("replay")
+def sends_replay(
+    ctx: typer.Context,
+    keys: Annotated[list[str] | None, typer.Argument(help="send keys (default: every dead send).")] = None,
+    ambiguous: Annotated[bool, typer.Option("--ambiguous", help="also sends whose outcome is unknown.")] = False,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table, json or csv.")] = OutputFormat.table,
+) -> None:
+    """Put dead sends back to pending after a fix and attempt them once now."""
+    from omniweave.channels.service import replay_sends
+
+    with reported("sends replay"), opened(ctx) as rt:
+        result = replay_sends(rt, keys, include_ambiguous=ambiguous)
+    line = f"{result.requeued} sends put back; {result.attempted} attempted: " + (
+        ", ".join(f"{k} {v}" for k, v in sorted(result.statuses.items())) or "nothing"
+    )
+    emit(console, format, document=result.to_dict(), views=[line])
+
+
+@sends_app.command("work")
+def sends_work(
+    ctx: typer.Context,
+    wait: Annotated[float, typer.Option(help="keep retrying for up to this many seconds while retries wait.")] = 0.0,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table, json or csv.")] = OutputFormat.table,
+) -> None:
+    """Attempt the sends whose time has come: new ones and retries after a transient failure."""
+    from omniweave.channels.service import work_sends
+
+    with reported("sends work"), opened(ctx) as rt:
+        result = work_sends(rt, wait=wait)
+    line = f"{result.attempted} attempted: " + (
+        ", ".join(f"{k} {v}" for k, v in sorted(result.statuses.items())) or "nothing was due"
+    )
+    emit(console, format, document=result.to_dict(), views=[line])
 
 
 @push_app.command("vapid-keys")
@@ -103,6 +168,7 @@ def print_deliveries_command(
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `push` and `print` command groups to `app`."""
+    """Add the `sends`, `push` and `print` command groups to `app`."""
+    app.add_typer(sends_app, name="sends")
     app.add_typer(push_app, name="push")
     app.add_typer(print_app, name="print")
