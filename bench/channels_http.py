@@ -25,9 +25,8 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
-
 from omniweave.channels.dispatch import Dispatcher
+from omniweave.channels.http import PooledClient
 from omniweave.channels.port import Message
 from omniweave.channels.service import dispatcher_for
 from omniweave.channels.sms.fake import FakeTwilio
@@ -88,8 +87,7 @@ def http_section(args: argparse.Namespace) -> float:
         ledger = Ledger(runtime.store.engine)
         on_outcome = send_feedback(runtime) if args.feedback else None
         workers = max(1, args.workers)
-        limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
-        client = httpx.Client(timeout=10, limits=limits)
+        client = PooledClient(timeout=10, connections=workers)  # what the adapter uses by default
         channel = messaging_channel(runtime, "sms", client=client)
         dispatcher = (
             dispatcher_for(runtime, {"sms": channel}, rng=random.Random(1))  # feedback events, one commit a batch

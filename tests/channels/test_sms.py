@@ -72,8 +72,8 @@ def world(tmp_path, provider, monkeypatch) -> Iterator[tuple[Runtime, FakeTwilio
 
 
 def _dispatcher(runtime: Runtime, clock: Clock, *channels: str) -> Dispatcher:
-    client = httpx.Client(timeout=5)
-    adapters = {name: messaging_channel(runtime, name, client=client, clock=clock) for name in channels or ("sms",)}
+    # the adapter's own default client (channels.http.PooledClient, urllib3) over the real socket
+    adapters = {name: messaging_channel(runtime, name, clock=clock) for name in channels or ("sms",)}
     return Dispatcher(
         Ledger(runtime.store.engine),
         adapters,

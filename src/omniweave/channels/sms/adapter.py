@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from omniweave.channels.http import PooledClient
 from omniweave.channels.port import Delivered, Message, Outcome, Terminal, Transient, address_key, http_outcome
 from omniweave.errors import ConfigError, InputError
 from omniweave.settings import MessagingChannelSettings
@@ -106,7 +107,9 @@ def auth_token_from_env(settings: MessagingChannelSettings, channel: str) -> str
 
 
 class MessagingChannel:
-    """The SMS (`name="sms"`) or WhatsApp (`name="whatsapp"`) adapter over one reused `httpx.Client`.
+    """The SMS (`name="sms"`) or WhatsApp (`name="whatsapp"`) adapter over one reused HTTP client: by default a
+    `channels.http.PooledClient` (urllib3, kept-alive connections); any `httpx.Client` works too (the fakes
+    use one with a `MockTransport`).
 
     `last_inbound_at(address)` says when the person last wrote to us on this channel (WhatsApp's
     window); `clock` is the time it compares against. `auth_token` defaults to the environment
@@ -119,7 +122,7 @@ class MessagingChannel:
         settings: MessagingChannelSettings,
         *,
         public_url: str,
-        client: httpx.Client | None = None,
+        client: httpx.Client | PooledClient | None = None,
         auth_token: str | None = None,
         last_inbound_at: Callable[[str], float | None] | None = None,
         clock: Callable[[], float] = time.time,
@@ -136,7 +139,7 @@ class MessagingChannel:
         self.name = name
         self.settings = settings
         self.auth_token = auth_token if auth_token is not None else auth_token_from_env(settings, name)
-        self.client = client or httpx.Client(timeout=settings.timeout_seconds)
+        self.client = client or PooledClient(timeout=settings.timeout_seconds)
         self.url = f"{settings.api_base.rstrip('/')}/Accounts/{settings.account_sid}/Messages.json"
         self.status_callback = f"{public_url.rstrip('/')}/v1/channels/{name}/status"
         self.last_inbound_at = last_inbound_at

@@ -26,6 +26,7 @@ from xml.sax.saxutils import escape
 import httpx
 
 from omniweave.channels.feedback import SOURCE, event_for, event_name
+from omniweave.channels.http import PooledClient
 from omniweave.channels.port import Delivered, Outcome, Terminal, address_key
 from omniweave.channels.sms.adapter import ERROR_CODES, MessagingChannel, auth_token_from_env
 from omniweave.channels.sms.fake import FakeTwilio
@@ -105,7 +106,7 @@ def messaging_channel(
     runtime: Runtime,
     channel: str,
     *,
-    client: httpx.Client | None = None,
+    client: httpx.Client | PooledClient | None = None,
     auth_token: str | None = None,
     clock: Callable[[], float] = time.time,
     fake: bool = False,
