@@ -132,6 +132,12 @@ def test_code128_and_qr_images_of_a_code_decode_to_the_code(seed: int) -> None:
     assert decode(codes.qr_image(code, "png")) == [(code, "QRCode")]
 
 
+@pytest.mark.parametrize("code", ["99GAEV3DTYUH9FTCR36", "99AB-CD", "9ACD", "1234AB", "AB99CD", "99", "4X"])
+def test_code128_keeps_leading_digit_pairs(code: str) -> None:
+    # python-barcode read a leading "99" (a digit pair in charset C) as its switch symbol and dropped it
+    assert decode(codes.barcode_image(code, "png")) == [(code, "Code128")]
+
+
 def test_svg_images_are_svg_and_png_decodes_a_long_url() -> None:
     url = "https://shop.example.com/q/" + "x" * 200 + "?utm_source=print&utm_medium=print"
     assert decode(codes.qr_image(url, "png", error="h")) == [(url, "QRCode")]

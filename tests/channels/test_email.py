@@ -26,6 +26,7 @@ from fastapi.testclient import TestClient
 
 from omniweave.channels import links, service
 from omniweave.channels.email import EmailChannel, OutboxTransport, SmtpTransport, message_id
+from omniweave.channels.email.adapter import SmtpPool
 from omniweave.channels.email.dsn import parse_dsn
 from omniweave.channels.port import Delivered, Message, Terminal, Transient
 from omniweave.channels.retry import RetryPolicy
@@ -239,7 +240,7 @@ def test_a_resend_under_the_same_key_sends_nothing_and_the_connection_is_reused(
     assert d.send(mail("p0@example.org"), "k0").new is False
     assert len(box.messages) == 5
     transport = channels["email"].transport  # type: ignore[attr-defined]
-    assert isinstance(transport, SmtpTransport) and transport.connections == 1
+    assert isinstance(transport, SmtpPool) and transport.connections == 1
 
 
 def test_a_connection_the_server_closed_is_reopened(tmp_path):
@@ -520,8 +521,8 @@ def test_starttls_with_auth_delivers_and_a_wrong_password_is_terminal_without_su
             service.open_channels(runtime)
         monkeypatch.setenv("OMNIWEAVE_SMTP_PASSWORD", "s3cret")
         configured = service.open_channels(runtime)["email"]
-        assert isinstance(configured, EmailChannel) and isinstance(configured.transport, SmtpTransport)
-        assert configured.transport.password == "s3cret"
+        assert isinstance(configured, EmailChannel) and isinstance(configured.transport, SmtpPool)
+        assert {t.password for t in configured.transport.transports} == {"s3cret"}
         runtime.close()
     finally:
         controller.stop()

@@ -98,8 +98,12 @@ def _documented_columns() -> dict[str, list[str]]:
 
 def test_offline_files_have_exactly_the_documented_columns(world: Path) -> None:
     documented = _documented_columns()
-    assert set(documented) == set(OFFLINE_COLUMNS)
+    # email_capture (a till's e-mail capture file) is a built-in kind the demo world does not write: its
+    # tills capture e-mail addresses in loyalty sign-ups and receipts
+    assert set(documented) - {"email_capture"} == set(OFFLINE_COLUMNS)
     for kind, names in documented.items():
+        if kind not in OFFLINE_COLUMNS:
+            continue
         with open(world / "offline" / f"{kind}.csv", encoding="utf-8") as fh:
             header = next(csv.reader(fh))
         assert header == names, kind

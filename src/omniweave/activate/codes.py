@@ -50,6 +50,17 @@ def qr_image(data: str, kind: str = "png", *, scale: int = 8, error: str = "m") 
     return out.getvalue()
 
 
+class _Code128(Code128):  # type: ignore[misc]  # python-barcode ships no type hints
+    """python-barcode's Code 128 without its start-code bug: it folds "START_C, TO_B" into START_B, but
+    reads a leading digit pair 99 (a value, in charset C) as TO_C and drops it, so "99AB" scans as "AB"."""
+
+    def _try_to_optimize(self, encoded: list[int]) -> list[int]:
+        if self.code[:2].isdigit():  # the first symbol after START_C is a digit pair, not a switch
+            return encoded
+        optimized: list[int] = super()._try_to_optimize(encoded)
+        return optimized
+
+
 def barcode_image(code: str, kind: str = "png", *, text: bool = True) -> bytes:
     """A Code 128 barcode of `code` as PNG or SVG bytes, with the human-readable text under the bars
     when `text` (a cashier can type it when the scanner fails)."""
@@ -61,5 +72,5 @@ def barcode_image(code: str, kind: str = "png", *, text: bool = True) -> bytes:
     writer = ImageWriter(format="PNG") if kind == "png" else SVGWriter()
     out = io.BytesIO()
     options = {"write_text": text, "module_width": 0.3, "module_height": 12.0, "quiet_zone": 6.5}
-    Code128(code, writer=writer).write(out, options=options)
+    _Code128(code, writer=writer).write(out, options=options)
     return out.getvalue()

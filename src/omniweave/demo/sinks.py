@@ -45,6 +45,7 @@ OFFLINE_COLUMNS: dict[str, tuple[str, ...]] = {
         "device_id",
         "email",
         "phone",
+        "event_id",
         "event_name",
         "dwell_minutes",
     ),

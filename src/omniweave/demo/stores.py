@@ -236,6 +236,7 @@ def trips(sim: BlockSim, day: int, buy_store: np.ndarray) -> None:
             "",
             "",
             "",
+            "",
             int(dwell[j]),
         )
         for j in range(v)
@@ -262,6 +263,7 @@ def trips(sim: BlockSim, day: int, buy_store: np.ndarray) -> None:
                 "",
                 device,
                 email,
+                "",
                 "",
                 "",
                 int(dwell[j]),

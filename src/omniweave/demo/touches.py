@@ -514,6 +514,7 @@ def store_events(sim: BlockSim, day: int) -> None:
                     "",
                     p.email[k] if rsvp[j] else "",
                     "",
+                    ev.event_id,
                     ev.name,
                     int(dwell[j]),
                 )
