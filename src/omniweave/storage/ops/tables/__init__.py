@@ -6,6 +6,8 @@
     imports.py    the log of file imports
     messages.py   the send ledger (`sends`) and the suppression list
     reach.py      push subscriptions, conversations (WhatsApp's 24 h), coupon pools and coupons
+    journeys.py   journey versions, runs, waits, entries and step history
+    policy.py     the policy engine's per-person lock rows and its decisions
 
 Areas to come (consent, journeys, ledger, coupons, messages, audit, users) each get a module of
 their own here, shaped like these: `sa.Table(...)` definitions on `metadata` from `.base`, a
@@ -18,8 +20,16 @@ from omniweave.storage.ops.tables.base import metadata
 from omniweave.storage.ops.tables.consumers import consumers
 from omniweave.storage.ops.tables.imports import imports
 from omniweave.storage.ops.tables.inbox import inbox
+from omniweave.storage.ops.tables.journeys import (
+    journey_entries,
+    journey_runs,
+    journey_steps,
+    journey_versions,
+    journey_waits,
+)
 from omniweave.storage.ops.tables.keys import secret_keys, sources
 from omniweave.storage.ops.tables.messages import sends, suppressions
+from omniweave.storage.ops.tables.policy import policy_decisions, policy_persons
 from omniweave.storage.ops.tables.reach import conversations, coupon_pools, coupons, push_subscriptions
 
 __all__ = [
@@ -29,7 +39,14 @@ __all__ = [
     "coupons",
     "imports",
     "inbox",
+    "journey_entries",
+    "journey_runs",
+    "journey_steps",
+    "journey_versions",
+    "journey_waits",
     "metadata",
+    "policy_decisions",
+    "policy_persons",
     "push_subscriptions",
     "secret_keys",
     "sends",

@@ -41,6 +41,7 @@ sends = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Index("sends_due", "status", "next_attempt_at"),
     sa.Index("sends_provider", "channel", "provider_id"),
+    sa.Index("sends_person", "person_id", "created_at"),
 )
 
 suppressions = sa.Table(
