@@ -96,6 +96,7 @@ class Goal:
     within: float
     where: tuple[PropertyFilter, ...] = ()
     correlate: str | None = None
+    correlate_as: str | None = None  # the goal event's property holding it (default: `correlate`)
 
 
 # --- steps ---------------------------------------------------------------------------------------
@@ -130,6 +131,8 @@ class WaitForEvent:
     event: str | None = None
     where: tuple[PropertyFilter, ...] = ()
     correlate: str | None = None
+    correlate_as: str | None = None  # the awaited event's property holding that value (default: `correlate`),
+    # e.g. `Order Completed`'s `checkout_id` for a `Product Added` trigger's `cart_id`
     segment: str | None = None
     segment_change: Literal["entered", "exited"] | None = None
 
