@@ -9,6 +9,7 @@ holds the flat settings and one table per typed section:
     [[profiles.traits]]     ProfilesSettings   custom traits (`TraitSpec`)
     [segments]              SegmentsSettings   where the project's segment files are
     [channels]              ChannelsSettings   public link base, signing key variable, [channels.email] …
+    [policy]                PolicySettings     caps, quiet hours, per-class TTL and actions (docs/policy.md)
 
 Every section is read from the same file as the flat settings, once, in `load_settings`; services read
 `runtime.settings.<section>` and never open a config file themselves. Every problem in the file is
@@ -547,6 +548,210 @@ class SegmentsSettings:
         return {"folder": self.folder} if self.folder else {}
 
 
+# --- [policy] ------------------------------------------------------------------------------------
+
+POLICY_KEYS = ("timezone", "quiet_hours", "caps", "classes")
+CLASS_POLICY_KEYS = ("quiet_hours", "ttl", "capped")
+POLICY_ACTIONS = ("reschedule", "drop", "ignore")
+CAP_CHANNELS = ("all", "email", "sms", "whatsapp", "push", "webhook", "print")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds from `90s`, `15m`, `1h`, `2d`, `1w` or a number of seconds; None when it is none of these."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if value >= 0 else None
+    if isinstance(value, str):
+        found = _DURATION.match(value)
+        if found:
+            return float(found.group(1)) * _DURATION_UNITS[found.group(2)]
+    return None
+
+
+@dataclass(frozen=True)
+class FrequencyCap:
+    """At most `count` messages on `channel` ("all": every channel together) in any rolling `window` seconds."""
+
+    channel: str
+    count: int
+    window: float
+
+    def to_toml(self) -> dict[str, Any]:
+        return {"channel": self.channel, "count": self.count, "window": self.window}
+
+
+@dataclass(frozen=True)
+class ClassPolicy:
+    """What the policy does with one message class: inside quiet hours (`quiet_hours`) and over a cap
+    (`capped`): reschedule, drop or ignore (the rule does not apply); `ttl`: seconds after the send was
+    due after which it is dropped as expired (0: never)."""
+
+    quiet_hours: str = "reschedule"
+    ttl: float = 6 * 3600.0
+    capped: str = "reschedule"
+
+    def to_toml(self) -> dict[str, Any]:
+        return {"quiet_hours": self.quiet_hours, "ttl": self.ttl, "capped": self.capped}
+
+
+DEFAULT_CAPS = (FrequencyCap("all", 3, 7 * 86400.0), FrequencyCap("sms", 1, 86400.0))
+DEFAULT_CLASS_POLICIES: tuple[tuple[str, ClassPolicy], ...] = (
+    ("promotional", ClassPolicy("reschedule", 6 * 3600.0, "reschedule")),
+    ("reminder", ClassPolicy("reschedule", 2 * 3600.0, "drop")),
+    ("transactional", ClassPolicy("ignore", 86400.0, "ignore")),
+    ("time_critical", ClassPolicy("ignore", 15 * 60.0, "ignore")),
+)
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """The `[policy]` table: the rules every send passes (activate/policy.py, docs/policy.md).
+
+    `timezone`: the IANA zone of a person whose profile has none; `quiet_hours`: the local
+    [start, end) when no message goes out (`[]`: none); `caps`: frequency caps, each
+    `{channel, count, window}`; `classes`: per message class, `{quiet_hours, ttl, capped}`. A class
+    not listed is treated as `promotional`."""
+
+    timezone: str = "UTC"
+    quiet_hours: tuple[str, str] | None = ("21:00", "08:00")
+    caps: tuple[FrequencyCap, ...] = DEFAULT_CAPS
+    classes: tuple[tuple[str, ClassPolicy], ...] = DEFAULT_CLASS_POLICIES
+
+    def rule(self, message_class: str) -> ClassPolicy:
+        """The rules of `message_class` (a class not configured gets the promotional rules)."""
+        rules = dict(self.classes)
+        return rules.get(message_class) or rules.get("promotional") or ClassPolicy()
+
+    @property
+    def longest_window(self) -> float:
+        """The longest cap window in seconds (how far back the ledger is read), 0 without caps."""
+        return max((cap.window for cap in self.caps), default=0.0)
+
+    @staticmethod
+    def parse(raw: Any, where: str, problems: Problems, base: Path | None = None) -> PolicySettings:
+        """Validate a `[policy]` table; every problem goes to `problems`."""
+        if not isinstance(raw, Mapping):
+            problems.append(f"{where}: must be a table ([policy]), got {raw!r}")
+            return PolicySettings()
+        for key in sorted(set(raw) - set(POLICY_KEYS)):
+            problems.append(f"{where}: unknown key {key!r}; expected one of {', '.join(POLICY_KEYS)}")
+        values: dict[str, Any] = {}
+        if "timezone" in raw:
+            zone = raw["timezone"]
+            if _known_zone(zone):
+                values["timezone"] = zone
+            else:
+                problems.append(f"{where}: timezone must be an IANA time zone such as 'Europe/Berlin', got {zone!r}")
+        if "quiet_hours" in raw:
+            quiet = raw["quiet_hours"]
+            if quiet in ([], (), None, False):
+                values["quiet_hours"] = None
+            elif (
+                isinstance(quiet, list | tuple)
+                and len(quiet) == 2
+                and all(isinstance(t, str) and _CLOCK.match(t) for t in quiet)
+                and quiet[0] != quiet[1]
+            ):
+                values["quiet_hours"] = (quiet[0], quiet[1])
+            else:
+                problems.append(
+                    f"{where}: quiet_hours must be [start, end] as two different HH:MM local times "
+                    f'(e.g. ["21:00", "08:00"]) or [] for none, got {quiet!r}'
+                )
+        if "caps" in raw:
+            values["caps"] = _parse_caps(raw["caps"], f"{where}: caps", problems)
+        if "classes" in raw:
+            values["classes"] = _parse_classes(raw["classes"], f"{where}: classes", problems)
+        return PolicySettings(**values)
+
+    def to_toml(self) -> dict[str, Any]:
+        """The `[policy]` table these settings were parsed from."""
+        return {
+            "timezone": self.timezone,
+            "quiet_hours": list(self.quiet_hours) if self.quiet_hours else [],
+            "caps": [cap.to_toml() for cap in self.caps],
+            "classes": {name: rule.to_toml() for name, rule in self.classes},
+        }
+
+
+def _known_zone(zone: Any) -> bool:
+    import zoneinfo
+
+    if not isinstance(zone, str) or not zone:
+        return False
+    try:
+        zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _parse_caps(raw: Any, where: str, problems: Problems) -> tuple[FrequencyCap, ...]:
+    if not isinstance(raw, list | tuple):
+        problems.append(f"{where}: must be a list of {{channel, count, window}} tables, got {raw!r}")
+        return DEFAULT_CAPS
+    caps = []
+    for index, item in enumerate(raw):
+        at = f"{where}[{index}]"
+        if not isinstance(item, Mapping):
+            problems.append(f"{at}: must be a table {{channel, count, window}}, got {item!r}")
+            continue
+        for key in sorted(set(item) - {"channel", "count", "window"}):
+            problems.append(f"{at}: unknown key {key!r}; expected one of channel, count, window")
+        channel, count, window = item.get("channel", "all"), item.get("count"), parse_duration(item.get("window"))
+        ok = True
+        if channel not in CAP_CHANNELS:
+            problems.append(f"{at}: channel must be one of {', '.join(CAP_CHANNELS)}, got {channel!r}")
+            ok = False
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            problems.append(f"{at}: count must be a whole number >= 0, got {count!r}")
+            ok = False
+        if window is None or window <= 0:
+            problems.append(
+                f"{at}: window must be a duration such as '7d', '12h' or seconds > 0, got {item.get('window')!r}"
+            )
+            ok = False
+        if ok:
+            caps.append(FrequencyCap(str(channel), int(count), float(window)))  # type: ignore[arg-type]
+    return tuple(caps)
+
+
+def _parse_classes(raw: Any, where: str, problems: Problems) -> tuple[tuple[str, ClassPolicy], ...]:
+    out = dict(DEFAULT_CLASS_POLICIES)
+    if not isinstance(raw, Mapping):
+        problems.append(f"{where}: must be a table of message classes ([policy.classes.promotional] …), got {raw!r}")
+        return DEFAULT_CLASS_POLICIES
+    for name, table in raw.items():
+        at = f"{where}.{name}"
+        if not isinstance(table, Mapping):
+            problems.append(f"{at}: must be a table {{quiet_hours, ttl, capped}}, got {table!r}")
+            continue
+        for key in sorted(set(table) - set(CLASS_POLICY_KEYS)):
+            problems.append(f"{at}: unknown key {key!r}; expected one of {', '.join(CLASS_POLICY_KEYS)}")
+        rule = out.get(name, out["promotional"])
+        changes: dict[str, Any] = {}
+        for key in ("quiet_hours", "capped"):
+            if key in table:
+                if table[key] in POLICY_ACTIONS:
+                    changes[key] = table[key]
+                else:
+                    problems.append(f"{at}: {key} must be one of {', '.join(POLICY_ACTIONS)}, got {table[key]!r}")
+        if "ttl" in table:
+            ttl = parse_duration(table["ttl"])
+            if ttl is None:
+                problems.append(
+                    f"{at}: ttl must be a duration such as '6h', '1d' or seconds (0: none), got {table['ttl']!r}"
+                )
+            else:
+                changes["ttl"] = ttl
+        out[str(name)] = replace(rule, **changes)
+    return tuple(out.items())
+
+
 # --- Settings ------------------------------------------------------------------------------------
 
 ENGINE_NAMES = ("duckdb", "spark")
@@ -584,6 +789,7 @@ class Settings:
     profiles: ProfilesSettings = field(default_factory=ProfilesSettings)
     segments: SegmentsSettings = field(default_factory=SegmentsSettings)
     channels: ChannelsSettings = field(default_factory=ChannelsSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
     config_file: str = ""  # the file these settings came from ("" when none was found)
 
     def __post_init__(self) -> None:
@@ -639,6 +845,7 @@ SECTIONS: dict[str, SectionParser] = {
     "profiles": ProfilesSettings.parse,
     "segments": SegmentsSettings.parse,
     "channels": ChannelsSettings.parse,
+    "policy": PolicySettings.parse,
 }
 """Each typed section of Settings: its field name (also its table in the config file) and its parser."""
 
