@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -59,3 +60,149 @@ def test_a_closed_port_is_never_sent_and_a_silent_server_maybe_was():
         for conn in accepted:
             conn.close()
         silent.close()
+
+
+class RawServer:
+    """A loopback HTTP/1.1 server that answers each request with raw bytes from `answer(n, request)`, where n
+    counts requests from 1; `close_after(n)` says whether it then closes the connection (without saying so)."""
+
+    def __init__(self, answer, close_after=lambda n: False):  # type: ignore[no-untyped-def]
+        self.answer, self.close_after = answer, close_after
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buffer = b""
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = int(
+                    next(
+                        line.split(b":")[1]
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length")
+                    )
+                )
+                while len(buffer) < length:
+                    buffer += conn.recv(65536)
+                body, buffer = buffer[:length], buffer[length:]
+                with self._lock:
+                    self.requests.append(head + b"\r\n\r\n" + body)
+                    n = len(self.requests)
+                conn.sendall(self.answer(n, head + b"\r\n\r\n" + body))
+                if self.close_after(n):
+                    return
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_chunked_interim_and_read_to_close_answers_are_read_whole():
+    chunked = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;x=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n"
+    )
+    server = RawServer(
+        lambda n, _: chunked if n < 3 else b"HTTP/1.1 202 Accepted\r\nX-Id: 9\r\n\r\nto the end", lambda n: n >= 3
+    )
+    client = PooledClient(timeout=5, connections=1)
+    for _ in range(2):
+        answer = client.post(server.url + "/hook", content=b"{}", headers={"Content-Type": "application/json"})
+        assert answer.status_code == 200 and answer.text == "hello world"
+    last = client.post(server.url + "/hook", json={"a": 1})
+    assert last.status_code == 202 and last.text == "to the end" and last.headers["x-id"] == "9"
+    assert server.connections == 1  # kept alive across the three
+    assert b"POST /hook HTTP/1.1" in server.requests[2] and server.requests[2].endswith(b'{"a":1}')
+    assert b"Content-Type: application/json" in server.requests[2]
+    client.close()
+    server.close()
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_not_an_error():
+    ok = b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
+    server = RawServer(lambda n, _: ok, close_after=lambda n: True)  # closes after every answer, silently
+    client = PooledClient(timeout=5, connections=1)
+    for i in range(5):
+        time.sleep(0.02)  # the server's close reaches us while the connection is idle
+        answer = client.post(server.url + "/x", data={"n": str(i)})
+        assert answer.status_code == 201 and answer.content == b"ok"
+    assert len(server.requests) == 5 and server.connections == 5
+    client.close()
+    server.close()
+
+
+def test_a_cut_off_answer_or_garbage_is_a_maybe_sent_read_error():
+    server = RawServer(
+        lambda n, _: b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort" if n == 1 else b"SMTP? 220\r\n\r\n",
+        lambda n: True,
+    )
+    client = PooledClient(timeout=5)
+    with pytest.raises(httpx.ReadError, match="closed 5 bytes before"):
+        client.post(server.url + "/x", data={"a": "b"})
+    with pytest.raises(httpx.ReadError, match="not an HTTP answer"):
+        client.post(server.url + "/x", data={"a": "b"})
+    assert len(server.requests) == 2
+    server.close()
+
+
+def test_a_line_break_in_a_header_is_refused_before_anything_is_sent():
+    server = RawServer(lambda n, _: b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    client = PooledClient(timeout=5)
+    with pytest.raises(httpx.LocalProtocolError, match="I-Twilio-Idempotency-Token"):
+        client.post(server.url + "/x", data={"a": "b"}, headers={"I-Twilio-Idempotency-Token": "k\r\nX-Evil: 1"})
+    with pytest.raises(httpx.UnsupportedProtocol):
+        client.post("ftp://example.org/x", data={"a": "b"})
+    assert server.requests == [] and server.connections == 0
+    server.close()
+
+
+def test_threads_share_a_small_pool_and_every_request_is_answered_once(twilio):
+    fake, url = twilio
+    client = PooledClient(timeout=5, connections=2)
+    errors: list[BaseException] = []
+
+    def work(w: int) -> None:
+        try:
+            for i in range(25):
+                answer = client.post(
+                    url,
+                    data={"To": "+447700900123", "From": "+15005550006", "Body": f"{w}-{i}"},
+                    auth=(SID, TOKEN),
+                    headers={"I-Twilio-Idempotency-Token": f"{w}-{i}"},
+                )
+                assert answer.status_code == 201, answer.text
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(m["Body"] for m in fake.messages) == sorted(f"{w}-{i}" for w in range(6) for i in range(25))
+    open_now = sum(pool.open for pool in client._pools.values())
+    assert open_now <= 2
+    client.close()
