@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from omniweave.settings import Settings
+from omniweave.settings import Settings, memory_limit_bytes
 from omniweave.storage.engine import Engine
 from omniweave.storage.eventlog import EventLog
 from omniweave.storage.ops.store import OpStore
@@ -29,7 +29,12 @@ class Runtime:
     @cached_property
     def engine(self) -> Engine:
         """The warehouse engine (its name, its dialect and, for Spark, the session), one per Runtime."""
-        return Engine(self.settings.engine, spark_session=self._spark_session)
+        return Engine(
+            self.settings.engine,
+            spark_session=self._spark_session,
+            memory_limit=memory_limit_bytes(self.settings.memory_limit),
+            temp_directory=str(Path(self.settings.home) / "spill"),
+        )
 
     @cached_property
     def store(self) -> OpStore:

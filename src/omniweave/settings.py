@@ -752,6 +752,36 @@ def _parse_classes(raw: Any, where: str, problems: Problems) -> tuple[tuple[str,
     return tuple(out.items())
 
 
+# --- memory ------------------------------------------------------------------------------------
+
+DEFAULT_MEMORY_SHARE = 0.5
+"""The share of the machine's RAM a stage may use when the `memory_limit` setting is empty."""
+_MEMORY_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20}
+_MEMORY_UNITS |= {"GIB": 2**30, "TIB": 2**40}
+
+
+def machine_memory_bytes() -> int:
+    """The machine's physical RAM."""
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def memory_limit_bytes(value: str) -> int:
+    """The `memory_limit` setting in bytes: "8GB", "512MiB", "50%" (of the machine), "" (DEFAULT_MEMORY_SHARE)."""
+    text = str(value).strip().upper().replace(" ", "")
+    if not text:
+        return int(machine_memory_bytes() * DEFAULT_MEMORY_SHARE)
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(%|[KMGT]I?B|B)?", text)
+    if match is None or float(match.group(1)) <= 0 or (match.group(2) == "%" and float(match.group(1)) > 100):
+        raise ConfigError(
+            f"memory_limit = {value!r} is not a memory size; expected e.g. '8GB', '512MB', '4GiB' or '50%' "
+            "(of the machine's RAM), or empty for the default share"
+        )
+    number, unit = float(match.group(1)), match.group(2) or ""
+    if unit == "%":
+        return int(machine_memory_bytes() * number / 100)
+    return int(number * _MEMORY_UNITS[unit])
+
+
 # --- Settings ------------------------------------------------------------------------------------
 
 ENGINE_NAMES = ("duckdb", "spark")
@@ -784,6 +814,9 @@ class Settings:
     default_region: str = "GB"
     # warehouse engine: "duckdb" (in-process) or "spark" (pip install 'omniweave[spark]'); the shells' --engine
     engine: Literal["duckdb", "spark"] = "duckdb"
+    # memory a stage may use in the engine ("8GB", "512MB", "50%" of the machine; "" = DEFAULT_MEMORY_SHARE):
+    # DuckDB spills to <home>/spill beyond it; see memory_limit_bytes and docs/scale.md
+    memory_limit: str = ""
     # typed sections, one per table of the config file (see SECTIONS)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     profiles: ProfilesSettings = field(default_factory=ProfilesSettings)
@@ -795,6 +828,7 @@ class Settings:
     def __post_init__(self) -> None:
         if self.engine not in ENGINE_NAMES:
             raise ConfigError(f"unknown warehouse engine {self.engine!r}; expected one of {', '.join(ENGINE_NAMES)}")
+        memory_limit_bytes(self.memory_limit)  # a ConfigError now rather than in the middle of a stage
 
     @property
     def home_path(self) -> Path:

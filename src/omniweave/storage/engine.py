@@ -13,7 +13,8 @@ an Ibis connection on it, read Parquet datasets and files through it, and run SQ
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal, cast
@@ -26,7 +27,7 @@ import sqlglot
 import sqlglot.expressions as exp
 from ibis.common.exceptions import IbisError
 
-from omniweave.errors import ConfigError
+from omniweave.errors import ConfigError, TerminalStoreError
 
 EngineName = Literal["duckdb", "spark"]
 ENGINES: tuple[EngineName, ...] = ("duckdb", "spark")
@@ -250,8 +251,16 @@ class Engine:
     """The warehouse engine of one Runtime: DuckDB in-process, or Spark (a session handed in, else one started
     in local mode on first use). Everything the warehouse does differently per engine goes through here."""
 
-    def __init__(self, name: str = "duckdb", spark_session: Any = None):
+    def __init__(
+        self,
+        name: str = "duckdb",
+        spark_session: Any = None,
+        memory_limit: int | None = None,
+        temp_directory: str | None = None,
+    ):
         self.name: EngineName = engine_name(name)
+        self.memory_limit = memory_limit  # bytes a DuckDB connection may hold before it spills (None: DuckDB's)
+        self.temp_directory = temp_directory  # where DuckDB spills
         self.dialect = _BACKEND_DIALECTS["pyspark" if self.name == "spark" else "duckdb"]
         if spark_session is not None and self.name != "spark":
             raise ConfigError(f"a Spark session was handed to the {self.name!r} engine; choose engine 'spark'")
@@ -282,11 +291,19 @@ class Engine:
             from omniweave.storage.duckdb_compat import ibis_connect
 
             con = ibis_connect()
+            self.limit_memory(con.con)
             if not _is_local(fs):
                 # DuckDB reads the same fsspec filesystem the log was written through
                 con.con.register_filesystem(fs)
             return con
         return ibis.pyspark.connect(self.spark_session())
+
+    def limit_memory(self, duck: Any) -> None:
+        """Apply the memory limit and the spill folder to a raw DuckDB connection (any DuckDB the stages open)."""
+        if self.memory_limit is not None:
+            duck.execute(f"SET memory_limit = '{int(self.memory_limit)}B'")
+        if self.temp_directory is not None:
+            duck.execute(f"SET temp_directory = '{_sql_text(self.temp_directory)}'")
 
     def read_dataset(self, con: Any, name: str, url: str) -> ir.Table:
         """The Parquet dataset at `url` (day partitions as columns) as the table `name`; files written before
@@ -322,11 +339,65 @@ class Engine:
         else:
             con.create_view(name, ibis.memtable(table), overwrite=True)
 
+    def register_parquet(self, con: Any, name: str, url: str) -> None:
+        """Make the Parquet file(s) at `url` queryable as `name` in SQL, read by the engine (never by Python)."""
+        if self.name == "duckdb":
+            con.raw_sql(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet('{_sql_text(url)}')")
+        else:
+            con._session.read.parquet(url).createOrReplaceTempView(name)
+
+    def batches(self, con: Any, sql: str, rows_per_batch: int = 500_000) -> Iterator[pa.RecordBatch]:
+        """The result of `sql` (DuckDB's dialect, transpiled for Spark) as Arrow record batches, streamed: the
+        whole result is never in memory at once on DuckDB (Spark hands its partitions over one by one)."""
+        if self.name == "duckdb":
+            reader = con.con.sql(sql).to_arrow_reader(rows_per_batch)
+            yield from reader
+            return
+        frame = con.raw_sql(transpile(sql, self.dialect))
+        for row_batch in _chunks(frame.toLocalIterator(), rows_per_batch):
+            yield pa.RecordBatch.from_pylist([row.asDict() for row in row_batch])
+
     def rows(self, con: Any, sql: str) -> list[dict[str, Any]]:
         """The rows of `sql` (DuckDB's dialect, transpiled for Spark) as dictionaries."""
         if self.name == "duckdb":
             return cast(list[dict[str, Any]], con.sql(sql).to_pyarrow().to_pylist())
         return [row.asDict() for row in con.raw_sql(transpile(sql, self.dialect)).collect()]
+
+
+def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _sql_text(text: str) -> str:
+    return text.replace("'", "''")
+
+
+class MemoryLimitError(TerminalStoreError):
+    """A stage ran out of the memory the `memory_limit` setting gives it (DuckDB could not spill enough)."""
+
+
+@contextmanager
+def memory_guard(stage: str, limit: int | None, setting: str = "memory_limit") -> Iterator[None]:
+    """Turn an out-of-memory inside `stage` (DuckDB's OutOfMemoryException, Python's MemoryError) into a
+    MemoryLimitError that names the stage and the setting."""
+    import duckdb
+
+    try:
+        yield
+    except (duckdb.OutOfMemoryException, MemoryError) as exc:
+        size = f"{limit / 2**30:.1f} GiB" if limit else "DuckDB's default"
+        raise MemoryLimitError(
+            f"{stage} ran out of memory under {setting} = {size} ({type(exc).__name__}: {str(exc)[:200]}); "
+            f"raise the {setting} setting (OMNIWEAVE_{setting.upper()}, e.g. '12GB' or '70%'), give the spill "
+            "folder (<home>/spill) more disk, or run the stage on Spark"
+        ) from exc
 
 
 def _is_local(fs: Any) -> bool:
