@@ -46,6 +46,16 @@ class LedgerRow:
         return out
 
 
+def insert_on(conn: sa.Connection, row: dict[str, object], now: float) -> bool:
+    """Write a new pending row on the caller's connection (in its transaction, e.g. with a journey run's
+    step); False when the key is already in the ledger."""
+    if conn.execute(sa.select(sends.c.key).where(sends.c.key == row["key"])).first() is not None:
+        return False
+    values = {"status": "pending", "attempts": 0, "created_at": now, "updated_at": now, **row}
+    conn.execute(sends.insert().values(**values))
+    return True
+
+
 class Ledger:
     """The `sends` and `suppressions` tables of one operational store (its SQLAlchemy engine)."""
 

@@ -1,0 +1,459 @@
+"""The journey state machine: pure transitions of one run, no I/O.
+
+`advance(journey, state, facts, now)` walks a run from its node through every instant step (branch,
+split, exit, a held-out send) until it reaches a step that waits (a duration, a local time window,
+an event) or has an effect (send, issue coupon, update trait, webhook). It returns an `Advance`: where
+the run is now, its status and wake time, the wait to park, the effect to perform, and one `StepRow`
+per step taken (the history `stats` and `explain` read). The service performs the effect and then
+asks `after_effect` where the run goes (the step's `next`, or its `on_error` edge).
+
+Stickiness without state: the holdout and split arms are drawn from a hash of (journey[, step],
+person), so a replayed or restarted run lands on the same arm. The goal (`goal_met`) converts a
+run when its event arrives within the window, carrying the trigger's correlation value when the
+goal says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from omniweave.activate.journeys.model import (
+    Branch,
+    CallWebhook,
+    Condition,
+    EventCount,
+    Exit,
+    Goal,
+    IssueCoupon,
+    Journey,
+    PropertyFilter,
+    Send,
+    Split,
+    UpdateTrait,
+    Wait,
+    WaitForEvent,
+    WaitUntilWindow,
+)
+
+MAX_CHAIN = 1000  # instant steps one call may take: a loop of branches is a definition error, not a hang
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+Status = Literal["active", "waiting", "done", "converted", "exited", "failed"]
+
+
+# --- facts and results ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventFact:
+    """One of the person's recent events: its name, when (epoch seconds), its properties."""
+
+    event: str
+    at: float
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A run as the store holds it: where it is and what it carries (`context`: the trigger's properties
+    under `trigger`, the correlation value under `corr`, `held_out`, a waking event under `woken`)."""
+
+    run_id: str
+    person_id: str
+    node: str
+    entered_at: float
+    context: Mapping[str, Any] = field(default_factory=dict)
+    variant: str | None = None
+    timed_out: bool = False  # claimed because a wait's `until` passed
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the machine may look at: the person's traits, recent events (a callable: read only when a
+    condition needs them), the segments they are in."""
+
+    traits: Mapping[str, Any] = field(default_factory=dict)
+    events: Callable[[], Sequence[EventFact]] | Sequence[EventFact] = ()
+    segments: frozenset[str] = frozenset()
+
+    def recent(self) -> Sequence[EventFact]:
+        return self.events() if callable(self.events) else self.events
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """One step a run took: the node, its outcome (entered, waited, woken, timeout, branched, assigned,
+    sent, skipped, rescheduled, coupon, trait, webhook, error, converted, exited, held_out) and why."""
+
+    node: str
+    outcome: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class WaitSpec:
+    """A wait to park: the event (or segment change) that wakes it, the correlation, the timeout."""
+
+    event: str
+    until: float
+    corr_property: str | None = None
+    corr_value: str | None = None
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Something the service must do at `node` (send, coupon, trait, webhook) before the run moves on."""
+
+    node: str
+    action: Send | IssueCoupon | UpdateTrait | CallWebhook
+
+
+@dataclass(frozen=True)
+class Advance:
+    """Where a run stands after `advance`."""
+
+    node: str
+    status: Status
+    wake_at: float | None
+    context: Mapping[str, Any]
+    variant: str | None
+    steps: tuple[StepRow, ...]
+    wait: WaitSpec | None = None
+    effect: Effect | None = None
+    end_reason: str | None = None
+
+
+# --- hashing: sticky assignment -------------------------------------------------------------------
+
+
+def unit_hash(*parts: str) -> float:
+    """A number in [0, 1) from the parts: the same parts always give the same number."""
+    digest = hashlib.sha256("|".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def run_id(journey: str, person_id: str, entry_key: str) -> str:
+    """The id of the run of `person_id` in `journey` for one entry key (a replayed trigger: the same id)."""
+    return hashlib.sha256(f"{journey}|{person_id}|{entry_key}".encode()).hexdigest()[:32]
+
+
+def in_holdout(journey: Journey, person_id: str) -> bool:
+    """Whether the person is in the journey's holdout (sticky by journey and person)."""
+    return journey.holdout > 0 and unit_hash("holdout", journey.name, person_id) < journey.holdout
+
+
+def split_arm(journey: str, step: str, person_id: str, arms: Sequence[tuple[str, float, str]]) -> tuple[str, str]:
+    """(arm name, next step) for the person at a split, by weight, sticky by (journey, step, person)."""
+    total = sum(w for _, w, _ in arms)
+    point = unit_hash("split", journey, step, person_id) * total
+    for name, weight, target in arms:
+        if point < weight:
+            return name, target
+        point -= weight
+    return arms[-1][0], arms[-1][2]
+
+
+# --- conditions -----------------------------------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def filter_holds(f: PropertyFilter, props: Mapping[str, Any]) -> bool:
+    """`props[f.name] f.op f.value` (numbers compared as numbers, else as strings)."""
+    present = f.name in props and props[f.name] is not None
+    value = props.get(f.name)
+    if f.op == "exists":
+        return present if f.value in (None, True) else not present
+    if f.op == "missing":
+        return not present
+    if f.op in ("eq", "ne"):
+        a, b = _number(value), _number(f.value)
+        same = (a == b) if a is not None and b is not None else value == f.value or str(value) == str(f.value)
+        return same if f.op == "eq" else not same
+    if f.op in ("in", "not_in"):
+        options = list(f.value) if isinstance(f.value, list | tuple | set | frozenset) else [f.value]
+        found = value in options or str(value) in {str(o) for o in options}
+        return found if f.op == "in" else not found
+    if f.op == "contains":
+        if isinstance(value, list | tuple):
+            return f.value in value
+        return present and str(f.value) in str(value)
+    if not present:
+        return False
+    a, b = _number(value), _number(f.value)
+    left: Any = a if a is not None and b is not None else str(value)
+    right: Any = b if a is not None and b is not None else str(f.value)
+    return bool({"gt": left > right, "gte": left >= right, "lt": left < right, "lte": left <= right}.get(f.op, False))
+
+
+def filters_hold(filters: Sequence[PropertyFilter], props: Mapping[str, Any]) -> bool:
+    return all(filter_holds(f, props) for f in filters)
+
+
+def _count_holds(c: EventCount, events: Sequence[EventFact], now: float) -> bool:
+    n = sum(
+        1
+        for e in events
+        if e.event == c.event and (c.within is None or e.at >= now - c.within) and filters_hold(c.where, e.properties)
+    )
+    return n == 0 if c.none else n >= c.min_count
+
+
+def condition_holds(cond: Condition, facts: Facts, trigger: Mapping[str, Any], now: float) -> bool:
+    """Whether every part of `cond` holds for the person now (an empty condition holds)."""
+    if not filters_hold(cond.traits, facts.traits) or not filters_hold(cond.trigger, trigger):
+        return False
+    if any(s not in facts.segments for s in cond.in_segments) or any(s in facts.segments for s in cond.not_in_segments):
+        return False
+    if cond.events:
+        events = facts.recent()
+        return all(_count_holds(c, events, now) for c in cond.events)
+    return True
+
+
+# --- time windows ---------------------------------------------------------------------------------
+
+
+def zone(name: str | None, default: str = "UTC") -> ZoneInfo:
+    """The IANA zone `name` (the journey's default, then UTC, when it is missing or unknown)."""
+    for candidate in (name, default, "UTC"):
+        if candidate:
+            try:
+                return ZoneInfo(str(candidate))
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return ZoneInfo("UTC")
+
+
+def _minutes(hhmm: str) -> int:
+    hours, _, minutes = hhmm.partition(":")
+    return int(hours) * 60 + int(minutes or 0)
+
+
+def next_window_open(now: float, tz: str, start: str, end: str, days: Sequence[str]) -> float:
+    """The first instant >= now at which the local time in `tz` is within [start, end) on one of `days`.
+
+    Walks local calendar days; a window start that falls in a DST gap opens at the first instant after
+    the gap, one that occurs twice opens at the first occurrence. A window whose end is before its start
+    runs past midnight (it belongs to the day it starts on)."""
+    z = zone(tz)
+    allowed = {d.lower()[:3] for d in days} or set(DAYS)
+    s, e = _minutes(start), _minutes(end)
+    local_now = datetime.fromtimestamp(now, z)
+    for offset in range(-1, 9):
+        day = (local_now + timedelta(days=offset)).date()
+        if DAYS[day.weekday()] not in allowed:
+            continue
+        opens = datetime(day.year, day.month, day.day, s // 60, s % 60, tzinfo=z, fold=0)
+        length = (e - s) % (24 * 60) or 24 * 60
+        opens_at = _instant(opens)
+        closes_at = _instant(opens + timedelta(minutes=length))
+        if opens_at <= now < closes_at:
+            return now
+        if opens_at >= now:
+            return opens_at
+    return now  # no allowed day at all: the definition is checked elsewhere; do not park forever
+
+
+def _instant(local: datetime) -> float:
+    """Epoch seconds of a wall-clock time; in a DST gap, the first instant after the gap."""
+    stamp = local.timestamp()
+    back = datetime.fromtimestamp(stamp, local.tzinfo)
+    if back.replace(tzinfo=None) != local.replace(tzinfo=None):  # did not exist: the gap's end
+        later = local.replace(fold=1).timestamp()
+        return max(stamp, later)
+    return stamp
+
+
+# --- the walk -------------------------------------------------------------------------------------
+
+
+def entry_context(journey: Journey, person_id: str, trigger: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The context a new run starts with: the trigger's properties, its correlation value, the holdout."""
+    props = dict(trigger or {})
+    ctx: dict[str, Any] = {"trigger": props, "held_out": in_holdout(journey, person_id)}
+    if journey.entry.correlate and props.get(journey.entry.correlate) is not None:
+        ctx["corr"] = str(props[journey.entry.correlate])
+    return ctx
+
+
+def _corr_value(state: RunState, prop: str | None) -> str | None:
+    if prop is None:
+        return None
+    trigger = state.context.get("trigger") or {}
+    value = trigger.get(prop)
+    return None if value is None else str(value)
+
+
+def advance(journey: Journey, state: RunState, facts: Facts, now: float) -> Advance:
+    """Walk the run from `state.node` until it waits, has an effect, or ends; see the module docstring."""
+    ctx = dict(state.context)
+    variant = state.variant
+    node = state.node
+    steps: list[StepRow] = []
+    timed_out = state.timed_out
+    trigger = ctx.get("trigger") or {}
+
+    def done(status: Status, reason: str) -> Advance:
+        return Advance(node, status, None, ctx, variant, tuple(steps), end_reason=reason)
+
+    for _ in range(MAX_CHAIN):
+        if node not in journey.steps:
+            steps.append(StepRow(node, "error", f"step {node!r} is not in version {journey.version} of the journey"))
+            return done("failed", f"unknown step {node!r}")
+        step = journey.steps[node]
+        a = step.action
+        arrived = ctx.get("at_node") != node  # first time at this node (not a wake-up of its own wait)
+        if isinstance(a, Exit):
+            steps.append(StepRow(node, "exited", a.reason))
+            return done("exited" if a.reason != "converted" else "converted", a.reason)
+        if isinstance(a, Branch):
+            target = a.otherwise
+            why = "no arm held: else"
+            for index, arm in enumerate(a.arms):
+                if condition_holds(arm.condition, facts, trigger, now):
+                    target, why = arm.next, f"arm {index + 1} held"
+                    break
+            steps.append(StepRow(node, "branched", f"{why} -> {target}"))
+            node = target
+            continue
+        if isinstance(a, Split):
+            arm_name, target = split_arm(journey.name, node, state.person_id, a.arms)
+            variant = arm_name
+            steps.append(StepRow(node, "assigned", f"arm {arm_name} -> {target}"))
+            node = target
+            continue
+        if isinstance(a, Wait):
+            if arrived:
+                ctx["at_node"] = node
+                ctx["until"] = now + a.seconds
+                steps.append(StepRow(node, "waited", f"{a.seconds:g}s"))
+            if now < float(ctx["until"]):
+                return Advance(node, "active", float(ctx["until"]), ctx, variant, tuple(steps))
+            ctx.pop("at_node", None)
+            ctx.pop("until", None)
+            node = a.next
+            continue
+        if isinstance(a, WaitUntilWindow):
+            tz = str(facts.traits.get("timezone") or journey.default_timezone or "UTC")
+            opens = next_window_open(now, tz, a.start, a.end, a.days)
+            if opens > now:
+                if arrived:
+                    ctx["at_node"] = node
+                    steps.append(StepRow(node, "waited", f"until {a.start}-{a.end} {','.join(a.days)} in {tz}"))
+                return Advance(node, "active", opens, ctx, variant, tuple(steps))
+            ctx.pop("at_node", None)
+            node = a.next
+            continue
+        if isinstance(a, WaitForEvent):
+            woken = ctx.get("woken")
+            if isinstance(woken, Mapping) and woken.get("node") == node:
+                ctx.pop("woken", None)
+                ctx.pop("at_node", None)
+                steps.append(StepRow(node, "woken", f"{woken.get('event')} arrived -> {a.on_event}"))
+                node = a.on_event
+                continue
+            if not arrived and timed_out:
+                ctx.pop("at_node", None)
+                timed_out = False
+                steps.append(StepRow(node, "timeout", f"no {a.event or a.segment} in {a.timeout:g}s -> {a.on_timeout}"))
+                node = a.on_timeout
+                continue
+            event = a.event or ("Segment Entered" if a.segment_change != "exited" else "Segment Exited")
+            prop = (a.correlate_as or a.correlate) if a.correlate else None
+            corr = _corr_value(state, a.correlate)
+            if a.segment:
+                prop, corr = "segment_id", a.segment
+            until = now + a.timeout
+            ctx["at_node"] = node
+            steps.append(StepRow(node, "waited", f"for {event}" + (f" with {prop}={corr}" if prop else "")))
+            return Advance(node, "waiting", until, ctx, variant, tuple(steps), wait=WaitSpec(event, until, prop, corr))
+        # an effect
+        if isinstance(a, Send) and ctx.get("held_out"):
+            steps.append(StepRow(node, "held_out", f"in the holdout: {a.message} not sent"))
+            node = a.next
+            continue
+        ctx.pop("at_node", None)
+        return Advance(node, "active", now, ctx, variant, tuple(steps), effect=Effect(node, a))
+    steps.append(StepRow(node, "error", f"more than {MAX_CHAIN} instant steps in a row: a loop"))
+    return done("failed", "a loop of instant steps")
+
+
+def after_effect(journey: Journey, node: str, ok: bool) -> str | None:
+    """Where a run goes after the effect at `node`: its `next` when it worked, else its `on_error` edge
+    (None: no edge, the run fails)."""
+    step = journey.steps[node]
+    if ok:
+        return getattr(step.action, "next", None)
+    return step.on_error
+
+
+def woken_context(context: Mapping[str, Any], node: str, event: str, properties: Mapping[str, Any]) -> dict[str, Any]:
+    """The context of a run whose wait at `node` was met by `event`."""
+    return {**context, "woken": {"node": node, "event": event, "properties": dict(properties)}}
+
+
+def goal_met(
+    journey: Journey, goal: Goal | None, state: RunState, event: str, props: Mapping[str, Any], at: float
+) -> bool:
+    """Whether `event` (with `props`, at `at`) meets the goal of the run."""
+    if goal is None or event != goal.event or at > state.entered_at + goal.within or at < state.entered_at:
+        return False
+    if not filters_hold(goal.where, props):
+        return False
+    if goal.correlate:
+        wanted = _corr_value(state, goal.correlate)
+        return wanted is not None and str(props.get(goal.correlate_as or goal.correlate)) == wanted
+    return True
+
+
+def entry_matches(journey: Journey, event: str, props: Mapping[str, Any]) -> bool:
+    """Whether an event starts a run of the journey (event entries and segment entries)."""
+    e = journey.entry
+    if e.kind == "event":
+        return event == e.event and filters_hold(e.where, props)
+    if e.kind == "segment_entered":
+        return event == "Segment Entered" and props.get("segment_id") == e.segment
+    if e.kind == "segment_exited":
+        return event == "Segment Exited" and props.get("segment_id") == e.segment
+    return False
+
+
+def with_state(state: RunState, **changes: Any) -> RunState:
+    return replace(state, **changes)
+
+
+__all__ = [
+    "Advance",
+    "Effect",
+    "EventFact",
+    "Facts",
+    "RunState",
+    "StepRow",
+    "WaitSpec",
+    "advance",
+    "after_effect",
+    "condition_holds",
+    "entry_context",
+    "entry_matches",
+    "filter_holds",
+    "goal_met",
+    "in_holdout",
+    "next_window_open",
+    "run_id",
+    "split_arm",
+    "unit_hash",
+    "woken_context",
+]

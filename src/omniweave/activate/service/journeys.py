@@ -1,0 +1,946 @@
+"""The journey engine on a Runtime: publish, enter, the trigger consumer, the stepper, the workers.
+
+- `publish(runtime, journey, mapping=…)`: a new version unless the definition is unchanged (checksum);
+  a run stays on its version; runs waiting at steps the new version removes are counted and moved
+  only by an explicit mapping (old step -> new step).
+- `JourneyEngine(runtime)`: one worker's engine.
+  * `consume()` reads the inbox as consumer `journeys` (crash-safe like the loader: the range is
+    marked pending, then committed; redoing it changes nothing because run ids are deterministic and
+    wakes and goals are guarded): per event it (1) enters runs of journeys whose entry matches,
+    (2) wakes the waits the event meets (same person, event and correlation value: push, not
+    polling), (3) converts runs whose goal it meets;
+  * `step()` claims due runs (a lease; `FOR UPDATE SKIP LOCKED` on PostgreSQL) and walks each through
+    the machine; a send is ONE transaction: the policy check under the person's lock, the ledger row
+    (key `j:<journey>:<step>:<run>`, pending) and the run's advance; the dispatcher sends it after
+    the commit (outbox). Coupons are issued under the same key (one code however often retried),
+    traits go in as `identify` events with a deterministic messageId, webhooks are ledger rows too;
+  * `reconcile()` on start: ledger rows left `sending` by a dead worker longer than a lease get the
+    provider's status where the adapter can look it up (`lookup(key)`), else `ambiguous` (counted,
+    never resent on its own);
+  * `date_entries()` enters the date journeys (birthday ± offset at local time) once per person per date.
+- `run(runtime, workers=N)`: N worker processes (one on SQLite), each looping consume / step / dispatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from omniweave.activate.journeys import machine as M
+from omniweave.activate.journeys import model
+from omniweave.activate.journeys.model import CallWebhook, IssueCoupon, Journey, Send, UpdateTrait
+from omniweave.activate.service import messages as msgs
+from omniweave.channels.port import CHANNELS, Channel, Delivered, Message, Outcome, address_key
+from omniweave.errors import InputError
+from omniweave.events.normalize import deterministic_message_id
+from omniweave.runtime import Runtime
+from omniweave.storage.ops import journeys as Q
+from omniweave.storage.ops.ledger import Ledger, insert_on
+from omniweave.storage.ops.tables import sends
+
+log = logging.getLogger("omniweave.journeys")
+
+CONSUMER = "journeys"
+SOURCE = "omniweave-journeys"
+ADVISORY_LOCK = 727275  # PostgreSQL: the one worker that holds the inbox consumer
+
+
+# --- definitions as stored ------------------------------------------------------------------------
+
+
+def _encode(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {"__t": type(value).__name__, **{f.name: _encode(getattr(value, f.name)) for f in fields(value)}}
+    if isinstance(value, Mapping):
+        return {str(k): _encode(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        kind = value.get("__t")
+        if kind is not None:
+            cls = getattr(model, str(kind))
+            return cls(**{k: _decode(v) for k, v in value.items() if k != "__t"})
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_decode(v) for v in value)
+    return value
+
+
+def dump_journey(journey: Journey) -> bytes:
+    """The definition as stored in `journey_versions` (JSON; the version number left out)."""
+    data = _encode(journey)
+    data["version"] = None
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+
+
+def load_journey(raw: bytes, version: int) -> Journey:
+    journey = _decode(orjson.loads(raw))
+    assert isinstance(journey, Journey)
+    return Journey(**{f.name: getattr(journey, f.name) for f in fields(Journey)} | {"version": version})
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What publishing did: the version, whether it is new, runs at removed steps, runs moved."""
+
+    journey: str
+    version: int
+    created: bool
+    removed_steps: dict[str, int] = field(default_factory=dict)
+    moved: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def publish(
+    runtime: Runtime,
+    journey: Journey,
+    *,
+    mapping: Mapping[str, str] | None = None,
+    note: str | None = None,
+    now: float | None = None,
+) -> PublishResult:
+    """Store `journey` as its next version (unchanged definition: the same version). Runs that have not
+    ended stay on their version; those at steps the new version removes are reported, and moved to
+    the new version only by `mapping` (old step -> step of the new version)."""
+    now = time.time() if now is None else now
+    raw = dump_journey(journey)
+    checksum = hashlib.sha256(raw).hexdigest()
+    mapping = dict(mapping or {})
+    for old, new in mapping.items():
+        if new not in journey.steps:
+            raise InputError(
+                f"journey {journey.name}: mapping {old!r} -> {new!r}: {new!r} is not a step of the new version "
+                f"(steps: {', '.join(sorted(journey.steps))})",
+                field=f"mapping.{old}",
+            )
+    with runtime.store.engine.begin() as conn:
+        previous = Q.latest_versions(conn).get(journey.name)
+        version, created = Q.publish_version(conn, journey.name, raw, checksum, now, note)
+        removed: dict[str, int] = {}
+        moved = 0
+        if created and previous is not None:
+            before = load_journey(previous[1], previous[0])
+            gone = sorted(set(before.steps) - set(journey.steps))
+            removed = Q.waiting_at(conn, journey.name, gone)
+            unknown = sorted(set(mapping) - set(gone))
+            if unknown:
+                raise InputError(
+                    f"journey {journey.name}: mapping names {', '.join(unknown)}, which the new version does not "
+                    f"remove (removed: {', '.join(gone) or 'none'})",
+                    field="mapping",
+                )
+            moved = Q.move_runs(conn, journey.name, mapping, version, now)
+    return PublishResult(journey.name, version, created, removed, moved)
+
+
+# --- a durable sink: the fake provider of the crash tests and the benchmark ------------------------
+
+
+class FileSink:
+    """A channel that appends every message it takes to a file, fsynced before it answers (a provider that
+    survives `kill -9`); `lookup(key)` is its status API, which `reconcile` asks."""
+
+    def __init__(self, path: str | os.PathLike[str], name: str = "email", fsync: bool = True):
+        self.path = Path(path)
+        self.name = name
+        self.fsync = fsync
+
+    def send(self, message: Message, idempotency_key: str) -> Outcome:
+        line = orjson.dumps({"key": idempotency_key, "channel": self.name, "to": message.to}) + b"\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        return Delivered(idempotency_key)
+
+    def lookup(self, key: str) -> str | None:
+        """'delivered' when the sink holds the message of `key`, else None."""
+        return "delivered" if key in sink_keys(self.path) else None
+
+
+def sink_keys(path: str | os.PathLike[str]) -> list[str]:
+    """Every key a FileSink file holds (a torn last line is not a message)."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in data.split(b"\n"):
+        try:
+            out.append(str(orjson.loads(line)["key"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            continue
+    return out
+
+
+# --- the persons: who an event is, their profile --------------------------------------------------
+
+
+class Directory:
+    """Identities (user and anonymous ids -> person) and profiles, read from the warehouse and re-read
+    every `ttl` seconds."""
+
+    def __init__(self, runtime: Runtime, ttl: float = 30.0):
+        self.runtime, self.ttl = runtime, ttl
+        self.loaded = -1e18
+        self.by_user: dict[str, str] = {}
+        self.by_anon: dict[str, str] = {}
+        self.profiles: dict[str, dict[str, Any]] = {}
+
+    def refresh(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self.loaded < self.ttl:
+            return
+        self.loaded = time.monotonic()
+        log_ = self.runtime.log
+        if log_.has_data("identities"):
+            ids = self.runtime.warehouse().table("identities")
+            ids = ids.filter(ids.kind.isin(("user_id", "anonymous_id"))).select("kind", "value", "person_id")
+            table = ids.to_pyarrow()
+            by_user: dict[str, str] = {}
+            by_anon: dict[str, str] = {}
+            for kind, value, person in zip(
+                *(table.column(c).to_pylist() for c in ("kind", "value", "person_id")), strict=True
+            ):
+                (by_user if kind == "user_id" else by_anon)[value] = person
+            self.by_user, self.by_anon = by_user, by_anon
+        if log_.has_data("profiles"):
+            rows = self.runtime.warehouse().table("profiles").to_pyarrow().to_pylist()
+            self.profiles = {str(r["person_id"]): r for r in rows}
+
+    def person_of(self, event: Mapping[str, Any]) -> str | None:
+        props = event.get("properties") or {}
+        if event.get("event") in ("Segment Entered", "Segment Exited") and props.get("person_id"):
+            return str(props["person_id"])
+        self.refresh()
+        user, anon = event.get("userId"), event.get("anonymousId")
+        found = (self.by_user.get(str(user)) if user else None) or (self.by_anon.get(str(anon)) if anon else None)
+        if found is None and (user or anon):
+            self.refresh(force=time.monotonic() - self.loaded > 1.0)
+            found = (self.by_user.get(str(user)) if user else None) or (self.by_anon.get(str(anon)) if anon else None)
+        return found
+
+    def profile(self, person_id: str) -> dict[str, Any] | None:
+        self.refresh()
+        return self.profiles.get(person_id)
+
+
+# --- the policy call ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    outcome: str
+    reason: str
+    retry_at: float | None = None
+
+
+def _policy_check(
+    conn: sa.Connection, runtime: Runtime, intent: Any, profile: Mapping[str, Any], address: str, now: float
+) -> Any:
+    """The policy engine's verdict (activate/service/policy.py `check`, under the person's lock); until it
+    is installed, consent and suppression only."""
+    try:
+        from omniweave.activate.service.policy import check
+    except ImportError:
+        problem = msgs.consent_problem(intent.channel, intent.message_class, profile)
+        if problem:
+            return _Verdict("drop", problem)
+        found = Ledger._suppressed(conn, intent.channel, address)
+        return _Verdict("drop", f"suppressed ({found})") if found else _Verdict("send", "allowed")
+    return check(conn, runtime, intent, profile, address, now=now)
+
+
+def _intent(person_id: str, channel: str, message_class: str, key: str, journey: str, intended_at: float) -> Any:
+    try:
+        from omniweave.activate.policy import SendIntent
+    except ImportError:  # pragma: no cover - the policy engine ships with omniweave
+        return _Verdict("send", "")
+    return SendIntent(person_id, channel, message_class, key, journey=journey, intended_at=intended_at)
+
+
+# --- the engine -----------------------------------------------------------------------------------
+
+
+@dataclass
+class EngineStats:
+    events: int = 0
+    entered: int = 0
+    woken: int = 0
+    converted: int = 0
+    stepped: int = 0
+    transitions: int = 0
+    sends: int = 0
+    dispatched: int = 0
+    reconciled: dict[str, int] = field(default_factory=dict)
+
+
+def send_key(journey: str, node: str, run: str) -> str:
+    return f"j:{journey}:{node}:{run}"
+
+
+class JourneyEngine:
+    """One worker's engine (see the module docstring)."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        channels: Mapping[str, Channel] | None = None,
+        fake: bool = False,
+        sink: str | None = None,
+        owner: str | None = None,
+        lease: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.runtime = runtime
+        self.clock = clock
+        self.owner = owner or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.lease = lease
+        self.stats = EngineStats()
+        self.directory = Directory(runtime)
+        self._journeys: dict[tuple[str, int], Journey] = {}
+        self._latest: dict[str, Journey] = {}
+        self._latest_at = -1e18
+        self._messages: dict[str, Any] | None = None
+        self._brand: Any = None
+        if sink is not None:
+            channels = {name: FileSink(sink, name) for name in CHANNELS}
+        self._channels = channels
+        self._fake = fake
+        self._dispatcher: Any = None
+        self._new_keys: list[str] = []
+
+    # -- definitions --
+    def latest(self) -> dict[str, Journey]:
+        if time.monotonic() - self._latest_at > 2.0:
+            with self.runtime.store.engine.connect() as conn:
+                found = Q.latest_versions(conn)
+            self._latest = {name: self.journey(name, v, raw) for name, (v, raw) in found.items()}
+            self._latest_at = time.monotonic()
+        return self._latest
+
+    def journey(self, name: str, version: int, raw: bytes | None = None) -> Journey:
+        key = (name, version)
+        if key not in self._journeys:
+            if raw is None:
+                with self.runtime.store.engine.connect() as conn:
+                    raw = Q.version_definition(conn, name, version)
+                if raw is None:
+                    raise InputError(f"journey {name!r} has no version {version}", field="version")
+            self._journeys[key] = load_journey(raw, version)
+        return self._journeys[key]
+
+    # -- entering --
+    def _start(
+        self, conn: sa.Connection, j: Journey, person: str, entry_key: str, trigger: Mapping[str, Any], now: float
+    ) -> bool:
+        rid = M.run_id(j.name, person, entry_key)
+        context = M.entry_context(j, person, trigger)
+        run = {
+            "id": rid,
+            "journey": j.name,
+            "version": j.version,
+            "person_id": person,
+            "entry_key": entry_key[:200],
+            "node": j.start,
+            "context": context,
+            "entered_at": now,
+        }
+        started, why = Q.enter(
+            conn, run, mode=j.re_entry.mode, cooldown=j.re_entry.cooldown, max_entries=j.re_entry.max_entries, now=now
+        )
+        if started:
+            reason = f"key {entry_key}" + ("; in the holdout" if context.get("held_out") else "")
+            Q.record_steps(conn, [self._row(j, rid, person, j.start, "entered", reason, now)])
+            self.stats.entered += 1
+        return started
+
+    def enter(self, journey: str, person_id: str, key: str, trigger: Mapping[str, Any] | None = None) -> bool:
+        """Start a run of `journey` for `person_id` under the caller's `key` (the API entry)."""
+        j = self.latest().get(journey)
+        if j is None:
+            raise InputError(f"no published journey {journey!r}", field="journey")
+        with self.runtime.store.engine.begin() as conn:
+            return self._start(conn, j, person_id, f"api:{key}", trigger or {}, self.clock())
+
+    def enter_many(self, journey: str, person_ids: Sequence[str], key: str) -> int:
+        """`enter` for many persons in one transaction per 1,000; how many started."""
+        j = self.latest().get(journey)
+        if j is None:
+            raise InputError(f"no published journey {journey!r}", field="journey")
+        started = 0
+        for begin in range(0, len(person_ids), 1000):
+            with self.runtime.store.engine.begin() as conn:
+                for person in person_ids[begin : begin + 1000]:
+                    started += self._start(conn, j, person, f"api:{key}", {}, self.clock())
+        return started
+
+    def date_entries(self, now: float | None = None) -> int:
+        """Enter date journeys for every profile whose date trait (± offset) is today at the journey's local
+        time or earlier today; once per person per date (the entry key is `date:<yyyy-mm-dd>`)."""
+        now = self.clock() if now is None else now
+        self.directory.refresh()
+        started = 0
+        for j in self.latest().values():
+            e = j.entry
+            if e.kind != "date" or not e.trait:
+                continue
+            with self.runtime.store.engine.begin() as conn:
+                for person, profile in self.directory.profiles.items():
+                    due = _date_due(profile.get(e.trait), e, str(profile.get("timezone") or j.default_timezone), now)
+                    if due is not None:
+                        started += self._start(
+                            conn, j, person, f"date:{due}", {e.trait: str(profile.get(e.trait))}, now
+                        )
+        return started
+
+    # -- the trigger consumer --
+    def consume(self, limit: int = 1000) -> int:
+        """Read the inbox since the consumer's position; enter, wake and convert; returns events read."""
+        store = self.runtime.store
+        state = store.consumer(CONSUMER)
+        if state.pending_end is None:
+            rows = store.read(after=state.position, limit=limit)
+            if not rows:
+                return 0
+            end = rows[-1].seq
+            store.mark_pending(CONSUMER, end)
+        else:
+            end = state.pending_end
+            rows = store.read(after=state.position, upto=end)
+        journeys = self.latest()
+        now = self.clock()
+        with store.engine.begin() as conn:
+            for row in rows:
+                self._on_event(conn, journeys, row.seq, orjson.loads(row.payload), now)
+        store.commit_position(CONSUMER, end)
+        self.stats.events += len(rows)
+        return len(rows)
+
+    def _on_event(self, conn: sa.Connection, journeys: Mapping[str, Journey], seq: int, event: Any, now: float) -> None:
+        if not isinstance(event, dict) or event.get("type") != "track":
+            return
+        name = str(event.get("event") or "")
+        props = event.get("properties") or {}
+        if not isinstance(props, dict):
+            return
+        person = self.directory.person_of(event)
+        if person is None:
+            return
+        for j in journeys.values():  # (1) entries
+            if M.entry_matches(j, name, props):
+                key = str(event.get("messageId") or seq)
+                if j.entry.kind != "event":
+                    key = f"segment:{j.entry.segment}:{seq}"
+                self._start(conn, j, person, key, props, now)
+        for wait in Q.waits_for(conn, person, name):  # (2) waits
+            if wait["corr_property"] and str(props.get(wait["corr_property"])) != wait["corr_value"]:
+                continue
+            j = self.journey(wait["journey"], wait["version"])
+            step = j.steps.get(wait["node"])
+            action = step.action if step else None
+            if isinstance(action, model.WaitForEvent) and not M.filters_hold(action.where, props):
+                continue
+            ctx = M.woken_context(wait["context"], wait["node"], name, props)
+            if Q.wake(conn, wait["run_id"], wait["node"], ctx, now):
+                self.stats.woken += 1
+        goals = [j.name for j in journeys.values() if j.goal is not None and j.goal.event == name]
+        for run in Q.unfinished_of(conn, person, goals):  # (3) goals
+            j = self.journey(run["journey"], run["version"])
+            state = M.RunState(run["id"], person, run["node"], run["entered_at"], run["context"], run["variant"])
+            if M.goal_met(j, j.goal, state, name, props, now) and Q.end_run(
+                conn, run["id"], "converted", f"goal {name}", now
+            ):
+                Q.record_steps(conn, [self._row(j, run["id"], person, run["node"], "converted", f"goal {name}", now)])
+                self.stats.converted += 1
+
+    # -- the stepper --
+    def _row(
+        self, j: Journey, rid: str, person: str, node: str, outcome: str, reason: str, at: float
+    ) -> dict[str, Any]:
+        return {
+            "run_id": rid,
+            "journey": j.name,
+            "version": j.version or 0,
+            "person_id": person,
+            "node": node,
+            "outcome": outcome,
+            "reason": reason,
+            "at": at,
+        }
+
+    def step(self, limit: int = 500) -> int:
+        """Claim due runs and walk each until it waits or ends; returns how many runs were claimed."""
+        now = self.clock()
+        with self.runtime.store.engine.begin() as conn:
+            claimed = Q.claim_due(conn, self.owner, now, self.lease, limit)
+        if not claimed:
+            return 0
+        plain: list[tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]], M.Advance]] = []
+        for run in claimed:
+            try:
+                self._walk(run, now, plain)
+            except _LeaseLost:
+                continue
+            except Exception as exc:  # noqa: BLE001 - one broken run must not stop the others: it fails, with why
+                log.exception("journey run %s failed", run["id"])
+                with self.runtime.store.engine.begin() as conn:
+                    Q.save_run(conn, run["id"], self.owner, _ended("failed", f"{type(exc).__name__}: {exc}", now))
+        if plain:
+            with self.runtime.store.engine.begin() as conn:
+                for run, values, rows, adv in plain:
+                    if Q.save_run(conn, run["id"], self.owner, values):
+                        if adv.wait is not None:
+                            w = adv.wait
+                            Q.park_wait(
+                                conn, run["id"], run["person_id"], w.event, w.corr_property, w.corr_value, w.until
+                            )
+                        Q.record_steps(conn, rows)
+        self.stats.stepped += len(claimed)
+        return len(claimed)
+
+    def _walk(self, run: dict[str, Any], now: float, plain: list[Any]) -> None:
+        j = self.journey(run["journey"], run["version"])
+        person = str(run["person_id"])
+        profile = self.directory.profile(person) or {"person_id": person}
+        facts = M.Facts(traits=profile, events=lambda: self._recent_events(person), segments=frozenset())
+        state = M.RunState(
+            run["id"],
+            person,
+            run["node"],
+            run["entered_at"],
+            run["context"],
+            run["variant"],
+            run["status"] == "waiting",
+        )
+        for _ in range(100):
+            adv = M.advance(j, state, facts, now)
+            self.stats.transitions += len(adv.steps) or 1
+            rows = [self._row(j, run["id"], person, s.node, s.outcome, s.reason, now) for s in adv.steps]
+            if adv.effect is None:
+                if adv.status in Q.ENDED:
+                    values = _ended(adv.status, adv.end_reason or adv.status, now)
+                else:
+                    values = {"status": adv.status, "wake_at": adv.wake_at, "lease_owner": None, "lease_until": None}
+                values |= {"node": adv.node, "context": adv.context, "variant": adv.variant, "updated_at": now}
+                plain.append((run, values, rows, adv))
+                return
+            nxt = self._effect(j, run, profile, adv, rows, now)
+            if nxt is None:
+                return
+            state = nxt
+
+    def _effect(
+        self, j: Journey, run: dict[str, Any], profile: Mapping[str, Any], adv: M.Advance, rows: list[Any], now: float
+    ) -> M.RunState | None:
+        """Perform the effect at `adv.node` and advance the run in the same transaction; the run's next
+        state to keep walking, or None when it stops here (rescheduled, ended, lease lost)."""
+        assert adv.effect is not None
+        node, action = adv.node, adv.effect.action
+        rid, person = str(run["id"]), str(run["person_id"])
+        key = send_key(j.name, node, rid)
+        ctx = dict(adv.context)
+        ok, outcome, reason, wake = True, "", "", now
+        if isinstance(action, IssueCoupon):
+            from omniweave.activate.service.coupons import issue
+
+            try:
+                code = issue(self.runtime, action.pool, person_id=person, send_key=key, campaign=j.campaign or j.name)
+                ctx.setdefault("coupons", {})[node] = code.code
+                outcome, reason = "coupon", f"{action.pool}: {code.code}"
+            except InputError as exc:
+                ok, outcome, reason = False, "error", str(exc)
+        elif isinstance(action, UpdateTrait):
+            from omniweave.collect.emit import emit
+
+            event = {
+                "type": "identify",
+                "messageId": deterministic_message_id(SOURCE, key),
+                "userId": _user_of(profile, person),
+                "traits": {action.trait: action.value},
+                "timestamp": datetime.fromtimestamp(now, UTC).isoformat(),
+                "context": {"library": {"name": SOURCE}, "journey": j.name},
+            }
+            try:
+                emit(self.runtime.store, SOURCE, [event])
+                outcome, reason = "trait", f"{action.trait} = {action.value!r}"
+            except InputError as exc:
+                ok, outcome, reason = False, "error", str(exc)
+        with self.runtime.store.engine.begin() as conn:
+            if isinstance(action, Send):
+                verdict_rows, result = self._send(conn, j, run, profile, node, action, key, ctx, now)
+                rows += verdict_rows
+                if result == "reschedule":
+                    wake = float(ctx["retry_at"])
+                    values = {"node": node, "status": "active", "wake_at": wake, "context": ctx}
+                    values |= {"lease_owner": None, "lease_until": None, "updated_at": now, "variant": adv.variant}
+                    if Q.save_run(conn, rid, self.owner, values):
+                        Q.record_steps(conn, rows)
+                    return None
+            elif isinstance(action, CallWebhook):
+                payload = {
+                    "journey": j.name,
+                    "step": node,
+                    "run": rid,
+                    "person_id": person,
+                    "trigger": ctx.get("trigger"),
+                }
+                row: dict[str, object] = {
+                    "key": key,
+                    "channel": "webhook",
+                    "to_address": action.url,
+                    "person_id": person,
+                    "campaign": j.campaign or j.name,
+                    "message_name": node,
+                    "message_class": "transactional",
+                    "content": orjson.dumps({"payload": payload}),
+                }
+                if insert_on(conn, row, now):
+                    self._new_keys.append(key)
+                outcome, reason = "webhook", action.url
+            if outcome:
+                rows.append(self._row(j, rid, person, node, outcome, reason, now))
+            target = M.after_effect(j, node, ok)
+            if target is None:
+                values = _ended("failed", reason or "an effect failed", now) | {"node": node, "context": ctx}
+                if Q.save_run(conn, rid, self.owner, values):
+                    Q.record_steps(conn, rows)
+                return None
+            ctx.pop("retry_at", None)
+            ctx.pop("intended_at", None)
+            values = {"node": target, "status": "active", "wake_at": now, "context": ctx, "updated_at": now}
+            values["variant"] = adv.variant
+            if not Q.save_run(conn, rid, self.owner, values):
+                raise _LeaseLost(rid)  # another worker took the run over: roll this step back
+            Q.record_steps(conn, rows)
+        return M.RunState(rid, person, target, float(run["entered_at"]), ctx, adv.variant)
+
+    def _send(
+        self,
+        conn: sa.Connection,
+        j: Journey,
+        run: Mapping[str, Any],
+        profile: Mapping[str, Any],
+        node: str,
+        action: Send,
+        key: str,
+        ctx: dict[str, Any],
+        now: float,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Policy and ledger for one send step: ('sent'|'skipped'|'reschedule'); rows for the history."""
+        rid, person = str(run["id"]), str(run["person_id"])
+        rows: list[dict[str, Any]] = []
+        messages = self._load_messages()
+        message = messages.get(action.message)
+        if message is None:
+            rows.append(self._row(j, rid, person, node, "skipped", f"no message {action.message!r}", now))
+            return rows, "skipped"
+        klass = action.message_class or j.message_class or message.message_class
+        intended = float(ctx.setdefault("intended_at", now))
+        first = action.channel if action.channel != "preferred" else str(profile.get("preferred_channel") or "email")
+        for channel in dict.fromkeys([first, *action.fallback]):
+            if channel not in message.channels:
+                rows.append(
+                    self._row(j, rid, person, node, "skipped", f"{message.name} has no {channel} rendition", now)
+                )
+                continue
+            address = msgs.address_of(self.runtime, channel, profile)
+            if address is None:
+                rows.append(self._row(j, rid, person, node, "skipped", f"no {channel} address", now))
+                continue
+            to = ", ".join(address) if isinstance(address, tuple) else address
+            intent = _intent(person, channel, klass, key, j.name, intended)
+            verdict = _policy_check(conn, self.runtime, intent, profile, address_key(channel, to), now)
+            if verdict.outcome == "reschedule" and verdict.retry_at is not None:
+                ctx["retry_at"] = verdict.retry_at
+                rows.append(self._row(j, rid, person, node, "rescheduled", verdict.reason, now))
+                return rows, "reschedule"
+            if verdict.outcome != "send":
+                rows.append(self._row(j, rid, person, node, "skipped", f"{channel}: {verdict.reason}", now))
+                continue
+            rendition = msgs._render_for(
+                self.runtime, message, self._load_brand(), channel, profile, address, code=None, key=key
+            )
+            row = {
+                "key": key,
+                "channel": channel,
+                "to_address": address_key(channel, to),
+                "person_id": person,
+                "campaign": j.campaign or j.name,
+                "message_name": message.name,
+                "message_class": klass,
+                "content": orjson.dumps(rendition.content),
+            }
+            if insert_on(conn, row, now):
+                self._new_keys.append(key)
+                self.stats.sends += 1
+            rows.append(self._row(j, rid, person, node, "sent", f"{message.name} on {channel}", now))
+            return rows, "sent"
+        return rows, "skipped"
+
+    def _load_messages(self) -> dict[str, Any]:
+        if self._messages is None:
+            self._messages = msgs.load_messages(self.runtime.settings)
+        return self._messages
+
+    def _load_brand(self) -> Any:
+        if self._brand is None:
+            self._brand = msgs.load_brand(self.runtime.settings)
+        return self._brand
+
+    def _recent_events(self, person: str) -> list[M.EventFact]:
+        """The person's events of the last 365 days from the event log (read only for a condition on events)."""
+        if not self.runtime.log.has_data("events"):
+            return []
+        users = [u for u, p in self.directory.by_user.items() if p == person]
+        if not users:
+            return []
+        ev = self.runtime.warehouse().table("events")
+        since = datetime.fromtimestamp(self.clock(), UTC) - timedelta(days=365)
+        rows = ev.filter(ev.user_id.isin(users) & (ev.timestamp >= since)).select("event", "timestamp", "properties")
+        out = []
+        for r in rows.to_pyarrow().to_pylist():
+            props = orjson.loads(r["properties"] or "{}")
+            out.append(M.EventFact(str(r["event"]), r["timestamp"].timestamp(), props))
+        return out
+
+    # -- sending and reconciling --
+    def dispatcher(self) -> Any:
+        if self._dispatcher is None:
+            from omniweave.channels.service import dispatcher_for, open_channels
+
+            channels = self._channels if self._channels is not None else open_channels(self.runtime, fake=self._fake)
+            self._dispatcher = dispatcher_for(self.runtime, channels)
+        return self._dispatcher
+
+    def dispatch(self) -> int:
+        """Send the ledger rows this worker wrote, then whatever else is due (rows a dead worker left)."""
+        keys, self._new_keys = self._new_keys, []
+        done = 0
+        d = self.dispatcher()
+        for start in range(0, len(keys), 500):
+            done += len(d.attempt_many(keys[start : start + 500]))
+        done += len(d.run_due(limit=500))
+        self.stats.dispatched += done
+        return done
+
+    def reconcile(self, older_than: float | None = None) -> dict[str, int]:
+        """Ledger rows left `sending` longer than a lease: the provider's status where the adapter can look it
+        up, else `ambiguous` (counted, never resent on its own)."""
+        now = self.clock()
+        cutoff = now - self.lease if older_than is None else older_than
+        with self.runtime.store.engine.connect() as conn:
+            stuck = conn.execute(
+                sa.select(sends.c.key, sends.c.channel).where(sends.c.status == "sending", sends.c.updated_at < cutoff)
+            ).all()
+        channels = self.dispatcher().channels
+        ledger = Ledger(self.runtime.store.engine)
+        counts: dict[str, int] = {}
+        for key, channel in stuck:
+            lookup = getattr(channels.get(channel), "lookup", None)
+            status = lookup(key) if lookup is not None else None
+            if status == "delivered":
+                ledger.finish(key, "delivered", now=now, reason="reconciled: the provider has it", provider_id=key)
+            else:
+                ledger.finish(key, "ambiguous", now=now, reason="the worker stopped while sending: outcome unknown")
+                status = "ambiguous"
+            counts[status] = counts.get(status, 0) + 1
+        for k, v in counts.items():
+            self.stats.reconciled[k] = self.stats.reconciled.get(k, 0) + v
+        return counts
+
+
+class _LeaseLost(Exception):
+    """The worker's lease on a run ran out and another worker holds it now."""
+
+
+def _ended(status: str, reason: str, now: float) -> dict[str, Any]:
+    return {
+        "status": status,
+        "end_reason": reason[:1000],
+        "ended_at": now,
+        "wake_at": None,
+        "lease_owner": None,
+        "lease_until": None,
+        "updated_at": now,
+    }
+
+
+def _user_of(profile: Mapping[str, Any], person: str) -> str:
+    users = profile.get("user_ids") or []
+    return str(users[0]) if users else person
+
+
+def _date_due(value: Any, entry: model.Entry, tz: str, now: float) -> str | None:
+    """The date (yyyy-mm-dd) a date entry is due for a trait value, when that is today (local) and its time passed."""
+    if value is None:
+        return None
+    try:
+        day = value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+    z = M.zone(tz)
+    local = datetime.fromtimestamp(now, z)
+    if entry.yearly:
+        try:
+            day = day.replace(year=local.year)
+        except ValueError:  # 29 February in a common year: the 28th
+            day = day.replace(year=local.year, day=28)
+    due = day + timedelta(seconds=entry.offset)
+    hours, _, minutes = entry.at.partition(":")
+    when = datetime(due.year, due.month, due.day, int(hours), int(minutes or 0), tzinfo=z)
+    if when.date() == local.date() and when <= local:
+        return due.isoformat()
+    return None
+
+
+# --- workers --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What `run` did."""
+
+    workers: int
+    note: str
+    seconds: float
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def work(
+    runtime: Runtime,
+    *,
+    stop: Callable[[], bool] | None = None,
+    until_idle: bool = False,
+    sink: str | None = None,
+    fake: bool = False,
+    idle_sleep: float = 0.05,
+    batch: int = 500,
+) -> EngineStats:
+    """One worker's loop: reconcile, then consume triggers (when this worker holds the consumer), step due
+    runs and dispatch sends, sleeping briefly when idle; until `stop()` or, with `until_idle`, nothing is left."""
+    engine = JourneyEngine(runtime, sink=sink, fake=fake)
+    engine.reconcile()
+    store = runtime.store
+    holder: sa.Connection | None = None
+    consumer = store.dialect != "postgresql"
+    try:
+        while stop is None or not stop():
+            if not consumer:
+                holder = holder or store.engine.connect()
+                consumer = bool(holder.execute(sa.text(f"SELECT pg_try_advisory_lock({ADVISORY_LOCK})")).scalar())
+                holder.commit()
+            read = engine.consume(batch) if consumer else 0
+            engine.date_entries()
+            stepped = engine.step(batch)
+            sent = engine.dispatch()
+            if not (read or stepped or sent):
+                if until_idle:
+                    with store.engine.connect() as conn:
+                        busy = conn.execute(
+                            sa.select(sa.func.count())
+                            .select_from(sends)
+                            .where(sends.c.status.in_(("pending", "sending")))
+                        ).scalar_one()
+                        due = Q.next_wake(conn)
+                    if (
+                        not busy
+                        and (due is None or due > engine.clock() + 1)
+                        and store.max_seq() <= store.consumer(CONSUMER).position
+                    ):
+                        break
+                time.sleep(idle_sleep)
+    finally:
+        if holder is not None:
+            holder.close()
+    return engine.stats
+
+
+def _worker_main(home: str, sink: str | None, fake: bool, until_idle: bool) -> None:
+    from omniweave.settings import load_settings
+
+    runtime = Runtime(load_settings(home=home))
+    try:
+        work(runtime, sink=sink, fake=fake, until_idle=until_idle)
+    finally:
+        runtime.close()
+
+
+def run(
+    runtime: Runtime,
+    *,
+    workers: int = 1,
+    until_idle: bool = False,
+    stop: Callable[[], bool] | None = None,
+    sink: str | None = None,
+    fake: bool = False,
+) -> RunReport:
+    """Run `workers` worker processes (one in this process when 1; one only on SQLite, which has one writer)."""
+    started = time.monotonic()
+    note = ""
+    if runtime.store.dialect == "sqlite" and workers > 1:
+        note = f"SQLite has one writer: running 1 worker instead of {workers}"
+        workers = 1
+    if workers == 1:
+        work(runtime, stop=stop, until_idle=until_idle, sink=sink, fake=fake)
+        return RunReport(1, note, time.monotonic() - started)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker_main, args=(str(runtime.settings.home), sink, fake, until_idle), daemon=True)
+        for _ in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs) and (stop is None or not stop()):
+            time.sleep(0.2)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join()
+    return RunReport(workers, note, time.monotonic() - started)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m omniweave.activate.service.journeys worker --home H [--sink FILE] [--fake] [--until-idle]`:
+    one worker process (the hidden entry point `run` and the crash tests start)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="omniweave-journeys-worker")
+    parser.add_argument("command", choices=["worker"])
+    parser.add_argument("--home", required=True)
+    parser.add_argument("--sink")
+    parser.add_argument("--fake", action="store_true")
+    parser.add_argument("--until-idle", action="store_true")
+    args = parser.parse_args(argv)
+    _worker_main(args.home, args.sink, args.fake, args.until_idle)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

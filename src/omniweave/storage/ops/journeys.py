@@ -1,0 +1,346 @@
+"""The SQL of the journey engine: versions, runs, waits, entries and step history (SQLAlchemy Core).
+
+Every change of a run is one statement guarded by what the caller expects (its lease, its status),
+so a worker whose lease ran out and was taken over changes nothing. Claiming due runs is
+`SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL (several workers take disjoint batches) and a plain
+guarded UPDATE on SQLite (one writer). A lease (`lease_owner`, `lease_until`) that ran out makes a
+killed worker's runs claimable again: no run is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from omniweave.storage.ops.tables.journeys import (
+    journey_entries,
+    journey_runs,
+    journey_steps,
+    journey_versions,
+    journey_waits,
+)
+
+ACTIVE = ("active", "waiting")
+ENDED = ("done", "converted", "exited", "failed")
+_CHUNK = 500
+
+
+def _insert_ignore(conn: sa.Connection, table: sa.Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    return table.insert()
+
+
+# --- versions -------------------------------------------------------------------------------------
+
+
+def publish_version(
+    conn: sa.Connection, journey: str, definition: bytes, checksum: str, now: float, note: str | None = None
+) -> tuple[int, bool]:
+    """(version, created): a new version unless the latest one has the same checksum."""
+    latest = conn.execute(
+        sa.select(journey_versions.c.version, journey_versions.c.checksum)
+        .where(journey_versions.c.journey == journey)
+        .order_by(journey_versions.c.version.desc())
+        .limit(1)
+    ).first()
+    if latest is not None and latest[1] == checksum:
+        return int(latest[0]), False
+    version = 1 if latest is None else int(latest[0]) + 1
+    conn.execute(
+        journey_versions.insert().values(
+            journey=journey, version=version, definition=definition, checksum=checksum, published_at=now, note=note
+        )
+    )
+    return version, True
+
+
+def latest_versions(conn: sa.Connection) -> dict[str, tuple[int, bytes]]:
+    """Every journey's newest version: name -> (version, definition)."""
+    newest = (
+        sa.select(journey_versions.c.journey, sa.func.max(journey_versions.c.version).label("v"))
+        .group_by(journey_versions.c.journey)
+        .subquery()
+    )
+    rows = conn.execute(
+        sa.select(journey_versions.c.journey, journey_versions.c.version, journey_versions.c.definition).join(
+            newest, sa.and_(journey_versions.c.journey == newest.c.journey, journey_versions.c.version == newest.c.v)
+        )
+    )
+    return {str(j): (int(v), bytes(d)) for j, v, d in rows}
+
+
+def version_definition(conn: sa.Connection, journey: str, version: int) -> bytes | None:
+    found = conn.execute(
+        sa.select(journey_versions.c.definition).where(
+            journey_versions.c.journey == journey, journey_versions.c.version == version
+        )
+    ).first()
+    return None if found is None else bytes(found[0])
+
+
+def waiting_at(conn: sa.Connection, journey: str, nodes: Sequence[str]) -> dict[str, int]:
+    """How many runs of `journey` that have not ended are at each of `nodes`."""
+    if not nodes:
+        return {}
+    rows = conn.execute(
+        sa.select(journey_runs.c.node, sa.func.count())
+        .where(journey_runs.c.journey == journey, journey_runs.c.status.in_(ACTIVE), journey_runs.c.node.in_(nodes))
+        .group_by(journey_runs.c.node)
+    )
+    return {str(n): int(c) for n, c in rows}
+
+
+def move_runs(conn: sa.Connection, journey: str, mapping: Mapping[str, str], version: int, now: float) -> int:
+    """Move the unfinished runs of `journey` at each old node to its mapped node on `version`; how many moved.
+    A waiting run's wait is dropped and the run made due now at its new node."""
+    moved = 0
+    for old, new in mapping.items():
+        ids = [
+            r[0]
+            for r in conn.execute(
+                sa.select(journey_runs.c.id).where(
+                    journey_runs.c.journey == journey, journey_runs.c.node == old, journey_runs.c.status.in_(ACTIVE)
+                )
+            )
+        ]
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            conn.execute(journey_waits.delete().where(journey_waits.c.run_id.in_(chunk)))
+            result = conn.execute(
+                journey_runs.update()
+                .where(journey_runs.c.id.in_(chunk))
+                .values(node=new, version=version, status="active", wake_at=now, updated_at=now)
+            )
+            moved += int(result.rowcount or 0)
+    return moved
+
+
+# --- entering -------------------------------------------------------------------------------------
+
+
+def enter(
+    conn: sa.Connection,
+    run: Mapping[str, Any],
+    *,
+    mode: str,
+    cooldown: float,
+    max_entries: int | None,
+    now: float,
+) -> tuple[bool, str]:
+    """Start one run (id, journey, version, person_id, entry_key, node, context, entered_at) if the re-entry
+    rules allow; (started, reason). A replayed entry key hits the unique key and starts nothing."""
+    journey, person = run["journey"], run["person_id"]
+    if conn.execute(sa.select(journey_runs.c.id).where(journey_runs.c.id == run["id"])).first() is not None:
+        return False, "this trigger already started a run"
+    seen = conn.execute(
+        sa.select(journey_entries.c.count, journey_entries.c.last_entered_at).where(
+            journey_entries.c.journey == journey, journey_entries.c.person_id == person
+        )
+    ).first()
+    if seen is not None:
+        count, last = int(seen[0]), float(seen[1])
+        if mode == "never":
+            return False, "re-entry never: the person entered before"
+        if max_entries is not None and count >= max_entries:
+            return False, f"the person entered {count} times (max_entries {max_entries})"
+        if mode == "after" and now - last < cooldown:
+            return False, f"re-entry after {cooldown:g}s: last entry {now - last:.0f}s ago"
+    values = {
+        **run,
+        "context": orjson.dumps(run.get("context") or {}),
+        "status": "active",
+        "wake_at": run.get("wake_at", now),
+        "updated_at": now,
+    }
+    result = conn.execute(_insert_ignore(conn, journey_runs).values(**values))
+    if not result.rowcount:
+        return False, "this trigger already started a run"
+    if seen is None:
+        conn.execute(
+            _insert_ignore(conn, journey_entries).values(
+                journey=journey, person_id=person, count=1, last_entered_at=now
+            )
+        )
+    else:
+        conn.execute(
+            journey_entries.update()
+            .where(journey_entries.c.journey == journey, journey_entries.c.person_id == person)
+            .values(count=journey_entries.c.count + 1, last_entered_at=now)
+        )
+    return True, "entered"
+
+
+# --- claiming and saving --------------------------------------------------------------------------
+
+
+def claim_due(conn: sa.Connection, owner: str, now: float, lease: float, limit: int) -> list[dict[str, Any]]:
+    """Take up to `limit` due runs (active or waiting with `wake_at` <= now, no live lease) for `owner`."""
+    due = (
+        sa.select(journey_runs.c.id)
+        .where(
+            journey_runs.c.status.in_(ACTIVE),
+            journey_runs.c.wake_at <= now,
+            sa.or_(journey_runs.c.lease_until.is_(None), journey_runs.c.lease_until < now),
+        )
+        .order_by(journey_runs.c.wake_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+        ids = [r[0] for r in conn.execute(due)]
+    else:
+        ids = [r[0] for r in conn.execute(due)]
+    if not ids:
+        return []
+    result = conn.execute(
+        journey_runs.update()
+        .where(
+            journey_runs.c.id.in_(ids),
+            sa.or_(journey_runs.c.lease_until.is_(None), journey_runs.c.lease_until < now),
+        )
+        .values(lease_owner=owner, lease_until=now + lease)
+        .returning(*journey_runs.c)
+    )
+    out = []
+    for m in result.mappings():
+        row = dict(m)
+        row["context"] = orjson.loads(row["context"])
+        out.append(row)
+    return out
+
+
+def save_run(conn: sa.Connection, run_id: str, owner: str, values: Mapping[str, Any]) -> bool:
+    """Write a run's new state if `owner` still holds its lease; False when someone took it over."""
+    changes = dict(values)
+    if "context" in changes:
+        changes["context"] = orjson.dumps(changes["context"])
+    result = conn.execute(
+        journey_runs.update().where(journey_runs.c.id == run_id, journey_runs.c.lease_owner == owner).values(**changes)
+    )
+    return bool(result.rowcount == 1)
+
+
+def release(conn: sa.Connection, run_ids: Sequence[str], owner: str) -> None:
+    """Give back the leases of runs left as they are."""
+    for start in range(0, len(run_ids), _CHUNK):
+        conn.execute(
+            journey_runs.update()
+            .where(journey_runs.c.id.in_(run_ids[start : start + _CHUNK]), journey_runs.c.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
+        )
+
+
+def next_wake(conn: sa.Connection) -> float | None:
+    """When the earliest unfinished run is due."""
+    value = conn.execute(
+        sa.select(sa.func.min(journey_runs.c.wake_at)).where(journey_runs.c.status.in_(ACTIVE))
+    ).scalar()
+    return None if value is None else float(value)
+
+
+# --- waits ----------------------------------------------------------------------------------------
+
+
+def park_wait(
+    conn: sa.Connection, run_id: str, person_id: str, event: str, prop: str | None, value: str | None, until: float
+) -> None:
+    """Record that the run waits for `event` (with `prop` = `value`) until `until` (replacing an older wait)."""
+    conn.execute(journey_waits.delete().where(journey_waits.c.run_id == run_id))
+    conn.execute(
+        journey_waits.insert().values(
+            run_id=run_id, person_id=person_id, event=event, corr_property=prop, corr_value=value, until=until
+        )
+    )
+
+
+def waits_for(conn: sa.Connection, person_id: str, event: str) -> list[dict[str, Any]]:
+    """The waits of `person_id` on `event`, with their run's journey, version, node, context."""
+    query = (
+        sa.select(
+            journey_waits,
+            journey_runs.c.journey,
+            journey_runs.c.version,
+            journey_runs.c.node,
+            journey_runs.c.context,
+        )
+        .join(journey_runs, journey_runs.c.id == journey_waits.c.run_id)
+        .where(
+            journey_waits.c.person_id == person_id,
+            journey_waits.c.event == event,
+            journey_runs.c.status == "waiting",
+        )
+    )
+    return [{**m, "context": orjson.loads(m["context"])} for m in conn.execute(query).mappings()]
+
+
+def wake(conn: sa.Connection, run_id: str, node: str, context: Mapping[str, Any], now: float) -> bool:
+    """Make a waiting run (still at `node`) due now with `context`; drop its wait. False when it moved on."""
+    result = conn.execute(
+        journey_runs.update()
+        .where(journey_runs.c.id == run_id, journey_runs.c.status == "waiting", journey_runs.c.node == node)
+        .values(status="active", wake_at=now, context=orjson.dumps(dict(context)), updated_at=now)
+    )
+    if result.rowcount == 1:
+        conn.execute(journey_waits.delete().where(journey_waits.c.run_id == run_id))
+        return True
+    return False
+
+
+def unfinished_of(conn: sa.Connection, person_id: str, journeys: Iterable[str]) -> list[dict[str, Any]]:
+    """The runs of `person_id` in `journeys` that have not ended."""
+    names = list(journeys)
+    if not names:
+        return []
+    query = sa.select(journey_runs).where(
+        journey_runs.c.person_id == person_id, journey_runs.c.journey.in_(names), journey_runs.c.status.in_(ACTIVE)
+    )
+    return [{**m, "context": orjson.loads(m["context"])} for m in conn.execute(query).mappings()]
+
+
+def end_run(conn: sa.Connection, run_id: str, status: str, reason: str, now: float) -> bool:
+    """End an unfinished run (a goal met from the trigger consumer); False when it had ended already."""
+    result = conn.execute(
+        journey_runs.update()
+        .where(journey_runs.c.id == run_id, journey_runs.c.status.in_(ACTIVE))
+        .values(status=status, end_reason=reason, ended_at=now, wake_at=None, updated_at=now)
+    )
+    if result.rowcount == 1:
+        conn.execute(journey_waits.delete().where(journey_waits.c.run_id == run_id))
+        return True
+    return False
+
+
+# --- history --------------------------------------------------------------------------------------
+
+
+def record_steps(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Append step-history rows (run_id, journey, version, person_id, node, outcome, reason, at)."""
+    for start in range(0, len(rows), _CHUNK):
+        chunk = [dict(r, reason=(str(r.get("reason") or "")[:1000] or None)) for r in rows[start : start + _CHUNK]]
+        if chunk:
+            conn.execute(journey_steps.insert(), chunk)
+
+
+def run_counts(conn: sa.Connection, journey: str | None = None) -> dict[str, int]:
+    """Runs per status (of one journey when given)."""
+    query = sa.select(journey_runs.c.status, sa.func.count()).group_by(journey_runs.c.status)
+    if journey is not None:
+        query = query.where(journey_runs.c.journey == journey)
+    return {str(s): int(n) for s, n in conn.execute(query)}
+
+
+def steps_of(conn: sa.Connection, *, run_id: str | None = None, person_id: str | None = None) -> list[dict[str, Any]]:
+    """Step-history rows of a run or a person, in order."""
+    query = sa.select(journey_steps).order_by(journey_steps.c.id)
+    if run_id is not None:
+        query = query.where(journey_steps.c.run_id == run_id)
+    if person_id is not None:
+        query = query.where(journey_steps.c.person_id == person_id)
+    return [dict(m) for m in conn.execute(query).mappings()]
