@@ -118,6 +118,45 @@ COUPON_REDEEMED = "Coupon Redeemed"  # omniweave: a personal code came back; car
 SEGMENT_ENTERED = "Segment Entered"
 SEGMENT_EXITED = "Segment Exited"
 INTERNAL_EVENTS = (SEGMENT_ENTERED, SEGMENT_EXITED)
+
+PLATFORM_CHANNEL = "omniweave"
+"""The channel of omniweave's own bookkeeping events (segment changes): never a customer's activity."""
+PLATFORM_EVENTS = frozenset(
+    {
+        *INTERNAL_EVENTS,
+        EMAIL_SENT,
+        EMAIL_DELIVERED,
+        EMAIL_BOUNCED,
+        "Email Failed",
+        MESSAGE_SENT,
+        MESSAGE_DELIVERED,
+        PUSH_NOTIFICATION_RECEIVED,
+        AD_IMPRESSION,
+        COUPON_ISSUED,
+        DIRECT_MAIL_SENT,
+        *(
+            f"{label} {what}"
+            for label in ("SMS", "WhatsApp")
+            for what in ("Sent", "Delivered", "Undelivered", "Failed")
+        ),
+        "Push Sent",
+        "Push Failed",
+        "Push Subscription Dropped",
+        "Webhook Delivered",
+        "Webhook Failed",
+        "Letter Sent",
+        "Letter Delivered",
+        "Letter Failed",
+        "Audience Member Added",
+        "Audience Member Removed",
+        "Audience Sync Failed",
+    }
+)
+"""Events written by omniweave or a provider on its behalf about what was done *to* a person (a send, a
+delivery, a bounce, an impression, an issued coupon, an audience sync, a segment change). They are not the
+person's own activity: KPIs leave them out of every "active people" count (measure/kpis.py
+`customer_activity`). What a person does in answer (opens, clicks, replies, reads, STOP, redemptions, a
+survey answer) is their own activity."""
 SURVEY_ANSWERED = "Survey Answered"
 EXPERIMENT_VIEWED = "Experiment Viewed"  # Segment A/B testing spec: experiment_id, variation_id (or _name)
 

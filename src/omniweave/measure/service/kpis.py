@@ -18,7 +18,7 @@ import csv
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import ibis
@@ -30,6 +30,7 @@ from omniweave.errors import InputError
 from omniweave.events import spec
 from omniweave.events.properties import order_value, yes_no
 from omniweave.identity.persons import with_person
+from omniweave.measure.kpis import customer_activity, period_start, whole_periods
 from omniweave.runtime import Runtime
 from omniweave.storage.engine import Dialect, dialect_of
 
@@ -51,19 +52,6 @@ SOCIAL_PLATFORMS = (
 """A `spend` row is social when its channel is `social` or its platform is one of these."""
 ONLINE_CHANNELS = ("web", "app")
 """Sessions are cut from the events of these channels."""
-EXPOSURES = (
-    spec.EMAIL_SENT,
-    spec.EMAIL_DELIVERED,
-    spec.EMAIL_BOUNCED,
-    spec.MESSAGE_SENT,
-    spec.MESSAGE_DELIVERED,
-    spec.PUSH_NOTIFICATION_RECEIVED,
-    spec.AD_IMPRESSION,
-    spec.COUPON_ISSUED,
-    spec.DIRECT_MAIL_SENT,
-)
-"""Events that happen *to* a person (a send, an impression): they do not make the person active."""
-
 RESULT_SCHEMA = pa.schema(
     [
         ("period", pa.date32()),
@@ -74,9 +62,16 @@ RESULT_SCHEMA = pa.schema(
         ("scope", pa.string()),
         ("group", pa.string()),
         ("unit", pa.string()),
+        ("partial", pa.bool_()),
     ]
 )
-"""What `kpi_table` returns: `period` is the first day of the period; `dimension` is "all" without a breakdown."""
+"""What `kpi_table` returns: `period` is the first day of the period; `dimension` is "all" without a breakdown;
+`partial` is true when the figure rests on a period that is not whole (measure/kpis.py): the period itself, or
+for growth and retention the previous one too."""
+PREVIOUS_PERIOD_KPIS = frozenset(
+    {"revenue_growth_online", "revenue_growth_in_store", "revenue_growth", "retention_rate"}
+)
+"""KPIs that compare a period with the one before it."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +185,8 @@ CATALOGUE: tuple[Kpi, ...] = (
         "engagement",
         "both",
         "persons",
-        "persons whose first statement of traits.email_opt_in = true falls in the period",
+        "persons whose first statement of traits.email_opt_in = true falls in the period (by channel, store or "
+        "campaign: that of the first statement, so the breakdown sums to the total)",
         "identify (and any event with traits)",
     ),
     Kpi(
@@ -241,7 +237,8 @@ CATALOGUE: tuple[Kpi, ...] = (
         "conversion",
         "online",
         "%",
-        "(revenue_online - revenue_online of the previous period) / that x 100",
+        "(revenue_online - revenue_online of the previous period) / that x 100; per day of data when either "
+        "period is partial",
         spec.ORDER_COMPLETED,
     ),
     Kpi(
@@ -249,7 +246,8 @@ CATALOGUE: tuple[Kpi, ...] = (
         "conversion",
         "in-store",
         "%",
-        "(revenue_in_store - revenue_in_store of the previous period) / that x 100",
+        "(revenue_in_store - revenue_in_store of the previous period) / that x 100; per day of data when "
+        "either period is partial",
         spec.ORDER_COMPLETED,
     ),
     Kpi(
@@ -257,7 +255,8 @@ CATALOGUE: tuple[Kpi, ...] = (
         "conversion",
         "both",
         "%",
-        "(revenue_total - revenue_total of the previous period) / that x 100",
+        "(revenue_total - revenue_total of the previous period) / that x 100; per day of data when either "
+        "period is partial",
         spec.ORDER_COMPLETED,
     ),
     Kpi(
@@ -265,7 +264,7 @@ CATALOGUE: tuple[Kpi, ...] = (
         "conversion",
         "in-store",
         "currency/sq ft",
-        "in-store revenue of the stores with a floor area / their floor area (given as floor_areas)",
+        "in-store revenue of the stores with a floor area / their floor area (the stores dataset)",
         spec.ORDER_COMPLETED,
     ),
     Kpi(
@@ -273,8 +272,8 @@ CATALOGUE: tuple[Kpi, ...] = (
         "conversion",
         "both",
         "%",
-        "persons with an order / persons active (any track, page or screen event that is not a send or an "
-        "impression) x 100",
+        "persons with an order / persons active (any customer activity: a track, page or screen event that "
+        "omniweave did not write about them) x 100",
         "every track, page and screen event",
     ),
     Kpi(
@@ -299,7 +298,7 @@ CATALOGUE: tuple[Kpi, ...] = (
         "conversion",
         "both",
         "currency",
-        "sum of quantity x unit cost over the lines of orders whose every product has a cost (given as product_costs)",
+        "sum of quantity x unit cost over the lines of orders whose every product has a cost (the products dataset)",
         spec.ORDER_COMPLETED,
     ),
     Kpi(
@@ -324,7 +323,8 @@ CATALOGUE: tuple[Kpi, ...] = (
         "loyalty",
         "both",
         "%",
-        "customers of the previous period who bought again in this one / customers of the previous period x 100",
+        "customers of the previous period who bought again in this one / customers of the previous period x 100 "
+        "(only for a whole period)",
         spec.ORDER_COMPLETED,
     ),
     Kpi(
@@ -332,7 +332,7 @@ CATALOGUE: tuple[Kpi, ...] = (
         "loyalty",
         "both",
         "%",
-        "customers with orders on 2 or more days / customers x 100",
+        "customers with orders on 2 or more days / customers x 100 (only for a whole period)",
         spec.ORDER_COMPLETED,
     ),
     Kpi(
@@ -366,16 +366,6 @@ def _period_index(day: ir.IntegerValue, period: str) -> ir.IntegerValue:
     month = ibis.cases((mp < 10, mp + 3), else_=mp - 9)
     year = yoe + era * 400 + ibis.cases((month <= 2, 1), else_=0)
     return (year * 12 + month - 1).cast("int64")
-
-
-def period_start(index: int, period: str) -> date:
-    """The first day of period number `index` (see `_period_index`)."""
-    epoch = date(1970, 1, 1)
-    if period == "day":
-        return epoch + timedelta(days=index)
-    if period == "week":
-        return epoch + timedelta(days=7 * index - 3)
-    return date(index // 12, index % 12 + 1, 1)
 
 
 # --- inputs ----------------------------------------------------------------------------------------
@@ -461,7 +451,8 @@ def _visitor_events(events: ir.Table, identities: ir.Table | None) -> ir.Table:
 
 
 def _base(events: ir.Table, identities: ir.Table | None, period: str, by: str | None, d: Dialect) -> ir.Table:
-    """One row per event with what every KPI reads: period number, dimension value, visitor, parsed properties."""
+    """One row per event with what every KPI reads: period number, dimension value (null: the event is in no
+    breakdown value), visitor, whether it is customer activity, parsed properties."""
     ev = _visitor_events(events, identities)
     needed = ev.event.isin(
         (
@@ -514,6 +505,7 @@ def _base(events: ir.Table, identities: ir.Table | None, period: str, by: str | 
         "timestamp",
         _day=day,
         _p=_period_index(day, period),
+        active=customer_activity(ev),
         _dim=dims[by],
         is_order=is_order,
         in_store=ev.channel == "store",
@@ -528,7 +520,7 @@ def _base(events: ir.Table, identities: ir.Table | None, period: str, by: str | 
             (ev.event == spec.GIFT_CARD_REDEEMED, ev._gift_card.nullif("")), else_=ibis.null("string")
         ),
     )
-    return base.filter(base._dim.notnull())
+    return base
 
 
 def _spend(spend: ir.Table, period: str, by: str | None, d: Dialect) -> ir.Table:
@@ -570,7 +562,7 @@ def _ratio(part: ir.NumericValue, whole: ir.NumericValue) -> ir.FloatingValue:
     return ibis.cases((whole > 0, part.cast("float64") / whole.cast("float64")), else_=ibis.null("float64"))
 
 
-def _awareness_engagement(ev: ir.Table, sp: ir.Table) -> list[ir.Table]:
+def _awareness_engagement(ev: ir.Table, everything: ir.Table, sp: ir.Table) -> list[ir.Table]:
     viewed = ev.type.isin(("page", "screen"))
     visit = (ev.event == spec.STORE_VISITED) & ~ev.wifi
     counted = ev.group_by(["_p", "_dim"]).aggregate(
@@ -616,9 +608,10 @@ def _awareness_engagement(ev: ir.Table, sp: ir.Table) -> list[ir.Table]:
         .aggregate(social_impressions=sp.impressions.sum(), social_clicks=sp.clicks.sum())
     )
     parts += _long(social, social_impressions=social.social_impressions, social_clicks=social.social_clicks)
-    said = ev.filter(ev.email_opt_in.fill_null(False) & ev.visitor.notnull())
+    # a person's first statement over the whole log (not within one channel or store), counted where it was made
+    said = everything.filter(everything.email_opt_in.fill_null(False) & everything.visitor.notnull())
     said = said.mutate(_rn=ibis.row_number().over(group_by="visitor", order_by=[said.timestamp, said.message_id]))
-    first = said.filter(said._rn == 0)
+    first = said.filter((said._rn == 0) & said._dim.notnull())
     signups = first.group_by(["_p", "_dim"]).aggregate(n=first.count())
     parts += _long(signups, email_signups=signups.n)
     return parts
@@ -652,7 +645,12 @@ def _previous(table: ir.Table, periods: ir.Table) -> ir.Table:
 
 
 def _conversion(
-    ev: ir.Table, sp: ir.Table, periods: ir.Table, by: str | None, floor_areas: dict[str, float] | None
+    ev: ir.Table,
+    sp: ir.Table,
+    periods: ir.Table,
+    coverage: ir.Table,
+    by: str | None,
+    floor_areas: dict[str, float] | None,
 ) -> list[ir.Table]:
     orders = ev.filter(ev.is_order)
     revenue = orders.group_by(["_p", "_dim"]).aggregate(
@@ -669,12 +667,34 @@ def _conversion(
     before = _previous(revenue, periods).rename(
         _prev_online="revenue_online", _prev_store="revenue_in_store", _prev_total="revenue_total"
     )
-    growth = before.left_join(revenue, ["_p", "_dim"]).select(
+    joined = before.left_join(revenue, ["_p", "_dim"])
+    now = coverage.select(_p_now="_p", _whole_now="_whole", _days_now="_days")
+    then = coverage.select(_p_then="_p", _whole_then="_whole", _days_then="_days")
+    joined = joined.left_join(now, joined._p == now._p_now).select(~ibis.selectors.matches("^_p_now$"))
+    joined = joined.mutate(_p_before=joined._p - 1)
+    joined = joined.left_join(then, joined._p_before == then._p_then)
+    both_whole = joined._whole_now.fill_null(False) & joined._whole_then.fill_null(False)
+
+    def growth_of(current: ir.NumericValue, previous: ir.NumericValue) -> ir.FloatingValue:
+        # two whole periods compare as they are; otherwise revenue per day of data (a partial period is not
+        # compared as if it were whole), and not at all when a period has no day of data
+        per_day_now = current.fill_null(0.0) / joined._days_now.cast("float64")
+        per_day_then = previous / joined._days_then.cast("float64")
+        return ibis.cases(
+            (both_whole, _pct(current.fill_null(0.0) - previous, previous)),
+            (
+                (joined._days_now.fill_null(0) > 0) & (joined._days_then.fill_null(0) > 0),
+                _pct(per_day_now - per_day_then, per_day_then),
+            ),
+            else_=ibis.null("float64"),
+        )
+
+    growth = joined.select(
         "_p",
         "_dim",
-        revenue_growth_online=_pct(revenue.revenue_online.fill_null(0.0) - before._prev_online, before._prev_online),
-        revenue_growth_in_store=_pct(revenue.revenue_in_store.fill_null(0.0) - before._prev_store, before._prev_store),
-        revenue_growth=_pct(revenue.revenue_total.fill_null(0.0) - before._prev_total, before._prev_total),
+        revenue_growth_online=growth_of(joined.revenue_online, joined._prev_online),
+        revenue_growth_in_store=growth_of(joined.revenue_in_store, joined._prev_store),
+        revenue_growth=growth_of(joined.revenue_total, joined._prev_total),
     )
     parts += _long(
         growth,
@@ -683,10 +703,9 @@ def _conversion(
         revenue_growth=growth.revenue_growth,
     )
 
-    active = ev.type.isin(("track", "page", "screen")) & ~ev.event.isin(EXPOSURES).fill_null(False)
     people = ev.filter(ev.visitor.notnull())
     conv = people.group_by(["_p", "_dim"]).aggregate(
-        _active=people.visitor.nunique(where=active), _buyers=people.visitor.nunique(where=people.is_order)
+        _active=people.visitor.nunique(where=people.active), _buyers=people.visitor.nunique(where=people.is_order)
     )
     parts += _long(conv, conversion_rate=_pct(conv._buyers, conv._active))
 
@@ -732,14 +751,18 @@ def _margin(ev: ir.Table, costs: dict[str, float], d: Dialect) -> list[ir.Table]
     return _long(per, cost_of_sales=per.cost.round(2), gross_margin=_pct(per.rev - per.cost, per.rev))
 
 
-def _loyalty(ev: ir.Table, periods: ir.Table) -> list[ir.Table]:
+def _loyalty(ev: ir.Table, periods: ir.Table, coverage: ir.Table) -> list[ir.Table]:
+    whole = coverage.filter(coverage._whole).select(_p_whole="_p")
     orders = ev.filter(ev.is_order & ev.visitor.notnull())
     customers = orders.group_by(["_p", "_dim", "visitor"]).aggregate(days=orders._day.nunique())
-    per = customers.group_by(["_p", "_dim"]).aggregate(
-        n=customers.count(), repeat=(customers.days >= 2).cast("int64").sum()
+    # a repeat within a period, and a return in it, need the whole period: a partial one has had less time
+    in_whole = customers.semi_join(whole, customers._p == whole._p_whole)
+    per = in_whole.group_by(["_p", "_dim"]).aggregate(
+        n=in_whole.count(), repeat=(in_whole.days >= 2).cast("int64").sum()
     )
     parts = _long(per, repeat_purchase_rate=_pct(per.repeat, per.n))
     earlier = _previous(customers.select("_p", "_dim", "visitor"), periods)
+    earlier = earlier.semi_join(whole, earlier._p == whole._p_whole)
     again = earlier.left_join(customers, ["_p", "_dim", "visitor"])
     retained = again.group_by([again._p, again._dim]).aggregate(
         base=again.count(), kept=again.days.notnull().cast("int64").sum()
@@ -755,6 +778,14 @@ def _loyalty(ev: ir.Table, periods: ir.Table) -> list[ir.Table]:
     return parts
 
 
+@dataclass(frozen=True)
+class KpiExpr:
+    """The KPIs as one Ibis expression (_p, _dim, kpi, value) and the periods that are whole."""
+
+    expr: ir.Table
+    whole: frozenset[int]
+
+
 def kpis_expr(
     events: ir.Table,
     spend: ir.Table,
@@ -765,24 +796,57 @@ def kpis_expr(
     session_gap_minutes: float = DEFAULT_SESSION_GAP_MINUTES,
     floor_areas: Mapping[str, float] | None = None,
     product_costs: Mapping[str, float] | None = None,
-) -> ir.Table:
+    today: date | None = None,
+) -> KpiExpr:
     """(_p, _dim, kpi, value) for every KPI the log gives, as one Ibis expression (no CLV: see `kpi_table`), on the
-    engine of `events`."""
+    engine of `events`, and the whole periods (measure/kpis.py; `today` defaults to the UTC date). Finding the
+    whole periods runs one small query."""
     _check(period, by, None, session_gap_minutes)
     d = dialect_of(events)
-    ev = _base(events, identities, period, by, d).cache()
+    everything = _base(events, identities, period, by, d).cache()
+    ev = everything.filter(everything._dim.notnull())
+    active = everything.filter(everything.active)
+    days = active.group_by("_p").aggregate(_days=active._day.nunique()).to_pyarrow().to_pylist()
+    active_days = {int(r["_p"]): int(r["_days"]) for r in days}
+    whole = whole_periods(active_days, period, today or datetime.now(UTC).date())
+    coverage = ibis.memtable(
+        pa.table(
+            {
+                "_p": pa.array(list(active_days), pa.int64()),
+                "_days": pa.array(list(active_days.values()), pa.int64()),
+                "_whole": pa.array([p in whole for p in active_days], pa.bool_()),
+            }
+        )
+    )
     sp = _spend(spend, period, by, d)
     periods = ev.select("_p").union(sp.select("_p")).distinct()
     parts = [
-        *_awareness_engagement(ev, sp),
+        *_awareness_engagement(ev, everything, sp),
         *_sessions(ev, session_gap_minutes * 60.0, d),
-        *_conversion(ev, sp, periods, by, _positive_map(floor_areas, "floor_areas")),
-        *_loyalty(ev, periods),
+        *_conversion(ev, sp, periods, coverage, by, _positive_map(floor_areas, "floor_areas")),
+        *_loyalty(ev, periods, coverage),
     ]
     if product_costs:
         parts += _margin(ev, _positive_map(product_costs, "product_costs"), d)
     result = ibis.union(*parts)
-    return result.filter(result.value.notnull())
+    return KpiExpr(result.filter(result.value.notnull()), whole)
+
+
+STORES_DATASET = "stores"
+"""The warehouse dataset of the `stores` importer: store_id, floor_area_sqft (sales per square foot)."""
+PRODUCTS_DATASET = "products"
+"""The warehouse dataset of the `products` importer: sku, cost (cost of sales, gross margin)."""
+
+
+def _reference(runtime: Runtime, dataset: str, key: str, value: str) -> dict[str, float] | None:
+    """{key: value} from a reference dataset the importers loaded, or None when there is none."""
+    if not runtime.log.has_data(dataset):
+        return None
+    table = runtime.warehouse().table(dataset)
+    if key not in table.columns or value not in table.columns:
+        return None
+    rows = table.select(k=table[key].cast("string"), v=table[value].cast("float64")).to_pyarrow().to_pylist()
+    return {r["k"]: r["v"] for r in rows if r["k"] is not None and r["v"] is not None}
 
 
 def kpi_table(
@@ -796,20 +860,26 @@ def kpi_table(
     session_gap_minutes: float = DEFAULT_SESSION_GAP_MINUTES,
     floor_areas: Mapping[str, float] | None = None,
     product_costs: Mapping[str, float] | None = None,
+    today: date | None = None,
 ) -> pa.Table:
     """The KPI catalogue per `period` (day, week, month), optionally `by` channel, store or campaign, as a tidy
     table of RESULT_SCHEMA sorted by period, KPI and dimension value.
 
     `kpis` picks KPIs by name (default: all); `since` / `until` keep the periods that start in that range
     (every KPI is still computed over the whole log, so that "first order" and "previous period" see it all).
-    `floor_areas` ({store_id: sq ft}) enables sales per square foot, `product_costs` ({product id: unit cost})
-    cost of sales and gross margin; the log carries neither (floor_areas_from_csv, product_costs_from_csv read
-    the demo's stores.csv and products.csv). A ratio with nothing to divide by, or a count of 0, has no row.
+    Floor areas ({store_id: sq ft}, sales per square foot) and product costs ({product id: unit cost}, cost of
+    sales and gross margin) come from the `stores` and `products` datasets the importers load, unless given as
+    `floor_areas` / `product_costs`. A ratio with nothing to divide by, or a count of 0, has no row. `partial`
+    marks a row that rests on a period that is not whole (`today`, default the UTC date, ends the last one).
     """
     wanted = _check(period, by, kpis, session_gap_minutes)
     warehouse = runtime.warehouse()
     identities = warehouse.table("identities") if runtime.log.has_data("identities") else None
-    expr = kpis_expr(
+    if floor_areas is None:
+        floor_areas = _reference(runtime, STORES_DATASET, "store_id", "floor_area_sqft")
+    if product_costs is None:
+        product_costs = _reference(runtime, PRODUCTS_DATASET, "sku", "cost")
+    built = kpis_expr(
         warehouse.table("events"),
         warehouse.table("spend"),
         identities,
@@ -818,8 +888,9 @@ def kpi_table(
         session_gap_minutes=session_gap_minutes,
         floor_areas=floor_areas,
         product_costs=product_costs,
+        today=today,
     )
-    expr = expr.filter(expr.kpi.isin(wanted))
+    expr = built.expr.filter(built.expr.kpi.isin(wanted))
     rows = expr.to_pyarrow().to_pylist()
     if "customer_lifetime_value" in wanted and by is None and rows and runtime.log.has_data("profiles"):
         profiles = warehouse.table("profiles")
@@ -836,12 +907,14 @@ def kpi_table(
                 )
     out = []
     for r in rows:
-        start = period_start(int(r["_p"]), period)
+        index = int(r["_p"])
+        start = period_start(index, period)
         if (since is not None and start < since) or (until is not None and start > until):
             continue
         k = KPIS[r["kpi"]]
         value = float(r["value"])
-        out.append((start, k.name, by or "all", r["_dim"], value, k.scope, k.group, k.unit))
+        partial = index not in built.whole or (k.name in PREVIOUS_PERIOD_KPIS and index - 1 not in built.whole)
+        out.append((start, k.name, by or "all", r["_dim"], value, k.scope, k.group, k.unit, partial))
     order = {name: i for i, name in enumerate(KPIS)}
     out.sort(key=lambda row: (row[0], order[row[1]], row[3]))
     columns = list(zip(*out, strict=True)) if out else [() for _ in RESULT_SCHEMA]
