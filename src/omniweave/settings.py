@@ -732,7 +732,7 @@ def _parse_classes(raw: Any, where: str, problems: Problems) -> tuple[tuple[str,
             continue
         for key in sorted(set(table) - set(CLASS_POLICY_KEYS)):
             problems.append(f"{at}: unknown key {key!r}; expected one of {', '.join(CLASS_POLICY_KEYS)}")
-        rule = out.get(name, out["promotional"])
+        rule = out.get(name, dict(DEFAULT_CLASS_POLICIES)["promotional"])  # a new class: the default promotional rules
         changes: dict[str, Any] = {}
         for key in ("quiet_hours", "capped"):
             if key in table:

@@ -199,8 +199,9 @@ def next_window_open(now: float, tz: str, start: str, end: str, days: Sequence[s
     first = dt.datetime.fromtimestamp(now, zone).date()
     horizon = int(now) + 9 * 86400
     candidates: list[float] = [t for t in _transitions(zone, int(now), horizon) if t >= now]
+    first_moment = dt.time(0) if opens == closes else opens  # a whole-day window opens at midnight
     for offset in range(-1, 9):
-        candidates += [t for t in _instants(first + dt.timedelta(days=offset), opens, zone) if t >= now]
+        candidates += [t for t in _instants(first + dt.timedelta(days=offset), first_moment, zone) if t >= now]
     for t in sorted(candidates):
         if _in_window(t, zone, opens, closes, chosen):
             return t
