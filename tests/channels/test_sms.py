@@ -1,7 +1,7 @@
 """SMS and WhatsApp against a real local HTTP server in Twilio's shape, and the webhooks on the real app.
 
-The provider is the package's FakeTwilio served by uvicorn on 127.0.0.1 (a real socket, real HTTP);
-the adapter is the real one; the ledger, suppressions, conversations and inbox are a real store.
+The provider is the package's FakeTwilio served by its own keep-alive HTTP/1.1 server on 127.0.0.1 (a real socket,
+real HTTP); the adapter is the real one; the ledger, suppressions, conversations and inbox are a real store.
 """
 
 from __future__ import annotations

@@ -8,16 +8,15 @@ token gets the same sid and no second message). It can be told to fail: `fail_ne
 `fail_next(1, 429, retry_after=7)`, `reject("+44…", 400, 21211)` until `accept("+44…")`.
 
 Use it in-process as an `httpx.MockTransport` (`httpx.Client(transport=fake.transport())`) or
-over a real socket as an ASGI app (`fake.asgi`, e.g. under uvicorn). `status_callback(sid,
+over a real socket (`fake.serve()`, a small keep-alive HTTP/1.1 server; or `fake.asgi` under any
+ASGI server). `status_callback(sid,
 "delivered")` builds the signed callback Twilio would POST to the message's `StatusCallback`.
 """
 
 from __future__ import annotations
 
 import base64
-import importlib.util
 import itertools
-import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
@@ -29,6 +28,7 @@ from urllib.parse import parse_qsl
 import httpx
 import orjson
 
+from omniweave.channels.sms import fake_server
 from omniweave.channels.sms.signature import twilio_signature
 
 Scope = MutableMapping[str, Any]
@@ -165,37 +165,11 @@ class FakeTwilio:
 
     @contextmanager
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-        """Serve this fake over HTTP (uvicorn in a thread) while the block runs; yields its `api_base`
-        (`http://host:port/2010-04-01`), the value for `[channels.sms] api_base`."""
-        import uvicorn
-
-        if port == 0:
-            with socket.socket() as probe:
-                probe.bind((host, 0))
-                port = int(probe.getsockname()[1])
-        config = uvicorn.Config(
-            self.asgi,
-            host=host,
-            port=port,
-            lifespan="off",
-            interface="asgi3",
-            access_log=False,
-            log_level="warning",
-            http="httptools" if importlib.util.find_spec("httptools") else "h11",
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, name="fake-twilio", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the fake Twilio server did not start on {host}:{port}")
-            time.sleep(0.01)
-        try:
-            yield f"http://{host}:{port}/2010-04-01"
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
+        """Serve this fake over HTTP/1.1 (`fake_server`: asyncio, keep-alive, in a thread) while the block
+        runs; yields its `api_base` (`http://host:port/2010-04-01`), the value for `[channels.sms] api_base`.
+        (`asgi` serves the same fake under any ASGI server, e.g. uvicorn.)"""
+        with fake_server.serve(self.handle, host, port) as bound:
+            yield f"http://{host}:{bound}/2010-04-01"
 
     # --- callbacks Twilio would make ---------------------------------------------------------------
     def status_callback(self, sid: str, status: str, error_code: int | None = None) -> tuple[str, dict[str, str], str]:
