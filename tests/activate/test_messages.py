@@ -22,7 +22,7 @@ from omniweave.errors import InputError
 from omniweave.profiles.service.build import build_profiles, write_identities
 from omniweave.runtime import Runtime
 from omniweave.segments.service.evaluate import evaluate_segments, load_segments
-from omniweave.settings import Settings
+from omniweave.settings import Settings, load_settings
 from omniweave.storage.eventlog import events_to_table
 from omniweave.storage.ops.ledger import Ledger
 from tests.conftest import omniweave_cmd
@@ -79,6 +79,9 @@ sms:
 
 def _build(home: Path) -> None:
     settings = Settings(home=str(home))
+    # these tests send at the wall clock's time: no quiet hours, or a run at night would skip everyone
+    # (the policy engine's rules are tested in test_policy.py and test_policy_service.py)
+    (home / "omniweave.toml").write_text("[policy]\nquiet_hours = []\n")
     runtime = Runtime(settings)
     try:
         events, identities = [], []
@@ -127,7 +130,7 @@ def home(built: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def rt(home: Path) -> Iterator[Runtime]:
-    runtime = Runtime(Settings(home=str(home)))
+    runtime = Runtime(load_settings({}, config_file=home / "omniweave.toml", home=str(home)))
     yield runtime
     runtime.close()
 

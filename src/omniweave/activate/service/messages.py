@@ -8,10 +8,13 @@
   channel (their profile, their address, a placeholder for a coupon code not issued yet), with the
   checker's findings;
 - `send(runtime, SendRequest(message, segment, channel, dry_run))`: each member of the segment (as last
-  evaluated) with an address and consent on the channel, not suppressed, whose rendition passes the
-  checker, is rendered (a coupon issued per send when the offer names a pool) and handed to the
-  dispatcher under the key `msg:{message}:{segment}:{person}:{channel}` — so running it twice sends
-  nothing new. The report counts every outcome with its reason.
+  evaluated) with an address on the channel whom the policy engine lets through now (consent,
+  suppression, caps, quiet hours, TTL, the WhatsApp window: activate/policy.py) and whose rendition
+  passes the checker is rendered (a coupon issued per send when the offer names a pool); the policy
+  check and the pending ledger row under the key `msg:{message}:{segment}:{person}:{channel}` commit in
+  one transaction under the person's lock, then the dispatcher attempts the row — so running it twice
+  sends nothing new, and two sends cannot both pass a cap. The report counts every outcome with its
+  reason; a verdict to try later is reported as skipped ("not now: …, next allowed …").
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 import yaml
 
@@ -38,6 +42,7 @@ from omniweave.activate.content.model import (
     parse_message,
 )
 from omniweave.activate.content.render import Rendition, render, template_variables
+from omniweave.activate.policy import WHATSAPP_WINDOW_SECONDS, SendIntent, Verdict, consent_problem, decide
 from omniweave.channels.port import Channel, Message, address_key
 from omniweave.errors import InputError
 from omniweave.runtime import Runtime
@@ -45,15 +50,6 @@ from omniweave.settings import Settings
 from omniweave.storage.ops.ledger import Ledger
 from omniweave.storage.ops.tables.reach import conversations, push_subscriptions
 
-CONSENT_COLUMNS = {
-    "email": "consent_email",
-    "sms": "consent_sms",
-    "whatsapp": "consent_whatsapp",
-    "push": "consent_push",
-    "print": "consent_direct_mail",
-}
-"""The profile column that holds a person's consent to each channel (profiles/service/build.py)."""
-WHATSAPP_WINDOW_SECONDS = 24 * 3600
 SAMPLE_PERSON: dict[str, Any] = {
     "person_id": "P-SAMPLE",
     "first_name": "Alex",
@@ -334,24 +330,6 @@ def address_of(runtime: Runtime, channel: str, profile: Mapping[str, Any]) -> st
     return postal_address(profile)
 
 
-def consent_problem(channel: str, message_class: str, profile: Mapping[str, Any]) -> str | None:
-    """Why the person may not get this message on `channel` (None: they may).
-
-    Promotional messages need a stated yes on the channel (`consent_<channel>` true) and no stated no to
-    marketing (`consent_purpose_marketing`); transactional ones only no stated no on the channel."""
-    column = CONSENT_COLUMNS[channel]
-    value = profile.get(column)
-    if message_class == "promotional":
-        if value is not True:
-            said = "never stated" if value is None else "opted out"
-            return f"no {channel} consent ({column} is {'NULL' if value is None else str(value).lower()}: {said})"
-        if profile.get("consent_purpose_marketing") is False:
-            return "no marketing consent (consent_purpose_marketing is false)"
-    elif value is False:
-        return f"opted out of {channel} ({column} is false)"
-    return None
-
-
 def _window_open(runtime: Runtime, phone: str, now: float) -> bool:
     with runtime.store.engine.connect() as conn:
         last = conn.execute(
@@ -629,7 +607,8 @@ def send(
 
     `channels`: the adapters to send through (default: `channels.service.open_channels`, the shipped fakes
     with `fake`); `progress(done, total)` is called after each member. Each member ends as one outcome:
-    `skipped` (no address, no consent, suppressed, blocked by a checker error: the reason says which),
+    `skipped` (no address, a policy verdict — no consent, suppressed, capped, quiet hours, expired — or a
+    checker error: the reason says which),
     `already_sent` (the key is in the ledger: a second run sends nothing new), `would_send` (dry run), or
     the dispatcher's status (`delivered`, `retrying`, `dead`, `suppressed`, `ambiguous`)."""
     now = time.time() if now is None else now
@@ -686,18 +665,25 @@ def _one(
         if channel in ("sms", "whatsapp") and profile.get("primary_phone"):
             return "skipped", f"no valid {channel} number (not a phone number in {runtime.settings.default_region})"
         return "skipped", f"no {channel} address"
-    problem = consent_problem(channel, message.message_class, profile)
-    if problem:
-        return "skipped", problem
     to = _shown_address(address) or ""
-    why = ledger.suppression(channel, address_key(channel, to))
-    if why is not None:
-        return "skipped", f"suppressed ({why})"
     placeholder, unique = code
     rendition = _render_for(runtime, message, brand, channel, profile, address, code=placeholder, key=key)
     window = _window_open(runtime, to, now) if channel == "whatsapp" else None
     limits = Limits(request.max_sms_segments, window, runtime.settings.channels.public_url)
     blocking = errors(check(rendition, brand, limits))
+    intent = SendIntent(
+        person_id,
+        channel,
+        message.message_class,
+        key,
+        intended_at=now,
+        free_form=channel == "whatsapp" and "template" not in rendition.content,
+    )
+    foreseen = _foresee(runtime, intent, profile, to, now)  # the policy's answer first, read without the lock
+    if foreseen.outcome != "send":
+        if not request.dry_run:
+            _record(runtime, intent, foreseen, now)
+        return "skipped", _skip_reason(foreseen)
     if blocking:
         return "skipped", "blocked by the checker: " + ", ".join(sorted({f.rule for f in blocking}))
     if request.dry_run:
@@ -705,19 +691,78 @@ def _one(
     if unique:  # the person's own code, issued for this send (the same one again if the send is retried)
         issued = _issue(runtime, message, person_id, key, channel)
         rendition = _render_for(runtime, message, brand, channel, profile, address, code=issued, key=key, strict=True)
-    result = dispatcher.send(
-        Message(
-            channel=channel,
-            to=to,
-            content=rendition.content,
-            person_id=person_id,
-            campaign=message.campaign,
-            message_name=message.name,
-            message_class=message.message_class,
-        ),
-        key,
+    outgoing = Message(
+        channel=channel,
+        to=to,
+        content=rendition.content,
+        person_id=person_id,
+        campaign=message.campaign,
+        message_name=message.name,
+        message_class=message.message_class,
     )
+    verdict, inserted = _check_and_enqueue(runtime, intent, profile, outgoing, now)
+    if verdict.outcome != "send":
+        return "skipped", _skip_reason(verdict)
+    if not inserted:
+        found = ledger.get(key)
+        return "already_sent", f"in the ledger as {found.status if found else 'unknown'}"
+    result = dispatcher.attempt(key)
     return result.status, result.reason or ""
+
+
+def _skip_reason(verdict: Verdict) -> str:
+    """A policy verdict as `messages send` reports it (a one-off command does not wait for a reschedule)."""
+    return verdict.reason if verdict.outcome == "drop" else f"not now: {verdict.reason}"
+
+
+def _foresee(runtime: Runtime, intent: SendIntent, profile: Mapping[str, Any], to: str, now: float) -> Verdict:
+    """The policy's verdict on facts read without the lock and without recording it (dry runs, and before
+    a coupon is issued: no code goes to someone the policy would not send to)."""
+    from omniweave.activate.service.policy import gather
+
+    with runtime.store.engine.connect() as conn:
+        facts = gather(conn, runtime.settings.policy, intent, profile, to, now)
+    return decide(intent, facts, runtime.settings.policy, now)
+
+
+def _record(runtime: Runtime, intent: SendIntent, verdict: Verdict, now: float) -> None:
+    from omniweave.activate.service.policy import record
+
+    with runtime.store.engine.begin() as conn:
+        record(conn, intent, verdict, now)
+
+
+def _check_and_enqueue(
+    runtime: Runtime, intent: SendIntent, profile: Mapping[str, Any], message: Message, now: float
+) -> tuple[Verdict, bool]:
+    """The policy check under the person's lock and, on `send`, the pending ledger row, in one transaction
+    (the dispatcher attempts the row afterwards). (verdict, whether the row is new)."""
+    from omniweave.activate.service.policy import check
+    from omniweave.storage.ops.tables import sends
+
+    with runtime.store.engine.begin() as conn:
+        verdict = check(conn, runtime, intent, profile, message.to, now=now)
+        if verdict.outcome != "send":
+            return verdict, False
+        if conn.execute(sa.select(sends.c.key).where(sends.c.key == intent.key)).first() is not None:
+            return verdict, False
+        conn.execute(
+            sends.insert().values(
+                key=intent.key,
+                channel=message.channel,
+                to_address=address_key(message.channel, message.to),
+                person_id=message.person_id,
+                campaign=message.campaign,
+                message_name=message.message_name,
+                message_class=message.message_class,
+                content=orjson.dumps(message.content),
+                status="pending",
+                attempts=0,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return verdict, True
 
 
 __all__ = [
