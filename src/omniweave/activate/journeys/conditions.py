@@ -10,10 +10,10 @@ How values are compared (the same rules for every operator):
   through a list reaches every element (`products.category` is the category of each product). A
   filter holds when **any** value found passes it; `ne`, `not_in` and `missing` are the negations of
   `eq`, `in` and `exists` (so `ne` holds for a property that is not there). `null` counts as absent.
-- Numbers compare as numbers, also when one side is a text holding a number (`"42"` equals `42`);
-  true/false only equal true/false; texts that start with an ISO date (`2024-05-01`,
-  `2024-05-01T09:00:00+02:00`; without a zone means UTC) compare as instants; other texts compare as
-  texts (case-sensitive). Values that cannot be compared (a number and a word) pass no test but `ne`.
+- Numbers compare as numbers, also with a text holding a number (`"42"` equals `42`); true/false only
+  equal true/false; two texts that are both ISO timestamps (`2024-05-01`, `2024-05-01T09:00:00+02:00`,
+  `...Z`; without a zone means UTC) compare as instants, other texts as texts (case-sensitive; `"00123"`
+  is not `"123"`). Values that cannot be compared (a number and a word) pass no test but `ne`/`not_in`.
 - `contains` holds for a text holding the value as a part (`"Gym Bag"` contains `"Bag"`), and for a
   list with an element equal to the value.
 """
@@ -93,23 +93,20 @@ def _number(value: Any) -> float | None:
 
 
 def comparable(left: Any, right: Any) -> tuple[Any, Any] | None:
-    """`left` and `right` as two values of one kind that can be compared (numbers, instants, texts, booleans),
-    or None when they cannot."""
+    """`left` and `right` as two values of one kind that can be compared, or None when they cannot: booleans
+    with booleans; a number with a number or a text holding one; a date with a date or an ISO text; two texts
+    as instants when both are ISO timestamps, else as texts (so "00123" is not "123")."""
     if isinstance(left, bool) or isinstance(right, bool):
         return (left, right) if isinstance(left, bool) and isinstance(right, bool) else None
     if isinstance(left, (int, float)) or isinstance(right, (int, float)):
         a, b = _number(left), _number(right)
         return None if a is None or b is None else (a, b)
-    if isinstance(left, (str, date)) and isinstance(right, (str, date)):
+    if isinstance(left, date) or isinstance(right, date):
         ta, tb = _instant(left), _instant(right)
-        if ta is not None and tb is not None:
-            return ta, tb
-        if isinstance(left, str) and isinstance(right, str):
-            if not (ta or tb):  # two numbers written as texts compare as numbers
-                a, b = _number(left), _number(right)
-                if a is not None and b is not None:
-                    return a, b
-            return left, right
+        return None if ta is None or tb is None else (ta, tb)
+    if isinstance(left, str) and isinstance(right, str):
+        ta, tb = _instant(left), _instant(right)
+        return (ta, tb) if ta is not None and tb is not None else (left, right)
     return None
 
 

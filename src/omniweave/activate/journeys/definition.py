@@ -784,7 +784,8 @@ def _graph_problems(start: str | None, steps: Mapping[str, Step], declared: Sequ
         if step_id in reached and step_id not in ending:
             problems.append((f"steps.{step_id}", "no way to an end: no path from here reaches an exit step"))
     instant = {s: [] if _is_wait(step) else list(step.targets()) for s, step in steps.items() if s in reached}
-    for cycle in _cycles(instant):
+    order = {s: i for i, s in enumerate(steps)}
+    for cycle in sorted(_cycles(instant), key=lambda c: order[c[0]]):
         shown = " -> ".join([*cycle, cycle[0]])
         problems.append(
             (f"steps.{cycle[0]}", f"a cycle with no wait: {shown} could loop forever; put a wait (> 0s) on it")
@@ -1000,7 +1001,9 @@ def _correlation_problems(
             users.append((f"steps.{step.id}.wait_for.correlate", step.action.correlate))
     for path, name in users:
         if entry.correlate is None:
-            problems.append((path, f"correlates on {name!r} but the entry has no correlate (entry.correlate: {name})"))
+            problems.append(
+                (path, f"correlates on {name!r} but the entry has none; expected an event entry with correlate: {name}")
+            )
         elif name != entry.correlate:
             problems.append((path, f"expected the entry's correlate {entry.correlate!r}; got {name!r}"))
 
