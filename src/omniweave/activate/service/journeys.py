@@ -137,10 +137,9 @@ def publish(
         version, created = Q.publish_version(conn, journey.name, raw, checksum, now, note)
         removed: dict[str, int] = {}
         moved = 0
-        if created and previous is not None:
-            before = load_journey(previous[1], previous[0])
-            gone = sorted(set(before.steps) - set(journey.steps))
-            removed = Q.waiting_at(conn, journey.name, gone)
+        if created and previous is not None:  # runs of any older version at a step this one does not have
+            removed = {n: c for n, c in Q.waiting_at(conn, journey.name, None).items() if n not in journey.steps}
+            gone = sorted(removed)
             unknown = sorted(set(mapping) - set(gone))
             if unknown:
                 raise InputError(
@@ -672,7 +671,8 @@ class JourneyEngine:
                 continue
             to = ", ".join(address) if isinstance(address, tuple) else address
             intent = _intent(person, channel, klass, key, j.name, intended)
-            verdict = _policy_check(conn, self.runtime, intent, profile, address_key(channel, to), now)
+            zoned = profile if profile.get("timezone") else {**profile, "timezone": j.default_timezone}
+            verdict = _policy_check(conn, self.runtime, intent, zoned, address_key(channel, to), now)
             if verdict.outcome == "reschedule" and verdict.retry_at is not None:
                 ctx["retry_at"] = verdict.retry_at
                 rows.append(self._row(j, rid, person, node, "rescheduled", verdict.reason, now))

@@ -85,15 +85,14 @@ def version_definition(conn: sa.Connection, journey: str, version: int) -> bytes
     return None if found is None else bytes(found[0])
 
 
-def waiting_at(conn: sa.Connection, journey: str, nodes: Sequence[str]) -> dict[str, int]:
-    """How many runs of `journey` that have not ended are at each of `nodes`."""
-    if not nodes:
-        return {}
-    rows = conn.execute(
-        sa.select(journey_runs.c.node, sa.func.count())
-        .where(journey_runs.c.journey == journey, journey_runs.c.status.in_(ACTIVE), journey_runs.c.node.in_(nodes))
-        .group_by(journey_runs.c.node)
+def waiting_at(conn: sa.Connection, journey: str, nodes: Sequence[str] | None) -> dict[str, int]:
+    """How many runs of `journey` that have not ended are at each of `nodes` (None: at every node)."""
+    query = sa.select(journey_runs.c.node, sa.func.count()).where(
+        journey_runs.c.journey == journey, journey_runs.c.status.in_(ACTIVE)
     )
+    if nodes is not None:
+        query = query.where(journey_runs.c.node.in_(nodes))
+    rows = conn.execute(query.group_by(journey_runs.c.node))
     return {str(n): int(c) for n, c in rows}
 
 
