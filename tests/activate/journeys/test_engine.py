@@ -34,7 +34,10 @@ from .conftest import NOON, Clock
 HOUR = 3600.0
 
 
-def cart_journey(re_entry: ReEntry = ReEntry("always")) -> Journey:
+ALWAYS = ReEntry("always")
+
+
+def cart_journey(re_entry: ReEntry = ALWAYS) -> Journey:
     steps = {
         "ordered": WaitForEvent(HOUR, "done", "email", event="Order Completed", correlate="cart_id"),
         "email": Send("cart_reminder", "email", "done"),
