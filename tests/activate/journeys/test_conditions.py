@@ -163,13 +163,13 @@ def filters(draw: st.DrawFn) -> PropertyFilter:
     return F(name, op, draw(SCALARS))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(filters(), max_size=3), st.dictionaries(NAMES, VALUES, max_size=3))
 def test_matches_agrees_with_a_naive_oracle(fs: list[PropertyFilter], props: dict[str, Any]) -> None:
     assert matches(fs, props) == _oracle(fs, props)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(filters(), st.dictionaries(NAMES, VALUES, max_size=3))
 def test_negated_operators_are_the_negations_and_filters_combine_by_and(
     f: PropertyFilter, props: dict[str, Any]

@@ -617,3 +617,24 @@ def test_removed_steps_and_the_step_mapping_for_publishing() -> None:
         StepMapping.parse(["mail"])
     with pytest.raises(InputError, match="mapped twice"):
         StepMapping.parse(["mail=sms", "mail=done"])
+
+
+def test_the_example_in_the_docs_is_valid() -> None:
+    text = (Path(__file__).parents[3] / "docs" / "journeys.md").read_text("utf-8")
+    example = text.split("### An example with every kind of step", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    journey = parse_journey_text(
+        example, "docs/journeys.md", default_name="cart_abandonment", messages={"cart_reminder"}
+    )
+    kinds = {step.kind for step in journey.steps.values()}
+    assert kinds == {
+        "Branch",
+        "Split",
+        "Wait",
+        "WaitForEvent",
+        "Send",
+        "WaitUntilWindow",
+        "IssueCoupon",
+        "UpdateTrait",
+        "CallWebhook",
+        "Exit",
+    }
