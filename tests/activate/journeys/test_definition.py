@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from omniweave.activate.journeys.definition import (
     JourneyInvalid,
@@ -610,7 +612,7 @@ def test_removed_steps_and_the_step_mapping_for_publishing() -> None:
         StepMapping.parse({"first": "done", "ghost": "sms", "mail": "nowhere"}).check(old, new, {"mail": 1})
     assert caught.value.problems == [
         ("map.first", "step 'first' is kept in the new version; people there stay"),
-        ("map.ghost", "cart version 1 has no step 'ghost'"),
+        ("map.ghost", "the old version has no step 'ghost'; steps: first, check, mail, done"),
         ("map.mail", "the new version has no step 'nowhere'; steps: first, check, done, sms"),
     ]
     with pytest.raises(InputError, match="expected OLD_STEP=NEW_STEP; got 'mail'"):
@@ -638,3 +640,89 @@ def test_the_example_in_the_docs_is_valid() -> None:
         "CallWebhook",
         "Exit",
     }
+
+
+# --- the graph checks against brute force ------------------------------------------------------------------------
+
+
+@st.composite
+def graphs(draw: st.DrawFn) -> dict[str, dict[str, Any]]:
+    """Random small step graphs: waits (0 s or 1 h), sends, branches, wait_fors (0 s or 1 d) and exits."""
+    ids = [f"s{i}" for i in range(draw(st.integers(2, 7)))]
+    target = st.sampled_from(ids)
+    steps: dict[str, dict[str, Any]] = {}
+    for step_id in ids:
+        kind = draw(st.sampled_from(["wait", "send", "branch", "wait_for", "exit"]))
+        if kind == "wait":
+            steps[step_id] = {"wait": draw(st.sampled_from(["0s", "1h"])), "next": draw(target)}
+        elif kind == "send":
+            steps[step_id] = {"send": {"message": "m", "channel": "email"}, "next": draw(target)}
+            if draw(st.booleans()):
+                steps[step_id]["on_error"] = draw(target)
+        elif kind == "branch":
+            steps[step_id] = {"branch": [{"if": {"traits": {"a": 1}}, "next": draw(target)}, {"else": draw(target)}]}
+        elif kind == "wait_for":
+            timeout = draw(st.sampled_from(["0s", "1d"]))
+            steps[step_id] = {
+                "wait_for": {"event": "E", "timeout": timeout},
+                "on_event": draw(target),
+                "on_timeout": draw(target),
+            }
+        else:
+            steps[step_id] = {"exit": "done"}
+    return steps
+
+
+def _edges(spec: dict[str, Any]) -> list[str]:
+    out = [spec[k] for k in ("next", "on_event", "on_timeout", "on_error") if k in spec]
+    return out + [arm.get("next", arm.get("else")) for arm in spec.get("branch", [])]
+
+
+def _reaches(steps: dict[str, dict[str, Any]], start: str, goal: Any, allowed: Any = lambda s: True) -> bool:
+    """Brute force: is there a path of one or more edges from `start` to a step where `goal` holds, through
+    steps where `allowed` holds?"""
+    seen: set[str] = set()
+    todo = [t for t in _edges(steps[start])]
+    while todo:
+        node = todo.pop()
+        if goal(node):
+            return True
+        if node in seen or not allowed(node):
+            continue
+        seen.add(node)
+        todo += _edges(steps[node])
+    return False
+
+
+@settings(max_examples=150, deadline=None)
+@given(graphs())
+def test_the_graph_checks_agree_with_brute_force(steps: dict[str, dict[str, Any]]) -> None:
+    def waits(s: str) -> bool:
+        spec = steps[s]
+        return spec.get("wait") == "1h" or spec.get("wait_for", {}).get("timeout") == "1d"
+
+    reachable = {"s0"} | {s for s in steps if _reaches(steps, "s0", lambda n, s=s: n == s)}
+    unreachable = [s for s in steps if s not in reachable]
+    endless = [
+        s
+        for s in steps
+        if s in reachable and "exit" not in steps[s] and not _reaches(steps, s, lambda n: "exit" in steps[n])
+    ]
+    looping = {
+        s for s in reachable if not waits(s) and _reaches(steps, s, lambda n, s=s: n == s, lambda n: not waits(n))
+    }
+    document = {"name": "g", "entry": {"api": True}, "start": "s0", "steps": steps}
+    try:
+        parse_journey(document, "g", messages={"m"})
+        problems: list[tuple[str, str]] = []
+    except JourneyInvalid as caught:
+        problems = caught.problems
+    assert [p.removeprefix("steps.") for p, m in problems if m.startswith("unreachable")] == unreachable
+    assert [p.removeprefix("steps.") for p, m in problems if m.startswith("no way to an end")] == endless
+    cycles = [m.split(": ", 1)[1].split(" could")[0].split(" -> ") for _, m in problems if m.startswith("a cycle")]
+    assert bool(cycles) == bool(looping)
+    for cycle in cycles:  # each reported cycle is a real one through steps that do not wait
+        assert cycle[0] == cycle[-1] and set(cycle) <= looping
+        assert all(b in _edges(steps[a]) for a, b in zip(cycle, cycle[1:], strict=False))
+    assert set().union(*map(set, cycles)) <= looping
+    assert len(problems) == len(unreachable) + len(endless) + len(cycles)

@@ -1226,7 +1226,7 @@ class StepMapping:
         for source, target in self.moves.items():
             path = f"map.{source}"
             if source not in old.steps:
-                problems.append((path, f"{old.name} version {old.version} has no step {source!r}"))
+                problems.append((path, f"the old version has no step {source!r}; steps: {', '.join(old.steps)}"))
             elif source not in removed:
                 problems.append((path, f"step {source!r} is kept in the new version; people there stay"))
             if target not in new.steps:
