@@ -198,6 +198,7 @@ EVENTS = [
     ("Order Completed", NOW - 200 * DAY, {"revenue": 50}),
     ("Product Viewed", datetime.fromtimestamp(NOW - 3600, UTC), {"product_id": "SKU-1"}),
     ("Order Completed", NOW + DAY, {"revenue": 10}),  # not yet happened at NOW
+    ("Store Visited", datetime.fromtimestamp(NOW - 2 * DAY, UTC).isoformat(), {"store_id": "S1"}),
 ]
 
 
@@ -237,4 +238,7 @@ def test_holds_combines_traits_events_trigger_and_segments() -> None:
     assert holds(segs, {}, [], None, {"lapsing_high_value", "x"}, NOW)
     assert not holds(segs, {}, [], None, {"lapsing_high_value", "store_only_buyers"}, NOW)
     assert not holds(segs, {}, [], None, set(), NOW)
+    visited = EventCount("Store Visited", (F("store_id", "eq", "S1"),), within=3 * DAY)
+    assert holds(Condition(events=(visited,)), {}, EVENTS, None, set(), NOW)  # an ISO timestamp
+    assert not holds(Condition(events=(EventCount("Store Visited", within=DAY),)), {}, EVENTS, None, set(), NOW)
     assert holds(Condition(), None, [], None, set(), NOW)  # an empty condition holds

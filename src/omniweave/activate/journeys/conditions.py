@@ -36,7 +36,7 @@ _ISO_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _MISSING = object()
 
 Event = tuple[str, Any, Mapping[str, Any]]
-"""One event of a person: (name, timestamp as epoch seconds or datetime, properties)."""
+"""One event of a person: (name, timestamp as epoch seconds, a datetime or an ISO text, properties)."""
 
 
 def lookup(properties: Mapping[str, Any], name: str) -> list[Any]:
@@ -161,8 +161,12 @@ def matches(filters: Iterable[PropertyFilter], properties: Mapping[str, Any] | N
 
 
 def _seconds(stamp: Any) -> float:
-    if isinstance(stamp, datetime):
-        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+    """An event's timestamp (epoch seconds, a datetime, or an ISO text) as epoch seconds."""
+    moment = _instant(stamp) if isinstance(stamp, (str, date)) else None
+    if moment is not None:
+        return moment.timestamp()
+    if _number(stamp) is None or isinstance(stamp, str):
+        raise ValueError(f"expected an event timestamp (epoch seconds, datetime or ISO text); got {stamp!r}")
     return float(stamp)
 
 
