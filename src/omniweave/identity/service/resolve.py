@@ -419,12 +419,23 @@ def resolve(
     rules: Rules | None = None,
     probabilistic: bool = True,
     threshold: float = DEFAULT_THRESHOLD,
+    method: str = "arrays",
 ) -> ResolveSummary:
     """Extend the identity graph with the events not seen yet, save it, and rewrite `identities`.
 
     With `probabilistic`, the links of `probabilistic_links` at or above `threshold` then join the
     graph as observations of their own (subject to the same limits and splits as any other).
-    The Runtime's engine (DuckDB or Spark) reads the events; the stitching and the model are the same."""
+    The Runtime's engine (DuckDB or Spark) reads the events; the stitching and the model are the same.
+
+    `method` "arrays" (the default; `identity.service.bulk`) streams the events in record batches and
+    stitches them with the vectorised components, under the `memory_limit` setting; "objects" walks
+    Python objects (`identity.graph.Stitcher`), the reference the array path is tested against. Both
+    give the same persons and save the same state, so either may continue the other's graph. A
+    warehouse on object storage takes the object path (the array path writes its state locally)."""
+    if method not in ("arrays", "objects"):
+        raise InputError(f"unknown resolve method {method!r}; expected 'arrays' or 'objects'", field="method")
+    if method == "arrays" and _local(runtime):
+        return _resolve_arrays(runtime, console, rules, probabilistic, threshold)
     started = time.perf_counter()
     summary = ResolveSummary()
     stitcher = load_stitcher(runtime, rules)
@@ -457,6 +468,50 @@ def resolve(
         console.print(summary.describe())
         for kind, value in summary.demoted[:20]:
             console.print(f"  demoted {kind}:{value} (seen with {stitcher.demoted_report()[(kind, value)]})")
+    return summary
+
+
+def _local(runtime: Runtime) -> bool:
+    fs = runtime.log.fs
+    return (fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]) in ("file", "local")
+
+
+def _resolve_arrays(
+    runtime: Runtime, console: Console | None, rules: Rules | None, probabilistic: bool, threshold: float
+) -> ResolveSummary:
+    """`resolve` on the array path (`identity.service.bulk`): nothing of the event log in Python objects."""
+    from omniweave.identity.service import bulk
+    from omniweave.storage.engine import memory_guard
+
+    started = time.perf_counter()
+    summary = ResolveSummary()
+    rules = rules or default_rules(runtime)
+    spill = bulk.Spill(runtime.settings.home)
+    try:
+        with memory_guard("resolve", runtime.engine.memory_limit):
+            seen = bulk.saved_observations(runtime)
+            extracted = bulk.extract(runtime, rules, summary, spill, seen)
+            if console:
+                console.print(f"resolving identities: {summary.events:,} new events")
+            if probabilistic and (summary.events or not bulk.has_probabilistic(seen)):
+                links = probabilistic_links(runtime, threshold, rules)
+                summary.probabilistic_links = len(links)
+                if console:
+                    console.print(f"probabilistic matching: {len(links):,} links at p ≥ {threshold}")
+                stamps = [t for t in (extracted.max_ts, bulk.last_timestamp(runtime)) if t]
+                stamp = max(stamps) if stamps else "1970-01-01T00:00:00.000000Z"
+                bulk.add_observations(spill, [link.observation(stamp) for link in links])
+            summary.recomputed = bool(summary.events or summary.probabilistic_links)
+            sub = bulk.build(runtime, rules, spill, summary, console)
+    finally:
+        spill.remove()
+    summary.seconds = time.perf_counter() - started
+    if console:
+        console.print(summary.describe())
+        report = sub.demoted_report()
+        for kind, value in summary.demoted[:20]:
+            seen_with = report.get((kind, value))
+            console.print(f"  demoted {kind}:{value}" + (f" (seen with {seen_with})" if seen_with else ""))
     return summary
 
 

@@ -1,0 +1,774 @@
+"""The array path of `resolve`: the same persons as `identity.graph.Stitcher`, at a million customers.
+
+The object path turns every event into a Python `Observation` and walks them one by one; at
+30 M events that is tens of gigabytes of small objects. This path never holds the event log in Python:
+
+1. **extract** — the engine (DuckDB or Spark, `Engine.batches`) runs the identifier query of
+   `resolve` over the events not seen yet and streams the result in record batches; each batch is
+   normalised with Arrow kernels (`identity.arrays.normalize_array`) into long rows
+   `(message_id, timestamp, kind, value)` written to a spill folder as Parquet;
+2. **graph** — a DuckDB connection under the `memory_limit` setting (spilling to disk) joins them with
+   the observations of earlier runs (the saved state), ranks the observations in the canonical order
+   (timestamp, message id), numbers the identifiers, finds the demoted ones (seen with too many user
+   ids or e-mails: the share limits), each observation's primary identifier and its links;
+3. **stitch** — `identity.components.stitch_links` finds the components, their founders and the ones a
+   per-kind limit (or a split) could cut; only those components' observations become Python objects,
+   walked rule by rule by the `Stitcher` itself (refusals, merges and their log come from there);
+4. **write** — nodes, founders, links (each linked pair once, with its first event), refusals, history
+   (old person ids pointing at their survivors), the observations and `identities`, by DuckDB.
+
+The result is the object path's bulk rebuild (the `Stitcher` docstring): same persons, same person
+ids, same links, refusals and merge log; the state tables have the same columns, so `load_stitcher`
+(`identity explain`, `identity split`) reads them as before. Every run re-derives the graph from all
+observations in the engine, which is what the object path does for any late event anyway.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shutil
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from omniweave.errors import InputError
+from omniweave.identity.arrays import BLOCKED, INVALID, OK, _python_one, normalize_array
+from omniweave.identity.components import NEVER, stitch_links
+from omniweave.identity.graph import DEFAULT_BLOCKED, Identifier, Observation, Rules, Split, Stitcher
+from omniweave.runtime import Runtime
+from omniweave.storage.engine import memory_guard
+
+BATCH_ROWS = 500_000
+_PERSON_ID = "'P' || substr(sha256({k} || ':' || {v}), 1, 15)"
+"""`identity.graph.person_id_for` in SQL."""
+
+
+class Spill:
+    """A folder of Parquet parts under <home>/spill, removed when done."""
+
+    def __init__(self, home: str):
+        self.path = Path(home) / "spill" / f"resolve-{uuid.uuid4().hex}"
+        self.path.mkdir(parents=True)
+        self.parts: dict[str, int] = Counter()
+
+    def write(self, name: str, table: pa.Table) -> None:
+        if table.num_rows:
+            pq.write_table(table, self.path / f"{name}-{self.parts[name]:05d}.parquet", compression="lz4")
+            self.parts[name] += 1
+
+    def glob(self, name: str) -> str | None:
+        return str(self.path / f"{name}-*.parquet") if self.parts[name] else None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def saved_observations(runtime: Runtime) -> str | None:
+    """The saved observations file of the last `resolve` (None before the first)."""
+    path = posixpath.join(runtime.log.dataset_path("identity_state"), "observations.parquet")
+    return path if runtime.log.fs.exists(path) and _has_rows(path) else None
+
+
+def has_probabilistic(observations: str | None) -> bool:
+    """Whether the saved observations hold probabilistic links already."""
+    if not observations:
+        return False
+    query = f"SELECT count(*) FROM read_parquet('{observations}') WHERE message_id LIKE 'probabilistic:%'"
+    con = duckdb.connect()
+    try:
+        row = con.execute(query).fetchone()
+    finally:
+        con.close()
+    return bool(row and row[0])
+
+
+def last_timestamp(runtime: Runtime) -> str | None:
+    """The timestamp of the last observation in the saved graph."""
+    path = posixpath.join(runtime.log.dataset_path("identity_state"), "meta.parquet")
+    if not runtime.log.fs.exists(path) or "last_timestamp" not in pq.read_schema(path).names:
+        return None
+    value = pq.read_table(path).column("last_timestamp")[0].as_py()
+    return str(value) if value is not None else None
+
+
+def add_observations(spill: Spill, observations: list[Observation]) -> None:
+    """A few observations made in Python (probabilistic links) join the extracted ones."""
+    rows = [(o.message_id, o.key[0], k, v) for o in observations for k, v in o.identifiers]
+    if not rows:
+        return
+    spill.write(
+        "ids", pa.table({n: [r[i] for r in rows] for i, n in enumerate(("message_id", "timestamp", "kind", "value"))})
+    )
+    spill.write(
+        "msgs",
+        pa.table({"message_id": [o.message_id for o in observations], "timestamp": [o.key[0] for o in observations]}),
+    )
+
+
+# --- 1. extract -----------------------------------------------------------------------------------
+
+
+class _Extract:
+    """Record batches of the identifier query → long observation rows, aliases and counts."""
+
+    def __init__(self, rules: Rules, summary: Any, spill: Spill, trait_kinds: tuple[str, ...], coupon_kind: str):
+        self.rules, self.summary, self.spill = rules, summary, spill
+        self.trait_kinds, self.coupon_kind = trait_kinds, coupon_kind
+        self.cache: dict[tuple[str, str], tuple[str | None, int]] = {}
+        self.max_ts: str | None = None
+
+    def norm(self, kind: str, raw: pa.Array, blocked: frozenset[str] | None = None) -> tuple[pa.Array, np.ndarray]:
+        values, status = normalize_array(
+            kind,
+            raw,
+            self.rules.default_region,
+            self.rules.customer_number_prefix,
+            self.rules.blocked if blocked is None else blocked,
+            self.cache,
+        )
+        return values, status
+
+    def count(self, kind: str, status: np.ndarray) -> None:
+        invalid, blocked = int((status == INVALID).sum()), int((status == BLOCKED).sum())
+        if invalid:
+            self.summary.invalid[kind] += invalid
+        if blocked:
+            self.summary.blocked[kind] += blocked
+
+    def batch(self, batch: pa.Table) -> None:
+        """Normalise one batch of event rows into long rows (spilled), aliases and counts."""
+        n = batch.num_rows
+        if not n:
+            return
+        col = {name: batch.column(name).combine_chunks() for name in batch.schema.names}
+        rows: list[np.ndarray] = []
+        kinds: list[str] = []
+        values: list[pa.Array] = []
+        normal: dict[str, pa.Array] = {}
+
+        def add(kind: str, raw: pa.Array, name: str | None = None) -> None:
+            vals, status = self.norm(kind, raw)
+            self.count(kind, status)
+            if name:
+                normal[name] = vals
+            keep = np.flatnonzero(status == OK)
+            if keep.size:
+                rows.append(keep)
+                kinds.append(kind)
+                values.append(vals.take(pa.array(keep)))
+
+        for kind in self.trait_kinds:
+            add(kind, col[f"t_{kind}"], f"t_{kind}")
+            add(kind, col[f"c_{kind}"], f"c_{kind}")
+        add("device_id", col["device_id"])
+        external_numbers = self.external(col, rows, kinds, values)
+        if self.coupon_kind in self.rules.priorities:
+            add(self.coupon_kind, col["p_coupon_code"])
+            add(self.coupon_kind, col["p_coupon"])
+        add("anonymous_id", col["anonymous_id"])
+        self.user(col, normal, external_numbers, add)
+        mids, stamps = col["message_id"], col["ts"]
+        if rows:
+            index = pa.array(np.concatenate(rows))
+            long = pa.table(
+                {
+                    "message_id": mids.take(index),
+                    "timestamp": stamps.take(index),
+                    "kind": pa.array(np.repeat(np.array(kinds, dtype=object), [r.size for r in rows]), pa.string()),
+                    "value": pa.concat_arrays([v.cast(pa.string()) for v in values]),
+                }
+            )
+            self.spill.write("ids", long)
+        self.spill.write("msgs", pa.table({"message_id": mids, "timestamp": stamps}))
+        top = pc.max(stamps).as_py()
+        if top is not None and (self.max_ts is None or top > self.max_ts):
+            self.max_ts = top
+        self.summary.events += n
+
+    def external(
+        self, col: dict[str, pa.Array], rows: list[np.ndarray], kinds: list[str], values: list[pa.Array]
+    ) -> dict[int, set[str]]:
+        """`context.externalIds` entries of a known kind (Python, one row at a time: few events carry them);
+        returns each row's customer numbers (a user id equal to one is that customer number)."""
+        raw = col["external_ids"]
+        where = np.flatnonzero(pc.is_valid(raw).to_numpy(zero_copy_only=False))
+        numbers: dict[int, set[str]] = {}
+        found: dict[str, tuple[list[int], list[str]]] = {}
+        if not where.size:
+            return numbers
+        texts = raw.take(pa.array(where)).to_pylist()
+        mids = col["message_id"].take(pa.array(where)).to_pylist()
+        for row, text, mid in zip(where.tolist(), texts, mids, strict=True):
+            try:
+                entries = orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                raise InputError(
+                    f"context.externalIds is not JSON: {exc}", record=mid, field="context.externalIds"
+                ) from exc
+            if not isinstance(entries, list):
+                raise InputError(
+                    f"expected an array of {{id, type}}, got {type(entries).__name__}",
+                    record=mid,
+                    field="context.externalIds",
+                )
+            for entry in entries:
+                if not (isinstance(entry, dict) and entry.get("type") in self.rules.priorities):
+                    continue
+                kind, ident = str(entry["type"]), entry.get("id")
+                if ident is None or (isinstance(ident, str) and not ident.strip()):
+                    continue
+                value, status = _python_one(
+                    kind,
+                    ident if isinstance(ident, str) else str(ident),
+                    self.rules.default_region,
+                    self.rules.customer_number_prefix,
+                    self.rules.blocked,
+                    self.cache,
+                )
+                self.count(kind, np.array([status]))
+                if status == OK and value is not None:
+                    found.setdefault(kind, ([], []))
+                    found[kind][0].append(row)
+                    found[kind][1].append(value)
+                    if kind == "customer_number":
+                        numbers.setdefault(row, set()).add(value)
+        for kind, (at, vals) in found.items():
+            rows.append(np.asarray(at, dtype=np.int64))
+            kinds.append(kind)
+            values.append(pa.array(vals, pa.string()))
+        return numbers
+
+    def user(
+        self, col: dict[str, pa.Array], normal: dict[str, pa.Array], external: dict[int, set[str]], add: Any
+    ) -> None:
+        """A user id that is one of the event's own customer numbers counts as that number (an alias);
+        any other user id is an identifier of its own (the object path's `_Extractor.observation`)."""
+        user = col["user_id"]
+        _, default_status = self.norm("user_id", user, DEFAULT_BLOCKED)
+        candidate = default_status == OK
+        number, nstatus = self.norm("customer_number", user)
+        self.count("customer_number", np.where(candidate, nstatus, OK))
+        same = np.zeros(len(user), bool)
+        for name in ("t_customer_number", "c_customer_number"):
+            if name in normal:
+                same |= pc.fill_null(pc.equal(number, normal[name]), False).to_numpy(zero_copy_only=False)
+        if external:
+            numbers = number.to_pylist()
+            for row, found in external.items():
+                if numbers[row] in found:
+                    same[row] = True
+        aliased = candidate & (nstatus == OK) & same
+        if aliased.any():
+            at = pa.array(np.flatnonzero(aliased))
+            raw_users = user.take(at)
+            self.spill.write("aliases", pa.table({"raw": raw_users.cast(pa.string()), "number": number.take(at)}))
+        rest = pc.if_else(pa.array(aliased), pa.nulls(len(user), pa.string()), user.cast(pa.string()))
+        add("user_id", rest)
+
+
+def extract(runtime: Runtime, rules: Rules, summary: Any, spill: Spill, seen_url: str | None) -> _Extract:
+    """Stream the identifiers of the events not in the saved observations (`seen_url`) into `spill`."""
+    from omniweave.identity.service.resolve import _EXTRACT_SQL, COUPON_KIND, TRAIT_KINDS, _traits_sql
+
+    out = _Extract(rules, summary, spill, TRAIT_KINDS, COUPON_KIND)
+    if not runtime.log.has_data("events"):
+        return out
+    warehouse = runtime.warehouse()
+    warehouse.table("events")
+    sql = _EXTRACT_SQL.format(traits=_traits_sql())
+    if seen_url:
+        warehouse.engine.register_parquet(warehouse.con, "identity_seen", seen_url)
+        sql += " AND message_id NOT IN (SELECT message_id FROM identity_seen)"
+    pending: list[pa.RecordBatch] = []
+    size = 0
+    for batch in warehouse.engine.batches(warehouse.con, sql, BATCH_ROWS):
+        pending.append(batch)
+        size += batch.num_rows
+        if size >= BATCH_ROWS:  # the engine may hand over small batches (a file, a vector): gather them
+            out.batch(pa.Table.from_batches(pending).combine_chunks())
+            pending, size = [], 0
+    if pending:
+        out.batch(pa.Table.from_batches(pending).combine_chunks())
+    return out
+
+
+# --- 2-4. graph, stitch, write ------------------------------------------------------------------------
+
+
+def _kinds_table(rules: Rules, extra: list[str]) -> pa.Table:
+    kinds = list(rules.priorities) + sorted(set(extra) - set(rules.priorities))
+    return pa.table(
+        {
+            "kind": kinds,
+            "kind_code": list(range(len(kinds))),
+            "priority": [rules.priority(k) for k in kinds],
+            "lim": [int(rules.limits.get(k, -1)) for k in kinds],
+        }
+    )
+
+
+def _share_table(rules: Rules, kinds: list[str]) -> pa.Table:
+    """(ikind, jkind, lim): an identifier of kind ikind seen with more than lim distinct jkind values is demoted."""
+    rows: list[tuple[str, str, int]] = []
+    for ikind in kinds:
+        if ikind == "user_id":
+            continue  # a user id is the person: never demoted
+        limits = {**rules.share_limits, **rules.personal_share_limits.get(ikind, {})}
+        rows.extend((ikind, jkind, int(lim)) for jkind, lim in limits.items())
+    return pa.table(
+        {"ikind": [r[0] for r in rows], "jkind": [r[1] for r in rows], "lim": [r[2] for r in rows]},
+        schema=pa.schema([("ikind", pa.string()), ("jkind", pa.string()), ("lim", pa.int64())]),
+    )
+
+
+def _has_rows(path: str) -> bool:
+    try:
+        return "message_id" in pq.read_schema(path).names
+    except (FileNotFoundError, OSError):
+        return False
+
+
+class Graph:
+    """The observations of all runs in a DuckDB connection (under the memory limit), and the graph built there."""
+
+    def __init__(self, runtime: Runtime, rules: Rules):
+        self.runtime, self.rules = runtime, rules
+        self.duck = duckdb.connect()
+        runtime.engine.limit_memory(self.duck)
+        self.log = runtime.log
+        self.state = self.log.dataset_path("identity_state")
+
+    def state_file(self, name: str) -> str | None:
+        path = posixpath.join(self.state, f"{name}.parquet")
+        return path if self.log.fs.exists(path) and _local(self.log) else None
+
+    def sql(self, query: str) -> Any:
+        return self.duck.sql(query)
+
+    def execute(self, query: str) -> None:
+        self.duck.execute(query)
+
+    def close(self) -> None:
+        self.duck.close()
+
+
+def _local(log: Any) -> bool:
+    protocol = log.fs.protocol if isinstance(log.fs.protocol, str) else log.fs.protocol[0]
+    return protocol in ("file", "local")
+
+
+def _files(*paths: str | None) -> str:
+    return "[" + ", ".join(f"'{p}'" for p in paths if p) + "]"
+
+
+def build(runtime: Runtime, rules: Rules, spill: Spill, summary: Any, console: Any = None) -> Stitcher:
+    """Steps 2-4 of the module docstring; returns the walked part of the graph (a small `Stitcher`)."""
+    g = Graph(runtime, rules)
+    try:
+        with memory_guard("resolve", runtime.engine.memory_limit):
+            return _build(g, spill, summary, console)
+    finally:
+        g.close()
+
+
+def _say(console: Any, text: str, started: float) -> None:
+    if console:
+        console.print(f"  {text} ({time.perf_counter() - started:.1f} s)")
+
+
+def _build(g: Graph, spill: Spill, summary: Any, console: Any) -> Stitcher:  # noqa: C901
+    started = time.perf_counter()
+    rules = g.rules
+    old_obs = g.state_file("observations")
+    sources = [p for p in (old_obs if old_obs and _has_rows(old_obs) else None, spill.glob("ids")) if p]
+    msg_sources = [p for p in (old_obs if old_obs and _has_rows(old_obs) else None, spill.glob("msgs")) if p]
+    if sources:
+        g.execute(
+            f"CREATE TEMP TABLE ids AS SELECT DISTINCT message_id, kind, value FROM read_parquet({_files(*sources)}, "
+            "union_by_name = true) WHERE kind IS NOT NULL"
+        )
+    else:
+        g.execute("CREATE TEMP TABLE ids (message_id VARCHAR, kind VARCHAR, value VARCHAR)")
+    if msg_sources:
+        g.execute(
+            "CREATE TEMP TABLE msgs AS SELECT message_id, ts, (row_number() OVER (ORDER BY ts, message_id) - 1)::BIGINT "
+            f"AS rank FROM (SELECT message_id, min(timestamp) AS ts FROM read_parquet({_files(*msg_sources)}, "
+            "union_by_name = true) GROUP BY message_id)"
+        )
+    else:
+        g.execute("CREATE TEMP TABLE msgs (message_id VARCHAR, ts VARCHAR, rank BIGINT)")
+    _say(console, "observations ranked", started)
+    present = [r[0] for r in g.duck.execute("SELECT DISTINCT kind FROM ids").fetchall()]
+    kinds = _kinds_table(rules, present)
+    share = _share_table(rules, kinds.column("kind").to_pylist())
+    g.duck.register("kinds_arrow", kinds)
+    g.duck.register("share_arrow", share)
+    g.execute("CREATE TEMP TABLE kinds AS SELECT * FROM kinds_arrow")
+    g.execute("CREATE TEMP TABLE share AS SELECT * FROM share_arrow")
+    g.execute(
+        "CREATE TEMP TABLE idents AS SELECT kind, value, (row_number() OVER (ORDER BY kind, value) - 1)::BIGINT AS code "
+        "FROM (SELECT DISTINCT kind, value FROM ids)"
+    )
+    g.execute(
+        """CREATE TEMP TABLE demoted AS
+        WITH watched AS (SELECT message_id, kind AS jkind, value AS jvalue FROM ids
+                         WHERE kind IN (SELECT jkind FROM share)),
+        seen AS (SELECT i.kind AS ikind, i.value AS ivalue, w.jkind, count(DISTINCT w.jvalue) AS n
+                 FROM ids i JOIN watched w ON i.message_id = w.message_id
+                 WHERE i.kind IN (SELECT ikind FROM share) AND NOT (i.kind = w.jkind AND i.value = w.jvalue)
+                 GROUP BY ALL)
+        SELECT DISTINCT ikind AS kind, ivalue AS value FROM seen JOIN share USING (ikind, jkind) WHERE n > lim"""
+    )
+    _say(console, "share limits checked", started)
+    g.execute(
+        """CREATE TEMP TABLE od AS
+        SELECT m.rank, d.code, k.priority, i.value, (dm.kind IS NOT NULL) AS demoted
+        FROM ids i JOIN msgs m USING (message_id) JOIN idents d USING (kind, value) JOIN kinds k USING (kind)
+        LEFT JOIN demoted dm USING (kind, value)"""
+    )
+    g.execute(
+        "CREATE TEMP TABLE prim AS SELECT rank, arg_min(code, {'p': priority, 'v': value}) AS p "
+        "FROM od WHERE NOT demoted GROUP BY rank"
+    )
+    g.execute(
+        """CREATE TEMP TABLE edges AS
+        SELECT od.rank, prim.p AS a, od.code AS b, od.priority, od.value FROM od JOIN prim USING (rank)
+        WHERE NOT od.demoted AND od.code <> prim.p"""
+    )
+    n = int(g.duck.execute("SELECT count(*) FROM idents").fetchone()[0])  # type: ignore[index]
+    kind_codes = g.duck.execute("SELECT k.kind_code FROM idents JOIN kinds k USING (kind) ORDER BY code").fetchnumpy()
+    firsts = g.duck.execute(
+        "SELECT code, min(rank) AS r FROM (SELECT p AS code, rank FROM prim UNION ALL "
+        "SELECT code, rank FROM od WHERE demoted) GROUP BY code"
+    ).fetchnumpy()
+    first = np.full(n, NEVER, dtype=np.int64)
+    first[firsts["code"].astype(np.int64)] = firsts["r"].astype(np.int64)
+    ends = g.duck.execute("SELECT DISTINCT a, b FROM edges").fetchnumpy()
+    a, b = ends["a"].astype(np.int64), ends["b"].astype(np.int64)
+    del ends, firsts
+    _say(console, f"{n:,} identifiers, {a.size:,} links", started)
+    bulk = stitch_links(
+        n,
+        kind_codes["kind_code"].astype(np.int64) if n else np.zeros(0, np.int64),
+        first,
+        a,
+        b,
+        np.asarray(kinds.column("lim").to_pylist(), dtype=np.int64),
+    )
+    del kind_codes
+    splits = _splits(g)
+    if splits:
+        _dirty_splits(g, bulk, splits)
+    dirty_v = bulk.dirty[bulk.labels]
+    root = bulk.founder[bulk.labels]
+    _say(console, f"components: {int(dirty_v.sum()):,} identifiers to walk rule by rule", started)
+    del a, b
+    dirty_codes = np.flatnonzero(dirty_v)
+    g.duck.register("dirty_arrow", pa.table({"code": dirty_codes}))
+    linked = g.duck.execute("SELECT DISTINCT rank FROM edges SEMI JOIN dirty_arrow ON a = code").fetchnumpy()["rank"]
+    walk_ranks = np.union1d(np.unique(first[dirty_v & (first != NEVER)]), linked.astype(np.int64)).astype(np.int64)
+    sub = _walk(g, rules, splits, walk_ranks)
+    clean = ~dirty_v
+    g.duck.register(
+        "clean_arrow",
+        pa.table({"code": np.flatnonzero(clean), "root": root[clean], "first": first[clean]}),
+    )
+    g.execute("CREATE TEMP TABLE clean AS SELECT * FROM clean_arrow")
+    del root, first, bulk
+    _say(console, f"walked {walk_ranks.size:,} observations", started)
+    _write_state(g, sub, spill, summary, console, started)
+    return sub
+
+
+def _splits(g: Graph) -> list[Split]:
+    path = g.state_file("splits")
+    if not path or "person_id" not in pq.read_schema(path).names:
+        return []
+    return [
+        Split(r["person_id"], (r["kind"], r["value"]), (r["anchor_kind"], r["anchor_value"]))
+        for r in pq.read_table(path).to_pylist()
+    ]
+
+
+def _codes(g: Graph, idents: list[Identifier]) -> dict[Identifier, int]:
+    if not idents:
+        return {}
+    g.duck.register("wanted", pa.table({"kind": [i[0] for i in idents], "value": [i[1] for i in idents]}))
+    return {
+        (k, v): int(c)
+        for k, v, c in g.duck.execute("SELECT kind, value, code FROM idents JOIN wanted USING (kind, value)").fetchall()
+    }
+
+
+def _dirty_splits(g: Graph, bulk: Any, splits: list[Split]) -> None:
+    """A split inside a component: the rules must be walked there too."""
+    codes = _codes(g, [s.identifier for s in splits] + [s.anchor for s in splits])
+    for s in splits:
+        x, y = codes.get(s.identifier), codes.get(s.anchor)
+        if x is not None and y is not None and bulk.labels[x] == bulk.labels[y]:
+            bulk.dirty[bulk.labels[x]] = True
+
+
+def _walk(g: Graph, rules: Rules, splits: list[Split], ranks: np.ndarray) -> Stitcher:
+    """The observations of the components a rule may cut, walked rule by rule by the object stitcher."""
+    sub = Stitcher(rules)
+    sub.splits = list(splits)
+    sub._reset()
+    if not ranks.size:
+        return sub
+    g.duck.register("walk_arrow", pa.table({"rank": ranks}))
+    rows = g.duck.execute(
+        """SELECT m.rank, m.message_id, m.ts, od.kind, od.value, od.demoted
+        FROM msgs m JOIN walk_arrow w USING (rank)
+        LEFT JOIN (SELECT o.rank, i.kind, i.value, o.demoted FROM od o JOIN idents i USING (code)) od USING (rank)
+        ORDER BY m.rank"""
+    ).fetchall()
+    demoted: set[Identifier] = set()
+    grouped: dict[int, tuple[str, str, list[Identifier]]] = {}
+    for rank, mid, ts, kind, value, is_demoted in rows:
+        entry = grouped.setdefault(rank, (mid, ts, []))
+        if kind is not None:
+            entry[2].append((kind, value))
+            if is_demoted:
+                demoted.add((kind, value))
+    sub.demoted = frozenset(demoted)
+    for rank in sorted(grouped):
+        mid, ts, ids = grouped[rank]
+        sub._stitch(Observation(mid, ts, tuple(sorted(ids))))
+    return sub
+
+
+def _write_state(g: Graph, sub: Stitcher, spill: Spill, summary: Any, console: Any, started: float) -> None:
+    """Nodes, founders, links, refusals, history, observations and meta, then `identities`."""
+    from omniweave.identity.service.resolve import _write
+
+    g.execute("CREATE TEMP TABLE dirty AS SELECT i.kind, i.value FROM idents i JOIN dirty_arrow USING (code)")
+    walked = [(i, sub.find(i)) for i in sub.parent]
+    g.duck.register(
+        "walked_arrow",
+        pa.table(
+            {
+                "kind": [i[0] for i, _ in walked],
+                "value": [i[1] for i, _ in walked],
+                "root_kind": [r[0] for _, r in walked],
+                "root_value": [r[1] for _, r in walked],
+            },
+            schema=_IDENT4,
+        ),
+    )
+    # a demoted identifier of a clean component is its own person already: the walk made it again
+    g.execute(
+        """CREATE TEMP TABLE nodes AS
+        SELECT i.kind, i.value, r.kind AS root_kind, r.value AS root_value
+        FROM clean c JOIN idents i ON i.code = c.code JOIN idents r ON r.code = c.root
+        UNION ALL SELECT w.* FROM walked_arrow w SEMI JOIN dirty USING (kind, value)"""
+    )
+    founders = [
+        (r, key, f) for r, (key, f) in sub.founder.items() if r in sub.members
+    ]  # roots the walk left (absorbed ones were popped)
+    g.duck.register(
+        "walked_founders",
+        pa.table(
+            {
+                "root_kind": [r[0] for r, _, _ in founders],
+                "root_value": [r[1] for r, _, _ in founders],
+                "key_timestamp": [k[0] for _, k, _ in founders],
+                "key_message_id": [k[1] for _, k, _ in founders],
+                "kind": [f[0] for _, _, f in founders],
+                "value": [f[1] for _, _, f in founders],
+            },
+            schema=pa.schema(
+                [
+                    (c, pa.string())
+                    for c in ("root_kind", "root_value", "key_timestamp", "key_message_id", "kind", "value")
+                ]
+            ),
+        ),
+    )
+    g.execute(
+        """CREATE TEMP TABLE founders AS
+        SELECT r.kind AS root_kind, r.value AS root_value, m.ts AS key_timestamp, m.message_id AS key_message_id,
+               r.kind, r.value
+        FROM clean c JOIN idents r ON r.code = c.code JOIN msgs m ON m.rank = c.first WHERE c.code = c.root
+        UNION ALL SELECT f.* FROM walked_founders f SEMI JOIN dirty d ON d.kind = f.root_kind AND d.value = f.root_value"""
+    )
+    pid = _PERSON_ID.format(k="f.kind", v="f.value")
+    g.execute(
+        f"""CREATE TEMP TABLE node_person AS
+        SELECT n.kind, n.value, {pid} AS person_id
+        FROM nodes n JOIN founders f ON f.root_kind = n.root_kind AND f.root_value = n.root_value"""
+    )
+    _say(console, "persons", started)
+    g.execute(
+        f"""CREATE TEMP TABLE links AS
+        WITH firsts AS (SELECT a, b, min(rank) AS rank, arg_min(priority, rank) AS priority, arg_min(value, rank) AS v
+                        FROM edges WHERE a IN (SELECT code FROM clean) GROUP BY a, b)
+        SELECT x.kind AS a_kind, x.value AS a_value, y.kind AS b_kind, y.value AS b_value, m.message_id,
+               m.ts AS timestamp, 'same event' AS rule, {_PERSON_ID.format(k="r.kind", v="r.value")} AS survivor,
+               NULL::VARCHAR AS merged, firsts.rank AS _rank, firsts.priority AS _priority, firsts.v AS _v
+        FROM firsts JOIN idents x ON x.code = firsts.a JOIN idents y ON y.code = firsts.b
+        JOIN clean c ON c.code = firsts.a JOIN idents r ON r.code = c.root JOIN msgs m ON m.rank = firsts.rank"""
+    )
+    walked_links = pa.Table.from_pylist(sub.state()["links"], schema=_LINKS) if sub.links else _LINKS.empty_table()
+    g.duck.register("walked_links", walked_links)
+    _write_history(g, sub)
+    folder = g.state
+    g.log.fs.makedirs(folder, exist_ok=True)
+
+    def save(name: str, query: str) -> None:
+        _copy(g, query, posixpath.join(folder, f"{name}.parquet"))
+
+    save("observations", _OBSERVATIONS_SQL)
+    save("nodes", "SELECT * FROM nodes")
+    save("founders", "SELECT * FROM founders")
+    save(
+        "links",
+        "SELECT * EXCLUDE (_rank, _priority, _v) FROM (SELECT * FROM links ORDER BY _rank, _priority, _v) "
+        "UNION ALL SELECT * FROM walked_links",
+    )
+    refusals = sub.state()["refusals"]
+    _write(g.log, posixpath.join(folder, "refusals.parquet"), _plain(refusals))
+    save("history", "SELECT * FROM history")
+    _write(g.log, posixpath.join(folder, "splits.parquet"), _plain(sub.state()["splits"]))
+    _write_aliases(g, spill)
+    meta = g.duck.execute("SELECT ts, message_id FROM msgs ORDER BY rank DESC LIMIT 1").fetchone()
+    _write(
+        g.log,
+        posixpath.join(folder, "meta.parquet"),
+        pa.table(
+            {"last_timestamp": [meta[0] if meta else None], "last_message_id": [meta[1] if meta else None]},
+            schema=pa.schema([("last_timestamp", pa.string()), ("last_message_id", pa.string())]),
+        ),
+    )
+    _say(console, "state saved", started)
+    summary.observations = int(g.duck.execute("SELECT count(*) FROM msgs").fetchone()[0])  # type: ignore[index]
+    summary.identifiers = int(g.duck.execute("SELECT count(*) FROM nodes").fetchone()[0])  # type: ignore[index]
+    summary.persons = int(g.duck.execute("SELECT count(*) FROM founders").fetchone()[0])  # type: ignore[index]
+    summary.merges = sum(1 for link in sub.links if link.merged)
+    summary.refused = len(sub.refusals)
+    summary.demoted = sorted((k, v) for k, v in g.duck.execute("SELECT kind, value FROM demoted").fetchall())
+
+
+_OBSERVATIONS_SQL = """
+SELECT m.message_id, m.ts AS timestamp, i.kind, i.value
+FROM msgs m LEFT JOIN ids i USING (message_id) ORDER BY m.rank, i.kind, i.value
+"""
+
+_IDENT4 = pa.schema([(c, pa.string()) for c in ("kind", "value", "root_kind", "root_value")])
+_LINKS = pa.schema(
+    [
+        (c, pa.string())
+        for c in ("a_kind", "a_value", "b_kind", "b_value", "message_id", "timestamp", "rule", "survivor", "merged")
+    ]
+)
+
+
+def _plain(rows: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(rows) if rows else pa.table({"_empty": pa.array([], pa.string())})
+
+
+def _write_history(g: Graph, sub: Stitcher) -> None:
+    """Every person id ever given → its founder; ids that no longer lead anywhere point at the person
+    holding their founder (the object path's `_recompute`), merges of the walk first."""
+    old = g.state_file("history")
+    if old and "person_id" in pq.read_schema(old).names:
+        g.execute(f"CREATE TEMP TABLE old_history AS SELECT person_id, kind, value FROM read_parquet('{old}')")
+    else:
+        g.execute("CREATE TEMP TABLE old_history (person_id VARCHAR, kind VARCHAR, value VARCHAR)")
+    walked = pa.table(
+        {
+            "person_id": list(sub.history),
+            "kind": [f[0] for f in sub.history.values()],
+            "value": [f[1] for f in sub.history.values()],
+            "merged_into": [sub.merged_into.get(p) for p in sub.history],
+        },
+        schema=pa.schema([(c, pa.string()) for c in ("person_id", "kind", "value", "merged_into")]),
+    )
+    g.duck.register("walked_history", walked)
+    pid = _PERSON_ID.format(k="kind", v="value")
+    g.execute(
+        f"""CREATE TEMP TABLE history AS
+        WITH every AS (
+            SELECT person_id, kind, value, 0 AS src FROM old_history
+            UNION ALL SELECT {pid} AS person_id, kind, value, 1 FROM founders
+            UNION ALL SELECT person_id, kind, value, 2 FROM walked_history),
+        one AS (SELECT person_id, arg_min(kind, src) AS kind, arg_min(value, src) AS value, min(src) AS src
+                FROM every GROUP BY person_id)
+        SELECT one.person_id, one.kind, one.value,
+               coalesce(w.merged_into, CASE WHEN np.person_id <> one.person_id THEN np.person_id END) AS merged_into
+        FROM one LEFT JOIN walked_history w USING (person_id)
+        LEFT JOIN node_person np ON np.kind = one.kind AND np.value = one.value
+        ORDER BY one.src, one.person_id"""
+    )
+
+
+def _write_aliases(g: Graph, spill: Spill) -> None:
+    """Raw user ids that are customer numbers (all runs), then `identities`."""
+    from omniweave.identity.service.resolve import HASHED_KINDS
+
+    folder = g.state
+    old = g.state_file("aliases")
+    parts = [old] if old and "raw" in pq.read_schema(old).names else []
+    new = spill.glob("aliases")
+    if new:
+        parts.append(new)
+    sources = [f"SELECT raw, number FROM read_parquet({_files(*parts)})"] if parts else []
+    if not parts or not old:
+        legacy = _legacy_aliases(g)
+        if legacy.num_rows:
+            g.duck.register("legacy_aliases", legacy)
+            sources.append("SELECT raw, number FROM legacy_aliases")
+    if sources:
+        g.execute(f"CREATE TEMP TABLE aliases AS SELECT DISTINCT raw, number FROM ({' UNION ALL '.join(sources)})")
+    else:
+        g.execute("CREATE TEMP TABLE aliases (raw VARCHAR, number VARCHAR)")
+    _copy(g, "SELECT * FROM aliases ORDER BY raw", posixpath.join(folder, "aliases.parquet"))
+    hashed_kinds = ", ".join(f"'{k}'" for k in sorted(HASHED_KINDS))
+    query = f"""
+        SELECT kind, value, person_id, CASE WHEN kind IN ({hashed_kinds}) THEN sha256(value) END AS value_sha256
+        FROM (SELECT kind, value, person_id, 0 AS part FROM node_person
+              UNION ALL
+              SELECT 'user_id', a.raw, np.person_id, 1 FROM aliases a
+              JOIN node_person np ON np.kind = 'customer_number' AND np.value = a.number
+              WHERE NOT EXISTS (SELECT 1 FROM node_person u WHERE u.kind = 'user_id' AND u.value = a.raw))
+        ORDER BY part, kind, value"""
+    ident_folder = g.log.dataset_path("identities")
+    g.log.fs.makedirs(ident_folder, exist_ok=True)
+    _copy(g, query, posixpath.join(ident_folder, "identities.parquet"))
+
+
+def _copy(g: Graph, query: str, final: str) -> None:
+    """Write the result of `query` to the (local) file `final`, swapped in by a rename: a reader sees the old
+    file or the new one."""
+    temp = posixpath.join(posixpath.dirname(final), f".tmp-{uuid.uuid4().hex}")
+    g.execute(f"COPY ({query}) TO '{temp}' (FORMAT parquet, COMPRESSION zstd)")
+    g.log.fs.mv(temp, final)
+
+
+def _legacy_aliases(g: Graph) -> pa.Table:
+    """Aliases of a graph the object path saved (it keeps them only in `identities`): user-id rows of the last
+    `identities` that are customer numbers."""
+    path = posixpath.join(g.log.dataset_path("identities"), "identities.parquet")
+    empty = pa.table({"raw": pa.array([], pa.string()), "number": pa.array([], pa.string())})
+    if not (g.log.fs.exists(path) and _local(g.log)):
+        return empty
+    users = g.duck.execute(
+        f"SELECT value FROM read_parquet('{path}') WHERE kind = 'user_id' AND person_id IS NOT NULL"
+    ).to_arrow_table()
+    if not users.num_rows:
+        return empty
+    raw = users.column("value").combine_chunks()
+    number, status = normalize_array(
+        "customer_number", raw, g.rules.default_region, g.rules.customer_number_prefix, frozenset()
+    )
+    keep = pa.array(status == OK)
+    return pa.table({"raw": raw.filter(keep), "number": number.filter(keep)})
