@@ -761,10 +761,10 @@ def _legacy_aliases(g: Graph) -> pa.Table:
     empty = pa.table({"raw": pa.array([], pa.string()), "number": pa.array([], pa.string())})
     if not (g.log.fs.exists(path) and _local(g.log)):
         return empty
-    users = g.duck.execute(
+    users: Any = g.duck.execute(
         f"SELECT value FROM read_parquet('{path}') WHERE kind = 'user_id' AND person_id IS NOT NULL"
     ).to_arrow_table()
-    if not users.num_rows:
+    if users is None or not users.num_rows:
         return empty
     raw = users.column("value").combine_chunks()
     number, status = normalize_array(
