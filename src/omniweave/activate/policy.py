@@ -147,12 +147,13 @@ def _offset(at: int, zone: dt.tzinfo) -> dt.timedelta | None:
     return dt.datetime.fromtimestamp(at, zone).utcoffset()
 
 
-def _transitions(zone: dt.tzinfo, lo: int, hi: int, step: int = 3 * 3600) -> list[int]:
-    """The first second of every change of UTC offset in (lo, hi] (DST starts and ends)."""
+@lru_cache(maxsize=8192)
+def _day_transitions(zone: dt.tzinfo, day: int, step: int = 3 * 3600) -> tuple[int, ...]:
+    """The first second of every change of UTC offset within UTC day number `day` (DST starts and ends)."""
     found = []
-    t = lo
+    t, hi = day * 86400, (day + 1) * 86400
     while t < hi:
-        nxt = min(t + step, hi)
+        nxt = t + step
         if _offset(t, zone) != _offset(nxt, zone):
             a, b = t, nxt  # offset(a) != offset(b): bisect to the first second with the new offset
             while b - a > 1:
@@ -161,12 +162,14 @@ def _transitions(zone: dt.tzinfo, lo: int, hi: int, step: int = 3 * 3600) -> lis
                     a = mid
                 else:
                     b = mid
-            found.append(b)
+            if b < hi:
+                found.append(b)
         t = nxt
-    return found
+    return tuple(found)
 
 
-def _instants(day: dt.date, at: dt.time, zone: dt.tzinfo) -> list[float]:
+@lru_cache(maxsize=8192)
+def _instants(day: dt.date, at: dt.time, zone: dt.tzinfo) -> tuple[float, ...]:
     """The UTC instants at which the local clock reads `day` `at`: none in a DST gap, two in a fold."""
     out = []
     naive = dt.datetime.combine(day, at)
@@ -174,7 +177,7 @@ def _instants(day: dt.date, at: dt.time, zone: dt.tzinfo) -> list[float]:
         instant = naive.replace(tzinfo=zone, fold=fold).timestamp()
         if dt.datetime.fromtimestamp(instant, zone).replace(tzinfo=None) == naive:
             out.append(instant)
-    return sorted(set(out))
+    return tuple(sorted(set(out)))
 
 
 def next_window_open(now: float, tz: str, start: str, end: str, days: Sequence[str] = DAYS) -> float:
@@ -182,8 +185,9 @@ def next_window_open(now: float, tz: str, start: str, end: str, days: Sequence[s
 
     DST-correct: the window can only open at `now`, at an instant whose local clock reads `start`
     (both instants of a repeated hour; none in a skipped one) or at a change of offset (the clock jumps
-    into the window, e.g. over a skipped `start`), so those candidates are tried in order. A window
-    that ends before it starts runs past midnight; `start == end` is the whole day."""
+    into the window, e.g. over a skipped `start`), so those candidates are tried in time order, one UTC
+    day at a time. A window that ends before it starts runs past midnight; `start == end` is the whole
+    day."""
     zone = zone_of(tz)
     opens, closes = clock_time(start, "start"), clock_time(end, "end")
     wanted = set()
@@ -196,15 +200,17 @@ def next_window_open(now: float, tz: str, start: str, end: str, days: Sequence[s
     chosen = frozenset(wanted)
     if _in_window(now, zone, opens, closes, chosen):
         return now
-    first = dt.datetime.fromtimestamp(now, zone).date()
-    horizon = int(now) + 9 * 86400
-    candidates: list[float] = [t for t in _transitions(zone, int(now), horizon) if t >= now]
     first_moment = dt.time(0) if opens == closes else opens  # a whole-day window opens at midnight
-    for offset in range(-1, 9):
-        candidates += [t for t in _instants(first + dt.timedelta(days=offset), first_moment, zone) if t >= now]
-    for t in sorted(candidates):
-        if _in_window(t, zone, opens, closes, chosen):
-            return t
+    first_day = int(now // 86400)
+    for day in range(first_day, first_day + 9):
+        lo, hi = max(now, day * 86400.0), (day + 1) * 86400.0
+        candidates = [float(t) for t in _day_transitions(zone, day) if lo <= t < hi]
+        local = dt.datetime.fromtimestamp(lo, zone).date()
+        for offset in (-1, 0, 1):
+            candidates += [t for t in _instants(local + dt.timedelta(days=offset), first_moment, zone) if lo <= t < hi]
+        for t in sorted(candidates):
+            if _in_window(t, zone, opens, closes, chosen):
+                return t
     raise InputError(f"the window {start}-{end} on {', '.join(days)} never opens in {tz}", field="days")
 
 
