@@ -243,7 +243,7 @@ def _runtime(built: Path, tmp_path: Path, rules: PolicySettings) -> Runtime:
 
 
 def test_messages_send_reports_policy_verdicts_and_records_them(built: Path, tmp_path: Path) -> None:
-    from omniweave.activate.service.messages import SendRequest, send, send_key
+    from omniweave.activate.service.messages import PreviewRequest, SendRequest, preview, send, send_key
     from omniweave.channels.fake import FakeChannel
 
     rules = PolicySettings(caps=(FrequencyCap("all", 1, 7 * DAY),))
@@ -253,7 +253,9 @@ def test_messages_send_reports_policy_verdicts_and_records_them(built: Path, tmp
         dry = send(rt, SendRequest("spring", "everyone", "email", dry_run=True), now=early)
         quiet = "not now: quiet hours 21:00-08:00 in UTC: next allowed 2026-07-01 08:00 UTC"
         assert {(o.outcome, o.reason, o.count) for o in dry.outcomes} >= {("skipped", quiet, 2)}
-        assert decisions(rt.store.engine) == []  # a dry run records nothing
+        shown = preview(rt, PreviewRequest("spring", "P1", "email"), now=early)
+        assert f"a send now would skip them: {quiet}" in shown.notes
+        assert decisions(rt.store.engine) == []  # a dry run and a preview record nothing
         email = FakeChannel("email")
         night = send(rt, SendRequest("spring", "everyone", "email"), channels={"email": email}, now=early)
         assert night.counts() == {"skipped": 5} and email.sent == []

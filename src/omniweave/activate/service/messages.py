@@ -473,12 +473,20 @@ def preview(runtime: Runtime, request: PreviewRequest, *, now: float | None = No
     if address is None:
         notes.append(f"the person has no {channel} address: a send would skip them")
     problem = consent_problem(channel, message.message_class, profile)
-    if problem:
+    if address is None and problem:
         notes.append(f"a send would skip them: {problem}")
-    if address is not None:
-        why = Ledger(runtime.store.engine).suppression(channel, address_key(channel, _shown_address(address) or ""))
-        if why is not None:
-            notes.append(f"a send would skip them: the address is suppressed ({why})")
+    if address is not None:  # the policy engine's answer now (consent, suppression, caps, quiet hours, …)
+        intent = SendIntent(
+            person_id,
+            channel,
+            message.message_class,
+            "preview",
+            intended_at=now,
+            free_form=channel == "whatsapp" and "template" not in rendition.content,
+        )
+        verdict = _foresee(runtime, intent, profile, _shown_address(address) or "", now)
+        if verdict.outcome != "send":
+            notes.append(f"a send now would skip them: {_skip_reason(verdict)}")
     return Preview(
         message.name, person_id, found_by, channel, _shown_address(address), rendition, tuple(findings), tuple(notes)
     )
