@@ -391,8 +391,14 @@ def memory_guard(stage: str, limit: int | None, setting: str = "memory_limit") -
 
     try:
         yield
-    except (duckdb.OutOfMemoryException, MemoryError) as exc:
-        size = f"{limit / 2**30:.1f} GiB" if limit else "DuckDB's default"
+    except (duckdb.OutOfMemoryException, MemoryError, OSError) as exc:
+        # DuckDB's error reaches an Arrow stream reader as an OSError "Out of Memory Error: ..."
+        if isinstance(exc, OSError) and not str(exc).startswith("Out of Memory"):
+            raise
+        if not limit:
+            size = "DuckDB's default"
+        else:
+            size = f"{limit / 2**30:.1f} GiB" if limit >= 2**30 else f"{limit / 2**20:.0f} MiB"
         raise MemoryLimitError(
             f"{stage} ran out of memory under {setting} = {size} ({type(exc).__name__}: {str(exc)[:200]}); "
             f"raise the {setting} setting (OMNIWEAVE_{setting.upper()}, e.g. '12GB' or '70%'), give the spill "

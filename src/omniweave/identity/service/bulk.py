@@ -100,20 +100,6 @@ def last_timestamp(runtime: Runtime) -> str | None:
     return str(value) if value is not None else None
 
 
-def add_observations(spill: Spill, observations: list[Observation]) -> None:
-    """A few observations made in Python (probabilistic links) join the extracted ones."""
-    rows = [(o.message_id, o.key[0], k, v) for o in observations for k, v in o.identifiers]
-    if not rows:
-        return
-    spill.write(
-        "ids", pa.table({n: [r[i] for r in rows] for i, n in enumerate(("message_id", "timestamp", "kind", "value"))})
-    )
-    spill.write(
-        "msgs",
-        pa.table({"message_id": [o.message_id for o in observations], "timestamp": [o.key[0] for o in observations]}),
-    )
-
-
 # --- 1. extract -----------------------------------------------------------------------------------
 
 
@@ -370,12 +356,24 @@ def _files(*paths: str | None) -> str:
     return "[" + ", ".join(f"'{p}'" for p in paths if p) + "]"
 
 
-def build(runtime: Runtime, rules: Rules, spill: Spill, summary: Any, console: Any = None) -> Stitcher:
-    """Steps 2-4 of the module docstring; returns the walked part of the graph (a small `Stitcher`)."""
+def build(
+    runtime: Runtime,
+    rules: Rules,
+    spill: Spill,
+    summary: Any,
+    console: Any = None,
+    increment: list[Observation] | None = None,
+) -> Stitcher:
+    """Steps 2-4 of the module docstring; returns the walked part of the graph (a small `Stitcher`).
+
+    `increment`: a few observations made in Python (this run's probabilistic links) stitched *after* the
+    bulk graph, rule by rule, like the object path adds them: their merges are logged. When they do not
+    sort after every other observation, or they change which identifiers are demoted, they join the bulk
+    like any other (the object path re-derives then too)."""
     g = Graph(runtime, rules)
     try:
         with memory_guard("resolve", runtime.engine.memory_limit):
-            return _build(g, spill, summary, console)
+            return _build(g, spill, summary, console, sorted(increment or [], key=lambda o: o.key))
     finally:
         g.close()
 
@@ -385,7 +383,7 @@ def _say(console: Any, text: str, started: float) -> None:
         console.print(f"  {text} ({time.perf_counter() - started:.1f} s)")
 
 
-def _build(g: Graph, spill: Spill, summary: Any, console: Any) -> Stitcher:  # noqa: C901
+def _build(g: Graph, spill: Spill, summary: Any, console: Any, increment: list[Observation]) -> Stitcher:  # noqa: C901
     started = time.perf_counter()
     rules = g.rules
     old_obs = g.state_file("observations")
@@ -400,35 +398,43 @@ def _build(g: Graph, spill: Spill, summary: Any, console: Any) -> Stitcher:  # n
         g.execute("CREATE TEMP TABLE ids (message_id VARCHAR, kind VARCHAR, value VARCHAR)")
     if msg_sources:
         g.execute(
-            "CREATE TEMP TABLE msgs AS SELECT message_id, ts, (row_number() OVER (ORDER BY ts, message_id) - 1)::BIGINT "
-            f"AS rank FROM (SELECT message_id, min(timestamp) AS ts FROM read_parquet({_files(*msg_sources)}, "
-            "union_by_name = true) GROUP BY message_id)"
+            "CREATE TEMP TABLE raw_msgs AS SELECT message_id, min(timestamp) AS ts "
+            f"FROM read_parquet({_files(*msg_sources)}, union_by_name = true) GROUP BY message_id"
         )
     else:
-        g.execute("CREATE TEMP TABLE msgs (message_id VARCHAR, ts VARCHAR, rank BIGINT)")
-    _say(console, "observations ranked", started)
-    present = [r[0] for r in g.duck.execute("SELECT DISTINCT kind FROM ids").fetchall()]
+        g.execute("CREATE TEMP TABLE raw_msgs (message_id VARCHAR, ts VARCHAR)")
+    rows = [(o.message_id, o.key[0], k, v) for o in increment for k, v in o.identifiers]
+    g.duck.register(
+        "inc_arrow",
+        pa.table(
+            {n: [r[i] for r in rows] for i, n in enumerate(("message_id", "ts", "kind", "value"))},
+            schema=pa.schema([(c, pa.string()) for c in ("message_id", "ts", "kind", "value")]),
+        ),
+    )
+    g.execute("CREATE TEMP TABLE inc_ids AS SELECT * FROM inc_arrow")
+    present = [r[0] for r in g.duck.execute("SELECT DISTINCT kind FROM ids UNION SELECT kind FROM inc_ids").fetchall()]
     kinds = _kinds_table(rules, present)
     share = _share_table(rules, kinds.column("kind").to_pylist())
     g.duck.register("kinds_arrow", kinds)
     g.duck.register("share_arrow", share)
     g.execute("CREATE TEMP TABLE kinds AS SELECT * FROM kinds_arrow")
     g.execute("CREATE TEMP TABLE share AS SELECT * FROM share_arrow")
+    g.execute(_DEMOTED_SQL.format(name="demoted", ids="ids", only=""))
+    walk_increment = bool(increment) and _increment_walks(g, increment)
+    if increment and not walk_increment:  # they join the bulk
+        g.execute("INSERT INTO ids SELECT DISTINCT message_id, kind, value FROM inc_ids")
+        g.execute("INSERT INTO raw_msgs SELECT message_id, min(ts) FROM inc_ids GROUP BY message_id")
+        g.execute("DROP TABLE demoted")
+        g.execute(_DEMOTED_SQL.format(name="demoted", ids="ids", only=""))
+    g.execute(
+        "CREATE TEMP TABLE msgs AS SELECT message_id, ts, (row_number() OVER (ORDER BY ts, message_id) - 1)::BIGINT "
+        "AS rank FROM raw_msgs"
+    )
+    _say(console, "observations ranked, share limits checked", started)
     g.execute(
         "CREATE TEMP TABLE idents AS SELECT kind, value, (row_number() OVER (ORDER BY kind, value) - 1)::BIGINT AS code "
         "FROM (SELECT DISTINCT kind, value FROM ids)"
     )
-    g.execute(
-        """CREATE TEMP TABLE demoted AS
-        WITH watched AS (SELECT message_id, kind AS jkind, value AS jvalue FROM ids
-                         WHERE kind IN (SELECT jkind FROM share)),
-        seen AS (SELECT i.kind AS ikind, i.value AS ivalue, w.jkind, count(DISTINCT w.jvalue) AS n
-                 FROM ids i JOIN watched w ON i.message_id = w.message_id
-                 WHERE i.kind IN (SELECT ikind FROM share) AND NOT (i.kind = w.jkind AND i.value = w.jvalue)
-                 GROUP BY ALL)
-        SELECT DISTINCT ikind AS kind, ivalue AS value FROM seen JOIN share USING (ikind, jkind) WHERE n > lim"""
-    )
-    _say(console, "share limits checked", started)
     g.execute(
         """CREATE TEMP TABLE od AS
         SELECT m.rank, d.code, k.priority, i.value, (dm.kind IS NOT NULL) AS demoted
@@ -485,8 +491,108 @@ def _build(g: Graph, spill: Spill, summary: Any, console: Any) -> Stitcher:  # n
     g.execute("CREATE TEMP TABLE clean AS SELECT * FROM clean_arrow")
     del root, first, bulk
     _say(console, f"walked {walk_ranks.size:,} observations", started)
-    _write_state(g, sub, spill, summary, console, started)
+    _write_state(g, [sub], spill, summary, console, started, increment if walk_increment else [])
     return sub
+
+
+_DEMOTED_SQL = """CREATE TEMP TABLE {name} AS
+WITH watched AS (SELECT message_id, kind AS jkind, value AS jvalue FROM {ids}
+                 WHERE kind IN (SELECT jkind FROM share)),
+seen AS (SELECT i.kind AS ikind, i.value AS ivalue, w.jkind, count(DISTINCT w.jvalue) AS n
+         FROM {ids} i JOIN watched w ON i.message_id = w.message_id
+         WHERE i.kind IN (SELECT ikind FROM share) AND NOT (i.kind = w.jkind AND i.value = w.jvalue) {only}
+         GROUP BY ALL)
+SELECT DISTINCT ikind AS kind, ivalue AS value FROM seen JOIN share USING (ikind, jkind) WHERE n > lim"""
+"""Identifiers seen with more distinct user ids or e-mails (or, for coupon codes, cards) than the share limits
+allow (`Stitcher._count` and `_demoted`)."""
+
+
+def _increment_walks(g: Graph, increment: list[Observation]) -> bool:
+    """Whether the increment sorts after every observation and leaves the demoted identifiers as they are."""
+    last = g.duck.execute("SELECT ts, message_id FROM raw_msgs ORDER BY ts DESC, message_id DESC LIMIT 1").fetchone()
+    if last is not None and increment[0].key <= (last[0], last[1]):
+        return False
+    g.execute("CREATE TEMP TABLE touched AS SELECT DISTINCT kind, value FROM inc_ids")
+    g.execute(
+        """CREATE TEMP TABLE around AS
+        SELECT message_id, kind, value FROM ids
+        WHERE message_id IN (SELECT message_id FROM ids SEMI JOIN touched USING (kind, value))
+        UNION ALL SELECT message_id, kind, value FROM inc_ids"""
+    )
+    only = "AND (i.kind, i.value) IN (SELECT (kind, value) FROM touched)"
+    g.execute(_DEMOTED_SQL.format(name="demoted_after", ids="around", only=only))
+    changed = g.duck.execute(
+        """SELECT count(*) FROM (
+            (SELECT * FROM demoted_after EXCEPT SELECT * FROM demoted SEMI JOIN touched USING (kind, value))
+            UNION ALL
+            (SELECT * FROM demoted SEMI JOIN touched USING (kind, value) EXCEPT SELECT * FROM demoted_after))"""
+    ).fetchone()
+    return not (changed and changed[0])
+
+
+def _walk_increment(g: Graph, rules: Rules, splits: list[Split], increment: list[Observation]) -> Stitcher:
+    """The increment stitched rule by rule onto the persons it touches (loaded from the bulk graph's `nodes`
+    and `founders`), which it then replaces there."""
+    g.execute(
+        """CREATE TEMP TABLE touched_roots AS
+        SELECT DISTINCT root_kind, root_value FROM nodes SEMI JOIN touched USING (kind, value)"""
+    )
+    sub = Stitcher(rules)
+    sub.splits = list(splits)
+    sub._reset()
+    members = g.duck.execute(
+        "SELECT kind, value, root_kind, root_value FROM nodes SEMI JOIN touched_roots USING (root_kind, root_value)"
+    ).fetchall()
+    for kind, value, root_kind, root_value in members:
+        root = (root_kind, root_value)
+        sub.parent[(kind, value)] = root
+        sub.members.setdefault(root, {}).setdefault(kind, set()).add(value)
+    founders = g.duck.execute("SELECT * FROM founders SEMI JOIN touched_roots USING (root_kind, root_value)").fetchall()
+    for root_kind, root_value, key_ts, key_mid, kind, value in founders:
+        sub.founder[(root_kind, root_value)] = ((key_ts, key_mid), (kind, value))
+    demoted = g.duck.execute("SELECT kind, value FROM demoted SEMI JOIN touched USING (kind, value)").fetchall()
+    sub.demoted = frozenset((k, v) for k, v in demoted)
+    for obs in increment:
+        sub._stitch(obs)
+    g.execute("DELETE FROM nodes WHERE (root_kind, root_value) IN (SELECT (root_kind, root_value) FROM touched_roots)")
+    g.execute(
+        "DELETE FROM founders WHERE (root_kind, root_value) IN (SELECT (root_kind, root_value) FROM touched_roots)"
+    )
+    g.duck.register("inc_nodes", _nodes_table(sub, None))
+    g.execute("INSERT INTO nodes SELECT * FROM inc_nodes")
+    g.duck.register("inc_founders", _founders_table(sub))
+    g.execute("INSERT INTO founders SELECT * FROM inc_founders")
+    return sub
+
+
+def _nodes_table(sub: Stitcher, only: set[Identifier] | None) -> pa.Table:
+    walked = [(i, sub.find(i)) for i in sub.parent]
+    return pa.table(
+        {
+            "kind": [i[0] for i, _ in walked],
+            "value": [i[1] for i, _ in walked],
+            "root_kind": [r[0] for _, r in walked],
+            "root_value": [r[1] for _, r in walked],
+        },
+        schema=_IDENT4,
+    )
+
+
+def _founders_table(sub: Stitcher) -> pa.Table:
+    founders = [(r, key, f) for r, (key, f) in sub.founder.items() if r in sub.members]  # live roots only
+    return pa.table(
+        {
+            "root_kind": [r[0] for r, _, _ in founders],
+            "root_value": [r[1] for r, _, _ in founders],
+            "key_timestamp": [k[0] for _, k, _ in founders],
+            "key_message_id": [k[1] for _, k, _ in founders],
+            "kind": [f[0] for _, _, f in founders],
+            "value": [f[1] for _, _, f in founders],
+        },
+        schema=pa.schema(
+            [(c, pa.string()) for c in ("root_kind", "root_value", "key_timestamp", "key_message_id", "kind", "value")]
+        ),
+    )
 
 
 def _splits(g: Graph) -> list[Split]:
@@ -547,24 +653,21 @@ def _walk(g: Graph, rules: Rules, splits: list[Split], ranks: np.ndarray) -> Sti
     return sub
 
 
-def _write_state(g: Graph, sub: Stitcher, spill: Spill, summary: Any, console: Any, started: float) -> None:
+def _write_state(
+    g: Graph,
+    subs: list[Stitcher],
+    spill: Spill,
+    summary: Any,
+    console: Any,
+    started: float,
+    increment: list[Observation],
+) -> None:
     """Nodes, founders, links, refusals, history, observations and meta, then `identities`."""
     from omniweave.identity.service.resolve import _write
 
+    sub = subs[0]
     g.execute("CREATE TEMP TABLE dirty AS SELECT i.kind, i.value FROM idents i JOIN dirty_arrow USING (code)")
-    walked = [(i, sub.find(i)) for i in sub.parent]
-    g.duck.register(
-        "walked_arrow",
-        pa.table(
-            {
-                "kind": [i[0] for i, _ in walked],
-                "value": [i[1] for i, _ in walked],
-                "root_kind": [r[0] for _, r in walked],
-                "root_value": [r[1] for _, r in walked],
-            },
-            schema=_IDENT4,
-        ),
-    )
+    g.duck.register("walked_arrow", _nodes_table(sub, None))
     # a demoted identifier of a clean component is its own person already: the walk made it again
     g.execute(
         """CREATE TEMP TABLE nodes AS
@@ -572,28 +675,7 @@ def _write_state(g: Graph, sub: Stitcher, spill: Spill, summary: Any, console: A
         FROM clean c JOIN idents i ON i.code = c.code JOIN idents r ON r.code = c.root
         UNION ALL SELECT w.* FROM walked_arrow w SEMI JOIN dirty USING (kind, value)"""
     )
-    founders = [
-        (r, key, f) for r, (key, f) in sub.founder.items() if r in sub.members
-    ]  # roots the walk left (absorbed ones were popped)
-    g.duck.register(
-        "walked_founders",
-        pa.table(
-            {
-                "root_kind": [r[0] for r, _, _ in founders],
-                "root_value": [r[1] for r, _, _ in founders],
-                "key_timestamp": [k[0] for _, k, _ in founders],
-                "key_message_id": [k[1] for _, k, _ in founders],
-                "kind": [f[0] for _, _, f in founders],
-                "value": [f[1] for _, _, f in founders],
-            },
-            schema=pa.schema(
-                [
-                    (c, pa.string())
-                    for c in ("root_kind", "root_value", "key_timestamp", "key_message_id", "kind", "value")
-                ]
-            ),
-        ),
-    )
+    g.duck.register("walked_founders", _founders_table(sub))
     g.execute(
         """CREATE TEMP TABLE founders AS
         SELECT r.kind AS root_kind, r.value AS root_value, m.ts AS key_timestamp, m.message_id AS key_message_id,
@@ -601,6 +683,13 @@ def _write_state(g: Graph, sub: Stitcher, spill: Spill, summary: Any, console: A
         FROM clean c JOIN idents r ON r.code = c.code JOIN msgs m ON m.rank = c.first WHERE c.code = c.root
         UNION ALL SELECT f.* FROM walked_founders f SEMI JOIN dirty d ON d.kind = f.root_kind AND d.value = f.root_value"""
     )
+    if increment:
+        subs = [sub, _walk_increment(g, g.rules, sub.splits, increment)]
+        g.execute("INSERT INTO ids SELECT DISTINCT message_id, kind, value FROM inc_ids")
+        g.execute(
+            """INSERT INTO msgs SELECT message_id, ts, (SELECT count(*) FROM msgs) + row_number() OVER (ORDER BY ts, message_id) - 1
+            FROM (SELECT message_id, min(ts) AS ts FROM inc_ids GROUP BY message_id)"""
+        )
     pid = _PERSON_ID.format(k="f.kind", v="f.value")
     g.execute(
         f"""CREATE TEMP TABLE node_person AS
@@ -618,9 +707,9 @@ def _write_state(g: Graph, sub: Stitcher, spill: Spill, summary: Any, console: A
         FROM firsts JOIN idents x ON x.code = firsts.a JOIN idents y ON y.code = firsts.b
         JOIN clean c ON c.code = firsts.a JOIN idents r ON r.code = c.root JOIN msgs m ON m.rank = firsts.rank"""
     )
-    walked_links = pa.Table.from_pylist(sub.state()["links"], schema=_LINKS) if sub.links else _LINKS.empty_table()
-    g.duck.register("walked_links", walked_links)
-    _write_history(g, sub)
+    links = [row for w in subs for row in w.state()["links"]]
+    g.duck.register("walked_links", pa.Table.from_pylist(links, schema=_LINKS) if links else _LINKS.empty_table())
+    _write_history(g, subs)
     folder = g.state
     g.log.fs.makedirs(folder, exist_ok=True)
 
@@ -635,7 +724,7 @@ def _write_state(g: Graph, sub: Stitcher, spill: Spill, summary: Any, console: A
         "SELECT * EXCLUDE (_rank, _priority, _v) FROM (SELECT * FROM links ORDER BY _rank, _priority, _v) "
         "UNION ALL SELECT * FROM walked_links",
     )
-    refusals = sub.state()["refusals"]
+    refusals = [row for w in subs for row in w.state()["refusals"]]
     _write(g.log, posixpath.join(folder, "refusals.parquet"), _plain(refusals))
     save("history", "SELECT * FROM history")
     _write(g.log, posixpath.join(folder, "splits.parquet"), _plain(sub.state()["splits"]))
@@ -653,8 +742,8 @@ def _write_state(g: Graph, sub: Stitcher, spill: Spill, summary: Any, console: A
     summary.observations = int(g.duck.execute("SELECT count(*) FROM msgs").fetchone()[0])  # type: ignore[index]
     summary.identifiers = int(g.duck.execute("SELECT count(*) FROM nodes").fetchone()[0])  # type: ignore[index]
     summary.persons = int(g.duck.execute("SELECT count(*) FROM founders").fetchone()[0])  # type: ignore[index]
-    summary.merges = sum(1 for link in sub.links if link.merged)
-    summary.refused = len(sub.refusals)
+    summary.merges = sum(1 for w in subs for link in w.links if link.merged)
+    summary.refused = sum(len(w.refusals) for w in subs)
     summary.demoted = sorted((k, v) for k, v in g.duck.execute("SELECT kind, value FROM demoted").fetchall())
 
 
@@ -676,7 +765,7 @@ def _plain(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(rows) if rows else pa.table({"_empty": pa.array([], pa.string())})
 
 
-def _write_history(g: Graph, sub: Stitcher) -> None:
+def _write_history(g: Graph, subs: list[Stitcher]) -> None:
     """Every person id ever given → its founder; ids that no longer lead anywhere point at the person
     holding their founder (the object path's `_recompute`), merges of the walk first."""
     old = g.state_file("history")
@@ -684,12 +773,18 @@ def _write_history(g: Graph, sub: Stitcher) -> None:
         g.execute(f"CREATE TEMP TABLE old_history AS SELECT person_id, kind, value FROM read_parquet('{old}')")
     else:
         g.execute("CREATE TEMP TABLE old_history (person_id VARCHAR, kind VARCHAR, value VARCHAR)")
+    history: dict[str, Identifier] = {}
+    merged: dict[str, str] = {}
+    for sub in subs:
+        for person, founder in sub.history.items():
+            history.setdefault(person, founder)
+        merged.update(sub.merged_into)
     walked = pa.table(
         {
-            "person_id": list(sub.history),
-            "kind": [f[0] for f in sub.history.values()],
-            "value": [f[1] for f in sub.history.values()],
-            "merged_into": [sub.merged_into.get(p) for p in sub.history],
+            "person_id": list(history),
+            "kind": [f[0] for f in history.values()],
+            "value": [f[1] for f in history.values()],
+            "merged_into": [merged.get(p) for p in history],
         },
         schema=pa.schema([(c, pa.string()) for c in ("person_id", "kind", "value", "merged_into")]),
     )

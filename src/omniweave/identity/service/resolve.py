@@ -500,9 +500,11 @@ def _resolve_arrays(
                     console.print(f"probabilistic matching: {len(links):,} links at p ≥ {threshold}")
                 stamps = [t for t in (extracted.max_ts, bulk.last_timestamp(runtime)) if t]
                 stamp = max(stamps) if stamps else "1970-01-01T00:00:00.000000Z"
-                bulk.add_observations(spill, [link.observation(stamp) for link in links])
+                increment = [link.observation(stamp) for link in links]
+            else:
+                increment = []
             summary.recomputed = bool(summary.events or summary.probabilistic_links)
-            sub = bulk.build(runtime, rules, spill, summary, console)
+            sub = bulk.build(runtime, rules, spill, summary, console, increment)
     finally:
         spill.remove()
     summary.seconds = time.perf_counter() - started
