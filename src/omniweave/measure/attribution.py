@@ -4,21 +4,26 @@ Pure functions over a `PathsTable`: heuristic models (first touch, last touch, l
 position-based, time decay), a first-order Markov chain with exact removal effects (the
 absorbing chain is solved, never simulated) and Shapley values. Every model returns an
 `Attribution` whose credits sum to the table's total conversions and value.
+Markov value credits follow ChannelAttribution's convention by default: the removal effects of
+the value-weighted chain (`value_effects="value"`); `value_effects="conversion"` splits value by
+the conversion removal effects instead.
 Formulas and conventions: docs/attribution.md.
+
+scipy is imported only where a sparse solve is needed (higher-order chains), so that reading a
+paths file and attributing it starts fast.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse.linalg import spsolve
 
 from omniweave.errors import InputError
 
@@ -27,6 +32,13 @@ REQUIRED_COLUMNS = ("path", "total_conversions", "total_conversion_value", "tota
 HEURISTIC_MODELS = ("first_touch", "last_touch", "linear", "position_based", "time_decay")
 MODELS = (*HEURISTIC_MODELS, "markov", "shapley")
 ALLOCATIONS = ("global", "per_journey")
+VALUE_EFFECTS = ("value", "conversion")
+"""How Markov splits value: by the removal effects of the value-weighted chain (ChannelAttribution's
+convention, the default) or by the conversion removal effects."""
+DEFAULT_LOOKBACK_DAYS = 30.0
+"""Journeys built from the event log: days before an order in which touches count."""
+DEFAULT_DEDUP_MINUTES = 30.0
+"""Journeys built from the event log: a repeat touch of one label this soon after the last counts once."""
 DENSE_SOLVE_STATES = 1000  # above this many states (higher-order chains) the sparse LU is faster
 
 
@@ -54,11 +66,41 @@ class Touches:
     nulls: np.ndarray
 
 
-@dataclass(frozen=True)
 class PathsTable:
-    """Aggregated journeys; `channels` lists every channel in order of first appearance."""
+    """Aggregated journeys; `channels` lists every channel in order of first appearance.
 
-    rows: tuple[PathRow, ...]
+    Built from rows (`PathsTable(rows)`), or from the flat encoding the models use
+    (`PathsTable.encoded`, as the fast paths-file reader does), in which case the rows are only
+    made if someone asks for them. Treat it as immutable."""
+
+    def __init__(self, rows: Iterable[PathRow] = ()) -> None:
+        self.__dict__["rows"] = tuple(rows)
+
+    @classmethod
+    def encoded(cls, channels: tuple[str, ...], touches: Touches) -> PathsTable:
+        """A table from its flat encoding: touches in row order, positions from 0 within each row."""
+        table = cls.__new__(cls)
+        table.__dict__.update(channels=channels, touches=touches)
+        return table
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PathsTable) and self.rows == other.rows
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"PathsTable({len(self.touches.conversions)} paths, {len(self.channels)} channels)"
+
+    @cached_property
+    def rows(self) -> tuple[PathRow, ...]:
+        t = self.touches
+        names = np.array(self.channels + ("",), dtype=object)[t.channel]
+        cuts = np.flatnonzero(np.diff(t.row)) + 1
+        paths = [tuple(part.tolist()) for part in np.split(names, cuts)] if len(names) else []
+        return tuple(
+            PathRow(path, c, v, n)
+            for path, c, v, n in zip(paths, t.conversions.tolist(), t.value.tolist(), t.nulls.tolist(), strict=True)
+        )
 
     @cached_property
     def channels(self) -> tuple[str, ...]:
@@ -85,13 +127,22 @@ class PathsTable:
             nulls=np.array([r.nulls for r in self.rows], dtype=float),
         )
 
+    @property
+    def size(self) -> int:
+        """How many rows (distinct paths, once aggregated)."""
+        return len(self.touches.conversions)
+
     @cached_property
     def total_conversions(self) -> float:
-        return math.fsum(row.conversions for row in self.rows)
+        return math.fsum(self.touches.conversions.tolist())
 
     @cached_property
     def total_value(self) -> float:
-        return math.fsum(row.value for row in self.rows)
+        return math.fsum(self.touches.value.tolist())
+
+    @cached_property
+    def total_null(self) -> float:
+        return math.fsum(self.touches.nulls.tolist())
 
 
 @dataclass(frozen=True)
@@ -102,6 +153,7 @@ class Attribution:
     conversions: dict[str, float]
     value: dict[str, float]
     removal_effects: dict[str, float] | None = field(default=None)
+    value_removal_effects: dict[str, float] | None = field(default=None)
 
 
 def parse_path(text: str, *, record: int | str | None = None) -> tuple[str, ...]:
@@ -130,8 +182,7 @@ def _number(raw: object, *, column: str, record: int) -> float:
     return number
 
 
-def paths_from_records(records: Iterable[Mapping[str, object]], columns: Iterable[str]) -> PathsTable:
-    """Validate rows of the paths format (record numbers count data rows from 1, header excluded)."""
+def _check_columns(columns: Iterable[str]) -> None:
     present = set(columns)
     missing = [name for name in REQUIRED_COLUMNS if name not in present]
     if missing:
@@ -140,34 +191,104 @@ def paths_from_records(records: Iterable[Mapping[str, object]], columns: Iterabl
             f"expected {', '.join(REQUIRED_COLUMNS)}",
             field=missing[0],
         )
-    rows = []
-    for number, record in enumerate(records, 1):
-        channels = parse_path(str(record.get("path") or ""), record=number)
-        rows.append(
-            PathRow(
-                channels=channels,
-                conversions=_number(record.get("total_conversions"), column="total_conversions", record=number),
-                value=_number(record.get("total_conversion_value"), column="total_conversion_value", record=number),
-                nulls=_number(record.get("total_null"), column="total_null", record=number),
+
+
+def path_row(number: int, path: object, conversions: object, value: object, nulls: object) -> PathRow:
+    """One validated row of the paths format; `number` counts data rows from 1 (for the errors)."""
+    return PathRow(
+        channels=parse_path("" if path is None else str(path), record=number),
+        conversions=_number(conversions, column="total_conversions", record=number),
+        value=_number(value, column="total_conversion_value", record=number),
+        nulls=_number(nulls, column="total_null", record=number),
+    )
+
+
+def paths_from_records(records: Iterable[Mapping[str, object]], columns: Iterable[str]) -> PathsTable:
+    """Validate rows of the paths format (record numbers count data rows from 1, header excluded)."""
+    _check_columns(columns)
+    return PathsTable(
+        tuple(
+            path_row(
+                number,
+                record.get("path"),
+                record.get("total_conversions"),
+                record.get("total_conversion_value"),
+                record.get("total_null"),
             )
+            for number, record in enumerate(records, 1)
         )
-    return PathsTable(tuple(rows))
+    )
 
 
 def read_paths_csv(path: Path | str) -> PathsTable:
-    """Read a ChannelAttribution-style paths CSV (`path`, `total_conversions`, `total_conversion_value`, `total_null`)."""
+    """Read a ChannelAttribution-style paths CSV (`path`, `total_conversions`, `total_conversion_value`,
+    `total_null`; other columns ignored), one row per journey or per distinct path, row by row.
+
+    Every problem is an InputError naming the record (data rows from 1, blank lines skipped), the
+    field and what was expected. This is the reference reader: the service's fast reader
+    (measure/service/attribution.py) aggregates in DuckDB and falls back to it for any file it
+    cannot take whole, so both accept the same files and this one words the errors."""
     file = Path(path)
     try:
         handle = file.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise InputError(f"cannot read the paths file {str(file)!r}: {exc.strerror}") from None
     with handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None:
+        try:
+            return _read_rows(csv.reader(handle), file)
+        except UnicodeDecodeError:
+            line = _first_undecodable_line(file)
             raise InputError(
-                f"the paths file {str(file)!r} is empty; expected a header with {', '.join(REQUIRED_COLUMNS)}"
-            )
-        return paths_from_records(reader, [name.strip() for name in reader.fieldnames])
+                f"line {line} of {str(file)!r} is not UTF-8 text; expected a CSV file encoded in UTF-8"
+            ) from None
+        except csv.Error as exc:
+            raise InputError(f"{str(file)!r} is not a readable CSV file: {exc}") from None
+
+
+def _read_rows(reader: Iterator[list[str]], file: Path) -> PathsTable:
+    header = next(reader, None)
+    if header is None:
+        raise InputError(f"the paths file {str(file)!r} is empty; expected a header with {', '.join(REQUIRED_COLUMNS)}")
+    names = [name.strip() for name in header]
+    _check_columns(names)
+    where = {name: i for i, name in enumerate(names)}  # the last of a repeated name, as csv.DictReader
+    at = [where[name] for name in REQUIRED_COLUMNS]
+    rows = []
+    number = 0
+    for fields in reader:
+        if not fields:
+            continue  # a blank line
+        number += 1
+        if len(fields) != len(names):
+            _wrong_width(number, fields, names)
+        rows.append(path_row(number, *(fields[i] for i in at)))
+    return PathsTable(tuple(rows))
+
+
+def _wrong_width(number: int, fields: list[str], names: list[str]) -> None:
+    if len(fields) < len(names):
+        missing = names[len(fields) :]
+        raise InputError(
+            f"the row has {len(fields)} field(s), the header {len(names)}; no value for {', '.join(missing)}",
+            field=missing[0],
+            record=number,
+        )
+    raise InputError(
+        f"the row has {len(fields)} fields, the header {len(names)} ({', '.join(names)}); "
+        f"a path or number containing a comma must be in double quotes",
+        field="path",
+        record=number,
+    )
+
+
+def _first_undecodable_line(file: Path) -> int:
+    with file.open("rb") as raw:
+        for line, data in enumerate(raw, 1):
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                return line
+    return 0
 
 
 # ---------------------------------------------------------------- heuristic models
@@ -226,12 +347,17 @@ def heuristic(table: PathsTable, model: str, *, half_life: float = 1.0) -> Attri
 @dataclass(frozen=True)
 class MarkovChain:
     """Transition counts. Transient states: 0 = start, 1..m = `states[0..m-1]`, each the tuple of the
-    last `order` channels (fewer at the start of a path); first order: one channel per state."""
+    last `order` channels (fewer at the start of a path); first order: one channel per state.
+
+    `between` is a dense numpy array for a first-order chain and a scipy CSR matrix above that.
+    `conversion_value` is the value of the converting journeys that end in each state (the rows with
+    conversions; ChannelAttribution draws a conversion's value from the same per-state amounts)."""
 
     states: tuple[tuple[str, ...], ...]
-    between: sparse.csr_matrix  # (m+1, m+1) counts among transient states
+    between: Any  # (m+1, m+1) counts among transient states: np.ndarray or scipy.sparse.csr_matrix
     to_conversion: np.ndarray  # (m+1,) counts into the conversion state
     to_null: np.ndarray  # (m+1,) counts into the null state
+    conversion_value: np.ndarray  # (m+1,) value of the conversions from each state
 
 
 def markov_chain(table: PathsTable, order: int = 1) -> MarkovChain:
@@ -252,19 +378,23 @@ def markov_chain(table: PathsTable, order: int = 1) -> MarkovChain:
     size = len(channels) + 1
     here = np.where(t.position == 0, 0, np.roll(state_of[t.channel], 1))
     there = state_of[t.channel]
-    between = sparse.csr_matrix(
-        (journeys[t.row][active_touch], (here[active_touch], there[active_touch])), shape=(size, size)
-    )
+    between = np.bincount(
+        (here * size + there)[active_touch], weights=journeys[t.row][active_touch], minlength=size * size
+    ).reshape(size, size)
     last = active_touch & (t.position == t.length - 1)
     to_conversion = np.bincount(there[last], weights=t.conversions[t.row][last], minlength=size)
     to_null = np.bincount(there[last], weights=t.nulls[t.row][last], minlength=size)
-    return MarkovChain(tuple((ch,) for ch in channels), between, to_conversion, to_null)
+    converting = last & (t.conversions[t.row] > 0)
+    conversion_value = np.bincount(there[converting], weights=t.value[t.row][converting], minlength=size)
+    return MarkovChain(tuple((ch,) for ch in channels), between, to_conversion, to_null, conversion_value)
 
 
 def _higher_order_chain(table: PathsTable, order: int) -> MarkovChain:
+    from scipy import sparse
+
     index: dict[tuple[str, ...], int] = {}
     edges: dict[tuple[int, int], float] = {}
-    ends: list[tuple[int, float, float]] = []
+    ends: list[tuple[int, float, float, float]] = []
     for row in table.rows:
         journeys = row.conversions + row.nulls
         if journeys <= 0:
@@ -274,7 +404,7 @@ def _higher_order_chain(table: PathsTable, order: int) -> MarkovChain:
             there = index.setdefault(row.channels[max(0, i + 1 - order) : i + 1], len(index) + 1)
             edges[here, there] = edges.get((here, there), 0.0) + journeys
             here = there
-        ends.append((here, row.conversions, row.nulls))
+        ends.append((here, row.conversions, row.nulls, row.value if row.conversions > 0 else 0.0))
     size = len(index) + 1
     pairs = np.array(list(edges), dtype=np.int64).reshape(-1, 2)
     between = sparse.csr_matrix(
@@ -282,10 +412,12 @@ def _higher_order_chain(table: PathsTable, order: int) -> MarkovChain:
     )
     to_conversion = np.zeros(size)
     to_null = np.zeros(size)
-    for state, conversions, nulls in ends:
+    conversion_value = np.zeros(size)
+    for state, conversions, nulls, value in ends:
         to_conversion[state] += conversions
         to_null[state] += nulls
-    return MarkovChain(tuple(index), between, to_conversion, to_null)
+        conversion_value[state] += value
+    return MarkovChain(tuple(index), between, to_conversion, to_null, conversion_value)
 
 
 def conversion_probability(
@@ -293,6 +425,17 @@ def conversion_probability(
 ) -> float:
     """P(reaching conversion from start), solving (I - Q) x = r; the inflow of every state holding
     the removed channel goes to null."""
+    return _absorbed(chain, chain.to_conversion, removed, dense_limit)
+
+
+def expected_value(chain: MarkovChain, removed: str | None = None, *, dense_limit: int = DENSE_SOLVE_STATES) -> float:
+    """Expected conversion value of a journey from start in the value-weighted chain: (I - Q) y = r_v,
+    where r_v of a state is the value of the conversions from it over its outflow (P(conversion from
+    the state) × its mean value per conversion); removal as in `conversion_probability`."""
+    return _absorbed(chain, chain.conversion_value, removed, dense_limit)
+
+
+def _absorbed(chain: MarkovChain, reward: np.ndarray, removed: str | None, dense_limit: int) -> float:
     keep = np.ones(len(chain.states) + 1, dtype=bool)
     if removed is not None:
         keep[1:] = [removed not in state for state in chain.states]
@@ -300,50 +443,99 @@ def conversion_probability(
     if outflow[0] == 0:
         return 0.0
     kept = np.flatnonzero(keep)
+    r = reward[kept] / outflow[kept]
+    if isinstance(chain.between, np.ndarray):
+        q = chain.between[np.ix_(kept, kept)] / outflow[kept][:, None]
+        return float(np.linalg.solve(np.eye(len(kept)) - q, r)[0])
+    from scipy import sparse
+    from scipy.sparse.linalg import spsolve
+
     q = sparse.diags(1.0 / outflow[kept]) @ chain.between[kept][:, kept]
-    r = chain.to_conversion[kept] / outflow[kept]
     if len(kept) <= dense_limit:
         return float(np.linalg.solve(np.eye(len(kept)) - q.toarray(), r)[0])
     x = spsolve((sparse.identity(len(kept), format="csc") - q).tocsc(), r)
     return float(np.atleast_1d(x)[0])
 
 
-def removal_effects(table: PathsTable, order: int = 1) -> dict[str, float]:
-    """Removal effect per channel: 1 - P(conversion without the channel) / P(conversion)."""
+def _check_order(order: int) -> None:
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
         raise InputError(f"got {order!r}; expected a whole number of channels, 1 or more", field="order")
-    chain = markov_chain(table, order)
-    base = conversion_probability(chain)
+
+
+def _effects(table: PathsTable, chain: MarkovChain, solve: Any) -> dict[str, float]:
+    """1 - solve(without c) / solve(all) per channel (0 for every channel when the base is 0)."""
+    base = solve(chain)
     effects = dict.fromkeys(table.channels, 0.0)
     if base <= 0:
         return effects
     for channel in dict.fromkeys(ch for state in chain.states for ch in state):
-        effects[channel] = 1.0 - conversion_probability(chain, removed=channel) / base
+        effects[channel] = 1.0 - solve(chain, removed=channel) / base
     return effects
 
 
-def markov(table: PathsTable, *, allocation: str = "global", order: int = 1) -> Attribution:
-    """Markov attribution; `global` splits the totals by removal effect, `per_journey` splits each path."""
-    if allocation not in ALLOCATIONS:
-        raise InputError(f"got {allocation!r}; expected one of {', '.join(ALLOCATIONS)}", field="allocation")
-    effects = removal_effects(table, order)
-    if allocation == "global":
-        total_effect = math.fsum(effects.values())
-        shares = [effect / total_effect if total_effect > 0 else 0.0 for effect in effects.values()]
-        return Attribution(
-            "markov",
-            {ch: table.total_conversions * share for ch, share in zip(effects, shares, strict=True)},
-            {ch: table.total_value * share for ch, share in zip(effects, shares, strict=True)},
-            removal_effects=effects,
-        )
+def removal_effects(table: PathsTable, order: int = 1) -> dict[str, float]:
+    """Removal effect per channel: 1 - P(conversion without the channel) / P(conversion)."""
+    _check_order(order)
+    return _effects(table, markov_chain(table, order), conversion_probability)
+
+
+def value_removal_effects(table: PathsTable, order: int = 1) -> dict[str, float]:
+    """Removal effect per channel in the value-weighted chain: 1 - E[value without it] / E[value]
+    (ChannelAttribution's `removal_effects_conversion_value`, solved exactly)."""
+    _check_order(order)
+    return _effects(table, markov_chain(table, order), expected_value)
+
+
+def _global_split(total: float, effects: dict[str, float]) -> dict[str, float]:
+    total_effect = math.fsum(effects.values())
+    return {ch: total * effect / total_effect if total_effect > 0 else 0.0 for ch, effect in effects.items()}
+
+
+def _per_journey_split(table: PathsTable, effects: dict[str, float], amounts: np.ndarray) -> np.ndarray:
+    """Each row's amount split among its distinct channels by their effects (equally when none is above 0)."""
     row, channel = _distinct_touches(table)
     weights = np.array(list(effects.values()))[channel]
-    per_row = np.bincount(row, weights=weights, minlength=len(table.rows))
-    # a path with value but no journeys is not in the chain: its channels share equally
+    per_row = np.bincount(row, weights=weights, minlength=table.size)
     weights = np.where(per_row[row] > 0, weights, 1.0)
-    weights = weights / np.bincount(row, weights=weights, minlength=len(table.rows))[row]
+    weights = weights / np.bincount(row, weights=weights, minlength=table.size)[row]
+    credited = np.bincount(channel, weights=weights * amounts[row], minlength=len(table.channels))
+    return credited
+
+
+def markov(
+    table: PathsTable, *, allocation: str = "global", order: int = 1, value_effects: str = "value"
+) -> Attribution:
+    """Markov attribution; `global` splits the totals by removal effect, `per_journey` splits each path.
+
+    Conversions follow the conversion removal effects; value follows the removal effects of the
+    value-weighted chain (`value_effects="value"`, ChannelAttribution's convention) or the conversion
+    removal effects (`value_effects="conversion"`)."""
+    if allocation not in ALLOCATIONS:
+        raise InputError(f"got {allocation!r}; expected one of {', '.join(ALLOCATIONS)}", field="allocation")
+    if value_effects not in VALUE_EFFECTS:
+        raise InputError(f"got {value_effects!r}; expected one of {', '.join(VALUE_EFFECTS)}", field="value_effects")
+    _check_order(order)
+    chain = markov_chain(table, order)
+    effects = _effects(table, chain, conversion_probability)
+    by_value = _effects(table, chain, expected_value) if value_effects == "value" else effects
+    if allocation == "global":
+        return Attribution(
+            "markov",
+            _global_split(table.total_conversions, effects),
+            _global_split(table.total_value, by_value),
+            removal_effects=effects,
+            value_removal_effects=by_value,
+        )
     t = table.touches
-    return _credits(table, "markov", weights * t.conversions[row], weights * t.value[row], channel, effects)
+    conversions = _per_journey_split(table, effects, t.conversions)
+    value = _per_journey_split(table, by_value, t.value)
+    return Attribution(
+        "markov",
+        dict(zip(table.channels, conversions.tolist(), strict=True)),
+        dict(zip(table.channels, value.tolist(), strict=True)),
+        removal_effects=effects,
+        value_removal_effects=by_value,
+    )
 
 
 def _distinct_touches(table: PathsTable) -> tuple[np.ndarray, np.ndarray]:
@@ -366,17 +558,23 @@ def shapley(table: PathsTable) -> Attribution:
     so the exact values need no enumeration of the 2^n coalitions (docs/attribution.md).
     """
     row, channel = _distinct_touches(table)
-    share = 1.0 / np.bincount(row, minlength=len(table.rows))[row]
+    share = 1.0 / np.bincount(row, minlength=table.size)[row]
     t = table.touches
     return _credits(table, "shapley", share * t.conversions[row], share * t.value[row], channel)
 
 
 def attribute(
-    table: PathsTable, model: str, *, half_life: float = 1.0, allocation: str = "global", order: int = 1
+    table: PathsTable,
+    model: str,
+    *,
+    half_life: float = 1.0,
+    allocation: str = "global",
+    order: int = 1,
+    value_effects: str = "value",
 ) -> Attribution:
-    """Run one model by name (one of MODELS); `order` is the Markov chain's."""
+    """Run one model by name (one of MODELS); `order` and `value_effects` are the Markov chain's."""
     if model == "markov":
-        return markov(table, allocation=allocation, order=order)
+        return markov(table, allocation=allocation, order=order, value_effects=value_effects)
     if model == "shapley":
         return shapley(table)
     if model in HEURISTIC_MODELS:

@@ -39,6 +39,13 @@ def attribution(
         str, typer.Option(help="markov: global (totals split by removal effect) or per_journey.")
     ] = "global",
     order: Annotated[int, typer.Option(help="markov: order of the chain (a state is the last N channels).")] = 1,
+    value_effects: Annotated[
+        str,
+        typer.Option(
+            help="markov: value split by the removal effects of the value-weighted chain (value, "
+            "ChannelAttribution's) or of the conversion chain (conversion)."
+        ),
+    ] = "value",
     lookback_days: Annotated[
         float, typer.Option(help="Event log: days before an order in which touches count.")
     ] = 30.0,
@@ -79,6 +86,7 @@ def attribution(
             half_life=half_life,
             allocation=allocation,
             order=order,
+            value_effects=value_effects,
             lookback_days=lookback_days,
             dedup_minutes=dedup_minutes,
             by=by,
@@ -86,8 +94,12 @@ def attribution(
             until=parse_moment(until, "--until", end=True),
             exposures=exposures,
         )
-    with opened(ctx, engine) as rt, reported(where, hint):
-        report = attribution_report(rt, request)
+    if paths is not None:  # a file needs no home: no stores opened, no event-log machinery imported
+        with reported(where, hint):
+            report = attribution_report(None, request)
+    else:
+        with opened(ctx, engine) as rt, reported(where, hint):
+            report = attribution_report(rt, request)
     emit(
         console,
         format,
