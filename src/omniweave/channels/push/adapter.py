@@ -22,6 +22,7 @@ import httpx
 import orjson
 from pywebpush import WebPusher, WebPushException
 
+from omniweave.channels.http import PooledClient
 from omniweave.channels.port import Message, Outcome, Terminal, Transient, http_outcome
 from omniweave.channels.push.vapid import authorization, load_vapid
 from omniweave.errors import InputError
@@ -72,7 +73,12 @@ class WebPushChannel:
         self.on_gone = on_gone
         self.ttl = ttl
         self.clock = clock
-        self.client = httpx.Client(timeout=timeout, transport=transport)
+        # the shipped fake is an httpx transport; a real endpoint goes through the lean pooled client
+        self.client: httpx.Client | PooledClient = (
+            httpx.Client(timeout=timeout, transport=transport)
+            if transport is not None
+            else PooledClient(timeout=timeout)
+        )
         self._auth: dict[str, tuple[float, str]] = {}
 
     def _authorization(self, endpoint: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import orjson
 
+from omniweave.channels.http import PooledClient
 from omniweave.channels.port import Message, Outcome, Transient, http_outcome
 from omniweave.channels.webhook.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
 from omniweave.errors import ConfigError, InputError
@@ -45,7 +46,12 @@ class WebhookChannel:
         self.secret = secret
         self.url = url
         self.clock = clock
-        self.client = httpx.Client(timeout=timeout, transport=transport)
+        # the shipped fake is an httpx transport; a real endpoint goes through the lean pooled client
+        self.client: httpx.Client | PooledClient = (
+            httpx.Client(timeout=timeout, transport=transport)
+            if transport is not None
+            else PooledClient(timeout=timeout)
+        )
 
     def target(self, message: Message) -> str:
         """Where `message` goes: its `to` when that is a URL, else the configured URL."""
