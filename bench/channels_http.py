@@ -1,14 +1,19 @@
 """SMS sends per second end to end: Dispatcher + the real SMS adapter → a local Twilio-shaped server.
 
-The provider is the package's FakeTwilio served by uvicorn in its own process on 127.0.0.1 (real
-HTTP over loopback, keep-alive); the sender is this process: for every message the ledger row is
-written, claimed, the suppression list checked, the Messages API called through one reused
-`httpx.Client`, and the outcome recorded in the operational store (SQLite in a fresh home). With
-`--workers W` the messages are enqueued first and W threads attempt them (each its own keep-alive
-connection), the way several dispatcher workers share one ledger. Every message must reach the
-provider exactly once (checked). Target (issue 20): ≥ 2,000 sends/s.
+The provider is the package's FakeTwilio served by its own keep-alive HTTP/1.1 server
+(channels/sms/fake_server.py) in its own process on 127.0.0.1 (real HTTP over loopback: form body,
+Basic auth, a JSON answer with the sid); the sender is this process: for every message the ledger row
+is written, claimed, the suppression list checked, the Messages API called through the adapter's
+default client (`channels.http.PooledClient`, kept-alive connections), and the outcome recorded in
+the operational store (SQLite in a fresh home, synchronous=FULL). `Dispatcher.send_many` takes
+`--batch` messages at a time; W threads share W connections and the ledger's writes of one step
+overlap the calls of the next. Every message must reach the provider exactly once (checked).
+Target (issue 20): ≥ 2,000 sends/s.
 
-    python bench/channels_http.py [--messages 4000] [--workers 4] [--feedback]
+Besides the rate it prints the CPU each side spent per send (this process, and the provider's
+process), which does not depend on what else the machine runs, and the load average.
+
+    python bench/channels_http.py [--messages 4000] [--workers 4] [--batch 500] [--feedback] [--home-dir /dev/shm]
 
 `http_section(args)` is the same run for bench/channels.py.
 """
@@ -46,6 +51,15 @@ def _serve(port: int, ready: multiprocessing.synchronize.Event, stop: multiproce
         ready.set()
         stop.wait()
         out.send((len(fake.messages), len({m["idempotency_token"] for m in fake.messages}), fake.requests))
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) process `pid` has used (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -104,11 +118,16 @@ def http_section(args: argparse.Namespace) -> float:
         # warm up: one connection per worker and the tables' first pages
         for i in range(workers):
             dispatcher.send(Message("sms", f"+4477008{i:05d}", {"body": "warm-up"}), f"warm:{i}")
+        provider_cpu = _cpu_seconds(server.pid or 0)
+        sender_cpu = time.process_time()
         started = time.perf_counter()
         batch = getattr(args, "batch", 500)
         for first in range(0, len(messages), batch):
             dispatcher.send_many(messages[first : first + batch], workers=workers)
         elapsed = time.perf_counter() - started
+        sender_cpu = time.process_time() - sender_cpu
+        provider_after = _cpu_seconds(server.pid or 0)
+        provider_cpu = None if provider_cpu is None or provider_after is None else provider_after - provider_cpu
         counts = ledger.counts()
         # the adapter alone (no ledger): what the HTTP path costs, to see where the time goes
         direct = [(m, f"direct:{k}") for m, k in messages[: max(workers, args.messages // 4)]]
@@ -136,9 +155,12 @@ def http_section(args: argparse.Namespace) -> float:
         f"delivered {delivered:,}, provider got "
         f"{accepted - workers:,} messages in {requests - workers:,} requests, each once: {'yes' if ok else 'NO'}"
     )
+    per = 1e6 / args.messages
+    provider = f"{provider_cpu * per:.0f} us" if provider_cpu is not None else "not measured"
     print(
-        f"sms http, adapter only (no ledger): {len(direct):,} sends = {direct_rate:,.0f} sends/s; "
-        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        f"sms http, CPU per send end to end: sender {sender_cpu * per:.0f} us (ledger, dispatcher, adapter, "
+        f"client), provider {provider}; adapter only (no ledger): {len(direct):,} sends = {direct_rate:,.0f} "
+        f"sends/s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     if not ok:
         print(f"  ledger: {counts}", file=sys.stderr)
@@ -147,6 +169,7 @@ def http_section(args: argparse.Namespace) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=500, help="messages per Dispatcher.send_many call (default 500)")
     add_arguments(parser)
     http_section(parser.parse_args())
 

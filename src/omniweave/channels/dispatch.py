@@ -16,15 +16,18 @@ there: a replayed trigger or a retried command adds no second message), then att
 `run_due()` attempts every row whose time has come (the retries); `dead_letters()` lists what
 failed for good, and `replay(keys)` puts dead (or ambiguous) rows back to pending after a fix.
 Every outcome is also handed to `on_outcome` (one row) or `on_outcomes` (a batch), which the service
-layer turns into events. `send_many` does all of this for a batch with one statement per step.
+layer turns into events. `send_many` does all of this for a batch with one statement per step; with
+several workers the claims and outcomes of one step are written while the next step's calls are on
+the wire.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import orjson
@@ -97,6 +100,54 @@ class _Decision:
         )
 
 
+class _Calls:
+    """Channel calls of some rows, made by up to `workers` threads that take the next few rows as they
+    finish (one thread: made in `wait`, in the caller's thread)."""
+
+    BITE = 4  # rows a thread takes at a time: small enough to balance a slow call, large enough to be cheap
+
+    def __init__(self, one: Callable[[LedgerRow], Outcome | BaseException], rows: list[LedgerRow], workers: int):
+        self.one = one
+        self.rows = rows
+        self.answers: list[Outcome | BaseException | None] = [None] * len(rows)
+        self.next = 0
+        self.lock = threading.Lock()
+        self.threads = [
+            threading.Thread(target=self._run, name=f"omniweave-send-{i}")
+            for i in range(min(workers, len(rows)) if workers > 1 else 0)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self.lock:
+                first = self.next
+                self.next += self.BITE
+            if first >= len(self.rows):
+                return
+            for index in range(first, min(first + self.BITE, len(self.rows))):
+                self.answers[index] = self.one(self.rows[index])
+
+    def wait(self) -> list[tuple[LedgerRow, Outcome | BaseException]]:
+        """Every row with its answer, once all calls are done."""
+        if not self.threads:
+            self._run()
+        for thread in self.threads:
+            thread.join()
+        return [(row, answer) for row, answer in zip(self.rows, self.answers, strict=True) if answer is not None]
+
+
+@dataclass
+class _Step:
+    """A step of `attempt_many`: rows not claimed (their current state), rows settled without a call, the calls."""
+
+    others: dict[str, LedgerRow]
+    decided: list[_Decision]
+    calls: _Calls
+    gone: list[str]
+
+
 class Dispatcher:
     """Sends messages through channel adapters with the ledger, suppressions and retries."""
 
@@ -151,11 +202,11 @@ class Dispatcher:
         return self.send_many([(message, key)])[0]
 
     def send_many(self, items: Sequence[tuple[Message, str]], *, workers: int = 1) -> list[SendResult]:
-        """`send` for many messages: the ledger rows in one transaction, then one attempt each, in batches.
+        """`send` for many messages: the ledger rows in one transaction, then one attempt each.
 
         Every message is checked before any row is written (an InputError names the item). With
-        `workers` > 1 the channel calls run in that many threads (the adapters must allow it: the
-        HTTP adapters do; the SMTP adapter keeps one connection and wants 1).
+        `workers` > 1 the channel calls run in that many threads, in pipelined steps (see
+        `attempt_many`; the adapters must allow it: the HTTP adapters and the pooled SMTP one do).
         """
         rows = []
         for index, (message, key) in enumerate(items):
@@ -164,7 +215,8 @@ class Dispatcher:
             except InputError as exc:
                 raise InputError(f"message {index}: {exc}", field=exc.field) from exc
         inserted = self.ledger.insert_many(rows)
-        results = self.attempt_many([key for _, key in items], workers=workers)
+        keys = [key for _, key in items]
+        results = self._attempt(list(dict.fromkeys(keys)), keys, workers, known=True)
         return [replace(r, new=r.key in inserted) for r in results]
 
     def attempt(self, key: str) -> SendResult:
@@ -172,12 +224,50 @@ class Dispatcher:
         return self.attempt_many([key])[0]
 
     def attempt_many(self, keys: Sequence[str], *, workers: int = 1) -> list[SendResult]:
-        """One attempt of each claimable send of `keys` (the others report their current state), in key order."""
-        claimed = {row.key: row for row in self.ledger.claim_many(keys, self.clock())}
-        others = self.ledger.get_many([k for k in keys if k not in claimed])
-        missing = [k for k in keys if k not in claimed and k not in others]
+        """One attempt of each claimable send of `keys` (the others report their current state), in key order.
+
+        With `workers` > 1 the sends go in steps of `STEP`: while one step's calls are on the wire, the
+        ledger records the step before and claims the step after (SQLite and the network both release
+        the GIL), so the ledger's writes and fsyncs do not leave the connections idle. An unknown key is
+        an InputError before anything is claimed or sent.
+        """
+        return self._attempt(list(dict.fromkeys(keys)), keys, workers, known=False)
+
+    STEP = 256
+    """Sends per pipelined step of `attempt_many` with several workers."""
+
+    def _attempt(self, unique: list[str], keys: Sequence[str], workers: int, *, known: bool) -> list[SendResult]:
+        step = self.STEP if workers > 1 else max(1, len(unique))
+        if not known:
+            self._require(unique)
+        results: dict[str, SendResult] = {}
+        in_flight: list[_Step] = []
+        try:
+            for start in range(0, len(unique), step):
+                in_flight.append(self._begin(unique[start : start + step], workers))
+                if len(in_flight) > 1:
+                    results.update(self._end(in_flight.pop(0)))
+            while in_flight:
+                results.update(self._end(in_flight.pop(0)))
+        except BaseException:
+            for waiting in in_flight:  # what is on the wire still gets its outcome recorded
+                with contextlib.suppress(Exception):
+                    self._end(waiting)
+            raise
+        return [results[key] for key in keys]
+
+    def _require(self, keys: Sequence[str]) -> None:
+        """An InputError naming the first of `keys` the ledger does not hold."""
+        known = self.ledger.get_many(keys)
+        missing = [k for k in keys if k not in known]
         if missing:
             raise InputError(f"no send with key {missing[0]!r} in the ledger", field="key")
+
+    def _begin(self, keys: Sequence[str], workers: int) -> _Step:
+        """Claim `keys`, settle the suppressed ones, and start the channel calls of the rest."""
+        claimed = {row.key: row for row in self.ledger.claim_many(keys, self.clock())}
+        others = self.ledger.get_many([k for k in keys if k not in claimed])
+        gone = [k for k in keys if k not in claimed and k not in others]  # deleted since it was checked
         suppressed = self.ledger.suppressed_among((r.channel, r.to_address) for r in claimed.values())
         decided: list[_Decision] = []
         calls: list[LedgerRow] = []
@@ -189,27 +279,25 @@ class Dispatcher:
                 decided.append(_Decision(row, None, "dead", f"no {row.channel} channel is configured"))
             else:
                 calls.append(row)
-        decided.extend(self._decide(row, answer) for row, answer in self._call(calls, workers))
+        return _Step(others, decided, _Calls(self._one, calls, workers), gone)
+
+    def _end(self, step: _Step) -> dict[str, SendResult]:
+        """Wait for a step's calls, decide and record every outcome; the step's results by key."""
+        decided = step.decided + [self._decide(row, answer) for row, answer in step.calls.wait()]
         done = self._record(decided)
         results = {
             key: SendResult(key, row.status, row.reason, row.provider_id, row.attempts, new=False)
-            for key, row in {**others, **done}.items()
+            for key, row in {**step.others, **done}.items()
         }
-        return [results[key] for key in keys]
+        results.update((key, SendResult(key, "gone", "no longer in the ledger", new=False)) for key in step.gone)
+        return results
 
-    def _call(self, rows: list[LedgerRow], workers: int) -> list[tuple[LedgerRow, Outcome | BaseException]]:
-        """Each row's channel called with the row's key; an exception is returned, not raised."""
-
-        def one(row: LedgerRow) -> tuple[LedgerRow, Outcome | BaseException]:
-            try:
-                return row, self.channels[row.channel].send(message_of(row), row.key)
-            except Exception as exc:  # noqa: BLE001 - decided by _decide: bad input is dead, the rest ambiguous
-                return row, exc
-
-        if workers <= 1 or len(rows) <= 1:
-            return [one(row) for row in rows]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(one, rows))
+    def _one(self, row: LedgerRow) -> Outcome | BaseException:
+        """The row's channel called with the row's key; an exception is returned, not raised."""
+        try:
+            return self.channels[row.channel].send(message_of(row), row.key)
+        except Exception as exc:  # noqa: BLE001 - decided by _decide: bad input is dead, the rest ambiguous
+            return exc
 
     def _decide(self, row: LedgerRow, answer: Outcome | BaseException) -> _Decision:
         """What an attempt's answer makes of the send (the row is as claimed: attempts counts this one)."""
@@ -248,7 +336,7 @@ class Dispatcher:
     def run_due(self, limit: int = 1000, *, workers: int = 1) -> list[SendResult]:
         """Attempt every send whose time has come (new ones and retries), at most `limit`."""
         keys = self.ledger.due(self.clock(), limit)
-        return self.attempt_many(keys, workers=workers) if keys else []
+        return self._attempt(keys, keys, workers, known=True) if keys else []
 
     def next_due_at(self) -> float | None:
         """When the earliest waiting retry is due (None when nothing waits)."""
