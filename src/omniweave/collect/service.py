@@ -82,6 +82,12 @@ def write(log: EventLog, prepared: Prepared) -> None:
     (a `take` over DuckDB's chunked result first concatenates the chunks, then gathers), and each
     day's rows are freed as soon as they are written."""
     table = prepared.table
+    if prepared.dataset not in ("events", "spend"):  # a reference dataset (stores, products): the file replaces it
+        from omniweave.storage.warehouse import write_dataset
+
+        if not prepared.summary.rows_rejected:  # a file with a bad row changes nothing
+            write_dataset(log, prepared.dataset, table)
+        return
     if table.num_rows == 0:
         return
     date_column = "timestamp" if prepared.dataset == "events" else "date"

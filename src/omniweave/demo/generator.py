@@ -39,12 +39,15 @@ from omniweave.demo.model import DEFAULT_EFFECTS, ChannelEffect, effects_report
 from omniweave.demo.people import write_identities
 from omniweave.demo.simulation import BlockSim
 from omniweave.demo.sinks import OFFLINE_COLUMNS, Sinks
+from omniweave.demo.surveys import write_surveys
 
 DEFAULT_END_DATE = date(2026, 10, 31)
 """The last simulated day (fixed, so that a seed always gives the same world)."""
 BLOCK_SIZE = 100_000
 SITE = "https://www.hollinsvale.example"
 MANIFEST = "manifest.json"
+WRITTEN_AFTER = ("ad_spend", "surveys")
+"""Offline files written once the blocks are merged (from the whole world), not by each block."""
 
 
 @dataclass
@@ -171,7 +174,7 @@ def simulate_block(
     """Simulate one block into `folder/.parts/<block>/` (the first block's files carry the headers)."""
     world = build_world(*params)
     part = folder / ".parts" / f"{block:05d}"
-    sinks = Sinks(part, header=block == 0, kinds=tuple(k for k in OFFLINE_COLUMNS if k != "ad_spend"))
+    sinks = Sinks(part, header=block == 0, kinds=tuple(k for k in OFFLINE_COLUMNS if k not in WRITTEN_AFTER))
     sim = BlockSim(world, block, start_pid, size, sinks)
 
     def tick(n: int) -> None:
@@ -314,6 +317,7 @@ def generate_world(
         for key, value in r.event_counts.items():
             event_counts[key] = event_counts.get(key, 0) + value
     counts["offline/ad_spend"] = len(spend_rows)
+    counts["offline/surveys"] = write_surveys(folder, seed, end_date)
     orders = [sum(r.orders[i] for r in results) for i in (0, 1)]
     revenue = [sum(r.revenue[i] for r in results) for i in (0, 1)]
     average = {"online": revenue[0] / max(1, orders[0]), "store": revenue[1] / max(1, orders[1])}

@@ -60,8 +60,11 @@ OFFLINE_ORDER = (
     "call_centre",
     "direct_mail",
     "email_export",
+    "surveys",
     "ad_spend",
 )
+REFERENCE_FILES = ("stores", "products")
+"""Reference datasets the demo imports from its ground-truth folder (what the retailer knows about itself)."""
 
 
 @dataclass
@@ -155,6 +158,7 @@ def run_demo(
                     _send_online(runtime, folder, result, console)
                 _drain(runtime, result, console)
                 steps.finish("online")
+            _import_reference(runtime, folder, result, console, steps)
             _import_offline(runtime, folder, result, console, steps)
             steps.save(complete=True)
         started = time.perf_counter()
@@ -387,6 +391,22 @@ def _import_offline(
         if console:
             console.print(f"  {summary.describe()}")
     result.timings["import_offline"] = time.perf_counter() - started
+
+
+def _import_reference(
+    runtime: Runtime, folder: Path, result: DemoResult, console: Console | None, marker: _Marker
+) -> None:
+    """The stores and products lists (floor areas, unit costs) as the `stores` and `products` datasets."""
+    from omniweave.collect.service import import_file
+
+    for kind in REFERENCE_FILES:
+        if marker.has(f"reference:{kind}"):
+            continue
+        summary = import_file(runtime, kind, folder / "ground_truth" / f"{kind}.csv", console=console)
+        result.imports[kind] = summary
+        marker.finish(f"reference:{kind}")
+        if console:
+            console.print(f"  {summary.describe()}")
 
 
 def _profiles(runtime: Runtime, console: Console | None) -> None:

@@ -144,6 +144,19 @@ OFFLINE_COLUMNS: dict[str, tuple[str, ...]] = {
         "bounce_type",
     ),
     "ad_spend": ("date", "channel", "campaign", "spend", "platform", "impressions", "clicks", "currency"),
+    "surveys": (
+        "response_id",
+        "timestamp",
+        "score",
+        "channel",
+        "customer_number",
+        "email",
+        "loyalty_card",
+        "survey_id",
+        "question",
+        "store_id",
+        "order_id",
+    ),
 }
 """Offline file kinds and their columns, as documented in docs/file-formats.md."""
 

@@ -68,7 +68,7 @@ class ImportSummary:
 
     def describe(self) -> str:
         """One line for people: what was read, imported, skipped and rejected."""
-        what = "events" if self.dataset == "events" else "spend rows"
+        what = {"events": "events", "spend": "spend rows"}.get(self.dataset, f"{self.dataset} rows")
         return (
             f"{self.file} ({self.kind}): {self.rows_read:,} rows read, {self.rows_imported:,} imported "
             f"as {self.records_written:,} {what}, {self.rows_duplicate:,} duplicate (already imported), "
@@ -186,7 +186,7 @@ def run_mapping(
     try:
         source = open_source(con, path)
         shape = shape_of(mapping, source)
-        dataset = mapping.target
+        dataset = mapping.kind if mapping.target == "reference" else mapping.target
         plan = MappingSQL(mapping, shape, source_id, received_at)
         stage(f"reading {path.name}", con.query_progress)
         try:
@@ -195,7 +195,11 @@ def run_mapping(
             raise InputError(f"{path}: cannot be read as {source.format}: {str(exc).splitlines()[0]}") from None
         rejects = _csv_rejects(con, source, mapping)
         stage("checking what was imported before", con.query_progress)
-        logged = already_logged(con, log, dataset, source_id, out["message_id" if dataset == "events" else "spend_id"])
+        if mapping.target == "reference":  # the file replaces the dataset: nothing in it was imported before
+            logged = pc.is_null(out["__key"])
+        else:
+            ids = out["message_id" if dataset == "events" else "spend_id"]
+            logged = already_logged(con, log, dataset, source_id, ids)
         return _finish(mapping, path, source, plan, con, out, logged, rejects, dataset, stage)
     finally:
         con.close()
@@ -280,7 +284,14 @@ def _finish(
         stage("describing rejected rows", None)
         bad_keys = pc.filter(out["__key"], bad).to_pylist() if grouping else []
         summary.errors = _describe_errors(mapping, source, plan, con, sorted(set(bad_keys) | rejects.keys), rejects)
-    schema = EVENT_SCHEMA if dataset == "events" else SPEND_SCHEMA
+    if mapping.target == "reference":
+        names = [*plan.keys, *(name for name, _ in mapping.fields)]
+        schema = pa.schema([out.schema.field(name) for name in names])
+    else:
+        schema = EVENT_SCHEMA if dataset == "events" else SPEND_SCHEMA
+    if mapping.target == "reference" and rejected:  # the file replaces the list: all of it, or none of it
+        good = pc.and_(good, pa.scalar(False))
+        n_good = summary.rows_imported = 0
     if n_good < out.num_rows:
         out = out.filter(good)
     if dataset == "events":

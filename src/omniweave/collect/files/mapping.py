@@ -1,4 +1,5 @@
-"""Mappings: declarative descriptions of how the rows of a file become events (or spend rows).
+"""Mappings: declarative descriptions of how the rows of a file become events (or spend rows, or a reference
+dataset such as the list of stores or products).
 
 A mapping is a TOML file (the format is documented in docs/importers.md); every built-in source
 kind is one (`collect/files/mappings/<kind>.toml`), so the engine knows nothing about tills or
@@ -21,7 +22,9 @@ from omniweave.errors import InputError
 
 COLUMN_TYPES = ("string", "int", "float", "bool", "date", "timestamp")
 EVENT_TYPES = ("track", "identify", "page", "screen")
-TARGETS = ("events", "spend")
+TARGETS = ("events", "spend", "reference")
+RESERVED_DATASETS = frozenset({"events", "spend", "identities", "profiles", "recommendations", "segments"})
+"""Warehouse datasets a reference mapping's kind may not name (a reference dataset is named after its kind)."""
 CAMPAIGN_FIELDS = ("source", "medium", "name", "term", "content")
 SPEND_FIELDS = {
     "date": ("date", "timestamp"),
@@ -56,6 +59,7 @@ _TOP_KEYS = {
     "group",
     "spend",
     "state_traits",
+    "fields",
 }
 _COLUMN_KEYS = {"type", "required", "default", "format", "values"}
 
@@ -133,6 +137,7 @@ class Mapping:
     campaign: tuple[tuple[str, Value], ...] = ()
     group: Group | None = None
     spend: tuple[tuple[str, Value], ...] = ()
+    fields: tuple[tuple[str, Value], ...] = ()  # target "reference": the dataset's columns besides the key
     columns: tuple[Column, ...] = field(default=())
     state_traits: bool = False  # a track whose traits also state the person's traits (top-level `traits`)
     origin: str = ""
@@ -223,6 +228,8 @@ class _Builder:
         key = self._key(d.get("key"))
         if target == "spend":
             return self._spend_mapping(kind, key)
+        if target == "reference":
+            return self._reference_mapping(kind, key)
         return self._event_mapping(kind, key)
 
     # -- pieces ------------------------------------------------------------------------
@@ -489,6 +496,34 @@ class _Builder:
             columns=cols,
             origin=self.origin,
             state_traits=state_traits,
+        )
+
+    def _reference_mapping(self, kind: str, key: tuple[str, ...]) -> Mapping:
+        """A reference dataset named `kind`: one row per key with the key columns and [fields]; an import
+        replaces the whole dataset (the file is the current list)."""
+        d = self.data
+        extra = sorted(set(d) - {"kind", "description", "target", "key", "columns", "fields"})
+        if extra:
+            raise self.fail(extra[0], 'not used when target = "reference"; map the dataset\'s columns under [fields]')
+        if kind in RESERVED_DATASETS:
+            raise self.fail("kind", f"a reference dataset is named after its kind; {kind!r} is a dataset of omniweave")
+        fields = self._values(d.get("fields"), "fields")
+        if not fields:
+            raise self.fail("fields", "expected at least one field: NAME = column")
+        if any(value.column is None for _, value in fields):
+            raise self.fail("fields", "a reference field is a column of the file, not a fixed value")
+        clash = sorted(set(dict(fields)) & set(key))
+        if clash:
+            raise self.fail(f"fields.{clash[0]}", "is a key column: the key columns are in the dataset already")
+        cols = self._force(self._finish_columns(), set(key))
+        return Mapping(
+            kind=kind,
+            target="reference",
+            description=str(d.get("description", "")),
+            key=key,
+            fields=fields,
+            columns=cols,
+            origin=self.origin,
         )
 
     def _spend_mapping(self, kind: str, key: tuple[str, ...]) -> Mapping:

@@ -311,7 +311,7 @@ class MappingSQL:
         """Columns read once per event: if a record's rows disagree, the smallest value is taken."""
         m = self.m
         names: list[str] = []
-        values: list[Value] = [v for _, v in m.traits + m.properties + m.campaign + m.spend]
+        values: list[Value] = [v for _, v in m.traits + m.properties + m.campaign + m.spend + m.fields]
         if m.channel:
             values.append(m.channel)
         names += [v.column for v in values if v.column]
@@ -430,10 +430,17 @@ class MappingSQL:
             outs.append(f"CAST({expr} AS {casts.get(name, 'VARCHAR')}) AS {name}")
         return outs
 
+    def _reference_select(self) -> list[str]:
+        outs = [f"{self._col(k)} AS {sql_ident(k)}" for k in self.keys]
+        outs += [f"{self._col(str(value.column))} AS {sql_ident(name)}" for name, value in self.m.fields]
+        return outs
+
     def main_query(self) -> str:
         """Rows for the log (EVENT_SCHEMA or SPEND_SCHEMA columns) plus, per row:
         __rows (file rows in it), __bad (some row is bad) and __key (the record key)."""
-        body = self._event_select() if self.m.target == "events" else self._spend_select()
+        body = {"events": self._event_select, "spend": self._spend_select, "reference": self._reference_select}[
+            self.m.target
+        ]()
         key = f"{self._joined(chr(31))} AS __key"
         query = (
             f"WITH {self._typed(numbered=False)},\n{self._grouped()}\n"

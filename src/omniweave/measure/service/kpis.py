@@ -619,11 +619,13 @@ def _awareness_engagement(ev: ir.Table, everything: ir.Table, sp: ir.Table) -> l
 
 def _sessions(ev: ir.Table, gap_seconds: float, d: Dialect) -> list[ir.Table]:
     online = ev.filter(ev.channel.isin(ONLINE_CHANNELS) & ev.visitor.notnull())
-    online = online.mutate(_s=d.epoch_seconds(online.timestamp))
+    online = online.mutate(_s=d.epoch_micros(online.timestamp))  # microseconds: a duration keeps its fraction
     keys = ["visitor", "channel"]
     order = [online.timestamp, online.message_id]
     previous = online._s.lag().over(group_by=keys, order_by=order)
-    online = online.mutate(_new=ibis.cases((previous.isnull() | (online._s - previous > gap_seconds), 1), else_=0))
+    online = online.mutate(
+        _new=ibis.cases((previous.isnull() | (online._s - previous > gap_seconds * 1e6), 1), else_=0)
+    )
     online = online.mutate(_session=online._new.sum().over(ibis.cumulative_window(group_by=keys, order_by=order)))
     sessions = online.group_by([*keys, "_session"]).aggregate(
         start=online._s.min(),
@@ -633,7 +635,9 @@ def _sessions(ev: ir.Table, gap_seconds: float, d: Dialect) -> list[ir.Table]:
         _dim=online._dim.argmin(online._s),
     )
     per = sessions.group_by(["_p", "_dim"]).aggregate(
-        n=sessions.count(), pages=sessions.pages.sum(), seconds=(sessions.end - sessions.start).cast("float64").mean()
+        n=sessions.count(),
+        pages=sessions.pages.sum(),
+        seconds=(sessions.end - sessions.start).cast("float64").mean() / 1e6,
     )
     return _long(per, sessions=per.n, pages_per_session=_ratio(per.pages, per.n), average_session_duration=per.seconds)
 
