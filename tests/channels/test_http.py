@@ -206,3 +206,26 @@ def test_threads_share_a_small_pool_and_every_request_is_answered_once(twilio):
     open_now = sum(pool.open for pool in client._pools.values())
     assert open_now <= 2
     client.close()
+
+
+def test_the_answer_reads_like_an_httpx_response():
+    latin = "café".encode("latin-1")
+    server = RawServer(
+        lambda n, _: (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=ISO-8859-1\r\nRetry-After: 7\r\nContent-Length: 4\r\n\r\n"
+            + latin
+            if n == 1
+            else b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 5\r\n\r\n<html"
+        )
+    )
+    client = PooledClient(timeout=5)
+    first = client.post(server.url + "/a", data={"a": "b"})
+    assert first.text == "café" and first.is_success and first.headers.get("RETRY-AFTER") == "7"
+    assert "retry-after" in first.headers and first.headers["Content-Type"].startswith("text/plain")
+    assert str(first.request.url) == server.url + "/a"
+    second = client.post(server.url + "/a", data={"a": "b"})
+    assert second.status_code == 502 and not second.is_success and second.headers.get("x-none") is None
+    with pytest.raises(ValueError, match="not JSON"):
+        second.json()
+    client.close()
+    server.close()

@@ -6,8 +6,8 @@ CPU per request and urllib3 (over `http.client` and the `email` header parser) a
 caps a sender near 1,000 requests/s on two cores. `PooledClient.post` writes the request in one
 `sendall` over a kept-alive socket and reads the answer with a small parser (status line, headers,
 `Content-Length`, chunked or read-to-close bodies): a few tens of microseconds. It keeps httpx's call
-shape, answers an `httpx.Response` and raises httpx's exception types, so an adapter takes either
-client:
+shape, answers an `Answer` with the parts of `httpx.Response` the adapters read (status_code, headers,
+text, json()) and raises httpx's exception types, so an adapter takes either client:
 
 - a failure before the request went out (refused, DNS, connect timeout, no free connection) is
   `httpx.ConnectError` / `httpx.ConnectTimeout` (safe to retry);
@@ -40,6 +40,65 @@ import httpx
 
 _MAX_HEAD = 64 * 1024  # bytes of status line + headers an answer may have
 _NO_BODY = (204, 304)
+
+
+class Headers(dict[str, str]):
+    """An answer's headers: names in lower case, looked up in any case (what adapters read of httpx.Headers)."""
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+
+class Answer:
+    """An HTTP answer with the parts of `httpx.Response` the adapters read: `status_code`, `headers`,
+    `content`, `text`, `json()`, `is_success`, `request`. (Building an httpx.Response costs more CPU
+    than the whole exchange on a kept-alive socket.)"""
+
+    __slots__ = ("status_code", "headers", "content", "request", "_text")
+
+    def __init__(self, status_code: int, headers: Headers, content: bytes, request: httpx.Request):
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+        self.request = request
+        self._text: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The body decoded with the Content-Type's charset (UTF-8 when none or unknown)."""
+        if self._text is None:
+            charset = "utf-8"
+            for part in self.headers.get("content-type", "").split(";")[1:]:
+                name, _, value = part.strip().partition("=")
+                if name.lower() == "charset" and value:
+                    charset = value.strip('"')
+            try:
+                self._text = self.content.decode(charset, "replace")
+            except LookupError:
+                self._text = self.content.decode("utf-8", "replace")
+        return self._text
+
+    def json(self) -> Any:
+        """The body parsed as JSON (ValueError when it is not JSON)."""
+        import orjson
+
+        try:
+            return orjson.loads(self.content)
+        except orjson.JSONDecodeError as exc:  # a ValueError, as json.loads raises
+            raise ValueError(f"the answer is not JSON: {exc}") from None
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    def __repr__(self) -> str:
+        return f"<Answer [{self.status_code}]>"
 
 
 class _Broken(Exception):
@@ -264,8 +323,8 @@ class PooledClient:
         json: Any = None,
         auth: tuple[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        """POST a form (`data`), raw bytes (`content`) or JSON; the answer as an httpx.Response."""
+    ) -> Answer:
+        """POST a form (`data`), raw bytes (`content`) or JSON; the answer (status_code, headers, text, json())."""
         return self.request("POST", url, data=data, content=content, json=json, auth=auth, headers=headers)
 
     def request(
@@ -278,7 +337,7 @@ class PooledClient:
         json: Any = None,
         auth: tuple[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> Answer:
         """One request; see the module docstring for what each failure raises."""
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
@@ -342,7 +401,7 @@ class PooledClient:
         else:
             conn.close()
             pool.give_back(None)
-        return httpx.Response(status, headers=answer_headers, content=answer, request=self._request_of(url))
+        return Answer(status, Headers((k.lower(), v) for k, v in answer_headers), answer, self._request_of(url))
 
     def close(self) -> None:
         """Close every kept-alive connection."""

@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from omniweave.channels.http import PooledClient
+from omniweave.channels.http import Answer, PooledClient
 from omniweave.channels.port import Delivered, Message, Outcome, Terminal, Transient, address_key, http_outcome
 from omniweave.errors import ConfigError, InputError
 from omniweave.settings import MessagingChannelSettings
@@ -197,7 +197,7 @@ class MessagingChannel:
             raise AmbiguousSend(f"{type(exc).__name__} after the request was sent: {exc}") from exc
         return self.read(response)
 
-    def read(self, response: httpx.Response) -> Outcome:
+    def read(self, response: httpx.Response | Answer) -> Outcome:
         """The outcome of the Messages API's answer: HTTP status, then the Twilio error code."""
         body = _json(response)
         sid = str(body.get("sid") or "")
@@ -227,7 +227,7 @@ def _variables(parameters: Any) -> dict[str, str]:
     )
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
+def _json(response: httpx.Response | Answer) -> dict[str, Any]:
     try:
         data = response.json()
     except ValueError:

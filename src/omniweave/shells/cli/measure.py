@@ -110,6 +110,11 @@ def attribution(
     )
 
 
+def amount(number: float) -> str:
+    """A credit, spend or ratio with two decimals and thousands separators; never `-0.00`."""
+    return f"{round(number, 2) + 0.0:,.2f}"
+
+
 MODEL_SHORT = {"first_touch": "first", "last_touch": "last", "position_based": "position", "time_decay": "decay"}
 
 
@@ -123,7 +128,7 @@ def attribution_views(report: AttributionReport) -> list[Grid | str]:
         views.append(
             grid(
                 [key, *(MODEL_SHORT.get(r.model, r.model) for r in results)],
-                [[ch, *(f"{getattr(r, measure).get(ch, 0.0):,.2f}" for r in results)] for ch in shown],
+                [[ch, *(amount(getattr(r, measure).get(ch, 0.0)) for r in results)] for ch in shown],
                 title=f"credited {measure} (total {total:,.2f})",
             )
         )
@@ -143,11 +148,11 @@ def attribution_views(report: AttributionReport) -> list[Grid | str]:
                     [
                         [
                             label,
-                            f"{spend[label]:,.2f}",
-                            *(f"{report.earned[r.model][label].roas:,.2f}" for r in results),
+                            amount(spend[label]),
+                            *(amount(report.earned[r.model][label].roas) for r in results),
                         ]
-                        for label in sorted(spend)
-                        if spend[label] > 0
+                        for label in report.labels
+                        if spend.get(label, 0.0) > 0
                     ],
                     title="return on spend (ROAS = credited value / spend; ROI = ROAS - 1)",
                 )
