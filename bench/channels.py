@@ -9,7 +9,7 @@ event emitted into the inbox. Every message must reach the server exactly once (
 Message-ID). Target (issue 20): >= 1,000 sends/s.
 
 HTTP: `http_section(args)`, the SMS/WhatsApp provider run of bench/channels_http.py (target
->= 2,000 sends/s).
+>= 2,000 sends/s). A summary prints both rates next to their targets, with the load average.
 
     python bench/channels.py [--emails 2000] [--email-workers 4] [--batch 500] [--no-email-feedback] [--email-home-dir /dev/shm] [--skip-http]
 """
@@ -204,9 +204,22 @@ def main() -> None:
         pass
     args = parser.parse_args()
     os.environ.pop("OMNIWEAVE_SIGNING_KEY", None)
-    email_section(args)
-    if not args.skip_http:
-        http_section(args)
+    email_rate = email_section(args)
+    http_rate = None if args.skip_http else http_section(args)
+    print("summary, end to end on this machine (issue 20's targets):")
+    print(
+        f"  email     {email_rate:8,.0f} sends/s   target >= {EMAIL_TARGET:,.0f}/s: {_verdict(email_rate, EMAIL_TARGET)}"
+    )
+    if http_rate is not None:
+        http_target = float(getattr(sys.modules.get("channels_http"), "TARGET", 2000.0))
+        print(
+            f"  sms http  {http_rate:8,.0f} sends/s   target >= {http_target:,.0f}/s: {_verdict(http_rate, http_target)}"
+        )
+    print(f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work on the machine lowers both)")
+
+
+def _verdict(rate: float, target: float) -> str:
+    return "met" if rate >= target else "NOT met"
 
 
 if __name__ == "__main__":
