@@ -38,6 +38,15 @@ if TYPE_CHECKING:
     from omniweave.runtime import Runtime
 
 
+ROUNDING = 1e-9
+"""Credits, effects and returns closer to zero than this are shown as 0 (never as -0.00 or -1e-13)."""
+
+
+def clean(number: float) -> float:
+    """`number`, or 0.0 when it is rounding noise around zero; never -0.0."""
+    return 0.0 if abs(number) < ROUNDING else number + 0.0
+
+
 def model_names(model: str, field: str = "model") -> tuple[str, ...]:
     """The models `model` names: one of MODELS, or `all` for every one. Anything else is an InputError."""
     if model == "all":
@@ -90,9 +99,15 @@ class AttributionReport:
 
     @property
     def labels(self) -> tuple[str, ...]:
-        """Channels (or campaigns) in the order shown: those on the paths, then those with spend only."""
+        """Channels (or campaigns) in the order shown. A paths file: its channels in order of first
+        appearance. The event log: every label on the paths or with spend, sorted by name (case aside),
+        a campaign's stand-in `(channel)` for touches without a campaign after the named ones."""
         channels = tuple(self.table.channels)
-        return (*channels, *(label for label in sorted(self.spend) if label not in channels))
+        if self.journeys is None:
+            return channels
+        return tuple(
+            sorted({*channels, *self.spend}, key=lambda label: (label.startswith("("), label.casefold(), label))
+        )
 
     @property
     def total_null(self) -> float:
@@ -130,17 +145,20 @@ class AttributionReport:
         for result in self.results:
             entry: dict[str, Any] = {
                 "channels": {
-                    ch: {"conversions": result.conversions.get(ch, 0.0), "value": result.value.get(ch, 0.0)}
+                    ch: {
+                        "conversions": clean(result.conversions.get(ch, 0.0)),
+                        "value": clean(result.value.get(ch, 0.0)),
+                    }
                     for ch in shown
                 }
             }
             if result.removal_effects is not None:
-                entry["removal_effects"] = result.removal_effects
+                entry["removal_effects"] = {ch: clean(x) for ch, x in result.removal_effects.items()}
             if result.value_removal_effects is not None:
-                entry["value_removal_effects"] = result.value_removal_effects
+                entry["value_removal_effects"] = {ch: clean(x) for ch, x in result.value_removal_effects.items()}
             if j is not None:
                 entry["returns"] = {
-                    label: {"spend": x.spend, "value": x.value, "roas": x.roas, "roi": x.roi}
+                    label: {"spend": x.spend, "value": clean(x.value), "roas": clean(x.roas), "roi": clean(x.roi)}
                     for label, x in self.earned[result.model].items()
                 }
             models[result.model] = entry
@@ -160,12 +178,12 @@ class AttributionReport:
                 record: dict[str, Any] = {
                     "model": result.model,
                     "channel": ch,
-                    "conversions": result.conversions.get(ch, 0.0),
-                    "value": result.value.get(ch, 0.0),
+                    "conversions": clean(result.conversions.get(ch, 0.0)),
+                    "value": clean(result.value.get(ch, 0.0)),
                 }
                 if self.from_log:
                     x = self.earned[result.model].get(ch)
-                    record |= {"spend": x.spend, "roas": x.roas, "roi": x.roi} if x else {}
+                    record |= {"spend": x.spend, "roas": clean(x.roas), "roi": clean(x.roi)} if x else {}
                 out.append(record)
         return out
 

@@ -44,13 +44,22 @@ TOUCH_CHANNELS: dict[str, str | None] = {
     spec.AD_CLICKED: None,  # social, search, display
     spec.PROMOTION_CLICKED: None,  # web, app
     spec.QR_CODE_SCANNED: "qr",
-    spec.COUPON_APPLIED: "coupon",
+    spec.COUPON_APPLIED: None,  # a coupon used (till, shop): credited to the channel that issued it
     spec.COUPON_REDEEMED: None,  # a personal code came back: credited to the channel of the message that issued it
     spec.EVENT_ATTENDED: "store_event",
     spec.STORE_VISITED: "store",
     spec.DIRECT_MAIL_SENT: "direct_mail",  # a letter has no click: its arrival is the touch
 }
-"""Track events that are touches, with their channel label (None: the event's `channel` column)."""
+"""Track events that are touches, with their channel label (None: the event's `channel` column).
+
+A coupon is a mechanism, not a channel: `Coupon Applied` is labelled by the channel that issued the
+coupon (`properties.issued_channel`, as the KPIs read it) and `Coupon Redeemed` by the issuing message's
+channel; a coupon whose issuer is unknown is no channel touch (with `by="campaign"` it still touches its
+campaign). A `Coupon Applied` that `coupons redeem` turned into a `Coupon Redeemed` (its
+`redemption_event`) counts once, as the latter."""
+
+COUPON_EVENTS = (spec.COUPON_APPLIED, spec.COUPON_REDEEMED)
+NO_ISSUER = ("coupon", *("other", "unknown", ""))
 
 EXPOSURE_CHANNELS: dict[str, str | None] = {
     spec.EMAIL_OPENED: "email",
@@ -161,8 +170,13 @@ def _channel_label(ev: ir.Table) -> ir.StringValue:
     own = ibis.cases((own.isin(UNTRACKED), ibis.null("string")), else_=own)
     fixed = {**TOUCH_CHANNELS, **EXPOSURE_CHANNELS}
     cases = [(ev.event == name, ibis.literal(label)) for name, label in fixed.items() if label is not None]
+    issued = ev._issued_channel.lower()
+    issuer = ibis.cases((issued.isin(NO_ISSUER), ibis.null("string")), else_=issued)
+    redeemed_by = ibis.cases((ev.channel.lower().isin(NO_ISSUER), ibis.null("string")), else_=ev.channel.lower())
     return ibis.cases(
         *cases,
+        (ev.event == spec.COUPON_APPLIED, issuer),
+        (ev.event == spec.COUPON_REDEEMED, redeemed_by),
         (ev.type.isin(("page", "screen")), from_campaign),
         else_=ibis.coalesce(own, from_campaign, ibis.literal("other")),
     )
@@ -188,28 +202,50 @@ def _person_rows(
     if until is not None:
         ev = ev.filter(ev.timestamp < _ts(until))
     ev = with_person(ev, identities)
-    is_conversion = ev.event.isin(CONVERSIONS).fill_null(False)  # page and screen calls have no event name
+    # page and screen calls have no event name
+    ev = ev.mutate(_conversion=ev.event.isin(CONVERSIONS).fill_null(False))
     ev = d.with_json_fields(
         ev,
         "properties",
-        {"_revenue": "revenue", "_total": "total", "_campaign_name": "campaign_name", "_campaign": "campaign"},
+        {
+            "_revenue": "revenue",
+            "_total": "total",
+            "_campaign_name": "campaign_name",
+            "_campaign": "campaign",
+            "_issued_channel": "issued_channel",
+        },
     )
+    if spec.COUPON_REDEEMED in touch_events:
+        ev = _without_redeemed_applications(events, ev, d)
     channel = _channel_label(ev)
     if by == "campaign":
         campaign = ibis.coalesce(ev.campaign_name.nullif(""), ev._campaign_name.nullif(""), ev._campaign.nullif(""))
         label = ibis.coalesce(campaign, "(" + channel + ")")
     else:
         label = channel
+    ev = ev.mutate(_label=label)
+    ev = ev.filter(ev._conversion | ev._label.notnull())  # a coupon of no known issuer (or campaign) touches nothing
     value = order_value(ev._revenue, ev._total)
     return ev.select(
         "person_id",
         "timestamp",
         message_id=ev.message_id.fill_null(""),
         second=d.epoch_seconds(ev.timestamp).cast("int64"),
-        conversion=is_conversion.cast("int64"),
-        label=ibis.cases((is_conversion, ibis.null("string")), else_=label),
-        value=ibis.cases((is_conversion, value), else_=ibis.literal(0.0)),
+        conversion=ev._conversion.cast("int64"),
+        label=ibis.cases((ev._conversion, ibis.null("string")), else_=ev._label),
+        value=ibis.cases((ev._conversion, value), else_=ibis.literal(0.0)),
     )
+
+
+def _without_redeemed_applications(events: ir.Table, ev: ir.Table, d: Dialect) -> ir.Table:
+    """`ev` less the `Coupon Applied` events that a `Coupon Redeemed` names as its `redemption_event`."""
+    redeemed = d.with_json_fields(
+        events.filter(events.event == spec.COUPON_REDEEMED), "properties", {"_redemption_event": "redemption_event"}
+    )
+    redeemed = redeemed.filter(redeemed._redemption_event.notnull()).select(_applied=redeemed._redemption_event)
+    applied = ev.filter(ev.event == spec.COUPON_APPLIED)
+    counted = applied.anti_join(redeemed, applied.message_id == redeemed._applied)
+    return ev.filter((ev.event != spec.COUPON_APPLIED) | ev.event.isnull()).union(counted)
 
 
 def journeys_expr(
