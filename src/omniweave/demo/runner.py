@@ -501,17 +501,21 @@ def report(runtime: Runtime, folder: Path | None = None) -> dict[str, list[dict[
     journeys of the log (with ROAS where there is spend, and each channel's true incremental orders from the
     ground truth in `folder`), and the RFM segments worth most by predicted CLV."""
     from omniweave.measure.attribution import MODELS, attribute
-    from omniweave.measure.service.kpis import kpi_table
+    from omniweave.measure.service.kpis import PREVIOUS_PERIOD_KPIS, kpi_table
     from omniweave.measure.service.paths import journeys_from_log, returns
 
     kpis = kpi_table(runtime, period="month", kpis=HEADLINE_KPIS).to_pylist()
     months = sorted({row["period"] for row in kpis})
+    # a month that is not whole (the world starts or ends inside it) is marked with "*" (docs/kpis.md)
+    partial = {row["period"] for row in kpis if row["partial"] and row["kpi"] not in PREVIOUS_PERIOD_KPIS}
     headline = [
         {
             "kpi": name,
             "scope": next((r["scope"] for r in kpis if r["kpi"] == name), ""),
             **{
-                m.strftime("%Y-%m"): next((r["value"] for r in kpis if r["kpi"] == name and r["period"] == m), None)
+                m.strftime("%Y-%m") + ("*" if m in partial else ""): next(
+                    (r["value"] for r in kpis if r["kpi"] == name and r["period"] == m), None
+                )
                 for m in months
             },
         }

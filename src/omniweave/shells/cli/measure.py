@@ -169,10 +169,12 @@ def kpis(
     until: Annotated[str | None, typer.Option(help="Last day (YYYY-MM-DD).")] = None,
     session_gap_minutes: Annotated[float, typer.Option(help="Inactivity that ends a web/app session.")] = 30.0,
     stores: Annotated[
-        Path | None, typer.Option(help="A CSV with store_id, floor_area_sqft (sales per square foot).")
+        Path | None,
+        typer.Option(help="A CSV with store_id, floor_area_sqft instead of the imported stores dataset."),
     ] = None,
     products: Annotated[
-        Path | None, typer.Option(help="A CSV with sku (or product_id), cost (cost of sales, margin).")
+        Path | None,
+        typer.Option(help="A CSV with sku (or product_id), cost instead of the imported products dataset."),
     ] = None,
     engine: Annotated[str | None, typer.Option(help="duckdb or spark (default: the engine setting).")] = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="table, json or csv.")] = OutputFormat.table,
@@ -218,10 +220,20 @@ per period and KPI, so a long or sparse history does not become many narrow part
 def kpi_views(report: KpiReport) -> list[Grid | str]:
     """KPIs as a person reads them: one table per KPI group; a row per KPI (and breakdown value) with a
     column per period when there are few periods, else a row per period and KPI."""
+    from omniweave.measure.service.kpis import PREVIOUS_PERIOD_KPIS
+
     request = report.request
     rows = report.rows
     periods = sorted({row["period"] for row in rows})
-    label = (lambda p: p[:7]) if request.period == "month" else (lambda p: p)
+    # a period that is not whole (the current one, one the data starts or ends inside) is marked with "*"
+    partial = {row["period"] for row in rows if row.get("partial") and row["kpi"] not in PREVIOUS_PERIOD_KPIS}
+
+    def label(p: str) -> str:
+        return (p[:7] if request.period == "month" else p) + ("*" if p in partial else "")
+
+    def mark(row: dict[str, object]) -> str:  # a whole period's growth or retention against a partial one
+        return "*" if row.get("partial") and row["period"] not in partial else ""
+
     title = f" KPIs per {request.period}" + (f" by {request.by}" if request.by else "")
     views: list[Grid | str] = []
     for group in dict.fromkeys(row["group"] for row in rows):
@@ -235,7 +247,9 @@ def kpi_views(report: KpiReport) -> list[Grid | str]:
                             label(r["period"]),
                             r["kpi"],
                             *([r["dimension_value"]] if request.by else []),
-                            _kpi_value(r["value"], r["unit"]) + ("" if r["unit"] in ("count", "") else f" {r['unit']}"),
+                            _kpi_value(r["value"], r["unit"])
+                            + ("" if r["unit"] in ("count", "") else f" {r['unit']}")
+                            + mark(r),
                         ]
                         for r in mine
                     ],
@@ -248,7 +262,7 @@ def kpi_views(report: KpiReport) -> list[Grid | str]:
         units: dict[tuple[str, ...], str] = {}
         for row in mine:
             key = (row["kpi"], row["dimension_value"]) if request.by else (row["kpi"],)
-            keyed.setdefault(key, {})[row["period"]] = _kpi_value(row["value"], row["unit"])
+            keyed.setdefault(key, {})[row["period"]] = _kpi_value(row["value"], row["unit"]) + mark(row)
             units[key] = row["unit"]
         columns = ["kpi", *([request.by] if request.by else []), "unit", *(label(p) for p in periods)]
         views.append(
@@ -261,6 +275,11 @@ def kpi_views(report: KpiReport) -> list[Grid | str]:
         )
     if not rows:
         views.append("no KPI has a value for these options")
+    elif any(row.get("partial") for row in rows):
+        views.append(
+            "* a partial period (not over yet, or the data starts or ends inside it); growth and retention "
+            "against a partial period are marked partial too (docs/kpis.md)"
+        )
     return views
 
 
