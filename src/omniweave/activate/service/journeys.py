@@ -31,7 +31,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -330,6 +330,7 @@ class JourneyEngine:
         self._fake = fake
         self._dispatcher: Any = None
         self._new_keys: list[str] = []
+        self.send_threads = 1 if channels is None and not sink else 4  # the SMTP adapter wants one thread
 
     # -- definitions --
     def latest(self) -> dict[str, Journey]:
@@ -491,77 +492,132 @@ class JourneyEngine:
         }
 
     def step(self, limit: int = 500) -> int:
-        """Claim due runs and walk each until it waits or ends; returns how many runs were claimed."""
+        """Claim due runs and walk each until it waits or ends; returns how many runs were claimed.
+
+        The batch's sends, webhooks and state changes commit in one transaction (persons locked in
+        ascending order, so two workers never deadlock); coupons and traits, which write through other
+        connections, are done after it, one run at a time. A batch that fails is redone run by run."""
         now = self.clock()
         with self.runtime.store.engine.begin() as conn:
             claimed = Q.claim_due(conn, self.owner, now, self.lease, limit)
         if not claimed:
             return 0
-        plain: list[tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]], M.Advance]] = []
-        for run in claimed:
-            try:
-                self._walk(run, now, plain)
-            except _LeaseLost:
-                continue
-            except Exception as exc:  # noqa: BLE001 - one broken run must not stop the others: it fails, with why
-                log.exception("journey run %s failed", run["id"])
-                with self.runtime.store.engine.begin() as conn:
-                    Q.save_run(conn, run["id"], self.owner, _ended("failed", f"{type(exc).__name__}: {exc}", now))
-        if plain:
+        claimed.sort(key=lambda r: (str(r["person_id"]), str(r["id"])))
+        keys_before = len(self._new_keys)
+        deferred: list[tuple[dict[str, Any], M.RunState]] = []
+        try:
             with self.runtime.store.engine.begin() as conn:
-                for run, values, rows, adv in plain:
-                    if Q.save_run(conn, run["id"], self.owner, values):
-                        if adv.wait is not None:
-                            w = adv.wait
-                            Q.park_wait(
-                                conn, run["id"], run["person_id"], w.event, w.corr_property, w.corr_value, w.until
-                            )
-                        Q.record_steps(conn, rows)
+                batch = _Batch()
+                for run in claimed:
+                    self._walk(conn, batch, run, self._state_of(run), now, deferred, io=False)
+                if not batch.flush(conn, self.owner, [str(r["id"]) for r in claimed]):
+                    raise _LeaseLost("a lease of the batch ran out")
+        except _LeaseLost:  # the batch outlasted its lease and another worker took runs over: theirs now
+            log.warning("the leases of a batch of %d runs ran out; rolled back", len(claimed))
+            del self._new_keys[keys_before:]
+            deferred = []
+        except Exception:  # noqa: BLE001 - redo the batch one run per transaction, so one bad run fails alone
+            log.warning("journey batch of %d runs failed; redoing it run by run", len(claimed), exc_info=True)
+            del self._new_keys[keys_before:]
+            deferred = [(run, self._state_of(run)) for run in claimed]
+        for run, state in deferred:
+            self._one(run, state, now)
         self.stats.stepped += len(claimed)
         return len(claimed)
 
-    def _walk(self, run: dict[str, Any], now: float, plain: list[Any]) -> None:
-        j = self.journey(run["journey"], run["version"])
-        person = str(run["person_id"])
-        profile = self.directory.profile(person) or {"person_id": person}
-        facts = M.Facts(traits=profile, events=lambda: self._recent_events(person), segments=frozenset())
-        state = M.RunState(
-            run["id"],
-            person,
-            run["node"],
-            run["entered_at"],
+    def _state_of(self, run: Mapping[str, Any]) -> M.RunState:
+        return M.RunState(
+            str(run["id"]),
+            str(run["person_id"]),
+            str(run["node"]),
+            float(run["entered_at"]),
             run["context"],
             run["variant"],
             run["status"] == "waiting",
         )
+
+    def _one(self, run: dict[str, Any], state: M.RunState, now: float) -> None:
+        """Walk one run in transactions of its own, doing coupons and traits as they come."""
+        for _ in range(100):
+            later: list[tuple[dict[str, Any], M.RunState]] = []
+            try:
+                with self.runtime.store.engine.begin() as conn:
+                    batch = _Batch()
+                    self._walk(conn, batch, run, state, now, later, io=True)
+                    if not batch.flush(conn, self.owner, [str(run["id"])]):
+                        raise _LeaseLost(str(run["id"]))
+            except _LeaseLost:
+                return
+            except Exception as exc:  # noqa: BLE001 - one broken run must not stop the others: it fails, with why
+                log.exception("journey run %s failed", run["id"])
+                with self.runtime.store.engine.begin() as conn:
+                    Q.save_run(conn, str(run["id"]), self.owner, _ended("failed", f"{type(exc).__name__}: {exc}", now))
+                return
+            if not later:
+                return
+            run, state = later[0]
+
+    def _walk(
+        self,
+        conn: sa.Connection,
+        batch: _Batch,
+        run: dict[str, Any],
+        state: M.RunState,
+        now: float,
+        deferred: list[tuple[dict[str, Any], M.RunState]],
+        *,
+        io: bool,
+    ) -> None:
+        """Advance one run on `conn` until it waits, ends, or (without `io`) reaches a coupon or a trait."""
+        j = self.journey(run["journey"], run["version"])
+        person = state.person_id
+        profile = self.directory.profile(person) or {"person_id": person}
+        facts = M.Facts(traits=profile, events=lambda: self._recent_events(person), segments=frozenset())
         for _ in range(100):
             adv = M.advance(j, state, facts, now)
             self.stats.transitions += len(adv.steps) or 1
-            rows = [self._row(j, run["id"], person, s.node, s.outcome, s.reason, now) for s in adv.steps]
+            rows = [self._row(j, state.run_id, person, s.node, s.outcome, s.reason, now) for s in adv.steps]
+            base = {"node": adv.node, "context": adv.context, "variant": adv.variant}
             if adv.effect is None:
                 if adv.status in Q.ENDED:
-                    values = _ended(adv.status, adv.end_reason or adv.status, now)
+                    values = _ended(adv.status, adv.end_reason or adv.status, now) | base
                 else:
-                    values = {"status": adv.status, "wake_at": adv.wake_at, "lease_owner": None, "lease_until": None}
-                values |= {"node": adv.node, "context": adv.context, "variant": adv.variant, "updated_at": now}
-                plain.append((run, values, rows, adv))
+                    values = _open(adv.status, adv.wake_at, now) | base
+                batch.add(state.run_id, values, rows, (person, adv.wait) if adv.wait else None)
                 return
-            nxt = self._effect(j, run, profile, adv, rows, now)
+            action = adv.effect.action
+            if isinstance(action, IssueCoupon | UpdateTrait) and not io:
+                batch.steps.extend(rows)  # the steps up to here; the effect runs after the batch commits
+                batch.add(state.run_id, _open("active", now, now) | base, [], None, keep_lease=True)
+                deferred.append(
+                    (run, replace(state, node=adv.node, context=adv.context, variant=adv.variant, timed_out=False))
+                )
+                return
+            nxt = self._effect(conn, batch, j, state, profile, adv, rows, now)
             if nxt is None:
                 return
             state = nxt
+            io = False  # one coupon or trait per transaction: the next one comes round again
 
     def _effect(
-        self, j: Journey, run: dict[str, Any], profile: Mapping[str, Any], adv: M.Advance, rows: list[Any], now: float
+        self,
+        conn: sa.Connection,
+        batch: _Batch,
+        j: Journey,
+        state: M.RunState,
+        profile: Mapping[str, Any],
+        adv: M.Advance,
+        rows: list[dict[str, Any]],
+        now: float,
     ) -> M.RunState | None:
-        """Perform the effect at `adv.node` and advance the run in the same transaction; the run's next
-        state to keep walking, or None when it stops here (rescheduled, ended, lease lost)."""
+        """Perform the effect at `adv.node` on `conn` (the run's advance goes in the same transaction); the
+        run's next state to keep walking, or None when it stops here (rescheduled or ended)."""
         assert adv.effect is not None
         node, action = adv.node, adv.effect.action
-        rid, person = str(run["id"]), str(run["person_id"])
+        rid, person = state.run_id, state.person_id
         key = send_key(j.name, node, rid)
         ctx = dict(adv.context)
-        ok, outcome, reason, wake = True, "", "", now
+        ok, outcome, reason = True, "", ""
         if isinstance(action, IssueCoupon):
             from omniweave.activate.service.coupons import issue
 
@@ -587,60 +643,50 @@ class JourneyEngine:
                 outcome, reason = "trait", f"{action.trait} = {action.value!r}"
             except InputError as exc:
                 ok, outcome, reason = False, "error", str(exc)
-        with self.runtime.store.engine.begin() as conn:
-            if isinstance(action, Send):
-                verdict_rows, result = self._send(conn, j, run, profile, node, action, key, ctx, now)
-                rows += verdict_rows
-                if result == "reschedule":
-                    wake = float(ctx["retry_at"])
-                    values = {"node": node, "status": "active", "wake_at": wake, "context": ctx}
-                    values |= {"lease_owner": None, "lease_until": None, "updated_at": now, "variant": adv.variant}
-                    if Q.save_run(conn, rid, self.owner, values):
-                        Q.record_steps(conn, rows)
-                    return None
-            elif isinstance(action, CallWebhook):
-                payload = {
-                    "journey": j.name,
-                    "step": node,
-                    "run": rid,
-                    "person_id": person,
-                    "trigger": ctx.get("trigger"),
+        elif isinstance(action, Send):
+            verdict_rows, result = self._send(conn, j, state, profile, node, action, key, ctx, now)
+            rows += verdict_rows
+            if result == "reschedule":
+                values = _open("active", float(ctx["retry_at"]), now) | {
+                    "node": node,
+                    "context": ctx,
+                    "variant": adv.variant,
                 }
-                row: dict[str, object] = {
-                    "key": key,
-                    "channel": "webhook",
-                    "to_address": action.url,
-                    "person_id": person,
-                    "campaign": j.campaign or j.name,
-                    "message_name": node,
-                    "message_class": "transactional",
-                    "content": orjson.dumps({"payload": payload}),
-                }
-                if insert_on(conn, row, now):
-                    self._new_keys.append(key)
-                outcome, reason = "webhook", action.url
-            if outcome:
-                rows.append(self._row(j, rid, person, node, outcome, reason, now))
-            target = M.after_effect(j, node, ok)
-            if target is None:
-                values = _ended("failed", reason or "an effect failed", now) | {"node": node, "context": ctx}
-                if Q.save_run(conn, rid, self.owner, values):
-                    Q.record_steps(conn, rows)
+                batch.add(rid, values, rows, None)
                 return None
-            ctx.pop("retry_at", None)
-            ctx.pop("intended_at", None)
-            values = {"node": target, "status": "active", "wake_at": now, "context": ctx, "updated_at": now}
-            values["variant"] = adv.variant
-            if not Q.save_run(conn, rid, self.owner, values):
-                raise _LeaseLost(rid)  # another worker took the run over: roll this step back
-            Q.record_steps(conn, rows)
-        return M.RunState(rid, person, target, float(run["entered_at"]), ctx, adv.variant)
+        elif isinstance(action, CallWebhook):
+            payload = {"journey": j.name, "step": node, "run": rid, "person_id": person, "trigger": ctx.get("trigger")}
+            row: dict[str, object] = {
+                "key": key,
+                "channel": "webhook",
+                "to_address": action.url,
+                "person_id": person,
+                "campaign": j.campaign or j.name,
+                "message_name": node,
+                "message_class": "transactional",
+                "content": orjson.dumps({"payload": payload}),
+            }
+            if insert_on(conn, row, now):
+                self._new_keys.append(key)
+            outcome, reason = "webhook", action.url
+        if outcome:
+            rows.append(self._row(j, rid, person, node, outcome, reason, now))
+        target = M.after_effect(j, node, ok)
+        if target is None:
+            batch.add(
+                rid, _ended("failed", reason or "an effect failed", now) | {"node": node, "context": ctx}, rows, None
+            )
+            return None
+        ctx.pop("retry_at", None)
+        ctx.pop("intended_at", None)
+        batch.steps.extend(rows)
+        return M.RunState(rid, person, target, state.entered_at, ctx, adv.variant)
 
     def _send(
         self,
         conn: sa.Connection,
         j: Journey,
-        run: Mapping[str, Any],
+        state: M.RunState,
         profile: Mapping[str, Any],
         node: str,
         action: Send,
@@ -649,7 +695,7 @@ class JourneyEngine:
         now: float,
     ) -> tuple[list[dict[str, Any]], str]:
         """Policy and ledger for one send step: ('sent'|'skipped'|'reschedule'); rows for the history."""
-        rid, person = str(run["id"]), str(run["person_id"])
+        rid, person = state.run_id, state.person_id
         rows: list[dict[str, Any]] = []
         messages = self._load_messages()
         message = messages.get(action.message)
@@ -741,8 +787,8 @@ class JourneyEngine:
         done = 0
         d = self.dispatcher()
         for start in range(0, len(keys), 500):
-            done += len(d.attempt_many(keys[start : start + 500]))
-        done += len(d.run_due(limit=500))
+            done += len(d.attempt_many(keys[start : start + 500], workers=self.send_threads))
+        done += len(d.run_due(limit=500, workers=self.send_threads))
         self.stats.dispatched += done
         return done
 
@@ -770,6 +816,57 @@ class JourneyEngine:
         for k, v in counts.items():
             self.stats.reconciled[k] = self.stats.reconciled.get(k, 0) + v
         return counts
+
+
+def _open(status: str, wake_at: float | None, now: float) -> dict[str, Any]:
+    return {
+        "status": status,
+        "wake_at": wake_at,
+        "end_reason": None,
+        "ended_at": None,
+        "lease_owner": None,
+        "lease_until": None,
+        "updated_at": now,
+    }
+
+
+class _Batch:
+    """What a batch of runs writes: each run's new state, its steps, its waits — flushed in a few statements."""
+
+    def __init__(self) -> None:
+        self.saves: dict[str, dict[str, Any]] = {}
+        self.keep: set[str] = set()
+        self.steps: list[dict[str, Any]] = []
+        self.waits: list[tuple[str, str, M.WaitSpec]] = []
+
+    def add(
+        self,
+        run_id: str,
+        values: dict[str, Any],
+        rows: list[dict[str, Any]],
+        wait: tuple[str, M.WaitSpec] | None,
+        keep_lease: bool = False,
+    ) -> None:
+        self.saves[run_id] = values
+        self.steps.extend(rows)
+        if keep_lease:
+            self.keep.add(run_id)
+        if wait:
+            self.waits.append((run_id, wait[0], wait[1]))
+
+    def flush(self, conn: sa.Connection, owner: str, claimed: Sequence[str]) -> bool:
+        """Write it all if `owner` still holds every lease of `claimed`; False (nothing written) if not."""
+        if not Q.holds_leases(conn, owner, claimed):
+            return False
+        Q.save_runs(conn, owner, [{**v, "id": rid} for rid, v in self.saves.items() if rid not in self.keep])
+        Q.save_runs(
+            conn, owner, [{**v, "id": rid} for rid, v in self.saves.items() if rid in self.keep], keep_lease=True
+        )
+        Q.park_waits(
+            conn, [(rid, person, w.event, w.corr_property, w.corr_value, w.until) for rid, person, w in self.waits]
+        )
+        Q.record_steps(conn, self.steps)
+        return True
 
 
 class _LeaseLost(Exception):
@@ -839,12 +936,14 @@ def work(
     sink: str | None = None,
     fake: bool = False,
     idle_sleep: float = 0.05,
-    batch: int = 500,
+    batch: int = 200,
+    lease: float = 30.0,
 ) -> EngineStats:
     """One worker's loop: reconcile, then consume triggers (when this worker holds the consumer), step due
     runs and dispatch sends, sleeping briefly when idle; until `stop()` or, with `until_idle`, nothing is left."""
-    engine = JourneyEngine(runtime, sink=sink, fake=fake)
+    engine = JourneyEngine(runtime, sink=sink, fake=fake, lease=lease)
     engine.reconcile()
+    reconciled = time.monotonic()
     store = runtime.store
     holder: sa.Connection | None = None
     consumer = store.dialect != "postgresql"
@@ -858,6 +957,9 @@ def work(
             engine.date_entries()
             stepped = engine.step(batch)
             sent = engine.dispatch()
+            if time.monotonic() - reconciled > lease:
+                engine.reconcile()
+                reconciled = time.monotonic()
             if not (read or stepped or sent):
                 if until_idle:
                     with store.engine.connect() as conn:
@@ -880,12 +982,14 @@ def work(
     return engine.stats
 
 
-def _worker_main(home: str, sink: str | None, fake: bool, until_idle: bool) -> None:
+def _worker_main(
+    home: str, sink: str | None, fake: bool, until_idle: bool, lease: float = 30.0, batch: int = 200
+) -> None:
     from omniweave.settings import load_settings
 
     runtime = Runtime(load_settings(home=home))
     try:
-        work(runtime, sink=sink, fake=fake, until_idle=until_idle)
+        work(runtime, sink=sink, fake=fake, until_idle=until_idle, lease=lease, batch=batch)
     finally:
         runtime.close()
 
@@ -937,8 +1041,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sink")
     parser.add_argument("--fake", action="store_true")
     parser.add_argument("--until-idle", action="store_true")
+    parser.add_argument("--lease", type=float, default=30.0, help="seconds a claim or a send in flight is held")
+    parser.add_argument("--batch", type=int, default=200, help="runs claimed at a time (done well within a lease)")
     args = parser.parse_args(argv)
-    _worker_main(args.home, args.sink, args.fake, args.until_idle)
+    _worker_main(args.home, args.sink, args.fake, args.until_idle, args.lease, args.batch)
     return 0
 
 

@@ -226,6 +226,62 @@ def save_run(conn: sa.Connection, run_id: str, owner: str, values: Mapping[str, 
     return bool(result.rowcount == 1)
 
 
+_SAVED = ("node", "status", "wake_at", "context", "variant", "end_reason", "ended_at", "updated_at")
+
+
+def holds_leases(conn: sa.Connection, owner: str, run_ids: Sequence[str]) -> bool:
+    """Whether `owner` still holds the lease of every run of `run_ids`."""
+    held = 0
+    for start in range(0, len(run_ids), _CHUNK):
+        chunk = list(run_ids[start : start + _CHUNK])
+        held += int(
+            conn.execute(
+                sa.select(sa.func.count())
+                .select_from(journey_runs)
+                .where(journey_runs.c.id.in_(chunk), journey_runs.c.lease_owner == owner)
+            ).scalar_one()
+        )
+    return held == len(set(run_ids))
+
+
+def save_runs(conn: sa.Connection, owner: str, rows: Sequence[Mapping[str, Any]], *, keep_lease: bool = False) -> None:
+    """Write many runs' new state (each: id and every column of `_SAVED`) in one statement; the leases are
+    given back unless `keep_lease`."""
+    if not rows:
+        return
+    values: dict[str, Any] = {c: sa.bindparam(f"v_{c}") for c in _SAVED}
+    if not keep_lease:
+        values |= {"lease_owner": None, "lease_until": None}
+    statement = (
+        journey_runs.update()
+        .where(journey_runs.c.id == sa.bindparam("v_id"), journey_runs.c.lease_owner == owner)
+        .values(**values)
+    )
+    params = []
+    for row in rows:
+        one = {f"v_{c}": row.get(c) for c in _SAVED}
+        one["v_context"] = orjson.dumps(row.get("context") or {})
+        one["v_id"] = row["id"]
+        params.append(one)
+    conn.execute(statement, params)
+
+
+def park_waits(conn: sa.Connection, waits: Sequence[tuple[str, str, str, str | None, str | None, float]]) -> None:
+    """`park_wait` for many (run_id, person_id, event, property, value, until)."""
+    if not waits:
+        return
+    ids = [w[0] for w in waits]
+    for start in range(0, len(ids), _CHUNK):
+        conn.execute(journey_waits.delete().where(journey_waits.c.run_id.in_(ids[start : start + _CHUNK])))
+    conn.execute(
+        journey_waits.insert(),
+        [
+            {"run_id": r, "person_id": p, "event": e, "corr_property": k, "corr_value": v, "until": u}
+            for r, p, e, k, v, u in waits
+        ],
+    )
+
+
 def release(conn: sa.Connection, run_ids: Sequence[str], owner: str) -> None:
     """Give back the leases of runs left as they are."""
     for start in range(0, len(run_ids), _CHUNK):

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from omniweave.storage.ops.tables import sends, suppressions
 
@@ -49,10 +50,23 @@ class LedgerRow:
 def insert_on(conn: sa.Connection, row: dict[str, object], now: float) -> bool:
     """Write a new pending row on the caller's connection (in its transaction, e.g. with a journey run's
     step); False when the key is already in the ledger."""
+    values = {
+        "status": "pending",
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+        "first_try_at": None,
+        "next_attempt_at": None,
+        "provider_id": None,
+        "reason": None,
+        **row,
+    }
+    if conn.dialect.name in ("sqlite", "postgresql"):  # one statement: the key's conflict is the answer
+        insert = (sqlite if conn.dialect.name == "sqlite" else postgresql).insert(sends).on_conflict_do_nothing()
+        return bool(conn.execute(insert, values).rowcount == 1)
     if conn.execute(sa.select(sends.c.key).where(sends.c.key == row["key"])).first() is not None:
         return False
-    values = {"status": "pending", "attempts": 0, "created_at": now, "updated_at": now, **row}
-    conn.execute(sends.insert().values(**values))
+    conn.execute(sends.insert(), values)
     return True
 
 
