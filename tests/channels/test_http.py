@@ -229,3 +229,98 @@ def test_the_answer_reads_like_an_httpx_response():
         second.json()
     client.close()
     server.close()
+
+
+def _self_signed(tmp_path):  # type: ignore[no-untyped-def]
+    """A certificate for 127.0.0.1 / localhost and its key, as files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+def test_https_keeps_the_connection_and_checks_the_certificate(tmp_path):
+    import ssl
+
+    cert_file, key_file = _self_signed(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert_file, key_file)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    seen: list[bytes] = []
+    connections: list[int] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            connections.append(1)
+            try:
+                conn = server_tls.wrap_socket(raw, server_side=True)
+            except (ssl.SSLError, OSError):
+                raw.close()  # the client refused our certificate
+                continue
+            with conn:
+                buffer = b""
+                while True:
+                    while b"\r\n\r\n" not in buffer:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        buffer += chunk
+                    if b"\r\n\r\n" not in buffer:
+                        break
+                    head, _, buffer = buffer.partition(b"\r\n\r\n")
+                    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                    while len(buffer) < length:
+                        buffer += conn.recv(65536)
+                    seen.append(buffer[:length])
+                    buffer = buffer[length:]
+                    conn.sendall(
+                        b'HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"sid":"S"}'
+                    )
+
+    threading.Thread(target=serve, daemon=True).start()
+    trusting = ssl.create_default_context(cafile=str(cert_file))
+    client = PooledClient(timeout=5, connections=1, tls=trusting)
+    for i in range(3):
+        answer = client.post(f"https://localhost:{port}/2010-04-01/x", data={"n": str(i)})
+        assert answer.status_code == 201 and answer.json() == {"sid": "S"}
+    assert seen == [b"n=0", b"n=1", b"n=2"] and len(connections) == 1
+    client.close()  # the one-connection-at-a-time server goes back to accepting
+    with pytest.raises(httpx.ConnectError):  # the system's CAs do not know this certificate: never sent
+        PooledClient(timeout=5).post(f"https://localhost:{port}/x", data={"n": "3"})
+    assert len(seen) == 3
+    listener.close()

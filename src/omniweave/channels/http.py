@@ -283,12 +283,13 @@ class _HostPool:
 class PooledClient:
     """`post` over up to `connections` kept-alive connections per host (HTTP/1.1, http or https)."""
 
-    def __init__(self, *, timeout: float = 15.0, connections: int = 16):
+    def __init__(self, *, timeout: float = 15.0, connections: int = 16, tls: ssl.SSLContext | None = None):
+        """`tls`: the context https connections use (default: the system's CAs, hostnames checked)."""
         self.timeout = timeout
         self.connections = max(1, connections)
         self._pools: dict[tuple[str, str, int], _HostPool] = {}
         self._lock = threading.Lock()
-        self._tls: ssl.SSLContext | None = None
+        self._tls: ssl.SSLContext | None = tls
         self._requests: dict[str, httpx.Request] = {}  # one per URL: the responses' and the errors' `request`
 
     def _pool(self, scheme: str, host: str, port: int) -> _HostPool:
