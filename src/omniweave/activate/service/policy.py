@@ -7,8 +7,10 @@ pass a cap for the same person in between:
 - the person's `policy_persons` row is written first (insert, or update when it exists). On SQLite
   that first write takes the database's write lock (pysqlite begins the transaction at the first
   write), so the reads that follow see every committed send and no other writer can commit until we
-  do; on PostgreSQL the upsert and a `SELECT … FOR UPDATE` lock the row, and the reads that follow
-  (READ COMMITTED: a fresh snapshot per statement) see the sends committed by whoever held it before.
+  do; on PostgreSQL the upsert (`INSERT … ON CONFLICT DO UPDATE`: one round trip instead of an insert,
+  a `SELECT … FOR UPDATE` and an update) locks the row exactly as `FOR UPDATE` would — a second
+  sender's upsert waits until the first commits — and the reads that follow (READ COMMITTED: a fresh
+  snapshot per statement) see the sends committed before.
   So the caller must call `check` before anything else in its transaction.
 - the facts: the profile's consent columns and zone, the address's suppression, the WhatsApp
   conversation's last inbound message, and the person's ledger rows in the longest cap window (rows
@@ -38,26 +40,43 @@ from omniweave.storage.ops.tables.reach import conversations
 NOT_SENT = ("suppressed", "dead")
 """Ledger statuses of rows that never reached the person: they do not count against a cap."""
 
+# The statements are built once and run with parameters: building SQLAlchemy statements per call cost
+# more than running them (bench/policy.py).
+_P = sa.bindparam
+_sqlite_lock, _pg_lock = sqlite.insert(policy_persons), postgresql.insert(policy_persons)
+_LOCK = {  # insert the person's row, or update it when it exists: either way it is locked until commit
+    "sqlite": _sqlite_lock.on_conflict_do_update(
+        index_elements=["person_id"], set_={"updated_at": _sqlite_lock.excluded.updated_at}
+    ),
+    "postgresql": _pg_lock.on_conflict_do_update(
+        index_elements=["person_id"], set_={"updated_at": _pg_lock.excluded.updated_at}
+    ),
+}
+_LOCK_UPDATE = policy_persons.update().where(policy_persons.c.person_id == _P("p")).values(updated_at=_P("now"))
+_SUPPRESSED = sa.select(suppressions.c.reason).where(
+    suppressions.c.channel == _P("channel"), suppressions.c.address == _P("address")
+)
+_RECENT = sa.select(sends.c.created_at, sends.c.channel).where(
+    sends.c.person_id == _P("person_id"),
+    sends.c.created_at > _P("since"),
+    sends.c.status.not_in(NOT_SENT),
+    sends.c.message_class.not_in(_P("ignored", expanding=True)),
+)
+_LAST_INBOUND = sa.select(conversations.c.last_inbound_at).where(
+    conversations.c.channel == "whatsapp", conversations.c.address == _P("address")
+)
+_RECORD = policy_decisions.insert()
+
 
 def lock_person(conn: sa.Connection, person_id: str, now: float) -> None:
     """Take the person's policy lock for the rest of `conn`'s transaction (see the module docstring)."""
-    dialect = conn.dialect.name
     values = {"person_id": person_id, "updated_at": now}
-    if dialect == "postgresql":
-        conn.execute(postgresql.insert(policy_persons).values(**values).on_conflict_do_nothing())
-        conn.execute(
-            sa.select(policy_persons.c.person_id).where(policy_persons.c.person_id == person_id).with_for_update()
-        )
-        conn.execute(policy_persons.update().where(policy_persons.c.person_id == person_id).values(updated_at=now))
-    elif dialect == "sqlite":
-        statement = sqlite.insert(policy_persons).values(**values)
-        conn.execute(statement.on_conflict_do_update(index_elements=["person_id"], set_={"updated_at": now}))
+    upsert = _LOCK.get(conn.dialect.name)
+    if upsert is not None:
+        conn.execute(upsert, values)
     else:
-        updated = conn.execute(
-            policy_persons.update().where(policy_persons.c.person_id == person_id).values(updated_at=now)
-        )
-        if not updated.rowcount:
-            conn.execute(policy_persons.insert().values(**values))
+        if not conn.execute(_LOCK_UPDATE, {"p": person_id, "now": now}).rowcount:
+            conn.execute(policy_persons.insert(), values)
 
 
 def gather(
@@ -71,27 +90,16 @@ def gather(
     """The facts `decide` needs about this person and address, read on `conn`."""
     consent = {c: profile.get(c) for c in (*CONSENT_COLUMNS.values(), PURPOSE_COLUMN)}
     key = address_key(intent.channel, address) if address else ""
-    suppressed = conn.execute(
-        sa.select(suppressions.c.reason).where(suppressions.c.channel == intent.channel, suppressions.c.address == key)
-    ).scalar()
+    suppressed = conn.execute(_SUPPRESSED, {"channel": intent.channel, "address": key}).scalar()
     recent: list[tuple[float, str]] = []
     if rules.caps:
         ignored = [name for name, rule in rules.classes if rule.capped == "ignore"]
-        query = sa.select(sends.c.created_at, sends.c.channel).where(
-            sends.c.person_id == intent.person_id,
-            sends.c.created_at > now - rules.longest_window,
-            sends.c.status.not_in(NOT_SENT),
-        )
-        if ignored:
-            query = query.where(sends.c.message_class.not_in(ignored))
-        recent = [(float(t), str(c)) for t, c in conn.execute(query)]
+        since = now - rules.longest_window
+        found = conn.execute(_RECENT, {"person_id": intent.person_id, "since": since, "ignored": ignored})
+        recent = [(float(t), str(c)) for t, c in found]
     last_inbound = None
     if intent.channel == "whatsapp":
-        last_inbound = conn.execute(
-            sa.select(conversations.c.last_inbound_at).where(
-                conversations.c.channel == "whatsapp", conversations.c.address == key
-            )
-        ).scalar()
+        last_inbound = conn.execute(_LAST_INBOUND, {"address": key}).scalar()
     zone = profile.get("timezone")
     return Facts(
         consent=consent,
@@ -105,17 +113,18 @@ def gather(
 def record(conn: sa.Connection, intent: SendIntent, verdict: Verdict, now: float) -> None:
     """One `policy_decisions` row: the intent, the verdict and its reason."""
     conn.execute(
-        policy_decisions.insert().values(
-            key=intent.key,
-            person_id=intent.person_id,
-            channel=intent.channel,
-            message_class=intent.message_class,
-            journey=intent.journey,
-            outcome=verdict.outcome,
-            reason=verdict.reason[:1000],
-            retry_at=verdict.retry_at,
-            at=now,
-        )
+        _RECORD,
+        {
+            "key": intent.key,
+            "person_id": intent.person_id,
+            "channel": intent.channel,
+            "message_class": intent.message_class,
+            "journey": intent.journey,
+            "outcome": verdict.outcome,
+            "reason": verdict.reason[:1000],
+            "retry_at": verdict.retry_at,
+            "at": now,
+        },
     )
 
 
