@@ -27,7 +27,7 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import orjson
@@ -216,8 +216,7 @@ class Dispatcher:
                 raise InputError(f"message {index}: {exc}", field=exc.field) from exc
         inserted = self.ledger.insert_many(rows)
         keys = [key for _, key in items]
-        results = self._attempt(list(dict.fromkeys(keys)), keys, workers, known=True)
-        return [replace(r, new=r.key in inserted) for r in results]
+        return self._attempt(list(dict.fromkeys(keys)), keys, workers, known=True, inserted=inserted)
 
     def attempt(self, key: str) -> SendResult:
         """One attempt of the send under `key`, if it is claimable; else its current state."""
@@ -236,7 +235,15 @@ class Dispatcher:
     STEP = 256
     """Sends per pipelined step of `attempt_many` with several workers."""
 
-    def _attempt(self, unique: list[str], keys: Sequence[str], workers: int, *, known: bool) -> list[SendResult]:
+    def _attempt(
+        self,
+        unique: list[str],
+        keys: Sequence[str],
+        workers: int,
+        *,
+        known: bool,
+        inserted: Collection[str] = (),
+    ) -> list[SendResult]:
         step = self.STEP if workers > 1 else max(1, len(unique))
         if not known:
             self._require(unique)
@@ -246,13 +253,13 @@ class Dispatcher:
             for start in range(0, len(unique), step):
                 in_flight.append(self._begin(unique[start : start + step], workers))
                 if len(in_flight) > 1:
-                    results.update(self._end(in_flight.pop(0)))
+                    results.update(self._end(in_flight.pop(0), inserted))
             while in_flight:
-                results.update(self._end(in_flight.pop(0)))
+                results.update(self._end(in_flight.pop(0), inserted))
         except BaseException:
             for waiting in in_flight:  # what is on the wire still gets its outcome recorded
                 with contextlib.suppress(Exception):
-                    self._end(waiting)
+                    self._end(waiting, inserted)
             raise
         return [results[key] for key in keys]
 
@@ -281,14 +288,18 @@ class Dispatcher:
                 calls.append(row)
         return _Step(others, decided, _Calls(self._one, calls, workers), gone)
 
-    def _end(self, step: _Step) -> dict[str, SendResult]:
-        """Wait for a step's calls, decide and record every outcome; the step's results by key."""
+    def _end(self, step: _Step, inserted: Collection[str]) -> dict[str, SendResult]:
+        """Wait for a step's calls, decide and record every outcome; the step's results by key (`new`: in `inserted`)."""
         decided = step.decided + [self._decide(row, answer) for row, answer in step.calls.wait()]
-        done = self._record(decided)
+        self._record(decided)
         results = {
-            key: SendResult(key, row.status, row.reason, row.provider_id, row.attempts, new=False)
-            for key, row in {**step.others, **done}.items()
+            key: SendResult(key, row.status, row.reason, row.provider_id, row.attempts, new=key in inserted)
+            for key, row in step.others.items()
         }
+        for d in decided:
+            key = d.row.key
+            provider_id = d.provider_id if d.provider_id is not None else d.row.provider_id
+            results[key] = SendResult(key, d.status, d.reason, provider_id, d.row.attempts, new=key in inserted)
         results.update((key, SendResult(key, "gone", "no longer in the ledger", new=False)) for key in step.gone)
         return results
 
@@ -318,20 +329,21 @@ class Dispatcher:
             return _Decision(row, answer, "retrying", answer.reason, next_attempt_at=at)
         return _Decision(row, answer, "dead", answer.reason, suppress=answer.suppress)
 
-    def _record(self, decided: list[_Decision]) -> dict[str, LedgerRow]:
+    def _record(self, decided: list[_Decision]) -> None:
         """Write the decisions (one statement), suppress what must be, and hand the outcomes on."""
         now = self.clock()
         self.ledger.finish_many([d.values() for d in decided], now)
         for d in decided:
             if d.suppress and d.outcome is not None:
                 self.ledger.suppress(d.row.channel, d.row.to_address, "bounce", getattr(d.outcome, "reason", None))
+        if self.on_outcome is None and self.on_outcomes is None:
+            return  # nobody reads the rows as they now are: not built
         done = {d.row.key: d.finished(now) for d in decided}
         if self.on_outcome is not None:
             for d in decided:
                 self.on_outcome(done[d.row.key], d.outcome)
         if self.on_outcomes is not None and decided:
             self.on_outcomes([(done[d.row.key], d.outcome) for d in decided])
-        return done
 
     def run_due(self, limit: int = 1000, *, workers: int = 1) -> list[SendResult]:
         """Attempt every send whose time has come (new ones and retries), at most `limit`."""
