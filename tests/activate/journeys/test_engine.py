@@ -234,3 +234,34 @@ def test_a_send_without_consent_is_skipped_with_the_policy_reason(world: Runtime
     assert steps[1] == ("skipped", "no sms address")
     assert steps[2] == ("sent", "cart_reminder on email")
     assert [r.channel for r in Ledger(world.store.engine).rows()] == ["email"]
+
+
+def test_reconcile_asks_the_provider_else_counts_ambiguous(world: Runtime, tmp_path: Any) -> None:
+    """Rows a dead worker left `sending`: the sink has one (delivered), not the other (ambiguous, not resent)."""
+    from omniweave.activate.service.journeys import FileSink, sink_keys
+    from omniweave.channels.port import Message
+
+    sink = tmp_path / "sink.jsonl"
+    ledger = Ledger(world.store.engine)
+    for key in ("j:x:s:landed", "j:x:s:lost"):
+        assert ledger.insert_many(
+            [
+                {
+                    "key": key,
+                    "channel": "email",
+                    "to_address": "a@example.com",
+                    "message_class": "transactional",
+                    "content": b"{}",
+                    "person_id": "P1",
+                }
+            ]
+        )
+        assert ledger.claim(key, now=NOON.timestamp() - 600)
+    FileSink(sink).send(Message("email", "a@example.com", {}), "j:x:s:landed")  # the provider got this one
+    e = JourneyEngine(world, sink=str(sink), clock=Clock(NOON.timestamp() + 3600), lease=30)
+    with world.store.engine.begin() as conn:  # both were claimed long ago
+        conn.execute(sa.text("UPDATE sends SET updated_at = :t"), {"t": NOON.timestamp() - 600})
+    assert e.reconcile() == {"delivered": 1, "ambiguous": 1}
+    e.dispatch()
+    assert {r.key: r.status for r in ledger.rows()} == {"j:x:s:landed": "delivered", "j:x:s:lost": "ambiguous"}
+    assert sink_keys(sink) == ["j:x:s:landed"]
