@@ -64,13 +64,16 @@ def normalize_array(
     status = np.where(bad, INVALID, OK)
     blocked_mask = _blocked_mask(kind, value, blocked)
     status = np.where((status == OK) & blocked_mask, BLOCKED, status)
-    out = value.to_pylist() if pc.any(python).as_py() else None
-    if out is not None:
-        where = np.flatnonzero(python.to_numpy(zero_copy_only=False))
-        raws = raw.take(pa.array(where)).to_pylist()
-        for i, r in zip(where.tolist(), raws, strict=True):
-            out[i], status[i] = _python_one(kind, r, default_region, customer_number_prefix, blocked, cache)
-        value = pa.array(out, pa.string())
+    if pc.any(python).as_py():  # each distinct value once through `normalize`, then mapped back
+        distinct = pc.unique(raw.filter(python))
+        done = [
+            _python_one(kind, r, default_region, customer_number_prefix, blocked, cache) for r in distinct.to_pylist()
+        ]
+        index = pc.fill_null(pc.index_in(raw, value_set=distinct), 0)
+        chosen = python.to_numpy(zero_copy_only=False)
+        found = np.asarray([d[1] for d in done], dtype=np.int64)[index.to_numpy(zero_copy_only=False)]
+        status = np.where(chosen, found, status)
+        value = pc.if_else(python, pa.array([d[0] for d in done], pa.string()).take(index), value)
     status = np.where(missing.to_numpy(zero_copy_only=False), MISSING, status)
     value = pc.if_else(pa.array(status == OK), value, pa.nulls(len(value), pa.string()))
     return value, status.astype(np.int8)

@@ -88,6 +88,7 @@ _PERSONAL = {
     "birthday": ("birthday", "birth_date"),
 }
 _PERSONAL_SQL = """
+SELECT arg_max(message_id, ts) AS message_id, max(ts) AS ts, {columns} FROM (
 SELECT message_id, strftime(timestamp, '%Y-%m-%dT%H:%M:%S.%fZ') AS ts, user_id, anonymous_id,
   {traits},
   {personal},
@@ -96,7 +97,9 @@ SELECT message_id, strftime(timestamp, '%Y-%m-%dT%H:%M:%S.%fZ') AS ts, user_id, 
   NULL AS p_coupon_code, NULL AS p_coupon
 FROM events
 WHERE {any_personal}
+) GROUP BY {columns}
 """
+# (one row per distinct raw record, its latest event: the same records as every event, fewer rows into Python)
 PROBABILISTIC_KINDS = frozenset({"user_id", "email", "phone", "loyalty_card", "customer_number"})
 """Identifiers a probabilistic link may join: a person's durable keys, never a device or a browser."""
 
@@ -354,7 +357,11 @@ def identity_records(runtime: Runtime, rules: Rules) -> tuple[list[dict[str, Any
     if not runtime.log.has_data("events"):
         return [], []
     personal, any_personal = _personal_sql()
-    sql = _PERSONAL_SQL.format(traits=_traits_sql(), personal=personal, any_personal=any_personal)
+    columns = ["user_id", "anonymous_id", *(f"{w}_{k}" for k in TRAIT_KINDS for w in "tc"), *_PERSONAL]
+    columns += ["device_id", "external_ids", "p_coupon_code", "p_coupon"]
+    sql = _PERSONAL_SQL.format(
+        traits=_traits_sql(), personal=personal, any_personal=any_personal, columns=", ".join(columns)
+    )
     rows = _query(runtime, sql)
     extractor = _Extractor(rules, ResolveSummary())
     records: dict[tuple[Any, ...], tuple[dict[str, Any], Observation]] = {}
