@@ -22,11 +22,11 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from omniweave.activate.journeys import conditions
 from omniweave.activate.journeys.model import (
     Branch,
     CallWebhook,
     Condition,
-    EventCount,
     Exit,
     Goal,
     IssueCoupon,
@@ -161,66 +161,21 @@ def split_arm(journey: str, step: str, person_id: str, arms: Sequence[tuple[str,
 # --- conditions -----------------------------------------------------------------------------------
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def filter_holds(f: PropertyFilter, props: Mapping[str, Any]) -> bool:
-    """`props[f.name] f.op f.value` (numbers compared as numbers, else as strings)."""
-    present = f.name in props and props[f.name] is not None
-    value = props.get(f.name)
-    if f.op == "exists":
-        return present if f.value in (None, True) else not present
-    if f.op == "missing":
-        return not present
-    if f.op in ("eq", "ne"):
-        a, b = _number(value), _number(f.value)
-        same = (a == b) if a is not None and b is not None else value == f.value or str(value) == str(f.value)
-        return same if f.op == "eq" else not same
-    if f.op in ("in", "not_in"):
-        options = list(f.value) if isinstance(f.value, list | tuple | set | frozenset) else [f.value]
-        found = value in options or str(value) in {str(o) for o in options}
-        return found if f.op == "in" else not found
-    if f.op == "contains":
-        if isinstance(value, list | tuple):
-            return f.value in value
-        return present and str(f.value) in str(value)
-    if not present:
-        return False
-    a, b = _number(value), _number(f.value)
-    left: Any = a if a is not None and b is not None else str(value)
-    right: Any = b if a is not None and b is not None else str(f.value)
-    return bool({"gt": left > right, "gte": left >= right, "lt": left < right, "lte": left <= right}.get(f.op, False))
+    """`props[f.name] f.op f.value`, by the rules of `conditions.matches` (dotted paths, numbers as numbers)."""
+    return conditions.matches((f,), props)
 
 
 def filters_hold(filters: Sequence[PropertyFilter], props: Mapping[str, Any]) -> bool:
-    return all(filter_holds(f, props) for f in filters)
-
-
-def _count_holds(c: EventCount, events: Sequence[EventFact], now: float) -> bool:
-    n = sum(
-        1
-        for e in events
-        if e.event == c.event and (c.within is None or e.at >= now - c.within) and filters_hold(c.where, e.properties)
-    )
-    return n == 0 if c.none else n >= c.min_count
+    return conditions.matches(filters, props)
 
 
 def condition_holds(cond: Condition, facts: Facts, trigger: Mapping[str, Any], now: float) -> bool:
-    """Whether every part of `cond` holds for the person now (an empty condition holds)."""
-    if not filters_hold(cond.traits, facts.traits) or not filters_hold(cond.trigger, trigger):
-        return False
-    if any(s not in facts.segments for s in cond.in_segments) or any(s in facts.segments for s in cond.not_in_segments):
-        return False
-    if cond.events:
-        events = facts.recent()
-        return all(_count_holds(c, events, now) for c in cond.events)
-    return True
+    """Whether every part of `cond` holds for the person now (`conditions.holds`; the events are read only
+    when the condition has an event rule)."""
+    events: Sequence[EventFact] = facts.recent() if cond.events else ()
+    history = [(e.event, e.at, e.properties) for e in events]
+    return conditions.holds(cond, facts.traits, history, trigger, facts.segments, now)
 
 
 # --- time windows ---------------------------------------------------------------------------------
