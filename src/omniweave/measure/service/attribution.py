@@ -99,12 +99,10 @@ class AttributionReport:
 
     @property
     def labels(self) -> tuple[str, ...]:
-        """Channels (or campaigns) in the order shown. A paths file: its channels in order of first
-        appearance. The event log: every label on the paths or with spend, sorted by name (case aside),
-        a campaign's stand-in `(channel)` for touches without a campaign after the named ones."""
+        """Channels (or campaigns) in the order shown: every label on the paths (and, from the event log,
+        with spend), sorted by name (case aside), a campaign's stand-in `(channel)` for touches without a
+        campaign after the named ones."""
         channels = tuple(self.table.channels)
-        if self.journeys is None:
-            return channels
         return tuple(
             sorted({*channels, *self.spend}, key=lambda label: (label.startswith("("), label.casefold(), label))
         )
@@ -140,7 +138,7 @@ class AttributionReport:
                 "total_null": self.total_null,
                 "spend": self.spend,
             }
-        shown = self.labels if j is not None else tuple(self.table.channels)
+        shown = self.labels
         models: dict[str, Any] = {}
         for result in self.results:
             entry: dict[str, Any] = {
@@ -174,7 +172,7 @@ class AttributionReport:
         """One record per model and channel (the `--format csv` rows)."""
         out: list[dict[str, Any]] = []
         for result in self.results:
-            for ch in self.labels if self.from_log else self.table.channels:
+            for ch in self.labels:
                 record: dict[str, Any] = {
                     "model": result.model,
                     "channel": ch,

@@ -122,7 +122,7 @@ def attribution_views(report: AttributionReport) -> list[Grid | str]:
     """The tables of an attribution report: credited conversions, credited value, and return on spend."""
     results = report.results
     key = report.journeys.by if report.journeys is not None else "channel"
-    shown = report.labels if report.from_log else tuple(report.table.channels)
+    shown = report.labels
     views: list[Grid | str] = []
     for measure, total in (("conversions", report.table.total_conversions), ("value", report.table.total_value)):
         views.append(
