@@ -35,6 +35,8 @@ def build_world(runtime: Runtime, n: int) -> list[str]:
     events, identities = [], []
     for i in range(1, n + 1):
         traits: dict[str, Any] = {"first_name": f"N{i}", "email": f"p{i}@example.com", "email_opt_in": True}
+        if i == 1:
+            traits["birthday"] = "1990-06-30"
         events.append(
             segment_event(i, "2026-06-01T09:00:00Z", received_at=NOON, type="identify", user=f"u{i}", traits=traits)
         )

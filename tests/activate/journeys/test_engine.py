@@ -265,3 +265,40 @@ def test_reconcile_asks_the_provider_else_counts_ambiguous(world: Runtime, tmp_p
     e.dispatch()
     assert {r.key: r.status for r in ledger.rows()} == {"j:x:s:landed": "delivered", "j:x:s:lost": "ambiguous"}
     assert sink_keys(sink) == ["j:x:s:landed"]
+
+
+def test_date_and_segment_entries(world: Runtime) -> None:
+    """A birthday journey enters P1 once on the day (after 09:00 local); a segment entry starts on the
+    segments' `Segment Entered` event of that segment only."""
+    birthday = Journey(
+        name="bday",
+        entry=Entry("date", trait="birthday", yearly=True, at="09:00"),
+        start="x",
+        steps={"x": Step("x", Wait(HOUR, "y")), "y": Step("y", Exit())},
+    )
+    vip = Journey(
+        name="vip",
+        entry=Entry("segment_entered", segment="vip"),
+        start="x",
+        steps={"x": Step("x", Wait(HOUR, "y")), "y": Step("y", Exit())},
+    )
+    publish(world, birthday)
+    publish(world, vip)
+    clock = Clock(NOON.replace(hour=8).timestamp())
+    e = engine(world, clock)
+    assert e.date_entries() == 0  # 08:00 UTC: not yet
+    clock.at = NOON.timestamp()
+    assert e.date_entries() == 1 and e.date_entries() == 0
+    assert [(r["person_id"], r["entry_key"]) for r in runs(world)] == [("P1", "date:2026-06-30")]
+    emit(
+        world.store,
+        "omniweave-segments-live",
+        [
+            track("s1", "u2", "Segment Entered", segment_id="vip", person_id="P2"),
+            track("s2", "u3", "Segment Entered", segment_id="other", person_id="P3"),
+        ],
+    )
+    e.consume()
+    started = [(r["journey"], r["person_id"]) for r in runs(world)]
+    assert sorted(started) == [("bday", "P1"), ("vip", "P2")]
+    assert [r["entry_key"] for r in runs(world) if r["journey"] == "vip"][0].startswith("segment:vip:")
