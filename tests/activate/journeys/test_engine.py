@@ -302,3 +302,25 @@ def test_date_and_segment_entries(world: Runtime) -> None:
     started = [(r["journey"], r["person_id"]) for r in runs(world)]
     assert sorted(started) == [("bday", "P1"), ("vip", "P2")]
     assert [r["entry_key"] for r in runs(world) if r["journey"] == "vip"][0].startswith("segment:vip:")
+
+
+def test_run_forces_one_worker_on_sqlite_and_finishes_the_runs(world: Runtime, tmp_path: Any) -> None:
+    from omniweave.activate.service.journeys import run, sink_keys
+
+    if world.store.dialect != "sqlite":
+        pytest.skip("the SQLite rule; PostgreSQL's workers are run by test_crash")
+    j = Journey(
+        name="now",
+        entry=Entry("api"),
+        start="s",
+        steps={
+            "s": Step("s", Send("cart_reminder", "email", "x", message_class="transactional")),
+            "x": Step("x", Exit()),
+        },
+    )
+    publish(world, j)
+    assert JourneyEngine(world).enter_many("now", ["P1", "P2", "P3"], "k") == 3
+    sink = tmp_path / "sink.jsonl"
+    report = run(world, workers=3, until_idle=True, sink=str(sink))
+    assert report.workers == 1 and "SQLite has one writer" in report.note
+    assert {r["status"] for r in runs(world)} == {"exited"} and len(sink_keys(sink)) == 3
