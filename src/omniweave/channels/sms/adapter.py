@@ -108,7 +108,7 @@ def auth_token_from_env(settings: MessagingChannelSettings, channel: str) -> str
 
 class MessagingChannel:
     """The SMS (`name="sms"`) or WhatsApp (`name="whatsapp"`) adapter over one reused HTTP client: by default a
-    `channels.http.PooledClient` (urllib3, kept-alive connections); any `httpx.Client` works too (the fakes
+    `channels.http.PooledClient` (lean HTTP/1.1, kept-alive connections); any `httpx.Client` works too (the fakes
     use one with a `MockTransport`).
 
     `last_inbound_at(address)` says when the person last wrote to us on this channel (WhatsApp's
