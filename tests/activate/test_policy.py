@@ -137,7 +137,9 @@ def test_never_inside_quiet_hours_never_past_the_ttl(now, zone, quiet_hours, act
         assert now <= deadline
     elif verdict.outcome == "reschedule":
         assert action == "reschedule" and quiet_now
-        assert verdict.retry_at is not None and now < verdict.retry_at <= deadline
+        # quiet hours defer, they do not delay: the send is due when they end (its ttl counts from then)
+        assert verdict.retry_at is not None and now < verdict.retry_at
+        assert now <= deadline
         assert not local_in(verdict.retry_at, zone, start, end, DAYS)  # allowed then …
         assert scan_closed(now, verdict.retry_at, zone, end, start, DAYS)  # … and not a minute before
     else:
@@ -300,11 +302,11 @@ DEFAULTS = PolicySettings()
         (
             SendIntent("p", "email", "promotional", "k"),
             Facts(CONSENTED, None, "Europe/Berlin", []),
-            NIGHT_BERLIN,  # 23:00: nine hours of quiet are longer than the 6 h a promotion lives
+            NIGHT_BERLIN,  # 23:00: quiet hours defer it to 08:00, when its 6 h of life start (not dropped)
             Verdict(
-                "drop",
-                "expired before it could go: quiet hours 21:00-08:00 in Europe/Berlin: next allowed "
-                "2026-06-16 08:00 CEST, after its ttl 6h",
+                "reschedule",
+                "quiet hours 21:00-08:00 in Europe/Berlin: next allowed 2026-06-16 08:00 CEST",
+                _utc(2026, 6, 16, 6),
             ),
         ),
         (
@@ -322,9 +324,9 @@ DEFAULTS = PolicySettings()
             Facts(CONSENTED, None, "Europe/Berlin", []),
             NIGHT_BERLIN,
             Verdict(
-                "drop",
-                "expired before it could go: quiet hours 21:00-08:00 in Europe/Berlin: next allowed "
-                "2026-06-16 08:00 CEST, after its ttl 2h",
+                "reschedule",
+                "quiet hours 21:00-08:00 in Europe/Berlin: next allowed 2026-06-16 08:00 CEST",
+                _utc(2026, 6, 16, 6),
             ),
         ),
         (

@@ -17,8 +17,11 @@
 6. frequency caps, global (`all`) and per channel, over rolling windows `(now - window, now]`: reschedule
    to when the windows free a slot, drop, or ignore, per message class.
 
-A reschedule whose time would pass the TTL is a drop ("expired before …"): a message never goes out
-later than its TTL allows. `next_window_open` is the time-window arithmetic, shared with the journeys'
+A reschedule for a frequency cap whose time would pass the TTL is a drop ("expired before …"): a
+message never goes out later than its TTL allows because of an outage or a cap. Quiet hours are a
+deliberate deferral, not a delay: a send rescheduled to the end of the quiet hours is due then, and
+its TTL counts from that moment (the caller asks again with `intended_at` = the verdict's `retry_at`),
+so an evening promotion goes out at 08:00 instead of being dropped. `next_window_open` is the time-window arithmetic, shared with the journeys'
 `wait_until`.
 """
 
@@ -277,6 +280,9 @@ def decide(intent: SendIntent, facts: Facts, rules: PolicySettings, now: float) 
             return Verdict("drop", said)
         retry = free
         reasons.append(said)
+        if deadline is not None and retry > deadline:
+            reason = f"{said}: next allowed {_when(retry, zone)}"
+            return Verdict("drop", f"expired before it could go: {reason}, after its ttl {_duration(rule.ttl)}")
     if rules.quiet_hours and rule.quiet_hours != "ignore":
         quiet_start, quiet_end = rules.quiet_hours
         allowed = next_window_open(retry, zone_name, quiet_end, quiet_start)
@@ -288,8 +294,6 @@ def decide(intent: SendIntent, facts: Facts, rules: PolicySettings, now: float) 
             reasons.append(said)
     if retry > now:
         reason = "; then ".join(reasons) + f": next allowed {_when(retry, zone)}"
-        if deadline is not None and retry > deadline:
-            return Verdict("drop", f"expired before it could go: {reason}, after its ttl {_duration(rule.ttl)}")
         return Verdict("reschedule", reason, retry)
     return Verdict("send", "allowed")
 
