@@ -330,6 +330,7 @@ class JourneyEngine:
         self._fake = fake
         self._dispatcher: Any = None
         self._new_keys: list[str] = []
+        self.max_transaction = 0.5  # seconds a batch may hold its transaction before the rest waits for the next
         self.send_threads = 1 if channels is None and not sink else 4  # the SMTP adapter wants one thread
 
     # -- definitions --
@@ -508,10 +509,16 @@ class JourneyEngine:
         try:
             with self.runtime.store.engine.begin() as conn:
                 batch = _Batch()
+                began = time.monotonic()
+                walked: list[str] = []
                 for run in claimed:
+                    if time.monotonic() - began > self.max_transaction:  # keep the write lock short (SQLite)
+                        break
                     self._walk(conn, batch, run, self._state_of(run), now, deferred, io=False)
-                if not batch.flush(conn, self.owner, [str(r["id"]) for r in claimed]):
+                    walked.append(str(run["id"]))
+                if not batch.flush(conn, self.owner, walked):
                     raise _LeaseLost("a lease of the batch ran out")
+                Q.release(conn, [str(r["id"]) for r in claimed[len(walked) :]], self.owner)
         except _LeaseLost:  # the batch outlasted its lease and another worker took runs over: theirs now
             log.warning("the leases of a batch of %d runs ran out; rolled back", len(claimed))
             del self._new_keys[keys_before:]
