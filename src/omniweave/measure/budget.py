@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 from scipy import optimize, signal
@@ -44,6 +45,15 @@ def hill(level: np.ndarray | float, half_saturation: float, shape: float) -> np.
     a = np.asarray(level, dtype=float)
     with np.errstate(divide="ignore", over="ignore"):
         return np.where(a > 0, 1.0 / (1.0 + (half_saturation / np.where(a > 0, a, 1.0)) ** shape), 0.0)
+
+
+class Curve(Protocol):
+    """Anything with a steady-state response: revenue per period at a spend per period, and its derivative
+    (a ResponseCurve fitted here, or measure.mmm's MediaCurve)."""
+
+    def revenue(self, spend_per_period: float | np.ndarray) -> Any: ...
+
+    def marginal(self, spend_per_period: float | np.ndarray) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -269,13 +279,13 @@ def _check_bounds(
     return lower, upper
 
 
-def total_revenue(curves: Mapping[str, ResponseCurve], split: Mapping[str, float]) -> float:
+def total_revenue(curves: Mapping[str, Curve], split: Mapping[str, float]) -> float:
     """Expected revenue per period of a split at steady state: Σ_c R_c(x_c)."""
     return math.fsum(float(curves[c].revenue(x)) for c, x in split.items())
 
 
 def optimise_split(
-    curves: Mapping[str, ResponseCurve],
+    curves: Mapping[str, Curve],
     total: float,
     *,
     bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
@@ -408,4 +418,177 @@ def recommend_budget(
         confidence=float(confidence),
         marginal_returns={c: float(curves[c].marginal(x)) for c, x in recommended.items()},
         bootstrap=bootstrap,
+    )
+
+
+# ---------------------------------------------------------------- advice from any curves (the media-mix model)
+
+GOALS = ("revenue", "profit")
+UNSPENT = "(unspent)"
+
+
+@dataclass(frozen=True)
+class LinearCurve:
+    """Revenue proportional to spend: used for the budget left unspent under the profit goal (each unit
+    kept is worth 1 / margin of revenue, i.e. one unit of profit)."""
+
+    rate: float
+
+    def revenue(self, spend_per_period: float | np.ndarray) -> Any:
+        """rate · x."""
+        result = self.rate * np.asarray(spend_per_period, dtype=float)
+        return float(result) if np.ndim(result) == 0 else result
+
+    def marginal(self, spend_per_period: float | np.ndarray) -> Any:
+        """rate."""
+        result = np.full(np.shape(spend_per_period), self.rate)
+        return float(result) if np.ndim(result) == 0 else result
+
+
+@dataclass(frozen=True)
+class SplitAdvice:
+    """A recommended split of a budget per period under given curves (docs/budget.md): the goal's value
+    (revenue, or profit = margin · revenue − spend) now and then, the change with its interval over the
+    curves' bootstrap replicates, each channel's allowed range and its marginal return there."""
+
+    goal: str
+    margin: float | None
+    total: float
+    current: dict[str, float]
+    recommended: dict[str, float]
+    unspent: float
+    bounds: dict[str, tuple[float, float]]
+    current_revenue: float
+    recommended_revenue: float
+    current_value: float
+    recommended_value: float
+    change: float
+    change_interval: tuple[float, float]
+    confidence: float
+    marginal_returns: dict[str, float]
+    replicates: int
+    expected: dict[str, float] = field(default_factory=dict)  # revenue per period per channel at the recommendation
+
+
+def goal_value(curves: Mapping[str, Curve], split: Mapping[str, float], goal: str, margin: float | None) -> float:
+    """Revenue per period of a split (goal revenue), or margin · revenue − spend (goal profit)."""
+    revenue = total_revenue(curves, {c: x for c, x in split.items() if c in curves})
+    if goal == "revenue":
+        return revenue
+    assert margin is not None
+    return margin * revenue - math.fsum(x for c, x in split.items() if c in curves)
+
+
+def _allowed(
+    channels: list[str],
+    current: Mapping[str, float],
+    total: float,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None,
+    max_change: float | None,
+) -> dict[str, tuple[float, float]]:
+    out: dict[str, tuple[float, float]] = {}
+    for name in bounds or {}:
+        if name not in channels:
+            raise InputError(
+                f"unknown channel; expected one of {', '.join(map(repr, channels))}", field="bounds", record=name
+            )
+    for c in channels:
+        low, high = 0.0, float(total)
+        if max_change is not None:
+            low, high = max(0.0, (1 - max_change) * current[c]), min(high, (1 + max_change) * current[c])
+        given = (bounds or {}).get(c)
+        if given is not None:
+            g_low = 0.0 if given[0] is None else float(given[0])
+            g_high = float(total) if given[1] is None else float(given[1])
+            if not (math.isfinite(g_low) and g_low >= 0 and not math.isnan(g_high) and g_high >= g_low):
+                raise InputError(
+                    f"got ({given[0]!r}, {given[1]!r}); expected 0 ≤ minimum ≤ maximum", field="bounds", record=c
+                )
+            low, high = max(low, g_low), min(high, g_high)
+            if low > high:
+                raise InputError(
+                    f"bounds {g_low:g}:{g_high:g} and the maximum change ({max_change:g} of {current[c]:g}) leave "
+                    f"nothing; expected ranges that overlap (widen --bounds or --max-change)",
+                    field="bounds",
+                    record=c,
+                )
+        out[c] = (low, high)
+    return out
+
+
+def advise_split(
+    curves: Mapping[str, Curve],
+    current: Mapping[str, float],
+    *,
+    total: float | None = None,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    max_change: float | None = 0.5,
+    goal: str = "revenue",
+    margin: float | None = None,
+    replicates: Sequence[Mapping[str, Curve]] = (),
+    confidence: float = 0.9,
+    seed: int = 0,
+) -> SplitAdvice:
+    """Split `total` spend per period (default: the current total) to maximise the goal under `curves`.
+
+    Each channel stays within its `bounds` and within ±`max_change` of its current spend (None: no
+    limit). Goal "revenue" spends the whole total; goal "profit" (needs `margin`, the gross margin as
+    a share of revenue) may leave part unspent when the next unit earns less than it costs. The
+    change's interval re-scores both splits under each replicate's curves (bootstrap draws of the
+    fit); the same inputs and seed give the same answer."""
+    channels = list(curves)
+    if not channels:
+        raise InputError("got no curves; expected at least one channel", field="curves")
+    missing = [c for c in channels if c not in current]
+    if missing:
+        raise InputError("no current spend; expected one per channel", field="current", record=missing[0])
+    if goal not in GOALS:
+        raise InputError(f"got {goal!r}; expected one of {', '.join(GOALS)}", field="goal")
+    if goal == "profit" and (margin is None or not 0 < margin <= 1):
+        raise InputError(f"got {margin!r}; expected a gross margin in (0, 1] for goal profit", field="margin")
+    if max_change is not None and not max_change >= 0:
+        raise InputError(f"got {max_change}; expected a share of current spend, 0 or more", field="max_change")
+    now = {c: float(current[c]) for c in channels}
+    budget = math.fsum(now.values()) if total is None else total
+    _check_bounds(channels, budget, None)  # the total itself
+    allowed = _allowed(channels, now, float(budget), bounds, max_change)
+    pool: dict[str, Curve] = dict(curves)
+    limits = dict(allowed)
+    if goal == "profit":
+        assert margin is not None
+        pool[UNSPENT] = LinearCurve(1.0 / margin)
+        limits[UNSPENT] = (0.0, float(budget))
+    start = dict(now)
+    if goal == "profit":
+        start[UNSPENT] = max(0.0, float(budget) - math.fsum(now.values()))
+    split = optimise_split(pool, float(budget), bounds=limits, start=start, seed=seed)
+    recommended = {c: split[c] for c in channels}
+    unspent = split.get(UNSPENT, 0.0)
+    now_value = goal_value(curves, now, goal, margin)
+    then_value = goal_value(curves, recommended, goal, margin)
+    changes = [goal_value(r, recommended, goal, margin) - goal_value(r, now, goal, margin) for r in replicates]
+    if changes:
+        tail = (1 - confidence) / 2 * 100
+        low, high = np.percentile(changes, [tail, 100 - tail])
+        interval = (float(low), float(high))
+    else:
+        interval = (math.nan, math.nan)
+    return SplitAdvice(
+        goal=goal,
+        margin=margin,
+        total=float(budget),
+        current=now,
+        recommended=recommended,
+        unspent=float(unspent),
+        bounds=allowed,
+        current_revenue=total_revenue(curves, now),
+        recommended_revenue=total_revenue(curves, recommended),
+        current_value=now_value,
+        recommended_value=then_value,
+        change=then_value - now_value,
+        change_interval=interval,
+        confidence=float(confidence),
+        marginal_returns={c: float(curves[c].marginal(x)) for c, x in recommended.items()},
+        replicates=len(changes),
+        expected={c: float(curves[c].revenue(x)) for c, x in recommended.items()},
     )

@@ -35,11 +35,14 @@ from scipy import optimize, signal
 from omniweave.errors import InputError
 
 DECAYS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-HALF_SATURATIONS = (0.2, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, 4.5)  # × the channel's mean spend per active period
-SHAPES = (0.8, 1.2, 1.7, 2.4)
+HALF_SATURATIONS = (0.3, 0.45, 0.65, 0.9, 1.25, 1.75, 2.5, 3.5, 5.0)  # × the channel's mean spend per period
+SHAPES = (1.0, 1.4, 2.0, 2.8)
 PEAKS = (0, 1, 2, 3)  # delayed adstock only (periods)
 CORRELATION_LIMIT = 0.9
 MIN_VARIATION = 0.05  # coefficient of variation of spend below which a channel is "never varied"
+KNOT_DAYS = 56  # the baseline's level may drift, with a knot every 8 weeks
+KNOT_RIDGE = 0.1
+ROI_SCALE = 2.0  # the prior on each channel's ROI: half-normal with this scale (None: no prior)
 
 
 # ---------------------------------------------------------------- transforms
@@ -271,13 +274,20 @@ def identification_warnings(data: MediaData) -> dict[str, list[str]]:
 # ---------------------------------------------------------------- design
 
 
-def baseline_design(data: MediaData, shares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def baseline_design(
+    data: MediaData, shares: np.ndarray, knot_periods: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Rows unit-major ([u0 t0..tT, u1 ...]); columns: one intercept per unit, then share-scaled trend,
-    weekly (daily data) and yearly Fourier terms, holidays, promotions. Returns (B, ridge per column)."""
+    a level that may drift (hat functions every `knot_periods`, ridge-penalised), weekly (daily data) and
+    yearly Fourier terms, holidays, promotions. Returns (B, ridge per column)."""
     units, periods = data.revenue.shape
     t = np.arange(periods, dtype=float)
     shared: list[np.ndarray] = [t / max(periods - 1, 1)]
     ridge: list[float] = [0.0]
+    if knot_periods:
+        for knot in np.arange(0, periods + knot_periods, knot_periods):
+            shared.append(np.clip(1 - np.abs(t - knot) / knot_periods, 0, None))
+            ridge.append(KNOT_RIDGE)
     if data.period_days == 1:
         day = (t + data.weekday0) % 7
         for k in (1, 2, 3):
@@ -310,7 +320,7 @@ class _Candidates:
 
 def _candidates(channel: str, spend: np.ndarray, shares: np.ndarray, delayed: bool, max_lag: int) -> _Candidates:
     per_head = spend / shares[:, None]
-    scale = float(per_head[per_head > 0].mean())
+    scale = float(per_head.mean())
     params: list[MediaParams] = []
     cols: list[np.ndarray] = []
     index: dict[tuple[int, ...], int] = {}
@@ -388,8 +398,7 @@ class _Problem:
         rows: np.ndarray | None,
         delayed: bool,
         max_lag: int,
-        lift_tests: Sequence[LiftTest],
-        sigma: float | None,
+        knot_periods: int | None,
     ) -> None:
         self.data = data
         self.shares = data.shares()
@@ -397,7 +406,7 @@ class _Problem:
         self.rows = np.arange(self.y_full.size) if rows is None else rows
         self.channels = data.channels
         self.cands = [_candidates(c, data.spend[c], self.shares, delayed, max_lag) for c in self.channels]
-        b_full, ridge = baseline_design(data, self.shares)
+        b_full, ridge = baseline_design(data, self.shares, knot_periods)
         self.b_full = b_full
         b = b_full[self.rows]
         scale = float(np.abs(self.y_full[self.rows]).mean()) or 1.0
@@ -408,21 +417,33 @@ class _Problem:
         self.m = np.concatenate([c.columns[self.rows] for c in self.cands], axis=1) * scale
         self.offsets = np.cumsum([0] + [c.columns.shape[1] for c in self.cands])
         self.mr = self.m - b @ (self.b_solve @ self.m)  # (I − H) M
-        self.gram = self.m.T @ self.mr
+        self.base_gram = self.m.T @ self.mr
+        self.base_gram = (self.base_gram + self.base_gram.T) / 2
+        self.gram = self.base_gram
         self.extra_rhs = np.zeros(self.m.shape[1])
-        self.lift_rows: list[tuple[int, np.ndarray, float]] = []
-        if lift_tests and sigma:
-            units, periods = data.revenue.shape
-            for test in lift_tests:
-                ci = self.channels.index(test.channel)
-                mask = np.zeros((units, periods))
-                mask[:, test.start : test.end] = 1.0
-                w = sigma / test.se
-                a = w * (mask.ravel() @ self.cands[ci].columns) * scale
+        self.spend_rows = np.array([data.spend[c].ravel()[self.rows].sum() for c in self.channels])
+
+    def penalise(self, sigma: float, lift_tests: Sequence[LiftTest], roi_scale: float | None) -> None:
+        """Add the priors, on the scale of the likelihood (noise σ): each channel's ROI ~ half-normal(roi_scale),
+        and each lift test's measured contribution ± se."""
+        gram = self.base_gram.copy()
+        extra = np.zeros(self.m.shape[1])
+        if roi_scale:
+            for ci in range(len(self.channels)):
                 sl = slice(self.offsets[ci], self.offsets[ci + 1])
-                self.gram[sl, sl] += np.outer(a, a)
-                self.extra_rhs[sl] += a * w * test.incremental
-        self.gram = (self.gram + self.gram.T) / 2
+                a = sigma * self.m[:, sl].sum(axis=0) / self.spend_rows[ci] / roi_scale
+                gram[sl, sl] += np.diag(a * a)
+        units, periods = self.data.revenue.shape
+        for test in lift_tests:
+            ci = self.channels.index(test.channel)
+            mask = np.zeros((units, periods))
+            mask[:, test.start : test.end] = 1.0
+            w = sigma / test.se
+            a = w * (mask.ravel() @ self.cands[ci].columns) * self.scale
+            sl = slice(self.offsets[ci], self.offsets[ci + 1])
+            gram[sl, sl] += np.outer(a, a)
+            extra[sl] += a * w * test.incremental
+        self.gram, self.extra_rhs = gram, extra
 
     def rhs(self, y: np.ndarray) -> np.ndarray:
         """M'(I − H) y (+ the lift tests' targets)."""
@@ -499,12 +520,15 @@ def _quality(actual: np.ndarray, fitted: np.ndarray) -> tuple[float, float]:
     return r2, mape
 
 
-def _interval(values: Sequence[float] | np.ndarray, confidence: float) -> tuple[float, float]:
+def _interval(values: Sequence[float] | np.ndarray, confidence: float, estimate: float) -> tuple[float, float]:
+    """The replicates' percentile interval, moved so that it is centred as the replicates are around their
+    median but on the point estimate (the replicates re-search the grid only near the point estimate, so
+    their centre can drift from it; their spread is what they tell)."""
     if not len(values):
         return (math.nan, math.nan)
     tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(np.asarray(values, dtype=float), [tail, 100 - tail])
-    return float(low), float(high)
+    low, mid, high = np.percentile(np.asarray(values, dtype=float), [tail, 50, 100 - tail])
+    return float(estimate + low - mid), float(estimate + high - mid)
 
 
 def fit_mmm(
@@ -517,6 +541,8 @@ def fit_mmm(
     block: int | None = None,
     confidence: float = 0.9,
     lift_tests: Sequence[LiftTest] = (),
+    roi_scale: float | None = ROI_SCALE,
+    knot_days: int | None = KNOT_DAYS,
     seed: int = 0,
 ) -> MmmFit:
     """Fit the model, its holdout check and its bootstrap (see the module docstring)."""
@@ -545,15 +571,16 @@ def fit_mmm(
     y = data.revenue.ravel()
     spend_total = {c: float(x.sum()) for c, x in data.spend.items()}
     shares = data.shares()
-    block = block or (14 if data.period_days == 1 else 4)
+    block = block or (28 if data.period_days == 1 else 4)
+    knots = max(2, round(knot_days / data.period_days)) if knot_days else None
 
-    problem = _Problem(data, None, delayed, max_lag, (), None)
+    problem = _Problem(data, None, delayed, max_lag, knots)
     chosen, beta = problem.descend(problem.rhs(y), _start(problem), local=False)
     fitted, base, media = problem.predict(chosen, beta, y)
     dof = max(y.size - problem.b.shape[1] - 4 * len(problem.channels), 1)
     sigma = math.sqrt(float(((y - fitted) ** 2).sum()) / dof)
-    if lift_tests:
-        problem = _Problem(data, None, delayed, max_lag, lift_tests, sigma)
+    if lift_tests or roi_scale:
+        problem.penalise(sigma, lift_tests, roi_scale)
         chosen, beta = problem.descend(problem.rhs(y), chosen, local=False)
         fitted, base, media = problem.predict(chosen, beta, y)
 
@@ -562,7 +589,8 @@ def fit_mmm(
     r2_out = mape_out = None
     if hold >= 7:
         train = np.concatenate([np.arange(u * periods, u * periods + periods - hold) for u in range(units)])
-        sub = _Problem(data, train, delayed, max_lag, lift_tests, sigma if lift_tests else None)
+        sub = _Problem(data, train, delayed, max_lag, knots)
+        sub.penalise(sigma, lift_tests, roi_scale)
         c_sub, b_sub = sub.descend(sub.rhs(y[train]), chosen, local=False)
         f_sub, _, _ = sub.predict(c_sub, b_sub, y)
         test_mask = np.zeros((units, periods), bool)
@@ -615,11 +643,11 @@ def fit_mmm(
             channel=channel,
             spend=spend_total[channel],
             contribution=contribution,
-            contribution_interval=_interval(d[:, 0], confidence),
+            contribution_interval=_interval(d[:, 0], confidence, contribution),
             roi=roi,
-            roi_interval=_interval(d[:, 1], confidence),
+            roi_interval=_interval(d[:, 1], confidence, roi),
             marginal_roi=marginal,
-            marginal_roi_interval=_interval(d[:, 2], confidence),
+            marginal_roi_interval=_interval(d[:, 2], confidence, marginal),
             params=curve.params,
             half_life=curve.params.half_life(),
             curve=curve,
