@@ -548,7 +548,16 @@ def report(runtime: Runtime, folder: Path | None = None) -> dict[str, list[dict[
         )
         .to_pylist()
     )
+    withheld = (  # BG/NBD's dropout not identified by this history: P(alive) is NULL, and why (docs/clv.md)
+        runtime.warehouse()
+        .sql(
+            "SELECT count(*) AS buyers, p_alive_note AS reason FROM profiles "
+            "WHERE p_alive_note IS NOT NULL GROUP BY p_alive_note ORDER BY buyers DESC"
+        )
+        .to_pylist()
+    )
     return {
+        "P(alive) withheld, and why (docs/clv.md)": withheld,
         "headline KPIs per month": headline,
         f"attribution of {journeys.paths.total_conversions:,.0f} orders with a touch in the "
         f"{journeys.lookback_days:g} days before (every model; orders credited)": attribution,

@@ -439,6 +439,201 @@ def fit_bgnbd(frequency: Any, recency: Any, T: Any, *, weights: Any = None, comp
     return BetaGeoFit(r, alpha, a, b, ll, len(x), iterations, converged)
 
 
+# ---------------------------------------------------------------- is dropout identified?
+
+PROFILE_DROP = 1.92
+"""Half the 95 % point of chi-square with one degree of freedom: the profile-likelihood interval."""
+P_ALIVE_TOLERANCE = 0.10
+"""Dropout counts as identified when the mean P(alive) of the repeat buyers moves by at most this
+much across the interval of mean dropout probabilities the data cannot tell apart."""
+MIN_HISTORY_GAPS = 1.0
+"""Dropout counts as identified only when half the buyers were observed for at least this many mean
+times between purchases: a silence can only say "stopped" once it can be longer than the usual gap."""
+CHECK_SAMPLE = 20_000
+"""Customers (at random, weighted up to the whole) on which the profile likelihood is computed."""
+PROFILE_STEPS = 7
+"""Bisection steps per end of the interval, in log space between the fit and 1e-6 or 0.999: each end is
+found to within about 10 % of its value, plenty to tell whether P(alive) moves."""
+_MU_FLOOR = 1e-6
+_MU_CEILING = 0.999
+
+
+@dataclass(frozen=True)
+class DropoutCheck:
+    """Whether the data pin down how customers drop out, which P(alive) rests on.
+
+    `dropout` is the fitted mean probability of dropping out after a repeat purchase, a / (a + b);
+    `dropout_interval` the 95 % profile-likelihood interval of it (every value the data fit almost as
+    well, the other parameters re-fitted at each); `p_alive_interval` the mean P(alive) of the repeat
+    buyers at the two ends. `history` is the median time from first purchase to the end of observation
+    over buyers, `purchase_gap` the population's mean time between purchases (alpha / r), both in the
+    fit's time unit. `identified` is False when half the buyers were observed for less than
+    `MIN_HISTORY_GAPS` purchase gaps, when P(alive) moves by more than `P_ALIVE_TOLERANCE` inside the
+    interval, or when a parameter sits on the search's bound; `reason` then says why, in words.
+    """
+
+    identified: bool
+    dropout: float
+    dropout_interval: tuple[float, float]
+    p_alive: float
+    p_alive_interval: tuple[float, float]
+    history: float
+    longest_history: float
+    purchase_gap: float
+    at_bound: tuple[str, ...]
+    reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The check as JSON values."""
+        return {
+            "identified": self.identified,
+            "dropout": self.dropout,
+            "dropout_interval": list(self.dropout_interval),
+            "p_alive": self.p_alive,
+            "p_alive_interval": list(self.p_alive_interval),
+            "history": self.history,
+            "longest_history": self.longest_history,
+            "purchase_gap": self.purchase_gap,
+            "at_bound": list(self.at_bound),
+            "reason": self.reason,
+        }
+
+
+def _profile_objective(rows: _Rows, mu: float) -> Any:
+    """The BG/NBD log-likelihood over (r, alpha, kappa) with the mean dropout a / (a + b) held at `mu`."""
+    full = _bgnbd_objective(rows)
+
+    def objective(params: np.ndarray) -> tuple[float, np.ndarray]:
+        r, alpha, kappa = params
+        ll, grad = full(np.array([r, alpha, mu * kappa, (1.0 - mu) * kappa]))
+        return ll, np.array([grad[0], grad[1], mu * grad[2] + (1.0 - mu) * grad[3]])
+
+    return objective
+
+
+def _mean_p_alive(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, w: np.ndarray) -> float:
+    log_ratio, _, _ = _bgnbd_terms(params, x, t_x, T)
+    return _dot(w, expit(-log_ratio)) / float(w.sum())
+
+
+def dropout_identification(
+    fit: BetaGeoFit, frequency: Any, recency: Any, T: Any, *, weights: Any = None, time_unit: str = "days"
+) -> DropoutCheck:
+    """Check that `fit` (from the same data) identifies dropout, the part of BG/NBD behind P(alive).
+
+    A customer who stopped buying and one who buys rarely look the same until the silence since their
+    last purchase is long compared with the time between their purchases. On a short history the
+    likelihood is flat in the dropout direction: the maximum may sit at "nobody drops out" (a → 0,
+    b → ∞, every P(alive) = 1) while a large dropout fits almost as well. So the fitted mean dropout
+    a / (a + b) gets a profile-likelihood interval (bisection in log space, the other three parameters
+    re-fitted at each point), and the mean P(alive) of the repeat buyers is computed at both ends: if
+    it moves by more than `P_ALIVE_TOLERANCE`, if half the buyers were observed for less than
+    `MIN_HISTORY_GAPS` mean gaps between purchases (alpha / r), or if a parameter ended on the search's
+    bound, dropout is not identified and P(alive) should not be reported.
+    """
+    x, t_x, t = _check_rfm(frequency, recency, T)
+    w = _check_weights(weights, len(x))
+    weight = np.ones(len(x)) if w is None else w
+    buyers = weight > 0
+    order = np.argsort(t[buyers])
+    cumulative = np.cumsum(weight[buyers][order])
+    history = float(t[buyers][order][np.searchsorted(cumulative, cumulative[-1] / 2.0)])
+    longest = float(t[buyers].max())
+    sampled = len(x) > CHECK_SAMPLE
+    if sampled:
+        # the profile's log-likelihood drop grows with the number of customers: a random sample whose
+        # weights add up to the whole gives the same drop, at a fraction of the cost of each re-fit
+        kept = np.random.default_rng(0).choice(len(x), CHECK_SAMPLE, replace=False)
+        x, t_x, t = x[kept], t_x[kept], t[kept]
+        weight = weight[kept] * (float(cumulative[-1]) / float(weight[kept].sum()))
+    rows = _distinct_rows(x, t_x, t, weights=weight, compress=True)
+    total = float(rows.weight.sum())
+    repeat = (x > 0) & (weight > 0)
+    rx, rtx, rt, rw = x[repeat], t_x[repeat], t[repeat], weight[repeat]
+    gap = fit.alpha / fit.r
+    fitted = np.array([fit.r, fit.alpha, fit.a, fit.b])
+    at_bound = tuple(
+        name
+        for name, value in zip(("r", "alpha", "a", "b"), fitted, strict=True)
+        if abs(math.log(value)) >= LOG_PARAMETER_BOUND - 1e-6
+    )
+    best = fit.log_likelihood
+    if sampled:  # the sample's own maximum, from the whole's
+        fitted, best, _, _ = _maximise(_bgnbd_objective(rows), fitted, total)
+    mu_hat = min(max(float(fitted[2] / (fitted[2] + fitted[3])), _MU_FLOOR), _MU_CEILING)
+    kappa_hat = float(fitted[2] + fitted[3])
+    # the likelihood along a fixed mean dropout has two basins: kappa -> infinity (every customer drops out
+    # with the same probability) and kappa -> 0 (some drop out at once, the rest never); start in both
+    starts = [np.array([fitted[0], fitted[1], kappa]) for kappa in (max(kappa_hat, 1.0), 0.1)]
+
+    def profile(mu: float) -> tuple[float, np.ndarray]:
+        found = [_maximise(_profile_objective(rows, mu), start, total) for start in starts]
+        params, ll, _, _ = max(found, key=lambda one: one[1])
+        return ll, np.array([params[0], params[1], mu * params[2], (1.0 - mu) * params[2]])
+
+    def end(limit: float) -> tuple[float, np.ndarray]:
+        """The interval's end between mu_hat and `limit`: the farthest mu whose profile stays within reach."""
+        starts[0] = np.array([fitted[0], fitted[1], max(kappa_hat, 1.0)])
+        ll, params = profile(limit)
+        if best - ll <= PROFILE_DROP:
+            return limit, params
+        inside, outside, inside_params = math.log(mu_hat), math.log(limit), fitted
+        for _ in range(PROFILE_STEPS):
+            middle = 0.5 * (inside + outside)
+            ll, params = profile(math.exp(middle))
+            if best - ll <= PROFILE_DROP:
+                inside, inside_params = middle, params
+                starts[0] = np.array([params[0], params[1], max(params[2] + params[3], 1e-6)])
+            else:
+                outside = middle
+        return math.exp(inside), inside_params
+
+    has_repeat = bool(repeat.any())
+    p_fit = _mean_p_alive(fitted, rx, rtx, rt, rw) if has_repeat else 1.0
+    low, low_params = end(_MU_FLOOR) if mu_hat > _MU_FLOOR else (mu_hat, fitted)
+    high, high_params = end(_MU_CEILING) if mu_hat < _MU_CEILING else (mu_hat, fitted)
+    p_low = _mean_p_alive(low_params, rx, rtx, rt, rw) if has_repeat else 1.0
+    p_high = _mean_p_alive(high_params, rx, rtx, rt, rw) if has_repeat else 1.0
+    p_range = (min(p_low, p_high, p_fit), max(p_low, p_high, p_fit))
+    reasons = []
+    flat = p_range[1] - p_range[0] > P_ALIVE_TOLERANCE
+    if history < MIN_HISTORY_GAPS * gap:
+        reasons.append(
+            f"half the buyers were observed for {history:g} {time_unit} or less (the longest {longest:g}), "
+            f"less than the {gap:.3g} {time_unit} between purchases on average, so no silence is yet long "
+            "enough to tell a customer who stopped from one who buys rarely"
+        )
+    if flat:
+        reasons.append(
+            f"the data fit about as well with a mean dropout after a purchase anywhere from {low:.2g} to "
+            f"{high:.2g} (fitted: {mu_hat:.2g}), so the repeat buyers' mean P(alive) could be anywhere from "
+            f"{p_range[0]:.2f} to {p_range[1]:.2f}"
+        )
+    if at_bound:
+        reasons.append(f"{', '.join(at_bound)} ended on the search's bound (e^±{LOG_PARAMETER_BOUND:g})")
+    if not fit.converged and not at_bound:
+        reasons.append("the optimiser did not converge")
+    reason = None
+    if reasons:
+        reason = "dropout is not identified: " + "; ".join(reasons)
+        if not flat:
+            reason += (
+                f" (the data allow a mean P(alive) of the repeat buyers from {p_range[0]:.2f} to {p_range[1]:.2f})"
+            )
+    return DropoutCheck(
+        identified=not reasons,
+        dropout=mu_hat,
+        dropout_interval=(low, high),
+        p_alive=p_fit,
+        p_alive_interval=p_range,
+        history=history,
+        longest_history=longest,
+        purchase_gap=gap,
+        at_bound=at_bound,
+        reason=reason,
+    )
+
+
 def _rfm(fit: BetaGeoFit, frequency: Any, recency: Any, T: Any) -> tuple[np.ndarray, ...]:
     x, t_x, t = _check_rfm(frequency, recency, T)
     log_ratio, log_at, _ = _bgnbd_terms(np.array([fit.r, fit.alpha, fit.a, fit.b]), x, t_x, t)

@@ -766,6 +766,7 @@ BUILTIN_COLUMNS = frozenset(
         "purchase_days",
         "repeat_order_value",
         "p_alive",
+        "p_alive_note",
         "expected_orders_12m",
         "clv_12m",
         "recommended_products",
@@ -788,7 +789,9 @@ def with_clv(table: pa.Table, now: datetime) -> pa.Table:
     order day, T = `now`'s day - first order day, monetary value = `repeat_order_value`. `clv_12m` is
     the expected orders over the next 365 days times the expected value of one (undiscounted); a
     buyer whose repeat days have no value gets the population's expected value. Non-buyers, and
-    everyone when there are fewer than CLV_MIN_REPEAT_BUYERS repeat buyers, get NULL.
+    everyone when there are fewer than CLV_MIN_REPEAT_BUYERS repeat buyers, get NULL. When the history
+    does not identify dropout (`clv.dropout_identification`), `p_alive` is NULL for every buyer and
+    `p_alive_note` says why (also when too few repeat buyers stop the fit; NULL otherwise).
     """
     from omniweave.profiles import clv
 
@@ -809,9 +812,20 @@ def with_clv(table: pa.Table, now: datetime) -> pa.Table:
     value = np.nan_to_num(
         np.asarray(table.column("repeat_order_value").to_numpy(zero_copy_only=False), dtype=float)[buyer]
     )
-    if int((frequency > 0).sum()) >= CLV_MIN_REPEAT_BUYERS:
+    note: list[str | None] = [None] * n
+    repeat_buyers = int((frequency > 0).sum())
+    if repeat_buyers < CLV_MIN_REPEAT_BUYERS:
+        for row in np.flatnonzero(buyer).tolist():
+            note[row] = f"not fitted: {repeat_buyers} buyers with a repeat purchase, fewer than {CLV_MIN_REPEAT_BUYERS}"
+    else:
         purchases = clv.fit_bgnbd(frequency, recency, age)
-        predicted["p_alive"][buyer] = clv.probability_alive(purchases, frequency, recency, age)
+        check = clv.dropout_identification(purchases, frequency, recency, age)
+        if check.identified:
+            predicted["p_alive"][buyer] = clv.probability_alive(purchases, frequency, recency, age)
+        else:  # P(alive) unknown; expected orders and CLV kept, but they rest on the same unidentified dropout
+            reason = f"{check.reason}; expected_orders_12m and clv_12m assume the fitted dropout ({check.dropout:.2g})"
+            for row in np.flatnonzero(buyer).tolist():
+                note[row] = reason
         predicted["expected_orders_12m"][buyer] = clv.expected_purchases(
             purchases, CLV_HORIZON_DAYS, frequency, recency, age
         )
@@ -824,6 +838,8 @@ def with_clv(table: pa.Table, now: datetime) -> pa.Table:
             )
     for name, values in predicted.items():
         table = table.append_column(name, pa.array(np.round(values, 6), pa.float64(), mask=np.isnan(values)))
+        if name == "p_alive":
+            table = table.append_column("p_alive_note", pa.array(note, pa.string()))
     return table
 
 

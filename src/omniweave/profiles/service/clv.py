@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omniweave.profiles.clv import fit_bgnbd, fit_gamma_gamma, summarize_table
+from omniweave.profiles.clv import dropout_identification, fit_bgnbd, fit_gamma_gamma, summarize_table
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,12 @@ class ClvFit:
     time_unit: str
     bgnbd: dict[str, Any]
     gamma_gamma: dict[str, Any] | None
+    dropout: dict[str, Any] | None = None  # profiles.clv.DropoutCheck.to_dict(): is P(alive) identified?
+
+    @property
+    def dropout_identified(self) -> bool:
+        """Whether the data pin down dropout, which P(alive) and the longer-range predictions rest on."""
+        return self.dropout is None or bool(self.dropout["identified"])
 
     @property
     def converged(self) -> bool:
@@ -47,6 +53,7 @@ class ClvFit:
             "time_unit": self.time_unit,
             "bgnbd": self.bgnbd,
             "gamma_gamma": self.gamma_gamma,
+            "dropout": self.dropout,
         }
 
     def records(self) -> list[dict[str, Any]]:
@@ -56,11 +63,17 @@ class ClvFit:
             for name, value in (getattr(self, model) or {}).items():
                 if name not in ("converged", "customers"):
                     out.append({"model": model, "parameter": name, "value": value})
+        if self.dropout is not None:
+            low, high = self.dropout["p_alive_interval"]
+            out.append({"model": "bgnbd", "parameter": "mean_dropout", "value": self.dropout["dropout"]})
+            out.append({"model": "bgnbd", "parameter": "repeat_buyers_p_alive_low", "value": low})
+            out.append({"model": "bgnbd", "parameter": "repeat_buyers_p_alive_high", "value": high})
         return out
 
 
 def fit_clv(request: ClvFitRequest) -> ClvFit:
-    """Summarise the transactions per customer and fit BG/NBD (and Gamma-Gamma with a value column).
+    """Summarise the transactions per customer and fit BG/NBD (and Gamma-Gamma with a value column),
+    and check whether the history identifies dropout (`dropout`; see profiles.clv.dropout_identification).
 
     Raises InputError for a missing file or column, or a row the summary cannot read."""
     columns = [request.customer_col, request.date_col] + ([request.value_col] if request.value_col else [])
@@ -74,6 +87,9 @@ def fit_clv(request: ClvFitRequest) -> ClvFit:
         time_unit=request.time_unit,
     )
     purchases = fit_bgnbd(summary.frequency, summary.recency, summary.T)
+    dropout = dropout_identification(
+        purchases, summary.frequency, summary.recency, summary.T, time_unit=summary.time_unit
+    )
     spend = fit_gamma_gamma(summary.frequency, summary.monetary_value) if request.value_col else None
     return ClvFit(
         customers=len(summary),
@@ -98,6 +114,7 @@ def fit_clv(request: ClvFitRequest) -> ClvFit:
             "customers": spend.n_customers,
             "converged": spend.converged,
         },
+        dropout=dropout.to_dict(),
     )
 
 

@@ -169,6 +169,13 @@ def clv_fit(
     )
     if not fit.converged:
         err_console.print("warning: the optimiser did not converge; the parameters may be unreliable", style="yellow")
+    if not fit.dropout_identified and fit.dropout is not None:
+        err_console.print(
+            f"warning: {fit.dropout['reason']}; P(alive) is not known from this history, and predictions "
+            "beyond it assume whatever dropout the fit happened to land on",
+            style="yellow",
+            markup=False,
+        )
 
 
 def register(app: typer.Typer) -> None:
