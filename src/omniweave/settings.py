@@ -10,6 +10,7 @@ holds the flat settings and one table per typed section:
     [segments]              SegmentsSettings   where the project's segment files are
     [channels]              ChannelsSettings   public link base, signing key variable, [channels.email] …
     [policy]                PolicySettings     caps, quiet hours, per-class TTL and actions (docs/policy.md)
+    [privacy]               PrivacySettings    purposes, retention, blocklist refresh, collection rules (docs/privacy.md)
 
 Every section is read from the same file as the flat settings, once, in `load_settings`; services read
 `runtime.settings.<section>` and never open a config file themselves. Every problem in the file is
@@ -782,6 +783,121 @@ def memory_limit_bytes(value: str) -> int:
     return int(number * _MEMORY_UNITS[unit])
 
 
+# --- [privacy] -----------------------------------------------------------------------------------
+
+PRIVACY_KEYS = ("purposes", "retention_days", "blocklist_refresh_seconds", "collection")
+COLLECTION_RULE_KEYS = ("field", "purpose", "action", "when")
+DEFAULT_PURPOSES = ("analytics", "personalisation", "advertising", "email", "sms", "whatsapp", "push")
+
+
+@dataclass(frozen=True)
+class CollectionRule:
+    """A field a source may not collect without consent to `purpose`: `drop` it or `hash` it (SHA-256) at
+    ingest, when the event's `context.consent.categoryPreferences` says no (`when = "denied"`) or does not
+    say yes (`when = "not_granted"`). `field` is a dotted path: `context.ip`, `traits.birthday`."""
+
+    field: str
+    purpose: str
+    action: str = "drop"
+    when: str = "denied"
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    """The `[privacy]` table (docs/privacy.md): the consent purposes, days each dataset is kept
+    (`retention_days = {events = 730}`), how often a collector re-reads the suppressed identifiers
+    (at most 60 s), and the collection rules (`[[privacy.collection]]`)."""
+
+    purposes: tuple[str, ...] = DEFAULT_PURPOSES
+    retention_days: tuple[tuple[str, int], ...] = ()
+    blocklist_refresh_seconds: float = 15.0
+    collection: tuple[CollectionRule, ...] = ()
+
+    @staticmethod
+    def parse(raw: Any, where: str, problems: Problems, base: Path | None = None) -> PrivacySettings:
+        """Validate a `[privacy]` table; every problem goes to `problems`."""
+        if not isinstance(raw, Mapping):
+            problems.append(f"{where}: must be a table ([privacy]), got {raw!r}")
+            return PrivacySettings()
+        for key in sorted(set(raw) - set(PRIVACY_KEYS)):
+            problems.append(f"{where}: unknown key {key!r}; expected one of {', '.join(PRIVACY_KEYS)}")
+        values: dict[str, Any] = {}
+        purposes = raw.get("purposes")
+        if purposes is not None:
+            if (
+                isinstance(purposes, list)
+                and purposes
+                and all(isinstance(p, str) and p.isidentifier() for p in purposes)
+            ):
+                values["purposes"] = tuple(purposes)
+            else:
+                problems.append(
+                    f"{where}: purposes must be a non-empty list of names such as 'email', got {purposes!r}"
+                )
+        days = raw.get("retention_days")
+        if days is not None:
+            if isinstance(days, Mapping) and all(
+                isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in days.values()
+            ):
+                values["retention_days"] = tuple(sorted((str(k), int(v)) for k, v in days.items()))
+            else:
+                problems.append(
+                    f"{where}: retention_days must map datasets to whole days > 0 (events = 730), got {days!r}"
+                )
+        refresh = raw.get("blocklist_refresh_seconds")
+        if refresh is not None:
+            if isinstance(refresh, int | float) and not isinstance(refresh, bool) and 0 <= refresh <= 60:
+                values["blocklist_refresh_seconds"] = float(refresh)
+            else:
+                problems.append(f"{where}: blocklist_refresh_seconds must be a number from 0 to 60, got {refresh!r}")
+        rules = raw.get("collection")
+        if rules is not None:
+            values["collection"] = _parse_collection(rules, f"{where}: collection", problems)
+        return PrivacySettings(**values)
+
+    def to_toml(self) -> dict[str, Any]:
+        """The `[privacy]` table these settings were parsed from."""
+        return {
+            "purposes": list(self.purposes),
+            "retention_days": dict(self.retention_days),
+            "blocklist_refresh_seconds": self.blocklist_refresh_seconds,
+            "collection": [{f.name: getattr(rule, f.name) for f in fields(rule)} for rule in self.collection],
+        }
+
+
+def _parse_collection(raw: Any, where: str, problems: Problems) -> tuple[CollectionRule, ...]:
+    if not isinstance(raw, list):
+        problems.append(f"{where}: must be a list of {{field, purpose, action, when}} tables, got {raw!r}")
+        return ()
+    rules = []
+    for index, item in enumerate(raw):
+        at = f"{where}[{index}]"
+        if not isinstance(item, Mapping):
+            problems.append(f"{at}: must be a table {{field, purpose, action, when}}, got {item!r}")
+            continue
+        for key in sorted(set(item) - set(COLLECTION_RULE_KEYS)):
+            problems.append(f"{at}: unknown key {key!r}; expected one of {', '.join(COLLECTION_RULE_KEYS)}")
+        rule = CollectionRule(
+            str(item.get("field", "")),
+            str(item.get("purpose", "")),
+            item.get("action", "drop"),
+            item.get("when", "denied"),
+        )
+        if not re.fullmatch(r"(context|properties|traits)(\.[^.\s]+)+", rule.field):
+            problems.append(
+                f"{at}: field must be a dotted path under context, properties or traits, got {rule.field!r}"
+            )
+        elif not rule.purpose:
+            problems.append(f"{at}: purpose is missing (e.g. 'analytics')")
+        elif rule.action not in ("drop", "hash"):
+            problems.append(f"{at}: action must be drop or hash, got {rule.action!r}")
+        elif rule.when not in ("denied", "not_granted"):
+            problems.append(f"{at}: when must be denied or not_granted, got {rule.when!r}")
+        else:
+            rules.append(rule)
+    return tuple(rules)
+
+
 # --- Settings ------------------------------------------------------------------------------------
 
 ENGINE_NAMES = ("duckdb", "spark")
@@ -823,6 +939,7 @@ class Settings:
     segments: SegmentsSettings = field(default_factory=SegmentsSettings)
     channels: ChannelsSettings = field(default_factory=ChannelsSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
     config_file: str = ""  # the file these settings came from ("" when none was found)
 
     def __post_init__(self) -> None:
@@ -880,6 +997,7 @@ SECTIONS: dict[str, SectionParser] = {
     "segments": SegmentsSettings.parse,
     "channels": ChannelsSettings.parse,
     "policy": PolicySettings.parse,
+    "privacy": PrivacySettings.parse,
 }
 """Each typed section of Settings: its field name (also its table in the config file) and its parser."""
 

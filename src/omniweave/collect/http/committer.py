@@ -342,14 +342,16 @@ def main() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+    from omniweave.storage.ops.tables.privacy import IngestGuard
+
     try:
-        serve(connection, store, settings.max_event_bytes)
+        serve(connection, store, settings.max_event_bytes, IngestGuard(store.engine, settings.privacy))
     finally:
         store.close()
         connection.close()
 
 
-def serve(connection: socket.socket, store: Any, max_event_bytes: int) -> None:
+def serve(connection: socket.socket, store: Any, max_event_bytes: int, guard: Any = None) -> None:
     """Answer frames until the server closes the socket.
 
     Two threads, so that validating what just arrived overlaps the fsync of the previous group:
@@ -371,7 +373,7 @@ def serve(connection: socket.socket, store: Any, max_event_bytes: int) -> None:
             except BlockingIOError:
                 pass
             for frame in _frames(buffer):  # frame by frame: the commit thread starts on the first
-                validated.put(([frame], [_validate(request, max_event_bytes) for request in frame[1]]))
+                validated.put(([frame], [_validate(request, max_event_bytes, guard) for request in frame[1]]))
     finally:
         validated.put(None)  # commit and answer what is queued, then stop
         committing.join()
@@ -415,7 +417,7 @@ def _outcomes(data: bytes, count: int) -> list[Outcome]:
     return outcomes
 
 
-def _validate(request: Request, max_event_bytes: int) -> tuple[list[Row], list[dict[str, object]]]:
+def _validate(request: Request, max_event_bytes: int, guard: Any = None) -> tuple[list[Row], list[dict[str, object]]]:
     kind, received_ts, source_id, ip, body = request
     try:
         payload = parse_json(body)
@@ -429,6 +431,7 @@ def _validate(request: Request, max_event_bytes: int) -> tuple[list[Row], list[d
         received_ts=received_ts,
         max_event_bytes=max_event_bytes,
         context_defaults={"ip": ip} if ip else None,
+        guard=guard,
     )
     return intake.rows, intake.errors
 

@@ -9,6 +9,7 @@ by `events.normalize.normalize_event` and must serialise, in canonical form, wit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -74,13 +75,18 @@ def build_rows(
     received_ts: float,
     max_event_bytes: int,
     context_defaults: dict[str, Any] | None,
+    guard: Callable[[dict[str, Any]], tuple[str, str] | None] | None = None,
 ) -> Intake:
-    """Validate and serialise every item; valid ones become rows, invalid ones errors."""
+    """Validate and serialise every item; valid ones become rows, invalid ones errors. `guard` (the
+    privacy `IngestGuard`) may change a normalised event (collection rules) or refuse it: (field, reason)."""
     intake = Intake()
     rows, errors = intake.rows, intake.errors
     for index, raw in enumerate(items):
         try:
             event = normalize_event(raw, received_at=received_at, index=index, context_defaults=context_defaults)
+            refused = guard(event) if guard is not None else None
+            if refused is not None:
+                raise EventError(refused[1], field=refused[0], record=index)
             message_id = event["messageId"]
             if len(message_id) > MAX_MESSAGE_ID_CHARS:
                 raise EventError(

@@ -8,6 +8,7 @@
     reach.py      push subscriptions, conversations (WhatsApp's 24 h), coupon pools and coupons
     journeys.py   journey versions, runs, waits, entries and step history
     policy.py     the policy engine's per-person lock rows and its decisions
+    privacy.py    consent history, data-subject requests and receipts, suppressed identifiers
 
 Areas to come (consent, journeys, ledger, coupons, messages, audit, users) each get a module of
 their own here, shaped like these: `sa.Table(...)` definitions on `metadata` from `.base`, a
@@ -30,9 +31,11 @@ from omniweave.storage.ops.tables.journeys import (
 from omniweave.storage.ops.tables.keys import secret_keys, sources
 from omniweave.storage.ops.tables.messages import sends, suppressions
 from omniweave.storage.ops.tables.policy import policy_decisions, policy_persons
+from omniweave.storage.ops.tables.privacy import consent_history, privacy_blocked, privacy_receipts, privacy_requests
 from omniweave.storage.ops.tables.reach import conversations, coupon_pools, coupons, push_subscriptions
 
 __all__ = [
+    "consent_history",
     "consumers",
     "conversations",
     "coupon_pools",
@@ -47,6 +50,9 @@ __all__ = [
     "metadata",
     "policy_decisions",
     "policy_persons",
+    "privacy_blocked",
+    "privacy_receipts",
+    "privacy_requests",
     "push_subscriptions",
     "secret_keys",
     "sends",
