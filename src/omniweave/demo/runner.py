@@ -551,8 +551,8 @@ def report(runtime: Runtime, folder: Path | None = None) -> dict[str, list[dict[
     withheld = (  # BG/NBD's dropout not identified by this history: P(alive) is NULL, and why (docs/clv.md)
         runtime.warehouse()
         .sql(
-            "SELECT count(*) AS buyers, p_alive_note AS reason FROM profiles "
-            "WHERE p_alive_note IS NOT NULL GROUP BY p_alive_note ORDER BY buyers DESC"
+            "SELECT count(*)::VARCHAR || ' buyers: ' || p_alive_note AS why FROM profiles "
+            "WHERE p_alive_note IS NOT NULL GROUP BY p_alive_note ORDER BY count(*) DESC"
         )
         .to_pylist()
     )
