@@ -74,7 +74,7 @@ def test_the_demo_world_gives_the_same_persons_on_both_paths(demo: Path, tmp_pat
     person = explain_identifier(arrays, f"{link.a[0]}:{link.a[1]}")
     assert person.links and link.b in {(k, v) for k, vs in person.identifiers.items() for v in vs}
     # nothing new: nothing changes; the object path can continue the array path's graph and vice versa
-    again = resolve(arrays)
+    again = resolve(arrays, method="arrays")
     assert again.events == 0 and again.persons == by_arrays.persons and _identities(arrays) == _identities(objects)
     resolve(arrays, method="objects")
     assert _identities(arrays) == _identities(objects)
@@ -86,7 +86,7 @@ def test_a_stage_out_of_memory_is_a_clear_error(demo: Path, tmp_path: Path) -> N
     _forget(home)
     runtime = Runtime(Settings(home=str(home), memory_limit="2MB"))
     with pytest.raises(MemoryLimitError) as caught:
-        resolve(runtime, probabilistic=False)
+        resolve(runtime, probabilistic=False, method="arrays")
     message = str(caught.value)
     assert "resolve ran out of memory" in message and "memory_limit" in message and "2 MiB" in message
 

@@ -426,7 +426,7 @@ def resolve(
     rules: Rules | None = None,
     probabilistic: bool = True,
     threshold: float = DEFAULT_THRESHOLD,
-    method: str = "arrays",
+    method: str = "auto",
 ) -> ResolveSummary:
     """Extend the identity graph with the events not seen yet, save it, and rewrite `identities`.
 
@@ -434,13 +434,17 @@ def resolve(
     graph as observations of their own (subject to the same limits and splits as any other).
     The Runtime's engine (DuckDB or Spark) reads the events; the stitching and the model are the same.
 
-    `method` "arrays" (the default; `identity.service.bulk`) streams the events in record batches and
-    stitches them with the vectorised components, under the `memory_limit` setting; "objects" walks
-    Python objects (`identity.graph.Stitcher`), the reference the array path is tested against. Both
-    give the same persons and save the same state, so either may continue the other's graph. A
-    warehouse on object storage takes the object path (the array path writes its state locally)."""
-    if method not in ("arrays", "objects"):
-        raise InputError(f"unknown resolve method {method!r}; expected 'arrays' or 'objects'", field="method")
+    `method` "arrays" (`identity.service.bulk`) streams the events in record batches and stitches them
+    with the vectorised components, under the `memory_limit` setting; "objects" walks Python objects
+    (`identity.graph.Stitcher`), the reference the array path is tested against. Both give the same
+    persons and save the same state, so either may continue the other's graph. "auto" (the default)
+    takes the object path for a log smaller than `Stitcher.BULK_THRESHOLD` events — cheap there, and
+    every merge is logged — and the array path otherwise; a warehouse on object storage takes the
+    object path (the array path writes its state locally)."""
+    if method not in ("auto", "arrays", "objects"):
+        raise InputError(f"unknown resolve method {method!r}; expected 'auto', 'arrays' or 'objects'", field="method")
+    if method == "auto":
+        method = "arrays" if _event_count(runtime) >= Stitcher.BULK_THRESHOLD else "objects"
     if method == "arrays" and _local(runtime):
         return _resolve_arrays(runtime, console, rules, probabilistic, threshold)
     started = time.perf_counter()
@@ -476,6 +480,17 @@ def resolve(
         for kind, value in summary.demoted[:20]:
             console.print(f"  demoted {kind}:{value} (seen with {stitcher.demoted_report()[(kind, value)]})")
     return summary
+
+
+def _event_count(runtime: Runtime) -> int:
+    """Events in the log, from the Parquet footers (no data read)."""
+    total = 0
+    for path in runtime.log.files("events"):
+        with runtime.log.fs.open(path, "rb") as fh:
+            total += pq.ParquetFile(fh).metadata.num_rows
+        if total >= Stitcher.BULK_THRESHOLD:
+            break
+    return total
 
 
 def _local(runtime: Runtime) -> bool:
