@@ -104,11 +104,55 @@ def test_cli_prints_the_split_as_json_and_rejects_bad_options(demo: Settings) ->
             check=False,
         )
 
-    done = run("--bootstrap", "5", "--format", "json")
+    done = run("--basis", "attribution", "--bootstrap", "5", "--format", "json")
     assert done.returncode == 0, done.stderr
     document = orjson.loads(done.stdout)
     assert len(document["periods"]) == 6
     now = sum(sum(x) / len(x) for x in document["spend"].values())
     assert sum(document["recommendation"]["recommended"].values()) == pytest.approx(now)
-    bad = run("--model", "magic")
+    bad = run("--basis", "attribution", "--model", "magic")
     assert bad.returncode == 2 and "expected one of" in bad.stderr
+
+
+def test_the_default_basis_is_the_media_mix_model(demo: Settings, tmp_path: Path) -> None:
+    """`omniweave budget` fits (and saves) the media-mix model when none is saved, splits the total within the
+    bounds and the maximum change, and prints the same split twice; `mmm report` reads the saved fit."""
+    import subprocess
+    import sys
+
+    import orjson
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "omniweave", "--home", demo.home, *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    first = run("budget", "--format", "json")
+    assert first.returncode == 0, first.stderr
+    advice = orjson.loads(first.stdout)["advice"]
+    assert orjson.loads(first.stdout)["fitted_now"] is True
+    assert sum(advice["recommended"].values()) == pytest.approx(sum(advice["current"].values()))
+    for channel, (low, high) in advice["bounds"].items():
+        assert low - 1e-6 <= advice["recommended"][channel] <= high + 1e-6
+        assert low == pytest.approx(0.5 * advice["current"][channel])
+    again = orjson.loads(run("budget", "--format", "json").stdout)["advice"]
+    assert again["recommended"] == advice["recommended"] and again["change_interval"] == advice["change_interval"]
+    channel = sorted(advice["recommended"])[0]
+    cap = 0.6 * advice["current"][channel]
+    bounded = orjson.loads(run("budget", "--bounds", f"{channel}=:{cap}", "--format", "json").stdout)["advice"]
+    assert bounded["recommended"][channel] <= cap + 1e-6
+    profit = orjson.loads(run("budget", "--goal", "profit", "--margin", "0.5", "--format", "json").stdout)["advice"]
+    assert profit["goal"] == "profit" and sum(profit["recommended"].values()) + profit["unspent"] == pytest.approx(
+        sum(profit["current"].values())
+    )
+    bad = run("budget", "--bounds", "tv=lots")
+    assert bad.returncode == 2 and "expected channel=min:max" in bad.stderr
+    chart = tmp_path / "mmm.html"
+    report = run("mmm", "report", "--chart", str(chart))
+    assert report.returncode == 0, report.stderr
+    assert "ROI" in report.stdout and max(len(line) for line in report.stdout.splitlines()) <= 80
+    assert chart.read_text().count("<polyline") >= 2 * len(advice["recommended"])

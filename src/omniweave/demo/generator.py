@@ -35,6 +35,7 @@ import numpy as np
 from omniweave.demo import groundtruth
 from omniweave.demo import world as w
 from omniweave.demo.identity import write_header
+from omniweave.demo.media import write_media
 from omniweave.demo.model import DEFAULT_EFFECTS, ChannelEffect, effects_report
 from omniweave.demo.people import write_identities
 from omniweave.demo.simulation import BlockSim
@@ -321,6 +322,12 @@ def generate_world(
     orders = [sum(r.orders[i] for r in results) for i in (0, 1)]
     revenue = [sum(r.revenue[i] for r in results) for i in (0, 1)]
     average = {"online": revenue[0] / max(1, orders[0]), "store": revenue[1] / max(1, orders[1])}
+    media = write_media(folder, world)  # demo/media.py: TV, radio, print, outdoor, door drops
+    for key, value in media.counts.items():
+        counts[key] = counts.get(key, 0) + value
+    event_counts["page"] = event_counts.get("page", 0) + media.events["page"]
+    orders[1] += media.orders
+    revenue[1] += media.revenue
     report = effects_report(
         effects,
         sum((r.incremental[0] for r in results), np.zeros(len(effects))),

@@ -235,7 +235,7 @@ def write_media(folder: Path, world: World) -> MediaRows:
             elif x[:, d].sum() > 0:
                 spend_rows.append((day, c, f"{c}_{medium.pattern}", x[:, d].sum(), medium))
         drawn = rng.poisson(exp / basket)
-        for u, d in zip(*np.nonzero(drawn), strict=True):
+        for u, d in zip(*(a.tolist() for a in np.nonzero(drawn)), strict=True):
             n = int(drawn[u, d])
             store = world.stores[stores_of[cities[u]][int(rng.integers(len(stores_of[cities[u]])))]]
             tz = world.store_tz[stores_of[cities[u]][0]]

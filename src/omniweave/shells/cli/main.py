@@ -23,6 +23,7 @@ from omniweave.shells.cli import (
     identity,
     measure,
     messages,
+    mmm,
     personas,
     profiles,
     segments,
@@ -48,6 +49,7 @@ demo.register(app)
 identity.register(app)
 profiles.register(app)
 measure.register(app)
+mmm.register(app)
 segments.register(app)
 activate.register(app, opened)
 coupons.register(app)

@@ -12,6 +12,7 @@ from omniweave.shells.render import Grid, emit, grid
 
 if TYPE_CHECKING:
     from omniweave.measure.service.attribution import AttributionReport
+    from omniweave.measure.service.budget import MediaBudgetReport
     from omniweave.measure.service.reports import BudgetReport, ExperimentAnalysis, KpiReport
 
 
@@ -286,36 +287,130 @@ def kpi_views(report: KpiReport) -> list[Grid | str]:
 def budget(
     ctx: typer.Context,
     total: Annotated[float | None, typer.Option(help="Spend per period to split (default: the current mean).")] = None,
-    period_days: Annotated[int, typer.Option(help="Days per period of the history.")] = 7,
-    model: Annotated[str, typer.Option(help="The attribution model that credits revenue to channels.")] = "markov",
-    lookback_days: Annotated[float, typer.Option(help="Touches this many days before an order count.")] = 30.0,
+    bounds: Annotated[
+        list[str] | None, typer.Option(help="channel=min:max spend per period (either side may be empty); repeatable.")
+    ] = None,
+    goal: Annotated[
+        str, typer.Option(help="revenue, or profit (margin × revenue − spend; may leave some unspent).")
+    ] = "revenue",
+    margin: Annotated[
+        float | None, typer.Option(help="Gross margin for --goal profit (default: the products').")
+    ] = None,
+    basis: Annotated[str, typer.Option(help="mmm (the media-mix model) or attribution (attributed revenue).")] = "mmm",
+    refit: Annotated[bool, typer.Option(help="mmm: fit the model again even if a fit is saved.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed (same seed, same split and interval).")] = 0,
+    period_days: Annotated[int, typer.Option(help="attribution: days per period of the history.")] = 7,
+    model: Annotated[str, typer.Option(help="attribution: the model that credits revenue to channels.")] = "markov",
+    lookback_days: Annotated[
+        float, typer.Option(help="attribution: touches this many days before an order count.")
+    ] = 30.0,
     max_change: Annotated[
         float, typer.Option(help="Keep each channel within this share of its current spend (-1: no limit).")
     ] = 0.5,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap replicates for the interval of the expected change.")] = 200,
+    bootstrap: Annotated[int, typer.Option(help="attribution: bootstrap replicates for the interval.")] = 200,
     format: Annotated[OutputFormat, typer.Option("--format", help="table, json or csv.")] = OutputFormat.table,
 ) -> None:
-    """Recommend a budget split over the paid channels from spend and attributed revenue (docs/budget.md)."""
-    from omniweave.measure.service.reports import BUDGET_COLUMNS, BudgetRequest, budget_report
+    """Recommend a budget split over the paid channels, under the media-mix model's curves (docs/budget.md)."""
+    from omniweave.errors import InputError
 
-    request = BudgetRequest(
+    if basis == "attribution":
+        from omniweave.measure.service.reports import BUDGET_COLUMNS, BudgetRequest, budget_report
+
+        request = BudgetRequest(
+            total=total,
+            period_days=period_days,
+            model=model,
+            lookback_days=lookback_days,
+            max_change=None if max_change < 0 else max_change,
+            bootstrap=bootstrap,
+        )
+        with opened(ctx) as rt:
+            report = budget_report(rt, request)
+        emit(
+            console,
+            format,
+            document=report.to_dict(),
+            records=report.records(),
+            columns=BUDGET_COLUMNS,
+            views=budget_views(report),
+        )
+        return
+    from omniweave.measure.service.budget import MediaBudgetRequest, budget_from_mmm
+
+    with reported("budget"):
+        if basis != "mmm":
+            raise InputError(f"got {basis!r}; expected mmm or attribution", field="basis")
+        parsed = tuple(_bound(text) for text in bounds or ())
+    media_request = MediaBudgetRequest(
         total=total,
-        period_days=period_days,
-        model=model,
-        lookback_days=lookback_days,
+        bounds=parsed,
+        goal=goal,
+        margin=margin,
         max_change=None if max_change < 0 else max_change,
-        bootstrap=bootstrap,
+        seed=seed,
+        refit=refit,
     )
     with opened(ctx) as rt:
-        report = budget_report(rt, request)
+        media = budget_from_mmm(rt, media_request)
+    records = media.records()
     emit(
         console,
         format,
-        document=report.to_dict(),
-        records=report.records(),
-        columns=BUDGET_COLUMNS,
-        views=budget_views(report),
+        document=media.to_dict(),
+        records=records,
+        columns=tuple(records[0]) if records else ("channel",),
+        views=media_budget_views(media),
     )
+
+
+def _bound(text: str) -> tuple[str, float | None, float | None]:
+    """`channel=min:max` (either side may be empty) as (channel, min, max)."""
+    from omniweave.errors import InputError
+
+    channel, eq, rest = text.partition("=")
+    low, colon, high = rest.partition(":")
+    try:
+        if not (eq and colon and channel):
+            raise ValueError
+        return channel.strip().lower(), float(low) if low.strip() else None, float(high) if high.strip() else None
+    except ValueError:
+        raise InputError(
+            f"got {text!r}; expected channel=min:max, e.g. tv=100:500 or print=:50", field="bounds"
+        ) from None
+
+
+def media_budget_views(report: MediaBudgetReport) -> list[Grid | str]:
+    """The recommended split per channel under the media-mix model, and the expected change with its interval."""
+    a = report.advice
+    unit = "day" if report.period_days == 1 else "week"
+    table = grid(
+        ["channel", "now", "recommended", "range", "revenue then", "next unit"],
+        [
+            [
+                r["channel"],
+                f"{r['spend_now']:,.0f}",
+                f"{r['recommended']:,.0f}",
+                f"{r['minimum']:,.0f}-{r['maximum']:,.0f}",
+                f"{r['revenue_then']:,.0f}",
+                f"{r['marginal_return']:.2f}",
+            ]
+            for r in report.records()
+        ],
+        title=f"spend per {unit} under the media-mix model ({report.periods} {unit}s from {report.first_day})",
+    )
+    low, high = a.change_interval
+    what = "revenue" if a.goal == "revenue" else f"profit (margin {a.margin:.0%})"
+    lines: list[Grid | str] = [
+        table,
+        f"expected {what} per {unit}: {a.current_value:,.2f} now, {a.recommended_value:,.2f} with the "
+        f"recommended split ({a.change:+,.2f}; {a.confidence:.0%} interval {low:+,.2f} to {high:+,.2f} over "
+        f"{a.replicates} bootstrap fits)",
+    ]
+    if a.unspent > 0:
+        lines.append(f"left unspent: {a.unspent:,.2f} per {unit} (the next unit would earn less than it costs)")
+    if report.fitted_now:
+        lines.append("the media-mix model was fitted for this (saved; `omniweave mmm report` shows it)")
+    return lines
 
 
 def budget_views(report: BudgetReport) -> list[Grid | str]:
