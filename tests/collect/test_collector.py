@@ -401,9 +401,9 @@ MALFORMED: dict[str, tuple[str, Any, dict[str, str], list[tuple[Any, Any, str]],
     ),
     "oversize request": (
         "/v1/batch",
-        {"batch": [{**track(i), "properties": {"blob": "y" * 20_000}} for i in range(30)]},
+        {"batch": [{**track(i), "properties": {"blob": "y" * 20_000}} for i in range(220)]},
         {},
-        [(None, None, "larger than the limit of 512000 bytes")],
+        [(None, None, "larger than the limit of 4194304 bytes")],
         0,
     ),
     "gzip bomb": (
@@ -457,7 +457,7 @@ def test_malformed_input_gets_a_400_naming_item_and_field(collector: Collector, 
 def test_oversize_chunked_request_without_content_length(collector: Collector) -> None:
     def chunks() -> Iterator[bytes]:
         yield b'{"batch": ['
-        for i in range(400):
+        for i in range(2200):
             yield orjson.dumps({**track(i), "properties": {"blob": "z" * 2000}}) + b","
         yield orjson.dumps(track(9999)) + b"]}"
 
@@ -469,7 +469,7 @@ def test_oversize_chunked_request_without_content_length(collector: Collector) -
         {
             "index": None,
             "field": None,
-            "reason": "the request body is larger than the limit of 512000 bytes (after decompression)",
+            "reason": "the request body is larger than the limit of 4194304 bytes (after decompression)",
         }
     ]
     assert collector.events() == []

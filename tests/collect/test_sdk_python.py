@@ -294,12 +294,6 @@ def test_rudder_identify_traits_reach_the_traits_column(live_server: LiveServer)
     assert json.loads(rows[0]["traits"]).get("email") == "u-1@example.com"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rudder-sdk-python sends batches of up to 100 events and 4 MB (RudderStack's "
-    "own limit); the collector keeps Segment's documented 500 KB request limit "
-    "(max_request_bytes), so such a batch gets a 400; set the client's batch size lower",
-)
 def test_rudder_batches_within_the_librarys_own_limits_are_accepted(
     live_server: LiveServer,
 ) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -46,28 +46,42 @@ _MOBILE_LIBRARIES = (
 _BROWSER_LIBRARIES = ("analytics.js", "analytics-next", "rudderstack-js", "rudder-sdk-js")
 
 
+FUTURE_TOLERANCE = timedelta(hours=24)
+"""How far past its receipt an event's (clock-corrected) time may lie; later ones are clamped to the receipt
+time and flagged with `context.timestampClamped` (docs/collector.md, "Time rules")."""
+_RANGE = "years 0001 to 9999 (UTC)"
+
+
 def parse_timestamp(value: Any, *, field: str, index: int | None) -> datetime:
-    """Parse an ISO 8601 string (or epoch seconds/milliseconds) into an aware UTC datetime."""
+    """Parse an ISO 8601 string (or epoch seconds/milliseconds) into an aware UTC datetime.
+
+    A time that cannot be represented in UTC (before 0001-01-01 or after 9999-12-31 once its offset is
+    applied) is an EventError for that item, like any other unreadable time."""
     if isinstance(value, str):
         parsed = _parse_iso(value)
         if parsed is None:
             raise EventError(
-                f"{value!r} is not an ISO 8601 timestamp (e.g. 2024-05-01T12:00:00Z)",
+                f"{value[:60]!r} is not an ISO 8601 timestamp (e.g. 2024-05-01T12:00:00Z)",
                 field=field,
                 record=index,
             )
+        if parsed is _OUT_OF_RANGE:
+            raise EventError(f"{value[:60]!r} falls outside {_RANGE} once converted to UTC", field=field, record=index)
         return parsed
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = value / 1000.0 if value > 1e11 else float(value)
         try:
             return datetime.fromtimestamp(seconds, UTC)
         except (OverflowError, OSError, ValueError):
-            pass
+            raise EventError(f"epoch time {value!r} falls outside {_RANGE}"[:200], field=field, record=index) from None
     raise EventError(
         f"expected an ISO 8601 timestamp string, got {type(value).__name__} {value!r}"[:200],
         field=field,
         record=index,
     )
+
+
+_OUT_OF_RANGE = datetime.min.replace(tzinfo=UTC)  # a marker: `_parse_iso` caches failures too
 
 
 @lru_cache(maxsize=4096)  # a request's sentAt repeats in each of its events
@@ -76,7 +90,12 @@ def _parse_iso(value: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC; 9999-12-31T23:00-05:00 in year 10000
+        return _OUT_OF_RANGE
 
 
 def _canonical(value: Any) -> bool:
@@ -225,21 +244,33 @@ def _add_type_fields(kind: str, raw: dict[str, Any], event: dict[str, Any], inde
 
 def _add_timestamps(raw: dict[str, Any], event: dict[str, Any], received_at: datetime, index: int | None) -> None:
     """timestamp, originalTimestamp, sentAt and receivedAt, with clock-skew correction:
-    timestamp = receivedAt - (sentAt - originalTimestamp). A canonical client string is kept as sent."""
+    timestamp = receivedAt - (sentAt - originalTimestamp). A canonical client string is kept as sent.
+
+    The rules (docs/collector.md, "Time rules"): every time must lie within years 0001-9999 in UTC, and so
+    must the corrected timestamp, else the item is rejected naming the field; a timestamp more than
+    FUTURE_TOLERANCE after receipt is clamped to receivedAt and flagged with `context.timestampClamped`."""
+    original_field = "originalTimestamp" if "originalTimestamp" in raw else "timestamp"
     original_raw = raw.get("originalTimestamp", raw.get("timestamp"))
-    original = (
-        parse_timestamp(
-            original_raw, field="originalTimestamp" if "originalTimestamp" in raw else "timestamp", index=index
-        )
-        if original_raw is not None
-        else None
-    )
+    original = parse_timestamp(original_raw, field=original_field, index=index) if original_raw is not None else None
     sent = parse_timestamp(raw["sentAt"], field="sentAt", index=index) if raw.get("sentAt") is not None else None
     if original is not None and sent is not None:
-        timestamp = received_at - (sent - original)
+        skew = sent - original
+        try:
+            timestamp = received_at - skew
+        except OverflowError:
+            raise EventError(
+                f"{format_timestamp(sent)} with {original_field} {format_timestamp(original)} means the event "
+                f"happened {abs(skew.days)} days {'before' if skew.days >= 0 else 'after'} it was sent; "
+                f"corrected for that, its time falls outside {_RANGE}",
+                field="sentAt",
+                record=index,
+            ) from None
     elif original is not None:
         timestamp = original
     else:
+        timestamp = received_at
+    if timestamp - received_at > FUTURE_TOLERANCE:
+        event["context"] = {**event["context"], "timestampClamped": format_timestamp(timestamp)}
         timestamp = received_at
     event["timestamp"] = (
         original_raw if timestamp is original and _canonical(original_raw) else format_timestamp(timestamp)

@@ -188,7 +188,8 @@ class Committer:
 
     def stats(self) -> dict[str, float]:
         """Frames (one per event-loop iteration with requests), requests and events answered so far,
-        the mean frame size, and the mean time of the commit that stored a frame."""
+        the mean frame size, the mean time of the commit that stored a frame, how often the committer
+        process had to be started again, and its pid."""
         frames = max(self.frames, 1)
         return {
             "frames": self.frames,
@@ -197,6 +198,7 @@ class Committer:
             "requests_per_frame": round(self.requests / frames, 1),
             "commit_ms": round(self.commit_seconds / frames * 1000, 2),
             "restarts": self.restarts,
+            "pid": self.pid or 0,  # the committer process (0 until started): the same pid means no restart
         }
 
 
@@ -424,6 +426,9 @@ def _validate(request: Request, max_event_bytes: int, guard: Any = None) -> tupl
         items = batch_items(payload) if kind == 0 else single_item(payload, KINDS[kind])  # type: ignore[arg-type]
     except InputError as exc:
         return [], [exc.as_dict()]
+    except Exception as exc:  # noqa: BLE001 - a bug must cost this request, never the committer process
+        log.exception("a request body could not be read")
+        return [], [{"index": None, "field": None, "reason": f"the body could not be read ({type(exc).__name__})"}]
     intake = build_rows(
         items,
         source_id,

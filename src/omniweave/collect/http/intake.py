@@ -9,6 +9,7 @@ by `events.normalize.normalize_event` and must serialise, in canonical form, wit
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,8 @@ import orjson
 
 from omniweave.errors import EventError, InputError
 from omniweave.events.normalize import normalize_event
+
+log = logging.getLogger("omniweave.collector")
 
 MAX_MESSAGE_ID_CHARS = 200  # the inbox's message_id column
 _BATCH_SHARED = ("sentAt", "integrations")
@@ -105,6 +108,11 @@ def build_rows(
                 )
         except EventError as exc:
             errors.append(exc.as_dict())
+            continue
+        except Exception as exc:  # noqa: BLE001 - a bug must cost one item, never the shared committer process
+            log.exception("item %d of a request could not be validated", index)
+            reason = f"the event could not be validated ({type(exc).__name__}); it was not stored"
+            errors.append({"index": index, "field": None, "reason": reason})
             continue
         rows.append((source_id, message_id, received_ts, payload))
     return intake
