@@ -915,7 +915,7 @@ class Settings:
     port: int = 8787
     # collector
     max_event_bytes: int = 32 * 1024
-    max_request_bytes: int = 500 * 1024
+    max_request_bytes: int = 4 * 1024 * 1024  # RudderStack's own batch limit (rudder-sdk-python sends up to it)
     rate_limit_per_second: float = 0.0  # requests per second per source; 0 = no limit
     rate_limit_burst: int = 0  # 0 = one second's worth
     dedupe_hours: float = 48.0
