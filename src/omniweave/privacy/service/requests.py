@@ -1,0 +1,317 @@
+"""Data-subject requests as jobs: export, delete, suppress, unsuppress — and retention.
+
+`submit(runtime, kind, identifier)` resolves the person (every identifier of theirs), writes a job row
+(`pending`, with what it acts on) and runs it; `run(runtime, request_id)` runs or resumes one, so a job
+interrupted by a crash or a restart is finished by `resume_pending` (or `omniweave privacy resume`).
+Every step is safe to repeat: a deletion run twice removes nothing the second time. Each step leaves a
+receipt per target; a repeated step that finds nothing keeps the receipt of the run that did the work.
+
+A deletion blocks the person's identifiers at the collector first (so nothing new arrives meanwhile),
+then removes inbox rows, rewrites the warehouse (events and every derived dataset), anonymises or
+removes their operational rows, cleans the files under the home and compacts the store. When it is
+done the job row keeps its receipts and no identifier: `work` is cleared.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from omniweave.errors import InputError
+from omniweave.privacy.masking import mask
+from omniweave.privacy.requests import KINDS, Receipt, RequestResult
+from omniweave.privacy.service import scrub
+from omniweave.privacy.service.people import find_subject
+from omniweave.privacy.subjects import Subject, blocked_digests, needles, subject_digests
+from omniweave.runtime import Runtime
+from omniweave.storage.ops.tables import consent_history, coupons, sends
+from omniweave.storage.ops.tables.privacy import privacy_blocked, privacy_receipts, privacy_requests
+
+DELETE_STEPS = ("block", "inbox", "warehouse", "operational", "files", "compact")
+EXPORT_SECTIONS = ("events", "profiles", "segment_members", "identities")
+
+
+def _now() -> float:
+    return time.time()
+
+
+def submit(
+    runtime: Runtime, kind: str, identifier: str = "", *, requested_by: str | None = None, run_now: bool = True
+) -> RequestResult:
+    """Create a request about the person `identifier` names (none for `retention`) and run it."""
+    if kind not in KINDS:
+        raise InputError(f"unknown request kind {kind!r}; expected one of {', '.join(KINDS)}", field="kind")
+    if kind == "retention":
+        subject = Subject((), ())
+        label = "retention"
+    else:
+        subject = find_subject(runtime, identifier)
+        label = mask(identifier.partition(":")[2] or identifier)
+    found = needles(subject, runtime.settings.default_region)
+    work = {
+        "person_ids": list(subject.person_ids),
+        "identifiers": [list(i) for i in subject.identifiers],
+        "needles": list(found),
+        "done": [],
+    }
+    request_id = f"dsr_{uuid.uuid4().hex[:16]}"
+    now = _now()
+    with runtime.store.engine.begin() as conn:
+        conn.execute(
+            privacy_requests.insert().values(
+                id=request_id,
+                kind=kind,
+                status="pending",
+                subject=label,
+                person_id=subject.person_id,
+                work=orjson.dumps(work),
+                requested_by=requested_by,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    if not run_now:
+        return get(runtime, request_id)
+    return run(runtime, request_id)
+
+
+def _set(runtime: Runtime, request_id: str, **values: Any) -> None:
+    with runtime.store.engine.begin() as conn:
+        conn.execute(
+            privacy_requests.update().where(privacy_requests.c.id == request_id).values(updated_at=_now(), **values)
+        )
+
+
+def _receipt(runtime: Runtime, request_id: str, receipt: Receipt) -> None:
+    """Record a receipt; a repeated step's empty receipt does not replace one that counted something."""
+    with runtime.store.engine.begin() as conn:
+        old = conn.execute(
+            sa.select(privacy_receipts.c.count).where(
+                (privacy_receipts.c.request_id == request_id) & (privacy_receipts.c.target == receipt.target)
+            )
+        ).first()
+        values = {
+            "action": receipt.action,
+            "count": receipt.count,
+            "detail": receipt.detail[:2000],
+            "at": receipt.at or _now(),
+        }
+        if old is None:
+            conn.execute(privacy_receipts.insert().values(request_id=request_id, target=receipt.target, **values))
+        elif receipt.count > 0 or old[0] == 0:
+            conn.execute(
+                privacy_receipts.update()
+                .where((privacy_receipts.c.request_id == request_id) & (privacy_receipts.c.target == receipt.target))
+                .values(**values)
+            )
+
+
+def run(runtime: Runtime, request_id: str) -> RequestResult:
+    """Run (or resume) a request; a done one is returned as it is. A failure is recorded on the job
+    (status `failed`, the error) and raised; running it again continues."""
+    with runtime.store.engine.connect() as conn:
+        row = conn.execute(sa.select(privacy_requests).where(privacy_requests.c.id == request_id)).first()
+    if row is None:
+        raise InputError(f"no privacy request {request_id!r}", field="request")
+    if row.status == "done":
+        return get(runtime, request_id)
+    work = orjson.loads(row.work) if row.work else {"person_ids": [], "identifiers": [], "needles": [], "done": []}
+    subject = Subject(tuple(work["person_ids"]), tuple((k, v) for k, v in work["identifiers"]))
+    found = tuple(work["needles"])
+    _set(runtime, request_id, status="running", error=None)
+    bundle = None
+    try:
+        if row.kind == "delete":
+            _delete(runtime, request_id, subject, found, work)
+        elif row.kind == "suppress":
+            _block(runtime, request_id, subject)
+        elif row.kind == "unsuppress":
+            _unblock(runtime, request_id, subject)
+        elif row.kind == "export":
+            bundle = export_bundle(runtime, subject, found)
+            for section in ("identifiers", *EXPORT_SECTIONS, "consent", "messages", "coupons"):
+                _receipt(runtime, request_id, Receipt(f"export:{section}", "written", len(bundle[section]), "", _now()))
+        elif row.kind == "retention":
+            for dataset, days in runtime.settings.privacy.retention_days:
+                _receipt(runtime, request_id, scrub.expire_dataset(runtime, dataset, days))
+    except Exception as exc:
+        _set(runtime, request_id, status="failed", error=f"{type(exc).__name__}: {mask_error(exc, found)}"[:2000])
+        raise
+    _set(runtime, request_id, status="done", finished_at=_now(), work=None)
+    if row.kind == "delete":
+        _set(runtime, request_id, person_id=None)
+        scrub.compact_store(runtime)  # the cleared `work` leaves no bytes behind either
+    result = get(runtime, request_id)
+    if bundle is not None:
+        return RequestResult(**{**result.__dict__, "bundle": bundle})
+    return result
+
+
+def mask_error(exc: BaseException, found: tuple[str, ...]) -> str:
+    """An error's text with every needle in it masked (a job row must not keep an identifier)."""
+    text = str(exc)
+    for needle in found:
+        if len(needle) >= 4:
+            text = text.replace(needle, mask(needle))
+    return text
+
+
+def _step(runtime: Runtime, request_id: str, work: dict[str, Any], name: str) -> bool:
+    """Whether step `name` still has to run (a resumed job skips those already done)."""
+    return name not in work["done"]
+
+
+def _done(runtime: Runtime, request_id: str, work: dict[str, Any], name: str) -> None:
+    work["done"].append(name)
+    _set(runtime, request_id, work=orjson.dumps(work))
+
+
+def _delete(runtime: Runtime, request_id: str, subject: Subject, found: tuple[str, ...], work: dict[str, Any]) -> None:
+    steps = {
+        "block": lambda: [_block(runtime, request_id, subject, record=False)],
+        "inbox": lambda: scrub.scrub_inbox(runtime, found),
+        "warehouse": lambda: scrub.scrub_warehouse(runtime, found),
+        "operational": lambda: scrub.scrub_operational(
+            runtime, subject.person_ids, found, subject_digests(subject.identifiers)
+        ),
+        "files": lambda: scrub.scrub_files(runtime, found),
+        "compact": lambda: [scrub.compact_store(runtime)],
+    }
+    for name in DELETE_STEPS:
+        if not _step(runtime, request_id, work, name):
+            continue
+        receipts = steps[name]()
+        if not receipts:
+            receipts = [Receipt(f"{name}", "none", 0, "nothing of the person found here", _now())]
+        for receipt in receipts:
+            _receipt(runtime, request_id, receipt)
+        _done(runtime, request_id, work, name)
+
+
+def _block(runtime: Runtime, request_id: str, subject: Subject, record: bool = True) -> Receipt:
+    """Add the person's identifier digests to the collector's blocklist."""
+    digests = blocked_digests(subject)
+    with runtime.store.engine.begin() as conn:
+        have = set(
+            conn.execute(sa.select(privacy_blocked.c.digest).where(privacy_blocked.c.digest.in_(digests))).scalars()
+        )
+        new = [d for d in digests if d not in have]
+        if new:
+            conn.execute(
+                privacy_blocked.insert(), [{"digest": d, "request_id": request_id, "created_at": _now()} for d in new]
+            )
+    refresh = runtime.settings.privacy.blocklist_refresh_seconds
+    receipt = Receipt(
+        "collector:blocklist",
+        "blocked",
+        len(digests),
+        f"{len(digests)} identifiers refused at ingest within {refresh:g} s by every collector process",
+        _now(),
+    )
+    if record:
+        _receipt(runtime, request_id, receipt)
+    return receipt
+
+
+def _unblock(runtime: Runtime, request_id: str, subject: Subject) -> None:
+    digests = blocked_digests(subject)
+    with runtime.store.engine.begin() as conn:
+        gone = conn.execute(privacy_blocked.delete().where(privacy_blocked.c.digest.in_(digests))).rowcount
+    _receipt(runtime, request_id, Receipt("collector:blocklist", "unblocked", int(gone or 0), "", _now()))
+
+
+def export_bundle(runtime: Runtime, subject: Subject, found: tuple[str, ...]) -> dict[str, Any]:
+    """Everything omniweave holds about the person, as one JSON document."""
+    pids = list(subject.person_ids) or ["\x00none"]
+    warehouse_rows = {name: scrub.matching_rows(runtime, name, found) for name in EXPORT_SECTIONS}
+    with runtime.store.engine.connect() as conn:
+        consent = conn.execute(
+            sa.select(consent_history)
+            .where(consent_history.c.subject.in_(subject_digests(subject.identifiers)))
+            .order_by(consent_history.c.stated_at)
+        ).all()
+        messages = conn.execute(
+            sa.select(sends).where(sends.c.person_id.in_(pids) | sa.func.lower(sends.c.to_address).in_(list(found)))
+        ).all()
+        codes = conn.execute(
+            sa.select(coupons).where(coupons.c.person_id.in_(pids) | coupons.c.redeemed_by.in_(pids))
+        ).all()
+
+    def plain(row: Any) -> dict[str, Any]:
+        out = {}
+        for key, value in dict(row._mapping).items():
+            if isinstance(value, bytes):
+                try:
+                    value = orjson.loads(value)
+                except orjson.JSONDecodeError:
+                    value = value.decode("utf-8", "replace")
+            out[key] = value
+        return out
+
+    return {
+        "person_ids": list(subject.person_ids),
+        "identifiers": [{"kind": k, "value": v} for k, v in subject.identifiers],
+        "profiles": warehouse_rows["profiles"],
+        "identities": warehouse_rows["identities"],
+        "segment_members": warehouse_rows["segment_members"],
+        "events": warehouse_rows["events"],
+        "consent": [{k: v for k, v in plain(r).items() if k not in ("id", "subject")} for r in consent],
+        "messages": [plain(r) for r in messages],
+        "coupons": [plain(r) for r in codes],
+        "exported_at": _now(),
+    }
+
+
+def get(runtime: Runtime, request_id: str) -> RequestResult:
+    """A request with its receipts."""
+    with runtime.store.engine.connect() as conn:
+        row = conn.execute(sa.select(privacy_requests).where(privacy_requests.c.id == request_id)).first()
+        if row is None:
+            raise InputError(f"no privacy request {request_id!r}", field="request")
+        receipts = conn.execute(
+            sa.select(privacy_receipts)
+            .where(privacy_receipts.c.request_id == request_id)
+            .order_by(privacy_receipts.c.at)
+        ).all()
+    return RequestResult(
+        row.id,
+        row.kind,
+        row.status,
+        row.subject,
+        row.person_id,
+        row.created_at,
+        row.finished_at,
+        row.error,
+        tuple(Receipt(r.target, r.action, int(r._mapping["count"]), r.detail or "", r.at) for r in receipts),
+    )
+
+
+def list_requests(runtime: Runtime, limit: int = 100) -> list[RequestResult]:
+    """The newest requests first (without their receipts)."""
+    with runtime.store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(privacy_requests).order_by(privacy_requests.c.created_at.desc()).limit(limit)
+        ).all()
+    return [
+        RequestResult(r.id, r.kind, r.status, r.subject, r.person_id, r.created_at, r.finished_at, r.error)
+        for r in rows
+    ]
+
+
+def resume_pending(runtime: Runtime) -> list[RequestResult]:
+    """Run every request left pending, running (a crash) or failed; returns them as they ended."""
+    with runtime.store.engine.connect() as conn:
+        ids = (
+            conn.execute(
+                sa.select(privacy_requests.c.id)
+                .where(privacy_requests.c.status.in_(("pending", "running", "failed")))
+                .order_by(privacy_requests.c.created_at)
+            )
+            .scalars()
+            .all()
+        )
+    return [run(runtime, request_id) for request_id in ids]
