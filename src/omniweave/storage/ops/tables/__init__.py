@@ -9,6 +9,7 @@
     journeys.py   journey versions, runs, waits, entries and step history
     policy.py     the policy engine's per-person lock rows and its decisions
     privacy.py    consent history, data-subject requests and receipts, suppressed identifiers
+    access.py     secret-key scopes, disabled sources, users, sessions, the append-only audit log
 
 Areas to come (consent, journeys, ledger, coupons, messages, audit, users) each get a module of
 their own here, shaped like these: `sa.Table(...)` definitions on `metadata` from `.base`, a
@@ -17,6 +18,7 @@ Alembic revision in `storage/ops/migrations/versions/` (the store runs them when
 `tests/storage/test_migrations.py` checks that the migrated schema equals these definitions.
 """
 
+from omniweave.storage.ops.tables.access import api_key_scopes, audit_log, disabled_sources, sessions, users
 from omniweave.storage.ops.tables.base import metadata
 from omniweave.storage.ops.tables.consumers import consumers
 from omniweave.storage.ops.tables.imports import imports
@@ -35,6 +37,11 @@ from omniweave.storage.ops.tables.privacy import consent_history, privacy_blocke
 from omniweave.storage.ops.tables.reach import conversations, coupon_pools, coupons, push_subscriptions
 
 __all__ = [
+    "api_key_scopes",
+    "audit_log",
+    "disabled_sources",
+    "sessions",
+    "users",
     "consent_history",
     "consumers",
     "conversations",
