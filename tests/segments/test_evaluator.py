@@ -80,7 +80,7 @@ def _extra(now: datetime) -> dict[str, Any]:
         "f_between": {"trait": "total_revenue", "between": [20, 100.5]},
         "f_lt_nullable": {"trait": "average_order_value", "lt": 40},
         "f_not_lt_nullable": {"not": {"trait": "average_order_value", "lt": 40}},
-        "f_gte_nullable": {"trait": "p_alive", "gte": 0.5},
+        "f_gte_nullable": {"trait": "expected_orders_12m", "gte": 0.5},
         "i_ne_nullable": {"trait": "rfm_monetary", "ne": 3},
         "i_not_in_nullable": {"trait": "rfm_monetary", "not_in": [1, 2]},
         "not_ne_nullable": {"not": {"trait": "rfm_monetary", "ne": 3}},
