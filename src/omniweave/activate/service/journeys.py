@@ -985,6 +985,9 @@ def work(
                 time.sleep(idle_sleep)
     finally:
         if holder is not None:
+            if consumer:  # a session lock outlives the connection's return to the pool: give it back
+                holder.execute(sa.text(f"SELECT pg_advisory_unlock({ADVISORY_LOCK})"))
+                holder.commit()
             holder.close()
     return engine.stats
 
