@@ -154,6 +154,7 @@ class BlockResult:
     send_counts: dict[str, int]
     placeholders: set[tuple[str, str]]
     identities: int
+    coupon_folded: np.ndarray | None = None
 
 
 _progress_counter: multiprocessing.sharedctypes.Synchronized[int] | None = None
@@ -209,6 +210,7 @@ def simulate_block(
         world.send_counts,
         sim.ledger.placeholders,
         identities,
+        sim.touch.coupon_folded,
     )
 
 
@@ -335,6 +337,7 @@ def generate_world(
         sum(r.expected[0] for r in results),
         sum(r.expected[1] for r in results),
         average,
+        sum((r.coupon_folded for r in results if r.coupon_folded is not None), np.zeros(len(effects))),
     )
     (folder / "ground_truth" / "channel_effects.json").write_text(json.dumps(report, indent=2))
     groundtruth.write_reference(folder / "ground_truth", world)

@@ -82,6 +82,10 @@ class TouchState:
         self.store = np.array([e.store for e in effects], np.float64)
         self.incremental_online = np.zeros(len(effects))
         self.incremental_store = np.zeros(len(effects))
+        # the channel (index) that issued the coupon each person holds, -1 for none: a coupon is a
+        # mechanism, not a channel, so what holding it adds is credited to the channel that issued it
+        self.coupon_issuer = np.full(size, -1, np.int64)
+        self.coupon_folded = np.zeros(len(effects))  # per issuing channel, online + store, for the report
         self.expected_online = 0.0
         self.expected_store = 0.0
 
@@ -113,7 +117,32 @@ class TouchState:
         # what each channel added: p minus p without that channel (exact, cap included)
         self.incremental_online += p_online.sum() - np.minimum(raw_online[:, None] - lift_online, 0.9).sum(axis=0)
         self.incremental_store += p_store.sum() - np.minimum(raw_store[:, None] - lift_store, 0.9).sum(axis=0)
+        if "coupon" in CHANNEL_INDEX and CHANNEL_INDEX["coupon"] < len(self.effects):
+            self._credit_coupons_to_issuers(p_online, p_store, raw_online, raw_store, lift_online, lift_store)
         return p_online, p_store
+
+    def _credit_coupons_to_issuers(
+        self,
+        p_online: np.ndarray,
+        p_store: np.ndarray,
+        raw_online: np.ndarray,
+        raw_store: np.ndarray,
+        lift_online: np.ndarray,
+        lift_store: np.ndarray,
+    ) -> None:
+        """Move what holding a coupon added today from the `coupon` column to the channel that issued it."""
+        c = CHANNEL_INDEX["coupon"]
+        held = self.coupon_issuer >= 0
+        if not held.any():
+            return
+        for p, raw, lift, total in (
+            (p_online, raw_online, lift_online, self.incremental_online),
+            (p_store, raw_store, lift_store, self.incremental_store),
+        ):
+            added = (p - np.minimum(raw - lift[:, c], 0.9))[held]
+            np.add.at(total, self.coupon_issuer[held], added)
+            np.add.at(self.coupon_folded, self.coupon_issuer[held], added)
+            total[c] -= added.sum()
 
 
 def effects_report(
@@ -123,9 +152,15 @@ def effects_report(
     expected_online: float,
     expected_store: float,
     average_order: dict[str, float],
+    coupon_folded: np.ndarray | None = None,
 ) -> dict[str, object]:
-    """The content of `ground_truth/channel_effects.json`."""
-    channels = {}
+    """The content of `ground_truth/channel_effects.json`.
+
+    A coupon is a mechanism, not a channel: what holding one added is in the numbers of the channel
+    that issued it (as attribution and the KPIs credit it); the `coupon` entry keeps the effect's
+    parameters, says so (`credited_to_issuing_channels`, with the orders per issuing channel) and has
+    no incremental orders of its own."""
+    channels: dict[str, dict[str, object]] = {}
     for i, e in enumerate(effects):
         inc_on, inc_st = float(incremental_online[i]), float(incremental_store[i])
         channels[e.channel] = {
@@ -136,6 +171,10 @@ def effects_report(
                 inc_on * average_order["online"] + inc_st * average_order["store"], 2
             ),
         }
+        if e.channel == "coupon" and coupon_folded is not None:
+            channels[e.channel]["credited_to_issuing_channels"] = {
+                effects[j].channel: round(float(coupon_folded[j]), 2) for j in np.flatnonzero(coupon_folded)
+            }
     return {
         "model": __doc__.strip(),
         "expected_orders_online": round(expected_online, 2),
@@ -152,4 +191,5 @@ def true_orders(report: dict[str, object]) -> dict[str, float]:
     return {
         name: c["expected_incremental_orders_online"] + c["expected_incremental_orders_store"]
         for name, c in channels.items()
+        if "credited_to_issuing_channels" not in c
     }

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 
+from omniweave.demo.model import CHANNEL_INDEX
 from omniweave.demo.people import email_raw, phone_raw
 from omniweave.demo.sinks import iso_local, iso_one, iso_utc
 from omniweave.demo.world import PROMO_TYPES, Campaign
@@ -361,6 +362,7 @@ def issue_coupons(sim: BlockSim, day: int, c: Campaign, idx: np.ndarray, times: 
         )
         sim.ledger.add("coupon_code", code, code, p.person_id[k])
         sim.coupon_code[k], sim.coupon_channel[k], sim.coupon_campaign[k] = code, channel, c.name
+        sim.touch.coupon_issuer[k] = CHANNEL_INDEX[channel]
         sim.coupon_until[k], sim.coupon_pct[k] = day + 14, c.discount_pct or 15
 
 
