@@ -467,7 +467,7 @@ class _Problem:
     def descend(
         self, rhs: np.ndarray, start: list[int], *, local: bool, sweeps: int = 8
     ) -> tuple[list[int], np.ndarray]:
-        """Coordinate descent over each channel's grid (all of it, or ±1 step around the current point)."""
+        """Coordinate descent over each channel's grid (all of it, or ±2 steps along each axis around the current point)."""
         chosen = list(start)
         best_beta, best = self.solve([self.offsets[i] + g for i, g in enumerate(chosen)], rhs)
         for _ in range(sweeps):
@@ -477,7 +477,7 @@ class _Problem:
                     here = cand.positions[chosen[ci]]
                     options = set()
                     for dim in range(4):
-                        for step in (-1, 1):
+                        for step in (-2, -1, 1, 2):
                             pos = list(here)
                             pos[dim] += step
                             if tuple(pos) in cand.index:
