@@ -1,10 +1,17 @@
-"""Per-source rate limits (token buckets) and the in-memory write key → source id cache."""
+"""Per-source rate limits (token buckets), the write key → source look-up (disabled sources included) and its
+in-memory cache."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from omniweave.storage.ops.store import OpStore
+from omniweave.storage.ops.tables.access import disabled_sources
+from omniweave.storage.ops.tables.keys import sources
 
 
 class RateLimiter:
@@ -33,22 +40,47 @@ class RateLimiter:
         return (1.0 - tokens) / self.rate
 
 
-class KeyCache:
-    """Write key → source id, remembered forever once found; unknown keys for a few seconds.
+DISABLED = "\x00disabled"
+"""What `lookup_source` gives for the write key of a disabled source (never a source id)."""
 
-    Keys are random and never reused, so a found key stays valid; remembering misses briefly
-    keeps a client with a wrong key from costing a store query per request.
+
+def lookup_source(store: OpStore, write_key: str) -> str | None:
+    """The source id of a write key, DISABLED if its source is disabled, None if the key is unknown."""
+    query = (
+        sa.select(sources.c.id, disabled_sources.c.source_id)
+        .select_from(sources.outerjoin(disabled_sources, disabled_sources.c.source_id == sources.c.id))
+        .where(sources.c.write_key == write_key)
+    )
+    with store.engine.connect() as conn:
+        row = conn.execute(query).first()
+    if row is None:
+        return None
+    return DISABLED if row[1] is not None else str(row[0])
+
+
+class KeyCache:
+    """Write key → source id (or DISABLED), remembered for `ttl` seconds; unknown keys for `miss_ttl`.
+
+    Remembering keeps the store out of nearly every request; the time limit is how soon a source that
+    was disabled (or enabled again) is answered accordingly by every collector process.
     """
 
-    def __init__(self, miss_ttl: float = 5.0, max_misses: int = 10_000):
-        self._found: dict[str, str] = {}
+    def __init__(self, miss_ttl: float = 5.0, max_misses: int = 10_000, ttl: float = 5.0):
+        self._found: dict[str, tuple[str, float]] = {}
         self._misses: dict[str, float] = {}
         self._miss_ttl = miss_ttl
+        self._ttl = ttl
         self._max_misses = max_misses
 
     def get(self, key: str) -> str | None:
-        """The cached source id (None if unknown or never looked up)."""
-        return self._found.get(key)
+        """The cached source id or DISABLED (None if unknown, expired or never looked up)."""
+        found = self._found.get(key)
+        if found is None:
+            return None
+        if found[1] < time.monotonic():
+            del self._found[key]
+            return None
+        return found[0]
 
     def recently_missed(self, key: str) -> bool:
         expires = self._misses.get(key)
@@ -61,7 +93,9 @@ class KeyCache:
 
     def remember(self, key: str, source_id: str | None) -> None:
         if source_id is not None:
-            self._found[key] = source_id
+            if len(self._found) >= self._max_misses:
+                self._found.clear()
+            self._found[key] = (source_id, time.monotonic() + self._ttl)
             self._misses.pop(key, None)
             return
         if len(self._misses) >= self._max_misses:

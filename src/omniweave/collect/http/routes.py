@@ -8,7 +8,8 @@ Endpoints (all POST, all with CORS for any origin):
 and GET /v1/projects/{writeKey}/settings, the settings document analytics-next loads.
 
 Answers: 200 {"success": true} once every event is durable; 400 with the rejected items
-(valid items of the same request are still committed); 401 for a missing or unknown write key;
+(valid items of the same request are still committed); 401 for a missing or unknown write key; 404 for
+the write key of a disabled source;
 429 with Retry-After over the source's rate limit; 503 with Retry-After if the store failed.
 """
 
@@ -37,7 +38,7 @@ from omniweave.collect.http.body import (
     scan_headers,
 )
 from omniweave.collect.http.committer import Committer, outcome
-from omniweave.collect.http.limits import KeyCache, RateLimiter
+from omniweave.collect.http.limits import DISABLED, KeyCache, RateLimiter, lookup_source
 from omniweave.errors import AuthError, InputError, StoreError
 from omniweave.settings import Settings
 from omniweave.storage.ops.store import OpStore
@@ -78,7 +79,8 @@ def preflight(request: Request) -> Response:
     return Response(status_code=204, headers=headers)
 
 
-_CODES = {400: "invalid_request", 401: "unauthorized", 429: "rate_limited", 503: "unavailable"}
+_CODES = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 429: "rate_limited", 503: "unavailable"}
+_DISABLED = "the source of this write key is disabled"
 
 
 def error_response(status: int, errors: list[dict[str, Any]], headers: dict[str, str], accepted: int = 0) -> Response:
@@ -122,7 +124,7 @@ class Collector:
         self.keys = KeyCache()
         self.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
         self._lookups: dict[str, asyncio.Future[str | None]] = {}
-        self._authorized: dict[str, str] = {}  # Authorization header → source id, skips decoding it
+        self._authorized: dict[str, str] = {}  # Authorization header → write key, skips decoding it
 
     async def start(self) -> None:
         await self.committer.start()
@@ -167,7 +169,8 @@ class Collector:
         return functools.partial(self.ingest, kind=kind)  # a partial: one coroutine frame less per request
 
     async def source_for(self, write_key: str) -> str | None:
-        """The source id of a write key (cached in memory), None if unknown.
+        """The source id of a write key (cached in memory for a few seconds), DISABLED if its source is
+        disabled, None if unknown.
 
         Concurrent requests with the same uncached key share one store lookup.
         """
@@ -176,11 +179,26 @@ class Collector:
             return source_id
         pending = self._lookups.get(write_key)
         if pending is None or pending.get_loop() is not asyncio.get_running_loop():
-            pending = asyncio.ensure_future(run_in_threadpool(self.store.source_for_write_key, write_key))
+            pending = asyncio.ensure_future(run_in_threadpool(lookup_source, self.store, write_key))
             self._lookups[write_key] = pending
             pending.add_done_callback(lambda _done: self._lookups.pop(write_key, None))
         source_id = await asyncio.shield(pending)
         self.keys.remember(write_key, source_id)
+        return source_id
+
+    async def _header_source(self, authorization: str) -> str | None:
+        """The source of the write key in an Authorization header (None if the header carries none)."""
+        header_key = self._authorized.get(authorization)
+        if header_key is None:
+            header_key = key_from_authorization(authorization)
+            if header_key is None:
+                return None
+            if len(self._authorized) >= 10_000:
+                self._authorized.clear()
+            self._authorized[authorization] = header_key
+        source_id = self.keys.get(header_key) or await self.source_for(header_key)
+        if source_id is None:
+            raise AuthError("unknown write key")
         return source_id
 
     async def ingest(self, request: Request, kind: str | None) -> Response:
@@ -195,16 +213,7 @@ class Collector:
         headers = cors_for(found.origin)
         limit = self.settings.max_request_bytes
         try:
-            source_id = self._authorized.get(found.authorization) if found.authorization else None
-            if source_id is None:
-                header_key = key_from_authorization(found.authorization)
-                if header_key is not None:
-                    source_id = await self.source_for(header_key)
-                    if source_id is None:
-                        raise AuthError("unknown write key")
-                    if len(self._authorized) >= 10_000:
-                        self._authorized.clear()
-                    self._authorized[found.authorization] = source_id  # type: ignore[index]
+            source_id = await self._header_source(found.authorization) if found.authorization else None
             body = await read_body(request.receive, limit, found.content_length)
             if found.content_encoding is not None:
                 body = decompress(body, found.content_encoding, limit)
@@ -217,6 +226,8 @@ class Collector:
                 source_id = await self.source_for(body_key)
                 if source_id is None:
                     raise AuthError("unknown write key")
+            if source_id == DISABLED:
+                return error_response(404, [{"index": None, "field": "writeKey", "reason": _DISABLED}], headers)
             wait = self.limiter.wait_time(source_id)
             if wait:
                 return self._too_many(wait, headers)
@@ -265,8 +276,11 @@ class Collector:
             return preflight(request)
         headers = cors_headers(request)
         write_key = request.path_params["write_key"]
-        if await self.source_for(write_key) is None:
+        source_id = await self.source_for(write_key)
+        if source_id is None:
             return error_response(401, [{"index": None, "field": "writeKey", "reason": "unknown write key"}], headers)
+        if source_id == DISABLED:
+            return error_response(404, [{"index": None, "field": "writeKey", "reason": _DISABLED}], headers)
         host = request.headers.get("host") or f"{self.settings.host}:{self.settings.port}"
         protocol = request.headers.get("x-forwarded-proto", request.url.scheme)
         protocol = "https" if protocol in ("https", "wss") else "http"

@@ -9,6 +9,7 @@
     segments.py  GET /v1/segments, GET and PUT /v1/segments/{segment_id}
     push.py      GET /v1/push/vapid-public-key, POST and DELETE /v1/push/subscriptions (a write key)
     messaging.py POST /v1/channels/{sms|whatsapp}/status and /inbound (provider-signed webhooks)
+    access.py    sessions (/v1/auth/login|logout|me), /v1/users, /v1/keys, /v1/sources/{name}/…, /v1/audit
     bridges.py   GET /q/{token} (QR short links: 302 with UTM tags and a page event)
     channels.py  POST|GET /u/{token} (one-click unsubscribe), GET /c/{token}, GET /o/{token}.gif (e-mail
                  clicks and opens), POST /v1/inbound/email/dsn (bounce reports, a secret key)
@@ -34,7 +35,7 @@ from fastapi.openapi.utils import get_openapi
 from omniweave.collect.http import Collector
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
-from omniweave.shells.api import bridges, channels, messaging, profiles, push, segments, system
+from omniweave.shells.api import access, bridges, channels, messaging, profiles, push, segments, system
 from omniweave.shells.api.collect import add_collector
 from omniweave.shells.api.errors import install_error_handlers
 from omniweave.shells.api.loader import LoaderProcess, run_loader_child
@@ -100,6 +101,7 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
     app = FastAPI(title=TITLE, version=VERSION, lifespan=lifespan)
     for router in (
         system.router,
+        access.router,
         profiles.router,
         segments.router,
         messaging.router,

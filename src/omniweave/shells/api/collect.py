@@ -33,6 +33,7 @@ def _refusals(*statuses: int) -> dict[str, Any]:
     reasons = {
         400: "some or all events rejected (the valid ones are stored); each problem with its item and field",
         401: "no write key, or an unknown one",
+        404: "the write key's source is disabled",
         429: "over the source's rate limit; retry after Retry-After seconds",
         503: "not stored; retry after Retry-After seconds (retries are deduplicated by messageId)",
     }
@@ -52,7 +53,7 @@ def _ingest(path: str, kind: str) -> dict[str, Any]:
             "operationId": f"collect_{kind}_{path.strip('/').replace('/', '_')}",
             "security": [{_WRITE_KEY: []}, {}],
             "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
-            "responses": {"200": _json(_ref(CollectorOk), "every event stored"), **_refusals(400, 401, 429, 503)},
+            "responses": {"200": _json(_ref(CollectorOk), "every event stored"), **_refusals(400, 401, 404, 429, 503)},
         }
     }
 
@@ -78,7 +79,7 @@ def _settings(path: str) -> dict[str, Any]:
             "parameters": [{"name": "write_key", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {
                 "200": _json({"type": "object"}, "integrations, plan, metrics: everything goes to this collector"),
-                **_refusals(401),
+                **_refusals(401, 404),
             },
         }
     }

@@ -1,18 +1,22 @@
 """The REST API's dependencies, as `Annotated` aliases: the Runtime, and the one check of a secret key.
 
-Routers write `runtime: RuntimeDep` and `_: SecretKey` (or `dependencies=[SECRET_KEY]` on the router);
-nothing else in the API reads the Authorization header or opens a store.
+Routers write `runtime: RuntimeDep` and `dependencies=[SECRET_KEY]` (any key or session) or
+`require(scope)` (privacy/roles.py; 403 without the scope), or `principal: PrincipalDep`; nothing else in
+the API reads the Authorization header or the session cookie, or opens a store.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyCookie, APIKeyHeader
 
 from omniweave.collect.http.body import key_from_authorization
 from omniweave.errors import AuthError
+from omniweave.privacy import sessions
+from omniweave.privacy.roles import Principal
+from omniweave.privacy.service import access
 from omniweave.runtime import Runtime
 from omniweave.shells.api.errors import ApiError
 
@@ -22,6 +26,7 @@ _AUTHORIZATION = APIKeyHeader(
     description="A secret key from `omniweave keys secret`: `Bearer <key>`, or Basic with the key as user name.",
     auto_error=False,
 )
+_WRITE_KEY = "a write key only collects events; this route needs a secret key (`omniweave keys secret`) or a session"
 _REFUSED = (
     "a secret key is required (Bearer, or Basic with the key as user name); create one with `omniweave keys secret`"
 )
@@ -50,5 +55,70 @@ def require_secret_key(runtime: RuntimeDep, authorization: Annotated[str | None,
 
 
 SecretKey = Annotated[str, Depends(require_secret_key)]
-SECRET_KEY = Depends(require_secret_key)
-"""For `dependencies=[...]` of a router whose every route needs a secret key."""
+
+
+# --- principals: a secret key with scopes, or a dashboard session (privacy/roles.py) ---------------
+
+_SESSION = APIKeyCookie(
+    name=sessions.COOKIE_NAME,
+    scheme_name="session",
+    description="A dashboard session (POST /v1/auth/login); state-changing requests also need X-CSRF-Token.",
+    auto_error=False,
+)
+
+
+def client_origin(request: Request) -> str:
+    """Where a request came from, for the audit log: the client's IP (the first X-Forwarded-For hop)."""
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded:
+        return forwarded.split(",", 1)[0].strip()
+    return request.client.host if request.client else "unknown"
+
+
+def current_principal(
+    request: Request,
+    runtime: RuntimeDep,
+    authorization: Annotated[str | None, Security(_AUTHORIZATION)],
+    session: Annotated[str | None, Security(_SESSION)],
+) -> Principal:
+    """The key or user behind the request: 401 without valid credentials, 403 for a write key (it only
+    collects events) or for a session's state-changing request without its CSRF token."""
+    if authorization:
+        try:
+            key = key_from_authorization(authorization)
+        except AuthError:
+            key = None
+        principal = access.principal_for_key(runtime, key) if key else None
+        if principal is not None:
+            return principal
+        if key and access.is_write_key(runtime, key):
+            raise ApiError(403, "Authorization", _WRITE_KEY)
+        raise ApiError(401, "Authorization", _REFUSED)
+    if session:
+        principal = access.principal_for_session(runtime, session)
+        if principal is None:
+            raise ApiError(401, sessions.COOKIE_NAME, "the session has ended or is not valid; sign in again")
+        if sessions.needs_csrf(request.method) and not sessions.csrf_ok(
+            session, request.headers.get(sessions.CSRF_HEADER)
+        ):
+            raise ApiError(403, sessions.CSRF_HEADER, f"a signed-in change needs the {sessions.CSRF_HEADER} header")
+        return principal
+    raise ApiError(401, "Authorization", _REFUSED)
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def require(scope: str) -> Any:
+    """A dependency admitting principals with `scope` (403 otherwise); its value is the Principal."""
+
+    def check(principal: PrincipalDep) -> Principal:
+        if not principal.allows(scope):
+            raise ApiError(403, "Authorization", f"{principal.actor} may not do this: it needs the scope {scope!r}")
+        return principal
+
+    return Depends(check)
+
+
+SECRET_KEY = Depends(current_principal)
+"""For `dependencies=[...]` of a router whose every route needs a secret key or a session (any scope)."""

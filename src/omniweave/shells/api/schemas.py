@@ -34,7 +34,7 @@ class CollectorError(BaseModel):
     """The body of every refusal of the collector; `code` and `message` are what SDKs read."""
 
     success: Literal[False] = False
-    code: Literal["invalid_request", "unauthorized", "rate_limited", "unavailable", "error"]
+    code: Literal["invalid_request", "unauthorized", "not_found", "rate_limited", "unavailable", "error"]
     message: str
     accepted: int = Field(description="events of this request that were stored all the same")
     errors: list[Problem]

@@ -34,22 +34,59 @@ def keys_create(
     source: Annotated[str, typer.Option(help="Name of the source (a site, an app, a server).")],
 ) -> None:
     """Create a source; its write key is the last line of the output."""
+    from omniweave.privacy.service.audit import cli_actor, record
     from omniweave.runtime import Runtime
 
     rt = Runtime(settings_of(ctx))
     source_id, write_key = rt.store.create_source(source)
+    record(rt, cli_actor(), "source.create", f"source:{source_id}", {"name": source})
     console.print(f"source {source!r} created (id {source_id}); write key:")
     print(write_key)
 
 
 @keys_app.command("secret")
-def keys_secret(ctx: typer.Context, name: Annotated[str, typer.Option(help="Who the key is for.")] = "admin") -> None:
-    """Create a secret key for the REST API; the key is the last line of the output."""
+def keys_secret(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="Who the key is for.")] = "admin",
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="What the key may do (repeat): profiles:read, config:manage, journeys:run, privacy:admin."),
+    ] = None,
+) -> None:
+    """Create a secret key for the REST API (every scope unless --scope says); the key is the last line."""
+    from omniweave.privacy.roles import KEY_SCOPES
+    from omniweave.privacy.service.access import create_api_key
+    from omniweave.privacy.service.audit import cli_actor
     from omniweave.runtime import Runtime
 
-    key = Runtime(settings_of(ctx)).store.create_secret_key(name)
-    console.print(f"secret key for {name!r}:")
-    print(key)
+    made = create_api_key(Runtime(settings_of(ctx)), name, scope or list(KEY_SCOPES), actor=cli_actor())
+    console.print(f"secret key for {name!r} ({', '.join(made.scopes)}):")
+    print(made.key)
+
+
+@keys_app.command("disable")
+def keys_disable(ctx: typer.Context, source: Annotated[str, typer.Argument(help="The source's name.")]) -> None:
+    """Disable a source: the collector answers its write key with 404 (within a few seconds)."""
+    _source_state(ctx, source, enabled=False)
+
+
+@keys_app.command("enable")
+def keys_enable(ctx: typer.Context, source: Annotated[str, typer.Argument(help="The source's name.")]) -> None:
+    """Enable a disabled source again."""
+    _source_state(ctx, source, enabled=True)
+
+
+def _source_state(ctx: typer.Context, source: str, *, enabled: bool) -> None:
+    from omniweave.privacy.service.access import set_source_enabled
+    from omniweave.privacy.service.audit import cli_actor
+    from omniweave.runtime import Runtime
+
+    rt = Runtime(settings_of(ctx))
+    try:
+        set_source_enabled(rt, source, enabled, actor=cli_actor())
+    finally:
+        rt.close()
+    console.print(f"source {source!r} {'enabled' if enabled else 'disabled'}")
 
 
 @keys_app.command("list")
@@ -70,9 +107,12 @@ def keys_secrets(ctx: typer.Context) -> None:
 
     rt = Runtime(settings_of(ctx))
     try:
-        table = Table("prefix", "name", "created (UTC)")
-        for key in rt.store.list_secret_keys():
-            table.add_row(key.prefix, key.name, datetime.fromtimestamp(key.created_at, UTC).strftime("%Y-%m-%d %H:%M"))
+        from omniweave.privacy.service.access import list_api_keys
+
+        table = Table("prefix", "name", "created (UTC)", "scopes")
+        for key in list_api_keys(rt):
+            created = datetime.fromtimestamp(key.created_at, UTC).strftime("%Y-%m-%d %H:%M")
+            table.add_row(key.prefix, key.name, created, " ".join(key.scopes))
         console.print(table)
     finally:
         rt.close()
@@ -84,11 +124,16 @@ def keys_revoke(
     prefix: Annotated[str, typer.Argument(help="The key's prefix, as `omniweave keys secrets` lists it.")],
 ) -> None:
     """Delete a secret key: the REST API refuses it from then on."""
+    from omniweave.privacy.service.access import NotFound, revoke_api_key
+    from omniweave.privacy.service.audit import cli_actor
     from omniweave.runtime import Runtime
 
     rt = Runtime(settings_of(ctx))
     try:
-        revoked = rt.store.revoke_secret_key(prefix)
+        revoke_api_key(rt, prefix, actor=cli_actor())
+        revoked = True
+    except NotFound:
+        revoked = False
     finally:
         rt.close()
     if not revoked:

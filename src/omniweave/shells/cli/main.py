@@ -16,6 +16,7 @@ from omniweave.errors import OmniweaveError
 from omniweave.settings import load_settings
 from omniweave.shells.cli import (
     activate,
+    audit,
     channels,
     collect,
     coupons,
@@ -43,6 +44,7 @@ def _root(
     ctx.obj = load_settings(config_file=config, home=str(home) if home is not None else None)
 
 
+audit.register(app)
 channels.register(app)
 collect.register(app)
 demo.register(app)

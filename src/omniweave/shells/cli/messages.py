@@ -179,6 +179,7 @@ def messages_send(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from omniweave.activate.service.messages import SendRequest, send
+    from omniweave.privacy.service.audit import cli_actor, record
 
     request = SendRequest(message, segment, channel, dry_run, max_sms_segments)
     with (
@@ -192,6 +193,8 @@ def messages_send(
             transient=True,
         ) as bar,
     ):
+        detail = {"segment": segment, "channel": channel, "dry_run": dry_run, "fake": fake}
+        record(rt, cli_actor(), "message.send", f"message:{message}", detail)
         task = bar.add_task("dry run" if dry_run else "sending", total=None)
 
         def progress(done: int, total: int) -> None:
