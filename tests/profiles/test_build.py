@@ -77,7 +77,10 @@ def _consent(**purposes: bool) -> dict[str, Any]:
 
 
 def _event(n: int, at: str, **fields: Any) -> dict[str, Any]:
-    return segment_event(n, at, received_at=datetime(2026, 6, 30, tzinfo=UTC), **fields)
+    # received on 30 June, or when it happened if later (the collector clamps a time more than 24 h past
+    # its receipt to the receipt: an event after `now` is one that arrived after `now`)
+    received = max(datetime(2026, 6, 30, tzinfo=UTC), datetime.fromisoformat(at))
+    return segment_event(n, at, received_at=received, **fields)
 
 
 def _order(
