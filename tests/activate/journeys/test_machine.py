@@ -193,6 +193,21 @@ def test_window_step_waits_in_the_persons_zone() -> None:
     assert inside.status == "exited"
 
 
+def test_window_step_uses_the_policys_dst_correct_window() -> None:
+    """The machine has no copy of its own: a window whose start Berlin skips (02:30 on 29 March 2026) opens
+    when the clock jumps to 03:00 (as `activate.policy.next_window_open` says); an unknown zone is UTC."""
+    from omniweave.activate.policy import next_window_open
+
+    assert M.next_window_open is next_window_open
+    j = journey({"w": WaitUntilWindow("02:30", "04:00", ("SUN", "Monday"), "x"), "x": Exit()}, "w")
+    berlin = ZoneInfo("Europe/Berlin")
+    before = datetime(2026, 3, 28, 22, 0, tzinfo=ZoneInfo("UTC")).timestamp()
+    out = M.advance(j, state("w"), M.Facts(traits={"timezone": "Europe/Berlin"}), before)
+    assert datetime.fromtimestamp(out.wake_at or 0, berlin).isoformat() == "2026-03-29T03:00:00+02:00"
+    out = M.advance(j, state("w"), M.Facts(traits={"timezone": "Mars/Base"}), before)
+    assert datetime.fromtimestamp(out.wake_at or 0, ZoneInfo("UTC")).isoformat() == "2026-03-29T02:30:00+00:00"
+
+
 def test_filters() -> None:
     f = M.filter_holds
     assert f(PropertyFilter("a", "eq", 1), {"a": "1"}) and not f(PropertyFilter("a", "ne", 1), {"a": 1})

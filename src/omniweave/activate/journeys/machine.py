@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -39,6 +38,7 @@ from omniweave.activate.journeys.model import (
     WaitForEvent,
     WaitUntilWindow,
 )
+from omniweave.activate.policy import next_window_open
 
 MAX_CHAIN = 1000  # instant steps one call may take: a loop of branches is a definition error, not a hang
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -192,44 +192,11 @@ def zone(name: str | None, default: str = "UTC") -> ZoneInfo:
     return ZoneInfo("UTC")
 
 
-def _minutes(hhmm: str) -> int:
-    hours, _, minutes = hhmm.partition(":")
-    return int(hours) * 60 + int(minutes or 0)
-
-
-def next_window_open(now: float, tz: str, start: str, end: str, days: Sequence[str]) -> float:
-    """The first instant >= now at which the local time in `tz` is within [start, end) on one of `days`.
-
-    Walks local calendar days; a window start that falls in a DST gap opens at the first instant after
-    the gap, one that occurs twice opens at the first occurrence. A window whose end is before its start
-    runs past midnight (it belongs to the day it starts on)."""
-    z = zone(tz)
-    allowed = {d.lower()[:3] for d in days} or set(DAYS)
-    s, e = _minutes(start), _minutes(end)
-    local_now = datetime.fromtimestamp(now, z)
-    for offset in range(-1, 9):
-        day = (local_now + timedelta(days=offset)).date()
-        if DAYS[day.weekday()] not in allowed:
-            continue
-        opens = datetime(day.year, day.month, day.day, s // 60, s % 60, tzinfo=z, fold=0)
-        length = (e - s) % (24 * 60) or 24 * 60
-        opens_at = _instant(opens)
-        closes_at = _instant(opens + timedelta(minutes=length))
-        if opens_at <= now < closes_at:
-            return now
-        if opens_at >= now:
-            return opens_at
-    return now  # no allowed day at all: the definition is checked elsewhere; do not park forever
-
-
-def _instant(local: datetime) -> float:
-    """Epoch seconds of a wall-clock time; in a DST gap, the first instant after the gap."""
-    stamp = local.timestamp()
-    back = datetime.fromtimestamp(stamp, local.tzinfo)
-    if back.replace(tzinfo=None) != local.replace(tzinfo=None):  # did not exist: the gap's end
-        later = local.replace(fold=1).timestamp()
-        return max(stamp, later)
-    return stamp
+def window_opens(now: float, tz: str, start: str, end: str, days: Sequence[str]) -> float:
+    """When a `wait_until` window opens for a run: `activate.policy.next_window_open` (property-tested,
+    DST-correct), with the zone falling back to UTC when unknown and the day names normalised."""
+    wanted = tuple(dict.fromkeys(d.lower()[:3] for d in days if d.lower()[:3] in DAYS)) or DAYS
+    return next_window_open(now, zone(tz).key, start, end, wanted)
 
 
 # --- the walk -------------------------------------------------------------------------------------
@@ -303,7 +270,7 @@ def advance(journey: Journey, state: RunState, facts: Facts, now: float) -> Adva
             continue
         if isinstance(a, WaitUntilWindow):
             tz = str(facts.traits.get("timezone") or journey.default_timezone or "UTC")
-            opens = next_window_open(now, tz, a.start, a.end, a.days)
+            opens = window_opens(now, tz, a.start, a.end, a.days)
             if opens > now:
                 if arrived:
                     ctx["at_node"] = node
@@ -410,5 +377,6 @@ __all__ = [
     "run_id",
     "split_arm",
     "unit_hash",
+    "window_opens",
     "woken_context",
 ]
