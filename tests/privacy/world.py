@@ -285,7 +285,19 @@ def build_world(tmp: Path, others: int = 24) -> World:
                 }
             )
             issue(runtime, "welcome", person_id=pids[p["email"]], send_key=key, channel="email", campaign="spring")
-        ledger.suppress("email", TARGET["email"], "unsubscribe", "one-click unsubscribe")
+        # she unsubscribes through the link of her e-mail: the suppression list and an `Unsubscribed` event
+        from omniweave.channels.email.message import unsubscribe_token
+        from omniweave.channels.links import sign
+        from omniweave.channels.service import unsubscribe
+        from omniweave.identity.service.resolve import resolve
+        from omniweave.profiles.service.build import build_profiles
+
+        unsubscribe(
+            runtime, unsubscribe_token(lambda p, payload: sign(runtime, p, payload), "send-0000", TARGET["email"])
+        )
+        load_all(runtime.store, runtime.log)
+        resolve(runtime)
+        build_profiles(runtime)
     finally:
         runtime.close()
     return World(settings, home, write_key)

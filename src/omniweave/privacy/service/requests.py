@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import time
 import uuid
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -315,3 +317,20 @@ def resume_pending(runtime: Runtime) -> list[RequestResult]:
             .all()
         )
     return [run(runtime, request_id) for request_id in ids]
+
+
+def write_bundle(bundle: dict[str, Any], path: str | Path) -> Path:
+    """Write an export: `.json` as one document; otherwise a ZIP with `person.json` (identifiers, profile,
+    consent, messages, coupons, segment memberships) and `events.jsonl` (one event a line)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    if path.suffix.lower() == ".json":
+        path.write_bytes(orjson.dumps(bundle, option=options, default=str))
+        return path
+    person = {k: v for k, v in bundle.items() if k != "events"}
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("person.json", orjson.dumps(person, option=options, default=str))
+        lines = b"\n".join(orjson.dumps(e, option=orjson.OPT_NON_STR_KEYS, default=str) for e in bundle["events"])
+        archive.writestr("events.jsonl", lines + (b"\n" if lines else b""))
+    return path

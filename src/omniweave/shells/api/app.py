@@ -35,7 +35,7 @@ from fastapi.openapi.utils import get_openapi
 from omniweave.collect.http import Collector
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
-from omniweave.shells.api import access, bridges, channels, messaging, profiles, push, segments, system
+from omniweave.shells.api import access, bridges, channels, messaging, privacy, profiles, push, segments, system
 from omniweave.shells.api.collect import add_collector
 from omniweave.shells.api.errors import install_error_handlers
 from omniweave.shells.api.loader import LoaderProcess, run_loader_child
@@ -108,6 +108,7 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
         channels.router,
         bridges.router,
         push.router,
+        privacy.router,
     ):
         app.include_router(router)
     app.router.routes[:0] = collector.routes()  # the hot path is matched first

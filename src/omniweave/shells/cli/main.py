@@ -26,6 +26,7 @@ from omniweave.shells.cli import (
     messages,
     mmm,
     personas,
+    privacy,
     profiles,
     segments,
 )
@@ -57,6 +58,7 @@ activate.register(app, opened)
 coupons.register(app)
 messages.register(app)
 personas.register(app, opened)
+privacy.register(app)
 
 
 def main() -> None:
