@@ -1,6 +1,6 @@
 """Masking identifiers for logs and error messages: enough to tell two apart, not enough to read them.
 
-`mask("ann.smith@example.com")` → `a***@e***.com`; `mask("+447700900123")` → `+44*******23`;
+`mask("ann.smith@example.com")` → `a***@e***.com`; `mask("+447700900123")` → `+44********23`;
 `mask_name("Ann Smith")` → `A** S****`. `mask_text` masks every e-mail address and phone-like number
 inside a longer message.
 """
@@ -23,7 +23,7 @@ def mask_email(value: str) -> str:
 
 
 def mask_phone(value: str) -> str:
-    """`+447700900123` → `+44*******23` (the country code and the last two digits kept)."""
+    """`+447700900123` → `+44********23` (the country code and the last two digits kept)."""
     digits = [ch for ch in value if ch.isdigit()]
     if len(digits) < 5:
         return "*" * len(digits)
