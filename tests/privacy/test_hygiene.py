@@ -141,3 +141,27 @@ def test_masking_keeps_enough_to_tell_apart_and_no_more() -> None:
     assert mask("ab") == "**"
     text = mask_text("could not send to Ann.Smith@Example.com or +44 7700 900123 (send k1)")
     assert "Smith" not in text and "900123" not in text and "(send k1)" in text
+
+
+def test_log_lines_of_any_stage_are_masked(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from omniweave.privacy.masking import install_log_masking
+
+    before = logging.getLogRecordFactory()
+    try:
+        install_log_masking()
+        install_log_masking()  # once is enough
+        with caplog.at_level(logging.INFO, logger="omniweave.channels"):
+            logging.getLogger("omniweave.channels").info(
+                "bounce for %s (%s) at 2026-03-01 10:00:00", "Ann@Example.com", "07700 900123"
+            )
+            try:
+                raise ValueError("cannot reach bob@example.org")
+            except ValueError:
+                logging.getLogger("omniweave.channels").exception("send failed")
+    finally:
+        logging.setLogRecordFactory(before)
+    text = caplog.text
+    assert "Ann@Example.com" not in text and "900123" not in text and "bob@example.org" not in text
+    assert "A***@E***.com" in text and "at 2026-03-01 10:00:00" in text and "ValueError" in text

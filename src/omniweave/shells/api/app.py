@@ -33,6 +33,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from omniweave.collect.http import Collector
+from omniweave.privacy.masking import install_log_masking
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 from omniweave.shells.api import access, bridges, channels, messaging, privacy, profiles, push, segments, system
@@ -80,6 +81,7 @@ def _errors_as_json(responses: dict[str, Any]) -> None:
 
 def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
     """The ASGI app: the collector, /health and the REST API. `with_loader` also runs the loader process."""
+    install_log_masking()  # no plain e-mail or phone number in a log line (docs/privacy.md)
     runtime = Runtime(settings)
     collector = Collector(settings, runtime.store)
     loader = LoaderProcess(settings) if with_loader else None

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from omniweave.errors import OmniweaveError
+from omniweave.privacy.masking import install_log_masking
 from omniweave.settings import load_settings
 from omniweave.shells.cli import (
     activate,
@@ -41,6 +42,7 @@ def _root(
     config: Annotated[Path | None, typer.Option(help="Path to omniweave.toml.")] = None,
     home: Annotated[Path | None, typer.Option(help="Home folder (default $OMNIWEAVE_HOME or ./.omniweave).")] = None,
 ) -> None:
+    install_log_masking()  # no plain e-mail or phone number in a log line (docs/privacy.md)
     # --home also says where to look for <home>/omniweave.toml, as $OMNIWEAVE_HOME does
     ctx.obj = load_settings(config_file=config, home=str(home) if home is not None else None)
 
