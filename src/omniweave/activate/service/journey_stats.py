@@ -378,3 +378,29 @@ __all__ = [
     "load_journey_file",
     "resolve_person",
 ]
+
+
+def resolve_persons(runtime: Runtime, identifiers: list[str]) -> list[str]:
+    """`resolve_person` for many identifiers at once (the identities read once); InputError naming the first
+    unknown one by its record number (1-based)."""
+    known: dict[str, str] = {}
+    if runtime.log.has_data("identities"):
+        table = runtime.warehouse().table("identities").select("kind", "value", "person_id").to_pyarrow()
+        for kind, value, person in zip(
+            *(table.column(c).to_pylist() for c in ("kind", "value", "person_id")), strict=True
+        ):
+            known[str(person)] = str(person)
+            known.setdefault(str(value), str(person))
+            known[f"{kind}:{value}"] = str(person)
+    out = []
+    for i, text in enumerate(identifiers, start=1):
+        person = known.get(text.strip()) or known.get(text.strip().lower())
+        if person is None:
+            raise InputError(
+                f"no person known by {text!r}: expected a person id, user id, anonymous id, e-mail or phone "
+                "from the identities",
+                field="person",
+                record=i,
+            )
+        out.append(person)
+    return out

@@ -23,6 +23,7 @@ from omniweave.shells.cli import (
     coupons,
     demo,
     identity,
+    journeys,
     measure,
     messages,
     mmm,
@@ -52,6 +53,7 @@ channels.register(app)
 collect.register(app)
 demo.register(app)
 identity.register(app)
+journeys.register(app)
 profiles.register(app)
 measure.register(app)
 mmm.register(app)
