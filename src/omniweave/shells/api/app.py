@@ -36,7 +36,18 @@ from omniweave.collect.http import Collector
 from omniweave.privacy.masking import install_log_masking
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
-from omniweave.shells.api import access, bridges, channels, messaging, privacy, profiles, push, segments, system
+from omniweave.shells.api import (
+    access,
+    bridges,
+    channels,
+    journeys,
+    messaging,
+    privacy,
+    profiles,
+    push,
+    segments,
+    system,
+)
 from omniweave.shells.api.collect import add_collector
 from omniweave.shells.api.errors import install_error_handlers
 from omniweave.shells.api.loader import LoaderProcess, run_loader_child
@@ -111,6 +122,7 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
         bridges.router,
         push.router,
         privacy.router,
+        journeys.router,
     ):
         app.include_router(router)
     app.router.routes[:0] = collector.routes()  # the hot path is matched first
