@@ -27,6 +27,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import re
 import sys
 import time
 import uuid
@@ -48,7 +49,7 @@ from omniweave.errors import InputError
 from omniweave.events.normalize import deterministic_message_id
 from omniweave.runtime import Runtime
 from omniweave.storage.ops import journeys as Q
-from omniweave.storage.ops.ledger import Ledger, insert_on
+from omniweave.storage.ops.ledger import Ledger, insert_many_on, insert_on
 from omniweave.storage.ops.tables import sends
 
 log = logging.getLogger("omniweave.journeys")
@@ -248,35 +249,32 @@ class Directory:
 # --- the policy call ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Verdict:
-    outcome: str
-    reason: str
-    retry_at: float | None = None
+def _policy_check_many(
+    conn: sa.Connection, runtime: Runtime, items: Sequence[tuple[Any, Mapping[str, Any], str]], now: float
+) -> list[Any]:
+    """The policy engine's verdicts for many sends (activate/service/policy.py `check_many`: the persons locked
+    in ascending order, the facts read with one query per kind, the decisions recorded)."""
+    if not items:
+        return []
+    from omniweave.activate.service.policy import check_many
+
+    return check_many(conn, runtime, items, now=now)
 
 
-def _policy_check(
-    conn: sa.Connection, runtime: Runtime, intent: Any, profile: Mapping[str, Any], address: str, now: float
+def _intent(
+    person_id: str,
+    channel: str,
+    message_class: str,
+    key: str,
+    journey: str,
+    intended_at: float,
+    free_form: bool = False,
 ) -> Any:
-    """The policy engine's verdict (activate/service/policy.py `check`, under the person's lock); until it
-    is installed, consent and suppression only."""
-    try:
-        from omniweave.activate.service.policy import check
-    except ImportError:
-        problem = msgs.consent_problem(intent.channel, intent.message_class, profile)
-        if problem:
-            return _Verdict("drop", problem)
-        found = Ledger._suppressed(conn, intent.channel, address)
-        return _Verdict("drop", f"suppressed ({found})") if found else _Verdict("send", "allowed")
-    return check(conn, runtime, intent, profile, address, now=now)
+    from omniweave.activate.policy import SendIntent
 
-
-def _intent(person_id: str, channel: str, message_class: str, key: str, journey: str, intended_at: float) -> Any:
-    try:
-        from omniweave.activate.policy import SendIntent
-    except ImportError:  # pragma: no cover - the policy engine ships with omniweave
-        return _Verdict("send", "")
-    return SendIntent(person_id, channel, message_class, key, journey=journey, intended_at=intended_at)
+    return SendIntent(
+        person_id, channel, message_class, key, journey=journey, intended_at=intended_at, free_form=free_form
+    )
 
 
 # --- the engine -----------------------------------------------------------------------------------
@@ -324,6 +322,8 @@ class JourneyEngine:
         self._latest_at = -1e18
         self._messages: dict[str, Any] | None = None
         self._brand: Any = None
+        self._relevant: dict[str, frozenset[str]] = {}
+        self._renders: dict[tuple[str, str, bytes], Any] = {}
         if sink is not None:
             channels = {name: FileSink(sink, name) for name in CHANNELS}
         self._channels = channels
@@ -511,11 +511,23 @@ class JourneyEngine:
                 batch = _Batch()
                 began = time.monotonic()
                 walked: list[str] = []
+                pending: list[_PendingSend] = []
                 for run in claimed:
                     if time.monotonic() - began > self.max_transaction:  # keep the write lock short (SQLite)
                         break
-                    self._walk(conn, batch, run, self._state_of(run), now, deferred, io=False)
+                    self._walk(conn, batch, run, self._state_of(run), now, deferred, io=False, sends=pending)
                     walked.append(str(run["id"]))
+                for _ in range(100):  # the batch's sends: one policy check and one ledger insert per round
+                    if not pending:
+                        break
+                    self._send_round(conn, pending, now)
+                    after, pending = pending, []
+                    for p in after:
+                        nxt = self._finish_send(batch, p, now)
+                        if nxt is not None:
+                            self._walk(conn, batch, p.run, nxt, now, deferred, io=False, sends=pending)
+                for p in pending:  # a send loop longer than 100 rounds: park the rest, due at once
+                    batch.add(p.state.run_id, _open("active", now, now) | _base(p.adv), p.rows, None)
                 if not batch.flush(conn, self.owner, walked):
                     raise _LeaseLost("a lease of the batch ran out")
                 Q.release(conn, [str(r["id"]) for r in claimed[len(walked) :]], self.owner)
@@ -574,8 +586,11 @@ class JourneyEngine:
         deferred: list[tuple[dict[str, Any], M.RunState]],
         *,
         io: bool,
+        sends: list[_PendingSend] | None = None,
     ) -> None:
-        """Advance one run on `conn` until it waits, ends, or (without `io`) reaches a coupon or a trait."""
+        """Advance one run on `conn` until it waits, ends, or (without `io`) reaches a coupon or a trait; with
+        `sends`, a send step is put there (the caller checks the policy and writes the ledger for all of
+        them at once, then walks the run on)."""
         j = self.journey(run["journey"], run["version"])
         person = state.person_id
         profile = self.directory.profile(person) or {"person_id": person}
@@ -599,6 +614,9 @@ class JourneyEngine:
                 deferred.append(
                     (run, replace(state, node=adv.node, context=adv.context, variant=adv.variant, timed_out=False))
                 )
+                return
+            if isinstance(action, Send) and sends is not None:
+                sends.append(self._prepare_send(run, j, state, profile, adv, action, rows, now))
                 return
             nxt = self._effect(conn, batch, j, state, profile, adv, rows, now)
             if nxt is None:
@@ -651,16 +669,9 @@ class JourneyEngine:
             except InputError as exc:
                 ok, outcome, reason = False, "error", str(exc)
         elif isinstance(action, Send):
-            verdict_rows, result = self._send(conn, j, state, profile, node, action, key, ctx, now)
-            rows += verdict_rows
-            if result == "reschedule":
-                values = _open("active", float(ctx["retry_at"]), now) | {
-                    "node": node,
-                    "context": ctx,
-                    "variant": adv.variant,
-                }
-                batch.add(rid, values, rows, None)
-                return None
+            pending = self._prepare_send({}, j, state, profile, adv, action, rows, now)
+            self._send_round(conn, [pending], now)
+            return self._finish_send(batch, pending, now)
         elif isinstance(action, CallWebhook):
             payload = {"journey": j.name, "step": node, "run": rid, "person_id": person, "trigger": ctx.get("trigger")}
             row: dict[str, object] = {
@@ -689,69 +700,172 @@ class JourneyEngine:
         batch.steps.extend(rows)
         return M.RunState(rid, person, target, state.entered_at, ctx, adv.variant)
 
-    def _send(
+    def _prepare_send(
         self,
-        conn: sa.Connection,
+        run: dict[str, Any],
         j: Journey,
         state: M.RunState,
         profile: Mapping[str, Any],
-        node: str,
+        adv: M.Advance,
         action: Send,
-        key: str,
-        ctx: dict[str, Any],
+        rows: list[dict[str, Any]],
         now: float,
-    ) -> tuple[list[dict[str, Any]], str]:
-        """Policy and ledger for one send step: ('sent'|'skipped'|'reschedule'); rows for the history."""
-        rid, person = state.run_id, state.person_id
-        rows: list[dict[str, Any]] = []
-        messages = self._load_messages()
-        message = messages.get(action.message)
-        if message is None:
-            rows.append(self._row(j, rid, person, node, "skipped", f"no message {action.message!r}", now))
-            return rows, "skipped"
-        klass = action.message_class or j.message_class or message.message_class
-        intended = float(ctx.setdefault("intended_at", now))
+    ) -> _PendingSend:
+        """A send step about to be asked of the policy: its message, class and candidate channels."""
+        ctx = dict(adv.context)
+        message = self._load_messages().get(action.message)
         first = action.channel if action.channel != "preferred" else str(profile.get("preferred_channel") or "email")
-        for channel in dict.fromkeys([first, *action.fallback]):
-            if channel not in message.channels:
-                rows.append(
-                    self._row(j, rid, person, node, "skipped", f"{message.name} has no {channel} rendition", now)
+        klass = action.message_class or j.message_class or (message.message_class if message else "promotional")
+        intended = float(ctx.setdefault("intended_at", now))
+        return _PendingSend(
+            run,
+            j,
+            state,
+            adv,
+            action,
+            send_key(j.name, adv.node, state.run_id),
+            ctx,
+            profile,
+            message,
+            klass,
+            intended,
+            list(dict.fromkeys([first, *action.fallback])),
+            rows,
+        )
+
+    def _send_round(self, conn: sa.Connection, items: Sequence[_PendingSend], now: float) -> None:
+        """Policy and ledger for many send steps: every step's next candidate channel is asked of the policy in
+        one `check_many`, the `send`s written to the ledger in one statement; a dropped channel moves the step
+        on to its fallback in the next round. Each item ends with `result` sent, skipped or reschedule."""
+        open_ = list(items)
+        while open_:
+            asks: list[tuple[_PendingSend, str, str, Any, Mapping[str, Any], str | tuple[str, ...]]] = []
+            for p in open_:
+                j, person, node = p.journey, p.state.person_id, p.adv.node
+                if p.message is None:
+                    p.history.append(
+                        self._row(j, p.state.run_id, person, node, "skipped", f"no message {p.action.message!r}", now)
+                    )
+                    p.result = "skipped"
+                    continue
+                while p.channels:
+                    channel = p.channels.pop(0)
+                    if channel not in p.message.channels:
+                        p.history.append(
+                            self._row(
+                                j,
+                                p.state.run_id,
+                                person,
+                                node,
+                                "skipped",
+                                f"{p.message.name} has no {channel} rendition",
+                                now,
+                            )
+                        )
+                        continue
+                    address = msgs.address_of(self.runtime, channel, p.profile)
+                    if address is None:
+                        p.history.append(
+                            self._row(j, p.state.run_id, person, node, "skipped", f"no {channel} address", now)
+                        )
+                        continue
+                    to = ", ".join(address) if isinstance(address, tuple) else address
+                    free_form = channel == "whatsapp" and not p.message.override("whatsapp", "template")
+                    intent = _intent(person, channel, p.klass, p.key, j.name, p.intended, free_form=free_form)
+                    zoned = p.profile if p.profile.get("timezone") else {**p.profile, "timezone": j.default_timezone}
+                    asks.append((p, channel, address_key(channel, to), intent, zoned, address))
+                    break
+                else:
+                    p.result = "skipped"
+            verdicts = _policy_check_many(conn, self.runtime, [(i, z, a) for _, _, a, i, z, _ in asks], now)
+            fresh: list[dict[str, Any]] = []
+            open_ = []
+            for (p, channel, to_key, _, _, address), verdict in zip(asks, verdicts, strict=True):
+                j, rid, person, node = p.journey, p.state.run_id, p.state.person_id, p.adv.node
+                if verdict.outcome == "reschedule" and verdict.retry_at is not None:
+                    p.ctx["retry_at"] = verdict.retry_at
+                    if "quiet hours" in verdict.reason:  # a deliberate deferral: the TTL counts from the window
+                        p.ctx["intended_at"] = verdict.retry_at
+                    p.history.append(self._row(j, rid, person, node, "rescheduled", verdict.reason, now))
+                    p.result = "reschedule"
+                    continue
+                if verdict.outcome != "send":
+                    p.history.append(self._row(j, rid, person, node, "skipped", f"{channel}: {verdict.reason}", now))
+                    open_.append(p)  # the next fallback channel, if any, in the next round
+                    continue
+                rendition = self._render(p.message, channel, p.profile, address, p.key)
+                fresh.append(
+                    {
+                        "key": p.key,
+                        "channel": channel,
+                        "to_address": to_key,
+                        "person_id": person,
+                        "campaign": j.campaign or j.name,
+                        "message_name": p.message.name,
+                        "message_class": p.klass,
+                        "content": orjson.dumps(rendition.content),
+                    }
                 )
-                continue
-            address = msgs.address_of(self.runtime, channel, profile)
-            if address is None:
-                rows.append(self._row(j, rid, person, node, "skipped", f"no {channel} address", now))
-                continue
-            to = ", ".join(address) if isinstance(address, tuple) else address
-            intent = _intent(person, channel, klass, key, j.name, intended)
-            zoned = profile if profile.get("timezone") else {**profile, "timezone": j.default_timezone}
-            verdict = _policy_check(conn, self.runtime, intent, zoned, address_key(channel, to), now)
-            if verdict.outcome == "reschedule" and verdict.retry_at is not None:
-                ctx["retry_at"] = verdict.retry_at
-                rows.append(self._row(j, rid, person, node, "rescheduled", verdict.reason, now))
-                return rows, "reschedule"
-            if verdict.outcome != "send":
-                rows.append(self._row(j, rid, person, node, "skipped", f"{channel}: {verdict.reason}", now))
-                continue
-            rendition = msgs._render_for(
-                self.runtime, message, self._load_brand(), channel, profile, address, code=None, key=key
-            )
-            row = {
-                "key": key,
-                "channel": channel,
-                "to_address": address_key(channel, to),
-                "person_id": person,
-                "campaign": j.campaign or j.name,
-                "message_name": message.name,
-                "message_class": klass,
-                "content": orjson.dumps(rendition.content),
+                p.history.append(self._row(j, rid, person, node, "sent", f"{p.message.name} on {channel}", now))
+                p.result = "sent"
+            if fresh:
+                new = insert_many_on(conn, fresh, now)
+                for r in fresh:
+                    if r["key"] in new:
+                        self._new_keys.append(str(r["key"]))
+                        self.stats.sends += 1
+
+    def _finish_send(self, batch: _Batch, p: _PendingSend, now: float) -> M.RunState | None:
+        """After the policy and the ledger: the run's next state to walk on, or None when it stops here
+        (rescheduled: it waits until `retry_at` and asks again; or ended)."""
+        rows = p.rows + p.history
+        rid, person, node = p.state.run_id, p.state.person_id, p.adv.node
+        if p.result == "reschedule":
+            values = _open("active", float(p.ctx["retry_at"]), now) | {
+                "node": node,
+                "context": p.ctx,
+                "variant": p.adv.variant,
             }
-            if insert_on(conn, row, now):
-                self._new_keys.append(key)
-                self.stats.sends += 1
-            rows.append(self._row(j, rid, person, node, "sent", f"{message.name} on {channel}", now))
-            return rows, "sent"
-        return rows, "skipped"
+            batch.add(rid, values, rows, None)
+            return None
+        target = M.after_effect(p.journey, node, True)
+        if target is None:
+            batch.add(rid, _ended("failed", "an effect failed", now) | {"node": node, "context": p.ctx}, rows, None)
+            return None
+        p.ctx.pop("retry_at", None)
+        p.ctx.pop("intended_at", None)
+        batch.steps.extend(rows)
+        return M.RunState(rid, person, target, p.state.entered_at, p.ctx, p.adv.variant)
+
+    def _render(
+        self, message: Any, channel: str, profile: Mapping[str, Any], address: str | tuple[str, ...], key: str
+    ) -> Any:
+        """The rendition, made once per (message, channel, the profile values its templates can read): the
+        templates see only the profile columns they name (a template reading `person` as a whole sees all)."""
+        relevant = self._relevant.get(message.name)
+        if relevant is None:
+            text = repr(message)
+            if re.search(r"\bperson\b(?!\.[A-Za-z_])", text):
+                relevant = _ALL
+            else:
+                words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text))
+                relevant = frozenset(words | {"person_id", "recommended_products"})
+            self._relevant[message.name] = relevant
+        seen = profile if relevant is _ALL else {k: v for k, v in profile.items() if k in relevant}
+        cacheable = channel != "print"
+        ck = (
+            (message.name, channel, orjson.dumps(seen, default=str, option=orjson.OPT_SORT_KEYS)) if cacheable else None
+        )
+        if ck is not None and ck in self._renders:
+            return self._renders[ck]
+        rendition = msgs._render_for(
+            self.runtime, message, self._load_brand(), channel, seen, address, code=None, key=key
+        )
+        if ck is not None:
+            if len(self._renders) > 10_000:
+                self._renders.clear()
+            self._renders[ck] = rendition
+        return rendition
 
     def _load_messages(self) -> dict[str, Any]:
         if self._messages is None:
@@ -835,6 +949,34 @@ def _open(status: str, wake_at: float | None, now: float) -> dict[str, Any]:
         "lease_until": None,
         "updated_at": now,
     }
+
+
+_ALL: frozenset[str] = frozenset({"*"})
+
+
+def _base(adv: M.Advance) -> dict[str, Any]:
+    return {"node": adv.node, "context": adv.context, "variant": adv.variant}
+
+
+@dataclass
+class _PendingSend:
+    """A send step between the walk and the policy: what `_send_round` needs and what it found."""
+
+    run: dict[str, Any]
+    journey: Journey
+    state: M.RunState
+    adv: M.Advance
+    action: Send
+    key: str
+    ctx: dict[str, Any]
+    profile: Mapping[str, Any]
+    message: Any
+    klass: str
+    intended: float
+    channels: list[str]
+    rows: list[dict[str, Any]]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    result: str = ""
 
 
 class _Batch:

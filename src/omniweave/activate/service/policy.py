@@ -22,7 +22,7 @@ pass a cap for the same person in between:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ from omniweave.storage.ops.tables import sends, suppressions
 from omniweave.storage.ops.tables.policy import policy_decisions, policy_persons
 from omniweave.storage.ops.tables.reach import conversations
 
+_CHUNK = 500  # values per IN list or multi-row statement
 NOT_SENT = ("suppressed", "dead")
 """Ledger statuses of rows that never reached the person: they do not count against a cap."""
 
@@ -163,6 +164,130 @@ def check_with(
     return verdict
 
 
+def lock_persons(conn: sa.Connection, person_ids: Sequence[str], now: float) -> None:
+    """`lock_person` for many persons: their rows written in ascending order (two batches never wait for
+    each other in a cycle), one statement (PostgreSQL and SQLite: a multi-row upsert)."""
+    ordered = sorted(set(person_ids))
+    upsert = _LOCK.get(conn.dialect.name)
+    for start in range(0, len(ordered), _CHUNK):
+        part = [{"person_id": p, "updated_at": now} for p in ordered[start : start + _CHUNK]]
+        if upsert is not None:
+            conn.execute(upsert.values(part))  # one multi-row statement: rows locked in the order given
+        else:
+            for values in part:
+                lock_person(conn, str(values["person_id"]), now)
+
+
+def gather_many(
+    conn: sa.Connection,
+    rules: PolicySettings,
+    items: Sequence[tuple[SendIntent, Mapping[str, Any], str]],
+    now: float,
+) -> list[Facts]:
+    """`gather` for many sends: one query each for the suppressions, the persons' recent sends and the
+    WhatsApp conversations, whatever the number of sends."""
+    keyed = [
+        (intent, profile, address_key(intent.channel, address) if address else "") for intent, profile, address in items
+    ]
+    suppressed: dict[tuple[str, str], str] = {}
+    pairs = sorted({(i.channel, k) for i, _, k in keyed if k})
+    for start in range(0, len(pairs), _CHUNK):
+        part = pairs[start : start + _CHUNK]
+        found = conn.execute(
+            sa.select(suppressions.c.channel, suppressions.c.address, suppressions.c.reason).where(
+                sa.tuple_(suppressions.c.channel, suppressions.c.address).in_(part)
+            )
+        )
+        suppressed.update({(str(c), str(a)): str(r) for c, a, r in found})
+    recent: dict[str, list[tuple[float, str]]] = {}
+    if rules.caps:
+        ignored = [name for name, rule in rules.classes if rule.capped == "ignore"]
+        since = now - rules.longest_window
+        persons = sorted({i.person_id for i, _, _ in keyed})
+        for start in range(0, len(persons), _CHUNK):
+            query = sa.select(sends.c.person_id, sends.c.created_at, sends.c.channel).where(
+                sends.c.person_id.in_(persons[start : start + _CHUNK]),
+                sends.c.created_at > since,
+                sends.c.status.not_in(NOT_SENT),
+            )
+            if ignored:
+                query = query.where(sends.c.message_class.not_in(ignored))
+            for person, t, c in conn.execute(query):
+                recent.setdefault(str(person), []).append((float(t), str(c)))
+    inbound: dict[str, float] = {}
+    whatsapp = sorted({k for i, _, k in keyed if i.channel == "whatsapp" and k})
+    for start in range(0, len(whatsapp), _CHUNK):
+        talks = conn.execute(
+            sa.select(conversations.c.address, conversations.c.last_inbound_at).where(
+                conversations.c.channel == "whatsapp", conversations.c.address.in_(whatsapp[start : start + _CHUNK])
+            )
+        )
+        inbound.update({str(a): float(t) for a, t in talks if t is not None})
+    out = []
+    for intent, profile, key in keyed:
+        zone = profile.get("timezone")
+        out.append(
+            Facts(
+                consent={c: profile.get(c) for c in (*CONSENT_COLUMNS.values(), PURPOSE_COLUMN)},
+                suppressed=suppressed.get((intent.channel, key)),
+                timezone=str(zone) if zone else None,
+                recent=recent.setdefault(intent.person_id, []),
+                whatsapp_last_inbound=inbound.get(key) if intent.channel == "whatsapp" else None,
+            )
+        )
+    return out
+
+
+def check_many(
+    conn: sa.Connection,
+    runtime: Runtime | PolicySettings,
+    items: Sequence[tuple[SendIntent, Mapping[str, Any], str]],
+    *,
+    now: float,
+) -> list[Verdict]:
+    """`check` for a batch of sends (intent, profile, address) in the caller's transaction, in a few
+    statements: the persons locked in ascending order, the facts gathered with one query per kind, a
+    verdict per send in the order given, and the decisions recorded in one statement.
+
+    Sends of one person in the batch see each other: a `send` verdict counts against the caps of the
+    person's later sends in the batch (the caller inserts a ledger row for every `send`, before it
+    commits, as with `check`)."""
+    if not items:
+        return []
+    rules = runtime if isinstance(runtime, PolicySettings) else runtime.settings.policy
+    lock_persons(conn, [intent.person_id for intent, _, _ in items], now)
+    facts = gather_many(conn, rules, items, now)
+    verdicts = []
+    for (intent, _, _), fact in zip(items, facts, strict=True):
+        verdict = decide(intent, fact, rules, now)
+        if verdict.outcome == "send" and intent.message_class not in _ignored(rules):
+            assert isinstance(fact.recent, list)
+            fact.recent.append((now, intent.channel))  # shared by the person's later sends in the batch
+        verdicts.append(verdict)
+    conn.execute(
+        _RECORD,
+        [
+            {
+                "key": i.key,
+                "person_id": i.person_id,
+                "channel": i.channel,
+                "message_class": i.message_class,
+                "journey": i.journey,
+                "outcome": v.outcome,
+                "reason": v.reason[:1000],
+                "retry_at": v.retry_at,
+                "at": now,
+            }
+            for (i, _, _), v in zip(items, verdicts, strict=True)
+        ],
+    )
+    return verdicts
+
+
+def _ignored(rules: PolicySettings) -> set[str]:
+    return {name for name, rule in rules.classes if rule.capped == "ignore"}
+
+
 @dataclass(frozen=True)
 class Decision:
     """One recorded verdict."""
@@ -195,4 +320,15 @@ def decisions(
         return [Decision(**m) for m in conn.execute(query.limit(limit)).mappings()]
 
 
-__all__ = ["Decision", "check", "check_with", "decisions", "gather", "lock_person", "record"]
+__all__ = [
+    "Decision",
+    "check",
+    "check_many",
+    "check_with",
+    "decisions",
+    "gather",
+    "gather_many",
+    "lock_person",
+    "lock_persons",
+    "record",
+]

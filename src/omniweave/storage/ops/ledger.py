@@ -70,6 +70,30 @@ def insert_on(conn: sa.Connection, row: dict[str, object], now: float) -> bool:
     return True
 
 
+def insert_many_on(conn: sa.Connection, rows: Sequence[dict[str, object]], now: float) -> set[str]:
+    """`insert_on` for many rows: one multi-row statement per 500 (the key's conflict leaves the row that is
+    there); the keys that were new."""
+    fresh: set[str] = set()
+    if conn.dialect.name not in ("sqlite", "postgresql"):
+        return {str(r["key"]) for r in rows if insert_on(conn, r, now)}
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    base = {
+        "status": "pending",
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+        "first_try_at": None,
+        "next_attempt_at": None,
+        "provider_id": None,
+        "reason": None,
+    }
+    for start in range(0, len(rows), 500):
+        values = [{**base, **r} for r in rows[start : start + 500]]
+        statement = dialect.insert(sends).values(values).on_conflict_do_nothing().returning(sends.c.key)
+        fresh.update(str(k) for (k,) in conn.execute(statement))
+    return fresh
+
+
 class Ledger:
     """The `sends` and `suppressions` tables of one operational store (its SQLAlchemy engine)."""
 
