@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import re
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -163,14 +164,30 @@ class FileSink:
         self.path = Path(path)
         self.name = name
         self.fsync = fsync
+        self._lock = threading.Lock()  # guards the counters; `_sync` makes one fsync cover a group
+        self._sync = threading.Lock()
+        self._written = 0
+        self._synced = 0
 
     def send(self, message: Message, idempotency_key: str) -> Outcome:
+        """Append, then return only once the line is on disk. Group commit: the dispatcher calls `send` from
+        several threads, and one fsync covers every line written before it started (a thread whose line
+        a fsync already covered does not fsync again) — durable before the outcome is recorded, with one
+        fsync per group instead of one per message."""
         line = orjson.dumps({"key": idempotency_key, "channel": self.name, "to": message.to}) + b"\n"
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)
+            with self._lock:
+                os.write(fd, line)
+                self._written += 1
+                mine = self._written
             if self.fsync:
-                os.fsync(fd)
+                with self._sync:
+                    if self._synced < mine:
+                        with self._lock:
+                            upto = self._written
+                        os.fsync(fd)
+                        self._synced = upto
         finally:
             os.close(fd)
         return Delivered(idempotency_key)
@@ -208,6 +225,7 @@ class Directory:
         self.by_user: dict[str, str] = {}
         self.by_anon: dict[str, str] = {}
         self.profiles: dict[str, dict[str, Any]] = {}
+        self.forced, self.forced_every = -1e18, 5.0
 
     def refresh(self, force: bool = False) -> None:
         if not force and time.monotonic() - self.loaded < self.ttl:
@@ -236,7 +254,10 @@ class Directory:
         self.refresh()
         user, anon = event.get("userId"), event.get("anonymousId")
         found = (self.by_user.get(str(user)) if user else None) or (self.by_anon.get(str(anon)) if anon else None)
-        if found is None and (user or anon):
+        if found is None and props.get("person_id") and str(props["person_id"]) in self.profiles:
+            return str(props["person_id"])  # omniweave's own events about a send (Email Sent, …) name the person
+        if found is None and (user or anon) and time.monotonic() - self.forced > self.forced_every:
+            self.forced = time.monotonic()  # an id not seen yet: re-read, but not for every unknown id
             self.refresh(force=time.monotonic() - self.loaded > 1.0)
             found = (self.by_user.get(str(user)) if user else None) or (self.by_anon.get(str(anon)) if anon else None)
         return found
@@ -323,6 +344,8 @@ class JourneyEngine:
         self._messages: dict[str, Any] | None = None
         self._brand: Any = None
         self._relevant: dict[str, frozenset[str]] = {}
+        self._waits: dict[tuple[str, str], list[dict[str, Any]]] | None = None
+        self._unfinished: dict[str, list[dict[str, Any]]] | None = None
         self._renders: dict[tuple[str, str, bytes], Any] = {}
         if sink is not None:
             channels = {name: FileSink(sink, name) for name in CHANNELS}
@@ -331,7 +354,9 @@ class JourneyEngine:
         self._dispatcher: Any = None
         self._new_keys: list[str] = []
         self.max_transaction = 0.5  # seconds a batch may hold its transaction before the rest waits for the next
-        self.send_threads = 1 if channels is None and not sink else 4  # the SMTP adapter wants one thread
+        self.send_threads = (
+            1 if channels is None and not sink else (16 if sink else 4)
+        )  # SMTP: one thread; the sink groups fsyncs
 
     # -- definitions --
     def latest(self) -> dict[str, Journey]:
@@ -373,6 +398,8 @@ class JourneyEngine:
             conn, run, mode=j.re_entry.mode, cooldown=j.re_entry.cooldown, max_entries=j.re_entry.max_entries, now=now
         )
         if started:
+            if self._unfinished is not None and j.goal is not None:  # a goal later in the same inbox batch
+                self._unfinished.setdefault(person, []).append({**run, "variant": None})
             reason = f"key {entry_key}" + ("; in the holdout" if context.get("held_out") else "")
             Q.record_steps(conn, [self._row(j, rid, person, j.start, "entered", reason, now)])
             self.stats.entered += 1
@@ -433,30 +460,55 @@ class JourneyEngine:
             rows = store.read(after=state.position, upto=end)
         journeys = self.latest()
         now = self.clock()
+        events = []  # (seq, event, name, properties, person) of the batch's track events of known persons
+        for row in rows:
+            event = orjson.loads(row.payload)
+            if not isinstance(event, dict) or event.get("type") != "track":
+                continue
+            props = event.get("properties") or {}
+            if not isinstance(props, dict):
+                continue
+            person = self.directory.person_of(event)
+            if person is not None:
+                events.append((row.seq, event, str(event.get("event") or ""), props, person))
+        goal_events = {j.goal.event for j in journeys.values() if j.goal is not None}
         with store.engine.begin() as conn:
-            for row in rows:
-                self._on_event(conn, journeys, row.seq, orjson.loads(row.payload), now)
+            # the waits and the goals' runs of the whole batch: one query each, not one per event
+            self._waits = Q.waits_among(conn, {(p, n) for _, _, n, _, p in events})
+            self._unfinished = Q.unfinished_among(
+                conn,
+                {p for _, _, n, _, p in events if n in goal_events},
+                [j.name for j in journeys.values() if j.goal is not None],
+            )
+            for seq, event, name, props, person in events:
+                self._on_event(conn, journeys, seq, event, now, name=name, props=props, person=person)
+            self._waits, self._unfinished = None, None
         store.commit_position(CONSUMER, end)
         self.stats.events += len(rows)
         return len(rows)
 
-    def _on_event(self, conn: sa.Connection, journeys: Mapping[str, Journey], seq: int, event: Any, now: float) -> None:
-        if not isinstance(event, dict) or event.get("type") != "track":
-            return
-        name = str(event.get("event") or "")
-        props = event.get("properties") or {}
-        if not isinstance(props, dict):
-            return
-        person = self.directory.person_of(event)
-        if person is None:
-            return
+    def _on_event(
+        self,
+        conn: sa.Connection,
+        journeys: Mapping[str, Journey],
+        seq: int,
+        event: Any,
+        now: float,
+        *,
+        name: str,
+        props: Mapping[str, Any],
+        person: str,
+    ) -> None:
+        """One track event of a known person: (1) entries, (2) the waits it meets, (3) the goals it meets; the
+        waits and unfinished runs come from the batch's indexes (`consume`)."""
         for j in journeys.values():  # (1) entries
             if M.entry_matches(j, name, props):
                 key = str(event.get("messageId") or seq)
                 if j.entry.kind != "event":
                     key = f"segment:{j.entry.segment}:{seq}"
                 self._start(conn, j, person, key, props, now)
-        for wait in Q.waits_for(conn, person, name):  # (2) waits
+        waits = self._waits.get((person, name), []) if self._waits is not None else Q.waits_for(conn, person, name)
+        for wait in waits:  # (2) waits
             if wait["corr_property"] and str(props.get(wait["corr_property"])) != wait["corr_value"]:
                 continue
             j = self.journey(wait["journey"], wait["version"])
@@ -468,7 +520,13 @@ class JourneyEngine:
             if Q.wake(conn, wait["run_id"], wait["node"], ctx, now):
                 self.stats.woken += 1
         goals = [j.name for j in journeys.values() if j.goal is not None and j.goal.event == name]
-        for run in Q.unfinished_of(conn, person, goals):  # (3) goals
+        if not goals:
+            return
+        if self._unfinished is not None:
+            runs = [r for r in self._unfinished.get(person, []) if r["journey"] in goals]
+        else:
+            runs = Q.unfinished_of(conn, person, goals)
+        for run in runs:  # (3) goals
             j = self.journey(run["journey"], run["version"])
             state = M.RunState(run["id"], person, run["node"], run["entered_at"], run["context"], run["variant"])
             if M.goal_met(j, j.goal, state, name, props, now) and Q.end_run(

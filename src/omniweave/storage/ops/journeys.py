@@ -335,6 +335,54 @@ def waits_for(conn: sa.Connection, person_id: str, event: str) -> list[dict[str,
     return [{**m, "context": orjson.loads(m["context"])} for m in conn.execute(query).mappings()]
 
 
+def waits_among(conn: sa.Connection, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """`waits_for` for many (person, event) pairs at once (one query per 500 persons): pair -> its waits."""
+    wanted = set(pairs)
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    persons = sorted({p for p, _ in wanted})
+    events = sorted({e for _, e in wanted})
+    for start in range(0, len(persons), _CHUNK):
+        query = (
+            sa.select(
+                journey_waits,
+                journey_runs.c.journey,
+                journey_runs.c.version,
+                journey_runs.c.node,
+                journey_runs.c.context,
+            )
+            .join(journey_runs, journey_runs.c.id == journey_waits.c.run_id)
+            .where(
+                journey_waits.c.person_id.in_(persons[start : start + _CHUNK]),
+                journey_waits.c.event.in_(events),
+                journey_runs.c.status == "waiting",
+            )
+        )
+        for m in conn.execute(query).mappings():
+            pair = (str(m["person_id"]), str(m["event"]))
+            if pair in wanted:
+                out.setdefault(pair, []).append({**m, "context": orjson.loads(m["context"])})
+    return out
+
+
+def unfinished_among(
+    conn: sa.Connection, persons: Iterable[str], journeys: Iterable[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """`unfinished_of` for many persons at once: person -> their runs in `journeys` that have not ended."""
+    names, people = sorted(set(journeys)), sorted(set(persons))
+    out: dict[str, list[dict[str, Any]]] = {}
+    if not names:
+        return out
+    for start in range(0, len(people), _CHUNK):
+        query = sa.select(journey_runs).where(
+            journey_runs.c.person_id.in_(people[start : start + _CHUNK]),
+            journey_runs.c.journey.in_(names),
+            journey_runs.c.status.in_(ACTIVE),
+        )
+        for m in conn.execute(query).mappings():
+            out.setdefault(str(m["person_id"]), []).append({**m, "context": orjson.loads(m["context"])})
+    return out
+
+
 def wake(conn: sa.Connection, run_id: str, node: str, context: Mapping[str, Any], now: float) -> bool:
     """Make a waiting run (still at `node`) due now with `context`; drop its wait. False when it moved on."""
     result = conn.execute(
