@@ -160,6 +160,11 @@ def run_demo(
                 steps.finish("online")
             _import_reference(runtime, folder, result, console, steps)
             _import_offline(runtime, folder, result, console, steps)
+            if not steps.has("examples"):  # Ann, the A/B test and README's example files (demo/examples.py)
+                from omniweave.demo.examples import import_examples
+
+                result.imports.update(import_examples(runtime, folder))
+                steps.finish("examples")
             steps.save(complete=True)
         started = time.perf_counter()
         _resolve(runtime, folder, result, console)

@@ -116,7 +116,30 @@ def experiment_units(
     result = units.left_join(outcome, "person_id").select(
         "person_id", "arm", "first_seen", "converted_at", revenue=ibis.coalesce(outcome.revenue, 0.0)
     )
-    return result.order_by("person_id").to_pyarrow()
+    table = result.order_by("person_id").to_pyarrow()
+    if len({a for a in table.column("arm").to_pylist() if a is not None}) < 2:
+        _refuse_unresolved(events, warehouse.table("identities"), d, experiment)
+    return table
+
+
+def _refuse_unresolved(events: ir.Table, identities: ir.Table, d: Dialect, experiment: str) -> None:
+    """Raise when the experiment's arms are in the log but (some) only among events no person holds yet:
+    `resolve` has not seen them, so the test would look as if it had fewer arms than it has."""
+    seen = _exposures(with_person(events, identities, keep_unknown=True), d)
+    seen = seen.filter(seen._experiment == experiment)
+    counts = seen.aggregate(
+        arms=seen._arm.nunique(),
+        resolved_arms=seen._arm.nunique(where=seen.person_id.notnull()),
+        unresolved=seen.person_id.isnull().sum(),
+    ).to_pyarrow()
+    arms, resolved, unresolved = (int(counts.column(c)[0].as_py() or 0) for c in counts.column_names)
+    if unresolved and arms > resolved:
+        raise InputError(
+            f"experiment {experiment!r} has {arms} arm(s) in the log, but {unresolved:,} of its Experiment Viewed "
+            f"events belong to no person yet, so only {resolved} arm(s) can be analysed: run `omniweave resolve` "
+            "first (it adds the persons of events that arrived since the last run)",
+            field="experiment",
+        )
 
 
 def analyze(

@@ -148,15 +148,19 @@ def import_(
         str,
         typer.Argument(
             help=(
-                "Source kind: customers, till, store_visits, loyalty, coupons, qr_scans, call_centre,"
-                " direct_mail, email_export, ad_spend, segment, or custom with --mapping."
+                "Source kind: customers, till, store_visits, loyalty, coupons, gift_cards, qr_scans,"
+                " call_centre, direct_mail, email_export, surveys, ad_spend, stores, products, segment,"
+                " or a name of your own with --mapping."
             )
         ),
     ],
     file: Annotated[Path, typer.Argument(help="CSV, Parquet or JSON-lines file.", exists=True, dir_okay=False)],
     mapping: Annotated[Path | None, typer.Option(help="A mapping file (TOML) for columns of your own.")] = None,
 ) -> None:
-    """Import an offline file as events (or, for ad spend, into the spend dataset)."""
+    """Import an offline file as events (or, for ad spend, stores and products, into their datasets).
+
+    Exits 1 when any row was rejected (the good rows are imported all the same, and a second run
+    imports nothing twice), else 0: the same file always gives the same exit code."""
     from omniweave.collect.service import import_file
     from omniweave.runtime import Runtime
 
@@ -166,7 +170,7 @@ def import_(
     if len(summary.errors) > 50:
         err_console.print(f"... and {len(summary.errors) - 50} more bad rows")
     console.print(summary.describe())
-    if summary.rows_imported == 0 and summary.rows_rejected > 0:
+    if summary.rows_rejected > 0:
         raise typer.Exit(1)
 
 
