@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from omniweave.collect.loader import load_all
+from omniweave.collect.service import import_file
 from omniweave.privacy.service.consent import sync_consent
 from omniweave.privacy.service.requests import get, resume_pending, run, submit
 from omniweave.runtime import Runtime
@@ -104,6 +105,9 @@ def test_delete_by_one_identifier_reaches_everywhere(world) -> None:
             )
             assert other.status_code == 200
         load_all(runtime.store, runtime.log)
+        # the till file read again: her receipts are refused, the others' are duplicates
+        again = import_file(runtime, "till", world.home.parent / "till.csv")
+        assert (again.rows_imported, again.rows_rejected) == (0, 2), again
         after = revenue_by_person(runtime)
         with runtime.store.engine.connect() as conn:
             sends_after = conn.execute(sa.select(sa.func.count()).select_from(sends)).scalar_one()

@@ -58,6 +58,7 @@ def import_file(
             for batch in run_segment(
                 path, source_id=source_id, log=runtime.log, received_at=received_at, stage=progress.stage
             ):
+                batch = _without_refused(runtime, batch)
                 write(runtime.log, batch)
                 summary.add(batch.summary)
         else:
@@ -66,6 +67,7 @@ def import_file(
             prepared = run_mapping(
                 chosen, path, source_id=source_id, log=runtime.log, received_at=received_at, stage=progress.stage
             )
+            prepared = _without_refused(runtime, prepared)
             progress.stage(f"writing {prepared.table.num_rows:,} rows to the {prepared.dataset} log", None)
             write(runtime.log, prepared)
             summary = prepared.summary
@@ -73,6 +75,24 @@ def import_file(
         summary.kind, str(path), summary.rows_read, summary.rows_imported, summary.rows_duplicate, summary.rows_rejected
     )
     return summary
+
+
+def _without_refused(runtime: Runtime, prepared: Prepared) -> Prepared:
+    """`prepared` without the events of people whose identifiers a privacy request blocked (as the
+    collector refuses them: storage/ops/tables/privacy.py), each counted as rejected."""
+    from omniweave.storage.ops.tables.privacy import BlockedIdentifiers, refused_rows
+
+    if prepared.dataset != "events":
+        return prepared
+    refused = refused_rows(prepared.table, BlockedIdentifiers(runtime.store.engine, 0.0).current())
+    if not refused:
+        return prepared
+    keep = pc.invert(pc.is_in(pa.array(range(prepared.table.num_rows)), pa.array(refused)))
+    summary = prepared.summary
+    summary.rows_imported -= len(refused)
+    summary.rows_rejected += len(refused)
+    summary.errors.append(f"{len(refused)} rows refused: they name a person who asked not to be tracked")
+    return Prepared(prepared.table.filter(keep), prepared.dataset, prepared.batch_name, summary)
 
 
 def write(log: EventLog, prepared: Prepared) -> None:

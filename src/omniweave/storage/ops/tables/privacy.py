@@ -218,3 +218,34 @@ class IngestGuard:
     def __call__(self, event: dict[str, Any]) -> tuple[str, str] | None:
         apply_collection_rules(event, self.rules)
         return self.blocked.refusal(event)
+
+
+def refused_rows(table: Any, blocked: frozenset[str]) -> list[int]:
+    """The rows of an `events` table (storage.eventlog.EVENT_SCHEMA, as an importer prepares it) that carry
+    a blocked identifier: what the importers drop, as the collector refuses such events."""
+    if not blocked or table.num_rows == 0:
+        return []
+    import orjson
+
+    n = table.num_rows
+    names = ("user_id", "anonymous_id", "context", "traits", "properties")
+    cols = {k: table.column(k).to_pylist() if k in table.column_names else [None] * n for k in names}
+
+    def doc(text: Any) -> Any:
+        try:
+            return orjson.loads(text) if text else None
+        except orjson.JSONDecodeError:
+            return None
+
+    out = []
+    for i in range(n):
+        event = {
+            "userId": cols["user_id"][i],
+            "anonymousId": cols["anonymous_id"][i],
+            "context": doc(cols["context"][i]),
+            "traits": doc(cols["traits"][i]),
+            "properties": doc(cols["properties"][i]),
+        }
+        if any(identifier_digest(kind, value) in blocked for kind, value in event_identifiers(event)):
+            out.append(i)
+    return out
