@@ -528,7 +528,8 @@ def _interval(values: Sequence[float] | np.ndarray, confidence: float, estimate:
         return (math.nan, math.nan)
     tail = (1 - confidence) / 2 * 100
     low, mid, high = np.percentile(np.asarray(values, dtype=float), [tail, 50, 100 - tail])
-    return float(estimate + low - mid), float(estimate + high - mid)
+    # every quantity here is ≥ 0 (β ≥ 0), so is its interval
+    return max(0.0, float(estimate + low - mid)), max(0.0, float(estimate + high - mid))
 
 
 def fit_mmm(
