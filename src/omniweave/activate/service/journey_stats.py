@@ -260,8 +260,8 @@ def resolve_person(runtime: Runtime, identifier: str) -> str:
     """The person id of any identifier (a person id, user id, anonymous id, e-mail, phone … as the identities
     table holds it; `kind:value` also works); InputError naming the identifier when nobody has it."""
     text = identifier.strip()
-    if not text:
-        raise InputError("expected a person id or an identifier; got an empty text", field="person")
+    if not text or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise InputError(f"expected a person id or an identifier (printable text); got {identifier!r}", field="person")
     kind, _, value = text.partition(":")
     if runtime.log.has_data("identities"):
         ids = runtime.warehouse().table("identities")

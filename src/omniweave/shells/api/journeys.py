@@ -83,7 +83,7 @@ class EnterBody(BaseModel):
     """People to start runs for (person ids or any identifier), under the caller's idempotency `key`."""
 
     persons: list[str] = Field(min_length=1, max_length=10_000)
-    key: str = Field(min_length=1, max_length=150)
+    key: str = Field(min_length=1, max_length=150, pattern=r"^[^\x00-\x1f\x7f]+$")
 
 
 class Entered(BaseModel):
@@ -231,7 +231,7 @@ def stats(runtime: RuntimeDep, name: str) -> dict[str, Any]:
 def person_journeys(
     runtime: RuntimeDep,
     person: str,
-    journey: Annotated[str | None, Query(max_length=100)] = None,
+    journey: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
 ) -> dict[str, Any]:
     """The person of any identifier: each run (entry, every step with its outcome and reason) and every
     policy decision about their sends."""
