@@ -21,6 +21,7 @@ from omniweave.profiles.service.build import build_profiles
 from omniweave.runtime import Runtime
 from omniweave.settings import PrivacySettings
 from omniweave.shells.api.app import create_app
+from omniweave.storage.ops.ledger import Ledger
 from tests.conftest import omniweave_cmd
 from tests.privacy.world import TARGET, World, basic, build_world, person, person_ids, wait_until
 
@@ -167,12 +168,23 @@ def test_suppress_from_another_process_refuses_ingest_and_unsuppress_lifts_it(wo
     result = orjson.loads(done.stdout)
     assert result["status"] == "done" and result["receipts"][0]["target"] == "collector:blocklist"
     assert p["email"] not in done.stdout and p["email"] not in done.stderr  # shown masked
+    runtime = Runtime(world.settings)
+    try:  # no message goes to her addresses either (the policy's suppression rule)
+        assert Ledger(runtime.store.engine).suppression("email", p["email"]) == "privacy"
+        assert Ledger(runtime.store.engine).suppression("sms", p["phone_e164"]) == "privacy"
+    finally:
+        runtime.close()
     assert wait_until(lambda: post(by_device) == 400, timeout=10)
     assert post(by_phone) == 400
     assert post({"type": "track", "event": "X", "userId": person(6)["user_id"]}) == 200
     r = client.post("/v1/privacy/requests", headers=headers, json={"kind": "unsuppress", "identifier": p["user_id"]})
     assert r.status_code == 200 and r.json()["receipts"][0]["action"] == "unblocked"
     assert wait_until(lambda: post(by_device) == 200, timeout=10)
+    runtime = Runtime(world.settings)
+    try:
+        assert Ledger(runtime.store.engine).suppression("email", p["email"]) is None
+    finally:
+        runtime.close()
     listed = client.get("/v1/privacy/requests", headers=headers).json()
     assert {"suppress", "unsuppress"} <= {x["kind"] for x in listed}
     one = client.get(f"/v1/privacy/requests/{result['id']}", headers=headers)

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from omniweave.channels.port import address_key
 from omniweave.errors import InputError
 from omniweave.privacy.masking import mask
 from omniweave.privacy.requests import KINDS, Receipt, RequestResult
@@ -30,6 +31,7 @@ from omniweave.privacy.service import scrub
 from omniweave.privacy.service.people import find_subject
 from omniweave.privacy.subjects import Subject, blocked_digests, needles, subject_digests
 from omniweave.runtime import Runtime
+from omniweave.storage.ops.ledger import Ledger
 from omniweave.storage.ops.tables import consent_history, coupons, sends
 from omniweave.storage.ops.tables.privacy import privacy_blocked, privacy_receipts, privacy_requests
 
@@ -214,9 +216,28 @@ def _block(runtime: Runtime, request_id: str, subject: Subject, record: bool = T
         f"{len(digests)} identifiers refused at ingest within {refresh:g} s by every collector process",
         _now(),
     )
-    if record:
+    if record:  # a suppression (a deletion removes the addresses instead): no message goes to them either
         _receipt(runtime, request_id, receipt)
+        ledger = Ledger(runtime.store.engine)
+        added = sum(
+            ledger.suppress(channel, address, PRIVACY_REASON, request_id) for channel, address in _addresses(subject)
+        )
+        detail = "the policy engine's suppression rule holds every message to them"
+        _receipt(runtime, request_id, Receipt("ops:suppressions", "blocked", added, detail, _now()))
     return receipt
+
+
+PRIVACY_REASON = "privacy"
+"""The reason a privacy suppression gives its addresses on the channels' suppression list."""
+
+
+def _addresses(subject: Subject) -> list[tuple[str, str]]:
+    """(channel, address) of the person's e-mails (email) and phones (sms, whatsapp)."""
+    out = []
+    for kind, value in subject.identifiers:
+        channels = ("email",) if kind == "email" else ("sms", "whatsapp") if kind == "phone" else ()
+        out += [(channel, address_key(channel, value)) for channel in channels]
+    return out
 
 
 def _unblock(runtime: Runtime, request_id: str, subject: Subject) -> None:
@@ -224,6 +245,9 @@ def _unblock(runtime: Runtime, request_id: str, subject: Subject) -> None:
     with runtime.store.engine.begin() as conn:
         gone = conn.execute(privacy_blocked.delete().where(privacy_blocked.c.digest.in_(digests))).rowcount
     _receipt(runtime, request_id, Receipt("collector:blocklist", "unblocked", int(gone or 0), "", _now()))
+    ledger = Ledger(runtime.store.engine)
+    lifted = sum(ledger.unsuppress(channel, address, [PRIVACY_REASON]) for channel, address in _addresses(subject))
+    _receipt(runtime, request_id, Receipt("ops:suppressions", "unblocked", lifted, "privacy suppressions only", _now()))
 
 
 def export_bundle(runtime: Runtime, subject: Subject, found: tuple[str, ...]) -> dict[str, Any]:
