@@ -296,7 +296,8 @@ class Engine:
                 # DuckDB reads the same fsspec filesystem the log was written through
                 con.con.register_filesystem(fs)
             return con
-        return ibis.pyspark.connect(self.spark_session())
+        session = self.spark_session()  # first: without PySpark it says which extra to install
+        return ibis.pyspark.connect(session)
 
     def limit_memory(self, duck: Any) -> None:
         """Apply the memory limit and the spill folder to a raw DuckDB connection (any DuckDB the stages open)."""
