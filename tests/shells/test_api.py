@@ -52,7 +52,20 @@ class Api:
 
     def headers_for(self, path: str) -> dict[str, str]:
         """The collector's routes take a source's write key; the REST API's a secret key."""
-        rest = path == "/health" or path.startswith(("/v1/profiles", "/v1/segments", "/v1/journeys", "/v1/persons"))
+        rest = path == "/health" or path.startswith(
+            (
+                "/v1/profiles",
+                "/v1/segments",
+                "/v1/auth",
+                "/v1/users",
+                "/v1/keys",
+                "/v1/sources",
+                "/v1/audit",
+                "/v1/privacy",
+                "/v1/journeys",
+                "/v1/persons",
+            )
+        )
         return {"Authorization": f"Bearer {self.secret if rest else self.write_key}"}
 
 
@@ -125,6 +138,7 @@ def test_openapi_documents_every_route(api: Api) -> None:
     reads = {"/health", "/v1/profiles", "/v1/profiles/{ref}", "/v1/projects/{write_key}/settings", "/v1/segments"}
     reads |= {"/v1/push/vapid-public-key"}  # the public key pages subscribe with
     reads |= {"/v1/journeys", "/v1/journeys/{name}/stats", "/v1/persons/{person}/journeys"}  # shells/api/journeys.py
+    reads |= {"/v1/auth/me", "/v1/users", "/v1/keys", "/v1/audit"}  # access (shells/api/access.py)
     assert reads | {"/v1/segments/{segment_id}"} <= gets
     writes = [path for path in api.openapi["paths"] if path.startswith("/v1/") and path not in reads]
     writes += ["/t", "/i", "/p", "/s", "/g", "/a", "/b"]
@@ -145,7 +159,7 @@ def test_the_world_has_data_behind_the_routes(api: Api) -> None:
     refused = httpx.get(
         f"{api.base_url}/v1/segments", headers=api.headers_for("/v1/batch"), timeout=TIMEOUT
     )  # a write key
-    assert refused.status_code == 401 and refused.json()["errors"][0]["field"] == "Authorization"
+    assert refused.status_code == 403 and refused.json()["errors"][0]["field"] == "Authorization"
     bad_limit = httpx.get(f"{api.base_url}/v1/profiles/x", params={"limit": "lots"}, headers=auth, timeout=TIMEOUT)
     assert bad_limit.status_code == 400 and bad_limit.json()["errors"][0]["field"] == "limit"
 

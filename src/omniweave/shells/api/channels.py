@@ -145,7 +145,12 @@ class DsnResult(BaseModel):
     "/v1/inbound/email/dsn",
     response_model=DsnResult,
     dependencies=[SECRET_KEY],
-    responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 413: {"model": ErrorBody}},
+    responses={
+        400: {"model": ErrorBody},
+        401: {"model": ErrorBody},
+        403: {"model": ErrorBody},  # a write key
+        413: {"model": ErrorBody},
+    },
     summary="A delivery status notification (bounce)",
     openapi_extra={
         "requestBody": {
