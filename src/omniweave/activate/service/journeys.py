@@ -41,8 +41,10 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from omniweave.activate.content.render import Namespace, namespaced, render, template_variables
 from omniweave.activate.journeys import machine as M
 from omniweave.activate.journeys import model
+from omniweave.activate.journeys.definition import StepMapping
 from omniweave.activate.journeys.model import CallWebhook, IssueCoupon, Journey, Send, UpdateTrait
 from omniweave.activate.service import messages as msgs
 from omniweave.channels.port import CHANNELS, Channel, Delivered, Message, Outcome, address_key
@@ -127,28 +129,18 @@ def publish(
     raw = dump_journey(journey)
     checksum = hashlib.sha256(raw).hexdigest()
     mapping = dict(mapping or {})
-    for old, new in mapping.items():
-        if new not in journey.steps:
-            raise InputError(
-                f"journey {journey.name}: mapping {old!r} -> {new!r}: {new!r} is not a step of the new version "
-                f"(steps: {', '.join(sorted(journey.steps))})",
-                field=f"mapping.{old}",
-            )
     with runtime.store.engine.begin() as conn:
         previous = Q.latest_versions(conn).get(journey.name)
         version, created = Q.publish_version(conn, journey.name, raw, checksum, now, note)
         removed: dict[str, int] = {}
         moved = 0
         if created and previous is not None:  # runs of any older version at a step this one does not have
-            removed = {n: c for n, c in Q.waiting_at(conn, journey.name, None).items() if n not in journey.steps}
-            gone = sorted(removed)
-            unknown = sorted(set(mapping) - set(gone))
-            if unknown:
-                raise InputError(
-                    f"journey {journey.name}: mapping names {', '.join(unknown)}, which the new version does not "
-                    f"remove (removed: {', '.join(gone) or 'none'})",
-                    field="mapping",
-                )
+            waiting = Q.waiting_at(conn, journey.name, None)
+            removed = {n: c for n, c in waiting.items() if n not in journey.steps}
+            if mapping:  # checked by the definition's rules: every problem at once, nobody moved unless all hold
+                old = load_journey(previous[1], previous[0])
+                steps = {**{n: model.Step(n, model.Exit()) for n in waiting}, **old.steps}  # + older versions' steps
+                StepMapping(mapping).check(replace(old, steps=steps), journey, waiting)
             moved = Q.move_runs(conn, journey.name, mapping, version, now)
     return PublishResult(journey.name, version, created, removed, moved)
 
@@ -344,6 +336,10 @@ class JourneyEngine:
         self._messages: dict[str, Any] | None = None
         self._brand: Any = None
         self._relevant: dict[str, frozenset[str]] = {}
+        self._variables: dict[str, dict[str, Any]] = {}
+        self._uses_segments: dict[tuple[str, int], bool] = {}
+        self._members: dict[str, set[str]] | None = None
+        self._batch_persons: set[str] = set()
         self._waits: dict[tuple[str, str], list[dict[str, Any]]] | None = None
         self._unfinished: dict[str, list[dict[str, Any]]] | None = None
         self._renders: dict[tuple[str, str, bytes], Any] = {}
@@ -562,6 +558,7 @@ class JourneyEngine:
         if not claimed:
             return 0
         claimed.sort(key=lambda r: (str(r["person_id"]), str(r["id"])))
+        self._batch_persons, self._members = {str(r["person_id"]) for r in claimed}, None  # segments: per batch
         keys_before = len(self._new_keys)
         deferred: list[tuple[dict[str, Any], M.RunState]] = []
         try:
@@ -652,7 +649,8 @@ class JourneyEngine:
         j = self.journey(run["journey"], run["version"])
         person = state.person_id
         profile = self.directory.profile(person) or {"person_id": person}
-        facts = M.Facts(traits=profile, events=lambda: self._recent_events(person), segments=frozenset())
+        segments = self._segments_of(person, j)
+        facts = M.Facts(traits=profile, events=lambda: self._recent_events(person), segments=segments)
         for _ in range(100):
             adv = M.advance(j, state, facts, now)
             self.stats.transitions += len(adv.steps) or 1
@@ -916,14 +914,53 @@ class JourneyEngine:
         )
         if ck is not None and ck in self._renders:
             return self._renders[ck]
-        rendition = msgs._render_for(
-            self.runtime, message, self._load_brand(), channel, seen, address, code=None, key=key
-        )
+        if ck is None:  # a letter: its QR link is made per send
+            rendition = msgs._render_for(
+                self.runtime, message, self._load_brand(), channel, seen, address, code=None, key=key
+            )
+        else:  # the brand's and the message's variables built once per message; the person's per send
+            static = self._variables.get(message.name)
+            if static is None:
+                static = self._variables[message.name] = template_variables({}, self._load_brand(), message)
+            variables = {
+                **static,
+                "person": Namespace("person", seen),
+                "recommendations": namespaced("recommendations", list(seen.get("recommended_products") or [])),
+            }
+            rendition = render(message, self._load_brand(), channel, variables)
         if ck is not None:
             if len(self._renders) > 10_000:
                 self._renders.clear()
             self._renders[ck] = rendition
         return rendition
+
+    def _segments_of(self, person: str, j: Journey) -> frozenset[str]:
+        """The ids of the segments `person` is in (the warehouse's `segment_members`), read once per batch for
+        all of the batch's persons, and only when the run's journey has a condition on segments."""
+        uses = self._uses_segments.get((j.name, j.version or 0))
+        if uses is None:
+            uses = any(
+                arm.condition.in_segments or arm.condition.not_in_segments
+                for step in j.steps.values()
+                if isinstance(step.action, model.Branch)
+                for arm in step.action.arms
+            )
+            self._uses_segments[(j.name, j.version or 0)] = uses
+        if not uses:
+            return frozenset()
+        if self._members is None:
+            self._members = {}
+            if self.runtime.log.has_data("segment_members"):
+                table = self.runtime.warehouse().table("segment_members")
+                persons = sorted(self._batch_persons | {person})
+                rows = table.filter(table.person_id.isin(persons)).select("segment_id", "person_id").to_pyarrow()
+                for sid, pid in zip(*(rows.column(c).to_pylist() for c in ("segment_id", "person_id")), strict=True):
+                    self._members.setdefault(str(pid), set()).add(str(sid))
+        if person not in self._members and person not in self._batch_persons:  # a person outside the batch
+            self._batch_persons = {person}
+            self._members = None
+            return self._segments_of(person, j)
+        return frozenset(self._members.get(person, ()))
 
     def _load_messages(self) -> dict[str, Any]:
         if self._messages is None:

@@ -71,8 +71,9 @@ def insert_on(conn: sa.Connection, row: dict[str, object], now: float) -> bool:
 
 
 def insert_many_on(conn: sa.Connection, rows: Sequence[dict[str, object]], now: float) -> set[str]:
-    """`insert_on` for many rows: one multi-row statement per 500 (the key's conflict leaves the row that is
-    there); the keys that were new."""
+    """`insert_on` for many rows on the caller's connection: the keys already there read in one query per 500,
+    the others inserted in one executemany (a key a concurrent writer inserted meanwhile is left as it is,
+    its conflict ignored); the keys that were new."""
     fresh: set[str] = set()
     if conn.dialect.name not in ("sqlite", "postgresql"):
         return {str(r["key"]) for r in rows if insert_on(conn, r, now)}
@@ -87,10 +88,16 @@ def insert_many_on(conn: sa.Connection, rows: Sequence[dict[str, object]], now: 
         "provider_id": None,
         "reason": None,
     }
+    statement = dialect.insert(sends).on_conflict_do_nothing()
     for start in range(0, len(rows), 500):
-        values = [{**base, **r} for r in rows[start : start + 500]]
-        statement = dialect.insert(sends).values(values).on_conflict_do_nothing().returning(sends.c.key)
-        fresh.update(str(k) for (k,) in conn.execute(statement))
+        chunk = rows[start : start + 500]
+        there = {
+            str(k) for (k,) in conn.execute(sa.select(sends.c.key).where(sends.c.key.in_([r["key"] for r in chunk])))
+        }
+        values = {str(r["key"]): {**base, **r} for r in chunk if str(r["key"]) not in there}
+        if values:  # executemany: one statement compiled once (a multi-row VALUES is compiled per size)
+            conn.execute(statement, list(values.values()))
+        fresh.update(values)
     return fresh
 
 
