@@ -83,6 +83,7 @@ class DemoResult:
     identity: Any = None  # identity.service.resolve.Evaluation against the ground truth
     report: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # headline KPIs, attribution, CLV
     segments: list[dict[str, Any]] = field(default_factory=list)  # the built-in segments: id, name, members
+    insights: Any = None  # demo.insight_check.InsightCheck: the profile insights against the truth
 
 
 def _progress(console: Console | None) -> Progress:
@@ -181,6 +182,11 @@ def run_demo(
         started = time.perf_counter()
         result.segments = _segments(runtime)
         timings["segments"] = time.perf_counter() - started
+        started = time.perf_counter()
+        from omniweave.demo.insight_check import check_insights
+
+        result.insights = check_insights(runtime, folder)
+        timings["insights"] = time.perf_counter() - started
     finally:
         runtime.close()
     if console:
@@ -603,5 +609,7 @@ def print_summary(console: Console, result: DemoResult) -> None:
         f"({result.folder / 'ground_truth'}); true revenue online {m['revenue_online']:,.2f}, "
         f"store {m['revenue_store']:,.2f} GBP"
     )
+    if result.insights is not None:
+        console.print(result.insights.describe(), highlight=False, markup=False)
     if result.timings:
         console.print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))

@@ -32,6 +32,11 @@ RULE_SAMPLE = 20_000
 MAX_CHANNELS = 8
 MAX_CATEGORIES = 10
 MAX_RULE_CONDITIONS = 3
+MIN_BUYERS_FOR_AVERAGES = 5
+"""A persona with fewer buyers shows no average over buyers (order value, orders per buyer, recency, CLV):
+one or two orders are not a figure about the persona."""
+BUYER_KPIS = ("orders_per_buyer", "average_order_value", "recency_days", "store_order_share", "clv_12m")
+"""The persona figures taken over the members who have bought; the others are over all members."""
 
 RULE_NUMERIC_COLUMNS = (
     "recency_days",
@@ -380,7 +385,7 @@ def summarize(features: ProfileFeatures, mask: np.ndarray) -> ClusterSummary:
     genders = raw["female"][mask][~np.isnan(raw["female"][mask])] if "female" in raw else np.array([])
     store_share = raw["store_share"][buyers]
     both = ((store_share > 0) & (store_share < 1)).mean() if b else 0.0
-    clv = mean(raw["clv_12m"][mask]) if "clv_12m" in raw else None
+    clv = mean(raw["clv_12m"][buyers]) if "clv_12m" in raw else None  # over the buyers, who have one
     return ClusterSummary(
         persons=n,
         buyers_share=b / n if n else 0.0,
@@ -413,6 +418,10 @@ class Trait:
     rank: int = 2
     """Names take the three traits of lowest rank: 1 buying status, 2 figures, 3 channels and
     categories, 4 overall engagement."""
+    rule_trait: str | None = None
+    """A phrase about who the members are (their age, their gender) rather than what they do enters the
+    persona's name only when the persona's rule states it on this profile column (a name must not
+    promise what the segment does not select)."""
 
 
 def describe(cluster: ClusterSummary, population: ClusterSummary, features: ProfileFeatures) -> list[Trait]:
@@ -566,14 +575,14 @@ def _demographics(cluster: ClusterSummary, population: ClusterSummary) -> list[T
     out = []
     if cluster.female_share is not None and population.female_share is not None and cluster.gender_known_share >= 0.3:
         if cluster.female_share >= 0.7 and cluster.female_share - population.female_share >= 0.15:
-            out.append(Trait("mostly women", (), 2))
+            out.append(Trait("mostly women", (), 2, "gender"))
         elif cluster.female_share <= 0.3 and population.female_share - cluster.female_share >= 0.15:
-            out.append(Trait("mostly men", (), 2))
+            out.append(Trait("mostly men", (), 2, "gender"))
     if cluster.median_age is not None and population.median_age is not None and cluster.age_known_share >= 0.3:
         age = int(cluster.median_age)
         if abs(cluster.median_age - population.median_age) >= 7:
             band = "under 30" if age < 30 else "over 60" if age >= 60 else f"in their {age // 10 * 10}s"
-            out.append(Trait(band, (), 2))
+            out.append(Trait(band, (), 2, "age"))
     return out
 
 
@@ -778,10 +787,18 @@ class Persona:
     size: int
     share: float
     kpis: dict[str, float | None]
+    """Figures: `revenue`, `orders` (means over all members), `buyers_share`, `store_order_share` and
+    `email_consent_rate`, `orders_per_buyer`, `average_order_value`, `recency_days` and `clv_12m`
+    (over the buyers); `kpi_basis` says over whom each is taken. Buyer figures are None when fewer than
+    MIN_BUYERS_FOR_AVERAGES members have bought."""
     target_kpis: tuple[str, ...]
     preferred_channels: tuple[str, ...]
     where: dict[str, Any]
     rule_f1: float
+    members: int = 0
+    buyers: int = 0
+    kpi_basis: dict[str, str] = field(default_factory=dict)
+    """Per figure of `kpis`: "members" (all `members`) or "buyers" (the `buyers` who have ordered)."""
 
 
 @dataclass(frozen=True)
@@ -804,14 +821,28 @@ def _money(x: float | None) -> str:
     return "-" if x is None else f"{x:,.2f}"
 
 
+def _rule_traits(where: Mapping[str, Any]) -> set[str]:
+    """The profile columns a condition tree states a condition on."""
+    if "trait" in where:
+        return {str(where["trait"])}
+    found: set[str] = set()
+    for key in ("all", "any"):
+        for sub in where.get(key, []):
+            found |= _rule_traits(sub)
+    if "not" in where:
+        found |= _rule_traits(where["not"])
+    return found
+
+
 def _sentence(traits: list[Trait], s: ClusterSummary, share: float) -> str:
     words = ", ".join(t.phrase for t in traits) or "close to the average customer"
-    figures = [f"{s.persons:,} persons ({share:.0%})", f"{s.buyers_share:.0%} have bought"]
-    if s.buyers_share >= 0.2:
+    buyers = round(s.buyers_share * s.persons)
+    figures = [f"{s.persons:,} persons ({share:.0%})", f"{buyers:,} of them ({s.buyers_share:.0%}) have bought"]
+    if s.buyers_share >= 0.2 and buyers >= MIN_BUYERS_FOR_AVERAGES:
         figures.append(f"{s.orders_per_buyer:.1f} orders and {_money(s.revenue / s.buyers_share)} per buyer")
-        figures.append(f"AOV {_money(s.average_order_value)}")
-    if s.recency_days is not None and s.buyers_share >= 0.2:
-        figures.append(f"last order {s.recency_days:.0f} days ago (median)")
+        figures.append(f"AOV {_money(s.average_order_value)} (over the {buyers:,} buyers)")
+        if s.recency_days is not None:
+            figures.append(f"last order {s.recency_days:.0f} days ago (median of the buyers)")
     return f"{words[0].upper()}{words[1:]}: {'; '.join(figures)}."
 
 
@@ -863,10 +894,14 @@ def suggest_personas(
         share = summary.persons / n
         traits = describe(summary, population, features)
         phrases = [t.phrase for t in traits]
-        by_rank = sorted(range(len(traits)), key=lambda i: (traits[i].rank, i))
-        name = ", ".join(phrases[i] for i in sorted(by_rank[:3])) or "average customers"
+        rule = learn_rule(columns, mask[rows], rows=rows, candidates=candidates)
+        stated = _rule_traits(rule.where)
+        nameable = [t.phrase for t in traits if t.rule_trait is None or t.rule_trait in stated]
+        ranks = [t.rank for t in traits if t.rule_trait is None or t.rule_trait in stated]
+        by_rank = sorted(range(len(nameable)), key=lambda i: (ranks[i], i))
+        name = ", ".join(nameable[i] for i in sorted(by_rank[:3])) or "average customers"
         if name[0].upper() + name[1:] in names:
-            name = ", ".join(phrases) or name
+            name = ", ".join(nameable) or name
         name = name[0].upper() + name[1:]
         base, i = name, 2
         while name in names:
@@ -880,7 +915,7 @@ def suggest_personas(
             "repeat_purchase_rate",
             "customer_lifetime_value",
         )
-        rule = learn_rule(columns, mask[rows], rows=rows, candidates=candidates)
+        buyers = int((mask & features.buyer).sum())
         kpis = {
             "revenue": _rounded(summary.revenue),
             "orders": _rounded(summary.orders),
@@ -893,6 +928,9 @@ def suggest_personas(
         }
         if "clv_12m" in features.raw:
             kpis["clv_12m"] = _rounded(summary.clv_12m)
+        if buyers < MIN_BUYERS_FOR_AVERAGES:
+            kpis.update({key: None for key in BUYER_KPIS if key in kpis})
+        basis = {key: "buyers" if key in BUYER_KPIS else "members" for key in kpis}
         personas.append(
             Persona(
                 ident,
@@ -906,6 +944,9 @@ def suggest_personas(
                 tuple(preferred_channels(summary)),
                 rule.where,
                 rule.f1,
+                summary.persons,
+                buyers,
+                basis,
             )
         )
     return PersonaSuggestion(k, labels, tuple(personas), scores, features.names)

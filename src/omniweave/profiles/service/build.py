@@ -27,6 +27,7 @@ from omniweave.errors import InputError
 from omniweave.events import spec
 from omniweave.events.properties import order_value, yes_no
 from omniweave.identity.persons import with_person
+from omniweave.profiles import insights
 from omniweave.profiles.ranking import best, top
 from omniweave.profiles.traits import TraitSpec, parse_trait_specs
 from omniweave.runtime import Runtime
@@ -73,6 +74,16 @@ PROMOTION_RESPONSES = (
     spec.EVENT_ATTENDED,
 )
 PROMOTION_TYPES = ("coupon", "discount", "free_shipping", "event")
+MESSAGES_RECEIVED = (spec.EMAIL_SENT, spec.MESSAGE_SENT, spec.PUSH_NOTIFICATION_RECEIVED)
+"""A message that reached the person, for the preferred messaging channel (profiles/insights.py)."""
+MESSAGE_RESPONSES = (
+    spec.EMAIL_OPENED,
+    spec.EMAIL_LINK_CLICKED,
+    spec.MESSAGE_OPENED,
+    spec.MESSAGE_LINK_CLICKED,
+    spec.PUSH_NOTIFICATION_TAPPED,
+)
+"""An answer to a message (an open, a click, a tap), for the preferred messaging channel."""
 
 CONSENT_TRAITS = {
     "email": "email_opt_in",
@@ -158,7 +169,12 @@ def _with_event_code(ev: ir.Table, events: ir.Table) -> ir.Table:
     pairs = events.select("event", "type").distinct()
     # kept (a table of a few rows): as a subquery the engine cannot know how small it is, and DuckDB
     # hashed the 30 M events instead
-    pairs = pairs.select(_event=pairs.event, _type=pairs.type, code=_event_code(pairs)).cache()
+    message = ibis.cases(
+        (pairs.event.isin(MESSAGES_RECEIVED), insights.MESSAGE_RECEIVED),
+        (pairs.event.isin(MESSAGE_RESPONSES), insights.MESSAGE_RESPONSE),
+        else_=0,
+    ).cast("int8")
+    pairs = pairs.select(_event=pairs.event, _type=pairs.type, code=_event_code(pairs), message=message).cache()
     # IS NOT DISTINCT FROM: a page or screen call may have no name, a bad row no type
     joined = ev.left_join(pairs, [ev.event.identical_to(pairs._event), ev.type.identical_to(pairs._type)])
     return joined.drop("_event", "_type")
@@ -221,7 +237,7 @@ def person_events(
         ibis.cases((coupon, "coupon"), (ev.event == spec.EVENT_ATTENDED, "event"), else_=ibis.null()),
     )
     stated = ev.traits.notnull() & (ev.traits != "{}")
-    base = ["person_id", "channel", "timestamp", "user_id", "code"]
+    base = ["person_id", "channel", "timestamp", "user_id", "code", "message"]
     return ev.select(
         *base,
         *(c for c in dict.fromkeys(columns) if c not in base),
@@ -456,7 +472,9 @@ def _best_time(ev: ir.Table, zones: ir.Table, d: Dialect) -> ir.Table:
     names = zones.select("tz").distinct()
     names = names.select("tz", zone=ibis.row_number().over(order_by=names.tz))
     zones = zones.join(names, "tz").select("person_id", "zone")
-    engaged = ev.filter(_engaged(ev)).select("person_id", "timestamp")
+    # the hour from what the person started (visits, views, orders), not from opens and clicks, whose
+    # time the sender chose; the weekday from every engagement, as before
+    engaged = ev.filter(_engaged(ev)).select("person_id", "timestamp", own=_is(ev, VISIT, PURCHASE))
     engaged = engaged.join(zones, "person_id")
     # Time-zone conversion is the costliest step per row, so it runs once per (zone, quarter hour of
     # UTC) instead of once per engagement: every zone's offset is a whole number of quarter hours
@@ -466,14 +484,18 @@ def _best_time(ev: ir.Table, zones: ir.Table, d: Dialect) -> ir.Table:
     quarters = quarters.join(names, "zone")
     local = d.local_time(quarters.at, quarters.tz)
     quarters = quarters.select(
-        "zone", "quarter", hour=local.hour().cast("int32"), weekday=local.day_of_week.index().cast("int32")
+        "zone",
+        "quarter",
+        # the middle of the local quarter hour, as a fraction of hours
+        hour=local.hour().cast("float64") + (local.minute() // 15 * 15 + 7.5).cast("float64") / 60.0,
+        weekday=local.day_of_week.index().cast("int32"),
     )
-    engaged = engaged.join(quarters, ["zone", "quarter"]).select("person_id", "hour", "weekday")
-    best_hour = _most_frequent(engaged, "hour", 24).rename(best_hour="hour")
+    engaged = engaged.join(quarters, ["zone", "quarter"]).select("person_id", "hour", "weekday", "own")
+    best_hour = insights.best_hour(engaged.filter(engaged.own))
     best_day = _most_frequent(engaged, "weekday", 7)
     names = ibis.cases(*((best_day.weekday == i, name) for i, name in enumerate(WEEKDAYS)), else_=ibis.null())
     best_day = best_day.select("person_id", best_weekday=names)
-    return best_hour.join(best_day, "person_id")
+    return best_day.left_join(best_hour, "person_id").drop("person_id_right")
 
 
 def _most_frequent(table: ir.Table, value: str, span: int) -> ir.Table:
@@ -549,14 +571,18 @@ def _products(ev: ir.Table, d: Dialect) -> list[ir.Table]:
 
 
 def _promotion(ev: ir.Table) -> ir.Table:
+    """The most responsive promotion (profiles/insights.py): exposures and responses per channel and type.
+    A coupon redeemed at the till answers the channel that issued it."""
     promo = ev.filter(ev.promotion.isin(PROMOTION_TYPES))
-    per = promo.group_by(["person_id", "promotion"]).aggregate(
-        exposures=promo.campaign_id.nunique() + ((promo.code == EXPOSURE) & promo.campaign_id.isnull()).sum(),
-        responses=_is(promo, *RESPONSE_CODES).sum().cast("int64"),
+    promo = promo.select(
+        "person_id",
+        "promotion",
+        "campaign_id",
+        channel=_engaged_channel(promo),
+        exposure=(promo.code == EXPOSURE).cast("int64"),
+        response=_is(promo, *RESPONSE_CODES).cast("int64"),
     )
-    per = per.filter(per.responses > 0)
-    per = per.mutate(rate=per.responses.cast("float64") / ibis.greatest(per.exposures, per.responses).cast("float64"))
-    return best(per, "person_id", "promotion", [-per.rate, -per.responses], "responsive_promotion")
+    return insights.responsive_promotion(promo, PROMOTION_TYPES)
 
 
 def _custom_traits(ev: ir.Table, traits: Sequence[TraitSpec], now: datetime, d: Dialect) -> ir.Table | None:
@@ -668,6 +694,7 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
         orders,
         _stated(ev, d),
         _preferred_channel(ev, d),
+        insights.preferred_messaging_channel(ev),
         _preferred_device(ev),
         _best_time(ev, zones, d),
         _contact_frequency(ev, d),
@@ -747,6 +774,8 @@ BUILTIN_COLUMNS = frozenset(
         "last_touch",
         "preferred_channel",
         "engagement_by_channel",
+        "preferred_messaging_channel",
+        "messaging_response",
         "preferred_device",
         "best_hour",
         "best_weekday",
