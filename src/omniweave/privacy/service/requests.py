@@ -252,7 +252,7 @@ def _unblock(runtime: Runtime, request_id: str, subject: Subject) -> None:
 
 def export_bundle(runtime: Runtime, subject: Subject, found: tuple[str, ...]) -> dict[str, Any]:
     """Everything omniweave holds about the person, as one JSON document."""
-    pids = list(subject.person_ids) or ["\x00none"]
+    pids = list(subject.person_ids) or ["(no person)"]
     warehouse_rows = {name: scrub.matching_rows(runtime, name, found) for name in EXPORT_SECTIONS}
     with runtime.store.engine.connect() as conn:
         consent = conn.execute(

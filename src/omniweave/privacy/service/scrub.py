@@ -256,7 +256,7 @@ def scrub_operational(
     runtime: Runtime, person_ids: tuple[str, ...], found: tuple[str, ...], subject_digests: tuple[str, ...]
 ) -> list[Receipt]:
     """Remove or anonymise the person's rows in the operational store; one receipt per table changed."""
-    pids = list(person_ids) or ["\x00none"]
+    pids = list(person_ids) or ["(no person)"]
     texts = list(found)
     done: list[tuple[str, str, int, str]] = []
 
