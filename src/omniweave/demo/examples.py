@@ -3,8 +3,9 @@
 `write_examples(folder, home)` writes `<home>/examples/` from the generated world in `folder`
 (deterministic: the same world gives the same bytes):
 
-    ann.jsonl           Ann (ann@example.com, +447700900123): web visits, an online order and a cart
-                        she left, as Segment events (the `segment` importer's format)
+    ann.jsonl           Ann (ann@example.com, +447700900123): two web visits and a cart she left, as
+                        Segment events (the `segment` importer's format); no order, so the world's
+                        order and revenue totals (checked against its manifest) stay as they are
     ann_visit.csv       her store visit (a `store_visits` file, matched by e-mail at the store's Wi-Fi)
     homepage_hero.jsonl the A/B test `homepage-hero`: an `Experiment Viewed` event (arm A or B, half
                         each by a hash of the visitor) at every web visitor's first page view of the
@@ -71,7 +72,7 @@ def _web_context(page: str = "/") -> dict[str, Any]:
 
 
 def _ann_events(end: date) -> list[dict[str, Any]]:
-    """Ann's web history: two visits, an order, and a cart she left three days before the world ends."""
+    """Ann's web history: a visit 20 days before the world ends, and a cart she left 3 days before."""
     first = datetime(end.year, end.month, end.day, 19, 5, tzinfo=UTC) - timedelta(days=20)
     cart = datetime(end.year, end.month, end.day, 20, 40, tzinfo=UTC) - timedelta(days=3)
     product = {"product_id": "SKU-040021", "sku": "SKU-040021", "name": "Essential Loafers", "category": "shoes"}
@@ -94,15 +95,7 @@ def _ann_events(end: date) -> list[dict[str, Any]]:
             },
         ),
         (first + timedelta(minutes=2), {"type": "track", "event": "Product Viewed", "properties": product}),
-        (first + timedelta(minutes=3), {"type": "track", "event": "Product Added", "properties": item}),
-        (
-            first + timedelta(minutes=6),
-            {
-                "type": "track",
-                "event": "Order Completed",
-                "properties": {"order_id": "W-ANN-0001", "revenue": 107.99, "currency": "GBP", "products": [item]},
-            },
-        ),
+        (first + timedelta(minutes=3), {"type": "page", "name": "Stores", "properties": {"path": "/stores"}}),
         (cart, {"type": "page", "name": "Home", "properties": {"path": "/"}}),
         (
             cart + timedelta(minutes=2),
