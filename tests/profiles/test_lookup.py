@@ -104,7 +104,7 @@ def test_the_profiles_api_wants_a_secret_key(home: Path, buyer: dict[str, str]) 
     with TestClient(create_app(settings)) as client:
         path = f"/v1/profiles/{buyer['person_id']}"
         assert client.get(path).status_code == 401
-        assert client.get(path, headers={"Authorization": f"Bearer {write_key}"}).status_code == 401
+        assert client.get(path, headers={"Authorization": f"Bearer {write_key}"}).status_code == 403  # collects only
         by_id = client.get(path, headers={"Authorization": f"Bearer {secret}"})
         assert by_id.status_code == 200 and by_id.json()["profile"]["person_id"] == buyer["person_id"]
         by_identifier = client.get(
