@@ -295,6 +295,11 @@ def write_media(folder: Path, world: World) -> MediaRows:
             out.writerow((day, channel, campaign, f"{amount:.2f}", medium.platform, impressions, "", "GBP"))
     with open(folder / "online" / "web.jsonl", "ab") as fb:
         fb.write(b"".join(orjson.dumps(s) + b"\n" for s in sessions))
+    with open(folder / "ground_truth" / "identities.csv", "a", newline="", encoding="utf-8") as fh:
+        # the sessions' visitors are people the media reached who are not (yet) customers: no person
+        csv.writer(fh, lineterminator="\n").writerows(
+            ("anonymous_id", s["anonymousId"], s["anonymousId"], "") for s in sessions
+        )
     document = truth_document(media, realised, world.start)
     document["store_cities"] = {c: [world.stores[i].store_id for i in stores_of[c]] for c in cities}
     (folder / "ground_truth" / "media.json").write_text(json.dumps(document, indent=2))
