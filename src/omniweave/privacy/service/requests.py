@@ -85,6 +85,8 @@ def submit(
 
 def _set(runtime: Runtime, request_id: str, **values: Any) -> None:
     with runtime.store.engine.begin() as conn:
+        if runtime.store.dialect == "sqlite":  # a cleared `work` leaves no identifier in a free page
+            conn.exec_driver_sql("PRAGMA secure_delete=ON")
         conn.execute(
             privacy_requests.update().where(privacy_requests.c.id == request_id).values(updated_at=_now(), **values)
         )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterable
@@ -354,24 +355,44 @@ def compact_store(runtime: Runtime) -> Receipt:
     VACUUM FULL of the tables a deletion touches."""
     engine = runtime.store.engine
     if runtime.store.dialect == "sqlite":
-        with engine.connect() as conn:
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            raw.commit()
-            previous = raw.isolation_level
-            raw.isolation_level = None
+        problem = ""
+        for attempt in range(COMPACT_ATTEMPTS):
             try:
-                raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                raw.execute("VACUUM")
-                raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                raw.isolation_level = previous
-        return Receipt("ops:compact", "rewritten", 1, "SQLite vacuumed, write-ahead log truncated", time.time())
+                _vacuum_sqlite(engine)
+                return Receipt("ops:compact", "rewritten", 1, "SQLite vacuumed, write-ahead log truncated", time.time())
+            except (sa.exc.OperationalError, sqlite3.OperationalError) as exc:  # another process held a lock
+                problem = str(exc)
+                time.sleep(0.2 * (attempt + 1))
+        detail = (
+            f"the store stayed busy ({problem}): deleted rows were zeroed in place (secure_delete), the file is"
+            " vacuumed by the next request or `omniweave privacy resume`"
+        )
+        return Receipt("ops:compact", "deferred", 0, detail, time.time())
     names = ["inbox", "sends", "coupons", "journey_runs", "journey_waits", "suppressions", "consent_history"]
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         for name in names:
             conn.exec_driver_sql(f"VACUUM FULL {name}")
     return Receipt("ops:compact", "rewritten", len(names), "PostgreSQL VACUUM FULL of the touched tables", time.time())
+
+
+COMPACT_ATTEMPTS = 10
+
+
+def _vacuum_sqlite(engine: sa.Engine) -> None:
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.commit()
+        previous = raw.isolation_level
+        raw.isolation_level = None
+        try:
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            raw.execute("VACUUM")
+            busy = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            raw.isolation_level = previous
+    if busy and busy[0]:
+        raise sqlite3.OperationalError("a reader kept the write-ahead log from being truncated")
 
 
 def _skipped(path: Path, database: Path | None) -> bool:
