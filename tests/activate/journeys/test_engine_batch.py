@@ -5,6 +5,7 @@ conditions from `segment_members` and a wait woken by `Segment Entered`."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pyarrow as pa
@@ -26,13 +27,17 @@ from omniweave.activate.journeys.model import (
 )
 from omniweave.activate.policy import SendIntent
 from omniweave.activate.service.journeys import JourneyEngine, publish, send_key
+from omniweave.activate.service.messages import messages_folder
 from omniweave.activate.service.policy import check_many, decisions
 from omniweave.collect.emit import emit
+from omniweave.profiles.service.build import build_profiles, write_identities
 from omniweave.runtime import Runtime
-from omniweave.settings import FrequencyCap, PolicySettings
+from omniweave.settings import FrequencyCap, PolicySettings, Settings
+from omniweave.storage.eventlog import events_to_table
 from omniweave.storage.ops.ledger import Ledger
-from omniweave.storage.ops.tables.journeys import journey_runs
+from omniweave.storage.ops.tables.journeys import journey_runs, journey_steps
 from omniweave.storage.warehouse import write_dataset
+from tests.segment_events import segment_event
 
 from .conftest import NOON, Clock
 
@@ -155,3 +160,42 @@ def test_a_segment_entered_event_wakes_a_segment_wait(world: Runtime) -> None:
     with world.store.engine.connect() as conn:
         ends = dict(conn.execute(sa.select(journey_runs.c.person_id, journey_runs.c.end_reason)).all())
     assert ends == {"P1": "joined", "P2": "late"}
+
+
+def test_a_whatsapp_message_without_a_template_is_free_form(opstore_url: str, tmp_path: Path) -> None:
+    """The 24-hour rule applies to a WhatsApp message written without an approved template (`chat_note`, a
+    project message): the person never wrote to us, so it is skipped; a templated one (cart_reminder) goes."""
+    runtime = Runtime(Settings(home=str(tmp_path / "home"), database_url=opstore_url))
+    try:
+        folder = messages_folder(runtime.settings)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "chat_note.yaml").write_text(
+            "name: chat_note\nclass: transactional\nsubject: A note\nbody: Hello {{ person.first_name }}\n"
+            "channels: [whatsapp]\nwhatsapp:\n  body: Hello {{ person.first_name }}, a free-form note\n"
+        )
+        traits = {"first_name": "Wa", "phone": "+4915112345678", "whatsapp_opt_in": True}
+        event = segment_event(1, "2026-06-01T09:00:00Z", received_at=NOON, type="identify", user="u1", traits=traits)
+        runtime.log.append("events", events_to_table([event], "test"), "world")
+        write_identities(runtime, [("user_id", "u1", "P1"), ("phone", "+4915112345678", "P1")])
+        build_profiles(runtime, now=NOON, traits=[])
+        for name, message in (("free", "chat_note"), ("templated", "cart_reminder")):
+            publish(
+                runtime, journey(name, "s", s=Send(message, "whatsapp", "x", message_class="transactional"), x=Exit())
+            )
+        e = JourneyEngine(runtime, fake=True, clock=Clock(NOON.timestamp()))
+        e.enter("free", "P1", "k")
+        e.enter("templated", "P1", "k")
+        while e.step():
+            pass
+        with runtime.store.engine.connect() as conn:
+            steps = {
+                (j, o): r
+                for j, o, r in conn.execute(
+                    sa.select(journey_steps.c.journey, journey_steps.c.outcome, journey_steps.c.reason)
+                )
+            }
+        assert "whatsapp free-form message outside the 24-hour window" in steps[("free", "skipped")]
+        assert ("free", "sent") not in steps and ("templated", "sent") in steps
+        assert [r.message_name for r in Ledger(runtime.store.engine).rows()] == ["cart_reminder"]
+    finally:
+        runtime.close()
