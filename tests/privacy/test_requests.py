@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import zipfile
 from collections.abc import Iterator
 
@@ -147,6 +148,16 @@ def test_export_by_a_phone_number_holds_everything_about_the_person(world: World
     assert orjson.loads(done.stdout)["kind"] == "export"
 
 
+def _policy(runtime: Runtime, email: str):
+    """The policy engine's verdict on a promotional e-mail to `email` from a person who said yes to e-mail."""
+    from omniweave.activate.policy import SendIntent
+    from omniweave.activate.service.policy import check
+
+    intent = SendIntent(person_ids(runtime)[email], "email", "promotional", key=f"policy-{time.time()}")
+    with runtime.store.engine.begin() as conn:
+        return check(conn, runtime, intent, {"consent_email": True}, email, now=time.time())
+
+
 def test_suppress_from_another_process_refuses_ingest_and_unsuppress_lifts_it(world: World, api) -> None:
     client, headers, write_key = api
     p = person(7)
@@ -172,6 +183,7 @@ def test_suppress_from_another_process_refuses_ingest_and_unsuppress_lifts_it(wo
     try:  # no message goes to her addresses either (the policy's suppression rule)
         assert Ledger(runtime.store.engine).suppression("email", p["email"]) == "privacy"
         assert Ledger(runtime.store.engine).suppression("sms", p["phone_e164"]) == "privacy"
+        assert "suppressed (privacy)" in _policy(runtime, p["email"]).reason
     finally:
         runtime.close()
     assert wait_until(lambda: post(by_device) == 400, timeout=10)
@@ -183,6 +195,7 @@ def test_suppress_from_another_process_refuses_ingest_and_unsuppress_lifts_it(wo
     runtime = Runtime(world.settings)
     try:
         assert Ledger(runtime.store.engine).suppression("email", p["email"]) is None
+        assert "suppressed" not in _policy(runtime, p["email"]).reason
     finally:
         runtime.close()
     listed = client.get("/v1/privacy/requests", headers=headers).json()
