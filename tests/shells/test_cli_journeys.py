@@ -94,7 +94,7 @@ def test_publish_list_enter_explain_and_stats(world: Runtime) -> None:
     # the new version drops the step where the three wait: reported, and moved only by the mapping
     project_file(world, "invite_x", INVITE.replace("start: wait_day", "start: pause").replace("wait_day:", "pause:"))
     wrong = cli(world, "publish", "invite_x", "--map", "wait_day=nowhere")
-    assert wrong.exit_code == 2 and "nowhere" in wrong.output and "mapping" in wrong.output
+    assert wrong.exit_code == 2 and "nowhere" in wrong.output and "map" in wrong.output
     malformed = cli(world, "publish", "invite_x", "--map", "wait_day")
     assert malformed.exit_code == 2 and "OLD_STEP=NEW_STEP" in malformed.output
     moved = cli(world, "publish", "invite_x", "--map", "wait_day=pause")
