@@ -401,6 +401,47 @@ class JourneyEngine:
             self.stats.entered += 1
         return started
 
+    def _start_many(
+        self,
+        conn: sa.Connection,
+        entries: Sequence[tuple[Journey, str, str, Mapping[str, Any], int]],
+        now: float,
+    ) -> int:
+        """`_start` for many (journey, person, entry key, trigger, inbox seq) in a few statements; how many started."""
+        runs: list[dict[str, Any]] = []
+        for j, person, entry_key, trigger, _ in entries:
+            runs.append(
+                {
+                    "id": M.run_id(j.name, person, entry_key),
+                    "journey": j.name,
+                    "version": j.version,
+                    "person_id": person,
+                    "entry_key": entry_key[:200],
+                    "node": j.start,
+                    "context": M.entry_context(j, person, trigger),
+                    "entered_at": now,
+                }
+            )
+        started = Q.enter_many(
+            conn,
+            [
+                (r, e[0].re_entry.mode, e[0].re_entry.cooldown, e[0].re_entry.max_entries)
+                for r, e in zip(runs, entries, strict=True)
+            ],
+            now,
+        )
+        rows = []
+        for run, (j, person, entry_key, _, seq), ok in zip(runs, entries, started, strict=True):
+            if not ok:
+                continue
+            if self._unfinished is not None and j.goal is not None:  # a goal later in the same inbox batch
+                self._unfinished.setdefault(person, []).append({**run, "variant": None, "_seq": seq})
+            held = "; in the holdout" if run["context"].get("held_out") else ""
+            rows.append(self._row(j, str(run["id"]), person, j.start, "entered", f"key {entry_key}{held}", now))
+        Q.record_steps(conn, rows)
+        self.stats.entered += len(rows)
+        return len(rows)
+
     def enter(self, journey: str, person_id: str, key: str, trigger: Mapping[str, Any] | None = None) -> bool:
         """Start a run of `journey` for `person_id` under the caller's `key` (the API entry)."""
         j = self.latest().get(journey)
@@ -417,8 +458,10 @@ class JourneyEngine:
         started = 0
         for begin in range(0, len(person_ids), 1000):
             with self.runtime.store.engine.begin() as conn:
-                for person in person_ids[begin : begin + 1000]:
-                    started += self._start(conn, j, person, f"api:{key}", {}, self.clock())
+                batch: list[tuple[Journey, str, str, Mapping[str, Any], int]] = [
+                    (j, person, f"api:{key}", {}, 0) for person in person_ids[begin : begin + 1000]
+                ]
+                started += self._start_many(conn, batch, self.clock())
         return started
 
     def date_entries(self, now: float | None = None) -> int:
@@ -476,6 +519,16 @@ class JourneyEngine:
                 {p for _, _, n, _, p in events if n in goal_events},
                 [j.name for j in journeys.values() if j.goal is not None],
             )
+            entries: list[tuple[Journey, str, str, Mapping[str, Any], int]] = []
+            for seq, event, name, props, person in events:  # (1) the entries, matched in memory, entered at once
+                for j in journeys.values():
+                    if M.entry_matches(j, name, props):
+                        key = str(event.get("messageId") or seq)
+                        if j.entry.kind != "event":
+                            key = f"segment:{j.entry.segment}:{seq}"
+                        entries.append((j, person, key, props, seq))
+            if entries:
+                self._start_many(conn, entries, now)
             for seq, event, name, props, person in events:
                 self._on_event(conn, journeys, seq, event, now, name=name, props=props, person=person)
             self._waits, self._unfinished = None, None
@@ -495,14 +548,8 @@ class JourneyEngine:
         props: Mapping[str, Any],
         person: str,
     ) -> None:
-        """One track event of a known person: (1) entries, (2) the waits it meets, (3) the goals it meets; the
-        waits and unfinished runs come from the batch's indexes (`consume`)."""
-        for j in journeys.values():  # (1) entries
-            if M.entry_matches(j, name, props):
-                key = str(event.get("messageId") or seq)
-                if j.entry.kind != "event":
-                    key = f"segment:{j.entry.segment}:{seq}"
-                self._start(conn, j, person, key, props, now)
+        """One track event of a known person (its entries were made by `consume` for the whole batch): (2) the
+        waits it meets, (3) the goals it meets; the waits and unfinished runs come from the batch's indexes."""
         waits = self._waits.get((person, name), []) if self._waits is not None else Q.waits_for(conn, person, name)
         for wait in waits:  # (2) waits
             if wait["corr_property"] and str(props.get(wait["corr_property"])) != wait["corr_value"]:
@@ -519,7 +566,8 @@ class JourneyEngine:
         if not goals:
             return
         if self._unfinished is not None:
-            runs = [r for r in self._unfinished.get(person, []) if r["journey"] in goals]
+            # a run entered by a later event of the batch is not converted by this one
+            runs = [r for r in self._unfinished.get(person, []) if r["journey"] in goals and r.get("_seq", -1) <= seq]
         else:
             runs = Q.unfinished_of(conn, person, goals)
         for run in runs:  # (3) goals

@@ -176,6 +176,75 @@ def enter(
     return True, "entered"
 
 
+def enter_many(
+    conn: sa.Connection, items: Sequence[tuple[Mapping[str, Any], str, float, int | None]], now: float
+) -> list[bool]:
+    """`enter` for many runs, each (run, mode, cooldown, max_entries), in a few statements: the run ids and the
+    (journey, person) entry counts read in one query each, the re-entry rules applied in order (a run entered
+    earlier in the batch counts), the new runs and the entry counts written with executemany."""
+    ids = [str(run["id"]) for run, _, _, _ in items]
+    there: set[str] = set()
+    for start in range(0, len(ids), _CHUNK):
+        part = ids[start : start + _CHUNK]
+        there.update(str(i) for (i,) in conn.execute(sa.select(journey_runs.c.id).where(journey_runs.c.id.in_(part))))
+    pairs = sorted({(str(run["journey"]), str(run["person_id"])) for run, _, _, _ in items})
+    seen: dict[tuple[str, str], tuple[int, float]] = {}
+    for start in range(0, len(pairs), _CHUNK):
+        chunk = pairs[start : start + _CHUNK]
+        rows = conn.execute(
+            sa.select(
+                journey_entries.c.journey,
+                journey_entries.c.person_id,
+                journey_entries.c.count,
+                journey_entries.c.last_entered_at,
+            ).where(sa.tuple_(journey_entries.c.journey, journey_entries.c.person_id).in_(chunk))
+        )
+        seen.update({(str(j), str(p)): (int(c), float(t)) for j, p, c, t in rows})
+    known = set(seen)
+    out: list[bool] = []
+    runs: list[dict[str, Any]] = []
+    counts: dict[tuple[str, str], int] = {}
+    for run, mode, cooldown, max_entries in items:
+        pair = (str(run["journey"]), str(run["person_id"]))
+        ok = str(run["id"]) not in there
+        if ok and pair in seen:
+            count, last = seen[pair]
+            ok = mode != "never" and (max_entries is None or count < max_entries)
+            ok = ok and not (mode == "after" and now - last < cooldown)
+        out.append(ok)
+        if ok:
+            there.add(str(run["id"]))
+            seen[pair] = (seen.get(pair, (0, now))[0] + 1, now)
+            counts[pair] = counts.get(pair, 0) + 1
+            runs.append(
+                {
+                    **run,
+                    "context": orjson.dumps(run.get("context") or {}),
+                    "status": "active",
+                    "wake_at": run.get("wake_at", now),
+                    "updated_at": now,
+                }
+            )
+    if runs:
+        conn.execute(_insert_ignore(conn, journey_runs), runs)
+    fresh = [
+        {"journey": j, "person_id": p, "count": n, "last_entered_at": now}
+        for (j, p), n in counts.items()
+        if (j, p) not in known
+    ]
+    if fresh:
+        conn.execute(_insert_ignore(conn, journey_entries), fresh)
+    more = [{"j": j, "p": p, "n": n, "now": now} for (j, p), n in counts.items() if (j, p) in known]
+    if more:
+        conn.execute(
+            journey_entries.update()
+            .where(journey_entries.c.journey == sa.bindparam("j"), journey_entries.c.person_id == sa.bindparam("p"))
+            .values(count=journey_entries.c.count + sa.bindparam("n"), last_entered_at=sa.bindparam("now")),
+            more,
+        )
+    return out
+
+
 # --- claiming and saving --------------------------------------------------------------------------
 
 
