@@ -360,7 +360,12 @@ def _promotion(
         guesses.append(r["responsive_promotion"])
         oracle.append(PROMO_TYPES[int(np.argmax(best))])
         truths.append(PROMO_TYPES[int(np.argmax([float(t[c]) for c in PROMO_RESPONSE_COLUMNS]))])
-    return _agreement("most responsive promotion", len(rows), guesses, oracle, truths)
+    note = (
+        f"{len(known):,} of {len(rows):,} people answered promotions at least "
+        f"{insights.MIN_PROMOTION_RESPONSES} times (the rest are unknown); "
+        "a liking changes a click's chance by its square root, so few answers say little even to the oracle"
+    )
+    return _agreement("most responsive promotion", len(rows), guesses, oracle, truths, note)
 
 
 def _category(
