@@ -330,6 +330,8 @@ def generate_world(
     event_counts["page"] = event_counts.get("page", 0) + media.events["page"]
     orders[1] += media.orders
     revenue[1] += media.revenue
+    for key, amount in media.spend.items():
+        spend[key] = spend.get(key, 0.0) + amount
     report = effects_report(
         effects,
         sum((r.incremental[0] for r in results), np.zeros(len(effects))),

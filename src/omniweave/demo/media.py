@@ -146,7 +146,7 @@ def simulate_media(
         level = hill(geometric_adstock(x / share[:, None], medium.decay), params.half_saturation, medium.shape)
         spend[medium.channel] = x
         expected[medium.channel] = medium.beta * scale * share[:, None] * level
-        mix = x.sum(axis=1) / x.sum()
+        mix = x.sum(axis=1) / x.sum() if x.sum() > 0 else share
         curves[medium.channel] = MediaCurve(
             medium.channel, medium.beta * scale, params, tuple(map(float, share)), tuple(map(float, mix))
         )
@@ -174,7 +174,7 @@ def truth_document(media: MediaWorld, realised: dict[str, float], start: date) -
             "mean_spend_per_day": round(mean, 2),
             "expected_incremental_revenue": round(float(media.expected[c].sum()), 2),
             "incremental_revenue": round(realised.get(c, 0.0), 2),
-            "roi": float(media.expected[c].sum() / x.sum()),
+            "roi": float(media.expected[c].sum() / x.sum()) if x.sum() > 0 else 0.0,
             "marginal_roi_now": float(curve.marginal(mean)),
             "response_curve": {
                 "spend_per_day": points,
@@ -205,6 +205,7 @@ class MediaRows:
     orders: int
     revenue: float
     events: dict[str, int]
+    spend: dict[str, float]
 
 
 def write_media(folder: Path, world: World) -> MediaRows:
@@ -309,4 +310,7 @@ def write_media(folder: Path, world: World) -> MediaRows:
         "offline/ad_spend": len(spend_rows),
         "online/web": len(sessions),
     }
-    return MediaRows(counts, len(till), round(sum(realised.values()), 2), {"page": len(sessions)})
+    totals: dict[str, float] = {}
+    for _, channel, _, amount, _ in spend_rows:
+        totals[channel] = totals.get(channel, 0.0) + round(float(amount), 2)
+    return MediaRows(counts, len(till), round(sum(realised.values()), 2), {"page": len(sessions)}, totals)
