@@ -87,17 +87,23 @@ def _condition(schema: pa.Schema, found: tuple[str, ...]) -> str | None:
     return f"SELECT coalesce({' OR '.join(parts) or 'false'}, false) AS hit FROM (SELECT *, {joined} AS __privacy_text FROM t)"
 
 
-def matching_mask(table: pa.Table, found: tuple[str, ...]) -> pa.Array | None:
-    """A boolean per row of `table`: does it hold a needle? None when no column can."""
+def matching_mask(
+    table: pa.Table, found: tuple[str, ...], con: duckdb.DuckDBPyConnection | None = None
+) -> pa.Array | None:
+    """A boolean per row of `table`: does it hold a needle? None when no column can. `con`: a DuckDB
+    connection to reuse (opening one costs more than scanning a small file)."""
     condition = _condition(table.schema, found)
     if condition is None or table.num_rows == 0:
         return None
-    con = duckdb.connect()
+    own = con is None
+    db = duckdb.connect() if con is None else con
     try:
-        con.register("t", table)
-        mask = con.sql(condition).to_arrow_table().column("hit")
+        db.register("t", table)
+        mask = db.sql(condition).to_arrow_table().column("hit")
+        db.unregister("t")
     finally:
-        con.close()
+        if own:
+            db.close()
     return mask.combine_chunks()
 
 
@@ -164,19 +170,12 @@ def _read(runtime: Runtime, path: str) -> pa.Table:
 def scrub_warehouse(runtime: Runtime, found: tuple[str, ...]) -> list[Receipt]:
     """Rewrite every Parquet file with rows holding a needle; one receipt per dataset changed."""
     removed: dict[str, list[int]] = {}
-    for path in parquet_files(runtime):
-        table = _read(runtime, path)
-        mask = matching_mask(table, found)
-        if mask is None or not mask.true_count:
-            continue
-        kept = table.filter(pa.compute.invert(mask))
-        if kept.num_rows:
-            replace_parquet(runtime, path, kept)
-        else:
-            _remove(runtime, path)
-        tally = removed.setdefault(_dataset_of(runtime.log.root, path), [0, 0])
-        tally[0] += mask.true_count
-        tally[1] += 1
+    con = duckdb.connect()
+    try:
+        for path in parquet_files(runtime):
+            _scrub_file(runtime, path, found, con, removed)
+    finally:
+        con.close()
     now = time.time()
     return [
         Receipt(f"warehouse:{name}", "removed", rows, f"{rows} rows from {files} files rewritten atomically", now)
@@ -184,14 +183,36 @@ def scrub_warehouse(runtime: Runtime, found: tuple[str, ...]) -> list[Receipt]:
     ]
 
 
+def _scrub_file(
+    runtime: Runtime, path: str, found: tuple[str, ...], con: duckdb.DuckDBPyConnection, removed: dict[str, list[int]]
+) -> None:
+    """Rewrite one Parquet file without the rows holding a needle; tally them in `removed` by dataset."""
+    table = _read(runtime, path)
+    mask = matching_mask(table, found, con)
+    if mask is None or not mask.true_count:
+        return
+    kept = table.filter(pa.compute.invert(mask))
+    if kept.num_rows:
+        replace_parquet(runtime, path, kept)
+    else:
+        _remove(runtime, path)
+    tally = removed.setdefault(_dataset_of(runtime.log.root, path), [0, 0])
+    tally[0] += mask.true_count
+    tally[1] += 1
+
+
 def matching_rows(runtime: Runtime, dataset: str, found: tuple[str, ...]) -> list[dict[str, Any]]:
     """The rows of `dataset` holding a needle (an export's view of the person there)."""
     out: list[dict[str, Any]] = []
-    for path in runtime.log.files(dataset):
-        table = _read(runtime, path)
-        mask = matching_mask(table, found)
-        if mask is not None and mask.true_count:
-            out += table.filter(mask).to_pylist()
+    con = duckdb.connect()
+    try:
+        for path in runtime.log.files(dataset):
+            table = _read(runtime, path)
+            mask = matching_mask(table, found, con)
+            if mask is not None and mask.true_count:
+                out += table.filter(mask).to_pylist()
+    finally:
+        con.close()
     return out
 
 
