@@ -79,6 +79,7 @@ ROUTES: dict[str, tuple[str, str, Any]] = {
     "read segments": ("GET", "/v1/segments", None),
     "manage configuration": ("GET", "/v1/keys", None),
     "create a key": ("POST", "/v1/keys", {"name": "made-in-test", "scopes": ["profiles:read"]}),
+    "run journeys": ("GET", "/v1/journeys", None),
     "privacy admin": ("GET", "/v1/audit", None),
     "manage users": ("GET", "/v1/users", None),
 }
@@ -87,6 +88,7 @@ NEEDS = {
     "read segments": roles.PROFILES_READ,
     "manage configuration": roles.CONFIG_MANAGE,
     "create a key": roles.CONFIG_MANAGE,
+    "run journeys": roles.JOURNEYS_RUN,
     "privacy admin": roles.PRIVACY_ADMIN,
     "manage users": roles.USERS_MANAGE,
 }
