@@ -139,6 +139,7 @@ def test_openapi_documents_every_route(api: Api) -> None:
     reads |= {"/v1/push/vapid-public-key"}  # the public key pages subscribe with
     reads |= {"/v1/journeys", "/v1/journeys/{name}/stats", "/v1/persons/{person}/journeys"}  # shells/api/journeys.py
     reads |= {"/v1/auth/me", "/v1/users", "/v1/keys", "/v1/audit"}  # access (shells/api/access.py)
+    reads |= {"/v1/privacy/requests", "/v1/privacy/requests/{request_id}", "/v1/privacy/consent"}  # privacy
     assert reads | {"/v1/segments/{segment_id}"} <= gets
     writes = [path for path in api.openapi["paths"] if path.startswith("/v1/") and path not in reads]
     writes += ["/t", "/i", "/p", "/s", "/g", "/a", "/b"]
