@@ -372,7 +372,9 @@ def test_run_demo_bulk_path_imports_the_online_events(tmp_path: Path) -> None:
     assert sum(result.imports[f"segment:{s}"].rows_imported for s in ONLINE_SOURCES) == online_total
     total = _count(settings, f"SELECT count(*) AS n FROM events WHERE {NOT_OURS}")[0]["n"]
     offline = sum(result.imports[k].records_written for k in OFFLINE_COLUMNS if k != "ad_spend")
-    assert total == online_total + offline
+    # README's examples (Ann, the homepage-hero A/B test: demo/examples.py) are imported beside the world
+    examples = sum(summary.records_written for key, summary in result.imports.items() if key.startswith("example:"))
+    assert total == online_total + offline + examples
     # an interrupted bulk load, repeated: the importers skip what is already there
     (result.folder / "loaded.json").write_text(json.dumps({"world": result.manifest["world"], "complete": False}))
     again = run_demo(settings, customers=150, days=10, seed=4, console=None, bulk=True)
