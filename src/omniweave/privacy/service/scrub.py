@@ -187,7 +187,10 @@ def _scrub_file(
     runtime: Runtime, path: str, found: tuple[str, ...], con: duckdb.DuckDBPyConnection, removed: dict[str, list[int]]
 ) -> None:
     """Rewrite one Parquet file without the rows holding a needle; tally them in `removed` by dataset."""
-    table = _read(runtime, path)
+    try:
+        table = _read(runtime, path)
+    except FileNotFoundError:  # replaced or removed by a writer meanwhile (its new file is listed next time)
+        return
     mask = matching_mask(table, found, con)
     if mask is None or not mask.true_count:
         return
@@ -433,9 +436,12 @@ def scrub_files(runtime: Runtime, found: tuple[str, ...]) -> list[Receipt]:
     needles = [n.encode() for n in found if len(n) >= SHORT]
     receipts = []
     for path in sorted(p for p in home.rglob("*") if p.is_file()):
-        if _skipped(path, database) or path.stat().st_size > MAX_TEXT_FILE_BYTES:
+        try:
+            if _skipped(path, database) or path.stat().st_size > MAX_TEXT_FILE_BYTES:
+                continue
+            data = path.read_bytes()
+        except FileNotFoundError:  # a temporary file of another process, gone meanwhile
             continue
-        data = path.read_bytes()
         lowered = data.lower()
         if not any(n in lowered for n in needles):
             continue
