@@ -779,8 +779,8 @@ def test_cli_imports_a_file(tmp_path: Path) -> None:
     done = _cli(home, "till", str(DATA / "till.csv"))
     assert done.returncode == 0, done.stderr
     assert "6 rows read, 6 imported as 3 events" in " ".join(done.stdout.split())
-    bad = _cli(home, "till", str(DATA / "till_bad_rows.csv"))
-    assert bad.returncode == 0 and "till_bad_rows.csv:row 2: field 'quantity'" in " ".join(bad.stderr.split())
+    bad = _cli(home, "till", str(DATA / "till_bad_rows.csv"))  # good rows land; a rejected row means exit 1
+    assert bad.returncode == 1 and "till_bad_rows.csv:row 2: field 'quantity'" in " ".join(bad.stderr.split())
     unreadable = _cli(home, "till", str(DATA / "till_missing_column.csv"))
     assert unreadable.returncode == 2
     assert "till_missing_column.csv: missing required column 'quantity'" in " ".join(unreadable.stderr.split())
