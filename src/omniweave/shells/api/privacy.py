@@ -14,15 +14,21 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from omniweave.errors import InputError
-from omniweave.shells.api.deps import SECRET_KEY, RuntimeDep
+from omniweave.privacy.roles import PRIVACY_ADMIN
+from omniweave.shells.api.deps import RuntimeDep, require
 from omniweave.shells.api.errors import ApiError, input_problems
 from omniweave.shells.api.schemas import ErrorBody
 
 router = APIRouter(
     prefix="/v1/privacy",
     tags=["privacy"],
-    dependencies=[SECRET_KEY],
-    responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+    dependencies=[require(PRIVACY_ADMIN)],  # privacy officers and owners, keys with the privacy:admin scope
+    responses={
+        400: {"model": ErrorBody},
+        401: {"model": ErrorBody},
+        403: {"model": ErrorBody},
+        404: {"model": ErrorBody},
+    },
 )
 
 
