@@ -31,7 +31,8 @@ def _event(n: int, at: datetime, event: str, user: str, **properties: Any) -> di
         "properties": properties,
         "timestamp": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    return normalize_event(raw, received_at=START)
+    # received when it happened (a time more than 24 h past its receipt would be clamped to the receipt)
+    return normalize_event(raw, received_at=max(START, at))
 
 
 def world() -> tuple[list[dict[str, Any]], dict[str, tuple[str, datetime, list[tuple[float, float]]]]]:

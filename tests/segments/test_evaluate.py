@@ -365,7 +365,8 @@ def test_segments_through_the_rest_api(tmp_path, demo_home):
         sizes = {s["id"]: s["members"] for s in listed}
         assert sizes["store_only_buyers"] > 0  # the demo evaluated the library
         one = client.get("/v1/segments/store_only_buyers", headers=auth).json()
-        assert one["members"] == len(one["person_ids"]) == sizes["store_only_buyers"]
+        assert one["members"] == sizes["store_only_buyers"]
+        assert len(one["person_ids"]) == min(one["members"], 1000)  # the list stops at 1,000 ids
         assert client.get("/v1/segments/nope", headers=auth).status_code == 404
         bad = client.put(
             "/v1/segments/vip",

@@ -176,10 +176,18 @@ def _done(runtime: Runtime, request_id: str, work: dict[str, Any], name: str) ->
     _set(runtime, request_id, work=orjson.dumps(work))
 
 
+def _after_propagation(runtime: Runtime, then: Any) -> Any:
+    """Wait until every collector process has re-read the blocklist (its refresh time, plus a margin), then run
+    `then`: an event of the person accepted just before a collector saw the block lands in the inbox before the
+    scrub starts, and is removed with the rest — never after it."""
+    time.sleep(runtime.settings.privacy.blocklist_refresh_seconds + 0.5)
+    return then()
+
+
 def _delete(runtime: Runtime, request_id: str, subject: Subject, found: tuple[str, ...], work: dict[str, Any]) -> None:
     steps = {
         "block": lambda: [_block(runtime, request_id, subject, record=False)],
-        "inbox": lambda: scrub.scrub_inbox(runtime, found),
+        "inbox": lambda: _after_propagation(runtime, lambda: scrub.scrub_inbox(runtime, found)),
         "warehouse": lambda: scrub.scrub_warehouse(runtime, found),
         "operational": lambda: scrub.scrub_operational(
             runtime, subject.person_ids, found, subject_digests(subject.identifiers)

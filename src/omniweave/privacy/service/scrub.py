@@ -219,6 +219,23 @@ def matching_rows(runtime: Runtime, dataset: str, found: tuple[str, ...]) -> lis
     return out
 
 
+LOADER_WAIT_SECONDS = 15.0
+
+
+def _wait_for_loader(runtime: Runtime, doomed: list[int]) -> None:
+    """A running loader may have read some of the deleted rows before they went (a batch in flight, between
+    its `pending_end` and its commit): wait until that batch is committed, so that the warehouse is scrubbed
+    after it lands and not before. A batch that started after the deletion cannot hold the rows. A stale
+    `pending_end` (a loader that died) is waited for at most LOADER_WAIT_SECONDS: its redo no longer finds them."""
+    deadline = time.monotonic() + LOADER_WAIT_SECONDS
+    while doomed and time.monotonic() < deadline:
+        state = runtime.store.consumer("loader")
+        end = state.pending_end
+        if end is None or not any(state.position < seq <= end for seq in doomed):
+            return
+        time.sleep(0.1)
+
+
 def scrub_inbox(runtime: Runtime, found: tuple[str, ...]) -> list[Receipt]:
     """Delete inbox rows whose event holds a needle (whether or not the loader has read them)."""
     engine = runtime.store.engine
@@ -236,6 +253,7 @@ def scrub_inbox(runtime: Runtime, found: tuple[str, ...]) -> list[Receipt]:
     with engine.begin() as conn:
         for start in range(0, len(doomed), 500):
             conn.execute(inbox.delete().where(inbox.c.seq.in_(doomed[start : start + 500])))
+    _wait_for_loader(runtime, doomed)
     return (
         [
             Receipt(
