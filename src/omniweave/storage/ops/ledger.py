@@ -110,17 +110,8 @@ class Ledger:
     # --- the ledger -----------------------------------------------------------------------------
     def insert(self, row: dict[str, object]) -> bool:
         """Write a new pending row; False when the key is already in the ledger (nothing changed)."""
-        now = time.time()
-        values = {"status": "pending", "attempts": 0, "created_at": now, "updated_at": now, **row}
         with self.engine.begin() as conn:
-            exists = conn.execute(sa.select(sends.c.key).where(sends.c.key == values["key"])).first()
-            if exists is not None:
-                return False
-            try:
-                conn.execute(sends.insert().values(**values))
-            except sa.exc.IntegrityError:
-                return False
-        return True
+            return insert_on(conn, row, time.time())
 
     def get(self, key: str) -> LedgerRow | None:
         """The row of `key`, or None."""
