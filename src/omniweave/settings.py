@@ -918,6 +918,9 @@ class Settings:
     max_request_bytes: int = 4 * 1024 * 1024  # RudderStack's own batch limit (rudder-sdk-python sends up to it)
     rate_limit_per_second: float = 0.0  # requests per second per source; 0 = no limit
     rate_limit_burst: int = 0  # 0 = one second's worth
+    # REST API: requests per second per secret key or signed-in user (token bucket); 0 = no limit
+    api_rate_limit_per_second: float = 0.0
+    api_rate_limit_burst: int = 0  # 0 = one second's worth
     dedupe_hours: float = 48.0
     # loader
     loader_batch_size: int = 50_000

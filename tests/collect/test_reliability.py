@@ -13,9 +13,10 @@ Item 1 (10 minutes at 1,500 events/s) is bench/soak.py, not a test.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import os
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ from omniweave.collect.loader import load_all
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 from omniweave.shells.api.app import create_app
-from tests.conftest import create_write_key, free_port, start_server
+from tests.conftest import create_write_key, free_port, omniweave_cmd, start_server
 
 
 def basic(key: str) -> str:
@@ -54,50 +55,115 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 # --- 2: the rate limit ------------------------------------------------------------------------------
 
 
-def test_a_busy_key_gets_429_with_retry_after_and_other_keys_are_unaffected(tmp_path: Path) -> None:
+async def _fire(base: str, auth: str, path: str, count: int, concurrency: int) -> tuple[list[httpx.Response], float]:
+    """`count` requests from one key, `concurrency` at a time; the answers and the seconds they took."""
+    answers: list[httpx.Response] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": auth}, timeout=30, limits=limits) as client:
+        queue = iter(range(count))
+
+        async def worker() -> None:
+            for i in queue:
+                if path == "/v1/track":
+                    answers.append(await client.post(path, json={"userId": f"b{i}", "event": "Busy"}))
+                else:
+                    answers.append(await client.get(path))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return answers, time.perf_counter() - started
+
+
+async def _steady(base: str, auth: str, path: str, count: int, pause: float) -> list[int]:
+    """`count` requests from another key, one every `pause` seconds (well under its limit)."""
+    statuses = []
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": auth}, timeout=30) as client:
+        for i in range(count):
+            if path == "/v1/track":
+                answer = await client.post(path, json={"userId": f"c{i}", "event": "Calm"})
+            else:
+                answer = await client.get(path)
+            statuses.append(answer.status_code)
+            await asyncio.sleep(pause)
+    return statuses
+
+
+def _check_limited(answers: list[httpx.Response], seconds: float, rate: float, burst: int) -> None:
+    statuses = [answer.status_code for answer in answers]
+    assert set(statuses) <= {200, 429}, sorted(set(statuses))  # no 5xx, nothing else
+    served = statuses.count(200)
+    # the bucket: its burst, plus `rate` a second for as long as the storm lasted (+1 s of slack)
+    assert burst <= served <= burst + rate * (seconds + 1), (served, seconds)
+    limited = [answer for answer in answers if answer.status_code == 429]
+    assert len(limited) == len(answers) - served > 0
+    for answer in limited:
+        assert int(answer.headers["retry-after"]) >= 1
+        assert "requests per second" in answer.json()["errors"][0]["reason"]
+
+
+def test_2000_requests_a_second_from_one_write_key_get_429_and_another_key_is_unaffected(tmp_path: Path) -> None:
+    """Item 2 on the collector: a storm from one write key (httpx async, the rate printed) against a limit of
+    50/s; the storm gets 200s up to its bucket and 429 with Retry-After after, never a 5xx; a second key
+    sending 10 a second meanwhile gets only 200s; the committer never restarts."""
     home = tmp_path / "home"
     busy_key = create_write_key(home, "busy")
     calm_key = create_write_key(home, "calm")
     port = free_port()
-    env = {"OMNIWEAVE_RATE_LIMIT_PER_SECOND": "20", "OMNIWEAVE_RATE_LIMIT_BURST": "20"}
+    env = {"OMNIWEAVE_RATE_LIMIT_PER_SECOND": "50", "OMNIWEAVE_RATE_LIMIT_BURST": "100"}
     process, _ = start_server(home, port, env)
     base = f"http://127.0.0.1:{port}"
-    busy: list[httpx.Response] = []
-    calm: list[int] = []
-    lock = threading.Lock()
     try:
 
-        def hammer() -> None:  # ~4 threads back to back: a few hundred requests per second, over 20/s
-            with httpx.Client(base_url=base, headers={"Authorization": basic(busy_key)}, timeout=20) as client:
-                for i in range(60):
-                    answer = client.post("/v1/track", json={"userId": f"b{i}", "event": "Busy"})
-                    with lock:
-                        busy.append(answer)
+        async def both() -> tuple[tuple[list[httpx.Response], float], list[int]]:
+            storm = _fire(base, basic(busy_key), "/v1/track", 4_000, 64)
+            steady = _steady(base, basic(calm_key), "/v1/track", 20, 0.1)
+            return await asyncio.gather(storm, steady)
 
-        def steady() -> None:  # 5 requests per second, well under the limit
-            with httpx.Client(base_url=base, headers={"Authorization": basic(calm_key)}, timeout=20) as client:
-                for i in range(15):
-                    calm.append(client.post("/v1/track", json={"userId": f"c{i}", "event": "Calm"}).status_code)
-                    time.sleep(0.2)
-
-        threads = [threading.Thread(target=hammer) for _ in range(4)] + [threading.Thread(target=steady)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        statuses = [answer.status_code for answer in busy]
-        assert set(statuses) <= {200, 429}, statuses
-        limited = [answer for answer in busy if answer.status_code == 429]
-        assert limited and statuses.count(200) >= 20  # the burst went through, the rest was refused
-        for answer in limited:
-            assert int(answer.headers["retry-after"]) >= 1
-            assert answer.json()["code"] == "rate_limited"
-        assert calm == [200] * 15
+        (answers, seconds), calm = asyncio.run(both())
+        print(f"one write key: {len(answers)} requests in {seconds:.2f} s = {len(answers) / seconds:,.0f}/s")
+        _check_limited(answers, seconds, 50, 100)
+        assert calm == [200] * 20
         time.sleep(1.1)  # after Retry-After, the busy key is served again
         with httpx.Client(base_url=base, headers={"Authorization": basic(busy_key)}, timeout=20) as client:
             assert client.post("/v1/track", json={"userId": "b-again", "event": "Busy"}).status_code == 200
         health = httpx.get(f"{base}/health", timeout=10).json()
         assert health["collector"]["restarts"] == 0
+    finally:
+        stop(process)
+
+
+def _secret_key(home: Path, name: str) -> str:
+    env = {**os.environ, "OMNIWEAVE_HOME": str(home)}
+    out = subprocess.run(
+        omniweave_cmd("keys", "secret", "--name", name), env=env, check=True, capture_output=True, text=True
+    ).stdout
+    return out.strip().splitlines()[-1].strip()
+
+
+def test_a_storm_from_one_secret_key_gets_429_and_another_secret_key_is_unaffected(tmp_path: Path) -> None:
+    """Item 2 on the REST API: the same with secret keys (api_rate_limit_per_second) on GET /v1/auth/me."""
+    home = tmp_path / "home"
+    create_write_key(home, "web")  # makes the home
+    busy_key = _secret_key(home, "busy")
+    calm_key = _secret_key(home, "calm")
+    port = free_port()
+    env = {"OMNIWEAVE_API_RATE_LIMIT_PER_SECOND": "20", "OMNIWEAVE_API_RATE_LIMIT_BURST": "40"}
+    process, _ = start_server(home, port, env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        async def both() -> tuple[tuple[list[httpx.Response], float], list[int]]:
+            storm = _fire(base, f"Bearer {busy_key}", "/v1/auth/me", 1_000, 32)
+            steady = _steady(base, f"Bearer {calm_key}", "/v1/auth/me", 10, 0.2)
+            return await asyncio.gather(storm, steady)
+
+        (answers, seconds), calm = asyncio.run(both())
+        print(f"one secret key: {len(answers)} requests in {seconds:.2f} s = {len(answers) / seconds:,.0f}/s")
+        _check_limited(answers, seconds, 20, 40)
+        assert calm == [200] * 10
+        time.sleep(1.1)
+        me = httpx.get(f"{base}/v1/auth/me", headers={"Authorization": f"Bearer {busy_key}"}, timeout=10)
+        assert me.status_code == 200 and me.json()["kind"] == "key"
     finally:
         stop(process)
 

@@ -4,6 +4,7 @@ in-memory cache."""
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 
@@ -38,6 +39,18 @@ class RateLimiter:
             return 0.0
         self._buckets[source_id] = (tokens, now)
         return (1.0 - tokens) / self.rate
+
+
+class SharedRateLimiter(RateLimiter):
+    """A RateLimiter several threads may share (the REST API checks keys in FastAPI's worker threads)."""
+
+    def __init__(self, rate: float, burst: int = 0, clock: Callable[[], float] = time.monotonic):
+        super().__init__(rate, burst, clock)
+        self._lock = threading.Lock()
+
+    def wait_time(self, source_id: str) -> float:
+        with self._lock:
+            return super().wait_time(source_id)
 
 
 DISABLED = "\x00disabled"

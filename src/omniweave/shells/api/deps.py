@@ -7,12 +7,16 @@ the API reads the Authorization header or the session cookie, or opens a store.
 
 from __future__ import annotations
 
+import math
+import threading
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyCookie, APIKeyHeader
+from starlette.exceptions import HTTPException
 
 from omniweave.collect.http.body import key_from_authorization
+from omniweave.collect.http.limits import SharedRateLimiter
 from omniweave.errors import AuthError
 from omniweave.privacy import sessions
 from omniweave.privacy.roles import Principal
@@ -75,6 +79,36 @@ def client_origin(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+_LIMITER_LOCK = threading.Lock()
+
+
+def _limiter(request: Request) -> SharedRateLimiter:
+    """The app's token buckets (one per secret key or signed-in user), made on first use."""
+    state = request.app.state
+    limiter: SharedRateLimiter | None = getattr(state, "api_limiter", None)
+    if limiter is None:
+        with _LIMITER_LOCK:
+            limiter = getattr(state, "api_limiter", None)
+            if limiter is None:
+                settings = request.app.state.settings
+                limiter = SharedRateLimiter(settings.api_rate_limit_per_second, settings.api_rate_limit_burst)
+                state.api_limiter = limiter
+    return limiter
+
+
+def check_rate(request: Request, principal: Principal) -> Principal:
+    """`principal`, or a 429 with Retry-After once it is over `api_rate_limit_per_second` (docs/security.md).
+
+    Checked after the credentials, so a stranger cannot spend a real key's requests by naming its prefix."""
+    limiter = _limiter(request)
+    wait = limiter.wait_time(principal.actor)
+    if wait:
+        seconds = str(max(1, math.ceil(wait)))
+        reason = f"more than {limiter.rate:g} requests per second from {principal.actor}; retry after {seconds} s"
+        raise HTTPException(429, reason, headers={"retry-after": seconds})
+    return principal
+
+
 def current_principal(
     request: Request,
     runtime: RuntimeDep,
@@ -90,7 +124,7 @@ def current_principal(
             key = None
         principal = access.principal_for_key(runtime, key) if key else None
         if principal is not None:
-            return principal
+            return check_rate(request, principal)
         if key and access.is_write_key(runtime, key):
             raise ApiError(403, "Authorization", _WRITE_KEY)
         raise ApiError(401, "Authorization", _REFUSED)
@@ -102,7 +136,7 @@ def current_principal(
             session, request.headers.get(sessions.CSRF_HEADER)
         ):
             raise ApiError(403, sessions.CSRF_HEADER, f"a signed-in change needs the {sessions.CSRF_HEADER} header")
-        return principal
+        return check_rate(request, principal)
     raise ApiError(401, "Authorization", _REFUSED)
 
 
