@@ -24,7 +24,7 @@ from omniweave.errors import TerminalStoreError, TransientStoreError
 from omniweave.storage.ops.engines import open_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0008"  # the newest revision in migrations/versions (tests/storage/test_migrations.py checks it)
+HEAD = "0009g"  # the newest revision in migrations/versions (tests/storage/test_migrations.py checks it)
 _PG_LOCK = 727275  # advisory lock id of migrations (the inbox's writers use 727274)
 
 if TYPE_CHECKING:

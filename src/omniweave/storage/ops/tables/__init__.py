@@ -10,6 +10,7 @@
     policy.py     the policy engine's per-person lock rows and its decisions
     privacy.py    consent history, data-subject requests and receipts, suppressed identifiers
     access.py     secret-key scopes, disabled sources, users, sessions, the append-only audit log
+    forms.py      sign-ups through forms waiting for their double opt-in, with the consent's evidence
 
 Areas to come (consent, journeys, ledger, coupons, messages, audit, users) each get a module of
 their own here, shaped like these: `sa.Table(...)` definitions on `metadata` from `.base`, a
@@ -21,6 +22,7 @@ Alembic revision in `storage/ops/migrations/versions/` (the store runs them when
 from omniweave.storage.ops.tables.access import api_key_scopes, audit_log, disabled_sources, sessions, users
 from omniweave.storage.ops.tables.base import metadata
 from omniweave.storage.ops.tables.consumers import consumers
+from omniweave.storage.ops.tables.forms import form_signups
 from omniweave.storage.ops.tables.imports import imports
 from omniweave.storage.ops.tables.inbox import inbox
 from omniweave.storage.ops.tables.journeys import (
@@ -47,6 +49,7 @@ __all__ = [
     "conversations",
     "coupon_pools",
     "coupons",
+    "form_signups",
     "imports",
     "inbox",
     "journey_entries",
