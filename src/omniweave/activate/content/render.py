@@ -31,6 +31,8 @@ from typing import Any
 
 import css_inline
 import jinja2
+import jinja2.meta
+import orjson
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
@@ -92,6 +94,35 @@ def _compiled(text: str) -> jinja2.Template:
     return ENV.from_string(text)
 
 
+_CONSTANT_ROOTS = frozenset({"brand", "message", "channel", "unsubscribe_url"})
+"""Variables that are the same for every person a message goes to: a template reading only these renders
+the same text for all of them (`person`, `recommendations` and `offer` — which holds a personal code —
+are read per person)."""
+
+
+@functools.lru_cache(maxsize=2048)
+def _constant_roots(text: str) -> frozenset[str] | None:
+    """The variables `text` reads when they are all in `_CONSTANT_ROOTS` and the template draws nothing at
+    random (`random`, `lipsum`); else None (rendered every time). A template that does not compile: None."""
+    if "random" in text or "lipsum" in text:
+        return None
+    try:
+        roots = frozenset(jinja2.meta.find_undeclared_variables(ENV.parse(text)))
+    except jinja2.TemplateError:
+        return None
+    return roots if roots <= _CONSTANT_ROOTS else None
+
+
+def _fingerprint(value: Any) -> str:
+    """A value the memo can key on: every JSON type kept apart, anything else by its type and repr."""
+    return f"{type(value).__qualname__}:{value!r}"
+
+
+_MEMO: dict[bytes, str] = {}
+"""Rendered texts of templates that read only constant variables, by (template, those variables' values)."""
+_MEMO_LIMIT = 4096
+
+
 class RenderError(InputError):
     """A template of a message could not be rendered for a person (an undefined variable, a sandbox refusal)."""
 
@@ -127,19 +158,50 @@ class Rendition:
         }
 
 
+class _Missing:
+    """A variable the renderer was not given (keyed apart from every value)."""
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING = _Missing()
+
+
 class _Renderer:
     """Renders the fields of one message for one person, keeping every failure."""
 
-    def __init__(self, variables: Mapping[str, Any], strict: bool):
+    def __init__(self, variables: Mapping[str, Any], strict: bool, fast: bool = True):
         self.variables = dict(variables)
         self.strict = strict
+        self.fast = fast
         self.problems: list[RenderProblem] = []
 
     def __call__(self, where: str, text: str | None) -> str:
         if not text:
             return ""
+        roots = _constant_roots(text) if self.fast else None
+        key = None
+        if roots is not None:  # the same for everyone: rendered once per (template, values it reads)
+            values = [(r, self.variables.get(r, _MISSING)) for r in sorted(roots)]
+            try:
+                key = orjson.dumps(
+                    [text, [[r, type(v).__qualname__, v] for r, v in values]],
+                    default=_fingerprint,
+                    option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
+                )
+            except (TypeError, orjson.JSONEncodeError):  # a value the memo cannot key on: rendered every time
+                key = None
+            found = _MEMO.get(key) if key is not None else None
+            if found is not None:
+                return found
         try:
-            return _compiled(text).render(self.variables).strip()
+            out = _compiled(text).render(self.variables).strip()
+            if key is not None:
+                if len(_MEMO) >= _MEMO_LIMIT:
+                    _MEMO.clear()
+                _MEMO[key] = out
+            return out
         except jinja2.UndefinedError as exc:
             problem = RenderProblem(where, "undefined-variable", f"{where}: undefined variable: {exc.message}")
         except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
@@ -258,6 +320,65 @@ img.hero { width: 100%; max-width: 536px; height: auto; display: block; margin: 
 )
 
 
+_MARKUP = re.compile(r"(<style\b[^>]*>.*?</style\s*>|<!--.*?-->|<[^>]*>)", re.S | re.I)
+_OPEN, _CLOSE = "\ue000", "\ue001"  # private-use characters: they mark where each text stood
+_PLACE = re.compile(_OPEN + r"(\d+)" + _CLOSE)
+_HTML_SPACE = " \t\n\f\r"
+_INLINED: dict[str, tuple[str, ...] | None] = {}
+"""The inlined e-mail layouts by their markup with every text replaced by its mark (None: the marks did
+not come out in order, once each — that markup is inlined whole every time)."""
+_INLINED_LIMIT = 256
+
+
+def _serialized(text: str) -> str:
+    """A text node as css-inline writes it back (html5ever's serializer): `&`, no-break space, `<`, `>`."""
+    return (
+        htmlmod.unescape(text)
+        .replace("&", "&amp;")
+        .replace("\u00a0", "&nbsp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+    )
+
+
+def inline_css(html: str) -> str:
+    """`css_inline.inline(html)`, byte for byte, with the inlining done once per markup: the texts between
+    the tags (a greeting with a first name, a personal offer) are replaced by marks, the marked document
+    is inlined (and kept), and each person's texts go back where their marks came out. The styles depend
+    only on the tags, classes and attributes, which stay; the texts are written back the way css-inline
+    writes them. Whitespace-only texts stay in the markup (inside a table they are not moved out; other
+    text is, and the marks with it). Anything unusual (a mark character or a CR or NUL in the input)
+    is inlined whole."""
+    if _OPEN in html or _CLOSE in html or "\r" in html or "\x00" in html:
+        return css_inline.inline(html)
+    markup = _MARKUP.split(html)  # text, tag, text, tag, …, text
+    texts: list[str] = []
+    for index in range(0, len(markup), 2):
+        text = markup[index]
+        if text and text.strip(_HTML_SPACE):
+            markup[index] = f"{_OPEN}{len(texts)}{_CLOSE}"
+            texts.append(text)
+    skeleton = "".join(markup)
+    if skeleton in _INLINED:
+        pieces = _INLINED[skeleton]
+    else:
+        inlined = css_inline.inline(skeleton)
+        split = _PLACE.split(inlined)
+        pieces = tuple(split[0::2])
+        if split[1::2] != [str(i) for i in range(len(texts))]:
+            pieces = None
+        if len(_INLINED) >= _INLINED_LIMIT:
+            _INLINED.clear()
+        _INLINED[skeleton] = pieces
+    if pieces is None:
+        return css_inline.inline(html)
+    out = [pieces[0]]
+    for text, after in zip(texts, pieces[1:], strict=True):
+        out.append(_serialized(text))
+        out.append(after)
+    return "".join(out)
+
+
 def _email(message: MessageDef, brand: BrandKit, r: _Renderer) -> dict[str, Any]:
     subject = r(
         "email.subject" if message.override("email", "subject") else "subject", _pick(message, "email", "subject")
@@ -289,7 +410,7 @@ def _email(message: MessageDef, brand: BrandKit, r: _Renderer) -> dict[str, Any]
         c=brand.colours,
         promotional=promotional,
     )
-    html = css_inline.inline(html)
+    html = inline_css(html) if r.fast else css_inline.inline(html)
     lines = [headline, *(plain(p) for p in paragraphs(body))]
     if offer:
         lines.append(offer + (f" Your code: {code}" if code and code not in offer else ""))
@@ -407,13 +528,17 @@ def render(
     address: Sequence[str] = (),
     qr_url: str | None = None,
     strict: bool = False,
+    fast: bool = True,
 ) -> Rendition:
     """`message` for one person (`variables`, see `template_variables`) on `channel` under `brand`.
 
     `address` is the letter's postal address (print), `qr_url` the letter's QR link (a signed short
-    link made by the service). With `strict`, the first failing template raises RenderError."""
+    link made by the service). With `strict`, the first failing template raises RenderError. `fast`
+    (the default) renders a template that reads only what is the same for everyone (brand, message,
+    channel) once per message and inlines the e-mail's CSS once per markup (`inline_css`); `fast=False`
+    does all of it every time — the same bytes, slower (the tests compare the two)."""
     chosen = channel_name(channel)
-    r = _Renderer(variables, strict)
+    r = _Renderer(variables, strict, fast)
     r.variables["channel"] = chosen
     offer = r.variables.get("offer")
     if message.offer and isinstance(offer, Namespace):  # `{{ offer.text }}` in a body reads the rendered offer
