@@ -11,6 +11,7 @@
     messaging.py POST /v1/channels/{sms|whatsapp}/status and /inbound (provider-signed webhooks)
     access.py    sessions (/v1/auth/login|logout|me), /v1/users, /v1/keys, /v1/sources/{name}/…, /v1/audit
     bridges.py   GET /q/{token} (QR short links: 302 with UTM tags and a page event)
+    forms.py     GET|POST /f/{form} (hosted sign-up forms, the embeddable snippet, confirmations), /v1/forms
     channels.py  POST|GET /u/{token} (one-click unsubscribe), GET /c/{token}, GET /o/{token}.gif (e-mail
                  clicks and opens), POST /v1/inbound/email/dsn (bounce reports, a secret key)
 
@@ -40,6 +41,7 @@ from omniweave.shells.api import (
     access,
     bridges,
     channels,
+    forms,
     journeys,
     messaging,
     privacy,
@@ -123,6 +125,7 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
         push.router,
         privacy.router,
         journeys.router,
+        forms.router,
     ):
         app.include_router(router)
     app.router.routes[:0] = collector.routes()  # the hot path is matched first

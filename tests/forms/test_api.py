@@ -1,0 +1,180 @@
+"""The hosted form, the snippet's answers, confirmation pages and /v1/forms, through the real app."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from omniweave.privacy import roles
+from omniweave.privacy.service import access
+from omniweave.runtime import Runtime
+from omniweave.shells.api.app import create_app
+from omniweave.storage.ops.tables import consent_history, form_signups
+from tests.forms.conftest import NEWSLETTER, Mailbox
+
+GOOD = {"email": "cy@example.com", "first_name": "Cy", "consent": "email"}
+
+
+@pytest.fixture
+def client(forms_runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(forms_runtime.settings), follow_redirects=False) as c:
+        yield c
+
+
+def _hidden(page: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', page)
+    assert found, name
+    return found.group(1)
+
+
+def _count(runtime: Runtime, table: sa.Table) -> int:
+    with runtime.store.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def _post(client: TestClient, answers: dict[str, Any], query: str = "", **headers: str) -> Any:
+    page = client.get(f"/f/newsletter{query}").text
+    body = {**answers, "started": _hidden(page, "started")}
+    return client.post(f"/f/newsletter{query}", data=body, headers=headers)
+
+
+def test_the_hosted_page_is_accessible_and_works_without_javascript(
+    client: TestClient, forms_runtime: Runtime, mailbox: tuple[Mailbox, int]
+) -> None:
+    page = client.get("/f/newsletter", headers={"Accept-Language": "de-DE,de;q=0.9"})
+    assert page.status_code == 200 and "<script" not in page.text
+    assert 'lang="de"' in page.text and "E-Mail-Adresse" in page.text and "Schickt mir Neuigkeiten" in page.text
+    assert '<label for="newsletter-email">' in page.text and 'aria-hidden="true"' in page.text  # honeypot hidden
+    assert "frame-ancestors 'self'" in page.headers["content-security-policy"]
+    answer = _post(client, GOOD, "?placement=shelf")
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/f/newsletter/thanks")
+    thanks = client.get(answer.headers["location"])
+    assert "Thanks! Please check your inbox" in thanks.text
+    box = mailbox[0]
+    link = box.confirm_link("cy@example.com")
+    path = link.replace("http://testserver", "")
+    ask = client.get(path)
+    assert ask.status_code == 200 and 'method="post"' in ask.text
+    assert _count(forms_runtime, consent_history) == 0  # opening the link changed nothing
+    done = client.post(path)
+    assert done.status_code == 200 and 'data-ow-confirm="confirmed"' in done.text
+    assert _count(forms_runtime, consent_history) == 1
+    assert 'data-ow-confirm="already"' in client.post(path).text
+    assert client.post(path[:-3] + "xyz").status_code == 404
+
+
+def test_bad_fields_come_back_with_their_messages_announced_and_nothing_stored(
+    client: TestClient, forms_runtime: Runtime, mailbox: tuple[Mailbox, int]
+) -> None:
+    answer = _post(client, {"email": "cy@", "birthday": "31.02.1990", "consent": "email", "first_name": "Cy"})
+    assert answer.status_code == 400
+    page = answer.text
+    assert 'role="alert"' in page and "Please check 2 answer(s)" in page
+    assert 'aria-invalid="true"' in page and 'aria-describedby="newsletter-email-error"' in page
+    assert 'id="newsletter-email-error"' in page and "name@example.com" in page
+    assert 'aria-describedby="newsletter-birthday-help newsletter-birthday-error"' in page
+    assert 'value="Cy"' in page  # the good answers are kept
+    assert _count(forms_runtime, form_signups) == 0 and mailbox[0].messages == []
+
+
+def test_the_honeypot_is_thanked_and_ignored(
+    client: TestClient, forms_runtime: Runtime, mailbox: tuple[Mailbox, int]
+) -> None:
+    answer = _post(client, {**GOOD, "website": "http://spam.example"})
+    assert answer.status_code == 303 and "/thanks" in answer.headers["location"]
+    assert _count(forms_runtime, form_signups) == 0 and mailbox[0].messages == []
+
+
+def test_a_too_fast_submit_is_asked_to_send_again(client: TestClient, forms_runtime: Runtime) -> None:
+    slow = copy.deepcopy(NEWSLETTER)
+    slow["min_seconds"] = 3600
+    assert client.put("/v1/forms/newsletter", json=slow, headers=_admin(forms_runtime)).status_code == 200
+    answer = _post(client, GOOD)
+    assert answer.status_code == 400 and "That was quick!" in answer.text
+    assert _count(forms_runtime, form_signups) == 0
+
+
+def test_a_flood_from_one_ip_gets_429_and_nothing_more_is_stored(client: TestClient, forms_runtime: Runtime) -> None:
+    answers = [_post(client, {**GOOD, "email": f"p{i}@example.com"}) for i in range(6)]
+    assert [a.status_code for a in answers] == [303] * 5 + [429]
+    assert int(answers[-1].headers["retry-after"]) >= 1
+    assert _count(forms_runtime, form_signups) == 5
+
+
+def test_json_answers_for_api_clients(client: TestClient, forms_runtime: Runtime) -> None:
+    page = client.get("/f/newsletter").text
+    started = _hidden(page, "started")
+    bad = client.post("/f/newsletter", json={"email": "x", "started": started}, headers={"Accept": "application/json"})
+    assert bad.status_code == 400
+    assert bad.json()["errors"] == [
+        {"field": "email", "code": "email", "message": "Please enter an e-mail address like name@example.com."}
+    ]
+    good = client.post("/f/newsletter", json={**GOOD, "consent": ["email"], "started": started})
+    assert good.status_code == 200 and good.json() == {
+        "status": "accepted",
+        "message": "Thanks! Please check your inbox to confirm.",
+    }
+
+
+def test_cors_only_for_allowed_origins(client: TestClient, forms_runtime: Runtime) -> None:
+    form = copy.deepcopy(NEWSLETTER)
+    form["allowed_origins"] = ["http://shop.example"]
+    client.put("/v1/forms/newsletter", json=form, headers=_admin(forms_runtime))
+    fragment = client.get("/f/newsletter?fragment=1&placement=embed", headers={"Origin": "http://shop.example"})
+    assert fragment.headers["access-control-allow-origin"] == "http://shop.example"
+    assert "<html" not in fragment.text and 'data-ow-form="newsletter"' in fragment.text
+    other = client.get("/f/newsletter?fragment=1", headers={"Origin": "http://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+    refused = _post(client, GOOD, "?fragment=1", Origin="http://evil.example")
+    assert refused.status_code == 403 and _count(forms_runtime, form_signups) == 0
+    taken = _post(client, GOOD, "?fragment=1&placement=embed", Origin="http://shop.example")
+    assert taken.status_code == 200 and 'data-ow-thanks="newsletter"' in taken.text
+
+
+def test_kiosk_mode_forgets_the_visitor_and_comes_back(client: TestClient, forms_runtime: Runtime) -> None:
+    client.cookies.set("ajs_anonymous_id", "%22visitor-1%22")
+    assert _hidden(client.get("/f/newsletter").text, "anonymous_id") == "visitor-1"
+    page = client.get("/f/newsletter?kiosk=1").text
+    assert _hidden(page, "anonymous_id") == "" and 'autocomplete="off"' in page
+    answer = _post(client, GOOD, "?kiosk=1")
+    assert answer.status_code == 303
+    thanks = client.get(answer.headers["location"]).text
+    assert 'http-equiv="refresh"' in thanks and "kiosk=1" in thanks
+    with forms_runtime.store.engine.connect() as conn:
+        row = conn.execute(sa.select(form_signups)).one()
+    assert row.placement == "kiosk" and row.anonymous_id != "visitor-1"
+
+
+def _admin(runtime: Runtime) -> dict[str, str]:
+    key = access.create_api_key(runtime, "ops", list(roles.KEY_SCOPES), actor="cli:test")
+    return {"Authorization": f"Bearer {key.key}"}
+
+
+def test_v1_forms_crud_reports_every_problem(client: TestClient, forms_runtime: Runtime) -> None:
+    admin = _admin(forms_runtime)
+    reader = access.create_api_key(forms_runtime, "reader", [roles.PROFILES_READ], actor="cli:test")
+    bad = copy.deepcopy(NEWSLETTER)
+    bad["name"] = "shop_signup"
+    bad["fields"][0]["type"] = "mail"
+    bad["purposes"][0]["confirm"] = "pigeon"
+    answer = client.put("/v1/forms/shop_signup", json=bad, headers=admin)
+    assert answer.status_code == 400
+    fields = {p["field"] for p in answer.json()["errors"]}
+    assert {"fields[0].type", "purposes[0].confirm"} <= fields
+    check = client.post("/v1/forms/validate", json=bad, headers=admin).json()
+    assert check["valid"] is False and len(check["problems"]) == len(answer.json()["errors"])
+    good = copy.deepcopy(NEWSLETTER)
+    good["name"] = "shop_signup"
+    assert client.put("/v1/forms/shop_signup", json=good, headers=admin).status_code == 200
+    listed = client.get("/v1/forms", headers={"Authorization": f"Bearer {reader.key}"}).json()
+    assert sorted(f["name"] for f in listed) == ["newsletter", "shop_signup"]
+    refused = client.put("/v1/forms/shop_signup", json=good, headers={"Authorization": f"Bearer {reader.key}"})
+    assert refused.status_code == 403
+    assert client.delete("/v1/forms/shop_signup", headers=admin).status_code == 200
+    assert client.get("/f/shop_signup").status_code == 404
