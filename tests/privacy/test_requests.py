@@ -48,6 +48,23 @@ def _cli(world: World, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(omniweave_cmd(*args), env=env, capture_output=True, text=True, timeout=120)
 
 
+def _job(client: TestClient, headers: dict[str, str], body: dict[str, str]) -> dict:
+    """POST a request: a 202 with its id and status URL at once; then its status, polled until it ended."""
+    posted = client.post("/v1/privacy/requests", headers=headers, json=body)
+    assert posted.status_code == 202, posted.text
+    made = posted.json()
+    assert made["status"] == "pending" and made["status_url"] == f"/v1/privacy/requests/{made['id']}"
+    assert posted.headers["location"] == made["status_url"]
+    seen: dict = {}
+
+    def ended() -> bool:
+        seen.update(client.get(made["status_url"], headers=headers).json())
+        return seen["status"] in ("done", "failed")
+
+    assert wait_until(ended, timeout=120), seen
+    return seen
+
+
 def test_consent_history_agrees_with_the_profiles(world: World) -> None:
     runtime = Runtime(world.settings)
     try:
@@ -120,11 +137,11 @@ def test_export_by_a_phone_number_holds_everything_about_the_person(world: World
     client, headers, _ = api
     p = person(9)
     national = "0" + p["phone_e164"][3:]  # the same number as written in the UK
-    r = client.post("/v1/privacy/requests", headers=headers, json={"kind": "export", "identifier": f"phone:{national}"})
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["status"] == "done"
-    bundle = body["bundle"]
+    body = _job(client, headers, {"kind": "export", "identifier": f"phone:{national}"})
+    assert body["status"] == "done", body
+    fetched = client.get(body["bundle_url"], headers=headers)
+    assert fetched.status_code == 200 and fetched.headers["content-type"] == "application/json"
+    bundle = fetched.json()
     kinds = {i["kind"]: i["value"] for i in bundle["identifiers"]}
     assert kinds["email"] == p["email"] and kinds["user_id"] == p["user_id"] and kinds["device_id"] == p["device_id"]
     channels = {e["channel"] for e in bundle["events"]}
@@ -136,6 +153,7 @@ def test_export_by_a_phone_number_holds_everything_about_the_person(world: World
     assert not any(e["user_id"] == person(8)["user_id"] for e in bundle["events"])
     receipts = {x["target"]: x["count"] for x in body["receipts"]}
     assert receipts["export:events"] == len(bundle["events"])
+    assert receipts[f"file:privacy/exports/{body['id']}.json"] == 1  # kept for the client, under the home
     # the same through the CLI, as a ZIP
     out = tmp_path / "export.zip"
     done = _cli(world, "privacy", "export", p["email"], "--out", str(out), "--format", "json")
@@ -189,8 +207,8 @@ def test_suppress_from_another_process_refuses_ingest_and_unsuppress_lifts_it(wo
     assert wait_until(lambda: post(by_device) == 400, timeout=10)
     assert post(by_phone) == 400
     assert post({"type": "track", "event": "X", "userId": person(6)["user_id"]}) == 200
-    r = client.post("/v1/privacy/requests", headers=headers, json={"kind": "unsuppress", "identifier": p["user_id"]})
-    assert r.status_code == 200 and r.json()["receipts"][0]["action"] == "unblocked"
+    lifted = _job(client, headers, {"kind": "unsuppress", "identifier": p["user_id"]})
+    assert lifted["status"] == "done" and lifted["receipts"][0]["action"] == "unblocked"
     assert wait_until(lambda: post(by_device) == 200, timeout=10)
     runtime = Runtime(world.settings)
     try:

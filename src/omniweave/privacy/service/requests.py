@@ -14,9 +14,11 @@ done the job row keeps its receipts and no identifier: `work` is cleared.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,8 @@ from omniweave.storage.ops.ledger import Ledger
 from omniweave.storage.ops.tables import consent_history, coupons, sends
 from omniweave.storage.ops.tables.privacy import privacy_blocked, privacy_receipts, privacy_requests
 
+log = logging.getLogger(__name__)
+
 DELETE_STEPS = ("block", "inbox", "warehouse", "operational", "files", "compact")
 EXPORT_SECTIONS = ("events", "profiles", "segment_members", "identities")
 
@@ -44,9 +48,18 @@ def _now() -> float:
 
 
 def submit(
-    runtime: Runtime, kind: str, identifier: str = "", *, requested_by: str | None = None, run_now: bool = True
+    runtime: Runtime,
+    kind: str,
+    identifier: str = "",
+    *,
+    requested_by: str | None = None,
+    run_now: bool = True,
+    keep_bundle: bool = False,
 ) -> RequestResult:
-    """Create a request about the person `identifier` names (none for `retention`) and run it."""
+    """Create a request about the person `identifier` names (none for `retention`) and run it — or, with
+    `run_now=False`, leave it `pending` for a job runner (`run_jobs`: the API's worker thread, `omniweave
+    privacy run-jobs`). `keep_bundle`: an export also writes its bundle under the home (`bundle_path`), for
+    a client that fetches it later."""
     if kind not in KINDS:
         raise InputError(f"unknown request kind {kind!r}; expected one of {', '.join(KINDS)}", field="kind")
     if kind == "retention":
@@ -61,6 +74,7 @@ def submit(
         "identifiers": [list(i) for i in subject.identifiers],
         "needles": list(found),
         "done": [],
+        "keep_bundle": keep_bundle,
     }
     request_id = f"dsr_{uuid.uuid4().hex[:16]}"
     now = _now()
@@ -141,6 +155,10 @@ def run(runtime: Runtime, request_id: str) -> RequestResult:
             bundle = export_bundle(runtime, subject, found)
             for section in ("identifiers", *EXPORT_SECTIONS, "consent", "messages", "coupons"):
                 _receipt(runtime, request_id, Receipt(f"export:{section}", "written", len(bundle[section]), "", _now()))
+            if work.get("keep_bundle"):
+                kept = write_bundle(bundle, bundle_path(runtime, request_id), one_line=True)
+                rel = kept.relative_to(runtime.settings.home_path)
+                _receipt(runtime, request_id, Receipt(f"file:{rel}", "written", 1, "the bundle, for the API", _now()))
         elif row.kind == "retention":
             for dataset, days in runtime.settings.privacy.retention_days:
                 _receipt(runtime, request_id, scrub.expire_dataset(runtime, dataset, days))
@@ -353,14 +371,19 @@ def resume_pending(runtime: Runtime) -> list[RequestResult]:
     return [run(runtime, request_id) for request_id in ids]
 
 
-def write_bundle(bundle: dict[str, Any], path: str | Path) -> Path:
+def write_bundle(bundle: dict[str, Any], path: str | Path, *, one_line: bool = False) -> Path:
     """Write an export: `.json` as one document; otherwise a ZIP with `person.json` (identifiers, profile,
-    consent, messages, coupons, segment memberships) and `events.jsonl` (one event a line)."""
+    consent, messages, coupons, segment memberships) and `events.jsonl` (one event a line). `one_line`: the
+    JSON on one line (a bundle kept under the home: a later deletion of the person empties it whole)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    options = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    if not one_line:
+        options |= orjson.OPT_INDENT_2
     if path.suffix.lower() == ".json":
-        path.write_bytes(orjson.dumps(bundle, option=options, default=str))
+        temp = path.with_name(f".tmp-{path.name}")
+        temp.write_bytes(orjson.dumps(bundle, option=options, default=str))
+        temp.replace(path)
         return path
     person = {k: v for k, v in bundle.items() if k != "events"}
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -368,3 +391,55 @@ def write_bundle(bundle: dict[str, Any], path: str | Path) -> Path:
         lines = b"\n".join(orjson.dumps(e, option=orjson.OPT_NON_STR_KEYS, default=str) for e in bundle["events"])
         archive.writestr("events.jsonl", lines + (b"\n" if lines else b""))
     return path
+
+
+# --- jobs -----------------------------------------------------------------------------------------
+
+
+def bundle_path(runtime: Runtime, request_id: str) -> Path:
+    """Where an export submitted with `keep_bundle` keeps its bundle (one line of JSON)."""
+    return runtime.settings.home_path / "privacy" / "exports" / f"{request_id}.json"
+
+
+def claim(runtime: Runtime, request_id: str, statuses: tuple[str, ...] = ("pending",)) -> bool:
+    """Mark a request `running` if it is still in one of `statuses`; False if another runner took it."""
+    with runtime.store.engine.begin() as conn:
+        taken = conn.execute(
+            privacy_requests.update()
+            .where((privacy_requests.c.id == request_id) & privacy_requests.c.status.in_(statuses))
+            .values(status="running", updated_at=_now())
+        )
+    return taken.rowcount == 1
+
+
+def waiting(runtime: Runtime, statuses: tuple[str, ...] = ("pending",)) -> list[str]:
+    """The ids of the requests in `statuses`, oldest first."""
+    with runtime.store.engine.connect() as conn:
+        found = conn.execute(
+            sa.select(privacy_requests.c.id)
+            .where(privacy_requests.c.status.in_(statuses))
+            .order_by(privacy_requests.c.created_at)
+        )
+        return list(found.scalars().all())
+
+
+def run_jobs(
+    runtime: Runtime, *, interrupted: bool = False, stop: Callable[[], bool] = lambda: False
+) -> list[RequestResult]:
+    """Run the pending requests one by one until none is left (or `stop()`); `interrupted` also takes those
+    left `running` by a runner that died (call it once, when a runner starts). Each is claimed first, so two
+    runners never start the same pending request; a failure is recorded on its request (status `failed`,
+    the error masked) and the next one runs."""
+    ended: list[RequestResult] = []
+    left_running = waiting(runtime, ("running",)) if interrupted else []
+    while not stop():
+        ids = waiting(runtime)
+        taken = left_running.pop(0) if left_running else next((i for i in ids if claim(runtime, i)), None)
+        if taken is None:
+            return ended
+        try:
+            ended.append(run(runtime, taken))
+        except Exception:  # noqa: BLE001 - recorded on the request by run(); the next one still runs
+            log.warning("privacy request %s failed; its error is on the request (omniweave privacy requests)", taken)
+            ended.append(get(runtime, taken))
+    return ended

@@ -98,12 +98,14 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
     runtime = Runtime(settings)
     collector = Collector(settings, runtime.store)
     loader = LoaderProcess(settings) if with_loader else None
+    privacy_jobs = privacy.JobWorker(settings)  # runs the data-subject requests (shells/api/privacy.py)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await collector.start()
         if loader:
             loader.start()
+        privacy_jobs.start()
         try:
             yield
         finally:
@@ -111,6 +113,7 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
             collector.stop()
             if loader:
                 loader.stop()
+            privacy_jobs.stop()
             runtime.close()
 
     app = FastAPI(title=TITLE, version=VERSION, lifespan=lifespan)
@@ -135,6 +138,7 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
     app.state.runtime = runtime
     app.state.collector = collector
     app.state.loader = loader
+    app.state.privacy_jobs = privacy_jobs
     return app
 
 

@@ -7,6 +7,7 @@ privacy unsuppress IDENTIFIER                          lift a suppression
 privacy retention                                      remove what is older than [privacy] retention_days
 privacy requests [ID]                                  the requests, or one with its receipts
 privacy resume                                         finish requests a crash or restart interrupted
+privacy run-jobs                                       run the requests waiting as jobs (made via the API)
 privacy consent IDENTIFIER [--set PURPOSE=yes|no]      the person's consent history; record a statement
 privacy consent-sync                                   record the statements of the log and the channels
 
@@ -163,6 +164,20 @@ def privacy_resume(ctx: typer.Context, format: Format = OutputFormat.table) -> N
     with opened(ctx) as runtime:
         for result in resume_pending(runtime):
             _show(result, format)
+
+
+@privacy_app.command("run-jobs")
+def privacy_run_jobs(ctx: typer.Context, format: Format = OutputFormat.table) -> None:
+    """Run the requests waiting as jobs (made through the API while no server ran them), and any a crash
+    left running; the server's worker does the same at its start."""
+    from omniweave.privacy.service.requests import run_jobs
+
+    with opened(ctx) as runtime:
+        ended = run_jobs(runtime, interrupted=True)
+        for result in ended:
+            _show(result, format)
+        if not ended:
+            err_console.print("no request was waiting", markup=False)
 
 
 @privacy_app.command("consent")
