@@ -929,6 +929,14 @@ class Settings:
     # to it and loads only events older than loader_max_delay_seconds (0: never defer).
     loader_busy_events_per_second: float = 2_000.0
     loader_max_delay_seconds: float = 10.0
+    # event-log compaction (docs/scale.md): a day's loader files merged into files of about compaction_target_bytes;
+    # `serve` runs a pass every compaction_interval_seconds (0 = never; `omniweave log compact` by hand), taking
+    # files older than compaction_min_age_seconds while the day is open and all of them once it is over; the
+    # merged files stay on disk, unlisted, compaction_grace_seconds for readers that listed them before the swap
+    compaction_target_bytes: int = 128 * 1024 * 1024
+    compaction_interval_seconds: float = 300.0
+    compaction_min_age_seconds: float = 300.0
+    compaction_grace_seconds: float = 900.0
     # identity
     default_region: str = "GB"
     # warehouse engine: "duckdb" (in-process) or "spark" (pip install 'omniweave[spark]'); the shells' --engine

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import orjson
 
+from omniweave.storage.compaction import batch_name
 from omniweave.storage.eventlog import EventLog, events_to_table
 from omniweave.storage.ops.store import OpStore
 
@@ -38,7 +39,8 @@ def load_once(store: OpStore, log: EventLog, batch_size: int = 50_000) -> int:
         event["source"] = row.source_id
         events.append(event)
     table = events_to_table(events, source="")
-    log.append("events", table, batch_name=f"inbox-{state.position + 1:015d}-{end:015d}")
+    # named after the range: a redo rewrites the same file, a compaction merges it (storage/compaction.py)
+    log.append("events", table, batch_name=batch_name(state.position + 1, end))
     store.commit_position(LOADER, end)
     return len(rows)
 

@@ -306,12 +306,18 @@ class Engine:
         if self.temp_directory is not None:
             duck.execute(f"SET temp_directory = '{_sql_text(self.temp_directory)}'")
 
-    def read_dataset(self, con: Any, name: str, url: str) -> ir.Table:
+    def read_dataset(self, con: Any, name: str, url: str, files: list[str] | None = None) -> ir.Table:
         """The Parquet dataset at `url` (day partitions as columns) as the table `name`; files written before
-        a column was added to the log's schema read it as NULL."""
+        a column was added to the log's schema read it as NULL. `files` (URLs): read only these files of it,
+        as the log lists them (without the files a compaction superseded), rather than every file in the folder."""
         if self.name == "duckdb":
-            return con.read_parquet(url + "/**/*.parquet", table_name=name, hive_partitioning=True, union_by_name=True)
-        return con.read_parquet(url, table_name=name, mergeSchema=True)
+            source = files if files else url + "/**/*.parquet"
+            return _duck_parquet(con, source, name)
+        if not files:
+            return con.read_parquet(url, table_name=name, mergeSchema=True)
+        frame = con._session.read.option("basePath", url).option("mergeSchema", "true").parquet(*files)
+        frame.createOrReplaceTempView(name)
+        return con.table(name)
 
     def empty_table(self, con: Any, name: str, empty: pa.Table) -> ir.Table:
         """The table `name` with no rows, with the schema of `empty`."""

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from omniweave.events.normalize import PROPERTY_KEYS, context_columns, infer_channel, property_columns
+from omniweave.storage.compaction import visible
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -111,6 +112,10 @@ _DICTIONARY_COLUMNS = frozenset(
         "context_device",
     }
 )
+
+
+DICTIONARY_COLUMNS = _DICTIONARY_COLUMNS
+"""The columns written dictionary-encoded (storage/compaction.py writes its files the same way)."""
 
 
 def _json(value: Any) -> str:
@@ -251,11 +256,14 @@ class EventLog:
     def has_data(self, dataset: str) -> bool:
         return bool(self.files(dataset))
 
-    def files(self, dataset: str) -> list[str]:
+    def files(self, dataset: str, superseded: bool = False) -> list[str]:
+        """The dataset's Parquet files, as every reader should list them: without the files a compaction
+        superseded (their rows are in a compacted file; storage/compaction.py), unless `superseded`."""
         path = self.dataset_path(dataset)
         if not self.fs.exists(path):
             return []
-        return sorted(p for p in self.fs.find(path) if p.endswith(".parquet"))
+        found = sorted(p for p in self.fs.find(path) if p.endswith(".parquet"))
+        return found if superseded else visible(found)
 
     def upgrade_events(self) -> list[str]:
         """Give every `events` file written before the log kept FLAT_COLUMNS those columns; returns the files

@@ -54,7 +54,15 @@ class Warehouse:
             return self._tables[name]
         if name not in DATASETS and not self.log.has_data(name):
             raise ConfigError(f"unknown warehouse table {name!r}; tables: {', '.join(self.names())}")
-        if self.log.has_data(name):
+        if name == "events":
+            # the listed files, not the folder: a compaction's superseded files are left out (storage/compaction.py)
+            files = self.log.files(name)
+            table = (
+                self.engine.read_dataset(self.con, name, self.log.dataset_url(name), self._urls(files))
+                if files
+                else self.engine.empty_table(self.con, name, _empty(name))
+            )
+        elif self.log.has_data(name):
             table = self.engine.read_dataset(self.con, name, self.log.dataset_url(name))
         else:
             table = self.engine.empty_table(self.con, name, _empty(name))
@@ -67,9 +75,12 @@ class Warehouse:
         a way to read only the day partitions a query needs. An empty list gives the empty table."""
         if not paths:
             return ibis.memtable(_empty(name))
+        return self.engine.read_files(self.con, name, self._urls(paths), self.log.dataset_url(name))
+
+    def _urls(self, paths: list[str]) -> list[str]:
+        """Paths of the log's file system as the engine reads them (with the protocol, but for local files)."""
         protocol = self.log.fs.protocol if isinstance(self.log.fs.protocol, str) else self.log.fs.protocol[0]
-        urls = paths if protocol in ("file", "local") else [self.log.fs.unstrip_protocol(p) for p in paths]
-        return self.engine.read_files(self.con, name, urls, self.log.dataset_url(name))
+        return paths if protocol in ("file", "local") else [self.log.fs.unstrip_protocol(p) for p in paths]
 
     def set_threads(self, threads: int | None) -> None:
         """Cap the engine's worker threads for this view's queries (DuckDB; None leaves the default)."""

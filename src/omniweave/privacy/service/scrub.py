@@ -39,6 +39,7 @@ from omniweave.privacy.requests import Receipt
 from omniweave.privacy.subjects import SHORT, text_matches
 from omniweave.runtime import Runtime
 from omniweave.storage.eventlog import day_partition
+from omniweave.storage.locks import eventlog_lock
 from omniweave.storage.ops.tables import (
     consent_history,
     conversations,
@@ -172,8 +173,10 @@ def scrub_warehouse(runtime: Runtime, found: tuple[str, ...]) -> list[Receipt]:
     removed: dict[str, list[int]] = {}
     con = duckdb.connect()
     try:
-        for path in parquet_files(runtime):
-            _scrub_file(runtime, path, found, con, removed)
+        # the event log's lock: a compaction merging a file while it is scrubbed would write the rows back
+        with eventlog_lock(runtime.store, timeout=EVENTLOG_LOCK_SECONDS, holder="a privacy deletion"):
+            for path in parquet_files(runtime):
+                _scrub_file(runtime, path, found, con, removed)
     finally:
         con.close()
     now = time.time()
@@ -220,6 +223,8 @@ def matching_rows(runtime: Runtime, dataset: str, found: tuple[str, ...]) -> lis
 
 
 LOADER_WAIT_SECONDS = 15.0
+EVENTLOG_LOCK_SECONDS = 600.0
+"""How long a deletion waits for a compaction to give the event log's lock back (it holds it one merge at a time)."""
 
 
 def _wait_for_loader(runtime: Runtime, doomed: list[int]) -> None:
@@ -491,9 +496,15 @@ def expire_dataset(runtime: Runtime, dataset: str, days: int, now: datetime | No
     """Remove what `dataset` holds from before `days` ago: whole day partitions older than the cutoff, and
     in the partition of the cutoff's day (or files outside day partitions) the rows whose `timestamp` is
     older, rewritten like a deletion."""
+    with eventlog_lock(runtime.store, timeout=EVENTLOG_LOCK_SECONDS, holder="retention"):
+        return _expire_dataset(runtime, dataset, days, now)
+
+
+def _expire_dataset(runtime: Runtime, dataset: str, days: int, now: datetime | None) -> Receipt:
     cutoff = retention_cutoff(days, now)
     rows = files = 0
-    for path in runtime.log.files(dataset):
+    # superseded files too: left behind, they would be listed again once their compacted file is removed
+    for path in runtime.log.files(dataset, superseded=True):
         day = day_partition(path)
         if day is not None and day < cutoff.date():
             rows += pq.ParquetFile(runtime.log.fs.open(path, "rb")).metadata.num_rows

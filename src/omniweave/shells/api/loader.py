@@ -1,7 +1,8 @@
 """The event-log loader beside the server, in a child process (`omniweave serve`).
 
 Turning events into Parquet is CPU-bound Python; in a thread it would compete with request
-handling for the GIL. The child runs the ordinary `BackgroundLoader`; it dies with the server
+handling for the GIL. The child runs the ordinary `BackgroundLoader` (and the log's
+`BackgroundCompactor`, every `compaction_interval_seconds`); it dies with the server
 (collect/childproc.py: PR_SET_PDEATHSIG, plus EOF on its stdin), holds a lock file so two loaders
 never run on one home at once, and on a graceful shutdown drains the inbox before exiting.
 """
@@ -102,8 +103,16 @@ def run_loader_child() -> None:
         max_delay=settings.loader_max_delay_seconds,
     )
     loader.start()
+    compactor = None
+    if settings.compaction_interval_seconds > 0:  # the log's day partitions, merged beside the loader
+        from omniweave.collect.compaction import BackgroundCompactor
+
+        compactor = BackgroundCompactor(runtime, settings.compaction_interval_seconds)
+        compactor.start()
 
     def describe(error: BaseException | None) -> str | None:
+        if error is None and compactor is not None and compactor.last_error is not None:
+            return f"compaction: {type(compactor.last_error).__name__}: {compactor.last_error}"
         return None if error is None else f"{type(error).__name__}: {error}"
 
     def report(message: str | None) -> str | None:
@@ -119,6 +128,8 @@ def run_loader_child() -> None:
                 if not pending:  # the server is gone without asking us to drain
                     os._exit(1)
         if b"drain" in pending:
+            if compactor is not None:
+                compactor.stop()
             loader.stop(drain=True)
             report(describe(loader.last_error))
             runtime.close()
