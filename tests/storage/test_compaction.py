@@ -274,6 +274,7 @@ def test_compaction_and_a_privacy_deletion_at_once(tmp_path: Path) -> None:
 # --- through `omniweave serve` --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_events_streamed_through_serve_are_each_found_once_in_a_few_files(tmp_path: Path) -> None:
     import httpx
 
@@ -353,3 +354,38 @@ def test_compaction_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="compaction_grace_seconds"):
         compaction_options(Settings(), grace_seconds=-1)
     assert compaction_options(Settings()).target_bytes == 128 * 1024 * 1024
+
+
+LOCK_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from omniweave.storage.locks import eventlog_lock
+    from omniweave.storage.ops.store import OpStore
+
+    store = OpStore(sys.argv[1])
+    with eventlog_lock(store):
+        print("held", flush=True)
+        time.sleep(600)
+    """
+)
+
+
+def test_the_event_log_lock_is_exclusive_and_dies_with_its_holder(opstore_url: str) -> None:
+    from omniweave.storage.locks import LockBusy, eventlog_lock
+    from omniweave.storage.ops.store import OpStore
+
+    store = OpStore(opstore_url)
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_CHILD, opstore_url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(LockBusy, match="compaction waited 0.3 s"), eventlog_lock(store, 0.3, "compaction"):
+            pass
+        os.kill(holder.pid, signal.SIGKILL)  # a holder that dies gives the lock back
+        holder.wait()
+        # taken here now; whoever else asks waits
+        with eventlog_lock(store, 30, "compaction"), pytest.raises(LockBusy), eventlog_lock(store, 0.2, "privacy"):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+        store.close()
