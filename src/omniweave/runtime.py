@@ -32,6 +32,7 @@ class Runtime:
         return Engine(
             self.settings.engine,
             spark_session=self._spark_session,
+            spark_master=self.settings.spark_master,
             memory_limit=memory_limit_bytes(self.settings.memory_limit),
             temp_directory=str(Path(self.settings.home) / "spill"),
         )

@@ -941,6 +941,9 @@ class Settings:
     default_region: str = "GB"
     # warehouse engine: "duckdb" (in-process) or "spark" (pip install 'omniweave[spark]'); the shells' --engine
     engine: Literal["duckdb", "spark"] = "duckdb"
+    # the Spark master the spark engine connects to (OMNIWEAVE_SPARK_MASTER): "spark://host:7077" for a standalone
+    # cluster, "yarn", "k8s://..."; "" = local mode on this machine (local[2]). See docs/scale.md
+    spark_master: str = ""
     # memory a stage may use in the engine ("8GB", "512MB", "50%" of the machine; "" = DEFAULT_MEMORY_SHARE):
     # DuckDB spills to <home>/spill beyond it; see memory_limit_bytes and docs/scale.md
     memory_limit: str = ""

@@ -255,6 +255,7 @@ class Engine:
         self,
         name: str = "duckdb",
         spark_session: Any = None,
+        spark_master: str = "",
         memory_limit: int | None = None,
         temp_directory: str | None = None,
     ):
@@ -265,19 +266,22 @@ class Engine:
         if spark_session is not None and self.name != "spark":
             raise ConfigError(f"a Spark session was handed to the {self.name!r} engine; choose engine 'spark'")
         self._spark_session = spark_session
+        self.spark_master = spark_master or "local[2]"  # where a session started here runs (`spark_master` setting)
 
     def __repr__(self) -> str:
         return f"Engine({self.name!r})"
 
     def spark_session(self) -> Any:
-        """The Spark session (started on first use, in local mode, unless one was handed in)."""
+        """The Spark session, unless one was handed in started on first use on `spark_master` (local mode by
+        default; a standalone, YARN or Kubernetes master otherwise). Spark's own configuration (spark-defaults.conf
+        in $SPARK_CONF_DIR, PYSPARK_SUBMIT_ARGS) adds to it: executor memory, cores, shuffle partitions, jars."""
         if self._spark_session is None:
             try:
                 from pyspark.sql import SparkSession
             except ModuleNotFoundError as exc:
                 raise ConfigError("the Spark engine needs PySpark: pip install 'omniweave[spark]'") from exc
             self._spark_session = (
-                SparkSession.builder.master("local[2]")
+                SparkSession.builder.master(self.spark_master)
                 .appName("omniweave")
                 .config("spark.ui.enabled", "false")
                 .config("spark.sql.session.timeZone", "UTC")
@@ -328,7 +332,7 @@ class Engine:
     def read_files(self, con: Any, name: str, urls: list[str], base_url: str) -> ir.Table:
         """Only these Parquet files of the dataset at `base_url` as one table, partition columns read from paths."""
         if self.name == "duckdb":
-            return con.read_parquet(urls, hive_partitioning=True, union_by_name=True)
+            return _duck_parquet(con, urls, None)
         frame = con._session.read.option("basePath", base_url).option("mergeSchema", "true").parquet(*urls)
         view = f"_{name}_files_{abs(hash(tuple(urls))):x}"
         frame.createOrReplaceTempView(view)
@@ -369,6 +373,23 @@ class Engine:
         if self.name == "duckdb":
             return cast(list[dict[str, Any]], con.sql(sql).to_pyarrow().to_pylist())
         return [row.asDict() for row in con.raw_sql(transpile(sql, self.dialect)).collect()]
+
+
+def _duck_parquet(con: Any, source: str | list[str], name: str | None) -> ir.Table:
+    """Parquet files (a glob or a list) read by DuckDB, day partitions as columns, columns united by name: local
+    files through Ibis; files on object storage (s3://, gs://, ...) through the fsspec filesystem registered on
+    the connection, since Ibis would have DuckDB load its httpfs extension for them (a download, other credentials).
+    """
+    sources = [source] if isinstance(source, str) else list(source)
+    if not any("://" in s and not s.startswith("file://") for s in sources):
+        return con.read_parquet(source, table_name=name, hive_partitioning=True, union_by_name=True)
+    view = name or f"_files_{abs(hash(tuple(sources))):x}"
+    listing = ", ".join(f"'{_sql_text(s)}'" for s in sources)
+    con.con.execute(
+        f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT * FROM read_parquet([{listing}], '
+        "hive_partitioning = true, union_by_name = true)"
+    )
+    return con.table(view)
 
 
 def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
