@@ -921,6 +921,11 @@ class Settings:
     # REST API: requests per second per secret key or signed-in user (token bucket); 0 = no limit
     api_rate_limit_per_second: float = 0.0
     api_rate_limit_burst: int = 0  # 0 = one second's worth
+    # sign-in lockout (docs/security.md): this many failed sign-ins for one address, or from one client
+    # address, within login_lockout_seconds refuse further sign-ins until the oldest leaves the window
+    login_max_failures: int = 5
+    login_max_failures_per_origin: int = 20
+    login_lockout_seconds: float = 900.0
     dedupe_hours: float = 48.0
     # loader
     loader_batch_size: int = 50_000

@@ -28,6 +28,7 @@ ACTIONS = (
     "user.password",
     "session.login",
     "session.login_failed",
+    "session.locked_out",
     "session.logout",
     "privacy.export",
     "privacy.delete",

@@ -9,6 +9,8 @@ sessions are kept as token hashes (privacy/sessions.py).
 
 from __future__ import annotations
 
+import hashlib
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ from omniweave.privacy.service.audit import record
 from omniweave.privacy.users import User
 from omniweave.runtime import Runtime
 from omniweave.storage.ops import apikeys
-from omniweave.storage.ops.tables.access import api_key_scopes, disabled_sources
+from omniweave.storage.ops.tables.access import api_key_scopes, audit_log, disabled_sources
 from omniweave.storage.ops.tables.access import sessions as session_rows
 from omniweave.storage.ops.tables.access import users as user_rows
 from omniweave.storage.ops.tables.keys import secret_keys, sources
@@ -242,12 +244,24 @@ def login(
     origin: str | None = None,
     lifetime: float = sessions.DEFAULT_LIFETIME_SECONDS,
 ) -> NewSession:
-    """Start a session for a user whose password matches; `session.login` (or `session.login_failed`)."""
+    """Start a session for a user whose password matches; `session.login` (or `session.login_failed`).
+
+    After `login_max_failures` failed sign-ins for one address (or `login_max_failures_per_origin` from one
+    client address) within `login_lockout_seconds`, sign-ins are refused with `LockedOut` — for unknown
+    addresses alike, so the answer says nothing about who has an account (docs/security.md)."""
     address = email.strip().lower() if isinstance(email, str) else ""
     with runtime.store.engine.connect() as conn:
         row = conn.execute(sa.select(user_rows).where(user_rows.c.email == address)).first()
+    target = f"user:{row.id}" if row is not None else unknown_user_target(address)
+    wait = lockout_wait(runtime, target, origin)
+    if wait:
+        record(runtime, "anonymous", "session.locked_out", target, {}, origin)
+        minutes = max(1, math.ceil(wait / 60))
+        raise LockedOut(
+            f"too many failed sign-ins for this e-mail address or from this network; try again in {minutes} minutes",
+            wait,
+        )
     if row is None or row.disabled_at is not None or not users.verify_password(row.password_hash, password):
-        target = f"user:{row.id}" if row is not None else "user:unknown"
         record(runtime, "anonymous", "session.login_failed", target, {}, origin)
         raise LoginRefused("wrong e-mail address or password, or the user is disabled", field="password")
     user = _user(row)
@@ -268,6 +282,55 @@ def login(
             conn.execute(user_rows.update().where(user_rows.c.id == user.id).values(password_hash=new_hash))
     record(runtime, f"user:{user.email}", "session.login", f"user:{user.id}", {}, origin)
     return NewSession(token, sessions.csrf_token(token), user, now + lifetime)
+
+
+class LockedOut(LoginRefused):
+    """Sign-ins for this address (or from this client) are refused for `retry_after` more seconds."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message, field="email")
+        self.retry_after = retry_after
+
+
+def unknown_user_target(address: str) -> str:
+    """The audit target of a failed sign-in for an address with no account: a hash, never the address, so
+    failures for it can be counted (and locked out like a real user's) without keeping it."""
+    return "user:unknown:" + hashlib.sha256(address.encode()).hexdigest()[:16]
+
+
+def lockout_wait(runtime: Runtime, target: str, origin: str | None) -> float:
+    """Seconds until `target` (a user, by audit target) or `origin` may try to sign in again; 0 if now.
+
+    Counted from the audit log's `session.login_failed` rows within the last `login_lockout_seconds`: a
+    user's since their last successful sign-in, an origin's all (so one network guessing many addresses is
+    stopped too). A refused attempt while locked out is not a failure, so the wait does not grow."""
+    settings = runtime.settings
+    window = settings.login_lockout_seconds
+    if window <= 0:
+        return 0.0
+    now = time.time()
+    since = now - window
+    failed = (audit_log.c.action == "session.login_failed") & (audit_log.c.at > since)
+    waits = [0.0]
+    with runtime.store.engine.connect() as conn:
+        last_login = conn.execute(
+            sa.select(sa.func.max(audit_log.c.at)).where(
+                (audit_log.c.action == "session.login") & (audit_log.c.target == target) & (audit_log.c.at > since)
+            )
+        ).scalar()
+        checks = [(audit_log.c.target == target, settings.login_max_failures, last_login)]
+        if origin:
+            checks.append((audit_log.c.origin == origin[:200], settings.login_max_failures_per_origin, None))
+        for where, limit, after in checks:
+            if limit <= 0:
+                continue
+            query = sa.select(audit_log.c.at).where(failed & where)
+            if after is not None:
+                query = query.where(audit_log.c.at > after)
+            times = conn.execute(query.order_by(audit_log.c.at.desc()).limit(limit)).scalars().all()
+            if len(times) >= limit:  # the limit-th latest failure leaves the window at times[-1] + window
+                waits.append(times[-1] + window - now)
+    return max(waits)
 
 
 def principal_for_session(runtime: Runtime, token: object) -> Principal | None:

@@ -16,10 +16,12 @@ Every change is recorded in the audit log with the principal and the client's ad
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 
 from omniweave.privacy import roles, sessions
 from omniweave.privacy.roles import Principal
@@ -119,12 +121,20 @@ def _not_found(exc: access.NotFound) -> ApiError:
     return ApiError(404, exc.field, str(exc))
 
 
-@router.post("/v1/auth/login", response_model=SessionPublic, summary="Sign in (starts a session)")
+@router.post(
+    "/v1/auth/login",
+    response_model=SessionPublic,
+    summary="Sign in (starts a session)",
+    responses={429: {"model": ErrorBody, "description": "too many failed sign-ins: wait Retry-After seconds"}},
+)
 def login(runtime: RuntimeDep, request: Request, response: Response, body: Login) -> dict[str, Any]:
     """Check the password (argon2) and set the session cookie (HttpOnly, SameSite=Lax, Secure over HTTPS);
     the answer carries the CSRF token that every change made in the session must send back."""
     try:
         started = access.login(runtime, body.email, body.password, origin=client_origin(request))
+    except access.LockedOut as exc:
+        seconds = str(max(1, math.ceil(exc.retry_after)))
+        raise HTTPException(429, str(exc), headers={"retry-after": seconds}) from None
     except access.LoginRefused as exc:
         raise ApiError(401, "password", str(exc)) from None
     response.headers["set-cookie"] = sessions.cookie_header(started.token, secure=_secure(request))
