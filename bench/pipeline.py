@@ -18,8 +18,17 @@ targets of issue 27: resolve ≤ 120 s, profiles ≤ 30 s, every stage ≤ 8 GB 
 whole pipeline ≤ 5 min, one new day ≤ 30 s. Stages run under `--memory-limit` (the `memory_limit`
 setting, OMNIWEAVE_MEMORY_LIMIT).
 
+Then an hour of trickle through `omniweave serve` (`--trickle-seconds`, default 3600; 0 skips it;
+`--trickle-only` runs just this part): events sent one by one at `--trickle-rate` per second to a fresh
+home, the loader writing a file every half second, the server compacting the day as it goes (every
+`compaction_interval_seconds`, files older than `compaction_min_age_seconds`: 300 s each for an hour,
+a twelfth of a shorter trickle). It prints the files the loader wrote for the day and the files a reader
+lists at the end, the same query (count, distinct ids, distinct users) timed over both, which must both
+count every acknowledged event once, and the files left after a final `omniweave log compact`.
+
     python bench/pipeline.py [--persons 1000000] [--events 30000000] [--seed 1] [--data DIR]
-                             [--memory-limit 6GB] [--skip-day]
+                             [--memory-limit 6GB] [--skip-day] [--trickle-seconds 3600] [--trickle-rate 5]
+                             [--trickle-only]
 """
 
 from __future__ import annotations
@@ -112,6 +121,129 @@ def _new_day(home: Path) -> int:
     return int(table.num_rows)
 
 
+def _timed_query(files: list[str]) -> tuple[float, tuple[int, int, int]]:
+    """The best of fifteen runs of one query over exactly `files` (opening each file, as a reader does), and its
+    answer."""
+    import duckdb
+
+    best, answer = float("inf"), (0, 0, 0)
+    sql = "SELECT count(*), count(DISTINCT message_id), count(DISTINCT user_id) FROM read_parquet($files)"
+    con = duckdb.connect()
+    con.execute("SET enable_object_cache = false")  # every run reads the footers again
+    for _ in range(15):
+        started = time.perf_counter()
+        row = con.execute(sql, {"files": files}).fetchone()
+        best = min(best, time.perf_counter() - started)
+        assert row is not None
+        answer = (int(row[0]), int(row[1]), int(row[2]))
+    con.close()
+    return best, answer
+
+
+def _trickle(seconds: float, rate: float, data: Path) -> None:
+    """Events one by one through `omniweave serve` for `seconds`, the server compacting as it goes; prints the
+    day's files and a query's time before and after compaction (see the module docstring)."""
+    import random
+    import signal
+    import socket
+
+    import httpx
+
+    sys.path.insert(0, str(SRC))
+    from omniweave.runtime import Runtime
+    from omniweave.settings import Settings
+    from omniweave.storage.compaction import batch_range
+
+    home = data / f"trickle-{os.getpid()}"
+    shutil.rmtree(home, ignore_errors=True)
+    every = max(5.0, min(300.0, seconds / 12))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(SRC),
+        "OMNIWEAVE_HOME": str(home),
+        "OMNIWEAVE_COMPACTION_INTERVAL_SECONDS": str(every),
+        "OMNIWEAVE_COMPACTION_MIN_AGE_SECONDS": str(every),
+        # the loader's own files stay on disk (unlisted) until the end, to time the query over them
+        "OMNIWEAVE_COMPACTION_GRACE_SECONDS": str(seconds + 3600),
+    }
+    cli = str(Path(sys.executable).parent / "omniweave")
+    made = subprocess.run([cli, "keys", "create", "--source", "trickle"], env=env, capture_output=True, text=True)
+    key = made.stdout.strip().splitlines()[-1].strip()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [cli, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    acknowledged = 0
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        chance = random.Random(27)
+        started = time.monotonic()
+        with httpx.Client(base_url=base, auth=(key, ""), timeout=10) as client:
+            i = 0
+            while time.monotonic() - started < seconds:
+                event = {
+                    "type": "track",
+                    "event": chance.choice(["Page Viewed", "Product Viewed", "Product Added"]),
+                    "userId": f"trickle-user-{chance.randrange(500)}",
+                    "messageId": f"trickle-{i}",
+                }
+                i += 1
+                if client.post("/v1/track", json=event).status_code == 200:
+                    acknowledged += 1
+                time.sleep(max(0.0, started + i / rate - time.monotonic()))
+        runtime = Runtime(Settings(home=str(home)))
+        deadline = time.monotonic() + 120
+        while runtime.store.consumer("loader").position < runtime.store.max_seq() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=120)
+    on_disk = runtime.log.files("events", superseded=True)
+    listed = runtime.log.files("events")
+    spans = [(batch_range(p) or (0, 0), p) for p in on_disk]
+    loader = [p for (lo, hi), p in spans if sum(1 for (a, b), _ in spans if lo <= a and b <= hi) == 1]
+    days = sorted({Path(p).parent.name.removeprefix("date=") for p in on_disk})
+    print(
+        f"trickle: {acknowledged:,} events acknowledged over {seconds:.0f} s through serve ({rate:g}/s, one per"
+        f" request); loader every 0.5 s; compaction every {every:g} s of files older than {every:g} s; day {', '.join(days)}"
+    )
+    before_s, before = _timed_query(loader)
+    after_s, after = _timed_query(listed)
+    print(
+        f"  before compaction: {len(loader):>6,} files (the loader's)   query {before_s * 1000:8.1f} ms   {before[0]:,} events"
+    )
+    print(
+        f"  after (live, serve): {len(listed):>4,} files listed          query {after_s * 1000:8.1f} ms   {after[0]:,} events"
+    )
+    final = subprocess.run(
+        [cli, "log", "compact", "--grace", "0", "--format", "json"],
+        env={**env, "OMNIWEAVE_COMPACTION_MIN_AGE_SECONDS": "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(final.stdout)
+    remaining = runtime.log.files("events", superseded=True)
+    last_s, last = _timed_query(runtime.log.files("events"))
+    print(
+        f"  after `log compact`: {len(remaining):>4,} files on disk          query {last_s * 1000:8.1f} ms   {last[0]:,} events"
+        f" ({report['merged']} merged)"
+    )
+    same = before == after == last and before[0] == before[1] == acknowledged
+    print(f"  every acknowledged event once in each: {'yes' if same else 'NO'} {before} {after} {last}")
+    runtime.close()
+    shutil.rmtree(home, ignore_errors=True)
+
+
 def _row(name: str, r: dict[str, Any], target_s: float | None, target_gb: float) -> str:
     ok_s = target_s is None or r["seconds"] <= target_s
     ok_m = r["peak"] <= target_gb * GB
@@ -130,7 +262,13 @@ def main() -> None:
     )
     parser.add_argument("--memory-limit", default="6GB", help="the memory_limit setting of every stage")
     parser.add_argument("--skip-day", action="store_true", help="skip the new-day run")
+    parser.add_argument("--trickle-seconds", type=float, default=3600.0, help="the trickle through serve (0: skip)")
+    parser.add_argument("--trickle-rate", type=float, default=5.0, help="events per second in the trickle")
+    parser.add_argument("--trickle-only", action="store_true", help="run only the trickle through serve")
     args = parser.parse_args()
+    if args.trickle_only:
+        _trickle(args.trickle_seconds, args.trickle_rate, Path(args.data))
+        return
     events = args.events or 30 * args.persons
     cache = Path(args.data) / f"pipeline-v{FORMAT}-{args.persons}p-{events}e-s{args.seed}"
     done = cache / "generated.json"
@@ -183,6 +321,8 @@ def main() -> None:
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if args.trickle_seconds > 0:
+        _trickle(args.trickle_seconds, args.trickle_rate, Path(args.data))
 
 
 if __name__ == "__main__":
