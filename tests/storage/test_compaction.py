@@ -389,3 +389,19 @@ def test_the_event_log_lock_is_exclusive_and_dies_with_its_holder(opstore_url: s
         holder.kill()
         holder.wait()
         store.close()
+
+
+@pytest.mark.spark
+def test_spark_reads_the_listed_files_not_the_superseded_ones(tmp_path: Path, spark_session) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import on_engine
+
+    rt = small_files_log(tmp_path / "home", 300, batch=10)
+    compact(rt, options=CompactionOptions(min_age_seconds=0, grace_seconds=3600))  # the parts stay on disk
+    assert len(rt.log.files("events", superseded=True)) == 31 and len(rt.log.files("events")) == 1
+    sql = "SELECT count(*) AS n, count(DISTINCT message_id) AS d, min(date) AS day FROM events"
+    spark = on_engine(rt, "spark", spark_session)
+    on_spark = spark.warehouse().sql(sql).to_pylist()
+    assert on_spark == rt.warehouse().sql(sql).to_pylist()
+    assert on_spark[0]["n"] == on_spark[0]["d"] == 300 and str(on_spark[0]["day"]) == "2026-03-01"
+    spark.close()
+    rt.close()
