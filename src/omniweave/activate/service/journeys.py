@@ -218,11 +218,34 @@ class Directory:
         self.by_anon: dict[str, str] = {}
         self.profiles: dict[str, dict[str, Any]] = {}
         self.forced, self.forced_every = -1e18, 5.0
+        self.signature: tuple[Any, ...] | None = None
+
+    def _signature(self) -> tuple[Any, ...] | None:
+        """The identities' and profiles' files with their sizes and modification times (None when the file
+        system does not give a time: then every re-read reads)."""
+        log_ = self.runtime.log
+        out: list[Any] = []
+        for dataset in ("identities", "profiles"):
+            for path in log_.files(dataset):
+                try:
+                    info = log_.fs.info(path)
+                except FileNotFoundError:  # replaced while we looked: read
+                    return None
+                mtime = info.get("mtime") or info.get("LastModified") or info.get("updated")
+                if mtime is None:
+                    return None
+                out.append((path, info.get("size"), str(mtime), info.get("ino")))
+        return tuple(out)
 
     def refresh(self, force: bool = False) -> None:
+        """Re-read the identities and profiles when `ttl` has passed (or `force`) and their files changed."""
         if not force and time.monotonic() - self.loaded < self.ttl:
             return
         self.loaded = time.monotonic()
+        signature = self._signature()
+        if signature is not None and signature == self.signature:
+            return  # nothing rewritten since the last read (100,000 profiles take seconds to read)
+        self.signature = signature
         log_ = self.runtime.log
         if log_.has_data("identities"):
             ids = self.runtime.warehouse().table("identities")
@@ -348,6 +371,7 @@ class JourneyEngine:
         self._channels = channels
         self._fake = fake
         self._dispatcher: Any = None
+        self._sender: _Sender | None = None
         self._new_keys: list[str] = []
         self.max_transaction = 0.5  # seconds a batch may hold its transaction before the rest waits for the next
         self.send_threads = (
@@ -881,6 +905,13 @@ class JourneyEngine:
                     break
                 else:
                     p.result = "skipped"
+            # rendered before the policy takes the persons' locks (on SQLite: the database's write lock), so the
+            # lock is held for the queries and the inserts only; a letter's QR link is made only for a send
+            ready = {
+                id(p): self._render(p.message, channel, p.profile, address, p.key)
+                for p, channel, _, _, _, address in asks
+                if channel != "print"
+            }
             verdicts = _policy_check_many(conn, self.runtime, [(i, z, a) for _, _, a, i, z, _ in asks], now)
             fresh: list[dict[str, Any]] = []
             open_ = []
@@ -897,7 +928,7 @@ class JourneyEngine:
                     p.history.append(self._row(j, rid, person, node, "skipped", f"{channel}: {verdict.reason}", now))
                     open_.append(p)  # the next fallback channel, if any, in the next round
                     continue
-                rendition = self._render(p.message, channel, p.profile, address, p.key)
+                rendition = ready.get(id(p)) or self._render(p.message, channel, p.profile, address, p.key)
                 fresh.append(
                     {
                         "key": p.key,
@@ -1046,15 +1077,39 @@ class JourneyEngine:
         return self._dispatcher
 
     def dispatch(self) -> int:
-        """Send the ledger rows this worker wrote, then whatever else is due (rows a dead worker left)."""
+        """Send the ledger rows this worker wrote, then whatever else is due (rows a dead worker left). With a
+        sender thread running (`start_sending`), the new rows are handed to it and their number returned."""
         keys, self._new_keys = self._new_keys, []
+        if self._sender is not None:
+            self._sender.hand(keys)
+            return len(keys)
+        return self._send_now(keys)
+
+    def _send_now(self, keys: Sequence[str], due: bool = True) -> int:
         done = 0
         d = self.dispatcher()
         for start in range(0, len(keys), 500):
             done += len(d.attempt_many(keys[start : start + 500], workers=self.send_threads))
-        done += len(d.run_due(limit=500, workers=self.send_threads))
+        if due:
+            done += len(d.run_due(limit=500, workers=self.send_threads))
         self.stats.dispatched += done
         return done
+
+    def start_sending(self) -> None:
+        """From now on send in a thread of this process: `dispatch` hands the rows a batch committed to it and
+        returns, so the next batch is stepped while this one's channel calls and ledger writes are under
+        way. The order per row is unchanged (committed pending row, claim, call, outcome), so a `kill -9`
+        leaves the same states as before. `stop_sending` waits for what was handed over."""
+        if self._sender is None:
+            self.dispatcher()
+            self._sender = _Sender(self)
+            self._sender.start()
+
+    def stop_sending(self) -> None:
+        """Send what was handed over, then stop the sender thread (its error, if it had one, is raised)."""
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            sender.stop()
 
     def reconcile(self, older_than: float | None = None) -> dict[str, int]:
         """Ledger rows left `sending` longer than a lease: the provider's status where the adapter can look it
@@ -1080,6 +1135,55 @@ class JourneyEngine:
         for k, v in counts.items():
             self.stats.reconciled[k] = self.stats.reconciled.get(k, 0) + v
         return counts
+
+
+class _Sender(threading.Thread):
+    """The sender thread of `JourneyEngine.start_sending`: sends the keys handed to it, and every half second
+    (or when idle) whatever else is due."""
+
+    def __init__(self, engine: JourneyEngine):
+        super().__init__(name="omniweave-journeys-sender", daemon=True)
+        self.engine = engine
+        self.ready = threading.Condition()
+        self.keys: list[str] = []
+        self.stopping = False
+        self.error: BaseException | None = None
+
+    def hand(self, keys: Sequence[str]) -> None:
+        if self.error is not None:
+            raise RuntimeError(f"the journeys sender thread failed: {self.error}") from self.error
+        if keys:
+            with self.ready:
+                self.keys.extend(keys)
+                self.ready.notify()
+
+    def stop(self) -> None:
+        with self.ready:
+            self.stopping = True
+            self.ready.notify()
+        self.join()
+        if self.error is not None:
+            raise RuntimeError(f"the journeys sender thread failed: {self.error}") from self.error
+
+    def run(self) -> None:
+        due_at = 0.0
+        while True:
+            with self.ready:
+                if not self.keys and not self.stopping:
+                    self.ready.wait(timeout=0.05)
+                keys, self.keys = self.keys, []
+                stopping = self.stopping
+            try:
+                due = not keys or time.monotonic() >= due_at
+                self.engine._send_now(keys, due=due)
+                if due:
+                    due_at = time.monotonic() + 0.5
+            except BaseException as exc:  # noqa: BLE001 - kept, and raised in the engine's thread by `hand`/`stop`
+                log.exception("the journeys sender thread failed")
+                self.error = exc
+                return
+            if stopping and not keys:
+                return
 
 
 def _open(status: str, wake_at: float | None, now: float) -> dict[str, Any]:
@@ -1230,15 +1334,19 @@ def work(
     idle_sleep: float = 0.05,
     batch: int = 200,
     lease: float = 30.0,
+    background_sends: bool = True,
 ) -> EngineStats:
     """One worker's loop: reconcile, then consume triggers (when this worker holds the consumer), step due
-    runs and dispatch sends, sleeping briefly when idle; until `stop()` or, with `until_idle`, nothing is left."""
+    runs and dispatch sends, sleeping briefly when idle; until `stop()` or, with `until_idle`, nothing is left.
+    With `background_sends` the channel calls run in a sender thread while the next batch is stepped."""
     engine = JourneyEngine(runtime, sink=sink, fake=fake, lease=lease)
     engine.reconcile()
     reconciled = time.monotonic()
     store = runtime.store
     holder: sa.Connection | None = None
     consumer = store.dialect != "postgresql"
+    if background_sends:
+        engine.start_sending()
     try:
         while stop is None or not stop():
             if not consumer:
@@ -1269,6 +1377,7 @@ def work(
                         break
                 time.sleep(idle_sleep)
     finally:
+        engine.stop_sending()
         if holder is not None:
             if consumer:  # a session lock outlives the connection's return to the pool: give it back
                 holder.execute(sa.text(f"SELECT pg_advisory_unlock({ADVISORY_LOCK})"))

@@ -9,7 +9,7 @@ killed worker's runs claimable again: no run is lost.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -248,6 +248,13 @@ def enter_many(
 # --- claiming and saving --------------------------------------------------------------------------
 
 
+def _dicts(result: sa.CursorResult[Any]) -> Iterator[dict[str, Any]]:
+    """The rows of `result` as dicts (`dict(row_mapping)` builds the key view again for every row: slow)."""
+    keys = list(result.keys())
+    for row in result:
+        yield dict(zip(keys, row, strict=True))
+
+
 def claim_due(conn: sa.Connection, owner: str, now: float, lease: float, limit: int) -> list[dict[str, Any]]:
     """Take up to `limit` due runs (active or waiting with `wake_at` <= now, no live lease) for `owner`."""
     due = (
@@ -277,8 +284,7 @@ def claim_due(conn: sa.Connection, owner: str, now: float, lease: float, limit: 
         .returning(*journey_runs.c)
     )
     out = []
-    for m in result.mappings():
-        row = dict(m)
+    for row in _dicts(result):
         row["context"] = orjson.loads(row["context"])
         out.append(row)
     return out
@@ -401,7 +407,7 @@ def waits_for(conn: sa.Connection, person_id: str, event: str) -> list[dict[str,
             journey_runs.c.status == "waiting",
         )
     )
-    return [{**m, "context": orjson.loads(m["context"])} for m in conn.execute(query).mappings()]
+    return [{**m, "context": orjson.loads(m["context"])} for m in _dicts(conn.execute(query))]
 
 
 def waits_among(conn: sa.Connection, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -426,7 +432,7 @@ def waits_among(conn: sa.Connection, pairs: Iterable[tuple[str, str]]) -> dict[t
                 journey_runs.c.status == "waiting",
             )
         )
-        for m in conn.execute(query).mappings():
+        for m in _dicts(conn.execute(query)):
             pair = (str(m["person_id"]), str(m["event"]))
             if pair in wanted:
                 out.setdefault(pair, []).append({**m, "context": orjson.loads(m["context"])})
@@ -447,7 +453,7 @@ def unfinished_among(
             journey_runs.c.journey.in_(names),
             journey_runs.c.status.in_(ACTIVE),
         )
-        for m in conn.execute(query).mappings():
+        for m in _dicts(conn.execute(query)):
             out.setdefault(str(m["person_id"]), []).append({**m, "context": orjson.loads(m["context"])})
     return out
 
@@ -473,7 +479,7 @@ def unfinished_of(conn: sa.Connection, person_id: str, journeys: Iterable[str]) 
     query = sa.select(journey_runs).where(
         journey_runs.c.person_id == person_id, journey_runs.c.journey.in_(names), journey_runs.c.status.in_(ACTIVE)
     )
-    return [{**m, "context": orjson.loads(m["context"])} for m in conn.execute(query).mappings()]
+    return [{**m, "context": orjson.loads(m["context"])} for m in _dicts(conn.execute(query))]
 
 
 def end_run(conn: sa.Connection, run_id: str, status: str, reason: str, now: float) -> bool:
@@ -515,4 +521,4 @@ def steps_of(conn: sa.Connection, *, run_id: str | None = None, person_id: str |
         query = query.where(journey_steps.c.run_id == run_id)
     if person_id is not None:
         query = query.where(journey_steps.c.person_id == person_id)
-    return [dict(m) for m in conn.execute(query).mappings()]
+    return list(_dicts(conn.execute(query)))

@@ -8,8 +8,9 @@ the primary key and a second insert of it is ignored.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -45,6 +46,14 @@ class LedgerRow:
         """The row without its content (which may hold personal data)."""
         out = {k: v for k, v in self.__dict__.items() if k != "content"}
         return out
+
+
+def _rows(result: sa.CursorResult[Any]) -> Iterator[LedgerRow]:
+    """The rows of `result` (every column of `sends`) as LedgerRows, the column names read once (`LedgerRow(**m)`
+    on a row mapping builds its key view again for every row: slow)."""
+    keys = list(result.keys())
+    for row in result:
+        yield LedgerRow(**dict(zip(keys, row, strict=True)))
 
 
 def insert_on(conn: sa.Connection, row: dict[str, object], now: float) -> bool:
@@ -223,7 +232,7 @@ class Ledger:
                     )
                     .returning(*sends.c)
                 )
-                claimed.extend(LedgerRow(**m) for m in result.mappings())
+                claimed.extend(_rows(result))
         return claimed
 
     def get_many(self, keys: Sequence[str]) -> dict[str, LedgerRow]:
@@ -232,8 +241,8 @@ class Ledger:
         with self.engine.connect() as conn:
             for start in range(0, len(keys), self._CHUNK):
                 chunk = list(keys[start : start + self._CHUNK])
-                for m in conn.execute(sa.select(sends).where(sends.c.key.in_(chunk))).mappings():
-                    out[m["key"]] = LedgerRow(**m)
+                for row in _rows(conn.execute(sa.select(sends).where(sends.c.key.in_(chunk)))):
+                    out[row.key] = row
         return out
 
     def finish_many(self, outcomes: Sequence[dict[str, object]], now: float) -> None:
@@ -288,7 +297,7 @@ class Ledger:
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
-            return [LedgerRow(**m) for m in conn.execute(query).mappings()]
+            return list(_rows(conn.execute(query)))
 
     def counts(self) -> dict[str, int]:
         """How many sends are in each status."""
