@@ -35,7 +35,9 @@ from omniweave.runtime import Runtime
 from omniweave.storage.engine import Dialect, dialect_of
 
 PERIODS = ("day", "week", "month")
-DIMENSIONS = ("channel", "store", "campaign")
+DIMENSIONS = ("channel", "store", "campaign", "placement")
+"""Breakdowns: `placement` is where a sign-up form was shown or its QR code printed (forms: web, embed, kiosk,
+poster, receipt, shelf, tv), from the events' `properties.placement`."""
 DEFAULT_SESSION_GAP_MINUTES = 30
 SOCIAL_PLATFORMS = (
     "facebook",
@@ -185,8 +187,9 @@ CATALOGUE: tuple[Kpi, ...] = (
         "engagement",
         "both",
         "persons",
-        "persons whose first statement of traits.email_opt_in = true falls in the period (by channel, store or "
-        "campaign: that of the first statement, so the breakdown sums to the total)",
+        "persons whose first statement of traits.email_opt_in = true falls in the period (by channel, store, "
+        "campaign or placement: that of the first statement, so the breakdown sums to the total; a sign-up form's "
+        "Sign-up Confirmed is on channel web or store and carries its placement)",
         "identify (and any event with traits)",
     ),
     Kpi(
@@ -479,8 +482,9 @@ def _base(events: ir.Table, identities: ir.Table | None, period: str, by: str | 
             "_visit_type": "visit_type",
             "_score": "score",
             "_gift_card": "gift_card_id",
+            "_placement": "placement",
         },
-        where=None if by in ("store", "campaign") else needed,
+        where=None if by in ("store", "campaign", "placement") else needed,
     )
     stated = ev.traits.notnull() & (ev.traits != "{}")
     ev = d.with_json_fields(ev, "traits", {"_email_opt_in": "email_opt_in"}, where=stated)
@@ -495,6 +499,7 @@ def _base(events: ir.Table, identities: ir.Table | None, period: str, by: str | 
         "campaign": ibis.coalesce(
             ev.campaign_name.nullif(""), ev._campaign_prop.nullif(""), ev._campaign_alt.nullif("")
         ),
+        "placement": ev._placement.nullif(""),
     }
     base = ev.select(
         "message_id",
@@ -529,6 +534,7 @@ def _spend(spend: ir.Table, period: str, by: str | None, d: Dialect) -> ir.Table
         "channel": spend.channel,
         "store": ibis.null("string"),
         "campaign": spend.campaign.nullif(""),
+        "placement": ibis.null("string"),
     }
     day = d.epoch_day(spend.date.cast("date"))
     social = (spend.channel == "social") | spend.platform.lower().isin(SOCIAL_PLATFORMS)
