@@ -43,7 +43,6 @@ COMMANDS = (
     LazyCommand("coupons", "coupons", "Coupon pools and codes for tills, e-mails and print."),
     LazyCommand("qr", "coupons", "QR short links for print, TV, packaging and letters."),
     LazyCommand("forms", "forms", "Sign-up forms: hosted, embedded, in store; double opt-in (docs/forms.md)."),
-    LazyCommand("forms", "forms", "Sign-up forms: hosted, embedded, in store; double opt-in (docs/forms.md)."),
     LazyCommand("sends", "channels", "The send ledger: what was sent, dead letters, replay, retries (docs/channels.md)."),
     LazyCommand("push", "channels", "Web push: VAPID keys (docs/channels.md, Web push)."),
     LazyCommand("print", "channels", "Direct mail: print batches (docs/channels.md, Direct mail)."),
