@@ -18,7 +18,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -38,6 +38,7 @@ from rich.progress import (
 )
 
 from omniweave.demo.generator import DEFAULT_END_DATE, MANIFEST, generate_world
+from omniweave.demo.journeys import stretch_start
 from omniweave.demo.model import DEFAULT_EFFECTS, ChannelEffect, true_orders
 from omniweave.demo.sinks import OFFLINE_COLUMNS, ONLINE_SOURCES
 from omniweave.errors import InputError, OmniweaveError, TerminalStoreError
@@ -84,6 +85,7 @@ class DemoResult:
     report: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # headline KPIs, attribution, CLV
     segments: list[dict[str, Any]] = field(default_factory=list)  # the built-in segments: id, name, members
     insights: Any = None  # demo.insight_check.InsightCheck: the profile insights against the truth
+    journeys: Any = None  # demo.journeys.Activation: the journeys over the last days against the world's truth
 
 
 def _progress(console: Console | None) -> Progress:
@@ -109,20 +111,27 @@ def run_demo(
     bulk: bool | None = None,
     end_date: date = DEFAULT_END_DATE,
     effects: tuple[ChannelEffect, ...] = DEFAULT_EFFECTS,
+    journey_days: int = 0,
 ) -> DemoResult:
     """Generate the demo world into `<home>/demo/` and load it through collector and importers; `effects`
-    replaces the channels' true effects (the same touches, other purchases)."""
+    replaces the channels' true effects (the same touches, other purchases). With `journey_days`, the
+    built-in journeys run over the world's last days and its customers react (demo/journeys.py); the
+    stretch is at most half the world, and not run on the bulk path."""
     if customers < 1 or days < 1:
         raise InputError(f"customers and days must be at least 1 (got {customers} and {days})")
+    if journey_days < 0:
+        raise InputError(f"journey_days must be 0 (no journeys) or more (got {journey_days})")
     folder = settings.home_path / "demo"
     key = _world_key(f"{seed}-{customers}-{days}-{end_date.isoformat()}", effects == DEFAULT_EFFECTS)
+    bulk = customers > BULK_THRESHOLD if bulk is None else bulk
+    journey_days = 0 if bulk else min(journey_days, days // 2)
+    load_key = f"{key}-journeys{journey_days}" if journey_days else key
     marker = _read_json(folder / LOADED_MARKER)
-    if marker and marker.get("world") != key:
+    if marker and marker.get("world") != load_key:
         raise InputError(
             f"{settings.home} already holds the demo world {marker.get('world')} (seed-customers-days-end); "
-            f"run the demo for {key} with another --home, or delete {settings.home} first"
+            f"run the demo for {load_key} with another --home, or delete {settings.home} first"
         )
-    bulk = customers > BULK_THRESHOLD if bulk is None else bulk
     timings: dict[str, float] = {}
     manifest = _read_json(folder / MANIFEST)
     generated = False
@@ -144,11 +153,12 @@ def run_demo(
     result = DemoResult(folder, manifest, generated=generated, timings=timings)
     runtime = Runtime(settings)
     try:
+        since = stretch_start(str(manifest["end_date"]), journey_days) if journey_days else None
         if marker and marker.get("complete"):
             result.skipped = True
-            _note(console, f"the demo world {key} is already loaded in {settings.home}; nothing sent again")
+            _note(console, f"the demo world {load_key} is already loaded in {settings.home}; nothing sent again")
         else:
-            steps = _Marker(folder, key, marker)
+            steps = _Marker(folder, load_key, marker)
             steps.save()
             if steps.has("online"):
                 _note(console, "online events: already loaded by an earlier, interrupted run")
@@ -156,7 +166,7 @@ def run_demo(
                 if bulk:
                     _import_online(runtime, folder, result, console)
                 else:
-                    _send_online(runtime, folder, result, console)
+                    _send_online(runtime, folder, result, console, before=since)
                 _drain(runtime, result, console)
                 steps.finish("online")
             _import_reference(runtime, folder, result, console, steps)
@@ -166,6 +176,9 @@ def run_demo(
 
                 result.imports.update(import_examples(runtime, folder))
                 steps.finish("examples")
+            if since is not None and not steps.has("journeys"):
+                _journeys(runtime, folder, result, console, since)
+                steps.finish("journeys")
             steps.save(complete=True)
         started = time.perf_counter()
         _resolve(runtime, folder, result, console)
@@ -187,6 +200,10 @@ def run_demo(
 
         result.insights = check_insights(runtime, folder)
         timings["insights"] = time.perf_counter() - started
+        if since is not None and result.journeys is None:  # loaded by an earlier run: measured again
+            from omniweave.demo.journeys import load_activation
+
+            result.journeys = load_activation(runtime, folder)
     finally:
         runtime.close()
     if console:
@@ -276,14 +293,20 @@ class _Collector:
         self.sock.close()
 
 
-def batches(path: Path, max_events: int = BATCH_EVENTS, max_bytes: int = BATCH_BYTES) -> Iterator[tuple[bytes, int]]:
-    """`{"batch": [...]}` bodies of at most `max_events` events / `max_bytes` bytes, and their sizes."""
+def batches(
+    path: Path,
+    max_events: int = BATCH_EVENTS,
+    max_bytes: int = BATCH_BYTES,
+    keep: Callable[[bytes], bool] | None = None,
+) -> Iterator[tuple[bytes, int]]:
+    """`{"batch": [...]}` bodies of at most `max_events` events / `max_bytes` bytes (the lines `keep` keeps), and
+    their sizes."""
     lines: list[bytes] = []
     size = 0
     with open(path, "rb") as fh:
         for line in fh:
             line = line.rstrip(b"\n")
-            if not line:
+            if not line or (keep is not None and not keep(line)):
                 continue
             if lines and (len(lines) >= max_events or size + len(line) + 1 > max_bytes):
                 yield b'{"batch":[' + b",".join(lines) + b"]}", len(lines)
@@ -313,10 +336,16 @@ def _post(client: httpx.Client, url: str, write_key: str, body: bytes) -> None:
     raise OmniweaveError("the collector kept failing; gave up after 8 attempts")
 
 
-def _send_online(runtime: Runtime, folder: Path, result: DemoResult, console: Console | None) -> None:
+def _send_online(
+    runtime: Runtime, folder: Path, result: DemoResult, console: Console | None, before: float | None = None
+) -> None:
+    """POST the online events (those before `before` only, when given: the journeys' stretch is held back)."""
+    from omniweave.demo.journeys import event_time
+
     started = time.perf_counter()
     files = {stream: folder / "online" / f"{stream}.jsonl" for stream in ONLINE_SOURCES}
     total = sum(int(result.manifest["files"][f"online/{s}"]) for s in files)
+    keep = None if before is None else (lambda line: event_time(line) < before)
     keys = {stream: write_key_for(runtime, source) for stream, source in ONLINE_SOURCES.items()}
     with (
         _Collector(runtime.settings) as collector,
@@ -336,7 +365,7 @@ def _send_online(runtime: Runtime, folder: Path, result: DemoResult, console: Co
 
         pending = []
         for stream, path in files.items():
-            for body, count in batches(path):
+            for body, count in batches(path, keep=keep):
                 pending.append(pool.submit(send, stream, body, count))
                 if len(pending) >= CONNECTIONS * 4:
                     pending.pop(0).result()
@@ -418,6 +447,36 @@ def _import_reference(
         marker.finish(f"reference:{kind}")
         if console:
             console.print(f"  {summary.describe()}")
+
+
+def _journeys(runtime: Runtime, folder: Path, result: DemoResult, console: Console | None, since: float) -> None:
+    """The journeys over the held-back stretch (demo/journeys.py): the history is resolved and profiled first
+    (the engine needs to know who is who), the stretch's events then go in tick by tick, and the inbox is
+    loaded into the log at the end."""
+    from omniweave.demo.journeys import activate, held_back
+    from omniweave.identity.service.resolve import resolve
+
+    started = time.perf_counter()
+    resolve(runtime, console=None)
+    _profiles(runtime, None)
+    events = held_back(folder, since)
+    until = stretch_start(str(result.manifest["end_date"]), 0)
+    keys = {stream: write_key_for(runtime, source) for stream, source in ONLINE_SOURCES.items()}
+    with _progress(console) as progress:
+        task = progress.add_task("journeys over the last days", total=1)
+        result.journeys = activate(
+            runtime,
+            folder,
+            events,
+            since,
+            until,
+            keys=keys,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    for stream, count in result.journeys.posted.items():
+        result.sent[stream] = result.sent.get(stream, 0) + count
+    _drain(runtime, result, console)
+    result.timings["journeys"] = time.perf_counter() - started
 
 
 def _profiles(runtime: Runtime, console: Console | None) -> None:
@@ -611,5 +670,9 @@ def print_summary(console: Console, result: DemoResult) -> None:
     )
     if result.insights is not None:
         console.print(result.insights.describe(), highlight=False, markup=False)
+    if result.journeys is not None:
+        from omniweave.demo.journeys import describe
+
+        describe(result.journeys, console)
     if result.timings:
         console.print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))

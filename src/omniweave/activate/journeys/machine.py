@@ -337,7 +337,9 @@ def goal_met(
         return False
     if goal.correlate:
         wanted = _corr_value(state, goal.correlate)
-        return wanted is not None and str(props.get(goal.correlate_as or goal.correlate)) == wanted
+        # a path through a list (`products.product_id`) holds when any element carries the value
+        found = conditions.lookup(props, goal.correlate_as or goal.correlate)
+        return wanted is not None and any(str(value) == wanted for value in found)
     return True
 
 

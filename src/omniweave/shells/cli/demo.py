@@ -14,11 +14,15 @@ def demo(
     customers: Annotated[int, typer.Option(help="How many customers the retailer has.")] = 2000,
     days: Annotated[int, typer.Option(help="How many days of history.")] = 60,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same world).")] = 7,
+    journey_days: Annotated[
+        int,
+        typer.Option(help="Run the built-in journeys over this many last days (at most half the world; 0: none)."),
+    ] = 14,
 ) -> None:
     """Generate a demo retailer and run it through the collector and the importers."""
     from omniweave.demo.runner import run_demo
 
-    run_demo(settings_of(ctx), customers=customers, days=days, seed=seed, console=console)
+    run_demo(settings_of(ctx), customers=customers, days=days, seed=seed, console=console, journey_days=journey_days)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,633 @@
+"""The demo's activation phase: the built-in journeys run over the world's last days, and its customers react.
+
+The world's online events of the last `days` days (the *stretch*) are held back from the history load
+(`runner.run_demo(..., journey_days=N)`). Once the history is loaded, resolved and profiled, the built-in
+journeys are published and the stretch is played day by day in ticks of `TICK` seconds:
+
+1. the tick's events (the world's own, and the customers' reactions that fall in it) go to the collector
+   over HTTP, exactly as the SDKs sent the history;
+2. the journey engine (`activate/service/journeys.JourneyEngine`, its public methods `consume`,
+   `date_entries`, `step`, `dispatch`) runs on a clock set to the tick's end until nothing is left to do;
+   every channel is the engine's durable `FileSink` (`<home>/demo/journey_sends.jsonl`);
+3. what the sink received is read back, and each message draws the customer's reaction from the world's
+   known model (`EFFECTS`): with the journey's and channel's true probability the customer reaches the
+   journey's goal a little later (orders *that* cart, buys the product viewed, buys a home or electronics
+   item after the cross-sell), as a new event of the stream the trigger came from. Nobody reacts to a
+   message they did not get, so the holdout (no messages) converts at the world's own rate.
+
+Before the stretch the `winback` and `birthday` coupon pools are created (`activate/service/coupons`), the
+store event's invitees (the customers of one store) are entered through the engine's API entry; their RSVP
+and attendance are reactions too (the RSVP link and the guest list name the person).
+
+The truth (`ground_truth/journeys.json`) per journey: the model, the sends the customers saw, the expected
+number of incremental conversions given those sends (the sum of each message's reaction probability, over the
+messages whose reaction falls inside the stretch: a message is only sent while the run has not converted, so
+this sum is the expected number of reactions however the earlier ones came out), and the true uplift in goal
+conversion rate: that expectation over the treated runs, which is what the holdout's lift estimates.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import sqlalchemy as sa
+from rich.console import Console
+
+from omniweave.runtime import Runtime
+
+TICK = 3 * 3600.0
+"""Seconds of world time per engine round (entries are stamped at the tick's end)."""
+REACTION_MEAN = 3 * 3600.0
+REACTION_MAX = 12 * 3600.0
+"""A reaction comes an exponential time (mean 3 h, at most 12 h) after the message: before the next reminder."""
+SINK_FILE = "journey_sends.jsonl"
+TRUTH_FILE = "journeys.json"
+STREAMS = ("web", "app", "messaging", "ads")
+POOLS = {"winback": 30, "birthday": 14}
+"""The coupon pools the win-back and birthday journeys issue from, with their codes' validity in days."""
+STORE_EVENT_INVITEES = 300
+"""How many in-store buyers are invited to the in-store event (entered through the engine's API entry)."""
+
+EFFECTS: dict[str, dict[str, float]] = {
+    "cart_abandonment": {"push": 0.20, "sms": 0.15, "email": 0.12},
+    "browse_abandonment": {"push": 0.06, "email": 0.05},
+    "post_purchase_cross_sell": {"email": 0.08, "push": 0.08, "sms": 0.08, "whatsapp": 0.08},
+    "store_event_invitation": {"email": 0.30, "sms": 0.30, "push": 0.25, "whatsapp": 0.30, "print": 0.20},
+}
+"""The world's true effect of a journey's message, per channel it went out on: the probability that the
+customer reaches the journey's goal because of it (on top of what they do anyway). For the store event the
+invitation's effect is the RSVP; of those who RSVP, `ATTEND` come (the goal)."""
+ATTEND = 0.6
+ATTEND_AFTER = 2 * 86400.0
+"""Those who come, come this long after their RSVP."""
+
+ENTRY_EVENTS = ("Product Added", "Product Viewed", "Order Completed")
+
+
+@dataclass
+class _Clock:
+    at: float
+
+    def __call__(self) -> float:
+        return self.at
+
+
+@dataclass
+class JourneyTruth:
+    """One journey's truth in the demo world, with what `journeys stats` measured."""
+
+    journey: str
+    effects: dict[str, float]
+    entered: int = 0
+    treated: int = 0
+    held_out: int = 0
+    sent: int = 0
+    sends_by_channel: dict[str, int] = field(default_factory=dict)
+    expected_incremental: float = 0.0
+    reactions: int = 0
+    true_uplift: float | None = None
+    measured: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        if not self.measured:
+            return None
+        low, high = self.measured["difference_interval"]
+        return float(low), float(high)
+
+    @property
+    def covered(self) -> bool | None:
+        """Whether the true uplift lies in the measured interval (None without both)."""
+        if self.interval is None or self.true_uplift is None:
+            return None
+        return self.interval[0] <= self.true_uplift <= self.interval[1]
+
+
+@dataclass
+class Activation:
+    """What the activation phase did."""
+
+    since: float
+    until: float
+    posted: dict[str, int]
+    reactions: dict[str, int]
+    reaction_orders: int
+    reaction_revenue: float
+    journeys: list[JourneyTruth]
+    seconds: float = 0.0
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The per-journey table the demo prints."""
+        out = []
+        for t in self.journeys:
+            interval = t.interval
+            out.append(
+                {
+                    "journey": t.journey,
+                    "entered": t.entered,
+                    "sent": t.sent,
+                    "holdout": t.held_out,
+                    "measured lift": None if not t.measured else round(float(t.measured["difference"]), 3),
+                    "95% interval": "" if interval is None else f"{interval[0]:+.3f} .. {interval[1]:+.3f}",
+                    "true effect": None if t.true_uplift is None else round(t.true_uplift, 3),
+                    "truth in interval": "" if t.covered is None else ("yes" if t.covered else "NO"),
+                }
+            )
+        return out
+
+
+def stretch_start(end_date_iso: str, days: int) -> float:
+    """Epoch seconds of the UTC midnight that starts the world's last `days` days."""
+    end = datetime.fromisoformat(end_date_iso).replace(tzinfo=UTC)
+    return end.timestamp() + 86400.0 - days * 86400.0
+
+
+def event_time(line: bytes) -> float:
+    """The epoch seconds of a JSON-lines event's `timestamp`."""
+    return _epoch(str(orjson.loads(line)["timestamp"]))
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def held_back(folder: Path, since: float) -> list[tuple[float, str, dict[str, Any]]]:
+    """The online events of the stretch (at or after `since`), oldest first: (time, stream, event)."""
+    out: list[tuple[float, str, dict[str, Any]]] = []
+    for stream in STREAMS:
+        with open(folder / "online" / f"{stream}.jsonl", "rb") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                event = orjson.loads(line)
+                at = _epoch(str(event["timestamp"]))
+                if at >= since:
+                    out.append((at, stream, event))
+    out.sort(key=lambda r: (r[0], str(r[2].get("messageId"))))
+    return out
+
+
+def _draws(key: str) -> tuple[float, float]:
+    """Two uniform draws fixed by a send's key: whether the customer reacts, and when."""
+    digest = hashlib.sha256(f"demo-reaction|{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64, int.from_bytes(digest[8:16], "big") / 2**64
+
+
+def _delay(u: float) -> float:
+    return min(-REACTION_MEAN * math.log(1.0 - u), REACTION_MAX) + 60.0
+
+
+def _message_id(*parts: str) -> str:
+    return "demo-journey-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+class _Catalogue:
+    """The products a cross-sell sells (home and electronics), from the ground truth's catalogue."""
+
+    def __init__(self, folder: Path):
+        with open(folder / "ground_truth" / "products.csv", newline="", encoding="utf-8") as fh:
+            rows = [r for r in csv.DictReader(fh) if r["category"] in ("home", "electronics")]
+        self.rows = sorted(rows, key=lambda r: r["sku"])
+
+    def pick(self, key: str) -> dict[str, Any]:
+        row = self.rows[int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % len(self.rows)]
+        return {
+            "product_id": row["sku"],
+            "sku": row["sku"],
+            "name": row["name"],
+            "category": row["category"],
+            "price": float(row["price"]),
+            "currency": "GBP",
+            "quantity": 1,
+        }
+
+
+def _order(
+    trigger: Mapping[str, Any], products: list[dict[str, Any]], key: str, at: float, cart: str
+) -> dict[str, Any]:
+    """An `Order Completed` by the trigger's browser or app (its ids and context), as the shop sends it."""
+    subtotal = round(sum(float(p.get("price", 0.0)) * int(p.get("quantity", 1) or 1) for p in products), 2)
+    shipping = 0.0 if subtotal >= 50 else 3.95
+    event: dict[str, Any] = {
+        "type": "track",
+        "event": "Order Completed",
+        "messageId": _message_id("order", key),
+        "timestamp": _iso(at),
+        "properties": {
+            "order_id": "J-" + hashlib.sha256(key.encode()).hexdigest()[:10].upper(),
+            "checkout_id": cart,
+            "total": round(subtotal + shipping, 2),
+            "subtotal": subtotal,
+            "revenue": subtotal,
+            "shipping": shipping,
+            "tax": round((subtotal + shipping) / 6, 2),
+            "discount": 0.0,
+            "currency": "GBP",
+            "products": products,
+        },
+    }
+    for name in ("userId", "anonymousId", "context"):
+        if trigger.get(name):
+            event[name] = trigger[name]
+    return event
+
+
+def _person_event(name: str, user: str, key: str, at: float, props: Mapping[str, Any]) -> dict[str, Any]:
+    """An event of the customer with user id `user` (the RSVP page and the guest list know who they are)."""
+    return {
+        "type": "track",
+        "event": name,
+        "messageId": _message_id(name, key),
+        "timestamp": _iso(at),
+        "userId": user,
+        "properties": dict(props),
+    }
+
+
+@dataclass
+class _Send:
+    key: str
+    journey: str
+    node: str
+    run: str
+    channel: str
+
+
+def _read_sink(path: Path, offset: int) -> tuple[list[_Send], int]:
+    """The messages the sink took since byte `offset` (whole lines only) and the new offset."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except FileNotFoundError:
+        return [], offset
+    end = data.rfind(b"\n") + 1
+    out = []
+    for line in data[:end].split(b"\n"):
+        if not line:
+            continue
+        row = orjson.loads(line)
+        key = str(row["key"])
+        parts = key.split(":")
+        if len(parts) == 4 and parts[0] == "j":
+            out.append(_Send(key, parts[1], parts[2], parts[3], str(row["channel"])))
+    return out, offset + end
+
+
+class _World:
+    """The customers' side: which events are due when, and how they react to what they were sent."""
+
+    def __init__(self, folder: Path, runtime: Runtime, until: float, user_of: Callable[[str], str | None]):
+        self.runtime, self.until, self.user_of = runtime, until, user_of
+        self.catalogue = _Catalogue(folder)
+        self.triggers: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.pending: list[tuple[float, str, dict[str, Any]]] = []
+        self.truth: dict[str, JourneyTruth] = {name: JourneyTruth(name, dict(eff)) for name, eff in EFFECTS.items()}
+        self.reactions: dict[str, int] = {}
+        self.orders = 0
+        self.revenue = 0.0
+        self.seen: set[str] = set()
+
+    def remember(self, stream: str, event: Mapping[str, Any]) -> None:
+        if event.get("type") == "track" and event.get("event") in ENTRY_EVENTS:
+            self.triggers[str(event.get("messageId"))] = (stream, dict(event))
+
+    def _runs(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        from omniweave.storage.ops.tables.journeys import journey_runs
+
+        wanted = sorted(set(ids))
+        out: dict[str, dict[str, Any]] = {}
+        with self.runtime.store.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                query = sa.select(journey_runs.c.id, journey_runs.c.person_id, journey_runs.c.entry_key).where(
+                    journey_runs.c.id.in_(wanted[start : start + 500])
+                )
+                out.update({str(r[0]): {"person": str(r[1]), "entry_key": str(r[2])} for r in conn.execute(query)})
+        return out
+
+    def react(self, sends: list[_Send], at: float) -> None:
+        """Each message sent at `at` draws its reaction from the model; the reactions wait for their time."""
+        sends = [s for s in sends if s.key not in self.seen]
+        self.seen.update(s.key for s in sends)
+        runs = self._runs(s.run for s in sends if s.journey in EFFECTS)
+        for s in sends:
+            truth = self.truth.get(s.journey)
+            if truth is None:
+                continue
+            p = truth.effects.get(s.channel, 0.0)
+            truth.sends_by_channel[s.channel] = truth.sends_by_channel.get(s.channel, 0) + 1
+            u, v = _draws(s.key)
+            when = at + _delay(v)
+            run = runs.get(s.run)
+            if run is None or p <= 0 or when >= self.until:
+                continue
+            if s.journey == "store_event_invitation":
+                if s.node not in ("invite", "nudge"):
+                    continue  # the reminder does not change who RSVPs
+                user = self.user_of(run["person"])
+                if user is None or when + ATTEND_AFTER >= self.until:
+                    continue  # nobody to answer as, or too late to come
+                truth.expected_incremental += p * ATTEND
+                if u < p:
+                    self._store_event(user, s.key, when, u / p)
+                continue
+            event = self._reaction(s, run, when)
+            if event is None:
+                continue
+            truth.expected_incremental += p
+            if u < p:
+                truth.reactions += 1
+                self.pending.append(event)
+
+    def _reaction(self, s: _Send, run: Mapping[str, Any], when: float) -> tuple[float, str, dict[str, Any]] | None:
+        found = self.triggers.get(run["entry_key"])
+        if found is None:
+            return None
+        stream, trigger = found
+        props = trigger.get("properties") or {}
+        if s.journey == "cart_abandonment":
+            product = {k: v for k, v in props.items() if k != "cart_id"}
+            event = _order(trigger, [product], s.key, when, str(props.get("cart_id")))
+        elif s.journey == "browse_abandonment":
+            event = _order(trigger, [{**props, "quantity": 1}], s.key, when, _message_id("cart", s.key)[-16:])
+        elif s.journey == "post_purchase_cross_sell":
+            event = _order(trigger, [self.catalogue.pick(s.key)], s.key, when, _message_id("cart", s.key)[-16:])
+        else:
+            return None
+        return when, stream, event
+
+    def _store_event(self, user: str, key: str, when: float, u: float) -> None:
+        self.truth["store_event_invitation"].reactions += 1
+        self.pending.append((when, "messaging", _person_event("Store Event RSVP", user, key, when, {})))
+        if u < ATTEND:
+            later = when + ATTEND_AFTER
+            attended = _person_event("Store Event Attended", user, key, later, {"event_name": "Masterclass"})
+            self.pending.append((later, "messaging", attended))
+
+    def due(self, before: float) -> list[tuple[float, str, dict[str, Any]]]:
+        """The reactions that happen before `before` (taken off the list)."""
+        now = [r for r in self.pending if r[0] < before]
+        self.pending = [r for r in self.pending if r[0] >= before]
+        for _, _, event in now:
+            self.reactions[str(event["event"])] = self.reactions.get(str(event["event"]), 0) + 1
+            if event["event"] == "Order Completed":
+                self.orders += 1
+                self.revenue += float(event["properties"]["revenue"])
+        return now
+
+
+def _post_all(
+    client: httpx.Client, url: str, keys: Mapping[str, str], events: list[tuple[float, str, dict[str, Any]]]
+) -> dict[str, int]:
+    from omniweave.demo.runner import BATCH_EVENTS, _post
+
+    by_stream: dict[str, list[bytes]] = {}
+    for _, stream, event in events:
+        by_stream.setdefault(stream, []).append(orjson.dumps(event))
+    for stream, lines in by_stream.items():
+        for start in range(0, len(lines), BATCH_EVENTS):
+            body = b'{"batch":[' + b",".join(lines[start : start + BATCH_EVENTS]) + b"]}"
+            _post(client, url, keys[stream], body)
+    return {s: len(v) for s, v in by_stream.items()}
+
+
+def _run_engine(engine: Any) -> None:
+    """Consume, enter, step and send until nothing is left at the clock's time (date entries once)."""
+    engine.date_entries()
+    for _ in range(1000):
+        busy = 0
+        while n := engine.consume(1000):
+            busy += n
+        while n := engine.step(500):
+            busy += n
+        busy += engine.dispatch()
+        if not busy:
+            return
+
+
+def listened_to(runtime: Runtime) -> frozenset[str]:
+    """The event names a built-in journey enters on, waits for or has as its goal."""
+    from omniweave.activate.journeys.model import WaitForEvent
+    from omniweave.activate.service.journey_stats import builtin_paths, load_journey_file
+
+    names: set[str] = set()
+    for path in builtin_paths():
+        j = load_journey_file(path)  # the files only: `_prepare` checks their messages when publishing
+        names.update(n for n in (j.entry.event, j.goal.event if j.goal else None) if n)
+        names.update(s.action.event for s in j.steps.values() if isinstance(s.action, WaitForEvent) and s.action.event)
+    return frozenset(names)
+
+
+def _prepare(runtime: Runtime, since: float) -> None:
+    """The coupon pools and the published built-in journeys; the engine starts reading the inbox here."""
+    from omniweave.activate.service.coupons import create_pool, list_pools
+    from omniweave.activate.service.journey_stats import builtin_paths, load_journey_file
+    from omniweave.activate.service.journeys import CONSUMER, publish
+
+    existing = {p.name for p in list_pools(runtime)}
+    for name, days in POOLS.items():
+        if name not in existing:
+            create_pool(runtime, name, kind="unique", valid_days=days, campaign=name, description="demo")
+    for path in builtin_paths():
+        publish(runtime, load_journey_file(path, runtime.settings), note="demo", now=since)
+    store = runtime.store
+    if store.consumer(CONSUMER).position == 0:  # the history happened before the journeys existed
+        store.commit_position(CONSUMER, store.max_seq())
+
+
+def _invitees(runtime: Runtime) -> list[str]:
+    """The store event's invitees: in-store buyers the retailer can reach (an e-mail or a phone), up to
+    `STORE_EVENT_INVITEES`, in an order fixed by their ids."""
+    rows = (
+        runtime.warehouse()
+        .sql(
+            "SELECT person_id FROM profiles WHERE store_orders > 0 AND (len(emails) > 0 OR len(phones) > 0) "
+            f"ORDER BY md5(person_id) LIMIT {STORE_EVENT_INVITEES}"
+        )
+        .to_pylist()
+    )
+    return [str(r["person_id"]) for r in rows]
+
+
+def activate(
+    runtime: Runtime,
+    folder: Path,
+    events: list[tuple[float, str, dict[str, Any]]],
+    since: float,
+    until: float,
+    *,
+    keys: Mapping[str, str],
+    progress: Callable[[int, int], None] | None = None,
+) -> Activation:
+    """Play the stretch [since, until) through the journeys (module docstring); the truth goes to
+    `folder/ground_truth/journeys.json`."""
+    from omniweave.activate.service.journeys import JourneyEngine
+    from omniweave.demo.runner import CONNECTIONS, _Collector
+
+    started = time.perf_counter()
+    listened = listened_to(runtime)
+    quiet = [e for e in events if e[2].get("type") != "track" or e[2].get("event") not in listened]
+    events = [e for e in events if e[2].get("type") == "track" and e[2].get("event") in listened]
+    clock = _Clock(since)
+    engine = JourneyEngine(runtime, sink=str(folder / SINK_FILE), clock=clock)
+
+    def user_of(person: str) -> str | None:
+        profile = engine.directory.profile(person) or {}
+        return str(profile["primary_user_id"]) if profile.get("primary_user_id") else None
+
+    world = _World(folder, runtime, until, user_of)
+    for _, stream, event in events:
+        world.remember(stream, event)
+    invitees = _invitees(runtime)
+    posted: dict[str, int] = {}
+    offset = 0
+    ticks = max(1, math.ceil((until - since) / TICK))
+    queue = list(events)
+    with (
+        _Collector(runtime.settings) as collector,
+        httpx.Client(limits=httpx.Limits(max_connections=CONNECTIONS), timeout=120) as client,
+    ):
+        url = f"{collector.url}/v1/batch"
+        # what no journey listens to goes in at once, before the engine starts reading the inbox
+        for stream, n in _post_all(client, url, keys, quiet).items():
+            posted[stream] = posted.get(stream, 0) + n
+        _prepare(runtime, since)
+        for tick in range(ticks):
+            end = min(since + (tick + 1) * TICK, until)
+            cut = 0
+            while cut < len(queue) and queue[cut][0] < end:
+                cut += 1
+            batch, queue = queue[:cut] + world.due(end), queue[cut:]
+            batch.sort(key=lambda r: r[0])
+            for stream, n in _post_all(client, url, keys, batch).items():
+                posted[stream] = posted.get(stream, 0) + n
+            clock.at = end
+            if tick == int(86400 // TICK) and invitees:  # the invitations go out on the stretch's second day
+                engine.enter_many("store_event_invitation", invitees, key="demo-store-event")
+            _run_engine(engine)
+            sends, offset = _read_sink(folder / SINK_FILE, offset)
+            world.react(sends, end)
+            if progress:
+                progress(tick + 1, ticks)
+    activation = Activation(since, until, posted, world.reactions, world.orders, round(world.revenue, 2), [])
+    activation.journeys = measure(runtime, world.truth)
+    activation.seconds = time.perf_counter() - started
+    write_truth(folder, activation)
+    return activation
+
+
+def measure(runtime: Runtime, truths: Mapping[str, JourneyTruth]) -> list[JourneyTruth]:
+    """Every built-in journey's `journeys stats` (the same test the CLI hands in) beside its truth."""
+    from omniweave.activate.service.journey_stats import builtin_paths, journey_stats
+    from omniweave.shells.cli.journeys import holdout_test
+
+    out = []
+    for path in builtin_paths():
+        name = path.stem
+        truth = truths.get(name) or JourneyTruth(name, {})
+        stats = journey_stats(runtime, name, compare=holdout_test)
+        truth.entered = sum(stats.runs.values())
+        truth.treated, truth.held_out = stats.treated[0], stats.held_out[0]
+        truth.sent = sum(n.sent for n in stats.nodes)
+        truth.measured = dict(stats.lift) if stats.lift else None
+        truth.true_uplift = truth.expected_incremental / truth.treated if truth.treated else None
+        out.append(truth)
+    return out
+
+
+def write_truth(folder: Path, activation: Activation) -> None:
+    """`ground_truth/journeys.json`: the stretch, the reaction model and every journey's true effect."""
+    doc = {
+        "stretch": {"since": _iso(activation.since), "until": _iso(activation.until)},
+        "model": {
+            "effects": EFFECTS,
+            "store_event_attendance": ATTEND,
+            "reaction_delay": f"exponential, mean {REACTION_MEAN / 3600:g} h, at most {REACTION_MAX / 3600:g} h",
+            "note": "the probability per message sent (channel) that the customer reaches the goal because of it; "
+            "the holdout gets no message and converts at the world's own rate",
+        },
+        "reaction_orders": activation.reaction_orders,
+        "reaction_revenue": activation.reaction_revenue,
+        "reactions": activation.reactions,
+        "journeys": {
+            t.journey: {
+                "effects": t.effects,
+                "entered": t.entered,
+                "treated": t.treated,
+                "held_out": t.held_out,
+                "sends_seen_by_customers": t.sends_by_channel,
+                "expected_incremental_conversions": round(t.expected_incremental, 4),
+                "true_uplift": None if t.true_uplift is None else round(t.true_uplift, 6),
+                "reactions": t.reactions,
+            }
+            for t in activation.journeys
+        },
+    }
+    (folder / "ground_truth" / TRUTH_FILE).write_text(json.dumps(doc, indent=2))
+
+
+def describe(activation: Activation, console: Console) -> None:
+    """The per-journey table: entered, sent, holdout, measured lift with its interval, truth, coverage."""
+    from omniweave.shells.render import grid, print_grid
+
+    rows = activation.rows()
+    print_grid(
+        console,
+        grid(
+            list(rows[0]),
+            [["" if v is None else str(v) for v in r.values()] for r in rows],
+            title="journeys over the last days: holdout lift against the world's true effect",
+        ),
+    )
+    console.print(
+        f"journeys: {sum(activation.posted.values()):,} events of the stretch posted, "
+        f"{activation.reaction_orders:,} orders (GBP {activation.reaction_revenue:,.2f}) caused by messages; "
+        f"{activation.seconds:.1f} s",
+        highlight=False,
+    )
+
+
+def load_activation(runtime: Runtime, folder: Path) -> Activation | None:
+    """The activation of an earlier run, from `ground_truth/journeys.json`, measured again (None without it)."""
+    try:
+        doc = json.loads((folder / "ground_truth" / TRUTH_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    truths = {
+        name: JourneyTruth(
+            name,
+            dict(row["effects"]),
+            sends_by_channel=dict(row["sends_seen_by_customers"]),
+            expected_incremental=float(row["expected_incremental_conversions"]),
+            reactions=int(row["reactions"]),
+        )
+        for name, row in doc["journeys"].items()
+    }
+    stretch = doc["stretch"]
+    return Activation(
+        _epoch(stretch["since"]),
+        _epoch(stretch["until"]),
+        {},
+        dict(doc["reactions"]),
+        int(doc["reaction_orders"]),
+        float(doc["reaction_revenue"]),
+        measure(runtime, truths),
+    )
