@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from omniweave.measure.budget import optimise_split, total_revenue
+from omniweave.measure.budget import advise_split, total_revenue
 from omniweave.measure.mmm import MediaCurve, MediaParams, geometric_adstock, hill
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ MEDIA: tuple[MediaChannel, ...] = (
     MediaChannel("outdoor", 0.5, 400.0, 1.3, 1000.0, 320.0, "postings", "jcdecaux", 3.0, 0.01),
     MediaChannel("door_drops", 0.5, 250.0, 1.0, 3000.0, 230.0, "drops", "royal_mail", 600.0, 0.03),
 )
+ORACLE_MAX_CHANGE = 0.5  # the oracle is also given under the budget command's default maximum change
 REGIONAL_TEST = (0.33, 12)  # outdoor: from a third of the way in, half the cities dark for 12 weeks
 
 
@@ -122,13 +123,20 @@ class MediaWorld:
     curves: dict[str, MediaCurve]
     scale: float
 
-    def oracle(self, total: float | None = None) -> tuple[dict[str, float], float, float]:
+    def current(self) -> dict[str, float]:
+        """Each channel's mean spend per day so far (the current split)."""
+        return {c: float(x.sum(axis=0).mean()) for c, x in self.spend.items()}
+
+    def oracle(
+        self, total: float | None = None, max_change: float | None = None
+    ) -> tuple[dict[str, float], float, float]:
         """The split of `total` media spend per day (default: the mean so far) that maximises the true
-        steady-state revenue; returns (split, its revenue per day, the current split's revenue per day)."""
-        current = {c: float(x.sum(axis=0).mean()) for c, x in self.spend.items()}
-        budget = sum(current.values()) if total is None else total
-        best = optimise_split(self.curves, budget, start=current, restarts=24, seed=0)
-        return best, total_revenue(self.curves, best), total_revenue(self.curves, current)
+        steady-state revenue, each channel within ±`max_change` of its current spend (None: no limit) — the
+        same constraint a recommendation honours, so that the two compare like with like; returns (split,
+        its revenue per day, the current split's revenue per day)."""
+        current = self.current()
+        advice = advise_split(self.curves, current, total=total, max_change=max_change, restarts=24)
+        return advice.recommended, total_revenue(self.curves, advice.recommended), total_revenue(self.curves, current)
 
 
 def simulate_media(
@@ -157,6 +165,7 @@ def truth_document(media: MediaWorld, realised: dict[str, float], start: date) -
     """What ground_truth/media.json says: per channel parameters, spend, incremental revenue (expected and
     generated), ROI, the true curve at a few spends, and the oracle split of the media budget."""
     best, best_revenue, current_revenue = media.oracle()
+    limited, limited_revenue, _ = media.oracle(max_change=ORACLE_MAX_CHANGE)
     channels = {}
     for medium in MEDIA:
         c = medium.channel
@@ -192,6 +201,10 @@ def truth_document(media: MediaWorld, realised: dict[str, float], start: date) -
             "split": {c: round(v, 2) for c, v in best.items()},
             "revenue_per_day": round(best_revenue, 2),
             "current_revenue_per_day": round(current_revenue, 2),
+            # the same, each channel within ±50% of its current spend (`omniweave budget`'s default limit)
+            "max_change": ORACLE_MAX_CHANGE,
+            "split_within_max_change": {c: round(v, 2) for c, v in limited.items()},
+            "revenue_per_day_within_max_change": round(limited_revenue, 2),
         },
     }
 

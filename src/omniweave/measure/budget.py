@@ -528,6 +528,7 @@ def advise_split(
     replicates: Sequence[Mapping[str, Curve]] = (),
     confidence: float = 0.9,
     seed: int = 0,
+    restarts: int = 12,
 ) -> SplitAdvice:
     """Split `total` spend per period (default: the current total) to maximise the goal under `curves`.
 
@@ -535,7 +536,7 @@ def advise_split(
     limit). Goal "revenue" spends the whole total; goal "profit" (needs `margin`, the gross margin as
     a share of revenue) may leave part unspent when the next unit earns less than it costs. The
     change's interval re-scores both splits under each replicate's curves (bootstrap draws of the
-    fit); the same inputs and seed give the same answer."""
+    fit); the same inputs and seed give the same answer. `restarts`: the optimiser's seeded random starts."""
     channels = list(curves)
     if not channels:
         raise InputError("got no curves; expected at least one channel", field="curves")
@@ -561,7 +562,7 @@ def advise_split(
     start = dict(now)
     if goal == "profit":
         start[UNSPENT] = max(0.0, float(budget) - math.fsum(now.values()))
-    split = optimise_split(pool, float(budget), bounds=limits, start=start, seed=seed)
+    split = optimise_split(pool, float(budget), bounds=limits, start=start, seed=seed, restarts=restarts)
     recommended = {c: split[c] for c in channels}
     unspent = split.get(UNSPENT, 0.0)
     now_value = goal_value(curves, now, goal, margin)

@@ -41,8 +41,17 @@ PEAKS = (0, 1, 2, 3)  # delayed adstock only (periods)
 CORRELATION_LIMIT = 0.9
 MIN_VARIATION = 0.05  # coefficient of variation of spend below which a channel is "never varied"
 KNOT_DAYS = 56  # the baseline's level may drift, with a knot every 8 weeks
-KNOT_RIDGE = 0.1
-ROI_SCALE = 2.0  # the prior on each channel's ROI: half-normal with this scale (None: no prior)
+KNOT_RIDGES = (10.0, 1.0, 0.1)  # how freely the level may drift: chosen by generalised cross-validation
+# the prior on each channel's ROI: half-normal with this scale (None: no prior); "pooled": the scale is estimated
+# from the channels' unpenalised ROIs (the half-normal's maximum-likelihood scale, √ mean ROI²): the channels'
+# returns are taken to come from one distribution, whose spread the data tell
+ROI_SCALE: float | str | None = "pooled"
+# priors on each channel's transform (as pymc-marketing's defaults, on our parametrisation): decay ~ Beta(1, 3);
+# log(shape) ~ Normal(0, 0.5), i.e. concave (s = 1) unless the data insist; log(half-saturation / mean spend per
+# period) ~ Normal(0, 1)
+DECAY_PRIOR = (1.0, 3.0)
+SHAPE_PRIOR_SD = 0.5
+HALF_SATURATION_PRIOR_SD = 1.0
 
 
 # ---------------------------------------------------------------- transforms
@@ -275,7 +284,7 @@ def identification_warnings(data: MediaData) -> dict[str, list[str]]:
 
 
 def baseline_design(
-    data: MediaData, shares: np.ndarray, knot_periods: int | None = None
+    data: MediaData, shares: np.ndarray, knot_periods: int | None = None, knot_ridge: float = KNOT_RIDGES[-1]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows unit-major ([u0 t0..tT, u1 ...]); columns: one intercept per unit, then share-scaled trend,
     a level that may drift (hat functions every `knot_periods`, ridge-penalised), weekly (daily data) and
@@ -287,7 +296,7 @@ def baseline_design(
     if knot_periods:
         for knot in np.arange(0, periods + knot_periods, knot_periods):
             shared.append(np.clip(1 - np.abs(t - knot) / knot_periods, 0, None))
-            ridge.append(KNOT_RIDGE)
+            ridge.append(knot_ridge)
     if data.period_days == 1:
         day = (t + data.weekday0) % 7
         for k in (1, 2, 3):
@@ -399,20 +408,23 @@ class _Problem:
         delayed: bool,
         max_lag: int,
         knot_periods: int | None,
+        knot_ridge: float = KNOT_RIDGES[-1],
+        cands: list[_Candidates] | None = None,
     ) -> None:
         self.data = data
         self.shares = data.shares()
         self.y_full = data.revenue.ravel()
         self.rows = np.arange(self.y_full.size) if rows is None else rows
         self.channels = data.channels
-        self.cands = [_candidates(c, data.spend[c], self.shares, delayed, max_lag) for c in self.channels]
-        b_full, ridge = baseline_design(data, self.shares, knot_periods)
+        self.cands = cands or [_candidates(c, data.spend[c], self.shares, delayed, max_lag) for c in self.channels]
+        b_full, ridge = baseline_design(data, self.shares, knot_periods, knot_ridge)
         self.b_full = b_full
         b = b_full[self.rows]
         scale = float(np.abs(self.y_full[self.rows]).mean()) or 1.0
         self.scale = scale
         gram = b.T @ b + np.diag(ridge * len(self.rows))
         self.b_solve = np.linalg.pinv(gram) @ b.T  # α = b_solve · (y − Mβ)
+        self.baseline_dof = float(np.einsum("ij,ji->", b, self.b_solve))  # trace of the baseline's hat matrix
         self.b = b
         self.m = np.concatenate([c.columns[self.rows] for c in self.cands], axis=1) * scale
         self.offsets = np.cumsum([0] + [c.columns.shape[1] for c in self.cands])
@@ -421,13 +433,27 @@ class _Problem:
         self.base_gram = (self.base_gram + self.base_gram.T) / 2
         self.gram = self.base_gram
         self.extra_rhs = np.zeros(self.m.shape[1])
+        self.param_penalty = np.zeros(self.m.shape[1])
         self.spend_rows = np.array([data.spend[c].ravel()[self.rows].sum() for c in self.channels])
 
-    def penalise(self, sigma: float, lift_tests: Sequence[LiftTest], roi_scale: float | None) -> None:
-        """Add the priors, on the scale of the likelihood (noise σ): each channel's ROI ~ half-normal(roi_scale),
-        and each lift test's measured contribution ± se."""
+    def penalise(
+        self, sigma: float, lift_tests: Sequence[LiftTest], roi_scale: float | None, transform_priors: bool = True
+    ) -> None:
+        """Add the priors, on the scale of the likelihood (noise σ, penalties σ² · (−2 log density)): each
+        channel's ROI ~ half-normal(roi_scale), its transform's (DECAY_PRIOR, SHAPE_PRIOR_SD,
+        HALF_SATURATION_PRIOR_SD), and each lift test's measured contribution ± se."""
         gram = self.base_gram.copy()
         extra = np.zeros(self.m.shape[1])
+        penalty = np.zeros(self.m.shape[1])
+        if transform_priors:
+            a_decay, b_decay = DECAY_PRIOR
+            for ci, cand in enumerate(self.cands):
+                scale = float((self.data.spend[cand.channel] / self.shares[:, None]).mean())
+                for g, mp in enumerate(cand.params):
+                    log_p = (a_decay - 1) * math.log(max(mp.decay, 1e-3)) + (b_decay - 1) * math.log(1 - mp.decay)
+                    log_p -= 0.5 * (math.log(mp.shape) / SHAPE_PRIOR_SD) ** 2
+                    log_p -= 0.5 * (math.log(mp.half_saturation / scale) / HALF_SATURATION_PRIOR_SD) ** 2
+                    penalty[self.offsets[ci] + g] = -2 * sigma**2 * log_p
         if roi_scale:
             for ci in range(len(self.channels)):
                 sl = slice(self.offsets[ci], self.offsets[ci + 1])
@@ -443,7 +469,7 @@ class _Problem:
             sl = slice(self.offsets[ci], self.offsets[ci + 1])
             gram[sl, sl] += np.outer(a, a)
             extra[sl] += a * w * test.incremental
-        self.gram, self.extra_rhs = gram, extra
+        self.gram, self.extra_rhs, self.param_penalty = gram, extra, penalty
 
     def rhs(self, y: np.ndarray) -> np.ndarray:
         """M'(I − H) y (+ the lift tests' targets)."""
@@ -462,7 +488,7 @@ class _Problem:
             evals, evecs = np.linalg.eigh(g)
             root = evecs @ np.diag(np.sqrt(np.clip(evals, 1e-12 * max(evals.max(), 1e-300), None))) @ evecs.T
             beta, _ = optimize.nnls(root, np.linalg.solve(root, r))
-        return beta, float(beta @ g @ beta - 2 * beta @ r)
+        return beta, float(beta @ g @ beta - 2 * beta @ r + self.param_penalty[idx].sum())
 
     def descend(
         self, rhs: np.ndarray, start: list[int], *, local: bool, sweeps: int = 8
@@ -542,7 +568,8 @@ def fit_mmm(
     block: int | None = None,
     confidence: float = 0.9,
     lift_tests: Sequence[LiftTest] = (),
-    roi_scale: float | None = ROI_SCALE,
+    roi_scale: float | str | None = ROI_SCALE,
+    transform_priors: bool = True,
     knot_days: int | None = KNOT_DAYS,
     seed: int = 0,
 ) -> MmmFit:
@@ -575,13 +602,30 @@ def fit_mmm(
     block = block or (28 if data.period_days == 1 else 4)
     knots = max(2, round(knot_days / data.period_days)) if knot_days else None
 
-    problem = _Problem(data, None, delayed, max_lag, knots)
-    chosen, beta = problem.descend(problem.rhs(y), _start(problem), local=False)
+    # how freely the baseline's level may drift: no knots, or knots under each ridge, whichever has the
+    # smallest generalised cross-validation error n·RSS / (n − dof)² (dof: the baseline's hat-matrix trace
+    # plus four per channel)
+    cands = [_candidates(c, data.spend[c], shares, delayed, max_lag) for c in data.channels]
+    options = [(None, 0.0)] + ([(knots, r) for r in KNOT_RIDGES] if knots else [])
+    best_gcv = math.inf
+    for knot_periods, knot_ridge in options:
+        trial = _Problem(data, None, delayed, max_lag, knot_periods, knot_ridge, cands)
+        ch_t, bt_t = trial.descend(trial.rhs(y), _start(trial), local=False)
+        fit_t, _, _ = trial.predict(ch_t, bt_t, y)
+        dof_t = trial.baseline_dof + 4 * len(trial.channels)
+        gcv = y.size * float(((y - fit_t) ** 2).sum()) / max(y.size - dof_t, 1.0) ** 2
+        if gcv < best_gcv:
+            best_gcv, problem, chosen, beta, knot_choice = gcv, trial, ch_t, bt_t, (knot_periods, knot_ridge)
     fitted, base, media = problem.predict(chosen, beta, y)
-    dof = max(y.size - problem.b.shape[1] - 4 * len(problem.channels), 1)
+    dof = max(y.size - problem.baseline_dof - 4 * len(problem.channels), 1)
     sigma = math.sqrt(float(((y - fitted) ** 2).sum()) / dof)
-    if lift_tests or roi_scale:
-        problem.penalise(sigma, lift_tests, roi_scale)
+    if roi_scale == "pooled":
+        first_roi = [float(media[:, i].sum()) / problem.spend_rows[i] for i in range(len(problem.channels))]
+        roi_scale = max(math.sqrt(float(np.mean(np.square(first_roi)))), 1e-6)
+    elif isinstance(roi_scale, str) or (roi_scale is not None and not roi_scale > 0):
+        raise InputError(f"got {roi_scale!r}; expected a positive number, 'pooled' or None", field="roi_scale")
+    if lift_tests or roi_scale or transform_priors:
+        problem.penalise(sigma, lift_tests, roi_scale, transform_priors)
         chosen, beta = problem.descend(problem.rhs(y), chosen, local=False)
         fitted, base, media = problem.predict(chosen, beta, y)
 
@@ -590,8 +634,8 @@ def fit_mmm(
     r2_out = mape_out = None
     if hold >= 7:
         train = np.concatenate([np.arange(u * periods, u * periods + periods - hold) for u in range(units)])
-        sub = _Problem(data, train, delayed, max_lag, knots)
-        sub.penalise(sigma, lift_tests, roi_scale)
+        sub = _Problem(data, train, delayed, max_lag, *knot_choice, cands)
+        sub.penalise(sigma, lift_tests, roi_scale, transform_priors)
         c_sub, b_sub = sub.descend(sub.rhs(y[train]), chosen, local=False)
         f_sub, _, _ = sub.predict(c_sub, b_sub, y)
         test_mask = np.zeros((units, periods), bool)
