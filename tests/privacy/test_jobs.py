@@ -52,3 +52,38 @@ def test_requests_left_pending_or_running_are_finished_when_the_server_starts(wo
         assert again.status == "done" and again.receipts == before.receipts
     finally:
         runtime.close()
+
+
+def test_audience_exports_skip_people_suppressed_or_withdrawn_since_the_profiles_were_built(world: World) -> None:
+    """An export after a suppression (privacy_blocked) and an advertising withdrawal through the consent
+    history leaves both people out — with the profiles, segments and their advertising yes unchanged — and
+    takes them out of the platform's list (removes); lifting the suppression brings that person back."""
+    from omniweave.activate.service.audiences import export_audience
+    from omniweave.privacy.service.consent import record_consent
+    from omniweave.privacy.service.requests import submit
+
+    runtime = Runtime(world.settings)
+    try:
+
+        def exported() -> set[str]:
+            rows = runtime.warehouse().sql(
+                "SELECT DISTINCT person_id FROM audience_exports WHERE segment_id = 'omnichannel_buyers' "
+                "AND platform = 'csv'"
+            )
+            return {r["person_id"] for r in rows.to_pylist()}
+
+        before = export_audience(runtime, "omnichannel_buyers", "csv")
+        everyone = sorted(exported())
+        assert before.skipped_privacy == 0 and len(everyone) == before.exported >= 3
+        suppressed, withdrawn = everyone[0], everyone[1]
+        assert submit(runtime, "suppress", suppressed).status == "done"
+        record_consent(runtime, withdrawn, "advertising", False)
+        after = export_audience(runtime, "omnichannel_buyers", "csv")
+        assert after.skipped_privacy == 2 and after.exported == before.exported - 2
+        assert exported() == set(everyone) - {suppressed, withdrawn}
+        assert after.removes >= 2 and "2 skipped as suppressed or deleted" in after.describe()
+        assert submit(runtime, "unsuppress", suppressed).status == "done"
+        again = export_audience(runtime, "omnichannel_buyers", "csv")
+        assert again.skipped_privacy == 1 and exported() == set(everyone) - {withdrawn}
+    finally:
+        runtime.close()

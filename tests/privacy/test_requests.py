@@ -133,6 +133,50 @@ def test_consent_through_the_api_reaches_the_profile(world: World, api) -> None:
     assert shown["current"]["email"] is False and shown["current"]["advertising"] is False
 
 
+def test_a_withdrawal_through_the_api_stops_the_next_send_before_profiles_are_rebuilt(world: World, api) -> None:
+    """The policy reads the consent history at send time (activate/service/policy.py with_stated_consent): a
+    profile built when the person said yes to e-mail does not let a promotional e-mail through once they
+    said no through the API — on the one-send path (`check`) and the batch path (`check_many`) alike."""
+    from omniweave.activate.policy import SendIntent
+    from omniweave.activate.service.policy import check, check_many
+
+    client, headers, _ = api
+    email = person(3)["email"]
+    runtime = Runtime(world.settings)
+    try:
+        pid = person_ids(runtime)[email]
+        [row] = runtime.warehouse().sql(f"SELECT * FROM profiles WHERE person_id = '{pid}'").to_pylist()
+        built = {**row, "consent_email": True, "consent_purpose_marketing": None}  # as built when she said yes
+
+        def verdicts() -> list[str]:
+            one = SendIntent(pid, "email", "promotional", key=f"one-{time.time()}")
+            many = SendIntent(pid, "email", "promotional", key=f"many-{time.time()}")
+            with runtime.store.engine.begin() as conn:
+                first = check(conn, runtime, one, built, email, now=time.time())
+            with runtime.store.engine.begin() as conn:
+                [second] = check_many(conn, runtime, [(many, built, email)], now=time.time())
+            return [first.reason, second.reason]
+
+        said = client.post(
+            "/v1/privacy/consent", headers=headers, json={"identifier": email, "purpose": "email", "granted": True}
+        )
+        assert said.status_code == 200, said.text
+        assert not any("consent" in reason for reason in verdicts())
+        withdrawn = client.post(
+            "/v1/privacy/consent", headers=headers, json={"identifier": email, "purpose": "email", "granted": False}
+        )
+        assert withdrawn.status_code == 200, withdrawn.text
+        assert all("no email consent" in reason for reason in verdicts()), verdicts()
+        # an older yes in the history never overrules a profile's no
+        assert client.post(
+            "/v1/privacy/consent", headers=headers, json={"identifier": email, "purpose": "email", "granted": True}
+        ).json()["current"]["email"]
+        built = {**built, "consent_email": False}
+        assert all("no email consent" in reason for reason in verdicts())
+    finally:
+        runtime.close()
+
+
 def test_export_by_a_phone_number_holds_everything_about_the_person(world: World, api, tmp_path) -> None:
     client, headers, _ = api
     p = person(9)

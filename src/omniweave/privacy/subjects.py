@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-from omniweave.storage.ops.tables.privacy import identifier_digest, phone_digits
+from omniweave.storage.ops.tables.privacy import block_digest, identifier_digest
 
 Identifier = tuple[str, str]
 SHORT = 8
@@ -69,19 +69,8 @@ def needles(subject: Subject, region: str = "GB") -> tuple[str, ...]:
 
 def blocked_digests(subject: Subject) -> tuple[str, ...]:
     """The digests under which the collector refuses the subject's events (see `event_identifiers`)."""
-    out: set[str] = set()
-    for kind, value in subject.identifiers:
-        if kind == "phone":
-            out.add(identifier_digest("phone_digits", phone_digits(value)))
-        elif kind == "email":
-            out.add(identifier_digest("email", value.lower()))
-        elif kind in ("device_id",):
-            out.add(identifier_digest(kind, value.lower()))
-        elif kind in ("loyalty_card", "customer_number"):
-            out.add(identifier_digest(kind, "".join(value.split()).replace("-", "").upper()))
-        elif kind in ("user_id", "anonymous_id"):
-            out.add(identifier_digest(kind, value))
-    return tuple(sorted(out))
+    found = (block_digest(kind, value) for kind, value in subject.identifiers)
+    return tuple(sorted({digest for digest in found if digest is not None}))
 
 
 def subject_digests(identifiers: Iterable[Identifier]) -> tuple[str, ...]:

@@ -2,7 +2,9 @@
 
 `export_audience(runtime, segment_id, platform)` reads the warehouse datasets `segment_members`
 (docs/segments.md), `profiles` and, for our own csv, `identities`; keeps only the members whose
-`consent_purpose_advertising` is `true` (a stated yes: `false` and NULL are never exported); turns
+`consent_purpose_advertising` is `true` (a stated yes: `false` and NULL are never exported) and who are
+neither suppressed nor deleted by a data-subject request nor have said no to advertising since the
+profiles were built (`privacy_blocked` and the consent history, in the operational store); turns
 each one's identifiers into hashed keys (`activate.audiences`); writes the full list and the delta
 (adds, removes) against the previous export of the same segment to the same platform; and
 replaces that segment and platform's rows of the warehouse dataset `audience_exports`
@@ -15,6 +17,7 @@ counted, and the error that names it is dropped.
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +36,8 @@ from omniweave.errors import InputError
 from omniweave.identity.graph import IdentifierError, hashed, normalize
 from omniweave.runtime import Runtime
 from omniweave.segments.service.evaluate import load_segments
+from omniweave.storage.ops.consent import consent_column, latest_consent
+from omniweave.storage.ops.tables.privacy import block_digest, blocked_among
 from omniweave.storage.warehouse import write_dataset
 
 EXPORTS_DATASET = "audience_exports"
@@ -67,6 +72,7 @@ class ExportSummary:
     removes: int
     removes_unresolved: int  # removed device ids no longer known (cannot be written for the platform)
     files: tuple[str, ...]
+    skipped_privacy: int = 0  # suppressed or deleted through a data-subject request (privacy_blocked)
 
     def describe(self) -> str:
         persons = (
@@ -75,6 +81,8 @@ class ExportSummary:
             f"{self.skipped_no_consent:,} skipped for no advertising consent, "
             f"{self.skipped_no_identifier:,} skipped for no identifier"
         )
+        if self.skipped_privacy:
+            persons += f", {self.skipped_privacy:,} skipped as suppressed or deleted (privacy)"
         keys = f"{self.keys:,} keys; {self.adds:,} adds, {self.removes:,} removes since the last export"
         if self.removes_unresolved:
             keys += f" ({self.removes_unresolved:,} removed device ids no longer known, not written)"
@@ -105,11 +113,46 @@ def _members(runtime: Runtime, segment_id: str) -> list[dict[str, Any]]:
             )
         return []
     profiles = wh.table("profiles")
+    listed = [c for c in _BLOCKABLE_LISTS if c in profiles.columns]
     wanted = profiles.filter(profiles.person_id.isin(chosen.person_id)).select(
-        "person_id", "emails", "phones", "device_ids", "consent_purpose_advertising"
+        "person_id", "emails", "phones", "device_ids", "consent_purpose_advertising", *listed
     )
     by_person = {r["person_id"]: r for r in wanted.to_pyarrow().to_pylist()}
     return [by_person.get(r["person_id"], {"person_id": r["person_id"]}) for r in rows]
+
+
+_BLOCKABLE_LISTS = ("user_ids", "loyalty_cards", "customer_numbers")
+_BLOCKABLE_KINDS = {
+    "emails": "email",
+    "phones": "phone",
+    "device_ids": "device_id",
+    "user_ids": "user_id",
+    "loyalty_cards": "loyalty_card",
+    "customer_numbers": "customer_number",
+}
+
+
+def _identifiers(member: Mapping[str, Any], cookies: Sequence[str]) -> list[tuple[str, str]]:
+    """A member's identifiers as (kind, value), from the profile's lists and the cookie ids."""
+    out = [(kind, str(v)) for column, kind in _BLOCKABLE_KINDS.items() for v in member.get(column) or ()]
+    return out + [("anonymous_id", str(v)) for v in cookies]
+
+
+def _withheld(runtime: Runtime, members: list[dict[str, Any]], cookies: Mapping[str, Sequence[str]]) -> set[str]:
+    """The members (person ids) not to export whatever their profile says: any identifier of theirs blocked
+    by a suppression or deletion (`privacy_blocked`), or a no to advertising in the consent history made
+    since the profiles were built — both read from the operational store, one query per 500 identifiers."""
+    people = [_identifiers(m, cookies.get(m["person_id"], ())) for m in members]
+    digests = [{d for d in (block_digest(k, v) for k, v in ids) if d is not None} for ids in people]
+    with runtime.store.engine.connect() as conn:
+        blocked = blocked_among(conn, set().union(*digests))
+        stated = latest_consent(conn, people)
+    advertising = consent_column("advertising")
+    return {
+        m["person_id"]
+        for m, found, said in zip(members, digests, stated, strict=True)
+        if found & blocked or said.get(advertising) is False
+    }
 
 
 def _cookie_ids(runtime: Runtime, person_ids: list[str]) -> dict[str, list[str]]:
@@ -184,10 +227,15 @@ def export_audience(
     region = runtime.settings.default_region
 
     members = _members(runtime, segment_id)
-    cookies = _cookie_ids(runtime, [m["person_id"] for m in members]) if platform == "csv" else {}
+    cookies = _cookie_ids(runtime, [m["person_id"] for m in members])
+    withheld = _withheld(runtime, members, cookies)
+    if platform != "csv":
+        cookies = {}
     current: dict[tuple[str, str], tuple[str, AudienceKey]] = {}
     no_consent = no_identifier = by_device = invalid = exported = 0
     for member in members:
+        if member["person_id"] in withheld:
+            continue
         if member.get("consent_purpose_advertising") is not True:
             no_consent += 1
             continue
@@ -268,4 +316,5 @@ def export_audience(
         removes=len(removes),
         removes_unresolved=len(gone) - len(removes),
         files=tuple(files),
+        skipped_privacy=len(withheld),
     )

@@ -12,7 +12,8 @@ pass a cap for the same person in between:
   sender's upsert waits until the first commits — and the reads that follow (READ COMMITTED: a fresh
   snapshot per statement) see the sends committed before.
   So the caller must call `check` before anything else in its transaction.
-- the facts: the profile's consent columns and zone, the address's suppression, the WhatsApp
+- the facts: the profile's consent columns (with the consent history's statements made since over them:
+  `with_stated_consent`) and zone, the address's suppression, the WhatsApp
   conversation's last inbound message, and the person's ledger rows in the longest cap window (rows
   of classes whose caps are ignored, and rows that never went out — suppressed, dead — do not count);
 - `activate.policy.decide`, and one `policy_decisions` row with the verdict and its reason.
@@ -33,6 +34,7 @@ from omniweave.activate.policy import CONSENT_COLUMNS, PURPOSE_COLUMN, Facts, Se
 from omniweave.channels.port import address_key
 from omniweave.runtime import Runtime
 from omniweave.settings import PolicySettings
+from omniweave.storage.ops.consent import latest_consent
 from omniweave.storage.ops.tables import sends, suppressions
 from omniweave.storage.ops.tables.policy import policy_decisions, policy_persons
 from omniweave.storage.ops.tables.reach import conversations
@@ -89,8 +91,8 @@ def gather(
     now: float,
 ) -> Facts:
     """The facts `decide` needs about this person and address, read on `conn`."""
-    consent = {c: profile.get(c) for c in (*CONSENT_COLUMNS.values(), PURPOSE_COLUMN)}
     key = address_key(intent.channel, address) if address else ""
+    consent = with_stated_consent(conn, [(intent, profile, key)])[0]
     suppressed = conn.execute(_SUPPRESSED, {"channel": intent.channel, "address": key}).scalar()
     recent: list[tuple[float, str]] = []
     if rules.caps:
@@ -109,6 +111,39 @@ def gather(
         recent=recent,
         whatsapp_last_inbound=None if last_inbound is None else float(last_inbound),
     )
+
+
+_ADDRESS_KINDS = {"email": "email", "sms": "phone", "whatsapp": "phone"}
+_LISTED_KINDS = ("user_id", "anonymous_id", "email", "phone")
+
+
+def _listed(values: Any) -> Sequence[Any]:
+    return () if values is None else list(values)
+
+
+def with_stated_consent(
+    conn: sa.Connection, items: Sequence[tuple[SendIntent, Mapping[str, Any], str]]
+) -> list[dict[str, Any]]:
+    """Per send (intent, profile, address key): the profile's consent columns with the consent history's
+    latest statements over them (one query for the batch: storage/ops/consent.py), so a withdrawal made
+    since the profiles were built stops the next send. A stated no wins from either side; a stated yes in
+    the history fills in unless the profile says no (a later no from an event not yet in the history must
+    not be overruled by an older yes)."""
+    people = []
+    for intent, profile, key in items:
+        known = [(kind, str(v)) for kind in _LISTED_KINDS for v in _listed(profile.get(f"{kind}s"))]
+        if key and intent.channel in _ADDRESS_KINDS:
+            known.append((_ADDRESS_KINDS[intent.channel], key))
+        people.append(known)
+    stated = latest_consent(conn, people)
+    out = []
+    for (_, profile, _), said in zip(items, stated, strict=True):
+        consent = {c: profile.get(c) for c in (*CONSENT_COLUMNS.values(), PURPOSE_COLUMN)}
+        for column, value in said.items():
+            if column in consent and (value is False or consent[column] is not False):
+                consent[column] = value
+        out.append(consent)
+    return out
 
 
 def record(conn: sa.Connection, intent: SendIntent, verdict: Verdict, now: float) -> None:
@@ -214,6 +249,7 @@ def gather_many(
                 query = query.where(sends.c.message_class.not_in(ignored))
             for person, t, c in conn.execute(query):
                 recent.setdefault(str(person), []).append((float(t), str(c)))
+    stated = with_stated_consent(conn, keyed)
     inbound: dict[str, float] = {}
     whatsapp = sorted({k for i, _, k in keyed if i.channel == "whatsapp" and k})
     for start in range(0, len(whatsapp), _CHUNK):
@@ -224,11 +260,11 @@ def gather_many(
         )
         inbound.update({str(a): float(t) for a, t in talks if t is not None})
     out = []
-    for intent, profile, key in keyed:
+    for (intent, profile, key), consent in zip(keyed, stated, strict=True):
         zone = profile.get("timezone")
         out.append(
             Facts(
-                consent={c: profile.get(c) for c in (*CONSENT_COLUMNS.values(), PURPOSE_COLUMN)},
+                consent=consent,
                 suppressed=suppressed.get((intent.channel, key)),
                 timezone=str(zone) if zone else None,
                 recent=recent.setdefault(intent.person_id, []),
@@ -331,4 +367,5 @@ __all__ = [
     "lock_person",
     "lock_persons",
     "record",
+    "with_stated_consent",
 ]

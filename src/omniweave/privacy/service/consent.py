@@ -130,6 +130,11 @@ def sync_consent(runtime: Runtime) -> ConsentSync:
     return ConsentSync(events_read, len(suppressed), _insert(runtime, statements))
 
 
+_RECORDED_UNDER = {"user_id": 0, "email": 1, "phone": 2}
+"""The identifier an API or CLI statement is recorded under, by preference (activate/service/policy.py reads
+the history through the profile's user ids, e-mails and phones)."""
+
+
 def record_consent(
     runtime: Runtime, identifier: str, purpose: str, granted: bool, *, reference: str | None = None
 ) -> ConsentView:
@@ -140,7 +145,8 @@ def record_consent(
     if purpose not in purposes:
         raise InputError(f"unknown purpose {purpose!r}; expected one of {', '.join(purposes)}", field="purpose")
     subject = find_subject(runtime, identifier)
-    kind, value = subject.identifiers[0]
+    # under the identifier the policy looks for at send time (a profile lists user ids, e-mails, phones)
+    kind, value = min(subject.identifiers, key=lambda i: (_RECORDED_UNDER.get(i[0], len(_RECORDED_UNDER)), i))
     at = time.time()
     reference = reference or f"api:{uuid.uuid4().hex}"
     _insert(runtime, [Statement(kind, value, purpose, granted, "api", reference, at)])

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -123,6 +123,32 @@ def event_identifiers(event: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
             code = place.get(key)
             if isinstance(code, str | int) and not isinstance(code, bool) and str(code).strip():
                 yield key, "".join(str(code).split()).replace("-", "").upper()
+
+
+def block_digest(kind: str, value: str) -> str | None:
+    """The `privacy_blocked` digest of a resolved identifier (as `identities` holds it), spelled the way
+    `event_identifiers` reads it from an event; None for a kind the collector does not check."""
+    if kind == "phone":
+        return identifier_digest("phone_digits", phone_digits(value))
+    if kind in ("email", "device_id"):
+        return identifier_digest(kind, value.lower())
+    if kind in ("loyalty_card", "customer_number"):
+        return identifier_digest(kind, "".join(value.split()).replace("-", "").upper())
+    if kind in ("user_id", "anonymous_id"):
+        return identifier_digest(kind, value)
+    return None
+
+
+def blocked_among(conn: sa.Connection, digests: Iterable[str]) -> set[str]:
+    """Which of `digests` are in `privacy_blocked` (one query per 500)."""
+    wanted = sorted(set(digests))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        part = wanted[start : start + 500]
+        found.update(
+            conn.execute(sa.select(privacy_blocked.c.digest).where(privacy_blocked.c.digest.in_(part))).scalars()
+        )
+    return found
 
 
 class BlockedIdentifiers:
