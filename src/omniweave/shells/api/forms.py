@@ -77,6 +77,11 @@ _AUTOCOMPLETE = {
 }
 _STATUS = {"invalid": 400, "too_fast": 400, "expired": 400}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "no such form"}}
+_KEYED: dict[int | str, dict[str, Any]] = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
+_HTML_OR_JSON: dict[str, Any] = {
+    "text/html": {},
+    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}},
+}
 
 
 def limiter_of(request: Request) -> FormLimiter:
@@ -236,7 +241,12 @@ def _placement(value: str | None, kiosk: bool) -> str:
 # --- the public pages ----------------------------------------------------------------------------------
 
 
-@router.get("/f/static/{file}", include_in_schema=False)
+@router.get(
+    "/f/static/{file}",
+    response_class=FileResponse,
+    responses={200: {"content": {"text/javascript": {}, "text/css": {}}, "description": "embed.js or forms.css"}},
+    summary="The embeddable snippet and the forms' stylesheet",
+)
 def static_file(file: Annotated[str, PathParam(pattern=r"^(embed\.js|forms\.css)$")]) -> FileResponse:
     """The vendored snippet and the stylesheet."""
     media = "text/javascript" if file.endswith(".js") else "text/css"
@@ -294,8 +304,8 @@ def _confirm_response(
     response_class=HTMLResponse,
     responses={
         200: {"content": {"text/html": {}}, "description": "confirmed (or confirmed before)"},
-        404: {"content": {"text/html": {}}, "description": "unknown or forged link"},
-        410: {"content": {"text/html": {}}, "description": "the sign-up expired"},
+        404: {"content": _HTML_OR_JSON, "description": "unknown or forged link (a page saying so)"},
+        410: {"content": _HTML_OR_JSON, "description": "the sign-up expired (a page saying so)"},
     },
     summary="Confirm a sign-up (double opt-in)",
 )
@@ -381,9 +391,14 @@ async def _answers(request: Request) -> tuple[dict[str, Any], bool]:
 @router.post(
     "/f/{form}",
     responses={
+        200: {
+            "content": {"text/html": {}, "application/json": {}},
+            "description": "accepted (the snippet's fragment, or JSON)",
+        },
         303: {"description": "accepted: to the thank-you page"},
-        400: {"content": {"text/html": {}}, "description": "the form again, with every problem"},
-        429: {"model": ErrorBody, "description": "too many sign-ups from this IP or on this form"},
+        400: {"content": _HTML_OR_JSON, "description": "the form again with every problem (JSON: the problems)"},
+        403: {"model": ErrorBody, "description": "posted from an origin the form does not allow"},
+        429: {"content": _HTML_OR_JSON, "description": "too many sign-ups from this IP or on this form"},
         **_NOT_FOUND,
     },
     summary="Submit a sign-up form",
@@ -523,14 +538,24 @@ def _validation(exc: FormInvalid | None, name: str | None) -> Validation:
     return Validation(valid=exc is None, form=name, problems=problems)
 
 
-@router.get("/v1/forms", response_model=list[FormListed], dependencies=[require(PROFILES_READ)], summary="The forms")
+@router.get(
+    "/v1/forms",
+    response_model=list[FormListed],
+    dependencies=[require(PROFILES_READ)],
+    responses=_KEYED,
+    summary="The forms",
+)
 def list_forms(runtime: RuntimeDep) -> list[dict[str, Any]]:
     """Every valid form of the project with its sign-ups by status."""
     return [s.to_dict() for s in F.list_forms(runtime)]
 
 
 @router.post(
-    "/v1/forms/validate", response_model=Validation, dependencies=[require(CONFIG_MANAGE)], summary="Check a form"
+    "/v1/forms/validate",
+    response_model=Validation,
+    dependencies=[require(CONFIG_MANAGE)],
+    responses=_KEYED,
+    summary="Check a form",
 )
 def validate_form(runtime: RuntimeDep, document: dict[str, Any]) -> Validation:
     """Every problem of a form definition at once (200 whether it is valid or not)."""
@@ -544,7 +569,7 @@ def validate_form(runtime: RuntimeDep, document: dict[str, Any]) -> Validation:
 @router.get(
     "/v1/forms/evidence/{reference}",
     dependencies=[require(PRIVACY_ADMIN)],
-    responses={404: {"model": ErrorBody}},
+    responses={404: {"model": ErrorBody}, **_KEYED},
     summary="The evidence of a consent given through a form",
 )
 def form_evidence(runtime: RuntimeDep, reference: Annotated[str, PathParam(max_length=80)]) -> dict[str, Any]:
@@ -556,7 +581,10 @@ def form_evidence(runtime: RuntimeDep, reference: Annotated[str, PathParam(max_l
 
 
 @router.get(
-    "/v1/forms/{name}", dependencies=[require(PROFILES_READ)], responses=_NOT_FOUND, summary="A form's definition"
+    "/v1/forms/{name}",
+    dependencies=[require(PROFILES_READ)],
+    responses={**_NOT_FOUND, **_KEYED},
+    summary="A form's definition",
 )
 def get_form(runtime: RuntimeDep, name: Annotated[str, PathParam(pattern=NAME)]) -> dict[str, Any]:
     """The checked definition (as `PUT` takes it)."""
@@ -566,7 +594,7 @@ def get_form(runtime: RuntimeDep, name: Annotated[str, PathParam(pattern=NAME)])
 @router.put(
     "/v1/forms/{name}",
     dependencies=[require(CONFIG_MANAGE)],
-    responses={400: {"model": ErrorBody}},
+    responses={400: {"model": ErrorBody}, **_KEYED},
     summary="Write a form's definition",
 )
 def put_form(
@@ -576,7 +604,12 @@ def put_form(
     return F.save_form(runtime, document, name=name).to_json()
 
 
-@router.delete("/v1/forms/{name}", dependencies=[require(CONFIG_MANAGE)], responses=_NOT_FOUND, summary="Remove a form")
+@router.delete(
+    "/v1/forms/{name}",
+    dependencies=[require(CONFIG_MANAGE)],
+    responses={**_NOT_FOUND, **_KEYED},
+    summary="Remove a form",
+)
 def delete_form(runtime: RuntimeDep, name: Annotated[str, PathParam(pattern=NAME)]) -> dict[str, Any]:
     """Remove the form's file (its sign-ups and their evidence stay)."""
     if not F.delete_form(runtime.settings, name):
@@ -588,7 +621,7 @@ def delete_form(runtime: RuntimeDep, name: Annotated[str, PathParam(pattern=NAME
     "/v1/forms/{name}/qr",
     dependencies=[require(PROFILES_READ)],
     response_class=Response,
-    responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}, **_NOT_FOUND},
+    responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}, **_NOT_FOUND, **_KEYED},
     summary="A form's QR code for a placement",
 )
 def form_qr(
