@@ -5,7 +5,8 @@
 
 Both take Twilio's form body and its `X-Twilio-Signature`, checked against the URL under
 `[channels] public_url` (and the URL as received); a bad or missing signature gets 403 and changes
-nothing. No secret key: the provider signs instead. Handlers call channels/sms/service.py only.
+nothing. No secret key: the provider signs instead. Handlers call channels/sms/service.py only (and an
+inbound SMS also goes to forms/service.py, whose keyword confirms a sign-up).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from omniweave.channels.sms.service import SignatureRefused, receive_inbound, record_status
+from omniweave.forms.service import confirm_by_keyword
 from omniweave.shells.api.deps import RuntimeDep
 from omniweave.shells.api.errors import ApiError
 from omniweave.shells.api.schemas import ErrorBody
@@ -132,4 +134,7 @@ async def inbound_message(
         result = await run_in_threadpool(receive_inbound, runtime, channel, urls, params, signature)
     except SignatureRefused as exc:
         raise ApiError(403, "X-Twilio-Signature", str(exc)) from exc
+    if channel == "sms":  # YES (JA, …) confirms a sign-up form's SMS double opt-in (forms/service.py)
+        said = dict(params)
+        await run_in_threadpool(confirm_by_keyword, runtime, said.get("From", ""), said.get("Body", ""))
     return Response(result.twiml(), media_type="application/xml")
