@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -142,12 +143,19 @@ def sends_per_second(rt: Runtime, persons: int, sink: Path) -> None:
         steps(s=Send("cart_reminder", "email", "x", message_class="transactional"), x=Exit()),
     )
     publish(rt, j)
+    publish(rt, replace(j, name="bench_send_warm"))  # imports and channels opened before the clock starts
+    JourneyEngine(rt).enter_many("bench_send_warm", [f"P{i}" for i in range(1, 21)], "b")
+    work(rt, until_idle=True, sink=str(sink), idle_sleep=0.01)
     JourneyEngine(rt).enter_many("bench_send", [f"P{i}" for i in range(1, persons + 1)], "b")
+    before = len(sink_keys(sink))
     started = time.perf_counter()
     work(rt, until_idle=True, sink=str(sink), idle_sleep=0.01)
     seconds = time.perf_counter() - started
-    sent = len(sink_keys(sink))
-    print(f"sends/s end to end ({sent:,} to the sink)  {sent / seconds:>10,.0f}   target >= 1,000")
+    sent = len(sink_keys(sink)) - before
+    print(
+        f"sends/s end to end ({sent:,} to the sink)  {sent / seconds:>10,.0f}   target >= 1,000"
+        f"   (one worker, {rt.store.dialect}, sender thread)"
+    )
 
 
 class Workers:
