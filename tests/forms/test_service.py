@@ -183,3 +183,29 @@ def test_the_limiter_refuses_a_flood_from_one_ip_and_on_one_form() -> None:
     assert others[:3] == [0, 0, 0] and others[3] > 0  # the form's burst of 8 is spent
     clock[0] += 60
     assert limiter.check("10.0.0.1", "f") == 0
+
+
+def test_sign_up_without_a_browser_for_the_demo(forms_runtime: Runtime) -> None:
+    runtime = forms_runtime
+    past = time.time() - 30 * 86400
+    answers = {"email": "gil@example.com", "first_name": "Gil", "consent": ["email"]}
+    result, confirmed = F.sign_up(
+        runtime, "newsletter", answers, placement="receipt", channels=F.fake_channels(runtime), now=past
+    )
+    assert result.status == "accepted" and [c.status for c in confirmed] == ["confirmed"]
+    [row] = _consents(runtime)
+    assert (row.purpose, row.stated_at) == ("email", past)
+    stamps = {e["event"] if e["type"] == "track" else "identify": e["timestamp"] for e in _events(runtime)}
+    expected = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(past))
+    assert {k: v[:19] for k, v in stamps.items()} == {
+        "identify": expected,
+        "Form Submitted": expected,
+        "Sign-up Confirmed": expected,
+    }
+
+
+def test_the_shipped_newsletter_form_serves_a_project_without_forms(runtime: Runtime) -> None:
+    form = F.load_form(runtime.settings, "newsletter")
+    assert form.source.startswith("omniweave (library)") and [p.name for p in form.purposes] == ["email"]
+    assert [f.name for f in F.list_forms(runtime)] == ["newsletter"]
+    assert F.check_files(runtime) == []  # nothing of the project's to check

@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -93,24 +94,43 @@ def _files(settings: Settings) -> list[Path]:
     return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) if folder.is_dir() else []
 
 
+def library_forms() -> dict[str, str]:
+    """The shipped example forms (forms/library/*.yaml) by name: their YAML text."""
+    folder = resources.files("omniweave.forms") / "library"
+    return {
+        entry.name.rsplit(".", 1)[0]: entry.read_text(encoding="utf-8")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".yaml")
+    }
+
+
 def load_form(settings: Settings, name: str) -> FormDef:
-    """The form `name` of the project; InputError when there is none, FormInvalid when it has problems."""
+    """The form `name` of the project, else of the shipped library; InputError when there is none,
+    FormInvalid when it has problems."""
     for path in _files(settings):
         if path.stem == name:
             form = parse_form(_read(path), str(path), purposes=settings.privacy.purposes)
             if form.name != name:
                 raise FormInvalid(str(path), [("name", f"the file is {path.name} but the form is named {form.name!r}")])
             return form
-    known = ", ".join(p.stem for p in _files(settings)) or "none yet"
-    raise InputError(f"no form named {name!r} in {forms_folder(settings)} (forms: {known})", field="form")
+    shipped = library_forms()
+    if name in shipped:
+        return parse_form(
+            yaml.safe_load(shipped[name]), f"omniweave (library) {name}", purposes=settings.privacy.purposes
+        )
+    known = ", ".join(sorted({p.stem for p in _files(settings)} | set(shipped)))
+    raise InputError(
+        f"no form named {name!r} in {forms_folder(settings)} or the library (forms: {known})", field="form"
+    )
 
 
 def load_forms(settings: Settings) -> dict[str, FormDef]:
-    """Every valid form of the project by name (files with problems are left out: see `check_files`)."""
+    """Every valid form by name: the library's and the project's (the project wins on the same name; files
+    with problems are left out: see `check_files`)."""
     out = {}
-    for path in _files(settings):
+    for name in sorted({*library_forms(), *(p.stem for p in _files(settings))}):
         try:
-            out[path.stem] = load_form(settings, path.stem)
+            out[name] = load_form(settings, name)
         except FormInvalid:
             continue
     return out
@@ -827,6 +847,13 @@ def list_forms(runtime: Runtime) -> list[FormSummary]:
 
 
 # --- without a browser -------------------------------------------------------------------------------
+
+
+def fake_channels(runtime: Runtime) -> dict[str, Channel]:
+    """The shipped fake e-mail and SMS channels (nothing leaves the machine): for `sign_up` in a demo."""
+    channel = email_channel(runtime, fake=True)
+    channel.track = False
+    return {"email": channel, "sms": messaging_channel(runtime, "sms", fake=True)}
 
 
 def sign_up(
