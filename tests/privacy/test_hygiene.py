@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -165,3 +166,76 @@ def test_log_lines_of_any_stage_are_masked(caplog: pytest.LogCaptureFixture) -> 
     text = caplog.text
     assert "Ann@Example.com" not in text and "900123" not in text and "bob@example.org" not in text
     assert "A***@E***.com" in text and "at 2026-03-01 10:00:00" in text and "ValueError" in text
+
+
+def test_errors_of_the_lower_stages_name_identifiers_masked_with_a_reference() -> None:
+    """identity (normalising, parsing, explaining, splitting) and the e-mail and SMS channels refuse with an
+    error that names the identifier masked, with a `ref` (the first 8 hex of its SHA-256, lower-cased) that
+    support can match — never the plain e-mail address or phone number (events/masking.py)."""
+
+    from omniweave.channels.email.message import render_email
+    from omniweave.channels.port import Message
+    from omniweave.channels.sms.adapter import MessagingChannel
+    from omniweave.errors import InputError
+    from omniweave.identity.graph import Observation, Stitcher, normalize
+    from omniweave.identity.service.operations import parse_identifier
+    from omniweave.settings import EmailChannelSettings, MessagingChannelSettings
+
+    email, phone = "Ann.Private@example.org", "+44 7700 900 123 45 67 89"
+    bad_email = "ann.private@@example"
+
+    def ref(value: str) -> str:
+        return hashlib.sha256(value.strip().lower().encode()).hexdigest()[:8]
+
+    def refusal(call: Callable[[], object]) -> str:
+        with pytest.raises(InputError) as err:
+            call()
+        return str(err.value)
+
+    graph = Stitcher()
+    graph.add([Observation("m1", "2024-01-01T00:00:00Z", (("email", "ann.private@example.org"),))])
+    graph.add([Observation("m2", "2024-01-02T00:00:00Z", (("phone", "+447700900123"),))])
+    [ann] = [p for p, ids in graph.persons().items() if "ann.private@example.org" in ids.get("email", [])]
+    messaging = MessagingChannelSettings(enabled=True, account_sid="AC1", from_number="+447700900000")
+    sms = MessagingChannel("sms", messaging, public_url="https://shop.example", auth_token="t")
+    found = {
+        "normalize e-mail": (refusal(lambda: normalize("email", bad_email)), bad_email),
+        "normalize phone": (refusal(lambda: normalize("phone", phone)), phone),
+        "parse": (refusal(lambda: parse_identifier(f"email:{bad_email}", graph)), bad_email),
+        "explain": (
+            refusal(lambda: graph.explain(("email", "ann.private@example.org"), ("phone", "+447700900123"))),
+            "ann.private@example.org",
+        ),
+        "split": (refusal(lambda: graph.split(ann, ("phone", "+447700900123"))), "+447700900123"),
+        "e-mail recipient": (
+            refusal(
+                lambda: render_email(
+                    Message("email", bad_email, {"subject": "Hi", "text": "Hello"}),
+                    "k1",
+                    settings=EmailChannelSettings(from_address="shop@shop.example"),
+                    public_url="https://shop.example",
+                    sign=lambda text, data: "sig",
+                )
+            ),
+            bad_email,
+        ),
+        "e-mail content": (
+            refusal(
+                lambda: render_email(
+                    Message("email", email, {"subject": "", "text": "Hello"}),
+                    "k2",
+                    settings=EmailChannelSettings(from_address="shop@shop.example"),
+                    public_url="https://shop.example",
+                    sign=lambda text, data: "sig",
+                )
+            ),
+            email,
+        ),
+        "sms": (refusal(lambda: sms.form(Message("sms", "07700 900123x", {"body": "Hi"}))), "07700 900123x"),
+    }
+    for where, (message, plain) in found.items():
+        assert plain.lower() not in message.lower() and "7700900123" not in message.replace(" ", ""), where
+        if where not in ("explain", "split"):
+            assert f"(ref {ref(plain)})" in message, (where, message)
+        else:
+            assert "(ref " in message and "***" in message, (where, message)

@@ -36,6 +36,7 @@ import numpy as np
 import phonenumbers
 
 from omniweave.errors import InputError
+from omniweave.events.masking import masked, masked_identifier
 from omniweave.events.spec import IDENTIFIER_KINDS
 from omniweave.identity.components import NEVER, stitch_links
 
@@ -123,17 +124,17 @@ def normalize(kind: str, raw: object, default_region: str = "GB", customer_numbe
         value = text.lower()
         if not _EMAIL.match(value):
             raise IdentifierError(
-                f"{text!r} is not an e-mail address (expected one @ and a dot in the domain)", field=kind
+                f"{masked(text)} is not an e-mail address (expected one @ and a dot in the domain)", field=kind
             )
         return value
     if kind == "phone":
         try:
             number = phonenumbers.parse(text, default_region)
         except phonenumbers.NumberParseException as exc:
-            raise IdentifierError(f"{text!r} is not a phone number ({exc})", field=kind) from exc
+            raise IdentifierError(f"{masked(text)} is not a phone number ({exc})", field=kind) from exc
         if not phonenumbers.is_possible_number(number):
             raise IdentifierError(
-                f"{text!r} is not a possible phone number (default region {default_region})", field=kind
+                f"{masked(text)} is not a possible phone number (default region {default_region})", field=kind
             )
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     if kind in ("loyalty_card", "customer_number", "coupon_code"):  # a code as typed at a till: any case, spaces
@@ -317,7 +318,7 @@ class Stitcher:
         root = self._root_of_person(pid)
         if root is None or identifier not in self.parent or self.find(identifier) != root:
             raise InputError(
-                f"{identifier[0]}:{identifier[1]} is not an identifier of person {person_id}", field="identifier"
+                f"{masked_identifier(*identifier)} is not an identifier of person {person_id}", field="identifier"
             )
         others = sorted(
             ((k, v) for k, vs in self.members[root].items() for v in vs if (k, v) != identifier),
@@ -325,7 +326,7 @@ class Stitcher:
         )
         if not others:
             raise InputError(
-                f"person {person_id} has no other identifier than {identifier[0]}:{identifier[1]}", field="identifier"
+                f"person {person_id} has no other identifier than {masked_identifier(*identifier)}", field="identifier"
             )
         split = Split(pid, identifier, others[0])
         self.splits.append(split)
@@ -634,9 +635,11 @@ class Stitcher:
         """
         for ident in (a, b):
             if ident not in self.parent:
-                raise InputError(f"{ident[0]}:{ident[1]} is not in the identity graph", field="identifier")
+                raise InputError(f"{masked_identifier(*ident)} is not in the identity graph", field="identifier")
         if self.find(a) != self.find(b):
-            raise InputError(f"{a[0]}:{a[1]} and {b[0]}:{b[1]} are different persons", field="identifier")
+            raise InputError(
+                f"{masked_identifier(*a)} and {masked_identifier(*b)} are different persons", field="identifier"
+            )
         adjacency: dict[Identifier, list[Link]] = {}
         root = self.find(a)
         for link in self.links:

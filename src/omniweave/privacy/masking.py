@@ -12,47 +12,17 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from omniweave.events.masking import PHONE, digit_count, mask, mask_email, mask_phone
+
+__all__ = ["install_log_masking", "mask", "mask_email", "mask_name", "mask_phone", "mask_text"]
+
 _EMAIL = re.compile(r"[^@\s'\"<>(),;:]+@[^@\s'\"<>(),;:]+\.[A-Za-z]{2,}")
-_PHONE = re.compile(r"(?<![\w.:/-])(?:\+\d|0\d)[\d \-().]{6,}\d(?![\w:])")
-"""A phone number as people write one: `+` and the country code, or a national 0, then 8 or more digits
-(dates and times, which start otherwise or hold a colon, are left alone)."""
-
-
-def mask_email(value: str) -> str:
-    """`ann@example.com` → `a***@e***.com` (first letters and the top-level domain kept)."""
-    local, _, domain = value.partition("@")
-    host, dot, top = domain.rpartition(".")
-    if not dot:
-        host, top = domain, ""
-    return f"{local[:1]}***@{host[:1]}***{dot}{top}"
-
-
-def mask_phone(value: str) -> str:
-    """`+447700900123` → `+44********23` (the country code and the last two digits kept)."""
-    digits = [ch for ch in value if ch.isdigit()]
-    if len(digits) < 5:
-        return "*" * len(digits)
-    head = "+" + "".join(digits[:2]) if value.strip().startswith("+") else "".join(digits[:1])
-    hidden = len(digits) - len(head.lstrip("+")) - 2
-    return head + "*" * hidden + "".join(digits[-2:])
+_PHONE = PHONE
 
 
 def mask_name(value: str) -> str:
     """`Ann Smith` → `A** S****`: each word's first letter kept."""
     return " ".join(word[:1] + "*" * (len(word) - 1) for word in value.split())
-
-
-def mask(value: object) -> str:
-    """An identifier masked by its look: an e-mail, a phone number, else all but its first and last two
-    characters hidden (user ids, card numbers)."""
-    text = str(value)
-    if "@" in text:
-        return mask_email(text.strip())
-    if _PHONE.fullmatch(text.strip()) and _digits(text) >= 9:
-        return mask_phone(text)
-    if len(text) <= 4:
-        return "*" * len(text)
-    return text[:1] + "*" * (len(text) - 3) + text[-2:]
 
 
 def mask_text(text: str) -> str:
@@ -61,8 +31,7 @@ def mask_text(text: str) -> str:
     return _PHONE.sub(lambda m: mask_phone(m.group(0)) if _digits(m.group(0)) >= 9 else m.group(0), text)
 
 
-def _digits(text: str) -> int:
-    return sum(ch.isdigit() for ch in text)
+_digits = digit_count
 
 
 def _masked_record_factory(make: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:

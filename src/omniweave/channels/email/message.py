@@ -37,6 +37,7 @@ from email.utils import formataddr, formatdate
 
 from omniweave.channels.port import Message, address_key
 from omniweave.errors import InputError
+from omniweave.events.masking import masked
 from omniweave.settings import EmailChannelSettings
 
 CRLF = "\r\n"
@@ -115,7 +116,7 @@ def _content(message: Message) -> tuple[str, str, str]:
     if not html.strip() and not text.strip():
         problems.append("content needs html or text (or both)")
     if problems:
-        raise InputError(f"e-mail to {message.to!r}: " + "; ".join(problems), field="content")
+        raise InputError(f"e-mail to {masked(message.to)}: " + "; ".join(problems), field="content")
     return subject, html, text
 
 
@@ -125,10 +126,10 @@ _ADDRESS = re.compile(r"""^[^\s@<>,;:"()\[\]\\]+@[^\s@<>,;:"()\[\]\\]+$""")
 def _check_address(to: str) -> str:
     address = to.strip()
     if not _ADDRESS.match(address):
-        raise InputError(f"e-mail recipient {to!r} is not an address like name@example.com", field="to")
+        raise InputError(f"e-mail recipient {masked(to)} is not an address like name@example.com", field="to")
     if not address.isascii():
         raise InputError(
-            f"e-mail recipient {to!r} is not ASCII (internationalised addresses are not supported)", field="to"
+            f"e-mail recipient {masked(to)} is not ASCII (internationalised addresses are not supported)", field="to"
         )
     return address
 

@@ -32,6 +32,7 @@ import httpx
 from omniweave.channels.http import Answer, PooledClient
 from omniweave.channels.port import Delivered, Message, Outcome, Terminal, Transient, address_key, http_outcome
 from omniweave.errors import ConfigError, InputError
+from omniweave.events.masking import masked
 from omniweave.settings import MessagingChannelSettings
 
 WINDOW_SECONDS = 24 * 3600.0
@@ -152,7 +153,7 @@ class MessagingChannel:
         """The form body of the Messages API call for `message` (InputError when it cannot be sent)."""
         number = address_key(self.name, message.to)
         if not E164.match(number):
-            raise InputError(f"{message.to!r} is not an E.164 phone number (+ and 7 to 15 digits)", field="to")
+            raise InputError(f"{masked(message.to)} is not an E.164 phone number (+ and 7 to 15 digits)", field="to")
         form = {"To": self._address(number), "StatusCallback": self.status_callback}
         if self.settings.messaging_service_sid:
             form["MessagingServiceSid"] = self.settings.messaging_service_sid

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from omniweave.errors import InputError
+from omniweave.events.masking import masked, masked_identifier
 from omniweave.identity.graph import Identifier, IdentifierError, Link, Split, Stitcher, normalize
 from omniweave.identity.service.resolve import load_stitcher, resolve, save_stitcher
 from omniweave.runtime import Runtime
@@ -40,15 +41,15 @@ def parse_identifier(text: str, stitcher: Stitcher) -> Identifier:
     kinds = ", ".join(stitcher.rules.priorities)
     if not sep or not kind or not value.strip():
         raise InputError(
-            f"{text!r} is not an identifier: expected kind:value (e.g. email:ann@example.com) with kind one of {kinds}",
+            f"{masked(text)} is not an identifier: expected kind:value (e.g. email:ann@example.com) with kind one of {kinds}",
             field="identifier",
         )
     if kind not in stitcher.rules.priorities:
-        raise InputError(f"{text!r} has an unknown kind {kind!r}: expected one of {kinds}", field="identifier")
+        raise InputError(f"{masked(text)} has an unknown kind {kind!r}: expected one of {kinds}", field="identifier")
     try:
         normal = normalize(kind, value, stitcher.rules.default_region, stitcher.rules.customer_number_prefix)
     except IdentifierError as exc:
-        raise InputError(f"{text!r}: {exc.reason}", field="identifier") from None
+        raise InputError(f"{masked_identifier(kind, value)}: {exc.reason}", field="identifier") from None
     return (kind, normal)
 
 
@@ -56,7 +57,7 @@ def _known(stitcher: Stitcher, text: str) -> Identifier:
     ident = parse_identifier(text, stitcher)
     if ident not in stitcher.parent:
         raise InputError(
-            f"{ident[0]}:{ident[1]} is not in the identity graph (expected an identifier seen in "
+            f"{masked_identifier(*ident)} is not in the identity graph (expected an identifier seen in "
             "the events; run `omniweave resolve` after new events arrive)",
             field="identifier",
         )
