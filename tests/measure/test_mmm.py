@@ -181,3 +181,49 @@ def test_bad_input_names_the_channel_and_field() -> None:
         fit_mmm(data, lift_tests=[LiftTest("email", 0, 10, 100.0, 10.0)])
     with pytest.raises(InputError, match="periods.*at least 28"):
         fit_mmm(MediaData(data.periods[:20], data.units, data.revenue[:, :20], {"tv": data.spend["tv"][:, :20]}))
+
+
+def test_the_baseline_drifts_only_when_the_data_drift() -> None:
+    """GCV lets the level drift more freely (a smaller ridge on the knots) when it steps up and back down than
+    on a business with a straight trend, and the media's contributions are better for it."""
+    data, effect = simulate(730, 9)
+    flat = fit_mmm(data, bootstrap=0, holdout=0.0)
+    step = np.zeros(730)
+    step[250:480] = 6000.0  # a new competitor leaves for a while: the level moves, no medium did it
+    moved = MediaData(data.periods, data.units, data.revenue + step, data.spend)
+    drifting = fit_mmm(moved, bootstrap=0, holdout=0.0)
+    assert drifting.knot_ridge is not None
+    assert flat.knot_ridge is None or flat.knot_ridge > drifting.knot_ridge
+    without = fit_mmm(moved, bootstrap=0, holdout=0.0, knot_days=None)
+    error = {
+        name: np.mean([abs(f.channels[c].contribution - effect[c].sum()) / effect[c].sum() for c in TRUTH])
+        for name, f in (("drift", drifting), ("none", without))
+    }
+    assert error["drift"] < error["none"], error
+
+
+def test_the_roi_prior_is_pooled_from_the_channels_and_checked() -> None:
+    data, effect = simulate(365, 10)
+    pooled = fit_mmm(data, bootstrap=0, holdout=0.0)
+    unpenalised = fit_mmm(data, bootstrap=0, holdout=0.0, roi_scale=None, transform_priors=False)
+    # the scale is the half-normal's maximum-likelihood scale of the first, unpenalised fit's ROIs
+    # (that fit is `unpenalised`: the same data, baseline and grid, no priors)
+    rois = [r.roi for r in unpenalised.channels.values()]
+    assert pooled.roi_scale == pytest.approx(float(np.sqrt(np.mean(np.square(rois)))), rel=1e-9)
+    assert fit_mmm(data, bootstrap=0, holdout=0.0, roi_scale=1.5).roi_scale == 1.5
+    for bad in (0.0, -1.0, "wide"):
+        with pytest.raises(InputError, match="roi_scale"):
+            fit_mmm(data, bootstrap=0, roi_scale=bad)  # type: ignore[arg-type]
+
+
+def test_the_transform_priors_keep_shapes_concave_unless_the_data_insist() -> None:
+    """The truth's shapes are 1.0-1.5; without the priors the grid may take an S-shape (2.8) for noise."""
+    shapes_with, shapes_without = [], []
+    for seed in (11, 12):
+        data, _ = simulate(365, seed, noise=3000.0)
+        shapes_with += [r.params.shape for r in fit_mmm(data, bootstrap=0, holdout=0.0).channels.values()]
+        shapes_without += [
+            r.params.shape for r in fit_mmm(data, bootstrap=0, holdout=0.0, transform_priors=False).channels.values()
+        ]
+    assert np.mean(np.abs(np.log(shapes_with) - np.log(1.2))) <= np.mean(np.abs(np.log(shapes_without) - np.log(1.2)))
+    assert max(shapes_with) <= 2.0

@@ -392,6 +392,8 @@ class MmmFit:
     bootstrap: int
     confidence: float
     lift_tests: tuple[LiftTest, ...] = field(default_factory=tuple)
+    knot_ridge: float | None = None  # the baseline's drifting level: its ridge as chosen by GCV (None: no drift)
+    roi_scale: float | None = None  # the ROI prior's half-normal scale used (None: no ROI prior)
 
     def curves(self) -> dict[str, MediaCurve]:
         """The point-estimate response curves."""
@@ -721,4 +723,6 @@ def fit_mmm(
         bootstrap=bootstrap,
         confidence=confidence,
         lift_tests=tuple(lift_tests),
+        knot_ridge=knot_choice[1] if knot_choice[0] else None,
+        roi_scale=float(roi_scale) if roi_scale else None,
     )

@@ -101,6 +101,8 @@ class MmmReport:
             "mape_holdout": f.mape_holdout,
             "holdout_periods": f.holdout_periods,
             "sigma": f.sigma,
+            "knot_ridge": f.knot_ridge,
+            "roi_scale": f.roi_scale,
             "seed": f.seed,
             "bootstrap": f.bootstrap,
             "confidence": f.confidence,
