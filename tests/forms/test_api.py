@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +16,7 @@ from omniweave.privacy import roles
 from omniweave.privacy.service import access
 from omniweave.runtime import Runtime
 from omniweave.shells.api.app import create_app
-from omniweave.storage.ops.tables import consent_history, form_signups
+from omniweave.storage.ops.tables import audit_log, consent_history, form_signups
 from tests.forms.conftest import NEWSLETTER, Mailbox
 
 GOOD = {"email": "cy@example.com", "first_name": "Cy", "consent": "email"}
@@ -178,3 +179,13 @@ def test_v1_forms_crud_reports_every_problem(client: TestClient, forms_runtime: 
     assert refused.status_code == 403
     assert client.delete("/v1/forms/shop_signup", headers=admin).status_code == 200
     assert client.get("/f/shop_signup").status_code == 404
+    with forms_runtime.store.engine.connect() as conn:
+        logged = conn.execute(
+            sa.select(audit_log.c.action, audit_log.c.target, audit_log.c.detail).where(
+                audit_log.c.target == "form:shop_signup"
+            )
+        ).all()
+    assert [(a, t, json.loads(d)) for a, t, d in logged] == [
+        ("config.change", "form:shop_signup", {"op": "save"}),
+        ("config.change", "form:shop_signup", {"op": "delete"}),
+    ]

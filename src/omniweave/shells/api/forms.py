@@ -52,9 +52,10 @@ from omniweave.forms.abuse import FormLimiter, Limits
 from omniweave.forms.definition import PLACEMENTS, FormDef, FormInvalid, parse_form
 from omniweave.forms.submission import FieldError
 from omniweave.forms.wording import Wording, pick_locale, wording
-from omniweave.privacy.roles import CONFIG_MANAGE, PRIVACY_ADMIN, PROFILES_READ
+from omniweave.privacy.roles import CONFIG_MANAGE, PRIVACY_ADMIN, PROFILES_READ, Principal
+from omniweave.privacy.service.audit import record
 from omniweave.runtime import Runtime
-from omniweave.shells.api.deps import RuntimeDep, require
+from omniweave.shells.api.deps import RuntimeDep, client_origin, require
 from omniweave.shells.api.errors import ApiError
 from omniweave.shells.api.schemas import ErrorBody
 
@@ -593,27 +594,37 @@ def get_form(runtime: RuntimeDep, name: Annotated[str, PathParam(pattern=NAME)])
 
 @router.put(
     "/v1/forms/{name}",
-    dependencies=[require(CONFIG_MANAGE)],
     responses={400: {"model": ErrorBody}, **_KEYED},
     summary="Write a form's definition",
 )
 def put_form(
-    runtime: RuntimeDep, name: Annotated[str, PathParam(pattern=NAME)], document: dict[str, Any]
+    runtime: RuntimeDep,
+    request: Request,
+    name: Annotated[str, PathParam(pattern=NAME)],
+    document: dict[str, Any],
+    principal: Annotated[Principal, require(CONFIG_MANAGE)],
 ) -> dict[str, Any]:
-    """Check and write `forms/NAME.yaml`; 400 listing every problem, nothing written."""
-    return F.save_form(runtime, document, name=name).to_json()
+    """Check and write `forms/NAME.yaml`; 400 listing every problem, nothing written. Recorded in the audit log."""
+    saved = F.save_form(runtime, document, name=name).to_json()
+    record(runtime, principal.actor, "config.change", f"form:{name}", {"op": "save"}, client_origin(request))
+    return saved
 
 
 @router.delete(
     "/v1/forms/{name}",
-    dependencies=[require(CONFIG_MANAGE)],
     responses={**_NOT_FOUND, **_KEYED},
     summary="Remove a form",
 )
-def delete_form(runtime: RuntimeDep, name: Annotated[str, PathParam(pattern=NAME)]) -> dict[str, Any]:
-    """Remove the form's file (its sign-ups and their evidence stay)."""
+def delete_form(
+    runtime: RuntimeDep,
+    request: Request,
+    name: Annotated[str, PathParam(pattern=NAME)],
+    principal: Annotated[Principal, require(CONFIG_MANAGE)],
+) -> dict[str, Any]:
+    """Remove the form's file (its sign-ups and their evidence stay). Recorded in the audit log."""
     if not F.delete_form(runtime.settings, name):
-        raise ApiError(404, "form", f"no form named {name!r}")
+        raise ApiError(404, "form", f"no form named {name!r} in the project")
+    record(runtime, principal.actor, "config.change", f"form:{name}", {"op": "delete"}, client_origin(request))
     return {"deleted": name}
 
 
