@@ -15,7 +15,8 @@ from omniweave.events.normalize import infer_channel
 from omniweave.forms import service as F
 from omniweave.forms.abuse import FormLimiter, Limits
 from omniweave.runtime import Runtime
-from omniweave.storage.ops.tables import consent_history, form_signups
+from omniweave.storage.ops.tables import consent_history, form_signups, privacy_blocked
+from omniweave.storage.ops.tables.privacy import block_digest
 from tests.forms.conftest import NEWSLETTER, Mailbox
 
 ANSWERS = {"email": "Ann@Example.com", "first_name": "Ann", "consent": ["email", "personalisation"]}
@@ -209,3 +210,15 @@ def test_the_shipped_newsletter_form_serves_a_project_without_forms(runtime: Run
     assert form.source.startswith("omniweave (library)") and [p.name for p in form.purposes] == ["email"]
     assert [f.name for f in F.list_forms(runtime)] == ["newsletter"]
     assert F.check_files(runtime) == []  # nothing of the project's to check
+
+
+def test_a_person_who_asked_not_to_be_tracked_is_answered_like_anyone_and_nothing_is_kept(
+    forms_runtime: Runtime, mailbox: tuple[Mailbox, int]
+) -> None:
+    runtime, (box, _) = forms_runtime, mailbox
+    digest = block_digest("email", "ann@example.com")
+    with runtime.store.engine.begin() as conn:
+        conn.execute(sa.insert(privacy_blocked).values(digest=digest, request_id="r1", created_at=time.time()))
+    result = F.submit(runtime, _request(runtime, ANSWERS))
+    assert result.status == "ignored" and result.looks_accepted  # the page says thank you, as to anyone
+    assert _events(runtime) == [] and _signups(runtime) == [] and box.messages == []

@@ -60,7 +60,7 @@ from omniweave.privacy.consent import CHANNEL_PURPOSES, CHANNEL_TRAITS
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 from omniweave.storage.ops.tables.forms import form_signups
-from omniweave.storage.ops.tables.privacy import consent_history, identifier_digest
+from omniweave.storage.ops.tables.privacy import IngestGuard, consent_history, identifier_digest
 
 log = logging.getLogger("omniweave.forms")
 
@@ -285,7 +285,8 @@ class SubmitRequest:
 @dataclass(frozen=True)
 class SubmitResult:
     """What became of a submit: `accepted`, `ignored` (the honeypot: answered as accepted), `invalid`
-    (per-field errors), `too_fast` or `expired` (the render stamp). Only `accepted` stored anything."""
+    (per-field errors), `too_fast` or `expired` (the render stamp); `ignored` also for an identifier the
+    privacy blocklist refuses, as the collector does. Only `accepted` stored anything."""
 
     status: str
     form: str
@@ -394,6 +395,11 @@ def submit(
             "timestamp": _iso(now),
         },
     ]
+    guard = IngestGuard(runtime.store.engine, runtime.settings.privacy)  # what the collector asks of each event
+    refused = [r for r in (guard(e) for e in events) if r is not None]
+    if refused:  # a person who asked not to be tracked: answered like anyone (no enumeration), nothing kept
+        log.info("form %s: a submit refused by the privacy blocklist (%s)", form.name, refused[0][0])
+        return SubmitResult("ignored", form.name)
     emit(runtime.store, SOURCE, events)
     rows = []
     for mode in modes:
