@@ -11,8 +11,8 @@ journeys are published and the stretch is played day by day in ticks of `TICK` s
    every channel is the engine's durable `FileSink` (`<home>/demo/journey_sends.jsonl`);
 3. what the sink received is read back, and each message draws the customer's reaction from the world's
    known model (`EFFECTS`): with the journey's and channel's true probability the customer reaches the
-   journey's goal a little later (orders *that* cart, buys the product viewed, buys a home or electronics
-   item after the cross-sell), as a new event of the stream the trigger came from. Nobody reacts to a
+   journey's goal a little later (orders *that* cart, buys the product viewed, buys a home item after the
+   cross-sell), as a new event of the stream the trigger came from. Nobody reacts to a
    message they did not get, so the holdout (no messages) converts at the world's own rate.
 
 Before the stretch the `winback` and `birthday` coupon pools are created (`activate/service/coupons`), the
@@ -156,9 +156,11 @@ def stretch_start(end_date_iso: str, days: int) -> float:
     return end.timestamp() + 86400.0 - days * 86400.0
 
 
-def event_time(line: bytes) -> float:
-    """The epoch seconds of a JSON-lines event's `timestamp`."""
-    return _epoch(str(orjson.loads(line)["timestamp"]))
+def held(event: Mapping[str, Any], since: float, listened: frozenset[str]) -> bool:
+    """Whether an online event is held back for the stretch: a track event a journey listens to, at or after
+    `since`. Everything else (pages, screens, identifies, what no journey listens to) is history: loaded and
+    resolved before the journeys start, so the engine knows who the stretch's events are."""
+    return event.get("type") == "track" and event.get("event") in listened and _epoch(str(event["timestamp"])) >= since
 
 
 def _epoch(stamp: str) -> float:
@@ -169,8 +171,8 @@ def _iso(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def held_back(folder: Path, since: float) -> list[tuple[float, str, dict[str, Any]]]:
-    """The online events of the stretch (at or after `since`), oldest first: (time, stream, event)."""
+def held_back(folder: Path, since: float, listened: frozenset[str]) -> list[tuple[float, str, dict[str, Any]]]:
+    """The online events held back for the stretch (`held`), oldest first: (time, stream, event)."""
     out: list[tuple[float, str, dict[str, Any]]] = []
     for stream in STREAMS:
         with open(folder / "online" / f"{stream}.jsonl", "rb") as fh:
@@ -178,9 +180,8 @@ def held_back(folder: Path, since: float) -> list[tuple[float, str, dict[str, An
                 if not line.strip():
                     continue
                 event = orjson.loads(line)
-                at = _epoch(str(event["timestamp"]))
-                if at >= since:
-                    out.append((at, stream, event))
+                if held(event, since, listened):
+                    out.append((_epoch(str(event["timestamp"])), stream, event))
     out.sort(key=lambda r: (r[0], str(r[2].get("messageId"))))
     return out
 
@@ -200,11 +201,11 @@ def _message_id(*parts: str) -> str:
 
 
 class _Catalogue:
-    """The products a cross-sell sells (home and electronics), from the ground truth's catalogue."""
+    """The products a cross-sell sells (the bag, the stand: the home category), from the ground truth's catalogue."""
 
     def __init__(self, folder: Path):
         with open(folder / "ground_truth" / "products.csv", newline="", encoding="utf-8") as fh:
-            rows = [r for r in csv.DictReader(fh) if r["category"] in ("home", "electronics")]
+            rows = [r for r in csv.DictReader(fh) if r["category"] == "home"]
         self.rows = sorted(rows, key=lambda r: r["sku"])
 
     def pick(self, key: str) -> dict[str, Any]:
@@ -483,11 +484,18 @@ def activate(
     from omniweave.demo.runner import CONNECTIONS, _Collector
 
     started = time.perf_counter()
-    listened = listened_to(runtime)
-    quiet = [e for e in events if e[2].get("type") != "track" or e[2].get("event") not in listened]
-    events = [e for e in events if e[2].get("type") == "track" and e[2].get("event") in listened]
     clock = _Clock(since)
     engine = JourneyEngine(runtime, sink=str(folder / SINK_FILE), clock=clock)
+    directory = engine.directory
+    directory.refresh(force=True)
+
+    def known(event: Mapping[str, Any]) -> bool:
+        user, anon = event.get("userId"), event.get("anonymousId")
+        return bool((user and str(user) in directory.by_user) or (anon and str(anon) in directory.by_anon))
+
+    # the events of people nobody knows yet (a browser never tied to anyone) cannot start or wake a run
+    quiet = [e for e in events if not known(e[2])]
+    events = [e for e in events if known(e[2])]
 
     def user_of(person: str) -> str | None:
         profile = engine.directory.profile(person) or {}
@@ -506,7 +514,7 @@ def activate(
         httpx.Client(limits=httpx.Limits(max_connections=CONNECTIONS), timeout=120) as client,
     ):
         url = f"{collector.url}/v1/batch"
-        # what no journey listens to goes in at once, before the engine starts reading the inbox
+        # what no journey can act on goes in at once, before the engine starts reading the inbox
         for stream, n in _post_all(client, url, keys, quiet).items():
             posted[stream] = posted.get(stream, 0) + n
         _prepare(runtime, since)
@@ -585,24 +593,27 @@ def write_truth(folder: Path, activation: Activation) -> None:
 
 
 def describe(activation: Activation, console: Console) -> None:
-    """The per-journey table: entered, sent, holdout, measured lift with its interval, truth, coverage."""
-    from omniweave.shells.render import grid, print_grid
-
-    rows = activation.rows()
-    print_grid(
-        console,
-        grid(
-            list(rows[0]),
-            [["" if v is None else str(v) for v in r.values()] for r in rows],
-            title="journeys over the last days: holdout lift against the world's true effect",
-        ),
+    """Per journey: entered, sent, holdout; the measured lift with its interval, the truth, and whether it is inside
+    (two lines a journey, so that it fits 80 columns)."""
+    days = (activation.until - activation.since) / 86400.0
+    lines = [f"journeys over the world's last {days:g} days: the holdout's lift against the world's true effect"]
+    for t in activation.journeys:
+        lines.append(f"  {t.journey:<25} {t.entered:>6,} entered {t.sent:>6,} sent {t.held_out:>5,} held out")
+        if t.measured is None:
+            lines.append(f"      no lift: {'no runs' if not t.entered else 'no holdout or no treated runs'}")
+            continue
+        low, high = t.interval or (0.0, 0.0)
+        truth = "unknown" if t.true_uplift is None else f"{t.true_uplift:+.3f}"
+        verdict = "" if t.covered is None else (": inside" if t.covered else ": OUTSIDE")
+        lines.append(
+            f"      lift {float(t.measured['difference']):+.3f} (95% {low:+.3f} .. {high:+.3f}), true {truth}{verdict}"
+        )
+    lines.append(
+        f"  {activation.reaction_orders:,} orders (GBP {activation.reaction_revenue:,.2f}) and "
+        f"{sum(activation.reactions.values()) - activation.reaction_orders:,} RSVPs and visits were caused by "
+        f"messages (ground_truth/{TRUTH_FILE})"
     )
-    console.print(
-        f"journeys: {sum(activation.posted.values()):,} events of the stretch posted, "
-        f"{activation.reaction_orders:,} orders (GBP {activation.reaction_revenue:,.2f}) caused by messages; "
-        f"{activation.seconds:.1f} s",
-        highlight=False,
-    )
+    console.print("\n".join(lines), highlight=False, markup=False)
 
 
 def load_activation(runtime: Runtime, folder: Path) -> Activation | None:

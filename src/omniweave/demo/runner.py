@@ -176,16 +176,20 @@ def run_demo(
 
                 result.imports.update(import_examples(runtime, folder))
                 steps.finish("examples")
-            if since is not None and not steps.has("journeys"):
-                _journeys(runtime, folder, result, console, since)
-                steps.finish("journeys")
-            steps.save(complete=True)
+            if since is None:
+                steps.save(complete=True)
         started = time.perf_counter()
         _resolve(runtime, folder, result, console)
         timings["resolve"] = time.perf_counter() - started
         started = time.perf_counter()
         _profiles(runtime, console)
         timings["profiles"] = time.perf_counter() - started
+        if since is not None and not result.skipped:  # the journeys over the held-back stretch, then again
+            _journeys(runtime, folder, result, console, since)
+            _Marker(folder, load_key, _read_json(folder / LOADED_MARKER)).save(complete=True)
+            started = time.perf_counter()
+            _profiles(runtime, console)
+            timings["profiles"] += time.perf_counter() - started
         started = time.perf_counter()
         result.summary = summarize(runtime)
         timings["summary"] = time.perf_counter() - started
@@ -340,12 +344,17 @@ def _send_online(
     runtime: Runtime, folder: Path, result: DemoResult, console: Console | None, before: float | None = None
 ) -> None:
     """POST the online events (those before `before` only, when given: the journeys' stretch is held back)."""
-    from omniweave.demo.journeys import event_time
+    from omniweave.demo.journeys import held, listened_to
 
     started = time.perf_counter()
     files = {stream: folder / "online" / f"{stream}.jsonl" for stream in ONLINE_SOURCES}
     total = sum(int(result.manifest["files"][f"online/{s}"]) for s in files)
-    keep = None if before is None else (lambda line: event_time(line) < before)
+    keep = None
+    if before is not None:
+        listened = listened_to(runtime)
+        keep = lambda line: not held(json.loads(line), before, listened)  # noqa: E731
+    if keep is not None:
+        total = sum(count for path in files.values() for _, count in batches(path, keep=keep))
     keys = {stream: write_key_for(runtime, source) for stream, source in ONLINE_SOURCES.items()}
     with (
         _Collector(runtime.settings) as collector,
@@ -450,16 +459,13 @@ def _import_reference(
 
 
 def _journeys(runtime: Runtime, folder: Path, result: DemoResult, console: Console | None, since: float) -> None:
-    """The journeys over the held-back stretch (demo/journeys.py): the history is resolved and profiled first
-    (the engine needs to know who is who), the stretch's events then go in tick by tick, and the inbox is
-    loaded into the log at the end."""
-    from omniweave.demo.journeys import activate, held_back
-    from omniweave.identity.service.resolve import resolve
+    """The journeys over the held-back stretch (demo/journeys.py), once the history is resolved and profiled (the
+    held-back events carry the identifiers of their sessions, which are history: nothing new to resolve); the
+    stretch's events go in tick by tick, and the inbox is loaded into the log at the end."""
+    from omniweave.demo.journeys import activate, held_back, listened_to
 
     started = time.perf_counter()
-    resolve(runtime, console=None)
-    _profiles(runtime, None)
-    events = held_back(folder, since)
+    events = held_back(folder, since, listened_to(runtime))
     until = stretch_start(str(result.manifest["end_date"]), 0)
     keys = {stream: write_key_for(runtime, source) for stream, source in ONLINE_SOURCES.items()}
     with _progress(console) as progress:
