@@ -225,15 +225,19 @@ def gather_many(
         (intent, profile, address_key(intent.channel, address) if address else "") for intent, profile, address in items
     ]
     suppressed: dict[tuple[str, str], str] = {}
-    pairs = sorted({(i.channel, k) for i, _, k in keyed if k})
-    for start in range(0, len(pairs), _CHUNK):
-        part = pairs[start : start + _CHUNK]
-        found = conn.execute(
-            sa.select(suppressions.c.channel, suppressions.c.address, suppressions.c.reason).where(
-                sa.tuple_(suppressions.c.channel, suppressions.c.address).in_(part)
+    by_channel: dict[str, set[str]] = {}
+    for i, _, k in keyed:
+        if k:
+            by_channel.setdefault(i.channel, set()).add(k)
+    for channel, wanted in sorted(by_channel.items()):  # channel = … AND address IN (…): an index range each
+        addresses = sorted(wanted)
+        for start in range(0, len(addresses), _CHUNK):
+            found = conn.execute(
+                sa.select(suppressions.c.channel, suppressions.c.address, suppressions.c.reason).where(
+                    suppressions.c.channel == channel, suppressions.c.address.in_(addresses[start : start + _CHUNK])
+                )
             )
-        )
-        suppressed.update({(str(c), str(a)): str(r) for c, a, r in found})
+            suppressed.update({(str(c), str(a)): str(r) for c, a, r in found})
     recent: dict[str, list[tuple[float, str]]] = {}
     if rules.caps:
         ignored = [name for name, rule in rules.classes if rule.capped == "ignore"]

@@ -187,19 +187,25 @@ def enter_many(
     for start in range(0, len(ids), _CHUNK):
         part = ids[start : start + _CHUNK]
         there.update(str(i) for (i,) in conn.execute(sa.select(journey_runs.c.id).where(journey_runs.c.id.in_(part))))
-    pairs = sorted({(str(run["journey"]), str(run["person_id"])) for run, _, _, _ in items})
+    by_journey: dict[str, set[str]] = {}
+    for run, _, _, _ in items:
+        by_journey.setdefault(str(run["journey"]), set()).add(str(run["person_id"]))
     seen: dict[tuple[str, str], tuple[int, float]] = {}
-    for start in range(0, len(pairs), _CHUNK):
-        chunk = pairs[start : start + _CHUNK]
-        rows = conn.execute(
-            sa.select(
-                journey_entries.c.journey,
-                journey_entries.c.person_id,
-                journey_entries.c.count,
-                journey_entries.c.last_entered_at,
-            ).where(sa.tuple_(journey_entries.c.journey, journey_entries.c.person_id).in_(chunk))
-        )
-        seen.update({(str(j), str(p)): (int(c), float(t)) for j, p, c, t in rows})
+    for name, people in sorted(by_journey.items()):  # journey = … AND person_id IN (…): the primary key's range
+        persons = sorted(people)
+        for start in range(0, len(persons), _CHUNK):
+            rows = conn.execute(
+                sa.select(
+                    journey_entries.c.journey,
+                    journey_entries.c.person_id,
+                    journey_entries.c.count,
+                    journey_entries.c.last_entered_at,
+                ).where(
+                    journey_entries.c.journey == name,
+                    journey_entries.c.person_id.in_(persons[start : start + _CHUNK]),
+                )
+            )
+            seen.update({(str(j), str(p)): (int(c), float(t)) for j, p, c, t in rows})
     known = set(seen)
     out: list[bool] = []
     runs: list[dict[str, Any]] = []
