@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import os
@@ -82,11 +83,14 @@ def forms_folder(settings: Settings) -> Path:
     return project_folder(settings) / "forms"
 
 
-def _read(path: Path) -> Any:
+@functools.lru_cache(maxsize=256)
+def _parsed(text: str, source: str, purposes: tuple[str, ...]) -> FormDef:
+    """A form from its YAML text, parsed once per text (a page view or a submit re-reads the file, cheaply)."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise FormInvalid(str(path), [("", f"cannot parse the YAML: {exc}")]) from None
+        raise FormInvalid(source, [("", f"cannot parse the YAML: {exc}")]) from None
+    return parse_form(document, source, purposes=purposes)
 
 
 def _files(settings: Settings) -> list[Path]:
@@ -109,15 +113,13 @@ def load_form(settings: Settings, name: str) -> FormDef:
     FormInvalid when it has problems."""
     for path in _files(settings):
         if path.stem == name:
-            form = parse_form(_read(path), str(path), purposes=settings.privacy.purposes)
+            form = _parsed(path.read_text(encoding="utf-8"), str(path), tuple(settings.privacy.purposes))
             if form.name != name:
                 raise FormInvalid(str(path), [("name", f"the file is {path.name} but the form is named {form.name!r}")])
             return form
     shipped = library_forms()
     if name in shipped:
-        return parse_form(
-            yaml.safe_load(shipped[name]), f"omniweave (library) {name}", purposes=settings.privacy.purposes
-        )
+        return _parsed(shipped[name], f"omniweave (library) {name}", tuple(settings.privacy.purposes))
     known = ", ".join(sorted({p.stem for p in _files(settings)} | set(shipped)))
     raise InputError(
         f"no form named {name!r} in {forms_folder(settings)} or the library (forms: {known})", field="form"
@@ -218,12 +220,22 @@ def delete_form(settings: Settings, name: str) -> bool:
 
 
 def brand_of(runtime: Runtime, form: FormDef) -> BrandKit:
-    """The form's brand kit: its `brand` file, else the project's (activate/service/messages.py)."""
-    if form.brand:
-        path = project_folder(runtime.settings) / form.brand
-        if path.is_file():
-            return parse_brand(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, source=str(path))
-    return load_brand(runtime.settings)
+    """The form's brand kit: its `brand` file, else the project's (activate/service/messages.py); read again
+    only when a brand file changed."""
+    folder = project_folder(runtime.settings)
+    names = (
+        (form.brand,) if form.brand and (folder / form.brand).is_file() else ("brand.yaml", "brand.yml", "brand.toml")
+    )
+    stamps = tuple((n, p.stat().st_mtime_ns, p.stat().st_size) for n in names if (p := folder / n).is_file())
+    return _brand(runtime.settings, str(folder), form.brand if form.brand in names else None, stamps)
+
+
+@functools.lru_cache(maxsize=64)
+def _brand(settings: Settings, folder: str, own: str | None, stamps: tuple[tuple[str, int, int], ...]) -> BrandKit:
+    if own is not None:
+        path = Path(folder) / own
+        return parse_brand(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, source=str(path))
+    return load_brand(settings)
 
 
 # --- links and codes ----------------------------------------------------------------------------------
