@@ -400,3 +400,48 @@ def test_a_read_only_warehouse_keeps_the_events_in_the_inbox_until_writable(tmp_
         if locked:
             _chattr("-i", warehouse)
         stop(process)
+
+
+def test_omniweave_load_into_a_read_only_warehouse_says_so_and_keeps_the_events(tmp_path: Path) -> None:
+    """Item 6 from the command line: `omniweave load` into an immutable warehouse exits 2 with an error that
+    says the log could not be written and the events stay in the inbox; they do (the loader's position has
+    not moved), and the next `omniweave load` once it is writable moves each of them once."""
+    home = tmp_path / "home"
+    settings = Settings(home=str(home))
+    runtime = Runtime(settings)
+    runtime.store.create_source("web")
+    run = uuid.uuid4().hex[:6]
+    from omniweave.collect.emit import emit
+    from omniweave.collect.status import inbox_progress
+
+    emit(runtime.store, "web", [{"type": "track", "userId": "u0", "event": "E", "messageId": f"{run}-first"}])
+    load_all(runtime.store, runtime.log)  # the warehouse exists, with one event
+    emit(
+        runtime.store,
+        "web",
+        [{"type": "track", "userId": f"u{i}", "event": "E", "messageId": f"{run}-{i}"} for i in range(25)],
+    )
+    warehouse = home / "warehouse"
+    env = {**os.environ, "OMNIWEAVE_HOME": str(home)}
+    if not _chattr("+i", warehouse):
+        pytest.skip("chattr +i is not permitted here (needs CAP_LINUX_IMMUTABLE); cannot make a read-only folder")
+    try:
+        refused = subprocess.run(omniweave_cmd("load"), env=env, capture_output=True, text=True, timeout=120)
+        print(f"omniweave load said: {refused.stderr.strip()}")
+        assert refused.returncode == 2, (refused.stdout, refused.stderr)
+        said = " ".join(refused.stderr.split())
+        assert "the event log could not be written" in said and "25 events stay in the inbox" in said, said
+        assert "Traceback" not in refused.stderr
+        assert inbox_progress(runtime).lag == 25
+    finally:
+        _chattr("-i", warehouse)
+    done = subprocess.run(omniweave_cmd("load"), env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "moved 25 events" in done.stdout, (done.stdout, done.stderr)
+    assert inbox_progress(runtime).lag == 0
+    rows = (
+        runtime.warehouse()
+        .sql(f"select message_id, count(*) as n from events where message_id like '{run}-%' group by 1")
+        .to_pylist()
+    )
+    runtime.close()
+    assert len(rows) == 26 and {row["n"] for row in rows} == {1}

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import orjson
 
+from omniweave.errors import TransientStoreError
 from omniweave.storage.compaction import batch_name
 from omniweave.storage.eventlog import EventLog, events_to_table
 from omniweave.storage.ops.store import OpStore
@@ -40,7 +41,13 @@ def load_once(store: OpStore, log: EventLog, batch_size: int = 50_000) -> int:
         events.append(event)
     table = events_to_table(events, source="")
     # named after the range: a redo rewrites the same file, a compaction merges it (storage/compaction.py)
-    log.append("events", table, batch_name=batch_name(state.position + 1, end))
+    try:
+        log.append("events", table, batch_name=batch_name(state.position + 1, end))
+    except OSError as exc:  # a full disk, a read-only or unmounted warehouse: the inbox keeps the events
+        raise TransientStoreError(
+            f"the event log could not be written ({type(exc).__name__}: {exc}); {len(rows)} events stay in the "
+            f"inbox ({state.position + 1}-{end}) and are loaded once it can be written again"
+        ) from exc
     store.commit_position(LOADER, end)
     return len(rows)
 
