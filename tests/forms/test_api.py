@@ -105,6 +105,7 @@ def test_a_flood_from_one_ip_gets_429_and_nothing_more_is_stored(client: TestCli
     answers = [_post(client, {**GOOD, "email": f"p{i}@example.com"}) for i in range(6)]
     assert [a.status_code for a in answers] == [303] * 5 + [429]
     assert int(answers[-1].headers["retry-after"]) >= 1
+    assert 'role="alert"' in answers[-1].text and "Too many sign-ups from here" in answers[-1].text
     assert _count(forms_runtime, form_signups) == 5
 
 

@@ -432,7 +432,21 @@ async def submit_form(
         headers = {"Retry-After": str(wait), **cors}
         if wants_json:
             return JSONResponse({"status": "rate_limited", "message": message}, status_code=429, headers=headers)
-        return HTMLResponse(f'<p role="alert">{message}</p>', status_code=429, headers=headers)
+        context = {
+            "form": found,
+            "words": words,
+            "locale": locale,
+            "kind": "rate_limited",
+            "title": found.text(found.title, locale),
+            "message": message,
+            "again_url": None if fragment else _action(found, placement, locale, kiosk),
+            "brand": F.brand_of(runtime, found),
+            "body": "forms/message.html",
+            "refresh_url": None,
+            "kiosk": kiosk,
+        }
+        page = _ENV.get_template("forms/message.html" if fragment else "forms/page.html").render(context)
+        return HTMLResponse(page, status_code=429, headers={**_page_headers(runtime, found), **headers})
     anonymous_id = "" if kiosk else str(answers.get("anonymous_id") or _anonymous_from(request, kiosk))
     submit = F.SubmitRequest(
         found.name,
