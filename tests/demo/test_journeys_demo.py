@@ -18,7 +18,7 @@ from tests.conftest import omniweave_cmd
 
 pytestmark = pytest.mark.slow
 
-WORLD = {"customers": 300, "days": 28, "seed": 7, "journey_days": 14}
+WORLD = {"customers": 1000, "days": 28, "seed": 7, "journey_days": 14}
 """The smallest world whose last 14 days give the cart journey a holdout big enough for a test."""
 
 

@@ -48,6 +48,8 @@ from omniweave.runtime import Runtime
 
 TICK = 3 * 3600.0
 """Seconds of world time per engine round (entries are stamped at the tick's end)."""
+DATE_HOUR = 12
+"""The UTC hour of the tick in which the date journeys (birthdays) are entered, once a day."""
 REACTION_MEAN = 3 * 3600.0
 REACTION_MAX = 12 * 3600.0
 """A reaction comes an exponential time (mean 3 h, at most 12 h) after the message: before the next reminder."""
@@ -410,9 +412,19 @@ def _post_all(
     return {s: len(v) for s, v in by_stream.items()}
 
 
-def _run_engine(engine: Any) -> None:
-    """Consume, enter, step and send until nothing is left at the clock's time (date entries once)."""
-    engine.date_entries()
+def _due(runtime: Runtime, at: float) -> bool:
+    """Whether a run is due at `at` (the engine's next wake time has come)."""
+    from omniweave.storage.ops import journeys as Q
+
+    with runtime.store.engine.connect() as conn:
+        wake = Q.next_wake(conn)
+    return wake is not None and wake <= at
+
+
+def _run_engine(engine: Any, dates: bool) -> None:
+    """Consume, enter, step and send until nothing is left at the clock's time (with `dates`, the date entries)."""
+    if dates:
+        engine.date_entries()
     for _ in range(1000):
         busy = 0
         while n := engine.consume(1000):
@@ -488,6 +500,8 @@ def activate(
     engine = JourneyEngine(runtime, sink=str(folder / SINK_FILE), clock=clock)
     directory = engine.directory
     directory.refresh(force=True)
+    # nothing resolves identities or builds profiles during the stretch: what was read stays true
+    directory.ttl = directory.forced_every = math.inf
 
     def known(event: Mapping[str, Any]) -> bool:
         user, anon = event.get("userId"), event.get("anonymousId")
@@ -527,10 +541,15 @@ def activate(
             batch.sort(key=lambda r: r[0])
             for stream, n in _post_all(client, url, keys, batch).items():
                 posted[stream] = posted.get(stream, 0) + n
+            work = bool(batch)
             clock.at = end
             if tick == int(86400 // TICK) and invitees:  # the invitations go out on the stretch's second day
                 engine.enter_many("store_event_invitation", invitees, key="demo-store-event")
-            _run_engine(engine)
+                work = True
+            # birthdays are due from 09:00 local: once a day at noon UTC covers the world's European zones
+            dates = datetime.fromtimestamp(end, UTC).hour == DATE_HOUR
+            if work or dates or _due(runtime, end):  # a quiet night with nothing due costs nothing
+                _run_engine(engine, dates)
             sends, offset = _read_sink(folder / SINK_FILE, offset)
             world.react(sends, end)
             if progress:
