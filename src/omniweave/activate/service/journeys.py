@@ -1105,6 +1105,14 @@ class JourneyEngine:
             self._sender = _Sender(self)
             self._sender.start()
 
+    def reconcile_soon(self) -> None:
+        """`reconcile`, in the sender thread between two of its batches when there is one (so a row it has
+        claimed and is sending is never taken for a dead worker's), else now."""
+        if self._sender is not None:
+            self._sender.reconcile = True
+        else:
+            self.reconcile()
+
     def stop_sending(self) -> None:
         """Send what was handed over, then stop the sender thread (its error, if it had one, is raised)."""
         sender, self._sender = self._sender, None
@@ -1147,6 +1155,7 @@ class _Sender(threading.Thread):
         self.ready = threading.Condition()
         self.keys: list[str] = []
         self.stopping = False
+        self.reconcile = False
         self.error: BaseException | None = None
 
     def hand(self, keys: Sequence[str]) -> None:
@@ -1174,6 +1183,9 @@ class _Sender(threading.Thread):
                 keys, self.keys = self.keys, []
                 stopping = self.stopping
             try:
+                if self.reconcile:
+                    self.reconcile = False
+                    self.engine.reconcile()
                 due = not keys or time.monotonic() >= due_at
                 self.engine._send_now(keys, due=due)
                 if due:
@@ -1393,7 +1405,7 @@ def work(
             stepped = engine.step(batch)
             sent = engine.dispatch()
             if time.monotonic() - reconciled > lease:
-                engine.reconcile()
+                engine.reconcile_soon()
                 reconciled = time.monotonic()
             if not (read or stepped or sent):
                 if until_idle:
