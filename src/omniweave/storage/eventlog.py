@@ -3,7 +3,8 @@
 Layout: `<warehouse>/events/date=YYYY-MM-DD/<batch-name>.parquet` and
 `<warehouse>/spend/date=YYYY-MM-DD/<batch-name>.parquet`. Files are written under a temporary
 name and renamed, and a batch name is deterministic for the same input, so writing the same
-batch twice (a crash and a retry) leaves one copy, never two.
+batch twice (a crash and a retry) leaves one copy, never two. The loader's many small files of a day
+are merged by storage/compaction.py; `EventLog.files` leaves out the files a merge superseded.
 """
 
 from __future__ import annotations
