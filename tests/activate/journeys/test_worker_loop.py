@@ -98,3 +98,22 @@ def test_work_with_a_sender_thread_sends_each_trigger_once(tmp_path: Path) -> No
         assert Ledger(runtime.store.engine).counts() == {"delivered": 3}
     finally:
         runtime.close()
+
+
+def test_a_bulk_entry_enters_everyone_once_and_refreshes_the_planners_statistics(world: Runtime) -> None:
+    publish(world, _one_send("bulk", Entry("api")))
+    engine = JourneyEngine(world)
+    persons = [f"X{i}" for i in range(1, 5001)]
+    assert engine.enter_many("bulk", persons, "k") == 5000
+    assert engine.enter_many("bulk", persons, "k") == 0  # the same call again enters nobody twice
+    with world.store.engine.connect() as conn:
+        runs = conn.execute(sa.text("SELECT count(DISTINCT person_id) FROM journey_runs WHERE journey = 'bulk'"))
+        assert runs.scalar_one() == 5000
+        if world.store.dialect == "postgresql":  # analysed by the entry, not left to autovacuum
+            analysed = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL"
+                    " AND relname IN ('journey_runs', 'journey_entries', 'journey_steps')"
+                )
+            )
+            assert analysed.scalar_one() == 3

@@ -479,13 +479,16 @@ class JourneyEngine:
         j = self.latest().get(journey)
         if j is None:
             raise InputError(f"no published journey {journey!r}", field="journey")
-        started = 0
+        started, analyze_at = 0, 5000
         for begin in range(0, len(person_ids), 1000):
             with self.runtime.store.engine.begin() as conn:
                 batch: list[tuple[Journey, str, str, Mapping[str, Any], int]] = [
                     (j, person, f"api:{key}", {}, 0) for person in person_ids[begin : begin + 1000]
                 ]
                 started += self._start_many(conn, batch, self.clock())
+                if begin + 1000 >= analyze_at:  # a bulk entry: the planner's statistics at 5k, 10k, 20k, … entered
+                    Q.refresh_statistics(conn)
+                    analyze_at *= 2
         return started
 
     def date_entries(self, now: float | None = None) -> int:
