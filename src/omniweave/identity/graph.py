@@ -20,7 +20,9 @@ and only components in which a limit could refuse a link are walked rule by rule
 (`identity.components.stitch_links`); the persons are the same, the link log records each pair's first
 event instead of the order persons met (merges are logged by the rule-by-rule walk only). Person ids are the hash of
 the identifier that founded the person; when two persons merge the earlier-founded id survives and
-the other is recorded as merged into it, so lookups by old ids keep working.
+the other is recorded as merged into it, so lookups by old ids keep working. A split leaves the id with
+the part that keeps the person's other identifiers, also when the split identifier had founded the
+person: the split-off part gets a new id (`Stitcher.assign_split_ids`).
 """
 
 from __future__ import annotations
@@ -171,6 +173,13 @@ def person_id_for(identifier: Identifier) -> str:
     return "P" + hashlib.sha256(f"{identifier[0]}:{identifier[1]}".encode()).hexdigest()[:15]
 
 
+def split_person_id(split: Split) -> str:
+    """The new id of the part a split takes off a person when that part would otherwise carry the
+    person's id (the identifier that founded the person left with it): stable, one per split."""
+    kind, value = split.identifier
+    return person_id_for(("split", f"{split.person_id}:{kind}:{value}"))
+
+
 @dataclass(frozen=True)
 class Observation:
     """The identifiers one event carries, with the event's id and time (ISO string or datetime)."""
@@ -271,6 +280,7 @@ class Stitcher:
         self.refusals: list[Refusal] = []
         self.last_key: tuple[str, str] | None = None
         self.demoted: frozenset[Identifier] = frozenset()
+        self._ids: dict[Identifier, str] = {}  # founder → person id, where a split moved an id (assign_split_ids)
         self._cannot: dict[Identifier, set[Identifier]] = {}
         for s in self.splits:
             self._cannot.setdefault(s.identifier, set()).add(s.anchor)
@@ -383,12 +393,51 @@ class Stitcher:
         else:
             for obs in ordered:
                 self._stitch(obs)
+        self.assign_split_ids()
         # ids given before that no longer lead anywhere point at the person holding their founder
         for pid, founder in before.items():
             if pid not in self.merged_into and self._root_of_person(pid) is None and founder in self.parent:
                 target = self.person_of(founder)
                 if target != pid:
                     self.merged_into[pid] = target
+
+    def assign_split_ids(self) -> None:
+        """After a derivation, give each split's person id to the part that holds the split's anchor (the
+        person's highest-priority other identifier): the identifier the user split off leaves the person,
+        the person keeps its id. Ids come from founders, so when the founder left with the split
+        identifier the id would have gone with it; that part gets `split_person_id` instead, and the kept
+        part carries the person's id and its founding time (so later merges pick the survivor as they
+        would have before the split). If the kept part has since joined an older person, that person's
+        id wins and the split one points at it."""
+        if not self.splits:
+            return
+        by_id = {self._pid(root): root for root in self.members}
+        for s in self.splits:
+            if s.anchor not in self.parent:
+                continue
+            keep = self.find(s.anchor)
+            holder = by_id.get(s.person_id)
+            if holder is None or holder == keep:
+                continue
+            since, off_founder = self.founder[holder]
+            new = split_person_id(s)
+            self._ids[off_founder] = new
+            self.history[new] = off_founder
+            del by_id[s.person_id]
+            by_id[new] = holder
+            key, founder = self.founder[keep]
+            if key < since:
+                self.merged_into[s.person_id] = self._pid(keep)
+                continue
+            natural = self._pid(keep)
+            self.founder[keep] = (since, founder)
+            self._ids[founder] = s.person_id
+            self.history[s.person_id] = founder
+            self.merged_into.pop(s.person_id, None)
+            if natural != s.person_id:
+                self.merged_into[natural] = s.person_id
+            by_id.pop(natural, None)
+            by_id[s.person_id] = keep
 
     def _rebuild(self, ordered: list[Observation]) -> None:
         """Stitch `ordered` (all observations, canonical order) into the empty graph, in bulk."""
@@ -588,7 +637,8 @@ class Stitcher:
     # --- output -------------------------------------------------------------------------------
 
     def _pid(self, root: Identifier) -> str:
-        return person_id_for(self.founder[root][1])
+        founder = self.founder[root][1]
+        return self._ids.get(founder) or person_id_for(founder)
 
     def _root_of_person(self, pid: str) -> Identifier | None:
         founder = self.history.get(pid)
@@ -689,7 +739,13 @@ class Stitcher:
             ],
             "nodes": [{**ident("", i), **ident("root_", self.find(i))} for i in list(self.parent)],
             "founders": [
-                {**ident("root_", r), "key_timestamp": k[0], "key_message_id": k[1], **ident("", f)}
+                {
+                    **ident("root_", r),
+                    "key_timestamp": k[0],
+                    "key_message_id": k[1],
+                    **ident("", f),
+                    "person_id": self._pid(r),
+                }
                 for r, (k, f) in self.founder.items()
             ],
             "links": [
@@ -751,10 +807,10 @@ class Stitcher:
             s.parent[i] = root
             s.members.setdefault(root, {}).setdefault(i[0], set()).add(i[1])
         for r in state.get("founders", []):
-            s.founder[(r["root_kind"], r["root_value"])] = (
-                (r["key_timestamp"], r["key_message_id"]),
-                (r["kind"], r["value"]),
-            )
+            founder = (r["kind"], r["value"])
+            s.founder[(r["root_kind"], r["root_value"])] = ((r["key_timestamp"], r["key_message_id"]), founder)
+            if r.get("person_id") and r["person_id"] != person_id_for(founder):  # moved by a split
+                s._ids[founder] = r["person_id"]
         s.links = [
             Link(
                 (r["a_kind"], r["a_value"]),

@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 from omniweave.errors import InputError
 from omniweave.identity.arrays import BLOCKED, INVALID, OK, _python_one, normalize_array
 from omniweave.identity.components import NEVER, stitch_links
-from omniweave.identity.graph import DEFAULT_BLOCKED, Identifier, Observation, Rules, Split, Stitcher
+from omniweave.identity.graph import DEFAULT_BLOCKED, Identifier, Observation, Rules, Split, Stitcher, person_id_for
 from omniweave.runtime import Runtime
 from omniweave.storage.engine import memory_guard
 
@@ -483,6 +483,7 @@ def _build(g: Graph, spill: Spill, summary: Any, console: Any, increment: list[O
     linked = g.duck.execute("SELECT DISTINCT rank FROM edges SEMI JOIN dirty_arrow ON a = code").fetchnumpy()["rank"]
     walk_ranks = np.union1d(np.unique(first[dirty_v & (first != NEVER)]), linked.astype(np.int64)).astype(np.int64)
     sub = _walk(g, rules, splits, walk_ranks)
+    sub.assign_split_ids()  # split components are walked: the kept part keeps the person id
     clean = ~dirty_v
     g.duck.register(
         "clean_arrow",
@@ -548,8 +549,10 @@ def _walk_increment(g: Graph, rules: Rules, splits: list[Split], increment: list
         sub.parent[(kind, value)] = root
         sub.members.setdefault(root, {}).setdefault(kind, set()).add(value)
     founders = g.duck.execute("SELECT * FROM founders SEMI JOIN touched_roots USING (root_kind, root_value)").fetchall()
-    for root_kind, root_value, key_ts, key_mid, kind, value in founders:
+    for root_kind, root_value, key_ts, key_mid, kind, value, person_id in founders:
         sub.founder[(root_kind, root_value)] = ((key_ts, key_mid), (kind, value))
+        if person_id != person_id_for((kind, value)):  # an id a split moved (Stitcher.assign_split_ids)
+            sub._ids[(kind, value)] = person_id
     demoted = g.duck.execute("SELECT kind, value FROM demoted SEMI JOIN touched USING (kind, value)").fetchall()
     sub.demoted = frozenset((k, v) for k, v in demoted)
     for obs in increment:
@@ -588,9 +591,13 @@ def _founders_table(sub: Stitcher) -> pa.Table:
             "key_message_id": [k[1] for _, k, _ in founders],
             "kind": [f[0] for _, _, f in founders],
             "value": [f[1] for _, _, f in founders],
+            "person_id": [sub._pid(r) for r, _, _ in founders],
         },
         schema=pa.schema(
-            [(c, pa.string()) for c in ("root_kind", "root_value", "key_timestamp", "key_message_id", "kind", "value")]
+            [
+                (c, pa.string())
+                for c in ("root_kind", "root_value", "key_timestamp", "key_message_id", "kind", "value", "person_id")
+            ]
         ),
     )
 
@@ -677,9 +684,9 @@ def _write_state(
     )
     g.duck.register("walked_founders", _founders_table(sub))
     g.execute(
-        """CREATE TEMP TABLE founders AS
+        f"""CREATE TEMP TABLE founders AS
         SELECT r.kind AS root_kind, r.value AS root_value, m.ts AS key_timestamp, m.message_id AS key_message_id,
-               r.kind, r.value
+               r.kind, r.value, {_PERSON_ID.format(k="r.kind", v="r.value")} AS person_id
         FROM clean c JOIN idents r ON r.code = c.code JOIN msgs m ON m.rank = c.first WHERE c.code = c.root
         UNION ALL SELECT f.* FROM walked_founders f SEMI JOIN dirty d ON d.kind = f.root_kind AND d.value = f.root_value"""
     )
@@ -690,10 +697,9 @@ def _write_state(
             """INSERT INTO msgs SELECT message_id, ts, (SELECT count(*) FROM msgs) + row_number() OVER (ORDER BY ts, message_id) - 1
             FROM (SELECT message_id, min(ts) AS ts FROM inc_ids GROUP BY message_id)"""
         )
-    pid = _PERSON_ID.format(k="f.kind", v="f.value")
     g.execute(
-        f"""CREATE TEMP TABLE node_person AS
-        SELECT n.kind, n.value, {pid} AS person_id
+        """CREATE TEMP TABLE node_person AS
+        SELECT n.kind, n.value, f.person_id
         FROM nodes n JOIN founders f ON f.root_kind = n.root_kind AND f.root_value = n.root_value"""
     )
     _say(console, "persons", started)
@@ -789,12 +795,12 @@ def _write_history(g: Graph, subs: list[Stitcher]) -> None:
         schema=pa.schema([(c, pa.string()) for c in ("person_id", "kind", "value", "merged_into")]),
     )
     g.duck.register("walked_history", walked)
-    pid = _PERSON_ID.format(k="kind", v="value")
+    # a live person's founder comes from `founders` first: a split may have given its id to another founder
     g.execute(
-        f"""CREATE TEMP TABLE history AS
+        """CREATE TEMP TABLE history AS
         WITH every AS (
-            SELECT person_id, kind, value, 0 AS src FROM old_history
-            UNION ALL SELECT {pid} AS person_id, kind, value, 1 FROM founders
+            SELECT person_id, kind, value, 0 AS src FROM founders
+            UNION ALL SELECT person_id, kind, value, 1 FROM old_history
             UNION ALL SELECT person_id, kind, value, 2 FROM walked_history),
         one AS (SELECT person_id, arg_min(kind, src) AS kind, arg_min(value, src) AS value, min(src) AS src
                 FROM every GROUP BY person_id)
