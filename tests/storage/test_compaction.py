@@ -259,7 +259,11 @@ def test_compaction_and_a_privacy_deletion_at_once(tmp_path: Path) -> None:
     rt = small_files_log(home, 1200, batch=3, victim_every=10)
     everyone = Counter(f"m{i}" for i in range(1200) if i % 10)
     target = sum(os.path.getsize(p) for p in rt.log.files("events")) // 30
+    folder = day_folder(rt)
+    old = set(os.listdir(folder))
     proc = start_compaction(home, target, grace=0)
+    while proc.poll() is None and not {n for n in os.listdir(folder) if n.startswith("inbox-")} - old:
+        threading.Event().wait(0.002)  # the deletion starts once the first merge is in
     settings = rt.settings.with_overrides(privacy=rt.settings.privacy.__class__(blocklist_refresh_seconds=0.2))
     deleter = Runtime(settings)
     result = submit(deleter, "delete", f"user_id:{VICTIM}")
