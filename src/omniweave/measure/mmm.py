@@ -13,8 +13,11 @@ Fit (regularised maximum likelihood under Gaussian noise): the baseline is profi
 seasonal terms), each channel's nonlinear parameters (λ, K, s, and θ when delayed) are chosen on a
 grid by coordinate descent, and for each choice the β are the non-negative least-squares solution.
 Everything is computed from Gram matrices of the candidates' columns built once, so a sweep costs
-microseconds per candidate. A lift test (incremental revenue of a channel over some periods, ± se)
-adds the penalty ((contribution − measured) / se)² · σ², i.e. a Gaussian prior on that contribution.
+microseconds per candidate. How freely the baseline's level may drift (no knots, or knots under one of
+KNOT_RIDGES) is chosen by generalised cross-validation. Priors enter as penalties σ² · (−2 log density):
+on each channel's transform (decay, shape, half-saturation), on its ROI (half-normal, its scale pooled
+from the channels' unpenalised ROIs), and per lift test (incremental revenue of a channel over some
+periods, ± se) ((contribution − measured) / se)² · σ², a Gaussian prior on that contribution.
 
 Uncertainty: a seeded moving-block residual bootstrap (blocks of whole periods, the same blocks in
 every unit), each replicate re-choosing the grid parameters locally from the point estimate and
