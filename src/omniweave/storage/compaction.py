@@ -155,7 +155,9 @@ def _modified(info: dict[str, Any]) -> float:
 
 
 def list_folder(log: EventLog, folder: str) -> tuple[list[FileInfo], list[FileInfo]]:
-    """The Parquet files of a day folder and the compaction's temporary files there."""
+    """The Parquet files of a day folder and the compaction's temporary files there (listed afresh: object
+    stores' file systems keep listings in a cache, which other processes' writes do not refresh)."""
+    log.fs.invalidate_cache(folder)
     try:
         entries = log.fs.ls(folder, detail=True)
     except FileNotFoundError:
@@ -227,6 +229,7 @@ def _day_of(folder: str) -> date | None:
 def day_folders(log: EventLog, dataset: str = "events") -> list[str]:
     """The day folders (`date=YYYY-MM-DD`) of a dataset, oldest first."""
     root = log.dataset_path(dataset)
+    log.fs.invalidate_cache(root)
     try:
         entries = log.fs.ls(root, detail=True)
     except FileNotFoundError:
