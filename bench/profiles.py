@@ -219,7 +219,10 @@ class Chunk:
         first_message: int,
         till_start: int,
     ):
+        from omniweave.events.normalize import PROPERTY_KEYS  # generate() puts src on the path
+
         self.p, self.rng, self.first_day, self.days = people, rng, first_day, days
+        self.property_keys = PROPERTY_KEYS
         self.next_message, self.next_till = first_message, till_start
         self.cdfs: dict[str | None, np.ndarray] = {}
         self.tables: list[pa.Table] = []
@@ -252,7 +255,10 @@ class Chunk:
         traits: pa.Array | str = "{}",
         user: np.ndarray | None = None,
         anonymous: pa.Array | None = None,
+        flat: dict[str, pa.Array | str] | None = None,
     ) -> None:
+        """Events of `who`; `flat` holds the text of the PROPERTY_KEYS the `properties` have (the log's
+        `properties_<key>` columns, "" for the others), so the log needs not parse the JSON it was given."""
         n = who.size
         if n == 0:
             return
@@ -266,7 +272,7 @@ class Chunk:
             anonymous = pc.if_else(pa.array(second), _ids("b", who), _ids("a", who))
 
         def full(value: pa.Array | str | None) -> pa.Array:
-            return value if isinstance(value, pa.Array) else pa.array(np.full(n, value, dtype=object), pa.string())
+            return value if isinstance(value, pa.Array) else pa.repeat(pa.scalar(value, pa.string()), n)
 
         null_ts = pa.nulls(n, pa.timestamp("us", tz="UTC"))
         if isinstance(context, str):  # a context with none of the flat fields
@@ -297,6 +303,7 @@ class Chunk:
                     "context_timezone": full(context.timezone),
                     "context_device": full(context.device),
                     "context_consent": full(context.consent),
+                    **{f"properties_{key}": full((flat or {}).get(key, "")) for key in self.property_keys},
                 }
             )
         )
@@ -378,6 +385,7 @@ class Chunk:
             lines.append(line if k == 0 else _when(items > k, line))
         orders = _ids("o", np.arange(self.next_message, self.next_message + n))
         revenue = np.round(revenue, 2)
+        flat: dict[str, pa.Array | str] = {"revenue": _num(revenue), "products": _cat("[", *lines, "]")}
         if store:
             till = np.arange(self.next_till, self.next_till + n)
             self.next_till += n
@@ -402,6 +410,7 @@ class Chunk:
                 props,
                 user=np.zeros(n, bool),
                 anonymous=_ids("offline:till:T", till),
+                flat=flat,
             )
         else:
             channel, context = self.online(who)
@@ -416,14 +425,14 @@ class Chunk:
                 *lines,
                 "]}",
             )
-            self.add(who, "Order Completed", "track", channel, context, props)
+            self.add(who, "Order Completed", "track", channel, context, props, flat=flat)
 
     def promoted(self, who: np.ndarray, event: str, channel: str, response: bool) -> None:
         promo = _pick(PROMOTIONS, self.rng.choice(4, who.size, p=(0.3, 0.4, 0.2, 0.1)))
         campaign = _ids("c", self.rng.integers(0, 400, who.size))
         props = _cat('{"channel":"', channel, '","campaign_id":"', campaign, '","promotion":"', promo, '"}')
         context = self.app_context(who) if channel == "push" and response else "{}"
-        self.add(who, event, "track", channel, context, props)
+        self.add(who, event, "track", channel, context, props, flat={"campaign_id": campaign, "promotion": promo})
 
     def build(self, kind: str, count: int) -> None:
         who = self.persons(count, ELIGIBLE.get(kind))
@@ -437,8 +446,10 @@ class Chunk:
             "checkout_started",
         ):
             channel, context = self.online(who) if kind != "page" else ("web", self.web_context(who))
+            flat: dict[str, pa.Array | str] = {}
             if kind in ("product_viewed", "product_added"):
                 _, _, price, sku, cat = self.products(count)
+                flat = {"product_id": sku, "category": cat}
                 props = _cat(
                     '{"product_id":"',
                     sku,
@@ -465,7 +476,9 @@ class Chunk:
                 "checkout_started": "Checkout Started",
             }[kind]
             logged_in = p["has_user"][who] & (self.rng.random(count) < 0.5)
-            self.add(who, name, "page" if kind == "page" else "track", channel, context, props, user=logged_in)
+            self.add(
+                who, name, "page" if kind == "page" else "track", channel, context, props, user=logged_in, flat=flat
+            )
         elif kind == "screen":
             self.add(who, "Home", "screen", "app", self.app_context(who), '{"name":"Home"}')
         elif kind in ("order_online", "order_store"):
@@ -481,7 +494,8 @@ class Chunk:
                 self.promoted(who, event, "email", response=kind == "email_clicked")
             else:
                 campaign = _ids("c", self.rng.integers(0, 400, who.size))
-                self.add(who, event, "track", "email", "{}", _cat('{"campaign_id":"', campaign, '"}'))
+                props = _cat('{"campaign_id":"', campaign, '"}')
+                self.add(who, event, "track", "email", "{}", props, flat={"campaign_id": campaign})
         elif kind in ("sms_sent", "sms_clicked"):
             self.promoted(
                 who, "Message Sent" if kind == "sms_sent" else "Message Link Clicked", "sms", kind != "sms_sent"
@@ -502,16 +516,19 @@ class Chunk:
             )
         elif kind == "coupon_issued":
             issued = _pick(("email", "sms", "push", "direct_mail"), self.rng.integers(0, 4, count))
+            coupon = _num(self.rng.integers(0, 10**6, count))
+            campaign = _ids("c", self.rng.integers(0, 400, count))
             props = _cat(
                 '{"coupon_id":"K',
-                _num(self.rng.integers(0, 10**6, count)),
+                coupon,
                 '","channel":"',
                 issued,
-                '","campaign_id":"c',
-                _num(self.rng.integers(0, 400, count)),
+                '","campaign_id":"',
+                campaign,
                 '","promotion":"coupon"}',
             )
-            self.add(who, "Coupon Issued", "track", issued, "{}", props)
+            flat = {"campaign_id": campaign, "promotion": "coupon"}
+            self.add(who, "Coupon Issued", "track", issued, "{}", props, flat=flat)
         elif kind == "coupon_applied":
             issued = _pick(("email", "sms", "push", "direct_mail"), self.rng.integers(0, 4, count))
             redeemed = _pick(("web", "store"), self.rng.integers(0, 2, count))
@@ -526,7 +543,8 @@ class Chunk:
                 redeemed,
                 '","discount":5}',
             )
-            self.add(who, "Coupon Applied", "track", redeemed, "{}", props)
+            flat = {"issued_channel": issued, "redeemed_channel": redeemed}
+            self.add(who, "Coupon Applied", "track", redeemed, "{}", props, flat=flat)
         elif kind in ("store_visited", "event_attended"):
             props = _cat('{"channel":"store","store_id":"S', _num(who % 120), '"}')
             self.add(

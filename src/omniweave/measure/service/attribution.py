@@ -32,6 +32,7 @@ from omniweave.measure.attribution import (
     attribute,
     read_paths_csv,
 )
+from omniweave.storage.guard import guarded
 
 if TYPE_CHECKING:
     from omniweave.measure.service.paths import Journeys, Return
@@ -186,6 +187,7 @@ class AttributionReport:
         return out
 
 
+@guarded("attribution")
 def attribution_report(runtime: Runtime | None, request: AttributionRequest) -> AttributionReport:
     """Credit the conversions of a paths file, or of the journeys in the event log, with every model asked
     for; from the log, also each label's spend, ROAS and ROI per model. A paths file needs no runtime

@@ -27,6 +27,7 @@ from omniweave.events import spec
 from omniweave.events.properties import order_value
 from omniweave.measure.mmm import MediaCurve, MediaData, MediaParams, MmmFit, fit_mmm
 from omniweave.runtime import Runtime
+from omniweave.storage.guard import guarded
 from omniweave.storage.warehouse import write_dataset
 
 GRANULARITIES = {"day": 1, "week": 7}
@@ -296,6 +297,7 @@ def media_data(runtime: Runtime, request: MmmRequest) -> tuple[MediaData, date, 
     return data, days[0], left_out
 
 
+@guarded("mmm")
 def fit_from_log(runtime: Runtime, request: MmmRequest, *, save: bool = True) -> MmmReport:
     """Fit the model on the log's revenue and spend and (by default) save it as the `mmm_*` datasets."""
     data, first, left_out = media_data(runtime, request)

@@ -17,6 +17,7 @@ from omniweave.measure.service.budget import DEFAULT_MAX_CHANGE, BudgetHistory
 from omniweave.measure.service.experiments import ExperimentReport
 from omniweave.measure.service.paths import DEFAULT_LOOKBACK_DAYS
 from omniweave.runtime import Runtime
+from omniweave.storage.guard import guarded
 
 # --- KPIs ---------------------------------------------------------------------------------------------
 
@@ -53,6 +54,7 @@ class KpiReport:
         return self.to_dict()
 
 
+@guarded("kpis")
 def kpi_report(runtime: Runtime, request: KpiRequest) -> KpiReport:
     """The KPI catalogue on the Runtime's warehouse for `request` (InputError for a bad option or file)."""
     from omniweave.measure.service.kpis import floor_areas_from_csv, kpi_table, product_costs_from_csv

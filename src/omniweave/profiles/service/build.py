@@ -33,6 +33,7 @@ from omniweave.profiles.traits import TraitSpec, parse_trait_specs
 from omniweave.runtime import Runtime
 from omniweave.storage.engine import Dialect, EngineName, dialect_of, to_arrow
 from omniweave.storage.eventlog import FLAT_COLUMNS
+from omniweave.storage.guard import guarded
 from omniweave.storage.warehouse import write_dataset
 
 IDENTITIES_SCHEMA = pa.schema([("kind", pa.string()), ("value", pa.string()), ("person_id", pa.string())])
@@ -934,6 +935,7 @@ def write_identities(runtime: Runtime, rows: Iterable[tuple[str, str, str]]) -> 
     return write_dataset(runtime.log, "identities", table)
 
 
+@guarded("profiles")
 def build_profiles(
     runtime: Runtime,
     now: datetime | None = None,

@@ -34,6 +34,7 @@ from omniweave.segments import language as S
 from omniweave.segments.service import counts as SC
 from omniweave.settings import Settings
 from omniweave.storage.engine import Dialect, dialect_of, to_arrow
+from omniweave.storage.guard import guarded
 from omniweave.storage.warehouse import write_dataset
 
 MEMBERS_SCHEMA = pa.schema(
@@ -629,6 +630,7 @@ def member_ids(compiler: Compiler, segment_id: str) -> list[str]:
     return sorted(table.column("person_id").to_pylist())
 
 
+@guarded("segments")
 def evaluate_segments(
     runtime: Runtime,
     segments: Mapping[str, S.Segment] | None = None,
