@@ -83,7 +83,7 @@ def submit(
             privacy_requests.insert().values(
                 id=request_id,
                 kind=kind,
-                status="pending",
+                status="running" if run_now else "pending",  # run here: no job runner may take it meanwhile
                 subject=label,
                 person_id=subject.person_id,
                 work=orjson.dumps(work),
