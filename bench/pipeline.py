@@ -10,10 +10,12 @@ the command line in its own process, as a user would:
   segments           omniweave segments evaluate     (the built-in library)
   kpis               omniweave kpis --period month
   attribution paths  omniweave attribution --model markov   (paths read from the event log)
-  media-mix fit      skipped while there is no `omniweave mmm` command (a line says so)
+  media-mix fit      omniweave mmm fit               (when the log has spend data; else a line says why it is skipped)
 
 and then one new day (the last day's events again, a day later, with new message ids) through resolve,
-profiles and segments. For each it prints wall seconds and the process's peak RSS (`wait4`), against the
+profiles and segments. For each it prints wall seconds, CPU seconds (user + system, the stage's own and its
+children's: steadier than wall time on a shared machine), the process's peak RSS (`wait4`) and the load
+average when it ended, against the
 targets of issue 27: resolve ≤ 120 s, profiles ≤ 30 s, every stage ≤ 8 GB peak (profiles ≤ 4 GB), the
 whole pipeline ≤ 5 min, one new day ≤ 30 s. Stages run under `--memory-limit` (the `memory_limit`
 setting, OMNIWEAVE_MEMORY_LIMIT).
@@ -57,7 +59,9 @@ STAGES: list[tuple[str, list[str], float | None, float]] = [
     ("segments", ["segments", "evaluate", "--format", "json"], None, 8.0),
     ("kpis", ["kpis", "--period", "month", "--format", "json"], None, 8.0),
     ("attribution paths", ["attribution", "--model", "markov", "--format", "json"], None, 8.0),
+    ("media-mix fit", ["mmm", "fit", "--format", "json"], None, 8.0),
 ]
+NEEDS_SPEND = ("media-mix fit",)  # stages that fit on the `spend` dataset: skipped (with the reason) without it
 DAY_STAGES = ("resolve", "profiles", "segments")
 
 
@@ -76,7 +80,9 @@ def _working_copy(cache: Path, work: Path) -> None:
     """`work` with the cached events hard-linked (fresh: no identities, profiles or state)."""
     shutil.rmtree(work, ignore_errors=True)
     (work / "warehouse").mkdir(parents=True)
-    shutil.copytree(cache / "warehouse" / "events", work / "warehouse" / "events", copy_function=os.link)
+    for dataset in ("events", "spend"):
+        if (cache / "warehouse" / dataset).exists():
+            shutil.copytree(cache / "warehouse" / dataset, work / "warehouse" / dataset, copy_function=os.link)
 
 
 def _run(home: Path, args: list[str], env: dict[str, str]) -> dict[str, Any]:
@@ -90,7 +96,13 @@ def _run(home: Path, args: list[str], env: dict[str, str]) -> dict[str, Any]:
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
-    return {"seconds": seconds, "peak": usage.ru_maxrss * 1024, "code": proc.returncode, "tail": text[-600:]}
+    return {
+        "seconds": seconds,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "peak": usage.ru_maxrss * 1024,
+        "code": proc.returncode,
+        "tail": text[-600:],
+    }
 
 
 def _new_day(home: Path) -> int:
@@ -249,7 +261,10 @@ def _row(name: str, r: dict[str, Any], target_s: float | None, target_gb: float)
     ok_m = r["peak"] <= target_gb * GB
     verdict = "ok" if r["code"] == 0 and ok_s and ok_m else ("FAILED" if r["code"] else "over target")
     target = (f"≤ {target_s:.0f} s, " if target_s else "") + f"≤ {target_gb:.0f} GB"
-    return f"{name:<20} {r['seconds']:>9.1f} {r['peak'] / GB:>9.2f} {target:>18}  {verdict}"
+    return (
+        f"{name:<20} {r['seconds']:>9.1f} {r['cpu']:>8.1f} {r['peak'] / GB:>9.2f} {os.getloadavg()[0]:>6.1f}"
+        f" {target:>18}  {verdict}"
+    )
 
 
 def main() -> None:
@@ -289,34 +304,42 @@ def main() -> None:
         f"python {platform.python_version()}, {os.cpu_count()} cpus, {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / GB:.0f} GB RAM "
         f"(shared), load avg {os.getloadavg()[0]:.1f}; memory_limit {args.memory_limit}; each stage in its own process"
     )
-    print(f"{'stage':<20} {'seconds':>9} {'peak GB':>9} {'target':>18}")
-    total, worst = 0.0, 0
+    print(f"{'stage':<20} {'seconds':>9} {'cpu s':>8} {'peak GB':>9} {'load':>6} {'target':>18}")
+    total, cpu, worst = 0.0, 0.0, 0
     try:
+        has_spend = any((work / "warehouse" / "spend").rglob("*.parquet"))
         for name, command, target_s, target_gb in STAGES:
+            if name in NEEDS_SPEND and not has_spend:
+                print(
+                    f"{name:<20} {'—':>9} {'—':>8} {'—':>9} {'':>6} {'':>18}  skipped: the generated log has no"
+                    " spend data (bench/profiles.py writes events only)"
+                )
+                continue
             r = _run(work, command, env)
             total += r["seconds"]
+            cpu += r["cpu"]
             worst = max(worst, r["peak"])
             print(_row(name, r, target_s, target_gb), flush=True)
             if r["code"]:
                 print("  " + r["tail"].strip().replace("\n", "\n  "))
-        print(f"{'media-mix fit':<20} {'—':>9} {'—':>9} {'':>18}  skipped: no `omniweave mmm` command yet")
         print(
-            f"{'pipeline':<20} {total:>9.1f} {worst / GB:>9.2f} {'≤ 300 s, ≤ 8 GB':>18}  "
+            f"{'pipeline':<20} {total:>9.1f} {cpu:>8.1f} {worst / GB:>9.2f} {'':>6} {'≤ 300 s, ≤ 8 GB':>18}  "
             + ("ok" if total <= 300 and worst <= 8 * GB else "over target")
         )
         if not args.skip_day:
             added = _new_day(work)
             print(f"one new day: {added:,} events (the last day again, a day later)")
-            day_total = 0.0
+            day_total, day_cpu = 0.0, 0.0
             for name, command, _, target_gb in STAGES:
                 if name in DAY_STAGES:
                     r = _run(work, command, env)
                     day_total += r["seconds"]
+                    day_cpu += r["cpu"]
                     print(_row(f"  {name}", r, None, target_gb), flush=True)
                     if r["code"]:
                         print("  " + r["tail"].strip().replace("\n", "\n  "))
             print(
-                f"{'  new day':<20} {day_total:>9.1f} {'':>9} {'≤ 30 s':>18}  "
+                f"{'  new day':<20} {day_total:>9.1f} {day_cpu:>8.1f} {'':>9} {'':>6} {'≤ 30 s':>18}  "
                 + ("ok" if day_total <= 30 else "over target")
             )
     finally:
