@@ -554,6 +554,11 @@ def activate(
             world.react(sends, end)
             if progress:
                 progress(tick + 1, ticks)
+        if queue:  # the last sessions of the world's last day, ending after its midnight UTC
+            for stream, n in _post_all(client, url, keys, queue).items():
+                posted[stream] = posted.get(stream, 0) + n
+            clock.at = max(until, queue[-1][0])
+            _run_engine(engine, False)
     activation = Activation(since, until, posted, world.reactions, world.orders, round(world.revenue, 2), [])
     activation.journeys = measure(runtime, world.truth)
     activation.seconds = time.perf_counter() - started
