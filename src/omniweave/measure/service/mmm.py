@@ -222,6 +222,14 @@ def media_data(runtime: Runtime, request: MmmRequest) -> tuple[MediaData, date, 
         .to_pyarrow()
         .to_pylist()
     )
+    # the engine's sums of floats and its group order vary from run to run in the last bits; money to the
+    # cent, added in a fixed order, makes the same log give the same data, hence the same fit and split
+    for r in spend_rows:
+        r["spend"] = round(r["spend"], 2) if r["spend"] is not None else None
+    for r in orders:
+        r["revenue"] = round(r["revenue"], 2) if r["revenue"] is not None else None
+    spend_rows.sort(key=lambda r: (r["day"], r["channel"] or "", r["campaign"] or ""))
+    orders.sort(key=lambda r: (r["day"], r["in_store"], r["store"]))
     epoch = date(1970, 1, 1)
     first = max(min(r["day"] for r in spend_rows), min((r["day"] for r in orders), default=0))
     last = min(max(r["day"] for r in spend_rows), max((r["day"] for r in orders), default=0))
