@@ -1,13 +1,17 @@
 """Media-mix model benchmark: ours (measure/mmm.py) against pymc-marketing's MMM on the same data.
 
     .venv/bin/python bench/mmm.py [--days 730] [--seed 7] [--pymc PYTHON] [--draws 500] [--demo HOME]
+                                  [--pymc-result FILE [--pymc-only]] [--skip-simulated]
 
 The data: the demo world's media (demo/media.py: TV, radio, print, outdoor, door drops, with known adstock,
 saturation and effects) over a baseline like the demo's store sales (tests/measure/test_mmm_demo.py), daily.
 Per channel it prints the true incremental revenue, each model's estimate and relative error, and each
 model's time. pymc-marketing is not a dependency: it runs in another Python (`--pymc`, default
 `.bench-venv/bin/python`, e.g. `python -m venv .bench-venv && .bench-venv/bin/pip install pymc-marketing`),
-fed the same data through a CSV file; without it, only ours is printed, with the reason.
+fed the same data through a CSV file; without it, only ours is printed, with the reason. pymc-marketing takes
+about twenty minutes on a loaded laptop: `--pymc-result FILE` saves its result with the sha256 of the data
+it was fed, and a later run reuses it only if its data hash the same (it says so, with the saved run's time);
+`--pymc-only` runs just pymc-marketing into that file.
 
 `--demo HOME` also checks a loaded demo world (`omniweave --home HOME demo --days 730`): it fits the model
 on the log through the service, compares each medium with `HOME/demo/ground_truth/media.json`, and scores
