@@ -36,6 +36,8 @@ _WS_CLASS = r"\t\n\x0b\x0c\r\x1c-\x1f "
 _EMAIL = f"^[^@{_WS_CLASS}]+@[^@{_WS_CLASS}]+\\.[^@{_WS_CLASS}.]+$"
 _CODE_KINDS = ("loyalty_card", "customer_number", "coupon_code")
 _PYTHON_KINDS = frozenset({"phone"})
+_DISTINCT_FROM = 64
+"""From this many values, `normalize_array` works on the distinct ones when they are at most half of them."""
 
 
 def normalize_array(
@@ -52,6 +54,18 @@ def normalize_array(
     raw = raw.cast(pa.string()) if raw.type != pa.string() else raw
     if isinstance(raw, pa.ChunkedArray):
         raw = raw.combine_chunks()
+    if len(raw) >= _DISTINCT_FROM:
+        # an identifier recurs in every event of its person: normalise each distinct value once, then map back
+        encoded = pc.dictionary_encode(raw)
+        distinct = encoded.dictionary
+        if len(distinct) * 2 <= len(raw):
+            indices = encoded.indices
+            valid = pc.is_valid(indices).to_numpy(zero_copy_only=False)
+            if len(distinct) == 0:
+                return pa.nulls(len(raw), pa.string()), np.full(len(raw), MISSING, np.int8)
+            value, status = normalize_array(kind, distinct, default_region, customer_number_prefix, blocked, cache)
+            at = pc.fill_null(indices, 0).to_numpy(zero_copy_only=False)
+            return value.take(indices), np.where(valid, status[at], MISSING).astype(np.int8)
     text = pc.utf8_trim(raw, characters=_WS)
     missing = pc.fill_null(pc.equal(pc.utf8_length(text), 0), True)
     ascii_ = pc.fill_null(pc.string_is_ascii(raw), True)
