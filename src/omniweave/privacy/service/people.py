@@ -10,9 +10,10 @@ from __future__ import annotations
 from omniweave.errors import InputError
 from omniweave.identity.graph import KINDS, IdentifierError, normalize
 from omniweave.privacy.masking import mask
-from omniweave.privacy.subjects import Subject
+from omniweave.privacy.subjects import Subject, needles
 from omniweave.profiles.service.lookup import find_person
 from omniweave.runtime import Runtime
+from omniweave.storage.ops.forms_privacy import anonymous_ids_of
 
 
 def _quote(value: str) -> str:
@@ -64,3 +65,26 @@ def find_subject(runtime: Runtime, text: str) -> Subject:
     if not identifiers:
         identifiers = (_parse(text, runtime.settings.default_region),)
     return Subject((person_id,), identifiers)
+
+
+def with_signup_visitors(runtime: Runtime, subject: Subject) -> Subject:
+    """`subject` with the visitor ids of their form sign-ups (`form_signups` rows with one of their e-mails or
+    phones) added as `anonymous_id` identifiers — except one that `identities` gives to another person."""
+    with runtime.store.engine.connect() as conn:
+        found = anonymous_ids_of(conn, needles(subject, runtime.settings.default_region))
+    have = {value for kind, value in subject.identifiers if kind == "anonymous_id"}
+    new = sorted(found - have)
+    if new and "identities" in runtime.warehouse().names():
+        listed = ", ".join(_quote(v) for v in new)
+        rows = (
+            runtime.warehouse()
+            .sql(
+                f"SELECT DISTINCT value, person_id FROM identities WHERE kind = 'anonymous_id' AND value IN ({listed})"
+            )
+            .to_pylist()
+        )
+        others = {str(r["value"]) for r in rows if str(r["person_id"]) not in subject.person_ids}
+        new = [v for v in new if v not in others]
+    if not new:
+        return subject
+    return Subject(subject.person_ids, (*subject.identifiers, *(("anonymous_id", v) for v in new)))

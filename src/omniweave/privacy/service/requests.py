@@ -30,9 +30,10 @@ from omniweave.errors import InputError
 from omniweave.privacy.masking import mask
 from omniweave.privacy.requests import KINDS, Receipt, RequestResult
 from omniweave.privacy.service import scrub
-from omniweave.privacy.service.people import find_subject
+from omniweave.privacy.service.people import find_subject, with_signup_visitors
 from omniweave.privacy.subjects import Subject, blocked_digests, needles, subject_digests
 from omniweave.runtime import Runtime
+from omniweave.storage.ops import forms_privacy
 from omniweave.storage.ops.ledger import Ledger
 from omniweave.storage.ops.tables import consent_history, coupons, sends
 from omniweave.storage.ops.tables.privacy import privacy_blocked, privacy_receipts, privacy_requests
@@ -66,7 +67,7 @@ def submit(
         subject = Subject((), ())
         label = "retention"
     else:
-        subject = find_subject(runtime, identifier)
+        subject = with_signup_visitors(runtime, find_subject(runtime, identifier))
         label = mask(identifier.partition(":")[2] or identifier)
     found = needles(subject, runtime.settings.default_region)
     work = {
@@ -149,19 +150,25 @@ def run(runtime: Runtime, request_id: str) -> RequestResult:
             _delete(runtime, request_id, subject, found, work)
         elif row.kind == "suppress":
             _block(runtime, request_id, subject)
+            _receipt(runtime, request_id, _expire_signups(runtime, found))
         elif row.kind == "unsuppress":
             _unblock(runtime, request_id, subject)
         elif row.kind == "export":
             bundle = export_bundle(runtime, subject, found)
-            for section in ("identifiers", *EXPORT_SECTIONS, "consent", "messages", "coupons"):
+            for section in ("identifiers", *EXPORT_SECTIONS, "consent", "messages", "coupons", "form_signups"):
                 _receipt(runtime, request_id, Receipt(f"export:{section}", "written", len(bundle[section]), "", _now()))
             if work.get("keep_bundle"):
                 kept = write_bundle(bundle, bundle_path(runtime, request_id), one_line=True)
                 rel = kept.relative_to(runtime.settings.home_path)
                 _receipt(runtime, request_id, Receipt(f"file:{rel}", "written", 1, "the bundle, for the API", _now()))
         elif row.kind == "retention":
+            days_of = dict(runtime.settings.privacy.retention_days)
             for dataset, days in runtime.settings.privacy.retention_days:
-                _receipt(runtime, request_id, scrub.expire_dataset(runtime, dataset, days))
+                if dataset != SIGNUPS:
+                    _receipt(runtime, request_id, scrub.expire_dataset(runtime, dataset, days))
+            signups = _retain_signups(runtime, days_of.get(SIGNUPS))
+            if signups is not None:
+                _receipt(runtime, request_id, signups)
     except Exception as exc:
         _set(runtime, request_id, status="failed", error=f"{type(exc).__name__}: {mask_error(exc, found)}"[:2000])
         raise
@@ -173,6 +180,35 @@ def run(runtime: Runtime, request_id: str) -> RequestResult:
     if bundle is not None:
         return RequestResult(**{**result.__dict__, "bundle": bundle})
     return result
+
+
+SIGNUPS = "form_signups"
+"""The `[privacy] retention_days` key for the forms' sign-ups (an operational table, not a dataset)."""
+
+
+def _expire_signups(runtime: Runtime, found: tuple[str, ...]) -> Receipt:
+    """A suppressed person's pending form sign-ups expired: a confirmation link followed later records no
+    consent and sends no event (which would carry the identifiers the collector now refuses)."""
+    with runtime.store.engine.begin() as conn:
+        expired = forms_privacy.expire_pending(conn, found)
+    detail = "pending sign-ups expired (personal columns cleared): a late confirmation confirms nothing"
+    return Receipt(f"ops:{SIGNUPS}", "expired", expired, detail, _now())
+
+
+def _retain_signups(runtime: Runtime, days: int | None) -> Receipt | None:
+    """Retention of `form_signups`: pending sign-ups past their time expire (as `omniweave forms expire`);
+    with `retention_days.form_signups`, every sign-up older than that many days keeps no personal data.
+    None (no receipt) when the table has no retention of its own and nothing was due."""
+    now = _now()
+    with runtime.store.engine.begin() as conn:
+        expired = forms_privacy.expire_due(conn, now)
+        old = forms_privacy.anonymise_before(conn, now - days * 86400.0) if days else 0
+    if not days and not expired:
+        return None
+    detail = f"{expired} pending sign-ups past their time expired"
+    if days:
+        detail += f"; {old} submitted more than {days} days ago anonymised (counts kept)"
+    return Receipt(f"ops:{SIGNUPS}", "anonymised", expired + old, detail, now)
 
 
 def mask_error(exc: BaseException, found: tuple[str, ...]) -> str:
@@ -294,6 +330,7 @@ def export_bundle(runtime: Runtime, subject: Subject, found: tuple[str, ...]) ->
         codes = conn.execute(
             sa.select(coupons).where(coupons.c.person_id.in_(pids) | coupons.c.redeemed_by.in_(pids))
         ).all()
+        signups = forms_privacy.signups_of(conn, found)
 
     def plain(row: Any) -> dict[str, Any]:
         out = {}
@@ -316,6 +353,7 @@ def export_bundle(runtime: Runtime, subject: Subject, found: tuple[str, ...]) ->
         "consent": [{k: v for k, v in plain(r).items() if k not in ("id", "subject")} for r in consent],
         "messages": [plain(r) for r in messages],
         "coupons": [plain(r) for r in codes],
+        "form_signups": signups,
         "exported_at": _now(),
     }
 

@@ -10,7 +10,8 @@ the person's) and returns receipts, one per target it changed (a target it did n
 - `scrub_inbox`: inbox rows (loaded or not) whose event holds a needle.
 - `scrub_operational`: the send ledger, policy decisions, coupons (kept, anonymised, so counts stay
   right), journey runs, waits and entries (removed; step history anonymised), push subscriptions,
-  conversations, soft bounces and the suppression list, the consent history.
+  conversations, soft bounces and the suppression list, the consent history, form sign-ups (kept without
+  their personal columns, so the forms' counts by form, placement and status stay right).
 - `scrub_files`: every other file under the home (audience exports, logs, print files): text files lose
   the lines that hold a needle, other files that hold one are removed.
 - `compact_store`: SQLite is vacuumed and its write-ahead log truncated (deleted rows leave no bytes in
@@ -40,6 +41,7 @@ from omniweave.privacy.subjects import SHORT, text_matches
 from omniweave.runtime import Runtime
 from omniweave.storage.eventlog import day_partition
 from omniweave.storage.locks import eventlog_lock
+from omniweave.storage.ops import forms_privacy
 from omniweave.storage.ops.tables import (
     consent_history,
     conversations,
@@ -385,6 +387,17 @@ def scrub_operational(
             conn.execute(consent_history.delete().where(consent_history.c.subject.in_(list(subject_digests) or ["-"]))),
             "",
         )
+        kept, expired = forms_privacy.anonymise(conn, found)
+        if kept + expired:
+            done.append(
+                (
+                    "form_signups",
+                    "anonymised",
+                    kept + expired,
+                    "e-mail, phone, visitor id, IPs and browser removed; form, placement, status, times and the"
+                    f" words shown kept for counts ({expired} pending ones expired)",
+                )
+            )
         count(
             "privacy_requests",
             "anonymised",
@@ -415,7 +428,16 @@ def compact_store(runtime: Runtime) -> Receipt:
             " vacuumed by the next request or `omniweave privacy resume`"
         )
         return Receipt("ops:compact", "deferred", 0, detail, time.time())
-    names = ["inbox", "sends", "coupons", "journey_runs", "journey_waits", "suppressions", "consent_history"]
+    names = [
+        "inbox",
+        "sends",
+        "coupons",
+        "journey_runs",
+        "journey_waits",
+        "suppressions",
+        "consent_history",
+        "form_signups",
+    ]
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         for name in names:
             conn.exec_driver_sql(f"VACUUM FULL {name}")
