@@ -1,7 +1,7 @@
 """Journey engine benchmark: prints each figure next to its target (issue 21).
 
     python bench/journeys.py [--persons 2000] [--database-url postgresql://...] [--workers N] [--only drain,...]
-                             [--crash [--crash-minutes 5]]
+                             [--crash [--crash-minutes 5]] [--sqlite-synchronous normal]
 
 1. step transitions per second: of the pure machine, and of the engine (runs claimed, walked through a
    branch, a split and a wait, and written back parked) (target >= 10,000/s);
@@ -126,14 +126,17 @@ def engine_transitions(rt: Runtime, persons: int) -> None:
     )
 
 
-def world(persons: int, url: str | None) -> tuple[Runtime, Path]:
+def world(persons: int, url: str | None, synchronous: str | None = None) -> tuple[Runtime, Path, str | None]:
+    """The bench's world, and the store's URL (with `synchronous`, a SQLite store opened with that level)."""
     home = Path(tempfile.mkdtemp(prefix="ow-bench-journeys-"))
+    if synchronous and not url:
+        url = f"sqlite:///{home / 'omniweave.db'}?synchronous={synchronous}"
     settings = Settings(home=str(home), database_url=url or "")
     runtime = Runtime(settings)
     started = time.perf_counter()
     build_world(runtime, persons)
-    print(f"(world of {persons:,} persons built in {time.perf_counter() - started:.1f} s)")
-    return runtime, home
+    print(f"(world of {persons:,} persons built in {time.perf_counter() - started:.1f} s; store {url or 'sqlite'})")
+    return runtime, home, url
 
 
 def sends_per_second(rt: Runtime, persons: int, sink: Path) -> None:
@@ -149,13 +152,13 @@ def sends_per_second(rt: Runtime, persons: int, sink: Path) -> None:
     work(rt, until_idle=True, sink=str(sink), idle_sleep=0.01)
     JourneyEngine(rt).enter_many("bench_send", [f"P{i}" for i in range(1, persons + 1)], "b")
     before = len(sink_keys(sink))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     work(rt, until_idle=True, sink=str(sink), idle_sleep=0.01)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     sent = len(sink_keys(sink)) - before
     print(
         f"sends/s end to end ({sent:,} to the sink)  {sent / seconds:>10,.0f}   target >= 1,000"
-        f"   (one worker, {rt.store.dialect}, sender thread)"
+        f"   (one worker, {rt.store.dialect}, sender thread; {seconds:.2f} s wall, {cpu:.2f} s CPU of this process)"
     )
 
 
@@ -398,9 +401,15 @@ def main() -> None:
         "--workers", type=int, default=None, help="drain: worker processes (2 on PostgreSQL, 1 on SQLite)"
     )
     parser.add_argument("--only", default="", help="comma-separated: steps, sends, latency, drain (default: all)")
+    parser.add_argument(
+        "--sqlite-synchronous",
+        choices=("full", "normal"),
+        default=None,
+        help="SQLite: open the store with this synchronous level (default: the store's, FULL)",
+    )
     args = parser.parse_args()
     transitions()
-    rt, home = world(args.persons, args.database_url)
+    rt, home, args.database_url = world(args.persons, args.database_url, args.sqlite_synchronous)
     sink = home / "sink.jsonl"
     try:
         if args.crash:

@@ -19,6 +19,11 @@ Every outcome is also handed to `on_outcome` (one row) or `on_outcomes` (a batch
 layer turns into events. `send_many` does all of this for a batch with one statement per step; with
 several workers the claims and outcomes of one step are written while the next step's calls are on
 the wire.
+
+A channel may also take a batch: `send_many([(message, key), ...])` returning one outcome per message, in
+order. The dispatcher then hands it every claimed row of that channel in a step in one call (a durable
+sink writes them with one fsync); the order per row is the same (ledger row committed, claimed, called with
+its key, outcome recorded), and a `send_many` that raises leaves every row of the call ambiguous.
 """
 
 from __future__ import annotations
@@ -101,20 +106,38 @@ class _Decision:
 
 
 class _Calls:
-    """Channel calls of some rows, made by up to `workers` threads that take the next few rows as they
-    finish (one thread: made in `wait`, in the caller's thread)."""
+    """Channel calls of some rows, made by up to `workers` threads that take the next task as they finish (one
+    thread: made in `wait`, in the caller's thread). A task is a few rows called one at a time, or every row of
+    a channel that takes a batch (`send_many`) in one call."""
 
     BITE = 4  # rows a thread takes at a time: small enough to balance a slow call, large enough to be cheap
 
-    def __init__(self, one: Callable[[LedgerRow], Outcome | BaseException], rows: list[LedgerRow], workers: int):
+    def __init__(
+        self,
+        one: Callable[[LedgerRow], Outcome | BaseException],
+        many: Callable[[list[LedgerRow]], list[Outcome | BaseException]],
+        batched: Callable[[str], bool],
+        rows: list[LedgerRow],
+        workers: int,
+    ):
         self.one = one
+        self.many = many
         self.rows = rows
         self.answers: list[Outcome | BaseException | None] = [None] * len(rows)
+        together: dict[str, list[int]] = {}
+        singles: list[int] = []
+        for index, row in enumerate(rows):
+            if batched(row.channel):
+                together.setdefault(row.channel, []).append(index)
+            else:
+                singles.append(index)
+        self.tasks: list[tuple[bool, list[int]]] = [(True, indices) for indices in together.values()]
+        self.tasks += [(False, singles[start : start + self.BITE]) for start in range(0, len(singles), self.BITE)]
         self.next = 0
         self.lock = threading.Lock()
         self.threads = [
             threading.Thread(target=self._run, name=f"omniweave-send-{i}")
-            for i in range(min(workers, len(rows)) if workers > 1 else 0)
+            for i in range(min(workers, len(self.tasks)) if workers > 1 else 0)
         ]
         for thread in self.threads:
             thread.start()
@@ -122,12 +145,17 @@ class _Calls:
     def _run(self) -> None:
         while True:
             with self.lock:
-                first = self.next
-                self.next += self.BITE
-            if first >= len(self.rows):
+                task = self.next
+                self.next += 1
+            if task >= len(self.tasks):
                 return
-            for index in range(first, min(first + self.BITE, len(self.rows))):
-                self.answers[index] = self.one(self.rows[index])
+            together, indices = self.tasks[task]
+            if together:
+                for index, answer in zip(indices, self.many([self.rows[i] for i in indices]), strict=True):
+                    self.answers[index] = answer
+            else:
+                for index in indices:
+                    self.answers[index] = self.one(self.rows[index])
 
     def wait(self) -> list[tuple[LedgerRow, Outcome | BaseException]]:
         """Every row with its answer, once all calls are done."""
@@ -286,7 +314,7 @@ class Dispatcher:
                 decided.append(_Decision(row, None, "dead", f"no {row.channel} channel is configured"))
             else:
                 calls.append(row)
-        return _Step(others, decided, _Calls(self._one, calls, workers), gone)
+        return _Step(others, decided, _Calls(self._one, self._many, self._batched, calls, workers), gone)
 
     def _end(self, step: _Step, inserted: Collection[str]) -> dict[str, SendResult]:
         """Wait for a step's calls, decide and record every outcome; the step's results by key (`new`: in `inserted`)."""
@@ -302,6 +330,22 @@ class Dispatcher:
             results[key] = SendResult(key, d.status, d.reason, provider_id, d.row.attempts, new=key in inserted)
         results.update((key, SendResult(key, "gone", "no longer in the ledger", new=False)) for key in step.gone)
         return results
+
+    def _batched(self, channel: str) -> bool:
+        """Whether the channel takes a batch of messages in one call (`send_many`)."""
+        return callable(getattr(self.channels.get(channel), "send_many", None))
+
+    def _many(self, rows: list[LedgerRow]) -> list[Outcome | BaseException]:
+        """The rows (all of one channel) in one `send_many` call, each with its row's key; an exception, or an
+        answer that is not one outcome per row, is every row's answer (ambiguous: the channel may have some)."""
+        try:
+            answers = list(self.channels[rows[0].channel].send_many([(message_of(r), r.key) for r in rows]))  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - decided by _decide, as for one row
+            return [exc] * len(rows)
+        if len(answers) != len(rows):
+            wrong = RuntimeError(f"send_many answered {len(answers)} outcomes for {len(rows)} messages")
+            return [wrong] * len(rows)
+        return answers
 
     def _one(self, row: LedgerRow) -> Outcome | BaseException:
         """The row's channel called with the row's key; an exception is returned, not raised."""

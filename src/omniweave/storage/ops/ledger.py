@@ -7,6 +7,7 @@ the primary key and a second insert of it is ignored.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -122,6 +123,28 @@ class Ledger:
         with self.engine.begin() as conn:
             return insert_on(conn, row, time.time())
 
+    @contextlib.contextmanager
+    def _durable(self) -> Iterator[sa.Connection]:
+        """A transaction whose commit is on disk when it returns, also on a SQLite store opened with
+        `synchronous=normal` (storage/ops/engines.py): the connection commits it with FULL, which syncs the
+        write-ahead log and with it every transaction committed before (the send's pending row and its run's
+        step), then goes back to its level. A claim is what precedes a channel call: a power loss may then
+        take back an outcome (the row stays `sending`, for reconciliation), never the claim."""
+        with self.engine.connect() as conn:
+            level = None
+            if conn.dialect.name == "sqlite":
+                level = int(conn.exec_driver_sql("PRAGMA synchronous").scalar_one())
+                if level < 2:  # 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA; the level can only change outside a transaction
+                    conn.exec_driver_sql("PRAGMA synchronous=FULL")
+                conn.commit()
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                if level is not None and level < 2:
+                    conn.exec_driver_sql(f"PRAGMA synchronous={level}")
+                    conn.commit()
+
     def get(self, key: str) -> LedgerRow | None:
         """The row of `key`, or None."""
         with self.engine.connect() as conn:
@@ -130,7 +153,7 @@ class Ledger:
 
     def claim(self, key: str, now: float) -> bool:
         """Take the row for one attempt (pending or retrying -> sending); False if someone else has it."""
-        with self.engine.begin() as conn:
+        with self._durable() as conn:
             result = conn.execute(
                 sends.update()
                 .where(sends.c.key == key, sends.c.status.in_(CLAIMABLE))
@@ -215,9 +238,10 @@ class Ledger:
         return inserted
 
     def claim_many(self, keys: Sequence[str], now: float) -> list[LedgerRow]:
-        """Take every claimable row of `keys` for one attempt, in one statement per chunk; the rows as claimed."""
+        """Take every claimable row of `keys` for one attempt, in one statement per chunk; the rows as claimed.
+        The claim's commit is durable (see `_durable`) before any of them goes to a channel."""
         claimed: list[LedgerRow] = []
-        with self.engine.begin() as conn:
+        with self._durable() as conn:
             for start in range(0, len(keys), self._CHUNK):
                 chunk = list(dict.fromkeys(keys[start : start + self._CHUNK]))
                 result = conn.execute(
