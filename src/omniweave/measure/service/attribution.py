@@ -304,7 +304,9 @@ def _distinct_paths(file: Path) -> PathsTable:
     names = _header(file)
     where = {name: i for i, name in enumerate(names)}  # the last of a repeated name, as the row reader
     path, conversions, value, nulls = (f"c{where[name]}" for name in REQUIRED_COLUMNS)
-    columns = {f"c{i}": "VARCHAR" for i in range(len(names))}
+    # the numbers are read as DOUBLE (a text that is not one fails the read: the row reader names it)
+    numeric = {conversions, value, nulls}
+    columns = {f"c{i}": "DOUBLE" if f"c{i}" in numeric else "VARCHAR" for i in range(len(names))}
     valid = " AND ".join(f"coalesce(isfinite({x}) AND {x} >= 0, false)" for x in ("c", "v", "n"))
     sep = PATH_SEPARATOR
     paths_sql = f"""
@@ -312,8 +314,7 @@ def _distinct_paths(file: Path) -> PathsTable:
         WITH raw AS (
             SELECT path, fsum(c) AS c, fsum(v) AS v, fsum(n) AS n, bool_and({valid}) AS ok
             FROM (
-                SELECT {path} AS path, TRY_CAST({conversions} AS DOUBLE) AS c,
-                       TRY_CAST({value} AS DOUBLE) AS v, TRY_CAST({nulls} AS DOUBLE) AS n
+                SELECT {path} AS path, {conversions} AS c, {value} AS v, {nulls} AS n
                 FROM read_csv($file, header = true, auto_detect = false, columns = $columns, delim = ',',
                               quote = '"', escape = '"', strict_mode = true, null_padding = false)
             )
