@@ -55,6 +55,7 @@ BUILTIN = {
     "store_event_invitation",
     "birthday_coupon",
     "browse_abandonment",
+    "welcome_signup",
 }
 MESSAGING = ("email", "sms", "whatsapp", "push")  # what `preferred` may turn out to be
 
