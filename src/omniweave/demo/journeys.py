@@ -44,6 +44,11 @@ import orjson
 import sqlalchemy as sa
 from rich.console import Console
 
+from omniweave.demo.signups import describe as describe_signups
+from omniweave.demo.signups import kpi_by_placement
+from omniweave.demo.signups import load_truth as load_signups
+from omniweave.demo.signups import plan as plan_signups
+from omniweave.demo.signups import write_truth as write_signups
 from omniweave.runtime import Runtime
 
 TICK = 3 * 3600.0
@@ -131,6 +136,9 @@ class Activation:
     reaction_revenue: float
     journeys: list[JourneyTruth]
     seconds: float = 0.0
+    signups: dict[str, int] | None = None
+    """The true form sign-ups per placement (demo/signups.py), and below what `email_signups` counts."""
+    signup_kpi: dict[str, int] | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         """The per-journey table the demo prints."""
@@ -516,6 +524,7 @@ def activate(
         return str(profile["primary_user_id"]) if profile.get("primary_user_id") else None
 
     world = _World(folder, runtime, until, user_of)
+    signups = plan_signups(folder, since, until)
     for _, stream, event in events:
         world.remember(stream, event)
     invitees = _invitees(runtime)
@@ -542,6 +551,8 @@ def activate(
             for stream, n in _post_all(client, url, keys, batch).items():
                 posted[stream] = posted.get(stream, 0) + n
             work = bool(batch)
+            if signups.due(runtime, end):  # the tick's form sign-ups: their events are in the inbox now
+                work = True
             clock.at = end
             if tick == int(86400 // TICK) and invitees:  # the invitations go out on the stretch's second day
                 engine.enter_many("store_event_invitation", invitees, key="demo-store-event")
@@ -560,6 +571,10 @@ def activate(
             clock.at = max(until, queue[-1][0])
             _run_engine(engine, False)
     activation = Activation(since, until, posted, world.reactions, world.orders, round(world.revenue, 2), [])
+    # welcome_signup enters the persons whose browser the engine knows (a kiosk's id is nobody's)
+    welcomed = {directory.by_anon.get(s.anonymous_id or "") for s in signups.done} - {None}
+    write_signups(folder, signups, since, until, welcome_entries=len(welcomed))
+    activation.signups = signups.by_placement
     activation.journeys = measure(runtime, world.truth)
     activation.seconds = time.perf_counter() - started
     write_truth(folder, activation)
@@ -637,6 +652,8 @@ def describe(activation: Activation, console: Console) -> None:
         f"{sum(activation.reactions.values()) - activation.reaction_orders:,} RSVPs and visits were caused by "
         f"messages (ground_truth/{TRUTH_FILE})"
     )
+    if activation.signups is not None:
+        lines.append(describe_signups(activation.signups, activation.signup_kpi))
     console.print("\n".join(lines), highlight=False, markup=False)
 
 
@@ -657,7 +674,7 @@ def load_activation(runtime: Runtime, folder: Path) -> Activation | None:
         for name, row in doc["journeys"].items()
     }
     stretch = doc["stretch"]
-    return Activation(
+    activation = Activation(
         _epoch(stretch["since"]),
         _epoch(stretch["until"]),
         {},
@@ -666,3 +683,8 @@ def load_activation(runtime: Runtime, folder: Path) -> Activation | None:
         float(doc["reaction_revenue"]),
         measure(runtime, truths),
     )
+    signups = load_signups(folder)
+    if signups is not None:
+        activation.signups = {str(k): int(v) for k, v in signups["by_placement"].items()}
+        activation.signup_kpi = kpi_by_placement(runtime)
+    return activation

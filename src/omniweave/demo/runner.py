@@ -482,6 +482,9 @@ def _journeys(runtime: Runtime, folder: Path, result: DemoResult, console: Conso
     for stream, count in result.journeys.posted.items():
         result.sent[stream] = result.sent.get(stream, 0) + count
     _drain(runtime, result, console)
+    from omniweave.demo.signups import kpi_by_placement  # the form sign-ups' KPI, beside their truth
+
+    result.journeys.signup_kpi = kpi_by_placement(runtime)
     result.timings["journeys"] = time.perf_counter() - started
 
 
