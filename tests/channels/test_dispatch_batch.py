@@ -163,3 +163,36 @@ def test_a_synchronous_level_that_is_not_one_is_refused_with_the_url_and_the_lev
         open_engine(url)
     with open_engine(f"sqlite:///{tmp_path / 'ops.db'}").connect() as conn:  # the default stays FULL
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("mixed", [False, True])
+def test_outcomes_are_recorded_in_one_statement_on_postgresql(postgres_url, tmp_path, mixed):
+    """PostgreSQL: a step's outcomes in one UPDATE … FROM (VALUES …): delivered with its provider id, a retry with
+    its time, a dead one with its reason; a column of NULLs only (no retry in the batch) is typed all the same;
+    a row no longer `sending` is left as it is."""
+    rt = Runtime(Settings(home=str(tmp_path), database_url=postgres_url))
+    try:
+        ledger = Ledger(rt.store.engine)
+        channel = Batching(ledger)
+        dispatcher = Dispatcher(ledger, {"sms": channel})
+        n = 20 if mixed else 10  # 13 retries in the mixed batch only
+        statements: list[str] = []
+        sa.event.listen(rt.store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        results = dispatcher.send_many([(sms(i), f"p{i}") for i in range(n)])
+        updates = [s for s in statements if s.lstrip().upper().startswith("UPDATE SENDS SET STATUS=OUTCOME")]
+        assert len(updates) == 1
+        rows = ledger.get_many([f"p{i}" for i in range(n)])
+        for i in range(n):
+            row = rows[f"p{i}"]
+            if i == 13:
+                assert row.status == "retrying" and row.reason == "busy" and row.next_attempt_at is not None
+                assert row.provider_id is None
+            else:
+                assert row.status == "delivered" and row.provider_id == f"id-p{i}" and row.reason is None
+                assert row.next_attempt_at is None
+        assert {r.key: r.status for r in results} == {k: r.status for k, r in rows.items()}
+        ledger.finish_many([{"key": "p0", "status": "dead", "reason": "late"}], 0.0)  # p0 is not `sending`
+        assert ledger.get_many(["p0"])["p0"].status == "delivered"
+    finally:
+        rt.close()

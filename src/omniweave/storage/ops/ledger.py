@@ -111,6 +111,30 @@ def insert_many_on(conn: sa.Connection, rows: Sequence[dict[str, object]], now: 
     return fresh
 
 
+def _finish_from_values(params: Sequence[dict[str, Any]], now: float) -> sa.Update:
+    """`finish_many`'s update of these outcomes as one statement (PostgreSQL): the rows still `sending` take
+    their outcome from a VALUES list joined on the key."""
+    v = sa.values(
+        sa.column("k", sa.String),
+        sa.column("s", sa.String),
+        sa.column("r", sa.String),
+        sa.column("p", sa.String),
+        sa.column("n", sa.Float),
+        name="outcome",
+    ).data([(p["k"], p["s"], p["r"], p["p"], p["n"]) for p in params])
+    return (
+        sends.update()
+        .where(sends.c.key == v.c.k, sends.c.status == "sending")
+        .values(
+            status=v.c.s,
+            reason=sa.cast(v.c.r, sa.String),
+            provider_id=sa.func.coalesce(sa.cast(v.c.p, sa.String), sends.c.provider_id),
+            next_attempt_at=sa.cast(v.c.n, sa.Float),  # a column of NULLs only is text in a VALUES list
+            updated_at=now,
+        )
+    )
+
+
 class Ledger:
     """The `sends` and `suppressions` tables of one operational store (its SQLAlchemy engine)."""
 
@@ -295,7 +319,11 @@ class Ledger:
             for o in outcomes
         ]
         with self.engine.begin() as conn:
-            conn.execute(statement, params)
+            if conn.dialect.name != "postgresql":  # SQLite's executemany runs in process: cheap per row
+                conn.execute(statement, params)
+                return
+            for start in range(0, len(params), self._CHUNK):  # one UPDATE … FROM (VALUES …) per chunk: one round trip
+                conn.execute(_finish_from_values(params[start : start + self._CHUNK], now))
 
     def suppressed_among(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """Which of these (channel, address) pairs are suppressed, with the reason."""
