@@ -477,7 +477,7 @@ def scrub_files(runtime: Runtime, found: tuple[str, ...]) -> list[Receipt]:
     needle (written to a temporary file, synced, renamed); other files holding one are removed."""
     home = Path(runtime.settings.home)
     url = runtime.settings.resolved_database_url
-    database = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+    database = Path(url.removeprefix("sqlite:///").split("?", 1)[0]) if url.startswith("sqlite:///") else None
     needles = [n.encode() for n in found if len(n) >= SHORT]
     receipts = []
     for path in sorted(p for p in home.rglob("*") if p.is_file()):
