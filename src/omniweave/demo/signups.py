@@ -208,7 +208,7 @@ def describe(truth: dict[str, int], kpi: dict[str, int] | None) -> str:
     """The line the demo prints: the true sign-ups per placement and whether the KPI counts the same."""
     total = sum(truth.values())
     parts = ", ".join(f"{k} {v:,}" for k, v in truth.items()) or "none"
-    line = f"sign-up forms: {total:,} customers signed up in the stretch (ground_truth/{TRUTH_FILE})\n  {parts}"
+    line = f"sign-up forms: {total:,} sign-ups in the stretch (ground_truth/{TRUTH_FILE})\n  {parts}"
     if kpi is None:
         return line
     verdict = "equal to the truth" if kpi == truth else "DIFFERS: " + ", ".join(f"{k} {v:,}" for k, v in kpi.items())
