@@ -10,6 +10,7 @@ import subprocess
 import time
 import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -167,11 +168,17 @@ def test_a_withdrawal_through_the_api_stops_the_next_send_before_profiles_are_re
         )
         assert withdrawn.status_code == 200, withdrawn.text
         assert all("no email consent" in reason for reason in verdicts()), verdicts()
-        # an older yes in the history never overrules a profile's no
+        # an older yes in the history never overrules a profile's no (one from an event after the yes) ...
         assert client.post(
             "/v1/privacy/consent", headers=headers, json={"identifier": email, "purpose": "email", "granted": True}
         ).json()["current"]["email"]
-        built = {**built, "consent_email": False}
+        later = datetime.now(UTC) + timedelta(minutes=5)
+        built = {**built, "consent_email": False, "last_seen": later}
+        assert all("no email consent" in reason for reason in verdicts())
+        # ... but a yes stated after every event the profile saw (a double opt-in confirmed since) is newer
+        built = {**built, "last_seen": datetime.now(UTC) - timedelta(days=1)}
+        assert not any("consent" in reason for reason in verdicts()), verdicts()
+        built = {**built, "last_seen": None}  # a profile that does not say when: its no stands
         assert all("no email consent" in reason for reason in verdicts())
     finally:
         runtime.close()

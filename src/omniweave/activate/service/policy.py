@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,7 +35,7 @@ from omniweave.activate.policy import CONSENT_COLUMNS, PURPOSE_COLUMN, Facts, Se
 from omniweave.channels.port import address_key
 from omniweave.runtime import Runtime
 from omniweave.settings import PolicySettings
-from omniweave.storage.ops.consent import latest_consent
+from omniweave.storage.ops.consent import latest_consent_at
 from omniweave.storage.ops.tables import sends, suppressions
 from omniweave.storage.ops.tables.policy import policy_decisions, policy_persons
 from omniweave.storage.ops.tables.reach import conversations
@@ -128,22 +129,38 @@ def with_stated_consent(
     latest statements over them (one query for the batch: storage/ops/consent.py), so a withdrawal made
     since the profiles were built stops the next send. A stated no wins from either side; a stated yes in
     the history fills in unless the profile says no (a later no from an event not yet in the history must
-    not be overruled by an older yes)."""
+    not be overruled by an older yes) — but a yes stated after the person's last event the profile saw
+    (`last_seen`) is newer than anything the profile knows, and wins: someone who opted out and later
+    confirms a sign-up form's double opt-in is sent to before the next profile build."""
     people = []
     for intent, profile, key in items:
         known = [(kind, str(v)) for kind in _LISTED_KINDS for v in _listed(profile.get(f"{kind}s"))]
         if key and intent.channel in _ADDRESS_KINDS:
             known.append((_ADDRESS_KINDS[intent.channel], key))
         people.append(known)
-    stated = latest_consent(conn, people)
+    stated = latest_consent_at(conn, people)
     out = []
     for (_, profile, _), said in zip(items, stated, strict=True):
         consent = {c: profile.get(c) for c in (*CONSENT_COLUMNS.values(), PURPOSE_COLUMN)}
-        for column, value in said.items():
-            if column in consent and (value is False or consent[column] is not False):
+        seen = _epoch(profile.get("last_seen"))
+        for column, (value, at) in said.items():
+            newer = seen is not None and at > seen
+            if column in consent and (value is False or consent[column] is not False or newer):
                 consent[column] = value
         out.append(consent)
     return out
+
+
+def _epoch(value: Any) -> float | None:
+    """A profile's timestamp (datetime, naive = UTC, or epoch seconds) as epoch seconds; None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def record(conn: sa.Connection, intent: SendIntent, verdict: Verdict, now: float) -> None:

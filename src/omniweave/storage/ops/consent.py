@@ -29,6 +29,13 @@ def latest_consent(conn: sa.Connection, people: Sequence[Iterable[tuple[str, str
     """Per person (their identifiers as (kind, normalised value)): the latest statement per purpose in the
     consent history, as {profile column: yes/no}; {} for a person with none. Ties on the time: the later
     recorded."""
+    return [{column: said for column, (said, _) in found.items()} for found in latest_consent_at(conn, people)]
+
+
+def latest_consent_at(
+    conn: sa.Connection, people: Sequence[Iterable[tuple[str, str]]]
+) -> list[dict[str, tuple[bool, float]]]:
+    """`latest_consent` with each statement's time: {profile column: (yes/no, stated_at epoch seconds)}."""
     owners: dict[str, list[int]] = {}
     for index, identifiers in enumerate(people):
         for kind, value in identifiers:
@@ -49,4 +56,4 @@ def latest_consent(conn: sa.Connection, people: Sequence[Iterable[tuple[str, str
                 seen = best[index].get(str(purpose))
                 if seen is None or order > seen[:2]:
                     best[index][str(purpose)] = (*order, bool(granted))
-    return [{consent_column(purpose): said for purpose, (_, _, said) in found.items()} for found in best]
+    return [{consent_column(purpose): (said, at) for purpose, (at, _, said) in found.items()} for found in best]
