@@ -102,7 +102,8 @@ def api(tmp_path_factory: pytest.TempPathFactory, demo_home: Path) -> Iterator[A
 
 
 def _template(path: str) -> str:
-    return path.replace("{ref:path}", "{ref}")
+    """A route's path as OpenAPI writes it (a `{name:path}` parameter is `{name}` there)."""
+    return path.replace(":path}", "}")
 
 
 def _flat(routes: list[BaseRoute]) -> list[BaseRoute]:

@@ -32,7 +32,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "descri
 
 
 @router.get(
-    "/q/{token}",
+    "/q/{token:path}",  # a token with a slash (none is valid) is a 404 too, not a 307 to the one without
     response_class=RedirectResponse,
     status_code=302,
     responses={302: {"description": "redirect to the landing URL with its UTM tags"}, **_NOT_FOUND},
