@@ -367,10 +367,15 @@ def _sync(handle: Any) -> None:
 
 def _sync_folder(log: EventLog, folder: str) -> None:
     protocol = log.fs.protocol if isinstance(log.fs.protocol, str) else log.fs.protocol[0]
-    if protocol not in ("file", "local"):
-        return
+    if protocol in ("file", "local"):
+        fsync_dir(folder)
+
+
+def fsync_dir(path: str) -> None:
+    """Make a local folder's entries (a rename, a new or removed file) durable; best effort: a folder that
+    cannot be opened or synced is left as it is."""
     try:
-        fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return
     try:

@@ -166,27 +166,12 @@ class FileSink:
         several threads, and one fsync covers every line written before it started (a thread whose line
         a fsync already covered does not fsync again) — durable before the outcome is recorded, with one
         fsync per group instead of one per message."""
-        line = orjson.dumps({"key": idempotency_key, "channel": self.name, "to": message.to}) + b"\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            with self._lock:
-                os.write(fd, line)
-                self._written += 1
-                mine = self._written
-            if self.fsync:
-                with self._sync:
-                    if self._synced < mine:
-                        with self._lock:
-                            upto = self._written
-                        os.fsync(fd)
-                        self._synced = upto
-        finally:
-            os.close(fd)
-        return Delivered(idempotency_key)
+        return self.send_many([(message, idempotency_key)])[0]
 
     def send_many(self, items: Sequence[tuple[Message, str]]) -> list[Outcome]:
         """`send` for a batch (the dispatcher's call for a step's rows): every line appended in one write, then
-        one fsync (shared with concurrent callers as in `send`) before any outcome is answered."""
+        one fsync (shared with concurrent callers: the group commit `send` describes) before any outcome is
+        answered."""
         if not items:
             return []
         data = b"".join(

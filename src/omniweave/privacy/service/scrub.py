@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from omniweave.privacy.requests import Receipt
 from omniweave.privacy.subjects import SHORT, text_matches
 from omniweave.runtime import Runtime
+from omniweave.storage.compaction import fsync_dir
 from omniweave.storage.eventlog import day_partition
 from omniweave.storage.locks import eventlog_lock
 from omniweave.storage.ops import forms_privacy
@@ -110,19 +111,6 @@ def matching_mask(
     return mask.combine_chunks()
 
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def replace_parquet(runtime: Runtime, path: str, table: pa.Table) -> None:
     """Swap `table` in as the Parquet file `path`: written beside it under a name no reader lists, synced
     to disk, renamed over it (the rename is atomic), the folder synced. Other file systems: EventLog's
@@ -142,12 +130,12 @@ def replace_parquet(runtime: Runtime, path: str, table: pa.Table) -> None:
     finally:
         if os.path.exists(temp):
             os.remove(temp)
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 def _remove(runtime: Runtime, path: str) -> None:
     runtime.log.fs.rm(path)
-    _fsync_dir(os.path.dirname(path))
+    fsync_dir(os.path.dirname(path))
 
 
 def _dataset_of(root: str, path: str) -> str:
