@@ -164,6 +164,10 @@ def serve(settings: Settings) -> None:
         log_level="warning",
         server_header=False,
         backlog=4096,
+        # Longer than the idle timeout of the load balancers in front (60 s on AWS, GCP and nginx's
+        # 75 s): with uvicorn's default 5 s, a client that reuses a kept-alive connection just as the
+        # server closes it gets a reset instead of an answer (a storm test on a busy machine saw it).
+        timeout_keep_alive=75,
         timeout_graceful_shutdown=30,
     )
     print(f"omniweave collector listening on http://{settings.host}:{settings.port}", flush=True)
