@@ -785,7 +785,14 @@ def memory_limit_bytes(value: str) -> int:
 
 # --- [privacy] -----------------------------------------------------------------------------------
 
-PRIVACY_KEYS = ("purposes", "retention_days", "blocklist_refresh_seconds", "collection")
+PRIVACY_KEYS = (
+    "purposes",
+    "retention_days",
+    "blocklist_refresh_seconds",
+    "collection",
+    "personalisation",
+    "without_personalisation",
+)
 COLLECTION_RULE_KEYS = ("field", "purpose", "action", "when")
 DEFAULT_PURPOSES = ("analytics", "personalisation", "advertising", "email", "sms", "whatsapp", "push")
 
@@ -806,12 +813,16 @@ class CollectionRule:
 class PrivacySettings:
     """The `[privacy]` table (docs/privacy.md): the consent purposes, days each dataset is kept
     (`retention_days = {events = 730}`), how often a collector re-reads the suppressed identifiers
-    (at most 60 s), and the collection rules (`[[privacy.collection]]`)."""
+    (at most 60 s), and the collection rules (`[[privacy.collection]]`); when content falls back to
+    non-personal values (`personalisation`: `denied` = a stated no, `not_granted` = anything but a stated
+    yes) and what a message does then unless it says (`without_personalisation`: `fallback` | `skip`)."""
 
     purposes: tuple[str, ...] = DEFAULT_PURPOSES
     retention_days: tuple[tuple[str, int], ...] = ()
     blocklist_refresh_seconds: float = 15.0
     collection: tuple[CollectionRule, ...] = ()
+    personalisation: str = "denied"
+    without_personalisation: str = "fallback"
 
     @staticmethod
     def parse(raw: Any, where: str, problems: Problems, base: Path | None = None) -> PrivacySettings:
@@ -853,6 +864,17 @@ class PrivacySettings:
         rules = raw.get("collection")
         if rules is not None:
             values["collection"] = _parse_collection(rules, f"{where}: collection", problems)
+        for key, allowed in (
+            ("personalisation", ("denied", "not_granted")),
+            ("without_personalisation", ("fallback", "skip")),
+        ):
+            given = raw.get(key)
+            if given is None:
+                continue
+            if given in allowed:
+                values[key] = given
+            else:
+                problems.append(f"{where}: {key} must be {' or '.join(allowed)}, got {given!r}")
         return PrivacySettings(**values)
 
     def to_toml(self) -> dict[str, Any]:
@@ -862,6 +884,8 @@ class PrivacySettings:
             "retention_days": dict(self.retention_days),
             "blocklist_refresh_seconds": self.blocklist_refresh_seconds,
             "collection": [{f.name: getattr(rule, f.name) for f in fields(rule)} for rule in self.collection],
+            "personalisation": self.personalisation,
+            "without_personalisation": self.without_personalisation,
         }
 
 

@@ -10,7 +10,11 @@ A message file (YAML or TOML, `messages/<name>.yaml` in the project, docs/conten
 - per-channel overrides: `email` (subject, preheader, headline, body, cta, image), `sms` (body),
   `whatsapp` (template, parameters, language, body), `push` (title, body, url), `print` (headline,
   body, qr_url; `letter` is accepted as its other name);
-- `channels`: the channels the message is written for (default: all five).
+- `channels`: the channels the message is written for (default: all five);
+- `fallbacks`: what stands in for a personal value when the person has not consented to personalisation
+  (`first_name: there`, `recommendations: [SKU-1, SKU-2]`; content/personal.py has the defaults), and
+  `without_personalisation`: `fallback` (render with them) or `skip` (send only personalised; default:
+  `[privacy] without_personalisation`).
 
 Every text is a Jinja2 template (personalisation: content/render.py); its syntax is checked here.
 `parse_message` and `parse_brand` report every problem of a document at once, each with its path
@@ -54,6 +58,8 @@ TOP_KEYS = (
     "cta",
     "offer",
     "image",
+    "fallbacks",
+    "without_personalisation",
 )
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 _COLOUR = re.compile(r"^#(?:[0-9A-Fa-f]{3}|[0-9A-Fa-f]{6})$")
@@ -130,6 +136,8 @@ class MessageDef:
     offer: Offer | None = None
     image: str = ""
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fallbacks: dict[str, str | list[str]] = field(default_factory=dict)
+    without_personalisation: str | None = None  # fallback | skip; None: the `[privacy]` setting
 
     def override(self, channel: str, key: str, default: Any = None) -> Any:
         """The channel's own value of `key`, else `default`."""
@@ -152,6 +160,8 @@ class MessageDef:
             "offer": None if self.offer is None else {"text": self.offer.text, "pool": self.offer.pool},
             "image": self.image,
             **{ch: dict(values) for ch, values in self.overrides.items()},
+            "fallbacks": {k: list(v) if isinstance(v, list) else v for k, v in self.fallbacks.items()},
+            "without_personalisation": self.without_personalisation,
         }
 
 
@@ -261,6 +271,42 @@ def _parameters(value: Any, path: str, problems: Problems) -> list[str] | dict[s
     return []
 
 
+_FALLBACK_KEY = re.compile(r"^(person\.)?[A-Za-z_][A-Za-z0-9_]{0,99}$")
+
+
+def _fallbacks(value: Any, problems: Problems) -> dict[str, str | list[str]]:
+    """`fallbacks`: a table of a personal value (`first_name`, `person.first_name`, `recommendations`) to a
+    text or a list of texts (content/personal.py)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        problems.append(("fallbacks", f"expected a table of personal value = text or list of texts; got {value!r}"))
+        return {}
+    out: dict[str, str | list[str]] = {}
+    for key, given in value.items():
+        path = f"fallbacks.{key}"
+        if not isinstance(key, str) or not _FALLBACK_KEY.match(key):
+            problems.append((path, "expected a profile column (first_name, person.first_name) or recommendations"))
+        elif isinstance(given, bool) or given is None:
+            problems.append((path, f"expected a text or a list of texts; got {given!r}"))
+        elif isinstance(given, str | int | float):
+            out[key[len("person.") :] if key.startswith("person.") else key] = str(given)
+        elif isinstance(given, list) and all(
+            isinstance(v, str | int | float) and not isinstance(v, bool) for v in given
+        ):
+            out[key[len("person.") :] if key.startswith("person.") else key] = [str(v) for v in given]
+        else:
+            problems.append((path, f"expected a text or a list of texts; got {given!r}"))
+    return out
+
+
+def _without(value: Any, problems: Problems) -> str | None:
+    if value is None or value in ("fallback", "skip"):
+        return value
+    problems.append(("without_personalisation", f"expected fallback or skip; got {value!r}"))
+    return None
+
+
 def _channels(value: Any, problems: Problems) -> tuple[str, ...]:
     if value is None:
         return CONTENT_CHANNELS
@@ -319,6 +365,8 @@ def parse_message(document: Any, source: str = "<message>", default_name: str | 
         offer=_offer(document.get("offer"), problems),
         image=_url(document.get("image"), "image", problems),
         overrides=_overrides(document, problems),
+        fallbacks=_fallbacks(document.get("fallbacks"), problems),
+        without_personalisation=_without(document.get("without_personalisation"), problems),
     )
     if not (message.headline or message.body or message.overrides):
         problems.append(("body", "missing: a message needs a headline or a body (or a channel's own text)"))

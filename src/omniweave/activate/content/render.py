@@ -3,7 +3,9 @@
 `render(message, brand, channel, variables, ...)` personalises every text of the message (Jinja2 in a
 sandbox, StrictUndefined) from `variables` (`template_variables` builds them: the person's profile row
 as `person.*` — traits and insights —, `recommendations`, `brand.*`, `offer.text/code/pool`,
-`cta.text/url`, `message.name/campaign`) and lays it out for the channel:
+`cta.text/url`, `message.name/campaign`, `personalised` and `best_sellers`; for a person who may not
+get personal content the personal values are withheld and fallbacks stand in: content/personal.py)
+and lays it out for the channel:
 
 - e-mail: `subject`, `preheader`, `html` (a responsive table layout in the brand's colours with logo,
   headline, image, body, offer, button, footer, legal lines and a visible unsubscribe link
@@ -37,6 +39,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
 from omniweave.activate.content.model import BrandKit, MessageDef, channel_name
+from omniweave.activate.content.personal import RULE as PERSONAL_RULE
+from omniweave.activate.content.personal import PersonalValueError, impersonal
 from omniweave.channels.sms.encoding import SegmentCount, count_segments
 from omniweave.errors import InputError
 
@@ -132,7 +136,7 @@ class RenderProblem:
     """One field whose template failed: where, which checker rule, what happened."""
 
     field: str
-    rule: str  # undefined-variable | template-error
+    rule: str  # undefined-variable | personal-without-consent | template-error
     message: str
 
 
@@ -202,6 +206,8 @@ class _Renderer:
                     _MEMO.clear()
                 _MEMO[key] = out
             return out
+        except PersonalValueError as exc:
+            problem = RenderProblem(where, PERSONAL_RULE, f"{where}: {exc.message}")
         except jinja2.UndefinedError as exc:
             problem = RenderProblem(where, "undefined-variable", f"{where}: undefined variable: {exc.message}")
         except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
@@ -212,6 +218,31 @@ class _Renderer:
         return ""
 
 
+def person_variables(
+    person: Mapping[str, Any] | None,
+    message: MessageDef,
+    *,
+    personalised: bool = True,
+    best_sellers: Sequence[str] = (),
+    recommendations: Sequence[Any] | None = None,
+) -> dict[str, Any]:
+    """The person's part of the variables: `person`, `recommendations`, `personalised`, `best_sellers`.
+    Not `personalised`: the personal values withheld, the message's fallbacks or the defaults in their place
+    (content/personal.py) — whatever `recommendations` says."""
+    profile = dict(person or {})
+    recs: Any
+    if personalised:
+        recs = list(recommendations if recommendations is not None else (profile.get("recommended_products") or []))
+    else:
+        profile, recs = impersonal(profile, message.fallbacks, best_sellers)
+    return {
+        "person": Namespace("person", profile),
+        "recommendations": namespaced("recommendations", recs) if isinstance(recs, list) else recs,
+        "personalised": personalised,
+        "best_sellers": list(best_sellers),
+    }
+
+
 def template_variables(
     person: Mapping[str, Any] | None,
     brand: BrandKit,
@@ -219,13 +250,15 @@ def template_variables(
     *,
     offer_code: str | None = None,
     recommendations: Sequence[Any] | None = None,
+    personalised: bool = True,
+    best_sellers: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The variables a message's templates see for one person (`person` is the profile row)."""
-    profile = dict(person or {})
-    recs = recommendations if recommendations is not None else (profile.get("recommended_products") or [])
+    """The variables a message's templates see for one person (`person` is the profile row; without
+    `personalised`, its personal values are withheld: `person_variables`)."""
     return {
-        "person": Namespace("person", profile),
-        "recommendations": namespaced("recommendations", list(recs)),
+        **person_variables(
+            person, message, personalised=personalised, best_sellers=best_sellers, recommendations=recommendations
+        ),
         "brand": Namespace("brand", brand.to_dict()),
         "offer": Namespace(
             "offer",

@@ -15,6 +15,11 @@
   one transaction under the person's lock, then the dispatcher attempts the row — so running it twice
   sends nothing new, and two sends cannot both pass a cap. The report counts every outcome with its
   reason; a verdict to try later is reported as skipped ("not now: …, next allowed …").
+
+Personalisation consent (content/personal.py, activate/service/personal.py): a member who may not get
+personal content is rendered with the personal values withheld and the fallbacks in their place; one
+whose message cannot render without them (or says `without_personalisation: skip`) is skipped with that
+reason, recorded as a policy decision. A preview shows what such a person gets and says why.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import time
 import tomllib
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -41,6 +46,8 @@ from omniweave.activate.content.model import (
     parse_brand,
     parse_message,
 )
+from omniweave.activate.content.personal import RULE as PERSONAL_RULE
+from omniweave.activate.content.personal import skip_reason
 from omniweave.activate.content.render import Rendition, render, template_variables
 from omniweave.activate.policy import WHATSAPP_WINDOW_SECONDS, SendIntent, Verdict, consent_problem, decide
 from omniweave.channels.port import Channel, Message, address_key
@@ -76,6 +83,8 @@ SAMPLE_PERSON: dict[str, Any] = {
 }
 """The person `messages validate` renders for: the usual profile columns with plausible values."""
 SAMPLE_ADDRESS = ("Alex Morgan", "1 High Street", "London", "N1 1AA")
+SAMPLE_BEST_SELLERS = ("SKU-7", "SKU-8")
+"""The best sellers `messages validate` renders the not-personalised rendition with."""
 
 
 # --- files ----------------------------------------------------------------------------------------------
@@ -210,6 +219,24 @@ def validate_message(message: MessageDef, brand: BrandKit, *, max_sms_segments: 
         variables = template_variables(SAMPLE_PERSON, brand, message, offer_code=code)
         rendition = render(message, brand, channel, variables, address=SAMPLE_ADDRESS)
         findings += check(rendition, brand, Limits(max_sms_segments=max_sms_segments))
+        if message.without_personalisation == "skip":
+            continue
+        # the same person without personalisation consent: a personal value with no fallback skips them
+        variables = template_variables(
+            SAMPLE_PERSON, brand, message, offer_code=code, personalised=False, best_sellers=SAMPLE_BEST_SELLERS
+        )
+        impersonal = render(message, brand, channel, variables, address=SAMPLE_ADDRESS)
+        findings += [
+            Finding(
+                channel,
+                PERSONAL_RULE,
+                f"without personalisation consent: {p.message}; such a person is skipped",
+                severity="warning",
+                field=p.field,
+            )
+            for p in impersonal.problems
+            if p.rule == PERSONAL_RULE
+        ]
     return Validation(message.name, message.source, tuple(findings))
 
 
@@ -383,8 +410,14 @@ def _render_for(
     code: str | None,
     key: str | None,
     strict: bool = False,
+    personalised: bool = True,
+    best_sellers: Sequence[str] = (),
 ) -> Rendition:
-    variables = template_variables(profile, brand, message, offer_code=code)
+    """`message` for one person on `channel` (a letter with its QR link); without `personalised`, their
+    personal values are withheld and fallbacks (`best_sellers` for products) stand in."""
+    variables = template_variables(
+        profile, brand, message, offer_code=code, personalised=personalised, best_sellers=best_sellers
+    )
     lines = address if isinstance(address, tuple) else ()
     qr = None
     if channel == "print":
@@ -463,7 +496,29 @@ def preview(runtime: Runtime, request: PreviewRequest, *, now: float | None = No
     pool_finding, code, unique = _pool_problem(runtime, message, channel)
     if unique:
         notes.append(f"the coupon code is issued at send; {code!r} stands in for it here")
-    rendition = _render_for(runtime, message, brand, channel, profile, address, code=code, key=None)
+    ((personal, stated),) = _personalisation(runtime, [profile])
+    best = _best_sellers_for(runtime, message, [personal])
+    rendition = _render_for(
+        runtime,
+        message,
+        brand,
+        channel,
+        profile,
+        address,
+        code=code,
+        key=None,
+        personalised=personal,
+        best_sellers=best,
+    )
+    if not personal:
+        notes.append(
+            f"not personalised: no personalisation consent (consent_purpose_personalisation: "
+            f"{'never stated' if stated is None else 'no' if stated is False else 'yes'}); "
+            "personal values are withheld and the fallbacks shown"
+        )
+        reason = skip_reason(message.name, _without(runtime, message), personal, rendition.problems, stated)
+        if reason:
+            notes.append(f"a send would skip them: {reason}")
     window = _window_open(runtime, str(address), now) if channel == "whatsapp" and address else None
     findings = check(rendition, brand, Limits(request.max_sms_segments, window, runtime.settings.channels.public_url))
     if pool_finding:
@@ -639,9 +694,21 @@ def send(
     tally: Counter[tuple[str, str]] = Counter()
     if total > len(rows):
         tally[("skipped", "no profile row (run `omniweave profiles build`)")] += total - len(rows)
-    for done, profile in enumerate(rows, 1):
+    flags = _personalisation(runtime, rows)  # one query for everyone: the profiles and the consent history
+    best = _best_sellers_for(runtime, message, [personal for personal, _ in flags])
+    for done, (profile, (personal, stated)) in enumerate(zip(rows, flags, strict=True), 1):
         outcome = _one(
-            runtime, request, message, brand, channel, profile, (placeholder, unique), ledger, dispatcher, now
+            runtime,
+            request,
+            message,
+            brand,
+            channel,
+            profile,
+            (placeholder, unique),
+            ledger,
+            dispatcher,
+            now,
+            (personal, stated, best),
         )
         tally[outcome] += 1
         if progress is not None:
@@ -661,8 +728,10 @@ def _one(
     ledger: Ledger,
     dispatcher: Any,
     now: float,
+    personal: tuple[bool, bool | None, Sequence[str]] = (True, None, ()),
 ) -> tuple[str, str]:
-    """The outcome and reason of one member."""
+    """The outcome and reason of one member (`personal`: whether they may get personal content, their
+    personalisation consent as stated, the best sellers)."""
     person_id = str(profile["person_id"])
     key = send_key(message.name, request.segment, person_id, channel)
     found = ledger.get(key)
@@ -675,7 +744,19 @@ def _one(
         return "skipped", f"no {channel} address"
     to = _shown_address(address) or ""
     placeholder, unique = code
-    rendition = _render_for(runtime, message, brand, channel, profile, address, code=placeholder, key=key)
+    personalised, stated, best = personal
+    rendition = _render_for(
+        runtime,
+        message,
+        brand,
+        channel,
+        profile,
+        address,
+        code=placeholder,
+        key=key,
+        personalised=personalised,
+        best_sellers=best,
+    )
     window = _window_open(runtime, to, now) if channel == "whatsapp" else None
     limits = Limits(request.max_sms_segments, window, runtime.settings.channels.public_url)
     blocking = errors(check(rendition, brand, limits))
@@ -692,13 +773,30 @@ def _one(
         if not request.dry_run:
             _record(runtime, intent, foreseen, now)
         return "skipped", _skip_reason(foreseen)
+    unpersonal = skip_reason(message.name, _without(runtime, message), personalised, rendition.problems, stated)
+    if unpersonal is not None:  # recorded like the policy's own verdicts
+        if not request.dry_run:
+            _record(runtime, intent, Verdict("drop", unpersonal), now)
+        return "skipped", unpersonal
     if blocking:
         return "skipped", "blocked by the checker: " + ", ".join(sorted({f.rule for f in blocking}))
     if request.dry_run:
         return "would_send", ""
     if unique:  # the person's own code, issued for this send (the same one again if the send is retried)
         issued = _issue(runtime, message, person_id, key, channel)
-        rendition = _render_for(runtime, message, brand, channel, profile, address, code=issued, key=key, strict=True)
+        rendition = _render_for(
+            runtime,
+            message,
+            brand,
+            channel,
+            profile,
+            address,
+            code=issued,
+            key=key,
+            strict=True,
+            personalised=personalised,
+            best_sellers=best,
+        )
     outgoing = Message(
         channel=channel,
         to=to,
@@ -716,6 +814,29 @@ def _one(
         return "already_sent", f"in the ledger as {found.status if found else 'unknown'}"
     result = dispatcher.attempt(key)
     return result.status, result.reason or ""
+
+
+def _personalisation(runtime: Runtime, profiles: Sequence[Mapping[str, Any]]) -> list[tuple[bool, bool | None]]:
+    """Per profile: (whether they may get personal content, their personalisation consent as stated)."""
+    from omniweave.activate.service.personal import personalisation_flags
+
+    with runtime.store.engine.connect() as conn:
+        return personalisation_flags(conn, runtime.settings, profiles)
+
+
+def _best_sellers_for(runtime: Runtime, message: MessageDef, personal: Sequence[bool]) -> tuple[str, ...]:
+    """The best sellers when someone is rendered without personalisation or the message names them; else ()."""
+    from omniweave.activate.service.personal import best_sellers
+
+    if all(personal) and "best_sellers" not in repr(message):
+        return ()
+    return best_sellers(runtime)
+
+
+def _without(runtime: Runtime, message: MessageDef) -> str:
+    from omniweave.activate.service.personal import without_personalisation
+
+    return without_personalisation(runtime.settings, message)
 
 
 def _skip_reason(verdict: Verdict) -> str:
