@@ -20,10 +20,15 @@ from omniweave.storage.eventlog import EventLog, events_to_table
 from omniweave.storage.ops.store import OpStore
 
 LOADER = "loader"
+LOGGED = "omniweave_logged"
+"""A top-level key of an inbox payload whose event its producer already wrote to the event log (a batch
+segment evaluation's `Segment Entered`, an import's events for the journeys): the inbox hands it to its other
+consumers (journey triggers, live segments) and the loader passes over it, so the log holds it once."""
 
 
 def load_once(store: OpStore, log: EventLog, batch_size: int = 50_000) -> int:
-    """Move one micro-batch from the inbox into the event log; returns how many events moved."""
+    """Move one micro-batch from the inbox into the event log; returns how many inbox rows it passed (those
+    already in the log, `LOGGED`, are passed over)."""
     state = store.consumer(LOADER)
     if state.pending_end is None:
         rows = store.read(after=state.position, limit=batch_size)
@@ -37,8 +42,13 @@ def load_once(store: OpStore, log: EventLog, batch_size: int = 50_000) -> int:
     events = []
     for row in rows:
         event = orjson.loads(row.payload)
+        if event.get(LOGGED):
+            continue
         event["source"] = row.source_id
         events.append(event)
+    if not events:
+        store.commit_position(LOADER, end)
+        return len(rows)
     table = events_to_table(events, source="")
     # named after the range: a redo rewrites the same file, a compaction merges it (storage/compaction.py)
     try:

@@ -70,11 +70,49 @@ def import_file(
             prepared = _without_refused(runtime, prepared)
             progress.stage(f"writing {prepared.table.num_rows:,} rows to the {prepared.dataset} log", None)
             write(runtime.log, prepared)
+            if chosen.announce and prepared.dataset == "events":
+                announce(runtime, source_id, prepared.table)
             summary = prepared.summary
     runtime.store.record_import(
         summary.kind, str(path), summary.rows_read, summary.rows_imported, summary.rows_duplicate, summary.rows_rejected
     )
     return summary
+
+
+def announce(runtime: Runtime, source_id: str, table: pa.Table) -> int:
+    """Hand imported events (already in the log) to the inbox's real-time consumers: the journey engine enters
+    runs on them as on the collector's (an `email_capture` import starts `welcome_till_capture`). Marked as
+    logged (`collect.loader.LOGGED`), so the loader passes over them; under their own messageIds, so importing
+    the same file again appends nothing new. How many went in."""
+    import orjson
+
+    from omniweave.collect.loader import LOGGED
+
+    received = datetime.now(UTC)
+    stamp = received.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    rows = []
+    for r in table.select(
+        ["message_id", "type", "event", "user_id", "anonymous_id", "timestamp", "context", "properties", "traits"]
+    ).to_pylist():
+        event: dict[str, object] = {
+            "type": r["type"],
+            "event": r["event"],
+            "messageId": r["message_id"],
+            "timestamp": r["timestamp"].isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "receivedAt": stamp,
+            LOGGED: True,
+        }
+        for name, column in (("userId", "user_id"), ("anonymousId", "anonymous_id")):
+            if r[column]:
+                event[name] = r[column]
+        for name in ("context", "properties", "traits"):
+            if r[name]:
+                event[name] = orjson.loads(r[name])
+        rows.append((source_id, str(r["message_id"]), received.timestamp(), orjson.dumps(event)))
+    added = 0
+    for start in range(0, len(rows), 10_000):
+        added += runtime.store.append(rows[start : start + 10_000])
+    return added
 
 
 def _without_refused(runtime: Runtime, prepared: Prepared) -> Prepared:

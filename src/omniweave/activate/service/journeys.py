@@ -375,6 +375,7 @@ class JourneyEngine:
         self._uses_segments: dict[tuple[str, int], bool] = {}
         self._members: dict[str, set[str]] | None = None
         self._batch_persons: set[str] = set()
+        self._contacts: dict[int, dict[str, Any]] = {}  # consume's batch: inbox seq -> the trigger's contact
         self._waits: dict[tuple[str, str], list[dict[str, Any]]] | None = None
         self._unfinished: dict[str, list[dict[str, Any]]] | None = None
         self._renders: dict[tuple[str, str, bytes], Any] = {}
@@ -445,7 +446,10 @@ class JourneyEngine:
     ) -> int:
         """`_start` for many (journey, person, entry key, trigger, inbox seq) in a few statements; how many started."""
         runs: list[dict[str, Any]] = []
-        for j, person, entry_key, trigger, _ in entries:
+        for j, person, entry_key, trigger, seq in entries:
+            context = M.entry_context(j, person, trigger)
+            if seq in self._contacts:  # the address the trigger states (a sign-up's): newer than the profile's
+                context["contact"] = self._contacts[seq]
             runs.append(
                 {
                     "id": M.run_id(j.name, person, entry_key),
@@ -454,7 +458,7 @@ class JourneyEngine:
                     "person_id": person,
                     "entry_key": entry_key[:200],
                     "node": j.start,
-                    "context": M.entry_context(j, person, trigger),
+                    "context": context,
                     "entered_at": now,
                 }
             )
@@ -566,8 +570,12 @@ class JourneyEngine:
                         if j.entry.kind != "event":
                             key = f"segment:{j.entry.segment}:{seq}"
                         entries.append((j, person, key, props, seq))
+                        contact = contact_of(event)
+                        if contact:
+                            self._contacts[seq] = contact
             if entries:
                 self._start_many(conn, entries, now)
+            self._contacts.clear()
             for seq, event, name, props, person in events:
                 self._on_event(conn, journeys, seq, event, now, name=name, props=props, person=person)
             self._waits, self._unfinished = None, None
@@ -856,6 +864,7 @@ class JourneyEngine:
     ) -> _PendingSend:
         """A send step about to be asked of the policy: its message, class and candidate channels."""
         ctx = dict(adv.context)
+        profile = with_contact(profile, ctx.get("contact"))
         message = self._load_messages().get(action.message)
         first = action.channel if action.channel != "preferred" else str(profile.get("preferred_channel") or "email")
         klass = action.message_class or j.message_class or (message.message_class if message else "promotional")
@@ -1306,6 +1315,63 @@ def _ended(status: str, reason: str, now: float) -> dict[str, Any]:
         "lease_until": None,
         "updated_at": now,
     }
+
+
+_STATED_CONSENT = {f"{c}_opt_in": f"consent_{c}" for c in ("email", "sms", "whatsapp", "push")}
+
+
+def contact_of(event: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The e-mail address and phone an event states for its person (a sign-up's or a till capture's traits, top-level
+    or in `context.traits`), the opt-ins it states (`email_opt_in` -> `consent_email`, …) and the event's time;
+    None when it states no address."""
+    found: dict[str, Any] = {}
+    consent: dict[str, bool] = {}
+    context = event.get("context")
+    for traits in (event.get("traits"), context.get("traits") if isinstance(context, Mapping) else None):
+        if not isinstance(traits, Mapping):
+            continue
+        for name in ("email", "phone"):
+            value = traits.get(name)
+            if name not in found and isinstance(value, str) and value.strip():
+                found[name] = value.strip().lower() if name == "email" else value.strip()
+        for trait, column in _STATED_CONSENT.items():
+            if column not in consent and isinstance(traits.get(trait), bool):
+                consent[column] = bool(traits[trait])
+    if not found:
+        return None
+    if consent:
+        found["consent"] = consent
+    found["at"] = _epoch_of(event.get("timestamp"))
+    return found
+
+
+def with_contact(profile: Mapping[str, Any], contact: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """`profile` as the run's trigger (`contact_of`) left it, when the profile is older than that event (its
+    `last_seen` before the trigger: built before the person signed up or gave an address at the till, it lacks the
+    address or has an older one, and the consent stated with it): the stated address and opt-ins over the profile's.
+    The policy still reads the consent history over these, so a withdrawal recorded since wins."""
+    if not contact:
+        return profile
+    seen = _epoch_of(profile.get("last_seen"))
+    if seen is not None and contact.get("at") is not None and seen >= float(contact["at"]):
+        return profile
+    stated: dict[str, Any] = {f"primary_{n}": contact[n] for n in ("email", "phone") if contact.get(n)}
+    stated.update(contact.get("consent") or {})
+    return {**profile, **stated}
+
+
+def _epoch_of(value: Any) -> float | None:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value:
+        try:
+            at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+    return None
 
 
 def _user_of(profile: Mapping[str, Any], person: str) -> str:

@@ -59,6 +59,7 @@ _TOP_KEYS = {
     "group",
     "spend",
     "state_traits",
+    "announce",
     "fields",
 }
 _COLUMN_KEYS = {"type", "required", "default", "format", "values"}
@@ -140,6 +141,7 @@ class Mapping:
     fields: tuple[tuple[str, Value], ...] = ()  # target "reference": the dataset's columns besides the key
     columns: tuple[Column, ...] = field(default=())
     state_traits: bool = False  # a track whose traits also state the person's traits (top-level `traits`)
+    announce: bool = False  # its events also go to the inbox's real-time consumers (journeys), logged once
     origin: str = ""
 
     def column(self, name: str) -> Column:
@@ -458,6 +460,9 @@ class _Builder:
         state_traits = d.get("state_traits", False)
         if not isinstance(state_traits, bool):
             raise self.fail("state_traits", f"expected true or false, got {state_traits!r}")
+        announce = d.get("announce", False)
+        if not isinstance(announce, bool):
+            raise self.fail("announce", f"expected true or false, got {announce!r}")
         properties = self._values(d.get("properties"), "properties")
         campaign = self._values(d.get("campaign"), "campaign", CAMPAIGN_FIELDS)
         group = self._group()
@@ -496,6 +501,7 @@ class _Builder:
             columns=cols,
             origin=self.origin,
             state_traits=state_traits,
+            announce=announce,
         )
 
     def _reference_mapping(self, kind: str, key: tuple[str, ...]) -> Mapping:

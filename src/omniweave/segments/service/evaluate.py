@@ -4,7 +4,8 @@ A segment's condition tree (segments/language.py, docs/segments.md) compiles to 
 the `profiles` table joined with one count per behaviour condition (from the events of each person),
 so the same definition runs on DuckDB and on Spark. `evaluate_segments` computes every segment's
 members, writes the `segment_members` dataset and appends a `Segment Entered` / `Segment Exited`
-event per change to the event log, so journeys can react and reports can count them.
+event per change to the event log, so reports can count them, and to the inbox (marked as logged: the loader
+passes over them), so journeys can react to them.
 """
 
 from __future__ import annotations
@@ -807,7 +808,34 @@ def _record_changes(
     # same `now` (a redefined segment) get a file of their own
     digest = hashlib.sha256("\n".join(str(e["messageId"]) for e in events).encode()).hexdigest()[:16]
     runtime.log.append("events", table, batch_name=f"segments-{now:%Y%m%dT%H%M%S%f}-{digest}")
+    _announce(runtime, events)
     return len(events)
+
+
+def _announce(runtime: Runtime, events: Sequence[Mapping[str, Any]]) -> None:
+    """The changes just logged, handed to the inbox's other consumers too (the journey engine enters and wakes
+    runs on `Segment Entered` / `Segment Exited` from the inbox, as it does for the live path's), marked as
+    logged (`collect.loader.LOGGED`) so the loader does not write them to the log a second time. Their
+    messageIds are those of the log, so an evaluation redone at the same `now` appends nothing new."""
+    import time
+
+    import orjson
+
+    from omniweave.collect.loader import LOGGED
+
+    received = time.time()
+    source_id = runtime.store.ensure_source(SEGMENT_SOURCE)
+    rows = [
+        (
+            source_id,
+            str(e["messageId"]),
+            received,
+            orjson.dumps({k: v for k, v in e.items() if v is not None} | {LOGGED: True}),
+        )
+        for e in events
+    ]
+    for start in range(0, len(rows), 10_000):
+        runtime.store.append(rows[start : start + 10_000])
 
 
 def segment_summaries(segments: Mapping[str, S.Segment]) -> list[dict[str, Any]]:
