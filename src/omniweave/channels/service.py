@@ -118,24 +118,27 @@ def email_feedback(runtime: Runtime) -> Callable[[LedgerRow, Outcome | None], No
     return on_outcome
 
 
-_FEEDBACK: dict[str, Callable[[Runtime], Callable[[LedgerRow, Outcome | None], None]]] = {
-    "email": email_feedback,
-    "sms": lambda runtime: send_feedback(runtime, only="sms"),
-    "whatsapp": lambda runtime: send_feedback(runtime, only="whatsapp"),
-    "push": lambda runtime: reach_feedback(runtime, "push"),
-    "webhook": lambda runtime: reach_feedback(runtime, "webhook"),
-    "print": lambda runtime: reach_feedback(runtime, "print"),
-    "ads": lambda runtime: reach_feedback(runtime, "ads"),
+_FEEDBACK: dict[str, Callable[[Runtime, Callable[[], float]], Callable[[LedgerRow, Outcome | None], None]]] = {
+    "email": lambda runtime, clock: email_feedback(runtime),  # stamped with the row's time: the dispatcher's clock
+    "sms": lambda runtime, clock: send_feedback(runtime, clock, only="sms"),
+    "whatsapp": lambda runtime, clock: send_feedback(runtime, clock, only="whatsapp"),
+    "push": lambda runtime, clock: reach_feedback(runtime, "push", clock),
+    "webhook": lambda runtime, clock: reach_feedback(runtime, "webhook", clock),
+    "print": lambda runtime, clock: reach_feedback(runtime, "print", clock),
+    "ads": lambda runtime, clock: reach_feedback(runtime, "ads", clock),
 }
-"""Per channel, the factory of its dispatcher feedback (`on_outcome`)."""
+"""Per channel, the factory of its dispatcher feedback (`on_outcome`), given the dispatcher's clock."""
 
 
 def dispatcher_for(runtime: Runtime, channels: Mapping[str, Channel], **options: Any) -> Dispatcher:
     """A Dispatcher over the runtime's ledger and `channels` whose outcomes become feedback events.
 
-    `options` go to the Dispatcher (`policies`, `clock`, `rng`).
+    `options` go to the Dispatcher (`policies`, `clock`, `rng`); the feedback events are stamped with its
+    `clock` (default the wall clock), so a caller on a clock of its own (the journey engine in a simulation or
+    the demo's world) gets them at its time.
     """
-    handlers = [factory(runtime) for name, factory in _FEEDBACK.items() if name in channels]
+    clock = options.get("clock", time.time)
+    handlers = [factory(runtime, clock) for name, factory in _FEEDBACK.items() if name in channels]
 
     def on_outcomes(batch: list[tuple[LedgerRow, Outcome | None]]) -> None:
         with emitting_together():  # one inbox commit for the whole batch's feedback

@@ -40,17 +40,69 @@ Event = tuple[str, Any, Mapping[str, Any]]
 
 
 def lookup(properties: Mapping[str, Any], name: str) -> list[Any]:
-    """Every value `name` reaches in `properties` (a flat key first, else a dotted path fanning out over lists),
-    lists flattened and nulls dropped; empty when there is none."""
+    """Every value `name` reaches in `properties` (a flat key first, else a dotted path fanning out over lists;
+    `[]` after a part, as in `products[].cart_id`, says so and changes nothing), lists flattened and nulls
+    dropped; empty when there is none."""
     if name in properties:
         found = [properties[name]]
     else:
         found = [properties]
         for part in name.split("."):
+            part = part.removesuffix("[]")
             found = [v[part] for v in _flatten(found) if isinstance(v, Mapping) and part in v]
             if not found:
                 return []
     return [v for v in _flatten(found) if v is not None]
+
+
+_PATH_PART = re.compile(r"^[^.\[\]]+(\[\])?$")
+PATH_HINT = (
+    "a property name, or a dotted path into nested properties (`cart.id`, `properties.cart.id`) with `[]` after "
+    "a list to match any of its elements (`products[].cart_id`)"
+)
+
+
+def path_problem(path: str) -> str | None:
+    """What is wrong with a correlation path (None when it is well formed): parts separated by single dots, no
+    spaces around a part, no brackets in a part but `[]` right after it (a list: any element), no index."""
+    for index, part in enumerate(path.split(".")):
+        if not part:
+            why = "is empty (a dot at the start, at the end or twice)"
+        elif part != part.strip():
+            why = "has spaces around it"
+        elif _PATH_PART.match(part):
+            continue
+        elif re.search(r"\[\d+\]", part):
+            why = "has an index, which is not supported (`[]` matches any element of a list)"
+        else:
+            why = "has a bracket other than a `[]` at its end"
+        return f"got {path!r}: part {index + 1} {part!r} {why}; expected {PATH_HINT}"
+    return None
+
+
+def normalize_path(path: str) -> str:
+    """The path as `lookup` walks it on an event's properties: without `[]` marks and without a leading
+    `properties.` (the event's properties are what is looked in)."""
+    plain = ".".join(part.removesuffix("[]") for part in path.split("."))
+    return plain.removeprefix("properties.") if plain != "properties" else plain
+
+
+def correlation_values(properties: Mapping[str, Any], path: str) -> list[str]:
+    """The correlation values `path` reaches in an event's properties, as texts (a number and its text are one
+    value): the path as written first (a flat key may hold dots; a property may be named `properties`), then
+    as `normalize_path` reads it. Every element of a list reached counts; mappings are not values."""
+    found = lookup(properties, path)
+    if not found and normalize_path(path) != path:
+        found = lookup(properties, normalize_path(path))
+    return [_text_of(v) for v in found if not isinstance(v, Mapping)]
+
+
+def _text_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _flatten(values: Iterable[Any]) -> list[Any]:
@@ -210,4 +262,16 @@ def holds(
     return True
 
 
-__all__ = ["FILTER_OPS", "Event", "comparable", "event_count", "holds", "lookup", "matches"]
+__all__ = [
+    "FILTER_OPS",
+    "PATH_HINT",
+    "Event",
+    "comparable",
+    "correlation_values",
+    "event_count",
+    "holds",
+    "lookup",
+    "matches",
+    "normalize_path",
+    "path_problem",
+]

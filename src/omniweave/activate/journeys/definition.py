@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from omniweave.activate.journeys.conditions import FILTER_OPS
+from omniweave.activate.journeys.conditions import FILTER_OPS, PATH_HINT, normalize_path, path_problem
 from omniweave.activate.journeys.model import (
     Action,
     Branch,
@@ -338,7 +338,7 @@ def _entry(raw: Any, problems: Problems) -> Entry | None:
         where = _filters(spec.get("where"), "entry.where", problems)
         correlate = None
         if "correlate" in spec:
-            correlate = _text(spec["correlate"], "entry.correlate", problems, "a trigger property name")
+            correlate = _path(spec["correlate"], "entry.correlate", problems, trigger=True)
         return None if event is None else Entry("event", event=event, where=where, correlate=correlate)
     if kind in ("segment_entered", "segment_exited"):
         _only(spec, (kind,), "entry", problems)
@@ -408,12 +408,30 @@ def _re_entry(raw: Any, problems: Problems) -> ReEntry | None:
     return ReEntry(mode, cooldown, max_entries) if ok else None
 
 
+def _path(raw: Any, path: str, problems: Problems, *, trigger: bool = False) -> str | None:
+    """A correlation path (`conditions.path_problem`); on the trigger's side (`trigger`) it must reach one value,
+    so it goes through no list (`[]`)."""
+    if not isinstance(raw, str) or not raw.strip():
+        problems.append((path, f"expected {PATH_HINT}; got {raw!r}"))
+        return None
+    problem = path_problem(raw)
+    if problem is None and trigger and "[]" in raw:
+        problem = (
+            f"got {raw!r}: the trigger's correlation value is one value, so its path goes through no list ([]); "
+            "put the list path on the awaited event (correlate_as)"
+        )
+    if problem is not None:
+        problems.append((path, problem))
+        return None
+    return raw
+
+
 def _correlation(spec: Mapping[str, Any], path: str, problems: Problems) -> tuple[str | None, str | None]:
     correlate = correlate_as = None
     if "correlate" in spec:
-        correlate = _text(spec["correlate"], f"{path}.correlate", problems, "a trigger property name")
+        correlate = _path(spec["correlate"], f"{path}.correlate", problems, trigger=True)
     if "correlate_as" in spec:
-        correlate_as = _text(spec["correlate_as"], f"{path}.correlate_as", problems, "a property name")
+        correlate_as = _path(spec["correlate_as"], f"{path}.correlate_as", problems)
         if "correlate" not in spec:
             problems.append((f"{path}.correlate_as", "correlate_as needs correlate (the trigger's property)"))
     return correlate, correlate_as
@@ -1004,7 +1022,7 @@ def _correlation_problems(
             problems.append(
                 (path, f"correlates on {name!r} but the entry has none; expected an event entry with correlate: {name}")
             )
-        elif name != entry.correlate:
+        elif normalize_path(name) != normalize_path(entry.correlate):
             problems.append((path, f"expected the entry's correlate {entry.correlate!r}; got {name!r}"))
 
 

@@ -206,17 +206,30 @@ def entry_context(journey: Journey, person_id: str, trigger: Mapping[str, Any] |
     """The context a new run starts with: the trigger's properties, its correlation value, the holdout."""
     props = dict(trigger or {})
     ctx: dict[str, Any] = {"trigger": props, "held_out": in_holdout(journey, person_id)}
-    if journey.entry.correlate and props.get(journey.entry.correlate) is not None:
-        ctx["corr"] = str(props[journey.entry.correlate])
+    if journey.entry.correlate:
+        found = conditions.correlation_values(props, journey.entry.correlate)
+        if found:
+            ctx["corr"] = found[0]
     return ctx
 
 
 def _corr_value(state: RunState, prop: str | None) -> str | None:
+    """The trigger's correlation value at `prop` (a name or a dotted path, `conditions.correlation_values`):
+    the first one it reaches, None when it reaches none."""
     if prop is None:
         return None
     trigger = state.context.get("trigger") or {}
-    value = trigger.get(prop)
-    return None if value is None else str(value)
+    found = conditions.correlation_values(trigger, prop)
+    return found[0] if found else None
+
+
+def wait_matches(corr_property: str | None, corr_value: str | None, props: Mapping[str, Any]) -> bool:
+    """Whether an event's properties carry a parked wait's correlation value: any value `corr_property` reaches
+    (a name, or a dotted path into nested properties and through lists) equals it. A wait without a property
+    matches every event; one whose trigger had no value matches none (only its timeout ends it)."""
+    if not corr_property:
+        return True
+    return corr_value is not None and corr_value in conditions.correlation_values(props, corr_property)
 
 
 def advance(journey: Journey, state: RunState, facts: Facts, now: float) -> Advance:
@@ -336,10 +349,8 @@ def goal_met(
     if not filters_hold(goal.where, props):
         return False
     if goal.correlate:
-        wanted = _corr_value(state, goal.correlate)
         # a path through a list (`products.product_id`) holds when any element carries the value
-        found = conditions.lookup(props, goal.correlate_as or goal.correlate)
-        return wanted is not None and any(str(value) == wanted for value in found)
+        return wait_matches(goal.correlate_as or goal.correlate, _corr_value(state, goal.correlate), props)
     return True
 
 
@@ -379,6 +390,7 @@ __all__ = [
     "run_id",
     "split_arm",
     "unit_hash",
+    "wait_matches",
     "window_opens",
     "woken_context",
 ]

@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from omniweave.activate.coupons import (
     check_length,
@@ -264,6 +265,66 @@ def issue(
         f"(create a pool with longer codes)",
         field="pool",
     )
+
+
+def issue_on(
+    conn: sa.Connection,
+    pool: str,
+    *,
+    person_id: str,
+    send_key: str,
+    channel: str | None = None,
+    campaign: str | None = None,
+    message_name: str | None = None,
+    now: float,
+) -> Coupon:
+    """`issue` on the caller's connection, in its transaction: a journey's send issues the code of its message's
+    offer with the ledger row and the run's step, so a crash before the commit leaves no code behind and the
+    retry draws one, and after it the same (pool, send key) finds its code again. InputError (field `pool`)
+    when the pool does not exist or has no free code left."""
+    row = conn.execute(sa.select(coupon_pools).where(coupon_pools.c.name == pool)).mappings().first()
+    if row is None:
+        raise InputError(f"no coupon pool {pool!r} (omniweave coupons pool create {pool})", field="pool")
+    found = Pool(**row)
+    campaign = campaign or found.campaign
+    if found.kind == "static":
+        assert found.static_code is not None
+        return Coupon(found.static_code, pool, person_id, send_key, channel, campaign, message_name, now, None)
+    existing = _by_send_on(conn, pool, send_key)
+    if existing is not None:
+        return existing
+    values = {
+        "pool": pool,
+        "person_id": person_id,
+        "send_key": send_key,
+        "channel": channel,
+        "campaign": campaign,
+        "message_name": message_name,
+        "issued_at": now,
+        "expires_at": now + found.valid_days * 86400 if found.valid_days else None,
+        "shared": False,
+    }
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    for _ in range(MAX_DRAWS):  # a taken code is skipped by ON CONFLICT (no error, so the transaction lives on)
+        code = new_code(found.code_length, found.prefix or "")
+        if conn.execute(dialect.insert(coupons).on_conflict_do_nothing().values(code=code, **values)).rowcount:
+            return Coupon(code=code, **values)  # type: ignore[arg-type]
+        existing = _by_send_on(conn, pool, send_key)  # the same send issued concurrently
+        if existing is not None:
+            return existing
+    raise InputError(
+        f"pool {pool!r} is exhausted: no free code after {MAX_DRAWS} draws (create a pool with longer codes)",
+        field="pool",
+    )
+
+
+def _by_send_on(conn: sa.Connection, pool: str, send_key: str) -> Coupon | None:
+    row = (
+        conn.execute(sa.select(coupons).where(coupons.c.pool == pool, coupons.c.send_key == send_key))
+        .mappings()
+        .first()
+    )
+    return Coupon(**row) if row is not None else None
 
 
 def _by_send(engine: sa.Engine, pool: str, send_key: str) -> Coupon | None:

@@ -5,7 +5,8 @@ store); the warehouse's track events of the window are put into its inbox in tim
 (`activate/service/journeys.JourneyEngine`) consumes them one at a time on a clock set to each event's
 time, stepping every run that comes due in between (waits, quiet hours, timeouts) at its wake time. Sends
 go through the real policy rules (the project's `[policy]` settings; the real store's suppressions are
-copied in) and end as ledger rows that are never dispatched: no channel is opened, nothing is sent.
+copied in, and its coupon pools, so a message's offer gets a throw-away code) and end as ledger rows that are
+never dispatched: no channel is opened, nothing is sent.
 The counts come from the throw-away store: entries, sends by channel, skipped by reason, reschedules
 (quiet hours, caps), held out, goal conversions.
 """
@@ -32,6 +33,7 @@ from omniweave.storage.ops.tables import sends
 from omniweave.storage.ops.tables.journeys import journey_runs, journey_steps
 from omniweave.storage.ops.tables.messages import suppressions
 from omniweave.storage.ops.tables.policy import policy_decisions
+from omniweave.storage.ops.tables.reach import coupon_pools
 
 DAY = 86400.0
 
@@ -156,6 +158,11 @@ def _replay(
     if blocked:
         with sim.store.engine.begin() as conn:
             conn.execute(suppressions.insert(), blocked)
+    with real.store.engine.connect() as conn:  # a message's offer draws its codes from a copy of the pools
+        pools = [dict(m) for m in conn.execute(sa.select(coupon_pools)).mappings()]
+    if pools:
+        with sim.store.engine.begin() as conn:
+            conn.execute(coupon_pools.insert(), pools)
     publish(sim, journey, note="simulation draft", now=since)
     clock = _Clock(since)
     engine = JourneyEngine(sim, channels={}, clock=clock)

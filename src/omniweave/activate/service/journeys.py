@@ -599,7 +599,7 @@ class JourneyEngine:
         waits it meets, (3) the goals it meets; the waits and unfinished runs come from the batch's indexes."""
         waits = self._waits.get((person, name), []) if self._waits is not None else Q.waits_for(conn, person, name)
         for wait in waits:  # (2) waits
-            if wait["corr_property"] and str(props.get(wait["corr_property"])) != wait["corr_value"]:
+            if not M.wait_matches(wait["corr_property"], wait["corr_value"], props):
                 continue
             j = self.journey(wait["journey"], wait["version"])
             step = j.steps.get(wait["node"])
@@ -613,11 +613,15 @@ class JourneyEngine:
         if not goals:
             return
         if self._unfinished is not None:
-            # a run entered by a later event of the batch is not converted by this one
-            runs = [r for r in self._unfinished.get(person, []) if r["journey"] in goals and r.get("_seq", -1) <= seq]
+            # a run entered by this event or a later one of the batch is not converted by it: only events after
+            # the trigger count
+            runs = [r for r in self._unfinished.get(person, []) if r["journey"] in goals and r.get("_seq", -1) < seq]
         else:
             runs = Q.unfinished_of(conn, person, goals)
+        trigger_key = str(event.get("messageId") or seq)
         for run in runs:  # (3) goals
+            if run.get("entry_key") == trigger_key[:200]:  # the trigger again (another source, a replay)
+                continue
             j = self.journey(run["journey"], run["version"])
             state = M.RunState(run["id"], person, run["node"], run["entered_at"], run["context"], run["variant"])
             if M.goal_met(j, j.goal, state, name, props, now) and Q.end_run(
@@ -798,7 +802,9 @@ class JourneyEngine:
             from omniweave.activate.service.coupons import issue
 
             try:
-                code = issue(self.runtime, action.pool, person_id=person, send_key=key, campaign=j.campaign or j.name)
+                code = issue(
+                    self.runtime, action.pool, person_id=person, send_key=key, campaign=j.campaign or j.name, now=now
+                )
                 ctx.setdefault("coupons", {})[node] = code.code
                 outcome, reason = "coupon", f"{action.pool}: {code.code}"
             except InputError as exc:
@@ -934,7 +940,7 @@ class JourneyEngine:
             ready = {
                 id(p): self._render(p.message, channel, p.profile, address, p.key)
                 for p, channel, _, _, _, address in asks
-                if channel != "print"
+                if channel != "print" and not _pool_of(p.message)  # a coupon's code: rendered once it is issued
             }
             verdicts = _policy_check_many(conn, self.runtime, [(i, z, a) for _, _, a, i, z, _ in asks], now)
             fresh: list[dict[str, Any]] = []
@@ -952,7 +958,29 @@ class JourneyEngine:
                     p.history.append(self._row(j, rid, person, node, "skipped", f"{channel}: {verdict.reason}", now))
                     open_.append(p)  # the next fallback channel, if any, in the next round
                     continue
-                rendition = ready.get(id(p)) or self._render(p.message, channel, p.profile, address, p.key)
+                code = None
+                pool = _pool_of(p.message)
+                if pool:  # the offer's coupon, issued for this send in this transaction (retried: the same code)
+                    from omniweave.activate.service.coupons import issue_on
+
+                    try:
+                        coupon = issue_on(
+                            conn,
+                            pool,
+                            person_id=person,
+                            send_key=p.key,
+                            channel=channel,
+                            campaign=j.campaign or j.name,
+                            message_name=p.message.name,
+                            now=now,
+                        )
+                    except InputError as exc:
+                        why = f"{p.message.name} on {channel}: the offer's coupon: {exc}"
+                        p.history.append(self._row(j, rid, person, node, "error", why, now))
+                        p.result, p.error = "error", why
+                        continue
+                    code = coupon.display
+                rendition = ready.get(id(p)) or self._render(p.message, channel, p.profile, address, p.key, code=code)
                 fresh.append(
                     {
                         "key": p.key,
@@ -979,6 +1007,16 @@ class JourneyEngine:
         (rescheduled: it waits until `retry_at` and asks again; or ended)."""
         rows = p.rows + p.history
         rid, person, node = p.state.run_id, p.state.person_id, p.adv.node
+        if p.result == "error":  # the send could not be made (its coupon pool is exhausted): the on-error edge
+            target = M.after_effect(p.journey, node, False)
+            if target is None:
+                values = _ended("failed", p.error, now) | {"node": node, "context": p.ctx, "variant": p.adv.variant}
+                batch.add(rid, values, rows, None)
+                return None
+            p.ctx.pop("retry_at", None)
+            p.ctx.pop("intended_at", None)
+            batch.steps.extend(rows)
+            return M.RunState(rid, person, target, p.state.entered_at, p.ctx, p.adv.variant)
         if p.result == "reschedule":
             values = _open("active", float(p.ctx["retry_at"]), now) | {
                 "node": node,
@@ -997,10 +1035,17 @@ class JourneyEngine:
         return M.RunState(rid, person, target, p.state.entered_at, p.ctx, p.adv.variant)
 
     def _render(
-        self, message: Any, channel: str, profile: Mapping[str, Any], address: str | tuple[str, ...], key: str
+        self,
+        message: Any,
+        channel: str,
+        profile: Mapping[str, Any],
+        address: str | tuple[str, ...],
+        key: str,
+        code: str | None = None,
     ) -> Any:
         """The rendition, made once per (message, channel, the profile values its templates can read): the
-        templates see only the profile columns they name (a template reading `person` as a whole sees all)."""
+        templates see only the profile columns they name (a template reading `person` as a whole sees all).
+        With the person's coupon `code` (`{{ offer.code }}`) it is made for this send alone."""
         relevant = self._relevant.get(message.name)
         if relevant is None:
             text = repr(message)
@@ -1011,15 +1056,15 @@ class JourneyEngine:
                 relevant = frozenset(words | {"person_id", "recommended_products"})
             self._relevant[message.name] = relevant
         seen = profile if relevant is _ALL else {k: v for k, v in profile.items() if k in relevant}
-        cacheable = channel != "print"
+        cacheable = channel != "print" and code is None
         ck = (
             (message.name, channel, orjson.dumps(seen, default=str, option=orjson.OPT_SORT_KEYS)) if cacheable else None
         )
         if ck is not None and ck in self._renders:
             return self._renders[ck]
-        if ck is None:  # a letter: its QR link is made per send
+        if channel == "print":  # a letter: its QR link is made per send
             rendition = msgs._render_for(
-                self.runtime, message, self._load_brand(), channel, seen, address, code=None, key=key
+                self.runtime, message, self._load_brand(), channel, seen, address, code=code, key=key
             )
         else:  # the brand's and the message's variables built once per message; the person's per send
             static = self._variables.get(message.name)
@@ -1030,6 +1075,8 @@ class JourneyEngine:
                 "person": Namespace("person", seen),
                 "recommendations": namespaced("recommendations", list(seen.get("recommended_products") or [])),
             }
+            if code is not None:
+                variables["offer"] = Namespace("offer", {**variables["offer"], "code": code})
             rendition = render(message, self._load_brand(), channel, variables)
         if ck is not None:
             if len(self._renders) > 10_000:
@@ -1097,7 +1144,9 @@ class JourneyEngine:
             from omniweave.channels.service import dispatcher_for, open_channels
 
             channels = self._channels if self._channels is not None else open_channels(self.runtime, fake=self._fake)
-            self._dispatcher = dispatcher_for(self.runtime, channels)
+            # on the engine's clock: the ledger's times and the feedback events (`Email Delivered`, `SMS Sent`, …)
+            # of a simulated or replayed run (the demo's world time) are stamped when the engine is, not now
+            self._dispatcher = dispatcher_for(self.runtime, channels, clock=self.clock)
         return self._dispatcher
 
     def dispatch(self) -> int:
@@ -1237,6 +1286,12 @@ def _open(status: str, wake_at: float | None, now: float) -> dict[str, Any]:
 _ALL: frozenset[str] = frozenset({"*"})
 
 
+def _pool_of(message: Any) -> str | None:
+    """The coupon pool of a message's offer (its `{{ offer.code }}` is issued per send), if it names one."""
+    offer = getattr(message, "offer", None)
+    return offer.pool if offer is not None and offer.pool else None
+
+
 def _base(adv: M.Advance) -> dict[str, Any]:
     return {"node": adv.node, "context": adv.context, "variant": adv.variant}
 
@@ -1260,6 +1315,7 @@ class _PendingSend:
     rows: list[dict[str, Any]]
     history: list[dict[str, Any]] = field(default_factory=list)
     result: str = ""
+    error: str = ""
 
 
 class _Batch:
