@@ -41,12 +41,14 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from omniweave.activate.content.render import Namespace, namespaced, render, template_variables
+from omniweave.activate.content.personal import skip_reason
+from omniweave.activate.content.render import Namespace, person_variables, render, template_variables
 from omniweave.activate.journeys import machine as M
 from omniweave.activate.journeys import model
 from omniweave.activate.journeys.definition import StepMapping
 from omniweave.activate.journeys.model import CallWebhook, IssueCoupon, Journey, Send, UpdateTrait
 from omniweave.activate.service import messages as msgs
+from omniweave.activate.service.personal import best_sellers
 from omniweave.channels.port import CHANNELS, Channel, Delivered, Message, Outcome, address_key
 from omniweave.errors import InputError
 from omniweave.events.normalize import deterministic_message_id
@@ -378,7 +380,8 @@ class JourneyEngine:
         self._contacts: dict[int, dict[str, Any]] = {}  # consume's batch: inbox seq -> the trigger's contact
         self._waits: dict[tuple[str, str], list[dict[str, Any]]] | None = None
         self._unfinished: dict[str, list[dict[str, Any]]] | None = None
-        self._renders: dict[tuple[str, str, bytes], Any] = {}
+        self._renders: dict[tuple[str, str, bool, bytes], Any] = {}
+        self._withheld: dict[str, bool | None] = {}  # the round's sends without personalisation: key -> stated
         if sink is not None:
             channels = {name: FileSink(sink, name) for name in CHANNELS}
         self._channels = channels
@@ -935,6 +938,7 @@ class JourneyEngine:
                     break
                 else:
                     p.result = "skipped"
+            self._personalisation(conn, [ask[0] for ask in asks])
             # rendered before the policy takes the persons' locks (on SQLite: the database's write lock), so the
             # lock is held for the queries and the inserts only; a letter's QR link is made only for a send
             ready = {
@@ -942,9 +946,10 @@ class JourneyEngine:
                 for p, channel, _, _, _, address in asks
                 if channel != "print" and not _pool_of(p.message)  # a coupon's code: rendered once it is issued
             }
+            asks, unsent = self._without_personal_data(asks, ready, now)
             verdicts = _policy_check_many(conn, self.runtime, [(i, z, a) for _, _, a, i, z, _ in asks], now)
             fresh: list[dict[str, Any]] = []
-            open_ = []
+            open_ = unsent  # skipped for want of personal data
             for (p, channel, to_key, _, _, address), verdict in zip(asks, verdicts, strict=True):
                 j, rid, person, node = p.journey, p.state.run_id, p.state.person_id, p.adv.node
                 if verdict.outcome == "reschedule" and verdict.retry_at is not None:
@@ -993,7 +998,11 @@ class JourneyEngine:
                         "content": orjson.dumps(rendition.content),
                     }
                 )
-                p.history.append(self._row(j, rid, person, node, "sent", f"{p.message.name} on {channel}", now))
+                p.history.append(
+                    self._row(
+                        j, rid, person, node, "sent", f"{p.message.name} on {channel}{self._not_personal(p.key)}", now
+                    )
+                )
                 p.result = "sent"
             if fresh:
                 new = insert_many_on(conn, fresh, now)
@@ -1056,15 +1065,28 @@ class JourneyEngine:
                 relevant = frozenset(words | {"person_id", "recommended_products"})
             self._relevant[message.name] = relevant
         seen = profile if relevant is _ALL else {k: v for k, v in profile.items() if k in relevant}
+        personal = key not in self._withheld  # else its personal values are withheld (content/personal.py)
+        best = () if personal else best_sellers(self.runtime)
         cacheable = channel != "print" and code is None
         ck = (
-            (message.name, channel, orjson.dumps(seen, default=str, option=orjson.OPT_SORT_KEYS)) if cacheable else None
+            (message.name, channel, personal, orjson.dumps(seen, default=str, option=orjson.OPT_SORT_KEYS))
+            if cacheable
+            else None
         )
         if ck is not None and ck in self._renders:
             return self._renders[ck]
         if channel == "print":  # a letter: its QR link is made per send
             rendition = msgs._render_for(
-                self.runtime, message, self._load_brand(), channel, seen, address, code=code, key=key
+                self.runtime,
+                message,
+                self._load_brand(),
+                channel,
+                seen,
+                address,
+                code=code,
+                key=key,
+                personalised=personal,
+                best_sellers=best,
             )
         else:  # the brand's and the message's variables built once per message; the person's per send
             static = self._variables.get(message.name)
@@ -1072,8 +1094,7 @@ class JourneyEngine:
                 static = self._variables[message.name] = template_variables({}, self._load_brand(), message)
             variables = {
                 **static,
-                "person": Namespace("person", seen),
-                "recommendations": namespaced("recommendations", list(seen.get("recommended_products") or [])),
+                **person_variables(seen, message, personalised=personal, best_sellers=best),
             }
             if code is not None:
                 variables["offer"] = Namespace("offer", {**variables["offer"], "code": code})
@@ -1083,6 +1104,46 @@ class JourneyEngine:
                 self._renders.clear()
             self._renders[ck] = rendition
         return rendition
+
+    def _personalisation(self, conn: sa.Connection, sends: Sequence[_PendingSend]) -> None:
+        """Which of the round's sends go to a person who may not get personal content (`_render` withholds
+        their personal values): the profiles' consent with the history's statements over it, one query."""
+        from omniweave.activate.service.personal import personalisation_flags
+
+        flags = personalisation_flags(conn, self.runtime.settings, [p.profile for p in sends]) if sends else []
+        self._withheld = {p.key: stated for p, (ok, stated) in zip(sends, flags, strict=True) if not ok}
+
+    def _without_personal_data(
+        self, asks: list[Any], ready: Mapping[int, Any], now: float
+    ) -> tuple[list[Any], list[_PendingSend]]:
+        """The round's asks whose message may go without personal content, and the sends skipped because it
+        cannot (a personal value with no fallback, or `without_personalisation: skip`): a step row with the
+        reason each; they move on to their next fallback channel, as after a policy drop."""
+        if not self._withheld:
+            return asks, []
+        from omniweave.activate.service.personal import without_personalisation
+
+        kept, unsent = [], []
+        for ask in asks:
+            p, channel, address = ask[0], ask[1], ask[5]
+            why = None
+            if p.key in self._withheld:
+                rendition = ready.get(id(p)) or self._render(p.message, channel, p.profile, address, p.key)
+                without = without_personalisation(self.runtime.settings, p.message)
+                why = skip_reason(p.message.name, without, False, rendition.problems, self._withheld[p.key])
+            if why is None:
+                kept.append(ask)
+                continue
+            row = self._row(
+                p.journey, p.state.run_id, p.state.person_id, p.adv.node, "skipped", f"{channel}: {why}", now
+            )
+            p.history.append(row)
+            unsent.append(p)
+        return kept, unsent
+
+    def _not_personal(self, key: str) -> str:
+        """What a `sent` step row adds when the send went without personal content."""
+        return " (not personalised: no personalisation consent)" if key in self._withheld else ""
 
     def _segments_of(self, person: str, j: Journey) -> frozenset[str]:
         """The ids of the segments `person` is in (the warehouse's `segment_members`), read once per batch for
