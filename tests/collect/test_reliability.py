@@ -5,8 +5,9 @@
     4  clock skew: an hour-slow client clock is corrected to the receipt time; three days in the future
        without sentAt is clamped to the receipt time and flagged (docs/collector.md, "Time rules")
     5  an identify arriving after older tracks gives the same profile and segments as in order
-    6  a read-only warehouse while loading: the inbox keeps the events, the loader reports it (GET /health),
-       nothing is lost or doubled once it is writable again
+    6  a full disk (a real ENOSPC on a small tmpfs) or a read-only warehouse while loading: the inbox keeps
+       the events, the loader reports it (GET /health, the server's log), nothing is lost or doubled once
+       space returns or it is writable again, and no half-written file stays behind
 
 Item 1 (10 minutes at 1,500 events/s) is bench/soak.py, not a test.
 """
@@ -15,8 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
+import functools
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -34,7 +39,7 @@ from omniweave.collect.loader import load_all
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 from omniweave.shells.api.app import create_app
-from tests.conftest import create_write_key, free_port, omniweave_cmd, start_server
+from tests.conftest import IN_CI, create_write_key, free_port, omniweave_cmd, start_server
 
 T = TypeVar("T")
 
@@ -586,6 +591,138 @@ def test_a_read_only_warehouse_keeps_the_events_in_the_inbox_until_writable(tmp_
         if locked:
             _chattr("-i", warehouse)
         stop(process)
+
+
+# A full disk: a real ENOSPC. The warehouse folder is a small tmpfs of its own, filled by a file written
+# until the kernel says "No space left on device"; deleting the file gives the space back. Two ways to
+# mount it: as root, `mount -t tmpfs` on the folder (CI runs as root); otherwise in a user and mount
+# namespace of the server's own (`unshare --user --map-root-user --mount`, allowed to ordinary users on
+# Debian), where the test reaches the folder through /proc/<server pid>/root. RLIMIT_FSIZE is not a full
+# disk (EFBIG, and SIGXFSZ kills the writer), nor are /dev/full or a shim around write(): the loader's own
+# files must meet a filesystem that has no room.
+
+_TMPFS_SIZE = "4m"
+
+
+@functools.cache
+def _full_disk_routes() -> dict[str, str | None]:
+    """Each way to give the warehouse a small filesystem of its own: None if it works here, else why not."""
+    routes: dict[str, str | None] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        if os.geteuid() != 0:
+            routes["tmpfs mount"] = "mounting a tmpfs needs root"
+        else:
+            tried = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", folder], capture_output=True)
+            routes["tmpfs mount"] = None if tried.returncode == 0 else f"mount -t tmpfs: {tried.stderr.decode()}"
+            if tried.returncode == 0:
+                subprocess.run(["umount", folder], check=True)
+    mount = 'mount -t tmpfs -o size=1m tmpfs "$0"'
+    if shutil.which("unshare") is None:
+        routes["user namespace"] = "no unshare command (util-linux)"
+    else:
+        tried = subprocess.run(
+            ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", mount, tempfile.gettempdir()],
+            capture_output=True,
+        )
+        routes["user namespace"] = None if tried.returncode == 0 else f"unshare: {tried.stderr.decode()}"
+    return routes
+
+
+def _fill(folder: Path) -> int:
+    """Write zeros into `folder`/filler until the filesystem says ENOSPC; the bytes it took."""
+    chunk = bytes(1 << 16)
+    written = 0
+    with open(folder / "filler", "wb", buffering=0) as out:
+        while True:
+            try:
+                written += out.write(chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                return written
+
+
+@pytest.mark.parametrize("route", ["tmpfs mount", "user namespace"])
+def test_a_full_disk_keeps_the_events_in_the_inbox_until_space_returns(tmp_path: Path, route: str) -> None:
+    """Item 6, a full disk: the warehouse on a tmpfs of 4 MB, filled to ENOSPC while the loader runs; the
+    collector still takes events, the loader reports the error on /health and in the server's log, and once
+    the filler is gone every event is in the log exactly once and no half-written file is left behind."""
+    problem = _full_disk_routes()[route]
+    if problem is not None:
+        if IN_CI and all(_full_disk_routes().values()):
+            pytest.fail(f"no way to make a full disk here: {_full_disk_routes()}")
+        pytest.skip(problem)
+    home = tmp_path / "home"
+    (write_key,) = _write_keys(home, "web")
+    warehouse = home / "warehouse"
+    warehouse.mkdir(exist_ok=True)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {
+        "OMNIWEAVE_LOADER_INTERVAL_SECONDS": "0.1",
+        "OMNIWEAVE_LOADER_MAX_DELAY_SECONDS": "0",
+        "OMNIWEAVE_COMPACTION_INTERVAL_SECONDS": "0",
+    }
+    base = f"http://127.0.0.1:{port}"
+    run = uuid.uuid4().hex[:6]
+    mounted = False
+    if route == "tmpfs mount":
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={_TMPFS_SIZE}", "tmpfs", str(warehouse)], check=True)
+        mounted = True
+        wrap: list[str] = []
+    else:
+        mount = f'mount -t tmpfs -o size={_TMPFS_SIZE} tmpfs "$0" && exec "$@"'
+        wrap = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", mount, str(warehouse)]
+    try:
+        process = _serve(home, port, env, log, wrap)
+        # the server's view of the folder (the same folder, unless it is in a namespace of its own)
+        view = warehouse if mounted else Path(f"/proc/{process.pid}/root") / warehouse.relative_to("/")
+        try:
+            with httpx.Client(base_url=base, headers={"Authorization": basic(write_key)}, timeout=20) as client:
+
+                def send(first: int, count: int) -> None:
+                    batch = [
+                        {"type": "track", "userId": f"u{i}", "event": "E", "messageId": f"{run}-{i}"}
+                        for i in range(first, first + count)
+                    ]
+                    assert client.post("/v1/batch", json={"batch": batch}).status_code == 200
+
+                send(0, 20)
+                _until(lambda: _health(base)["loader"]["lag"] == 0)
+                assert os.statvfs(view).f_blocks * os.statvfs(view).f_frsize <= 4 << 20  # the small filesystem
+                took = _fill(view)
+                print(f"the filler took {took:,} bytes; then: No space left on device")
+                send(20, 30)
+                reported = _until(lambda: _health(base)["loader"]["last_error"])
+                print(f"the loader reported: {reported}")
+                assert "No space left on device" in reported and "30 events stay in the inbox" in reported, reported
+                logged = _until(lambda: [line for line in log.read_text().splitlines() if "No space left" in line])
+                print(f"the server's log: {logged[0]}")
+                health = _health(base)
+                assert health["loader"]["lag"] >= 30 and health["loader"]["restarts"] == 0
+                assert health["collector"]["restarts"] == 0
+                send(50, 10)  # still accepted: the inbox takes them
+                (view / "filler").unlink()  # the space returns
+                _until(lambda: (h := _health(base))["loader"]["lag"] == 0 and h["loader"]["last_error"] is None)
+                assert _until(lambda: "the event-log loader works again" in log.read_text())
+            runtime = Runtime(Settings(home=str(home), warehouse_url=str(view)))
+            try:
+                rows = (
+                    runtime.warehouse()
+                    .sql(f"select message_id, count(*) as n from events where message_id like '{run}-%' group by 1")
+                    .to_pylist()
+                )
+            finally:
+                runtime.close()
+            assert len(rows) == 60 and {row["n"] for row in rows} == {1}
+            leftovers = [path.name for path in view.rglob("*") if path.is_file() and path.suffix != ".parquet"]
+            assert not leftovers, leftovers  # no temporary file of a failed write stays behind
+        finally:
+            stop(process)
+    finally:
+        if mounted:
+            subprocess.run(["umount", "--lazy", str(warehouse)], check=True)
+    assert not _server_faults(log), _server_faults(log)
 
 
 def test_omniweave_load_into_a_read_only_warehouse_says_so_and_keeps_the_events(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ are merged by storage/compaction.py; `EventLog.files` leaves out the files a mer
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import re
 import uuid
@@ -325,14 +326,21 @@ class EventLog:
     def _replace(self, path: str, table: pa.Table) -> None:
         """Write `table` as the Parquet file `path`: into a temporary file first, swapped in by a rename."""
         temp = posixpath.join(posixpath.dirname(path), f".tmp-{uuid.uuid4().hex}")
-        with self.fs.open(temp, "wb") as fh:
-            pq.write_table(
-                table,
-                fh,
-                compression="zstd",
-                use_dictionary=[c for c in table.column_names if c in _DICTIONARY_COLUMNS],
-            )
-        self.fs.mv(temp, path)
+        try:
+            with self.fs.open(temp, "wb") as fh:
+                pq.write_table(
+                    table,
+                    fh,
+                    compression="zstd",
+                    use_dictionary=[c for c in table.column_names if c in _DICTIONARY_COLUMNS],
+                )
+            self.fs.mv(temp, path)
+        except BaseException:
+            # a full disk: without this, every retry of the loader left a half-written file behind (holding
+            # space and events); a redo writes a new temporary file anyway
+            with contextlib.suppress(OSError):
+                self.fs.rm(temp)
+            raise
 
     def append(self, dataset: str, table: pa.Table, batch_name: str, date_column: str = "timestamp") -> list[str]:
         """Write `table` into day partitions as `<batch_name>.parquet`; returns the files written.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import select
 import subprocess
@@ -21,6 +22,8 @@ from pathlib import Path
 from omniweave.collect.childproc import settings_from_stdin, spawn
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
+
+log = logging.getLogger("omniweave.loader")
 
 
 class LoaderProcess:
@@ -46,9 +49,15 @@ class LoaderProcess:
         assert process.stdout is not None
         for line in process.stdout:
             try:
-                self.last_error = json.loads(line).get("error")
+                error = json.loads(line).get("error")
             except ValueError:
                 continue
+            if error != self.last_error:  # the server's log says when loading fails and when it works again
+                if error is not None:
+                    log.warning("the event-log loader failed: %s", error)
+                elif self.last_error is not None:
+                    log.warning("the event-log loader works again (it had failed: %s)", self.last_error)
+            self.last_error = error
         code = process.wait()
         if not self._stopping:
             self.last_error = f"the loader process exited with code {code}; restarted"
