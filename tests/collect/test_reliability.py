@@ -39,7 +39,7 @@ from omniweave.collect.loader import load_all
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 from omniweave.shells.api.app import create_app
-from tests.conftest import IN_CI, create_write_key, free_port, omniweave_cmd, start_server
+from tests.conftest import IN_CI, free_port, omniweave_cmd
 
 T = TypeVar("T")
 
@@ -541,10 +541,11 @@ def _until(check: Any, timeout: float = 30.0) -> Any:
 def test_a_read_only_warehouse_keeps_the_events_in_the_inbox_until_writable(tmp_path: Path) -> None:
     """The warehouse folder made immutable (chattr +i: read-only even for root) while the loader runs."""
     home = tmp_path / "home"
-    write_key = create_write_key(home)
+    (write_key,) = _write_keys(home, "web")
     port = free_port()
     env = {"OMNIWEAVE_LOADER_INTERVAL_SECONDS": "0.1", "OMNIWEAVE_LOADER_MAX_DELAY_SECONDS": "0"}
-    process, _ = start_server(home, port, env)
+    log = tmp_path / "serve.log"
+    process = _serve(home, port, env, log)
     base = f"http://127.0.0.1:{port}"
     warehouse = home / "warehouse"
     run = uuid.uuid4().hex[:6]
@@ -570,6 +571,7 @@ def test_a_read_only_warehouse_keeps_the_events_in_the_inbox_until_writable(tmp_
             reported = _until(lambda: _health(base)["loader"]["last_error"])
             print(f"the loader reported: {reported}")
             assert "not permitted" in reported or "Permission" in reported or "Read-only" in reported, reported
+            assert _until(lambda: f"the event-log loader failed: {reported}" in log.read_text())
             health = _health(base)
             assert health["loader"]["lag"] >= 30 and health["loader"]["restarts"] == 0
             assert health["collector"]["restarts"] == 0
