@@ -168,7 +168,7 @@ def test_a_synchronous_level_that_is_not_one_is_refused_with_the_url_and_the_lev
 @pytest.mark.postgres
 @pytest.mark.parametrize("mixed", [False, True])
 def test_outcomes_are_recorded_in_one_statement_on_postgresql(postgres_url, tmp_path, mixed):
-    """PostgreSQL: a step's outcomes in one UPDATE … FROM (VALUES …): delivered with its provider id, a retry with
+    """PostgreSQL: a step's outcomes in one UPDATE … FROM unnest(…): delivered with its provider id, a retry with
     its time, a dead one with its reason; a column of NULLs only (no retry in the batch) is typed all the same;
     a row no longer `sending` is left as it is."""
     rt = Runtime(Settings(home=str(tmp_path), database_url=postgres_url))

@@ -250,15 +250,16 @@ class Dispatcher:
         """One attempt of the send under `key`, if it is claimable; else its current state."""
         return self.attempt_many([key])[0]
 
-    def attempt_many(self, keys: Sequence[str], *, workers: int = 1) -> list[SendResult]:
+    def attempt_many(self, keys: Sequence[str], *, workers: int = 1, written: bool = False) -> list[SendResult]:
         """One attempt of each claimable send of `keys` (the others report their current state), in key order.
 
         With `workers` > 1 the sends go in steps of `STEP`: while one step's calls are on the wire, the
         ledger records the step before and claims the step after (SQLite and the network both release
         the GIL), so the ledger's writes and fsyncs do not leave the connections idle. An unknown key is
-        an InputError before anything is claimed or sent.
+        an InputError before anything is claimed or sent — unless `written` says the caller wrote the rows itself
+        (the journey engine's own rows: not read once more to check them), when it is reported `gone`.
         """
-        return self._attempt(list(dict.fromkeys(keys)), keys, workers, known=False)
+        return self._attempt(list(dict.fromkeys(keys)), keys, workers, known=written)
 
     STEP = 256
     """Sends per pipelined step of `attempt_many` with several workers."""

@@ -1223,7 +1223,7 @@ class JourneyEngine:
         done = 0
         d = self.dispatcher()
         for start in range(0, len(keys), 500):
-            done += len(d.attempt_many(keys[start : start + 500], workers=self.send_threads))
+            done += len(d.attempt_many(keys[start : start + 500], workers=self.send_threads, written=True))
         if due:
             done += len(d.run_due(limit=500, workers=self.send_threads))
         self.stats.dispatched += done

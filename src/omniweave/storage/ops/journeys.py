@@ -281,22 +281,25 @@ def claim_due(conn: sa.Connection, owner: str, now: float, lease: float, limit: 
         .order_by(journey_runs.c.wake_at)
         .limit(limit)
     )
-    if conn.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-        ids = [r[0] for r in conn.execute(due)]
+    free = sa.or_(journey_runs.c.lease_until.is_(None), journey_runs.c.lease_until < now)
+    if conn.dialect.name == "postgresql":  # one round trip: the rows locked, skipped by others, leased, returned
+        picked = due.with_for_update(skip_locked=True).scalar_subquery()
+        result = conn.execute(
+            journey_runs.update()
+            .where(journey_runs.c.id.in_(picked), free)
+            .values(lease_owner=owner, lease_until=now + lease)
+            .returning(*journey_runs.c)
+        )
     else:
         ids = [r[0] for r in conn.execute(due)]
-    if not ids:
-        return []
-    result = conn.execute(
-        journey_runs.update()
-        .where(
-            journey_runs.c.id.in_(ids),
-            sa.or_(journey_runs.c.lease_until.is_(None), journey_runs.c.lease_until < now),
+        if not ids:
+            return []
+        result = conn.execute(
+            journey_runs.update()
+            .where(journey_runs.c.id.in_(ids), free)
+            .values(lease_owner=owner, lease_until=now + lease)
+            .returning(*journey_runs.c)
         )
-        .values(lease_owner=owner, lease_until=now + lease)
-        .returning(*journey_runs.c)
-    )
     out = []
     for row in _dicts(result):
         row["context"] = orjson.loads(row["context"])

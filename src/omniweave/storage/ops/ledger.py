@@ -99,6 +99,11 @@ def insert_many_on(conn: sa.Connection, rows: Sequence[dict[str, object]], now: 
         "reason": None,
     }
     statement = dialect.insert(sends).on_conflict_do_nothing()
+    if conn.dialect.name == "postgresql" and rows:  # no read first: the rows that went in say which keys were new
+        unique = list({str(r["key"]): {**base, **r} for r in rows}.values())
+        columns = {c.name: [v.get(c.name) for v in unique] for c in sends.c}
+        fresh.update(str(k) for (k,) in conn.execute(_INSERT_UNNEST, columns))
+        return fresh
     for start in range(0, len(rows), 500):
         chunk = rows[start : start + 500]
         there = {
@@ -111,28 +116,78 @@ def insert_many_on(conn: sa.Connection, rows: Sequence[dict[str, object]], now: 
     return fresh
 
 
-def _finish_from_values(params: Sequence[dict[str, Any]], now: float) -> sa.Update:
-    """`finish_many`'s update of these outcomes as one statement (PostgreSQL): the rows still `sending` take
-    their outcome from a VALUES list joined on the key."""
-    v = sa.values(
-        sa.column("k", sa.String),
-        sa.column("s", sa.String),
-        sa.column("r", sa.String),
-        sa.column("p", sa.String),
-        sa.column("n", sa.Float),
-        name="outcome",
-    ).data([(p["k"], p["s"], p["r"], p["p"], p["n"]) for p in params])
+def _insert_unnest() -> Any:
+    """`insert_many_on` on PostgreSQL: the rows as one array per column, unnested into rows, a key already there
+    left as it is (ON CONFLICT DO NOTHING) and the new keys returned; compiled once, one round trip, however
+    many rows (a multi-row VALUES is parsed again by the driver for every batch: 13% of a step, profiled)."""
+
+    def element(c: sa.Column[Any]) -> Any:  # text without a length: a cast to varchar(n) would cut, not fail
+        return postgresql.BYTEA if c.name == "content" else sa.String if isinstance(c.type, sa.String) else c.type
+
+    arrays = [sa.bindparam(c.name, type_=postgresql.ARRAY(element(c))) for c in sends.c]
+    rows = sa.func.unnest(*arrays).table_valued(*(sa.column(c.name, c.type) for c in sends.c)).render_derived()
+    return (
+        postgresql.insert(sends)
+        .from_select([c.name for c in sends.c], sa.select(*rows.c))
+        .on_conflict_do_nothing()
+        .returning(sends.c.key)
+    )
+
+
+_INSERT_UNNEST = _insert_unnest()
+
+
+_CLAIM_ANY = (
+    sends.update()
+    .where(
+        sends.c.key == sa.func.any(sa.bindparam("keys", type_=postgresql.ARRAY(sa.String))),
+        sends.c.status.in_(CLAIMABLE),
+    )
+    .values(
+        status="sending",
+        attempts=sends.c.attempts + 1,
+        first_try_at=sa.func.coalesce(sends.c.first_try_at, sa.bindparam("now", type_=sa.Float)),
+        next_attempt_at=None,
+        updated_at=sa.bindparam("now", type_=sa.Float),
+    )
+    .returning(*sends.c)
+)
+"""`claim_many` on PostgreSQL: the keys as one array parameter, so the statement is compiled once and sent in
+one round trip whatever the number of keys (an IN list is compiled again for every length)."""
+
+
+def _unnest_outcomes() -> sa.Update:
+    """`finish_many` on PostgreSQL: the outcomes as five arrays unnested into rows and joined on the key; one
+    statement, compiled once (a VALUES list is compiled for every batch) and sent in one round trip."""
+    arrays = [
+        sa.bindparam(name, type_=postgresql.ARRAY(kind))
+        for name, kind in (("k", sa.String), ("s", sa.String), ("r", sa.String), ("p", sa.String), ("n", sa.Float))
+    ]
+    v = (
+        sa.func.unnest(*arrays)
+        .table_valued(
+            sa.column("k", sa.String),
+            sa.column("s", sa.String),
+            sa.column("r", sa.String),
+            sa.column("p", sa.String),
+            sa.column("n", sa.Float),
+        )
+        .render_derived(name="outcome")
+    )
     return (
         sends.update()
         .where(sends.c.key == v.c.k, sends.c.status == "sending")
         .values(
             status=v.c.s,
-            reason=sa.cast(v.c.r, sa.String),
-            provider_id=sa.func.coalesce(sa.cast(v.c.p, sa.String), sends.c.provider_id),
-            next_attempt_at=sa.cast(v.c.n, sa.Float),  # a column of NULLs only is text in a VALUES list
-            updated_at=now,
+            reason=v.c.r,
+            provider_id=sa.func.coalesce(v.c.p, sends.c.provider_id),
+            next_attempt_at=v.c.n,
+            updated_at=sa.bindparam("now", type_=sa.Float),
         )
     )
+
+
+_FINISH_UNNEST = _unnest_outcomes()
 
 
 class Ledger:
@@ -265,7 +320,12 @@ class Ledger:
         """Take every claimable row of `keys` for one attempt, in one statement per chunk; the rows as claimed.
         The claim's commit is durable (see `_durable`) before any of them goes to a channel."""
         claimed: list[LedgerRow] = []
+        if not keys:
+            return claimed
         with self._durable() as conn:
+            if conn.dialect.name == "postgresql":  # one statement whatever the number: the keys as one array
+                result = conn.execute(_CLAIM_ANY, {"keys": list(dict.fromkeys(keys)), "now": now})
+                return list(_rows(result))
             for start in range(0, len(keys), self._CHUNK):
                 chunk = list(dict.fromkeys(keys[start : start + self._CHUNK]))
                 result = conn.execute(
@@ -286,6 +346,8 @@ class Ledger:
     def get_many(self, keys: Sequence[str]) -> dict[str, LedgerRow]:
         """The rows of `keys` that exist, by key."""
         out: dict[str, LedgerRow] = {}
+        if not keys:
+            return out
         with self.engine.connect() as conn:
             for start in range(0, len(keys), self._CHUNK):
                 chunk = list(keys[start : start + self._CHUNK])
@@ -322,14 +384,16 @@ class Ledger:
             if conn.dialect.name != "postgresql":  # SQLite's executemany runs in process: cheap per row
                 conn.execute(statement, params)
                 return
-            for start in range(0, len(params), self._CHUNK):  # one UPDATE … FROM (VALUES …) per chunk: one round trip
-                conn.execute(_finish_from_values(params[start : start + self._CHUNK], now))
+            columns = {c: [p[c] for p in params] for c in ("k", "s", "r", "p", "n")}  # one UPDATE … FROM unnest(…)
+            conn.execute(_FINISH_UNNEST, {**columns, "now": now})
 
     def suppressed_among(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """Which of these (channel, address) pairs are suppressed, with the reason."""
         wanted = set(pairs)
         addresses = sorted({address for _, address in wanted})
         out: dict[tuple[str, str], str] = {}
+        if not addresses:
+            return out
         with self.engine.connect() as conn:
             for start in range(0, len(addresses), self._CHUNK):
                 chunk = addresses[start : start + self._CHUNK]
