@@ -482,7 +482,8 @@ def _short_text(message: MessageDef, r: _Renderer, channel: str) -> str:
     if message.cta:
         parts.append(r("cta.url", message.cta.url))
     if not any(parts[:1]) and message.body:
-        parts.insert(0, plain(paragraphs(r("body", message.body))[0]) if message.body.strip() else "")
+        first = paragraphs(r("body", message.body))  # none when the body's template failed (a problem kept)
+        parts.insert(0, plain(first[0]) if first else "")
     return " ".join(p for p in parts if p)
 
 

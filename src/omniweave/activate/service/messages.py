@@ -437,6 +437,7 @@ class PreviewRequest:
     person: str
     channel: str
     max_sms_segments: int = 2
+    not_personalised: bool = False  # as if the person had said no to personalisation (their values withheld)
 
 
 @dataclass(frozen=True)
@@ -497,6 +498,9 @@ def preview(runtime: Runtime, request: PreviewRequest, *, now: float | None = No
     if unique:
         notes.append(f"the coupon code is issued at send; {code!r} stands in for it here")
     ((personal, stated),) = _personalisation(runtime, [profile])
+    if request.not_personalised and personal:
+        personal, stated = False, False
+        notes.append("shown as if the person had said no to personalisation (as asked)")
     best = _best_sellers_for(runtime, message, [personal])
     rendition = _render_for(
         runtime,

@@ -41,6 +41,7 @@ from omniweave.shells.api import (
     access,
     bridges,
     channels,
+    content,
     forms,
     journeys,
     messaging,
@@ -129,6 +130,7 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
         privacy.router,
         journeys.router,
         forms.router,
+        content.router,
     ):
         app.include_router(router)
     app.router.routes[:0] = collector.routes()  # the hot path is matched first

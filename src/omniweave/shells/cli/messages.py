@@ -139,13 +139,20 @@ def messages_preview(
         Path | None, typer.Option("--html-out", help="Write the e-mail's HTML to this file.", dir_okay=False)
     ] = None,
     max_sms_segments: Annotated[int, typer.Option(help="The most SMS segments a message may cost.")] = 2,
+    not_personalised: Annotated[
+        bool,
+        typer.Option(
+            "--not-personalised", help="Show it as if the person had said no to personalisation (the fallbacks)."
+        ),
+    ] = False,
     format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
 ) -> None:
-    """Show exactly what one person gets from a message on one channel, with the checker's findings."""
+    """Show exactly what one person gets from a message on one channel, with the checker's findings (without
+    their personalisation consent: with their personal values withheld and the fallbacks, docs/content.md)."""
     from omniweave.activate.service.messages import PreviewRequest, preview
 
     with opened(ctx) as rt:
-        result = preview(rt, PreviewRequest(message, person, channel, max_sms_segments))
+        result = preview(rt, PreviewRequest(message, person, channel, max_sms_segments, not_personalised))
     if html_out is not None and result.channel == "email":
         html_out.parent.mkdir(parents=True, exist_ok=True)
         html_out.write_text(result.rendition.content["html"], encoding="utf-8")
