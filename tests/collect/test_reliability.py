@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -69,13 +70,18 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 #
 # Whatever breaks a connection is a failure, counted and reported with the server's log, never retried
 # silently: a reset, an end of stream before a whole answer, a `Connection: close` from the server, an
-# answer that is not HTTP/1.1 with a Content-Length. What can break one, as far as uvicorn and the kernel
-# go (checked against uvicorn 0.55 with httptools): the server's keep-alive timeout racing a reused idle
-# connection (an idle time the storm never reaches; serve sets 75 s), an exception in the application
-# after its answer started (uvicorn then closes the connection: a server fault that would otherwise look
-# like a network error), an unparsable request (400 and close), a shutdown, or the process dying. A full
-# accept queue (backlog) does not reset connections by default (net.ipv4.tcp_abort_on_overflow=0 drops
-# the handshake's last ACK and the client retries), and uvicorn limits no concurrency unless told to.
+# answer that is not HTTP/1.1 with a Content-Length. What can break one (uvicorn 0.55 with httptools and
+# uvloop, Linux): the keep-alive timeout racing a reused idle connection — seen on loopback with a trivial
+# app: a request sent within about 20 ms of the timeout got ECONNRESET (httpx.ReadError) or an end of stream
+# (serve sets 75 s; with uvicorn's 5 s, a starved CI machine where httpx's client at 200/s took 5 s to
+# come back to one of its 64 connections would meet it: the likely cause of CI's ReadError, not proven;
+# no connection of this storm idles more than 0.1 s); an exception in the
+# application after its answer started (uvicorn closes the connection: a server fault that would otherwise
+# pass for a network error; the log is checked for it); an unparsable request (400 and close); a shutdown;
+# the process dying. An overflowing accept queue does not reset (net.ipv4.tcp_abort_on_overflow=0 drops the
+# handshake's last ACK: 1,000 connections at once on a backlog of 4 gave timeouts, no reset; serve asks for
+# 4096, capped by net.core.somaxconn), httptools has no header-size limit that these requests approach, and
+# uvicorn limits no concurrency unless told to (limit_concurrency: 503s).
 
 
 class Answer:
@@ -221,10 +227,12 @@ def _serve(
     raise RuntimeError(f"omniweave serve did not become healthy within 30 s: {log.read_text()[-2000:]}")
 
 
-def _server_faults(log: Path) -> list[str]:
-    """The lines of the server's log that tell of a fault (an exception, an error)."""
-    words = ("Traceback", "Exception in ASGI", "ERROR", "error:")
-    return [line for line in log.read_text(errors="replace").splitlines() if any(word in line for word in words)]
+def _server_faults(log: Path, expected: tuple[str, ...] = ()) -> list[str]:
+    """The lines of the server's log other than its start and the `expected` ones: an exception, an error
+    (uvicorn's and ours; ours come without a level name), a warning nobody expected."""
+    lines = log.read_text(errors="replace").splitlines()
+    known = ("omniweave collector listening on", *expected)
+    return [line for line in lines if line.strip() and not line.startswith(known)]
 
 
 def _check_storm(name: str, result: Storm, rate: float, burst: int, log: Path) -> None:
@@ -307,6 +315,8 @@ def test_2000_requests_a_second_from_one_write_key_get_429_and_another_key_is_un
         print(_report("warm-up key", warm, connections))
         print(_report("one write key", busy, connections))
         print(_report("another key meanwhile", calm, 1))
+        if busy.rate < 2_000:  # a rate is a time: not asserted, but not hidden either
+            warnings.warn(f"the storm reached {busy.rate:,.0f} requests/s, under the issue's 2,000", stacklevel=1)
         _check_storm("warm-up key", warm, 50, 100, log)
         _check_storm("one write key", busy, 50, 100, log)
         assert not calm.broken and [answer.status for answer in calm.answers] == [200] * 20
@@ -724,7 +734,7 @@ def test_a_full_disk_keeps_the_events_in_the_inbox_until_space_returns(tmp_path:
     finally:
         if mounted:
             subprocess.run(["umount", "--lazy", str(warehouse)], check=True)
-    assert not _server_faults(log), _server_faults(log)
+    assert not _server_faults(log, ("the event-log loader",)), _server_faults(log, ("the event-log loader",))
 
 
 def test_omniweave_load_into_a_read_only_warehouse_says_so_and_keeps_the_events(tmp_path: Path) -> None:
