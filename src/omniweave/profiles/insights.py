@@ -44,17 +44,33 @@ MIN_PROMOTION_RESPONSES = 2
 UNKNOWN = "unknown"
 
 
-def preferred_messaging_channel(ev: ir.Table) -> ir.Table:
+def _messages(ev: ir.Table) -> ir.Table:
+    return ev.filter(ev.message.isin((MESSAGE_RECEIVED, MESSAGE_RESPONSE)) & ev.channel.isin(MESSAGING_CHANNELS))
+
+
+def message_population(ev: ir.Table) -> ir.Table:
+    """Per messaging channel, `_pop_rate`: the responses per message received over everyone in `ev`.
+
+    A build that runs by chunks of persons computes it once, over every person, and hands it to
+    `preferred_messaging_channel` for each chunk (the sums are whole numbers: the same rate either way)."""
+    msg = _messages(ev)
+    return msg.group_by("channel").aggregate(
+        _pop_rate=(msg.message == MESSAGE_RESPONSE).sum().cast("int64").cast("float64")
+        / ibis.greatest((msg.message == MESSAGE_RECEIVED).sum().cast("int64"), 1).cast("float64")
+    )
+
+
+def preferred_messaging_channel(ev: ir.Table, population: ir.Table | None = None) -> ir.Table:
     """Per person: `preferred_messaging_channel` and `messaging_response` (per channel: received,
-    responses, lift), from `ev` with `person_id`, `channel` and `message` (MESSAGE_RECEIVED / RESPONSE)."""
-    msg = ev.filter(ev.message.isin((MESSAGE_RECEIVED, MESSAGE_RESPONSE)) & ev.channel.isin(MESSAGING_CHANNELS))
+    responses, lift), from `ev` with `person_id`, `channel` and `message` (MESSAGE_RECEIVED / RESPONSE).
+    `population` is `message_population` of everyone (default: of `ev`)."""
+    msg = _messages(ev)
     per = msg.group_by(["person_id", "channel"]).aggregate(
         received=(msg.message == MESSAGE_RECEIVED).sum().cast("int64"),
         responses=(msg.message == MESSAGE_RESPONSE).sum().cast("int64"),
     )
-    population = per.group_by("channel").aggregate(
-        _pop_rate=per.responses.sum().cast("float64") / ibis.greatest(per.received.sum(), 1).cast("float64")
-    )
+    if population is None:
+        population = message_population(ev)
     per = per.join(population, "channel")
     m = CHANNEL_PRIOR_MESSAGES
     shrunk = (per.responses.cast("float64") + m * per._pop_rate) / (per.received.cast("float64") + m)
@@ -75,15 +91,26 @@ def preferred_messaging_channel(ev: ir.Table) -> ir.Table:
     )
 
 
+def own_hours(timed: ir.Table) -> ir.Table:
+    """Per person, `n`, `total` and `squares` of the local hours (fractional) of the activities the person
+    started: all `best_hour_from` needs, so that a build by chunks of persons can collect them and score
+    everyone together (the shrinkage is estimated over all persons)."""
+    return timed.group_by("person_id").aggregate(
+        n=timed.count(), total=timed.hour.sum(), squares=(timed.hour * timed.hour).sum()
+    )
+
+
 def best_hour(timed: ir.Table) -> ir.Table:
     """Per person, `best_hour` (0-23, local): the shrunk mean hour of the person's own activity.
 
-    `timed` has `person_id` and `hour` (local, fractional) for each activity the person started. The
-    within-person variance is pooled over persons; the between-person variance is the variance of the
-    persons' means less their expected sampling variance (at least 1 h²)."""
-    per = timed.group_by("person_id").aggregate(
-        n=timed.count(), total=timed.hour.sum(), squares=(timed.hour * timed.hour).sum()
-    )
+    `timed` has `person_id` and `hour` (local, fractional) for each activity the person started."""
+    return best_hour_from(own_hours(timed))
+
+
+def best_hour_from(per: ir.Table) -> ir.Table:
+    """`best_hour` per person of `per` (`own_hours` of every person). The within-person variance is pooled
+    over persons; the between-person variance is the variance of the persons' means less their expected
+    sampling variance (at least 1 h²)."""
     per = per.mutate(mean=per.total / per.n)
     many = per.filter(per.n >= 2)
     within = many.aggregate(

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any, Literal, cast
 
 import ibis
@@ -437,6 +438,31 @@ def memory_guard(stage: str, limit: int | None, setting: str = "memory_limit") -
 def _is_local(fs: Any) -> bool:
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     return protocol in ("file", "local")
+
+
+def partitioned(expr: ir.Table, column: str, count: int, folder: str) -> tuple[ir.Table, list[ir.Table]]:
+    """`expr` cut by `column` (whole numbers 0 to count - 1) into parts to be read one at a time, and the whole;
+    both without `column`.
+
+    On DuckDB `expr` runs once and is written as Parquet under `folder` (a folder per part, PARTITION_BY):
+    neither the whole nor a part is then held in memory, and each part is read back alone. Other engines
+    keep `expr` (`.cache()`) and filter it.
+    """
+    backend = expr._find_backend()
+    if backend.name == "duckdb":
+        backend.to_parquet(expr, folder, partition_by=column, overwrite_or_ignore=True)
+        base = Path(folder)
+        if any(base.glob("*/*.parquet")):
+            whole = backend.read_parquet(str(base / "*" / "*.parquet"), hive_partitioning=True)
+            parts = [
+                backend.read_parquet(str(base / f"{column}={k}" / "*.parquet"), hive_partitioning=True)
+                if any((base / f"{column}={k}").glob("*.parquet"))
+                else whole.limit(0)
+                for k in range(count)
+            ]
+            return whole.drop(column), [p.drop(column) for p in parts]
+    whole = expr.cache()
+    return whole.drop(column), [whole.filter(whole[column] == k).drop(column) for k in range(count)]
 
 
 def to_arrow(expr: ir.Table) -> pa.Table:

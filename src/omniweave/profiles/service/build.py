@@ -11,9 +11,12 @@ Docs: docs/profiles.md lists every column and how it is computed.
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import ibis
@@ -31,7 +34,7 @@ from omniweave.profiles import insights
 from omniweave.profiles.ranking import best, top
 from omniweave.profiles.traits import TraitSpec, parse_trait_specs
 from omniweave.runtime import Runtime
-from omniweave.storage.engine import Dialect, EngineName, dialect_of, to_arrow
+from omniweave.storage.engine import Dialect, EngineName, dialect_of, partitioned, to_arrow
 from omniweave.storage.eventlog import FLAT_COLUMNS
 from omniweave.storage.guard import guarded
 from omniweave.storage.warehouse import write_dataset
@@ -122,6 +125,7 @@ class ProfilesSummary:
     engine: EngineName
     path: str
     traits: tuple[str, ...]
+    chunks: int = 1  # ranges of persons profiled one at a time (`profiles_table`)
 
 
 # --- the profile expression ----------------------------------------------------------------------
@@ -298,9 +302,8 @@ def _latest(ev: ir.Table, value: ir.Value) -> ir.Value:
     return value.argmax(ev.timestamp, where=value.notnull())
 
 
-def _activity(ev: ir.Table, d: Dialect) -> tuple[ir.Table, ir.Table]:
-    """(activity, orders) per person: when seen, how much, latest user id and time zone, touches per channel; and
-    their orders and revenue online and in store.
+def _activity(ev: ir.Table) -> ir.Table:
+    """Activity per person: when seen, how much, latest user id and time zone, touches per channel.
 
     One pass over the events groups them by person and channel (what `last_touch` lists); the person's
     figures come from those few rows per person. The latest user id and time zone come from a grouping
@@ -326,6 +329,11 @@ def _activity(ev: ir.Table, d: Dialect) -> tuple[ir.Table, ir.Table]:
         said = ev.filter(ev[column].notnull())
         latest = said.group_by("person_id").aggregate(**{name: said[column].argmax(said.timestamp)})
         activity = activity.left_join(latest, "person_id").drop("person_id_right")
+    return activity
+
+
+def _orders(ev: ir.Table, d: Dialect) -> ir.Table:
+    """Orders per person: how many and how much, online and in store, and the repeat-purchase summary of CLV."""
     bought = ev.filter(ev.code == PURCHASE)
     bought = bought.mutate(epoch_day=_epoch_day(bought, d))
     store = bought.channel == "store"
@@ -360,8 +368,7 @@ def _activity(ev: ir.Table, d: Dialect) -> tuple[ir.Table, ir.Table]:
             else_=ibis.null("float64"),
         ),
     )
-    orders = orders.join(repeat, "person_id")
-    return activity, orders
+    return orders.join(repeat, "person_id")
 
 
 def _stated(ev: ir.Table, d: Dialect) -> ir.Table:
@@ -492,11 +499,18 @@ def _best_time(ev: ir.Table, zones: ir.Table, d: Dialect) -> ir.Table:
         weekday=local.day_of_week.index().cast("int32"),
     )
     engaged = engaged.join(quarters, ["zone", "quarter"]).select("person_id", "hour", "weekday", "own")
-    best_hour = insights.best_hour(engaged.filter(engaged.own))
+    # the best hour is shrunk toward everyone's (insights.best_hour_from): here only each person's sums,
+    # which `_with_best_hour` scores once every person's are known
+    own = insights.own_hours(engaged.filter(engaged.own))
+    own = own.select("person_id", **{f"_own_{name}": own[name] for name in OWN_HOURS})
     best_day = _most_frequent(engaged, "weekday", 7)
     names = ibis.cases(*((best_day.weekday == i, name) for i, name in enumerate(WEEKDAYS)), else_=ibis.null())
     best_day = best_day.select("person_id", best_weekday=names)
-    return best_day.left_join(best_hour, "person_id").drop("person_id_right")
+    return best_day.left_join(own, "person_id").drop("person_id_right")
+
+
+OWN_HOURS = ("n", "total", "squares")
+"""The columns of insights.own_hours, kept per person as `_own_<name>` until the best hour is scored."""
 
 
 def _most_frequent(table: ir.Table, value: str, span: int) -> ir.Table:
@@ -670,32 +684,44 @@ def _rfm(orders: ir.Table) -> ir.Table:
     )
 
 
-def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits: Sequence[TraitSpec] = ()) -> ir.Table:
-    """One row per person of `identities`, from their events up to `now`; see docs/profiles.md for the columns.
-    It runs on the engine of `events` (DuckDB or Spark alike).
+def _numbered(identities: ir.Table) -> ir.Table:
+    """`identities` with the person as a whole number (`person_id`, from 0 in person_id order) and the text id
+    as `_person`.
 
-    A list is NULL where the person has no row in its part: `profiles_table` runs this and makes those [].
-    """
-    d = dialect_of(events)
-    # Every step groups and joins by person: on a whole number (numbered in person_id order), not on the
-    # id's text, which `resolve` makes 16 characters long (longer than DuckDB keeps inline). The text comes back at the end.
+    Every step groups and joins by person: on a whole number, not on the id's text, which `resolve` makes
+    16 characters long (longer than DuckDB keeps inline). The text comes back at the end."""
     persons = identities.select("person_id").distinct()
     persons = persons.select(_person=persons.person_id, _number=ibis.row_number().over(order_by=persons.person_id))
-    # kept: the per-event table and the identifiers both read it, and numbering sorts the 1 M ids
-    identities = (
-        identities.join(persons, identities.person_id == persons._person)
-        .select("kind", "value", "_person", person_id=persons._number)
-        .cache()
+    return identities.join(persons, identities.person_id == persons._person).select(
+        "kind", "value", "_person", person_id=persons._number
     )
-    ev = person_events(events, identities, now, d, _trait_columns(traits)).cache()
-    activity, orders = _activity(ev, d)
-    activity = activity.cache()
+
+
+def _profiles_of(
+    ev: ir.Table,
+    identities: ir.Table,
+    now: datetime,
+    traits: Sequence[TraitSpec],
+    orders: ir.Table,
+    rfm: ir.Table,
+    population: ir.Table,
+) -> ir.Table:
+    """One row per person of `identities` (numbered, `_numbered`), from their events `ev` (`person_events`), in
+    person order; see docs/profiles.md for the columns.
+
+    `orders`, `rfm` and `population` are computed over every person (`_orders`, `_rfm`,
+    insights.message_population), so that a build by chunks of persons gives each chunk the same as the whole:
+    they may hold other persons too. The best hour is left as each person's sums (`_own_*`): `_with_best_hour`
+    scores it. A list is NULL where the person has no row in its part: `profiles_table` makes those [].
+    """
+    d = dialect_of(ev)
+    activity = _activity(ev).cache()
     zones = activity.select("person_id", tz=activity.timezone.fill_null("UTC"))
     parts = [
         orders,
         _stated(ev, d),
         _preferred_channel(ev, d),
-        insights.preferred_messaging_channel(ev),
+        insights.preferred_messaging_channel(ev, population),
         _preferred_device(ev),
         _best_time(ev, zones, d),
         _contact_frequency(ev, d),
@@ -734,9 +760,7 @@ def profiles_expr(events: ir.Table, identities: ir.Table, now: datetime, traits:
         birthday=_iso_date(result.birthday),
     ).drop("latest_email", "latest_phone")
     result = result.mutate(age=_age(result.birthday, now)).relocate("age", after="birthday")
-    result = result.left_join(_rfm(orders), "person_id").drop("person_id_right")
-    # A person without a row in a part has NULL for its lists (engines also disagree on an empty aggregate
-    # list: NULL or []); `profiles_table` makes every one of them [] in Arrow, where it costs nothing.
+    result = result.left_join(rfm, "person_id").drop("person_id_right")
     # persons are numbered in person_id order: sorting by the number sorts by the id, comparing whole numbers
     ordered = result.mutate(_number=result.person_id, person_id=result._person).drop("_person").order_by("_number")
     return ordered.drop("_number")
@@ -894,9 +918,66 @@ def with_recommendations(runtime: Runtime, table: pa.Table) -> pa.Table:
     return result.cast(pa.schema([*table.schema, field]))
 
 
-def profiles_table(events: ir.Table, identities: ir.Table, now: datetime, traits: Sequence[TraitSpec] = ()) -> pa.Table:
-    """`profiles_expr` run, as Arrow, with [] for every list that is NULL: a profile always says []."""
-    return _null_lists_empty(to_arrow(profiles_expr(events, identities, now, traits)))
+def profiles_table(
+    events: ir.Table,
+    identities: ir.Table,
+    now: datetime,
+    traits: Sequence[TraitSpec] = (),
+    chunks: int = 1,
+    spill: str | None = None,
+) -> pa.Table:
+    """The profiles of every person of `identities` as Arrow, in person_id order, with [] for every list that
+    is NULL (a profile always says []): see docs/profiles.md for the columns. It runs on the engine of
+    `events` (DuckDB or Spark alike).
+
+    With `chunks` > 1 the persons are cut into that many ranges, profiled one range at a time, so that the
+    engine holds one range's events and groupings at once instead of everyone's (docs/scale.md). The
+    per-event table is then written once under `spill` (a folder; default: a temporary one), partitioned by
+    range, and read back range by range. What is estimated over everyone (RFM's quintiles, the messaging
+    channels' response rates, the best hour's shrinkage) is computed over everyone: the same profiles as one
+    range.
+    """
+    d = dialect_of(events)
+    numbered = _numbered(identities).cache()  # the per-event table and the identifiers both read it
+    ev = person_events(events, numbered, now, d, _trait_columns(traits))
+    with contextlib.ExitStack() as stack:
+        if chunks > 1:
+            persons = int(numbered.person_id.max().execute() or 0) + 1
+            size = -(-persons // chunks)
+            folder = spill if spill is not None else stack.enter_context(tempfile.TemporaryDirectory())
+            ev = ev.mutate(_chunk=(ev.person_id // size).cast("int32"))
+            everyone, parts = partitioned(ev, "_chunk", chunks, folder)
+            ranges: list[tuple[int, int] | None] = [(k * size, (k + 1) * size - 1) for k in range(chunks)]
+        else:
+            everyone = ev.cache()  # read by every part
+            parts, ranges = [everyone], [None]
+        orders = _orders(everyone, d).cache()
+        rfm = _rfm(orders).cache()
+        population = insights.message_population(everyone).cache()
+        tables = []
+        for part, bounds in zip(parts, ranges, strict=True):
+            ids = numbered if bounds is None else numbered.filter(numbered.person_id.between(*bounds))
+            expr = _profiles_of(part, ids, now, traits, orders, rfm, population)
+            tables.append(_null_lists_empty(to_arrow(expr)))
+    return _with_best_hour(pa.concat_tables(tables))
+
+
+def _with_best_hour(table: pa.Table) -> pa.Table:
+    """`table` with `best_hour` scored (insights.best_hour_from) over every person's sums `_own_*`, in their place."""
+    sums = [f"_own_{name}" for name in OWN_HOURS]
+    has = pc.is_valid(table.column(sums[0]))
+    rows = pa.table(
+        {
+            "person_id": pa.array(np.arange(table.num_rows)),
+            **{name: table.column(f"_own_{name}") for name in OWN_HOURS},
+        }
+    ).filter(has)
+    scored = insights.best_hour_from(ibis.memtable(rows)).to_pyarrow()
+    hours = np.full(table.num_rows, -1, np.int32)
+    hours[scored.column("person_id").to_numpy()] = scored.column("best_hour").to_numpy(zero_copy_only=False)
+    at = table.schema.get_field_index(sums[0])
+    table = table.drop_columns(sums)
+    return table.add_column(at, pa.field("best_hour", pa.int32()), pa.array(hours, pa.int32(), mask=hours < 0))
 
 
 def _null_lists_empty(table: pa.Table) -> pa.Table:
@@ -935,18 +1016,39 @@ def write_identities(runtime: Runtime, rows: Iterable[tuple[str, str, str]]) -> 
     return write_dataset(runtime.log, "identities", table)
 
 
+EVENTS_PER_CHUNK = 4_000_000
+"""At most this many events per range of persons that a DuckDB build profiles at once (`profiles_table`'s
+chunks): a range's per-event table and groupings then stay within a few GB (docs/scale.md)."""
+BYTES_PER_EVENT = 400
+"""DuckDB memory a range needs per event of its persons: a smaller `memory_limit` means smaller ranges."""
+
+
+def _default_chunks(runtime: Runtime, events: ir.Table) -> int:
+    """Ranges of persons for a build on this runtime: one per EVENTS_PER_CHUNK events, or per what the
+    memory limit holds (BYTES_PER_EVENT) when that is fewer; one on Spark, which spreads the work itself."""
+    if runtime.engine.name != "duckdb":
+        return 1
+    per_chunk = EVENTS_PER_CHUNK
+    if runtime.engine.memory_limit:
+        per_chunk = max(1_000, min(per_chunk, runtime.engine.memory_limit // BYTES_PER_EVENT))
+    return max(1, -(-int(events.count().execute()) // per_chunk))
+
+
 @guarded("profiles")
 def build_profiles(
     runtime: Runtime,
     now: datetime | None = None,
     traits: Iterable[Mapping[str, Any] | TraitSpec] | None = None,
     threads: int | None = None,
+    chunks: int | None = None,
 ) -> ProfilesSummary:
     """Rebuild the `profiles` dataset from `events` and `identities`, as of `now` (default: the latest event).
 
     `traits` are custom trait declarations (see profiles.traits); by default the `[[profiles.traits]]` of
     omniweave.toml. The same inputs and `now` give the same profiles, on DuckDB and on Spark (the Runtime's engine).
-    `threads` caps DuckDB's worker threads (default: one per core); Spark has its own settings.
+    `threads` caps DuckDB's worker threads (default: one per core); Spark has its own settings. `chunks`: the
+    ranges of persons profiled one at a time (`profiles_table`; default: one per EVENTS_PER_CHUNK events on
+    DuckDB, one on Spark), spilled to `<home>/spill`.
     """
     specs = parse_trait_specs(runtime.settings.profiles.traits if traits is None else traits, reserved=BUILTIN_COLUMNS)
     if not runtime.log.has_data("identities"):
@@ -966,16 +1068,24 @@ def build_profiles(
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     now = now.astimezone(UTC)
-    table = with_clv(profiles_table(events, identities, now, specs), now)
+    if chunks is None:
+        chunks = _default_chunks(runtime, events)
+    spill = None
+    if chunks > 1 and runtime.engine.temp_directory is not None:
+        Path(runtime.engine.temp_directory).mkdir(parents=True, exist_ok=True)
+        spill = runtime.engine.temp_directory
+    with tempfile.TemporaryDirectory(prefix="profiles-", dir=spill) as folder:
+        table = profiles_table(events, identities, now, specs, chunks=chunks, spill=folder)
+    table = with_clv(table, now)
     table = with_recommendations(runtime, table)
     path = write_dataset(runtime.log, "profiles", table)
-    orders = table.column("orders").to_pylist()
     return ProfilesSummary(
         persons=table.num_rows,
-        events=int(sum(table.column("event_count").to_pylist())),
-        buyers=sum(1 for o in orders if o),
+        events=int(pc.sum(table.column("event_count")).as_py() or 0),
+        buyers=int(pc.sum(pc.greater(table.column("orders"), 0)).as_py() or 0),
         now=now,
         engine=runtime.engine.name,
         path=path,
         traits=tuple(s.name for s in specs),
+        chunks=chunks,
     )
