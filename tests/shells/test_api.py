@@ -65,6 +65,7 @@ class Api:
                 "/v1/journeys",
                 "/v1/persons",
                 "/v1/forms",
+                "/v1/messages",
             )
         )
         return {"Authorization": f"Bearer {self.secret if rest else self.write_key}"}
@@ -144,6 +145,7 @@ def test_openapi_documents_every_route(api: Api) -> None:
     reads |= {"/v1/privacy/requests", "/v1/privacy/requests/{request_id}", "/v1/privacy/consent"}  # privacy
     reads |= {"/v1/privacy/requests/{request_id}/bundle"}
     reads |= {"/v1/forms", "/v1/forms/{name}", "/v1/forms/{name}/qr", "/v1/forms/evidence/{reference}"}  # forms
+    reads |= {"/v1/messages/{name}/preview"}  # shells/api/content.py
     assert reads | {"/v1/segments/{segment_id}"} <= gets
     writes = [path for path in api.openapi["paths"] if path.startswith("/v1/") and path not in reads]
     writes += ["/t", "/i", "/p", "/s", "/g", "/a", "/b"]
