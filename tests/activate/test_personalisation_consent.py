@@ -357,6 +357,53 @@ def test_a_bad_setting_or_message_field_is_named(home: Path) -> None:
     assert "without_personalisation: expected fallback or skip; got 'no'" in str(caught.value)
 
 
+# --- the API's preview ------------------------------------------------------------------------------------
+
+
+def test_the_api_preview_honours_consent_scopes_and_masking(rt: Runtime) -> None:
+    from fastapi.testclient import TestClient
+
+    from omniweave.privacy.service import access
+    from omniweave.shells.api.app import create_app
+
+    reader = access.create_api_key(rt, "reader", ["profiles:read"], actor="cli:test").key
+    other = access.create_api_key(rt, "config", ["config:manage"], actor="cli:test").key
+    access.create_user(rt, "analyst@staff.example", "Analyst", "analyst", "correct horse battery", actor="cli:test")
+    with TestClient(create_app(rt.settings), base_url="https://testserver") as client:
+
+        def shown(person: str, key: str = reader, **extra: str) -> Any:
+            params = {"person": person, "channel": "email", **extra}
+            return client.get("/v1/messages/hello/preview", params=params, headers={"Authorization": f"Bearer {key}"})
+
+        ann = shown("email:ann@example.com")
+        assert ann.status_code == 200, ann.text
+        assert ann.json()["rendition"]["content"]["subject"] == "Hi Annabel, picked for you"
+        bob = shown("email:bob@example.com").json()
+        assert bob["rendition"]["content"]["subject"] == "Hi friend, picked for you"
+        assert not any(value in orjson.dumps(bob["rendition"]).decode() for value in personal_values("u2"))
+        assert any("not personalised" in note for note in bob["notes"])
+        asked = shown("email:ann@example.com", not_personalised="true").json()
+        assert asked["rendition"]["content"]["subject"] == "Hi friend, picked for you"
+        assert shown("email:ann@example.com", key=other).status_code == 403
+        unknown = client.get(
+            "/v1/messages/nope/preview",
+            params={"person": "P1", "channel": "email"},
+            headers={"Authorization": f"Bearer {reader}"},
+        )
+        assert unknown.status_code == 400 and "no message 'nope'" in unknown.text
+        login = client.post(
+            "/v1/auth/login", json={"email": "analyst@staff.example", "password": "correct horse battery"}
+        )
+        assert login.status_code == 200, login.text
+        analyst = client.get(
+            "/v1/messages/hello/preview", params={"person": "email:ann@example.com", "channel": "email"}
+        )
+        assert analyst.status_code == 200, analyst.text
+        body = analyst.json()
+        assert body["rendition"]["content"]["subject"] == "Hi friend, picked for you"
+        assert "ann@example.com" not in analyst.text and "Annabel" not in analyst.text
+
+
 # --- journeys, through the file sink --------------------------------------------------------------------
 
 
