@@ -65,8 +65,8 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 #
 # The storm's client is raw asyncio streams (on uvloop, as the server): the request's bytes are built once
 # and written on kept-alive connections, and each answer is read as far as its status line, its headers
-# and its Content-Length body. httpx's async client reaches about 200 requests/s here, which is not the
-# storm the issue names; this one offers several thousand a second (the rate is printed).
+# and its Content-Length body. The test's earlier httpx async client was seen at about 200 requests/s here,
+# not the storm the issue names; this one offers several thousand a second (the rate is printed).
 #
 # Whatever breaks a connection is a failure, counted and reported with the server's log, never retried
 # silently: a reset, an end of stream before a whole answer, a `Connection: close` from the server, an
