@@ -330,3 +330,23 @@ def test_the_feedback_events_carry_the_engines_clock(world: Runtime) -> None:
     assert [event["properties"]["send_key"] for event in delivered] == [row.key]
     stamped = datetime.fromisoformat(delivered[0]["timestamp"].replace("Z", "+00:00"))
     assert stamped == datetime.fromtimestamp(at, UTC)
+
+
+@pytest.mark.parametrize(
+    ("props", "path", "values"),
+    [
+        ({"cart_id": "c1"}, "cart_id", ["c1"]),
+        ({"cart": {"id": 7}}, "cart.id", ["7"]),
+        ({"cart": {"id": 7.0}}, "properties.cart.id", ["7"]),
+        ({"properties": {"cart": "x"}, "cart": "y"}, "properties.cart", ["x"]),  # a property named `properties`
+        ({"cart.id": "flat", "cart": {"id": "deep"}}, "cart.id", ["flat"]),  # a flat key as written first
+        ({"products": [{"cart_id": "a"}, {"cart_id": None}, {"cart_id": "b"}]}, "products[].cart_id", ["a", "b"]),
+        ({"products": [{"cart_id": "a"}]}, "products.cart_id", ["a"]),
+        ({"cart": {"id": {"deeper": 1}}}, "cart.id", []),  # an object is not a value
+        ({"cart": "c1"}, "cart.id", []),
+    ],
+)
+def test_correlation_values_read_paths(props: dict[str, Any], path: str, values: list[str]) -> None:
+    from omniweave.activate.journeys.conditions import correlation_values
+
+    assert correlation_values(props, path) == values
