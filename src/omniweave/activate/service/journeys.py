@@ -1056,8 +1056,8 @@ class JourneyEngine:
         templates see only the profile columns they name (a template reading `person` as a whole sees all).
         With the person's coupon `code` (`{{ offer.code }}`) it is made for this send alone."""
         relevant = self._relevant.get(message.name)
-        if relevant is None:
-            text = repr(message)
+        if relevant is None:  # the templates' words (not the prose: a description's "person's" read as `person`)
+            text = repr(replace(message, description="", source="")) if is_dataclass(message) else repr(message)
             if re.search(r"\bperson\b(?!\.[A-Za-z_])", text):
                 relevant = _ALL
             else:
@@ -1571,7 +1571,7 @@ def work(
     sink: str | None = None,
     fake: bool = False,
     idle_sleep: float = 0.05,
-    batch: int = 200,
+    batch: int = 500,
     lease: float = 30.0,
     background_sends: bool = True,
 ) -> EngineStats:
@@ -1637,7 +1637,7 @@ def work(
 
 
 def _worker_main(
-    home: str, sink: str | None, fake: bool, until_idle: bool, lease: float = 30.0, batch: int = 200
+    home: str, sink: str | None, fake: bool, until_idle: bool, lease: float = 30.0, batch: int = 500
 ) -> None:
     from omniweave.settings import load_settings
 
@@ -1696,7 +1696,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fake", action="store_true")
     parser.add_argument("--until-idle", action="store_true")
     parser.add_argument("--lease", type=float, default=30.0, help="seconds a claim or a send in flight is held")
-    parser.add_argument("--batch", type=int, default=200, help="runs claimed at a time (done well within a lease)")
+    parser.add_argument("--batch", type=int, default=500, help="runs claimed at a time (done well within a lease)")
     args = parser.parse_args(argv)
     _worker_main(args.home, args.sink, args.fake, args.until_idle, args.lease, args.batch)
     return 0
