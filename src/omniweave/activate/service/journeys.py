@@ -1057,7 +1057,7 @@ class JourneyEngine:
         With the person's coupon `code` (`{{ offer.code }}`) it is made for this send alone."""
         relevant = self._relevant.get(message.name)
         if relevant is None:  # the templates' words (not the prose: a description's "person's" read as `person`)
-            text = repr(replace(message, description="", source="")) if is_dataclass(message) else repr(message)
+            text = repr(replace(message, description="", source=""))
             if re.search(r"\bperson\b(?!\.[A-Za-z_])", text):
                 relevant = _ALL
             else:
