@@ -12,8 +12,9 @@ the command line in its own process, as a user would:
   attribution paths  omniweave attribution --model markov   (paths read from the event log)
   media-mix fit      omniweave mmm fit               (when the log has spend data; else a line says why it is skipped)
 
-and then one new day (the last day's events again, a day later, with new message ids) through resolve,
-profiles and segments. For each it prints wall seconds, CPU seconds (user + system, the stage's own and its
+and then one new day (an average day of the generator's events after the log's last day, by returning and new
+persons; resolve takes it as a daily increment) through resolve, profiles and segments. For each it prints wall
+seconds, CPU seconds (user + system, the stage's own and its
 children's: steadier than wall time on a shared machine), the process's peak RSS (`wait4`) and the load
 average when it ended, against the
 targets of issue 27: resolve ≤ 120 s, profiles ≤ 30 s, every stage ≤ 8 GB peak (profiles ≤ 4 GB), the
@@ -105,32 +106,45 @@ def _run(home: Path, args: list[str], env: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _new_day(home: Path) -> int:
-    """Append the last day's events again, one day later, with new message ids; returns how many."""
-    sys.path.insert(0, str(SRC))
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+def _new_day(home: Path, persons: int, events: int, seed: int) -> tuple[int, int, int]:
+    """Append one new day of generated events after the log's last day: an average day's events (the log's
+    events / 365), drawn by activity among the log's persons and a year's growth of new ones spread over a
+    day (persons / 365 new persons, numbered after the others: their identifiers are new), by the
+    generator of bench/profiles.py. Returns (events, events of new persons, new persons who came)."""
+    import numpy as np
+
+    sys.path[:0] = [str(SRC), str(HERE)]
+    import profiles
 
     from omniweave.runtime import Runtime
     from omniweave.settings import Settings
-    from omniweave.storage.eventlog import EVENT_SCHEMA
 
-    days = sorted((home / "warehouse" / "events").glob("date=*"))
-    last = pa.concat_tables([pq.read_table(f) for f in sorted(days[-1].glob("*.parquet"))], promote_options="default")
-    last = last.select([n for n in EVENT_SCHEMA.names if n in last.column_names])
-    one_day = pa.scalar(86_400_000_000, pa.duration("us"))
-    columns = {}
-    for name in last.column_names:
-        column = last.column(name)
-        if name in ("timestamp", "original_timestamp", "sent_at", "received_at"):
-            column = pc.add(column, one_day)
-        elif name == "message_id":
-            column = pc.binary_join_element_wise(column, pa.scalar("-next-day"), "")
-        columns[name] = column
-    table = pa.table(columns)
-    Runtime(Settings(home=str(home))).log.append("events", table, "bench-next-day")
-    return int(table.num_rows)
+    fresh = max(1, persons // profiles.DAYS)
+    people = profiles.make_people(persons, seed)
+    extra = profiles.make_people(fresh, seed + 1_000_003)
+    people = {k: np.concatenate([v, extra[k]]) for k, v in people.items()}
+    rng = np.random.default_rng([seed, 2, profiles.DAYS])
+    # two days after the log's last day (the generator spreads a day's events up to a day either side), so
+    # the day sorts after every event of the log; message ids and till receipts numbered after the log's
+    chunk = profiles.Chunk(people, rng, profiles.DAYS + 2, 1, 10**12, 10**12)
+    drawn: list[np.ndarray] = []
+    draw = chunk.persons
+
+    def persons_drawn(count: int, only: str | None = None) -> np.ndarray:
+        who = draw(count, only)
+        drawn.append(who)
+        return who
+
+    chunk.persons = persons_drawn  # type: ignore[method-assign]
+    share = np.asarray(list(profiles.MIX.values()))
+    counts = rng.multinomial(max(1, events // profiles.DAYS), share / share.sum())
+    for kind, count in zip(profiles.MIX, counts, strict=True):
+        chunk.build(kind, int(count))
+    table = chunk.table()
+    Runtime(Settings(home=str(home))).log.append("events", table, "bench-new-day")
+    who = np.concatenate(drawn) if drawn else np.zeros(0, np.int64)
+    newcomers = who[who >= persons]
+    return int(table.num_rows), int(newcomers.size), int(np.unique(newcomers).size)
 
 
 def _timed_query(files: list[str]) -> tuple[float, tuple[int, int, int]]:
@@ -327,8 +341,11 @@ def main() -> None:
             + ("ok" if total <= 300 and worst <= 8 * GB else "over target")
         )
         if not args.skip_day:
-            added = _new_day(work)
-            print(f"one new day: {added:,} events (the last day again, a day later)")
+            added, by_new, newcomers = _new_day(work, args.persons, events, args.seed)
+            print(
+                f"one new day: {added:,} events (an average day, generated after the log's last day), "
+                f"{newcomers:,} new persons drawn for {by_new:,} of them, the rest by returning persons"
+            )
             day_total, day_cpu = 0.0, 0.0
             for name, command, _, target_gb in STAGES:
                 if name in DAY_STAGES:

@@ -72,10 +72,35 @@ class Spill:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+DELTA_PREFIX = "observations-"
+"""The observations of a daily increment (`identity.service.increment`), until the next full build."""
+
+
 def saved_observations(runtime: Runtime) -> str | None:
-    """The saved observations file of the last `resolve` (None before the first)."""
-    path = posixpath.join(runtime.log.dataset_path("identity_state"), "observations.parquet")
-    return path if runtime.log.fs.exists(path) and _has_rows(path) else None
+    """The saved observations of the last `resolve` (None before the first): a file, or a glob over it and the
+    increments' files."""
+    files = observation_files(runtime)
+    if not files:
+        return None
+    if len(files) == 1:
+        return files[0]
+    return posixpath.join(runtime.log.dataset_path("identity_state"), "observations*.parquet")
+
+
+def observation_files(runtime: Runtime) -> list[str]:
+    """The saved observations: `observations.parquet` and the increments' files since the last full build."""
+    log = runtime.log
+    folder = log.dataset_path("identity_state")
+    base = posixpath.join(folder, "observations.parquet")
+    found = [base] if log.fs.exists(base) and _has_rows(base) else []
+    return found + sorted(log.fs.glob(posixpath.join(folder, f"{DELTA_PREFIX}*.parquet")))
+
+
+def remove_deltas(runtime: Runtime) -> None:
+    """Drop the increments' observation files (once `observations.parquet` holds every observation)."""
+    folder = runtime.log.dataset_path("identity_state")
+    for path in runtime.log.fs.glob(posixpath.join(folder, f"{DELTA_PREFIX}*.parquet")):
+        runtime.log.fs.rm(path)
 
 
 def has_probabilistic(observations: str | None) -> bool:
@@ -261,16 +286,23 @@ class _Extract:
         add("user_id", rest)
 
 
-def extract(runtime: Runtime, rules: Rules, summary: Any, spill: Spill, seen_url: str | None) -> _Extract:
-    """Stream the identifiers of the events not in the saved observations (`seen_url`) into `spill`."""
+def extract(
+    runtime: Runtime, rules: Rules, summary: Any, spill: Spill, seen_url: str | None, files: list[str] | None = None
+) -> _Extract:
+    """Stream the identifiers of the events not in the saved observations (`seen_url`, a file or a glob) into
+    `spill`; with `files`, only the events of these files of the log (as `EventLog.files` lists them)."""
     from omniweave.identity.service.resolve import _EXTRACT_SQL, COUPON_KIND, TRAIT_KINDS, _traits_sql
 
     out = _Extract(rules, summary, spill, TRAIT_KINDS, COUPON_KIND)
-    if not runtime.log.has_data("events"):
+    if not runtime.log.has_data("events") or files == []:
         return out
     warehouse = runtime.warehouse()
-    warehouse.table("events")
     sql = _EXTRACT_SQL.format(traits=_traits_sql())
+    if files is None:
+        warehouse.table("events")
+    else:
+        warehouse.con.create_view("identity_events", warehouse.files_table("events", files), overwrite=True)
+        sql = sql.replace("FROM events", "FROM identity_events")
     if seen_url:
         warehouse.engine.register_parquet(warehouse.con, "identity_seen", seen_url)
         sql += " AND message_id NOT IN (SELECT message_id FROM identity_seen)"
@@ -386,9 +418,9 @@ def _say(console: Any, text: str, started: float) -> None:
 def _build(g: Graph, spill: Spill, summary: Any, console: Any, increment: list[Observation]) -> Stitcher:  # noqa: C901
     started = time.perf_counter()
     rules = g.rules
-    old_obs = g.state_file("observations")
-    sources = [p for p in (old_obs if old_obs and _has_rows(old_obs) else None, spill.glob("ids")) if p]
-    msg_sources = [p for p in (old_obs if old_obs and _has_rows(old_obs) else None, spill.glob("msgs")) if p]
+    old_obs = observation_files(g.runtime) if _local(g.log) else []
+    sources = [p for p in (*old_obs, spill.glob("ids")) if p]
+    msg_sources = [p for p in (*old_obs, spill.glob("msgs")) if p]
     if sources:
         g.execute(
             f"CREATE TEMP TABLE ids AS SELECT DISTINCT message_id, kind, value FROM read_parquet({_files(*sources)}, "
@@ -723,6 +755,8 @@ def _write_state(
         _copy(g, query, posixpath.join(folder, f"{name}.parquet"))
 
     save("observations", _OBSERVATIONS_SQL)
+    remove_deltas(g.runtime)
+    save("demoted", "SELECT kind, value FROM demoted ORDER BY kind, value")
     save("nodes", "SELECT * FROM nodes")
     save("founders", "SELECT * FROM founders")
     save(
@@ -736,16 +770,22 @@ def _write_state(
     _write(g.log, posixpath.join(folder, "splits.parquet"), _plain(sub.state()["splits"]))
     _write_aliases(g, spill)
     meta = g.duck.execute("SELECT ts, message_id FROM msgs ORDER BY rank DESC LIMIT 1").fetchone()
+    summary.observations = int(g.duck.execute("SELECT count(*) FROM msgs").fetchone()[0])  # type: ignore[index]
     _write(
         g.log,
         posixpath.join(folder, "meta.parquet"),
         pa.table(
-            {"last_timestamp": [meta[0] if meta else None], "last_message_id": [meta[1] if meta else None]},
-            schema=pa.schema([("last_timestamp", pa.string()), ("last_message_id", pa.string())]),
+            {
+                "last_timestamp": [meta[0] if meta else None],
+                "last_message_id": [meta[1] if meta else None],
+                "observations": [summary.observations],
+            },
+            schema=pa.schema(
+                [("last_timestamp", pa.string()), ("last_message_id", pa.string()), ("observations", pa.int64())]
+            ),
         ),
     )
     _say(console, "state saved", started)
-    summary.observations = int(g.duck.execute("SELECT count(*) FROM msgs").fetchone()[0])  # type: ignore[index]
     summary.identifiers = int(g.duck.execute("SELECT count(*) FROM nodes").fetchone()[0])  # type: ignore[index]
     summary.persons = int(g.duck.execute("SELECT count(*) FROM founders").fetchone()[0])  # type: ignore[index]
     summary.merges = sum(1 for w in subs for link in w.links if link.merged)
