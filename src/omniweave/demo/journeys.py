@@ -44,6 +44,8 @@ import orjson
 import sqlalchemy as sa
 from rich.console import Console
 
+from omniweave.demo.captures import plan as plan_captures
+from omniweave.demo.captures import write_truth as write_captures
 from omniweave.demo.signups import describe as describe_signups
 from omniweave.demo.signups import kpi_by_placement
 from omniweave.demo.signups import load_truth as load_signups
@@ -81,6 +83,33 @@ ATTEND_AFTER = 2 * 86400.0
 
 ENTRY_EVENTS = ("Product Added", "Product Viewed", "Order Completed")
 
+COUPON_EFFECTS: dict[str, dict[str, float]] = {
+    "winback": {"email": 0.12, "sms": 0.12, "whatsapp": 0.12, "push": 0.10, "print": 0.08},
+    "birthday_coupon": {"email": 0.30, "sms": 0.30, "whatsapp": 0.30, "push": 0.25, "print": 0.20},
+}
+"""The probability that a personal coupon sent by a journey is redeemed in store because of it (the holdout gets no
+code, so it redeems none): a till receipt at the customer's home store with the code, `REDEEM_MEAN` later."""
+REDEEM_MEAN = 2 * 86400.0
+REDEEM_MAX = 10 * 86400.0
+STORE_HOURS = (9.0, 18.0)
+OPENED = {"email": 0.45, "whatsapp": 0.70}
+"""The probability that a message is opened (the channels that report opens), whether or not it converts."""
+CLICKED = {"email": 0.20, "whatsapp": 0.25, "sms": 0.08, "push": 0.10}
+"""The probability that a message's link is clicked (of an opened one where the channel reports opens), by someone
+it does not convert; a message that converts online is always opened and clicked first (the customer came through
+its link). Opens and clicks move nobody: the conversion is `EFFECTS`' draw."""
+FEEDBACK = {
+    "email": ("Email Opened", "Email Link Clicked"),
+    "whatsapp": ("Message Opened", "Link Clicked"),
+    "sms": (None, "Link Clicked"),
+    "push": (None, "Push Notification Tapped"),
+}
+"""The events a channel's provider reports for an open and a click (Segment's e-mail spec; the demo's messaging and
+app streams)."""
+TILL_IMPORT_HOUR = 6
+"""The till's export (receipts with coupon codes, e-mail captures) is imported at the engine round ending at 06:00
+UTC, and at the stretch's end; `coupons redeem` runs after it."""
+
 
 @dataclass
 class _Clock:
@@ -105,6 +134,11 @@ class JourneyTruth:
     reactions: int = 0
     true_uplift: float | None = None
     measured: dict[str, Any] | None = None
+    opened: int = 0
+    """Opens and clicks of its messages the customers made (posted as the channels' events, inside the stretch)."""
+    clicked: int = 0
+    without_code: int = 0
+    """Coupon messages whose code the coupons table does not hold (nothing to redeem)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -139,6 +173,11 @@ class Activation:
     signups: dict[str, int] | None = None
     """The true form sign-ups per placement (demo/signups.py), and below what `email_signups` counts."""
     signup_kpi: dict[str, int] | None = None
+    redemptions: int = 0
+    """Coupons of the journeys redeemed at a till (receipts imported), and those receipts' revenue."""
+    redemption_revenue: float = 0.0
+    captures: int = 0
+    """E-mail addresses captured at the tills and imported (demo/captures.py)."""
 
     def rows(self) -> list[dict[str, Any]]:
         """The per-journey table the demo prints."""
@@ -200,6 +239,22 @@ def _draws(key: str) -> tuple[float, float]:
     """Two uniform draws fixed by a send's key: whether the customer reacts, and when."""
     digest = hashlib.sha256(f"demo-reaction|{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64, int.from_bytes(digest[8:16], "big") / 2**64
+
+
+def _feedback_draws(key: str) -> tuple[float, float, float]:
+    """Three more uniform draws of a send (a stream of their own, so the conversions stay those of `_draws`):
+    whether it is opened, whether clicked, and when."""
+    digest = hashlib.sha256(f"demo-feedback|{key}".encode()).digest()
+    return tuple(int.from_bytes(digest[i : i + 8], "big") / 2**64 for i in (0, 8, 16))  # type: ignore[return-value]
+
+
+def _store_moment(at: float, v: float) -> float:
+    """A store visit `REDEEM_MEAN` (exponential, at most `REDEEM_MAX`) after `at`, moved into the store's hours."""
+    later = at + min(-REDEEM_MEAN * math.log(1.0 - v), REDEEM_MAX)
+    day = later - later % 86400.0
+    hour = STORE_HOURS[0] + (later % 86400.0) / 86400.0 * (STORE_HOURS[1] - STORE_HOURS[0])
+    moment = day + hour * 3600.0
+    return moment if moment > at else moment + 86400.0
 
 
 def _delay(u: float) -> float:
@@ -280,6 +335,7 @@ class _Send:
     node: str
     run: str
     channel: str
+    to: str = ""
 
 
 def _read_sink(path: Path, offset: int) -> tuple[list[_Send], int]:
@@ -299,23 +355,41 @@ def _read_sink(path: Path, offset: int) -> tuple[list[_Send], int]:
         key = str(row["key"])
         parts = key.split(":")
         if len(parts) == 4 and parts[0] == "j":
-            out.append(_Send(key, parts[1], parts[2], parts[3], str(row["channel"])))
+            out.append(_Send(key, parts[1], parts[2], parts[3], str(row["channel"]), str(row.get("to") or "")))
     return out, offset + end
 
 
 class _World:
     """The customers' side: which events are due when, and how they react to what they were sent."""
 
-    def __init__(self, folder: Path, runtime: Runtime, until: float, user_of: Callable[[str], str | None]):
-        self.runtime, self.until, self.user_of = runtime, until, user_of
+    def __init__(
+        self,
+        folder: Path,
+        runtime: Runtime,
+        until: float,
+        user_of: Callable[[str], str | None],
+        profile_of: Callable[[str], Mapping[str, Any] | None],
+    ):
+        self.runtime, self.until, self.user_of, self.profile_of = runtime, until, user_of, profile_of
         self.catalogue = _Catalogue(folder)
         self.triggers: dict[str, tuple[str, dict[str, Any]]] = {}
         self.pending: list[tuple[float, str, dict[str, Any]]] = []
-        self.truth: dict[str, JourneyTruth] = {name: JourneyTruth(name, dict(eff)) for name, eff in EFFECTS.items()}
+        self.truth: dict[str, JourneyTruth] = {
+            name: JourneyTruth(name, dict(eff)) for name, eff in {**EFFECTS, **COUPON_EFFECTS}.items()
+        }
         self.reactions: dict[str, int] = {}
         self.orders = 0
         self.revenue = 0.0
         self.seen: set[str] = set()
+        self.receipts: list[tuple[float, dict[str, Any]]] = []  # till rows of coupon redemptions, not imported yet
+        self.orders_store = 0
+        self.revenue_store = 0.0
+        self.redemptions = 0  # receipts imported
+        self.home_store: dict[str, str] = {}
+        with open(folder / "ground_truth" / "customers.csv", newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                if row["customer_number"] and row["home_store"]:
+                    self.home_store[row["customer_number"]] = row["home_store"]
 
     def remember(self, stream: str, event: Mapping[str, Any]) -> None:
         if event.get("type") == "track" and event.get("event") in ENTRY_EVENTS:
@@ -335,38 +409,131 @@ class _World:
         return out
 
     def react(self, sends: list[_Send], at: float) -> None:
-        """Each message sent at `at` draws its reaction from the model; the reactions wait for their time."""
+        """Each message sent at `at` draws its reaction from the model (a conversion, and opens and clicks); the
+        reactions wait for their time."""
         sends = [s for s in sends if s.key not in self.seen]
         self.seen.update(s.key for s in sends)
-        runs = self._runs(s.run for s in sends if s.journey in EFFECTS)
+        runs = self._runs(s.run for s in sends)
         for s in sends:
-            truth = self.truth.get(s.journey)
-            if truth is None:
-                continue
-            p = truth.effects.get(s.channel, 0.0)
-            truth.sends_by_channel[s.channel] = truth.sends_by_channel.get(s.channel, 0) + 1
-            u, v = _draws(s.key)
-            when = at + _delay(v)
             run = runs.get(s.run)
-            if run is None or p <= 0 or when >= self.until:
-                continue
-            if s.journey == "store_event_invitation":
-                if s.node not in ("invite", "nudge"):
-                    continue  # the reminder does not change who RSVPs
-                user = self.user_of(run["person"])
-                if user is None or when + ATTEND_AFTER >= self.until:
-                    continue  # nobody to answer as, or too late to come
-                truth.expected_incremental += p * ATTEND
-                if u < p:
-                    self._store_event(user, s.key, when, u / p)
-                continue
-            event = self._reaction(s, run, when)
-            if event is None:
-                continue
-            truth.expected_incremental += p
+            converted_at = self._convert(s, run, at)
+            if run is not None:
+                self._feedback(s, run["person"], at, converted_at)
+
+    def _convert(self, s: _Send, run: Mapping[str, Any] | None, at: float) -> float | None:
+        """The conversion a message causes (`EFFECTS`, `COUPON_EFFECTS`), scheduled; when it happens (None: none)."""
+        truth = self.truth.get(s.journey)
+        if truth is None:
+            return None
+        p = truth.effects.get(s.channel, 0.0)
+        truth.sends_by_channel[s.channel] = truth.sends_by_channel.get(s.channel, 0) + 1
+        u, v = _draws(s.key)
+        if s.journey in COUPON_EFFECTS:
+            return self._redeem(truth, s, run, at, p, u, v)
+        when = at + _delay(v)
+        if run is None or p <= 0 or when >= self.until:
+            return None
+        if s.journey == "store_event_invitation":
+            if s.node not in ("invite", "nudge"):
+                return None  # the reminder does not change who RSVPs
+            user = self.user_of(run["person"])
+            if user is None or when + ATTEND_AFTER >= self.until:
+                return None  # nobody to answer as, or too late to come
+            truth.expected_incremental += p * ATTEND
             if u < p:
-                truth.reactions += 1
-                self.pending.append(event)
+                self._store_event(user, s.key, when, u / p)
+                return when
+            return None
+        event = self._reaction(s, run, when)
+        if event is None:
+            return None
+        truth.expected_incremental += p
+        if u < p:
+            truth.reactions += 1
+            self.pending.append(event)
+            return when
+        return None
+
+    def _redeem(
+        self, truth: JourneyTruth, s: _Send, run: Mapping[str, Any] | None, at: float, p: float, u: float, v: float
+    ) -> float | None:
+        """A coupon message: with probability `p` its code is redeemed at the customer's home store's till."""
+        from omniweave.storage.ops.tables.reach import coupons
+
+        when = _store_moment(at, v)
+        if run is None or p <= 0 or when >= self.until:
+            return None
+        with self.runtime.store.engine.connect() as conn:
+            code = conn.execute(sa.select(coupons.c.code).where(coupons.c.send_key == s.key)).scalar()
+        profile = self.profile_of(run["person"]) or {}
+        numbers = list(profile.get("customer_numbers") or [])
+        if code is None or not numbers:
+            truth.without_code += code is None
+            return None  # nothing to redeem, or a till that cannot name the customer
+        truth.expected_incremental += p
+        if u >= p:
+            return None
+        truth.reactions += 1
+        product = self.catalogue.pick(s.key)
+        store = self.home_store.get(str(numbers[0]), "S001")
+        self.receipts.append(
+            (
+                when,
+                {
+                    "transaction_id": "J-" + hashlib.sha256(f"redeem|{s.key}".encode()).hexdigest()[:12].upper(),
+                    "store_id": store,
+                    "timestamp": _iso(when),
+                    "sku": product["sku"],
+                    "product_name": product["name"],
+                    "category": product["category"],
+                    "quantity": 1,
+                    "unit_price": product["price"],
+                    "till_id": f"{store}-T01",
+                    "line_discount": 0.0,
+                    "coupon_code": str(code),
+                    "loyalty_card": str(profile.get("primary_loyalty_card") or ""),
+                    "email": "",
+                    "phone": "",
+                    "customer_number": str(numbers[0]),
+                    "currency": "GBP",
+                    "payment_method": "card",
+                },
+            )
+        )
+        return when
+
+    def _feedback(self, s: _Send, person: str, at: float, converted_at: float | None) -> None:
+        """The message's open and click (`OPENED`, `CLICKED`; a message that converts online is opened and clicked
+        just before), as the channel's provider reports them, naming the person and the send."""
+        opened_name, clicked_name = FEEDBACK.get(s.channel, (None, None))
+        o, c, t = _feedback_draws(s.key)
+        if converted_at is not None:
+            opened = opened_name is not None
+            clicked = clicked_name is not None and s.journey not in COUPON_EFFECTS  # a coupon is used at the till
+            open_at = max(at + 30.0, converted_at - 600.0)
+            click_at = max(open_at + 30.0, converted_at - 300.0)
+        else:
+            opened = opened_name is not None and o < OPENED.get(s.channel, 0.0)
+            clicked = clicked_name is not None and (opened or opened_name is None) and c < CLICKED.get(s.channel, 0.0)
+            open_at = at + 60.0 + t * 7200.0
+            click_at = open_at + 120.0
+        stream = "app" if s.channel == "push" else "messaging"
+        for name, moment, happens in ((opened_name, open_at, opened), (clicked_name, click_at, clicked)):
+            if not happens or name is None or moment >= self.until:
+                continue
+            event: dict[str, Any] = {
+                "type": "track",
+                "event": name,
+                "messageId": _message_id(name, s.key),
+                "timestamp": _iso(moment),
+                "properties": {"channel": s.channel, "send_key": s.key, "journey": s.journey, "person_id": person},
+            }
+            user = self.user_of(person)
+            if user:
+                event["userId"] = user
+            else:
+                event["anonymousId"] = f"{s.channel}:{s.to or person}"
+            self.pending.append((moment, stream, event))
 
     def _reaction(self, s: _Send, run: Mapping[str, Any], when: float) -> tuple[float, str, dict[str, Any]] | None:
         found = self.triggers.get(run["entry_key"])
@@ -402,7 +569,39 @@ class _World:
             if event["event"] == "Order Completed":
                 self.orders += 1
                 self.revenue += float(event["properties"]["revenue"])
+            journey = (event.get("properties") or {}).get("journey")
+            if journey:
+                truth = self.truth.setdefault(str(journey), JourneyTruth(str(journey), {}))
+                opened = event["event"] in {o for o, _ in FEEDBACK.values() if o}
+                truth.opened += opened
+                truth.clicked += not opened
         return now
+
+    def redeem_due(self, folder: Path, before: float) -> int:
+        """The till's export of the coupon redemptions before `before`, imported like any till file (the `till`
+        importer), then `coupons redeem`: the codes are marked and `Coupon Redeemed` goes to the inbox. How many."""
+        from omniweave.activate.service.coupons import redeem_from_log
+        from omniweave.collect.service import import_file
+        from omniweave.demo.sinks import OFFLINE_COLUMNS
+
+        todo = sorted((r for r in self.receipts if r[0] < before), key=lambda r: r[0])
+        if not todo:
+            return 0
+        self.receipts = [r for r in self.receipts if r[0] >= before]
+        out = folder / "journeys"
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"till-{datetime.fromtimestamp(before, UTC):%Y%m%dT%H%M}.csv"
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=OFFLINE_COLUMNS["till"])
+            writer.writeheader()
+            writer.writerows(row for _, row in todo)
+        import_file(self.runtime, "till", path)
+        redeem_from_log(self.runtime)
+        self.redemptions += len(todo)
+        for _, row in todo:
+            self.orders_store += 1
+            self.revenue_store += float(row["unit_price"])
+        return len(todo)
 
 
 def _post_all(
@@ -457,6 +656,34 @@ def listened_to(runtime: Runtime) -> frozenset[str]:
     return frozenset(names)
 
 
+def journey_segments() -> frozenset[str]:
+    """The segments a built-in journey enters on or waits for (`winback`: `lapsing_high_value`)."""
+    from omniweave.activate.journeys.model import WaitForEvent
+    from omniweave.activate.service.journey_stats import builtin_paths, load_journey_file
+
+    out: set[str] = set()
+    for path in builtin_paths():
+        j = load_journey_file(path)
+        if j.entry.segment:
+            out.add(j.entry.segment)
+        out.update(
+            s.action.segment for s in j.steps.values() if isinstance(s.action, WaitForEvent) and s.action.segment
+        )
+    return frozenset(out)
+
+
+def evaluate_journey_segments(runtime: Runtime, at: float) -> int:
+    """`segments evaluate` of the journeys' segments as of `at` (the retailer's daily run), through the public
+    service: its `Segment Entered` / `Exited` events reach the engine through the inbox. How many changed."""
+    from omniweave.segments.service.evaluate import evaluate_segments, load_segments
+
+    wanted = journey_segments()
+    segments = {sid: seg for sid, seg in load_segments(runtime.settings).items() if sid in wanted}
+    if not segments:
+        return 0
+    return evaluate_segments(runtime, segments, now=datetime.fromtimestamp(at, UTC)).events_written
+
+
 def _prepare(runtime: Runtime, since: float) -> None:
     """The coupon pools and the published built-in journeys; the engine starts reading the inbox here."""
     from omniweave.activate.service.coupons import create_pool, list_pools
@@ -471,6 +698,8 @@ def _prepare(runtime: Runtime, since: float) -> None:
         publish(runtime, load_journey_file(path, runtime.settings), note="demo", now=since)
     store = runtime.store
     if store.consumer(CONSUMER).position == 0:  # the history happened before the journeys existed
+        # who is in the journeys' segments when the journeys start: a member already is not "entering" later
+        evaluate_journey_segments(runtime, since)
         store.commit_position(CONSUMER, store.max_seq())
 
 
@@ -523,8 +752,9 @@ def activate(
         profile = engine.directory.profile(person) or {}
         return str(profile["primary_user_id"]) if profile.get("primary_user_id") else None
 
-    world = _World(folder, runtime, until, user_of)
+    world = _World(folder, runtime, until, user_of, engine.directory.profile)
     signups = plan_signups(folder, since, until)
+    captures = plan_captures(folder, since, until, exclude={s.person for s in signups.planned})
     for _, stream, event in events:
         world.remember(stream, event)
     invitees = _invitees(runtime)
@@ -553,12 +783,18 @@ def activate(
             work = bool(batch)
             if signups.due(runtime, end):  # the tick's form sign-ups: their events are in the inbox now
                 work = True
+            # the tills' export: the e-mail captures, and the receipts with coupon codes, then `coupons redeem`
+            export = datetime.fromtimestamp(end, UTC).hour == TILL_IMPORT_HOUR or tick == ticks - 1
+            if export and captures.due(runtime, folder, end) + world.redeem_due(folder, end):
+                work = True
             clock.at = end
             if tick == int(86400 // TICK) and invitees:  # the invitations go out on the stretch's second day
                 engine.enter_many("store_event_invitation", invitees, key="demo-store-event")
                 work = True
             # birthdays are due from 09:00 local: once a day at noon UTC covers the world's European zones
             dates = datetime.fromtimestamp(end, UTC).hour == DATE_HOUR
+            if dates and evaluate_journey_segments(runtime, end):  # the daily segment run: who lapsed today
+                work = True
             if work or dates or _due(runtime, end):  # a quiet night with nothing due costs nothing
                 _run_engine(engine, dates)
             sends, offset = _read_sink(folder / SINK_FILE, offset)
@@ -571,9 +807,15 @@ def activate(
             clock.at = max(until, queue[-1][0])
             _run_engine(engine, False)
     activation = Activation(since, until, posted, world.reactions, world.orders, round(world.revenue, 2), [])
+    activation.redemptions = world.redemptions
+    activation.redemption_revenue = round(world.revenue_store, 2)
+    activation.captures = len(captures.done)
     # welcome_signup enters the persons whose browser the engine knows (a kiosk's id is nobody's)
     welcomed = {directory.by_anon.get(s.anonymous_id or "") for s in signups.done} - {None}
     write_signups(folder, signups, since, until, welcome_entries=len(welcomed))
+    # welcome_till_capture: every capture names a customer number the directory knows
+    captured = {directory.by_user.get(c.customer_number) for c in captures.done} - {None}
+    write_captures(folder, captures, welcome_entries=len(captured))
     activation.signups = signups.by_placement
     activation.journeys = measure(runtime, world.truth)
     activation.seconds = time.perf_counter() - started
@@ -606,6 +848,11 @@ def write_truth(folder: Path, activation: Activation) -> None:
         "stretch": {"since": _iso(activation.since), "until": _iso(activation.until)},
         "model": {
             "effects": EFFECTS,
+            "coupon_effects": COUPON_EFFECTS,
+            "coupon_redemption_delay": f"exponential, mean {REDEEM_MEAN / 86400:g} d, at most {REDEEM_MAX / 86400:g} d, "
+            f"in the store's hours {STORE_HOURS[0]:g}-{STORE_HOURS[1]:g} UTC",
+            "opened": OPENED,
+            "clicked": CLICKED,
             "store_event_attendance": ATTEND,
             "reaction_delay": f"exponential, mean {REACTION_MEAN / 3600:g} h, at most {REACTION_MAX / 3600:g} h",
             "note": "the probability per message sent (channel) that the customer reaches the goal because of it; "
@@ -614,6 +861,9 @@ def write_truth(folder: Path, activation: Activation) -> None:
         "reaction_orders": activation.reaction_orders,
         "reaction_revenue": activation.reaction_revenue,
         "reactions": activation.reactions,
+        "coupon_redemptions": activation.redemptions,
+        "coupon_redemption_revenue": activation.redemption_revenue,
+        "email_captures": activation.captures,
         "journeys": {
             t.journey: {
                 "effects": t.effects,
@@ -624,6 +874,9 @@ def write_truth(folder: Path, activation: Activation) -> None:
                 "expected_incremental_conversions": round(t.expected_incremental, 4),
                 "true_uplift": None if t.true_uplift is None else round(t.true_uplift, 6),
                 "reactions": t.reactions,
+                "opened": t.opened,
+                "clicked": t.clicked,
+                "coupon_sends_without_code": t.without_code,
             }
             for t in activation.journeys
         },
@@ -647,10 +900,15 @@ def describe(activation: Activation, console: Console) -> None:
         lines.append(
             f"      lift {float(t.measured['difference']):+.3f} (95% {low:+.3f} .. {high:+.3f}), true {truth}{verdict}"
         )
+    r = activation.reactions
+    rsvps = r.get("Store Event RSVP", 0) + r.get("Store Event Attended", 0)
+    opens = sum(r.get(o, 0) for o, _ in FEEDBACK.values() if o)
+    clicks = sum(r.get(c, 0) for _, c in FEEDBACK.values() if c)
     lines.append(
-        f"  {activation.reaction_orders:,} orders (GBP {activation.reaction_revenue:,.2f}) and "
-        f"{sum(activation.reactions.values()) - activation.reaction_orders:,} RSVPs and visits were caused by "
-        f"messages (ground_truth/{TRUTH_FILE})"
+        f"  caused by messages: {activation.reaction_orders:,} orders online (GBP "
+        f"{activation.reaction_revenue:,.2f}), {activation.redemptions:,} coupons\n  redeemed in store (GBP "
+        f"{activation.redemption_revenue:,.2f}), {rsvps:,} RSVPs and visits; {opens:,} opens, {clicks:,} clicks\n"
+        f"  ({activation.captures:,} e-mails captured at the tills; ground_truth/{TRUTH_FILE})"
     )
     if activation.signups is not None:
         lines.append(describe_signups(activation.signups, activation.signup_kpi))
@@ -670,6 +928,9 @@ def load_activation(runtime: Runtime, folder: Path) -> Activation | None:
             sends_by_channel=dict(row["sends_seen_by_customers"]),
             expected_incremental=float(row["expected_incremental_conversions"]),
             reactions=int(row["reactions"]),
+            opened=int(row.get("opened", 0)),
+            clicked=int(row.get("clicked", 0)),
+            without_code=int(row.get("coupon_sends_without_code", 0)),
         )
         for name, row in doc["journeys"].items()
     }
@@ -682,6 +943,9 @@ def load_activation(runtime: Runtime, folder: Path) -> Activation | None:
         int(doc["reaction_orders"]),
         float(doc["reaction_revenue"]),
         measure(runtime, truths),
+        redemptions=int(doc.get("coupon_redemptions", 0)),
+        redemption_revenue=float(doc.get("coupon_redemption_revenue", 0.0)),
+        captures=int(doc.get("email_captures", 0)),
     )
     signups = load_signups(folder)
     if signups is not None:
