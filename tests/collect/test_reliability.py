@@ -703,6 +703,7 @@ def test_a_full_disk_keeps_the_events_in_the_inbox_until_space_returns(tmp_path:
                 _until(lambda: _health(base)["loader"]["lag"] == 0)
                 assert os.statvfs(view).f_blocks * os.statvfs(view).f_frsize <= 4 << 20  # the small filesystem
                 took = _fill(view)
+                assert os.statvfs(view).f_bavail == 0  # full: not a byte left for the loader
                 print(f"the filler took {took:,} bytes; then: No space left on device")
                 send(20, 30)
                 reported = _until(lambda: _health(base)["loader"]["last_error"])
