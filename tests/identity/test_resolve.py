@@ -18,7 +18,6 @@ from omniweave.identity.service.resolve import (
 )
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings, load_settings
-from tests.conftest import on_engine
 
 
 @pytest.fixture(scope="module")
@@ -93,44 +92,6 @@ def test_state_is_incremental_and_a_split_sticks(home: Path, tmp_path: Path) -> 
     reloaded = load_stitcher(runtime)
     assert reloaded.person_of(email) != reloaded.person_of(("user_id", ids["user_id"][0]))
     assert reloaded.person_of(("anonymous_id", "late-anon")) == reloaded.person_of(("user_id", ids["user_id"][0]))
-
-
-@pytest.mark.spark
-def test_the_whole_stage_gives_identical_persons_and_profiles_on_duckdb_and_spark(
-    home: Path, tmp_path: Path, spark_session
-) -> None:
-    """resolve + profiles from the same event log: DuckDB and Spark read it, the same persons and profiles come out."""
-    import shutil
-    from datetime import UTC, datetime
-
-    from omniweave.profiles.service.build import build_profiles
-
-    homes = {}
-    for engine in ("duckdb", "spark"):
-        copy = tmp_path / engine
-        shutil.copytree(home, copy)
-        runtime = on_engine(Runtime(Settings(home=str(copy))), engine, spark_session)
-        for dataset in ("identity_state", "identities", "profiles"):
-            shutil.rmtree(runtime.log.dataset_path(dataset), ignore_errors=True)
-        summary = resolve(runtime)
-        assert summary.events > 1000 and summary.probabilistic_links > 0, summary.describe()
-        assert resolve(runtime).events == 0  # the anti-join on the engine
-        build_profiles(runtime, now=datetime(2026, 11, 1, tzinfo=UTC))
-        homes[engine] = runtime
-    duck, spark = homes["duckdb"], homes["spark"]
-    assert load_stitcher(duck).persons() == load_stitcher(spark).persons()
-    assert sorted(map(tuple, (r.values() for r in _identities(duck)))) == sorted(
-        map(tuple, (r.values() for r in _identities(spark)))
-    )
-
-    def profiles(runtime: Runtime) -> list[dict]:  # type: ignore[type-arg]
-        table = pq.read_table(runtime.log.dataset_path("profiles"))
-        return sorted(table.to_pylist(), key=lambda r: r["person_id"])
-
-    left, right = profiles(duck), profiles(spark)
-    assert len(left) == len(load_stitcher(duck).persons())
-    for a, b in zip(left, right, strict=True):
-        assert a == b, {k: (a[k], b[k]) for k in a if a[k] != b[k]}
 
 
 def test_identity_rules_come_from_omniweave_toml(tmp_path: Path) -> None:

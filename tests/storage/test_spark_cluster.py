@@ -140,6 +140,34 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
+def _mixed_segment() -> Any:
+    """A segment with every kind of rule the built-in ones may not use at once (a hash bucket, any, not, a
+    trait that is null, an event with property filters), evaluated with them."""
+    from omniweave.segments import language as S
+
+    return S.parse_segment(
+        {
+            "id": "mixed",
+            "where": {
+                "all": [
+                    {"bucket": {"salt": "holdout", "from": 0, "to": 60}},
+                    {
+                        "any": [
+                            {"trait": "preferred_channel", "in": ["email", "web"]},
+                            {"trait": "total_revenue", "gt": 50.5},
+                        ]
+                    },
+                    {"not": {"trait": "first_name", "is_null": True}},
+                    {
+                        "performed": "Order Completed",
+                        "where": [{"property": "revenue", "gte": 20}, {"property": "channel", "ne": "store"}],
+                    },
+                ]
+            },
+        }
+    )
+
+
 def pipeline_results(home: Path) -> dict[str, Any]:
     """Run resolve, profiles, the built-in segments, KPIs and attribution paths on `home` with the engine the
     settings (environment) choose; return what each stage produced, in a form to compare."""
@@ -150,6 +178,7 @@ def pipeline_results(home: Path) -> dict[str, Any]:
     from omniweave.segments.service.evaluate import builtin_segments, evaluate_segments
 
     runtime = Runtime(load_settings(home=str(home)))
+    mixed = _mixed_segment()
     now = runtime.log.latest_event_time()
     assert now is not None
     seconds: dict[str, float] = {}
@@ -164,10 +193,11 @@ def pipeline_results(home: Path) -> dict[str, Any]:
         runtime.engine.spark_session()
         lap("session")
     summary = resolve(runtime)
+    again = resolve(runtime).events  # 0: the anti-join of the new events against the resolved ones, on the engine
     lap("resolve")
     build_profiles(runtime, now=now)
     lap("profiles")
-    evaluate_segments(runtime, builtin_segments(), now=now, record_changes=False)
+    evaluate_segments(runtime, {**builtin_segments(), "mixed": mixed}, now=now, record_changes=False)
     lap("segments")
     kpis = kpi_table(runtime, period="month", today=now.date())
     lap("kpis")
@@ -182,6 +212,8 @@ def pipeline_results(home: Path) -> dict[str, Any]:
         "engine": runtime.engine.name,
         "master": runtime.engine.spark_session().sparkContext.master if runtime.engine.name == "spark" else "",
         "events": summary.events,
+        "again": again,
+        "links": (summary.merges, summary.probabilistic_links),
         "persons": load_stitcher(runtime).persons(),
         "identities": rows("identities", "kind", "value"),
         "profiles": rows("profiles", "person_id"),
@@ -243,6 +275,8 @@ def test_the_pipeline_on_a_standalone_cluster_gives_what_duckdb_gives(
     print(f"both runs: {time.perf_counter() - started:.0f} s")
 
     assert duck["events"] == spark["events"] > 1000
+    assert duck["again"] == spark["again"] == 0
+    assert duck["links"] == spark["links"] and duck["links"][1] > 0, (duck["links"], spark["links"])
     assert len(duck["persons"]) > 100 and duck["persons"] == spark["persons"]
     stages = ("identities", "profiles", "segments", "kpis", "paths", "untouched", "spend")
     empty = [stage for stage in stages if not duck[stage]]
