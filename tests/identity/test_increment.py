@@ -44,7 +44,7 @@ def _persons(runtime: Runtime) -> dict[str, set[tuple[str, str]]]:
     return {p: {(k, v) for k, vs in ids.items() for v in vs} for p, ids in load_stitcher(runtime).persons().items()}
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(first=st.lists(event, min_size=1, max_size=25), second=st.lists(event, min_size=1, max_size=15))
 def test_a_full_build_and_an_increment_give_the_graph_of_a_full_build(
     tmp_path_factory: pytest.TempPathFactory, first: list[dict[str, Any]], second: list[dict[str, Any]]
@@ -128,6 +128,7 @@ def test_a_late_event_or_a_new_demotion_takes_the_full_build(tmp_path: Path) -> 
     assert summaries[1].demoted == [("device_id", "dev-a")]
 
 
+@pytest.mark.slow
 def test_the_demo_world_day_by_day_gives_the_persons_of_a_full_build(tmp_path: Path) -> None:
     """The demo's log split at a day boundary: a full build of the days before it, then the rest as an
     increment (with the probabilistic tier), against one full build of everything."""
