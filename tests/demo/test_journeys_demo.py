@@ -250,3 +250,18 @@ def test_opens_and_clicks_are_the_channels_events_of_messages_sent(demo: tuple[S
     assert all(r["send_key"] in sunk and r["send_key"].split(":")[1] == r["journey"] for r in rows)
     for name in names:
         assert result.journeys.reactions.get(name, 0) == sum(r["event"] == name for r in rows)
+
+
+def test_the_printed_opens_and_clicks_count_each_event_once(demo: tuple[Settings, Any]) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from omniweave.demo.journeys import describe
+
+    _, result = demo
+    out = StringIO()
+    describe(result.journeys, Console(file=out, width=200))
+    truths = result.journeys.journeys
+    opens, clicks = sum(t.opened for t in truths), sum(t.clicked for t in truths)
+    assert f"{opens:,} opens, {clicks:,} clicks" in out.getvalue()  # SMS and WhatsApp clicks share a name

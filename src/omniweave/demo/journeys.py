@@ -902,8 +902,8 @@ def describe(activation: Activation, console: Console) -> None:
         )
     r = activation.reactions
     rsvps = r.get("Store Event RSVP", 0) + r.get("Store Event Attended", 0)
-    opens = sum(r.get(o, 0) for o, _ in FEEDBACK.values() if o)
-    clicks = sum(r.get(c, 0) for _, c in FEEDBACK.values() if c)
+    opens = sum(r.get(o, 0) for o in {o for o, _ in FEEDBACK.values() if o})
+    clicks = sum(r.get(c, 0) for c in {c for _, c in FEEDBACK.values() if c})  # SMS and WhatsApp share a name
     lines.append(
         f"  caused by messages: {activation.reaction_orders:,} orders online (GBP "
         f"{activation.reaction_revenue:,.2f}), {activation.redemptions:,} coupons\n  redeemed in store (GBP "
