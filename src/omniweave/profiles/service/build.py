@@ -1019,7 +1019,7 @@ def write_identities(runtime: Runtime, rows: Iterable[tuple[str, str, str]]) -> 
 EVENTS_PER_CHUNK = 4_000_000
 """At most this many events per range of persons that a DuckDB build profiles at once (`profiles_table`'s
 chunks): a range's per-event table and groupings then stay within a few GB (docs/scale.md)."""
-BYTES_PER_EVENT = 400
+BYTES_PER_EVENT = 1_000
 """DuckDB memory a range needs per event of its persons: a smaller `memory_limit` means smaller ranges."""
 
 
