@@ -53,6 +53,7 @@ class SendResult:
     provider_id: str | None = None
     attempts: int = 0
     new: bool = True
+    attempted: bool = True  # False: this call did not claim it (another had, or it is settled), only read its state
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -322,14 +323,18 @@ class Dispatcher:
         decided = step.decided + [self._decide(row, answer) for row, answer in step.calls.wait()]
         self._record(decided)
         results = {
-            key: SendResult(key, row.status, row.reason, row.provider_id, row.attempts, new=key in inserted)
+            key: SendResult(
+                key, row.status, row.reason, row.provider_id, row.attempts, new=key in inserted, attempted=False
+            )
             for key, row in step.others.items()
         }
         for d in decided:
             key = d.row.key
             provider_id = d.provider_id if d.provider_id is not None else d.row.provider_id
             results[key] = SendResult(key, d.status, d.reason, provider_id, d.row.attempts, new=key in inserted)
-        results.update((key, SendResult(key, "gone", "no longer in the ledger", new=False)) for key in step.gone)
+        results.update(
+            (key, SendResult(key, "gone", "no longer in the ledger", new=False, attempted=False)) for key in step.gone
+        )
         return results
 
     def _batched(self, channel: str) -> bool:

@@ -1275,10 +1275,13 @@ class JourneyEngine:
     def _send_now(self, keys: Sequence[str], due: bool = True) -> int:
         done = 0
         d = self.dispatcher()
+        # counted when this call claimed the row: a handed row the sender's sweep of due rows sent first
+        # (committed, not yet handed) is reported again by the handed attempt, and is not a second send
         for start in range(0, len(keys), 500):
-            done += len(d.attempt_many(keys[start : start + 500], workers=self.send_threads, written=True))
+            results = d.attempt_many(keys[start : start + 500], workers=self.send_threads, written=True)
+            done += sum(r.attempted for r in results)
         if due:
-            done += len(d.run_due(limit=500, workers=self.send_threads))
+            done += sum(r.attempted for r in d.run_due(limit=500, workers=self.send_threads))
         self.stats.dispatched += done
         return done
 
