@@ -22,6 +22,7 @@ from omniweave.segments import language as S
 from omniweave.segments.evaluator import condition_holds, event_matches
 from omniweave.segments.service.evaluate import Compiler, builtin_segments, compiler_for, member_ids
 from omniweave.settings import Settings
+from tests.conftest import shared_demo_world
 
 
 def _segments(where: Mapping[str, Any]) -> dict[str, S.Segment]:
@@ -165,10 +166,7 @@ def _extra(now: datetime) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    from omniweave.demo.runner import run_demo
-
-    home = tmp_path_factory.mktemp("segment-eval-demo")
-    run_demo(Settings(home=str(home)), customers=600, days=60, seed=7, console=None)
+    home = shared_demo_world(tmp_path_factory, "segment-eval-demo", customers=600, days=60, seed=7)
     rt = Runtime(Settings(home=str(home)))
     try:
         now = compiler_for(rt, {}).now
