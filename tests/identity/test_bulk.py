@@ -24,6 +24,7 @@ from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 from omniweave.storage.engine import MemoryLimitError
 from omniweave.storage.eventlog import EVENT_SCHEMA
+from tests.conftest import shared_demo_world
 
 
 def _identities(runtime: Runtime) -> set[tuple[Any, ...]]:
@@ -38,10 +39,7 @@ def _forget(home: Path) -> None:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from omniweave.demo.runner import run_demo
-
-    home = tmp_path_factory.mktemp("bulk-demo")
-    run_demo(Settings(home=str(home)), customers=150, days=10, seed=5, console=None, bulk=True)
+    home = shared_demo_world(tmp_path_factory, "bulk-demo", customers=150, days=10, seed=5, bulk=True)
     return home
 
 

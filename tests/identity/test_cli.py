@@ -11,15 +11,12 @@ import pytest
 from omniweave.identity.service.resolve import load_stitcher
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
-from tests.conftest import omniweave_cmd
+from tests.conftest import omniweave_cmd, shared_demo_world
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from omniweave.demo.runner import run_demo
-
-    home = tmp_path_factory.mktemp("identity-cli")
-    run_demo(Settings(home=str(home)), customers=150, days=10, seed=5, console=None, bulk=True)
+    home = shared_demo_world(tmp_path_factory, "identity-cli", customers=150, days=10, seed=5, bulk=True)
     return home
 
 

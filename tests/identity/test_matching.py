@@ -27,7 +27,7 @@ from omniweave.identity.service.matching import (
     read_table,
     score_pairs,
 )
-from tests.conftest import omniweave_cmd
+from tests.conftest import omniweave_cmd, shared_demo_world
 
 REPO = Path(__file__).parents[2]
 
@@ -200,11 +200,7 @@ def test_a_crm_master_without_duplicates_has_no_match() -> None:
 
 @pytest.fixture(scope="module")
 def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from omniweave.demo.runner import run_demo
-    from omniweave.settings import Settings
-
-    home = tmp_path_factory.mktemp("matching")
-    run_demo(Settings(home=str(home)), customers=150, days=10, seed=5, console=None, bulk=True)
+    home = shared_demo_world(tmp_path_factory, "matching", customers=150, days=10, seed=5, bulk=True)
     return home
 
 

@@ -18,14 +18,12 @@ from omniweave.identity.service.resolve import (
 )
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings, load_settings
+from tests.conftest import shared_demo_world
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from omniweave.demo.runner import run_demo
-
-    home = tmp_path_factory.mktemp("identity")
-    run_demo(Settings(home=str(home)), customers=150, days=10, seed=5, console=None, bulk=True)
+    home = shared_demo_world(tmp_path_factory, "identity", customers=150, days=10, seed=5, bulk=True)
     return home
 
 

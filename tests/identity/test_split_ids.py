@@ -15,7 +15,7 @@ from omniweave.identity.graph import Observation, Rules, Stitcher, person_id_for
 from omniweave.identity.service.resolve import load_stitcher, resolve
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
-from tests.conftest import omniweave_cmd
+from tests.conftest import omniweave_cmd, shared_demo_world
 
 
 def obs(mid: str, ts: str, *ids: tuple[str, str]) -> Observation:
@@ -101,10 +101,7 @@ def test_a_kept_part_that_joins_an_older_person_takes_that_persons_id() -> None:
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from omniweave.demo.runner import run_demo
-
-    home = tmp_path_factory.mktemp("split-ids")
-    run_demo(Settings(home=str(home)), customers=150, days=10, seed=11, console=None, bulk=True)
+    home = shared_demo_world(tmp_path_factory, "split-ids", customers=150, days=10, seed=11, bulk=True)
     return home
 
 

@@ -19,15 +19,12 @@ from omniweave.profiles.service.lookup import find_person, person_view
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 from omniweave.shells.api.app import create_app
-from tests.conftest import omniweave_cmd
+from tests.conftest import omniweave_cmd, shared_demo_world
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from omniweave.demo.runner import run_demo
-
-    home = tmp_path_factory.mktemp("lookup")
-    run_demo(Settings(home=str(home)), customers=150, days=10, seed=11, console=None, bulk=True)
+    home = shared_demo_world(tmp_path_factory, "lookup", customers=150, days=10, seed=11, bulk=True)
     return home
 
 
