@@ -18,41 +18,27 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from omniweave.activate.content.model import MessageDef
 from omniweave.activate.content.personal import PERSONALISATION_COLUMN, personalised
+from omniweave.activate.service.policy import listed_identifiers, stated_over
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 from omniweave.storage.ops.consent import latest_consent_at
 
 BEST_SELLERS_N = 5
 BEST_SELLERS_SECONDS = 600.0
-_LISTED_KINDS = ("user_id", "anonymous_id", "email", "phone")
 _BEST: weakref.WeakKeyDictionary[Runtime, tuple[float, tuple[str, ...]]] = weakref.WeakKeyDictionary()
 _BEST_LOCK = threading.Lock()
-
-
-def _epoch(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def personalisation_stated(conn: sa.Connection, profiles: Sequence[Mapping[str, Any]]) -> list[bool | None]:
     """Per profile row: the person's personalisation consent (True, False, None = never stated), the profile's
     column with the consent history's latest statement over it."""
-    people = [
-        [(kind, str(v)) for kind in _LISTED_KINDS for v in (profile.get(f"{kind}s") or ())] for profile in profiles
-    ]
+    people = [listed_identifiers(profile) for profile in profiles]
     stated = latest_consent_at(conn, people) if any(people) else [{} for _ in profiles]
     out: list[bool | None] = []
     for profile, said in zip(profiles, stated, strict=True):
@@ -60,10 +46,7 @@ def personalisation_stated(conn: sa.Connection, profiles: Sequence[Mapping[str, 
         current = None if value is None else bool(value)
         found = said.get(PERSONALISATION_COLUMN)
         if found is not None:
-            granted, at = found
-            seen = _epoch(profile.get("last_seen"))
-            if granted is False or current is not False or (seen is not None and at > seen):
-                current = granted
+            current = stated_over(current, found, profile.get("last_seen"))
         out.append(current)
     return out
 

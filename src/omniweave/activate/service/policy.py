@@ -134,7 +134,7 @@ def with_stated_consent(
     confirms a sign-up form's double opt-in is sent to before the next profile build."""
     people = []
     for intent, profile, key in items:
-        known = [(kind, str(v)) for kind in _LISTED_KINDS for v in _listed(profile.get(f"{kind}s"))]
+        known = listed_identifiers(profile)
         if key and intent.channel in _ADDRESS_KINDS:
             known.append((_ADDRESS_KINDS[intent.channel], key))
         people.append(known)
@@ -142,13 +142,26 @@ def with_stated_consent(
     out = []
     for (_, profile, _), said in zip(items, stated, strict=True):
         consent = {c: profile.get(c) for c in (*CONSENT_COLUMNS.values(), PURPOSE_COLUMN)}
-        seen = _epoch(profile.get("last_seen"))
-        for column, (value, at) in said.items():
-            newer = seen is not None and at > seen
-            if column in consent and (value is False or consent[column] is not False or newer):
-                consent[column] = value
+        for column, statement in said.items():
+            if column in consent:
+                consent[column] = stated_over(consent[column], statement, profile.get("last_seen"))
         out.append(consent)
     return out
+
+
+def listed_identifiers(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (kind, value) identifiers a profile row lists, as the consent history keys its statements."""
+    return [(kind, str(v)) for kind in _LISTED_KINDS for v in _listed(profile.get(f"{kind}s"))]
+
+
+def stated_over(current: Any, statement: tuple[Any, float], last_seen: Any) -> Any:
+    """A profile's consent value with the history's latest statement (value, when) over it, by the rule of
+    `with_stated_consent`: a no wins, a yes fills in unless the profile says no, and a yes stated after the
+    profile's `last_seen` wins over its no."""
+    value, at = statement
+    seen = _epoch(last_seen)
+    newer = seen is not None and at > seen
+    return value if value is False or current is not False or newer else current
 
 
 def _epoch(value: Any) -> float | None:
