@@ -24,6 +24,7 @@ from omniweave.segments.service.evaluate import (
 from omniweave.settings import Settings
 from tests.conftest import omniweave_cmd, on_engine
 from tests.segments.reference_sql import BUILTIN_SQL, open_reference, reference_members
+from tests.storage.test_spark_cluster import mixed_segment
 
 # --- the language ------------------------------------------------------------------------------------
 
@@ -177,27 +178,7 @@ def test_builtin_segments_select_what_hand_written_sql_selects(demo_home):
 
 
 def test_same_memberships_on_duckdb_and_spark(demo_home, spark_session):
-    extra = S.parse_segment(
-        {
-            "id": "mixed",
-            "where": {
-                "all": [
-                    {"bucket": {"salt": "holdout", "from": 0, "to": 60}},
-                    {
-                        "any": [
-                            {"trait": "preferred_channel", "in": ["email", "web"]},
-                            {"trait": "total_revenue", "gt": 50.5},
-                        ]
-                    },
-                    {"not": {"trait": "first_name", "is_null": True}},
-                    {
-                        "performed": "Order Completed",
-                        "where": [{"property": "revenue", "gte": 20}, {"property": "channel", "ne": "store"}],
-                    },
-                ]
-            },
-        }
-    )
+    extra = mixed_segment()
     # the built-in segments (and this one) are compared on every engine by the Spark cluster test
     # (tests/storage/test_spark_cluster.py, evaluate_segments, all at once); here this one segment both ways,
     # compiled alone and with the counts shared among segments

@@ -140,9 +140,9 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def _mixed_segment() -> Any:
+def mixed_segment() -> Any:
     """A segment with every kind of rule the built-in ones may not use at once (a hash bucket, any, not, a
-    trait that is null, an event with property filters), evaluated with them."""
+    trait that is null, an event with property filters), evaluated with them here and compared alone in tests/segments/test_evaluate.py."""
     from omniweave.segments import language as S
 
     return S.parse_segment(
@@ -178,7 +178,7 @@ def pipeline_results(home: Path) -> dict[str, Any]:
     from omniweave.segments.service.evaluate import builtin_segments, evaluate_segments
 
     runtime = Runtime(load_settings(home=str(home)))
-    mixed = _mixed_segment()
+    mixed = mixed_segment()
     now = runtime.log.latest_event_time()
     assert now is not None
     seconds: dict[str, float] = {}
