@@ -166,3 +166,22 @@ def test_array_lambdas_run_on_the_warehouse_engine(runtime):
     batches = warehouse.con.to_pyarrow_batches(expr, chunk_size=2).read_all()  # DuckDB 2: fetch_record_batch
     assert batches.num_rows == 3
     assert warehouse.con.sql("SELECT 41 + 1 AS n").to_pyarrow().column("n").to_pylist() == [42]
+
+
+def test_a_failed_dataset_write_leaves_the_old_dataset_and_no_temporary_file(runtime):
+    """write_dataset goes through the log's write-then-rename: a write that fails half-way (here a column
+    Parquet cannot hold) keeps the previous dataset and leaves no `.tmp-` file behind (they held space and,
+    for derived datasets, personal data)."""
+    import os
+
+    import pyarrow as pa
+
+    from omniweave.storage.warehouse import write_dataset
+
+    write_dataset(runtime.log, "scratch", pa.table({"a": [1, 2]}))
+    bad = pa.table({"a": pa.array([None], pa.month_day_nano_interval())})
+    with pytest.raises(pa.ArrowNotImplementedError):
+        write_dataset(runtime.log, "scratch", bad)
+    folder = runtime.log.dataset_path("scratch")
+    assert sorted(os.listdir(folder)) == ["scratch.parquet"]
+    assert runtime.warehouse().table("scratch").to_pyarrow().column("a").to_pylist() == [1, 2]

@@ -9,13 +9,11 @@ engine. DuckDB runs in-process (default); PySpark runs in local mode or on a clu
 from __future__ import annotations
 
 import posixpath
-import uuid
 from typing import Any
 
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from omniweave.errors import ConfigError
 from omniweave.storage.engine import Dialect, Engine
@@ -121,11 +119,8 @@ def write_dataset(log: EventLog, name: str, table: pa.Table) -> str:
     folder = log.dataset_path(name)
     log.fs.makedirs(folder, exist_ok=True)
     final = posixpath.join(folder, f"{name}.parquet")
-    temp = posixpath.join(folder, f".tmp-{uuid.uuid4().hex}")
-    with log.fs.open(temp, "wb") as fh:
-        pq.write_table(table, fh, compression="zstd")
     stale = [p for p in log.files(name) if p.rstrip("/").rsplit("/", 1)[-1] != f"{name}.parquet"]
-    log.fs.mv(temp, final)
+    log.replace_file(final, table)
     for path in stale:
         log.fs.rm(path)
     return log.dataset_url(name)

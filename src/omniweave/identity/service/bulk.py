@@ -25,6 +25,7 @@ observations in the engine, which is what the object path does for any late even
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import shutil
 import time
@@ -893,8 +894,14 @@ def _copy(g: Graph, query: str, final: str) -> None:
     """Write the result of `query` to the (local) file `final`, swapped in by a rename: a reader sees the old
     file or the new one."""
     temp = posixpath.join(posixpath.dirname(final), f".tmp-{uuid.uuid4().hex}")
-    g.execute(f"COPY ({query}) TO '{temp}' (FORMAT parquet, COMPRESSION zstd)")
-    g.log.fs.mv(temp, final)
+    try:
+        g.execute(f"COPY ({query}) TO '{temp}' (FORMAT parquet, COMPRESSION zstd)")
+        g.log.fs.mv(temp, final)
+    except BaseException:
+        # a full disk or an out-of-memory error: no half-written file stays behind
+        with contextlib.suppress(OSError):
+            g.log.fs.rm(temp)
+        raise
 
 
 def _legacy_aliases(g: Graph) -> pa.Table:

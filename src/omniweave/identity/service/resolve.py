@@ -20,7 +20,6 @@ import csv
 import posixpath
 import re
 import time
-import uuid
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -227,10 +226,7 @@ def save_stitcher(runtime: Runtime, stitcher: Stitcher) -> None:
 
 
 def _write(log: Any, final: str, table: pa.Table) -> None:
-    temp = posixpath.join(posixpath.dirname(final), f".tmp-{uuid.uuid4().hex}")
-    with log.fs.open(temp, "wb") as fh:
-        pq.write_table(table, fh, compression="zstd")
-    log.fs.mv(temp, final)
+    log.replace_file(final, table)
 
 
 # --- reading the events ------------------------------------------------------------------------

@@ -420,8 +420,11 @@ def write_bundle(bundle: dict[str, Any], path: str | Path, *, one_line: bool = F
         options |= orjson.OPT_INDENT_2
     if path.suffix.lower() == ".json":
         temp = path.with_name(f".tmp-{path.name}")
-        temp.write_bytes(orjson.dumps(bundle, option=options, default=str))
-        temp.replace(path)
+        try:
+            temp.write_bytes(orjson.dumps(bundle, option=options, default=str))
+            temp.replace(path)
+        finally:
+            temp.unlink(missing_ok=True)
         return path
     person = {k: v for k, v in bundle.items() if k != "events"}
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:

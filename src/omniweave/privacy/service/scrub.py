@@ -488,11 +488,14 @@ def scrub_files(runtime: Runtime, found: tuple[str, ...]) -> list[Receipt]:
         lines = text.splitlines(keepends=True)
         kept = [line for line in lines if not any(n in line.lower().encode() for n in needles)]
         temp = path.with_name(f".tmp-privacy-{uuid.uuid4().hex}")
-        with open(temp, "w", encoding="utf-8") as fh:
-            fh.write("".join(kept))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temp, path)
+        try:
+            with open(temp, "w", encoding="utf-8") as fh:
+                fh.write("".join(kept))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
         receipts.append(Receipt(f"file:{rel}", "removed", len(lines) - len(kept), "lines removed", time.time()))
     return receipts
 
