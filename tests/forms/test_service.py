@@ -222,3 +222,18 @@ def test_a_person_who_asked_not_to_be_tracked_is_answered_like_anyone_and_nothin
     result = F.submit(runtime, _request(runtime, ANSWERS))
     assert result.status == "ignored" and result.looks_accepted  # the page says thank you, as to anyone
     assert _events(runtime) == [] and _signups(runtime) == [] and box.messages == []
+
+
+def test_the_confirmation_mail_lists_only_the_purposes_ticked(
+    forms_runtime: Runtime, mailbox: tuple[Mailbox, int]
+) -> None:
+    runtime, (box, _) = forms_runtime, mailbox
+    F.submit(runtime, _request(runtime, {**ANSWERS, "consent": ["email"]}))
+    [mail] = box.to("ann@example.com")
+    for part in ("plain", "html"):
+        body = mail.get_body(preferencelist=(part,))
+        assert body is not None
+        text = body.get_content()
+        assert "E-mail me news and offers" in text and "Tailor the offers to me" not in text, part
+    [signup] = _signups(runtime)
+    assert [p["name"] for p in orjson.loads(signup.purposes)] == ["email"]

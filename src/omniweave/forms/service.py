@@ -445,7 +445,8 @@ def submit(
         if mode == "none":
             _confirm_row(runtime, signup_ids[mode], via="none", ip=request.ip, now=now, channels=channels)
         else:
-            _send_confirmation(runtime, form, signup_ids[mode], mode, traits, locale, senders, now)
+            asked = [p for p in chosen if p.confirm == mode]
+            _send_confirmation(runtime, form, signup_ids[mode], mode, asked, traits, locale, senders, now)
             pending.append(mode)
     return SubmitResult("accepted", form.name, (), tuple(signup_ids.values()), anonymous_id, tuple(pending))
 
@@ -484,11 +485,14 @@ def confirm_url(runtime: Runtime, signup_id: str) -> str:
     return f"{runtime.settings.channels.public_url.rstrip('/')}/f/confirm/{confirm_token(runtime, signup_id)}"
 
 
-def _email_content(runtime: Runtime, form: FormDef, signup_id: str, locale: str, expires_at: float) -> dict[str, str]:
+def _email_content(
+    runtime: Runtime, form: FormDef, signup_id: str, asked: Iterable[Purpose], locale: str, expires_at: float
+) -> dict[str, str]:
+    """The confirmation mail: the words of the purposes the person ticked (`asked`, none other), the link."""
     words = wording(locale)
     brand = brand_of(runtime, form)
     url = confirm_url(runtime, signup_id)
-    agreed = [form.text(p.wording, locale) for p in form.purposes if p.confirm == "email"]
+    agreed = [form.text(p.wording, locale) for p in asked]
     until = datetime.fromtimestamp(expires_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
     colour = html.escape(brand.colours.get("primary", "#1F6F5C"))
     items = "".join(f"<li>{html.escape(text)}</li>" for text in agreed)
@@ -519,6 +523,7 @@ def _send_confirmation(
     form: FormDef,
     signup_id: str,
     mode: str,
+    asked: Iterable[Purpose],
     traits: Mapping[str, Any],
     locale: str,
     senders: Mapping[str, Channel],
@@ -529,7 +534,7 @@ def _send_confirmation(
         message = Message(
             channel="email",
             to=str(traits["email"]),
-            content=_email_content(runtime, form, signup_id, locale, expires_at),
+            content=_email_content(runtime, form, signup_id, asked, locale, expires_at),
             campaign=f"form:{form.name}",
             message_name="form_confirmation",
             message_class="transactional",
