@@ -20,8 +20,12 @@ from typing import Any
 import orjson
 import pytest
 
+from omniweave.collect.loader import load_all
 from omniweave.forms import service as F
+from omniweave.identity.service.resolve import resolve
 from omniweave.privacy.service.consent import consent_of
+from omniweave.profiles.service.build import build_profiles
+from omniweave.profiles.service.lookup import find_person, person_view
 from omniweave.runtime import Runtime
 from omniweave.settings import load_settings
 from tests.collect.test_browser import NetworkLog, browser  # noqa: F401  (the shared chromium fixture)
@@ -29,6 +33,8 @@ from tests.conftest import free_port, start_server
 from tests.forms.conftest import NEWSLETTER, Mailbox, write_home
 
 pytestmark = pytest.mark.browser
+BRAND_PRIMARY = ("#7A1FA2", "rgb(122, 31, 162)")
+"""The project's brand kit colour: the hosted and the embedded form's button wear it."""
 
 
 class _Quiet(SimpleHTTPRequestHandler):
@@ -64,6 +70,10 @@ def world(tmp_path: Path, mailbox: tuple[Mailbox, int]) -> Iterator[dict[str, An
     form["allowed_origins"] = [shop_url]
     home = tmp_path / "home"
     write_home(home, mailbox[1], server_url, [form])
+    (home / "brand.yaml").write_text(
+        f'name: "Shop.example"\ncolours: {{primary: "{BRAND_PRIMARY[0]}"}}\nfooter: "Shop.example Ltd"\n',
+        encoding="utf-8",
+    )
     _shop_page(site, server_url)
     process, _ = start_server(home, port)
     try:
@@ -97,6 +107,23 @@ def _form_events(runtime: Runtime) -> list[dict[str, Any]]:
     return [orjson.loads(r.payload) for r in runtime.store.read(after=0) if r.source_id == forms]
 
 
+def _profile(runtime: Runtime, email: str) -> dict[str, Any]:
+    """The person of `email` as `profile show` and /v1/profiles show them, after a load, resolve and build."""
+    load_all(runtime.store, runtime.log)
+    resolve(runtime)
+    build_profiles(runtime)
+    found = find_person(runtime, f"email:{email}")
+    assert found is not None
+    return person_view(runtime, *found).to_dict()
+
+
+def _assert_brand_look(page: Any) -> None:
+    button = page.get_by_role("button", name="Sign up")
+    assert button.evaluate("b => getComputedStyle(b).backgroundColor") == BRAND_PRIMARY[1]
+    trap = page.locator("input[name=website]").bounding_box()  # the honeypot is out of a person's sight
+    assert trap is not None and trap["x"] + trap["width"] <= 0, trap
+
+
 def _confirm_in_browser(page: Any, world: dict[str, Any], email: str) -> None:
     link = world["box"].confirm_link(email)
     assert link.startswith(world["server"] + "/f/confirm/")
@@ -109,18 +136,24 @@ def _assert_consent_with_evidence(runtime: Runtime, email: str, ip: str = "127.0
     view = consent_of(runtime, f"email:{email}")
     assert view.current == {"email": True, "personalisation": True}
     references = {s.reference for s in view.history}
-    assert len(references) == 1
-    proof = F.evidence(runtime, references.pop())
+    [reference] = references
+    proof = F.evidence(runtime, reference)
     assert proof.status == "confirmed" and proof.confirmed_via == "email"
     assert proof.submitted_ip == ip and proof.confirmed_ip == ip
     assert proof.confirmed_at is not None and proof.confirmed_at >= proof.submitted_at
     assert [p["wording"] for p in proof.purposes] == ["E-mail me news and offers", "Tailor the offers to me"]
+    person = _profile(runtime, email)  # the profile shows the consent; its Sign-up Confirmed names the evidence
+    assert person["profile"] is not None
+    assert (person["profile"]["consent_email"], person["profile"]["consent_purpose_personalisation"]) == (True, True)
+    confirmed = [e["message_id"] for e in person["timeline"] if e["event"] == F.SIGNUP_CONFIRMED]
+    assert confirmed == [reference]
     return proof.placement
 
 
 def test_the_hosted_form_in_chromium(world: dict[str, Any], tab: tuple[Any, NetworkLog]) -> None:
     page, log = tab
     page.goto(f"{world['server']}/f/newsletter?placement=web")
+    _assert_brand_look(page)
     page.get_by_label("E-mail address").fill("not an address")
     page.get_by_role("button", name="Sign up").click()
     alert = page.get_by_role("alert")
@@ -142,6 +175,8 @@ def test_the_hosted_form_in_chromium(world: dict[str, Any], tab: tuple[Any, Netw
     runtime = _runtime(world)
     try:
         assert consent_of(runtime, "email:hana@example.com").history == ()  # no consent without the click
+        before = _profile(runtime, "hana@example.com")
+        assert before["profile"] is not None and before["profile"]["consent_email"] is not True
         _confirm_in_browser(page, world, "hana@example.com")
         assert _assert_consent_with_evidence(runtime, "hana@example.com") == "web"
     finally:
@@ -153,6 +188,7 @@ def test_the_embedded_form_on_another_origin(world: dict[str, Any], tab: tuple[A
     page, log = tab
     page.goto(f"{world['shop']}/index.html")
     page.wait_for_selector("[data-ow-form=newsletter] form")
+    _assert_brand_look(page)  # on the shop's page too
     page.get_by_label("E-mail address").fill("ines@example.com")
     page.get_by_label("E-mail me news and offers").check()
     page.get_by_label("Tailor the offers to me").check()
@@ -168,6 +204,8 @@ def test_the_embedded_form_on_another_origin(world: dict[str, Any], tab: tuple[A
         assert consent_of(runtime, "email:ines@example.com").history == ()
         _confirm_in_browser(page, world, "ines@example.com")
         assert _assert_consent_with_evidence(runtime, "ines@example.com") == "embed"
+        identifiers = _profile(runtime, "ines@example.com")["identifiers"]
+        assert {"kind": "anonymous_id", "value": "shop-visitor-7"} in identifiers  # the shop's visitor is her
     finally:
         runtime.close()
     log.assert_stayed_local(world["server"], world["shop"])

@@ -3,8 +3,8 @@
  *   <div data-omniweave-form="newsletter" data-placement="embed" data-lang="en"></div>
  *   <script src="https://YOUR-OMNIWEAVE/f/static/embed.js" async></script>
  *
- * The form is rendered by omniweave (the same HTML as the hosted page /f/NAME) and posted back to it
- * with CORS (the form's allowed_origins). The page's analytics.js anonymous id (cookie or localStorage
+ * The form is rendered by omniweave (the same HTML as the hosted page /f/NAME, in the brand kit's colours,
+ * with omniweave's stylesheet) and posted back to it with CORS (the form's allowed_origins). The page's analytics.js anonymous id (cookie or localStorage
  * ajs_anonymous_id) goes with the sign-up, so the visitor's earlier browsing joins the person.
  */
 (function () {
@@ -62,7 +62,18 @@
       .then(function (html) { show(box, html); });
   }
 
+  function stylesheet() {
+    // the forms' own stylesheet (scoped to .ow-form: the page's other styles are left alone), once a page
+    if (document.querySelector("link[data-omniweave-forms]")) { return; }
+    var link = document.createElement("link");
+    link.rel = "stylesheet";
+    link.href = base + "/f/static/forms.css";
+    link.setAttribute("data-omniweave-forms", "");
+    document.head.appendChild(link);
+  }
+
   function start() {
+    stylesheet();
     var boxes = document.querySelectorAll("[data-omniweave-form]");
     for (var i = 0; i < boxes.length; i++) { load(boxes[i]); }
   }
