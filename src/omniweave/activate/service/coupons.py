@@ -228,51 +228,28 @@ def issue(
 ) -> Coupon:
     """The code for one person and one send from `pool`, recorded with who, through which send, channel,
     campaign and message, and until when. The same (pool, send key) always gets the same code, so a
-    retried send does not hand out a second one. A static pool returns its code (nothing recorded)."""
-    found = get_pool(runtime, pool)
-    now = time.time() if now is None else now
-    campaign = campaign or found.campaign
-    if found.kind == "static":
-        assert found.static_code is not None
-        return Coupon(found.static_code, pool, person_id, send_key, channel, campaign, message_name, now, None)
-    expires = now + found.valid_days * 86400 if found.valid_days else None
-    values = {
-        "pool": pool,
-        "person_id": person_id,
-        "send_key": send_key,
-        "channel": channel,
-        "campaign": campaign,
-        "message_name": message_name,
-        "issued_at": now,
-        "expires_at": expires,
-        "shared": False,
-    }
-    engine = runtime.store.engine
-    for _ in range(MAX_DRAWS):
-        if send_key is not None:
-            existing = _by_send(engine, pool, send_key)
-            if existing is not None:
-                return existing
-        code = new_code(found.code_length, found.prefix or "")
-        try:
-            with engine.begin() as conn:
-                conn.execute(coupons.insert().values(code=code, **values))
-        except sa.exc.IntegrityError:
-            continue  # the code was taken, or the same send was issued concurrently: look again
-        return Coupon(code=code, **values)  # type: ignore[arg-type]
-    raise InputError(
-        f"pool {pool!r}: no free code after {MAX_DRAWS} draws; the pool's code space is nearly used up "
-        f"(create a pool with longer codes)",
-        field="pool",
-    )
+    retried send does not hand out a second one. A static pool returns its code (nothing recorded).
+    InputError naming the pools there are when `pool` does not exist."""
+    get_pool(runtime, pool)
+    with runtime.store.engine.begin() as conn:
+        return issue_on(
+            conn,
+            pool,
+            person_id=person_id,
+            send_key=send_key,
+            channel=channel,
+            campaign=campaign,
+            message_name=message_name,
+            now=time.time() if now is None else now,
+        )
 
 
 def issue_on(
     conn: sa.Connection,
     pool: str,
     *,
-    person_id: str,
-    send_key: str,
+    person_id: str | None,
+    send_key: str | None,
     channel: str | None = None,
     campaign: str | None = None,
     message_name: str | None = None,
@@ -281,7 +258,7 @@ def issue_on(
     """`issue` on the caller's connection, in its transaction: a journey's send issues the code of its message's
     offer with the ledger row and the run's step, so a crash before the commit leaves no code behind and the
     retry draws one, and after it the same (pool, send key) finds its code again. InputError (field `pool`)
-    when the pool does not exist or has no free code left."""
+    when the pool does not exist or has no free code left. Without a send key every call draws a new code."""
     row = conn.execute(sa.select(coupon_pools).where(coupon_pools.c.name == pool)).mappings().first()
     if row is None:
         raise InputError(f"no coupon pool {pool!r} (omniweave coupons pool create {pool})", field="pool")
@@ -290,7 +267,7 @@ def issue_on(
     if found.kind == "static":
         assert found.static_code is not None
         return Coupon(found.static_code, pool, person_id, send_key, channel, campaign, message_name, now, None)
-    existing = _by_send_on(conn, pool, send_key)
+    existing = _by_send_on(conn, pool, send_key) if send_key is not None else None
     if existing is not None:
         return existing
     values = {
@@ -309,7 +286,7 @@ def issue_on(
         code = new_code(found.code_length, found.prefix or "")
         if conn.execute(dialect.insert(coupons).on_conflict_do_nothing().values(code=code, **values)).rowcount:
             return Coupon(code=code, **values)  # type: ignore[arg-type]
-        existing = _by_send_on(conn, pool, send_key)  # the same send issued concurrently
+        existing = _by_send_on(conn, pool, send_key) if send_key is not None else None  # the same send, concurrently
         if existing is not None:
             return existing
     raise InputError(
@@ -324,16 +301,6 @@ def _by_send_on(conn: sa.Connection, pool: str, send_key: str) -> Coupon | None:
         .mappings()
         .first()
     )
-    return Coupon(**row) if row is not None else None
-
-
-def _by_send(engine: sa.Engine, pool: str, send_key: str) -> Coupon | None:
-    with engine.connect() as conn:
-        row = (
-            conn.execute(sa.select(coupons).where(coupons.c.pool == pool, coupons.c.send_key == send_key))
-            .mappings()
-            .first()
-        )
     return Coupon(**row) if row is not None else None
 
 
