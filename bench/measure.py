@@ -17,9 +17,8 @@ Printed:
       `markov_model` (simulated; its defaults, seed 0, one thread): seconds for each, the channel
       shares of the conversions side by side and their largest absolute difference in percentage
       points. Ours is timed on the parsed table (as `attribute` gets it) and, apart, the parsing of
-      the same rows (ChannelAttribution's time includes its own parsing). Value credits are not
-      compared: ChannelAttribution splits value by removal effects of a value-weighted chain, ours
-      by the conversion removal effects (docs/attribution.md).
+      the same rows (ChannelAttribution's time includes its own parsing). Value credits are
+      compared in (d) (both split value by the removal effects of the value-weighted chain).
   (b) heuristic models: ours, all five (first, last, linear, position-based, time decay), against
       ChannelAttribution's `heuristic_models` (first, last and linear only; position-based and time
       decay have no peer there): seconds and the largest absolute difference of credited
