@@ -82,6 +82,10 @@ class Mailbox:
         assert found, text.get_content()
         return found.group(1)
 
+    def confirm_token(self, address: str) -> str:
+        """The signed token of the last confirmation link to `address` (the link without its `?lang=`)."""
+        return self.confirm_link(address).split("?", 1)[0].rsplit("/", 1)[1]
+
 
 @pytest.fixture
 def mailbox() -> Iterator[tuple[Mailbox, int]]:

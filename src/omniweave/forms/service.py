@@ -481,8 +481,10 @@ def confirm_token(runtime: Runtime, signup_id: str) -> str:
     return links.sign(runtime, CONFIRM_PURPOSE, {"s": signup_id})
 
 
-def confirm_url(runtime: Runtime, signup_id: str) -> str:
-    return f"{runtime.settings.channels.public_url.rstrip('/')}/f/confirm/{confirm_token(runtime, signup_id)}"
+def confirm_url(runtime: Runtime, signup_id: str, locale: str | None = None) -> str:
+    """The confirmation link of a sign-up; `locale`: the language its page speaks (the sign-up's)."""
+    url = f"{runtime.settings.channels.public_url.rstrip('/')}/f/confirm/{confirm_token(runtime, signup_id)}"
+    return f"{url}?{urlencode({'lang': locale})}" if locale else url
 
 
 def _email_content(
@@ -491,7 +493,7 @@ def _email_content(
     """The confirmation mail: the words of the purposes the person ticked (`asked`, none other), the link."""
     words = wording(locale)
     brand = brand_of(runtime, form)
-    url = confirm_url(runtime, signup_id)
+    url = confirm_url(runtime, signup_id, locale)
     agreed = [form.text(p.wording, locale) for p in asked]
     until = datetime.fromtimestamp(expires_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
     colour = html.escape(brand.colours.get("primary", "#1F6F5C"))
