@@ -55,6 +55,14 @@ def _shop_page(folder: Path, server_url: str) -> None:
 </body></html>""",
         encoding="utf-8",
     )
+    (folder / "framed.html").write_text(  # the variant for pages (and visitors) without JavaScript
+        f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title>
+<link rel="icon" href="data:,"></head><body>
+<h1>Welcome to the shop</h1>
+<iframe title="Newsletter" src="{server_url}/f/newsletter?placement=embed" width="600" height="900"></iframe>
+</body></html>""",
+        encoding="utf-8",
+    )
 
 
 @pytest.fixture
@@ -209,3 +217,40 @@ def test_the_embedded_form_on_another_origin(world: dict[str, Any], tab: tuple[A
     finally:
         runtime.close()
     log.assert_stayed_local(world["server"], world["shop"])
+
+
+def test_without_javascript_the_framed_form_and_the_kiosk_work(world: dict[str, Any], browser: Any) -> None:  # noqa: F811
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    log = NetworkLog()
+    log.attach(page)
+    try:
+        page.goto(f"{world['shop']}/framed.html")  # the form framed on the shop's page: plain HTML posts
+        frame = page.frame_locator("iframe")
+        frame.get_by_label("E-mail address").fill("jo@example.com")
+        frame.get_by_label("E-mail me news and offers").check()
+        frame.get_by_label("Tailor the offers to me").check()
+        frame.get_by_role("button", name="Sign up").click()
+        frame.locator("[data-ow-thanks=newsletter]").wait_for()
+        assert page.url == f"{world['shop']}/framed.html"
+
+        page.goto(f"{world['server']}/f/newsletter?kiosk=1")  # the till's tablet
+        page.get_by_label("E-mail address").fill("kim@example.com")
+        page.get_by_label("E-mail me news and offers").check()
+        page.get_by_role("button", name="Sign up").click()
+        page.wait_for_selector("[data-ow-thanks=newsletter]")
+        page.wait_for_selector("[data-ow-form=newsletter]", timeout=60_000)  # back to an empty form by itself
+        assert page.get_by_label("E-mail address").input_value() == ""
+        assert "kiosk=1" in page.url
+
+        runtime = _runtime(world)
+        try:
+            submitted = [e for e in _form_events(runtime) if e.get("event") == "Form Submitted"]
+            assert [e["properties"]["placement"] for e in submitted] == ["embed", "kiosk"]
+            _confirm_in_browser(page, world, "jo@example.com")  # the confirm page is a plain form too
+            assert _assert_consent_with_evidence(runtime, "jo@example.com") == "embed"
+        finally:
+            runtime.close()
+        log.assert_stayed_local(world["server"], world["shop"])
+    finally:
+        context.close()
