@@ -5,13 +5,17 @@ from __future__ import annotations
 import copy
 import json
 import re
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from omniweave.activate.service import coupons
+from omniweave.forms.abuse import FormLimiter, Limits
 from omniweave.privacy import roles
 from omniweave.privacy.service import access
 from omniweave.runtime import Runtime
@@ -205,3 +209,52 @@ def test_the_confirmation_page_speaks_the_language_of_the_signup(
     assert ask.status_code == 200 and 'lang="de"' in ask.text and "Anmeldung bestätigen" in ask.text
     done = client.post(path)
     assert done.status_code == 200 and 'lang="de"' in done.text and "Bestätigt" in done.text
+
+
+def test_a_flood_on_one_form_gets_429_while_another_form_still_takes_sign_ups(
+    client: TestClient, forms_runtime: Runtime
+) -> None:
+    other = copy.deepcopy(NEWSLETTER)
+    other["name"] = "club"
+    assert client.put("/v1/forms/club", json=other, headers=_admin(forms_runtime)).status_code == 200
+    generous_per_ip = Limits(per_ip_per_minute=600, per_ip_burst=100, per_form_per_minute=0.1, per_form_burst=2)
+    client.app.state.form_limiter = FormLimiter(generous_per_ip, time.monotonic)  # type: ignore[attr-defined]
+    answers = [_post(client, {**GOOD, "email": f"f{i}@example.com"}) for i in range(3)]
+    assert [a.status_code for a in answers] == [303, 303, 429]
+    page = client.get("/f/club").text
+    body = {**GOOD, "email": "g@example.com", "started": _hidden(page, "started")}
+    assert client.post("/f/club", data=body).status_code == 303
+    assert _count(forms_runtime, form_signups) == 3
+
+
+def test_a_known_address_gets_the_same_answer_as_a_new_one(
+    client: TestClient, forms_runtime: Runtime, mailbox: tuple[Mailbox, int]
+) -> None:
+    def answer() -> tuple[int, Any]:
+        page = client.get("/f/newsletter").text
+        body = {**GOOD, "consent": ["email"], "started": _hidden(page, "started")}
+        got = client.post("/f/newsletter", json=body, headers={"Accept": "application/json"})
+        return got.status_code, got.json()
+
+    new = answer()
+    assert client.post(mailbox[0].confirm_link("cy@example.com").replace("http://testserver", "")).status_code == 200
+    assert answer() == answer() == new  # pending, then confirmed before: nothing tells them apart
+
+
+def test_the_coupon_shows_on_the_confirmation_and_a_forms_own_brand_file_is_worn(
+    client: TestClient, forms_runtime: Runtime, mailbox: tuple[Mailbox, int]
+) -> None:
+    coupons.create_pool(forms_runtime, "WELCOME", kind="unique", valid_days=30)
+    home = Path(forms_runtime.settings.home)
+    (home / "autumn.yaml").write_text('name: "Autumn at the shop"\ncolours: {primary: "#A0522D"}\n', encoding="utf-8")
+    form = copy.deepcopy(NEWSLETTER)
+    form.update(coupon_pool="WELCOME", brand="autumn.yaml")
+    assert client.put("/v1/forms/newsletter", json=form, headers=_admin(forms_runtime)).status_code == 200
+    page = client.get("/f/newsletter").text
+    assert "--ow-primary: #A0522D" in page and "Autumn at the shop" in page
+    assert _post(client, GOOD).status_code == 303
+    [mail] = mailbox[0].to("cy@example.com")
+    assert "Autumn at the shop" in mail["Subject"]
+    done = client.post(mailbox[0].confirm_link("cy@example.com").replace("http://testserver", ""))
+    code = re.search(r'<strong class="ow-coupon">([^<]+)</strong>', done.text)
+    assert done.status_code == 200 and code and coupons.find(forms_runtime, code.group(1)) is not None
