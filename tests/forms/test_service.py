@@ -210,6 +210,12 @@ def test_the_shipped_newsletter_form_serves_a_project_without_forms(runtime: Run
     assert form.source.startswith("omniweave (library)") and [p.name for p in form.purposes] == ["email"]
     assert [f.name for f in F.list_forms(runtime)] == ["newsletter"]
     assert F.check_files(runtime) == []  # nothing of the project's to check
+    # its one purpose is the newsletter: a submit without the box ticked is told so, and nothing is kept
+    result, _ = F.sign_up(runtime, "newsletter", {"email": "hal@example.com"}, channels=F.fake_channels(runtime))
+    assert result.status == "invalid" and [(e.field, e.code) for e in result.errors] == [
+        ("consent_email", "consent_required")
+    ]
+    assert _events(runtime) == [] and _signups(runtime) == []
 
 
 def test_a_person_who_asked_not_to_be_tracked_is_answered_like_anyone_and_nothing_is_kept(
