@@ -197,6 +197,16 @@ def test_the_embedded_form_on_another_origin(world: dict[str, Any], tab: tuple[A
     page.goto(f"{world['shop']}/index.html")
     page.wait_for_selector("[data-ow-form=newsletter] form")
     _assert_brand_look(page)  # on the shop's page too
+    page.get_by_label("E-mail address").fill("ines@")
+    page.get_by_role("button", name="Sign up").click()
+    alert = page.locator("[data-ow-form=newsletter] [role=alert]")
+    alert.wait_for()
+    assert "Please check 1 answer(s)" in alert.inner_text()
+    assert alert.evaluate("a => document.activeElement === a")  # announced: the snippet moves focus to it
+    assert page.get_by_label("E-mail address").get_attribute("aria-invalid") == "true"
+    assert [f.rsplit(": ", 1)[-1] for f in log.failures] == ["HTTP 400"]  # the documented answer, and only it
+    log.failures.clear()
+    log.console_errors.clear()  # Chromium logs every 4xx response as "Failed to load resource"
     page.get_by_label("E-mail address").fill("ines@example.com")
     page.get_by_label("E-mail me news and offers").check()
     page.get_by_label("Tailor the offers to me").check()
