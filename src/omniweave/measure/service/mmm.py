@@ -5,9 +5,10 @@ the in-store revenue per store region (the `stores` dataset's city), and a spend
 `@<city>` is spent in that city only (other spend is split over the regions by their share of revenue).
 Spend is the `spend` dataset per channel; channels under `MIN_SHARE` of the spend are left out (listed).
 The baseline gets the UK's retail peaks as holiday indicators (Black Friday to Cyber Monday, the week
-before Christmas, the Boxing Day sales). measure.mmm fits the model; the fit is saved as the warehouse
-datasets `mmm_fit` (the whole result as one JSON document), `mmm_channels` and `mmm_series` (for the
-dashboard), and read back by `omniweave mmm report` and `omniweave budget`. docs/mmm.md.
+before Christmas, the Boxing Day sales). Lift tests in the log (the `lift_tests` dataset: a channel's measured
+incremental revenue over some days, ± its standard error) calibrate the fit. measure.mmm fits the model; the fit
+is saved as the warehouse datasets `mmm_fit` (the whole result as one JSON document), `mmm_channels` and
+`mmm_series` (for the dashboard), and read back by `omniweave mmm report` and `omniweave budget`. docs/mmm.md.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pyarrow as pa
 from omniweave.errors import InputError
 from omniweave.events import spec
 from omniweave.events.properties import order_value
-from omniweave.measure.mmm import MediaCurve, MediaData, MediaParams, MmmFit, fit_mmm
+from omniweave.measure.mmm import LiftTest, MediaCurve, MediaData, MediaParams, MmmFit, fit_mmm
 from omniweave.runtime import Runtime
 from omniweave.storage.guard import guarded
 from omniweave.storage.warehouse import write_dataset
@@ -49,6 +50,7 @@ class MmmRequest:
     bootstrap: int = 100
     holdout: float = 0.15
     delayed: bool = False
+    lift_tests: bool = True  # calibrate with the log's lift tests (the `lift_tests` dataset), if any
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class MmmReport:
     first_day: date
     fit: MmmFit
     left_out: dict[str, float] = field(default_factory=dict)  # channel -> its spend (too small to model)
+    lift_tests: tuple[dict[str, Any], ...] = ()  # the log's lift tests, each with what the fit made of it
 
     def records(self) -> list[dict[str, Any]]:
         """One row per channel: spend, contribution, ROI, marginal ROI (each with its interval), half-life."""
@@ -108,6 +111,7 @@ class MmmReport:
             "bootstrap": f.bootstrap,
             "confidence": f.confidence,
             "left_out": self.left_out,
+            "lift_tests": list(self.lift_tests),
             "channels": self.records(),
             "curves": {c: _curve_doc(r.curve) for c, r in f.channels.items()},
             "series": {
@@ -305,14 +309,66 @@ def media_data(runtime: Runtime, request: MmmRequest) -> tuple[MediaData, date, 
     return data, days[0], left_out
 
 
+def lift_tests_from_log(
+    runtime: Runtime, data: MediaData, first_day: date
+) -> tuple[list[LiftTest], list[dict[str, Any]]]:
+    """The `lift_tests` dataset (omniweave import lift_tests FILE) as the fit's lift tests: each test's days
+    [start_date, end_date] become the periods that hold them. A test is used only when its channel is in the
+    fit and its days lie wholly inside the fitted periods (its measurement covers all of them); every test is
+    listed with `used` and, when not, the reason."""
+    if not runtime.log.has_data("lift_tests"):
+        return [], []
+    rows = runtime.warehouse().table("lift_tests").to_pyarrow().to_pylist()
+    rows.sort(key=lambda r: (str(r["channel"]).lower(), str(r["start_date"]), str(r["end_date"])))
+    step = data.period_days
+    periods = len(data.periods)
+    used: list[LiftTest] = []
+    listed: list[dict[str, Any]] = []
+    for r in rows:
+        start, end = (
+            d if isinstance(d, date) else date.fromisoformat(str(d)) for d in (r["start_date"], r["end_date"])
+        )
+        channel = str(r["channel"]).lower()
+        doc = {
+            "test_id": r.get("test_id"),
+            "channel": channel,
+            "start_date": start.isoformat(),
+            "end_date": end.isoformat(),
+            "incremental_revenue": r["incremental_revenue"],
+            "standard_error": r["standard_error"],
+        }
+        first = (start - first_day).days // step
+        last = (end - first_day).days // step  # the period holding the test's last day
+        reason = None
+        if channel not in data.spend:
+            reason = f"no channel {channel!r} in the fit"
+        elif end < start:
+            reason = "it ends before it starts"
+        elif first < 0 or last >= periods:
+            reason = "its days are not all inside the fitted periods"
+        elif not (r["standard_error"] or 0) > 0:
+            reason = f"its standard error is {r['standard_error']}; expected a number above 0"
+        if reason is None:
+            used.append(LiftTest(channel, first, last + 1, float(r["incremental_revenue"]), float(r["standard_error"])))
+        listed.append({**doc, "used": reason is None, "reason": reason or ""})
+    return used, listed
+
+
 @guarded("mmm")
 def fit_from_log(runtime: Runtime, request: MmmRequest, *, save: bool = True) -> MmmReport:
-    """Fit the model on the log's revenue and spend and (by default) save it as the `mmm_*` datasets."""
+    """Fit the model on the log's revenue and spend (calibrated by the log's lift tests) and (by default) save it
+    as the `mmm_*` datasets."""
     data, first, left_out = media_data(runtime, request)
+    lift_tests, listed = lift_tests_from_log(runtime, data, first) if request.lift_tests else ([], [])
     fit = fit_mmm(
-        data, delayed=request.delayed, holdout=request.holdout, bootstrap=request.bootstrap, seed=request.seed
+        data,
+        delayed=request.delayed,
+        holdout=request.holdout,
+        bootstrap=request.bootstrap,
+        seed=request.seed,
+        lift_tests=lift_tests,
     )
-    report = MmmReport(request, first, fit, left_out)
+    report = MmmReport(request, first, fit, left_out, tuple(listed))
     if save:
         save_report(runtime, report)
     return report
@@ -421,4 +477,7 @@ def report_lines(document: dict[str, Any]) -> tuple[list[str], list[list[str]], 
             notes.append(f"warning: {r['channel']} may not be identified: {r['warnings']}")
     if document["left_out"]:
         notes.append("left out (under 0.5% of spend): " + ", ".join(sorted(document["left_out"])))
+    for test in document.get("lift_tests", []):
+        what = f"lift test {test['channel']} {test['start_date']}..{test['end_date']}"
+        notes.append(f"{what}: " + ("calibrates the fit" if test["used"] else f"not used: {test['reason']}"))
     return header, rows, notes

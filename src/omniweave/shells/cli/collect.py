@@ -149,8 +149,8 @@ def import_(
         typer.Argument(
             help=(
                 "Source kind: customers, till, store_visits, loyalty, coupons, gift_cards, qr_scans,"
-                " call_centre, direct_mail, email_export, surveys, ad_spend, stores, products, segment,"
-                " or a name of your own with --mapping."
+                " call_centre, direct_mail, email_export, surveys, ad_spend, stores, products, lift_tests,"
+                " segment, or a name of your own with --mapping."
             )
         ),
     ],

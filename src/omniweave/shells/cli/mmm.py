@@ -36,6 +36,9 @@ def mmm_fit(
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap (same seed, same numbers).")] = 0,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap replicates for the intervals.")] = 100,
     delayed: Annotated[bool, typer.Option(help="Delayed adstock (a peak after the spend).")] = False,
+    lift_tests: Annotated[
+        bool, typer.Option(help="Calibrate with the log's lift tests (omniweave import lift_tests FILE).")
+    ] = True,
     format: Annotated[OutputFormat, typer.Option("--format", help="table, json or csv.")] = OutputFormat.table,
 ) -> None:
     """Fit the media-mix model on the log's revenue and spend, and save it (the mmm_* datasets)."""
@@ -51,6 +54,7 @@ def mmm_fit(
             seed=seed,
             bootstrap=bootstrap,
             delayed=delayed,
+            lift_tests=lift_tests,
         )
         with console.status("fitting the media-mix model"):
             report = fit_from_log(rt, request)
