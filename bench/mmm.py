@@ -175,7 +175,7 @@ def demo(home: str) -> None:
         f"\ndemo world at {home}: {len(fit.periods)} days, store revenue, fit in {seconds:.1f} s, R² {fit.r_squared:.3f}"
     )
     print(f"{'channel':<11} {'truth':>10} {'estimate':>10} {'90% interval':>23} {'in':>3} {'ROI':>5} {'true':>5}")
-    inside, est, real = 0, [], []
+    inside, est, real, missed = 0, [], [], []
     for c, t in truth["channels"].items():
         r = fit.channels.get(c)
         if r is None:
@@ -183,6 +183,7 @@ def demo(home: str) -> None:
             continue
         hit = r.contribution_interval[0] <= t["incremental_revenue"] <= r.contribution_interval[1]
         inside += hit
+        missed += [] if hit else [c]
         true_roi = t["incremental_revenue"] / r.spend
         est.append(r.roi)
         real.append(true_roi)
@@ -191,7 +192,11 @@ def demo(home: str) -> None:
             f"{c:<11} {t['incremental_revenue']:>10,.0f} {r.contribution:>10,.0f} {low:>11,.0f}-{high:<11,.0f} "
             f"{'y' if hit else 'n':>3} {r.roi:>5.2f} {true_roi:>5.2f}"
         )
-    print(f"inside: {inside} of {len(truth['channels'])}; ROI Spearman {spearmanr(est, real).statistic:.2f}")
+    named = "yes" if not {"tv", "print", "outdoor"} & set(missed) else "no"
+    print(
+        f"inside: {inside} of {len(truth['channels'])} (TV, print and outdoor inside: {named}); "
+        f"ROI Spearman {spearmanr(est, real).statistic:.2f}"
+    )
     curves = {}
     for c, t in truth["channels"].items():
         params = MediaParams(t["decay"], t["half_saturation"], t["shape"])

@@ -67,6 +67,9 @@ def test_the_demo_media_are_recovered_and_the_split_is_near_the_oracle() -> None
         for c in channels
     ]
     assert sum(inside) >= 0.8 * len(channels), {c: (fit.channels[c].contribution_interval, truth[c]) for c in channels}
+    # the issue names them: the media nobody clicks must be among those recovered
+    for c in ("tv", "print", "outdoor"):
+        assert inside[channels.index(c)], (c, fit.channels[c].contribution_interval, truth[c])
     true_roi = [truth[c] / fit.channels[c].spend for c in channels]
     assert spearmanr([fit.channels[c].roi for c in channels], true_roi).statistic >= 0.9 - 1e-9  # one swap: 0.9
     now = media.current()
