@@ -1337,7 +1337,7 @@ class JourneyEngine:
 
 class _Sender(threading.Thread):
     """The sender thread of `JourneyEngine.start_sending`: sends the keys handed to it, and every half second
-    (or when idle) whatever else is due."""
+    (and when it stops) whatever else is due."""
 
     def __init__(self, engine: JourneyEngine):
         super().__init__(name="omniweave-journeys-sender", daemon=True)
@@ -1376,7 +1376,10 @@ class _Sender(threading.Thread):
                 if self.reconcile:
                     self.reconcile = False
                     self.engine.reconcile()
-                due = not keys or time.monotonic() >= due_at
+                # the sweep of due rows (a dead worker's, retries) at most every half second, and once at the end:
+                # a sweep after every idle 50 ms read and sorted the whole backlog of pending rows of a drain over
+                # and over, and claimed rows the stepper had committed and was about to hand over
+                due = stopping or time.monotonic() >= due_at
                 self.engine._send_now(keys, due=due)
                 if due:
                     due_at = time.monotonic() + 0.5

@@ -35,6 +35,7 @@ from omniweave.activate.policy import CONSENT_COLUMNS, PURPOSE_COLUMN, Facts, Se
 from omniweave.channels.port import address_key
 from omniweave.runtime import Runtime
 from omniweave.settings import PolicySettings
+from omniweave.storage.ops.among import among
 from omniweave.storage.ops.consent import latest_consent_at
 from omniweave.storage.ops.tables import sends, suppressions
 from omniweave.storage.ops.tables.policy import policy_decisions, policy_persons
@@ -56,6 +57,19 @@ _LOCK = {  # insert the person's row, or update it when it exists: either way it
         index_elements=["person_id"], set_={"updated_at": _pg_lock.excluded.updated_at}
     ),
 }
+
+
+def _lock_many_pg() -> Any:
+    """`lock_persons` on PostgreSQL: the ids as one array, unnested in order and upserted; one statement compiled
+    once (a multi-row VALUES of 500 was compiled again for every batch: 7% of a journey batch, profiled)."""
+    ids = sa.func.unnest(_P("ids", type_=postgresql.ARRAY(sa.String))).table_valued(sa.column("p", sa.String))
+    ids = ids.render_derived()
+    rows = sa.select(ids.c.p, _P("now", type_=sa.Float)).order_by(ids.c.p)
+    upsert = postgresql.insert(policy_persons).from_select(["person_id", "updated_at"], rows)
+    return upsert.on_conflict_do_update(index_elements=["person_id"], set_={"updated_at": upsert.excluded.updated_at})
+
+
+_LOCK_MANY_PG = _lock_many_pg()
 _LOCK_UPDATE = policy_persons.update().where(policy_persons.c.person_id == _P("p")).values(updated_at=_P("now"))
 _SUPPRESSED = sa.select(suppressions.c.reason).where(
     suppressions.c.channel == _P("channel"), suppressions.c.address == _P("address")
@@ -231,8 +245,13 @@ def check_with(
 
 def lock_persons(conn: sa.Connection, person_ids: Sequence[str], now: float) -> None:
     """`lock_person` for many persons: their rows written in ascending order (two batches never wait for
-    each other in a cycle), one statement (PostgreSQL and SQLite: a multi-row upsert)."""
+    each other in a cycle), one statement (PostgreSQL: the ids as one array, upserted in the database's order of
+    them; SQLite: a multi-row upsert per 500)."""
     ordered = sorted(set(person_ids))
+    if conn.dialect.name == "postgresql":  # in the database's order of the ids (every worker's the same)
+        if ordered:
+            conn.execute(_LOCK_MANY_PG, {"ids": ordered, "now": now})
+        return
     upsert = _LOCK.get(conn.dialect.name)
     for start in range(0, len(ordered), _CHUNK):
         part = [{"person_id": p, "updated_at": now} for p in ordered[start : start + _CHUNK]]
@@ -264,7 +283,8 @@ def gather_many(
         for start in range(0, len(addresses), _CHUNK):
             found = conn.execute(
                 sa.select(suppressions.c.channel, suppressions.c.address, suppressions.c.reason).where(
-                    suppressions.c.channel == channel, suppressions.c.address.in_(addresses[start : start + _CHUNK])
+                    suppressions.c.channel == channel,
+                    among(conn, suppressions.c.address, addresses[start : start + _CHUNK]),
                 )
             )
             suppressed.update({(str(c), str(a)): str(r) for c, a, r in found})
@@ -275,7 +295,7 @@ def gather_many(
         persons = sorted({i.person_id for i, _, _ in keyed})
         for start in range(0, len(persons), _CHUNK):
             query = sa.select(sends.c.person_id, sends.c.created_at, sends.c.channel).where(
-                sends.c.person_id.in_(persons[start : start + _CHUNK]),
+                among(conn, sends.c.person_id, persons[start : start + _CHUNK]),
                 sends.c.created_at > since,
                 sends.c.status.not_in(NOT_SENT),
             )

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
 
+from omniweave.storage.ops.among import among
 from omniweave.storage.ops.tables.privacy import consent_history, identifier_digest
 
 CHANNEL_PURPOSES = frozenset({"email", "sms", "whatsapp", "push"})
@@ -47,7 +48,7 @@ def latest_consent_at(
     for start in range(0, len(digests), _CHUNK):
         rows = conn.execute(
             sa.select(table.c.subject, table.c.purpose, table.c.granted, table.c.stated_at, table.c.id).where(
-                table.c.subject.in_(digests[start : start + _CHUNK])
+                among(conn, table.c.subject, digests[start : start + _CHUNK])
             )
         )
         for subject, purpose, granted, stated_at, row_id in rows:

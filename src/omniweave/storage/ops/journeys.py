@@ -16,6 +16,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from omniweave.storage.ops.among import among
 from omniweave.storage.ops.tables.journeys import (
     journey_entries,
     journey_runs,
@@ -186,7 +187,8 @@ def enter_many(
     there: set[str] = set()
     for start in range(0, len(ids), _CHUNK):
         part = ids[start : start + _CHUNK]
-        there.update(str(i) for (i,) in conn.execute(sa.select(journey_runs.c.id).where(journey_runs.c.id.in_(part))))
+        found = conn.execute(sa.select(journey_runs.c.id).where(among(conn, journey_runs.c.id, part)))
+        there.update(str(i) for (i,) in found)
     by_journey: dict[str, set[str]] = {}
     for run, _, _, _ in items:
         by_journey.setdefault(str(run["journey"]), set()).add(str(run["person_id"]))
@@ -202,7 +204,7 @@ def enter_many(
                     journey_entries.c.last_entered_at,
                 ).where(
                     journey_entries.c.journey == name,
-                    journey_entries.c.person_id.in_(persons[start : start + _CHUNK]),
+                    among(conn, journey_entries.c.person_id, persons[start : start + _CHUNK]),
                 )
             )
             seen.update({(str(j), str(p)): (int(c), float(t)) for j, p, c, t in rows})
@@ -283,7 +285,21 @@ def claim_due(conn: sa.Connection, owner: str, now: float, lease: float, limit: 
     )
     free = sa.or_(journey_runs.c.lease_until.is_(None), journey_runs.c.lease_until < now)
     if conn.dialect.name == "postgresql":  # one round trip: the rows locked, skipped by others, leased, returned
-        picked = due.with_for_update(skip_locked=True).scalar_subquery()
+        # one locking scan per status, each in `journey_runs_due` (status, wake_at) order and stopped at `limit`,
+        # the two merged by wake_at: with `status IN (…)` the planner sorted every due run before it locked any
+        # (LockRows between the Sort and the Limit: no top-N), so each claim of a 100,000-run drain scanned and
+        # sorted all 100,000 (157 ms a claim, on disk) — the drain grew with the square of the backlog
+        per_status = [
+            sa.select(journey_runs.c.id, journey_runs.c.wake_at)
+            .where(journey_runs.c.status == status, journey_runs.c.wake_at <= now, free)
+            .order_by(journey_runs.c.wake_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .subquery()
+            for status in ACTIVE
+        ]
+        merged = sa.union_all(*(sa.select(s.c.id, s.c.wake_at) for s in per_status)).subquery()
+        picked = sa.select(merged.c.id).order_by(merged.c.wake_at).limit(limit).scalar_subquery()
         result = conn.execute(
             journey_runs.update()
             .where(journey_runs.c.id.in_(picked), free)
@@ -330,7 +346,7 @@ def holds_leases(conn: sa.Connection, owner: str, run_ids: Sequence[str]) -> boo
             conn.execute(
                 sa.select(sa.func.count())
                 .select_from(journey_runs)
-                .where(journey_runs.c.id.in_(chunk), journey_runs.c.lease_owner == owner)
+                .where(among(conn, journey_runs.c.id, chunk), journey_runs.c.lease_owner == owner)
             ).scalar_one()
         )
     return held == len(set(run_ids))
@@ -364,7 +380,7 @@ def park_waits(conn: sa.Connection, waits: Sequence[tuple[str, str, str, str | N
         return
     ids = [w[0] for w in waits]
     for start in range(0, len(ids), _CHUNK):
-        conn.execute(journey_waits.delete().where(journey_waits.c.run_id.in_(ids[start : start + _CHUNK])))
+        conn.execute(journey_waits.delete().where(among(conn, journey_waits.c.run_id, ids[start : start + _CHUNK])))
     conn.execute(
         journey_waits.insert(),
         [
@@ -379,7 +395,7 @@ def release(conn: sa.Connection, run_ids: Sequence[str], owner: str) -> None:
     for start in range(0, len(run_ids), _CHUNK):
         conn.execute(
             journey_runs.update()
-            .where(journey_runs.c.id.in_(run_ids[start : start + _CHUNK]), journey_runs.c.lease_owner == owner)
+            .where(among(conn, journey_runs.c.id, run_ids[start : start + _CHUNK]), journey_runs.c.lease_owner == owner)
             .values(lease_owner=None, lease_until=None)
         )
 
@@ -444,8 +460,8 @@ def waits_among(conn: sa.Connection, pairs: Iterable[tuple[str, str]]) -> dict[t
             )
             .join(journey_runs, journey_runs.c.id == journey_waits.c.run_id)
             .where(
-                journey_waits.c.person_id.in_(persons[start : start + _CHUNK]),
-                journey_waits.c.event.in_(events),
+                among(conn, journey_waits.c.person_id, persons[start : start + _CHUNK]),
+                among(conn, journey_waits.c.event, events),
                 journey_runs.c.status == "waiting",
             )
         )
@@ -466,8 +482,8 @@ def unfinished_among(
         return out
     for start in range(0, len(people), _CHUNK):
         query = sa.select(journey_runs).where(
-            journey_runs.c.person_id.in_(people[start : start + _CHUNK]),
-            journey_runs.c.journey.in_(names),
+            among(conn, journey_runs.c.person_id, people[start : start + _CHUNK]),
+            among(conn, journey_runs.c.journey, names),
             journey_runs.c.status.in_(ACTIVE),
         )
         for m in _dicts(conn.execute(query)):

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from omniweave.storage.ops.among import among
 from omniweave.storage.ops.tables import sends, suppressions
 
 CLAIMABLE = ("pending", "retrying")
@@ -102,7 +103,11 @@ def insert_many_on(conn: sa.Connection, rows: Sequence[dict[str, object]], now: 
     if conn.dialect.name == "postgresql" and rows:  # no read first: the rows that went in say which keys were new
         unique = list({str(r["key"]): {**base, **r} for r in rows}.values())
         columns = {c.name: [v.get(c.name) for v in unique] for c in sends.c}
-        fresh.update(str(k) for (k,) in conn.execute(_INSERT_UNNEST, columns))
+        if conn.dialect.driver == "psycopg":  # the contents as a binary array: see `_INSERT_UNNEST_BINARY`
+            found = conn.exec_driver_sql(_INSERT_UNNEST_BINARY, columns)
+        else:
+            found = conn.execute(_INSERT_UNNEST, columns)
+        fresh.update(str(k) for (k,) in found)
         return fresh
     for start in range(0, len(rows), 500):
         chunk = rows[start : start + 500]
@@ -135,6 +140,23 @@ def _insert_unnest() -> Any:
 
 
 _INSERT_UNNEST = _insert_unnest()
+
+
+def _insert_unnest_binary() -> str:
+    """`_INSERT_UNNEST` as psycopg's SQL with the `content` array sent in binary (`%(content)b`): in text an
+    array of bytea is every byte in hex, then escaped for the array literal in Python — 0.2-0.4 ms a row of a
+    3 KB e-mail on the client (the largest cost of a send in the engine's batch, profiled), 1.5 ms for 500 in
+    binary. psycopg takes a format per parameter; SQLAlchemy writes every one as `%(name)s`."""
+    from sqlalchemy.dialects.postgresql import psycopg
+
+    sql = str(_INSERT_UNNEST.compile(dialect=psycopg.dialect()))
+    text, binary = "%(content)s::BYTEA[]", "%(content)b::BYTEA[]"
+    if sql.count(text) != 1:  # pragma: no cover - a SQLAlchemy that writes its parameters otherwise
+        raise RuntimeError(f"the ledger's insert does not name its content once as {text!r}: {sql}")
+    return sql.replace(text, binary)
+
+
+_INSERT_UNNEST_BINARY = _insert_unnest_binary()
 
 
 _CLAIM_ANY = (
@@ -351,7 +373,7 @@ class Ledger:
         with self.engine.connect() as conn:
             for start in range(0, len(keys), self._CHUNK):
                 chunk = list(keys[start : start + self._CHUNK])
-                for row in _rows(conn.execute(sa.select(sends).where(sends.c.key.in_(chunk)))):
+                for row in _rows(conn.execute(sa.select(sends).where(among(conn, sends.c.key, chunk)))):
                     out[row.key] = row
         return out
 
@@ -398,7 +420,7 @@ class Ledger:
             for start in range(0, len(addresses), self._CHUNK):
                 chunk = addresses[start : start + self._CHUNK]
                 query = sa.select(suppressions.c.channel, suppressions.c.address, suppressions.c.reason).where(
-                    suppressions.c.address.in_(chunk)
+                    among(conn, suppressions.c.address, chunk)
                 )
                 for channel, address, reason in conn.execute(query):
                     if (channel, address) in wanted:
