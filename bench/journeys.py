@@ -159,8 +159,15 @@ def sends_per_second(rt: Runtime, persons: int, sink: Path) -> None:
     sent = len(sink_keys(sink)) - before
     print(
         f"sends/s end to end ({sent:,} to the sink)  {sent / seconds:>10,.0f}   target >= 1,000"
-        f"   (one worker, {rt.store.dialect}, sender thread; {seconds:.2f} s wall, {cpu:.2f} s CPU of this process)"
+        f"   (one worker, {rt.store.dialect}, sender thread; {seconds:.2f} s wall, {cpu:.2f} s CPU of this process;"
+        f" {_load()})"
     )
+
+
+def _load() -> str:
+    """The machine's load average (1 and 5 minutes): a figure of a shared machine means little without it."""
+    one, five, _ = os.getloadavg()
+    return f"load {one:.1f}/{five:.1f}"
 
 
 class Workers:
@@ -269,7 +276,7 @@ def latency(rt: Runtime, home: Path, url: str | None, sink: Path, rate: int = 50
     p50, p99 = statistics.median(lat), lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     print(
         f"trigger->send at {rate}/s ({len(lat):,} of {total:,} sent)  p50 {p50:>6.2f} s  p99 {p99:>6.2f} s"
-        f"   target p50 <= 1 s, p99 <= 5 s   ({total / took:,.0f} events/s emitted in {commits:,} commits)"
+        f"   target p50 <= 1 s, p99 <= 5 s   ({total / took:,.0f} events/s emitted in {commits:,} commits; {_load()})"
     )
 
 
@@ -318,7 +325,7 @@ def drain(rt: Runtime, home: Path, url: str | None, sink: Path, persons: int, wo
     seconds = (last or nine) - nine
     print(
         f"drain {persons:,} runs due at one 09:00  {seconds:>8.1f} s ({sent:,} sent; {sent / max(seconds, 1e-9):,.0f}"
-        f" runs/s; {workers} worker(s), {rt.store.dialect})   target 100,000 in <= 60 s"
+        f" runs/s; {workers} worker(s), {rt.store.dialect}; {_load()})   target 100,000 in <= 60 s"
     )
 
 
