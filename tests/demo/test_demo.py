@@ -452,3 +452,15 @@ def test_cli_demo(tmp_path: Path) -> None:
     assert (tmp_path / "cli-home" / "demo" / "ground_truth" / "identities.csv").exists()
     manifest = json.loads((tmp_path / "cli-home" / "demo" / "manifest.json").read_text())
     assert manifest["customers"] == 200 and manifest["end_date"] == date(2026, 10, 31).isoformat()
+    # 14 days cannot identify BG/NBD's dropout (docs/clv.md): the demo says so, with as many buyers as the
+    # profiles hold a withheld P(alive) for
+    withheld = subprocess.run(
+        omniweave_cmd("query", "SELECT count(*) AS n FROM profiles WHERE p_alive_note IS NOT NULL", "--format", "csv"),
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout.split()[-1]
+    assert int(withheld) > 0
+    assert "P(alive) withheld, and why" in out.stdout and f"{int(withheld)} buyers: " in out.stdout
