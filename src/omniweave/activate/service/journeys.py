@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -53,6 +53,7 @@ from omniweave.channels.port import CHANNELS, Channel, Delivered, Message, Outco
 from omniweave.errors import InputError
 from omniweave.events.normalize import deterministic_message_id
 from omniweave.runtime import Runtime
+from omniweave.storage.eventlog import day_partition
 from omniweave.storage.ops import journeys as Q
 from omniweave.storage.ops.ledger import Ledger, insert_many_on, insert_on
 from omniweave.storage.ops.tables import sends
@@ -416,6 +417,7 @@ class JourneyEngine:
         self._members: dict[str, set[str]] | None = None
         self._batch_persons: set[str] = set()
         self._events: dict[str, list[M.EventFact]] | None = None  # the batch's persons' recent events, read once
+        self._events_rules: tuple[frozenset[str], float] | None = None  # the names and window they were read for
         self._contacts: dict[int, dict[str, Any]] = {}  # consume's batch: inbox seq -> the trigger's contact
         self._waits: dict[tuple[str, str], list[dict[str, Any]]] | None = None
         self._unfinished: dict[str, list[dict[str, Any]]] | None = None
@@ -703,6 +705,10 @@ class JourneyEngine:
         self.directory.prefetch([str(r["person_id"]) for r in claimed])
         self._batch_persons, self._members = {str(r["person_id"]) for r in claimed}, None  # segments: per batch
         self._events = None  # events: per batch
+        if any(self._branches_on_events(r) for r in claimed):
+            # read before the batch's transaction and its time budget: read lazily inside it, a read longer than
+            # `max_transaction` left one run walked per batch, so the log was read once per run
+            self._recent_events(str(claimed[0]["person_id"]))
         keys_before = len(self._new_keys)
         deferred: list[tuple[dict[str, Any], M.RunState]] = []
         try:
@@ -1225,28 +1231,47 @@ class JourneyEngine:
             self._brand = msgs.load_brand(self.runtime.settings)
         return self._brand
 
+    def _branches_on_events(self, run: Mapping[str, Any]) -> bool:
+        """Whether a claimed run stands at a branch with a condition on events."""
+        step = self.journey(str(run["journey"]), int(run["version"])).steps.get(str(run["node"]))
+        return (
+            step is not None
+            and isinstance(step.action, model.Branch)
+            and any(arm.condition.events for arm in step.action.arms)
+        )
+
     def _recent_events(self, person: str) -> list[M.EventFact]:
-        """The person's events of the last 365 days from the event log (read only for a condition on events), read
-        once per batch for all of the batch's persons: one scan of the log, not one per run (each scan costs
-        seconds on a log of a few hundred thousand events; the demo's win-back branches on every run)."""
-        if not self.runtime.log.has_data("events"):
-            return []
-        if self._events is None or (person not in self._events and person not in self._batch_persons):
+        """The person's events that the journeys' conditions look at (`_event_rules`: their names, within the
+        longest window, at most 365 days) from the event log (read only for a condition on events), read once per
+        batch for all of the batch's persons: one scan of the log, not one per run (each scan costs seconds on a
+        log of a few hundred thousand events; the demo's win-back branches on every run)."""
+        rules = _event_rules(self._journeys.values())  # every version loaded, the walked run's too
+        if (
+            self._events is None
+            or rules != self._events_rules
+            or (person not in self._events and person not in self._batch_persons)
+        ):
             if person not in self._batch_persons:  # a person outside the batch
                 self._batch_persons, self._members = {person}, None
-            self._events = self._read_events(self._batch_persons | {person})
+            self._events = self._read_events(self._batch_persons | {person}, *rules)
+            self._events_rules = rules
         return self._events.get(person, [])
 
-    def _read_events(self, persons: set[str]) -> dict[str, list[M.EventFact]]:
+    def _read_events(self, persons: set[str], names: frozenset[str], window: float) -> dict[str, list[M.EventFact]]:
+        """The persons' events named `names` of the last `window` seconds, from the day partitions of that window
+        only: a condition counts no other (a scan of every file of the log took seconds per batch, the default
+        demo's win-back one a day: minutes in all)."""
         owners = {u: p for u, p in self.directory.by_user.items() if p in persons}
         out: dict[str, list[M.EventFact]] = {p: [] for p in persons}
-        if not owners:
+        if not owners or not names:
             return out
-        ev = self.runtime.warehouse().table("events")
-        since = datetime.fromtimestamp(self.clock(), UTC) - timedelta(days=365)
-        rows = ev.filter(ev.user_id.isin(sorted(owners)) & (ev.timestamp >= since)).select(
-            "user_id", "event", "timestamp", "properties"
-        )
+        since = datetime.fromtimestamp(self.clock() - window, UTC)
+        log_ = self.runtime.log
+        files = [f for f in log_.files("events") if (day := day_partition(f)) is None or day >= since.date()]
+        ev = self.runtime.warehouse().files_table("events", files)
+        rows = ev.filter(
+            ev.user_id.isin(sorted(owners)) & ev.event.isin(sorted(names)) & (ev.timestamp >= since)
+        ).select("user_id", "event", "timestamp", "properties")
         for r in rows.to_pyarrow().to_pylist():
             props = orjson.loads(r["properties"] or "{}")
             out[owners[str(r["user_id"])]].append(M.EventFact(str(r["event"]), r["timestamp"].timestamp(), props))
@@ -1548,6 +1573,26 @@ def _epoch_of(value: Any) -> float | None:
             return None
         return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
     return None
+
+
+RECENT_EVENTS_DAYS = 365
+"""How far back a condition on events looks at most (a rule without `within`: this far)."""
+
+
+def _event_rules(journeys: Iterable[Journey]) -> tuple[frozenset[str], float]:
+    """The event names the branch conditions of `journeys` count, and the longest window they look back (seconds;
+    a rule without `within` looks back `RECENT_EVENTS_DAYS`): what `_recent_events` reads of the log."""
+    longest = RECENT_EVENTS_DAYS * 86400.0
+    names: set[str] = set()
+    window = 0.0
+    for j in journeys:
+        for step in j.steps.values():
+            if isinstance(step.action, model.Branch):
+                for arm in step.action.arms:
+                    for rule in arm.condition.events:
+                        names.add(rule.event)
+                        window = max(window, longest if rule.within is None else min(rule.within, longest))
+    return frozenset(names), window
 
 
 def _user_of(profile: Mapping[str, Any], person: str) -> str:
