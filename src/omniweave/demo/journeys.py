@@ -29,6 +29,7 @@ conversion rate: that expectation over the treated runs, which is what the holdo
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import math
@@ -385,6 +386,7 @@ class _World:
         self.orders_store = 0
         self.revenue_store = 0.0
         self.redemptions = 0  # receipts imported
+        self.redeemed_to: float | None = None  # `coupons redeem` has read the log's redemptions before this
         self.home_store: dict[str, str] = {}
         with open(folder / "ground_truth" / "customers.csv", newline="", encoding="utf-8") as fh:
             for row in csv.DictReader(fh):
@@ -596,7 +598,12 @@ class _World:
             writer.writeheader()
             writer.writerows(row for _, row in todo)
         import_file(self.runtime, "till", path)
-        redeem_from_log(self.runtime)
+        # the receipts imported before were read by the run before, and these are all at or after its cut (a
+        # receipt is drawn after the round that sent its code and comes later than it): only the first run reads
+        # the whole log
+        since = None if self.redeemed_to is None else datetime.fromtimestamp(self.redeemed_to, UTC)
+        redeem_from_log(self.runtime, since=since)
+        self.redeemed_to = before
         self.redemptions += len(todo)
         for _, row in todo:
             self.orders_store += 1
@@ -656,8 +663,10 @@ def listened_to(runtime: Runtime) -> frozenset[str]:
     return frozenset(names)
 
 
+@functools.cache
 def journey_segments() -> frozenset[str]:
-    """The segments a built-in journey enters on or waits for (`winback`: `lapsing_high_value`)."""
+    """The segments a built-in journey enters on or waits for (`winback`: `lapsing_high_value`); the shipped files
+    are parsed once (the daily segment run asked every day)."""
     from omniweave.activate.journeys.model import WaitForEvent
     from omniweave.activate.service.journey_stats import builtin_paths, load_journey_file
 

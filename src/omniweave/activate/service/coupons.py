@@ -44,6 +44,7 @@ from omniweave.events import spec
 from omniweave.events.normalize import deterministic_message_id
 from omniweave.identity.persons import with_person
 from omniweave.runtime import Runtime
+from omniweave.storage.eventlog import day_partition
 from omniweave.storage.ops.tables.reach import coupon_pools, coupons
 
 SOURCE = "omniweave-coupons"
@@ -396,10 +397,17 @@ def codes_of(properties: dict[str, Any]) -> list[str]:
     return found
 
 
-def _redemption_rows(runtime: Runtime) -> list[dict[str, Any]]:
-    """Redemption events with the person each belongs to (through `identities` when resolved), oldest first."""
+def _redemption_rows(runtime: Runtime, since: datetime | None = None) -> list[dict[str, Any]]:
+    """Redemption events with the person each belongs to (through `identities` when resolved), oldest first; with
+    `since`, those at or after it only, read from the day partitions from its day on."""
     warehouse = runtime.warehouse()
-    events = warehouse.table("events")
+    if since is None:
+        events = warehouse.table("events")
+    else:
+        day = since.astimezone(UTC).date()
+        files = [f for f in runtime.log.files("events") if (d := day_partition(f)) is None or d >= day]
+        events = warehouse.files_table("events", files)
+        events = events.filter(events.timestamp >= since)
     # only events whose properties mention a coupon at all: orders without one never become Python rows
     events = events.filter(events.event.isin(REDEMPTION_EVENTS) & events.properties.contains('"coupon'))
     if runtime.log.has_data("identities"):
@@ -412,7 +420,9 @@ def _redemption_rows(runtime: Runtime) -> list[dict[str, Any]]:
     return rows
 
 
-def redeem_from_log(runtime: Runtime, *, progress: Callable[[int], None] | None = None) -> Redemptions:
+def redeem_from_log(
+    runtime: Runtime, *, progress: Callable[[int], None] | None = None, since: datetime | None = None
+) -> Redemptions:
     """Mark the codes that came back in the event log redeemed and credit the messages that issued them.
 
     For each `Order Completed` / `Coupon Applied` event (oldest first) and each of our codes it carries
@@ -421,13 +431,15 @@ def redeem_from_log(runtime: Runtime, *, progress: Callable[[int], None] | None 
     redeemer is known and is not the recipient; and a `Coupon Redeemed` event is emitted for the redeemer
     one millisecond before the redemption with the issuing message's `channel`, `campaign`,
     `message_name` and `send_key`, so attribution credits that message's channel and campaign.
-    Running it again changes nothing (codes are redeemed once; the events have deterministic ids).
+    Running it again changes nothing (codes are redeemed once; the events have deterministic ids). With
+    `since`, only the events at or after it are read (a daily run after an import of the day's receipts: the
+    earlier ones were read by the run before).
     """
     summary = Redemptions()
     statics = static_codes(runtime)
     engine = runtime.store.engine
     out: list[dict[str, Any]] = []
-    for row in _redemption_rows(runtime):
+    for row in _redemption_rows(runtime, since):
         properties = _properties(row["properties"])
         for code in codes_of(properties):
             summary.events += 1
