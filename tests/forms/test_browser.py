@@ -12,6 +12,7 @@ import copy
 import functools
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,7 +21,6 @@ from typing import Any
 import orjson
 import pytest
 
-from omniweave.collect.loader import load_all
 from omniweave.forms import service as F
 from omniweave.identity.service.resolve import resolve
 from omniweave.privacy.service.consent import consent_of
@@ -115,14 +115,24 @@ def _form_events(runtime: Runtime) -> list[dict[str, Any]]:
     return [orjson.loads(r.payload) for r in runtime.store.read(after=0) if r.source_id == forms]
 
 
-def _profile(runtime: Runtime, email: str) -> dict[str, Any]:
-    """The person of `email` as `profile show` and /v1/profiles show them, after a load, resolve and build."""
-    load_all(runtime.store, runtime.log)
-    resolve(runtime)
-    build_profiles(runtime)
-    found = find_person(runtime, f"email:{email}")
-    assert found is not None
-    return person_view(runtime, *found).to_dict()
+def _profile(runtime: Runtime, email: str, message_id: str, timeout: float = 120.0) -> dict[str, Any]:
+    """The person of `email` as `profile show` and /v1/profiles show them, once the server's own loader has
+    put the event `message_id` into the log, after a resolve and a profiles build."""
+    deadline = time.monotonic() + timeout
+    sql = f"select count(*) as n from events where message_id = '{message_id}'"
+    while True:
+        fresh = Runtime(runtime.settings)
+        try:
+            if "events" in fresh.warehouse().names() and fresh.warehouse().sql(sql).to_pylist()[0]["n"]:
+                resolve(fresh)
+                build_profiles(fresh)
+                found = find_person(fresh, f"email:{email}")
+                assert found is not None
+                return person_view(fresh, *found).to_dict()
+        finally:
+            fresh.close()
+        assert time.monotonic() < deadline, f"the server's loader did not load {message_id} in {timeout:.0f} s"
+        time.sleep(0.5)
 
 
 def _assert_brand_look(page: Any) -> None:
@@ -140,7 +150,8 @@ def _confirm_in_browser(page: Any, world: dict[str, Any], email: str) -> None:
     page.wait_for_selector("[data-ow-confirm=confirmed]")
 
 
-def _assert_consent_with_evidence(runtime: Runtime, email: str, ip: str = "127.0.0.1") -> str:
+def _assert_consent_with_evidence(runtime: Runtime, email: str, ip: str = "127.0.0.1") -> tuple[str, dict[str, Any]]:
+    """The consent history, its evidence and the profile after the click; (the sign-up's placement, the person)."""
     view = consent_of(runtime, f"email:{email}")
     assert view.current == {"email": True, "personalisation": True}
     references = {s.reference for s in view.history}
@@ -150,12 +161,14 @@ def _assert_consent_with_evidence(runtime: Runtime, email: str, ip: str = "127.0
     assert proof.submitted_ip == ip and proof.confirmed_ip == ip
     assert proof.confirmed_at is not None and proof.confirmed_at >= proof.submitted_at
     assert [p["wording"] for p in proof.purposes] == ["E-mail me news and offers", "Tailor the offers to me"]
-    person = _profile(runtime, email)  # the profile shows the consent; its Sign-up Confirmed names the evidence
+    person = _profile(
+        runtime, email, reference
+    )  # the profile shows the consent; its Sign-up Confirmed names the evidence
     assert person["profile"] is not None
     assert (person["profile"]["consent_email"], person["profile"]["consent_purpose_personalisation"]) == (True, True)
     confirmed = [e["message_id"] for e in person["timeline"] if e["event"] == F.SIGNUP_CONFIRMED]
     assert confirmed == [reference]
-    return proof.placement
+    return proof.placement, person
 
 
 def test_the_hosted_form_in_chromium(world: dict[str, Any], tab: tuple[Any, NetworkLog]) -> None:
@@ -183,10 +196,11 @@ def test_the_hosted_form_in_chromium(world: dict[str, Any], tab: tuple[Any, Netw
     runtime = _runtime(world)
     try:
         assert consent_of(runtime, "email:hana@example.com").history == ()  # no consent without the click
-        before = _profile(runtime, "hana@example.com")
+        [submitted] = [e["messageId"] for e in _form_events(runtime) if e.get("event") == "Form Submitted"]
+        before = _profile(runtime, "hana@example.com", submitted)
         assert before["profile"] is not None and before["profile"]["consent_email"] is not True
         _confirm_in_browser(page, world, "hana@example.com")
-        assert _assert_consent_with_evidence(runtime, "hana@example.com") == "web"
+        assert _assert_consent_with_evidence(runtime, "hana@example.com")[0] == "web"
     finally:
         runtime.close()
     log.assert_stayed_local(world["server"])
@@ -221,8 +235,9 @@ def test_the_embedded_form_on_another_origin(world: dict[str, Any], tab: tuple[A
         assert submitted[0]["properties"]["placement"] == "embed"
         assert consent_of(runtime, "email:ines@example.com").history == ()
         _confirm_in_browser(page, world, "ines@example.com")
-        assert _assert_consent_with_evidence(runtime, "ines@example.com") == "embed"
-        identifiers = _profile(runtime, "ines@example.com")["identifiers"]
+        placement, person = _assert_consent_with_evidence(runtime, "ines@example.com")
+        assert placement == "embed"
+        identifiers = person["identifiers"]
         assert {"kind": "anonymous_id", "value": "shop-visitor-7"} in identifiers  # the shop's visitor is her
     finally:
         runtime.close()
@@ -258,7 +273,7 @@ def test_without_javascript_the_framed_form_and_the_kiosk_work(world: dict[str, 
             submitted = [e for e in _form_events(runtime) if e.get("event") == "Form Submitted"]
             assert [e["properties"]["placement"] for e in submitted] == ["embed", "kiosk"]
             _confirm_in_browser(page, world, "jo@example.com")  # the confirm page is a plain form too
-            assert _assert_consent_with_evidence(runtime, "jo@example.com") == "embed"
+            assert _assert_consent_with_evidence(runtime, "jo@example.com")[0] == "embed"
         finally:
             runtime.close()
         log.assert_stayed_local(world["server"], world["shop"])
