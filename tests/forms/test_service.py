@@ -205,6 +205,15 @@ def test_sign_up_without_a_browser_for_the_demo(forms_runtime: Runtime) -> None:
     }
 
 
+def test_a_birthday_is_checked_against_the_day_of_the_submit(forms_runtime: Runtime) -> None:
+    runtime = forms_runtime
+    then = time.mktime((2020, 6, 1, 12, 0, 0, 0, 0, -1))
+    answers = {"email": "ida@example.com", "birthday": "2021-01-01", "consent": ["email"]}
+    result, _ = F.sign_up(runtime, "newsletter", answers, channels=F.fake_channels(runtime), now=then)
+    assert [(e.field, e.code) for e in result.errors] == [("birthday", "birthday")]  # born after the sign-up
+    assert _events(runtime) == []
+
+
 def test_the_shipped_newsletter_form_serves_a_project_without_forms(runtime: Runtime) -> None:
     form = F.load_form(runtime.settings, "newsletter")
     assert form.source.startswith("omniweave (library)") and [p.name for p in form.purposes] == ["email"]

@@ -31,7 +31,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -369,7 +369,8 @@ def submit(
         problem = stamp_problem(stamp, form.name, form.min_seconds, now)
         if problem is not None:
             return SubmitResult(problem, form.name, (FieldError("form", problem),))
-    checked = check_submission(form, request.answers, region=runtime.settings.default_region, today=date.today())
+    today = datetime.fromtimestamp(now, UTC).date()  # the day of the submit (a simulated one's too)
+    checked = check_submission(form, request.answers, region=runtime.settings.default_region, today=today)
     if not checked.ok:
         return SubmitResult("invalid", form.name, checked.errors)
     chosen = [p for p in form.purposes if p.name in checked.purposes]
