@@ -116,6 +116,35 @@ def test_consumer_positions_and_pending(store: OpStore) -> None:
     assert {name: s.position for name, s in store.consumers().items()} == {"loader": 42, "journeys": 0}
 
 
+def test_two_processes_asking_for_a_new_consumer_at_once_both_get_it(opstore_url: str) -> None:
+    """Two loaders starting together (a server's and a test's, say) used to fail with
+    `UNIQUE constraint failed: consumers.name`: both saw no row and both inserted."""
+    stores = [OpStore(opstore_url) for _ in range(2)]
+    names = [f"consumer-{i}" for i in range(20)]
+    errors: list[BaseException] = []
+
+    def ask(store: OpStore, barrier: threading.Barrier) -> None:
+        for name in names:
+            try:
+                barrier.wait(timeout=30)
+                assert store.consumer(name).position == 0
+            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+    barrier = threading.Barrier(2)
+    threads = [threading.Thread(target=ask, args=(s, barrier)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    try:
+        assert errors == []
+        assert sorted(stores[0].consumers()) == sorted(names)
+    finally:
+        for s in stores:
+            s.close()
+
+
 def test_prune_drops_only_old_rows_every_consumer_has_passed(store: OpStore) -> None:
     old = time.time() - 3 * 3600
     store.append(rows("s1", range(10), received_at=old))

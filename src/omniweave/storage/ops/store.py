@@ -282,14 +282,20 @@ class OpStore:
 
     # --- consumers ----------------------------------------------------------------------
     def consumer(self, name: str) -> ConsumerState:
-        """A consumer's saved position (created at 0 the first time it is asked for)."""
+        """A consumer's saved position (created at 0 the first time it is asked for; two processes asking at
+        once, say a server's loader and another's, both get the one row: the second insert does nothing)."""
+        query = sa.select(consumers.c.position, consumers.c.pending_end).where(consumers.c.name == name)
         with self.engine.begin() as conn:
-            row = conn.execute(
-                sa.select(consumers.c.position, consumers.c.pending_end).where(consumers.c.name == name)
-            ).first()
+            row = conn.execute(query).first()
             if row is None:
-                conn.execute(consumers.insert().values(name=name, position=0, pending_end=None, updated_at=time.time()))
-                return ConsumerState(0, None)
+                dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+                conn.execute(
+                    dialect.insert(consumers)
+                    .values(name=name, position=0, pending_end=None, updated_at=time.time())
+                    .on_conflict_do_nothing(index_elements=["name"])
+                )
+                row = conn.execute(query).first()
+            assert row is not None
             return ConsumerState(int(row[0]), None if row[1] is None else int(row[1]))
 
     def mark_pending(self, name: str, pending_end: int) -> None:
