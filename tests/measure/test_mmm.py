@@ -246,3 +246,26 @@ def test_weekly_data_recover_the_contributions() -> None:
         assert fit.period_days == 7 and len(fit.periods) == 208 and fit.r_squared > 0.9
         errors += [abs(r.contribution - effect[c].sum()) / effect[c].sum() for c, r in fit.channels.items()]
     assert np.mean(errors) < 0.12 and max(errors) < 0.25, errors
+
+
+def test_promotions_in_the_baseline_keep_their_revenue_off_the_media() -> None:
+    """A retailer runs its sales during TV bursts: without the promotions in the baseline the sales' revenue is
+    credited to TV; with them (the `promotions` dataset's indicators) TV's contribution is near its truth."""
+    data, effect = simulate(730, 5)
+    rng = np.random.default_rng(11)
+    tv_weeks = [w for w in range(730 // 7) if data.spend["tv"][0, w * 7 : w * 7 + 7].mean() > 0]
+    sale_weeks = sorted(rng.choice(tv_weeks, size=12, replace=False))
+    promo = np.zeros(730)
+    for w in sale_weeks:
+        promo[w * 7 : w * 7 + 7] = 1.0
+    revenue = data.revenue + 12000.0 * promo[None, :]
+    without = MediaData(data.periods, data.units, revenue, data.spend)
+    with_promotions = MediaData(data.periods, data.units, revenue, data.spend, promotions=promo[:, None])
+    truth = float(effect["tv"].sum())
+
+    def tv_error(d: MediaData) -> float:
+        return abs(float(fit_mmm(d, bootstrap=0, holdout=0.0).contributions["tv"].sum()) - truth) / truth
+
+    plain, aware = tv_error(without), tv_error(with_promotions)
+    assert aware < plain and aware < 0.1, (aware, plain)
+    assert plain > 0.15, plain  # without them, the sales would have been TV's

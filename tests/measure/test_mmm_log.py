@@ -163,3 +163,42 @@ def test_mmm_fit_per_region_prints_json_and_saves_the_datasets(home: Path) -> No
         check=False,
     )
     assert bad.returncode == 2 and "expected region" in bad.stderr
+
+
+def test_promotions_in_the_log_are_the_baselines_indicators(home: Path, tmp_path: Path) -> None:
+    """`omniweave import promotions FILE`: each promotion becomes a [period] indicator of the days it ran
+    (its runs together), one that never runs inside the fitted days gives no column; a bad row is rejected
+    with its field and nothing is imported."""
+    from omniweave.collect.files import builtin_kinds
+
+    assert "promotions" in builtin_kinds()
+    rt = Runtime(Settings(home=str(home)))
+    try:
+        data, first, _ = media_data(rt, MmmRequest())
+        assert data.promotions is not None and data.promotions.shape == (len(data.periods), 0)
+        bad = tmp_path / "bad.csv"
+        bad.write_text("promotion,start_date,end_date\nspring,not a date,2026-01-01\n")
+        rejected = import_file(rt, "promotions", bad)
+        assert rejected.rows_imported == 0 and "start_date" in str(rejected.errors)
+        day = lambda k: (first + timedelta(days=k)).isoformat()  # noqa: E731
+        csv = tmp_path / "promotions.csv"
+        csv.write_text(
+            "promotion,start_date,end_date,description\n"
+            f"summer_sale,{day(3)},{day(6)},20% off\n"
+            f"summer_sale,{day(20)},{day(20)},one more day\n"
+            f"price_cut,{day(10)},{day(400)},\n"
+            f"old_sale,{day(-40)},{day(-30)},before the fitted days\n"
+        )
+        summary = import_file(rt, "promotions", csv)
+        assert (summary.rows_imported, summary.rows_rejected) == (4, 0), summary.errors
+        data, _, _ = media_data(rt, MmmRequest())
+        days = len(data.periods)
+        price_cut = [1.0 if k >= 10 else 0.0 for k in range(days)]
+        summer = [1.0 if 3 <= k <= 6 or k == 20 else 0.0 for k in range(days)]
+        assert data.promotions is not None and data.promotions.shape == (days, 2)
+        assert data.promotions[:, 0].tolist() == price_cut  # columns by name: price_cut, summer_sale
+        assert data.promotions[:, 1].tolist() == summer
+        fitted = fit_from_log(rt, MmmRequest(bootstrap=0), save=False)
+        assert set(fitted.fit.contributions) == set(data.spend)
+    finally:
+        rt.close()

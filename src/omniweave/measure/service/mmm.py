@@ -181,6 +181,31 @@ def _holidays(days: list[date]) -> np.ndarray:
     return out
 
 
+def _promotions(runtime: Runtime, days: list[date], step: int) -> np.ndarray:
+    """[period, k] indicators of the `promotions` reference dataset (omniweave import promotions FILE: a sale,
+    a price cut or a promotion the retailer ran, with its first and last day): per promotion, the share of each
+    period's days it ran on (1 or 0 per day, 0 to 1 per week); a promotion none of whose days fall in the
+    fitted periods gives no column. Empty [period, 0] without the dataset."""
+    if not runtime.log.has_data("promotions"):
+        return np.zeros((len(days), 0))
+    rows = runtime.warehouse().table("promotions").to_pyarrow().to_pylist()
+    spans: dict[str, list[tuple[date, date]]] = {}
+    for r in rows:
+        start, end = (
+            d if isinstance(d, date) else date.fromisoformat(str(d)) for d in (r["start_date"], r["end_date"])
+        )
+        spans.setdefault(str(r["promotion"]), []).append((start, end))
+    columns = []
+    for name in sorted(spans):
+        x = np.zeros(len(days))
+        for t, first in enumerate(days):
+            covered = [first + timedelta(days=k) for k in range(step)]
+            x[t] = sum(any(a <= day <= b for a, b in spans[name]) for day in covered) / step
+        if x.any():
+            columns.append(x)
+    return np.stack(columns, axis=1) if columns else np.zeros((len(days), 0))
+
+
 def media_data(runtime: Runtime, request: MmmRequest) -> tuple[MediaData, date, dict[str, float]]:
     """Revenue and spend per unit and period from the log (see the module docstring); returns the data, its
     first day and the channels left out with their spend."""
@@ -303,6 +328,7 @@ def media_data(runtime: Runtime, request: MmmRequest) -> tuple[MediaData, date, 
         kept,
         period_days=step,
         holidays=holidays[:, holidays.any(axis=0)],
+        promotions=_promotions(runtime, days, step),
         weekday0=days[0].weekday(),
         dayofyear0=days[0].timetuple().tm_yday - 1,
     )

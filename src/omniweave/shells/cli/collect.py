@@ -150,6 +150,7 @@ def import_(
             help=(
                 "Source kind: customers, till, store_visits, loyalty, coupons, gift_cards, qr_scans,"
                 " call_centre, direct_mail, email_export, surveys, ad_spend, stores, products, lift_tests,"
+                " promotions,"
                 " segment, or a name of your own with --mapping."
             )
         ),
