@@ -267,6 +267,12 @@ class EventLog:
         found = sorted(p for p in self.fs.find(path) if p.endswith(".parquet"))
         return found if superseded else visible(found)
 
+    def files_since(self, dataset: str, since: datetime) -> list[str]:
+        """`files`, but only those that can hold rows at or after `since`: the day partitions from its UTC day
+        on, and any file in no day partition (a reader that needs the recent rows need not open older days)."""
+        day = since.astimezone(UTC).date()
+        return [f for f in self.files(dataset) if (d := day_partition(f)) is None or d >= day]
+
     def upgrade_events(self) -> list[str]:
         """Give every `events` file written before the log kept FLAT_COLUMNS those columns; returns the files
         rewritten. Each is replaced whole by a rename, with every row and column it had; a file that already has

@@ -44,7 +44,6 @@ from omniweave.events import spec
 from omniweave.events.normalize import deterministic_message_id
 from omniweave.identity.persons import with_person
 from omniweave.runtime import Runtime
-from omniweave.storage.eventlog import day_partition
 from omniweave.storage.ops.tables.reach import coupon_pools, coupons
 
 SOURCE = "omniweave-coupons"
@@ -404,9 +403,7 @@ def _redemption_rows(runtime: Runtime, since: datetime | None = None) -> list[di
     if since is None:
         events = warehouse.table("events")
     else:
-        day = since.astimezone(UTC).date()
-        files = [f for f in runtime.log.files("events") if (d := day_partition(f)) is None or d >= day]
-        events = warehouse.files_table("events", files)
+        events = warehouse.files_table("events", runtime.log.files_since("events", since))
         events = events.filter(events.timestamp >= since)
     # only events whose properties mention a coupon at all: orders without one never become Python rows
     events = events.filter(events.event.isin(REDEMPTION_EVENTS) & events.properties.contains('"coupon'))

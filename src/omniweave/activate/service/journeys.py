@@ -53,7 +53,6 @@ from omniweave.channels.port import CHANNELS, Channel, Delivered, Message, Outco
 from omniweave.errors import InputError
 from omniweave.events.normalize import deterministic_message_id
 from omniweave.runtime import Runtime
-from omniweave.storage.eventlog import day_partition
 from omniweave.storage.ops import journeys as Q
 from omniweave.storage.ops.ledger import Ledger, insert_many_on, insert_on
 from omniweave.storage.ops.tables import sends
@@ -1266,9 +1265,7 @@ class JourneyEngine:
         if not owners or not names:
             return out
         since = datetime.fromtimestamp(self.clock() - window, UTC)
-        log_ = self.runtime.log
-        files = [f for f in log_.files("events") if (day := day_partition(f)) is None or day >= since.date()]
-        ev = self.runtime.warehouse().files_table("events", files)
+        ev = self.runtime.warehouse().files_table("events", self.runtime.log.files_since("events", since))
         rows = ev.filter(
             ev.user_id.isin(sorted(owners)) & ev.event.isin(sorted(names)) & (ev.timestamp >= since)
         ).select("user_id", "event", "timestamp", "properties")

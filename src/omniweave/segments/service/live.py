@@ -41,7 +41,7 @@ from omniweave.segments.evaluator import condition_holds, event_matches
 from omniweave.segments.service import counts as SC
 from omniweave.segments.service.evaluate import compiler_for, load_segments
 from omniweave.storage.engine import to_arrow
-from omniweave.storage.eventlog import day_partition, events_to_table
+from omniweave.storage.eventlog import events_to_table
 
 log = logging.getLogger("omniweave.segments")
 
@@ -292,7 +292,7 @@ class LiveSegments:
 def live_changes_since(runtime: Runtime, since: datetime) -> list[LiveChange]:
     """The live path's membership changes in the event log dated after `since`, oldest first (read from the day
     partitions from `since` on only: a view of every file of the log cost a second or more per evaluation)."""
-    files = [f for f in runtime.log.files("events") if (day := day_partition(f)) is not None and day >= since.date()]
+    files = runtime.log.files_since("events", since)
     if not files:
         return []
     ev = runtime.warehouse().files_table("events", files)
