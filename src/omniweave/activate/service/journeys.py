@@ -41,6 +41,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from omniweave.activate.content.bound import BoundRenditions
 from omniweave.activate.content.personal import skip_reason
 from omniweave.activate.content.render import Namespace, person_variables, render, template_variables
 from omniweave.activate.journeys import machine as M
@@ -421,6 +422,7 @@ class JourneyEngine:
         self._waits: dict[tuple[str, str], list[dict[str, Any]]] | None = None
         self._unfinished: dict[str, list[dict[str, Any]]] | None = None
         self._renders: dict[tuple[str, str, bool, bytes], Any] = {}
+        self._bound = BoundRenditions()  # e-mails and pushes made once per message and bound to each person
         self._withheld: dict[str, bool | None] = {}  # the round's sends without personalisation: key -> stated
         if sink is not None:
             channels = {name: FileSink(sink, name) for name in CHANNELS}
@@ -1113,6 +1115,12 @@ class JourneyEngine:
             self._relevant[message.name] = relevant
         seen = profile if relevant is _ALL else {k: v for k, v in profile.items() if k in relevant}
         personal = key not in self._withheld  # else its personal values are withheld (content/personal.py)
+        if personal and code is None and channel != "print":  # made once per message, the person's values bound
+            bound = self._bound.get(
+                message, channel, seen, lambda values: self._render_in_full(message, channel, values)
+            )
+            if bound is not None:
+                return bound
         best = () if personal else best_sellers(self.runtime)
         cacheable = channel != "print" and code is None
         ck = (
@@ -1151,6 +1159,14 @@ class JourneyEngine:
                 self._renders.clear()
             self._renders[ck] = rendition
         return rendition
+
+    def _render_in_full(self, message: Any, channel: str, seen: Mapping[str, Any]) -> Any:
+        """The rendition of a personalised e-mail or push for the profile values `seen`, every template rendered."""
+        static = self._variables.get(message.name)
+        if static is None:
+            static = self._variables[message.name] = template_variables({}, self._load_brand(), message)
+        variables = {**static, **person_variables(seen, message, personalised=True, best_sellers=())}
+        return render(message, self._load_brand(), channel, variables)
 
     def _personalisation(self, conn: sa.Connection, sends: Sequence[_PendingSend]) -> None:
         """Which of the round's sends go to a person who may not get personal content (`_render` withholds
