@@ -7,18 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from omniweave.demo.runner import run_demo
 from omniweave.errors import InputError
 from omniweave.measure.service.budget import budget_history, recommend_from_log
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
+from tests.conftest import shared_demo_world
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    settings = Settings(home=str(tmp_path_factory.mktemp("budget") / "home"))
-    run_demo(settings, customers=300, days=42, seed=3, console=None)
-    return settings
+    # the same world as tests/measure/test_mmm_log.py's, built once per run (a copy of its own here)
+    return Settings(home=str(shared_demo_world(tmp_path_factory, "budget", customers=300, days=42, seed=3)))
 
 
 def test_history_is_the_spend_table_and_credited_revenue_per_period(demo: Settings) -> None:

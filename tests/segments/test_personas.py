@@ -16,7 +16,6 @@ import pyarrow.compute as pc
 import pytest
 import yaml
 
-from omniweave.demo.runner import run_demo
 from omniweave.errors import InputError
 from omniweave.runtime import Runtime
 from omniweave.segments.personas import (
@@ -30,7 +29,7 @@ from omniweave.segments.personas import (
 )
 from omniweave.segments.service.personas import SUGGESTED_MARK, suggest_from_profiles, write_personas
 from omniweave.settings import Settings
-from tests.conftest import omniweave_cmd
+from tests.conftest import omniweave_cmd, shared_demo_world
 
 STORE, ONLINE, LAPSED = 0, 1, 2
 
@@ -330,9 +329,8 @@ def test_writing_keeps_other_segments_and_replaces_earlier_suggestions(planted, 
 
 @pytest.fixture(scope="module")
 def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("personas") / "home"
-    run_demo(Settings(home=str(home)), customers=300, days=30, seed=3, console=None)
-    return home
+    # the world of tests/measure/test_mmm_log.py and test_budget_log.py, built once per run (a copy of its own)
+    return shared_demo_world(tmp_path_factory, "personas", customers=300, days=42, seed=3)
 
 
 def _sql_count(where: dict[str, Any], rt: Runtime) -> int:
