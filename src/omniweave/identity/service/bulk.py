@@ -6,11 +6,14 @@ The object path turns every event into a Python `Observation` and walks them one
 1. **extract** — the engine (DuckDB or Spark, `Engine.batches`) runs the identifier query of
    `resolve` over the events not seen yet and streams the result in record batches; each batch is
    normalised with Arrow kernels (`identity.arrays.normalize_array`) into long rows
-   `(message_id, timestamp, kind, value)` written to a spill folder as Parquet;
+   `(ev, kind, value)`, each identifier once per event, and `(ev, message_id, timestamp)` per event, written
+   to a spill folder as Parquet (`ev` numbers the events as they come: the graph joins on it, not on
+   message ids, which are several times wider);
 2. **graph** — a DuckDB connection under the `memory_limit` setting (spilling to disk) joins them with
    the observations of earlier runs (the saved state), ranks the observations in the canonical order
    (timestamp, message id), numbers the identifiers, finds the demoted ones (seen with too many user
-   ids or e-mails: the share limits), each observation's primary identifier and its links;
+   ids or e-mails: the share limits; their co-occurrences are saved for the daily increment), each
+   observation's primary identifier and its links;
 3. **stitch** — `identity.components.stitch_links` finds the components, their founders and the ones a
    per-kind limit (or a split) could cut; only those components' observations become Python objects,
    walked rule by rule by the `Stitcher` itself (refusals, merges and their log come from there);
@@ -129,6 +132,11 @@ def last_timestamp(runtime: Runtime) -> str | None:
 # --- 1. extract -----------------------------------------------------------------------------------
 
 
+_IDS = pa.schema([("ev", pa.int64()), ("kind", pa.string()), ("value", pa.string())])
+"""The spilled identifier rows: the event's ordinal in this run's extraction (`msgs` spill: ev, message_id,
+timestamp), the kind and the normalised value."""
+
+
 class _Extract:
     """Record batches of the identifier query → long observation rows, aliases and counts."""
 
@@ -137,6 +145,7 @@ class _Extract:
         self.trait_kinds, self.coupon_kind = trait_kinds, coupon_kind
         self.cache: dict[tuple[str, str], tuple[str | None, int]] = {}
         self.max_ts: str | None = None
+        self.extracted = 0  # events so far: the next one's ordinal
 
     def norm(self, kind: str, raw: pa.Array, blocked: frozenset[str] | None = None) -> tuple[pa.Array, np.ndarray]:
         values, status = normalize_array(
@@ -189,18 +198,23 @@ class _Extract:
         add("anonymous_id", col["anonymous_id"])
         self.user(col, normal, external_numbers, add)
         mids, stamps = col["message_id"], col["ts"]
+        ordinals = np.arange(self.extracted, self.extracted + n, dtype=np.int64)
+        self.extracted += n
         if rows:
-            index = pa.array(np.concatenate(rows))
+            at = np.concatenate(rows)
+            kind_codes = np.repeat(np.arange(len(kinds), dtype=np.int32), [r.size for r in rows])
             long = pa.table(
                 {
-                    "message_id": mids.take(index),
-                    "timestamp": stamps.take(index),
-                    "kind": pa.array(np.repeat(np.array(kinds, dtype=object), [r.size for r in rows]), pa.string()),
+                    "ev": pa.array(ordinals[at]),
+                    "kind": pa.DictionaryArray.from_arrays(pa.array(kind_codes), pa.array(kinds, pa.string())),
                     "value": pa.concat_arrays([v.cast(pa.string()) for v in values]),
                 }
             )
-            self.spill.write("ids", long)
-        self.spill.write("msgs", pa.table({"message_id": mids, "timestamp": stamps}))
+            # an event may name one identifier twice (traits and context.traits): once per event here, so the
+            # graph need not make the rows of all events distinct
+            long = long.group_by(["ev", "kind", "value"], use_threads=False).aggregate([])
+            self.spill.write("ids", long.select(["ev", "kind", "value"]).cast(_IDS))
+        self.spill.write("msgs", pa.table({"ev": ordinals, "message_id": mids, "timestamp": stamps}))
         top = pc.max(stamps).as_py()
         if top is not None and (self.max_ts is None or top > self.max_ts):
             self.max_ts = top
@@ -419,23 +433,7 @@ def _say(console: Any, text: str, started: float) -> None:
 def _build(g: Graph, spill: Spill, summary: Any, console: Any, increment: list[Observation]) -> Stitcher:  # noqa: C901
     started = time.perf_counter()
     rules = g.rules
-    old_obs = observation_files(g.runtime) if _local(g.log) else []
-    sources = [p for p in (*old_obs, spill.glob("ids")) if p]
-    msg_sources = [p for p in (*old_obs, spill.glob("msgs")) if p]
-    if sources:
-        g.execute(
-            f"CREATE TEMP TABLE ids AS SELECT DISTINCT message_id, kind, value FROM read_parquet({_files(*sources)}, "
-            "union_by_name = true) WHERE kind IS NOT NULL"
-        )
-    else:
-        g.execute("CREATE TEMP TABLE ids (message_id VARCHAR, kind VARCHAR, value VARCHAR)")
-    if msg_sources:
-        g.execute(
-            "CREATE TEMP TABLE raw_msgs AS SELECT message_id, min(timestamp) AS ts "
-            f"FROM read_parquet({_files(*msg_sources)}, union_by_name = true) GROUP BY message_id"
-        )
-    else:
-        g.execute("CREATE TEMP TABLE raw_msgs (message_id VARCHAR, ts VARCHAR)")
+    _load_observations(g, spill, observation_files(g.runtime) if _local(g.log) else [])
     rows = [(o.message_id, o.key[0], k, v) for o in increment for k, v in o.identifiers]
     g.duck.register(
         "inc_arrow",
@@ -444,7 +442,11 @@ def _build(g: Graph, spill: Spill, summary: Any, console: Any, increment: list[O
             schema=pa.schema([(c, pa.string()) for c in ("message_id", "ts", "kind", "value")]),
         ),
     )
-    g.execute("CREATE TEMP TABLE inc_ids AS SELECT * FROM inc_arrow")
+    # this run's probabilistic links: events of their own, numbered after the others
+    g.execute(
+        "CREATE TEMP TABLE inc_ids AS SELECT *, (SELECT coalesce(max(ev) + 1, 0) FROM raw_msgs) "
+        "+ dense_rank() OVER (ORDER BY message_id) - 1 AS ev FROM inc_arrow"
+    )
     present = [r[0] for r in g.duck.execute("SELECT DISTINCT kind FROM ids UNION SELECT kind FROM inc_ids").fetchall()]
     kinds = _kinds_table(rules, present)
     share = _share_table(rules, kinds.column("kind").to_pylist())
@@ -452,17 +454,19 @@ def _build(g: Graph, spill: Spill, summary: Any, console: Any, increment: list[O
     g.duck.register("share_arrow", share)
     g.execute("CREATE TEMP TABLE kinds AS SELECT * FROM kinds_arrow")
     g.execute("CREATE TEMP TABLE share AS SELECT * FROM share_arrow")
-    g.execute(_DEMOTED_SQL.format(name="demoted", ids="ids", only=""))
+    g.execute(_COOC_SQL.format(name="cooc", ids="ids", key="ev"))
+    g.execute(_DEMOTED_FROM_COOC.format(name="demoted", cooc="cooc"))
     walk_increment = bool(increment) and _increment_walks(g, increment)
     if increment and not walk_increment:  # they join the bulk
-        g.execute("INSERT INTO ids SELECT DISTINCT message_id, kind, value FROM inc_ids")
-        g.execute("INSERT INTO raw_msgs SELECT message_id, min(ts) FROM inc_ids GROUP BY message_id")
-        g.execute("DROP TABLE demoted")
-        g.execute(_DEMOTED_SQL.format(name="demoted", ids="ids", only=""))
+        g.execute("INSERT INTO ids SELECT DISTINCT ev, kind, value FROM inc_ids")
+        g.execute("INSERT INTO raw_msgs SELECT message_id, min(ts), min(ev) FROM inc_ids GROUP BY message_id")
+        g.execute(_COOC_SQL.format(name="cooc", ids="ids", key="ev"))
+        g.execute(_DEMOTED_FROM_COOC.format(name="demoted", cooc="cooc"))
     g.execute(
         "CREATE TEMP TABLE msgs AS SELECT message_id, ts, (row_number() OVER (ORDER BY ts, message_id) - 1)::BIGINT "
-        "AS rank FROM raw_msgs"
+        "AS rank, ev FROM raw_msgs"
     )
+    g.execute("DROP TABLE raw_msgs")
     _say(console, "observations ranked, share limits checked", started)
     g.execute(
         "CREATE TEMP TABLE idents AS SELECT kind, value, (row_number() OVER (ORDER BY kind, value) - 1)::BIGINT AS code "
@@ -471,7 +475,7 @@ def _build(g: Graph, spill: Spill, summary: Any, console: Any, increment: list[O
     g.execute(
         """CREATE TEMP TABLE od AS
         SELECT m.rank, d.code, k.priority, i.value, (dm.kind IS NOT NULL) AS demoted
-        FROM ids i JOIN msgs m USING (message_id) JOIN idents d USING (kind, value) JOIN kinds k USING (kind)
+        FROM ids i JOIN msgs m USING (ev) JOIN idents d USING (kind, value) JOIN kinds k USING (kind)
         LEFT JOIN demoted dm USING (kind, value)"""
     )
     g.execute(
@@ -529,11 +533,71 @@ def _build(g: Graph, spill: Spill, summary: Any, console: Any, increment: list[O
     return sub
 
 
+_COOC_SQL = """CREATE OR REPLACE TEMP TABLE {name} AS
+WITH watched AS (SELECT {key}, kind AS jkind, value AS jvalue FROM {ids}
+                 WHERE kind IN (SELECT jkind FROM share))
+SELECT DISTINCT i.kind AS ikind, i.value AS ivalue, w.jkind, w.jvalue
+FROM {ids} i JOIN watched w ON i.{key} = w.{key}
+WHERE i.kind IN (SELECT ikind FROM share) AND NOT (i.kind = w.jkind AND i.value = w.jvalue)"""
+"""The share limits' co-occurrences: each identifier that a share limit may demote, with every distinct value
+of a watched kind (user ids, e-mails, ...) seen in one observation with it. Saved with the state, so that the
+daily increment checks the demotion of the identifiers it touches without reading the observations."""
+_DEMOTED_FROM_COOC = """CREATE OR REPLACE TEMP TABLE {name} AS
+SELECT DISTINCT ikind AS kind, ivalue AS value
+FROM (SELECT ikind, ivalue, jkind, count(*) AS n FROM {cooc} GROUP BY ikind, ivalue, jkind)
+JOIN share USING (ikind, jkind) WHERE n > lim"""
+"""`_DEMOTED_SQL` over co-occurrences (`_COOC_SQL`, distinct rows)."""
+
+
+def _load_observations(g: Graph, spill: Spill, old: list[str]) -> None:
+    """`ids` (ev, kind, value) and `raw_msgs` (message_id, ts, ev): this run's extracted events and the saved
+    observations (numbered after them), each message once (its first time; a message id seen in several
+    events is one observation with all their identifiers, as the object path has it)."""
+    new_ids, new_msgs = spill.glob("ids"), spill.glob("msgs")
+    g.execute("CREATE TEMP TABLE all_msgs (ev BIGINT, message_id VARCHAR, ts VARCHAR)")
+    g.execute("CREATE TEMP TABLE ids (ev BIGINT, kind VARCHAR, value VARCHAR)")
+    if new_msgs:
+        g.execute(f"INSERT INTO all_msgs SELECT ev, message_id, timestamp FROM read_parquet('{new_msgs}')")
+    if new_ids:
+        g.execute(f"INSERT INTO ids SELECT ev, kind, value FROM read_parquet('{new_ids}')")
+    if old:
+        g.execute(
+            "CREATE TEMP TABLE old_obs AS SELECT message_id, timestamp, kind, value "
+            f"FROM read_parquet({_files(*old)}, union_by_name = true)"
+        )
+        g.execute(
+            """INSERT INTO all_msgs SELECT (SELECT coalesce(max(ev) + 1, 0) FROM all_msgs) + row_number() OVER () - 1,
+            message_id, ts FROM (SELECT message_id, min(timestamp) AS ts FROM old_obs GROUP BY message_id)"""
+        )
+        g.execute(
+            """INSERT INTO ids SELECT DISTINCT m.ev, o.kind, o.value
+            FROM old_obs o JOIN (SELECT message_id, min(ev) AS ev FROM all_msgs GROUP BY message_id) m USING (message_id)
+            WHERE o.kind IS NOT NULL"""
+        )
+        g.execute("DROP TABLE old_obs")
+    g.execute(
+        "CREATE TEMP TABLE raw_msgs AS SELECT message_id, min(ts) AS ts, min(ev) AS ev, count(*) AS n "
+        "FROM all_msgs GROUP BY message_id"
+    )
+    repeated = g.duck.execute("SELECT count(*) FROM raw_msgs WHERE n > 1").fetchone()
+    if repeated and repeated[0]:  # rare: their rows are moved onto the message's first event
+        g.execute(
+            """CREATE TEMP TABLE remap AS SELECT a.ev, r.ev AS canon
+            FROM all_msgs a JOIN raw_msgs r USING (message_id) WHERE r.n > 1 AND a.ev <> r.ev"""
+        )
+        g.execute(
+            """CREATE OR REPLACE TEMP TABLE ids AS
+            SELECT DISTINCT coalesce(r.canon, i.ev) AS ev, i.kind, i.value FROM ids i LEFT JOIN remap r USING (ev)"""
+        )
+    g.execute("DROP TABLE all_msgs")
+    g.execute("ALTER TABLE raw_msgs DROP COLUMN n")
+
+
 _DEMOTED_SQL = """CREATE TEMP TABLE {name} AS
-WITH watched AS (SELECT message_id, kind AS jkind, value AS jvalue FROM {ids}
+WITH watched AS (SELECT ev, kind AS jkind, value AS jvalue FROM {ids}
                  WHERE kind IN (SELECT jkind FROM share)),
 seen AS (SELECT i.kind AS ikind, i.value AS ivalue, w.jkind, count(DISTINCT w.jvalue) AS n
-         FROM {ids} i JOIN watched w ON i.message_id = w.message_id
+         FROM {ids} i JOIN watched w ON i.ev = w.ev
          WHERE i.kind IN (SELECT ikind FROM share) AND NOT (i.kind = w.jkind AND i.value = w.jvalue) {only}
          GROUP BY ALL)
 SELECT DISTINCT ikind AS kind, ivalue AS value FROM seen JOIN share USING (ikind, jkind) WHERE n > lim"""
@@ -549,9 +613,9 @@ def _increment_walks(g: Graph, increment: list[Observation]) -> bool:
     g.execute("CREATE TEMP TABLE touched AS SELECT DISTINCT kind, value FROM inc_ids")
     g.execute(
         """CREATE TEMP TABLE around AS
-        SELECT message_id, kind, value FROM ids
-        WHERE message_id IN (SELECT message_id FROM ids SEMI JOIN touched USING (kind, value))
-        UNION ALL SELECT message_id, kind, value FROM inc_ids"""
+        SELECT ev, kind, value FROM ids
+        WHERE ev IN (SELECT ev FROM ids SEMI JOIN touched USING (kind, value))
+        UNION ALL SELECT ev, kind, value FROM inc_ids"""
     )
     only = "AND (i.kind, i.value) IN (SELECT (kind, value) FROM touched)"
     g.execute(_DEMOTED_SQL.format(name="demoted_after", ids="around", only=only))
@@ -725,10 +789,12 @@ def _write_state(
     )
     if increment:
         subs = [sub, _walk_increment(g, g.rules, sub.splits, increment)]
-        g.execute("INSERT INTO ids SELECT DISTINCT message_id, kind, value FROM inc_ids")
+        g.execute(_COOC_SQL.format(name="inc_cooc", ids="inc_ids", key="ev"))
+        g.execute("INSERT INTO cooc SELECT * FROM inc_cooc EXCEPT SELECT * FROM cooc")
+        g.execute("INSERT INTO ids SELECT DISTINCT ev, kind, value FROM inc_ids")
         g.execute(
-            """INSERT INTO msgs SELECT message_id, ts, (SELECT count(*) FROM msgs) + row_number() OVER (ORDER BY ts, message_id) - 1
-            FROM (SELECT message_id, min(ts) AS ts FROM inc_ids GROUP BY message_id)"""
+            """INSERT INTO msgs SELECT message_id, ts, (SELECT count(*) FROM msgs) + row_number() OVER (ORDER BY ts, message_id) - 1, ev
+            FROM (SELECT message_id, min(ts) AS ts, min(ev) AS ev FROM inc_ids GROUP BY message_id)"""
         )
     g.execute(
         """CREATE TEMP TABLE node_person AS
@@ -758,6 +824,7 @@ def _write_state(
     save("observations", _OBSERVATIONS_SQL)
     remove_deltas(g.runtime)
     save("demoted", "SELECT kind, value FROM demoted ORDER BY kind, value")
+    save("cooc", "SELECT ikind, ivalue, jkind, jvalue FROM cooc")
     save("nodes", "SELECT * FROM nodes")
     save("founders", "SELECT * FROM founders")
     save(
@@ -796,7 +863,7 @@ def _write_state(
 
 _OBSERVATIONS_SQL = """
 SELECT m.message_id, m.ts AS timestamp, i.kind, i.value
-FROM msgs m LEFT JOIN ids i USING (message_id)
+FROM msgs m LEFT JOIN ids i USING (ev)
 """
 """Every observation's rows, in no particular order: every reader groups them by message id (sorting 90 M rows
 of strings at a million persons was a full sort spilled to disk, for nothing)."""

@@ -89,6 +89,33 @@ def read_files(runtime: Runtime, rules: Rules) -> set[str] | None:
     return set(table.column("path").to_pylist())
 
 
+RECORDS = "records.parquet"
+"""The raw identity records of the events the saved graph has read (`resolve.record_table`), for the
+probabilistic tier: the increment reads the new day's records only and merges them with these."""
+COOC = "cooc.parquet"
+"""The share limits' co-occurrences of the saved graph: (ikind, ivalue, jkind, jvalue), each identifier with
+every distinct user id or e-mail (any watched kind) seen in one event with it (`bulk._COOC_SQL`)."""
+
+
+def records_path(runtime: Runtime) -> str | None:
+    """The saved raw identity records (None if there are none, or the state is not local)."""
+    path = posixpath.join(runtime.log.dataset_path("identity_state"), RECORDS)
+    return path if bulk._local(runtime.log) and runtime.log.fs.exists(path) else None
+
+
+def write_records(runtime: Runtime, raw: pa.Table | None, fresh: bool) -> None:
+    """Save the raw identity records of every event read so far (before `write_files`: a crash in between
+    leaves records the next run merges again, which changes nothing). Without `raw` they were not refreshed:
+    unless nothing new was read (`fresh`), the saved ones no longer cover the log and are dropped."""
+    from omniweave.identity.service.resolve import _write
+
+    path = posixpath.join(runtime.log.dataset_path("identity_state"), RECORDS)
+    if raw is not None:
+        _write(runtime.log, path, raw)
+    elif not fresh and runtime.log.fs.exists(path):
+        runtime.log.fs.rm(path)
+
+
 def run(
     runtime: Runtime,
     rules: Rules,
@@ -106,7 +133,7 @@ def run(
         return None
     if not all(
         runtime.log.fs.exists(posixpath.join(runtime.log.dataset_path("identity_state"), f"{t}.parquet"))
-        for t in ("nodes", "founders", "history")
+        for t in ("nodes", "founders", "history", "cooc")
     ):
         return None
     spill = bulk.Spill(runtime.settings.home)
@@ -161,7 +188,7 @@ def _run(
     probabilistic: bool,
     threshold: float,
 ) -> Stitcher | None:
-    from omniweave.identity.service.resolve import probabilistic_links
+    from omniweave.identity.service.resolve import merge_records, probabilistic_links, record_table
 
     started = time.perf_counter()
     rules = g.rules
@@ -177,11 +204,12 @@ def _run(
     obs_list = _files_sql(observed)
     ids, msgs = spill.glob("ids"), spill.glob("msgs")
     g.execute(
-        "CREATE TEMP TABLE new_ids AS SELECT DISTINCT message_id, kind, value "
+        "CREATE TEMP TABLE new_ids AS "
         + (
-            f"FROM read_parquet('{ids}') WHERE kind IS NOT NULL"
-            if ids
-            else "FROM (SELECT ''::VARCHAR AS message_id, ''::VARCHAR AS kind, ''::VARCHAR AS value) WHERE false"
+            f"SELECT DISTINCT m.message_id, i.kind, i.value FROM read_parquet('{ids}') i "
+            f"JOIN read_parquet('{msgs}') m USING (ev) WHERE i.kind IS NOT NULL"
+            if ids and msgs
+            else "SELECT ''::VARCHAR AS message_id, ''::VARCHAR AS kind, ''::VARCHAR AS value WHERE false"
         )
     )
     g.execute(
@@ -196,8 +224,14 @@ def _run(
     if first is not None and (first[0], first[1]) <= last:
         return None  # a late event: the full build re-derives, as the object path does
     links: list[Observation] = []
+    raw: pa.Table | None = None
     if probabilistic and (summary.events or not _has_probabilistic(g, obs_list)):
-        found = probabilistic_links(runtime, threshold, rules)
+        saved = records_path(runtime)
+        raw = record_table(runtime, new_files if saved else None)
+        if saved:
+            raw = merge_records(saved, raw)
+        bulk._say(console, f"increment: {raw.num_rows:,} identity records", started)
+        found = probabilistic_links(runtime, threshold, rules, raw)
         summary.probabilistic_links = len(found)
         if console:
             console.print(f"probabilistic matching: {len(found):,} links at p ≥ {threshold}")
@@ -216,16 +250,17 @@ def _run(
     g.execute("INSERT INTO new_ids SELECT DISTINCT message_id, kind, value FROM link_arrow")
     g.execute("INSERT INTO new_msgs SELECT message_id, min(ts) FROM link_arrow GROUP BY message_id")
     if not _one(g, "SELECT count(*) FROM new_msgs")[0]:  # type: ignore[index]
+        write_records(runtime, raw, fresh=True)
         write_files(runtime, files, rules)  # nothing new (a compaction's merged file, say): the graph stays
         _counts(runtime, g, summary)
         return Stitcher(rules)
     g.execute("CREATE TEMP TABLE touched AS SELECT DISTINCT kind, value FROM new_ids")
-    if not _same_demotion(g, rules, obs_list):
+    if not _same_demotion(g, rules):
         return None
     bulk._say(console, "increment: demoted identifiers unchanged", started)
     sub = _walk(g, rules, obs_list)
     bulk._say(console, f"increment: walked onto {len(sub.members):,} persons", started)
-    _write(runtime, g, spill, sub, summary, files, last)
+    _write(runtime, g, spill, sub, summary, files, last, raw)
     bulk._say(console, "increment: state saved", started)
     return sub
 
@@ -260,25 +295,24 @@ def _unseen(g: bulk.Graph, obs: str, links: list[Observation]) -> list[Observati
     return [o for o in links if o.message_id not in known]
 
 
-def _same_demotion(g: bulk.Graph, rules: Rules, obs: str) -> bool:
+def _same_demotion(g: bulk.Graph, rules: Rules) -> bool:
     """Whether the new observations leave the share limits' verdict on every identifier they touch as it was
-    (only a touched identifier's co-occurrences change)."""
+    (only a touched identifier's co-occurrences change): the saved co-occurrences of the touched identifiers,
+    without and with the new ones."""
     kinds = list(rules.priorities) + sorted(
         {r[0] for r in g.duck.execute("SELECT DISTINCT kind FROM touched").fetchall()} - set(rules.priorities)
     )
     g.duck.register("share_arrow", bulk._share_table(rules, kinds))
     g.execute("CREATE TEMP TABLE share AS SELECT * FROM share_arrow")
     g.execute(
-        f"""CREATE TEMP TABLE around AS
-        WITH old AS (SELECT message_id, kind, value FROM {obs} WHERE kind IS NOT NULL)
-        SELECT message_id, kind, value FROM old
-        WHERE message_id IN (SELECT message_id FROM old SEMI JOIN touched USING (kind, value))
-          AND (kind IN (SELECT jkind FROM share) OR (kind, value) IN (SELECT (kind, value) FROM touched))"""
+        f"""CREATE TEMP TABLE cooc_touched AS
+        SELECT ikind, ivalue, jkind, jvalue FROM read_parquet('{posixpath.join(g.state, COOC)}') c
+        SEMI JOIN touched t ON c.ikind = t.kind AND c.ivalue = t.value"""
     )
-    only = "AND (i.kind, i.value) IN (SELECT (kind, value) FROM touched)"
-    g.execute(bulk._DEMOTED_SQL.format(name="demoted_before", ids="around", only=only))
-    g.execute("CREATE TEMP TABLE around_after AS SELECT * FROM around UNION ALL SELECT * FROM new_ids")
-    g.execute(bulk._DEMOTED_SQL.format(name="demoted_after", ids="around_after", only=only))
+    g.execute(bulk._COOC_SQL.format(name="new_cooc", ids="new_ids", key="message_id"))
+    g.execute(bulk._DEMOTED_FROM_COOC.format(name="demoted_before", cooc="cooc_touched"))
+    g.execute("CREATE TEMP TABLE cooc_after AS SELECT * FROM cooc_touched UNION SELECT * FROM new_cooc")
+    g.execute(bulk._DEMOTED_FROM_COOC.format(name="demoted_after", cooc="cooc_after"))
     changed = _one(
         g,
         """SELECT count(*) FROM ((SELECT * FROM demoted_after EXCEPT SELECT * FROM demoted_before)
@@ -345,8 +379,10 @@ def _write(
     summary: Any,
     files: list[str],
     last: tuple[str, str],
+    raw: pa.Table | None,
 ) -> None:
-    """Nodes, founders, links, refusals, history, aliases and `identities`, meta, the observations, the files."""
+    """Nodes, founders, links, refusals, history, aliases and `identities`, meta, the observations, the
+    co-occurrences, the identity records, the files."""
     from omniweave.identity.service.resolve import _write as write_table
 
     state = g.state
@@ -413,6 +449,13 @@ def _write(
             USING (message_id) ORDER BY m.ts, m.message_id, i.kind, i.value""",
             delta,
         )
+    bulk._copy(
+        g,
+        f"""SELECT ikind, ivalue, jkind, jvalue FROM read_parquet('{path("cooc")}')
+        UNION ALL (SELECT * FROM new_cooc EXCEPT SELECT * FROM cooc_touched)""",
+        path("cooc"),
+    )
+    write_records(runtime, raw, fresh=False)
     write_files(runtime, files, g.rules)
     summary.merges = sum(1 for link in sub.links if link.merged)
     summary.refused = len(sub.refusals)

@@ -99,7 +99,7 @@ SELECT message_id, strftime(timestamp, '%Y-%m-%dT%H:%M:%S.%fZ') AS ts, user_id, 
   {personal},
   json_extract_string(context, '$.device.id') AS device_id,
   CAST(json_extract(context, '$.externalIds') AS VARCHAR) AS external_ids,
-  NULL AS p_coupon_code, NULL AS p_coupon
+  NULL::VARCHAR AS p_coupon_code, NULL::VARCHAR AS p_coupon
 FROM events
 WHERE CASE WHEN (traits IS NOT NULL AND traits <> '{{}}') OR contains(context, '"traits"') THEN ({any_personal})
       ELSE false END
@@ -220,7 +220,7 @@ def save_stitcher(runtime: Runtime, stitcher: Stitcher) -> None:
     # every observation is in observations.parquet now; the array path's increment starts from a full build again
     for path in log.fs.glob(posixpath.join(folder, "observations-*.parquet")):
         log.fs.rm(path)
-    for name in ("files", "demoted"):
+    for name in ("files", "demoted", "records", "cooc"):
         if log.fs.exists(posixpath.join(folder, f"{name}.parquet")):
             log.fs.rm(posixpath.join(folder, f"{name}.parquet"))
 
@@ -372,18 +372,72 @@ def _personal_sql() -> tuple[str, str]:
     return ",\n  ".join(cols), " OR ".join(present)
 
 
-def identity_records(runtime: Runtime, rules: Rules) -> tuple[list[dict[str, Any]], list[Observation]]:
-    """One record per distinct (personal traits, identifiers) among events that carry a name, postcode or
-    birthday (identify calls, loyalty sign-ups, call-centre and mailing records), with its observation."""
-    if not runtime.log.has_data("events"):
-        return [], []
+RECORD_COLUMNS = (
+    "user_id",
+    "anonymous_id",
+    *(f"{w}_{k}" for k in TRAIT_KINDS for w in "tc"),
+    *_PERSONAL,
+    "device_id",
+    "external_ids",
+    "p_coupon_code",
+    "p_coupon",
+)
+"""The columns of a raw identity record (after its `message_id` and `ts`): its raw identifiers and personal traits."""
+RECORDS_SCHEMA = pa.schema([(c, pa.string()) for c in ("message_id", "ts", *RECORD_COLUMNS)])
+
+
+def record_table(runtime: Runtime, files: list[str] | None = None) -> pa.Table:
+    """One row per distinct raw record (personal traits and raw identifiers) with its latest event, among the
+    events that carry a name, postcode or birthday: of the whole log, or (`files`) of these event files only.
+
+    Grouped this way, the records of two sets of events merge by grouping again (`merge_records`): the daily
+    increment keeps the log's records in its state and reads only the new day's files."""
+    if not runtime.log.has_data("events") or files == []:
+        return RECORDS_SCHEMA.empty_table()
     personal, any_personal = _personal_sql()
-    columns = ["user_id", "anonymous_id", *(f"{w}_{k}" for k in TRAIT_KINDS for w in "tc"), *_PERSONAL]
-    columns += ["device_id", "external_ids", "p_coupon_code", "p_coupon"]
     sql = _PERSONAL_SQL.format(
-        traits=_traits_sql(guarded=False), personal=personal, any_personal=any_personal, columns=", ".join(columns)
+        traits=_traits_sql(guarded=False),
+        personal=personal,
+        any_personal=any_personal,
+        columns=", ".join(RECORD_COLUMNS),
     )
-    rows = _query(runtime, sql)
+    warehouse = runtime.warehouse()
+    if files is None:
+        warehouse.table("events")
+    else:
+        warehouse.con.create_view("identity_record_events", warehouse.files_table("events", files), overwrite=True)
+        sql = sql.replace("FROM events", "FROM identity_record_events")
+    batches = [b.cast(RECORDS_SCHEMA) for b in warehouse.engine.batches(warehouse.con, sql)]
+    return pa.Table.from_batches(batches, RECORDS_SCHEMA) if batches else RECORDS_SCHEMA.empty_table()
+
+
+def merge_records(saved: str, new: pa.Table) -> pa.Table:
+    """The records of a saved record table (a local Parquet file of `record_table`'s rows) and of `new`, as
+    `record_table` gives them over both sets of events (each distinct record once, with its latest event)."""
+    import duckdb
+
+    columns = ", ".join(RECORD_COLUMNS)
+    con = duckdb.connect()
+    try:
+        con.register("new_records", new)
+        merged: pa.Table = con.sql(
+            f"""SELECT arg_max(message_id, ts) AS message_id, max(ts) AS ts, {columns} FROM (
+                SELECT message_id, ts, {columns} FROM read_parquet('{saved}')
+                UNION ALL SELECT message_id, ts, {columns} FROM new_records) GROUP BY {columns}"""
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return merged.cast(RECORDS_SCHEMA)
+
+
+def identity_records(
+    runtime: Runtime, rules: Rules, raw: pa.Table | None = None
+) -> tuple[list[dict[str, Any]], list[Observation]]:
+    """One record per distinct (personal traits, identifiers) among events that carry a name, postcode or
+    birthday (identify calls, loyalty sign-ups, call-centre and mailing records), with its observation.
+
+    `raw`: the raw records (`record_table`) when the caller has them already; else they are read from the log."""
+    rows = (record_table(runtime) if raw is None else raw).to_pylist()
     extractor = _Extractor(rules, ResolveSummary())
     records: dict[tuple[Any, ...], tuple[dict[str, Any], Observation]] = {}
     for row in rows:
@@ -412,14 +466,16 @@ def probabilistic_links(
     runtime: Runtime,
     threshold: float = DEFAULT_THRESHOLD,
     rules: Rules | None = None,
+    raw: pa.Table | None = None,
 ) -> list[ProbabilisticLink]:
     """Links between identifiers of identity records the Fellegi–Sunter model matches at or above
     `threshold` (see `identity.service.matching`), each with its probability and the fields that agreed.
 
     Each pair of matched records gives one link between their highest-priority identifiers; records
-    that already share an identifier give none (the deterministic pass has them)."""
+    that already share an identifier give none (the deterministic pass has them). `raw`: the raw records
+    (`record_table`) when the caller has them already (the array path keeps them in its state)."""
     rules = rules or default_rules(runtime)
-    records, observations = identity_records(runtime, rules)
+    records, observations = identity_records(runtime, rules, raw)
     if len(records) < 2:
         return []
     table = pa.Table.from_pylist(records)
@@ -547,8 +603,10 @@ def _resolve_arrays(
             extracted = bulk.extract(runtime, rules, summary, spill, seen, files)
             if console:
                 console.print(f"resolving identities: {summary.events:,} new events")
+            raw: pa.Table | None = None
             if probabilistic and (summary.events or not bulk.has_probabilistic(seen)):
-                links = probabilistic_links(runtime, threshold, rules)
+                raw = record_table(runtime)
+                links = probabilistic_links(runtime, threshold, rules, raw)
                 summary.probabilistic_links = len(links)
                 if console:
                     console.print(f"probabilistic matching: {len(links):,} links at p ≥ {threshold}")
@@ -559,6 +617,7 @@ def _resolve_arrays(
                 increment = []
             summary.recomputed = bool(summary.events or summary.probabilistic_links)
             sub = bulk.build(runtime, rules, spill, summary, console, increment)
+            daily.write_records(runtime, raw, fresh=summary.events == 0)
             daily.write_files(runtime, files, rules)
     finally:
         spill.remove()
