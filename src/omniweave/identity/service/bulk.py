@@ -176,8 +176,10 @@ class _Extract:
         values: list[pa.Array] = []
         normal: dict[str, pa.Array] = {}
 
-        def add(kind: str, raw: pa.Array, name: str | None = None) -> None:
-            vals, status = self.norm(kind, raw)
+        def add(
+            kind: str, raw: pa.Array, name: str | None = None, done: tuple[pa.Array, np.ndarray] | None = None
+        ) -> None:
+            vals, status = self.norm(kind, raw) if done is None else done
             self.count(kind, status)
             if name:
                 normal[name] = vals
@@ -279,7 +281,7 @@ class _Extract:
         """A user id that is one of the event's own customer numbers counts as that number (an alias);
         any other user id is an identifier of its own (the object path's `_Extractor.observation`)."""
         user = col["user_id"]
-        _, default_status = self.norm("user_id", user, DEFAULT_BLOCKED)
+        default_values, default_status = self.norm("user_id", user, DEFAULT_BLOCKED)
         candidate = default_status == OK
         number, nstatus = self.norm("customer_number", user)
         self.count("customer_number", np.where(candidate, nstatus, OK))
@@ -297,6 +299,9 @@ class _Extract:
             at = pa.array(np.flatnonzero(aliased))
             raw_users = user.take(at)
             self.spill.write("aliases", pa.table({"raw": raw_users.cast(pa.string()), "number": number.take(at)}))
+        if not aliased.any() and self.rules.blocked == DEFAULT_BLOCKED:
+            add("user_id", user, done=(default_values, default_status))  # the same values under the same rules
+            return
         rest = pc.if_else(pa.array(aliased), pa.nulls(len(user), pa.string()), user.cast(pa.string()))
         add("user_id", rest)
 
@@ -978,7 +983,7 @@ def _legacy_aliases(g: Graph) -> pa.Table:
     empty = pa.table({"raw": pa.array([], pa.string()), "number": pa.array([], pa.string())})
     if not (g.log.fs.exists(path) and _local(g.log)):
         return empty
-    users: Any = g.duck.execute(
+    users: Any = g.duck.sql(
         f"SELECT value FROM read_parquet('{path}') WHERE kind = 'user_id' AND person_id IS NOT NULL"
     ).to_arrow_table()
     if users is None or not users.num_rows:
