@@ -40,6 +40,7 @@ from omniweave.storage.ops.consent import latest_consent_at
 from omniweave.storage.ops.tables import sends, suppressions
 from omniweave.storage.ops.tables.policy import policy_decisions, policy_persons
 from omniweave.storage.ops.tables.reach import conversations
+from omniweave.storage.ops.unnest import insert_unnest, unnest_params
 
 _CHUNK = 500  # values per IN list or multi-row statement
 NOT_SENT = ("suppressed", "dead")
@@ -84,6 +85,8 @@ _LAST_INBOUND = sa.select(conversations.c.last_inbound_at).where(
     conversations.c.channel == "whatsapp", conversations.c.address == _P("address")
 )
 _RECORD = policy_decisions.insert()
+_DECISION_COLUMNS = ("key", "person_id", "channel", "message_class", "journey", "outcome", "reason", "retry_at", "at")
+_RECORD_UNNEST = insert_unnest(policy_decisions, _DECISION_COLUMNS)
 
 
 def lock_person(conn: sa.Connection, person_id: str, now: float) -> None:
@@ -354,23 +357,24 @@ def check_many(
             assert isinstance(fact.recent, list)
             fact.recent.append((now, intent.channel))  # shared by the person's later sends in the batch
         verdicts.append(verdict)
-    conn.execute(
-        _RECORD,
-        [
-            {
-                "key": i.key,
-                "person_id": i.person_id,
-                "channel": i.channel,
-                "message_class": i.message_class,
-                "journey": i.journey,
-                "outcome": v.outcome,
-                "reason": v.reason[:1000],
-                "retry_at": v.retry_at,
-                "at": now,
-            }
-            for (i, _, _), v in zip(items, verdicts, strict=True)
-        ],
-    )
+    rows = [
+        {
+            "key": i.key,
+            "person_id": i.person_id,
+            "channel": i.channel,
+            "message_class": i.message_class,
+            "journey": i.journey,
+            "outcome": v.outcome,
+            "reason": v.reason[:1000],
+            "retry_at": v.retry_at,
+            "at": now,
+        }
+        for (i, _, _), v in zip(items, verdicts, strict=True)
+    ]
+    if conn.dialect.name == "postgresql":  # one statement, not one per row (storage/ops/unnest.py)
+        conn.execute(_RECORD_UNNEST, unnest_params(_DECISION_COLUMNS, rows))
+    else:
+        conn.execute(_RECORD, rows)
     return verdicts
 
 

@@ -24,6 +24,7 @@ from omniweave.storage.ops.tables.journeys import (
     journey_versions,
     journey_waits,
 )
+from omniweave.storage.ops.unnest import insert_unnest, unnest_params
 
 ACTIVE = ("active", "waiting")
 ENDED = ("done", "converted", "exited", "failed")
@@ -352,36 +353,8 @@ def holds_leases(conn: sa.Connection, owner: str, run_ids: Sequence[str]) -> boo
     return held == len(set(run_ids))
 
 
-def _unnested(table: sa.Table, columns: Sequence[str], name: str) -> Any:
-    """Rows given as one array parameter per column (`a_<column>`), unnested: one statement compiled once and one
-    round trip for any number of rows on PostgreSQL (an executemany runs the statement once per row)."""
-
-    def element(c: sa.Column[Any]) -> Any:  # text without a length: a cast to varchar(n) would cut, not fail
-        return (
-            postgresql.BYTEA
-            if isinstance(c.type, sa.LargeBinary)
-            else sa.String
-            if isinstance(c.type, sa.String)
-            else c.type
-        )
-
-    arrays = [sa.bindparam(f"a_{c}", type_=postgresql.ARRAY(element(table.c[c]))) for c in columns]
-    return (
-        sa.func.unnest(*arrays)
-        .table_valued(*(sa.column(c, table.c[c].type) for c in columns))
-        .render_derived(name=name)
-    )
-
-
 _STEPS = ("run_id", "journey", "version", "person_id", "node", "outcome", "reason", "at")
-
-
-def _steps_unnest() -> Any:
-    """`record_steps` on PostgreSQL: INSERT … SELECT FROM unnest(…). (Not for `save_runs`: an UPDATE … FROM
-    unnest(…) guarded by the lease was planned as a scan of the runs by lease owner joined in a loop to every
-    row: 340-420 ms for 500 runs against 60-110 ms for the executemany, measured.)"""
-    v = _unnested(journey_steps, _STEPS, "step")
-    return journey_steps.insert().from_select(list(_STEPS), sa.select(*(v.c[c] for c in _STEPS)))
+_STEPS_UNNEST = insert_unnest(journey_steps, _STEPS)  # PostgreSQL: one statement for a batch (storage/ops/unnest.py)
 
 
 def save_runs(conn: sa.Connection, owner: str, rows: Sequence[Mapping[str, Any]], *, keep_lease: bool = False) -> None:
@@ -567,9 +540,9 @@ def record_steps(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None
     """Append step-history rows (run_id, journey, version, person_id, node, outcome, reason, at)."""
     if conn.dialect.name == "postgresql":
         if rows:
-            arrays = {f"a_{c}": [r.get(c) for r in rows] for c in _STEPS}
-            arrays["a_reason"] = [str(r.get("reason") or "")[:1000] or None for r in rows]
-            conn.execute(_STEPS_UNNEST, arrays)
+            params = unnest_params(_STEPS, rows)
+            params["a_reason"] = [str(r.get("reason") or "")[:1000] or None for r in rows]
+            conn.execute(_STEPS_UNNEST, params)
         return
     for start in range(0, len(rows), _CHUNK):
         chunk = [dict(r, reason=(str(r.get("reason") or "")[:1000] or None)) for r in rows[start : start + _CHUNK]]
@@ -593,6 +566,3 @@ def steps_of(conn: sa.Connection, *, run_id: str | None = None, person_id: str |
     if person_id is not None:
         query = query.where(journey_steps.c.person_id == person_id)
     return list(_dicts(conn.execute(query)))
-
-
-_STEPS_UNNEST = _steps_unnest()
