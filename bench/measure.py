@@ -30,7 +30,9 @@ Printed:
       json` as a process of its own against a Python process that imports pandas and
       ChannelAttribution, reads the file with `pandas.read_csv` and runs `markov_model` on it (value
       and nulls given, its defaults otherwise), each the median of --repeat runs (wall clock, start-up
-      included), side by side; and the shares of conversions and of value each credits per channel.
+      included; the two take turns, so that a change in the machine's load weighs on both), side by
+      side, with the load average and the ratio of each round; and the shares of conversions and of
+      value each credits per channel.
       Ours' value follows ChannelAttribution's convention (removal effects of the value-weighted
       chain); the shares under our other convention (`--value-effects conversion`) are printed too.
 
@@ -71,6 +73,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -267,21 +270,45 @@ def write_journeys_file(frame: pd.DataFrame, file: Path) -> None:
     ).to_csv(file, index=False)
 
 
-def whole_process(command: list[str], repeat: int, env: dict[str, str]) -> tuple[str, float, float]:
-    """The median wall-clock seconds of `repeat` runs of `command` (start-up included), the median CPU
-    seconds (user + system, all its threads) and its stdout."""
-    times, cpu, out = [], [], ""
-    for _ in range(repeat):
+def load_average() -> str:
+    """The machine's load average over 1 and 5 minutes: on a shared machine a time means little without it."""
+    try:
+        one, five = Path("/proc/loadavg").read_text().split()[:2]
+    except OSError:
+        return "load n/a"
+    return f"load {one} {five}"
+
+
+@dataclass
+class Runs:
+    """The runs of one whole-process command: wall-clock and CPU seconds (user + system, all its threads) of
+    each, and the stdout of the last."""
+
+    command: list[str]
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    out: str = ""
+
+    def run(self, env: dict[str, str]) -> None:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-        times.append(time.perf_counter() - start)
+        done = subprocess.run(self.command, capture_output=True, text=True, env=env, check=False)
+        self.wall.append(time.perf_counter() - start)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        self.cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         if done.returncode != 0:
-            raise SystemExit(f"{command[:3]} failed ({done.returncode}): {done.stderr[-2000:]}")
-        out = done.stdout
-    return out, statistics.median(times), statistics.median(cpu)
+            raise SystemExit(f"{self.command[:3]} failed ({done.returncode}): {done.stderr[-2000:]}")
+        self.out = done.stdout
+
+
+def whole_processes(commands: list[list[str]], repeat: int, env: dict[str, str]) -> list[Runs]:
+    """`repeat` rounds, each running every command once in turn (start-up included), so that a change in
+    the machine's load during the runs weighs on every command alike."""
+    runs = [Runs(command) for command in commands]
+    for _ in range(repeat):
+        for each in runs:
+            each.run(env)
+    return runs
 
 
 def ours_command(file: Path, *extra: str) -> list[str]:
@@ -302,20 +329,35 @@ def whole_processes_side_by_side(journeys: int, seed: int, repeat: int, ca: Any 
         file = Path(folder) / "journeys.csv"
         write_journeys_file(frame, file)
         distinct = frame["path"].nunique()
-        print(f"  {file.stat().st_size / 1e6:.1f} MB, {distinct:,} distinct paths; median of {repeat} runs each")
+        print(
+            f"  {file.stat().st_size / 1e6:.1f} MB, {distinct:,} distinct paths; median of {repeat} runs each, taking turns"
+        )
         env = {**os.environ, "OMNIWEAVE_HOME": str(Path(folder) / "home")}
-        out, ours_s, ours_cpu = whole_process(ours_command(file), repeat, env)
-        ours = json.loads(out)["models"]["markov"]["channels"]
-        print(f"  omniweave attribution --paths (markov)        {ours_s:7.2f} s wall {ours_cpu:7.2f} s CPU")
-        out, _, _ = whole_process(ours_command(file, "--value-effects", "conversion"), 1, env)
-        by_conversion = json.loads(out)["models"]["markov"]["channels"]
+        commands = [ours_command(file)]
+        if ca is not None:
+            commands.append([sys.executable, "-c", PEER_PROCESS, str(file)])
+        runs = whole_processes(commands, repeat, env)
+        ours_s, ours_cpu = statistics.median(runs[0].wall), statistics.median(runs[0].cpu)
+        ours = json.loads(runs[0].out)["models"]["markov"]["channels"]
+        print(
+            f"  omniweave attribution --paths (markov)        {ours_s:7.2f} s wall {ours_cpu:7.2f} s CPU"
+            f"  ({load_average()})"
+        )
+        by_conversion = json.loads(
+            whole_processes([ours_command(file, "--value-effects", "conversion")], 1, env)[0].out
+        )["models"]["markov"]["channels"]
         theirs = None
         ca_s = None
         if ca is not None:
-            out, ca_s, ca_cpu = whole_process([sys.executable, "-c", PEER_PROCESS, str(file)], repeat, env)
-            theirs = json.loads(out)
-            print(f"  python: pandas.read_csv + ChannelAttribution  {ca_s:7.2f} s wall {ca_cpu:7.2f} s CPU")
+            ca_s, ca_cpu = statistics.median(runs[1].wall), statistics.median(runs[1].cpu)
+            theirs = json.loads(runs[1].out)
+            print(
+                f"  python: pandas.read_csv + ChannelAttribution  {ca_s:7.2f} s wall {ca_cpu:7.2f} s CPU"
+                f"  ({load_average()})"
+            )
             print(f"  ours / theirs: {ours_s / ca_s:.3f} wall, {ours_cpu / ca_cpu:.3f} CPU (target <= 0.25)")
+            rounds = " ".join(f"{a / b:.3f}" for a, b in zip(runs[0].wall, runs[1].wall, strict=True))
+            print(f"  ours / theirs, wall, round by round (each round runs ours, then theirs): {rounds}")
     conv = shares({ch: x["conversions"] for ch, x in ours.items()})
     value = shares({ch: x["value"] for ch, x in ours.items()})
     value_by_conv = shares({ch: x["value"] for ch, x in by_conversion.items()})

@@ -1,5 +1,5 @@
-"""Paths files as analysts export them (issue 22 §5): one row per journey aggregated in DuckDB into the
-same table the row-by-row reader builds, malformed files rejected naming the record, the field and
+"""Paths files as analysts export them (issue 22 §5): one row per journey read by Arrow and aggregated into
+the same table the row-by-row reader builds, malformed files rejected naming the record, the field and
 what was expected, Markov value credits by the value-weighted chain (ChannelAttribution's
 convention) checked against an absorbing chain solved here with numpy, and a CLI that starts
 without the event-log machinery."""
@@ -19,6 +19,7 @@ import pytest
 
 from omniweave.errors import InputError
 from omniweave.measure.attribution import MODELS, PathRow, PathsTable, attribute, markov, read_paths_csv
+from omniweave.measure.service import paths_file
 from omniweave.measure.service.attribution import (
     AttributionRequest,
     aggregate_rows,
@@ -106,6 +107,76 @@ def test_spacing_around_the_separator_and_quoting_do_not_make_paths_differ(tmp_p
 def test_files_the_fast_reader_leaves_to_the_row_reader_give_its_table(tmp_path: Path, rows):
     file = write(tmp_path / "p.csv", rows)
     assert read_paths_file(file) == aggregate_rows(read_paths_csv(file).rows)
+
+
+def same_table(a: PathsTable, b: PathsTable) -> None:
+    assert a.channels == b.channels
+    assert [row.channels for row in a.rows] == [row.channels for row in b.rows]
+    for x, y in zip(a.rows, b.rows, strict=True):
+        assert (x.conversions, x.nulls) == (y.conversions, y.nulls)
+        assert x.value == pytest.approx(y.value, rel=1e-12, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [('"a > b"', 1, 10, 0), ("b", 0, 0, 1)],  # every path quoted, as R's write.csv does
+        [("email, sms > store", 1, 3, 0), ("store", 0, 0, 2)],  # a quoted comma in a path
+        [("a\t>\tb", 1, 10, 0), ("a > b", 0, 0, 1), (" a>b", 2, 1.5, 0)],  # tabs: trimmed by the pattern
+        [("a > b", " 1", "1e1", "0 "), ("b", "2.50", ".5", "+3")],  # numbers as Python's float reads them
+        [('say "hi" > b', 1, 2, 0)],  # a quote inside an unquoted field is text
+    ],
+)
+def test_files_the_fast_reader_takes_whole_give_the_row_readers_table(tmp_path: Path, rows):
+    file = write(tmp_path / "p.csv", rows)
+    fast = paths_file._distinct_paths(file)  # raises _NotWhole if the file were left to the row reader
+    same_table(fast, aggregate_rows(read_paths_csv(file).rows))
+
+
+def test_a_file_of_many_arrow_blocks_gives_the_row_readers_table(tmp_path: Path, monkeypatch):
+    # Arrow numbers each block's paths on its own; the blocks' numberings are unified afterwards
+    monkeypatch.setattr(paths_file, "BLOCK_BYTES", 512)
+    journeys = random_journeys(7, 3000)
+    file = write(tmp_path / "journeys.csv", journeys)
+    fast = read_paths_file(file)
+    same_table(fast, aggregate_rows(read_paths_csv(file).rows))
+    assert fast.total_conversions == sum(row[1] for row in journeys)
+
+
+def test_a_bad_row_in_a_late_block_is_named(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(paths_file, "BLOCK_BYTES", 512)
+    rows: list[tuple[object, ...]] = list(random_journeys(8, 2000))
+    rows[1733] = ("search > email", 1, "12,50", 0)  # a decimal comma, quoted by the writer
+    file = write(tmp_path / "journeys.csv", rows)
+    with pytest.raises(
+        InputError, match="record 1734, field 'total_conversion_value': got '12,50'; expected a non-negative"
+    ):
+        read_paths_file(file)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a > b,1,1e400,0\n", "record 1, field 'total_conversion_value': got '1e400'; expected a non-negative number"),
+        ("a > b,1,1,0\n\x1e > b,1,1,0\n", "record 2, field 'path': channel 1 of '\\x1e > b' is empty"),
+        ("a > b,1,1,0\n\n\nb,1,1\n", "record 2, field 'total_null': the row has 3 field(s), the header 4"),
+        ('a > b,1,1,0\n"b\n>c",1,1,-1\n', "record 2, field 'total_null': got '-1'; expected a non-negative number"),
+    ],
+)
+def test_rows_the_fast_reader_cannot_take_are_named_by_the_row_reader(tmp_path: Path, text: str, message: str):
+    file = tmp_path / "bad.csv"
+    file.write_text("path,total_conversions,total_conversion_value,total_null\n" + text, encoding="utf-8")
+    with pytest.raises(InputError) as caught:
+        read_paths_file(file)
+    assert message in str(caught.value)
+
+
+def test_a_header_on_two_lines_is_left_to_the_row_reader(tmp_path: Path):
+    file = tmp_path / "p.csv"
+    file.write_text('"path\n",total_conversions,total_conversion_value,total_null\na,1,1,0\n', encoding="utf-8")
+    with pytest.raises(paths_file._NotWhole):
+        paths_file._distinct_paths(file)
+    assert read_paths_file(file).rows == (PathRow(("a",), 1.0, 1.0, 0.0),)
 
 
 def test_a_file_with_blank_lines_and_extra_columns(tmp_path: Path):

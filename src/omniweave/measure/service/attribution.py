@@ -4,15 +4,15 @@ The CLI, the REST API and the dashboard all call `attribution_report` and show i
 `records()` as CSV), so they credit the same numbers. The paths come from a paths file or are built
 from the event log (measure/service/paths.py), where spend, ROAS and ROI come with them.
 
-A paths file is read by `read_paths_file`: DuckDB parses the CSV and adds up identical paths (a file
-with one row per journey holds far fewer distinct paths than rows), so the models run on the
-distinct paths. Nothing here imports the event-log machinery (Ibis, the runtime's stores) until the
-event log is asked for: `omniweave attribution --paths` starts fast.
+A paths file is read by `read_paths_file` (measure/service/paths_file.py): Arrow parses the CSV and
+identical paths are added up (a file with one row per journey holds far fewer distinct paths than rows),
+so the models run on the distinct paths. Nothing here imports DuckDB or the event-log machinery (Ibis,
+the runtime's stores) until the event log is asked for: `omniweave attribution --paths` starts fast.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,15 +23,13 @@ from omniweave.measure.attribution import (
     DEFAULT_DEDUP_MINUTES,
     DEFAULT_LOOKBACK_DAYS,
     MODELS,
-    PATH_SEPARATOR,
-    REQUIRED_COLUMNS,
     Attribution,
-    PathRow,
     PathsTable,
-    Touches,
     attribute,
-    read_paths_csv,
 )
+from omniweave.measure.service.paths_file import aggregate_rows, read_paths_file
+
+__all__ = ["AttributionReport", "AttributionRequest", "aggregate_rows", "attribution_report", "read_paths_file"]
 from omniweave.storage.guard import guarded
 
 if TYPE_CHECKING:
@@ -187,33 +185,46 @@ class AttributionReport:
         return out
 
 
-@guarded("attribution")
 def attribution_report(runtime: Runtime | None, request: AttributionRequest) -> AttributionReport:
     """Credit the conversions of a paths file, or of the journeys in the event log, with every model asked
     for; from the log, also each label's spend, ROAS and ROI per model. A paths file needs no runtime
     (None is accepted for it).
 
-    Raises InputError for a bad option, a bad paths file, or a home without persons yet."""
+    Raises InputError for a bad option, a bad paths file, or a home without persons yet; MemoryLimitError
+    (naming the stage) when it runs out of memory."""
     for name in request.models:
         model_names(name)
-    journeys = None
-    if request.paths is not None:
-        table = read_paths_file(request.paths)
-    else:
-        from omniweave.measure.service.paths import journeys_from_log
+    if request.paths is None:
+        return _report_from_log(runtime, request)
+    try:  # no DuckDB here: the memory guard (which imports it) is loaded only for an error to word
+        return _report(request, read_paths_file(request.paths), None)
+    except MemoryError:
+        from omniweave.storage.engine import memory_guard
 
-        if runtime is None:
-            raise InputError("the event log needs an opened home; pass --paths FILE.csv to attribute a file")
-        journeys = journeys_from_log(
-            runtime,
-            lookback_days=request.lookback_days,
-            dedup_minutes=request.dedup_minutes,
-            by=request.by,
-            since=request.since,
-            until=request.until,
-            exposures=request.exposures,
-        )
-        table = journeys.paths
+        with memory_guard("attribution", runtime.engine.memory_limit if runtime is not None else None):
+            raise
+
+
+@guarded("attribution")
+def _report_from_log(runtime: Runtime | None, request: AttributionRequest) -> AttributionReport:
+    from omniweave.measure.service.paths import journeys_from_log
+
+    if runtime is None:
+        raise InputError("the event log needs an opened home; pass --paths FILE.csv to attribute a file")
+    journeys = journeys_from_log(
+        runtime,
+        lookback_days=request.lookback_days,
+        dedup_minutes=request.dedup_minutes,
+        by=request.by,
+        since=request.since,
+        until=request.until,
+        exposures=request.exposures,
+    )
+    return _report(request, journeys.paths, journeys)
+
+
+def _report(request: AttributionRequest, table: PathsTable, journeys: Journeys | None) -> AttributionReport:
+    """Run the models asked for on `table` (a file's paths, or those of the `journeys` built from the log)."""
     results = tuple(
         attribute(
             table,
@@ -231,139 +242,3 @@ def attribution_report(runtime: Runtime | None, request: AttributionRequest) -> 
 
         earned = {r.model: returns(r, journeys.spend) for r in results}
     return AttributionReport(request=request, table=table, results=results, journeys=journeys, earned=earned)
-
-
-# ---------------------------------------------------------------- the paths file, aggregated in DuckDB
-
-
-class _NotWhole(Exception):
-    """The fast reader cannot take this file whole: the row-by-row reader decides (and words the error)."""
-
-
-def read_paths_file(path: Path | str) -> PathsTable:
-    """A paths CSV as a table of distinct paths: identical paths (after trimming the spaces around each
-    channel) are added up, rows sorted by path. A file with one row per journey and one with one row per
-    path give the same table.
-
-    DuckDB parses and aggregates the file; every number must cast to a finite non-negative double and
-    every path must be non-empty there, else (or on any CSV irregularity) the file is read row by row by
-    `measure.attribution.read_paths_csv`, which raises the InputError naming the record, the field and
-    what was expected, or, for a file DuckDB is merely stricter about, returns the same table."""
-    file = Path(path)
-    try:
-        return _distinct_paths(file)
-    except _NotWhole:
-        return aggregate_rows(read_paths_csv(file).rows)
-
-
-def aggregate_rows(rows: Iterable[PathRow]) -> PathsTable:
-    """One row per distinct channel sequence (conversions, value and nulls added up), sorted by the
-    path's text (`a>b`, code point order, as DuckDB sorts it)."""
-    merged: dict[tuple[str, ...], list[float]] = {}
-    for row in rows:
-        sums = merged.get(row.channels)
-        if sums is None:
-            merged[row.channels] = [row.conversions, row.value, row.nulls]
-        else:
-            sums[0] += row.conversions
-            sums[1] += row.value
-            sums[2] += row.nulls
-    ordered = sorted(merged, key=PATH_SEPARATOR.join)
-    return PathsTable(tuple(PathRow(channels, *merged[channels]) for channels in ordered))
-
-
-def _header(file: Path) -> list[str]:
-    import csv
-
-    try:
-        with file.open(newline="", encoding="utf-8-sig") as handle:
-            header = next(csv.reader(handle), None)
-    except (OSError, UnicodeDecodeError, csv.Error):
-        raise _NotWhole from None
-    if header is None:
-        raise _NotWhole
-    names = [name.strip() for name in header]
-    if any(name not in names for name in REQUIRED_COLUMNS):
-        raise _NotWhole
-    return names
-
-
-# str.strip() whitespace other than the space: a path holding one is left to the row-by-row reader
-_OTHER_WHITESPACE = (
-    r"[\t\n\x0b\x0c\r\x1c-\x1f\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
-)
-
-
-def _distinct_paths(file: Path) -> PathsTable:
-    """The file aggregated in DuckDB: raw paths first (one pass over every row), then the distinct ones
-    trimmed around each `>` and added up again, rows in the order of their text; the touches come back
-    encoded as the models want them (channel numbers in order of first appearance)."""
-    import duckdb
-    import numpy as np
-
-    names = _header(file)
-    where = {name: i for i, name in enumerate(names)}  # the last of a repeated name, as the row reader
-    path, conversions, value, nulls = (f"c{where[name]}" for name in REQUIRED_COLUMNS)
-    # the numbers are read as DOUBLE (a text that is not one fails the read: the row reader names it)
-    numeric = {conversions, value, nulls}
-    columns = {f"c{i}": "DOUBLE" if f"c{i}" in numeric else "VARCHAR" for i in range(len(names))}
-    valid = " AND ".join(f"coalesce(isfinite({x}) AND {x} >= 0, false)" for x in ("c", "v", "n"))
-    sep = PATH_SEPARATOR
-    paths_sql = f"""
-        CREATE TEMP TABLE paths AS
-        WITH raw AS (
-            SELECT path, fsum(c) AS c, fsum(v) AS v, fsum(n) AS n, bool_and({valid}) AS ok
-            FROM (
-                SELECT {path} AS path, {conversions} AS c, {value} AS v, {nulls} AS n
-                FROM read_csv($file, header = true, auto_detect = false, columns = $columns, delim = ',',
-                              quote = '"', escape = '"', strict_mode = true, null_padding = false)
-            )
-            GROUP BY path
-        ), trimmed AS (
-            SELECT trim(CASE WHEN contains(path, '  ') THEN regexp_replace(path, ' *{sep} *', '{sep}', 'g')
-                             ELSE replace(replace(path, ' {sep}', '{sep}'), '{sep} ', '{sep}') END, ' ') AS k,
-                   c, v, n, ok AND path IS NOT NULL AND NOT regexp_matches(path, $other_whitespace) AS ok
-            FROM raw
-        ), merged AS (
-            SELECT k, fsum(c) AS c, fsum(v) AS v, fsum(n) AS n,
-                   bool_and(ok AND k <> '' AND NOT contains(k, '{sep}{sep}') AND NOT starts_with(k, '{sep}')
-                            AND NOT ends_with(k, '{sep}')) AS ok
-            FROM trimmed
-            GROUP BY k
-        )
-        SELECT k, c, v, n, ok FROM merged ORDER BY k
-    """
-    touches_sql = f"""
-        CREATE TEMP TABLE touches AS
-        SELECT row, unnest(parts) AS ch, (unnest(range(len(parts))))::BIGINT AS pos, len(parts)::BIGINT AS length
-        FROM (SELECT rowid AS row, string_split(k, '{PATH_SEPARATOR}') AS parts FROM paths)
-    """
-    connection = duckdb.connect()
-    try:
-        connection.execute(paths_sql, {"file": str(file), "columns": columns, "other_whitespace": _OTHER_WHITESPACE})
-        if connection.execute("SELECT count(*) FROM paths WHERE NOT ok").fetchall() != [(0,)]:
-            raise _NotWhole  # an invalid number, an empty path or channel: the row reader names the record
-        per_row = connection.execute("SELECT c, v, n FROM paths ORDER BY rowid").fetchnumpy()
-        connection.execute(touches_sql)
-        connection.execute(
-            "CREATE TEMP TABLE vocabulary AS SELECT ch, "
-            "(row_number() OVER (ORDER BY min(row * 4294967296 + pos)) - 1)::BIGINT AS i FROM touches GROUP BY ch"
-        )
-        channels = tuple(name for (name,) in connection.execute("SELECT ch FROM vocabulary ORDER BY i").fetchall())
-        flat = connection.execute(
-            "SELECT t.row, t.pos, t.length, v.i FROM touches t JOIN vocabulary v USING (ch) ORDER BY t.row, t.pos"
-        ).fetchnumpy()
-    except duckdb.Error:
-        raise _NotWhole from None
-    finally:
-        connection.close()
-    touches = Touches(
-        channel=np.asarray(flat["i"], dtype=np.int64),
-        row=np.asarray(flat["row"], dtype=np.int64),
-        position=np.asarray(flat["pos"], dtype=np.int64),
-        length=np.asarray(flat["length"], dtype=np.int64),
-        conversions=np.asarray(per_row["c"], dtype=float),
-        value=np.asarray(per_row["v"], dtype=float),
-        nulls=np.asarray(per_row["n"], dtype=float),
-    )
-    return PathsTable.encoded(channels, touches)
