@@ -473,23 +473,22 @@ def _build(g: Graph, spill: Spill, summary: Any, console: Any, increment: list[O
     )
     g.execute("DROP TABLE raw_msgs")
     _say(console, "observations ranked, share limits checked", started)
+    # identifiers numbered in the order of the primary (priority, then value; then kind, as the object path's
+    # sorted identifiers break a tie): an observation's primary is its smallest code
     g.execute(
-        "CREATE TEMP TABLE idents AS SELECT kind, value, (row_number() OVER (ORDER BY kind, value) - 1)::BIGINT AS code "
-        "FROM (SELECT DISTINCT kind, value FROM ids)"
+        """CREATE TEMP TABLE idents AS
+        SELECT kind, value, (row_number() OVER (ORDER BY k.priority, value, kind) - 1)::BIGINT AS code
+        FROM (SELECT DISTINCT kind, value FROM ids) JOIN kinds k USING (kind)"""
     )
     g.execute(
         """CREATE TEMP TABLE od AS
-        SELECT m.rank, d.code, k.priority, i.value, (dm.kind IS NOT NULL) AS demoted
-        FROM ids i JOIN msgs m USING (ev) JOIN idents d USING (kind, value) JOIN kinds k USING (kind)
-        LEFT JOIN demoted dm USING (kind, value)"""
+        SELECT m.rank, d.code, (dm.kind IS NOT NULL) AS demoted
+        FROM ids i JOIN msgs m USING (ev) JOIN idents d USING (kind, value) LEFT JOIN demoted dm USING (kind, value)"""
     )
-    g.execute(
-        "CREATE TEMP TABLE prim AS SELECT rank, arg_min(code, {'p': priority, 'v': value}) AS p "
-        "FROM od WHERE NOT demoted GROUP BY rank"
-    )
+    g.execute("CREATE TEMP TABLE prim AS SELECT rank, min(code) AS p FROM od WHERE NOT demoted GROUP BY rank")
     g.execute(
         """CREATE TEMP TABLE edges AS
-        SELECT od.rank, prim.p AS a, od.code AS b, od.priority, od.value FROM od JOIN prim USING (rank)
+        SELECT od.rank, prim.p AS a, od.code AS b FROM od JOIN prim USING (rank)
         WHERE NOT od.demoted AND od.code <> prim.p"""
     )
     n = int(g.duck.execute("SELECT count(*) FROM idents").fetchone()[0])  # type: ignore[index]
@@ -559,10 +558,10 @@ def _load_observations(g: Graph, spill: Spill, old: list[str]) -> None:
     observations (numbered after them), each message once (its first time; a message id seen in several
     events is one observation with all their identifiers, as the object path has it)."""
     new_ids, new_msgs = spill.glob("ids"), spill.glob("msgs")
-    g.execute("CREATE TEMP TABLE all_msgs (ev BIGINT, message_id VARCHAR, ts VARCHAR)")
+    g.execute("CREATE TEMP TABLE all_msgs (message_id VARCHAR, ts VARCHAR, ev BIGINT)")
     g.execute("CREATE TEMP TABLE ids (ev BIGINT, kind VARCHAR, value VARCHAR)")
     if new_msgs:
-        g.execute(f"INSERT INTO all_msgs SELECT ev, message_id, timestamp FROM read_parquet('{new_msgs}')")
+        g.execute(f"INSERT INTO all_msgs SELECT message_id, timestamp, ev FROM read_parquet('{new_msgs}')")
     if new_ids:
         g.execute(f"INSERT INTO ids SELECT ev, kind, value FROM read_parquet('{new_ids}')")
     if old:
@@ -570,32 +569,43 @@ def _load_observations(g: Graph, spill: Spill, old: list[str]) -> None:
             "CREATE TEMP TABLE old_obs AS SELECT message_id, timestamp, kind, value "
             f"FROM read_parquet({_files(*old)}, union_by_name = true)"
         )
+        first = g.duck.execute("SELECT coalesce(max(ev) + 1, 0) FROM all_msgs").fetchone()
+        offset = int(first[0]) if first else 0
         g.execute(
-            """INSERT INTO all_msgs SELECT (SELECT coalesce(max(ev) + 1, 0) FROM all_msgs) + row_number() OVER () - 1,
-            message_id, ts FROM (SELECT message_id, min(timestamp) AS ts FROM old_obs GROUP BY message_id)"""
+            f"""INSERT INTO all_msgs SELECT message_id, ts, {offset} + row_number() OVER () - 1
+            FROM (SELECT message_id, min(timestamp) AS ts FROM old_obs GROUP BY message_id)"""
         )
         g.execute(
-            """INSERT INTO ids SELECT DISTINCT m.ev, o.kind, o.value
-            FROM old_obs o JOIN (SELECT message_id, min(ev) AS ev FROM all_msgs GROUP BY message_id) m USING (message_id)
+            f"""INSERT INTO ids SELECT DISTINCT m.ev, o.kind, o.value
+            FROM old_obs o JOIN (SELECT message_id, ev FROM all_msgs WHERE ev >= {offset}) m USING (message_id)
             WHERE o.kind IS NOT NULL"""
         )
         g.execute("DROP TABLE old_obs")
+    # a message id in several events is rare: found by its hash first (grouping 30 M integers, not strings)
     g.execute(
-        "CREATE TEMP TABLE raw_msgs AS SELECT message_id, min(ts) AS ts, min(ev) AS ev, count(*) AS n "
-        "FROM all_msgs GROUP BY message_id"
+        """CREATE TEMP TABLE repeated AS
+        SELECT message_id, min(ts) AS ts, min(ev) AS canon FROM all_msgs
+        WHERE hash(message_id) IN (SELECT h FROM (SELECT hash(message_id) AS h FROM all_msgs) GROUP BY h HAVING count(*) > 1)
+        GROUP BY message_id HAVING count(*) > 1"""
     )
-    repeated = g.duck.execute("SELECT count(*) FROM raw_msgs WHERE n > 1").fetchone()
-    if repeated and repeated[0]:  # rare: their rows are moved onto the message's first event
+    count = g.duck.execute("SELECT count(*) FROM repeated").fetchone()
+    if count and count[0]:  # their rows move onto the message's first event, at its first time
         g.execute(
-            """CREATE TEMP TABLE remap AS SELECT a.ev, r.ev AS canon
-            FROM all_msgs a JOIN raw_msgs r USING (message_id) WHERE r.n > 1 AND a.ev <> r.ev"""
+            """CREATE TEMP TABLE remap AS SELECT a.ev, r.canon
+            FROM all_msgs a JOIN repeated r USING (message_id) WHERE a.ev <> r.canon"""
         )
         g.execute(
             """CREATE OR REPLACE TEMP TABLE ids AS
             SELECT DISTINCT coalesce(r.canon, i.ev) AS ev, i.kind, i.value FROM ids i LEFT JOIN remap r USING (ev)"""
         )
-    g.execute("DROP TABLE all_msgs")
-    g.execute("ALTER TABLE raw_msgs DROP COLUMN n")
+        g.execute(
+            """CREATE TEMP TABLE raw_msgs AS
+            SELECT a.message_id, coalesce(r.ts, a.ts) AS ts, a.ev FROM all_msgs a LEFT JOIN repeated r USING (message_id)
+            WHERE r.canon IS NULL OR a.ev = r.canon"""
+        )
+        g.execute("DROP TABLE all_msgs")
+    else:
+        g.execute("ALTER TABLE all_msgs RENAME TO raw_msgs")
 
 
 _DEMOTED_SQL = """CREATE TEMP TABLE {name} AS
@@ -809,12 +819,11 @@ def _write_state(
     _say(console, "persons", started)
     g.execute(
         f"""CREATE TEMP TABLE links AS
-        WITH firsts AS (SELECT a, b, min(rank) AS rank, arg_min(priority, rank) AS priority, arg_min(value, rank) AS v
-                        FROM edges WHERE a IN (SELECT code FROM clean) GROUP BY a, b)
+        WITH firsts AS (SELECT a, b, min(rank) AS rank FROM edges WHERE a IN (SELECT code FROM clean) GROUP BY a, b)
         SELECT x.kind AS a_kind, x.value AS a_value, y.kind AS b_kind, y.value AS b_value, m.message_id,
                m.ts AS timestamp, 'same event' AS rule, {_PERSON_ID.format(k="r.kind", v="r.value")} AS survivor,
-               NULL::VARCHAR AS merged, firsts.rank AS _rank, firsts.priority AS _priority, firsts.v AS _v
-        FROM firsts JOIN idents x ON x.code = firsts.a JOIN idents y ON y.code = firsts.b
+               NULL::VARCHAR AS merged, firsts.rank AS _rank, k.priority AS _priority, y.value AS _v
+        FROM firsts JOIN idents x ON x.code = firsts.a JOIN idents y ON y.code = firsts.b JOIN kinds k ON k.kind = y.kind
         JOIN clean c ON c.code = firsts.a JOIN idents r ON r.code = c.root JOIN msgs m ON m.rank = firsts.rank"""
     )
     links = [row for w in subs for row in w.state()["links"]]
