@@ -123,6 +123,8 @@ class MediaCurve:
 
     def revenue(self, spend_per_period: float | np.ndarray) -> Any:
         """Expected revenue per period at a steady spend (float in, float out; arrays elementwise)."""
+        if np.ndim(spend_per_period) == 0:  # the optimisers' case: the same arithmetic on a float, without numpy
+            return self._revenue_at(float(spend_per_period))
         x = np.asarray(spend_per_period, dtype=float)
         out = np.zeros_like(x)
         for share, part in zip(self.shares, self.mix, strict=True):
@@ -133,6 +135,8 @@ class MediaCurve:
 
     def marginal(self, spend_per_period: float | np.ndarray) -> Any:
         """d revenue / d spend at a steady spend: Σ_u β mix_u s h(1 − h) / a_u with a_u = x mix_u / share_u."""
+        if np.ndim(spend_per_period) == 0:
+            return self._marginal_at(float(spend_per_period))
         x = np.maximum(np.asarray(spend_per_period, dtype=float), 1e-12 * self.params.half_saturation)
         out = np.zeros_like(x)
         for share, part in zip(self.shares, self.mix, strict=True):
@@ -142,6 +146,24 @@ class MediaCurve:
                 out = out + part * self.params.shape * h * (1 - h) / a
         out = self.beta * out
         return float(out) if np.ndim(out) == 0 else out
+
+    def _revenue_at(self, x: float) -> float:
+        k, s, out = self.params.half_saturation, self.params.shape, 0.0
+        for share, part in zip(self.shares, self.mix, strict=True):
+            if part > 0:
+                a = x * part / share
+                out = out + share * (1.0 / (1.0 + (k / a) ** s) if a > 0 else 0.0)
+        return self.beta * out
+
+    def _marginal_at(self, x: float) -> float:
+        k, s, out = self.params.half_saturation, self.params.shape, 0.0
+        x = max(x, 1e-12 * k)
+        for share, part in zip(self.shares, self.mix, strict=True):
+            if part > 0:
+                a = x * part / share
+                h = 1.0 / (1.0 + (k / a) ** s) if a > 0 else 0.0
+                out = out + part * s * h * (1 - h) / a
+        return self.beta * out
 
 
 # ---------------------------------------------------------------- input
