@@ -8,6 +8,7 @@ import pytest
 from omniweave.errors import InputError
 from omniweave.measure.mmm import (
     LiftTest,
+    MediaCurve,
     MediaData,
     MediaParams,
     delayed_adstock,
@@ -269,3 +270,17 @@ def test_promotions_in_the_baseline_keep_their_revenue_off_the_media() -> None:
     plain, aware = tv_error(without), tv_error(with_promotions)
     assert aware < plain and aware < 0.1, (aware, plain)
     assert plain > 0.15, plain  # without them, the sales would have been TV's
+
+
+def test_a_curve_at_one_spend_is_the_curve_over_an_array_value_for_value() -> None:
+    """revenue and marginal take a float path of their own (the optimisers call them per channel per step):
+    it must give exactly what the array path gives, for one unit and for several, at 0 and near it."""
+    rng = np.random.default_rng(5)
+    for i in range(500):
+        params = MediaParams(0.5, float(rng.uniform(1, 1e4)), float(rng.uniform(0.3, 4)))
+        shares, mix = ((0.3, 0.7), (0.4, 0.6)) if i % 2 else ((0.3, 0.7), (0.0, 1.0))
+        curve = MediaCurve("tv", float(rng.uniform(1, 1e4)), params, shares, mix)
+        for x in (0.0, 1e-9, float(rng.uniform(0, 100)), float(rng.uniform(0, 2e4))):
+            assert curve.revenue(x) == float(curve.revenue(np.array([x]))[0])
+            assert curve.marginal(x) == float(curve.marginal(np.array([x]))[0])
+            assert isinstance(curve.revenue(x), float) and isinstance(curve.marginal(np.float64(x)), float)
