@@ -358,7 +358,7 @@ def test_the_report_carries_the_convention_and_both_effects(tmp_path: Path):
 
 # ---------------------------------------------------------------- the command starts without what it does not need
 
-HEAVY = ("ibis", "pyspark", "fastapi", "scipy", "sqlalchemy", "pandas", "polars", "uvicorn", "starlette")
+HEAVY = ("ibis", "pyspark", "fastapi", "scipy", "sqlalchemy", "pandas", "polars", "uvicorn", "starlette", "duckdb")
 
 
 def test_attribution_on_a_paths_file_imports_no_event_log_machinery(tmp_path: Path):
