@@ -14,7 +14,6 @@ from omniweave.measure.service.kpis import CATALOGUE, OMITTED, kpi_table
 from omniweave.profiles.service.build import write_identities
 from omniweave.storage.eventlog import SPEND_SCHEMA, events_to_table
 from omniweave.storage.warehouse import write_dataset
-from tests.conftest import on_engine
 from tests.segment_events import segment_event
 
 FEB, MAR = date(2026, 2, 1), date(2026, 3, 1)
@@ -393,20 +392,6 @@ def test_bad_parameters_say_what_is_expected(seeded):
     with pytest.raises(InputError, match="product_costs.*expected a number >= 0"):
         kpi_table(seeded, product_costs={"A": -1})
     assert OMITTED == {}  # every KPI of the domain articles is computed
-
-
-def test_spark_gives_the_same_table(seeded, spark_session):
-    args = {"period": "month", "floor_areas": AREAS, "product_costs": COSTS}
-    duck = kpi_table(seeded, **args)
-    on_spark = on_engine(seeded, "spark", spark_session)
-    spark = kpi_table(on_spark, **args)
-    assert duck.column_names == spark.column_names
-    d, s = _values(duck), _values(spark)
-    assert d.keys() == s.keys()
-    for key, value in d.items():
-        assert s[key] == pytest.approx(value, abs=1e-9), key
-    by_store = {"by": "store", "floor_areas": AREAS}
-    assert _values(kpi_table(seeded, **by_store)) == pytest.approx(_values(kpi_table(on_spark, **by_store)))
 
 
 def test_reference_csvs(tmp_path):

@@ -15,11 +15,10 @@ import pytest
 from omniweave.errors import InputError
 from omniweave.events import spec
 from omniweave.measure.attribution import MODELS, attribute
-from omniweave.measure.service.paths import journeys_expr, journeys_from_log, paths_table, returns
+from omniweave.measure.service.paths import journeys_from_log, returns
 from omniweave.profiles.service.build import write_identities
-from omniweave.storage.engine import to_arrow
 from omniweave.storage.eventlog import SPEND_SCHEMA, events_to_table
-from tests.conftest import omniweave_cmd, on_engine
+from tests.conftest import omniweave_cmd
 from tests.segment_events import segment_event
 
 IDENTITIES = [
@@ -270,27 +269,6 @@ def test_without_identities_says_what_to_run(runtime):
     runtime.log.append("events", events_to_table(world_events(), "test"), "world")
     with pytest.raises(InputError, match="omniweave resolve"):
         journeys_from_log(runtime)
-
-
-@pytest.mark.spark
-def test_duckdb_and_spark_build_the_same_paths(runtime, spark_session):
-    seed(runtime)
-    results = []
-    for engine in ("duckdb", "spark"):
-        on = on_engine(runtime, engine, spark_session)
-        warehouse = on.warehouse()
-        for by, lookback in (("channel", 30.0), ("campaign", 90.0)):
-            expr = journeys_expr(
-                warehouse.table("events"),
-                warehouse.table("identities"),
-                by=by,
-                lookback_days=lookback,
-                since=datetime(2026, 5, 1, tzinfo=UTC),
-            )
-            results.append(paths_table(to_arrow(expr)))
-        results.append(journeys_from_log(on).spend)
-    assert results[:3] == results[3:]
-    assert as_dict(results[0][0])["email > qr"] == (1, 120.0, 0)
 
 
 # --- the command line -----------------------------------------------------------------------------

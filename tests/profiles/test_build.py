@@ -461,21 +461,6 @@ def test_property_columns_are_filled_on_the_way_into_the_log(runtime):
         assert got[2:] == expected[2:] or orjson.loads(got[2] or "null") == orjson.loads(expected[2] or "null")
 
 
-def test_duckdb_and_spark_build_identical_profiles(runtime, spark_session):
-    seed_half_old(runtime)
-    specs = parse_trait_specs(TRAITS)
-    assert runtime.log.upgrade_events() and runtime.log.upgrade_events() == []
-    duck = runtime.warehouse()
-    spark = on_engine(runtime, "spark", spark_session).warehouse()
-    on_duckdb = profiles_table(duck.table("events"), duck.table("identities"), NOW, specs)
-    on_spark = profiles_table(spark.table("events"), spark.table("identities"), NOW, specs)
-    assert on_duckdb.schema == on_spark.schema
-    assert on_duckdb.num_rows == 4
-    for name in on_duckdb.column_names:
-        assert on_duckdb.column(name).to_pylist() == on_spark.column(name).to_pylist(), name
-    # the build's write path on Spark (RFM, CLV, the dataset) runs in tests/storage/test_spark_cluster.py
-
-
 def test_clv_columns_come_from_the_orders_as_a_transaction_file_would_give_them(runtime):
     """p_alive, expected_orders_12m and clv_12m equal profiles.clv fitted on the same orders read as a plain
     transaction list (several orders on one day count as one purchase day, lifetimes' convention)."""

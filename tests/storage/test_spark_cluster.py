@@ -195,13 +195,18 @@ def pipeline_results(home: Path) -> dict[str, Any]:
     summary = resolve(runtime)
     again = resolve(runtime).events  # 0: the anti-join of the new events against the resolved ones, on the engine
     lap("resolve")
-    build_profiles(runtime, now=now)
+    from tests.profiles.test_build import TRAITS  # every kind of configured trait (count, sum, last, distinct, …)
+
+    build_profiles(runtime, now=now, traits=TRAITS)
     lap("profiles")
     evaluate_segments(runtime, {**builtin_segments(), "mixed": mixed}, now=now, record_changes=False)
     lap("segments")
     kpis = kpi_table(runtime, period="month", today=now.date())
+    # per store and week, with the demo's stores and products (floor areas: sales per square foot; costs: margins)
+    by_store = kpi_table(runtime, period="week", by="store", today=now.date())
     lap("kpis")
     journeys = journeys_from_log(runtime)
+    by_campaign = journeys_from_log(runtime, by="campaign", lookback_days=90.0)
     lap("paths")
 
     def rows(dataset: str, *key: str) -> list[dict[str, Any]]:
@@ -219,7 +224,13 @@ def pipeline_results(home: Path) -> dict[str, Any]:
         "profiles": rows("profiles", "person_id"),
         "segments": rows("segment_members", "segment_id", "person_id"),
         "kpis": sorted(kpis.to_pylist(), key=lambda r: (str(r["period"]), r["kpi"], str(r["dimension_value"]))),
+        "kpis_by_store": sorted(
+            by_store.to_pylist(), key=lambda r: (str(r["period"]), r["kpi"], str(r["dimension_value"]))
+        ),
         "paths": sorted((row.channels, row.conversions, row.value, row.nulls) for row in journeys.paths.rows),
+        "paths_by_campaign": sorted(
+            (row.channels, row.conversions, row.value, row.nulls) for row in by_campaign.paths.rows
+        ),
         "untouched": (journeys.untouched_conversions, journeys.untouched_value),
         "spend": journeys.spend,
         "seconds": seconds,
@@ -278,7 +289,17 @@ def test_the_pipeline_on_a_standalone_cluster_gives_what_duckdb_gives(
     assert duck["again"] == spark["again"] == 0
     assert duck["links"] == spark["links"] and duck["links"][1] > 0, (duck["links"], spark["links"])
     assert len(duck["persons"]) > 100 and duck["persons"] == spark["persons"]
-    stages = ("identities", "profiles", "segments", "kpis", "paths", "untouched", "spend")
+    stages = (
+        "identities",
+        "profiles",
+        "segments",
+        "kpis",
+        "kpis_by_store",
+        "paths",
+        "paths_by_campaign",
+        "untouched",
+        "spend",
+    )
     empty = [stage for stage in stages if not duck[stage]]
     assert not empty, f"empty on the demo world, so the comparison would prove nothing: {empty}"
     differ = {
