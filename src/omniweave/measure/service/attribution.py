@@ -28,13 +28,13 @@ from omniweave.measure.attribution import (
     attribute,
 )
 from omniweave.measure.service.paths_file import aggregate_rows, read_paths_file
-
-__all__ = ["AttributionReport", "AttributionRequest", "aggregate_rows", "attribution_report", "read_paths_file"]
 from omniweave.storage.guard import guarded
 
 if TYPE_CHECKING:
     from omniweave.measure.service.paths import Journeys, Return
     from omniweave.runtime import Runtime
+
+__all__ = ["AttributionReport", "AttributionRequest", "aggregate_rows", "attribution_report", "read_paths_file"]
 
 
 ROUNDING = 1e-9
