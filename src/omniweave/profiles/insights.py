@@ -54,9 +54,13 @@ def message_population(ev: ir.Table) -> ir.Table:
     A build that runs by chunks of persons computes it once, over every person, and hands it to
     `preferred_messaging_channel` for each chunk (the sums are whole numbers: the same rate either way)."""
     msg = _messages(ev)
-    return msg.group_by("channel").aggregate(
-        _pop_rate=(msg.message == MESSAGE_RESPONSE).sum().cast("int64").cast("float64")
-        / ibis.greatest((msg.message == MESSAGE_RECEIVED).sum().cast("int64"), 1).cast("float64")
+    counts = msg.group_by("channel").aggregate(
+        _responses=(msg.message == MESSAGE_RESPONSE).sum().cast("int64"),
+        _received=(msg.message == MESSAGE_RECEIVED).sum().cast("int64"),
+    )
+    # the counts stay beside the rate: the profile build's daily increment adds a day's to them
+    return counts.mutate(
+        _pop_rate=counts._responses.cast("float64") / ibis.greatest(counts._received, 1).cast("float64")
     )
 
 

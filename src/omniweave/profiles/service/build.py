@@ -126,6 +126,7 @@ class ProfilesSummary:
     path: str
     traits: tuple[str, ...]
     chunks: int = 1  # ranges of persons profiled one at a time (`profiles_table`)
+    incremental: bool = False  # only the persons a new day touched were profiled again (service/increment.py)
 
 
 # --- the profile expression ----------------------------------------------------------------------
@@ -925,6 +926,7 @@ def profiles_table(
     traits: Sequence[TraitSpec] = (),
     chunks: int = 1,
     spill: str | None = None,
+    keep: dict[str, pa.Table] | None = None,
 ) -> pa.Table:
     """The profiles of every person of `identities` as Arrow, in person_id order, with [] for every list that
     is NULL (a profile always says []): see docs/profiles.md for the columns. It runs on the engine of
@@ -954,12 +956,21 @@ def profiles_table(
         orders = _orders(everyone, d).cache()
         rfm = _rfm(orders).cache()
         population = insights.message_population(everyone).cache()
+        population_counts = (
+            to_arrow(population.select("channel", received="_received", responses="_responses"))
+            if keep is not None
+            else None
+        )
         tables = []
         for part, bounds in zip(parts, ranges, strict=True):
             ids = numbered if bounds is None else numbered.filter(numbered.person_id.between(*bounds))
             expr = _profiles_of(part, ids, now, traits, orders, rfm, population)
             tables.append(_null_lists_empty(to_arrow(expr)))
-    return _with_best_hour(pa.concat_tables(tables))
+    whole = pa.concat_tables(tables)
+    if keep is not None:  # what the daily increment continues from (profiles/service/increment.py)
+        keep["own"] = whole.select(["person_id", *(f"_own_{name}" for name in OWN_HOURS)])
+        keep["population"] = population_counts
+    return _with_best_hour(whole)
 
 
 def _with_best_hour(table: pa.Table) -> pa.Table:
@@ -1041,6 +1052,7 @@ def build_profiles(
     traits: Iterable[Mapping[str, Any] | TraitSpec] | None = None,
     threads: int | None = None,
     chunks: int | None = None,
+    full: bool = False,
 ) -> ProfilesSummary:
     """Rebuild the `profiles` dataset from `events` and `identities`, as of `now` (default: the latest event).
 
@@ -1049,36 +1061,59 @@ def build_profiles(
     `threads` caps DuckDB's worker threads (default: one per core); Spark has its own settings. `chunks`: the
     ranges of persons profiled one at a time (`profiles_table`; default: one per EVENTS_PER_CHUNK events on
     DuckDB, one on Spark), spilled to `<home>/spill`.
+
+    When a saved build can be continued (profiles/service/increment.py: the default `now`, the same custom
+    traits, no file rewritten since), only the persons the new events touched are profiled again, unless `full`
+    or `chunks` is given.
     """
+    from omniweave.profiles.service import increment
+
     specs = parse_trait_specs(runtime.settings.profiles.traits if traits is None else traits, reserved=BUILTIN_COLUMNS)
     if not runtime.log.has_data("identities"):
         raise InputError("no identities yet: run `omniweave resolve` before building profiles", field="identities")
     runtime.log.upgrade_events()  # files from before the log kept context_* columns get them, once
     warehouse = runtime.warehouse()
     warehouse.set_threads(threads)
+    files = runtime.log.files("events")  # what `events` reads, for the increment's state
     events, identities = warehouse.table("events"), warehouse.table("identities")
     missing = [c for c in IDENTITIES_SCHEMA.names if c not in identities.columns]
     if missing:
         raise InputError(
             f"the identities dataset lacks columns {missing}; expected {IDENTITIES_SCHEMA.names}", field="identities"
         )
+    default_now = now is None
     if now is None:
         latest = runtime.log.latest_event_time() or events.timestamp.max().execute()
         now = latest.to_pydatetime() if hasattr(latest, "to_pydatetime") else (latest or datetime.now(UTC))
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     now = now.astimezone(UTC)
-    if chunks is None:
-        chunks = _default_chunks(runtime, events)
-    spill = None
-    if chunks > 1 and runtime.engine.temp_directory is not None:
-        Path(runtime.engine.temp_directory).mkdir(parents=True, exist_ok=True)
-        spill = runtime.engine.temp_directory
-    with tempfile.TemporaryDirectory(prefix="profiles-", dir=spill) as folder:
-        table = profiles_table(events, identities, now, specs, chunks=chunks, spill=folder)
-    table = with_clv(table, now)
-    table = with_recommendations(runtime, table)
+    done = (
+        None
+        if full or chunks is not None or not default_now
+        else increment.run(runtime, warehouse, events, identities, now, specs, files)
+    )
+    if done is not None:
+        table, own, population = done
+        table = increment.finish(runtime, table, now)
+        chunks = 1
+    else:
+        if chunks is None:
+            chunks = _default_chunks(runtime, events)
+        spill = None
+        if chunks > 1 and runtime.engine.temp_directory is not None:
+            Path(runtime.engine.temp_directory).mkdir(parents=True, exist_ok=True)
+            spill = runtime.engine.temp_directory
+        keep: dict[str, pa.Table] = {}
+        with tempfile.TemporaryDirectory(prefix="profiles-", dir=spill) as folder:
+            table = profiles_table(events, identities, now, specs, chunks=chunks, spill=folder, keep=keep)
+        own, population = keep["own"], keep["population"]
+        table = with_clv(table, now)
+        table = with_recommendations(runtime, table)
+    increment.forget(runtime)  # the saved state describes the profiles being replaced
     path = write_dataset(runtime.log, "profiles", table)
+    if default_now and runtime.engine.name == "duckdb":
+        increment.save_state(runtime, files, specs, now, own, population)
     return ProfilesSummary(
         persons=table.num_rows,
         events=int(pc.sum(table.column("event_count")).as_py() or 0),
@@ -1088,4 +1123,5 @@ def build_profiles(
         path=path,
         traits=tuple(s.name for s in specs),
         chunks=chunks,
+        incremental=done is not None,
     )
