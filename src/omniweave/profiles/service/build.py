@@ -127,6 +127,7 @@ class ProfilesSummary:
     traits: tuple[str, ...]
     chunks: int = 1  # ranges of persons profiled one at a time (`profiles_table`)
     incremental: bool = False  # only the persons a new day touched were profiled again (service/increment.py)
+    reprofiled: int = 0  # persons profiled again by the increment
 
 
 # --- the profile expression ----------------------------------------------------------------------
@@ -1094,7 +1095,7 @@ def build_profiles(
         else increment.run(runtime, warehouse, events, identities, now, specs, files)
     )
     if done is not None:
-        table, own, population = done
+        table, own, population, reprofiled = done
         table = increment.finish(runtime, table, now)
         chunks = 1
     else:
@@ -1124,4 +1125,5 @@ def build_profiles(
         traits=tuple(s.name for s in specs),
         chunks=chunks,
         incremental=done is not None,
+        reprofiled=reprofiled if done is not None else table.num_rows,
     )

@@ -157,9 +157,10 @@ def run(
     now: datetime,
     specs: tuple[TraitSpec, ...] | list[TraitSpec],
     files: list[str],
-) -> tuple[pa.Table, pa.Table, pa.Table] | None:
+) -> tuple[pa.Table, pa.Table, pa.Table, int] | None:
     """The profiles as of `now` by the increment, before `finish` (the best hour still as its sums, no CLV
-    nor recommendations), with each person's best-hour sums and the population counts to save; None when a
+    nor recommendations), with each person's best-hour sums and the population counts to save and how many
+    persons were profiled again; None when a
     full build is needed (the module's checks). `files` are the event files `events` reads."""
     new_files = _usable(runtime, specs, now, files)
     if new_files is None:
@@ -226,7 +227,7 @@ def run(
     table = table.take(pc.sort_indices(table, [("person_id", "ascending")]))
     table = _with_now(table, now)
     own_out = table.select(["person_id", *OWN_COLUMNS])
-    return table, own_out, population
+    return table, own_out, population, redone.num_rows
 
 
 def _ids(table: pa.Table) -> pa.Array:

@@ -20,8 +20,14 @@ clv_app = typer.Typer(help="Customer lifetime value: BG/NBD and Gamma-Gamma (doc
 def profiles_build(
     ctx: typer.Context,
     engine: Annotated[str | None, typer.Option(help="duckdb or spark (default: the engine setting).")] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Profile everyone again, even when only some persons have new events.")
+    ] = False,
 ) -> None:
-    """Rebuild the `profiles` table from the event log and the resolved identities."""
+    """Rebuild the `profiles` table from the event log and the resolved identities.
+
+    After a build, the next one profiles again only the persons with new events or identifiers (the daily
+    increment, docs/profiles.md) when it can; `--full` profiles everyone."""
     from omniweave.profiles.service.build import build_profiles
     from omniweave.runtime import Runtime
 
@@ -29,10 +35,11 @@ def profiles_build(
     rt = Runtime(settings if engine is None else settings.with_overrides(engine=engine))
     try:
         with console.status("building profiles"):
-            summary = build_profiles(rt)
+            summary = build_profiles(rt, full=full)
+        how = f"; {summary.reprofiled:,} profiled again (increment)" if summary.incremental else ""
         console.print(
             f"{summary.persons:,} profiles ({summary.buyers:,} buyers) from {summary.events:,} events "
-            f"as of {summary.now:%Y-%m-%d %H:%M} UTC, on {summary.engine}"
+            f"as of {summary.now:%Y-%m-%d %H:%M} UTC, on {summary.engine}{how}"
         )
     finally:
         rt.close()
