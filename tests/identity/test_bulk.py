@@ -185,3 +185,32 @@ def test_random_graphs_give_the_same_persons_on_both_paths(
     assert arrays == objects
     # and all at once, on the array path
     assert _run(base / "once", [first + later], "arrays", RULES) == objects
+
+
+def test_an_identifier_named_twice_in_an_event_is_observed_once(tmp_path: Path) -> None:
+    """traits and context.traits with one e-mail, a coupon issued and redeemed in one event, an external id
+    listed twice or also in traits: the saved observations hold each identifier of an event once, like the
+    object path's."""
+    events = [
+        {**dict.fromkeys(("user", "anon", "phone", "number", "device", "coupon", "external", "card")), "minute": 0}
+        | {"email": "a@x.com", "context_email": "A@X.com ", "card": "L1", "external": "L1"},
+        {**dict.fromkeys(("user", "phone", "number", "device", "coupon", "external", "card")), "minute": 1}
+        | {"anon": "anon-1", "email": "b@y.org", "context_email": "c@z.net", "external": "u2", "user": "u2"},
+    ]
+    table = _rows(events, 0).to_pylist()
+    context = json.loads(table[1]["context"])
+    context["externalIds"] = context["externalIds"] * 2  # the same entry twice
+    table[1]["context"] = json.dumps(context)
+    table[0]["properties"] = json.dumps({"coupon_code": "SAVE1", "coupon": "save1"})
+    observed: dict[str, list[tuple[str, str, str]]] = {}
+    for method in ("objects", "arrays"):
+        runtime = Runtime(Settings(home=str(tmp_path / method)))
+        runtime.log.append("events", pa.Table.from_pylist(table, schema=EVENT_SCHEMA), "batch-0")
+        resolve(runtime, rules=RULES, probabilistic=False, method=method)
+        rows = pq.read_table(posixpath.join(runtime.log.dataset_path("identity_state"), "observations.parquet"))
+        observed[method] = sorted((r["message_id"], r["kind"], r["value"]) for r in rows.to_pylist())
+    assert observed["arrays"] == observed["objects"]
+    assert ("m0000", "email", "a@x.com") in observed["arrays"] and ("m0000", "coupon_code", "SAVE1") in observed[
+        "arrays"
+    ]
+    assert len(observed["arrays"]) == len(set(observed["arrays"]))

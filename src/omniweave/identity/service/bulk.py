@@ -66,7 +66,11 @@ class Spill:
 
     def write(self, name: str, table: pa.Table) -> None:
         if table.num_rows:
-            pq.write_table(table, self.path / f"{name}-{self.parts[name]:05d}.parquet", compression="lz4")
+            # read once, by the graph a minute later: plain pages, no compression and no dictionary of the
+            # values cost a third of the CPU of lz4 and dictionaries, for about twice the bytes on disk
+            path = self.path / f"{name}-{self.parts[name]:05d}.parquet"
+            dictionary = [c for c in table.schema.names if pa.types.is_dictionary(table.schema.field(c).type)]
+            pq.write_table(table, path, compression="none", use_dictionary=dictionary, write_statistics=False)
             self.parts[name] += 1
 
     def glob(self, name: str) -> str | None:
@@ -132,7 +136,7 @@ def last_timestamp(runtime: Runtime) -> str | None:
 # --- 1. extract -----------------------------------------------------------------------------------
 
 
-_IDS = pa.schema([("ev", pa.int64()), ("kind", pa.string()), ("value", pa.string())])
+_IDS = pa.schema([("ev", pa.int64()), ("kind", pa.dictionary(pa.int32(), pa.string())), ("value", pa.string())])
 """The spilled identifier rows: the event's ordinal in this run's extraction (`msgs` spill: ev, message_id,
 timestamp), the kind and the normalised value."""
 
@@ -193,7 +197,9 @@ class _Extract:
             add(kind, col[f"t_{kind}"], f"t_{kind}")
             add(kind, col[f"c_{kind}"], f"c_{kind}")
         add("device_id", col["device_id"])
+        before_external = len(kinds)
         external_numbers = self.external(col, rows, kinds, values)
+        external = set(range(before_external, len(kinds)))
         if self.coupon_kind in self.rules.priorities:
             add(self.coupon_kind, col["p_coupon_code"])
             add(self.coupon_kind, col["p_coupon"])
@@ -203,19 +209,7 @@ class _Extract:
         ordinals = np.arange(self.extracted, self.extracted + n, dtype=np.int64)
         self.extracted += n
         if rows:
-            at = np.concatenate(rows)
-            kind_codes = np.repeat(np.arange(len(kinds), dtype=np.int32), [r.size for r in rows])
-            long = pa.table(
-                {
-                    "ev": pa.array(ordinals[at]),
-                    "kind": pa.DictionaryArray.from_arrays(pa.array(kind_codes), pa.array(kinds, pa.string())),
-                    "value": pa.concat_arrays([v.cast(pa.string()) for v in values]),
-                }
-            )
-            # an event may name one identifier twice (traits and context.traits): once per event here, so the
-            # graph need not make the rows of all events distinct
-            long = long.group_by(["ev", "kind", "value"], use_threads=False).aggregate([])
-            self.spill.write("ids", long.select(["ev", "kind", "value"]).cast(_IDS))
+            self.spill.write("ids", _long_rows(ordinals, rows, kinds, values, external))
         self.spill.write("msgs", pa.table({"ev": ordinals, "message_id": mids, "timestamp": stamps}))
         top = pc.max(stamps).as_py()
         if top is not None and (self.max_ts is None or top > self.max_ts):
@@ -304,6 +298,43 @@ class _Extract:
             return
         rest = pc.if_else(pa.array(aliased), pa.nulls(len(user), pa.string()), user.cast(pa.string()))
         add("user_id", rest)
+
+
+def _long_rows(
+    ordinals: np.ndarray, rows: list[np.ndarray], kinds: list[str], values: list[pa.Array], external: set[int]
+) -> pa.Table:
+    """The long rows `(ev, kind, value)` of one batch, each identifier once per event.
+
+    Part `i` holds the rows `rows[i]` (of the batch) of kind `kinds[i]` with their `values[i]`. A part is
+    distinct already (one value per row of one column) unless its kind has other parts too (traits and
+    context.traits, a coupon issued and redeemed, an external id of the same kind) or it holds external ids
+    (an event may list one twice): only those parts are made distinct, a small share of the rows."""
+    names = list(dict.fromkeys(kinds))
+    parts = Counter(kinds)
+    single = [i for i, kind in enumerate(kinds) if parts[kind] == 1 and i not in external]
+    several = [i for i in range(len(kinds)) if i not in single]
+
+    def table(chosen: list[int]) -> pa.Table:
+        at = np.concatenate([rows[i] for i in chosen])
+        codes = np.repeat(np.asarray([names.index(kinds[i]) for i in chosen], np.int32), [rows[i].size for i in chosen])
+        values_ = pa.concat_arrays([values[i].cast(pa.string()) for i in chosen])
+        return pa.table({"ev": pa.array(ordinals[at]), "kind": pa.array(codes), "value": values_})
+
+    tables = [table(single)] if single else []
+    if several:
+        tables.append(table(several).group_by(["ev", "kind", "value"], use_threads=False).aggregate([]))
+    dictionary = pa.array(names, pa.string())
+    return pa.concat_tables(
+        pa.table(
+            [
+                t.column("ev"),
+                pa.DictionaryArray.from_arrays(t.column("kind").combine_chunks(), dictionary),
+                t.column("value"),
+            ],
+            schema=_IDS,
+        )
+        for t in tables
+    )
 
 
 def extract(
