@@ -764,76 +764,152 @@ def _record_changes(
 ) -> int:
     """Append one `Segment Entered` / `Segment Exited` track event per change, carrying the person's user id
     (else one of their anonymous ids) so that the event belongs to the person like any other."""
-    from omniweave.events.normalize import deterministic_message_id, format_timestamp
-    from omniweave.storage.eventlog import events_to_table
-
-    persons = sorted({p for _, _, p in changes})
-    ids = runtime.warehouse().table("identities")
-    ids = ids.filter(ids.kind.isin(("user_id", "anonymous_id")))
-    if len(persons) <= 10_000:
-        wanted = ids.filter(ids.person_id.isin(persons)).to_pyarrow()
-    else:  # every identity, then the persons' in Arrow (a literal list that long is slow to plan)
-        wanted = ids.to_pyarrow()
-        wanted = wanted.filter(pc.is_in(wanted.column("person_id"), pa.array(persons, pa.string())))
-    by_person: dict[str, dict[str, str]] = {}
-    for row in wanted.to_pylist():
-        kinds = by_person.setdefault(row["person_id"], {})
-        if row["value"] < kinds.get(row["kind"], "\uffff"):
-            kinds[row["kind"]] = row["value"]
-    stamp = format_timestamp(now)
-    events = []
-    for name, sid, person in changes:
-        known = by_person.get(person, {})
-        seg = segments[sid]
-        events.append(
-            {
-                "type": "track",
-                "event": name,
-                "messageId": deterministic_message_id(SEGMENT_SOURCE, name, sid, person, stamp),
-                "userId": known.get("user_id"),
-                "anonymousId": None if "user_id" in known else known.get("anonymous_id"),
-                "timestamp": stamp,
-                "receivedAt": stamp,
-                "properties": {
-                    "segment_id": sid,
-                    "segment_name": seg.name,
-                    "person_id": person,
-                    "channel": "omniweave",
-                },
-                "context": {"library": {"name": "omniweave-segments"}},
-            }
-        )
-    table = events_to_table(events, source=SEGMENT_SOURCE)
+    table = change_events(changes, segments, _first_ids(runtime, {p for _, _, p in changes}), now)
+    message_ids = table.column("message_id").to_pylist()
     # named by its content: the same changes written again replace the same file; other changes at the
     # same `now` (a redefined segment) get a file of their own
-    digest = hashlib.sha256("\n".join(str(e["messageId"]) for e in events).encode()).hexdigest()[:16]
+    digest = hashlib.sha256("\n".join(message_ids).encode()).hexdigest()[:16]
     runtime.log.append("events", table, batch_name=f"segments-{now:%Y%m%dT%H%M%S%f}-{digest}")
-    _announce(runtime, events)
-    return len(events)
+    _announce(runtime, message_ids, inbox_payloads(table, now))
+    return table.num_rows
 
 
-def _announce(runtime: Runtime, events: Sequence[Mapping[str, Any]]) -> None:
+def _first_ids(runtime: Runtime, persons: set[str]) -> pa.Table:
+    """(person_id, user_id, anonymous_id): each of these persons' smallest user id and smallest anonymous id
+    (NULL when they have none), from `identities`."""
+    ids = runtime.warehouse().table("identities")
+    # a value from U+FFFF up is never picked, as by the per-row loop this replaced (which started from "\uffff")
+    ids = ids.filter(ids.kind.isin(("user_id", "anonymous_id")) & (ids.value < "\uffff"))
+    if len(persons) <= 10_000:  # else every identity's (a literal list that long is slow to plan)
+        ids = ids.filter(ids.person_id.isin(sorted(persons)))
+    first = ids.group_by("person_id").aggregate(
+        user_id=ids.value.min(where=ids.kind == "user_id"),
+        anonymous_id=ids.value.min(where=ids.kind == "anonymous_id"),
+    )
+    return to_arrow(first)
+
+
+def change_event(
+    name: str, segment: S.Segment, person: str, user_id: str | None, anonymous_id: str | None, now: datetime
+) -> dict[str, Any]:
+    """The track event that logs one membership change at `now`, carrying the person's user id, else the
+    anonymous id."""
+    from omniweave.events.normalize import deterministic_message_id, format_timestamp
+
+    stamp = format_timestamp(now)
+    return {
+        "type": "track",
+        "event": name,
+        "messageId": deterministic_message_id(SEGMENT_SOURCE, name, segment.id, person, stamp),
+        "userId": user_id,
+        "anonymousId": None if user_id is not None else anonymous_id,
+        "timestamp": stamp,
+        "receivedAt": stamp,
+        "properties": {
+            "segment_id": segment.id,
+            "segment_name": segment.name,
+            "person_id": person,
+            "channel": "omniweave",
+        },
+        "context": {"library": {"name": "omniweave-segments"}},
+    }
+
+
+def change_events(
+    changes: Sequence[tuple[str, str, str]], segments: Mapping[str, S.Segment], first_ids: pa.Table, now: datetime
+) -> pa.Table:
+    """`events_to_table` of the `change_event` of every (name, segment id, person id), built column by column:
+    the first evaluation at a million persons logs about as many changes, and a dict per event converted row
+    by row was most of its time. `first_ids` holds (person_id, user_id, anonymous_id), as `_first_ids` gives.
+
+    Only the message id, the name, the ids and the properties differ from one change event to another; every
+    other column is that of one change event converted by `events_to_table`."""
+    import orjson
+
+    from omniweave.events.normalize import deterministic_message_id, format_timestamp
+    from omniweave.storage.eventlog import EVENT_SCHEMA, events_to_table
+
+    if not changes:
+        return EVENT_SCHEMA.empty_table()
+    stamp = format_timestamp(now)
+    persons = pa.array([person for _, _, person in changes], pa.string())
+    where = pc.index_in(persons, first_ids.column("person_id"))
+    user_ids = first_ids.column("user_id").combine_chunks().take(where)
+    anonymous_ids = first_ids.column("anonymous_id").combine_chunks().take(where)
+    anonymous_ids = pc.if_else(pc.is_null(user_ids), anonymous_ids, pa.scalar(None, pa.string()))
+    # the properties' JSON as orjson writes the dict of `change_event`, each segment's part written once
+    heads = {
+        sid: orjson.dumps({"segment_id": sid, "segment_name": segments[sid].name})[:-1] + b',"person_id":'
+        for sid in {sid for _, sid, _ in changes}
+    }
+    tail = b',"channel":"omniweave"}'
+    varying = {
+        "message_id": pa.array(
+            [deterministic_message_id(SEGMENT_SOURCE, name, sid, person, stamp) for name, sid, person in changes],
+            pa.string(),
+        ),
+        "event": pa.array([name for name, _, _ in changes], pa.string()),
+        "user_id": user_ids,
+        "anonymous_id": anonymous_ids,
+        "properties": pa.array(
+            [(heads[sid] + orjson.dumps(person) + tail).decode() for _, sid, person in changes], pa.string()
+        ),
+    }
+    name, sid, person = changes[0]
+    one = events_to_table([change_event(name, segments[sid], person, None, None, now)], source=SEGMENT_SOURCE)
+    arrays = [
+        varying[f.name].cast(f.type) if f.name in varying else pa.repeat(one.column(f.name)[0], len(changes))
+        for f in EVENT_SCHEMA
+    ]
+    return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
+
+
+def inbox_payloads(table: pa.Table, now: datetime) -> list[bytes]:
+    """The inbox's JSON of each change event of `change_events(..., now)`: orjson's text of the event's dict
+    without its None values, marked as logged (`collect.loader.LOGGED`), written from the table's columns."""
+    import orjson
+
+    from omniweave.collect.loader import LOGGED
+    from omniweave.events.normalize import format_timestamp
+
+    stamp = orjson.dumps(format_timestamp(now))
+    moment = b',"timestamp":' + stamp + b',"receivedAt":' + stamp + b',"properties":'
+    logged = b',"context":%s,%s:true}'
+    out = []
+    columns = ("event", "message_id", "user_id", "anonymous_id", "properties", "context")
+    for name, message_id, user_id, anonymous_id, properties, context in zip(
+        *(table.column(c).to_pylist() for c in columns), strict=True
+    ):
+        who = (
+            b',"userId":' + orjson.dumps(user_id)
+            if user_id is not None
+            else b',"anonymousId":' + orjson.dumps(anonymous_id)
+            if anonymous_id is not None
+            else b""
+        )
+        out.append(
+            b'{"type":"track","event":'
+            + orjson.dumps(name)
+            + b',"messageId":'
+            + orjson.dumps(message_id)
+            + who
+            + moment
+            + properties.encode()
+            + logged % (context.encode(), orjson.dumps(LOGGED))
+        )
+    return out
+
+
+def _announce(runtime: Runtime, message_ids: Sequence[str], payloads: Sequence[bytes]) -> None:
     """The changes just logged, handed to the inbox's other consumers too (the journey engine enters and wakes
     runs on `Segment Entered` / `Segment Exited` from the inbox, as it does for the live path's), marked as
     logged (`collect.loader.LOGGED`) so the loader does not write them to the log a second time. Their
     messageIds are those of the log, so an evaluation redone at the same `now` appends nothing new."""
     import time
 
-    import orjson
-
-    from omniweave.collect.loader import LOGGED
-
     received = time.time()
     source_id = runtime.store.ensure_source(SEGMENT_SOURCE)
-    rows = [
-        (
-            source_id,
-            str(e["messageId"]),
-            received,
-            orjson.dumps({k: v for k, v in e.items() if v is not None} | {LOGGED: True}),
-        )
-        for e in events
-    ]
+    rows = [(source_id, m, received, p) for m, p in zip(message_ids, payloads, strict=True)]
     for start in range(0, len(rows), 10_000):
         runtime.store.append(rows[start : start + 10_000])
 
