@@ -360,13 +360,19 @@ class ProbabilisticLink:
         return Observation(message, timestamp, (first, second))
 
 
-def _personal_sql() -> tuple[str, str]:
-    """The SELECT list of the personal traits (traits, else context.traits) and the condition "has any"."""
+def _personal_sql(guarded: bool = False) -> tuple[str, str]:
+    """The SELECT list of the personal traits (traits, else context.traits) and the condition "has any";
+    `guarded`: each path parsed only where `_EXTRACT_SQL`'s flags say the events have traits."""
     cols: list[str] = []
     present: list[str] = []
     for name, keys in _PERSONAL.items():
         sources = [f"json_extract_string({where}, '$.{key}')" for key in keys for where in ("traits", "context")]
         sources = [src.replace("(context, '$.", "(context, '$.traits.") for src in sources]
+        if guarded:
+            sources = [
+                f"CASE WHEN {'has_context_traits' if '(context' in src else 'has_traits'} THEN {src} END"
+                for src in sources
+            ]
         cols.append(f"coalesce({', '.join(sources)}) AS {name}")
         present.extend(f"{src} IS NOT NULL" for src in sources)
     return ",\n  ".join(cols), " OR ".join(present)
@@ -409,6 +415,38 @@ def record_table(runtime: Runtime, files: list[str] | None = None) -> pa.Table:
         sql = sql.replace("FROM events", "FROM identity_record_events")
     batches = [b.cast(RECORDS_SCHEMA) for b in warehouse.engine.batches(warehouse.con, sql)]
     return pa.Table.from_batches(batches, RECORDS_SCHEMA) if batches else RECORDS_SCHEMA.empty_table()
+
+
+def extract_with_records_sql() -> str:
+    """`_EXTRACT_SQL` that also yields the raw identity records of `record_table` in the same scan of the log:
+    the personal traits as columns, the flag `internal` (omniweave's own events: not identity evidence, but
+    `record_table` reads them) and those events too when they have traits. `records_from_rows` groups them."""
+    personal, _ = _personal_sql(guarded=True)
+    sql = _EXTRACT_SQL.format(traits=_traits_sql())
+    internal = ", ".join(f"'{name}'" for name in spec.INTERNAL_EVENTS)
+    condition = f"coalesce(event, '') NOT IN ({internal})"
+    assert sql.count(condition) == 1 and sql.count("FROM (SELECT") == 1
+    sql = sql.replace(condition, f"({condition} OR has_traits OR has_context_traits)")
+    sql = sql.replace(
+        "\nFROM (SELECT", f",\n  {personal},\n  {condition.replace('NOT IN', 'IN')} AS internal\nFROM (SELECT"
+    )
+    return sql
+
+
+def records_from_rows(rows: pa.Table) -> pa.Table:
+    """`record_table` from event rows of `extract_with_records_sql` that have a name, postcode or birthday."""
+    import duckdb
+
+    columns = ", ".join(RECORD_COLUMNS)
+    con = duckdb.connect()
+    try:
+        con.register("record_rows", rows)
+        grouped: pa.Table = con.sql(
+            f"SELECT arg_max(message_id, ts) AS message_id, max(ts) AS ts, {columns} FROM record_rows GROUP BY {columns}"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return grouped.cast(RECORDS_SCHEMA)
 
 
 def merge_records(saved: str, new: pa.Table) -> pa.Table:
@@ -600,12 +638,13 @@ def _resolve_arrays(
     try:
         with memory_guard("resolve", runtime.engine.memory_limit):
             seen = bulk.saved_observations(runtime)
-            extracted = bulk.extract(runtime, rules, summary, spill, seen, files)
+            # a first full build reads every event: the probabilistic tier's records come from the same scan
+            extracted = bulk.extract(runtime, rules, summary, spill, seen, files, records=probabilistic and not seen)
             if console:
                 console.print(f"resolving identities: {summary.events:,} new events")
             raw: pa.Table | None = None
             if probabilistic and (summary.events or not bulk.has_probabilistic(seen)):
-                raw = record_table(runtime)
+                raw = extracted.record_table() if extracted.records is not None else record_table(runtime)
                 links = probabilistic_links(runtime, threshold, rules, raw)
                 summary.probabilistic_links = len(links)
                 if console:
