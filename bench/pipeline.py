@@ -12,7 +12,9 @@ the command line in its own process, as a user would:
   attribution paths  omniweave attribution --model markov   (paths read from the event log)
   media-mix fit      omniweave mmm fit               (when the log has spend data; else a line says why it is skipped)
 
-and then one new day (an average day of the generator's events after the log's last day, by returning and new
+then a check of `resolve` against the reference on a sample: the log's first `--sample-days` days (default 7)
+resolved by the array path and by the object path (`method="objects"`), each in its own process, must give the
+same `identities` row for row; and then one new day (an average day of the generator's events after the log's last day, by returning and new
 persons; resolve takes it as a daily increment) through resolve, profiles and segments. For each it prints wall
 seconds, CPU seconds (user + system, the stage's own and its
 children's: steadier than wall time on a shared machine), the process's peak RSS (`wait4`) and the load
@@ -30,8 +32,8 @@ lists at the end, the same query (count, distinct ids, distinct users) timed ove
 count every acknowledged event once, and the files left after a final `omniweave log compact`.
 
     python bench/pipeline.py [--persons 1000000] [--events 30000000] [--seed 1] [--data DIR]
-                             [--memory-limit 6GB] [--skip-day] [--trickle-seconds 3600] [--trickle-rate 5]
-                             [--trickle-only]
+                             [--memory-limit 6GB] [--skip-day] [--sample-days 7] [--trickle-seconds 3600]
+                             [--trickle-rate 5] [--trickle-only]
 """
 
 from __future__ import annotations
@@ -145,6 +147,49 @@ def _new_day(home: Path, persons: int, events: int, seed: int) -> tuple[int, int
     who = np.concatenate(drawn) if drawn else np.zeros(0, np.int64)
     newcomers = who[who >= persons]
     return int(table.num_rows), int(newcomers.size), int(np.unique(newcomers).size)
+
+
+_SAMPLE_CODE = """
+import json, sys, time
+from omniweave.identity.service.resolve import resolve
+from omniweave.runtime import Runtime
+from omniweave.settings import Settings
+home, method = sys.argv[1], sys.argv[2]
+runtime = Runtime(Settings(home=home))
+t = time.perf_counter()
+s = resolve(runtime, method=method)
+rows = runtime.warehouse().table("identities").select("kind", "value", "person_id").to_pyarrow()
+rows = sorted(zip(*(rows.column(c).to_pylist() for c in ("kind", "value", "person_id")), strict=True))
+print(json.dumps({"seconds": time.perf_counter() - t, "events": s.events, "persons": s.persons, "rows": rows}))
+"""
+
+
+def _sample_check(cache: Path, work: Path, days: int, env: dict[str, str]) -> None:
+    """The log's first `days` day partitions resolved by the array path (what `resolve` runs at this size) and by
+    the object path (the `Stitcher` on Python objects, the reference), each in its own process: the same persons,
+    identifier for identifier."""
+    folders = sorted((cache / "warehouse" / "events").glob("date=*"))[:days]
+    results = {}
+    for method in ("arrays", "objects"):
+        home = work.parent / f"{work.name}-sample-{method}"
+        shutil.rmtree(home, ignore_errors=True)
+        for folder in folders:
+            shutil.copytree(folder, home / "warehouse" / "events" / folder.name, copy_function=os.link)
+        out = subprocess.run(
+            [sys.executable, "-c", _SAMPLE_CODE, str(home), method], env=env, capture_output=True, text=True
+        )
+        shutil.rmtree(home, ignore_errors=True)
+        if out.returncode:
+            print(f"sample check ({method}) failed: {out.stderr.strip()[-400:]}")
+            return
+        results[method] = json.loads(out.stdout.strip().splitlines()[-1])
+    a, o = results["arrays"], results["objects"]
+    same = a["rows"] == o["rows"]
+    print(
+        f"sample check: the log's first {days} days, {a['events']:,} events: array path {a['persons']:,} persons"
+        f" in {a['seconds']:.1f} s, object path {o['persons']:,} persons in {o['seconds']:.1f} s;"
+        f" identities ({len(a['rows']):,} rows: kind, value, person id) the same: {'yes' if same else 'NO'}"
+    )
 
 
 def _timed_query(files: list[str]) -> tuple[float, tuple[int, int, int]]:
@@ -291,6 +336,12 @@ def main() -> None:
     )
     parser.add_argument("--memory-limit", default="6GB", help="the memory_limit setting of every stage")
     parser.add_argument("--skip-day", action="store_true", help="skip the new-day run")
+    parser.add_argument(
+        "--sample-days",
+        type=int,
+        default=7,
+        help="resolve the log's first N days by the array and the object path and compare the persons (0: skip)",
+    )
     parser.add_argument("--trickle-seconds", type=float, default=3600.0, help="the trickle through serve (0: skip)")
     parser.add_argument("--trickle-rate", type=float, default=5.0, help="events per second in the trickle")
     parser.add_argument("--trickle-only", action="store_true", help="run only the trickle through serve")
@@ -340,6 +391,8 @@ def main() -> None:
             f"{'pipeline':<20} {total:>9.1f} {cpu:>8.1f} {worst / GB:>9.2f} {'':>6} {'≤ 300 s, ≤ 8 GB':>18}  "
             + ("ok" if total <= 300 and worst <= 8 * GB else "over target")
         )
+        if args.sample_days:
+            _sample_check(cache, work, args.sample_days, env)
         if not args.skip_day:
             added, by_new, newcomers = _new_day(work, args.persons, events, args.seed)
             print(

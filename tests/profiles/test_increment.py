@@ -147,14 +147,11 @@ def test_what_the_increment_cannot_continue_takes_the_full_build(tmp_path: Path)
     window = [{"name": "orders_7d", "agg": "count", "event": "Order Completed", "window_days": 7}]
     day(4)
     assert not build_profiles(runtime, traits=window).incremental
-    assert not build_profiles(runtime, traits=window).incremental
     assert not build_profiles(runtime).incremental
     # a file read before rewritten in place (a compaction or a deletion would)
     day(5)
     os.utime(runtime.log.files("events")[0], (1, 1))
     assert not build_profiles(runtime).incremental
-    assert build_profiles(runtime).incremental
     # asked for
-    day(6)
     assert not build_profiles(runtime, full=True).incremental
     assert build_profiles(runtime).incremental
