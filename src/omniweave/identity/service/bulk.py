@@ -547,8 +547,8 @@ def _build(g: Graph, spill: Spill, summary: Any, console: Any, increment: list[O
         g.execute(_COOC_SQL.format(name="cooc", ids="ids", key="ev"))
         g.execute(_DEMOTED_FROM_COOC.format(name="demoted", cooc="cooc"))
     g.execute(
-        "CREATE TEMP TABLE msgs AS SELECT message_id, ts, (row_number() OVER (ORDER BY ts, message_id) - 1)::BIGINT "
-        "AS rank, ev FROM raw_msgs"
+        f"CREATE TEMP TABLE msgs AS SELECT message_id, ts, (row_number() OVER (ORDER BY {_canonical_order(g)}) - 1)"
+        "::BIGINT AS rank, ev FROM raw_msgs"
     )
     g.execute("DROP TABLE raw_msgs")
     _say(console, "observations ranked, share limits checked", started)
@@ -614,6 +614,20 @@ def _build(g: Graph, spill: Spill, summary: Any, console: Any, increment: list[O
     _say(console, f"walked {walk_ranks.size:,} observations", started)
     _write_state(g, [sub], spill, summary, console, started, increment if walk_increment else [])
     return sub
+
+
+def _canonical_order(g: Graph) -> str:
+    """ORDER BY of the canonical order (timestamp text, message id) for `raw_msgs`. When every timestamp has
+    the one width of `_EXTRACT_SQL`'s format (`2026-01-31T23:59:59.123456Z`), the text sorts as the instant
+    it names, and sorting by the instant (an integer) first costs half as much as comparing 30 M strings; the
+    text and the message id still break its ties, so the order is the same."""
+    width = g.duck.execute(
+        "SELECT min(length(ts)), max(length(ts)), count(*) FILTER (WHERE try_cast(ts AS TIMESTAMP) IS NULL) "
+        "FROM raw_msgs"
+    ).fetchone()
+    if width and width[0] == width[1] == len("2026-01-31T23:59:59.123456Z") and not width[2]:
+        return "try_cast(ts AS TIMESTAMP), ts, message_id"
+    return "ts, message_id"
 
 
 _COOC_SQL = """CREATE OR REPLACE TEMP TABLE {name} AS
