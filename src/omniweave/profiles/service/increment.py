@@ -105,14 +105,14 @@ def save_state(
     log.replace_file(_path(runtime, FILES), table)
 
 
-def _read_dataset(runtime: Runtime, name: str) -> pa.Table:
+def _read_dataset(runtime: Runtime, name: str, columns: list[str] | None = None) -> pa.Table:
     """A warehouse dataset as Arrow, read by Arrow itself (many threads; DuckDB's conversion of a wide
     table of lists took 5 CPU s at 1 M profiles)."""
     fs = runtime.log.fs
     tables = []
     for path in runtime.log.files(name):
         with fs.open(path, "rb") as fh:
-            tables.append(pq.read_table(fh))
+            tables.append(pq.read_table(fh, columns=columns))
     return pa.concat_tables(tables).combine_chunks() if len(tables) != 1 else tables[0]
 
 
@@ -224,23 +224,28 @@ def run(
     expr = B._profiles_of(ev, ids, now, specs, orders, B._rfm(orders), ibis.memtable(_rates(population)))
     redone = B._null_lists_empty(to_arrow(expr))
 
-    old = _read_dataset(runtime, "profiles")
+    # the saved rows, with the columns of a fresh part only (not CLV, the recommendations, the scored hour)
+    wanted = [n for n in redone.schema.names if n not in OWN_COLUMNS]
+    old = _read_dataset(runtime, "profiles", wanted)
     own = _read(runtime, OWN)
-    keep_persons = persons.to_pyarrow().column("person_id")
-    gone = pa.array(sorted(changed_new | changed_old), pa.string())
-    keep = pc.and_(
-        pc.is_in(old.column("person_id"), value_set=keep_persons),
-        pc.invert(pc.is_in(old.column("person_id"), value_set=pc.unique(pa.concat_arrays([gone, _ids(redone)])))),
-    )
-    old = old.filter(keep)
-    own = own.filter(pc.is_in(own.column("person_id"), value_set=old.column("person_id")))
     if own.num_rows != old.num_rows:
         return None
     old = _with_own(old, own, redone.schema)
-    table = pa.concat_tables([old, redone.cast(old.schema)]).combine_chunks()
-    if table.num_rows != persons.count().to_pyarrow().as_py():
+    del own
+    keep_persons = persons.to_pyarrow().column("person_id")
+    gone = pc.unique(pa.concat_arrays([pa.array(sorted(changed_new | changed_old), pa.string()), _ids(redone)]))
+    ids_old = old.column("person_id")
+    keep = pc.and_(pc.is_in(ids_old, value_set=keep_persons), pc.invert(pc.is_in(ids_old, value_set=gone)))
+    # one copy: the kept saved rows and the new ones, taken straight in person order
+    combined = pa.concat_tables([old, redone.cast(old.schema)])
+    rows = np.concatenate(
+        [np.flatnonzero(keep.to_numpy(zero_copy_only=False)), old.num_rows + np.arange(redone.num_rows)]
+    )
+    if rows.size != persons.count().to_pyarrow().as_py():
         return None  # not one row per person: let the full build say why
-    table = table.take(pc.sort_indices(table, [("person_id", "ascending")]))
+    order = pc.sort_indices(pc.take(combined.column("person_id"), pa.array(rows)))
+    table = combined.take(pa.array(rows[order.to_numpy()]))
+    del combined, old
     table = _with_now(table, now)
     own_out = table.select(["person_id", *OWN_COLUMNS])
     return table, own_out, population, redone.num_rows
