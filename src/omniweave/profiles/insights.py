@@ -166,7 +166,10 @@ def responsive_promotion(promo: ir.Table, promotion_types: tuple[str, ...]) -> i
         responses=cell.responses.sum(), expected=cell.expected.sum()
     )
     a = PROMOTION_PRIOR_RESPONSES
-    per = per.mutate(score=(per.responses + a) / (per.expected + a))
+    # rounded: two types tied in exact arithmetic (expected 0.5 + 0.53 + 0.14 against 0.53 + 0.14 + 0.5) differ
+    # in the last bit by the order the engine summed them in, which changes from run to run; rounded, they
+    # tie, and the tie is broken below by responses, then by name, the same every run
+    per = per.mutate(score=((per.responses + a) / (per.expected + a)).round(9))
     grouped = per.group_by("person_id").aggregate(
         _ranked=ibis.struct({"k": -per.score, "k2": -per.responses, "promotion": per.promotion}).collect(),
         _responses=per.responses.sum(),
