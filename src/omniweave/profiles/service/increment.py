@@ -29,11 +29,13 @@ increment"):
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import posixpath
 from dataclasses import asdict
 from datetime import datetime
+from typing import Any
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -223,6 +225,10 @@ def run(
     orders = B._orders(ev, d).cache()
     expr = B._profiles_of(ev, ids, now, specs, orders, B._rfm(orders), ibis.memtable(_rates(population)))
     redone = B._null_lists_empty(to_arrow(expr))
+    # the engine's kept tables are no longer needed: released before the saved profiles are read (the peak)
+    del expr, ev, orders, theirs, ids, touched, by_ids, numbered, fresh, said, with_events, msg, added, anon, users
+    gc.collect()
+    _shrink(con)
 
     # the saved rows, with the columns of a fresh part only (not CLV, the recommendations, the scored hour)
     wanted = [n for n in redone.schema.names if n not in OWN_COLUMNS]
@@ -249,6 +255,17 @@ def run(
     table = _with_now(table, now)
     own_out = table.select(["person_id", *OWN_COLUMNS])
     return table, own_out, population, redone.num_rows
+
+
+def _shrink(con: Any) -> None:
+    """Have DuckDB hand back the memory its buffer pool keeps (lowering the limit evicts; the setting is then
+    restored): the Arrow half of the increment should not add to it."""
+    raw = getattr(con, "con", None)
+    if raw is None:
+        return
+    limit = raw.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    raw.execute("SET memory_limit = '64MB'")
+    raw.execute(f"SET memory_limit = '{limit}'")
 
 
 def _ids(table: pa.Table) -> pa.Array:
