@@ -450,8 +450,7 @@ def partitioned(expr: ir.Table, column: str, count: int, folder: str) -> tuple[i
     """
     backend = expr._find_backend()
     if backend.name == "duckdb":
-        # a spill read back within the minute from the page cache: plain pages, no compression to undo
-        backend.to_parquet(expr, folder, partition_by=column, overwrite_or_ignore=True, compression="uncompressed")
+        backend.to_parquet(expr, folder, partition_by=column, overwrite_or_ignore=True)
         base = Path(folder)
         if any(base.glob("*/*.parquet")):
             whole = backend.read_parquet(str(base / "*" / "*.parquet"), hive_partitioning=True)
