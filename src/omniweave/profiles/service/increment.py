@@ -175,13 +175,12 @@ def run(
 ) -> tuple[pa.Table, pa.Table, pa.Table, int] | None:
     """The profiles as of `now` by the increment, before `finish` (the best hour still as its sums, no CLV
     nor recommendations), with each person's best-hour sums and the population counts to save and how many
-    persons were profiled again; None when a
-    full build is needed (the module's checks). `files` are the event files `events` reads."""
+    persons were profiled again; None when a full build is needed (the module's checks). `files` are the
+    event files `events` reads."""
     new_files = _usable(runtime, specs, now, files)
     if new_files is None:
         return None
     con = events._find_backend()
-    d = dialect_of(events)
     old_ids = con.read_parquet(_path(runtime, IDENTITIES))
     new_ids = identities.select("kind", "value", "person_id")
     # the identifiers whose person changed, appeared or went
@@ -192,41 +191,14 @@ def run(
     if diff.column("new_p").null_count:
         return None  # an identifier is gone: events may have lost their person (a full build re-derives)
     persons = new_ids.select("person_id").distinct()
-    changed_new = set(pc.unique(diff.column("new_p")).to_pylist())
-    changed_old = {p for p in pc.unique(diff.column("old_p")).to_pylist() if p is not None}
-
-    numbered = B._numbered(identities).cache()
-    columns = B._trait_columns(specs)
-    # persons with a new event (a segment change counts only when it says something: traits, consent)
-    new_events = warehouse.files_table("events", new_files) if new_files else events.limit(0)  # on one backend
-    fresh = B.person_events(new_events, numbered, now, d, columns)
-    said = fresh.filter((fresh.code != B.INTERNAL) | fresh.traits.notnull() | fresh.consent.notnull())
-    with_events = said.select("person_id").distinct()
-    msg = insights._messages(fresh)
-    added = msg.group_by("channel").aggregate(
-        received=(msg.message == insights.MESSAGE_RECEIVED).sum().cast("int64"),
-        responses=(msg.message == insights.MESSAGE_RESPONSE).sum().cast("int64"),
+    changed = pc.unique(
+        pa.concat_arrays([diff.column("new_p").combine_chunks(), diff.column("old_p").combine_chunks()])
     )
-    population = _population(_read(runtime, POPULATION), added.to_pyarrow())
-
-    touched_text = ibis.memtable(pa.table({"_p": pa.array(sorted(changed_new | changed_old), pa.string())}))
-    by_ids = numbered.filter(numbered._person.isin(touched_text._p)).select("person_id")
-    touched = by_ids.union(with_events).distinct().cache()
-    ids = numbered.filter(numbered.person_id.isin(touched.person_id))
-    # their events, from the whole log: first by their anonymous and user ids (a superset), then by person
-    anon = ids.filter(ids.kind == "anonymous_id").select(v=ids.value)
-    users = ids.filter(ids.kind == "user_id").select(v=ids.value)
-    theirs = events.filter(events.anonymous_id.isin(anon.v) | events.user_id.isin(users.v))
-    # kept, with the columns a profile reads only: the log is scanned once (the event classes read it again)
-    wanted = ["anonymous_id", "user_id", "event", "type", "channel", "timestamp", "traits", *FLAT_COLUMNS]
-    theirs = theirs.select(*dict.fromkeys([*wanted, *columns])).cache()
-    ev = B.person_events(theirs, numbered, now, d, columns)
-    ev = ev.filter(ev.person_id.isin(touched.person_id)).cache()
-    orders = B._orders(ev, d).cache()
-    expr = B._profiles_of(ev, ids, now, specs, orders, B._rfm(orders), ibis.memtable(_rates(population)))
-    redone = B._null_lists_empty(to_arrow(expr))
-    # the engine's kept tables are no longer needed: released before the saved profiles are read (the peak)
-    del expr, ev, orders, theirs, ids, touched, by_ids, numbered, fresh, said, with_events, msg, added, anon, users
+    changed = changed.drop_null().cast(pa.string())
+    new_events = warehouse.files_table("events", new_files) if new_files else events.limit(0)  # on one backend
+    redone, population = _reprofile(runtime, events, new_events, identities, changed, now, specs)
+    # the engine's kept tables went with `_reprofile`'s expressions: DuckDB hands their memory back before the
+    # saved profiles are read (the peak)
     gc.collect()
     _shrink(con)
 
@@ -239,7 +211,7 @@ def run(
     old = _with_own(old, own, redone.schema)
     del own
     keep_persons = persons.to_pyarrow().column("person_id")
-    gone = pc.unique(pa.concat_arrays([pa.array(sorted(changed_new | changed_old), pa.string()), _ids(redone)]))
+    gone = pc.unique(pa.concat_arrays([changed, _ids(redone)]))
     ids_old = old.column("person_id")
     keep = pc.and_(pc.is_in(ids_old, value_set=keep_persons), pc.invert(pc.is_in(ids_old, value_set=gone)))
     # one copy: the kept saved rows and the new ones, taken straight in person order
@@ -255,6 +227,48 @@ def run(
     table = _with_now(table, now)
     own_out = table.select(["person_id", *OWN_COLUMNS])
     return table, own_out, population, redone.num_rows
+
+
+def _reprofile(
+    runtime: Runtime,
+    events: ir.Table,
+    new_events: ir.Table,
+    identities: ir.Table,
+    changed: pa.Array,
+    now: datetime,
+    specs: tuple[TraitSpec, ...] | list[TraitSpec],
+) -> tuple[pa.Table, pa.Table]:
+    """The touched persons profiled again (the persons of `changed`, and those with an event in `new_events`
+    that says something), and the population counts with the new events'."""
+    d = dialect_of(events)
+    numbered = B._numbered(identities).cache()
+    columns = B._trait_columns(specs)
+    # persons with a new event (a segment change counts only when it says something: traits, consent)
+    fresh = B.person_events(new_events, numbered, now, d, columns)
+    said = fresh.filter((fresh.code != B.INTERNAL) | fresh.traits.notnull() | fresh.consent.notnull())
+    msg = insights._messages(fresh)
+    added = msg.group_by("channel").aggregate(
+        received=(msg.message == insights.MESSAGE_RECEIVED).sum().cast("int64"),
+        responses=(msg.message == insights.MESSAGE_RESPONSE).sum().cast("int64"),
+    )
+    population = _population(_read(runtime, POPULATION), added.to_pyarrow())
+
+    touched_text = ibis.memtable(pa.table({"_p": changed}))
+    by_ids = numbered.filter(numbered._person.isin(touched_text._p)).select("person_id")
+    touched = by_ids.union(said.select("person_id").distinct()).distinct().cache()
+    ids = numbered.filter(numbered.person_id.isin(touched.person_id))
+    # their events, from the whole log: first by their anonymous and user ids (a superset), then by person
+    anon = ids.filter(ids.kind == "anonymous_id").select(v=ids.value)
+    users = ids.filter(ids.kind == "user_id").select(v=ids.value)
+    theirs = events.filter(events.anonymous_id.isin(anon.v) | events.user_id.isin(users.v))
+    # kept, with the columns a profile reads only: the log is scanned once (the event classes read it again)
+    wanted = ["anonymous_id", "user_id", "event", "type", "channel", "timestamp", "traits", *FLAT_COLUMNS]
+    theirs = theirs.select(*dict.fromkeys([*wanted, *columns])).cache()
+    ev = B.person_events(theirs, numbered, now, d, columns)
+    ev = ev.filter(ev.person_id.isin(touched.person_id)).cache()
+    orders = B._orders(ev, d).cache()
+    expr = B._profiles_of(ev, ids, now, specs, orders, B._rfm(orders), ibis.memtable(_rates(population)))
+    return B._null_lists_empty(to_arrow(expr)), population
 
 
 def _shrink(con: Any) -> None:
