@@ -129,22 +129,30 @@ def test_a_late_event_or_a_new_demotion_takes_the_full_build(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-def test_the_demo_world_day_by_day_gives_the_persons_of_a_full_build(tmp_path: Path) -> None:
-    """The demo's log split at a day boundary: a full build of the days before it, then the rest as an
-    increment (with the probabilistic tier), against one full build of everything."""
+def cut_demo_log(source: Path) -> tuple[pa.Table, pa.Table]:
+    """A small demo world's log (80 customers, 6 days) cut at the day boundary three quarters of the way
+    through: (the events before, the events from it on)."""
+    import pyarrow.compute as pc
+
     from omniweave.demo.runner import run_demo
 
-    source = tmp_path / "demo"
     run_demo(Settings(home=str(source)), customers=80, days=6, seed=7, console=None, bulk=True)
     events = pq.read_table(str(source / "warehouse" / "events"))
     stamps = events.column("timestamp").to_pylist()
     cut = min(stamps) + (max(stamps) - min(stamps)) * 3 / 4
     cut = cut.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    import pyarrow.compute as pc
-
     before = events.filter(pc.less(events.column("timestamp"), cut)).drop_columns(["date"])
     after = events.filter(pc.greater_equal(events.column("timestamp"), cut)).drop_columns(["date"])
     assert before.num_rows and after.num_rows
+    return before, after
+
+
+def test_the_demo_world_day_by_day_gives_the_persons_of_a_full_build(tmp_path: Path) -> None:
+    """The demo's log split at a day boundary: a full build of the days before it, then the rest as an
+    increment (with the probabilistic tier), against one full build of everything."""
+    import pyarrow.compute as pc
+
+    before, after = cut_demo_log(tmp_path / "demo")
     results = {}
     for name, parts in (("daily", [before, after]), ("once", [before, after])):
         runtime = Runtime(Settings(home=str(tmp_path / name)))

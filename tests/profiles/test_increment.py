@@ -12,7 +12,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 
 from omniweave.events.normalize import normalize_event
@@ -21,6 +20,7 @@ from omniweave.profiles.service.build import build_profiles
 from omniweave.runtime import Runtime
 from omniweave.settings import Settings
 from omniweave.storage.eventlog import events_to_table
+from tests.identity.test_increment import cut_demo_log
 
 
 def _profiles(runtime: Runtime) -> pa.Table:
@@ -41,18 +41,7 @@ def _assert_same(incremental: pa.Table, full: pa.Table) -> None:
 @pytest.fixture(scope="module")
 def demo_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[pa.Table, pa.Table]:
     """The demo's log cut at a day boundary three quarters of the way through."""
-    from omniweave.demo.runner import run_demo
-
-    source = tmp_path_factory.mktemp("demo")
-    run_demo(Settings(home=str(source)), customers=80, days=6, seed=7, console=None, bulk=True)
-    events = pq.read_table(str(source / "warehouse" / "events"))
-    stamps = events.column("timestamp").to_pylist()
-    cut = min(stamps) + (max(stamps) - min(stamps)) * 3 / 4
-    cut = cut.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    before = events.filter(pc.less(events.column("timestamp"), cut)).drop_columns(["date"])
-    after = events.filter(pc.greater_equal(events.column("timestamp"), cut)).drop_columns(["date"])
-    assert before.num_rows and after.num_rows
-    return before, after
+    return cut_demo_log(tmp_path_factory.mktemp("demo"))
 
 
 def test_the_demo_world_day_by_day_gives_the_profiles_of_a_full_build(
