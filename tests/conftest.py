@@ -23,6 +23,14 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 POSTGRES_ADMIN_URL = os.environ.get("OMNIWEAVE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with a `slow` test first, each file's tests in their order: with one file per worker at a time
+    (scripts/test: --dist loadfile --no-loadscope-reorder), a long file started last keeps one worker busy
+    while the other has nothing left to do."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # a stable sort keeps the order within each part
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(home=str(tmp_path / "home"))

@@ -61,6 +61,7 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError("`serve` did not answer /health within 60 s")
 
 
+@pytest.mark.slow
 def test_readme_using_it_runs_as_written(demo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / ".omniweave"
     shutil.copytree(demo_home, home)

@@ -256,6 +256,7 @@ NOT_OURS = "coalesce(event, '') NOT IN ('Segment Entered', 'Segment Exited')"
 """The world's own events: not the segment changes omniweave logs itself."""
 
 
+@pytest.mark.slow
 def test_run_demo_lands_everything_in_the_warehouse(tmp_path: Path) -> None:
     pytest.importorskip("omniweave.collect.service", reason="the importers are not there yet")
     from omniweave.demo.runner import run_demo
@@ -363,6 +364,7 @@ def test_run_demo_lands_everything_in_the_warehouse(tmp_path: Path) -> None:
         run_demo(settings, customers=300, days=14, seed=3, console=None)
 
 
+@pytest.mark.slow
 def test_run_demo_bulk_path_imports_the_online_events(tmp_path: Path) -> None:
     pytest.importorskip("omniweave.collect.service", reason="the importers are not there yet")
     from omniweave.demo.runner import run_demo
@@ -435,6 +437,7 @@ def _sources(settings: Settings) -> list[dict[str, Any]]:
         runtime.close()
 
 
+@pytest.mark.slow
 def test_cli_demo(tmp_path: Path) -> None:
     pytest.importorskip("omniweave.collect.service", reason="the importers are not there yet")
     env = {**os.environ, "OMNIWEAVE_HOME": str(tmp_path / "cli-home")}

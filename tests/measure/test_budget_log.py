@@ -113,6 +113,7 @@ def test_cli_prints_the_split_as_json_and_rejects_bad_options(demo: Settings) ->
     assert bad.returncode == 2 and "expected one of" in bad.stderr
 
 
+@pytest.mark.slow  # eight runs of the command line, two media-mix fits
 def test_the_default_basis_is_the_media_mix_model(demo: Settings, tmp_path: Path) -> None:
     """`omniweave budget` fits (and saves) the media-mix model when none is saved, splits the total within the
     bounds and the maximum change, and prints the same split twice; `mmm report` reads the saved fit."""

@@ -353,6 +353,7 @@ def spearman(a: list[float], b: list[float]) -> float:
     return cov / (sum((x - mean_a) ** 2 for x in ra) * sum((y - mean_b) ** 2 for y in rb)) ** 0.5
 
 
+@pytest.mark.slow
 def test_markov_and_shapley_recover_the_demo_channels_in_their_true_rank_order(tmp_path):
     """The demo's causal model (demo/model.py) knows how many orders each channel really caused
     (`expected_incremental_orders_*` in ground_truth/channel_effects.json; a coupon's effect is in the

@@ -171,6 +171,7 @@ def test_the_world_has_data_behind_the_routes(api: Api) -> None:
     assert bad_limit.status_code == 400 and bad_limit.json()["errors"][0]["field"] == "limit"
 
 
+@pytest.mark.slow
 def test_every_documented_route_keeps_to_its_schema(api: Api) -> None:
     schema = schemathesis.openapi.from_dict(api.openapi)
     results = list(schema.get_all_operations())
