@@ -34,7 +34,7 @@ from omniweave.profiles import insights
 from omniweave.profiles.ranking import best, top
 from omniweave.profiles.traits import TraitSpec, parse_trait_specs
 from omniweave.runtime import Runtime
-from omniweave.storage.engine import Dialect, EngineName, dialect_of, partitioned, to_arrow
+from omniweave.storage.engine import DUCKDB, Dialect, EngineName, dialect_of, partitioned, to_arrow
 from omniweave.storage.eventlog import FLAT_COLUMNS
 from omniweave.storage.guard import guarded
 from omniweave.storage.warehouse import write_dataset
@@ -707,20 +707,29 @@ def _profiles_of(
     orders: ir.Table,
     rfm: ir.Table,
     population: ir.Table,
-) -> ir.Table:
+) -> pa.Table:
     """One row per person of `identities` (numbered, `_numbered`), from their events `ev` (`person_events`), in
-    person order; see docs/profiles.md for the columns.
+    person order, as Arrow; see docs/profiles.md for the columns.
 
     `orders`, `rfm` and `population` are computed over every person (`_orders`, `_rfm`,
     insights.message_population), so that a build by chunks of persons gives each chunk the same as the whole:
     they may hold other persons too. The best hour is left as each person's sums (`_own_*`): `_with_best_hour`
     scores it. A list is NULL where the person has no row in its part: `profiles_table` makes those [].
+
+    Each part runs on the engine on its own and comes back as Arrow; its rows are then placed by person number
+    (`_placed`) rather than joined to the others in the engine: a dozen joins of wide rows and a sort of the
+    result cost a third of a build's CPU at 30 M events (docs/scale.md). The few columns computed from several
+    parts (`_derived`) run on DuckDB over those columns alone.
     """
     d = dialect_of(ev)
     activity = _activity(ev).cache()
     zones = activity.select("person_id", tz=activity.timezone.fill_null("UTC"))
+    base = to_arrow(_identifiers(identities)).sort_by("person_id")
+    numbers = base.column("person_id").to_numpy()
+    low, high = (int(numbers[0]), int(numbers[-1])) if len(numbers) else (0, -1)
     parts = [
-        orders,
+        activity,
+        orders.filter(orders.person_id.between(low, high)),  # over everyone: this range's rows only
         _stated(ev, d),
         _preferred_channel(ev, d),
         insights.preferred_messaging_channel(ev, population),
@@ -733,9 +742,74 @@ def _profiles_of(
     custom = _custom_traits(ev, traits, now, d)
     if custom is not None:
         parts.append(custom)
-    result = _identifiers(identities).left_join(activity, "person_id").drop("person_id_right")
+    columns = {name: base.column(name) for name in base.column_names}
     for part in parts:
-        result = result.left_join(part, "person_id").drop("person_id_right")
+        columns.update(_placed(to_arrow(part), numbers))
+    del activity
+    scored = _placed(to_arrow(rfm.filter(rfm.person_id.between(low, high))), numbers)
+    # the columns in their order: the same steps over a table of no rows (nothing runs), then the RFM scores
+    unbound = ibis.table(ibis.Schema.from_pyarrow(pa.schema([(n, c.type) for n, c in columns.items()])))
+    names = [*_arranged(unbound, now, d).columns, *scored]
+    out = {**columns, **scored, **_derived(columns, now), "person_id": columns["_person"]}
+    return pa.table({name: out[name] for name in names})
+
+
+def _placed(table: pa.Table, numbers: np.ndarray) -> dict[str, pa.ChunkedArray]:
+    """The columns of `table` (a part: one row per person it has, by `person_id` number) in the order of `numbers`
+    (sorted person numbers), NULL for a person without a row; rows of other persons are left out."""
+    at = np.searchsorted(numbers, table.column("person_id").to_numpy())
+    inside = at < len(numbers)
+    inside[inside] = numbers[at[inside]] == table.column("person_id").to_numpy()[inside]
+    index = np.full(len(numbers), -1, np.int64)
+    index[at[inside]] = np.flatnonzero(inside)
+    take = pa.array(index, pa.int64(), mask=index < 0)
+    return {name: table.column(name).take(take) for name in table.column_names if name != "person_id"}
+
+
+DERIVED_INPUTS = (
+    "latest_email", "emails", "latest_phone", "phones", "loyalty_cards", "primary_user_id", "user_ids",
+    "event_count", "orders", "online_orders", "store_orders", "online_revenue", "store_revenue", "total_revenue",
+    "last_order_at", "timezone", "birthday",
+)  # fmt: skip
+"""The columns `_derived` reads."""
+
+
+def _derived_values(result: ir.Table, now: datetime, d: Dialect) -> dict[str, ir.Value]:
+    """The columns computed from several parts: primary identifiers, zeros for no orders, average order value,
+    recency, the time zone (UTC when never stated) and the birthday as a date."""
+    now_lit = ibis.literal(now, dt.Timestamp(timezone="UTC"))
+    return {
+        "primary_email": ibis.coalesce(result.latest_email, result.emails.mins()),
+        "primary_phone": ibis.coalesce(result.latest_phone, result.phones.mins()),
+        "primary_loyalty_card": result.loyalty_cards.mins(),
+        "primary_user_id": ibis.coalesce(result.primary_user_id, result.user_ids.mins()),
+        "event_count": result.event_count.fill_null(0),
+        "orders": result.orders.fill_null(0),
+        "online_orders": result.online_orders.fill_null(0),
+        "store_orders": result.store_orders.fill_null(0),
+        "online_revenue": result.online_revenue.fill_null(0.0),
+        "store_revenue": result.store_revenue.fill_null(0.0),
+        "total_revenue": result.total_revenue.fill_null(0.0),
+        "average_order_value": _average_order_value(result.total_revenue, result.orders),
+        "recency_days": ((d.epoch_seconds(now_lit) - d.epoch_seconds(result.last_order_at)) // 86400).cast("int64"),
+        "timezone": result.timezone.fill_null("UTC"),
+        "birthday": _iso_date(result.birthday),
+    }
+
+
+def _derived(columns: Mapping[str, pa.ChunkedArray], now: datetime) -> dict[str, pa.ChunkedArray]:
+    """`_derived_values` and `age` over the placed columns, on DuckDB (Ibis's default backend for Arrow)."""
+    narrow = ibis.memtable(pa.table({name: columns[name] for name in DERIVED_INPUTS}))
+    values = _derived_values(narrow, now, DUCKDB)
+    out = narrow.select(**values)
+    out = out.mutate(age=_age(out.birthday, now))
+    table = to_arrow(out)
+    return {name: table.column(name) for name in table.column_names}
+
+
+def _arranged(result: ir.Table, now: datetime, d: Dialect) -> ir.Table:
+    """The columns of the placed parts (`result`) in the order docs/profiles.md lists them, with the derived ones
+    (`_derived_values`, `age`) in their places, and `person_id` the text id."""
     consent = [c for c in result.columns if c.startswith("consent_")]
     result = result.relocate("channels", after="event_count")
     result = result.relocate(
@@ -743,29 +817,9 @@ def _profiles_of(
     )
     result = result.relocate(*consent, after="last_order_at")
     result = result.relocate("last_touch", after=consent[-1])
-    now_lit = ibis.literal(now, dt.Timestamp(timezone="UTC"))
-    result = result.mutate(
-        primary_email=ibis.coalesce(result.latest_email, result.emails.mins()),
-        primary_phone=ibis.coalesce(result.latest_phone, result.phones.mins()),
-        primary_loyalty_card=result.loyalty_cards.mins(),
-        primary_user_id=ibis.coalesce(result.primary_user_id, result.user_ids.mins()),
-        event_count=result.event_count.fill_null(0),
-        orders=result.orders.fill_null(0),
-        online_orders=result.online_orders.fill_null(0),
-        store_orders=result.store_orders.fill_null(0),
-        online_revenue=result.online_revenue.fill_null(0.0),
-        store_revenue=result.store_revenue.fill_null(0.0),
-        total_revenue=result.total_revenue.fill_null(0.0),
-        average_order_value=_average_order_value(result.total_revenue, result.orders),
-        recency_days=((d.epoch_seconds(now_lit) - d.epoch_seconds(result.last_order_at)) // 86400).cast("int64"),
-        timezone=result.timezone.fill_null("UTC"),
-        birthday=_iso_date(result.birthday),
-    ).drop("latest_email", "latest_phone")
+    result = result.mutate(**_derived_values(result, now, d)).drop("latest_email", "latest_phone")
     result = result.mutate(age=_age(result.birthday, now)).relocate("age", after="birthday")
-    result = result.left_join(rfm, "person_id").drop("person_id_right")
-    # persons are numbered in person_id order: sorting by the number sorts by the id, comparing whole numbers
-    ordered = result.mutate(_number=result.person_id, person_id=result._person).drop("_person").order_by("_number")
-    return ordered.drop("_number")
+    return result.mutate(person_id=result._person).drop("_person")
 
 
 BUILTIN_COLUMNS = frozenset(
@@ -965,8 +1019,7 @@ def profiles_table(
         tables = []
         for part, bounds in zip(parts, ranges, strict=True):
             ids = numbered if bounds is None else numbered.filter(numbered.person_id.between(*bounds))
-            expr = _profiles_of(part, ids, now, traits, orders, rfm, population)
-            tables.append(_null_lists_empty(to_arrow(expr)))
+            tables.append(_null_lists_empty(_profiles_of(part, ids, now, traits, orders, rfm, population)))
     whole = pa.concat_tables(tables)
     if keep is not None:  # what the daily increment continues from (profiles/service/increment.py)
         keep["own"] = whole.select(["person_id", *(f"_own_{name}" for name in OWN_HOURS)])

@@ -267,8 +267,8 @@ def _reprofile(
     ev = B.person_events(theirs, numbered, now, d, columns)
     ev = ev.filter(ev.person_id.isin(touched.person_id)).cache()
     orders = B._orders(ev, d).cache()
-    expr = B._profiles_of(ev, ids, now, specs, orders, B._rfm(orders), ibis.memtable(_rates(population)))
-    return B._null_lists_empty(to_arrow(expr)), population
+    table = B._profiles_of(ev, ids, now, specs, orders, B._rfm(orders), ibis.memtable(_rates(population)))
+    return B._null_lists_empty(table), population
 
 
 def _shrink(con: Any) -> None:
