@@ -18,7 +18,7 @@ from omniweave.measure.attribution import MODELS, attribute
 from omniweave.measure.service.paths import journeys_from_log, returns
 from omniweave.profiles.service.build import write_identities
 from omniweave.storage.eventlog import SPEND_SCHEMA, events_to_table
-from tests.conftest import omniweave_cmd
+from tests.conftest import load_demo_log, omniweave_cmd
 from tests.segment_events import segment_event
 
 IDENTITIES = [
@@ -365,27 +365,17 @@ def test_markov_and_shapley_recover_the_demo_channels_in_their_true_rank_order(t
     incrementality, so the credits are not expected to equal the true numbers, only to order them.
 
     The check can fail: ordering the channels by how many journeys they touch gives another order."""
-    from omniweave.collect.service import import_file
-    from omniweave.demo.bulk import import_online
-    from omniweave.demo.examples import import_examples
-    from omniweave.demo.generator import generate_world
-    from omniweave.demo.runner import OFFLINE_ORDER
     from omniweave.identity.service.resolve import resolve
     from omniweave.runtime import Runtime
     from omniweave.settings import Settings
 
+    # the same world `omniweave demo` makes, loaded as its bulk path loads it (the online files read straight into
+    # the event log instead of posted to the collector: the same events, a minute less of test time), then
+    # resolved; without the stages after resolve, which attribution does not read (profiles, the report,
+    # segments, the insight check: about half of run_demo's time)
+    folder = load_demo_log(tmp_path / "home", customers=2000, days=60, seed=7)
     runtime = Runtime(Settings(home=str(tmp_path / "home")))
-    folder = tmp_path / "home" / "demo"
     try:
-        # the same world `omniweave demo` makes, loaded as its bulk path loads it (the online files read straight
-        # into the event log instead of posted to the collector: the same events, a minute less of test time),
-        # then resolved; without the stages after resolve, which attribution does not read (profiles, the
-        # report, segments, the insight check: about half of run_demo's time)
-        generate_world(folder, customers=2000, days=60, seed=7)
-        import_online(runtime, folder, lambda n: None)
-        for kind in OFFLINE_ORDER:
-            import_file(runtime, kind, folder / "offline" / f"{kind}.csv")
-        import_examples(runtime, folder)
         resolve(runtime)
         week = journeys_from_log(runtime, lookback_days=7).paths
         month = journeys_from_log(runtime).paths  # the default lookback, 30 days

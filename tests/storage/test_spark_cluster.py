@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from omniweave.runtime import Runtime
-from omniweave.settings import Settings, load_settings
-from tests.conftest import IN_CI, free_port
+from omniweave.settings import load_settings
+from tests.conftest import IN_CI, free_port, load_demo_log
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -245,12 +245,9 @@ def _main() -> None:  # the driver in the child process: python -m tests.storage
 @pytest.fixture(scope="module")
 def demo_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small demo world's event log (with its spend and stores), without anything derived from it."""
-    from omniweave.demo.runner import run_demo
-
     home = tmp_path_factory.mktemp("cluster-demo")
-    run_demo(Settings(home=str(home)), customers=120, days=14, seed=11, console=None)
-    for dataset in DERIVED:
-        shutil.rmtree(home / "warehouse" / dataset, ignore_errors=True)
+    load_demo_log(home, customers=120, days=14, seed=11)
+    assert not [dataset for dataset in DERIVED if (home / "warehouse" / dataset).exists()]
     return home
 
 
