@@ -128,7 +128,6 @@ def test_a_late_event_or_a_new_demotion_takes_the_full_build(tmp_path: Path) -> 
     assert summaries[1].demoted == [("device_id", "dev-a")]
 
 
-@pytest.mark.slow
 def cut_demo_log(source: Path) -> tuple[pa.Table, pa.Table]:
     """A small demo world's log (80 customers, 6 days) cut at the day boundary three quarters of the way
     through: (the events before, the events from it on)."""
@@ -147,6 +146,7 @@ def cut_demo_log(source: Path) -> tuple[pa.Table, pa.Table]:
     return before, after
 
 
+@pytest.mark.slow
 def test_the_demo_world_day_by_day_gives_the_persons_of_a_full_build(tmp_path: Path) -> None:
     """The demo's log split at a day boundary: a full build of the days before it, then the rest as an
     increment (with the probabilistic tier), against one full build of everything."""
