@@ -198,29 +198,13 @@ def shared_demo_world(tmp_path_factory: pytest.TempPathFactory, name: str, **par
 
 
 def load_demo_log(home: Path, customers: int, days: int, seed: int) -> Path:
-    """The demo world `run_demo` makes in `home`, loaded as its bulk path loads it (the online files straight into
-    the event log, the reference and offline files and README's examples through the importers), without the
-    stages run_demo runs after loading (resolve, profiles, report, segments, the insight check): for tests that
-    run some of them themselves. Returns the world's folder."""
-    from omniweave.collect.service import import_file
-    from omniweave.demo.bulk import import_online
-    from omniweave.demo.examples import import_examples
-    from omniweave.demo.generator import generate_world
-    from omniweave.demo.runner import OFFLINE_ORDER, REFERENCE_FILES
+    """The demo world `run_demo` makes in `home`, loaded by its bulk path, without the stages run_demo runs after
+    loading (resolve, profiles, report, segments, the insight check): for tests that run some of them themselves.
+    Returns the world's folder."""
+    from omniweave.demo.runner import run_demo
 
-    folder = home / "demo"
-    generate_world(folder, customers=customers, days=days, seed=seed)
-    runtime = Runtime(Settings(home=str(home)))
-    try:
-        import_online(runtime, folder, lambda n: None)
-        for kind in REFERENCE_FILES:
-            import_file(runtime, kind, folder / "ground_truth" / f"{kind}.csv")
-        for kind in OFFLINE_ORDER:
-            import_file(runtime, kind, folder / "offline" / f"{kind}.csv")
-        import_examples(runtime, folder)
-    finally:
-        runtime.close()
-    return folder
+    run_demo(Settings(home=str(home)), customers, days, seed, console=None, bulk=True, load_only=True)
+    return home / "demo"
 
 
 @pytest.fixture(scope="session")

@@ -112,11 +112,13 @@ def run_demo(
     end_date: date = DEFAULT_END_DATE,
     effects: tuple[ChannelEffect, ...] = DEFAULT_EFFECTS,
     journey_days: int = 0,
+    load_only: bool = False,
 ) -> DemoResult:
     """Generate the demo world into `<home>/demo/` and load it through collector and importers; `effects`
     replaces the channels' true effects (the same touches, other purchases). With `journey_days`, the
     built-in journeys run over the world's last days and its customers react (demo/journeys.py); the
-    stretch is at most half the world, and not run on the bulk path."""
+    stretch is at most half the world, and not run on the bulk path. With `load_only`, it stops once the world
+    is loaded, before resolve and the stages after it (for a caller that runs them itself)."""
     if customers < 1 or days < 1:
         raise InputError(f"customers and days must be at least 1 (got {customers} and {days})")
     if journey_days < 0:
@@ -178,6 +180,8 @@ def run_demo(
                 steps.finish("examples")
             if since is None:
                 steps.save(complete=True)
+        if load_only:
+            return result
         started = time.perf_counter()
         _resolve(runtime, folder, result, console)
         timings["resolve"] = time.perf_counter() - started
