@@ -745,7 +745,6 @@ def _profiles_of(
     columns = {name: base.column(name) for name in base.column_names}
     for part in parts:
         columns.update(_placed(to_arrow(part), numbers))
-    del activity
     scored = _placed(to_arrow(rfm.filter(rfm.person_id.between(low, high))), numbers)
     # the columns in their order: the same steps over a table of no rows (nothing runs), then the RFM scores
     unbound = ibis.table(ibis.Schema.from_pyarrow(pa.schema([(n, c.type) for n, c in columns.items()])))
@@ -757,9 +756,10 @@ def _profiles_of(
 def _placed(table: pa.Table, numbers: np.ndarray) -> dict[str, pa.ChunkedArray]:
     """The columns of `table` (a part: one row per person it has, by `person_id` number) in the order of `numbers`
     (sorted person numbers), NULL for a person without a row; rows of other persons are left out."""
-    at = np.searchsorted(numbers, table.column("person_id").to_numpy())
+    persons = table.column("person_id").to_numpy()
+    at = np.searchsorted(numbers, persons)
     inside = at < len(numbers)
-    inside[inside] = numbers[at[inside]] == table.column("person_id").to_numpy()[inside]
+    inside[inside] = numbers[at[inside]] == persons[inside]
     index = np.full(len(numbers), -1, np.int64)
     index[at[inside]] = np.flatnonzero(inside)
     take = pa.array(index, pa.int64(), mask=index < 0)
