@@ -54,6 +54,7 @@ from omniweave.shells.api import (
 from omniweave.shells.api.collect import add_collector
 from omniweave.shells.api.errors import install_error_handlers
 from omniweave.shells.api.loader import LoaderProcess, run_loader_child
+from omniweave.shells.web.app import router as dashboard_router
 
 __all__ = ["create_app", "run_loader_child", "serve"]
 
@@ -131,6 +132,7 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
         journeys.router,
         forms.router,
         content.router,
+        dashboard_router,
     ):
         app.include_router(router)
     app.router.routes[:0] = collector.routes()  # the hot path is matched first
