@@ -7,13 +7,16 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -22,7 +25,7 @@ from omniweave.demo.model import CHANNELS, effects_with
 from omniweave.demo.sinks import OFFLINE_COLUMNS, ONLINE_SOURCES
 from omniweave.events.normalize import normalize_event
 from omniweave.settings import Settings
-from tests.conftest import omniweave_cmd
+from tests.conftest import free_port, omniweave_cmd
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = {"customers": 200, "days": 14, "seed": 11}
@@ -441,15 +444,49 @@ def _sources(settings: Settings) -> list[dict[str, Any]]:
 def test_cli_demo(tmp_path: Path) -> None:
     pytest.importorskip("omniweave.collect.service", reason="the importers are not there yet")
     env = {**os.environ, "OMNIWEAVE_HOME": str(tmp_path / "cli-home")}
-    out = subprocess.run(
-        omniweave_cmd("demo", "--customers", "200", "--days", "14"),
+    # the demo ends by serving the dashboard and printing its address and how to sign in
+    port = free_port()
+    process = subprocess.Popen(
+        omniweave_cmd("demo", "--customers", "200", "--days", "14", "--port", str(port)),
         env=env,
-        check=False,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("sign in as "):
+                break
+        printed = "".join(lines)
+        assert process.poll() is None, process.stderr.read()[-3000:] if process.stderr else printed
+        assert f"dashboard: http://127.0.0.1:{port}/app/" in printed
+        found = re.search(r"sign in as (\S+) .* with the password (\S+) \(kept in", lines[-1])
+        assert found, lines[-1]
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the demo's dashboard did not answer"
+                time.sleep(0.2)
+        with httpx.Client(base_url=url, timeout=120) as client:
+            signed = client.post("/app/login", data={"email": found.group(1), "password": found.group(2)})
+            assert signed.status_code == 303
+            overview = client.get("/app/overview")
+            assert overview.status_code == 200 and 'id="g-conversion"' in overview.text
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            rest, _ = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            rest, _ = process.communicate()
+    out = subprocess.CompletedProcess(process.args, 0, "".join(lines) + (rest or ""), "")
     assert "events per channel" in out.stdout and "spend per channel" in out.stdout
     assert (
         "headline KPIs per month" in out.stdout and "attribution of" in out.stdout and "top CLV segments" in out.stdout

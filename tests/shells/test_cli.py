@@ -64,7 +64,7 @@ def run80(home, *args):
 def small_home(tmp_path_factory):
     """A small demo world built by `omniweave demo` at 80 columns (its report is checked for cut cells)."""
     home = tmp_path_factory.mktemp("cli-formats") / "home"
-    done = run80(home, "demo", "--customers", "200", "--days", "28", "--seed", "3")
+    done = run80(home, "demo", "--customers", "200", "--days", "28", "--seed", "3", "--no-serve")
     assert done.returncode == 0, done.stderr[-3000:]
     transactions = home.parent / "transactions.csv"
     transactions.write_text(

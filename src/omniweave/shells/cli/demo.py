@@ -18,11 +18,34 @@ def demo(
         int,
         typer.Option(help="Run the built-in journeys over this many last days (at most half the world; 0: none)."),
     ] = 14,
+    no_serve: Annotated[
+        bool, typer.Option("--no-serve", help="Stop after the report instead of serving the dashboard (for scripts).")
+    ] = False,
+    port: Annotated[int | None, typer.Option(help="Port of the dashboard (default: the port setting, 8787).")] = None,
 ) -> None:
-    """Generate a demo retailer and run it through the collector and the importers."""
+    """Generate a demo retailer, run it through the collector and the importers, then serve the dashboard."""
+    from omniweave.demo.dashboard import dashboard_users
     from omniweave.demo.runner import run_demo
 
-    run_demo(settings_of(ctx), customers=customers, days=days, seed=seed, console=console, journey_days=journey_days)
+    settings = settings_of(ctx)
+    run_demo(settings, customers=customers, days=days, seed=seed, console=console, journey_days=journey_days)
+    if no_serve:
+        return
+    from omniweave.shells.api.app import serve
+
+    settings = settings.with_overrides(port=port or settings.port)
+    users, password = dashboard_users(settings)
+    address = f"http://{settings.host}:{settings.port}/app/"
+    console.print(f"\ndashboard: {address}", markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"sign in as {users['marketer']} (or {', '.join(e for r, e in users.items() if r != 'marketer')}) "
+        f"with the password {password} (kept in {settings.home_path / 'demo' / 'dashboard-password.txt'}); "
+        "Ctrl+C stops the server",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    serve(settings)
 
 
 def register(app: typer.Typer) -> None:
