@@ -15,8 +15,10 @@ masked. Nothing is fetched from another origin: the Content-Security-Policy says
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
+import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -75,21 +77,53 @@ class Context:
 
     def cached(self, key: Hashable, compute: Callable[[], T]) -> T:
         """`compute()`, kept until the warehouse changes (`data_version`): a report over the event log is
-        computed once per change of the data, not once per page view."""
+        computed once per change of the data, not once per page view. Two requests (or a request and the
+        warm-up) asking for the same report at once compute it once: the second waits for the first."""
         home = self.runtime.settings.home
-        version = data_version(self.runtime)
-        hit = _CACHE.get((home, key))
-        if hit is not None and hit[0] == version:
-            return cast(T, hit[1])
-        value = compute()
-        _CACHE[(home, key)] = (version, value)
-        while len(_CACHE) > CACHE_ENTRIES:
-            _CACHE.pop(next(iter(_CACHE)))
-        return value
+        with _LOCKS_GUARD:
+            lock = _LOCKS.setdefault((home, key), threading.Lock())
+        with lock:
+            version = data_version(self.runtime)
+            hit = _CACHE.get((home, key))
+            if hit is not None and hit[0] == version:
+                return cast(T, hit[1])
+            value = compute()
+            with _LOCKS_GUARD:
+                _CACHE[(home, key)] = (version, value)
+                while len(_CACHE) > CACHE_ENTRIES:
+                    _CACHE.pop(next(iter(_CACHE)))
+            return value
 
 
 CACHE_ENTRIES = 64
 _CACHE: dict[tuple[str, Hashable], tuple[tuple[int, ...], Any]] = {}
+_LOCKS: dict[tuple[str, Hashable], threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+_WARMING: set[str] = set()
+
+
+def warm(runtime: Runtime, principal: Principal) -> None:
+    """Build every page `principal` may open once with its default options, in a background thread, so that
+    the reports behind them are ready when the pages are opened (started at each sign-in; one at a time per
+    home). A page that fails here fails again, with its message, when it is opened."""
+    home = runtime.settings.home
+    with _LOCKS_GUARD:
+        if home in _WARMING:
+            return
+        _WARMING.add(home)
+
+    def run() -> None:
+        try:
+            for name in NAV_ORDER:
+                spec = PAGES.get(name)
+                if spec is not None and principal.allows(spec.scope):
+                    with contextlib.suppress(Exception):
+                        spec.builder(Context(runtime, principal, QueryParams("")))
+        finally:
+            with _LOCKS_GUARD:
+                _WARMING.discard(home)
+
+    threading.Thread(target=run, name="dashboard-warm", daemon=True).start()
 
 
 def data_version(runtime: Runtime) -> tuple[int, ...]:
@@ -237,6 +271,9 @@ async def login(runtime: RuntimeDep, request: Request) -> Response:
     secure = request.headers.get("x-forwarded-proto", request.url.scheme) == "https"
     response = RedirectResponse(target, status_code=303, headers=_headers())
     response.headers["set-cookie"] = sessions.cookie_header(started.token, secure=secure)
+    signed_in = access.principal_for_session(runtime, started.token)
+    if signed_in is not None:
+        warm(runtime, signed_in)
     return response
 
 
@@ -294,6 +331,7 @@ def show(runtime: RuntimeDep, request: Request, name: Annotated[str, PathParam(p
             title="Not for your role",
             message=f"{spec.label} needs the scope {spec.scope!r}; your role is {principal.role}.",
         )
+    started = time.perf_counter()
     try:
         built = spec.builder(Context(runtime, principal, request.query_params))
     except InputError as exc:
@@ -323,7 +361,10 @@ def show(runtime: RuntimeDep, request: Request, name: Annotated[str, PathParam(p
             media_type="text/csv; charset=utf-8",
             headers={**_headers(), "content-disposition": f'attachment; filename="{name}-{wanted}.csv"'},
         )
-    return render(built.template, request, principal, page=built, current=name, title=built.title, **built.context)
+    response = render(built.template, request, principal, page=built, current=name, title=built.title, **built.context)
+    # how long the page took to build and render on the server (bench/dashboard.py reads it)
+    response.headers["server-timing"] = f"render;dur={(time.perf_counter() - started) * 1000:.1f}"
+    return response
 
 
 def _load_pages() -> None:
