@@ -55,6 +55,7 @@ from omniweave.shells.api.collect import add_collector
 from omniweave.shells.api.errors import install_error_handlers
 from omniweave.shells.api.loader import LoaderProcess, run_loader_child
 from omniweave.shells.web.app import router as dashboard_router
+from omniweave.shells.web.app import stop_warming
 
 __all__ = ["create_app", "run_loader_child", "serve"]
 
@@ -111,6 +112,7 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
         try:
             yield
         finally:
+            stop_warming()  # no dashboard warm-up left inside the engine as the process exits
             await collector.drain()
             collector.stop()
             if loader:

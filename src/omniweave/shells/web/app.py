@@ -99,31 +99,50 @@ CACHE_ENTRIES = 64
 _CACHE: dict[tuple[str, Hashable], tuple[tuple[int, ...], Any]] = {}
 _LOCKS: dict[tuple[str, Hashable], threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
-_WARMING: set[str] = set()
+_WARMING: dict[str, threading.Thread] = {}
+_STOP = threading.Event()
 
 
-def warm(runtime: Runtime, principal: Principal) -> None:
+def warm(runtime: Runtime, principal: Principal) -> threading.Thread | None:
     """Build every page `principal` may open once with its default options, in a background thread, so that
     the reports behind them are ready when the pages are opened (started at each sign-in; one at a time per
-    home). A page that fails here fails again, with its message, when it is opened."""
+    home; `stop_warming` ends it at shutdown). A page that fails here fails again, with its message, when it is
+    opened. Returns the thread (None when one is running for this home already)."""
     home = runtime.settings.home
     with _LOCKS_GUARD:
         if home in _WARMING:
-            return
-        _WARMING.add(home)
+            return None
 
-    def run() -> None:
-        try:
-            for name in NAV_ORDER:
-                spec = PAGES.get(name)
-                if spec is not None and principal.allows(spec.scope):
-                    with contextlib.suppress(Exception):
-                        spec.builder(Context(runtime, principal, QueryParams("")))
-        finally:
-            with _LOCKS_GUARD:
-                _WARMING.discard(home)
+        def run() -> None:
+            try:
+                for name in NAV_ORDER:
+                    spec = PAGES.get(name)
+                    if _STOP.is_set():
+                        return
+                    if spec is not None and principal.allows(spec.scope):
+                        with contextlib.suppress(Exception):
+                            spec.builder(Context(runtime, principal, QueryParams("")))
+            finally:
+                with _LOCKS_GUARD:
+                    _WARMING.pop(home, None)
 
-    threading.Thread(target=run, name="dashboard-warm", daemon=True).start()
+        thread = threading.Thread(target=run, name="dashboard-warm", daemon=True)
+        _WARMING[home] = thread
+    thread.start()
+    return thread
+
+
+def stop_warming(timeout: float = 300.0) -> None:
+    """End the warm-ups (at the server's shutdown): no page is started after this, and the one being built is
+    waited for, so that no thread is inside the engine while the process exits."""
+    _STOP.set()
+    try:
+        with _LOCKS_GUARD:
+            threads = list(_WARMING.values())
+        for thread in threads:
+            thread.join(timeout)
+    finally:
+        _STOP.clear()
 
 
 def data_version(runtime: Runtime) -> tuple[int, ...]:
@@ -272,7 +291,7 @@ async def login(runtime: RuntimeDep, request: Request) -> Response:
     response = RedirectResponse(target, status_code=303, headers=_headers())
     response.headers["set-cookie"] = sessions.cookie_header(started.token, secure=secure)
     signed_in = access.principal_for_session(runtime, started.token)
-    if signed_in is not None:
+    if signed_in is not None and getattr(request.app.state, "dashboard_warm", True):
         warm(runtime, signed_in)
     return response
 
