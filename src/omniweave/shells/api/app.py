@@ -119,6 +119,7 @@ def create_app(settings: Settings, *, with_loader: bool = False) -> FastAPI:
                 loader.stop()
             privacy_jobs.stop()
             runtime.close()
+            gc.collect()  # the pages' DuckDB connections closed now, not by a finaliser as the process exits
 
     app = FastAPI(title=TITLE, version=VERSION, lifespan=lifespan)
     for router in (
