@@ -10,6 +10,8 @@ the dashboard's own origin (the pages vendor ECharts and htmx). Needs Debian's c
 
 from __future__ import annotations
 
+import shutil
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ import pytest
 from omniweave.privacy.roles import ROLES
 from omniweave.shells.web.app import NAV_ORDER, PAGES
 from tests.collect.test_browser import NetworkLog, browser  # noqa: F401  (the shared chromium fixture)
-from tests.shells.web.conftest import PASSWORD, Dashboard, email_of
+from tests.shells.web.conftest import PASSWORD, Dashboard, email_of, serve_home
 
 pytestmark = pytest.mark.browser
 TIMEOUT_MS = 120_000
@@ -119,3 +121,40 @@ def test_the_marketer_switches_the_period_and_reads_a_chart_as_a_table(
         assert len(text.splitlines()) == table.locator("tbody tr").count() + 1
         page.screenshot(path=str(screens / "marketer-overview-week.png"), full_page=True)
         log.assert_stayed_local(dashboard.base_url)
+
+
+def test_the_marketer_edits_and_saves_the_plan(
+    browser: Any,  # noqa: F811
+    dashboard: Dashboard,
+    tmp_path: Path,
+    screens: Path,
+) -> None:
+    home = tmp_path / "home"  # saving writes plan.toml into the home: a copy of the shared one
+    shutil.copytree(dashboard.home, home)
+    for url in serve_home(home):
+        for page, log in _page(browser):
+            _sign_in(page, Dashboard(url, home), "marketer", "/app/plan")
+            page.get_by_label("Name").fill("Spring: web shoppers into the stores")
+            page.get_by_label("Total").fill("20000")
+            for channel in ("email", "store"):
+                page.locator(f'input[name="channels"][value="{channel}"]').check()
+            page.locator('input[name="personas"]').first.check()
+            kpis = ("page_views", "store_visits", "revenue_total")
+            for i in range(3):
+                page.locator(f'[name="goals[{i}].name"]').fill(f"Goal {i + 1}")
+                for j, kpi in enumerate(kpis):
+                    at = f"goals[{i}].kpis[{j}]"
+                    page.locator(f'[name="{at}.kpi"]').select_option(kpi)
+                    page.locator(f'[name="{at}.target"]').fill(str(1000 * (j + 1) + i))
+                    page.locator(f'[name="{at}.by"]').fill("2026-12-31")
+            page.get_by_role("button", name="Save the plan").click()
+            page.wait_for_url("**/app/plan*")
+            page.get_by_text("Spring: web shoppers into the stores").first.wait_for()
+            saved = tomllib.loads((home / "plan.toml").read_text(encoding="utf-8"))
+            assert saved["name"] == "Spring: web shoppers into the stores"
+            assert [g["name"] for g in saved["goals"]] == ["Goal 1", "Goal 2", "Goal 3"]
+            assert [k["kpi"] for k in saved["goals"][2]["kpis"]] == list(kpis)
+            assert [k["target"] for k in saved["goals"][2]["kpis"]] == [1002, 2002, 3002]
+            _charts_drawn(page)
+            page.screenshot(path=str(screens / "marketer-plan-saved.png"), full_page=True)
+            log.assert_stayed_local(url)
