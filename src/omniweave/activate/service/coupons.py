@@ -369,6 +369,22 @@ def find(runtime: Runtime, code: str) -> Coupon | None:
     return Coupon(**row) if row is not None else None
 
 
+def coupons_of(runtime: Runtime, person_ids: Iterable[str]) -> list[Coupon]:
+    """The coupons issued to one person or redeemed by them, newest first (issued, then redeemed). Pass every
+    id the person has had (the current one and those merged into it): a code keeps the id of its day."""
+    ids = sorted({p for p in person_ids if p})
+    if not ids:
+        return []
+    with runtime.store.engine.connect() as conn:
+        rows = (
+            conn.execute(sa.select(coupons).where(coupons.c.person_id.in_(ids) | coupons.c.redeemed_by.in_(ids)))
+            .mappings()
+            .all()
+        )
+    found = [Coupon(**row) for row in rows]
+    return sorted(found, key=lambda c: (c.issued_at, c.redeemed_at or 0.0, c.code), reverse=True)
+
+
 def pool_codes(runtime: Runtime, pool: str) -> list[str]:
     """Every code issued from `pool` (for a print run's file)."""
     with runtime.store.engine.connect() as conn:
