@@ -22,6 +22,7 @@ from omniweave.privacy.roles import ROLES
 from omniweave.shells.web.app import NAV_ORDER, PAGES
 from tests.collect.test_browser import NetworkLog, browser  # noqa: F401  (the shared chromium fixture)
 from tests.shells.web.conftest import PASSWORD, Dashboard, email_of, serve_home
+from tests.shells.web.test_customers import customer  # noqa: F401  (a customer with online and store touches)
 
 pytestmark = pytest.mark.browser
 TIMEOUT_MS = 120_000
@@ -158,3 +159,30 @@ def test_the_marketer_edits_and_saves_the_plan(
             _charts_drawn(page)
             page.screenshot(path=str(screens / "marketer-plan-saved.png"), full_page=True)
             log.assert_stayed_local(url)
+
+
+ONLINE = ("web", "app", "email", "sms", "whatsapp", "push", "social", "search", "display")
+
+
+def test_a_search_finds_a_customer_with_online_and_store_touches_in_one_timeline(
+    browser: Any,  # noqa: F811
+    dashboard: Dashboard,
+    customer: dict[str, Any],  # noqa: F811
+    screens: Path,
+) -> None:
+    for role in ("marketer", "analyst"):
+        for page, log in _page(browser):
+            _sign_in(page, dashboard, role, "/app/customers")
+            page.get_by_label("Any identifier", exact=False).fill(customer["card"])
+            page.keyboard.press("Enter")
+            page.wait_for_url("**/app/customers?q=*")
+            assert page.locator("#person-id").inner_text().strip() == customer["person_id"]
+            assert page.locator('tr[data-channel="store"]').first.is_visible()
+            assert any(page.locator(f'tr[data-channel="{c}"]').count() for c in ONLINE)
+            text = page.locator("main").inner_text()
+            if role == "analyst":  # personal data masked
+                assert customer["email"] not in text and customer["email"].split("@")[0] not in text
+            else:
+                assert customer["email"] in text
+            page.screenshot(path=str(screens / f"{role}-customer.png"), full_page=True)
+            log.assert_stayed_local(dashboard.base_url)
