@@ -50,6 +50,7 @@ def serve_home(home: Path) -> Iterator[str]:
     """`create_app` on `home`, on a free port, in a thread; yields its base URL."""
     app = create_app(Settings(home=str(home)))
     app.state.dashboard_warm = False  # a test opens the pages it checks: no background builds of the others
+    app.state.dashboard_refresh_in_background = False  # and sees every change of the data at once
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
