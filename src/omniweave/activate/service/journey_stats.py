@@ -63,9 +63,23 @@ def load_journey_file(path: Path, settings: Settings | None = None) -> Journey:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read journey file {path}: {exc.strerror or exc}", field="file") from None
-    known = set(msgs.load_messages(settings)) if settings is not None else None
-    fmt = "toml" if path.suffix == ".toml" else "yaml"
-    return parse_journey_text(text, str(path), fmt=fmt, default_name=path.stem, messages=known)
+    known = frozenset(msgs.load_messages(settings)) if settings is not None else None
+    key = (str(path), text, known)
+    journey = _PARSED.get(key)
+    if journey is None:
+        fmt = "toml" if path.suffix == ".toml" else "yaml"
+        journey = parse_journey_text(
+            text, str(path), fmt=fmt, default_name=path.stem, messages=set(known) if known is not None else None
+        )
+        if len(_PARSED) >= 256:
+            _PARSED.clear()
+        _PARSED[key] = journey
+    return journey
+
+
+_PARSED: dict[tuple[str, str, frozenset[str] | None], Journey] = {}
+"""Journey files parsed before, by path, text and the messages known (the dashboard lists every journey on each
+view: parsing YAML in Python cost about 0.1 s a file)."""
 
 
 def journey_files(settings: Settings) -> dict[str, Path]:

@@ -108,9 +108,22 @@ def _document(path: Path, what: str) -> Any:
         raise InputError(f"cannot parse {what} file {path}: {exc}", field=str(path)) from None
 
 
+_PARSED: dict[tuple[str, int, int], MessageDef] = {}
+"""Message files parsed before, by path, modification time and size: a journey's check and the dashboard read
+every message file on each call, and parsing YAML in Python cost 50 ms a file."""
+
+
 def read_message_file(path: Path) -> MessageDef:
     """One message file (YAML or TOML); its name defaults to the file name without extension."""
-    return parse_message(_document(path, "message"), source=str(path), default_name=path.stem)
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    message = _PARSED.get(key)
+    if message is None:
+        message = parse_message(_document(path, "message"), source=str(path), default_name=path.stem)
+        if len(_PARSED) >= 1024:
+            _PARSED.clear()
+        _PARSED[key] = message
+    return message
 
 
 def builtin_messages() -> dict[str, MessageDef]:
