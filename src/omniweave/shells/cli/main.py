@@ -54,7 +54,11 @@ COMMANDS = (
     LazyCommand("privacy", "privacy", "Consent per purpose, data-subject requests (export, delete, suppress), retention."),
     LazyCommand("audit", "audit", "The audit log, newest first: who did what to what, when and from where."),
     LazyCommand("users", "audit", "Dashboard users and their roles (owner, marketer, analyst, privacy_officer)."),
-    LazyCommand("demo", "demo", "Generate a demo retailer and run it through the collector and the importers."),
+    LazyCommand(
+        "demo",
+        "demo",
+        "Generate a demo retailer, run it through the collector and the importers, then serve the dashboard.",
+    ),
 )
 # fmt: on
 
