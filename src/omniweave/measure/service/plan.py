@@ -55,10 +55,16 @@ def catalogue_names() -> tuple[str, ...]:
     return tuple(k.name for k in CATALOGUE)
 
 
+PERSONA_SAMPLE = 100_000
+"""Personas are suggested from at most this many profiles (the clustering reads them into Python: at a
+million profiles it ran for more than 20 minutes); up to it, the suggestions are `omniweave personas suggest`'s."""
+
+
 def known_personas(runtime: Runtime) -> tuple[tuple[str, str], ...]:
     """The personas a plan may name, as (name, id): the project's persona segments (segment files with a
     `persona` field), then those `omniweave personas suggest` proposes from the profiles (none without
-    profiles). A plan may name a persona by its name or its id."""
+    profiles; from a sample of PERSONA_SAMPLE of them past that many). A plan may name a persona by its name or
+    its id."""
     from omniweave.segments.service.evaluate import load_segments
     from omniweave.segments.service.personas import suggest_from_profiles
 
@@ -67,7 +73,7 @@ def known_personas(runtime: Runtime) -> tuple[tuple[str, str], ...]:
         if segment.persona is not None:
             found.setdefault(segment.name, seg_id)
     if runtime.log.has_data("profiles"):
-        for suggested in suggest_from_profiles(runtime).personas:
+        for suggested in suggest_from_profiles(runtime, sample=PERSONA_SAMPLE).personas:
             found.setdefault(suggested.persona.name, suggested.persona.id)
     return tuple(found.items())
 

@@ -74,19 +74,21 @@ class PersonaSuggestions:
     features: tuple[str, ...] = field(default=())
 
 
-def read_profile_columns(runtime: Runtime) -> dict[str, list[Any]]:
-    """The profile columns of PROFILE_COLUMNS that exist, as Python lists; InputError without profiles."""
+def read_profile_columns(runtime: Runtime, sample: int | None = None) -> dict[str, list[Any]]:
+    """The profile columns of PROFILE_COLUMNS that exist, as Python lists; InputError without profiles.
+
+    `sample`: at most this many profiles, the same ones on every call over the same profiles (those whose
+    person id hashes lowest): the dashboard's plan suggests personas from 100,000 of a million profiles."""
     if not runtime.log.has_data("profiles"):
         raise InputError(
             "no profiles yet: run `omniweave profiles build` (or `omniweave demo`) first", field="profiles"
         )
     table = runtime.warehouse().table("profiles")
     present = [c for c in PROFILE_COLUMNS if c in table.columns]
-    data = (
-        table.select(present).order_by("person_id").to_pyarrow()
-        if "person_id" in present
-        else table.select(present).to_pyarrow()
-    )
+    chosen = table.select(present)
+    if sample is not None and "person_id" in present and int(table.count().execute()) > sample:
+        chosen = chosen.order_by([chosen.person_id.hash(), "person_id"]).limit(sample)
+    data = chosen.order_by("person_id").to_pyarrow() if "person_id" in present else chosen.to_pyarrow()
     return data.to_pydict()
 
 
@@ -153,11 +155,18 @@ def write_personas(personas: list[Persona], folder: Path) -> list[Path]:
 
 
 def suggest_from_profiles(
-    runtime: Runtime, *, k: int | None = None, seed: int = 0, write: bool = False, folder: Path | None = None
+    runtime: Runtime,
+    *,
+    k: int | None = None,
+    seed: int = 0,
+    write: bool = False,
+    folder: Path | None = None,
+    sample: int | None = None,
 ) -> PersonaSuggestions:
     """Personas suggested from the `profiles` dataset: k given, or chosen in 3..8 by silhouette;
-    each with its rule checked on the profiles; written as segment files when `write` is true."""
-    columns = read_profile_columns(runtime)
+    each with its rule checked on the profiles; written as segment files when `write` is true. `sample`: from
+    at most that many profiles (`read_profile_columns`)."""
+    columns = read_profile_columns(runtime, sample)
     suggestion = suggest_personas(columns, k=k, seed=seed)
     reports = []
     for j, persona in enumerate(suggestion.personas):
